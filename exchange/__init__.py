@@ -1,0 +1,22 @@
+"""carbonx matching core: pure, deterministic order books for carbon instruments.
+
+Commands in (:mod:`exchange.commands`), events out (:mod:`exchange.events`),
+through :class:`exchange.engine.Engine`. Nothing in this package performs I/O,
+reads a clock, draws random numbers or imports asyncio.
+"""
+from .book import Order, OrderBook
+from .codes import RejectCode
+from .commands import CancelOrder, EndOfDay, MassCancel, NewOrder, ReplaceOrder, SetSelfTradePrevention
+from .engine import Engine
+from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
+from .events import (CancelRejected, LevelChanged, OrderAccepted, OrderCanceled, OrderExpired, OrderRejected,
+                     OrderReplaced, SelfTradePreventionSet, StopTriggered, Trade, TradingDayClosed)
+from .instruments import ConfigError, Instrument, parse_instruments
+
+__all__ = [
+    "CancelOrder", "CancelReason", "CancelRejected", "ConfigError", "EndOfDay", "Engine", "Instrument",
+    "LevelChanged", "MassCancel", "NewOrder", "Order", "OrderAccepted", "OrderBook", "OrderCanceled",
+    "OrderExpired", "OrderRejected", "OrderReplaced", "OrderType", "RejectCode", "ReplaceOrder",
+    "SelfTradePrevention", "SelfTradePreventionSet", "SetSelfTradePrevention", "Side", "StopTriggered",
+    "TimeInForce", "Trade", "TradingDayClosed", "parse_instruments",
+]

@@ -1,0 +1,557 @@
+"""The limit order book of one instrument, and its matching.
+
+How this works
+--------------
+Each side of the book is a :class:`BookSide`: a dict from *key* to
+:class:`Level` plus a ``SortedList`` of the keys. Asks are keyed by price,
+bids by minus the price, so on both sides the best level has the smallest key
+and "the incoming order reaches this level" is one comparison,
+``side.best <= limit_key``, on either side. ``best`` caches the smallest key
+(``EMPTY`` when the side is empty), so the common case, an order that does not
+cross, never touches the SortedList.
+
+A :class:`Level` keeps its orders in a ``deque`` in time priority, with the
+total shown quantity and the number of live orders. Cancelling does not search
+the deque: the order is marked dead (``visible == 0``), the level's counters
+drop, and matching throws dead entries away when it meets them at the front.
+When dead entries outnumber live ones the deque is rebuilt, so memory stays
+proportional to live orders and cancel stays O(1) amortised even with tens of
+thousands of orders at one price.
+
+Rules
+-----
+1. Price-time priority: best price first, then earliest at that price.
+2. A trade prints at the resting (maker) order's price.
+3. An iceberg shows ``display_quantity`` lots at a time; when the shown part
+   is filled it refills from the reserve and goes to the back of its level.
+4. Reducing an order's quantity at the same price keeps its place; any other
+   change makes it a new arrival (the engine re-enters it through
+   :meth:`OrderBook.execute`).
+5. Self-trade prevention is checked maker by maker, before each fill.
+6. Stop-limit orders wait outside the book, ordered by stop price then
+   arrival; a trade that reaches the stop price releases them, one at a time,
+   nearest stop first, and each enters as a new limit order.
+
+The book never reads a clock and never raises on bad input: the engine
+validates commands before they reach it. Events are appended to the list the
+caller passes in, each with the next number from the shared
+:class:`Counters`.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Iterator
+
+from sortedcontainers import SortedList
+
+from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
+from .events import LevelChanged, OrderCanceled, StopTriggered, Trade
+from .instruments import Instrument
+
+BUY = Side.BUY
+SELL = Side.SELL
+EMPTY = 1 << 62  # ``best`` of an empty side: no limit key reaches it
+NO_LIMIT = EMPTY - 1  # limit key of a market order without a collar: reaches every level
+STP_NONE = SelfTradePrevention.NONE
+STP_CANCEL_RESTING = SelfTradePrevention.CANCEL_RESTING
+STP_CANCEL_TAKING = SelfTradePrevention.CANCEL_TAKING
+MARKET = OrderType.MARKET
+IOC = TimeInForce.IOC
+FOK = TimeInForce.FOK
+COMPACT_SLACK = 16  # dead deque entries tolerated beyond the live count before a rebuild
+
+_new = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
+
+
+class Counters:
+    """The engine-wide sequence numbers, shared by all books."""
+
+    __slots__ = ("seq", "trade_id", "order_id")
+
+    def __init__(self) -> None:
+        self.seq = 0  # number of the last event emitted
+        self.trade_id = 0  # id of the last trade
+        self.order_id = 0  # id of the last order accepted
+
+
+class Account:
+    """What the engine knows of an account: its self-trade setting and its client order ids.
+
+    ``orders`` maps each client order id used this trading day to the open
+    :class:`Order`, or to ``CLOSED`` once the order is filled, cancelled or
+    expired, so a duplicate id is refused and a late cancel is told "too late".
+    """
+
+    __slots__ = ("account_id", "self_trade_prevention", "orders")
+
+    def __init__(self, account_id: str) -> None:
+        self.account_id = account_id
+        self.self_trade_prevention = STP_NONE
+        self.orders: dict[str | int, Order | None] = {}
+
+
+CLOSED = None  # value in ``Account.orders`` for a client order id whose order is no longer open
+
+
+class Order:
+    """One order. ``leaves`` is what is still open; ``visible`` the part shown in the book.
+
+    An order is live in the book while ``visible > 0``; a dead entry left in a
+    level's deque (cancelled, or moved by a replace) has ``visible == 0``.
+    """
+
+    __slots__ = (
+        "order_id", "book", "account", "client_order_id", "side", "order_type", "time_in_force",
+        "price", "quantity", "leaves", "visible", "display_quantity", "stop_price",
+        "expire_date", "post_only", "self_trade_prevention", "ts",
+    )
+
+    def __init__(self, order_id: int, book: OrderBook, account: Account, client_order_id: str | int, side: Side,
+                 order_type: OrderType, time_in_force: TimeInForce, price: int | None, quantity: int,
+                 display_quantity: int | None, stop_price: int | None, expire_date: int | None,
+                 post_only: bool, self_trade_prevention: SelfTradePrevention, ts: int) -> None:
+        self.order_id = order_id
+        self.book = book
+        self.account = account
+        self.client_order_id = client_order_id
+        self.side = side
+        self.order_type = order_type
+        self.time_in_force = time_in_force
+        self.price = price
+        self.quantity = quantity
+        self.leaves = quantity
+        self.visible = 0  # set when the order rests
+        self.display_quantity = display_quantity
+        self.stop_price = stop_price
+        self.expire_date = expire_date
+        self.post_only = post_only
+        self.self_trade_prevention = self_trade_prevention
+        self.ts = ts
+
+    @property
+    def filled(self) -> int:
+        """Lots filled so far (only meaningful while the order is open)."""
+        return self.quantity - self.leaves
+
+    def __repr__(self) -> str:
+        return (f"Order(id={self.order_id}, account={self.account.account_id!r}, "
+                f"clid={self.client_order_id!r}, {self.side.name} {self.leaves}/{self.quantity} "
+                f"@ {self.price}, visible={self.visible})")
+
+
+class Level:
+    """The orders resting at one price, in time priority, with their shown total."""
+
+    __slots__ = ("price", "orders", "quantity", "count")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.orders: deque[Order] = deque()  # may hold dead entries (visible == 0)
+        self.quantity = 0  # lots shown by the live orders
+        self.count = 0  # live orders
+
+    def live_orders(self) -> Iterator[Order]:
+        return (order for order in self.orders if order.visible)
+
+
+class BookSide:
+    """One side of the book: levels by key (price for asks, -price for bids)."""
+
+    __slots__ = ("side", "sign", "levels", "keys", "best")
+
+    def __init__(self, side: Side) -> None:
+        self.side = side
+        self.sign = 1 if side is SELL else -1  # key = sign * price
+        self.levels: dict[int, Level] = {}
+        self.keys = SortedList()
+        self.best = EMPTY
+
+    def best_price(self) -> int | None:
+        return None if self.best == EMPTY else self.sign * self.best
+
+    def levels_in_priority(self) -> Iterator[Level]:
+        levels = self.levels
+        return (levels[key] for key in self.keys)
+
+    def remove_level(self, key: int) -> None:
+        del self.levels[key]
+        keys = self.keys
+        if key == self.best:
+            keys.pop(0)
+            self.best = keys[0] if keys else EMPTY
+        else:
+            keys.remove(key)
+
+
+class OrderBook:
+    """Bids, asks and waiting stop orders of one instrument."""
+
+    __slots__ = ("instrument", "symbol", "bids", "asks", "last_price", "buy_stops", "sell_stops",
+                 "counters", "open_orders")
+
+    def __init__(self, instrument: Instrument, counters: Counters, open_orders: dict[int, Order]) -> None:
+        self.instrument = instrument
+        self.symbol = instrument.symbol
+        self.bids = BookSide(BUY)
+        self.asks = BookSide(SELL)
+        self.last_price: int | None = None  # price of the last trade
+        # Waiting stops, keyed so that the next to trigger comes first:
+        # buy stops trigger as the price rises (lowest stop first),
+        # sell stops as it falls (highest stop first); ties by order id (arrival).
+        self.buy_stops: SortedList = SortedList(key=lambda order: (order.stop_price, order.order_id))
+        self.sell_stops: SortedList = SortedList(key=lambda order: (-order.stop_price, order.order_id))
+        self.counters = counters
+        self.open_orders = open_orders  # the engine's index of open orders by order id
+
+    # -- queries -------------------------------------------------------------------------
+
+    def best_bid(self) -> int | None:
+        return self.bids.best_price()
+
+    def best_ask(self) -> int | None:
+        return self.asks.best_price()
+
+    def reference_price(self) -> int:
+        """Price the market-order collar is centred on: the last trade, else the configured reference."""
+        return self.instrument.reference_price if self.last_price is None else self.last_price
+
+    def depth(self, side: Side, max_levels: int | None = None) -> list[tuple[int, int, int]]:
+        """Aggregated levels (price, shown lots, orders), best first."""
+        book_side = self.bids if side is BUY else self.asks
+        out = []
+        for level in book_side.levels_in_priority():
+            if max_levels is not None and len(out) >= max_levels:
+                break
+            out.append((level.price, level.quantity, level.count))
+        return out
+
+    def resting_orders(self, side: Side) -> Iterator[Order]:
+        """Live resting orders of one side, in matching priority."""
+        book_side = self.bids if side is BUY else self.asks
+        for level in book_side.levels_in_priority():
+            yield from level.live_orders()
+
+    def waiting_stops(self) -> list[Order]:
+        return list(self.buy_stops) + list(self.sell_stops)
+
+    # -- matching --------------------------------------------------------------------------
+
+    def limit_key(self, order: Order) -> int:
+        """The largest opposite-side key this order may trade at (collar applied to market orders)."""
+        if order.order_type is MARKET:
+            collar = self.instrument.market_collar
+            if collar is None:
+                return NO_LIMIT
+            reference = self.reference_price()
+            return reference + collar if order.side is BUY else collar - reference
+        return order.price if order.side is BUY else -order.price
+
+    def would_take(self, side: Side, price: int) -> bool:
+        """True if a limit order at this price would trade on entry (post-only check)."""
+        if side is BUY:
+            return self.asks.best <= price
+        return self.bids.best <= -price
+
+    def execute(self, order: Order, events: list, ts: int) -> None:
+        """Match an accepted order against the book, then rest, cancel or kill what is left.
+
+        The order must be valid and already announced (OrderAccepted,
+        StopTriggered or OrderReplaced is in ``events``). Stops that its trades
+        reach are not released here: the engine calls :meth:`release_stops`.
+        """
+        counters = self.counters
+        symbol = self.symbol
+        side = order.side
+        opposite = self.asks if side is BUY else self.bids
+        limit_key = self.limit_key(order) if order.order_type is MARKET else (
+            order.price if side is BUY else -order.price)
+        leaves = order.leaves
+        append = events.append
+
+        if order.time_in_force is FOK and not self._can_fill(order, opposite, limit_key):
+            self._close_unrested(order, leaves, CancelReason.FOK_UNFILLED, events, ts)
+            return
+
+        if opposite.best <= limit_key:
+            seq = counters.seq
+            trade_id = counters.trade_id
+            levels = opposite.levels
+            opposite_side = opposite.side
+            open_orders = self.open_orders
+            taker_account = order.account
+            taker_account_id = taker_account.account_id
+            taker_id = order.order_id
+            taker_clid = order.client_order_id
+            stp = order.self_trade_prevention
+            taker_stopped = False  # self-trade prevention cancelled the taker
+            last_price = 0
+            while leaves and opposite.best <= limit_key:
+                key = opposite.best
+                level = levels[key]
+                queue = level.orders
+                price = level.price
+                while True:
+                    maker = queue[0]
+                    shown = maker.visible
+                    if not shown:  # dead entry left by a cancel or a replace
+                        queue.popleft()
+                        continue
+                    if stp is not STP_NONE and maker.account is taker_account:
+                        counters.seq = seq
+                        if stp is not STP_CANCEL_TAKING:  # CANCEL_RESTING or CANCEL_BOTH
+                            queue.popleft()
+                            maker.visible = 0
+                            level.quantity -= shown
+                            level.count -= 1
+                            self._close(maker, CancelReason.SELF_TRADE, events, ts)
+                        if stp is not STP_CANCEL_RESTING:  # CANCEL_TAKING or CANCEL_BOTH
+                            taker_stopped = True
+                        seq = counters.seq
+                        if taker_stopped or not level.count:
+                            break
+                        continue
+                    fill = shown if shown < leaves else leaves
+                    leaves -= fill
+                    maker_leaves = maker.leaves - fill
+                    maker.leaves = maker_leaves
+                    level.quantity -= fill
+                    seq += 1
+                    trade_id += 1
+                    append(_new(Trade, (seq, ts, symbol, trade_id, price, fill, side, taker_id,
+                                        taker_account_id, taker_clid, leaves, maker.order_id,
+                                        maker.account.account_id, maker.client_order_id, maker_leaves)))
+                    last_price = price
+                    if fill == shown:
+                        queue.popleft()
+                        if maker_leaves:  # iceberg: show the next slice at the back of the level
+                            display = maker.display_quantity
+                            shown = display if display < maker_leaves else maker_leaves
+                            maker.visible = shown
+                            level.quantity += shown
+                            queue.append(maker)
+                        else:
+                            maker.visible = 0
+                            level.count -= 1
+                            del open_orders[maker.order_id]
+                            maker.account.orders[maker.client_order_id] = CLOSED
+                            if not level.count:
+                                break
+                    else:
+                        maker.visible = shown - fill
+                    if not leaves:
+                        break
+                seq += 1
+                append(_new(LevelChanged, (seq, ts, symbol, opposite_side, price, level.quantity, level.count)))
+                if not level.count:
+                    opposite.remove_level(key)
+                if taker_stopped:
+                    break
+            counters.seq = seq
+            counters.trade_id = trade_id
+            if last_price:
+                self.last_price = last_price
+            order.leaves = leaves
+            if taker_stopped and leaves:
+                self._close_unrested(order, leaves, CancelReason.SELF_TRADE, events, ts)
+                return
+
+        if not leaves:
+            order.account.orders[order.client_order_id] = CLOSED
+        elif order.order_type is MARKET:
+            self._close_unrested(order, leaves, CancelReason.MARKET_REMAINDER, events, ts)
+        elif order.time_in_force is IOC or order.time_in_force is FOK:
+            self._close_unrested(order, leaves, CancelReason.IOC_REMAINDER, events, ts)
+        else:
+            self.rest(order, events, ts)
+
+    def rest(self, order: Order, events: list, ts: int) -> None:
+        """Put an order at the back of its price level and announce the level's new state."""
+        own = self.bids if order.side is BUY else self.asks
+        price = order.price
+        key = own.sign * price
+        level = own.levels.get(key)
+        if level is None:
+            level = own.levels[key] = Level(price)
+            own.keys.add(key)
+            if key < own.best:
+                own.best = key
+        display = order.display_quantity
+        leaves = order.leaves
+        shown = leaves if display is None or display > leaves else display
+        order.visible = shown
+        level.orders.append(order)
+        level.quantity += shown
+        level.count += 1
+        self.open_orders[order.order_id] = order
+        counters = self.counters
+        seq = counters.seq = counters.seq + 1
+        events.append(_new(LevelChanged, (seq, ts, self.symbol, own.side, price, level.quantity, level.count)))
+
+    def _can_fill(self, order: Order, opposite: BookSide, limit_key: int) -> bool:
+        """Fill-or-kill check: would matching now fill the whole order?
+
+        Walks the levels it may reach in priority order, counting iceberg
+        reserves (they refill within one sweep). Orders of the same account
+        are skipped under CANCEL_RESTING (they would be cancelled, not
+        traded); under CANCEL_TAKING or CANCEL_BOTH meeting one first stops
+        the order, so it cannot fill in full.
+        """
+        needed = order.leaves
+        stp = order.self_trade_prevention
+        account = order.account
+        for key in opposite.keys:
+            if key > limit_key:
+                return False
+            for maker in opposite.levels[key].orders:
+                if not maker.visible:
+                    continue
+                if stp is not STP_NONE and maker.account is account:
+                    if stp is STP_CANCEL_RESTING:
+                        continue
+                    return False
+                needed -= maker.leaves
+                if needed <= 0:
+                    return True
+        return False
+
+    def _close_unrested(self, order: Order, leaves: int, reason: CancelReason, events: list, ts: int) -> None:
+        """Cancel the rest of an order that never rested (IOC, FOK, market, self-trade taker)."""
+        order.leaves = 0
+        order.account.orders[order.client_order_id] = CLOSED
+        counters = self.counters
+        seq = counters.seq = counters.seq + 1
+        events.append(_new(OrderCanceled, (seq, ts, self.symbol, order.order_id, order.account.account_id,
+                                           order.client_order_id, leaves, reason)))
+
+    def _close(self, order: Order, reason: CancelReason, events: list, ts: int) -> None:
+        """Close an order already taken off its level or stop list: index, client id, event."""
+        leaves = order.leaves
+        order.leaves = 0
+        del self.open_orders[order.order_id]
+        order.account.orders[order.client_order_id] = CLOSED
+        counters = self.counters
+        seq = counters.seq = counters.seq + 1
+        events.append(_new(OrderCanceled, (seq, ts, self.symbol, order.order_id, order.account.account_id,
+                                           order.client_order_id, leaves, reason)))
+
+    # -- removing and amending resting orders ------------------------------------------------
+
+    def unlink(self, order: Order, events: list, ts: int) -> None:
+        """Take an open order out of the book (or the stop list) without closing it.
+
+        Leaves a dead entry in the level's deque, and announces the level.
+        """
+        if order.stop_price is not None:  # a waiting stop: not in the book
+            (self.buy_stops if order.side is BUY else self.sell_stops).remove(order)
+            return
+        own = self.bids if order.side is BUY else self.asks
+        key = own.sign * order.price
+        level = own.levels[key]
+        level.quantity -= order.visible
+        level.count -= 1
+        order.visible = 0
+        counters = self.counters
+        seq = counters.seq = counters.seq + 1
+        events.append(_new(LevelChanged, (seq, ts, self.symbol, own.side, level.price, level.quantity, level.count)))
+        if not level.count:
+            own.remove_level(key)
+        elif len(level.orders) > 2 * level.count + COMPACT_SLACK:
+            level.orders = deque(level.live_orders())
+
+    def cancel(self, order: Order, reason: CancelReason, events: list, ts: int) -> None:
+        """Cancel an open order (resting or waiting stop)."""
+        self.unlink(order, events, ts)
+        self._close(order, reason, events, ts)
+
+    def reduce_in_place(self, order: Order, quantity: int, events: list, ts: int) -> None:
+        """Lower a resting order's total quantity, keeping its place in the queue."""
+        leaves = quantity - order.filled
+        order.quantity = quantity
+        order.leaves = leaves
+        shown = order.visible
+        if order.stop_price is None and shown > leaves:
+            own = self.bids if order.side is BUY else self.asks
+            level = own.levels[own.sign * order.price]
+            level.quantity -= shown - leaves
+            order.visible = leaves
+            counters = self.counters
+            seq = counters.seq = counters.seq + 1
+            events.append(_new(LevelChanged, (seq, ts, self.symbol, own.side, level.price, level.quantity,
+                                              level.count)))
+
+    # -- stop orders -----------------------------------------------------------------------
+
+    def park_stop(self, order: Order) -> None:
+        """Hold a stop-limit order until the last trade price reaches its stop price."""
+        (self.buy_stops if order.side is BUY else self.sell_stops).add(order)
+        self.open_orders[order.order_id] = order
+
+    def stop_reached(self, order: Order) -> bool:
+        last = self.last_price
+        if last is None:
+            return False
+        return last >= order.stop_price if order.side is BUY else last <= order.stop_price
+
+    def next_stop_to_release(self) -> Order | None:
+        """The waiting stop the last trade price has reached, nearest stop price first."""
+        last = self.last_price
+        if last is None:
+            return None
+        if self.buy_stops and self.buy_stops[0].stop_price <= last:
+            candidate = self.buy_stops[0]
+            if self.sell_stops and self.sell_stops[0].stop_price >= last:
+                other = self.sell_stops[0]
+                return candidate if candidate.order_id < other.order_id else other
+            return candidate
+        if self.sell_stops and self.sell_stops[0].stop_price >= last:
+            return self.sell_stops[0]
+        return None
+
+    def release_stops(self, events: list, ts: int) -> None:
+        """Trigger every stop the last trade price reaches; their trades may reach more."""
+        while self.buy_stops or self.sell_stops:
+            order = self.next_stop_to_release()
+            if order is None:
+                return
+            self.trigger(order, events, ts)
+
+    def trigger(self, order: Order, events: list, ts: int) -> None:
+        """Turn a waiting stop into a limit order arriving now."""
+        (self.buy_stops if order.side is BUY else self.sell_stops).remove(order)
+        del self.open_orders[order.order_id]
+        counters = self.counters
+        seq = counters.seq = counters.seq + 1
+        events.append(StopTriggered(seq, ts, self.symbol, order.order_id, order.account.account_id,
+                                    order.client_order_id, order.stop_price, self.last_price))
+        order.stop_price = None
+        self.execute(order, events, ts)
+
+    # -- self-check --------------------------------------------------------------------------
+
+    def _check(self) -> None:
+        """Assert every structural invariant; the property tests call it after each step."""
+        for own in (self.bids, self.asks):
+            assert list(own.keys) == sorted(own.levels), "key list disagrees with the levels"
+            assert own.best == (own.keys[0] if own.keys else EMPTY), "cached best is stale"
+            for key, level in own.levels.items():
+                assert key == own.sign * level.price, "level stored under the wrong key"
+                live = list(level.live_orders())
+                assert live, "empty price level"
+                assert level.count == len(live), "level order count is wrong"
+                assert level.quantity == sum(o.visible for o in live), "level quantity is wrong"
+                assert len({id(o) for o in live}) == len(live), "an order is twice in one level"
+                for order in live:
+                    assert order.side is own.side and order.price == level.price, "order in the wrong level"
+                    assert self.open_orders.get(order.order_id) is order, "resting order not in the index"
+                    assert 0 < order.visible <= order.leaves <= order.quantity, "bad order quantities"
+                    if order.display_quantity is not None:
+                        assert order.visible <= order.display_quantity, "iceberg shows too much"
+                    else:
+                        assert order.visible == order.leaves, "plain order hides quantity"
+                    assert order.account.orders.get(order.client_order_id) is order, "client id lost"
+        best_bid, best_ask = self.best_bid(), self.best_ask()
+        assert best_bid is None or best_ask is None or best_bid < best_ask, "book is crossed"
+        for stops in (self.buy_stops, self.sell_stops):
+            for order in stops:
+                assert order.visible == 0 and order.stop_price is not None, "bad waiting stop"
+                assert self.open_orders.get(order.order_id) is order, "waiting stop not in the index"

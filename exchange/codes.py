@@ -1,0 +1,73 @@
+"""The one table of reject codes.
+
+Every rejected command produces an event that carries a numeric code and the
+code's text from this table. Codes are grouped by the stage of the pipeline
+that refuses the command, in ranges of one hundred, as exchange-core groups
+its result codes:
+
+    100-199  validation   the command itself is malformed or breaks an instrument rule
+    200-299  risk         the account cannot pay for or deliver what it asks (pre-trade risk)
+    300-399  matching     the order is valid but the book's state refuses it
+    400-499  order state  cancel / replace / mass cancel against orders that are not there
+    500-599  admin        engine-level commands (end of day, unknown command kinds)
+
+A number, once published, is never reused for another meaning; a code that
+is retired stays in the table, marked as retired.
+"""
+from enum import IntEnum
+
+
+class RejectCode(IntEnum):
+    text: str
+
+    def __new__(cls, value: int, text: str) -> "RejectCode":
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.text = text
+        return member
+
+    # -- 100: validation ------------------------------------------------------------------
+    UNKNOWN_INSTRUMENT = 101, "unknown instrument"
+    INVALID_SIDE = 102, "side must be B (buy) or S (sell)"
+    INVALID_QUANTITY = 103, "quantity must be a whole number of lots"
+    QUANTITY_BELOW_MINIMUM = 104, "quantity is below the instrument's minimum order size"
+    QUANTITY_ABOVE_MAXIMUM = 105, "quantity is above the instrument's maximum order size"
+    INVALID_PRICE = 106, "price must be a whole number of cents"
+    PRICE_NOT_ON_TICK = 107, "price is not a multiple of the instrument's tick size"
+    PRICE_OUT_OF_RANGE = 108, "price is outside the instrument's allowed price range"
+    PRICE_REQUIRED = 109, "a limit order needs a price"
+    PRICE_NOT_ALLOWED = 110, "a market order must not carry a price"
+    INVALID_ORDER_TYPE = 111, "order type must be LIMIT or MARKET"
+    INVALID_TIME_IN_FORCE = 112, "time in force must be GTC, DAY, IOC, FOK or GTD"
+    INVALID_DISPLAY_QUANTITY = 113, "display quantity must be a whole number of lots, at least the minimum and below the order quantity"
+    INVALID_STOP_PRICE = 114, "stop price must be a positive whole number of cents on the tick"
+    EXPIRE_DATE_REQUIRED = 115, "a GTD order needs an expire date"
+    INVALID_EXPIRE_DATE = 116, "expire date must be a calendar date written as YYYYMMDD, and only a GTD order has one"
+    EXPIRE_DATE_PASSED = 117, "expire date is not after the last trading day already closed"
+    INVALID_SELF_TRADE_MODE = 118, "self-trade prevention must be NONE, CANCEL_RESTING, CANCEL_TAKING or CANCEL_BOTH"
+    INVALID_CLIENT_ORDER_ID = 119, "client order id must be a non-empty string of at most 64 characters or a non-negative integer"
+    INVALID_ACCOUNT = 120, "account must be a non-empty string"
+    INVALID_COMBINATION = 121, "this combination of order type, time in force and options is not offered"
+    INVALID_TIMESTAMP = 122, "timestamp must be a non-negative integer of nanoseconds"
+    INVALID_POST_ONLY = 123, "post-only must be true or false"
+
+    # -- 200: risk (pre-trade checks; issue 3 fills this range) ---------------------------
+
+    # -- 300: matching ----------------------------------------------------------------------
+    POST_ONLY_WOULD_TAKE = 301, "post-only order would trade on entry"
+    NO_REFERENCE_PRICE = 302, "market order needs a reference price for its collar and the instrument has none"
+
+    # -- 400: order state -----------------------------------------------------------------
+    DUPLICATE_CLIENT_ORDER_ID = 401, "client order id already used by this account today"
+    UNKNOWN_ORDER = 402, "no such order"
+    ORDER_CLOSED = 403, "order is already filled, cancelled or expired (too late)"
+    NOT_ORDER_OWNER = 404, "order belongs to another account"
+    ORDER_REFERENCE_REQUIRED = 405, "give exactly one of order id and client order id"
+    REPLACE_QUANTITY_NOT_ABOVE_FILLED = 406, "new quantity must be above the quantity already filled"
+    REPLACE_CHANGES_NOTHING = 407, "replace changes neither price nor quantity"
+    INSTRUMENT_MISMATCH = 408, "order is on another instrument"
+
+    # -- 500: admin -------------------------------------------------------------------------
+    UNKNOWN_COMMAND = 501, "unknown command"
+    INVALID_TRADING_DATE = 502, "trading date must be a calendar date written as YYYYMMDD"
+    TRADING_DATE_NOT_AFTER_LAST = 503, "trading date must be after the last trading day closed"

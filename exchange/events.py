@@ -1,0 +1,163 @@
+"""Events: everything the engine reports, in the order it happened.
+
+Events are past tense (``OrderAccepted``, ``Trade``) and immutable. They are
+``NamedTuple`` classes: a tuple costs a fraction of an object to build, which
+matters because the matching loop makes one per fill, and a tuple packs
+straight into MessagePack. The matching code builds them with
+``tuple.__new__(Event, (...))`` (see ``exchange.book``), skipping the
+keyword machinery of the generated constructor; tests and other code use the
+normal constructor.
+
+Every event starts with ``seq``, the engine's global sequence number (gap
+free: one more than the event before it, whatever its kind) and ``ts``, the
+timestamp of the command that caused it. Within one command events come in
+causal order: accepted, then trades and book changes, then the fate of the
+rest (cancelled or rested), then any stop orders triggered by the trades.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .codes import RejectCode
+from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
+
+
+class OrderAccepted(NamedTuple):
+    seq: int
+    ts: int
+    instrument: str
+    order_id: int
+    account: str
+    client_order_id: str | int
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    price: int | None  # cents; None for a market order
+    quantity: int  # lots, whole order
+    display_quantity: int | None
+    stop_price: int | None
+    expire_date: int | None
+    post_only: bool
+    self_trade_prevention: SelfTradePrevention
+
+
+class OrderRejected(NamedTuple):
+    """A new order refused; no order id was given out."""
+
+    seq: int
+    ts: int
+    account: str
+    client_order_id: str | int | None
+    instrument: str | None
+    code: RejectCode
+    text: str
+
+
+class CancelRejected(NamedTuple):
+    """A cancel, replace, mass cancel or admin command refused; nothing changed."""
+
+    seq: int
+    ts: int
+    account: str | None
+    request: str  # "cancel", "replace", "mass_cancel", "set_stp", "end_of_day", "unknown"
+    order_id: int | None
+    client_order_id: str | int | None
+    code: RejectCode
+    text: str
+
+
+class Trade(NamedTuple):
+    seq: int
+    ts: int
+    instrument: str
+    trade_id: int
+    price: int  # cents: always the resting (maker) order's price
+    quantity: int  # lots
+    aggressor_side: Side  # the taker's side
+    taker_order_id: int
+    taker_account: str
+    taker_client_order_id: str | int
+    taker_leaves: int  # lots the taker still has open after this fill
+    maker_order_id: int
+    maker_account: str
+    maker_client_order_id: str | int
+    maker_leaves: int
+
+
+class OrderCanceled(NamedTuple):
+    seq: int
+    ts: int
+    instrument: str
+    order_id: int
+    account: str
+    client_order_id: str | int
+    canceled_quantity: int  # lots that were still open
+    reason: CancelReason
+
+
+class OrderReplaced(NamedTuple):
+    seq: int
+    ts: int
+    instrument: str
+    order_id: int
+    account: str
+    client_order_id: str | int
+    price: int  # cents, the price after the replace
+    quantity: int  # the new total quantity
+    leaves: int  # lots open after the replace
+    priority_kept: bool
+
+
+class OrderExpired(NamedTuple):
+    seq: int
+    ts: int
+    instrument: str
+    order_id: int
+    account: str
+    client_order_id: str | int
+    expired_quantity: int
+
+
+class StopTriggered(NamedTuple):
+    """A stop-limit order's stop price was reached; it now enters the book as a limit order."""
+
+    seq: int
+    ts: int
+    instrument: str
+    order_id: int
+    account: str
+    client_order_id: str | int
+    stop_price: int
+    last_price: int  # the trade price that triggered it
+
+
+class LevelChanged(NamedTuple):
+    """A price level's shown quantity or order count changed; quantity 0 means the level is gone."""
+
+    seq: int
+    ts: int
+    instrument: str
+    side: Side  # BUY: a bid level, SELL: an ask level
+    price: int
+    quantity: int  # lots shown at the level (iceberg reserves are not shown)
+    orders: int
+
+
+class TradingDayClosed(NamedTuple):
+    seq: int
+    ts: int
+    trading_date: int
+    expired_orders: int
+
+
+class SelfTradePreventionSet(NamedTuple):
+    seq: int
+    ts: int
+    account: str
+    mode: SelfTradePrevention
+
+
+Event = (
+    OrderAccepted | OrderRejected | CancelRejected | Trade | OrderCanceled | OrderReplaced
+    | OrderExpired | StopTriggered | LevelChanged | TradingDayClosed | SelfTradePreventionSet
+)
