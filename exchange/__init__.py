@@ -6,7 +6,8 @@ reads a clock, draws random numbers or imports asyncio.
 """
 from .book import Order, OrderBook
 from .codes import RejectCode
-from .commands import CancelOrder, EndOfDay, MassCancel, NewOrder, ReplaceOrder, SetSelfTradePrevention
+from .commands import (CancelOrder, EndOfDay, InvalidCommand, MassCancel, NewOrder, ReplaceOrder,
+                       SetSelfTradePrevention)
 from .engine import Engine
 from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
 from .events import (CancelRejected, LevelChanged, OrderAccepted, OrderCanceled, OrderExpired, OrderRejected,
@@ -15,6 +16,7 @@ from .instruments import ConfigError, Instrument, parse_instruments
 
 __all__ = [
     "CancelOrder", "CancelReason", "CancelRejected", "ConfigError", "EndOfDay", "Engine", "Instrument",
+    "InvalidCommand",
     "LevelChanged", "MassCancel", "NewOrder", "Order", "OrderAccepted", "OrderBook", "OrderCanceled",
     "OrderExpired", "OrderRejected", "OrderReplaced", "OrderType", "RejectCode", "ReplaceOrder",
     "SelfTradePrevention", "SelfTradePreventionSet", "SetSelfTradePrevention", "Side", "StopTriggered",

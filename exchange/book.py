@@ -40,6 +40,7 @@ caller passes in, each with the next number from the shared
 from __future__ import annotations
 
 from collections import deque
+from operator import attrgetter
 from typing import Iterator
 
 from sortedcontainers import SortedList
@@ -55,11 +56,13 @@ NO_LIMIT = EMPTY - 1  # limit key of a market order without a collar: reaches ev
 STP_NONE = SelfTradePrevention.NONE
 STP_CANCEL_RESTING = SelfTradePrevention.CANCEL_RESTING
 STP_CANCEL_TAKING = SelfTradePrevention.CANCEL_TAKING
+LIMIT = OrderType.LIMIT
 MARKET = OrderType.MARKET
 IOC = TimeInForce.IOC
 FOK = TimeInForce.FOK
 COMPACT_SLACK = 16  # dead deque entries tolerated beyond the live count before a rebuild
 
+_shown = attrgetter("visible")
 _new = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
 
 
@@ -151,7 +154,7 @@ class Level:
         self.count = 0  # live orders
 
     def live_orders(self) -> Iterator[Order]:
-        return (order for order in self.orders if order.visible)
+        return filter(_shown, self.orders)  # filter + attrgetter: the rebuild after cancels runs at C speed
 
 
 class BookSide:
@@ -186,7 +189,7 @@ class BookSide:
 class OrderBook:
     """Bids, asks and waiting stop orders of one instrument."""
 
-    __slots__ = ("instrument", "symbol", "bids", "asks", "last_price", "buy_stops", "sell_stops",
+    __slots__ = ("instrument", "symbol", "bids", "asks", "last_price", "buy_stops", "sell_stops", "stop_count",
                  "counters", "open_orders")
 
     def __init__(self, instrument: Instrument, counters: Counters, open_orders: dict[int, Order]) -> None:
@@ -200,6 +203,7 @@ class OrderBook:
         # sell stops as it falls (highest stop first); ties by order id (arrival).
         self.buy_stops: SortedList = SortedList(key=lambda order: (order.stop_price, order.order_id))
         self.sell_stops: SortedList = SortedList(key=lambda order: (-order.stop_price, order.order_id))
+        self.stop_count = 0  # waiting stops on both sides; a plain int, cheaper to test than the lists
         self.counters = counters
         self.open_orders = open_orders  # the engine's index of open orders by order id
 
@@ -259,116 +263,43 @@ class OrderBook:
         StopTriggered or OrderReplaced is in ``events``). Stops that its trades
         reach are not released here: the engine calls :meth:`release_stops`.
         """
-        counters = self.counters
-        symbol = self.symbol
         side = order.side
-        opposite = self.asks if side is BUY else self.bids
-        limit_key = self.limit_key(order) if order.order_type is MARKET else (
-            order.price if side is BUY else -order.price)
-        leaves = order.leaves
-        append = events.append
-
-        if order.time_in_force is FOK and not self._can_fill(order, opposite, limit_key):
-            self._close_unrested(order, leaves, CancelReason.FOK_UNFILLED, events, ts)
-            return
-
-        if opposite.best <= limit_key:
-            seq = counters.seq
-            trade_id = counters.trade_id
-            levels = opposite.levels
-            opposite_side = opposite.side
-            open_orders = self.open_orders
-            taker_account = order.account
-            taker_account_id = taker_account.account_id
-            taker_id = order.order_id
-            taker_clid = order.client_order_id
-            stp = order.self_trade_prevention
-            taker_stopped = False  # self-trade prevention cancelled the taker
-            last_price = 0
-            while leaves and opposite.best <= limit_key:
-                key = opposite.best
-                level = levels[key]
-                queue = level.orders
-                price = level.price
-                while True:
-                    maker = queue[0]
-                    shown = maker.visible
-                    if not shown:  # dead entry left by a cancel or a replace
-                        queue.popleft()
-                        continue
-                    if stp is not STP_NONE and maker.account is taker_account:
-                        counters.seq = seq
-                        if stp is not STP_CANCEL_TAKING:  # CANCEL_RESTING or CANCEL_BOTH
-                            queue.popleft()
-                            maker.visible = 0
-                            level.quantity -= shown
-                            level.count -= 1
-                            self._close(maker, CancelReason.SELF_TRADE, events, ts)
-                        if stp is not STP_CANCEL_RESTING:  # CANCEL_TAKING or CANCEL_BOTH
-                            taker_stopped = True
-                        seq = counters.seq
-                        if taker_stopped or not level.count:
-                            break
-                        continue
-                    fill = shown if shown < leaves else leaves
-                    leaves -= fill
-                    maker_leaves = maker.leaves - fill
-                    maker.leaves = maker_leaves
-                    level.quantity -= fill
-                    seq += 1
-                    trade_id += 1
-                    append(_new(Trade, (seq, ts, symbol, trade_id, price, fill, side, taker_id,
-                                        taker_account_id, taker_clid, leaves, maker.order_id,
-                                        maker.account.account_id, maker.client_order_id, maker_leaves)))
-                    last_price = price
-                    if fill == shown:
-                        queue.popleft()
-                        if maker_leaves:  # iceberg: show the next slice at the back of the level
-                            display = maker.display_quantity
-                            shown = display if display < maker_leaves else maker_leaves
-                            maker.visible = shown
-                            level.quantity += shown
-                            queue.append(maker)
-                        else:
-                            maker.visible = 0
-                            level.count -= 1
-                            del open_orders[maker.order_id]
-                            maker.account.orders[maker.client_order_id] = CLOSED
-                            if not level.count:
-                                break
-                    else:
-                        maker.visible = shown - fill
-                    if not leaves:
-                        break
-                seq += 1
-                append(_new(LevelChanged, (seq, ts, symbol, opposite_side, price, level.quantity, level.count)))
-                if not level.count:
-                    opposite.remove_level(key)
-                if taker_stopped:
-                    break
-            counters.seq = seq
-            counters.trade_id = trade_id
-            if last_price:
-                self.last_price = last_price
-            order.leaves = leaves
-            if taker_stopped and leaves:
-                self._close_unrested(order, leaves, CancelReason.SELF_TRADE, events, ts)
-                return
-
-        if not leaves:
-            order.account.orders[order.client_order_id] = CLOSED
-        elif order.order_type is MARKET:
-            self._close_unrested(order, leaves, CancelReason.MARKET_REMAINDER, events, ts)
-        elif order.time_in_force is IOC or order.time_in_force is FOK:
-            self._close_unrested(order, leaves, CancelReason.IOC_REMAINDER, events, ts)
-        else:
-            self.rest(order, events, ts)
-
-    def rest(self, order: Order, events: list, ts: int) -> None:
-        """Put an order at the back of its price level and announce the level's new state."""
-        own = self.bids if order.side is BUY else self.asks
         price = order.price
-        key = own.sign * price
+        if order.order_type is LIMIT:
+            if side is BUY:
+                opposite = self.asks
+                limit_key = price
+            else:
+                opposite = self.bids
+                limit_key = -price
+        else:
+            opposite = self.asks if side is BUY else self.bids
+            limit_key = self.limit_key(order)
+        time_in_force = order.time_in_force
+        if opposite.best <= limit_key:
+            if time_in_force is FOK and not self._can_fill(order, opposite, limit_key):
+                self._close_unrested(order, order.leaves, CancelReason.FOK_UNFILLED, events, ts)
+                return
+            leaves = self._match(order, opposite, limit_key, events, ts)
+            if not leaves:
+                order.account.orders[order.client_order_id] = CLOSED
+                return
+            if leaves < 0:  # self-trade prevention stopped the order; it is closed already
+                return
+        else:
+            leaves = order.leaves
+        if time_in_force is IOC or time_in_force is FOK or price is None:
+            reason = (CancelReason.MARKET_REMAINDER if price is None else
+                      CancelReason.IOC_REMAINDER if time_in_force is IOC else CancelReason.FOK_UNFILLED)
+            self._close_unrested(order, leaves, reason, events, ts)
+            return
+        # Rest at the back of the order's level.
+        if side is BUY:
+            own = self.bids
+            key = -price
+        else:
+            own = self.asks
+            key = price
         level = own.levels.get(key)
         if level is None:
             level = own.levels[key] = Level(price)
@@ -376,16 +307,108 @@ class OrderBook:
             if key < own.best:
                 own.best = key
         display = order.display_quantity
-        leaves = order.leaves
         shown = leaves if display is None or display > leaves else display
         order.visible = shown
         level.orders.append(order)
-        level.quantity += shown
-        level.count += 1
+        quantity = level.quantity = level.quantity + shown
+        count = level.count = level.count + 1
         self.open_orders[order.order_id] = order
         counters = self.counters
         seq = counters.seq = counters.seq + 1
-        events.append(_new(LevelChanged, (seq, ts, self.symbol, own.side, price, level.quantity, level.count)))
+        events.append(_new(LevelChanged, (seq, ts, self.symbol, side, price, quantity, count)))
+
+    def _match(self, order: Order, opposite: BookSide, limit_key: int, events: list, ts: int) -> int:
+        """Trade the order against the opposite side up to its limit key; return its leaves.
+
+        Returns -1 when self-trade prevention cancelled the rest of the order.
+        """
+        counters = self.counters
+        symbol = self.symbol
+        side = order.side
+        append = events.append
+        leaves = order.leaves
+        seq = counters.seq
+        trade_id = counters.trade_id
+        levels = opposite.levels
+        opposite_side = opposite.side
+        open_orders = self.open_orders
+        taker_account = order.account
+        taker_account_id = taker_account.account_id
+        taker_id = order.order_id
+        taker_clid = order.client_order_id
+        stp = order.self_trade_prevention
+        taker_stopped = False  # self-trade prevention cancelled the taker
+        last_price = 0
+        while leaves and opposite.best <= limit_key:
+            key = opposite.best
+            level = levels[key]
+            queue = level.orders
+            price = level.price
+            while True:
+                maker = queue[0]
+                shown = maker.visible
+                if not shown:  # dead entry left by a cancel or a replace
+                    queue.popleft()
+                    continue
+                if stp is not STP_NONE and maker.account is taker_account:
+                    counters.seq = seq
+                    if stp is not STP_CANCEL_TAKING:  # CANCEL_RESTING or CANCEL_BOTH
+                        queue.popleft()
+                        maker.visible = 0
+                        level.quantity -= shown
+                        level.count -= 1
+                        self._close(maker, CancelReason.SELF_TRADE, events, ts)
+                    if stp is not STP_CANCEL_RESTING:  # CANCEL_TAKING or CANCEL_BOTH
+                        taker_stopped = True
+                    seq = counters.seq
+                    if taker_stopped or not level.count:
+                        break
+                    continue
+                fill = shown if shown < leaves else leaves
+                leaves -= fill
+                maker_leaves = maker.leaves - fill
+                maker.leaves = maker_leaves
+                level.quantity -= fill
+                seq += 1
+                trade_id += 1
+                append(_new(Trade, (seq, ts, symbol, trade_id, price, fill, side, taker_id,
+                                    taker_account_id, taker_clid, leaves, maker.order_id,
+                                    maker.account.account_id, maker.client_order_id, maker_leaves)))
+                last_price = price
+                if fill == shown:
+                    queue.popleft()
+                    if maker_leaves:  # iceberg: show the next slice at the back of the level
+                        display = maker.display_quantity
+                        shown = display if display < maker_leaves else maker_leaves
+                        maker.visible = shown
+                        level.quantity += shown
+                        queue.append(maker)
+                    else:
+                        maker.visible = 0
+                        level.count -= 1
+                        del open_orders[maker.order_id]
+                        maker.account.orders[maker.client_order_id] = CLOSED
+                        if not level.count:
+                            break
+                else:
+                    maker.visible = shown - fill
+                if not leaves:
+                    break
+            seq += 1
+            append(_new(LevelChanged, (seq, ts, symbol, opposite_side, price, level.quantity, level.count)))
+            if not level.count:
+                opposite.remove_level(key)
+            if taker_stopped:
+                break
+        counters.seq = seq
+        counters.trade_id = trade_id
+        if last_price:
+            self.last_price = last_price
+        order.leaves = leaves
+        if taker_stopped and leaves:
+            self._close_unrested(order, leaves, CancelReason.SELF_TRADE, events, ts)
+            return -1
+        return leaves
 
     def _can_fill(self, order: Order, opposite: BookSide, limit_key: int) -> bool:
         """Fill-or-kill check: would matching now fill the whole order?
@@ -443,6 +466,7 @@ class OrderBook:
         """
         if order.stop_price is not None:  # a waiting stop: not in the book
             (self.buy_stops if order.side is BUY else self.sell_stops).remove(order)
+            self.stop_count -= 1
             return
         own = self.bids if order.side is BUY else self.asks
         key = own.sign * order.price
@@ -459,9 +483,35 @@ class OrderBook:
             level.orders = deque(level.live_orders())
 
     def cancel(self, order: Order, reason: CancelReason, events: list, ts: int) -> None:
-        """Cancel an open order (resting or waiting stop)."""
-        self.unlink(order, events, ts)
-        self._close(order, reason, events, ts)
+        """Cancel an open order (resting or waiting stop): :meth:`unlink` and :meth:`_close` in one step."""
+        if order.stop_price is not None:
+            self.unlink(order, events, ts)
+            self._close(order, reason, events, ts)
+            return
+        counters = self.counters
+        symbol = self.symbol
+        own = self.bids if order.side is BUY else self.asks
+        price = order.price
+        key = own.sign * price
+        level = own.levels[key]
+        count = level.count = level.count - 1
+        quantity = level.quantity = level.quantity - order.visible
+        order.visible = 0
+        seq = counters.seq + 1
+        events.append(_new(LevelChanged, (seq, ts, symbol, own.side, price, quantity, count)))
+        if not count:
+            own.remove_level(key)
+        elif len(level.orders) > 2 * count + COMPACT_SLACK:
+            level.orders = deque(level.live_orders())
+        leaves = order.leaves
+        order.leaves = 0
+        order_id = order.order_id
+        del self.open_orders[order_id]
+        account = order.account
+        clid = order.client_order_id
+        account.orders[clid] = CLOSED
+        seq = counters.seq = seq + 1
+        events.append(_new(OrderCanceled, (seq, ts, symbol, order_id, account.account_id, clid, leaves, reason)))
 
     def reduce_in_place(self, order: Order, quantity: int, events: list, ts: int) -> None:
         """Lower a resting order's total quantity, keeping its place in the queue."""
@@ -484,6 +534,7 @@ class OrderBook:
     def park_stop(self, order: Order) -> None:
         """Hold a stop-limit order until the last trade price reaches its stop price."""
         (self.buy_stops if order.side is BUY else self.sell_stops).add(order)
+        self.stop_count += 1
         self.open_orders[order.order_id] = order
 
     def stop_reached(self, order: Order) -> bool:
@@ -509,7 +560,7 @@ class OrderBook:
 
     def release_stops(self, events: list, ts: int) -> None:
         """Trigger every stop the last trade price reaches; their trades may reach more."""
-        while self.buy_stops or self.sell_stops:
+        while self.stop_count:
             order = self.next_stop_to_release()
             if order is None:
                 return
@@ -518,6 +569,7 @@ class OrderBook:
     def trigger(self, order: Order, events: list, ts: int) -> None:
         """Turn a waiting stop into a limit order arriving now."""
         (self.buy_stops if order.side is BUY else self.sell_stops).remove(order)
+        self.stop_count -= 1
         del self.open_orders[order.order_id]
         counters = self.counters
         seq = counters.seq = counters.seq + 1

@@ -1,25 +1,115 @@
 """Commands: what the engine is asked to do.
 
-Commands are imperative (``NewOrder``, ``CancelOrder``), plain slotted records
-built with keywords. They do not validate themselves: the engine checks every
-field and answers a bad one with a reject event carrying a code from
-:mod:`exchange.codes`, never with an exception, so that whatever arrives from
-the wire is handled the same way. Every command carries ``ts``, the
-gateway's timestamp in nanoseconds since the epoch; the engine never reads a
-clock.
+Commands are imperative (``NewOrder``, ``CancelOrder``), immutable records
+built with keywords. As h11's events do, each command checks itself when it
+is built: types, ranges that do not depend on an instrument, and which
+fields go together. A malformed command cannot exist: building one raises
+:class:`InvalidCommand`, which carries a reject code from
+:mod:`exchange.codes` (the gateway answers it with that code). Enum fields
+accept their wire strings (``"B"``, ``"IOC"``) and are stored as members.
 
-Prices are integer euro cents, quantities integer lots, dates integers
-written YYYYMMDD.
+The engine then checks only what depends on its state: the instrument's
+rules (tick, size and price limits), duplicate client order ids, orders that
+are gone. It answers those with reject events, never with an exception.
+
+Every command carries ``ts``, the gateway's timestamp in nanoseconds since
+the epoch; the engine never reads a clock. Prices are integer euro cents,
+quantities integer lots, dates integers written YYYYMMDD.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
+from enum import Enum
+from typing import TypeVar
 
+from .codes import RejectCode
 from .enums import OrderType, SelfTradePrevention, Side, TimeInForce
 
+MAX_CLIENT_ORDER_ID_LENGTH = 64
+MAX_ACCOUNT_LENGTH = 64
+MAX_INT = (1 << 63) - 1  # every integer field must fit a signed 64-bit wire integer
 
-@dataclass(slots=True, kw_only=True)
+E = TypeVar("E", bound=Enum)
+
+
+class InvalidCommand(ValueError):
+    """A command could not be built; ``code`` says why, in the engine's reject vocabulary."""
+
+    def __init__(self, code: RejectCode, field: str) -> None:
+        super().__init__(f"{field}: {code.text} (code {int(code)})")
+        self.code = code
+        self.field = field
+
+
+def valid_date(value: object) -> bool:
+    """True for an int written YYYYMMDD that names a real calendar date."""
+    if type(value) is not int or not 10000101 <= value <= 99991231:
+        return False
+    try:
+        date(value // 10000, value // 100 % 100, value % 100)
+    except ValueError:
+        return False
+    return True
+
+
+def _whole(value: object) -> bool:
+    """A plain int (not a bool) that fits 64 bits."""
+    return type(value) is int and -MAX_INT <= value <= MAX_INT
+
+
+def _check_ts(ts: object) -> None:
+    if not _whole(ts) or ts < 0:
+        raise InvalidCommand(RejectCode.INVALID_TIMESTAMP, "ts")
+
+
+def _check_account(account: object) -> None:
+    if type(account) is not str or not 0 < len(account) <= MAX_ACCOUNT_LENGTH:
+        raise InvalidCommand(RejectCode.INVALID_ACCOUNT, "account")
+
+
+def _check_client_order_id(value: object, field: str = "client_order_id") -> None:
+    if type(value) is int:
+        if 0 <= value <= MAX_INT:
+            return
+    elif type(value) is str and 0 < len(value) <= MAX_CLIENT_ORDER_ID_LENGTH:
+        return
+    raise InvalidCommand(RejectCode.INVALID_CLIENT_ORDER_ID, field)
+
+
+def _member(enum: type[E], value: object, code: RejectCode, field: str) -> E:
+    """The enum member for a member or its wire string; InvalidCommand for anything else."""
+    if type(value) is enum:
+        return value  # type: ignore[return-value]
+    if type(value) is str:
+        try:
+            return enum(value)
+        except ValueError:
+            pass
+    raise InvalidCommand(code, field)
+
+
+def _positive(value: object, code: RejectCode, field: str) -> None:
+    if not _whole(value) or value <= 0:
+        raise InvalidCommand(code, field)
+
+
+def _set(command: object, field: str, value: object) -> None:
+    object.__setattr__(command, field, value)  # frozen dataclass: normalise once, while building
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NewOrder:
+    """Enter an order.
+
+    What is offered: LIMIT orders with any time in force; MARKET orders never
+    rest (GTC, DAY and IOC all mean "trade what you can now, cancel the
+    rest", FOK means fill in full or not at all), carry no price, stop,
+    display quantity or post-only flag, and are not GTD. Post-only and
+    iceberg (display quantity) orders are resting orders: GTC, DAY or GTD. A
+    stop-limit order (``stop_price``) is not post-only.
+    """
+
     ts: int
     account: str
     client_order_id: str | int  # unique per account and trading day
@@ -30,13 +120,67 @@ class NewOrder:
     order_type: OrderType = OrderType.LIMIT
     time_in_force: TimeInForce = TimeInForce.GTC
     display_quantity: int | None = None  # iceberg: lots shown at a time
-    stop_price: int | None = None  # stop-limit: rests unseen until the last trade reaches it
-    expire_date: int | None = None  # GTD only: YYYYMMDD, expires at that day's end-of-day
+    stop_price: int | None = None  # stop-limit: waits unseen until the last trade reaches it
+    expire_date: int | None = None  # GTD only: YYYYMMDD; expires at that day's end of day
     post_only: bool = False  # rejected if it would trade on entry
     self_trade_prevention: SelfTradePrevention | None = None  # None: the account's setting
 
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+        _check_client_order_id(self.client_order_id)
+        if type(self.instrument) is not str or not self.instrument:
+            raise InvalidCommand(RejectCode.UNKNOWN_INSTRUMENT, "instrument")
+        _set(self, "side", _member(Side, self.side, RejectCode.INVALID_SIDE, "side"))
+        order_type = _member(OrderType, self.order_type, RejectCode.INVALID_ORDER_TYPE, "order_type")
+        _set(self, "order_type", order_type)
+        tif = _member(TimeInForce, self.time_in_force, RejectCode.INVALID_TIME_IN_FORCE, "time_in_force")
+        _set(self, "time_in_force", tif)
+        if self.self_trade_prevention is not None:
+            _set(self, "self_trade_prevention", _member(
+                SelfTradePrevention, self.self_trade_prevention, RejectCode.INVALID_SELF_TRADE_MODE,
+                "self_trade_prevention"))
+        _positive(self.quantity, RejectCode.INVALID_QUANTITY, "quantity")
+        if order_type is OrderType.LIMIT:
+            if self.price is None:
+                raise InvalidCommand(RejectCode.PRICE_REQUIRED, "price")
+            _positive(self.price, RejectCode.INVALID_PRICE, "price")
+        elif self.price is not None:
+            raise InvalidCommand(RejectCode.PRICE_NOT_ALLOWED, "price")
+        if self.post_only is not True and self.post_only is not False:
+            raise InvalidCommand(RejectCode.INVALID_POST_ONLY, "post_only")
+        display = self.display_quantity
+        if display is not None and (not _whole(display) or not 0 < display <= self.quantity):
+            raise InvalidCommand(RejectCode.INVALID_DISPLAY_QUANTITY, "display_quantity")
+        if self.stop_price is not None:
+            _positive(self.stop_price, RejectCode.INVALID_STOP_PRICE, "stop_price")
+        if tif is TimeInForce.GTD:
+            if self.expire_date is None:
+                raise InvalidCommand(RejectCode.EXPIRE_DATE_REQUIRED, "expire_date")
+            if not valid_date(self.expire_date):
+                raise InvalidCommand(RejectCode.INVALID_EXPIRE_DATE, "expire_date")
+        elif self.expire_date is not None:
+            raise InvalidCommand(RejectCode.INVALID_EXPIRE_DATE, "expire_date")
+        if order_type is OrderType.MARKET:
+            if tif is TimeInForce.GTD or self.stop_price is not None or display is not None or self.post_only:
+                raise InvalidCommand(RejectCode.INVALID_COMBINATION, "order_type")
+        elif (self.post_only or display is not None) and tif in (TimeInForce.IOC, TimeInForce.FOK):
+            raise InvalidCommand(RejectCode.INVALID_COMBINATION, "time_in_force")
+        if self.post_only and self.stop_price is not None:
+            raise InvalidCommand(RejectCode.INVALID_COMBINATION, "post_only")
 
-@dataclass(slots=True, kw_only=True)
+
+def _check_order_reference(order_id: object, client_order_id: object) -> None:
+    if (order_id is None) == (client_order_id is None):
+        raise InvalidCommand(RejectCode.ORDER_REFERENCE_REQUIRED, "order_id")
+    if order_id is not None:
+        if not _whole(order_id) or order_id <= 0:
+            raise InvalidCommand(RejectCode.UNKNOWN_ORDER, "order_id")
+    else:
+        _check_client_order_id(client_order_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CancelOrder:
     """Cancel one order, named by exactly one of its order id and its client order id."""
 
@@ -45,15 +189,20 @@ class CancelOrder:
     order_id: int | None = None
     client_order_id: str | int | None = None
 
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+        _check_order_reference(self.order_id, self.client_order_id)
 
-@dataclass(slots=True, kw_only=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplaceOrder:
     """Amend an order's price and/or total quantity.
 
-    ``quantity`` is the new total quantity, filled part included (FIX OrderQty),
-    so a replace that races a fill still means what the trader meant. Lowering
-    the quantity at the same price keeps time priority; a new price or a larger
-    quantity sends the order to the back of its (new) level.
+    ``quantity`` is the new total quantity, filled part included (FIX
+    OrderQty), so a replace that races a fill still means what the trader
+    meant. Lowering the quantity at the same price keeps time priority; a new
+    price or a larger quantity sends the order to the back of its (new) level.
     """
 
     ts: int
@@ -63,8 +212,19 @@ class ReplaceOrder:
     quantity: int | None = None
     price: int | None = None
 
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+        _check_order_reference(self.order_id, self.client_order_id)
+        if self.quantity is None and self.price is None:
+            raise InvalidCommand(RejectCode.REPLACE_CHANGES_NOTHING, "quantity")
+        if self.quantity is not None:
+            _positive(self.quantity, RejectCode.INVALID_QUANTITY, "quantity")
+        if self.price is not None:
+            _positive(self.price, RejectCode.INVALID_PRICE, "price")
 
-@dataclass(slots=True, kw_only=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MassCancel:
     """Cancel every open order of an account, optionally on one instrument only."""
 
@@ -72,25 +232,41 @@ class MassCancel:
     account: str
     instrument: str | None = None
 
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+        if self.instrument is not None and (type(self.instrument) is not str or not self.instrument):
+            raise InvalidCommand(RejectCode.UNKNOWN_INSTRUMENT, "instrument")
 
-@dataclass(slots=True, kw_only=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SetSelfTradePrevention:
-    """Set an account's default self-trade prevention mode (orders may override it)."""
+    """Set an account's default self-trade prevention mode (an order may override it)."""
 
     ts: int
     account: str
     mode: SelfTradePrevention
 
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+        _set(self, "mode", _member(SelfTradePrevention, self.mode, RejectCode.INVALID_SELF_TRADE_MODE, "mode"))
 
-@dataclass(slots=True, kw_only=True)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EndOfDay:
-    """Close a trading day: DAY orders and GTD orders expiring on or before it expire.
+    """Close a trading day: DAY orders, and GTD orders expiring on or before it, expire.
 
     Client order ids of orders no longer open may be used again after it.
     """
 
     ts: int
     trading_date: int  # YYYYMMDD
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        if not valid_date(self.trading_date):
+            raise InvalidCommand(RejectCode.INVALID_TRADING_DATE, "trading_date")
 
 
 Command = NewOrder | CancelOrder | ReplaceOrder | MassCancel | SetSelfTradePrevention | EndOfDay

@@ -1,0 +1,186 @@
+"""A simulated trading day: the participants of the carbon market trading on carbonx.
+
+How this works: each participant of ``PARTICIPANTS`` (roles from
+shared/DOMAIN.md) has a way of trading: compliance buyers lift EUAs, project
+developers sell CERs and ERUs, a broker quotes both sides post-only, a bank
+and a speculator trade around the last price, with market, IOC, iceberg and
+stop-limit orders among them. A seeded random generator (randomness belongs
+here, in the gateway, never in the engine) picks who acts next and what
+they send; the commands go through the real engine and its events drive the
+printout. The same seed gives the same day.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable, Iterator, TextIO
+
+from exchange import (EndOfDay, Engine, InvalidCommand, NewOrder, OrderRejected, OrderType, SelfTradePrevention,
+                      Side, TimeInForce, Trade)
+
+from .display import eur, ladder, tonnes
+
+OPEN_NS = 1_700_000_000 * 10**9  # the simulated session's opening timestamp
+
+
+@dataclass(frozen=True)
+class Participant:
+    account: str
+    role: str
+    weight: int  # relative activity
+
+
+PARTICIPANTS = (
+    Participant("utility-north", "power utility covering its emissions (buys EUAs, iceberg orders)", 6),
+    Participant("paper-mill", "paper mill topping up its allowances (small EUA buys)", 3),
+    Participant("cement-works", "cement plant buying EUAs and some CERs within its cap", 3),
+    Participant("broker", "broker quoting both sides of every instrument (post-only)", 10),
+    Participant("cdm-developer", "CDM project developer selling CERs", 4),
+    Participant("ji-developer", "JI project developer selling ERUs", 3),
+    Participant("gov-fund", "government purchase fund buying ERUs and CERs", 2),
+    Participant("carbon-fund", "multi-government carbon fund buying CERs", 2),
+    Participant("bank", "bank trading EUAs on both sides", 5),
+    Participant("speculator", "speculative investor: market and stop-limit orders", 3),
+)
+
+
+class Simulation:
+    """Drives one engine with the participants' orders."""
+
+    def __init__(self, engine: Engine, seed: int) -> None:
+        self.engine = engine
+        self.random = random.Random(seed)
+        self.ts = OPEN_NS
+        self.client_ids = 0
+        self.strategies: dict[str, Callable[[], Iterator[NewOrder]]] = {
+            "utility-north": self._compliance_buyer, "paper-mill": self._compliance_buyer,
+            "cement-works": self._compliance_buyer, "broker": self._market_maker,
+            "cdm-developer": self._project_seller, "ji-developer": self._project_seller,
+            "gov-fund": self._fund_buyer, "carbon-fund": self._fund_buyer, "bank": self._bank,
+            "speculator": self._speculator,
+        }
+        self.acting = PARTICIPANTS[0]
+        self.rejected = 0
+
+    # -- the participants' behaviour ------------------------------------------------------
+
+    def _mid(self, symbol: str) -> int:
+        book = self.engine.books[symbol]
+        bid, ask = book.best_bid(), book.best_ask()
+        if bid is not None and ask is not None:
+            return (bid + ask) // 2
+        return book.reference_price()
+
+    def _order(self, symbol: str, side: Side, quantity: int, price: int | None, **options: object) -> NewOrder:
+        self.client_ids += 1
+        self.ts += self.random.randint(1, 400) * 1_000_000  # a few hundred milliseconds apart
+        return NewOrder(ts=self.ts, account=self.acting.account, client_order_id=f"d{self.client_ids}",
+                        instrument=symbol, side=side, quantity=quantity, price=price, **options)
+
+    def _compliance_buyer(self) -> Iterator[NewOrder]:
+        symbol = "CER" if self.acting.account == "cement-works" and self.random.random() < 0.3 else "EUA"
+        mid = self._mid(symbol)
+        if self.acting.account == "utility-north" and self.random.random() < 0.5:
+            yield self._order(symbol, Side.BUY, self.random.choice((20, 40, 60)), mid - self.random.randint(0, 5),
+                              display_quantity=5)
+        elif self.random.random() < 0.3:
+            yield self._order(symbol, Side.BUY, self.random.randint(1, 10), mid + 10,
+                              time_in_force=TimeInForce.IOC)
+        else:
+            yield self._order(symbol, Side.BUY, self.random.randint(1, 15), mid - self.random.randint(0, 15))
+
+    def _market_maker(self) -> Iterator[NewOrder]:
+        symbol = self.random.choice(("EUA", "EUA", "CER", "ERU"))
+        mid = self._mid(symbol)
+        spread = self.random.randint(2, 8)
+        size = self.random.randint(5, 25)
+        for side, price in ((Side.BUY, mid - spread), (Side.SELL, mid + spread)):
+            yield self._order(symbol, side, size, price, post_only=True,
+                              self_trade_prevention=SelfTradePrevention.CANCEL_RESTING)
+
+    def _project_seller(self) -> Iterator[NewOrder]:
+        symbol = "CER" if self.acting.account == "cdm-developer" else "ERU"
+        mid = self._mid(symbol)
+        yield self._order(symbol, Side.SELL, self.random.randint(5, 50), mid + self.random.randint(-4, 12))
+
+    def _fund_buyer(self) -> Iterator[NewOrder]:
+        symbol = "ERU" if self.acting.account == "gov-fund" and self.random.random() < 0.6 else "CER"
+        mid = self._mid(symbol)
+        yield self._order(symbol, Side.BUY, self.random.randint(10, 60), mid - self.random.randint(-3, 10),
+                          time_in_force=TimeInForce.DAY)
+
+    def _bank(self) -> Iterator[NewOrder]:
+        side = self.random.choice((Side.BUY, Side.SELL))
+        mid = self._mid("EUA")
+        edge = self.random.randint(-6, 10)
+        price = mid - edge if side is Side.BUY else mid + edge
+        yield self._order("EUA", side, self.random.randint(1, 20), price,
+                          self_trade_prevention=SelfTradePrevention.CANCEL_TAKING)
+
+    def _speculator(self) -> Iterator[NewOrder]:
+        side = self.random.choice((Side.BUY, Side.SELL))
+        last = self.engine.books["EUA"].last_price or self._mid("EUA")
+        if self.random.random() < 0.5:
+            yield self._order("EUA", side, self.random.randint(1, 8), None, order_type=OrderType.MARKET,
+                              time_in_force=TimeInForce.IOC)
+        else:  # a breakout stop: buy above the last price, sell below it
+            stop = last + 15 if side is Side.BUY else last - 15
+            limit = stop + 5 if side is Side.BUY else stop - 5
+            yield self._order("EUA", side, self.random.randint(1, 8), limit, stop_price=stop)
+
+    # -- running --------------------------------------------------------------------------
+
+    def step(self) -> list:
+        """One participant acts; returns the engine's events."""
+        self.acting = self.random.choices(PARTICIPANTS, weights=[p.weight for p in PARTICIPANTS])[0]
+        events: list = []
+        try:
+            for command in self.strategies[self.acting.account]():
+                events += self.engine.handle(command)
+        except InvalidCommand:
+            self.rejected += 1  # a strategy priced itself off the book (a negative price, say)
+        self.rejected += sum(1 for event in events if type(event) is OrderRejected)
+        return events
+
+    def close(self) -> list:
+        self.ts += 1_000_000
+        return self.engine.handle(EndOfDay(ts=self.ts, trading_date=20261127))
+
+
+def run_demo(engine: Engine, out: TextIO, orders: int = 2000, seed: int = 2005, show_trades: int = 25) -> None:
+    """Simulate a trading day of about ``orders`` actions and print what happened."""
+    simulation = Simulation(engine, seed)
+    print("carbonx demo: a simulated trading day on EUA, CER and ERU (engine only; no network)", file=out)
+    print("participants:", file=out)
+    for participant in PARTICIPANTS:
+        print(f"  {participant.account:<14} {participant.role}", file=out)
+    print(file=out)
+    trades: list[Trade] = []
+    for _ in range(orders):
+        for event in simulation.step():
+            if type(event) is Trade:
+                trades.append(event)
+                if len(trades) <= show_trades:
+                    instrument = engine.instruments[event.instrument]
+                    print(f"trade #{event.trade_id:<5} {event.instrument} {event.quantity:>3} lots "
+                          f"({tonnes(event.quantity, instrument)}) @ EUR {eur(event.price)}  "
+                          f"buyer {(event.taker_account if event.aggressor_side is Side.BUY else event.maker_account):<14}"
+                          f" seller {(event.maker_account if event.aggressor_side is Side.BUY else event.taker_account)}",
+                          file=out)
+    if len(trades) > show_trades:
+        print(f"... {len(trades) - show_trades} more trades", file=out)
+    print(file=out)
+    for symbol, book in engine.books.items():
+        instrument = engine.instruments[symbol]
+        own = [t for t in trades if t.instrument == symbol]
+        lots = sum(t.quantity for t in own)
+        vwap = sum(t.price * t.quantity for t in own) // lots if lots else None
+        print(f"{symbol} ({instrument.name}): {len(own)} trades, {lots} lots ({tonnes(lots, instrument)}), "
+              f"last EUR {eur(book.last_price)}, VWAP EUR {eur(vwap)}", file=out)
+        for line in ladder(book):
+            print("    " + line, file=out)
+        print(file=out)
+    closing = simulation.close()
+    expired = sum(1 for event in closing if type(event).__name__ == "OrderExpired")
+    print(f"end of day: DAY orders expired: {expired}, orders rejected during the day: {simulation.rejected}, "
+          f"state hash {engine.state_hash()[:16]}", file=out)
