@@ -10,14 +10,14 @@ from .commands import (CancelOrder, EndOfDay, InvalidCommand, MassCancel, NewOrd
                        SetSelfTradePrevention)
 from .engine import Engine
 from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
-from .events import (CancelRejected, LevelChanged, OrderAccepted, OrderCanceled, OrderExpired, OrderRejected,
+from .events import (CancelRejected, LevelChanged, MassCancelCompleted, OrderAccepted, OrderCanceled, OrderExpired, OrderRejected,
                      OrderReplaced, SelfTradePreventionSet, StopTriggered, Trade, TradingDayClosed)
 from .instruments import ConfigError, Instrument, parse_instruments
 
 __all__ = [
     "CancelOrder", "CancelReason", "CancelRejected", "ConfigError", "EndOfDay", "Engine", "Instrument",
     "InvalidCommand",
-    "LevelChanged", "MassCancel", "NewOrder", "Order", "OrderAccepted", "OrderBook", "OrderCanceled",
+    "LevelChanged", "MassCancel", "MassCancelCompleted", "NewOrder", "Order", "OrderAccepted", "OrderBook", "OrderCanceled",
     "OrderExpired", "OrderRejected", "OrderReplaced", "OrderType", "RejectCode", "ReplaceOrder",
     "SelfTradePrevention", "SelfTradePreventionSet", "SetSelfTradePrevention", "Side", "StopTriggered",
     "TimeInForce", "Trade", "TradingDayClosed", "parse_instruments",

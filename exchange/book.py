@@ -66,6 +66,21 @@ _shown = attrgetter("visible")
 _new = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
 
 
+def _drop_dead(level: Level, count: int) -> None:
+    """Keep a level's deque short after an order in it died.
+
+    Dead entries at the front are popped at once (a cancel of the oldest
+    order is common, and matching would pop them anyway); when dead entries
+    elsewhere outnumber the live ones, the deque is rebuilt. Each entry is
+    dropped once, so the cost per cancel stays constant whatever the level's size.
+    """
+    queue = level.orders
+    while not queue[0].visible:
+        queue.popleft()
+    if len(queue) > 2 * count + COMPACT_SLACK:
+        level.orders = deque(level.live_orders())
+
+
 class Counters:
     """The engine-wide sequence numbers, shared by all books."""
 
@@ -293,7 +308,12 @@ class OrderBook:
                       CancelReason.IOC_REMAINDER if time_in_force is IOC else CancelReason.FOK_UNFILLED)
             self._close_unrested(order, leaves, reason, events, ts)
             return
-        # Rest at the back of the order's level.
+        self.rest(order, leaves, events, ts)
+
+    def rest(self, order: Order, leaves: int, events: list, ts: int) -> None:
+        """Put an order with ``leaves`` lots open at the back of its price level; announce the level."""
+        side = order.side
+        price = order.price
         if side is BUY:
             own = self.bids
             key = -price
@@ -479,30 +499,13 @@ class OrderBook:
         events.append(_new(LevelChanged, (seq, ts, self.symbol, own.side, level.price, level.quantity, level.count)))
         if not level.count:
             own.remove_level(key)
-        elif len(level.orders) > 2 * level.count + COMPACT_SLACK:
-            level.orders = deque(level.live_orders())
+        else:
+            _drop_dead(level, level.count)
 
     def cancel(self, order: Order, reason: CancelReason, events: list, ts: int) -> None:
-        """Cancel an open order (resting or waiting stop): :meth:`unlink` and :meth:`_close` in one step."""
-        if order.stop_price is not None:
-            self.unlink(order, events, ts)
-            self._close(order, reason, events, ts)
-            return
+        """Cancel an open order (resting or waiting stop) and announce it, then its level."""
         counters = self.counters
         symbol = self.symbol
-        own = self.bids if order.side is BUY else self.asks
-        price = order.price
-        key = own.sign * price
-        level = own.levels[key]
-        count = level.count = level.count - 1
-        quantity = level.quantity = level.quantity - order.visible
-        order.visible = 0
-        seq = counters.seq + 1
-        events.append(_new(LevelChanged, (seq, ts, symbol, own.side, price, quantity, count)))
-        if not count:
-            own.remove_level(key)
-        elif len(level.orders) > 2 * count + COMPACT_SLACK:
-            level.orders = deque(level.live_orders())
         leaves = order.leaves
         order.leaves = 0
         order_id = order.order_id
@@ -510,8 +513,25 @@ class OrderBook:
         account = order.account
         clid = order.client_order_id
         account.orders[clid] = CLOSED
-        seq = counters.seq = seq + 1
+        seq = counters.seq = counters.seq + 1
         events.append(_new(OrderCanceled, (seq, ts, symbol, order_id, account.account_id, clid, leaves, reason)))
+        if order.stop_price is not None:  # a waiting stop: not in the book
+            (self.buy_stops if order.side is BUY else self.sell_stops).remove(order)
+            self.stop_count -= 1
+            return
+        own = self.bids if order.side is BUY else self.asks
+        price = order.price
+        key = own.sign * price
+        level = own.levels[key]
+        count = level.count = level.count - 1
+        quantity = level.quantity = level.quantity - order.visible
+        order.visible = 0
+        seq = counters.seq = seq + 1
+        events.append(_new(LevelChanged, (seq, ts, symbol, own.side, price, quantity, count)))
+        if not count:
+            own.remove_level(key)
+        else:
+            _drop_dead(level, count)
 
     def reduce_in_place(self, order: Order, quantity: int, events: list, ts: int) -> None:
         """Lower a resting order's total quantity, keeping its place in the queue."""

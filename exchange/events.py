@@ -143,6 +143,16 @@ class LevelChanged(NamedTuple):
     orders: int
 
 
+class MassCancelCompleted(NamedTuple):
+    """A mass cancel was carried out; each order it cancelled has its own OrderCanceled before this."""
+
+    seq: int
+    ts: int
+    account: str
+    instrument: str | None  # None: every instrument
+    canceled_orders: int
+
+
 class TradingDayClosed(NamedTuple):
     seq: int
     ts: int
@@ -159,5 +169,5 @@ class SelfTradePreventionSet(NamedTuple):
 
 Event = (
     OrderAccepted | OrderRejected | CancelRejected | Trade | OrderCanceled | OrderReplaced
-    | OrderExpired | StopTriggered | LevelChanged | TradingDayClosed | SelfTradePreventionSet
+    | OrderExpired | StopTriggered | LevelChanged | MassCancelCompleted | TradingDayClosed | SelfTradePreventionSet
 )
