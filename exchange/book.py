@@ -304,8 +304,8 @@ class OrderBook:
         else:
             leaves = order.leaves
         if time_in_force is IOC or time_in_force is FOK or price is None:
-            reason = (CancelReason.MARKET_REMAINDER if price is None else
-                      CancelReason.IOC_REMAINDER if time_in_force is IOC else CancelReason.FOK_UNFILLED)
+            reason = (CancelReason.FOK_UNFILLED if time_in_force is FOK else
+                      CancelReason.MARKET_REMAINDER if price is None else CancelReason.IOC_REMAINDER)
             self._close_unrested(order, leaves, reason, events, ts)
             return
         self.rest(order, leaves, events, ts)
@@ -364,6 +364,7 @@ class OrderBook:
             level = levels[key]
             queue = level.orders
             price = level.price
+            before = trade_id, level.count  # to tell whether this level changed at all
             while True:
                 maker = queue[0]
                 shown = maker.visible
@@ -414,8 +415,9 @@ class OrderBook:
                     maker.visible = shown - fill
                 if not leaves:
                     break
-            seq += 1
-            append(_new(LevelChanged, (seq, ts, symbol, opposite_side, price, level.quantity, level.count)))
+            if before != (trade_id, level.count):
+                seq += 1
+                append(_new(LevelChanged, (seq, ts, symbol, opposite_side, price, level.quantity, level.count)))
             if not level.count:
                 opposite.remove_level(key)
             if taker_stopped:
@@ -433,11 +435,13 @@ class OrderBook:
     def _can_fill(self, order: Order, opposite: BookSide, limit_key: int) -> bool:
         """Fill-or-kill check: would matching now fill the whole order?
 
-        Walks the levels it may reach in priority order, counting iceberg
-        reserves (they refill within one sweep). Orders of the same account
-        are skipped under CANCEL_RESTING (they would be cancelled, not
-        traded); under CANCEL_TAKING or CANCEL_BOTH meeting one first stops
-        the order, so it cannot fill in full.
+        Without self-trade prevention this is a sum of the open quantity at
+        the levels in reach (iceberg reserves included: they refill within one
+        sweep). With it, each level is played out as matching would play it:
+        a refilled iceberg slice goes to the back of the level, an own order
+        under CANCEL_RESTING is skipped (it would be cancelled, not traded),
+        and under CANCEL_TAKING or CANCEL_BOTH meeting an own order stops the
+        order, so it cannot fill in full.
         """
         needed = order.leaves
         stp = order.self_trade_prevention
@@ -445,16 +449,25 @@ class OrderBook:
         for key in opposite.keys:
             if key > limit_key:
                 return False
-            for maker in opposite.levels[key].orders:
-                if not maker.visible:
-                    continue
-                if stp is not STP_NONE and maker.account is account:
+            if stp is STP_NONE:
+                needed -= sum(maker.leaves for maker in opposite.levels[key].live_orders())
+                if needed <= 0:
+                    return True
+                continue
+            queue = deque((maker, maker.visible, maker.leaves) for maker in opposite.levels[key].live_orders())
+            while queue:
+                maker, shown, maker_leaves = queue.popleft()
+                if maker.account is account:
                     if stp is STP_CANCEL_RESTING:
                         continue
                     return False
-                needed -= maker.leaves
-                if needed <= 0:
+                fill = min(shown, needed)
+                needed -= fill
+                if not needed:
                     return True
+                if maker_leaves > shown:  # iceberg: the next slice queues at the back
+                    rest = maker_leaves - shown
+                    queue.append((maker, min(maker.display_quantity, rest), rest))
         return False
 
     def _close_unrested(self, order: Order, leaves: int, reason: CancelReason, events: list, ts: int) -> None:

@@ -39,7 +39,7 @@ class RejectCode(IntEnum):
     PRICE_NOT_ALLOWED = 110, "a market order must not carry a price"
     INVALID_ORDER_TYPE = 111, "order type must be LIMIT or MARKET"
     INVALID_TIME_IN_FORCE = 112, "time in force must be GTC, DAY, IOC, FOK or GTD"
-    INVALID_DISPLAY_QUANTITY = 113, "display quantity must be a whole number of lots, at least the minimum and below the order quantity"
+    INVALID_DISPLAY_QUANTITY = 113, "display quantity must be a whole number of lots, at least the instrument's minimum and at most the order quantity"
     INVALID_STOP_PRICE = 114, "stop price must be a positive whole number of cents on the tick"
     EXPIRE_DATE_REQUIRED = 115, "a GTD order needs an expire date"
     INVALID_EXPIRE_DATE = 116, "expire date must be a calendar date written as YYYYMMDD, and only a GTD order has one"
@@ -55,7 +55,6 @@ class RejectCode(IntEnum):
 
     # -- 300: matching ----------------------------------------------------------------------
     POST_ONLY_WOULD_TAKE = 301, "post-only order would trade on entry"
-    NO_REFERENCE_PRICE = 302, "market order needs a reference price for its collar and the instrument has none"
 
     # -- 400: order state -----------------------------------------------------------------
     DUPLICATE_CLIENT_ORDER_ID = 401, "client order id already used by this account today"
@@ -65,7 +64,6 @@ class RejectCode(IntEnum):
     ORDER_REFERENCE_REQUIRED = 405, "give exactly one of order id and client order id"
     REPLACE_QUANTITY_NOT_ABOVE_FILLED = 406, "new quantity must be above the quantity already filled"
     REPLACE_CHANGES_NOTHING = 407, "replace changes neither price nor quantity"
-    INSTRUMENT_MISMATCH = 408, "order is on another instrument"
 
     # -- 500: admin -------------------------------------------------------------------------
     UNKNOWN_COMMAND = 501, "unknown command"

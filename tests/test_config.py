@@ -1,0 +1,208 @@
+"""Instrument configuration: the shipped file, a new instrument without code changes, and every bad field.
+
+A bad file must fail at load with a ConfigError whose message names the file
+and the dotted path of the field (``instruments.EUA.tick_size_eur``), so an
+operator can fix it without reading code.
+"""
+import ast
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from exchange import ConfigError, Engine, NewOrder, OrderType, Side, Trade, parse_instruments
+from gateway.config import DEFAULT_INSTRUMENTS, load_instruments
+
+REPO = Path(__file__).resolve().parents[1]
+
+VALID_TABLE = """\
+name = "EU Allowance"
+lot_units = 1000
+tick_size_eur = "0.01"
+min_lots = 1
+max_lots = 1000
+min_price_eur = "0.01"
+max_price_eur = "1000.00"
+reference_price_eur = "70.00"
+market_collar_eur = "3.50"
+price_band_bps = 500
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "instruments.toml"
+    path.write_text(text)
+    return path
+
+
+def table_with(**changes) -> str:
+    """VALID_TABLE with fields replaced (a TOML value as text) or removed (None)."""
+    lines = []
+    for line in VALID_TABLE.splitlines():
+        key = line.split(" = ")[0]
+        if key in changes:
+            if changes[key] is not None:
+                lines.append(f"{key} = {changes.pop(key)}")
+            else:
+                changes.pop(key)
+        else:
+            lines.append(line)
+    lines += [f"{key} = {value}" for key, value in changes.items() if value is not None]
+    return "\n".join(lines) + "\n"
+
+
+def test_shipped_config_has_the_venue_terms():
+    instruments = load_instruments()
+    assert DEFAULT_INSTRUMENTS == REPO / "config" / "instruments.toml"
+    assert sorted(instruments) == ["CER", "ERU", "EUA"]
+    for symbol, instrument in instruments.items():
+        assert instrument.symbol == symbol
+        assert (instrument.lot_units, instrument.tick_size, instrument.min_lots) == (1000, 1, 1)
+        assert instrument.min_price == 1 and instrument.max_price == 100_000 and instrument.max_lots == 1000
+        assert all(type(value) is int for value in (instrument.tick_size, instrument.min_price,
+                                                     instrument.max_price, instrument.reference_price))
+    assert instruments["EUA"].reference_price == 7000 and instruments["EUA"].market_collar == 350
+    # CERs and ERUs trade at a discount to EUAs (DOMAIN.md).
+    assert instruments["ERU"].reference_price < instruments["CER"].reference_price < 7000
+
+
+def test_a_fourth_instrument_works_end_to_end_without_code_changes(tmp_path):
+    text = DEFAULT_INSTRUMENTS.read_text() + """
+[instruments.UKA]
+name = "UK Allowance (UK ETS), spot"
+lot_units = 1000
+tick_size_eur = "0.05"
+min_lots = 2
+max_lots = 500
+min_price_eur = "1.00"
+max_price_eur = "500.00"
+reference_price_eur = "40.00"
+market_collar_eur = "2.00"
+price_band_bps = 300
+"""
+    instruments = load_instruments(write(tmp_path, text))
+    assert sorted(instruments) == ["CER", "ERU", "EUA", "UKA"]
+    uka = instruments["UKA"]
+    assert (uka.tick_size, uka.min_lots, uka.max_lots, uka.min_price, uka.reference_price, uka.market_collar) == (
+        5, 2, 500, 100, 4000, 200)
+    engine = Engine(instruments)
+    engine.handle(NewOrder(ts=1, account="a", client_order_id=1, instrument="UKA", side=Side.SELL, quantity=3,
+                           price=4005))
+    engine.handle(NewOrder(ts=2, account="a", client_order_id=2, instrument="UKA", side=Side.SELL, quantity=3,
+                           price=4205))  # beyond the collar of 4000 + 200
+    events = engine.handle(NewOrder(ts=3, account="b", client_order_id=1, instrument="UKA", side=Side.BUY,
+                                    quantity=5, order_type=OrderType.MARKET))
+    trades = [event for event in events if isinstance(event, Trade)]
+    assert [(t.instrument, t.price, t.quantity) for t in trades] == [("UKA", 4005, 3)]
+    # Its own rules apply: the 5-cent tick and the 2-lot minimum.
+    off_tick = engine.handle(NewOrder(ts=4, account="b", client_order_id=2, instrument="UKA", side=Side.BUY,
+                                      quantity=2, price=4001))
+    too_small = engine.handle(NewOrder(ts=5, account="b", client_order_id=3, instrument="UKA", side=Side.BUY,
+                                       quantity=1, price=4000))
+    assert [off_tick[0].code.name, too_small[0].code.name] == ["PRICE_NOT_ON_TICK", "QUANTITY_BELOW_MINIMUM"]
+    for book in engine.books.values():
+        book._check()
+
+
+def test_core_code_names_no_instrument():
+    """No string in the code of exchange/ (docstrings aside) is one of the configured symbols."""
+    symbols = {"EUA", "CER", "ERU"}
+    for path in sorted((REPO / "exchange").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
+                      and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        named = {node.value for node in ast.walk(tree)
+                 if isinstance(node, ast.Constant) and id(node) not in docstrings and node.value in symbols}
+        assert not named, f"{path.name} names {named}"
+
+
+BAD_FIELDS = [
+    # (case, field named in the error, table text)
+    ("missing lot_units", "lot_units", table_with(lot_units=None)),
+    ("missing tick", "tick_size_eur", table_with(tick_size_eur=None)),
+    ("missing min_lots", "min_lots", table_with(min_lots=None)),
+    ("missing max_lots", "max_lots", table_with(max_lots=None)),
+    ("missing max price", "max_price_eur", table_with(max_price_eur=None)),
+    ("missing reference", "reference_price_eur", table_with(reference_price_eur=None)),
+    ("lot_units as string", "lot_units", table_with(lot_units='"1000"')),
+    ("lot_units zero", "lot_units", table_with(lot_units="0")),
+    ("min_lots as float", "min_lots", table_with(min_lots="1.5")),
+    ("max_lots as bool", "max_lots", table_with(max_lots="true")),
+    ("name not a string", "name", table_with(name="5")),
+    ("tick as float", "tick_size_eur", table_with(tick_size_eur="0.01")),
+    ("tick not a number", "tick_size_eur", table_with(tick_size_eur='"one cent"')),
+    ("tick below a cent", "tick_size_eur", table_with(tick_size_eur='"0.001"')),
+    ("tick zero", "tick_size_eur", table_with(tick_size_eur='"0.00"')),
+    ("price as float", "max_price_eur", table_with(max_price_eur="1000.0")),
+    ("price infinite", "max_price_eur", table_with(max_price_eur='"Infinity"')),
+    ("band as string", "price_band_bps", table_with(price_band_bps='"500"')),
+    ("band above 100%", "price_band_bps", table_with(price_band_bps="10001")),
+    ("min price not on tick", "min_price_eur", table_with(tick_size_eur='"0.05"', min_price_eur='"0.07"')),
+    ("max price not on tick", "max_price_eur", table_with(tick_size_eur='"0.05"', min_price_eur='"0.05"',
+                                                           max_price_eur='"1000.03"')),
+    ("reference not on tick", "reference_price_eur", table_with(tick_size_eur='"0.05"', min_price_eur='"0.05"',
+                                                                 reference_price_eur='"70.01"')),
+    ("collar not on tick", "market_collar_eur", table_with(tick_size_eur='"0.05"', min_price_eur='"0.05"',
+                                                           market_collar_eur='"3.52"')),
+    ("collar zero", "market_collar_eur", table_with(market_collar_eur='"0.00"')),
+    ("max_lots below min_lots", "max_lots", table_with(min_lots="10", max_lots="5")),
+    ("max price below min price", "max_price_eur", table_with(min_price_eur='"50.00"', max_price_eur='"40.00"',
+                                                               reference_price_eur='"45.00"')),
+    ("min price zero", "min_price_eur", table_with(min_price_eur='"0.00"')),
+    ("reference outside the range", "reference_price_eur", table_with(reference_price_eur='"1000.01"')),
+    ("unknown field", "colour", table_with(colour='"green"')),
+]
+
+
+@pytest.mark.parametrize("field, table", [case[1:] for case in BAD_FIELDS], ids=[case[0] for case in BAD_FIELDS])
+def test_bad_field_is_a_config_error_naming_file_and_field(tmp_path, field, table):
+    path = write(tmp_path, "[instruments.EUA]\n" + table)
+    with pytest.raises(ConfigError) as caught:
+        load_instruments(path)
+    message = str(caught.value)
+    assert f"instruments.EUA.{field}" in message
+    assert str(path) in message
+    # The pure parser names the field exactly.
+    with pytest.raises(ConfigError) as parsed:
+        parse_instruments(tomllib.loads("[instruments.EUA]\n" + table))
+    assert parsed.value.field == f"instruments.EUA.{field}"
+
+
+def test_the_valid_table_used_above_is_valid(tmp_path):
+    assert load_instruments(write(tmp_path, "[instruments.EUA]\n" + VALID_TABLE))["EUA"].tick_size == 1
+
+
+@pytest.mark.parametrize("text, field", [
+    ("[instruments.eua]\n" + VALID_TABLE, "instruments.eua"),  # symbols are capitals
+    ("[instruments.E]\n" + VALID_TABLE, "instruments.E"),  # too short
+    ("[other]\nx = 1\n", "instruments"),  # no instruments at all
+    ("instruments = 5\n", "instruments"),
+    ("[instruments]\nEUA = 5\n", "instruments.EUA"),  # not a table
+])
+def test_bad_structure_names_the_table(tmp_path, text, field):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_instruments(path)
+    assert f"{path}: {field}" in str(caught.value)
+
+
+def test_bad_toml_names_the_file(tmp_path):
+    path = write(tmp_path, "[instruments.EUA\nlot_units = \n")
+    with pytest.raises(ConfigError) as caught:
+        load_instruments(path)
+    assert str(path) in str(caught.value) and "TOML" in str(caught.value)
+
+
+def test_missing_file_names_the_file(tmp_path):
+    path = tmp_path / "nowhere.toml"
+    with pytest.raises(ConfigError) as caught:
+        load_instruments(path)
+    assert str(path) in str(caught.value) and "not found" in str(caught.value)
+
+
+def test_config_error_is_a_value_error_with_field_and_problem():
+    with pytest.raises(ValueError) as caught:
+        parse_instruments({"instruments": {"EUA": {"lot_units": 1000}}})
+    assert isinstance(caught.value, ConfigError)
+    assert caught.value.field == "instruments.EUA.tick_size_eur" and caught.value.problem
