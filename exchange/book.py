@@ -175,7 +175,7 @@ class Level:
 class BookSide:
     """One side of the book: levels by key (price for asks, -price for bids)."""
 
-    __slots__ = ("side", "sign", "levels", "keys", "best")
+    __slots__ = ("side", "sign", "levels", "keys", "best", "changed")
 
     def __init__(self, side: Side) -> None:
         self.side = side
@@ -183,6 +183,7 @@ class BookSide:
         self.levels: dict[int, Level] = {}
         self.keys = SortedList()
         self.best = EMPTY
+        self.changed: dict[int, Level] = {}  # price -> level, changed since the last flush_level_changes
 
     def best_price(self) -> int | None:
         return None if self.best == EMPTY else self.sign * self.best
@@ -308,10 +309,10 @@ class OrderBook:
                       CancelReason.MARKET_REMAINDER if price is None else CancelReason.IOC_REMAINDER)
             self._close_unrested(order, leaves, reason, events, ts)
             return
-        self.rest(order, leaves, events, ts)
+        self.rest(order, leaves)
 
-    def rest(self, order: Order, leaves: int, events: list, ts: int) -> None:
-        """Put an order with ``leaves`` lots open at the back of its price level; announce the level."""
+    def rest(self, order: Order, leaves: int) -> None:
+        """Put an order with ``leaves`` lots open at the back of its price level (the level is marked changed)."""
         side = order.side
         price = order.price
         if side is BUY:
@@ -330,12 +331,10 @@ class OrderBook:
         shown = leaves if display is None or display > leaves else display
         order.visible = shown
         level.orders.append(order)
-        quantity = level.quantity = level.quantity + shown
-        count = level.count = level.count + 1
+        level.quantity += shown
+        level.count += 1
+        own.changed[price] = level
         self.open_orders[order.order_id] = order
-        counters = self.counters
-        seq = counters.seq = counters.seq + 1
-        events.append(_new(LevelChanged, (seq, ts, self.symbol, side, price, quantity, count)))
 
     def _match(self, order: Order, opposite: BookSide, limit_key: int, events: list, ts: int) -> int:
         """Trade the order against the opposite side up to its limit key; return its leaves.
@@ -350,7 +349,7 @@ class OrderBook:
         seq = counters.seq
         trade_id = counters.trade_id
         levels = opposite.levels
-        opposite_side = opposite.side
+        changed = opposite.changed
         open_orders = self.open_orders
         taker_account = order.account
         taker_account_id = taker_account.account_id
@@ -416,8 +415,7 @@ class OrderBook:
                 if not leaves:
                     break
             if before != (trade_id, level.count):
-                seq += 1
-                append(_new(LevelChanged, (seq, ts, symbol, opposite_side, price, level.quantity, level.count)))
+                changed[price] = level
             if not level.count:
                 opposite.remove_level(key)
             if taker_stopped:
@@ -492,10 +490,10 @@ class OrderBook:
 
     # -- removing and amending resting orders ------------------------------------------------
 
-    def unlink(self, order: Order, events: list, ts: int) -> None:
+    def unlink(self, order: Order) -> None:
         """Take an open order out of the book (or the stop list) without closing it.
 
-        Leaves a dead entry in the level's deque, and announces the level.
+        Leaves a dead entry in the level's deque and marks the level changed.
         """
         if order.stop_price is not None:  # a waiting stop: not in the book
             (self.buy_stops if order.side is BUY else self.sell_stops).remove(order)
@@ -507,9 +505,7 @@ class OrderBook:
         level.quantity -= order.visible
         level.count -= 1
         order.visible = 0
-        counters = self.counters
-        seq = counters.seq = counters.seq + 1
-        events.append(_new(LevelChanged, (seq, ts, self.symbol, own.side, level.price, level.quantity, level.count)))
+        own.changed[level.price] = level
         if not level.count:
             own.remove_level(key)
         else:
@@ -537,16 +533,15 @@ class OrderBook:
         key = own.sign * price
         level = own.levels[key]
         count = level.count = level.count - 1
-        quantity = level.quantity = level.quantity - order.visible
+        level.quantity -= order.visible
         order.visible = 0
-        seq = counters.seq = seq + 1
-        events.append(_new(LevelChanged, (seq, ts, symbol, own.side, price, quantity, count)))
+        own.changed[price] = level
         if not count:
             own.remove_level(key)
         else:
             _drop_dead(level, count)
 
-    def reduce_in_place(self, order: Order, quantity: int, events: list, ts: int) -> None:
+    def reduce_in_place(self, order: Order, quantity: int) -> None:
         """Lower a resting order's total quantity, keeping its place in the queue."""
         leaves = quantity - order.filled
         order.quantity = quantity
@@ -557,10 +552,7 @@ class OrderBook:
             level = own.levels[own.sign * order.price]
             level.quantity -= shown - leaves
             order.visible = leaves
-            counters = self.counters
-            seq = counters.seq = counters.seq + 1
-            events.append(_new(LevelChanged, (seq, ts, self.symbol, own.side, level.price, level.quantity,
-                                              level.count)))
+            own.changed[level.price] = level
 
     # -- stop orders -----------------------------------------------------------------------
 
@@ -611,6 +603,28 @@ class OrderBook:
         order.stop_price = None
         self.execute(order, events, ts)
 
+    # -- book changes ---------------------------------------------------------------------
+
+    def flush_level_changes(self, events: list, ts: int) -> None:
+        """Announce every level changed since the last flush, once each, in its final state.
+
+        Bids first, then asks, each in the order the levels first changed. A
+        level that emptied is announced with quantity 0 and no orders; one that
+        changed and changed back is announced all the same.
+        """
+        counters = self.counters
+        symbol = self.symbol
+        for own in (self.bids, self.asks):
+            changed = own.changed
+            if changed:
+                side = own.side
+                seq = counters.seq
+                for price, level in changed.items():
+                    seq += 1
+                    events.append(_new(LevelChanged, (seq, ts, symbol, side, price, level.quantity, level.count)))
+                counters.seq = seq
+                changed.clear()
+
     # -- self-check --------------------------------------------------------------------------
 
     def _check(self) -> None:
@@ -618,6 +632,7 @@ class OrderBook:
         for own in (self.bids, self.asks):
             assert list(own.keys) == sorted(own.levels), "key list disagrees with the levels"
             assert own.best == (own.keys[0] if own.keys else EMPTY), "cached best is stale"
+            assert not own.changed, "level changes left unannounced"
             for key, level in own.levels.items():
                 assert key == own.sign * level.price, "level stored under the wrong key"
                 live = list(level.live_orders())

@@ -10,9 +10,10 @@ pipeline for a new order is, in order:
     1. instrument  known, quantity and price within its rules  -> OrderRejected (1xx)
     2. state       duplicate client order id, post-only, date  -> OrderRejected (1xx, 3xx, 4xx)
     3. accept      the next order id is given out               -> OrderAccepted
-    4. match       ``OrderBook.execute``: trades and level changes, then the rest of the
-                   order rests (LevelChanged) or is cancelled (OrderCanceled)
+    4. match       ``OrderBook.execute``: trades, then the rest of the order rests or is
+                   cancelled (OrderCanceled)
     5. stops       released by the new last price              -> StopTriggered, and 4. again
+    6. depth       every price level the command changed       -> LevelChanged, once per level
 
 Cancel, replace, mass cancel and end of day have the same shape: a command
 that cannot be carried out changes nothing and yields one CancelRejected. No
@@ -59,6 +60,7 @@ class Engine:
         self.open_orders: dict[int, Order] = {}  # every open order (resting or waiting stop) by id
         self.books = {symbol: OrderBook(instrument, self.counters, self.open_orders)
                       for symbol, instrument in self.instruments.items()}
+        self._book_list = list(self.books.values())
         self.accounts: dict[str, Account] = {}
         self.last_closed_date: int | None = None  # trading date of the last EndOfDay
         self._handlers: dict[type, Callable] = {
@@ -73,7 +75,11 @@ class Engine:
     # -- entry point ---------------------------------------------------------------------
 
     def handle(self, command: object) -> list:
-        """Carry out one command and return the events it caused, in order."""
+        """Carry out one command and return the events it caused, in order.
+
+        The command's own events come first; the price levels it changed are
+        announced after them (LevelChanged, once per level, in its final state).
+        """
         events: list = []
         kind = command.__class__
         if kind is NewOrder:  # the two commands of the hot path skip the table
@@ -82,17 +88,22 @@ class Engine:
             self._cancel_order(command, events)
         else:
             self._handle_other(command, events)
+        self._flush_level_changes(events, command)
         return events
 
     def handle_all(self, commands: Iterable[object]) -> list:
-        """Carry out commands in order; return all their events in one list.
+        """Carry out a batch of commands in order; return all their events in one list.
 
-        The same as calling :meth:`handle` on each, with the per-command lists
-        joined, only cheaper: the gateway hands the engine a batch at a time.
+        The same as :meth:`handle` on each command, except that price levels
+        are announced once for the whole batch, after its last command: the
+        market-data feed publishes conflated depth, so a level that changed a
+        hundred times in a batch is one event, not a hundred. Orders, trades
+        and every other event are exactly as one by one.
         """
         events: list = []
         new_order = self._new_order
         cancel_order = self._cancel_order
+        command = None
         for command in commands:
             kind = command.__class__
             if kind is NewOrder:
@@ -101,7 +112,14 @@ class Engine:
                 cancel_order(command, events)
             else:
                 self._handle_other(command, events)
+        self._flush_level_changes(events, command)
         return events
+
+    def _flush_level_changes(self, events: list, last_command: object) -> None:
+        for book in self._book_list:
+            if book.bids.changed or book.asks.changed:
+                ts = getattr(last_command, "ts", 0)
+                book.flush_level_changes(events, ts if type(ts) is int else 0)
 
     def _handle_other(self, command: object, events: list) -> None:
         handler = self._handlers.get(command.__class__)
@@ -120,8 +138,7 @@ class Engine:
         instrument = book.instrument
         quantity = cmd.quantity
         price = cmd.price
-        if not instrument.min_lots <= quantity <= instrument.max_lots or price is not None and (
-                price % instrument.tick_size or not instrument.min_price <= price <= instrument.max_price):
+        if quantity not in instrument.allowed_lots or price is not None and price not in instrument.allowed_prices:
             events.append(self._order_rejected(cmd, _broken_instrument_rule(quantity, price, instrument)))
             return
         stop_price = cmd.stop_price
@@ -162,7 +179,7 @@ class Engine:
                 book.trigger(order, events, ts)
         elif price is not None and time_in_force is not IOC and time_in_force is not FOK and (
                 book.asks.best > price if side is BUY else book.bids.best > -price):
-            book.rest(order, quantity, events, ts)  # does not cross: no trade, no stop to release
+            book.rest(order, quantity)  # does not cross: no trade, no stop to release
             return
         else:
             book.execute(order, events, ts)
@@ -174,8 +191,7 @@ class Engine:
         """Check a stop, iceberg, GTD or post-only order against its instrument and the book."""
         instrument = book.instrument
         stop_price = cmd.stop_price
-        if stop_price is not None and (stop_price % instrument.tick_size
-                                       or not instrument.min_price <= stop_price <= instrument.max_price):
+        if stop_price is not None and not instrument.price_allowed(stop_price):
             return RejectCode.INVALID_STOP_PRICE
         if cmd.display_quantity is not None and cmd.display_quantity < instrument.min_lots:
             return RejectCode.INVALID_DISPLAY_QUANTITY
@@ -253,7 +269,7 @@ class Engine:
                 order.quantity = quantity
                 order.price = price
             else:
-                book.reduce_in_place(order, quantity, events, ts)
+                book.reduce_in_place(order, quantity)
             return
         # Loses priority: the order leaves the book and arrives again, as a new object so that
         # the dead entry it leaves in its old level can never be mistaken for it.
@@ -261,7 +277,7 @@ class Engine:
         seq = counters.seq = counters.seq + 1
         events.append(OrderReplaced(seq, ts, book.symbol, order.order_id, order.account.account_id,
                                     order.client_order_id, price, quantity, quantity - filled, False))
-        book.unlink(order, events, ts)
+        book.unlink(order)
         moved = Order(order.order_id, book, order.account, order.client_order_id, order.side,
                       order.order_type, order.time_in_force, price, quantity, order.display_quantity, None,
                       order.expire_date, order.post_only, order.self_trade_prevention, ts)
@@ -311,7 +327,7 @@ class Engine:
             seq = counters.seq = counters.seq + 1
             events.append(OrderExpired(seq, ts, book.symbol, order.order_id, order.account.account_id,
                                        order.client_order_id, expired))
-            book.unlink(order, events, ts)
+            book.unlink(order)
             order.leaves = 0
             del self.open_orders[order.order_id]
             order.account.orders[order.client_order_id] = CLOSED

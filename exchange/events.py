@@ -11,8 +11,12 @@ normal constructor.
 Every event starts with ``seq``, the engine's global sequence number (gap
 free: one more than the event before it, whatever its kind) and ``ts``, the
 timestamp of the command that caused it. Within one command events come in
-causal order: accepted, then trades and book changes, then the fate of the
-rest (cancelled or rested), then any stop orders triggered by the trades.
+causal order: accepted, then trades, then the fate of the rest (cancelled,
+or resting silently), then any stop orders triggered by the trades. Book
+changes come last: one ``LevelChanged`` per price level that changed, in its
+final state, after the command (``Engine.handle``) or after the whole batch
+(``Engine.handle_all``), so depth is conflated the way a market-data feed
+publishes it.
 """
 from __future__ import annotations
 
@@ -132,7 +136,11 @@ class StopTriggered(NamedTuple):
 
 
 class LevelChanged(NamedTuple):
-    """A price level's shown quantity or order count changed; quantity 0 means the level is gone."""
+    """A price level's shown quantity or order count changed; quantity 0 means the level is gone.
+
+    One per level per command or batch, in the level's final state; ``ts`` is
+    the timestamp of the last command of the batch.
+    """
 
     seq: int
     ts: int

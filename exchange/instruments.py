@@ -11,7 +11,7 @@ is a new table in the file; no code names EUA, CER or ERU.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
@@ -43,6 +43,18 @@ class Instrument:
     reference_price: int  # cents; the collar and band are centred on it until the first trade
     market_collar: int | None  # cents from the reference a market order may trade at most; None: no collar
     price_band_bps: int  # dynamic band around the reference price, in basis points (used by trading phases)
+    # Derived: the allowed quantities and prices as ranges, so that one C-level ``in`` checks the
+    # size limits, or the price limits and the tick together, on the order path.
+    allowed_lots: range = field(init=False, repr=False, compare=False)
+    allowed_prices: range = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allowed_lots", range(self.min_lots, self.max_lots + 1))
+        object.__setattr__(self, "allowed_prices", range(self.min_price, self.max_price + 1, self.tick_size))
+
+    def price_allowed(self, price: int) -> bool:
+        """On the tick and within the price limits (``min_price`` is itself on the tick)."""
+        return price in self.allowed_prices
 
 
 _FIELDS = {
@@ -80,7 +92,8 @@ def _parse_instrument(symbol: str, table: Any) -> Instrument:
     max_lots = _positive_int(table, where, "max_lots")
     if max_lots < min_lots:
         raise ConfigError(f"{where}.max_lots", f"must be at least min_lots ({min_lots})")
-    min_price = _on_tick(table, where, "min_price_eur", tick_size, default=tick_size)
+    min_price = _on_tick(table, where, "min_price_eur", tick_size, default=tick_size)  # on the tick: the
+    # allowed prices are then exactly range(min_price, max_price + 1, tick_size)
     max_price = _on_tick(table, where, "max_price_eur", tick_size)
     if min_price <= 0:
         raise ConfigError(f"{where}.min_price_eur", "must be positive")
