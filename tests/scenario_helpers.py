@@ -3,7 +3,9 @@
 A :class:`Scenario` sends commands to one engine and checks, for every
 command, the promises every event list must keep (sequence numbers gap free
 and continuing from the last event, every event stamped with its command's
-``ts``), so each scenario test checks them without saying so.
+``ts``, and the book changes announced last: one ``LevelChanged`` per level,
+book by book in the engine's instrument order, bids before asks, each in the
+level's final state), so each scenario test checks them without saying so.
 :func:`brief` turns an event into a short tuple of the fields that matter,
 so an expected event sequence reads like the story it tells.
 """
@@ -87,6 +89,78 @@ def briefs(events: Iterable) -> list[tuple]:
     return [brief(event) for event in events]
 
 
+def is_level(event) -> bool:
+    return type(event) is LevelChanged
+
+
+def level_key(event: LevelChanged) -> tuple[str, Side, int]:
+    """Which level a LevelChanged is about: (instrument, side, price)."""
+    return event.instrument, event.side, event.price
+
+
+def book_levels(engine: Engine) -> dict[tuple[str, Side, int], tuple[int, int]]:
+    """Every level in the engine's books: (instrument, side, price) -> (shown lots, orders)."""
+    return {(symbol, side, price): (quantity, orders)
+            for symbol, book in engine.books.items() for side in (BUY, SELL)
+            for price, quantity, orders in book.depth(side)}
+
+
+def announcement_order(engine: Engine, keys: Iterable[tuple[str, Side, int]]) -> list[tuple[str, Side, int]]:
+    """Levels in the order the engine must announce them, given the order they first changed in:
+    book by book in the engine's instrument order, bids before asks, first change first."""
+    symbols = list(engine.books)
+    return sorted(dict.fromkeys(keys), key=lambda key: (symbols.index(key[0]), key[1] is not BUY))  # stable
+
+
+def check_level_announcements(engine: Engine, events: list) -> None:
+    """The promises about LevelChanged in the events of one ``handle`` or one ``handle_all`` batch.
+
+    They come after every other event; no level is announced twice; they are
+    grouped book by book in instrument order, bids before asks; and each
+    carries the level's state in the engine now (0 lots, 0 orders if gone).
+    """
+    levels = [event for event in events if is_level(event)]
+    assert events[len(events) - len(levels):] == levels, "a LevelChanged comes before another event"
+    keys = [level_key(event) for event in levels]
+    assert len(set(keys)) == len(keys), f"a level is announced twice: {keys}"
+    assert announcement_order(engine, keys) == keys, f"levels are not grouped by book and side: {keys}"
+    now = book_levels(engine)
+    assert [(event.quantity, event.orders) for event in levels] == [now.get(key, (0, 0)) for key in keys], \
+        "a LevelChanged does not carry its level's final state"
+
+
+class DepthMirror:
+    """What a market-data subscriber builds from LevelChanged events alone.
+
+    Per book side a map price -> (shown lots, orders); a level announced with
+    quantity 0 is deleted.
+    """
+
+    def __init__(self) -> None:
+        self.levels: dict[tuple[str, Side], dict[int, tuple[int, int]]] = {}
+
+    def apply(self, events: Iterable) -> None:
+        for event in events:
+            if not is_level(event):
+                continue
+            assert (event.quantity == 0) == (event.orders == 0), f"half-empty level: {event}"
+            side = self.levels.setdefault((event.instrument, event.side), {})
+            if event.quantity == 0:
+                side.pop(event.price, None)  # a level born and gone within one batch was never seen
+            else:
+                side[event.price] = (event.quantity, event.orders)
+
+    def depth(self, symbol: str, side: Side) -> list[tuple[int, int, int]]:
+        """The mirrored levels of one side, best first, in the shape of ``OrderBook.depth``."""
+        levels = self.levels.get((symbol, side), {})
+        return [(price, *levels[price]) for price in sorted(levels, reverse=side is BUY)]
+
+    def assert_matches(self, engine: Engine) -> None:
+        for symbol, book in engine.books.items():
+            for side in (BUY, SELL):
+                assert self.depth(symbol, side) == book.depth(side), f"mirrored depth of {symbol} {side} differs"
+
+
 def check_books(engine: Engine) -> None:
     """Every book's structural invariants, and the engine's index of open orders agrees with the books."""
     in_books = set()
@@ -134,6 +208,7 @@ class Scenario:
         ts = getattr(command, "ts", None)
         if type(ts) is int and ts >= 0:
             assert all(event.ts == ts for event in events), "an event does not carry its command's ts"
+        check_level_announcements(self.engine, events)
         self.log += events
         return events
 
@@ -197,6 +272,7 @@ class Scenario:
 
 
 __all__ = [
-    "BUY", "SELL", "SYM", "Scenario", "assert_only_seq_moved", "brief", "briefs", "check_books",
-    "make_engine", "of_type", "one", "shipped_instruments", "snapshot",
+    "BUY", "SELL", "SYM", "DepthMirror", "Scenario", "announcement_order", "assert_only_seq_moved", "book_levels",
+    "brief", "briefs", "check_books", "check_level_announcements", "is_level", "level_key", "make_engine", "of_type",
+    "one", "shipped_instruments", "snapshot",
 ]

@@ -70,9 +70,10 @@ def test_replace_increasing_quantity_loses_priority():
     a = s.place("a", SELL, 10, 7000)
     b = s.place("b", SELL, 10, 7000)
     events = s.replace("a", a, quantity=12)
+    # The order left the level and came back to its back: one command, so the level is
+    # announced once, in its final state.
     assert briefs(events) == [
         ("replaced", a, 7000, 12, 12, False),
-        ("level", SELL, 7000, 10, 1),
         ("level", SELL, 7000, 22, 2),
     ]
     assert s.queue(SELL) == [b, a]
@@ -112,10 +113,10 @@ def test_replace_that_crosses_trades_as_the_taker():
     events = s.replace("a", bid, price=7000)
     assert briefs(events) == [
         ("replaced", bid, 7000, 5, 5, False),
-        ("level", BUY, 6990, 0, 0),
         ("trade", 7000, 3, bid, ask, 2, 0),
-        ("level", SELL, 7000, 0, 0),
+        ("level", BUY, 6990, 0, 0),  # bids first, in the order they changed
         ("level", BUY, 7000, 2, 1),
+        ("level", SELL, 7000, 0, 0),
     ]
     assert of_type(events, Trade)[0].aggressor_side is BUY
     s.check()
@@ -128,8 +129,8 @@ def test_replace_quantity_is_the_new_total_including_the_filled_part():
     events = s.replace("a", a, quantity=8)
     assert briefs(events) == [("replaced", a, 7000, 8, 4, True), ("level", SELL, 7000, 4, 1)]
     events = s.replace("a", a, quantity=12)
-    assert briefs(events) == [("replaced", a, 7000, 12, 8, False), ("level", SELL, 7000, 0, 0),
-                              ("level", SELL, 7000, 8, 1)]
+    # Left its level (emptying it) and came back in the same command: one announcement, final state.
+    assert briefs(events) == [("replaced", a, 7000, 12, 8, False), ("level", SELL, 7000, 8, 1)]
     order = s.engine.open_orders[a]
     assert (order.quantity, order.leaves, order.filled) == (12, 8, 4)
     s.check()
@@ -207,13 +208,17 @@ def test_mass_cancel_by_account_cancels_all_its_orders_in_order_id_order():
     a4 = s.place("a", BUY, 4, 5000, instrument="CER")
     events = s.mass_cancel("a")
     assert briefs(events) == [
-        ("canceled", a1, 5, CancelReason.MASS_CANCEL), ("level", SELL, 7000, 5, 1),
-        ("canceled", a2, 3, CancelReason.MASS_CANCEL), ("level", BUY, 6990, 0, 0),
-        ("canceled", a3, 2, CancelReason.MASS_CANCEL),
-        ("canceled", a4, 4, CancelReason.MASS_CANCEL), ("level", BUY, 5000, 0, 0),
+        ("canceled", a1, 5, CancelReason.MASS_CANCEL),
+        ("canceled", a2, 3, CancelReason.MASS_CANCEL),
+        ("canceled", a3, 2, CancelReason.MASS_CANCEL),  # a waiting stop: no level changes
+        ("canceled", a4, 4, CancelReason.MASS_CANCEL),
         ("mass_canceled", "a", None, 4),
+        # then the levels: book by book in config order (EUA, then CER), bids before asks
+        ("level", BUY, 6990, 0, 0), ("level", SELL, 7000, 5, 1),
+        ("level", BUY, 5000, 0, 0),
     ]
     assert of_type(events, OrderCanceled)[-1].instrument == "CER"
+    assert [event.instrument for event in of_type(events, LevelChanged)] == ["EUA", "EUA", "CER"]
     assert set(s.engine.open_orders) == {b1}
     s.check()
 
@@ -223,8 +228,9 @@ def test_mass_cancel_by_instrument_leaves_other_instruments_alone():
     eua = s.place("a", SELL, 5, 7000)
     cer = s.place("a", SELL, 5, 6000, instrument="CER")
     events = s.mass_cancel("a", "CER")
-    assert briefs(events) == [("canceled", cer, 5, CancelReason.MASS_CANCEL), ("level", SELL, 6000, 0, 0),
-                              ("mass_canceled", "a", "CER", 1)]
+    assert briefs(events) == [("canceled", cer, 5, CancelReason.MASS_CANCEL), ("mass_canceled", "a", "CER", 1),
+                              ("level", SELL, 6000, 0, 0)]
+    assert of_type(events, LevelChanged)[0].instrument == "CER"
     assert set(s.engine.open_orders) == {eua}
     s.check()
 

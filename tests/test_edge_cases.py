@@ -57,11 +57,19 @@ def test_market_order_without_a_collar_sweeps_everything_and_still_never_rests()
     instruments = shipped_instruments()
     instruments["EUA"] = dataclasses.replace(instruments["EUA"], market_collar=None)
     s = Scenario(make_engine(instruments))
-    s.place("a", SELL, 1, 100)
-    s.place("a", SELL, 1, 99_000)
+    low = s.place("a", SELL, 1, 100)
+    high = s.place("a", SELL, 1, 99_000)
     events = s.market("b", BUY, 5)
+    market = events[0].order_id
     assert [t.price for t in of_type(events, Trade)] == [100, 99_000]
-    assert briefs(events)[-1] == ("canceled", events[0].order_id, 3, CancelReason.MARKET_REMAINDER)
+    assert briefs(events) == [
+        ("accepted", market),
+        ("trade", 100, 1, market, low, 4, 0),
+        ("trade", 99_000, 1, market, high, 3, 0),
+        ("canceled", market, 3, CancelReason.MARKET_REMAINDER),
+        ("level", SELL, 100, 0, 0),  # the book changes come after the order's fate
+        ("level", SELL, 99_000, 0, 0),
+    ]
     assert s.depth(BUY) == [] and s.depth(SELL) == []
     s.check()
 
@@ -86,7 +94,12 @@ def test_ioc_on_one_order_does_not_affect_other_orders():
     assert s.queue(BUY) == [gtc]
     events = s.buy("c", 8, 7000, time_in_force=IOC)
     assert [t.maker_order_id for t in of_type(events, Trade)] == [ask]
-    assert briefs(events)[-1] == ("canceled", events[0].order_id, 3, CancelReason.IOC_REMAINDER)
+    assert briefs(events) == [
+        ("accepted", events[0].order_id),
+        ("trade", 7000, 5, events[0].order_id, ask, 3, 0),
+        ("canceled", events[0].order_id, 3, CancelReason.IOC_REMAINDER),
+        ("level", SELL, 7000, 0, 0),
+    ]
     later = s.buy("c", 4, 6995)  # the next order of the IOC's account is an ordinary GTC
     assert briefs(later)[-1] == ("level", BUY, 6995, 4, 1)
     assert s.queue(BUY) == [later[0].order_id, gtc]

@@ -96,6 +96,19 @@ def test_iceberg_reserve_fills_within_one_sweep_alternating_with_its_level():
     s.check()
 
 
+def test_iceberg_refill_that_restores_the_level_is_still_announced():
+    # The shown slice is taken and the next one shown: the level changed and changed back
+    # (10 lots, 1 order), and is announced all the same.
+    s = Scenario()
+    iceberg = s.place("a", SELL, 30, 7000, display_quantity=10)
+    events = s.buy("c", 10, 7000)
+    assert briefs(events) == [("accepted", events[0].order_id),
+                              ("trade", 7000, 10, events[0].order_id, iceberg, 0, 20),
+                              ("level", SELL, 7000, 10, 1)]
+    assert s.depth(SELL) == [(7000, 10, 1)]
+    s.check()
+
+
 def test_iceberg_last_slice_is_what_is_left():
     s = Scenario()
     iceberg = s.place("a", SELL, 25, 7000, display_quantity=10)
@@ -110,9 +123,15 @@ def test_iceberg_last_slice_is_what_is_left():
 
 def test_iceberg_taker_rests_its_remainder_showing_one_slice():
     s = Scenario()
-    s.place("a", SELL, 5, 7000)
+    ask = s.place("a", SELL, 5, 7000)
     events = s.buy("b", 30, 7000, display_quantity=10)
-    assert briefs(events[-2:]) == [("level", SELL, 7000, 0, 0), ("level", BUY, 7000, 10, 1)]
+    taker = events[0].order_id
+    assert briefs(events) == [
+        ("accepted", taker),
+        ("trade", 7000, 5, taker, ask, 25, 0),
+        ("level", BUY, 7000, 10, 1),  # bids before asks, whatever changed first
+        ("level", SELL, 7000, 0, 0),
+    ]
     order = next(s.book.resting_orders(BUY))
     assert (order.visible, order.leaves) == (10, 25)
     s.check()
@@ -143,9 +162,9 @@ def test_buy_stop_triggers_when_last_trade_reaches_it_then_acts_as_limit():
     assert briefs(events) == [
         ("accepted", taker),
         ("trade", 7050, 1, taker, small, 0, 0),
-        ("level", SELL, 7050, 0, 0),
         ("triggered", stop, 7050, 7050),
         ("trade", 7100, 5, stop, ask, 0, 5),
+        ("level", SELL, 7050, 0, 0),  # the levels after everything else, in the order they changed
         ("level", SELL, 7100, 5, 1),
     ]
     trigger = of_type(events, StopTriggered)[0]
@@ -170,12 +189,16 @@ def test_sell_stop_triggers_when_last_trade_falls_to_it():
     s.place("b", BUY, 1, 6951)
     events = s.sell("c", 1, 6951)
     assert of_type(events, StopTriggered) == []  # 6951 is above the sell stop
-    s.place("b", BUY, 1, 6950)
+    small = s.place("b", BUY, 1, 6950)
     bid = s.place("b", BUY, 10, 6900)
     events = s.sell("c", 1, 6950)
-    assert briefs(events[3:]) == [
+    taker = events[0].order_id
+    assert briefs(events) == [
+        ("accepted", taker),
+        ("trade", 6950, 1, taker, small, 0, 0),
         ("triggered", stop, 6950, 6950),
         ("trade", 6900, 5, stop, bid, 0, 5),
+        ("level", BUY, 6950, 0, 0),
         ("level", BUY, 6900, 5, 1),
     ]
     s.check()
@@ -214,16 +237,20 @@ def test_stop_cascade_each_trigger_can_trigger_the_next():
     s = Scenario()
     first = s.place("a", BUY, 2, 7020, stop_price=7010)
     second = s.place("a", BUY, 2, 7030, stop_price=7020)
-    s.place("b", SELL, 1, 7010)
+    ask_10 = s.place("b", SELL, 1, 7010)
     ask_20 = s.place("b", SELL, 2, 7020)
     ask_30 = s.place("b", SELL, 2, 7030)
     events = s.buy("c", 1, 7010)
-    assert briefs(events[3:]) == [
+    taker = events[0].order_id
+    assert briefs(events) == [
+        ("accepted", taker),
+        ("trade", 7010, 1, taker, ask_10, 0, 0),
         ("triggered", first, 7010, 7010),
         ("trade", 7020, 2, first, ask_20, 0, 0),
-        ("level", SELL, 7020, 0, 0),
         ("triggered", second, 7020, 7020),
         ("trade", 7030, 2, second, ask_30, 0, 0),
+        ("level", SELL, 7010, 0, 0),
+        ("level", SELL, 7020, 0, 0),
         ("level", SELL, 7030, 0, 0),
     ]
     assert s.book.waiting_stops() == [] and s.depth(SELL) == [] and s.book.last_price == 7030

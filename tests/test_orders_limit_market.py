@@ -34,9 +34,9 @@ def test_price_time_priority_better_price_first_then_earlier_arrival():
     taker = events[0].order_id
     assert briefs(events[1:]) == [
         ("trade", 6990, 5, taker, better, 7, 0),
-        ("level", SELL, 6990, 0, 0),
         ("trade", 7000, 5, taker, first, 2, 0),
         ("trade", 7000, 2, taker, second, 0, 3),
+        ("level", SELL, 6990, 0, 0),
         ("level", SELL, 7000, 3, 1),
     ]
     assert s.depth(SELL) == [(7000, 3, 1), (7010, 5, 1)]
@@ -91,8 +91,8 @@ def test_partially_filled_taker_rests_its_remainder_at_its_limit():
     taker = events[0].order_id
     assert briefs(events[1:]) == [
         ("trade", 7000, 4, taker, maker, 6, 0),
+        ("level", BUY, 7000, 6, 1),  # bids before asks, though the ask level changed first
         ("level", SELL, 7000, 0, 0),
-        ("level", BUY, 7000, 6, 1),
     ]
     assert s.depth(BUY) == [(7000, 6, 1)] and s.depth(SELL) == []
     assert s.engine.open_orders[taker].leaves == 6
@@ -111,10 +111,10 @@ def test_sweep_over_several_levels_reports_each_level_and_rests_the_rest():
         ("accepted", taker),
         ("trade", 7000, 2, taker, a, 18, 0),
         ("trade", 7000, 3, taker, b, 15, 0),
-        ("level", SELL, 7000, 0, 0),
         ("trade", 7001, 4, taker, c, 11, 0),
-        ("level", SELL, 7001, 0, 0),
         ("level", BUY, 7002, 11, 1),
+        ("level", SELL, 7000, 0, 0),
+        ("level", SELL, 7001, 0, 0),
     ]
     assert [t.trade_id for t in of_type(events, Trade)] == [1, 2, 3]
     assert s.depth(SELL) == [(7003, 5, 1)]
@@ -132,8 +132,8 @@ def test_sell_sweep_walks_bids_from_the_highest_down():
     taker = events[0].order_id
     assert briefs(events[1:]) == [
         ("trade", 7000, 5, taker, high, 2, 0),
-        ("level", BUY, 7000, 0, 0),
         ("trade", 6990, 2, taker, low, 0, 3),
+        ("level", BUY, 7000, 0, 0),  # in the order the levels changed, not by price
         ("level", BUY, 6990, 3, 1),
     ]
     s.check()
@@ -148,8 +148,8 @@ def test_market_order_sweeps_levels():
     assert events[0].price is None and events[0].order_type is OrderType.MARKET
     assert briefs(events[1:]) == [
         ("trade", 7000, 3, taker, a, 2, 0),
-        ("level", SELL, 7000, 0, 0),
         ("trade", 7010, 2, taker, b, 0, 2),
+        ("level", SELL, 7000, 0, 0),
         ("level", SELL, 7010, 2, 1),
     ]
     assert taker not in s.engine.open_orders
@@ -163,8 +163,8 @@ def test_market_order_leftover_is_cancelled_and_never_rests():
     taker = events[0].order_id
     assert briefs(events[1:]) == [
         ("trade", 7000, 3, taker, a, 7, 0),
-        ("level", SELL, 7000, 0, 0),
         ("canceled", taker, 7, CancelReason.MARKET_REMAINDER),
+        ("level", SELL, 7000, 0, 0),
     ]
     assert s.depth(BUY) == [] and s.depth(SELL) == []
     assert taker not in s.engine.open_orders
@@ -202,10 +202,10 @@ def test_market_buy_stops_at_the_collar_above_the_configured_reference():
     taker = events[0].order_id
     assert briefs(events[1:]) == [
         ("trade", 7300, 5, taker, inside, 15, 0),
-        ("level", SELL, 7300, 0, 0),
         ("trade", 7350, 5, taker, edge, 10, 0),
-        ("level", SELL, 7350, 0, 0),
         ("canceled", taker, 10, CancelReason.MARKET_REMAINDER),
+        ("level", SELL, 7300, 0, 0),
+        ("level", SELL, 7350, 0, 0),
     ]
     assert s.queue(SELL) == [beyond]
     s.check()
@@ -222,8 +222,8 @@ def test_market_collar_recentres_on_the_last_trade_price():
     taker = events[0].order_id
     assert briefs(events[1:]) == [
         ("trade", 7700, 5, taker, near, 3, 0),
-        ("level", SELL, 7700, 0, 0),
         ("canceled", taker, 3, CancelReason.MARKET_REMAINDER),
+        ("level", SELL, 7700, 0, 0),
     ]
     assert s.queue(SELL) == [far]
     # That trade moved the reference again, to 7700: a market sell now reaches 7350, not 7349.
@@ -233,8 +233,8 @@ def test_market_collar_recentres_on_the_last_trade_price():
     events = s.market("e", SELL, 5)
     assert briefs(events[1:]) == [
         ("trade", 7350, 2, events[0].order_id, low_ok, 3, 0),
-        ("level", BUY, 7350, 0, 0),
         ("canceled", events[0].order_id, 3, CancelReason.MARKET_REMAINDER),
+        ("level", BUY, 7350, 0, 0),
     ]
     assert s.queue(BUY) == [low_out]
     s.check()
@@ -248,8 +248,8 @@ def test_market_sell_stops_at_the_collar_below_the_reference():
     taker = events[0].order_id
     assert briefs(events[1:]) == [
         ("trade", 6650, 5, taker, edge, 15, 0),
-        ("level", BUY, 6650, 0, 0),
         ("canceled", taker, 15, CancelReason.MARKET_REMAINDER),
+        ("level", BUY, 6650, 0, 0),
     ]
     assert s.queue(BUY) == [beyond]
     s.check()

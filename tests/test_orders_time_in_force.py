@@ -27,10 +27,10 @@ def test_day_orders_expire_on_end_of_day_in_order_id_order():
     events = s.end_of_day(20240102)
     assert briefs(events) == [
         ("expired", first, 5),
-        ("level", BUY, 6990, 0, 0),
         ("expired", second, 3),
-        ("level", BUY, 6980, 0, 0),
         ("day_closed", 20240102, 2),
+        ("level", BUY, 6990, 0, 0),  # the levels after the day is closed, in the order they emptied
+        ("level", BUY, 6980, 0, 0),
     ]
     expired = of_type(events, OrderExpired)[0]
     assert (expired.account, expired.client_order_id, expired.instrument) == ("a", "c1", "EUA")
@@ -44,7 +44,7 @@ def test_partially_filled_day_order_expires_with_its_leaves():
     day = s.place("a", SELL, 10, 7000, time_in_force=DAY)
     s.buy("b", 4, 7000)
     events = s.end_of_day(20240102)
-    assert briefs(events) == [("expired", day, 6), ("level", SELL, 7000, 0, 0), ("day_closed", 20240102, 1)]
+    assert briefs(events) == [("expired", day, 6), ("day_closed", 20240102, 1), ("level", SELL, 7000, 0, 0)]
     s.check()
 
 
@@ -64,8 +64,8 @@ def test_ioc_remainder_is_cancelled_after_partial_fill():
     assert briefs(events) == [
         ("accepted", taker),
         ("trade", 7000, 3, taker, maker, 2, 0),
-        ("level", SELL, 7000, 0, 0),
         ("canceled", taker, 2, CancelReason.IOC_REMAINDER),
+        ("level", SELL, 7000, 0, 0),
     ]
     assert s.depth(BUY) == [] and taker not in s.engine.open_orders
     s.check()
@@ -115,8 +115,8 @@ def test_fok_that_can_fill_exactly_trades_across_levels():
     taker = events[0].order_id
     assert briefs(events[1:]) == [
         ("trade", 7000, 3, taker, a, 3, 0),
-        ("level", SELL, 7000, 0, 0),
         ("trade", 7010, 3, taker, b, 0, 0),
+        ("level", SELL, 7000, 0, 0),
         ("level", SELL, 7010, 0, 0),
     ]
     s.check()
@@ -162,8 +162,8 @@ def test_gtd_expires_on_the_end_of_day_of_its_date_not_before():
     gtd = s.place("a", BUY, 5, 6990, time_in_force=GTD, expire_date=20240105)
     assert briefs(s.end_of_day(20240104)) == [("day_closed", 20240104, 0)]
     assert s.queue(BUY) == [gtd]
-    assert briefs(s.end_of_day(20240105)) == [("expired", gtd, 5), ("level", BUY, 6990, 0, 0),
-                                              ("day_closed", 20240105, 1)]
+    assert briefs(s.end_of_day(20240105)) == [("expired", gtd, 5), ("day_closed", 20240105, 1),
+                                              ("level", BUY, 6990, 0, 0)]
     assert s.depth(BUY) == []
     s.check()
 
@@ -172,8 +172,8 @@ def test_gtd_expires_when_the_closed_day_is_past_its_date():
     s = Scenario()
     gtd = s.place("a", BUY, 5, 6990, time_in_force=GTD, expire_date=20240103)
     later = s.place("a", BUY, 5, 6980, time_in_force=GTD, expire_date=20240108)
-    assert briefs(s.end_of_day(20240105)) == [("expired", gtd, 5), ("level", BUY, 6990, 0, 0),
-                                              ("day_closed", 20240105, 1)]
+    assert briefs(s.end_of_day(20240105)) == [("expired", gtd, 5), ("day_closed", 20240105, 1),
+                                              ("level", BUY, 6990, 0, 0)]
     assert s.queue(BUY) == [later]
     s.check()
 

@@ -8,6 +8,7 @@ replay under two different string-hash seeds gives the same events and state
 hash (nothing depends on set or hash order).
 """
 import ast
+import hashlib
 import json
 import os
 import subprocess
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from exchange import CancelOrder, EndOfDay, MassCancel, NewOrder, ReplaceOrder, SetSelfTradePrevention
-from scenario_helpers import make_engine
+from scenario_helpers import (BUY, SELL, announcement_order, book_levels, brief, check_books, is_level, level_key,
+                              make_engine)
 
 REPO = Path(__file__).resolve().parents[1]
 CORE_FILES = sorted((REPO / "exchange").glob("*.py"))
@@ -131,22 +133,85 @@ def test_replay_is_identical_under_different_hash_seeds():
     assert outputs[0] == outputs[1]
 
 
-def test_handle_all_gives_the_same_events_and_state_as_handle_on_each():
-    def order(ts, account, clid, side, quantity, price=None, **fields):
-        return NewOrder(ts=ts, account=account, client_order_id=clid, instrument="EUA", side=side,
-                        quantity=quantity, price=price, **fields)
+def assert_batch_agrees_with_one_by_one(commands: list) -> list:
+    """Run ``commands`` through ``handle_all`` on one engine and ``handle`` one by one on another; compare.
 
-    commands = [
-        order(1, "a", 1, "S", 5, 7000), order(2, "a", 2, "S", 30, 7010, display_quantity=10),
-        order(3, "b", 1, "B", 2, 7100, stop_price=7005), order(4, "b", 2, "B", 12, 7010),
-        CancelOrder(ts=5, account="a", order_id=99), ReplaceOrder(ts=6, account="a", client_order_id=2, quantity=25),
-        SetSelfTradePrevention(ts=7, account="a", mode="CANCEL_BOTH"), order(8, "a", 3, "B", 40, 7010),
-        order(9, "c", 1, "B", 3, order_type="MARKET"), MassCancel(ts=10, account="b"), object(),
-        order(11, "c", 2, "S", 1, 6000, time_in_force="DAY"), EndOfDay(ts=12, trading_date=20240102),
-    ]
+    What must hold: the commands' own events (everything but LevelChanged)
+    are the same, in the same order, with the same content but their seq; the
+    books, stops, accounts and id counters end the same, and only the event
+    counter differs, since the batch announces fewer levels; the batch's seq
+    numbers are gap free; and its LevelChanged events, after all the others,
+    are the net level changes of the batch: one per level that any command
+    changed (exactly the levels ``handle`` announced at least once), in the
+    order ``handle`` first announced them, grouped by book in instrument order
+    and bids before asks, each in its final state in the books (0/0 when
+    gone, which is also the last state ``handle`` announced for it), stamped
+    with the ts of the batch's last command. Returns the batch's events.
+    """
     one_by_one = make_engine()
     events = [event for command in commands for event in one_by_one.handle(command)]
     batched = make_engine()
-    assert batched.handle_all(commands) == events
-    assert batched.state_hash() == one_by_one.state_hash()
+    batch = batched.handle_all(commands)
+    check_books(one_by_one)
+    check_books(batched)
+
     assert [event.seq for event in events] == list(range(1, len(events) + 1))
+    assert [event.seq for event in batch] == list(range(1, len(batch) + 1)), "batch seq numbers have a gap"
+    assert batched.counters.seq == len(batch)
+
+    own = [event for event in batch if not is_level(event)]
+    levels = [event for event in batch if is_level(event)]
+    assert batch == own + levels, "a LevelChanged comes before the end of the batch"
+    assert [event._replace(seq=0) for event in own] == \
+        [event._replace(seq=0) for event in events if not is_level(event)]
+
+    # Same state but for the event counter (state_lines()[0] is the counters line).
+    batched_lines, one_by_one_lines = list(batched.state_lines()), list(one_by_one.state_lines())
+    assert batched_lines[1:] == one_by_one_lines[1:]
+    counters = one_by_one.counters
+    assert batched_lines[0] == (f"counters seq={len(batch)} order_id={counters.order_id} "
+                                f"trade_id={counters.trade_id} closed={one_by_one.last_closed_date}")
+    same_but_seq = hashlib.sha256()
+    for line in [batched_lines[0]] + one_by_one_lines[1:]:
+        same_but_seq.update(line.encode() + b"\n")
+    assert batched.state_hash() == same_but_seq.hexdigest()
+
+    touched = announcement_order(batched, (level_key(event) for event in events if is_level(event)))
+    assert [level_key(event) for event in levels] == touched
+    final = book_levels(batched)
+    assert [(event.quantity, event.orders) for event in levels] == [final.get(key, (0, 0)) for key in touched]
+    last_announced = {level_key(event): (event.quantity, event.orders) for event in events if is_level(event)}
+    assert [(event.quantity, event.orders) for event in levels] == [last_announced[key] for key in touched]
+    last_ts = getattr(commands[-1], "ts", 0)
+    assert all(event.ts == last_ts for event in levels)
+    return batch
+
+
+def test_handle_all_gives_the_same_events_and_state_as_handle_on_each():
+    def order(ts, account, clid, side, quantity, price=None, instrument="EUA", **fields):
+        return NewOrder(ts=ts, account=account, client_order_id=clid, instrument=instrument, side=side,
+                        quantity=quantity, price=price, **fields)
+
+    commands = [
+        order(1, "d", 1, "B", 4, 5790, instrument="CER"),  # CER changes first, but EUA is announced first
+        order(2, "a", 1, "S", 5, 7000), order(3, "a", 2, "S", 30, 7010, display_quantity=10),
+        order(4, "b", 1, "B", 2, 7100, stop_price=7005), order(5, "b", 2, "B", 12, 7010),
+        CancelOrder(ts=6, account="a", order_id=99), ReplaceOrder(ts=7, account="a", client_order_id=2, quantity=25),
+        order(8, "e", 1, "S", 2, 5790, instrument="CER"),
+        SetSelfTradePrevention(ts=9, account="a", mode="CANCEL_BOTH"), order(10, "a", 3, "B", 40, 7010),
+        order(11, "c", 1, "B", 3, order_type="MARKET"), MassCancel(ts=12, account="b"), object(),
+        order(13, "c", 2, "S", 1, 6000, time_in_force="DAY"),  # rests, expires: born and gone in the batch
+        order(14, "c", 3, "B", 2, 5990),  # a bid: announced before the asks that changed earlier
+        EndOfDay(ts=15, trading_date=20240102),
+    ]
+    batch = assert_batch_agrees_with_one_by_one(commands)
+    levels = [event for event in batch if is_level(event)]
+    assert [(event.instrument, *brief(event)[1:]) for event in levels] == [
+        ("EUA", BUY, 5990, 2, 1),
+        ("EUA", SELL, 7000, 0, 0), ("EUA", SELL, 7010, 0, 0), ("EUA", SELL, 6000, 0, 0),
+        ("CER", BUY, 5790, 2, 1),
+    ]
+    assert {event.ts for event in levels} == {15}
+    # Cut into smaller batches, each batch keeps the same promises.
+    for cut in (1, 4, 9, 13):
+        assert_batch_agrees_with_one_by_one(commands[:cut])
