@@ -18,7 +18,7 @@ Timed, best of ``--runs`` (default 3), alternating with each other:
 - the bare loop: the same matching on plain tuples with the same
   sortedcontainers structure, dict levels and no objects or events.
 Both run with the garbage collector paused, as ``timeit`` does, so neither
-pays for the other's garbage.
+pays for the other's garbage (``--gc`` leaves it running).
 
 The engine's trade tape (``taker_id,maker_id,price,qty`` a line, workload
 ids) must equal the bare loop's; the run fails otherwise. Memory per resting
@@ -195,6 +195,8 @@ def main() -> int:
     parser.add_argument("--tape", type=Path, help="write the trade tape here")
     parser.add_argument("--book", type=Path, help="write the final book here")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each loop; the best counts")
+    parser.add_argument("--gc", action="store_true",
+                        help="leave the garbage collector running during the timed loops (default: paused, as timeit does)")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
                         help="commands per Engine.handle_all call, as the gateway hands them over (default %(default)s)")
     args = parser.parse_args()
@@ -203,7 +205,8 @@ def main() -> int:
     commands = build_commands(rows)
     engine_times, bare_times = [], []
     gc.collect()
-    gc.disable()
+    if not args.gc:
+        gc.disable()
     try:
         for _ in range(args.runs):
             elapsed, engine, outputs = run_engine(commands, args.batch)
