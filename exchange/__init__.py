@@ -6,19 +6,20 @@ reads a clock, draws random numbers or imports asyncio.
 """
 from .book import Order, OrderBook
 from .codes import RejectCode
-from .commands import (CancelOrder, EndOfDay, InvalidCommand, MassCancel, NewOrder, ReplaceOrder,
-                       SetSelfTradePrevention)
+from .commands import (CASH_ASSET, CancelOrder, Deposit, EndOfDay, InvalidCommand, MassCancel, NewOrder,
+                       OpenAccount, ReplaceOrder, SetSelfTradePrevention, Withdraw)
 from .engine import Engine
 from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
-from .events import (CancelRejected, LevelChanged, MassCancelCompleted, OrderAccepted, OrderCanceled, OrderExpired, OrderRejected,
-                     OrderReplaced, SelfTradePreventionSet, StopTriggered, Trade, TradingDayClosed)
+from .events import (AccountOpened, CancelRejected, Deposited, LevelChanged, MassCancelCompleted, OrderAccepted,
+                     OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, SelfTradePreventionSet,
+                     StopTriggered, Trade, TradingDayClosed, Withdrawn)
 from .instruments import ConfigError, Instrument, parse_instruments
 
 __all__ = [
-    "CancelOrder", "CancelReason", "CancelRejected", "ConfigError", "EndOfDay", "Engine", "Instrument",
-    "InvalidCommand",
-    "LevelChanged", "MassCancel", "MassCancelCompleted", "NewOrder", "Order", "OrderAccepted", "OrderBook", "OrderCanceled",
+    "CASH_ASSET", "AccountOpened", "CancelOrder", "CancelReason", "CancelRejected", "ConfigError", "Deposit",
+    "Deposited", "EndOfDay", "Engine", "Instrument", "InvalidCommand", "LevelChanged", "MassCancel",
+    "MassCancelCompleted", "NewOrder", "OpenAccount", "Order", "OrderAccepted", "OrderBook", "OrderCanceled",
     "OrderExpired", "OrderRejected", "OrderReplaced", "OrderType", "RejectCode", "ReplaceOrder",
     "SelfTradePrevention", "SelfTradePreventionSet", "SetSelfTradePrevention", "Side", "StopTriggered",
-    "TimeInForce", "Trade", "TradingDayClosed", "parse_instruments",
+    "TimeInForce", "Trade", "TradingDayClosed", "Withdraw", "Withdrawn", "parse_instruments",
 ]

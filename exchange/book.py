@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections import deque
 from operator import attrgetter
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from sortedcontainers import SortedList
 
@@ -93,19 +93,31 @@ class Counters:
 
 
 class Account:
-    """What the engine knows of an account: its self-trade setting and its client order ids.
+    """What the engine knows of an account: holdings, reservations, settings and client order ids.
 
     ``orders`` maps each client order id used this trading day to the open
     :class:`Order`, or to ``CLOSED`` once the order is filled, cancelled or
     expired, so a duplicate id is refused and a late cancel is told "too late".
+
+    Holdings are the engine's view, moved at every fill: ``cash`` in euro
+    cents and ``units`` per instrument. ``reserved_cash`` and
+    ``reserved_units`` are what open orders hold back (available = holding -
+    reserved); each equals the sum of ``leaves * reserve_per_lot`` over the
+    account's open buy (cash) or sell (units) orders.
     """
 
-    __slots__ = ("account_id", "self_trade_prevention", "orders")
+    __slots__ = ("account_id", "self_trade_prevention", "orders", "cash", "reserved_cash", "units",
+                 "reserved_units", "order_value_limit")
 
-    def __init__(self, account_id: str) -> None:
+    def __init__(self, account_id: str, symbols: Iterable[str] = (), order_value_limit: int | None = None) -> None:
         self.account_id = account_id
         self.self_trade_prevention = STP_NONE
         self.orders: dict[str | int, Order | None] = {}
+        self.cash = 0
+        self.reserved_cash = 0
+        self.units = dict.fromkeys(symbols, 0)
+        self.reserved_units = dict.fromkeys(symbols, 0)
+        self.order_value_limit = order_value_limit  # cents; None: no limit
 
 
 CLOSED = None  # value in ``Account.orders`` for a client order id whose order is no longer open
@@ -121,13 +133,14 @@ class Order:
     __slots__ = (
         "order_id", "book", "account", "client_order_id", "side", "order_type", "time_in_force",
         "price", "quantity", "leaves", "visible", "display_quantity", "stop_price",
-        "expire_date", "post_only", "self_trade_prevention", "ts",
+        "expire_date", "post_only", "self_trade_prevention", "ts", "reserve_per_lot",
     )
 
     def __init__(self, order_id: int, book: OrderBook, account: Account, client_order_id: str | int, side: Side,
                  order_type: OrderType, time_in_force: TimeInForce, price: int | None, quantity: int,
                  display_quantity: int | None, stop_price: int | None, expire_date: int | None,
-                 post_only: bool, self_trade_prevention: SelfTradePrevention, ts: int) -> None:
+                 post_only: bool, self_trade_prevention: SelfTradePrevention, ts: int,
+                 reserve_per_lot: int) -> None:
         self.order_id = order_id
         self.book = book
         self.account = account
@@ -145,6 +158,9 @@ class Order:
         self.post_only = post_only
         self.self_trade_prevention = self_trade_prevention
         self.ts = ts
+        # What each open lot holds back: cents (price, fee included) for a buy, units for a sell;
+        # 0 when the engine runs without pre-trade risk.
+        self.reserve_per_lot = reserve_per_lot
 
     @property
     def filled(self) -> int:
@@ -206,11 +222,15 @@ class OrderBook:
     """Bids, asks and waiting stop orders of one instrument."""
 
     __slots__ = ("instrument", "symbol", "bids", "asks", "last_price", "buy_stops", "sell_stops", "stop_count",
-                 "counters", "open_orders")
+                 "counters", "open_orders", "fee_account")
 
-    def __init__(self, instrument: Instrument, counters: Counters, open_orders: dict[int, Order]) -> None:
+    def __init__(self, instrument: Instrument, counters: Counters, open_orders: dict[int, Order],
+                 fee_account: Account | None = None) -> None:
         self.instrument = instrument
         self.symbol = instrument.symbol
+        # The account fees are paid to; None when the engine keeps no holdings (no pre-trade risk):
+        # then fills move nothing and orders reserve nothing.
+        self.fee_account = fee_account
         self.bids = BookSide(BUY)
         self.asks = BookSide(SELL)
         self.last_price: int | None = None  # price of the last trade
@@ -356,6 +376,9 @@ class OrderBook:
         taker_id = order.order_id
         taker_clid = order.client_order_id
         stp = order.self_trade_prevention
+        fee_account = self.fee_account
+        maker_fee = self.instrument.maker_fee
+        taker_fee = self.instrument.taker_fee
         taker_stopped = False  # self-trade prevention cancelled the taker
         last_price = 0
         while leaves and opposite.best <= limit_key:
@@ -393,7 +416,10 @@ class OrderBook:
                 trade_id += 1
                 append(_new(Trade, (seq, ts, symbol, trade_id, price, fill, side, taker_id,
                                     taker_account_id, taker_clid, leaves, maker.order_id,
-                                    maker.account.account_id, maker.client_order_id, maker_leaves)))
+                                    maker.account.account_id, maker.client_order_id, maker_leaves,
+                                    maker_fee * fill, taker_fee * fill)))
+                if fee_account is not None:
+                    self._settle(order, maker, price, fill)
                 last_price = price
                 if fill == shown:
                     queue.popleft()
@@ -470,6 +496,8 @@ class OrderBook:
 
     def _close_unrested(self, order: Order, leaves: int, reason: CancelReason, events: list, ts: int) -> None:
         """Cancel the rest of an order that never rested (IOC, FOK, market, self-trade taker)."""
+        if self.fee_account is not None:
+            self.release(order, leaves)
         order.leaves = 0
         order.account.orders[order.client_order_id] = CLOSED
         counters = self.counters
@@ -480,6 +508,8 @@ class OrderBook:
     def _close(self, order: Order, reason: CancelReason, events: list, ts: int) -> None:
         """Close an order already taken off its level or stop list: index, client id, event."""
         leaves = order.leaves
+        if self.fee_account is not None:
+            self.release(order, leaves)
         order.leaves = 0
         del self.open_orders[order.order_id]
         order.account.orders[order.client_order_id] = CLOSED
@@ -487,6 +517,43 @@ class OrderBook:
         seq = counters.seq = counters.seq + 1
         events.append(_new(OrderCanceled, (seq, ts, self.symbol, order.order_id, order.account.account_id,
                                            order.client_order_id, leaves, reason)))
+
+    # -- holdings ------------------------------------------------------------------------
+
+    def _settle(self, taker: Order, maker: Order, price: int, fill: int) -> None:
+        """Move one fill's units, cash and fees in the engine's view of holdings.
+
+        The buyer pays the price and its fee and frees what its order held
+        back for these lots (at its limit, so any price improvement returns
+        to its available cash); the seller delivers the units it held back
+        and receives the price less its fee; the fee account gets both fees.
+        """
+        instrument = self.instrument
+        symbol = self.symbol
+        units = fill * instrument.lot_units
+        notional = price * units
+        if taker.side is BUY:
+            buyer, seller = taker, maker
+            buyer_fee, seller_fee = instrument.taker_fee * fill, instrument.maker_fee * fill
+        else:
+            buyer, seller = maker, taker
+            buyer_fee, seller_fee = instrument.maker_fee * fill, instrument.taker_fee * fill
+        paying = buyer.account
+        paying.cash -= notional + buyer_fee
+        paying.reserved_cash -= fill * buyer.reserve_per_lot
+        paying.units[symbol] += units
+        delivering = seller.account
+        delivering.units[symbol] -= units
+        delivering.reserved_units[symbol] -= fill * seller.reserve_per_lot
+        delivering.cash += notional - seller_fee
+        self.fee_account.cash += buyer_fee + seller_fee
+
+    def release(self, order: Order, lots: int) -> None:
+        """Give back what ``lots`` open lots of the order held (they were cancelled, expired or amended away)."""
+        if order.side is BUY:
+            order.account.reserved_cash -= lots * order.reserve_per_lot
+        else:
+            order.account.reserved_units[self.symbol] -= lots * order.reserve_per_lot
 
     # -- removing and amending resting orders ------------------------------------------------
 
@@ -516,6 +583,8 @@ class OrderBook:
         counters = self.counters
         symbol = self.symbol
         leaves = order.leaves
+        if self.fee_account is not None:
+            self.release(order, leaves)
         order.leaves = 0
         order_id = order.order_id
         del self.open_orders[order_id]

@@ -51,7 +51,15 @@ class RejectCode(IntEnum):
     INVALID_TIMESTAMP = 122, "timestamp must be a non-negative integer of nanoseconds"
     INVALID_POST_ONLY = 123, "post-only must be true or false"
 
-    # -- 200: risk (pre-trade checks; issue 3 fills this range) ---------------------------
+    INVALID_AMOUNT = 124, "amount must be a positive whole number (cents for EUR, units for an instrument)"
+    UNKNOWN_ASSET = 125, "asset must be EUR or the symbol of an instrument"
+
+    # -- 200: risk (pre-trade checks) -----------------------------------------------------
+    UNKNOWN_ACCOUNT = 201, "no such account: accounts are opened by the exchange"
+    INSUFFICIENT_CASH = 202, "not enough available cash (cash less what open orders hold back)"
+    INSUFFICIENT_UNITS = 203, "not enough available units (units less what open orders hold back)"
+    ORDER_VALUE_OVER_LIMIT = 204, "order value (price x quantity x lot) is over the account's limit"
+    PRICE_OUTSIDE_BAND = 205, "price is outside the band around the reference price"
 
     # -- 300: matching ----------------------------------------------------------------------
     POST_ONLY_WOULD_TAKE = 301, "post-only order would trade on entry"
@@ -69,3 +77,4 @@ class RejectCode(IntEnum):
     UNKNOWN_COMMAND = 501, "unknown command"
     INVALID_TRADING_DATE = 502, "trading date must be a calendar date written as YYYYMMDD"
     TRADING_DATE_NOT_AFTER_LAST = 503, "trading date must be after the last trading day closed"
+    ACCOUNT_ALREADY_OPEN = 504, "an account with this id is already open"

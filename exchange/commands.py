@@ -269,4 +269,66 @@ class EndOfDay:
             raise InvalidCommand(RejectCode.INVALID_TRADING_DATE, "trading_date")
 
 
-Command = NewOrder | CancelOrder | ReplaceOrder | MassCancel | SetSelfTradePrevention | EndOfDay
+CASH_ASSET = "EUR"  # the asset name of cash in Deposit and Withdraw; any other asset is an instrument
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenAccount:
+    """Open a trading account (admin). Holdings start at zero: fund it with Deposit."""
+
+    ts: int
+    account: str
+    order_value_limit: int | None = None  # cents: largest value (price x quantity x lot) of one order
+    self_trade_prevention: SelfTradePrevention | None = None  # the account's default; None: NONE
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+        if self.order_value_limit is not None:
+            _positive(self.order_value_limit, RejectCode.INVALID_AMOUNT, "order_value_limit")
+        if self.self_trade_prevention is not None:
+            _set(self, "self_trade_prevention", _member(
+                SelfTradePrevention, self.self_trade_prevention, RejectCode.INVALID_SELF_TRADE_MODE,
+                "self_trade_prevention"))
+
+
+def _check_asset(asset: object) -> None:
+    if type(asset) is not str or not asset:
+        raise InvalidCommand(RejectCode.UNKNOWN_ASSET, "asset")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deposit:
+    """Cash paid in (asset "EUR", amount in cents) or units transferred in from the registry
+    (asset an instrument symbol, amount in units: 1 lot = the instrument's lot_units)."""
+
+    ts: int
+    account: str
+    asset: str
+    amount: int
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+        _check_asset(self.asset)
+        _positive(self.amount, RejectCode.INVALID_AMOUNT, "amount")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Withdraw:
+    """Cash paid out or units transferred out to the registry; only what is available (not held back)."""
+
+    ts: int
+    account: str
+    asset: str
+    amount: int
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+        _check_asset(self.asset)
+        _positive(self.amount, RejectCode.INVALID_AMOUNT, "amount")
+
+
+Command = (NewOrder | CancelOrder | ReplaceOrder | MassCancel | SetSelfTradePrevention | EndOfDay | OpenAccount
+           | Deposit | Withdraw)

@@ -35,10 +35,11 @@ from typing import Callable, Iterable, Mapping
 
 from .book import CLOSED, Account, Counters, Order, OrderBook
 from .codes import RejectCode
-from .commands import CancelOrder, EndOfDay, MassCancel, NewOrder, ReplaceOrder, SetSelfTradePrevention
+from .commands import (CASH_ASSET, CancelOrder, Deposit, EndOfDay, MassCancel, NewOrder, OpenAccount, ReplaceOrder,
+                       SetSelfTradePrevention, Withdraw)
 from .enums import CancelReason, Side, TimeInForce
-from .events import (CancelRejected, MassCancelCompleted, OrderAccepted, OrderExpired, OrderRejected, OrderReplaced,
-                     SelfTradePreventionSet, TradingDayClosed)
+from .events import (AccountOpened, CancelRejected, Deposited, MassCancelCompleted, OrderAccepted, OrderExpired,
+                     OrderRejected, OrderReplaced, SelfTradePreventionSet, TradingDayClosed, Withdrawn)
 from .instruments import Instrument
 
 BUY = Side.BUY
@@ -47,6 +48,7 @@ GTD = TimeInForce.GTD
 IOC = TimeInForce.IOC
 FOK = TimeInForce.FOK
 USER = CancelReason.USER
+DEFAULT_FEE_ACCOUNT = "carbonx-fees"
 _MISSING = object()  # "no such client order id", distinct from CLOSED (None)
 _new = tuple.__new__
 
@@ -54,14 +56,29 @@ _new = tuple.__new__
 class Engine:
     """All order books of the venue, the accounts' order registries, and the sequence counters."""
 
-    def __init__(self, instruments: Mapping[str, Instrument]) -> None:
+    def __init__(self, instruments: Mapping[str, Instrument], *, pre_trade_risk: bool = True,
+                 fee_account: str = DEFAULT_FEE_ACCOUNT) -> None:
+        """An engine for these instruments.
+
+        With ``pre_trade_risk`` (the exchange's way) accounts must be opened
+        and funded through commands, every order holds back what it may cost
+        or deliver, and every fill moves holdings and fees. Without it the
+        engine only matches: accounts open on first use and hold nothing
+        (for replaying order flow in research, and for measuring what the
+        risk path costs).
+        """
         self.instruments = dict(instruments)
         self.counters = Counters()
         self.open_orders: dict[int, Order] = {}  # every open order (resting or waiting stop) by id
-        self.books = {symbol: OrderBook(instrument, self.counters, self.open_orders)
+        self.pre_trade_risk = pre_trade_risk
+        self.accounts: dict[str, Account] = {}
+        fees = None
+        if pre_trade_risk:
+            fees = self.accounts[fee_account] = Account(fee_account, self.instruments)
+        self.fee_account = fees
+        self.books = {symbol: OrderBook(instrument, self.counters, self.open_orders, fees)
                       for symbol, instrument in self.instruments.items()}
         self._book_list = list(self.books.values())
-        self.accounts: dict[str, Account] = {}
         self.last_closed_date: int | None = None  # trading date of the last EndOfDay
         self._handlers: dict[type, Callable] = {
             NewOrder: self._new_order,
@@ -70,6 +87,9 @@ class Engine:
             MassCancel: self._mass_cancel,
             SetSelfTradePrevention: self._set_self_trade_prevention,
             EndOfDay: self._end_of_day,
+            OpenAccount: self._open_account,
+            Deposit: self._deposit,
+            Withdraw: self._withdraw,
         }
 
     # -- entry point ---------------------------------------------------------------------
@@ -152,11 +172,22 @@ class Engine:
                 return
         account = self.accounts.get(cmd.account)
         if account is None:
+            if self.pre_trade_risk:
+                events.append(self._order_rejected(cmd, RejectCode.UNKNOWN_ACCOUNT))
+                return
             account = self._account(cmd.account)
         clid = cmd.client_order_id
         if clid in account.orders:
             events.append(self._order_rejected(cmd, RejectCode.DUPLICATE_CLIENT_ORDER_ID))
             return
+        if self.pre_trade_risk:
+            reserve_per_lot = self._reserve_per_lot(account, book, side, price, stop_price, quantity, 0)
+            if reserve_per_lot.__class__ is RejectCode:
+                events.append(self._order_rejected(cmd, reserve_per_lot))
+                return
+            _hold(account, book.symbol, side, quantity * reserve_per_lot)
+        else:
+            reserve_per_lot = 0
         stp = cmd.self_trade_prevention
         if stp is None:
             stp = account.self_trade_prevention
@@ -167,7 +198,7 @@ class Engine:
         post_only = cmd.post_only
         expire_date = cmd.expire_date
         order = Order(order_id, book, account, clid, side, order_type, time_in_force, price, quantity,
-                      display, stop_price, expire_date, post_only, stp, ts)
+                      display, stop_price, expire_date, post_only, stp, ts, reserve_per_lot)
         account.orders[clid] = order
         seq = counters.seq = counters.seq + 1
         events.append(_new(OrderAccepted, (seq, ts, book.symbol, order_id, account.account_id, clid, side,
@@ -201,6 +232,87 @@ class Engine:
         if cmd.post_only and book.would_take(cmd.side, cmd.price):
             return RejectCode.POST_ONLY_WOULD_TAKE
         return None
+
+    # -- pre-trade risk --------------------------------------------------------------------
+
+    def _reserve_per_lot(self, account: Account, book: OrderBook, side: Side, price: int | None,
+                         stop_price: int | None, lots: int, held: int) -> int | RejectCode:
+        """What each lot of an order must hold back, or the risk rule it breaks.
+
+        A buy holds its worst-case cost: the price times the lot, plus the
+        larger of the two fees; a sell holds the lot's units. A market order is
+        valued at its collar price (without a collar: the instrument's price
+        limit). ``held`` is what the order holds already (a replace): it
+        counts as available.
+        """
+        instrument = book.instrument
+        if price is None:
+            collar = instrument.market_collar
+            if side is BUY:
+                price = instrument.max_price if collar is None else book.reference_price() + collar
+            else:
+                price = instrument.min_price if collar is None else max(book.reference_price() - collar,
+                                                                        instrument.min_price)
+        elif stop_price is None and instrument.price_band_bps:
+            reference = book.reference_price()
+            if abs(price - reference) * 10_000 > reference * instrument.price_band_bps:
+                return RejectCode.PRICE_OUTSIDE_BAND
+        lot_units = instrument.lot_units
+        limit = account.order_value_limit
+        if limit is not None and price * lots * lot_units > limit:
+            return RejectCode.ORDER_VALUE_OVER_LIMIT
+        if side is BUY:
+            per_lot = price * lot_units + max(instrument.maker_fee, instrument.taker_fee)
+            if per_lot * lots > account.cash - account.reserved_cash + held:
+                return RejectCode.INSUFFICIENT_CASH
+            return per_lot
+        symbol = book.symbol
+        if lot_units * lots > account.units[symbol] - account.reserved_units[symbol] + held:
+            return RejectCode.INSUFFICIENT_UNITS
+        return lot_units
+
+    def _open_account(self, cmd: OpenAccount, events: list) -> None:
+        if cmd.account in self.accounts:
+            events.append(self._command_rejected(cmd, "open_account", RejectCode.ACCOUNT_ALREADY_OPEN))
+            return
+        account = self.accounts[cmd.account] = Account(cmd.account, self.instruments, cmd.order_value_limit)
+        if cmd.self_trade_prevention is not None:
+            account.self_trade_prevention = cmd.self_trade_prevention
+        seq = self.counters.seq = self.counters.seq + 1
+        events.append(AccountOpened(seq, cmd.ts, cmd.account, cmd.order_value_limit,
+                                    account.self_trade_prevention))
+
+    def _deposit(self, cmd: Deposit, events: list) -> None:
+        self._move_assets(cmd, events, "deposit", cmd.amount)
+
+    def _withdraw(self, cmd: Withdraw, events: list) -> None:
+        self._move_assets(cmd, events, "withdraw", -cmd.amount)
+
+    def _move_assets(self, cmd: Deposit | Withdraw, events: list, request: str, change: int) -> None:
+        """Cash (asset EUR, in cents) or units of an instrument into (+) or out of (-) an account."""
+        account = self.accounts.get(cmd.account)
+        code = None
+        if account is None or not self.pre_trade_risk:
+            code = RejectCode.UNKNOWN_ACCOUNT
+        elif cmd.asset != CASH_ASSET and cmd.asset not in self.instruments:
+            code = RejectCode.UNKNOWN_ASSET
+        elif cmd.asset == CASH_ASSET:
+            if account.cash - account.reserved_cash + change < 0:
+                code = RejectCode.INSUFFICIENT_CASH
+        elif account.units[cmd.asset] - account.reserved_units[cmd.asset] + change < 0:
+            code = RejectCode.INSUFFICIENT_UNITS
+        if code is not None:
+            events.append(self._command_rejected(cmd, request, code))
+            return
+        if cmd.asset == CASH_ASSET:
+            account.cash += change
+            balance = account.cash
+        else:
+            account.units[cmd.asset] += change
+            balance = account.units[cmd.asset]
+        seq = self.counters.seq = self.counters.seq + 1
+        event = Deposited if change > 0 else Withdrawn
+        events.append(event(seq, cmd.ts, cmd.account, cmd.asset, abs(change), balance))
 
     # -- cancel, replace, mass cancel ------------------------------------------------------
 
@@ -252,6 +364,17 @@ class Engine:
         if code is None and order.post_only and not waiting and price != order.price \
                 and book.would_take(order.side, price):
             code = RejectCode.POST_ONLY_WOULD_TAKE
+        new_leaves = quantity - order.filled
+        if code is None and self.pre_trade_risk:
+            # The amended order must be affordable with what the order already holds back.
+            held = order.leaves * order.reserve_per_lot
+            reserve_per_lot = self._reserve_per_lot(order.account, book, order.side, price, order.stop_price,
+                                                    new_leaves, held)
+            if reserve_per_lot.__class__ is RejectCode:
+                code = reserve_per_lot
+            else:
+                _hold(order.account, book.symbol, order.side, new_leaves * reserve_per_lot - held)
+                order.reserve_per_lot = reserve_per_lot
         if code is not None:
             events.append(self._command_rejected(cmd, "replace", code))
             return
@@ -280,7 +403,7 @@ class Engine:
         book.unlink(order)
         moved = Order(order.order_id, book, order.account, order.client_order_id, order.side,
                       order.order_type, order.time_in_force, price, quantity, order.display_quantity, None,
-                      order.expire_date, order.post_only, order.self_trade_prevention, ts)
+                      order.expire_date, order.post_only, order.self_trade_prevention, ts, order.reserve_per_lot)
         moved.leaves = quantity - filled
         del self.open_orders[order.order_id]
         order.account.orders[order.client_order_id] = moved
@@ -328,6 +451,8 @@ class Engine:
             events.append(OrderExpired(seq, ts, book.symbol, order.order_id, order.account.account_id,
                                        order.client_order_id, expired))
             book.unlink(order)
+            if self.pre_trade_risk:
+                book.release(order, expired)
             order.leaves = 0
             del self.open_orders[order.order_id]
             order.account.orders[order.client_order_id] = CLOSED
@@ -392,10 +517,21 @@ class Engine:
                 yield "stop " + _order_line(order)
         for account_id in sorted(self.accounts):
             account = self.accounts[account_id]
-            yield f"account {account_id} stp={account.self_trade_prevention}"
+            yield (f"account {account_id} stp={account.self_trade_prevention} limit={account.order_value_limit} "
+                   f"cash={account.cash} reserved={account.reserved_cash} "
+                   + " ".join(f"{symbol}={account.units[symbol]}/{account.reserved_units[symbol]}"
+                              for symbol in sorted(account.units)))
             for clid in sorted(account.orders, key=repr):
                 order = account.orders[clid]
                 yield f"clid {clid!r} {'closed' if order is CLOSED else order.order_id}"
+
+
+def _hold(account: Account, symbol: str, side: Side, amount: int) -> None:
+    """Hold back (or, negative, give back) cash for a buy or units for a sell."""
+    if side is BUY:
+        account.reserved_cash += amount
+    else:
+        account.reserved_units[symbol] += amount
 
 
 def _order_line(order: Order) -> str:
@@ -403,7 +539,7 @@ def _order_line(order: Order) -> str:
             f"{order.order_type} {order.time_in_force} p={order.price} q={order.quantity} "
             f"leaves={order.leaves} shown={order.visible} display={order.display_quantity} "
             f"stop={order.stop_price} exp={order.expire_date} po={order.post_only} "
-            f"stp={order.self_trade_prevention} ts={order.ts}")
+            f"stp={order.self_trade_prevention} ts={order.ts} reserve={order.reserve_per_lot}")
 
 
 def _by_order_id(order: Order) -> int:

@@ -86,6 +86,8 @@ class Trade(NamedTuple):
     maker_account: str
     maker_client_order_id: str | int
     maker_leaves: int
+    maker_fee: int  # cents the maker pays (instrument's maker fee per lot x quantity)
+    taker_fee: int  # cents the taker pays
 
 
 class OrderCanceled(NamedTuple):
@@ -161,6 +163,36 @@ class MassCancelCompleted(NamedTuple):
     canceled_orders: int
 
 
+class AccountOpened(NamedTuple):
+    seq: int
+    ts: int
+    account: str
+    order_value_limit: int | None  # cents
+    self_trade_prevention: SelfTradePrevention
+
+
+class Deposited(NamedTuple):
+    """Cash (asset "EUR", cents) or units of an instrument came into an account."""
+
+    seq: int
+    ts: int
+    account: str
+    asset: str
+    amount: int
+    balance: int  # the account's holding of the asset afterwards
+
+
+class Withdrawn(NamedTuple):
+    """Cash or units left an account."""
+
+    seq: int
+    ts: int
+    account: str
+    asset: str
+    amount: int
+    balance: int
+
+
 class TradingDayClosed(NamedTuple):
     seq: int
     ts: int
@@ -178,4 +210,5 @@ class SelfTradePreventionSet(NamedTuple):
 Event = (
     OrderAccepted | OrderRejected | CancelRejected | Trade | OrderCanceled | OrderReplaced
     | OrderExpired | StopTriggered | LevelChanged | MassCancelCompleted | TradingDayClosed | SelfTradePreventionSet
+    | AccountOpened | Deposited | Withdrawn
 )

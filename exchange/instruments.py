@@ -42,7 +42,9 @@ class Instrument:
     max_price: int  # cents, highest price an order may carry
     reference_price: int  # cents; the collar and band are centred on it until the first trade
     market_collar: int | None  # cents from the reference a market order may trade at most; None: no collar
-    price_band_bps: int  # dynamic band around the reference price, in basis points (used by trading phases)
+    price_band_bps: int  # band around the reference price, basis points; a limit price outside it is refused
+    maker_fee: int = 0  # cents per lot, paid by the resting order's account
+    taker_fee: int = 0  # cents per lot, paid by the incoming order's account
     # Derived: the allowed quantities and prices as ranges, so that one C-level ``in`` checks the
     # size limits, or the price limits and the tick together, on the order path.
     allowed_lots: range = field(init=False, repr=False, compare=False)
@@ -60,6 +62,7 @@ class Instrument:
 _FIELDS = {
     "name", "lot_units", "tick_size_eur", "min_lots", "max_lots", "min_price_eur",
     "max_price_eur", "reference_price_eur", "market_collar_eur", "price_band_bps",
+    "maker_fee_eur", "taker_fee_eur",
 }
 
 
@@ -110,10 +113,16 @@ def _parse_instrument(symbol: str, table: Any) -> Instrument:
     band = table.get("price_band_bps", 0)
     if type(band) is not int or not 0 <= band <= 10_000:
         raise ConfigError(f"{where}.price_band_bps", "must be an integer from 0 to 10000 basis points")
+    fees = {}
+    for key in ("maker_fee_eur", "taker_fee_eur"):
+        fees[key] = _cents(table, where, key, default=0) if key in table else 0
+        if fees[key] < 0:
+            raise ConfigError(f"{where}.{key}", "must not be negative")
     return Instrument(
         symbol=symbol, name=name, lot_units=lot_units, tick_size=tick_size, min_lots=min_lots,
         max_lots=max_lots, min_price=min_price, max_price=max_price, reference_price=reference_price,
-        market_collar=market_collar, price_band_bps=band,
+        market_collar=market_collar, price_band_bps=band, maker_fee=fees["maker_fee_eur"],
+        taker_fee=fees["taker_fee_eur"],
     )
 
 

@@ -54,7 +54,7 @@ def instruments():
 
 @pytest.fixture
 def engine(instruments):
-    return Engine(instruments)
+    return Engine(instruments, pre_trade_risk=False)
 
 
 # -- the standard workload -------------------------------------------------------------------

@@ -40,7 +40,7 @@ def make_engine(extra: dict[str, Instrument] | None = None) -> Engine:
     """An engine over the shipped instruments, plus any extra ones a test needs."""
     instruments = shipped_instruments()
     instruments.update(extra or {})
-    return Engine(instruments)
+    return Engine(instruments, pre_trade_risk=False)
 
 
 def of_type(events: Iterable, *kinds: type) -> list:

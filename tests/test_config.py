@@ -85,7 +85,7 @@ price_band_bps = 300
     uka = instruments["UKA"]
     assert (uka.tick_size, uka.min_lots, uka.max_lots, uka.min_price, uka.reference_price, uka.market_collar) == (
         5, 2, 500, 100, 4000, 200)
-    engine = Engine(instruments)
+    engine = Engine(instruments, pre_trade_risk=False)
     engine.handle(NewOrder(ts=1, account="a", client_order_id=1, instrument="UKA", side=Side.SELL, quantity=3,
                            price=4005))
     engine.handle(NewOrder(ts=2, account="a", client_order_id=2, instrument="UKA", side=Side.SELL, quantity=3,

@@ -48,7 +48,7 @@ def engine_without_collar() -> Engine:
     """All configured instruments, EUA with no market collar: market orders sweep, as in the workload."""
     instruments = load_instruments()
     instruments[SYMBOL] = dataclasses.replace(instruments[SYMBOL], market_collar=None, price_band_bps=0)
-    return Engine(instruments)
+    return Engine(instruments, pre_trade_risk=False)
 
 
 def engine_listing(engine: Engine) -> list[tuple[str, int, object, int]]:

@@ -54,7 +54,8 @@ def test_trade_prints_at_the_resting_price_with_full_trade_fields():
     assert trade == [Trade(seq=4, ts=1001, instrument="EUA", trade_id=1, price=7100, quantity=3,
                            aggressor_side=SELL, taker_order_id=taker, taker_account="bob",
                            taker_client_order_id="ask-1", taker_leaves=0, maker_order_id=maker,
-                           maker_account="alice", maker_client_order_id="bid-1", maker_leaves=1)]
+                           maker_account="alice", maker_client_order_id="bid-1", maker_leaves=1,
+                           maker_fee=3 * 200, taker_fee=3 * 350)]  # shipped fees: EUR 2.00 and 3.50 a lot
     assert s.depth(BUY) == [(7100, 1, 1)]
     assert s.book.last_price == 7100
     s.check()

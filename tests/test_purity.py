@@ -91,7 +91,7 @@ sys.path.insert(0, ".")
 from exchange import CancelOrder, EndOfDay, Engine, MassCancel, NewOrder, ReplaceOrder, SetSelfTradePrevention
 from gateway.config import load_instruments
 
-engine = Engine(load_instruments())
+engine = Engine(load_instruments(), pre_trade_risk=False)
 commands = []
 ts = 0
 for n in range(300):

@@ -151,7 +151,7 @@ class EngineMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.instruments = {symbol: CONFIGURED_INSTRUMENTS[symbol] for symbol in SYMBOLS}
-        self.engine = Engine(self.instruments)
+        self.engine = Engine(self.instruments, pre_trade_risk=False)
         self.commands: list[object] = []  # every command sent, for the replay
         self.events: list = []  # every event received
         self.orders: dict[int, TrackedOrder] = {}
@@ -571,13 +571,13 @@ class EngineMachine(RuleBasedStateMachine):
             self.check_replay()
 
     def check_replay(self) -> None:
-        one_by_one = Engine(self.instruments)
+        one_by_one = Engine(self.instruments, pre_trade_risk=False)
         replayed = [event for command in self.commands for event in one_by_one.handle(command)]
         assert replayed == self.events, "replay produced other events: " + first_difference(replayed, self.events)
         assert one_by_one.state_hash() == self.engine.state_hash(), "replay produced another state"
         # A batch conflates depth events: fewer events, so a lower sequence counter. Everything else
         # in the state must be the same.
-        batched = Engine(self.instruments)
+        batched = Engine(self.instruments, pre_trade_risk=False)
         batched.handle_all(self.commands)
         assert state_without_seq(batched) == state_without_seq(self.engine), "replay as one batch differs"
 
