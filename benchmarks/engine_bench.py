@@ -11,6 +11,11 @@ orders sweep with no collar and no price band; self-trade prevention is off;
 cancels of orders already gone are answered by the engine with a reject
 event, which leaves the book as it was (the workload's "ignored").
 
+The engine runs with pre-trade risk on, as the exchange does: the 100
+accounts are opened and funded generously first (untimed), every order
+holds back cash or units and every fill moves holdings and fees.
+``--risk-cost`` also times the engine without it, in the same process.
+
 Timed, best of ``--runs`` (default 3), alternating with each other:
 - the engine: ``Engine.handle_all`` on batches of ``--batch`` commands (256 by
   default: what the gateway hands over at once under load; price levels are
@@ -43,12 +48,16 @@ from sortedcontainers import SortedList
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exchange import CancelOrder, Engine, NewOrder, OrderType, Side, TimeInForce, Trade  # noqa: E402
+from exchange import (CASH_ASSET, CancelOrder, Deposit, Engine, NewOrder, OpenAccount, OrderType, Side,  # noqa: E402
+                      TimeInForce, Trade)
 from gateway.config import load_instruments  # noqa: E402
 
 SYMBOL = "EUA"
+GENEROUS_CASH = 10**15  # cents per account: far more than the workload can spend
+GENEROUS_UNITS = 10**12  # units per account
 DEFAULT_BATCH = 256  # commands per handle_all call: a gateway batch (one journal write) under load
 ACCOUNTS = 100
+ACCOUNT_IDS = [f"acct{n:02d}" for n in range(ACCOUNTS)]
 ADD, MARKET, CANCEL = 0, 1, 2
 
 
@@ -66,15 +75,28 @@ def read_workload(path: Path) -> list[tuple[int, int, bool, int, int]]:
     return rows
 
 
-def benchmark_engine() -> Engine:
-    """An engine with the configured instruments, EUA without collar (the workload's semantics)."""
+def benchmark_engine(pre_trade_risk: bool = True) -> Engine:
+    """An engine with the configured instruments, EUA without collar or band (the workload's semantics).
+
+    With pre-trade risk (the exchange's way) the 100 accounts are opened and
+    funded generously, before any timing, so that no order is refused for
+    want of cash or units and the tape stays the workload's.
+    """
     instruments = load_instruments()
     instruments[SYMBOL] = dataclasses.replace(instruments[SYMBOL], market_collar=None, price_band_bps=0)
-    return Engine(instruments)
+    engine = Engine(instruments, pre_trade_risk=pre_trade_risk)
+    if pre_trade_risk:
+        funding: list[object] = []
+        for account in ACCOUNT_IDS:
+            funding.append(OpenAccount(ts=0, account=account))
+            funding.append(Deposit(ts=0, account=account, asset=CASH_ASSET, amount=GENEROUS_CASH))
+            funding.append(Deposit(ts=0, account=account, asset=SYMBOL, amount=GENEROUS_UNITS))
+        engine.handle_all(funding)
+    return engine
 
 
 def build_commands(rows: list[tuple[int, int, bool, int, int]]) -> list[object]:
-    accounts = [f"acct{n:02d}" for n in range(ACCOUNTS)]
+    accounts = ACCOUNT_IDS
     commands: list[object] = []
     for ts, (kind, order_id, is_buy, price, qty) in enumerate(rows, 1):
         account = accounts[order_id % ACCOUNTS]
@@ -90,8 +112,8 @@ def build_commands(rows: list[tuple[int, int, bool, int, int]]) -> list[object]:
     return commands
 
 
-def run_engine(commands: list[object], batch: int) -> tuple[float, Engine, list]:
-    engine = benchmark_engine()
+def run_engine(commands: list[object], batch: int, pre_trade_risk: bool = True) -> tuple[float, Engine, list]:
+    engine = benchmark_engine(pre_trade_risk)
     handle_all = engine.handle_all
     events: list = []
     start = time.perf_counter()
@@ -176,9 +198,7 @@ def bytes_per_resting_order(engine: Engine) -> tuple[int, float]:
     commands = [NewOrder(ts=n, account=order.account.account_id, client_order_id=order.client_order_id,
                          instrument=SYMBOL, side=order.side, quantity=order.leaves, price=order.price)
                 for n, order in enumerate(resting, 1)]
-    fresh = benchmark_engine()
-    for n in range(ACCOUNTS):  # accounts exist before the orders, as they would in production
-        fresh._account(f"acct{n:02d}")
+    fresh = benchmark_engine()  # accounts exist before the orders, as they would in production
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for command in commands:
@@ -197,13 +217,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each loop; the best counts")
     parser.add_argument("--gc", action="store_true",
                         help="leave the garbage collector running during the timed loops (default: paused, as timeit does)")
+    parser.add_argument("--risk-cost", action="store_true",
+                        help="also time the engine without pre-trade risk and print what the risk path costs")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
                         help="commands per Engine.handle_all call, as the gateway hands them over (default %(default)s)")
     args = parser.parse_args()
 
     rows = read_workload(args.workload)
     commands = build_commands(rows)
-    engine_times, bare_times = [], []
+    engine_times, bare_times, unchecked_times = [], [], []
     gc.collect()
     if not args.gc:
         gc.disable()
@@ -216,6 +238,14 @@ def main() -> int:
             elapsed, bare_tape, bare_resting = run_bare(rows)
             bare_times.append(elapsed)
             gc.collect()
+            if args.risk_cost:
+                elapsed, _, outputs = run_engine(commands, args.batch, pre_trade_risk=False)
+                unchecked_times.append(elapsed)
+                if engine_tape(outputs) != tape:
+                    print("FAIL: the engine without pre-trade risk traded differently", file=sys.stderr)
+                    return 1
+                del outputs
+                gc.collect()
     finally:
         gc.enable()
 
@@ -237,6 +267,10 @@ def main() -> int:
     bare_rate = len(rows) / min(bare_times)
     print(f"commands={len(commands)} batch={args.batch} engine_best_s={min(engine_times):.3f} bare_best_s={min(bare_times):.3f}")
     print(f"engine_ops_per_s={engine_rate:.0f} bare_ops_per_s={bare_rate:.0f} engine/bare={engine_rate / bare_rate:.3f}")
+    if unchecked_times:
+        unchecked_rate = len(commands) / min(unchecked_times)
+        print(f"without_risk_ops_per_s={unchecked_rate:.0f} without_risk/bare={unchecked_rate / bare_rate:.3f} "
+              f"with_risk/without_risk={engine_rate / unchecked_rate:.3f}")
     print(f"trades={len(tape)} volume={sum(t[3] for t in tape)} tape_sha256={hashlib.sha256(data).hexdigest()} "
           f"ops_per_s={engine_rate:.0f} resting={resting} bytes_per_resting_order={per_order:.0f}")
     return 0

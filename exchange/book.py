@@ -532,21 +532,21 @@ class OrderBook:
         symbol = self.symbol
         units = fill * instrument.lot_units
         notional = price * units
+        maker_fee = instrument.maker_fee * fill
+        taker_fee = instrument.taker_fee * fill
         if taker.side is BUY:
-            buyer, seller = taker, maker
-            buyer_fee, seller_fee = instrument.taker_fee * fill, instrument.maker_fee * fill
+            buyer, buyer_fee, seller, seller_fee = taker.account, taker_fee, maker.account, maker_fee
+            buyer_frees = fill * taker.reserve_per_lot
         else:
-            buyer, seller = maker, taker
-            buyer_fee, seller_fee = instrument.maker_fee * fill, instrument.taker_fee * fill
-        paying = buyer.account
-        paying.cash -= notional + buyer_fee
-        paying.reserved_cash -= fill * buyer.reserve_per_lot
-        paying.units[symbol] += units
-        delivering = seller.account
-        delivering.units[symbol] -= units
-        delivering.reserved_units[symbol] -= fill * seller.reserve_per_lot
-        delivering.cash += notional - seller_fee
-        self.fee_account.cash += buyer_fee + seller_fee
+            buyer, buyer_fee, seller, seller_fee = maker.account, maker_fee, taker.account, taker_fee
+            buyer_frees = fill * maker.reserve_per_lot
+        buyer.cash -= notional + buyer_fee
+        buyer.reserved_cash -= buyer_frees
+        buyer.units[symbol] += units
+        seller.units[symbol] -= units
+        seller.reserved_units[symbol] -= units  # a sell holds exactly its lots' units
+        seller.cash += notional - seller_fee
+        self.fee_account.cash += maker_fee + taker_fee
 
     def release(self, order: Order, lots: int) -> None:
         """Give back what ``lots`` open lots of the order held (they were cancelled, expired or amended away)."""

@@ -181,11 +181,10 @@ class Engine:
             events.append(self._order_rejected(cmd, RejectCode.DUPLICATE_CLIENT_ORDER_ID))
             return
         if self.pre_trade_risk:
-            reserve_per_lot = self._reserve_per_lot(account, book, side, price, stop_price, quantity, 0)
+            reserve_per_lot = self._reserve(account, book, side, price, stop_price, quantity, 0)
             if reserve_per_lot.__class__ is RejectCode:
                 events.append(self._order_rejected(cmd, reserve_per_lot))
                 return
-            _hold(account, book.symbol, side, quantity * reserve_per_lot)
         else:
             reserve_per_lot = 0
         stp = cmd.self_trade_prevention
@@ -235,15 +234,16 @@ class Engine:
 
     # -- pre-trade risk --------------------------------------------------------------------
 
-    def _reserve_per_lot(self, account: Account, book: OrderBook, side: Side, price: int | None,
-                         stop_price: int | None, lots: int, held: int) -> int | RejectCode:
-        """What each lot of an order must hold back, or the risk rule it breaks.
+    def _reserve(self, account: Account, book: OrderBook, side: Side, price: int | None, stop_price: int | None,
+                 lots: int, held: int) -> int | RejectCode:
+        """Hold back what an order may cost or deliver; return what each lot holds, or the rule it breaks.
 
         A buy holds its worst-case cost: the price times the lot, plus the
         larger of the two fees; a sell holds the lot's units. A market order is
         valued at its collar price (without a collar: the instrument's price
         limit). ``held`` is what the order holds already (a replace): it
-        counts as available.
+        counts as available, and the new hold replaces it. Nothing changes
+        when a rule is broken.
         """
         instrument = book.instrument
         if price is None:
@@ -253,7 +253,7 @@ class Engine:
             else:
                 price = instrument.min_price if collar is None else max(book.reference_price() - collar,
                                                                         instrument.min_price)
-        elif stop_price is None and instrument.price_band_bps:
+        elif instrument.price_band_bps and stop_price is None:
             reference = book.reference_price()
             if abs(price - reference) * 10_000 > reference * instrument.price_band_bps:
                 return RejectCode.PRICE_OUTSIDE_BAND
@@ -262,13 +262,17 @@ class Engine:
         if limit is not None and price * lots * lot_units > limit:
             return RejectCode.ORDER_VALUE_OVER_LIMIT
         if side is BUY:
-            per_lot = price * lot_units + max(instrument.maker_fee, instrument.taker_fee)
-            if per_lot * lots > account.cash - account.reserved_cash + held:
+            per_lot = price * lot_units + instrument.max_fee
+            hold = per_lot * lots - held
+            if hold > account.cash - account.reserved_cash:
                 return RejectCode.INSUFFICIENT_CASH
+            account.reserved_cash += hold
             return per_lot
         symbol = book.symbol
-        if lot_units * lots > account.units[symbol] - account.reserved_units[symbol] + held:
+        hold = lot_units * lots - held
+        if hold > account.units[symbol] - account.reserved_units[symbol]:
             return RejectCode.INSUFFICIENT_UNITS
+        account.reserved_units[symbol] += hold
         return lot_units
 
     def _open_account(self, cmd: OpenAccount, events: list) -> None:
@@ -368,12 +372,11 @@ class Engine:
         if code is None and self.pre_trade_risk:
             # The amended order must be affordable with what the order already holds back.
             held = order.leaves * order.reserve_per_lot
-            reserve_per_lot = self._reserve_per_lot(order.account, book, order.side, price, order.stop_price,
-                                                    new_leaves, held)
+            reserve_per_lot = self._reserve(order.account, book, order.side, price, order.stop_price, new_leaves,
+                                            held)
             if reserve_per_lot.__class__ is RejectCode:
                 code = reserve_per_lot
             else:
-                _hold(order.account, book.symbol, order.side, new_leaves * reserve_per_lot - held)
                 order.reserve_per_lot = reserve_per_lot
         if code is not None:
             events.append(self._command_rejected(cmd, "replace", code))
@@ -524,14 +527,6 @@ class Engine:
             for clid in sorted(account.orders, key=repr):
                 order = account.orders[clid]
                 yield f"clid {clid!r} {'closed' if order is CLOSED else order.order_id}"
-
-
-def _hold(account: Account, symbol: str, side: Side, amount: int) -> None:
-    """Hold back (or, negative, give back) cash for a buy or units for a sell."""
-    if side is BUY:
-        account.reserved_cash += amount
-    else:
-        account.reserved_units[symbol] += amount
 
 
 def _order_line(order: Order) -> str:

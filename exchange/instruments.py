@@ -49,8 +49,10 @@ class Instrument:
     # size limits, or the price limits and the tick together, on the order path.
     allowed_lots: range = field(init=False, repr=False, compare=False)
     allowed_prices: range = field(init=False, repr=False, compare=False)
+    max_fee: int = field(init=False, repr=False, compare=False)  # the larger fee: what a buy must hold back
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "max_fee", max(self.maker_fee, self.taker_fee))
         object.__setattr__(self, "allowed_lots", range(self.min_lots, self.max_lots + 1))
         object.__setattr__(self, "allowed_prices", range(self.min_price, self.max_price + 1, self.tick_size))
 

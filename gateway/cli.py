@@ -3,16 +3,20 @@
 Subcommands:
   demo         simulate a trading day of the carbon market's participants and show the books
   instruments  check config/instruments.toml and list the instruments it defines
+  accounts     check config/accounts.toml and list the participants it defines
+  hash-secret  hash a logon secret for accounts.toml (secrets are never stored in clear)
 """
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from pathlib import Path
 
 from exchange import ConfigError, Engine
 
-from .config import DEFAULT_INSTRUMENTS, load_instruments
+from .config import DEFAULT_ACCOUNTS, DEFAULT_INSTRUMENTS, load_accounts, load_instruments
+from .credentials import hash_secret
 from .demo import run_demo
 from .display import eur
 
@@ -29,8 +33,25 @@ def _instruments_command(args: argparse.Namespace) -> int:
 
 
 def _demo_command(args: argparse.Namespace) -> int:
-    engine = Engine(load_instruments(args.instruments))
-    run_demo(engine, sys.stdout, orders=args.orders, seed=args.seed)
+    instruments = load_instruments(args.instruments)
+    accounts = load_accounts(args.accounts, instruments)
+    run_demo(Engine(instruments), accounts, sys.stdout, orders=args.orders, seed=args.seed)
+    return 0
+
+
+def _accounts_command(args: argparse.Namespace) -> int:
+    instruments = load_instruments(args.instruments)
+    for account in load_accounts(args.accounts, instruments).values():
+        units = ", ".join(f"{symbol} {amount:,} t" for symbol, amount in account.units.items() if amount) or "no units"
+        limit = "no limit" if account.order_value_limit is None else f"EUR {eur(account.order_value_limit)}"
+        print(f"{account.account_id:<14} {account.kind:<18} EUR {eur(account.cash):>14}  {units}; "
+              f"order value limit {limit}  ({account.name})")
+    return 0
+
+
+def _hash_secret_command(args: argparse.Namespace) -> int:
+    secret = getpass.getpass("secret: ") if args.secret is None else args.secret
+    print(hash_secret(secret))
     return 0
 
 
@@ -38,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carbonx", description="carbonx: an exchange for carbon credits")
     parser.add_argument("--instruments", type=Path, default=DEFAULT_INSTRUMENTS,
                         help="instrument definitions (TOML); default: %(default)s")
+    parser.add_argument("--accounts", type=Path, default=DEFAULT_ACCOUNTS,
+                        help="participants and their opening holdings (TOML); default: %(default)s")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="simulate a trading day and show the books")
     demo.add_argument("--orders", type=int, default=2000, help="participant actions to simulate")
@@ -45,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo_command)
     listing = commands.add_parser("instruments", help="check and list the configured instruments")
     listing.set_defaults(run=_instruments_command)
+    accounts = commands.add_parser("accounts", help="check and list the configured participants")
+    accounts.set_defaults(run=_accounts_command)
+    hashing = commands.add_parser("hash-secret", help="print the hash of a logon secret for accounts.toml")
+    hashing.add_argument("secret", nargs="?", help="the secret (asked for without echo if left out)")
+    hashing.set_defaults(run=_hash_secret_command)
     return parser
 
 
@@ -55,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"carbonx: configuration error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (``carbonx demo | head``): nothing left to say
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,16 +1,23 @@
 """Reading configuration files.
 
-How this works: TOML files are read here (the only place that opens them)
-and their tables handed to the pure parsers in ``exchange``, which convert
-and validate every field. Errors surface as :class:`exchange.ConfigError`
-naming the file and the field.
+How this works: TOML files are read here (the only place that opens them).
+Instruments are handed to the pure parser in ``exchange``; accounts are
+parsed here and become the engine's own commands (OpenAccount, Deposit), so
+the engine learns of them the way it learns of everything, in sequence.
+Every amount is converted once into integers (cents, units). Errors surface
+as :class:`exchange.ConfigError` naming the file and the field.
 """
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
-from exchange.instruments import ConfigError, Instrument, parse_instruments
+from exchange import CASH_ASSET, Deposit, InvalidCommand, OpenAccount, SelfTradePrevention
+from exchange.instruments import ConfigError, Instrument, eur_to_cents, parse_instruments
+
+from .credentials import is_secret_hash
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_INSTRUMENTS = CONFIG_DIR / "instruments.toml"
@@ -36,3 +43,117 @@ def load_instruments(path: Path | str = DEFAULT_INSTRUMENTS) -> dict[str, Instru
         if exc.field.startswith(str(path)):
             raise
         raise ConfigError(f"{path}: {exc.field}", exc.problem) from None
+
+
+# -- accounts ---------------------------------------------------------------------------------
+
+DEFAULT_ACCOUNTS = CONFIG_DIR / "accounts.toml"
+ACCOUNT_KINDS = ("installation", "broker", "project-developer", "fund", "bank", "investor")
+_ACCOUNT_FIELDS = {"name", "kind", "cash_eur", "units", "order_value_limit_eur", "self_trade_prevention",
+                   "secret_hash"}
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """One participant as configured: integers only (cents, units)."""
+
+    account_id: str
+    name: str
+    kind: str
+    cash: int  # cents
+    units: dict[str, int]  # per instrument symbol
+    order_value_limit: int | None  # cents
+    self_trade_prevention: SelfTradePrevention | None
+    secret_hash: str
+
+
+def parse_accounts(document: dict, instruments: Mapping[str, Instrument]) -> dict[str, AccountConfig]:
+    """Build the accounts from a parsed ``accounts.toml``; raise ConfigError on the first bad field."""
+    tables = document.get("accounts")
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError("accounts", "missing: define at least one [accounts.ID] table")
+    accounts = {}
+    for account_id, table in tables.items():
+        where = f"accounts.{account_id}"
+        if not isinstance(table, dict):
+            raise ConfigError(where, "must be a table")
+        unknown = sorted(set(table) - _ACCOUNT_FIELDS)
+        if unknown:
+            raise ConfigError(f"{where}.{unknown[0]}", f"unknown field (known: {', '.join(sorted(_ACCOUNT_FIELDS))})")
+        try:
+            OpenAccount(ts=0, account=account_id)  # the engine's own rules for an account id
+        except InvalidCommand as exc:
+            raise ConfigError(where, exc.code.text) from None
+        name = table.get("name", account_id)
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}.name", "must be a non-empty string")
+        kind = table.get("kind")
+        if kind not in ACCOUNT_KINDS:
+            raise ConfigError(f"{where}.kind", f"must be one of {', '.join(ACCOUNT_KINDS)}")
+        cash = _euros(table, where, "cash_eur", required=True)
+        units = table.get("units", {})
+        if not isinstance(units, dict):
+            raise ConfigError(f"{where}.units", "must be a table of instrument = units")
+        for symbol, amount in units.items():
+            if symbol not in instruments:
+                raise ConfigError(f"{where}.units.{symbol}", f"unknown instrument (known: {', '.join(instruments)})")
+            if type(amount) is not int or amount < 0:
+                raise ConfigError(f"{where}.units.{symbol}", "must be a whole number of units, 0 or more")
+        limit = _euros(table, where, "order_value_limit_eur", required=False)
+        if limit is not None and limit <= 0:
+            raise ConfigError(f"{where}.order_value_limit_eur", "must be positive (leave it out for no limit)")
+        stp = table.get("self_trade_prevention")
+        if stp is not None:
+            try:
+                stp = SelfTradePrevention(stp)
+            except ValueError:
+                raise ConfigError(f"{where}.self_trade_prevention",
+                                  f"must be one of {', '.join(mode.value for mode in SelfTradePrevention)}") from None
+        secret_hash = table.get("secret_hash")
+        if not isinstance(secret_hash, str) or not is_secret_hash(secret_hash):
+            raise ConfigError(f"{where}.secret_hash",
+                              "must be a scrypt hash, never the secret itself (make one with `carbonx hash-secret`)")
+        accounts[account_id] = AccountConfig(account_id, name, kind, cash, dict(units), limit, stp, secret_hash)
+    return accounts
+
+
+def _euros(table: dict, where: str, key: str, *, required: bool) -> int | None:
+    if key not in table:
+        if required:
+            raise ConfigError(f"{where}.{key}", "missing")
+        return None
+    value = table[key]
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}.{key}", f'write euro amounts as quoted decimals ("1000.00"), not {value!r}')
+    try:
+        cents = eur_to_cents(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.{key}", str(exc)) from None
+    if cents < 0:
+        raise ConfigError(f"{where}.{key}", "must not be negative")
+    return cents
+
+
+def load_accounts(path: Path | str, instruments: Mapping[str, Instrument]) -> dict[str, AccountConfig]:
+    """The accounts defined in ``path``; raises ConfigError naming the file and the bad field."""
+    path = Path(path)
+    try:
+        return parse_accounts(read_toml(path), instruments)
+    except ConfigError as exc:
+        if exc.field.startswith(str(path)):
+            raise
+        raise ConfigError(f"{path}: {exc.field}", exc.problem) from None
+
+
+def opening_commands(accounts: Mapping[str, AccountConfig], ts: int) -> list:
+    """The engine commands that open and fund the configured accounts, in file order."""
+    commands: list = []
+    for account in accounts.values():
+        commands.append(OpenAccount(ts=ts, account=account.account_id, order_value_limit=account.order_value_limit,
+                                    self_trade_prevention=account.self_trade_prevention))
+        if account.cash:
+            commands.append(Deposit(ts=ts, account=account.account_id, asset=CASH_ASSET, amount=account.cash))
+        for symbol, amount in account.units.items():
+            if amount:
+                commands.append(Deposit(ts=ts, account=account.account_id, asset=symbol, amount=amount))
+    return commands

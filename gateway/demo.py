@@ -12,36 +12,24 @@ printout. The same seed gives the same day.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import Callable, Iterator, TextIO
+from collections import Counter, deque
+from typing import Callable, Iterator, Mapping, TextIO
 
-from exchange import (EndOfDay, Engine, InvalidCommand, NewOrder, OrderRejected, OrderType, SelfTradePrevention,
+from exchange import (CancelOrder, ConfigError, EndOfDay, Engine, MassCancel, InvalidCommand, NewOrder, OrderRejected, OrderType, SelfTradePrevention,
                       Side, TimeInForce, Trade)
 
+from .config import AccountConfig, opening_commands
 from .display import eur, ladder, tonnes
 
 OPEN_NS = 1_700_000_000 * 10**9  # the simulated session's opening timestamp
+WORKING_ORDERS = 6  # orders a participant keeps working before it cancels its oldest
 
 
-@dataclass(frozen=True)
-class Participant:
-    account: str
-    role: str
-    weight: int  # relative activity
-
-
-PARTICIPANTS = (
-    Participant("utility-north", "power utility covering its emissions (buys EUAs, iceberg orders)", 6),
-    Participant("paper-mill", "paper mill topping up its allowances (small EUA buys)", 3),
-    Participant("cement-works", "cement plant buying EUAs and some CERs within its cap", 3),
-    Participant("broker", "broker quoting both sides of every instrument (post-only)", 10),
-    Participant("cdm-developer", "CDM project developer selling CERs", 4),
-    Participant("ji-developer", "JI project developer selling ERUs", 3),
-    Participant("gov-fund", "government purchase fund buying ERUs and CERs", 2),
-    Participant("carbon-fund", "multi-government carbon fund buying CERs", 2),
-    Participant("bank", "bank trading EUAs on both sides", 5),
-    Participant("speculator", "speculative investor: market and stop-limit orders", 3),
-)
+# Who acts how often (relative weights); who they are comes from config/accounts.toml.
+ACTIVITY = {
+    "utility-north": 6, "paper-mill": 3, "cement-works": 3, "broker": 10, "cdm-developer": 4,
+    "ji-developer": 3, "gov-fund": 2, "carbon-fund": 2, "bank": 5, "speculator": 3,
+}
 
 
 class Simulation:
@@ -59,8 +47,11 @@ class Simulation:
             "gov-fund": self._fund_buyer, "carbon-fund": self._fund_buyer, "bank": self._bank,
             "speculator": self._speculator,
         }
-        self.acting = PARTICIPANTS[0]
-        self.rejected = 0
+        self.participants = list(ACTIVITY)
+        self.weights = list(ACTIVITY.values())
+        self.acting = self.participants[0]
+        self.working: dict[str, deque] = {}  # each participant's newest client order ids, oldest first
+        self.rejected: Counter[str] = Counter()  # reject code name -> orders refused
 
     # -- the participants' behaviour ------------------------------------------------------
 
@@ -74,13 +65,13 @@ class Simulation:
     def _order(self, symbol: str, side: Side, quantity: int, price: int | None, **options: object) -> NewOrder:
         self.client_ids += 1
         self.ts += self.random.randint(1, 400) * 1_000_000  # a few hundred milliseconds apart
-        return NewOrder(ts=self.ts, account=self.acting.account, client_order_id=f"d{self.client_ids}",
+        return NewOrder(ts=self.ts, account=self.acting, client_order_id=f"d{self.client_ids}",
                         instrument=symbol, side=side, quantity=quantity, price=price, **options)
 
     def _compliance_buyer(self) -> Iterator[NewOrder]:
-        symbol = "CER" if self.acting.account == "cement-works" and self.random.random() < 0.3 else "EUA"
+        symbol = "CER" if self.acting == "cement-works" and self.random.random() < 0.3 else "EUA"
         mid = self._mid(symbol)
-        if self.acting.account == "utility-north" and self.random.random() < 0.5:
+        if self.acting == "utility-north" and self.random.random() < 0.5:
             yield self._order(symbol, Side.BUY, self.random.choice((20, 40, 60)), mid - self.random.randint(0, 5),
                               display_quantity=5)
         elif self.random.random() < 0.3:
@@ -89,8 +80,10 @@ class Simulation:
         else:
             yield self._order(symbol, Side.BUY, self.random.randint(1, 15), mid - self.random.randint(0, 15))
 
-    def _market_maker(self) -> Iterator[NewOrder]:
+    def _market_maker(self) -> Iterator[object]:
         symbol = self.random.choice(("EUA", "EUA", "CER", "ERU"))
+        self.ts += 1_000_000
+        yield MassCancel(ts=self.ts, account=self.acting, instrument=symbol)  # refresh: old quotes go first
         mid = self._mid(symbol)
         spread = self.random.randint(2, 8)
         size = self.random.randint(5, 25)
@@ -99,12 +92,12 @@ class Simulation:
                               self_trade_prevention=SelfTradePrevention.CANCEL_RESTING)
 
     def _project_seller(self) -> Iterator[NewOrder]:
-        symbol = "CER" if self.acting.account == "cdm-developer" else "ERU"
+        symbol = "CER" if self.acting == "cdm-developer" else "ERU"
         mid = self._mid(symbol)
         yield self._order(symbol, Side.SELL, self.random.randint(5, 50), mid + self.random.randint(-4, 12))
 
     def _fund_buyer(self) -> Iterator[NewOrder]:
-        symbol = "ERU" if self.acting.account == "gov-fund" and self.random.random() < 0.6 else "CER"
+        symbol = "ERU" if self.acting == "gov-fund" and self.random.random() < 0.6 else "CER"
         mid = self._mid(symbol)
         yield self._order(symbol, Side.BUY, self.random.randint(10, 60), mid - self.random.randint(-3, 10),
                           time_in_force=TimeInForce.DAY)
@@ -131,15 +124,27 @@ class Simulation:
     # -- running --------------------------------------------------------------------------
 
     def step(self) -> list:
-        """One participant acts; returns the engine's events."""
-        self.acting = self.random.choices(PARTICIPANTS, weights=[p.weight for p in PARTICIPANTS])[0]
+        """One participant acts; returns the engine's events.
+
+        Like a trader watching a screen, a participant keeps only its few
+        newest orders working and cancels the oldest beyond them, so its cash
+        and units are not all held back by stale orders.
+        """
+        self.acting = self.random.choices(self.participants, weights=self.weights)[0]
         events: list = []
+        working = self.working.setdefault(self.acting, deque())
         try:
-            for command in self.strategies[self.acting.account]():
+            for command in self.strategies[self.acting]():
+                if type(command) is NewOrder:
+                    working.append(command.client_order_id)
+                    while len(working) > WORKING_ORDERS:
+                        self.ts += 1_000
+                        events += self.engine.handle(CancelOrder(ts=self.ts, account=self.acting,
+                                                                 client_order_id=working.popleft()))
                 events += self.engine.handle(command)
-        except InvalidCommand:
-            self.rejected += 1  # a strategy priced itself off the book (a negative price, say)
-        self.rejected += sum(1 for event in events if type(event) is OrderRejected)
+        except InvalidCommand as exc:
+            self.rejected[exc.code.name] += 1  # a strategy priced itself off the book (a negative price, say)
+        self.rejected.update(event.code.name for event in events if type(event) is OrderRejected)
         return events
 
     def close(self) -> list:
@@ -147,13 +152,18 @@ class Simulation:
         return self.engine.handle(EndOfDay(ts=self.ts, trading_date=20261127))
 
 
-def run_demo(engine: Engine, out: TextIO, orders: int = 2000, seed: int = 2005, show_trades: int = 25) -> None:
-    """Simulate a trading day of about ``orders`` actions and print what happened."""
+def run_demo(engine: Engine, accounts: Mapping[str, AccountConfig], out: TextIO, orders: int = 2000,
+             seed: int = 2005, show_trades: int = 25) -> None:
+    """Open and fund the accounts, simulate a trading day of about ``orders`` actions, print what happened."""
+    missing = [account for account in ACTIVITY if account not in accounts]
+    if missing:
+        raise ConfigError("accounts", f"the demo needs these participants: {', '.join(missing)}")
+    engine.handle_all(opening_commands(accounts, OPEN_NS))
     simulation = Simulation(engine, seed)
     print("carbonx demo: a simulated trading day on EUA, CER and ERU (engine only; no network)", file=out)
     print("participants:", file=out)
-    for participant in PARTICIPANTS:
-        print(f"  {participant.account:<14} {participant.role}", file=out)
+    for account_id in ACTIVITY:
+        print(f"  {account_id:<14} {accounts[account_id].name}", file=out)
     print(file=out)
     trades: list[Trade] = []
     for _ in range(orders):
@@ -182,5 +192,6 @@ def run_demo(engine: Engine, out: TextIO, orders: int = 2000, seed: int = 2005, 
         print(file=out)
     closing = simulation.close()
     expired = sum(1 for event in closing if type(event).__name__ == "OrderExpired")
-    print(f"end of day: DAY orders expired: {expired}, orders rejected during the day: {simulation.rejected}, "
-          f"state hash {engine.state_hash()[:16]}", file=out)
+    refused = ", ".join(f"{name} {count}" for name, count in simulation.rejected.most_common())
+    print(f"orders refused during the day: {sum(simulation.rejected.values())} ({refused or 'none'})", file=out)
+    print(f"end of day: DAY orders expired: {expired}; state hash {engine.state_hash()[:16]}", file=out)
