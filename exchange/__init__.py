@@ -6,16 +6,22 @@ reads a clock, draws random numbers or imports asyncio.
 """
 from .book import Order, OrderBook
 from .codes import RejectCode
-from .commands import (CASH_ASSET, CancelOrder, Deposit, EndOfDay, InvalidCommand, MassCancel, NewOrder,
-                       OpenAccount, ReplaceOrder, SetSelfTradePrevention, Withdraw)
+from .commands import (CASH_ASSET, CancelOrder, ComplianceDeadline, Deposit, EndOfDay, InvalidCommand, MassCancel,
+                       NewOrder, OpenAccount, RecordEmissions, RegisterInstallation, ReplaceOrder,
+                       SetSelfTradePrevention, Surrender, Withdraw)
+from .compliance import ComplianceConfig, compliance_report, format_report, parse_compliance
 from .engine import Engine
 from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
-from .events import (AccountOpened, CancelRejected, Deposited, LevelChanged, MassCancelCompleted, OrderAccepted,
-                     OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, SelfTradePreventionSet,
-                     StopTriggered, Trade, TradingDayClosed, Withdrawn)
+from .events import (AccountOpened, CancelRejected, DeadlinePassed, Deposited, EmissionsRecorded,
+                     InstallationRegistered, LevelChanged, MassCancelCompleted, ObligationCarriedOver, OrderAccepted,
+                     OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, PenaltyCharged,
+                     SelfTradePreventionSet, StopTriggered, Trade, TradingDayClosed, UnitsSurrendered, Withdrawn)
 from .instruments import ConfigError, Instrument, parse_instruments
 
 __all__ = [
+    "ComplianceConfig", "ComplianceDeadline", "DeadlinePassed", "EmissionsRecorded", "InstallationRegistered",
+    "ObligationCarriedOver", "PenaltyCharged", "RecordEmissions", "RegisterInstallation", "Surrender",
+    "UnitsSurrendered", "compliance_report", "format_report", "parse_compliance",
     "CASH_ASSET", "AccountOpened", "CancelOrder", "CancelReason", "CancelRejected", "ConfigError", "Deposit",
     "Deposited", "EndOfDay", "Engine", "Instrument", "InvalidCommand", "LevelChanged", "MassCancel",
     "MassCancelCompleted", "NewOrder", "OpenAccount", "Order", "OrderAccepted", "OrderBook", "OrderCanceled",

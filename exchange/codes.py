@@ -10,6 +10,7 @@ its result codes:
     300-399  matching     the order is valid but the book's state refuses it
     400-499  order state  cancel / replace / mass cancel against orders that are not there
     500-599  admin        engine-level commands (end of day, unknown command kinds)
+    600-699  compliance   installations, emissions, surrenders and deadlines (EU ETS registry rules)
 
 A number, once published, is never reused for another meaning; a code that
 is retired stays in the table, marked as retired.
@@ -78,3 +79,19 @@ class RejectCode(IntEnum):
     INVALID_TRADING_DATE = 502, "trading date must be a calendar date written as YYYYMMDD"
     TRADING_DATE_NOT_AFTER_LAST = 503, "trading date must be after the last trading day closed"
     ACCOUNT_ALREADY_OPEN = 504, "an account with this id is already open"
+
+    # -- 600: compliance (exchange.compliance) ----------------------------------------------
+    # An unknown account, an unknown instrument and too few available units reuse 201, 101 and 203.
+    NOT_AN_INSTALLATION = 601, "account is not a registered installation"
+    INSTALLATION_ALREADY_REGISTERED = 602, "account is already registered as an installation"
+    INVALID_CREDIT_LIMIT = 603, "credit limit must be a whole number of basis points from 0 to 10000"
+    INVALID_YEAR = 604, "year must be a whole number from 2005 to 9998"
+    INVALID_EMISSIONS = 605, "emissions must be a whole number of tonnes, zero or more"
+    INVALID_DEADLINE_DATE = 606, "deadline date must be a calendar date written as YYYYMMDD, in a year after the compliance year"
+    EMISSIONS_ALREADY_RECORDED = 607, "emissions for this installation and year are already recorded (no corrections)"
+    NO_EMISSIONS_RECORDED = 608, "no obligation for this year: no emissions recorded and nothing carried over"
+    INSTRUMENT_NOT_ELIGIBLE = 609, "instrument does not count for compliance (neither an allowance nor an eligible credit)"
+    CREDIT_LIMIT_EXCEEDED = 610, "project credits would exceed the installation's share of the year's obligation"
+    SURRENDER_EXCEEDS_OBLIGATION = 611, "units would exceed the obligation still outstanding for the year"
+    COMPLIANCE_YEAR_CLOSED = 612, "the surrender deadline for this year has passed"
+    DEADLINE_OUT_OF_ORDER = 613, "a deadline must follow the last one (later year, later date) with no earlier year still open"

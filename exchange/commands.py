@@ -330,5 +330,94 @@ class Withdraw:
         _positive(self.amount, RejectCode.INVALID_AMOUNT, "amount")
 
 
+# -- compliance (EU ETS registry; the rules are in exchange.compliance) -------------------------
+
+MIN_COMPLIANCE_YEAR = 2005  # the EU ETS began on 1 January 2005
+MAX_COMPLIANCE_YEAR = 9998  # its deadline must fall in a later year that is still a valid date
+# Defensive limit: a thousand times the yearly emissions of the whole EU ETS (about 1.5 billion t in
+# 2005-12, DOMAIN.md), so no tonnage, and no penalty on it, outgrows a 64-bit wire integer.
+MAX_TONNES = 10 ** 12
+
+
+def _check_year(year: object) -> None:
+    if type(year) is not int or not MIN_COMPLIANCE_YEAR <= year <= MAX_COMPLIANCE_YEAR:
+        raise InvalidCommand(RejectCode.INVALID_YEAR, "year")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisterInstallation:
+    """Make an open account an installation that must cover its emissions (admin); once per account.
+
+    ``credit_limit_bps``: the share of each year's obligation that project
+    credits (CER, ERU) may cover, in basis points (2200 = 22%, Germany 2008-12).
+    """
+
+    ts: int
+    account: str
+    credit_limit_bps: int
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+        if type(self.credit_limit_bps) is not int or not 0 <= self.credit_limit_bps <= 10_000:
+            raise InvalidCommand(RejectCode.INVALID_CREDIT_LIMIT, "credit_limit_bps")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordEmissions:
+    """Record an installation's verified emissions for a year (admin); once per installation and year."""
+
+    ts: int
+    account: str
+    year: int
+    tonnes: int  # tCO2e, zero or more
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+        _check_year(self.year)
+        if type(self.tonnes) is not int or not 0 <= self.tonnes <= MAX_TONNES:
+            raise InvalidCommand(RejectCode.INVALID_EMISSIONS, "tonnes")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Surrender:
+    """Surrender (retire) units of an instrument against an installation's obligation for a year."""
+
+    ts: int
+    account: str
+    year: int
+    instrument: str
+    units: int  # units (tonnes), not lots
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+        _check_year(self.year)
+        if type(self.instrument) is not str or not self.instrument:
+            raise InvalidCommand(RejectCode.UNKNOWN_INSTRUMENT, "instrument")
+        if type(self.units) is not int or not 0 < self.units <= MAX_TONNES:
+            raise InvalidCommand(RejectCode.INVALID_AMOUNT, "units")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ComplianceDeadline:
+    """The surrender deadline of a compliance year has come (admin): shortfalls are charged and carried over.
+
+    ``date`` (YYYYMMDD) is when it falls: after the compliance year (30 April
+    of the next year in the EU ETS; 30 September from 2024).
+    """
+
+    ts: int
+    year: int
+    date: int
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_year(self.year)
+        if not valid_date(self.date) or self.date // 10000 <= self.year:
+            raise InvalidCommand(RejectCode.INVALID_DEADLINE_DATE, "date")
+
+
 Command = (NewOrder | CancelOrder | ReplaceOrder | MassCancel | SetSelfTradePrevention | EndOfDay | OpenAccount
-           | Deposit | Withdraw)
+           | Deposit | Withdraw | RegisterInstallation | RecordEmissions | Surrender | ComplianceDeadline)

@@ -35,8 +35,10 @@ from typing import Callable, Iterable, Mapping
 
 from .book import CLOSED, Account, Counters, Order, OrderBook
 from .codes import RejectCode
-from .commands import (CASH_ASSET, CancelOrder, Deposit, EndOfDay, MassCancel, NewOrder, OpenAccount, ReplaceOrder,
-                       SetSelfTradePrevention, Withdraw)
+from .commands import (CASH_ASSET, CancelOrder, ComplianceDeadline, Deposit, EndOfDay, MassCancel, NewOrder,
+                       OpenAccount, RecordEmissions, RegisterInstallation, ReplaceOrder, SetSelfTradePrevention,
+                       Surrender, Withdraw)
+from .compliance import Compliance, ComplianceConfig
 from .enums import CancelReason, Side, TimeInForce
 from .events import (AccountOpened, CancelRejected, Deposited, MassCancelCompleted, OrderAccepted, OrderExpired,
                      OrderRejected, OrderReplaced, SelfTradePreventionSet, TradingDayClosed, Withdrawn)
@@ -57,7 +59,7 @@ class Engine:
     """All order books of the venue, the accounts' order registries, and the sequence counters."""
 
     def __init__(self, instruments: Mapping[str, Instrument], *, pre_trade_risk: bool = True,
-                 fee_account: str = DEFAULT_FEE_ACCOUNT) -> None:
+                 fee_account: str = DEFAULT_FEE_ACCOUNT, compliance: ComplianceConfig | None = None) -> None:
         """An engine for these instruments.
 
         With ``pre_trade_risk`` (the exchange's way) accounts must be opened
@@ -66,6 +68,10 @@ class Engine:
         engine only matches: accounts open on first use and hold nothing
         (for replaying order flow in research, and for measuring what the
         risk path costs).
+
+        ``compliance`` says which instruments count for EU ETS compliance
+        and what a missing tonne costs (default: none count; EUR 100); see
+        :mod:`exchange.compliance`.
         """
         self.instruments = dict(instruments)
         self.counters = Counters()
@@ -80,6 +86,7 @@ class Engine:
                       for symbol, instrument in self.instruments.items()}
         self._book_list = list(self.books.values())
         self.last_closed_date: int | None = None  # trading date of the last EndOfDay
+        self.compliance = Compliance(self, compliance)  # installations, obligations, retired units
         self._handlers: dict[type, Callable] = {
             NewOrder: self._new_order,
             CancelOrder: self._cancel_order,
@@ -90,6 +97,10 @@ class Engine:
             OpenAccount: self._open_account,
             Deposit: self._deposit,
             Withdraw: self._withdraw,
+            RegisterInstallation: self.compliance.register_installation,
+            RecordEmissions: self.compliance.record_emissions,
+            Surrender: self.compliance.surrender,
+            ComplianceDeadline: self.compliance.deadline,
         }
 
     # -- entry point ---------------------------------------------------------------------
@@ -431,6 +442,9 @@ class Engine:
         return
 
     def _set_self_trade_prevention(self, cmd: SetSelfTradePrevention, events: list) -> None:
+        if self.pre_trade_risk and cmd.account not in self.accounts:  # accounts are opened, never implied
+            events.append(self._command_rejected(cmd, "set_stp", RejectCode.UNKNOWN_ACCOUNT))
+            return
         self._account(cmd.account).self_trade_prevention = cmd.mode
         seq = self.counters.seq = self.counters.seq + 1
         events.append(SelfTradePreventionSet(seq, cmd.ts, cmd.account, cmd.mode))
@@ -470,6 +484,7 @@ class Engine:
     # -- helpers -------------------------------------------------------------------------
 
     def _account(self, account_id: str) -> Account:
+        """The account, opened on first use: only without pre-trade risk, where accounts hold nothing."""
         account = self.accounts.get(account_id)
         if account is None:
             account = self.accounts[account_id] = Account(account_id)
@@ -527,6 +542,7 @@ class Engine:
             for clid in sorted(account.orders, key=repr):
                 order = account.orders[clid]
                 yield f"clid {clid!r} {'closed' if order is CLOSED else order.order_id}"
+        yield from self.compliance.state_lines()
 
 
 def _order_line(order: Order) -> str:

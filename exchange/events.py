@@ -63,7 +63,8 @@ class CancelRejected(NamedTuple):
     seq: int
     ts: int
     account: str | None
-    request: str  # "cancel", "replace", "mass_cancel", "set_stp", "end_of_day", "unknown"
+    request: str  # "cancel", "replace", "mass_cancel", "set_stp", "end_of_day", "open_account", "deposit",
+    # "withdraw", "register_installation", "record_emissions", "surrender", "compliance_deadline", "unknown"
     order_id: int | None
     client_order_id: str | int | None
     code: RejectCode
@@ -207,8 +208,86 @@ class SelfTradePreventionSet(NamedTuple):
     mode: SelfTradePrevention
 
 
+# -- compliance (see exchange.compliance) -----------------------------------------------------
+
+class InstallationRegistered(NamedTuple):
+    seq: int
+    ts: int
+    account: str
+    credit_limit_bps: int  # share of each year's obligation project credits may cover
+
+
+class EmissionsRecorded(NamedTuple):
+    seq: int
+    ts: int
+    account: str
+    year: int
+    tonnes: int  # verified emissions
+    carried_in: int  # tonnes carried over from the year before
+    obligation: int  # tonnes + carried_in
+
+
+class UnitsSurrendered(NamedTuple):
+    """Units left the account and were retired against a year's obligation."""
+
+    seq: int
+    ts: int
+    account: str
+    year: int
+    instrument: str
+    units: int
+    counted_as: str  # "allowance" (1:1) or "credit" (up to the installation's share)
+    surrendered: int  # units surrendered against the year so far, all instruments
+    credits_surrendered: int  # of which project credits
+    outstanding: int  # obligation still to cover
+    balance: int  # the account's units of the instrument afterwards
+    retired: int  # units of the instrument retired so far, all accounts and years
+
+
+class PenaltyCharged(NamedTuple):
+    """A shortfall at a deadline was charged; ``owed`` is what the available cash could not pay."""
+
+    seq: int
+    ts: int
+    account: str
+    year: int
+    shortfall: int  # tonnes missing
+    penalty_per_tonne: int  # cents
+    penalty: int  # cents: shortfall x penalty_per_tonne
+    paid: int  # cents moved from the account's available cash to the penalty account
+    owed: int  # cents: penalty - paid
+    penalty_account: str
+    cash: int  # the account's cash afterwards
+
+
+class ObligationCarriedOver(NamedTuple):
+    """Make-good: the tonnes missing at a deadline were added to the next year's obligation."""
+
+    seq: int
+    ts: int
+    account: str
+    from_year: int
+    to_year: int
+    tonnes: int
+    obligation: int  # to_year's obligation afterwards
+
+
+class DeadlinePassed(NamedTuple):
+    """A compliance year closed; its PenaltyCharged and ObligationCarriedOver events come before this."""
+
+    seq: int
+    ts: int
+    year: int
+    date: int  # YYYYMMDD
+    installations: int  # installations with an obligation for the year
+    short: int  # of which short of it
+    penalties: int  # cents charged in all
+    carried_over: int  # tonnes carried into the next year in all
+
+
 Event = (
     OrderAccepted | OrderRejected | CancelRejected | Trade | OrderCanceled | OrderReplaced
     | OrderExpired | StopTriggered | LevelChanged | MassCancelCompleted | TradingDayClosed | SelfTradePreventionSet
-    | AccountOpened | Deposited | Withdrawn
+    | AccountOpened | Deposited | Withdrawn | InstallationRegistered | EmissionsRecorded | UnitsSurrendered
+    | PenaltyCharged | ObligationCarriedOver | DeadlinePassed
 )

@@ -120,6 +120,10 @@ def _parse_instrument(symbol: str, table: Any) -> Instrument:
         fees[key] = _cents(table, where, key, default=0) if key in table else 0
         if fees[key] < 0:
             raise ConfigError(f"{where}.{key}", "must not be negative")
+        # A seller pays its fee out of the sale's proceeds, so a lot at the lowest price must cover it:
+        # then no fill can leave a seller's cash below zero.
+        if fees[key] > min_price * lot_units:
+            raise ConfigError(f"{where}.{key}", "must not exceed the value of one lot at min_price_eur")
     return Instrument(
         symbol=symbol, name=name, lot_units=lot_units, tick_size=tick_size, min_lots=min_lots,
         max_lots=max_lots, min_price=min_price, max_price=max_price, reference_price=reference_price,

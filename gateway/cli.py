@@ -15,7 +15,8 @@ from pathlib import Path
 
 from exchange import ConfigError, Engine
 
-from .config import DEFAULT_ACCOUNTS, DEFAULT_INSTRUMENTS, load_accounts, load_instruments
+from .config import (DEFAULT_ACCOUNTS, DEFAULT_COMPLIANCE, DEFAULT_INSTRUMENTS, load_accounts, load_compliance,
+                     load_instruments)
 from .credentials import hash_secret
 from .demo import run_demo
 from .display import eur
@@ -35,7 +36,8 @@ def _instruments_command(args: argparse.Namespace) -> int:
 def _demo_command(args: argparse.Namespace) -> int:
     instruments = load_instruments(args.instruments)
     accounts = load_accounts(args.accounts, instruments)
-    run_demo(Engine(instruments), accounts, sys.stdout, orders=args.orders, seed=args.seed)
+    engine = Engine(instruments, compliance=load_compliance(args.compliance))
+    run_demo(engine, accounts, sys.stdout, orders=args.orders, seed=args.seed)
     return 0
 
 
@@ -61,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="instrument definitions (TOML); default: %(default)s")
     parser.add_argument("--accounts", type=Path, default=DEFAULT_ACCOUNTS,
                         help="participants and their opening holdings (TOML); default: %(default)s")
+    parser.add_argument("--compliance", type=Path, default=DEFAULT_COMPLIANCE,
+                        help="EU ETS compliance rules (TOML); default: %(default)s")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="simulate a trading day and show the books")
     demo.add_argument("--orders", type=int, default=2000, help="participant actions to simulate")

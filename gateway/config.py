@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from exchange import CASH_ASSET, Deposit, InvalidCommand, OpenAccount, SelfTradePrevention
+from exchange import (CASH_ASSET, ComplianceConfig, Deposit, InvalidCommand, OpenAccount, RegisterInstallation,
+                      SelfTradePrevention, parse_compliance)
 from exchange.instruments import ConfigError, Instrument, eur_to_cents, parse_instruments
 
 from .credentials import is_secret_hash
@@ -50,7 +51,7 @@ def load_instruments(path: Path | str = DEFAULT_INSTRUMENTS) -> dict[str, Instru
 DEFAULT_ACCOUNTS = CONFIG_DIR / "accounts.toml"
 ACCOUNT_KINDS = ("installation", "broker", "project-developer", "fund", "bank", "investor")
 _ACCOUNT_FIELDS = {"name", "kind", "cash_eur", "units", "order_value_limit_eur", "self_trade_prevention",
-                   "secret_hash"}
+                   "secret_hash", "credit_limit_bps"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class AccountConfig:
     order_value_limit: int | None  # cents
     self_trade_prevention: SelfTradePrevention | None
     secret_hash: str
+    credit_limit_bps: int | None = None  # installations: share of an obligation CERs and ERUs may cover
 
 
 def parse_accounts(document: dict, instruments: Mapping[str, Instrument]) -> dict[str, AccountConfig]:
@@ -113,7 +115,15 @@ def parse_accounts(document: dict, instruments: Mapping[str, Instrument]) -> dic
         if not isinstance(secret_hash, str) or not is_secret_hash(secret_hash):
             raise ConfigError(f"{where}.secret_hash",
                               "must be a scrypt hash, never the secret itself (make one with `carbonx hash-secret`)")
-        accounts[account_id] = AccountConfig(account_id, name, kind, cash, dict(units), limit, stp, secret_hash)
+        credit_limit = table.get("credit_limit_bps")
+        if kind == "installation":
+            if type(credit_limit) is not int or not 0 <= credit_limit <= 10_000:
+                raise ConfigError(f"{where}.credit_limit_bps",
+                                  "an installation needs its credit limit: basis points from 0 to 10000")
+        elif credit_limit is not None:
+            raise ConfigError(f"{where}.credit_limit_bps", "only an installation has a credit limit")
+        accounts[account_id] = AccountConfig(account_id, name, kind, cash, dict(units), limit, stp, secret_hash,
+                                             credit_limit)
     return accounts
 
 
@@ -156,4 +166,21 @@ def opening_commands(accounts: Mapping[str, AccountConfig], ts: int) -> list:
         for symbol, amount in account.units.items():
             if amount:
                 commands.append(Deposit(ts=ts, account=account.account_id, asset=symbol, amount=amount))
+        if account.credit_limit_bps is not None:
+            commands.append(RegisterInstallation(ts=ts, account=account.account_id,
+                                                 credit_limit_bps=account.credit_limit_bps))
     return commands
+
+
+DEFAULT_COMPLIANCE = CONFIG_DIR / "compliance.toml"
+
+
+def load_compliance(path: Path | str = DEFAULT_COMPLIANCE) -> ComplianceConfig:
+    """The compliance rules in ``path``; raises ConfigError naming the file and the bad field."""
+    path = Path(path)
+    try:
+        return parse_compliance(read_toml(path))
+    except ConfigError as exc:
+        if exc.field.startswith(str(path)):
+            raise
+        raise ConfigError(f"{path}: {exc.field}", exc.problem) from None
