@@ -66,15 +66,21 @@ class SettledTrade:
     aggressor_side: str  # "B" or "S": the taker's side
 
 
+DEPOSIT = "deposit"  # cash paid in, or units transferred in from the registry
+WITHDRAWAL = "withdrawal"  # cash paid out, or units transferred out to the registry
+SURRENDER = "surrender"  # units surrendered for compliance: retired, out of circulation for good
+
+
 @dataclass(frozen=True, slots=True)
 class AssetMovement:
-    """Cash or units that came into (+) or left (-) the venue: a deposit or a withdrawal."""
+    """Cash or units that came into (+) or left (-) the venue's accounts."""
 
     seq: int
     ts: int
     account: str
     asset: str
     amount: int  # signed: positive in, negative out
+    kind: str  # DEPOSIT, WITHDRAWAL or SURRENDER
 
 
 @dataclass(slots=True)
@@ -87,6 +93,16 @@ class LedgerBatch:
     changes: list[BalanceChange] = field(default_factory=list)
     trades: list[SettledTrade] = field(default_factory=list)
     movements: list[AssetMovement] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSnapshot:
+    """The ledger's state as of one moment: the cursor and everything reconciliation compares."""
+
+    last_applied_seq: int
+    accounts: list[str]  # sorted
+    balances: dict[str, dict[str, int]]  # account -> asset -> amount; an absent (account, asset) holds 0
+    net_movements: dict[str, int]  # per asset: deposited minus withdrawn and surrendered
 
 
 class LedgerStore(Protocol):
@@ -108,12 +124,16 @@ class LedgerStore(Protocol):
         """
         ...
 
+    def snapshot(self) -> LedgerSnapshot:
+        """Cursor, accounts, every balance and the net movements, read together (no commit in between)."""
+        ...
+
     def accounts(self) -> list[str]:
         """Every account the ledger has opened, sorted."""
         ...
 
-    def balances(self) -> dict[str, dict[str, int]]:
-        """Holdings: account -> asset -> amount, for every (account, asset) ever changed."""
+    def holdings_of(self, account: str) -> dict[str, int]:
+        """One account's holdings: asset -> amount; an absent asset holds 0."""
         ...
 
     def trades_of(self, account: str) -> list[SettledTrade]:
@@ -124,8 +144,8 @@ class LedgerStore(Protocol):
         """Every settled trade, in seq order."""
         ...
 
-    def net_movements(self) -> dict[str, int]:
-        """Per asset: everything deposited minus everything withdrawn."""
+    def total_fees(self) -> int:
+        """Cents of fees over every settled trade: what the fee account has received from trading."""
         ...
 
     def close(self) -> None:
@@ -173,7 +193,8 @@ CREATE TABLE IF NOT EXISTS movements (
     ts      INTEGER NOT NULL,
     account TEXT    NOT NULL,
     asset   TEXT    NOT NULL,
-    amount  INTEGER NOT NULL          -- signed: deposits positive, withdrawals negative
+    amount  INTEGER NOT NULL,         -- signed: deposits positive, withdrawals and surrenders negative
+    kind    TEXT    NOT NULL          -- deposit, withdrawal or surrender
 ) STRICT;
 """
 
@@ -215,7 +236,6 @@ class SqliteLedgerStore:
             raise sqlite3.OperationalError(f"{self.path}: could not switch to WAL mode (got {mode!r})")
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute(f"PRAGMA busy_timeout={self.BUSY_TIMEOUT_MS}")
-        connection.execute("PRAGMA foreign_keys=ON")
         with self._lock:
             connection.execute("BEGIN IMMEDIATE")
             try:
@@ -249,8 +269,8 @@ class SqliteLedgerStore:
                     [(t.seq, t.ts, t.trade_id, t.instrument, t.price, t.quantity, t.units, t.buyer, t.seller,
                       t.buyer_fee, t.seller_fee, t.aggressor_side) for t in batch.trades])
                 connection.executemany(
-                    "INSERT INTO movements (seq, ts, account, asset, amount) VALUES (?, ?, ?, ?, ?)",
-                    [(m.seq, m.ts, m.account, m.asset, m.amount) for m in batch.movements])
+                    "INSERT INTO movements (seq, ts, account, asset, amount, kind) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(m.seq, m.ts, m.account, m.asset, m.amount, m.kind) for m in batch.movements])
                 connection.execute("UPDATE ledger_cursor SET last_applied_seq = ? WHERE id = 1", (batch.last_seq,))
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -263,17 +283,28 @@ class SqliteLedgerStore:
         with self._lock:
             return self._connection.execute("SELECT last_applied_seq FROM ledger_cursor WHERE id = 1").fetchone()[0]
 
+    def snapshot(self) -> LedgerSnapshot:
+        # The writer shares this connection and this lock, so no commit can land between the reads.
+        with self._lock:
+            connection = self._connection
+            cursor = connection.execute("SELECT last_applied_seq FROM ledger_cursor WHERE id = 1").fetchone()[0]
+            accounts = [row[0] for row in connection.execute("SELECT account FROM accounts ORDER BY account")]
+            balances: dict[str, dict[str, int]] = {}
+            for account, asset, amount in connection.execute(
+                    "SELECT account, asset, amount FROM balances ORDER BY account, asset"):
+                balances.setdefault(account, {})[asset] = amount
+            net_movements = dict(connection.execute(
+                "SELECT asset, SUM(amount) FROM movements GROUP BY asset ORDER BY asset").fetchall())
+        return LedgerSnapshot(cursor, accounts, balances, net_movements)
+
     def accounts(self) -> list[str]:
         with self._lock:
             return [row[0] for row in self._connection.execute("SELECT account FROM accounts ORDER BY account")]
 
-    def balances(self) -> dict[str, dict[str, int]]:
-        holdings: dict[str, dict[str, int]] = {}
+    def holdings_of(self, account: str) -> dict[str, int]:
         with self._lock:
-            rows = self._connection.execute("SELECT account, asset, amount FROM balances ORDER BY account, asset")
-            for account, asset, amount in rows:
-                holdings.setdefault(account, {})[asset] = amount
-        return holdings
+            return dict(self._connection.execute(
+                "SELECT asset, amount FROM balances WHERE account = ? ORDER BY asset", (account,)).fetchall())
 
     def trades_of(self, account: str) -> list[SettledTrade]:
         with self._lock:
@@ -287,10 +318,9 @@ class SqliteLedgerStore:
             rows = self._connection.execute(f"SELECT {_TRADE_COLUMNS} FROM trades ORDER BY seq").fetchall()
         return [SettledTrade(*row) for row in rows]
 
-    def net_movements(self) -> dict[str, int]:
+    def total_fees(self) -> int:
         with self._lock:
-            rows = self._connection.execute("SELECT asset, SUM(amount) FROM movements GROUP BY asset ORDER BY asset")
-            return {asset: total for asset, total in rows}
+            return self._connection.execute("SELECT COALESCE(SUM(buyer_fee + seller_fee), 0) FROM trades").fetchone()[0]
 
     def pragma(self, name: str) -> object:
         """The value of a PRAGMA (``journal_mode``, ``synchronous``): for checks and diagnostics."""
