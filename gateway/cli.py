@@ -37,7 +37,8 @@ def _demo_command(args: argparse.Namespace) -> int:
     instruments = load_instruments(args.instruments)
     accounts = load_accounts(args.accounts, instruments)
     engine = Engine(instruments, compliance=load_compliance(args.compliance))
-    run_demo(engine, accounts, sys.stdout, orders=args.orders, seed=args.seed)
+    run_demo(engine, accounts, sys.stdout, orders=args.orders, seed=args.seed, ledger_path=args.ledger,
+             statements=args.statement)
     return 0
 
 
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="simulate a trading day and show the books")
     demo.add_argument("--orders", type=int, default=2000, help="participant actions to simulate")
     demo.add_argument("--seed", type=int, default=2005, help="the same seed gives the same day")
+    demo.add_argument("--ledger", type=Path, help="keep the settlement ledger (SQLite) in this file "
+                      "(default: a temporary file); a file from an earlier run is resumed, not repeated")
+    demo.add_argument("--statement", action="append", default=[], metavar="ACCOUNT",
+                      help="print this account's statement after the day (repeatable)")
     demo.set_defaults(run=_demo_command)
     listing = commands.add_parser("instruments", help="check and list the configured instruments")
     listing.set_defaults(run=_instruments_command)

@@ -11,15 +11,21 @@ printout. The same seed gives the same day.
 """
 from __future__ import annotations
 
+import asyncio
 import random
+import tempfile
 from collections import Counter, deque
-from typing import Callable, Iterator, Mapping, TextIO
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Sequence, TextIO
 
-from exchange import (CancelOrder, ConfigError, EndOfDay, Engine, MassCancel, InvalidCommand, NewOrder, OrderRejected, OrderType, SelfTradePrevention,
+from exchange import (CancelOrder, ComplianceDeadline, ConfigError, EndOfDay, Engine, MassCancel, OrderExpired,
+                      RecordEmissions, Surrender, compliance_report, format_report, InvalidCommand, NewOrder, OrderRejected, OrderType, SelfTradePrevention,
                       Side, TimeInForce, Trade)
 
 from .config import AccountConfig, opening_commands
 from .display import eur, ladder, tonnes
+from .ledger import SqliteLedgerStore
+from .settlement import Settlement, SettlementService, UnknownAccount, format_statement, reconcile, statement
 
 OPEN_NS = 1_700_000_000 * 10**9  # the simulated session's opening timestamp
 WORKING_ORDERS = 6  # orders a participant keeps working before it cancels its oldest
@@ -152,14 +158,60 @@ class Simulation:
         return self.engine.handle(EndOfDay(ts=self.ts, trading_date=20261127))
 
 
+# The compliance year the demo closes: verified emissions of the installations (tonnes), reported by
+# 31 March and covered by surrender before the deadline (30 September from 2024; DOMAIN.md).
+COMPLIANCE_YEAR = 2026
+COMPLIANCE_DEADLINE = 20270930
+VERIFIED_EMISSIONS = {"utility-north": 520_000, "paper-mill": 400_000, "cement-works": 170_000}  # the mill falls short
+
+
 def run_demo(engine: Engine, accounts: Mapping[str, AccountConfig], out: TextIO, orders: int = 2000,
-             seed: int = 2005, show_trades: int = 25) -> None:
-    """Open and fund the accounts, simulate a trading day of about ``orders`` actions, print what happened."""
+             seed: int = 2005, show_trades: int = 25, ledger_path: Path | None = None,
+             statements: Sequence[str] = ()) -> None:
+    """Simulate a trading day and a compliance deadline through the engine, settling every event.
+
+    Events stream to the settlement service (a bounded queue drained by its
+    own task into the SQLite ledger at ``ledger_path``, a temporary file when
+    none is given) while matching goes on; at the end the ledger is
+    reconciled with the engine's view of holdings.
+    """
     missing = [account for account in ACTIVITY if account not in accounts]
     if missing:
         raise ConfigError("accounts", f"the demo needs these participants: {', '.join(missing)}")
-    engine.handle_all(opening_commands(accounts, OPEN_NS))
-    simulation = Simulation(engine, seed)
+    with tempfile.TemporaryDirectory(prefix="carbonx-demo-") as scratch:
+        path = ledger_path or Path(scratch) / "ledger.sqlite3"
+        asyncio.run(_run_demo(engine, accounts, out, orders, seed, show_trades, path, statements))
+
+
+async def _run_demo(engine: Engine, accounts: Mapping[str, AccountConfig], out: TextIO, orders: int, seed: int,
+                    show_trades: int, ledger_path: Path, statements: Sequence[str]) -> None:
+    store = SqliteLedgerStore(ledger_path)
+    try:
+        async with SettlementService(Settlement(store, engine.instruments)) as settlement:
+            settlement.submit(engine.handle_all(opening_commands(accounts, OPEN_NS)))
+            simulation = Simulation(engine, seed)
+            _print_trading_day(engine, accounts, simulation, settlement, orders, show_trades, out)
+            settlement.submit(_close_compliance_year(engine, simulation, out))
+            await settlement.drain()
+        report = reconcile(engine, store)
+        print(f"settlement ledger ({ledger_path}):", file=out)
+        for line in report.summary():
+            print("    " + line, file=out)
+        for account in statements:
+            print(file=out)
+            try:
+                lines = format_statement(statement(engine, store, account))
+            except UnknownAccount:
+                lines = [f"statement: no account {account!r} (the accounts are those of config/accounts.toml, "
+                         f"{engine.fee_account.account_id!r} and {engine.compliance.config.penalty_account!r})"]
+            for line in lines:
+                print(line, file=out)
+    finally:
+        store.close()
+
+
+def _print_trading_day(engine: Engine, accounts: Mapping[str, AccountConfig], simulation: Simulation,
+                       settlement: SettlementService, orders: int, show_trades: int, out: TextIO) -> None:
     print("carbonx demo: a simulated trading day on EUA, CER and ERU (engine only; no network)", file=out)
     print("participants:", file=out)
     for account_id in ACTIVITY:
@@ -167,16 +219,18 @@ def run_demo(engine: Engine, accounts: Mapping[str, AccountConfig], out: TextIO,
     print(file=out)
     trades: list[Trade] = []
     for _ in range(orders):
-        for event in simulation.step():
+        events = simulation.step()
+        settlement.submit(events)
+        for event in events:
             if type(event) is Trade:
                 trades.append(event)
                 if len(trades) <= show_trades:
                     instrument = engine.instruments[event.instrument]
+                    buyer, seller = ((event.taker_account, event.maker_account) if event.aggressor_side is Side.BUY
+                                     else (event.maker_account, event.taker_account))
                     print(f"trade #{event.trade_id:<5} {event.instrument} {event.quantity:>3} lots "
                           f"({tonnes(event.quantity, instrument)}) @ EUR {eur(event.price)}  "
-                          f"buyer {(event.taker_account if event.aggressor_side is Side.BUY else event.maker_account):<14}"
-                          f" seller {(event.maker_account if event.aggressor_side is Side.BUY else event.taker_account)}",
-                          file=out)
+                          f"buyer {buyer:<14} seller {seller}", file=out)
     if len(trades) > show_trades:
         print(f"... {len(trades) - show_trades} more trades", file=out)
     print(file=out)
@@ -191,7 +245,43 @@ def run_demo(engine: Engine, accounts: Mapping[str, AccountConfig], out: TextIO,
             print("    " + line, file=out)
         print(file=out)
     closing = simulation.close()
-    expired = sum(1 for event in closing if type(event).__name__ == "OrderExpired")
+    settlement.submit(closing)
+    expired = sum(1 for event in closing if type(event) is OrderExpired)
     refused = ", ".join(f"{name} {count}" for name, count in simulation.rejected.most_common())
     print(f"orders refused during the day: {sum(simulation.rejected.values())} ({refused or 'none'})", file=out)
     print(f"end of day: DAY orders expired: {expired}; state hash {engine.state_hash()[:16]}", file=out)
+    print(file=out)
+
+
+def _close_compliance_year(engine: Engine, simulation: Simulation, out: TextIO) -> list:
+    """The registry's side: verified emissions, surrenders from what each installation holds, the deadline."""
+    commands: list = []
+    ts = simulation.ts
+    allowances, credits = engine.compliance.config.allowances, engine.compliance.config.credits
+    for account_id, tonnes_emitted in VERIFIED_EMISSIONS.items():
+        ts += 1_000
+        commands.append(RecordEmissions(ts=ts, account=account_id, year=COMPLIANCE_YEAR, tonnes=tonnes_emitted))
+    events = engine.handle_all(commands)
+    commands = []
+    for account_id, tonnes_emitted in VERIFIED_EMISSIONS.items():
+        account = engine.accounts[account_id]
+        owed = tonnes_emitted
+        credit_room = tonnes_emitted * engine.compliance.installations[account_id].credit_limit_bps // 10_000
+        for symbol in (*credits, *allowances):  # credits first: they are cheaper and capped
+            available = account.units[symbol] - account.reserved_units[symbol]
+            units = min(available, owed, credit_room if symbol in credits else owed)
+            if units > 0:
+                ts += 1_000
+                commands.append(Surrender(ts=ts, account=account_id, year=COMPLIANCE_YEAR, instrument=symbol,
+                                          units=units))
+                owed -= units
+                if symbol in credits:
+                    credit_room -= units
+    ts += 1_000
+    commands.append(ComplianceDeadline(ts=ts, year=COMPLIANCE_YEAR, date=COMPLIANCE_DEADLINE))
+    events += engine.handle_all(commands)
+    print(f"compliance {COMPLIANCE_YEAR} (deadline {COMPLIANCE_DEADLINE}):", file=out)
+    for line in format_report(compliance_report(engine.compliance, year=COMPLIANCE_YEAR)):
+        print("    " + line, file=out)
+    print(file=out)
+    return events
