@@ -292,15 +292,10 @@ class OpenAccount:
                 "self_trade_prevention"))
 
 
-def _check_asset(asset: object) -> None:
-    if type(asset) is not str or not asset:
-        raise InvalidCommand(RejectCode.UNKNOWN_ASSET, "asset")
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Deposit:
-    """Cash paid in (asset "EUR", amount in cents) or units transferred in from the registry
-    (asset an instrument symbol, amount in units: 1 lot = the instrument's lot_units)."""
+class _AssetMovement:
+    """Cash (asset "EUR", amount in cents) or units of an instrument (asset its symbol, amount in units:
+    1 lot = the instrument's lot_units) moving into or out of an account."""
 
     ts: int
     account: str
@@ -310,24 +305,19 @@ class Deposit:
     def __post_init__(self) -> None:
         _check_ts(self.ts)
         _check_account(self.account)
-        _check_asset(self.asset)
+        if type(self.asset) is not str or not self.asset:
+            raise InvalidCommand(RejectCode.UNKNOWN_ASSET, "asset")
         _positive(self.amount, RejectCode.INVALID_AMOUNT, "amount")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Withdraw:
-    """Cash paid out or units transferred out to the registry; only what is available (not held back)."""
+class Deposit(_AssetMovement):
+    """Cash paid in, or units transferred in from the registry."""
 
-    ts: int
-    account: str
-    asset: str
-    amount: int
 
-    def __post_init__(self) -> None:
-        _check_ts(self.ts)
-        _check_account(self.account)
-        _check_asset(self.asset)
-        _positive(self.amount, RejectCode.INVALID_AMOUNT, "amount")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Withdraw(_AssetMovement):
+    """Cash paid out, or units transferred out to the registry: only what is available (not held back)."""
 
 
 # -- compliance (EU ETS registry; the rules are in exchange.compliance) -------------------------

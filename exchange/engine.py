@@ -246,15 +246,17 @@ class Engine:
     # -- pre-trade risk --------------------------------------------------------------------
 
     def _reserve(self, account: Account, book: OrderBook, side: Side, price: int | None, stop_price: int | None,
-                 lots: int, held: int) -> int | RejectCode:
+                 lots: int, held: int, new_price: bool = True) -> int | RejectCode:
         """Hold back what an order may cost or deliver; return what each lot holds, or the rule it breaks.
 
         A buy holds its worst-case cost: the price times the lot, plus the
         larger of the two fees; a sell holds the lot's units. A market order is
         valued at its collar price (without a collar: the instrument's price
         limit). ``held`` is what the order holds already (a replace): it
-        counts as available, and the new hold replaces it. Nothing changes
-        when a rule is broken.
+        counts as available, and the new hold replaces it. The band applies
+        to a new price only (``new_price``): an order keeping its price is not
+        refused because the market moved away from it. Nothing changes when a
+        rule is broken.
         """
         instrument = book.instrument
         if price is None:
@@ -264,7 +266,7 @@ class Engine:
             else:
                 price = instrument.min_price if collar is None else max(book.reference_price() - collar,
                                                                         instrument.min_price)
-        elif instrument.price_band_bps and stop_price is None:
+        elif instrument.price_band_bps and stop_price is None and new_price:
             reference = book.reference_price()
             if abs(price - reference) * 10_000 > reference * instrument.price_band_bps:
                 return RejectCode.PRICE_OUTSIDE_BAND
@@ -384,7 +386,7 @@ class Engine:
             # The amended order must be affordable with what the order already holds back.
             held = order.leaves * order.reserve_per_lot
             reserve_per_lot = self._reserve(order.account, book, order.side, price, order.stop_price, new_leaves,
-                                            held)
+                                            held, price != order.price)
             if reserve_per_lot.__class__ is RejectCode:
                 code = reserve_per_lot
             else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, TypeVar
 
 from exchange import (CASH_ASSET, ComplianceConfig, Deposit, InvalidCommand, OpenAccount, RegisterInstallation,
                       SelfTradePrevention, parse_compliance)
@@ -20,6 +20,7 @@ from exchange.instruments import ConfigError, Instrument, eur_to_cents, parse_in
 
 from .credentials import is_secret_hash
 
+T = TypeVar("T")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_INSTRUMENTS = CONFIG_DIR / "instruments.toml"
 
@@ -35,15 +36,20 @@ def read_toml(path: Path) -> dict:
         raise ConfigError(str(path), f"not valid TOML: {exc}") from None
 
 
-def load_instruments(path: Path | str = DEFAULT_INSTRUMENTS) -> dict[str, Instrument]:
-    """The instruments defined in ``path``; raises ConfigError naming the file and the bad field."""
+def _parse_file(path: Path | str, parse: Callable[[dict], T]) -> T:
+    """Parse a TOML file with ``parse``; a ConfigError names the file as well as the field."""
     path = Path(path)
     try:
-        return parse_instruments(read_toml(path))
+        return parse(read_toml(path))
     except ConfigError as exc:
         if exc.field.startswith(str(path)):
             raise
         raise ConfigError(f"{path}: {exc.field}", exc.problem) from None
+
+
+def load_instruments(path: Path | str = DEFAULT_INSTRUMENTS) -> dict[str, Instrument]:
+    """The instruments defined in ``path``; raises ConfigError naming the file and the bad field."""
+    return _parse_file(path, parse_instruments)
 
 
 # -- accounts ---------------------------------------------------------------------------------
@@ -146,13 +152,7 @@ def _euros(table: dict, where: str, key: str, *, required: bool) -> int | None:
 
 def load_accounts(path: Path | str, instruments: Mapping[str, Instrument]) -> dict[str, AccountConfig]:
     """The accounts defined in ``path``; raises ConfigError naming the file and the bad field."""
-    path = Path(path)
-    try:
-        return parse_accounts(read_toml(path), instruments)
-    except ConfigError as exc:
-        if exc.field.startswith(str(path)):
-            raise
-        raise ConfigError(f"{path}: {exc.field}", exc.problem) from None
+    return _parse_file(path, lambda document: parse_accounts(document, instruments))
 
 
 def opening_commands(accounts: Mapping[str, AccountConfig], ts: int) -> list:
@@ -177,10 +177,4 @@ DEFAULT_COMPLIANCE = CONFIG_DIR / "compliance.toml"
 
 def load_compliance(path: Path | str = DEFAULT_COMPLIANCE) -> ComplianceConfig:
     """The compliance rules in ``path``; raises ConfigError naming the file and the bad field."""
-    path = Path(path)
-    try:
-        return parse_compliance(read_toml(path))
-    except ConfigError as exc:
-        if exc.field.startswith(str(path)):
-            raise
-        raise ConfigError(f"{path}: {exc.field}", exc.problem) from None
+    return _parse_file(path, parse_compliance)
