@@ -48,6 +48,15 @@ command the model must agree with the engine:
 Commands that fail their own validation when built (``InvalidCommand``) are
 not sent: that is the gateway's answer, tested elsewhere. Any exception out
 of ``Engine.handle`` fails the test.
+
+The machine runs twice: :class:`EngineMachine` on the matching alone
+(``pre_trade_risk=False``), and :class:`RiskMachine` with pre-trade risk on,
+the exchange's way: accounts opened and funded at the start, random
+deposits and withdrawals, a model of every holding and reservation built
+from the events, the risk rejects it predicts, and after every step
+10. nothing negative, 11. reservations equal to the open orders' leaves x
+reserve_per_lot, 12. every asset conserved (fee account included) and
+13. nothing reserved once no order is open (see the class).
 """
 from __future__ import annotations
 
@@ -57,13 +66,13 @@ from dataclasses import dataclass
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from exchange import (CancelOrder, CancelReason, CancelRejected, EndOfDay, Engine, InvalidCommand, LevelChanged,
-                      MassCancel, MassCancelCompleted, NewOrder, OrderAccepted, OrderCanceled, OrderExpired,
-                      OrderRejected, OrderReplaced, OrderType, RejectCode, ReplaceOrder, SelfTradePrevention,
-                      SelfTradePreventionSet, SetSelfTradePrevention, Side, StopTriggered, TimeInForce, Trade,
-                      TradingDayClosed)
+from exchange import (AccountOpened, CancelOrder, CancelReason, CancelRejected, Deposit, Deposited, EndOfDay, Engine,
+                      InvalidCommand, LevelChanged, MassCancel, MassCancelCompleted, NewOrder, OpenAccount,
+                      OrderAccepted, OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, OrderType, RejectCode,
+                      ReplaceOrder, SelfTradePrevention, SelfTradePreventionSet, SetSelfTradePrevention, Side,
+                      StopTriggered, TimeInForce, Trade, TradingDayClosed, Withdraw, Withdrawn)
 from gateway.config import load_instruments
 
 CONFIGURED_INSTRUMENTS = load_instruments()  # read once: every run of the machine starts from them
@@ -148,10 +157,12 @@ def expires_by(order: TrackedOrder, trading_date: int) -> bool:
 class EngineMachine(RuleBasedStateMachine):
     """One engine: the rules send it commands, :meth:`absorb` and the invariants hold it to the model."""
 
+    PRE_TRADE_RISK = False  # the matching alone; RiskMachine below runs the same rules with risk on
+
     def __init__(self) -> None:
         super().__init__()
         self.instruments = {symbol: CONFIGURED_INSTRUMENTS[symbol] for symbol in SYMBOLS}
-        self.engine = Engine(self.instruments, pre_trade_risk=False)
+        self.engine = self.new_engine()
         self.commands: list[object] = []  # every command sent, for the replay
         self.events: list = []  # every event received
         self.orders: dict[int, TrackedOrder] = {}
@@ -164,6 +175,9 @@ class EngineMachine(RuleBasedStateMachine):
         self.trading_day = FIRST_TRADING_DAY
         self.ts = 0
         self.steps = 0
+
+    def new_engine(self) -> Engine:
+        return Engine(self.instruments, pre_trade_risk=self.PRE_TRADE_RISK)
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -455,7 +469,8 @@ class EngineMachine(RuleBasedStateMachine):
                            for e in mass_cancels)
                 assert event.canceled_orders == len(mass_cancels)
             else:
-                assert kind in (OrderRejected, CancelRejected, SelfTradePreventionSet), f"unexpected {event}"
+                assert kind in (OrderRejected, CancelRejected, SelfTradePreventionSet, AccountOpened, Deposited,
+                                Withdrawn), f"unexpected {event}"
 
         for order in orders.values():
             if order.is_open and not order.waiting and order.shown is None:
@@ -571,13 +586,13 @@ class EngineMachine(RuleBasedStateMachine):
             self.check_replay()
 
     def check_replay(self) -> None:
-        one_by_one = Engine(self.instruments, pre_trade_risk=False)
+        one_by_one = self.new_engine()
         replayed = [event for command in self.commands for event in one_by_one.handle(command)]
         assert replayed == self.events, "replay produced other events: " + first_difference(replayed, self.events)
         assert one_by_one.state_hash() == self.engine.state_hash(), "replay produced another state"
         # A batch conflates depth events: fewer events, so a lower sequence counter. Everything else
         # in the state must be the same.
-        batched = Engine(self.instruments, pre_trade_risk=False)
+        batched = self.new_engine()
         batched.handle_all(self.commands)
         assert state_without_seq(batched) == state_without_seq(self.engine), "replay as one batch differs"
 
@@ -588,3 +603,301 @@ class EngineMachine(RuleBasedStateMachine):
 TestEngineStateMachine = EngineMachine.TestCase
 # A run of the machine costs milliseconds per step, so it affords more runs than the profile's default.
 TestEngineStateMachine.settings = settings(max_examples=4 * settings.default.max_examples)
+
+
+# -- the same machine with pre-trade risk: accounts, holdings, reservations, fees -------------------------
+
+FEE_ACCOUNT = "carbonx-fees"
+CASH = "EUR"
+OPENING_CASH = 300_000_000  # cents: EUR 3 million an account, about 40 lots at the reference
+OPENING_LOTS = 30  # lots of each instrument an account starts with
+CAROL_LIMIT = 56_000_000  # carol's order value limit: 8 lots of EUA at 7000, not 9
+RISK_CODES = frozenset(code for code in RejectCode if 200 <= code < 300)
+
+
+class RiskMachine(EngineMachine):
+    """The rules above on an engine with pre-trade risk, plus deposits and withdrawals.
+
+    The accounts are opened and funded when the machine starts (carol with an
+    order value limit). Besides everything the matching model checks, a
+    second model follows the holdings from the events alone (deposits,
+    withdrawals, and each trade's price, lots and fees) and keeps for every
+    order the reservation per lot the rules give it (price x lot + the larger
+    fee for a buy, at the collar for a market buy; the lot's units for a
+    sell). From it the machine predicts which new orders, replaces,
+    deposits and withdrawals are refused, and with which risk code, and after
+    every step checks:
+
+    10. no holding or reservation is ever negative, nor a reservation above its holding;
+    11. each account's reserved cash is the sum of leaves x reserve_per_lot over its open
+        buys, and its reserved units per instrument the same over its open sells, both by
+        the engine's own orders and by the model's reservation per lot;
+    12. each account's cash and units are the model's, and per asset (EUR and each
+        instrument) the total over all accounts, fee account included, is what was
+        deposited less what was withdrawn; the fee account holds every trade's fees;
+    13. once no order is open, nothing is reserved; a mass cancel of everyone (a rule, and
+        the teardown) must get there.
+    """
+
+    PRE_TRADE_RISK = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        holders = ACCOUNTS + (FEE_ACCOUNT,)
+        self.cash = dict.fromkeys(holders, 0)
+        self.units = {account: dict.fromkeys(SYMBOLS, 0) for account in holders}
+        self.net_in = dict.fromkeys((CASH,) + SYMBOLS, 0)  # deposited less withdrawn, per asset
+        self.fees_paid = 0
+        self.fee_account_net_in = 0  # cash paid into the fee account (less out) other than fees
+        self.limits = {"carol": CAROL_LIMIT}
+        self.reserve: dict[int, int] = {}  # order id -> what each open lot holds back, by the rules
+        for account in ACCOUNTS:
+            self.send(OpenAccount, account=account, order_value_limit=self.limits.get(account))
+            self.send(Deposit, account=account, asset=CASH, amount=OPENING_CASH)
+            for symbol in SYMBOLS:
+                self.send(Deposit, account=account, asset=symbol,
+                          amount=OPENING_LOTS * self.instruments[symbol].lot_units)
+
+    # -- rules ---------------------------------------------------------------------------------
+
+    @rule(account=st.sampled_from(ACCOUNTS * 3 + (FEE_ACCOUNT, "zed")),
+          asset=st.sampled_from((CASH, CASH) + SYMBOLS + ("ERU",)),
+          how=st.sampled_from(("deposit", "deposit", "withdraw", "withdraw_all", "withdraw_one_more")),
+          size=st.integers(1, 10))
+    def move_assets(self, account, asset, how, size):
+        """Pay in or out: some, all that is available, or one more than that (refused)."""
+        if how == "deposit" or how == "withdraw":
+            amount = size * (5_000_000 if asset == CASH else 1000)
+        else:
+            amount = max(1, self.available(account, asset) + (how == "withdraw_one_more"))
+        self.send(Deposit if how == "deposit" else Withdraw, account=account, asset=asset, amount=amount)
+
+    @rule(account=accounts, symbol=symbols, side=sides, market=st.booleans(), offset=st.sampled_from(NEAR_OFFSETS),
+          one_more=st.booleans())
+    def order_at_the_edge_of_available(self, account, symbol, side, market, offset, one_more):
+        """An order for all the lots the account can pay for or deliver, or one lot more (refused)."""
+        instrument = self.instruments[symbol]
+        price = None if market else self.price(symbol, offset)
+        asset = CASH if side is Side.BUY else symbol
+        per_lot = self.per_lot(symbol, side, self.valuation_price(symbol, side, price, self.collar_reference(symbol)))
+        lots = self.available(account, asset) // per_lot + one_more
+        if not instrument.min_lots <= lots <= instrument.max_lots:
+            return
+        self.send_new_order(account, symbol, side, lots, TimeInForce.IOC if market else TimeInForce.GTC, None, 0,
+                            None, price=price, order_type=OrderType.MARKET if market else OrderType.LIMIT)
+
+    @precondition(lambda self: self.steps % 7 == 3)  # now and then is enough
+    @rule(symbol=symbols, side=sides, quantity=quantities, market=st.booleans())
+    def order_from_an_unopened_account(self, symbol, side, quantity, market):
+        self.send(NewOrder, account="zed", client_order_id=1, instrument=symbol, side=side, quantity=quantity,
+                  price=None if market else self.price(symbol, 0),
+                  order_type=OrderType.MARKET if market else OrderType.LIMIT)
+
+    @precondition(lambda self: len(self.engine.open_orders) >= 8)  # not so often that the books stay thin
+    @rule()
+    def mass_cancel_everyone(self):
+        for account in ACCOUNTS + (FEE_ACCOUNT,):
+            self.send(MassCancel, account=account)
+        assert not self.engine.open_orders, f"open after everyone's mass cancel: {self.engine.open_orders}"
+        self.nothing_reserved()
+
+    # -- the model of holdings ------------------------------------------------------------------
+
+    def available(self, account: str, asset: str) -> int:
+        """What the model says the account may use: holding less what its open orders hold back."""
+        if account not in self.cash or asset not in (CASH,) + SYMBOLS:
+            return 0
+        if asset == CASH:
+            return self.cash[account] - self.reserved(account, Side.BUY)
+        return self.units[account][asset] - self.reserved(account, Side.SELL, asset)
+
+    def reserved(self, account: str, side: Side, symbol: str | None = None) -> int:
+        return sum(order.leaves * self.reserve[order.order_id] for order in self.orders.values()
+                   if order.is_open and order.terms.account == account and order.terms.side is side
+                   and symbol in (None, order.terms.instrument))
+
+    def per_lot(self, symbol: str, side: Side, price: int) -> int:
+        instrument = self.instruments[symbol]
+        if side is Side.SELL:
+            return instrument.lot_units
+        return price * instrument.lot_units + max(instrument.maker_fee, instrument.taker_fee)
+
+    def valuation_price(self, symbol: str, side: Side, price: int | None, reference: int) -> int:
+        """The price an order is valued and held at: its limit, or for a market order its collar edge."""
+        if price is not None:
+            return price
+        instrument = self.instruments[symbol]
+        collar = instrument.market_collar
+        if side is Side.BUY:
+            return instrument.max_price if collar is None else reference + collar
+        return instrument.min_price if collar is None else max(reference - collar, instrument.min_price)
+
+    def risk_verdict(self, account: str, symbol: str, side: Side, price: int | None, banded: bool, lots: int,
+                     held: int) -> RejectCode | None:
+        """The risk rule an order (or a replace, holding ``held`` already) breaks, if any.
+
+        ``banded``: the limit price is held to the band (a price sent, not a stop's, not one kept).
+        """
+        instrument = self.instruments[symbol]
+        reference = self.collar_reference(symbol)
+        if price is not None and banded and instrument.price_band_bps \
+                and abs(price - reference) * 10_000 > reference * instrument.price_band_bps:
+            return RejectCode.PRICE_OUTSIDE_BAND
+        value_price = self.valuation_price(symbol, side, price, reference)
+        limit = self.limits.get(account)
+        if limit is not None and value_price * lots * instrument.lot_units > limit:
+            return RejectCode.ORDER_VALUE_OVER_LIMIT
+        need = lots * self.per_lot(symbol, side, value_price) - held
+        if side is Side.BUY:
+            return RejectCode.INSUFFICIENT_CASH if need > self.available(account, CASH) else None
+        return RejectCode.INSUFFICIENT_UNITS if need > self.available(account, symbol) else None
+
+    def expected_outcome(self, command: object) -> object:
+        kind = type(command)
+        if kind is NewOrder:
+            if command.account not in self.cash:
+                return RejectCode.UNKNOWN_ACCOUNT
+            return self.risk_verdict(command.account, command.instrument, command.side, command.price,
+                                     command.stop_price is None, command.quantity, 0)
+        if kind is Deposit or kind is Withdraw:
+            if command.account not in self.cash:
+                return RejectCode.UNKNOWN_ACCOUNT
+            if command.asset not in (CASH,) + SYMBOLS:
+                return RejectCode.UNKNOWN_ASSET
+            if kind is Withdraw and command.amount > self.available(command.account, command.asset):
+                return RejectCode.INSUFFICIENT_CASH if command.asset == CASH else RejectCode.INSUFFICIENT_UNITS
+            return None
+        expected = super().expected_outcome(command)
+        if kind is ReplaceOrder and type(expected) is int:
+            order = self.orders[expected]
+            quantity = order.quantity if command.quantity is None else command.quantity
+            price = order.price if command.price is None else command.price
+            # The band applies to a price sent: not to a replace that keeps its price, nor to a waiting stop.
+            code = self.risk_verdict(order.terms.account, order.terms.instrument, order.terms.side, price,
+                                     not order.waiting and price != order.price, quantity - order.filled,
+                                     order.leaves * self.reserve[order.order_id])
+            if code is not None:
+                return code
+        return expected
+
+    def check_outcome(self, command: object, expected: object, events: list) -> None:
+        kind = type(command)
+        if kind is NewOrder:
+            super().check_outcome(command, None, events)
+            first = events[0]
+            if type(first) is OrderAccepted:
+                assert expected is None, f"{command} accepted, the model says {expected.name}"
+            elif first.code in RISK_CODES:
+                assert first.code is expected, f"{command} refused {first.code.name}, the model says {expected}"
+            return
+        if kind is Deposit or kind is Withdraw:
+            if expected is not None:
+                assert [(type(e), e.code) for e in events] == [(CancelRejected, expected)], \
+                    f"{command} should be refused with {expected.name}: {events}"
+                return
+            sign = 1 if kind is Deposit else -1
+            before = self.cash[command.account] if command.asset == CASH else self.units[command.account][command.asset]
+            assert [(type(e), e.account, e.asset, e.amount, e.balance) for e in events] == [
+                (Deposited if kind is Deposit else Withdrawn, command.account, command.asset, command.amount,
+                 before + sign * command.amount)], f"{command}: {events}"
+            return
+        super().check_outcome(command, expected, events)
+
+    def absorb(self, command: object, events: list, first_seq: int) -> None:
+        super().absorb(command, events, first_seq)
+        for event in events:
+            kind = type(event)
+            if kind is OrderAccepted or kind is OrderReplaced:
+                order = self.orders[event.order_id]
+                price = self.valuation_price(event.instrument, order.terms.side, order.price, order.collar_reference)
+                self.reserve[event.order_id] = self.per_lot(event.instrument, order.terms.side, price)
+            elif kind is Trade:
+                self.absorb_settlement(event)
+            elif kind is Deposited or kind is Withdrawn:
+                amount = event.amount if kind is Deposited else -event.amount
+                if event.asset == CASH:
+                    self.cash[event.account] += amount
+                    if event.account == FEE_ACCOUNT:
+                        self.fee_account_net_in += amount
+                else:
+                    self.units[event.account][event.asset] += amount
+                self.net_in[event.asset] += amount
+
+    def absorb_settlement(self, trade: Trade) -> None:
+        """Delivery versus payment for one fill, with the fees, as the model sees it."""
+        instrument = self.instruments[trade.instrument]
+        assert (trade.maker_fee, trade.taker_fee) == (trade.quantity * instrument.maker_fee,
+                                                      trade.quantity * instrument.taker_fee), f"fees of {trade}"
+        if trade.aggressor_side is Side.BUY:
+            buyer, buyer_fee, seller, seller_fee = trade.taker_account, trade.taker_fee, trade.maker_account, \
+                trade.maker_fee
+        else:
+            buyer, buyer_fee, seller, seller_fee = trade.maker_account, trade.maker_fee, trade.taker_account, \
+                trade.taker_fee
+        units = trade.quantity * instrument.lot_units
+        notional = trade.price * units
+        self.cash[buyer] -= notional + buyer_fee
+        self.units[buyer][trade.instrument] += units
+        self.cash[seller] += notional - seller_fee
+        self.units[seller][trade.instrument] -= units
+        self.cash[FEE_ACCOUNT] += buyer_fee + seller_fee
+        self.fees_paid += buyer_fee + seller_fee
+
+    # -- invariants ----------------------------------------------------------------------------
+
+    @invariant()
+    def nothing_negative_and_reservations_are_the_open_orders(self):
+        engine = self.engine
+        cash = dict.fromkeys(engine.accounts, 0)
+        units = {account: dict.fromkeys(SYMBOLS, 0) for account in engine.accounts}
+        for order in engine.open_orders.values():
+            model_per_lot = self.reserve[order.order_id]
+            assert order.reserve_per_lot == model_per_lot, \
+                f"order {order.order_id} holds {order.reserve_per_lot} a lot, the rules say {model_per_lot}"
+            if order.side is Side.BUY:
+                cash[order.account.account_id] += order.leaves * order.reserve_per_lot
+            else:
+                units[order.account.account_id][order.book.symbol] += order.leaves * order.reserve_per_lot
+        for account_id, account in engine.accounts.items():
+            assert 0 <= account.reserved_cash <= account.cash, \
+                f"{account_id}: cash {account.cash}, reserved {account.reserved_cash}"
+            assert account.reserved_cash == cash[account_id], \
+                f"{account_id}: reserved cash {account.reserved_cash}, its open buys hold {cash[account_id]}"
+            for symbol in SYMBOLS:
+                held = account.reserved_units[symbol]
+                assert 0 <= held <= account.units[symbol], \
+                    f"{account_id}: {symbol} units {account.units[symbol]}, reserved {held}"
+                assert held == units[account_id][symbol], \
+                    f"{account_id}: reserved {symbol} {held}, its open sells hold {units[account_id][symbol]}"
+            if account_id in self.cash:
+                assert account.reserved_cash == self.reserved(account_id, Side.BUY)
+        if not engine.open_orders:
+            self.nothing_reserved()
+
+    @invariant()
+    def holdings_are_the_models_and_every_asset_is_conserved(self):
+        accounts = self.engine.accounts
+        assert set(accounts) == set(self.cash), f"accounts {sorted(accounts)}"
+        for account_id, account in accounts.items():
+            assert account.cash == self.cash[account_id], \
+                f"{account_id}: cash {account.cash}, the events say {self.cash[account_id]}"
+            assert account.units == self.units[account_id], \
+                f"{account_id}: units {account.units}, the events say {self.units[account_id]}"
+        assert sum(account.cash for account in accounts.values()) == self.net_in[CASH], "cash created or destroyed"
+        for symbol in SYMBOLS:
+            assert sum(account.units[symbol] for account in accounts.values()) == self.net_in[symbol], \
+                f"{symbol} units created or destroyed"
+        assert self.engine.fee_account.cash == self.fees_paid + self.fee_account_net_in, "fees went astray"
+
+    def nothing_reserved(self) -> None:
+        for account_id, account in self.engine.accounts.items():
+            assert account.reserved_cash == 0 and not any(account.reserved_units.values()), \
+                f"{account_id} still holds back {account.reserved_cash} cents, {account.reserved_units}"
+
+    def teardown(self):
+        self.mass_cancel_everyone()
+        super().teardown()
+
+
+TestRiskStateMachine = RiskMachine.TestCase
+TestRiskStateMachine.settings = settings(max_examples=3 * settings.default.max_examples)
