@@ -216,11 +216,12 @@ def main() -> int:
     parser.add_argument("--book", type=Path, help="write the final book here")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each loop; the best counts")
     parser.add_argument("--gc", action="store_true",
-                        help="leave the garbage collector running during the timed loops (default: paused, as timeit does)")
+                        help="leave the garbage collector running while timing (default: paused, as timeit does)")
     parser.add_argument("--risk-cost", action="store_true",
                         help="also time the engine without pre-trade risk and print what the risk path costs")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
-                        help="commands per Engine.handle_all call, as the gateway hands them over (default %(default)s)")
+                        help="commands per Engine.handle_all call, as the gateway hands them over "
+                             "(default %(default)s)")
     args = parser.parse_args()
 
     rows = read_workload(args.workload)
@@ -265,8 +266,10 @@ def main() -> int:
         args.book.write_text("".join(line + "\n" for line in book_lines(engine)))
     engine_rate = len(commands) / min(engine_times)
     bare_rate = len(rows) / min(bare_times)
-    print(f"commands={len(commands)} batch={args.batch} engine_best_s={min(engine_times):.3f} bare_best_s={min(bare_times):.3f}")
-    print(f"engine_ops_per_s={engine_rate:.0f} bare_ops_per_s={bare_rate:.0f} engine/bare={engine_rate / bare_rate:.3f}")
+    print(f"commands={len(commands)} batch={args.batch} engine_best_s={min(engine_times):.3f} "
+          f"bare_best_s={min(bare_times):.3f}")
+    print(f"engine_ops_per_s={engine_rate:.0f} bare_ops_per_s={bare_rate:.0f} "
+          f"engine/bare={engine_rate / bare_rate:.3f}")
     if unchecked_times:
         unchecked_rate = len(commands) / min(unchecked_times)
         print(f"without_risk_ops_per_s={unchecked_rate:.0f} without_risk/bare={unchecked_rate / bare_rate:.3f} "

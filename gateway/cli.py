@@ -26,7 +26,8 @@ def _instruments_command(args: argparse.Namespace) -> int:
     instruments = load_instruments(args.instruments)
     for symbol, instrument in instruments.items():
         collar = "none" if instrument.market_collar is None else f"EUR {eur(instrument.market_collar)}"
-        print(f"{symbol:<6} {instrument.name}: lot {instrument.lot_units:,} units, tick EUR {eur(instrument.tick_size)}, "
+        print(f"{symbol:<6} {instrument.name}: lot {instrument.lot_units:,} units, "
+              f"tick EUR {eur(instrument.tick_size)}, "
               f"{instrument.min_lots}-{instrument.max_lots} lots, prices EUR {eur(instrument.min_price)}-"
               f"{eur(instrument.max_price)}, reference EUR {eur(instrument.reference_price)}, "
               f"market collar {collar}, band {instrument.price_band_bps} bp")

@@ -18,9 +18,9 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence, TextIO
 
-from exchange import (CancelOrder, ComplianceDeadline, ConfigError, EndOfDay, Engine, MassCancel, OrderExpired,
-                      RecordEmissions, Surrender, compliance_report, format_report, InvalidCommand, NewOrder, OrderRejected, OrderType, SelfTradePrevention,
-                      Side, TimeInForce, Trade)
+from exchange import (CancelOrder, ComplianceDeadline, ConfigError, EndOfDay, Engine, InvalidCommand, MassCancel,
+                      NewOrder, OrderExpired, OrderRejected, OrderType, RecordEmissions, SelfTradePrevention, Side,
+                      Surrender, TimeInForce, Trade, compliance_report, format_report)
 
 from .config import AccountConfig, opening_commands
 from .display import eur, ladder, tonnes
