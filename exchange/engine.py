@@ -251,8 +251,8 @@ class Engine:
 
         A buy holds its worst-case cost: the price times the lot, plus the
         larger of the two fees; a sell holds the lot's units. A market order is
-        valued at its collar price (without a collar: the instrument's price
-        limit). ``held`` is what the order holds already (a replace): it
+        valued at its collar price (without a collar: a buy at the instrument's
+        highest price, a sell at the reference price). ``held`` is what the order holds already (a replace): it
         counts as available, and the new hold replaces it. The band applies
         to a new price only (``new_price``): an order keeping its price is not
         refused because the market moved away from it. Nothing changes when a
@@ -263,9 +263,9 @@ class Engine:
             collar = instrument.market_collar
             if side is BUY:
                 price = instrument.max_price if collar is None else book.reference_price() + collar
-            else:
-                price = instrument.min_price if collar is None else max(book.reference_price() - collar,
-                                                                        instrument.min_price)
+            else:  # a sell holds units; its price only values it against the account's limit
+                price = book.reference_price() if collar is None else max(book.reference_price() - collar,
+                                                                          instrument.min_price)
         elif instrument.price_band_bps and stop_price is None and new_price:
             reference = book.reference_price()
             if abs(price - reference) * 10_000 > reference * instrument.price_band_bps:

@@ -578,6 +578,16 @@ def test_a_market_buy_without_a_collar_holds_at_the_maximum_price():
     s.check()
 
 
+def test_a_market_sell_without_a_collar_is_valued_at_the_reference_price_against_the_limit():
+    # The sell holds units; its value for the order value limit is taken at the reference price
+    # (EUR 70.00), not at the instrument's lowest price, which would make the limit toothless.
+    s = RiskScenario(risk_engine(NO_COLLAR), symbol="NCL")
+    s.open("capped", limit=2 * 7_000_000, NCL=10_000)  # two lots at EUR 70.00
+    assert s.rejected(s.market("capped", SELL, 3)) is RejectCode.ORDER_VALUE_OVER_LIMIT
+    assert type(s.market("capped", SELL, 2)[0]).__name__ == "OrderAccepted"  # at the limit: accepted
+    s.check()
+
+
 def test_ioc_and_fok_remainders_free_what_they_held():
     s = funded(alice=(100_000_000, 0), bob=(0, 5000))
     s.sell("bob", 2, 7000)
