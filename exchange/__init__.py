@@ -12,7 +12,7 @@ from .commands import (CASH_ASSET, CancelOrder, ComplianceDeadline, Deposit, End
 from .compliance import ComplianceConfig, compliance_report, format_report, parse_compliance
 from .engine import Engine
 from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
-from .events import (AccountOpened, CancelRejected, DeadlinePassed, Deposited, EmissionsRecorded,
+from .events import (AccountOpened, RequestRejected, DeadlinePassed, Deposited, EmissionsRecorded,
                      InstallationRegistered, LevelChanged, MassCancelCompleted, ObligationCarriedOver, OrderAccepted,
                      OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, PenaltyCharged,
                      SelfTradePreventionSet, StopTriggered, Trade, TradingDayClosed, UnitsSurrendered, Withdrawn)
@@ -22,7 +22,7 @@ __all__ = [
     "ComplianceConfig", "ComplianceDeadline", "DeadlinePassed", "EmissionsRecorded", "InstallationRegistered",
     "ObligationCarriedOver", "PenaltyCharged", "RecordEmissions", "RegisterInstallation", "Surrender",
     "UnitsSurrendered", "compliance_report", "format_report", "parse_compliance",
-    "CASH_ASSET", "AccountOpened", "CancelOrder", "CancelReason", "CancelRejected", "ConfigError", "Deposit",
+    "CASH_ASSET", "AccountOpened", "CancelOrder", "CancelReason", "RequestRejected", "ConfigError", "Deposit",
     "Deposited", "EndOfDay", "Engine", "Instrument", "InvalidCommand", "LevelChanged", "MassCancel",
     "MassCancelCompleted", "NewOrder", "OpenAccount", "Order", "OrderAccepted", "OrderBook", "OrderCanceled",
     "OrderExpired", "OrderRejected", "OrderReplaced", "OrderType", "RejectCode", "ReplaceOrder",

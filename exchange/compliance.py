@@ -29,7 +29,7 @@ How the configuration reaches the engine, deterministically:
   account is an installation and its credit limit in basis points),
   ``RecordEmissions``, ``Surrender`` and ``ComplianceDeadline``.
 
-Refusals are ``CancelRejected`` events (request ``register_installation``,
+Refusals are ``RequestRejected`` events (request ``register_installation``,
 ``record_emissions``, ``surrender``, ``compliance_deadline``) carrying a code
 from :mod:`exchange.codes` (compliance codes are 6xx; an unknown account,
 an unknown instrument and not enough available units reuse 201, 101 and

@@ -16,7 +16,7 @@ pipeline for a new order is, in order:
     6. depth       every price level the command changed       -> LevelChanged, once per level
 
 Cancel, replace, mass cancel and end of day have the same shape: a command
-that cannot be carried out changes nothing and yields one CancelRejected. No
+that cannot be carried out changes nothing and yields one RequestRejected. No
 command raises; an exception escaping ``handle`` is a bug.
 
 The engine holds no clock and draws no random numbers; every timestamp comes
@@ -40,7 +40,7 @@ from .commands import (CASH_ASSET, CancelOrder, ComplianceDeadline, Deposit, End
                        Surrender, Withdraw)
 from .compliance import Compliance, ComplianceConfig
 from .enums import CancelReason, Side, TimeInForce
-from .events import (AccountOpened, CancelRejected, Deposited, MassCancelCompleted, OrderAccepted, OrderExpired,
+from .events import (AccountOpened, RequestRejected, Deposited, MassCancelCompleted, OrderAccepted, OrderExpired,
                      OrderRejected, OrderReplaced, SelfTradePreventionSet, TradingDayClosed, Withdrawn)
 from .instruments import Instrument
 
@@ -497,14 +497,14 @@ class Engine:
         symbol = cmd.instrument if cmd.instrument in self.books else None
         return OrderRejected(seq, cmd.ts, cmd.account, cmd.client_order_id, symbol, code, code.text)
 
-    def _command_rejected(self, cmd: object, request: str, code: RejectCode) -> CancelRejected:
+    def _command_rejected(self, cmd: object, request: str, code: RejectCode) -> RequestRejected:
         seq = self.counters.seq = self.counters.seq + 1
         if cmd.__class__ is CancelOrder or cmd.__class__ is ReplaceOrder:  # the common case, kept cheap
-            return _new(CancelRejected, (seq, cmd.ts, cmd.account, request, cmd.order_id, cmd.client_order_id,
+            return _new(RequestRejected, (seq, cmd.ts, cmd.account, request, cmd.order_id, cmd.client_order_id,
                                          code, code.text))
         ts = getattr(cmd, "ts", 0)  # any object may arrive here as an unknown command
         account = getattr(cmd, "account", None)
-        return CancelRejected(seq, ts if type(ts) is int else 0, account if type(account) is str else None,
+        return RequestRejected(seq, ts if type(ts) is int else 0, account if type(account) is str else None,
                               request, None, None, code, code.text)
 
     # -- state -------------------------------------------------------------------------------

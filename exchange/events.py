@@ -57,8 +57,9 @@ class OrderRejected(NamedTuple):
     text: str
 
 
-class CancelRejected(NamedTuple):
-    """A cancel, replace, mass cancel or admin command refused; nothing changed."""
+class RequestRejected(NamedTuple):
+    """Any command other than a new order refused (cancel, replace, mass cancel, funding, admin,
+    compliance); nothing changed. ``request`` says which kind of command it was."""
 
     seq: int
     ts: int
@@ -286,7 +287,7 @@ class DeadlinePassed(NamedTuple):
 
 
 Event = (
-    OrderAccepted | OrderRejected | CancelRejected | Trade | OrderCanceled | OrderReplaced
+    OrderAccepted | OrderRejected | RequestRejected | Trade | OrderCanceled | OrderReplaced
     | OrderExpired | StopTriggered | LevelChanged | MassCancelCompleted | TradingDayClosed | SelfTradePreventionSet
     | AccountOpened | Deposited | Withdrawn | InstallationRegistered | EmissionsRecorded | UnitsSurrendered
     | PenaltyCharged | ObligationCarriedOver | DeadlinePassed

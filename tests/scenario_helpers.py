@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 from typing import Iterable
 
-from exchange import (CancelOrder, CancelRejected, EndOfDay, Engine, LevelChanged, MassCancel, MassCancelCompleted,
+from exchange import (CancelOrder, RequestRejected, EndOfDay, Engine, LevelChanged, MassCancel, MassCancelCompleted,
                       NewOrder, OrderAccepted, OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, OrderType,
                       ReplaceOrder, SelfTradePreventionSet, SetSelfTradePrevention, Side, StopTriggered, Trade,
                       TradingDayClosed)
@@ -68,7 +68,7 @@ def brief(event) -> tuple:
         return ("canceled", event.order_id, event.canceled_quantity, event.reason)
     if isinstance(event, OrderRejected):
         return ("rejected", event.code)
-    if isinstance(event, CancelRejected):
+    if isinstance(event, RequestRejected):
         return ("cancel_rejected", event.request, event.code)
     if isinstance(event, OrderReplaced):
         return ("replaced", event.order_id, event.price, event.quantity, event.leaves, event.priority_kept)

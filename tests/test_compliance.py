@@ -5,7 +5,7 @@ shipped instruments (plus TST, traded but not eligible), with accounts
 opened and funded through OpenAccount and Deposit. A refused command is
 checked the way tests/test_rejects.py does it: the setup is replayed into
 two engines, one gets the bad command; it must answer with exactly one
-CancelRejected carrying the code and the code's text, and equal its twin in
+RequestRejected carrying the code and the code's text, and equal its twin in
 everything but the sequence counter (state hash, then the same answers to
 probe commands and the same compliance report). Building a command with a
 bad field must raise InvalidCommand with the code and the field's name.
@@ -19,7 +19,7 @@ import tomllib
 
 import pytest
 
-from exchange import (CancelOrder, CancelRejected, Deposit, Engine, InvalidCommand, NewOrder, OpenAccount, RejectCode,
+from exchange import (CancelOrder, RequestRejected, Deposit, Engine, InvalidCommand, NewOrder, OpenAccount, RejectCode,
                       Side, Withdraw, parse_instruments)
 from exchange.commands import ComplianceDeadline, RecordEmissions, RegisterInstallation, Surrender
 from exchange.compliance import (DEFAULT_PENALTY_ACCOUNT, ComplianceConfig, ComplianceReportRow, compliance_report,
@@ -91,7 +91,7 @@ class Registry:
         return self.run(ComplianceDeadline, year=year, date=date or (year + 1) * 10000 + 430)
 
     def refused(self, events: list) -> RejectCode:
-        assert len(events) == 1 and type(events[0]) is CancelRejected, events
+        assert len(events) == 1 and type(events[0]) is RequestRejected, events
         assert events[0].text == events[0].code.text
         return events[0].code
 
@@ -589,7 +589,7 @@ def test_engine_refusal_changes_nothing_but_the_sequence(make_command, code, req
     command = make_command()
     seq = rejected.counters.seq
     events = rejected.handle(command)
-    assert events == [CancelRejected(seq + 1, T, getattr(command, "account", None), request_name, None, None, code,
+    assert events == [RequestRejected(seq + 1, T, getattr(command, "account", None), request_name, None, None, code,
                                      code.text)]
     twin.counters.seq += 1
     assert rejected.state_hash() == twin.state_hash(), "the refusal changed more than the sequence counter"

@@ -35,7 +35,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange import (CancelOrder, CancelRejected, Engine, NewOrder, OrderAccepted, OrderCanceled, OrderRejected,
+from exchange import (CancelOrder, RequestRejected, Engine, NewOrder, OrderAccepted, OrderCanceled, OrderRejected,
                       OrderReplaced, OrderType, RejectCode, ReplaceOrder, SelfTradePrevention, Side, TimeInForce,
                       Trade)
 from gateway.config import load_instruments
@@ -275,7 +275,7 @@ def test_generated_streams_match_reference(operations):
         elif not sent:
             # Nothing sent yet: the command names an order that never existed; both must refuse it.
             events = engine.handle(CancelOrder(ts=ts, account="alice", client_order_id=10**6))
-            assert type(events[0]) is CancelRejected and not reference.cancel(10**6)
+            assert type(events[0]) is RequestRejected and not reference.cancel(10**6)
         else:
             target = sent[op.target % len(sent)]
             order_reference = dict(order_id=target.order_id) if op.by_order_id else dict(

@@ -36,7 +36,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange import (CancelOrder, CancelRejected, Deposit, EndOfDay, Engine, InvalidCommand, MassCancel, NewOrder,
+from exchange import (CancelOrder, RequestRejected, Deposit, EndOfDay, Engine, InvalidCommand, MassCancel, NewOrder,
                       OpenAccount, OrderRejected, OrderType, RejectCode, ReplaceOrder, SelfTradePrevention,
                       SetSelfTradePrevention, Side, TimeInForce, Withdraw, parse_instruments)
 from scenario_helpers import make_engine, shipped_instruments
@@ -390,7 +390,7 @@ def test_reject(make, code, layer):
     events = rejected.handle(command)
     assert len(events) == 1
     event = events[0]
-    assert type(event) is (OrderRejected if type(command) is NewOrder else CancelRejected)
+    assert type(event) is (OrderRejected if type(command) is NewOrder else RequestRejected)
     assert (event.code, event.text) == (code, code.text)
     assert event.seq == seq + 1
     ts = getattr(command, "ts", None)
@@ -621,13 +621,13 @@ def test_garbage_new_order_is_refused_in_validation(fields):
 @settings(max_examples=200)
 @given(garbage_fields(["ts", "account", "order_id", "client_order_id"]))
 def test_garbage_cancel_is_refused(fields):
-    assert_refused_and_nothing_changed(CancelOrder, fields, CancelRejected)
+    assert_refused_and_nothing_changed(CancelOrder, fields, RequestRejected)
 
 
 @settings(max_examples=200)
 @given(garbage_fields(["ts", "account", "order_id", "client_order_id", "quantity", "price"]))
 def test_garbage_replace_is_refused(fields):
-    assert_refused_and_nothing_changed(ReplaceOrder, fields, CancelRejected)
+    assert_refused_and_nothing_changed(ReplaceOrder, fields, RequestRejected)
 
 
 @settings(max_examples=100)
@@ -638,7 +638,7 @@ def test_garbage_replace_is_refused(fields):
 ))
 def test_garbage_admin_commands_are_refused(kind_and_fields):
     kind, fields = kind_and_fields
-    assert_refused_and_nothing_changed(kind, fields, CancelRejected)
+    assert_refused_and_nothing_changed(kind, fields, RequestRejected)
 
 
 @settings(max_examples=100)
@@ -649,7 +649,7 @@ def test_garbage_admin_commands_are_refused(kind_and_fields):
 ))
 def test_garbage_account_commands_are_refused_under_risk(kind_and_fields):
     kind, fields = kind_and_fields
-    assert_refused_and_nothing_changed(kind, fields, CancelRejected, builder=build_risky)
+    assert_refused_and_nothing_changed(kind, fields, RequestRejected, builder=build_risky)
 
 
 @settings(max_examples=100)
@@ -723,7 +723,7 @@ WELL_FORMED_UNDER_RISK = st.one_of(
 def test_a_refused_well_formed_command_changes_nothing_under_risk(command):
     rejected, twin = build_risky(), build_risky()
     events = rejected.handle(command)
-    if len(events) == 1 and type(events[0]) in (OrderRejected, CancelRejected):
+    if len(events) == 1 and type(events[0]) in (OrderRejected, RequestRejected):
         assert events[0].text == events[0].code.text
         twin.counters.seq += 1
         assert rejected.state_hash() == twin.state_hash()
@@ -739,7 +739,7 @@ def test_a_refused_well_formed_command_changes_nothing_under_risk(command):
 def test_a_refused_well_formed_command_changes_nothing(command):
     rejected, twin = build(), build()
     events = rejected.handle(command)
-    if len(events) == 1 and type(events[0]) in (OrderRejected, CancelRejected):
+    if len(events) == 1 and type(events[0]) in (OrderRejected, RequestRejected):
         assert events[0].text == events[0].code.text
         twin.counters.seq += 1
         assert rejected.state_hash() == twin.state_hash()

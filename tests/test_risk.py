@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import pytest
 
-from exchange import (AccountOpened, CancelOrder, CancelReason, CancelRejected, ConfigError, Deposit, Deposited,
+from exchange import (AccountOpened, CancelOrder, CancelReason, RequestRejected, ConfigError, Deposit, Deposited,
                       EndOfDay, Engine, InvalidCommand, MassCancel, NewOrder, OpenAccount, OrderAccepted,
                       OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, OrderType, RejectCode,
                       ReplaceOrder, SelfTradePrevention, SetSelfTradePrevention, StopTriggered, Trade, Withdraw,
@@ -97,7 +97,7 @@ class RiskScenario(Scenario):
 
     def rejected(self, events: list) -> RejectCode:
         """The code of a command's single reject event."""
-        assert len(events) == 1 and type(events[0]) in (OrderRejected, CancelRejected), events
+        assert len(events) == 1 and type(events[0]) in (OrderRejected, RequestRejected), events
         return events[0].code
 
     def check(self) -> None:
@@ -935,7 +935,7 @@ def test_a_seeded_random_run_conserves_every_asset(seed):
         for event in events:
             kind = type(event)
             seen[kind] = seen.get(kind, 0) + 1
-            if kind is OrderRejected or kind is CancelRejected:
+            if kind is OrderRejected or kind is RequestRejected:
                 seen[event.code] = seen.get(event.code, 0) + 1
             elif kind is Trade:
                 fees += event.maker_fee + event.taker_fee

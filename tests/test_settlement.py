@@ -168,7 +168,7 @@ def test_deposits_and_withdrawals_move_cash_and_units_in_and_out(store):
     venue.send(Withdraw(ts=venue.ts(), account="broker", asset=EUR, amount=1_234_56))
     venue.send(Withdraw(ts=venue.ts(), account="broker", asset="CER", amount=1_000))
     refused = venue.send(Withdraw(ts=venue.ts(), account="broker", asset="CER", amount=2_001))  # only 2,000 left
-    assert type(refused[0]).__name__ == "CancelRejected"
+    assert type(refused[0]).__name__ == "RequestRejected"
     venue.send(Deposit(ts=venue.ts(), account="broker", asset="CER", amount=500))
 
     Settlement(store, INSTRUMENTS).apply(venue.events())

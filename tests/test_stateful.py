@@ -68,7 +68,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from exchange import (AccountOpened, CancelOrder, CancelReason, CancelRejected, Deposit, Deposited, EndOfDay, Engine,
+from exchange import (AccountOpened, CancelOrder, CancelReason, RequestRejected, Deposit, Deposited, EndOfDay, Engine,
                       InvalidCommand, LevelChanged, MassCancel, MassCancelCompleted, NewOrder, OpenAccount,
                       OrderAccepted, OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, OrderType, RejectCode,
                       ReplaceOrder, SelfTradePrevention, SelfTradePreventionSet, SetSelfTradePrevention, Side,
@@ -387,7 +387,7 @@ class EngineMachine(RuleBasedStateMachine):
             canceled = [e.order_id for e in events if type(e) is OrderCanceled]
             assert canceled == expected, f"{command} cancelled {canceled}, the model says {expected}"
         elif type(expected) is RejectCode:
-            assert [(type(e), e.code) for e in events] == [(CancelRejected, expected)], \
+            assert [(type(e), e.code) for e in events] == [(RequestRejected, expected)], \
                 f"{command} should be refused with {expected.name}: {events}"
         elif kind is CancelOrder:
             assert (type(events[0]), events[0].order_id, events[0].reason) == (OrderCanceled, expected, "USER"), \
@@ -469,7 +469,7 @@ class EngineMachine(RuleBasedStateMachine):
                            for e in mass_cancels)
                 assert event.canceled_orders == len(mass_cancels)
             else:
-                assert kind in (OrderRejected, CancelRejected, SelfTradePreventionSet, AccountOpened, Deposited,
+                assert kind in (OrderRejected, RequestRejected, SelfTradePreventionSet, AccountOpened, Deposited,
                                 Withdrawn), f"unexpected {event}"
 
         for order in orders.values():
@@ -792,7 +792,7 @@ class RiskMachine(EngineMachine):
             return
         if kind is Deposit or kind is Withdraw:
             if expected is not None:
-                assert [(type(e), e.code) for e in events] == [(CancelRejected, expected)], \
+                assert [(type(e), e.code) for e in events] == [(RequestRejected, expected)], \
                     f"{command} should be refused with {expected.name}: {events}"
                 return
             sign = 1 if kind is Deposit else -1
