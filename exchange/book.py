@@ -30,7 +30,8 @@ Rules
 5. Self-trade prevention is checked maker by maker, before each fill.
 6. Stop-limit orders wait outside the book, ordered by stop price then
    arrival; a trade that reaches the stop price releases them, one at a time,
-   nearest stop first, and each enters as a new limit order.
+   nearest stop first on each side (between a buy and a sell stop both
+   reached, the earlier arrival), and each enters as a new limit order.
 
 The book never reads a clock and never raises on bad input: the engine
 validates commands before they reach it. Events are appended to the list the
@@ -276,15 +277,13 @@ class OrderBook:
 
     # -- matching --------------------------------------------------------------------------
 
-    def limit_key(self, order: Order) -> int:
-        """The largest opposite-side key this order may trade at (collar applied to market orders)."""
-        if order.order_type is MARKET:
-            collar = self.instrument.market_collar
-            if collar is None:
-                return NO_LIMIT
-            reference = self.reference_price()
-            return reference + collar if order.side is BUY else collar - reference
-        return order.price if order.side is BUY else -order.price
+    def _market_limit_key(self, order: Order) -> int:
+        """The largest opposite-side key a market order may trade at: its collar, or every level."""
+        collar = self.instrument.market_collar
+        if collar is None:
+            return NO_LIMIT
+        reference = self.reference_price()
+        return reference + collar if order.side is BUY else collar - reference
 
     def would_take(self, side: Side, price: int) -> bool:
         """True if a limit order at this price would trade on entry (post-only check)."""
@@ -310,7 +309,7 @@ class OrderBook:
                 limit_key = -price
         else:
             opposite = self.asks if side is BUY else self.bids
-            limit_key = self.limit_key(order)
+            limit_key = self._market_limit_key(order)
         time_in_force = order.time_in_force
         if opposite.best <= limit_key:
             if time_in_force is FOK and not self._can_fill(order, opposite, limit_key):
@@ -579,7 +578,11 @@ class OrderBook:
             _drop_dead(level, level.count)
 
     def cancel(self, order: Order, reason: CancelReason, events: list, ts: int) -> None:
-        """Cancel an open order (resting or waiting stop) and announce it, then its level."""
+        """Cancel an open order (resting or waiting stop): :meth:`_close` and :meth:`unlink` in one.
+
+        Written out rather than calling the two: cancels are close to half of
+        all commands, and the two calls cost about 30 bytecodes each time.
+        """
         counters = self.counters
         symbol = self.symbol
         leaves = order.leaves
@@ -638,7 +641,7 @@ class OrderBook:
         return last >= order.stop_price if order.side is BUY else last <= order.stop_price
 
     def next_stop_to_release(self) -> Order | None:
-        """The waiting stop the last trade price has reached, nearest stop price first."""
+        """The waiting stop the last trade price has reached: nearest first on each side; between sides, by arrival."""
         last = self.last_price
         if last is None:
             return None

@@ -68,13 +68,13 @@ def _check_account(account: object) -> None:
         raise InvalidCommand(RejectCode.INVALID_ACCOUNT, "account")
 
 
-def _check_client_order_id(value: object, field: str = "client_order_id") -> None:
+def _check_client_order_id(value: object) -> None:
     if type(value) is int:
         if 0 <= value <= MAX_INT:
             return
     elif type(value) is str and 0 < len(value) <= MAX_CLIENT_ORDER_ID_LENGTH:
         return
-    raise InvalidCommand(RejectCode.INVALID_CLIENT_ORDER_ID, field)
+    raise InvalidCommand(RejectCode.INVALID_CLIENT_ORDER_ID, "client_order_id")
 
 
 def _member(enum: type[E], value: object, code: RejectCode, field: str) -> E:
@@ -325,7 +325,9 @@ class Withdraw(_AssetMovement):
 MIN_COMPLIANCE_YEAR = 2005  # the EU ETS began on 1 January 2005
 MAX_COMPLIANCE_YEAR = 9998  # its deadline must fall in a later year that is still a valid date
 # Defensive limit: a thousand times the yearly emissions of the whole EU ETS (about 1.5 billion t in
-# 2005-12, DOMAIN.md), so no tonnage, and no penalty on it, outgrows a 64-bit wire integer.
+# 2005-12, DOMAIN.md), so one command's tonnage, and the penalty on it, fits a 64-bit wire integer.
+# Running totals (tonnes carried over year after year, the sum of a deadline's penalties) are not
+# bounded by it: Python integers hold them, and a wire format must not assume 64 bits for them.
 MAX_TONNES = 10 ** 12
 
 

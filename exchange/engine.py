@@ -8,12 +8,16 @@ Commands arrive well-formed (they check their own fields when built, see
 pipeline for a new order is, in order:
 
     1. instrument  known, quantity and price within its rules  -> OrderRejected (1xx)
-    2. state       duplicate client order id, post-only, date  -> OrderRejected (1xx, 3xx, 4xx)
-    3. accept      the next order id is given out               -> OrderAccepted
-    4. match       ``OrderBook.execute``: trades, then the rest of the order rests or is
-                   cancelled (OrderCanceled)
-    5. stops       released by the new last price              -> StopTriggered, and 4. again
-    6. depth       every price level the command changed       -> LevelChanged, once per level
+    2. options     stop price, display, expire date, post-only  -> OrderRejected (1xx, 3xx)
+    3. account     opened (under pre-trade risk), client order id not used today
+                                                               -> OrderRejected (201, 401)
+    4. risk        band, order value limit, cash or units to hold back
+                                                               -> OrderRejected (2xx)
+    5. accept      the next order id is given out, the hold is taken  -> OrderAccepted
+    6. match       ``OrderBook.execute``: trades (each moving holdings and fees), then the rest
+                   of the order rests or is cancelled (OrderCanceled)
+    7. stops       released by the new last price              -> StopTriggered, and 6. again
+    8. depth       every price level the command changed       -> LevelChanged, once per level
 
 Cancel, replace, mass cancel and end of day have the same shape: a command
 that cannot be carried out changes nothing and yields one RequestRejected. No
@@ -56,7 +60,8 @@ _new = tuple.__new__
 
 
 class Engine:
-    """All order books of the venue, the accounts' order registries, and the sequence counters."""
+    """All order books of the venue, the accounts (holdings, holds, client order ids), compliance, and the
+    sequence counters."""
 
     def __init__(self, instruments: Mapping[str, Instrument], *, pre_trade_risk: bool = True,
                  fee_account: str = DEFAULT_FEE_ACCOUNT, compliance: ComplianceConfig | None = None) -> None:
@@ -76,7 +81,6 @@ class Engine:
         self.instruments = dict(instruments)
         self.counters = Counters()
         self.open_orders: dict[int, Order] = {}  # every open order (resting or waiting stop) by id
-        self.pre_trade_risk = pre_trade_risk
         self.accounts: dict[str, Account] = {}
         fees = None
         if pre_trade_risk:
@@ -87,9 +91,7 @@ class Engine:
         self._book_list = list(self.books.values())
         self.last_closed_date: int | None = None  # trading date of the last EndOfDay
         self.compliance = Compliance(self, compliance)  # installations, obligations, retired units
-        self._handlers: dict[type, Callable] = {
-            NewOrder: self._new_order,
-            CancelOrder: self._cancel_order,
+        self._handlers: dict[type, Callable] = {  # NewOrder and CancelOrder are dispatched before the table
             ReplaceOrder: self._replace_order,
             MassCancel: self._mass_cancel,
             SetSelfTradePrevention: self._set_self_trade_prevention,
@@ -102,6 +104,11 @@ class Engine:
             Surrender: self.compliance.surrender,
             ComplianceDeadline: self.compliance.deadline,
         }
+
+    @property
+    def pre_trade_risk(self) -> bool:
+        """True when the engine keeps holdings and checks orders against them (it then has a fee account)."""
+        return self.fee_account is not None
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -215,9 +222,7 @@ class Engine:
                                        order_type, time_in_force, price, quantity, display, stop_price,
                                        expire_date, post_only, stp)))
         if stop_price is not None:
-            book.park_stop(order)
-            if book.stop_reached(order):
-                book.trigger(order, events, ts)
+            book.park_stop(order)  # triggered below, with any other stop, if the last price has reached it
         elif price is not None and time_in_force is not IOC and time_in_force is not FOK and (
                 book.asks.best > price if side is BUY else book.bids.best > -price):
             book.rest(order, quantity)  # does not cross: no trade, no stop to release
@@ -246,7 +251,7 @@ class Engine:
     # -- pre-trade risk --------------------------------------------------------------------
 
     def _reserve(self, account: Account, book: OrderBook, side: Side, price: int | None, stop_price: int | None,
-                 lots: int, held: int, new_price: bool = True) -> int | RejectCode:
+                 lots: int, held: int, price_changed: bool = True) -> int | RejectCode:
         """Hold back what an order may cost or deliver; return what each lot holds, or the rule it breaks.
 
         A buy holds its worst-case cost: the price times the lot, plus the
@@ -254,7 +259,7 @@ class Engine:
         valued at its collar price (without a collar: a buy at the instrument's
         highest price, a sell at the reference price). ``held`` is what the order holds already (a replace): it
         counts as available, and the new hold replaces it. The band applies
-        to a new price only (``new_price``): an order keeping its price is not
+        to a new price only (``price_changed``): an order keeping its price is not
         refused because the market moved away from it. Nothing changes when a
         rule is broken.
         """
@@ -266,7 +271,7 @@ class Engine:
             else:  # a sell holds units; its price only values it against the account's limit
                 price = book.reference_price() if collar is None else max(book.reference_price() - collar,
                                                                           instrument.min_price)
-        elif instrument.price_band_bps and stop_price is None and new_price:
+        elif instrument.price_band_bps and stop_price is None and price_changed:
             reference = book.reference_price()
             if abs(price - reference) * 10_000 > reference * instrument.price_band_bps:
                 return RejectCode.PRICE_OUTSIDE_BAND
@@ -386,7 +391,7 @@ class Engine:
             # The amended order must be affordable with what the order already holds back.
             held = order.leaves * order.reserve_per_lot
             reserve_per_lot = self._reserve(order.account, book, order.side, price, order.stop_price, new_leaves,
-                                            held, price != order.price)
+                                            held, price_changed=price != order.price)
             if reserve_per_lot.__class__ is RejectCode:
                 code = reserve_per_lot
             else:

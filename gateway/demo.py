@@ -187,7 +187,8 @@ async def _run_demo(engine: Engine, accounts: Mapping[str, AccountConfig], out: 
                     show_trades: int, ledger_path: Path, statements: Sequence[str]) -> None:
     store = SqliteLedgerStore(ledger_path)
     try:
-        async with SettlementService(Settlement(store, engine.instruments)) as settlement:
+        settle = Settlement(store, engine.instruments, fee_account=engine.fee_account.account_id)
+        async with SettlementService(settle) as settlement:
             settlement.submit(engine.handle_all(opening_commands(accounts, OPEN_NS)))
             simulation = Simulation(engine, seed)
             _print_trading_day(engine, accounts, simulation, settlement, orders, show_trades, out)
