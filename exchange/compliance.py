@@ -120,7 +120,7 @@ from .codes import RejectCode
 from .commands import (MAX_ACCOUNT_LENGTH, ComplianceDeadline, RecordEmissions, RegisterInstallation, Surrender)
 from .events import (DeadlinePassed, EmissionsRecorded, InstallationRegistered, ObligationCarriedOver,
                      PenaltyCharged, UnitsSurrendered)
-from .instruments import ConfigError, eur_to_cents
+from .instruments import ConfigError, cents_to_eur, eur_to_cents
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -529,12 +529,10 @@ def format_report(rows: Iterable[ComplianceReportRow]) -> list[str]:
     for row in rows:
         table.append([str(row.year), row.account, "-" if row.emissions is None else str(row.emissions),
                       str(row.carried_in), str(row.obligation)] + [str(units) for _, units in row.surrendered]
-                     + [str(row.shortfall), _euros(row.penalty), _euros(row.penalty_paid), _euros(row.penalty_owed),
+                     + [str(row.shortfall), cents_to_eur(row.penalty), cents_to_eur(row.penalty_paid), cents_to_eur(row.penalty_owed),
                         "closed" if row.closed else "open"])
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     return ["  ".join(cell.ljust(width) if i == 1 else cell.rjust(width)
                       for i, (cell, width) in enumerate(zip(line, widths))) for line in table]
 
 
-def _euros(cents: int) -> str:
-    return f"{cents // 100}.{cents % 100:02d}"

@@ -158,6 +158,16 @@ def eur_to_cents(text: str) -> int:
     return int(cents)
 
 
+def cents_to_eur(cents: int, thousands: bool = False) -> str:
+    """Integer cents as a euro amount with two decimals: 7005 -> "70.05" (with ``thousands``: "1,234.56").
+
+    The one way back from cents to text, for reports and the terminal.
+    """
+    sign = "-" if cents < 0 else ""
+    whole, part = divmod(abs(cents), CENTS_PER_EUR)
+    return f"{sign}{whole:,}.{part:02d}" if thousands else f"{sign}{whole}.{part:02d}"
+
+
 def _cents(table: Mapping[str, Any], where: str, key: str, *, default: int | None = None) -> int:
     if key not in table:
         if default is not None:

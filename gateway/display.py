@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 from exchange import Instrument, OrderBook, Side
+from exchange.instruments import cents_to_eur
 
 
 def eur(cents: int | None) -> str:
     """Integer cents as a euro amount with two decimals ("70.05"); "-" for no price."""
-    if cents is None:
-        return "-"
-    sign = "-" if cents < 0 else ""
-    whole, part = divmod(abs(cents), 100)
-    return f"{sign}{whole}.{part:02d}"
+    return "-" if cents is None else cents_to_eur(cents)
 
 
 def tonnes(lots: int, instrument: Instrument) -> str:

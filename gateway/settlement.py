@@ -70,6 +70,7 @@ from exchange import AccountOpened, Deposited, Instrument, Side, Trade, Withdraw
 from exchange.commands import CASH_ASSET
 from exchange.engine import DEFAULT_FEE_ACCOUNT
 from exchange.events import PenaltyCharged, UnitsSurrendered
+from exchange.instruments import cents_to_eur
 
 from .ledger import (DEPOSIT, SURRENDER, WITHDRAWAL, AssetMovement, BalanceChange, LedgerBatch, LedgerStore,
                      SettledTrade)
@@ -543,9 +544,7 @@ def statement(engine: Engine, store: LedgerStore, account: str) -> AccountStatem
 
 def format_euros(cents: int) -> str:
     """Integer cents as euros with two decimals and thousands separators: 123456789 -> "1,234,567.89"."""
-    sign = "-" if cents < 0 else ""
-    whole, part = divmod(abs(cents), 100)
-    return f"{sign}{whole:,}.{part:02d}"
+    return cents_to_eur(cents, thousands=True)
 
 
 def format_amount(asset: str, amount: int) -> str:
