@@ -413,12 +413,14 @@ class OrderBook:
                 level.quantity -= fill
                 seq += 1
                 trade_id += 1
+                fill_maker_fee = maker_fee * fill
+                fill_taker_fee = taker_fee * fill
                 append(_new(Trade, (seq, ts, symbol, trade_id, price, fill, side, taker_id,
                                     taker_account_id, taker_clid, leaves, maker.order_id,
                                     maker.account.account_id, maker.client_order_id, maker_leaves,
-                                    maker_fee * fill, taker_fee * fill)))
+                                    fill_maker_fee, fill_taker_fee)))
                 if fee_account is not None:
-                    self._settle(order, maker, price, fill)
+                    self._settle(order, maker, price, fill, fill_maker_fee, fill_taker_fee)
                 last_price = price
                 if fill == shown:
                     queue.popleft()
@@ -519,20 +521,18 @@ class OrderBook:
 
     # -- holdings ------------------------------------------------------------------------
 
-    def _settle(self, taker: Order, maker: Order, price: int, fill: int) -> None:
+    def _settle(self, taker: Order, maker: Order, price: int, fill: int, maker_fee: int, taker_fee: int) -> None:
         """Move one fill's units, cash and fees in the engine's view of holdings.
 
         The buyer pays the price and its fee and frees what its order held
         back for these lots (at its limit, so any price improvement returns
         to its available cash); the seller delivers the units it held back
-        and receives the price less its fee; the fee account gets both fees.
+        and receives the price less its fee; the fee account gets both fees
+        (``maker_fee`` and ``taker_fee`` are this fill's, in cents).
         """
-        instrument = self.instrument
         symbol = self.symbol
-        units = fill * instrument.lot_units
+        units = fill * self.instrument.lot_units
         notional = price * units
-        maker_fee = instrument.maker_fee * fill
-        taker_fee = instrument.taker_fee * fill
         if taker.side is BUY:
             buyer, buyer_fee, seller, seller_fee = taker.account, taker_fee, maker.account, maker_fee
             buyer_frees = fill * taker.reserve_per_lot
