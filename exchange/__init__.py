@@ -6,13 +6,13 @@ reads a clock, draws random numbers or imports asyncio.
 """
 from .book import Order, OrderBook
 from .codes import RejectCode
-from .commands import (CASH_ASSET, CancelOrder, ComplianceDeadline, Deposit, EndOfDay, InvalidCommand, MassCancel,
+from .commands import (CASH_ASSET, BlockAccount, CancelOrder, ComplianceDeadline, Deposit, EndOfDay, InvalidCommand, MassCancel,
                        NewOrder, OpenAccount, RecordEmissions, RegisterInstallation, ReplaceOrder,
-                       SetSelfTradePrevention, Surrender, Withdraw)
+                       SetSelfTradePrevention, Surrender, UnblockAccount, Withdraw)
 from .compliance import ComplianceConfig, compliance_report, format_report, parse_compliance
 from .engine import Engine
 from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
-from .events import (AccountOpened, RequestRejected, DeadlinePassed, Deposited, EmissionsRecorded,
+from .events import (AccountBlocked, AccountOpened, AccountUnblocked, RequestRejected, DeadlinePassed, Deposited, EmissionsRecorded,
                      InstallationRegistered, LevelChanged, MassCancelCompleted, ObligationCarriedOver, OrderAccepted,
                      OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, PenaltyCharged,
                      SelfTradePreventionSet, StopTriggered, Trade, TradingDayClosed, UnitsSurrendered, Withdrawn)
@@ -22,6 +22,7 @@ __all__ = [
     "ComplianceConfig", "ComplianceDeadline", "DeadlinePassed", "EmissionsRecorded", "InstallationRegistered",
     "ObligationCarriedOver", "PenaltyCharged", "RecordEmissions", "RegisterInstallation", "Surrender",
     "UnitsSurrendered", "compliance_report", "format_report", "parse_compliance",
+    "AccountBlocked", "AccountUnblocked", "BlockAccount", "UnblockAccount",
     "CASH_ASSET", "AccountOpened", "CancelOrder", "CancelReason", "RequestRejected", "ConfigError", "Deposit",
     "Deposited", "EndOfDay", "Engine", "Instrument", "InvalidCommand", "LevelChanged", "MassCancel",
     "MassCancelCompleted", "NewOrder", "OpenAccount", "Order", "OrderAccepted", "OrderBook", "OrderCanceled",

@@ -108,7 +108,7 @@ class Account:
     """
 
     __slots__ = ("account_id", "self_trade_prevention", "orders", "cash", "reserved_cash", "units",
-                 "reserved_units", "order_value_limit")
+                 "reserved_units", "order_value_limit", "blocked")
 
     def __init__(self, account_id: str, symbols: Iterable[str] = (), order_value_limit: int | None = None) -> None:
         self.account_id = account_id
@@ -119,6 +119,7 @@ class Account:
         self.units = dict.fromkeys(symbols, 0)
         self.reserved_units = dict.fromkeys(symbols, 0)
         self.order_value_limit = order_value_limit  # cents; None: no limit
+        self.blocked = False  # the kill switch: new orders are refused while it is on
 
 
 CLOSED = None  # value in ``Account.orders`` for a client order id whose order is no longer open

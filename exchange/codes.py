@@ -61,6 +61,7 @@ class RejectCode(IntEnum):
     INSUFFICIENT_UNITS = 203, "not enough available units (units less what open orders hold back)"
     ORDER_VALUE_OVER_LIMIT = 204, "order value (price x quantity x lot) is over the account's limit"
     PRICE_OUTSIDE_BAND = 205, "price is outside the band around the reference price"
+    ACCOUNT_BLOCKED = 206, "account is blocked by the exchange's kill switch: no new orders"
 
     # -- 300: matching ----------------------------------------------------------------------
     POST_ONLY_WOULD_TAKE = 301, "post-only order would trade on entry"

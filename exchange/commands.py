@@ -231,12 +231,42 @@ class MassCancel:
     ts: int
     account: str
     instrument: str | None = None
+    on_disconnect: bool = False  # sent by the gateway when the account's session ends (cancel-on-disconnect)
 
     def __post_init__(self) -> None:
         _check_ts(self.ts)
         _check_account(self.account)
         if self.instrument is not None and (type(self.instrument) is not str or not self.instrument):
             raise InvalidCommand(RejectCode.UNKNOWN_INSTRUMENT, "instrument")
+        if self.on_disconnect is not True and self.on_disconnect is not False:
+            raise InvalidCommand(RejectCode.INVALID_COMBINATION, "on_disconnect")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockAccount:
+    """The kill switch (admin): the account's open orders are cancelled and new ones refused until unblocked.
+
+    Blocking a blocked account is not an error (the switch may be pressed twice); it cancels nothing more.
+    """
+
+    ts: int
+    account: str
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnblockAccount:
+    """Release the kill switch (admin): the account may enter orders again."""
+
+    ts: int
+    account: str
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -411,5 +441,5 @@ class ComplianceDeadline:
             raise InvalidCommand(RejectCode.INVALID_DEADLINE_DATE, "date")
 
 
-Command = (NewOrder | CancelOrder | ReplaceOrder | MassCancel | SetSelfTradePrevention | EndOfDay | OpenAccount
-           | Deposit | Withdraw | RegisterInstallation | RecordEmissions | Surrender | ComplianceDeadline)
+Command = (NewOrder | CancelOrder | ReplaceOrder | MassCancel | BlockAccount | UnblockAccount | SetSelfTradePrevention
+           | EndOfDay | OpenAccount | Deposit | Withdraw | RegisterInstallation | RecordEmissions | Surrender | ComplianceDeadline)

@@ -39,12 +39,12 @@ from typing import Callable, Iterable, Mapping
 
 from .book import CLOSED, Account, Counters, Order, OrderBook
 from .codes import RejectCode
-from .commands import (CASH_ASSET, CancelOrder, ComplianceDeadline, Deposit, EndOfDay, MassCancel, NewOrder,
+from .commands import (CASH_ASSET, BlockAccount, CancelOrder, ComplianceDeadline, Deposit, EndOfDay, MassCancel, NewOrder,
                        OpenAccount, RecordEmissions, RegisterInstallation, ReplaceOrder, SetSelfTradePrevention,
-                       Surrender, Withdraw)
+                       Surrender, UnblockAccount, Withdraw)
 from .compliance import Compliance, ComplianceConfig
 from .enums import CancelReason, Side, TimeInForce
-from .events import (AccountOpened, RequestRejected, Deposited, MassCancelCompleted, OrderAccepted, OrderExpired,
+from .events import (AccountBlocked, AccountOpened, AccountUnblocked, RequestRejected, Deposited, MassCancelCompleted, OrderAccepted, OrderExpired,
                      OrderRejected, OrderReplaced, SelfTradePreventionSet, TradingDayClosed, Withdrawn)
 from .instruments import Instrument
 
@@ -94,6 +94,8 @@ class Engine:
         self._handlers: dict[type, Callable] = {  # NewOrder and CancelOrder are dispatched before the table
             ReplaceOrder: self._replace_order,
             MassCancel: self._mass_cancel,
+            BlockAccount: self._block_account,
+            UnblockAccount: self._unblock_account,
             SetSelfTradePrevention: self._set_self_trade_prevention,
             EndOfDay: self._end_of_day,
             OpenAccount: self._open_account,
@@ -195,8 +197,9 @@ class Engine:
                 return
             account = self._account(cmd.account)
         clid = cmd.client_order_id
-        if clid in account.orders:
-            events.append(self._order_rejected(cmd, RejectCode.DUPLICATE_CLIENT_ORDER_ID))
+        if clid in account.orders or account.blocked:
+            code = RejectCode.ACCOUNT_BLOCKED if account.blocked else RejectCode.DUPLICATE_CLIENT_ORDER_ID
+            events.append(self._order_rejected(cmd, code))
             return
         if self.pre_trade_risk:
             reserve_per_lot = self._reserve(account, book, side, price, stop_price, quantity, 0)
@@ -438,15 +441,40 @@ class Engine:
         if symbol is not None and symbol not in self.books:
             events.append(self._command_rejected(cmd, "mass_cancel", RejectCode.UNKNOWN_INSTRUMENT))
             return
-        account = self.accounts.get(cmd.account)
+        reason = CancelReason.DISCONNECT if cmd.on_disconnect else CancelReason.MASS_CANCEL
+        canceled = self._cancel_all(self.accounts.get(cmd.account), symbol, reason, events, cmd.ts)
+        seq = self.counters.seq = self.counters.seq + 1
+        events.append(MassCancelCompleted(seq, cmd.ts, cmd.account, symbol, canceled))
+        return
+
+    def _cancel_all(self, account: Account | None, symbol: str | None, reason: CancelReason, events: list,
+                    ts: int) -> int:
+        """Cancel the account's open orders (on one instrument, or all), oldest first; return how many."""
         doomed = [] if account is None else sorted(
             (order for order in account.orders.values()
              if order is not CLOSED and (symbol is None or order.book.symbol == symbol)), key=_by_order_id)
         for order in doomed:
-            order.book.cancel(order, CancelReason.MASS_CANCEL, events, cmd.ts)
+            order.book.cancel(order, reason, events, ts)
+        return len(doomed)
+
+    def _block_account(self, cmd: BlockAccount, events: list) -> None:
+        account = self.accounts.get(cmd.account)
+        if account is None:
+            events.append(self._command_rejected(cmd, "block_account", RejectCode.UNKNOWN_ACCOUNT))
+            return
+        account.blocked = True
+        canceled = self._cancel_all(account, None, CancelReason.KILL_SWITCH, events, cmd.ts)
         seq = self.counters.seq = self.counters.seq + 1
-        events.append(MassCancelCompleted(seq, cmd.ts, cmd.account, symbol, len(doomed)))
-        return
+        events.append(AccountBlocked(seq, cmd.ts, cmd.account, canceled))
+
+    def _unblock_account(self, cmd: UnblockAccount, events: list) -> None:
+        account = self.accounts.get(cmd.account)
+        if account is None:
+            events.append(self._command_rejected(cmd, "unblock_account", RejectCode.UNKNOWN_ACCOUNT))
+            return
+        account.blocked = False
+        seq = self.counters.seq = self.counters.seq + 1
+        events.append(AccountUnblocked(seq, cmd.ts, cmd.account))
 
     def _set_self_trade_prevention(self, cmd: SetSelfTradePrevention, events: list) -> None:
         if self.pre_trade_risk and cmd.account not in self.accounts:  # accounts are opened, never implied
@@ -543,6 +571,7 @@ class Engine:
         for account_id in sorted(self.accounts):
             account = self.accounts[account_id]
             yield (f"account {account_id} stp={account.self_trade_prevention} limit={account.order_value_limit} "
+                   f"blocked={account.blocked} "
                    f"cash={account.cash} reserved={account.reserved_cash} "
                    + " ".join(f"{symbol}={account.units[symbol]}/{account.reserved_units[symbol]}"
                               for symbol in sorted(account.units)))

@@ -42,4 +42,6 @@ class CancelReason(StrEnum):
     FOK_UNFILLED = "FOK_UNFILLED"  # a fill-or-kill order that could not fill in full
     SELF_TRADE = "SELF_TRADE"  # removed by self-trade prevention
     MASS_CANCEL = "MASS_CANCEL"  # a mass cancel for the account
+    DISCONNECT = "DISCONNECT"  # cancel-on-disconnect: the account's session ended (a mass cancel by the gateway)
+    KILL_SWITCH = "KILL_SWITCH"  # the exchange blocked the account and cancelled all its orders
 

@@ -64,7 +64,7 @@ class RequestRejected(NamedTuple):
     seq: int
     ts: int
     account: str | None
-    request: str  # "cancel", "replace", "mass_cancel", "set_stp", "end_of_day", "open_account", "deposit",
+    request: str  # "cancel", "replace", "mass_cancel", "block_account", "unblock_account", "set_stp", "end_of_day", "open_account", "deposit",
     # "withdraw", "register_installation", "record_emissions", "surrender", "compliance_deadline", "unknown"
     order_id: int | None
     client_order_id: str | int | None
@@ -163,6 +163,21 @@ class MassCancelCompleted(NamedTuple):
     account: str
     instrument: str | None  # None: every instrument
     canceled_orders: int
+
+
+class AccountBlocked(NamedTuple):
+    """The kill switch: each order it cancelled has its own OrderCanceled (reason KILL_SWITCH) before this."""
+
+    seq: int
+    ts: int
+    account: str
+    canceled_orders: int
+
+
+class AccountUnblocked(NamedTuple):
+    seq: int
+    ts: int
+    account: str
 
 
 class AccountOpened(NamedTuple):
@@ -288,7 +303,8 @@ class DeadlinePassed(NamedTuple):
 
 Event = (
     OrderAccepted | OrderRejected | RequestRejected | Trade | OrderCanceled | OrderReplaced
-    | OrderExpired | StopTriggered | LevelChanged | MassCancelCompleted | TradingDayClosed | SelfTradePreventionSet
+    | OrderExpired | StopTriggered | LevelChanged | MassCancelCompleted | AccountBlocked | AccountUnblocked
+    | TradingDayClosed | SelfTradePreventionSet
     | AccountOpened | Deposited | Withdrawn | InstallationRegistered | EmissionsRecorded | UnitsSurrendered
     | PenaltyCharged | ObligationCarriedOver | DeadlinePassed
 )

@@ -5,8 +5,9 @@ OrderQty). A smaller quantity at the same price keeps time priority; a new
 price or a larger quantity sends the order to the back of its (new) level,
 where it may trade at once. The order keeps its order id and client order id.
 """
-from exchange import CancelReason, LevelChanged, OrderCanceled, RejectCode, StopTriggered, Trade
-from scenario_helpers import BUY, SELL, Scenario, briefs, of_type
+from exchange import CancelReason, Engine, MassCancel, NewOrder, LevelChanged, OrderCanceled, RejectCode, StopTriggered, Trade
+from scenario_helpers import BUY, SELL, Scenario, briefs, of_type, shipped_instruments
+from exchange import Side
 
 
 def test_cancel_resting_order_by_order_id():
@@ -243,3 +244,36 @@ def test_mass_cancel_with_nothing_open_reports_that_it_cancelled_nothing():
     assert briefs(s.mass_cancel("nobody", "ERU")) == [("mass_canceled", "nobody", "ERU", 0)]
     assert order not in s.engine.open_orders
     s.check()
+
+
+def test_kill_switch_cancels_everything_and_refuses_new_orders_until_released():
+    from exchange import AccountBlocked, AccountUnblocked, BlockAccount, Deposit, OpenAccount, UnblockAccount
+    engine = Engine(shipped_instruments())
+    engine.handle_all([OpenAccount(ts=0, account="a"), Deposit(ts=0, account="a", asset="EUR", amount=10**12),
+                       Deposit(ts=0, account="a", asset="CER", amount=10**6)])
+    for n, (symbol, side) in enumerate((("EUA", Side.BUY), ("CER", Side.SELL), ("EUA", Side.BUY))):
+        engine.handle(NewOrder(ts=1, account="a", client_order_id=n, instrument=symbol, side=side, quantity=2,
+                               price=6900 if symbol == "EUA" else 5800))
+    events = engine.handle(BlockAccount(ts=2, account="a"))
+    canceled = [e for e in events if type(e) is OrderCanceled]
+    assert [(e.order_id, e.reason) for e in canceled] == [(1, CancelReason.KILL_SWITCH), (2, CancelReason.KILL_SWITCH),
+                                                          (3, CancelReason.KILL_SWITCH)]
+    assert [e for e in events if type(e) is AccountBlocked] == [AccountBlocked(events[3].seq, 2, "a", 3)]
+    account = engine.accounts["a"]
+    assert account.reserved_cash == 0 and account.reserved_units["CER"] == 0 and not engine.open_orders
+    refused = engine.handle(NewOrder(ts=3, account="a", client_order_id="x", instrument="EUA", side=Side.BUY,
+                                     quantity=1, price=6900))
+    assert [e.code for e in refused] == [RejectCode.ACCOUNT_BLOCKED]
+    assert [type(e) for e in engine.handle(BlockAccount(ts=4, account="a"))] == [AccountBlocked]  # pressed twice
+    assert [type(e) for e in engine.handle(UnblockAccount(ts=5, account="a"))] == [AccountUnblocked]
+    accepted = engine.handle(NewOrder(ts=6, account="a", client_order_id="x", instrument="EUA", side=Side.BUY,
+                                      quantity=1, price=6900))
+    assert type(accepted[0]).__name__ == "OrderAccepted"
+
+
+def test_cancel_on_disconnect_is_a_mass_cancel_with_its_own_reason():
+    s = Scenario()
+    s.buy("a", 5, 6900)
+    s.sell("a", 5, 7100, instrument="CER")
+    events = s.send(MassCancel(ts=s.ts(), account="a", on_disconnect=True))
+    assert [e.reason for e in events if type(e) is OrderCanceled] == [CancelReason.DISCONNECT] * 2

@@ -36,9 +36,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange import (CancelOrder, RequestRejected, Deposit, EndOfDay, Engine, InvalidCommand, MassCancel, NewOrder,
+from exchange import (BlockAccount, CancelOrder, RequestRejected, Deposit, EndOfDay, Engine, InvalidCommand, MassCancel, NewOrder,
                       OpenAccount, OrderRejected, OrderType, RejectCode, ReplaceOrder, SelfTradePrevention,
-                      SetSelfTradePrevention, Side, TimeInForce, Withdraw, parse_instruments)
+                      SetSelfTradePrevention, Side, TimeInForce, UnblockAccount, Withdraw, parse_instruments)
 from scenario_helpers import make_engine, shipped_instruments
 
 # An instrument whose rules make the codes the shipped ones cannot reach reachable:
@@ -95,6 +95,9 @@ def funding_commands() -> list:
         Deposit(ts=0, account="alice", asset="TST", amount=10_000),
         OpenAccount(ts=0, account="bob"),
         Deposit(ts=0, account="bob", asset="EUR", amount=100_000_000),
+        OpenAccount(ts=0, account="erin"),  # blocked by the kill switch
+        Deposit(ts=0, account="erin", asset="EUR", amount=100_000_000),
+        BlockAccount(ts=0, account="erin"),
         OpenAccount(ts=0, account="carol"),
         Deposit(ts=0, account="carol", asset="EUR", amount=1_000_000_000),
         Deposit(ts=0, account="carol", asset="EUA", amount=50_000),
@@ -256,6 +259,9 @@ CASES = [
     ("deposit without pre-trade risk", deposit(), RejectCode.UNKNOWN_ACCOUNT, ENGINE),
     ("set stp for an unopened account", command(SetSelfTradePrevention, ts=T, account="zed", mode="NONE"),
      RejectCode.UNKNOWN_ACCOUNT, RISK),
+    ("order from a blocked account", new(account="erin"), RejectCode.ACCOUNT_BLOCKED, RISK),
+    ("block an unopened account", command(BlockAccount, ts=T, account="zed"), RejectCode.UNKNOWN_ACCOUNT, RISK),
+    ("unblock an unopened account", command(UnblockAccount, ts=T, account="zed"), RejectCode.UNKNOWN_ACCOUNT, RISK),
     # 18 x 6_950_350 = 125_106_300 > 121_496_650 available
     ("buy beyond available cash", new(quantity=18), RejectCode.INSUFFICIENT_CASH, RISK),
     ("withdraw cash an order holds", withdraw(amount=121_496_651), RejectCode.INSUFFICIENT_CASH, RISK),
@@ -401,10 +407,11 @@ def test_reject(make, code, layer):
 
 
 COMPLIANCE_CODES = {code for code in RejectCode if 600 <= code < 700}  # one case each in test_compliance.py
+SESSION_CODES = {code for code in RejectCode if 700 <= code < 800}  # the gateway's: test_gateway_protocol.py
 
 
 def test_every_reachable_code_is_covered():
-    assert {case[2] for case in CASES} == set(RejectCode) - UNREACHABLE - COMPLIANCE_CODES
+    assert {case[2] for case in CASES} == set(RejectCode) - UNREACHABLE - COMPLIANCE_CODES - SESSION_CODES
 
 
 def test_every_compliance_code_has_its_own_test():
@@ -425,7 +432,7 @@ def test_risk_cases_need_pre_trade_risk():
 
 def test_codes_are_grouped_by_stage_and_have_text():
     for code in RejectCode:
-        assert 100 <= code < 700 and code.text
+        assert 100 <= code < 800 and code.text
     assert len({code.value for code in RejectCode}) == len(RejectCode)
 
 
