@@ -11,6 +11,7 @@ its result codes:
     400-499  order state  cancel / replace / mass cancel against orders that are not there
     500-599  admin        engine-level commands (end of day, unknown command kinds)
     600-699  compliance   installations, emissions, surrenders and deadlines (EU ETS registry rules)
+    700-799  session      the gateway's: logon, framing, message fields, throttle, heartbeats (docs/PROTOCOL.md)
 
 A number, once published, is never reused for another meaning; a code that
 is retired stays in the table, marked as retired.
@@ -96,3 +97,21 @@ class RejectCode(IntEnum):
     SURRENDER_EXCEEDS_OBLIGATION = 611, "units would exceed the obligation still outstanding for the year"
     COMPLIANCE_YEAR_CLOSED = 612, "the surrender deadline for this year has passed"
     DEADLINE_OUT_OF_ORDER = 613, "a deadline must follow the last one (later year, later date) with no earlier year still open"
+
+    # -- 700: session and protocol (the gateway: gateway.protocol, gateway.server) ------------
+    # "closes" marks the codes after which the exchange ends the connection (a logout carries the code).
+    NOT_LOGGED_ON = 701, "log on first: logon is the only message accepted before it (closes)"
+    LOGON_FAILED = 702, "logon refused: unknown account or wrong secret (closes)"
+    ALREADY_LOGGED_ON = 703, "the account already has a session open (closes)"
+    FRAME_TOO_LARGE = 704, "frame length is zero or above the maximum frame size (closes)"
+    MALFORMED_FRAME = 705, "frame body is not exactly one MessagePack map (closes)"
+    UNKNOWN_MESSAGE_TYPE = 706, "unknown or missing message type"
+    INVALID_FIELD = 707, "a field is missing, not known for this message type, or of the wrong type"
+    THROTTLED = 708, "over the session's message rate: the message was not processed"
+    HEARTBEAT_TIMEOUT = 709, "nothing received within the heartbeat timeout (closes)"
+    SLOW_CONSUMER = 710, "the session fell too far behind reading its messages (closes)"
+    SHUTTING_DOWN = 711, "the exchange is shutting down (closes)"
+    NOT_AUTHORISED = 712, "only an operator account may send this message"
+    LOGON_TIMEOUT = 713, "no logon within the logon timeout (closes)"
+    ALREADY_LOGGED_ON_HERE = 714, "this connection is already logged on"
+    TOO_MANY_SESSIONS = 715, "the exchange has all the connections it takes (closes)"

@@ -131,7 +131,7 @@ class Engine:
         self._flush_level_changes(events, command)
         return events
 
-    def handle_all(self, commands: Iterable[object]) -> list:
+    def handle_all(self, commands: Iterable[object], command_ends: list[int] | None = None) -> list:
         """Carry out a batch of commands in order; return all their events in one list.
 
         The same as :meth:`handle` on each command, except that price levels
@@ -139,10 +139,16 @@ class Engine:
         market-data feed publishes conflated depth, so a level that changed a
         hundred times in a batch is one event, not a hundred. Orders, trades
         and every other event are exactly as one by one.
+
+        ``command_ends``, if given, receives after each command the number of
+        events so far: command i caused ``events[ends[i-1]:ends[i]]`` (the
+        gateway answers each request from its own slice); the level changes
+        follow the last end.
         """
         events: list = []
         new_order = self._new_order
         cancel_order = self._cancel_order
+        mark = None if command_ends is None else command_ends.append
         command = None
         for command in commands:
             kind = command.__class__
@@ -152,6 +158,8 @@ class Engine:
                 cancel_order(command, events)
             else:
                 self._handle_other(command, events)
+            if mark is not None:
+                mark(len(events))
         self._flush_level_changes(events, command)
         return events
 

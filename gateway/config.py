@@ -10,7 +10,7 @@ as :class:`exchange.ConfigError` naming the file and the field.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 from pathlib import Path
 from typing import Callable, Mapping, TypeVar
 
@@ -55,9 +55,10 @@ def load_instruments(path: Path | str = DEFAULT_INSTRUMENTS) -> dict[str, Instru
 # -- accounts ---------------------------------------------------------------------------------
 
 DEFAULT_ACCOUNTS = CONFIG_DIR / "accounts.toml"
-ACCOUNT_KINDS = ("installation", "broker", "project-developer", "fund", "bank", "investor")
+ACCOUNT_KINDS = ("installation", "broker", "project-developer", "fund", "bank", "investor", "operator")
+OPERATOR = "operator"  # the exchange's own staff: may use the kill switch; trades nothing
 _ACCOUNT_FIELDS = {"name", "kind", "cash_eur", "units", "order_value_limit_eur", "self_trade_prevention",
-                   "secret_hash", "credit_limit_bps"}
+                   "secret_hash", "credit_limit_bps", "cancel_on_disconnect"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,11 @@ class AccountConfig:
     self_trade_prevention: SelfTradePrevention | None
     secret_hash: str
     credit_limit_bps: int | None = None  # installations: share of an obligation CERs and ERUs may cover
+    cancel_on_disconnect: bool = True  # the gateway cancels the account's orders when its session ends
+
+    @property
+    def is_operator(self) -> bool:
+        return self.kind == OPERATOR
 
 
 def parse_accounts(document: dict, instruments: Mapping[str, Instrument]) -> dict[str, AccountConfig]:
@@ -128,8 +134,11 @@ def parse_accounts(document: dict, instruments: Mapping[str, Instrument]) -> dic
                                   "an installation needs its credit limit: basis points from 0 to 10000")
         elif credit_limit is not None:
             raise ConfigError(f"{where}.credit_limit_bps", "only an installation has a credit limit")
+        cancel_on_disconnect = table.get("cancel_on_disconnect", True)
+        if type(cancel_on_disconnect) is not bool:
+            raise ConfigError(f"{where}.cancel_on_disconnect", "must be true or false")
         accounts[account_id] = AccountConfig(account_id, name, kind, cash, dict(units), limit, stp, secret_hash,
-                                             credit_limit)
+                                             credit_limit, cancel_on_disconnect)
     return accounts
 
 
@@ -178,3 +187,97 @@ DEFAULT_COMPLIANCE = CONFIG_DIR / "compliance.toml"
 def load_compliance(path: Path | str = DEFAULT_COMPLIANCE) -> ComplianceConfig:
     """The compliance rules in ``path``; raises ConfigError naming the file and the bad field."""
     return _parse_file(path, parse_compliance)
+
+
+# -- the exchange process (config/exchange.toml) ------------------------------------------------
+
+DEFAULT_EXCHANGE = CONFIG_DIR / "exchange.toml"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One value of exchange.toml: its section, type, default, allowed range and meaning (also the CLI help)."""
+
+    section: str
+    kind: type
+    default: object
+    help: str
+    low: float | None = None
+    high: float | None = None
+
+
+# Every setting of the exchange process. The CLI offers each as a flag (``--heartbeat-interval``);
+# a flag wins over the file, the file over the default.
+SETTINGS: dict[str, Setting] = {
+    "host": Setting("server", str, "127.0.0.1", "address the trading gateway listens on"),
+    "port": Setting("server", int, 7001, "TCP port of the trading gateway (0: any free port)", 0, 65535),
+    "max_sessions": Setting("server", int, 1000, "connections open at once; more are refused", 1, 100_000),
+    "heartbeat_interval": Setting("session", float, 5.0, "seconds between heartbeats when a client asks for "
+                                  "none in its logon", 0.1, 60.0),
+    "heartbeat_timeout_factor": Setting("session", float, 3.0, "a session is closed after this many heartbeat "
+                                        "intervals with nothing received", 1.5, 10.0),
+    "logon_timeout": Setting("session", float, 5.0, "seconds a new connection has to log on", 0.1, 60.0),
+    "throttle_rate": Setting("session", float, 5000.0, "messages a second a session may send, on average "
+                             "(token bucket); heartbeats and logout are not counted", 1.0, 1e7),
+    "throttle_burst": Setting("session", int, 1000, "messages a session may send at once above the rate "
+                              "(the bucket's size)", 1, 10_000_000),
+    "max_frame": Setting("session", int, 65_536, "largest frame body in bytes, either way", 64, 16_777_216),
+    "max_outbound_bytes": Setting("session", int, 4_194_304, "bytes queued to a client that is not reading; "
+                                  "past this it is disconnected (a slow consumer)", 65_536, 1 << 30),
+    "queue_size": Setting("engine", int, 10_000, "requests waiting for the engine; a full queue makes "
+                          "sessions wait (TCP backpressure), it never drops", 1, 10_000_000),
+    "max_batch": Setting("engine", int, 512, "requests the engine takes in one batch", 1, 1_000_000),
+    "ledger": Setting("settlement", str, "", "settlement ledger (SQLite) file; empty: a new temporary file"),
+    "settlement_queue": Setting("settlement", int, 16_384, "engine batches waiting for the ledger", 1, 10_000_000),
+    "log_level": Setting("log", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    "log_format": Setting("log", str, "json", "json (one object a line) or text"),
+}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("json", "text")
+
+
+# The settings of the exchange process as one frozen record (``config.port``), every one present and checked.
+ServerConfig = make_dataclass("ServerConfig", [(name, setting.kind) for name, setting in SETTINGS.items()],
+                              frozen=True)
+
+
+def parse_server_config(document: dict, overrides: Mapping[str, object] | None = None) -> ServerConfig:
+    """Check a parsed exchange.toml (sections of SETTINGS) and apply ``overrides`` (None values ignored)."""
+    sections = {setting.section for setting in SETTINGS.values()}
+    for section, table in document.items():
+        if section not in sections:
+            raise ConfigError(section, f"unknown section (known: {', '.join(sorted(sections))})")
+        if not isinstance(table, dict):
+            raise ConfigError(section, "must be a table")
+        for key in table:
+            if key not in SETTINGS or SETTINGS[key].section != section:
+                known = ", ".join(name for name, setting in SETTINGS.items() if setting.section == section)
+                raise ConfigError(f"{section}.{key}", f"unknown setting (known: {known})")
+    values = {}
+    for name, setting in SETTINGS.items():
+        value = document.get(setting.section, {}).get(name, setting.default)
+        if overrides and overrides.get(name) is not None:
+            value = overrides[name]
+        values[name] = _checked_setting(f"{setting.section}.{name}", setting, value)
+    config = ServerConfig(**values)
+    if config.log_level not in LOG_LEVELS:
+        raise ConfigError("log.log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+    if config.log_format not in LOG_FORMATS:
+        raise ConfigError("log.log_format", f"must be one of {', '.join(LOG_FORMATS)}")
+    return config
+
+
+def _checked_setting(where: str, setting: Setting, value: object) -> object:
+    if setting.kind is float and type(value) is int:
+        value = float(value)
+    if type(value) is not setting.kind:
+        raise ConfigError(where, f"must be a {setting.kind.__name__}, not {value!r}")
+    if setting.low is not None and not setting.low <= value <= setting.high:
+        raise ConfigError(where, f"must be from {setting.low:g} to {setting.high:g}, not {value!r}")
+    return value
+
+
+def load_server_config(path: Path | str = DEFAULT_EXCHANGE,
+                       overrides: Mapping[str, object] | None = None) -> ServerConfig:
+    """The settings in ``path`` with ``overrides`` applied; raises ConfigError naming the file and the setting."""
+    return _parse_file(path, lambda document: parse_server_config(document, overrides))

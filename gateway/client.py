@@ -1,0 +1,283 @@
+"""An asyncio client for the carbonx trading protocol (docs/PROTOCOL.md).
+
+How this works
+--------------
+``async with connect(host, port, account, secret) as client:`` opens the
+connection, logs on (raising :class:`LogonRefused` with the exchange's code
+if it is refused) and, on leaving the block, logs out and closes.
+
+One task reads the connection: every message the exchange numbers with
+``seq`` (execution reports, rejects, answers) goes to the stream of
+:meth:`ExchangeClient.messages`, and a message that carries a
+``request_id`` the client is waiting for also completes that request. Each
+request method (:meth:`new_order`, :meth:`cancel`, ...) gives its request
+an id of its own and returns the first answer: for a new order the ``new``
+(or ``rejected``) execution report, later fills arrive on the stream only.
+:meth:`send` sends without waiting, for pipelining many requests. A second
+task sends heartbeats when the client has sent nothing for an interval.
+
+When the exchange ends the session, waiting requests fail with
+:class:`SessionClosed` carrying its code, and the message stream ends.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import AsyncIterator
+
+from .protocol import DEFAULT_MAX_FRAME, DictReader, ProtocolError, encode_frame
+
+READ_SIZE = 262_144
+MAX_QUEUED_MESSAGES = 1_000_000  # the stream's bound: a consumer this far behind stops the reading
+
+
+class SessionClosed(ConnectionError):
+    """The session ended: by a logout from the exchange (``code``, ``text``) or a lost connection."""
+
+    def __init__(self, text: str, code: int | None = None) -> None:
+        super().__init__(text if code is None else f"{text} (code {code})")
+        self.code = code
+        self.text = text
+
+
+class LogonRefused(SessionClosed):
+    """The exchange refused the logon (wrong secret, account already logged on, ...)."""
+
+
+class ExchangeClient:
+    """A logged-on session. Make one with :func:`connect`."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._frames = DictReader(max_frame)
+        self._request_ids = itertools.count(1)
+        self._waiting: dict[object, asyncio.Future] = {}
+        self._messages: asyncio.Queue[dict | None] = asyncio.Queue(MAX_QUEUED_MESSAGES)
+        self._tasks: list[asyncio.Task] = []
+        self._client_order_ids = itertools.count(1)
+        self._client_order_prefix = f"c{time.time_ns():x}-"
+        self.logon: dict = {}  # the exchange's logon_accepted message
+        self.closed: SessionClosed | None = None
+        self.last_seq = 0
+        self._last_sent = time.monotonic()
+
+    # -- session ------------------------------------------------------------------------------
+
+    async def _log_on(self, account: str, secret: str, heartbeat_interval: int | None) -> dict:
+        message = {"type": "logon", "account": account, "secret": secret}
+        if heartbeat_interval is not None:
+            message["heartbeat_interval"] = heartbeat_interval
+        self._write(message)
+        while True:
+            data = await self._reader.read(READ_SIZE)
+            if not data:
+                raise LogonRefused("the exchange closed the connection during logon")
+            messages = self._frames.feed(data)
+            if messages:
+                break
+        first = messages[0]
+        if first.get("type") != "logon_accepted":
+            raise LogonRefused(str(first.get("text", "logon refused")), first.get("code"))
+        self.logon = first
+        self._frames = DictReader(first.get("max_frame", DEFAULT_MAX_FRAME))
+        self._tasks = [asyncio.create_task(self._read_loop(messages[1:]), name=f"client-reader-{account}"),
+                       asyncio.create_task(self._heartbeat_loop(), name=f"client-heartbeat-{account}")]
+        return first
+
+    async def logout(self) -> None:
+        """Log out and wait (briefly) for the exchange's logout; then close."""
+        if self.closed is None:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting["logout"] = future
+            self._write({"type": "logout"})
+            try:
+                await asyncio.wait_for(future, 5.0)
+            except (asyncio.TimeoutError, SessionClosed):
+                pass
+        await self.close()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._end(SessionClosed("closed by the client"))
+        self._writer.close()
+        try:
+            await self._writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def _write(self, message: dict) -> None:
+        if self.closed is not None:
+            raise self.closed
+        self._writer.write(encode_frame(message))
+        self._last_sent = time.monotonic()
+
+    def send(self, message: dict) -> object:
+        """Send a request without waiting for its answer; returns its request id (one is given if absent)."""
+        if message.get("request_id") is None:
+            message = {**message, "request_id": next(self._request_ids)}
+        self._write(message)
+        return message["request_id"]
+
+    async def request(self, message: dict) -> dict:
+        """Send a request and return the first message the exchange answers it with."""
+        future = asyncio.get_running_loop().create_future()
+        request_id = next(self._request_ids)
+        self._waiting[request_id] = future
+        try:
+            self._write({**message, "request_id": request_id})
+            return await future
+        finally:
+            self._waiting.pop(request_id, None)
+
+    async def drain(self) -> None:
+        """Wait until the socket has taken what was sent (flow control for a fast sender)."""
+        await self._writer.drain()
+
+    def next_client_order_id(self) -> str:
+        return f"{self._client_order_prefix}{next(self._client_order_ids)}"
+
+    # -- requests --------------------------------------------------------------------------------
+
+    def new_order_message(self, instrument: str, side: str, quantity: int, price: int | str | Decimal | None = None,
+                          *, client_order_id: str | int | None = None, **options: object) -> dict:
+        """A ``new_order`` message; ``options`` are the protocol's optional fields (order_type, stop_price, ...)."""
+        message = {"type": "new_order", "instrument": instrument, "side": side, "quantity": quantity,
+                   "client_order_id": self.next_client_order_id() if client_order_id is None else client_order_id}
+        if price is not None:
+            message["price"] = str(price) if isinstance(price, Decimal) else price
+        for name, value in options.items():
+            if value is not None:
+                message[name] = str(value) if isinstance(value, Decimal) else value
+        return message
+
+    async def new_order(self, instrument: str, side: str, quantity: int, price: int | str | Decimal | None = None,
+                        **options: object) -> dict:
+        """Enter an order; returns its ``new`` or ``rejected`` execution report (or a session ``reject``)."""
+        return await self.request(self.new_order_message(instrument, side, quantity, price, **options))
+
+    async def cancel(self, order_id: int | None = None, client_order_id: str | int | None = None) -> dict:
+        return await self.request(_order_reference("cancel_order", order_id, client_order_id))
+
+    async def replace(self, order_id: int | None = None, client_order_id: str | int | None = None, *,
+                      quantity: int | None = None, price: int | str | Decimal | None = None) -> dict:
+        message = _order_reference("replace_order", order_id, client_order_id)
+        if quantity is not None:
+            message["quantity"] = quantity
+        if price is not None:
+            message["price"] = str(price) if isinstance(price, Decimal) else price
+        return await self.request(message)
+
+    async def mass_cancel(self, instrument: str | None = None) -> dict:
+        return await self.request({"type": "mass_cancel", "instrument": instrument})
+
+    async def order_status(self, order_id: int | None = None, client_order_id: str | int | None = None) -> dict:
+        return await self.request(_order_reference("order_status", order_id, client_order_id))
+
+    async def balances(self) -> dict:
+        return await self.request({"type": "balances"})
+
+    async def book(self, instrument: str, levels: int = 10) -> dict:
+        return await self.request({"type": "book", "instrument": instrument, "levels": levels})
+
+    async def kill_switch(self, account: str) -> dict:
+        return await self.request({"type": "kill_switch", "account": account})
+
+    async def release_kill_switch(self, account: str) -> dict:
+        return await self.request({"type": "release_kill_switch", "account": account})
+
+    # -- receiving ---------------------------------------------------------------------------------
+
+    async def messages(self) -> AsyncIterator[dict]:
+        """Every numbered message from the exchange, in order, until the session ends."""
+        while True:
+            message = await self._messages.get()
+            if message is None:
+                return
+            yield message
+
+    async def _read_loop(self, first: list[dict]) -> None:
+        try:
+            await self._dispatch(first)
+            while True:
+                data = await self._reader.read(READ_SIZE)
+                if not data:
+                    self._end(SessionClosed("the exchange closed the connection"))
+                    return
+                await self._dispatch(self._frames.feed(data))
+                if self.closed is not None:
+                    return
+        except (ConnectionError, OSError, ProtocolError) as error:
+            self._end(SessionClosed(f"connection lost: {error}"))
+
+    async def _dispatch(self, messages: list[dict]) -> None:
+        for message in messages:
+            kind = message.get("type")
+            if kind == "heartbeat":
+                continue
+            if kind == "logout":
+                waiter = self._waiting.pop("logout", None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(message)
+                self._end(SessionClosed(str(message.get("text")), message.get("code")))
+                return
+            if "seq" in message:
+                self.last_seq = message["seq"]
+                await self._messages.put(message)
+            waiter = self._waiting.get(message.get("request_id"))
+            if waiter is not None and not waiter.done():
+                waiter.set_result(message)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = float(self.logon.get("heartbeat_interval", 5.0))
+        while self.closed is None:
+            await asyncio.sleep(interval / 2)
+            if time.monotonic() - self._last_sent >= interval / 2 and self.closed is None:
+                self._write({"type": "heartbeat"})
+
+    def _end(self, reason: SessionClosed) -> None:
+        if self.closed is not None:
+            return
+        self.closed = reason
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(reason)
+        self._waiting.clear()
+        try:
+            self._messages.put_nowait(None)
+        except asyncio.QueueFull:
+            pass
+
+
+def _order_reference(kind: str, order_id: int | None, client_order_id: str | int | None) -> dict:
+    message: dict = {"type": kind}
+    if order_id is not None:
+        message["order_id"] = order_id
+    if client_order_id is not None:
+        message["client_order_id"] = client_order_id
+    return message
+
+
+@asynccontextmanager
+async def connect(host: str, port: int, account: str, secret: str, *,
+                  heartbeat_interval: int | None = None) -> AsyncIterator[ExchangeClient]:
+    """A logged-on session for the ``async with`` block; logs out on leaving it."""
+    reader, writer = await asyncio.open_connection(host, port, limit=READ_SIZE)
+    client = ExchangeClient(reader, writer)
+    try:
+        await client._log_on(account, secret, heartbeat_interval)
+    except BaseException:
+        writer.close()
+        raise
+    try:
+        yield client
+    finally:
+        await client.logout()

@@ -1,0 +1,286 @@
+"""The wire protocol, sans I/O: bytes in, messages out; messages in, bytes out.
+
+How this works
+--------------
+A frame is a 4-byte big-endian unsigned length, then that many bytes
+holding exactly one MessagePack map (docs/PROTOCOL.md is the specification;
+this module is its implementation, and nothing here touches a socket).
+
+:class:`FrameReader` takes whatever bytes a read returned (one frame, many,
+or a part of one) and hands back every complete frame's body. The length is
+checked before the body is awaited: zero or more than the maximum frame
+size is fatal, because a stream whose lengths cannot be trusted cannot be
+resynchronised.
+
+:class:`MessageReader` decodes the bodies. Each inbound message kind is a
+``msgspec.Struct`` tagged by its ``type`` field, so one decoder call checks
+the MessagePack, the message type, every field's type and that no unknown
+field is present, and builds the message: about 1.1 million order frames a
+second here, against 0.67 million for ``msgpack.unpackb`` to a bare dict
+with no checking at all (benchmarks/codec_bench.py). A body that is not
+MessagePack, or not a map, is fatal (:class:`Refusal` with ``fatal``); a
+map with an unknown type or a bad field is refused with a code and the
+session goes on (the frame boundary is intact, so the stream still is).
+
+Outbound messages are plain dicts (their fields are listed in
+docs/PROTOCOL.md); :func:`encode_frame` packs one into a frame. The client
+(:mod:`gateway.client`) uses the same reader with ``schema=None``, which
+decodes any map as a dict.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar, Union
+
+import msgspec
+
+from exchange import RejectCode
+
+PROTOCOL_VERSION = 1
+LENGTH_BYTES = 4
+DEFAULT_MAX_FRAME = 65_536  # bytes of body; the logon answer says the server's actual limit
+
+RequestId = Union[int, str, None]  # noqa: UP007 (msgspec reads the annotation at run time)
+Price = Union[int, str, None]  # noqa: UP007 integer ticks, or a decimal string in euros ("70.25")
+ClientOrderId = Union[int, str]  # noqa: UP007
+
+
+class Inbound(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """A message from a client. ``request_id`` is the client's own label, echoed in the answer."""
+
+    request_id: RequestId = None
+    needs_logon: ClassVar[bool] = True  # every message but logon needs a logged-on session
+    admin: ClassVar[bool] = False  # operator accounts only
+
+
+# -- session ---------------------------------------------------------------------------------
+
+class Logon(Inbound, tag="logon"):
+    account: str
+    secret: str
+    heartbeat_interval: Union[int, None] = None  # noqa: UP007 seconds; None: the server's default
+    needs_logon: ClassVar[bool] = False
+
+
+class Logout(Inbound, tag="logout"):
+    pass
+
+
+class Heartbeat(Inbound, tag="heartbeat"):
+    pass
+
+
+# -- orders ----------------------------------------------------------------------------------
+
+class NewOrderRequest(Inbound, tag="new_order"):
+    client_order_id: ClientOrderId
+    instrument: str
+    side: str  # "B" or "S"
+    quantity: int  # lots
+    price: Price = None  # required for LIMIT
+    order_type: str = "LIMIT"
+    time_in_force: str = "GTC"
+    display_quantity: Union[int, None] = None  # noqa: UP007 iceberg: lots shown at a time
+    stop_price: Price = None
+    expire_date: Union[int, None] = None  # noqa: UP007 GTD: YYYYMMDD
+    post_only: bool = False
+    self_trade_prevention: Union[str, None] = None  # noqa: UP007 None: the account's default
+
+
+class CancelRequest(Inbound, tag="cancel_order"):
+    order_id: Union[int, None] = None  # noqa: UP007 exactly one of the two
+    client_order_id: Union[ClientOrderId, None] = None  # noqa: UP007
+
+
+class ReplaceRequest(Inbound, tag="replace_order"):
+    order_id: Union[int, None] = None  # noqa: UP007
+    client_order_id: Union[ClientOrderId, None] = None  # noqa: UP007
+    quantity: Union[int, None] = None  # noqa: UP007 the new total, filled part included
+    price: Price = None
+
+
+class MassCancelRequest(Inbound, tag="mass_cancel"):
+    instrument: Union[str, None] = None  # noqa: UP007 None: every instrument
+
+
+class OrderStatusRequest(Inbound, tag="order_status"):
+    order_id: Union[int, None] = None  # noqa: UP007
+    client_order_id: Union[ClientOrderId, None] = None  # noqa: UP007
+
+
+class BalancesRequest(Inbound, tag="balances"):
+    pass
+
+
+class BookRequest(Inbound, tag="book"):
+    instrument: str
+    levels: int = 10
+
+
+# -- operators -------------------------------------------------------------------------------
+
+class KillSwitchRequest(Inbound, tag="kill_switch"):
+    account: str
+    admin: ClassVar[bool] = True
+
+
+class ReleaseKillSwitchRequest(Inbound, tag="release_kill_switch"):
+    account: str
+    admin: ClassVar[bool] = True
+
+
+INBOUND: tuple[type[Inbound], ...] = (
+    Logon, Logout, Heartbeat, NewOrderRequest, CancelRequest, ReplaceRequest, MassCancelRequest,
+    OrderStatusRequest, BalancesRequest, BookRequest, KillSwitchRequest, ReleaseKillSwitchRequest,
+)
+MESSAGE_TYPES = frozenset(kind.__struct_config__.tag for kind in INBOUND)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An inbound frame that could not become a message: answered with ``code``; ``fatal`` closes the session.
+
+    ``message_type``, ``request_id`` and ``client_order_id`` are echoed from
+    the frame when it was a readable map, so the client can tell which
+    request was refused.
+    """
+
+    code: RejectCode
+    text: str
+    fatal: bool
+    field: str | None = None
+    message_type: str | None = None
+    request_id: object = None
+    client_order_id: object = None
+
+
+class FrameReader:
+    """Splits a byte stream into frame bodies. After a bad length it yields nothing more (``failed``)."""
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._pending = b""  # the start of a frame whose end has not arrived
+        self.failed: Refusal | None = None
+
+    def feed(self, data: bytes) -> list[memoryview]:
+        """Every complete frame body in the stream so far; a bad length sets ``failed`` and stops."""
+        if self.failed is not None:
+            return []
+        if self._pending:
+            data = self._pending + data
+        view = memoryview(data)
+        end = len(data)
+        at = 0
+        bodies = []
+        max_frame = self.max_frame
+        while end - at >= LENGTH_BYTES:
+            length = int.from_bytes(view[at:at + LENGTH_BYTES], "big")
+            if not 0 < length <= max_frame:
+                self.failed = Refusal(RejectCode.FRAME_TOO_LARGE, f"{RejectCode.FRAME_TOO_LARGE.text}: length "
+                                      f"{length}, maximum {max_frame}", fatal=True)
+                self._pending = b""
+                return bodies
+            stop = at + LENGTH_BYTES + length
+            if stop > end:
+                break
+            bodies.append(view[at + LENGTH_BYTES:stop])
+            at = stop
+        self._pending = bytes(view[at:]) if at < end else b""
+        return bodies
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held of a frame not yet complete."""
+        return len(self._pending)
+
+
+_FIELD_IN_ERROR = re.compile(r"`\$\.([A-Za-z_][A-Za-z0-9_]*)|field `([A-Za-z_][A-Za-z0-9_]*)`")
+_any_decoder = msgspec.msgpack.Decoder()
+_inbound_decoder = msgspec.msgpack.Decoder(Union[INBOUND])  # type: ignore[valid-type]  # noqa: UP007
+
+
+class MessageReader:
+    """Bytes in, inbound messages (or refusals) out: a :class:`FrameReader` plus the message schema."""
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.frames = FrameReader(max_frame)
+        self.closed = False  # a fatal refusal was returned: nothing more is read
+
+    def feed(self, data: bytes) -> list[Inbound | Refusal]:
+        if self.closed:
+            return []
+        out: list[Inbound | Refusal] = []
+        decode = _inbound_decoder.decode
+        for body in self.frames.feed(data):
+            try:
+                out.append(decode(body))
+            except msgspec.ValidationError as error:
+                refusal = _classify(body, error)
+                out.append(refusal)
+                if refusal.fatal:
+                    break
+            except msgspec.DecodeError as error:
+                out.append(Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: {error}",
+                                   fatal=True))
+                break
+        else:
+            if self.frames.failed is not None:
+                out.append(self.frames.failed)
+        if out and type(out[-1]) is Refusal and out[-1].fatal:
+            self.closed = True
+        return out
+
+
+def _classify(body: memoryview, error: msgspec.ValidationError) -> Refusal:
+    """Why a well-formed MessagePack body is not a valid message."""
+    try:  # the schema failed first; the body may still be broken MessagePack further on
+        document = _any_decoder.decode(body)
+    except msgspec.DecodeError as decode_error:
+        return Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: {decode_error}", fatal=True)
+    if type(document) is not dict:
+        return Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: a "
+                       f"{type(document).__name__}, not a map", fatal=True)
+    message_type = document.get("type")
+    request_id = document.get("request_id")
+    client_order_id = document.get("client_order_id")
+    echo = {"message_type": message_type if type(message_type) is str else None,
+            "request_id": request_id if type(request_id) in (int, str) else None,
+            "client_order_id": client_order_id if type(client_order_id) in (int, str) else None}
+    if type(message_type) is not str or message_type not in MESSAGE_TYPES:
+        return Refusal(RejectCode.UNKNOWN_MESSAGE_TYPE, f"{RejectCode.UNKNOWN_MESSAGE_TYPE.text}: "
+                       f"{message_type!r} (known: {', '.join(sorted(MESSAGE_TYPES))})", fatal=False, field="type",
+                       **echo)
+    match = _FIELD_IN_ERROR.search(str(error))
+    field = (match.group(1) or match.group(2)) if match else None
+    return Refusal(RejectCode.INVALID_FIELD, f"{RejectCode.INVALID_FIELD.text}: {error}", fatal=False, field=field,
+                   **echo)
+
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def encode_frame(message: dict) -> bytes:
+    """One outbound (or, for the client, inbound) message as a frame: length, then the MessagePack map."""
+    body = _encoder.encode(message)
+    return len(body).to_bytes(LENGTH_BYTES, "big") + body
+
+
+class DictReader:
+    """The client's side: frames in, dicts out (the server's messages are not checked against a schema)."""
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.frames = FrameReader(max_frame)
+
+    def feed(self, data: bytes) -> list[dict]:
+        messages = [_any_decoder.decode(body) for body in self.frames.feed(data)]
+        if self.frames.failed is not None:
+            raise ProtocolError(self.frames.failed.text)
+        for message in messages:
+            if type(message) is not dict:
+                raise ProtocolError(f"the server sent a {type(message).__name__}, not a map")
+        return messages
+
+
+class ProtocolError(Exception):
+    """The peer broke the protocol (the client's view of a server, or a test's)."""

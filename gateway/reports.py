@@ -1,0 +1,220 @@
+"""Between the wire and the engine: requests become commands, events become execution reports.
+
+How this works
+--------------
+Prices on the wire are integer ticks of the instrument (or decimal euro
+strings, in requests); the engine counts cents. :func:`price_in_cents`
+converts a request's price, and reports convert back (``cents // tick``).
+
+:class:`OrderTracker` follows every order through the engine's events and
+keeps what a FIX execution report needs and the engine does not carry: the
+cumulative quantity, the traded value for the average price, the order's
+status. :meth:`OrderTracker.messages` turns a command's events into the
+messages each account is to receive: ``execution_report`` for every change
+of an order (new, trade, canceled, replaced, rejected, expired, triggered),
+``request_rejected`` for a refused cancel, replace, mass cancel or kill
+switch, ``mass_cancel_report`` and ``kill_switch_report``. Events no trading
+session receives (book levels, funding, compliance) produce nothing here.
+
+The tracker keeps each order of the trading day, open or closed, so that
+``order_status`` can answer for a filled or cancelled order too; at the end
+of a trading day the closed ones are forgotten, as the engine frees their
+client order ids.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Iterable, Mapping
+
+from exchange import (AccountBlocked, AccountUnblocked, InvalidCommand, MassCancelCompleted, OrderAccepted,
+                      OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, RejectCode, RequestRejected,
+                      Side, StopTriggered, Trade, TradingDayClosed)
+from exchange.instruments import Instrument, eur_to_cents
+
+# Order statuses (FIX OrdStatus), as sent in ``order_status``.
+NEW = "new"
+PARTIALLY_FILLED = "partially_filled"
+FILLED = "filled"
+CANCELED = "canceled"
+EXPIRED = "expired"
+REJECTED = "rejected"
+WAITING_TRIGGER = "waiting_trigger"  # a stop-limit order not yet triggered
+CLOSED_STATUSES = frozenset((FILLED, CANCELED, EXPIRED, REJECTED))
+AVERAGE_PRICE_PLACES = Decimal("0.0001")  # average prices are euros to 4 decimals, rounded half to even
+
+
+def price_in_cents(value: object, instrument: Instrument | None, field: str) -> int | None:
+    """A request's price in cents: ``value`` is None, integer ticks, or a decimal string in euros.
+
+    Raises InvalidCommand (INVALID_PRICE, PRICE_NOT_ON_TICK) for a price
+    that cannot be one. For an unknown instrument an integer passes through
+    unchanged (the engine then refuses the instrument).
+    """
+    if value is None:
+        return None
+    code = RejectCode.INVALID_STOP_PRICE if field == "stop_price" else RejectCode.INVALID_PRICE
+    tick = 1 if instrument is None else instrument.tick_size
+    if type(value) is int:
+        return value * tick
+    try:
+        cents = eur_to_cents(value)
+    except ValueError:
+        raise InvalidCommand(code, field) from None
+    if cents % tick:
+        raise InvalidCommand(RejectCode.PRICE_NOT_ON_TICK if code is RejectCode.INVALID_PRICE else code, field)
+    return cents
+
+
+class OrderView:
+    """What the gateway knows of one order of the day."""
+
+    __slots__ = ("order_id", "account", "client_order_id", "instrument", "tick", "side", "order_type",
+                 "time_in_force", "price", "stop_price", "display_quantity", "expire_date", "quantity", "cum",
+                 "value", "status")
+
+    def __init__(self, event: OrderAccepted, tick: int) -> None:
+        self.order_id = event.order_id
+        self.account = event.account
+        self.client_order_id = event.client_order_id
+        self.instrument = event.instrument
+        self.tick = tick
+        self.side = event.side
+        self.order_type = event.order_type
+        self.time_in_force = event.time_in_force
+        self.price = event.price  # cents
+        self.stop_price = event.stop_price
+        self.display_quantity = event.display_quantity
+        self.expire_date = event.expire_date
+        self.quantity = event.quantity
+        self.cum = 0  # lots filled
+        self.value = 0  # sum of price x lots over the fills, for the average price
+        self.status = NEW if event.stop_price is None else WAITING_TRIGGER
+
+    def report(self, exec_type: str, ts: int) -> dict:
+        """An execution report of the order as it is now."""
+        tick = self.tick
+        cum = self.cum
+        return {
+            "type": "execution_report", "exec_type": exec_type, "order_status": self.status,
+            "order_id": self.order_id, "client_order_id": self.client_order_id, "instrument": self.instrument,
+            "side": self.side.value, "order_type": self.order_type.value,
+            "time_in_force": self.time_in_force.value,
+            "price": None if self.price is None else self.price // tick,
+            "stop_price": None if self.stop_price is None else self.stop_price // tick,
+            "display_quantity": self.display_quantity, "expire_date": self.expire_date,
+            "quantity": self.quantity, "cum_quantity": cum,
+            "leaves_quantity": 0 if self.status in CLOSED_STATUSES else self.quantity - cum,
+            "avg_price": average_price(self.value, cum), "ts": ts,
+        }
+
+
+def average_price(value: int, lots: int) -> str | None:
+    """The volume-weighted price of fills worth ``value`` (cents x lots) over ``lots``, as euros."""
+    if not lots:
+        return None
+    return str((Decimal(value) / (lots * 100)).quantize(AVERAGE_PRICE_PLACES))
+
+
+class OrderTracker:
+    """Every order of the trading day, followed through the engine's events."""
+
+    def __init__(self, instruments: Mapping[str, Instrument]) -> None:
+        self.ticks = {symbol: instrument.tick_size for symbol, instrument in instruments.items()}
+        self.orders: dict[int, OrderView] = {}  # by order id: open orders and today's closed ones
+        self.by_client_id: dict[tuple[str, object], OrderView] = {}
+
+    def find(self, account: str, order_id: int | None, client_order_id: object) -> OrderView | None:
+        """The account's order named by its id or its client order id; None if the account has no such order."""
+        if order_id is not None:
+            view = self.orders.get(order_id)
+            return view if view is not None and view.account == account else None
+        return self.by_client_id.get((account, client_order_id))
+
+    def messages(self, events: Iterable[object]) -> list[tuple[str, dict]]:
+        """(account, message) for each message the events cause, in event order."""
+        out: list[tuple[str, dict]] = []
+        orders = self.orders
+        for event in events:
+            kind = event.__class__
+            if kind is Trade:
+                self._fill(orders[event.taker_order_id], event, event.taker_leaves, "taker", event.taker_fee, out)
+                self._fill(orders[event.maker_order_id], event, event.maker_leaves, "maker", event.maker_fee, out)
+            elif kind is OrderAccepted:
+                view = orders[event.order_id] = OrderView(event, self.ticks[event.instrument])
+                self.by_client_id[(event.account, event.client_order_id)] = view
+                out.append((event.account, view.report("new", event.ts)))
+            elif kind is OrderCanceled:
+                view = orders[event.order_id]
+                view.status = CANCELED
+                report = view.report("canceled", event.ts)
+                report["reason"] = event.reason.value
+                out.append((event.account, report))
+            elif kind is OrderRejected:
+                out.append((event.account, rejected_order_report(event.client_order_id, event.instrument,
+                                                                 event.code, event.ts)))
+            elif kind is RequestRejected:
+                if event.account is not None:
+                    out.append((event.account, request_rejected(event.request, event.code, event.ts,
+                                                                event.order_id, event.client_order_id)))
+            elif kind is OrderReplaced:
+                view = orders[event.order_id]
+                view.price = event.price
+                view.quantity = event.quantity
+                report = view.report("replaced", event.ts)
+                report["priority_kept"] = event.priority_kept
+                out.append((event.account, report))
+            elif kind is OrderExpired:
+                view = orders[event.order_id]
+                view.status = EXPIRED
+                out.append((event.account, view.report("expired", event.ts)))
+            elif kind is StopTriggered:
+                view = orders[event.order_id]
+                view.status = NEW if view.cum == 0 else PARTIALLY_FILLED
+                report = view.report("triggered", event.ts)
+                report["trigger_price"] = event.last_price // view.tick
+                out.append((event.account, report))
+            elif kind is MassCancelCompleted:
+                out.append((event.account, {"type": "mass_cancel_report", "instrument": event.instrument,
+                                            "canceled_orders": event.canceled_orders, "ts": event.ts}))
+            elif kind is AccountBlocked or kind is AccountUnblocked:
+                out.append((event.account, {"type": "kill_switch_report", "account": event.account,
+                                            "blocked": kind is AccountBlocked,
+                                            "canceled_orders": getattr(event, "canceled_orders", 0),
+                                            "ts": event.ts}))
+            elif kind is TradingDayClosed:
+                self._forget_closed()
+        return out
+
+    def _fill(self, view: OrderView, trade: Trade, leaves: int, liquidity: str, fee: int,
+              out: list[tuple[str, dict]]) -> None:
+        view.cum += trade.quantity
+        view.value += trade.price * trade.quantity
+        view.status = FILLED if leaves == 0 else PARTIALLY_FILLED
+        report = view.report("trade", trade.ts)
+        report["leaves_quantity"] = leaves
+        report.update(trade_id=trade.trade_id, last_price=trade.price // view.tick, last_quantity=trade.quantity,
+                      liquidity=liquidity, fee=fee,
+                      aggressor_side=trade.aggressor_side.value)
+        out.append((view.account, report))
+
+    def _forget_closed(self) -> None:
+        """End of day: closed orders are forgotten (their client order ids may be used again)."""
+        self.orders = {order_id: view for order_id, view in self.orders.items() if view.status not in CLOSED_STATUSES}
+        self.by_client_id = {(view.account, view.client_order_id): view for view in self.orders.values()}
+
+
+def rejected_order_report(client_order_id: object, instrument: str | None, code: RejectCode, ts: int) -> dict:
+    """The execution report of a new order that was refused (by the engine, or before it)."""
+    return {"type": "execution_report", "exec_type": "rejected", "order_status": REJECTED, "order_id": None,
+            "client_order_id": client_order_id, "instrument": instrument, "cum_quantity": 0, "leaves_quantity": 0,
+            "code": int(code), "text": code.text, "ts": ts}
+
+
+def request_rejected(request: str, code: RejectCode, ts: int, order_id: object = None,
+                     client_order_id: object = None) -> dict:
+    """A refused request other than a new order (cancel, replace, mass cancel, status, kill switch)."""
+    return {"type": "request_rejected", "request": request, "order_id": order_id,
+            "client_order_id": client_order_id, "code": int(code), "text": code.text, "ts": ts}
+
+
+SIDE_NAMES = {Side.BUY: "buy", Side.SELL: "sell"}

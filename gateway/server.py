@@ -1,0 +1,714 @@
+"""The trading gateway: sessions over TCP, one engine task, settlement behind it.
+
+How this works
+--------------
+Each connection is served by its own task (``session-N``): it reads what
+the socket has (up to 256 KiB at a time), and :class:`gateway.protocol.MessageReader`
+turns the bytes into messages. The first must be a logon (within the logon
+timeout); the secret is checked in a worker thread (scrypt takes tens of
+milliseconds, which the market must not wait for). After logon each message
+is throttled (a token bucket per session) and put on the one bounded
+request queue. When the queue is full the session task waits, so the
+client feels TCP backpressure; nothing is dropped.
+
+One task, ``engine``, owns the engine. It takes what is queued (up to
+``max_batch`` requests), converts each request to an engine command
+(prices from ticks or euro strings to cents, a timestamp from the clock,
+never going back), runs the batch with ``Engine.handle_all``, hands every
+event to settlement (a ``put_nowait``: matching never waits on the
+ledger), and turns the events into messages for each account
+(:class:`gateway.reports.OrderTracker`). Requests that need no engine
+command (order status, balances, the book, logout, session rejects) are
+answered in their place in the queue, so a session's answers always come
+in the order of its requests. That loop is also where a later journal
+writes and syncs each batch before any of its answers go out (issue 6):
+``_run_batch`` sequences, the engine runs, then ``_deliver`` sends.
+
+Every message to an account carries the account's outbound sequence
+number (``seq``), counted across its connections for the life of the
+process, including messages produced while it is not connected (its
+fills, say): a client that logs on again sees the gap from ``next_seq``.
+
+Writing never waits: messages go into the socket's transport buffer. A
+client that does not read lets that buffer grow; past
+``max_outbound_bytes`` it is disconnected as a slow consumer. When a
+session ends for any reason (logout, timeout, error, disconnect) and its
+account has cancel-on-disconnect (the default), a ``MassCancel`` with
+``on_disconnect`` is queued behind everything the session sent.
+
+Shutdown (:meth:`TradingGateway.stop`, on SIGINT or SIGTERM): stop
+accepting, stop reading, let the engine finish every request already
+queued, send each session a logout (711), close, drain settlement.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import signal
+import tempfile
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, Callable, Mapping
+
+from exchange import (BlockAccount, CancelOrder, ComplianceConfig, ConfigError, Engine, InvalidCommand, MassCancel, NewOrder, RejectCode,
+                      ReplaceOrder, Side, UnblockAccount)
+from exchange.instruments import Instrument, cents_to_eur
+
+from .config import AccountConfig, ServerConfig, opening_commands
+from .credentials import hash_secret, verify_secret
+from .logs import log_event
+from .protocol import (PROTOCOL_VERSION, BalancesRequest, BookRequest, CancelRequest, Heartbeat, Inbound,
+                       KillSwitchRequest, Logon, Logout, MassCancelRequest, MessageReader, NewOrderRequest,
+                       OrderStatusRequest, Refusal, ReleaseKillSwitchRequest, ReplaceRequest, encode_frame)
+from .reports import OrderTracker, price_in_cents, rejected_order_report, request_rejected
+from .ledger import SqliteLedgerStore
+from .settlement import Settlement, SettlementError, SettlementService
+
+log = logging.getLogger("carbonx.gateway")
+
+READ_SIZE = 262_144
+MIN_CLIENT_HEARTBEAT = 1  # seconds: the shortest heartbeat interval a client may ask for
+MAX_CLIENT_HEARTBEAT = 60
+MAX_BOOK_LEVELS = 100
+LOGOUT_WAIT = 5.0  # seconds a session waits for the engine loop to answer its logout
+_DUMMY_HASH = hash_secret("carbonx: no such account")  # checked for unknown accounts, so both take as long
+
+
+class TokenBucket:
+    """Allows ``rate`` messages a second on average and ``burst`` at once."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> bool:
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        self.stamp = now
+        if tokens >= 1.0:
+            self.tokens = min(tokens, self.burst) - 1.0
+            return True
+        self.tokens = tokens
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Throttled:
+    """A request refused by the throttle, queued so that its reject keeps its place among the answers."""
+
+    request: Inbound
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The gateway's own request: the account's session ended and it has cancel-on-disconnect."""
+
+    account: str
+
+
+class AccountLink:
+    """An account as the gateway sees it: configuration, outbound sequence, the session if logged on."""
+
+    __slots__ = ("config", "next_seq", "session")
+
+    def __init__(self, config: AccountConfig) -> None:
+        self.config = config
+        self.next_seq = 1
+        self.session: Session | None = None
+
+
+class Session:
+    """One client connection: its transport, its logon state, throttle and heartbeat clocks."""
+
+    def __init__(self, gateway: TradingGateway, number: int, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.gateway = gateway
+        self.number = number
+        self.reader = reader
+        self.writer = writer
+        self.transport = writer.transport
+        host, port = writer.get_extra_info("peername")[:2]
+        self.peer = f"{host}:{port}"
+        self.link: AccountLink | None = None  # set at logon
+        self.account: str | None = None
+        self.heartbeat_interval = gateway.config.heartbeat_interval
+        now = gateway.clock()
+        self.last_received = now
+        self.last_sent = now
+        self.bucket = TokenBucket(gateway.config.throttle_rate, gateway.config.throttle_burst, now)
+        self.closed = False
+        self.close_code: RejectCode | None = None
+        self.ended = asyncio.Event()  # set once the session is closed, by either side
+
+    def write(self, message: dict) -> None:
+        """Send a message now (no waiting); a client too far behind in reading is disconnected."""
+        if self.closed:
+            return
+        transport = self.transport
+        transport.write(encode_frame(message))
+        self.last_sent = self.gateway.clock()
+        if transport.get_write_buffer_size() > self.gateway.config.max_outbound_bytes:
+            log_event(log, "slow_consumer", logging.WARNING, session=self.number, account=self.account,
+                      peer=self.peer, buffered=transport.get_write_buffer_size())
+            self.close_code = RejectCode.SLOW_CONSUMER
+            self.closed = True
+            self.ended.set()
+            transport.abort()  # what is buffered will never be read in time: drop it
+
+    def end(self, code: RejectCode | None, text: str | None = None) -> None:
+        """Send a logout (with ``code`` if the exchange ends the session) and close after it is written."""
+        if self.closed:
+            return
+        message = {"type": "logout", "code": None if code is None else int(code),
+                   "text": text or ("logged out" if code is None else code.text), "ts": time.time_ns()}
+        self.write(message)
+        if self.closed:
+            return
+        self.close_code = code
+        self.closed = True
+        self.ended.set()
+        self.transport.close()  # closes once the buffer is written
+
+    def pause(self) -> None:
+        if not self.closed:
+            self.transport.pause_reading()
+
+
+class TradingGateway:
+    """The exchange process's network side: accepts sessions and runs the engine loop."""
+
+    def __init__(self, engine: Engine, accounts: Mapping[str, AccountConfig], config: ServerConfig,
+                 settlement: SettlementService, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine = engine
+        self.config = config
+        self.settlement = settlement
+        self.clock = clock
+        self.tracker = OrderTracker(engine.instruments)
+        self.links = {account_id: AccountLink(account) for account_id, account in accounts.items()}
+        self.requests: asyncio.Queue[tuple[Session | None, object]] = asyncio.Queue(maxsize=config.queue_size)
+        self.sessions: dict[int, Session] = {}
+        self._numbers = itertools.count(1)
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._connection_tasks: set[asyncio.Task] = set()
+        self._last_ts = 0
+        self.stopping = False
+        self.failure: BaseException | None = None  # set when the engine loop stops on an error
+        self.stopped = asyncio.Event()
+        self.instrument_list = [_instrument_entry(instrument) for instrument in engine.instruments.values()]
+        self._commands: dict[type, Callable[[Session | None, object, int], object]] = {
+            NewOrderRequest: self._new_order,
+            CancelRequest: self._cancel_order,
+            ReplaceRequest: self._replace_order,
+            MassCancelRequest: self._mass_cancel,
+            KillSwitchRequest: self._kill_switch,
+            ReleaseKillSwitchRequest: self._release_kill_switch,
+            Disconnected: self._disconnected,
+        }
+        self._answers: dict[type, Callable[[Session, object], None]] = {
+            OrderStatusRequest: self._order_status,
+            BalancesRequest: self._balances,
+            BookRequest: self._book,
+            Logout: self._logout,
+            Refusal: self._refusal,
+            Throttled: self._throttled,
+        }
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen, and start the engine and heartbeat tasks."""
+        self._server = await asyncio.start_server(self._serve_connection, self.config.host, self.config.port,
+                                                  limit=READ_SIZE)
+        self._tasks = [asyncio.create_task(self._engine_loop(), name="engine"),
+                       asyncio.create_task(self._heartbeats(), name="session-heartbeats")]
+        log_event(log, "listening", host=self.config.host, port=self.port, instruments=list(self.engine.instruments),
+                  accounts=len(self.links))
+
+    @property
+    def port(self) -> int:
+        """The port listened on (useful with port 0)."""
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Graceful shutdown: stop accepting and reading, answer what is queued, log everyone out, close."""
+        if self.stopping:
+            return
+        self.stopping = True
+        log_event(log, "stopping", sessions=len(self.sessions), queued=self.requests.qsize())
+        if self._server is not None:
+            self._server.close()
+        for session in list(self.sessions.values()):
+            session.pause()
+        while not self.requests.empty() and self.failure is None and not self._tasks[0].done():
+            await asyncio.sleep(0.001)  # the engine finishes the batch in hand and everything queued
+        await asyncio.sleep(0)
+        for session in list(self.sessions.values()):
+            session.end(RejectCode.SHUTTING_DOWN)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._connection_tasks:
+            await asyncio.wait(self._connection_tasks, timeout=2.0)
+        for task in self._connection_tasks:
+            task.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
+        log_event(log, "stopped", last_event_seq=self.engine.counters.seq)
+        self.stopped.set()
+
+    # -- sessions --------------------------------------------------------------------------
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        number = next(self._numbers)
+        task.set_name(f"session-{number}")
+        self._connection_tasks.add(task)
+        session = Session(self, number, reader, writer)
+        self.sessions[number] = session
+        log_event(log, "connected", session=number, peer=session.peer)
+        try:
+            if self.stopping:
+                session.end(RejectCode.SHUTTING_DOWN)
+            elif len(self.sessions) > self.config.max_sessions:
+                session.end(RejectCode.TOO_MANY_SESSIONS)
+            else:
+                await self._run_session(session)
+        except (ConnectionError, OSError) as error:
+            log_event(log, "connection_error", logging.INFO, session=number, error=str(error))
+        finally:
+            del self.sessions[number]
+            self._connection_tasks.discard(task)
+            await self._session_ended(session)
+            if not session.closed:
+                session.closed = True
+                writer.close()
+
+    async def _run_session(self, session: Session) -> None:
+        messages = MessageReader(self.config.max_frame)
+        try:
+            items = await asyncio.wait_for(self._first_messages(session, messages), self.config.logon_timeout)
+        except asyncio.TimeoutError:
+            session.end(RejectCode.LOGON_TIMEOUT)
+            return
+        if not items:
+            return  # the client went away before logging on
+        if not await self._logon(session, items[0]):
+            return
+        if not await self._take(session, items[1:]):
+            return await self._await_logout(session)
+        reader = session.reader
+        clock = self.clock
+        while not session.closed:
+            data = await reader.read(READ_SIZE)
+            if not data:
+                return
+            session.last_received = clock()
+            if not await self._take(session, messages.feed(data)):
+                return await self._await_logout(session)
+
+    @staticmethod
+    async def _await_logout(session: Session) -> None:
+        """A logout is queued (or the session ended): the engine loop answers it after what came before it."""
+        if not session.closed:
+            try:
+                await asyncio.wait_for(session.ended.wait(), LOGOUT_WAIT)
+            except asyncio.TimeoutError:
+                pass
+
+    @staticmethod
+    async def _first_messages(session: Session, messages: MessageReader) -> list:
+        while True:
+            data = await session.reader.read(READ_SIZE)
+            if not data:
+                return []
+            items = messages.feed(data)
+            if items:
+                return items
+
+    async def _logon(self, session: Session, first: object) -> bool:
+        if type(first) is Refusal:
+            session.end(first.code if first.fatal else RejectCode.NOT_LOGGED_ON, first.text)
+            return False
+        if type(first) is not Logon:
+            session.end(RejectCode.NOT_LOGGED_ON)
+            return False
+        interval = first.heartbeat_interval
+        if interval is not None and not MIN_CLIENT_HEARTBEAT <= interval <= MAX_CLIENT_HEARTBEAT:
+            session.end(RejectCode.INVALID_FIELD, f"heartbeat_interval: whole seconds from {MIN_CLIENT_HEARTBEAT} "
+                                                  f"to {MAX_CLIENT_HEARTBEAT}")
+            return False
+        link = self.links.get(first.account)
+        stored = link.config.secret_hash if link is not None else _DUMMY_HASH
+        verified = await asyncio.to_thread(verify_secret, first.secret, stored)
+        if link is None or not verified:
+            log_event(log, "logon_failed", logging.WARNING, session=session.number, peer=session.peer,
+                      account=first.account[:64])
+            session.end(RejectCode.LOGON_FAILED)
+            return False
+        if link.session is not None:
+            log_event(log, "logon_refused_second_session", logging.WARNING, session=session.number,
+                      account=first.account, peer=session.peer)
+            session.end(RejectCode.ALREADY_LOGGED_ON)
+            return False
+        if session.closed or self.stopping:
+            return False
+        link.session = session
+        session.link = link
+        session.account = first.account
+        if interval is not None:
+            session.heartbeat_interval = float(interval)
+        session.last_received = self.clock()
+        config = self.config
+        session.write({
+            "type": "logon_accepted", "request_id": first.request_id, "account": first.account,
+            "protocol_version": PROTOCOL_VERSION, "session_id": session.number,
+            "heartbeat_interval": session.heartbeat_interval,
+            "heartbeat_timeout": session.heartbeat_interval * config.heartbeat_timeout_factor,
+            "max_frame": config.max_frame, "throttle_rate": config.throttle_rate,
+            "throttle_burst": config.throttle_burst, "cancel_on_disconnect": link.config.cancel_on_disconnect,
+            "operator": link.config.is_operator, "next_seq": link.next_seq, "instruments": self.instrument_list,
+            "ts": time.time_ns(),
+        })
+        log_event(log, "logon", session=session.number, account=first.account, peer=session.peer,
+                  next_seq=link.next_seq)
+        return True
+
+    async def _take(self, session: Session, items: list) -> bool:
+        """Queue a logged-on session's messages for the engine; False when the session must stop reading."""
+        put = self.requests.put
+        now = self.clock()
+        operator = session.link.config.is_operator
+        for item in items:
+            kind = item.__class__
+            if kind is Heartbeat:
+                continue
+            if kind is Refusal:
+                if item.fatal:
+                    session.end(item.code, item.text)
+                    return False
+                await put((session, item))
+            elif kind is Logout:
+                await put((session, item))
+                return False
+            elif not session.bucket.take(now):
+                await put((session, Throttled(item)))
+            elif kind is Logon:
+                await put((session, Refusal(RejectCode.ALREADY_LOGGED_ON_HERE, RejectCode.ALREADY_LOGGED_ON_HERE.text,
+                                            fatal=False, message_type="logon", request_id=item.request_id)))
+            elif kind.admin and not operator:
+                await put((session, Refusal(RejectCode.NOT_AUTHORISED, RejectCode.NOT_AUTHORISED.text, fatal=False,
+                                            message_type=item.__struct_config__.tag, request_id=item.request_id)))
+            else:
+                await put((session, item))
+        return True
+
+    async def _session_ended(self, session: Session) -> None:
+        link = session.link
+        if link is None:
+            log_event(log, "disconnected", session=session.number, peer=session.peer,
+                      code=None if session.close_code is None else int(session.close_code))
+            return
+        if link.session is session:
+            link.session = None
+        log_event(log, "session_ended", session=session.number, account=session.account,
+                  code=None if session.close_code is None else int(session.close_code),
+                  cancel_on_disconnect=link.config.cancel_on_disconnect)
+        if link.config.cancel_on_disconnect and not self.stopping:
+            await self.requests.put((None, Disconnected(session.account)))
+
+    async def _heartbeats(self) -> None:
+        """Send a heartbeat to sessions that heard nothing for an interval; end those silent too long."""
+        factor = self.config.heartbeat_timeout_factor
+        while True:
+            shortest = min((s.heartbeat_interval for s in self.sessions.values()), default=1.0)
+            await asyncio.sleep(max(0.02, min(shortest / 4, 1.0)))
+            now = self.clock()
+            for session in list(self.sessions.values()):
+                if session.link is None or session.closed:
+                    continue
+                if now - session.last_received > session.heartbeat_interval * factor:
+                    log_event(log, "heartbeat_timeout", logging.WARNING, session=session.number,
+                              account=session.account)
+                    session.end(RejectCode.HEARTBEAT_TIMEOUT)
+                elif now - session.last_sent >= session.heartbeat_interval:
+                    session.write({"type": "heartbeat", "ts": time.time_ns()})
+
+    # -- the engine loop ---------------------------------------------------------------------
+
+    async def _engine_loop(self) -> None:
+        queue = self.requests
+        max_batch = self.config.max_batch
+        try:
+            while True:
+                batch = [await queue.get()]
+                while len(batch) < max_batch and not queue.empty():
+                    batch.append(queue.get_nowait())
+                while not self.settlement.has_room:  # the ledger is far behind: wait for it, lose nothing
+                    await asyncio.sleep(0.001)
+                self._run_batch(batch)
+                for _ in batch:
+                    queue.task_done()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:  # a bug or a settlement failure: stop taking orders, say why
+            self.failure = error
+            log.critical("engine loop stopped", exc_info=error, extra={"carbonx_fields": {"event": "engine_failed"}})
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop()))
+            raise
+
+    def _now(self) -> int:
+        """The next command timestamp: the clock in nanoseconds, never going back."""
+        ts = time.time_ns()
+        if ts <= self._last_ts:
+            ts = self._last_ts + 1
+        self._last_ts = ts
+        return ts
+
+    def _run_batch(self, batch: list) -> None:
+        pending: list[tuple[object, Session | None, object]] = []
+        commands = self._commands
+        for session, request in batch:
+            make = commands.get(request.__class__)
+            if make is not None:
+                try:
+                    pending.append((make(session, request, self._now()), session, request))
+                    continue
+                except InvalidCommand as refused:
+                    self._execute(pending)
+                    self._refuse(session, request, refused.code)
+            else:
+                self._execute(pending)
+                self._answers[request.__class__](session, request)
+        self._execute(pending)
+
+    def _execute(self, pending: list) -> None:
+        """Run the pending commands through the engine as one batch, settle, and answer each in order."""
+        if not pending:
+            return
+        ends: list[int] = []
+        events = self.engine.handle_all([command for command, _, _ in pending], ends)
+        try:
+            self.settlement.submit(events)
+        except SettlementError:
+            raise  # the engine loop stops: see _engine_loop
+        start = 0
+        messages = self.tracker.messages
+        deliver = self._deliver
+        for (command, session, request), end in zip(pending, ends):
+            requester = None if session is None else session.account
+            for account, message in messages(events[start:end]):
+                if requester is None:
+                    deliver(account, message)
+                    continue
+                request_id = request.request_id
+                if message["type"] == "request_rejected":
+                    message["request"] = request.__struct_config__.tag
+                    account = requester  # a refused kill switch names the target account: answer the operator
+                elif account != requester and message["type"] == "kill_switch_report":
+                    deliver(account, dict(message))  # the blocked account learns it too
+                    account = requester
+                if account == requester and request_id is not None:
+                    message["request_id"] = request_id
+                deliver(account, message)
+            start = end
+        pending.clear()
+        # events[start:] are the batch's level changes: the market-data feed's (issue 5)
+
+    def _deliver(self, account: str, message: dict) -> None:
+        link = self.links.get(account)
+        if link is None:
+            return  # an account without a configuration (the fee account) has no session
+        message["seq"] = link.next_seq
+        link.next_seq += 1
+        if link.session is not None:
+            link.session.write(message)
+
+    def _answer(self, session: Session, message: dict, request: object) -> None:
+        request_id = getattr(request, "request_id", None)
+        if request_id is not None:
+            message["request_id"] = request_id
+        self._deliver(session.account, message)
+
+    # -- requests that become engine commands --------------------------------------------------
+
+    def _new_order(self, session: Session, request: NewOrderRequest, ts: int) -> NewOrder:
+        instrument = self.engine.instruments.get(request.instrument)
+        return NewOrder(ts=ts, account=session.account, client_order_id=request.client_order_id,
+                        instrument=request.instrument, side=request.side, quantity=request.quantity,
+                        price=price_in_cents(request.price, instrument, "price"), order_type=request.order_type,
+                        time_in_force=request.time_in_force, display_quantity=request.display_quantity,
+                        stop_price=price_in_cents(request.stop_price, instrument, "stop_price"),
+                        expire_date=request.expire_date, post_only=request.post_only,
+                        self_trade_prevention=request.self_trade_prevention)
+
+    def _own_order(self, session: Session, request: CancelRequest | ReplaceRequest):
+        """The session's order a cancel or replace names; another account's order is unknown, as is none."""
+        if (request.order_id is None) == (request.client_order_id is None):
+            raise InvalidCommand(RejectCode.ORDER_REFERENCE_REQUIRED, "order_id")
+        view = self.tracker.find(session.account, request.order_id, request.client_order_id)
+        if view is None:
+            raise InvalidCommand(RejectCode.UNKNOWN_ORDER, "order_id")
+        return view
+
+    def _cancel_order(self, session: Session, request: CancelRequest, ts: int) -> CancelOrder:
+        self._own_order(session, request)
+        return CancelOrder(ts=ts, account=session.account, order_id=request.order_id,
+                           client_order_id=request.client_order_id)
+
+    def _replace_order(self, session: Session, request: ReplaceRequest, ts: int) -> ReplaceOrder:
+        view = self._own_order(session, request)
+        instrument = self.engine.instruments[view.instrument]
+        return ReplaceOrder(ts=ts, account=session.account, order_id=request.order_id,
+                            client_order_id=request.client_order_id, quantity=request.quantity,
+                            price=price_in_cents(request.price, instrument, "price"))
+
+    def _mass_cancel(self, session: Session, request: MassCancelRequest, ts: int) -> MassCancel:
+        return MassCancel(ts=ts, account=session.account, instrument=request.instrument)
+
+    def _kill_switch(self, session: Session, request: KillSwitchRequest, ts: int) -> BlockAccount:
+        return BlockAccount(ts=ts, account=request.account)
+
+    def _release_kill_switch(self, session: Session, request: ReleaseKillSwitchRequest, ts: int) -> UnblockAccount:
+        return UnblockAccount(ts=ts, account=request.account)
+
+    def _disconnected(self, session: None, request: Disconnected, ts: int) -> MassCancel:
+        return MassCancel(ts=ts, account=request.account, on_disconnect=True)
+
+    def _refuse(self, session: Session, request: object, code: RejectCode) -> None:
+        """A request that could not become a command (InvalidCommand): answered like an engine reject."""
+        ts = time.time_ns()
+        if type(request) is NewOrderRequest:
+            instrument = request.instrument if request.instrument in self.engine.instruments else None
+            message = rejected_order_report(request.client_order_id, instrument, code, ts)
+        else:
+            message = request_rejected(request.__struct_config__.tag, code, ts, getattr(request, "order_id", None),
+                                       getattr(request, "client_order_id", None))
+        self._answer(session, message, request)
+
+    # -- requests answered by the gateway ------------------------------------------------------
+
+    def _order_status(self, session: Session, request: OrderStatusRequest) -> None:
+        try:
+            view = self._own_order(session, request)
+        except InvalidCommand as refused:
+            self._refuse(session, request, refused.code)
+            return
+        self._answer(session, view.report("status", time.time_ns()), request)
+
+    def _balances(self, session: Session, request: BalancesRequest) -> None:
+        account = self.engine.accounts.get(session.account)
+        balances = []
+        if account is not None:
+            balances.append({"asset": "EUR", "holding": account.cash, "held": account.reserved_cash,
+                             "available": account.cash - account.reserved_cash})
+            for symbol in account.units:
+                units, held = account.units[symbol], account.reserved_units[symbol]
+                balances.append({"asset": symbol, "holding": units, "held": held, "available": units - held})
+        self._answer(session, {"type": "balances", "account": session.account, "balances": balances,
+                               "blocked": account is not None and account.blocked, "ts": time.time_ns()}, request)
+
+    def _book(self, session: Session, request: BookRequest) -> None:
+        book = self.engine.books.get(request.instrument)
+        if book is None:
+            self._refuse(session, request, RejectCode.UNKNOWN_INSTRUMENT)
+            return
+        if not 1 <= request.levels <= MAX_BOOK_LEVELS:
+            self._refuse(session, request, RejectCode.INVALID_FIELD)
+            return
+        tick = book.instrument.tick_size
+        bids, asks = ([[price // tick, lots, orders] for price, lots, orders in book.depth(side, request.levels)]
+                      for side in (Side.BUY, Side.SELL))
+        self._answer(session, {"type": "book", "instrument": request.instrument, "bids": bids, "asks": asks,
+                               "last_price": None if book.last_price is None else book.last_price // tick,
+                               "ts": time.time_ns()}, request)
+
+    def _logout(self, session: Session, request: Logout) -> None:
+        log_event(log, "logout", session=session.number, account=session.account)
+        session.end(None)
+
+    def _refusal(self, session: Session, refusal: Refusal) -> None:
+        self._answer(session, _reject(refusal.code, refusal.text, refusal.message_type, refusal.field,
+                                      refusal.client_order_id), refusal)
+
+    def _throttled(self, session: Session, throttled: Throttled) -> None:
+        request = throttled.request
+        self._answer(session, _reject(RejectCode.THROTTLED, RejectCode.THROTTLED.text,
+                                      request.__struct_config__.tag, None,
+                                      getattr(request, "client_order_id", None)), request)
+
+
+def _reject(code: RejectCode, text: str, message_type: str | None, field: str | None,
+            client_order_id: object) -> dict:
+    """A session-level reject: the message was not processed at all."""
+    return {"type": "reject", "ref_type": message_type, "field": field, "client_order_id": client_order_id,
+            "code": int(code), "text": text, "ts": time.time_ns()}
+
+
+def _instrument_entry(instrument: object) -> dict:
+    tick = instrument.tick_size
+    return {"symbol": instrument.symbol, "name": instrument.name, "lot_units": instrument.lot_units,
+            "tick_size": cents_to_eur(tick), "min_lots": instrument.min_lots, "max_lots": instrument.max_lots,
+            "min_price": instrument.min_price // tick, "max_price": instrument.max_price // tick,
+            "reference_price": instrument.reference_price // tick}
+
+
+# -- the exchange process -------------------------------------------------------------------------
+
+@asynccontextmanager
+async def running_exchange(config: ServerConfig, instruments: Mapping[str, Instrument],
+                           accounts: Mapping[str, AccountConfig],
+                           compliance: ComplianceConfig | None = None) -> AsyncIterator[TradingGateway]:
+    """The whole exchange, listening: engine, settlement into the ledger, the gateway. Stops gracefully on exit.
+
+    The configured accounts are opened and funded through the engine's own
+    commands first. The ledger must be new: without the journal (issue 6)
+    the engine starts empty, so a ledger holding an earlier run's events
+    could not be continued exactly, and is refused rather than mixed.
+    """
+    with tempfile.TemporaryDirectory(prefix="carbonx-") as scratch:
+        path = Path(config.ledger) if config.ledger else Path(scratch) / "ledger.sqlite3"
+        store = SqliteLedgerStore(path)
+        try:
+            if store.last_applied_seq() != 0:
+                raise ConfigError("settlement.ledger", f"{path} holds an earlier run's events (cursor "
+                                  f"{store.last_applied_seq()}); give a new file")
+            engine = Engine(instruments, compliance=compliance)
+            settlement = SettlementService(Settlement(store, instruments, fee_account=engine.fee_account.account_id),
+                                           max_pending_batches=config.settlement_queue)
+            settlement.start()
+            try:
+                settlement.submit(engine.handle_all(opening_commands(accounts, time.time_ns())))
+                gateway = TradingGateway(engine, accounts, config, settlement)
+                await gateway.start()
+                log_event(log, "ledger", path=str(path))
+                try:
+                    yield gateway
+                finally:
+                    await gateway.stop()
+            finally:
+                await settlement.close(drain=True)
+        finally:
+            store.close()
+
+
+async def serve(config: ServerConfig, instruments: Mapping[str, Instrument], accounts: Mapping[str, AccountConfig],
+                compliance: ComplianceConfig | None = None,
+                ready: Callable[[TradingGateway], None] | None = None) -> int:
+    """Run the exchange until SIGINT or SIGTERM (or an engine failure); the process's exit status."""
+    loop = asyncio.get_running_loop()
+    async with running_exchange(config, instruments, accounts, compliance) as gateway:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(gateway.stop()))
+        if ready is not None:
+            ready(gateway)
+        await gateway.stopped.wait()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        return 1 if gateway.failure is not None else 0
