@@ -1,26 +1,194 @@
 """The ``carbonx`` command line.
 
 Subcommands:
-  demo         simulate a trading day of the carbon market's participants and show the books
+  demo         run the exchange with simulated participants trading over sockets; show books and trades
+  serve        run the exchange (trading gateway, engine, settlement) until Ctrl-C or SIGTERM
+  order        send one order and print its execution reports
+  cancel       cancel an order (by order id or client order id)
+  status       print an order's status
+  book         print an instrument's book
+  balances     print the account's cash and units (holding, held by open orders, available)
+  kill-switch  (operator) block an account and cancel its orders, or release it
   instruments  check config/instruments.toml and list the instruments it defines
   accounts     check config/accounts.toml and list the participants it defines
   hash-secret  hash a logon secret for accounts.toml (secrets are never stored in clear)
+
+The trader's commands (order, cancel, status, book, balances, kill-switch)
+log on to a running exchange as ``--account`` (or $CARBONX_ACCOUNT) with the
+secret in $CARBONX_SECRET (asked for without echo if unset); every demo
+account's secret is "carbonx-demo". Exit status: 0 done, 1 refused by the
+exchange, 2 bad configuration or arguments, 3 no connection or logon refused.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
+import os
 import sys
 from pathlib import Path
+from typing import Awaitable, Callable
 
-from exchange import ConfigError, Engine
+from exchange import ConfigError
+from exchange.instruments import eur_to_cents
 
-from .config import (DEFAULT_ACCOUNTS, DEFAULT_COMPLIANCE, DEFAULT_INSTRUMENTS, load_accounts, load_compliance,
-                     load_instruments)
+from .client import ExchangeClient, SessionClosed, connect
+from .config import (DEFAULT_ACCOUNTS, DEFAULT_COMPLIANCE, DEFAULT_EXCHANGE, DEFAULT_INSTRUMENTS, SETTINGS,
+                     load_accounts, load_compliance, load_instruments, load_server_config)
 from .credentials import hash_secret
-from .demo import run_demo
-from .display import eur
+from .display import describe_report, eur, ladder
+from .logs import configure_logging
 
+REFUSED, CONNECTION = 1, 3
+SIDES = {"buy": "B", "b": "B", "sell": "S", "s": "S"}
+
+
+# -- the exchange ---------------------------------------------------------------------------------
+
+def _settings_overrides(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None}
+
+
+def _load_exchange(args: argparse.Namespace, **forced: object):
+    config = load_server_config(args.exchange_config, {**_settings_overrides(args), **forced})
+    instruments = load_instruments(args.instruments)
+    accounts = load_accounts(args.accounts, instruments)
+    return config, instruments, accounts, load_compliance(args.compliance)
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    from .server import serve
+    config, instruments, accounts, compliance = _load_exchange(args)
+    configure_logging(config.log_level, config.log_format)
+    return asyncio.run(serve(config, instruments, accounts, compliance))
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    port = args.port if args.port is not None else 0  # the demo takes any free port unless told one
+    config, instruments, accounts, compliance = _load_exchange(args, port=port,
+                                                               log_level=args.log_level or "WARNING")
+    configure_logging(config.log_level, config.log_format)
+    return run_demo(config, instruments, accounts, compliance, sys.stdout, orders=args.orders, seed=args.seed,
+                    statements=args.statement, rate=args.rate, keep_serving=args.keep_serving,
+                    live=None if args.live is None else args.live == "on")
+
+
+# -- a trader at a shell ----------------------------------------------------------------------------
+
+def _trader(action: Callable[[ExchangeClient, argparse.Namespace], Awaitable[int]],
+            cancel_on_disconnect: bool | None = None) -> Callable[[argparse.Namespace], int]:
+    """A one-shot command: log on, run ``action``, log out."""
+    def run(args: argparse.Namespace) -> int:
+        config = load_server_config(args.exchange_config)
+        host = args.host or config.host
+        port = args.port if args.port is not None else config.port
+        account = args.account or os.environ.get("CARBONX_ACCOUNT")
+        if not account:
+            print("carbonx: give --account (or set CARBONX_ACCOUNT)", file=sys.stderr)
+            return 2
+        secret = os.environ.get("CARBONX_SECRET")
+        if secret is None:
+            secret = getpass.getpass(f"secret for {account}: ")
+
+        async def session() -> int:
+            async with connect(host, port, account, secret, cancel_on_disconnect=cancel_on_disconnect) as client:
+                return await action(client, args)
+        try:
+            return asyncio.run(session())
+        except (ConnectionError, OSError) as error:
+            reason = error.text if isinstance(error, SessionClosed) else str(error)
+            code = f" (code {error.code})" if isinstance(error, SessionClosed) and error.code else ""
+            print(f"carbonx: no session with the exchange at {host}:{port}: {reason}{code}", file=sys.stderr)
+            return CONNECTION
+    return run
+
+
+def _ticks(client: ExchangeClient) -> dict[str, int]:
+    """Cents per tick of each instrument, from the logon answer."""
+    return {entry["symbol"]: eur_to_cents(entry["tick_size"]) for entry in client.logon["instruments"]}
+
+
+async def _print_answers(client: ExchangeClient, first: dict, wait: float) -> int:
+    """Print a request's first answer and any further reports for it that arrive within ``wait`` seconds."""
+    ticks = _ticks(client)
+    print(describe_report(first, ticks))
+    request_id = first.get("request_id")
+    seen = {first.get("seq")}
+
+    async def follow() -> None:
+        async for message in client.messages():
+            if message.get("request_id") == request_id and message.get("seq") not in seen:
+                seen.add(message.get("seq"))
+                print(describe_report(message, ticks))
+    try:
+        await asyncio.wait_for(follow(), wait)
+    except asyncio.TimeoutError:
+        pass
+    refused = first["type"] in ("reject", "request_rejected") or first.get("exec_type") == "rejected"
+    return REFUSED if refused else 0
+
+
+async def _order(client: ExchangeClient, args: argparse.Namespace) -> int:
+    side = SIDES.get(args.side.lower())
+    if side is None:
+        print(f"carbonx: side must be buy or sell, not {args.side!r}", file=sys.stderr)
+        return 2
+    order_type = args.type or ("LIMIT" if args.price is not None else "MARKET")
+    first = await client.new_order(
+        args.instrument, side, args.quantity, args.price, client_order_id=args.clid, order_type=order_type,
+        time_in_force=args.tif, display_quantity=args.display, stop_price=args.stop, post_only=args.post_only or None,
+        expire_date=args.expire_date, self_trade_prevention=args.stp)
+    return await _print_answers(client, first, args.wait)
+
+
+def _reference(args: argparse.Namespace) -> dict:
+    if (args.order_id is None) == (args.clid is None):
+        raise ConfigError("arguments", "give an order id or --clid, not both")
+    return {"order_id": args.order_id, "client_order_id": args.clid}
+
+
+async def _cancel(client: ExchangeClient, args: argparse.Namespace) -> int:
+    return await _print_answers(client, await client.cancel(**_reference(args)), args.wait)
+
+
+async def _status(client: ExchangeClient, args: argparse.Namespace) -> int:
+    return await _print_answers(client, await client.order_status(**_reference(args)), 0)
+
+
+async def _book(client: ExchangeClient, args: argparse.Namespace) -> int:
+    answer = await client.book(args.instrument, args.levels)
+    if answer["type"] != "book":
+        print(describe_report(answer, _ticks(client)))
+        return REFUSED
+    tick = _ticks(client)[args.instrument]
+    last = None if answer["last_price"] is None else answer["last_price"] * tick
+    print(f"{args.instrument}  last EUR {eur(last)}")
+    for line in ladder(answer["bids"], answer["asks"], tick):
+        print("    " + line)
+    return 0
+
+
+async def _balances(client: ExchangeClient, args: argparse.Namespace) -> int:
+    answer = await client.balances()
+    blocked = "  BLOCKED by the kill switch" if answer.get("blocked") else ""
+    print(f"account {answer['account']}{blocked}")
+    print(f"    {'asset':<6} {'holding':>20} {'held by orders':>20} {'available':>20}")
+    for entry in answer["balances"]:
+        if entry["asset"] == "EUR":
+            cells = [f"EUR {eur(entry[key])}" for key in ("holding", "held", "available")]
+        else:
+            cells = [f"{entry[key]:,} t" for key in ("holding", "held", "available")]
+        print(f"    {entry['asset']:<6} {cells[0]:>20} {cells[1]:>20} {cells[2]:>20}")
+    return 0
+
+
+async def _kill_switch(client: ExchangeClient, args: argparse.Namespace) -> int:
+    request = client.release_kill_switch if args.release else client.kill_switch
+    return await _print_answers(client, await request(args.target), 0)
+
+
+# -- configuration -------------------------------------------------------------------------------------
 
 def _instruments_command(args: argparse.Namespace) -> int:
     instruments = load_instruments(args.instruments)
@@ -31,15 +199,6 @@ def _instruments_command(args: argparse.Namespace) -> int:
               f"{instrument.min_lots}-{instrument.max_lots} lots, prices EUR {eur(instrument.min_price)}-"
               f"{eur(instrument.max_price)}, reference EUR {eur(instrument.reference_price)}, "
               f"market collar {collar}, band {instrument.price_band_bps} bp")
-    return 0
-
-
-def _demo_command(args: argparse.Namespace) -> int:
-    instruments = load_instruments(args.instruments)
-    accounts = load_accounts(args.accounts, instruments)
-    engine = Engine(instruments, compliance=load_compliance(args.compliance))
-    run_demo(engine, accounts, sys.stdout, orders=args.orders, seed=args.seed, ledger_path=args.ledger,
-             statements=args.statement)
     return 0
 
 
@@ -59,6 +218,24 @@ def _hash_secret_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- the parser ------------------------------------------------------------------------------------------
+
+def _add_settings(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per exchange.toml setting; a flag wins over the file."""
+    group = parser.add_argument_group("exchange settings (override config/exchange.toml)")
+    for name, setting in SETTINGS.items():
+        if name not in skip:
+            group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=setting.kind, default=None,
+                               help=f"{setting.help} [{setting.section}.{name}, default {setting.default!r}]")
+
+
+def _add_session(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("session")
+    group.add_argument("--account", help="account to log on as (default: $CARBONX_ACCOUNT)")
+    group.add_argument("--host", help="exchange address (default: exchange.toml's host)")
+    group.add_argument("--port", type=int, help="exchange port (default: exchange.toml's port)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carbonx", description="carbonx: an exchange for carbon credits")
     parser.add_argument("--instruments", type=Path, default=DEFAULT_INSTRUMENTS,
@@ -67,15 +244,70 @@ def build_parser() -> argparse.ArgumentParser:
                         help="participants and their opening holdings (TOML); default: %(default)s")
     parser.add_argument("--compliance", type=Path, default=DEFAULT_COMPLIANCE,
                         help="EU ETS compliance rules (TOML); default: %(default)s")
+    parser.add_argument("--exchange-config", type=Path, default=DEFAULT_EXCHANGE,
+                        help="the exchange process's settings (TOML); default: %(default)s")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="simulate a trading day and show the books")
+
+    demo = commands.add_parser("demo", help="run the exchange with simulated participants and show the market")
     demo.add_argument("--orders", type=int, default=2000, help="participant actions to simulate")
     demo.add_argument("--seed", type=int, default=2005, help="the same seed gives the same day")
-    demo.add_argument("--ledger", type=Path, help="keep the settlement ledger (SQLite) in this file "
-                      "(default: a temporary file); a file from an earlier run is resumed, not repeated")
+    demo.add_argument("--rate", type=float, help="participant actions a second (default: 400 on a terminal, "
+                      "as fast as the exchange answers otherwise)")
+    demo.add_argument("--live", choices=("on", "off"), help="redraw the books in place (default: on a terminal)")
     demo.add_argument("--statement", action="append", default=[], metavar="ACCOUNT",
                       help="print this account's statement after the day (repeatable)")
+    demo.add_argument("--keep-serving", action="store_true",
+                      help="keep the exchange running after the day, for carbonx order/book/balances")
+    _add_settings(demo)
     demo.set_defaults(run=_demo_command)
+
+    serve = commands.add_parser("serve", help="run the exchange until Ctrl-C or SIGTERM")
+    _add_settings(serve)
+    serve.set_defaults(run=_serve_command)
+
+    order = commands.add_parser("order", help="send one order; it stays in the book after the command ends")
+    order.add_argument("side", help="buy or sell")
+    order.add_argument("quantity", type=int, help="lots (1 lot = 1,000 t)")
+    order.add_argument("instrument", help="EUA, CER, ERU, ...")
+    order.add_argument("price", nargs="?", help="limit price in euros (70.25); leave out for a market order")
+    order.add_argument("--type", choices=("LIMIT", "MARKET"), help="default: LIMIT with a price, else MARKET")
+    order.add_argument("--tif", choices=("GTC", "DAY", "IOC", "FOK", "GTD"), help="time in force (default GTC)")
+    order.add_argument("--display", type=int, help="iceberg: lots shown at a time")
+    order.add_argument("--stop", help="stop price in euros: the order waits until the last trade reaches it")
+    order.add_argument("--post-only", action="store_true", help="refuse the order if it would trade on entry")
+    order.add_argument("--expire-date", type=int, help="GTD: YYYYMMDD")
+    order.add_argument("--stp", choices=("NONE", "CANCEL_RESTING", "CANCEL_TAKING", "CANCEL_BOTH"),
+                       help="self-trade prevention (default: the account's)")
+    order.add_argument("--clid", help="client order id (default: a new one)")
+    order.add_argument("--wait", type=float, default=0.3, help="seconds to wait for fills (default 0.3)")
+    _add_session(order)
+    # A one-shot order must outlive its session: cancel-on-disconnect is off for this logon.
+    order.set_defaults(run=_trader(_order, cancel_on_disconnect=False))
+
+    for name, action, text in (("cancel", _cancel, "cancel an order"), ("status", _status, "an order's status")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("order_id", type=int, nargs="?", help="the exchange's order id")
+        sub.add_argument("--clid", help="the client order id instead")
+        sub.add_argument("--wait", type=float, default=0.2, help=argparse.SUPPRESS)
+        _add_session(sub)
+        sub.set_defaults(run=_trader(action, cancel_on_disconnect=False))
+
+    book = commands.add_parser("book", help="an instrument's book")
+    book.add_argument("instrument")
+    book.add_argument("--levels", type=int, default=10, help="price levels a side (1-100)")
+    _add_session(book)
+    book.set_defaults(run=_trader(_book, cancel_on_disconnect=False))
+
+    balances = commands.add_parser("balances", help="the account's cash and units")
+    _add_session(balances)
+    balances.set_defaults(run=_trader(_balances, cancel_on_disconnect=False))
+
+    kill = commands.add_parser("kill-switch", help="(operator) block an account and cancel its orders")
+    kill.add_argument("target", help="the account to block")
+    kill.add_argument("--release", action="store_true", help="release the kill switch instead")
+    _add_session(kill)
+    kill.set_defaults(run=_trader(_kill_switch, cancel_on_disconnect=False))
+
     listing = commands.add_parser("instruments", help="check and list the configured instruments")
     listing.set_defaults(run=_instruments_command)
     accounts = commands.add_parser("accounts", help="check and list the configured participants")
@@ -96,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (``carbonx demo | head``): nothing left to say
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

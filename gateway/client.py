@@ -68,10 +68,13 @@ class ExchangeClient:
 
     # -- session ------------------------------------------------------------------------------
 
-    async def _log_on(self, account: str, secret: str, heartbeat_interval: int | None) -> dict:
+    async def _log_on(self, account: str, secret: str, heartbeat_interval: int | None,
+                      cancel_on_disconnect: bool | None) -> dict:
         message = {"type": "logon", "account": account, "secret": secret}
         if heartbeat_interval is not None:
             message["heartbeat_interval"] = heartbeat_interval
+        if cancel_on_disconnect is not None:
+            message["cancel_on_disconnect"] = cancel_on_disconnect
         self._write(message)
         while True:
             data = await self._reader.read(READ_SIZE)
@@ -267,13 +270,17 @@ def _order_reference(kind: str, order_id: int | None, client_order_id: str | int
 
 
 @asynccontextmanager
-async def connect(host: str, port: int, account: str, secret: str, *,
-                  heartbeat_interval: int | None = None) -> AsyncIterator[ExchangeClient]:
-    """A logged-on session for the ``async with`` block; logs out on leaving it."""
+async def connect(host: str, port: int, account: str, secret: str, *, heartbeat_interval: int | None = None,
+                  cancel_on_disconnect: bool | None = None) -> AsyncIterator[ExchangeClient]:
+    """A logged-on session for the ``async with`` block; logs out on leaving it.
+
+    ``cancel_on_disconnect``: whether the exchange cancels the account's
+    orders when this session ends; None keeps the account's setting.
+    """
     reader, writer = await asyncio.open_connection(host, port, limit=READ_SIZE)
     client = ExchangeClient(reader, writer)
     try:
-        await client._log_on(account, secret, heartbeat_interval)
+        await client._log_on(account, secret, heartbeat_interval, cancel_on_disconnect)
     except BaseException:
         writer.close()
         raise

@@ -20,6 +20,8 @@ KEY_BYTES = 32
 SALT_BYTES = 16
 
 
+DEMO_SECRET = "carbonx-demo"  # the logon secret of every demo account in config/accounts.toml (hashed there)
+
 def hash_secret(secret: str, salt: bytes | None = None) -> str:
     """The stored form of a secret; a fresh random salt unless one is given."""
     if salt is None:

@@ -1,162 +1,57 @@
-"""A simulated trading day: the participants of the carbon market trading on carbonx.
+"""``carbonx demo``: the exchange running, and the carbon market's participants trading on it over sockets.
 
-How this works: each participant of ``PARTICIPANTS`` (roles from
-shared/DOMAIN.md) has a way of trading: compliance buyers lift EUAs, project
-developers sell CERs and ERUs, a broker quotes both sides post-only, a bank
-and a speculator trade around the last price, with market, IOC, iceberg and
-stop-limit orders among them. A seeded random generator (randomness belongs
-here, in the gateway, never in the engine) picks who acts next and what
-they send; the commands go through the real engine and its events drive the
-printout. The same seed gives the same day.
+How this works: the whole exchange starts in this process (engine,
+settlement into a SQLite ledger, the trading gateway on a loopback port).
+Each participant of ``ACTIVITY`` (roles from shared/DOMAIN.md) logs on
+with the client library as a trading client would, and trades its way:
+compliance buyers lift EUAs, project developers sell CERs and ERUs, a
+broker quotes both sides post-only, funds buy, a bank and a speculator
+trade around the last price, with market, IOC, iceberg and stop-limit
+orders among them. Before acting a participant looks at the book (a
+``book`` request), as a trader looks at a screen. A seeded random
+generator (randomness belongs here, never in the engine) picks who acts
+and what they send; participants act one after another, so the same seed
+gives the same day.
+
+While the day runs, a terminal shows the books and the latest trades (on
+a terminal: redrawn in place; otherwise the first trades are printed as
+they happen). Then the day closes (DAY orders expire), the registry closes
+the compliance year (verified emissions, surrenders, the deadline), the
+settlement ledger is reconciled with the engine's holdings, and the
+summary is printed. ``--keep-serving`` leaves the exchange running
+afterwards for ``carbonx book``, ``carbonx order`` and friends.
 """
 from __future__ import annotations
 
 import asyncio
 import random
-import tempfile
+import signal
+import time
 from collections import Counter, deque
-from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence, TextIO
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence, TextIO
 
-from exchange import (CancelOrder, ComplianceDeadline, ConfigError, EndOfDay, Engine, InvalidCommand, MassCancel,
-                      NewOrder, OrderExpired, OrderRejected, OrderType, RecordEmissions, SelfTradePrevention, Side,
-                      Surrender, TimeInForce, Trade, compliance_report, format_report)
+from exchange import (ComplianceDeadline, ConfigError, EndOfDay, Engine, RecordEmissions, RejectCode, Side,
+                      Surrender, compliance_report, format_report)
+from exchange.instruments import eur_to_cents
 
-from .config import AccountConfig, opening_commands
+from .client import ExchangeClient, connect
+from .config import AccountConfig, ServerConfig
+from .credentials import DEMO_SECRET
 from .display import eur, ladder, tonnes
-from .ledger import SqliteLedgerStore
-from .settlement import Settlement, SettlementService, UnknownAccount, format_statement, reconcile, statement
+from .server import TradingGateway, running_exchange
+from .settlement import UnknownAccount, format_statement, reconcile, statement
 
-OPEN_NS = 1_700_000_000 * 10**9  # the simulated session's opening timestamp
 WORKING_ORDERS = 6  # orders a participant keeps working before it cancels its oldest
-
+TRADING_DATE = 20261127  # the simulated trading day
+WATCHER = "market-ops"  # the operator account whose session draws the screen
 
 # Who acts how often (relative weights); who they are comes from config/accounts.toml.
 ACTIVITY = {
     "utility-north": 6, "paper-mill": 3, "cement-works": 3, "broker": 10, "cdm-developer": 4,
     "ji-developer": 3, "gov-fund": 2, "carbon-fund": 2, "bank": 5, "speculator": 3,
 }
-
-
-class Simulation:
-    """Drives one engine with the participants' orders."""
-
-    def __init__(self, engine: Engine, seed: int) -> None:
-        self.engine = engine
-        self.random = random.Random(seed)
-        self.ts = OPEN_NS
-        self.client_ids = 0
-        self.strategies: dict[str, Callable[[], Iterator[NewOrder]]] = {
-            "utility-north": self._compliance_buyer, "paper-mill": self._compliance_buyer,
-            "cement-works": self._compliance_buyer, "broker": self._market_maker,
-            "cdm-developer": self._project_seller, "ji-developer": self._project_seller,
-            "gov-fund": self._fund_buyer, "carbon-fund": self._fund_buyer, "bank": self._bank,
-            "speculator": self._speculator,
-        }
-        self.participants = list(ACTIVITY)
-        self.weights = list(ACTIVITY.values())
-        self.acting = self.participants[0]
-        self.working: dict[str, deque] = {}  # each participant's newest client order ids, oldest first
-        self.rejected: Counter[str] = Counter()  # reject code name -> orders refused
-
-    # -- the participants' behaviour ------------------------------------------------------
-
-    def _mid(self, symbol: str) -> int:
-        book = self.engine.books[symbol]
-        bid, ask = book.best_bid(), book.best_ask()
-        if bid is not None and ask is not None:
-            return (bid + ask) // 2
-        return book.reference_price()
-
-    def _order(self, symbol: str, side: Side, quantity: int, price: int | None, **options: object) -> NewOrder:
-        self.client_ids += 1
-        self.ts += self.random.randint(1, 400) * 1_000_000  # a few hundred milliseconds apart
-        return NewOrder(ts=self.ts, account=self.acting, client_order_id=f"d{self.client_ids}",
-                        instrument=symbol, side=side, quantity=quantity, price=price, **options)
-
-    def _compliance_buyer(self) -> Iterator[NewOrder]:
-        symbol = "CER" if self.acting == "cement-works" and self.random.random() < 0.3 else "EUA"
-        mid = self._mid(symbol)
-        if self.acting == "utility-north" and self.random.random() < 0.5:
-            yield self._order(symbol, Side.BUY, self.random.choice((20, 40, 60)), mid - self.random.randint(0, 5),
-                              display_quantity=5)
-        elif self.random.random() < 0.3:
-            yield self._order(symbol, Side.BUY, self.random.randint(1, 10), mid + 10,
-                              time_in_force=TimeInForce.IOC)
-        else:
-            yield self._order(symbol, Side.BUY, self.random.randint(1, 15), mid - self.random.randint(0, 15))
-
-    def _market_maker(self) -> Iterator[object]:
-        symbol = self.random.choice(("EUA", "EUA", "CER", "ERU"))
-        self.ts += 1_000_000
-        yield MassCancel(ts=self.ts, account=self.acting, instrument=symbol)  # refresh: old quotes go first
-        mid = self._mid(symbol)
-        spread = self.random.randint(2, 8)
-        size = self.random.randint(5, 25)
-        for side, price in ((Side.BUY, mid - spread), (Side.SELL, mid + spread)):
-            yield self._order(symbol, side, size, price, post_only=True,
-                              self_trade_prevention=SelfTradePrevention.CANCEL_RESTING)
-
-    def _project_seller(self) -> Iterator[NewOrder]:
-        symbol = "CER" if self.acting == "cdm-developer" else "ERU"
-        mid = self._mid(symbol)
-        yield self._order(symbol, Side.SELL, self.random.randint(5, 50), mid + self.random.randint(-4, 12))
-
-    def _fund_buyer(self) -> Iterator[NewOrder]:
-        symbol = "ERU" if self.acting == "gov-fund" and self.random.random() < 0.6 else "CER"
-        mid = self._mid(symbol)
-        yield self._order(symbol, Side.BUY, self.random.randint(10, 60), mid - self.random.randint(-3, 10),
-                          time_in_force=TimeInForce.DAY)
-
-    def _bank(self) -> Iterator[NewOrder]:
-        side = self.random.choice((Side.BUY, Side.SELL))
-        mid = self._mid("EUA")
-        edge = self.random.randint(-6, 10)
-        price = mid - edge if side is Side.BUY else mid + edge
-        yield self._order("EUA", side, self.random.randint(1, 20), price,
-                          self_trade_prevention=SelfTradePrevention.CANCEL_TAKING)
-
-    def _speculator(self) -> Iterator[NewOrder]:
-        side = self.random.choice((Side.BUY, Side.SELL))
-        last = self.engine.books["EUA"].last_price or self._mid("EUA")
-        if self.random.random() < 0.5:
-            yield self._order("EUA", side, self.random.randint(1, 8), None, order_type=OrderType.MARKET,
-                              time_in_force=TimeInForce.IOC)
-        else:  # a breakout stop: buy above the last price, sell below it
-            stop = last + 15 if side is Side.BUY else last - 15
-            limit = stop + 5 if side is Side.BUY else stop - 5
-            yield self._order("EUA", side, self.random.randint(1, 8), limit, stop_price=stop)
-
-    # -- running --------------------------------------------------------------------------
-
-    def step(self) -> list:
-        """One participant acts; returns the engine's events.
-
-        Like a trader watching a screen, a participant keeps only its few
-        newest orders working and cancels the oldest beyond them, so its cash
-        and units are not all held back by stale orders.
-        """
-        self.acting = self.random.choices(self.participants, weights=self.weights)[0]
-        events: list = []
-        working = self.working.setdefault(self.acting, deque())
-        try:
-            for command in self.strategies[self.acting]():
-                if type(command) is NewOrder:
-                    working.append(command.client_order_id)
-                    while len(working) > WORKING_ORDERS:
-                        self.ts += 1_000
-                        events += self.engine.handle(CancelOrder(ts=self.ts, account=self.acting,
-                                                                 client_order_id=working.popleft()))
-                events += self.engine.handle(command)
-        except InvalidCommand as exc:
-            self.rejected[exc.code.name] += 1  # a strategy priced itself off the book (a negative price, say)
-        self.rejected.update(event.code.name for event in events if type(event) is OrderRejected)
-        return events
-
-    def close(self) -> list:
-        self.ts += 1_000_000
-        return self.engine.handle(EndOfDay(ts=self.ts, trading_date=20261127))
-
 
 # The compliance year the demo closes: verified emissions of the installations (tonnes), reported by
 # 31 March and covered by surrender before the deadline (30 September from 2024; DOMAIN.md).
@@ -165,105 +60,305 @@ COMPLIANCE_DEADLINE = 20270930
 VERIFIED_EMISSIONS = {"utility-north": 520_000, "paper-mill": 400_000, "cement-works": 170_000}  # the mill falls short
 
 
-def run_demo(engine: Engine, accounts: Mapping[str, AccountConfig], out: TextIO, orders: int = 2000,
-             seed: int = 2005, show_trades: int = 25, ledger_path: Path | None = None,
-             statements: Sequence[str] = ()) -> None:
-    """Simulate a trading day and a compliance deadline through the engine, settling every event.
+@dataclass(frozen=True)
+class Quote:
+    """What a participant sees of a book before acting: prices in ticks (cents for the shipped instruments)."""
 
-    Events stream to the settlement service (a bounded queue drained by its
-    own task into the SQLite ledger at ``ledger_path``, a temporary file when
-    none is given) while matching goes on; at the end the ledger is
-    reconciled with the engine's view of holdings.
+    bid: int | None
+    ask: int | None
+    last: int | None
+    reference: int
+
+    @property
+    def mid(self) -> int:
+        if self.bid is not None and self.ask is not None:
+            return (self.bid + self.ask) // 2
+        return self.last if self.last is not None else self.reference
+
+
+class Simulation:
+    """The participants' behaviour: who acts next, on which instrument, and the messages they send."""
+
+    def __init__(self, seed: int) -> None:
+        self.random = random.Random(seed)
+        self.client_ids = 0
+        self.participants = list(ACTIVITY)
+        self.weights = list(ACTIVITY.values())
+        self.working: dict[str, deque] = {}  # each participant's newest client order ids, oldest first
+        self.choosers: dict[str, Callable[[str], str]] = {
+            "utility-north": self._compliance_symbol, "paper-mill": self._compliance_symbol,
+            "cement-works": self._compliance_symbol, "broker": self._maker_symbol,
+            "cdm-developer": lambda _: "CER", "ji-developer": lambda _: "ERU",
+            "gov-fund": self._fund_symbol, "carbon-fund": self._fund_symbol,
+            "bank": lambda _: "EUA", "speculator": lambda _: "EUA",
+        }
+        self.strategies: dict[str, Callable[[str, str, Quote], list[dict]]] = {
+            "utility-north": self._compliance_buyer, "paper-mill": self._compliance_buyer,
+            "cement-works": self._compliance_buyer, "broker": self._market_maker,
+            "cdm-developer": self._project_seller, "ji-developer": self._project_seller,
+            "gov-fund": self._fund_buyer, "carbon-fund": self._fund_buyer, "bank": self._bank,
+            "speculator": self._speculator,
+        }
+
+    def next_participant(self) -> tuple[str, str]:
+        """Who acts next, and on which instrument."""
+        who = self.random.choices(self.participants, weights=self.weights)[0]
+        return who, self.choosers[who](who)
+
+    def messages(self, who: str, symbol: str, quote: Quote) -> list[dict]:
+        """What ``who`` sends, given the book it sees.
+
+        Like a trader watching a screen, a participant keeps only its few
+        newest orders working and cancels the oldest beyond them, so its cash
+        and units are not all held back by stale orders.
+        """
+        out = []
+        working = self.working.setdefault(who, deque())
+        for message in self.strategies[who](who, symbol, quote):
+            if message["type"] == "new_order":
+                working.append(message["client_order_id"])
+                while len(working) > WORKING_ORDERS:
+                    out.append({"type": "cancel_order", "client_order_id": working.popleft()})
+            out.append(message)
+        return out
+
+    def _order(self, symbol: str, side: str, quantity: int, price: int | None, **options: object) -> dict:
+        self.client_ids += 1
+        message = {"type": "new_order", "client_order_id": f"d{self.client_ids}", "instrument": symbol,
+                   "side": side, "quantity": quantity, **options}
+        if price is not None:
+            message["price"] = price
+        return message
+
+    # -- choosing an instrument ------------------------------------------------------------
+
+    def _compliance_symbol(self, who: str) -> str:
+        return "CER" if who == "cement-works" and self.random.random() < 0.3 else "EUA"
+
+    def _maker_symbol(self, who: str) -> str:
+        return self.random.choice(("EUA", "EUA", "CER", "ERU"))
+
+    def _fund_symbol(self, who: str) -> str:
+        return "ERU" if who == "gov-fund" and self.random.random() < 0.6 else "CER"
+
+    # -- the participants' ways of trading ---------------------------------------------------
+
+    def _compliance_buyer(self, who: str, symbol: str, quote: Quote) -> list[dict]:
+        mid = quote.mid
+        if who == "utility-north" and self.random.random() < 0.5:
+            return [self._order(symbol, "B", self.random.choice((20, 40, 60)), mid - self.random.randint(0, 5),
+                                display_quantity=5)]
+        if self.random.random() < 0.3:
+            return [self._order(symbol, "B", self.random.randint(1, 10), mid + 10, time_in_force="IOC")]
+        return [self._order(symbol, "B", self.random.randint(1, 15), mid - self.random.randint(0, 15))]
+
+    def _market_maker(self, who: str, symbol: str, quote: Quote) -> list[dict]:
+        mid = quote.mid
+        spread = self.random.randint(2, 8)
+        size = self.random.randint(5, 25)
+        refresh = {"type": "mass_cancel", "instrument": symbol}  # old quotes go first
+        return [refresh] + [self._order(symbol, side, size, price, post_only=True,
+                                        self_trade_prevention="CANCEL_RESTING")
+                            for side, price in (("B", mid - spread), ("S", mid + spread))]
+
+    def _project_seller(self, who: str, symbol: str, quote: Quote) -> list[dict]:
+        return [self._order(symbol, "S", self.random.randint(5, 50), quote.mid + self.random.randint(-4, 12))]
+
+    def _fund_buyer(self, who: str, symbol: str, quote: Quote) -> list[dict]:
+        return [self._order(symbol, "B", self.random.randint(10, 60), quote.mid - self.random.randint(-3, 10),
+                            time_in_force="DAY")]
+
+    def _bank(self, who: str, symbol: str, quote: Quote) -> list[dict]:
+        side = self.random.choice(("B", "S"))
+        edge = self.random.randint(-6, 10)
+        price = quote.mid - edge if side == "B" else quote.mid + edge
+        return [self._order(symbol, side, self.random.randint(1, 20), price,
+                            self_trade_prevention="CANCEL_TAKING")]
+
+    def _speculator(self, who: str, symbol: str, quote: Quote) -> list[dict]:
+        side = self.random.choice(("B", "S"))
+        last = quote.last if quote.last is not None else quote.mid
+        if self.random.random() < 0.5:
+            return [self._order(symbol, side, self.random.randint(1, 8), None, order_type="MARKET",
+                                time_in_force="IOC")]
+        stop = last + 15 if side == "B" else last - 15  # a breakout stop: buy above the last price, sell below
+        limit = stop + 5 if side == "B" else stop - 5
+        return [self._order(symbol, side, self.random.randint(1, 8), limit, stop_price=stop)]
+
+
+class Tape:
+    """What the demo saw: every trade once (from the taker's report), and the orders refused.
+
+    (A cancel that comes too late, the order having filled, is not counted: it is the market's normal
+    race, answered with code 403.)
     """
-    missing = [account for account in ACTIVITY if account not in accounts]
+
+    def __init__(self, ticks: Mapping[str, int]) -> None:
+        self.ticks = ticks  # cents per tick, by instrument
+        self.trades: list[dict] = []
+        self.refused: Counter[str] = Counter()  # reject code name -> orders refused
+
+    def record(self, account: str, message: dict) -> None:
+        kind = message["type"]
+        if kind == "execution_report" and message["exec_type"] == "trade" and message["liquidity"] == "taker":
+            price = message["last_price"] * self.ticks[message["instrument"]]
+            self.trades.append({**message, "taker": account, "price_cents": price})
+        elif kind == "execution_report" and message["exec_type"] == "rejected" or kind == "reject":
+            code = message["code"]
+            self.refused[RejectCode(code).name if code in RejectCode._value2member_map_ else str(code)] += 1
+
+
+def run_demo(config: ServerConfig, instruments: Mapping, accounts: Mapping[str, AccountConfig], compliance: object,
+             out: TextIO, *, orders: int = 2000, seed: int = 2005, show_trades: int = 25,
+             statements: Sequence[str] = (), rate: float | None = None, keep_serving: bool = False,
+             live: bool | None = None) -> int:
+    """Run the demo; returns the exit status. ``live``: redraw a screen (default: when ``out`` is a terminal)."""
+    missing = [account for account in (*ACTIVITY, WATCHER) if account not in accounts]
     if missing:
         raise ConfigError("accounts", f"the demo needs these participants: {', '.join(missing)}")
-    with tempfile.TemporaryDirectory(prefix="carbonx-demo-") as scratch:
-        path = ledger_path or Path(scratch) / "ledger.sqlite3"
-        asyncio.run(_run_demo(engine, accounts, out, orders, seed, show_trades, path, statements))
+    if live is None:
+        live = out.isatty()
+    if rate is None:
+        rate = 400.0 if live else 0.0  # on a terminal, slow enough to watch
+    return asyncio.run(_run_demo(config, instruments, accounts, compliance, out, orders, seed, show_trades,
+                                 statements, rate, keep_serving, live))
 
 
-async def _run_demo(engine: Engine, accounts: Mapping[str, AccountConfig], out: TextIO, orders: int, seed: int,
-                    show_trades: int, ledger_path: Path, statements: Sequence[str]) -> None:
-    store = SqliteLedgerStore(ledger_path)
-    try:
-        settle = Settlement(store, engine.instruments, fee_account=engine.fee_account.account_id)
-        async with SettlementService(settle) as settlement:
-            settlement.submit(engine.handle_all(opening_commands(accounts, OPEN_NS)))
-            simulation = Simulation(engine, seed)
-            _print_trading_day(engine, accounts, simulation, settlement, orders, show_trades, out)
-            settlement.submit(_close_compliance_year(engine, simulation, out))
-            await settlement.drain()
-        report = reconcile(engine, store)
-        print(f"settlement ledger ({ledger_path}):", file=out)
-        for line in report.summary():
-            print("    " + line, file=out)
-        for account in statements:
-            print(file=out)
-            try:
-                lines = format_statement(statement(engine, store, account))
-            except UnknownAccount:
-                lines = [f"statement: no account {account!r} (the accounts are those of config/accounts.toml, "
-                         f"{engine.fee_account.account_id!r} and {engine.compliance.config.penalty_account!r})"]
-            for line in lines:
-                print(line, file=out)
-    finally:
-        store.close()
+async def _run_demo(config: ServerConfig, instruments: Mapping, accounts: Mapping[str, AccountConfig],
+                    compliance: object, out: TextIO, orders: int, seed: int, show_trades: int,
+                    statements: Sequence[str], rate: float, keep_serving: bool, live: bool) -> int:
+    async with running_exchange(config, instruments, accounts, compliance) as gateway:
+        port = gateway.port
+        print(f"carbonx demo: the exchange is listening on {config.host}:{port}; "
+              f"{len(ACTIVITY)} participants log on and trade EUA, CER and ERU", file=out)
+        tape = Tape({symbol: instrument.tick_size for symbol, instrument in instruments.items()})
+        async with AsyncExitStack() as stack:
+            logons = [stack.enter_async_context(connect(config.host, port, account, DEMO_SECRET))
+                      for account in (*ACTIVITY, WATCHER)]
+            sessions = dict(zip((*ACTIVITY, WATCHER), await asyncio.gather(*logons)))
+            feeds = [asyncio.create_task(_follow(account, client, tape, out, show_trades, live),
+                                         name=f"demo-feed-{account}") for account, client in sessions.items()]
+            progress = _Progress()
+            screen = (asyncio.create_task(_screen(sessions[WATCHER], tape, out, progress, orders),
+                                          name="demo-screen") if live else None)
+            started = time.perf_counter()
+            await _trade(sessions, Simulation(seed), orders, rate, progress)
+            elapsed = time.perf_counter() - started
+            if screen is not None:
+                screen.cancel()
+                await asyncio.gather(screen, return_exceptions=True)
+                await _draw(sessions[WATCHER], tape, out, progress, orders)
+            await _close_day(gateway, tape, out, orders, elapsed, show_trades)  # before the sessions leave
+            for feed in feeds:
+                feed.cancel()
+        await _close_compliance_year(gateway, out)
+        await gateway.settlement.drain()
+        _print_settlement(gateway, out, statements)
+        if keep_serving:
+            print(f"the exchange keeps running on {config.host}:{port} (Ctrl-C to stop); try:\n"
+                  f"    carbonx book EUA --port {port} --account bank\n"
+                  f"    carbonx order --port {port} --account bank sell 5 EUA 70.50", file=out)
+            await _wait_for_interrupt(gateway)
+    return 0
 
 
-def _print_trading_day(engine: Engine, accounts: Mapping[str, AccountConfig], simulation: Simulation,
-                       settlement: SettlementService, orders: int, show_trades: int, out: TextIO) -> None:
-    print("carbonx demo: a simulated trading day on EUA, CER and ERU (engine only; no network)", file=out)
-    print("participants:", file=out)
-    for account_id in ACTIVITY:
-        print(f"  {account_id:<14} {accounts[account_id].name}", file=out)
-    print(file=out)
-    trades: list[Trade] = []
-    for _ in range(orders):
-        events = simulation.step()
-        settlement.submit(events)
-        for event in events:
-            if type(event) is Trade:
-                trades.append(event)
-                if len(trades) <= show_trades:
-                    instrument = engine.instruments[event.instrument]
-                    buyer, seller = ((event.taker_account, event.maker_account) if event.aggressor_side is Side.BUY
-                                     else (event.maker_account, event.taker_account))
-                    print(f"trade #{event.trade_id:<5} {event.instrument} {event.quantity:>3} lots "
-                          f"({tonnes(event.quantity, instrument)}) @ EUR {eur(event.price)}  "
-                          f"buyer {buyer:<14} seller {seller}", file=out)
-    if len(trades) > show_trades:
-        print(f"... {len(trades) - show_trades} more trades", file=out)
+class _Progress:
+    def __init__(self) -> None:
+        self.actions = 0
+
+
+async def _trade(sessions: Mapping[str, ExchangeClient], simulation: Simulation, actions: int, rate: float,
+                 progress: _Progress) -> None:
+    """The participants act one after another: look at the book, send, wait for each answer."""
+    pause = 1.0 / rate if rate > 0 else 0.0
+    for _ in range(actions):
+        who, symbol = simulation.next_participant()
+        client = sessions[who]
+        book = await client.book(symbol, 1)
+        reference = next(entry["reference_price"] for entry in client.logon["instruments"]
+                         if entry["symbol"] == symbol)
+        quote = Quote(book["bids"][0][0] if book["bids"] else None, book["asks"][0][0] if book["asks"] else None,
+                      book["last_price"], reference)
+        for message in simulation.messages(who, symbol, quote):
+            await client.request(message)
+        progress.actions += 1
+        if pause:
+            await asyncio.sleep(pause)
+
+
+async def _follow(account: str, client: ExchangeClient, tape: Tape, out: TextIO, show_trades: int,
+                  live: bool) -> None:
+    async for message in client.messages():
+        before = len(tape.trades)
+        tape.record(account, message)
+        if not live and len(tape.trades) > before and len(tape.trades) <= show_trades:
+            print(_trade_line(tape.trades[-1]), file=out)
+
+
+def _trade_line(trade: dict) -> str:
+    buyer_is_taker = trade["side"] == "B"
+    taker = trade["taker"]
+    return (f"trade #{trade['trade_id']:<5} {trade['instrument']} {trade['last_quantity']:>3} lots "
+            f"@ EUR {eur(trade['price_cents'])}  taker {taker:<14} ({'buys' if buyer_is_taker else 'sells'})")
+
+
+async def _screen(watcher: ExchangeClient, tape: Tape, out: TextIO, progress: _Progress, actions: int) -> None:
+    while True:
+        await _draw(watcher, tape, out, progress, actions)
+        await asyncio.sleep(0.5)
+
+
+async def _draw(watcher: ExchangeClient, tape: Tape, out: TextIO, progress: _Progress, actions: int) -> None:
+    """Redraw the terminal: each instrument's ladder, then the latest trades."""
+    lines = [f"carbonx demo: {progress.actions}/{actions} participant actions, {len(tape.trades)} trades "
+             f"(Ctrl-C stops)", ""]
+    for entry in watcher.logon["instruments"]:
+        book = await watcher.book(entry["symbol"], 5)
+        tick = eur_to_cents(entry["tick_size"])
+        last = None if book["last_price"] is None else book["last_price"] * tick
+        lines.append(f"{entry['symbol']}  last EUR {eur(last)}")
+        lines.extend("    " + line for line in ladder(book["bids"], book["asks"], tick))
+        lines.append("")
+    lines.append("latest trades:")
+    lines.extend("    " + _trade_line(trade) for trade in tape.trades[-8:])
+    out.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
+    out.flush()
+
+
+async def _close_day(gateway: TradingGateway, tape: Tape, out: TextIO, actions: int, elapsed: float,
+                     show_trades: int) -> None:
+    engine = gateway.engine
+    if len(tape.trades) > show_trades:
+        print(f"... {len(tape.trades) - show_trades} more trades", file=out)
+    print(f"\n{actions} participant actions in {elapsed:.1f} s over the socket protocol", file=out)
     print(file=out)
     for symbol, book in engine.books.items():
         instrument = engine.instruments[symbol]
-        own = [t for t in trades if t.instrument == symbol]
-        lots = sum(t.quantity for t in own)
-        vwap = sum(t.price * t.quantity for t in own) // lots if lots else None
+        own = [t for t in tape.trades if t["instrument"] == symbol]
+        lots = sum(t["last_quantity"] for t in own)
+        vwap = sum(t["price_cents"] * t["last_quantity"] for t in own) // lots if lots else None
         print(f"{symbol} ({instrument.name}): {len(own)} trades, {lots} lots ({tonnes(lots, instrument)}), "
               f"last EUR {eur(book.last_price)}, VWAP EUR {eur(vwap)}", file=out)
-        for line in ladder(book):
+        for line in ladder(book.depth(Side.BUY, 5), book.depth(Side.SELL, 5)):
             print("    " + line, file=out)
         print(file=out)
-    closing = simulation.close()
-    settlement.submit(closing)
-    expired = sum(1 for event in closing if type(event) is OrderExpired)
-    refused = ", ".join(f"{name} {count}" for name, count in simulation.rejected.most_common())
-    print(f"orders refused during the day: {sum(simulation.rejected.values())} ({refused or 'none'})", file=out)
-    print(f"end of day: DAY orders expired: {expired}; state hash {engine.state_hash()[:16]}", file=out)
+    closing = await gateway.run_operator_commands([EndOfDay(ts=time.time_ns(), trading_date=TRADING_DATE)])
+    expired = closing[-1].expired_orders if closing else 0
+    refused = ", ".join(f"{name} {count}" for name, count in tape.refused.most_common())
+    print(f"orders refused during the day: {sum(tape.refused.values())} ({refused or 'none'})", file=out)
+    print(f"end of day {TRADING_DATE}: DAY orders expired: {expired}; state hash {engine.state_hash()[:16]}",
+          file=out)
     print(file=out)
 
 
-def _close_compliance_year(engine: Engine, simulation: Simulation, out: TextIO) -> list:
+async def _close_compliance_year(gateway: TradingGateway, out: TextIO) -> None:
     """The registry's side: verified emissions, surrenders from what each installation holds, the deadline."""
+    engine: Engine = gateway.engine
+    await gateway.run_operator_commands([
+        RecordEmissions(ts=time.time_ns(), account=account_id, year=COMPLIANCE_YEAR, tonnes=tonnes_emitted)
+        for account_id, tonnes_emitted in VERIFIED_EMISSIONS.items()])
     commands: list = []
-    ts = simulation.ts
     allowances, credits = engine.compliance.config.allowances, engine.compliance.config.credits
-    for account_id, tonnes_emitted in VERIFIED_EMISSIONS.items():
-        ts += 1_000
-        commands.append(RecordEmissions(ts=ts, account=account_id, year=COMPLIANCE_YEAR, tonnes=tonnes_emitted))
-    events = engine.handle_all(commands)
-    commands = []
     for account_id, tonnes_emitted in VERIFIED_EMISSIONS.items():
         account = engine.accounts[account_id]
         owed = tonnes_emitted
@@ -272,17 +367,41 @@ def _close_compliance_year(engine: Engine, simulation: Simulation, out: TextIO) 
             available = account.units[symbol] - account.reserved_units[symbol]
             units = min(available, owed, credit_room if symbol in credits else owed)
             if units > 0:
-                ts += 1_000
-                commands.append(Surrender(ts=ts, account=account_id, year=COMPLIANCE_YEAR, instrument=symbol,
-                                          units=units))
+                commands.append(Surrender(ts=time.time_ns(), account=account_id, year=COMPLIANCE_YEAR,
+                                          instrument=symbol, units=units))
                 owed -= units
                 if symbol in credits:
                     credit_room -= units
-    ts += 1_000
-    commands.append(ComplianceDeadline(ts=ts, year=COMPLIANCE_YEAR, date=COMPLIANCE_DEADLINE))
-    events += engine.handle_all(commands)
+    commands.append(ComplianceDeadline(ts=time.time_ns(), year=COMPLIANCE_YEAR, date=COMPLIANCE_DEADLINE))
+    await gateway.run_operator_commands(commands)
     print(f"compliance {COMPLIANCE_YEAR} (deadline {COMPLIANCE_DEADLINE}):", file=out)
     for line in format_report(compliance_report(engine.compliance, year=COMPLIANCE_YEAR)):
         print("    " + line, file=out)
     print(file=out)
-    return events
+
+
+def _print_settlement(gateway: TradingGateway, out: TextIO, statements: Sequence[str]) -> None:
+    engine = gateway.engine
+    store = gateway.settlement.settlement.store
+    report = reconcile(engine, store)
+    print(f"settlement ledger ({store.path}):", file=out)
+    for line in report.summary():
+        print("    " + line, file=out)
+    for account in statements:
+        print(file=out)
+        try:
+            lines = format_statement(statement(engine, store, account))
+        except UnknownAccount:
+            lines = [f"statement: no account {account!r} (the accounts are those of config/accounts.toml, "
+                     f"{engine.fee_account.account_id!r} and {engine.compliance.config.penalty_account!r})"]
+        for line in lines:
+            print(line, file=out)
+
+
+async def _wait_for_interrupt(gateway: TradingGateway) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, lambda: asyncio.ensure_future(gateway.stop()))
+    await gateway.stopped.wait()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(signum)

@@ -1,7 +1,9 @@
 """Turning engine integers into text a trader reads: prices in euros, quantities in lots and tonnes."""
 from __future__ import annotations
 
-from exchange import Instrument, OrderBook, Side
+from typing import Sequence
+
+from exchange import Instrument
 from exchange.instruments import cents_to_eur
 
 
@@ -14,10 +16,15 @@ def tonnes(lots: int, instrument: Instrument) -> str:
     return f"{lots * instrument.lot_units:,} t"
 
 
-def ladder(book: OrderBook, levels: int = 5) -> list[str]:
-    """The book as a price ladder: asks above (best at the bottom), bids below (best at the top)."""
-    asks = book.depth(Side.SELL, levels)
-    bids = book.depth(Side.BUY, levels)
+def ladder(bids: Sequence[Sequence[int]], asks: Sequence[Sequence[int]], tick: int = 1) -> list[str]:
+    """Depth as a price ladder: asks above (best at the bottom), bids below (best at the top).
+
+    ``bids`` and ``asks`` are (price, lots, orders) levels, best first, as
+    ``OrderBook.depth`` gives them in cents, or as the wire's ``book``
+    message gives them in ticks (then ``tick`` is the tick in cents).
+    """
+    bids = [(price * tick, lots, orders) for price, lots, orders in bids]
+    asks = [(price * tick, lots, orders) for price, lots, orders in asks]
     lines = [f"{'orders':>8} {'lots':>8} {'bid':>9} | {'ask':<9} {'lots':<8} {'orders':<8}"]
     for price, lots, orders in reversed(asks):
         lines.append(f"{'':>8} {'':>8} {'':>9} | {eur(price):<9} {lots:<8} {orders:<8}")
@@ -26,3 +33,51 @@ def ladder(book: OrderBook, levels: int = 5) -> list[str]:
     if not asks and not bids:
         lines.append(f"{'(empty book)':^49}")
     return lines
+
+
+def describe_report(message: dict, ticks: dict[str, int]) -> str:
+    """One line a trader reads for a message from the exchange (execution report, reject, answer)."""
+    kind = message.get("type")
+    if kind == "execution_report":
+        return _describe_execution(message, ticks.get(message.get("instrument"), 1))
+    code = f"{message.get('code')} {message.get('text')}"
+    if kind == "request_rejected":
+        return f"{message.get('request')} refused: {code}"
+    if kind == "reject":
+        return f"{message.get('ref_type') or 'message'} refused by the session: {code}"
+    if kind == "mass_cancel_report":
+        where = message.get("instrument") or "all instruments"
+        return f"mass cancel ({where}): {message.get('canceled_orders')} orders canceled"
+    if kind == "kill_switch_report":
+        state = "blocked, no new orders" if message.get("blocked") else "released, may trade again"
+        return f"kill switch: account {message.get('account')} {state}; {message.get('canceled_orders')} orders canceled"
+    return str(message)
+
+
+def _describe_execution(report: dict, tick: int) -> str:
+    exec_type = report["exec_type"]
+    name = f"order {report['order_id']} ({report['client_order_id']})"
+    if exec_type == "rejected":
+        return f"order ({report['client_order_id']}) rejected: {report['code']} {report['text']}"
+    side = "buy" if report["side"] == "B" else "sell"
+    price = "market" if report["price"] is None else f"EUR {eur(report['price'] * tick)}"
+    fills = f"filled {report['cum_quantity']}/{report['quantity']}"
+    if report["cum_quantity"]:
+        fills += f" at avg EUR {report['avg_price']}"
+    state = f"{report['order_status']}; {fills}, open {report['leaves_quantity']}"
+    if exec_type == "trade":
+        return (f"{name} trade #{report['trade_id']}: {report['last_quantity']} lots @ EUR "
+                f"{eur(report['last_price'] * tick)} as {report['liquidity']}, fee EUR {eur(report['fee'])}; {state}")
+    terms = f"{side} {report['quantity']} lots {report['instrument']} @ {price} {report['time_in_force']}"
+    if report.get("stop_price") is not None:
+        terms += f", stop EUR {eur(report['stop_price'] * tick)}"
+    if report.get("display_quantity") is not None:
+        terms += f", showing {report['display_quantity']}"
+    extra = ""
+    if exec_type == "canceled":
+        extra = f" ({report.get('reason')})"
+    elif exec_type == "replaced":
+        extra = " (priority kept)" if report.get("priority_kept") else " (priority lost)"
+    elif exec_type == "triggered":
+        extra = f" (last trade EUR {eur(report['trigger_price'] * tick)})"
+    return f"{name} {exec_type}{extra}: {terms}; {state}"

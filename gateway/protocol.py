@@ -60,6 +60,7 @@ class Logon(Inbound, tag="logon"):
     account: str
     secret: str
     heartbeat_interval: Union[int, None] = None  # noqa: UP007 seconds; None: the server's default
+    cancel_on_disconnect: Union[bool, None] = None  # noqa: UP007 for this session; None: the account's setting
     needs_logon: ClassVar[bool] = False
 
 

@@ -106,6 +106,15 @@ class Throttled:
 
 
 @dataclass(frozen=True, slots=True)
+class OperatorCommands:
+    """Engine commands from the exchange's own operations (the registry's compliance feed, the end of day),
+    run in their place in the queue; ``done`` receives their events."""
+
+    commands: list
+    done: asyncio.Future
+
+
+@dataclass(frozen=True, slots=True)
 class Disconnected:
     """The gateway's own request: the account's session ended and it has cancel-on-disconnect."""
 
@@ -137,6 +146,7 @@ class Session:
         self.peer = f"{host}:{port}"
         self.link: AccountLink | None = None  # set at logon
         self.account: str | None = None
+        self.cancel_on_disconnect = True  # set at logon: the logon's choice, else the account's setting
         self.heartbeat_interval = gateway.config.heartbeat_interval
         now = gateway.clock()
         self.last_received = now
@@ -218,6 +228,7 @@ class TradingGateway:
             Logout: self._logout,
             Refusal: self._refusal,
             Throttled: self._throttled,
+            OperatorCommands: self._operator_commands,
         }
 
     # -- life cycle ------------------------------------------------------------------------
@@ -364,6 +375,8 @@ class TradingGateway:
         session.account = first.account
         if interval is not None:
             session.heartbeat_interval = float(interval)
+        session.cancel_on_disconnect = (link.config.cancel_on_disconnect if first.cancel_on_disconnect is None
+                                        else first.cancel_on_disconnect)
         session.last_received = self.clock()
         config = self.config
         session.write({
@@ -372,7 +385,7 @@ class TradingGateway:
             "heartbeat_interval": session.heartbeat_interval,
             "heartbeat_timeout": session.heartbeat_interval * config.heartbeat_timeout_factor,
             "max_frame": config.max_frame, "throttle_rate": config.throttle_rate,
-            "throttle_burst": config.throttle_burst, "cancel_on_disconnect": link.config.cancel_on_disconnect,
+            "throttle_burst": config.throttle_burst, "cancel_on_disconnect": session.cancel_on_disconnect,
             "operator": link.config.is_operator, "next_seq": link.next_seq, "instruments": self.instrument_list,
             "ts": time.time_ns(),
         })
@@ -419,8 +432,8 @@ class TradingGateway:
             link.session = None
         log_event(log, "session_ended", session=session.number, account=session.account,
                   code=None if session.close_code is None else int(session.close_code),
-                  cancel_on_disconnect=link.config.cancel_on_disconnect)
-        if link.config.cancel_on_disconnect and not self.stopping:
+                  cancel_on_disconnect=session.cancel_on_disconnect)
+        if session.cancel_on_disconnect and not self.stopping:
             await self.requests.put((None, Disconnected(session.account)))
 
     async def _heartbeats(self) -> None:
@@ -591,6 +604,25 @@ class TradingGateway:
             message = request_rejected(request.__struct_config__.tag, code, ts, getattr(request, "order_id", None),
                                        getattr(request, "client_order_id", None))
         self._answer(session, message, request)
+
+    async def run_operator_commands(self, commands: list) -> list:
+        """Run engine commands of the exchange's own operations in sequence with the sessions' requests.
+
+        For what has no wire message: opening accounts, the registry's
+        compliance commands, the end of a trading day. Their events are
+        settled and reported like any other; returns them.
+        """
+        done = asyncio.get_running_loop().create_future()
+        await self.requests.put((None, OperatorCommands(list(commands), done)))
+        return await done
+
+    def _operator_commands(self, session: None, request: OperatorCommands) -> None:
+        events = self.engine.handle_all(request.commands)
+        self.settlement.submit(events)
+        for account, message in self.tracker.messages(events):
+            self._deliver(account, message)
+        if not request.done.done():
+            request.done.set_result(events)
 
     # -- requests answered by the gateway ------------------------------------------------------
 
