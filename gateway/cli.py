@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 from exchange import ConfigError
-from exchange.instruments import eur_to_cents
+from exchange.instruments import cents_to_eur, eur_to_cents
 
 from .client import ExchangeClient, SessionClosed, connect
 from .config import (DEFAULT_ACCOUNTS, DEFAULT_COMPLIANCE, DEFAULT_EXCHANGE, DEFAULT_INSTRUMENTS, SETTINGS,
@@ -176,7 +176,7 @@ async def _balances(client: ExchangeClient, args: argparse.Namespace) -> int:
     print(f"    {'asset':<6} {'holding':>20} {'held by orders':>20} {'available':>20}")
     for entry in answer["balances"]:
         if entry["asset"] == "EUR":
-            cells = [f"EUR {eur(entry[key])}" for key in ("holding", "held", "available")]
+            cells = [f"EUR {cents_to_eur(entry[key], thousands=True)}" for key in ("holding", "held", "available")]
         else:
             cells = [f"{entry[key]:,} t" for key in ("holding", "held", "available")]
         print(f"    {entry['asset']:<6} {cells[0]:>20} {cells[1]:>20} {cells[2]:>20}")

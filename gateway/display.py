@@ -64,7 +64,7 @@ def _describe_execution(report: dict, tick: int) -> str:
     fills = f"filled {report['cum_quantity']}/{report['quantity']}"
     if report["cum_quantity"]:
         fills += f" at avg EUR {report['avg_price']}"
-    state = f"{report['order_status']}; {fills}, open {report['leaves_quantity']}"
+    state = f"status {report['order_status']}, {fills}, open {report['leaves_quantity']}"
     if exec_type == "trade":
         return (f"{name} trade #{report['trade_id']}: {report['last_quantity']} lots @ EUR "
                 f"{eur(report['last_price'] * tick)} as {report['liquidity']}, fee EUR {eur(report['fee'])}; {state}")
