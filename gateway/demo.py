@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence, TextIO
 
 from exchange import (ComplianceDeadline, ConfigError, EndOfDay, Engine, RecordEmissions, RejectCode, Side,
-                      Surrender, compliance_report, format_report)
+                      Surrender, TradingDayClosed, compliance_report, format_report)
 from exchange.instruments import eur_to_cents
 
 from .client import ExchangeClient, connect
@@ -343,7 +343,7 @@ async def _close_day(gateway: TradingGateway, tape: Tape, out: TextIO, actions: 
             print("    " + line, file=out)
         print(file=out)
     closing = await gateway.run_operator_commands([EndOfDay(ts=time.time_ns(), trading_date=TRADING_DATE)])
-    expired = closing[-1].expired_orders if closing else 0
+    expired = sum(event.expired_orders for event in closing if type(event) is TradingDayClosed)
     refused = ", ".join(f"{name} {count}" for name, count in tape.refused.most_common())
     print(f"orders refused during the day: {sum(tape.refused.values())} ({refused or 'none'})", file=out)
     print(f"end of day {TRADING_DATE}: DAY orders expired: {expired}; state hash {engine.state_hash()[:16]}",

@@ -50,7 +50,8 @@ def describe_report(message: dict, ticks: dict[str, int]) -> str:
         return f"mass cancel ({where}): {message.get('canceled_orders')} orders canceled"
     if kind == "kill_switch_report":
         state = "blocked, no new orders" if message.get("blocked") else "released, may trade again"
-        return f"kill switch: account {message.get('account')} {state}; {message.get('canceled_orders')} orders canceled"
+        canceled = message.get("canceled_orders")
+        return f"kill switch: account {message.get('account')} {state}; {canceled} orders canceled"
     return str(message)
 
 

@@ -53,7 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Callable, Mapping
 
-from exchange import (BlockAccount, CancelOrder, ComplianceConfig, ConfigError, Engine, InvalidCommand, MassCancel, NewOrder, RejectCode,
+from exchange import (BlockAccount, CancelOrder, ComplianceConfig, ConfigError, Engine, InvalidCommand, MassCancel,
+                      NewOrder, RejectCode,
                       ReplaceOrder, Side, UnblockAccount)
 from exchange.instruments import Instrument, cents_to_eur
 
@@ -514,7 +515,7 @@ class TradingGateway:
         start = 0
         messages = self.tracker.messages
         deliver = self._deliver
-        for (command, session, request), end in zip(pending, ends):
+        for (_, session, request), end in zip(pending, ends, strict=True):
             requester = None if session is None else session.account
             for account, message in messages(events[start:end]):
                 if requester is None:

@@ -1,0 +1,111 @@
+"""The command line as a user runs it: the demo, and a served exchange driven by the one-shot commands.
+
+``carbonx serve`` runs in its own process on a free loopback port and is
+stopped with SIGTERM, as an operator would: it must log out and exit 0.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gateway.cli import main
+
+
+def test_demo_trades_closes_the_year_and_reconciles(capsys):
+    assert main(["demo", "--orders", "300", "--live", "off", "--statement", "bank"]) == 0
+    out = capsys.readouterr().out
+    assert "300 participant actions" in out
+    assert "trade #1 " in out
+    assert "reconciliation OK" in out
+    assert "compliance 2026" in out and "paper-mill" in out
+    assert "Statement of account bank" in out.split("reconciliation OK")[1]
+
+
+def test_demo_is_the_same_day_for_the_same_seed(capsys):
+    def trades() -> list[str]:
+        assert main(["demo", "--orders", "150", "--live", "off", "--seed", "7"]) == 0
+        return [line for line in capsys.readouterr().out.splitlines() if line.startswith("trade #")]
+    first = trades()
+    assert first and first == trades()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def carbonx(*args: str, secret: str = "carbonx-demo") -> subprocess.CompletedProcess:
+    env = {**os.environ, "CARBONX_SECRET": secret}
+    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+@pytest.fixture
+def served():
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        process.kill()
+        pytest.fail("carbonx serve did not start listening")
+    yield port, process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_one_shot_commands_against_a_served_exchange_and_sigterm_stops_it_cleanly(served):
+    port, process = served
+    at = ["--port", str(port)]
+    sold = carbonx("order", *at, "--account", "bank", "sell", "5", "EUA", "70.50", "--clid", "s1")
+    assert sold.returncode == 0, sold.stderr
+    assert "new: sell 5 lots EUA @ EUR 70.50 GTC" in sold.stdout
+    bought = carbonx("order", *at, "--account", "broker", "buy", "3", "EUA", "70.50", "--tif", "IOC")
+    assert bought.returncode == 0
+    assert "trade #1: 3 lots @ EUR 70.50 as taker" in bought.stdout
+    book = carbonx("book", "EUA", *at, "--account", "bank")
+    assert "last EUR 70.50" in book.stdout and "70.50     2        1" in book.stdout
+    status = carbonx("status", "--clid", "s1", *at, "--account", "bank")
+    assert "status partially_filled, filled 3/5 at avg EUR 70.5000, open 2" in status.stdout
+    balances = carbonx("balances", *at, "--account", "bank")
+    assert "EUA" in balances.stdout and "2,000 t" in balances.stdout  # the rest of the sell holds 2 lots
+    unknown = carbonx("cancel", "999", *at, "--account", "bank")
+    assert unknown.returncode == 1 and "402 no such order" in unknown.stdout
+    canceled = carbonx("cancel", "--clid", "s1", *at, "--account", "bank")
+    assert canceled.returncode == 0 and "canceled (USER)" in canceled.stdout
+    refused = carbonx("balances", *at, "--account", "bank", secret="wrong")
+    assert refused.returncode == 3 and "702" in refused.stderr
+    not_operator = carbonx("kill-switch", "bank", *at, "--account", "bank")
+    assert not_operator.returncode == 1 and "712" in not_operator.stdout
+    killed = carbonx("kill-switch", "bank", *at, "--account", "market-ops")
+    assert killed.returncode == 0 and "blocked" in killed.stdout
+    blocked = carbonx("order", *at, "--account", "bank", "sell", "1", "EUA", "70.50")
+    assert blocked.returncode == 1 and "206" in blocked.stdout
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    log = [json.loads(line) for line in process.stderr.read().splitlines() if line.startswith("{")]
+    events = [entry["event"] for entry in log]
+    assert events[0] == "listening" and events[-1] == "stopped"
+    assert "logon_failed" in events
+
+
+def test_no_exchange_listening_is_a_clear_error():
+    result = carbonx("balances", "--port", str(free_port()), "--account", "bank")
+    assert result.returncode == 3 and "no session with the exchange" in result.stderr
+    assert "Traceback" not in result.stderr
