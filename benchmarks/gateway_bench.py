@@ -1,0 +1,150 @@
+"""End to end through the trading gateway: requests a second and acknowledgement latency over TCP.
+
+Run: ``python3 benchmarks/gateway_bench.py [--sessions 4] [--orders 20000] [--rate 2000]``.
+
+``carbonx serve`` runs in its own process (the engine's core to itself) on
+a free loopback port; this process is the load generator: ``--sessions``
+demo accounts log on with the client library and each sends its share of
+``--orders`` as a new order followed by its cancel (non-crossing prices:
+what a market maker's quoting looks like, and the heaviest request path
+short of a fill). Two runs:
+
+- throughput: every session pipelines with up to ``--window`` requests
+  unanswered; figure: requests answered a second;
+- latency: requests sent at ``--rate`` a second in all, spread over the
+  sessions; figure: send-to-answer percentiles, measured by the client.
+
+The load generator shares the machine (2 cores here) with the server; it
+reports its own CPU time so the reader can tell which side was the limit.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import AsyncExitStack
+
+from gateway.client import ExchangeClient, connect
+
+ACCOUNTS = ["bank", "broker", "utility-north", "speculator", "cdm-developer", "ji-developer", "gov-fund",
+            "carbon-fund", "paper-mill", "cement-works"]
+SECRET = "carbonx-demo"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(port: int) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port),
+                                "--log-level", "WARNING", "--throttle-rate", "1000000",
+                                "--throttle-burst", "1000000"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit("the server did not start")
+
+
+def order_pair(client: ExchangeClient, number: int) -> tuple[dict, dict]:
+    """A resting buy well under the market (no fill) and its cancel."""
+    clid = f"{client.logon['session_id']}-{number}"
+    order = client.new_order_message("EUA", "B", 1, 6700 + number % 50, client_order_id=clid)
+    return order, {"type": "cancel_order", "client_order_id": clid}
+
+
+async def pipelined(client: ExchangeClient, pairs: int, window: int) -> int:
+    """Send ``pairs`` order+cancel pairs keeping at most ``window`` requests unanswered; return answers."""
+    answered = 0
+    sent = 0
+    stream = client.messages()
+    requests = [message for number in range(pairs) for message in order_pair(client, number)]
+    while answered < len(requests):
+        while sent < len(requests) and sent - answered < window:
+            client.send(requests[sent])
+            sent += 1
+        await stream.__anext__()
+        answered += 1
+    return answered
+
+
+async def paced(client: ExchangeClient, pairs: int, interval: float, latencies: list[float]) -> None:
+    """Send order+cancel pairs every ``interval`` seconds, timing each request to its first answer."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for number in range(pairs):
+        target = start + number * interval
+        delay = target - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        for message in order_pair(client, number + 10_000_000):
+            sent = time.perf_counter()
+            await client.request(message)
+            latencies.append(time.perf_counter() - sent)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def run(args: argparse.Namespace) -> None:
+    port = free_port()
+    server = start_server(port)
+    try:
+        async with asyncio.timeout(600), AsyncExitStack() as sessions:
+            clients = [await sessions.enter_async_context(connect("127.0.0.1", port, account, SECRET))
+                       for account in ACCOUNTS[:args.sessions]]
+            pairs = args.orders // args.sessions
+            cpu = time.process_time()
+            started = time.perf_counter()
+            answered = sum(await asyncio.gather(*(pipelined(c, pairs, args.window) for c in clients)))
+            elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu
+            print(f"throughput: {answered:,} requests answered in {elapsed:.2f} s = "
+                  f"{answered / elapsed:,.0f} requests/s ({answered / 2 / elapsed:,.0f} orders/s with their "
+                  f"cancels) over {args.sessions} sessions, window {args.window}; load generator CPU "
+                  f"{cpu / elapsed:.0%} of one core")
+            latencies: list[float] = []
+            per_session = args.rate / 2 / args.sessions  # pairs a second per session
+            count = max(1, int(per_session * args.seconds))
+            await asyncio.gather(*(paced(c, count, 1 / per_session, latencies) for c in clients))
+            print(f"latency at {args.rate:,.0f} requests/s: "
+                  + ", ".join(f"p{int(share * 1000) / 10:g} {percentile(latencies, share) * 1e3:.2f} ms"
+                              for share in (0.5, 0.9, 0.99, 0.999))
+                  + f", max {max(latencies) * 1e3:.2f} ms ({len(latencies):,} requests)")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--orders", type=int, default=20_000, help="orders (each with its cancel) in the "
+                        "throughput run")
+    parser.add_argument("--window", type=int, default=200, help="unanswered requests a session may have")
+    parser.add_argument("--rate", type=float, default=2000.0, help="requests a second in the latency run")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of the latency run")
+    args = parser.parse_args()
+    if not 1 <= args.sessions <= len(ACCOUNTS):
+        raise SystemExit(f"--sessions: 1 to {len(ACCOUNTS)} (the demo accounts)")
+    print(f"carbonx gateway benchmark: python {sys.version.split()[0]}, {os.cpu_count()} cores; "
+          f"carbonx serve in its own process")
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
