@@ -22,7 +22,7 @@ command (order status, balances, the book, logout, session rejects) are
 answered in their place in the queue, so a session's answers always come
 in the order of its requests. That loop is also where a later journal
 writes and syncs each batch before any of its answers go out (issue 6):
-``_run_batch`` sequences, the engine runs, then ``_deliver`` sends.
+``_run_batch`` sequences and runs the engine; ``_commit`` settles and sends.
 
 Every message to an account carries the account's outbound sequence
 number (``seq``), counted across its connections for the life of the
@@ -159,9 +159,9 @@ class Session:
 
     def write(self, message: dict) -> None:
         """Send a message now (no waiting); a client too far behind in reading is disconnected."""
-        if self.closed:
-            return
         transport = self.transport
+        if self.closed or transport.is_closing():  # the client went away; its session task is ending it
+            return
         transport.write(encode_frame(message))
         self.last_sent = self.gateway.clock()
         if transport.get_write_buffer_size() > self.gateway.config.max_outbound_bytes:
@@ -209,6 +209,9 @@ class TradingGateway:
         self._tasks: list[asyncio.Task] = []
         self._connection_tasks: set[asyncio.Task] = set()
         self._last_ts = 0
+        self._events: list = []  # the batch in hand (see _run_batch)
+        self._outbox: list = []
+        self._finished: list = []
         self.stopping = False
         self.failure: BaseException | None = None  # set when the engine loop stops on an error
         self.stopped = asyncio.Event()
@@ -486,6 +489,16 @@ class TradingGateway:
         return ts
 
     def _run_batch(self, batch: list) -> None:
+        """Sequence a batch, run it through the engine, then commit: settle and send, in request order.
+
+        Nothing of the batch leaves before ``_commit``: the events go to
+        settlement and the answers to the sockets only there, so the journal
+        (issue 6) writes and syncs the batch's commands at that one point,
+        before anything is acknowledged.
+        """
+        self._events = []  # the batch's engine events, in order
+        self._outbox = []  # (account, message), or (session, None) for a logout, in the order they go out
+        self._finished = []  # (future, events) of operator commands, completed after the commit
         pending: list[tuple[object, Session | None, object]] = []
         commands = self._commands
         for session, request in batch:
@@ -501,17 +514,30 @@ class TradingGateway:
                 self._execute(pending)
                 self._answers[request.__class__](session, request)
         self._execute(pending)
+        self._commit()
+
+    def _commit(self) -> None:
+        if self._events:
+            self.settlement.submit(self._events)  # a SettlementError stops the engine loop: see _engine_loop
+        links = self.links
+        for target, message in self._outbox:
+            if message is None:
+                target.end(None)  # a logout, after everything answered before it
+                continue
+            session = links[target].session
+            if session is not None:
+                session.write(message)
+        for future, events in self._finished:
+            if not future.done():
+                future.set_result(events)
 
     def _execute(self, pending: list) -> None:
-        """Run the pending commands through the engine as one batch, settle, and answer each in order."""
+        """Run the pending commands through the engine as one batch and queue each one's answers in order."""
         if not pending:
             return
         ends: list[int] = []
         events = self.engine.handle_all([command for command, _, _ in pending], ends)
-        try:
-            self.settlement.submit(events)
-        except SettlementError:
-            raise  # the engine loop stops: see _engine_loop
+        self._events += events
         start = 0
         messages = self.tracker.messages
         deliver = self._deliver
@@ -536,13 +562,13 @@ class TradingGateway:
         # events[start:] are the batch's level changes: the market-data feed's (issue 5)
 
     def _deliver(self, account: str, message: dict) -> None:
+        """Number a message for the account and queue it for the commit; counted even if no session reads it."""
         link = self.links.get(account)
         if link is None:
             return  # an account without a configuration (the fee account) has no session
         message["seq"] = link.next_seq
         link.next_seq += 1
-        if link.session is not None:
-            link.session.write(message)
+        self._outbox.append((account, message))
 
     def _answer(self, session: Session, message: dict, request: object) -> None:
         request_id = getattr(request, "request_id", None)
@@ -619,11 +645,10 @@ class TradingGateway:
 
     def _operator_commands(self, session: None, request: OperatorCommands) -> None:
         events = self.engine.handle_all(request.commands)
-        self.settlement.submit(events)
+        self._events += events
         for account, message in self.tracker.messages(events):
             self._deliver(account, message)
-        if not request.done.done():
-            request.done.set_result(events)
+        self._finished.append((request.done, events))
 
     # -- requests answered by the gateway ------------------------------------------------------
 
@@ -664,7 +689,7 @@ class TradingGateway:
 
     def _logout(self, session: Session, request: Logout) -> None:
         log_event(log, "logout", session=session.number, account=session.account)
-        session.end(None)
+        self._outbox.append((session, None))
 
     def _refusal(self, session: Session, refusal: Refusal) -> None:
         self._answer(session, _reject(refusal.code, refusal.text, refusal.message_type, refusal.field,
