@@ -52,7 +52,6 @@ class Inbound(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_o
     """A message from a client. ``request_id`` is the client's own label, echoed in the answer."""
 
     request_id: RequestId = None
-    needs_logon: ClassVar[bool] = True  # every message but logon needs a logged-on session
     admin: ClassVar[bool] = False  # operator accounts only
 
 
@@ -63,7 +62,6 @@ class Logon(Inbound, tag="logon"):
     secret: str
     heartbeat_interval: Union[int, None] = None  # noqa: UP007 seconds; None: the server's default
     cancel_on_disconnect: Union[bool, None] = None  # noqa: UP007 for this session; None: the account's setting
-    needs_logon: ClassVar[bool] = False
 
 
 class Logout(Inbound, tag="logout"):

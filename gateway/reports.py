@@ -23,13 +23,14 @@ client order ids.
 """
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Iterable, Mapping
 
 from exchange import (AccountBlocked, AccountUnblocked, InvalidCommand, MassCancelCompleted, OrderAccepted,
                       OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, RejectCode, RequestRejected,
-                      Side, StopTriggered, Trade, TradingDayClosed)
-from exchange.instruments import Instrument, eur_to_cents
+                      StopTriggered, Trade, TradingDayClosed)
+from exchange.instruments import Instrument
 
 # Order statuses (FIX OrdStatus), as sent in ``order_status``.
 NEW = "new"
@@ -43,26 +44,30 @@ CLOSED_STATUSES = frozenset((FILLED, CANCELED, EXPIRED, REJECTED))
 AVERAGE_PRICE_PLACES = Decimal("0.0001")  # average prices are euros to 4 decimals, rounded half to even
 
 
-def price_in_cents(value: object, instrument: Instrument | None, field: str) -> int | None:
-    """A request's price in cents: ``value`` is None, integer ticks, or a decimal string in euros.
+PRICE_TEXT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")  # a plain decimal: no sign, exponent or spaces
 
-    Raises InvalidCommand (INVALID_PRICE, PRICE_NOT_ON_TICK) for a price
-    that cannot be one. For an unknown instrument an integer passes through
-    unchanged (the engine then refuses the instrument).
+
+def price_in_cents(value: object, instrument: Instrument | None, field: str) -> int | None:
+    """A request's price in cents: ``value`` is None, integer ticks, or a decimal string in euros ("70.25").
+
+    Raises InvalidCommand for a price that cannot be one: INVALID_PRICE (or
+    INVALID_STOP_PRICE) for text that is not a plain decimal, PRICE_NOT_ON_TICK
+    for one between ticks ("70.255", or "70.01" where the tick is 0.05). For
+    an unknown instrument an integer passes through unchanged (the engine
+    then refuses the instrument).
     """
     if value is None:
         return None
-    code = RejectCode.INVALID_STOP_PRICE if field == "stop_price" else RejectCode.INVALID_PRICE
+    stop = field == "stop_price"
     tick = 1 if instrument is None else instrument.tick_size
     if type(value) is int:
         return value * tick
-    try:
-        cents = eur_to_cents(value)
-    except ValueError:
-        raise InvalidCommand(code, field) from None
-    if cents % tick:
-        raise InvalidCommand(RejectCode.PRICE_NOT_ON_TICK if code is RejectCode.INVALID_PRICE else code, field)
-    return cents
+    if PRICE_TEXT.fullmatch(value) is None:
+        raise InvalidCommand(RejectCode.INVALID_STOP_PRICE if stop else RejectCode.INVALID_PRICE, field)
+    cents = Decimal(value) * 100
+    if cents != cents.to_integral_value() or int(cents) % tick:
+        raise InvalidCommand(RejectCode.INVALID_STOP_PRICE if stop else RejectCode.PRICE_NOT_ON_TICK, field)
+    return int(cents)
 
 
 class OrderView:
@@ -216,5 +221,3 @@ def request_rejected(request: str, code: RejectCode, ts: int, order_id: object =
     return {"type": "request_rejected", "request": request, "order_id": order_id,
             "client_order_id": client_order_id, "code": int(code), "text": code.text, "ts": ts}
 
-
-SIDE_NAMES = {Side.BUY: "buy", Side.SELL: "sell"}

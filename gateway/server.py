@@ -75,6 +75,7 @@ MIN_CLIENT_HEARTBEAT = 1  # seconds: the shortest heartbeat interval a client ma
 MAX_CLIENT_HEARTBEAT = 60
 MAX_BOOK_LEVELS = 100
 LOGOUT_WAIT = 5.0  # seconds a session waits for the engine loop to answer its logout
+SLOW_CONSUMER_GRACE = 1.0  # seconds a slow consumer's connection lingers to take its logout
 _DUMMY_HASH = hash_secret("carbonx: no such account")  # checked for unknown accounts, so both take as long
 
 
@@ -113,6 +114,15 @@ class OperatorCommands:
 
     commands: list
     done: asyncio.Future
+
+
+@dataclass(frozen=True, slots=True)
+class EndSession:
+    """In the outbox: log the session out (``code`` None: at its request) once what precedes is sent."""
+
+    code: RejectCode | None
+    text: str | None
+    request_id: object = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,23 +177,23 @@ class Session:
         if transport.get_write_buffer_size() > self.gateway.config.max_outbound_bytes:
             log_event(log, "slow_consumer", logging.WARNING, session=self.number, account=self.account,
                       peer=self.peer, buffered=transport.get_write_buffer_size())
-            self.close_code = RejectCode.SLOW_CONSUMER
-            self.closed = True
-            self.ended.set()
-            transport.abort()  # what is buffered will never be read in time: drop it
+            self.end(RejectCode.SLOW_CONSUMER)
+            # The logout sits behind everything unread: a client that reads again gets it; one that
+            # does not is cut off, and the buffer dropped, after a grace period.
+            asyncio.get_running_loop().call_later(SLOW_CONSUMER_GRACE, transport.abort)
 
-    def end(self, code: RejectCode | None, text: str | None = None) -> None:
+    def end(self, code: RejectCode | None, text: str | None = None, request_id: object = None) -> None:
         """Send a logout (with ``code`` if the exchange ends the session) and close after it is written."""
-        if self.closed:
-            return
-        message = {"type": "logout", "code": None if code is None else int(code),
-                   "text": text or ("logged out" if code is None else code.text), "ts": time.time_ns()}
-        self.write(message)
         if self.closed:
             return
         self.close_code = code
         self.closed = True
         self.ended.set()
+        message = {"type": "logout", "code": None if code is None else int(code),
+                   "text": text or ("logged out" if code is None else code.text), "ts": time.time_ns()}
+        if request_id is not None:
+            message["request_id"] = request_id
+        self.transport.write(encode_frame(message))
         self.transport.close()  # closes once the buffer is written
 
     def pause(self) -> None:
@@ -348,8 +358,8 @@ class TradingGateway:
                 return items
 
     async def _logon(self, session: Session, first: object) -> bool:
-        if type(first) is Refusal:
-            session.end(first.code if first.fatal else RejectCode.NOT_LOGGED_ON, first.text)
+        if type(first) is Refusal:  # before logon any refusal ends the connection, with its own code
+            session.end(first.code, first.text, first.request_id)
             return False
         if type(first) is not Logon:
             session.end(RejectCode.NOT_LOGGED_ON)
@@ -357,7 +367,7 @@ class TradingGateway:
         interval = first.heartbeat_interval
         if interval is not None and not MIN_CLIENT_HEARTBEAT <= interval <= MAX_CLIENT_HEARTBEAT:
             session.end(RejectCode.INVALID_FIELD, f"heartbeat_interval: whole seconds from {MIN_CLIENT_HEARTBEAT} "
-                                                  f"to {MAX_CLIENT_HEARTBEAT}")
+                                                  f"to {MAX_CLIENT_HEARTBEAT}", first.request_id)
             return False
         link = self.links.get(first.account)
         stored = link.config.secret_hash if link is not None else _DUMMY_HASH
@@ -365,12 +375,12 @@ class TradingGateway:
         if link is None or not verified:
             log_event(log, "logon_failed", logging.WARNING, session=session.number, peer=session.peer,
                       account=first.account[:64])
-            session.end(RejectCode.LOGON_FAILED)
+            session.end(RejectCode.LOGON_FAILED, request_id=first.request_id)
             return False
         if link.session is not None:
             log_event(log, "logon_refused_second_session", logging.WARNING, session=session.number,
                       account=first.account, peer=session.peer)
-            session.end(RejectCode.ALREADY_LOGGED_ON)
+            session.end(RejectCode.ALREADY_LOGGED_ON, request_id=first.request_id)
             return False
         if session.closed or self.stopping:
             return False
@@ -383,8 +393,8 @@ class TradingGateway:
                                         else first.cancel_on_disconnect)
         session.last_received = self.clock()
         config = self.config
-        session.write({
-            "type": "logon_accepted", "request_id": first.request_id, "account": first.account,
+        accepted = {
+            "type": "logon_accepted", "account": first.account,
             "protocol_version": PROTOCOL_VERSION, "session_id": session.number,
             "heartbeat_interval": session.heartbeat_interval,
             "heartbeat_timeout": session.heartbeat_interval * config.heartbeat_timeout_factor,
@@ -392,7 +402,10 @@ class TradingGateway:
             "throttle_burst": config.throttle_burst, "cancel_on_disconnect": session.cancel_on_disconnect,
             "operator": link.config.is_operator, "next_seq": link.next_seq, "instruments": self.instrument_list,
             "ts": time.time_ns(),
-        })
+        }
+        if first.request_id is not None:
+            accepted["request_id"] = first.request_id
+        session.write(accepted)
         log_event(log, "logon", session=session.number, account=first.account, peer=session.peer,
                   next_seq=link.next_seq)
         return True
@@ -406,20 +419,18 @@ class TradingGateway:
             kind = item.__class__
             if kind is Heartbeat:
                 continue
-            if kind is Refusal:
-                if item.fatal:
-                    session.end(item.code, item.text)
-                    return False
-                await put((session, item))
-            elif kind is Logout:
+            if kind is Refusal and item.fatal:  # answered after the requests before it, then closed
                 await put((session, item))
                 return False
-            elif not session.bucket.take(now):
+            if kind is Logout:
+                await put((session, item))
+                return False
+            if not session.bucket.take(now):
                 await put((session, Throttled(item)))
             elif kind is Logon:
                 await put((session, Refusal(RejectCode.ALREADY_LOGGED_ON_HERE, RejectCode.ALREADY_LOGGED_ON_HERE.text,
                                             fatal=False, message_type="logon", request_id=item.request_id)))
-            elif kind.admin and not operator:
+            elif kind is not Refusal and kind.admin and not operator:
                 await put((session, Refusal(RejectCode.NOT_AUTHORISED, RejectCode.NOT_AUTHORISED.text, fatal=False,
                                             message_type=item.__struct_config__.tag, request_id=item.request_id)))
             else:
@@ -497,7 +508,7 @@ class TradingGateway:
         before anything is acknowledged.
         """
         self._events = []  # the batch's engine events, in order
-        self._outbox = []  # (account, message), or (session, None) for a logout, in the order they go out
+        self._outbox = []  # (account, message), or (session, EndSession) for a logout, in the order they go out
         self._finished = []  # (future, events) of operator commands, completed after the commit
         pending: list[tuple[object, Session | None, object]] = []
         commands = self._commands
@@ -521,8 +532,8 @@ class TradingGateway:
             self.settlement.submit(self._events)  # a SettlementError stops the engine loop: see _engine_loop
         links = self.links
         for target, message in self._outbox:
-            if message is None:
-                target.end(None)  # a logout, after everything answered before it
+            if type(message) is EndSession:  # a logout, after everything answered before it
+                target.end(message.code, message.text, message.request_id)
                 continue
             session = links[target].session
             if session is not None:
@@ -544,8 +555,9 @@ class TradingGateway:
         for (_, session, request), end in zip(pending, ends, strict=True):
             requester = None if session is None else session.account
             for account, message in messages(events[start:end]):
-                if requester is None:
-                    deliver(account, message)
+                if requester is None:  # cancel-on-disconnect: the canceled reports say why (DISCONNECT)
+                    if message["type"] != "mass_cancel_report":
+                        deliver(account, message)
                     continue
                 request_id = request.request_id
                 if message["type"] == "request_rejected":
@@ -647,7 +659,11 @@ class TradingGateway:
         events = self.engine.handle_all(request.commands)
         self._events += events
         for account, message in self.tracker.messages(events):
-            self._deliver(account, message)
+            if message["type"] == "request_rejected":  # the operator's own command: logged, not sent to the account
+                log_event(log, "operator_command_refused", logging.WARNING, account=account,
+                          request=message["request"], code=message["code"], text=message["text"])
+            else:
+                self._deliver(account, message)
         self._finished.append((request.done, events))
 
     # -- requests answered by the gateway ------------------------------------------------------
@@ -678,7 +694,8 @@ class TradingGateway:
             self._refuse(session, request, RejectCode.UNKNOWN_INSTRUMENT)
             return
         if not 1 <= request.levels <= MAX_BOOK_LEVELS:
-            self._refuse(session, request, RejectCode.INVALID_FIELD)
+            self._answer(session, _reject(RejectCode.INVALID_FIELD, f"{RejectCode.INVALID_FIELD.text}: levels "
+                                          f"from 1 to {MAX_BOOK_LEVELS}", "book", "levels", None), request)
             return
         tick = book.instrument.tick_size
         bids, asks = ([[price // tick, lots, orders] for price, lots, orders in book.depth(side, request.levels)]
@@ -689,16 +706,19 @@ class TradingGateway:
 
     def _logout(self, session: Session, request: Logout) -> None:
         log_event(log, "logout", session=session.number, account=session.account)
-        self._outbox.append((session, None))
+        self._outbox.append((session, EndSession(None, None, request.request_id)))
 
     def _refusal(self, session: Session, refusal: Refusal) -> None:
+        if refusal.fatal:  # a frame that breaks the stream: logout with its code, after the answers before it
+            self._outbox.append((session, EndSession(refusal.code, refusal.text)))
+            return
         self._answer(session, _reject(refusal.code, refusal.text, refusal.message_type, refusal.field,
                                       refusal.client_order_id), refusal)
 
     def _throttled(self, session: Session, throttled: Throttled) -> None:
         request = throttled.request
-        self._answer(session, _reject(RejectCode.THROTTLED, RejectCode.THROTTLED.text,
-                                      request.__struct_config__.tag, None,
+        message_type = request.message_type if type(request) is Refusal else request.__struct_config__.tag
+        self._answer(session, _reject(RejectCode.THROTTLED, RejectCode.THROTTLED.text, message_type, None,
                                       getattr(request, "client_order_id", None)), request)
 
 
@@ -709,12 +729,16 @@ def _reject(code: RejectCode, text: str, message_type: str | None, field: str | 
             "code": int(code), "text": text, "ts": time.time_ns()}
 
 
-def _instrument_entry(instrument: object) -> dict:
+def _instrument_entry(instrument: Instrument) -> dict:
+    """An instrument's terms for logon_accepted: prices in ticks, fees in cents per lot."""
     tick = instrument.tick_size
     return {"symbol": instrument.symbol, "name": instrument.name, "lot_units": instrument.lot_units,
             "tick_size": cents_to_eur(tick), "min_lots": instrument.min_lots, "max_lots": instrument.max_lots,
             "min_price": instrument.min_price // tick, "max_price": instrument.max_price // tick,
-            "reference_price": instrument.reference_price // tick}
+            "reference_price": instrument.reference_price // tick,
+            "market_collar": None if instrument.market_collar is None else instrument.market_collar // tick,
+            "price_band_bps": instrument.price_band_bps, "maker_fee": instrument.maker_fee,
+            "taker_fee": instrument.taker_fee}
 
 
 # -- the exchange process -------------------------------------------------------------------------
