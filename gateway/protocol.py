@@ -196,7 +196,10 @@ class FrameReader:
         return len(self._pending)
 
 
-_FIELD_IN_ERROR = re.compile(r"`\$\.([A-Za-z_][A-Za-z0-9_]*)|field `([A-Za-z_][A-Za-z0-9_]*)`")
+_FIELD_IN_ERROR = re.compile(r"`\$\.([^`.\[]+)|field `([^`]+)`")  # "... - at `$.price`", "... field `x-y`"
+# What decoding a hostile body may raise besides a schema error: broken MessagePack, a str that is
+# not UTF-8, nesting deeper than the decoder recurses.
+_UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _any_decoder = msgspec.msgpack.Decoder()
 _inbound_decoder = msgspec.msgpack.Decoder(Union[INBOUND])  # type: ignore[valid-type]  # noqa: UP007
 
@@ -221,9 +224,9 @@ class MessageReader:
                 out.append(refusal)
                 if refusal.fatal:
                     break
-            except msgspec.DecodeError as error:
-                out.append(Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: {error}",
-                                   fatal=True))
+            except _UNREADABLE as error:
+                out.append(Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: "
+                                   f"{_unreadable(error)}", fatal=True))
                 break
         else:
             if self.frames.failed is not None:
@@ -237,8 +240,9 @@ def _classify(body: memoryview, error: msgspec.ValidationError) -> Refusal:
     """Why a well-formed MessagePack body is not a valid message."""
     try:  # the schema failed first; the body may still be broken MessagePack further on
         document = _any_decoder.decode(body)
-    except msgspec.DecodeError as decode_error:
-        return Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: {decode_error}", fatal=True)
+    except _UNREADABLE as decode_error:
+        return Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: {_unreadable(decode_error)}",
+                       fatal=True)
     if type(document) is not dict:
         return Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: a "
                        f"{type(document).__name__}, not a map", fatal=True)
@@ -258,6 +262,14 @@ def _classify(body: memoryview, error: msgspec.ValidationError) -> Refusal:
                    **echo)
 
 
+def _unreadable(error: Exception) -> str:
+    if isinstance(error, UnicodeDecodeError):
+        return "a string that is not UTF-8"
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    return str(error)
+
+
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -274,7 +286,10 @@ class DictReader:
         self.frames = FrameReader(max_frame)
 
     def feed(self, data: bytes) -> list[dict]:
-        messages = [_any_decoder.decode(body) for body in self.frames.feed(data)]
+        try:
+            messages = [_any_decoder.decode(body) for body in self.frames.feed(data)]
+        except _UNREADABLE as error:
+            raise ProtocolError(f"the server sent an unreadable frame: {_unreadable(error)}") from None
         if self.frames.failed is not None:
             raise ProtocolError(self.frames.failed.text)
         for message in messages:

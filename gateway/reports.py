@@ -51,8 +51,9 @@ def price_in_cents(value: object, instrument: Instrument | None, field: str) -> 
     """A request's price in cents: ``value`` is None, integer ticks, or a decimal string in euros ("70.25").
 
     Raises InvalidCommand for a price that cannot be one: INVALID_PRICE (or
-    INVALID_STOP_PRICE) for text that is not a plain decimal, PRICE_NOT_ON_TICK
-    for one between ticks ("70.255", or "70.01" where the tick is 0.05). For
+    INVALID_STOP_PRICE) for text that is not a plain decimal or not a whole
+    number of cents ("70.255"), PRICE_NOT_ON_TICK for whole cents between
+    ticks ("70.01" where the tick is 0.05). For
     an unknown instrument an integer passes through unchanged (the engine
     then refuses the instrument).
     """
@@ -65,7 +66,9 @@ def price_in_cents(value: object, instrument: Instrument | None, field: str) -> 
     if PRICE_TEXT.fullmatch(value) is None:
         raise InvalidCommand(RejectCode.INVALID_STOP_PRICE if stop else RejectCode.INVALID_PRICE, field)
     cents = Decimal(value) * 100
-    if cents != cents.to_integral_value() or int(cents) % tick:
+    if cents != cents.to_integral_value():  # a fraction of a cent: not a price at all (the engine's 106)
+        raise InvalidCommand(RejectCode.INVALID_STOP_PRICE if stop else RejectCode.INVALID_PRICE, field)
+    if int(cents) % tick:
         raise InvalidCommand(RejectCode.INVALID_STOP_PRICE if stop else RejectCode.PRICE_NOT_ON_TICK, field)
     return int(cents)
 
