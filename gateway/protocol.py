@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import Annotated, ClassVar, Union
 
 import msgspec
 
@@ -43,9 +43,10 @@ PROTOCOL_VERSION = 1
 LENGTH_BYTES = 4
 DEFAULT_MAX_FRAME = 65_536  # bytes of body; the logon answer says the server's actual limit
 
-RequestId = Union[int, str, None]  # noqa: UP007 (msgspec reads the annotation at run time)
+ShortText = Annotated[str, msgspec.Meta(max_length=64)]  # ids echoed in answers: a reply stays a small frame
+RequestId = Union[int, ShortText, None]  # noqa: UP007 (msgspec reads the annotation at run time)
 Price = Union[int, str, None]  # noqa: UP007 integer ticks, or a decimal string in euros ("70.25")
-ClientOrderId = Union[int, str]  # noqa: UP007
+ClientOrderId = Union[int, ShortText]  # noqa: UP007
 
 
 class Inbound(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -135,7 +136,8 @@ INBOUND: tuple[type[Inbound], ...] = (
     Logon, Logout, Heartbeat, NewOrderRequest, CancelRequest, ReplaceRequest, MassCancelRequest,
     OrderStatusRequest, BalancesRequest, BookRequest, KillSwitchRequest, ReleaseKillSwitchRequest,
 )
-MESSAGE_TYPES = frozenset(kind.__struct_config__.tag for kind in INBOUND)
+INBOUND_BY_TYPE: dict[str, type[Inbound]] = {kind.__struct_config__.tag: kind for kind in INBOUND}
+MESSAGE_TYPES = frozenset(INBOUND_BY_TYPE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +198,8 @@ class FrameReader:
         return len(self._pending)
 
 
-_FIELD_IN_ERROR = re.compile(r"`\$\.([^`.\[]+)|field `([^`]+)`")  # "... - at `$.price`", "... field `x-y`"
+_FIELD_IN_ERROR = re.compile(r"`\$\.([A-Za-z_][A-Za-z0-9_]*)|field `([A-Za-z_][A-Za-z0-9_]*)`")  # a known field
+MAX_ECHO = 64  # longest string of a refused frame echoed in the answer
 # What decoding a hostile body may raise besides a schema error: broken MessagePack, a str that is
 # not UTF-8, nesting deeper than the decoder recurses.
 _UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
@@ -246,20 +249,32 @@ def _classify(body: memoryview, error: msgspec.ValidationError) -> Refusal:
     if type(document) is not dict:
         return Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: a "
                        f"{type(document).__name__}, not a map", fatal=True)
-    message_type = document.get("type")
-    request_id = document.get("request_id")
-    client_order_id = document.get("client_order_id")
-    echo = {"message_type": message_type if type(message_type) is str else None,
-            "request_id": request_id if type(request_id) in (int, str) else None,
-            "client_order_id": client_order_id if type(client_order_id) in (int, str) else None}
-    if type(message_type) is not str or message_type not in MESSAGE_TYPES:
-        return Refusal(RejectCode.UNKNOWN_MESSAGE_TYPE, f"{RejectCode.UNKNOWN_MESSAGE_TYPE.text}: "
-                       f"{message_type!r} (known: {', '.join(sorted(MESSAGE_TYPES))})", fatal=False, field="type",
+    message_type = _echo(document.get("type"), str)
+    echo = {"message_type": message_type, "request_id": _echo(document.get("request_id"), (int, str)),
+            "client_order_id": _echo(document.get("client_order_id"), (int, str))}
+    kind = INBOUND_BY_TYPE.get(message_type)
+    if kind is None:
+        return Refusal(RejectCode.UNKNOWN_MESSAGE_TYPE, f"{RejectCode.UNKNOWN_MESSAGE_TYPE.text} (known: "
+                       f"{', '.join(sorted(MESSAGE_TYPES))})", fatal=False, field="type", **echo)
+    unknown = [key for key in document if key != "type" and key not in kind.__struct_fields__]
+    if unknown:
+        field = _echo(unknown[0], str)
+        return Refusal(RejectCode.INVALID_FIELD, f"{RejectCode.INVALID_FIELD.text}: unknown field "
+                       f"{field if field is not None else '(not a short string)'}", fatal=False, field=field,
                        **echo)
     match = _FIELD_IN_ERROR.search(str(error))
     field = (match.group(1) or match.group(2)) if match else None
     return Refusal(RejectCode.INVALID_FIELD, f"{RejectCode.INVALID_FIELD.text}: {error}", fatal=False, field=field,
                    **echo)
+
+
+def _echo(value: object, kinds: type | tuple[type, ...]) -> object:
+    """A value of the frame fit to be echoed: of the right kind and short (a reply must stay a small frame)."""
+    if not isinstance(value, kinds) or type(value) is bool:
+        return None
+    if type(value) is str and len(value) > MAX_ECHO:
+        return None
+    return value
 
 
 def _unreadable(error: Exception) -> str:

@@ -362,7 +362,7 @@ class TradingGateway:
             session.end(first.code, first.text, first.request_id)
             return False
         if type(first) is not Logon:
-            session.end(RejectCode.NOT_LOGGED_ON)
+            session.end(RejectCode.NOT_LOGGED_ON, request_id=first.request_id)
             return False
         interval = first.heartbeat_interval
         if interval is not None and not MIN_CLIENT_HEARTBEAT <= interval <= MAX_CLIENT_HEARTBEAT:

@@ -617,6 +617,8 @@ def typed(annotation) -> st.SearchStrategy:
         return st.integers(-2**63, 2**64 - 1)
     if annotation is str:
         return st.text(max_size=10)
+    if typing.get_origin(annotation) is typing.Annotated:  # a str with a length limit (ids echoed in answers)
+        return typed(typing.get_args(annotation)[0])
     if annotation is bool:
         return st.booleans()
     if annotation is type(None):
@@ -1215,3 +1217,35 @@ def test_every_session_code_is_tested():
     assert session_codes, "no session codes in the table"
     missing = [code.name for code in session_codes if code.name not in named]
     assert not missing, f"session codes no test names: {missing}"
+
+
+# -- what a refusal echoes stays small ---------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["a`b", "", "`", "bad-field", "x" * 64])
+def test_unknown_key_of_any_spelling_is_named(key):
+    [refusal] = MessageReader().feed(encode_frame({"type": "logout", key: 1}))
+    assert (refusal.code, refusal.field, refusal.fatal) == (RejectCode.INVALID_FIELD, key, False)
+
+
+def test_a_huge_unknown_key_is_refused_without_echoing_it():
+    key = "k" * 40_000
+    [refusal] = MessageReader().feed(encode_frame({"type": "logout", key: 1, "request_id": 7}))
+    assert (refusal.code, refusal.field, refusal.request_id) == (RejectCode.INVALID_FIELD, None, 7)
+    assert len(refusal.text) < 200
+
+
+@pytest.mark.parametrize("field", ["request_id", "client_order_id"])
+def test_ids_longer_than_64_characters_are_invalid_fields(field):
+    message = {"type": "new_order", "client_order_id": "c1", "instrument": "EUA", "side": "B", "quantity": 1,
+               field: "i" * 65}
+    [refusal] = MessageReader().feed(encode_frame(message))
+    assert (refusal.code, refusal.field) == (RejectCode.INVALID_FIELD, field)
+    assert refusal.client_order_id == (None if field == "client_order_id" else "c1")
+    [accepted] = MessageReader().feed(encode_frame({**message, field: "i" * 64}))
+    assert getattr(accepted, field) == "i" * 64
+
+
+def test_an_unknown_type_is_not_echoed_when_long():
+    [refusal] = MessageReader().feed(encode_frame({"type": "t" * 1000, "request_id": "r"}))
+    assert (refusal.code, refusal.message_type, refusal.request_id) == (RejectCode.UNKNOWN_MESSAGE_TYPE, None, "r")
+    assert "t" * 100 not in refusal.text
