@@ -75,7 +75,7 @@ MIN_CLIENT_HEARTBEAT = 1  # seconds: the shortest heartbeat interval a client ma
 MAX_CLIENT_HEARTBEAT = 60
 MAX_BOOK_LEVELS = 100
 LOGOUT_WAIT = 5.0  # seconds a session waits for the engine loop to answer its logout
-SLOW_CONSUMER_GRACE = 1.0  # seconds a slow consumer's connection lingers to take its logout
+CLOSE_GRACE = 1.0  # seconds an ended session's connection lingers for the peer to take its logout
 _DUMMY_HASH = hash_secret("carbonx: no such account")  # checked for unknown accounts, so both take as long
 
 
@@ -177,10 +177,7 @@ class Session:
         if transport.get_write_buffer_size() > self.gateway.config.max_outbound_bytes:
             log_event(log, "slow_consumer", logging.WARNING, session=self.number, account=self.account,
                       peer=self.peer, buffered=transport.get_write_buffer_size())
-            self.end(RejectCode.SLOW_CONSUMER)
-            # The logout sits behind everything unread: a client that reads again gets it; one that
-            # does not is cut off, and the buffer dropped, after a grace period.
-            asyncio.get_running_loop().call_later(SLOW_CONSUMER_GRACE, transport.abort)
+            self.end(RejectCode.SLOW_CONSUMER)  # the logout sits behind everything unread
 
     def end(self, code: RejectCode | None, text: str | None = None, request_id: object = None) -> None:
         """Send a logout (with ``code`` if the exchange ends the session) and close after it is written."""
@@ -193,8 +190,16 @@ class Session:
                    "text": text or ("logged out" if code is None else code.text), "ts": time.time_ns()}
         if request_id is not None:
             message["request_id"] = request_id
-        self.transport.write(encode_frame(message))
-        self.transport.close()  # closes once the buffer is written
+        transport = self.transport
+        transport.write(encode_frame(message))
+        # Half-close: the logout goes out after what is queued, and the peer sees the end of the stream.
+        # A full close now would answer data the client is still sending with a reset, which can
+        # destroy the logout in flight; the connection is cut for good after a grace period.
+        if transport.can_write_eof():
+            transport.write_eof()
+            asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
+        else:
+            transport.close()
 
     def pause(self) -> None:
         if not self.closed:
@@ -219,6 +224,7 @@ class TradingGateway:
         self._tasks: list[asyncio.Task] = []
         self._connection_tasks: set[asyncio.Task] = set()
         self._last_ts = 0
+        self._in_hand = False  # the engine task holds a batch it has not finished
         self._events: list = []  # the batch in hand (see _run_batch)
         self._outbox: list = []
         self._finished: list = []
@@ -271,7 +277,8 @@ class TradingGateway:
             self._server.close()
         for session in list(self.sessions.values()):
             session.pause()
-        while not self.requests.empty() and self.failure is None and not self._tasks[0].done():
+        while ((self._in_hand or not self.requests.empty()) and self.failure is None
+               and not self._tasks[0].done()):
             await asyncio.sleep(0.001)  # the engine finishes the batch in hand and everything queued
         await asyncio.sleep(0)
         for session in list(self.sessions.values()):
@@ -476,11 +483,13 @@ class TradingGateway:
         try:
             while True:
                 batch = [await queue.get()]
+                self._in_hand = True  # stop() waits for this batch too
                 while len(batch) < max_batch and not queue.empty():
                     batch.append(queue.get_nowait())
                 while not self.settlement.has_room:  # the ledger is far behind: wait for it, lose nothing
                     await asyncio.sleep(0.001)
                 self._run_batch(batch)
+                self._in_hand = False
                 for _ in batch:
                     queue.task_done()
         except asyncio.CancelledError:
@@ -511,9 +520,16 @@ class TradingGateway:
         self._outbox = []  # (account, message), or (session, EndSession) for a logout, in the order they go out
         self._finished = []  # (future, events) of operator commands, completed after the commit
         pending: list[tuple[object, Session | None, object]] = []
+        ordering: set[Session] = set()  # sessions with a new order among the pending commands
         commands = self._commands
         for session, request in batch:
-            make = commands.get(request.__class__)
+            kind = request.__class__
+            if kind is NewOrderRequest:
+                ordering.add(session)
+            elif session in ordering and (kind is CancelRequest or kind is ReplaceRequest):
+                self._execute(pending)  # it may name an order still pending: the tracker must know it first
+                ordering.clear()
+            make = commands.get(kind)
             if make is not None:
                 try:
                     pending.append((make(session, request, self._now()), session, request))

@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 import msgpack
 
@@ -37,22 +37,27 @@ SECRET = "carbonx-demo"  # every demo account's secret (config/accounts.toml)
 TIMEOUT = 5.0  # seconds any single wait may take before the test fails
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def demo_configuration():
     instruments = load_instruments()
     return instruments, load_accounts(DEFAULT_ACCOUNTS, instruments), load_compliance()
 
 
 @asynccontextmanager
-async def exchange_on_port(ledger: Path | None = None, instruments=None,
+async def exchange_on_port(ledger: Path | None = None, instruments=None, accounts=None,
                            **overrides: object) -> AsyncIterator[TradingGateway]:
-    """The whole exchange listening on a free port; ``overrides`` are exchange.toml settings."""
-    default_instruments, accounts, compliance = demo_configuration()
+    """The whole exchange listening on a free port of 127.0.0.1, with the demo configuration.
+
+    ``overrides`` are exchange.toml settings; ``ledger`` a ledger file (default: a temporary one);
+    ``instruments`` and ``accounts`` replace the demo ones.
+    """
+    default_instruments, default_accounts, compliance = demo_configuration()
     settings = {"port": 0, "host": HOST, **overrides}
     if ledger is not None:
         settings["ledger"] = str(ledger)
     config = load_server_config(overrides=settings)
-    async with running_exchange(config, instruments or default_instruments, accounts, compliance) as gateway:
+    async with running_exchange(config, instruments or default_instruments, accounts or default_accounts,
+                                compliance) as gateway:
         yield gateway
 
 
@@ -72,19 +77,35 @@ class Inbox:
 
     def __init__(self, client: ExchangeClient) -> None:
         self.client = client
-        self.stream = client.messages()
         self.last_seq = client.logon.get("next_seq", 1) - 1
-        self.seen: list[dict] = []
+        self.ended = False
 
-    async def next(self, timeout: float = TIMEOUT) -> dict:
+    async def _read(self, timeout: float) -> dict | None:
+        """The next message, None when the session has ended. (A fresh iterator each time: a timeout
+        cancels only it, and the client's queue is left as it was.)"""
+        if self.ended:
+            return None
         try:
-            message = await asyncio.wait_for(anext(self.stream), timeout)
+            message = await asyncio.wait_for(anext(self.client.messages()), timeout)
         except StopAsyncIteration:
-            raise AssertionError(f"the session ended ({self.client.closed!r}); no more messages") from None
+            self.ended = True
+            return None
         assert message["seq"] == self.last_seq + 1, f"seq gap: {message['seq']} after {self.last_seq}: {message}"
         self.last_seq = message["seq"]
-        self.seen.append(message)
         return message
+
+    async def next(self, timeout: float = TIMEOUT) -> dict:
+        message = await self._read(timeout)
+        if message is None:
+            raise AssertionError(f"the session ended ({self.client.closed!r}); no more messages")
+        return message
+
+    async def until_end(self, timeout: float = TIMEOUT) -> list[dict]:
+        """Every message up to the end of the session (which must come within ``timeout`` of the last)."""
+        messages = []
+        while (message := await self._read(timeout)) is not None:
+            messages.append(message)
+        return messages
 
     async def take(self, count: int, timeout: float = TIMEOUT) -> list[dict]:
         return [await self.next(timeout) for _ in range(count)]
@@ -98,10 +119,10 @@ class Inbox:
     async def nothing_more(self, wait: float = 0.2) -> None:
         """No numbered message arrives within ``wait`` seconds."""
         try:
-            message = await asyncio.wait_for(anext(self.stream), wait)
-        except asyncio.TimeoutError:
+            message = await self._read(wait)
+        except TimeoutError:
             return
-        raise AssertionError(f"unexpected message: {message}")
+        raise AssertionError(f"unexpected message (or end of session): {message}")
 
 
 def assert_fields(message: dict, **fields: object) -> None:
@@ -165,7 +186,7 @@ class RawConnection:
         self.writer.close()
         try:
             await asyncio.wait_for(self.writer.wait_closed(), TIMEOUT)
-        except (ConnectionError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError, OSError):
             pass
 
 
@@ -176,3 +197,30 @@ async def eventually(condition: Callable[[], object], timeout: float = TIMEOUT, 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+async def read_until_closed(raw: RawConnection, timeout: float = TIMEOUT) -> tuple[list[dict], str]:
+    """Read what the server still sends until it closes the connection, however it closes it:
+    (the messages, "eof" or "reset")."""
+    messages: list[dict] = []
+    try:
+        while True:
+            header = await asyncio.wait_for(raw.reader.readexactly(4), timeout)
+            body = await asyncio.wait_for(raw.reader.readexactly(int.from_bytes(header, "big")), timeout)
+            messages.append(msgpack.unpackb(body, raw=False))
+    except asyncio.IncompleteReadError:
+        return messages, "eof"
+    except ConnectionResetError:
+        return messages, "reset"
+
+
+async def abort(client: ExchangeClient) -> None:
+    """Drop a client-library session abruptly (no logout: a reset), and wait until the client has noticed."""
+    client._writer.transport.abort()
+    await eventually(lambda: client.closed is not None)
+
+
+def without_ts(message: dict) -> dict:
+    """The message without its timestamp (which no test can predict)."""
+    assert type(message.get("ts")) is int and message["ts"] > 0, f"no timestamp in {message}"
+    return {name: value for name, value in message.items() if name != "ts"}
