@@ -248,7 +248,7 @@ async def _run_demo(config: ServerConfig, instruments: Mapping, accounts: Mappin
                 screen.cancel()
                 await asyncio.gather(screen, return_exceptions=True)
                 await _draw(sessions[WATCHER], tape, out, progress, orders)
-            await _close_day(gateway, tape, out, orders, elapsed, show_trades)  # before the sessions leave
+            await _close_day(gateway, tape, out, orders, elapsed, 0 if live else show_trades)  # before they leave
             for feed in feeds:
                 feed.cancel()
         await _close_compliance_year(gateway, out)
@@ -328,7 +328,7 @@ async def _draw(watcher: ExchangeClient, tape: Tape, out: TextIO, progress: _Pro
 async def _close_day(gateway: TradingGateway, tape: Tape, out: TextIO, actions: int, elapsed: float,
                      show_trades: int) -> None:
     engine = gateway.engine
-    if len(tape.trades) > show_trades:
+    if show_trades and len(tape.trades) > show_trades:
         print(f"... {len(tape.trades) - show_trades} more trades", file=out)
     print(f"\n{actions} participant actions in {elapsed:.1f} s over the socket protocol", file=out)
     print(file=out)
