@@ -243,11 +243,8 @@ class MassCancel:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BlockAccount:
-    """The kill switch (admin): the account's open orders are cancelled and new ones refused until unblocked.
-
-    Blocking a blocked account is not an error (the switch may be pressed twice); it cancels nothing more.
-    """
+class _AccountSwitch:
+    """An admin command that names only an account."""
 
     ts: int
     account: str
@@ -258,15 +255,16 @@ class BlockAccount:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class UnblockAccount:
+class BlockAccount(_AccountSwitch):
+    """The kill switch (admin): the account's open orders are cancelled and new ones refused until unblocked.
+
+    Blocking a blocked account is not an error (the switch may be pressed twice); it cancels nothing more.
+    """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnblockAccount(_AccountSwitch):
     """Release the kill switch (admin): the account may enter orders again."""
-
-    ts: int
-    account: str
-
-    def __post_init__(self) -> None:
-        _check_ts(self.ts)
-        _check_account(self.account)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
