@@ -28,9 +28,10 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import AsyncIterator
 
-from .protocol import DEFAULT_MAX_FRAME, DictReader, ProtocolError, encode_frame
+from .protocol import DictReader, ProtocolError, encode_frame
 
 READ_SIZE = 262_144
+SERVER_FRAME_LIMIT = 1_048_576  # the largest server frame accepted (docs/PROTOCOL.md, section 1)
 MAX_QUEUED_MESSAGES = 1_000_000  # the stream's bound: a consumer this far behind stops the reading
 
 
@@ -50,11 +51,10 @@ class LogonRefused(SessionClosed):
 class ExchangeClient:
     """A logged-on session. Make one with :func:`connect`."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
-        self._frames = DictReader(max_frame)
+        self._frames = DictReader(SERVER_FRAME_LIMIT)
         self._request_ids = itertools.count(1)
         self._waiting: dict[object, asyncio.Future] = {}
         self._messages: asyncio.Queue[dict | None] = asyncio.Queue(MAX_QUEUED_MESSAGES)
@@ -87,7 +87,6 @@ class ExchangeClient:
         if first.get("type") != "logon_accepted":
             raise LogonRefused(str(first.get("text", "logon refused")), first.get("code"))
         self.logon = first
-        self._frames = DictReader(first.get("max_frame", DEFAULT_MAX_FRAME))
         self._tasks = [asyncio.create_task(self._read_loop(messages[1:]), name=f"client-reader-{account}"),
                        asyncio.create_task(self._heartbeat_loop(), name=f"client-heartbeat-{account}")]
         return first
