@@ -14,8 +14,9 @@ short of a fill). Two runs:
 - latency: requests sent at ``--rate`` a second in all, spread over the
   sessions; figure: send-to-answer percentiles, measured by the client.
 
-The load generator shares the machine (2 cores here) with the server; it
-reports its own CPU time so the reader can tell which side was the limit.
+The load generator shares the machine (2 cores here) with the server; the
+CPU each used during the throughput run is printed, so the reader can tell
+which side was the limit (the server's one thread near 100%: the server).
 """
 from __future__ import annotations
 
@@ -95,6 +96,13 @@ async def paced(client: ExchangeClient, pairs: int, interval: float, latencies: 
             latencies.append(time.perf_counter() - sent)
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -109,14 +117,16 @@ async def run(args: argparse.Namespace) -> None:
                        for account in ACCOUNTS[:args.sessions]]
             pairs = args.orders // args.sessions
             cpu = time.process_time()
+            server_cpu = process_cpu(server.pid)
             started = time.perf_counter()
             answered = sum(await asyncio.gather(*(pipelined(c, pairs, args.window) for c in clients)))
             elapsed = time.perf_counter() - started
             cpu = time.process_time() - cpu
+            server_cpu = process_cpu(server.pid) - server_cpu
             print(f"throughput: {answered:,} requests answered in {elapsed:.2f} s = "
                   f"{answered / elapsed:,.0f} requests/s ({answered / 2 / elapsed:,.0f} orders/s with their "
-                  f"cancels) over {args.sessions} sessions, window {args.window}; load generator CPU "
-                  f"{cpu / elapsed:.0%} of one core")
+                  f"cancels) over {args.sessions} sessions, window {args.window}; CPU of one core: "
+                  f"server {server_cpu / elapsed:.0%}, load generator {cpu / elapsed:.0%}")
             latencies: list[float] = []
             per_session = args.rate / 2 / args.sessions  # pairs a second per session
             count = max(1, int(per_session * args.seconds))
