@@ -107,13 +107,16 @@ class Account:
     account's open buy (cash) or sell (units) orders.
     """
 
-    __slots__ = ("account_id", "self_trade_prevention", "orders", "cash", "reserved_cash", "units",
+    __slots__ = ("account_id", "self_trade_prevention", "orders", "open_orders", "cash", "reserved_cash", "units",
                  "reserved_units", "order_value_limit", "blocked")
 
     def __init__(self, account_id: str, symbols: Iterable[str] = (), order_value_limit: int | None = None) -> None:
         self.account_id = account_id
         self.self_trade_prevention = STP_NONE
         self.orders: dict[str | int, Order | None] = {}
+        # The account's open orders (resting or waiting stops) by order id: the engine's ``open_orders``
+        # for this account alone, so a mass cancel costs what the account has open, not its history.
+        self.open_orders: dict[int, Order] = {}
         self.cash = 0
         self.reserved_cash = 0
         self.units = dict.fromkeys(symbols, 0)
@@ -355,6 +358,7 @@ class OrderBook:
         level.count += 1
         own.changed[price] = level
         self.open_orders[order.order_id] = order
+        order.account.open_orders[order.order_id] = order
 
     def _match(self, order: Order, opposite: BookSide, limit_key: int, events: list, ts: int) -> int:
         """Trade the order against the opposite side up to its limit key; return its leaves.
@@ -435,7 +439,9 @@ class OrderBook:
                         maker.visible = 0
                         level.count -= 1
                         del open_orders[maker.order_id]
-                        maker.account.orders[maker.client_order_id] = CLOSED
+                        maker_account = maker.account
+                        del maker_account.open_orders[maker.order_id]
+                        maker_account.orders[maker.client_order_id] = CLOSED
                         if not level.count:
                             break
                 else:
@@ -514,6 +520,7 @@ class OrderBook:
             self.release(order, leaves)
         order.leaves = 0
         del self.open_orders[order.order_id]
+        del order.account.open_orders[order.order_id]
         order.account.orders[order.client_order_id] = CLOSED
         counters = self.counters
         seq = counters.seq = counters.seq + 1
@@ -593,6 +600,7 @@ class OrderBook:
         order_id = order.order_id
         del self.open_orders[order_id]
         account = order.account
+        del account.open_orders[order_id]
         clid = order.client_order_id
         account.orders[clid] = CLOSED
         seq = counters.seq = counters.seq + 1
@@ -634,6 +642,7 @@ class OrderBook:
         (self.buy_stops if order.side is BUY else self.sell_stops).add(order)
         self.stop_count += 1
         self.open_orders[order.order_id] = order
+        order.account.open_orders[order.order_id] = order
 
     def stop_reached(self, order: Order) -> bool:
         last = self.last_price
@@ -669,6 +678,7 @@ class OrderBook:
         (self.buy_stops if order.side is BUY else self.sell_stops).remove(order)
         self.stop_count -= 1
         del self.open_orders[order.order_id]
+        del order.account.open_orders[order.order_id]
         counters = self.counters
         seq = counters.seq = counters.seq + 1
         events.append(StopTriggered(seq, ts, self.symbol, order.order_id, order.account.account_id,

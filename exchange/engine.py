@@ -438,6 +438,7 @@ class Engine:
                       order.expire_date, order.post_only, order.self_trade_prevention, ts, order.reserve_per_lot)
         moved.leaves = quantity - filled
         del self.open_orders[order.order_id]
+        del order.account.open_orders[order.order_id]
         order.account.orders[order.client_order_id] = moved
         book.execute(moved, events, ts)
         if book.stop_count:
@@ -459,8 +460,8 @@ class Engine:
                     ts: int) -> int:
         """Cancel the account's open orders (on one instrument, or all), oldest first; return how many."""
         doomed = [] if account is None else sorted(
-            (order for order in account.orders.values()
-             if order is not CLOSED and (symbol is None or order.book.symbol == symbol)), key=_by_order_id)
+            (order for order in account.open_orders.values() if symbol is None or order.book.symbol == symbol),
+            key=_by_order_id)
         for order in doomed:
             order.book.cancel(order, reason, events, ts)
         return len(doomed)
@@ -515,6 +516,7 @@ class Engine:
                 book.release(order, expired)
             order.leaves = 0
             del self.open_orders[order.order_id]
+            del order.account.open_orders[order.order_id]
             order.account.orders[order.client_order_id] = CLOSED
         # Client order ids are unique per trading day: forget those of orders no longer open.
         for account in self.accounts.values():

@@ -170,6 +170,10 @@ def check_books(engine: Engine) -> None:
             in_books.update(order.order_id for order in book.resting_orders(side))
         in_books.update(order.order_id for order in book.waiting_stops())
     assert in_books == set(engine.open_orders), "open-order index disagrees with the books"
+    for account in engine.accounts.values():
+        open_here = {order.order_id for order in account.orders.values() if order is not None}
+        assert set(account.open_orders) == open_here, f"{account.account_id}: its open-order index disagrees"
+        assert all(engine.open_orders[order_id] is order for order_id, order in account.open_orders.items())
 
 
 def snapshot(engine: Engine) -> tuple[tuple[int, int, int, int | None], list[str]]:
