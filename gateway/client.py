@@ -28,11 +28,10 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import AsyncIterator
 
-from .protocol import DictReader, ProtocolError, encode_frame
+from .protocol import READ_SIZE, DictReader, ProtocolError, encode_frame
 
-READ_SIZE = 262_144
 SERVER_FRAME_LIMIT = 1_048_576  # the largest server frame accepted (docs/PROTOCOL.md, section 1)
-MAX_QUEUED_MESSAGES = 1_000_000  # the stream's bound: a consumer this far behind stops the reading
+MAX_QUEUED_MESSAGES = 100_000  # the stream's bound: a program this far behind in reading it loses the session
 
 
 class SessionClosed(ConnectionError):
@@ -199,7 +198,12 @@ class ExchangeClient:
     # -- receiving ---------------------------------------------------------------------------------
 
     async def messages(self) -> AsyncIterator[dict]:
-        """Every numbered message from the exchange, in order, until the session ends."""
+        """Every numbered message from the exchange, in order, until the session ends.
+
+        They are kept for this stream until read, up to ``MAX_QUEUED_MESSAGES``;
+        a program that leaves that many unread loses the session
+        (:class:`SessionClosed`) rather than any message.
+        """
         while True:
             message = await self._messages.get()
             if message is None:
@@ -208,19 +212,19 @@ class ExchangeClient:
 
     async def _read_loop(self, first: list[dict]) -> None:
         try:
-            await self._dispatch(first)
+            self._dispatch(first)
             while True:
                 data = await self._reader.read(READ_SIZE)
                 if not data:
                     self._end(SessionClosed("the exchange closed the connection"))
                     return
-                await self._dispatch(self._frames.feed(data))
+                self._dispatch(self._frames.feed(data))
                 if self.closed is not None:
                     return
         except (ConnectionError, OSError, ProtocolError) as error:
             self._end(SessionClosed(f"connection lost: {error}"))
 
-    async def _dispatch(self, messages: list[dict]) -> None:
+    def _dispatch(self, messages: list[dict]) -> None:
         for message in messages:
             kind = message.get("type")
             if kind == "heartbeat":
@@ -233,7 +237,13 @@ class ExchangeClient:
                 return
             if "seq" in message:
                 self.last_seq = message["seq"]
-                await self._messages.put(message)
+                try:
+                    self._messages.put_nowait(message)
+                except asyncio.QueueFull:  # never block the reader: answers to requests must get through
+                    self._end(SessionClosed(f"{MAX_QUEUED_MESSAGES} messages were left unread in "
+                                            f"messages(); the session is closed rather than lose any"))
+                    self._writer.close()
+                    return
             waiter = self._waiting.get(message.get("request_id"))
             if waiter is not None and not waiter.done():
                 waiter.set_result(message)
@@ -253,10 +263,9 @@ class ExchangeClient:
             if not future.done():
                 future.set_exception(reason)
         self._waiting.clear()
-        try:
-            self._messages.put_nowait(None)
-        except asyncio.QueueFull:
-            pass
+        if self._messages.full():  # make room for the end of the stream; the session is over anyway
+            self._messages.get_nowait()
+        self._messages.put_nowait(None)
 
 
 def _order_reference(kind: str, order_id: int | None, client_order_id: str | int | None) -> dict:

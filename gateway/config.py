@@ -19,6 +19,7 @@ from exchange import (CASH_ASSET, ComplianceConfig, Deposit, InvalidCommand, Ope
 from exchange.instruments import ConfigError, Instrument, eur_to_cents, parse_instruments
 
 from .credentials import is_secret_hash
+from .protocol import DEFAULT_MAX_FRAME
 
 T = TypeVar("T")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
@@ -221,7 +222,7 @@ SETTINGS: dict[str, Setting] = {
                              "(token bucket); heartbeats and logout are not counted", 1.0, 1e7),
     "throttle_burst": Setting("session", int, 1000, "messages a session may send at once above the rate "
                               "(the bucket's size)", 1, 10_000_000),
-    "max_frame": Setting("session", int, 65_536, "largest frame body in bytes, either way", 64, 16_777_216),
+    "max_frame": Setting("session", int, DEFAULT_MAX_FRAME, "largest frame body in bytes, either way", 64, 16_777_216),
     "max_outbound_bytes": Setting("session", int, 4_194_304, "bytes queued to a client that is not reading; "
                                   "past this it is disconnected (a slow consumer)", 65_536, 1 << 30),
     "queue_size": Setting("engine", int, 10_000, "requests waiting for the engine; a full queue makes "

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
 import time
 from collections import Counter, deque
 from contextlib import AsyncExitStack
@@ -40,7 +39,7 @@ from .client import ExchangeClient, connect
 from .config import AccountConfig, ServerConfig
 from .credentials import DEMO_SECRET
 from .display import eur, ladder, tonnes
-from .server import TradingGateway, running_exchange
+from .server import TradingGateway, run_until_stopped, running_exchange
 from .settlement import UnknownAccount, format_statement, reconcile, statement
 
 WORKING_ORDERS = 6  # orders a participant keeps working before it cancels its oldest
@@ -258,7 +257,7 @@ async def _run_demo(config: ServerConfig, instruments: Mapping, accounts: Mappin
             print(f"the exchange keeps running on {config.host}:{port} (Ctrl-C to stop); try:\n"
                   f"    carbonx book EUA --port {port} --account bank\n"
                   f"    carbonx order --port {port} --account bank sell 5 EUA 70.50", file=out)
-            await _wait_for_interrupt(gateway)
+            await run_until_stopped(gateway)
     return 0
 
 
@@ -398,10 +397,3 @@ def _print_settlement(gateway: TradingGateway, out: TextIO, statements: Sequence
             print(line, file=out)
 
 
-async def _wait_for_interrupt(gateway: TradingGateway) -> None:
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, lambda: asyncio.ensure_future(gateway.stop()))
-    await gateway.stopped.wait()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.remove_signal_handler(signum)

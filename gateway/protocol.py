@@ -42,9 +42,11 @@ from exchange import RejectCode
 PROTOCOL_VERSION = 1
 LENGTH_BYTES = 4
 DEFAULT_MAX_FRAME = 65_536  # bytes of body; the logon answer says the server's actual limit
+READ_SIZE = 262_144  # bytes a socket read asks for, either side: many frames are decoded per read
 
 ShortText = Annotated[str, msgspec.Meta(max_length=64)]  # ids echoed in answers: a reply stays a small frame
-RequestId = Union[int, ShortText, None]  # noqa: UP007 (msgspec reads the annotation at run time)
+WireInt = Annotated[int, msgspec.Meta(ge=-(1 << 63), le=(1 << 63) - 1)]  # a signed 64-bit integer
+RequestId = Union[WireInt, ShortText, None]  # noqa: UP007 (msgspec reads the annotation at run time)
 Price = Union[int, str, None]  # noqa: UP007 integer ticks, or a decimal string in euros ("70.25")
 ClientOrderId = Union[int, ShortText]  # noqa: UP007
 
@@ -269,10 +271,11 @@ def _classify(body: memoryview, error: msgspec.ValidationError) -> Refusal:
 
 
 def _echo(value: object, kinds: type | tuple[type, ...]) -> object:
-    """A value of the frame fit to be echoed: of the right kind and short (a reply must stay a small frame)."""
+    """A value of the frame fit to be echoed: of the right kind, short (a reply must stay a small frame), and
+    for an integer one that fits the signed 64 bits of the wire."""
     if not isinstance(value, kinds) or type(value) is bool:
         return None
-    if type(value) is str and len(value) > MAX_ECHO:
+    if type(value) is str and len(value) > MAX_ECHO or type(value) is int and not -(1 << 63) <= value < 1 << 63:
         return None
     return value
 

@@ -16,14 +16,15 @@ of an order (new, trade, canceled, replaced, rejected, expired, triggered),
 switch, ``mass_cancel_report`` and ``kill_switch_report``. Events no trading
 session receives (book levels, funding, compliance) produce nothing here.
 
-The tracker keeps each order of the trading day, open or closed, so that
-``order_status`` can answer for a filled or cancelled order too; at the end
-of a trading day the closed ones are forgotten, as the engine frees their
-client order ids.
+The tracker keeps each open order, and the most recent closed ones (up to
+``max_closed``) so that ``order_status`` can answer for a filled or
+cancelled order too; older closed orders, and all closed ones at the end of
+a trading day, are forgotten (they are then unknown, 402).
 """
 from __future__ import annotations
 
 import re
+from collections import deque
 from decimal import Decimal
 from typing import Iterable, Mapping
 
@@ -41,6 +42,7 @@ EXPIRED = "expired"
 REJECTED = "rejected"
 WAITING_TRIGGER = "waiting_trigger"  # a stop-limit order not yet triggered
 CLOSED_STATUSES = frozenset((FILLED, CANCELED, EXPIRED, REJECTED))
+MAX_CLOSED_KEPT = 100_000  # closed orders order_status still answers for (about 320 bytes each)
 AVERAGE_PRICE_PLACES = Decimal("0.0001")  # average prices are euros to 4 decimals, rounded half to even
 
 
@@ -126,10 +128,12 @@ def average_price(value: int, lots: int) -> str | None:
 class OrderTracker:
     """Every order of the trading day, followed through the engine's events."""
 
-    def __init__(self, instruments: Mapping[str, Instrument]) -> None:
+    def __init__(self, instruments: Mapping[str, Instrument], max_closed: int = MAX_CLOSED_KEPT) -> None:
         self.ticks = {symbol: instrument.tick_size for symbol, instrument in instruments.items()}
-        self.orders: dict[int, OrderView] = {}  # by order id: open orders and today's closed ones
+        self.orders: dict[int, OrderView] = {}  # by order id: open orders and recently closed ones
         self.by_client_id: dict[tuple[str, object], OrderView] = {}
+        self.max_closed = max_closed
+        self.closed: deque[OrderView] = deque()  # closed orders still kept, oldest first
 
     def find(self, account: str, order_id: int | None, client_order_id: object) -> OrderView | None:
         """The account's order named by its id or its client order id; None if the account has no such order."""
@@ -157,6 +161,7 @@ class OrderTracker:
                 report = view.report("canceled", event.ts)
                 report["reason"] = event.reason.value
                 out.append((event.account, report))
+                self._keep_closed(view)
             elif kind is OrderRejected:
                 out.append((event.account, rejected_order_report(event.client_order_id, event.instrument,
                                                                  event.code, event.ts)))
@@ -175,6 +180,7 @@ class OrderTracker:
                 view = orders[event.order_id]
                 view.status = EXPIRED
                 out.append((event.account, view.report("expired", event.ts)))
+                self._keep_closed(view)
             elif kind is StopTriggered:
                 view = orders[event.order_id]
                 view.status = NEW if view.cum == 0 else PARTIALLY_FILLED
@@ -204,11 +210,26 @@ class OrderTracker:
                       liquidity=liquidity, fee=fee,
                       aggressor_side=trade.aggressor_side.value)
         out.append((view.account, report))
+        if not leaves:
+            self._keep_closed(view)
+
+    def _keep_closed(self, view: OrderView) -> None:
+        """A closed order stays known for a while; past ``max_closed`` the oldest closed one is forgotten."""
+        closed = self.closed
+        closed.append(view)
+        if len(closed) > self.max_closed:
+            old = closed.popleft()
+            if self.orders.get(old.order_id) is old:
+                del self.orders[old.order_id]
+            key = (old.account, old.client_order_id)
+            if self.by_client_id.get(key) is old:
+                del self.by_client_id[key]
 
     def _forget_closed(self) -> None:
         """End of day: closed orders are forgotten (their client order ids may be used again)."""
         self.orders = {order_id: view for order_id, view in self.orders.items() if view.status not in CLOSED_STATUSES}
         self.by_client_id = {(view.account, view.client_order_id): view for view in self.orders.values()}
+        self.closed.clear()
 
 
 def rejected_order_report(client_order_id: object, instrument: str | None, code: RejectCode, ts: int) -> dict:

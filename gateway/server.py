@@ -48,8 +48,9 @@ import logging
 import signal
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import AsyncIterator, Callable, Mapping
 
@@ -61,7 +62,7 @@ from exchange.instruments import Instrument, cents_to_eur
 from .config import AccountConfig, ServerConfig, opening_commands
 from .credentials import hash_secret, verify_secret
 from .logs import log_event
-from .protocol import (PROTOCOL_VERSION, BalancesRequest, BookRequest, CancelRequest, Heartbeat, Inbound,
+from .protocol import (PROTOCOL_VERSION, READ_SIZE, BalancesRequest, BookRequest, CancelRequest, Heartbeat, Inbound,
                        KillSwitchRequest, Logon, Logout, MassCancelRequest, MessageReader, NewOrderRequest,
                        OrderStatusRequest, Refusal, ReleaseKillSwitchRequest, ReplaceRequest, encode_frame)
 from .reports import OrderTracker, price_in_cents, rejected_order_report, request_rejected
@@ -70,11 +71,12 @@ from .settlement import Settlement, SettlementError, SettlementService
 
 log = logging.getLogger("carbonx.gateway")
 
-READ_SIZE = 262_144
 MIN_CLIENT_HEARTBEAT = 1  # seconds: the shortest heartbeat interval a client may ask for
 MAX_CLIENT_HEARTBEAT = 60
 MAX_BOOK_LEVELS = 100
 LOGOUT_WAIT = 5.0  # seconds a session waits for the engine loop to answer its logout
+MAX_THROTTLE_PAUSE = 1.0  # seconds a session over its rate goes unread, at the most, after a read
+SECRET_CHECK_THREADS = 2  # scrypt checks at once (16 MiB of memory each)
 CLOSE_GRACE = 1.0  # seconds an ended session's connection lingers for the peer to take its logout
 _DUMMY_HASH = hash_secret("carbonx: no such account")  # checked for unknown accounts, so both take as long
 
@@ -98,6 +100,10 @@ class TokenBucket:
             return True
         self.tokens = tokens
         return False
+
+
+class ExchangeStopped(RuntimeError):
+    """The exchange stopped (or is stopping) before it could run what was asked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +172,7 @@ class Session:
         self.closed = False
         self.close_code: RejectCode | None = None
         self.ended = asyncio.Event()  # set once the session is closed, by either side
+        self.waiting = False  # its task waits on the exchange (a full queue, the throttle): not timed out
 
     def write(self, message: dict) -> None:
         """Send a message now (no waiting); a client too far behind in reading is disconnected."""
@@ -186,6 +193,8 @@ class Session:
         self.close_code = code
         self.closed = True
         self.ended.set()
+        self.transport.pause_reading()  # nothing more is read from an ended session
+        self.reader.feed_eof()  # its task, waiting in a read, ends now and cleans up
         message = {"type": "logout", "code": None if code is None else int(code),
                    "text": text or ("logged out" if code is None else code.text), "ts": time.time_ns()}
         if request_id is not None:
@@ -228,6 +237,12 @@ class TradingGateway:
         self._events: list = []  # the batch in hand (see _run_batch)
         self._outbox: list = []
         self._finished: list = []
+        self._operator_waits: set[asyncio.Future] = set()
+        # Secrets are checked in threads of their own, a few at a time, so that a storm of logons (or of
+        # bad secrets) neither takes the default executor nor runs without bound.
+        self._secret_checker = ThreadPoolExecutor(max_workers=SECRET_CHECK_THREADS, thread_name_prefix="secret-check")
+        self._logon_checks = asyncio.Semaphore(SECRET_CHECK_THREADS * 2)
+        self._stop_task: asyncio.Task | None = None
         self.stopping = False
         self.failure: BaseException | None = None  # set when the engine loop stops on an error
         self.stopped = asyncio.Event()
@@ -267,9 +282,18 @@ class TradingGateway:
         """The port listened on (useful with port 0)."""
         return self._server.sockets[0].getsockname()[1]
 
+    def request_stop(self) -> asyncio.Task:
+        """Start the graceful shutdown in its own task (from a signal handler or a failure); idempotent."""
+        if self._stop_task is None:
+            self._stop_task = asyncio.get_running_loop().create_task(self.stop(), name="gateway-stop")
+        return self._stop_task
+
     async def stop(self) -> None:
-        """Graceful shutdown: stop accepting and reading, answer what is queued, log everyone out, close."""
+        """Graceful shutdown: stop accepting and reading, answer what is queued, log everyone out, close.
+
+        A second call waits for the first to finish."""
         if self.stopping:
+            await self.stopped.wait()
             return
         self.stopping = True
         log_event(log, "stopping", sessions=len(self.sessions), queued=self.requests.qsize())
@@ -286,12 +310,16 @@ class TradingGateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for waiting in self._operator_waits:  # queued behind a failure, or never run: say so
+            if not waiting.done():
+                waiting.set_exception(ExchangeStopped("the exchange stopped before running the commands"))
         if self._connection_tasks:
             await asyncio.wait(self._connection_tasks, timeout=2.0)
         for task in self._connection_tasks:
             task.cancel()
         if self._server is not None:
             await self._server.wait_closed()
+        self._secret_checker.shutdown(wait=False, cancel_futures=True)
         log_event(log, "stopped", last_event_seq=self.engine.counters.seq)
         self.stopped.set()
 
@@ -317,10 +345,10 @@ class TradingGateway:
         finally:
             del self.sessions[number]
             self._connection_tasks.discard(task)
-            await self._session_ended(session)
             if not session.closed:
                 session.closed = True
                 writer.close()
+            await self._session_ended(session)
 
     async def _run_session(self, session: Session) -> None:
         messages = MessageReader(self.config.max_frame)
@@ -378,7 +406,9 @@ class TradingGateway:
             return False
         link = self.links.get(first.account)
         stored = link.config.secret_hash if link is not None else _DUMMY_HASH
-        verified = await asyncio.to_thread(verify_secret, first.secret, stored)
+        async with self._logon_checks:  # scrypt costs memory and tens of milliseconds: a few at a time
+            verified = await asyncio.get_running_loop().run_in_executor(self._secret_checker, verify_secret,
+                                                                        first.secret, stored)
         if link is None or not verified:
             log_event(log, "logon_failed", logging.WARNING, session=session.number, peer=session.peer,
                       account=first.account[:64])
@@ -418,31 +448,66 @@ class TradingGateway:
         return True
 
     async def _take(self, session: Session, items: list) -> bool:
-        """Queue a logged-on session's messages for the engine; False when the session must stop reading."""
-        put = self.requests.put
+        """Queue a logged-on session's messages for the engine; False when the session must stop reading.
+
+        Every message gets exactly one answer, a throttled one too (708, in
+        its place among the answers). A client far over its rate is also
+        slowed down: its task sleeps for as long as the messages it had no
+        token for would have taken at the rate (at most ``MAX_THROTTLE_PAUSE``),
+        reading nothing meanwhile, so a flood costs the engine task at most
+        one read's worth of rejects a second.
+        """
         now = self.clock()
         operator = session.link.config.is_operator
+        over_rate = 0
         for item in items:
+            if session.closed:  # ended while this read was being queued (a heartbeat timeout, say)
+                return False
             kind = item.__class__
             if kind is Heartbeat:
                 continue
             if kind is Refusal and item.fatal:  # answered after the requests before it, then closed
-                await put((session, item))
+                await self._queue(session, item)
                 return False
             if kind is Logout:
-                await put((session, item))
+                await self._queue(session, item)
                 return False
             if not session.bucket.take(now):
-                await put((session, Throttled(item)))
+                over_rate += 1
+                await self._queue(session, Throttled(item))
             elif kind is Logon:
-                await put((session, Refusal(RejectCode.ALREADY_LOGGED_ON_HERE, RejectCode.ALREADY_LOGGED_ON_HERE.text,
-                                            fatal=False, message_type="logon", request_id=item.request_id)))
+                await self._queue(session, Refusal(RejectCode.ALREADY_LOGGED_ON_HERE,
+                                                   RejectCode.ALREADY_LOGGED_ON_HERE.text, fatal=False,
+                                                   message_type="logon", request_id=item.request_id))
             elif kind is not Refusal and kind.admin and not operator:
-                await put((session, Refusal(RejectCode.NOT_AUTHORISED, RejectCode.NOT_AUTHORISED.text, fatal=False,
-                                            message_type=item.__struct_config__.tag, request_id=item.request_id)))
+                await self._queue(session, Refusal(RejectCode.NOT_AUTHORISED, RejectCode.NOT_AUTHORISED.text,
+                                                   fatal=False, message_type=item.__struct_config__.tag,
+                                                   request_id=item.request_id))
             else:
-                await put((session, item))
-        return True
+                await self._queue(session, item)
+        if over_rate:
+            session.waiting = True  # not silent: slowed down by the exchange
+            try:
+                await asyncio.wait_for(session.ended.wait(), min(over_rate / self.config.throttle_rate,
+                                                                 MAX_THROTTLE_PAUSE))
+            except asyncio.TimeoutError:
+                pass
+            session.waiting = False
+            session.last_received = self.clock()
+        return not session.closed
+
+    async def _queue(self, session: Session, request: object) -> None:
+        """Put a request on the engine's queue, waiting while it is full (the client feels TCP backpressure)."""
+        queue = self.requests
+        if not queue.full():
+            queue.put_nowait((session, request))
+            return
+        session.waiting = True  # the exchange is not reading it: no heartbeat timeout meanwhile
+        try:
+            await queue.put((session, request))
+        finally:
+            session.waiting = False
+            session.last_received = self.clock()
 
     async def _session_ended(self, session: Session) -> None:
         link = session.link
@@ -466,7 +531,7 @@ class TradingGateway:
             await asyncio.sleep(max(0.02, min(shortest / 4, 1.0)))
             now = self.clock()
             for session in list(self.sessions.values()):
-                if session.link is None or session.closed:
+                if session.link is None or session.closed or session.waiting:
                     continue
                 if now - session.last_received > session.heartbeat_interval * factor:
                     log_event(log, "heartbeat_timeout", logging.WARNING, session=session.number,
@@ -497,7 +562,7 @@ class TradingGateway:
         except BaseException as error:  # a bug or a settlement failure: stop taking orders, say why
             self.failure = error
             log.critical("engine loop stopped", exc_info=error, extra={"carbonx_fields": {"event": "engine_failed"}})
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop()))
+            self.request_stop()
             raise
 
     def _now(self) -> int:
@@ -520,13 +585,13 @@ class TradingGateway:
         self._outbox = []  # (account, message), or (session, EndSession) for a logout, in the order they go out
         self._finished = []  # (future, events) of operator commands, completed after the commit
         pending: list[tuple[object, Session | None, object]] = []
-        ordering: set[Session] = set()  # sessions with a new order among the pending commands
+        ordering: set[str] = set()  # accounts with a new order among the pending commands
         commands = self._commands
         for session, request in batch:
             kind = request.__class__
             if kind is NewOrderRequest:
-                ordering.add(session)
-            elif session in ordering and (kind is CancelRequest or kind is ReplaceRequest):
+                ordering.add(session.account)
+            elif (kind is CancelRequest or kind is ReplaceRequest) and session.account in ordering:
                 self._execute(pending)  # it may name an order still pending: the tracker must know it first
                 ordering.clear()
             make = commands.get(kind)
@@ -667,12 +732,18 @@ class TradingGateway:
         compliance commands, the end of a trading day. Their events are
         settled and reported like any other; returns them.
         """
+        if self.stopping or self.failure is not None:
+            raise ExchangeStopped("the exchange is stopping: no more commands are taken")
         done = asyncio.get_running_loop().create_future()
-        await self.requests.put((None, OperatorCommands(list(commands), done)))
-        return await done
+        self._operator_waits.add(done)
+        try:
+            await self.requests.put((None, OperatorCommands(list(commands), done)))
+            return await done
+        finally:
+            self._operator_waits.discard(done)
 
     def _operator_commands(self, session: None, request: OperatorCommands) -> None:
-        events = self.engine.handle_all(request.commands)
+        events = self.engine.handle_all([replace(command, ts=self._now()) for command in request.commands])
         self._events += events
         for account, message in self.tracker.messages(events):
             if message["type"] == "request_rejected":  # the operator's own command: logged, not sent to the account
@@ -800,13 +871,21 @@ async def serve(config: ServerConfig, instruments: Mapping[str, Instrument], acc
                 compliance: ComplianceConfig | None = None,
                 ready: Callable[[TradingGateway], None] | None = None) -> int:
     """Run the exchange until SIGINT or SIGTERM (or an engine failure); the process's exit status."""
-    loop = asyncio.get_running_loop()
     async with running_exchange(config, instruments, accounts, compliance) as gateway:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(gateway.stop()))
         if ready is not None:
             ready(gateway)
-        await gateway.stopped.wait()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+        await run_until_stopped(gateway)
         return 1 if gateway.failure is not None else 0
+
+
+async def run_until_stopped(gateway: TradingGateway) -> None:
+    """Wait until the gateway has stopped: on SIGINT or SIGTERM it stops gracefully.
+
+    The handlers stay for the rest of the event loop's life (its closing
+    removes them): a second signal while the exchange shuts down (and
+    settles, and closes the ledger) must not kill it half way.
+    """
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, gateway.request_stop)
+    await gateway.stopped.wait()

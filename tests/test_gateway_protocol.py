@@ -334,7 +334,7 @@ def test_many_messages_in_one_frame_stream_keep_their_order():
     assert MessageReader().feed(data) == [message for _, message in FULL]
 
 
-@pytest.mark.parametrize("request_id", [7, "req-7", 0, -1, 2**64 - 1])
+@pytest.mark.parametrize("request_id", [7, "req-7", 0, -1, 2**63 - 1, -2**63])
 def test_request_id_echoed_in_refusals(request_id):
     reader = MessageReader()
     unknown, invalid, good = reader.feed(
@@ -1249,3 +1249,9 @@ def test_an_unknown_type_is_not_echoed_when_long():
     [refusal] = MessageReader().feed(encode_frame({"type": "t" * 1000, "request_id": "r"}))
     assert (refusal.code, refusal.message_type, refusal.request_id) == (RejectCode.UNKNOWN_MESSAGE_TYPE, None, "r")
     assert "t" * 100 not in refusal.text
+
+
+@pytest.mark.parametrize("request_id", [2**63, 2**64 - 1])  # MessagePack holds no more
+def test_request_id_beyond_64_bits_signed_is_an_invalid_field_and_not_echoed(request_id):
+    [refusal] = MessageReader().feed(encode_frame({"type": "heartbeat", "request_id": request_id}))
+    assert (refusal.code, refusal.field, refusal.request_id) == (RejectCode.INVALID_FIELD, "request_id", None)

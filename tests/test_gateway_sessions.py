@@ -713,8 +713,13 @@ async def test_throttle_rejects_exactly_the_excess_and_answers_every_request(sta
     async with session(gateway, "utility-north") as util:
         assert_fields(util.logon, throttle_rate=10.0, throttle_burst=5)
         inbox = Inbox(util)
-        sent = [util.send(util.new_order_message("EUA", "B", 1, 6900, client_order_id=f"t{i}")) for i in range(50)]
-        answers = await inbox.take(50)
+        # In one write, so that the exchange reads them together (it slows a session down after a read).
+        sent = list(range(1000, 1020))
+        util._writer.write(b"".join(
+            encode_frame({**util.new_order_message("EUA", "B", 1, 6900, client_order_id=f"t{i}"), "request_id": rid})
+            for i, rid in enumerate(sent)))
+        written = asyncio.get_running_loop().time()
+        answers = await inbox.take(20)
         await inbox.nothing_more(0.3)  # one answer a request, no more
         assert [m["request_id"] for m in answers] == sent
         for i, answer in enumerate(answers[:5]):  # the burst: accepted
@@ -724,8 +729,10 @@ async def test_throttle_rejects_exactly_the_excess_and_answers_every_request(sta
                                                            client_order_id=f"t{i}"),
                                           "text": RejectCode.THROTTLED.text, "seq": i + 1}
         assert gateway.engine.counters.order_id == 5
-        await asyncio.sleep(0.35)  # the bucket refills at 10 a second
+        # The session is slowed down for as long as its 15 messages over the rate would take at it (1.5 s,
+        # capped at 1 s): what it sends meanwhile waits, unread, and is then taken with the bucket refilled.
         accepted = await util.new_order("EUA", "B", 1, 6900, client_order_id="t9")  # a refused id is still free
+        assert asyncio.get_running_loop().time() - written >= 0.95
         assert_fields(accepted, exec_type="new", client_order_id="t9")
         book = await util.book("EUA")
         assert book["bids"] == [[6900, 6, 6]]
@@ -743,6 +750,21 @@ async def test_throttle_rejects_exactly_the_excess_and_answers_every_request(sta
             *((burst[i], "reject", int(RejectCode.INVALID_FIELD)) for i in range(3)),
             (burst[3], "execution_report", None), (burst[4], "execution_report", None),
             (burst[5], "reject", int(RejectCode.THROTTLED)), (burst[6], "reject", int(RejectCode.THROTTLED))]
+
+
+@bounded(30)
+async def test_a_flood_far_over_the_rate_does_not_stall_other_sessions(start):
+    gateway = await start(throttle_rate=200.0, throttle_burst=20)
+    async with session(gateway, "speculator") as flooder, session(gateway, "bank") as bank:
+        frame = encode_frame({"type": "balances"})
+        flooder._writer.write(frame * 20_000)  # 100 seconds' worth at the rate, in one go
+        worst = 0.0
+        for _ in range(40):  # meanwhile another account trades and asks, and is answered at once
+            sent = asyncio.get_running_loop().time()
+            await bank.balances()
+            worst = max(worst, asyncio.get_running_loop().time() - sent)
+            await asyncio.sleep(0.01)
+        assert worst < 0.25, worst
 
 
 # -- cancel-on-disconnect and sequence numbers across sessions ------------------------------------
