@@ -1255,3 +1255,18 @@ def test_an_unknown_type_is_not_echoed_when_long():
 def test_request_id_beyond_64_bits_signed_is_an_invalid_field_and_not_echoed(request_id):
     [refusal] = MessageReader().feed(encode_frame({"type": "heartbeat", "request_id": request_id}))
     assert (refusal.code, refusal.field, refusal.request_id) == (RejectCode.INVALID_FIELD, "request_id", None)
+
+
+def test_tracker_forgets_the_oldest_closed_orders_past_its_bound():
+    engine = make_engine()
+    tracker = OrderTracker(engine.instruments, max_closed=2)
+    for n in range(3):  # three orders, each rests and is cancelled
+        tracker.messages(engine.handle(NewOrder(ts=n, account="a", client_order_id=f"c{n}", instrument="EUA",
+                                                side=Side.BUY, quantity=1, price=6900)))
+        tracker.messages(engine.handle(CancelOrder(ts=n, account="a", client_order_id=f"c{n}")))
+    open_one = engine.handle(NewOrder(ts=9, account="a", client_order_id="open", instrument="EUA", side=Side.BUY,
+                                      quantity=1, price=6900))
+    tracker.messages(open_one)
+    assert tracker.find("a", None, "c0") is None and tracker.find("a", 1, None) is None  # the oldest closed
+    assert [tracker.find("a", None, clid).status for clid in ("c1", "c2", "open")] == [CANCELED, CANCELED, NEW]
+    assert len(tracker.orders) == 3

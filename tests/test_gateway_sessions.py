@@ -1412,3 +1412,58 @@ async def test_after_a_session_of_trades_the_ledger_reconciles_with_the_engine(t
         assert report.totals["EUA"] == sum(account.units.get("EUA", 0) for account in accounts.values())
     finally:
         store.close()
+
+
+# -- what the review of the gateway asked for ----------------------------------------------------------
+
+@bounded(20)
+async def test_an_ended_session_is_not_read_any_more_and_its_account_may_log_on_again_at_once(start):
+    gateway = await start(heartbeat_interval=1.0, heartbeat_timeout_factor=1.5)
+    raw = await RawConnection.open(gateway.port)
+    assert (await raw.logon("bank", heartbeat_interval=1, cancel_on_disconnect=False))["type"] == "logon_accepted"
+    while (message := await raw.read(5.0))["type"] == "heartbeat":
+        pass  # silent until the exchange gives up on it
+    assert message["code"] == int(RejectCode.HEARTBEAT_TIMEOUT)
+    raw.send({"type": "new_order", "client_order_id": "late", "instrument": "EUA", "side": "S", "quantity": 1,
+              "price": 7000})  # after the logout: must not be carried out
+    async with session(gateway, "bank") as bank:  # at once: the old session is gone
+        await asyncio.sleep(0.2)
+        book = await bank.book("EUA")
+        assert book["asks"] == [] and gateway.engine.counters.order_id == 0
+    await raw.close()
+
+
+@bounded(20)
+async def test_a_session_waiting_on_a_full_queue_is_not_timed_out(start):
+    gateway = await start(queue_size=4, heartbeat_interval=1.0, heartbeat_timeout_factor=1.5)
+    settlement = type(gateway.settlement)
+    async with session(gateway, "bank", heartbeat_interval=1) as bank:
+        stalled = True
+        original = settlement.has_room
+        settlement.has_room = property(lambda self: not stalled and original.fget(self))  # the ledger stalls
+        try:
+            for i in range(20):  # more than the queue holds: the session's task waits on it
+                bank.send(bank.new_order_message("EUA", "S", 1, 7000 + i))
+            await asyncio.sleep(2.5)  # longer than the heartbeat timeout (1.5 s)
+            stalled = False
+        finally:
+            settlement.has_room = original
+        answers = []
+        async for message in bank.messages():
+            answers.append(message)
+            if len(answers) == 20:
+                break
+        assert [m["exec_type"] for m in answers] == ["new"] * 20
+        assert bank.closed is None
+
+
+async def test_operator_commands_fail_rather_than_hang_once_the_exchange_has_stopped():
+    from exchange import EndOfDay
+    from gateway.server import ExchangeStopped
+    async with exchange_on_port() as gateway:
+        events = await gateway.run_operator_commands([EndOfDay(ts=1, trading_date=20261127)])
+        assert [type(event).__name__ for event in events] == ["TradingDayClosed"]
+        assert events[0].ts > 1  # stamped by the gateway's clock, in sequence with the sessions' requests
+        await gateway.stop()
+        with pytest.raises(ExchangeStopped):
+            await asyncio.wait_for(gateway.run_operator_commands([EndOfDay(ts=2, trading_date=20261130)]), 5)
