@@ -28,8 +28,9 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import AsyncIterator
 
-from .protocol import READ_SIZE, DictReader, ProtocolError, encode_frame
+from .protocol import DictReader, ProtocolError, encode_frame
 
+READ_SIZE = 262_144  # bytes a socket read asks for: many frames are decoded per read
 SERVER_FRAME_LIMIT = 1_048_576  # the largest server frame accepted (docs/PROTOCOL.md, section 1)
 MAX_QUEUED_MESSAGES = 100_000  # the stream's bound: a program this far behind in reading it loses the session
 

@@ -42,7 +42,6 @@ from exchange import RejectCode
 PROTOCOL_VERSION = 1
 LENGTH_BYTES = 4
 DEFAULT_MAX_FRAME = 65_536  # bytes of body; the logon answer says the server's actual limit
-READ_SIZE = 262_144  # bytes a socket read asks for, either side: many frames are decoded per read
 
 ShortText = Annotated[str, msgspec.Meta(max_length=64)]  # ids echoed in answers: a reply stays a small frame
 WireInt = Annotated[int, msgspec.Meta(ge=-(1 << 63), le=(1 << 63) - 1)]  # a signed 64-bit integer

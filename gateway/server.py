@@ -3,7 +3,7 @@
 How this works
 --------------
 Each connection is served by its own task (``session-N``): it reads what
-the socket has (up to 256 KiB at a time), and :class:`gateway.protocol.MessageReader`
+the socket has (up to 64 KiB at a time), and :class:`gateway.protocol.MessageReader`
 turns the bytes into messages. The first must be a logon (within the logon
 timeout); the secret is checked in a worker thread (scrypt takes tens of
 milliseconds, which the market must not wait for). After logon each message
@@ -62,7 +62,7 @@ from exchange.instruments import Instrument, cents_to_eur
 from .config import AccountConfig, ServerConfig, opening_commands
 from .credentials import hash_secret, verify_secret
 from .logs import log_event
-from .protocol import (PROTOCOL_VERSION, READ_SIZE, BalancesRequest, BookRequest, CancelRequest, Heartbeat, Inbound,
+from .protocol import (PROTOCOL_VERSION, BalancesRequest, BookRequest, CancelRequest, Heartbeat, Inbound,
                        KillSwitchRequest, Logon, Logout, MassCancelRequest, MessageReader, NewOrderRequest,
                        OrderStatusRequest, Refusal, ReleaseKillSwitchRequest, ReplaceRequest, encode_frame)
 from .reports import OrderTracker, price_in_cents, rejected_order_report, request_rejected
@@ -75,6 +75,9 @@ MIN_CLIENT_HEARTBEAT = 1  # seconds: the shortest heartbeat interval a client ma
 MAX_CLIENT_HEARTBEAT = 60
 MAX_BOOK_LEVELS = 100
 LOGOUT_WAIT = 5.0  # seconds a session waits for the engine loop to answer its logout
+# Bytes a session's read takes at most: a few thousand frames, decoded in one go (2 million a second),
+# and no more, so that one client's burst is a short stretch of the engine's queue.
+SESSION_READ_SIZE = 65_536
 MAX_THROTTLE_PAUSE = 1.0  # seconds a session over its rate goes unread, at the most, after a read
 SECRET_CHECK_THREADS = 2  # scrypt checks at once (16 MiB of memory each)
 CLOSE_GRACE = 1.0  # seconds an ended session's connection lingers for the peer to take its logout
@@ -108,9 +111,10 @@ class ExchangeStopped(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Throttled:
-    """A request refused by the throttle, queued so that its reject keeps its place among the answers."""
+    """Consecutive requests refused by the throttle, queued as one item so that their rejects keep their
+    place among the answers (and a flood costs the queue one item per run, not one per message)."""
 
-    request: Inbound
+    requests: list
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +275,7 @@ class TradingGateway:
     async def start(self) -> None:
         """Listen, and start the engine and heartbeat tasks."""
         self._server = await asyncio.start_server(self._serve_connection, self.config.host, self.config.port,
-                                                  limit=READ_SIZE)
+                                                  limit=SESSION_READ_SIZE)
         self._tasks = [asyncio.create_task(self._engine_loop(), name="engine"),
                        asyncio.create_task(self._heartbeats(), name="session-heartbeats")]
         log_event(log, "listening", host=self.config.host, port=self.port, instruments=list(self.engine.instruments),
@@ -366,7 +370,7 @@ class TradingGateway:
         reader = session.reader
         clock = self.clock
         while not session.closed:
-            data = await reader.read(READ_SIZE)
+            data = await reader.read(SESSION_READ_SIZE)
             if not data:
                 return
             session.last_received = clock()
@@ -385,7 +389,7 @@ class TradingGateway:
     @staticmethod
     async def _first_messages(session: Session, messages: MessageReader) -> list:
         while True:
-            data = await session.reader.read(READ_SIZE)
+            data = await session.reader.read(SESSION_READ_SIZE)
             if not data:
                 return []
             items = messages.feed(data)
@@ -459,23 +463,28 @@ class TradingGateway:
         """
         now = self.clock()
         operator = session.link.config.is_operator
-        over_rate = 0
+        over_rate: list = []  # the run of messages without a token, not yet queued
+        throttled = 0
         for item in items:
             if session.closed:  # ended while this read was being queued (a heartbeat timeout, say)
                 return False
             kind = item.__class__
             if kind is Heartbeat:
                 continue
+            if kind is not Logout and not (kind is Refusal and item.fatal) and not session.bucket.take(now):
+                over_rate.append(item)
+                continue
+            if over_rate:
+                throttled += len(over_rate)
+                await self._queue(session, Throttled(over_rate))
+                over_rate = []
             if kind is Refusal and item.fatal:  # answered after the requests before it, then closed
                 await self._queue(session, item)
                 return False
             if kind is Logout:
                 await self._queue(session, item)
                 return False
-            if not session.bucket.take(now):
-                over_rate += 1
-                await self._queue(session, Throttled(item))
-            elif kind is Logon:
+            if kind is Logon:
                 await self._queue(session, Refusal(RejectCode.ALREADY_LOGGED_ON_HERE,
                                                    RejectCode.ALREADY_LOGGED_ON_HERE.text, fatal=False,
                                                    message_type="logon", request_id=item.request_id))
@@ -486,9 +495,12 @@ class TradingGateway:
             else:
                 await self._queue(session, item)
         if over_rate:
+            throttled += len(over_rate)
+            await self._queue(session, Throttled(over_rate))
+        if throttled:
             session.waiting = True  # not silent: slowed down by the exchange
             try:
-                await asyncio.wait_for(session.ended.wait(), min(over_rate / self.config.throttle_rate,
+                await asyncio.wait_for(session.ended.wait(), min(throttled / self.config.throttle_rate,
                                                                  MAX_THROTTLE_PAUSE))
             except asyncio.TimeoutError:
                 pass
@@ -803,10 +815,10 @@ class TradingGateway:
                                       refusal.client_order_id), refusal)
 
     def _throttled(self, session: Session, throttled: Throttled) -> None:
-        request = throttled.request
-        message_type = request.message_type if type(request) is Refusal else request.__struct_config__.tag
-        self._answer(session, _reject(RejectCode.THROTTLED, RejectCode.THROTTLED.text, message_type, None,
-                                      getattr(request, "client_order_id", None)), request)
+        for request in throttled.requests:
+            message_type = request.message_type if type(request) is Refusal else request.__struct_config__.tag
+            self._answer(session, _reject(RejectCode.THROTTLED, RejectCode.THROTTLED.text, message_type, None,
+                                          getattr(request, "client_order_id", None)), request)
 
 
 def _reject(code: RejectCode, text: str, message_type: str | None, field: str | None,
