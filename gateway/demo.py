@@ -232,8 +232,8 @@ async def _run_demo(config: ServerConfig, instruments: Mapping, accounts: Mappin
               f"{len(ACTIVITY)} participants log on and trade EUA, CER and ERU", file=out)
         tape = Tape({symbol: instrument.tick_size for symbol, instrument in instruments.items()})
         async with AsyncExitStack() as stack:
-            logons = [stack.enter_async_context(connect(config.host, port, account, DEMO_SECRET))
-                      for account in (*ACTIVITY, WATCHER)]
+            logons = [asyncio.create_task(stack.enter_async_context(connect(config.host, port, account, DEMO_SECRET)),
+                                          name=f"demo-logon-{account}") for account in (*ACTIVITY, WATCHER)]
             sessions = dict(zip((*ACTIVITY, WATCHER), await asyncio.gather(*logons)))
             feeds = [asyncio.create_task(_follow(account, client, tape, out, show_trades, live),
                                          name=f"demo-feed-{account}") for account, client in sessions.items()]
