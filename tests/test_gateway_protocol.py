@@ -617,8 +617,11 @@ def typed(annotation) -> st.SearchStrategy:
         return st.integers(-2**63, 2**64 - 1)
     if annotation is str:
         return st.text(max_size=10)
-    if typing.get_origin(annotation) is typing.Annotated:  # a str with a length limit (ids echoed in answers)
-        return typed(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) is typing.Annotated:  # a short str, or an int within 64 bits signed
+        base, meta = typing.get_args(annotation)[:2]
+        if base is int:
+            return st.integers(meta.ge, meta.le)
+        return st.text(max_size=meta.max_length)
     if annotation is bool:
         return st.booleans()
     if annotation is type(None):
@@ -674,7 +677,9 @@ def check_decoded(document: dict, kind, valid: bool, item: object) -> None:
     assert type(item) is Refusal and not valid, (document, item)
     assert item.message_type == (tag if type(tag) is str else None)
     request_id = document.get("request_id")
-    assert item.request_id == (request_id if type(request_id) in (int, str) else None)
+    echoable = (type(request_id) is int and -2**63 <= request_id < 2**63
+                or type(request_id) is str and len(request_id) <= 64)
+    assert item.request_id == (request_id if echoable else None)
     if type(tag) is str and tag in MESSAGE_TYPES:
         assert item.code is RejectCode.INVALID_FIELD
     else:
@@ -753,6 +758,16 @@ def test_price_in_cents(instrument, value, cents):
     assert price_in_cents(value, instrument, "stop_price") == cents
 
 
+def assert_price_refused(value: str, instrument, code: RejectCode) -> None:
+    """As a price ``value`` is refused with ``code``; as a stop price always with INVALID_STOP_PRICE."""
+    with pytest.raises(InvalidCommand) as raised:
+        price_in_cents(value, instrument, "price")
+    assert (raised.value.code, raised.value.field) == (code, "price")
+    with pytest.raises(InvalidCommand) as raised:
+        price_in_cents(value, instrument, "stop_price")
+    assert (raised.value.code, raised.value.field) == (RejectCode.INVALID_STOP_PRICE, "stop_price")
+
+
 def test_price_none_is_none():
     assert price_in_cents(None, EUA, "price") is None
     assert price_in_cents(None, TST, "stop_price") is None
@@ -760,12 +775,7 @@ def test_price_none_is_none():
 
 @pytest.mark.parametrize("value", ["70.21", "70.24", "0.01", "70.26", "1000.99"])
 def test_price_off_the_tick(value):
-    with pytest.raises(InvalidCommand) as raised:
-        price_in_cents(value, TST, "price")
-    assert (raised.value.code, raised.value.field) == (RejectCode.PRICE_NOT_ON_TICK, "price")
-    with pytest.raises(InvalidCommand) as raised:
-        price_in_cents(value, TST, "stop_price")
-    assert (raised.value.code, raised.value.field) == (RejectCode.INVALID_STOP_PRICE, "stop_price")
+    assert_price_refused(value, TST, RejectCode.PRICE_NOT_ON_TICK)
     assert price_in_cents(value, EUA, "price") == int(Decimal(value) * 100)  # on the 1-cent tick
 
 
@@ -773,12 +783,7 @@ def test_price_off_the_tick(value):
                                    "1e-3", "€70", "70.25.1", "0x10"])
 @pytest.mark.parametrize("instrument", [EUA, TST, None], ids=["EUA", "TST", "none"])
 def test_price_not_a_number(value, instrument):
-    with pytest.raises(InvalidCommand) as raised:
-        price_in_cents(value, instrument, "price")
-    assert (raised.value.code, raised.value.field) == (RejectCode.INVALID_PRICE, "price")
-    with pytest.raises(InvalidCommand) as raised:
-        price_in_cents(value, instrument, "stop_price")
-    assert (raised.value.code, raised.value.field) == (RejectCode.INVALID_STOP_PRICE, "stop_price")
+    assert_price_refused(value, instrument, RejectCode.INVALID_PRICE)
 
 
 @pytest.mark.parametrize("value", ["70.255", "70.001", "0.001", "70.2500001"])
@@ -787,12 +792,7 @@ def test_price_finer_than_a_cent_is_an_invalid_price(value, instrument):
     """docs/PROTOCOL.md section 3: a price string must be a whole number of cents, otherwise 106
     (stop_price: 114); "70.255" is refused with 106, not 107 (PRICE_NOT_ON_TICK is for whole cents
     between ticks)."""
-    with pytest.raises(InvalidCommand) as raised:
-        price_in_cents(value, instrument, "price")
-    assert (raised.value.code, raised.value.field) == (RejectCode.INVALID_PRICE, "price")
-    with pytest.raises(InvalidCommand) as raised:
-        price_in_cents(value, instrument, "stop_price")
-    assert (raised.value.code, raised.value.field) == (RejectCode.INVALID_STOP_PRICE, "stop_price")
+    assert_price_refused(value, instrument, RejectCode.INVALID_PRICE)
 
 
 @pytest.mark.parametrize("value", ["1e999999", "-1e999999", "9.99e999998", "1E+999999"])
