@@ -58,6 +58,7 @@ class ExchangeClient:
         self._request_ids = itertools.count(1)
         self._waiting: dict[object, asyncio.Future] = {}
         self._messages: asyncio.Queue[dict | None] = asyncio.Queue(MAX_QUEUED_MESSAGES)
+        self._market_data: asyncio.Queue[dict | None] = asyncio.Queue(MAX_QUEUED_MESSAGES)
         self._tasks: list[asyncio.Task] = []
         self._client_order_ids = itertools.count(1)
         self._client_order_prefix = f"c{time.time_ns():x}-"
@@ -190,6 +191,22 @@ class ExchangeClient:
     async def book(self, instrument: str, levels: int = 10) -> dict:
         return await self.request({"type": "book", "instrument": instrument, "levels": levels})
 
+    async def subscribe(self, instruments: list[str] | None = None, channels: list[str] | None = None) -> dict:
+        """Market data on this session: the answer ``subscribed``, then :meth:`market_data` has the current
+        state of each channel and every message after it."""
+        return await self.request({"type": "subscribe", "instruments": instruments, "channels": channels})
+
+    async def unsubscribe(self, instruments: list[str] | None = None, channels: list[str] | None = None) -> dict:
+        return await self.request({"type": "unsubscribe", "instruments": instruments, "channels": channels})
+
+    async def market_data(self) -> AsyncIterator[dict]:
+        """Every market-data message of the subscriptions, in order, until the session ends."""
+        while True:
+            message = await self._market_data.get()
+            if message is None:
+                return
+            yield message
+
     async def kill_switch(self, account: str) -> dict:
         return await self.request({"type": "kill_switch", "account": account})
 
@@ -236,18 +253,29 @@ class ExchangeClient:
                     waiter.set_result(message)
                 self._end(SessionClosed(str(message.get("text")), message.get("code")))
                 return
+            if "md_seq" in message:  # market data: its own numbering, its own stream
+                if not self._keep(self._market_data, message, "market_data()"):
+                    return
+                continue
             if "seq" in message:
                 self.last_seq = message["seq"]
-                try:
-                    self._messages.put_nowait(message)
-                except asyncio.QueueFull:  # never block the reader: answers to requests must get through
-                    self._end(SessionClosed(f"{MAX_QUEUED_MESSAGES} messages were left unread in "
-                                            f"messages(); the session is closed rather than lose any"))
-                    self._writer.close()
+                if not self._keep(self._messages, message, "messages()"):
                     return
             waiter = self._waiting.get(message.get("request_id"))
             if waiter is not None and not waiter.done():
                 waiter.set_result(message)
+
+    def _keep(self, stream: asyncio.Queue, message: dict, name: str) -> bool:
+        """Queue a message for one of the streams; never block the reader (answers must get through): a
+        stream left this far behind ends the session instead of losing a message."""
+        try:
+            stream.put_nowait(message)
+            return True
+        except asyncio.QueueFull:
+            self._end(SessionClosed(f"{MAX_QUEUED_MESSAGES} messages were left unread in {name}; the session "
+                                    f"is closed rather than lose any"))
+            self._writer.close()
+            return False
 
     async def _heartbeat_loop(self) -> None:
         interval = float(self.logon.get("heartbeat_interval", 5.0))
@@ -264,9 +292,10 @@ class ExchangeClient:
             if not future.done():
                 future.set_exception(reason)
         self._waiting.clear()
-        if self._messages.full():  # make room for the end of the stream; the session is over anyway
-            self._messages.get_nowait()
-        self._messages.put_nowait(None)
+        for stream in (self._messages, self._market_data):
+            if stream.full():  # make room for the end of the stream; the session is over anyway
+                stream.get_nowait()
+            stream.put_nowait(None)
 
 
 def _order_reference(kind: str, order_id: int | None, client_order_id: str | int | None) -> dict:

@@ -228,6 +228,15 @@ SETTINGS: dict[str, Setting] = {
     "queue_size": Setting("engine", int, 10_000, "requests waiting for the engine; a full queue makes "
                           "sessions wait (TCP backpressure), it never drops", 1, 10_000_000),
     "max_batch": Setting("engine", int, 512, "requests the engine takes in one batch", 1, 1_000_000),
+    "mqtt_url": Setting("market_data", str, "", "MQTT broker to publish market data to, "
+                        "mqtt://user:password@host:port; empty: none (the feed is still served on the socket)"),
+    "md_levels": Setting("market_data", int, 10, "price levels a side in the book feed", 1, 100),
+    "settlement_window": Setting("market_data", int, 600, "seconds before the end of a trading day whose trades "
+                                 "make the settlement price (volume-weighted)", 1, 86_400),
+    "snapshot_interval": Setting("market_data", float, 1.0, "seconds between book snapshots to the broker "
+                                 "(for instruments whose book changed)", 0.05, 3600.0),
+    "mqtt_queue": Setting("market_data", int, 1_000_000, "trades and fills kept for the broker while it is "
+                          "slow or away; past this they are dropped (counted and logged)", 1000, 100_000_000),
     "ledger": Setting("settlement", str, "", "settlement ledger (SQLite) file; empty: a new temporary file"),
     "settlement_queue": Setting("settlement", int, 16_384, "engine batches waiting for the ledger", 1, 10_000_000),
     "log_level": Setting("log", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),

@@ -121,6 +121,18 @@ class BookRequest(Inbound, tag="book"):
     levels: int = 10
 
 
+# -- market data over the socket ------------------------------------------------------------
+
+class SubscribeRequest(Inbound, tag="subscribe"):
+    instruments: Union[list[str], None] = None  # noqa: UP007 None: every instrument
+    channels: Union[list[str], None] = None  # noqa: UP007 None: every channel (book, top, trades, stats, status)
+
+
+class UnsubscribeRequest(Inbound, tag="unsubscribe"):
+    instruments: Union[list[str], None] = None  # noqa: UP007
+    channels: Union[list[str], None] = None  # noqa: UP007
+
+
 # -- operators -------------------------------------------------------------------------------
 
 class KillSwitchRequest(Inbound, tag="kill_switch"):
@@ -135,7 +147,8 @@ class ReleaseKillSwitchRequest(Inbound, tag="release_kill_switch"):
 
 INBOUND: tuple[type[Inbound], ...] = (
     Logon, Logout, Heartbeat, NewOrderRequest, CancelRequest, ReplaceRequest, MassCancelRequest,
-    OrderStatusRequest, BalancesRequest, BookRequest, KillSwitchRequest, ReleaseKillSwitchRequest,
+    OrderStatusRequest, BalancesRequest, BookRequest, SubscribeRequest, UnsubscribeRequest, KillSwitchRequest,
+    ReleaseKillSwitchRequest,
 )
 INBOUND_BY_TYPE: dict[str, type[Inbound]] = {kind.__struct_config__.tag: kind for kind in INBOUND}
 MESSAGE_TYPES = frozenset(INBOUND_BY_TYPE)

@@ -63,9 +63,12 @@ from exchange.instruments import Instrument, cents_to_eur
 from .config import AccountConfig, ServerConfig, opening_commands
 from .credentials import hash_secret, verify_secret
 from .logs import log_event
+from .marketdata import CHANNELS, MarketDataFeed
+from .mqtt import MqttPublisher, parse_mqtt_url
 from .protocol import (PROTOCOL_VERSION, BalancesRequest, BookRequest, CancelRequest, Heartbeat, Inbound,
                        KillSwitchRequest, Logon, Logout, MassCancelRequest, MessageReader, NewOrderRequest,
-                       OrderStatusRequest, Refusal, ReleaseKillSwitchRequest, ReplaceRequest, encode_frame)
+                       OrderStatusRequest, Refusal, ReleaseKillSwitchRequest, ReplaceRequest, SubscribeRequest,
+                       UnsubscribeRequest, encode_frame)
 from .reports import OrderTracker, price_in_cents, rejected_order_report, request_rejected
 from .ledger import SqliteLedgerStore
 from .settlement import Settlement, SettlementError, SettlementService
@@ -179,13 +182,18 @@ class Session:
         self.close_code: RejectCode | None = None
         self.ended = asyncio.Event()  # set once the session is closed, by either side
         self.waiting = False  # its task waits on the exchange (a full queue, the throttle): not timed out
+        self.subscriptions: set[tuple[str, str]] = set()  # (instrument, channel) of market data it receives
 
     def write(self, message: dict) -> None:
         """Send a message now (no waiting); a client too far behind in reading is disconnected."""
+        self.write_frame(encode_frame(message))
+
+    def write_frame(self, frame: bytes) -> None:
+        """Send an encoded message (one frame made once for many sessions: market data)."""
         transport = self.transport
         if self.closed or transport.is_closing():  # the client went away; its session task is ending it
             return
-        transport.write(encode_frame(message))
+        transport.write(frame)
         self.last_sent = self.gateway.clock()
         if transport.get_write_buffer_size() > self.gateway.config.max_outbound_bytes:
             log_event(log, "slow_consumer", logging.WARNING, session=self.number, account=self.account,
@@ -231,6 +239,10 @@ class TradingGateway:
         self.settlement = settlement
         self.clock = clock
         self.tracker = OrderTracker(engine.instruments)
+        self.feed = MarketDataFeed(engine, config.md_levels, config.settlement_window)
+        self.subscribers: dict[tuple[str, str], set[Session]] = {}  # (instrument, channel) -> sessions
+        self.publisher = (MqttPublisher(parse_mqtt_url(config.mqtt_url), self.feed, max_reliable=config.mqtt_queue,
+                                        snapshot_interval=config.snapshot_interval) if config.mqtt_url else None)
         self.links = {account_id: AccountLink(account) for account_id, account in accounts.items()}
         self.requests: asyncio.Queue[tuple[Session | None, object]] = asyncio.Queue(maxsize=config.queue_size)
         self.sessions: dict[int, Session] = {}
@@ -270,6 +282,8 @@ class TradingGateway:
             Refusal: self._refusal,
             Throttled: self._throttled,
             OperatorCommands: self._operator_commands,
+            SubscribeRequest: self._subscribe,
+            UnsubscribeRequest: self._unsubscribe,
         }
 
     # -- life cycle ------------------------------------------------------------------------
@@ -280,6 +294,8 @@ class TradingGateway:
                                                   limit=SESSION_READ_SIZE)
         self._tasks = [asyncio.create_task(self._engine_loop(), name="engine"),
                        asyncio.create_task(self._heartbeats(), name="session-heartbeats")]
+        if self.publisher is not None:
+            self.publisher.start()
         log_event(log, "listening", host=self.config.host, port=self.port, instruments=list(self.engine.instruments),
                   accounts=len(self.links))
 
@@ -316,6 +332,8 @@ class TradingGateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.publisher is not None:
+            await self.publisher.stop()
         for waiting in self._operator_waits:  # queued behind a failure, or never run: say so
             if not waiting.done():
                 waiting.set_exception(ExchangeStopped("the exchange stopped before running the commands"))
@@ -351,6 +369,8 @@ class TradingGateway:
         finally:
             del self.sessions[number]
             self._connection_tasks.discard(task)
+            for key in session.subscriptions:
+                self.subscribers[key].discard(session)
             if not session.closed:
                 session.closed = True
                 writer.close()
@@ -623,19 +643,38 @@ class TradingGateway:
         self._commit()
 
     def _commit(self) -> None:
-        if self._events:
-            self.settlement.submit(self._events)  # a SettlementError stops the engine loop: see _engine_loop
+        events = self._events
+        if events:
+            self.settlement.submit(events)  # a SettlementError stops the engine loop: see _engine_loop
         links = self.links
+        fills = []  # (account, trade report) for the accounts' private market-data topics
         for target, message in self._outbox:
             if type(message) is EndSession:  # a logout, after everything answered before it
                 target.end(message.code, message.text, message.request_id)
                 continue
+            if message.get("exec_type") == "trade":
+                fills.append((target, message))
             session = links[target].session
             if session is not None:
                 session.write(message)
-        for future, events in self._finished:
+        if events:
+            market_data = self.feed.messages(events)
+            self._send_market_data(market_data)
+            if self.publisher is not None:
+                self.publisher.offer(market_data, fills)
+        for future, done_events in self._finished:
             if not future.done():
-                future.set_result(events)
+                future.set_result(done_events)
+
+    def _send_market_data(self, market_data: list[tuple[str, str, dict]]) -> None:
+        """Market data to the socket subscribers: each message encoded once, for all who take it."""
+        subscribers = self.subscribers
+        for instrument, channel, message in market_data:
+            sessions = subscribers.get((instrument, channel))
+            if sessions:
+                frame = encode_frame(message)
+                for session in list(sessions):
+                    session.write_frame(frame)
 
     def _execute(self, pending: list) -> None:
         """Run the pending commands through the engine as one batch and queue each one's answers in order."""
@@ -768,6 +807,48 @@ class TradingGateway:
         self._finished.append((request.done, events))
 
     # -- requests answered by the gateway ------------------------------------------------------
+
+    def _subscription_keys(self, session: Session, request: SubscribeRequest | UnsubscribeRequest
+                           ) -> list[tuple[str, str]] | None:
+        """(instrument, channel) pairs a (un)subscription names; None after answering a bad one."""
+        instruments = list(self.feed.instruments) if request.instruments is None else request.instruments
+        channels = list(CHANNELS) if request.channels is None else request.channels
+        unknown = [symbol for symbol in instruments if symbol not in self.feed.instruments]
+        if unknown:
+            self._refuse(session, request, RejectCode.UNKNOWN_INSTRUMENT)
+            return None
+        if any(channel not in CHANNELS for channel in channels):
+            self._answer(session, _reject(RejectCode.INVALID_FIELD, f"{RejectCode.INVALID_FIELD.text}: channels "
+                                          f"are {', '.join(CHANNELS)}", request.__struct_config__.tag, "channels",
+                                          None), request)
+            return None
+        return [(symbol, channel) for symbol in dict.fromkeys(instruments) for channel in dict.fromkeys(channels)]
+
+    def _subscribe(self, session: Session, request: SubscribeRequest) -> None:
+        """Start sending market data: first the current state of each channel (in the outbox, in order), then
+        every message from the next commit on."""
+        keys = self._subscription_keys(session, request)
+        if keys is None:
+            return
+        for key in keys:
+            session.subscriptions.add(key)
+            self.subscribers.setdefault(key, set()).add(session)
+        self._answer(session, {"type": "subscribed", "instruments": sorted({symbol for symbol, _ in keys}),
+                               "channels": sorted({channel for _, channel in keys}), "ts": time.time_ns()}, request)
+        for symbol in dict.fromkeys(symbol for symbol, _ in keys):
+            for channel, message in self.feed.state(symbol):
+                if (symbol, channel) in session.subscriptions:
+                    self._outbox.append((session.account, message))  # market data: not numbered for the account
+
+    def _unsubscribe(self, session: Session, request: UnsubscribeRequest) -> None:
+        keys = self._subscription_keys(session, request)
+        if keys is None:
+            return
+        for key in keys:
+            session.subscriptions.discard(key)
+            self.subscribers.get(key, set()).discard(session)
+        self._answer(session, {"type": "unsubscribed", "instruments": sorted({symbol for symbol, _ in keys}),
+                               "channels": sorted({channel for _, channel in keys}), "ts": time.time_ns()}, request)
 
     def _order_status(self, session: Session, request: OrderStatusRequest) -> None:
         try:

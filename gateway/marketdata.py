@@ -1,0 +1,249 @@
+"""Market data: the engine's events turned into the public feed of each instrument.
+
+How this works
+--------------
+:class:`MarketDataFeed` is pure logic, run by the gateway's engine task at
+each batch's commit (so it sees the books exactly as the batch left them).
+``messages(events)`` returns what the batch publishes, per instrument and
+channel, in order:
+
+- ``trades``: one ``trade`` per fill (price, quantity, aggressor side, trade id,
+  exchange timestamp);
+- ``book``: one ``book_update`` with the levels of the top ``levels`` (10 by
+  default) that changed, per side, found by comparing the top of the book as
+  last published with the top now. Only instruments with a ``LevelChanged``
+  event in the batch are looked at. A level whose quantity is 0 in an update
+  has left the top (emptied, or pushed below it by a better one); one that
+  comes up from below arrives with its quantity. ``book_snapshot`` gives the
+  whole top at a sequence number, for a subscriber that joins or has missed
+  an update;
+- ``top``: ``top_of_book`` whenever the best bid or ask, or their quantity,
+  changed;
+- ``stats``: ``statistics`` after a batch with trades (open, high, low, last,
+  volume, VWAP, number of trades) and at the end of a trading day, with the
+  settlement price: the volume-weighted average of the trades in the closing
+  window (the last ``settlement_window_s`` seconds before the end of day; ICE
+  uses 16:50:00-16:59:59, DOMAIN.md), or the last price if none traded in it.
+  The day's figures then start again;
+- ``status``: the instrument's trading status (``open`` for now; halts and
+  closures come with trading phases).
+
+Every message carries ``md_seq``, numbered per instrument and channel from 1,
+gap free: a subscriber that sees a gap in ``book`` updates takes the next
+snapshot (its ``md_seq`` is that of the last update it includes). Prices are
+integer ticks and quantities lots, as on the trading protocol
+(docs/MARKET_DATA.md).
+"""
+from __future__ import annotations
+
+from collections import deque
+from decimal import Decimal
+from typing import Iterable, Mapping
+
+from exchange import Engine, LevelChanged, Side, Trade, TradingDayClosed
+
+from .reports import average_price
+
+CHANNELS = ("book", "top", "trades", "stats", "status")
+OPEN, HALTED, CLOSED = "open", "halted", "closed"
+DEFAULT_LEVELS = 10
+DEFAULT_SETTLEMENT_WINDOW_S = 600  # 10 minutes, as ICE's 16:50:00-16:59:59
+_NS = 1_000_000_000
+
+
+class InstrumentFeed:
+    """The published state of one instrument: its top of book, statistics, status and sequence numbers."""
+
+    def __init__(self, symbol: str, tick: int, lot_units: int, levels: int, window_ns: int) -> None:
+        self.symbol = symbol
+        self.tick = tick
+        self.lot_units = lot_units
+        self.levels = levels
+        self.window_ns = window_ns
+        self.seq = dict.fromkeys(CHANNELS, 0)  # the md_seq of the last message of each channel
+        self.seq["status"] = 1  # the first status, open, is a message of its own
+        self.bids: list[tuple[int, int, int]] = []  # the top as last published: (price, lots, orders), cents
+        self.asks: list[tuple[int, int, int]] = []
+        self.top: tuple = (None, 0, None, 0)
+        self.status = OPEN
+        self.last: int | None = None  # cents
+        self.settlement_price: int | None = None
+        self.ts = 0  # of the last message
+        self._new_day()
+
+    def _new_day(self) -> None:
+        self.open: int | None = None
+        self.high: int | None = None
+        self.low: int | None = None
+        self.volume = 0  # lots
+        self.value = 0  # cents x lots
+        self.trades = 0
+        self.closing: deque[tuple[int, int, int]] = deque()  # (ts, price, lots) of the closing window
+
+    def next_seq(self, channel: str) -> int:
+        self.seq[channel] += 1
+        return self.seq[channel]
+
+    # -- messages of the current state -----------------------------------------------------
+
+    def snapshot(self) -> dict:
+        """The book channel's state: the whole published top, at the last update's ``md_seq``."""
+        tick = self.tick
+        return {"type": "book_snapshot", "instrument": self.symbol, "md_seq": self.seq["book"],
+                "levels": self.levels, "bids": [[p // tick, q, n] for p, q, n in self.bids],
+                "asks": [[p // tick, q, n] for p, q, n in self.asks], "ts": self.ts}
+
+    def top_message(self) -> dict:
+        bid, bid_lots, ask, ask_lots = self.top
+        tick = self.tick
+        return {"type": "top_of_book", "instrument": self.symbol, "md_seq": self.seq["top"],
+                "bid": None if bid is None else bid // tick, "bid_quantity": bid_lots,
+                "ask": None if ask is None else ask // tick, "ask_quantity": ask_lots, "ts": self.ts}
+
+    def statistics(self) -> dict:
+        tick = self.tick
+        return {"type": "statistics", "instrument": self.symbol, "md_seq": self.seq["stats"],
+                "open": _ticks(self.open, tick), "high": _ticks(self.high, tick), "low": _ticks(self.low, tick),
+                "last": _ticks(self.last, tick), "volume": self.volume, "volume_tonnes": self.volume * self.lot_units,
+                "vwap": average_price(self.value, self.volume), "trades": self.trades,
+                "settlement_price": _ticks(self.settlement_price, tick), "ts": self.ts}
+
+    def status_message(self) -> dict:
+        return {"type": "status", "instrument": self.symbol, "md_seq": self.seq["status"], "status": self.status,
+                "ts": self.ts}
+
+    def state(self) -> list[tuple[str, dict]]:
+        """(channel, message) for every channel that has a state: what a late joiner needs first."""
+        return [("book", self.snapshot()), ("top", self.top_message()), ("stats", self.statistics()),
+                ("status", self.status_message())]
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def trade(self, event: Trade) -> dict:
+        price, lots = event.price, event.quantity
+        if self.open is None:
+            self.open = self.high = self.low = price
+        elif price > self.high:
+            self.high = price
+        elif price < self.low:
+            self.low = price
+        self.last = price
+        self.volume += lots
+        self.value += price * lots
+        self.trades += 1
+        closing = self.closing
+        closing.append((event.ts, price, lots))
+        while closing[0][0] < event.ts - self.window_ns:
+            closing.popleft()
+        self.ts = event.ts
+        return {"type": "trade", "instrument": self.symbol, "md_seq": self.next_seq("trades"),
+                "trade_id": event.trade_id, "price": price // self.tick, "quantity": lots,
+                "aggressor_side": event.aggressor_side.value, "ts": event.ts}
+
+    def book_changes(self, bids: list[tuple[int, int, int]], asks: list[tuple[int, int, int]],
+                     ts: int) -> list[tuple[str, dict]]:
+        """The book update and top of book for the top now being ``bids`` and ``asks`` (if anything changed)."""
+        changes = _changed_levels("B", self.bids, bids, self.tick) + _changed_levels("S", self.asks, asks, self.tick)
+        out: list[tuple[str, dict]] = []
+        self.ts = ts
+        if changes:
+            self.bids, self.asks = bids, asks
+            out.append(("book", {"type": "book_update", "instrument": self.symbol, "md_seq": self.next_seq("book"),
+                                 "changes": changes, "ts": ts}))
+        top = (bids[0][0], bids[0][1]) if bids else (None, 0)
+        top += (asks[0][0], asks[0][1]) if asks else (None, 0)
+        if top != self.top:
+            self.top = top
+            self.next_seq("top")
+            out.append(("top", self.top_message()))
+        return out
+
+    def close_day(self, ts: int) -> dict:
+        """The day's last statistics, with the settlement price; the next day's figures start from nothing."""
+        window = [(price, lots) for trade_ts, price, lots in self.closing if trade_ts >= ts - self.window_ns]
+        lots = sum(lots for _, lots in window)
+        if lots:
+            value = sum(price * lots for price, lots in window)
+            self.settlement_price = int((Decimal(value) / lots).quantize(Decimal(1)))  # cents, half to even
+            self.settlement_price -= self.settlement_price % self.tick  # on the tick, rounded down
+        elif self.last is not None:
+            self.settlement_price = self.last
+        self.ts = ts
+        self.next_seq("stats")
+        message = self.statistics()
+        message["trading_day_closed"] = True
+        self._new_day()
+        return message
+
+
+def _ticks(cents: int | None, tick: int) -> int | None:
+    return None if cents is None else cents // tick
+
+
+def _changed_levels(side: str, before: list[tuple[int, int, int]], after: list[tuple[int, int, int]],
+                    tick: int) -> list[list]:
+    """[side, price, lots, orders] for each level of ``after`` that is new or different, and [side, price, 0, 0]
+    for each level of ``before`` that is gone from ``after``; prices in ticks."""
+    if before == after:
+        return []
+    old = {price: (lots, orders) for price, lots, orders in before}
+    new_prices = set()
+    changes = []
+    for price, lots, orders in after:
+        new_prices.add(price)
+        if old.get(price) != (lots, orders):
+            changes.append([side, price // tick, lots, orders])
+    changes.extend([side, price // tick, 0, 0] for price, _, _ in before if price not in new_prices)
+    return changes
+
+
+class MarketDataFeed:
+    """The public feed of every instrument of an engine (see the module notes)."""
+
+    def __init__(self, engine: Engine, levels: int = DEFAULT_LEVELS,
+                 settlement_window_s: int = DEFAULT_SETTLEMENT_WINDOW_S) -> None:
+        self.engine = engine
+        self.levels = levels
+        self.instruments: dict[str, InstrumentFeed] = {
+            symbol: InstrumentFeed(symbol, instrument.tick_size, instrument.lot_units, levels,
+                                   settlement_window_s * _NS)
+            for symbol, instrument in engine.instruments.items()}
+
+    def messages(self, events: Iterable[object]) -> list[tuple[str, str, dict]]:
+        """(instrument, channel, message) for everything a batch's events publish, in order."""
+        out: list[tuple[str, str, dict]] = []
+        feeds = self.instruments
+        changed: dict[str, int] = {}  # instruments whose book changed -> ts of the change
+        traded: dict[str, int] = {}
+        for event in events:
+            kind = event.__class__
+            if kind is Trade:
+                out.append((event.instrument, "trades", feeds[event.instrument].trade(event)))
+                traded[event.instrument] = event.ts
+            elif kind is LevelChanged:
+                changed[event.instrument] = event.ts
+            elif kind is TradingDayClosed:  # the day's trades are counted before its close
+                self._flush(changed, traded, out)
+                changed, traded = {}, {}
+                for symbol, feed in feeds.items():
+                    out.append((symbol, "stats", feed.close_day(event.ts)))
+        self._flush(changed, traded, out)
+        return out
+
+    def _flush(self, changed: Mapping[str, int], traded: Mapping[str, int], out: list[tuple[str, str, dict]]) -> None:
+        books = self.engine.books
+        for symbol, ts in changed.items():
+            book = books[symbol]
+            feed = self.instruments[symbol]
+            for channel, message in feed.book_changes(book.depth(Side.BUY, self.levels),
+                                                      book.depth(Side.SELL, self.levels), ts):
+                out.append((symbol, channel, message))
+        for symbol, ts in traded.items():
+            feed = self.instruments[symbol]
+            feed.ts = ts
+            feed.next_seq("stats")
+            out.append((symbol, "stats", feed.statistics()))
+
+    def state(self, symbol: str) -> list[tuple[str, dict]]:
+        """The current state of an instrument's channels (snapshot, top, statistics, status)."""
+        return self.instruments[symbol].state()

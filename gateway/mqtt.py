@@ -1,0 +1,268 @@
+"""Publishing market data to an MQTT broker (mosquitto), off the matching path.
+
+How this works
+--------------
+The engine task hands each batch's market data to :meth:`MqttPublisher.offer`,
+which only files it and never waits; one task, ``mqtt-publisher``, connects
+to the broker (``aiomqtt``) and publishes what is filed. Three kinds of
+message are filed three ways, so that a slow or absent broker costs memory
+within set bounds and never costs matching:
+
+- **Reliable** (trades, private fills; QoS 1): a bounded queue, published in
+  order, each taken off the queue only once the broker has acknowledged it.
+  After a disconnection the unacknowledged ones are sent again (a subscriber
+  may see one twice: ``md_seq`` tells). Only if the queue is full (the broker
+  unreachable for longer than the bound lasts) is one dropped: never
+  silently (counted in ``dropped_reliable``, logged, and seen by subscribers
+  as a gap in ``md_seq``).
+- **Book updates** (QoS 0): a bounded queue too, but when it is full its
+  updates are conflated instead: they are dropped (counted in
+  ``conflated_updates``) and the instrument's current snapshot is published
+  in their place, so subscribers see a gap and realign on the snapshot.
+- **State** (snapshot, top of book, statistics, status; retained): only the
+  latest per instrument and channel is kept (``latest state wins``), and
+  published retained, so a subscriber that joins late gets it at once.
+
+On every (re)connection the publisher first publishes the retained state of
+every instrument, then carries on. Snapshots are also published every
+``snapshot_interval`` seconds for instruments whose book changed, so a late
+joiner, or one that missed an update, realigns within that time.
+
+Topics (docs/MARKET_DATA.md): ``carbonx/md/<instrument>/<channel>`` with the
+channels ``snapshot``, ``updates``, ``top``, ``trades``, ``stats``,
+``status``; ``carbonx/private/<account>/fills`` for each account's fills.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+import msgspec
+
+from exchange import ConfigError
+
+from .logs import log_event
+from .marketdata import MarketDataFeed
+
+log = logging.getLogger("carbonx.mqtt")
+
+TOPIC_ROOT = "carbonx"
+RECONNECT_DELAY = 0.5  # seconds before the first retry; doubles up to the next
+MAX_RECONNECT_DELAY = 5.0
+PUBLISH_WINDOW = 256  # reliable messages awaiting the broker's acknowledgement at once
+_encode = msgspec.msgpack.Encoder().encode
+
+# Where each channel of the feed goes: (topic suffix, QoS, retained).
+CHANNEL_TOPICS = {
+    "book": ("snapshot", 1, True),  # snapshots; updates go to "updates"
+    "top": ("top", 0, True),
+    "stats": ("stats", 1, True),
+    "status": ("status", 1, True),
+    "trades": ("trades", 1, False),
+}
+UPDATES = ("updates", 0, False)
+
+
+def market_data_topic(instrument: str, suffix: str) -> str:
+    return f"{TOPIC_ROOT}/md/{instrument}/{suffix}"
+
+
+def fills_topic(account: str) -> str:
+    return f"{TOPIC_ROOT}/private/{account}/fills"
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+
+
+def parse_mqtt_url(url: str) -> BrokerAddress:
+    """``mqtt://user:password@host:port`` (port 1883 if left out)."""
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt" or not parts.hostname:
+        raise ConfigError("session.mqtt_url", f"must look like mqtt://user:password@host:1883, not {url!r}")
+    try:
+        port = parts.port or 1883
+    except ValueError:
+        raise ConfigError("session.mqtt_url", f"bad port in {url!r}") from None
+    return BrokerAddress(parts.hostname, port, unquote(parts.username) if parts.username else None,
+                         unquote(parts.password) if parts.password else None)
+
+
+class MqttPublisher:
+    """Files market data without waiting, and publishes it from its own task (see the module notes)."""
+
+    TASK_NAME = "mqtt-publisher"
+
+    def __init__(self, address: BrokerAddress, feed: MarketDataFeed, *, max_reliable: int = 1_000_000,
+                 max_updates: int = 100_000, snapshot_interval: float = 1.0,
+                 client_id: str = "carbonx-exchange") -> None:
+        self.address = address
+        self.feed = feed
+        self.client_id = client_id
+        self.snapshot_interval = snapshot_interval
+        self._reliable: deque[tuple[str, bytes]] = deque()
+        self._max_reliable = max_reliable
+        self._updates: deque[tuple[str, bytes]] = deque()
+        self._max_updates = max_updates
+        self._state: dict[tuple[str, str], dict] = {}  # (instrument, channel) -> latest state message
+        self._stale_books: set[str] = set()  # snapshot to publish: changed since the last one
+        self._conflating: set[str] = set()  # updates dropped: the current snapshot replaces them
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.connected = False
+        self.connections = 0  # successful connections so far
+        self.published = 0
+        self.dropped_reliable = 0
+        self.conflated_updates = 0
+
+    # -- the engine task's side: never waits ------------------------------------------------
+
+    def offer(self, market_data: list[tuple[str, str, dict]], fills: list[tuple[str, dict]]) -> None:
+        """File a batch's market data and the fills for the accounts' private topics."""
+        for instrument, channel, message in market_data:
+            if channel == "book":
+                self._file_update(instrument, message)
+            elif channel == "trades":
+                self._file_reliable(market_data_topic(instrument, "trades"), message)
+            else:
+                self._state[(instrument, channel)] = message
+        for account, report in fills:
+            self._file_reliable(fills_topic(account), report)
+        if market_data or fills:
+            self._wake.set()
+
+    def _file_reliable(self, topic: str, message: dict) -> None:
+        if len(self._reliable) >= self._max_reliable:
+            self.dropped_reliable += 1
+            log_event(log, "mqtt_reliable_dropped", logging.ERROR, topic=topic, md_seq=message.get("md_seq"),
+                      seq=message.get("seq"), dropped=self.dropped_reliable, queued=len(self._reliable))
+            return
+        self._reliable.append((topic, _encode(message)))
+
+    def _file_update(self, instrument: str, message: dict) -> None:
+        self._stale_books.add(instrument)
+        if instrument in self._conflating:
+            self.conflated_updates += 1
+            return
+        if len(self._updates) >= self._max_updates:  # the broker is behind: the latest state wins
+            self._conflating.update(self.feed.instruments)
+            self.conflated_updates += len(self._updates) + 1
+            log_event(log, "mqtt_updates_conflated", logging.WARNING, dropped=len(self._updates) + 1,
+                      conflated=self.conflated_updates)
+            self._updates.clear()
+            return
+        self._updates.append((market_data_topic(instrument, UPDATES[0]), _encode(message)))
+
+    # -- the publisher task -------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task:
+        self._task = asyncio.create_task(self._run(), name=self.TASK_NAME)
+        return self._task
+
+    async def stop(self, flush_timeout: float = 2.0) -> None:
+        """Publish what is filed (for up to ``flush_timeout`` seconds if connected), then disconnect."""
+        if self._task is None:
+            return
+        if self.connected:
+            deadline = asyncio.get_running_loop().time() + flush_timeout
+            while (self._reliable or self._updates or self._state) and asyncio.get_running_loop().time() < deadline:
+                self._wake.set()
+                await asyncio.sleep(0.01)
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._reliable) + len(self._updates) + len(self._state)
+
+    async def _run(self) -> None:
+        delay = RECONNECT_DELAY
+        address = self.address
+        while True:
+            try:
+                async with aiomqtt.Client(address.host, address.port, username=address.username,
+                                          password=address.password, identifier=self.client_id,
+                                          keepalive=10) as client:
+                    self.connected = True
+                    self.connections += 1
+                    delay = RECONNECT_DELAY
+                    log_event(log, "mqtt_connected", host=address.host, port=address.port,
+                              reliable_queued=len(self._reliable), connections=self.connections)
+                    await self._republish_state(client)
+                    await self._publish_forever(client)
+            except aiomqtt.MqttError as error:
+                if self.connected:
+                    log_event(log, "mqtt_disconnected", logging.WARNING, error=str(error))
+                else:
+                    log_event(log, "mqtt_connect_failed", logging.WARNING, error=str(error), retry_in=delay)
+                self.connected = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RECONNECT_DELAY)
+
+    async def _republish_state(self, client: aiomqtt.Client) -> None:
+        """After a (re)connection: the retained state of every instrument, the book's first."""
+        self._updates.clear()  # subscribers realign on the snapshots below
+        self._conflating.clear()
+        self._stale_books.clear()
+        for instrument in self.feed.instruments:
+            for channel, message in self.feed.state(instrument):
+                self._state.pop((instrument, channel), None)
+                suffix, qos, retain = CHANNEL_TOPICS[channel]
+                await client.publish(market_data_topic(instrument, suffix), _encode(message), qos=qos, retain=retain)
+                self.published += 1
+
+    async def _publish_forever(self, client: aiomqtt.Client) -> None:
+        loop = asyncio.get_running_loop()
+        next_snapshots = loop.time() + self.snapshot_interval
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_snapshots - loop.time()))
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            if self._conflating:  # what was dropped is replaced by the current snapshot
+                for instrument in sorted(self._conflating):
+                    await self._publish_snapshot(client, instrument)
+                self._conflating.clear()
+            while self._updates:
+                topic, payload = self._updates.popleft()
+                await client.publish(topic, payload, qos=UPDATES[1])
+                self.published += 1
+            while self._state:
+                (instrument, channel), message = next(iter(self._state.items()))
+                suffix, qos, retain = CHANNEL_TOPICS[channel]
+                await client.publish(market_data_topic(instrument, suffix), _encode(message), qos=qos, retain=retain)
+                del self._state[(instrument, channel)]
+                self.published += 1
+            await self._publish_reliable(client)
+            if loop.time() >= next_snapshots:
+                for instrument in sorted(self._stale_books):
+                    await self._publish_snapshot(client, instrument)
+                self._stale_books.clear()
+                next_snapshots = loop.time() + self.snapshot_interval
+
+    async def _publish_snapshot(self, client: aiomqtt.Client, instrument: str) -> None:
+        suffix, qos, retain = CHANNEL_TOPICS["book"]
+        snapshot = self.feed.instruments[instrument].snapshot()
+        await client.publish(market_data_topic(instrument, suffix), _encode(snapshot), qos=qos, retain=retain)
+        self.published += 1
+
+    async def _publish_reliable(self, client: aiomqtt.Client) -> None:
+        """Publish the reliable queue in windows; a message leaves the queue once the broker has it."""
+        reliable = self._reliable
+        while reliable:
+            window = [reliable[i] for i in range(min(PUBLISH_WINDOW, len(reliable)))]
+            await asyncio.gather(*(asyncio.create_task(client.publish(topic, payload, qos=1), name="mqtt-publish")
+                                   for topic, payload in window))
+            for _ in window:
+                reliable.popleft()
+            self.published += len(window)
