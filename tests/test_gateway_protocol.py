@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 
 from exchange import (BlockAccount, CancelOrder, EndOfDay, InvalidCommand, MassCancel, NewOrder, OrderType,
                       RejectCode, ReplaceOrder, Side, TimeInForce, Trade, parse_instruments)
-from gateway.protocol import (DEFAULT_MAX_FRAME, INBOUND, LENGTH_BYTES, MESSAGE_TYPES, BalancesRequest,
+from gateway.protocol import (SubscribeRequest, UnsubscribeRequest, DEFAULT_MAX_FRAME, INBOUND, LENGTH_BYTES, MESSAGE_TYPES, BalancesRequest,
                               BookRequest, CancelRequest, DictReader, FrameReader, Heartbeat, Inbound,
                               KillSwitchRequest, Logon, Logout, MassCancelRequest, MessageReader,
                               NewOrderRequest, OrderStatusRequest, ProtocolError, Refusal,
@@ -117,6 +117,10 @@ FULL = [
     ({"type": "kill_switch", "request_id": 11, "account": "bob"}, KillSwitchRequest(request_id=11, account="bob")),
     ({"type": "release_kill_switch", "request_id": 12, "account": "bob"},
      ReleaseKillSwitchRequest(request_id=12, account="bob")),
+    ({"type": "subscribe", "request_id": 13, "instruments": ["EUA", "CER"], "channels": ["book", "trades"]},
+     SubscribeRequest(request_id=13, instruments=["EUA", "CER"], channels=["book", "trades"])),
+    ({"type": "unsubscribe", "request_id": 14, "instruments": ["EUA"], "channels": ["top"]},
+     UnsubscribeRequest(request_id=14, instruments=["EUA"], channels=["top"])),
 ]
 
 # Only the required fields: everything else takes its default.
@@ -134,6 +138,8 @@ MINIMAL = [
     ({"type": "book", "instrument": "EUA"}, BookRequest(instrument="EUA")),
     ({"type": "kill_switch", "account": "x"}, KillSwitchRequest(account="x")),
     ({"type": "release_kill_switch", "account": "x"}, ReleaseKillSwitchRequest(account="x")),
+    ({"type": "subscribe"}, SubscribeRequest()),
+    ({"type": "unsubscribe"}, UnsubscribeRequest()),
 ]
 
 STREAM_MESSAGES = [FULL[0], FULL[3], FULL[6], FULL[2]]
@@ -290,7 +296,7 @@ def test_dict_reader():
 def test_every_message_type_has_a_sample():
     assert {document["type"] for document, _ in FULL} == MESSAGE_TYPES
     assert {document["type"] for document, _ in MINIMAL} == MESSAGE_TYPES
-    assert len(MESSAGE_TYPES) == len(INBOUND) == 12
+    assert len(MESSAGE_TYPES) == len(INBOUND) == 14
 
 
 @pytest.mark.parametrize("document, expected", FULL + MINIMAL, ids=lambda v: v.get("type") if type(v) is dict else "")
@@ -622,6 +628,8 @@ def typed(annotation) -> st.SearchStrategy:
         if base is int:
             return st.integers(meta.ge, meta.le)
         return st.text(max_size=meta.max_length)
+    if typing.get_origin(annotation) is list:
+        return st.lists(typed(typing.get_args(annotation)[0]), max_size=3)
     if annotation is bool:
         return st.booleans()
     if annotation is type(None):
