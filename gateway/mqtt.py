@@ -15,13 +15,14 @@ within set bounds and never costs matching:
   unreachable for longer than the bound lasts) is one dropped: never
   silently (counted in ``dropped_reliable``, logged, and seen by subscribers
   as a gap in ``md_seq``).
-- **Book updates** (QoS 0): a bounded queue too, but when it is full its
-  updates are conflated instead: they are dropped (counted in
-  ``conflated_updates``) and the instrument's current snapshot is published
-  in their place, so subscribers see a gap and realign on the snapshot.
-- **State** (snapshot, top of book, statistics, status; retained): only the
-  latest per instrument and channel is kept (``latest state wins``), and
-  published retained, so a subscriber that joins late gets it at once.
+- **Book updates and tops of book** (QoS 0; tops retained): a bounded queue
+  too, every change published in order, but when it is full its messages
+  are conflated instead: they are dropped (counted in ``conflated_updates``)
+  and each instrument's current snapshot and top of book are published in
+  their place, so subscribers see a gap and realign on the snapshot.
+- **State** (statistics, status; retained): only the latest per instrument
+  and channel is kept ("latest state wins"), and published retained, so a
+  subscriber that joins late gets it at once. Snapshots are retained too.
 
 On every (re)connection the publisher first publishes the retained state of
 every instrument, then carries on. Snapshots are also published every
@@ -53,6 +54,7 @@ log = logging.getLogger("carbonx.mqtt")
 TOPIC_ROOT = "carbonx"
 RECONNECT_DELAY = 0.5  # seconds before the first retry; doubles up to the next
 MAX_RECONNECT_DELAY = 5.0
+PROBE_TIMEOUT = 2.0  # seconds to wait for the exchange's own status to come back from the broker
 PUBLISH_WINDOW = 256  # reliable messages awaiting the broker's acknowledgement at once
 _encode = msgspec.msgpack.Encoder().encode
 
@@ -64,7 +66,7 @@ CHANNEL_TOPICS = {
     "status": ("status", 1, True),
     "trades": ("trades", 1, False),
 }
-UPDATES = ("updates", 0, False)
+UPDATES = ("updates", 0, False)  # book updates: not retained (a late joiner starts from the snapshot)
 
 
 def market_data_topic(instrument: str, suffix: str) -> str:
@@ -87,11 +89,11 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
     """``mqtt://user:password@host:port`` (port 1883 if left out)."""
     parts = urlsplit(url)
     if parts.scheme != "mqtt" or not parts.hostname:
-        raise ConfigError("session.mqtt_url", f"must look like mqtt://user:password@host:1883, not {url!r}")
+        raise ConfigError("market_data.mqtt_url", f"must look like mqtt://user:password@host:1883, not {url!r}")
     try:
         port = parts.port or 1883
     except ValueError:
-        raise ConfigError("session.mqtt_url", f"bad port in {url!r}") from None
+        raise ConfigError("market_data.mqtt_url", f"bad port in {url!r}") from None
     return BrokerAddress(parts.hostname, port, unquote(parts.username) if parts.username else None,
                          unquote(parts.password) if parts.password else None)
 
@@ -102,15 +104,13 @@ class MqttPublisher:
     TASK_NAME = "mqtt-publisher"
 
     def __init__(self, address: BrokerAddress, feed: MarketDataFeed, *, max_reliable: int = 1_000_000,
-                 max_updates: int = 100_000, snapshot_interval: float = 1.0,
-                 client_id: str = "carbonx-exchange") -> None:
+                 max_updates: int = 100_000, snapshot_interval: float = 1.0) -> None:
         self.address = address
         self.feed = feed
-        self.client_id = client_id
         self.snapshot_interval = snapshot_interval
         self._reliable: deque[tuple[str, bytes]] = deque()
         self._max_reliable = max_reliable
-        self._updates: deque[tuple[str, bytes]] = deque()
+        self._updates: deque[tuple[str, bytes, bool]] = deque()  # book updates and tops: (topic, payload, retain)
         self._max_updates = max_updates
         self._state: dict[tuple[str, str], dict] = {}  # (instrument, channel) -> latest state message
         self._stale_books: set[str] = set()  # snapshot to publish: changed since the last one
@@ -118,6 +118,7 @@ class MqttPublisher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.connected = False
+        self.delivery_checked: bool | None = None  # the broker delivered the exchange's own message back
         self.connections = 0  # successful connections so far
         self.published = 0
         self.dropped_reliable = 0
@@ -128,8 +129,8 @@ class MqttPublisher:
     def offer(self, market_data: list[tuple[str, str, dict]], fills: list[tuple[str, dict]]) -> None:
         """File a batch's market data and the fills for the accounts' private topics."""
         for instrument, channel, message in market_data:
-            if channel == "book":
-                self._file_update(instrument, message)
+            if channel == "book" or channel == "top":
+                self._file_update(instrument, channel, message)
             elif channel == "trades":
                 self._file_reliable(market_data_topic(instrument, "trades"), message)
             else:
@@ -147,8 +148,9 @@ class MqttPublisher:
             return
         self._reliable.append((topic, _encode(message)))
 
-    def _file_update(self, instrument: str, message: dict) -> None:
-        self._stale_books.add(instrument)
+    def _file_update(self, instrument: str, channel: str, message: dict) -> None:
+        if channel == "book":
+            self._stale_books.add(instrument)
         if instrument in self._conflating:
             self.conflated_updates += 1
             return
@@ -159,7 +161,8 @@ class MqttPublisher:
                       conflated=self.conflated_updates)
             self._updates.clear()
             return
-        self._updates.append((market_data_topic(instrument, UPDATES[0]), _encode(message)))
+        topic = market_data_topic(instrument, UPDATES[0] if channel == "book" else CHANNEL_TOPICS["top"][0])
+        self._updates.append((topic, _encode(message), channel == "top"))
 
     # -- the publisher task -------------------------------------------------------------------
 
@@ -190,14 +193,15 @@ class MqttPublisher:
         while True:
             try:
                 async with aiomqtt.Client(address.host, address.port, username=address.username,
-                                          password=address.password, identifier=self.client_id,
-                                          keepalive=10) as client:
+                                          password=address.password, keepalive=10) as client:
+                    # No fixed client id: with one, any user of the broker could take it over and knock
+                    # the exchange's connection off (mosquitto lets a second connection of an id win).
                     self.connected = True
                     self.connections += 1
                     delay = RECONNECT_DELAY
                     log_event(log, "mqtt_connected", host=address.host, port=address.port,
                               reliable_queued=len(self._reliable), connections=self.connections)
-                    await self._republish_state(client)
+                    await self._republish_state_and_check(client)
                     await self._publish_forever(client)
             except aiomqtt.MqttError as error:
                 if self.connected:
@@ -207,6 +211,31 @@ class MqttPublisher:
                 self.connected = False
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RECONNECT_DELAY)
+
+    async def _republish_state_and_check(self, client: aiomqtt.Client) -> None:
+        """Republish the retained state, and check that the broker delivers what the exchange publishes.
+
+        Mosquitto drops a publish its ACL refuses without telling the
+        publisher (QoS 1 is acknowledged all the same), so a wrong user in
+        ``mqtt_url`` would look like a working feed. The exchange reads one of
+        its own messages back; if none comes, it says so loudly (and goes on
+        trying to publish: the ACL may be fixed and reloaded).
+        """
+        probe = market_data_topic(next(iter(self.feed.instruments)), CHANNEL_TOPICS["status"][0])
+        await client.subscribe(probe, qos=1)
+        await self._republish_state(client)
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                async for message in client.messages:
+                    if message.topic.matches(probe):
+                        break
+            self.delivery_checked = True
+        except TimeoutError:
+            self.delivery_checked = False
+            log_event(log, "mqtt_publish_not_delivered", logging.ERROR, user=self.address.username,
+                      topic=probe, hint="the broker accepts the connection but does not deliver what this user "
+                      "publishes: check that mqtt_url names the exchange's user and the broker's ACL lets it write")
+        await client.unsubscribe(probe)
 
     async def _republish_state(self, client: aiomqtt.Client) -> None:
         """After a (re)connection: the retained state of every instrument, the book's first."""
@@ -231,11 +260,11 @@ class MqttPublisher:
             self._wake.clear()
             if self._conflating:  # what was dropped is replaced by the current snapshot
                 for instrument in sorted(self._conflating):
-                    await self._publish_snapshot(client, instrument)
+                    await self._publish_snapshot(client, instrument, with_top=True)
                 self._conflating.clear()
             while self._updates:
-                topic, payload = self._updates.popleft()
-                await client.publish(topic, payload, qos=UPDATES[1])
+                topic, payload, retain = self._updates.popleft()
+                await client.publish(topic, payload, qos=0, retain=retain)
                 self.published += 1
             while self._state:
                 (instrument, channel), message = next(iter(self._state.items()))
@@ -250,11 +279,14 @@ class MqttPublisher:
                 self._stale_books.clear()
                 next_snapshots = loop.time() + self.snapshot_interval
 
-    async def _publish_snapshot(self, client: aiomqtt.Client, instrument: str) -> None:
-        suffix, qos, retain = CHANNEL_TOPICS["book"]
-        snapshot = self.feed.instruments[instrument].snapshot()
-        await client.publish(market_data_topic(instrument, suffix), _encode(snapshot), qos=qos, retain=retain)
-        self.published += 1
+    async def _publish_snapshot(self, client: aiomqtt.Client, instrument: str, with_top: bool = False) -> None:
+        """The instrument's book snapshot (and, after conflation, its top of book) as they are now."""
+        feed = self.feed.instruments[instrument]
+        messages = [("book", feed.snapshot())] + ([("top", feed.top_message())] if with_top else [])
+        for channel, message in messages:
+            suffix, qos, retain = CHANNEL_TOPICS[channel]
+            await client.publish(market_data_topic(instrument, suffix), _encode(message), qos=qos, retain=retain)
+            self.published += 1
 
     async def _publish_reliable(self, client: aiomqtt.Client) -> None:
         """Publish the reliable queue in windows; a message leaves the queue once the broker has it."""
