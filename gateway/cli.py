@@ -9,6 +9,7 @@ Subcommands:
   book         print an instrument's book
   balances     print the account's cash and units (holding, held by open orders, available)
   kill-switch  (operator) block an account and cancel its orders, or release it
+  md           a live view of the market data (books, trades, statistics) from MQTT or the socket
   instruments  check config/instruments.toml and list the instruments it defines
   accounts     check config/accounts.toml and list the participants it defines
   hash-secret  hash a logon secret for accounts.toml (secrets are never stored in clear)
@@ -188,6 +189,44 @@ async def _kill_switch(client: ExchangeClient, args: argparse.Namespace) -> int:
     return await _print_answers(client, await request(args.target), 0)
 
 
+# -- market data ----------------------------------------------------------------------------------------
+
+def _md_command(args: argparse.Namespace) -> int:
+    from .md_view import MarketView, mqtt_feed, run_view, socket_feed
+    config = load_server_config(args.exchange_config)
+    instruments = load_instruments(args.instruments)
+    unknown = [symbol for symbol in args.symbols if symbol not in instruments]
+    if unknown:
+        print(f"carbonx md: unknown instrument {unknown[0]} (known: {', '.join(instruments)})", file=sys.stderr)
+        return 2
+    mqtt_url = args.mqtt_url if args.mqtt_url is not None else config.mqtt_url
+    if mqtt_url:
+        feed = mqtt_feed(mqtt_url, args.symbols)
+        where = "the MQTT broker"
+    else:
+        account = args.account or os.environ.get("CARBONX_ACCOUNT")
+        if not account:
+            print("carbonx md: give --mqtt-url, or --account to follow the feed on the gateway socket",
+                  file=sys.stderr)
+            return 2
+        secret = os.environ.get("CARBONX_SECRET") or getpass.getpass(f"secret for {account}: ")
+        feed = socket_feed(args.host or config.host, args.port if args.port is not None else config.port,
+                           account, secret, args.symbols)
+        where = "the gateway"
+    view = MarketView(args.symbols, {symbol: instruments[symbol].tick_size for symbol in args.symbols})
+    try:
+        asyncio.run(run_view(feed, view, sys.stdout, seconds=args.seconds, interval=args.interval))
+    except (ConnectionError, OSError, ValueError) as error:  # aiomqtt.MqttError is an Exception: see below
+        print(f"carbonx md: no feed from {where}: {error}", file=sys.stderr)
+        return CONNECTION
+    except Exception as error:  # noqa: BLE001 - aiomqtt reports a refused or lost broker as MqttError
+        if type(error).__module__.startswith("aiomqtt"):
+            print(f"carbonx md: no feed from {where}: {error}", file=sys.stderr)
+            return CONNECTION
+        raise
+    return 0
+
+
 # -- configuration -------------------------------------------------------------------------------------
 
 def _instruments_command(args: argparse.Namespace) -> int:
@@ -307,6 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
     kill.add_argument("--release", action="store_true", help="release the kill switch instead")
     _add_session(kill)
     kill.set_defaults(run=_trader(_kill_switch, cancel_on_disconnect=False))
+
+    md = commands.add_parser("md", help="a live view of the market data: books, trades, statistics")
+    md.add_argument("symbols", nargs="+", metavar="INSTRUMENT")
+    md.add_argument("--mqtt-url", help="follow the feed on this broker (mqtt://user:password@host:port); "
+                    "default: exchange.toml's mqtt_url, or the gateway socket if that is empty")
+    md.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
+    md.add_argument("--interval", type=float, default=0.5, help="seconds between redraws")
+    _add_session(md)
+    md.set_defaults(run=_md_command)
 
     listing = commands.add_parser("instruments", help="check and list the configured instruments")
     listing.set_defaults(run=_instruments_command)
