@@ -109,3 +109,20 @@ def test_no_exchange_listening_is_a_clear_error():
     result = carbonx("balances", "--port", str(free_port()), "--account", "bank")
     assert result.returncode == 3 and "no session with the exchange" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_md_follows_the_feed_on_the_gateway_socket(served):
+    port, _ = served
+    at = ["--port", str(port)]
+    assert carbonx("order", *at, "--account", "bank", "sell", "5", "EUA", "70.50").returncode == 0
+    assert carbonx("order", *at, "--account", "broker", "buy", "3", "EUA", "70.50").returncode == 0
+    assert carbonx("order", *at, "--account", "broker", "buy", "2", "EUA", "70.40").returncode == 0
+    view = carbonx("md", "EUA", "CER", *at, "--account", "speculator", "--seconds", "1")
+    assert view.returncode == 0, view.stderr
+    lines = view.stdout.splitlines()
+    assert lines[0].startswith("EUA  open  last EUR 70.50  volume 3 lots in 1 trades  VWAP EUR 70.5000")
+    assert any("| 70.50     2        1" in line for line in lines)
+    assert any("1        2     70.40 |" in line for line in lines)
+    assert any(line.startswith("CER  open  last EUR -") for line in lines)
+    unknown = carbonx("md", "UKA", *at, "--account", "bank", "--seconds", "1")
+    assert unknown.returncode == 2 and "unknown instrument UKA" in unknown.stderr
