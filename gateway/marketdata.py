@@ -244,6 +244,16 @@ class MarketDataFeed:
             feed.next_seq("stats")
             out.append((symbol, "stats", feed.statistics()))
 
+    def set_status(self, symbol: str, status: str, ts: int) -> tuple[str, str, dict]:
+        """Change an instrument's trading status (open, halted, closed); the message to publish."""
+        if status not in (OPEN, HALTED, CLOSED):
+            raise ValueError(f"status must be {OPEN}, {HALTED} or {CLOSED}, not {status!r}")
+        feed = self.instruments[symbol]
+        feed.status = status
+        feed.ts = ts
+        feed.next_seq("status")
+        return symbol, "status", feed.status_message()
+
     def state(self, symbol: str) -> list[tuple[str, dict]]:
         """The current state of an instrument's channels (snapshot, top, statistics, status)."""
         return self.instruments[symbol].state()
