@@ -23,8 +23,9 @@ channel, in order:
   volume, VWAP, number of trades) and at the end of a trading day, with the
   settlement price: the volume-weighted average of the trades in the closing
   window (the last ``settlement_window_s`` seconds before the end of day; ICE
-  uses 16:50:00-16:59:59, DOMAIN.md), or the last price if none traded in it.
-  The day's figures then start again;
+  uses 16:50:00-16:59:59, DOMAIN.md), or the last price if none traded in it,
+  marked ``trading_day_closed``; then the next day's (empty) figures, which
+  keep the settlement price until the next close;
 - ``status``: the instrument's trading status (``open`` for now; halts and
   closures come with trading phases).
 
@@ -158,8 +159,9 @@ class InstrumentFeed:
             out.append(("top", self.top_message()))
         return out
 
-    def close_day(self, ts: int) -> dict:
-        """The day's last statistics, with the settlement price; the next day's figures start from nothing."""
+    def close_day(self, ts: int) -> list[dict]:
+        """The day's last statistics, with the settlement price, then the next day's, starting from nothing
+        (the settlement price carries on in them until the next close)."""
         window = [(price, lots) for trade_ts, price, lots in self.closing if trade_ts >= ts - self.window_ns]
         lots = sum(lots for _, lots in window)
         if lots:
@@ -170,10 +172,11 @@ class InstrumentFeed:
             self.settlement_price = self.last
         self.ts = ts
         self.next_seq("stats")
-        message = self.statistics()
-        message["trading_day_closed"] = True
+        closing = self.statistics()
+        closing["trading_day_closed"] = True
         self._new_day()
-        return message
+        self.next_seq("stats")
+        return [closing, self.statistics()]
 
 
 def _ticks(cents: int | None, tick: int) -> int | None:
@@ -226,7 +229,7 @@ class MarketDataFeed:
                 self._flush(changed, traded, out)
                 changed, traded = {}, {}
                 for symbol, feed in feeds.items():
-                    out.append((symbol, "stats", feed.close_day(event.ts)))
+                    out.extend((symbol, "stats", message) for message in feed.close_day(event.ts))
         self._flush(changed, traded, out)
         return out
 

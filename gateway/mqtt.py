@@ -133,6 +133,8 @@ class MqttPublisher:
                 self._file_update(instrument, channel, message)
             elif channel == "trades":
                 self._file_reliable(market_data_topic(instrument, "trades"), message)
+            elif message.get("trading_day_closed"):  # the settlement price: never conflated away
+                self._file_reliable(market_data_topic(instrument, CHANNEL_TOPICS["stats"][0]), message)
             else:
                 self._state[(instrument, channel)] = message
         for account, report in fills:
@@ -227,7 +229,7 @@ class MqttPublisher:
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):
                 async for message in client.messages:
-                    if message.topic.matches(probe):
+                    if message.topic.matches(probe) and not message.retain:  # not an earlier run's copy
                         break
             self.delivery_checked = True
         except TimeoutError:
@@ -258,10 +260,10 @@ class MqttPublisher:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-            if self._conflating:  # what was dropped is replaced by the current snapshot
-                for instrument in sorted(self._conflating):
-                    await self._publish_snapshot(client, instrument, with_top=True)
-                self._conflating.clear()
+            while self._conflating:  # what was dropped is replaced by the current snapshot
+                instrument = min(self._conflating)
+                self._conflating.discard(instrument)  # its next updates queue again, after this snapshot
+                await self._publish_snapshot(client, instrument, with_top=True)
             while self._updates:
                 topic, payload, retain = self._updates.popleft()
                 await client.publish(topic, payload, qos=0, retain=retain)
