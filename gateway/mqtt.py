@@ -204,8 +204,14 @@ class MqttPublisher:
                     log_event(log, "mqtt_connected", host=address.host, port=address.port,
                               reliable_queued=len(self._reliable), connections=self.connections)
                     await self._republish_state_and_check(client)
-                    await self._publish_forever(client)
-            except aiomqtt.MqttError as error:
+                    # Publishing waits for the broker's acknowledgements, which a dead connection never
+                    # sends (aiomqtt would wait out its timeout): a watcher ends both at the first sign
+                    # of a lost connection.
+                    async with asyncio.TaskGroup() as group:
+                        group.create_task(self._watch_connection(client), name="mqtt-connection-watch")
+                        group.create_task(self._publish_forever(client), name="mqtt-publish-loop")
+            except* aiomqtt.MqttError as errors:
+                error = errors.exceptions[0]
                 if self.connected:
                     log_event(log, "mqtt_disconnected", logging.WARNING, error=str(error))
                 else:
@@ -239,6 +245,13 @@ class MqttPublisher:
                       "publishes: check that mqtt_url names the exchange's user and the broker's ACL lets it write")
         await client.unsubscribe(probe)
 
+    @staticmethod
+    async def _watch_connection(client: aiomqtt.Client) -> None:
+        """Return never; raise MqttError as soon as the connection is lost (the message stream says so)."""
+        async for _ in client.messages:
+            pass  # the exchange subscribes to nothing after its delivery check
+        raise aiomqtt.MqttError("the connection to the broker ended")
+
     async def _republish_state(self, client: aiomqtt.Client) -> None:
         """After a (re)connection: the retained state of every instrument, the book's first."""
         self._updates.clear()  # subscribers realign on the snapshots below
@@ -268,13 +281,14 @@ class MqttPublisher:
                 topic, payload, retain = self._updates.popleft()
                 await client.publish(topic, payload, qos=0, retain=retain)
                 self.published += 1
+            await self._publish_reliable(client)  # before the state: a closing statistics precedes the next
             while self._state:
-                (instrument, channel), message = next(iter(self._state.items()))
-                suffix, qos, retain = CHANNEL_TOPICS[channel]
-                await client.publish(market_data_topic(instrument, suffix), _encode(message), qos=qos, retain=retain)
-                del self._state[(instrument, channel)]
+                key, message = next(iter(self._state.items()))
+                suffix, qos, retain = CHANNEL_TOPICS[key[1]]
+                await client.publish(market_data_topic(key[0], suffix), _encode(message), qos=qos, retain=retain)
+                if self._state.get(key) is message:  # a newer state filed meanwhile is published next
+                    del self._state[key]
                 self.published += 1
-            await self._publish_reliable(client)
             if loop.time() >= next_snapshots:
                 for instrument in sorted(self._stale_books):
                     await self._publish_snapshot(client, instrument)
@@ -295,8 +309,13 @@ class MqttPublisher:
         reliable = self._reliable
         while reliable:
             window = [reliable[i] for i in range(min(PUBLISH_WINDOW, len(reliable)))]
-            await asyncio.gather(*(asyncio.create_task(client.publish(topic, payload, qos=1), name="mqtt-publish")
-                                   for topic, payload in window))
+            tasks = [asyncio.create_task(client.publish(topic, payload, qos=1), name="mqtt-publish")
+                     for topic, payload in window]
+            try:
+                await asyncio.gather(*tasks)
+            finally:  # on a failure (or a lost connection) the rest of the window is abandoned, sent again later
+                for task in tasks:
+                    task.cancel()
             for _ in window:
                 reliable.popleft()
             self.published += len(window)
