@@ -43,10 +43,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int) -> subprocess.Popen:
+def start_server(port: int, mqtt_url: str | None) -> subprocess.Popen:
+    extra = ["--mqtt-url", mqtt_url] if mqtt_url else []
     process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port),
                                 "--log-level", "WARNING", "--throttle-rate", "1000000",
-                                "--throttle-burst", "1000000"],
+                                "--throttle-burst", "1000000", *extra],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -110,7 +111,7 @@ def percentile(values: list[float], share: float) -> float:
 
 async def run(args: argparse.Namespace) -> None:
     port = free_port()
-    server = start_server(port)
+    server = start_server(port, args.mqtt_url)
     try:
         async with asyncio.timeout(600), AsyncExitStack() as sessions:
             clients = [await sessions.enter_async_context(connect("127.0.0.1", port, account, SECRET))
@@ -148,6 +149,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=200, help="unanswered requests a session may have")
     parser.add_argument("--rate", type=float, default=2000.0, help="requests a second in the latency run")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the latency run")
+    parser.add_argument("--mqtt-url", help="the server publishes market data to this broker too")
     args = parser.parse_args()
     if not 1 <= args.sessions <= len(ACCOUNTS):
         raise SystemExit(f"--sessions: 1 to {len(ACCOUNTS)} (the demo accounts)")
