@@ -234,7 +234,7 @@ async def _run_demo(config: ServerConfig, instruments: Mapping, accounts: Mappin
         async with AsyncExitStack() as stack:
             logons = [asyncio.create_task(stack.enter_async_context(connect(config.host, port, account, DEMO_SECRET)),
                                           name=f"demo-logon-{account}") for account in (*ACTIVITY, WATCHER)]
-            sessions = dict(zip((*ACTIVITY, WATCHER), await asyncio.gather(*logons)))
+            sessions = dict(zip((*ACTIVITY, WATCHER), await asyncio.gather(*logons), strict=True))
             feeds = [asyncio.create_task(_follow(account, client, tape, out, show_trades, live),
                                          name=f"demo-feed-{account}") for account, client in sessions.items()]
             progress = _Progress()

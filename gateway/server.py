@@ -65,13 +65,12 @@ from .credentials import hash_secret, verify_secret
 from .logs import log_event
 from .marketdata import CHANNELS, MarketDataFeed
 from .mqtt import MqttPublisher, parse_mqtt_url
-from .protocol import (PROTOCOL_VERSION, BalancesRequest, BookRequest, CancelRequest, Heartbeat, Inbound,
-                       KillSwitchRequest, Logon, Logout, MassCancelRequest, MessageReader, NewOrderRequest,
+from .protocol import (PROTOCOL_VERSION, BalancesRequest, BookRequest, CancelRequest, Heartbeat, KillSwitchRequest, Logon, Logout, MassCancelRequest, MessageReader, NewOrderRequest,
                        OrderStatusRequest, Refusal, ReleaseKillSwitchRequest, ReplaceRequest, SubscribeRequest,
                        UnsubscribeRequest, encode_frame)
 from .reports import OrderTracker, price_in_cents, rejected_order_report, request_rejected
 from .ledger import SqliteLedgerStore
-from .settlement import Settlement, SettlementError, SettlementService
+from .settlement import Settlement, SettlementService
 
 log = logging.getLogger("carbonx.gateway")
 
