@@ -13,7 +13,8 @@ machine.
 
 The standard workload generator lives outside this repository, in
 ``shared/bench/workload.py`` beside the repository's folder (CI puts a copy of
-``shared/`` next to its clone); the environment variable CARBONX_SHARED
+``shared/`` next to its clone; a clone made elsewhere finds the one beside the
+repository it was cloned from); the environment variable CARBONX_SHARED
 points at another ``shared/`` folder. It is run as a subprocess, never copied
 into the project, so every engine is measured against the same file.
 """
@@ -70,9 +71,22 @@ class WorkloadRow(NamedTuple):
 
 
 def shared_dir() -> Path:
-    """The ``shared/`` folder: CARBONX_SHARED, else the one beside the repository's folder."""
+    """The ``shared/`` folder: CARBONX_SHARED; else the one beside the repository's folder; else, in a
+    clone made elsewhere (``git clone . /tmp/ci``), the one beside the repository it was cloned from."""
     override = os.environ.get("CARBONX_SHARED")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "shared"
+    if override:
+        return Path(override)
+    repository = Path(__file__).resolve().parents[1]
+    beside = repository.parent / "shared"
+    if (beside / "bench" / "workload.py").is_file():
+        return beside
+    origin = subprocess.run(["git", "-C", str(repository), "config", "--get", "remote.origin.url"],
+                            capture_output=True, text=True).stdout.strip()
+    if origin and Path(origin).is_dir():
+        cloned_from = Path(origin).resolve().parent / "shared"
+        if (cloned_from / "bench" / "workload.py").is_file():
+            return cloned_from
+    return beside
 
 
 def workload_script() -> Path:
