@@ -77,20 +77,28 @@ def _demo_command(args: argparse.Namespace) -> int:
 
 # -- a trader at a shell ----------------------------------------------------------------------------
 
+def _session_target(args: argparse.Namespace, config: object) -> tuple[str, int, str | None, str | None]:
+    """Where and as whom to log on: the flags, else exchange.toml and the environment; the secret from
+    $CARBONX_SECRET or asked for. The account is None (after saying why) if none is given."""
+    host = args.host or config.host
+    port = args.port if args.port is not None else config.port
+    account = args.account or os.environ.get("CARBONX_ACCOUNT")
+    if not account:
+        print(f"carbonx {args.command}: give --account (or set CARBONX_ACCOUNT)", file=sys.stderr)
+        return host, port, None, None
+    secret = os.environ.get("CARBONX_SECRET")
+    if secret is None:
+        secret = getpass.getpass(f"secret for {account}: ")
+    return host, port, account, secret
+
+
 def _trader(action: Callable[[ExchangeClient, argparse.Namespace], Awaitable[int]],
             cancel_on_disconnect: bool | None = None) -> Callable[[argparse.Namespace], int]:
     """A one-shot command: log on, run ``action``, log out."""
     def run(args: argparse.Namespace) -> int:
-        config = load_server_config(args.exchange_config)
-        host = args.host or config.host
-        port = args.port if args.port is not None else config.port
-        account = args.account or os.environ.get("CARBONX_ACCOUNT")
-        if not account:
-            print("carbonx: give --account (or set CARBONX_ACCOUNT)", file=sys.stderr)
+        host, port, account, secret = _session_target(args, load_server_config(args.exchange_config))
+        if account is None:
             return 2
-        secret = os.environ.get("CARBONX_SECRET")
-        if secret is None:
-            secret = getpass.getpass(f"secret for {account}: ")
 
         async def session() -> int:
             async with connect(host, port, account, secret, cancel_on_disconnect=cancel_on_disconnect) as client:
@@ -203,15 +211,11 @@ def _md_command(args: argparse.Namespace) -> int:
     if mqtt_url:
         feed = mqtt_feed(mqtt_url, args.symbols)
         where = "the MQTT broker"
-    else:
-        account = args.account or os.environ.get("CARBONX_ACCOUNT")
-        if not account:
-            print("carbonx md: give --mqtt-url, or --account to follow the feed on the gateway socket",
-                  file=sys.stderr)
+    else:  # no broker: the feed on the gateway socket
+        host, port, account, secret = _session_target(args, config)
+        if account is None:
             return 2
-        secret = os.environ.get("CARBONX_SECRET") or getpass.getpass(f"secret for {account}: ")
-        feed = socket_feed(args.host or config.host, args.port if args.port is not None else config.port,
-                           account, secret, args.symbols)
+        feed = socket_feed(host, port, account, secret, args.symbols)
         where = "the gateway"
     view = MarketView(args.symbols, {symbol: instruments[symbol].tick_size for symbol in args.symbols})
     try:

@@ -31,7 +31,7 @@ from typing import Iterable, Mapping
 from exchange import (AccountBlocked, AccountUnblocked, InvalidCommand, MassCancelCompleted, OrderAccepted,
                       OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, RejectCode, RequestRejected,
                       StopTriggered, Trade, TradingDayClosed)
-from exchange.instruments import Instrument
+from exchange.instruments import Instrument, eur_to_cents
 
 # Order statuses (FIX OrdStatus), as sent in ``order_status``.
 NEW = "new"
@@ -67,12 +67,13 @@ def price_in_cents(value: object, instrument: Instrument | None, field: str) -> 
         return value * tick
     if PRICE_TEXT.fullmatch(value) is None:
         raise InvalidCommand(RejectCode.INVALID_STOP_PRICE if stop else RejectCode.INVALID_PRICE, field)
-    cents = Decimal(value) * 100
-    if cents != cents.to_integral_value():  # a fraction of a cent: not a price at all (the engine's 106)
-        raise InvalidCommand(RejectCode.INVALID_STOP_PRICE if stop else RejectCode.INVALID_PRICE, field)
-    if int(cents) % tick:
+    try:
+        cents = eur_to_cents(value)
+    except ValueError:  # a fraction of a cent: not a price at all (the engine's 106)
+        raise InvalidCommand(RejectCode.INVALID_STOP_PRICE if stop else RejectCode.INVALID_PRICE, field) from None
+    if cents % tick:
         raise InvalidCommand(RejectCode.INVALID_STOP_PRICE if stop else RejectCode.PRICE_NOT_ON_TICK, field)
-    return int(cents)
+    return cents
 
 
 class OrderView:

@@ -61,7 +61,7 @@ from exchange import (BlockAccount, CancelOrder, ComplianceConfig, ConfigError, 
 from exchange.instruments import Instrument, cents_to_eur
 
 from .config import AccountConfig, ServerConfig, opening_commands
-from .credentials import hash_secret, verify_secret
+from .credentials import verify_secret
 from .logs import log_event
 from .marketdata import CHANNELS, MarketDataFeed
 from .mqtt import MqttPublisher, parse_mqtt_url
@@ -85,7 +85,10 @@ MAX_THROTTLE_PAUSE = 1.0  # seconds a session over its rate goes unread, at the 
 GC_YOUNG_THRESHOLD = 50_000  # allocations between collections of the youngest generation (serve only)
 SECRET_CHECK_THREADS = 2  # scrypt checks at once (16 MiB of memory each)
 CLOSE_GRACE = 1.0  # seconds an ended session's connection lingers for the peer to take its logout
-_DUMMY_HASH = hash_secret("carbonx: no such account")  # checked for unknown accounts, so both take as long
+# Checked for an unknown account, so that it takes as long as a known one (the hash of a secret nobody has,
+# made once with `carbonx hash-secret`: no scrypt at start-up).
+_DUMMY_HASH = ("scrypt$16384$8$1$78f223a6f9b6208f247ba1cb71a403ab$"
+               "d7c60b64e11498e01a3982e8973d3199c2e4c94584c9a5899cbca6be33567be6")
 
 
 class TokenBucket:
