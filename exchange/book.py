@@ -242,8 +242,8 @@ class OrderBook:
         # Waiting stops, keyed so that the next to trigger comes first:
         # buy stops trigger as the price rises (lowest stop first),
         # sell stops as it falls (highest stop first); ties by order id (arrival).
-        self.buy_stops: SortedList = SortedList(key=lambda order: (order.stop_price, order.order_id))
-        self.sell_stops: SortedList = SortedList(key=lambda order: (-order.stop_price, order.order_id))
+        self.buy_stops: SortedList = SortedList(key=_buy_stop_priority)
+        self.sell_stops: SortedList = SortedList(key=_sell_stop_priority)
         self.stop_count = 0  # waiting stops on both sides; a plain int, cheaper to test than the lists
         self.counters = counters
         self.open_orders = open_orders  # the engine's index of open orders by order id
@@ -738,3 +738,12 @@ class OrderBook:
             for order in stops:
                 assert order.visible == 0 and order.stop_price is not None, "bad waiting stop"
                 assert self.open_orders.get(order.order_id) is order, "waiting stop not in the index"
+
+
+# Stop priority keys are module functions, not lambdas, so that a book can be pickled (snapshots).
+def _buy_stop_priority(order: Order) -> tuple[int, int]:
+    return order.stop_price, order.order_id
+
+
+def _sell_stop_priority(order: Order) -> tuple[int, int]:
+    return -order.stop_price, order.order_id

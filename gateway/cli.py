@@ -67,7 +67,8 @@ def _serve_command(args: argparse.Namespace) -> int:
 def _demo_command(args: argparse.Namespace) -> int:
     from .demo import run_demo
     port = args.port if args.port is not None else 0  # the demo takes any free port unless told one
-    config, instruments, accounts, compliance = _load_exchange(args, port=port,
+    # The demo's day is its own: a new temporary data directory unless --data-dir names one.
+    config, instruments, accounts, compliance = _load_exchange(args, port=port, data_dir=args.data_dir or "",
                                                                log_level=args.log_level or "WARNING")
     configure_logging(config.log_level, config.log_format)
     return run_demo(config, instruments, accounts, compliance, sys.stdout, orders=args.orders, seed=args.seed,
@@ -195,6 +196,66 @@ async def _balances(client: ExchangeClient, args: argparse.Namespace) -> int:
 async def _kill_switch(client: ExchangeClient, args: argparse.Namespace) -> int:
     request = client.release_kill_switch if args.release else client.kill_switch
     return await _print_answers(client, await request(args.target), 0)
+
+
+async def _snapshot(client: ExchangeClient, args: argparse.Namespace) -> int:
+    answer = await client.snapshot()
+    if answer["type"] != "snapshot_taken":
+        print(describe_report(answer, _ticks(client)))
+        return REFUSED
+    print(f"snapshot written: {answer['path']} (journal record {answer['record_seq']:,}, "
+          f"event {answer['event_seq']:,})")
+    return 0
+
+
+# -- the journal, offline --------------------------------------------------------------------------------
+
+def _replay_command(args: argparse.Namespace) -> int:
+    """Rebuild the state from a journal, reading only; print what it holds and the state hash."""
+    from .journal import JournalError
+    from .recovery import JOURNAL_NAME, journal_genesis_and_id, newest_snapshot, replay_journal
+    given = Path(args.journal)
+    journal = given / JOURNAL_NAME if given.is_dir() else given
+    if not journal.is_file():
+        print(f"carbonx replay: no journal at {journal}", file=sys.stderr)
+        return 2
+    try:
+        genesis, journal_id = journal_genesis_and_id(journal)
+        if genesis is None:
+            print(f"carbonx replay: {journal} holds no committed record", file=sys.stderr)
+            return REFUSED
+        core, report, _ = replay_journal(journal, genesis)
+    except JournalError as error:
+        print(f"carbonx replay: {error}", file=sys.stderr)
+        return REFUSED
+    engine = core.engine
+    commands = ", ".join(f"{name} {count:,}" for name, count in sorted(report.command_counts.items()))
+    tail = ("clean" if not report.torn_bytes else
+            f"{report.torn_bytes:,} bytes after the last commit ({report.torn_reason}); a start cuts them off")
+    print(f"journal    {journal} ({journal.stat().st_size:,} bytes)")
+    print(f"records    {report.records:,} in {report.batches:,} batches, last seq {report.last_seq:,}")
+    print(f"commands   {report.commands:,}: {commands or 'none'}")
+    print(f"state      {engine.counters.seq:,} events, {engine.counters.order_id:,} orders of which "
+          f"{len(engine.open_orders):,} open, {engine.counters.trade_id:,} trades, "
+          f"{len(engine.accounts):,} accounts")
+    print(f"tail       {tail}")
+    print(f"replayed   in {report.seconds:.2f} s")
+    print(f"state hash {engine.state_hash()}")
+    if args.check_snapshot:
+        passed_over: list[str] = []
+        snapshot = newest_snapshot(journal.parent, journal_id, journal.stat().st_size, None, passed_over)
+        for line in passed_over:
+            print(f"passed over {line}")
+        if snapshot is None:
+            print("snapshot   none usable beside the journal")
+            return 0
+        from_snapshot, snapshot_report, _ = replay_journal(journal, genesis, snapshot)
+        same = from_snapshot.engine.state_hash() == engine.state_hash()
+        print(f"snapshot   {snapshot[0].path.name} + {snapshot_report.records:,} records in "
+              f"{snapshot_report.seconds:.2f} s: {'the same state' if same else 'A DIFFERENT STATE'}")
+        if not same:
+            return REFUSED
+    return 0
 
 
 # -- market data ----------------------------------------------------------------------------------------
@@ -350,6 +411,16 @@ def build_parser() -> argparse.ArgumentParser:
     kill.add_argument("--release", action="store_true", help="release the kill switch instead")
     _add_session(kill)
     kill.set_defaults(run=_trader(_kill_switch, cancel_on_disconnect=False))
+
+    snapshot = commands.add_parser("snapshot", help="(operator) have the running exchange snapshot its state now")
+    _add_session(snapshot)
+    snapshot.set_defaults(run=_trader(_snapshot, cancel_on_disconnect=False))
+
+    replay = commands.add_parser("replay", help="rebuild the state from a journal offline: counts and state hash")
+    replay.add_argument("journal", help="a journal file, or a data directory holding journal.cxj")
+    replay.add_argument("--check-snapshot", action="store_true",
+                        help="also rebuild from the newest snapshot beside it and compare (exit 1 if they differ)")
+    replay.set_defaults(run=_replay_command)
 
     md = commands.add_parser("md", help="a live view of the market data: books, trades, statistics")
     md.add_argument("symbols", nargs="+", metavar="INSTRUMENT")

@@ -48,6 +48,14 @@ class LogonRefused(SessionClosed):
     """The exchange refused the logon (wrong secret, account already logged on, ...)."""
 
 
+class RequestRefused(Exception):
+    """The exchange refused a request whose answer is not a message of its own (a ``reject``): ``answer``."""
+
+    def __init__(self, answer: dict) -> None:
+        super().__init__(f"{answer.get('text')} (code {answer.get('code')})")
+        self.answer = answer
+
+
 class ExchangeClient:
     """A logged-on session. Make one with :func:`connect`."""
 
@@ -65,6 +73,7 @@ class ExchangeClient:
         self.logon: dict = {}  # the exchange's logon_accepted message
         self.closed: SessionClosed | None = None
         self.last_seq = 0
+        self._resent: dict | None = None  # the resend_begin being answered, collecting what is resent
         self._last_sent = time.monotonic()
 
     # -- session ------------------------------------------------------------------------------
@@ -213,6 +222,30 @@ class ExchangeClient:
     async def release_kill_switch(self, account: str) -> dict:
         return await self.request({"type": "release_kill_switch", "account": account})
 
+    async def snapshot(self) -> dict:
+        """(Operator) have the exchange snapshot its state now; the ``snapshot_taken`` answer."""
+        return await self.request({"type": "snapshot"})
+
+    async def resend(self, from_seq: int) -> tuple[dict, list[dict]]:
+        """The account's numbered messages from ``from_seq`` on, sent again: (``resend_begin``, the messages).
+
+        ``resend_begin["unavailable"]`` lists the seq ranges the exchange no
+        longer keeps. The messages resent do not enter :meth:`messages` (they
+        carry their first ``seq``, which the stream has passed); a refused
+        request (a ``reject``) raises :class:`RequestRefused`.
+        """
+        request_id = next(self._request_ids)
+        done = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = done
+        try:
+            self._write({"type": "resend", "from_seq": from_seq, "request_id": request_id})
+            answer = await done
+        finally:
+            self._waiting.pop(request_id, None)
+        if answer["type"] != "resend_begin":
+            raise RequestRefused(answer)
+        return answer, answer.pop("messages_resent")
+
     # -- receiving ---------------------------------------------------------------------------------
 
     async def messages(self) -> AsyncIterator[dict]:
@@ -253,6 +286,18 @@ class ExchangeClient:
                     waiter.set_result(message)
                 self._end(SessionClosed(str(message.get("text")), message.get("code")))
                 return
+            if self._resent is not None:  # between resend_begin and resend_end: old messages, old request ids
+                if kind == "resend_end":
+                    begin, self._resent = self._resent, None
+                    waiter = self._waiting.get(message.get("request_id"))
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(begin)
+                else:
+                    self._resent["messages_resent"].append(message)
+                continue
+            if kind == "resend_begin":
+                self._resent = {**message, "messages_resent": []}
+                continue
             if "md_seq" in message:  # market data: its own numbering, its own stream
                 if not self._keep(self._market_data, message, "market_data()"):
                     return

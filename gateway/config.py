@@ -237,13 +237,24 @@ SETTINGS: dict[str, Setting] = {
                                  "(for instruments whose book changed)", 0.05, 3600.0),
     "mqtt_queue": Setting("market_data", int, 1_000_000, "trades and fills kept for the broker while it is "
                           "slow or away; past this they are dropped (counted and logged)", 1000, 100_000_000),
-    "ledger": Setting("settlement", str, "", "settlement ledger (SQLite) file; empty: a new temporary file"),
+    "data_dir": Setting("journal", str, "", "directory of the journal, snapshots and ledger; empty: a new "
+                        "temporary directory, deleted at exit (nothing survives)"),
+    "journal_fsync": Setting("journal", str, "batch", "batch: every answer waits until its batch is fdatasynced "
+                             "(survives power loss); off: written, not synced (survives a crash of the process "
+                             "only)"),
+    "snapshot_every": Setting("journal", int, 200_000, "journal records between snapshots of the state (0: only "
+                              "at a graceful stop and on request)", 0, 1 << 40),
+    "resend_window": Setting("journal", int, 2_000, "numbered messages kept per account for resend requests",
+                             1, 1_000_000),
+    "ledger": Setting("settlement", str, "", "settlement ledger (SQLite) file; empty: ledger.sqlite3 in the "
+                      "data directory"),
     "settlement_queue": Setting("settlement", int, 16_384, "engine batches waiting for the ledger", 1, 10_000_000),
     "log_level": Setting("log", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     "log_format": Setting("log", str, "json", "json (one object a line) or text"),
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("json", "text")
+FSYNC_POLICIES = ("batch", "off")
 
 
 # The settings of the exchange process as one frozen record (``config.port``), every one present and checked.
@@ -274,6 +285,8 @@ def parse_server_config(document: dict, overrides: Mapping[str, object] | None =
         raise ConfigError("log.log_level", f"must be one of {', '.join(LOG_LEVELS)}")
     if config.log_format not in LOG_FORMATS:
         raise ConfigError("log.log_format", f"must be one of {', '.join(LOG_FORMATS)}")
+    if config.journal_fsync not in FSYNC_POLICIES:
+        raise ConfigError("journal.journal_fsync", f"must be one of {', '.join(FSYNC_POLICIES)}")
     return config
 
 

@@ -204,6 +204,7 @@ class MqttPublisher:
                     log_event(log, "mqtt_connected", host=address.host, port=address.port,
                               reliable_queued=len(self._reliable), connections=self.connections)
                     await self._republish_state_and_check(client)
+                    self._wake.set()  # what waited for the broker goes now, not at the next offer or snapshot
                     # Publishing waits for the broker's acknowledgements, which a dead connection never
                     # sends (aiomqtt would wait out its timeout): a watcher ends both at the first sign
                     # of a lost connection.

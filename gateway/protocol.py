@@ -121,6 +121,10 @@ class BookRequest(Inbound, tag="book"):
     levels: int = 10
 
 
+class ResendRequest(Inbound, tag="resend"):
+    from_seq: WireInt  # the first seq wanted again; the answer runs to the last seq used so far
+
+
 # -- market data over the socket ------------------------------------------------------------
 
 class SubscribeRequest(Inbound, tag="subscribe"):
@@ -145,10 +149,14 @@ class ReleaseKillSwitchRequest(Inbound, tag="release_kill_switch"):
     admin: ClassVar[bool] = True
 
 
+class SnapshotRequest(Inbound, tag="snapshot"):
+    admin: ClassVar[bool] = True
+
+
 INBOUND: tuple[type[Inbound], ...] = (
     Logon, Logout, Heartbeat, NewOrderRequest, CancelRequest, ReplaceRequest, MassCancelRequest,
-    OrderStatusRequest, BalancesRequest, BookRequest, SubscribeRequest, UnsubscribeRequest, KillSwitchRequest,
-    ReleaseKillSwitchRequest,
+    OrderStatusRequest, BalancesRequest, BookRequest, ResendRequest, SubscribeRequest, UnsubscribeRequest,
+    KillSwitchRequest, ReleaseKillSwitchRequest, SnapshotRequest,
 )
 INBOUND_BY_TYPE: dict[str, type[Inbound]] = {kind.__struct_config__.tag: kind for kind in INBOUND}
 MESSAGE_TYPES = frozenset(INBOUND_BY_TYPE)

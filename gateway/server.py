@@ -43,6 +43,8 @@ queued, send each session a logout (711), close, drain settlement.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import gc
 import itertools
 import logging
@@ -50,26 +52,32 @@ import signal
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import AsyncIterator, Callable, Mapping
 
-from exchange import (BlockAccount, CancelOrder, ComplianceConfig, ConfigError, Engine, InvalidCommand, MassCancel,
-                      NewOrder, RejectCode,
-                      ReplaceOrder, Side, UnblockAccount)
+from exchange import (BlockAccount, CancelOrder, ComplianceConfig, ConfigError, InvalidCommand, MassCancel, NewOrder,
+                      RejectCode, ReplaceOrder, Side, UnblockAccount)
+from exchange.engine import DEFAULT_FEE_ACCOUNT
 from exchange.instruments import Instrument, cents_to_eur
 
 from .config import AccountConfig, ServerConfig, opening_commands
 from .credentials import verify_secret
 from .logs import log_event
-from .marketdata import CHANNELS, MarketDataFeed
+from .marketdata import CHANNELS
 from .mqtt import MqttPublisher, parse_mqtt_url
-from .protocol import (PROTOCOL_VERSION, BalancesRequest, BookRequest, CancelRequest, Heartbeat, KillSwitchRequest, Logon, Logout, MassCancelRequest, MessageReader, NewOrderRequest,
-                       OrderStatusRequest, Refusal, ReleaseKillSwitchRequest, ReplaceRequest, SubscribeRequest,
-                       UnsubscribeRequest, encode_frame)
-from .reports import OrderTracker, price_in_cents, rejected_order_report, request_rejected
+from .journal import (Genesis, JournalError, JournalWriter, commit_record, execute_record, operator_record,
+                      session_record, skip_record)
 from .ledger import SqliteLedgerStore
+from .protocol import (PROTOCOL_VERSION, BalancesRequest, BookRequest, CancelRequest, Heartbeat, KillSwitchRequest,
+                       Logon, Logout, MassCancelRequest, MessageReader, NewOrderRequest, OrderStatusRequest, Refusal,
+                       ReleaseKillSwitchRequest, ReplaceRequest, ResendRequest, SnapshotRequest, SubscribeRequest,
+                       UnsubscribeRequest, encode_frame)
+from .recovery import LEDGER_NAME, recover, snapshot_bytes, write_snapshot
+from .reports import price_in_cents, rejected_order_report, request_rejected
+from .sequencer import Sequencer
 from .settlement import Settlement, SettlementService
 
 log = logging.getLogger("carbonx.gateway")
@@ -84,6 +92,7 @@ SESSION_READ_SIZE = 65_536
 MAX_THROTTLE_PAUSE = 1.0  # seconds a session over its rate goes unread, at the most, after a read
 GC_YOUNG_THRESHOLD = 50_000  # allocations between collections of the youngest generation (serve only)
 SECRET_CHECK_THREADS = 2  # scrypt checks at once (16 MiB of memory each)
+MAX_UNSYNCED_BATCHES = 64  # batches written to the journal and waiting for its sync; the engine waits past it
 CLOSE_GRACE = 1.0  # seconds an ended session's connection lingers for the peer to take its logout
 # Checked for an unknown account, so that it takes as long as a known one (the hash of a secret nobody has,
 # made once with `carbonx hash-secret`: no scrypt at start-up).
@@ -149,14 +158,21 @@ class Disconnected:
     account: str
 
 
-class AccountLink:
-    """An account as the gateway sees it: configuration, outbound sequence, the session if logged on."""
+@dataclass(frozen=True, slots=True)
+class AcceptLogon:
+    """The gateway's own request: a logon passed its checks; the engine loop accepts it in its place, so that
+    the session receives exactly the account's messages numbered from the ``next_seq`` it is told."""
 
-    __slots__ = ("config", "next_seq", "session")
+    request_id: object
+
+
+class AccountLink:
+    """An account as the gateway sees it: its configuration, and its session while one is logged on."""
+
+    __slots__ = ("config", "session")
 
     def __init__(self, config: AccountConfig) -> None:
         self.config = config
-        self.next_seq = 1
         self.session: Session | None = None
 
 
@@ -181,6 +197,7 @@ class Session:
         self.last_sent = now
         self.bucket = TokenBucket(gateway.config.throttle_rate, gateway.config.throttle_burst, now)
         self.closed = False
+        self.accepted = False  # logon_accepted sent: from then on it receives the account's messages
         self.close_code: RejectCode | None = None
         self.ended = asyncio.Event()  # set once the session is closed, by either side
         self.waiting = False  # its task waits on the exchange (a full queue, the throttle): not timed out
@@ -234,14 +251,28 @@ class Session:
 class TradingGateway:
     """The exchange process's network side: accepts sessions and runs the engine loop."""
 
-    def __init__(self, engine: Engine, accounts: Mapping[str, AccountConfig], config: ServerConfig,
-                 settlement: SettlementService, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.engine = engine
+    def __init__(self, core: Sequencer, journal: JournalWriter, accounts: Mapping[str, AccountConfig],
+                 config: ServerConfig, settlement: SettlementService, data_dir: Path, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.core = core
+        self.engine = core.engine
+        self.tracker = core.tracker
+        self.feed = core.feed
+        self.journal = journal
+        self.data_dir = data_dir
         self.config = config
         self.settlement = settlement
         self.clock = clock
-        self.tracker = OrderTracker(engine.instruments)
-        self.feed = MarketDataFeed(engine, config.md_levels, config.settlement_window)
+        self._sync_each_batch = config.journal_fsync == "batch"
+        # Batches written to the journal and waiting for its fdatasync, oldest first: (events, outbox,
+        # market data, finished operator commands). Nothing of them is sent before the sync.
+        self._unsynced: deque[tuple] = deque()
+        self._sync_wanted = asyncio.Event()
+        self._sync_done = asyncio.Event()
+        self._sync_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-sync")
+        self._snapshot_at = journal.next_seq + config.snapshot_every if config.snapshot_every else None
+        self.snapshots_taken = 0
+        self._snapshot_requests: list[tuple[Session, SnapshotRequest]] = []
         self.subscribers: dict[tuple[str, str], set[Session]] = {}  # (instrument, channel) -> sessions
         self.publisher = (MqttPublisher(parse_mqtt_url(config.mqtt_url), self.feed, max_reliable=config.mqtt_queue,
                                         snapshot_interval=config.snapshot_interval) if config.mqtt_url else None)
@@ -252,11 +283,8 @@ class TradingGateway:
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self._connection_tasks: set[asyncio.Task] = set()
-        self._last_ts = 0
         self._in_hand = False  # the engine task holds a batch it has not finished
-        self._events: list = []  # the batch in hand (see _run_batch)
-        self._outbox: list = []
-        self._finished: list = []
+        self._finished: list = []  # (future, events) of the batch's operator commands
         self._operator_waits: set[asyncio.Future] = set()
         # Secrets are checked in threads of their own, a few at a time, so that a storm of logons (or of
         # bad secrets) neither takes the default executor nor runs without bound.
@@ -266,7 +294,7 @@ class TradingGateway:
         self.stopping = False
         self.failure: BaseException | None = None  # set when the engine loop stops on an error
         self.stopped = asyncio.Event()
-        self.instrument_list = [_instrument_entry(instrument) for instrument in engine.instruments.values()]
+        self.instrument_list = [_instrument_entry(instrument) for instrument in self.engine.instruments.values()]
         self._commands: dict[type, Callable[[Session | None, object, int], object]] = {
             NewOrderRequest: self._new_order,
             CancelRequest: self._cancel_order,
@@ -284,18 +312,33 @@ class TradingGateway:
             Refusal: self._refusal,
             Throttled: self._throttled,
             OperatorCommands: self._operator_commands,
+            AcceptLogon: self._accept_logon,
+            ResendRequest: self._resend,
+            SnapshotRequest: self._snapshot_request,
             SubscribeRequest: self._subscribe,
             UnsubscribeRequest: self._unsubscribe,
         }
 
     # -- life cycle ------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Listen, and start the engine and heartbeat tasks."""
+    async def start(self, opening: list | None = None) -> None:
+        """Run the start-up commands, listen, and start the engine, heartbeat and journal tasks.
+
+        Before anyone can log on: ``opening`` (engine commands opening and
+        funding accounts the state does not know yet), then the
+        cancel-on-disconnect of every session the last stop or crash ended.
+        """
+        first: list = []
+        if opening:
+            first.append((None, OperatorCommands(opening, asyncio.get_running_loop().create_future())))
+        first += [(None, Disconnected(account)) for account in sorted(self.core.cod_sessions)]
+        if first:
+            self._run_batch(first)
         self._server = await asyncio.start_server(self._serve_connection, self.config.host, self.config.port,
                                                   limit=SESSION_READ_SIZE)
         self._tasks = [asyncio.create_task(self._engine_loop(), name="engine"),
-                       asyncio.create_task(self._heartbeats(), name="session-heartbeats")]
+                       asyncio.create_task(self._heartbeats(), name="session-heartbeats"),
+                       asyncio.create_task(self._sync_loop(), name="journal-sync")]
         if self.publisher is not None:
             self.publisher.start()
         log_event(log, "listening", host=self.config.host, port=self.port, instruments=list(self.engine.instruments),
@@ -325,15 +368,22 @@ class TradingGateway:
             self._server.close()
         for session in list(self.sessions.values()):
             session.pause()
-        while ((self._in_hand or not self.requests.empty()) and self.failure is None
+        while ((self._in_hand or not self.requests.empty() or self._unsynced) and self.failure is None
                and not self._tasks[0].done()):
-            await asyncio.sleep(0.001)  # the engine finishes the batch in hand and everything queued
+            await asyncio.sleep(0.001)  # the engine finishes the batch in hand and everything queued, synced
         await asyncio.sleep(0)
         for session in list(self.sessions.values()):
             session.end(RejectCode.SHUTTING_DOWN)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.failure is None and self.config.data_dir:  # a temporary directory is deleted at exit anyway
+            try:
+                await self._write_snapshot()  # the next start replays nothing
+            except Exception as error:  # the journal has everything: a failed snapshot costs start-up time only
+                log.error("snapshot at stop failed", exc_info=error,
+                          extra={"carbonx_fields": {"event": "snapshot_failed"}})
+        self._sync_thread.shutdown(wait=True)
         if self.publisher is not None:
             await self.publisher.stop()
         for waiting in self._operator_waits:  # queued behind a failure, or never run: say so
@@ -457,23 +507,34 @@ class TradingGateway:
         session.cancel_on_disconnect = (link.config.cancel_on_disconnect if first.cancel_on_disconnect is None
                                         else first.cancel_on_disconnect)
         session.last_received = self.clock()
+        await self._queue(session, AcceptLogon(first.request_id))  # ahead of everything the session sends
+        return True
+
+    def _accept_logon(self, session: Session, request: AcceptLogon) -> None:
+        """In the engine loop: the logon's answer takes its place in the outbox, after every message the
+        account had before it; a session with cancel-on-disconnect is journaled (see Sequencer.cod_sessions)."""
+        if session.closed:
+            return
+        if session.cancel_on_disconnect:
+            self.journal.append(session_record(session.account))
+            self.core.session_started(session.account)
         config = self.config
+        next_seq = self.core.next_seq(session.account)
         accepted = {
-            "type": "logon_accepted", "account": first.account,
+            "type": "logon_accepted", "account": session.account,
             "protocol_version": PROTOCOL_VERSION, "session_id": session.number,
             "heartbeat_interval": session.heartbeat_interval,
             "heartbeat_timeout": session.heartbeat_interval * config.heartbeat_timeout_factor,
             "max_frame": config.max_frame, "throttle_rate": config.throttle_rate,
             "throttle_burst": config.throttle_burst, "cancel_on_disconnect": session.cancel_on_disconnect,
-            "operator": link.config.is_operator, "next_seq": link.next_seq, "instruments": self.instrument_list,
+            "operator": session.link.config.is_operator, "next_seq": next_seq, "instruments": self.instrument_list,
             "ts": time.time_ns(),
         }
-        if first.request_id is not None:
-            accepted["request_id"] = first.request_id
-        session.write(accepted)
-        log_event(log, "logon", session=session.number, account=first.account, peer=session.peer,
-                  next_seq=link.next_seq)
-        return True
+        if request.request_id is not None:
+            accepted["request_id"] = request.request_id
+        self.core.outbox.append((session, accepted, None))
+        log_event(log, "logon", session=session.number, account=session.account, peer=session.peer,
+                  next_seq=next_seq)
 
     async def _take(self, session: Session, items: list) -> bool:
         """Queue a logged-on session's messages for the engine; False when the session must stop reading.
@@ -567,7 +628,7 @@ class TradingGateway:
             await asyncio.sleep(max(0.02, min(shortest / 4, 1.0)))
             now = self.clock()
             for session in list(self.sessions.values()):
-                if session.link is None or session.closed or session.waiting:
+                if not session.accepted or session.closed or session.waiting:
                     continue
                 if now - session.last_received > session.heartbeat_interval * factor:
                     log_event(log, "heartbeat_timeout", logging.WARNING, session=session.number,
@@ -582,45 +643,56 @@ class TradingGateway:
         queue = self.requests
         max_batch = self.config.max_batch
         try:
-            while True:
+            while self.failure is None:
                 batch = [await queue.get()]
                 self._in_hand = True  # stop() waits for this batch too
                 while len(batch) < max_batch and not queue.empty():
                     batch.append(queue.get_nowait())
-                while not self.settlement.has_room:  # the ledger is far behind: wait for it, lose nothing
+                # The ledger is far behind: wait for it, lose nothing (batches waiting for the disk are
+                # submitted when it has them, so they need room too).
+                while self.settlement.room <= len(self._unsynced) and self.failure is None:
                     await asyncio.sleep(0.001)
+                while len(self._unsynced) >= MAX_UNSYNCED_BATCHES:  # the disk is behind: wait for it
+                    self._sync_done.clear()
+                    await self._sync_done.wait()
+                if self.failure is not None:
+                    break
                 self._run_batch(batch)
+                if self._snapshot_requests:
+                    await self._answer_snapshot_requests()
+                elif self._snapshot_at is not None and self.journal.next_seq >= self._snapshot_at:
+                    await self._write_snapshot()
                 self._in_hand = False
                 for _ in batch:
                     queue.task_done()
         except asyncio.CancelledError:
             raise
-        except BaseException as error:  # a bug or a settlement failure: stop taking orders, say why
-            self.failure = error
-            log.critical("engine loop stopped", exc_info=error, extra={"carbonx_fields": {"event": "engine_failed"}})
-            self.request_stop()
+        except BaseException as error:  # a bug, a journal or settlement failure: stop taking orders, say why
+            self._fail(error)
             raise
+
+    def _fail(self, error: BaseException) -> None:
+        """Stop for good: nothing written but not synced is sent, no more requests are taken."""
+        if self.failure is None:
+            self.failure = error
+            log.critical("engine loop stopped", exc_info=error,
+                         extra={"carbonx_fields": {"event": "engine_failed"}})
+        self._unsynced.clear()
+        self._sync_done.set()
+        self.request_stop()
 
     def _now(self) -> int:
         """The next command timestamp: the clock in nanoseconds, never going back."""
-        ts = time.time_ns()
-        if ts <= self._last_ts:
-            ts = self._last_ts + 1
-        self._last_ts = ts
-        return ts
+        return self.core.now(time.time_ns())
 
     def _run_batch(self, batch: list) -> None:
-        """Sequence a batch, run it through the engine, then commit: settle and send, in request order.
+        """Sequence a batch, run it through the engine, journal it, then commit: settle and send, in order.
 
-        Nothing of the batch leaves before ``_commit``: the events go to
-        settlement and the answers to the sockets only there, so the journal
-        (issue 6) writes and syncs the batch's commands at that one point,
-        before anything is acknowledged.
+        Nothing of the batch leaves before ``_commit``, and ``_commit``
+        sends nothing before the journal has the batch (synced, with
+        ``journal_fsync = "batch"``).
         """
-        self._events = []  # the batch's engine events, in order
-        self._outbox = []  # (account, message), or (session, EndSession) for a logout, in the order they go out
-        self._finished = []  # (future, events) of operator commands, completed after the commit
-        pending: list[tuple[object, Session | None, object]] = []
+        pending: list[tuple[str | None, object, object]] = []  # (account or None, request_id, command)
         ordering: set[str] = set()  # accounts with a new order among the pending commands
         commands = self._commands
         for session, request in batch:
@@ -633,38 +705,99 @@ class TradingGateway:
             make = commands.get(kind)
             if make is not None:
                 try:
-                    pending.append((make(session, request, self._now()), session, request))
-                    continue
+                    command = make(session, request, self._now())
                 except InvalidCommand as refused:
                     self._execute(pending)
                     self._refuse(session, request, refused.code)
+                    continue
+                if session is None:
+                    pending.append((None, None, command))
+                else:
+                    pending.append((session.account, request.request_id, command))
             else:
                 self._execute(pending)
                 self._answers[request.__class__](session, request)
         self._execute(pending)
         self._commit()
 
+    def _execute(self, pending: list) -> None:
+        """Journal the pending commands and run them through the engine as one batch."""
+        if not pending:
+            return
+        self.journal.append(execute_record(pending))
+        self.core.execute(pending)
+        pending.clear()
+
     def _commit(self) -> None:
-        events = self._events
+        """Write the batch to the journal; release it now, or (fsync per batch) once the disk has it."""
+        events, outbox, market_data = self.core.commit()
+        finished, self._finished = self._finished, []
+        journal = self.journal
+        if journal.buffered:
+            journal.append(commit_record())
+            journal.flush()  # a JournalFailure stops the engine loop before anything of the batch is sent
+            if self._sync_each_batch:
+                self._unsynced.append((events, outbox, market_data, finished))
+                self._sync_wanted.set()
+                return
+        if self._unsynced:  # earlier batches wait for the disk: this one goes out after them
+            self._unsynced.append((events, outbox, market_data, finished))
+            self._sync_wanted.set()
+            return
+        self._release(events, outbox, market_data, finished)
+
+    async def _sync_loop(self) -> None:
+        """Group commit: one fdatasync (in its own thread) covers every batch written before it started."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await self._sync_wanted.wait()
+                self._sync_wanted.clear()
+                count = len(self._unsynced)
+                if not count:
+                    continue
+                await loop.run_in_executor(self._sync_thread, self.journal.sync)
+                if self.failure is not None:
+                    return
+                for _ in range(count):
+                    self._release(*self._unsynced.popleft())
+                self._sync_done.set()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:  # fdatasync failed: after that nobody can say what is on disk
+            self._fail(error)
+
+    def _release(self, events: list, outbox: list, market_data: list, finished: list) -> None:
+        """A batch is in the journal: settle it, send its answers, its fills and its market data."""
         if events:
             self.settlement.submit(events)  # a SettlementError stops the engine loop: see _engine_loop
         links = self.links
         fills = []  # (account, trade report) for the accounts' private market-data topics
-        for target, message in self._outbox:
-            if type(message) is EndSession:  # a logout, after everything answered before it
-                target.end(message.code, message.text, message.request_id)
-                continue
-            if message.get("exec_type") == "trade":
-                fills.append((target, message))
-            session = links[target].session
-            if session is not None:
-                session.write(message)
-        if events:
-            market_data = self.feed.messages(events)
+        for target, message, frame in outbox:
+            if frame is None:  # the gateway's own: a logout, logon_accepted, resend markers, market data
+                if type(message) is EndSession:  # a logout, after everything answered before it
+                    target.end(message.code, message.text, message.request_id)
+                elif message["type"] == "logon_accepted":
+                    if not target.closed:
+                        target.accepted = True
+                        target.write(message)
+                else:
+                    target.write(message)
+            elif message is None:  # a frame resent to the session that asked
+                target.write_frame(frame)
+            else:  # numbered for an account: to its session, if one is logged on
+                if message.get("exec_type") == "trade":
+                    fills.append((target, message))
+                link = links.get(target)
+                if link is not None:
+                    session = link.session
+                    if session is not None and session.accepted:
+                        session.write_frame(frame)
+        if market_data:
             self._send_market_data(market_data)
             if self.publisher is not None:
                 self.publisher.offer(market_data, fills)
-        for future, done_events in self._finished:
+        for future, done_events in finished:
             if not future.done():
                 future.set_result(done_events)
 
@@ -678,51 +811,35 @@ class TradingGateway:
                 for session in list(sessions):
                     session.write_frame(frame)
 
-    def _execute(self, pending: list) -> None:
-        """Run the pending commands through the engine as one batch and queue each one's answers in order."""
-        if not pending:
-            return
-        ends: list[int] = []
-        events = self.engine.handle_all([command for command, _, _ in pending], ends)
-        self._events += events
-        start = 0
-        messages = self.tracker.messages
-        deliver = self._deliver
-        for (_, session, request), end in zip(pending, ends, strict=True):
-            requester = None if session is None else session.account
-            for account, message in messages(events[start:end]):
-                if requester is None:  # cancel-on-disconnect: the canceled reports say why (DISCONNECT)
-                    if message["type"] != "mass_cancel_report":
-                        deliver(account, message)
-                    continue
-                request_id = request.request_id
-                if message["type"] == "request_rejected":
-                    message["request"] = request.__struct_config__.tag
-                    account = requester  # a refused kill switch names the target account: answer the operator
-                elif account != requester and message["type"] == "kill_switch_report":
-                    deliver(account, dict(message))  # the blocked account learns it too
-                    account = requester
-                if account == requester and request_id is not None:
-                    message["request_id"] = request_id
-                deliver(account, message)
-            start = end
-        pending.clear()
-        # events[start:] are the batch's level changes: the market-data feed's (issue 5)
-
-    def _deliver(self, account: str, message: dict) -> None:
-        """Number a message for the account and queue it for the commit; counted even if no session reads it."""
-        link = self.links.get(account)
-        if link is None:
-            return  # an account without a configuration (the fee account) has no session
-        message["seq"] = link.next_seq
-        link.next_seq += 1
-        self._outbox.append((account, message))
-
     def _answer(self, session: Session, message: dict, request: object) -> None:
+        """Answer a request that changed nothing: numbered for the account, journaled only as a number used."""
         request_id = getattr(request, "request_id", None)
         if request_id is not None:
             message["request_id"] = request_id
-        self._deliver(session.account, message)
+        self.journal.append(skip_record(session.account, 1))
+        self.core.deliver(session.account, message)
+
+    # -- snapshots ----------------------------------------------------------------------------
+
+    async def _write_snapshot(self) -> Path:
+        """Snapshot the state between batches, once the journal is synced up to it (see gateway.recovery)."""
+        while self._unsynced and self.failure is None:
+            self._sync_done.clear()
+            await self._sync_done.wait()
+        if self.failure is not None:
+            raise ExchangeStopped("the exchange failed: no snapshot of its state is taken")
+        journal = self.journal
+        started = time.perf_counter()
+        data = snapshot_bytes(self.core, journal.journal_id, journal.next_seq - 1, journal.size)
+        pickled = time.perf_counter() - started
+        path = await asyncio.get_running_loop().run_in_executor(self._sync_thread, write_snapshot, self.data_dir,
+                                                                journal.next_seq - 1, data)
+        self.snapshots_taken += 1
+        if self.config.snapshot_every:
+            self._snapshot_at = journal.next_seq + self.config.snapshot_every
+        log_event(log, "snapshot", path=str(path), record_seq=journal.next_seq - 1, bytes=len(data),
+                  pickle_seconds=round(pickled, 3), seconds=round(time.perf_counter() - started, 3))
+        return path
 
     # -- requests that become engine commands --------------------------------------------------
 
@@ -798,15 +915,9 @@ class TradingGateway:
             self._operator_waits.discard(done)
 
     def _operator_commands(self, session: None, request: OperatorCommands) -> None:
-        events = self.engine.handle_all([replace(command, ts=self._now()) for command in request.commands])
-        self._events += events
-        for account, message in self.tracker.messages(events):
-            if message["type"] == "request_rejected":  # the operator's own command: logged, not sent to the account
-                log_event(log, "operator_command_refused", logging.WARNING, account=account,
-                          request=message["request"], code=message["code"], text=message["text"])
-            else:
-                self._deliver(account, message)
-        self._finished.append((request.done, events))
+        commands = [replace(command, ts=self._now()) for command in request.commands]
+        self.journal.append(operator_record(commands))
+        self._finished.append((request.done, self.core.operator(commands)))
 
     # -- requests answered by the gateway ------------------------------------------------------
 
@@ -840,7 +951,7 @@ class TradingGateway:
         for symbol in dict.fromkeys(symbol for symbol, _ in keys):
             for channel, message in self.feed.state(symbol):
                 if (symbol, channel) in session.subscriptions:
-                    self._outbox.append((session.account, message))  # market data: not numbered for the account
+                    self.core.outbox.append((session, message, None))  # market data: not numbered for the account
 
     def _unsubscribe(self, session: Session, request: UnsubscribeRequest) -> None:
         keys = self._subscription_keys(session, request)
@@ -851,6 +962,52 @@ class TradingGateway:
             self.subscribers.get(key, set()).discard(session)
         self._answer(session, {"type": "unsubscribed", "instruments": sorted({symbol for symbol, _ in keys}),
                                "channels": sorted({channel for _, channel in keys}), "ts": time.time_ns()}, request)
+
+    def _resend(self, session: Session, request: ResendRequest) -> None:
+        """Send again the account's numbered messages from ``from_seq`` on, as they were first sent.
+
+        Between a ``resend_begin`` and a ``resend_end`` (neither numbered)
+        come the kept frames, byte for byte, in seq order; ``unavailable``
+        lists the ranges not kept (older than the resend window, or answers
+        to queries from before a restart) for the client to fill with
+        ``order_status`` and ``balances``.
+        """
+        account = session.account
+        last = self.core.next_seq(account) - 1
+        if not 1 <= request.from_seq <= last + 1:
+            self._answer(session, _reject(RejectCode.INVALID_FIELD, f"{RejectCode.INVALID_FIELD.text}: from_seq "
+                                          f"from 1 to {last + 1} (next_seq)", "resend", "from_seq", None), request)
+            return
+        frames, _, last = self.core.resend(account, request.from_seq)
+        unavailable: list[list[int]] = []
+        expected = request.from_seq
+        for seq, _ in frames:
+            if seq > expected:
+                unavailable.append([expected, seq - 1])
+            expected = seq + 1
+        if expected <= last:
+            unavailable.append([expected, last])
+        outbox = self.core.outbox
+        begin = {"type": "resend_begin", "from_seq": request.from_seq, "to_seq": last, "messages": len(frames),
+                 "unavailable": unavailable, "ts": time.time_ns()}
+        end = {"type": "resend_end", "from_seq": request.from_seq, "to_seq": last, "ts": time.time_ns()}
+        if request.request_id is not None:
+            begin["request_id"] = end["request_id"] = request.request_id
+        outbox.append((session, begin, None))
+        outbox += [(session, None, frame) for _, frame in frames]
+        outbox.append((session, end, None))
+
+    def _snapshot_request(self, session: Session, request: SnapshotRequest) -> None:
+        """An operator asks for a snapshot now: taken after this batch (see _engine_loop), then answered."""
+        self._snapshot_requests.append((session, request))
+
+    async def _answer_snapshot_requests(self) -> None:
+        requests, self._snapshot_requests = self._snapshot_requests, []
+        path = await self._write_snapshot()
+        for session, request in requests:
+            self._answer(session, {"type": "snapshot_taken", "path": str(path), "record_seq": self.journal.next_seq - 1,
+                                   "event_seq": self.engine.counters.seq, "ts": time.time_ns()}, request)
+        self._commit()
 
     def _order_status(self, session: Session, request: OrderStatusRequest) -> None:
         try:
@@ -890,11 +1047,11 @@ class TradingGateway:
 
     def _logout(self, session: Session, request: Logout) -> None:
         log_event(log, "logout", session=session.number, account=session.account)
-        self._outbox.append((session, EndSession(None, None, request.request_id)))
+        self.core.outbox.append((session, EndSession(None, None, request.request_id), None))
 
     def _refusal(self, session: Session, refusal: Refusal) -> None:
         if refusal.fatal:  # a frame that breaks the stream: logout with its code, after the answers before it
-            self._outbox.append((session, EndSession(refusal.code, refusal.text)))
+            self.core.outbox.append((session, EndSession(refusal.code, refusal.text), None))
             return
         self._answer(session, _reject(refusal.code, refusal.text, refusal.message_type, refusal.field,
                                       refusal.client_order_id), refusal)
@@ -931,37 +1088,58 @@ def _instrument_entry(instrument: Instrument) -> dict:
 async def running_exchange(config: ServerConfig, instruments: Mapping[str, Instrument],
                            accounts: Mapping[str, AccountConfig],
                            compliance: ComplianceConfig | None = None) -> AsyncIterator[TradingGateway]:
-    """The whole exchange, listening: engine, settlement into the ledger, the gateway. Stops gracefully on exit.
+    """The whole exchange, listening: state recovered from the journal, settlement, the gateway.
 
-    The configured accounts are opened and funded through the engine's own
-    commands first. The ledger must be new: without the journal (issue 6)
-    the engine starts empty, so a ledger holding an earlier run's events
-    could not be continued exactly, and is refused rather than mixed.
+    The data directory (``data_dir``; empty: a temporary one) is locked for
+    the process's life: one exchange per journal. Start-up replays the
+    journal (:func:`gateway.recovery.recover`) and settles what the ledger
+    had not; configured accounts the state does not know yet are opened and
+    funded through the engine's own commands, journaled like any other.
+    Stops gracefully on exit.
     """
-    with tempfile.TemporaryDirectory(prefix="carbonx-") as scratch:
-        path = Path(config.ledger) if config.ledger else Path(scratch) / "ledger.sqlite3"
-        store = SqliteLedgerStore(path)
+    with contextlib.ExitStack() as resources:
+        data_dir = Path(config.data_dir or resources.enter_context(tempfile.TemporaryDirectory(prefix="carbonx-")))
+        resources.enter_context(_data_dir_lock(data_dir))
+        store = SqliteLedgerStore(Path(config.ledger) if config.ledger else data_dir / LEDGER_NAME)
+        resources.callback(store.close)
+        genesis = Genesis(dict(instruments), compliance, config.md_levels, config.settlement_window,
+                          config.resend_window)
+        settler = Settlement(store, instruments, fee_account=DEFAULT_FEE_ACCOUNT)
         try:
-            if store.last_applied_seq() != 0:
-                raise ConfigError("settlement.ledger", f"{path} holds an earlier run's events (cursor "
-                                  f"{store.last_applied_seq()}); give a new file")
-            engine = Engine(instruments, compliance=compliance)
-            settlement = SettlementService(Settlement(store, instruments, fee_account=engine.fee_account.account_id),
-                                           max_pending_batches=config.settlement_queue)
-            settlement.start()
+            recovered = recover(data_dir, genesis, ledger_cursor=store.last_applied_seq(), settle=settler.apply)
+        except JournalError as error:
+            raise ConfigError("journal.data_dir", str(error)) from error
+        log_event(log, "recovered", **recovered.report.fields(), state_seq=recovered.core.engine.counters.seq)
+        resources.callback(recovered.journal.close)
+        settlement = SettlementService(settler, max_pending_batches=config.settlement_queue)
+        settlement.start()
+        try:
+            gateway = TradingGateway(recovered.core, recovered.journal, accounts, config, settlement, data_dir)
+            new_accounts = {account_id: account for account_id, account in accounts.items()
+                            if account_id not in recovered.core.engine.accounts}
+            await gateway.start(opening_commands(new_accounts, time.time_ns()))
+            log_event(log, "ledger", path=str(store.path))
             try:
-                settlement.submit(engine.handle_all(opening_commands(accounts, time.time_ns())))
-                gateway = TradingGateway(engine, accounts, config, settlement)
-                await gateway.start()
-                log_event(log, "ledger", path=str(path))
-                try:
-                    yield gateway
-                finally:
-                    await gateway.stop()
+                yield gateway
             finally:
-                await settlement.close(drain=True)
+                await gateway.stop()
         finally:
-            store.close()
+            await settlement.close(drain=True)
+
+
+@contextlib.contextmanager
+def _data_dir_lock(data_dir: Path):
+    """Hold an exclusive lock on the data directory: a second exchange on the same journal is refused."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError("journal.data_dir", f"{data_dir} is in use by another running exchange") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 async def serve(config: ServerConfig, instruments: Mapping[str, Instrument], accounts: Mapping[str, AccountConfig],

@@ -272,7 +272,13 @@ class SettlementService:
     @property
     def has_room(self) -> bool:
         """True while ``submit`` would take one more batch: the gateway's cue to keep taking orders in."""
-        return self._refusal is None and not self._queue.full()
+        return self.room > 0
+
+    @property
+    def room(self) -> int:
+        """How many more ``submit`` calls the queue takes now (0 once it refuses): the gateway waits for
+        room for every batch it has in hand."""
+        return 0 if self._refusal is not None else self._queue.maxsize - self._queue.qsize()
 
     @property
     def pending_batches(self) -> int:

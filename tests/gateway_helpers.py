@@ -52,7 +52,7 @@ async def exchange_on_port(ledger: Path | None = None, instruments=None, account
     ``instruments`` and ``accounts`` replace the demo ones.
     """
     default_instruments, default_accounts, compliance = demo_configuration()
-    settings = {"port": 0, "host": HOST, **overrides}
+    settings = {"port": 0, "host": HOST, "data_dir": "", **overrides}
     if ledger is not None:
         settings["ledger"] = str(ledger)
     config = load_server_config(overrides=settings)

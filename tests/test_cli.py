@@ -48,11 +48,9 @@ def carbonx(*args: str, secret: str = "carbonx-demo") -> subprocess.CompletedPro
                           timeout=60)
 
 
-@pytest.fixture
-def served():
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def serve(port: int, data_dir) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), "--data-dir",
+                                str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -63,6 +61,13 @@ def served():
     else:
         process.kill()
         pytest.fail("carbonx serve did not start listening")
+    return process
+
+
+@pytest.fixture
+def served(tmp_path):
+    port = free_port()
+    process = serve(port, tmp_path)
     yield port, process
     if process.poll() is None:
         process.kill()
@@ -101,7 +106,7 @@ def test_one_shot_commands_against_a_served_exchange_and_sigterm_stops_it_cleanl
     assert process.wait(timeout=20) == 0
     log = [json.loads(line) for line in process.stderr.read().splitlines() if line.startswith("{")]
     events = [entry["event"] for entry in log]
-    assert events[0] == "listening" and events[-1] == "stopped"
+    assert events[:2] == ["recovered", "listening"] and events[-1] == "stopped" and "snapshot" in events
     assert "logon_failed" in events
 
 

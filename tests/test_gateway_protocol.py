@@ -45,7 +45,8 @@ from gateway.protocol import (SubscribeRequest, UnsubscribeRequest, DEFAULT_MAX_
                               BookRequest, CancelRequest, DictReader, FrameReader, Heartbeat, Inbound,
                               KillSwitchRequest, Logon, Logout, MassCancelRequest, MessageReader,
                               NewOrderRequest, OrderStatusRequest, ProtocolError, Refusal,
-                              ReleaseKillSwitchRequest, ReplaceRequest, encode_frame)
+                              ReleaseKillSwitchRequest, ReplaceRequest, ResendRequest, SnapshotRequest,
+                              encode_frame)
 from gateway.reports import (CANCELED, EXPIRED, FILLED, NEW, PARTIALLY_FILLED, WAITING_TRIGGER, OrderTracker,
                              price_in_cents)
 from scenario_helpers import make_engine, shipped_instruments
@@ -121,6 +122,8 @@ FULL = [
      SubscribeRequest(request_id=13, instruments=["EUA", "CER"], channels=["book", "trades"])),
     ({"type": "unsubscribe", "request_id": 14, "instruments": ["EUA"], "channels": ["top"]},
      UnsubscribeRequest(request_id=14, instruments=["EUA"], channels=["top"])),
+    ({"type": "resend", "request_id": 15, "from_seq": 40}, ResendRequest(request_id=15, from_seq=40)),
+    ({"type": "snapshot", "request_id": 16}, SnapshotRequest(request_id=16)),
 ]
 
 # Only the required fields: everything else takes its default.
@@ -140,6 +143,8 @@ MINIMAL = [
     ({"type": "release_kill_switch", "account": "x"}, ReleaseKillSwitchRequest(account="x")),
     ({"type": "subscribe"}, SubscribeRequest()),
     ({"type": "unsubscribe"}, UnsubscribeRequest()),
+    ({"type": "resend", "from_seq": 1}, ResendRequest(from_seq=1)),
+    ({"type": "snapshot"}, SnapshotRequest()),
 ]
 
 STREAM_MESSAGES = [FULL[0], FULL[3], FULL[6], FULL[2]]
@@ -296,7 +301,7 @@ def test_dict_reader():
 def test_every_message_type_has_a_sample():
     assert {document["type"] for document, _ in FULL} == MESSAGE_TYPES
     assert {document["type"] for document, _ in MINIMAL} == MESSAGE_TYPES
-    assert len(MESSAGE_TYPES) == len(INBOUND) == 14
+    assert len(MESSAGE_TYPES) == len(INBOUND) == 16
 
 
 @pytest.mark.parametrize("document, expected", FULL + MINIMAL, ids=lambda v: v.get("type") if type(v) is dict else "")
@@ -332,7 +337,7 @@ def test_defaults():
 
 
 def test_operator_only_messages():
-    assert {kind for kind in INBOUND if kind.admin} == {KillSwitchRequest, ReleaseKillSwitchRequest}
+    assert {kind for kind in INBOUND if kind.admin} == {KillSwitchRequest, ReleaseKillSwitchRequest, SnapshotRequest}
 
 
 def test_many_messages_in_one_frame_stream_keep_their_order():

@@ -772,12 +772,12 @@ async def test_a_flood_far_over_the_rate_does_not_stall_other_sessions(start):
 def record_deliveries(gateway) -> list[tuple[str, dict]]:
     """Every (account, message) the gateway numbers from now on, delivered or not (the account may be away)."""
     delivered: list[tuple[str, dict]] = []
-    deliver = gateway._deliver
+    deliver = gateway.core.deliver
 
     def spy(account: str, message: dict) -> None:
         deliver(account, message)
         delivered.append((account, dict(message)))
-    gateway._deliver = spy
+    gateway.core.deliver = spy
     return delivered
 
 
@@ -1439,15 +1439,15 @@ async def test_a_session_waiting_on_a_full_queue_is_not_timed_out(start):
     settlement = type(gateway.settlement)
     async with session(gateway, "bank", heartbeat_interval=1) as bank:
         stalled = True
-        original = settlement.has_room
-        settlement.has_room = property(lambda self: not stalled and original.fget(self))  # the ledger stalls
+        original = settlement.room
+        settlement.room = property(lambda self: 0 if stalled else original.fget(self))  # the ledger stalls
         try:
             for i in range(20):  # more than the queue holds: the session's task waits on it
                 bank.send(bank.new_order_message("EUA", "S", 1, 7000 + i))
             await asyncio.sleep(2.5)  # longer than the heartbeat timeout (1.5 s)
             stalled = False
         finally:
-            settlement.has_room = original
+            settlement.room = original
         answers = []
         async for message in bank.messages():
             answers.append(message)

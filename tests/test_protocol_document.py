@@ -303,9 +303,10 @@ class Server:
         self.port = free_port()
         # a file, not a pipe: a full pipe would block the server (closed by running())
         self.log = tempfile.TemporaryFile()  # noqa: SIM115
+        self.data_dir = tempfile.TemporaryDirectory(prefix="carbonx-doc-")  # each server its own journal
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port), "--log-level", "WARNING",
-             *flags],
+             "--data-dir", self.data_dir.name, *flags],
             cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=self.log)
         try:
             self._wait_listening(probe)
@@ -353,6 +354,7 @@ def running(*flags: str, probe: bool = True):
     finally:
         code = server.stop()
         server.log.close()
+        server.data_dir.cleanup()
         assert code == 0, f"server exit status {code}"
 
 

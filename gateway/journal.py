@@ -1,0 +1,400 @@
+"""The journal: every sequenced input of the exchange, on disk before anything it caused is seen.
+
+How this works
+--------------
+The engine is deterministic, so the exchange's whole state is a function of
+its inputs in order. The gateway appends every input to this file before it
+sends a single answer, market-data message or fill that the input caused;
+after a crash, replaying the file rebuilds the state exactly (see
+:mod:`gateway.recovery`). This is the design of LMAX, exchange-core and Aeron
+Cluster: journal the input, not the output.
+
+The file starts with an 8-byte magic, then records, each::
+
+    length  u32 big-endian   bytes of the body
+    crc     u32 big-endian   CRC-32 of the seq's 8 bytes followed by the body
+    seq     u64 big-endian   1, 2, 3 ... with no gap
+    body    MessagePack      an array whose first element is the record's kind
+
+Record kinds (:data:`GENESIS` ... :data:`COMMIT`):
+
+- ``genesis``: the first record: the instrument terms, compliance rules and
+  market-data settings the state was built with, so that a journal replays
+  on its own, without today's configuration files.
+- ``execute``: commands the engine ran as one ``handle_all`` call, each with
+  the account that asked (None: the gateway's cancel-on-disconnect) and the
+  request's ``request_id``. The batch boundaries matter: the engine announces
+  changed price levels once per call, so event sequence numbers depend on them.
+- ``operator``: the exchange's own commands (accounts opened, deposits, the
+  end of day, the registry's compliance feed), run as one call.
+- ``skip``: an account's outbound ``seq`` numbers used by answers that change
+  nothing (balances, book, refusals), so that numbering replays exactly.
+- ``session``: an account logged on with cancel-on-disconnect in force. Its
+  orders are cancelled when the session ends (an ``execute`` record of the
+  gateway's mass cancel), or, if the exchange stopped first, at the next
+  start: a stop ends every session.
+- ``commit``: the end of a gateway batch. Only what ends with a commit was
+  ever acknowledged; records after the last commit are an unfinished batch.
+
+Commands are written as their class name and their field values in field
+order, plain MessagePack (enums as their wire strings): readable by any
+MessagePack library, independent of Python's pickling.
+
+Writing is group commit: the gateway appends a batch's records to a buffer,
+writes them with one ``write``, and (with ``fsync = "batch"``) one
+``fdatasync`` covers every batch written since the last. Any failure to
+write or sync is :class:`JournalFailure`: the exchange stops at once, the
+way PostgreSQL treats a failed fsync, because after it nobody can say what
+is on disk.
+"""
+from __future__ import annotations
+
+import dataclasses
+import mmap
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import msgspec
+
+from exchange import (BlockAccount, CancelOrder, ComplianceConfig, ComplianceDeadline, Deposit, EndOfDay, Instrument,
+                      MassCancel, NewOrder, OpenAccount, RecordEmissions, RegisterInstallation, ReplaceOrder,
+                      SetSelfTradePrevention, Surrender, UnblockAccount, Withdraw)
+
+MAGIC = b"CXJRNL01"
+HEADER = struct.Struct(">IIQ")  # length, crc, seq
+MAX_RECORD = 64 * 1024 * 1024  # a body larger than this is damage, not a record
+# How many sequence numbers past a damaged record are searched for a later valid one (see scan).
+RESYNC_SEARCH = 64
+
+GENESIS = "genesis"
+EXECUTE = "execute"
+OPERATOR = "operator"
+SKIP = "skip"
+SESSION = "session"
+COMMIT = "commit"
+KINDS = (GENESIS, EXECUTE, OPERATOR, SKIP, SESSION, COMMIT)
+
+COMMAND_TYPES = (NewOrder, CancelOrder, ReplaceOrder, MassCancel, BlockAccount, UnblockAccount,
+                 SetSelfTradePrevention, EndOfDay, OpenAccount, Deposit, Withdraw, RegisterInstallation,
+                 RecordEmissions, Surrender, ComplianceDeadline)
+_FIELDS = {kind: tuple(f.name for f in dataclasses.fields(kind)) for kind in COMMAND_TYPES}
+_BY_NAME = {kind.__name__: kind for kind in COMMAND_TYPES}
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder().decode
+
+
+class JournalError(RuntimeError):
+    """The journal cannot be used as it is; the message says where and why."""
+
+
+class JournalFailure(JournalError):
+    """Writing or syncing the journal failed: fatal, nothing pending may be acknowledged."""
+
+
+class JournalCorrupt(JournalError):
+    """A damaged record with valid records after it: not a torn tail, so nothing is truncated."""
+
+    def __init__(self, path: Path, offset: int, seq: int, reason: str) -> None:
+        super().__init__(f"{path}: record {seq} at byte {offset} is damaged ({reason}), and valid records follow "
+                         "it; this is not a crash's torn tail. The journal is left as it is: restore it from a "
+                         "copy, or cut it at that offset by hand if the records after it may be given up")
+        self.path = path
+        self.offset = offset
+        self.seq = seq
+
+
+# -- commands and genesis as plain values ----------------------------------------------------------
+
+def encode_command(command: object) -> list:
+    """A command as [class name, field values in field order]."""
+    kind = command.__class__
+    return [kind.__name__, [getattr(command, name) for name in _FIELDS[kind]]]
+
+
+def decode_command(value: list) -> object:
+    name, values = value
+    kind = _BY_NAME.get(name)
+    if kind is None:
+        raise JournalError(f"unknown command {name!r} in the journal")
+    return kind(**dict(zip(_FIELDS[kind], values)))
+
+
+def execute_record(inputs: list) -> list:
+    """An ``execute`` record from (account or None, request_id, command) inputs."""
+    return [EXECUTE, [[account, request_id, encode_command(command)] for account, request_id, command in inputs]]
+
+
+def operator_record(commands: list) -> list:
+    return [OPERATOR, [encode_command(command) for command in commands]]
+
+
+def skip_record(account: str, count: int) -> list:
+    return [SKIP, account, count]
+
+
+def session_record(account: str) -> list:
+    return [SESSION, account]
+
+
+def commit_record() -> list:
+    return [COMMIT]
+
+
+def _init_fields(value: object) -> dict:
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init}
+
+
+@dataclass(frozen=True)
+class Genesis:
+    """What a journal's state was built with, besides its commands: replay needs nothing else."""
+
+    instruments: dict[str, Instrument]
+    compliance: ComplianceConfig | None
+    md_levels: int
+    settlement_window: int
+    resend_window: int
+
+    def to_value(self) -> dict:
+        compliance = None
+        if self.compliance is not None:
+            compliance = _init_fields(self.compliance)
+            compliance["penalty_by_year"] = [list(pair) for pair in dict(compliance["penalty_by_year"]).items()]
+        return {"format": 1, "instruments": [_init_fields(instrument) for instrument in self.instruments.values()],
+                "compliance": compliance, "md_levels": self.md_levels, "settlement_window": self.settlement_window,
+                "resend_window": self.resend_window}
+
+    @classmethod
+    def from_value(cls, value: dict) -> Genesis:
+        if value.get("format") != 1:
+            raise JournalError(f"journal genesis format {value.get('format')!r} is not known to this version")
+        instruments = {entry["symbol"]: Instrument(**entry) for entry in value["instruments"]}
+        compliance = value["compliance"]
+        if compliance is not None:
+            compliance = ComplianceConfig(**{**compliance, "penalty_by_year": tuple(
+                tuple(pair) for pair in compliance["penalty_by_year"])})
+        return cls(instruments, compliance, value["md_levels"], value["settlement_window"], value["resend_window"])
+
+    def differences(self, other: Genesis) -> list[str]:
+        """What differs between two geneses, one phrase each (empty: the same)."""
+        mine, theirs = self.to_value(), other.to_value()
+        out = []
+        for key in mine:
+            if key == "instruments":
+                a = {entry["symbol"]: entry for entry in mine[key]}
+                b = {entry["symbol"]: entry for entry in theirs[key]}
+                for symbol in sorted(a.keys() | b.keys()):
+                    if symbol not in a or symbol not in b:
+                        out.append(f"instrument {symbol} {'added' if symbol in b else 'removed'}")
+                    else:
+                        out += [f"{symbol}.{name}: {a[symbol][name]!r} -> {b[symbol][name]!r}"
+                                for name in a[symbol] if a[symbol][name] != b[symbol][name]]
+            elif mine[key] != theirs[key]:
+                out.append(f"{key}: {mine[key]!r} -> {theirs[key]!r}")
+        return out
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+class JournalWriter:
+    """Appends records to an open journal file; one ``flush`` writes a batch, ``sync`` makes it durable."""
+
+    def __init__(self, path: Path, next_seq: int, size: int, journal_id: bytes) -> None:
+        self.path = path
+        self.journal_id = journal_id  # the genesis record's random id: snapshots name their journal by it
+        self.next_seq = next_seq  # the seq of the next record appended
+        self.size = size  # bytes in the file, counting everything flushed
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self.failed: BaseException | None = None
+
+    @classmethod
+    def create(cls, path: Path, genesis: Genesis) -> JournalWriter:
+        """A new journal holding its magic and genesis record, synced with its directory."""
+        if path.exists() and path.stat().st_size > 0:
+            raise JournalError(f"{path} exists: a journal is never overwritten")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as file:
+            file.write(MAGIC)
+            file.flush()
+            os.fsync(file.fileno())
+        sync_directory(path.parent)
+        journal_id = os.urandom(16)
+        writer = cls(path, 1, len(MAGIC), journal_id)
+        writer.append([GENESIS, {**genesis.to_value(), "journal_id": journal_id}])
+        writer.append(commit_record())
+        writer.flush()
+        writer.sync()
+        return writer
+
+    def append(self, body: list) -> int:
+        """Buffer one record; returns its seq."""
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        payload = _encode(body)
+        seq_bytes = seq.to_bytes(8, "big")
+        self._buffer.append(HEADER.pack(len(payload), zlib.crc32(payload, zlib.crc32(seq_bytes)), seq) + payload)
+        return seq
+
+    @property
+    def buffered(self) -> bool:
+        return bool(self._buffer)
+
+    def flush(self) -> int:
+        """Write everything buffered with one system call (more if the kernel takes less); the new size."""
+        if self.failed is not None:
+            raise JournalFailure(f"{self.path}: the journal failed earlier ({self.failed}); nothing is written")
+        if not self._buffer:
+            return self.size
+        data = memoryview(b"".join(self._buffer))
+        self._buffer.clear()
+        try:
+            while data:
+                written = os.write(self._fd, data)
+                data = data[written:]
+                self.size += written
+        except OSError as error:
+            self.failed = error
+            raise JournalFailure(f"{self.path}: write failed: {error}") from error
+        return self.size
+
+    def sync(self) -> None:
+        """fdatasync: everything flushed so far is on disk when this returns. Safe to call from a thread."""
+        if self.failed is not None:
+            raise JournalFailure(f"{self.path}: the journal failed earlier ({self.failed})")
+        try:
+            os.fdatasync(self._fd)
+        except OSError as error:
+            self.failed = error
+            raise JournalFailure(f"{self.path}: fdatasync failed: {error}") from error
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def sync_directory(directory: Path) -> None:
+    """fsync a directory, so that a file created or renamed in it survives a crash."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+@dataclass
+class ScanResult:
+    """Where a journal's committed records end, and what lies after them."""
+
+    committed_end: int  # byte offset just after the last commit record
+    last_seq: int  # seq of that commit record (0: none)
+    file_size: int
+    torn_bytes: int  # bytes after committed_end: a crash's unfinished batch or torn record
+    torn_reason: str | None
+
+
+class JournalReader:
+    """Reads a journal's committed batches, checking every record, from the start or from an offset."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.result: ScanResult | None = None  # set when batches() is exhausted
+
+    def batches(self, offset: int | None = None, expect_seq: int = 1) -> Iterator[tuple[int, int, list[list]]]:
+        """Yield (last seq, end offset, bodies) for each committed batch, the commit record excluded.
+
+        Stops at the first record that is short, misplaced or fails its CRC;
+        if a valid record with a later seq follows it, the damage is in the
+        middle and :class:`JournalCorrupt` is raised. Then ``result`` says
+        where the committed records end.
+        """
+        with open(self.path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size < len(MAGIC):
+                self.result = ScanResult(0, 0, size, size, "no header" if size else None)
+                return
+            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
+                if view[:len(MAGIC)] != MAGIC:
+                    raise JournalError(f"{self.path} is not a carbonx journal (no {MAGIC!r} header)")
+                yield from self._batches(view, size, len(MAGIC) if offset is None else offset, expect_seq)
+
+    def _batches(self, view: mmap.mmap, size: int, position: int, seq: int):
+        committed_end, committed_seq = position, seq - 1
+        batch: list[list] = []
+        header_size = HEADER.size
+        unpack = HEADER.unpack_from
+        crc32 = zlib.crc32
+        reason = None
+        while position < size:
+            if size - position < header_size:
+                reason = "a record header cut short"
+                break
+            length, crc, record_seq = unpack(view, position)
+            end = position + header_size + length
+            if record_seq != seq:
+                reason = f"seq {record_seq} where {seq} was due"
+                break
+            if length > MAX_RECORD or end > size:
+                reason = "a record cut short"
+                break
+            payload = view[position + header_size:end]
+            if crc32(payload, crc32(record_seq.to_bytes(8, "big"))) != crc:
+                reason = "CRC mismatch"
+                break
+            body = _decode(payload)
+            if type(body) is not list or not body or body[0] not in KINDS:
+                reason = "not a journal record"
+                break
+            position = end
+            seq += 1
+            if body[0] == COMMIT:
+                yield record_seq, end, batch
+                batch = []
+                committed_end, committed_seq = end, record_seq
+            else:
+                batch.append(body)
+        if reason is not None:
+            later = _find_valid_record(view, size, position + 1, seq)
+            if later is not None:
+                raise JournalCorrupt(self.path, position, seq, reason)
+        elif batch:
+            reason = "a batch without its commit record"
+        self.result = ScanResult(committed_end, committed_seq, size, size - committed_end, reason)
+
+
+def _find_valid_record(view: mmap.mmap, size: int, start: int, seq: int) -> int | None:
+    """The offset of a whole, valid record with seq in [seq, seq + RESYNC_SEARCH) at or after ``start``."""
+    for candidate in range(seq, seq + RESYNC_SEARCH):
+        needle = candidate.to_bytes(8, "big")
+        found = view.find(needle, start + 8)
+        while found != -1:
+            position = found - 8
+            length, crc, _ = HEADER.unpack_from(view, position)
+            end = position + HEADER.size + length
+            if length <= MAX_RECORD and end <= size:
+                if zlib.crc32(view[position + HEADER.size:end], zlib.crc32(needle)) == crc:
+                    return position
+            found = view.find(needle, found + 1)
+    return None
+
+
+def truncate(path: Path, size: int) -> None:
+    """Cut the journal back to ``size`` bytes (a torn tail), durably."""
+    with open(path, "r+b") as file:
+        file.truncate(size)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def read_genesis(body: list) -> Genesis:
+    if body[0] != GENESIS:
+        raise JournalError(f"the journal's first record is {body[0]!r}, not its genesis")
+    return Genesis.from_value(body[1])

@@ -1,0 +1,169 @@
+"""The exchange's deterministic state: the engine and everything the gateway derives from its events.
+
+How this works
+--------------
+The gateway (:mod:`gateway.server`) and recovery (:mod:`gateway.recovery`)
+drive one :class:`Sequencer` through the same calls, live or from the
+journal, so that what a restart rebuilds is exactly what was running:
+
+- ``execute`` runs the commands of sessions' requests as one engine batch
+  and turns the events into numbered messages for each account (execution
+  reports, mass-cancel and kill-switch reports, engine refusals);
+- ``operator`` runs the exchange's own commands (accounts, deposits, end of
+  day, compliance);
+- ``deliver`` numbers a message for an account (its outbound ``seq``) and
+  keeps its encoded frame for resend; ``skip`` replays a number used by an
+  answer that changed nothing;
+- ``commit`` closes a gateway batch: the market-data messages of its events,
+  and the outbox of everything to send, in order.
+
+Besides the engine it holds the order tracker (client order ids, fills so
+far), the market-data feed (statistics, ``md_seq``), each account's next
+``seq`` and its last ``resend_window`` frames, and the last timestamp. No
+clock is read here except through ``now``'s argument, and nothing is sent:
+the gateway does that after the journal has the batch.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Mapping
+
+from exchange import (BlockAccount, CancelOrder, ComplianceConfig, Engine, Instrument, MassCancel, NewOrder,
+                      ReplaceOrder, UnblockAccount)
+
+from .logs import log_event
+from .marketdata import MarketDataFeed
+from .protocol import encode_frame
+from .reports import OrderTracker
+
+log = logging.getLogger("carbonx.gateway")
+
+# The wire request each session command came from: named in the engine's refusals ("request").
+REQUEST_TYPES = {NewOrder: "new_order", CancelOrder: "cancel_order", ReplaceOrder: "replace_order",
+                 MassCancel: "mass_cancel", BlockAccount: "kill_switch", UnblockAccount: "release_kill_switch"}
+
+
+class Sequencer:
+    """Engine, order tracker, market-data feed, outbound numbering and resend store; see the module notes."""
+
+    def __init__(self, instruments: Mapping[str, Instrument], compliance: ComplianceConfig | None,
+                 md_levels: int, settlement_window: int, resend_window: int) -> None:
+        self.engine = Engine(instruments, compliance=compliance)
+        self.tracker = OrderTracker(self.engine.instruments)
+        self.feed = MarketDataFeed(self.engine, md_levels, settlement_window)
+        self.resend_window = resend_window
+        self.next_seqs: dict[str, int] = {}  # account -> seq of its next numbered message
+        self.sent: dict[str, deque] = {}  # account -> its last resend_window (seq, frame), oldest first
+        self.last_ts = 0
+        # Accounts whose session has cancel-on-disconnect in force: a restart ends those sessions, so their
+        # orders are cancelled at start-up (see gateway.journal, the session record).
+        self.cod_sessions: set[str] = set()
+        self.replaying = False  # set by recovery: operator refusals were logged when they happened
+        self.events: list = []  # the gateway batch in hand: its engine events
+        self.outbox: list = []  # (target, message, frame): what the batch sends, in order (see commit)
+
+    def now(self, clock_ns: int) -> int:
+        """The next command timestamp from a clock reading: never going back, never repeating."""
+        ts = clock_ns if clock_ns > self.last_ts else self.last_ts + 1
+        self.last_ts = ts
+        return ts
+
+    def next_seq(self, account: str) -> int:
+        return self.next_seqs.get(account, 1)
+
+    # -- what changes state -------------------------------------------------------------------
+
+    def execute(self, inputs: list) -> None:
+        """Run sessions' commands as one engine batch and number each one's answers, in order.
+
+        ``inputs``: (account that asked, or None for cancel-on-disconnect;
+        its request_id; the command).
+        """
+        if not inputs:
+            return
+        for account, _, command in inputs:
+            if command.ts > self.last_ts:
+                self.last_ts = command.ts
+            if account is None:  # the gateway's cancel-on-disconnect: the session is over
+                self.cod_sessions.discard(command.account)
+        ends: list[int] = []
+        events = self.engine.handle_all([command for _, _, command in inputs], ends)
+        self.events += events
+        start = 0
+        messages = self.tracker.messages
+        deliver = self.deliver
+        for (requester, request_id, command), end in zip(inputs, ends, strict=True):
+            for account, message in messages(events[start:end]):
+                if requester is None:  # cancel-on-disconnect: the canceled reports say why (DISCONNECT)
+                    if message["type"] != "mass_cancel_report":
+                        deliver(account, message)
+                    continue
+                if message["type"] == "request_rejected":
+                    message["request"] = REQUEST_TYPES[command.__class__]
+                    account = requester  # a refused kill switch names the target account: answer the operator
+                elif account != requester and message["type"] == "kill_switch_report":
+                    deliver(account, dict(message))  # the blocked account learns it too
+                    account = requester
+                if account == requester and request_id is not None:
+                    message["request_id"] = request_id
+                deliver(account, message)
+            start = end
+        # events[start:] are the batch's level changes: the market-data feed's (see commit)
+
+    def operator(self, commands: list) -> list:
+        """Run the exchange's own commands as one engine batch; their events. Refusals are logged, not sent."""
+        for command in commands:
+            if command.ts > self.last_ts:
+                self.last_ts = command.ts
+        events = self.engine.handle_all(commands)
+        self.events += events
+        for account, message in self.tracker.messages(events):
+            if message["type"] == "request_rejected":  # the operator's own command: not the account's business
+                if not self.replaying:
+                    log_event(log, "operator_command_refused", logging.WARNING, account=account,
+                              request=message["request"], code=message["code"], text=message["text"])
+            else:
+                self.deliver(account, message)
+        return events
+
+    def deliver(self, account: str, message: dict) -> None:
+        """Number a message for the account, keep it for resend, queue it; numbered even if nobody reads it."""
+        if account not in self.engine.accounts or self.engine.fee_account.account_id == account:
+            return  # the fee account, and accounts never opened, have no sessions
+        seq = self.next_seqs.get(account, 1)
+        message["seq"] = seq
+        self.next_seqs[account] = seq + 1
+        frame = encode_frame(message)
+        kept = self.sent.get(account)
+        if kept is None:
+            kept = self.sent[account] = deque(maxlen=self.resend_window)
+        kept.append((seq, frame))
+        self.outbox.append((account, message, frame))
+
+    def session_started(self, account: str) -> None:
+        """The account logged on with cancel-on-disconnect in force."""
+        self.cod_sessions.add(account)
+
+    def skip(self, account: str, count: int) -> None:
+        """Replay ``count`` numbers used by answers the journal does not hold (they are not kept for resend)."""
+        self.next_seqs[account] = self.next_seqs.get(account, 1) + count
+
+    def commit(self) -> tuple[list, list, list]:
+        """End the batch: (its events, its outbox, its market-data messages); the next batch starts empty."""
+        events, outbox = self.events, self.outbox
+        self.events, self.outbox = [], []
+        return events, outbox, self.feed.messages(events) if events else []
+
+    # -- resend ---------------------------------------------------------------------------------
+
+    def resend(self, account: str, from_seq: int) -> tuple[list[tuple[int, bytes]], int, int]:
+        """The kept frames with seq >= ``from_seq``: (frames, the first seq kept, the last seq used).
+
+        Numbers in the range that were not kept (answers from before a
+        restart, which the journal holds only as counts) are gaps the caller
+        fills.
+        """
+        kept = self.sent.get(account, ())
+        first = kept[0][0] if kept else self.next_seq(account)
+        return [(seq, frame) for seq, frame in kept if seq >= from_seq], first, self.next_seq(account) - 1
