@@ -14,6 +14,12 @@ short of a fill). Two runs:
 - latency: requests sent at ``--rate`` a second in all, spread over the
   sessions; figure: send-to-answer percentiles, measured by the client.
 
+The server journals every request (``--journal-fsync``): ``batch``, the
+default of ``carbonx serve``, answers a batch only once an fdatasync has it
+on disk; ``off`` writes the journal without syncing. ``both`` (the default
+here) runs each policy in turn, with a new server and a new data directory
+each, ``off`` first as the baseline.
+
 The load generator shares the machine (2 cores here) with the server; the
 CPU each used during the throughput run is printed, so the reader can tell
 which side was the limit (the server's one thread near 100%: the server).
@@ -27,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import AsyncExitStack
 
@@ -43,11 +50,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, mqtt_url: str | None) -> subprocess.Popen:
+def start_server(port: int, mqtt_url: str | None, fsync: str, data_dir: str) -> subprocess.Popen:
     extra = ["--mqtt-url", mqtt_url] if mqtt_url else []
     process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port),
                                 "--log-level", "WARNING", "--throttle-rate", "1000000",
-                                "--throttle-burst", "1000000", *extra],
+                                "--throttle-burst", "1000000", "--journal-fsync", fsync, "--data-dir", data_dir,
+                                "--snapshot-every", "0", *extra],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -109,9 +117,10 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace, fsync: str, data_dir: str) -> None:
     port = free_port()
-    server = start_server(port, args.mqtt_url)
+    server = start_server(port, args.mqtt_url, fsync, data_dir)
+    print(f"-- journal fsync {fsync}")
     try:
         async with asyncio.timeout(600), AsyncExitStack() as sessions:
             clients = [await sessions.enter_async_context(connect("127.0.0.1", port, account, SECRET))
@@ -150,12 +159,16 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000.0, help="requests a second in the latency run")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the latency run")
     parser.add_argument("--mqtt-url", help="the server publishes market data to this broker too")
+    parser.add_argument("--journal-fsync", choices=("batch", "off", "both"), default="both",
+                        help="the server's journal policy (both: off, then batch)")
     args = parser.parse_args()
     if not 1 <= args.sessions <= len(ACCOUNTS):
         raise SystemExit(f"--sessions: 1 to {len(ACCOUNTS)} (the demo accounts)")
     print(f"carbonx gateway benchmark: python {sys.version.split()[0]}, {os.cpu_count()} cores; "
           f"carbonx serve in its own process")
-    asyncio.run(run(args))
+    for fsync in (("off", "batch") if args.journal_fsync == "both" else (args.journal_fsync,)):
+        with tempfile.TemporaryDirectory(prefix="carbonx-gateway-bench-") as data_dir:
+            asyncio.run(run(args, fsync, data_dir))
 
 
 if __name__ == "__main__":

@@ -89,9 +89,9 @@ class OrderView:
         self.client_order_id = event.client_order_id
         self.instrument = event.instrument
         self.tick = tick
-        self.side = event.side
-        self.order_type = event.order_type
-        self.time_in_force = event.time_in_force
+        self.side = event.side.value  # wire strings, looked up once (an enum's .value is a slow property)
+        self.order_type = event.order_type.value
+        self.time_in_force = event.time_in_force.value
         self.price = event.price  # cents
         self.stop_price = event.stop_price
         self.display_quantity = event.display_quantity
@@ -108,8 +108,7 @@ class OrderView:
         return {
             "type": "execution_report", "exec_type": exec_type, "order_status": self.status,
             "order_id": self.order_id, "client_order_id": self.client_order_id, "instrument": self.instrument,
-            "side": self.side.value, "order_type": self.order_type.value,
-            "time_in_force": self.time_in_force.value,
+            "side": self.side, "order_type": self.order_type, "time_in_force": self.time_in_force,
             "price": None if self.price is None else self.price // tick,
             "stop_price": None if self.stop_price is None else self.stop_price // tick,
             "display_quantity": self.display_quantity, "expire_date": self.expire_date,

@@ -1,0 +1,154 @@
+"""Journaling and recovery on the standard workload: what the journal costs, and how long a restart takes.
+
+Run: ``python3 benchmarks/recovery_bench.py --workload FILE [--snapshot-at 0.9]``
+(FILE from ``shared/bench/workload.py``; 1,000,000 orders by default).
+
+The workload is run the way the gateway runs it, without sockets: batches of
+``--batch`` commands, each batch an ``execute`` journal record through
+``Sequencer.execute`` (engine, order tracker, numbered messages, resend
+store), then ``commit`` and one journal write. In the same process:
+
+- baseline: the engine alone (``Engine.handle_all`` in the same batches),
+  so the journaled run reads as a ratio of it;
+- a snapshot taken after ``--snapshot-at`` of the orders (pickled size and
+  time), then the rest of the workload journaled after it;
+- recovery (``gateway.recovery.recover``, as ``carbonx serve`` starts) from
+  the journal alone, and from the snapshot plus the journal after it. Both
+  must rebuild the state hash of the live run, or the benchmark fails.
+
+The journal is written to a temporary directory and synced once at the end:
+the cost of fdatasync per batch is the gateway benchmark's subject.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engine_bench import (ACCOUNT_IDS, DEFAULT_BATCH, GENEROUS_CASH, GENEROUS_UNITS, SYMBOL, build_commands,  # noqa: E402
+                          read_workload, run_engine)
+
+from exchange import CASH_ASSET, Deposit, OpenAccount  # noqa: E402
+from gateway.config import load_instruments  # noqa: E402
+from gateway.journal import Genesis, JournalWriter, commit_record, execute_record, operator_record  # noqa: E402
+from gateway.recovery import JOURNAL_NAME, new_sequencer, recover, snapshot_bytes, write_snapshot  # noqa: E402
+
+
+def workload_genesis() -> Genesis:
+    """The configured instruments, EUA without collar or band (the workload's semantics, as engine_bench)."""
+    instruments = load_instruments()
+    instruments[SYMBOL] = dataclasses.replace(instruments[SYMBOL], market_collar=None, price_band_bps=0)
+    return Genesis(instruments, None, md_levels=10, settlement_window=600, resend_window=2_000)
+
+
+def funding() -> list:
+    commands: list = []
+    for account in ACCOUNT_IDS:
+        commands += [OpenAccount(ts=1, account=account),
+                     Deposit(ts=1, account=account, asset=CASH_ASSET, amount=GENEROUS_CASH),
+                     Deposit(ts=1, account=account, asset=SYMBOL, amount=GENEROUS_UNITS)]
+    return commands
+
+
+def journal_workload(data_dir: Path, commands: list, batch: int, snapshot_after: int) -> tuple[float, str, dict]:
+    """Run and journal the commands as the gateway does; a snapshot after ``snapshot_after`` commands."""
+    genesis = workload_genesis()
+    core = new_sequencer(genesis)
+    writer = JournalWriter.create(data_dir / JOURNAL_NAME, genesis)
+    opening = funding()
+    writer.append(operator_record(opening))
+    core.operator(opening)
+    core.commit()
+    writer.append(commit_record())
+    writer.flush()
+    snapshot: dict = {}
+    started = time.perf_counter()
+    for first in range(0, len(commands), batch):
+        inputs = [(command.account, number, command)
+                  for number, command in enumerate(commands[first:first + batch], first)]
+        writer.append(execute_record(inputs))
+        core.execute(inputs)
+        core.commit()
+        writer.append(commit_record())
+        writer.flush()
+        if not snapshot and first + batch >= snapshot_after:
+            paused = time.perf_counter()
+            data = snapshot_bytes(core, writer.journal_id, writer.next_seq - 1, writer.size)
+            pickled = time.perf_counter() - paused
+            write_snapshot(data_dir, writer.next_seq - 1, data)
+            snapshot = {"orders": first + batch, "bytes": len(data), "pickle_s": pickled,
+                        "total_s": time.perf_counter() - paused}
+            started += time.perf_counter() - paused  # the snapshot is reported on its own
+    elapsed = time.perf_counter() - started
+    writer.sync()
+    writer.close()
+    return elapsed, core.engine.state_hash(), snapshot
+
+
+def timed_recovery(data_dir: Path, use_snapshot: bool) -> tuple[float, str, object]:
+    if not use_snapshot:
+        hidden = data_dir / "snapshots-hidden"
+        (data_dir / "snapshots").rename(hidden)
+    try:
+        gc.collect()
+        started = time.perf_counter()
+        recovered = recover(data_dir, workload_genesis())
+        elapsed = time.perf_counter() - started
+        recovered.journal.close()
+        return elapsed, recovered.core.engine.state_hash(), recovered.report
+    finally:
+        if not use_snapshot:
+            hidden.rename(data_dir / "snapshots")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", type=Path, required=True, help="file written by shared/bench/workload.py")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="commands per batch (journal record)")
+    parser.add_argument("--snapshot-at", type=float, default=0.9, help="share of the orders before the snapshot")
+    args = parser.parse_args()
+    rows = read_workload(args.workload)
+    commands = build_commands(rows)
+    print(f"carbonx recovery benchmark: python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+          f"{len(commands):,} commands, batch {args.batch}")
+    gc.collect()
+    engine_s, _, events = run_engine(commands, args.batch)
+    del events
+    gc.collect()
+    with tempfile.TemporaryDirectory(prefix="carbonx-recovery-bench-") as scratch:
+        data_dir = Path(scratch)
+        live_s, live_hash, snapshot = journal_workload(data_dir, commands, args.batch,
+                                                       int(len(commands) * args.snapshot_at))
+        size = (data_dir / JOURNAL_NAME).stat().st_size
+        print(f"engine alone:        {engine_s:6.2f} s  {len(commands) / engine_s:>10,.0f} commands/s  x1.00")
+        print(f"sequenced+journaled: {live_s:6.2f} s  {len(commands) / live_s:>10,.0f} commands/s  "
+              f"x{engine_s / live_s:.2f}  (journal {size / 1e6:,.1f} MB, {size / len(commands):.0f} bytes a command)")
+        print(f"snapshot after {snapshot['orders']:,} commands: {snapshot['bytes'] / 1e6:,.1f} MB, "
+              f"pickled in {snapshot['pickle_s']:.2f} s, written and synced in "
+              f"{snapshot['total_s'] - snapshot['pickle_s']:.2f} s")
+        full_s, full_hash, full_report = timed_recovery(data_dir, use_snapshot=False)
+        snap_s, snap_hash, snap_report = timed_recovery(data_dir, use_snapshot=True)
+        print(f"recovery, journal alone:          {full_s:6.2f} s  ({full_report.commands:,} commands replayed, "
+              f"{full_report.commands / full_s:,.0f}/s)  x1.00")
+        print(f"recovery, snapshot + journal tail: {snap_s:6.2f} s  ({snap_report.commands:,} commands replayed)"
+              f"  x{full_s / snap_s:.2f} faster")
+        if not full_hash == snap_hash == live_hash:
+            print(f"FAIL: state hashes differ: live {live_hash}, journal {full_hash}, snapshot {snap_hash}",
+                  file=sys.stderr)
+            return 1
+        if snap_report.snapshot is None:
+            print("FAIL: the recovery did not use the snapshot", file=sys.stderr)
+            return 1
+        print(f"state hash {live_hash} (live, journal replay and snapshot recovery agree)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
