@@ -544,6 +544,21 @@ def test_a_torn_last_batch_is_cut_back_to_the_previous_commit_at_every_byte(tmp_
     whole.journal.close()
 
 
+def test_a_batch_written_twice_at_the_tail_is_not_applied_twice(tmp_path):
+    # A write retried after a crash of the writer (or a copy gone wrong) repeats the last batch: its
+    # records are whole and their CRCs good, but their seqs are not the ones due, so they are a torn tail.
+    live, _ = standard_journal(tmp_path, orders=80)
+    live.close()
+    path = tmp_path / JOURNAL_NAME
+    data = path.read_bytes()
+    path.write_bytes(data + data[live.committed[-2].end:])
+    recovered = recover(tmp_path, standard_genesis())
+    assert recovered.report.torn_bytes == len(data) - live.committed[-2].end
+    assert "where" in recovered.report.torn_reason and "was due" in recovered.report.torn_reason
+    assert recovered.core.engine.state_hash() == live.last.state_hash
+    assert path.read_bytes() == data
+
+
 # -- 5. acknowledged batches survive any crash after them (hypothesis) ---------------------------------
 
 @functools.lru_cache(maxsize=None)
@@ -641,6 +656,8 @@ def test_a_zeroed_block_in_the_middle_is_refused_not_truncated_as_a_torn_tail(tm
     data = bytearray(path.read_bytes())
     assert len(data) > 3 * 4096
     block = 4096  # the second 4 KiB block of the file
+    inside = [seq for offset, seq, _ in record_offsets(bytes(data)) if block <= offset < 2 * block]
+    assert len(inside) > 64  # the premise: more records in the block than the reader searches past
     data[block:2 * block] = bytes(4096)
     path.write_bytes(bytes(data))
 
@@ -714,6 +731,24 @@ def test_an_unusable_snapshot_is_passed_over_for_an_older_one(tmp_path, kind):
         # Every event after the ledger's cursor settled once, in order, and none before it.
         assert [event.seq for event in settled] == list(range(ledger_cursor + 1, full.engine.counters.seq + 1))
         assert report.settled_events == len(settled)
+
+
+def test_replay_settles_every_event_after_the_ledger_cursor_exactly_once(tmp_path):
+    # Whatever the ledger had applied when the exchange stopped, the replay hands it the rest: no event
+    # twice, none missing, in order; also when the cursor falls inside a batch or on its last event.
+    live = Live.create(tmp_path)
+    live.open_accounts()
+    live.order_flow(rows(40, seed=31))
+    live.close()
+    last_event = live.core.engine.counters.seq
+    for cursor in range(0, last_event + 1):
+        settled: list = []
+        core, report, _ = replay_journal(tmp_path / JOURNAL_NAME, standard_genesis(), settle=settled.extend,
+                                         ledger_cursor=cursor)
+        assert [event.seq for event in settled] == list(range(cursor + 1, last_event + 1)), cursor
+        assert report.settled_events == last_event - cursor
+    with pytest.raises(JournalError, match="past the journal's last event"):
+        recover(tmp_path, standard_genesis(), ledger_cursor=last_event + 1, settle=list().extend)
 
 
 def test_with_no_usable_snapshot_the_whole_journal_is_replayed(tmp_path):
