@@ -11,23 +11,30 @@ is throttled (a token bucket per session) and put on the one bounded
 request queue. When the queue is full the session task waits, so the
 client feels TCP backpressure; nothing is dropped.
 
-One task, ``engine``, owns the engine. It takes what is queued (up to
-``max_batch`` requests), converts each request to an engine command
-(prices from ticks or euro strings to cents, a timestamp from the clock,
-never going back), runs the batch with ``Engine.handle_all``, hands every
-event to settlement (a ``put_nowait``: matching never waits on the
-ledger), and turns the events into messages for each account
-(:class:`gateway.reports.OrderTracker`). Requests that need no engine
-command (order status, balances, the book, logout, session rejects) are
-answered in their place in the queue, so a session's answers always come
-in the order of its requests. That loop is also where a later journal
-writes and syncs each batch before any of its answers go out (issue 6):
-``_run_batch`` sequences and runs the engine; ``_commit`` settles and sends.
+One task, ``engine``, owns the exchange's state (:class:`gateway.sequencer.Sequencer`:
+the engine, the order tracker, the market-data feed, outbound numbering).
+It takes what is queued (up to ``max_batch`` requests), converts each
+request to an engine command (prices from ticks or euro strings to cents,
+a timestamp from the clock, never going back), runs the commands with
+``Engine.handle_all`` and turns the events into messages for each account.
+Requests that need no engine command (order status, balances, the book,
+logout, session rejects, resend) are answered in their place in the queue,
+so a session's answers always come in the order of its requests.
+
+``_run_batch`` sequences and runs a batch, appending each engine batch to
+the journal (:mod:`gateway.journal`) as it goes; ``_commit`` writes the
+journal and, with ``journal_fsync = "batch"``, fdatasyncs it; only then does
+``_release`` hand the events to settlement (a ``put_nowait``: matching never
+waits on the ledger), send the answers and publish the market data. A
+journal failure stops the exchange with nothing of the batch sent.
+Start-up rebuilds the state from the journal (:mod:`gateway.recovery`).
 
 Every message to an account carries the account's outbound sequence
-number (``seq``), counted across its connections for the life of the
-process, including messages produced while it is not connected (its
-fills, say): a client that logs on again sees the gap from ``next_seq``.
+number (``seq``), counted across its connections and across restarts,
+including messages produced while it is not connected (its fills, say):
+a client that logs on again sees the gap from ``next_seq`` and asks for
+it with ``resend``. A logon is accepted in the engine task's order, so
+the session receives exactly the messages numbered from its ``next_seq``.
 
 Writing never waits: messages go into the socket's transport buffer. A
 client that does not read lets that buffer grow; past
