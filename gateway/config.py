@@ -14,8 +14,8 @@ from dataclasses import dataclass, make_dataclass
 from pathlib import Path
 from typing import Callable, Mapping, TypeVar
 
-from exchange import (CASH_ASSET, ComplianceConfig, Deposit, InvalidCommand, OpenAccount, RegisterInstallation,
-                      SelfTradePrevention, parse_compliance)
+from exchange import (CASH_ASSET, ComplianceConfig, Deposit, Engine, InvalidCommand, OpenAccount, RegisterInstallation,
+                      SelfTradePrevention, SetSelfTradePrevention, parse_compliance)
 from exchange.instruments import ConfigError, Instrument, eur_to_cents, parse_instruments
 
 from .credentials import is_secret_hash
@@ -180,6 +180,31 @@ def opening_commands(accounts: Mapping[str, AccountConfig], ts: int) -> list:
             commands.append(RegisterInstallation(ts=ts, account=account.account_id,
                                                  credit_limit_bps=account.credit_limit_bps))
     return commands
+
+
+def start_up_commands(accounts: Mapping[str, AccountConfig], engine: Engine, ts: int) -> tuple[list, list[str]]:
+    """What a start of the exchange runs for the configured accounts, given the state it recovered.
+
+    New accounts are opened and funded (``opening_commands``). For an
+    account the state already has, the opening amounts are history, not
+    settings; a changed self-trade prevention mode is applied with its
+    command. Returns (commands, the changes that cannot be applied to an
+    open account, one phrase each: the order value limit).
+    """
+    new = {account_id: account for account_id, account in accounts.items() if account_id not in engine.accounts}
+    commands = opening_commands(new, ts)
+    unapplied: list[str] = []
+    for account_id, account in accounts.items():
+        state = engine.accounts.get(account_id)
+        if state is None:
+            continue
+        mode = account.self_trade_prevention or SelfTradePrevention.NONE
+        if state.self_trade_prevention != mode:
+            commands.append(SetSelfTradePrevention(ts=ts, account=account_id, mode=mode))
+        if state.order_value_limit != account.order_value_limit:
+            unapplied.append(f"{account_id}.order_value_limit: {state.order_value_limit} kept, "
+                             f"{account.order_value_limit} configured")
+    return commands, unapplied
 
 
 DEFAULT_COMPLIANCE = CONFIG_DIR / "compliance.toml"

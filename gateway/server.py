@@ -69,7 +69,7 @@ from exchange import (BlockAccount, CancelOrder, ComplianceConfig, ConfigError, 
 from exchange.engine import DEFAULT_FEE_ACCOUNT
 from exchange.instruments import Instrument, cents_to_eur
 
-from .config import AccountConfig, ServerConfig, opening_commands
+from .config import AccountConfig, ServerConfig, start_up_commands
 from .credentials import verify_secret
 from .logs import log_event
 from .marketdata import CHANNELS
@@ -393,7 +393,7 @@ class TradingGateway:
         if self._server is not None:
             await self._server.wait_closed()
         self._secret_checker.shutdown(wait=False, cancel_futures=True)
-        log_event(log, "stopped", last_event_seq=self.engine.counters.seq)
+        log_event(log, "stopped", last_event_seq=self.engine.counters.seq, state_hash=self.engine.state_hash())
         self.stopped.set()
 
     # -- sessions --------------------------------------------------------------------------
@@ -1064,8 +1064,9 @@ async def running_exchange(config: ServerConfig, instruments: Mapping[str, Instr
     the process's life: one exchange per journal. Start-up replays the
     journal (:func:`gateway.recovery.recover`) and settles what the ledger
     had not; configured accounts the state does not know yet are opened and
-    funded through the engine's own commands, journaled like any other.
-    Stops gracefully on exit.
+    funded, and changed account settings applied, through the engine's own
+    commands, journaled like any other (``start_up_commands``). Stops
+    gracefully on exit.
     """
     with contextlib.ExitStack() as resources:
         data_dir = Path(config.data_dir or resources.enter_context(tempfile.TemporaryDirectory(prefix="carbonx-")))
@@ -1085,9 +1086,11 @@ async def running_exchange(config: ServerConfig, instruments: Mapping[str, Instr
         settlement.start()
         try:
             gateway = TradingGateway(recovered.core, recovered.journal, accounts, config, settlement, data_dir)
-            new_accounts = {account_id: account for account_id, account in accounts.items()
-                            if account_id not in recovered.core.engine.accounts}
-            await gateway.start(opening_commands(new_accounts, time.time_ns()))
+            commands, unapplied = start_up_commands(accounts, recovered.core.engine, time.time_ns())
+            for change in unapplied:
+                log_event(log, "account_setting_not_applied", logging.WARNING, change=change,
+                          hint="an open account keeps its order value limit")
+            await gateway.start(commands)
             log_event(log, "ledger", path=str(store.path))
             try:
                 yield gateway

@@ -17,7 +17,7 @@ import shutil
 
 import pytest
 
-from exchange import ConfigError, RejectCode
+from exchange import ConfigError, RejectCode, SelfTradePrevention
 from gateway import journal as journal_module
 from gateway.client import RequestRefused
 from gateway.journal import JournalFailure
@@ -228,3 +228,23 @@ async def test_changed_instrument_terms_refuse_to_start_on_an_existing_journal(t
     with pytest.raises(ConfigError, match=r"EUA.taker_fee: 350 -> 400"):
         async with exchange_on_port(data_dir=str(tmp_path), instruments=changed):
             pass
+
+
+async def test_account_settings_changed_between_runs_are_applied_or_reported(tmp_path, caplog):
+    async with exchange_on_port(data_dir=str(tmp_path)):
+        pass
+    _, accounts, _ = demo_configuration()
+    bank = accounts["bank"]
+    changed = {**accounts, "bank": dataclasses.replace(bank, self_trade_prevention=SelfTradePrevention.CANCEL_BOTH,
+                                                       order_value_limit=12_345_600, cash=bank.cash * 2),
+               "newcomer": dataclasses.replace(accounts["broker"], account_id="newcomer")}
+    with caplog.at_level("WARNING", logger="carbonx.gateway"):
+        async with exchange_on_port(data_dir=str(tmp_path), accounts=changed) as gateway:
+            state = gateway.engine.accounts["bank"]
+            assert state.self_trade_prevention is SelfTradePrevention.CANCEL_BOTH  # applied, and journaled
+            assert state.order_value_limit == bank.order_value_limit  # an open account keeps its limit
+            assert state.cash == bank.cash  # opening amounts are history, not settings
+            assert gateway.engine.accounts["newcomer"].cash == accounts["broker"].cash  # opened and funded
+    assert any(record.getMessage() == "account_setting_not_applied"
+               and "bank.order_value_limit" in record.carbonx_fields["change"] for record in caplog.records)
+    assert offline_hash(tmp_path) == gateway.engine.state_hash()
