@@ -54,6 +54,7 @@ import mmap
 import os
 import re
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,6 +279,61 @@ class JournalWriter:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+class JournalSyncer:
+    """A thread that fdatasyncs the journal whenever there are writes it has not synced, and tells the
+    event loop how far each sync got (``on_synced(size)``, or ``on_failed(error)`` once, then it stops).
+
+    The event loop only records how far it has written (``written``): it
+    neither waits for the disk nor wakes up for anything but a finished
+    sync, so it matches the next batch while the disk takes the last ones.
+    """
+
+    def __init__(self, writer: JournalWriter, loop, on_synced, on_failed) -> None:
+        self.writer = writer
+        self._loop = loop
+        self._on_synced = on_synced
+        self._on_failed = on_failed
+        self._ready = threading.Condition()
+        self._synced = writer.size  # what was synced before the thread starts (JournalWriter.create syncs)
+        self._target = writer.size
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="journal-sync", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def written(self, size: int) -> None:
+        with self._ready:
+            self._target = size
+            self._ready.notify()
+
+    def stop(self) -> None:
+        with self._ready:
+            self._stopping = True
+            self._ready.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._ready:
+                    while self._target <= self._synced and not self._stopping:
+                        self._ready.wait()
+                    if self._target <= self._synced:
+                        return
+                    target = self._target
+                self.writer.sync()
+                self._synced = target
+                self._loop.call_soon_threadsafe(self._on_synced, target)
+        except BaseException as error:  # fdatasync failed (JournalFailure), or anything else: the loop must know
+            try:
+                self._loop.call_soon_threadsafe(self._on_failed, error)
+            except RuntimeError:  # the event loop is closed: nobody is waiting any more
+                pass
 
 
 def sync_directory(directory: Path) -> None:

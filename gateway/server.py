@@ -23,8 +23,9 @@ so a session's answers always come in the order of its requests.
 
 ``_run_batch`` sequences and runs a batch, appending each engine batch to
 the journal (:mod:`gateway.journal`) as it goes; ``_commit`` writes the
-journal and, with ``journal_fsync = "batch"``, fdatasyncs it; only then does
-``_release`` hand the events to settlement (a ``put_nowait``: matching never
+journal and, with ``journal_fsync = "batch"``, leaves the batch waiting for
+the journal's sync thread to have it on disk; only then does ``_release``
+hand the events to settlement (a ``put_nowait``: matching never
 waits on the ledger), send the answers and publish the market data. A
 journal failure stops the exchange with nothing of the batch sent.
 Start-up rebuilds the state from the journal (:mod:`gateway.recovery`).
@@ -59,6 +60,7 @@ import signal
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -74,7 +76,7 @@ from .credentials import verify_secret
 from .logs import log_event
 from .marketdata import CHANNELS
 from .mqtt import MqttPublisher, parse_mqtt_url
-from .journal import (Genesis, JournalError, JournalWriter, commit_record, execute_record, operator_record,
+from .journal import (Genesis, JournalError, JournalSyncer, JournalWriter, commit_record, execute_record, operator_record,
                       session_record, skip_record)
 from .ledger import SqliteLedgerStore
 from .protocol import (PROTOCOL_VERSION, BalancesRequest, BookRequest, CancelRequest, Heartbeat, KillSwitchRequest,
@@ -98,6 +100,7 @@ SESSION_READ_SIZE = 65_536
 MAX_THROTTLE_PAUSE = 1.0  # seconds a session over its rate goes unread, at the most, after a read
 GC_YOUNG_THRESHOLD = 50_000  # allocations between collections of the youngest generation (serve only)
 SECRET_CHECK_THREADS = 2  # scrypt checks at once (16 MiB of memory each)
+MAX_UNSYNCED_BATCHES = 256  # batches written and waiting for the disk; past it the engine waits
 CLOSE_GRACE = 1.0  # seconds an ended session's connection lingers for the peer to take its logout
 # Checked for an unknown account, so that it takes as long as a known one (the hash of a secret nobody has,
 # made once with `carbonx hash-secret`: no scrypt at start-up).
@@ -269,6 +272,11 @@ class TradingGateway:
         self.settlement = settlement
         self.clock = clock
         self._sync_each_batch = config.journal_fsync == "batch"
+        # Batches written to the journal, waiting for the sync thread to have them on disk, oldest first:
+        # (journal size after the batch, events, outbox, market data, finished operator commands).
+        self._unsynced: deque[tuple] = deque()
+        self._synced = asyncio.Event()
+        self._syncer: JournalSyncer | None = None
         self._snapshot_at = journal.next_seq + config.snapshot_every if config.snapshot_every else None
         self.snapshots_taken = 0
         self._snapshot_requests: list[tuple[Session, SnapshotRequest]] = []
@@ -327,6 +335,8 @@ class TradingGateway:
         funding accounts the state does not know yet), then the
         cancel-on-disconnect of every session the last stop or crash ended.
         """
+        if self._sync_each_batch:
+            self._syncer = JournalSyncer(self.journal, asyncio.get_running_loop(), self._synced_to, self._fail)
         first: list = []
         if opening:
             first.append((None, OperatorCommands(opening, asyncio.get_running_loop().create_future())))
@@ -366,8 +376,8 @@ class TradingGateway:
             self._server.close()
         for session in list(self.sessions.values()):
             session.pause()
-        while ((self._in_hand or not self.requests.empty()) and self.failure is None
-               and not self._tasks[0].done()):
+        while ((self._in_hand or not self.requests.empty() or self._unsynced) and self.failure is None
+               and not self._tasks[0].done() and (self._syncer is None or self._syncer.alive)):
             await asyncio.sleep(0.001)  # the engine finishes the batch in hand and everything queued
         await asyncio.sleep(0)
         for session in list(self.sessions.values()):
@@ -375,6 +385,8 @@ class TradingGateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._syncer is not None:
+            self._syncer.stop()
         if self.failure is None and self.config.data_dir:  # a temporary directory is deleted at exit anyway
             try:
                 await self._write_snapshot()  # the next start replays nothing
@@ -645,8 +657,15 @@ class TradingGateway:
                 self._in_hand = True  # stop() waits for this batch too
                 while len(batch) < max_batch and not queue.empty():
                     batch.append(queue.get_nowait())
-                while not self.settlement.has_room:  # the ledger is far behind: wait for it, lose nothing
+                # The ledger is far behind: wait for it, lose nothing (batches waiting for the disk are
+                # submitted when it has them, so they need room too).
+                while self.settlement.room <= len(self._unsynced) and self.failure is None:
                     await asyncio.sleep(0.001)
+                while len(self._unsynced) >= MAX_UNSYNCED_BATCHES and self.failure is None:
+                    self._synced.clear()  # the disk is far behind: wait for it
+                    await self._synced.wait()
+                if self.failure is not None:
+                    break
                 self._run_batch(batch)
                 if self._snapshot_requests:
                     await self._answer_snapshot_requests()
@@ -667,6 +686,8 @@ class TradingGateway:
             self.failure = error
             log.critical("engine loop stopped", exc_info=error,
                          extra={"carbonx_fields": {"event": "engine_failed"}})
+        self._unsynced.clear()  # written, perhaps not on disk: never acknowledged
+        self._synced.set()
         self.request_stop()
 
     def _now(self) -> int:
@@ -717,15 +738,14 @@ class TradingGateway:
         pending.clear()
 
     def _commit(self) -> None:
-        """Write the batch to the journal (and fdatasync it, with ``journal_fsync = "batch"``), then release it.
+        """Write the batch to the journal, then release it: now, or (fsync per batch) once the disk has it.
 
-        The sync runs in this thread, blocking the event loop for its
-        duration (0.1-0.3 ms here): requests arriving meanwhile wait in the
-        sockets and make the next batch, and one sync covers the whole batch
-        (group commit). Measured against a sync thread that let the engine
-        run on meanwhile, it answered sooner and carried more (the thread
-        hand-offs cost more than the overlap bought: benchmarks/RESULTS.md).
-        A JournalFailure propagates: nothing of the batch is sent.
+        With ``journal_fsync = "batch"`` the journal's sync thread
+        (:class:`gateway.journal.JournalSyncer`) fdatasyncs whatever has been
+        written since its last sync, while this task matches the next
+        batches: one sync covers every batch written before it started
+        (group commit). A batch waits behind earlier ones, so answers keep
+        their order. A JournalFailure propagates: nothing of the batch is sent.
         """
         events, outbox, market_data = self.core.commit()
         finished, self._finished = self._finished, []
@@ -733,9 +753,25 @@ class TradingGateway:
         if journal.buffered:
             journal.append(commit_record())
             journal.flush()
-            if self._sync_each_batch:
-                journal.sync()
+            if self._syncer is not None:
+                self._unsynced.append((journal.size, events, outbox, market_data, finished))
+                self._syncer.written(journal.size)
+                return
+        if self._unsynced:  # earlier batches wait for the disk: this one is released with them
+            self._unsynced.append((journal.size, events, outbox, market_data, finished))
+            return
         self._release(events, outbox, market_data, finished)
+
+    def _synced_to(self, size: int) -> None:
+        """The sync thread has the journal on disk up to ``size``: release every batch written before it."""
+        unsynced = self._unsynced
+        while unsynced and unsynced[0][0] <= size and self.failure is None:
+            _, events, outbox, market_data, finished = unsynced.popleft()
+            try:
+                self._release(events, outbox, market_data, finished)
+            except Exception as error:  # a settlement failure: as in the engine loop
+                self._fail(error)
+        self._synced.set()
 
     def _release(self, events: list, outbox: list, market_data: list, finished: list) -> None:
         """A batch is in the journal: settle it, send its answers, its fills and its market data."""
@@ -796,6 +832,9 @@ class TradingGateway:
 
         Pickling runs in the event loop (the state must not move under it);
         writing and syncing the file in a worker thread."""
+        while self._unsynced and self.failure is None:  # the snapshot must not be ahead of the disk
+            self._synced.clear()
+            await self._synced.wait()
         if self.failure is not None:
             raise ExchangeStopped("the exchange failed: no snapshot of its state is taken")
         journal = self.journal

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import logging
 import shutil
 
 import pytest
@@ -32,7 +33,7 @@ async def reconciled(gateway) -> None:
     still have its cancel-on-disconnect on the way: the engine is given until TIMEOUT to be idle.)"""
     deadline = asyncio.get_running_loop().time() + TIMEOUT
     while True:
-        await eventually(lambda: gateway.requests.empty() and not gateway._in_hand)
+        await eventually(lambda: gateway.requests.empty() and not gateway._in_hand and not gateway._unsynced)
         await gateway.settlement.drain()
         report = reconcile(gateway.engine, gateway.settlement.settlement.store)
         if report.ok or asyncio.get_running_loop().time() > deadline:
@@ -230,7 +231,7 @@ async def test_changed_instrument_terms_refuse_to_start_on_an_existing_journal(t
             pass
 
 
-async def test_account_settings_changed_between_runs_are_applied_or_reported(tmp_path, caplog):
+async def test_account_settings_changed_between_runs_are_applied_or_reported(tmp_path):
     async with exchange_on_port(data_dir=str(tmp_path)):
         pass
     _, accounts, _ = demo_configuration()
@@ -238,13 +239,20 @@ async def test_account_settings_changed_between_runs_are_applied_or_reported(tmp
     changed = {**accounts, "bank": dataclasses.replace(bank, self_trade_prevention=SelfTradePrevention.CANCEL_BOTH,
                                                        order_value_limit=12_345_600, cash=bank.cash * 2),
                "newcomer": dataclasses.replace(accounts["broker"], account_id="newcomer")}
-    with caplog.at_level("WARNING", logger="carbonx.gateway"):
+    records: list[logging.LogRecord] = []
+    listener = logging.Handler(logging.WARNING)
+    listener.emit = records.append  # on the gateway's logger itself: another test may have configured logging
+    logger = logging.getLogger("carbonx.gateway")
+    logger.addHandler(listener)
+    try:
         async with exchange_on_port(data_dir=str(tmp_path), accounts=changed) as gateway:
             state = gateway.engine.accounts["bank"]
             assert state.self_trade_prevention is SelfTradePrevention.CANCEL_BOTH  # applied, and journaled
             assert state.order_value_limit == bank.order_value_limit  # an open account keeps its limit
             assert state.cash == bank.cash  # opening amounts are history, not settings
             assert gateway.engine.accounts["newcomer"].cash == accounts["broker"].cash  # opened and funded
+    finally:
+        logger.removeHandler(listener)
     assert any(record.getMessage() == "account_setting_not_applied"
-               and "bank.order_value_limit" in record.carbonx_fields["change"] for record in caplog.records)
+               and "bank.order_value_limit" in record.carbonx_fields["change"] for record in records)
     assert offline_hash(tmp_path) == gateway.engine.state_hash()
