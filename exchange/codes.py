@@ -115,3 +115,4 @@ class RejectCode(IntEnum):
     LOGON_TIMEOUT = 713, "no logon within the logon timeout (closes)"
     ALREADY_LOGGED_ON_HERE = 714, "this connection is already logged on"
     TOO_MANY_SESSIONS = 715, "the exchange has all the connections it takes (closes)"
+    SNAPSHOT_FAILED = 716, "the snapshot could not be written (the journal has everything; see the exchange's log)"

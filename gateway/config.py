@@ -267,8 +267,9 @@ SETTINGS: dict[str, Setting] = {
     "journal_fsync": Setting("journal", str, "batch", "batch: every answer waits until its batch is fdatasynced "
                              "(survives power loss); off: written, not synced (survives a crash of the process "
                              "only)"),
-    "snapshot_every": Setting("journal", int, 200_000, "journal records between snapshots of the state (0: only "
-                              "at a graceful stop and on request)", 0, 1 << 40),
+    "snapshot_every": Setting("journal", int, 250_000, "commands journaled between snapshots of the state, written "
+                              "by a forked process while the market goes on (0: only at a graceful stop and on "
+                              "request)", 0, 1 << 40),
     "resend_window": Setting("journal", int, 2_000, "numbered messages kept per account for resend requests",
                              1, 1_000_000),
     "ledger": Setting("settlement", str, "", "settlement ledger (SQLite) file; empty: ledger.sqlite3 in the "

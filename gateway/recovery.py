@@ -27,11 +27,14 @@ ledger resumes after its last applied event, exactly once.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pickle
+import signal
 import struct
 import time
+import traceback
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,11 +171,15 @@ def snapshot_bytes(core: Sequencer, journal_id: bytes, record_seq: int, offset: 
     return header + body
 
 
+def snapshot_path(data_dir: Path, record_seq: int) -> Path:
+    return data_dir / SNAPSHOT_DIR / f"snapshot-{record_seq:012d}.cxs"
+
+
 def write_snapshot(data_dir: Path, record_seq: int, data: bytes) -> Path:
     """Write a snapshot durably (temporary file, fsync, rename, directory fsync); keep the newest few."""
-    directory = data_dir / SNAPSHOT_DIR
+    final = snapshot_path(data_dir, record_seq)
+    directory = final.parent
     directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"snapshot-{record_seq:012d}.cxs"
     temporary = directory / f".{final.name}.tmp"
     with open(temporary, "wb") as file:
         file.write(data)
@@ -183,6 +190,34 @@ def write_snapshot(data_dir: Path, record_seq: int, data: bytes) -> Path:
     for old in sorted(directory.glob("snapshot-*.cxs"))[:-SNAPSHOTS_KEPT]:
         old.unlink()
     return final
+
+
+def fork_snapshot(core: Sequencer, journal_id: bytes, record_seq: int, offset: int, data_dir: Path) -> int:
+    """Write a snapshot from a forked copy of this process; returns the child's pid at once.
+
+    The child sees the state exactly as it is at the fork (copy-on-write),
+    pickles and writes it, and exits with status 0 (1 on any failure, after
+    printing why on stderr). The caller goes on matching meanwhile and
+    collects the child with ``os.waitpid``. This is how Redis writes its
+    snapshots: the market pauses for the fork (milliseconds), not for the
+    copy (a second or more for a large state). The child blocks SIGINT and
+    SIGTERM, so that a Ctrl-C meant for the exchange does not cut a snapshot
+    half way (its temporary file would stay behind, harmless), and it never
+    runs the parent's clean-up (``os._exit``).
+    """
+    pid = os.fork()
+    if pid:
+        return pid
+    status = 1
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        gc.disable()  # a collection would touch, and so copy, every page of the parent's heap
+        write_snapshot(data_dir, record_seq, snapshot_bytes(core, journal_id, record_seq, offset))
+        status = 0
+    except BaseException:  # noqa: BLE001 - the child reports through its exit status
+        traceback.print_exc()
+    finally:
+        os._exit(status)
 
 
 def snapshot_files(data_dir: Path) -> list[Path]:

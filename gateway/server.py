@@ -56,6 +56,7 @@ import fcntl
 import gc
 import itertools
 import logging
+import os
 import signal
 import tempfile
 import time
@@ -83,7 +84,7 @@ from .protocol import (PROTOCOL_VERSION, BalancesRequest, BookRequest, CancelReq
                        Logon, Logout, MassCancelRequest, MessageReader, NewOrderRequest, OrderStatusRequest, Refusal,
                        ReleaseKillSwitchRequest, ReplaceRequest, ResendRequest, SnapshotRequest, SubscribeRequest,
                        UnsubscribeRequest, encode_frame)
-from .recovery import LEDGER_NAME, recover, snapshot_bytes, write_snapshot
+from .recovery import LEDGER_NAME, fork_snapshot, recover, snapshot_bytes, snapshot_path, write_snapshot
 from .reports import price_in_cents, rejected_order_report, request_rejected
 from .sequencer import Sequencer
 from .settlement import Settlement, SettlementService
@@ -277,9 +278,10 @@ class TradingGateway:
         self._unsynced: deque[tuple] = deque()
         self._synced = asyncio.Event()
         self._syncer: JournalSyncer | None = None
-        self._snapshot_at = journal.next_seq + config.snapshot_every if config.snapshot_every else None
+        self._commands_since_snapshot = 0
         self.snapshots_taken = 0
         self._snapshot_requests: list[tuple[Session, SnapshotRequest]] = []
+        self._snapshot_writer: asyncio.Task | None = None  # waits for the snapshot being written
         self.subscribers: dict[tuple[str, str], set[Session]] = {}  # (instrument, channel) -> sessions
         self.publisher = (MqttPublisher(parse_mqtt_url(config.mqtt_url), self.feed, max_reliable=config.mqtt_queue,
                                         snapshot_interval=config.snapshot_interval) if config.mqtt_url else None)
@@ -387,6 +389,8 @@ class TradingGateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._syncer is not None:
             self._syncer.stop()
+        if self._snapshot_writer is not None:
+            await self._snapshot_writer  # a snapshot being written finishes first
         if self.failure is None and self.config.data_dir:  # a temporary directory is deleted at exit anyway
             try:
                 await self._write_snapshot()  # the next start replays nothing
@@ -667,10 +671,9 @@ class TradingGateway:
                 if self.failure is not None:
                     break
                 self._run_batch(batch)
-                if self._snapshot_requests:
-                    await self._answer_snapshot_requests()
-                elif self._snapshot_at is not None and self.journal.next_seq >= self._snapshot_at:
-                    await self._write_snapshot()
+                if ((self._snapshot_requests or 0 < self.config.snapshot_every <= self._commands_since_snapshot)
+                        and (self._snapshot_writer is None or self._snapshot_writer.done())):
+                    await self._begin_snapshot()
                 self._in_hand = False
                 for _ in batch:
                     queue.task_done()
@@ -734,6 +737,7 @@ class TradingGateway:
         if not pending:
             return
         self.journal.append(execute_record(pending))
+        self._commands_since_snapshot += len(pending)
         self.core.execute(pending)
         pending.clear()
 
@@ -827,27 +831,59 @@ class TradingGateway:
 
     # -- snapshots ----------------------------------------------------------------------------
 
-    async def _write_snapshot(self) -> Path:
-        """Snapshot the state between batches, the journal holding everything up to it (see gateway.recovery).
-
-        Pickling runs in the event loop (the state must not move under it);
-        writing and syncing the file in a worker thread."""
-        while self._unsynced and self.failure is None:  # the snapshot must not be ahead of the disk
+    async def _wait_for_the_disk(self) -> None:
+        """Until every batch written is synced: a snapshot must never be ahead of the journal on disk."""
+        while self._unsynced and self.failure is None:
             self._synced.clear()
             await self._synced.wait()
         if self.failure is not None:
             raise ExchangeStopped("the exchange failed: no snapshot of its state is taken")
+
+    async def _begin_snapshot(self) -> None:
+        """Between batches: snapshot the state from a forked child, answer the operators who asked when it is
+        written. The engine waits for the disk (one sync) and the fork (milliseconds), not for the copy."""
+        requests, self._snapshot_requests = self._snapshot_requests, []
+        await self._wait_for_the_disk()
+        journal = self.journal
+        record_seq, event_seq = journal.next_seq - 1, self.engine.counters.seq
+        self._commands_since_snapshot = 0
+        started = time.perf_counter()
+        pid = fork_snapshot(self.core, journal.journal_id, record_seq, journal.size, self.data_dir)
+        paused = time.perf_counter() - started
+        self._snapshot_writer = asyncio.create_task(
+            self._finish_snapshot(pid, record_seq, event_seq, started, paused, requests), name="snapshot-writer")
+
+    async def _finish_snapshot(self, pid: int, record_seq: int, event_seq: int, started: float, paused: float,
+                               requests: list[tuple[Session, SnapshotRequest]]) -> None:
+        _, status = await asyncio.get_running_loop().run_in_executor(None, os.waitpid, pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        path = snapshot_path(self.data_dir, record_seq)
+        if code == 0:
+            self.snapshots_taken += 1
+            log_event(log, "snapshot", path=str(path), record_seq=record_seq, bytes=path.stat().st_size,
+                      engine_paused_seconds=round(paused, 4), seconds=round(time.perf_counter() - started, 3))
+            answer = {"type": "snapshot_taken", "path": str(path), "record_seq": record_seq, "event_seq": event_seq}
+        else:
+            log_event(log, "snapshot_failed", logging.ERROR, path=str(path), exit_status=code,
+                      hint="the journal has everything; the next start replays more of it")
+            answer = {"type": "reject", "ref_type": "snapshot", "field": None, "client_order_id": None,
+                      "code": int(RejectCode.SNAPSHOT_FAILED), "text": RejectCode.SNAPSHOT_FAILED.text}
+        if requests and self.failure is None:
+            for session, request in requests:
+                self._answer(session, {**answer, "ts": time.time_ns()}, request)
+            self._commit()
+
+    async def _write_snapshot(self) -> Path:
+        """A snapshot written by this process (at a graceful stop, when nothing else runs)."""
+        await self._wait_for_the_disk()
         journal = self.journal
         started = time.perf_counter()
         data = snapshot_bytes(self.core, journal.journal_id, journal.next_seq - 1, journal.size)
-        pickled = time.perf_counter() - started
         path = await asyncio.get_running_loop().run_in_executor(None, write_snapshot, self.data_dir,
                                                                 journal.next_seq - 1, data)
         self.snapshots_taken += 1
-        if self.config.snapshot_every:
-            self._snapshot_at = journal.next_seq + self.config.snapshot_every
         log_event(log, "snapshot", path=str(path), record_seq=journal.next_seq - 1, bytes=len(data),
-                  pickle_seconds=round(pickled, 3), seconds=round(time.perf_counter() - started, 3))
+                  seconds=round(time.perf_counter() - started, 3))
         return path
 
     # -- requests that become engine commands --------------------------------------------------
@@ -926,6 +962,7 @@ class TradingGateway:
     def _operator_commands(self, session: None, request: OperatorCommands) -> None:
         commands = [replace(command, ts=self._now()) for command in request.commands]
         self.journal.append(operator_record(commands))
+        self._commands_since_snapshot += len(commands)
         self._finished.append((request.done, self.core.operator(commands)))
 
     # -- requests answered by the gateway ------------------------------------------------------
@@ -1009,14 +1046,6 @@ class TradingGateway:
     def _snapshot_request(self, session: Session, request: SnapshotRequest) -> None:
         """An operator asks for a snapshot now: taken after this batch (see _engine_loop), then answered."""
         self._snapshot_requests.append((session, request))
-
-    async def _answer_snapshot_requests(self) -> None:
-        requests, self._snapshot_requests = self._snapshot_requests, []
-        path = await self._write_snapshot()
-        for session, request in requests:
-            self._answer(session, {"type": "snapshot_taken", "path": str(path), "record_seq": self.journal.next_seq - 1,
-                                   "event_seq": self.engine.counters.seq, "ts": time.time_ns()}, request)
-        self._commit()
 
     def _order_status(self, session: Session, request: OrderStatusRequest) -> None:
         try:

@@ -256,3 +256,17 @@ async def test_account_settings_changed_between_runs_are_applied_or_reported(tmp
     assert any(record.getMessage() == "account_setting_not_applied"
                and "bank.order_value_limit" in record.carbonx_fields["change"] for record in records)
     assert offline_hash(tmp_path) == gateway.engine.state_hash()
+
+
+async def test_a_snapshot_that_cannot_be_written_is_refused_and_trading_goes_on(tmp_path):
+    async with exchange_on_port(data_dir=str(tmp_path), snapshot_every=0) as gateway:
+        blocker = tmp_path / SNAPSHOT_DIR
+        blocker.write_text("a file where the snapshot directory should be")
+        try:
+            async with session(gateway, "market-ops") as operator, session(gateway, "bank") as bank:
+                refused = await operator.snapshot()
+                assert_fields(refused, type="reject", ref_type="snapshot", code=int(RejectCode.SNAPSHOT_FAILED))
+                assert_fields(await bank.new_order("EUA", "S", 1, 7100), exec_type="new")
+        finally:
+            blocker.unlink()
+    assert gateway.failure is None and gateway.snapshots_taken == 1  # the one at the stop
