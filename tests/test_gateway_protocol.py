@@ -1221,10 +1221,10 @@ def test_tracker_agrees_with_the_trades(plan):
 # -- session codes ---------------------------------------------------------------------------
 
 def test_every_session_code_is_tested():
-    """Every 7xx code is named as RejectCode.<NAME> here or in the end-to-end session tests."""
+    """Every 7xx code is named as RejectCode.<NAME> here or in the end-to-end session and recovery tests."""
     here = Path(__file__).resolve().parent
     text = "".join((here / name).read_text(encoding="utf-8") if (here / name).is_file() else ""
-                   for name in ("test_gateway_protocol.py", "test_gateway_sessions.py"))
+                   for name in ("test_gateway_protocol.py", "test_gateway_sessions.py", "test_recovery.py"))
     named = set(re.findall(r"RejectCode\.([A-Z_0-9]+)\b", text))
     session_codes = [code for code in RejectCode if 700 <= code <= 799]
     assert session_codes, "no session codes in the table"
