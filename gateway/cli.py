@@ -243,7 +243,7 @@ def _replay_command(args: argparse.Namespace) -> int:
     print(f"state hash {engine.state_hash()}")
     if args.check_snapshot:
         passed_over: list[str] = []
-        snapshot = newest_snapshot(journal.parent, journal_id, journal.stat().st_size, None, passed_over)
+        snapshot = newest_snapshot(journal, journal_id, None, passed_over)
         for line in passed_over:
             print(f"passed over {line}")
         if snapshot is None:

@@ -189,7 +189,8 @@ def start_up_commands(accounts: Mapping[str, AccountConfig], engine: Engine, ts:
     account the state already has, the opening amounts are history, not
     settings; a changed self-trade prevention mode is applied with its
     command. Returns (commands, the changes that cannot be applied to an
-    open account, one phrase each: the order value limit).
+    open account, one phrase each: the order value limit, the share of an
+    installation's obligation credits may cover).
     """
     new = {account_id: account for account_id, account in accounts.items() if account_id not in engine.accounts}
     commands = opening_commands(new, ts)
@@ -204,6 +205,10 @@ def start_up_commands(accounts: Mapping[str, AccountConfig], engine: Engine, ts:
         if state.order_value_limit != account.order_value_limit:
             unapplied.append(f"{account_id}.order_value_limit: {state.order_value_limit} kept, "
                              f"{account.order_value_limit} configured")
+        installation = engine.compliance.installations.get(account_id)
+        kept = None if installation is None else installation.credit_limit_bps
+        if kept != account.credit_limit_bps:
+            unapplied.append(f"{account_id}.credit_limit_bps: {kept} kept, {account.credit_limit_bps} configured")
     return commands, unapplied
 
 

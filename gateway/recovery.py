@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .journal import (EXECUTE, GENESIS, OPERATOR, SESSION, SKIP, Genesis, JournalError, JournalReader,
+from .journal import (EXECUTE, GENESIS, HEADER, OPERATOR, SESSION, SKIP, Genesis, JournalError, JournalReader,
                       JournalWriter, ScanResult, decode_command, read_genesis, sync_directory, truncate)
 from .logs import log_event
 from .sequencer import Sequencer
@@ -147,7 +147,8 @@ def replay_batches(core: Sequencer, batches: Iterator[tuple[int, int, list[list]
             report.records += len(bodies) + 1
             report.batches += 1
             report.last_seq = last_seq
-            events, _, _ = core.commit()
+            events, _ = core.commit()
+            core.publish(events)
             if settle is not None and events and events[-1].seq > ledger_cursor:
                 unsettled += [event for event in events if event.seq > ledger_cursor]
                 if len(unsettled) >= SETTLE_CHUNK:
@@ -211,6 +212,9 @@ def fork_snapshot(core: Sequencer, journal_id: bytes, record_seq: int, offset: i
     status = 1
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        # The parent's files stay the parent's: its sockets, the data directory's lock (a restart after the
+        # parent died must not wait for this child), the journal. Standard streams stay for diagnostics.
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         gc.disable()  # a collection would touch, and so copy, every page of the parent's heap
         write_snapshot(data_dir, record_seq, snapshot_bytes(core, journal_id, record_seq, offset))
         status = 0
@@ -226,9 +230,7 @@ def snapshot_files(data_dir: Path) -> list[Path]:
     return sorted(directory.glob("snapshot-*.cxs"), reverse=True) if directory.is_dir() else []
 
 
-def read_snapshot(path: Path) -> tuple[SnapshotInfo, Sequencer]:
-    """A snapshot's header and sequencer; raises JournalError saying why it cannot be used."""
-    data = path.read_bytes()
+def _parse_header(path: Path, data: bytes) -> tuple[SnapshotInfo, int]:
     if len(data) < SNAPSHOT_HEADER.size:
         raise JournalError("shorter than its header")
     magic, version, journal_id, record_seq, offset, event_seq, crc, _ = SNAPSHOT_HEADER.unpack_from(data)
@@ -236,6 +238,19 @@ def read_snapshot(path: Path) -> tuple[SnapshotInfo, Sequencer]:
         raise JournalError("not a carbonx snapshot")
     if version != SNAPSHOT_FORMAT:
         raise JournalError(f"format {version}, this program reads {SNAPSHOT_FORMAT}")
+    return SnapshotInfo(path, record_seq, offset, event_seq, journal_id), crc
+
+
+def read_snapshot_header(path: Path) -> SnapshotInfo:
+    """A snapshot's header alone (cheap: the body is not read); raises JournalError if it is not one."""
+    with open(path, "rb") as file:
+        return _parse_header(path, file.read(SNAPSHOT_HEADER.size))[0]
+
+
+def read_snapshot(path: Path) -> tuple[SnapshotInfo, Sequencer]:
+    """A snapshot's header and sequencer; raises JournalError saying why it cannot be used."""
+    data = path.read_bytes()
+    info, crc = _parse_header(path, data)
     body = memoryview(data)[SNAPSHOT_HEADER.size:]
     if zlib.crc32(body) != crc:
         raise JournalError("CRC mismatch")
@@ -245,7 +260,7 @@ def read_snapshot(path: Path) -> tuple[SnapshotInfo, Sequencer]:
         raise JournalError(f"cannot be loaded: {error!r}") from error
     if not isinstance(core, Sequencer):
         raise JournalError("does not hold a sequencer")
-    return SnapshotInfo(path, record_seq, offset, event_seq, journal_id), core
+    return info, core
 
 
 # -- start-up ---------------------------------------------------------------------------------------
@@ -275,12 +290,14 @@ def recover(data_dir: Path, genesis: Genesis, *, ledger_cursor: int = 0,
         return Recovered(new_sequencer(genesis), writer, genesis, report)
     differences = journal_genesis.differences(genesis)
     if differences:
-        raise JournalError(f"{path} was started with other instrument or market-data terms than the "
-                           f"configuration's ({'; '.join(differences)}); start it with the terms it was made with, "
-                           "or give a new data directory")
+        raise JournalError(f"{path} was started with other terms (instruments, compliance, market data, resend "
+                           f"window) than the configuration's ({'; '.join(differences)}); start it with the terms "
+                           "it was made with, or give a new data directory")
+    # After a crash the file's last writes may sit only in the page cache: sync them before replaying, so
+    # that nothing settled or resent from this replay can be lost to a power cut afterwards.
+    sync_file(path)
     passed_over: list[str] = []
-    snapshot = newest_snapshot(data_dir, journal_id, path.stat().st_size, ledger_cursor if settle else None,
-                               passed_over)
+    snapshot = newest_snapshot(path, journal_id, ledger_cursor if settle else None, passed_over)
     core, report, result = replay_journal(path, journal_genesis, snapshot, settle=settle, ledger_cursor=ledger_cursor)
     report.snapshots_passed_over = passed_over
     if result.torn_bytes:
@@ -317,25 +334,50 @@ def replay_journal(path: Path, genesis: Genesis, snapshot: tuple[SnapshotInfo, S
     return core, report, result
 
 
-def newest_snapshot(data_dir: Path, journal_id: bytes, journal_size: int, ledger_cursor: int | None,
+def newest_snapshot(journal: Path, journal_id: bytes, ledger_cursor: int | None,
                     passed_over: list[str]) -> tuple[SnapshotInfo, Sequencer] | None:
-    """The newest snapshot that belongs to the journal, lies within it and (given a ledger cursor) that the
-    ledger has settled up to; each one passed over is described in ``passed_over``."""
-    for snapshot_path in snapshot_files(data_dir):
+    """The newest snapshot beside the journal that belongs to it, ends on one of its commit records (the
+    record after it, if any, is the next seq) and (given a ledger cursor) that the ledger has settled up
+    to; each one passed over is described in ``passed_over``."""
+    for candidate in snapshot_files(journal.parent):
         try:
-            info, core = read_snapshot(snapshot_path)
+            info = read_snapshot_header(candidate)
+            if info.journal_id != journal_id:
+                raise JournalError("belongs to another journal")
+            mismatch = _journal_mismatch(journal, info.offset, info.record_seq + 1)
+            if mismatch:
+                raise JournalError(mismatch)
+            if ledger_cursor is not None and info.event_seq > ledger_cursor:
+                raise JournalError("the ledger has not settled up to it")
+            _, core = read_snapshot(candidate)
         except (JournalError, OSError) as refused:
-            passed_over.append(f"{snapshot_path.name}: {refused}")
+            passed_over.append(f"{candidate.name}: {refused}")
             continue
-        if info.journal_id != journal_id:
-            passed_over.append(f"{snapshot_path.name}: belongs to another journal")
-        elif info.offset > journal_size:
-            passed_over.append(f"{snapshot_path.name}: past the journal's end")
-        elif ledger_cursor is not None and info.event_seq > ledger_cursor:
-            passed_over.append(f"{snapshot_path.name}: the ledger has not settled up to it")
-        else:
-            return info, core
+        return info, core
     return None
+
+
+def _journal_mismatch(journal: Path, offset: int, seq: int) -> str | None:
+    """None if ``offset`` is the journal's end or the start of its record ``seq`` (a header check); else why not."""
+    with open(journal, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if offset == size:
+            return None
+        if offset > size:
+            return "past the journal's end"
+        file.seek(offset)
+        header = file.read(HEADER.size)
+    if len(header) == HEADER.size and HEADER.unpack(header)[2] == seq:
+        return None
+    return "does not end on a record of the journal as it is now"
+
+
+def sync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def journal_genesis_and_id(path: Path) -> tuple[Genesis | None, bytes]:

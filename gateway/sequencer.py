@@ -14,8 +14,12 @@ journal, so that what a restart rebuilds is exactly what was running:
 - ``deliver`` numbers a message for an account (its outbound ``seq``) and
   keeps its encoded frame for resend; ``skip`` replays a number used by an
   answer that changed nothing;
-- ``commit`` closes a gateway batch: the market-data messages of its events,
-  and the outbox of everything to send, in order.
+- ``commit`` closes a gateway batch: its events and the outbox of everything
+  to send, in order;
+- ``publish`` turns a committed batch's events into market data. The
+  gateway calls it when the batch is on disk (so the feed, which MQTT
+  snapshots read at any time, never shows what the disk does not have);
+  replay calls it right after ``commit``.
 
 Besides the engine it holds the order tracker (client order ids, fills so
 far), the market-data feed (statistics, ``md_seq``), each account's next
@@ -127,10 +131,14 @@ class Sequencer:
                 self.deliver(account, message)
         return events
 
+    def numbered(self, account: str) -> bool:
+        """Whether messages to the account are numbered: not for the fee account or one never opened."""
+        return account in self.engine.accounts and account != self.engine.fee_account.account_id
+
     def deliver(self, account: str, message: dict) -> None:
         """Number a message for the account, keep it for resend, queue it; numbered even if nobody reads it."""
-        if account not in self.engine.accounts or self.engine.fee_account.account_id == account:
-            return  # the fee account, and accounts never opened, have no sessions
+        if not self.numbered(account):
+            return
         seq = self.next_seqs.get(account, 1)
         message["seq"] = seq
         self.next_seqs[account] = seq + 1
@@ -147,23 +155,27 @@ class Sequencer:
 
     def skip(self, account: str, count: int) -> None:
         """Replay ``count`` numbers used by answers the journal does not hold (they are not kept for resend)."""
-        self.next_seqs[account] = self.next_seqs.get(account, 1) + count
+        if self.numbered(account):
+            self.next_seqs[account] = self.next_seqs.get(account, 1) + count
 
-    def commit(self) -> tuple[list, list, list]:
-        """End the batch: (its events, its outbox, its market-data messages); the next batch starts empty."""
+    def commit(self) -> tuple[list, list]:
+        """End the batch: (its events, its outbox); the next batch starts empty."""
         events, outbox = self.events, self.outbox
         self.events, self.outbox = [], []
-        return events, outbox, self.feed.messages(events) if events else []
+        return events, outbox
+
+    def publish(self, events: list) -> list:
+        """The market data of a committed batch's events (instrument, channel, message), in order."""
+        return self.feed.messages(events) if events else []
 
     # -- resend ---------------------------------------------------------------------------------
 
-    def resend(self, account: str, from_seq: int) -> tuple[list[tuple[int, bytes]], int, int]:
-        """The kept frames with seq >= ``from_seq``: (frames, the first seq kept, the last seq used).
+    def resend(self, account: str, from_seq: int) -> tuple[list[tuple[int, bytes]], int]:
+        """The kept frames with seq >= ``from_seq``: (frames, the last seq used).
 
         Numbers in the range that were not kept (answers from before a
         restart, which the journal holds only as counts) are gaps the caller
         fills.
         """
         kept = self.sent.get(account, ())
-        first = kept[0][0] if kept else self.next_seq(account)
-        return [(seq, frame) for seq, frame in kept if seq >= from_seq], first, self.next_seq(account) - 1
+        return [(seq, frame) for seq, frame in kept if seq >= from_seq], self.next_seq(account) - 1

@@ -161,6 +161,15 @@ class EndSession:
 
 
 @dataclass(frozen=True, slots=True)
+class SubscriptionChange:
+    """In the outbox: (un)subscribe the session to (instrument, channel) pairs when its batch is released, so
+    that it receives market data of exactly the batches released after its ``subscribed``."""
+
+    keys: list
+    subscribe: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Disconnected:
     """The gateway's own request: the account's session ended and it has cancel-on-disconnect."""
 
@@ -387,10 +396,13 @@ class TradingGateway:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._snapshot_writer is not None:  # a snapshot being written finishes first (its answers synced)
+            await asyncio.gather(self._snapshot_writer, return_exceptions=True)
+        while self._unsynced and self.failure is None and self._syncer is not None and self._syncer.alive:
+            self._synced.clear()
+            await self._synced.wait()
         if self._syncer is not None:
             self._syncer.stop()
-        if self._snapshot_writer is not None:
-            await self._snapshot_writer  # a snapshot being written finishes first
         if self.failure is None and self.config.data_dir:  # a temporary directory is deleted at exit anyway
             try:
                 await self._write_snapshot()  # the next start replays nothing
@@ -664,6 +676,7 @@ class TradingGateway:
                 # The ledger is far behind: wait for it, lose nothing (batches waiting for the disk are
                 # submitted when it has them, so they need room too).
                 while self.settlement.room <= len(self._unsynced) and self.failure is None:
+                    self.settlement.check()  # a settlement that has stopped for good stops the exchange
                     await asyncio.sleep(0.001)
                 while len(self._unsynced) >= MAX_UNSYNCED_BATCHES and self.failure is None:
                     self._synced.clear()  # the disk is far behind: wait for it
@@ -671,8 +684,7 @@ class TradingGateway:
                 if self.failure is not None:
                     break
                 self._run_batch(batch)
-                if ((self._snapshot_requests or 0 < self.config.snapshot_every <= self._commands_since_snapshot)
-                        and (self._snapshot_writer is None or self._snapshot_writer.done())):
+                if self._snapshot_due():
                     await self._begin_snapshot()
                 self._in_hand = False
                 for _ in batch:
@@ -751,42 +763,45 @@ class TradingGateway:
         (group commit). A batch waits behind earlier ones, so answers keep
         their order. A JournalFailure propagates: nothing of the batch is sent.
         """
-        events, outbox, market_data = self.core.commit()
+        events, outbox = self.core.commit()
         finished, self._finished = self._finished, []
         journal = self.journal
         if journal.buffered:
             journal.append(commit_record())
             journal.flush()
             if self._syncer is not None:
-                self._unsynced.append((journal.size, events, outbox, market_data, finished))
+                self._unsynced.append((journal.size, events, outbox, finished))
                 self._syncer.written(journal.size)
                 return
         if self._unsynced:  # earlier batches wait for the disk: this one is released with them
-            self._unsynced.append((journal.size, events, outbox, market_data, finished))
+            self._unsynced.append((journal.size, events, outbox, finished))
             return
-        self._release(events, outbox, market_data, finished)
+        self._release(events, outbox, finished)
 
     def _synced_to(self, size: int) -> None:
         """The sync thread has the journal on disk up to ``size``: release every batch written before it."""
         unsynced = self._unsynced
         while unsynced and unsynced[0][0] <= size and self.failure is None:
-            _, events, outbox, market_data, finished = unsynced.popleft()
+            _, events, outbox, finished = unsynced.popleft()
             try:
-                self._release(events, outbox, market_data, finished)
+                self._release(events, outbox, finished)
             except Exception as error:  # a settlement failure: as in the engine loop
                 self._fail(error)
         self._synced.set()
 
-    def _release(self, events: list, outbox: list, market_data: list, finished: list) -> None:
-        """A batch is in the journal: settle it, send its answers, its fills and its market data."""
+    def _release(self, events: list, outbox: list, finished: list) -> None:
+        """A batch is on disk: settle it, send its answers, publish its market data and fills, in that order."""
         if events:
-            self.settlement.submit(events)  # a SettlementError stops the engine loop: see _engine_loop
+            self.settlement.submit(events)  # a SettlementError stops the exchange: see _fail
         links = self.links
         fills = []  # (account, trade report) for the accounts' private market-data topics
         for target, message, frame in outbox:
-            if frame is None:  # the gateway's own: a logout, logon_accepted, resend markers, market data
-                if type(message) is EndSession:  # a logout, after everything answered before it
+            if frame is None:  # the gateway's own: a logout, logon_accepted, resend markers, subscriptions
+                kind = type(message)
+                if kind is EndSession:  # a logout, after everything answered before it
                     target.end(message.code, message.text, message.request_id)
+                elif kind is SubscriptionChange:
+                    self._apply_subscription(target, message)
                 elif message["type"] == "logon_accepted":
                     if not target.closed:
                         target.accepted = True
@@ -803,6 +818,7 @@ class TradingGateway:
                     session = link.session
                     if session is not None and session.accepted:
                         session.write_frame(frame)
+        market_data = self.core.publish(events)  # the feed moves only with what is on disk
         if market_data:
             self._send_market_data(market_data)
             if self.publisher is not None:
@@ -839,16 +855,30 @@ class TradingGateway:
         if self.failure is not None:
             raise ExchangeStopped("the exchange failed: no snapshot of its state is taken")
 
+    def _snapshot_due(self) -> bool:
+        """An operator asked, or enough commands were journaled (not for a temporary data directory), and no
+        snapshot is being written."""
+        if self._snapshot_writer is not None and not self._snapshot_writer.done():
+            return False
+        every = self.config.snapshot_every
+        return bool(self._snapshot_requests) or (bool(self.config.data_dir) and 0 < every <= self._commands_since_snapshot)
+
     async def _begin_snapshot(self) -> None:
         """Between batches: snapshot the state from a forked child, answer the operators who asked when it is
         written. The engine waits for the disk (one sync) and the fork (milliseconds), not for the copy."""
         requests, self._snapshot_requests = self._snapshot_requests, []
+        started = time.perf_counter()
         await self._wait_for_the_disk()
         journal = self.journal
         record_seq, event_seq = journal.next_seq - 1, self.engine.counters.seq
         self._commands_since_snapshot = 0
-        started = time.perf_counter()
-        pid = fork_snapshot(self.core, journal.journal_id, record_seq, journal.size, self.data_dir)
+        try:
+            pid = fork_snapshot(self.core, journal.journal_id, record_seq, journal.size, self.data_dir)
+        except OSError as error:  # no process to be had (a container's limits, say): nothing else changes
+            log_event(log, "snapshot_failed", logging.ERROR, error=str(error),
+                      hint="the journal has everything; the next start replays more of it")
+            self._answer_snapshot_requests(requests, None, record_seq, event_seq)
+            return
         paused = time.perf_counter() - started
         self._snapshot_writer = asyncio.create_task(
             self._finish_snapshot(pid, record_seq, event_seq, started, paused, requests), name="snapshot-writer")
@@ -862,16 +892,25 @@ class TradingGateway:
             self.snapshots_taken += 1
             log_event(log, "snapshot", path=str(path), record_seq=record_seq, bytes=path.stat().st_size,
                       engine_paused_seconds=round(paused, 4), seconds=round(time.perf_counter() - started, 3))
-            answer = {"type": "snapshot_taken", "path": str(path), "record_seq": record_seq, "event_seq": event_seq}
         else:
             log_event(log, "snapshot_failed", logging.ERROR, path=str(path), exit_status=code,
                       hint="the journal has everything; the next start replays more of it")
-            answer = {"type": "reject", "ref_type": "snapshot", "field": None, "client_order_id": None,
-                      "code": int(RejectCode.SNAPSHOT_FAILED), "text": RejectCode.SNAPSHOT_FAILED.text}
-        if requests and self.failure is None:
-            for session, request in requests:
-                self._answer(session, {**answer, "ts": time.time_ns()}, request)
-            self._commit()
+        self._answer_snapshot_requests(requests, path if code == 0 else None, record_seq, event_seq)
+        if self._snapshot_requests and not self.stopping:  # asked while this one was being written
+            await self._begin_snapshot()
+
+    def _answer_snapshot_requests(self, requests: list[tuple[Session, SnapshotRequest]], path: Path | None,
+                                  record_seq: int, event_seq: int) -> None:
+        if not requests or self.failure is not None:
+            return
+        for session, request in requests:
+            if path is None:
+                self._answer(session, _reject(RejectCode.SNAPSHOT_FAILED, RejectCode.SNAPSHOT_FAILED.text,
+                                              "snapshot", None, None), request)
+            else:
+                self._answer(session, {"type": "snapshot_taken", "path": str(path), "record_seq": record_seq,
+                                       "event_seq": event_seq, "ts": time.time_ns()}, request)
+        self._commit()
 
     async def _write_snapshot(self) -> Path:
         """A snapshot written by this process (at a graceful stop, when nothing else runs)."""
@@ -984,30 +1023,39 @@ class TradingGateway:
         return [(symbol, channel) for symbol in dict.fromkeys(instruments) for channel in dict.fromkeys(channels)]
 
     def _subscribe(self, session: Session, request: SubscribeRequest) -> None:
-        """Start sending market data: first the current state of each channel (in the outbox, in order), then
-        every message from the next commit on."""
+        """Answer now; the subscription starts when the batch is released (``_apply_subscription``): the current
+        state of each channel, then every message of the batches released after it."""
         keys = self._subscription_keys(session, request)
         if keys is None:
             return
-        for key in keys:
-            session.subscriptions.add(key)
-            self.subscribers.setdefault(key, set()).add(session)
         self._answer(session, {"type": "subscribed", "instruments": sorted({symbol for symbol, _ in keys}),
                                "channels": sorted({channel for _, channel in keys}), "ts": time.time_ns()}, request)
-        for symbol in dict.fromkeys(symbol for symbol, _ in keys):
-            for channel, message in self.feed.state(symbol):
-                if (symbol, channel) in session.subscriptions:
-                    self.core.outbox.append((session, message, None))  # market data: not numbered for the account
+        self.core.outbox.append((session, SubscriptionChange(keys, True), None))
 
     def _unsubscribe(self, session: Session, request: UnsubscribeRequest) -> None:
         keys = self._subscription_keys(session, request)
         if keys is None:
             return
-        for key in keys:
-            session.subscriptions.discard(key)
-            self.subscribers.get(key, set()).discard(session)
         self._answer(session, {"type": "unsubscribed", "instruments": sorted({symbol for symbol, _ in keys}),
                                "channels": sorted({channel for _, channel in keys}), "ts": time.time_ns()}, request)
+        self.core.outbox.append((session, SubscriptionChange(keys, False), None))
+
+    def _apply_subscription(self, session: Session, change: SubscriptionChange) -> None:
+        """At release, in the outbox's order: the feed is then exactly as the batches released so far left it."""
+        if not change.subscribe:
+            for key in change.keys:
+                session.subscriptions.discard(key)
+                self.subscribers.get(key, set()).discard(session)
+            return
+        if session.closed:  # its connection's clean-up has run: nothing to add it to
+            return
+        for key in change.keys:
+            session.subscriptions.add(key)
+            self.subscribers.setdefault(key, set()).add(session)
+        for symbol in dict.fromkeys(symbol for symbol, _ in change.keys):
+            for channel, message in self.feed.state(symbol):
+                if (symbol, channel) in session.subscriptions:
+                    session.write(message)  # market data: not numbered for the account
 
     def _resend(self, session: Session, request: ResendRequest) -> None:
         """Send again the account's numbered messages from ``from_seq`` on, as they were first sent.
@@ -1024,7 +1072,7 @@ class TradingGateway:
             self._answer(session, _reject(RejectCode.INVALID_FIELD, f"{RejectCode.INVALID_FIELD.text}: from_seq "
                                           f"from 1 to {last + 1} (next_seq)", "resend", "from_seq", None), request)
             return
-        frames, _, last = self.core.resend(account, request.from_seq)
+        frames, last = self.core.resend(account, request.from_seq)
         unavailable: list[list[int]] = []
         expected = request.from_seq
         for seq, _ in frames:
@@ -1157,7 +1205,7 @@ async def running_exchange(config: ServerConfig, instruments: Mapping[str, Instr
             commands, unapplied = start_up_commands(accounts, recovered.core.engine, time.time_ns())
             for change in unapplied:
                 log_event(log, "account_setting_not_applied", logging.WARNING, change=change,
-                          hint="an open account keeps its order value limit")
+                          hint="an open account keeps its order value limit and its credit share")
             await gateway.start(commands)
             log_event(log, "ledger", path=str(store.path))
             try:

@@ -271,8 +271,14 @@ class SettlementService:
 
     @property
     def has_room(self) -> bool:
-        """True while ``submit`` would take one more batch: the gateway's cue to keep taking orders in."""
+        """True while ``submit`` would take one more batch."""
         return self.room > 0
+
+    def check(self) -> None:
+        """Raise :class:`SettlementStopped` if the service takes no more batches, for good (closed, overloaded
+        or failed): waiting for room would wait forever."""
+        if self._refusal is not None:
+            raise SettlementStopped(self._refusal) from self._failure
 
     @property
     def room(self) -> int:

@@ -434,7 +434,7 @@ def replay_crashed(data_dir: Path, run: Run) -> Crashed:
     journal = data_dir / JOURNAL_NAME
     genesis, journal_id = journal_genesis_and_id(journal)
     core, report, _ = replay_journal(journal, genesis)
-    snapshot = newest_snapshot(data_dir, journal_id, journal.stat().st_size, None, [])
+    snapshot = newest_snapshot(journal, journal_id, None, [])
     if snapshot is not None:
         from_snapshot = replay_journal(journal, genesis, snapshot)[0]
         assert from_snapshot.engine.state_hash() == core.engine.state_hash(), (
@@ -711,7 +711,7 @@ def check_offline(run: Run, data_dir: Path, participants: list[Participant], sto
         f"{run.where()}")
 
     passed_over: list[str] = []
-    snapshot = newest_snapshot(data_dir, journal_id, journal.stat().st_size, None, passed_over)
+    snapshot = newest_snapshot(journal, journal_id, None, passed_over)
     assert snapshot is not None, f"no usable snapshot after a graceful stop: {passed_over} {snapshot_files(data_dir)}"
     from_snapshot, snapshot_report, _ = replay_journal(journal, genesis, snapshot)
     assert snapshot_report.records == 0, f"the stop's snapshot is not at the journal's end: {snapshot_report.fields()}"

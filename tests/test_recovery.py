@@ -20,6 +20,7 @@ import pytest
 
 from exchange import ConfigError, RejectCode, SelfTradePrevention
 from gateway import journal as journal_module
+from gateway import server as server_module
 from gateway.client import RequestRefused
 from gateway.journal import JournalFailure
 from gateway.recovery import JOURNAL_NAME, SNAPSHOT_DIR, journal_genesis_and_id, replay_journal, snapshot_files
@@ -274,3 +275,23 @@ async def test_a_snapshot_that_cannot_be_written_is_refused_and_trading_goes_on(
         finally:
             blocker.unlink()
     assert gateway.failure is None and gateway.snapshots_taken == 1  # the one at the stop
+
+
+async def test_no_process_for_a_snapshot_is_refused_and_trading_goes_on(tmp_path, monkeypatch):
+    def no_process(*args):
+        raise OSError(11, "Resource temporarily unavailable")
+    monkeypatch.setattr(server_module, "fork_snapshot", no_process)
+    async with exchange_on_port(data_dir=str(tmp_path), snapshot_every=0) as gateway:
+        async with session(gateway, "market-ops") as operator, session(gateway, "bank") as bank:
+            assert_fields(await operator.snapshot(), type="reject", code=int(RejectCode.SNAPSHOT_FAILED))
+            assert_fields(await bank.new_order("EUA", "S", 1, 7100), exec_type="new")
+    assert gateway.failure is None
+
+
+async def test_a_stop_right_after_a_snapshot_request_finishes_both(tmp_path):
+    async with exchange_on_port(data_dir=str(tmp_path), snapshot_every=0) as gateway:
+        async with session(gateway, "market-ops", cancel_on_disconnect=False) as operator:
+            operator.send({"type": "snapshot"})
+            await eventually(lambda: gateway._snapshot_writer is not None)
+            await asyncio.wait_for(gateway.stop(), TIMEOUT)  # the snapshot's answer is journaled and synced first
+    assert gateway.failure is None and gateway.snapshots_taken == 2
