@@ -250,7 +250,8 @@ def _replay_command(args: argparse.Namespace) -> int:
             print("snapshot   none usable beside the journal")
             return 0
         from_snapshot, snapshot_report, _ = replay_journal(journal, genesis, snapshot)
-        same = from_snapshot.engine.state_hash() == engine.state_hash()
+        same = (from_snapshot.engine.state_hash() == engine.state_hash()
+                and from_snapshot.counters() == core.counters())
         print(f"snapshot   {snapshot[0].path.name} + {snapshot_report.records:,} records in "
               f"{snapshot_report.seconds:.2f} s: {'the same state' if same else 'A DIFFERENT STATE'}")
         if not same:

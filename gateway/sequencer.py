@@ -168,6 +168,13 @@ class Sequencer:
         """The market data of a committed batch's events (instrument, channel, message), in order."""
         return self.feed.messages(events) if events else []
 
+    def counters(self) -> dict:
+        """Everything numbered besides the engine's state: each account's next seq, each feed channel's md_seq,
+        the sessions whose cancel-on-disconnect is pending (two rebuilds of one journal must agree on it)."""
+        return {"next_seqs": dict(sorted(self.next_seqs.items())),
+                "md_seqs": {symbol: dict(sorted(feed.seq.items())) for symbol, feed in sorted(self.feed.instruments.items())},
+                "cod_sessions": sorted(self.cod_sessions)}
+
     # -- resend ---------------------------------------------------------------------------------
 
     def resend(self, account: str, from_seq: int) -> tuple[list[tuple[int, bytes]], int]:
