@@ -147,8 +147,7 @@ def replay_batches(core: Sequencer, batches: Iterator[tuple[int, int, list[list]
             report.records += len(bodies) + 1
             report.batches += 1
             report.last_seq = last_seq
-            events, _ = core.commit()
-            core.publish(events)
+            events, _, _ = core.commit()
             if settle is not None and events and events[-1].seq > ledger_cursor:
                 unsettled += [event for event in events if event.seq > ledger_cursor]
                 if len(unsettled) >= SETTLE_CHUNK:

@@ -14,12 +14,10 @@ journal, so that what a restart rebuilds is exactly what was running:
 - ``deliver`` numbers a message for an account (its outbound ``seq``) and
   keeps its encoded frame for resend; ``skip`` replays a number used by an
   answer that changed nothing;
-- ``commit`` closes a gateway batch: its events and the outbox of everything
-  to send, in order;
-- ``publish`` turns a committed batch's events into market data. The
-  gateway calls it when the batch is on disk (so the feed, which MQTT
-  snapshots read at any time, never shows what the disk does not have);
-  replay calls it right after ``commit``.
+- ``commit`` closes a gateway batch: its events, the outbox of everything to
+  send, in order, and its market data. Market data is made here, right
+  after the batch ran, because the book feed reads the engine's books: made
+  later it would show what later batches did (and replay could not repeat it).
 
 Besides the engine it holds the order tracker (client order ids, fills so
 far), the market-data feed (statistics, ``md_seq``), each account's next
@@ -158,15 +156,11 @@ class Sequencer:
         if self.numbered(account):
             self.next_seqs[account] = self.next_seqs.get(account, 1) + count
 
-    def commit(self) -> tuple[list, list]:
-        """End the batch: (its events, its outbox); the next batch starts empty."""
+    def commit(self) -> tuple[list, list, list]:
+        """End the batch: (its events, its outbox, its market data); the next batch starts empty."""
         events, outbox = self.events, self.outbox
         self.events, self.outbox = [], []
-        return events, outbox
-
-    def publish(self, events: list) -> list:
-        """The market data of a committed batch's events (instrument, channel, message), in order."""
-        return self.feed.messages(events) if events else []
+        return events, outbox, self.feed.messages(events) if events else []
 
     def counters(self) -> dict:
         """Everything numbered besides the engine's state: each account's next seq, each feed channel's md_seq,

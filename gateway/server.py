@@ -763,33 +763,33 @@ class TradingGateway:
         (group commit). A batch waits behind earlier ones, so answers keep
         their order. A JournalFailure propagates: nothing of the batch is sent.
         """
-        events, outbox = self.core.commit()
+        events, outbox, market_data = self.core.commit()
         finished, self._finished = self._finished, []
         journal = self.journal
         if journal.buffered:
             journal.append(commit_record())
             journal.flush()
             if self._syncer is not None:
-                self._unsynced.append((journal.size, events, outbox, finished))
+                self._unsynced.append((journal.size, events, outbox, market_data, finished))
                 self._syncer.written(journal.size)
                 return
         if self._unsynced:  # earlier batches wait for the disk: this one is released with them
-            self._unsynced.append((journal.size, events, outbox, finished))
+            self._unsynced.append((journal.size, events, outbox, market_data, finished))
             return
-        self._release(events, outbox, finished)
+        self._release(events, outbox, market_data, finished)
 
     def _synced_to(self, size: int) -> None:
         """The sync thread has the journal on disk up to ``size``: release every batch written before it."""
         unsynced = self._unsynced
         while unsynced and unsynced[0][0] <= size and self.failure is None:
-            _, events, outbox, finished = unsynced.popleft()
+            _, events, outbox, market_data, finished = unsynced.popleft()
             try:
-                self._release(events, outbox, finished)
+                self._release(events, outbox, market_data, finished)
             except Exception as error:  # a settlement failure: as in the engine loop
                 self._fail(error)
         self._synced.set()
 
-    def _release(self, events: list, outbox: list, finished: list) -> None:
+    def _release(self, events: list, outbox: list, market_data: list, finished: list) -> None:
         """A batch is on disk: settle it, send its answers, publish its market data and fills, in that order."""
         if events:
             self.settlement.submit(events)  # a SettlementError stops the exchange: see _fail
@@ -818,7 +818,6 @@ class TradingGateway:
                     session = link.session
                     if session is not None and session.accepted:
                         session.write_frame(frame)
-        market_data = self.core.publish(events)  # the feed moves only with what is on disk
         if market_data:
             self._send_market_data(market_data)
             if self.publisher is not None:
@@ -1041,7 +1040,9 @@ class TradingGateway:
         self.core.outbox.append((session, SubscriptionChange(keys, False), None))
 
     def _apply_subscription(self, session: Session, change: SubscriptionChange) -> None:
-        """At release, in the outbox's order: the feed is then exactly as the batches released so far left it."""
+        """At release, in the outbox's order. The state sent is the feed's now, which may already include batches
+        still waiting for the disk; their market data, released after, carries md_seq at or below the
+        state's and is passed over by the subscriber (docs/MARKET_DATA.md)."""
         if not change.subscribe:
             for key in change.keys:
                 session.subscriptions.discard(key)

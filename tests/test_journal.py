@@ -161,8 +161,7 @@ class Live:
             else:
                 raise ValueError(kind)
             bodies.append(body)
-        events, outbox = core.commit()
-        committed = events, outbox, core.publish(events)
+        committed = core.commit()
         journal.append(commit_record())
         journal.flush()
         journal.sync()
@@ -293,8 +292,7 @@ def probe(core) -> tuple:
               ("gov-fund", "p2", NewOrder(ts=ts + 1, account="gov-fund", client_order_id="probe-s", instrument="EUA",
                                           side="S", quantity=20, order_type="MARKET", time_in_force="IOC"))]
     core.execute(inputs)
-    events, outbox = core.commit()
-    market_data = core.publish(events)
+    events, outbox, market_data = core.commit()
     return events, [(target, message) for target, message, _ in outbox], market_data
 
 

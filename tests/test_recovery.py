@@ -68,9 +68,12 @@ async def test_a_restart_rebuilds_the_same_state_from_snapshot_or_journal_alone(
             await trade_a_little(bank, broker)
         await reconciled(gateway)
     before = gateway.engine.state_hash()
+    counters = gateway.core.counters()
     seqs = {account: gateway.core.next_seq(account) for account in ("bank", "broker")}
     assert snapshot_files(tmp_path), "a graceful stop writes a snapshot"
     assert offline_hash(tmp_path) == before
+    path = tmp_path / JOURNAL_NAME
+    assert replay_journal(path, journal_genesis_and_id(path)[0])[0].counters() == counters  # numbering too
 
     for from_snapshot in (True, False):
         if not from_snapshot:
