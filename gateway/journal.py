@@ -225,7 +225,7 @@ class JournalWriter:
             file.write(MAGIC)
             file.flush()
             os.fsync(file.fileno())
-        sync_directory(path.parent)
+        fsync_path(path.parent)
         journal_id = os.urandom(16)
         writer = cls(path, 1, len(MAGIC), journal_id)
         writer.append([GENESIS, {**genesis.to_value(), "journal_id": journal_id}])
@@ -336,9 +336,9 @@ class JournalSyncer:
                 pass
 
 
-def sync_directory(directory: Path) -> None:
-    """fsync a directory, so that a file created or renamed in it survives a crash."""
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """fsync a file, or a directory (so that a file created or renamed in it survives a crash), by its path."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

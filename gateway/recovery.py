@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .journal import (EXECUTE, GENESIS, HEADER, OPERATOR, SESSION, SKIP, Genesis, JournalError, JournalReader,
-                      JournalWriter, ScanResult, decode_command, read_genesis, sync_directory, truncate)
+                      JournalWriter, ScanResult, decode_command, fsync_path, read_genesis, truncate)
 from .logs import log_event
 from .sequencer import Sequencer
 
@@ -186,7 +186,7 @@ def write_snapshot(data_dir: Path, record_seq: int, data: bytes) -> Path:
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, final)
-    sync_directory(directory)
+    fsync_path(directory)
     for old in sorted(directory.glob("snapshot-*.cxs"))[:-SNAPSHOTS_KEPT]:
         old.unlink()
     return final
@@ -294,7 +294,7 @@ def recover(data_dir: Path, genesis: Genesis, *, ledger_cursor: int = 0,
                            "it was made with, or give a new data directory")
     # After a crash the file's last writes may sit only in the page cache: sync them before replaying, so
     # that nothing settled or resent from this replay can be lost to a power cut afterwards.
-    sync_file(path)
+    fsync_path(path)
     passed_over: list[str] = []
     snapshot = newest_snapshot(path, journal_id, ledger_cursor if settle else None, passed_over)
     core, report, result = replay_journal(path, journal_genesis, snapshot, settle=settle, ledger_cursor=ledger_cursor)
@@ -369,14 +369,6 @@ def _journal_mismatch(journal: Path, offset: int, seq: int) -> str | None:
     if len(header) == HEADER.size and HEADER.unpack(header)[2] == seq:
         return None
     return "does not end on a record of the journal as it is now"
-
-
-def sync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def journal_genesis_and_id(path: Path) -> tuple[Genesis | None, bytes]:
