@@ -1,0 +1,306 @@
+"""The benchmark suite behind ``carbonx bench``: measured figures as JSON, and plots of them.
+
+How this works
+--------------
+``run(["engine"], quick=False)`` measures, writes ``benchmarks/results/<stamp>-<commit>.json`` and PNG
+plots beside it, and returns the results. Every figure is taken with its baseline in the same process
+(the bare Python loop of ``engine_bench.py``), so a reader compares ratios, not absolute rates that move
+with the machine's load.
+
+Engine (the standard workload, ``shared/bench/workload.py``):
+
+- throughput at 100k, 1M and 5M orders (``--quick``: 100k), best of three runs with the collector paused,
+  engine (``Engine.handle_all`` in batches of 256, pre-trade risk on) against the bare loop; the two
+  trade tapes must be equal;
+- cost against book depth: the workload generated to keep about 1k, 10k and 100k orders resting
+  (``--depth``), the same two rates, and every command timed on its own;
+- latency per command type, from those single-command timings, in HDR histograms (``hdrhistogram``):
+  a passive add, an aggressive add (a limit order that crosses on entry), a market order, a cancel;
+  percentiles p50, p90, p99, p99.9 and the maximum;
+- memory per resting order (traced allocations of a book rebuilt with the final orders).
+
+The gateway and market-data parts of issue 7 are run by ``gateway_bench.py`` for now.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from engine_bench import (DEFAULT_BATCH, SYMBOL, benchmark_engine, build_commands,  # noqa: E402
+                          bytes_per_resting_order, engine_tape, read_workload, run_bare, run_engine)
+
+from exchange import CancelOrder, OrderType, Side  # noqa: E402
+
+RESULTS = HERE / "results"
+SIZES = (100_000, 1_000_000, 5_000_000)
+DEPTHS = (1_000, 10_000, 100_000)
+QUICK_SIZES = (100_000,)
+QUICK_DEPTHS = (1_000, 10_000)
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+COMMAND_TYPES = ("add", "aggressive add", "market", "cancel")
+SEED = 42
+
+
+class BenchmarkError(RuntimeError):
+    """A benchmark could not run, or its result is wrong (a tape that differs from the bare loop's)."""
+
+
+def shared_workload_script() -> Path:
+    """shared/bench/workload.py beside the repository (or $CARBONX_SHARED)."""
+    override = os.environ.get("CARBONX_SHARED")
+    script = (Path(override) if override else HERE.parent.parent / "shared") / "bench" / "workload.py"
+    if not script.is_file():
+        raise BenchmarkError(f"the standard workload generator is not at {script}: put shared/ beside the "
+                             "repository, or set CARBONX_SHARED to it")
+    return script
+
+
+def workload_rows(orders: int, depth: int | None = None) -> list:
+    """The standard workload's rows (engine_bench's tuples), generated into a temporary file."""
+    arguments = [sys.executable, str(shared_workload_script()), "--orders", str(orders), "--seed", str(SEED)]
+    if depth is not None:
+        arguments += ["--depth", str(depth)]
+    with tempfile.NamedTemporaryFile("w+", suffix=".csv") as file:
+        subprocess.run(arguments, stdout=file, check=True)
+        file.flush()
+        return read_workload(Path(file.name))
+
+
+def best_rates(rows: list, commands: list, runs: int) -> dict:
+    """Best of ``runs`` engine and bare-loop runs, alternating, the collector paused; tapes must agree."""
+    engine_times, bare_times = [], []
+    tape = bare_tape = None
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(runs):
+            elapsed, engine, events = run_engine(commands, DEFAULT_BATCH)
+            engine_times.append(elapsed)
+            tape = engine_tape(events)
+            del events
+            elapsed, bare_tape, _ = run_bare(rows)
+            bare_times.append(elapsed)
+            gc.collect()
+    finally:
+        gc.enable()
+    if tape != bare_tape:
+        raise BenchmarkError("the engine's trade tape differs from the bare loop's")
+    engine_rate, bare_rate = len(commands) / min(engine_times), len(rows) / min(bare_times)
+    return {"commands": len(commands), "trades": len(tape), "engine_ops_per_s": round(engine_rate),
+            "bare_ops_per_s": round(bare_rate), "engine_to_bare": round(engine_rate / bare_rate, 4),
+            "_engine": engine}
+
+
+def command_type(engine, command) -> str:
+    """Which of COMMAND_TYPES a command is, judged against the book just before it runs."""
+    if command.__class__ is CancelOrder:
+        return "cancel"
+    if command.order_type is OrderType.MARKET:
+        return "market"
+    book = engine.books[SYMBOL]
+    if command.side is Side.BUY:
+        best = book.best_ask()
+        return "aggressive add" if best is not None and command.price >= best else "add"
+    best = book.best_bid()
+    return "aggressive add" if best is not None and command.price <= best else "add"
+
+
+def single_command_latencies(commands: list) -> dict:
+    """Run every command on its own (``Engine.handle``), timed; an HDR histogram of nanoseconds per type."""
+    from hdrh.histogram import HdrHistogram
+    engine = benchmark_engine()
+    histograms = {kind: HdrHistogram(1, 10_000_000_000, 3) for kind in COMMAND_TYPES}
+    clock = time.perf_counter_ns
+    handle = engine.handle
+    gc.collect()
+    gc.disable()
+    try:
+        for command in commands:
+            kind = command_type(engine, command)
+            started = clock()
+            handle(command)
+            histograms[kind].record_value(max(1, clock() - started))
+    finally:
+        gc.enable()
+    return histograms
+
+
+def summarise(histogram) -> dict:
+    """Percentiles in microseconds, the count and the maximum."""
+    out = {"count": histogram.get_total_count()}
+    for percentile in PERCENTILES:
+        out[f"p{percentile:g}"] = round(histogram.get_value_at_percentile(percentile) / 1000, 3)
+    out["max"] = round(histogram.get_max_value() / 1000, 3)
+    out["mean"] = round(histogram.get_mean_value() / 1000, 3)
+    return out
+
+
+def percentile_curve(histogram) -> list[tuple[float, float]]:
+    """(percentile, microseconds) points for a percentile plot, from p0 to p99.99."""
+    points = []
+    for percentile in (0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99):
+        points.append((percentile, histogram.get_value_at_percentile(percentile) / 1000))
+    return points
+
+
+def engine_steps(quick: bool) -> int:
+    return len(QUICK_SIZES if quick else SIZES) + 1 + len(QUICK_DEPTHS if quick else DEPTHS)
+
+
+def engine_suite(quick: bool, progress: Callable[[str], None]) -> dict:
+    sizes = QUICK_SIZES if quick else SIZES
+    depths = QUICK_DEPTHS if quick else DEPTHS
+    runs = 1 if quick else 3
+    results: dict = {"batch": DEFAULT_BATCH, "seed": SEED, "runs": runs, "throughput": [], "depth": []}
+    largest = None
+    for size in sizes:
+        progress(f"engine: throughput at {size:,} orders")
+        rows = workload_rows(size)
+        commands = build_commands(rows)
+        rates = best_rates(rows, commands, runs)
+        largest = rates.pop("_engine")
+        results["throughput"].append({"orders": size, **rates})
+        del rows, commands
+    progress("engine: memory per resting order")
+    resting, per_order = bytes_per_resting_order(largest)
+    results["memory"] = {"resting_orders": resting, "bytes_per_resting_order": round(per_order)}
+    del largest
+    latencies = {}
+    for depth in depths:
+        orders = max(100_000, 4 * depth) if quick else max(200_000, 4 * depth)
+        progress(f"engine: {orders:,} orders keeping about {depth:,} resting")
+        rows = workload_rows(orders, depth)
+        commands = build_commands(rows)
+        rates = best_rates(rows, commands, runs)
+        engine = rates.pop("_engine")
+        book = engine.books[SYMBOL]
+        resting_now = sum(1 for side in (Side.BUY, Side.SELL) for _ in book.resting_orders(side))
+        del engine
+        histograms = single_command_latencies(commands)
+        results["depth"].append({"depth": depth, "orders": orders, "resting_at_end": resting_now, **rates,
+                                 "latency_us": {kind: summarise(h) for kind, h in histograms.items()}})
+        latencies[depth] = {kind: percentile_curve(h) for kind, h in histograms.items()}
+        del rows, commands
+    results["_curves"] = latencies
+    return results
+
+
+def summary_lines(results: dict) -> list[str]:
+    """What ``carbonx bench`` prints: the figures a reader compares, one line each."""
+    lines = [f"commit {results['commit']}, {results['machine']['cpus']} cores, python {results['machine']['python']}"
+             f"{', quick' if results['quick'] else ''}"]
+    engine = results.get("engine")
+    if engine:
+        for row in engine["throughput"]:
+            lines.append(f"engine {row['orders']:>9,} orders: {row['engine_ops_per_s']:>9,} commands/s, bare loop "
+                         f"{row['bare_ops_per_s']:>9,}/s, engine/bare {row['engine_to_bare']:.3f}")
+        for row in engine["depth"]:
+            lines.append(f"engine depth {row['depth']:>7,}: {row['engine_ops_per_s']:>9,} commands/s, engine/bare "
+                         f"{row['engine_to_bare']:.3f}; latency p50/p99/p99.9 us: " + ", ".join(
+                             f"{kind} {stats['p50']:g}/{stats['p99']:g}/{stats['p99.9']:g}"
+                             for kind, stats in row["latency_us"].items() if stats["count"]))
+        lines.append(f"engine memory: {engine['memory']['bytes_per_resting_order']:,} bytes per resting order "
+                     f"({engine['memory']['resting_orders']:,} resting)")
+    return lines
+
+
+def machine() -> dict:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "load_average_1m": load}
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def plot_engine(results: dict, stem: Path) -> list[Path]:
+    """throughput against depth, and a latency percentile plot per command type (at the middle depth)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    written = []
+    depth_rows = results["depth"]
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    depths = [row["depth"] for row in depth_rows]
+    axis.plot(depths, [row["engine_ops_per_s"] for row in depth_rows], marker="o", label="engine (risk checks)")
+    axis.plot(depths, [row["bare_ops_per_s"] for row in depth_rows], marker="s", label="bare Python loop")
+    axis.set_xscale("log")
+    axis.set_xlabel("orders resting (workload --depth)")
+    axis.set_ylabel("commands per second")
+    axis.set_title("Engine throughput against book depth")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend()
+    path = stem.with_name(stem.name + "-throughput-vs-depth.png")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    written.append(path)
+
+    curves = results["_curves"]
+    depth = sorted(curves)[len(curves) // 2]
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for kind, points in curves[depth].items():
+        if not points or not any(value for _, value in points):
+            continue
+        xs = [1 / (1 - percentile / 100) for percentile, _ in points]
+        axis.plot(xs, [value for _, value in points], marker=".", label=kind)
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    ticks = [1, 2, 10, 100, 1000, 10000]
+    axis.set_xticks(ticks, ["p0", "p50", "p90", "p99", "p99.9", "p99.99"])
+    axis.set_xlabel("percentile")
+    axis.set_ylabel("microseconds per command")
+    axis.set_title(f"Engine latency per command type ({depth:,} orders resting)")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend()
+    path = stem.with_name(stem.name + "-latency-by-command.png")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    written.append(path)
+    return written
+
+
+SUITES = {"engine": (engine_suite, plot_engine, engine_steps)}
+
+
+def steps(targets: list[str], quick: bool) -> int:
+    """How many progress steps ``run`` reports for these suites."""
+    return sum(SUITES[target][2](quick) for target in targets if target in SUITES)
+
+
+def run(targets: list[str], quick: bool, progress: Callable[[str], None],
+        out_dir: Path = RESULTS) -> tuple[dict, Path, list[Path]]:
+    """Run the named suites; (results, the JSON file, the plots)."""
+    unknown = [target for target in targets if target not in SUITES]
+    if unknown:
+        raise BenchmarkError(f"no benchmark suite {unknown[0]!r} here (known: {', '.join(SUITES)})")
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    results: dict = {"commit": commit(), "started": started, "quick": quick, "machine": machine()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"{started.replace(':', '').replace('-', '')}-{results['commit']}"
+    plots: list[Path] = []
+    for target in targets:
+        measure, plot, _ = SUITES[target]
+        results[target] = measure(quick, progress)
+        plots += plot(results[target], stem.with_name(stem.name + f"-{target}"))
+        results[target].pop("_curves", None)
+    path = stem.with_suffix(".json")
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return results, path, plots
