@@ -19,7 +19,9 @@ Engine (the standard workload, ``shared/bench/workload.py``):
   percentiles p50, p90, p99, p99.9 and the maximum;
 - memory per resting order (traced allocations of a book rebuilt with the final orders).
 
-The gateway and market-data parts of issue 7 are run by ``gateway_bench.py`` for now.
+Gateway (``gateway_suite.py``): requests a second at the maximum rate with 1 to 1,000 sessions, and
+acknowledgement latency against offered load, each with the journal synced per batch and not. The
+market-data part is still ``gateway_bench.py --mqtt-url``.
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ sys.path.insert(0, str(HERE))
 
 from engine_bench import (DEFAULT_BATCH, SYMBOL, benchmark_engine, build_commands,  # noqa: E402
                           bytes_per_resting_order, engine_tape, read_workload, run_bare, run_engine)
+
+import gateway_suite  # noqa: E402
 
 from exchange import CancelOrder, OrderType, Side  # noqa: E402
 
@@ -212,6 +216,8 @@ def summary_lines(results: dict) -> list[str]:
                              for kind, stats in row["latency_us"].items() if stats["count"]))
         lines.append(f"engine memory: {engine['memory']['bytes_per_resting_order']:,} bytes per resting order "
                      f"({engine['memory']['resting_orders']:,} resting)")
+    if results.get("gateway"):
+        lines += gateway_suite.summary_lines(results["gateway"])
     return lines
 
 
@@ -277,7 +283,8 @@ def plot_engine(results: dict, stem: Path) -> list[Path]:
     return written
 
 
-SUITES = {"engine": (engine_suite, plot_engine, engine_steps)}
+SUITES = {"engine": (engine_suite, plot_engine, engine_steps),
+          "gateway": (gateway_suite.gateway_suite, gateway_suite.plot_gateway, gateway_suite.steps)}
 
 
 def steps(targets: list[str], quick: bool) -> int:

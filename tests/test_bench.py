@@ -41,3 +41,14 @@ def test_bench_refuses_an_unknown_suite(capsys):
     with pytest.raises(SystemExit) as exit_status:
         main(["bench", "gatewayz"])
     assert exit_status.value.code == 2
+
+
+@pytest.mark.slow
+def test_bench_gateway_quick_measures_both_journal_policies(tmp_path, capsys):
+    assert main(["bench", "gateway", "--quick", "--out", str(tmp_path)]) == 0
+    gateway = json.loads(next(tmp_path.glob("*.json")).read_text())["gateway"]
+    assert {(row["journal_fsync"], row["sessions"]) for row in gateway["maximum"]} == {
+        (fsync, sessions) for fsync in ("batch", "off") for sessions in (1, 10)}
+    for row in gateway["fixed_rate"]:
+        assert row["answered"] > 0 and row["latency_ms"]["p50"] <= row["latency_ms"]["p99"] <= row["latency_ms"]["max"]
+    assert len(list(tmp_path.glob("*-gateway-latency-vs-load.png"))) == 1
