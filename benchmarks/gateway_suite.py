@@ -53,19 +53,19 @@ def accounts_file(folder: Path, count: int) -> Path:
     lines = ["# Made by benchmarks/gateway_suite.py for one run.\n"]
     for number in range(1, count + 1):
         lines.append(f'[accounts.bench-{number:04d}]\nname = "Benchmark session {number}"\nkind = "bank"\n'
-                     f'cash_eur = "100000000.00"\nunits = {{ EUA = 1000000 }}\nsecret_hash = "{stored}"\n\n')
+                     f'cash_eur = "100000000000.00"\nunits = {{ EUA = 1000000000 }}\nsecret_hash = "{stored}"\n\n')
     path = folder / "accounts.toml"
     path.write_text("".join(lines))
     return path
 
 
-def start_server(port: int, fsync: str, folder: Path, accounts: Path) -> subprocess.Popen:
+def start_server(port: int, fsync: str, folder: Path, accounts: Path, extra: list[str] = ()) -> subprocess.Popen:
     log = open(folder / "serve.log", "w")  # noqa: SIM115 - the server's, for the error below
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "--accounts", str(accounts), "serve", "--port", str(port),
          "--log-level", "WARNING", "--throttle-rate", "1000000", "--throttle-burst", "1000000",
          "--journal-fsync", fsync, "--data-dir", str(folder / "data"), "--snapshot-every", "0",
-         "--max-sessions", "2000"], stdout=subprocess.DEVNULL, stderr=log)
+         "--max-sessions", "2000", *extra], stdout=subprocess.DEVNULL, stderr=log)
     log.close()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -20,8 +20,9 @@ Engine (the standard workload, ``shared/bench/workload.py``):
 - memory per resting order (traced allocations of a book rebuilt with the final orders).
 
 Gateway (``gateway_suite.py``): requests a second at the maximum rate with 1 to 1,000 sessions, and
-acknowledgement latency against offered load, each with the journal synced per batch and not. The
-market-data part is still ``gateway_bench.py --mqtt-url``.
+acknowledgement latency against offered load, each with the journal synced per batch and not. 
+Market data (``marketdata_suite.py``): messages a second through a mosquitto broker to 1 to 100
+subscribers, and the delay from a trade to its subscribers.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from engine_bench import (DEFAULT_BATCH, SYMBOL, benchmark_engine, build_command
                           bytes_per_resting_order, engine_tape, read_workload, run_bare, run_engine)
 
 import gateway_suite  # noqa: E402
+import marketdata_suite  # noqa: E402
 
 from exchange import CancelOrder, OrderType, Side  # noqa: E402
 
@@ -218,6 +220,8 @@ def summary_lines(results: dict) -> list[str]:
                      f"({engine['memory']['resting_orders']:,} resting)")
     if results.get("gateway"):
         lines += gateway_suite.summary_lines(results["gateway"])
+    if results.get("marketdata"):
+        lines += marketdata_suite.summary_lines(results["marketdata"])
     return lines
 
 
@@ -284,7 +288,8 @@ def plot_engine(results: dict, stem: Path) -> list[Path]:
 
 
 SUITES = {"engine": (engine_suite, plot_engine, engine_steps),
-          "gateway": (gateway_suite.gateway_suite, gateway_suite.plot_gateway, gateway_suite.steps)}
+          "gateway": (gateway_suite.gateway_suite, gateway_suite.plot_gateway, gateway_suite.steps),
+          "marketdata": (marketdata_suite.marketdata_suite, marketdata_suite.plot_marketdata, marketdata_suite.steps)}
 
 
 def steps(targets: list[str], quick: bool) -> int:

@@ -462,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="run the benchmark suites: JSON results and PNG plots in "
                                 "benchmarks/results/ (from a source checkout)")
-    bench.add_argument("target", nargs="?", default="all", choices=("engine", "gateway", "all"),
+    bench.add_argument("target", nargs="?", default="all", choices=("engine", "gateway", "marketdata", "all"),
                        help="which suite (default: all)")
     bench.add_argument("--quick", action="store_true", help="smaller sizes and one run each: minutes, not an hour")
     bench.add_argument("--out", type=Path, help="folder for the JSON and plots (default: benchmarks/results)")
