@@ -10,9 +10,10 @@ sessions, started together); each session sends new orders that rest (no fill) a
 - maximum rate: every session pipelines with up to ``WINDOW`` requests unanswered; figure: requests
   answered a second, with the CPU the server and the generators used (the server's one thread near a
   whole core and the generators below it: the server was the limit);
-- fixed rates: requests sent at each offered rate in all, spread over the sessions; figure: the
-  latency from send to the first answer, measured by the client, in HDR histograms merged across the
-  generators.
+- fixed rates: requests sent at each offered rate in all, spread over the sessions, on schedule
+  whether or not earlier ones were answered (an open loop); figure: the latency from when a request
+  was due to its answer, measured by the client, in HDR histograms merged across the generators. A
+  server that cannot keep up shows as growing latency, not as a slower sender (coordinated omission).
 
 Each is run with the journal synced per batch (``journal_fsync = "batch"``, the default) and without.
 """
@@ -97,6 +98,7 @@ async def _generate(port: int, accounts: list[str], mode: str, amount: float, se
 
     from gateway.client import connect
     histogram = HdrHistogram(1, 60_000_000_000, 3)
+    lateness = HdrHistogram(1, 60_000_000_000, 3)
     async with AsyncExitStack() as stack:
         clients = []
         for account in accounts:
@@ -111,11 +113,12 @@ async def _generate(port: int, accounts: list[str], mode: str, amount: float, se
         else:
             per_session_rate = amount / len(accounts) / 2  # order+cancel pairs a second per session
             pairs = max(1, int(per_session_rate * seconds))
-            await asyncio.gather(*(_paced(client, pairs, 1 / per_session_rate, histogram) for client in clients))
+            await asyncio.gather(*(_paced(client, pairs, 1 / per_session_rate, histogram, lateness)
+                                   for client in clients))
             answered = histogram.get_total_count()
         elapsed = time.perf_counter() - started
         cpu = time.process_time() - cpu
-    return answered, elapsed, cpu, histogram.encode()
+    return answered, elapsed, cpu, histogram.encode(), lateness.encode()
 
 
 async def _pipelined(client, pairs: int) -> int:
@@ -131,17 +134,36 @@ async def _pipelined(client, pairs: int) -> int:
     return answered
 
 
-async def _paced(client, pairs: int, interval: float, histogram) -> None:
-    loop = asyncio.get_running_loop()
-    start = loop.time()
+async def _paced(client, pairs: int, interval: float, histogram, lateness) -> None:
+    """Send an order and its cancel every ``interval`` seconds, on schedule whether or not earlier ones were
+    answered (an open loop: a server that falls behind shows as latency, instead of slowing the sender
+    down and hiding it, the "coordinated omission" of closed-loop generators), and time each answer from
+    its send. How late each send was against its schedule goes to ``lateness``: the event loop's timers
+    wake a millisecond or so late, which is the generator's, not the server's."""
+    due: dict[object, int] = {}  # request_id -> when it was sent (perf_counter_ns)
+    expected = 2 * pairs
+
+    async def answers() -> None:
+        answered = 0
+        async for message in client.messages():
+            sent = due.pop(message.get("request_id"), None)
+            if sent is not None:
+                histogram.record_value(max(1, time.perf_counter_ns() - sent))
+                answered += 1
+                if answered == expected:
+                    return
+    reader = asyncio.create_task(answers(), name="bench-answers")
+    started = time.perf_counter_ns()
     for number in range(pairs):
-        delay = start + number * interval - loop.time()
+        on_time = started + int(number * interval * 1e9)
+        delay = (on_time - time.perf_counter_ns()) / 1e9
         if delay > 0:
             await asyncio.sleep(delay)
+        sent = time.perf_counter_ns()
+        lateness.record_value(max(1, sent - on_time))
         for message in order_pair(client, number + 10_000_000):
-            sent = time.perf_counter_ns()
-            await client.request(message)
-            histogram.record_value(max(1, time.perf_counter_ns() - sent))
+            due[client.send(message)] = sent
+    await asyncio.wait_for(reader, 300)
 
 
 def drive(port: int, server_pid: int, sessions: int, mode: str, amount: float, seconds: float) -> dict:
@@ -167,9 +189,11 @@ def drive(port: int, server_pid: int, sessions: int, mode: str, amount: float, s
     for worker in workers:
         worker.join()
     merged = HdrHistogram(1, 60_000_000_000, 3)
-    for *_, encoded in reports:
+    late = HdrHistogram(1, 60_000_000_000, 3)
+    for *_, encoded, lateness in reports:
         if encoded:
             merged.decode_and_add(encoded)
+            late.decode_and_add(lateness)
     answered = sum(report[0] for report in reports)
     elapsed = max(report[1] for report in reports)
     out = {"sessions": sessions, "answered": answered, "seconds": round(elapsed, 3),
@@ -180,6 +204,8 @@ def drive(port: int, server_pid: int, sessions: int, mode: str, amount: float, s
         out["latency_ms"] = {f"p{p:g}": round(merged.get_value_at_percentile(p) / 1e6, 3)
                              for p in (50.0, 90.0, 99.0, 99.9)}
         out["latency_ms"]["max"] = round(merged.get_max_value() / 1e6, 3)
+        out["sender_late_ms"] = {"p50": round(late.get_value_at_percentile(50.0) / 1e6, 3),
+                                 "p99": round(late.get_value_at_percentile(99.0) / 1e6, 3)}
     return out
 
 
@@ -261,6 +287,7 @@ def summary_lines(results: dict) -> list[str]:
         latency = row["latency_ms"]
         lines.append(f"gateway {row['offered_per_s']:>7,} requests/s offered, fsync {row['journal_fsync']:<5}: "
                      f"p50 {latency['p50']:.2f} ms, p99 {latency['p99']:.2f} ms, p99.9 {latency['p99.9']:.2f} ms, "
-                     f"max {latency['max']:.2f} ms ({row['requests_per_s']:,}/s carried)")
+                     f"max {latency['max']:.2f} ms ({row['requests_per_s']:,}/s carried; sends late by p50 "
+                     f"{row['sender_late_ms']['p50']:.2f} ms, p99 {row['sender_late_ms']['p99']:.2f} ms)")
     return lines
 
