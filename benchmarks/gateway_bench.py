@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from contextlib import AsyncExitStack
 
 from gateway.client import ExchangeClient, connect
@@ -50,22 +51,28 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, mqtt_url: str | None, fsync: str, data_dir: str) -> subprocess.Popen:
-    extra = ["--mqtt-url", mqtt_url] if mqtt_url else []
-    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port),
-                                "--log-level", "WARNING", "--throttle-rate", "1000000",
-                                "--throttle-burst", "1000000", "--journal-fsync", fsync, "--data-dir", data_dir,
-                                "--snapshot-every", "0", *extra],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
+def start_server(port: int, fsync: str, data_dir: str | Path, *, options: list[str] = (),
+                 serve_options: list[str] = ()) -> subprocess.Popen:
+    """``carbonx [options] serve`` for measuring: no throttle, no periodic snapshot, a journal in
+    ``data_dir``; its log goes to ``serve.log`` beside the data directory, quoted if it fails to start."""
+    log_path = Path(data_dir).parent / f"serve-{port}.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", *options, "serve", "--port", str(port), "--log-level", "WARNING",
+             "--throttle-rate", "1000000", "--throttle-burst", "1000000", "--journal-fsync", fsync,
+             "--data-dir", str(data_dir), "--snapshot-every", "0", *serve_options],
+            stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return process
         except OSError:
+            if process.poll() is not None:
+                break
             time.sleep(0.05)
     process.kill()
-    raise SystemExit("the server did not start")
+    raise RuntimeError(f"carbonx serve did not start: {log_path.read_text()[-2000:]}")
 
 
 def order_pair(client: ExchangeClient, number: int) -> tuple[dict, dict]:
@@ -119,7 +126,8 @@ def percentile(values: list[float], share: float) -> float:
 
 async def run(args: argparse.Namespace, fsync: str, data_dir: str) -> None:
     port = free_port()
-    server = start_server(port, args.mqtt_url, fsync, data_dir)
+    server = start_server(port, fsync, Path(data_dir) / "data",
+                          serve_options=["--mqtt-url", args.mqtt_url] if args.mqtt_url else [])
     print(f"-- journal fsync {fsync}")
     try:
         async with asyncio.timeout(600), AsyncExitStack() as sessions:

@@ -22,15 +22,14 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
-from gateway_bench import free_port, order_pair, process_cpu
+from gateway_bench import free_port, order_pair, pipelined, process_cpu, start_server
+from plots import new_plot, save_plot
 
 SESSIONS = (1, 10, 100, 1000)
 QUICK_SESSIONS = (1, 10)
@@ -60,25 +59,10 @@ def accounts_file(folder: Path, count: int) -> Path:
     return path
 
 
-def start_server(port: int, fsync: str, folder: Path, accounts: Path, extra: list[str] = ()) -> subprocess.Popen:
-    log = open(folder / "serve.log", "w")  # noqa: SIM115 - the server's, for the error below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "--accounts", str(accounts), "serve", "--port", str(port),
-         "--log-level", "WARNING", "--throttle-rate", "1000000", "--throttle-burst", "1000000",
-         "--journal-fsync", fsync, "--data-dir", str(folder / "data"), "--snapshot-every", "0",
-         "--max-sessions", "2000", *extra], stdout=subprocess.DEVNULL, stderr=log)
-    log.close()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"carbonx serve exited before listening: {(folder / 'serve.log').read_text()}")
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("carbonx serve did not start listening")
+def start_exchange(port: int, fsync: str, folder: Path, accounts: Path, extra: list[str] = ()) -> subprocess.Popen:
+    """The exchange for one measurement: the bench accounts, room for every session."""
+    return start_server(port, fsync, folder / "data", options=["--accounts", str(accounts)],
+                        serve_options=["--max-sessions", "2000", *extra])
 
 
 # -- one load-generator process ------------------------------------------------------------------------
@@ -109,7 +93,7 @@ async def _generate(port: int, accounts: list[str], mode: str, amount: float, se
         started = time.perf_counter()
         if mode == "max":
             per_session = int(amount) // len(accounts) // 2
-            answered = sum(await asyncio.gather(*(_pipelined(client, per_session) for client in clients)))
+            answered = sum(await asyncio.gather(*(pipelined(client, per_session, WINDOW) for client in clients)))
         else:
             per_session_rate = amount / len(accounts) / 2  # order+cancel pairs a second per session
             pairs = max(1, int(per_session_rate * seconds))
@@ -119,19 +103,6 @@ async def _generate(port: int, accounts: list[str], mode: str, amount: float, se
         elapsed = time.perf_counter() - started
         cpu = time.process_time() - cpu
     return answered, elapsed, cpu, histogram.encode(), lateness.encode()
-
-
-async def _pipelined(client, pairs: int) -> int:
-    answered = sent = 0
-    stream = client.messages()
-    requests = [message for number in range(pairs) for message in order_pair(client, number)]
-    while answered < len(requests):
-        while sent < len(requests) and sent - answered < WINDOW:
-            client.send(requests[sent])
-            sent += 1
-        await stream.__anext__()
-        answered += 1
-    return answered
 
 
 async def _paced(client, pairs: int, interval: float, histogram, lateness) -> None:
@@ -241,7 +212,7 @@ def _with_server(fsync: str, folder: Path, accounts: Path, sessions: int, mode: 
     run = folder / f"run-{time.monotonic_ns()}"
     run.mkdir()
     port = free_port()
-    server = start_server(port, fsync, run, accounts)
+    server = start_exchange(port, fsync, run, accounts)
     try:
         return drive(port, server.pid, sessions, mode, amount, seconds)
     finally:
@@ -255,26 +226,15 @@ def _with_server(fsync: str, folder: Path, accounts: Path, sessions: int, mode: 
 
 def plot_gateway(results: dict, stem: Path) -> list[Path]:
     """Acknowledgement latency against offered load, per journal policy."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axis = new_plot()
     for fsync in POLICIES:
         rows = [row for row in results["fixed_rate"] if row["journal_fsync"] == fsync]
         for percentile, style in (("p50", "-"), ("p99", "--")):
             axis.plot([row["offered_per_s"] for row in rows], [row["latency_ms"][percentile] for row in rows],
                       style, marker="o", label=f"{percentile}, journal fsync {fsync}")
-    axis.set_xscale("log")
-    axis.set_xlabel("offered load, requests per second")
-    axis.set_ylabel("send to first answer, ms")
-    axis.set_title(f"Gateway acknowledgement latency ({LATENCY_SESSIONS} sessions)")
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend()
-    path = stem.with_name(stem.name + "-latency-vs-load.png")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return [path]
+    return [save_plot(figure, axis, stem.with_name(stem.name + "-latency-vs-load.png"),
+                      title=f"Gateway acknowledgement latency ({LATENCY_SESSIONS} sessions)",
+                      xlabel="offered load, requests per second", ylabel="send to first answer, ms")]
 
 
 def summary_lines(results: dict) -> list[str]:

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Callable
 
 from gateway_bench import free_port
-from gateway_suite import SECRET, accounts_file, start_server
+from gateway_suite import SECRET, accounts_file, start_exchange
+from plots import new_plot, save_plot
 
 SUBSCRIBERS = (1, 10, 100)
 QUICK_SUBSCRIBERS = (1, 10)
@@ -158,7 +159,7 @@ def marketdata_suite(quick: bool, progress: Callable[[str], None]) -> dict:
             folder = Path(scratch)
             broker, broker_port = start_broker(folder)
             port = free_port()
-            server = start_server(port, "batch", folder, accounts_file(folder, 2),
+            server = start_exchange(port, "batch", folder, accounts_file(folder, 2),
                                   extra=["--mqtt-url", f"mqtt://127.0.0.1:{broker_port}"])
             try:
                 ready, results = context.Queue(), context.Queue()
@@ -197,25 +198,14 @@ def marketdata_suite(quick: bool, progress: Callable[[str], None]) -> dict:
 
 
 def plot_marketdata(results: dict, stem: Path) -> list[Path]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     runs = [run for run in results["runs"] if run["paced_trades_per_s"]]
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    counts = [run["subscribers"] for run in runs]
+    figure, axis = new_plot()
     for percentile in ("p50", "p99"):
-        axis.plot(counts, [run["trade_delay_ms"][percentile] for run in runs], marker="o", label=percentile)
-    axis.set_xscale("log")
-    axis.set_xlabel("subscribers (MQTT, QoS 1)")
-    axis.set_ylabel("trade to subscriber, ms")
-    axis.set_title(f"Market data: delay from a trade to its subscribers ({PACED_RATE} trades/s)")
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend()
-    path = stem.with_name(stem.name + "-trade-delay.png")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return [path]
+        axis.plot([run["subscribers"] for run in runs], [run["trade_delay_ms"][percentile] for run in runs],
+                  marker="o", label=percentile)
+    return [save_plot(figure, axis, stem.with_name(stem.name + "-trade-delay.png"),
+                      title=f"Market data: delay from a trade to its subscribers ({PACED_RATE} trades/s)",
+                      xlabel="subscribers (MQTT, QoS 1)", ylabel="trade to subscriber, ms")]
 
 
 def summary_lines(results: dict) -> list[str]:

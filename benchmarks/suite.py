@@ -44,6 +44,7 @@ from engine_bench import (DEFAULT_BATCH, SYMBOL, benchmark_engine, build_command
                           bytes_per_resting_order, engine_tape, read_workload, run_bare, run_engine)
 
 import gateway_suite  # noqa: E402
+from plots import new_plot, save_plot  # noqa: E402
 import marketdata_suite  # noqa: E402
 
 from exchange import CancelOrder, OrderType, Side  # noqa: E402
@@ -241,49 +242,26 @@ def commit() -> str:
 
 def plot_engine(results: dict, stem: Path) -> list[Path]:
     """throughput against depth, and a latency percentile plot per command type (at the middle depth)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    written = []
     depth_rows = results["depth"]
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axis = new_plot()
     depths = [row["depth"] for row in depth_rows]
     axis.plot(depths, [row["engine_ops_per_s"] for row in depth_rows], marker="o", label="engine (risk checks)")
     axis.plot(depths, [row["bare_ops_per_s"] for row in depth_rows], marker="s", label="bare Python loop")
-    axis.set_xscale("log")
-    axis.set_xlabel("orders resting (workload --depth)")
-    axis.set_ylabel("commands per second")
-    axis.set_title("Engine throughput against book depth")
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend()
-    path = stem.with_name(stem.name + "-throughput-vs-depth.png")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    written.append(path)
-
+    written = [save_plot(figure, axis, stem.with_name(stem.name + "-throughput-vs-depth.png"),
+                         title="Engine throughput against book depth", xlabel="orders resting (workload --depth)",
+                         ylabel="commands per second")]
     curves = results["_curves"]
     depth = sorted(curves)[len(curves) // 2]
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure, axis = new_plot()
     for kind, points in curves[depth].items():
-        if not points or not any(value for _, value in points):
-            continue
-        xs = [1 / (1 - percentile / 100) for percentile, _ in points]
-        axis.plot(xs, [value for _, value in points], marker=".", label=kind)
-    axis.set_xscale("log")
+        if points and any(value for _, value in points):
+            axis.plot([1 / (1 - percentile / 100) for percentile, _ in points], [value for _, value in points],
+                      marker=".", label=kind)
     axis.set_yscale("log")
-    ticks = [1, 2, 10, 100, 1000, 10000]
-    axis.set_xticks(ticks, ["p0", "p50", "p90", "p99", "p99.9", "p99.99"])
-    axis.set_xlabel("percentile")
-    axis.set_ylabel("microseconds per command")
-    axis.set_title(f"Engine latency per command type ({depth:,} orders resting)")
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend()
-    path = stem.with_name(stem.name + "-latency-by-command.png")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    written.append(path)
+    axis.set_xticks([1, 2, 10, 100, 1000, 10000], ["p0", "p50", "p90", "p99", "p99.9", "p99.99"])
+    written.append(save_plot(figure, axis, stem.with_name(stem.name + "-latency-by-command.png"),
+                             title=f"Engine latency per command type ({depth:,} orders resting)",
+                             xlabel="percentile", ylabel="microseconds per command"))
     return written
 
 

@@ -53,6 +53,7 @@ log = logging.getLogger("carbonx.mqtt")
 
 TOPIC_ROOT = "carbonx"
 RECONNECT_DELAY = 0.5  # seconds before the first retry; doubles up to the next
+STOP_TIMEOUT = 5.0  # seconds the publisher's task is given to end when the exchange stops
 MAX_RECONNECT_DELAY = 5.0
 PROBE_TIMEOUT = 2.0  # seconds to wait for the exchange's own status to come back from the broker
 PUBLISH_WINDOW = 256  # reliable messages awaiting the broker's acknowledgement at once
@@ -182,7 +183,11 @@ class MqttPublisher:
                 self._wake.set()
                 await asyncio.sleep(0.01)
         self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        # A broker that stopped answering can hold the client's disconnect: the exchange's stop does not wait
+        # for it past a bound.
+        done, _ = await asyncio.wait({self._task}, timeout=STOP_TIMEOUT)
+        if not done:
+            log_event(log, "mqtt_stop_timed_out", logging.WARNING, seconds=STOP_TIMEOUT)
         self._task = None
 
     @property
