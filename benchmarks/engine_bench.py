@@ -42,6 +42,7 @@ import hashlib
 import sys
 import time
 import tracemalloc
+from dataclasses import dataclass
 from pathlib import Path
 
 from sortedcontainers import SortedList
@@ -209,6 +210,49 @@ def bytes_per_resting_order(engine: Engine) -> tuple[int, float]:
     return len(resting), (after - before) / max(1, len(resting))
 
 
+@dataclass
+class Timings:
+    """Runs of the engine and the bare loop on one workload, alternating (see timed_runs)."""
+
+    engine_times: list[float]
+    bare_times: list[float]
+    unchecked_times: list[float]  # the engine without pre-trade risk, when asked for
+    tape: list
+    bare_tape: list
+    bare_resting: int
+    engine: Engine  # the last run's, holding the final book
+
+
+def timed_runs(rows: list, commands: list, runs: int, batch: int = DEFAULT_BATCH, *, risk_cost: bool = False,
+               keep_gc: bool = False) -> Timings:
+    """``runs`` runs each of the engine and the bare loop (and, with ``risk_cost``, the engine without risk
+    checks), alternating, the collector paused unless ``keep_gc``. Raises ValueError if the engine without
+    risk checks trades differently; comparing the engine's tape with the bare loop's is the caller's."""
+    timings = Timings([], [], [], [], [], 0, None)
+    gc.collect()
+    if not keep_gc:
+        gc.disable()
+    try:
+        for _ in range(runs):
+            elapsed, timings.engine, outputs = run_engine(commands, batch)
+            timings.engine_times.append(elapsed)
+            timings.tape = engine_tape(outputs)
+            del outputs
+            elapsed, timings.bare_tape, timings.bare_resting = run_bare(rows)
+            timings.bare_times.append(elapsed)
+            gc.collect()
+            if risk_cost:
+                elapsed, _, outputs = run_engine(commands, batch, pre_trade_risk=False)
+                timings.unchecked_times.append(elapsed)
+                if engine_tape(outputs) != timings.tape:
+                    raise ValueError("the engine without pre-trade risk traded differently")
+                del outputs
+                gc.collect()
+    finally:
+        gc.enable()
+    return timings
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", type=Path, required=True, help="file written by shared/bench/workload.py")
@@ -226,29 +270,13 @@ def main() -> int:
 
     rows = read_workload(args.workload)
     commands = build_commands(rows)
-    engine_times, bare_times, unchecked_times = [], [], []
-    gc.collect()
-    if not args.gc:
-        gc.disable()
     try:
-        for _ in range(args.runs):
-            elapsed, engine, outputs = run_engine(commands, args.batch)
-            engine_times.append(elapsed)
-            tape = engine_tape(outputs)
-            del outputs
-            elapsed, bare_tape, bare_resting = run_bare(rows)
-            bare_times.append(elapsed)
-            gc.collect()
-            if args.risk_cost:
-                elapsed, _, outputs = run_engine(commands, args.batch, pre_trade_risk=False)
-                unchecked_times.append(elapsed)
-                if engine_tape(outputs) != tape:
-                    print("FAIL: the engine without pre-trade risk traded differently", file=sys.stderr)
-                    return 1
-                del outputs
-                gc.collect()
-    finally:
-        gc.enable()
+        timings = timed_runs(rows, commands, args.runs, args.batch, risk_cost=args.risk_cost, keep_gc=args.gc)
+    except ValueError as failure:
+        print(f"FAIL: {failure}", file=sys.stderr)
+        return 1
+    engine_times, bare_times, unchecked_times = timings.engine_times, timings.bare_times, timings.unchecked_times
+    tape, bare_tape, bare_resting, engine = timings.tape, timings.bare_tape, timings.bare_resting, timings.engine
 
     if tape != bare_tape:
         first = next(n for n, (a, b) in enumerate(zip(tape, bare_tape)) if a != b) if tape[:len(bare_tape)] != \

@@ -62,17 +62,25 @@ def start_server(port: int, fsync: str, data_dir: str | Path, *, options: list[s
              "--throttle-rate", "1000000", "--throttle-burst", "1000000", "--journal-fsync", fsync,
              "--data-dir", str(data_dir), "--snapshot-every", "0", *serve_options],
             stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + 60
+    if not listening(port, process, 60):
+        raise RuntimeError(f"carbonx serve did not start: {log_path.read_text()[-2000:]}")
+    return process
+
+
+def listening(port: int, process: subprocess.Popen, seconds: float) -> bool:
+    """Wait until ``port`` on 127.0.0.1 takes connections; False (the process killed) if it exits or the
+    time runs out first."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
+            return True
         except OSError:
             if process.poll() is not None:
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
     process.kill()
-    raise RuntimeError(f"carbonx serve did not start: {log_path.read_text()[-2000:]}")
+    return False
 
 
 def order_pair(client: ExchangeClient, number: int) -> tuple[dict, dict]:

@@ -21,14 +21,13 @@ import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
-from gateway_bench import free_port
+from gateway_bench import free_port, listening
 from gateway_suite import SECRET, accounts_file, start_exchange
 from plots import new_plot, save_plot
 
@@ -53,17 +52,9 @@ def start_broker(folder: Path) -> tuple[subprocess.Popen, int]:
         lines.append("user root")  # as root mosquitto would switch to the user mosquitto
     config.write_text("\n".join(lines) + "\n")
     process = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, port
-        except OSError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.02)
-    process.kill()
-    raise RuntimeError(f"mosquitto did not start ({binary})")
+    if not listening(port, process, 10):
+        raise RuntimeError(f"mosquitto did not start ({binary})")
+    return process, port
 
 
 # -- one subscriber process ---------------------------------------------------------------------------

@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from engine_bench import (DEFAULT_BATCH, SYMBOL, benchmark_engine, build_commands,  # noqa: E402
-                          bytes_per_resting_order, engine_tape, read_workload, run_bare, run_engine)
+                          bytes_per_resting_order, read_workload, timed_runs)
 
 import gateway_suite  # noqa: E402
 from plots import new_plot, save_plot  # noqa: E402
@@ -85,28 +85,14 @@ def workload_rows(orders: int, depth: int | None = None) -> list:
 
 
 def best_rates(rows: list, commands: list, runs: int) -> dict:
-    """Best of ``runs`` engine and bare-loop runs, alternating, the collector paused; tapes must agree."""
-    engine_times, bare_times = [], []
-    tape = bare_tape = None
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(runs):
-            elapsed, engine, events = run_engine(commands, DEFAULT_BATCH)
-            engine_times.append(elapsed)
-            tape = engine_tape(events)
-            del events
-            elapsed, bare_tape, _ = run_bare(rows)
-            bare_times.append(elapsed)
-            gc.collect()
-    finally:
-        gc.enable()
-    if tape != bare_tape:
+    """Best of ``runs`` engine and bare-loop runs (engine_bench.timed_runs); the two tapes must agree."""
+    timings = timed_runs(rows, commands, runs)
+    if timings.tape != timings.bare_tape:
         raise BenchmarkError("the engine's trade tape differs from the bare loop's")
-    engine_rate, bare_rate = len(commands) / min(engine_times), len(rows) / min(bare_times)
-    return {"commands": len(commands), "trades": len(tape), "engine_ops_per_s": round(engine_rate),
+    engine_rate, bare_rate = len(commands) / min(timings.engine_times), len(rows) / min(timings.bare_times)
+    return {"commands": len(commands), "trades": len(timings.tape), "engine_ops_per_s": round(engine_rate),
             "bare_ops_per_s": round(bare_rate), "engine_to_bare": round(engine_rate / bare_rate, 4),
-            "_engine": engine}
+            "_engine": timings.engine}
 
 
 def command_type(engine, command) -> str:
