@@ -139,7 +139,7 @@ class InstrumentFeed:
         self.ts = event.ts
         return {"type": "trade", "instrument": self.symbol, "md_seq": self.next_seq("trades"),
                 "trade_id": event.trade_id, "price": price // self.tick, "quantity": lots,
-                "aggressor_side": event.aggressor_side.value, "ts": event.ts}
+                "aggressor_side": event.aggressor_side, "ts": event.ts}
 
     def book_changes(self, bids: list[tuple[int, int, int]], asks: list[tuple[int, int, int]],
                      ts: int) -> list[tuple[str, dict]]:

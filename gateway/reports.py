@@ -89,9 +89,11 @@ class OrderView:
         self.client_order_id = event.client_order_id
         self.instrument = event.instrument
         self.tick = tick
-        self.side = event.side.value  # wire strings, looked up once (an enum's .value is a slow property)
-        self.order_type = event.order_type.value
-        self.time_in_force = event.time_in_force.value
+        # The members themselves: StrEnum members are their wire strings (equal to them, and encoded as them
+        # by msgspec), and an enum's .value is a slow property on this path.
+        self.side = event.side
+        self.order_type = event.order_type
+        self.time_in_force = event.time_in_force
         self.price = event.price  # cents
         self.stop_price = event.stop_price
         self.display_quantity = event.display_quantity
@@ -159,7 +161,7 @@ class OrderTracker:
                 view = orders[event.order_id]
                 view.status = CANCELED
                 report = view.report("canceled", event.ts)
-                report["reason"] = event.reason.value
+                report["reason"] = event.reason
                 out.append((event.account, report))
                 self._keep_closed(view)
             elif kind is OrderRejected:
@@ -208,7 +210,7 @@ class OrderTracker:
         report["leaves_quantity"] = leaves
         report.update(trade_id=trade.trade_id, last_price=trade.price // view.tick, last_quantity=trade.quantity,
                       liquidity=liquidity, fee=fee,
-                      aggressor_side=trade.aggressor_side.value)
+                      aggressor_side=trade.aggressor_side)
         out.append((view.account, report))
         if not leaves:
             self._keep_closed(view)
