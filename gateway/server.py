@@ -1024,20 +1024,20 @@ class TradingGateway:
     def _subscribe(self, session: Session, request: SubscribeRequest) -> None:
         """Answer now; the subscription starts when the batch is released (``_apply_subscription``): the current
         state of each channel, then every message of the batches released after it."""
-        keys = self._subscription_keys(session, request)
-        if keys is None:
-            return
-        self._answer(session, {"type": "subscribed", "instruments": sorted({symbol for symbol, _ in keys}),
-                               "channels": sorted({channel for _, channel in keys}), "ts": time.time_ns()}, request)
-        self.core.outbox.append((session, SubscriptionChange(keys, True), None))
+        self._change_subscription(session, request, True)
 
     def _unsubscribe(self, session: Session, request: UnsubscribeRequest) -> None:
+        self._change_subscription(session, request, False)
+
+    def _change_subscription(self, session: Session, request: SubscribeRequest | UnsubscribeRequest,
+                             subscribe: bool) -> None:
         keys = self._subscription_keys(session, request)
         if keys is None:
             return
-        self._answer(session, {"type": "unsubscribed", "instruments": sorted({symbol for symbol, _ in keys}),
+        self._answer(session, {"type": "subscribed" if subscribe else "unsubscribed",
+                               "instruments": sorted({symbol for symbol, _ in keys}),
                                "channels": sorted({channel for _, channel in keys}), "ts": time.time_ns()}, request)
-        self.core.outbox.append((session, SubscriptionChange(keys, False), None))
+        self.core.outbox.append((session, SubscriptionChange(keys, subscribe), None))
 
     def _apply_subscription(self, session: Session, change: SubscriptionChange) -> None:
         """At release, in the outbox's order. The state sent is the feed's now, which may already include batches
