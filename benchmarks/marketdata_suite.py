@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -91,7 +92,11 @@ async def _subscribe(port: int, count: int, trades: int, ready: multiprocessing.
     async with AsyncExitStack() as stack:
         clients = []
         for _ in range(count):
-            client = await stack.enter_async_context(aiomqtt.Client("127.0.0.1", port, max_queued_incoming_messages=0))
+            # TCP_NODELAY, as the exchange's publisher: a subscriber's acknowledgements (QoS 1) must not wait
+            # for Nagle's algorithm, or the broker's window to it stalls.
+            client = await stack.enter_async_context(aiomqtt.Client(
+                "127.0.0.1", port, max_queued_incoming_messages=0,
+                socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)))
             await client.subscribe(TOPICS, qos=1)
             clients.append(client)
         ready.put(count)

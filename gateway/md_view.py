@@ -20,7 +20,7 @@ import msgspec
 
 from .client import connect
 from .display import eur, ladder
-from .mqtt import market_data_topic, parse_mqtt_url
+from .mqtt import SOCKET_OPTIONS, market_data_topic, parse_mqtt_url
 
 SHOWN_LEVELS = 5
 SHOWN_TRADES = 8
@@ -132,7 +132,7 @@ async def mqtt_feed(url: str, instruments: Sequence[str]) -> AsyncIterator[dict]
     address = parse_mqtt_url(url)
     decode = msgspec.msgpack.Decoder().decode
     async with aiomqtt.Client(address.host, address.port, username=address.username,
-                              password=address.password) as client:
+                              password=address.password, socket_options=SOCKET_OPTIONS) as client:
         for symbol in instruments:
             await client.subscribe(market_data_topic(symbol, "#"), qos=1)
         async for message in client.messages:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import deque
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -56,7 +57,15 @@ RECONNECT_DELAY = 0.5  # seconds before the first retry; doubles up to the next
 STOP_TIMEOUT = 5.0  # seconds the publisher's task is given to end when the exchange stops
 MAX_RECONNECT_DELAY = 5.0
 PROBE_TIMEOUT = 2.0  # seconds to wait for the exchange's own status to come back from the broker
-PUBLISH_WINDOW = 256  # reliable messages awaiting the broker's acknowledgement at once
+# Messages handed to the client at once, and QoS 1 messages awaiting acknowledgement. Small, because the
+# client's bookkeeping costs grow with what is pending (each publish and each acknowledgement walks it);
+# with TCP_NODELAY a round trip to a broker on the same network is a fraction of a millisecond.
+PUBLISH_WINDOW = 64
+# Market data is many small writes with no answer to carry the TCP acknowledgement back (QoS 0), and a
+# QoS 1 subscriber's acknowledgements are small writes too: with Nagle's algorithm on, each write after
+# the first waits for the peer's delayed acknowledgement (tens of milliseconds). Every connection of
+# carbonx to the broker (the publisher, the market-data viewer) sends each message at once.
+SOCKET_OPTIONS = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 _encode = msgspec.msgpack.Encoder().encode
 
 # Where each channel of the feed goes: (topic suffix, QoS, retained).
@@ -200,9 +209,14 @@ class MqttPublisher:
         while True:
             try:
                 async with aiomqtt.Client(address.host, address.port, username=address.username,
-                                          password=address.password, keepalive=10) as client:
+                                          password=address.password, keepalive=10,
+                                          max_inflight_messages=PUBLISH_WINDOW,
+                                          socket_options=SOCKET_OPTIONS) as client:
                     # No fixed client id: with one, any user of the broker could take it over and knock
                     # the exchange's connection off (mosquitto lets a second connection of an id win).
+                    # The client logs a warning whenever more than a few calls are pending: a window is
+                    # the normal state here, not a concern.
+                    client.pending_calls_threshold = 2 * PUBLISH_WINDOW + 16
                     self.connected = True
                     self.connections += 1
                     delay = RECONNECT_DELAY
@@ -283,18 +297,21 @@ class MqttPublisher:
                 instrument = min(self._conflating)
                 self._conflating.discard(instrument)  # its next updates queue again, after this snapshot
                 await self._publish_snapshot(client, instrument, with_top=True)
-            while self._updates:
-                topic, payload, retain = self._updates.popleft()
-                await client.publish(topic, payload, qos=0, retain=retain)
-                self.published += 1
+            updates = self._updates
+            while updates:
+                window = [updates.popleft() for _ in range(min(PUBLISH_WINDOW, len(updates)))]
+                await _publish_together(client, [(topic, payload, 0, retain) for topic, payload, retain in window])
+                self.published += len(window)
             await self._publish_reliable(client)  # before the state: a closing statistics precedes the next
             while self._state:
-                key, message = next(iter(self._state.items()))
-                suffix, qos, retain = CHANNEL_TOPICS[key[1]]
-                await client.publish(market_data_topic(key[0], suffix), _encode(message), qos=qos, retain=retain)
-                if self._state.get(key) is message:  # a newer state filed meanwhile is published next
-                    del self._state[key]
-                self.published += 1
+                latest = list(self._state.items())
+                await _publish_together(client, [(market_data_topic(instrument, CHANNEL_TOPICS[channel][0]),
+                                                  _encode(message), *CHANNEL_TOPICS[channel][1:])
+                                                 for (instrument, channel), message in latest])
+                for key, message in latest:
+                    if self._state.get(key) is message:  # a newer state filed meanwhile is published next
+                        del self._state[key]
+                self.published += len(latest)
             if loop.time() >= next_snapshots:
                 for instrument in sorted(self._stale_books):
                     await self._publish_snapshot(client, instrument)
@@ -315,13 +332,25 @@ class MqttPublisher:
         reliable = self._reliable
         while reliable:
             window = [reliable[i] for i in range(min(PUBLISH_WINDOW, len(reliable)))]
-            tasks = [asyncio.create_task(client.publish(topic, payload, qos=1), name="mqtt-publish")
-                     for topic, payload in window]
-            try:
-                await asyncio.gather(*tasks)
-            finally:  # on a failure (or a lost connection) the rest of the window is abandoned, sent again later
-                for task in tasks:
-                    task.cancel()
+            await _publish_together(client, [(topic, payload, 1, False) for topic, payload in window])
             for _ in window:
                 reliable.popleft()
             self.published += len(window)
+
+
+async def _publish_together(client: aiomqtt.Client, messages: list[tuple[str, bytes, int, bool]]) -> None:
+    """Publish (topic, payload, qos, retain) messages at once, in order, and wait until all are done.
+
+    Awaiting each publish in turn costs an event-loop turn a message (the
+    client writes on the loop's next turn), so a busy exchange would publish
+    one message a turn. The publishes start in list order, so the client
+    queues them in that order. On a failure, or a lost connection, the rest
+    are abandoned; the caller's queues still hold what must be sent again.
+    """
+    tasks = [asyncio.create_task(client.publish(topic, payload, qos=qos, retain=retain), name="mqtt-publish")
+             for topic, payload, qos, retain in messages]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
