@@ -795,7 +795,12 @@ class TradingGateway:
             self.settlement.submit(events)  # a SettlementError stops the exchange: see _fail
         links = self.links
         fills = []  # (account, trade report) for the accounts' private market-data topics
+        # Each session's frames of this batch go out in one write (a system call a frame would cost more
+        # than the frame's encoding); anything written otherwise goes after what is gathered before it.
+        gathered: dict[Session, list[bytes]] = {}
         for target, message, frame in outbox:
+            if frame is None or message is None:
+                _write_gathered(gathered)
             if frame is None:  # the gateway's own: a logout, logon_accepted, resend markers, subscriptions
                 kind = type(message)
                 if kind is EndSession:  # a logout, after everything answered before it
@@ -817,24 +822,34 @@ class TradingGateway:
                 if link is not None:
                     session = link.session
                     if session is not None and session.accepted:
-                        session.write_frame(frame)
+                        frames = gathered.get(session)
+                        if frames is None:
+                            gathered[session] = [frame]
+                        else:
+                            frames.append(frame)
         if market_data:
-            self._send_market_data(market_data)
+            self._send_market_data(market_data, gathered)
             if self.publisher is not None:
                 self.publisher.offer(market_data, fills)
+        _write_gathered(gathered)
         for future, done_events in finished:
             if not future.done():
                 future.set_result(done_events)
 
-    def _send_market_data(self, market_data: list[tuple[str, str, dict]]) -> None:
-        """Market data to the socket subscribers: each message encoded once, for all who take it."""
+    def _send_market_data(self, market_data: list[tuple[str, str, dict]], gathered: dict[Session, list[bytes]]) -> None:
+        """Market data to the socket subscribers, gathered for their sessions' next write: each message encoded
+        once, for all who take it."""
         subscribers = self.subscribers
         for instrument, channel, message in market_data:
             sessions = subscribers.get((instrument, channel))
             if sessions:
                 frame = encode_frame(message)
-                for session in list(sessions):
-                    session.write_frame(frame)
+                for session in sessions:
+                    frames = gathered.get(session)
+                    if frames is None:
+                        gathered[session] = [frame]
+                    else:
+                        frames.append(frame)
 
     def _answer(self, session: Session, message: dict, request: object) -> None:
         """Answer a request that changed nothing: numbered for the account, journaled only as a number used."""
@@ -1148,6 +1163,13 @@ class TradingGateway:
             message_type = request.message_type if type(request) is Refusal else request.__struct_config__.tag
             self._answer(session, _reject(RejectCode.THROTTLED, RejectCode.THROTTLED.text, message_type, None,
                                           getattr(request, "client_order_id", None)), request)
+
+
+def _write_gathered(gathered: dict[Session, list[bytes]]) -> None:
+    """Each session's gathered frames in one write, in the order they were gathered; empties ``gathered``."""
+    for session, frames in gathered.items():
+        session.write_frame(frames[0] if len(frames) == 1 else b"".join(frames))
+    gathered.clear()
 
 
 def _reject(code: RejectCode, text: str, message_type: str | None, field: str | None,
