@@ -8,14 +8,16 @@ from .book import Order, OrderBook
 from .codes import RejectCode
 from .commands import (CASH_ASSET, BlockAccount, CancelOrder, ComplianceDeadline, Deposit, EndOfDay, InvalidCommand, MassCancel,
                        NewOrder, OpenAccount, RecordEmissions, RegisterInstallation, ReplaceOrder,
-                       SetSelfTradePrevention, Surrender, UnblockAccount, Withdraw)
+                       SetSelfTradePrevention, SetTradingPhase, Surrender, UnblockAccount, Withdraw)
 from .compliance import ComplianceConfig, compliance_report, format_report, parse_compliance
 from .engine import Engine
-from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
-from .events import (AccountBlocked, AccountOpened, AccountUnblocked, RequestRejected, DeadlinePassed, Deposited, EmissionsRecorded,
+from .enums import CALL_PHASES, CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce, TradingPhase
+from .auction import AuctionPrice, auction_price
+from .events import (AccountBlocked, AuctionCompleted, AuctionIndicative, AccountOpened, AccountUnblocked, RequestRejected, DeadlinePassed, Deposited, EmissionsRecorded,
                      InstallationRegistered, LevelChanged, MassCancelCompleted, ObligationCarriedOver, OrderAccepted,
                      OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, PenaltyCharged,
-                     SelfTradePreventionSet, StopTriggered, Trade, TradingDayClosed, UnitsSurrendered, Withdrawn)
+                     SelfTradePreventionSet, StopTriggered, Trade, TradingDayClosed, TradingPhaseChanged, UnitsSurrendered,
+                     Withdrawn)
 from .instruments import ConfigError, Instrument, parse_instruments
 
 __all__ = [
@@ -29,4 +31,6 @@ __all__ = [
     "OrderExpired", "OrderRejected", "OrderReplaced", "OrderType", "RejectCode", "ReplaceOrder",
     "SelfTradePrevention", "SelfTradePreventionSet", "SetSelfTradePrevention", "Side", "StopTriggered",
     "TimeInForce", "Trade", "TradingDayClosed", "Withdraw", "Withdrawn", "parse_instruments",
+    "AuctionCompleted", "AuctionIndicative", "AuctionPrice", "CALL_PHASES", "SetTradingPhase", "TradingPhase",
+    "TradingPhaseChanged", "auction_price",
 ]

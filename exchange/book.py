@@ -33,6 +33,16 @@ Rules
    nearest stop first on each side (between a buy and a sell stop both
    reached, the earlier arrival), and each enters as a new limit order.
 
+7. Orders match on arrival only in the CONTINUOUS phase. In a call phase
+   they rest, the book may cross, and :meth:`OrderBook.uncross` ends the
+   call with an auction at one price (``exchange.auction``): bids by price
+   then time meet asks by price then time, every fill at that price.
+8. With a volatility band, an incoming order trades only at prices within
+   the band around the last trade (or auction) price. If it would trade
+   beyond, it stops there and the instrument goes into a volatility
+   interruption (a call); the rest of the order rests if it is a persistent
+   limit order and is cancelled otherwise (IOC, FOK, market).
+
 The book never reads a clock and never raises on bad input: the engine
 validates commands before they reach it. Events are appended to the list the
 caller passes in, each with the next number from the shared
@@ -46,8 +56,9 @@ from typing import Iterable, Iterator
 
 from sortedcontainers import SortedList
 
-from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
-from .events import LevelChanged, OrderCanceled, StopTriggered, Trade
+from .auction import AuctionPrice, auction_price
+from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce, TradingPhase
+from .events import AuctionCompleted, AuctionIndicative, LevelChanged, OrderCanceled, StopTriggered, Trade, TradingPhaseChanged
 from .instruments import Instrument
 
 BUY = Side.BUY
@@ -61,6 +72,8 @@ LIMIT = OrderType.LIMIT
 MARKET = OrderType.MARKET
 IOC = TimeInForce.IOC
 FOK = TimeInForce.FOK
+CONTINUOUS = TradingPhase.CONTINUOUS
+VOLATILITY_INTERRUPTION = TradingPhase.VOLATILITY_INTERRUPTION
 COMPACT_SLACK = 16  # dead deque entries tolerated beyond the live count before a rebuild
 
 _shown = attrgetter("visible")
@@ -227,7 +240,7 @@ class OrderBook:
     """Bids, asks and waiting stop orders of one instrument."""
 
     __slots__ = ("instrument", "symbol", "bids", "asks", "last_price", "buy_stops", "sell_stops", "stop_count",
-                 "counters", "open_orders", "fee_account")
+                 "counters", "open_orders", "fee_account", "phase")
 
     def __init__(self, instrument: Instrument, counters: Counters, open_orders: dict[int, Order],
                  fee_account: Account | None = None) -> None:
@@ -239,6 +252,7 @@ class OrderBook:
         self.bids = BookSide(BUY)
         self.asks = BookSide(SELL)
         self.last_price: int | None = None  # price of the last trade
+        self.phase = CONTINUOUS  # until the exchange's schedule says otherwise (SetTradingPhase)
         # Waiting stops, keyed so that the next to trigger comes first:
         # buy stops trigger as the price rises (lowest stop first),
         # sell stops as it falls (highest stop first); ties by order id (arrival).
@@ -315,9 +329,20 @@ class OrderBook:
             opposite = self.asks if side is BUY else self.bids
             limit_key = self._market_limit_key(order)
         time_in_force = order.time_in_force
+        order_key = limit_key
+        band = self.instrument.volatility_band_bps
+        if band:  # trade only within the band around the last price; beyond it, a volatility interruption
+            reference = self.reference_price()
+            reach = reference * band // 10_000
+            band_key = reference + reach if side is BUY else reach - reference
+            if band_key < limit_key:
+                limit_key = band_key
         if opposite.best <= limit_key:
             if time_in_force is FOK and not self._can_fill(order, opposite, limit_key):
-                self._close_unrested(order, order.leaves, CancelReason.FOK_UNFILLED, events, ts)
+                if limit_key < order_key and self._can_fill(order, opposite, order_key):
+                    self._interrupt(order, order.leaves, opposite, events, ts)
+                else:
+                    self._close_unrested(order, order.leaves, CancelReason.FOK_UNFILLED, events, ts)
                 return
             leaves = self._match(order, opposite, limit_key, events, ts)
             if not leaves:
@@ -327,6 +352,9 @@ class OrderBook:
                 return
         else:
             leaves = order.leaves
+        if limit_key < order_key and opposite.best <= order_key:  # it would trade outside the band
+            self._interrupt(order, leaves, opposite, events, ts)
+            return
         if time_in_force is IOC or time_in_force is FOK or price is None:
             reason = (CancelReason.FOK_UNFILLED if time_in_force is FOK else
                       CancelReason.MARKET_REMAINDER if price is None else CancelReason.IOC_REMAINDER)
@@ -463,6 +491,134 @@ class OrderBook:
             self._close_unrested(order, leaves, CancelReason.SELF_TRADE, events, ts)
             return -1
         return leaves
+
+    def _interrupt(self, order: Order, leaves: int, opposite: BookSide, events: list, ts: int) -> None:
+        """The order would trade outside the volatility band: the instrument goes into a volatility
+        interruption; the rest of the order rests if it is a persistent limit order, else it is cancelled."""
+        counters = self.counters
+        seq = counters.seq = counters.seq + 1
+        events.append(TradingPhaseChanged(seq, ts, self.symbol, VOLATILITY_INTERRUPTION, self.phase, "volatility",
+                                          opposite.sign * opposite.best, self.reference_price()))
+        self.phase = VOLATILITY_INTERRUPTION
+        time_in_force = order.time_in_force
+        if order.price is None or time_in_force is IOC or time_in_force is FOK:
+            self._close_unrested(order, leaves, CancelReason.VOLATILITY_INTERRUPTION, events, ts)
+        else:
+            order.leaves = leaves
+            self.rest(order, leaves)
+
+    # -- call auctions ------------------------------------------------------------------------
+
+    def _open_lots(self, own: BookSide, reach_key: int) -> list[tuple[int, int]]:
+        """(price, open lots with icebergs' reserves) per level of a side, in priority, up to a key."""
+        out = []
+        for key in own.keys:
+            if key > reach_key:
+                break
+            level = own.levels[key]
+            out.append((level.price, sum(order.leaves for order in level.live_orders())))
+        return out
+
+    def indicative_price(self) -> AuctionPrice | None:
+        """The auction's price and quantity if the call ended now; None if nothing would execute."""
+        bids, asks = self.bids, self.asks
+        if bids.best == EMPTY or asks.best == EMPTY or -bids.best < asks.best:
+            return None
+        # Only levels where the sides overlap can execute: bids at or above the best ask, asks at or below
+        # the best bid.
+        return auction_price(self._open_lots(bids, -asks.best), self._open_lots(asks, -bids.best),
+                             self.reference_price(), self.instrument.tick_size)
+
+    def uncross(self, events: list, ts: int) -> None:
+        """End a call: the auction. Every order that can trade at the auction price does, bids by price then
+        time against asks by price then time; then an AuctionCompleted event (also when nothing traded)."""
+        counters = self.counters
+        found = self.indicative_price()
+        trades = 0
+        if found is not None:
+            price = found.price
+            remaining = found.quantity
+            buys = self._auction_queue(self.bids, -price, remaining)
+            sells = self._auction_queue(self.asks, price, remaining)
+            fee_account = self.fee_account
+            fee_per_lot = self.instrument.maker_fee  # nobody takes liquidity in an auction
+            touched: dict[int, tuple[BookSide, Level]] = {}
+            buy_index = sell_index = 0
+            while remaining:
+                buy, sell = buys[buy_index], sells[sell_index]
+                fill = min(buy.leaves, sell.leaves, remaining)
+                remaining -= fill
+                fee = fee_per_lot * fill
+                self._auction_fill(buy, fill, touched)
+                self._auction_fill(sell, fill, touched)
+                seq = counters.seq = counters.seq + 1
+                trade_id = counters.trade_id = counters.trade_id + 1
+                events.append(_new(Trade, (seq, ts, self.symbol, trade_id, price, fill, None, buy.order_id,
+                                           buy.account.account_id, buy.client_order_id, buy.leaves, sell.order_id,
+                                           sell.account.account_id, sell.client_order_id, sell.leaves, fee, fee)))
+                if fee_account is not None:
+                    self._settle(buy, sell, price, fill, fee, fee)
+                trades += 1
+                if not buy.leaves:
+                    buy_index += 1
+                if not sell.leaves:
+                    sell_index += 1
+            for key, (own, level) in touched.items():
+                if not level.count:
+                    own.remove_level(own.sign * level.price)
+                else:
+                    _drop_dead(level, level.count)
+            self.last_price = price
+        seq = counters.seq = counters.seq + 1
+        events.append(AuctionCompleted(seq, ts, self.symbol, self.phase, None if found is None else found.price,
+                                       0 if found is None else found.quantity, trades))
+
+    @staticmethod
+    def _auction_queue(own: BookSide, reach_key: int, quantity: int) -> list[Order]:
+        """The side's orders in priority, at prices up to ``reach_key``, until they hold ``quantity`` lots."""
+        queue = []
+        for key in own.keys:
+            if key > reach_key or quantity <= 0:
+                break
+            for order in own.levels[key].live_orders():
+                queue.append(order)
+                quantity -= order.leaves
+                if quantity <= 0:
+                    break
+        return queue
+
+    def _auction_fill(self, order: Order, fill: int, touched: dict) -> None:
+        """Take an auction fill off a resting order: its shown part refills in place (no new time priority:
+        the whole order took part); a filled order leaves its level and the indexes."""
+        own = self.bids if order.side is BUY else self.asks
+        level = own.levels[own.sign * order.price]
+        leaves = order.leaves = order.leaves - fill
+        if leaves:
+            display = order.display_quantity
+            shown = leaves if display is None or display > leaves else display
+            level.quantity += shown - order.visible
+            order.visible = shown
+        else:
+            level.quantity -= order.visible
+            order.visible = 0
+            level.count -= 1
+            del self.open_orders[order.order_id]
+            account = order.account
+            del account.open_orders[order.order_id]
+            account.orders[order.client_order_id] = CLOSED
+        own.changed[level.price] = level
+        touched[id(level)] = (own, level)
+
+    def announce_indicative(self, events: list, ts: int) -> None:
+        """During a call, after a batch that changed the book: the indicative auction price and quantity."""
+        found = self.indicative_price()
+        counters = self.counters
+        seq = counters.seq = counters.seq + 1
+        if found is None:
+            events.append(AuctionIndicative(seq, ts, self.symbol, self.phase, None, 0, 0, 0))
+        else:
+            events.append(AuctionIndicative(seq, ts, self.symbol, self.phase, found.price, found.quantity,
+                                            found.demand, found.supply))
 
     def _can_fill(self, order: Order, opposite: BookSide, limit_key: int) -> bool:
         """Fill-or-kill check: would matching now fill the whole order?
@@ -666,8 +822,9 @@ class OrderBook:
         return None
 
     def release_stops(self, events: list, ts: int) -> None:
-        """Trigger every stop the last trade price reaches; their trades may reach more."""
-        while self.stop_count:
+        """Trigger every stop the last trade price reaches; their trades may reach more (in continuous trading
+        only: a triggered stop that sends the instrument into a call leaves the others waiting)."""
+        while self.stop_count and self.phase is CONTINUOUS:
             order = self.next_stop_to_release()
             if order is None:
                 return
@@ -733,7 +890,8 @@ class OrderBook:
                         assert order.visible == order.leaves, "plain order hides quantity"
                     assert order.account.orders.get(order.client_order_id) is order, "client id lost"
         best_bid, best_ask = self.best_bid(), self.best_ask()
-        assert best_bid is None or best_ask is None or best_bid < best_ask, "book is crossed"
+        if self.phase is CONTINUOUS or self.phase is TradingPhase.CLOSED:  # calls and halts may cross
+            assert best_bid is None or best_ask is None or best_bid < best_ask, "book is crossed"
         for stops in (self.buy_stops, self.sell_stops):
             for order in stops:
                 assert order.visible == 0 and order.stop_price is not None, "bad waiting stop"

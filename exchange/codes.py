@@ -55,6 +55,9 @@ class RejectCode(IntEnum):
 
     INVALID_AMOUNT = 124, "amount must be a positive whole number (cents for EUR, units for an instrument)"
     UNKNOWN_ASSET = 125, "asset must be EUR or the symbol of an instrument"
+    INSTRUMENT_CLOSED = 126, "the instrument is closed: no new orders or replaces (cancels are taken)"
+    TRADING_HALTED = 127, "trading in the instrument is halted: no new orders or replaces (cancels are taken)"
+    INVALID_TRADING_PHASE = 128, "trading phase must be closed, opening_call, continuous, closing_call, volatility_interruption or halted"
 
     # -- 200: risk (pre-trade checks) -----------------------------------------------------
     UNKNOWN_ACCOUNT = 201, "no such account: accounts are opened by the exchange"
@@ -66,6 +69,7 @@ class RejectCode(IntEnum):
 
     # -- 300: matching ----------------------------------------------------------------------
     POST_ONLY_WOULD_TAKE = 301, "post-only order would trade on entry"
+    NOT_TAKEN_IN_CALL = 302, "market, IOC, FOK and post-only orders are not taken during an auction call"
 
     # -- 400: order state -----------------------------------------------------------------
     DUPLICATE_CLIENT_ORDER_ID = 401, "client order id already used by this account today"
@@ -81,6 +85,7 @@ class RejectCode(IntEnum):
     INVALID_TRADING_DATE = 502, "trading date must be a calendar date written as YYYYMMDD"
     TRADING_DATE_NOT_AFTER_LAST = 503, "trading date must be after the last trading day closed"
     ACCOUNT_ALREADY_OPEN = 504, "an account with this id is already open"
+    PHASE_CHANGE_NOT_ALLOWED = 505, "the instrument cannot go from its current trading phase to the one asked for"
 
     # -- 600: compliance (exchange.compliance) ----------------------------------------------
     # An unknown account, an unknown instrument and too few available units reuse 201, 101 and 203.

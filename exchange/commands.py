@@ -24,7 +24,7 @@ from enum import Enum
 from typing import TypeVar
 
 from .codes import RejectCode
-from .enums import OrderType, SelfTradePrevention, Side, TimeInForce
+from .enums import OrderType, SelfTradePrevention, Side, TimeInForce, TradingPhase
 
 MAX_CLIENT_ORDER_ID_LENGTH = 64
 MAX_ACCOUNT_LENGTH = 64
@@ -295,6 +295,27 @@ class EndOfDay:
         _check_ts(self.ts)
         if not valid_date(self.trading_date):
             raise InvalidCommand(RejectCode.INVALID_TRADING_DATE, "trading_date")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetTradingPhase:
+    """Move an instrument to another trading phase (the exchange's schedule, or its operator).
+
+    Leaving a call phase, or a halt, for continuous trading or the close runs
+    the call's auction first (``exchange.auction``). A volatility interruption
+    is entered by the engine itself, never by this command, and ended by it
+    (the gateway sends it when the interruption's time is up).
+    """
+
+    ts: int
+    instrument: str
+    phase: TradingPhase
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        if type(self.instrument) is not str or not self.instrument:
+            raise InvalidCommand(RejectCode.UNKNOWN_INSTRUMENT, "instrument")
+        _set(self, "phase", _member(TradingPhase, self.phase, RejectCode.INVALID_TRADING_PHASE, "phase"))
 
 
 CASH_ASSET = "EUR"  # the asset name of cash in Deposit and Withdraw; any other asset is an instrument

@@ -41,11 +41,11 @@ from .book import CLOSED, Account, Counters, Order, OrderBook
 from .codes import RejectCode
 from .commands import (CASH_ASSET, BlockAccount, CancelOrder, ComplianceDeadline, Deposit, EndOfDay, MassCancel, NewOrder,
                        OpenAccount, RecordEmissions, RegisterInstallation, ReplaceOrder, SetSelfTradePrevention,
-                       Surrender, UnblockAccount, Withdraw)
+                       SetTradingPhase, Surrender, UnblockAccount, Withdraw)
 from .compliance import Compliance, ComplianceConfig
-from .enums import CancelReason, Side, TimeInForce
+from .enums import CALL_PHASES, CancelReason, OrderType, Side, TimeInForce, TradingPhase
 from .events import (AccountBlocked, AccountOpened, AccountUnblocked, RequestRejected, Deposited, MassCancelCompleted, OrderAccepted, OrderExpired,
-                     OrderRejected, OrderReplaced, SelfTradePreventionSet, TradingDayClosed, Withdrawn)
+                     OrderRejected, OrderReplaced, SelfTradePreventionSet, TradingDayClosed, TradingPhaseChanged, Withdrawn)
 from .instruments import Instrument
 
 BUY = Side.BUY
@@ -54,6 +54,18 @@ GTD = TimeInForce.GTD
 IOC = TimeInForce.IOC
 FOK = TimeInForce.FOK
 USER = CancelReason.USER
+CONTINUOUS = TradingPhase.CONTINUOUS
+CLOSED_PHASE = TradingPhase.CLOSED
+HALTED = TradingPhase.HALTED
+# The phase changes SetTradingPhase may make (a volatility interruption is entered by the engine alone).
+PHASE_CHANGES = {
+    TradingPhase.CLOSED: {TradingPhase.OPENING_CALL, CONTINUOUS, HALTED},
+    TradingPhase.OPENING_CALL: {CONTINUOUS, CLOSED_PHASE, HALTED},
+    CONTINUOUS: {TradingPhase.CLOSING_CALL, CLOSED_PHASE, HALTED},
+    TradingPhase.CLOSING_CALL: {CLOSED_PHASE, HALTED},
+    TradingPhase.VOLATILITY_INTERRUPTION: {CONTINUOUS, TradingPhase.CLOSING_CALL, HALTED},
+    HALTED: {CLOSED_PHASE, TradingPhase.OPENING_CALL, CONTINUOUS},
+}
 DEFAULT_FEE_ACCOUNT = "carbonx-fees"
 _MISSING = object()  # "no such client order id", distinct from CLOSED (None)
 _new = tuple.__new__
@@ -97,6 +109,7 @@ class Engine:
             BlockAccount: self._block_account,
             UnblockAccount: self._unblock_account,
             SetSelfTradePrevention: self._set_self_trade_prevention,
+            SetTradingPhase: self._set_trading_phase,
             EndOfDay: self._end_of_day,
             OpenAccount: self._open_account,
             Deposit: self._deposit,
@@ -167,7 +180,10 @@ class Engine:
         for book in self._book_list:
             if book.bids.changed or book.asks.changed:
                 ts = getattr(last_command, "ts", 0)
-                book.flush_level_changes(events, ts if type(ts) is int else 0)
+                ts = ts if type(ts) is int else 0
+                if book.phase in CALL_PHASES:
+                    book.announce_indicative(events, ts)
+                book.flush_level_changes(events, ts)
 
     def _handle_other(self, command: object, events: list) -> None:
         handler = self._handlers.get(command.__class__)
@@ -193,6 +209,11 @@ class Engine:
         display = cmd.display_quantity
         time_in_force = cmd.time_in_force
         side = cmd.side
+        if book.phase is not CONTINUOUS:
+            code = _phase_refusal(book.phase, cmd)
+            if code is not None:
+                events.append(self._order_rejected(cmd, code))
+                return
         if stop_price is not None or display is not None or time_in_force is GTD or cmd.post_only:
             code = self._broken_option_rule(cmd, book)
             if code is not None:
@@ -234,13 +255,16 @@ class Engine:
                                        expire_date, post_only, stp)))
         if stop_price is not None:
             book.park_stop(order)  # triggered below, with any other stop, if the last price has reached it
+        elif book.phase is not CONTINUOUS:  # a call: collected for the auction, no matching
+            book.rest(order, quantity)
+            return
         elif price is not None and time_in_force is not IOC and time_in_force is not FOK and (
                 book.asks.best > price if side is BUY else book.bids.best > -price):
             book.rest(order, quantity)  # does not cross: no trade, no stop to release
             return
         else:
             book.execute(order, events, ts)
-        if book.stop_count and book.last_price is not None:
+        if book.stop_count and book.last_price is not None and book.phase is CONTINUOUS:
             book.release_stops(events, ts)
         return
 
@@ -382,6 +406,10 @@ class Engine:
             events.append(self._command_rejected(cmd, "replace", order))
             return
         book = order.book
+        if book.phase is CLOSED_PHASE or book.phase is HALTED:
+            events.append(self._command_rejected(cmd, "replace", RejectCode.INSTRUMENT_CLOSED
+                                                 if book.phase is CLOSED_PHASE else RejectCode.TRADING_HALTED))
+            return
         instrument = book.instrument
         quantity = order.quantity if cmd.quantity is None else cmd.quantity
         price = order.price if cmd.price is None else cmd.price
@@ -395,7 +423,7 @@ class Engine:
             code = RejectCode.REPLACE_CHANGES_NOTHING
         waiting = order.stop_price is not None
         if code is None and order.post_only and not waiting and price != order.price \
-                and book.would_take(order.side, price):
+                and book.phase is CONTINUOUS and book.would_take(order.side, price):
             code = RejectCode.POST_ONLY_WOULD_TAKE
         new_leaves = quantity - order.filled
         if code is None and self.pre_trade_risk:
@@ -440,6 +468,9 @@ class Engine:
         del self.open_orders[order.order_id]
         del order.account.open_orders[order.order_id]
         order.account.orders[order.client_order_id] = moved
+        if book.phase is not CONTINUOUS:  # a call: it waits for the auction at its new place
+            book.rest(moved, moved.leaves)
+            return
         book.execute(moved, events, ts)
         if book.stop_count:
             book.release_stops(events, ts)
@@ -492,6 +523,26 @@ class Engine:
         self._account(cmd.account).self_trade_prevention = cmd.mode
         seq = self.counters.seq = self.counters.seq + 1
         events.append(SelfTradePreventionSet(seq, cmd.ts, cmd.account, cmd.mode))
+
+    # -- trading phases -----------------------------------------------------------------------
+
+    def _set_trading_phase(self, cmd: SetTradingPhase, events: list) -> None:
+        book = self.books.get(cmd.instrument)
+        if book is None:
+            events.append(self._command_rejected(cmd, "set_trading_phase", RejectCode.UNKNOWN_INSTRUMENT))
+            return
+        previous, phase = book.phase, cmd.phase
+        if phase not in PHASE_CHANGES[previous]:
+            events.append(self._command_rejected(cmd, "set_trading_phase", RejectCode.PHASE_CHANGE_NOT_ALLOWED))
+            return
+        ts = cmd.ts
+        if (phase is CONTINUOUS or phase is CLOSED_PHASE) and (previous in CALL_PHASES or previous is HALTED):
+            book.uncross(events, ts)  # a halt entered from a call may hold a crossed book: it ends the same way
+        book.phase = phase
+        seq = self.counters.seq = self.counters.seq + 1
+        events.append(TradingPhaseChanged(seq, ts, book.symbol, phase, previous, "operator", None, None))
+        if phase is CONTINUOUS and book.stop_count and book.last_price is not None:
+            book.release_stops(events, ts)
 
     # -- end of day ----------------------------------------------------------------------
 
@@ -572,7 +623,7 @@ class Engine:
         yield f"counters seq={c.seq} order_id={c.order_id} trade_id={c.trade_id} closed={self.last_closed_date}"
         for symbol in sorted(self.books):
             book = self.books[symbol]
-            yield f"book {symbol} last={book.last_price}"
+            yield f"book {symbol} last={book.last_price} phase={book.phase}"
             for side in (Side.BUY, Side.SELL):
                 for order in book.resting_orders(side):
                     yield "rest " + _order_line(order)
@@ -601,6 +652,18 @@ def _order_line(order: Order) -> str:
 
 def _by_order_id(order: Order) -> int:
     return order.order_id
+
+
+def _phase_refusal(phase: TradingPhase, cmd: NewOrder) -> RejectCode | None:
+    """Why a new order is not taken in a phase other than continuous trading, if it is not."""
+    if phase is CLOSED_PHASE:
+        return RejectCode.INSTRUMENT_CLOSED
+    if phase is HALTED:
+        return RejectCode.TRADING_HALTED
+    # A call: only orders that can wait for the auction (limit, not IOC or FOK, not post-only).
+    if cmd.order_type is OrderType.MARKET or cmd.time_in_force is IOC or cmd.time_in_force is FOK or cmd.post_only:
+        return RejectCode.NOT_TAKEN_IN_CALL
+    return None
 
 
 def _broken_instrument_rule(quantity: int, price: int | None, instrument: Instrument) -> RejectCode | None:

@@ -44,4 +44,21 @@ class CancelReason(StrEnum):
     MASS_CANCEL = "MASS_CANCEL"  # a mass cancel for the account
     DISCONNECT = "DISCONNECT"  # cancel-on-disconnect: the account's session ended (a mass cancel by the gateway)
     KILL_SWITCH = "KILL_SWITCH"  # the exchange blocked the account and cancelled all its orders
+    VOLATILITY_INTERRUPTION = "VOLATILITY_INTERRUPTION"  # the rest of a non-persistent order that would have
+    # traded outside the volatility band (IOC, FOK, market): the instrument went into a call instead
+
+
+class TradingPhase(StrEnum):
+    """Where an instrument's trading day is (EEX/T7 style). Orders match only in CONTINUOUS; the three call
+    phases collect orders without matching and end in an auction at one price (``exchange.auction``)."""
+
+    CLOSED = "closed"  # no new orders, nothing matches; cancels are taken
+    OPENING_CALL = "opening_call"  # orders collected for the opening auction
+    CONTINUOUS = "continuous"  # price-time matching on arrival
+    CLOSING_CALL = "closing_call"  # orders collected for the closing auction
+    VOLATILITY_INTERRUPTION = "volatility_interruption"  # a short call after a trade would have left the band
+    HALTED = "halted"  # stopped by the exchange: no new orders or replaces, nothing matches; cancels are taken
+
+
+CALL_PHASES = frozenset((TradingPhase.OPENING_CALL, TradingPhase.CLOSING_CALL, TradingPhase.VOLATILITY_INTERRUPTION))
 

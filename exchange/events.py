@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .codes import RejectCode
-from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
+from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce, TradingPhase
 
 
 class OrderAccepted(NamedTuple):
@@ -73,13 +73,17 @@ class RequestRejected(NamedTuple):
 
 
 class Trade(NamedTuple):
+    """One fill. In continuous trading the taker is the incoming order; in an auction nobody takes
+    (``aggressor_side`` is None): the taker fields hold the buy order, the maker fields the sell order, and
+    both pay the maker fee."""
+
     seq: int
     ts: int
     instrument: str
     trade_id: int
     price: int  # cents: always the resting (maker) order's price
     quantity: int  # lots
-    aggressor_side: Side  # the taker's side
+    aggressor_side: Side | None  # the taker's side; None for an auction trade
     taker_order_id: int
     taker_account: str
     taker_client_order_id: str | int
@@ -308,3 +312,45 @@ Event = (
     | AccountOpened | Deposited | Withdrawn | InstallationRegistered | EmissionsRecorded | UnitsSurrendered
     | PenaltyCharged | ObligationCarriedOver | DeadlinePassed
 )
+
+
+class TradingPhaseChanged(NamedTuple):
+    """An instrument's trading phase changed: by the exchange's command (``reason`` "operator") or because an
+    order would have traded outside the volatility band (``reason`` "volatility"; ``trigger_price`` is the
+    price it would have traded at)."""
+
+    seq: int
+    ts: int
+    instrument: str
+    phase: TradingPhase
+    previous: TradingPhase
+    reason: str  # "operator" or "volatility"
+    trigger_price: int | None  # cents; a volatility interruption's only
+    reference_price: int | None  # cents: the band's centre, for a volatility interruption
+
+
+class AuctionIndicative(NamedTuple):
+    """During a call: the auction's price and quantity if the call ended now (after each batch that changed
+    the book). ``price`` is None while nothing would execute."""
+
+    seq: int
+    ts: int
+    instrument: str
+    phase: TradingPhase
+    price: int | None  # cents
+    quantity: int  # lots that would execute
+    demand: int  # lots bid at the price or higher (0 without a price)
+    supply: int  # lots offered at the price or lower
+
+
+class AuctionCompleted(NamedTuple):
+    """A call ended: its auction executed ``quantity`` lots at ``price`` in ``trades`` trades (the Trade events
+    before this one), or nothing (price None)."""
+
+    seq: int
+    ts: int
+    instrument: str
+    phase: TradingPhase  # the call that ended
+    price: int | None  # cents
+    quantity: int
+    trades: int

@@ -45,6 +45,10 @@ class Instrument:
     price_band_bps: int  # band around the reference price, basis points; a limit price outside it is refused
     maker_fee: int = 0  # cents per lot, paid by the resting order's account
     taker_fee: int = 0  # cents per lot, paid by the incoming order's account
+    # Dynamic band, basis points around the last trade (or auction) price: an order that would trade outside
+    # it sends the instrument into a volatility interruption instead; 0: no band.
+    volatility_band_bps: int = 0
+    volatility_call_seconds: int = 120  # length of a volatility interruption's call (the gateway's timer)
     # Derived: the allowed quantities and prices as ranges, so that one C-level ``in`` checks the
     # size limits, or the price limits and the tick together, on the order path.
     allowed_lots: range = field(init=False, repr=False, compare=False)
@@ -64,7 +68,7 @@ class Instrument:
 _FIELDS = {
     "name", "lot_units", "tick_size_eur", "min_lots", "max_lots", "min_price_eur",
     "max_price_eur", "reference_price_eur", "market_collar_eur", "price_band_bps",
-    "maker_fee_eur", "taker_fee_eur",
+    "maker_fee_eur", "taker_fee_eur", "volatility_band_bps", "volatility_call_seconds",
 }
 
 
@@ -115,6 +119,12 @@ def _parse_instrument(symbol: str, table: Any) -> Instrument:
     band = table.get("price_band_bps", 0)
     if type(band) is not int or not 0 <= band <= 10_000:
         raise ConfigError(f"{where}.price_band_bps", "must be an integer from 0 to 10000 basis points")
+    volatility_band = table.get("volatility_band_bps", 0)
+    if type(volatility_band) is not int or not 0 <= volatility_band <= 10_000:
+        raise ConfigError(f"{where}.volatility_band_bps", "must be an integer from 0 to 10000 basis points")
+    volatility_call = table.get("volatility_call_seconds", 120)
+    if type(volatility_call) is not int or not 1 <= volatility_call <= 3600:
+        raise ConfigError(f"{where}.volatility_call_seconds", "must be a whole number of seconds from 1 to 3600")
     fees = {}
     for key in ("maker_fee_eur", "taker_fee_eur"):
         fees[key] = _cents(table, where, key, default=0) if key in table else 0
@@ -128,7 +138,8 @@ def _parse_instrument(symbol: str, table: Any) -> Instrument:
         symbol=symbol, name=name, lot_units=lot_units, tick_size=tick_size, min_lots=min_lots,
         max_lots=max_lots, min_price=min_price, max_price=max_price, reference_price=reference_price,
         market_collar=market_collar, price_band_bps=band, maker_fee=fees["maker_fee_eur"],
-        taker_fee=fees["taker_fee_eur"],
+        taker_fee=fees["taker_fee_eur"], volatility_band_bps=volatility_band,
+        volatility_call_seconds=volatility_call,
     )
 
 

@@ -38,14 +38,20 @@ from hypothesis import strategies as st
 
 from exchange import (BlockAccount, CancelOrder, RequestRejected, Deposit, EndOfDay, Engine, InvalidCommand, MassCancel, NewOrder,
                       OpenAccount, OrderRejected, OrderType, RejectCode, ReplaceOrder, SelfTradePrevention,
-                      SetSelfTradePrevention, Side, TimeInForce, UnblockAccount, Withdraw, parse_instruments)
+                      SetSelfTradePrevention, SetTradingPhase, Side, TimeInForce, TradingPhase, UnblockAccount,
+                      Withdraw, parse_instruments)
 from scenario_helpers import make_engine, shipped_instruments
 
 # An instrument whose rules make the codes the shipped ones cannot reach reachable:
 # a tick of 5 cents (PRICE_NOT_ON_TICK) and a minimum of 2 lots (QUANTITY_BELOW_MINIMUM).
+# Three more, each left by the setup in a trading phase other than continuous: AUC in its opening call,
+# SHUT closed, HALT halted (with alice's resting sell "halt-1" in it).
+_PLAIN = {"lot_units": 1000, "tick_size_eur": "0.01", "min_lots": 1, "max_lots": 100, "min_price_eur": "0.01",
+          "max_price_eur": "1000.00", "reference_price_eur": "70.00"}
 COARSE = parse_instruments({"instruments": {"TST": {
     "lot_units": 1000, "tick_size_eur": "0.05", "min_lots": 2, "max_lots": 100, "min_price_eur": "0.05",
-    "max_price_eur": "1000.00", "reference_price_eur": "70.00", "market_collar_eur": "3.50"}}})
+    "max_price_eur": "1000.00", "reference_price_eur": "70.00", "market_collar_eur": "3.50"},
+    "AUC": _PLAIN, "SHUT": _PLAIN, "HALT": _PLAIN}})
 
 UNREACHABLE: set[RejectCode] = set()  # every code in the table can be produced
 
@@ -72,6 +78,11 @@ def setup_commands() -> list:
                  price=6900, post_only=True),
         NewOrder(ts=7, account="alice", client_order_id="tst-1", instrument="TST", side=Side.SELL, quantity=4,
                  price=7000),
+        NewOrder(ts=8, account="alice", client_order_id="halt-1", instrument="HALT", side=Side.SELL, quantity=4,
+                 price=7000),
+        SetTradingPhase(ts=9, instrument="AUC", phase=TradingPhase.CLOSING_CALL),
+        SetTradingPhase(ts=9, instrument="SHUT", phase=TradingPhase.CLOSED),
+        SetTradingPhase(ts=9, instrument="HALT", phase=TradingPhase.HALTED),
     ]
 
 
@@ -93,6 +104,7 @@ def funding_commands() -> list:
         Deposit(ts=0, account="alice", asset="EUR", amount=100_000_000),
         Deposit(ts=0, account="alice", asset="EUA", amount=20_000),
         Deposit(ts=0, account="alice", asset="TST", amount=10_000),
+        Deposit(ts=0, account="alice", asset="HALT", amount=10_000),
         OpenAccount(ts=0, account="bob"),
         Deposit(ts=0, account="bob", asset="EUR", amount=100_000_000),
         OpenAccount(ts=0, account="erin"),  # blocked by the kill switch
@@ -293,6 +305,25 @@ CASES = [
     ("post-only would take", new(price=7000, post_only=True), RejectCode.POST_ONLY_WOULD_TAKE, ENGINE),
     ("replace post-only to take", replace(order_id=5, quantity=None, price=7000), RejectCode.POST_ONLY_WOULD_TAKE,
      ENGINE),
+    # -- trading phases
+    ("order on a closed instrument", new(instrument="SHUT"), RejectCode.INSTRUMENT_CLOSED, ENGINE),
+    ("order on a halted instrument", new(instrument="HALT"), RejectCode.TRADING_HALTED, ENGINE),
+    ("replace on a halted instrument", replace(order_id=7, quantity=2), RejectCode.TRADING_HALTED, ENGINE),
+    ("market order in a call", new(instrument="AUC", order_type=MARKET, price=None), RejectCode.NOT_TAKEN_IN_CALL,
+     ENGINE),
+    ("IOC order in a call", new(instrument="AUC", time_in_force=TimeInForce.IOC), RejectCode.NOT_TAKEN_IN_CALL,
+     ENGINE),
+    ("post-only order in a call", new(instrument="AUC", post_only=True), RejectCode.NOT_TAKEN_IN_CALL, ENGINE),
+    ("phase change not allowed", command(SetTradingPhase, ts=T, instrument="AUC", phase=TradingPhase.CONTINUOUS),
+     RejectCode.PHASE_CHANGE_NOT_ALLOWED, ENGINE),
+    ("phase change to the same phase", command(SetTradingPhase, ts=T, instrument="EUA",
+                                               phase=TradingPhase.CONTINUOUS),
+     RejectCode.PHASE_CHANGE_NOT_ALLOWED, ENGINE),
+    ("unknown trading phase", command(SetTradingPhase, ts=T, instrument="EUA", phase="lunch"),
+     RejectCode.INVALID_TRADING_PHASE, EITHER),
+    ("phase of an unknown instrument", command(SetTradingPhase, ts=T, instrument="XYZ",
+                                               phase=TradingPhase.HALTED),
+     RejectCode.UNKNOWN_INSTRUMENT, ENGINE),
     # -- order state
     ("duplicate of open order", new(client_order_id="open-1"), RejectCode.DUPLICATE_CLIENT_ORDER_ID, ENGINE),
     ("duplicate of filled order", new(client_order_id="filled"), RejectCode.DUPLICATE_CLIENT_ORDER_ID, ENGINE),
