@@ -7,7 +7,7 @@ How this works
 The workload file (``shared/bench/workload.py``) is parsed into engine
 commands before any timing: every order on EUA, spread over 100 accounts
 (workload id modulo 100), the workload id as the client order id. Market
-orders sweep with no collar and no price band; self-trade prevention is off;
+orders sweep with no collar, no price band and no volatility band; self-trade prevention is off;
 cancels of orders already gone are answered by the engine with a reject
 event, which leaves the book as it was (the workload's "ignored").
 
@@ -84,7 +84,8 @@ def benchmark_engine(pre_trade_risk: bool = True) -> Engine:
     want of cash or units and the tape stays the workload's.
     """
     instruments = load_instruments()
-    instruments[SYMBOL] = dataclasses.replace(instruments[SYMBOL], market_collar=None, price_band_bps=0)
+    instruments[SYMBOL] = dataclasses.replace(instruments[SYMBOL], market_collar=None, price_band_bps=0,
+                                            volatility_band_bps=0)
     engine = Engine(instruments, pre_trade_risk=pre_trade_risk)
     if pre_trade_risk:
         funding: list[object] = []

@@ -47,7 +47,8 @@ from gateway.recovery import (JOURNAL_NAME, fork_snapshot, new_sequencer, recove
 def workload_genesis() -> Genesis:
     """The configured instruments, EUA without collar or band (the workload's semantics, as engine_bench)."""
     instruments = load_instruments()
-    instruments[SYMBOL] = dataclasses.replace(instruments[SYMBOL], market_collar=None, price_band_bps=0)
+    instruments[SYMBOL] = dataclasses.replace(instruments[SYMBOL], market_collar=None, price_band_bps=0,
+                                            volatility_band_bps=0)
     return Genesis(instruments, None, md_levels=10, settlement_window=600, resend_window=2_000)
 
 

@@ -310,12 +310,18 @@ class SetTradingPhase:
     ts: int
     instrument: str
     phase: TradingPhase
+    # Only from this phase (refused with 505 otherwise): the gateway's end of a volatility interruption
+    # must not reopen an instrument the operator has halted meanwhile.
+    from_phase: TradingPhase | None = None
 
     def __post_init__(self) -> None:
         _check_ts(self.ts)
         if type(self.instrument) is not str or not self.instrument:
             raise InvalidCommand(RejectCode.UNKNOWN_INSTRUMENT, "instrument")
         _set(self, "phase", _member(TradingPhase, self.phase, RejectCode.INVALID_TRADING_PHASE, "phase"))
+        if self.from_phase is not None:
+            _set(self, "from_phase", _member(TradingPhase, self.from_phase, RejectCode.INVALID_TRADING_PHASE,
+                                             "from_phase"))
 
 
 CASH_ASSET = "EUR"  # the asset name of cash in Deposit and Withdraw; any other asset is an instrument

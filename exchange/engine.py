@@ -532,7 +532,7 @@ class Engine:
             events.append(self._command_rejected(cmd, "set_trading_phase", RejectCode.UNKNOWN_INSTRUMENT))
             return
         previous, phase = book.phase, cmd.phase
-        if phase not in PHASE_CHANGES[previous]:
+        if phase not in PHASE_CHANGES[previous] or (cmd.from_phase is not None and cmd.from_phase is not previous):
             events.append(self._command_rejected(cmd, "set_trading_phase", RejectCode.PHASE_CHANGE_NOT_ALLOWED))
             return
         ts = cmd.ts

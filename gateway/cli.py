@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from exchange import ConfigError
+from exchange import CALL_PHASES, ConfigError, TradingPhase
 from exchange.instruments import cents_to_eur, eur_to_cents
 
 from .client import ExchangeClient, SessionClosed, connect
@@ -206,6 +206,22 @@ async def _snapshot(client: ExchangeClient, args: argparse.Namespace) -> int:
         return REFUSED
     print(f"snapshot written: {answer['path']} (journal record {answer['record_seq']:,}, "
           f"event {answer['event_seq']:,})")
+    return 0
+
+
+async def _phase(client: ExchangeClient, args: argparse.Namespace) -> int:
+    answer = await client.set_trading_phase(args.instrument, args.phase, args.from_phase)
+    if answer["type"] != "trading_phase_report":
+        print(describe_report(answer, _ticks(client)))
+        return REFUSED
+    auction = ""
+    if answer["auction_quantity"]:
+        tick = _ticks(client)[answer["instrument"]]
+        auction = (f"; auction: {answer['auction_quantity']:,} lots at EUR {eur(answer['auction_price'] * tick)} "
+                   f"in {answer['auction_trades']:,} trades")
+    elif answer["previous"] in CALL_PHASES:
+        auction = "; auction: nothing crossed"
+    print(f"{answer['instrument']}: {answer['previous']} -> {answer['phase']}{auction}")
     return 0
 
 
@@ -459,6 +475,15 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot = commands.add_parser("snapshot", help="(operator) have the running exchange snapshot its state now")
     _add_session(snapshot)
     snapshot.set_defaults(run=_trader(_snapshot, cancel_on_disconnect=False))
+
+    phase = commands.add_parser("phase", help="(operator) move an instrument to another trading phase; leaving "
+                                "a call for continuous trading or the close runs its auction")
+    phase.add_argument("instrument")
+    phase.add_argument("phase", choices=[str(member) for member in TradingPhase])
+    phase.add_argument("--from-phase", choices=[str(member) for member in TradingPhase],
+                       help="only if the instrument is in this phase now")
+    _add_session(phase)
+    phase.set_defaults(run=_trader(_phase, cancel_on_disconnect=False))
 
     bench = commands.add_parser("bench", help="run the benchmark suites: JSON results and PNG plots in "
                                 "benchmarks/results/ (from a source checkout)")

@@ -222,6 +222,14 @@ class ExchangeClient:
     async def release_kill_switch(self, account: str) -> dict:
         return await self.request({"type": "release_kill_switch", "account": account})
 
+    async def set_trading_phase(self, instrument: str, phase: str, from_phase: str | None = None) -> dict:
+        """(Operator) move an instrument to another trading phase; the ``trading_phase_report`` (with the
+        auction the change ran) or the refusal."""
+        message = {"type": "set_trading_phase", "instrument": instrument, "phase": phase}
+        if from_phase is not None:
+            message["from_phase"] = from_phase
+        return await self.request(message)
+
     async def snapshot(self) -> dict:
         """(Operator) have the exchange snapshot its state now; the ``snapshot_taken`` answer."""
         return await self.request({"type": "snapshot"})

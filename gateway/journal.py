@@ -64,7 +64,7 @@ import msgspec
 
 from exchange import (BlockAccount, CancelOrder, ComplianceConfig, ComplianceDeadline, Deposit, EndOfDay, Instrument,
                       MassCancel, NewOrder, OpenAccount, RecordEmissions, RegisterInstallation, ReplaceOrder,
-                      SetSelfTradePrevention, Surrender, UnblockAccount, Withdraw)
+                      SetSelfTradePrevention, SetTradingPhase, Surrender, UnblockAccount, Withdraw)
 
 MAGIC = b"CXJRNL01"
 HEADER = struct.Struct(">IIQ")  # length, crc, seq
@@ -82,7 +82,7 @@ KINDS = (GENESIS, EXECUTE, OPERATOR, SKIP, SESSION, COMMIT)
 
 COMMAND_TYPES = (NewOrder, CancelOrder, ReplaceOrder, MassCancel, BlockAccount, UnblockAccount,
                  SetSelfTradePrevention, EndOfDay, OpenAccount, Deposit, Withdraw, RegisterInstallation,
-                 RecordEmissions, Surrender, ComplianceDeadline)
+                 RecordEmissions, Surrender, ComplianceDeadline, SetTradingPhase)
 _FIELDS = {kind: tuple(f.name for f in dataclasses.fields(kind)) for kind in COMMAND_TYPES}
 _BY_NAME = {kind.__name__: kind for kind in COMMAND_TYPES}
 

@@ -63,9 +63,10 @@ class SettledTrade:
     seller: str
     buyer_fee: int  # cents
     seller_fee: int  # cents
-    aggressor_side: str  # "B" or "S": the taker's side
+    aggressor_side: str  # "B" or "S": the taker's side; "auction" for an auction trade (nobody took)
 
 
+AUCTION = "auction"  # SettledTrade.aggressor_side of an auction trade
 DEPOSIT = "deposit"  # cash paid in, or units transferred in from the registry
 WITHDRAWAL = "withdrawal"  # cash paid out, or units transferred out to the registry
 SURRENDER = "surrender"  # units surrendered for compliance: retired, out of circulation for good

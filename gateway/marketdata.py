@@ -26,8 +26,13 @@ channel, in order:
   uses 16:50:00-16:59:59, DOMAIN.md), or the last price if none traded in it,
   marked ``trading_day_closed``; then the next day's (empty) figures, which
   keep the settlement price until the next close;
-- ``status``: the instrument's trading status (``open`` for now; halts and
-  closures come with trading phases).
+- ``status``: the instrument's trading phase (``exchange.enums.TradingPhase``)
+  and the coarse ``status`` (``open`` in continuous trading and calls,
+  ``halted``, ``closed``), with why it changed (``reason``: ``operator``, or
+  ``volatility`` for a volatility interruption, with the price that would
+  have traded and the band's reference); during a call, after each batch
+  that changed the book, the indicative auction price and quantity; after
+  an auction, its price and quantity.
 
 Every message carries ``md_seq``, numbered per instrument and channel from 1,
 gap free: a subscriber that sees a gap in ``book`` updates takes the next
@@ -41,7 +46,8 @@ from collections import deque
 from decimal import Decimal
 from typing import Iterable, Mapping
 
-from exchange import Engine, LevelChanged, Side, Trade, TradingDayClosed
+from exchange import (CALL_PHASES, AuctionCompleted, AuctionIndicative, Engine, LevelChanged, Side, Trade,
+                      TradingDayClosed, TradingPhase, TradingPhaseChanged)
 
 from .reports import average_price
 
@@ -55,7 +61,8 @@ _NS = 1_000_000_000
 class InstrumentFeed:
     """The published state of one instrument: its top of book, statistics, status and sequence numbers."""
 
-    def __init__(self, symbol: str, tick: int, lot_units: int, levels: int, window_ns: int) -> None:
+    def __init__(self, symbol: str, tick: int, lot_units: int, levels: int, window_ns: int,
+                 phase: TradingPhase = TradingPhase.CONTINUOUS) -> None:
         self.symbol = symbol
         self.tick = tick
         self.lot_units = lot_units
@@ -66,7 +73,12 @@ class InstrumentFeed:
         self.bids: list[tuple[int, int, int]] = []  # the top as last published: (price, lots, orders), cents
         self.asks: list[tuple[int, int, int]] = []
         self.top: tuple = (None, 0, None, 0)
-        self.status = OPEN
+        self.phase = phase
+        self.reason: str | None = None  # why the phase last changed: "operator" or "volatility"
+        self.trigger_price: int | None = None  # cents: a volatility interruption's price outside the band
+        self.reference_price: int | None = None  # cents: the band's centre, for a volatility interruption
+        self.indicative: tuple[int | None, int, int, int] = (None, 0, 0, 0)  # a call's price, lots, demand, supply
+        self.auction: tuple[int | None, int] = (None, 0)  # the last auction's price and lots
         self.last: int | None = None  # cents
         self.settlement_price: int | None = None
         self.ts = 0  # of the last message
@@ -109,9 +121,30 @@ class InstrumentFeed:
                 "vwap": average_price(self.value, self.volume), "trades": self.trades,
                 "settlement_price": _ticks(self.settlement_price, tick), "ts": self.ts}
 
+    @property
+    def status(self) -> str:
+        """The coarse status: open (continuous trading or a call), halted or closed."""
+        phase = self.phase
+        return CLOSED if phase is TradingPhase.CLOSED else HALTED if phase is TradingPhase.HALTED else OPEN
+
     def status_message(self) -> dict:
+        tick = self.tick
+        price, lots, demand, supply = self.indicative
         return {"type": "status", "instrument": self.symbol, "md_seq": self.seq["status"], "status": self.status,
-                "ts": self.ts}
+                "phase": self.phase, "reason": self.reason, "trigger_price": _ticks(self.trigger_price, tick),
+                "reference_price": _ticks(self.reference_price, tick),
+                "indicative_price": _ticks(price, tick), "indicative_quantity": lots,
+                "indicative_demand": demand, "indicative_supply": supply,
+                "auction_price": _ticks(self.auction[0], tick), "auction_quantity": self.auction[1], "ts": self.ts}
+
+    def phase_changed(self, event: TradingPhaseChanged) -> None:
+        self.phase = event.phase
+        self.reason = event.reason
+        self.trigger_price = event.trigger_price
+        self.reference_price = event.reference_price
+        if event.phase not in CALL_PHASES:
+            self.indicative = (None, 0, 0, 0)
+        self.ts = event.ts
 
     def state(self) -> list[tuple[str, dict]]:
         """(channel, message) for every channel that has a state: what a late joiner needs first."""
@@ -209,7 +242,7 @@ class MarketDataFeed:
         self.levels = levels
         self.instruments: dict[str, InstrumentFeed] = {
             symbol: InstrumentFeed(symbol, instrument.tick_size, instrument.lot_units, levels,
-                                   settlement_window_s * _NS)
+                                   settlement_window_s * _NS, engine.books[symbol].phase)
             for symbol, instrument in engine.instruments.items()}
 
     def messages(self, events: Iterable[object]) -> list[tuple[str, str, dict]]:
@@ -225,11 +258,27 @@ class MarketDataFeed:
                 traded[event.instrument] = event.ts
             elif kind is LevelChanged:
                 changed[event.instrument] = event.ts
-            elif kind is TradingDayClosed:  # the day's trades are counted before its close
+            elif kind is AuctionIndicative:  # published after the book change it reflects, with it
+                feed = feeds[event.instrument]
+                feed.indicative = (event.price, event.quantity, event.demand, event.supply)
+                feed.ts = event.ts
+            elif kind is TradingPhaseChanged or kind is AuctionCompleted or kind is TradingDayClosed:
+                # In order: the trades and book before it are published first (an auction's trades before
+                # the phase it opens; the day's trades before its close).
                 self._flush(changed, traded, out)
                 changed, traded = {}, {}
-                for symbol, feed in feeds.items():
-                    out.extend((symbol, "stats", message) for message in feed.close_day(event.ts))
+                if kind is TradingDayClosed:
+                    for symbol, feed in feeds.items():
+                        out.extend((symbol, "stats", message) for message in feed.close_day(event.ts))
+                    continue
+                feed = feeds[event.instrument]
+                if kind is AuctionCompleted:
+                    feed.auction = (event.price, event.quantity)
+                    feed.ts = event.ts
+                    continue  # the phase change that follows it publishes the status
+                feed.phase_changed(event)
+                feed.next_seq("status")
+                out.append((event.instrument, "status", feed.status_message()))
         self._flush(changed, traded, out)
         return out
 
@@ -241,21 +290,14 @@ class MarketDataFeed:
             for channel, message in feed.book_changes(book.depth(Side.BUY, self.levels),
                                                       book.depth(Side.SELL, self.levels), ts):
                 out.append((symbol, channel, message))
+            if feed.phase in CALL_PHASES:  # the indicative price the change made (AuctionIndicative)
+                feed.next_seq("status")
+                out.append((symbol, "status", feed.status_message()))
         for symbol, ts in traded.items():
             feed = self.instruments[symbol]
             feed.ts = ts
             feed.next_seq("stats")
             out.append((symbol, "stats", feed.statistics()))
-
-    def set_status(self, symbol: str, status: str, ts: int) -> tuple[str, str, dict]:
-        """Change an instrument's trading status (open, halted, closed); the message to publish."""
-        if status not in (OPEN, HALTED, CLOSED):
-            raise ValueError(f"status must be {OPEN}, {HALTED} or {CLOSED}, not {status!r}")
-        feed = self.instruments[symbol]
-        feed.status = status
-        feed.ts = ts
-        feed.next_seq("status")
-        return symbol, "status", feed.status_message()
 
     def state(self, symbol: str) -> list[tuple[str, dict]]:
         """The current state of an instrument's channels (snapshot, top, statistics, status)."""

@@ -154,10 +154,17 @@ class SnapshotRequest(Inbound, tag="snapshot"):
     admin: ClassVar[bool] = True
 
 
+class SetTradingPhaseRequest(Inbound, tag="set_trading_phase"):
+    instrument: str
+    phase: str  # exchange.enums.TradingPhase, checked when the command is built (code 128)
+    from_phase: Union[str, None] = None  # noqa: UP007 only from this phase (505 otherwise)
+    admin: ClassVar[bool] = True
+
+
 INBOUND: tuple[type[Inbound], ...] = (
     Logon, Logout, Heartbeat, NewOrderRequest, CancelRequest, ReplaceRequest, MassCancelRequest,
     OrderStatusRequest, BalancesRequest, BookRequest, ResendRequest, SubscribeRequest, UnsubscribeRequest,
-    KillSwitchRequest, ReleaseKillSwitchRequest, SnapshotRequest,
+    KillSwitchRequest, ReleaseKillSwitchRequest, SnapshotRequest, SetTradingPhaseRequest,
 )
 INBOUND_BY_TYPE: dict[str, type[Inbound]] = {kind.__struct_config__.tag: kind for kind in INBOUND}
 MESSAGE_TYPES = frozenset(INBOUND_BY_TYPE)

@@ -28,9 +28,9 @@ from collections import deque
 from decimal import Decimal
 from typing import Iterable, Mapping
 
-from exchange import (AccountBlocked, AccountUnblocked, InvalidCommand, MassCancelCompleted, OrderAccepted,
-                      OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, RejectCode, RequestRejected,
-                      StopTriggered, Trade, TradingDayClosed)
+from exchange import (AccountBlocked, AccountUnblocked, AuctionCompleted, InvalidCommand, MassCancelCompleted,
+                      OrderAccepted, OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, RejectCode,
+                      RequestRejected, StopTriggered, Trade, TradingDayClosed, TradingPhaseChanged)
 from exchange.instruments import Instrument, eur_to_cents
 
 # Order statuses (FIX OrdStatus), as sent in ``order_status``.
@@ -151,8 +151,11 @@ class OrderTracker:
         for event in events:
             kind = event.__class__
             if kind is Trade:
-                self._fill(orders[event.taker_order_id], event, event.taker_leaves, "taker", event.taker_fee, out)
-                self._fill(orders[event.maker_order_id], event, event.maker_leaves, "maker", event.maker_fee, out)
+                auction = event.aggressor_side is None  # nobody took: the buy is in the taker fields
+                self._fill(orders[event.taker_order_id], event, event.taker_leaves, "auction" if auction else "taker",
+                           event.taker_fee, out)
+                self._fill(orders[event.maker_order_id], event, event.maker_leaves, "auction" if auction else "maker",
+                           event.maker_fee, out)
             elif kind is OrderAccepted:
                 view = orders[event.order_id] = OrderView(event, self.ticks[event.instrument])
                 self.by_client_id[(event.account, event.client_order_id)] = view
@@ -247,3 +250,22 @@ def request_rejected(request: str, code: RejectCode, ts: int, order_id: object =
     return {"type": "request_rejected", "request": request, "order_id": order_id,
             "client_order_id": client_order_id, "code": int(code), "text": code.text, "ts": ts}
 
+
+
+def trading_phase_answer(events: list, tick: int) -> dict:
+    """The answer to an operator's set_trading_phase, from the events of its command: ``trading_phase_report``
+    (with the auction the change ran, if any; its price in ticks of ``tick`` cents), or the engine's refusal."""
+    auction = None
+    for event in events:
+        kind = event.__class__
+        if kind is RequestRejected:
+            return request_rejected("set_trading_phase", event.code, event.ts)
+        if kind is AuctionCompleted:
+            auction = event
+        elif kind is TradingPhaseChanged and event.reason == "operator":
+            return {"type": "trading_phase_report", "instrument": event.instrument, "phase": event.phase,
+                    "previous": event.previous,
+                    "auction_price": None if auction is None or auction.price is None else auction.price // tick,
+                    "auction_quantity": 0 if auction is None else auction.quantity,
+                    "auction_trades": 0 if auction is None else auction.trades, "ts": event.ts}
+    raise ValueError("a set_trading_phase command caused neither a phase change nor a refusal")

@@ -32,18 +32,19 @@ from collections import deque
 from typing import Mapping
 
 from exchange import (BlockAccount, CancelOrder, ComplianceConfig, Engine, Instrument, MassCancel, NewOrder,
-                      ReplaceOrder, UnblockAccount)
+                      ReplaceOrder, SetTradingPhase, UnblockAccount)
 
 from .logs import log_event
 from .marketdata import MarketDataFeed
 from .protocol import encode_frame
-from .reports import OrderTracker
+from .reports import OrderTracker, trading_phase_answer
 
 log = logging.getLogger("carbonx.gateway")
 
 # The wire request each session command came from: named in the engine's refusals ("request").
 REQUEST_TYPES = {NewOrder: "new_order", CancelOrder: "cancel_order", ReplaceOrder: "replace_order",
-                 MassCancel: "mass_cancel", BlockAccount: "kill_switch", UnblockAccount: "release_kill_switch"}
+                 MassCancel: "mass_cancel", BlockAccount: "kill_switch", UnblockAccount: "release_kill_switch",
+                 SetTradingPhase: "set_trading_phase"}
 
 
 class Sequencer:
@@ -96,6 +97,11 @@ class Sequencer:
         messages = self.tracker.messages
         deliver = self.deliver
         for (requester, request_id, command), end in zip(inputs, ends, strict=True):
+            if command.__class__ is SetTradingPhase:  # its events name no account: the operator is answered
+                answer = trading_phase_answer(events[start:end], self.tracker.ticks.get(command.instrument, 1))
+                if request_id is not None:
+                    answer["request_id"] = request_id
+                deliver(requester, answer)
             for account, message in messages(events[start:end]):
                 if requester is None:  # cancel-on-disconnect: the canceled reports say why (DISCONNECT)
                     if message["type"] != "mass_cancel_report":

@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import AsyncIterator, Callable, Mapping
 
 from exchange import (BlockAccount, CancelOrder, ComplianceConfig, ConfigError, InvalidCommand, MassCancel, NewOrder,
-                      RejectCode, ReplaceOrder, Side, UnblockAccount)
+                      RejectCode, ReplaceOrder, SetTradingPhase, Side, TradingPhase, UnblockAccount)
 from exchange.engine import DEFAULT_FEE_ACCOUNT
 from exchange.instruments import Instrument, cents_to_eur
 
@@ -82,7 +82,8 @@ from .journal import (Genesis, JournalError, JournalSyncer, JournalWriter, commi
 from .ledger import SqliteLedgerStore
 from .protocol import (PROTOCOL_VERSION, BalancesRequest, BookRequest, CancelRequest, Heartbeat, KillSwitchRequest,
                        Logon, Logout, MassCancelRequest, MessageReader, NewOrderRequest, OrderStatusRequest, Refusal,
-                       ReleaseKillSwitchRequest, ReplaceRequest, ResendRequest, SnapshotRequest, SubscribeRequest,
+                       ReleaseKillSwitchRequest, ReplaceRequest, ResendRequest, SetTradingPhaseRequest,
+                       SnapshotRequest, SubscribeRequest,
                        UnsubscribeRequest, encode_frame)
 from .recovery import LEDGER_NAME, fork_snapshot, recover, snapshot_bytes, snapshot_path, write_snapshot
 from .reports import price_in_cents, rejected_order_report, request_rejected
@@ -301,6 +302,10 @@ class TradingGateway:
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self._connection_tasks: set[asyncio.Task] = set()
+        # Volatility interruptions under way: the timer that ends each (instrument -> handle), and the tasks
+        # sending the reopening command.
+        self._reopenings: dict[str, asyncio.TimerHandle] = {}
+        self._reopen_tasks: set[asyncio.Task] = set()
         self._in_hand = False  # the engine task holds a batch it has not finished
         self._finished: list = []  # (future, events) of the batch's operator commands
         self._operator_waits: set[asyncio.Future] = set()
@@ -320,6 +325,7 @@ class TradingGateway:
             MassCancelRequest: self._mass_cancel,
             KillSwitchRequest: self._kill_switch,
             ReleaseKillSwitchRequest: self._release_kill_switch,
+            SetTradingPhaseRequest: self._set_trading_phase,
             Disconnected: self._disconnected,
         }
         self._answers: dict[type, Callable[[Session, object], None]] = {
@@ -360,6 +366,9 @@ class TradingGateway:
                        asyncio.create_task(self._heartbeats(), name="session-heartbeats")]
         if self.publisher is not None:
             self.publisher.start()
+        for symbol, book in self.engine.books.items():  # interrupted when the exchange stopped: a full call again
+            if book.phase is TradingPhase.VOLATILITY_INTERRUPTION:
+                self._schedule_reopening(symbol)
         log_event(log, "listening", host=self.config.host, port=self.port, instruments=list(self.engine.instruments),
                   accounts=len(self.links))
 
@@ -393,9 +402,12 @@ class TradingGateway:
         await asyncio.sleep(0)
         for session in list(self.sessions.values()):
             session.end(RejectCode.SHUTTING_DOWN)
-        for task in self._tasks:
+        for handle in self._reopenings.values():
+            handle.cancel()
+        self._reopenings.clear()
+        for task in [*self._tasks, *self._reopen_tasks]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._reopen_tasks, return_exceptions=True)
         if self._snapshot_writer is not None:  # a snapshot being written finishes first (its answers synced)
             await asyncio.gather(self._snapshot_writer, return_exceptions=True)
         while self._unsynced and self.failure is None and self._syncer is not None and self._syncer.alive:
@@ -831,10 +843,51 @@ class TradingGateway:
             self._send_market_data(market_data, gathered)
             if self.publisher is not None:
                 self.publisher.offer(market_data, fills)
+            for instrument, channel, message in market_data:
+                if channel == "status":
+                    self._follow_interruption(instrument, message["phase"])
         _write_gathered(gathered)
         for future, done_events in finished:
             if not future.done():
                 future.set_result(done_events)
+
+    # -- volatility interruptions ----------------------------------------------------------------
+
+    def _follow_interruption(self, instrument: str, phase: TradingPhase) -> None:
+        """An instrument's phase as published: a volatility interruption gets its timer; any other phase ends
+        the timer of one that ended otherwise (the operator halted the instrument meanwhile)."""
+        if phase is TradingPhase.VOLATILITY_INTERRUPTION:
+            if instrument not in self._reopenings:
+                self._schedule_reopening(instrument)
+        else:
+            handle = self._reopenings.pop(instrument, None)
+            if handle is not None:
+                handle.cancel()
+
+    def _schedule_reopening(self, instrument: str) -> None:
+        seconds = self.engine.instruments[instrument].volatility_call_seconds
+        log_event(log, "volatility_interruption", instrument=instrument, call_seconds=seconds)
+        self._reopenings[instrument] = asyncio.get_running_loop().call_later(seconds, self._reopen, instrument)
+
+    def _reopen(self, instrument: str) -> None:
+        """The interruption's call is over: its auction, then continuous trading (only if it is still the
+        interruption: ``from_phase``)."""
+        self._reopenings.pop(instrument, None)
+        if self.stopping:
+            return
+        command = SetTradingPhase(ts=0, instrument=instrument, phase=TradingPhase.CONTINUOUS,
+                                  from_phase=TradingPhase.VOLATILITY_INTERRUPTION)
+        task = asyncio.create_task(self.run_operator_commands([command]), name=f"reopen-{instrument}")
+        self._reopen_tasks.add(task)
+        task.add_done_callback(self._reopened)
+
+    def _reopened(self, task: asyncio.Task) -> None:
+        self._reopen_tasks.discard(task)
+        if not task.cancelled() and isinstance(task.exception(), ExchangeStopped):
+            return  # the exchange stopped first: the next start schedules the interruption's end again
+        if not task.cancelled() and task.exception() is not None:
+            log.error("reopening after a volatility interruption failed", exc_info=task.exception(),
+                      extra={"carbonx_fields": {"event": "reopening_failed"}})
 
     def _send_market_data(self, market_data: list[tuple[str, str, dict]], gathered: dict[Session, list[bytes]]) -> None:
         """Market data to the socket subscribers, gathered for their sessions' next write: each message encoded
@@ -980,6 +1033,9 @@ class TradingGateway:
 
     def _release_kill_switch(self, session: Session, request: ReleaseKillSwitchRequest, ts: int) -> UnblockAccount:
         return UnblockAccount(ts=ts, account=request.account)
+
+    def _set_trading_phase(self, session: Session, request: SetTradingPhaseRequest, ts: int) -> SetTradingPhase:
+        return SetTradingPhase(ts=ts, instrument=request.instrument, phase=request.phase, from_phase=request.from_phase)
 
     def _disconnected(self, session: None, request: Disconnected, ts: int) -> MassCancel:
         return MassCancel(ts=ts, account=request.account, on_disconnect=True)
@@ -1188,7 +1244,8 @@ def _instrument_entry(instrument: Instrument) -> dict:
             "reference_price": instrument.reference_price // tick,
             "market_collar": None if instrument.market_collar is None else instrument.market_collar // tick,
             "price_band_bps": instrument.price_band_bps, "maker_fee": instrument.maker_fee,
-            "taker_fee": instrument.taker_fee}
+            "taker_fee": instrument.taker_fee, "volatility_band_bps": instrument.volatility_band_bps,
+            "volatility_call_seconds": instrument.volatility_call_seconds}
 
 
 # -- the exchange process -------------------------------------------------------------------------

@@ -72,7 +72,7 @@ from exchange.engine import DEFAULT_FEE_ACCOUNT
 from exchange.events import PenaltyCharged, UnitsSurrendered
 from exchange.instruments import cents_to_eur
 
-from .ledger import (DEPOSIT, SURRENDER, WITHDRAWAL, AssetMovement, BalanceChange, LedgerBatch, LedgerStore,
+from .ledger import (AUCTION, DEPOSIT, SURRENDER, WITHDRAWAL, AssetMovement, BalanceChange, LedgerBatch, LedgerStore,
                      SettledTrade)
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ class Settlement:
             raise SettlementError(f"trade {trade.trade_id} (seq {trade.seq}) is on unknown instrument {symbol!r}")
         units = trade.quantity * lot_units
         notional = trade.price * units  # price is cents per unit
-        if trade.aggressor_side == Side.BUY:  # the taker buys
+        if trade.aggressor_side is not Side.SELL:  # the taker buys; in an auction trade the taker fields are the buy
             buyer, buyer_fee = trade.taker_account, trade.taker_fee
             seller, seller_fee = trade.maker_account, trade.maker_fee
         else:
@@ -181,7 +181,8 @@ class Settlement:
         _add(deltas, seller, CASH_ASSET, notional - seller_fee)
         _add(deltas, self.fee_account, CASH_ASSET, buyer_fee + seller_fee)
         batch.trades.append(SettledTrade(trade.seq, trade.ts, trade.trade_id, symbol, trade.price, trade.quantity,
-                                         units, buyer, seller, buyer_fee, seller_fee, str(trade.aggressor_side)))
+                                         units, buyer, seller, buyer_fee, seller_fee,
+                                         AUCTION if trade.aggressor_side is None else str(trade.aggressor_side)))
 
     def _settle_deposit(self, event: Deposited, batch: LedgerBatch, deltas: dict[tuple[str, str], int]) -> None:
         _add(deltas, event.account, event.asset, event.amount)
@@ -500,7 +501,7 @@ class StatementTrade:
     price: int  # cents per unit
     units: int
     fee: int  # cents paid by this account for this side
-    liquidity: str  # "maker" or "taker"
+    liquidity: str  # "maker", "taker" or "auction"
     cash: int  # signed cents: what this side moved in the account's cash, fee included
 
 
@@ -535,16 +536,17 @@ def statement(engine: Engine, store: LedgerStore, account: str) -> AccountStatem
     lines: list[StatementTrade] = []
     fees_by_instrument: dict[str, int] = {}
     for trade in store.trades_of(account):
-        buyer_is_taker = trade.aggressor_side == Side.BUY
         notional = trade.price * trade.units
         sides = []
         if trade.buyer == account:
-            sides.append((Side.BUY, trade.buyer_fee, buyer_is_taker, -(notional + trade.buyer_fee)))
+            sides.append((Side.BUY, trade.buyer_fee, _liquidity(trade.aggressor_side, Side.BUY),
+                          -(notional + trade.buyer_fee)))
         if trade.seller == account:
-            sides.append((Side.SELL, trade.seller_fee, not buyer_is_taker, notional - trade.seller_fee))
-        for side, fee, is_taker, cash in sides:
+            sides.append((Side.SELL, trade.seller_fee, _liquidity(trade.aggressor_side, Side.SELL),
+                          notional - trade.seller_fee))
+        for side, fee, liquidity, cash in sides:
             lines.append(StatementTrade(trade.seq, trade.trade_id, side, trade.instrument, trade.quantity,
-                                        trade.price, trade.units, fee, "taker" if is_taker else "maker", cash))
+                                        trade.price, trade.units, fee, liquidity, cash))
             fees_by_instrument[trade.instrument] = fees_by_instrument.get(trade.instrument, 0) + fee
 
     fees_received = 0
@@ -552,6 +554,13 @@ def statement(engine: Engine, store: LedgerStore, account: str) -> AccountStatem
         fees_received = store.total_fees()
     return AccountStatement(account, store.last_applied_seq(), engine.counters.seq, holdings, lines,
                             sum(fees_by_instrument.values()), fees_by_instrument, fees_received)
+
+
+def _liquidity(aggressor_side: str, side: Side) -> str:
+    """What one side of a ledger trade was: "taker" (its side aggressed), "maker", or "auction" (nobody did)."""
+    if aggressor_side == AUCTION:
+        return AUCTION
+    return "taker" if aggressor_side == side else "maker"
 
 
 def format_euros(cents: int) -> str:

@@ -47,7 +47,8 @@ SYMBOL = "EUA"
 def engine_without_collar() -> Engine:
     """All configured instruments, EUA with no market collar: market orders sweep, as in the workload."""
     instruments = load_instruments()
-    instruments[SYMBOL] = dataclasses.replace(instruments[SYMBOL], market_collar=None, price_band_bps=0)
+    instruments[SYMBOL] = dataclasses.replace(instruments[SYMBOL], market_collar=None, price_band_bps=0,
+                                            volatility_band_bps=0)
     return Engine(instruments, pre_trade_risk=False)
 
 

@@ -45,7 +45,7 @@ from gateway.protocol import (SubscribeRequest, UnsubscribeRequest, DEFAULT_MAX_
                               BookRequest, CancelRequest, DictReader, FrameReader, Heartbeat, Inbound,
                               KillSwitchRequest, Logon, Logout, MassCancelRequest, MessageReader,
                               NewOrderRequest, OrderStatusRequest, ProtocolError, Refusal,
-                              ReleaseKillSwitchRequest, ReplaceRequest, ResendRequest, SnapshotRequest,
+                              ReleaseKillSwitchRequest, ReplaceRequest, ResendRequest, SetTradingPhaseRequest, SnapshotRequest,
                               encode_frame)
 from gateway.reports import (CANCELED, EXPIRED, FILLED, NEW, PARTIALLY_FILLED, WAITING_TRIGGER, OrderTracker,
                              price_in_cents)
@@ -124,6 +124,8 @@ FULL = [
      UnsubscribeRequest(request_id=14, instruments=["EUA"], channels=["top"])),
     ({"type": "resend", "request_id": 15, "from_seq": 40}, ResendRequest(request_id=15, from_seq=40)),
     ({"type": "snapshot", "request_id": 16}, SnapshotRequest(request_id=16)),
+    ({"type": "set_trading_phase", "request_id": 17, "instrument": "EUA", "phase": "halted"},
+     SetTradingPhaseRequest(request_id=17, instrument="EUA", phase="halted")),
 ]
 
 # Only the required fields: everything else takes its default.
@@ -145,6 +147,8 @@ MINIMAL = [
     ({"type": "unsubscribe"}, UnsubscribeRequest()),
     ({"type": "resend", "from_seq": 1}, ResendRequest(from_seq=1)),
     ({"type": "snapshot"}, SnapshotRequest()),
+    ({"type": "set_trading_phase", "instrument": "EUA", "phase": "closed"},
+     SetTradingPhaseRequest(instrument="EUA", phase="closed")),
 ]
 
 STREAM_MESSAGES = [FULL[0], FULL[3], FULL[6], FULL[2]]
@@ -301,7 +305,7 @@ def test_dict_reader():
 def test_every_message_type_has_a_sample():
     assert {document["type"] for document, _ in FULL} == MESSAGE_TYPES
     assert {document["type"] for document, _ in MINIMAL} == MESSAGE_TYPES
-    assert len(MESSAGE_TYPES) == len(INBOUND) == 16
+    assert len(MESSAGE_TYPES) == len(INBOUND) == 17
 
 
 @pytest.mark.parametrize("document, expected", FULL + MINIMAL, ids=lambda v: v.get("type") if type(v) is dict else "")
@@ -337,7 +341,8 @@ def test_defaults():
 
 
 def test_operator_only_messages():
-    assert {kind for kind in INBOUND if kind.admin} == {KillSwitchRequest, ReleaseKillSwitchRequest, SnapshotRequest}
+    assert {kind for kind in INBOUND if kind.admin} == {KillSwitchRequest, ReleaseKillSwitchRequest, SnapshotRequest,
+                                                        SetTradingPhaseRequest}
 
 
 def test_many_messages_in_one_frame_stream_keep_their_order():
@@ -419,6 +424,7 @@ INVALID = [
     ("missing book instrument", {"type": "book"}, "instrument"),
     ("missing kill account", {"type": "kill_switch"}, "account"),
     ("missing release account", {"type": "release_kill_switch"}, "account"),
+    ("missing phase", {"type": "set_trading_phase", "instrument": "EUA"}, "phase"),
     # unknown fields
     ("unknown field", with_(ORDER, colour="red"), "colour"),
     ("unknown field on heartbeat", {"type": "heartbeat", "ts": 1}, "ts"),

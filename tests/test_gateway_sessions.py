@@ -504,7 +504,8 @@ async def test_prices_in_ticks_and_euros_with_a_five_cent_tick(start):
         assert entry == {"symbol": "EUA", "name": "EU Allowance (EU ETS), spot", "lot_units": 1000,
                          "tick_size": "0.05", "min_lots": 1, "max_lots": 1000, "min_price": 1, "max_price": 20000,
                          "reference_price": 1400, "market_collar": 70, "price_band_bps": 500,
-                         "maker_fee": MAKER_FEE, "taker_fee": TAKER_FEE}  # prices in ticks, fees in cents a lot
+                         "maker_fee": MAKER_FEE, "taker_fee": TAKER_FEE, "volatility_band_bps": 300,
+                         "volatility_call_seconds": 120}  # prices in ticks, fees in cents a lot
         sell = await bank.new_order("EUA", "S", 10, "70.25", client_order_id="s1")
         assert_fields(sell, exec_type="new", price=1405)  # EUR 70.25 is 1405 ticks of EUR 0.05
         for price, code in (("70.02", RejectCode.PRICE_NOT_ON_TICK), ("70.025", RejectCode.INVALID_PRICE)):

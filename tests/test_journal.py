@@ -58,7 +58,8 @@ from hypothesis import strategies as st
 from conftest import generate_workload
 from exchange import (CASH_ASSET, BlockAccount, CancelOrder, ComplianceDeadline, Deposit, EndOfDay, MassCancel,
                       NewOrder, OpenAccount, OrderType, RecordEmissions, RegisterInstallation, ReplaceOrder,
-                      SelfTradePrevention, SetSelfTradePrevention, Side, Surrender, TimeInForce, UnblockAccount,
+                      SelfTradePrevention, SetSelfTradePrevention, SetTradingPhase, Side, Surrender, TimeInForce,
+                      TradingPhase, UnblockAccount,
                       Withdraw)
 from exchange.commands import MAX_INT
 from gateway.config import DEFAULT_ACCOUNTS, load_accounts, load_compliance, load_instruments, opening_commands
@@ -318,6 +319,9 @@ def one_of_each_command() -> list:
         RecordEmissions(ts=ts, account="paper-mill", year=2023, tonnes=1_000_000),
         Surrender(ts=ts, account="paper-mill", year=2023, instrument="CER", units=5000),
         ComplianceDeadline(ts=ts, year=2023, date=20240930),
+        SetTradingPhase(ts=ts, instrument="EUA", phase=TradingPhase.HALTED),
+        SetTradingPhase(ts=ts, instrument="EUA", phase=TradingPhase.CONTINUOUS,
+                        from_phase=TradingPhase.VOLATILITY_INTERRUPTION),
     ]
 
 

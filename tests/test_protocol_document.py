@@ -41,13 +41,16 @@ WAIT = 5.0  # seconds: the longest any single expected message may take
 EXPECTED_INSTRUMENTS = [
     {"symbol": "EUA", "name": "EU Allowance (EU ETS), spot", "lot_units": 1000, "tick_size": "0.01",
      "min_lots": 1, "max_lots": 1000, "min_price": 1, "max_price": 100000, "reference_price": 7000,
-     "market_collar": 350, "price_band_bps": 500, "maker_fee": 200, "taker_fee": 350},
+     "market_collar": 350, "price_band_bps": 500, "maker_fee": 200, "taker_fee": 350,
+     "volatility_band_bps": 300, "volatility_call_seconds": 120},
     {"symbol": "CER", "name": "Certified Emission Reduction (CDM), spot", "lot_units": 1000,
      "tick_size": "0.01", "min_lots": 1, "max_lots": 1000, "min_price": 1, "max_price": 100000,
-     "reference_price": 5800, "market_collar": 300, "price_band_bps": 500, "maker_fee": 200, "taker_fee": 350},
+     "reference_price": 5800, "market_collar": 300, "price_band_bps": 500, "maker_fee": 200, "taker_fee": 350,
+     "volatility_band_bps": 300, "volatility_call_seconds": 120},
     {"symbol": "ERU", "name": "Emission Reduction Unit (JI), spot", "lot_units": 1000, "tick_size": "0.01",
      "min_lots": 1, "max_lots": 1000, "min_price": 1, "max_price": 100000, "reference_price": 5500,
-     "market_collar": 300, "price_band_bps": 500, "maker_fee": 200, "taker_fee": 350},
+     "market_collar": 300, "price_band_bps": 500, "maker_fee": 200, "taker_fee": 350,
+     "volatility_band_bps": 300, "volatility_call_seconds": 120},
 ]
 
 # Section 9: the code's text.
@@ -1556,7 +1559,7 @@ def test_worked_example_of_section_10():
             bank.send_raw(frames[1])
             body = bank.read_body()
             assert _mask_ts(frame(body)) == _mask_ts(frames[2])
-            assert len(body) == 876  # section 1
+            assert len(body) == 1020  # section 1
             bank.send_raw(frames[3])
             body = bank.read_body()
             assert _mask_ts(frame(body)) == _mask_ts(frames[4])

@@ -73,9 +73,10 @@ from exchange import (AccountOpened, CancelOrder, CancelReason, RequestRejected,
                       OrderAccepted, OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, OrderType, RejectCode,
                       ReplaceOrder, SelfTradePrevention, SelfTradePreventionSet, SetSelfTradePrevention, Side,
                       StopTriggered, TimeInForce, Trade, TradingDayClosed, Withdraw, Withdrawn)
-from gateway.config import load_instruments
+from scenario_helpers import shipped_instruments
 
-CONFIGURED_INSTRUMENTS = load_instruments()  # read once: every run of the machine starts from them
+CONFIGURED_INSTRUMENTS = shipped_instruments()  # every run of the machine starts from them (continuous matching:
+# no volatility band)
 SYMBOLS = ("EUA", "CER")
 ACCOUNTS = ("alice", "bob", "carol")
 FIRST_TRADING_DAY = datetime.date(2026, 1, 5)
