@@ -57,7 +57,7 @@ from typing import Iterable, Iterator
 from sortedcontainers import SortedList
 
 from .auction import AuctionPrice, auction_price
-from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce, TradingPhase
+from .enums import CALL_PHASES, CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce, TradingPhase
 from .events import AuctionCompleted, AuctionIndicative, LevelChanged, OrderCanceled, StopTriggered, Trade, TradingPhaseChanged
 from .instruments import Instrument
 
@@ -337,13 +337,14 @@ class OrderBook:
             band_key = reference + reach if side is BUY else reach - reference
             if band_key < limit_key:
                 limit_key = band_key
+        if time_in_force is FOK and opposite.best <= order_key and not self._can_fill(order, opposite, limit_key):
+            # All or nothing: if it fills in full only beyond the band it does not trade at all.
+            if limit_key < order_key and self._can_fill(order, opposite, order_key):
+                self._interrupt(order, order.leaves, opposite, limit_key, reference, events, ts)
+            else:
+                self._close_unrested(order, order.leaves, CancelReason.FOK_UNFILLED, events, ts)
+            return
         if opposite.best <= limit_key:
-            if time_in_force is FOK and not self._can_fill(order, opposite, limit_key):
-                if limit_key < order_key and self._can_fill(order, opposite, order_key):
-                    self._interrupt(order, order.leaves, opposite, events, ts)
-                else:
-                    self._close_unrested(order, order.leaves, CancelReason.FOK_UNFILLED, events, ts)
-                return
             leaves = self._match(order, opposite, limit_key, events, ts)
             if not leaves:
                 order.account.orders[order.client_order_id] = CLOSED
@@ -353,7 +354,7 @@ class OrderBook:
         else:
             leaves = order.leaves
         if limit_key < order_key and opposite.best <= order_key:  # it would trade outside the band
-            self._interrupt(order, leaves, opposite, events, ts)
+            self._interrupt(order, leaves, opposite, limit_key, reference, events, ts)
             return
         if time_in_force is IOC or time_in_force is FOK or price is None:
             reason = (CancelReason.FOK_UNFILLED if time_in_force is FOK else
@@ -492,13 +493,17 @@ class OrderBook:
             return -1
         return leaves
 
-    def _interrupt(self, order: Order, leaves: int, opposite: BookSide, events: list, ts: int) -> None:
-        """The order would trade outside the volatility band: the instrument goes into a volatility
-        interruption; the rest of the order rests if it is a persistent limit order, else it is cancelled."""
+    def _interrupt(self, order: Order, leaves: int, opposite: BookSide, band_key: int, reference: int, events: list,
+                   ts: int) -> None:
+        """The order would trade outside the volatility band (``band_key``, around ``reference``, the last
+        price when the order arrived): the instrument goes into a volatility interruption; the rest of the
+        order rests if it is a persistent limit order, else it is cancelled."""
+        keys = opposite.keys
+        outside = keys[keys.bisect_right(band_key)]  # the first price beyond the band: the one it would trade at
         counters = self.counters
         seq = counters.seq = counters.seq + 1
         events.append(TradingPhaseChanged(seq, ts, self.symbol, VOLATILITY_INTERRUPTION, self.phase, "volatility",
-                                          opposite.sign * opposite.best, self.reference_price()))
+                                          opposite.sign * outside, reference))
         self.phase = VOLATILITY_INTERRUPTION
         time_in_force = order.time_in_force
         if order.price is None or time_in_force is IOC or time_in_force is FOK:
@@ -569,9 +574,10 @@ class OrderBook:
                 else:
                     _drop_dead(level, level.count)
             self.last_price = price
-        seq = counters.seq = counters.seq + 1
-        events.append(AuctionCompleted(seq, ts, self.symbol, self.phase, None if found is None else found.price,
-                                       0 if found is None else found.quantity, trades))
+        if trades or self.phase in CALL_PHASES:  # (a halt entered from continuous trading has no auction)
+            seq = counters.seq = counters.seq + 1
+            events.append(AuctionCompleted(seq, ts, self.symbol, self.phase, None if found is None else found.price,
+                                           0 if found is None else found.quantity, trades))
 
     @staticmethod
     def _auction_queue(own: BookSide, reach_key: int, quantity: int) -> list[Order]:
@@ -784,11 +790,14 @@ class OrderBook:
         order.quantity = quantity
         order.leaves = leaves
         shown = order.visible
-        if order.stop_price is None and shown > leaves:
+        if order.stop_price is None and (shown > leaves or self.phase is not CONTINUOUS):
+            # (In a call the whole open quantity counts for the auction: a smaller hidden reserve changes
+            # the indicative price, which is announced with the level's change.)
             own = self.bids if order.side is BUY else self.asks
             level = own.levels[own.sign * order.price]
-            level.quantity -= shown - leaves
-            order.visible = leaves
+            if shown > leaves:
+                level.quantity -= shown - leaves
+                order.visible = leaves
             own.changed[level.price] = level
 
     # -- stop orders -----------------------------------------------------------------------
