@@ -9,10 +9,13 @@ from .codes import RejectCode
 from .commands import (CASH_ASSET, BlockAccount, CancelOrder, ComplianceDeadline, Deposit, EndOfDay, InvalidCommand, MassCancel,
                        NewOrder, OpenAccount, RecordEmissions, RegisterInstallation, ReplaceOrder,
                        SetSelfTradePrevention, SetTradingPhase, Surrender, UnblockAccount, Withdraw)
+from .commands import ClearPrimaryAuction, ModifyBid, OpenPrimaryAuction, SubmitBid, WithdrawBid
 from .compliance import ComplianceConfig, compliance_report, format_report, parse_compliance
 from .engine import Engine
 from .enums import CALL_PHASES, CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce, TradingPhase
 from .auction import AuctionPrice, auction_price
+from .events import (BidPlaced, BidResult, BidWithdrawn, PrimaryAuctionCancelled, PrimaryAuctionCleared,
+                     PrimaryAuctionOpened)
 from .events import (AccountBlocked, AuctionCompleted, AuctionIndicative, AccountOpened, AccountUnblocked, RequestRejected, DeadlinePassed, Deposited, EmissionsRecorded,
                      InstallationRegistered, LevelChanged, MassCancelCompleted, ObligationCarriedOver, OrderAccepted,
                      OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, PenaltyCharged,
@@ -33,4 +36,6 @@ __all__ = [
     "TimeInForce", "Trade", "TradingDayClosed", "Withdraw", "Withdrawn", "parse_instruments",
     "AuctionCompleted", "AuctionIndicative", "AuctionPrice", "CALL_PHASES", "SetTradingPhase", "TradingPhase",
     "TradingPhaseChanged", "auction_price",
+    "BidPlaced", "BidResult", "BidWithdrawn", "ClearPrimaryAuction", "ModifyBid", "OpenPrimaryAuction",
+    "PrimaryAuctionCancelled", "PrimaryAuctionCleared", "PrimaryAuctionOpened", "SubmitBid", "WithdrawBid",
 ]

@@ -121,3 +121,17 @@ class RejectCode(IntEnum):
     ALREADY_LOGGED_ON_HERE = 714, "this connection is already logged on"
     TOO_MANY_SESSIONS = 715, "the exchange has all the connections it takes (closes)"
     SNAPSHOT_FAILED = 716, "the snapshot could not be written (the journal has everything; see the exchange's log)"
+
+    # -- 800: EU ETS primary auctions (exchange.primary) ----------------------------------------
+    UNKNOWN_AUCTION = 801, "no such primary auction"
+    AUCTION_ID_IN_USE = 802, "a primary auction with this id exists already"
+    INVALID_AUCTION_VOLUME = 803, "volume must be a positive whole number of allowances, in multiples of 500"
+    BIDDING_CLOSED = 804, "the auction's bidding window has closed"
+    DUPLICATE_BID_ID = 805, "bid id already used by this account in this auction"
+    UNKNOWN_BID = 806, "no such open bid of this account in this auction"
+    INVALID_SEED = 807, "seed must be 32 to 128 hexadecimal digits"
+    BIDDING_NOT_CLOSED = 808, "the auction's bidding window has not closed yet"
+    INVALID_AUCTION_ID = 809, "auction id must be 1 to 32 letters, digits, dashes or underscores"
+    INVALID_BID_PRICE = 810, "bid price must be a positive whole number of cents, at most the instrument's highest price"
+    AUCTIONEER_MAY_NOT_BID = 811, "the auctioneer may not bid in its own auction"
+    INVALID_RESERVE_DISCOUNT = 812, "reserve discount must be a whole number of basis points from 0 to 10000"

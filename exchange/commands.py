@@ -18,6 +18,7 @@ quantities integer lots, dates integers written YYYYMMDD.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from enum import Enum
@@ -29,6 +30,9 @@ from .enums import OrderType, SelfTradePrevention, Side, TimeInForce, TradingPha
 MAX_CLIENT_ORDER_ID_LENGTH = 64
 MAX_ACCOUNT_LENGTH = 64
 MAX_INT = (1 << 63) - 1  # every integer field must fit a signed 64-bit wire integer
+BID_LOT = 500  # primary auctions: volumes are whole multiples of 500 allowances (the Auctioning Regulation)
+AUCTION_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+SEED = re.compile(r"[0-9a-f]{32,128}")
 
 E = TypeVar("E", bound=Enum)
 
@@ -468,3 +472,121 @@ class ComplianceDeadline:
 
 Command = (NewOrder | CancelOrder | ReplaceOrder | MassCancel | BlockAccount | UnblockAccount | SetSelfTradePrevention
            | EndOfDay | OpenAccount | Deposit | Withdraw | RegisterInstallation | RecordEmissions | Surrender | ComplianceDeadline)
+
+
+# -- EU ETS primary auctions (exchange.primary) -------------------------------------------------------
+
+def _check_auction_id(value: object) -> None:
+    if type(value) is not str or AUCTION_ID.fullmatch(value) is None:
+        raise InvalidCommand(RejectCode.INVALID_AUCTION_ID, "auction_id")
+
+
+def _check_volume(value: object) -> None:
+    if not _whole(value) or value <= 0 or value % BID_LOT:
+        raise InvalidCommand(RejectCode.INVALID_AUCTION_VOLUME, "volume")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenPrimaryAuction:
+    """An auctioneer (a member state's account) offers ``volume`` allowances of an instrument, sealed bids
+    taken until ``closes_at``.
+
+    ``seed`` orders bids at equal prices at the clearing; it is fixed now and only its SHA-256 is
+    published until the results. The reserve price is set at the clearing: ``reserve_discount_bps``
+    under the instrument's secondary-market reference (its last trade, else its configured reference).
+    """
+
+    ts: int
+    auction_id: str
+    auctioneer: str
+    instrument: str
+    volume: int  # allowances (units), a multiple of 500; volume carried over from cancelled auctions is added
+    closes_at: int  # ns since the epoch: bids with a later ts are refused; the clearing comes after it
+    seed: str  # hexadecimal
+    reserve_discount_bps: int = 0
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_auction_id(self.auction_id)
+        if type(self.auctioneer) is not str or not 0 < len(self.auctioneer) <= MAX_ACCOUNT_LENGTH:
+            raise InvalidCommand(RejectCode.INVALID_ACCOUNT, "auctioneer")
+        if type(self.instrument) is not str or not self.instrument:
+            raise InvalidCommand(RejectCode.UNKNOWN_INSTRUMENT, "instrument")
+        _check_volume(self.volume)
+        if not _whole(self.closes_at) or self.closes_at < 0:
+            raise InvalidCommand(RejectCode.INVALID_TIMESTAMP, "closes_at")
+        if type(self.seed) is not str or SEED.fullmatch(self.seed) is None:
+            raise InvalidCommand(RejectCode.INVALID_SEED, "seed")
+        if not _whole(self.reserve_discount_bps) or not 0 <= self.reserve_discount_bps <= 10_000:
+            raise InvalidCommand(RejectCode.INVALID_RESERVE_DISCOUNT, "reserve_discount_bps")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitBid:
+    """A sealed bid: ``volume`` allowances at up to ``price`` cents each. Its cost is held back from the
+    bidder's available cash until the clearing."""
+
+    ts: int
+    account: str
+    auction_id: str
+    bid_id: str | int  # the bidder's own id, unique per account and auction
+    price: int  # cents per allowance
+    volume: int  # allowances, a multiple of 500
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+        _check_auction_id(self.auction_id)
+        _check_client_order_id(self.bid_id)
+        _positive(self.price, RejectCode.INVALID_BID_PRICE, "price")
+        _check_volume(self.volume)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModifyBid:
+    """Change an open bid's price and/or volume (until the window closes)."""
+
+    ts: int
+    account: str
+    auction_id: str
+    bid_id: str | int
+    price: int | None = None
+    volume: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+        _check_auction_id(self.auction_id)
+        _check_client_order_id(self.bid_id)
+        if self.price is not None:
+            _positive(self.price, RejectCode.INVALID_BID_PRICE, "price")
+        if self.volume is not None:
+            _check_volume(self.volume)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WithdrawBid:
+    """Withdraw an open bid (until the window closes); its hold is released."""
+
+    ts: int
+    account: str
+    auction_id: str
+    bid_id: str | int
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+        _check_auction_id(self.auction_id)
+        _check_client_order_id(self.bid_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClearPrimaryAuction:
+    """After the window: clear the auction (or cancel it) and deliver, as ``exchange.primary`` describes."""
+
+    ts: int
+    auction_id: str
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_auction_id(self.auction_id)

@@ -42,11 +42,13 @@ from .codes import RejectCode
 from .commands import (CASH_ASSET, BlockAccount, CancelOrder, ComplianceDeadline, Deposit, EndOfDay, MassCancel, NewOrder,
                        OpenAccount, RecordEmissions, RegisterInstallation, ReplaceOrder, SetSelfTradePrevention,
                        SetTradingPhase, Surrender, UnblockAccount, Withdraw)
+from .commands import ClearPrimaryAuction, ModifyBid, OpenPrimaryAuction, SubmitBid, WithdrawBid
 from .compliance import Compliance, ComplianceConfig
 from .enums import CALL_PHASES, CancelReason, OrderType, Side, TimeInForce, TradingPhase
 from .events import (AccountBlocked, AccountOpened, AccountUnblocked, RequestRejected, Deposited, MassCancelCompleted, OrderAccepted, OrderExpired,
                      OrderRejected, OrderReplaced, SelfTradePreventionSet, TradingDayClosed, TradingPhaseChanged, Withdrawn)
 from .instruments import Instrument
+from .primary import PrimaryAuctions
 
 BUY = Side.BUY
 DAY = TimeInForce.DAY
@@ -103,6 +105,7 @@ class Engine:
         self._book_list = list(self.books.values())
         self.last_closed_date: int | None = None  # trading date of the last EndOfDay
         self.compliance = Compliance(self, compliance)  # installations, obligations, retired units
+        self.primary = PrimaryAuctions(self)  # EU ETS primary auctions: bids, clearing, carry-over
         self._handlers: dict[type, Callable] = {  # NewOrder and CancelOrder are dispatched before the table
             ReplaceOrder: self._replace_order,
             MassCancel: self._mass_cancel,
@@ -118,6 +121,11 @@ class Engine:
             RecordEmissions: self.compliance.record_emissions,
             Surrender: self.compliance.surrender,
             ComplianceDeadline: self.compliance.deadline,
+            OpenPrimaryAuction: self.primary.open,
+            SubmitBid: self.primary.submit_bid,
+            ModifyBid: self.primary.modify_bid,
+            WithdrawBid: self.primary.withdraw_bid,
+            ClearPrimaryAuction: self.primary.clear,
         }
 
     @property
@@ -640,6 +648,7 @@ class Engine:
                 order = account.orders[clid]
                 yield f"clid {clid!r} {'closed' if order is CLOSED else order.order_id}"
         yield from self.compliance.state_lines()
+        yield from self.primary.state_lines()
 
 
 def _order_line(order: Order) -> str:

@@ -354,3 +354,90 @@ class AuctionCompleted(NamedTuple):
     price: int | None  # cents
     quantity: int
     trades: int
+
+
+# -- EU ETS primary auctions (exchange.primary) -------------------------------------------------------
+
+class PrimaryAuctionOpened(NamedTuple):
+    seq: int
+    ts: int
+    auction_id: str
+    auctioneer: str
+    instrument: str
+    volume: int  # allowances offered, carried-over volume included
+    carried_in: int  # of which carried over from cancelled auctions
+    closes_at: int  # ns since the epoch
+    seed_hash: str  # SHA-256 of the seed (hex): the seed itself is published with the results
+    reserve_discount_bps: int
+
+
+class BidPlaced(NamedTuple):
+    """A bid taken or changed (``modified``); ``held`` is what it holds back of the bidder's cash (cents)."""
+
+    seq: int
+    ts: int
+    auction_id: str
+    account: str
+    bid_id: str | int
+    price: int  # cents per allowance
+    volume: int  # allowances
+    held: int
+    modified: bool
+
+
+class BidWithdrawn(NamedTuple):
+    seq: int
+    ts: int
+    auction_id: str
+    account: str
+    bid_id: str | int
+    released: int  # cents no longer held
+
+
+class BidResult(NamedTuple):
+    """One bid's outcome at the clearing (or cancellation): ``allocated`` allowances at ``clearing_price``,
+    ``amount`` cents paid; 0 allocated for a losing bid or a cancelled auction."""
+
+    seq: int
+    ts: int
+    auction_id: str
+    account: str
+    bid_id: str | int
+    instrument: str
+    price: int  # the bid's price, cents
+    volume: int  # the bid's volume
+    allocated: int  # allowances won
+    clearing_price: int | None  # cents; None if the auction was cancelled
+    amount: int  # cents paid: clearing_price x allocated
+
+
+class PrimaryAuctionCleared(NamedTuple):
+    seq: int
+    ts: int
+    auction_id: str
+    auctioneer: str
+    instrument: str
+    volume: int  # allowances sold: all that was offered
+    clearing_price: int  # cents per allowance
+    total_bid_volume: int
+    bidders: int
+    successful_bidders: int
+    proceeds: int  # cents paid to the auctioneer
+    reserve_price: int  # cents: the floor the clearing price cleared
+    seed: str  # revealed: anyone can check the tie order against the hash published at the opening
+
+
+class PrimaryAuctionCancelled(NamedTuple):
+    seq: int
+    ts: int
+    auction_id: str
+    auctioneer: str
+    instrument: str
+    volume: int
+    reason: str  # "undersubscribed" (bids short of the volume) or "below_reserve"
+    total_bid_volume: int
+    bidders: int
+    clearing_price: int | None  # cents: the price it would have cleared at (None when undersubscribed)
+    reserve_price: int  # cents
+    carried_over: tuple[int, ...]  # the volume added to the auctioneer's next four auctions of the instrument
+    seed: str

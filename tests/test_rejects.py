@@ -439,10 +439,17 @@ def test_reject(make, code, layer):
 
 COMPLIANCE_CODES = {code for code in RejectCode if 600 <= code < 700}  # one case each in test_compliance.py
 SESSION_CODES = {code for code in RejectCode if 700 <= code < 800}  # the gateway's: test_gateway_protocol.py
+PRIMARY_AUCTION_CODES = {code for code in RejectCode if 800 <= code < 900}  # test_primary_auction.py
 
 
 def test_every_reachable_code_is_covered():
-    assert {case[2] for case in CASES} == set(RejectCode) - UNREACHABLE - COMPLIANCE_CODES - SESSION_CODES
+    assert {case[2] for case in CASES} == (set(RejectCode) - UNREACHABLE - COMPLIANCE_CODES - SESSION_CODES
+                                           - PRIMARY_AUCTION_CODES)
+
+
+def test_every_primary_auction_code_has_its_own_test():
+    source = (Path(__file__).parent / "test_primary_auction.py").read_text()
+    assert PRIMARY_AUCTION_CODES and all(f"RejectCode.{code.name}" in source for code in PRIMARY_AUCTION_CODES)
 
 
 def test_every_compliance_code_has_its_own_test():

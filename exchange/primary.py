@@ -1,0 +1,325 @@
+"""EU ETS primary auctions: single-round, sealed-bid, uniform-price (the Auctioning Regulation, DOMAIN.md).
+
+How this works
+--------------
+An auctioneer (a member state's account) opens an auction of a volume of
+allowances with ``OpenPrimaryAuction``; the allowances it offers are held
+back from its available units at once. Until ``closes_at`` (compared with
+each command's own ``ts``: the engine reads no clock) bidders submit,
+modify and withdraw sealed bids of multiples of 500 allowances at a price in
+cents; each bid holds back ``price x volume`` of the bidder's cash. Bids are
+seen only by their bidder: their events name the bidder, and the gateway
+sends them to nobody else.
+
+After the window, ``ClearPrimaryAuction`` decides, as the regulation says:
+
+1. bids are sorted by price, highest first; bids at the same price in a
+   random order drawn from the auction's seed: by SHA-256 of the seed and
+   the bid's arrival number (so the order is fixed when the auction opens,
+   and anyone given the seed can recompute it);
+2. the clearing price is the price of the bid at which the running total
+   of volume reaches the volume offered; every winning bid pays that price,
+   and the bid that completes the volume gets the remainder (in part, not
+   pro rata);
+3. the auction is cancelled if the bids total less than the volume
+   (``undersubscribed``), or if the clearing price is below the reserve
+   price: ``reserve_discount_bps`` under the instrument's secondary-market
+   reference (its last trade, else its configured reference)
+   (``below_reserve``). The volume of a cancelled auction is spread over
+   the auctioneer's next four auctions of the instrument (in multiples of
+   500, the first ones getting any remainder).
+
+Delivery is at the clearing: each winner pays ``clearing price x allowances``
+from the cash its bid held back (the rest of the hold is released) and
+receives the allowances; the auctioneer delivers them from its held units and
+receives the proceeds. A cancelled auction releases every hold. The
+settlement module follows the same events (``BidResult``,
+``PrimaryAuctionCleared``).
+
+Refusals are ``RequestRejected`` events (requests ``open_auction``,
+``submit_bid``, ``modify_bid``, ``withdraw_bid``, ``clear_auction``) with a
+code from the 8xx range, or the shared 101, 201, 202, 203, 206.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Iterable
+
+from .codes import RejectCode
+from .commands import BID_LOT, ClearPrimaryAuction, ModifyBid, OpenPrimaryAuction, SubmitBid, WithdrawBid
+from .events import (BidPlaced, BidResult, BidWithdrawn, PrimaryAuctionCancelled, PrimaryAuctionCleared,
+                     PrimaryAuctionOpened, RequestRejected)
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+CARRY_OVER_AUCTIONS = 4  # a cancelled auction's volume goes to the next four (the Auctioning Regulation)
+UNDERSUBSCRIBED = "undersubscribed"
+BELOW_RESERVE = "below_reserve"
+
+
+class Bid:
+    __slots__ = ("number", "account", "bid_id", "price", "volume")
+
+    def __init__(self, number: int, account: str, bid_id: str | int, price: int, volume: int) -> None:
+        self.number = number  # arrival order in the auction: what the seed shuffles at equal prices
+        self.account = account
+        self.bid_id = bid_id
+        self.price = price  # cents per allowance
+        self.volume = volume  # allowances
+
+    @property
+    def held(self) -> int:
+        return self.price * self.volume
+
+
+class PrimaryAuction:
+    __slots__ = ("auction_id", "auctioneer", "instrument", "volume", "carried_in", "closes_at", "seed",
+                 "reserve_discount_bps", "bids", "bids_received", "outcome")
+
+    def __init__(self, cmd: OpenPrimaryAuction, volume: int, carried_in: int) -> None:
+        self.auction_id = cmd.auction_id
+        self.auctioneer = cmd.auctioneer
+        self.instrument = cmd.instrument
+        self.volume = volume
+        self.carried_in = carried_in
+        self.closes_at = cmd.closes_at
+        self.seed = cmd.seed
+        self.reserve_discount_bps = cmd.reserve_discount_bps
+        self.bids: dict[tuple[str, str | int], Bid] = {}  # open bids by (account, bid id)
+        self.bids_received = 0  # bids ever taken (numbers them; withdrawn ones keep theirs)
+        self.outcome: str | None = None  # None while open; "cleared", UNDERSUBSCRIBED or BELOW_RESERVE
+
+
+def tie_key(seed: str, number: int) -> bytes:
+    """Where a bid goes among bids at its price: SHA-256 of the seed and its arrival number."""
+    return hashlib.sha256(f"{seed}:{number}".encode()).digest()
+
+
+def seed_hash(seed: str) -> str:
+    return hashlib.sha256(seed.encode()).hexdigest()
+
+
+def allocate(bids: Iterable[Bid], volume: int, seed: str) -> tuple[int | None, list[tuple[Bid, int]]]:
+    """The clearing price and each bid's allocation, in ranking order; (None, []) if the bids fall short."""
+    ranked = sorted(bids, key=lambda bid: (-bid.price, tie_key(seed, bid.number)))
+    if sum(bid.volume for bid in ranked) < volume:
+        return None, [(bid, 0) for bid in ranked]
+    remaining = volume
+    clearing_price = None
+    out = []
+    for bid in ranked:
+        allocated = min(bid.volume, remaining)
+        remaining -= allocated
+        if allocated and not remaining:
+            clearing_price = bid.price  # the bid at which the running total reaches the volume
+        out.append((bid, allocated))
+    return clearing_price, out
+
+
+def spread_carry_over(volume: int) -> tuple[int, ...]:
+    """A cancelled auction's volume over the next auctions, in multiples of BID_LOT, earlier ones first."""
+    lots, extra = divmod(volume // BID_LOT, CARRY_OVER_AUCTIONS)
+    return tuple((lots + (1 if index < extra else 0)) * BID_LOT for index in range(CARRY_OVER_AUCTIONS))
+
+
+class PrimaryAuctions:
+    """Every primary auction of the engine, and the volume waiting to be carried over (module notes)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.auctions: dict[str, PrimaryAuction] = {}
+        # (auctioneer, instrument) -> volume to add to each of its next auctions, the next one first
+        self.carry_over: dict[tuple[str, str], list[int]] = {}
+
+    def _next_seq(self) -> int:
+        counters = self._engine.counters
+        counters.seq += 1
+        return counters.seq
+
+    def _refuse(self, cmd: object, request: str, code: RejectCode, events: list, bid_id: object = None) -> None:
+        """A refused command: nothing changes but the sequence number. (A bid's id travels in the
+        ``client_order_id`` field of the refusal.)"""
+        events.append(RequestRejected(self._next_seq(), cmd.ts, getattr(cmd, "account", None), request, None, bid_id,
+                                      code, code.text))
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    def open(self, cmd: OpenPrimaryAuction, events: list) -> None:
+        engine = self._engine
+        account = engine.accounts.get(cmd.auctioneer) if engine.pre_trade_risk else None
+        if cmd.instrument not in engine.books:
+            return self._refuse(cmd, "open_auction", RejectCode.UNKNOWN_INSTRUMENT, events)
+        if account is None:
+            return self._refuse(cmd, "open_auction", RejectCode.UNKNOWN_ACCOUNT, events)
+        if cmd.auction_id in self.auctions:
+            return self._refuse(cmd, "open_auction", RejectCode.AUCTION_ID_IN_USE, events)
+        key = (cmd.auctioneer, cmd.instrument)
+        waiting = self.carry_over.get(key)
+        carried_in = waiting[0] if waiting else 0
+        volume = cmd.volume + carried_in
+        symbol = cmd.instrument
+        if volume > account.units[symbol] - account.reserved_units[symbol]:
+            return self._refuse(cmd, "open_auction", RejectCode.INSUFFICIENT_UNITS, events)
+        if waiting:
+            rest = waiting[1:]
+            if any(rest):
+                self.carry_over[key] = rest
+            else:
+                del self.carry_over[key]
+        account.reserved_units[symbol] += volume
+        self.auctions[cmd.auction_id] = PrimaryAuction(cmd, volume, carried_in)
+        events.append(PrimaryAuctionOpened(self._next_seq(), cmd.ts, cmd.auction_id, cmd.auctioneer, symbol, volume,
+                                           carried_in, cmd.closes_at, seed_hash(cmd.seed), cmd.reserve_discount_bps))
+
+    def _bidding(self, cmd: SubmitBid | ModifyBid | WithdrawBid, request: str,
+                 events: list) -> PrimaryAuction | None:
+        """The auction a bid command names if it still takes bids from this account; else refused (None)."""
+        engine = self._engine
+        account = engine.accounts.get(cmd.account) if engine.pre_trade_risk else None
+        auction = self.auctions.get(cmd.auction_id)
+        if account is None:
+            code = RejectCode.UNKNOWN_ACCOUNT
+        elif auction is None:
+            code = RejectCode.UNKNOWN_AUCTION
+        elif auction.outcome is not None or cmd.ts >= auction.closes_at:
+            code = RejectCode.BIDDING_CLOSED
+        elif account.blocked:
+            code = RejectCode.ACCOUNT_BLOCKED
+        elif cmd.account == auction.auctioneer:
+            code = RejectCode.AUCTIONEER_MAY_NOT_BID
+        else:
+            return auction
+        self._refuse(cmd, request, code, events, cmd.bid_id)
+        return None
+
+    def submit_bid(self, cmd: SubmitBid, events: list) -> None:
+        auction = self._bidding(cmd, "submit_bid", events)
+        if auction is None:
+            return
+        if (cmd.account, cmd.bid_id) in auction.bids:
+            return self._refuse(cmd, "submit_bid", RejectCode.DUPLICATE_BID_ID, events, cmd.bid_id)
+        code = self._check_price(cmd.price, auction)
+        if code is not None:
+            return self._refuse(cmd, "submit_bid", code, events, cmd.bid_id)
+        account = self._engine.accounts[cmd.account]
+        held = cmd.price * cmd.volume
+        if held > account.cash - account.reserved_cash:
+            return self._refuse(cmd, "submit_bid", RejectCode.INSUFFICIENT_CASH, events, cmd.bid_id)
+        account.reserved_cash += held
+        auction.bids_received += 1
+        auction.bids[(cmd.account, cmd.bid_id)] = Bid(auction.bids_received, cmd.account, cmd.bid_id, cmd.price,
+                                                       cmd.volume)
+        events.append(BidPlaced(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, cmd.price,
+                                cmd.volume, held, False))
+
+    def modify_bid(self, cmd: ModifyBid, events: list) -> None:
+        auction = self._bidding(cmd, "modify_bid", events)
+        if auction is None:
+            return
+        bid = auction.bids.get((cmd.account, cmd.bid_id))
+        if bid is None:
+            return self._refuse(cmd, "modify_bid", RejectCode.UNKNOWN_BID, events, cmd.bid_id)
+        price = bid.price if cmd.price is None else cmd.price
+        volume = bid.volume if cmd.volume is None else cmd.volume
+        code = self._check_price(price, auction)
+        if code is not None:
+            return self._refuse(cmd, "modify_bid", code, events, cmd.bid_id)
+        account = self._engine.accounts[cmd.account]
+        held = price * volume
+        if held - bid.held > account.cash - account.reserved_cash:
+            return self._refuse(cmd, "modify_bid", RejectCode.INSUFFICIENT_CASH, events, cmd.bid_id)
+        account.reserved_cash += held - bid.held
+        bid.price, bid.volume = price, volume  # a sealed bid has no time priority to lose
+        events.append(BidPlaced(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, price, volume,
+                                held, True))
+
+    def withdraw_bid(self, cmd: WithdrawBid, events: list) -> None:
+        auction = self._bidding(cmd, "withdraw_bid", events)
+        if auction is None:
+            return
+        bid = auction.bids.pop((cmd.account, cmd.bid_id), None)
+        if bid is None:
+            return self._refuse(cmd, "withdraw_bid", RejectCode.UNKNOWN_BID, events, cmd.bid_id)
+        self._engine.accounts[cmd.account].reserved_cash -= bid.held
+        events.append(BidWithdrawn(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, bid.held))
+
+    def clear(self, cmd: ClearPrimaryAuction, events: list) -> None:
+        auction = self.auctions.get(cmd.auction_id)
+        if auction is None:
+            return self._refuse(cmd, "clear_auction", RejectCode.UNKNOWN_AUCTION, events)
+        if auction.outcome is not None:
+            return self._refuse(cmd, "clear_auction", RejectCode.BIDDING_CLOSED, events)
+        if cmd.ts < auction.closes_at:
+            return self._refuse(cmd, "clear_auction", RejectCode.BIDDING_NOT_CLOSED, events)
+        engine = self._engine
+        book = engine.books[auction.instrument]
+        reference = book.reference_price()
+        reserve_price = reference * (10_000 - auction.reserve_discount_bps) // 10_000
+        bids = list(auction.bids.values())
+        clearing_price, allocations = allocate(bids, auction.volume, auction.seed)
+        total = sum(bid.volume for bid in bids)
+        bidders = len({bid.account for bid in bids})
+        if clearing_price is None or clearing_price < reserve_price:
+            auction.outcome = UNDERSUBSCRIBED if clearing_price is None else BELOW_RESERVE
+            clearing_price_or_none = clearing_price
+            for bid, _ in allocations:
+                engine.accounts[bid.account].reserved_cash -= bid.held
+                events.append(BidResult(self._next_seq(), cmd.ts, auction.auction_id, bid.account, bid.bid_id,
+                                        auction.instrument, bid.price, bid.volume, 0, None, 0))
+            auctioneer = engine.accounts[auction.auctioneer]
+            auctioneer.reserved_units[auction.instrument] -= auction.volume
+            carried = spread_carry_over(auction.volume)
+            key = (auction.auctioneer, auction.instrument)
+            waiting = self.carry_over.get(key, [])
+            waiting += [0] * (CARRY_OVER_AUCTIONS - len(waiting))
+            self.carry_over[key] = [before + added for before, added in zip(waiting, carried)] + waiting[
+                CARRY_OVER_AUCTIONS:]
+            events.append(PrimaryAuctionCancelled(self._next_seq(), cmd.ts, auction.auction_id, auction.auctioneer,
+                                                  auction.instrument, auction.volume, auction.outcome, total,
+                                                  bidders, clearing_price_or_none, reserve_price, carried,
+                                                  auction.seed))
+            return
+        auction.outcome = "cleared"
+        symbol = auction.instrument
+        proceeds = 0
+        winners = set()
+        for bid, allocated in allocations:
+            account = engine.accounts[bid.account]
+            account.reserved_cash -= bid.held
+            amount = clearing_price * allocated
+            if allocated:
+                account.cash -= amount
+                account.units[symbol] += allocated
+                proceeds += amount
+                winners.add(bid.account)
+            events.append(BidResult(self._next_seq(), cmd.ts, auction.auction_id, bid.account, bid.bid_id, symbol,
+                                    bid.price, bid.volume, allocated, clearing_price, amount))
+        auctioneer = engine.accounts[auction.auctioneer]
+        auctioneer.units[symbol] -= auction.volume
+        auctioneer.reserved_units[symbol] -= auction.volume
+        auctioneer.cash += proceeds
+        events.append(PrimaryAuctionCleared(self._next_seq(), cmd.ts, auction.auction_id, auction.auctioneer, symbol,
+                                            auction.volume, clearing_price, total, bidders, len(winners), proceeds,
+                                            reserve_price, auction.seed))
+
+    def _check_price(self, price: int, auction: PrimaryAuction) -> RejectCode | None:
+        instrument = self._engine.instruments[auction.instrument]
+        if price > instrument.max_price:
+            return RejectCode.INVALID_BID_PRICE
+        return None
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def state_lines(self) -> Iterable[str]:
+        """Primary-auction facts for the engine's state hash; none while there was no auction."""
+        for auction_id in sorted(self.auctions):
+            auction = self.auctions[auction_id]
+            yield (f"auction {auction_id} {auction.auctioneer} {auction.instrument} volume={auction.volume} "
+                   f"carried={auction.carried_in} closes={auction.closes_at} seed={auction.seed} "
+                   f"discount={auction.reserve_discount_bps} received={auction.bids_received} "
+                   f"outcome={auction.outcome}")
+            for bid in sorted(auction.bids.values(), key=lambda bid: bid.number):
+                yield f"bid {auction_id} {bid.number} {bid.account} {bid.bid_id!r} {bid.price} {bid.volume}"
+        for (auctioneer, instrument), waiting in sorted(self.carry_over.items()):
+            yield f"carry {auctioneer} {instrument} " + ",".join(str(volume) for volume in waiting)
