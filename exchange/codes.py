@@ -116,7 +116,7 @@ class RejectCode(IntEnum):
     HEARTBEAT_TIMEOUT = 709, "nothing received within the heartbeat timeout (closes)"
     SLOW_CONSUMER = 710, "the session fell too far behind reading its messages (closes)"
     SHUTTING_DOWN = 711, "the exchange is shutting down (closes)"
-    NOT_AUTHORISED = 712, "only an operator account may send this message"
+    NOT_AUTHORISED = 712, "this account may not send this message (operators only; open_auction: auctioneers only)"
     LOGON_TIMEOUT = 713, "no logon within the logon timeout (closes)"
     ALREADY_LOGGED_ON_HERE = 714, "this connection is already logged on"
     TOO_MANY_SESSIONS = 715, "the exchange has all the connections it takes (closes)"

@@ -590,3 +590,10 @@ class ClearPrimaryAuction:
     def __post_init__(self) -> None:
         _check_ts(self.ts)
         _check_auction_id(self.auction_id)
+
+
+# Every command the engine takes, for what must know them all (the journal's codec).
+COMMAND_TYPES = (NewOrder, CancelOrder, ReplaceOrder, MassCancel, BlockAccount, UnblockAccount, SetSelfTradePrevention,
+                 EndOfDay, OpenAccount, Deposit, Withdraw, RegisterInstallation, RecordEmissions, Surrender,
+                 ComplianceDeadline, SetTradingPhase, OpenPrimaryAuction, SubmitBid, ModifyBid, WithdrawBid,
+                 ClearPrimaryAuction)

@@ -379,6 +379,7 @@ class BidPlaced(NamedTuple):
     auction_id: str
     account: str
     bid_id: str | int
+    instrument: str
     price: int  # cents per allowance
     volume: int  # allowances
     held: int
@@ -391,6 +392,7 @@ class BidWithdrawn(NamedTuple):
     auction_id: str
     account: str
     bid_id: str | int
+    instrument: str
     released: int  # cents no longer held
 
 

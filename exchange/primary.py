@@ -210,8 +210,8 @@ class PrimaryAuctions:
         auction.bids_received += 1
         auction.bids[(cmd.account, cmd.bid_id)] = Bid(auction.bids_received, cmd.account, cmd.bid_id, cmd.price,
                                                        cmd.volume)
-        events.append(BidPlaced(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, cmd.price,
-                                cmd.volume, held, False))
+        events.append(BidPlaced(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, auction.instrument,
+                                cmd.price, cmd.volume, held, False))
 
     def modify_bid(self, cmd: ModifyBid, events: list) -> None:
         auction = self._bidding(cmd, "modify_bid", events)
@@ -231,8 +231,8 @@ class PrimaryAuctions:
             return self._refuse(cmd, "modify_bid", RejectCode.INSUFFICIENT_CASH, events, cmd.bid_id)
         account.reserved_cash += held - bid.held
         bid.price, bid.volume = price, volume  # a sealed bid has no time priority to lose
-        events.append(BidPlaced(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, price, volume,
-                                held, True))
+        events.append(BidPlaced(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, auction.instrument,
+                                price, volume, held, True))
 
     def withdraw_bid(self, cmd: WithdrawBid, events: list) -> None:
         auction = self._bidding(cmd, "withdraw_bid", events)
@@ -242,7 +242,8 @@ class PrimaryAuctions:
         if bid is None:
             return self._refuse(cmd, "withdraw_bid", RejectCode.UNKNOWN_BID, events, cmd.bid_id)
         self._engine.accounts[cmd.account].reserved_cash -= bid.held
-        events.append(BidWithdrawn(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, bid.held))
+        events.append(BidWithdrawn(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id,
+                                   auction.instrument, bid.held))
 
     def clear(self, cmd: ClearPrimaryAuction, events: list) -> None:
         auction = self.auctions.get(cmd.auction_id)

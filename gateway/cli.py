@@ -38,7 +38,7 @@ from .client import ExchangeClient, SessionClosed, connect
 from .config import (DEFAULT_ACCOUNTS, DEFAULT_COMPLIANCE, DEFAULT_EXCHANGE, DEFAULT_INSTRUMENTS, SETTINGS,
                      load_accounts, load_compliance, load_instruments, load_server_config)
 from .credentials import hash_secret
-from .display import describe_report, eur, ladder
+from .display import auction_summary, bid_summary, describe_report, eur, ladder
 from .logs import configure_logging
 
 REFUSED, CONNECTION = 1, 3
@@ -222,6 +222,32 @@ async def _phase(client: ExchangeClient, args: argparse.Namespace) -> int:
     elif answer["previous"] in CALL_PHASES:
         auction = "; auction: nothing crossed"
     print(f"{answer['instrument']}: {answer['previous']} -> {answer['phase']}{auction}")
+    return 0
+
+
+async def _auction(client: ExchangeClient, args: argparse.Namespace) -> int:
+    """The primary-auction subcommands: open (auctioneers), bid, modify, withdraw, report."""
+    if args.auction_command == "open":
+        answer = await client.open_auction(args.auction_id, args.instrument, args.volume, args.window,
+                                           args.reserve_discount)
+    elif args.auction_command == "bid":
+        answer = await client.submit_bid(args.auction_id, args.bid_id, args.price, args.volume)
+    elif args.auction_command == "modify":
+        answer = await client.modify_bid(args.auction_id, args.bid_id, price=args.price, volume=args.volume)
+    elif args.auction_command == "withdraw":
+        answer = await client.withdraw_bid(args.auction_id, args.bid_id)
+    else:
+        answer = await client.auction_status(args.auction_id)
+    if answer["type"] in ("request_rejected", "reject"):
+        print(describe_report(answer, _ticks(client)))
+        return REFUSED
+    tick = _ticks(client)
+    if answer["type"] == "auction_status":
+        print(auction_summary(answer, tick))
+    elif answer["type"] == "auction_report":
+        print(auction_summary({**answer, "result": None}, tick))
+    else:
+        print(bid_summary(answer, tick[answer["instrument"]]))
     return 0
 
 
@@ -484,6 +510,38 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only if the instrument is in this phase now")
     _add_session(phase)
     phase.set_defaults(run=_trader(_phase, cancel_on_disconnect=False))
+
+    auction = commands.add_parser("auction", help="EU ETS primary auctions: open one (auctioneers), bid, modify "
+                                  "or withdraw a bid, and report an auction's results")
+    auction_commands = auction.add_subparsers(dest="auction_command", required=True)
+    opening = auction_commands.add_parser("open", help="(auctioneer) offer allowances; bids are taken for --window "
+                                          "seconds, then the auction clears by itself")
+    opening.add_argument("auction_id")
+    opening.add_argument("instrument")
+    opening.add_argument("volume", type=int, help="allowances, a multiple of 500")
+    opening.add_argument("--window", type=int, default=7200, help="seconds bids are taken (default: two hours, "
+                         "as EEX's 09:00-11:00)")
+    opening.add_argument("--reserve-discount", type=int, help="basis points under the secondary-market price "
+                         "below which the auction is cancelled (default: the exchange's setting)")
+    bidding = auction_commands.add_parser("bid", help="a sealed bid")
+    bidding.add_argument("auction_id")
+    bidding.add_argument("bid_id")
+    bidding.add_argument("price", help="euros, e.g. 70.25")
+    bidding.add_argument("volume", type=int, help="allowances, a multiple of 500")
+    modifying = auction_commands.add_parser("modify", help="change a bid's price and/or volume")
+    modifying.add_argument("auction_id")
+    modifying.add_argument("bid_id")
+    modifying.add_argument("--price", help="euros")
+    modifying.add_argument("--volume", type=int)
+    withdrawing = auction_commands.add_parser("withdraw", help="withdraw a bid")
+    withdrawing.add_argument("auction_id")
+    withdrawing.add_argument("bid_id")
+    reporting = auction_commands.add_parser("report", help="an auction's terms, your bids, and once it is decided its "
+                                            "results")
+    reporting.add_argument("auction_id")
+    for sub in (opening, bidding, modifying, withdrawing, reporting):
+        _add_session(sub)
+        sub.set_defaults(run=_trader(_auction, cancel_on_disconnect=False))
 
     bench = commands.add_parser("bench", help="run the benchmark suites: JSON results and PNG plots in "
                                 "benchmarks/results/ (from a source checkout)")

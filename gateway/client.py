@@ -230,6 +230,30 @@ class ExchangeClient:
             message["from_phase"] = from_phase
         return await self.request(message)
 
+    # -- EU ETS primary auctions --------------------------------------------------------------------
+
+    async def open_auction(self, auction_id: str, instrument: str, volume: int, window_seconds: int,
+                           reserve_discount_bps: int | None = None) -> dict:
+        """(Auctioneer) offer ``volume`` allowances, bids taken for ``window_seconds``; the ``auction_report``."""
+        return await self.request({"type": "open_auction", "auction_id": auction_id, "instrument": instrument,
+                                   "volume": volume, "window_seconds": window_seconds,
+                                   "reserve_discount_bps": reserve_discount_bps})
+
+    async def submit_bid(self, auction_id: str, bid_id: str | int, price: int | str | Decimal, volume: int) -> dict:
+        return await self.request({"type": "submit_bid", "auction_id": auction_id, "bid_id": bid_id,
+                                   "price": str(price) if isinstance(price, Decimal) else price, "volume": volume})
+
+    async def modify_bid(self, auction_id: str, bid_id: str | int, *, price: int | str | Decimal | None = None,
+                         volume: int | None = None) -> dict:
+        return await self.request({"type": "modify_bid", "auction_id": auction_id, "bid_id": bid_id,
+                                   "price": str(price) if isinstance(price, Decimal) else price, "volume": volume})
+
+    async def withdraw_bid(self, auction_id: str, bid_id: str | int) -> dict:
+        return await self.request({"type": "withdraw_bid", "auction_id": auction_id, "bid_id": bid_id})
+
+    async def auction_status(self, auction_id: str) -> dict:
+        return await self.request({"type": "auction_status", "auction_id": auction_id})
+
     async def snapshot(self) -> dict:
         """(Operator) have the exchange snapshot its state now; the ``snapshot_taken`` answer."""
         return await self.request({"type": "snapshot"})

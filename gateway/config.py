@@ -56,8 +56,9 @@ def load_instruments(path: Path | str = DEFAULT_INSTRUMENTS) -> dict[str, Instru
 # -- accounts ---------------------------------------------------------------------------------
 
 DEFAULT_ACCOUNTS = CONFIG_DIR / "accounts.toml"
-ACCOUNT_KINDS = ("installation", "broker", "project-developer", "fund", "bank", "investor", "operator")
+ACCOUNT_KINDS = ("installation", "broker", "project-developer", "fund", "bank", "investor", "operator", "auctioneer")
 OPERATOR = "operator"  # the exchange's own staff: may use the kill switch; trades nothing
+AUCTIONEER = "auctioneer"  # a member state's account: opens primary auctions of the allowances it holds
 _ACCOUNT_FIELDS = {"name", "kind", "cash_eur", "units", "order_value_limit_eur", "self_trade_prevention",
                    "secret_hash", "credit_limit_bps", "cancel_on_disconnect"}
 
@@ -80,6 +81,10 @@ class AccountConfig:
     @property
     def is_operator(self) -> bool:
         return self.kind == OPERATOR
+
+    @property
+    def is_auctioneer(self) -> bool:
+        return self.kind == AUCTIONEER
 
 
 def parse_accounts(document: dict, instruments: Mapping[str, Instrument]) -> dict[str, AccountConfig]:
@@ -277,6 +282,11 @@ SETTINGS: dict[str, Setting] = {
                               "request)", 0, 1 << 40),
     "resend_window": Setting("journal", int, 2_000, "numbered messages kept per account for resend requests",
                              1, 1_000_000),
+    "auction_reserve_discount_bps": Setting("auctions", int, 2000, "a primary auction is cancelled if it would "
+                                            "clear this far (basis points) under the secondary-market price "
+                                            "(unless the auctioneer sets its own)", 0, 10_000),
+    "max_auction_window": Setting("auctions", int, 86_400, "longest bidding window of a primary auction, "
+                                  "seconds", 1, 30 * 86_400),
     "ledger": Setting("settlement", str, "", "settlement ledger (SQLite) file; empty: ledger.sqlite3 in the "
                       "data directory"),
     "settlement_queue": Setting("settlement", int, 16_384, "engine batches waiting for the ledger", 1, 10_000_000),

@@ -1,6 +1,7 @@
 """Turning engine integers into text a trader reads: prices in euros, quantities in lots and tonnes."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Sequence
 
 from exchange import Instrument
@@ -82,3 +83,52 @@ def _describe_execution(report: dict, tick: int) -> str:
     elif exec_type == "triggered":
         extra = f" (last trade EUR {eur(report['trigger_price'] * tick)})"
     return f"{name} {exec_type}{extra}: {terms}; {state}"
+
+
+def auction_summary(status: dict, ticks: dict[str, int]) -> str:
+    """A primary auction's terms, the account's own bids and, once it is decided, its published results."""
+    tick = ticks[status["instrument"]]
+    lines = [f"auction {status['auction_id']}: {status['volume']:,} {status['instrument']} offered by "
+             f"{status['auctioneer']}, {status['status']}",
+             f"  bids taken until {_clock(status['closes_at'])}; seed hash {status['seed_hash']}"]
+    if status.get("carried_in"):
+        lines.append(f"  of which {status['carried_in']:,} carried over from cancelled auctions")
+    if status.get("bids") is not None:
+        lines.append(f"  bids received: {status['bids']}")
+    for bid in status.get("own_bids", []):
+        lines.append(f"  your bid {bid['bid_id']}: {bid['volume']:,} at EUR {eur(bid['price'] * tick)}, "
+                     f"holding EUR {eur(bid['held'])}")
+    result = status.get("result")
+    if result is not None:
+        if result["status"] == "cleared":
+            lines.append(f"  cleared at EUR {eur(result['clearing_price'] * tick)}: {result['volume']:,} sold for "
+                         f"EUR {eur(result['proceeds'])}")
+        else:
+            price = result["clearing_price"]
+            lines.append(f"  cancelled ({result['reason']}): would have cleared at "
+                         f"{'-' if price is None else 'EUR ' + eur(price * tick)}, reserve EUR "
+                         f"{eur(result['reserve_price'] * tick)}; carried over: "
+                         + ", ".join(f"{volume:,}" for volume in result["carried_over"]))
+        lines.append(f"  total bids {result['total_bid_volume']:,} (cover ratio {result['cover_ratio']}), "
+                     f"bidders {result['bidders']}" + (f", successful {result['successful_bidders']}"
+                                                       if "successful_bidders" in result else ""))
+        lines.append(f"  seed {result['seed']}")
+    return "\n".join(lines)
+
+
+def bid_summary(report: dict, tick: int) -> str:
+    """One bid_report as a line."""
+    status = report["status"]
+    head = f"bid {report['bid_id']} in auction {report['auction_id']}: {status}"
+    if status in ("placed", "modified"):
+        return f"{head}, {report['volume']:,} at EUR {eur(report['price'] * tick)} (EUR {eur(report['held'])} held)"
+    if status == "withdrawn":
+        return f"{head} (EUR {eur(report['released'])} released)"
+    if status == "allocated":
+        return (f"{head}: {report['allocated']:,} of {report['volume']:,} at EUR "
+                f"{eur(report['clearing_price'] * tick)}, EUR {eur(report['amount'])} paid")
+    return head
+
+
+def _clock(ts: int) -> str:
+    return datetime.fromtimestamp(ts / 1e9, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

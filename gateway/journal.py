@@ -62,9 +62,8 @@ from typing import Iterator
 
 import msgspec
 
-from exchange import (BlockAccount, CancelOrder, ComplianceConfig, ComplianceDeadline, Deposit, EndOfDay, Instrument,
-                      MassCancel, NewOrder, OpenAccount, RecordEmissions, RegisterInstallation, ReplaceOrder,
-                      SetSelfTradePrevention, SetTradingPhase, Surrender, UnblockAccount, Withdraw)
+from exchange import ComplianceConfig, Instrument
+from exchange.commands import COMMAND_TYPES
 
 MAGIC = b"CXJRNL01"
 HEADER = struct.Struct(">IIQ")  # length, crc, seq
@@ -80,9 +79,6 @@ SESSION = "session"
 COMMIT = "commit"
 KINDS = (GENESIS, EXECUTE, OPERATOR, SKIP, SESSION, COMMIT)
 
-COMMAND_TYPES = (NewOrder, CancelOrder, ReplaceOrder, MassCancel, BlockAccount, UnblockAccount,
-                 SetSelfTradePrevention, EndOfDay, OpenAccount, Deposit, Withdraw, RegisterInstallation,
-                 RecordEmissions, Surrender, ComplianceDeadline, SetTradingPhase)
 _FIELDS = {kind: tuple(f.name for f in dataclasses.fields(kind)) for kind in COMMAND_TYPES}
 _BY_NAME = {kind.__name__: kind for kind in COMMAND_TYPES}
 

@@ -26,6 +26,10 @@ channel, in order:
   uses 16:50:00-16:59:59, DOMAIN.md), or the last price if none traded in it,
   marked ``trading_day_closed``; then the next day's (empty) figures, which
   keep the settlement price until the next close;
+- ``auctions``: each primary auction of the instrument when it opens
+  (volume, window, the seed's hash) and when it is decided (clearing
+  price, volume, total bids, cover ratio, bidders, successful bidders, the
+  seed; or why it was cancelled); no bid is ever published;
 - ``status``: the instrument's trading phase (``exchange.enums.TradingPhase``)
   and the coarse ``status`` (``open`` in continuous trading and calls,
   ``halted``, ``closed``), with why it changed (``reason``: ``operator``, or
@@ -46,12 +50,13 @@ from collections import deque
 from decimal import Decimal
 from typing import Iterable, Mapping
 
-from exchange import (CALL_PHASES, AuctionCompleted, AuctionIndicative, Engine, LevelChanged, Side, Trade,
-                      TradingDayClosed, TradingPhase, TradingPhaseChanged)
+from exchange import (CALL_PHASES, AuctionCompleted, AuctionIndicative, Engine, LevelChanged, PrimaryAuctionCancelled,
+                      PrimaryAuctionCleared, PrimaryAuctionOpened, Side, Trade, TradingDayClosed, TradingPhase,
+                      TradingPhaseChanged)
 
-from .reports import average_price
+from .reports import auction_report, average_price
 
-CHANNELS = ("book", "top", "trades", "stats", "status")
+CHANNELS = ("book", "top", "trades", "stats", "status", "auctions")
 OPEN, HALTED, CLOSED = "open", "halted", "closed"
 DEFAULT_LEVELS = 10
 DEFAULT_SETTLEMENT_WINDOW_S = 600  # 10 minutes, as ICE's 16:50:00-16:59:59
@@ -244,6 +249,7 @@ class MarketDataFeed:
             symbol: InstrumentFeed(symbol, instrument.tick_size, instrument.lot_units, levels,
                                    settlement_window_s * _NS, engine.books[symbol].phase)
             for symbol, instrument in engine.instruments.items()}
+        self.auction_results: dict[str, dict] = {}  # auction id -> the published outcome of a decided auction
 
     def messages(self, events: Iterable[object]) -> list[tuple[str, str, dict]]:
         """(instrument, channel, message) for everything a batch's events publish, in order."""
@@ -258,6 +264,13 @@ class MarketDataFeed:
                 traded[event.instrument] = event.ts
             elif kind is LevelChanged:
                 changed[event.instrument] = event.ts
+            elif kind is PrimaryAuctionOpened or kind is PrimaryAuctionCleared or kind is PrimaryAuctionCancelled:
+                feed = feeds[event.instrument]
+                message = auction_report(event, feed.tick)
+                message["md_seq"] = feed.next_seq("auctions")
+                if kind is not PrimaryAuctionOpened:
+                    self.auction_results[event.auction_id] = message
+                out.append((event.instrument, "auctions", message))
             elif kind is AuctionIndicative:  # published after the book change it reflects, with it
                 feed = feeds[event.instrument]
                 feed.indicative = (event.price, event.quantity, event.demand, event.supply)

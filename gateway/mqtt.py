@@ -8,7 +8,7 @@ to the broker (``aiomqtt``) and publishes what is filed. Three kinds of
 message are filed three ways, so that a slow or absent broker costs memory
 within set bounds and never costs matching:
 
-- **Reliable** (trades, private fills; QoS 1): a bounded queue, published in
+- **Reliable** (trades, primary auctions, private fills; QoS 1): a bounded queue, published in
   order, each taken off the queue only once the broker has acknowledged it.
   After a disconnection the unacknowledged ones are sent again (a subscriber
   may see one twice: ``md_seq`` tells). Only if the queue is full (the broker
@@ -31,7 +31,7 @@ joiner, or one that missed an update, realigns within that time.
 
 Topics (docs/MARKET_DATA.md): ``carbonx/md/<instrument>/<channel>`` with the
 channels ``snapshot``, ``updates``, ``top``, ``trades``, ``stats``,
-``status``; ``carbonx/private/<account>/fills`` for each account's fills.
+``status``, ``auctions``; ``carbonx/private/<account>/fills`` for each account's fills.
 """
 from __future__ import annotations
 
@@ -75,6 +75,7 @@ CHANNEL_TOPICS = {
     "stats": ("stats", 1, True),
     "status": ("status", 1, True),
     "trades": ("trades", 1, False),
+    "auctions": ("auctions", 1, False),  # primary auctions' openings and results: in order, none lost
 }
 UPDATES = ("updates", 0, False)  # book updates: not retained (a late joiner starts from the snapshot)
 
@@ -141,8 +142,8 @@ class MqttPublisher:
         for instrument, channel, message in market_data:
             if channel == "book" or channel == "top":
                 self._file_update(instrument, channel, message)
-            elif channel == "trades":
-                self._file_reliable(market_data_topic(instrument, "trades"), message)
+            elif channel == "trades" or channel == "auctions":
+                self._file_reliable(market_data_topic(instrument, channel), message)
             elif message.get("trading_day_closed"):  # the settlement price: never conflated away
                 self._file_reliable(market_data_topic(instrument, CHANNEL_TOPICS["stats"][0]), message)
             else:

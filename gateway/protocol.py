@@ -56,6 +56,7 @@ class Inbound(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_o
 
     request_id: RequestId = None
     admin: ClassVar[bool] = False  # operator accounts only
+    auctioneer: ClassVar[bool] = False  # auctioneer accounts only (member states selling allowances)
 
 
 # -- session ---------------------------------------------------------------------------------
@@ -161,10 +162,45 @@ class SetTradingPhaseRequest(Inbound, tag="set_trading_phase"):
     admin: ClassVar[bool] = True
 
 
+# -- EU ETS primary auctions -----------------------------------------------------------------------
+
+class OpenAuctionRequest(Inbound, tag="open_auction"):
+    auction_id: str
+    instrument: str
+    volume: int  # allowances, a multiple of 500
+    window_seconds: int  # bids are taken for this long from now
+    reserve_discount_bps: Union[int, None] = None  # noqa: UP007 None: the exchange's setting
+    auctioneer: ClassVar[bool] = True
+
+
+class SubmitBidRequest(Inbound, tag="submit_bid"):
+    auction_id: str
+    bid_id: ClientOrderId
+    price: Union[int, str]  # noqa: UP007 ticks, or a decimal string in euros ("70.25")
+    volume: int  # allowances, a multiple of 500
+
+
+class ModifyBidRequest(Inbound, tag="modify_bid"):
+    auction_id: str
+    bid_id: ClientOrderId
+    price: Price = None
+    volume: Union[int, None] = None  # noqa: UP007
+
+
+class WithdrawBidRequest(Inbound, tag="withdraw_bid"):
+    auction_id: str
+    bid_id: ClientOrderId
+
+
+class AuctionStatusRequest(Inbound, tag="auction_status"):
+    auction_id: str
+
+
 INBOUND: tuple[type[Inbound], ...] = (
     Logon, Logout, Heartbeat, NewOrderRequest, CancelRequest, ReplaceRequest, MassCancelRequest,
     OrderStatusRequest, BalancesRequest, BookRequest, ResendRequest, SubscribeRequest, UnsubscribeRequest,
-    KillSwitchRequest, ReleaseKillSwitchRequest, SnapshotRequest, SetTradingPhaseRequest,
+    KillSwitchRequest, ReleaseKillSwitchRequest, SnapshotRequest, SetTradingPhaseRequest, OpenAuctionRequest,
+    SubmitBidRequest, ModifyBidRequest, WithdrawBidRequest, AuctionStatusRequest,
 )
 INBOUND_BY_TYPE: dict[str, type[Inbound]] = {kind.__struct_config__.tag: kind for kind in INBOUND}
 MESSAGE_TYPES = frozenset(INBOUND_BY_TYPE)

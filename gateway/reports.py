@@ -28,8 +28,9 @@ from collections import deque
 from decimal import Decimal
 from typing import Iterable, Mapping
 
-from exchange import (AccountBlocked, AccountUnblocked, AuctionCompleted, InvalidCommand, MassCancelCompleted,
-                      OrderAccepted, OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, RejectCode,
+from exchange import (AccountBlocked, AccountUnblocked, AuctionCompleted, BidPlaced, BidResult, BidWithdrawn,
+                      InvalidCommand, MassCancelCompleted, OrderAccepted, OrderCanceled, OrderExpired, OrderRejected,
+                      OrderReplaced, PrimaryAuctionCancelled, PrimaryAuctionCleared, PrimaryAuctionOpened, RejectCode,
                       RequestRejected, StopTriggered, Trade, TradingDayClosed, TradingPhaseChanged)
 from exchange.instruments import Instrument, eur_to_cents
 
@@ -202,7 +203,34 @@ class OrderTracker:
                                             "ts": event.ts}))
             elif kind is TradingDayClosed:
                 self._forget_closed()
+            elif kind in PRIMARY_AUCTION_EVENTS:
+                out.append(self._primary_auction_message(event))
         return out
+
+    def _primary_auction_message(self, event: object) -> tuple[str, dict]:
+        """A primary auction's event as its message: a bid's to its bidder alone, the auction's to its
+        auctioneer (bids are sealed: nobody else learns of them)."""
+        kind = event.__class__
+        if kind is BidPlaced or kind is BidWithdrawn or kind is BidResult:
+            message = {"type": "bid_report", "auction_id": event.auction_id, "bid_id": event.bid_id,
+                       "instrument": event.instrument}
+            if kind is BidPlaced:
+                tick = self.ticks[event.instrument]
+                message.update(status="modified" if event.modified else "placed", price=event.price // tick,
+                               volume=event.volume, held=event.held)
+            elif kind is BidWithdrawn:
+                message.update(status="withdrawn", released=event.released)
+            else:
+                tick = self.ticks[event.instrument]
+                status = ("auction_cancelled" if event.clearing_price is None else
+                          "allocated" if event.allocated else "not_allocated")
+                message.update(status=status, price=event.price // tick, volume=event.volume,
+                               allocated=event.allocated,
+                               clearing_price=None if event.clearing_price is None else event.clearing_price // tick,
+                               amount=event.amount)
+            message["ts"] = event.ts
+            return event.account, message
+        return event.auctioneer, auction_report(event, self.ticks[event.instrument])
 
     def _fill(self, view: OrderView, trade: Trade, leaves: int, liquidity: str, fee: int,
               out: list[tuple[str, dict]]) -> None:
@@ -269,3 +297,38 @@ def trading_phase_answer(events: list, tick: int) -> dict:
                     "auction_quantity": 0 if auction is None else auction.quantity,
                     "auction_trades": 0 if auction is None else auction.trades, "ts": event.ts}
     raise ValueError("a set_trading_phase command caused neither a phase change nor a refusal")
+
+
+PRIMARY_AUCTION_EVENTS = frozenset((PrimaryAuctionOpened, BidPlaced, BidWithdrawn, BidResult, PrimaryAuctionCleared,
+                                    PrimaryAuctionCancelled))
+
+
+def auction_report(event: PrimaryAuctionOpened | PrimaryAuctionCleared | PrimaryAuctionCancelled, tick: int) -> dict:
+    """A primary auction's opening or outcome as the auctioneer is told it and the market-data ``auctions``
+    channel publishes it (prices in ticks, amounts in cents, volumes in allowances)."""
+    message = {"type": "auction_report", "auction_id": event.auction_id, "instrument": event.instrument,
+               "auctioneer": event.auctioneer, "volume": event.volume}
+    kind = event.__class__
+    if kind is PrimaryAuctionOpened:
+        message.update(status="open", carried_in=event.carried_in, closes_at=event.closes_at,
+                       seed_hash=event.seed_hash, reserve_discount_bps=event.reserve_discount_bps)
+    elif kind is PrimaryAuctionCleared:
+        message.update(status="cleared", clearing_price=event.clearing_price // tick,
+                       total_bid_volume=event.total_bid_volume,
+                       cover_ratio=cover_ratio(event.total_bid_volume, event.volume), bidders=event.bidders,
+                       successful_bidders=event.successful_bidders, proceeds=event.proceeds,
+                       reserve_price=event.reserve_price // tick, seed=event.seed)
+    else:
+        message.update(status="cancelled", reason=event.reason,
+                       clearing_price=None if event.clearing_price is None else event.clearing_price // tick,
+                       total_bid_volume=event.total_bid_volume,
+                       cover_ratio=cover_ratio(event.total_bid_volume, event.volume), bidders=event.bidders,
+                       reserve_price=event.reserve_price // tick, carried_over=list(event.carried_over),
+                       seed=event.seed)
+    message["ts"] = event.ts
+    return message
+
+
+def cover_ratio(total_bid_volume: int, volume: int) -> str:
+    """Bids over the volume offered, to 2 decimals rounded half to even ("1.87")."""
+    return str((Decimal(total_bid_volume) / volume).quantize(Decimal("0.01")))

@@ -31,8 +31,8 @@ import logging
 from collections import deque
 from typing import Mapping
 
-from exchange import (BlockAccount, CancelOrder, ComplianceConfig, Engine, Instrument, MassCancel, NewOrder,
-                      ReplaceOrder, SetTradingPhase, UnblockAccount)
+from exchange import (BlockAccount, CancelOrder, ComplianceConfig, Engine, Instrument, MassCancel, ModifyBid, NewOrder,
+                      OpenPrimaryAuction, ReplaceOrder, SetTradingPhase, SubmitBid, UnblockAccount, WithdrawBid)
 
 from .logs import log_event
 from .marketdata import MarketDataFeed
@@ -44,7 +44,8 @@ log = logging.getLogger("carbonx.gateway")
 # The wire request each session command came from: named in the engine's refusals ("request").
 REQUEST_TYPES = {NewOrder: "new_order", CancelOrder: "cancel_order", ReplaceOrder: "replace_order",
                  MassCancel: "mass_cancel", BlockAccount: "kill_switch", UnblockAccount: "release_kill_switch",
-                 SetTradingPhase: "set_trading_phase"}
+                 SetTradingPhase: "set_trading_phase", OpenPrimaryAuction: "open_auction", SubmitBid: "submit_bid",
+                 ModifyBid: "modify_bid", WithdrawBid: "withdraw_bid"}
 
 
 class Sequencer:

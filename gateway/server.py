@@ -57,6 +57,7 @@ import gc
 import itertools
 import logging
 import os
+import secrets
 import signal
 import tempfile
 import time
@@ -67,9 +68,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import AsyncIterator, Callable, Mapping
 
-from exchange import (BlockAccount, CancelOrder, ComplianceConfig, ConfigError, InvalidCommand, MassCancel, NewOrder,
-                      RejectCode, ReplaceOrder, SetTradingPhase, Side, TradingPhase, UnblockAccount)
+from exchange import (BlockAccount, CancelOrder, ClearPrimaryAuction, ComplianceConfig, ConfigError, InvalidCommand,
+                      MassCancel, ModifyBid, NewOrder, OpenPrimaryAuction, RejectCode, ReplaceOrder, SetTradingPhase,
+                      Side, SubmitBid, TradingPhase, UnblockAccount, WithdrawBid)
 from exchange.engine import DEFAULT_FEE_ACCOUNT
+from exchange.primary import seed_hash
 from exchange.instruments import Instrument, cents_to_eur
 
 from .config import AccountConfig, ServerConfig, start_up_commands
@@ -83,6 +86,7 @@ from .ledger import SqliteLedgerStore
 from .protocol import (PROTOCOL_VERSION, BalancesRequest, BookRequest, CancelRequest, Heartbeat, KillSwitchRequest,
                        Logon, Logout, MassCancelRequest, MessageReader, NewOrderRequest, OrderStatusRequest, Refusal,
                        ReleaseKillSwitchRequest, ReplaceRequest, ResendRequest, SetTradingPhaseRequest,
+                       OpenAuctionRequest, SubmitBidRequest, ModifyBidRequest, WithdrawBidRequest, AuctionStatusRequest,
                        SnapshotRequest, SubscribeRequest,
                        UnsubscribeRequest, encode_frame)
 from .recovery import LEDGER_NAME, fork_snapshot, recover, snapshot_bytes, snapshot_path, write_snapshot
@@ -104,6 +108,8 @@ GC_YOUNG_THRESHOLD = 50_000  # allocations between collections of the youngest g
 SECRET_CHECK_THREADS = 2  # scrypt checks at once (16 MiB of memory each)
 MAX_UNSYNCED_BATCHES = 256  # batches written and waiting for the disk; past it the engine waits
 CLOSE_GRACE = 1.0  # seconds an ended session's connection lingers for the peer to take its logout
+CLEARING_MARGIN = 0.01  # seconds after a primary auction's window before it is cleared (the clearing's ts must
+# be at or past the window's end, and the engine compares the command's ts, stamped a moment later)
 # Checked for an unknown account, so that it takes as long as a known one (the hash of a secret nobody has,
 # made once with `carbonx hash-secret`: no scrypt at start-up).
 _DUMMY_HASH = ("scrypt$16384$8$1$78f223a6f9b6208f247ba1cb71a403ab$"
@@ -306,6 +312,7 @@ class TradingGateway:
         # sending the reopening command.
         self._reopenings: dict[str, asyncio.TimerHandle] = {}
         self._reopen_tasks: set[asyncio.Task] = set()
+        self._clearings: dict[str, asyncio.TimerHandle] = {}  # primary auctions open: the timer that clears each
         self._in_hand = False  # the engine task holds a batch it has not finished
         self._finished: list = []  # (future, events) of the batch's operator commands
         self._operator_waits: set[asyncio.Future] = set()
@@ -326,6 +333,10 @@ class TradingGateway:
             KillSwitchRequest: self._kill_switch,
             ReleaseKillSwitchRequest: self._release_kill_switch,
             SetTradingPhaseRequest: self._set_trading_phase,
+            OpenAuctionRequest: self._open_auction,
+            SubmitBidRequest: self._submit_bid,
+            ModifyBidRequest: self._modify_bid,
+            WithdrawBidRequest: self._withdraw_bid,
             Disconnected: self._disconnected,
         }
         self._answers: dict[type, Callable[[Session, object], None]] = {
@@ -341,6 +352,7 @@ class TradingGateway:
             SnapshotRequest: self._snapshot_request,
             SubscribeRequest: self._subscribe,
             UnsubscribeRequest: self._unsubscribe,
+            AuctionStatusRequest: self._auction_status,
         }
 
     # -- life cycle ------------------------------------------------------------------------
@@ -369,6 +381,9 @@ class TradingGateway:
         for symbol, book in self.engine.books.items():  # interrupted when the exchange stopped: a full call again
             if book.phase is TradingPhase.VOLATILITY_INTERRUPTION:
                 self._schedule_reopening(symbol)
+        for auction in self.engine.primary.auctions.values():  # open when the exchange stopped: cleared when due
+            if auction.outcome is None:
+                self._schedule_clearing(auction.auction_id, auction.closes_at)
         log_event(log, "listening", host=self.config.host, port=self.port, instruments=list(self.engine.instruments),
                   accounts=len(self.links))
 
@@ -402,9 +417,10 @@ class TradingGateway:
         await asyncio.sleep(0)
         for session in list(self.sessions.values()):
             session.end(RejectCode.SHUTTING_DOWN)
-        for handle in self._reopenings.values():
+        for handle in [*self._reopenings.values(), *self._clearings.values()]:
             handle.cancel()
         self._reopenings.clear()
+        self._clearings.clear()
         for task in [*self._tasks, *self._reopen_tasks]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._reopen_tasks, return_exceptions=True)
@@ -610,7 +626,8 @@ class TradingGateway:
                 await self._queue(session, Refusal(RejectCode.ALREADY_LOGGED_ON_HERE,
                                                    RejectCode.ALREADY_LOGGED_ON_HERE.text, fatal=False,
                                                    message_type="logon", request_id=item.request_id))
-            elif kind is not Refusal and kind.admin and not operator:
+            elif kind is not Refusal and ((kind.admin and not operator)
+                                          or (kind.auctioneer and not session.link.config.is_auctioneer)):
                 await self._queue(session, Refusal(RejectCode.NOT_AUTHORISED, RejectCode.NOT_AUTHORISED.text,
                                                    fatal=False, message_type=item.__struct_config__.tag,
                                                    request_id=item.request_id))
@@ -846,6 +863,8 @@ class TradingGateway:
             for instrument, channel, message in market_data:
                 if channel == "status":
                     self._follow_interruption(instrument, message["phase"])
+                elif channel == "auctions" and message["status"] == "open":
+                    self._schedule_clearing(message["auction_id"], message["closes_at"])
         _write_gathered(gathered)
         for future, done_events in finished:
             if not future.done():
@@ -884,10 +903,28 @@ class TradingGateway:
     def _reopened(self, task: asyncio.Task) -> None:
         self._reopen_tasks.discard(task)
         if not task.cancelled() and isinstance(task.exception(), ExchangeStopped):
-            return  # the exchange stopped first: the next start schedules the interruption's end again
+            return  # the exchange stopped first: the next start schedules it again
         if not task.cancelled() and task.exception() is not None:
-            log.error("reopening after a volatility interruption failed", exc_info=task.exception(),
-                      extra={"carbonx_fields": {"event": "reopening_failed"}})
+            log.error("the exchange's own timed command failed", exc_info=task.exception(),
+                      extra={"carbonx_fields": {"event": "timed_command_failed", "task": task.get_name()}})
+
+    # -- primary auctions ---------------------------------------------------------------------------
+
+    def _schedule_clearing(self, auction_id: str, closes_at: int) -> None:
+        """Clear the auction when its window has closed (by this process's clock, which stamps the bids)."""
+        if auction_id in self._clearings:
+            return
+        delay = max(0.0, (closes_at - time.time_ns()) / 1e9) + CLEARING_MARGIN
+        self._clearings[auction_id] = asyncio.get_running_loop().call_later(delay, self._clear, auction_id)
+
+    def _clear(self, auction_id: str) -> None:
+        self._clearings.pop(auction_id, None)
+        if self.stopping:
+            return
+        task = asyncio.create_task(self.run_operator_commands([ClearPrimaryAuction(ts=0, auction_id=auction_id)]),
+                                   name=f"clear-{auction_id}")
+        self._reopen_tasks.add(task)
+        task.add_done_callback(self._reopened)
 
     def _send_market_data(self, market_data: list[tuple[str, str, dict]], gathered: dict[Session, list[bytes]]) -> None:
         """Market data to the socket subscribers, gathered for their sessions' next write: each message encoded
@@ -1036,6 +1073,34 @@ class TradingGateway:
 
     def _set_trading_phase(self, session: Session, request: SetTradingPhaseRequest, ts: int) -> SetTradingPhase:
         return SetTradingPhase(ts=ts, instrument=request.instrument, phase=request.phase, from_phase=request.from_phase)
+
+    def _open_auction(self, session: Session, request: OpenAuctionRequest, ts: int) -> OpenPrimaryAuction:
+        """An auctioneer's auction: the window from now, the seed drawn here (the engine draws nothing)."""
+        if not 1 <= request.window_seconds <= self.config.max_auction_window:
+            raise InvalidCommand(RejectCode.INVALID_FIELD, "window_seconds")
+        discount = request.reserve_discount_bps
+        return OpenPrimaryAuction(ts=ts, auction_id=request.auction_id, auctioneer=session.account,
+                                  instrument=request.instrument, volume=request.volume,
+                                  closes_at=ts + request.window_seconds * 1_000_000_000, seed=secrets.token_hex(32),
+                                  reserve_discount_bps=self.config.auction_reserve_discount_bps if discount is None
+                                  else discount)
+
+    def _auction_instrument(self, auction_id: str) -> Instrument | None:
+        auction = self.engine.primary.auctions.get(auction_id)
+        return None if auction is None else self.engine.instruments[auction.instrument]
+
+    def _submit_bid(self, session: Session, request: SubmitBidRequest, ts: int) -> SubmitBid:
+        instrument = self._auction_instrument(request.auction_id)
+        return SubmitBid(ts=ts, account=session.account, auction_id=request.auction_id, bid_id=request.bid_id,
+                         price=price_in_cents(request.price, instrument, "price"), volume=request.volume)
+
+    def _modify_bid(self, session: Session, request: ModifyBidRequest, ts: int) -> ModifyBid:
+        instrument = self._auction_instrument(request.auction_id)
+        return ModifyBid(ts=ts, account=session.account, auction_id=request.auction_id, bid_id=request.bid_id,
+                         price=price_in_cents(request.price, instrument, "price"), volume=request.volume)
+
+    def _withdraw_bid(self, session: Session, request: WithdrawBidRequest, ts: int) -> WithdrawBid:
+        return WithdrawBid(ts=ts, account=session.account, auction_id=request.auction_id, bid_id=request.bid_id)
 
     def _disconnected(self, session: None, request: Disconnected, ts: int) -> MassCancel:
         return MassCancel(ts=ts, account=request.account, on_disconnect=True)
@@ -1202,6 +1267,24 @@ class TradingGateway:
         self._answer(session, {"type": "book", "instrument": request.instrument, "bids": bids, "asks": asks,
                                "last_price": None if book.last_price is None else book.last_price // tick,
                                "ts": time.time_ns()}, request)
+
+    def _auction_status(self, session: Session, request: AuctionStatusRequest) -> None:
+        """A primary auction as this account may see it: its terms and (once decided) its results for all; the
+        account's own bids, and for the auctioneer how many bids are in (never whose or at what price)."""
+        auction = self.engine.primary.auctions.get(request.auction_id)
+        if auction is None:
+            self._refuse(session, request, RejectCode.UNKNOWN_AUCTION)
+            return
+        tick = self.engine.instruments[auction.instrument].tick_size
+        own = [{"bid_id": bid.bid_id, "price": bid.price // tick, "volume": bid.volume, "held": bid.held}
+               for bid in sorted(auction.bids.values(), key=lambda bid: bid.number) if bid.account == session.account]
+        message = {"type": "auction_status", "auction_id": auction.auction_id, "instrument": auction.instrument,
+                   "auctioneer": auction.auctioneer, "volume": auction.volume, "closes_at": auction.closes_at,
+                   "seed_hash": seed_hash(auction.seed), "status": auction.outcome or "open",
+                   "own_bids": own if auction.outcome is None else [],
+                   "bids": len(auction.bids) if session.account == auction.auctioneer else None,
+                   "result": self.feed.auction_results.get(auction.auction_id), "ts": time.time_ns()}
+        self._answer(session, message, request)
 
     def _logout(self, session: Session, request: Logout) -> None:
         log_event(log, "logout", session=session.number, account=session.account)

@@ -66,7 +66,8 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
-from exchange import AccountOpened, Deposited, Instrument, Side, Trade, Withdrawn
+from exchange import (AccountOpened, BidResult, Deposited, Instrument, PrimaryAuctionCleared, Side, Trade,
+                      Withdrawn)
 from exchange.commands import CASH_ASSET
 from exchange.engine import DEFAULT_FEE_ACCOUNT
 from exchange.events import PenaltyCharged, UnitsSurrendered
@@ -122,6 +123,8 @@ class Settlement:
             UnitsSurrendered: self._settle_surrender,
             PenaltyCharged: self._settle_penalty,
             AccountOpened: self._open_account,
+            BidResult: self._settle_allocation,
+            PrimaryAuctionCleared: self._settle_auction_proceeds,
         }
 
     def apply(self, events: Iterable[object]) -> int:
@@ -206,6 +209,19 @@ class Settlement:
         batch.opened_accounts.append((event.penalty_account, None))  # the engine opens it on first payment
         _add(deltas, event.account, CASH_ASSET, -event.paid)
         _add(deltas, event.penalty_account, CASH_ASSET, event.paid)
+
+    def _settle_allocation(self, event: BidResult, batch: LedgerBatch, deltas: dict[tuple[str, str], int]) -> None:
+        """A winning bid of a primary auction: the bidder pays and receives the allowances (delivery at the
+        clearing). Like a trade it moves holdings between accounts: nothing enters or leaves the exchange."""
+        if event.allocated:
+            _add(deltas, event.account, CASH_ASSET, -event.amount)
+            _add(deltas, event.account, event.instrument, event.allocated)
+
+    def _settle_auction_proceeds(self, event: PrimaryAuctionCleared, batch: LedgerBatch,
+                                 deltas: dict[tuple[str, str], int]) -> None:
+        """The auctioneer delivers the allowances sold and receives the proceeds."""
+        _add(deltas, event.auctioneer, event.instrument, -event.volume)
+        _add(deltas, event.auctioneer, CASH_ASSET, event.proceeds)
 
     def _open_account(self, event: AccountOpened, batch: LedgerBatch, deltas: dict[tuple[str, str], int]) -> None:
         batch.opened_accounts.append((event.account, event.seq))

@@ -46,6 +46,8 @@ from gateway.protocol import (SubscribeRequest, UnsubscribeRequest, DEFAULT_MAX_
                               KillSwitchRequest, Logon, Logout, MassCancelRequest, MessageReader,
                               NewOrderRequest, OrderStatusRequest, ProtocolError, Refusal,
                               ReleaseKillSwitchRequest, ReplaceRequest, ResendRequest, SetTradingPhaseRequest, SnapshotRequest,
+                              OpenAuctionRequest, SubmitBidRequest, ModifyBidRequest, WithdrawBidRequest,
+                              AuctionStatusRequest,
                               encode_frame)
 from gateway.reports import (CANCELED, EXPIRED, FILLED, NEW, PARTIALLY_FILLED, WAITING_TRIGGER, OrderTracker,
                              price_in_cents)
@@ -124,8 +126,22 @@ FULL = [
      UnsubscribeRequest(request_id=14, instruments=["EUA"], channels=["top"])),
     ({"type": "resend", "request_id": 15, "from_seq": 40}, ResendRequest(request_id=15, from_seq=40)),
     ({"type": "snapshot", "request_id": 16}, SnapshotRequest(request_id=16)),
-    ({"type": "set_trading_phase", "request_id": 17, "instrument": "EUA", "phase": "halted"},
-     SetTradingPhaseRequest(request_id=17, instrument="EUA", phase="halted")),
+    ({"type": "set_trading_phase", "request_id": 17, "instrument": "EUA", "phase": "halted",
+      "from_phase": "continuous"},
+     SetTradingPhaseRequest(request_id=17, instrument="EUA", phase="halted", from_phase="continuous")),
+    ({"type": "open_auction", "request_id": 18, "auction_id": "DE-1", "instrument": "EUA", "volume": 500,
+      "window_seconds": 60, "reserve_discount_bps": 1500},
+     OpenAuctionRequest(request_id=18, auction_id="DE-1", instrument="EUA", volume=500, window_seconds=60,
+                        reserve_discount_bps=1500)),
+    ({"type": "submit_bid", "request_id": 19, "auction_id": "DE-1", "bid_id": "b-1", "price": "70.10",
+      "volume": 1000},
+     SubmitBidRequest(request_id=19, auction_id="DE-1", bid_id="b-1", price="70.10", volume=1000)),
+    ({"type": "modify_bid", "request_id": 20, "auction_id": "DE-1", "bid_id": 7, "price": 7020, "volume": 500},
+     ModifyBidRequest(request_id=20, auction_id="DE-1", bid_id=7, price=7020, volume=500)),
+    ({"type": "withdraw_bid", "request_id": 21, "auction_id": "DE-1", "bid_id": 7},
+     WithdrawBidRequest(request_id=21, auction_id="DE-1", bid_id=7)),
+    ({"type": "auction_status", "request_id": 22, "auction_id": "DE-1"},
+     AuctionStatusRequest(request_id=22, auction_id="DE-1")),
 ]
 
 # Only the required fields: everything else takes its default.
@@ -149,6 +165,13 @@ MINIMAL = [
     ({"type": "snapshot"}, SnapshotRequest()),
     ({"type": "set_trading_phase", "instrument": "EUA", "phase": "closed"},
      SetTradingPhaseRequest(instrument="EUA", phase="closed")),
+    ({"type": "open_auction", "auction_id": "A", "instrument": "EUA", "volume": 500, "window_seconds": 1},
+     OpenAuctionRequest(auction_id="A", instrument="EUA", volume=500, window_seconds=1)),
+    ({"type": "submit_bid", "auction_id": "A", "bid_id": 1, "price": 7000, "volume": 500},
+     SubmitBidRequest(auction_id="A", bid_id=1, price=7000, volume=500)),
+    ({"type": "modify_bid", "auction_id": "A", "bid_id": 1}, ModifyBidRequest(auction_id="A", bid_id=1)),
+    ({"type": "withdraw_bid", "auction_id": "A", "bid_id": 1}, WithdrawBidRequest(auction_id="A", bid_id=1)),
+    ({"type": "auction_status", "auction_id": "A"}, AuctionStatusRequest(auction_id="A")),
 ]
 
 STREAM_MESSAGES = [FULL[0], FULL[3], FULL[6], FULL[2]]
@@ -305,7 +328,7 @@ def test_dict_reader():
 def test_every_message_type_has_a_sample():
     assert {document["type"] for document, _ in FULL} == MESSAGE_TYPES
     assert {document["type"] for document, _ in MINIMAL} == MESSAGE_TYPES
-    assert len(MESSAGE_TYPES) == len(INBOUND) == 17
+    assert len(MESSAGE_TYPES) == len(INBOUND) == 22
 
 
 @pytest.mark.parametrize("document, expected", FULL + MINIMAL, ids=lambda v: v.get("type") if type(v) is dict else "")
@@ -343,6 +366,11 @@ def test_defaults():
 def test_operator_only_messages():
     assert {kind for kind in INBOUND if kind.admin} == {KillSwitchRequest, ReleaseKillSwitchRequest, SnapshotRequest,
                                                         SetTradingPhaseRequest}
+
+
+def test_auctioneer_only_messages():
+    assert {kind for kind in INBOUND if kind.auctioneer} == {OpenAuctionRequest}
+    assert not any(kind.admin and kind.auctioneer for kind in INBOUND)
 
 
 def test_many_messages_in_one_frame_stream_keep_their_order():

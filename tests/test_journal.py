@@ -56,11 +56,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import generate_workload
-from exchange import (CASH_ASSET, BlockAccount, CancelOrder, ComplianceDeadline, Deposit, EndOfDay, MassCancel,
+from exchange import (CASH_ASSET, BlockAccount, CancelOrder, ClearPrimaryAuction, ComplianceDeadline, Deposit, EndOfDay, MassCancel,
                       NewOrder, OpenAccount, OrderType, RecordEmissions, RegisterInstallation, ReplaceOrder,
                       SelfTradePrevention, SetSelfTradePrevention, SetTradingPhase, Side, Surrender, TimeInForce,
-                      TradingPhase, UnblockAccount,
-                      Withdraw)
+                      TradingPhase, UnblockAccount, Withdraw, OpenPrimaryAuction, SubmitBid, ModifyBid, WithdrawBid)
 from exchange.commands import MAX_INT
 from gateway.config import DEFAULT_ACCOUNTS, load_accounts, load_compliance, load_instruments, opening_commands
 from gateway.journal import (COMMAND_TYPES, GENESIS, HEADER, MAGIC, Genesis, JournalCorrupt, JournalError,
@@ -322,6 +321,12 @@ def one_of_each_command() -> list:
         SetTradingPhase(ts=ts, instrument="EUA", phase=TradingPhase.HALTED),
         SetTradingPhase(ts=ts, instrument="EUA", phase=TradingPhase.CONTINUOUS,
                         from_phase=TradingPhase.VOLATILITY_INTERRUPTION),
+        OpenPrimaryAuction(ts=ts, auction_id="DE-1", auctioneer="de-auctioneer", instrument="EUA", volume=10_000,
+                           closes_at=ts + 10**9, seed="0f" * 32, reserve_discount_bps=2000),
+        SubmitBid(ts=ts, account="bank", auction_id="DE-1", bid_id="b-1", price=7010, volume=1500),
+        ModifyBid(ts=ts, account="bank", auction_id="DE-1", bid_id="b-1", volume=1000),
+        WithdrawBid(ts=ts, account="bank", auction_id="DE-1", bid_id=7),
+        ClearPrimaryAuction(ts=ts, auction_id="DE-1"),
     ]
 
 

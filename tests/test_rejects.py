@@ -470,7 +470,7 @@ def test_risk_cases_need_pre_trade_risk():
 
 def test_codes_are_grouped_by_stage_and_have_text():
     for code in RejectCode:
-        assert 100 <= code < 800 and code.text
+        assert 100 <= code < 900 and code.text
     assert len({code.value for code in RejectCode}) == len(RejectCode)
 
 
