@@ -512,6 +512,8 @@ class Engine:
             return
         account.blocked = True
         canceled = self._cancel_all(account, None, CancelReason.KILL_SWITCH, events, cmd.ts)
+        if self.pre_trade_risk:
+            self.primary.withdraw_all(cmd.account, cmd.ts, events)  # its sealed bids go too
         seq = self.counters.seq = self.counters.seq + 1
         events.append(AccountBlocked(seq, cmd.ts, cmd.account, canceled))
 

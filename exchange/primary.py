@@ -75,7 +75,7 @@ class Bid:
 
 class PrimaryAuction:
     __slots__ = ("auction_id", "auctioneer", "instrument", "volume", "carried_in", "closes_at", "seed",
-                 "reserve_discount_bps", "bids", "bids_received", "outcome")
+                 "reserve_discount_bps", "bids", "bid_ids", "bids_received", "outcome")
 
     def __init__(self, cmd: OpenPrimaryAuction, volume: int, carried_in: int) -> None:
         self.auction_id = cmd.auction_id
@@ -87,6 +87,7 @@ class PrimaryAuction:
         self.seed = cmd.seed
         self.reserve_discount_bps = cmd.reserve_discount_bps
         self.bids: dict[tuple[str, str | int], Bid] = {}  # open bids by (account, bid id)
+        self.bid_ids: set[tuple[str, str | int]] = set()  # every (account, bid id) ever taken: withdrawn ones too
         self.bids_received = 0  # bids ever taken (numbers them; withdrawn ones keep theirs)
         self.outcome: str | None = None  # None while open; "cleared", UNDERSUBSCRIBED or BELOW_RESERVE
 
@@ -138,10 +139,11 @@ class PrimaryAuctions:
         return counters.seq
 
     def _refuse(self, cmd: object, request: str, code: RejectCode, events: list, bid_id: object = None) -> None:
-        """A refused command: nothing changes but the sequence number. (A bid's id travels in the
-        ``client_order_id`` field of the refusal.)"""
-        events.append(RequestRejected(self._next_seq(), cmd.ts, getattr(cmd, "account", None), request, None, bid_id,
-                                      code, code.text))
+        """A refused command: nothing changes but the sequence number. The refusal names the account that
+        asked (the auctioneer of an opening; none for a clearing, the exchange's own), and a bid's id travels
+        in its ``client_order_id`` field."""
+        account = cmd.auctioneer if cmd.__class__ is OpenPrimaryAuction else getattr(cmd, "account", None)
+        events.append(RequestRejected(self._next_seq(), cmd.ts, account, request, None, bid_id, code, code.text))
 
     # -- commands ---------------------------------------------------------------------------------
 
@@ -154,6 +156,10 @@ class PrimaryAuctions:
             return self._refuse(cmd, "open_auction", RejectCode.UNKNOWN_ACCOUNT, events)
         if cmd.auction_id in self.auctions:
             return self._refuse(cmd, "open_auction", RejectCode.AUCTION_ID_IN_USE, events)
+        if account.blocked:
+            return self._refuse(cmd, "open_auction", RejectCode.ACCOUNT_BLOCKED, events)
+        if cmd.closes_at <= cmd.ts:  # a window that is over before it opens could take no bid
+            return self._refuse(cmd, "open_auction", RejectCode.BIDDING_CLOSED, events)
         key = (cmd.auctioneer, cmd.instrument)
         waiting = self.carry_over.get(key)
         carried_in = waiting[0] if waiting else 0
@@ -197,7 +203,7 @@ class PrimaryAuctions:
         auction = self._bidding(cmd, "submit_bid", events)
         if auction is None:
             return
-        if (cmd.account, cmd.bid_id) in auction.bids:
+        if (cmd.account, cmd.bid_id) in auction.bid_ids:
             return self._refuse(cmd, "submit_bid", RejectCode.DUPLICATE_BID_ID, events, cmd.bid_id)
         code = self._check_price(cmd.price, auction)
         if code is not None:
@@ -208,6 +214,7 @@ class PrimaryAuctions:
             return self._refuse(cmd, "submit_bid", RejectCode.INSUFFICIENT_CASH, events, cmd.bid_id)
         account.reserved_cash += held
         auction.bids_received += 1
+        auction.bid_ids.add((cmd.account, cmd.bid_id))
         auction.bids[(cmd.account, cmd.bid_id)] = Bid(auction.bids_received, cmd.account, cmd.bid_id, cmd.price,
                                                        cmd.volume)
         events.append(BidPlaced(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, auction.instrument,
@@ -244,6 +251,23 @@ class PrimaryAuctions:
         self._engine.accounts[cmd.account].reserved_cash -= bid.held
         events.append(BidWithdrawn(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id,
                                    auction.instrument, bid.held))
+
+    def withdraw_all(self, account_id: str, ts: int, events: list) -> int:
+        """The kill switch: every open bid of the account is withdrawn (oldest auction and bid first), as its
+        orders are cancelled; how many."""
+        withdrawn = 0
+        account = self._engine.accounts[account_id]
+        for auction in sorted(self.auctions.values(), key=lambda auction: auction.auction_id):
+            if auction.outcome is not None:
+                continue
+            for key, bid in sorted(auction.bids.items(), key=lambda item: item[1].number):
+                if bid.account == account_id:
+                    del auction.bids[key]
+                    account.reserved_cash -= bid.held
+                    events.append(BidWithdrawn(self._next_seq(), ts, auction.auction_id, account_id, bid.bid_id,
+                                               auction.instrument, bid.held))
+                    withdrawn += 1
+        return withdrawn
 
     def clear(self, cmd: ClearPrimaryAuction, events: list) -> None:
         auction = self.auctions.get(cmd.auction_id)
@@ -322,5 +346,7 @@ class PrimaryAuctions:
                    f"outcome={auction.outcome}")
             for bid in sorted(auction.bids.values(), key=lambda bid: bid.number):
                 yield f"bid {auction_id} {bid.number} {bid.account} {bid.bid_id!r} {bid.price} {bid.volume}"
+            used = sorted(repr(key) for key in auction.bid_ids)
+            yield f"bid ids {auction_id} " + ",".join(used)
         for (auctioneer, instrument), waiting in sorted(self.carry_over.items()):
             yield f"carry {auctioneer} {instrument} " + ",".join(str(volume) for volume in waiting)

@@ -1280,7 +1280,9 @@ class TradingGateway:
                for bid in sorted(auction.bids.values(), key=lambda bid: bid.number) if bid.account == session.account]
         message = {"type": "auction_status", "auction_id": auction.auction_id, "instrument": auction.instrument,
                    "auctioneer": auction.auctioneer, "volume": auction.volume, "closes_at": auction.closes_at,
-                   "seed_hash": seed_hash(auction.seed), "status": auction.outcome or "open",
+                   "seed_hash": seed_hash(auction.seed),
+                   "status": "open" if auction.outcome is None else "cleared" if auction.outcome == "cleared" else
+                   "cancelled",
                    "own_bids": own if auction.outcome is None else [],
                    "bids": len(auction.bids) if session.account == auction.auctioneer else None,
                    "result": self.feed.auction_results.get(auction.auction_id), "ts": time.time_ns()}

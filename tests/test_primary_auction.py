@@ -465,10 +465,6 @@ def test_bid_ids_are_unique_per_account_and_auction():
     check(bid(engine, "b2", "a", 7_000, 500)[0], BidPlaced, account="b2", bid_id="a")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "exchange/primary.py submit_bid (the DUPLICATE_BID_ID check) looks only at the auction's open bids, "
-    "so a withdrawn bid's id is taken again; SubmitBid documents bid_id as 'unique per account and auction' "
-    "and code 805 says 'already used by this account in this auction'"))
 def test_a_withdrawn_bid_id_cannot_be_reused():
     engine = new_engine()
     open_auction(engine, volume=500)
@@ -476,6 +472,35 @@ def test_a_withdrawn_bid_id_cannot_be_reused():
     run(engine, WithdrawBid(ts=21, account="b1", auction_id="A1", bid_id="a"))
     assert_refused(engine, SubmitBid(ts=22, account="b1", auction_id="A1", bid_id="a", price=7_100, volume=500),
                    RejectCode.DUPLICATE_BID_ID)
+
+
+def test_the_kill_switch_withdraws_the_accounts_open_bids_and_releases_their_holds():
+    engine = new_engine()
+    open_auction(engine, volume=1_000)
+    open_auction(engine, "A2", volume=500, ts=11)
+    bid(engine, "b1", "x", 7_000, 500, ts=20)
+    bid(engine, "b1", "y", 6_900, 500, auction_id="A2", ts=21)
+    bid(engine, "b2", "z", 7_100, 1_000, ts=22)
+    events = run(engine, BlockAccount(ts=23, account="b1"))
+    withdrawn = [event for event in events if type(event) is BidWithdrawn]
+    assert [(event.auction_id, event.bid_id, event.released) for event in withdrawn] == [
+        ("A1", "x", 3_500_000), ("A2", "y", 3_450_000)]
+    assert holdings(engine, "b1")[1] == 0
+    results = clear(engine)
+    assert [(event.account, event.allocated) for event in results if type(event) is BidResult] == [("b2", 1_000)]
+
+
+def test_an_opening_is_refused_to_a_blocked_auctioneer_or_for_a_window_already_over():
+    engine = new_engine()
+    refused = assert_refused(engine, OpenPrimaryAuction(ts=50, auction_id="A9", auctioneer="de", instrument="EUA",
+                                                        volume=500, closes_at=50, seed=SEED),
+                             RejectCode.BIDDING_CLOSED)
+    assert refused.account == "de"  # the auctioneer is told why
+    run(engine, BlockAccount(ts=51, account="de"))
+    refused = assert_refused(engine, OpenPrimaryAuction(ts=52, auction_id="A9", auctioneer="de", instrument="EUA",
+                                                        volume=500, closes_at=CLOSE, seed=SEED),
+                             RejectCode.ACCOUNT_BLOCKED)
+    assert refused.account == "de"
 
 
 # -- refusals: every 8xx code and the shared ones --------------------------------------------------------

@@ -1,0 +1,122 @@
+"""EU ETS primary auctions end to end: the auctioneer, sealed bids, the clearing timer, reports and market data.
+
+How it works
+------------
+The whole exchange runs on a free port with the demo configuration; the demo
+auctioneer ``de-auctioneer`` opens auctions with a one-second window, demo
+accounts bid through the client library, and a third session subscribes to
+the ``auctions`` market-data channel. Every report is checked field by field;
+holdings are checked through ``balances`` and the settlement ledger is
+reconciled against the engine at the end. The engine's rules one by one are
+tests/test_primary_auction.py.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from gateway_helpers import TIMEOUT, Inbox, assert_fields, exchange_on_port, session
+
+from gateway.ledger import SqliteLedgerStore
+from gateway.settlement import reconcile
+
+SYMBOL = "EUA"
+WINDOW = 1  # seconds
+
+
+async def next_auction_message(stream) -> dict:
+    async def find() -> dict:
+        async for message in stream:
+            if message["type"] == "auction_report":
+                return message
+        raise AssertionError("the market-data stream ended")
+    return await asyncio.wait_for(find(), TIMEOUT + WINDOW)
+
+
+def holding(balances: dict, asset: str) -> tuple[int, int]:
+    entry = next(item for item in balances["balances"] if item["asset"] == asset)
+    return entry["holding"], entry["held"]
+
+
+async def test_an_auction_from_opening_to_delivery(tmp_path):
+    ledger = tmp_path / "ledger.sqlite3"
+    async with exchange_on_port(ledger) as gateway, session(gateway, "de-auctioneer") as state, \
+            session(gateway, "bank") as bank, session(gateway, "gov-fund") as fund, \
+            session(gateway, "paper-mill") as watcher:
+        assert (await watcher.subscribe([SYMBOL], ["auctions"]))["type"] == "subscribed"
+        feed = watcher.market_data()
+        auctioneer, bank_inbox, fund_inbox = Inbox(state), Inbox(bank), Inbox(fund)
+        bank_cash = holding(await bank.balances(), "EUR")[0]
+        fund_cash = holding(await fund.balances(), "EUR")[0]
+        await bank_inbox.next()
+        await fund_inbox.next()
+
+        opened = await state.open_auction("DE-1", SYMBOL, 10_000, WINDOW)
+        assert_fields(opened, type="auction_report", status="open", auction_id="DE-1", instrument=SYMBOL,
+                      auctioneer="de-auctioneer", volume=10_000, carried_in=0, reserve_discount_bps=2000)
+        await auctioneer.next()
+        public = await next_auction_message(feed)
+        assert {key: public[key] for key in ("status", "volume", "seed_hash", "closes_at")} == {
+            key: opened[key] for key in ("status", "volume", "seed_hash", "closes_at")}
+
+        placed = await bank.submit_bid("DE-1", "b-1", 7050, 6_000)
+        assert_fields(placed, type="bid_report", status="placed", price=7050, volume=6_000, held=7050 * 6_000)
+        assert_fields(await fund.submit_bid("DE-1", 1, "69.90", 6_000), status="placed", price=6990)
+        assert_fields(await fund.submit_bid("DE-1", 2, 6900, 1_000), status="placed")
+        assert_fields(await fund.modify_bid("DE-1", 2, volume=500), status="modified", volume=500,
+                      held=6900 * 500)
+        assert_fields(await fund.withdraw_bid("DE-1", 2), status="withdrawn", released=6900 * 500)
+        assert_fields(await fund.submit_bid("DE-1", 3, 7000, 700), type="request_rejected", code=803)
+        assert_fields(await state.submit_bid("DE-1", "own", 7000, 500), type="request_rejected", code=811)
+        assert_fields(await bank.open_auction("X-1", SYMBOL, 500, WINDOW), type="reject", code=712)
+        # Sealed: the auctioneer learns how many bids are in, a bidder sees only its own.
+        status = await state.auction_status("DE-1")
+        assert_fields(status, status="open", bids=2, own_bids=[], result=None)
+        status = await fund.auction_status("DE-1")
+        assert status["bids"] is None and [bid["bid_id"] for bid in status["own_bids"]] == [1]
+        assert holding(await bank.balances(), "EUR") == (bank_cash, 7050 * 6_000)
+        for inbox, count in ((bank_inbox, 3), (fund_inbox, 6), (auctioneer, 2)):  # the answers above
+            for _ in range(count):
+                await inbox.next()
+
+        # The window closes; the exchange clears: 6,000 to the bank at 69.90, the rest (4,000) to the fund.
+        result = await next_auction_message(feed)
+        assert_fields(result, status="cleared", auction_id="DE-1", clearing_price=6990, volume=10_000,
+                      total_bid_volume=12_000, cover_ratio="1.20", bidders=2, successful_bidders=2,
+                      proceeds=6990 * 10_000, reserve_price=5600)
+        assert hashlib.sha256(result["seed"].encode()).hexdigest() == opened["seed_hash"]
+        assert "bids" not in result and "bid_id" not in result  # no bid is ever published
+        won = await bank_inbox.next(TIMEOUT + WINDOW)
+        assert_fields(won, type="bid_report", bid_id="b-1", status="allocated", allocated=6_000, clearing_price=6990,
+                      amount=6990 * 6_000)
+        assert_fields(await fund_inbox.next(), bid_id=1, status="allocated", allocated=4_000, amount=6990 * 4_000)
+        assert_fields(await auctioneer.next(TIMEOUT + WINDOW), type="auction_report", status="cleared",
+                      proceeds=6990 * 10_000)
+        assert holding(await bank.balances(), "EUR") == (bank_cash - 6990 * 6_000, 0)
+        assert holding(await fund.balances(), "EUR") == (fund_cash - 6990 * 4_000, 0)
+        assert holding(await fund.balances(), SYMBOL)[0] == 4_000
+        assert_fields((await fund.auction_status("DE-1"))["result"], status="cleared", clearing_price=6990)
+    # The exchange has stopped and its settlement drained: the ledger has the deliveries, as the engine.
+    store = SqliteLedgerStore(ledger)
+    try:
+        report = reconcile(gateway.engine, store)
+        assert report.differences == [] and report.ok
+        assert store.holdings_of("gov-fund")[SYMBOL] == 4_000
+    finally:
+        store.close()
+
+
+async def test_an_undersubscribed_auction_is_cancelled_and_its_volume_carried_over():
+    async with exchange_on_port() as gateway, session(gateway, "de-auctioneer") as state, \
+            session(gateway, "bank") as bank:
+        auctioneer = Inbox(state)
+        await state.open_auction("DE-2", SYMBOL, 10_500, WINDOW)
+        await auctioneer.next()
+        await bank.submit_bid("DE-2", "b", 7000, 500)
+        cancelled = await auctioneer.next(TIMEOUT + WINDOW)
+        assert_fields(cancelled, type="auction_report", status="cancelled", reason="undersubscribed",
+                      clearing_price=None, total_bid_volume=500, cover_ratio="0.05", bidders=1,
+                      carried_over=[3000, 2500, 2500, 2500])
+        next_one = await state.open_auction("DE-3", SYMBOL, 500, 60)
+        assert_fields(next_one, status="open", volume=3_500, carried_in=3_000)
+        assert_fields(await bank.auction_status("DE-2"), status="cancelled")
