@@ -199,6 +199,7 @@ def plot_marketdata(results: dict, stem: Path) -> list[Path]:
     for percentile in ("p50", "p99"):
         axis.plot([run["subscribers"] for run in runs], [run["trade_delay_ms"][percentile] for run in runs],
                   marker="o", label=percentile)
+    axis.set_yscale("log")  # from milliseconds to the seconds of a saturated machine
     return [save_plot(figure, axis, stem.with_name(stem.name + "-trade-delay.png"),
                       title=f"Market data: delay from a trade to its subscribers ({PACED_RATE} trades/s)",
                       xlabel="subscribers (MQTT, QoS 1)", ylabel="trade to subscriber, ms")]

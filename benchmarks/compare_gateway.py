@@ -1,0 +1,71 @@
+"""Two versions of the exchange against each other: maximum requests a second, the runs alternating.
+
+usage: python3 benchmarks/compare_gateway.py BASE_DIR NEW_DIR [--rounds 3] [--sessions 10 100]
+       [--requests 200000]
+
+How this works
+--------------
+Each directory is a checkout of carbonx (for example ``git worktree add
+/tmp/base <commit>``). For each session count, ``carbonx serve`` is started
+from one checkout, then the other, ``--rounds`` times in turn, each time
+with a new data directory and the journal synced per batch; the load
+generators of ``gateway_suite`` send orders and their cancels pipelined
+from two processes. Alternating spreads the machine's noise over both; the
+figure to read is the ratio of the best runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import gateway_suite  # noqa: E402
+from gateway_bench import free_port  # noqa: E402
+
+
+def one_run(checkout: Path, sessions: int, requests: int) -> int:
+    """Requests a second answered by ``carbonx serve`` started from ``checkout``."""
+    with tempfile.TemporaryDirectory(prefix="carbonx-compare-") as scratch:
+        folder = Path(scratch)
+        accounts = gateway_suite.accounts_file(folder, sessions)
+        port = free_port()
+        here = os.getcwd()
+        os.chdir(checkout)  # ``python -m gateway.cli`` imports the package of the working directory
+        try:
+            server = gateway_suite.start_exchange(port, "batch", folder, accounts)
+        finally:
+            os.chdir(here)
+        try:
+            return gateway_suite.drive(port, server.pid, sessions, "max", requests, 4.0)["requests_per_s"]
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("base", type=Path)
+    parser.add_argument("new", type=Path)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sessions", type=int, nargs="+", default=[10, 100])
+    parser.add_argument("--requests", type=int, default=200_000)
+    args = parser.parse_args()
+    for sessions in args.sessions:
+        runs: dict[Path, list[int]] = {args.base: [], args.new: []}
+        for _ in range(args.rounds):
+            for checkout in (args.base, args.new):
+                runs[checkout].append(one_run(checkout, sessions, args.requests))
+        base, new = max(runs[args.base]), max(runs[args.new])
+        print(f"{sessions:>5} sessions: base {runs[args.base]} new {runs[args.new]} requests/s; "
+              f"best new/base x{new / base:.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
