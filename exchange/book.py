@@ -333,7 +333,7 @@ class OrderBook:
         band = self.instrument.volatility_band_bps
         if band:  # trade only within the band around the last price; beyond it, a volatility interruption
             reference = self.reference_price()
-            reach = reference * band // 10_000
+            reach = max(reference * band // 10_000, self.instrument.tick_size)  # at least a tick, at any price
             band_key = reference + reach if side is BUY else reach - reference
             if band_key < limit_key:
                 limit_key = band_key

@@ -876,14 +876,16 @@ class TradingGateway:
         """An instrument's phase as published: a volatility interruption gets its timer; any other phase ends
         the timer of one that ended otherwise (the operator halted the instrument meanwhile)."""
         if phase is TradingPhase.VOLATILITY_INTERRUPTION:
-            if instrument not in self._reopenings:
-                self._schedule_reopening(instrument)
+            self._schedule_reopening(instrument)
         else:
             handle = self._reopenings.pop(instrument, None)
             if handle is not None:
                 handle.cancel()
 
     def _schedule_reopening(self, instrument: str) -> None:
+        """One timer per interruption: the start-up and the release of a batch may both ask for it."""
+        if instrument in self._reopenings:
+            return
         seconds = self.engine.instruments[instrument].volatility_call_seconds
         log_event(log, "volatility_interruption", instrument=instrument, call_seconds=seconds)
         self._reopenings[instrument] = asyncio.get_running_loop().call_later(seconds, self._reopen, instrument)
@@ -921,10 +923,19 @@ class TradingGateway:
         self._clearings.pop(auction_id, None)
         if self.stopping:
             return
-        task = asyncio.create_task(self.run_operator_commands([ClearPrimaryAuction(ts=0, auction_id=auction_id)]),
-                                   name=f"clear-{auction_id}")
+        task = asyncio.create_task(self._clear_when_due(auction_id), name=f"clear-{auction_id}")
         self._reopen_tasks.add(task)
         task.add_done_callback(self._reopened)
+
+    async def _clear_when_due(self, auction_id: str) -> None:
+        """Clear the auction; if the engine finds the window still open (this host's clock stepped back, and
+        the clearing's stamp with it), try again when the clock has passed the window's end."""
+        events = await self.run_operator_commands([ClearPrimaryAuction(ts=0, auction_id=auction_id)])
+        if any(getattr(event, "code", None) is RejectCode.BIDDING_NOT_CLOSED for event in events):
+            auction = self.engine.primary.auctions[auction_id]
+            log_event(log, "auction_clearing_early", logging.WARNING, auction_id=auction_id,
+                      closes_at=auction.closes_at, now=time.time_ns())
+            self._schedule_clearing(auction_id, auction.closes_at)
 
     def _send_market_data(self, market_data: list[tuple[str, str, dict]], gathered: dict[Session, list[bytes]]) -> None:
         """Market data to the socket subscribers, gathered for their sessions' next write: each message encoded

@@ -922,6 +922,16 @@ def test_band_follows_the_last_trade_price():
     assert [e[3:] for e in events if type(e) is TradingPhaseChanged] == [(VOLATILE, CONT, "volatility", 6626, 6762)]
 
 
+def test_the_band_is_never_narrower_than_one_tick():
+    # At 0.30 EUR, 3% is 0.9 cents: rounded down it would be 0, and every move of a tick would interrupt.
+    s = band_scenario(300, reference_price=30, min_price=1)
+    s.sell("s", 1, 31)
+    assert [t.price for t in s.buy("b", 1, 31) if type(t) is Trade] == [31] and s.book.phase is CONT
+    s.sell("s", 1, 33)
+    events = s.buy("b", 1, 33)
+    assert [e[3:] for e in events if type(e) is TradingPhaseChanged] == [(VOLATILE, CONT, "volatility", 33, 31)]
+
+
 def test_sell_sweep_is_symmetric():
     s = band_scenario()
     b1, b2, b3 = [s.place("b", BUY, 5, price) for price in (6900, 6850, 6800)]

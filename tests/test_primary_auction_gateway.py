@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 
-from gateway_helpers import TIMEOUT, Inbox, assert_fields, exchange_on_port, session
+from gateway_helpers import TIMEOUT, Inbox, assert_fields, eventually, exchange_on_port, session
 
 from gateway.ledger import SqliteLedgerStore
 from gateway.settlement import reconcile
@@ -120,3 +121,37 @@ async def test_an_undersubscribed_auction_is_cancelled_and_its_volume_carried_ov
         next_one = await state.open_auction("DE-3", SYMBOL, 500, 60)
         assert_fields(next_one, status="open", volume=3_500, carried_in=3_000)
         assert_fields(await bank.auction_status("DE-2"), status="cancelled")
+
+
+async def test_a_clearing_refused_because_the_clock_stepped_back_is_tried_again(monkeypatch):
+    import gateway.server as server
+
+    async with exchange_on_port() as gateway, session(gateway, "de-auctioneer") as state, \
+            session(gateway, "bank") as bank:
+        await state.open_auction("DE-4", SYMBOL, 1_000, WINDOW)
+        await bank.submit_bid("DE-4", "b", "70.00", 1_000)
+        real = server.time.time_ns
+        behind = {"ns": 600_000_000}  # this host's clock steps back 0.6 s during the window
+
+        class SteppedClock:
+            def __getattr__(self, name):
+                return getattr(time, name)
+
+            def time_ns(self):
+                return real() - behind["ns"]
+
+        monkeypatch.setattr(server, "time", SteppedClock())
+        auction = gateway.engine.primary.auctions["DE-4"]
+        # The first try comes too early by the stepped clock (refused, 808), the next one clears.
+        await eventually(lambda: auction.outcome is not None, TIMEOUT + WINDOW)
+        assert auction.outcome == "cleared"
+        assert not gateway._clearings
+        assert holding(await bank.balances(), SYMBOL)[0] >= 1_000
+
+
+async def test_one_reopening_timer_per_interruption():
+    async with exchange_on_port() as gateway:
+        gateway._schedule_reopening(SYMBOL)
+        first = gateway._reopenings[SYMBOL]
+        gateway._schedule_reopening(SYMBOL)  # the start-up and a batch's release may both ask
+        assert gateway._reopenings[SYMBOL] is first and len(gateway._reopenings) == 1
