@@ -36,7 +36,8 @@ class InstrumentView:
         self.gaps = 0
         self.trades: deque[dict] = deque(maxlen=SHOWN_TRADES)
         self.stats: dict = {}
-        self.status = "?"
+        self.status: dict = {}  # the latest status message: phase, and during a call the indicative auction
+        self.auction: dict | None = None  # the latest primary auction message
 
     def apply(self, message: dict) -> None:
         kind = message["type"]
@@ -57,7 +58,9 @@ class InstrumentView:
         elif kind == "statistics":
             self.stats = message
         elif kind == "status":
-            self.status = message["status"]
+            self.status = message
+        elif kind == "auction_report":
+            self.auction = message
 
     def _update(self, message: dict) -> None:
         seq = message["md_seq"]
@@ -78,7 +81,7 @@ class InstrumentView:
     def lines(self, tick: int = 1) -> list[str]:
         stats = self.stats
         last = stats.get("last")
-        head = (f"{self.symbol}  {self.status}  last EUR {eur(None if last is None else last * tick)}  "
+        head = (f"{self.symbol}  {self._phase(tick)}  last EUR {eur(None if last is None else last * tick)}  "
                 f"volume {stats.get('volume', 0)} lots in {stats.get('trades', 0)} trades  "
                 f"VWAP EUR {stats.get('vwap') or '-'}")
         if stats.get("settlement_price") is not None:
@@ -90,10 +93,33 @@ class InstrumentView:
         asks = sorted((p, lots, n) for p, (lots, n) in self.asks.items())[:SHOWN_LEVELS]
         out.extend("    " + line for line in ladder(bids, asks, tick))
         for trade in self.trades:
-            side = "buy " if trade["aggressor_side"] == "B" else "sell"
+            side = {"B": "buy ", "S": "sell", None: "auct"}[trade["aggressor_side"]]
             out.append(f"    trade #{trade['trade_id']:<6} {side} {trade['quantity']:>4} lots @ EUR "
                        f"{eur(trade['price'] * tick)}")
+        if self.auction is not None:
+            out.append("    " + self._auction_line(tick))
         return out
+
+    def _phase(self, tick: int) -> str:
+        """The trading phase, with the indicative auction during a call."""
+        status = self.status
+        phase = status.get("phase", "?")
+        if status.get("indicative_price") is not None:
+            phase += (f" (indicative {status['indicative_quantity']} lots @ EUR "
+                      f"{eur(status['indicative_price'] * tick)})")
+        elif status.get("reason") == "volatility":
+            phase += f" (beyond the band: EUR {eur(status['trigger_price'] * tick)})"
+        return phase
+
+    def _auction_line(self, tick: int) -> str:
+        auction = self.auction
+        head = f"primary auction {auction['auction_id']}: {auction['volume']:,} allowances, {auction['status']}"
+        if auction["status"] == "cleared":
+            head += (f" at EUR {eur(auction['clearing_price'] * tick)}, cover {auction['cover_ratio']}, "
+                     f"{auction['successful_bidders']} of {auction['bidders']} bidders")
+        elif auction["status"] == "cancelled":
+            head += f" ({auction['reason']})"
+        return head
 
 
 class MarketView:
