@@ -125,9 +125,32 @@ def test_md_follows_the_feed_on_the_gateway_socket(served):
     view = carbonx("md", "EUA", "CER", *at, "--account", "speculator", "--seconds", "1")
     assert view.returncode == 0, view.stderr
     lines = view.stdout.splitlines()
-    assert lines[0].startswith("EUA  open  last EUR 70.50  volume 3 lots in 1 trades  VWAP EUR 70.5000")
+    assert lines[0].startswith("EUA  continuous  last EUR 70.50  volume 3 lots in 1 trades  VWAP EUR 70.5000")
     assert any("| 70.50     2        1" in line for line in lines)
     assert any("1        2     70.40 |" in line for line in lines)
-    assert any(line.startswith("CER  open  last EUR -") for line in lines)
+    assert any(line.startswith("CER  continuous  last EUR -") for line in lines)
     unknown = carbonx("md", "UKA", *at, "--account", "bank", "--seconds", "1")
     assert unknown.returncode == 2 and "unknown instrument UKA" in unknown.stderr
+
+
+def test_phase_and_auction_commands(served):
+    port, _ = served
+    at = ["--port", str(port)]
+    halted = carbonx("phase", "EUA", "halted", *at, "--account", "market-ops")
+    assert halted.returncode == 0 and halted.stdout.strip() == "EUA: continuous -> halted", halted.stdout
+    refused = carbonx("phase", "EUA", "closing_call", *at, "--account", "market-ops")
+    assert refused.returncode != 0 and "505" in refused.stdout
+    assert carbonx("phase", "EUA", "continuous", *at, "--account", "bank").returncode != 0  # not an operator
+    reopened = carbonx("phase", "EUA", "continuous", "--from-phase", "halted", *at, "--account", "market-ops")
+    assert reopened.stdout.strip() == "EUA: halted -> continuous", reopened.stdout
+
+    opened = carbonx("auction", "open", "DE-T", "EUA", "1000", "--window", "2", *at, "--account", "de-auctioneer")
+    assert opened.returncode == 0 and "auction DE-T: 1,000 EUA offered by de-auctioneer, open" in opened.stdout
+    bid = carbonx("auction", "bid", "DE-T", "b1", "70.25", "1000", *at, "--account", "bank")
+    assert bid.stdout.strip() == "bid b1 in auction DE-T: placed, 1,000 at EUR 70.25 (EUR 70250.00 held)"
+    odd = carbonx("auction", "bid", "DE-T", "b2", "70.25", "700", *at, "--account", "bank")
+    assert odd.returncode != 0 and "803" in odd.stdout
+    time.sleep(2.5)
+    report = carbonx("auction", "report", "DE-T", *at, "--account", "bank")
+    assert "cleared at EUR 70.25: 1,000 sold for EUR 70250.00" in report.stdout, report.stdout
+    assert "total bids 1,000 (cover ratio 1.00), bidders 1, successful 1" in report.stdout
