@@ -18,7 +18,10 @@ a terminal: redrawn in place; otherwise the first trades are printed as
 they happen). Then the day closes (DAY orders expire), the registry closes
 the compliance year (verified emissions, surrenders, the deadline), the
 settlement ledger is reconciled with the engine's holdings, and the
-summary is printed. ``--keep-serving`` leaves the exchange running
+summary is printed. Before that, if the accounts have the auctioneer, the member state sells
+allowances in a primary auction: a few participants send sealed bids and the exchange clears it when
+its one-second window closes (the exchange draws the auction's seed, so bids tied at the clearing price
+may be served in another order from one run to the next). ``--keep-serving`` leaves the exchange running
 afterwards for ``carbonx book``, ``carbonx order`` and friends.
 """
 from __future__ import annotations
@@ -38,13 +41,18 @@ from exchange.instruments import eur_to_cents
 from .client import ExchangeClient, connect
 from .config import AccountConfig, ServerConfig
 from .credentials import DEMO_SECRET
-from .display import eur, ladder, tonnes
+from .display import auction_summary, eur, ladder, tonnes
 from .server import TradingGateway, run_until_stopped, running_exchange
 from .settlement import UnknownAccount, format_statement, reconcile, statement
 
 WORKING_ORDERS = 6  # orders a participant keeps working before it cancels its oldest
 TRADING_DATE = 20261127  # the simulated trading day
 WATCHER = "market-ops"  # the operator account whose session draws the screen
+AUCTIONEER = "de-auctioneer"  # the member state that sells allowances in the day's primary auction
+AUCTION_ID = f"DE-{TRADING_DATE}"
+AUCTION_VOLUME = 40_000  # allowances
+AUCTION_WINDOW = 1  # seconds: a demo's bidding window (EEX's is two hours)
+AUCTION_BIDDERS = ("utility-north", "gov-fund", "carbon-fund", "bank", "broker")
 
 # Who acts how often (relative weights); who they are comes from config/accounts.toml.
 ACTIVITY = {
@@ -248,6 +256,9 @@ async def _run_demo(config: ServerConfig, instruments: Mapping, accounts: Mappin
                 await asyncio.gather(screen, return_exceptions=True)
                 await _draw(sessions[WATCHER], tape, out, progress, orders)
             await _close_day(gateway, tape, out, orders, elapsed, 0 if live else show_trades)  # before they leave
+            if AUCTIONEER in accounts:
+                auctioneer = await stack.enter_async_context(connect(config.host, port, AUCTIONEER, DEMO_SECRET))
+                await _primary_auction(auctioneer, sessions, random.Random(seed), out)
             for feed in feeds:
                 feed.cancel()
         await _close_compliance_year(gateway, out)
@@ -347,6 +358,41 @@ async def _close_day(gateway: TradingGateway, tape: Tape, out: TextIO, actions: 
     print(f"orders refused during the day: {sum(tape.refused.values())} ({refused or 'none'})", file=out)
     print(f"end of day {TRADING_DATE}: DAY orders expired: {expired}; state hash {engine.state_hash()[:16]}",
           file=out)
+    print(file=out)
+
+
+async def _primary_auction(auctioneer: ExchangeClient, sessions: Mapping[str, ExchangeClient], rng: random.Random,
+                           out: TextIO) -> None:
+    """The member state's primary auction: sealed bids around the day's last EUA price, cleared by the exchange
+    when the window closes; the published results."""
+    opened = await auctioneer.open_auction(AUCTION_ID, "EUA", AUCTION_VOLUME, AUCTION_WINDOW)
+    if opened["type"] != "auction_report":
+        print(f"primary auction not opened: {opened.get('code')} {opened.get('text')}", file=out)
+        return
+    last = (await auctioneer.book("EUA", 1))["last_price"]
+    if last is None:
+        last = next(entry["reference_price"] for entry in auctioneer.logon["instruments"] if entry["symbol"] == "EUA")
+    for bidder in AUCTION_BIDDERS:
+        client = sessions[bidder]
+        cash = next(entry["available"] for entry in (await client.balances())["balances"] if entry["asset"] == "EUR")
+        for number in range(rng.randint(1, 2)):
+            price = last + rng.randint(-80, 20)  # ticks (cents)
+            lots = min(rng.randint(4, 40), cash // (price * 500))  # what the bidder's free cash pays for
+            if lots <= 0:
+                break
+            cash -= lots * 500 * price
+            answer = await client.submit_bid(AUCTION_ID, f"{bidder}-{number + 1}", price, 500 * lots)
+            if answer["type"] != "bid_report":
+                print(f"    bid of {bidder} refused: {answer.get('code')} {answer.get('text')}", file=out)
+    deadline = time.monotonic() + AUCTION_WINDOW + 10
+    status = await auctioneer.auction_status(AUCTION_ID)
+    while status["status"] == "open" and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        status = await auctioneer.auction_status(AUCTION_ID)
+    ticks = {entry["symbol"]: eur_to_cents(entry["tick_size"]) for entry in auctioneer.logon["instruments"]}
+    print("primary auction:", file=out)
+    for line in auction_summary(status, ticks).splitlines():
+        print("    " + line, file=out)
     print(file=out)
 
 
