@@ -8,6 +8,7 @@ Commands arrive well-formed (they check their own fields when built, see
 pipeline for a new order is, in order:
 
     1. instrument  known, quantity and price within its rules  -> OrderRejected (1xx)
+       phase       closed (126), halted (127); in a call only orders that can wait (302)
     2. options     stop price, display, expire date, post-only  -> OrderRejected (1xx, 3xx)
     3. account     opened (under pre-trade risk), client order id not used today
                                                                -> OrderRejected (201, 401)
@@ -15,9 +16,15 @@ pipeline for a new order is, in order:
                                                                -> OrderRejected (2xx)
     5. accept      the next order id is given out, the hold is taken  -> OrderAccepted
     6. match       ``OrderBook.execute``: trades (each moving holdings and fees), then the rest
-                   of the order rests or is cancelled (OrderCanceled)
+                   of the order rests or is cancelled (OrderCanceled); in a call the order rests
+                   unmatched; an order that would trade beyond the volatility band interrupts
+                   trading instead (TradingPhaseChanged)
     7. stops       released by the new last price              -> StopTriggered, and 6. again
     8. depth       every price level the command changed       -> LevelChanged, once per level
+
+Trading phases (``SetTradingPhase``, docs/TRADING_PHASES.md) and EU ETS
+primary auctions (``exchange.primary``, docs/PRIMARY_AUCTIONS.md) go through
+the same command table; leaving a call runs its auction (``exchange.auction``).
 
 Cancel, replace, mass cancel and end of day have the same shape: a command
 that cannot be carried out changes nothing and yields one RequestRejected. No
