@@ -154,10 +154,11 @@ def marketdata_suite(quick: bool, progress: Callable[[str], None]) -> dict:
         with tempfile.TemporaryDirectory(prefix="carbonx-bench-md-") as scratch:
             folder = Path(scratch)
             broker, broker_port = start_broker(folder)
-            port = free_port()
-            server = start_exchange(port, "batch", folder, accounts_file(folder, 2),
-                                  extra=["--mqtt-url", f"mqtt://127.0.0.1:{broker_port}"])
-            try:
+            server = None
+            try:  # the broker is stopped whatever happens next, the exchange failing to start included
+                port = free_port()
+                server = start_exchange(port, "batch", folder, accounts_file(folder, 2),
+                                        extra=["--mqtt-url", f"mqtt://127.0.0.1:{broker_port}"])
                 ready, results = context.Queue(), context.Queue()
                 processes = min(SUBSCRIBER_PROCESSES, subscribers)
                 shares = [len(range(index, subscribers, processes)) for index in range(processes)]
@@ -173,8 +174,9 @@ def marketdata_suite(quick: bool, progress: Callable[[str], None]) -> dict:
                 for worker in workers:
                     worker.join()
             finally:
-                server.send_signal(signal.SIGTERM)
-                server.wait(timeout=60)
+                if server is not None:
+                    server.send_signal(signal.SIGTERM)
+                    server.wait(timeout=60)
                 broker.send_signal(signal.SIGTERM)
                 broker.wait(timeout=30)
         delays = HdrHistogram(1, 60_000_000_000, 3)
