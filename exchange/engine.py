@@ -224,7 +224,8 @@ class Engine:
         display = cmd.display_quantity
         time_in_force = cmd.time_in_force
         side = cmd.side
-        if book.phase is not CONTINUOUS:
+        in_call = book.phase is not CONTINUOUS  # (closed and halted refuse below: "in a call" from then on)
+        if in_call:
             code = _phase_refusal(book.phase, cmd)
             if code is not None:
                 events.append(self._order_rejected(cmd, code))
@@ -270,7 +271,7 @@ class Engine:
                                        expire_date, post_only, stp)))
         if stop_price is not None:
             book.park_stop(order)  # triggered below, with any other stop, if the last price has reached it
-        elif book.phase is not CONTINUOUS:  # a call: collected for the auction, no matching
+        elif in_call:  # collected for the auction, no matching
             book.rest(order, quantity)
             return
         elif price is not None and time_in_force is not IOC and time_in_force is not FOK and (

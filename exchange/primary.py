@@ -287,7 +287,6 @@ class PrimaryAuctions:
         bidders = len({bid.account for bid in bids})
         if clearing_price is None or clearing_price < reserve_price:
             auction.outcome = UNDERSUBSCRIBED if clearing_price is None else BELOW_RESERVE
-            clearing_price_or_none = clearing_price
             for bid, _ in allocations:
                 engine.accounts[bid.account].reserved_cash -= bid.held
                 events.append(BidResult(self._next_seq(), cmd.ts, auction.auction_id, bid.account, bid.bid_id,
@@ -296,13 +295,12 @@ class PrimaryAuctions:
             auctioneer.reserved_units[auction.instrument] -= auction.volume
             carried = spread_carry_over(auction.volume)
             key = (auction.auctioneer, auction.instrument)
-            waiting = self.carry_over.get(key, [])
+            waiting = self.carry_over.get(key, [])  # at most CARRY_OVER_AUCTIONS long
             waiting += [0] * (CARRY_OVER_AUCTIONS - len(waiting))
-            self.carry_over[key] = [before + added for before, added in zip(waiting, carried)] + waiting[
-                CARRY_OVER_AUCTIONS:]
+            self.carry_over[key] = [before + added for before, added in zip(waiting, carried)]
             events.append(PrimaryAuctionCancelled(self._next_seq(), cmd.ts, auction.auction_id, auction.auctioneer,
                                                   auction.instrument, auction.volume, auction.outcome, total,
-                                                  bidders, clearing_price_or_none, reserve_price, carried,
+                                                  bidders, clearing_price, reserve_price, carried,
                                                   auction.seed))
             return
         auction.outcome = "cleared"

@@ -66,7 +66,7 @@ from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import AsyncIterator, Callable, Mapping
+from typing import AsyncIterator, Callable, Coroutine, Mapping
 
 from exchange import (BlockAccount, CancelOrder, ClearPrimaryAuction, ComplianceConfig, ConfigError, InvalidCommand,
                       MassCancel, ModifyBid, NewOrder, OpenPrimaryAuction, RejectCode, ReplaceOrder, SetTradingPhase,
@@ -311,7 +311,7 @@ class TradingGateway:
         # Volatility interruptions under way: the timer that ends each (instrument -> handle), and the tasks
         # sending the reopening command.
         self._reopenings: dict[str, asyncio.TimerHandle] = {}
-        self._reopen_tasks: set[asyncio.Task] = set()
+        self._timed_tasks: set[asyncio.Task] = set()
         self._clearings: dict[str, asyncio.TimerHandle] = {}  # primary auctions open: the timer that clears each
         self._in_hand = False  # the engine task holds a batch it has not finished
         self._finished: list = []  # (future, events) of the batch's operator commands
@@ -421,9 +421,9 @@ class TradingGateway:
             handle.cancel()
         self._reopenings.clear()
         self._clearings.clear()
-        for task in [*self._tasks, *self._reopen_tasks]:
+        for task in [*self._tasks, *self._timed_tasks]:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._reopen_tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._timed_tasks, return_exceptions=True)
         if self._snapshot_writer is not None:  # a snapshot being written finishes first (its answers synced)
             await asyncio.gather(self._snapshot_writer, return_exceptions=True)
         while self._unsynced and self.failure is None and self._syncer is not None and self._syncer.alive:
@@ -898,12 +898,17 @@ class TradingGateway:
             return
         command = SetTradingPhase(ts=0, instrument=instrument, phase=TradingPhase.CONTINUOUS,
                                   from_phase=TradingPhase.VOLATILITY_INTERRUPTION)
-        task = asyncio.create_task(self.run_operator_commands([command]), name=f"reopen-{instrument}")
-        self._reopen_tasks.add(task)
-        task.add_done_callback(self._reopened)
+        self._run_timed(self.run_operator_commands([command]), f"reopen-{instrument}")
 
-    def _reopened(self, task: asyncio.Task) -> None:
-        self._reopen_tasks.discard(task)
+    def _run_timed(self, work: Coroutine, name: str) -> None:
+        """Run the exchange's own command that a timer started, in a task of its own (kept, and cancelled at
+        stop)."""
+        task = asyncio.create_task(work, name=name)
+        self._timed_tasks.add(task)
+        task.add_done_callback(self._timed_done)
+
+    def _timed_done(self, task: asyncio.Task) -> None:
+        self._timed_tasks.discard(task)
         if not task.cancelled() and isinstance(task.exception(), ExchangeStopped):
             return  # the exchange stopped first: the next start schedules it again
         if not task.cancelled() and task.exception() is not None:
@@ -923,9 +928,7 @@ class TradingGateway:
         self._clearings.pop(auction_id, None)
         if self.stopping:
             return
-        task = asyncio.create_task(self._clear_when_due(auction_id), name=f"clear-{auction_id}")
-        self._reopen_tasks.add(task)
-        task.add_done_callback(self._reopened)
+        self._run_timed(self._clear_when_due(auction_id), f"clear-{auction_id}")
 
     async def _clear_when_due(self, auction_id: str) -> None:
         """Clear the auction; if the engine finds the window still open (this host's clock stepped back, and
