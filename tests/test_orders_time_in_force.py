@@ -3,8 +3,11 @@
 EndOfDay with trading date D expires every DAY order and every GTD order
 whose expire date is D or earlier; the trading days need not be consecutive.
 """
-from exchange import CancelReason, OrderExpired, RejectCode, TimeInForce, Trade
-from scenario_helpers import BUY, SELL, Scenario, briefs, of_type
+import pytest
+
+from exchange import (CancelReason, Deposit, Engine, LevelChanged, OpenAccount, OrderExpired, RejectCode,
+                      TimeInForce, Trade)
+from scenario_helpers import BUY, SELL, Scenario, briefs, of_type, shipped_instruments
 
 GTC, DAY, IOC, FOK, GTD = (TimeInForce.GTC, TimeInForce.DAY, TimeInForce.IOC, TimeInForce.FOK,
                            TimeInForce.GTD)
@@ -154,6 +157,118 @@ def test_market_fok_respects_the_collar():
     assert briefs(events[1:]) == [("canceled", events[0].order_id, 6, CancelReason.FOK_UNFILLED)]
     events = s.market("b", BUY, 5, time_in_force=FOK)
     assert [(t.price, t.quantity) for t in of_type(events, Trade)] == [(7350, 5)]
+    s.check()
+
+
+def state_without_client_ids(s: Scenario, account: str) -> list[str]:
+    """The engine's canonical state without the counters, the client order ids and one account's line."""
+    return [line for line in list(s.engine.state_lines())[1:]
+            if not line.startswith(("clid", f"account {account} "))]
+
+
+@pytest.mark.parametrize("side, resting_side, resting_price, limit", [
+    (BUY, SELL, 7010, 7000),  # best ask one tick above the FOK buy's limit
+    (SELL, BUY, 6990, 7000),  # best bid one tick below the FOK sell's limit
+])
+def test_fok_whose_limit_does_not_reach_the_other_side_is_killed_whole(side, resting_side, resting_price, limit):
+    s = Scenario()
+    resting = s.place("a", resting_side, 5, resting_price)
+    before = state_without_client_ids(s, "d")
+    events = s.order("d", side, 5, limit, time_in_force=FOK)
+    fok = events[0].order_id
+    # Accepted, then cancelled whole as FOK_UNFILLED: no trade, no level ever shown for it.
+    assert briefs(events) == [("accepted", fok), ("canceled", fok, 5, CancelReason.FOK_UNFILLED)]
+    assert events[1].account == "d" and events[1].client_order_id == events[0].client_order_id
+    assert s.queue(resting_side) == [resting] and s.queue(side) == []
+    assert s.depth(resting_side) == [(resting_price, 5, 1)] and s.depth(side) == []
+    assert fok not in s.engine.open_orders and s.engine.accounts["d"].open_orders == {}
+    assert s.engine.accounts["d"].orders[events[0].client_order_id] is None  # closed: a cancel is "too late"
+    assert s.book.last_price is None
+    assert state_without_client_ids(s, "d") == before
+    assert briefs(s.cancel("d", fok)) == [("cancel_rejected", "cancel", RejectCode.ORDER_CLOSED)]
+    s.check()
+
+
+@pytest.mark.parametrize("side", [BUY, SELL])
+@pytest.mark.parametrize("price", [7000, None], ids=["limit", "market"])
+def test_fok_on_an_empty_book_is_killed_whole(side, price):
+    s = Scenario()
+    if price is None:
+        events = s.market("d", side, 4, time_in_force=FOK)
+    else:
+        events = s.order("d", side, 4, price, time_in_force=FOK)
+    fok = events[0].order_id
+    assert briefs(events) == [("accepted", fok), ("canceled", fok, 4, CancelReason.FOK_UNFILLED)]
+    assert s.depth(BUY) == [] and s.depth(SELL) == [] and s.engine.open_orders == {}
+    assert not of_type(s.log, LevelChanged)
+    s.check()
+
+
+def test_fok_that_does_not_cross_after_the_other_side_moved_away_is_killed_and_the_next_one_trades():
+    # The same FOK is killed while the ask is out of reach, and trades in full once a reachable ask rests:
+    # a killed FOK left nothing behind that could trade later.
+    s = Scenario()
+    far = s.place("a", SELL, 6, 7020)
+    killed = s.buy("d", 6, 7010, time_in_force=FOK)
+    assert briefs(killed[1:]) == [("canceled", killed[0].order_id, 6, CancelReason.FOK_UNFILLED)]
+    near = s.place("b", SELL, 6, 7010)
+    assert s.queue(SELL) == [near, far] and s.queue(BUY) == []
+    events = s.buy("d", 6, 7010, time_in_force=FOK)
+    taker = events[0].order_id
+    assert briefs(events[1:]) == [("trade", 7010, 6, taker, near, 0, 0), ("level", SELL, 7010, 0, 0)]
+    assert s.queue(SELL) == [far]
+    s.check()
+
+
+def funded_scenario() -> Scenario:
+    """An engine with pre-trade risk: "buyer" with EUR 1,000,000.00, "seller" with 20 lots of EUA."""
+    s = Scenario(Engine(shipped_instruments(), pre_trade_risk=True))
+    for account, asset, amount in (("buyer", "EUR", 100_000_000), ("seller", "EUA", 20_000)):
+        s.send(OpenAccount(ts=s.ts(), account=account))
+        s.send(Deposit(ts=s.ts(), account=account, asset=asset, amount=amount))
+    return s
+
+
+def holdings(s: Scenario, account: str) -> tuple[int, int, int, int]:
+    a = s.engine.accounts[account]
+    return a.cash, a.reserved_cash, a.units["EUA"], a.reserved_units["EUA"]
+
+
+@pytest.mark.parametrize("book, quantity, limit", [
+    ([], 5, 7000),  # an empty book
+    ([(SELL, 5, 7010)], 5, 7000),  # the ask is beyond the limit
+    ([(SELL, 3, 7000), (SELL, 4, 7020)], 5, 7010),  # only 3 of 5 within the limit
+], ids=["empty", "out_of_reach", "partly"])
+def test_fok_buy_that_cannot_fill_with_pre_trade_risk_holds_nothing_back_afterwards(book, quantity, limit):
+    s = funded_scenario()
+    resting = [s.place("seller", side, lots, price) for side, lots, price in book]
+    seller_before, fees_before = holdings(s, "seller"), s.engine.fee_account.cash
+    assert holdings(s, "buyer") == (100_000_000, 0, 0, 0)
+    events = s.buy("buyer", quantity, limit, time_in_force=FOK)
+    fok = events[0].order_id
+    assert briefs(events) == [("accepted", fok), ("canceled", fok, quantity, CancelReason.FOK_UNFILLED)]
+    assert holdings(s, "buyer") == (100_000_000, 0, 0, 0)  # the hold taken at acceptance is all given back
+    assert holdings(s, "seller") == seller_before and s.engine.fee_account.cash == fees_before
+    assert s.queue(SELL) == resting and s.queue(BUY) == []
+    s.check()
+
+
+@pytest.mark.parametrize("book, quantity, limit", [
+    ([], 5, 7000),
+    ([(BUY, 5, 6990)], 5, 7000),
+    ([(BUY, 3, 7000), (BUY, 4, 6980)], 5, 6990),
+], ids=["empty", "out_of_reach", "partly"])
+def test_fok_sell_that_cannot_fill_with_pre_trade_risk_holds_nothing_back_afterwards(book, quantity, limit):
+    s = funded_scenario()
+    resting = [s.place("buyer", side, lots, price) for side, lots, price in book]
+    buyer_before, fees_before = holdings(s, "buyer"), s.engine.fee_account.cash
+    assert holdings(s, "seller") == (0, 0, 20_000, 0)
+    events = s.sell("seller", quantity, limit, time_in_force=FOK)
+    fok = events[0].order_id
+    assert briefs(events) == [("accepted", fok), ("canceled", fok, quantity, CancelReason.FOK_UNFILLED)]
+    assert holdings(s, "seller") == (0, 0, 20_000, 0)  # its units are no longer held back
+    assert holdings(s, "buyer") == buyer_before and s.engine.fee_account.cash == fees_before
+    assert s.queue(BUY) == resting and s.queue(SELL) == []
     s.check()
 
 

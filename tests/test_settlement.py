@@ -289,6 +289,57 @@ def test_events_out_of_order_are_refused(store):
     assert store.last_applied_seq() == 0 and store.snapshot().balances == {}
 
 
+def test_a_seq_repeated_straight_after_itself_in_one_delivery_is_refused_and_applies_nothing(store):
+    # Within a delivery seqs must rise strictly: a seq twice in a row is a producer bug (EventsOutOfOrder),
+    # not a re-delivery, whether the ledger has applied that seq already or not. Nothing of the delivery is
+    # applied, not even the events before the repeat.
+    venue = two_traders()
+    venue.order("mill", Side.SELL, 5, 7000)
+    [fill] = trades_in(venue.order("utility", Side.BUY, 3, 7050))
+    events = venue.events()
+    at = events.index(fill)
+    settlement = Settlement(store, INSTRUMENTS)
+    empty = ledger_snapshot(store)
+
+    with pytest.raises(EventsOutOfOrder):  # a new seq (the trade, not yet applied) twice in a row
+        settlement.apply(events[:at + 1] + [fill] + events[at + 1:])
+    assert store.last_applied_seq() == 0 and ledger_snapshot(store) == empty
+    assert store.snapshot().balances == {} and store.all_trades() == []
+
+    settlement.apply(events)
+    settled = ledger_snapshot(store)
+    last = events[-1]
+    with pytest.raises(EventsOutOfOrder):  # a seq the ledger applied already, twice in a row
+        settlement.apply([last, last])
+    with pytest.raises(EventsOutOfOrder):  # the whole history with the trade doubled
+        settlement.apply(events[:at + 1] + [fill] + events[at + 1:])
+    assert ledger_snapshot(store) == settled
+    assert store.holdings_of("utility")["EUA"] == 3 * LOT  # the trade settled once
+    assert reconcile(venue.engine, store).ok
+
+
+def test_the_last_event_re_delivered_straight_after_it_was_applied_is_a_no_op(store):
+    # Across deliveries a seq at or below the cursor is a re-delivery: passed over, the ledger unchanged.
+    venue = two_traders()
+    venue.order("mill", Side.SELL, 5, 7000)
+    venue.order("utility", Side.BUY, 3, 7050)
+    [fill] = trades_in(venue.events())
+    settlement = Settlement(store, INSTRUMENTS)
+    up_to_the_trade = [event for event in venue.events() if event.seq <= fill.seq]
+    assert settlement.apply(up_to_the_trade) == fill.seq == store.last_applied_seq()
+    settled = ledger_snapshot(store)
+
+    assert settlement.apply([fill]) == 0  # the trade again, on its own, right after it was applied
+    assert ledger_snapshot(store) == settled and store.last_applied_seq() == fill.seq
+    assert store.holdings_of("utility")["EUA"] == 3 * LOT and len(store.all_trades()) == 1
+
+    rest = [event for event in venue.events() if event.seq > fill.seq]
+    assert rest  # the trade's level change follows it
+    assert settlement.apply([fill, *rest]) == len(rest)  # the repeat, then what follows it: only that is new
+    assert store.holdings_of("utility")["EUA"] == 3 * LOT and len(store.all_trades()) == 1
+    assert reconcile(venue.engine, store).ok
+
+
 def test_a_batch_that_fails_half_way_leaves_the_ledger_untouched(store):
     venue = two_traders()
     venue.order("mill", Side.SELL, 5, 7000)
