@@ -211,8 +211,8 @@ class Session:
         self.reader = reader
         self.writer = writer
         self.transport = writer.transport
-        host, port = writer.get_extra_info("peername")[:2]
-        self.peer = f"{host}:{port}"
+        peer = writer.get_extra_info("peername")  # None when the peer reset the connection before it was taken
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.link: AccountLink | None = None  # set at logon
         self.account: str | None = None
         self.cancel_on_disconnect = True  # set at logon: the logon's choice, else the account's setting
@@ -237,11 +237,16 @@ class Session:
         transport = self.transport
         if self.closed or transport.is_closing():  # the client went away; its session task is ending it
             return
-        transport.write(frame)
+        try:
+            transport.write(frame)
+            buffered = transport.get_write_buffer_size()
+        except Exception as error:  # the peer vanished under us: this session ends, nothing else
+            self.lost(error)
+            return
         self.last_sent = self.gateway.clock()
-        if transport.get_write_buffer_size() > self.gateway.config.max_outbound_bytes:
+        if buffered > self.gateway.config.max_outbound_bytes:
             log_event(log, "slow_consumer", logging.WARNING, session=self.number, account=self.account,
-                      peer=self.peer, buffered=transport.get_write_buffer_size())
+                      peer=self.peer, buffered=buffered)
             self.end(RejectCode.SLOW_CONSUMER)  # the logout sits behind everything unread
 
     def end(self, code: RejectCode | None, text: str | None = None, request_id: object = None) -> None:
@@ -249,28 +254,50 @@ class Session:
         if self.closed:
             return
         self.close_code = code
-        self.closed = True
-        self.ended.set()
-        self.transport.pause_reading()  # nothing more is read from an ended session
-        self.reader.feed_eof()  # its task, waiting in a read, ends now and cleans up
+        self._close()
         message = {"type": "logout", "code": None if code is None else int(code),
                    "text": text or ("logged out" if code is None else code.text), "ts": time.time_ns()}
         if request_id is not None:
             message["request_id"] = request_id
         transport = self.transport
-        transport.write(encode_frame(message))
         # Half-close: the logout goes out after what is queued, and the peer sees the end of the stream.
         # A full close now would answer data the client is still sending with a reset, which can
         # destroy the logout in flight; the connection is cut for good after a grace period.
-        if transport.can_write_eof():
-            transport.write_eof()
-            asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
-        else:
-            transport.close()
+        # The peer may be gone already (a reset, or a close that our last write turned into one): then
+        # the write or the shutdown fails (ENOTCONN, EPIPE), and the connection is simply cut.
+        try:
+            if transport.is_closing():
+                return
+            transport.write(encode_frame(message))
+            if transport.can_write_eof():
+                transport.write_eof()
+                asyncio.get_running_loop().call_later(CLOSE_GRACE, _abort, transport)
+            else:
+                transport.close()
+        except Exception as error:
+            self.lost(error)
+
+    def lost(self, error: BaseException) -> None:
+        """The connection failed under a write, a shutdown or a close: cut it. Only this session ends; the
+        caller (the engine task, the stop, the heartbeat task) goes on."""
+        log_event(log, "session_io_error", logging.INFO, session=self.number, account=self.account,
+                  peer=self.peer, error=f"{type(error).__name__}: {error}")
+        if not self.closed:
+            self._close()
+        _abort(self.transport)
+
+    def _close(self) -> None:
+        """Mark the session closed: nothing more is read from it, and its task, waiting in a read, ends."""
+        self.closed = True
+        self.ended.set()
+        with contextlib.suppress(Exception):  # a transport already closed has nothing to pause
+            self.transport.pause_reading()
+        self.reader.feed_eof()
 
     def pause(self) -> None:
         if not self.closed:
-            self.transport.pause_reading()
+            with contextlib.suppress(Exception):
+                self.transport.pause_reading()
 
 
 class TradingGateway:
@@ -401,22 +428,47 @@ class TradingGateway:
     async def stop(self) -> None:
         """Graceful shutdown: stop accepting and reading, answer what is queued, log everyone out, close.
 
-        A second call waits for the first to finish."""
+        Each step runs whatever the steps before it met: a failure in one
+        (a connection the peer has just reset, a snapshot the disk refuses)
+        is logged and the stop goes on, so that the journal is always
+        closed, the data directory unlocked and ``stopped`` set. A second
+        call waits for the first to finish."""
         if self.stopping:
             await self.stopped.wait()
             return
         self.stopping = True
         log_event(log, "stopping", sessions=len(self.sessions), queued=self.requests.qsize())
+        try:
+            for step in (self._stop_taking, self._end_sessions, self._stop_tasks, self._sync_journal,
+                         self._snapshot_at_stop, self._stop_publishing, self._close_connections):
+                try:
+                    await step()
+                except Exception as error:
+                    log.error("a step of the stop failed; the stop goes on", exc_info=error,
+                              extra={"carbonx_fields": {"event": "stop_step_failed", "step": step.__name__}})
+        finally:
+            self._secret_checker.shutdown(wait=False, cancel_futures=True)
+            log_event(log, "stopped", last_event_seq=self.engine.counters.seq, state_hash=self.engine.state_hash())
+            self.stopped.set()
+
+    async def _stop_taking(self) -> None:
+        """No new connections, nothing more read; the engine finishes the batch in hand and everything queued."""
         if self._server is not None:
             self._server.close()
         for session in list(self.sessions.values()):
             session.pause()
+        engine = self._tasks[0] if self._tasks else None
         while ((self._in_hand or not self.requests.empty() or self._unsynced) and self.failure is None
-               and not self._tasks[0].done() and (self._syncer is None or self._syncer.alive)):
-            await asyncio.sleep(0.001)  # the engine finishes the batch in hand and everything queued
+               and engine is not None and not engine.done() and (self._syncer is None or self._syncer.alive)):
+            await asyncio.sleep(0.001)
         await asyncio.sleep(0)
+
+    async def _end_sessions(self) -> None:
         for session in list(self.sessions.values()):
-            session.end(RejectCode.SHUTTING_DOWN)
+            session.end(RejectCode.SHUTTING_DOWN)  # never raises: a vanished peer ends only its session
+
+    async def _stop_tasks(self) -> None:
+        """The engine, heartbeat and timed tasks end; a snapshot being written finishes (its answers synced)."""
         for handle in [*self._reopenings.values(), *self._clearings.values()]:
             handle.cancel()
         self._reopenings.clear()
@@ -424,33 +476,44 @@ class TradingGateway:
         for task in [*self._tasks, *self._timed_tasks]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._timed_tasks, return_exceptions=True)
-        if self._snapshot_writer is not None:  # a snapshot being written finishes first (its answers synced)
+        if self._snapshot_writer is not None:
             await asyncio.gather(self._snapshot_writer, return_exceptions=True)
-        while self._unsynced and self.failure is None and self._syncer is not None and self._syncer.alive:
-            self._synced.clear()
-            await self._synced.wait()
-        if self._syncer is not None:
-            self._syncer.stop()
+
+    async def _sync_journal(self) -> None:
+        try:
+            while self._unsynced and self.failure is None and self._syncer is not None and self._syncer.alive:
+                self._synced.clear()
+                await self._synced.wait()
+        finally:
+            if self._syncer is not None:
+                self._syncer.stop()
+
+    async def _snapshot_at_stop(self) -> None:
         if self.failure is None and self.config.data_dir:  # a temporary directory is deleted at exit anyway
             try:
                 await self._write_snapshot()  # the next start replays nothing
             except Exception as error:  # the journal has everything: a failed snapshot costs start-up time only
                 log.error("snapshot at stop failed", exc_info=error,
                           extra={"carbonx_fields": {"event": "snapshot_failed"}})
+
+    async def _stop_publishing(self) -> None:
         if self.publisher is not None:
             await self.publisher.stop()
         for waiting in self._operator_waits:  # queued behind a failure, or never run: say so
             if not waiting.done():
                 waiting.set_exception(ExchangeStopped("the exchange stopped before running the commands"))
+
+    async def _close_connections(self) -> None:
         if self._connection_tasks:
             await asyncio.wait(self._connection_tasks, timeout=2.0)
         for task in self._connection_tasks:
             task.cancel()
+        for session in list(self.sessions.values()):
+            _abort(session.transport)  # whatever lingers (a logout the peer never read) is cut now
         if self._server is not None:
-            await self._server.wait_closed()
-        self._secret_checker.shutdown(wait=False, cancel_futures=True)
-        log_event(log, "stopped", last_event_seq=self.engine.counters.seq, state_hash=self.engine.state_hash())
-        self.stopped.set()
+            # From Python 3.12 this waits for every connection to be closed: bounded, whatever a peer does.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), CLOSE_GRACE)
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -478,7 +541,8 @@ class TradingGateway:
                 self.subscribers[key].discard(session)
             if not session.closed:
                 session.closed = True
-                writer.close()
+                with contextlib.suppress(Exception):  # the peer's reset may have closed it already
+                    writer.close()
             await self._session_ended(session)
 
     async def _run_session(self, session: Session) -> None:
@@ -1318,6 +1382,14 @@ class TradingGateway:
             message_type = request.message_type if type(request) is Refusal else request.__struct_config__.tag
             self._answer(session, _reject(RejectCode.THROTTLED, RejectCode.THROTTLED.text, message_type, None,
                                           getattr(request, "client_order_id", None)), request)
+
+
+def _abort(transport: asyncio.BaseTransport) -> None:
+    """Cut a connection at once; a transport that is already gone is left as it is."""
+    try:
+        transport.abort()
+    except Exception:  # closing twice, or a socket the system has already dropped: nothing more to do
+        pass
 
 
 def _write_gathered(gathered: dict[Session, list[bytes]]) -> None:
