@@ -10,8 +10,8 @@ Subcommands:
   balances     print the account's cash and units (holding, held by open orders, available)
   kill-switch  (operator) block an account and cancel its orders, or release it
   md           a live view of the market data (books, trades, statistics) from MQTT or the socket
-  instruments  check config/instruments.toml and list the instruments it defines
-  accounts     check config/accounts.toml and list the participants it defines
+  instruments  check instruments.toml and list the instruments it defines
+  accounts     check accounts.toml and list the participants it defines
   hash-secret  hash a logon secret for accounts.toml (secrets are never stored in clear)
 
 The trader's commands (order, cancel, status, book, balances, kill-switch)
@@ -35,8 +35,7 @@ from exchange import CALL_PHASES, ConfigError, TradingPhase
 from exchange.instruments import cents_to_eur, eur_to_cents
 
 from .client import ExchangeClient, SessionClosed, connect
-from .config import (DEFAULT_ACCOUNTS, DEFAULT_COMPLIANCE, DEFAULT_EXCHANGE, DEFAULT_INSTRUMENTS, SETTINGS,
-                     load_accounts, load_compliance, load_instruments, load_server_config)
+from .config import SETTINGS, load_accounts, load_compliance, load_instruments, load_server_config
 from .credentials import hash_secret
 from .display import auction_summary, bid_summary, describe_report, eur, ladder
 from .logs import configure_logging
@@ -412,7 +411,7 @@ def _hash_secret_command(args: argparse.Namespace) -> int:
 
 def _add_settings(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per exchange.toml setting; a flag wins over the file."""
-    group = parser.add_argument_group("exchange settings (override config/exchange.toml)")
+    group = parser.add_argument_group("exchange settings (override exchange.toml)")
     for name, setting in SETTINGS.items():
         if name not in skip:
             group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=setting.kind, default=None,
@@ -426,16 +425,25 @@ def _add_session(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--port", type=int, help="exchange port (default: exchange.toml's port)")
 
 
+CONFIG_LOOKUP = ("Configuration files: a file named by its flag (--instruments, --accounts, --compliance, "
+                 "--exchange-config) is read from there; every other one comes from the configuration folder: "
+                 "$CARBONX_CONFIG if set, else ./config if the working directory has one with an instruments.toml, "
+                 "else the defaults packaged with carbonx.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="carbonx", description="carbonx: an exchange for carbon credits")
-    parser.add_argument("--instruments", type=Path, default=DEFAULT_INSTRUMENTS,
-                        help="instrument definitions (TOML); default: %(default)s")
-    parser.add_argument("--accounts", type=Path, default=DEFAULT_ACCOUNTS,
-                        help="participants and their opening holdings (TOML); default: %(default)s")
-    parser.add_argument("--compliance", type=Path, default=DEFAULT_COMPLIANCE,
-                        help="EU ETS compliance rules (TOML); default: %(default)s")
-    parser.add_argument("--exchange-config", type=Path, default=DEFAULT_EXCHANGE,
-                        help="the exchange process's settings (TOML); default: %(default)s")
+    parser = argparse.ArgumentParser(prog="carbonx", description="carbonx: an exchange for carbon credits",
+                                     epilog=CONFIG_LOOKUP)
+    parser.add_argument("--instruments", type=Path,
+                        help="instrument definitions (TOML); default: instruments.toml in the configuration folder")
+    parser.add_argument("--accounts", type=Path,
+                        help="participants and their opening holdings (TOML); default: accounts.toml in the "
+                        "configuration folder")
+    parser.add_argument("--compliance", type=Path,
+                        help="EU ETS compliance rules (TOML); default: compliance.toml in the configuration folder")
+    parser.add_argument("--exchange-config", type=Path,
+                        help="the exchange process's settings (TOML); default: exchange.toml in the configuration "
+                        "folder")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="run the exchange with simulated participants and show the market")

@@ -6,9 +6,26 @@ parsed here and become the engine's own commands (OpenAccount, Deposit), so
 the engine learns of them the way it learns of everything, in sequence.
 Every amount is converted once into integers (cents, units). Errors surface
 as :class:`exchange.ConfigError` naming the file and the field.
+
+Where the files are found, the first that applies:
+
+1. the file a command-line flag names (``--instruments``, ``--accounts``,
+   ``--compliance``, ``--exchange-config``): the ``path`` given to a loader;
+2. the folder in the environment variable ``CARBONX_CONFIG``;
+3. ``./config`` in the working directory, if it holds an ``instruments.toml``
+   (a folder of that common name that is not a carbonx configuration is
+   passed over);
+4. the packaged defaults (:data:`PACKAGED_CONFIG`): the repository's
+   top-level ``config/``, shipped in the wheel as the package
+   ``gateway.defaults`` (pyproject.toml maps it), so git holds one copy.
+
+Steps 2-4 choose a folder, not a file: every file not named by a flag comes
+from that one folder, never a mix of two, and a file missing there is an
+error naming the folder and why it was chosen.
 """
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, make_dataclass
 from pathlib import Path
@@ -22,8 +39,53 @@ from .credentials import is_secret_hash
 from .protocol import DEFAULT_MAX_FRAME
 
 T = TypeVar("T")
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
-DEFAULT_INSTRUMENTS = CONFIG_DIR / "instruments.toml"
+
+
+# -- where the files are ------------------------------------------------------------------------
+
+CONFIG_ENV = "CARBONX_CONFIG"  # a folder holding instruments.toml, accounts.toml, compliance.toml, exchange.toml
+
+
+def _packaged_config() -> Path:
+    """The default configuration: ``gateway/defaults`` in an installed wheel, else (a source checkout or an
+    editable install) the repository's ``config/`` beside this package."""
+    here = Path(__file__).resolve().parent
+    installed = here / "defaults"
+    return installed if installed.is_dir() else here.parent / "config"
+
+
+PACKAGED_CONFIG = _packaged_config()
+
+
+def config_folder() -> tuple[Path, str]:
+    """The folder the configuration files come from when no flag names them, and why that one
+    ($CARBONX_CONFIG, else ./config in the working directory if it has an instruments.toml, else the packaged
+    defaults)."""
+    override = os.environ.get(CONFIG_ENV)
+    if override:
+        return Path(override), f"${CONFIG_ENV}"
+    local = Path("config")
+    if (local / "instruments.toml").is_file():
+        return local.resolve(), "./config in the working directory"
+    return PACKAGED_CONFIG, "the packaged defaults"
+
+
+def _located(name: str, path: Path | str | None, parse: Callable[[dict], T]) -> T:
+    """Parse the file ``path`` (a flag's), else ``name`` in :func:`config_folder`; a file missing from that
+    folder is an error saying which folder and why."""
+    if path is not None:
+        return _parse_file(path, parse)
+    folder, why = config_folder()
+    if not folder.is_dir():
+        raise ConfigError(str(folder), f"not a folder (the configuration folder is {why})")
+    file = folder / name
+    if not file.is_file():
+        raise ConfigError(str(file), f"file not found (the configuration folder is {why}; name the file with "
+                                     f"its flag, or set ${CONFIG_ENV} to a folder that has it)")
+    return _parse_file(file, parse)
+
+
+DEFAULT_INSTRUMENTS = PACKAGED_CONFIG / "instruments.toml"
 
 
 def read_toml(path: Path) -> dict:
@@ -48,14 +110,15 @@ def _parse_file(path: Path | str, parse: Callable[[dict], T]) -> T:
         raise ConfigError(f"{path}: {exc.field}", exc.problem) from None
 
 
-def load_instruments(path: Path | str = DEFAULT_INSTRUMENTS) -> dict[str, Instrument]:
-    """The instruments defined in ``path``; raises ConfigError naming the file and the bad field."""
-    return _parse_file(path, parse_instruments)
+def load_instruments(path: Path | str | None = None) -> dict[str, Instrument]:
+    """The instruments defined in ``path`` (None: instruments.toml in :func:`config_folder`); raises
+    ConfigError naming the file and the bad field."""
+    return _located("instruments.toml", path, parse_instruments)
 
 
 # -- accounts ---------------------------------------------------------------------------------
 
-DEFAULT_ACCOUNTS = CONFIG_DIR / "accounts.toml"
+DEFAULT_ACCOUNTS = PACKAGED_CONFIG / "accounts.toml"
 ACCOUNT_KINDS = ("installation", "broker", "project-developer", "fund", "bank", "investor", "operator", "auctioneer")
 OPERATOR = "operator"  # the exchange's own staff: may use the kill switch; trades nothing
 AUCTIONEER = "auctioneer"  # a member state's account: opens primary auctions of the allowances it holds
@@ -165,9 +228,10 @@ def _euros(table: dict, where: str, key: str, *, required: bool) -> int | None:
     return cents
 
 
-def load_accounts(path: Path | str, instruments: Mapping[str, Instrument]) -> dict[str, AccountConfig]:
-    """The accounts defined in ``path``; raises ConfigError naming the file and the bad field."""
-    return _parse_file(path, lambda document: parse_accounts(document, instruments))
+def load_accounts(path: Path | str | None, instruments: Mapping[str, Instrument]) -> dict[str, AccountConfig]:
+    """The accounts defined in ``path`` (None: accounts.toml in :func:`config_folder`); raises
+    ConfigError naming the file and the bad field."""
+    return _located("accounts.toml", path, lambda document: parse_accounts(document, instruments))
 
 
 def opening_commands(accounts: Mapping[str, AccountConfig], ts: int) -> list:
@@ -217,17 +281,18 @@ def start_up_commands(accounts: Mapping[str, AccountConfig], engine: Engine, ts:
     return commands, unapplied
 
 
-DEFAULT_COMPLIANCE = CONFIG_DIR / "compliance.toml"
+DEFAULT_COMPLIANCE = PACKAGED_CONFIG / "compliance.toml"
 
 
-def load_compliance(path: Path | str = DEFAULT_COMPLIANCE) -> ComplianceConfig:
-    """The compliance rules in ``path``; raises ConfigError naming the file and the bad field."""
-    return _parse_file(path, parse_compliance)
+def load_compliance(path: Path | str | None = None) -> ComplianceConfig:
+    """The compliance rules in ``path`` (None: compliance.toml in :func:`config_folder`); raises
+    ConfigError naming the file and the bad field."""
+    return _located("compliance.toml", path, parse_compliance)
 
 
 # -- the exchange process (config/exchange.toml) ------------------------------------------------
 
-DEFAULT_EXCHANGE = CONFIG_DIR / "exchange.toml"
+DEFAULT_EXCHANGE = PACKAGED_CONFIG / "exchange.toml"
 
 
 @dataclass(frozen=True)
@@ -341,7 +406,8 @@ def _checked_setting(where: str, setting: Setting, value: object) -> object:
     return value
 
 
-def load_server_config(path: Path | str = DEFAULT_EXCHANGE,
+def load_server_config(path: Path | str | None = None,
                        overrides: Mapping[str, object] | None = None) -> ServerConfig:
-    """The settings in ``path`` with ``overrides`` applied; raises ConfigError naming the file and the setting."""
-    return _parse_file(path, lambda document: parse_server_config(document, overrides))
+    """The settings in ``path`` (None: exchange.toml in :func:`config_folder`) with ``overrides``
+    applied; raises ConfigError naming the file and the setting."""
+    return _located("exchange.toml", path, lambda document: parse_server_config(document, overrides))
