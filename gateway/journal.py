@@ -49,6 +49,7 @@ is on disk.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import mmap
 import os
@@ -84,6 +85,7 @@ _BY_NAME = {kind.__name__: kind for kind in COMMAND_TYPES}
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
+COMMIT_BODY = _encode([COMMIT])  # a commit record's whole body: the scan knows commits by it
 
 
 class JournalError(RuntimeError):
@@ -97,13 +99,30 @@ class JournalFailure(JournalError):
 class JournalCorrupt(JournalError):
     """A damaged record with valid records after it: not a torn tail, so nothing is truncated."""
 
-    def __init__(self, path: Path, offset: int, seq: int, reason: str) -> None:
-        super().__init__(f"{path}: record {seq} at byte {offset} is damaged ({reason}), and valid records follow "
-                         "it; this is not a crash's torn tail. The journal is left as it is: restore it from a "
-                         "copy, or cut it at that offset by hand if the records after it may be given up")
+    def __init__(self, path: Path, offset: int, seq: int, reason: str, message: str | None = None) -> None:
+        super().__init__(message or (
+            f"{path}: record {seq} at byte {offset} is damaged ({reason}), and valid records follow it; this is "
+            "not a crash's torn tail. The journal is left as it is: restore it from a copy, or cut it at that "
+            "offset by hand if the records after it may be given up"))
         self.path = path
         self.offset = offset
         self.seq = seq
+        self.reason = reason
+
+
+class JournalTailAcknowledged(JournalCorrupt):
+    """The journal's last records cannot be read, and something durable shows they were acknowledged: a
+    crash's torn tail is cut off at start-up, these are not. ``offset`` and ``seq`` name the first record
+    that cannot be read (or the missing commit record); ``committed_end`` is where the readable batches end."""
+
+    def __init__(self, path: Path, offset: int, seq: int, reason: str, committed_end: int, evidence: str) -> None:
+        super().__init__(path, offset, seq, reason, (
+            f"{path}: record {seq} at byte {offset} cannot be read ({reason}), yet {evidence}: the records from "
+            f"byte {committed_end} on were acknowledged, so they are not a crash's torn tail and are not cut off. "
+            "Nothing was changed. Restore the journal from a copy; to give those records up instead, see "
+            "docs/DURABILITY.md, section 4"))
+        self.committed_end = committed_end
+        self.evidence = evidence
 
 
 # -- commands and genesis as plain values ----------------------------------------------------------
@@ -141,6 +160,12 @@ def session_record(account: str) -> list:
 
 def commit_record() -> list:
     return [COMMIT]
+
+
+def frame_record(seq: int, body: list) -> bytes:
+    """One record as the file holds it: length, CRC-32 (of the seq's 8 bytes and the body), seq, body."""
+    payload = _encode(body)
+    return HEADER.pack(len(payload), zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "big"))), seq) + payload
 
 
 def _init_fields(value: object) -> dict:
@@ -212,31 +237,44 @@ class JournalWriter:
         self.failed: BaseException | None = None
 
     @classmethod
-    def create(cls, path: Path, genesis: Genesis) -> JournalWriter:
-        """A new journal holding its magic and genesis record, synced with its directory."""
-        if path.exists() and path.stat().st_size > 0:
+    def create(cls, path: Path, genesis: Genesis, *, replace: bool = False) -> JournalWriter:
+        """A new journal holding its magic and committed genesis, synced with its directory.
+
+        The file is written whole under a temporary name, synced and renamed
+        into place: it appears complete or not at all, and a failure (a full
+        disk) leaves nothing behind (:class:`JournalError`). ``replace``: a
+        file already there (one that never committed its genesis) is
+        replaced; otherwise an existing non-empty file is refused.
+        """
+        if not replace and path.exists() and path.stat().st_size > 0:
             raise JournalError(f"{path} exists: a journal is never overwritten")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as file:
-            file.write(MAGIC)
-            file.flush()
-            os.fsync(file.fileno())
-        fsync_path(path.parent)
         journal_id = os.urandom(16)
-        writer = cls(path, 1, len(MAGIC), journal_id)
-        writer.append([GENESIS, {**genesis.to_value(), "journal_id": journal_id}])
-        writer.append(commit_record())
-        writer.flush()
-        writer.sync()
-        return writer
+        data = (MAGIC + frame_record(1, [GENESIS, {**genesis.to_value(), "journal_id": journal_id}])
+                + frame_record(2, commit_record()))
+        temporary = path.with_name(f".{path.name}.new")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, path)
+            fsync_path(path.parent)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise JournalError(f"{path}: the journal cannot be created: {error}") from error
+        return cls(path, 3, len(data), journal_id)
 
     def append(self, body: list) -> int:
         """Buffer one record; returns its seq."""
         seq = self.next_seq
         self.next_seq = seq + 1
-        payload = _encode(body)
-        seq_bytes = seq.to_bytes(8, "big")
-        self._buffer.append(HEADER.pack(len(payload), zlib.crc32(payload, zlib.crc32(seq_bytes)), seq) + payload)
+        self._buffer.append(frame_record(seq, body))
         return seq
 
     @property
@@ -361,16 +399,20 @@ class JournalReader:
         self.path = Path(path)
         self.result: ScanResult | None = None  # set when batches() is exhausted
 
-    def batches(self, offset: int | None = None, expect_seq: int = 1) -> Iterator[tuple[int, int, list[list]]]:
+    def batches(self, offset: int | None = None, expect_seq: int = 1, end: int | None = None
+                ) -> Iterator[tuple[int, int, list[list]]]:
         """Yield (last seq, end offset, bodies) for each committed batch, the commit record excluded.
 
         Stops at the first record that is short, misplaced or fails its CRC;
         if a valid record with a later seq follows it, the damage is in the
         middle and :class:`JournalCorrupt` is raised. Then ``result`` says
-        where the committed records end.
+        where the committed records end. ``end``: read as if the file ended
+        there (start-up replays only what :func:`scan_journal` found committed).
         """
         with open(self.path, "rb") as file:
             size = os.fstat(file.fileno()).st_size
+            if end is not None:
+                size = min(size, end)
             if size < len(MAGIC):
                 self.result = ScanResult(0, 0, size, size, "no header" if size else None)
                 return
@@ -451,12 +493,115 @@ def _find_valid_record(view: mmap.mmap, size: int, damaged_at: int, seq: int) ->
     return None
 
 
+# -- the check at start-up ------------------------------------------------------------------------------
+
+@dataclass
+class JournalScan:
+    """What :func:`scan_journal` found: how far the journal's records are whole and valid, from the first."""
+
+    file_size: int
+    records: int  # whole, valid records from the first, seqs 1..records
+    valid_end: int  # offset just after the last of them
+    committed_end: int  # offset just after the last commit record among them (the magic's end: none)
+    last_seq: int  # that commit record's seq (0: none)
+    stop_reason: str | None  # why the valid records stop before the end of the file (None: they reach it)
+    # Of the offsets asked about, those at which a valid record ends: offset -> (its seq, whether a commit).
+    record_ends: dict[int, tuple[int, bool]]
+
+    @property
+    def next_seq(self) -> int:
+        """The seq due at ``valid_end``."""
+        return self.records + 1
+
+    @property
+    def torn_bytes(self) -> int:
+        """Bytes after the last commit record: a crash's unfinished batch, if nothing shows it was acknowledged."""
+        return self.file_size - self.committed_end
+
+    @property
+    def torn_reason(self) -> str | None:
+        if self.stop_reason is not None:
+            return self.stop_reason
+        return "a batch without its commit record" if self.torn_bytes else None
+
+
+def scan_journal(path: Path, checkpoints=()) -> JournalScan:
+    """Check every record of the journal, from the first to the end of the file: framing, CRC, seqs 1..N.
+
+    Nothing is decoded: each record costs a header unpack and a CRC-32 of
+    its bytes (the seq and the body lie side by side, so one call), and the
+    file is read through a sequential memory map; no object outlives its
+    record. Commit records are known by their fixed body. A record that
+    fails its check is the end of the valid records if nothing valid
+    follows it (a torn tail, as :class:`JournalReader` sees it); if a valid
+    record follows, :class:`JournalCorrupt` names it. ``checkpoints``:
+    offsets (a snapshot's journal size) for which ``record_ends`` says
+    which record, if any, ends exactly there.
+    """
+    path = Path(path)
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size < len(MAGIC):
+            return JournalScan(size, 0, 0, 0, 0, "no header" if size else None, {})
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            if hasattr(mmap, "MADV_SEQUENTIAL"):
+                view.madvise(mmap.MADV_SEQUENTIAL)
+            if view[:len(MAGIC)] != MAGIC:
+                raise JournalError(f"{path} is not a carbonx journal (no {MAGIC!r} header)")
+            with memoryview(view) as data:
+                return _scan(path, view, data, size, sorted(set(checkpoints)))
+
+
+def _scan(path: Path, view: mmap.mmap, data: memoryview, size: int, checkpoints: list[int]) -> JournalScan:
+    header_size = HEADER.size
+    unpack = HEADER.unpack_from
+    crc32 = zlib.crc32
+    commit_length = len(COMMIT_BODY)
+    position = committed_end = len(MAGIC)
+    seq, last_seq = 1, 0
+    record_ends: dict[int, tuple[int, bool]] = {}
+    waiting = iter(checkpoints)
+    checkpoint = next(waiting, size + 1)
+    reason = None
+    while position < size:
+        if size - position < header_size:
+            reason = "a record header cut short"
+            break
+        length, crc, record_seq = unpack(data, position)
+        if record_seq != seq:
+            reason = f"seq {record_seq} where {seq} was due"
+            break
+        end = position + header_size + length
+        if length > MAX_RECORD or end > size:
+            reason = "a record cut short"
+            break
+        if crc32(data[position + 8:end]) != crc:  # the seq's 8 bytes and the body, together
+            reason = "CRC mismatch"
+            break
+        if length == commit_length and data[position + header_size:end] == COMMIT_BODY:
+            committed_end, last_seq = end, seq
+        while checkpoint <= end:
+            if checkpoint == end:
+                record_ends[end] = (seq, committed_end == end)
+            checkpoint = next(waiting, size + 1)
+        position = end
+        seq += 1
+    if reason is not None and _find_valid_record(view, size, position, seq) is not None:
+        raise JournalCorrupt(path, position, seq, reason)
+    return JournalScan(size, seq - 1, position, committed_end, last_seq, reason, record_ends)
+
+
 def truncate(path: Path, size: int) -> None:
-    """Cut the journal back to ``size`` bytes (a torn tail), durably."""
-    with open(path, "r+b") as file:
-        file.truncate(size)
-        file.flush()
-        os.fsync(file.fileno())
+    """Cut the journal back to ``size`` bytes (a torn tail), durably; JournalError if that fails."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise JournalError(f"{path}: cutting the torn tail off at byte {size} failed: {error}") from error
 
 
 def read_genesis(body: list) -> Genesis:

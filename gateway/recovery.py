@@ -17,21 +17,43 @@ shortcut, and a snapshot that is damaged, from another journal, from an
 older program version (``SNAPSHOT_FORMAT``), or ahead of the ledger is passed
 over for an older one, down to a replay of the whole journal.
 
-Start-up (:func:`recover`): the newest usable snapshot, then every committed
-batch of the journal after it, through the same ``Sequencer`` calls the live
-gateway makes. A torn tail (a crash in the middle of writing a batch that
-was never acknowledged) is cut off with a warning; damage followed by valid
-records is refused (:class:`gateway.journal.JournalCorrupt`). Events the
-ledger has not applied yet are settled as the replay produces them, so the
-ledger resumes after its last applied event, exactly once.
+Start-up (:func:`recover`) checks before it changes anything, then replays:
+
+1. the journal's genesis against the configured terms;
+2. room to write: a probe file in the data directory, written and synced;
+3. every record of the journal, from the first to the end of the file
+   (:func:`gateway.journal.scan_journal`: framing, CRC, seqs), the part a
+   snapshot covers included. Damage followed by valid records is refused
+   (:class:`gateway.journal.JournalCorrupt`);
+4. every snapshot of this journal against it: the record seq and journal
+   size it names must be where the journal has that commit record;
+5. what lies after the last commit record (a crash's unfinished batch, a
+   torn tail) against the durable evidence of what was acknowledged: a
+   snapshot past that commit record, and, after the replay, a ledger that
+   settled events past it. Evidence refuses the start
+   (:class:`gateway.journal.JournalTailAcknowledged`): a cut would drop
+   acknowledged batches;
+6. the replay: the newest usable snapshot, then every committed batch after
+   it, through the same ``Sequencer`` calls the live gateway makes; events
+   the ledger has not applied yet are settled as the replay produces them,
+   so the ledger resumes after its last applied event, exactly once.
+
+Only then is a torn tail cut off (with a warning). A failure to write, sync
+or cut (a full disk) is a :class:`gateway.journal.JournalError` saying so;
+the journal is as it was found. The result says how many commands were
+journaled after the newest snapshot (``commands_since_snapshot``): the
+gateway's count towards the next periodic snapshot starts there.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
+import itertools
 import logging
 import os
 import pickle
 import signal
+import sqlite3
 import struct
 import time
 import traceback
@@ -40,8 +62,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .journal import (EXECUTE, GENESIS, HEADER, OPERATOR, SESSION, SKIP, Genesis, JournalError, JournalReader,
-                      JournalWriter, ScanResult, decode_command, fsync_path, read_genesis, truncate)
+from .journal import (EXECUTE, GENESIS, HEADER, OPERATOR, SESSION, SKIP, Genesis, JournalCorrupt, JournalError,
+                      JournalReader, JournalScan, JournalTailAcknowledged, JournalWriter, ScanResult, decode_command,
+                      fsync_path, read_genesis, scan_journal, truncate)
 from .logs import log_event
 from .sequencer import Sequencer
 
@@ -55,6 +78,8 @@ SNAPSHOT_FORMAT = 2  # raised whenever the pickled classes change shape: older s
 SNAPSHOT_HEADER = struct.Struct(">8sI16sQQQII")  # magic, format, journal id, record seq, offset, event seq, crc, -
 SNAPSHOTS_KEPT = 3
 SETTLE_CHUNK = 20_000  # events settled in one ledger transaction during replay
+ROOM_PROBE = "start-probe.tmp"  # written, synced and removed at start-up: is there room to write?
+ROOM_PROBE_BYTES = 1 << 20  # random bytes, so that a compressing file system stores them all
 
 
 @dataclass(frozen=True)
@@ -83,14 +108,21 @@ class RecoveryReport:
     settled_events: int = 0
     seconds: float = 0.0
     command_counts: dict[str, int] = field(default_factory=dict)
+    # Commands journaled after the newest snapshot (all of them if there is none): the gateway counts on
+    # from here towards ``snapshot_every``.
+    commands_since_snapshot: int = 0
+    checked_records: int = 0  # records the start-up check read (the whole journal)
+    check_seconds: float = 0.0  # the time it took
 
     def fields(self) -> dict:
         return {"journal": str(self.journal), "created": self.created,
                 "snapshot": None if self.snapshot is None else self.snapshot.path.name,
                 "snapshots_passed_over": self.snapshots_passed_over, "batches": self.batches,
                 "records": self.records, "commands": self.commands, "last_seq": self.last_seq,
-                "torn_bytes": self.torn_bytes, "torn_reason": self.torn_reason,
-                "settled_events": self.settled_events, "seconds": round(self.seconds, 3)}
+                "commands_since_snapshot": self.commands_since_snapshot, "torn_bytes": self.torn_bytes,
+                "torn_reason": self.torn_reason, "settled_events": self.settled_events,
+                "checked_records": self.checked_records, "check_seconds": round(self.check_seconds, 3),
+                "seconds": round(self.seconds, 3)}
 
 
 @dataclass
@@ -99,6 +131,11 @@ class Recovered:
     journal: JournalWriter
     genesis: Genesis
     report: RecoveryReport
+
+    @property
+    def commands_since_snapshot(self) -> int:
+        """Commands journaled after the newest snapshot: where the gateway's count towards the next one starts."""
+        return self.report.commands_since_snapshot
 
 
 def new_sequencer(genesis: Genesis) -> Sequencer:
@@ -136,14 +173,19 @@ def apply_record(core: Sequencer, body: list, counts: dict[str, int] | None = No
 
 
 def replay_batches(core: Sequencer, batches: Iterator[tuple[int, int, list[list]]], report: RecoveryReport,
-                   settle: Callable[[list], None] | None, ledger_cursor: int) -> None:
-    """Apply committed batches as the gateway did (one ``commit`` each), settling events past the cursor."""
+                   settle: Callable[[list], None] | None, ledger_cursor: int, counted_after: int = 0) -> None:
+    """Apply committed batches as the gateway did (one ``commit`` each), settling events past the cursor;
+    the commands of batches after record ``counted_after`` are counted in ``commands_since_snapshot``."""
     core.replaying = True
     unsettled: list = []
     try:
         for last_seq, _, bodies in batches:
+            commands = 0
             for body in bodies:
-                report.commands += apply_record(core, body, report.command_counts)
+                commands += apply_record(core, body, report.command_counts)
+            report.commands += commands
+            if last_seq > counted_after:
+                report.commands_since_snapshot += commands
             report.records += len(bodies) + 1
             report.batches += 1
             report.last_seq = last_seq
@@ -270,8 +312,10 @@ def recover(data_dir: Path, genesis: Genesis, *, ledger_cursor: int = 0,
 
     ``ledger_cursor``: the ledger's last applied event seq; events after it
     are passed to ``settle`` as the replay makes them, and a snapshot past
-    it is not used. A torn tail is cut off. Raises JournalError (or
-    JournalCorrupt) when the journal cannot be used as it is.
+    it is not used. Everything is checked before the journal is changed
+    (see the module notes); then a torn tail is cut off. Raises JournalError
+    (JournalCorrupt, JournalTailAcknowledged) when the journal cannot be
+    used as it is, or cannot be written: the journal is then as it was found.
     """
     started = time.perf_counter()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -281,9 +325,9 @@ def recover(data_dir: Path, genesis: Genesis, *, ledger_cursor: int = 0,
         if ledger_cursor:
             raise JournalError(f"the ledger has settled events up to seq {ledger_cursor} but {path} holds no "
                                "journal: the ledger belongs to another journal")
-        if path.exists():
-            path.unlink()  # a header or genesis never committed: nothing was ever acknowledged
-        writer = JournalWriter.create(path, genesis)
+        check_room(data_dir)
+        # A header or a genesis never committed: nothing was ever acknowledged. Replaced whole, or left as it was.
+        writer = JournalWriter.create(path, genesis, replace=True)
         report = RecoveryReport(path, created=True, last_seq=writer.next_seq - 1,
                                 seconds=time.perf_counter() - started)
         return Recovered(new_sequencer(genesis), writer, genesis, report)
@@ -292,30 +336,185 @@ def recover(data_dir: Path, genesis: Genesis, *, ledger_cursor: int = 0,
         raise JournalError(f"{path} was started with other terms (instruments, compliance, market data, resend "
                            f"window) than the configuration's ({'; '.join(differences)}); start it with the terms "
                            "it was made with, or give a new data directory")
+    check_room(data_dir)
     # After a crash the file's last writes may sit only in the page cache: sync them before replaying, so
     # that nothing settled or resent from this replay can be lost to a power cut afterwards.
-    fsync_path(path)
-    passed_over: list[str] = []
-    snapshot = newest_snapshot(path, journal_id, ledger_cursor if settle else None, passed_over)
-    core, report, result = replay_journal(path, journal_genesis, snapshot, settle=settle, ledger_cursor=ledger_cursor)
-    report.snapshots_passed_over = passed_over
-    if result.torn_bytes:
-        log_event(log, "journal_torn_tail", logging.WARNING, journal=str(path), offset=result.committed_end,
-                  bytes=result.torn_bytes, reason=result.torn_reason)
-        truncate(path, result.committed_end)
+    try:
+        fsync_path(path)
+    except OSError as error:
+        raise JournalError(f"{path}: syncing the journal as found failed ({error}); nothing was changed") from error
+
+    files = snapshot_files(data_dir)
+    reasons: dict[Path, str] = {}  # snapshot file -> why it is not used
+    snapshots = _snapshots_of(files, journal_id, reasons)
+    checking = time.perf_counter()
+    scan = scan_journal(path, [info.offset for info, _ in snapshots])
+    check_seconds = time.perf_counter() - checking
+    _check_snapshots_agree(path, scan, snapshots)
+    snapshot, counted_after = _usable_snapshot(scan, snapshots, ledger_cursor if settle else None, reasons)
+
+    core, report, result = replay_journal(path, journal_genesis, snapshot, settle=_settling(settle),
+                                          ledger_cursor=ledger_cursor, end=scan.committed_end,
+                                          counted_after=counted_after)
+    if result.committed_end != scan.committed_end:  # a record that passed its CRC and does not replay
+        raise JournalError(f"{path}: the batches from byte {result.committed_end} on cannot be replayed "
+                           f"({result.torn_reason}); nothing was changed")
+    chosen = None if snapshot is None else snapshot[0].path
+    report.snapshots_passed_over = [f"{candidate.name}: {reasons[candidate]}"
+                                    for candidate in itertools.takewhile(lambda each: each != chosen, files)
+                                    if candidate in reasons]
+    report.torn_bytes, report.torn_reason = scan.torn_bytes, scan.torn_reason
+    report.checked_records, report.check_seconds = scan.records, check_seconds
     if ledger_cursor > core.engine.counters.seq:
+        if scan.torn_bytes:
+            raise JournalTailAcknowledged(
+                path, *_tail_problem(scan), scan.committed_end,
+                f"the ledger has settled events up to seq {ledger_cursor}, past the last event of the batches "
+                f"before it ({core.engine.counters.seq})")
         raise JournalError(f"the ledger has settled events up to seq {ledger_cursor}, past the journal's last "
                            f"event {core.engine.counters.seq}: the ledger belongs to another journal, or the "
                            "journal lost acknowledged records")
-    writer = JournalWriter(path, result.last_seq + 1, result.committed_end, journal_id)
+    if scan.torn_bytes:  # every check has passed: nothing durable shows the tail was acknowledged
+        log_event(log, "journal_torn_tail", logging.WARNING, journal=str(path), offset=scan.committed_end,
+                  bytes=scan.torn_bytes, reason=scan.torn_reason)
+        truncate(path, scan.committed_end)
+    try:
+        writer = JournalWriter(path, scan.last_seq + 1, scan.committed_end, journal_id)
+    except OSError as error:
+        raise JournalError(f"{path}: the journal cannot be opened for writing: {error}") from error
     report.seconds = time.perf_counter() - started
     return Recovered(core, writer, journal_genesis, report)
 
 
+def check_room(data_dir: Path) -> None:
+    """Refuse to start (JournalError) unless the data directory takes a test write: a probe file of
+    ROOM_PROBE_BYTES, written, synced and removed. A start on a full disk (or a read-only one) is then
+    refused before anything is changed, rather than failing half way."""
+    probe = data_dir / ROOM_PROBE
+    try:
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(os.urandom(ROOM_PROBE_BYTES))
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
+    except OSError as error:
+        raise JournalError(f"{data_dir}: no room to write ({error}): a test write of {ROOM_PROBE_BYTES >> 20} "
+                           "MiB failed, and a start writes to the journal, the ledger and snapshots. Nothing was "
+                           "changed: free some space (or make the directory writable) and start again") from error
+
+
+def _settling(settle: Callable[[list], None] | None) -> Callable[[list], None] | None:
+    """``settle``, with a ledger that cannot be written (a full disk) reported as a JournalError."""
+    if settle is None:
+        return None
+
+    def guarded(events: list) -> None:
+        try:
+            settle(events)
+        except (OSError, sqlite3.Error) as error:
+            raise JournalError(f"settling the replayed events in the ledger failed ({error}); the journal was "
+                               "not changed, and the ledger keeps what it had settled: free some space and start "
+                               "again") from error
+    return guarded
+
+
+def _snapshots_of(files: list[Path], journal_id: bytes, reasons: dict[Path, str]
+                  ) -> list[tuple[SnapshotInfo, str | None]]:
+    """The snapshots of this journal, newest first, each with why its format cannot be loaded (None: it can).
+    Their headers are evidence of how far the journal was synced whatever their format; the others are
+    given a reason in ``reasons``."""
+    found = []
+    for candidate in files:
+        try:
+            with open(candidate, "rb") as file:
+                data = file.read(SNAPSHOT_HEADER.size)
+        except OSError as error:
+            reasons[candidate] = str(error)
+            continue
+        if len(data) < SNAPSHOT_HEADER.size:
+            reasons[candidate] = "shorter than its header"
+            continue
+        magic, version, journal, record_seq, offset, event_seq, _, _ = SNAPSHOT_HEADER.unpack(data)
+        if magic != SNAPSHOT_MAGIC:
+            reasons[candidate] = "not a carbonx snapshot"
+        elif journal != journal_id:
+            reasons[candidate] = "belongs to another journal"
+        else:
+            refusal = None if version == SNAPSHOT_FORMAT else f"format {version}, this program reads {SNAPSHOT_FORMAT}"
+            found.append((SnapshotInfo(candidate, record_seq, offset, event_seq, journal), refusal))
+    return found
+
+
+def _tail_problem(scan: JournalScan) -> tuple[int, int, str]:
+    """(offset, seq, reason) of the first record after the last commit that cannot be read or is missing."""
+    if scan.stop_reason is not None:
+        return scan.valid_end, scan.next_seq, scan.stop_reason
+    return scan.file_size, scan.next_seq, "missing: the records before it end without their commit record"
+
+
+def _check_snapshots_agree(path: Path, scan: JournalScan, snapshots: list[tuple[SnapshotInfo, str | None]]) -> None:
+    """Every snapshot of this journal names a commit record the journal has where it says (JournalCorrupt
+    if not), and none lies past the last commit when there is a tail to cut (JournalTailAcknowledged: a
+    snapshot is taken only once the journal is synced up to it, so the tail was acknowledged)."""
+    for info, _ in snapshots:
+        if info.offset > scan.committed_end:
+            continue
+        found = scan.record_ends.get(info.offset)
+        if found == (info.record_seq, True):
+            continue
+        there = ("no record ends there" if found is None else
+                 f"record {found[0]} ends there" + ("" if found[1] else ", and it is not a commit record"))
+        raise JournalCorrupt(path, info.offset, info.record_seq, there, (
+            f"{path}: {info.path.name} was taken after record {info.record_seq}, ending at byte {info.offset}, "
+            f"but in the journal {there}: it is not the journal the snapshot was taken of (damaged, cut or "
+            "rewritten since). Nothing was changed. Restore the journal from a copy; or, if the journal is "
+            f"right, move the snapshot out of {info.path.parent} and start again"))
+    ahead = [info for info, _ in snapshots if info.offset > scan.committed_end]
+    if scan.torn_bytes and ahead:
+        newest = max(ahead, key=lambda info: info.offset)
+        raise JournalTailAcknowledged(
+            path, *_tail_problem(scan), scan.committed_end,
+            f"{newest.path.name} was taken after record {newest.record_seq}, ending at byte {newest.offset}, "
+            f"past the last commit record ({scan.last_seq}, ending at byte {scan.committed_end})")
+
+
+def _usable_snapshot(scan: JournalScan, snapshots: list[tuple[SnapshotInfo, str | None]], ledger_cursor: int | None,
+                     reasons: dict[Path, str]) -> tuple[tuple[SnapshotInfo, Sequencer] | None, int]:
+    """The newest snapshot to start from, and the record after which commands count as journaled since the
+    newest snapshot (a newer one the ledger has not settled up to will be usable once this start has)."""
+    counted_after = None
+    for info, refusal in snapshots:
+        if refusal is not None:
+            reasons[info.path] = refusal
+        elif info.offset > scan.committed_end:
+            reasons[info.path] = "past the journal's end"
+        elif ledger_cursor is not None and info.event_seq > ledger_cursor:
+            reasons[info.path] = "the ledger has not settled up to it"
+            if counted_after is None:
+                counted_after = info.record_seq
+        else:
+            try:
+                _, core = read_snapshot(info.path)
+            except (JournalError, OSError) as refused:
+                reasons[info.path] = str(refused)
+                continue
+            return (info, core), info.record_seq if counted_after is None else counted_after
+    return None, 0 if counted_after is None else counted_after
+
+
 def replay_journal(path: Path, genesis: Genesis, snapshot: tuple[SnapshotInfo, Sequencer] | None = None, *,
-                   settle: Callable[[list], None] | None = None, ledger_cursor: int = 0
-                   ) -> tuple[Sequencer, RecoveryReport, ScanResult]:
-    """Rebuild the state from a journal (after ``snapshot`` if given), reading only: nothing is cut or written."""
+                   settle: Callable[[list], None] | None = None, ledger_cursor: int = 0, end: int | None = None,
+                   counted_after: int | None = None) -> tuple[Sequencer, RecoveryReport, ScanResult]:
+    """Rebuild the state from a journal (after ``snapshot`` if given, up to byte ``end`` if given), reading
+    only: nothing is cut or written. ``commands_since_snapshot`` counts the commands after record
+    ``counted_after`` (default: after the snapshot, or all)."""
     started = time.perf_counter()
     report = RecoveryReport(path)
     if snapshot is None:
@@ -324,8 +523,10 @@ def replay_journal(path: Path, genesis: Genesis, snapshot: tuple[SnapshotInfo, S
         info, core = snapshot
         offset, expect_seq = info.offset, info.record_seq + 1
         report.snapshot = info
+    if counted_after is None:
+        counted_after = expect_seq - 1
     reader = JournalReader(path)
-    replay_batches(core, reader.batches(offset, expect_seq), report, settle, ledger_cursor)
+    replay_batches(core, reader.batches(offset, expect_seq, end), report, settle, ledger_cursor, counted_after)
     result = reader.result
     report.last_seq = result.last_seq
     report.torn_bytes, report.torn_reason = result.torn_bytes, result.torn_reason
