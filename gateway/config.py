@@ -312,12 +312,25 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     "host": Setting("server", str, "127.0.0.1", "address the trading gateway listens on"),
     "port": Setting("server", int, 7001, "TCP port of the trading gateway (0: any free port)", 0, 65535),
-    "max_sessions": Setting("server", int, 1000, "connections open at once; more are refused", 1, 100_000),
+    "max_sessions": Setting("server", int, 1000, "sessions logged on at once; more logons are refused (715)", 1,
+                            100_000),
+    "max_pending_logons": Setting("server", int, 256, "connections not logged on yet, in all; more are closed at "
+                                  "once (718), so that a flood of idle connections cannot take the logged-on "
+                                  "sessions' place", 1, 100_000),
+    "max_pending_logons_per_peer": Setting("server", int, 16, "connections not logged on yet from one address; "
+                                           "more are closed at once (718)", 1, 100_000),
     "heartbeat_interval": Setting("session", float, 5.0, "seconds between heartbeats when a client asks for "
                                   "none in its logon", 0.1, 60.0),
     "heartbeat_timeout_factor": Setting("session", float, 3.0, "a session is closed after this many heartbeat "
                                         "intervals with nothing received", 1.5, 10.0),
     "logon_timeout": Setting("session", float, 5.0, "seconds a new connection has to log on", 0.1, 60.0),
+    "logon_free_failures": Setting("session", int, 3, "failed logons in a row for one account (or from one "
+                                   "address) before each further one brings a back-off (717)", 1, 1000),
+    "logon_backoff": Setting("session", float, 1.0, "seconds of the first back-off after failed logons; it doubles "
+                             "with each further failure, up to the lockout", 0.0, 3600.0),
+    "logon_lockout_failures": Setting("session", int, 10, "failed logons in a row for one account (or from one "
+                                      "address) that lock it out for logon_lockout_seconds (717)", 1, 1000),
+    "logon_lockout_seconds": Setting("session", float, 300.0, "seconds a lockout lasts", 0.0, 86_400.0),
     "throttle_rate": Setting("session", float, 5000.0, "messages a second a session may send, on average "
                              "(token bucket); heartbeats and logout are not counted", 1.0, 1e7),
     "throttle_burst": Setting("session", int, 1000, "messages a session may send at once above the rate "

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Annotated, ClassVar, Union
 
 import msgspec
+import msgspec.inspect
 
 from exchange import RejectCode
 
@@ -57,6 +58,7 @@ class Inbound(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_o
     request_id: RequestId = None
     admin: ClassVar[bool] = False  # operator accounts only
     auctioneer: ClassVar[bool] = False  # auctioneer accounts only (member states selling allowances)
+    market_data: ClassVar[bool] = False  # allowed in a market-data session too
 
 
 # -- session ---------------------------------------------------------------------------------
@@ -66,14 +68,15 @@ class Logon(Inbound, tag="logon"):
     secret: str
     heartbeat_interval: Union[int, None] = None  # noqa: UP007 seconds; None: the server's default
     cancel_on_disconnect: Union[bool, None] = None  # noqa: UP007 for this session; None: the account's setting
+    market_data_only: bool = False  # a session that watches: no orders, no numbered messages, no cancel-on-disconnect
 
 
 class Logout(Inbound, tag="logout"):
-    pass
+    market_data: ClassVar[bool] = True
 
 
 class Heartbeat(Inbound, tag="heartbeat"):
-    pass
+    market_data: ClassVar[bool] = True
 
 
 # -- orders ----------------------------------------------------------------------------------
@@ -119,6 +122,7 @@ class BalancesRequest(Inbound, tag="balances"):
 
 
 class BookRequest(Inbound, tag="book"):
+    market_data: ClassVar[bool] = True
     instrument: str
     levels: int = 10
 
@@ -130,11 +134,13 @@ class ResendRequest(Inbound, tag="resend"):
 # -- market data over the socket ------------------------------------------------------------
 
 class SubscribeRequest(Inbound, tag="subscribe"):
+    market_data: ClassVar[bool] = True
     instruments: Union[list[str], None] = None  # noqa: UP007 None: every instrument
     channels: Union[list[str], None] = None  # noqa: UP007 None: every channel (book, top, trades, stats, status)
 
 
 class UnsubscribeRequest(Inbound, tag="unsubscribe"):
+    market_data: ClassVar[bool] = True
     instruments: Union[list[str], None] = None  # noqa: UP007
     channels: Union[list[str], None] = None  # noqa: UP007
 
@@ -267,7 +273,7 @@ class FrameReader:
 _FIELD_IN_ERROR = re.compile(r"`\$\.([A-Za-z_][A-Za-z0-9_]*)|field `([A-Za-z_][A-Za-z0-9_]*)`")  # a known field
 MAX_ECHO = 64  # longest string of a refused frame echoed in the answer
 # What decoding a hostile body may raise besides a schema error: broken MessagePack, a str that is
-# not UTF-8, nesting deeper than the decoder recurses.
+# not UTF-8, nesting deeper than the decoder recurses (which error each is depends on msgspec's release).
 _UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _any_decoder = msgspec.msgpack.Decoder()
 _inbound_decoder = msgspec.msgpack.Decoder(Union[INBOUND])  # type: ignore[valid-type]  # noqa: UP007
@@ -295,7 +301,7 @@ class MessageReader:
                     break
             except _UNREADABLE as error:
                 out.append(Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: "
-                                   f"{_unreadable(error)}", fatal=True))
+                                   f"{_unreadable(body, error)}", fatal=True))
                 break
         else:
             if self.frames.failed is not None:
@@ -310,11 +316,15 @@ def _classify(body: memoryview, error: msgspec.ValidationError) -> Refusal:
     try:  # the schema failed first; the body may still be broken MessagePack further on
         document = _any_decoder.decode(body)
     except _UNREADABLE as decode_error:
-        return Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: {_unreadable(decode_error)}",
-                       fatal=True)
+        return Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: "
+                       f"{_unreadable(body, decode_error)}", fatal=True)
+    if _may_nest_deeply(body):  # the decoder's own depth limit is the interpreter's, which differs by version
+        problem = _malformation(body)
+        if problem is not None:
+            return Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: {problem}", fatal=True)
     if type(document) is not dict:
-        return Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: a "
-                       f"{type(document).__name__}, not a map", fatal=True)
+        return Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: "
+                       f"{_describe_value(document)}, not a map", fatal=True)
     message_type = _echo(document.get("type"), str)
     echo = {"message_type": message_type, "request_id": _echo(document.get("request_id"), (int, str)),
             "client_order_id": _echo(document.get("client_order_id"), (int, str))}
@@ -329,8 +339,8 @@ def _classify(body: memoryview, error: msgspec.ValidationError) -> Refusal:
                        f"{field if field is not None else '(not a short string)'}", fatal=False, field=field,
                        **echo)
     match = _FIELD_IN_ERROR.search(str(error))
-    field = (match.group(1) or match.group(2)) if match else None
-    return Refusal(RejectCode.INVALID_FIELD, f"{RejectCode.INVALID_FIELD.text}: {error}", fatal=False, field=field,
+    field, problem = _field_problem(kind, document, (match.group(1) or match.group(2)) if match else None)
+    return Refusal(RejectCode.INVALID_FIELD, f"{RejectCode.INVALID_FIELD.text}: {problem}", fatal=False, field=field,
                    **echo)
 
 
@@ -344,12 +354,190 @@ def _echo(value: object, kinds: type | tuple[type, ...]) -> object:
     return value
 
 
-def _unreadable(error: Exception) -> str:
-    if isinstance(error, UnicodeDecodeError):
-        return "a string that is not UTF-8"
-    if isinstance(error, RecursionError):
-        return "nested too deeply"
-    return str(error)
+# -- refusal texts ---------------------------------------------------------------------------------
+#
+# Every refusal's text is the project's own. The decoder (msgspec) only tells that a body failed: its
+# sentences are never passed on, because their wording changes between its releases (0.19 rewrote its
+# UTF-8 error) and clients and tests must not see that. What went wrong is found here instead: a
+# malformed body by reading its MessagePack structure (_malformation, run only on a refused body, so it
+# costs the accepted ones nothing), a bad field by holding the decoded map against the message's schema
+# (_field_problem). Only which field the decoder stopped at is taken from its error (_FIELD_IN_ERROR);
+# should that ever fail to match, the field is looked for in the map.
+
+MAX_NESTING = 1000  # arrays and maps inside each other; deeper is fatal (docs/PROTOCOL.md 2: "about 1000")
+NOT_UTF8 = "a string that is not UTF-8"
+NESTED = "nested too deeply"
+TOO_DEEP = f"{NESTED} (more than {MAX_NESTING} levels of arrays and maps)"
+TRUNCATED = "truncated: the body ends inside an object"
+TRAILING = "bytes after the first object (a body is exactly one map)"
+UNUSABLE_KEY = "a map key that is a map or an ext value"
+NOT_MESSAGEPACK = "not valid MessagePack"
+
+# MessagePack's first bytes (its specification, msgpack.org): the bytes that follow
+# a scalar of fixed size; the length bytes of a str, bin or ext (then its type byte) and which it is; the
+# length bytes of an array or a map and the objects each entry holds.
+_FIXED_SIZE = {0xc0: 0, 0xc2: 0, 0xc3: 0, 0xca: 4, 0xcb: 8, 0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8, 0xd0: 1, 0xd1: 2,
+               0xd2: 4, 0xd3: 8, 0xd4: 2, 0xd5: 3, 0xd6: 5, 0xd7: 9, 0xd8: 17}  # 0xd4-0xd8: fixext, type byte + data
+_SIZED = {0xc4: (1, "bin"), 0xc5: (2, "bin"), 0xc6: (4, "bin"), 0xc7: (1, "ext"), 0xc8: (2, "ext"), 0xc9: (4, "ext"),
+          0xd9: (1, "str"), 0xda: (2, "str"), 0xdb: (4, "str")}
+_COLLECTIONS = {0xdc: (2, 1), 0xdd: (4, 1), 0xde: (2, 2), 0xdf: (4, 2)}  # array 16/32, map 16/32
+_NOT_COLLECTION_BYTES = bytes(lead for lead in range(256) if not (0x80 <= lead <= 0x9f or lead in _COLLECTIONS))
+
+
+def _may_nest_deeply(body: memoryview) -> bool:
+    """Cheap and never wrong when False: a body nested more than MAX_NESTING deep has more array and map
+    headers than that (the count includes such bytes inside strings, so True only means "look")."""
+    return len(body) > MAX_NESTING and len(bytes(body).translate(None, _NOT_COLLECTION_BYTES)) > MAX_NESTING
+
+
+def _malformation(body: memoryview | bytes) -> str | None:
+    """What keeps ``body`` from being exactly one readable MessagePack object, the first problem in reading
+    order, in the project's words; None if nothing does. Iterative: a hostile depth cannot recurse here."""
+    data = bytes(body)
+    end = len(data)
+    at = 0
+    open_collections: list[list[int]] = []  # per array or map being read: [objects still to read, 1 if a map]
+    while True:
+        if at >= end:
+            return TRUNCATED
+        # a map's objects alternate key, value, so an even number still to read means a key comes next
+        is_key = bool(open_collections) and open_collections[-1][1] == 1 and open_collections[-1][0] % 2 == 0
+        lead = data[at]
+        at += 1
+        count = 0
+        is_map = 0
+        if lead <= 0x7f or lead >= 0xe0:  # positive and negative fixint
+            pass
+        elif lead <= 0x9f or lead in _COLLECTIONS:
+            if lead <= 0x8f:
+                count, is_map = (lead & 0x0f) * 2, 1
+            elif lead <= 0x9f:
+                count = lead & 0x0f
+            else:
+                width, per_entry = _COLLECTIONS[lead]
+                if at + width > end:
+                    return TRUNCATED
+                count, is_map = int.from_bytes(data[at:at + width], "big") * per_entry, per_entry - 1
+                at += width
+            if is_map and is_key:
+                return UNUSABLE_KEY
+            if len(open_collections) >= MAX_NESTING:
+                return TOO_DEEP
+            if count:
+                open_collections.append([count, is_map])
+                continue
+        elif lead <= 0xbf or lead in _SIZED:
+            if lead <= 0xbf:
+                size, what = lead & 0x1f, "str"
+            else:
+                width, what = _SIZED[lead]
+                if at + width > end:
+                    return TRUNCATED
+                size = int.from_bytes(data[at:at + width], "big")
+                at += width
+            if what == "ext":
+                if is_key:
+                    return UNUSABLE_KEY
+                size += 1  # the ext's type byte
+            if at + size > end:
+                return TRUNCATED
+            if what == "str":
+                try:
+                    data[at:at + size].decode("utf-8")
+                except UnicodeDecodeError:
+                    return NOT_UTF8
+            at += size
+        elif lead in _FIXED_SIZE:
+            if is_key and 0xd4 <= lead <= 0xd8:
+                return UNUSABLE_KEY
+            at += _FIXED_SIZE[lead]
+            if at > end:
+                return TRUNCATED
+        else:  # 0xc1, the one byte MessagePack never uses
+            return f"{NOT_MESSAGEPACK}: byte 0x{lead:02x} at offset {at - 1}"
+        while open_collections:  # one object read: it may complete the collections around it
+            open_collections[-1][0] -= 1
+            if open_collections[-1][0]:
+                break
+            open_collections.pop()
+        else:
+            return None if at == end else TRAILING
+
+
+def _unreadable(body: memoryview | bytes, error: Exception) -> str:
+    """Why the decoder could not read ``body`` (it raised ``error``), in the project's words."""
+    problem = _malformation(body)
+    if problem is not None:
+        return problem
+    if isinstance(error, RecursionError):  # within MAX_NESTING, but deeper than this interpreter lets msgspec go
+        return NESTED
+    return NOT_MESSAGEPACK
+
+
+_INBOUND_FIELDS: dict[type, dict[str, object]] = {
+    kind: {field.name: field for field in msgspec.inspect.type_info(kind).fields} for kind in INBOUND}
+_WIRE_INT_RANGE = (-(1 << 63), (1 << 63) - 1)
+
+
+def _field_problem(kind: type[Inbound], document: dict, named: str | None) -> tuple[str | None, str]:
+    """The field of ``document`` that does not fit message ``kind`` and what is wrong with it. ``named`` is the
+    field the decoder stopped at, if its error named one; else a missing required field is looked for."""
+    fields = _INBOUND_FIELDS[kind]
+    if named not in fields:
+        missing = [name for name, field in fields.items() if field.required and name not in document]
+        if not missing:
+            return None, "a value does not fit the message's schema (docs/PROTOCOL.md)"
+        named = missing[0]
+    if named not in document:
+        return named, f"missing required field `{named}`"
+    expected = fields[named].type
+    value = document[named]
+    got = _describe_value(value)
+    if type(value) is list and isinstance(expected, (msgspec.inspect.ListType, msgspec.inspect.UnionType)):
+        wrong = [item for item in value if type(item) is not str]  # the only arrays of the schema hold strings
+        if wrong:
+            got = f"an array holding {_describe_value(wrong[0])}"
+    return named, f"`{named}` must be {_describe_type(expected)}, not {got}"
+
+
+def _describe_type(kind: object) -> str:
+    """A field's type from the schema (msgspec.inspect), as docs/PROTOCOL.md words it."""
+    inspect = msgspec.inspect
+    if isinstance(kind, inspect.UnionType):
+        parts = [_describe_type(member) for member in kind.types]
+        return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} or {parts[-1]}"
+    if isinstance(kind, inspect.IntType):
+        return "a signed 64-bit integer" if (kind.ge, kind.le) == _WIRE_INT_RANGE else "an integer"
+    if isinstance(kind, inspect.StrType):
+        return "a string" if kind.max_length is None else f"a string of at most {kind.max_length} characters"
+    if isinstance(kind, inspect.BoolType):
+        return "true or false"
+    if isinstance(kind, inspect.NoneType):
+        return "nil"
+    if isinstance(kind, inspect.ListType):
+        return "an array of strings" if isinstance(kind.item_type, inspect.StrType) else "an array"
+    return "of the type docs/PROTOCOL.md gives"
+
+
+def _describe_value(value: object) -> str:
+    """What a decoded MessagePack object is, in the protocol's terms (never Python's type names)."""
+    if value is None:
+        return "nil"
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is int:
+        return "an integer" if -(1 << 63) <= value < 1 << 63 else "an integer beyond the signed 64 bits"
+    if type(value) is float:
+        return "a float"
+    if type(value) is str:
+        return "a string" if len(value) <= MAX_ECHO else f"a string of {len(value)} characters"
+    if type(value) is bytes:
+        return "bin"
+    if type(value) is list:
+        return "an array"
+    if type(value) is dict:
+        return "a map"
+    return "an ext value"
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -369,15 +557,17 @@ class DictReader:
         self.frames = FrameReader(max_frame)
 
     def feed(self, data: bytes) -> list[dict]:
-        try:
-            messages = [_any_decoder.decode(body) for body in self.frames.feed(data)]
-        except _UNREADABLE as error:
-            raise ProtocolError(f"the server sent an unreadable frame: {_unreadable(error)}") from None
+        messages = []
+        for body in self.frames.feed(data):
+            try:
+                messages.append(_any_decoder.decode(body))
+            except _UNREADABLE as error:
+                raise ProtocolError(f"the server sent an unreadable frame: {_unreadable(body, error)}") from None
         if self.frames.failed is not None:
             raise ProtocolError(self.frames.failed.text)
         for message in messages:
             if type(message) is not dict:
-                raise ProtocolError(f"the server sent a {type(message).__name__}, not a map")
+                raise ProtocolError(f"the server sent {_describe_value(message)}, not a map")
         return messages
 
 

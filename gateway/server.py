@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import gc
 import itertools
@@ -59,6 +60,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -77,6 +79,7 @@ from exchange.instruments import Instrument, cents_to_eur
 
 from .config import AccountConfig, ServerConfig, start_up_commands
 from .credentials import verify_secret
+from .logon_guard import LogonGuard
 from .logs import log_event
 from .marketdata import CHANNELS
 from .mqtt import MqttPublisher, parse_mqtt_url
@@ -107,6 +110,7 @@ MAX_THROTTLE_PAUSE = 1.0  # seconds a session over its rate goes unread, at the 
 GC_YOUNG_THRESHOLD = 50_000  # allocations between collections of the youngest generation (serve only)
 SECRET_CHECK_THREADS = 2  # scrypt checks at once (16 MiB of memory each)
 MAX_UNSYNCED_BATCHES = 256  # batches written and waiting for the disk; past it the engine waits
+MAX_MARKET_DATA_SESSIONS = 8  # market-data sessions an account may have at once (beside its trading session)
 CLOSE_GRACE = 1.0  # seconds an ended session's connection lingers for the peer to take its logout
 CLEARING_MARGIN = 0.01  # seconds after a primary auction's window before it is cleared (the clearing's ts must
 # be at or past the window's end, and the engine compares the command's ts, stamped a moment later)
@@ -194,11 +198,12 @@ class AcceptLogon:
 class AccountLink:
     """An account as the gateway sees it: its configuration, and its session while one is logged on."""
 
-    __slots__ = ("config", "session")
+    __slots__ = ("config", "session", "watchers")
 
     def __init__(self, config: AccountConfig) -> None:
         self.config = config
-        self.session: Session | None = None
+        self.session: Session | None = None  # its trading session
+        self.watchers = 0  # its market-data sessions
 
 
 class Session:
@@ -212,7 +217,10 @@ class Session:
         self.writer = writer
         self.transport = writer.transport
         peer = writer.get_extra_info("peername")  # None when the peer reset the connection before it was taken
+        self.host = peer[0] if peer else "?"  # the address whose logons and pending connections are counted
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.pending = False  # counted among the connections waiting to log on
+        self.market_data_only = False  # set at logon: a session for market data, with no orders and no numbering
         self.link: AccountLink | None = None  # set at logon
         self.account: str | None = None
         self.cancel_on_disconnect = True  # set at logon: the logon's choice, else the account's setting
@@ -249,14 +257,16 @@ class Session:
                       peer=self.peer, buffered=buffered)
             self.end(RejectCode.SLOW_CONSUMER)  # the logout sits behind everything unread
 
-    def end(self, code: RejectCode | None, text: str | None = None, request_id: object = None) -> None:
-        """Send a logout (with ``code`` if the exchange ends the session) and close after it is written."""
+    def end(self, code: RejectCode | None, text: str | None = None, request_id: object = None,
+            **fields: object) -> None:
+        """Send a logout (with ``code`` if the exchange ends the session; ``fields`` added to it) and close after
+        it is written."""
         if self.closed:
             return
         self.close_code = code
         self._close()
         message = {"type": "logout", "code": None if code is None else int(code),
-                   "text": text or ("logged out" if code is None else code.text), "ts": time.time_ns()}
+                   "text": text or ("logged out" if code is None else code.text), **fields, "ts": time.time_ns()}
         if request_id is not None:
             message["request_id"] = request_id
         transport = self.transport
@@ -330,7 +340,12 @@ class TradingGateway:
                                         snapshot_interval=config.snapshot_interval) if config.mqtt_url else None)
         self.links = {account_id: AccountLink(account) for account_id, account in accounts.items()}
         self.requests: asyncio.Queue[tuple[Session | None, object]] = asyncio.Queue(maxsize=config.queue_size)
-        self.sessions: dict[int, Session] = {}
+        self.sessions: dict[int, Session] = {}  # every connection, logged on or not
+        self.logged_on = 0  # sessions logged on (at most max_sessions)
+        self._pending_logons: dict[str, int] = {}  # connections not logged on yet, by peer address
+        self._pending_total = 0
+        self.logon_guard = LogonGuard(config.logon_free_failures, config.logon_backoff, config.logon_lockout_failures,
+                                      config.logon_lockout_seconds)
         self._numbers = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task] = []
@@ -384,13 +399,18 @@ class TradingGateway:
 
     # -- life cycle ------------------------------------------------------------------------
 
-    async def start(self, opening: list | None = None) -> None:
+    async def start(self, opening: list | None = None, listener: asyncio.Server | None = None) -> None:
         """Run the start-up commands, listen, and start the engine, heartbeat and journal tasks.
 
         Before anyone can log on: ``opening`` (engine commands opening and
         funding accounts the state does not know yet), then the
         cancel-on-disconnect of every session the last stop or crash ended.
+        ``listener``: the address bound beforehand and not yet serving
+        (:func:`bind_listener`, as ``running_exchange`` does before it opens
+        anything); without it the address is bound here, first of all, so
+        that an address in use fails before any start-up command runs.
         """
+        self._server = listener or await bind_listener(self.config.host, self.config.port, self._serve_connection)
         if self._sync_each_batch:
             self._syncer = JournalSyncer(self.journal, asyncio.get_running_loop(), self._synced_to, self._fail)
         first: list = []
@@ -399,8 +419,7 @@ class TradingGateway:
         first += [(None, Disconnected(account)) for account in sorted(self.core.cod_sessions)]
         if first:
             self._run_batch(first)
-        self._server = await asyncio.start_server(self._serve_connection, self.config.host, self.config.port,
-                                                  limit=SESSION_READ_SIZE)
+        await self._server.start_serving()
         self._tasks = [asyncio.create_task(self._engine_loop(), name="engine"),
                        asyncio.create_task(self._heartbeats(), name="session-heartbeats")]
         if self.publisher is not None:
@@ -528,13 +547,18 @@ class TradingGateway:
         try:
             if self.stopping:
                 session.end(RejectCode.SHUTTING_DOWN)
-            elif len(self.sessions) > self.config.max_sessions:
-                session.end(RejectCode.TOO_MANY_SESSIONS)
+            elif (self._pending_total >= self.config.max_pending_logons
+                  or self._pending_logons.get(session.host, 0) >= self.config.max_pending_logons_per_peer):
+                log_event(log, "pending_logons_full", logging.WARNING, session=number, peer=session.peer,
+                          pending=self._pending_total, from_peer=self._pending_logons.get(session.host, 0))
+                session.end(RejectCode.TOO_MANY_PENDING_LOGONS)
             else:
+                self._count_pending(session, True)
                 await self._run_session(session)
         except (ConnectionError, OSError) as error:
             log_event(log, "connection_error", logging.INFO, session=number, error=str(error))
         finally:
+            self._count_pending(session, False)
             del self.sessions[number]
             self._connection_tasks.discard(task)
             for key in session.subscriptions:
@@ -545,6 +569,19 @@ class TradingGateway:
                     writer.close()
             await self._session_ended(session)
 
+    def _count_pending(self, session: Session, pending: bool) -> None:
+        """A connection starts or stops waiting to log on (its logon was answered, or it went away)."""
+        if session.pending == pending:
+            return
+        session.pending = pending
+        step = 1 if pending else -1
+        self._pending_total += step
+        count = self._pending_logons.get(session.host, 0) + step
+        if count:
+            self._pending_logons[session.host] = count
+        else:
+            del self._pending_logons[session.host]
+
     async def _run_session(self, session: Session) -> None:
         messages = MessageReader(self.config.max_frame)
         try:
@@ -554,7 +591,9 @@ class TradingGateway:
             return
         if not items:
             return  # the client went away before logging on
-        if not await self._logon(session, items[0]):
+        logged_on = await self._logon(session, items[0])
+        self._count_pending(session, False)
+        if not logged_on:
             return
         if not await self._take(session, items[1:]):
             return await self._await_logout(session)
@@ -599,33 +638,64 @@ class TradingGateway:
             session.end(RejectCode.INVALID_FIELD, f"heartbeat_interval: whole seconds from {MIN_CLIENT_HEARTBEAT} "
                                                   f"to {MAX_CLIENT_HEARTBEAT}", first.request_id)
             return False
+        account = first.account[:64]  # as counted and logged: an account name is never longer
+        guard = self.logon_guard
+        wait = guard.wait(account, session.host, self.clock())
+        if wait is not None:  # backing off or locked out: refused before its secret is looked at
+            log_event(log, "logon_refused_locked", logging.WARNING, session=session.number, peer=session.peer,
+                      account=account, by=wait.key, retry_after=round(wait.seconds, 3))
+            retry_after = round(wait.seconds, 3)
+            session.end(RejectCode.LOGON_LOCKED, f"too many failed logons for this {wait.key}: try again in "
+                        f"{retry_after} s", first.request_id, retry_after=retry_after)
+            return False
         link = self.links.get(first.account)
         stored = link.config.secret_hash if link is not None else _DUMMY_HASH
         async with self._logon_checks:  # scrypt costs memory and tens of milliseconds: a few at a time
             verified = await asyncio.get_running_loop().run_in_executor(self._secret_checker, verify_secret,
                                                                         first.secret, stored)
         if link is None or not verified:
+            for key, failures, seconds in guard.failed(account, session.host, self.clock()):
+                log_event(log, "logon_lockout" if guard.locked_out(key, failures) else "logon_backoff",
+                          logging.WARNING, account=account if key == "account" else None,
+                          peer=session.host if key == "peer" else None, failures=failures, seconds=seconds)
             log_event(log, "logon_failed", logging.WARNING, session=session.number, peer=session.peer,
-                      account=first.account[:64])
+                      account=account)
             session.end(RejectCode.LOGON_FAILED, request_id=first.request_id)
             return False
-        if link.session is not None:
-            log_event(log, "logon_refused_second_session", logging.WARNING, session=session.number,
-                      account=first.account, peer=session.peer)
-            session.end(RejectCode.ALREADY_LOGGED_ON, request_id=first.request_id)
+        guard.succeeded(account)
+        market_data_only = first.market_data_only
+        refusal = self._refuse_logon(link, market_data_only)
+        if refusal is not None:
+            log_event(log, "logon_refused", logging.WARNING, session=session.number, account=first.account,
+                      peer=session.peer, code=int(refusal))
+            session.end(refusal, request_id=first.request_id)
             return False
         if session.closed or self.stopping:
             return False
-        link.session = session
+        if market_data_only:
+            link.watchers += 1
+            session.market_data_only = True
+            session.cancel_on_disconnect = False
+        else:
+            link.session = session
+            session.cancel_on_disconnect = (link.config.cancel_on_disconnect if first.cancel_on_disconnect is None
+                                            else first.cancel_on_disconnect)
+        self.logged_on += 1
         session.link = link
         session.account = first.account
         if interval is not None:
             session.heartbeat_interval = float(interval)
-        session.cancel_on_disconnect = (link.config.cancel_on_disconnect if first.cancel_on_disconnect is None
-                                        else first.cancel_on_disconnect)
         session.last_received = self.clock()
         await self._queue(session, AcceptLogon(first.request_id))  # ahead of everything the session sends
         return True
+
+    def _refuse_logon(self, link: AccountLink, market_data_only: bool) -> RejectCode | None:
+        """Why an account whose secret was right may not have this session now (None: it may)."""
+        if self.logged_on >= self.config.max_sessions:
+            return RejectCode.TOO_MANY_SESSIONS
+        if market_data_only:
+            return RejectCode.ALREADY_LOGGED_ON if link.watchers >= MAX_MARKET_DATA_SESSIONS else None
+        return RejectCode.ALREADY_LOGGED_ON if link.session is not None else None
 
     def _accept_logon(self, session: Session, request: AcceptLogon) -> None:
         """In the engine loop: the logon's answer takes its place in the outbox, after every message the
@@ -635,6 +705,7 @@ class TradingGateway:
         if session.cancel_on_disconnect:
             self.journal.append(session_record(session.account))
             self.core.session_started(session.account)
+        market_data_only = session.market_data_only
         config = self.config
         next_seq = self.core.next_seq(session.account)
         accepted = {
@@ -647,11 +718,13 @@ class TradingGateway:
             "operator": session.link.config.is_operator, "next_seq": next_seq, "instruments": self.instrument_list,
             "ts": time.time_ns(),
         }
+        if market_data_only:  # stated only when asked for: a trading session's logon_accepted is as it was
+            accepted["market_data_only"] = True
         if request.request_id is not None:
             accepted["request_id"] = request.request_id
         self.core.outbox.append((session, accepted, None))
         log_event(log, "logon", session=session.number, account=session.account, peer=session.peer,
-                  next_seq=next_seq)
+                  next_seq=next_seq, market_data_only=market_data_only)
 
     async def _take(self, session: Session, items: list) -> bool:
         """Queue a logged-on session's messages for the engine; False when the session must stop reading.
@@ -665,6 +738,7 @@ class TradingGateway:
         """
         now = self.clock()
         operator = session.link.config.is_operator
+        market_data_only = session.market_data_only
         over_rate: list = []  # the run of messages without a token, not yet queued
         throttled = 0
         for item in items:
@@ -690,6 +764,11 @@ class TradingGateway:
                 await self._queue(session, Refusal(RejectCode.ALREADY_LOGGED_ON_HERE,
                                                    RejectCode.ALREADY_LOGGED_ON_HERE.text, fatal=False,
                                                    message_type="logon", request_id=item.request_id))
+            elif kind is not Refusal and market_data_only and not kind.market_data:
+                await self._queue(session, Refusal(RejectCode.MARKET_DATA_SESSION,
+                                                   RejectCode.MARKET_DATA_SESSION.text, fatal=False,
+                                                   message_type=item.__struct_config__.tag,
+                                                   request_id=item.request_id))
             elif kind is not Refusal and ((kind.admin and not operator)
                                           or (kind.auctioneer and not session.link.config.is_auctioneer)):
                 await self._queue(session, Refusal(RejectCode.NOT_AUTHORISED, RejectCode.NOT_AUTHORISED.text,
@@ -730,8 +809,11 @@ class TradingGateway:
             log_event(log, "disconnected", session=session.number, peer=session.peer,
                       code=None if session.close_code is None else int(session.close_code))
             return
+        self.logged_on -= 1
         if link.session is session:
             link.session = None
+        elif session.market_data_only:
+            link.watchers -= 1
         log_event(log, "session_ended", session=session.number, account=session.account,
                   code=None if session.close_code is None else int(session.close_code),
                   cancel_on_disconnect=session.cancel_on_disconnect)
@@ -1024,6 +1106,9 @@ class TradingGateway:
         request_id = getattr(request, "request_id", None)
         if request_id is not None:
             message["request_id"] = request_id
+        if session.market_data_only:  # not the account's trading session: answered to it alone, unnumbered
+            self.core.outbox.append((session, message, None))
+            return
         self.journal.append(skip_record(session.account, 1))
         self.core.deliver(session.account, message)
 
@@ -1434,8 +1519,17 @@ async def running_exchange(config: ServerConfig, instruments: Mapping[str, Instr
     funded, and changed account settings applied, through the engine's own
     commands, journaled like any other (``start_up_commands``). Stops
     gracefully on exit.
+
+    The address is bound first of all, before the data directory, journal,
+    ledger or settlement exist: a port in use, or an address the machine
+    does not have, is a :class:`ConfigError` that leaves nothing behind. It
+    is bound, not yet listening, until the gateway starts serving it.
     """
+    gateway: TradingGateway | None = None
+    listener = await bind_listener(config.host, config.port,
+                                   lambda reader, writer: gateway._serve_connection(reader, writer))
     with contextlib.ExitStack() as resources:
+        resources.callback(listener.close)
         data_dir = Path(config.data_dir or resources.enter_context(tempfile.TemporaryDirectory(prefix="carbonx-")))
         resources.enter_context(_data_dir_lock(data_dir))
         store = SqliteLedgerStore(Path(config.ledger) if config.ledger else data_dir / LEDGER_NAME)
@@ -1457,7 +1551,7 @@ async def running_exchange(config: ServerConfig, instruments: Mapping[str, Instr
             for change in unapplied:
                 log_event(log, "account_setting_not_applied", logging.WARNING, change=change,
                           hint="an open account keeps its order value limit and its credit share")
-            await gateway.start(commands)
+            await gateway.start(commands, listener)
             log_event(log, "ledger", path=str(store.path))
             try:
                 yield gateway
@@ -1467,11 +1561,40 @@ async def running_exchange(config: ServerConfig, instruments: Mapping[str, Instr
             await settlement.close(drain=True)
 
 
+async def bind_listener(host: str, port: int, connected: Callable) -> asyncio.Server:
+    """The gateway's address, bound but not yet listening (``start_serving`` opens it); ``connected`` serves a
+    connection. A failure to bind is a :class:`ConfigError` saying what is wrong and what to do."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host or '*'}:{port}"
+    try:
+        return await asyncio.start_server(connected, host, port, limit=SESSION_READ_SIZE, start_serving=False)
+    except socket.gaierror as error:
+        raise ConfigError("server.host", f"no such address {host!r} ({error.strerror}): give an IP address or a "
+                          "name this machine resolves with --host") from None
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise ConfigError("server.port", f"{where} is already in use (another exchange, or another program, "
+                              "listens there): stop it, or choose another port with --port") from None
+        if error.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError("server.host", f"{host} is not an address of this machine: give one of its own with "
+                              "--host (127.0.0.1 for this machine only, 0.0.0.0 for all of them)") from None
+        if error.errno == errno.EACCES:
+            raise ConfigError("server.port", f"not allowed to listen on {where} (ports below 1024 need privileges): "
+                              "choose another port with --port") from None
+        raise ConfigError("server.host", f"cannot listen on {where}: {error.strerror or error}") from None
+    except OverflowError as error:  # a port outside 0-65535
+        raise ConfigError("server.port", f"cannot listen on {where}: {error}: choose a port from 1 to 65535") from None
+
+
 @contextlib.contextmanager
 def _data_dir_lock(data_dir: Path):
     """Hold an exclusive lock on the data directory: a second exchange on the same journal is refused."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / "lock", "w") as lock:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(data_dir / "lock", "w")
+    except OSError as error:
+        raise ConfigError("journal.data_dir", f"cannot use {data_dir} as the data directory "
+                          f"({error.strerror or error}): choose another with --data-dir") from None
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

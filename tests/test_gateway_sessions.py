@@ -1219,20 +1219,20 @@ async def test_a_storm_of_malformed_frames_does_not_disturb_a_well_behaved_sessi
 # -- too many sessions --------------------------------------------------------------------------------
 
 @bounded(20)
-async def test_a_connection_over_max_sessions_is_refused(start):
+async def test_a_logon_over_max_sessions_is_refused_and_connections_not_logged_on_do_not_count(start):
     gateway = await start(max_sessions=2)
     async with session(gateway, "bank") as bank:
-        waiting = await RawConnection.open(gateway.port)  # connected, not logged on: it counts too
+        waiting = await RawConnection.open(gateway.port)  # connected, not logged on: it does not count
         await eventually(lambda: len(gateway.sessions) == 2)
+        assert_fields(await waiting.logon("utility-north"), type="logon_accepted")
         third = await RawConnection.open(gateway.port)
-        answer = await third.read()
+        answer = await third.logon("broker")  # a right secret, but two sessions are logged on
         assert without_ts(answer) == {"type": "logout", "code": int(RejectCode.TOO_MANY_SESSIONS),
                                       "text": RejectCode.TOO_MANY_SESSIONS.text}
         await third.expect_closed()
         assert_fields(await bank.balances(), type="balances", seq=1)  # the others are untouched
-        assert_fields(await waiting.logon("utility-north"), type="logon_accepted")
         await waiting.close()
-        await eventually(lambda: len(gateway.sessions) == 1)
+        await eventually(lambda: gateway.logged_on == 1)
         async with session(gateway, "broker") as broker:  # room again
             assert_fields(broker.logon, type="logon_accepted")
 
@@ -1472,3 +1472,148 @@ async def test_operator_commands_fail_rather_than_hang_once_the_exchange_has_sto
         await gateway.stop()
         with pytest.raises(ExchangeStopped):
             await asyncio.wait_for(gateway.run_operator_commands([EndOfDay(ts=2, trading_date=20261130)]), 5)
+
+
+# -- logon security: back-off and lockout, connections waiting to log on ---------------------------------------
+
+async def logon_answer(port: int, account: str, secret: str = SECRET, source: str | None = None) -> dict:
+    """A logon's answer on a new connection (from ``source``, another loopback address, if given); closed after."""
+    options = {"local_addr": (source, 0)} if source else {}
+    raw = await RawConnection.open(port, **options)
+    try:
+        return await raw.logon(account, secret)
+    finally:
+        await raw.close()
+
+
+@bounded(30)
+async def test_failed_logons_back_off_then_lock_the_account_out_and_even_the_right_secret_waits(start):
+    gateway = await start(logon_free_failures=2, logon_backoff=0.2, logon_lockout_failures=4,
+                          logon_lockout_seconds=1.0)
+    failed = {"type": "logout", "code": int(RejectCode.LOGON_FAILED), "text": RejectCode.LOGON_FAILED.text}
+    for _ in range(2):  # free failures: refused, no wait
+        assert without_ts(await logon_answer(gateway.port, "bank", "wrong")) == failed
+    assert_fields(await logon_answer(gateway.port, "bank"), type="logon_accepted")  # a success clears the count
+    await eventually(lambda: gateway.logged_on == 0)
+    for _ in range(3):
+        assert without_ts(await logon_answer(gateway.port, "bank", "wrong")) == failed
+    # The third failure in a row brings a back-off of 0.2 s: the right secret is refused meanwhile, unchecked.
+    backing_off = await logon_answer(gateway.port, "bank")
+    assert_fields(backing_off, type="logout", code=int(RejectCode.LOGON_LOCKED))
+    assert 0 < backing_off["retry_after"] <= 0.2 and "account" in backing_off["text"]
+    await asyncio.sleep(backing_off["retry_after"] + 0.02)
+    assert without_ts(await logon_answer(gateway.port, "bank", "wrong")) == failed  # the fourth: locked out 1 s
+    locked = await logon_answer(gateway.port, "bank")
+    assert_fields(locked, type="logout", code=int(RejectCode.LOGON_LOCKED))
+    assert 0.8 < locked["retry_after"] <= 1.0
+    # Other accounts, from the same address, are not affected.
+    assert_fields(await logon_answer(gateway.port, "broker"), type="logon_accepted")
+    await asyncio.sleep(locked["retry_after"] + 0.05)
+    assert_fields(await logon_answer(gateway.port, "bank"), type="logon_accepted")  # the lockout is over
+
+
+@bounded(30)
+async def test_an_address_guessing_across_accounts_is_backed_off_and_other_addresses_are_not(start):
+    gateway = await start(logon_free_failures=1, logon_backoff=5.0, logon_lockout_failures=3,
+                          logon_lockout_seconds=30.0)
+    # An address's allowance is five times an account's: five free failures, over five invented accounts.
+    for n in range(5):
+        assert_fields(await logon_answer(gateway.port, f"guess-{n}", "wrong", source="127.0.0.2"),
+                      code=int(RejectCode.LOGON_FAILED))
+    assert_fields(await logon_answer(gateway.port, "guess-5", "wrong", source="127.0.0.2"),
+                  code=int(RejectCode.LOGON_FAILED))  # the sixth brings the address a back-off
+    refused = await logon_answer(gateway.port, "bank", source="127.0.0.2")
+    assert_fields(refused, code=int(RejectCode.LOGON_LOCKED))
+    assert "peer" in refused["text"] and 4.0 < refused["retry_after"] <= 5.0
+    assert_fields(await logon_answer(gateway.port, "bank"), type="logon_accepted")  # from 127.0.0.1: unaffected
+
+
+def test_the_logon_guard_forgets_quiet_keys_and_keeps_a_bounded_number(monkeypatch):
+    from gateway import logon_guard
+    guard = logon_guard.LogonGuard(free_failures=1, backoff=1.0, lockout_failures=3, lockout_seconds=10.0)
+    for _ in range(3):
+        guard.failed("bank", "10.0.0.1", now=0.0)
+    assert guard.wait("bank", "10.0.0.2", now=1.0) == logon_guard.Wait("account", 9.0)
+    assert guard.wait("broker", "10.0.0.1", now=1.0) is None  # the address has failed 3 times of its 5 free
+    assert guard.wait("bank", "10.0.0.2", now=10.0) is None  # the lockout is over; the count stays
+    guard.failed("bank", "10.0.0.1", now=11.0)  # a fourth failure after a lockout: locked out again
+    assert guard.wait("bank", "10.0.0.2", now=11.0) == logon_guard.Wait("account", 10.0)
+    guard.failed("other", "10.0.0.9", now=40.0)  # quiet for a lockout's length after their last wait: forgotten
+    assert "bank" not in guard._accounts and "10.0.0.1" not in guard._peers
+    monkeypatch.setattr(logon_guard, "MAX_KEYS", 50)
+    for n in range(200):  # invented names from invented addresses: the tables stay bounded
+        guard.failed(f"name-{n}", f"10.1.{n}.1", now=50.0)
+    assert len(guard._accounts) == 50 and len(guard._peers) == 50
+
+
+@bounded(30)
+async def test_connections_waiting_to_log_on_are_limited_per_address_and_in_all(start):
+    gateway = await start(max_pending_logons=3, max_pending_logons_per_peer=2, logon_timeout=10.0)
+    too_many = {"type": "logout", "code": int(RejectCode.TOO_MANY_PENDING_LOGONS),
+                "text": RejectCode.TOO_MANY_PENDING_LOGONS.text}
+    idle = [await RawConnection.open(gateway.port, local_addr=("127.0.0.2", 0)) for _ in range(2)]
+    await eventually(lambda: gateway._pending_total == 2)
+    third = await RawConnection.open(gateway.port, local_addr=("127.0.0.2", 0))  # a third from that address
+    assert without_ts(await third.read()) == too_many
+    await third.expect_closed()
+    idle.append(await RawConnection.open(gateway.port, local_addr=("127.0.0.3", 0)))
+    await eventually(lambda: gateway._pending_total == 3)
+    fourth = await RawConnection.open(gateway.port, local_addr=("127.0.0.4", 0))  # over the total
+    assert without_ts(await fourth.read()) == too_many
+    # A waiting connection that logs on leaves its place to another.
+    assert_fields(await idle[0].logon("bank"), type="logon_accepted")
+    await eventually(lambda: gateway._pending_total == 2)
+    assert_fields(await logon_answer(gateway.port, "broker"), type="logon_accepted")
+    for raw in idle:
+        await raw.close()
+    await eventually(lambda: gateway._pending_total == 0 and gateway._pending_logons == {})
+
+
+@bounded(90)
+async def test_two_thousand_idle_connections_do_not_stop_two_accounts_trading(start):
+    gateway = await start(logon_timeout=1.0)
+    flood_done = asyncio.Event()
+    flood: list[RawConnection] = []
+    refused = 0
+    highest_pending = 0
+
+    async def open_idle_connections() -> None:
+        """2,000 connections that never log on, from 40 loopback addresses, 50 each, all left open."""
+        nonlocal refused, highest_pending
+        for n in range(2000):
+            source = f"127.0.1.{n % 40 + 1}"
+            try:
+                flood.append(await RawConnection.open(gateway.port, local_addr=(source, 0)))
+            except OSError:
+                refused += 1
+            highest_pending = max(highest_pending, gateway._pending_total)
+            if n % 50 == 0:
+                await asyncio.sleep(0)
+        flood_done.set()
+
+    async with session(gateway, "bank", cancel_on_disconnect=False) as seller, \
+            session(gateway, "broker", cancel_on_disconnect=False) as buyer:
+        flooding = asyncio.create_task(open_idle_connections())
+        trades = 0
+        for n in range(150):
+            sold = await seller.new_order("EUA", "S", 1, 7000, client_order_id=f"s{n}")
+            assert sold["exec_type"] == "new", sold
+            bought = await buyer.new_order("EUA", "B", 1, 7000, client_order_id=f"b{n}")
+            assert bought["exec_type"] == "new", bought
+            trades += 1
+            if n % 10 == 0:
+                await asyncio.sleep(0.01)
+        await flooding
+        assert flood_done.is_set() and len(flood) + refused == 2000
+        status = await buyer.order_status(client_order_id="b149")
+        assert status["order_status"] == "filled"
+        balances = holdings(await buyer.balances())
+        assert balances["EUA"][0] == EUA["broker"] + 150 * LOT
+    assert highest_pending <= 256  # max_pending_logons, the default
+    for raw in flood:  # each was told why it was closed: 718 at once, or 713 after the logon timeout
+        answer = await raw.read_skipping_heartbeats(5.0)
+        assert answer is None or answer["code"] in (int(RejectCode.TOO_MANY_PENDING_LOGONS),
+                                                    int(RejectCode.LOGON_TIMEOUT)), answer
+        await raw.close()
+    await eventually(lambda: gateway._pending_total == 0)
+    assert_fields(await logon_answer(gateway.port, "utility-north"), type="logon_accepted")
