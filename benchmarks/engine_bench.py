@@ -4,7 +4,7 @@ usage: python benchmarks/engine_bench.py --workload FILE [--tape FILE] [--book F
 
 How this works
 --------------
-The workload file (``shared/bench/workload.py``) is parsed into engine
+The workload file (``benchmarks/workload.py``) is parsed into engine
 commands before any timing: every order on EUA, spread over 100 accounts
 (workload id modulo 100), the workload id as the client order id. Market
 orders sweep with no collar, no price band and no volatility band; self-trade prevention is off;
@@ -256,7 +256,7 @@ def timed_runs(rows: list, commands: list, runs: int, batch: int = DEFAULT_BATCH
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", type=Path, required=True, help="file written by shared/bench/workload.py")
+    parser.add_argument("--workload", type=Path, required=True, help="file written by benchmarks/workload.py")
     parser.add_argument("--tape", type=Path, help="write the trade tape here")
     parser.add_argument("--book", type=Path, help="write the final book here")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each loop; the best counts")

@@ -1,7 +1,7 @@
 """Journaling and recovery on the standard workload: what the journal costs, and how long a restart takes.
 
 Run: ``python3 benchmarks/recovery_bench.py --workload FILE [--snapshot-at 0.9]``
-(FILE from ``shared/bench/workload.py``; 1,000,000 orders by default).
+(FILE from ``benchmarks/workload.py``; 1,000,000 orders by default).
 
 The workload is run the way the gateway runs it, without sockets: batches of
 ``--batch`` commands, each batch an ``execute`` journal record through
@@ -122,7 +122,7 @@ def timed_recovery(data_dir: Path, use_snapshot: bool) -> tuple[float, str, obje
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", type=Path, required=True, help="file written by shared/bench/workload.py")
+    parser.add_argument("--workload", type=Path, required=True, help="file written by benchmarks/workload.py")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="commands per batch (journal record)")
     parser.add_argument("--snapshot-at", type=float, default=0.9, help="share of the orders before the snapshot")
     args = parser.parse_args()

@@ -7,7 +7,7 @@ plots beside it, and returns the results. Every figure is taken with its baselin
 (the bare Python loop of ``engine_bench.py``), so a reader compares ratios, not absolute rates that move
 with the machine's load.
 
-Engine (the standard workload, ``shared/bench/workload.py``):
+Engine (the standard workload, ``workload.py`` beside this file):
 
 - throughput at 100k, 1M and 5M orders (``--quick``: 100k), best of three runs with the collector paused,
   engine (``Engine.handle_all`` in batches of 256, pre-trade risk on) against the bare loop; the two
@@ -44,6 +44,7 @@ from engine_bench import (DEFAULT_BATCH, SYMBOL, benchmark_engine, build_command
                           bytes_per_resting_order, read_workload, timed_runs)
 
 import gateway_suite  # noqa: E402
+import workload  # noqa: E402
 from plots import new_plot, save_plot  # noqa: E402
 import marketdata_suite  # noqa: E402
 
@@ -63,23 +64,11 @@ class BenchmarkError(RuntimeError):
     """A benchmark could not run, or its result is wrong (a tape that differs from the bare loop's)."""
 
 
-def shared_workload_script() -> Path:
-    """shared/bench/workload.py beside the repository (or $CARBONX_SHARED)."""
-    override = os.environ.get("CARBONX_SHARED")
-    script = (Path(override) if override else HERE.parent.parent / "shared") / "bench" / "workload.py"
-    if not script.is_file():
-        raise BenchmarkError(f"the standard workload generator is not at {script}: put shared/ beside the "
-                             "repository, or set CARBONX_SHARED to it")
-    return script
-
-
 def workload_rows(orders: int, depth: int | None = None) -> list:
     """The standard workload's rows (engine_bench's tuples), generated into a temporary file."""
-    arguments = [sys.executable, str(shared_workload_script()), "--orders", str(orders), "--seed", str(SEED)]
-    if depth is not None:
-        arguments += ["--depth", str(depth)]
-    with tempfile.NamedTemporaryFile("w+", suffix=".csv") as file:
-        subprocess.run(arguments, stdout=file, check=True)
+    arguments = {"orders": orders, "seed": SEED} | ({} if depth is None else {"depth": depth})
+    with tempfile.NamedTemporaryFile("w+", suffix=".csv", newline="\n") as file:
+        workload.write(file, **arguments)
         file.flush()
         return read_workload(Path(file.name))
 

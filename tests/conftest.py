@@ -11,18 +11,17 @@ failing example, and keep example counts small enough that the differential
 and stateful suites together stay under about 90 seconds on a slow 2-core
 machine.
 
-The standard workload generator lives outside this repository, in
-``shared/bench/workload.py`` beside the repository's folder (CI puts a copy of
-``shared/`` next to its clone; a clone made elsewhere finds the one beside the
-repository it was cloned from); the environment variable CARBONX_SHARED
-points at another ``shared/`` folder. It is run as a subprocess, never copied
-into the project, so every engine is measured against the same file.
+The standard workload is the project's own generator,
+``benchmarks/workload.py`` (the benchmarks run the same one), imported from
+its file: a clone needs nothing beside it. tests/test_workload.py holds it
+byte for byte against the reference generator in ``shared/`` when that is
+at hand.
 """
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -70,43 +69,27 @@ class WorkloadRow(NamedTuple):
     quantity: int | None  # lots; None for a cancel
 
 
-def shared_dir() -> Path:
-    """The ``shared/`` folder: CARBONX_SHARED; else the one beside the repository's folder; else, in a
-    clone made elsewhere (``git clone . /tmp/ci``), the one beside the repository it was cloned from."""
-    override = os.environ.get("CARBONX_SHARED")
-    if override:
-        return Path(override)
-    repository = Path(__file__).resolve().parents[1]
-    beside = repository.parent / "shared"
-    if (beside / "bench" / "workload.py").is_file():
-        return beside
-    origin = subprocess.run(["git", "-C", str(repository), "config", "--get", "remote.origin.url"],
-                            capture_output=True, text=True).stdout.strip()
-    if origin and Path(origin).is_dir():
-        cloned_from = Path(origin).resolve().parent / "shared"
-        if (cloned_from / "bench" / "workload.py").is_file():
-            return cloned_from
-    return beside
+WORKLOAD_SCRIPT = REPO_ROOT / "benchmarks" / "workload.py"
 
 
-def workload_script() -> Path:
-    return shared_dir() / "bench" / "workload.py"
+def load_workload_module():
+    """benchmarks/workload.py as a module (benchmarks/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("carbonx_benchmarks_workload", WORKLOAD_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+workload_generator = load_workload_module()
 
 
 @functools.lru_cache(maxsize=None)
 def generate_workload(orders: int, seed: int, depth: int | None = None) -> tuple[WorkloadRow, ...]:
-    """Run the standard workload generator and parse its lines (cached: several tests share a run)."""
-    script = workload_script()
-    if not script.is_file():
-        pytest.fail(f"workload generator not found at {script}; put shared/ beside the repository "
-                    f"or set CARBONX_SHARED to the shared/ folder")
-    arguments = [sys.executable, str(script), "--orders", str(orders), "--seed", str(seed)]
-    if depth is not None:
-        arguments += ["--depth", str(depth)]
-    result = subprocess.run(arguments, capture_output=True, text=True, check=True)
+    """The standard workload's lines, parsed (cached: several tests share a run)."""
+    arguments = {"orders": orders, "seed": seed} | ({} if depth is None else {"depth": depth})
     rows = []
-    for line in result.stdout.splitlines():
-        kind, order_id, side, price, quantity = line.split(",")
+    for line in workload_generator.commands(**arguments):
+        kind, order_id, side, price, quantity = line.rstrip("\n").split(",")
         if kind == "C":
             rows.append(WorkloadRow(kind, int(order_id), None, None, None))
         elif kind == "M":

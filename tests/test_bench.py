@@ -9,18 +9,10 @@ import json
 
 import pytest
 
-from conftest import shared_dir
 from gateway.cli import main
 
 pytest.importorskip("hdrh")
 pytest.importorskip("matplotlib")
-
-
-@pytest.fixture(autouse=True)
-def shared_for_the_suite(monkeypatch):
-    """The suite finds shared/ beside the repository or through CARBONX_SHARED: give it the tests' one (a
-    clone made elsewhere finds it through its origin, tests/conftest.py)."""
-    monkeypatch.setenv("CARBONX_SHARED", str(shared_dir()))
 
 
 def test_bench_engine_quick_writes_results_and_plots(tmp_path, capsys):

@@ -1,8 +1,13 @@
-"""Instrument configuration: the shipped file, a new instrument without code changes, and every bad field.
+"""Instrument configuration: the shipped file, a new instrument without code changes, and every bad field;
+where the configuration files are looked up.
 
 A bad file must fail at load with a ConfigError whose message names the file
 and the dotted path of the field (``instruments.EUA.tick_size_eur``), so an
 operator can fix it without reading code.
+
+The lookup (gateway/config.py): a file named by its flag, else the folder
+$CARBONX_CONFIG, else ./config in the working directory (if it has an
+instruments.toml), else the packaged defaults; one folder for every file.
 """
 import ast
 import tomllib
@@ -11,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from exchange import ConfigError, Engine, NewOrder, OrderType, Side, Trade, parse_instruments
-from gateway.config import DEFAULT_INSTRUMENTS, load_instruments
+from gateway.cli import main
+from gateway.config import (CONFIG_ENV, DEFAULT_INSTRUMENTS, PACKAGED_CONFIG, config_folder, load_accounts,
+                            load_compliance, load_instruments, load_server_config)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,7 +60,7 @@ def table_with(**changes) -> str:
 
 def test_shipped_config_has_the_venue_terms():
     instruments = load_instruments()
-    assert DEFAULT_INSTRUMENTS == REPO / "config" / "instruments.toml"
+    assert DEFAULT_INSTRUMENTS.read_bytes() == (REPO / "config" / "instruments.toml").read_bytes()
     assert sorted(instruments) == ["CER", "ERU", "EUA"]
     for symbol, instrument in instruments.items():
         assert instrument.symbol == symbol
@@ -206,3 +213,99 @@ def test_config_error_is_a_value_error_with_field_and_problem():
         parse_instruments({"instruments": {"EUA": {"lot_units": 1000}}})
     assert isinstance(caught.value, ConfigError)
     assert caught.value.field == "instruments.EUA.tick_size_eur" and caught.value.problem
+
+
+# -- where the files are looked up --------------------------------------------------------------------
+
+ONE_TABLE = VALID_TABLE.replace("EU Allowance", "UK Allowance")
+
+
+def config_with(folder: Path, symbol: str) -> Path:
+    """A configuration folder whose instruments.toml defines only ``symbol`` (the other files copied)."""
+    folder.mkdir(parents=True)
+    (folder / "instruments.toml").write_text(f"[instruments.{symbol}]\n{ONE_TABLE}")
+    for name in ("compliance.toml", "exchange.toml"):
+        (folder / name).write_bytes((REPO / "config" / name).read_bytes())
+    return folder
+
+
+@pytest.fixture
+def lookup(tmp_path, monkeypatch):
+    """A working directory of its own, with no $CARBONX_CONFIG."""
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return tmp_path
+
+
+def test_the_packaged_defaults_when_nothing_else_is_there(lookup):
+    assert config_folder() == (PACKAGED_CONFIG, "the packaged defaults")
+    assert sorted(load_instruments()) == ["CER", "ERU", "EUA"]
+    assert (PACKAGED_CONFIG / "instruments.toml").read_bytes() == (REPO / "config" / "instruments.toml").read_bytes()
+
+
+def test_a_config_folder_in_the_working_directory_wins_over_the_defaults(lookup):
+    local = config_with(lookup / "work" / "config", "LOCAL")
+    assert config_folder() == (local.resolve(), "./config in the working directory")
+    assert sorted(load_instruments()) == ["LOCAL"]
+
+
+def test_a_config_folder_without_instruments_is_passed_over(lookup):
+    (lookup / "work" / "config").mkdir()
+    (lookup / "work" / "config" / "settings.yaml").write_text("not ours\n")
+    assert config_folder()[1] == "the packaged defaults"
+    assert sorted(load_instruments()) == ["CER", "ERU", "EUA"]
+
+
+def test_the_environment_variable_wins_over_the_working_directory(lookup, monkeypatch):
+    config_with(lookup / "work" / "config", "LOCAL")
+    chosen = config_with(lookup / "chosen", "CHOSEN")
+    monkeypatch.setenv(CONFIG_ENV, str(chosen))
+    assert config_folder() == (chosen, f"${CONFIG_ENV}")
+    assert sorted(load_instruments()) == ["CHOSEN"]
+    assert load_compliance() and load_server_config().port == 7001
+
+
+def test_the_flag_wins_over_everything(lookup, monkeypatch):
+    config_with(lookup / "work" / "config", "LOCAL")
+    monkeypatch.setenv(CONFIG_ENV, str(config_with(lookup / "chosen", "CHOSEN")))
+    named = config_with(lookup / "named", "NAMED") / "instruments.toml"
+    assert sorted(load_instruments(named)) == ["NAMED"]
+    assert sorted(load_instruments(str(named))) == ["NAMED"]
+
+
+def test_one_folder_for_every_file_never_a_mix(lookup, monkeypatch):
+    """$CARBONX_CONFIG without an accounts.toml: an error naming the folder and why, not the defaults' file."""
+    chosen = config_with(lookup / "chosen", "EUA")
+    monkeypatch.setenv(CONFIG_ENV, str(chosen))
+    with pytest.raises(ConfigError) as caught:
+        load_accounts(None, load_instruments())
+    assert str(chosen / "accounts.toml") in str(caught.value)
+    assert f"${CONFIG_ENV}" in str(caught.value) and "not found" in str(caught.value)
+
+
+def test_an_environment_variable_that_is_not_a_folder_is_an_error(lookup, monkeypatch):
+    monkeypatch.setenv(CONFIG_ENV, str(lookup / "nowhere"))
+    with pytest.raises(ConfigError) as caught:
+        load_instruments()
+    assert str(lookup / "nowhere") in str(caught.value) and "not a folder" in str(caught.value)
+
+
+def test_the_command_line_follows_the_lookup(lookup, monkeypatch, capsys):
+    monkeypatch.setenv(CONFIG_ENV, str(config_with(lookup / "chosen", "CHOSEN")))
+    assert main(["instruments"]) == 0
+    assert capsys.readouterr().out.startswith("CHOSEN ")
+    named = config_with(lookup / "named", "NAMED") / "instruments.toml"
+    assert main(["--instruments", str(named), "instruments"]) == 0
+    assert capsys.readouterr().out.startswith("NAMED ")
+    monkeypatch.delenv(CONFIG_ENV)
+    assert main(["instruments"]) == 0
+    assert capsys.readouterr().out.startswith("EUA ")
+
+
+def test_help_states_the_lookup(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "$CARBONX_CONFIG if set, else ./config" in text and "packaged" in text

@@ -9,7 +9,7 @@ and replace, and the final book listed order by order in priority. Orders are
 named by client order id on both sides, so the two tapes line up without any
 translation of ids.
 
-1. The standard workload (shared/bench/workload.py), fed to the engine
+1. The standard workload (benchmarks/workload.py), fed to the engine
    exactly as benchmarks/engine_bench.py does: every order on EUA with the
    market collar off, account = workload id modulo 100, client order id =
    workload id, market orders as MARKET/IOC, cancels by client order id,
