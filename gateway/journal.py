@@ -111,16 +111,17 @@ class JournalCorrupt(JournalError):
 
 
 class JournalTailAcknowledged(JournalCorrupt):
-    """The journal's last records cannot be read, and something durable shows they were acknowledged: a
-    crash's torn tail is cut off at start-up, these are not. ``offset`` and ``seq`` name the first record
-    that cannot be read (or the missing commit record); ``committed_end`` is where the readable batches end."""
+    """The journal's last records cannot be read or are missing, and something durable (a snapshot, the
+    ledger) shows they were acknowledged: a crash's torn tail is cut off at start-up, these are not.
+    ``offset`` and ``seq`` name the first record that cannot be read (or is missing); ``committed_end``
+    is where the readable batches end."""
 
     def __init__(self, path: Path, offset: int, seq: int, reason: str, committed_end: int, evidence: str) -> None:
         super().__init__(path, offset, seq, reason, (
-            f"{path}: record {seq} at byte {offset} cannot be read ({reason}), yet {evidence}: the records from "
-            f"byte {committed_end} on were acknowledged, so they are not a crash's torn tail and are not cut off. "
-            "Nothing was changed. Restore the journal from a copy; to give those records up instead, see "
-            "docs/DURABILITY.md, section 4"))
+            f"{path}: record {seq} at byte {offset} cannot be read ({reason}), yet {evidence}: the batches from "
+            f"byte {committed_end} on were acknowledged, so this is not a crash's torn tail, and the exchange "
+            "does not start without them. Nothing was changed. Restore the journal from a copy; to give those "
+            "batches up instead, see docs/DURABILITY.md, section 4"))
         self.committed_end = committed_end
         self.evidence = evidence
 

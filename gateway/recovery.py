@@ -351,7 +351,7 @@ def recover(data_dir: Path, genesis: Genesis, *, ledger_cursor: int = 0,
     scan = scan_journal(path, [info.offset for info, _ in snapshots])
     check_seconds = time.perf_counter() - checking
     _check_snapshots_agree(path, scan, snapshots)
-    snapshot, counted_after = _usable_snapshot(scan, snapshots, ledger_cursor if settle else None, reasons)
+    snapshot, counted_after = _usable_snapshot(snapshots, ledger_cursor if settle else None, reasons)
 
     core, report, result = replay_journal(path, journal_genesis, snapshot, settle=_settling(settle),
                                           ledger_cursor=ledger_cursor, end=scan.committed_end,
@@ -375,9 +375,9 @@ def recover(data_dir: Path, genesis: Genesis, *, ledger_cursor: int = 0,
                            f"event {core.engine.counters.seq}: the ledger belongs to another journal, or the "
                            "journal lost acknowledged records")
     if scan.torn_bytes:  # every check has passed: nothing durable shows the tail was acknowledged
+        truncate(path, scan.committed_end)
         log_event(log, "journal_torn_tail", logging.WARNING, journal=str(path), offset=scan.committed_end,
                   bytes=scan.torn_bytes, reason=scan.torn_reason)
-        truncate(path, scan.committed_end)
     try:
         writer = JournalWriter(path, scan.last_seq + 1, scan.committed_end, journal_id)
     except OSError as error:
@@ -456,13 +456,15 @@ def _tail_problem(scan: JournalScan) -> tuple[int, int, str]:
     """(offset, seq, reason) of the first record after the last commit that cannot be read or is missing."""
     if scan.stop_reason is not None:
         return scan.valid_end, scan.next_seq, scan.stop_reason
-    return scan.file_size, scan.next_seq, "missing: the records before it end without their commit record"
+    if scan.torn_bytes:
+        return scan.file_size, scan.next_seq, "missing: the records before it end without their commit record"
+    return scan.file_size, scan.next_seq, "missing: the journal ends there"
 
 
 def _check_snapshots_agree(path: Path, scan: JournalScan, snapshots: list[tuple[SnapshotInfo, str | None]]) -> None:
     """Every snapshot of this journal names a commit record the journal has where it says (JournalCorrupt
-    if not), and none lies past the last commit when there is a tail to cut (JournalTailAcknowledged: a
-    snapshot is taken only once the journal is synced up to it, so the tail was acknowledged)."""
+    if not), and none lies past the last commit record (JournalTailAcknowledged: a snapshot is taken only
+    once the journal is synced up to it, so what it follows was acknowledged, and is damaged or lost)."""
     for info, _ in snapshots:
         if info.offset > scan.committed_end:
             continue
@@ -477,7 +479,7 @@ def _check_snapshots_agree(path: Path, scan: JournalScan, snapshots: list[tuple[
             "rewritten since). Nothing was changed. Restore the journal from a copy; or, if the journal is "
             f"right, move the snapshot out of {info.path.parent} and start again"))
     ahead = [info for info, _ in snapshots if info.offset > scan.committed_end]
-    if scan.torn_bytes and ahead:
+    if ahead:
         newest = max(ahead, key=lambda info: info.offset)
         raise JournalTailAcknowledged(
             path, *_tail_problem(scan), scan.committed_end,
@@ -485,7 +487,7 @@ def _check_snapshots_agree(path: Path, scan: JournalScan, snapshots: list[tuple[
             f"past the last commit record ({scan.last_seq}, ending at byte {scan.committed_end})")
 
 
-def _usable_snapshot(scan: JournalScan, snapshots: list[tuple[SnapshotInfo, str | None]], ledger_cursor: int | None,
+def _usable_snapshot(snapshots: list[tuple[SnapshotInfo, str | None]], ledger_cursor: int | None,
                      reasons: dict[Path, str]) -> tuple[tuple[SnapshotInfo, Sequencer] | None, int]:
     """The newest snapshot to start from, and the record after which commands count as journaled since the
     newest snapshot (a newer one the ledger has not settled up to will be usable once this start has)."""
@@ -493,8 +495,6 @@ def _usable_snapshot(scan: JournalScan, snapshots: list[tuple[SnapshotInfo, str 
     for info, refusal in snapshots:
         if refusal is not None:
             reasons[info.path] = refusal
-        elif info.offset > scan.committed_end:
-            reasons[info.path] = "past the journal's end"
         elif ledger_cursor is not None and info.event_seq > ledger_cursor:
             reasons[info.path] = "the ledger has not settled up to it"
             if counted_after is None:
