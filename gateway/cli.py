@@ -5,6 +5,8 @@ Subcommands:
   serve        run the exchange (trading gateway, engine, settlement) until Ctrl-C or SIGTERM
   order        send one order and print its execution reports
   cancel       cancel an order (by order id or client order id)
+  replace      change an order's quantity and/or price
+  mass-cancel  cancel all the account's orders, or those on one instrument
   status       print an order's status
   book         print an instrument's book
   balances     print the account's cash and units (holding, held by open orders, available)
@@ -14,11 +16,14 @@ Subcommands:
   accounts     check accounts.toml and list the participants it defines
   hash-secret  hash a logon secret for accounts.toml (secrets are never stored in clear)
 
-The trader's commands (order, cancel, status, book, balances, kill-switch)
-log on to a running exchange as ``--account`` (or $CARBONX_ACCOUNT) with the
-secret in $CARBONX_SECRET (asked for without echo if unset); every demo
-account's secret is "carbonx-demo". Exit status: 0 done, 1 refused by the
-exchange, 2 bad configuration or arguments, 3 no connection or logon refused.
+The trader's commands (order, cancel, replace, mass-cancel, status, book,
+balances, kill-switch, ...) log on to a running exchange as ``--account`` (or
+$CARBONX_ACCOUNT) with the secret from ``--secret-file``, else
+$CARBONX_SECRET, else asked for without echo on the terminal; every demo
+account's secret is "carbonx-demo". Each waits at most ``--timeout`` seconds
+(10) for the connection, the logon and each answer. Every failure is one
+line on stderr. Exit status: 0 done, 1 refused by the exchange, 2 bad
+configuration or arguments, 3 no connection, no answer or logon refused.
 """
 from __future__ import annotations
 
@@ -26,15 +31,17 @@ import argparse
 import asyncio
 import getpass
 import os
+import socket
 import sys
 import time
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Awaitable, Callable
 
 from exchange import CALL_PHASES, ConfigError, TradingPhase
 from exchange.instruments import cents_to_eur, eur_to_cents
 
-from .client import ExchangeClient, SessionClosed, connect
+from .client import CONNECT_TIMEOUT, ExchangeClient, LogonRefused, NoAnswer, NotAnExchange, SessionClosed, connect
 from .config import SETTINGS, load_accounts, load_compliance, load_instruments, load_server_config
 from .credentials import hash_secret
 from .display import auction_summary, bid_summary, describe_report, eur, ladder
@@ -42,6 +49,11 @@ from .logs import configure_logging
 
 REFUSED, CONNECTION = 1, 3
 SIDES = {"buy": "B", "b": "B", "sell": "S", "s": "S"}
+MAX_PRICE = Decimal(10) ** 12  # a price has at most 12 digits before the point (docs/PROTOCOL.md, section 3)
+
+
+class UsageError(Exception):
+    """A command given wrongly (a bad price, a missing secret, ...): one line saying what and what to do; exit 2."""
 
 
 # -- the exchange ---------------------------------------------------------------------------------
@@ -80,36 +92,97 @@ def _demo_command(args: argparse.Namespace) -> int:
 
 def _session_target(args: argparse.Namespace, config: object) -> tuple[str, int, str | None, str | None]:
     """Where and as whom to log on: the flags, else exchange.toml and the environment; the secret from
-    $CARBONX_SECRET or asked for. The account is None (after saying why) if none is given."""
+    --secret-file, $CARBONX_SECRET or the terminal (:func:`_secret`). The account is None (after saying why)
+    if none is given."""
     host = args.host or config.host
     port = args.port if args.port is not None else config.port
     account = args.account or os.environ.get("CARBONX_ACCOUNT")
     if not account:
         print(f"carbonx {args.command}: give --account (or set CARBONX_ACCOUNT)", file=sys.stderr)
         return host, port, None, None
+    return host, port, account, _secret(args, account)
+
+
+def _secret(args: argparse.Namespace, account: str) -> str:
+    """The logon secret: the first line of --secret-file ("-": standard input), else $CARBONX_SECRET, else asked
+    for without echo, only when standard input is a terminal (never a hang or an EOFError without one)."""
+    path = getattr(args, "secret_file", None)
+    if path is not None:
+        try:
+            text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise UsageError(f"cannot read the secret from {path}: {getattr(error, 'strerror', None) or error}: "
+                             "give a readable file with --secret-file, or set CARBONX_SECRET") from None
+        secret = text.splitlines()[0] if text else ""
+        if not secret:
+            raise UsageError(f"{path} holds no secret (its first line is empty): write the secret there, or set "
+                             "CARBONX_SECRET")
+        return secret
     secret = os.environ.get("CARBONX_SECRET")
-    if secret is None:
-        secret = getpass.getpass(f"secret for {account}: ")
-    return host, port, account, secret
+    if secret is not None:
+        return secret
+    hint = "set CARBONX_SECRET" + (" or pass --secret-file FILE" if hasattr(args, "secret_file") else "")
+    try:
+        terminal = sys.stdin is not None and sys.stdin.isatty()
+    except ValueError:  # standard input closed
+        terminal = False
+    if not terminal:
+        raise UsageError(f"no secret for {account}, and no terminal to ask for it on: {hint}")
+    try:
+        return getpass.getpass(f"secret for {account}: ")
+    except EOFError:
+        raise UsageError(f"no secret for {account} given: {hint}") from None
+
+
+def _failure(error: OSError) -> str:
+    """Why there is no session, and what to do: one line."""
+    if isinstance(error, LogonRefused):
+        code = f" (code {error.code})" if error.code else ""
+        return f"logon refused: {error.text}{code}"
+    if isinstance(error, NotAnExchange):
+        return f"{error.text}: is that the exchange's port? check --host and --port"
+    if isinstance(error, NoAnswer):
+        return f"{error.text}: check --host and --port, or wait longer with --timeout"
+    if isinstance(error, SessionClosed):
+        return f"{error.text} (code {error.code})" if error.code else error.text
+    if isinstance(error, ConnectionRefusedError):
+        return "nothing listens there (connection refused): is the exchange running? check --host and --port"
+    if isinstance(error, socket.gaierror):
+        return f"no such host ({error.strerror}): check --host"
+    return f"{error.strerror or error}: check --host and --port" if isinstance(error, OSError) else str(error)
 
 
 def _trader(action: Callable[[ExchangeClient, argparse.Namespace], Awaitable[int]],
-            cancel_on_disconnect: bool | None = None) -> Callable[[argparse.Namespace], int]:
-    """A one-shot command: log on, run ``action``, log out."""
+            cancel_on_disconnect: bool | None = None,
+            check: Callable[[argparse.Namespace], None] | None = None) -> Callable[[argparse.Namespace], int]:
+    """A one-shot command: ``check`` the arguments (before asking for a secret or connecting), log on, run
+    ``action``, log out. ``--timeout`` bounds the connection, the logon and the action (beyond its ``--wait``)."""
     def run(args: argparse.Namespace) -> int:
+        if check is not None:
+            check(args)
+        timeout = getattr(args, "timeout", CONNECT_TIMEOUT)
+        if not timeout > 0:
+            raise UsageError(f"--timeout must be a number of seconds above zero, not {timeout}")
         host, port, account, secret = _session_target(args, load_server_config(args.exchange_config))
         if account is None:
             return 2
 
+        logged_on = False
+
         async def session() -> int:
-            async with connect(host, port, account, secret, cancel_on_disconnect=cancel_on_disconnect) as client:
-                return await action(client, args)
+            nonlocal logged_on
+            async with connect(host, port, account, secret, cancel_on_disconnect=cancel_on_disconnect,
+                               connect_timeout=timeout, logon_timeout=timeout) as client:
+                logged_on = True
+                try:
+                    return await asyncio.wait_for(action(client, args), timeout + getattr(args, "wait", 0.0))
+                except asyncio.TimeoutError:
+                    raise NoAnswer(f"no answer to the {args.command} within {timeout:g} s") from None
         try:
             return asyncio.run(session())
         except (ConnectionError, OSError) as error:
-            reason = error.text if isinstance(error, SessionClosed) else str(error)
-            code = f" (code {error.code})" if isinstance(error, SessionClosed) and error.code else ""
-            print(f"carbonx: no session with the exchange at {host}:{port}: {reason}{code}", file=sys.stderr)
+            what = "the session with the exchange at" if logged_on else "no session with the exchange at"
+            print(f"carbonx {args.command}: {what} {host}:{port}: {_failure(error)}", file=sys.stderr)
             return CONNECTION
     return run
 
@@ -139,22 +212,76 @@ async def _print_answers(client: ExchangeClient, first: dict, wait: float) -> in
     return REFUSED if refused else 0
 
 
+def _euros(text: str | None, what: str = "price") -> str | None:
+    """A price as typed, in euros ("70.25"), checked and written as the protocol reads it ("70.25"); a
+    :class:`UsageError` saying what is wrong with it: not a number, negative, zero, a fraction of a cent, too
+    large. (Whether it is on the instrument's tick is known after logon: :func:`_check_tick`.)"""
+    if text is None:
+        return None
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite():
+        raise UsageError(f"{what} {text!r} is not a number: write it in euros with a dot, e.g. 70.25")
+    if amount < 0:
+        raise UsageError(f"{what} {text} is negative: a price is above zero, in euros, e.g. 70.25")
+    if amount == 0:
+        raise UsageError(f"{what} {text} is zero: a price is above zero, in euros, e.g. 70.25")
+    if amount >= MAX_PRICE:
+        raise UsageError(f"{what} {text} is too large: at most 12 digits before the decimal point")
+    if amount * 100 != (amount * 100).to_integral_value():
+        raise UsageError(f"{what} {text} has too many decimals: prices are whole cents, at most 2 decimals "
+                         f"(e.g. 70.25)")
+    return f"{amount:.2f}"
+
+
+def _check_tick(client: ExchangeClient, instrument: str, price: str | None, what: str = "price") -> None:
+    """A price (checked by :func:`_euros`) must be a multiple of the instrument's tick (from the logon); an
+    unknown instrument is left for the exchange to refuse."""
+    tick = _ticks(client).get(instrument)
+    if price is None or tick is None:
+        return
+    cents = eur_to_cents(price)
+    if cents % tick:
+        below = cents - cents % tick
+        nearest = f"prices are {eur(below)} and {eur(below + tick)}" if below else f"price is {eur(below + tick)}"
+        raise UsageError(f"{what} {price} is not on {instrument}'s tick of EUR {eur(tick)}: the nearest {nearest}")
+
+
+def _check_lots(value: int | None, what: str = "quantity") -> None:
+    if value is not None and value <= 0:
+        raise UsageError(f"{what} {value} is not above zero: a whole number of lots (1 lot = 1,000 t)")
+
+
+def _check_order(args: argparse.Namespace) -> None:
+    if args.side.lower() not in SIDES:
+        raise UsageError(f"side must be buy or sell, not {args.side!r}")
+    _check_lots(args.quantity)
+    _check_lots(args.display, "--display")
+    args.price = _euros(args.price)
+    args.stop = _euros(args.stop, "stop price")
+
+
 async def _order(client: ExchangeClient, args: argparse.Namespace) -> int:
-    side = SIDES.get(args.side.lower())
-    if side is None:
-        print(f"carbonx: side must be buy or sell, not {args.side!r}", file=sys.stderr)
-        return 2
+    _check_tick(client, args.instrument, args.price)
+    _check_tick(client, args.instrument, args.stop, "stop price")
     order_type = args.type or ("LIMIT" if args.price is not None else "MARKET")
     first = await client.new_order(
-        args.instrument, side, args.quantity, args.price, client_order_id=args.clid, order_type=order_type,
-        time_in_force=args.tif, display_quantity=args.display, stop_price=args.stop, post_only=args.post_only or None,
-        expire_date=args.expire_date, self_trade_prevention=args.stp)
+        args.instrument, SIDES[args.side.lower()], args.quantity, args.price, client_order_id=args.clid,
+        order_type=order_type, time_in_force=args.tif, display_quantity=args.display, stop_price=args.stop,
+        post_only=args.post_only or None, expire_date=args.expire_date, self_trade_prevention=args.stp)
     return await _print_answers(client, first, args.wait)
 
 
-def _reference(args: argparse.Namespace) -> dict:
+def _check_reference(args: argparse.Namespace) -> None:
+    """The order is named by its id or by its client order id: one of the two."""
     if (args.order_id is None) == (args.clid is None):
-        raise ConfigError("arguments", "give an order id or --clid, not both")
+        by_id = "--order-id" if args.command == "replace" else "its order id"
+        raise UsageError(f"name the order by {by_id} or by --clid: one of the two")
+
+
+def _reference(args: argparse.Namespace) -> dict:
     return {"order_id": args.order_id, "client_order_id": args.clid}
 
 
@@ -164,6 +291,34 @@ async def _cancel(client: ExchangeClient, args: argparse.Namespace) -> int:
 
 async def _status(client: ExchangeClient, args: argparse.Namespace) -> int:
     return await _print_answers(client, await client.order_status(**_reference(args)), 0)
+
+
+def _check_replace(args: argparse.Namespace) -> None:
+    _check_reference(args)
+    if args.quantity is None and args.price is None:
+        raise UsageError("give the new --quantity, the new --price, or both")
+    _check_lots(args.quantity)
+    args.price = _euros(args.price)
+
+
+async def _replace(client: ExchangeClient, args: argparse.Namespace) -> int:
+    first = await client.replace(**_reference(args), quantity=args.quantity, price=args.price)
+    return await _print_answers(client, first, args.wait)
+
+
+async def _mass_cancel(client: ExchangeClient, args: argparse.Namespace) -> int:
+    """Cancel the account's orders (on one instrument, or all): a line per order canceled, then the count."""
+    ticks = _ticks(client)
+    request_id = client.send({"type": "mass_cancel", "instrument": args.instrument})
+    async for message in client.messages():
+        if message.get("request_id") != request_id:
+            continue
+        print(describe_report(message, ticks))
+        if message["type"] == "mass_cancel_report":
+            return 0
+        if message["type"] in ("request_rejected", "reject"):
+            return REFUSED
+    raise client.closed or SessionClosed("the session ended before the mass cancel was reported")
 
 
 async def _book(client: ExchangeClient, args: argparse.Namespace) -> int:
@@ -222,6 +377,11 @@ async def _phase(client: ExchangeClient, args: argparse.Namespace) -> int:
         auction = "; auction: nothing crossed"
     print(f"{answer['instrument']}: {answer['previous']} -> {answer['phase']}{auction}")
     return 0
+
+
+def _check_auction(args: argparse.Namespace) -> None:
+    if getattr(args, "price", None) is not None:
+        args.price = _euros(args.price, "bid price")
 
 
 async def _auction(client: ExchangeClient, args: argparse.Namespace) -> int:
@@ -418,11 +578,25 @@ def _add_settings(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -
                                help=f"{setting.help} [{setting.section}.{name}, default {setting.default!r}]")
 
 
-def _add_session(parser: argparse.ArgumentParser) -> None:
+def _add_session(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group = parser.add_argument_group("session")
     group.add_argument("--account", help="account to log on as (default: $CARBONX_ACCOUNT)")
     group.add_argument("--host", help="exchange address (default: exchange.toml's host)")
     group.add_argument("--port", type=int, help="exchange port (default: exchange.toml's port)")
+    return group
+
+
+def _add_trader(parser: argparse.ArgumentParser, action: Callable[[ExchangeClient, argparse.Namespace], Awaitable[int]],
+                check: Callable[[argparse.Namespace], None] | None = None) -> None:
+    """A one-shot command: its session flags, and its run (check the arguments, log on, ``action``, log out)."""
+    group = _add_session(parser)
+    group.add_argument("--secret-file", metavar="FILE", help="read the secret from the first line of FILE ('-': "
+                       "standard input); default: $CARBONX_SECRET, else asked for on the terminal")
+    group.add_argument("--timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
+                       help=f"wait at most this long for the connection, the logon and each answer "
+                       f"(default {CONNECT_TIMEOUT:g})")
+    # A one-shot command's orders must outlive its session: cancel-on-disconnect is off for its logon.
+    parser.set_defaults(run=_trader(action, cancel_on_disconnect=False, check=check))
 
 
 CONFIG_LOOKUP = ("Configuration files: a file named by its flag (--instruments, --accounts, --compliance, "
@@ -478,37 +652,44 @@ def build_parser() -> argparse.ArgumentParser:
                        help="self-trade prevention (default: the account's)")
     order.add_argument("--clid", help="client order id (default: a new one)")
     order.add_argument("--wait", type=float, default=0.3, help="seconds to wait for fills (default 0.3)")
-    _add_session(order)
-    # A one-shot order must outlive its session: cancel-on-disconnect is off for this logon.
-    order.set_defaults(run=_trader(_order, cancel_on_disconnect=False))
+    _add_trader(order, _order, _check_order)
 
     for name, action, text in (("cancel", _cancel, "cancel an order"), ("status", _status, "an order's status")):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("order_id", type=int, nargs="?", help="the exchange's order id")
         sub.add_argument("--clid", help="the client order id instead")
         sub.add_argument("--wait", type=float, default=0.2, help=argparse.SUPPRESS)
-        _add_session(sub)
-        sub.set_defaults(run=_trader(action, cancel_on_disconnect=False))
+        _add_trader(sub, action, _check_reference)
+
+    replace = commands.add_parser("replace", help="change an order's quantity and/or price (a new price, or a "
+                                  "larger quantity, loses its time priority)")
+    replace.add_argument("--order-id", type=int, help="the exchange's order id")
+    replace.add_argument("--clid", help="the client order id instead")
+    replace.add_argument("--quantity", type=int, help="the new total quantity in lots, what is filled included")
+    replace.add_argument("--price", help="the new limit price in euros (70.25)")
+    replace.add_argument("--wait", type=float, default=0.3, help="seconds to wait for fills (default 0.3)")
+    _add_trader(replace, _replace, _check_replace)
+
+    mass_cancel = commands.add_parser("mass-cancel", help="cancel all the account's orders (resting and stops), "
+                                      "or those on one instrument")
+    mass_cancel.add_argument("instrument", nargs="?", help="only this instrument's orders (default: all)")
+    _add_trader(mass_cancel, _mass_cancel)
 
     book = commands.add_parser("book", help="an instrument's book")
     book.add_argument("instrument")
     book.add_argument("--levels", type=int, default=10, help="price levels a side (1-100)")
-    _add_session(book)
-    book.set_defaults(run=_trader(_book, cancel_on_disconnect=False))
+    _add_trader(book, _book)
 
     balances = commands.add_parser("balances", help="the account's cash and units")
-    _add_session(balances)
-    balances.set_defaults(run=_trader(_balances, cancel_on_disconnect=False))
+    _add_trader(balances, _balances)
 
     kill = commands.add_parser("kill-switch", help="(operator) block an account and cancel its orders")
     kill.add_argument("target", help="the account to block")
     kill.add_argument("--release", action="store_true", help="release the kill switch instead")
-    _add_session(kill)
-    kill.set_defaults(run=_trader(_kill_switch, cancel_on_disconnect=False))
+    _add_trader(kill, _kill_switch)
 
     snapshot = commands.add_parser("snapshot", help="(operator) have the running exchange snapshot its state now")
-    _add_session(snapshot)
-    snapshot.set_defaults(run=_trader(_snapshot, cancel_on_disconnect=False))
+    _add_trader(snapshot, _snapshot)
 
     phase = commands.add_parser("phase", help="(operator) move an instrument to another trading phase; leaving "
                                 "a call for continuous trading or the close runs its auction")
@@ -516,8 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
     phase.add_argument("phase", choices=[str(member) for member in TradingPhase])
     phase.add_argument("--from-phase", choices=[str(member) for member in TradingPhase],
                        help="only if the instrument is in this phase now")
-    _add_session(phase)
-    phase.set_defaults(run=_trader(_phase, cancel_on_disconnect=False))
+    _add_trader(phase, _phase)
 
     auction = commands.add_parser("auction", help="EU ETS primary auctions: open one (auctioneers), bid, modify "
                                   "or withdraw a bid, and report an auction's results")
@@ -548,8 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "results")
     reporting.add_argument("auction_id")
     for sub in (opening, bidding, modifying, withdrawing, reporting):
-        _add_session(sub)
-        sub.set_defaults(run=_trader(_auction, cancel_on_disconnect=False))
+        _add_trader(sub, _auction, _check_auction)
 
     bench = commands.add_parser("bench", help="run the benchmark suites: JSON results and PNG plots in "
                                 "benchmarks/results/ (from a source checkout)")
@@ -588,6 +767,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except UsageError as exc:
+        print(f"carbonx {args.command}: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"carbonx: configuration error: {exc}", file=sys.stderr)
         return 2

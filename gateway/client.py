@@ -18,6 +18,12 @@ task sends heartbeats when the client has sent nothing for an interval.
 
 When the exchange ends the session, waiting requests fail with
 :class:`SessionClosed` carrying its code, and the message stream ends.
+
+Opening the connection and the logon are bounded in time (``connect_timeout``
+and ``logon_timeout``, 10 s each by default): a port that takes the
+connection and never answers raises :class:`NoAnswer`; one that answers
+something other than this protocol (a web server, say) raises
+:class:`NotAnExchange`. Both are :class:`SessionClosed`.
 """
 from __future__ import annotations
 
@@ -33,6 +39,11 @@ from .protocol import DictReader, ProtocolError, encode_frame
 READ_SIZE = 262_144  # bytes a socket read asks for: many frames are decoded per read
 SERVER_FRAME_LIMIT = 1_048_576  # the largest server frame accepted (docs/PROTOCOL.md, section 1)
 MAX_QUEUED_MESSAGES = 100_000  # the stream's bound: a program this far behind in reading it loses the session
+CONNECT_TIMEOUT = 10.0  # seconds to open the connection, by default
+# Seconds from sending the logon to its answer, by default: the exchange checks the secret with scrypt (tens of
+# milliseconds, a few at a time), so a storm of logons takes a while, but never this long.
+LOGON_TIMEOUT = 10.0
+SHOWN_BYTES = 48  # bytes of a reply that is not the protocol quoted in the error
 
 
 class SessionClosed(ConnectionError):
@@ -46,6 +57,14 @@ class SessionClosed(ConnectionError):
 
 class LogonRefused(SessionClosed):
     """The exchange refused the logon (wrong secret, account already logged on, ...)."""
+
+
+class NotAnExchange(SessionClosed):
+    """What answered the logon does not speak the carbonx protocol (another service on that port)."""
+
+
+class NoAnswer(SessionClosed, TimeoutError):
+    """No connection, or no answer to the logon, within the time allowed."""
 
 
 class RequestRefused(Exception):
@@ -86,16 +105,28 @@ class ExchangeClient:
         if cancel_on_disconnect is not None:
             message["cancel_on_disconnect"] = cancel_on_disconnect
         self._write(message)
+        received = b""  # the start of the answer, quoted if it is not the protocol
         while True:
             data = await self._reader.read(READ_SIZE)
             if not data:
+                if received:
+                    raise NotAnExchange(f"the answer to the logon is not the carbonx protocol: {received!r}, "
+                                        f"then the connection was closed")
                 raise LogonRefused("the exchange closed the connection during logon")
-            messages = self._frames.feed(data)
+            received = (received + data)[:SHOWN_BYTES]
+            try:
+                messages = self._frames.feed(data)
+            except ProtocolError:
+                answer = f"the answer to the logon is not the carbonx protocol: it began {received!r}"
+                raise NotAnExchange(answer) from None
             if messages:
                 break
         first = messages[0]
-        if first.get("type") != "logon_accepted":
+        if first.get("type") == "logout":
             raise LogonRefused(str(first.get("text", "logon refused")), first.get("code"))
+        if first.get("type") != "logon_accepted":
+            raise NotAnExchange(f"the answer to the logon is not logon_accepted or logout of the carbonx protocol: "
+                                f"{str(first)[:SHOWN_BYTES * 2]}")
         self.logon = first
         self._tasks = [asyncio.create_task(self._read_loop(messages[1:]), name=f"client-reader-{account}"),
                        asyncio.create_task(self._heartbeat_loop(), name=f"client-heartbeat-{account}")]
@@ -386,16 +417,30 @@ def _order_reference(kind: str, order_id: int | None, client_order_id: str | int
 
 @asynccontextmanager
 async def connect(host: str, port: int, account: str, secret: str, *, heartbeat_interval: int | None = None,
-                  cancel_on_disconnect: bool | None = None) -> AsyncIterator[ExchangeClient]:
+                  cancel_on_disconnect: bool | None = None, connect_timeout: float | None = CONNECT_TIMEOUT,
+                  logon_timeout: float | None = LOGON_TIMEOUT) -> AsyncIterator[ExchangeClient]:
     """A logged-on session for the ``async with`` block; logs out on leaving it.
 
     ``cancel_on_disconnect``: whether the exchange cancels the account's
     orders when this session ends; None keeps the account's setting.
+    ``connect_timeout`` and ``logon_timeout`` (seconds; None: no limit) bound
+    the opening of the connection and the wait for the logon's answer:
+    :class:`NoAnswer` when one runs out. An answer that is not the protocol
+    raises :class:`NotAnExchange`, a refused logon :class:`LogonRefused`.
     """
-    reader, writer = await asyncio.open_connection(host, port, limit=READ_SIZE)
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=READ_SIZE), connect_timeout)
+    except asyncio.TimeoutError:
+        raise NoAnswer(f"no connection to {where} within {connect_timeout:g} s") from None
     client = ExchangeClient(reader, writer)
     try:
-        await client._log_on(account, secret, heartbeat_interval, cancel_on_disconnect)
+        await asyncio.wait_for(client._log_on(account, secret, heartbeat_interval, cancel_on_disconnect),
+                               logon_timeout)
+    except asyncio.TimeoutError:
+        writer.close()
+        silence = f"{where} took the connection but did not answer the logon within {logon_timeout:g} s"
+        raise NoAnswer(silence) from None
     except BaseException:
         writer.close()
         raise

@@ -49,9 +49,10 @@ def carbonx(*args: str, secret: str = "carbonx-demo") -> subprocess.CompletedPro
                           timeout=60)
 
 
-def serve(port: int, data_dir) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), "--data-dir",
-                                str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def serve(port: int, data_dir, *options: str) -> subprocess.Popen:
+    """``carbonx [options] serve`` on ``port``, once it takes connections (``options``: --instruments, ...)."""
+    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", *options, "serve", "--port", str(port),
+                                "--data-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -115,6 +116,55 @@ def test_no_exchange_listening_is_a_clear_error():
     result = carbonx("balances", "--port", str(free_port()), "--account", "bank")
     assert result.returncode == 3 and "no session with the exchange" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_replace_changes_quantity_and_price_by_order_id_or_client_order_id(served):
+    port, _ = served
+    at = ["--port", str(port), "--account", "bank"]
+    assert carbonx("order", *at, "sell", "5", "EUA", "70.50", "--clid", "r1").returncode == 0
+    assert carbonx("order", *at, "sell", "2", "EUA", "71.00", "--clid", "r2").returncode == 0
+    smaller = carbonx("replace", "--clid", "r1", "--quantity", "4", *at)
+    assert smaller.returncode == 0, smaller.stderr
+    assert smaller.stdout.strip() == ("order 1 (r1) replaced (priority kept): sell 4 lots EUA @ EUR 70.50 GTC; "
+                                      "status new, filled 0/4, open 4")
+    moved = carbonx("replace", "--order-id", "1", "--price", "70.40", "--quantity", "3", *at)
+    assert moved.returncode == 0 and "replaced (priority lost): sell 3 lots EUA @ EUR 70.40" in moved.stdout
+    # a new price that crosses trades at once: the fills follow the replaced report
+    assert carbonx("order", "--port", str(port), "--account", "broker", "buy", "1", "EUA", "70.30").returncode == 0
+    crossing = carbonx("replace", "--clid", "r1", "--price", "70.30", *at)
+    assert crossing.returncode == 0
+    assert crossing.stdout.splitlines()[0].startswith("order 1 (r1) replaced (priority lost): sell 3 lots EUA @ EUR 70.30")
+    assert "trade #1: 1 lots @ EUR 70.30 as taker" in crossing.stdout
+    unknown = carbonx("replace", "--order-id", "99", "--price", "70.10", *at)
+    assert unknown.returncode == 1 and "replace_order refused: 402 no such order" in unknown.stdout
+    for wrong, says in ((["--clid", "r1"], "give the new --quantity, the new --price, or both"),
+                        (["--price", "70.10"], "name the order by --order-id or by --clid: one of the two"),
+                        (["--order-id", "1", "--clid", "r1", "--quantity", "2"], "one of the two"),
+                        (["--clid", "r1", "--quantity", "0"], "quantity 0 is not above zero")):
+        refused = carbonx("replace", *wrong, *at)
+        assert refused.returncode == 2 and says in refused.stderr and len(refused.stderr.splitlines()) == 1, wrong
+
+
+def test_mass_cancel_one_instrument_or_all(served):
+    port, _ = served
+    at = ["--port", str(port), "--account", "bank"]
+    for order in (["sell", "5", "EUA", "71.00"], ["buy", "2", "CER", "57.50"], ["sell", "1", "EUA", "72.00"]):
+        assert carbonx("order", *at, *order).returncode == 0
+    cer = carbonx("mass-cancel", "CER", *at)
+    assert cer.returncode == 0, cer.stderr
+    lines = cer.stdout.splitlines()
+    assert len(lines) == 2 and "canceled (MASS_CANCEL): buy 2 lots CER @ EUR 57.50" in lines[0]
+    assert lines[1] == "mass cancel (CER): 1 orders canceled"
+    unknown = carbonx("mass-cancel", "UKA", *at)
+    assert unknown.returncode == 1 and "mass_cancel refused: 101 unknown instrument" in unknown.stdout
+    everything = carbonx("mass-cancel", *at)
+    assert everything.returncode == 0
+    assert everything.stdout.count("canceled (MASS_CANCEL): sell") == 2
+    assert everything.stdout.splitlines()[-1] == "mass cancel (all instruments): 2 orders canceled"
+    nothing = carbonx("mass-cancel", *at)
+    assert nothing.returncode == 0 and nothing.stdout.strip() == "mass cancel (all instruments): 0 orders canceled"
+    book = carbonx("book", "EUA", *at)
+    assert "(empty book)" in book.stdout
 
 
 def test_md_follows_the_feed_on_the_gateway_socket(served):
