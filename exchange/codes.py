@@ -119,7 +119,7 @@ class RejectCode(IntEnum):
     NOT_AUTHORISED = 712, "this account may not send this message (operators only; open_auction: auctioneers only)"
     LOGON_TIMEOUT = 713, "no logon within the logon timeout (closes)"
     ALREADY_LOGGED_ON_HERE = 714, "this connection is already logged on"
-    TOO_MANY_SESSIONS = 715, "the exchange has all the connections it takes (closes)"
+    TOO_MANY_SESSIONS = 715, "the exchange has all the sessions it takes (closes)"
     SNAPSHOT_FAILED = 716, "the snapshot could not be written (the journal has everything; see the exchange's log)"
     LOGON_LOCKED = 717, "too many failed logons for this account or from this address: try again after retry_after seconds (closes)"
     TOO_MANY_PENDING_LOGONS = 718, "too many connections waiting to log on, in all or from this address (closes)"

@@ -107,6 +107,10 @@ LOGOUT_WAIT = 5.0  # seconds a session waits for the engine loop to answer its l
 # and no more, so that one client's burst is a short stretch of the engine's queue.
 SESSION_READ_SIZE = 65_536
 MAX_THROTTLE_PAUSE = 1.0  # seconds a session over its rate goes unread, at the most, after a read
+# Refused requests (NotProcessed) of one session waiting for the engine to answer them, at most: past this its
+# task stops reading until they are answered. A session within its rate never gets near it (it would take
+# seconds of its whole rate refused and unanswered); it bounds what a flood can make the exchange hold.
+MAX_REFUSED_WAITING = 20_000
 GC_YOUNG_THRESHOLD = 50_000  # allocations between collections of the youngest generation (serve only)
 SECRET_CHECK_THREADS = 2  # scrypt checks at once (16 MiB of memory each)
 MAX_UNSYNCED_BATCHES = 256  # batches written and waiting for the disk; past it the engine waits
@@ -146,10 +150,12 @@ class ExchangeStopped(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
-class Throttled:
-    """Consecutive requests refused by the throttle, queued as one item so that their rejects keep their
-    place among the answers (and a flood costs the queue one item per run, not one per message)."""
+class NotProcessed:
+    """Consecutive requests of a session refused unprocessed (``code``: 708 over the session's rate, 719 over the
+    exchange's capacity), queued as one item so that their rejects keep their place among the answers (and a
+    flood costs the queue one item per run, not one per message)."""
 
+    code: RejectCode
     requests: list
 
 
@@ -235,6 +241,8 @@ class Session:
         self.ended = asyncio.Event()  # set once the session is closed, by either side
         self.waiting = False  # its task waits on the exchange (a full queue, the throttle): not timed out
         self.subscriptions: set[tuple[str, str]] = set()  # (instrument, channel) of market data it receives
+        self.refused_waiting = 0  # requests in NotProcessed runs queued and not answered yet
+        self.refusals_answered = asyncio.Event()  # set when the engine has answered all of them
 
     def write(self, message: dict) -> None:
         """Send a message now (no waiting); a client too far behind in reading is disconnected."""
@@ -300,6 +308,7 @@ class Session:
         """Mark the session closed: nothing more is read from it, and its task, waiting in a read, ends."""
         self.closed = True
         self.ended.set()
+        self.refusals_answered.set()  # its task, waiting for the engine to answer its refusals, ends too
         with contextlib.suppress(Exception):  # a transport already closed has nothing to pause
             self.transport.pause_reading()
         self.reader.feed_eof()
@@ -339,7 +348,13 @@ class TradingGateway:
         self.publisher = (MqttPublisher(parse_mqtt_url(config.mqtt_url), self.feed, max_reliable=config.mqtt_queue,
                                         snapshot_interval=config.snapshot_interval) if config.mqtt_url else None)
         self.links = {account_id: AccountLink(account) for account_id, account in accounts.items()}
-        self.requests: asyncio.Queue[tuple[Session | None, object]] = asyncio.Queue(maxsize=config.queue_size)
+        # Requests for the engine, in order, with the clock when each was queued: (session, request, queued at).
+        # Sessions never wait to add to it: past ``queue_size`` what they send is refused at once (719), and a
+        # request that has waited longer than ``max_queue_delay`` is refused when its turn comes rather than run
+        # late; the refusals themselves are answered in their place (NotProcessed, bounded per session).
+        self.requests: asyncio.Queue[tuple[Session | None, object, float]] = asyncio.Queue()
+        self.overloaded = 0  # requests refused with 719, for the log and the benchmarks
+        self._overload_logged = float("-inf")
         self.sessions: dict[int, Session] = {}  # every connection, logged on or not
         self.logged_on = 0  # sessions logged on (at most max_sessions)
         self._pending_logons: dict[str, int] = {}  # connections not logged on yet, by peer address
@@ -387,7 +402,7 @@ class TradingGateway:
             BookRequest: self._book,
             Logout: self._logout,
             Refusal: self._refusal,
-            Throttled: self._throttled,
+            NotProcessed: self._not_processed,
             OperatorCommands: self._operator_commands,
             AcceptLogon: self._accept_logon,
             ResendRequest: self._resend,
@@ -414,9 +429,10 @@ class TradingGateway:
         if self._sync_each_batch:
             self._syncer = JournalSyncer(self.journal, asyncio.get_running_loop(), self._synced_to, self._fail)
         first: list = []
+        now = self.clock()
         if opening:
-            first.append((None, OperatorCommands(opening, asyncio.get_running_loop().create_future())))
-        first += [(None, Disconnected(account)) for account in sorted(self.core.cod_sessions)]
+            first.append((None, OperatorCommands(opening, asyncio.get_running_loop().create_future()), now))
+        first += [(None, Disconnected(account), now) for account in sorted(self.core.cod_sessions)]
         if first:
             self._run_batch(first)
         await self._server.start_serving()
@@ -686,7 +702,7 @@ class TradingGateway:
         if interval is not None:
             session.heartbeat_interval = float(interval)
         session.last_received = self.clock()
-        await self._queue(session, AcceptLogon(first.request_id))  # ahead of everything the session sends
+        self._queue(session, AcceptLogon(first.request_id))  # ahead of everything the session sends
         return True
 
     def _refuse_logon(self, link: AccountLink, market_data_only: bool) -> RejectCode | None:
@@ -729,17 +745,21 @@ class TradingGateway:
     async def _take(self, session: Session, items: list) -> bool:
         """Queue a logged-on session's messages for the engine; False when the session must stop reading.
 
-        Every message gets exactly one answer, a throttled one too (708, in
-        its place among the answers). A client far over its rate is also
-        slowed down: its task sleeps for as long as the messages it had no
-        token for would have taken at the rate (at most ``MAX_THROTTLE_PAUSE``),
-        reading nothing meanwhile, so a flood costs the engine task at most
-        one read's worth of rejects a second.
+        Every message gets exactly one answer, a refused one too, in its place
+        among the answers: 708 when the session is over its rate, 719 when the
+        exchange's queue is full (the session is never made to wait for room:
+        that would leave its requests to age unseen in the socket). A client
+        far over its rate is also slowed down: its task sleeps for as long as
+        the messages it had no token for would have taken at the rate (at
+        most ``MAX_THROTTLE_PAUSE``), reading nothing meanwhile, so a flood
+        costs the engine task at most one read's worth of rejects a second.
         """
         now = self.clock()
         operator = session.link.config.is_operator
         market_data_only = session.market_data_only
-        over_rate: list = []  # the run of messages without a token, not yet queued
+        room = self.config.queue_size - self.requests.qsize()  # requests the queue still takes
+        refused: list = []  # the run of messages refused unprocessed, not yet queued
+        refused_code = None
         throttled = 0
         for item in items:
             if session.closed:  # ended while this read was being queued (a heartbeat timeout, say)
@@ -747,61 +767,80 @@ class TradingGateway:
             kind = item.__class__
             if kind is Heartbeat:
                 continue
-            if kind is not Logout and not (kind is Refusal and item.fatal) and not session.bucket.take(now):
-                over_rate.append(item)
-                continue
-            if over_rate:
-                throttled += len(over_rate)
-                await self._queue(session, Throttled(over_rate))
-                over_rate = []
+            if kind is not Logout and not (kind is Refusal and item.fatal):
+                code = (RejectCode.THROTTLED if not session.bucket.take(now) else
+                        RejectCode.OVERLOADED if room <= 0 else None)
+                if code is not None:
+                    if refused and code is not refused_code:
+                        self._refuse_run(session, refused_code, refused)
+                        refused = []
+                    refused.append(item)
+                    refused_code = code
+                    throttled += code is RejectCode.THROTTLED
+                    continue
+            if refused:
+                self._refuse_run(session, refused_code, refused)
+                refused = []
+            room -= 1
             if kind is Refusal and item.fatal:  # answered after the requests before it, then closed
-                await self._queue(session, item)
+                self._queue(session, item)
                 return False
             if kind is Logout:
-                await self._queue(session, item)
+                self._queue(session, item)
                 return False
             if kind is Logon:
-                await self._queue(session, Refusal(RejectCode.ALREADY_LOGGED_ON_HERE,
-                                                   RejectCode.ALREADY_LOGGED_ON_HERE.text, fatal=False,
-                                                   message_type="logon", request_id=item.request_id))
+                self._queue(session, Refusal(RejectCode.ALREADY_LOGGED_ON_HERE, RejectCode.ALREADY_LOGGED_ON_HERE.text,
+                                             fatal=False, message_type="logon", request_id=item.request_id))
             elif kind is not Refusal and market_data_only and not kind.market_data:
-                await self._queue(session, Refusal(RejectCode.MARKET_DATA_SESSION,
-                                                   RejectCode.MARKET_DATA_SESSION.text, fatal=False,
-                                                   message_type=item.__struct_config__.tag,
-                                                   request_id=item.request_id))
+                self._queue(session, Refusal(RejectCode.MARKET_DATA_SESSION, RejectCode.MARKET_DATA_SESSION.text,
+                                             fatal=False, message_type=item.__struct_config__.tag,
+                                             request_id=item.request_id))
             elif kind is not Refusal and ((kind.admin and not operator)
                                           or (kind.auctioneer and not session.link.config.is_auctioneer)):
-                await self._queue(session, Refusal(RejectCode.NOT_AUTHORISED, RejectCode.NOT_AUTHORISED.text,
-                                                   fatal=False, message_type=item.__struct_config__.tag,
-                                                   request_id=item.request_id))
+                self._queue(session, Refusal(RejectCode.NOT_AUTHORISED, RejectCode.NOT_AUTHORISED.text,
+                                             fatal=False, message_type=item.__struct_config__.tag,
+                                             request_id=item.request_id))
             else:
-                await self._queue(session, item)
-        if over_rate:
-            throttled += len(over_rate)
-            await self._queue(session, Throttled(over_rate))
-        if throttled:
+                self._queue(session, item)
+        if refused:
+            self._refuse_run(session, refused_code, refused)
+        if throttled or session.refused_waiting >= MAX_REFUSED_WAITING:
             session.waiting = True  # not silent: slowed down by the exchange
             try:
-                await asyncio.wait_for(session.ended.wait(), min(throttled / self.config.throttle_rate,
-                                                                 MAX_THROTTLE_PAUSE))
+                if throttled:
+                    await asyncio.wait_for(session.ended.wait(), min(throttled / self.config.throttle_rate,
+                                                                     MAX_THROTTLE_PAUSE))
             except asyncio.TimeoutError:
                 pass
+            # The exchange holds a bounded part of this session's refused excess: no more is read until it has
+            # answered it.
+            while session.refused_waiting >= MAX_REFUSED_WAITING and not session.closed:
+                session.refusals_answered.clear()
+                await session.refusals_answered.wait()
             session.waiting = False
             session.last_received = self.clock()
         return not session.closed
 
-    async def _queue(self, session: Session, request: object) -> None:
-        """Put a request on the engine's queue, waiting while it is full (the client feels TCP backpressure)."""
-        queue = self.requests
-        if not queue.full():
-            queue.put_nowait((session, request))
-            return
-        session.waiting = True  # the exchange is not reading it: no heartbeat timeout meanwhile
-        try:
-            await queue.put((session, request))
-        finally:
-            session.waiting = False
-            session.last_received = self.clock()
+    def _queue(self, session: Session, request: object) -> None:
+        """Put a request on the engine's queue (never waits: the queue's bound is kept by ``_take``)."""
+        self.requests.put_nowait((session, request, self.clock()))
+
+    def _refuse_run(self, session: Session, code: RejectCode, requests: list) -> None:
+        """Queue a run of refused requests, to be answered in their place."""
+        session.refused_waiting += len(requests)
+        if code is RejectCode.OVERLOADED:
+            self._note_overload(len(requests))
+        self.requests.put_nowait((session, NotProcessed(code, requests), self.clock()))
+
+    def _note_overload(self, count: int) -> None:
+        """Count requests refused for want of capacity; the log says so once a second at the most."""
+        self.overloaded += count
+        now = self.clock()
+        if now - self._overload_logged >= 1.0:
+            self._overload_logged = now
+            log_event(log, "overloaded", logging.WARNING, refused_so_far=self.overloaded,
+                      queued=self.requests.qsize(), hint="the excess is refused with 719; raise capacity or "
+                      "ask clients to slow down")
 
     async def _session_ended(self, session: Session) -> None:
         link = session.link
@@ -818,7 +857,7 @@ class TradingGateway:
                   code=None if session.close_code is None else int(session.close_code),
                   cancel_on_disconnect=session.cancel_on_disconnect)
         if session.cancel_on_disconnect and not self.stopping:
-            await self.requests.put((None, Disconnected(session.account)))
+            self._queue(None, Disconnected(session.account))
 
     async def _heartbeats(self) -> None:
         """Send a heartbeat to sessions that heard nothing for an interval; end those silent too long."""
@@ -894,8 +933,14 @@ class TradingGateway:
         pending: list[tuple[str | None, object, object]] = []  # (account or None, request_id, command)
         ordering: set[str] = set()  # accounts with a new order among the pending commands
         commands = self._commands
-        for session, request in batch:
+        too_old = self.clock() - self.config.max_queue_delay  # queued before this: refused, not run late
+        for session, request, queued_at in batch:
             kind = request.__class__
+            if queued_at < too_old and session is not None and kind in commands:
+                self._execute(pending)
+                self._note_overload(1)
+                self._refuse_unprocessed(session, RejectCode.OVERLOADED, [request])
+                continue
             if kind is NewOrderRequest:
                 ordering.add(session.account)
             elif (kind is CancelRequest or kind is ReplaceRequest) and session.account in ordering:
@@ -1291,7 +1336,7 @@ class TradingGateway:
         done = asyncio.get_running_loop().create_future()
         self._operator_waits.add(done)
         try:
-            await self.requests.put((None, OperatorCommands(list(commands), done)))
+            self._queue(None, OperatorCommands(list(commands), done))
             return await done
         finally:
             self._operator_waits.discard(done)
@@ -1462,11 +1507,19 @@ class TradingGateway:
         self._answer(session, _reject(refusal.code, refusal.text, refusal.message_type, refusal.field,
                                       refusal.client_order_id), refusal)
 
-    def _throttled(self, session: Session, throttled: Throttled) -> None:
-        for request in throttled.requests:
+    def _not_processed(self, session: Session, run: NotProcessed) -> None:
+        self._refuse_unprocessed(session, run.code, run.requests)
+        session.refused_waiting -= len(run.requests)
+        if not session.refused_waiting:
+            session.refusals_answered.set()
+
+    def _refuse_unprocessed(self, session: Session, code: RejectCode, requests: list) -> None:
+        """Answer requests that were not processed (708, 719) with a ``reject`` each."""
+        text = code.text
+        for request in requests:
             message_type = request.message_type if type(request) is Refusal else request.__struct_config__.tag
-            self._answer(session, _reject(RejectCode.THROTTLED, RejectCode.THROTTLED.text, message_type, None,
-                                          getattr(request, "client_order_id", None)), request)
+            self._answer(session, _reject(code, text, message_type, None, getattr(request, "client_order_id", None)),
+                         request)
 
 
 def _abort(transport: asyncio.BaseTransport) -> None:

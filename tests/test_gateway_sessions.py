@@ -1239,20 +1239,27 @@ async def test_a_logon_over_max_sessions_is_refused_and_connections_not_logged_o
 
 # -- graceful shutdown --------------------------------------------------------------------------------
 
+def slow_ledger(gateway, seconds: float) -> None:
+    """Make each ledger commit take ``seconds`` (a slow disk): with ``settlement_queue`` 1 the engine waits for
+    the ledger after every batch, so requests queue up in front of it."""
+    store = gateway.settlement.settlement.store
+    commit = store.commit
+
+    def slow_commit(batch) -> None:  # runs in the settlement writer thread
+        time.sleep(seconds)
+        commit(batch)
+    store.commit = slow_commit
+
+
 @bounded(30)
 async def test_stopping_the_gateway_answers_what_was_queued_then_logs_everyone_out(start):
     """Every request the exchange has received is answered, in order, before each session gets its 711 logout
     (docs/PROTOCOL.md 4.6); nothing the engine took is dropped."""
     # One request a batch, a settlement queue of one batch and a slow disk (5 ms a ledger commit): the engine
     # loop waits for the ledger after every request, so requests are still queued when the stop comes.
-    gateway = await start(max_batch=1, settlement_queue=1)
-    store = gateway.settlement.settlement.store
-    commit = store.commit
-
-    def slow_commit(batch) -> None:  # runs in the settlement writer thread
-        time.sleep(0.005)
-        commit(batch)
-    store.commit = slow_commit
+    # (max_queue_delay: however long a request waits here, it is run, not refused as too old.)
+    gateway = await start(max_batch=1, settlement_queue=1, max_queue_delay=60.0)
+    slow_ledger(gateway, 0.005)
     async with session(gateway, "utility-north") as util, session(gateway, "bank") as bank:
         raw = await RawConnection.open(gateway.port)
         assert_fields(await raw.logon("speculator"), type="logon_accepted")
@@ -1439,15 +1446,17 @@ async def test_an_ended_session_is_not_read_any_more_and_its_account_may_log_on_
 
 
 @bounded(20)
-async def test_a_session_waiting_on_a_full_queue_is_not_timed_out(start):
-    gateway = await start(queue_size=4, heartbeat_interval=1.0, heartbeat_timeout_factor=1.5)
+async def test_a_session_waiting_for_a_stalled_exchange_is_not_timed_out(start):
+    """The ledger stalls longer than the heartbeat timeout: what the queue holds waits and is then run (within
+    max_queue_delay), the rest is refused at once (719), answered in order; the session lives on."""
+    gateway = await start(queue_size=4, heartbeat_interval=1.0, heartbeat_timeout_factor=1.5, max_queue_delay=60.0)
     settlement = type(gateway.settlement)
     async with session(gateway, "bank", heartbeat_interval=1) as bank:
         stalled = True
         original = settlement.room
         settlement.room = property(lambda self: 0 if stalled else original.fget(self))  # the ledger stalls
         try:
-            for i in range(20):  # more than the queue holds: the session's task waits on it
+            for i in range(20):  # more than the queue holds
                 bank.send(bank.new_order_message("EUA", "S", 1, 7000 + i))
             await asyncio.sleep(2.5)  # longer than the heartbeat timeout (1.5 s)
             stalled = False
@@ -1458,7 +1467,10 @@ async def test_a_session_waiting_on_a_full_queue_is_not_timed_out(start):
             answers.append(message)
             if len(answers) == 20:
                 break
-        assert [m["exec_type"] for m in answers] == ["new"] * 20
+        kinds = ["new" if m["type"] == "execution_report" and m["exec_type"] == "new" else m.get("code")
+                 for m in answers]
+        accepted = kinds.count("new")
+        assert 4 <= accepted <= 5 and kinds == ["new"] * accepted + [int(RejectCode.OVERLOADED)] * (20 - accepted)
         assert bank.closed is None
 
 
@@ -1617,3 +1629,122 @@ async def test_two_thousand_idle_connections_do_not_stop_two_accounts_trading(st
         await raw.close()
     await eventually(lambda: gateway._pending_total == 0)
     assert_fields(await logon_answer(gateway.port, "utility-north"), type="logon_accepted")
+
+
+# -- overload: the excess is refused at once (719), nothing waits minutes, a session within its rate is never throttled
+
+async def answers_in_order(client, sent: list, inbox: Inbox) -> list[dict]:
+    """The one answer each request got, in the order sent (each request's first message)."""
+    answers: dict[object, dict] = {}
+    while len(answers) < len(sent):
+        message = await inbox.next(10.0)
+        request_id = message.get("request_id")
+        if request_id is not None and request_id not in answers:
+            answers[request_id] = message
+    assert list(answers) == sent, "answers out of request order"
+    return list(answers.values())
+
+
+@bounded(60)
+@pytest.mark.parametrize("limit", ["queue_size", "max_queue_delay"])
+async def test_requests_over_capacity_are_refused_with_719_in_their_place(start, limit):
+    settings = ({"queue_size": 10} if limit == "queue_size" else {"max_queue_delay": 0.05})
+    gateway = await start(max_batch=1, settlement_queue=1, **settings)
+    slow_ledger(gateway, 0.004)
+    async with session(gateway, "utility-north") as util:
+        inbox = Inbox(util)
+        sent = [util.send(util.new_order_message("EUA", "B", 1, 6700 + i % 100, client_order_id=f"o{i}"))
+                for i in range(200)]
+        answers = await answers_in_order(util, sent, inbox)
+    accepted = [m for m in answers if m["type"] == "execution_report"]
+    refused = [m for m in answers if m["type"] == "reject"]
+    assert len(accepted) + len(refused) == len(sent)
+    assert accepted and refused, (len(accepted), len(refused))
+    assert all(m["exec_type"] == "new" for m in accepted)
+    for message in refused:
+        assert_fields(message, code=int(RejectCode.OVERLOADED), ref_type="new_order", text=RejectCode.OVERLOADED.text)
+    assert {m["client_order_id"] for m in refused}.isdisjoint(m["client_order_id"] for m in accepted)
+    assert gateway.engine.counters.order_id == len(accepted)  # a refused order never reached the engine
+    assert gateway.overloaded == len(refused)
+
+
+@bounded(60)
+async def test_a_session_within_its_rate_is_never_throttled_while_the_exchange_is_overloaded(start):
+    """The throttle counts what a session sends as it arrives: however far behind the engine is, a session
+    sending at half its rate gets no 708 (what the exchange cannot take in time is refused with 719)."""
+    gateway = await start(max_batch=1, settlement_queue=1, queue_size=20, throttle_rate=100.0, throttle_burst=5)
+    slow_ledger(gateway, 0.01)  # about 100 requests a second: the three sessions offer 250
+    async with session(gateway, "utility-north") as steady, session(gateway, "bank") as flood_a, \
+            session(gateway, "broker") as flood_b:
+        async def flood(client, tag: str) -> None:
+            """At its rate (100 a second): with the others, more than the exchange can take (a slow ledger)."""
+            for i in range(300):
+                client.send(client.new_order_message("EUA", "B", 1, 6700 + i % 100, client_order_id=f"{tag}{i}"))
+                if i % 2 == 1:
+                    await asyncio.sleep(0.02)
+        flooding = [asyncio.create_task(flood(flood_a, "a")), asyncio.create_task(flood(flood_b, "b"))]
+        inbox = Inbox(steady)
+        sent = []
+        for i in range(100):  # 50 a second: half its rate, for two seconds
+            sent.append(steady.send(steady.new_order_message("EUA", "B", 1, 6700 + i % 100, client_order_id=f"s{i}")))
+            await asyncio.sleep(0.02)
+        answers = await answers_in_order(steady, sent, inbox)
+        await asyncio.gather(*flooding)
+    codes = [m.get("code") for m in answers if m["type"] == "reject"]
+    assert int(RejectCode.THROTTLED) not in codes, codes
+    assert gateway.overloaded > 0  # the exchange was over capacity all along
+
+
+# -- market-data sessions: watching beside trading, cancelling nothing ----------------------------------------
+
+@bounded(30)
+async def test_a_market_data_session_watches_beside_the_account_trading_and_cancels_nothing(start):
+    gateway = await start()
+    async with session(gateway, "bank") as bank:  # the trading session, with cancel-on-disconnect
+        watcher = await RawConnection.open(gateway.port)
+        accepted = await watcher.logon("bank", market_data_only=True)
+        assert_fields(accepted, type="logon_accepted", account="bank", market_data_only=True,
+                      cancel_on_disconnect=False)
+        assert "market_data_only" not in bank.logon  # a trading session's logon_accepted is as before
+        watcher.send({"type": "subscribe", "instruments": ["EUA"], "channels": ["top"], "request_id": 1})
+        subscribed = await watcher.read_skipping_heartbeats()
+        assert_fields(subscribed, type="subscribed", request_id=1)
+        assert "seq" not in subscribed  # a market-data session's answers are not numbered
+        watcher.send({"type": "new_order", "instrument": "EUA", "side": "S", "quantity": 1, "price": 7100,
+                      "client_order_id": "w1", "request_id": 2})
+        watcher.send({"type": "balances", "request_id": 3})
+        messages = [await watcher.read_skipping_heartbeats() for _ in range(3)]  # top, and two refusals
+        refusals = [m for m in messages if m["type"] == "reject"]
+        assert [(m["code"], m["ref_type"], m["request_id"]) for m in refusals] == [
+            (int(RejectCode.MARKET_DATA_SESSION), "new_order", 2), (int(RejectCode.MARKET_DATA_SESSION), "balances", 3)]
+        sold = await bank.new_order("EUA", "S", 2, 7100, client_order_id="t1")
+        assert_fields(sold, exec_type="new", seq=1)  # the trading session's numbering is its own
+        top = await watcher.read_skipping_heartbeats()
+        while top.get("type") != "top_of_book" or top.get("ask") != 7100:
+            top = await watcher.read_skipping_heartbeats()
+        # More watchers are welcome; a second trading session is still refused.
+        second_watcher = await RawConnection.open(gateway.port)
+        assert_fields(await second_watcher.logon("bank", market_data_only=True), type="logon_accepted")
+        second_trader = await RawConnection.open(gateway.port)
+        assert_fields(await second_trader.logon("bank"), code=int(RejectCode.ALREADY_LOGGED_ON))
+        watcher.abort()  # a watcher's end cancels nothing
+        await second_watcher.close()
+        await eventually(lambda: gateway.logged_on == 1)
+        status = await bank.order_status(client_order_id="t1")
+        assert_fields(status, order_status="new", leaves_quantity=2)
+
+
+@bounded(30)
+async def test_an_account_has_at_most_eight_market_data_sessions(start):
+    gateway = await start()
+    watchers = []
+    for _ in range(8):
+        raw = await RawConnection.open(gateway.port)
+        assert_fields(await raw.logon("broker", market_data_only=True), type="logon_accepted")
+        watchers.append(raw)
+    ninth = await RawConnection.open(gateway.port)
+    assert_fields(await ninth.logon("broker", market_data_only=True), code=int(RejectCode.ALREADY_LOGGED_ON))
+    async with session(gateway, "broker") as broker:  # the trading session is not one of them
+        assert_fields(broker.logon, type="logon_accepted")
+    for raw in watchers:
+        await raw.close()

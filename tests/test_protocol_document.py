@@ -103,7 +103,11 @@ TEXT = {
     712: "this account may not send this message (operators only; open_auction: auctioneers only)",
     713: "no logon within the logon timeout (closes)",
     714: "this connection is already logged on",
-    715: "the exchange has all the connections it takes (closes)",
+    715: "the exchange has all the sessions it takes (closes)",
+    717: "too many failed logons for this account or from this address: try again after retry_after seconds (closes)",
+    718: "too many connections waiting to log on, in all or from this address (closes)",
+    719: "the exchange is over capacity: the message was not processed, send it again later",
+    720: "a market-data session may only subscribe, unsubscribe, ask for the book and log out",
 }
 
 COMMON_KEYS = {"type", "exec_type", "order_status", "order_id", "client_order_id", "instrument", "side",
@@ -1461,24 +1465,29 @@ def test_server_frames_are_small_whatever_max_frame_says():
 
 
 def test_logon_timeout_and_too_many_sessions():
-    with running("--logon-timeout", "1", "--max-sessions", "3", probe=False) as srv:
-        silent = Wire(srv.port)  # session_id 1: sends nothing
+    flags = ("--logon-timeout", "1", "--max-sessions", "2", "--max-pending-logons", "2")
+    with running(*flags, probe=False) as srv:
+        bank = Session(srv.port, "bank")  # session_id 1
+        silent = Wire(srv.port)  # 2: sends nothing
         started = time.monotonic()
-        partial = Wire(srv.port)  # 2: sends part of a frame only
+        partial = Wire(srv.port)  # 3: sends part of a frame only
         partial.send_raw(frame(pack({"type": "logon", "account": "broker", "secret": SECRET}))[:10])
-        bank = Session(srv.port, "bank")  # 3
-        refused = Wire(srv.port)  # 4: connections not yet logged on count
+        refused = Wire(srv.port)  # 4: a third connection waiting to log on
         try:
-            check_server_logout(refused.recv(), 715, text=TEXT[715])
+            check_server_logout(refused.recv(), 718, text=TEXT[718])
             refused.expect_close()
             for wire in (silent, partial):
                 check_server_logout(wire.recv(3.0), 713, text=TEXT[713])
                 wire.expect_close()
             assert 0.9 <= time.monotonic() - started <= 2.5
             # session_id counts every accepted connection, refused ones included (8.1)
-            assert bank.accepted["session_id"] == 3
+            assert bank.accepted["session_id"] == 1
             broker = Session(srv.port, "broker")
             assert broker.accepted["session_id"] == 5
+            third = Wire(srv.port)  # 6: a right secret, but two sessions are logged on already
+            third.send({"type": "logon", "account": "utility-north", "secret": SECRET})
+            check_server_logout(third.recv(), 715, text=TEXT[715])
+            third.expect_close()
             broker.logout()
             bank.logout()
         finally:
