@@ -177,7 +177,8 @@ def _trader(action: Callable[[ExchangeClient, argparse.Namespace], Awaitable[int
                 try:
                     return await asyncio.wait_for(action(client, args), timeout + getattr(args, "wait", 0.0))
                 except asyncio.TimeoutError:
-                    raise NoAnswer(f"no answer to the {args.command} within {timeout:g} s") from None
+                    raise SessionClosed(f"no answer to the {args.command} within {timeout:g} s: the exchange is "
+                                        "busy or stuck; wait longer with --timeout") from None
         try:
             return asyncio.run(session())
         except (ConnectionError, OSError) as error:
