@@ -563,21 +563,11 @@ def _scan(path: Path, view: mmap.mmap, data: memoryview, size: int, checkpoints:
     record_ends: dict[int, tuple[int, bool]] = {}
     waiting = iter(checkpoints)
     checkpoint = next(waiting, size + 1)
-    reason = None
-    while position < size:
-        if size - position < header_size:
-            reason = "a record header cut short"
-            break
+    last_header = size - header_size
+    while position <= last_header:  # the hot loop: one test for every way a record can fail, reasons below
         length, crc, record_seq = unpack(data, position)
-        if record_seq != seq:
-            reason = f"seq {record_seq} where {seq} was due"
-            break
         end = position + header_size + length
-        if length > MAX_RECORD or end > size:
-            reason = "a record cut short"
-            break
-        if crc32(data[position + 8:end]) != crc:  # the seq's 8 bytes and the body, together
-            reason = "CRC mismatch"
+        if record_seq != seq or end > size or crc32(data[position + 8:end]) != crc:  # CRC: the seq's bytes and body
             break
         if length == commit_length and data[position + header_size:end] == COMMIT_BODY:
             committed_end, last_seq = end, seq
@@ -587,8 +577,20 @@ def _scan(path: Path, view: mmap.mmap, data: memoryview, size: int, checkpoints:
             checkpoint = next(waiting, size + 1)
         position = end
         seq += 1
-    if reason is not None and _find_valid_record(view, size, position, seq) is not None:
-        raise JournalCorrupt(path, position, seq, reason)
+    reason = None
+    if position < size:
+        if position > last_header:
+            reason = "a record header cut short"
+        else:
+            length, _, record_seq = unpack(data, position)
+            if record_seq != seq:
+                reason = f"seq {record_seq} where {seq} was due"
+            elif length > MAX_RECORD or position + header_size + length > size:
+                reason = "a record cut short"
+            else:
+                reason = "CRC mismatch"
+        if _find_valid_record(view, size, position, seq) is not None:
+            raise JournalCorrupt(path, position, seq, reason)
     return JournalScan(size, seq - 1, position, committed_end, last_seq, reason, record_ends)
 
 
