@@ -121,6 +121,22 @@ class BalancesRequest(Inbound, tag="balances"):
     pass
 
 
+class OpenOrdersRequest(Inbound, tag="open_orders"):
+    instrument: Union[str, None] = None  # noqa: UP007 None: every instrument
+    after: Union[int, None] = None  # noqa: UP007 only orders with a higher order id (the next page)
+
+
+class TradesRequest(Inbound, tag="trades"):
+    instrument: Union[str, None] = None  # noqa: UP007 None: every instrument
+    after: Union[int, None] = None  # noqa: UP007 only fills with a higher trade id (the next page)
+
+
+class PingRequest(Inbound, tag="ping"):
+    """Answered with ``pong`` after everything the session sent before it: the end of earlier answers."""
+
+    market_data: ClassVar[bool] = True
+
+
 class BookRequest(Inbound, tag="book"):
     market_data: ClassVar[bool] = True
     instrument: str
@@ -206,7 +222,8 @@ INBOUND: tuple[type[Inbound], ...] = (
     Logon, Logout, Heartbeat, NewOrderRequest, CancelRequest, ReplaceRequest, MassCancelRequest,
     OrderStatusRequest, BalancesRequest, BookRequest, ResendRequest, SubscribeRequest, UnsubscribeRequest,
     KillSwitchRequest, ReleaseKillSwitchRequest, SnapshotRequest, SetTradingPhaseRequest, OpenAuctionRequest,
-    SubmitBidRequest, ModifyBidRequest, WithdrawBidRequest, AuctionStatusRequest,
+    SubmitBidRequest, ModifyBidRequest, WithdrawBidRequest, AuctionStatusRequest, OpenOrdersRequest, TradesRequest,
+    PingRequest,
 )
 INBOUND_BY_TYPE: dict[str, type[Inbound]] = {kind.__struct_config__.tag: kind for kind in INBOUND}
 MESSAGE_TYPES = frozenset(INBOUND_BY_TYPE)

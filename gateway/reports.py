@@ -19,7 +19,10 @@ session receives (book levels, funding, compliance) produce nothing here.
 The tracker keeps each open order, and the most recent closed ones (up to
 ``max_closed``) so that ``order_status`` can answer for a filled or
 cancelled order too; older closed orders, and all closed ones at the end of
-a trading day, are forgotten (they are then unknown, 402).
+a trading day, are forgotten (they are then unknown, 402). For a trader's
+own queries it also keeps each account's open orders (``open_orders``) and
+its fills since the last end of day (``fills``: the newest
+``MAX_FILLS_KEPT`` of them), both cleared as orders close and days end.
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ REJECTED = "rejected"
 WAITING_TRIGGER = "waiting_trigger"  # a stop-limit order not yet triggered
 CLOSED_STATUSES = frozenset((FILLED, CANCELED, EXPIRED, REJECTED))
 MAX_CLOSED_KEPT = 100_000  # closed orders order_status still answers for (about 320 bytes each)
+MAX_FILLS_KEPT = 10_000  # an account's fills of the day kept for its ``trades`` query (about 200 bytes each)
 AVERAGE_PRICE_PLACES = Decimal("0.0001")  # average prices are euros to 4 decimals, rounded half to even
 
 
@@ -137,6 +141,21 @@ class OrderTracker:
         self.by_client_id: dict[tuple[str, object], OrderView] = {}
         self.max_closed = max_closed
         self.closed: deque[OrderView] = deque()  # closed orders still kept, oldest first
+        self.open_orders: dict[str, dict[int, OrderView]] = {}  # account -> its open orders, by order id
+        # account -> its fills of the day, oldest first: (trade id, order id, client order id, instrument, side,
+        # price in ticks, lots, liquidity, fee in cents, ts)
+        self.fills: dict[str, deque[tuple]] = {}
+
+    def __setstate__(self, state: dict) -> None:
+        """A tracker pickled in a snapshot before the per-account indexes existed gets them rebuilt (its fills
+        of the day start empty: they were not kept then)."""
+        self.__dict__.update(state)
+        if "open_orders" not in state:
+            self.fills = {}
+            self.open_orders = {}
+            for view in self.orders.values():
+                if view.status not in CLOSED_STATUSES:
+                    self.open_orders.setdefault(view.account, {})[view.order_id] = view
 
     def find(self, account: str, order_id: int | None, client_order_id: object) -> OrderView | None:
         """The account's order named by its id or its client order id; None if the account has no such order."""
@@ -160,6 +179,11 @@ class OrderTracker:
             elif kind is OrderAccepted:
                 view = orders[event.order_id] = OrderView(event, self.ticks[event.instrument])
                 self.by_client_id[(event.account, event.client_order_id)] = view
+                account_orders = self.open_orders.get(event.account)
+                if account_orders is None:
+                    self.open_orders[event.account] = {event.order_id: view}
+                else:
+                    account_orders[event.order_id] = view
                 out.append((event.account, view.report("new", event.ts)))
             elif kind is OrderCanceled:
                 view = orders[event.order_id]
@@ -203,6 +227,7 @@ class OrderTracker:
                                             "ts": event.ts}))
             elif kind is TradingDayClosed:
                 self._forget_closed()
+                self.fills.clear()
             elif kind in PRIMARY_AUCTION_EVENTS:
                 out.append(self._primary_auction_message(event))
         return out
@@ -243,11 +268,21 @@ class OrderTracker:
                       liquidity=liquidity, fee=fee,
                       aggressor_side=trade.aggressor_side)
         out.append((view.account, report))
+        fills = self.fills.get(view.account)
+        if fills is None:
+            fills = self.fills[view.account] = deque(maxlen=MAX_FILLS_KEPT)
+        fills.append((trade.trade_id, view.order_id, view.client_order_id, view.instrument, view.side,
+                      report["last_price"], trade.quantity, liquidity, fee, trade.ts))
         if not leaves:
             self._keep_closed(view)
 
     def _keep_closed(self, view: OrderView) -> None:
         """A closed order stays known for a while; past ``max_closed`` the oldest closed one is forgotten."""
+        account_orders = self.open_orders.get(view.account)
+        if account_orders is not None:
+            account_orders.pop(view.order_id, None)
+            if not account_orders:
+                del self.open_orders[view.account]
         closed = self.closed
         closed.append(view)
         if len(closed) > self.max_closed:

@@ -90,10 +90,10 @@ from .protocol import (PROTOCOL_VERSION, BalancesRequest, BookRequest, CancelReq
                        Logon, Logout, MassCancelRequest, MessageReader, NewOrderRequest, OrderStatusRequest, Refusal,
                        ReleaseKillSwitchRequest, ReplaceRequest, ResendRequest, SetTradingPhaseRequest,
                        OpenAuctionRequest, SubmitBidRequest, ModifyBidRequest, WithdrawBidRequest, AuctionStatusRequest,
-                       SnapshotRequest, SubscribeRequest,
+                       SnapshotRequest, SubscribeRequest, OpenOrdersRequest, TradesRequest, PingRequest,
                        UnsubscribeRequest, encode_frame)
 from .recovery import LEDGER_NAME, fork_snapshot, recover, snapshot_bytes, snapshot_path, write_snapshot
-from .reports import price_in_cents, rejected_order_report, request_rejected
+from .reports import MAX_FILLS_KEPT, price_in_cents, rejected_order_report, request_rejected
 from .sequencer import Sequencer
 from .settlement import Settlement, SettlementService
 
@@ -102,6 +102,7 @@ log = logging.getLogger("carbonx.gateway")
 MIN_CLIENT_HEARTBEAT = 1  # seconds: the shortest heartbeat interval a client may ask for
 MAX_CLIENT_HEARTBEAT = 60
 MAX_BOOK_LEVELS = 100
+PAGE_SIZE = 100  # entries in one answer to open_orders or trades (about 30 KiB at the most: within max_frame)
 LOGOUT_WAIT = 5.0  # seconds a session waits for the engine loop to answer its logout
 # Bytes a session's read takes at most: a few thousand frames, decoded in one go (2 million a second),
 # and no more, so that one client's burst is a short stretch of the engine's queue.
@@ -410,6 +411,9 @@ class TradingGateway:
             SubscribeRequest: self._subscribe,
             UnsubscribeRequest: self._unsubscribe,
             AuctionStatusRequest: self._auction_status,
+            OpenOrdersRequest: self._open_orders,
+            TradesRequest: self._trades,
+            PingRequest: self._ping,
         }
 
     # -- life cycle ------------------------------------------------------------------------
@@ -1475,6 +1479,49 @@ class TradingGateway:
         self._answer(session, {"type": "book", "instrument": request.instrument, "bids": bids, "asks": asks,
                                "last_price": None if book.last_price is None else book.last_price // tick,
                                "ts": time.time_ns()}, request)
+
+    def _open_orders(self, session: Session, request: OpenOrdersRequest) -> None:
+        """The account's open orders (resting, or stops waiting for their trigger), oldest first, a page at a
+        time: ``more`` says whether a request with ``after`` the last order id would find more."""
+        if request.instrument is not None and request.instrument not in self.engine.instruments:
+            self._refuse(session, request, RejectCode.UNKNOWN_INSTRUMENT)
+            return
+        orders = self.tracker.open_orders.get(session.account, {})
+        ts = time.time_ns()
+        after = -1 if request.after is None else request.after
+        page = [view for order_id, view in sorted(orders.items()) if order_id > after
+                and (request.instrument is None or view.instrument == request.instrument)]
+        entries = []
+        for view in page[:PAGE_SIZE]:
+            entry = view.report("status", ts)
+            del entry["type"], entry["exec_type"], entry["ts"]
+            entries.append(entry)
+        self._answer(session, {"type": "open_orders", "orders": entries, "more": len(page) > PAGE_SIZE, "ts": ts},
+                     request)
+
+    def _trades(self, session: Session, request: TradesRequest) -> None:
+        """The account's fills since the last end of day, oldest first, a page at a time; ``complete`` is false
+        when older fills of the day are no longer kept (the ledger's statement has them all)."""
+        if request.instrument is not None and request.instrument not in self.engine.instruments:
+            self._refuse(session, request, RejectCode.UNKNOWN_INSTRUMENT)
+            return
+        fills = self.tracker.fills.get(session.account, ())
+        after = -1 if request.after is None else request.after
+        page = [fill for fill in fills if fill[0] > after and (request.instrument is None or fill[3] == request.instrument)]
+        trades = [{"trade_id": trade_id, "order_id": order_id, "client_order_id": client_order_id,
+                   "instrument": instrument, "side": side, "price": price, "quantity": quantity,
+                   "liquidity": liquidity, "fee": fee, "ts": ts}
+                  for trade_id, order_id, client_order_id, instrument, side, price, quantity, liquidity, fee, ts
+                  in page[:PAGE_SIZE]]
+        self._answer(session, {"type": "trades", "trades": trades, "more": len(page) > PAGE_SIZE,
+                               "complete": len(fills) < MAX_FILLS_KEPT, "ts": time.time_ns()}, request)
+
+    def _ping(self, session: Session, request: PingRequest) -> None:
+        """``pong``, unnumbered, after every answer to what the session sent before the ping."""
+        message = {"type": "pong", "ts": time.time_ns()}
+        if request.request_id is not None:
+            message["request_id"] = request.request_id
+        self.core.outbox.append((session, message, None))
 
     def _auction_status(self, session: Session, request: AuctionStatusRequest) -> None:
         """A primary auction as this account may see it: its terms and (once decided) its results for all; the

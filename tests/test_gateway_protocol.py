@@ -47,7 +47,7 @@ from gateway.protocol import (SubscribeRequest, UnsubscribeRequest, DEFAULT_MAX_
                               NewOrderRequest, OrderStatusRequest, ProtocolError, Refusal,
                               ReleaseKillSwitchRequest, ReplaceRequest, ResendRequest, SetTradingPhaseRequest, SnapshotRequest,
                               OpenAuctionRequest, SubmitBidRequest, ModifyBidRequest, WithdrawBidRequest,
-                              AuctionStatusRequest,
+                              AuctionStatusRequest, OpenOrdersRequest, TradesRequest, PingRequest,
                               encode_frame)
 from gateway.reports import (CANCELED, EXPIRED, FILLED, NEW, PARTIALLY_FILLED, WAITING_TRIGGER, OrderTracker,
                              price_in_cents)
@@ -142,6 +142,11 @@ FULL = [
      WithdrawBidRequest(request_id=21, auction_id="DE-1", bid_id=7)),
     ({"type": "auction_status", "request_id": 22, "auction_id": "DE-1"},
      AuctionStatusRequest(request_id=22, auction_id="DE-1")),
+    ({"type": "open_orders", "request_id": 23, "instrument": "EUA", "after": 41},
+     OpenOrdersRequest(request_id=23, instrument="EUA", after=41)),
+    ({"type": "trades", "request_id": 24, "instrument": "CER", "after": 7}, TradesRequest(request_id=24,
+                                                                                          instrument="CER", after=7)),
+    ({"type": "ping", "request_id": 25}, PingRequest(request_id=25)),
 ]
 
 # Only the required fields: everything else takes its default.
@@ -172,6 +177,9 @@ MINIMAL = [
     ({"type": "modify_bid", "auction_id": "A", "bid_id": 1}, ModifyBidRequest(auction_id="A", bid_id=1)),
     ({"type": "withdraw_bid", "auction_id": "A", "bid_id": 1}, WithdrawBidRequest(auction_id="A", bid_id=1)),
     ({"type": "auction_status", "auction_id": "A"}, AuctionStatusRequest(auction_id="A")),
+    ({"type": "open_orders"}, OpenOrdersRequest()),
+    ({"type": "trades"}, TradesRequest()),
+    ({"type": "ping"}, PingRequest()),
 ]
 
 STREAM_MESSAGES = [FULL[0], FULL[3], FULL[6], FULL[2]]
@@ -328,7 +336,7 @@ def test_dict_reader():
 def test_every_message_type_has_a_sample():
     assert {document["type"] for document, _ in FULL} == MESSAGE_TYPES
     assert {document["type"] for document, _ in MINIMAL} == MESSAGE_TYPES
-    assert len(MESSAGE_TYPES) == len(INBOUND) == 22
+    assert len(MESSAGE_TYPES) == len(INBOUND) == 25
 
 
 @pytest.mark.parametrize("document, expected", FULL + MINIMAL, ids=lambda v: v.get("type") if type(v) is dict else "")

@@ -1748,3 +1748,70 @@ async def test_an_account_has_at_most_eight_market_data_sessions(start):
         assert_fields(broker.logon, type="logon_accepted")
     for raw in watchers:
         await raw.close()
+
+
+# -- a trader's own queries: open orders, trades of the day, and ping for the end of the answers ------------------
+
+@bounded(30)
+async def test_open_orders_and_trades_of_the_day_page_through_what_the_account_has(start, monkeypatch):
+    monkeypatch.setattr(server_module, "PAGE_SIZE", 2)
+    gateway = await start()
+    async with session(gateway, "bank") as bank, session(gateway, "broker") as broker:
+        for i in range(5):
+            await bank.new_order("EUA", "S", 1 + i, 7100 + i, client_order_id=f"s{i}")
+        cer = await bank.new_order("CER", "B", 1, 5700, client_order_id="cer")
+        assert cer["exec_type"] == "new", cer
+        await bank.cancel(client_order_id="s1")
+        await broker.new_order("EUA", "B", 4, 7102, client_order_id="b1")  # takes s0 (1 lot), s2 (3 lots)
+
+        first = await bank.request({"type": "open_orders"})
+        assert_fields(first, type="open_orders", more=True)
+        assert [o["client_order_id"] for o in first["orders"]] == ["s3", "s4"]
+        assert first["orders"][0] == {
+            "order_status": "new", "order_id": first["orders"][0]["order_id"], "client_order_id": "s3",
+            "instrument": "EUA", "side": "S", "order_type": "LIMIT", "time_in_force": "GTC", "price": 7103,
+            "stop_price": None, "display_quantity": None, "expire_date": None, "quantity": 4, "cum_quantity": 0,
+            "leaves_quantity": 4, "avg_price": None}
+        rest = await bank.request({"type": "open_orders", "after": first["orders"][-1]["order_id"]})
+        assert [o["client_order_id"] for o in rest["orders"]] == ["cer"] and rest["more"] is False
+        eua = await bank.request({"type": "open_orders", "instrument": "EUA"})
+        assert [o["client_order_id"] for o in eua["orders"]] == ["s3", "s4"] and eua["more"] is False
+        unknown = await bank.request({"type": "open_orders", "instrument": "XYZ"})
+        assert_fields(unknown, type="request_rejected", request="open_orders", code=int(RejectCode.UNKNOWN_INSTRUMENT))
+
+        trades = await bank.request({"type": "trades"})
+        assert_fields(trades, type="trades", more=False, complete=True)
+        assert [(t["client_order_id"], t["price"], t["quantity"], t["liquidity"], t["side"], t["fee"])
+                for t in trades["trades"]] == [("s0", 7100, 1, "maker", "S", MAKER_FEE),
+                                               ("s2", 7102, 3, "maker", "S", 3 * MAKER_FEE)]
+        bought = await broker.request({"type": "trades", "instrument": "EUA"})
+        assert [(t["client_order_id"], t["quantity"], t["liquidity"]) for t in bought["trades"]] == [
+            ("b1", 1, "taker"), ("b1", 3, "taker")]
+        after = await broker.request({"type": "trades", "after": bought["trades"][0]["trade_id"]})
+        assert [t["quantity"] for t in after["trades"]] == [3]
+        # The end of the day: fills are of the day, open orders stay open (GTC).
+        from exchange import EndOfDay
+        await gateway.run_operator_commands([EndOfDay(ts=0, trading_date=20261207)])
+        assert (await bank.request({"type": "trades"}))["trades"] == []
+        still_open = await bank.request({"type": "open_orders"})
+        assert [o["client_order_id"] for o in still_open["orders"]] == ["s3", "s4"] and still_open["more"] is True
+
+
+@bounded(30)
+async def test_pong_comes_after_every_answer_to_what_was_sent_before_the_ping(start):
+    gateway = await start()
+    async with session(gateway, "bank") as bank, session(gateway, "broker") as broker:
+        await broker.new_order("EUA", "B", 5, 7000, client_order_id="rest")
+        raw = await RawConnection.open(gateway.port)
+        assert_fields(await raw.logon("speculator", cancel_on_disconnect=False), type="logon_accepted")
+        raw.send({"type": "new_order", "instrument": "EUA", "side": "S", "quantity": 3, "price": 7000,
+                  "client_order_id": "x", "time_in_force": "IOC", "request_id": 1})
+        raw.send({"type": "mass_cancel", "request_id": 2})
+        raw.send({"type": "ping", "request_id": 3})
+        messages = []
+        while not messages or messages[-1]["type"] != "pong":
+            messages.append(await raw.read_skipping_heartbeats())
+        assert [m.get("exec_type", m["type"]) for m in messages] == ["new", "trade", "mass_cancel_report", "pong"]
+        assert_fields(messages[-1], request_id=3)
+        assert "seq" not in messages[-1]
+        await raw.close()
