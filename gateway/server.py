@@ -325,7 +325,7 @@ class TradingGateway:
 
     def __init__(self, core: Sequencer, journal: JournalWriter, accounts: Mapping[str, AccountConfig],
                  config: ServerConfig, settlement: SettlementService, data_dir: Path, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, commands_since_snapshot: int = 0) -> None:
         self.core = core
         self.engine = core.engine
         self.tracker = core.tracker
@@ -341,7 +341,9 @@ class TradingGateway:
         self._unsynced: deque[tuple] = deque()
         self._synced = asyncio.Event()
         self._syncer: JournalSyncer | None = None
-        self._commands_since_snapshot = 0
+        # Counted from the newest snapshot, not from this process's start: crash after crash, the journal to
+        # replay at the next start stays within snapshot_every commands.
+        self._commands_since_snapshot = commands_since_snapshot
         self.snapshots_taken = 0
         self._snapshot_requests: list[tuple[Session, SnapshotRequest]] = []
         self._snapshot_writer: asyncio.Task | None = None  # waits for the snapshot being written
@@ -1646,7 +1648,8 @@ async def running_exchange(config: ServerConfig, instruments: Mapping[str, Instr
         settlement = SettlementService(settler, max_pending_batches=config.settlement_queue)
         settlement.start()
         try:
-            gateway = TradingGateway(recovered.core, recovered.journal, accounts, config, settlement, data_dir)
+            gateway = TradingGateway(recovered.core, recovered.journal, accounts, config, settlement, data_dir,
+                                     commands_since_snapshot=recovered.commands_since_snapshot)
             commands, unapplied = start_up_commands(accounts, recovered.core.engine, time.time_ns())
             for change in unapplied:
                 log_event(log, "account_setting_not_applied", logging.WARNING, change=change,

@@ -30,7 +30,6 @@ without sockets), or by the running exchange where the path through
 from __future__ import annotations
 
 import errno
-import inspect
 import os
 import shutil
 import sqlite3
@@ -44,7 +43,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exchange import ConfigError
-from gateway import server as server_module
 from gateway.journal import (HEADER, JournalCorrupt, JournalError, JournalReader, JournalTailAcknowledged,
                              scan_journal)
 from gateway.recovery import (JOURNAL_NAME, ROOM_PROBE, SNAPSHOT_DIR, SNAPSHOT_HEADER, journal_genesis_and_id,
@@ -342,13 +340,6 @@ def test_a_new_journal_has_no_commands_since_a_snapshot(tmp_path):
     recovered.journal.close()
 
 
-SERVER_COUNTS_FROM_RECOVERY = "recovered.commands_since_snapshot" in inspect.getsource(server_module)
-
-
-# Enabled by itself once gateway/server.py starts TradingGateway's count from recovery (issue 14, part 4,
-# item 3: ``recovered.commands_since_snapshot``); until then it is an expected failure, strictly.
-@pytest.mark.xfail(not SERVER_COUNTS_FROM_RECOVERY, strict=True,
-                   reason="gateway/server.py still counts towards snapshot_every from 0 at each start")
 async def test_the_gateway_counts_towards_the_next_snapshot_from_the_newest_one(tmp_path):
     async with exchange_on_port(data_dir=str(tmp_path), snapshot_every=0) as gateway:
         async with session(gateway, "bank", cancel_on_disconnect=False) as bank:
