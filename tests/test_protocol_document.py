@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import itertools
+import json
 import re
 import signal
 import socket
@@ -1616,6 +1617,32 @@ def test_worked_example_of_section_10():
             broker.logout()
         finally:
             bank.close()
+
+
+def test_section_10_is_one_run_and_its_json_is_its_bytes():
+    """Section 10 shows one run: each decoded map is exactly its frame's bytes, and the timestamps follow the
+    story in order, within seconds of each other (not stitched together from several runs)."""
+    text = (PROJECT / "docs" / "PROTOCOL.md").read_text()
+    section = text[text.index("## 10. A worked example"):text.index("## 11. Writing a client")]
+    frames = _doc_frames()
+    decoded = {int(number): json.loads(shown) for number, shown in re.findall(
+        r"Frame (\d), [^:]+:\n\n```\n.*?```\n\nDecoded:\n\n```json\n(.*?)\n```", section, re.DOTALL)}
+    assert sorted(decoded) == [1, 2, 3, 4, 5, 6, 7]
+    for number, data in frames.items():
+        assert msgpack.unpackb(data[4:], raw=False) == decoded[number], f"frame {number}"
+        (length,) = struct.unpack(">I", data[:4])
+        assert length == len(data) - 4 and f"({length} bytes follow)" in section
+    broker_new, broker_fill = (json.loads(line) for line in re.search(
+        r"its fill as the taker:\n\n```json\n(.*?)\n```", section, re.DOTALL).group(1).splitlines())
+    stamps = [decoded[2]["ts"], decoded[4]["ts"], broker_new["ts"], decoded[7]["ts"]]
+    assert stamps == sorted(stamps) and stamps[-1] - stamps[0] < 60 * 10**9, stamps
+    assert broker_fill["ts"] == decoded[5]["ts"] == broker_new["ts"]  # one request, one ts (section 3)
+    # the walkthrough's reading of the bytes
+    assert frames[2][4] == 0x8f and len(decoded[2]) == 15
+    assert all(len(entry) == 15 for entry in decoded[2]["instruments"])
+    assert frames[2].count(bytes([0x8f, 0xa6]) + b"symbol") == 3
+    assert frames[4][4:7] == b"\xde\x00\x14" and len(decoded[4]) == 20
+    assert frames[5][4:7] == b"\xde\x00\x19" and len(decoded[5]) == 25
 
 
 def test_sample_client_of_section_11(tmp_path):
