@@ -335,7 +335,8 @@ SETTINGS: dict[str, Setting] = {
                              "(token bucket); heartbeats and logout are not counted", 1.0, 1e7),
     "throttle_burst": Setting("session", int, 1000, "messages a session may send at once above the rate "
                               "(the bucket's size)", 1, 10_000_000),
-    "max_frame": Setting("session", int, DEFAULT_MAX_FRAME, "largest frame body in bytes, either way", 64, 16_777_216),
+    "max_frame": Setting("session", int, DEFAULT_MAX_FRAME, "largest frame body in bytes a client may send "
+                         "(larger: logout 704); the server's own frames are not bound by it", 64, 16_777_216),
     "max_outbound_bytes": Setting("session", int, 4_194_304, "bytes queued to a client that is not reading; "
                                   "past this it is disconnected (a slow consumer)", 65_536, 1 << 30),
     "queue_size": Setting("engine", int, 10_000, "requests waiting for the engine; past it what sessions send "
@@ -352,8 +353,10 @@ SETTINGS: dict[str, Setting] = {
                                  "(for instruments whose book changed)", 0.05, 3600.0),
     "mqtt_queue": Setting("market_data", int, 1_000_000, "trades and fills kept for the broker while it is "
                           "slow or away; past this they are dropped (counted and logged)", 1000, 100_000_000),
-    "data_dir": Setting("journal", str, "", "directory of the journal, snapshots and ledger; empty: a new "
-                        "temporary directory, deleted at exit (nothing survives)"),
+    "data_dir": Setting("journal", str, "", "directory of the journal, snapshots and ledger; empty (the "
+                        "built-in default, below): a new temporary directory, deleted at exit (nothing survives); "
+                        "the shipped config/exchange.toml sets var/carbonx, which carbonx serve uses unless told "
+                        "otherwise (carbonx demo ignores the file's value)"),
     "journal_fsync": Setting("journal", str, "batch", "batch: every answer waits until its batch is fdatasynced "
                              "(survives power loss); off: written, not synced (survives a crash of the process "
                              "only)"),

@@ -1448,8 +1448,13 @@ def test_max_frame_and_heartbeat_settings():
 
 
 def test_server_frames_are_small_whatever_max_frame_says():
-    """Section 1: max_frame limits what the client sends; the server's frames stay under 1 MiB, and are read
-    even when above a small max_frame (64 to 16777216 allowed)."""
+    """Section 1: max_frame limits what the client sends only; the server's frames are not checked against it
+    (sent whole above a small max_frame, 64 to 16777216 allowed) and stay under 1 MiB. `carbonx serve --help`
+    says the same."""
+    usage = " ".join(subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--help"], cwd=PROJECT,
+                                    capture_output=True, text=True, timeout=30, check=True).stdout.split())
+    assert ("--max-frame MAX_FRAME largest frame body in bytes a client may send (larger: logout 704); the "
+            "server's own frames are not bound by it") in usage, usage
     with running("--max-frame", "512") as srv:
         wire = Wire(srv.port)
         try:
@@ -1457,12 +1462,26 @@ def test_server_frames_are_small_whatever_max_frame_says():
             body = wire.read_body()
             accepted = msgpack.unpackb(body, raw=False)
             assert accepted["type"] == "logon_accepted" and accepted["max_frame"] == 512
-            assert len(body) <= 1_048_576
+            assert 512 < len(body) <= 1_048_576
             wire.send({"type": "book", "instrument": "EUA", "levels": 100, "request_id": 1})
             book = msgpack.unpackb(wire.read_body(), raw=False)
             assert book["type"] == "book" and book["request_id"] == 1
         finally:
             wire.close()
+
+
+def test_serve_help_states_both_data_directory_defaults():
+    """Section 12: the built-in default of journal.data_dir is empty (a temporary directory: nothing survives);
+    the shipped exchange.toml sets var/carbonx. `carbonx serve --help` says both."""
+    usage = " ".join(subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--help"], cwd=PROJECT,
+                                    capture_output=True, text=True, timeout=30, check=True).stdout.split())
+    assert ("empty (the built-in default, below): a new temporary directory, deleted at exit (nothing survives); "
+            "the shipped config/exchange.toml sets var/carbonx") in usage, usage
+    assert "[journal.data_dir, default '']" in usage
+    assert re.search(r'^data_dir = "var/carbonx"', (PROJECT / "config" / "exchange.toml").read_text(), re.MULTILINE)
+    limits = (PROJECT / "docs" / "PROTOCOL.md").read_text().split("## 12. Limits of this version")[1]
+    assert "`journal.data_dir` (`var/carbonx` in the shipped `exchange.toml`)" in limits
+    assert "With an empty\n  `data_dir`" in limits
 
 
 def test_logon_timeout_and_too_many_sessions():
