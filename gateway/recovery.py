@@ -79,7 +79,7 @@ SNAPSHOT_HEADER = struct.Struct(">8sI16sQQQII")  # magic, format, journal id, re
 SNAPSHOTS_KEPT = 3
 SETTLE_CHUNK = 20_000  # events settled in one ledger transaction during replay
 ROOM_PROBE = "start-probe.tmp"  # written, synced and removed at start-up: is there room to write?
-ROOM_PROBE_BYTES = 1 << 20  # random bytes, so that a compressing file system stores them all
+ROOM_PROBE_BYTES = 256 << 10  # random bytes, so that a compressing file system stores them all
 
 
 @dataclass(frozen=True)
@@ -405,8 +405,8 @@ def check_room(data_dir: Path) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(probe)
     except OSError as error:
-        raise JournalError(f"{data_dir}: no room to write ({error}): a test write of {ROOM_PROBE_BYTES >> 20} "
-                           "MiB failed, and a start writes to the journal, the ledger and snapshots. Nothing was "
+        raise JournalError(f"{data_dir}: no room to write ({error}): a test write of {ROOM_PROBE_BYTES >> 10} "
+                           "KiB failed, and a start writes to the journal, the ledger and snapshots. Nothing was "
                            "changed: free some space (or make the directory writable) and start again") from error
 
 
