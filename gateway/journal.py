@@ -46,6 +46,12 @@ writes them with one ``write``, and (with ``fsync = "batch"``) one
 write or sync is :class:`JournalFailure`: the exchange stops at once, the
 way PostgreSQL treats a failed fsync, because after it nobody can say what
 is on disk.
+
+Reading: :class:`JournalReader` decodes committed batches for a replay;
+:func:`scan_journal` checks the whole file at start-up without decoding
+anything (framing, CRC, seqs; about 1 s a million records), so that damage
+under a snapshot is found too and what follows the last commit record is
+known before anything is replayed or cut (:mod:`gateway.recovery`).
 """
 from __future__ import annotations
 
