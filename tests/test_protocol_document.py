@@ -6,7 +6,8 @@ The client below (``Wire`` and ``Session``) was written only from docs/PROTOCOL.
 standard library and the ``msgpack`` package, as a third-party developer would: 4-byte big-endian
 length-prefixed MessagePack maps, logon, heartbeats while waiting, request ids, and a check of the
 per-account ``seq`` on every message it reads (section 5: consecutive within a session, starting at
-``logon_accepted.next_seq``; ``logon_accepted``, ``heartbeat`` and ``logout`` carry none).
+``logon_accepted.next_seq``; ``logon_accepted``, ``heartbeat``, ``logout``, ``pong`` and the resend markers carry
+none).
 
 Every test talks to a real ``python3 -m gateway.cli serve`` process: one server for the module, and a
 fresh one for tests that need other settings or a freshly started exchange (the worked example of
@@ -117,7 +118,7 @@ COMMON_KEYS = {"type", "exec_type", "order_status", "order_id", "client_order_id
 LOGON_ACCEPTED_KEYS = {"type", "account", "protocol_version", "session_id", "heartbeat_interval",
                        "heartbeat_timeout", "max_frame", "throttle_rate", "throttle_burst",
                        "cancel_on_disconnect", "operator", "next_seq", "instruments", "ts"}
-UNNUMBERED = {"logon_accepted", "heartbeat", "logout"}
+UNNUMBERED = {"logon_accepted", "heartbeat", "logout", "pong", "resend_begin", "resend_end"}  # section 5
 
 
 # -- the client -------------------------------------------------------------------------------
@@ -942,6 +943,12 @@ def test_session_level_rejects(connect):
     send_and_check({**order, "order_type": None}, 707, "new_order", "order_type", "q")
     send_and_check({**order, "instrument": b"EUA"}, 707, "new_order", "instrument", "q")
     send_and_check({**order, "price": msgpack.ExtType(1, b"a")}, 707, "new_order", "price", "q")
+    # an ext value (section 2): 707 naming the field, also in an array; 706 as the type; 707 under an unknown key
+    send_and_check({"type": "subscribe", "channels": [msgpack.ExtType(5, b"")]}, 707, "subscribe", "channels")
+    send_and_check({"type": "balances", "request_id": msgpack.ExtType(1, b"a")}, 707, "balances", "request_id",
+                   echo=False)
+    send_and_check({"type": msgpack.ExtType(1, b"a")}, 706, None, "type")
+    send_and_check({"type": "balances", "zz": msgpack.ExtType(127, b"abcd")}, 707, "balances", "zz")
     send_and_check({**order, "client_order_id": "c" * 65}, 707, "new_order", "client_order_id", None)
     send_and_check({"type": "balances", "": 1}, 707, "balances", "")
     send_and_check({"type": "balances", "k" * 65: 1}, 707, "balances", None)
@@ -1296,6 +1303,7 @@ FATAL_FRAMES = [
     ("str not UTF-8", frame(b"\x82\xa4type\xa8balances\xa1x\xa2\xff\xfe"), 705, "a string that is not UTF-8"),
     ("nested too deeply", frame(b"\x82\xa4type\xa8balances\xa1x" + b"\x91" * 3000 + b"\xc0"), 705,
      "nested too deeply"),
+    ("an ext value as a key", frame(b"\x82\xa4type\xa8balances\xd4\x01\x00\x01"), 705, None),  # section 2
 ]
 
 
@@ -1390,6 +1398,257 @@ def test_server_heartbeats_and_heartbeat_timeout(connect):
     alive.logout()
 
 
+# -- a trader's own queries, ping and resend (sections 4.9, 7.7, 7.15, 7.19 to 7.21) -----------------------
+
+def raw_messages(wire, until: str, timeout: float = WAIT) -> list[dict]:
+    """Messages as they come, without the seq check (resent and market-data messages are outside its rule), up
+    to and including the first of type ``until``; heartbeats left out."""
+    deadline = time.monotonic() + timeout
+    messages: list[dict] = []
+    while not messages or messages[-1]["type"] != until:
+        message = msgpack.unpackb(wire.read_body(max(0.0, deadline - time.monotonic())), raw=False)
+        if message["type"] != "heartbeat":
+            messages.append(message)
+    return messages
+
+
+def test_pong_comes_after_everything_sent_before_the_ping(connect):
+    seller = connect("cement-works")
+    buyer = connect("carbon-fund")
+    seller.ask({"type": "new_order", "client_order_id": "pp-s", "instrument": "EUA", "side": "S", "quantity": 2,
+                "price": 7095})
+    # two requests in one write, then a ping: the pong follows every message they caused (4.9)
+    buyer.send_raw(b"".join(frame(pack(message)) for message in (
+        {"type": "new_order", "client_order_id": "pp-b", "instrument": "EUA", "side": "B", "quantity": 3,
+         "price": 7095, "time_in_force": "IOC", "request_id": 1},
+        {"type": "mass_cancel", "request_id": 2},
+        {"type": "ping", "request_id": "end"})))
+    messages = []
+    while not messages or messages[-1]["type"] != "pong":
+        messages.append(buyer.recv())
+    assert [message.get("exec_type", message["type"]) for message in messages] == [
+        "new", "trade", "canceled", "mass_cancel_report", "pong"], messages
+    pong = messages[-1]
+    assert set(pong) == {"type", "ts", "request_id"} and pong["request_id"] == "end", pong  # 8.20: no seq
+    check_ts(pong["ts"])
+    assert seller.recv()["exec_type"] == "trade"
+    # the pong used up no sequence number: the next answer carries the next seq
+    assert buyer.ask({"type": "balances"})["seq"] == messages[-2]["seq"] + 1
+    buyer.send({"type": "ping"})  # no request_id: none in the pong
+    assert set(buyer.recv()) == {"type", "ts"}
+    # a market-data session may ping too (4.3), and gets the same unnumbered pong
+    watcher = connect("carbon-fund", market_data_only=True)
+    rid = watcher.request({"type": "ping"})
+    pong = watcher.recv()
+    assert (pong["type"], pong["request_id"], "seq" in pong) == ("pong", rid, False), pong
+    for session in (seller, buyer, watcher):
+        session.logout()
+
+
+def test_open_orders_trades_and_mass_cancel_follow_order_ids(connect):
+    cdm = connect("cdm-developer")
+    gov = connect("gov-fund")
+    order = {"type": "new_order", "instrument": "CER", "side": "S", "quantity": 1, "price": 5850}
+    cdm.send_raw(b"".join(frame(pack({**order, "client_order_id": f"oo-{number}", "request_id": number}))
+                          for number in range(101)) + frame(pack({"type": "ping"})))
+    news = raw_messages(cdm, "pong")[:-1]
+    assert [message["exec_type"] for message in news] == ["new"] * 101
+    cdm.expected_seq = news[-1]["seq"] + 1
+    ids = [message["order_id"] for message in news]
+    assert ids == sorted(ids)
+    # the first order goes to the back of the 58.50 level (7.6): a new price, then the old one again
+    for price in (5851, 5850):
+        replaced = cdm.ask({"type": "replace_order", "order_id": ids[0], "price": price})
+        assert replaced["priority_kept"] is False, replaced
+
+    # open_orders: order_id order (not time priority), 100 a page, then the rest after the last order_id
+    page = cdm.ask({"type": "open_orders"}, request_id="o1")
+    assert set(page) == {"type", "orders", "more", "ts", "request_id", "seq"} and page["more"] is True, page
+    mine = [entry for entry in page["orders"] if entry["order_id"] in ids]
+    assert len(page["orders"]) == 100 and [entry["order_id"] for entry in page["orders"]] == sorted(
+        entry["order_id"] for entry in page["orders"])
+    assert mine[0]["order_id"] == ids[0]
+    status = cdm.ask({"type": "order_status", "order_id": ids[0]})
+    assert mine[0] == {key: value for key, value in status.items()
+                       if key in COMMON_KEYS - {"type", "exec_type", "ts"}}  # 8.18
+    rest = cdm.ask({"type": "open_orders", "after": page["orders"][-1]["order_id"]})
+    assert rest["more"] is False and [entry["order_id"] for entry in page["orders"] + rest["orders"]
+                                      if entry["order_id"] in ids] == ids
+    assert cdm.ask({"type": "open_orders", "instrument": "EUA"})["orders"] == []
+    rid = cdm.request({"type": "open_orders", "instrument": "XYZ"})
+    check(cdm.recv(), request_rejected("open_orders", 101, rid))
+
+    # three lots bought: time priority takes the 2nd, 3rd and 4th orders, the replaced first one now last
+    gov.request({"type": "new_order", "client_order_id": "oo-buy", "instrument": "CER", "side": "B",
+                 "quantity": 3, "price": 5850, "time_in_force": "IOC"})
+    taken = [gov.recv() for _ in range(4)][1:]
+    fills = [cdm.recv() for _ in range(3)]
+    assert [fill["order_id"] for fill in fills] == ids[1:4]
+    trades = cdm.ask({"type": "trades", "instrument": "CER"})
+    assert set(trades) == {"type", "trades", "more", "complete", "ts", "request_id", "seq"}, trades
+    assert (trades["more"], trades["complete"]) == (False, True)
+    assert trades["trades"][-3:] == [  # 8.19: the fills the execution reports announced, oldest first
+        {"trade_id": fill["trade_id"], "order_id": fill["order_id"], "client_order_id": fill["client_order_id"],
+         "instrument": "CER", "side": "S", "price": 5850, "quantity": 1, "liquidity": "maker", "fee": 200,
+         "ts": fill["ts"]} for fill in fills]
+    later = cdm.ask({"type": "trades", "after": fills[0]["trade_id"]})
+    assert [entry["trade_id"] for entry in later["trades"]] == [fill["trade_id"] for fill in fills[1:]]
+    bought = gov.ask({"type": "trades"})["trades"][-3:]
+    assert [(entry["trade_id"], entry["liquidity"], entry["fee"], entry["side"]) for entry in bought] == [
+        (fill["trade_id"], "taker", 350, "B") for fill in taken]
+    rid = gov.request({"type": "trades", "instrument": ""})
+    check(gov.recv(), request_rejected("trades", 101, rid))
+
+    # mass cancel: in order_id order, the replaced order first although it lost its time priority (7.7)
+    cdm.request({"type": "mass_cancel", "instrument": "CER"}, request_id="mc")
+    cancels = raw_messages(cdm, "mass_cancel_report")
+    cdm.expected_seq = cancels[-1]["seq"] + 1
+    canceled = [message["order_id"] for message in cancels[:-1]]
+    assert canceled == sorted(canceled) and canceled[0] == ids[0], canceled
+    assert [order_id for order_id in canceled if order_id in ids] == [ids[0]] + ids[4:]
+    assert cancels[-1]["canceled_orders"] == len(canceled)
+    cdm.logout()
+    gov.logout()
+
+
+def test_resend_gives_back_numbered_messages_as_first_sent(connect):
+    bank = connect("bank")
+    sent = [bank.ask({"type": "new_order", "client_order_id": "rs-1", "instrument": "EUA", "side": "S",
+                      "quantity": 1, "price": 7380})]
+    sent.append(bank.ask({"type": "cancel_order", "client_order_id": "rs-1"}))
+    sent.append(bank.ask({"type": "balances"}))
+    first, last = sent[0]["seq"], sent[-1]["seq"]
+    bank.logout()
+    bank = connect("bank")  # nothing happened meanwhile: no gap
+    assert bank.accepted["next_seq"] == last + 1
+    rid = bank.request({"type": "resend", "from_seq": first})
+    messages = raw_messages(bank, "resend_end")
+    begin, resent, end = messages[0], messages[1:-1], messages[-1]
+    check_ts(begin["ts"])
+    check_ts(end["ts"])
+    assert {key: value for key, value in begin.items() if key != "ts"} == {
+        "type": "resend_begin", "from_seq": first, "to_seq": last, "messages": 3, "unavailable": [],
+        "request_id": rid}
+    assert resent == sent  # 7.15: exactly as first sent, ts, seq and request_id included
+    assert {key: value for key, value in end.items() if key != "ts"} == {
+        "type": "resend_end", "from_seq": first, "to_seq": last, "request_id": rid}
+    # the resend used up no seq; an empty one and one out of range (7.15)
+    assert bank.ask({"type": "balances"})["seq"] == last + 1
+    bank.request({"type": "resend", "from_seq": last + 2})
+    empty = raw_messages(bank, "resend_end")
+    assert [message["type"] for message in empty] == ["resend_begin", "resend_end"], empty
+    assert (empty[0]["messages"], empty[0]["to_seq"]) == (0, last + 1)
+    rid = bank.request({"type": "resend", "from_seq": last + 3})
+    message = bank.recv()
+    check_reject(message, 707, "resend", "from_seq", request_id=rid)
+    assert message["text"].endswith(f"from_seq from 1 to {last + 2} (next_seq)"), message
+    bank.logout()
+
+
+def test_volatility_band_is_centred_on_the_reference_price_before_the_first_trade():
+    """Section 7.4: before an instrument's first trade the band is centred on its configured reference_price
+    and reaches reference x volatility_band_bps / 10000 (CER: 58.00 +- 1.74; ERU: 55.00 +- 1.65)."""
+    with running() as srv:
+        cdm, ji, broker = (Session(srv.port, account) for account in ("cdm-developer", "ji-developer", "broker"))
+        try:
+            # CER at the edge of the band: trades
+            cdm.ask({"type": "new_order", "client_order_id": "v-1", "instrument": "CER", "side": "S",
+                     "quantity": 1, "price": 5974})
+            broker.request({"type": "new_order", "client_order_id": "v-2", "instrument": "CER", "side": "B",
+                            "quantity": 1, "price": 5974})
+            assert [broker.recv()["exec_type"] for _ in range(2)] == ["new", "trade"]
+            assert cdm.recv()["exec_type"] == "trade"
+            # ERU one cent beyond it: no trade, a volatility interruption around 55.00; the GTC buy rests
+            ji.ask({"type": "new_order", "client_order_id": "v-3", "instrument": "ERU", "side": "S",
+                    "quantity": 1, "price": 5666})
+            broker.request({"type": "new_order", "client_order_id": "v-4", "instrument": "ERU", "side": "B",
+                            "quantity": 1, "price": 5666})
+            assert broker.recv()["exec_type"] == "new"
+            book = broker.ask({"type": "book", "instrument": "ERU"})
+            assert (book["bids"], book["asks"], book["last_price"]) == ([[5666, 1, 1]], [[5666, 1, 1]], None)
+            broker.send({"type": "subscribe", "instruments": ["ERU"], "channels": ["status"], "request_id": "s"})
+            status = raw_messages(broker, "status")[-1]
+            assert (status["phase"], status["reason"], status["reference_price"], status["trigger_price"]) == (
+                "volatility_interruption", "volatility", 5500, 5666), status
+        finally:
+            for session in (cdm, ji, broker):
+                session.close()
+
+
+# -- the document agrees with itself and with the server on its lists ------------------------------------
+
+def _protocol_section(start: str, end: str) -> str:
+    text = (PROJECT / "docs" / "PROTOCOL.md").read_text()
+    return text[text.index(start):text.index(end, text.index(start))]
+
+
+def _ticked(text: str) -> list[str]:
+    return re.findall(r"`([a-z_]+)`", text)
+
+
+def test_section_7_covers_every_message_the_server_takes(connect):
+    mill = connect("paper-mill")
+    rid = mill.request({"type": "no_such_message"})
+    known = set(re.search(r"\(known: ([a-z_, ]+)\)", mill.recv()["text"]).group(1).split(", "))
+    assert {"ping", "open_orders", "trades", "resend"} <= known and rid
+    table = _protocol_section("| `type` | Purpose | Answered with | Its last message |", "\n\n")
+    listed = [row.split("|")[1].strip().strip("`") for row in table.splitlines()[2:]]
+    assert sorted(listed) == sorted(known), set(listed) ^ known
+    headings = re.findall(r"^### 7\.\d+ (.*)$", _protocol_section("## 7. Client messages", "## 8. Server messages"),
+                          re.MULTILINE)
+    assert known <= set(re.findall(r"[a-z_]+", " ".join(headings)))  # each has its subsection
+    mill.logout()
+
+
+def test_numbered_and_unnumbered_messages_agree_between_sections_5_and_8():
+    section_5 = _protocol_section("## 5. Sequence numbers", "- `seq` is counted")
+    unnumbered = set(_ticked(section_5[section_5.index("**except**"):section_5.index("That is:")]))
+    numbered = set(_ticked(section_5[section_5.index("That is:"):section_5.index("(A market-data")]))
+    table = _protocol_section("| `type` | Numbered (`seq`) | Sent |", "\n\n")
+    rows = [row.split("|") for row in table.splitlines()[2:] if not row.startswith("| market data")]
+    in_table = {kind: cells[2].strip() for cells in rows for kind in _ticked(cells[1])}
+    assert numbered == {kind for kind, flag in in_table.items() if flag == "yes"}
+    assert unnumbered == {kind for kind, flag in in_table.items() if flag == "no"}
+    assert {"pong", "resend_begin", "resend_end"} <= unnumbered
+    assert {"trading_phase_report", "auction_report", "bid_report", "auction_status", "open_orders",
+            "trades"} <= numbered
+
+
+def test_refusal_lists_agree_between_sections_8_and_9():
+    codes = _protocol_section("| Code | Name | Text | Seen as |", "\n\n")
+    rows = [row.split("|") for row in codes.splitlines()[2:]]
+    as_reject = {int(cells[1]) for cells in rows if re.match(r"\s*`reject`", cells[4])}
+    reject_row = _protocol_section("| `code` | int | 706", "\n")
+    assert as_reject == {int(code) for code in re.findall(r"\b(7\d\d)\b", reject_row)}, reject_row
+    request_row = _protocol_section("| `request` | str | the `type` of the refused message", "\n")
+    requests = set(re.findall(r'`"([a-z_]+)"`', request_row))
+    seen = {name for cells in rows for part in re.findall(r"`request_rejected` of ([^;|]*)", cells[4])
+            for name in _ticked(part)}
+    assert seen <= requests, seen - requests
+    where = _protocol_section("| any other request that was read but cannot be carried out", "\n")
+    assert set(_ticked(where.split("|")[1])) == requests
+
+
+def test_default_channels_are_the_documented_ones(connect):
+    row = _protocol_section("| `channels` | array of str, nil allowed | optional, default: every channel | some of",
+                            "\n")
+    documented = re.findall(r'`"([a-z]+)"`', row)
+    watcher = connect("carbon-fund")
+    rid = watcher.request({"type": "subscribe", "instruments": ["CER"]})
+    subscribed = raw_messages(watcher, "subscribed")[-1]
+    assert (subscribed["request_id"], subscribed["channels"]) == (rid, sorted(documented)), subscribed
+    watcher.send({"type": "unsubscribe", "request_id": "u"})
+    raw_messages(watcher, "unsubscribed")
+    watcher.send({"type": "subscribe", "channels": ["depth"], "request_id": "bad"})
+    refused = raw_messages(watcher, "reject")[-1]
+    assert refused["text"].endswith(f"channels are {', '.join(documented)}"), refused
+    assert f"channels are {', '.join(documented)}" in _protocol_section("### 7.13 subscribe", "### 7.14")
+    watcher.send({"type": "logout"})
+    raw_messages(watcher, "logout")
+    watcher.logged_out = True
+    watcher.expect_close()
+
+
 # -- servers with other settings ---------------------------------------------------------------
 
 def test_throttle_rejects_with_708():
@@ -1408,6 +1667,7 @@ def test_throttle_rejects_with_708():
                  "price": 7000, "request_id": 6},
                 {"type": "zzz", "request_id": "seven"},
                 {"type": 8},
+                {"type": "ping", "request_id": "pg"},  # counted too: a 708 in the pong's place (7.21)
                 {"type": "heartbeat"},  # not counted
                 {"type": "logout", "request_id": 9},  # not counted
             ])
@@ -1421,6 +1681,7 @@ def test_throttle_rejects_with_708():
                          exact_text=True)
             check_reject(session.recv(), 708, "zzz", None, request_id="seven", exact_text=True)
             check_reject(session.recv(), 708, None, None, exact_text=True)
+            check_reject(session.recv(), 708, "ping", None, request_id="pg", exact_text=True)
             check_server_logout(session.recv(), None, text="logged out", request_id=9)
             session.expect_close()
         finally:
