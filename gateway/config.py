@@ -341,7 +341,7 @@ SETTINGS: dict[str, Setting] = {
                                   "past this it is disconnected (a slow consumer)", 65_536, 1 << 30),
     "queue_size": Setting("engine", int, 10_000, "requests waiting for the engine; past it what sessions send "
                           "is refused at once (719), never dropped", 1, 10_000_000),
-    "max_queue_delay": Setting("engine", float, 0.5, "seconds a request may wait for the engine; one that waited "
+    "max_queue_delay": Setting("engine", float, 0.25, "seconds a request may wait for the engine; one that waited "
                                "longer is refused (719) rather than run late", 0.001, 3600.0),
     "max_batch": Setting("engine", int, 512, "requests the engine takes in one batch", 1, 1_000_000),
     "mqtt_url": Setting("market_data", str, "", "MQTT broker to publish market data to, "

@@ -114,7 +114,7 @@ MAX_THROTTLE_PAUSE = 1.0  # seconds a session over its rate goes unread, at the 
 MAX_REFUSED_WAITING = 20_000
 GC_YOUNG_THRESHOLD = 50_000  # allocations between collections of the youngest generation (serve only)
 SECRET_CHECK_THREADS = 2  # scrypt checks at once (16 MiB of memory each)
-MAX_UNSYNCED_BATCHES = 256  # batches written and waiting for the disk; past it the engine waits
+MAX_UNSYNCED_BATCHES = 8  # batches written and waiting for the disk; past it the engine waits
 MAX_MARKET_DATA_SESSIONS = 8  # market-data sessions an account may have at once (beside its trading session)
 CLOSE_GRACE = 1.0  # seconds an ended session's connection lingers for the peer to take its logout
 CLEARING_MARGIN = 0.01  # seconds after a primary auction's window before it is cleared (the clearing's ts must
@@ -1563,12 +1563,20 @@ class TradingGateway:
             session.refusals_answered.set()
 
     def _refuse_unprocessed(self, session: Session, code: RejectCode, requests: list) -> None:
-        """Answer requests that were not processed (708, 719) with a ``reject`` each."""
-        text = code.text
+        """Answer requests that were not processed (708, 719) with a ``reject`` each: one journal record for the
+        numbers they use (an overloaded exchange refuses thousands a second)."""
+        if session.market_data_only:
+            for request in requests:
+                self._answer(session, _unprocessed_reject(code, request), request)
+            return
+        self.journal.append(skip_record(session.account, len(requests)))
+        deliver, account = self.core.deliver, session.account
         for request in requests:
-            message_type = request.message_type if type(request) is Refusal else request.__struct_config__.tag
-            self._answer(session, _reject(code, text, message_type, None, getattr(request, "client_order_id", None)),
-                         request)
+            message = _unprocessed_reject(code, request)
+            request_id = getattr(request, "request_id", None)
+            if request_id is not None:
+                message["request_id"] = request_id
+            deliver(account, message)
 
 
 def _abort(transport: asyncio.BaseTransport) -> None:
@@ -1584,6 +1592,12 @@ def _write_gathered(gathered: dict[Session, list[bytes]]) -> None:
     for session, frames in gathered.items():
         session.write_frame(frames[0] if len(frames) == 1 else b"".join(frames))
     gathered.clear()
+
+
+def _unprocessed_reject(code: RejectCode, request: object) -> dict:
+    """The ``reject`` of a request the exchange did not process (708 throttled, 719 over capacity)."""
+    message_type = request.message_type if type(request) is Refusal else request.__struct_config__.tag
+    return _reject(code, code.text, message_type, None, getattr(request, "client_order_id", None))
 
 
 def _reject(code: RejectCode, text: str, message_type: str | None, field: str | None,
