@@ -31,6 +31,10 @@ How it works
    for acknowledgements, state replaced while being published, and a stalled (SIGSTOPped) broker.
    Skipped without mosquitto.
 
+4. **docs/MARKET_DATA.md** against the code and itself: the channels it names, its worked example (one run: the
+   published bytes are the maps shown, the socket got the same maps), the broker's queue limits as the shipped
+   configuration leaves them, and (as root, with mosquitto) a password file the broker's user cannot read.
+
 Every wait has a timeout. Waits for socket market data use a request answered in a later batch as a
 barrier: the gateway writes a batch's market data before it runs the next batch, so by the time that
 answer arrives, everything published before it is in the client's market-data queue
@@ -41,11 +45,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
+import os
+import pwd
 import random
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
 from typing import Self
 
 import aiomqtt
@@ -1351,3 +1364,117 @@ async def test_mqtt_stalled_broker_never_slows_matching_and_subscribers_realign_
                       for symbol, item in gateway.feed.instruments.items())
         assert 0 < missing <= publisher.dropped_reliable, "trades lost other than those dropped (and counted)"
         assert publisher.connections == 1
+
+
+# == 4. docs/MARKET_DATA.md against the feed, the broker's configuration and itself =====================
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+MOSQUITTO_CONF = Path(__file__).resolve().parents[1] / "config" / "mosquitto" / "mosquitto.conf"
+
+
+def market_data_doc(start: str, end: str) -> str:
+    text = (DOCS / "MARKET_DATA.md").read_text()
+    at = text.index(start)
+    return text[at:text.index(end, at)]
+
+
+def test_documented_channels_are_the_feeds():
+    """Sections 1 and 10 (and PROTOCOL.md 7.13) name the six channels of gateway.marketdata.CHANNELS."""
+    words = market_data_doc("a **channel** is one of the", "); an **account**")
+    assert re.findall(r"`([a-z]+)`", words) == list(CHANNELS), words
+    table = market_data_doc("| Channel | Messages |", "\n\n")
+    assert [row.split("|")[1].strip().strip("`") for row in table.splitlines()[2:]] == list(CHANNELS)
+    for text in (market_data_doc("**`subscribe`** and **`unsubscribe`**", "**Market-data messages on the socket**"),
+                 (DOCS / "PROTOCOL.md").read_text().split("### 7.13 subscribe")[1].split("### 7.14")[0]):
+        row = next(line for line in text.splitlines() if line.startswith("| `channels` |"))
+        assert re.findall(r'`"([a-z]+)"`', row) == list(CHANNELS), row
+        assert f"channels are {', '.join(CHANNELS)}" in text
+
+
+def test_worked_example_is_one_run_and_its_maps_agree():
+    """Section 11: one run; the published trade's bytes are its map; the socket got the same maps (same md_seq)
+    as MQTT; the socket subscription without channels answered every channel."""
+    section = market_data_doc("## 11. A worked example", "## 12. A minimal subscriber")
+    mqtt = re.search(r"What the subscriber receives.*?```\n(.*?)```", section, re.DOTALL).group(1)
+    published = [json.loads(line) for line in mqtt.splitlines() if line.startswith("  {")]
+    socket_block = re.search(r"It\nreceived, in this order:\n\n```\n(.*?)```", section, re.DOTALL).group(1)
+    on_socket = [json.loads(line) for line in socket_block.splitlines() if line.startswith("{")]
+    answers = re.search(r"The answers \(each refusal.*?```\n(.*?)```", section, re.DOTALL).group(1)
+    unsubscribed = json.loads(answers.splitlines()[1].removeprefix("  -> "))
+    subscribed = on_socket[0]
+    assert (subscribed["type"], subscribed["channels"]) == ("subscribed", sorted(CHANNELS))
+    assert unsubscribed["type"] == "unsubscribed" and unsubscribed["seq"] == subscribed["seq"] + 1
+    hex_text = re.search(r"The payload of the first `trade`, as published \((\d+) bytes.*?```\n(.*?)```", section,
+                         re.DOTALL)
+    payload = bytes.fromhex("".join(hex_text.group(2).split()))
+    first_trade = next(message for message in published if message["type"] == "trade")
+    assert len(payload) == int(hex_text.group(1)) and msgpack.unpackb(payload) == first_trade
+    by_key = {(message["type"], message["md_seq"]): message for message in published if "md_seq" in message}
+    for message in on_socket[1:]:
+        assert by_key[(message["type"], message["md_seq"])] == message, message
+    stamps = [message["ts"] for message in published + on_socket + [unsubscribed] if message.get("ts")]
+    assert max(stamps) - min(stamps) < 60 * NS, "the example mixes runs"
+    assert subscribed["ts"] < min(message["ts"] for message in published if message.get("ts"))
+
+
+def test_broker_queue_limits_are_the_shipped_configurations():
+    """Section 6: a slow subscriber is bounded by mosquitto's per-client queue; the values stated are those in
+    effect with config/mosquitto/mosquitto.conf (mosquitto 2.0's defaults where the file sets none)."""
+    conf = MOSQUITTO_CONF.read_text()
+
+    def setting(name: str, default: int) -> int:
+        found = re.search(rf"^{name}\s+(\d+)", conf, re.MULTILINE)
+        return int(found.group(1)) if found else default
+
+    text = market_data_doc("- **A slow subscriber, even connected", "\n- **Message size")
+    assert f"not yet acknowledged ({setting('max_inflight_messages', 20)})" in text
+    assert f"`max_queued_messages` more waiting behind them ({setting('max_queued_messages', 1000)})" in text
+    assert setting("max_queued_bytes", 0) == 0 and "`max_queued_bytes`, 0: no limit in bytes" in text
+    persistent = market_data_doc("- **Persistent sessions.**", "- **A slow subscriber")
+    assert f"`max_queued_messages` messages per client\n  (its default, {setting('max_queued_messages', 1000)}" \
+           in persistent
+
+
+@requires_mosquitto
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mosquitto drops privileges only as root")
+def test_broker_run_as_root_cannot_read_a_password_file_in_a_private_folder():
+    """Section 9: started as root, mosquitto becomes the user mosquitto before it reads passwd: a password file
+    in a folder of mode 0700 owned by root stops it ("Unable to open pwfile"); the same file where that user
+    can read it does not."""
+    try:
+        pwd.getpwnam("mosquitto")
+    except KeyError:
+        pytest.skip("no mosquitto user: the broker would become nobody")
+    base = Path(tempfile.mkdtemp(prefix="carbonx-mosquitto-"))  # in /tmp: every folder above it may be entered
+    try:
+        base.chmod(0o755)
+        outcomes = {}
+        for name, mode in (("private", 0o700), ("shared", 0o755)):
+            folder = base / name
+            folder.mkdir()
+            folder.chmod(mode)
+            shutil.copy(MOSQUITTO_CONF.parent / "passwd", folder / "passwd")
+            (folder / "passwd").chmod(0o600 if name == "private" else 0o644)
+            conf = base / f"{name}.conf"
+            conf.write_text(f"listener {free_tcp_port()} 127.0.0.1\nallow_anonymous false\n"
+                            f"password_file {folder / 'passwd'}\nlog_dest stderr\n")
+            try:
+                run = subprocess.run(["mosquitto", "-c", str(conf)], capture_output=True, text=True, timeout=2,
+                                     check=False)
+                outcomes[name] = (run.returncode, run.stderr)
+            except subprocess.TimeoutExpired as still_running:  # it started: stopped by the timeout
+                stderr = still_running.stderr
+                outcomes[name] = (None, stderr.decode() if isinstance(stderr, bytes) else stderr or "")
+        code, log = outcomes["private"]
+        assert code is not None and code != 0 and "Unable to open pwfile" in log, outcomes
+        code, log = outcomes["shared"]
+        assert code is None and "Unable to open pwfile" not in log, outcomes
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert "Unable to open pwfile" in market_data_doc("**Started as root, the broker drops", "\n\n")
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
