@@ -8,6 +8,8 @@ Subcommands:
   replace      change an order's quantity and/or price
   mass-cancel  cancel all the account's orders, or those on one instrument
   status       print an order's status
+  orders       list the account's open orders
+  trades       list the account's trades of the day
   book         print an instrument's book
   balances     print the account's cash and units (holding, held by open orders, available)
   kill-switch  (operator) block an account and cancel its orders, or release it
@@ -16,7 +18,7 @@ Subcommands:
   accounts     check accounts.toml and list the participants it defines
   hash-secret  hash a logon secret for accounts.toml (secrets are never stored in clear)
 
-The trader's commands (order, cancel, replace, mass-cancel, status, book,
+The trader's commands (order, cancel, replace, mass-cancel, status, orders, trades, book,
 balances, kill-switch, ...) log on to a running exchange as ``--account`` (or
 $CARBONX_ACCOUNT) with the secret from ``--secret-file``, else
 $CARBONX_SECRET, else asked for without echo on the terminal; every demo
@@ -41,7 +43,8 @@ from typing import Awaitable, Callable
 from exchange import CALL_PHASES, ConfigError, TradingPhase
 from exchange.instruments import cents_to_eur, eur_to_cents
 
-from .client import CONNECT_TIMEOUT, ExchangeClient, LogonRefused, NoAnswer, NotAnExchange, SessionClosed, connect
+from .client import (CONNECT_TIMEOUT, ExchangeClient, LogonRefused, NoAnswer, NotAnExchange, RequestRefused, SessionClosed,
+                     connect)
 from .config import SETTINGS, load_accounts, load_compliance, load_instruments, load_server_config
 from .credentials import hash_secret
 from .display import auction_summary, bid_summary, describe_report, eur, ladder
@@ -320,6 +323,45 @@ async def _mass_cancel(client: ExchangeClient, args: argparse.Namespace) -> int:
         if message["type"] in ("request_rejected", "reject"):
             return REFUSED
     raise client.closed or SessionClosed("the session ended before the mass cancel was reported")
+
+
+async def _orders(client: ExchangeClient, args: argparse.Namespace) -> int:
+    """The account's open orders, oldest first: a line each, then the count."""
+    ticks = _ticks(client)
+    try:
+        orders = await client.open_orders(args.instrument)
+    except RequestRefused as refused:
+        print(describe_report(refused.answer, ticks))
+        return REFUSED
+    for order in orders:
+        tick = ticks[order["instrument"]]
+        price = "market" if order["price"] is None else f"EUR {eur(order['price'] * tick)}"
+        stop = "" if order["stop_price"] is None else f" stop EUR {eur(order['stop_price'] * tick)}"
+        print(f"order {order['order_id']} ({order['client_order_id']}) {order['instrument']} {order['side']} "
+              f"{order['leaves_quantity']} of {order['quantity']} lots at {price}{stop} {order['time_in_force']} "
+              f"{order['order_status']}")
+    print(f"{len(orders)} open order{'s' if len(orders) != 1 else ''}")
+    return 0
+
+
+async def _trades(client: ExchangeClient, args: argparse.Namespace) -> int:
+    """The account's fills since the last end of day, oldest first, then the totals."""
+    ticks = _ticks(client)
+    try:
+        fills, complete = await client.trades(args.instrument)
+    except RequestRefused as refused:
+        print(describe_report(refused.answer, ticks))
+        return REFUSED
+    fees = 0
+    for fill in fills:
+        fees += fill["fee"]
+        price = fill["price"] * ticks[fill["instrument"]]
+        print(f"trade {fill['trade_id']} order {fill['order_id']} ({fill['client_order_id']}) {fill['instrument']} "
+              f"{'bought' if fill['side'] == 'B' else 'sold'} {fill['quantity']} lots at EUR {eur(price)} "
+              f"{fill['liquidity']}, fee EUR {eur(fill['fee'])}")
+    print(f"{len(fills)} trade{'s' if len(fills) != 1 else ''} today, fees EUR {eur(fees)}"
+          + ("" if complete else " (only the newest are kept: the statement has them all)"))
+    return 0
 
 
 async def _book(client: ExchangeClient, args: argparse.Namespace) -> int:
@@ -675,6 +717,14 @@ def build_parser() -> argparse.ArgumentParser:
                                       "or those on one instrument")
     mass_cancel.add_argument("instrument", nargs="?", help="only this instrument's orders (default: all)")
     _add_trader(mass_cancel, _mass_cancel)
+
+    orders = commands.add_parser("orders", help="the account's open orders (resting, and stops waiting)")
+    orders.add_argument("instrument", nargs="?", help="only this instrument's orders (default: all)")
+    _add_trader(orders, _orders)
+
+    trades = commands.add_parser("trades", help="the account's trades since the last end of day")
+    trades.add_argument("instrument", nargs="?", help="only this instrument's trades (default: all)")
+    _add_trader(trades, _trades)
 
     book = commands.add_parser("book", help="an instrument's book")
     book.add_argument("instrument")

@@ -32,7 +32,7 @@ import itertools
 import time
 from contextlib import asynccontextmanager
 from decimal import Decimal
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from .protocol import DictReader, ProtocolError, encode_frame
 
@@ -98,12 +98,14 @@ class ExchangeClient:
     # -- session ------------------------------------------------------------------------------
 
     async def _log_on(self, account: str, secret: str, heartbeat_interval: int | None,
-                      cancel_on_disconnect: bool | None) -> dict:
+                      cancel_on_disconnect: bool | None, market_data_only: bool = False) -> dict:
         message = {"type": "logon", "account": account, "secret": secret}
         if heartbeat_interval is not None:
             message["heartbeat_interval"] = heartbeat_interval
         if cancel_on_disconnect is not None:
             message["cancel_on_disconnect"] = cancel_on_disconnect
+        if market_data_only:
+            message["market_data_only"] = True
         self._write(message)
         received = b""  # the start of the answer, quoted if it is not the protocol
         while True:
@@ -238,6 +240,41 @@ class ExchangeClient:
 
     async def unsubscribe(self, instruments: list[str] | None = None, channels: list[str] | None = None) -> dict:
         return await self.request({"type": "unsubscribe", "instruments": instruments, "channels": channels})
+
+    async def open_orders(self, instrument: str | None = None) -> list[dict]:
+        """The account's open orders (all of them: page after page), oldest first; a refusal raises
+        :class:`RequestRefused`."""
+        return await self._all_pages("open_orders", "orders", "order_id", instrument)
+
+    async def trades(self, instrument: str | None = None) -> tuple[list[dict], bool]:
+        """The account's fills since the last end of day, oldest first, and whether that is all of them (the
+        exchange keeps the newest 10,000 of a day)."""
+        complete = True
+
+        def note(answer: dict) -> None:
+            nonlocal complete
+            complete = complete and answer["complete"]
+        fills = await self._all_pages("trades", "trades", "trade_id", instrument, note)
+        return fills, complete
+
+    async def _all_pages(self, kind: str, entries: str, key: str, instrument: str | None,
+                         each: Callable[[dict], None] | None = None) -> list[dict]:
+        found: list[dict] = []
+        after = None
+        while True:
+            answer = await self.request({"type": kind, "instrument": instrument, "after": after})
+            if answer["type"] != kind:
+                raise RequestRefused(answer)
+            if each is not None:
+                each(answer)
+            found += answer[entries]
+            if not answer["more"] or not answer[entries]:
+                return found
+            after = answer[entries][-1][key]
+
+    async def ping(self) -> dict:
+        """``pong``: every answer to what was sent before the ping has arrived."""
+        return await self.request({"type": "ping"})
 
     async def market_data(self) -> AsyncIterator[dict]:
         """Every market-data message of the subscriptions, in order, until the session ends."""
@@ -418,11 +455,14 @@ def _order_reference(kind: str, order_id: int | None, client_order_id: str | int
 @asynccontextmanager
 async def connect(host: str, port: int, account: str, secret: str, *, heartbeat_interval: int | None = None,
                   cancel_on_disconnect: bool | None = None, connect_timeout: float | None = CONNECT_TIMEOUT,
-                  logon_timeout: float | None = LOGON_TIMEOUT) -> AsyncIterator[ExchangeClient]:
+                  logon_timeout: float | None = LOGON_TIMEOUT,
+                  market_data_only: bool = False) -> AsyncIterator[ExchangeClient]:
     """A logged-on session for the ``async with`` block; logs out on leaving it.
 
     ``cancel_on_disconnect``: whether the exchange cancels the account's
     orders when this session ends; None keeps the account's setting.
+    ``market_data_only``: a session that only watches (subscribe, book), beside
+    the account's trading session; its end cancels nothing.
     ``connect_timeout`` and ``logon_timeout`` (seconds; None: no limit) bound
     the opening of the connection and the wait for the logon's answer:
     :class:`NoAnswer` when one runs out. An answer that is not the protocol
@@ -435,8 +475,8 @@ async def connect(host: str, port: int, account: str, secret: str, *, heartbeat_
         raise NoAnswer(f"no connection to {where} within {connect_timeout:g} s") from None
     client = ExchangeClient(reader, writer)
     try:
-        await asyncio.wait_for(client._log_on(account, secret, heartbeat_interval, cancel_on_disconnect),
-                               logon_timeout)
+        await asyncio.wait_for(client._log_on(account, secret, heartbeat_interval, cancel_on_disconnect,
+                                              market_data_only), logon_timeout)
     except asyncio.TimeoutError:
         writer.close()
         silence = f"{where} took the connection but did not answer the logon within {logon_timeout:g} s"

@@ -146,7 +146,9 @@ class MarketView:
 
 async def socket_feed(host: str, port: int, account: str, secret: str, instruments: Sequence[str]
                       ) -> AsyncIterator[dict]:
-    async with connect(host, port, account, secret) as client:
+    # A market-data session: it may run beside the account's trading session (carbonx order works meanwhile),
+    # and its end cancels nothing.
+    async with connect(host, port, account, secret, market_data_only=True) as client:
         answer = await client.subscribe(list(instruments))
         if answer["type"] != "subscribed":
             raise ValueError(f"subscription refused: {answer.get('code')} {answer.get('text')}")

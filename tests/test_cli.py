@@ -226,3 +226,38 @@ def test_bench_latency_plot_is_ticked_in_percentages(tmp_path):
     labels = [tick.get_text() for tick in axis.get_xticklabels() if low <= tick.get_position()[0] <= high]
     assert labels == ["0%", "90%", "99%", "99.9%", "99.99%"]
     assert not [tick.get_text() for tick in axis.get_xticklabels(minor=True) if tick.get_text()]
+
+
+def test_a_trader_lists_open_orders_and_trades_and_watches_the_market_while_trading(served):
+    port, process = served
+    at = ["--port", str(port)]
+    assert carbonx("order", *at, "--account", "bank", "sell", "5", "EUA", "70.50", "--clid", "s1").returncode == 0
+    assert carbonx("order", *at, "--account", "bank", "sell", "2", "EUA", "71.00", "--clid", "s2").returncode == 0
+    assert carbonx("order", *at, "--account", "broker", "buy", "3", "EUA", "70.50", "--tif", "IOC").returncode == 0
+    # carbonx md watches with a market-data session: the account trades meanwhile, and its end cancels nothing.
+    env = {**os.environ, "CARBONX_SECRET": "carbonx-demo"}
+    watcher = subprocess.Popen([sys.executable, "-m", "gateway.cli", "md", "EUA", *at, "--account", "bank",
+                                "--seconds", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        time.sleep(1.5)
+        during = carbonx("order", *at, "--account", "bank", "sell", "1", "EUA", "72.00", "--clid", "s3")
+        assert during.returncode == 0, during.stdout + during.stderr
+        out, err = watcher.communicate(timeout=30)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0, err
+    orders = carbonx("orders", *at, "--account", "bank")
+    assert orders.returncode == 0, orders.stderr
+    lines = orders.stdout.splitlines()
+    assert [line.split()[2] for line in lines[:-1]] == ["(s1)", "(s2)", "(s3)"]  # all still open, oldest first
+    assert "EUA S 2 of 5 lots at EUR 70.50 GTC partially_filled" in lines[0]
+    assert lines[-1] == "3 open orders"
+    trades = carbonx("trades", *at, "--account", "bank")
+    assert trades.returncode == 0
+    assert "(s1) EUA sold 3 lots at EUR 70.50 maker, fee EUR 6.00" in trades.stdout
+    assert trades.stdout.splitlines()[-1] == "1 trade today, fees EUR 6.00"
+    none = carbonx("trades", "CER", *at, "--account", "bank")
+    assert none.stdout.splitlines()[-1] == "0 trades today, fees EUR 0.00"
+    unknown = carbonx("orders", "XYZ", *at, "--account", "bank")
+    assert unknown.returncode == 1 and "101" in unknown.stdout
