@@ -101,7 +101,7 @@ def test_every_line_has_the_format_and_ids_count_up(depth):
     cancelled: set[int] = set()
     for line in lines:
         assert LINE.fullmatch(line), line
-        kind, order_id, side, price, quantity = line.rstrip("\n").split(",")
+        kind, order_id, _side, _price, quantity = line.rstrip("\n").split(",")
         order_id = int(order_id)
         if kind == "C":
             assert order_id in open_adds, f"a cancel names an add not cancelled yet: {line!r}"
