@@ -10,6 +10,7 @@ configuration, and what the exchange says does not depend on its libraries' vers
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -28,10 +29,15 @@ CONFIG_FILES = sorted(path.relative_to(REPO_ROOT / "config").as_posix()
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    """carbonx's wheel, built from this checkout by pip (build dependencies from the package index)."""
+    """carbonx's wheel, built by pip (build dependencies from the package index) from a copy of this checkout,
+    so that the build's own folders (build/, *.egg-info) are left in the copy, not in the checkout."""
+    source = tmp_path_factory.mktemp("source") / "carbonx"
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis", ".pytest_cache", "var", "results"))
     out = tmp_path_factory.mktemp("wheel")
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
-                            "--wheel-dir", str(out), str(REPO_ROOT)], capture_output=True, text=True, timeout=600, check=False)
+                            "--wheel-dir", str(out), str(source)], capture_output=True, text=True, timeout=600,
+                           check=False)
     assert build.returncode == 0, build.stdout + build.stderr
     [built] = out.glob("carbonx-*.whl")
     return built
