@@ -59,8 +59,10 @@ import itertools
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
+import sqlite3
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -1647,8 +1649,17 @@ async def running_exchange(config: ServerConfig, instruments: Mapping[str, Instr
     with contextlib.ExitStack() as resources:
         resources.callback(listener.close)
         data_dir = Path(config.data_dir or resources.enter_context(tempfile.TemporaryDirectory(prefix="carbonx-")))
+        ledger_path = Path(config.ledger) if config.ledger else data_dir / LEDGER_NAME
+        # What this start creates is removed again if it fails before serving (a full disk, a damaged journal):
+        # a refused start leaves the machine as it found it.
+        leftovers = [path for path in (data_dir, ledger_path) if not path.exists()]
+        started = resources.enter_context(_removed_unless_started(leftovers))
         resources.enter_context(_data_dir_lock(data_dir))
-        store = SqliteLedgerStore(Path(config.ledger) if config.ledger else data_dir / LEDGER_NAME)
+        try:
+            store = SqliteLedgerStore(ledger_path)
+        except (sqlite3.Error, OSError) as error:  # a full or read-only disk, a file that is not a ledger
+            raise ConfigError("settlement.ledger", f"cannot open the ledger {ledger_path}: {error} (is the disk "
+                              "full or read-only?)") from None
         resources.callback(store.close)
         genesis = Genesis(dict(instruments), compliance, config.md_levels, config.settlement_window,
                           config.resend_window)
@@ -1669,6 +1680,7 @@ async def running_exchange(config: ServerConfig, instruments: Mapping[str, Instr
                 log_event(log, "account_setting_not_applied", logging.WARNING, change=change,
                           hint="an open account keeps its order value limit and its credit share")
             await gateway.start(commands, listener)
+            started.set()
             log_event(log, "ledger", path=str(store.path))
             try:
                 yield gateway
@@ -1700,6 +1712,22 @@ async def bind_listener(host: str, port: int, connected: Callable) -> asyncio.Se
         raise ConfigError("server.host", f"cannot listen on {where}: {error.strerror or error}") from None
     except OverflowError as error:  # a port outside 0-65535
         raise ConfigError("server.port", f"cannot listen on {where}: {error}: choose a port from 1 to 65535") from None
+
+
+@contextlib.contextmanager
+def _removed_unless_started(paths: list[Path]):
+    """Yield an event; if the block fails before it is set, remove ``paths`` (files or directories)."""
+    started = asyncio.Event()
+    try:
+        yield started
+    except BaseException:
+        if not started.is_set():
+            for path in paths:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
 
 
 @contextlib.contextmanager

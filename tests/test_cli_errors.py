@@ -298,3 +298,34 @@ def test_a_price_off_the_tick_names_the_nearest_ones(tmp_path):
     finally:
         process.terminate()
         assert process.wait(timeout=20) == 0
+
+
+# -- a full disk ------------------------------------------------------------------------------------------------
+
+@contextmanager
+def full_disk(tmp_path: Path):
+    """A 1 MiB tmpfs filled to the last byte (needs root: skipped otherwise)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.decode(errors='replace').strip()}")
+    try:
+        with open(mount / "filler", "wb") as filler:
+            try:
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+            except OSError:
+                pass
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_serve_on_a_full_disk_says_so_and_leaves_nothing(tmp_path):
+    with full_disk(tmp_path) as disk:
+        before = sorted(path.name for path in disk.iterdir())
+        result = run("serve", "--port", "0", "--data-dir", str(disk / "data"), cwd=tmp_path)
+        one_line_error(result, 2, "disk")
+        assert sorted(path.name for path in disk.iterdir()) == before  # no data directory, ledger or lock
