@@ -236,6 +236,8 @@ def main() -> None:
     parser.add_argument("--factor", type=float, default=3.0, help="the overload, times the maximum rate")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--quick", action="store_true", help="20 sessions for 10 seconds")
+    parser.add_argument("--checkout", type=Path, help="run the exchange from this checkout of carbonx (an earlier "
+                        "commit, say: git worktree add /tmp/base COMMIT); default: this one")
     args = parser.parse_args()
     if args.quick:
         args.sessions, args.seconds = 20, 10.0
@@ -246,8 +248,13 @@ def main() -> None:
         accounts_path = gateway_suite.accounts_file(folder, args.sessions)
         accounts = [f"bench-{number:04d}" for number in range(1, args.sessions + 1)]
         port = free_port()
-        server = gateway_suite.start_exchange(port, "batch", folder, accounts_path,
-                                              ["--throttle-rate", "5000", "--throttle-burst", "1000"])
+        here = os.getcwd()
+        os.chdir(args.checkout or Path(__file__).resolve().parent.parent)  # python -m gateway.cli runs from here
+        try:
+            server = gateway_suite.start_exchange(port, "batch", folder, accounts_path,
+                                                  ["--throttle-rate", "5000", "--throttle-burst", "1000"])
+        finally:
+            os.chdir(here)
         try:
             started, cpu = time.perf_counter(), process_cpu(server.pid)
             answered = sum(run_generators("max", port, accounts, 0.0, MAX_RATE_SECONDS))
