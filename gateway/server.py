@@ -893,8 +893,13 @@ class TradingGateway:
             while self.failure is None:
                 batch = [await queue.get()]
                 self._in_hand = True  # stop() waits for this batch too
-                while len(batch) < max_batch and not queue.empty():
-                    batch.append(queue.get_nowait())
+                # A batch holds up to max_batch requests, a run of refusals counting each of its requests: an
+                # overloaded exchange's batches stay as short as its others.
+                size = _requests_in(batch[0])
+                while size < max_batch and not queue.empty():
+                    item = queue.get_nowait()
+                    batch.append(item)
+                    size += _requests_in(item)
                 # The ledger is far behind: wait for it, lose nothing (batches waiting for the disk are
                 # submitted when it has them, so they need room too).
                 while self.settlement.room <= len(self._unsynced) and self.failure is None:
@@ -1579,6 +1584,12 @@ class TradingGateway:
             if request_id is not None:
                 message["request_id"] = request_id
             deliver(account, message)
+
+
+def _requests_in(item: tuple) -> int:
+    """Requests a queue item stands for: a run of refusals, each of its requests; anything else, one."""
+    request = item[1]
+    return len(request.requests) if request.__class__ is NotProcessed else 1
 
 
 def _abort(transport: asyncio.BaseTransport) -> None:
