@@ -124,7 +124,7 @@ class RejectCode(IntEnum):
     LOGON_LOCKED = 717, "too many failed logons for this account or from this address: try again after retry_after seconds (closes)"
     TOO_MANY_PENDING_LOGONS = 718, "too many connections waiting to log on, in all or from this address (closes)"
     OVERLOADED = 719, "the exchange is over capacity: the message was not processed, send it again later"
-    MARKET_DATA_SESSION = 720, "a market-data session may only subscribe, unsubscribe, ask for the book and log out"
+    MARKET_DATA_SESSION = 720, "a market-data session may only subscribe, unsubscribe, ask for the book, ping, send heartbeats and log out"
 
     # -- 800: EU ETS primary auctions (exchange.primary) ----------------------------------------
     UNKNOWN_AUCTION = 801, "no such primary auction"

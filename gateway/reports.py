@@ -145,6 +145,12 @@ class OrderTracker:
         # account -> its fills of the day, oldest first: (trade id, order id, client order id, instrument, side,
         # price in ticks, lots, liquidity, fee in cents, ts)
         self.fills: dict[str, deque[tuple]] = {}
+        self.fills_dropped: set[str] = set()  # accounts whose older fills of the day were dropped (over the limit)
+        self.fills_whole_day = True  # False after a start from a snapshot older than the fills kept
+
+    def fills_complete(self, account: str) -> bool:
+        """Whether ``fills[account]`` holds every fill of the account since the last end of day."""
+        return self.fills_whole_day and account not in self.fills_dropped
 
     def __setstate__(self, state: dict) -> None:
         """A tracker pickled in a snapshot before the per-account indexes existed gets them rebuilt (its fills
@@ -152,6 +158,8 @@ class OrderTracker:
         self.__dict__.update(state)
         if "open_orders" not in state:
             self.fills = {}
+            self.fills_dropped = set()
+            self.fills_whole_day = False  # the day's fills so far were not kept
             self.open_orders = {}
             for view in self.orders.values():
                 if view.status not in CLOSED_STATUSES:
@@ -228,6 +236,8 @@ class OrderTracker:
             elif kind is TradingDayClosed:
                 self._forget_closed()
                 self.fills.clear()
+                self.fills_dropped.clear()
+                self.fills_whole_day = True
             elif kind in PRIMARY_AUCTION_EVENTS:
                 out.append(self._primary_auction_message(event))
         return out
@@ -271,6 +281,8 @@ class OrderTracker:
         fills = self.fills.get(view.account)
         if fills is None:
             fills = self.fills[view.account] = deque(maxlen=MAX_FILLS_KEPT)
+        elif len(fills) == MAX_FILLS_KEPT:  # the oldest goes
+            self.fills_dropped.add(view.account)
         fills.append((trade.trade_id, view.order_id, view.client_order_id, view.instrument, view.side,
                       report["last_price"], trade.quantity, liquidity, fee, trade.ts))
         if not leaves:

@@ -95,7 +95,7 @@ from .protocol import (PROTOCOL_VERSION, BalancesRequest, BookRequest, CancelReq
                        SnapshotRequest, SubscribeRequest, OpenOrdersRequest, TradesRequest, PingRequest,
                        UnsubscribeRequest, encode_frame)
 from .recovery import LEDGER_NAME, fork_snapshot, recover, snapshot_bytes, snapshot_path, write_snapshot
-from .reports import MAX_FILLS_KEPT, price_in_cents, rejected_order_report, request_rejected
+from .reports import price_in_cents, rejected_order_report, request_rejected
 from .sequencer import Sequencer
 from .settlement import Settlement, SettlementService
 
@@ -104,7 +104,7 @@ log = logging.getLogger("carbonx.gateway")
 MIN_CLIENT_HEARTBEAT = 1  # seconds: the shortest heartbeat interval a client may ask for
 MAX_CLIENT_HEARTBEAT = 60
 MAX_BOOK_LEVELS = 100
-PAGE_SIZE = 100  # entries in one answer to open_orders or trades (about 30 KiB at the most: within max_frame)
+PAGE_SIZE = 100  # entries in one answer to open_orders or trades (about 31 KiB at the most; PROTOCOL section 1)
 LOGOUT_WAIT = 5.0  # seconds a session waits for the engine loop to answer its logout
 # Bytes a session's read takes at most: a few thousand frames, decoded in one go (2 million a second),
 # and no more, so that one client's burst is a short stretch of the engine's queue.
@@ -1523,7 +1523,8 @@ class TradingGateway:
                   for trade_id, order_id, client_order_id, instrument, side, price, quantity, liquidity, fee, ts
                   in page[:PAGE_SIZE]]
         self._answer(session, {"type": "trades", "trades": trades, "more": len(page) > PAGE_SIZE,
-                               "complete": len(fills) < MAX_FILLS_KEPT, "ts": time.time_ns()}, request)
+                               "complete": self.tracker.fills_complete(session.account), "ts": time.time_ns()},
+                     request)
 
     def _ping(self, session: Session, request: PingRequest) -> None:
         """``pong``, unnumbered, after every answer to what the session sent before the ping."""

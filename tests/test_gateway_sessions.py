@@ -1815,3 +1815,21 @@ async def test_pong_comes_after_every_answer_to_what_was_sent_before_the_ping(st
         assert_fields(messages[-1], request_id=3)
         assert "seq" not in messages[-1]
         await raw.close()
+
+
+def test_trades_say_complete_until_a_fill_of_the_day_is_dropped(monkeypatch):
+    """``complete`` turns false when the newest-kept limit drops a fill, not merely when it is reached."""
+    from exchange import Engine, NewOrder
+    from gateway import reports
+    from gateway.reports import OrderTracker
+    monkeypatch.setattr(reports, "MAX_FILLS_KEPT", 3)
+    instruments, _, _ = demo_configuration()
+    engine = Engine(instruments, pre_trade_risk=False)
+    tracker = OrderTracker(engine.instruments)
+    for number in range(4):
+        tracker.messages(engine.handle(NewOrder(ts=1 + 2 * number, account="s", client_order_id=number,
+                                                instrument="EUA", side="S", quantity=1, price=7000)))
+        tracker.messages(engine.handle(NewOrder(ts=2 + 2 * number, account="b", client_order_id=number,
+                                                instrument="EUA", side="B", quantity=1, price=7000)))
+        assert len(tracker.fills["s"]) == min(number + 1, 3)
+        assert tracker.fills_complete("s") is (number < 3)

@@ -109,7 +109,7 @@ TEXT = {
     717: "too many failed logons for this account or from this address: try again after retry_after seconds (closes)",
     718: "too many connections waiting to log on, in all or from this address (closes)",
     719: "the exchange is over capacity: the message was not processed, send it again later",
-    720: "a market-data session may only subscribe, unsubscribe, ask for the book and log out",
+    720: "a market-data session may only subscribe, unsubscribe, ask for the book, ping, send heartbeats and log out",
 }
 
 COMMON_KEYS = {"type", "exec_type", "order_status", "order_id", "client_order_id", "instrument", "side",
