@@ -766,6 +766,7 @@ class TradingGateway:
         operator = session.link.config.is_operator
         market_data_only = session.market_data_only
         room = self.config.queue_size - self.requests.qsize()  # requests the queue still takes
+        max_batch = self.config.max_batch
         refused: list = []  # the run of messages refused unprocessed, not yet queued
         refused_code = None
         throttled = 0
@@ -785,6 +786,9 @@ class TradingGateway:
                     refused.append(item)
                     refused_code = code
                     throttled += code is RejectCode.THROTTLED
+                    if len(refused) >= max_batch:  # a run is at most a batch: other sessions' turns come between
+                        self._refuse_run(session, refused_code, refused)
+                        refused = []
                     continue
             if refused:
                 self._refuse_run(session, refused_code, refused)

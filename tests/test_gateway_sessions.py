@@ -766,7 +766,8 @@ async def test_a_flood_far_over_the_rate_does_not_stall_other_sessions(start):
             await bank.balances()
             worst = max(worst, asyncio.get_running_loop().time() - sent)
             await asyncio.sleep(0.01)
-        assert worst < 0.25, worst
+        # Not a speed measurement: a stall would be the flood's 100 seconds; a second allows for a loaded machine.
+        assert worst < 1.0, worst
 
 
 # -- cancel-on-disconnect and sequence numbers across sessions ------------------------------------

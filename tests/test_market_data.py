@@ -1362,7 +1362,8 @@ async def test_mqtt_stalled_broker_never_slows_matching_and_subscribers_realign_
             assert received <= set(range(1, item.seq["trades"] + 1))
         missing = sum(item.seq["trades"] - len(set(subscriber.trade_numbers(symbol)))
                       for symbol, item in gateway.feed.instruments.items())
-        assert 0 < missing <= publisher.dropped_reliable, "trades lost other than those dropped (and counted)"
+        # Dropped reliable messages are trades and fills alike: the drops may all have been fills (none missing).
+        assert missing <= publisher.dropped_reliable, "trades lost other than those dropped (and counted)"
         assert publisher.connections == 1
 
 
