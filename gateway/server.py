@@ -1583,11 +1583,15 @@ class TradingGateway:
             return
         self.journal.append(skip_record(session.account, len(requests)))
         deliver, account = self.core.deliver, session.account
+        number, text, ts = int(code), code.text, time.time_ns()  # one moment for the run: refused together
         for request in requests:
-            message = _unprocessed_reject(code, request)
-            request_id = getattr(request, "request_id", None)
-            if request_id is not None:
-                message["request_id"] = request_id
+            kind = request.__class__
+            message = {"type": "reject", "ref_type": request.message_type if kind is Refusal else
+                       kind.__struct_config__.tag, "field": None,
+                       "client_order_id": getattr(request, "client_order_id", None), "code": number, "text": text,
+                       "ts": ts}
+            if request.request_id is not None:
+                message["request_id"] = request.request_id
             deliver(account, message)
 
 
