@@ -1723,7 +1723,9 @@ async def bind_listener(host: str, port: int, connected: Callable) -> asyncio.Se
         if error.errno == errno.EADDRINUSE:
             raise ConfigError("server.port", f"{where} is already in use (another exchange, or another program, "
                               "listens there): stop it, or choose another port with --port") from None
-        if error.errno == errno.EADDRNOTAVAIL:
+        # From Python 3.13 asyncio takes EADDRNOTAVAIL for an address family the machine lacks, passes the
+        # address over, and raises an OSError without an errno once none is left.
+        if error.errno == errno.EADDRNOTAVAIL or (error.errno is None and "could not bind on any address" in str(error)):
             raise ConfigError("server.host", f"{host} is not an address of this machine: give one of its own with "
                               "--host (127.0.0.1 for this machine only, 0.0.0.0 for all of them)") from None
         if error.errno == errno.EACCES:
