@@ -59,6 +59,7 @@ class Inbound(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_o
     admin: ClassVar[bool] = False  # operator accounts only
     auctioneer: ClassVar[bool] = False  # auctioneer accounts only (member states selling allowances)
     market_data: ClassVar[bool] = False  # allowed in a market-data session too
+    cost: ClassVar[int] = 1  # throttle tokens it takes: a query that answers a page of 100 entries takes more
 
 
 # -- session ---------------------------------------------------------------------------------
@@ -122,11 +123,13 @@ class BalancesRequest(Inbound, tag="balances"):
 
 
 class OpenOrdersRequest(Inbound, tag="open_orders"):
+    cost: ClassVar[int] = 10
     instrument: Union[str, None] = None  # noqa: UP007 None: every instrument
     after: Union[int, None] = None  # noqa: UP007 only orders with a higher order id (the next page)
 
 
 class TradesRequest(Inbound, tag="trades"):
+    cost: ClassVar[int] = 10
     instrument: Union[str, None] = None  # noqa: UP007 None: every instrument
     after: Union[int, None] = None  # noqa: UP007 only fills with a higher trade id (the next page)
 
@@ -245,6 +248,7 @@ class Refusal:
     message_type: str | None = None
     request_id: object = None
     client_order_id: object = None
+    cost: ClassVar[int] = 1  # throttle tokens, as for a message
 
 
 class FrameReader:

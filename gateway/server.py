@@ -51,10 +51,12 @@ queued, send each session a logout (711), close, drain settlement.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import errno
 import fcntl
 import gc
+import ipaddress
 import itertools
 import logging
 import os
@@ -114,6 +116,7 @@ MAX_THROTTLE_PAUSE = 1.0  # seconds a session over its rate goes unread, at the 
 # task stops reading until they are answered. A session within its rate never gets near it (it would take
 # seconds of its whole rate refused and unanswered); it bounds what a flood can make the exchange hold.
 MAX_REFUSED_WAITING = 20_000
+MAX_REFUSED_WAITING_IN_ALL = 200_000  # the same across every session (about 70 MB of refused requests at the most)
 GC_YOUNG_THRESHOLD = 50_000  # allocations between collections of the youngest generation (serve only)
 SECRET_CHECK_THREADS = 2  # scrypt checks at once (16 MiB of memory each)
 MAX_UNSYNCED_BATCHES = 8  # batches written and waiting for the disk; past it the engine waits
@@ -138,11 +141,12 @@ class TokenBucket:
         self.tokens = float(burst)
         self.stamp = now
 
-    def take(self, now: float) -> bool:
+    def take(self, now: float, cost: int = 1) -> bool:
+        """Take ``cost`` tokens if the bucket has them (a message takes one; a paged query more)."""
         tokens = self.tokens + (now - self.stamp) * self.rate
         self.stamp = now
-        if tokens >= 1.0:
-            self.tokens = min(tokens, self.burst) - 1.0
+        if tokens >= cost:
+            self.tokens = min(tokens, self.burst) - cost
             return True
         self.tokens = tokens
         return False
@@ -226,7 +230,7 @@ class Session:
         self.writer = writer
         self.transport = writer.transport
         peer = writer.get_extra_info("peername")  # None when the peer reset the connection before it was taken
-        self.host = peer[0] if peer else "?"  # the address whose logons and pending connections are counted
+        self.host = _address_key(peer[0]) if peer else "?"  # whose logons and pending connections are counted
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.pending = False  # counted among the connections waiting to log on
         self.market_data_only = False  # set at logon: a session for market data, with no orders and no numbering
@@ -359,6 +363,7 @@ class TradingGateway:
         # late; the refusals themselves are answered in their place (NotProcessed, bounded per session).
         self.requests: asyncio.Queue[tuple[Session | None, object, float]] = asyncio.Queue()
         self.overloaded = 0  # requests refused with 719, for the log and the benchmarks
+        self.refused_waiting = 0  # requests in NotProcessed runs queued and not answered yet, every session's
         self._overload_logged = float("-inf")
         self.sessions: dict[int, Session] = {}  # every connection, logged on or not
         self.logged_on = 0  # sessions logged on (at most max_sessions)
@@ -663,8 +668,9 @@ class TradingGateway:
                                                   f"to {MAX_CLIENT_HEARTBEAT}", first.request_id)
             return False
         account = first.account[:64]  # as counted and logged: an account name is never longer
+        known = first.account in self.links
         guard = self.logon_guard
-        wait = guard.wait(account, session.host, self.clock())
+        wait = guard.admit(account, known, session.host, self.clock())
         if wait is not None:  # backing off or locked out: refused before its secret is looked at
             log_event(log, "logon_refused_locked", logging.WARNING, session=session.number, peer=session.peer,
                       account=account, by=wait.key, retry_after=round(wait.seconds, 3))
@@ -674,11 +680,15 @@ class TradingGateway:
             return False
         link = self.links.get(first.account)
         stored = link.config.secret_hash if link is not None else _DUMMY_HASH
-        async with self._logon_checks:  # scrypt costs memory and tens of milliseconds: a few at a time
-            verified = await asyncio.get_running_loop().run_in_executor(self._secret_checker, verify_secret,
-                                                                        first.secret, stored)
+        try:
+            async with self._logon_checks:  # scrypt costs memory and tens of milliseconds: a few at a time
+                verified = await asyncio.get_running_loop().run_in_executor(self._secret_checker, verify_secret,
+                                                                            first.secret, stored)
+        except BaseException:
+            guard.abandoned(account, known, session.host)
+            raise
         if link is None or not verified:
-            for key, failures, seconds in guard.failed(account, session.host, self.clock()):
+            for key, failures, seconds in guard.failed(account, known, session.host, self.clock()):
                 log_event(log, "logon_lockout" if guard.locked_out(key, failures) else "logon_backoff",
                           logging.WARNING, account=account if key == "account" else None,
                           peer=session.host if key == "peer" else None, failures=failures, seconds=seconds)
@@ -686,7 +696,7 @@ class TradingGateway:
                       account=account)
             session.end(RejectCode.LOGON_FAILED, request_id=first.request_id)
             return False
-        guard.succeeded(account)
+        guard.succeeded(account, known, session.host, self.clock())
         market_data_only = first.market_data_only
         refusal = self._refuse_logon(link, market_data_only)
         if refusal is not None:
@@ -762,6 +772,8 @@ class TradingGateway:
         most ``MAX_THROTTLE_PAUSE``), reading nothing meanwhile, so a flood
         costs the engine task at most one read's worth of rejects a second.
         """
+        if self.stopping:  # the stop answers what was queued before it; nothing read after it is taken
+            return False
         now = self.clock()
         operator = session.link.config.is_operator
         market_data_only = session.market_data_only
@@ -777,7 +789,7 @@ class TradingGateway:
             if kind is Heartbeat:
                 continue
             if kind is not Logout and not (kind is Refusal and item.fatal):
-                code = (RejectCode.THROTTLED if not session.bucket.take(now) else
+                code = (RejectCode.THROTTLED if not session.bucket.take(now, kind.cost) else
                         RejectCode.OVERLOADED if room <= 0 else None)
                 if code is not None:
                     if refused and code is not refused_code:
@@ -816,7 +828,7 @@ class TradingGateway:
                 self._queue(session, item)
         if refused:
             self._refuse_run(session, refused_code, refused)
-        if throttled or session.refused_waiting >= MAX_REFUSED_WAITING:
+        if throttled or session.refused_waiting >= MAX_REFUSED_WAITING or self._refusals_full():
             session.waiting = True  # not silent: slowed down by the exchange
             try:
                 if throttled:
@@ -829,9 +841,14 @@ class TradingGateway:
             while session.refused_waiting >= MAX_REFUSED_WAITING and not session.closed:
                 session.refusals_answered.clear()
                 await session.refusals_answered.wait()
+            while self._refusals_full() and not session.closed:  # every session's excess together
+                await asyncio.sleep(0.005)
             session.waiting = False
             session.last_received = self.clock()
         return not session.closed
+
+    def _refusals_full(self) -> bool:
+        return self.refused_waiting >= MAX_REFUSED_WAITING_IN_ALL
 
     def _queue(self, session: Session, request: object) -> None:
         """Put a request on the engine's queue (never waits: the queue's bound is kept by ``_take``)."""
@@ -840,6 +857,7 @@ class TradingGateway:
     def _refuse_run(self, session: Session, code: RejectCode, requests: list) -> None:
         """Queue a run of refused requests, to be answered in their place."""
         session.refused_waiting += len(requests)
+        self.refused_waiting += len(requests)
         if code is RejectCode.OVERLOADED:
             self._note_overload(len(requests))
         self.requests.put_nowait((session, NotProcessed(code, requests), self.clock()))
@@ -1501,16 +1519,20 @@ class TradingGateway:
             return
         orders = self.tracker.open_orders.get(session.account, {})
         ts = time.time_ns()
-        after = -1 if request.after is None else request.after
-        page = [view for order_id, view in sorted(orders.items()) if order_id > after
-                and (request.instrument is None or view.instrument == request.instrument)]
+        # The account's open orders are kept in order_id order (the order of acceptance): a page starts after a
+        # binary search and stops at its size, whatever the account holds.
+        ids = list(orders)
+        start = 0 if request.after is None else bisect.bisect_right(ids, request.after)
+        instrument = request.instrument
+        page = itertools.islice((orders[order_id] for order_id in itertools.islice(ids, start, None)
+                                 if instrument is None or orders[order_id].instrument == instrument), PAGE_SIZE + 1)
         entries = []
-        for view in page[:PAGE_SIZE]:
+        for view in page:
             entry = view.report("status", ts)
             del entry["type"], entry["exec_type"], entry["ts"]
             entries.append(entry)
-        self._answer(session, {"type": "open_orders", "orders": entries, "more": len(page) > PAGE_SIZE, "ts": ts},
-                     request)
+        more = len(entries) > PAGE_SIZE
+        self._answer(session, {"type": "open_orders", "orders": entries[:PAGE_SIZE], "more": more, "ts": ts}, request)
 
     def _trades(self, session: Session, request: TradesRequest) -> None:
         """The account's fills since the last end of day, oldest first, a page at a time; ``complete`` is false
@@ -1519,14 +1541,25 @@ class TradingGateway:
             self._refuse(session, request, RejectCode.UNKNOWN_INSTRUMENT)
             return
         fills = self.tracker.fills.get(session.account, ())
-        after = -1 if request.after is None else request.after
-        page = [fill for fill in fills if fill[0] > after and (request.instrument is None or fill[3] == request.instrument)]
+        # Kept in trade_id order: a page starts after a binary search. A self-trade gives the account two fills
+        # of one trade_id: they never go to different pages (``after`` names a trade, not a fill).
+        start = 0 if request.after is None else bisect.bisect_right(fills, request.after, key=_trade_id)
+        instrument = request.instrument
+        page: list[tuple] = []
+        more = False
+        for fill in itertools.islice(fills, start, None):
+            if instrument is not None and fill[3] != instrument:
+                continue
+            if len(page) >= PAGE_SIZE and fill[0] != page[-1][0]:
+                more = True  # the next page's first fill
+                break
+            page.append(fill)
         trades = [{"trade_id": trade_id, "order_id": order_id, "client_order_id": client_order_id,
                    "instrument": instrument, "side": side, "price": price, "quantity": quantity,
                    "liquidity": liquidity, "fee": fee, "ts": ts}
                   for trade_id, order_id, client_order_id, instrument, side, price, quantity, liquidity, fee, ts
-                  in page[:PAGE_SIZE]]
-        self._answer(session, {"type": "trades", "trades": trades, "more": len(page) > PAGE_SIZE,
+                  in page]
+        self._answer(session, {"type": "trades", "trades": trades, "more": more,
                                "complete": self.tracker.fills_complete(session.account), "ts": time.time_ns()},
                      request)
 
@@ -1571,6 +1604,7 @@ class TradingGateway:
     def _not_processed(self, session: Session, run: NotProcessed) -> None:
         self._refuse_unprocessed(session, run.code, run.requests)
         session.refused_waiting -= len(run.requests)
+        self.refused_waiting -= len(run.requests)
         if not session.refused_waiting:
             session.refusals_answered.set()
 
@@ -1593,6 +1627,24 @@ class TradingGateway:
             if request.request_id is not None:
                 message["request_id"] = request.request_id
             deliver(account, message)
+
+
+def _trade_id(fill: tuple) -> int:
+    return fill[0]
+
+
+def _address_key(host: str) -> str:
+    """The address a peer's logons and pending connections are counted under: an IPv4 address itself, an IPv6
+    one by its /64 (one host is usually given a whole /64 to pick addresses from)."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def _requests_in(item: tuple) -> int:

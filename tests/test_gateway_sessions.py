@@ -1541,22 +1541,62 @@ async def test_an_address_guessing_across_accounts_is_backed_off_and_other_addre
     assert_fields(await logon_answer(gateway.port, "bank"), type="logon_accepted")  # from 127.0.0.1: unaffected
 
 
-def test_the_logon_guard_forgets_quiet_keys_and_keeps_a_bounded_number(monkeypatch):
+def test_the_logon_guard_counts_forgets_late_and_keeps_a_bounded_number(monkeypatch):
     from gateway import logon_guard
     guard = logon_guard.LogonGuard(free_failures=1, backoff=1.0, lockout_failures=3, lockout_seconds=10.0)
-    for _ in range(3):
-        guard.failed("bank", "10.0.0.1", now=0.0)
-    assert guard.wait("bank", "10.0.0.2", now=1.0) == logon_guard.Wait("account", 9.0)
-    assert guard.wait("broker", "10.0.0.1", now=1.0) is None  # the address has failed 3 times of its 5 free
-    assert guard.wait("bank", "10.0.0.2", now=10.0) is None  # the lockout is over; the count stays
-    guard.failed("bank", "10.0.0.1", now=11.0)  # a fourth failure after a lockout: locked out again
-    assert guard.wait("bank", "10.0.0.2", now=11.0) == logon_guard.Wait("account", 10.0)
-    guard.failed("other", "10.0.0.9", now=40.0)  # quiet for a lockout's length after their last wait: forgotten
+
+    def fail(account: str, peer: str, now: float, known: bool = True) -> None:
+        assert guard.admit(account, known, peer, now) is None
+        guard.failed(account, known, peer, now)
+    fail("bank", "10.0.0.1", 0.0)
+    fail("bank", "10.0.0.1", 0.0)  # the second: a back-off of 1 s
+    fail("bank", "10.0.0.1", 1.0)  # the third: locked out for 10 s
+    assert guard.admit("bank", True, "10.0.0.2", now=2.0) == logon_guard.Wait("account", 9.0)
+    assert guard.admit("broker", True, "10.0.0.1", now=2.0) is None  # the address: 3 failures of its 5 free
+    guard.abandoned("broker", True, "10.0.0.1")
+    assert guard.admit("bank", True, "10.0.0.2", now=11.0) is None  # the lockout is over; the count stays
+    guard.failed("bank", True, "10.0.0.2", now=11.0)  # a fourth failure after a lockout: locked out again
+    assert guard.admit("bank", True, "10.0.0.3", now=12.0) == logon_guard.Wait("account", 9.0)
+    # Quiet for 24 lockouts after the last wait ended: forgotten (waiting for that is slower than as told).
+    fail("other", "10.0.0.9", now=21.0 + 24 * 10.0 - 1)
+    assert "bank" in guard._accounts
+    fail("other", "10.0.0.9", now=21.0 + 24 * 10.0)
     assert "bank" not in guard._accounts and "10.0.0.1" not in guard._peers
+    # Names that are no account are counted apart: a flood of them cannot push a real account's count out.
     monkeypatch.setattr(logon_guard, "MAX_KEYS", 50)
-    for n in range(200):  # invented names from invented addresses: the tables stay bounded
-        guard.failed(f"name-{n}", f"10.1.{n}.1", now=50.0)
-    assert len(guard._accounts) == 50 and len(guard._peers) == 50
+    fail("bank", "10.2.0.1", now=300.0)
+    for n in range(200):
+        fail(f"name-{n}", f"10.1.{n}.1", now=300.0, known=False)
+    assert len(guard._unknown) == 50 and len(guard._peers) == 50 and "bank" in guard._accounts
+
+
+def test_the_logon_guard_checks_one_guess_at_a_time_once_past_the_free_ones_however_many_come_at_once():
+    from gateway import logon_guard
+    guard = logon_guard.LogonGuard(free_failures=3, backoff=1.0, lockout_failures=10, lockout_seconds=300.0)
+    admitted = [n for n in range(256) if guard.admit("bank", True, f"10.0.{n % 16}.1", now=0.0) is None]
+    assert len(admitted) == 3  # as many as the free failures, while none of them has been answered
+    for n in admitted:
+        guard.failed("bank", True, f"10.0.{n % 16}.1", now=0.0)
+    assert guard.admit("bank", True, "10.0.99.1", now=0.0) is None  # the fourth, alone
+    assert guard.admit("bank", True, "10.0.98.1", now=0.0).seconds == logon_guard.IN_FLIGHT_RETRY
+    guard.failed("bank", True, "10.0.99.1", now=0.0)
+    assert guard.admit("bank", True, "10.0.98.1", now=0.5) == logon_guard.Wait("account", 0.5)  # backing off
+
+
+def test_an_address_the_account_logged_on_from_is_not_locked_out_by_guessers_elsewhere():
+    from gateway import logon_guard
+    guard = logon_guard.LogonGuard(free_failures=3, backoff=1.0, lockout_failures=10, lockout_seconds=300.0)
+    assert guard.admit("bank", True, "10.0.0.1", now=0.0) is None
+    guard.succeeded("bank", True, "10.0.0.1", now=0.0)  # the owner's machine
+    now = 1.0
+    for n in range(10):  # a guesser elsewhere, waiting as told, locks the account out
+        while (wait := guard.admit("bank", True, f"192.0.2.{n}", now)) is not None:
+            now += wait.seconds
+        guard.failed("bank", True, f"192.0.2.{n}", now)
+    assert guard.admit("bank", True, "192.0.2.77", now).key == "account"
+    assert guard.admit("bank", True, "10.0.0.1", now) is None  # the owner's machine logs on all the same
+    guard.failed("bank", True, "10.0.0.1", now)  # but a failure there too: its trust is gone
+    assert guard.admit("bank", True, "10.0.0.1", now).key == "account"
 
 
 @bounded(30)
@@ -1834,3 +1874,68 @@ def test_trades_say_complete_until_a_fill_of_the_day_is_dropped(monkeypatch):
                                                 instrument="EUA", side="B", quantity=1, price=7000)))
         assert len(tracker.fills["s"]) == min(number + 1, 3)
         assert tracker.fills_complete("s") is (number < 3)
+
+
+@bounded(30)
+async def test_guesses_sent_all_at_once_get_no_more_secrets_checked_than_one_after_the_other(start):
+    gateway = await start(max_pending_logons_per_peer=64)
+    answers = await asyncio.gather(*(logon_answer(gateway.port, "bank", f"guess-{n}") for n in range(64)))
+    codes = [answer["code"] for answer in answers]
+    assert codes.count(int(RejectCode.LOGON_FAILED)) <= 4, codes  # the three free failures and the first back-off
+    assert codes.count(int(RejectCode.LOGON_LOCKED)) >= 60
+
+
+@bounded(30)
+async def test_a_self_trade_on_a_page_boundary_keeps_both_its_fills(start, monkeypatch):
+    monkeypatch.setattr(server_module, "PAGE_SIZE", 2)
+    gateway = await start()
+    async with session(gateway, "speculator") as trader, session(gateway, "bank") as bank:
+        await bank.new_order("EUA", "S", 1, 7000, client_order_id="bank-s")
+        await trader.new_order("EUA", "B", 1, 7000, client_order_id="b0")  # trade 1: one fill of its own
+        await trader.new_order("EUA", "S", 1, 7001, client_order_id="s1")
+        await trader.new_order("EUA", "B", 1, 7001, client_order_id="b1")  # trade 2 with itself: two fills
+        await trader.new_order("EUA", "S", 1, 7002, client_order_id="s2")
+        await trader.new_order("EUA", "B", 1, 7002, client_order_id="b2")  # trade 3 with itself
+        fills, complete = await trader.trades()  # every page
+        assert complete and [(f["trade_id"], f["client_order_id"]) for f in fills] == [
+            (1, "b0"), (2, "b1"), (2, "s1"), (3, "b2"), (3, "s2")]
+        first = await trader.request({"type": "trades"})  # a page ends after a trade, not inside one
+        assert [f["client_order_id"] for f in first["trades"]] == ["b0", "b1", "s1"] and first["more"] is True
+
+
+@bounded(40)
+async def test_a_stop_finishes_while_clients_go_on_flooding(start):
+    """Stopping answers what was queued when it began; what sessions send after it is not taken, however much
+    they send, so the stop ends (it once waited for an empty queue that flooding clients kept full)."""
+    gateway = await start(queue_size=200, throttle_rate=1e6, throttle_burst=1_000_000, heartbeat_interval=60.0)
+    accounts = ("bank", "broker", "speculator", "carbon-fund", "utility-north", "paper-mill", "cement-works",
+                "cdm-developer")
+    flooders = [await RawConnection.open(gateway.port) for _ in accounts]
+    for raw, account in zip(flooders, accounts):
+        assert_fields(await raw.logon(account, cancel_on_disconnect=False), type="logon_accepted")
+    blob = encode_frame({"type": "book", "instrument": "EUA", "levels": 100}) * 5_000
+    flooding = True
+
+    async def flood(raw: RawConnection) -> None:
+        while flooding:
+            with contextlib.suppress(Exception):
+                raw.send_bytes(blob)
+                await asyncio.wait_for(raw.writer.drain(), 1.0)
+            await asyncio.sleep(0)
+
+    async def drain(raw: RawConnection) -> None:
+        with contextlib.suppress(Exception):
+            while await raw.reader.read(1 << 16):
+                pass
+    tasks = [asyncio.create_task(flood(raw)) for raw in flooders] + [asyncio.create_task(drain(raw))
+                                                                    for raw in flooders]
+    await eventually(lambda: gateway.overloaded > 0, 10)  # the queue is full and stays full
+    await asyncio.sleep(0.5)
+    try:
+        await asyncio.wait_for(gateway.stop(), 15)
+    finally:
+        flooding = False
+        for raw in flooders:
+            raw.abort()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert gateway.stopped.is_set()
