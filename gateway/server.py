@@ -250,6 +250,7 @@ class Session:
         self.subscriptions: set[tuple[str, str]] = set()  # (instrument, channel) of market data it receives
         self.refused_waiting = 0  # requests in NotProcessed runs queued and not answered yet
         self.refusals_answered = asyncio.Event()  # set when the engine has answered all of them
+        self.queued = 0  # its requests on the engine's queue (not counting refusals)
 
     def write(self, message: dict) -> None:
         """Send a message now (no waiting); a client too far behind in reading is disconnected."""
@@ -364,6 +365,7 @@ class TradingGateway:
         self.requests: asyncio.Queue[tuple[Session | None, object, float]] = asyncio.Queue()
         self.overloaded = 0  # requests refused with 719, for the log and the benchmarks
         self.refused_waiting = 0  # requests in NotProcessed runs queued and not answered yet, every session's
+        self._session_share = max(1, config.queue_size // 4)  # requests one session may have queued at once
         self._overload_logged = float("-inf")
         self.sessions: dict[int, Session] = {}  # every connection, logged on or not
         self.logged_on = 0  # sessions logged on (at most max_sessions)
@@ -777,7 +779,9 @@ class TradingGateway:
         now = self.clock()
         operator = session.link.config.is_operator
         market_data_only = session.market_data_only
-        room = self.config.queue_size - self.requests.qsize()  # requests the queue still takes
+        # Requests the queue still takes from this session: what is left of it, and of the session's share (a
+        # quarter: one session alone cannot fill it and leave the others only 719s).
+        room = min(self.config.queue_size - self.requests.qsize(), self._session_share - session.queued)
         max_batch = self.config.max_batch
         refused: list = []  # the run of messages refused unprocessed, not yet queued
         refused_code = None
@@ -850,8 +854,10 @@ class TradingGateway:
     def _refusals_full(self) -> bool:
         return self.refused_waiting >= MAX_REFUSED_WAITING_IN_ALL
 
-    def _queue(self, session: Session, request: object) -> None:
+    def _queue(self, session: Session | None, request: object) -> None:
         """Put a request on the engine's queue (never waits: the queue's bound is kept by ``_take``)."""
+        if session is not None:
+            session.queued += 1
         self.requests.put_nowait((session, request, self.clock()))
 
     def _refuse_run(self, session: Session, code: RejectCode, requests: list) -> None:
@@ -971,6 +977,8 @@ class TradingGateway:
         too_old = self.clock() - self.config.max_queue_delay  # queued before this: refused, not run late
         for session, request, queued_at in batch:
             kind = request.__class__
+            if session is not None and kind is not NotProcessed:
+                session.queued -= 1
             if queued_at < too_old and session is not None and kind in commands:
                 self._execute(pending)
                 self._note_overload(1)

@@ -1790,7 +1790,9 @@ def test_slow_consumer_gets_710_behind_unread_messages():
                 message = session.recv()
                 if message["type"] == "logout":
                     break
-                assert message["type"] == "balances" and message["request_id"] == answered, message
+                # each answered in its place: balances, or 719 past the session's share of the queue (4.8.1)
+                assert message["request_id"] == answered, message
+                assert message["type"] == "balances" or (message["type"], message["code"]) == ("reject", 719), message
                 answered += 1
             check_server_logout(message, 710, text=TEXT[710])
             assert 0 < answered < count
