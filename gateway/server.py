@@ -1619,19 +1619,15 @@ class TradingGateway:
     def _refuse_unprocessed(self, session: Session, code: RejectCode, requests: list) -> None:
         """Answer requests that were not processed (708, 719) with a ``reject`` each: one journal record for the
         numbers they use (an overloaded exchange refuses thousands a second)."""
+        ts = time.time_ns()  # one moment for the run: refused together
         if session.market_data_only:
             for request in requests:
-                self._answer(session, _unprocessed_reject(code, request), request)
+                self._answer(session, _unprocessed_reject(code, request, ts), request)
             return
         self.journal.append(skip_record(session.account, len(requests)))
         deliver, account = self.core.deliver, session.account
-        number, text, ts = int(code), code.text, time.time_ns()  # one moment for the run: refused together
         for request in requests:
-            kind = request.__class__
-            message = {"type": "reject", "ref_type": request.message_type if kind is Refusal else
-                       kind.__struct_config__.tag, "field": None,
-                       "client_order_id": getattr(request, "client_order_id", None), "code": number, "text": text,
-                       "ts": ts}
+            message = _unprocessed_reject(code, request, ts)
             if request.request_id is not None:
                 message["request_id"] = request.request_id
             deliver(account, message)
@@ -1676,10 +1672,12 @@ def _write_gathered(gathered: dict[Session, list[bytes]]) -> None:
     gathered.clear()
 
 
-def _unprocessed_reject(code: RejectCode, request: object) -> dict:
+def _unprocessed_reject(code: RejectCode, request: object, ts: int) -> dict:
     """The ``reject`` of a request the exchange did not process (708 throttled, 719 over capacity)."""
-    message_type = request.message_type if type(request) is Refusal else request.__struct_config__.tag
-    return _reject(code, code.text, message_type, None, getattr(request, "client_order_id", None))
+    kind = request.__class__
+    return {"type": "reject", "ref_type": request.message_type if kind is Refusal else kind.__struct_config__.tag,
+            "field": None, "client_order_id": getattr(request, "client_order_id", None), "code": int(code),
+            "text": code.text, "ts": ts}
 
 
 def _reject(code: RejectCode, text: str, message_type: str | None, field: str | None,
