@@ -364,6 +364,9 @@ class TradingGateway:
         # late; the refusals themselves are answered in their place (NotProcessed, bounded per session).
         self.requests: asyncio.Queue[tuple[Session | None, object, float]] = asyncio.Queue()
         self.overloaded = 0  # requests refused with 719, for the log and the benchmarks
+        # Requests on the queue, not counting runs of refused ones: the queue's bound is on these (a flood's
+        # refusals, queued to be answered in their place, must not take the room of other sessions' requests).
+        self.queued = 0
         self.refused_waiting = 0  # requests in NotProcessed runs queued and not answered yet, every session's
         self._session_share = max(1, config.queue_size // 4)  # requests one session may have queued at once
         self._overload_logged = float("-inf")
@@ -781,7 +784,7 @@ class TradingGateway:
         market_data_only = session.market_data_only
         # Requests the queue still takes from this session: what is left of it, and of the session's share (a
         # quarter: one session alone cannot fill it and leave the others only 719s).
-        room = min(self.config.queue_size - self.requests.qsize(), self._session_share - session.queued)
+        room = min(self.config.queue_size - self.queued, self._session_share - session.queued)
         max_batch = self.config.max_batch
         refused: list = []  # the run of messages refused unprocessed, not yet queued
         refused_code = None
@@ -856,6 +859,7 @@ class TradingGateway:
 
     def _queue(self, session: Session | None, request: object) -> None:
         """Put a request on the engine's queue (never waits: the queue's bound is kept by ``_take``)."""
+        self.queued += 1
         if session is not None:
             session.queued += 1
         self.requests.put_nowait((session, request, self.clock()))
@@ -875,7 +879,7 @@ class TradingGateway:
         if now - self._overload_logged >= 1.0:
             self._overload_logged = now
             log_event(log, "overloaded", logging.WARNING, refused_so_far=self.overloaded,
-                      queued=self.requests.qsize(), hint="the excess is refused with 719; raise capacity or "
+                      queued=self.queued, hint="the excess is refused with 719; raise capacity or "
                       "ask clients to slow down")
 
     async def _session_ended(self, session: Session) -> None:
@@ -977,8 +981,10 @@ class TradingGateway:
         too_old = self.clock() - self.config.max_queue_delay  # queued before this: refused, not run late
         for session, request, queued_at in batch:
             kind = request.__class__
-            if session is not None and kind is not NotProcessed:
-                session.queued -= 1
+            if kind is not NotProcessed:
+                self.queued -= 1
+                if session is not None:
+                    session.queued -= 1
             if queued_at < too_old and session is not None and kind in commands:
                 self._execute(pending)
                 self._note_overload(1)

@@ -1477,6 +1477,35 @@ async def test_a_session_waiting_for_a_stalled_exchange_is_not_timed_out(start):
         assert bank.closed is None
 
 
+@bounded(20)
+async def test_a_floods_refusals_do_not_take_the_room_of_other_sessions_requests(start):
+    """A session's excess is refused (719) in runs queued to be answered in their place; however many runs a
+    flood makes (one per read at the least), they do not count against the queue's bound: another session's
+    request still finds room. (CI once saw an order refused 719 while the only client over its share flooded.)"""
+    gateway = await start(queue_size=16, max_queue_delay=60.0)  # a session's share: 4
+    settlement = type(gateway.settlement)
+    async with session(gateway, "bank") as bank, session(gateway, "utility-north") as util:
+        stalled = True
+        original = settlement.room
+        settlement.room = property(lambda self: 0 if stalled else original.fget(self))  # the ledger stalls
+        try:
+            for i in range(30):  # one request a read: 4 queued, then 26 runs of one refusal each
+                bank.send(bank.new_order_message("EUA", "S", 1, 7000 + i))
+                await asyncio.sleep(0.01)
+            await eventually(lambda: gateway.refused_waiting == 26)
+            assert gateway.requests.qsize() > 16  # more runs and requests on the queue than its bound
+            util.send(util.new_order_message("EUA", "B", 1, 6900, client_order_id="other"))
+            await asyncio.sleep(0.1)
+            stalled = False
+        finally:
+            settlement.room = original
+        assert_fields(await Inbox(util).next(), exec_type="new", client_order_id="other")
+        answers = await Inbox(bank).take(30)
+        kinds = ["new" if m["type"] == "execution_report" and m["exec_type"] == "new" else m.get("code")
+                 for m in answers]
+        assert kinds == ["new"] * 4 + [int(RejectCode.OVERLOADED)] * 26
+
+
 async def test_operator_commands_fail_rather_than_hang_once_the_exchange_has_stopped():
     from exchange import EndOfDay
     from gateway.server import ExchangeStopped
