@@ -24,7 +24,7 @@ import time
 
 import msgpack
 
-from gateway.protocol import MessageReader, encode_frame
+from gateway.wire.protocol import MessageReader, encode_frame
 
 ORDER = {"type": "new_order", "client_order_id": 123456, "instrument": "EUA", "side": "B", "quantity": 10,
          "price": 7025, "request_id": 99}

@@ -36,7 +36,7 @@ def one_run(checkout: Path, sessions: int, requests: int) -> int:
         accounts = gateway_suite.accounts_file(folder, sessions)
         port = free_port()
         here = os.getcwd()
-        os.chdir(checkout)  # ``python -m gateway.cli`` imports the package of the working directory
+        os.chdir(checkout)  # ``python -m gateway.cli.main`` imports the package of the working directory
         try:
             server = gateway_suite.start_exchange(port, "batch", folder, accounts)
         finally:

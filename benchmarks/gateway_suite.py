@@ -48,7 +48,7 @@ POLICIES = ("batch", "off")
 
 def accounts_file(folder: Path, count: int) -> Path:
     """An accounts.toml of ``count`` funded bench accounts sharing one secret (hashed once)."""
-    from gateway.credentials import hash_secret
+    from gateway.sessions.credentials import hash_secret
     stored = hash_secret(SECRET)
     lines = ["# Made by benchmarks/gateway_suite.py for one run.\n"]
     for number in range(1, count + 1):

@@ -44,9 +44,9 @@ from engine_bench import (ACCOUNT_IDS, DEFAULT_BATCH, GENEROUS_CASH, GENEROUS_UN
 
 from exchange import CASH_ASSET, Deposit, OpenAccount  # noqa: E402
 from gateway.config import load_instruments  # noqa: E402
-from gateway.journal import (Genesis, JournalWriter, commit_record, execute_record, operator_record,  # noqa: E402
+from gateway.persistence.journal import (Genesis, JournalWriter, commit_record, execute_record, operator_record,  # noqa: E402
                              scan_journal)
-from gateway.recovery import (JOURNAL_NAME, fork_snapshot, new_sequencer, recover, snapshot_bytes,  # noqa: E402
+from gateway.persistence.recovery import (JOURNAL_NAME, fork_snapshot, new_sequencer, recover, snapshot_bytes,  # noqa: E402
                               write_snapshot)
 
 

@@ -13,7 +13,7 @@ from .commands import ClearPrimaryAuction, ModifyBid, OpenPrimaryAuction, Submit
 from .compliance import ComplianceConfig, compliance_report, format_report, parse_compliance
 from .engine import Engine
 from .enums import CALL_PHASES, CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce, TradingPhase
-from .auction import AuctionPrice, auction_price
+from .call_auction import AuctionPrice, auction_price
 from .events import (BidPlaced, BidResult, BidWithdrawn, PrimaryAuctionCancelled, PrimaryAuctionCleared,
                      PrimaryAuctionOpened)
 from .events import (AccountBlocked, AuctionCompleted, AuctionIndicative, AccountOpened, AccountUnblocked, RequestRejected, DeadlinePassed, Deposited, EmissionsRecorded,

@@ -103,7 +103,7 @@ class RejectCode(IntEnum):
     COMPLIANCE_YEAR_CLOSED = 612, "the surrender deadline for this year has passed"
     DEADLINE_OUT_OF_ORDER = 613, "a deadline must follow the last one (later year, later date) with no earlier year still open"
 
-    # -- 700: session and protocol (the gateway: gateway.protocol, gateway.server) ------------
+    # -- 700: session and protocol (the gateway: gateway.wire.protocol, gateway.node) ------------
     # "closes" marks the codes after which the exchange ends the connection (a logout carries the code).
     NOT_LOGGED_ON = 701, "log on first: logon is the only message accepted before it (closes)"
     LOGON_FAILED = 702, "logon refused: unknown account or wrong secret (closes)"
@@ -126,7 +126,7 @@ class RejectCode(IntEnum):
     OVERLOADED = 719, "the exchange is over capacity: the message was not processed, send it again later"
     MARKET_DATA_SESSION = 720, "a market-data session may only subscribe, unsubscribe, ask for the book, ping, send heartbeats and log out"
 
-    # -- 800: EU ETS primary auctions (exchange.primary) ----------------------------------------
+    # -- 800: EU ETS primary auctions (exchange.primary_auction) ----------------------------------------
     UNKNOWN_AUCTION = 801, "no such primary auction"
     AUCTION_ID_IN_USE = 802, "a primary auction with this id exists already"
     INVALID_AUCTION_VOLUME = 803, "volume must be a positive whole number of allowances, in multiples of 500"

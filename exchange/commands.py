@@ -306,7 +306,7 @@ class SetTradingPhase:
     """Move an instrument to another trading phase (the exchange's schedule, or its operator).
 
     Leaving a call phase, or a halt, for continuous trading or the close runs
-    the call's auction first (``exchange.auction``). A volatility interruption
+    the call's auction first (``exchange.call_auction``). A volatility interruption
     is entered by the engine itself, never by this command, and ended by it
     (the gateway sends it when the interruption's time is up).
     """
@@ -474,7 +474,7 @@ Command = (NewOrder | CancelOrder | ReplaceOrder | MassCancel | BlockAccount | U
            | EndOfDay | OpenAccount | Deposit | Withdraw | RegisterInstallation | RecordEmissions | Surrender | ComplianceDeadline)
 
 
-# -- EU ETS primary auctions (exchange.primary) -------------------------------------------------------
+# -- EU ETS primary auctions (exchange.primary_auction) -------------------------------------------------------
 
 def _check_auction_id(value: object) -> None:
     if type(value) is not str or AUCTION_ID.fullmatch(value) is None:
@@ -582,7 +582,7 @@ class WithdrawBid:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClearPrimaryAuction:
-    """After the window: clear the auction (or cancel it) and deliver, as ``exchange.primary`` describes."""
+    """After the window: clear the auction (or cancel it) and deliver, as ``exchange.primary_auction`` describes."""
 
     ts: int
     auction_id: str

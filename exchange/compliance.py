@@ -115,7 +115,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple
 
-from .book import Account
+from .accounts import Account
 from .codes import RejectCode
 from .commands import (MAX_ACCOUNT_LENGTH, ComplianceDeadline, RecordEmissions, RegisterInstallation, Surrender)
 from .events import (DeadlinePassed, EmissionsRecorded, InstallationRegistered, ObligationCarriedOver,

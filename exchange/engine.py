@@ -23,8 +23,8 @@ pipeline for a new order is, in order:
     8. depth       every price level the command changed       -> LevelChanged, once per level
 
 Trading phases (``SetTradingPhase``, docs/TRADING_PHASES.md) and EU ETS
-primary auctions (``exchange.primary``, docs/PRIMARY_AUCTIONS.md) go through
-the same command table; leaving a call runs its auction (``exchange.auction``).
+primary auctions (``exchange.primary_auction``, docs/PRIMARY_AUCTIONS.md) go through
+the same command table; leaving a call runs its auction (``exchange.call_auction``).
 
 Cancel, replace, mass cancel and end of day have the same shape: a command
 that cannot be carried out changes nothing and yields one RequestRejected. No
@@ -44,7 +44,8 @@ from __future__ import annotations
 import hashlib
 from typing import Callable, Iterable, Mapping
 
-from .book import CLOSED, Account, Counters, Order, OrderBook
+from .accounts import CLOSED, Account, Counters
+from .book import Order, OrderBook
 from .codes import RejectCode
 from .commands import (CASH_ASSET, BlockAccount, CancelOrder, ComplianceDeadline, Deposit, EndOfDay, MassCancel, NewOrder,
                        OpenAccount, RecordEmissions, RegisterInstallation, ReplaceOrder, SetSelfTradePrevention,
@@ -55,7 +56,7 @@ from .enums import CALL_PHASES, CancelReason, OrderType, Side, TimeInForce, Trad
 from .events import (AccountBlocked, AccountOpened, AccountUnblocked, RequestRejected, Deposited, MassCancelCompleted, OrderAccepted, OrderExpired,
                      OrderRejected, OrderReplaced, SelfTradePreventionSet, TradingDayClosed, TradingPhaseChanged, Withdrawn)
 from .instruments import Instrument
-from .primary import PrimaryAuctions
+from .primary_auction import PrimaryAuctions
 
 BUY = Side.BUY
 DAY = TimeInForce.DAY

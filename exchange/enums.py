@@ -50,7 +50,7 @@ class CancelReason(StrEnum):
 
 class TradingPhase(StrEnum):
     """Where an instrument's trading day is (EEX/T7 style). Orders match only in CONTINUOUS; the three call
-    phases collect orders without matching and end in an auction at one price (``exchange.auction``)."""
+    phases collect orders without matching and end in an auction at one price (``exchange.call_auction``)."""
 
     CLOSED = "closed"  # no new orders, nothing matches; cancels are taken
     OPENING_CALL = "opening_call"  # orders collected for the opening auction

@@ -356,7 +356,7 @@ class AuctionCompleted(NamedTuple):
     trades: int
 
 
-# -- EU ETS primary auctions (exchange.primary) -------------------------------------------------------
+# -- EU ETS primary auctions (exchange.primary_auction) -------------------------------------------------------
 
 class PrimaryAuctionOpened(NamedTuple):
     seq: int

@@ -35,8 +35,8 @@ from exchange import (CASH_ASSET, ComplianceConfig, Deposit, Engine, InvalidComm
                       SelfTradePrevention, SetSelfTradePrevention, parse_compliance)
 from exchange.instruments import ConfigError, Instrument, eur_to_cents, parse_instruments
 
-from .credentials import is_secret_hash
-from .protocol import DEFAULT_MAX_FRAME
+from gateway.sessions.credentials import is_secret_hash
+from gateway.wire.protocol import DEFAULT_MAX_FRAME
 
 T = TypeVar("T")
 

@@ -29,8 +29,8 @@ import msgpack
 
 from gateway.client import ExchangeClient, connect
 from gateway.config import DEFAULT_ACCOUNTS, load_accounts, load_compliance, load_instruments, load_server_config
-from gateway.protocol import encode_frame
-from gateway.server import TradingGateway, running_exchange
+from gateway.wire.protocol import encode_frame
+from gateway.node import TradingGateway, running_exchange
 
 HOST = "127.0.0.1"
 SECRET = "carbonx-demo"  # every demo account's secret (config/accounts.toml)

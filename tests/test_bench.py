@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 
 pytest.importorskip("hdrh")
 pytest.importorskip("matplotlib")

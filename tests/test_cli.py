@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 
 
 def test_demo_trades_closes_the_year_and_reconciles(capsys):
@@ -45,13 +45,13 @@ def free_port() -> int:
 
 def carbonx(*args: str, secret: str = "carbonx-demo") -> subprocess.CompletedProcess:
     env = {**os.environ, "CARBONX_SECRET": secret}
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "gateway.cli.main", *args], capture_output=True, text=True, env=env,
                           timeout=60)
 
 
 def serve(port: int, data_dir, *options: str) -> subprocess.Popen:
     """``carbonx [options] serve`` on ``port``, once it takes connections (``options``: --instruments, ...)."""
-    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", *options, "serve", "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "gateway.cli.main", *options, "serve", "--port", str(port),
                                 "--data-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -236,7 +236,7 @@ def test_a_trader_lists_open_orders_and_trades_and_watches_the_market_while_trad
     assert carbonx("order", *at, "--account", "broker", "buy", "3", "EUA", "70.50", "--tif", "IOC").returncode == 0
     # carbonx md watches with a market-data session: the account trades meanwhile, and its end cancels nothing.
     env = {**os.environ, "CARBONX_SECRET": "carbonx-demo"}
-    watcher = subprocess.Popen([sys.executable, "-m", "gateway.cli", "md", "EUA", *at, "--account", "bank",
+    watcher = subprocess.Popen([sys.executable, "-m", "gateway.cli.main", "md", "EUA", *at, "--account", "bank",
                                 "--seconds", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         time.sleep(1.5)

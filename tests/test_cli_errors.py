@@ -34,7 +34,7 @@ def run(*args: str, cwd: Path, env: dict | None = None, **options) -> subprocess
     environment = {**os.environ, "CARBONX_SECRET": "carbonx-demo", **(env or {})}
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environment.get("PYTHONPATH")]))
     options.setdefault("stdin", subprocess.DEVNULL)
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=cwd, env=environment,
+    return subprocess.run([sys.executable, "-m", "gateway.cli.main", *args], cwd=cwd, env=environment,
                           capture_output=True, text=True, timeout=60, start_new_session=True, **options)
 
 
@@ -239,7 +239,7 @@ def test_a_missing_secret_without_a_terminal_says_how_to_give_one(tmp_path):
     port = str(free_port())  # nothing is connected to: the secret is missing before that
     for stdin in (subprocess.DEVNULL, "closed"):
         options = {"preexec_fn": lambda: os.close(0), "stdin": None} if stdin == "closed" else {"stdin": stdin}
-        result = subprocess.run([sys.executable, "-m", "gateway.cli", "balances", "--port", port, "--account", "bank"],
+        result = subprocess.run([sys.executable, "-m", "gateway.cli.main", "balances", "--port", port, "--account", "bank"],
                                 cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
                                 timeout=60, start_new_session=True, **options)
         one_line_error(result, 2, "no secret for bank", "CARBONX_SECRET", "--secret-file")

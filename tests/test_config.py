@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from exchange import ConfigError, Engine, NewOrder, OrderType, Side, Trade, parse_instruments
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.config import (CONFIG_ENV, DEFAULT_INSTRUMENTS, PACKAGED_CONFIG, config_folder, load_accounts,
                             load_compliance, load_instruments, load_server_config)
 

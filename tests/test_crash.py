@@ -5,7 +5,7 @@ What this file proves
 ``carbonx serve`` journals every input and fdatasyncs each batch before any
 answer leaves (``journal_fsync = "batch"``), so an order the exchange has
 acknowledged must survive the sudden death of its process, and start-up
-(snapshot + journal replay, ``gateway/recovery.py``) must rebuild exactly the
+(snapshot + journal replay, ``gateway/persistence/recovery.py``) must rebuild exactly the
 state the clients were told about. Here a real process is killed with
 SIGKILL in the middle of a stream of orders, at least ten times, and after
 each restart the clients check:
@@ -84,10 +84,10 @@ from pathlib import Path
 from exchange import RejectCode
 from exchange.events import OrderAccepted
 from gateway.client import ExchangeClient, connect
-from gateway.ledger import SqliteLedgerStore
-from gateway.recovery import (JOURNAL_NAME, LEDGER_NAME, journal_genesis_and_id, newest_snapshot, replay_journal,
+from gateway.settlement.ledger import SqliteLedgerStore
+from gateway.persistence.recovery import (JOURNAL_NAME, LEDGER_NAME, journal_genesis_and_id, newest_snapshot, replay_journal,
                               snapshot_files)
-from gateway.settlement import reconcile
+from gateway.settlement.service import reconcile
 
 from gateway_helpers import HOST, SECRET
 
@@ -383,7 +383,7 @@ async def start_exchange(run: Run, data_dir: Path, log_path: Path, log_level: st
         port = free_port()
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "serve", "--host", HOST, "--port", str(port),
+                [sys.executable, "-m", "gateway.cli.main", "serve", "--host", HOST, "--port", str(port),
                  "--data-dir", str(data_dir), "--log-level", log_level, "--snapshot-every", str(snapshot_every)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO_ROOT,
                 start_new_session=True)
@@ -718,7 +718,7 @@ def check_offline(run: Run, data_dir: Path, participants: list[Participant], sto
     assert from_snapshot.engine.state_hash() == full, (
         f"the live state (the stop's snapshot) differs from a replay of the whole journal {run.where()}")
 
-    cli = subprocess.run([sys.executable, "-m", "gateway.cli", "replay", str(data_dir), "--check-snapshot"],
+    cli = subprocess.run([sys.executable, "-m", "gateway.cli.main", "replay", str(data_dir), "--check-snapshot"],
                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert cli.returncode == 0, f"carbonx replay --check-snapshot: {cli.stdout} {cli.stderr} {run.where()}"
     assert f"state hash {full}" in cli.stdout and "the same state" in cli.stdout, cli.stdout

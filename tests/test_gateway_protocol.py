@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 
 from exchange import (BlockAccount, CancelOrder, EndOfDay, InvalidCommand, MassCancel, NewOrder, OrderType,
                       RejectCode, ReplaceOrder, Side, TimeInForce, Trade, parse_instruments)
-from gateway.protocol import (SubscribeRequest, UnsubscribeRequest, DEFAULT_MAX_FRAME, INBOUND, LENGTH_BYTES, MESSAGE_TYPES, BalancesRequest,
+from gateway.wire.protocol import (SubscribeRequest, UnsubscribeRequest, DEFAULT_MAX_FRAME, INBOUND, LENGTH_BYTES, MESSAGE_TYPES, BalancesRequest,
                               BookRequest, CancelRequest, DictReader, FrameReader, Heartbeat, Inbound,
                               KillSwitchRequest, Logon, Logout, MassCancelRequest, MessageReader,
                               NewOrderRequest, OrderStatusRequest, ProtocolError, Refusal,
@@ -49,7 +49,7 @@ from gateway.protocol import (SubscribeRequest, UnsubscribeRequest, DEFAULT_MAX_
                               OpenAuctionRequest, SubmitBidRequest, ModifyBidRequest, WithdrawBidRequest,
                               AuctionStatusRequest, OpenOrdersRequest, TradesRequest, PingRequest,
                               encode_frame)
-from gateway.reports import (CANCELED, EXPIRED, FILLED, NEW, PARTIALLY_FILLED, WAITING_TRIGGER, OrderTracker,
+from gateway.pipeline.reports import (CANCELED, EXPIRED, FILLED, NEW, PARTIALLY_FILLED, WAITING_TRIGGER, OrderTracker,
                              price_in_cents)
 from scenario_helpers import make_engine, shipped_instruments
 

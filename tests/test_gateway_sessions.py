@@ -31,12 +31,12 @@ import time
 import pytest
 
 from exchange import RejectCode, parse_instruments
-from gateway import server as server_module
+from gateway import node as server_module
 from gateway.client import LogonRefused, connect
 from gateway.config import DEFAULT_INSTRUMENTS, read_toml
-from gateway.ledger import SqliteLedgerStore
-from gateway.protocol import encode_frame
-from gateway.settlement import reconcile
+from gateway.settlement.ledger import SqliteLedgerStore
+from gateway.wire.protocol import encode_frame
+from gateway.settlement.service import reconcile
 from gateway_helpers import (HOST, SECRET, Inbox, RawConnection, abort, assert_fields, demo_configuration, eventually,
                              exchange_on_port, read_until_closed, session, without_ts)
 
@@ -1508,7 +1508,7 @@ async def test_a_floods_refusals_do_not_take_the_room_of_other_sessions_requests
 
 async def test_operator_commands_fail_rather_than_hang_once_the_exchange_has_stopped():
     from exchange import EndOfDay
-    from gateway.server import ExchangeStopped
+    from gateway.node import ExchangeStopped
     async with exchange_on_port() as gateway:
         events = await gateway.run_operator_commands([EndOfDay(ts=1, trading_date=20261127)])
         assert [type(event).__name__ for event in events] == ["TradingDayClosed"]
@@ -1573,7 +1573,7 @@ async def test_an_address_guessing_across_accounts_is_backed_off_and_other_addre
 
 
 def test_the_logon_guard_counts_forgets_late_and_keeps_a_bounded_number(monkeypatch):
-    from gateway import logon_guard
+    from gateway.sessions import logon_guard
     guard = logon_guard.LogonGuard(free_failures=1, backoff=1.0, lockout_failures=3, lockout_seconds=10.0)
 
     def fail(account: str, peer: str, now: float, known: bool = True) -> None:
@@ -1602,7 +1602,7 @@ def test_the_logon_guard_counts_forgets_late_and_keeps_a_bounded_number(monkeypa
 
 
 def test_the_logon_guard_checks_one_guess_at_a_time_once_past_the_free_ones_however_many_come_at_once():
-    from gateway import logon_guard
+    from gateway.sessions import logon_guard
     guard = logon_guard.LogonGuard(free_failures=3, backoff=1.0, lockout_failures=10, lockout_seconds=300.0)
     admitted = [n for n in range(256) if guard.admit("bank", True, f"10.0.{n % 16}.1", now=0.0) is None]
     assert len(admitted) == 3  # as many as the free failures, while none of them has been answered
@@ -1615,7 +1615,7 @@ def test_the_logon_guard_checks_one_guess_at_a_time_once_past_the_free_ones_howe
 
 
 def test_an_address_the_account_logged_on_from_is_not_locked_out_by_guessers_elsewhere():
-    from gateway import logon_guard
+    from gateway.sessions import logon_guard
     guard = logon_guard.LogonGuard(free_failures=3, backoff=1.0, lockout_failures=10, lockout_seconds=300.0)
     assert guard.admit("bank", True, "10.0.0.1", now=0.0) is None
     guard.succeeded("bank", True, "10.0.0.1", now=0.0)  # the owner's machine
@@ -1892,8 +1892,8 @@ async def test_pong_comes_after_every_answer_to_what_was_sent_before_the_ping(st
 def test_trades_say_complete_until_a_fill_of_the_day_is_dropped(monkeypatch):
     """``complete`` turns false when the newest-kept limit drops a fill, not merely when it is reached."""
     from exchange import Engine, NewOrder
-    from gateway import reports
-    from gateway.reports import OrderTracker
+    from gateway.pipeline import reports
+    from gateway.pipeline.reports import OrderTracker
     monkeypatch.setattr(reports, "MAX_FILLS_KEPT", 3)
     instruments, _, _ = demo_configuration()
     engine = Engine(instruments, pre_trade_risk=False)

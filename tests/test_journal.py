@@ -4,7 +4,7 @@ How it works
 ------------
 ``Live`` drives a :class:`gateway.sequencer.Sequencer` and a
 :class:`gateway.journal.JournalWriter` through the calls the gateway makes
-per batch (``gateway.server``: ``_execute``, ``_operator_commands``,
+per batch (``gateway.node``: ``_execute``, ``_operator_commands``,
 ``_answer``, ``_accept_logon``, ``_commit``): each group of session commands
 is journaled as an ``execute`` record and then run, operator commands as an
 ``operator`` record, an answer that changes nothing as a ``skip`` record,
@@ -64,10 +64,10 @@ from exchange import (CASH_ASSET, BlockAccount, CancelOrder, ClearPrimaryAuction
                       TradingPhase, UnblockAccount, Withdraw, OpenPrimaryAuction, SubmitBid, ModifyBid, WithdrawBid)
 from exchange.commands import MAX_INT
 from gateway.config import DEFAULT_ACCOUNTS, load_accounts, load_compliance, load_instruments, opening_commands
-from gateway.journal import (COMMAND_TYPES, GENESIS, HEADER, MAGIC, Genesis, JournalCorrupt, JournalError,
+from gateway.persistence.journal import (COMMAND_TYPES, GENESIS, HEADER, MAGIC, Genesis, JournalCorrupt, JournalError,
                              JournalReader, JournalWriter, commit_record, decode_command, encode_command,
                              execute_record, operator_record, read_genesis, session_record, skip_record)
-from gateway.recovery import (JOURNAL_NAME, SNAPSHOT_DIR, new_sequencer, read_snapshot, recover, replay_journal,
+from gateway.persistence.recovery import (JOURNAL_NAME, SNAPSHOT_DIR, new_sequencer, read_snapshot, recover, replay_journal,
                               snapshot_bytes, write_snapshot)
 
 # Demo accounts the order flow alternates between. Their order value limits (EUR 5-10 million) refuse the

@@ -70,7 +70,7 @@ from hypothesis import strategies as st
 from mosquitto_broker import MosquittoBroker, requires_mosquitto, running_broker
 from scenario_helpers import shipped_instruments
 
-import gateway.mqtt as gateway_mqtt
+import gateway.marketdata.mqtt as gateway_mqtt
 from exchange import (
     CancelOrder,
     EndOfDay,
@@ -87,7 +87,7 @@ from exchange import (
     TradingPhase,
 )
 from exchange.instruments import Instrument
-from gateway.marketdata import CHANNELS, MarketDataFeed
+from gateway.marketdata.feed import CHANNELS, MarketDataFeed
 
 NS = 1_000_000_000
 BUY, SELL = Side.BUY, Side.SELL

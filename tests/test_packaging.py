@@ -4,7 +4,7 @@ configuration, and what the exchange says does not depend on its libraries' vers
 - The wheel (``pip wheel --no-deps``, the way ``pip install .`` builds it) holds ``config/`` as the
   package ``gateway.defaults``, file for file the same bytes as the repository's, and an installed
   carbonx run from a folder with no ``config/`` loads them.
-- Refusal texts are the project's own (gateway/protocol.py): pinned here for one frame of each kind, so
+- Refusal texts are the project's own (gateway/wire/protocol.py): pinned here for one frame of each kind, so
   a newer msgspec within the bounds of pyproject.toml that words its errors otherwise cannot change them.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import msgpack
 import pytest
 
 from conftest import REPO_ROOT
-from gateway.protocol import DictReader, MessageReader, ProtocolError, Refusal
+from gateway.wire.protocol import DictReader, MessageReader, ProtocolError, Refusal
 
 CONFIG_FILES = sorted(path.relative_to(REPO_ROOT / "config").as_posix()
                       for path in (REPO_ROOT / "config").rglob("*") if path.is_file())
@@ -80,7 +80,7 @@ print(sorted(instruments), len(accounts), settings.port)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split()[:3] == ["['CER',", "'ERU',", "'EUA']"]
     for command, shown in (("instruments", "EUA"), ("accounts", "market-ops")):
-        program = f"import sys; from gateway.cli import main; sys.exit(main([{command!r}]))"
+        program = f"import sys; from gateway.cli.main import main; sys.exit(main([{command!r}]))"
         listed = subprocess.run([sys.executable, "-c", program], cwd=elsewhere, env=environment,
                                 capture_output=True, text=True, timeout=60, check=False)
         assert listed.returncode == 0, listed.stderr

@@ -1,4 +1,4 @@
-"""EU ETS primary auctions (exchange/primary.py): sealed bids, one clearing price, cancellation, carry-over.
+"""EU ETS primary auctions (exchange/primary_auction.py): sealed bids, one clearing price, cancellation, carry-over.
 
 How: scenarios built from the regulation's rules (DOMAIN.md, "Primary auctions") drive an ``Engine`` with
 pre-trade risk and assert the exact events (field by field) and every holding they move; every 8xx code,
@@ -25,7 +25,7 @@ from exchange import (BidPlaced, BidResult, BidWithdrawn, BlockAccount, ClearPri
                       PrimaryAuctionCleared, PrimaryAuctionOpened, RejectCode, RequestRejected, Side, SubmitBid,
                       Trade, WithdrawBid)
 from exchange.commands import BID_LOT
-from exchange.primary import seed_hash, spread_carry_over, tie_key
+from exchange.primary_auction import seed_hash, spread_carry_over, tie_key
 from scenario_helpers import shipped_instruments
 
 SEED = "00112233445566778899aabbccddeeff"  # 32 hex digits: the shortest seed allowed

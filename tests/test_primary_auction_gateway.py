@@ -18,8 +18,8 @@ import time
 
 from gateway_helpers import TIMEOUT, Inbox, assert_fields, eventually, exchange_on_port, session
 
-from gateway.ledger import SqliteLedgerStore
-from gateway.settlement import reconcile
+from gateway.settlement.ledger import SqliteLedgerStore
+from gateway.settlement.service import reconcile
 
 SYMBOL = "EUA"
 WINDOW = 1  # seconds
@@ -124,7 +124,7 @@ async def test_an_undersubscribed_auction_is_cancelled_and_its_volume_carried_ov
 
 
 async def test_a_clearing_refused_because_the_clock_stepped_back_is_tried_again(monkeypatch):
-    import gateway.server as server
+    import gateway.node as server
 
     async with exchange_on_port() as gateway, session(gateway, "de-auctioneer") as state, \
             session(gateway, "bank") as bank:

@@ -9,7 +9,7 @@ per-account ``seq`` on every message it reads (section 5: consecutive within a s
 ``logon_accepted.next_seq``; ``logon_accepted``, ``heartbeat``, ``logout``, ``pong`` and the resend markers carry
 none).
 
-Every test talks to a real ``python3 -m gateway.cli serve`` process: one server for the module, and a
+Every test talks to a real ``python3 -m gateway.cli.main serve`` process: one server for the module, and a
 fresh one for tests that need other settings or a freshly started exchange (the worked example of
 section 10). Expected values are those the document states; where the server differs, the test fails.
 Every network wait has a timeout, so a mismatch fails instead of hanging.
@@ -314,7 +314,7 @@ class Server:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115
         self.data_dir = tempfile.TemporaryDirectory(prefix="carbonx-doc-")  # each server its own journal
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(self.port), "--log-level", "WARNING",
+            [sys.executable, "-m", "gateway.cli.main", "serve", "--port", str(self.port), "--log-level", "WARNING",
              "--data-dir", self.data_dir.name, *flags],
             cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=self.log)
         try:
@@ -1712,7 +1712,7 @@ def test_server_frames_are_small_whatever_max_frame_says():
     """Section 1: max_frame limits what the client sends only; the server's frames are not checked against it
     (sent whole above a small max_frame, 64 to 16777216 allowed) and stay under 1 MiB. `carbonx serve --help`
     says the same."""
-    usage = " ".join(subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--help"], cwd=PROJECT,
+    usage = " ".join(subprocess.run([sys.executable, "-m", "gateway.cli.main", "serve", "--help"], cwd=PROJECT,
                                     capture_output=True, text=True, timeout=30, check=True).stdout.split())
     assert ("--max-frame MAX_FRAME largest frame body in bytes a client may send (larger: logout 704); the "
             "server's own frames are not bound by it") in usage, usage
@@ -1734,7 +1734,7 @@ def test_server_frames_are_small_whatever_max_frame_says():
 def test_serve_help_states_both_data_directory_defaults():
     """Section 12: the built-in default of journal.data_dir is empty (a temporary directory: nothing survives);
     the shipped exchange.toml sets var/carbonx. `carbonx serve --help` says both."""
-    usage = " ".join(subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--help"], cwd=PROJECT,
+    usage = " ".join(subprocess.run([sys.executable, "-m", "gateway.cli.main", "serve", "--help"], cwd=PROJECT,
                                     capture_output=True, text=True, timeout=30, check=True).stdout.split())
     assert ("empty (the built-in default, below): a new temporary directory, deleted at exit (nothing survives); "
             "the shipped config/exchange.toml sets var/carbonx") in usage, usage

@@ -19,12 +19,12 @@ import shutil
 import pytest
 
 from exchange import ConfigError, RejectCode, SelfTradePrevention
-from gateway import journal as journal_module
-from gateway import server as server_module
+from gateway.persistence import journal as journal_module
+from gateway import node as server_module
 from gateway.client import RequestRefused
-from gateway.journal import JournalFailure
-from gateway.recovery import JOURNAL_NAME, SNAPSHOT_DIR, journal_genesis_and_id, replay_journal, snapshot_files
-from gateway.settlement import reconcile
+from gateway.persistence.journal import JournalFailure
+from gateway.persistence.recovery import JOURNAL_NAME, SNAPSHOT_DIR, journal_genesis_and_id, replay_journal, snapshot_files
+from gateway.settlement.service import reconcile
 
 from gateway_helpers import TIMEOUT, Inbox, assert_fields, demo_configuration, eventually, exchange_on_port, session
 

@@ -72,7 +72,7 @@ class Served:
         self.port = free_port()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "serve", "--host", HOST, "--port", str(self.port),
+                [sys.executable, "-m", "gateway.cli.main", "serve", "--host", HOST, "--port", str(self.port),
                  "--data-dir", str(self.data_dir), *self.flags],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO_ROOT,
                 start_new_session=True)

@@ -42,8 +42,8 @@ from exchange.commands import ComplianceDeadline, RecordEmissions, RegisterInsta
 from exchange.compliance import ComplianceConfig
 from exchange.events import PenaltyCharged, UnitsSurrendered
 from gateway.config import load_instruments
-from gateway.ledger import BalanceChange, LedgerBatch, SettledTrade, SqliteLedgerStore, StaleBatch
-from gateway.settlement import (EventsOutOfOrder, SequenceGap, Settlement, SettlementOverloaded, SettlementService,
+from gateway.settlement.ledger import BalanceChange, LedgerBatch, SettledTrade, SqliteLedgerStore, StaleBatch
+from gateway.settlement.service import (EventsOutOfOrder, SequenceGap, Settlement, SettlementOverloaded, SettlementService,
                                 SettlementStopped, UnknownAccount, format_euros, format_statement, reconcile,
                                 statement)
 

@@ -43,9 +43,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exchange import ConfigError
-from gateway.journal import (HEADER, JournalCorrupt, JournalError, JournalReader, JournalTailAcknowledged,
+from gateway.persistence.journal import (HEADER, JournalCorrupt, JournalError, JournalReader, JournalTailAcknowledged,
                              scan_journal)
-from gateway.recovery import (JOURNAL_NAME, ROOM_PROBE, SNAPSHOT_DIR, SNAPSHOT_HEADER, journal_genesis_and_id,
+from gateway.persistence.recovery import (JOURNAL_NAME, ROOM_PROBE, SNAPSHOT_DIR, SNAPSHOT_HEADER, journal_genesis_and_id,
                               read_snapshot, recover, replay_journal, snapshot_files)
 
 from gateway_helpers import HOST, exchange_on_port, session
@@ -418,13 +418,13 @@ def test_a_ledger_that_cannot_be_written_during_the_replay_changes_nothing_in_th
     assert files_of(tmp_path) == before
 
 
-# The exchange process with the disk full: the calls patched before gateway.cli runs `carbonx serve`.
+# The exchange process with the disk full: the calls patched before gateway.cli.main runs `carbonx serve`.
 FULL_DISK = """
 import errno, os, sys
 def full(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 setattr(os, sys.argv[1], full)
-from gateway.cli import main
+from gateway.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
 

@@ -54,7 +54,7 @@ from exchange import (CALL_PHASES, AuctionCompleted, AuctionIndicative, Engine, 
                       PrimaryAuctionCleared, PrimaryAuctionOpened, Side, Trade, TradingDayClosed, TradingPhase,
                       TradingPhaseChanged)
 
-from .reports import auction_report, average_price
+from gateway.pipeline.reports import auction_report, average_price
 
 CHANNELS = ("book", "top", "trades", "stats", "status", "auctions")
 OPEN, HALTED, CLOSED = "open", "halted", "closed"

@@ -73,7 +73,7 @@ from exchange.engine import DEFAULT_FEE_ACCOUNT
 from exchange.events import PenaltyCharged, UnitsSurrendered
 from exchange.instruments import cents_to_eur
 
-from .ledger import (AUCTION, DEPOSIT, SURRENDER, WITHDRAWAL, AssetMovement, BalanceChange, LedgerBatch, LedgerStore,
+from gateway.settlement.ledger import (AUCTION, DEPOSIT, SURRENDER, WITHDRAWAL, AssetMovement, BalanceChange, LedgerBatch, LedgerStore,
                      SettledTrade)
 
 if TYPE_CHECKING:

@@ -47,8 +47,8 @@ import msgspec
 
 from exchange import ConfigError
 
-from .logs import log_event
-from .marketdata import MarketDataFeed
+from gateway.logs import log_event
+from gateway.marketdata.feed import MarketDataFeed
 
 log = logging.getLogger("carbonx.mqtt")
 

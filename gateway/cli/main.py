@@ -43,12 +43,12 @@ from typing import Awaitable, Callable
 from exchange import CALL_PHASES, ConfigError, TradingPhase
 from exchange.instruments import cents_to_eur, eur_to_cents
 
-from .client import (CONNECT_TIMEOUT, ExchangeClient, LogonRefused, NoAnswer, NotAnExchange, RequestRefused, SessionClosed,
+from gateway.client import (CONNECT_TIMEOUT, ExchangeClient, LogonRefused, NoAnswer, NotAnExchange, RequestRefused, SessionClosed,
                      connect)
-from .config import SETTINGS, load_accounts, load_compliance, load_instruments, load_server_config
-from .credentials import hash_secret
-from .display import auction_summary, bid_summary, describe_report, eur, ladder
-from .logs import configure_logging
+from gateway.config import SETTINGS, load_accounts, load_compliance, load_instruments, load_server_config
+from gateway.sessions.credentials import hash_secret
+from gateway.cli.display import auction_summary, bid_summary, describe_report, eur, ladder
+from gateway.logs import configure_logging
 
 REFUSED, CONNECTION = 1, 3
 SIDES = {"buy": "B", "b": "B", "sell": "S", "s": "S"}
@@ -73,14 +73,14 @@ def _load_exchange(args: argparse.Namespace, **forced: object):
 
 
 def _serve_command(args: argparse.Namespace) -> int:
-    from .server import serve
+    from gateway.node import serve
     config, instruments, accounts, compliance = _load_exchange(args)
     configure_logging(config.log_level, config.log_format)
     return asyncio.run(serve(config, instruments, accounts, compliance))
 
 
 def _demo_command(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from gateway.cli.demo import run_demo
     port = args.port if args.port is not None else 0  # the demo takes any free port unless told one
     # The demo's day is its own: a new temporary data directory unless --data-dir names one.
     config, instruments, accounts, compliance = _load_exchange(args, port=port, data_dir=args.data_dir or "",
@@ -457,8 +457,8 @@ async def _auction(client: ExchangeClient, args: argparse.Namespace) -> int:
 
 def _replay_command(args: argparse.Namespace) -> int:
     """Rebuild the state from a journal, reading only; print what it holds and the state hash."""
-    from .journal import JournalError
-    from .recovery import JOURNAL_NAME, journal_genesis_and_id, newest_snapshot, replay_journal
+    from gateway.persistence.journal import JournalError
+    from gateway.persistence.recovery import JOURNAL_NAME, journal_genesis_and_id, newest_snapshot, replay_journal
     given = Path(args.journal)
     journal = given / JOURNAL_NAME if given.is_dir() else given
     if not journal.is_file():
@@ -510,7 +510,7 @@ def _bench_command(args: argparse.Namespace) -> int:
     """Run benchmark suites from the source checkout's benchmarks/ folder; JSON and plots to its results/."""
     import importlib
     import importlib.util
-    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    folder = Path(__file__).resolve().parents[2] / "benchmarks"
     if not (folder / "suite.py").is_file():
         print(f"carbonx bench: no benchmarks/ folder at {folder}: it runs from a source checkout "
               "(python3 -m pip install -e '.[bench]')", file=sys.stderr)
@@ -549,7 +549,7 @@ def _bench_command(args: argparse.Namespace) -> int:
 # -- market data ----------------------------------------------------------------------------------------
 
 def _md_command(args: argparse.Namespace) -> int:
-    from .md_view import MarketView, mqtt_feed, run_view, socket_feed
+    from gateway.cli.md_view import MarketView, mqtt_feed, run_view, socket_feed
     config = load_server_config(args.exchange_config)
     instruments = load_instruments(args.instruments)
     unknown = [symbol for symbol in args.symbols if symbol not in instruments]

@@ -38,12 +38,12 @@ from exchange import (ComplianceDeadline, ConfigError, EndOfDay, Engine, RecordE
                       Surrender, TradingDayClosed, compliance_report, format_report)
 from exchange.instruments import eur_to_cents
 
-from .client import ExchangeClient, connect
-from .config import AccountConfig, ServerConfig
-from .credentials import DEMO_SECRET
-from .display import auction_summary, eur, ladder, tonnes
-from .server import TradingGateway, run_until_stopped, running_exchange
-from .settlement import UnknownAccount, format_statement, reconcile, statement
+from gateway.client import ExchangeClient, connect
+from gateway.config import AccountConfig, ServerConfig
+from gateway.sessions.credentials import DEMO_SECRET
+from gateway.cli.display import auction_summary, eur, ladder, tonnes
+from gateway.node import TradingGateway, run_until_stopped, running_exchange
+from gateway.settlement.service import UnknownAccount, format_statement, reconcile, statement
 
 WORKING_ORDERS = 6  # orders a participant keeps working before it cancels its oldest
 TRADING_DATE = 20261127  # the simulated trading day

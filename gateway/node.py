@@ -22,13 +22,13 @@ logout, session rejects, resend) are answered in their place in the queue,
 so a session's answers always come in the order of its requests.
 
 ``_run_batch`` sequences and runs a batch, appending each engine batch to
-the journal (:mod:`gateway.journal`) as it goes; ``_commit`` writes the
+the journal (:mod:`gateway.persistence.journal`) as it goes; ``_commit`` writes the
 journal and, with ``journal_fsync = "batch"``, leaves the batch waiting for
 the journal's sync thread to have it on disk; only then does ``_release``
 hand the events to settlement (a ``put_nowait``: matching never
 waits on the ledger), send the answers and publish the market data. A
 journal failure stops the exchange with nothing of the batch sent.
-Start-up rebuilds the state from the journal (:mod:`gateway.recovery`).
+Start-up rebuilds the state from the journal (:mod:`gateway.persistence.recovery`).
 
 Every message to an account carries the account's outbound sequence
 number (``seq``), counted across its connections and across restarts,
@@ -78,28 +78,28 @@ from exchange import (BlockAccount, CancelOrder, ClearPrimaryAuction, Compliance
                       MassCancel, ModifyBid, NewOrder, OpenPrimaryAuction, RejectCode, ReplaceOrder, SetTradingPhase,
                       Side, SubmitBid, TradingPhase, UnblockAccount, WithdrawBid)
 from exchange.engine import DEFAULT_FEE_ACCOUNT
-from exchange.primary import seed_hash
+from exchange.primary_auction import seed_hash
 from exchange.instruments import Instrument, cents_to_eur
 
-from .config import AccountConfig, ServerConfig, start_up_commands
-from .credentials import verify_secret
-from .logon_guard import LogonGuard
-from .logs import log_event
-from .marketdata import CHANNELS
-from .mqtt import MqttPublisher, parse_mqtt_url
-from .journal import (Genesis, JournalError, JournalSyncer, JournalWriter, commit_record, execute_record, operator_record,
+from gateway.config import AccountConfig, ServerConfig, start_up_commands
+from gateway.sessions.credentials import verify_secret
+from gateway.sessions.logon_guard import LogonGuard
+from gateway.logs import log_event
+from gateway.marketdata.feed import CHANNELS
+from gateway.marketdata.mqtt import MqttPublisher, parse_mqtt_url
+from gateway.persistence.journal import (Genesis, JournalError, JournalSyncer, JournalWriter, commit_record, execute_record, operator_record,
                       session_record, skip_record)
-from .ledger import SqliteLedgerStore
-from .protocol import (PROTOCOL_VERSION, BalancesRequest, BookRequest, CancelRequest, Heartbeat, KillSwitchRequest,
+from gateway.settlement.ledger import SqliteLedgerStore
+from gateway.wire.protocol import (PROTOCOL_VERSION, BalancesRequest, BookRequest, CancelRequest, Heartbeat, KillSwitchRequest,
                        Logon, Logout, MassCancelRequest, MessageReader, NewOrderRequest, OrderStatusRequest, Refusal,
                        ReleaseKillSwitchRequest, ReplaceRequest, ResendRequest, SetTradingPhaseRequest,
                        OpenAuctionRequest, SubmitBidRequest, ModifyBidRequest, WithdrawBidRequest, AuctionStatusRequest,
                        SnapshotRequest, SubscribeRequest, OpenOrdersRequest, TradesRequest, PingRequest,
                        UnsubscribeRequest, encode_frame)
-from .recovery import LEDGER_NAME, fork_snapshot, recover, snapshot_bytes, snapshot_path, write_snapshot
-from .reports import price_in_cents, rejected_order_report, request_rejected
-from .sequencer import Sequencer
-from .settlement import Settlement, SettlementService
+from gateway.persistence.recovery import LEDGER_NAME, fork_snapshot, recover, snapshot_bytes, snapshot_path, write_snapshot
+from gateway.pipeline.reports import price_in_cents, rejected_order_report, request_rejected
+from gateway.pipeline.sequencer import Sequencer
+from gateway.settlement.service import Settlement, SettlementService
 
 log = logging.getLogger("carbonx.gateway")
 

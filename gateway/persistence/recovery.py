@@ -2,7 +2,7 @@
 
 How this works
 --------------
-A data directory holds the journal (``journal.cxj``, :mod:`gateway.journal`),
+A data directory holds the journal (``journal.cxj``, :mod:`gateway.persistence.journal`),
 snapshots (``snapshots/snapshot-<seq>.cxs``) and the settlement ledger.
 
 A snapshot is the whole :class:`gateway.sequencer.Sequencer` (engine, order
@@ -62,11 +62,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .journal import (EXECUTE, GENESIS, HEADER, OPERATOR, SESSION, SKIP, Genesis, JournalCorrupt, JournalError,
+from gateway.persistence.journal import (EXECUTE, GENESIS, HEADER, OPERATOR, SESSION, SKIP, Genesis, JournalCorrupt, JournalError,
                       JournalReader, JournalScan, JournalTailAcknowledged, JournalWriter, ScanResult, decode_command,
                       fsync_path, read_genesis, scan_journal, truncate)
-from .logs import log_event
-from .sequencer import Sequencer
+from gateway.logs import log_event
+from gateway.pipeline.sequencer import Sequencer
 
 log = logging.getLogger("carbonx.recovery")
 
@@ -74,7 +74,7 @@ JOURNAL_NAME = "journal.cxj"
 LEDGER_NAME = "ledger.sqlite3"
 SNAPSHOT_DIR = "snapshots"
 SNAPSHOT_MAGIC = b"CXSNAP01"
-SNAPSHOT_FORMAT = 2  # raised whenever the pickled classes change shape: older snapshots are then passed over
+SNAPSHOT_FORMAT = 3  # raised whenever the pickled classes change shape: older snapshots are then passed over
 SNAPSHOT_HEADER = struct.Struct(">8sI16sQQQII")  # magic, format, journal id, record seq, offset, event seq, crc, -
 SNAPSHOTS_KEPT = 3
 SETTLE_CHUNK = 20_000  # events settled in one ledger transaction during replay

@@ -34,7 +34,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import AsyncIterator, Callable
 
-from .protocol import DictReader, ProtocolError, encode_frame
+from gateway.wire.protocol import DictReader, ProtocolError, encode_frame
 
 READ_SIZE = 262_144  # bytes a socket read asks for: many frames are decoded per read
 SERVER_FRAME_LIMIT = 1_048_576  # the largest server frame accepted (docs/PROTOCOL.md, section 1)

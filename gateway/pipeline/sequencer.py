@@ -2,7 +2,7 @@
 
 How this works
 --------------
-The gateway (:mod:`gateway.server`) and recovery (:mod:`gateway.recovery`)
+The gateway (:mod:`gateway.node`) and recovery (:mod:`gateway.persistence.recovery`)
 drive one :class:`Sequencer` through the same calls, live or from the
 journal, so that what a restart rebuilds is exactly what was running:
 
@@ -34,10 +34,10 @@ from typing import Mapping
 from exchange import (BlockAccount, CancelOrder, ComplianceConfig, Engine, Instrument, MassCancel, ModifyBid, NewOrder,
                       OpenPrimaryAuction, ReplaceOrder, SetTradingPhase, SubmitBid, UnblockAccount, WithdrawBid)
 
-from .logs import log_event
-from .marketdata import MarketDataFeed
-from .protocol import encode_frame
-from .reports import OrderTracker, trading_phase_answer
+from gateway.logs import log_event
+from gateway.marketdata.feed import MarketDataFeed
+from gateway.wire.protocol import encode_frame
+from gateway.pipeline.reports import OrderTracker, trading_phase_answer
 
 log = logging.getLogger("carbonx.gateway")
 
@@ -61,7 +61,7 @@ class Sequencer:
         self.sent: dict[str, deque] = {}  # account -> its last resend_window (seq, frame), oldest first
         self.last_ts = 0
         # Accounts whose session has cancel-on-disconnect in force: a restart ends those sessions, so their
-        # orders are cancelled at start-up (see gateway.journal, the session record).
+        # orders are cancelled at start-up (see gateway.persistence.journal, the session record).
         self.cod_sessions: set[str] = set()
         self.replaying = False  # set by recovery: operator refusals were logged when they happened
         self.events: list = []  # the gateway batch in hand: its engine events

@@ -18,9 +18,9 @@ from typing import AsyncIterator, Mapping, Sequence, TextIO
 import aiomqtt
 import msgspec
 
-from .client import connect
-from .display import eur, ladder
-from .mqtt import SOCKET_OPTIONS, market_data_topic, parse_mqtt_url
+from gateway.client import connect
+from gateway.cli.display import eur, ladder
+from gateway.marketdata.mqtt import SOCKET_OPTIONS, market_data_topic, parse_mqtt_url
 
 SHOWN_LEVELS = 5
 SHOWN_TRADES = 8

@@ -6,7 +6,7 @@ The engine is deterministic, so the exchange's whole state is a function of
 its inputs in order. The gateway appends every input to this file before it
 sends a single answer, market-data message or fill that the input caused;
 after a crash, replaying the file rebuilds the state exactly (see
-:mod:`gateway.recovery`). This is the design of LMAX, exchange-core and Aeron
+:mod:`gateway.persistence.recovery`). This is the design of LMAX, exchange-core and Aeron
 Cluster: journal the input, not the output.
 
 The file starts with an 8-byte magic, then records, each::
@@ -51,7 +51,7 @@ Reading: :class:`JournalReader` decodes committed batches for a replay;
 :func:`scan_journal` checks the whole file at start-up without decoding
 anything (framing, CRC, seqs; about 1 s a million records), so that damage
 under a snapshot is found too and what follows the last commit record is
-known before anything is replayed or cut (:mod:`gateway.recovery`).
+known before anything is replayed or cut (:mod:`gateway.persistence.recovery`).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 How this works
 --------------
-Settlement (:mod:`gateway.settlement`) turns engine events into a
+Settlement (:mod:`gateway.settlement.service`) turns engine events into a
 :class:`LedgerBatch`: signed balance changes per (account, asset), the trades
 and the deposits and withdrawals it settled, the accounts it opened, and the
 sequence number of the last event the batch covers. A :class:`LedgerStore`

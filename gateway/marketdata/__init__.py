@@ -1,0 +1,1 @@
+"""Market data: the feed built from engine events, and its MQTT publisher."""

@@ -1,0 +1,1 @@
+"""What survives a restart: the journal of sequenced commands, snapshots, recovery."""
