@@ -22,6 +22,8 @@ from .events import (AccountBlocked, AuctionCompleted, AuctionIndicative, Accoun
                      SelfTradePreventionSet, StopTriggered, Trade, TradingDayClosed, TradingPhaseChanged, UnitsSurrendered,
                      Withdrawn)
 from .instruments import ConfigError, Instrument, parse_instruments
+from .views import (AccountBalances, AccountSettings, BidView, EngineCounts, InstallationView,
+                    PrimaryAuctionView)
 
 __all__ = [
     "ComplianceConfig", "ComplianceDeadline", "DeadlinePassed", "EmissionsRecorded", "InstallationRegistered",
@@ -38,4 +40,5 @@ __all__ = [
     "TradingPhaseChanged", "auction_price",
     "BidPlaced", "BidResult", "BidWithdrawn", "ClearPrimaryAuction", "ModifyBid", "OpenPrimaryAuction",
     "PrimaryAuctionCancelled", "PrimaryAuctionCleared", "PrimaryAuctionOpened", "SubmitBid", "WithdrawBid",
+    "AccountBalances", "AccountSettings", "BidView", "EngineCounts", "InstallationView", "PrimaryAuctionView",
 ]

@@ -51,12 +51,14 @@ from .commands import (CASH_ASSET, BlockAccount, CancelOrder, ComplianceDeadline
                        OpenAccount, RecordEmissions, RegisterInstallation, ReplaceOrder, SetSelfTradePrevention,
                        SetTradingPhase, Surrender, UnblockAccount, Withdraw)
 from .commands import ClearPrimaryAuction, ModifyBid, OpenPrimaryAuction, SubmitBid, WithdrawBid
-from .compliance import Compliance, ComplianceConfig
+from .compliance import Compliance, ComplianceConfig, ComplianceReportRow, compliance_report
 from .enums import CALL_PHASES, CancelReason, OrderType, Side, TimeInForce, TradingPhase
 from .events import (AccountBlocked, AccountOpened, AccountUnblocked, RequestRejected, Deposited, MassCancelCompleted, OrderAccepted, OrderExpired,
                      OrderRejected, OrderReplaced, SelfTradePreventionSet, TradingDayClosed, TradingPhaseChanged, Withdrawn)
 from .instruments import Instrument
-from .primary_auction import PrimaryAuctions
+from .primary_auction import PrimaryAuction, PrimaryAuctions
+from .views import (AccountBalances, AccountSettings, BidView, EngineCounts, InstallationView,
+                    PrimaryAuctionView)
 
 BUY = Side.BUY
 DAY = TimeInForce.DAY
@@ -140,6 +142,84 @@ class Engine:
     def pre_trade_risk(self) -> bool:
         """True when the engine keeps holdings and checks orders against them (it then has a fee account)."""
         return self.fee_account is not None
+
+    # -- read API: questions the shell asks, answered with copies (exchange.views) --------
+    # An unknown symbol in phase, last_price and depth is the caller's bug (KeyError): ask has_instrument.
+
+    @property
+    def last_seq(self) -> int:
+        """Number of the last event emitted (0 before the first)."""
+        return self.counters.seq
+
+    def counts(self) -> EngineCounts:
+        counters = self.counters
+        return EngineCounts(counters.seq, counters.order_id, len(self.open_orders), counters.trade_id,
+                            len(self.accounts))
+
+    @property
+    def fee_account_id(self) -> str | None:
+        """The account fees are paid into; None without pre-trade risk."""
+        return None if self.fee_account is None else self.fee_account.account_id
+
+    def has_account(self, account_id: str) -> bool:
+        return account_id in self.accounts
+
+    def account_ids(self) -> list[str]:
+        return sorted(self.accounts)
+
+    def balances(self, account_id: str) -> AccountBalances | None:
+        """The account's holdings and holds; None for an account the engine does not know."""
+        account = self.accounts.get(account_id)
+        if account is None:
+            return None
+        return AccountBalances(account.cash, account.reserved_cash, dict(account.units),
+                               dict(account.reserved_units), account.blocked)
+
+    def account_settings(self, account_id: str) -> AccountSettings | None:
+        account = self.accounts.get(account_id)
+        if account is None:
+            return None
+        return AccountSettings(account.self_trade_prevention, account.order_value_limit, account.blocked)
+
+    def has_instrument(self, symbol: str) -> bool:
+        return symbol in self.books
+
+    def phase(self, symbol: str) -> TradingPhase:
+        return self.books[symbol].phase
+
+    def last_price(self, symbol: str) -> int | None:
+        """Price of the instrument's last trade (cents); None before its first."""
+        return self.books[symbol].last_price
+
+    def depth(self, symbol: str, side: Side, levels: int | None = None) -> list[tuple[int, int, int]]:
+        """The best ``levels`` price levels of one side (all with None): (price, shown lots, orders), best first."""
+        return self.books[symbol].depth(side, levels)
+
+    def primary_auction(self, auction_id: str) -> PrimaryAuctionView | None:
+        auction = self.primary.auctions.get(auction_id)
+        return None if auction is None else _auction_view(auction)
+
+    def primary_auctions(self) -> list[PrimaryAuctionView]:
+        """Every primary auction ever opened, decided ones included, by auction id."""
+        auctions = self.primary.auctions
+        return [_auction_view(auctions[auction_id]) for auction_id in sorted(auctions)]
+
+    def installation(self, account_id: str) -> InstallationView | None:
+        """The account as an EU ETS installation; None if it is not registered as one."""
+        installation = self.compliance.installations.get(account_id)
+        if installation is None:
+            return None
+        return InstallationView(installation.account_id, installation.credit_limit_bps,
+                                tuple(sorted(installation.years)))
+
+    @property
+    def compliance_config(self) -> ComplianceConfig:
+        """What counts for compliance and what a missing tonne costs (fixed for the engine's life)."""
+        return self.compliance.config
+
+    def compliance_report(self, year: int | None = None) -> list[ComplianceReportRow]:
+        """Per year (or the one given), per installation: obligation, surrendered, shortfall, penalty."""
+        return compliance_report(self.compliance, year)
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -660,6 +740,13 @@ class Engine:
                 yield f"clid {clid!r} {'closed' if order is CLOSED else order.order_id}"
         yield from self.compliance.state_lines()
         yield from self.primary.state_lines()
+
+
+def _auction_view(auction: PrimaryAuction) -> PrimaryAuctionView:
+    bids = tuple(BidView(bid.bid_id, bid.account, bid.price, bid.volume, bid.held, bid.number)
+                 for bid in sorted(auction.bids.values(), key=lambda bid: bid.number))
+    return PrimaryAuctionView(auction.auction_id, auction.instrument, auction.auctioneer, auction.volume,
+                              auction.closes_at, auction.seed, auction.outcome, bids)
 
 
 def _order_line(order: Order) -> str:
