@@ -8,13 +8,30 @@ every answer that holds a dict or a tuple is changed by the test afterwards to s
 from __future__ import annotations
 
 import pytest
-
-from exchange import (AccountBalances, BidView, ClearPrimaryAuction, ComplianceConfig, Deposit, Engine, EngineCounts,
-                      InstallationView, NewOrder, OpenAccount, OpenPrimaryAuction, RecordEmissions,
-                      RegisterInstallation, SelfTradePrevention, SetTradingPhase, Side, SubmitBid, Surrender,
-                      TradingPhase)
-from exchange.compliance import compliance_report
 from scenario_helpers import shipped_instruments
+
+from exchange import (
+    AccountBalances,
+    BidView,
+    ClearPrimaryAuction,
+    ComplianceConfig,
+    Deposit,
+    Engine,
+    EngineCounts,
+    InstallationView,
+    NewOrder,
+    OpenAccount,
+    OpenPrimaryAuction,
+    RecordEmissions,
+    RegisterInstallation,
+    SelfTradePrevention,
+    SetTradingPhase,
+    Side,
+    SubmitBid,
+    Surrender,
+    TradingPhase,
+)
+from exchange.compliance import compliance_report
 
 SEED = "00112233445566778899aabbccddeeff"
 CONFIG = ComplianceConfig(allowances=("EUA",), credits=("CER",))

@@ -209,7 +209,7 @@ def snapshot_bytes(core: Sequencer, journal_id: bytes, record_seq: int, offset: 
     """The snapshot file's bytes for the sequencer as it is now (call between batches, journal synced)."""
     body = pickle.dumps(core, protocol=pickle.HIGHEST_PROTOCOL)
     header = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_FORMAT, journal_id, record_seq, offset,
-                                  core.engine.counters.seq, zlib.crc32(body), 0)
+                                  core.engine.last_seq, zlib.crc32(body), 0)
     return header + body
 
 
@@ -365,14 +365,14 @@ def recover(data_dir: Path, genesis: Genesis, *, ledger_cursor: int = 0,
                                     if candidate in reasons]
     report.torn_bytes, report.torn_reason = scan.torn_bytes, scan.torn_reason
     report.checked_records, report.check_seconds = scan.records, check_seconds
-    if ledger_cursor > core.engine.counters.seq:
+    if ledger_cursor > core.engine.last_seq:
         if scan.torn_bytes:
             raise JournalTailAcknowledged(
                 path, *_tail_problem(scan), scan.committed_end,
                 f"the ledger has settled events up to seq {ledger_cursor}, past the last event of the batches "
-                f"before it ({core.engine.counters.seq})")
+                f"before it ({core.engine.last_seq})")
         raise JournalError(f"the ledger has settled events up to seq {ledger_cursor}, past the journal's last "
-                           f"event {core.engine.counters.seq}: the ledger belongs to another journal, or the "
+                           f"event {core.engine.last_seq}: the ledger belongs to another journal, or the "
                            "journal lost acknowledged records")
     if scan.torn_bytes:  # every check has passed: nothing durable shows the tail was acknowledged
         truncate(path, scan.committed_end)

@@ -77,7 +77,7 @@ from gateway.settlement.ledger import (AUCTION, DEPOSIT, SURRENDER, WITHDRAWAL, 
                      SettledTrade)
 
 if TYPE_CHECKING:
-    from exchange import Engine
+    from exchange import AccountBalances, Engine
 
 
 class SettlementError(RuntimeError):
@@ -435,15 +435,16 @@ def reconcile(engine: Engine, store: LedgerStore) -> ReconciliationReport:
     assets = [CASH_ASSET, *engine.instruments]
     snapshot = store.snapshot()
     settled = snapshot.last_applied_seq
-    engine_seq = engine.counters.seq
+    engine_seq = engine.last_seq
     if settled != engine_seq:
         differences.append(f"the ledger has settled through event seq {settled}, the engine is at seq "
                            f"{engine_seq}: drain the settlement queue before reconciling")
 
     ledger = snapshot.balances
     ledger_accounts = set(snapshot.accounts)
-    engine_accounts = set(engine.accounts)
-    fee_account = engine.fee_account.account_id if engine.fee_account is not None else None
+    engine_balances = {account_id: engine.balances(account_id) for account_id in engine.account_ids()}
+    engine_accounts = set(engine_balances)
+    fee_account = engine.fee_account_id
     for account in sorted(engine_accounts - ledger_accounts - {fee_account}):
         differences.append(f"account {account!r} is open in the engine but not in the ledger")
     for account in sorted(ledger_accounts - engine_accounts):
@@ -454,7 +455,7 @@ def reconcile(engine: Engine, store: LedgerStore) -> ReconciliationReport:
         held = ledger.get(account_id, {})
         for asset in assets:
             settled_amount = held.get(asset, 0)
-            engine_amount = _engine_holding(engine, account_id, asset)
+            engine_amount = _holding(engine_balances.get(account_id), asset)
             if settled_amount != engine_amount:
                 differences.append(f"{account_id} {asset}: ledger {format_amount(asset, settled_amount)}, "
                                    f"engine {format_amount(asset, engine_amount)}")
@@ -468,7 +469,7 @@ def reconcile(engine: Engine, store: LedgerStore) -> ReconciliationReport:
     totals = {}
     for asset in assets:
         ledger_total = totals[asset] = sum(held.get(asset, 0) for held in ledger.values())
-        engine_total = sum(_engine_holding(engine, account_id, asset) for account_id in engine.accounts)
+        engine_total = sum(_holding(balances, asset) for balances in engine_balances.values())
         brought_in = net_in.get(asset, 0)
         for where, total in (("ledger", ledger_total), ("engine", engine_total)):
             if total != brought_in:
@@ -479,11 +480,11 @@ def reconcile(engine: Engine, store: LedgerStore) -> ReconciliationReport:
     return ReconciliationReport(not differences, differences, settled, engine_seq, len(every_account), totals)
 
 
-def _engine_holding(engine: Engine, account_id: str, asset: str) -> int:
-    account = engine.accounts.get(account_id)
-    if account is None:
+def _holding(balances: AccountBalances | None, asset: str) -> int:
+    """What the engine's balances of an account (None: an account it does not know) hold of an asset."""
+    if balances is None:
         return 0
-    return account.cash if asset == CASH_ASSET else account.units.get(asset, 0)
+    return balances.cash if asset == CASH_ASSET else balances.units.get(asset, 0)
 
 
 # -- statements ----------------------------------------------------------------------------------
@@ -535,7 +536,7 @@ class AccountStatement:
 
 def statement(engine: Engine, store: LedgerStore, account: str) -> AccountStatement:
     """The account's settled holdings with the engine's reservations, its settled trades and its fees."""
-    engine_account = engine.accounts.get(account)
+    engine_account = engine.balances(account)
     if engine_account is None and account not in store.accounts():
         raise UnknownAccount(f"no account {account!r}")
     held = store.holdings_of(account)
@@ -566,9 +567,9 @@ def statement(engine: Engine, store: LedgerStore, account: str) -> AccountStatem
             fees_by_instrument[trade.instrument] = fees_by_instrument.get(trade.instrument, 0) + fee
 
     fees_received = 0
-    if engine.fee_account is not None and account == engine.fee_account.account_id:
+    if account == engine.fee_account_id:
         fees_received = store.total_fees()
-    return AccountStatement(account, store.last_applied_seq(), engine.counters.seq, holdings, lines,
+    return AccountStatement(account, store.last_applied_seq(), engine.last_seq, holdings, lines,
                             sum(fees_by_instrument.values()), fees_by_instrument, fees_received)
 
 
