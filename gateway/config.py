@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, make_dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar, get_type_hints
 
 from exchange import (CASH_ASSET, ComplianceConfig, Deposit, Engine, InvalidCommand, OpenAccount, RegisterInstallation,
                       SelfTradePrevention, SetSelfTradePrevention, parse_compliance)
@@ -173,7 +173,9 @@ def parse_accounts(document: dict, instruments: Mapping[str, Instrument]) -> dic
         kind = table.get("kind")
         if kind not in ACCOUNT_KINDS:
             raise ConfigError(f"{where}.kind", f"must be one of {', '.join(ACCOUNT_KINDS)}")
-        cash = _euros(table, where, "cash_eur", required=True)
+        cash = _euros(table, where, "cash_eur")
+        if cash is None:
+            raise ConfigError(f"{where}.cash_eur", "missing")
         units = table.get("units", {})
         if not isinstance(units, dict):
             raise ConfigError(f"{where}.units", "must be a table of instrument = units")
@@ -182,7 +184,7 @@ def parse_accounts(document: dict, instruments: Mapping[str, Instrument]) -> dic
                 raise ConfigError(f"{where}.units.{symbol}", f"unknown instrument (known: {', '.join(instruments)})")
             if type(amount) is not int or amount < 0:
                 raise ConfigError(f"{where}.units.{symbol}", "must be a whole number of units, 0 or more")
-        limit = _euros(table, where, "order_value_limit_eur", required=False)
+        limit = _euros(table, where, "order_value_limit_eur")
         if limit is not None and limit <= 0:
             raise ConfigError(f"{where}.order_value_limit_eur", "must be positive (leave it out for no limit)")
         stp = table.get("self_trade_prevention")
@@ -211,10 +213,9 @@ def parse_accounts(document: dict, instruments: Mapping[str, Instrument]) -> dic
     return accounts
 
 
-def _euros(table: dict, where: str, key: str, *, required: bool) -> int | None:
+def _euros(table: dict, where: str, key: str) -> int | None:
+    """The euro amount ``table[key]`` in cents; None if the table leaves it out."""
     if key not in table:
-        if required:
-            raise ConfigError(f"{where}.{key}", "missing")
         return None
     value = table[key]
     if not isinstance(value, str):
@@ -295,95 +296,148 @@ def load_compliance(path: Path | str | None = None) -> ComplianceConfig:
 DEFAULT_EXCHANGE = PACKAGED_CONFIG / "exchange.toml"
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One value of exchange.toml: its section, type, default, allowed range and meaning (also the CLI help)."""
-
-    section: str
-    kind: type
-    default: object
-    help: str
-    low: float | None = None
-    high: float | None = None
+def _about(section: str, help_text: str, low: float | None = None, high: float | None = None,
+           choices: tuple[str, ...] = ()) -> dict[str, object]:
+    """What a field of :class:`ServerConfig` tells the file's parser and the command line: its exchange.toml
+    section, its meaning (the CLI help), its allowed range or its allowed values."""
+    return {"section": section, "help": help_text, "low": low, "high": high, "choices": choices}
 
 
-# Every setting of the exchange process. The CLI offers each as a flag (``--heartbeat-interval``);
-# a flag wins over the file, the file over the default.
-SETTINGS: dict[str, Setting] = {
-    "host": Setting("server", str, "127.0.0.1", "address the trading gateway listens on"),
-    "port": Setting("server", int, 7001, "TCP port of the trading gateway (0: any free port)", 0, 65535),
-    "max_sessions": Setting("server", int, 1000, "sessions logged on at once; more logons are refused (715)", 1,
-                            100_000),
-    "max_pending_logons": Setting("server", int, 256, "connections not logged on yet, in all; more are closed at "
-                                  "once (718), so that a flood of idle connections cannot take the logged-on "
-                                  "sessions' place", 1, 100_000),
-    "max_pending_logons_per_peer": Setting("server", int, 16, "connections not logged on yet from one address; "
-                                           "more are closed at once (718)", 1, 100_000),
-    "heartbeat_interval": Setting("session", float, 5.0, "seconds between heartbeats when a client asks for "
-                                  "none in its logon", 0.1, 60.0),
-    "heartbeat_timeout_factor": Setting("session", float, 3.0, "a session is closed after this many heartbeat "
-                                        "intervals with nothing received", 1.5, 10.0),
-    "logon_timeout": Setting("session", float, 5.0, "seconds a new connection has to log on", 0.1, 60.0),
-    "logon_free_failures": Setting("session", int, 3, "failed logons in a row for one account (or from one "
-                                   "address) before each further one brings a back-off (717)", 1, 1000),
-    "logon_backoff": Setting("session", float, 1.0, "seconds of the first back-off after failed logons; it doubles "
-                             "with each further failure, up to the lockout", 0.0, 3600.0),
-    "logon_lockout_failures": Setting("session", int, 10, "failed logons in a row for one account (or from one "
-                                      "address) that lock it out for logon_lockout_seconds (717)", 1, 1000),
-    "logon_lockout_seconds": Setting("session", float, 300.0, "seconds a lockout lasts", 0.0, 86_400.0),
-    "throttle_rate": Setting("session", float, 5000.0, "messages a second a session may send, on average "
-                             "(token bucket); heartbeats and logout are not counted", 1.0, 1e7),
-    "throttle_burst": Setting("session", int, 1000, "messages a session may send at once above the rate "
-                              "(the bucket's size)", 1, 10_000_000),
-    "max_frame": Setting("session", int, DEFAULT_MAX_FRAME, "largest frame body in bytes a client may send "
-                         "(larger: logout 704); the server's own frames are not bound by it", 64, 16_777_216),
-    "max_outbound_bytes": Setting("session", int, 4_194_304, "bytes queued to a client that is not reading; "
-                                  "past this it is disconnected (a slow consumer)", 65_536, 1 << 30),
-    "queue_size": Setting("engine", int, 10_000, "requests waiting for the engine; past it what sessions send "
-                          "is refused at once (719), never dropped", 1, 10_000_000),
-    "max_queue_delay": Setting("engine", float, 0.25, "seconds a request may wait for the engine; one that waited "
-                               "longer is refused (719) rather than run late", 0.001, 3600.0),
-    "max_batch": Setting("engine", int, 512, "requests the engine takes in one batch", 1, 1_000_000),
-    "mqtt_url": Setting("market_data", str, "", "MQTT broker to publish market data to, "
-                        "mqtt://user:password@host:port; empty: none (the feed is still served on the socket)"),
-    "md_levels": Setting("market_data", int, 10, "price levels a side in the book feed", 1, 100),
-    "settlement_window": Setting("market_data", int, 600, "seconds before the end of a trading day whose trades "
-                                 "make the settlement price (volume-weighted)", 1, 86_400),
-    "snapshot_interval": Setting("market_data", float, 1.0, "seconds between book snapshots to the broker "
-                                 "(for instruments whose book changed)", 0.05, 3600.0),
-    "mqtt_queue": Setting("market_data", int, 1_000_000, "trades and fills kept for the broker while it is "
-                          "slow or away; past this they are dropped (counted and logged)", 1000, 100_000_000),
-    "data_dir": Setting("journal", str, "", "directory of the journal, snapshots and ledger; empty (the "
-                        "built-in default, below): a new temporary directory, deleted at exit (nothing survives); "
-                        "the shipped config/exchange.toml sets var/carbonx, which carbonx serve uses unless told "
-                        "otherwise (carbonx demo ignores the file's value)"),
-    "journal_fsync": Setting("journal", str, "batch", "batch: every answer waits until its batch is fdatasynced "
-                             "(survives power loss); off: written, not synced (survives a crash of the process "
-                             "only)"),
-    "snapshot_every": Setting("journal", int, 250_000, "commands journaled between snapshots of the state, written "
-                              "by a forked process while the market goes on (0: only at a graceful stop and on "
-                              "request)", 0, 1 << 40),
-    "resend_window": Setting("journal", int, 2_000, "numbered messages kept per account for resend requests",
-                             1, 1_000_000),
-    "auction_reserve_discount_bps": Setting("auctions", int, 2000, "a primary auction is cancelled if it would "
-                                            "clear this far (basis points) under the secondary-market price "
-                                            "(unless the auctioneer sets its own)", 0, 10_000),
-    "max_auction_window": Setting("auctions", int, 86_400, "longest bidding window of a primary auction, "
-                                  "seconds", 1, 30 * 86_400),
-    "ledger": Setting("settlement", str, "", "settlement ledger (SQLite) file; empty: ledger.sqlite3 in the "
-                      "data directory"),
-    "settlement_queue": Setting("settlement", int, 16_384, "engine batches waiting for the ledger", 1, 10_000_000),
-    "log_level": Setting("log", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
-    "log_format": Setting("log", str, "json", "json (one object a line) or text"),
-}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("json", "text")
 FSYNC_POLICIES = ("batch", "off")
 
 
-# The settings of the exchange process as one frozen record (``config.port``), every one present and checked.
-ServerConfig = make_dataclass("ServerConfig", [(name, setting.kind) for name, setting in SETTINGS.items()],
-                              frozen=True)
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The settings of the exchange process as one frozen record (``config.port``), every one present and checked.
+
+    Each field is declared once, here: its type, its default, and in its metadata (:func:`_about`) its
+    exchange.toml section, help text and bounds. The parser (:func:`parse_server_config`) and the command line's
+    flags (``carbonx serve --port``) are derived from these fields (:data:`SETTINGS`); a flag wins over the file,
+    the file over the default.
+    """
+
+    # -- [server]
+    host: str = field(default="127.0.0.1", metadata=_about("server", "address the trading gateway listens on"))
+    port: int = field(default=7001, metadata=_about("server", "TCP port of the trading gateway (0: any free port)",
+                                                    0, 65535))
+    max_sessions: int = field(default=1000, metadata=_about(
+        "server", "sessions logged on at once; more logons are refused (715)", 1, 100_000))
+    max_pending_logons: int = field(default=256, metadata=_about(
+        "server", "connections not logged on yet, in all; more are closed at once (718), so that a flood of idle "
+        "connections cannot take the logged-on sessions' place", 1, 100_000))
+    max_pending_logons_per_peer: int = field(default=16, metadata=_about(
+        "server", "connections not logged on yet from one address; more are closed at once (718)", 1, 100_000))
+    # -- [session]
+    heartbeat_interval: float = field(default=5.0, metadata=_about(
+        "session", "seconds between heartbeats when a client asks for none in its logon", 0.1, 60.0))
+    heartbeat_timeout_factor: float = field(default=3.0, metadata=_about(
+        "session", "a session is closed after this many heartbeat intervals with nothing received", 1.5, 10.0))
+    logon_timeout: float = field(default=5.0, metadata=_about(
+        "session", "seconds a new connection has to log on", 0.1, 60.0))
+    logon_free_failures: int = field(default=3, metadata=_about(
+        "session", "failed logons in a row for one account (or from one address) before each further one brings "
+        "a back-off (717)", 1, 1000))
+    logon_backoff: float = field(default=1.0, metadata=_about(
+        "session", "seconds of the first back-off after failed logons; it doubles with each further failure, up "
+        "to the lockout", 0.0, 3600.0))
+    logon_lockout_failures: int = field(default=10, metadata=_about(
+        "session", "failed logons in a row for one account (or from one address) that lock it out for "
+        "logon_lockout_seconds (717)", 1, 1000))
+    logon_lockout_seconds: float = field(default=300.0, metadata=_about(
+        "session", "seconds a lockout lasts", 0.0, 86_400.0))
+    throttle_rate: float = field(default=5000.0, metadata=_about(
+        "session", "messages a second a session may send, on average (token bucket); heartbeats and logout are "
+        "not counted", 1.0, 1e7))
+    throttle_burst: int = field(default=1000, metadata=_about(
+        "session", "messages a session may send at once above the rate (the bucket's size)", 1, 10_000_000))
+    max_frame: int = field(default=DEFAULT_MAX_FRAME, metadata=_about(
+        "session", "largest frame body in bytes a client may send (larger: logout 704); the server's own frames "
+        "are not bound by it", 64, 16_777_216))
+    max_outbound_bytes: int = field(default=4_194_304, metadata=_about(
+        "session", "bytes queued to a client that is not reading; past this it is disconnected (a slow consumer)",
+        65_536, 1 << 30))
+    # -- [engine]
+    queue_size: int = field(default=10_000, metadata=_about(
+        "engine", "requests waiting for the engine; past it what sessions send is refused at once (719), never "
+        "dropped", 1, 10_000_000))
+    max_queue_delay: float = field(default=0.25, metadata=_about(
+        "engine", "seconds a request may wait for the engine; one that waited longer is refused (719) rather "
+        "than run late", 0.001, 3600.0))
+    max_batch: int = field(default=512, metadata=_about(
+        "engine", "requests the engine takes in one batch", 1, 1_000_000))
+    # -- [market_data]
+    mqtt_url: str = field(default="", metadata=_about(
+        "market_data", "MQTT broker to publish market data to, mqtt://user:password@host:port; empty: none (the "
+        "feed is still served on the socket)"))
+    md_levels: int = field(default=10, metadata=_about(
+        "market_data", "price levels a side in the book feed", 1, 100))
+    settlement_window: int = field(default=600, metadata=_about(
+        "market_data", "seconds before the end of a trading day whose trades make the settlement price "
+        "(volume-weighted)", 1, 86_400))
+    snapshot_interval: float = field(default=1.0, metadata=_about(
+        "market_data", "seconds between book snapshots to the broker (for instruments whose book changed)",
+        0.05, 3600.0))
+    mqtt_queue: int = field(default=1_000_000, metadata=_about(
+        "market_data", "trades and fills kept for the broker while it is slow or away; past this they are "
+        "dropped (counted and logged)", 1000, 100_000_000))
+    # -- [journal]
+    data_dir: str = field(default="", metadata=_about(
+        "journal", "directory of the journal, snapshots and ledger; empty (the built-in default, below): a new "
+        "temporary directory, deleted at exit (nothing survives); the shipped config/exchange.toml sets "
+        "var/carbonx, which carbonx serve uses unless told otherwise (carbonx demo ignores the file's value)"))
+    journal_fsync: str = field(default="batch", metadata=_about(
+        "journal", "batch: every answer waits until its batch is fdatasynced (survives power loss); off: "
+        "written, not synced (survives a crash of the process only)", choices=FSYNC_POLICIES))
+    snapshot_every: int = field(default=250_000, metadata=_about(
+        "journal", "commands journaled between snapshots of the state, written by a forked process while the "
+        "market goes on (0: only at a graceful stop and on request)", 0, 1 << 40))
+    resend_window: int = field(default=2_000, metadata=_about(
+        "journal", "numbered messages kept per account for resend requests", 1, 1_000_000))
+    # -- [auctions]
+    auction_reserve_discount_bps: int = field(default=2000, metadata=_about(
+        "auctions", "a primary auction is cancelled if it would clear this far (basis points) under the "
+        "secondary-market price (unless the auctioneer sets its own)", 0, 10_000))
+    max_auction_window: int = field(default=86_400, metadata=_about(
+        "auctions", "longest bidding window of a primary auction, seconds", 1, 30 * 86_400))
+    # -- [settlement]
+    ledger: str = field(default="", metadata=_about(
+        "settlement", "settlement ledger (SQLite) file; empty: ledger.sqlite3 in the data directory"))
+    settlement_queue: int = field(default=16_384, metadata=_about(
+        "settlement", "engine batches waiting for the ledger", 1, 10_000_000))
+    # -- [log]
+    log_level: str = field(default="INFO", metadata=_about(
+        "log", "DEBUG, INFO, WARNING or ERROR", choices=LOG_LEVELS))
+    log_format: str = field(default="json", metadata=_about(
+        "log", "json (one object a line) or text", choices=LOG_FORMATS))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One field of :class:`ServerConfig` as the parser and the command line read it (derived, never declared)."""
+
+    name: str
+    section: str
+    kind: type
+    default: object
+    help: str
+    low: float | None
+    high: float | None
+    choices: tuple[str, ...]
+
+
+def _settings() -> dict[str, Setting]:
+    kinds = get_type_hints(ServerConfig)  # the annotations are strings (``from __future__ import annotations``)
+    return {setting.name: Setting(setting.name, setting.metadata["section"], kinds[setting.name], setting.default,
+                                  setting.metadata["help"], setting.metadata["low"], setting.metadata["high"],
+                                  setting.metadata["choices"])
+            for setting in fields(ServerConfig)}
+
+
+# Every setting of the exchange process, in exchange.toml's order; the CLI offers each as a flag
+# (``--heartbeat-interval``).
+SETTINGS: dict[str, Setting] = _settings()
 
 
 def parse_server_config(document: dict, overrides: Mapping[str, object] | None = None) -> ServerConfig:
@@ -398,28 +452,26 @@ def parse_server_config(document: dict, overrides: Mapping[str, object] | None =
             if key not in SETTINGS or SETTINGS[key].section != section:
                 known = ", ".join(name for name, setting in SETTINGS.items() if setting.section == section)
                 raise ConfigError(f"{section}.{key}", f"unknown setting (known: {known})")
-    values = {}
+    values: dict[str, Any] = {}  # each value of its field's type: _checked_setting saw to it
     for name, setting in SETTINGS.items():
         value = document.get(setting.section, {}).get(name, setting.default)
         if overrides and overrides.get(name) is not None:
             value = overrides[name]
-        values[name] = _checked_setting(f"{setting.section}.{name}", setting, value)
-    config = ServerConfig(**values)
-    if config.log_level not in LOG_LEVELS:
-        raise ConfigError("log.log_level", f"must be one of {', '.join(LOG_LEVELS)}")
-    if config.log_format not in LOG_FORMATS:
-        raise ConfigError("log.log_format", f"must be one of {', '.join(LOG_FORMATS)}")
-    if config.journal_fsync not in FSYNC_POLICIES:
-        raise ConfigError("journal.journal_fsync", f"must be one of {', '.join(FSYNC_POLICIES)}")
-    return config
+        values[name] = _checked_setting(setting, value)
+    for name, setting in SETTINGS.items():  # the words checked once every type and range is known good
+        if setting.choices and values[name] not in setting.choices:
+            raise ConfigError(f"{setting.section}.{name}", f"must be one of {', '.join(setting.choices)}")
+    return ServerConfig(**values)
 
 
-def _checked_setting(where: str, setting: Setting, value: object) -> object:
+def _checked_setting(setting: Setting, value: object) -> object:
+    where = f"{setting.section}.{setting.name}"
     if setting.kind is float and type(value) is int:
         value = float(value)
     if type(value) is not setting.kind:
         raise ConfigError(where, f"must be a {setting.kind.__name__}, not {value!r}")
-    if setting.low is not None and not setting.low <= value <= setting.high:
+    if setting.low is not None and setting.high is not None and isinstance(value, (int, float)) \
+            and not setting.low <= value <= setting.high:
         raise ConfigError(where, f"must be from {setting.low:g} to {setting.high:g}, not {value!r}")
     return value
 

@@ -1,5 +1,6 @@
 """Instrument configuration: the shipped file, a new instrument without code changes, and every bad field;
-where the configuration files are looked up.
+where the configuration files are looked up; the exchange process's settings (ServerConfig), declared once
+and matched by the shipped exchange.toml and by ``carbonx serve --help``.
 
 A bad file must fail at load with a ConfigError whose message names the file
 and the dotted path of the field (``instruments.EUA.tick_size_eur``), so an
@@ -10,15 +11,18 @@ $CARBONX_CONFIG, else ./config in the working directory (if it has an
 instruments.toml), else the packaged defaults; one folder for every file.
 """
 import ast
+import dataclasses
+import re
 import tomllib
+import typing
 from pathlib import Path
 
 import pytest
 
 from exchange import ConfigError, Engine, NewOrder, OrderType, Side, Trade, parse_instruments
 from gateway.cli.main import main
-from gateway.config import (CONFIG_ENV, DEFAULT_INSTRUMENTS, PACKAGED_CONFIG, config_folder, load_accounts,
-                            load_compliance, load_instruments, load_server_config)
+from gateway.config import (CONFIG_ENV, DEFAULT_INSTRUMENTS, PACKAGED_CONFIG, ServerConfig, config_folder,
+                            load_accounts, load_compliance, load_instruments, load_server_config, parse_server_config)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -309,3 +313,64 @@ def test_help_states_the_lookup(capsys):
         main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "$CARBONX_CONFIG if set, else ./config" in text and "packaged" in text
+
+
+# -- the exchange process's settings (exchange.toml, ServerConfig) ------------------------------------
+
+def test_every_shipped_setting_is_a_field_of_server_config_and_every_field_is_shipped():
+    """config/exchange.toml writes out every field of ServerConfig, each in the section its field declares,
+    with a value of the field's type."""
+    shipped = tomllib.loads((REPO / "config" / "exchange.toml").read_text())
+    written = {(section, key) for section, table in shipped.items() for key in table}
+    declared = {(field.metadata["section"], field.name) for field in dataclasses.fields(ServerConfig)}
+    assert written == declared
+    kinds = typing.get_type_hints(ServerConfig)
+    for section, table in shipped.items():
+        for key, value in table.items():
+            assert isinstance(value, kinds[key]), f"{section}.{key}"
+    assert load_server_config(REPO / "config" / "exchange.toml") == ServerConfig(**{
+        key: float(value) if kinds[key] is float else value for table in shipped.values() for key, value in table.items()})
+
+
+def test_serve_help_offers_a_flag_for_every_field_and_no_other(capsys):
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = capsys.readouterr().out
+    settings = text[text.index("exchange settings"):]
+    flags = set(re.findall(r"^  (--[a-z-]+)", settings, re.MULTILINE))
+    assert flags == {"--" + field.name.replace("_", "-") for field in dataclasses.fields(ServerConfig)}
+    words = " ".join(settings.split())
+    for field in dataclasses.fields(ServerConfig):
+        assert f"[{field.metadata['section']}.{field.name}, default {field.default!r}]" in words, field.name
+
+
+def test_server_config_is_typed_and_frozen():
+    kinds = typing.get_type_hints(ServerConfig)
+    assert set(kinds.values()) == {str, int, float}
+    for field in dataclasses.fields(ServerConfig):
+        assert type(field.default) is kinds[field.name], field.name
+        assert field.metadata["help"], field.name
+    config = ServerConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(config, "port", 7002)  # setattr: a type checker refuses the assignment before the class can
+    assert not hasattr(config, "__dict__")  # slots
+
+
+@pytest.mark.parametrize("document, field, says", [
+    ({"server": {"port": 70000}}, "server.port", "must be from 0 to 65535"),
+    ({"server": {"port": "7001"}}, "server.port", "must be a int"),
+    ({"session": {"port": 7001}}, "session.port", "unknown setting"),
+    ({"sessions": {}}, "sessions", "unknown section"),
+    ({"log": {"log_level": "LOUD"}}, "log.log_level", "must be one of DEBUG, INFO, WARNING, ERROR"),
+    ({"journal": {"journal_fsync": "never"}}, "journal.journal_fsync", "must be one of batch, off"),
+])
+def test_a_bad_setting_names_its_section_and_key(document, field, says):
+    with pytest.raises(ConfigError) as caught:
+        parse_server_config(document)
+    assert caught.value.field == field and says in caught.value.problem
+
+
+def test_a_float_setting_takes_a_whole_number_and_an_override_wins():
+    config = parse_server_config({"session": {"throttle_rate": 100}}, {"port": 7005, "host": None})
+    assert config.throttle_rate == 100.0 and type(config.throttle_rate) is float
+    assert config.port == 7005 and config.host == "127.0.0.1"
