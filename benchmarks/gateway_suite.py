@@ -1,4 +1,5 @@
-"""The gateway part of ``carbonx bench``: requests a second and acknowledgement latency over TCP.
+"""The gateway part of the benchmark suites (``suite.py gateway``): requests a second and acknowledgement
+latency over TCP.
 
 How this works
 --------------

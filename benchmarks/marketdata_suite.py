@@ -1,4 +1,5 @@
-"""The market-data part of ``carbonx bench``: messages a second through mosquitto, and trade-to-subscriber delay.
+"""The market-data part of the benchmark suites (``suite.py marketdata``): messages a second through mosquitto,
+and trade-to-subscriber delay.
 
 How this works
 --------------

@@ -1,11 +1,17 @@
-"""The benchmark suite behind ``carbonx bench``: measured figures as JSON, and plots of them.
+"""The benchmark suites: measured figures as JSON, and plots of them.
+
+usage: python3 benchmarks/suite.py [engine|gateway|marketdata|all] [--quick] [--out DIR]
+
+A program of the source checkout, never part of the product (``pip install -e '.[bench]'`` first: it needs
+hdrhistogram and matplotlib).
 
 How this works
 --------------
 ``run(["engine"], quick=False)`` measures, writes ``benchmarks/results/<stamp>-<commit>.json`` and PNG
-plots beside it, and returns the results. Every figure is taken with its baseline in the same process
-(the bare Python loop of ``engine_bench.py``), so a reader compares ratios, not absolute rates that move
-with the machine's load.
+plots beside it, and returns the results; :func:`main` does that for the suites named on the command line,
+draws a progress bar on stderr and prints the figures to compare. Every figure is taken with its baseline in
+the same process (the bare Python loop of ``engine_bench.py``), so a reader compares ratios, not absolute
+rates that move with the machine's load.
 
 Engine (the standard workload, ``workload.py`` beside this file):
 
@@ -20,13 +26,15 @@ Engine (the standard workload, ``workload.py`` beside this file):
 - memory per resting order (traced allocations of a book rebuilt with the final orders).
 
 Gateway (``gateway_suite.py``): requests a second at the maximum rate with 1 to 1,000 sessions, and
-acknowledgement latency against offered load, each with the journal synced per batch and not. 
+acknowledgement latency against offered load, each with the journal synced per batch and not.
 Market data (``marketdata_suite.py``): messages a second through a mosquitto broker to 1 to 100
 subscribers, and the delay from a trade to its subscribers.
 """
 from __future__ import annotations
 
+import argparse
 import gc
+import importlib.util
 import json
 import os
 import platform
@@ -179,7 +187,7 @@ def engine_suite(quick: bool, progress: Callable[[str], None]) -> dict:
 
 
 def summary_lines(results: dict) -> list[str]:
-    """What ``carbonx bench`` prints: the figures a reader compares, one line each."""
+    """What :func:`main` prints: the figures a reader compares, one line each."""
     lines = [f"commit {results['commit']}, {results['machine']['cpus']} cores, python {results['machine']['python']}"
              f"{', quick' if results['quick'] else ''}"]
     engine = results.get("engine")
@@ -269,3 +277,54 @@ def run(targets: list[str], quick: bool, progress: Callable[[str], None],
     path = stem.with_suffix(".json")
     path.write_text(json.dumps(results, indent=2) + "\n")
     return results, path, plots
+
+
+PROGRAM = "benchmarks/suite.py"
+EXTRAS = ("hdrh", "matplotlib")  # the bench extra of pyproject.toml: latency histograms and the plots
+
+
+def progress_bar(total: int) -> Callable[[str], None]:
+    """A ``progress`` for :func:`run`: each step a line on stderr with a bar of steps done and the seconds since."""
+    started = time.monotonic()
+    done = 0
+
+    def progress(step: str) -> None:
+        nonlocal done
+        done += 1
+        filled = round(20 * (done - 1) / max(1, total))
+        print(f"[{'#' * filled}{'.' * (20 - filled)}] {done}/{total} {time.monotonic() - started:6.0f} s  {step}",
+              file=sys.stderr, flush=True)
+    return progress
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROGRAM, description="run the benchmark suites: JSON results and PNG "
+                                     "plots in benchmarks/results/")
+    parser.add_argument("target", nargs="?", default="all", choices=(*SUITES, "all"), help="which suite (default: all)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and one run each: minutes, not an hour")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and plots (default: "
+                        "benchmarks/results)")
+    args = parser.parse_args(argv)
+    missing = [name for name in EXTRAS if importlib.util.find_spec(name) is None]
+    if missing:  # checked up front: a missing extra is a clear error, not a traceback after minutes
+        print(f"{PROGRAM}: {', '.join(missing)} missing: python3 -m pip install -e '.[bench]'", file=sys.stderr)
+        return 2
+    targets = list(SUITES) if args.target == "all" else [args.target]
+    total = steps(targets, args.quick)
+    started = time.monotonic()
+    try:
+        results, path, plots = run(targets, args.quick, progress_bar(total), args.out)
+    except BenchmarkError as error:
+        print(f"{PROGRAM}: {error}", file=sys.stderr)
+        return 1
+    print(f"[{'#' * 20}] {total}/{total} {time.monotonic() - started:6.0f} s  done", file=sys.stderr)
+    for line in summary_lines(results):
+        print(line)
+    print(f"results: {path}")
+    for plot in plots:
+        print(f"plot:    {plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -205,27 +204,6 @@ def test_phase_and_auction_commands(served):
     report = carbonx("auction", "report", "DE-T", *at, "--account", "bank")
     assert "cleared at EUR 70.25: 1,000 sold for EUR 70250.00" in report.stdout, report.stdout
     assert "total bids 1,000 (cover ratio 1.00), bidders 1, successful 1" in report.stdout
-
-
-def test_bench_latency_plot_is_ticked_in_percentages(tmp_path):
-    """carbonx bench's latency plot has x = 1 / (1 - p): its ticks read 0%, 90%, 99%, ..., as HDR plots do,
-    not as the powers of ten x is (setting the log scale resets ticks laid out before it)."""
-    pytest.importorskip("matplotlib")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    try:
-        from plots import new_plot, percentile_x, save_plot
-    finally:
-        sys.path.pop(0)
-    figure, axis = new_plot()
-    percentiles = (0.0, 50.0, 90.0, 99.0, 99.9, 99.99)
-    axis.plot([percentile_x(p) for p in percentiles], [1, 2, 3, 5, 8, 13], marker=".", label="add")
-    axis.set_xticks([1, 2, 10, 100], ["p0", "p50", "p90", "p99"])  # what a suite may have set before saving
-    path = save_plot(figure, axis, tmp_path / "latency.png", title="latency", xlabel="percentile", ylabel="us")
-    assert path.is_file() and axis.get_xlabel() == "percentile"
-    low, high = axis.get_xlim()
-    labels = [tick.get_text() for tick in axis.get_xticklabels() if low <= tick.get_position()[0] <= high]
-    assert labels == ["0%", "90%", "99%", "99.9%", "99.99%"]
-    assert not [tick.get_text() for tick in axis.get_xticklabels(minor=True) if tick.get_text()]
 
 
 def test_a_trader_lists_open_orders_and_trades_and_watches_the_market_while_trading(served):

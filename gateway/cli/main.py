@@ -35,7 +35,6 @@ import getpass
 import os
 import socket
 import sys
-import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -504,48 +503,6 @@ def _replay_command(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- benchmarks -----------------------------------------------------------------------------------------
-
-def _bench_command(args: argparse.Namespace) -> int:
-    """Run benchmark suites from the source checkout's benchmarks/ folder; JSON and plots to its results/."""
-    import importlib
-    import importlib.util
-    folder = Path(__file__).resolve().parents[2] / "benchmarks"
-    if not (folder / "suite.py").is_file():
-        print(f"carbonx bench: no benchmarks/ folder at {folder}: it runs from a source checkout "
-              "(python3 -m pip install -e '.[bench]')", file=sys.stderr)
-        return 2
-    sys.path.insert(0, str(folder))
-    missing = [name for name in ("hdrh", "matplotlib") if importlib.util.find_spec(name) is None]
-    if missing:  # checked up front: a missing extra is a clear error, not a traceback after minutes
-        print(f"carbonx bench: {', '.join(missing)} missing: python3 -m pip install -e '.[bench]'", file=sys.stderr)
-        return 2
-    suite = importlib.import_module("suite")
-    targets = list(suite.SUITES) if args.target == "all" else [args.target]
-    total = suite.steps(targets, args.quick)
-    started = time.monotonic()
-    done = 0
-
-    def progress(step: str) -> None:
-        nonlocal done
-        done += 1
-        filled = round(20 * (done - 1) / max(1, total))
-        print(f"[{'#' * filled}{'.' * (20 - filled)}] {done}/{total} {time.monotonic() - started:6.0f} s  {step}",
-              file=sys.stderr, flush=True)
-    try:
-        results, path, plots = suite.run(targets, args.quick, progress, args.out or suite.RESULTS)
-    except suite.BenchmarkError as error:
-        print(f"carbonx bench: {error}", file=sys.stderr)
-        return REFUSED
-    print(f"[{'#' * 20}] {total}/{total} {time.monotonic() - started:6.0f} s  done", file=sys.stderr)
-    for line in suite.summary_lines(results):
-        print(line)
-    print(f"results: {path}")
-    for plot in plots:
-        print(f"plot:    {plot}")
-    return 0
-
-
 # -- market data ----------------------------------------------------------------------------------------
 
 def _md_command(args: argparse.Namespace) -> int:
@@ -780,14 +737,6 @@ def build_parser() -> argparse.ArgumentParser:
     reporting.add_argument("auction_id")
     for sub in (opening, bidding, modifying, withdrawing, reporting):
         _add_trader(sub, _auction, _check_auction)
-
-    bench = commands.add_parser("bench", help="run the benchmark suites: JSON results and PNG plots in "
-                                "benchmarks/results/ (from a source checkout)")
-    bench.add_argument("target", nargs="?", default="all", choices=("engine", "gateway", "marketdata", "all"),
-                       help="which suite (default: all)")
-    bench.add_argument("--quick", action="store_true", help="smaller sizes and one run each: minutes, not an hour")
-    bench.add_argument("--out", type=Path, help="folder for the JSON and plots (default: benchmarks/results)")
-    bench.set_defaults(run=_bench_command)
 
     replay = commands.add_parser("replay", help="rebuild the state from a journal offline: counts and state hash")
     replay.add_argument("journal", help="a journal file, or a data directory holding journal.cxj")
