@@ -31,7 +31,8 @@ import time
 import pytest
 
 from exchange import RejectCode, parse_instruments
-from gateway import node as server_module
+from gateway.pipeline import queries as queries_module
+from gateway.sessions import session as session_module
 from gateway.client import LogonRefused, connect
 from gateway.config import DEFAULT_INSTRUMENTS, read_toml
 from gateway.settlement.ledger import SqliteLedgerStore
@@ -775,12 +776,12 @@ async def test_a_flood_far_over_the_rate_does_not_stall_other_sessions(start):
 def record_deliveries(gateway) -> list[tuple[str, dict]]:
     """Every (account, message) the gateway numbers from now on, delivered or not (the account may be away)."""
     delivered: list[tuple[str, dict]] = []
-    deliver = gateway.core.deliver
+    deliver = gateway.sequencer.deliver
 
     def spy(account: str, message: dict) -> None:
         deliver(account, message)
         delivered.append((account, dict(message)))
-    gateway.core.deliver = spy
+    gateway.sequencer.deliver = spy
     return delivered
 
 
@@ -1076,7 +1077,7 @@ async def test_a_slow_consumer_that_reads_again_gets_its_logout(start, still_sen
     the logout, then the close, whether or not it was still sending when the exchange ended its session."""
     # The grace is what this test relies on, not its length: reading ten thousand answers back can take a
     # loaded 2-core machine longer than the 1 s the exchange gives.
-    monkeypatch.setattr(server_module, "CLOSE_GRACE", 10.0)
+    monkeypatch.setattr(session_module, "CLOSE_GRACE", 10.0)
     gateway = await start(max_outbound_bytes=65_536, throttle_rate=1e7, throttle_burst=10_000_000)
     async with session(gateway, "broker") as broker:
         for i in range(100):
@@ -1215,7 +1216,7 @@ async def test_a_storm_of_malformed_frames_does_not_disturb_a_well_behaved_sessi
         # The bad sessions placed no order; the good ones' all traded.
         assert gateway.engine.counters.order_id == 2 * rounds
         assert gateway.engine.counters.trade_id == rounds
-    await eventually(lambda: not gateway.sessions)
+    await eventually(lambda: not gateway.host.sessions)
 
 
 # -- too many sessions --------------------------------------------------------------------------------
@@ -1225,7 +1226,7 @@ async def test_a_logon_over_max_sessions_is_refused_and_connections_not_logged_o
     gateway = await start(max_sessions=2)
     async with session(gateway, "bank") as bank:
         waiting = await RawConnection.open(gateway.port)  # connected, not logged on: it does not count
-        await eventually(lambda: len(gateway.sessions) == 2)
+        await eventually(lambda: len(gateway.host.sessions) == 2)
         assert_fields(await waiting.logon("utility-north"), type="logon_accepted")
         third = await RawConnection.open(gateway.port)
         answer = await third.logon("broker")  # a right secret, but two sessions are logged on
@@ -1234,7 +1235,7 @@ async def test_a_logon_over_max_sessions_is_refused_and_connections_not_logged_o
         await third.expect_closed()
         assert_fields(await bank.balances(), type="balances", seq=1)  # the others are untouched
         await waiting.close()
-        await eventually(lambda: gateway.logged_on == 1)
+        await eventually(lambda: gateway.host.logged_on == 1)
         async with session(gateway, "broker") as broker:  # room again
             assert_fields(broker.logon, type="logon_accepted")
 
@@ -1270,7 +1271,7 @@ async def test_stopping_the_gateway_answers_what_was_queued_then_logs_everyone_o
                 for i in range(300)]
         port = gateway.port
         first = await inbox.next()
-        queued = gateway.requests.qsize()
+        queued = gateway.intake.requests.qsize()
         assert queued > 0  # the stop below comes while requests wait for the engine
         await asyncio.wait_for(gateway.stop(), 10)
 
@@ -1492,8 +1493,8 @@ async def test_a_floods_refusals_do_not_take_the_room_of_other_sessions_requests
             for i in range(30):  # one request a read: 4 queued, then 26 runs of one refusal each
                 bank.send(bank.new_order_message("EUA", "S", 1, 7000 + i))
                 await asyncio.sleep(0.01)
-            await eventually(lambda: gateway.refused_waiting == 26)
-            assert gateway.requests.qsize() > 16  # more runs and requests on the queue than its bound
+            await eventually(lambda: gateway.intake.refused_waiting == 26)
+            assert gateway.intake.requests.qsize() > 16  # more runs and requests on the queue than its bound
             util.send(util.new_order_message("EUA", "B", 1, 6900, client_order_id="other"))
             await asyncio.sleep(0.1)
             stalled = False
@@ -1538,7 +1539,7 @@ async def test_failed_logons_back_off_then_lock_the_account_out_and_even_the_rig
     for _ in range(2):  # free failures: refused, no wait
         assert without_ts(await logon_answer(gateway.port, "bank", "wrong")) == failed
     assert_fields(await logon_answer(gateway.port, "bank"), type="logon_accepted")  # a success clears the count
-    await eventually(lambda: gateway.logged_on == 0)
+    await eventually(lambda: gateway.host.logged_on == 0)
     for _ in range(3):
         assert without_ts(await logon_answer(gateway.port, "bank", "wrong")) == failed
     # The third failure in a row brings a back-off of 0.2 s: the right secret is refused meanwhile, unchecked.
@@ -1636,21 +1637,21 @@ async def test_connections_waiting_to_log_on_are_limited_per_address_and_in_all(
     too_many = {"type": "logout", "code": int(RejectCode.TOO_MANY_PENDING_LOGONS),
                 "text": RejectCode.TOO_MANY_PENDING_LOGONS.text}
     idle = [await RawConnection.open(gateway.port, local_addr=("127.0.0.2", 0)) for _ in range(2)]
-    await eventually(lambda: gateway._pending_total == 2)
+    await eventually(lambda: gateway.host.pending_total == 2)
     third = await RawConnection.open(gateway.port, local_addr=("127.0.0.2", 0))  # a third from that address
     assert without_ts(await third.read()) == too_many
     await third.expect_closed()
     idle.append(await RawConnection.open(gateway.port, local_addr=("127.0.0.3", 0)))
-    await eventually(lambda: gateway._pending_total == 3)
+    await eventually(lambda: gateway.host.pending_total == 3)
     fourth = await RawConnection.open(gateway.port, local_addr=("127.0.0.4", 0))  # over the total
     assert without_ts(await fourth.read()) == too_many
     # A waiting connection that logs on leaves its place to another.
     assert_fields(await idle[0].logon("bank"), type="logon_accepted")
-    await eventually(lambda: gateway._pending_total == 2)
+    await eventually(lambda: gateway.host.pending_total == 2)
     assert_fields(await logon_answer(gateway.port, "broker"), type="logon_accepted")
     for raw in idle:
         await raw.close()
-    await eventually(lambda: gateway._pending_total == 0 and gateway._pending_logons == {})
+    await eventually(lambda: gateway.host.pending_total == 0 and gateway.host.pending_from(HOST) == 0)
 
 
 @bounded(90)
@@ -1670,7 +1671,7 @@ async def test_two_thousand_idle_connections_do_not_stop_two_accounts_trading(st
                 flood.append(await RawConnection.open(gateway.port, local_addr=(source, 0)))
             except OSError:
                 refused += 1
-            highest_pending = max(highest_pending, gateway._pending_total)
+            highest_pending = max(highest_pending, gateway.host.pending_total)
             if n % 50 == 0:
                 await asyncio.sleep(0)
         flood_done.set()
@@ -1699,7 +1700,7 @@ async def test_two_thousand_idle_connections_do_not_stop_two_accounts_trading(st
         assert answer is None or answer["code"] in (int(RejectCode.TOO_MANY_PENDING_LOGONS),
                                                     int(RejectCode.LOGON_TIMEOUT)), answer
         await raw.close()
-    await eventually(lambda: gateway._pending_total == 0)
+    await eventually(lambda: gateway.host.pending_total == 0)
     assert_fields(await logon_answer(gateway.port, "utility-north"), type="logon_accepted")
 
 
@@ -1737,7 +1738,7 @@ async def test_requests_over_capacity_are_refused_with_719_in_their_place(start,
         assert_fields(message, code=int(RejectCode.OVERLOADED), ref_type="new_order", text=RejectCode.OVERLOADED.text)
     assert {m["client_order_id"] for m in refused}.isdisjoint(m["client_order_id"] for m in accepted)
     assert gateway.engine.counters.order_id == len(accepted)  # a refused order never reached the engine
-    assert gateway.overloaded == len(refused)
+    assert gateway.intake.overloaded == len(refused)
 
 
 @bounded(60)
@@ -1764,7 +1765,7 @@ async def test_a_session_within_its_rate_is_never_throttled_while_the_exchange_i
         await asyncio.gather(*flooding)
     codes = [m.get("code") for m in answers if m["type"] == "reject"]
     assert int(RejectCode.THROTTLED) not in codes, codes
-    assert gateway.overloaded > 0  # the exchange was over capacity all along
+    assert gateway.intake.overloaded > 0  # the exchange was over capacity all along
 
 
 # -- market-data sessions: watching beside trading, cancelling nothing ----------------------------------------
@@ -1801,7 +1802,7 @@ async def test_a_market_data_session_watches_beside_the_account_trading_and_canc
         assert_fields(await second_trader.logon("bank"), code=int(RejectCode.ALREADY_LOGGED_ON))
         watcher.abort()  # a watcher's end cancels nothing
         await second_watcher.close()
-        await eventually(lambda: gateway.logged_on == 1)
+        await eventually(lambda: gateway.host.logged_on == 1)
         status = await bank.order_status(client_order_id="t1")
         assert_fields(status, order_status="new", leaves_quantity=2)
 
@@ -1826,7 +1827,7 @@ async def test_an_account_has_at_most_eight_market_data_sessions(start):
 
 @bounded(30)
 async def test_open_orders_and_trades_of_the_day_page_through_what_the_account_has(start, monkeypatch):
-    monkeypatch.setattr(server_module, "PAGE_SIZE", 2)
+    monkeypatch.setattr(queries_module, "PAGE_SIZE", 2)
     gateway = await start()
     async with session(gateway, "bank") as bank, session(gateway, "broker") as broker:
         for i in range(5):
@@ -1918,7 +1919,7 @@ async def test_guesses_sent_all_at_once_get_no_more_secrets_checked_than_one_aft
 
 @bounded(30)
 async def test_a_self_trade_on_a_page_boundary_keeps_both_its_fills(start, monkeypatch):
-    monkeypatch.setattr(server_module, "PAGE_SIZE", 2)
+    monkeypatch.setattr(queries_module, "PAGE_SIZE", 2)
     gateway = await start()
     async with session(gateway, "speculator") as trader, session(gateway, "bank") as bank:
         await bank.new_order("EUA", "S", 1, 7000, client_order_id="bank-s")
@@ -1960,7 +1961,7 @@ async def test_a_stop_finishes_while_clients_go_on_flooding(start):
                 pass
     tasks = [asyncio.create_task(flood(raw)) for raw in flooders] + [asyncio.create_task(drain(raw))
                                                                     for raw in flooders]
-    await eventually(lambda: gateway.overloaded > 0, 10)  # the queue is full and stays full
+    await eventually(lambda: gateway.intake.overloaded > 0, 10)  # the queue is full and stays full
     await asyncio.sleep(0.5)
     try:
         await asyncio.wait_for(gateway.stop(), 15)

@@ -795,8 +795,8 @@ async def test_late_socket_subscriber_gets_the_current_state_and_stays_exact():
                 range(traded[symbol] + 1, instrument_feed.seq["trades"] + 1))
             assert model.trades[symbol], f"no trade in {symbol} after the join"
         # market data took no account sequence number: the viewer's own messages are gap free to the end
-        numbered = [await inbox.next() for _ in range(gateway.core.next_seq("bank") - inbox.last_seq - 1)]
-        assert numbered and inbox.last_seq == gateway.core.next_seq("bank") - 1 == viewer.last_seq
+        numbered = [await inbox.next() for _ in range(gateway.sequencer.next_seq("bank") - inbox.last_seq - 1)]
+        assert numbered and inbox.last_seq == gateway.sequencer.next_seq("bank") - 1 == viewer.last_seq
         assert all("md_seq" not in message for message in numbered)
         assert any(message.get("exec_type") == "trade" for message in numbered)  # the viewer traded too
         await inbox.nothing_more(0.1)

@@ -124,7 +124,7 @@ async def test_an_undersubscribed_auction_is_cancelled_and_its_volume_carried_ov
 
 
 async def test_a_clearing_refused_because_the_clock_stepped_back_is_tried_again(monkeypatch):
-    import gateway.node as server
+    import gateway.pipeline.engine_loop as server  # it stamps the commands
 
     async with exchange_on_port() as gateway, session(gateway, "de-auctioneer") as state, \
             session(gateway, "bank") as bank:
@@ -141,17 +141,16 @@ async def test_a_clearing_refused_because_the_clock_stepped_back_is_tried_again(
                 return real() - behind["ns"]
 
         monkeypatch.setattr(server, "time", SteppedClock())
-        auction = gateway.engine.primary.auctions["DE-4"]
         # The first try comes too early by the stepped clock (refused, 808), the next one clears.
-        await eventually(lambda: auction.outcome is not None, TIMEOUT + WINDOW)
-        assert auction.outcome == "cleared"
-        assert not gateway._clearings
+        await eventually(lambda: gateway.engine.primary_auction("DE-4").outcome is not None, TIMEOUT + WINDOW)
+        assert gateway.engine.primary_auction("DE-4").outcome == "cleared"
+        assert not gateway.timers.clearings
         assert holding(await bank.balances(), SYMBOL)[0] >= 1_000
 
 
 async def test_one_reopening_timer_per_interruption():
     async with exchange_on_port() as gateway:
-        gateway._schedule_reopening(SYMBOL)
-        first = gateway._reopenings[SYMBOL]
-        gateway._schedule_reopening(SYMBOL)  # the start-up and a batch's release may both ask
-        assert gateway._reopenings[SYMBOL] is first and len(gateway._reopenings) == 1
+        gateway.timers.schedule_reopening(SYMBOL)
+        first = gateway.timers.reopenings[SYMBOL]
+        gateway.timers.schedule_reopening(SYMBOL)  # the start-up and a batch's release may both ask
+        assert gateway.timers.reopenings[SYMBOL] is first and len(gateway.timers.reopenings) == 1

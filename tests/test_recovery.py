@@ -20,7 +20,7 @@ import pytest
 
 from exchange import ConfigError, RejectCode, SelfTradePrevention
 from gateway.persistence import journal as journal_module
-from gateway import node as server_module
+from gateway.persistence import snapshots as snapshots_module
 from gateway.client import RequestRefused
 from gateway.persistence.journal import JournalFailure
 from gateway.persistence.recovery import JOURNAL_NAME, SNAPSHOT_DIR, journal_genesis_and_id, replay_journal, snapshot_files
@@ -34,7 +34,7 @@ async def reconciled(gateway) -> None:
     still have its cancel-on-disconnect on the way: the engine is given until TIMEOUT to be idle.)"""
     deadline = asyncio.get_running_loop().time() + TIMEOUT
     while True:
-        await eventually(lambda: gateway.requests.empty() and not gateway._in_hand and not gateway._unsynced)
+        await eventually(lambda: gateway.intake.requests.empty() and not gateway.loop.in_hand and not gateway.loop.unsynced)
         await gateway.settlement.drain()
         report = reconcile(gateway.engine, gateway.settlement.settlement.store)
         if report.ok or asyncio.get_running_loop().time() > deadline:
@@ -68,8 +68,8 @@ async def test_a_restart_rebuilds_the_same_state_from_snapshot_or_journal_alone(
             await trade_a_little(bank, broker)
         await reconciled(gateway)
     before = gateway.engine.state_hash()
-    counters = gateway.core.counters()
-    seqs = {account: gateway.core.next_seq(account) for account in ("bank", "broker")}
+    counters = gateway.sequencer.counters()
+    seqs = {account: gateway.sequencer.next_seq(account) for account in ("bank", "broker")}
     assert snapshot_files(tmp_path), "a graceful stop writes a snapshot"
     assert offline_hash(tmp_path) == before
     path = tmp_path / JOURNAL_NAME
@@ -80,7 +80,7 @@ async def test_a_restart_rebuilds_the_same_state_from_snapshot_or_journal_alone(
             shutil.rmtree(tmp_path / SNAPSHOT_DIR)  # the journal alone
         async with exchange_on_port(data_dir=str(tmp_path)) as gateway:
             assert gateway.engine.state_hash() == before
-            assert {account: gateway.core.next_seq(account) for account in seqs} == seqs
+            assert {account: gateway.sequencer.next_seq(account) for account in seqs} == seqs
             await reconciled(gateway)
             async with session(gateway, "broker", cancel_on_disconnect=False) as broker:
                 assert broker.logon["next_seq"] == seqs["broker"]
@@ -91,7 +91,7 @@ async def test_a_restart_rebuilds_the_same_state_from_snapshot_or_journal_alone(
                 await broker.new_order("EUA", "B", 1, 6900, client_order_id="b3")
             await reconciled(gateway)
         before = gateway.engine.state_hash()
-        seqs = {account: gateway.core.next_seq(account) for account in seqs}
+        seqs = {account: gateway.sequencer.next_seq(account) for account in seqs}
         assert offline_hash(tmp_path) == before
 
 
@@ -101,7 +101,7 @@ async def test_resend_gives_back_the_numbered_messages_as_first_sent_also_after_
                 session(gateway, "broker", cancel_on_disconnect=False) as broker:
             inbox = Inbox(bank)
             await trade_a_little(bank, broker)
-            seen = await inbox.take(gateway.core.next_seq("bank") - 1)
+            seen = await inbox.take(gateway.sequencer.next_seq("bank") - 1)
             begin, resent = await bank.resend(1)
             assert begin["unavailable"] == [] and resent == seen  # the same process keeps every answer
             assert (begin["from_seq"], begin["to_seq"], begin["messages"]) == (1, len(seen), len(seen))
@@ -151,10 +151,10 @@ async def test_a_session_live_at_a_stop_has_its_orders_cancelled_at_the_next_sta
             last_seen = bank.last_seq
     await bank_manager.__aexit__(None, None, None)  # the exchange logged it out (711) as it stopped
     assert bank.closed.code == int(RejectCode.SHUTTING_DOWN)
-    assert "bank" in gateway.core.cod_sessions  # the stop ended the session, but not through the engine
+    assert "bank" in gateway.sequencer.cod_sessions  # the stop ended the session, but not through the engine
 
     async with exchange_on_port(data_dir=str(tmp_path)) as gateway:
-        assert not gateway.core.cod_sessions
+        assert not gateway.sequencer.cod_sessions
         async with session(gateway, "bank") as bank, session(gateway, "broker", cancel_on_disconnect=False) as broker:
             assert bank.logon["next_seq"] == last_seen + 2  # the cancel was numbered while nobody was logged on
             _, resent = await bank.resend(last_seen + 1)
@@ -213,8 +213,8 @@ async def test_snapshots_are_taken_every_so_many_journal_records(tmp_path):
             # One snapshot is written at a time (a forked child); commands go on meanwhile, and the next is
             # taken once 10 more were journaled after the last one finished.
             number = 0
-            while gateway.snapshots_taken < 3:
-                assert number < 3_000, f"{gateway.snapshots_taken} snapshots after {number} orders"
+            while gateway.snapshots.taken < 3:
+                assert number < 3_000, f"{gateway.snapshots.taken} snapshots after {number} orders"
                 await bank.new_order("EUA", "S", 1, 7100 + number % 100)
                 number += 1
     before = gateway.engine.state_hash()
@@ -277,13 +277,13 @@ async def test_a_snapshot_that_cannot_be_written_is_refused_and_trading_goes_on(
                 assert_fields(await bank.new_order("EUA", "S", 1, 7100), exec_type="new")
         finally:
             blocker.unlink()
-    assert gateway.failure is None and gateway.snapshots_taken == 1  # the one at the stop
+    assert gateway.failure is None and gateway.snapshots.taken == 1  # the one at the stop
 
 
 async def test_no_process_for_a_snapshot_is_refused_and_trading_goes_on(tmp_path, monkeypatch):
     def no_process(*args):
         raise OSError(11, "Resource temporarily unavailable")
-    monkeypatch.setattr(server_module, "fork_snapshot", no_process)
+    monkeypatch.setattr(snapshots_module, "fork_snapshot", no_process)
     async with exchange_on_port(data_dir=str(tmp_path), snapshot_every=0) as gateway:
         async with session(gateway, "market-ops") as operator, session(gateway, "bank") as bank:
             assert_fields(await operator.snapshot(), type="reject", code=int(RejectCode.SNAPSHOT_FAILED))
@@ -295,6 +295,6 @@ async def test_a_stop_right_after_a_snapshot_request_finishes_both(tmp_path):
     async with exchange_on_port(data_dir=str(tmp_path), snapshot_every=0) as gateway:
         async with session(gateway, "market-ops", cancel_on_disconnect=False) as operator:
             operator.send({"type": "snapshot"})
-            await eventually(lambda: gateway._snapshot_writer is not None)
+            await eventually(lambda: gateway.snapshots.writer is not None)
             await asyncio.wait_for(gateway.stop(), TIMEOUT)  # the snapshot's answer is journaled and synced first
-    assert gateway.failure is None and gateway.snapshots_taken == 2
+    assert gateway.failure is None and gateway.snapshots.taken == 2

@@ -352,7 +352,7 @@ async def test_the_gateway_counts_towards_the_next_snapshot_from_the_newest_one(
         async with session(gateway, "bank", cancel_on_disconnect=False) as bank:
             for number in range(5):  # 3 more commands make a snapshot due: counted from 0, it never is
                 await bank.new_order("EUA", "S", 1, 7200 + number)
-    assert gateway.snapshots_taken == 2  # the periodic one (the stop waits for it) and the stop's
+    assert gateway.snapshots.taken == 2  # the periodic one (the stop waits for it) and the stop's
 
 
 # -- 4. a full disk ------------------------------------------------------------------------------------

@@ -1,0 +1,162 @@
+"""Queries: requests answered from the state, changing nothing.
+
+How this works
+--------------
+The engine loop answers these in their place among a session's requests,
+from the state as of that moment: an order's status and the account's open
+orders and fills from the order tracker; balances, the book and primary
+auctions from the engine's read API. Each answer is numbered for the
+account like any other message (:meth:`gateway.pipeline.replies.Replies.answer`).
+Pages (open orders, trades) are found by binary search and hold at most
+``PAGE_SIZE`` entries, whatever the account holds.
+"""
+from __future__ import annotations
+
+import bisect
+import itertools
+import time
+
+from exchange import Engine, InvalidCommand, RejectCode, Side
+from exchange.primary_auction import seed_hash
+
+from gateway.marketdata.feed import MarketDataFeed
+from gateway.pipeline.commands import own_order
+from gateway.pipeline.replies import Replies
+from gateway.pipeline.reports import OrderTracker
+from gateway.sessions.session import Session
+from gateway.wire.protocol import (AuctionStatusRequest, BalancesRequest, BookRequest, OpenOrdersRequest,
+                                   OrderStatusRequest, TradesRequest)
+
+MAX_BOOK_LEVELS = 100
+PAGE_SIZE = 100  # entries in one answer to open_orders or trades (about 31 KiB at the most; PROTOCOL section 1)
+
+
+def trade_id_of(fill: tuple) -> int:
+    return fill[0]
+
+
+class Queries:
+    """Answers order status, balances, book, open orders, trades and auction status; see the module notes."""
+
+    def __init__(self, engine: Engine, tracker: OrderTracker, feed: MarketDataFeed, replies: Replies) -> None:
+        self.engine = engine
+        self.tracker = tracker
+        self.feed = feed
+        self.replies = replies
+        self.answers = {OrderStatusRequest: self.order_status, BalancesRequest: self.balances, BookRequest: self.book,
+                        OpenOrdersRequest: self.open_orders, TradesRequest: self.trades,
+                        AuctionStatusRequest: self.auction_status}
+
+    def order_status(self, session: Session, request: OrderStatusRequest) -> None:
+        try:
+            view = own_order(self.tracker, session.account, request)
+        except InvalidCommand as refused:
+            self.replies.refuse(session, request, refused.code)
+            return
+        self.replies.answer(session, view.report("status", time.time_ns()), request)
+
+
+    def balances(self, session: Session, request: BalancesRequest) -> None:
+        account = self.engine.balances(session.account)
+        balances = []
+        if account is not None:
+            balances.append({"asset": "EUR", "holding": account.cash, "held": account.reserved_cash,
+                             "available": account.cash - account.reserved_cash})
+            for symbol, units in account.units.items():
+                held = account.reserved_units[symbol]
+                balances.append({"asset": symbol, "holding": units, "held": held, "available": units - held})
+        self.replies.answer(session, {"type": "balances", "account": session.account, "balances": balances,
+                               "blocked": account is not None and account.blocked, "ts": time.time_ns()}, request)
+
+
+    def book(self, session: Session, request: BookRequest) -> None:
+        engine, symbol = self.engine, request.instrument
+        if not engine.has_instrument(symbol):
+            self.replies.refuse(session, request, RejectCode.UNKNOWN_INSTRUMENT)
+            return
+        if not 1 <= request.levels <= MAX_BOOK_LEVELS:
+            self.replies.reject(session, request, RejectCode.INVALID_FIELD,
+                                f"{RejectCode.INVALID_FIELD.text}: levels from 1 to {MAX_BOOK_LEVELS}", "levels")
+            return
+        tick = engine.instruments[symbol].tick_size
+        bids, asks = ([[price // tick, lots, orders] for price, lots, orders in engine.depth(symbol, side, request.levels)]
+                      for side in (Side.BUY, Side.SELL))
+        last_price = engine.last_price(symbol)
+        self.replies.answer(session, {"type": "book", "instrument": symbol, "bids": bids, "asks": asks,
+                                      "last_price": None if last_price is None else last_price // tick,
+                                      "ts": time.time_ns()}, request)
+
+
+    def open_orders(self, session: Session, request: OpenOrdersRequest) -> None:
+        """The account's open orders (resting, or stops waiting for their trigger), oldest first, a page at a
+        time: ``more`` says whether a request with ``after`` the last order id would find more."""
+        if request.instrument is not None and request.instrument not in self.engine.instruments:
+            self.replies.refuse(session, request, RejectCode.UNKNOWN_INSTRUMENT)
+            return
+        orders = self.tracker.open_orders.get(session.account, {})
+        ts = time.time_ns()
+        # The account's open orders are kept in order_id order (the order of acceptance): a page starts after a
+        # binary search and stops at its size, whatever the account holds.
+        ids = list(orders)
+        start = 0 if request.after is None else bisect.bisect_right(ids, request.after)
+        instrument = request.instrument
+        page = itertools.islice((orders[order_id] for order_id in itertools.islice(ids, start, None)
+                                 if instrument is None or orders[order_id].instrument == instrument), PAGE_SIZE + 1)
+        entries = []
+        for view in page:
+            entry = view.report("status", ts)
+            del entry["type"], entry["exec_type"], entry["ts"]
+            entries.append(entry)
+        more = len(entries) > PAGE_SIZE
+        self.replies.answer(session, {"type": "open_orders", "orders": entries[:PAGE_SIZE], "more": more, "ts": ts}, request)
+
+
+    def trades(self, session: Session, request: TradesRequest) -> None:
+        """The account's fills since the last end of day, oldest first, a page at a time; ``complete`` is false
+        when older fills of the day are no longer kept (the ledger's statement has them all)."""
+        if request.instrument is not None and request.instrument not in self.engine.instruments:
+            self.replies.refuse(session, request, RejectCode.UNKNOWN_INSTRUMENT)
+            return
+        fills = self.tracker.fills.get(session.account, ())
+        # Kept in trade_id order: a page starts after a binary search. A self-trade gives the account two fills
+        # of one trade_id: they never go to different pages (``after`` names a trade, not a fill).
+        start = 0 if request.after is None else bisect.bisect_right(fills, request.after, key=trade_id_of)
+        instrument = request.instrument
+        page: list[tuple] = []
+        more = False
+        for fill in itertools.islice(fills, start, None):
+            if instrument is not None and fill[3] != instrument:
+                continue
+            if len(page) >= PAGE_SIZE and fill[0] != page[-1][0]:
+                more = True  # the next page's first fill
+                break
+            page.append(fill)
+        trades = [{"trade_id": trade_id, "order_id": order_id, "client_order_id": client_order_id,
+                   "instrument": instrument, "side": side, "price": price, "quantity": quantity,
+                   "liquidity": liquidity, "fee": fee, "ts": ts}
+                  for trade_id, order_id, client_order_id, instrument, side, price, quantity, liquidity, fee, ts
+                  in page]
+        self.replies.answer(session, {"type": "trades", "trades": trades, "more": more,
+                               "complete": self.tracker.fills_complete(session.account), "ts": time.time_ns()},
+                            request)
+
+
+    def auction_status(self, session: Session, request: AuctionStatusRequest) -> None:
+        """A primary auction as this account may see it: its terms and (once decided) its results for all; the
+        account's own bids, and for the auctioneer how many bids are in (never whose or at what price)."""
+        auction = self.engine.primary_auction(request.auction_id)
+        if auction is None:
+            self.replies.refuse(session, request, RejectCode.UNKNOWN_AUCTION)
+            return
+        tick = self.engine.instruments[auction.instrument].tick_size
+        own = [{"bid_id": bid.bid_id, "price": bid.price // tick, "volume": bid.volume, "held": bid.held}
+               for bid in auction.bids if bid.account == session.account]
+        message = {"type": "auction_status", "auction_id": auction.auction_id, "instrument": auction.instrument,
+                   "auctioneer": auction.auctioneer, "volume": auction.volume, "closes_at": auction.closes_at,
+                   "seed_hash": seed_hash(auction.seed),
+                   "status": "open" if auction.outcome is None else "cleared" if auction.outcome == "cleared" else
+                   "cancelled",
+                   "own_bids": own if auction.outcome is None else [],
+                   "bids": len(auction.bids) if session.account == auction.auctioneer else None,
+                   "result": self.feed.auction_results.get(auction.auction_id), "ts": time.time_ns()}
+        self.replies.answer(session, message, request)

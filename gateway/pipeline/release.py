@@ -1,0 +1,106 @@
+"""Release: a batch the journal has, handed to each of its audiences, in order.
+
+How this works
+--------------
+Once the journal has a batch (synced, with ``journal_fsync = "batch"``),
+:class:`Release` hands it on, one consumer per audience:
+
+1. **settlement** gets the engine events (a ``put_nowait`` into its bounded
+   queue: matching never waits on the ledger);
+2. **sessions** get the outbox, in order (:class:`SessionDelivery`): the
+   numbered messages to the account's logged-on session, the gateway's own
+   messages, logouts and subscription changes where they stand;
+3. **market data** goes to the socket's subscribers and to the MQTT
+   publisher, with the batch's fills for the accounts' private topics;
+4. **timers** follow the batch's engine events (volatility interruptions,
+   primary auctions' windows);
+5. the operator commands of the batch get their events.
+
+Each session's frames of the batch go out in one write (a system call per
+frame would cost more than the frame's encoding); anything written
+otherwise goes after what is gathered before it, so order holds.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+from gateway.marketdata.mqtt import MqttPublisher
+from gateway.marketdata.subscribers import Subscribers
+from gateway.pipeline.engine_loop import ReleasedBatch
+from gateway.pipeline.replies import Direct, EndSession, Resent, SubscriptionChange
+from gateway.pipeline.timers import Timers
+from gateway.sessions.session import AccountLink, Session, write_gathered
+from gateway.settlement.service import SettlementService
+
+
+class SessionDelivery:
+    """The outbox of a released batch to the sessions, in order; the fills in it for market data."""
+
+    def __init__(self, links: Mapping[str, AccountLink], subscribers: Subscribers) -> None:
+        self.links = links
+        self.subscribers = subscribers
+
+    def deliver(self, outbox: list, gathered: dict[Session, list[bytes]]) -> list[tuple[str, dict]]:
+        """Gather or write each entry; the batch's trade reports as (account, report)."""
+        links = self.links
+        fills = []  # (account, trade report) for the accounts' private market-data topics
+        for entry in outbox:
+            kind = entry.__class__
+            if kind is tuple:  # numbered for an account (account, message, frame): to its session, if logged on
+                account, message, frame = entry
+                if message.get("exec_type") == "trade":
+                    fills.append((account, message))
+                link = links.get(account)
+                if link is not None:
+                    session = link.session
+                    if session is not None and session.accepted:
+                        frames = gathered.get(session)
+                        if frames is None:
+                            gathered[session] = [frame]
+                        else:
+                            frames.append(frame)
+                continue
+            write_gathered(gathered)  # the gateway's own entries go after what was gathered before them
+            if kind is Direct:
+                session, message = entry
+                if message["type"] == "logon_accepted":
+                    if session.closed:
+                        continue
+                    session.accepted = True  # from now on it receives the account's messages
+                session.write(message)
+            elif kind is Resent:
+                entry.session.write_frame(entry.frame)
+            elif kind is EndSession:  # a logout, after everything answered before it
+                entry.session.end(entry.code, entry.text, entry.request_id)
+            elif kind is SubscriptionChange:
+                self.subscribers.apply(entry.session, entry.keys, entry.subscribe)
+        return fills
+
+
+class Release:
+    """Hands a released batch to settlement, sessions, market data and timers; see the module notes."""
+
+    def __init__(self, settlement: SettlementService, sessions: SessionDelivery, subscribers: Subscribers,
+                 publisher: MqttPublisher | None, timers: Timers) -> None:
+        self.settlement = settlement
+        self.sessions = sessions
+        self.subscribers = subscribers
+        self.publisher = publisher
+        self.timers = timers
+
+    def __call__(self, batch: ReleasedBatch) -> None:
+        events, outbox, market_data, finished = batch
+        if events:
+            self.settlement.submit(events)  # a SettlementError stops the exchange (the engine loop's fail)
+        gathered: dict[Session, list[bytes]] = {}
+        fills = self.sessions.deliver(outbox, gathered)
+        if market_data:
+            self.subscribers.gather(market_data, gathered)
+            if self.publisher is not None:
+                self.publisher.offer(market_data, fills)
+        write_gathered(gathered)
+        if events:
+            self.timers.follow(events)
+        for future, done_events in finished:
+            if not future.done():
+                future.set_result(done_events)

@@ -1,0 +1,158 @@
+"""Replies: how an answer takes its place in a batch's outbox.
+
+How this works
+--------------
+Everything a batch sends waits in its outbox, in order, until the journal
+has the batch (:mod:`gateway.pipeline.release` sends it). Entries are typed:
+
+- numbered messages for an account (its ``seq``, kept for resend), made by
+  the sequencer from engine events, or by :meth:`Replies.answer` for a
+  request that changed nothing (the journal records only that a number was
+  used: a ``skip`` record);
+- :class:`Direct`: a message to one session, unnumbered (logon_accepted,
+  pong, resend markers, a market-data session's answers);
+- :class:`Resent`: a frame sent again, byte for byte;
+- :class:`EndSession`: log the session out once what precedes is sent;
+- :class:`SubscriptionChange`: start or stop a session's market data at the
+  batch's release.
+
+Refusals are built here too, one way each: a request the gateway could not
+turn into a command (:meth:`Replies.refuse`), one it did not process at all
+(708, 719: :meth:`Replies.refuse_unprocessed`), and a session-level reject.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from exchange import RejectCode
+
+from gateway.persistence.journal import JournalWriter, skip_record
+from gateway.pipeline.reports import rejected_order_report, request_rejected
+from gateway.pipeline.sequencer import Sequencer
+from gateway.sessions.session import Session
+from gateway.wire.protocol import NewOrderRequest, Refusal
+
+
+class Direct(NamedTuple):
+    """A message to one session, not numbered for its account."""
+
+    session: Session
+    message: dict
+
+
+class Resent(NamedTuple):
+    """A numbered message sent again to the session that asked, as it was first sent."""
+
+    session: Session
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndSession:
+    """Log the session out (``code`` None: at its request) once what precedes it is sent."""
+
+    session: Session
+    code: RejectCode | None
+    text: str | None
+    request_id: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionChange:
+    """(Un)subscribe the session to (instrument, channel) pairs when its batch is released, so that it receives
+    market data of exactly the batches released after its ``subscribed``."""
+
+    session: Session
+    keys: list[tuple[str, str]]
+    subscribe: bool
+
+
+class Replies:
+    """Puts answers in the outbox of the batch in hand; see the module notes."""
+
+    def __init__(self, sequencer: Sequencer, journal: JournalWriter) -> None:
+        self.sequencer = sequencer
+        self.journal = journal
+
+    @property
+    def outbox(self) -> list:
+        return self.sequencer.outbox
+
+    def answer(self, session: Session, message: dict, request: object) -> None:
+        """Answer a request that changed nothing: numbered for the account, journaled only as a number used."""
+        request_id = getattr(request, "request_id", None)
+        if request_id is not None:
+            message["request_id"] = request_id
+        if session.market_data_only:  # not the account's trading session: answered to it alone, unnumbered
+            self.outbox.append(Direct(session, message))
+            return
+        self.journal.append(skip_record(session.account, 1))
+        self.sequencer.deliver(session.account, message)
+
+    def direct(self, session: Session, message: dict, request_id: object = None) -> None:
+        """An unnumbered message to the session alone, in its place among the batch's answers."""
+        if request_id is not None:
+            message["request_id"] = request_id
+        self.outbox.append(Direct(session, message))
+
+    def refuse(self, session: Session, request: object, code: RejectCode) -> None:
+        """A request that could not become a command (InvalidCommand): answered like an engine reject."""
+        ts = time.time_ns()
+        if isinstance(request, NewOrderRequest):
+            known = request.instrument in self.sequencer.engine.instruments
+            message = rejected_order_report(request.client_order_id, request.instrument if known else None, code, ts)
+        else:
+            message = request_rejected(request.__struct_config__.tag, code, ts,  # type: ignore[attr-defined]
+                                       getattr(request, "order_id", None), getattr(request, "client_order_id", None))
+        self.answer(session, message, request)
+
+    def reject(self, session: Session, request: object, code: RejectCode, text: str, field: str | None) -> None:
+        """A session-level reject of a request that was read but not processed (a field out of range)."""
+        self.answer(session, session_reject(code, text, request.__struct_config__.tag, field,  # type: ignore[attr-defined]
+                                            None), request)
+
+    def refuse_unprocessed(self, session: Session, code: RejectCode, requests: list) -> None:
+        """Answer requests that were not processed (708, 719) with a ``reject`` each: one journal record for the
+        numbers they use (an overloaded exchange refuses thousands a second)."""
+        ts = time.time_ns()  # one moment for the run: refused together
+        if session.market_data_only:
+            for request in requests:
+                self.answer(session, unprocessed_reject(code, request, ts), request)
+            return
+        self.journal.append(skip_record(session.account, len(requests)))
+        deliver, account = self.sequencer.deliver, session.account
+        for request in requests:
+            message = unprocessed_reject(code, request, ts)
+            if request.request_id is not None:
+                message["request_id"] = request.request_id
+            deliver(account, message)
+
+    def end_session(self, session: Session, code: RejectCode | None, text: str | None,
+                    request_id: object = None) -> None:
+        self.outbox.append(EndSession(session, code, text, request_id))
+
+    def change_subscription(self, session: Session, keys: list[tuple[str, str]], subscribe: bool) -> None:
+        self.outbox.append(SubscriptionChange(session, keys, subscribe))
+
+    def resend(self, session: Session, begin: dict, frames: list[bytes], end: dict) -> None:
+        outbox = self.outbox
+        outbox.append(Direct(session, begin))
+        outbox += [Resent(session, frame) for frame in frames]
+        outbox.append(Direct(session, end))
+
+
+def unprocessed_reject(code: RejectCode, request: object, ts: int) -> dict:
+    """The ``reject`` of a request the exchange did not process (708 throttled, 719 over capacity)."""
+    ref_type = request.message_type if isinstance(request, Refusal) else request.__struct_config__.tag  # type: ignore[attr-defined]
+    return {"type": "reject", "ref_type": ref_type, "field": None,
+            "client_order_id": getattr(request, "client_order_id", None), "code": int(code), "text": code.text,
+            "ts": ts}
+
+
+def session_reject(code: RejectCode, text: str, message_type: str | None, field: str | None,
+                   client_order_id: object) -> dict:
+    """A session-level reject: the message was not processed at all."""
+    return {"type": "reject", "ref_type": message_type, "field": field, "client_order_id": client_order_id,
+            "code": int(code), "text": text, "ts": time.time_ns()}
