@@ -9,7 +9,8 @@ What is tested here
   which nothing more is returned; a frame of exactly ``max_frame`` bytes is
   accepted. :class:`DictReader`, the client's side, in brief.
 * Messages: every inbound message type round-trips, encoded both with
-  :func:`encode_frame` and with the reference ``msgpack`` package; the
+  :func:`encode_frame` and with the reference ``msgpack`` package, as a
+  dict and as its schema (the outbound ones: tests/test_wire_messages.py); the
   defaults; the echo of ``request_id``, ``message_type`` and
   ``client_order_id`` in refusals; unknown types, missing, unknown and
   wrongly typed fields, non-string keys and ext values (not fatal, the field
@@ -352,6 +353,16 @@ def test_message_round_trip(encode, document, expected):
         if key != "type":
             assert getattr(message, key) == value and type(getattr(message, key)) is type(value), key
     assert not reader.closed
+
+
+@pytest.mark.parametrize("message", [message for _, message in FULL + MINIMAL],
+                         ids=lambda message: message.__struct_config__.tag)
+def test_schema_encoded_reads_back_as_itself(message):
+    """The other way round: a message built from its schema, encoded, is read back as itself, and the
+    reference msgpack package reads the same map from it (the outbound schemas: tests/test_wire_messages.py)."""
+    frame = encode_frame(message)
+    assert MessageReader().feed(frame) == [message]
+    assert msgpack.unpackb(frame[LENGTH_BYTES:]) == msgspec.to_builtins(message)
 
 
 def test_defaults():

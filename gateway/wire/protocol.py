@@ -24,17 +24,18 @@ MessagePack, or not a map, is fatal (:class:`Refusal` with ``fatal``); a
 map with an unknown type or a bad field is refused with a code and the
 session goes on (the frame boundary is intact, so the stream still is).
 
-Outbound messages are plain dicts (their fields are listed in
-docs/PROTOCOL.md); :func:`encode_frame` packs one into a frame. The client
-(:mod:`gateway.client`) uses the same reader with ``schema=None``, which
-decodes any map as a dict.
+Outbound messages are schemas too, in :mod:`gateway.wire.messages` (their
+fields are listed in docs/PROTOCOL.md and docs/MARKET_DATA.md);
+:func:`encode_frame` packs one into a frame (and a dict, as the client
+sends its requests). The client (:mod:`gateway.client`) reads the server's
+frames with :class:`DictReader`, which decodes any map as a dict.
 """
 from __future__ import annotations
 
 import re
 import struct
 from dataclasses import dataclass
-from typing import Annotated, ClassVar, Union
+from typing import Annotated, Any, ClassVar, Union
 
 import msgspec
 import msgspec.inspect
@@ -563,11 +564,30 @@ def _describe_value(value: object) -> str:
 
 _encoder = msgspec.msgpack.Encoder()
 _length = struct.Struct(">I").pack  # LENGTH_BYTES, big-endian: a C call, cheaper than int.to_bytes
+_MAP16 = 0xde  # MessagePack's map with a 2-byte count; a map of up to 15 entries has a 1-byte header (0x80 | count)
 
 
-def encode_frame(message: dict) -> bytes:
+def encode_message(message: msgspec.Struct | dict[str, Any]) -> bytes:
+    """One message as a MessagePack map (a frame's body, an MQTT payload), its header the smallest that holds it.
+
+    msgspec sizes a struct's map header by the fields the struct declares,
+    before it leaves out the UNSET ones: a message of 16 or more declared
+    fields of which 15 or fewer are present (an auction's opening, a logon
+    answer) would get the 3-byte header where a dict of the same entries,
+    and MessagePack's reference packers, write 1 byte. The bytes depend on
+    what is sent, not on how its schema is declared.
+    """
+    body = _encoder.encode(message)
+    if body[0] == _MAP16 and body[2] < 16 and not body[1]:
+        return bytes((0x80 | body[2],)) + body[3:]
+    return body
+
+
+def encode_frame(message: msgspec.Struct | dict[str, Any]) -> bytes:
     """One outbound (or, for the client, inbound) message as a frame: length, then the MessagePack map."""
     body = _encoder.encode(message)
+    if body[0] == _MAP16 and body[2] < 16 and not body[1]:  # encode_message's rule, inlined: this runs per frame
+        body = bytes((0x80 | body[2],)) + body[3:]
     return _length(len(body)) + body
 
 
