@@ -115,7 +115,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple
 
-from .accounts import Account
 from .codes import RejectCode
 from .commands import (MAX_ACCOUNT_LENGTH, ComplianceDeadline, RecordEmissions, RegisterInstallation, Surrender)
 from .events import (DeadlinePassed, EmissionsRecorded, InstallationRegistered, ObligationCarriedOver,
@@ -279,7 +278,9 @@ class Compliance:
 
     The engine builds one in its constructor and routes the four commands to
     its handlers; each handler appends its events (numbered by the engine's
-    counters) to the list it is given.
+    counters) to the list it is given, or changes nothing and returns the
+    rule the command breaks, which the engine turns into its refusal. It
+    reaches accounts and instruments through the engine's public hooks.
     """
 
     def __init__(self, engine: Engine, config: ComplianceConfig | None = None) -> None:
@@ -295,42 +296,36 @@ class Compliance:
 
     # -- handlers ------------------------------------------------------------------------
 
-    def register_installation(self, cmd: RegisterInstallation, events: list) -> None:
-        engine = self._engine
-        if not engine.pre_trade_risk or cmd.account not in engine.accounts:
-            code = RejectCode.UNKNOWN_ACCOUNT
-        elif cmd.account in self.installations:
-            code = RejectCode.INSTALLATION_ALREADY_REGISTERED
-        else:
-            self.installations[cmd.account] = Installation(cmd.account, cmd.credit_limit_bps)
-            events.append(InstallationRegistered(self._next_seq(), cmd.ts, cmd.account, cmd.credit_limit_bps))
-            return
-        events.append(engine._command_rejected(cmd, "register_installation", code))
+    def register_installation(self, cmd: RegisterInstallation, events: list) -> RejectCode | None:
+        if self._engine.holding_account(cmd.account) is None:
+            return RejectCode.UNKNOWN_ACCOUNT
+        if cmd.account in self.installations:
+            return RejectCode.INSTALLATION_ALREADY_REGISTERED
+        self.installations[cmd.account] = Installation(cmd.account, cmd.credit_limit_bps)
+        events.append(InstallationRegistered(self._next_seq(), cmd.ts, cmd.account, cmd.credit_limit_bps))
+        return None
 
-    def record_emissions(self, cmd: RecordEmissions, events: list) -> None:
+    def record_emissions(self, cmd: RecordEmissions, events: list) -> RejectCode | None:
         installation = self._installation(cmd.account)
-        if installation.__class__ is RejectCode:
-            code = installation
-        elif self.is_closed(cmd.year):
-            code = RejectCode.COMPLIANCE_YEAR_CLOSED
-        elif cmd.year in installation.years and installation.years[cmd.year].emissions is not None:
-            code = RejectCode.EMISSIONS_ALREADY_RECORDED
-        else:
-            record = installation.years.get(cmd.year)
-            if record is None:
-                record = installation.years[cmd.year] = YearRecord()
-            record.emissions = cmd.tonnes
-            events.append(EmissionsRecorded(self._next_seq(), cmd.ts, cmd.account, cmd.year, cmd.tonnes,
-                                            record.carried_in, record.obligation))
-            return
-        events.append(self._engine._command_rejected(cmd, "record_emissions", code))
+        if isinstance(installation, RejectCode):
+            return installation
+        if self.is_closed(cmd.year):
+            return RejectCode.COMPLIANCE_YEAR_CLOSED
+        if cmd.year in installation.years and installation.years[cmd.year].emissions is not None:
+            return RejectCode.EMISSIONS_ALREADY_RECORDED
+        record = installation.years.get(cmd.year)
+        if record is None:
+            record = installation.years[cmd.year] = YearRecord()
+        record.emissions = cmd.tonnes
+        events.append(EmissionsRecorded(self._next_seq(), cmd.ts, cmd.account, cmd.year, cmd.tonnes,
+                                        record.carried_in, record.obligation))
+        return None
 
-    def surrender(self, cmd: Surrender, events: list) -> None:
+    def surrender(self, cmd: Surrender, events: list) -> RejectCode | None:
         code = self._surrender_refusal(cmd)
         if code is not None:
-            events.append(self._engine._command_rejected(cmd, "surrender", code))
-            return
-        account = self._engine.accounts[cmd.account]
+            return code
+        account = self._engine.account(cmd.account)
         record = self.installations[cmd.account].years[cmd.year]
         symbol, units = cmd.instrument, cmd.units
         kind = self.config.kinds[symbol]
@@ -344,14 +339,15 @@ class Compliance:
                                        record.total_surrendered, record.credits,
                                        record.obligation - record.total_surrendered, account.units[symbol],
                                        self.retired[symbol]))
+        return None
 
     def _surrender_refusal(self, cmd: Surrender) -> RejectCode | None:
         """The first rule a surrender breaks (rule 4 gives the order), or None."""
         installation = self._installation(cmd.account)
-        if installation.__class__ is RejectCode:
+        if isinstance(installation, RejectCode):
             return installation
         symbol = cmd.instrument
-        if symbol not in self._engine.instruments:
+        if not self._engine.has_instrument(symbol):
             return RejectCode.UNKNOWN_INSTRUMENT
         kind = self.config.kinds.get(symbol)
         if kind is None:
@@ -366,24 +362,21 @@ class Compliance:
             return RejectCode.SURRENDER_EXCEEDS_OBLIGATION
         if kind == CREDIT and record.credits + units > installation.credit_cap(record):
             return RejectCode.CREDIT_LIMIT_EXCEEDED
-        account = self._engine.accounts[cmd.account]
+        account = self._engine.account(cmd.account)
         if units > account.units.get(symbol, 0) - account.reserved_units.get(symbol, 0):
             return RejectCode.INSUFFICIENT_UNITS
         return None
 
-    def deadline(self, cmd: ComplianceDeadline, events: list) -> None:
+    def deadline(self, cmd: ComplianceDeadline, events: list) -> RejectCode | None:
         year = cmd.year
-        if self.last_closed_year is not None and (year <= self.last_closed_year
-                                                  or cmd.date <= self.last_deadline_date):
-            events.append(self._engine._command_rejected(cmd, "compliance_deadline", RejectCode.DEADLINE_OUT_OF_ORDER))
-            return
+        last_year, last_date = self.last_closed_year, self.last_deadline_date  # set together, at a deadline
+        if last_year is not None and last_date is not None and (year <= last_year or cmd.date <= last_date):
+            return RejectCode.DEADLINE_OUT_OF_ORDER
         due = []  # (installation, record) with an obligation for the year, in account order
         for account_id in sorted(self.installations):
             installation = self.installations[account_id]
             if any(earlier < year for earlier in installation.years if not installation.years[earlier].closed):
-                events.append(self._engine._command_rejected(cmd, "compliance_deadline",
-                                                             RejectCode.DEADLINE_OUT_OF_ORDER))
-                return
+                return RejectCode.DEADLINE_OUT_OF_ORDER
             record = installation.years.get(year)
             if record is not None:
                 due.append((installation, record))
@@ -400,7 +393,7 @@ class Compliance:
             penalty = record.penalty = shortfall * per_tonne
             penalties += penalty
             paid = record.penalty_paid = self._collect(installation.account_id, penalty)
-            account = self._engine.accounts[installation.account_id]
+            account = self._engine.account(installation.account_id)
             events.append(PenaltyCharged(self._next_seq(), ts, installation.account_id, year, shortfall, per_tonne,
                                          penalty, paid, penalty - paid, self.config.penalty_account, account.cash))
             following = installation.years.get(year + 1)
@@ -412,12 +405,12 @@ class Compliance:
         self.last_closed_year = year
         self.last_deadline_date = cmd.date
         events.append(DeadlinePassed(self._next_seq(), ts, year, cmd.date, len(due), short, penalties, carried))
+        return None
 
     # -- helpers -------------------------------------------------------------------------
 
     def _installation(self, account_id: str) -> Installation | RejectCode:
-        engine = self._engine
-        if not engine.pre_trade_risk or account_id not in engine.accounts:
+        if self._engine.holding_account(account_id) is None:
             return RejectCode.UNKNOWN_ACCOUNT
         installation = self.installations.get(account_id)
         return RejectCode.NOT_AN_INSTALLATION if installation is None else installation
@@ -425,13 +418,10 @@ class Compliance:
     def _collect(self, account_id: str, penalty: int) -> int:
         """Pay what available cash covers of a penalty into the penalty account; return the cents paid."""
         engine = self._engine
-        account = engine.accounts[account_id]
+        account = engine.account(account_id)
         paid = min(penalty, max(account.cash - account.reserved_cash, 0))
         if paid:
-            payee_id = self.config.penalty_account
-            payee = engine.accounts.get(payee_id)
-            if payee is None:
-                payee = engine.accounts[payee_id] = Account(payee_id, engine.instruments)
+            payee = engine.system_account(self.config.penalty_account)
             account.cash -= paid
             payee.cash += paid
         return paid

@@ -57,6 +57,7 @@ from .events import (AccountBlocked, AccountOpened, AccountUnblocked, RequestRej
                      OrderRejected, OrderReplaced, SelfTradePreventionSet, TradingDayClosed, TradingPhaseChanged, Withdrawn)
 from .instruments import Instrument
 from .primary_auction import PrimaryAuction, PrimaryAuctions
+from .refusals import order_rejected, order_request_rejected, request_rejected
 from .views import (AccountBalances, AccountSettings, BidView, EngineCounts, InstallationView,
                     PrimaryAuctionView)
 
@@ -221,6 +222,28 @@ class Engine:
         """Per year (or the one given), per installation: obligation, surrendered, shortfall, penalty."""
         return compliance_report(self.compliance, year)
 
+    def reference_price(self, symbol: str) -> int:
+        """Price the instrument's collar and bands are centred on: its last trade, else its configured reference."""
+        return self.books[symbol].reference_price()
+
+    # -- hooks: what compliance and primary auctions, which move holdings, use of the engine --
+
+    def account(self, account_id: str) -> Account:
+        """An account the engine knows (a KeyError for another is the caller's bug)."""
+        return self.accounts[account_id]
+
+    def holding_account(self, account_id: str) -> Account | None:
+        """The account whose holdings a command moves; None if the engine does not know it or keeps no holdings
+        (without pre-trade risk accounts hold nothing, so nothing can be surrendered, auctioned or paid)."""
+        return self.accounts.get(account_id) if self.fee_account is not None else None
+
+    def system_account(self, account_id: str) -> Account:
+        """One of the exchange's own accounts (the penalty account), opened on first use."""
+        account = self.accounts.get(account_id)
+        if account is None:
+            account = self.accounts[account_id] = Account(account_id, self.instruments)
+        return account
+
     # -- entry point ---------------------------------------------------------------------
 
     def handle(self, command: object) -> list:
@@ -282,11 +305,14 @@ class Engine:
                 book.flush_level_changes(events, ts)
 
     def _handle_other(self, command: object, events: list) -> None:
+        """Every command but a new order or a cancel: its handler appends its events, or says which rule it
+        breaks, and the command is refused here (one RequestRejected; nothing else changed)."""
         handler = self._handlers.get(command.__class__)
-        if handler is None:
-            events.append(self._command_rejected(command, "unknown", RejectCode.UNKNOWN_COMMAND))
-        else:
-            handler(command, events)
+        code = RejectCode.UNKNOWN_COMMAND if handler is None else handler(command, events)
+        if code is not None:
+            counters = self.counters
+            seq = counters.seq = counters.seq + 1
+            events.append(request_rejected(seq, command, code))
 
     # -- new orders ----------------------------------------------------------------------
 
@@ -425,24 +451,24 @@ class Engine:
         account.reserved_units[symbol] += hold
         return lot_units
 
-    def _open_account(self, cmd: OpenAccount, events: list) -> None:
+    def _open_account(self, cmd: OpenAccount, events: list) -> RejectCode | None:
         if cmd.account in self.accounts:
-            events.append(self._command_rejected(cmd, "open_account", RejectCode.ACCOUNT_ALREADY_OPEN))
-            return
+            return RejectCode.ACCOUNT_ALREADY_OPEN
         account = self.accounts[cmd.account] = Account(cmd.account, self.instruments, cmd.order_value_limit)
         if cmd.self_trade_prevention is not None:
             account.self_trade_prevention = cmd.self_trade_prevention
         seq = self.counters.seq = self.counters.seq + 1
         events.append(AccountOpened(seq, cmd.ts, cmd.account, cmd.order_value_limit,
                                     account.self_trade_prevention))
+        return None
 
-    def _deposit(self, cmd: Deposit, events: list) -> None:
-        self._move_assets(cmd, events, "deposit", cmd.amount)
+    def _deposit(self, cmd: Deposit, events: list) -> RejectCode | None:
+        return self._move_assets(cmd, events, cmd.amount)
 
-    def _withdraw(self, cmd: Withdraw, events: list) -> None:
-        self._move_assets(cmd, events, "withdraw", -cmd.amount)
+    def _withdraw(self, cmd: Withdraw, events: list) -> RejectCode | None:
+        return self._move_assets(cmd, events, -cmd.amount)
 
-    def _move_assets(self, cmd: Deposit | Withdraw, events: list, request: str, change: int) -> None:
+    def _move_assets(self, cmd: Deposit | Withdraw, events: list, change: int) -> RejectCode | None:
         """Cash (asset EUR, in cents) or units of an instrument into (+) or out of (-) an account."""
         account = self.accounts.get(cmd.account)
         code = None
@@ -456,8 +482,7 @@ class Engine:
         elif account.units[cmd.asset] - account.reserved_units[cmd.asset] + change < 0:
             code = RejectCode.INSUFFICIENT_UNITS
         if code is not None:
-            events.append(self._command_rejected(cmd, request, code))
-            return
+            return code
         if cmd.asset == CASH_ASSET:
             account.cash += change
             balance = account.cash
@@ -467,6 +492,7 @@ class Engine:
         seq = self.counters.seq = self.counters.seq + 1
         event = Deposited if change > 0 else Withdrawn
         events.append(event(seq, cmd.ts, cmd.account, cmd.asset, abs(change), balance))
+        return None
 
     # -- cancel, replace, mass cancel ------------------------------------------------------
 
@@ -492,27 +518,27 @@ class Engine:
     def _cancel_order(self, cmd: CancelOrder, events: list) -> None:
         order = self._find_order(cmd)
         if order.__class__ is not Order:
-            events.append(self._command_rejected(cmd, "cancel", order))
+            counters = self.counters
+            seq = counters.seq = counters.seq + 1
+            events.append(order_request_rejected(seq, cmd, order))
             return
         order.book.cancel(order, USER, events, cmd.ts)
         return
 
-    def _replace_order(self, cmd: ReplaceOrder, events: list) -> None:
+    def _replace_order(self, cmd: ReplaceOrder, events: list) -> RejectCode | None:
         order = self._find_order(cmd)
         if order.__class__ is not Order:
-            events.append(self._command_rejected(cmd, "replace", order))
-            return
+            return order
         book = order.book
-        if book.phase is CLOSED_PHASE or book.phase is HALTED:
-            events.append(self._command_rejected(cmd, "replace", RejectCode.INSTRUMENT_CLOSED
-                                                 if book.phase is CLOSED_PHASE else RejectCode.TRADING_HALTED))
-            return
+        if book.phase is CLOSED_PHASE:
+            return RejectCode.INSTRUMENT_CLOSED
+        if book.phase is HALTED:
+            return RejectCode.TRADING_HALTED
         instrument = book.instrument
         quantity = order.quantity if cmd.quantity is None else cmd.quantity
         price = order.price if cmd.price is None else cmd.price
         if price is None:  # a market order never rests, so it cannot be here; keep the check honest
-            events.append(self._command_rejected(cmd, "replace", RejectCode.PRICE_NOT_ALLOWED))
-            return
+            return RejectCode.PRICE_NOT_ALLOWED
         code = _broken_instrument_rule(quantity, price, instrument)
         if code is None and quantity <= order.filled:
             code = RejectCode.REPLACE_QUANTITY_NOT_ABOVE_FILLED
@@ -533,8 +559,7 @@ class Engine:
             else:
                 order.reserve_per_lot = reserve_per_lot
         if code is not None:
-            events.append(self._command_rejected(cmd, "replace", code))
-            return
+            return code
 
         ts = cmd.ts
         counters = self.counters
@@ -550,7 +575,7 @@ class Engine:
                 order.price = price
             else:
                 book.reduce_in_place(order, quantity)
-            return
+            return None
         # Loses priority: the order leaves the book and arrives again, as a new object so that
         # the dead entry it leaves in its old level can never be mistaken for it.
         filled = order.filled
@@ -567,22 +592,21 @@ class Engine:
         order.account.orders[order.client_order_id] = moved
         if book.phase is not CONTINUOUS:  # a call: it waits for the auction at its new place
             book.rest(moved, moved.leaves)
-            return
+            return None
         book.execute(moved, events, ts)
         if book.stop_count:
             book.release_stops(events, ts)
-        return
+        return None
 
-    def _mass_cancel(self, cmd: MassCancel, events: list) -> None:
+    def _mass_cancel(self, cmd: MassCancel, events: list) -> RejectCode | None:
         symbol = cmd.instrument
         if symbol is not None and symbol not in self.books:
-            events.append(self._command_rejected(cmd, "mass_cancel", RejectCode.UNKNOWN_INSTRUMENT))
-            return
+            return RejectCode.UNKNOWN_INSTRUMENT
         reason = CancelReason.DISCONNECT if cmd.on_disconnect else CancelReason.MASS_CANCEL
         canceled = self._cancel_all(self.accounts.get(cmd.account), symbol, reason, events, cmd.ts)
         seq = self.counters.seq = self.counters.seq + 1
         events.append(MassCancelCompleted(seq, cmd.ts, cmd.account, symbol, canceled))
-        return
+        return None
 
     def _cancel_all(self, account: Account | None, symbol: str | None, reason: CancelReason, events: list,
                     ts: int) -> int:
@@ -594,46 +618,44 @@ class Engine:
             order.book.cancel(order, reason, events, ts)
         return len(doomed)
 
-    def _block_account(self, cmd: BlockAccount, events: list) -> None:
+    def _block_account(self, cmd: BlockAccount, events: list) -> RejectCode | None:
         account = self.accounts.get(cmd.account)
         if account is None:
-            events.append(self._command_rejected(cmd, "block_account", RejectCode.UNKNOWN_ACCOUNT))
-            return
+            return RejectCode.UNKNOWN_ACCOUNT
         account.blocked = True
         canceled = self._cancel_all(account, None, CancelReason.KILL_SWITCH, events, cmd.ts)
         if self.pre_trade_risk:
             self.primary.withdraw_all(cmd.account, cmd.ts, events)  # its sealed bids go too
         seq = self.counters.seq = self.counters.seq + 1
         events.append(AccountBlocked(seq, cmd.ts, cmd.account, canceled))
+        return None
 
-    def _unblock_account(self, cmd: UnblockAccount, events: list) -> None:
+    def _unblock_account(self, cmd: UnblockAccount, events: list) -> RejectCode | None:
         account = self.accounts.get(cmd.account)
         if account is None:
-            events.append(self._command_rejected(cmd, "unblock_account", RejectCode.UNKNOWN_ACCOUNT))
-            return
+            return RejectCode.UNKNOWN_ACCOUNT
         account.blocked = False
         seq = self.counters.seq = self.counters.seq + 1
         events.append(AccountUnblocked(seq, cmd.ts, cmd.account))
+        return None
 
-    def _set_self_trade_prevention(self, cmd: SetSelfTradePrevention, events: list) -> None:
+    def _set_self_trade_prevention(self, cmd: SetSelfTradePrevention, events: list) -> RejectCode | None:
         if self.pre_trade_risk and cmd.account not in self.accounts:  # accounts are opened, never implied
-            events.append(self._command_rejected(cmd, "set_stp", RejectCode.UNKNOWN_ACCOUNT))
-            return
+            return RejectCode.UNKNOWN_ACCOUNT
         self._account(cmd.account).self_trade_prevention = cmd.mode
         seq = self.counters.seq = self.counters.seq + 1
         events.append(SelfTradePreventionSet(seq, cmd.ts, cmd.account, cmd.mode))
+        return None
 
     # -- trading phases -----------------------------------------------------------------------
 
-    def _set_trading_phase(self, cmd: SetTradingPhase, events: list) -> None:
+    def _set_trading_phase(self, cmd: SetTradingPhase, events: list) -> RejectCode | None:
         book = self.books.get(cmd.instrument)
         if book is None:
-            events.append(self._command_rejected(cmd, "set_trading_phase", RejectCode.UNKNOWN_INSTRUMENT))
-            return
+            return RejectCode.UNKNOWN_INSTRUMENT
         previous, phase = book.phase, cmd.phase
         if phase not in PHASE_CHANGES[previous] or (cmd.from_phase is not None and cmd.from_phase is not previous):
-            events.append(self._command_rejected(cmd, "set_trading_phase", RejectCode.PHASE_CHANGE_NOT_ALLOWED))
-            return
+            return RejectCode.PHASE_CHANGE_NOT_ALLOWED
         ts = cmd.ts
         if (phase is CONTINUOUS or phase is CLOSED_PHASE) and (previous in CALL_PHASES or previous is HALTED):
             book.uncross(events, ts)  # a halt entered from a call may hold a crossed book: it ends the same way
@@ -642,14 +664,14 @@ class Engine:
         events.append(TradingPhaseChanged(seq, ts, book.symbol, phase, previous, "operator", None, None))
         if phase is CONTINUOUS and book.stop_count and book.last_price is not None:
             book.release_stops(events, ts)
+        return None
 
     # -- end of day ----------------------------------------------------------------------
 
-    def _end_of_day(self, cmd: EndOfDay, events: list) -> None:
+    def _end_of_day(self, cmd: EndOfDay, events: list) -> RejectCode | None:
         ts, trading_date = cmd.ts, cmd.trading_date
         if self.last_closed_date is not None and trading_date <= self.last_closed_date:
-            events.append(self._command_rejected(cmd, "end_of_day", RejectCode.TRADING_DATE_NOT_AFTER_LAST))
-            return
+            return RejectCode.TRADING_DATE_NOT_AFTER_LAST
         counters = self.counters
         expiring = [order for order in self.open_orders.values()
                     if order.time_in_force is DAY
@@ -674,7 +696,7 @@ class Engine:
         self.last_closed_date = trading_date
         seq = counters.seq = counters.seq + 1
         events.append(TradingDayClosed(seq, ts, trading_date, len(expiring)))
-        return
+        return None
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -687,18 +709,7 @@ class Engine:
 
     def _order_rejected(self, cmd: NewOrder, code: RejectCode) -> OrderRejected:
         seq = self.counters.seq = self.counters.seq + 1
-        symbol = cmd.instrument if cmd.instrument in self.books else None
-        return OrderRejected(seq, cmd.ts, cmd.account, cmd.client_order_id, symbol, code, code.text)
-
-    def _command_rejected(self, cmd: object, request: str, code: RejectCode) -> RequestRejected:
-        seq = self.counters.seq = self.counters.seq + 1
-        if cmd.__class__ is CancelOrder or cmd.__class__ is ReplaceOrder:  # the common case, kept cheap
-            return _new(RequestRejected, (seq, cmd.ts, cmd.account, request, cmd.order_id, cmd.client_order_id,
-                                         code, code.text))
-        ts = getattr(cmd, "ts", 0)  # any object may arrive here as an unknown command
-        account = getattr(cmd, "account", None)
-        return RequestRejected(seq, ts if type(ts) is int else 0, account if type(account) is str else None,
-                              request, None, None, code, code.text)
+        return order_rejected(seq, cmd, cmd.instrument if cmd.instrument in self.books else None, code)
 
     # -- state -------------------------------------------------------------------------------
 

@@ -36,9 +36,12 @@ receives the proceeds. A cancelled auction releases every hold. The
 settlement module follows the same events (``BidResult``,
 ``PrimaryAuctionCleared``).
 
-Refusals are ``RequestRejected`` events (requests ``open_auction``,
-``submit_bid``, ``modify_bid``, ``withdraw_bid``, ``clear_auction``) with a
-code from the 8xx range, or the shared 101, 201, 202, 203, 206.
+A handler that finds a rule broken changes nothing and returns its code; the
+engine answers with a ``RequestRejected`` (requests ``open_auction``,
+``submit_bid``, ``modify_bid``, ``withdraw_bid``, ``clear_auction``; a bid's
+id in its ``client_order_id``, see :mod:`exchange.refusals`) with a code from
+the 8xx range, or the shared 101, 201, 202, 203, 206. Accounts, instruments
+and reference prices are reached through the engine's public hooks.
 """
 from __future__ import annotations
 
@@ -48,9 +51,10 @@ from typing import TYPE_CHECKING, Iterable
 from .codes import RejectCode
 from .commands import BID_LOT, ClearPrimaryAuction, ModifyBid, OpenPrimaryAuction, SubmitBid, WithdrawBid
 from .events import (BidPlaced, BidResult, BidWithdrawn, PrimaryAuctionCancelled, PrimaryAuctionCleared,
-                     PrimaryAuctionOpened, RequestRejected)
+                     PrimaryAuctionOpened)
 
 if TYPE_CHECKING:
+    from .accounts import Account
     from .engine import Engine
 
 CARRY_OVER_AUCTIONS = 4  # a cancelled auction's volume goes to the next four (the Auctioning Regulation)
@@ -138,35 +142,28 @@ class PrimaryAuctions:
         counters.seq += 1
         return counters.seq
 
-    def _refuse(self, cmd: object, request: str, code: RejectCode, events: list, bid_id: object = None) -> None:
-        """A refused command: nothing changes but the sequence number. The refusal names the account that
-        asked (the auctioneer of an opening; none for a clearing, the exchange's own), and a bid's id travels
-        in its ``client_order_id`` field."""
-        account = cmd.auctioneer if cmd.__class__ is OpenPrimaryAuction else getattr(cmd, "account", None)
-        events.append(RequestRejected(self._next_seq(), cmd.ts, account, request, None, bid_id, code, code.text))
-
     # -- commands ---------------------------------------------------------------------------------
 
-    def open(self, cmd: OpenPrimaryAuction, events: list) -> None:
+    def open(self, cmd: OpenPrimaryAuction, events: list) -> RejectCode | None:
         engine = self._engine
-        account = engine.accounts.get(cmd.auctioneer) if engine.pre_trade_risk else None
-        if cmd.instrument not in engine.books:
-            return self._refuse(cmd, "open_auction", RejectCode.UNKNOWN_INSTRUMENT, events)
+        account = engine.holding_account(cmd.auctioneer)
+        if not engine.has_instrument(cmd.instrument):
+            return RejectCode.UNKNOWN_INSTRUMENT
         if account is None:
-            return self._refuse(cmd, "open_auction", RejectCode.UNKNOWN_ACCOUNT, events)
+            return RejectCode.UNKNOWN_ACCOUNT
         if cmd.auction_id in self.auctions:
-            return self._refuse(cmd, "open_auction", RejectCode.AUCTION_ID_IN_USE, events)
+            return RejectCode.AUCTION_ID_IN_USE
         if account.blocked:
-            return self._refuse(cmd, "open_auction", RejectCode.ACCOUNT_BLOCKED, events)
+            return RejectCode.ACCOUNT_BLOCKED
         if cmd.closes_at <= cmd.ts:  # a window that is over before it opens could take no bid
-            return self._refuse(cmd, "open_auction", RejectCode.BIDDING_CLOSED, events)
+            return RejectCode.BIDDING_CLOSED
         key = (cmd.auctioneer, cmd.instrument)
         waiting = self.carry_over.get(key)
         carried_in = waiting[0] if waiting else 0
         volume = cmd.volume + carried_in
         symbol = cmd.instrument
         if volume > account.units[symbol] - account.reserved_units[symbol]:
-            return self._refuse(cmd, "open_auction", RejectCode.INSUFFICIENT_UNITS, events)
+            return RejectCode.INSUFFICIENT_UNITS
         if waiting:
             rest = waiting[1:]
             if any(rest):
@@ -177,41 +174,38 @@ class PrimaryAuctions:
         self.auctions[cmd.auction_id] = PrimaryAuction(cmd, volume, carried_in)
         events.append(PrimaryAuctionOpened(self._next_seq(), cmd.ts, cmd.auction_id, cmd.auctioneer, symbol, volume,
                                            carried_in, cmd.closes_at, seed_hash(cmd.seed), cmd.reserve_discount_bps))
-
-    def _bidding(self, cmd: SubmitBid | ModifyBid | WithdrawBid, request: str,
-                 events: list) -> PrimaryAuction | None:
-        """The auction a bid command names if it still takes bids from this account; else refused (None)."""
-        engine = self._engine
-        account = engine.accounts.get(cmd.account) if engine.pre_trade_risk else None
-        auction = self.auctions.get(cmd.auction_id)
-        if account is None:
-            code = RejectCode.UNKNOWN_ACCOUNT
-        elif auction is None:
-            code = RejectCode.UNKNOWN_AUCTION
-        elif auction.outcome is not None or cmd.ts >= auction.closes_at:
-            code = RejectCode.BIDDING_CLOSED
-        elif account.blocked:
-            code = RejectCode.ACCOUNT_BLOCKED
-        elif cmd.account == auction.auctioneer:
-            code = RejectCode.AUCTIONEER_MAY_NOT_BID
-        else:
-            return auction
-        self._refuse(cmd, request, code, events, cmd.bid_id)
         return None
 
-    def submit_bid(self, cmd: SubmitBid, events: list) -> None:
-        auction = self._bidding(cmd, "submit_bid", events)
+    def _bidding(self, cmd: SubmitBid | ModifyBid | WithdrawBid) -> tuple[PrimaryAuction, Account] | RejectCode:
+        """The auction a bid command names and the bidder's account, if the auction still takes bids from it;
+        else the rule the command breaks."""
+        account = self._engine.holding_account(cmd.account)
+        auction = self.auctions.get(cmd.auction_id)
+        if account is None:
+            return RejectCode.UNKNOWN_ACCOUNT
         if auction is None:
-            return
+            return RejectCode.UNKNOWN_AUCTION
+        if auction.outcome is not None or cmd.ts >= auction.closes_at:
+            return RejectCode.BIDDING_CLOSED
+        if account.blocked:
+            return RejectCode.ACCOUNT_BLOCKED
+        if cmd.account == auction.auctioneer:
+            return RejectCode.AUCTIONEER_MAY_NOT_BID
+        return auction, account
+
+    def submit_bid(self, cmd: SubmitBid, events: list) -> RejectCode | None:
+        bidding = self._bidding(cmd)
+        if isinstance(bidding, RejectCode):
+            return bidding
+        auction, account = bidding
         if (cmd.account, cmd.bid_id) in auction.bid_ids:
-            return self._refuse(cmd, "submit_bid", RejectCode.DUPLICATE_BID_ID, events, cmd.bid_id)
+            return RejectCode.DUPLICATE_BID_ID
         code = self._check_price(cmd.price, auction)
         if code is not None:
-            return self._refuse(cmd, "submit_bid", code, events, cmd.bid_id)
-        account = self._engine.accounts[cmd.account]
+            return code
         held = cmd.price * cmd.volume
         if held > account.cash - account.reserved_cash:
-            return self._refuse(cmd, "submit_bid", RejectCode.INSUFFICIENT_CASH, events, cmd.bid_id)
+            return RejectCode.INSUFFICIENT_CASH
         account.reserved_cash += held
         auction.bids_received += 1
         auction.bid_ids.add((cmd.account, cmd.bid_id))
@@ -219,44 +213,48 @@ class PrimaryAuctions:
                                                        cmd.volume)
         events.append(BidPlaced(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, auction.instrument,
                                 cmd.price, cmd.volume, held, False))
+        return None
 
-    def modify_bid(self, cmd: ModifyBid, events: list) -> None:
-        auction = self._bidding(cmd, "modify_bid", events)
-        if auction is None:
-            return
+    def modify_bid(self, cmd: ModifyBid, events: list) -> RejectCode | None:
+        bidding = self._bidding(cmd)
+        if isinstance(bidding, RejectCode):
+            return bidding
+        auction, account = bidding
         bid = auction.bids.get((cmd.account, cmd.bid_id))
         if bid is None:
-            return self._refuse(cmd, "modify_bid", RejectCode.UNKNOWN_BID, events, cmd.bid_id)
+            return RejectCode.UNKNOWN_BID
         price = bid.price if cmd.price is None else cmd.price
         volume = bid.volume if cmd.volume is None else cmd.volume
         code = self._check_price(price, auction)
         if code is not None:
-            return self._refuse(cmd, "modify_bid", code, events, cmd.bid_id)
-        account = self._engine.accounts[cmd.account]
+            return code
         held = price * volume
         if held - bid.held > account.cash - account.reserved_cash:
-            return self._refuse(cmd, "modify_bid", RejectCode.INSUFFICIENT_CASH, events, cmd.bid_id)
+            return RejectCode.INSUFFICIENT_CASH
         account.reserved_cash += held - bid.held
         bid.price, bid.volume = price, volume  # a sealed bid has no time priority to lose
         events.append(BidPlaced(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, auction.instrument,
                                 price, volume, held, True))
+        return None
 
-    def withdraw_bid(self, cmd: WithdrawBid, events: list) -> None:
-        auction = self._bidding(cmd, "withdraw_bid", events)
-        if auction is None:
-            return
+    def withdraw_bid(self, cmd: WithdrawBid, events: list) -> RejectCode | None:
+        bidding = self._bidding(cmd)
+        if isinstance(bidding, RejectCode):
+            return bidding
+        auction, account = bidding
         bid = auction.bids.pop((cmd.account, cmd.bid_id), None)
         if bid is None:
-            return self._refuse(cmd, "withdraw_bid", RejectCode.UNKNOWN_BID, events, cmd.bid_id)
-        self._engine.accounts[cmd.account].reserved_cash -= bid.held
+            return RejectCode.UNKNOWN_BID
+        account.reserved_cash -= bid.held
         events.append(BidWithdrawn(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id,
                                    auction.instrument, bid.held))
+        return None
 
     def withdraw_all(self, account_id: str, ts: int, events: list) -> int:
         """The kill switch: every open bid of the account is withdrawn (oldest auction and bid first), as its
         orders are cancelled; how many."""
         withdrawn = 0
-        account = self._engine.accounts[account_id]
+        account = self._engine.account(account_id)
         for auction in sorted(self.auctions.values(), key=lambda auction: auction.auction_id):
             if auction.outcome is not None:
                 continue
@@ -269,17 +267,16 @@ class PrimaryAuctions:
                     withdrawn += 1
         return withdrawn
 
-    def clear(self, cmd: ClearPrimaryAuction, events: list) -> None:
+    def clear(self, cmd: ClearPrimaryAuction, events: list) -> RejectCode | None:
         auction = self.auctions.get(cmd.auction_id)
         if auction is None:
-            return self._refuse(cmd, "clear_auction", RejectCode.UNKNOWN_AUCTION, events)
+            return RejectCode.UNKNOWN_AUCTION
         if auction.outcome is not None:
-            return self._refuse(cmd, "clear_auction", RejectCode.BIDDING_CLOSED, events)
+            return RejectCode.BIDDING_CLOSED
         if cmd.ts < auction.closes_at:
-            return self._refuse(cmd, "clear_auction", RejectCode.BIDDING_NOT_CLOSED, events)
+            return RejectCode.BIDDING_NOT_CLOSED
         engine = self._engine
-        book = engine.books[auction.instrument]
-        reference = book.reference_price()
+        reference = engine.reference_price(auction.instrument)
         reserve_price = reference * (10_000 - auction.reserve_discount_bps) // 10_000
         bids = list(auction.bids.values())
         clearing_price, allocations = allocate(bids, auction.volume, auction.seed)
@@ -288,10 +285,10 @@ class PrimaryAuctions:
         if clearing_price is None or clearing_price < reserve_price:
             auction.outcome = UNDERSUBSCRIBED if clearing_price is None else BELOW_RESERVE
             for bid, _ in allocations:
-                engine.accounts[bid.account].reserved_cash -= bid.held
+                engine.account(bid.account).reserved_cash -= bid.held
                 events.append(BidResult(self._next_seq(), cmd.ts, auction.auction_id, bid.account, bid.bid_id,
                                         auction.instrument, bid.price, bid.volume, 0, None, 0))
-            auctioneer = engine.accounts[auction.auctioneer]
+            auctioneer = engine.account(auction.auctioneer)
             auctioneer.reserved_units[auction.instrument] -= auction.volume
             carried = spread_carry_over(auction.volume)
             key = (auction.auctioneer, auction.instrument)
@@ -302,13 +299,13 @@ class PrimaryAuctions:
                                                   auction.instrument, auction.volume, auction.outcome, total,
                                                   bidders, clearing_price, reserve_price, carried,
                                                   auction.seed))
-            return
+            return None
         auction.outcome = "cleared"
         symbol = auction.instrument
         proceeds = 0
         winners = set()
         for bid, allocated in allocations:
-            account = engine.accounts[bid.account]
+            account = engine.account(bid.account)
             account.reserved_cash -= bid.held
             amount = clearing_price * allocated
             if allocated:
@@ -318,13 +315,14 @@ class PrimaryAuctions:
                 winners.add(bid.account)
             events.append(BidResult(self._next_seq(), cmd.ts, auction.auction_id, bid.account, bid.bid_id, symbol,
                                     bid.price, bid.volume, allocated, clearing_price, amount))
-        auctioneer = engine.accounts[auction.auctioneer]
+        auctioneer = engine.account(auction.auctioneer)
         auctioneer.units[symbol] -= auction.volume
         auctioneer.reserved_units[symbol] -= auction.volume
         auctioneer.cash += proceeds
         events.append(PrimaryAuctionCleared(self._next_seq(), cmd.ts, auction.auction_id, auction.auctioneer, symbol,
                                             auction.volume, clearing_price, total, bidders, len(winners), proceeds,
                                             reserve_price, auction.seed))
+        return None
 
     def _check_price(self, price: int, auction: PrimaryAuction) -> RejectCode | None:
         instrument = self._engine.instruments[auction.instrument]
