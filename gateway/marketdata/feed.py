@@ -247,7 +247,7 @@ class MarketDataFeed:
         self.levels = levels
         self.instruments: dict[str, InstrumentFeed] = {
             symbol: InstrumentFeed(symbol, instrument.tick_size, instrument.lot_units, levels,
-                                   settlement_window_s * _NS, engine.books[symbol].phase)
+                                   settlement_window_s * _NS, engine.phase(symbol))
             for symbol, instrument in engine.instruments.items()}
         self.auction_results: dict[str, dict] = {}  # auction id -> the published outcome of a decided auction
 
@@ -296,12 +296,11 @@ class MarketDataFeed:
         return out
 
     def _flush(self, changed: Mapping[str, int], traded: Mapping[str, int], out: list[tuple[str, str, dict]]) -> None:
-        books = self.engine.books
+        depth, levels = self.engine.depth, self.levels
         for symbol, ts in changed.items():
-            book = books[symbol]
             feed = self.instruments[symbol]
-            for channel, message in feed.book_changes(book.depth(Side.BUY, self.levels),
-                                                      book.depth(Side.SELL, self.levels), ts):
+            for channel, message in feed.book_changes(depth(symbol, Side.BUY, levels), depth(symbol, Side.SELL, levels),
+                                                      ts):
                 out.append((symbol, channel, message))
             if feed.phase in CALL_PHASES:  # the indicative price the change made (AuctionIndicative)
                 feed.next_seq("status")

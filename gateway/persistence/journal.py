@@ -63,9 +63,9 @@ import re
 import struct
 import threading
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import msgspec
 
@@ -86,8 +86,8 @@ SESSION = "session"
 COMMIT = "commit"
 KINDS = (GENESIS, EXECUTE, OPERATOR, SKIP, SESSION, COMMIT)
 
-_FIELDS = {kind: tuple(f.name for f in dataclasses.fields(kind)) for kind in COMMAND_TYPES}
-_BY_NAME = {kind.__name__: kind for kind in COMMAND_TYPES}
+_FIELDS: dict[type, tuple[str, ...]] = {kind: tuple(f.name for f in dataclasses.fields(kind)) for kind in COMMAND_TYPES}
+_BY_NAME: dict[str, type] = {kind.__name__: kind for kind in COMMAND_TYPES}
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
@@ -175,7 +175,7 @@ def frame_record(seq: int, body: list) -> bytes:
     return HEADER.pack(len(payload), zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "big"))), seq) + payload
 
 
-def _init_fields(value: object) -> dict:
+def _init_fields(value: Instrument | ComplianceConfig) -> dict:
     return {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init}
 
 

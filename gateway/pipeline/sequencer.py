@@ -138,7 +138,8 @@ class Sequencer:
 
     def numbered(self, account: str) -> bool:
         """Whether messages to the account are numbered: not for the fee account or one never opened."""
-        return account in self.engine.accounts and account != self.engine.fee_account.account_id
+        engine = self.engine
+        return account != engine.fee_account_id and engine.has_account(account)
 
     def deliver(self, account: str, message: dict) -> None:
         """Number a message for the account, keep it for resend, queue it; numbered even if nobody reads it."""

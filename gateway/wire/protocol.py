@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Union
+from typing import Annotated, Any, ClassVar, Union, get_args
 
 import msgspec
 import msgspec.inspect
@@ -65,7 +65,7 @@ class Inbound(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_o
 
 # -- session ---------------------------------------------------------------------------------
 
-class Logon(Inbound, tag="logon"):
+class Logon(Inbound, tag="logon", frozen=True):
     account: str
     secret: str
     heartbeat_interval: Union[int, None] = None  # noqa: UP007 seconds; None: the server's default
@@ -73,17 +73,17 @@ class Logon(Inbound, tag="logon"):
     market_data_only: bool = False  # a session that watches: no orders, no numbered messages, no cancel-on-disconnect
 
 
-class Logout(Inbound, tag="logout"):
+class Logout(Inbound, tag="logout", frozen=True):
     market_data: ClassVar[bool] = True
 
 
-class Heartbeat(Inbound, tag="heartbeat"):
+class Heartbeat(Inbound, tag="heartbeat", frozen=True):
     market_data: ClassVar[bool] = True
 
 
 # -- orders ----------------------------------------------------------------------------------
 
-class NewOrderRequest(Inbound, tag="new_order"):
+class NewOrderRequest(Inbound, tag="new_order", frozen=True):
     client_order_id: ClientOrderId
     instrument: str
     side: str  # "B" or "S"
@@ -98,68 +98,68 @@ class NewOrderRequest(Inbound, tag="new_order"):
     self_trade_prevention: Union[str, None] = None  # noqa: UP007 None: the account's default
 
 
-class CancelRequest(Inbound, tag="cancel_order"):
+class CancelRequest(Inbound, tag="cancel_order", frozen=True):
     order_id: Union[int, None] = None  # noqa: UP007 exactly one of the two
     client_order_id: Union[ClientOrderId, None] = None  # noqa: UP007
 
 
-class ReplaceRequest(Inbound, tag="replace_order"):
+class ReplaceRequest(Inbound, tag="replace_order", frozen=True):
     order_id: Union[int, None] = None  # noqa: UP007
     client_order_id: Union[ClientOrderId, None] = None  # noqa: UP007
     quantity: Union[int, None] = None  # noqa: UP007 the new total, filled part included
     price: Price = None
 
 
-class MassCancelRequest(Inbound, tag="mass_cancel"):
+class MassCancelRequest(Inbound, tag="mass_cancel", frozen=True):
     instrument: Union[str, None] = None  # noqa: UP007 None: every instrument
 
 
-class OrderStatusRequest(Inbound, tag="order_status"):
+class OrderStatusRequest(Inbound, tag="order_status", frozen=True):
     order_id: Union[int, None] = None  # noqa: UP007
     client_order_id: Union[ClientOrderId, None] = None  # noqa: UP007
 
 
-class BalancesRequest(Inbound, tag="balances"):
+class BalancesRequest(Inbound, tag="balances", frozen=True):
     pass
 
 
-class OpenOrdersRequest(Inbound, tag="open_orders"):
+class OpenOrdersRequest(Inbound, tag="open_orders", frozen=True):
     cost: ClassVar[int] = 10
     instrument: Union[str, None] = None  # noqa: UP007 None: every instrument
     after: Union[int, None] = None  # noqa: UP007 only orders with a higher order id (the next page)
 
 
-class TradesRequest(Inbound, tag="trades"):
+class TradesRequest(Inbound, tag="trades", frozen=True):
     cost: ClassVar[int] = 10
     instrument: Union[str, None] = None  # noqa: UP007 None: every instrument
     after: Union[int, None] = None  # noqa: UP007 only fills with a higher trade id (the next page)
 
 
-class PingRequest(Inbound, tag="ping"):
+class PingRequest(Inbound, tag="ping", frozen=True):
     """Answered with ``pong`` after everything the session sent before it: the end of earlier answers."""
 
     market_data: ClassVar[bool] = True
 
 
-class BookRequest(Inbound, tag="book"):
+class BookRequest(Inbound, tag="book", frozen=True):
     market_data: ClassVar[bool] = True
     instrument: str
     levels: int = 10
 
 
-class ResendRequest(Inbound, tag="resend"):
+class ResendRequest(Inbound, tag="resend", frozen=True):
     from_seq: WireInt  # the first seq wanted again; the answer runs to the last seq used so far
 
 
 # -- market data over the socket ------------------------------------------------------------
 
-class SubscribeRequest(Inbound, tag="subscribe"):
+class SubscribeRequest(Inbound, tag="subscribe", frozen=True):
     market_data: ClassVar[bool] = True
     instruments: Union[list[str], None] = None  # noqa: UP007 None: every instrument
     channels: Union[list[str], None] = None  # noqa: UP007 None: every channel (book, top, trades, stats, status)
 
 
-class UnsubscribeRequest(Inbound, tag="unsubscribe"):
+class UnsubscribeRequest(Inbound, tag="unsubscribe", frozen=True):
     market_data: ClassVar[bool] = True
     instruments: Union[list[str], None] = None  # noqa: UP007
     channels: Union[list[str], None] = None  # noqa: UP007
@@ -167,21 +167,21 @@ class UnsubscribeRequest(Inbound, tag="unsubscribe"):
 
 # -- operators -------------------------------------------------------------------------------
 
-class KillSwitchRequest(Inbound, tag="kill_switch"):
+class KillSwitchRequest(Inbound, tag="kill_switch", frozen=True):
     account: str
     admin: ClassVar[bool] = True
 
 
-class ReleaseKillSwitchRequest(Inbound, tag="release_kill_switch"):
+class ReleaseKillSwitchRequest(Inbound, tag="release_kill_switch", frozen=True):
     account: str
     admin: ClassVar[bool] = True
 
 
-class SnapshotRequest(Inbound, tag="snapshot"):
+class SnapshotRequest(Inbound, tag="snapshot", frozen=True):
     admin: ClassVar[bool] = True
 
 
-class SetTradingPhaseRequest(Inbound, tag="set_trading_phase"):
+class SetTradingPhaseRequest(Inbound, tag="set_trading_phase", frozen=True):
     instrument: str
     phase: str  # exchange.enums.TradingPhase, checked when the command is built (code 128)
     from_phase: Union[str, None] = None  # noqa: UP007 only from this phase (505 otherwise)
@@ -190,7 +190,7 @@ class SetTradingPhaseRequest(Inbound, tag="set_trading_phase"):
 
 # -- EU ETS primary auctions -----------------------------------------------------------------------
 
-class OpenAuctionRequest(Inbound, tag="open_auction"):
+class OpenAuctionRequest(Inbound, tag="open_auction", frozen=True):
     auction_id: str
     instrument: str
     volume: int  # allowances, a multiple of 500
@@ -199,37 +199,48 @@ class OpenAuctionRequest(Inbound, tag="open_auction"):
     auctioneer: ClassVar[bool] = True
 
 
-class SubmitBidRequest(Inbound, tag="submit_bid"):
+class SubmitBidRequest(Inbound, tag="submit_bid", frozen=True):
     auction_id: str
     bid_id: ClientOrderId
     price: Union[int, str]  # noqa: UP007 ticks, or a decimal string in euros ("70.25")
     volume: int  # allowances, a multiple of 500
 
 
-class ModifyBidRequest(Inbound, tag="modify_bid"):
+class ModifyBidRequest(Inbound, tag="modify_bid", frozen=True):
     auction_id: str
     bid_id: ClientOrderId
     price: Price = None
     volume: Union[int, None] = None  # noqa: UP007
 
 
-class WithdrawBidRequest(Inbound, tag="withdraw_bid"):
+class WithdrawBidRequest(Inbound, tag="withdraw_bid", frozen=True):
     auction_id: str
     bid_id: ClientOrderId
 
 
-class AuctionStatusRequest(Inbound, tag="auction_status"):
+class AuctionStatusRequest(Inbound, tag="auction_status", frozen=True):
     auction_id: str
 
 
-INBOUND: tuple[type[Inbound], ...] = (
-    Logon, Logout, Heartbeat, NewOrderRequest, CancelRequest, ReplaceRequest, MassCancelRequest,
-    OrderStatusRequest, BalancesRequest, BookRequest, ResendRequest, SubscribeRequest, UnsubscribeRequest,
-    KillSwitchRequest, ReleaseKillSwitchRequest, SnapshotRequest, SetTradingPhaseRequest, OpenAuctionRequest,
-    SubmitBidRequest, ModifyBidRequest, WithdrawBidRequest, AuctionStatusRequest, OpenOrdersRequest, TradesRequest,
-    PingRequest,
+InboundMessage = (
+    Logon | Logout | Heartbeat | NewOrderRequest | CancelRequest | ReplaceRequest | MassCancelRequest
+    | OrderStatusRequest | BalancesRequest | BookRequest | ResendRequest | SubscribeRequest | UnsubscribeRequest
+    | KillSwitchRequest | ReleaseKillSwitchRequest | SnapshotRequest | SetTradingPhaseRequest | OpenAuctionRequest
+    | SubmitBidRequest | ModifyBidRequest | WithdrawBidRequest | AuctionStatusRequest | OpenOrdersRequest
+    | TradesRequest | PingRequest
 )
-INBOUND_BY_TYPE: dict[str, type[Inbound]] = {kind.__struct_config__.tag: kind for kind in INBOUND}
+INBOUND: tuple[type[Inbound], ...] = get_args(InboundMessage)
+
+
+def type_tag(kind: type[msgspec.Struct]) -> str:
+    """The ``type`` a message schema is tagged with."""
+    tag = kind.__struct_config__.tag
+    if not isinstance(tag, str):
+        raise TypeError(f"{kind.__name__} is not a message schema (tagged by a string)")
+    return tag
+
+
+INBOUND_BY_TYPE: dict[str, type[Inbound]] = {type_tag(kind): kind for kind in INBOUND}
 MESSAGE_TYPES = frozenset(INBOUND_BY_TYPE)
 
 
@@ -269,7 +280,7 @@ class FrameReader:
         view = memoryview(data)
         end = len(data)
         at = 0
-        bodies = []
+        bodies: list[memoryview] = []
         max_frame = self.max_frame
         while end - at >= LENGTH_BYTES:
             length = int.from_bytes(view[at:at + LENGTH_BYTES], "big")
@@ -298,7 +309,7 @@ MAX_ECHO = 64  # longest string of a refused frame echoed in the answer
 # not UTF-8, nesting deeper than the decoder recurses (which error each is depends on msgspec's release).
 _UNREADABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _any_decoder = msgspec.msgpack.Decoder()
-_inbound_decoder = msgspec.msgpack.Decoder(Union[INBOUND])  # type: ignore[valid-type]  # noqa: UP007
+_inbound_decoder = msgspec.msgpack.Decoder(InboundMessage)
 
 
 class MessageReader:
@@ -347,33 +358,37 @@ def _classify(body: memoryview, error: msgspec.ValidationError) -> Refusal:
     if type(document) is not dict:
         return Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: "
                        f"{_describe_value(document)}, not a map", fatal=True)
-    message_type = _echo(document.get("type"), str)
-    echo = {"message_type": message_type, "request_id": _echo(document.get("request_id"), (int, str)),
-            "client_order_id": _echo(document.get("client_order_id"), (int, str))}
-    kind = INBOUND_BY_TYPE.get(message_type)
+    message_type = _echo_text(document.get("type"))
+    request_id, client_order_id = _echo_id(document.get("request_id")), _echo_id(document.get("client_order_id"))
+
+    def refused(code: RejectCode, detail: str, field: str | None) -> Refusal:
+        return Refusal(code, f"{code.text}{detail}", fatal=False, field=field, message_type=message_type,
+                       request_id=request_id, client_order_id=client_order_id)
+
+    kind = None if message_type is None else INBOUND_BY_TYPE.get(message_type)
     if kind is None:
-        return Refusal(RejectCode.UNKNOWN_MESSAGE_TYPE, f"{RejectCode.UNKNOWN_MESSAGE_TYPE.text} (known: "
-                       f"{', '.join(sorted(MESSAGE_TYPES))})", fatal=False, field="type", **echo)
+        return refused(RejectCode.UNKNOWN_MESSAGE_TYPE, f" (known: {', '.join(sorted(MESSAGE_TYPES))})", "type")
     unknown = [key for key in document if key != "type" and key not in kind.__struct_fields__]
     if unknown:
-        field = _echo(unknown[0], str)
-        return Refusal(RejectCode.INVALID_FIELD, f"{RejectCode.INVALID_FIELD.text}: unknown field "
-                       f"{field if field is not None else '(not a short string)'}", fatal=False, field=field,
-                       **echo)
+        field = _echo_text(unknown[0])
+        return refused(RejectCode.INVALID_FIELD,
+                       f": unknown field {field if field is not None else '(not a short string)'}", field)
     match = _FIELD_IN_ERROR.search(str(error))
     field, problem = _field_problem(kind, document, (match.group(1) or match.group(2)) if match else None)
-    return Refusal(RejectCode.INVALID_FIELD, f"{RejectCode.INVALID_FIELD.text}: {problem}", fatal=False, field=field,
-                   **echo)
+    return refused(RejectCode.INVALID_FIELD, f": {problem}", field)
 
 
-def _echo(value: object, kinds: type | tuple[type, ...]) -> object:
-    """A value of the frame fit to be echoed: of the right kind, short (a reply must stay a small frame), and
-    for an integer one that fits the signed 64 bits of the wire."""
-    if not isinstance(value, kinds) or type(value) is bool:
-        return None
-    if type(value) is str and len(value) > MAX_ECHO or type(value) is int and not -(1 << 63) <= value < 1 << 63:
-        return None
-    return value
+def _echo_text(value: object) -> str | None:
+    """A string of the frame fit to be echoed: short (a reply must stay a small frame)."""
+    return value if type(value) is str and len(value) <= MAX_ECHO else None
+
+
+def _echo_id(value: object) -> int | str | None:
+    """An id of the frame fit to be echoed: a short string, or an integer that fits the signed 64 bits of the
+    wire (not a bool)."""
+    if type(value) is int:
+        return value if -(1 << 63) <= value < 1 << 63 else None
+    return _echo_text(value)
 
 
 # -- refusal texts ---------------------------------------------------------------------------------
@@ -496,8 +511,16 @@ def _unreadable(body: memoryview | bytes, error: Exception) -> str:
     return NOT_MESSAGEPACK
 
 
-_INBOUND_FIELDS: dict[type, dict[str, object]] = {
-    kind: {field.name: field for field in msgspec.inspect.type_info(kind).fields} for kind in INBOUND}
+
+
+def _fields(kind: type[Inbound]) -> dict[str, msgspec.inspect.Field]:
+    info = msgspec.inspect.type_info(kind)
+    if not isinstance(info, msgspec.inspect.StructType):
+        raise TypeError(f"{kind.__name__} is not a message schema")
+    return {field.name: field for field in info.fields}
+
+
+_INBOUND_FIELDS = {kind: _fields(kind) for kind in INBOUND}
 _WIRE_INT_RANGE = (-(1 << 63), (1 << 63) - 1)
 
 
