@@ -93,17 +93,17 @@ def best_rates(rows: list, commands: list, runs: int) -> dict:
 
 
 def command_type(engine, command) -> str:
-    """Which of COMMAND_TYPES a command is, judged against the book just before it runs."""
+    """Which of COMMAND_TYPES a command is, judged against the book just before it runs (asked outside the
+    timed span)."""
     if command.__class__ is CancelOrder:
         return "cancel"
     if command.order_type is OrderType.MARKET:
         return "market"
-    book = engine.books[SYMBOL]
     if command.side is Side.BUY:
-        best = book.best_ask()
-        return "aggressive add" if best is not None and command.price >= best else "add"
-    best = book.best_bid()
-    return "aggressive add" if best is not None and command.price <= best else "add"
+        best = engine.depth(SYMBOL, Side.SELL, 1)
+        return "aggressive add" if best and command.price >= best[0][0] else "add"
+    best = engine.depth(SYMBOL, Side.BUY, 1)
+    return "aggressive add" if best and command.price <= best[0][0] else "add"
 
 
 def single_command_latencies(commands: list) -> dict:
@@ -174,8 +174,7 @@ def engine_suite(quick: bool, progress: Callable[[str], None]) -> dict:
         commands = build_commands(rows)
         rates = best_rates(rows, commands, runs)
         engine = rates.pop("_engine")
-        book = engine.books[SYMBOL]
-        resting_now = sum(1 for side in (Side.BUY, Side.SELL) for _ in book.resting_orders(side))
+        resting_now = engine.counts().open_orders  # the workload has no stop orders: every open order rests
         del engine
         histograms = single_command_latencies(commands)
         results["depth"].append({"depth": depth, "orders": orders, "resting_at_end": resting_now, **rates,

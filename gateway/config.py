@@ -262,11 +262,11 @@ def start_up_commands(accounts: Mapping[str, AccountConfig], engine: Engine, ts:
     open account, one phrase each: the order value limit, the share of an
     installation's obligation credits may cover).
     """
-    new = {account_id: account for account_id, account in accounts.items() if account_id not in engine.accounts}
+    new = {account_id: account for account_id, account in accounts.items() if not engine.has_account(account_id)}
     commands = opening_commands(new, ts)
     unapplied: list[str] = []
     for account_id, account in accounts.items():
-        state = engine.accounts.get(account_id)
+        state = engine.account_settings(account_id)
         if state is None:
             continue
         mode = account.self_trade_prevention or SelfTradePrevention.NONE
@@ -275,7 +275,7 @@ def start_up_commands(accounts: Mapping[str, AccountConfig], engine: Engine, ts:
         if state.order_value_limit != account.order_value_limit:
             unapplied.append(f"{account_id}.order_value_limit: {state.order_value_limit} kept, "
                              f"{account.order_value_limit} configured")
-        installation = engine.compliance.installations.get(account_id)
+        installation = engine.installation(account_id)
         kept = None if installation is None else installation.credit_limit_bps
         if kept != account.credit_limit_bps:
             unapplied.append(f"{account_id}.credit_limit_bps: {kept} kept, {account.credit_limit_bps} configured")

@@ -34,15 +34,16 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence, TextIO
 
-from exchange import (ComplianceDeadline, ConfigError, EndOfDay, Engine, RecordEmissions, RejectCode, Side,
-                      Surrender, TradingDayClosed, compliance_report, format_report)
-from exchange.instruments import eur_to_cents
+from exchange import (ComplianceConfig, ComplianceDeadline, ConfigError, EndOfDay, Engine, RecordEmissions, RejectCode,
+                      Side, Surrender, TradingDayClosed, format_report)
+from exchange.instruments import Instrument, eur_to_cents
 
 from gateway.client import ExchangeClient, connect
 from gateway.config import AccountConfig, ServerConfig
 from gateway.sessions.credentials import DEMO_SECRET
 from gateway.cli.display import auction_summary, eur, ladder, tonnes
 from gateway.node import TradingGateway, run_until_stopped, running_exchange
+from gateway.settlement.ledger import SqliteLedgerStore
 from gateway.settlement.service import UnknownAccount, format_statement, reconcile, statement
 
 WORKING_ORDERS = 6  # orders a participant keeps working before it cancels its oldest
@@ -53,6 +54,7 @@ AUCTION_ID = f"DE-{TRADING_DATE}"
 AUCTION_VOLUME = 40_000  # allowances
 AUCTION_WINDOW = 1  # seconds: a demo's bidding window (EEX's is two hours)
 AUCTION_BIDDERS = ("utility-north", "gov-fund", "carbon-fund", "bank", "broker")
+REJECT_NAMES = {code.value: code.name for code in RejectCode}  # how the day's refusals are counted
 
 # Who acts how often (relative weights); who they are comes from config/accounts.toml.
 ACTIVITY = {
@@ -212,10 +214,11 @@ class Tape:
             self.trades.append({**message, "taker": account, "price_cents": price})
         elif kind == "execution_report" and message["exec_type"] == "rejected" or kind == "reject":
             code = message["code"]
-            self.refused[RejectCode(code).name if code in RejectCode._value2member_map_ else str(code)] += 1
+            self.refused[REJECT_NAMES.get(code, str(code))] += 1
 
 
-def run_demo(config: ServerConfig, instruments: Mapping, accounts: Mapping[str, AccountConfig], compliance: object,
+def run_demo(config: ServerConfig, instruments: Mapping[str, Instrument], accounts: Mapping[str, AccountConfig],
+             compliance: ComplianceConfig,
              out: TextIO, *, orders: int = 2000, seed: int = 2005, show_trades: int = 25,
              statements: Sequence[str] = (), rate: float | None = None, keep_serving: bool = False,
              live: bool | None = None) -> int:
@@ -231,8 +234,8 @@ def run_demo(config: ServerConfig, instruments: Mapping, accounts: Mapping[str, 
                                  statements, rate, keep_serving, live))
 
 
-async def _run_demo(config: ServerConfig, instruments: Mapping, accounts: Mapping[str, AccountConfig],
-                    compliance: object, out: TextIO, orders: int, seed: int, show_trades: int,
+async def _run_demo(config: ServerConfig, instruments: Mapping[str, Instrument], accounts: Mapping[str, AccountConfig],
+                    compliance: ComplianceConfig, out: TextIO, orders: int, seed: int, show_trades: int,
                     statements: Sequence[str], rate: float, keep_serving: bool, live: bool) -> int:
     async with running_exchange(config, instruments, accounts, compliance) as gateway:
         port = gateway.port
@@ -342,14 +345,13 @@ async def _close_day(gateway: TradingGateway, tape: Tape, out: TextIO, actions: 
         print(f"... {len(tape.trades) - show_trades} more trades", file=out)
     print(f"\n{actions} participant actions in {elapsed:.1f} s over the socket protocol", file=out)
     print(file=out)
-    for symbol, book in engine.books.items():
-        instrument = engine.instruments[symbol]
+    for symbol, instrument in engine.instruments.items():
         own = [t for t in tape.trades if t["instrument"] == symbol]
         lots = sum(t["last_quantity"] for t in own)
         vwap = sum(t["price_cents"] * t["last_quantity"] for t in own) // lots if lots else None
         print(f"{symbol} ({instrument.name}): {len(own)} trades, {lots} lots ({tonnes(lots, instrument)}), "
-              f"last EUR {eur(book.last_price)}, VWAP EUR {eur(vwap)}", file=out)
-        for line in ladder(book.depth(Side.BUY, 5), book.depth(Side.SELL, 5)):
+              f"last EUR {eur(engine.last_price(symbol))}, VWAP EUR {eur(vwap)}", file=out)
+        for line in ladder(engine.depth(symbol, Side.BUY, 5), engine.depth(symbol, Side.SELL, 5)):
             print("    " + line, file=out)
         print(file=out)
     closing = await gateway.run_operator_commands([EndOfDay(ts=time.time_ns(), trading_date=TRADING_DATE)])
@@ -403,13 +405,15 @@ async def _close_compliance_year(gateway: TradingGateway, out: TextIO) -> None:
         RecordEmissions(ts=time.time_ns(), account=account_id, year=COMPLIANCE_YEAR, tonnes=tonnes_emitted)
         for account_id, tonnes_emitted in VERIFIED_EMISSIONS.items()])
     commands: list = []
-    allowances, credits = engine.compliance.config.allowances, engine.compliance.config.credits
+    allowances, credits = engine.compliance_config.allowances, engine.compliance_config.credits
     for account_id, tonnes_emitted in VERIFIED_EMISSIONS.items():
-        account = engine.accounts[account_id]
+        holdings, installation = engine.balances(account_id), engine.installation(account_id)
+        if holdings is None or installation is None:
+            raise ConfigError("accounts", f"the demo needs {account_id} as an installation with its holdings")
         owed = tonnes_emitted
-        credit_room = tonnes_emitted * engine.compliance.installations[account_id].credit_limit_bps // 10_000
+        credit_room = tonnes_emitted * installation.credit_limit_bps // 10_000
         for symbol in (*credits, *allowances):  # credits first: they are cheaper and capped
-            available = account.units[symbol] - account.reserved_units[symbol]
+            available = holdings.units[symbol] - holdings.reserved_units[symbol]
             units = min(available, owed, credit_room if symbol in credits else owed)
             if units > 0:
                 commands.append(Surrender(ts=time.time_ns(), account=account_id, year=COMPLIANCE_YEAR,
@@ -420,7 +424,7 @@ async def _close_compliance_year(gateway: TradingGateway, out: TextIO) -> None:
     commands.append(ComplianceDeadline(ts=time.time_ns(), year=COMPLIANCE_YEAR, date=COMPLIANCE_DEADLINE))
     await gateway.run_operator_commands(commands)
     print(f"compliance {COMPLIANCE_YEAR} (deadline {COMPLIANCE_DEADLINE}):", file=out)
-    for line in format_report(compliance_report(engine.compliance, year=COMPLIANCE_YEAR)):
+    for line in format_report(engine.compliance_report(COMPLIANCE_YEAR)):
         print("    " + line, file=out)
     print(file=out)
 
@@ -429,7 +433,8 @@ def _print_settlement(gateway: TradingGateway, out: TextIO, statements: Sequence
     engine = gateway.engine
     store = gateway.settlement.settlement.store
     report = reconcile(engine, store)
-    print(f"settlement ledger ({store.path}):", file=out)
+    where = store.path if isinstance(store, SqliteLedgerStore) else type(store).__name__
+    print(f"settlement ledger ({where}):", file=out)
     for line in report.summary():
         print("    " + line, file=out)
     for account in statements:
@@ -438,7 +443,7 @@ def _print_settlement(gateway: TradingGateway, out: TextIO, statements: Sequence
             lines = format_statement(statement(engine, store, account))
         except UnknownAccount:
             lines = [f"statement: no account {account!r} (the accounts are those of config/accounts.toml, "
-                     f"{engine.fee_account.account_id!r} and {engine.compliance.config.penalty_account!r})"]
+                     f"{engine.fee_account_id!r} and {engine.compliance_config.penalty_account!r})"]
         for line in lines:
             print(line, file=out)
 

@@ -40,7 +40,7 @@ def describe_report(message: dict, ticks: dict[str, int]) -> str:
     """One line a trader reads for a message from the exchange (execution report, reject, answer)."""
     kind = message.get("type")
     if kind == "execution_report":
-        return _describe_execution(message, ticks.get(message.get("instrument"), 1))
+        return _describe_execution(message, ticks.get(message.get("instrument") or "", 1))
     code = f"{message.get('code')} {message.get('text')}"
     if kind == "request_rejected":
         return f"{message.get('request')} refused: {code}"

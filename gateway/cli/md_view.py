@@ -97,7 +97,7 @@ class InstrumentView:
             out.append(f"    trade #{trade['trade_id']:<6} {side} {trade['quantity']:>4} lots @ EUR "
                        f"{eur(trade['price'] * tick)}")
         if self.auction is not None:
-            out.append("    " + self._auction_line(tick))
+            out.append("    " + _auction_line(self.auction, tick))
         return out
 
     def _phase(self, tick: int) -> str:
@@ -111,15 +111,16 @@ class InstrumentView:
             phase += f" (beyond the band: EUR {eur(status['trigger_price'] * tick)})"
         return phase
 
-    def _auction_line(self, tick: int) -> str:
-        auction = self.auction
-        head = f"primary auction {auction['auction_id']}: {auction['volume']:,} allowances, {auction['status']}"
-        if auction["status"] == "cleared":
-            head += (f" at EUR {eur(auction['clearing_price'] * tick)}, cover {auction['cover_ratio']}, "
-                     f"{auction['successful_bidders']} of {auction['bidders']} bidders")
-        elif auction["status"] == "cancelled":
-            head += f" ({auction['reason']})"
-        return head
+
+def _auction_line(auction: dict, tick: int) -> str:
+    """A primary auction as one line: its terms, and its outcome once decided."""
+    head = f"primary auction {auction['auction_id']}: {auction['volume']:,} allowances, {auction['status']}"
+    if auction["status"] == "cleared":
+        head += (f" at EUR {eur(auction['clearing_price'] * tick)}, cover {auction['cover_ratio']}, "
+                 f"{auction['successful_bidders']} of {auction['bidders']} bidders")
+    elif auction["status"] == "cancelled":
+        head += f" ({auction['reason']})"
+    return head
 
 
 class MarketView:
@@ -131,7 +132,7 @@ class MarketView:
         self.messages = 0
 
     def apply(self, message: dict) -> None:
-        view = self.instruments.get(message.get("instrument"))
+        view = self.instruments.get(message.get("instrument") or "")
         if view is not None:
             self.messages += 1
             view.apply(message)

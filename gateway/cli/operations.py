@@ -149,9 +149,9 @@ def _replay_command(args: argparse.Namespace) -> int:
     print(f"journal    {journal} ({journal.stat().st_size:,} bytes)")
     print(f"records    {report.records:,} in {report.batches:,} batches, last seq {report.last_seq:,}")
     print(f"commands   {report.commands:,}: {commands or 'none'}")
-    print(f"state      {engine.counters.seq:,} events, {engine.counters.order_id:,} orders of which "
-          f"{len(engine.open_orders):,} open, {engine.counters.trade_id:,} trades, "
-          f"{len(engine.accounts):,} accounts")
+    counts = engine.counts()
+    print(f"state      {counts.events:,} events, {counts.orders:,} orders of which {counts.open_orders:,} open, "
+          f"{counts.trades:,} trades, {counts.accounts:,} accounts")
     print(f"tail       {tail}")
     print(f"replayed   in {report.seconds:.2f} s")
     print(f"state hash {engine.state_hash()}")

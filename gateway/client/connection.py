@@ -99,7 +99,7 @@ class ExchangeClient:
 
     async def _log_on(self, account: str, secret: str, heartbeat_interval: int | None,
                       cancel_on_disconnect: bool | None, market_data_only: bool = False) -> dict:
-        message = {"type": "logon", "account": account, "secret": secret}
+        message: dict[str, object] = {"type": "logon", "account": account, "secret": secret}
         if heartbeat_interval is not None:
             message["heartbeat_interval"] = heartbeat_interval
         if cancel_on_disconnect is not None:
@@ -205,9 +205,10 @@ class ExchangeClient:
         return message
 
     async def new_order(self, instrument: str, side: str, quantity: int, price: int | str | Decimal | None = None,
-                        **options: object) -> dict:
+                        *, client_order_id: str | int | None = None, **options: object) -> dict:
         """Enter an order; returns its ``new`` or ``rejected`` execution report (or a session ``reject``)."""
-        return await self.request(self.new_order_message(instrument, side, quantity, price, **options))
+        return await self.request(self.new_order_message(instrument, side, quantity, price,
+                                                         client_order_id=client_order_id, **options))
 
     async def cancel(self, order_id: int | None = None, client_order_id: str | int | None = None) -> dict:
         return await self.request(_order_reference("cancel_order", order_id, client_order_id))
