@@ -22,6 +22,11 @@ Where the files are found, the first that applies:
 Steps 2-4 choose a folder, not a file: every file not named by a flag comes
 from that one folder, never a mix of two, and a file missing there is an
 error naming the folder and why it was chosen.
+
+The exchange process's settings (exchange.toml) are the fields of the frozen
+dataclass :class:`ServerConfig`, each declared once with its type, default,
+section, bounds and help; the parser and the command line's flags are
+derived from those fields (:data:`SETTINGS`).
 """
 from __future__ import annotations
 
