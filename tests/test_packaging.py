@@ -3,7 +3,7 @@ configuration, and what the exchange says does not depend on its libraries' vers
 
 - The wheel (``pip wheel --no-deps``, the way ``pip install .`` builds it) holds ``config/`` as the
   package ``gateway.defaults``, file for file the same bytes as the repository's, and an installed
-  carbonx run from a folder with no ``config/`` loads them.
+  carbonx run from a folder with no ``config/`` loads them; it holds none of the benchmarks.
 - Refusal texts are the project's own (gateway/wire/protocol.py): pinned here for one frame of each kind, so
   a newer msgspec within the bounds of pyproject.toml that words its errors otherwise cannot change them.
 """
@@ -53,6 +53,14 @@ def test_the_wheel_carries_the_default_configuration(wheel):
         for name in CONFIG_FILES:
             assert archive.read(f"gateway/defaults/{name}") == (REPO_ROOT / "config" / name).read_bytes(), name
     assert not any(name.startswith("config/") for name in names), "config/ ships inside gateway, not beside it"
+
+
+def test_the_wheel_carries_no_benchmarks(wheel):
+    """The benchmarks are programs of the checkout (python3 benchmarks/suite.py), never part of the product."""
+    scripts = {path.name for path in (REPO_ROOT / "benchmarks").glob("*.py")}
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    assert not [name for name in names if name.startswith("benchmarks/") or name.split("/")[-1] in scripts]
 
 
 def test_the_installed_package_loads_its_defaults_from_any_folder(wheel, tmp_path):
