@@ -19,7 +19,16 @@ STP_NONE = SelfTradePrevention.NONE
 
 
 class Counters:
-    """The engine-wide sequence numbers, shared by all books."""
+    """The engine-wide sequence numbers, shared by all books: the one place numbers are given out.
+
+    Every event takes its ``seq`` from :meth:`next_seq`, every trade its id
+    from :meth:`next_trade_id`, every accepted order its id from
+    :meth:`next_order_id`. The hot path writes them out where the call shows
+    in the benchmark, and says so where it does: two loops number many events
+    in a local and write the last number back (``OrderBook._match``,
+    ``OrderBook.flush_level_changes``), and a cancel inlines ``next_seq``
+    (``OrderBook.cancel``, and the refusal of a cancel in the engine).
+    """
 
     __slots__ = ("seq", "trade_id", "order_id")
 
@@ -27,6 +36,18 @@ class Counters:
         self.seq = 0  # number of the last event emitted
         self.trade_id = 0  # id of the last trade
         self.order_id = 0  # id of the last order accepted
+
+    def next_seq(self) -> int:
+        seq = self.seq = self.seq + 1
+        return seq
+
+    def next_trade_id(self) -> int:
+        trade_id = self.trade_id = self.trade_id + 1
+        return trade_id
+
+    def next_order_id(self) -> int:
+        order_id = self.order_id = self.order_id + 1
+        return order_id
 
 
 class Account:

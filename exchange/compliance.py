@@ -285,6 +285,7 @@ class Compliance:
 
     def __init__(self, engine: Engine, config: ComplianceConfig | None = None) -> None:
         self._engine = engine
+        self._counters = engine.counters  # numbers the events
         self.config = ComplianceConfig() if config is None else config
         self.installations: dict[str, Installation] = {}
         self.retired: dict[str, int] = {}  # units retired (surrendered) per instrument, all years
@@ -302,7 +303,7 @@ class Compliance:
         if cmd.account in self.installations:
             return RejectCode.INSTALLATION_ALREADY_REGISTERED
         self.installations[cmd.account] = Installation(cmd.account, cmd.credit_limit_bps)
-        events.append(InstallationRegistered(self._next_seq(), cmd.ts, cmd.account, cmd.credit_limit_bps))
+        events.append(InstallationRegistered(self._counters.next_seq(), cmd.ts, cmd.account, cmd.credit_limit_bps))
         return None
 
     def record_emissions(self, cmd: RecordEmissions, events: list) -> RejectCode | None:
@@ -317,7 +318,7 @@ class Compliance:
         if record is None:
             record = installation.years[cmd.year] = YearRecord()
         record.emissions = cmd.tonnes
-        events.append(EmissionsRecorded(self._next_seq(), cmd.ts, cmd.account, cmd.year, cmd.tonnes,
+        events.append(EmissionsRecorded(self._counters.next_seq(), cmd.ts, cmd.account, cmd.year, cmd.tonnes,
                                         record.carried_in, record.obligation))
         return None
 
@@ -335,7 +336,7 @@ class Compliance:
         record.total_surrendered += units
         if kind == CREDIT:
             record.credits += units
-        events.append(UnitsSurrendered(self._next_seq(), cmd.ts, cmd.account, cmd.year, symbol, units, kind,
+        events.append(UnitsSurrendered(self._counters.next_seq(), cmd.ts, cmd.account, cmd.year, symbol, units, kind,
                                        record.total_surrendered, record.credits,
                                        record.obligation - record.total_surrendered, account.units[symbol],
                                        self.retired[symbol]))
@@ -394,17 +395,17 @@ class Compliance:
             penalties += penalty
             paid = record.penalty_paid = self._collect(installation.account_id, penalty)
             account = self._engine.account(installation.account_id)
-            events.append(PenaltyCharged(self._next_seq(), ts, installation.account_id, year, shortfall, per_tonne,
+            events.append(PenaltyCharged(self._counters.next_seq(), ts, installation.account_id, year, shortfall, per_tonne,
                                          penalty, paid, penalty - paid, self.config.penalty_account, account.cash))
             following = installation.years.get(year + 1)
             if following is None:
                 following = installation.years[year + 1] = YearRecord()
             following.carried_in += shortfall
-            events.append(ObligationCarriedOver(self._next_seq(), ts, installation.account_id, year, year + 1,
+            events.append(ObligationCarriedOver(self._counters.next_seq(), ts, installation.account_id, year, year + 1,
                                                 shortfall, following.obligation))
         self.last_closed_year = year
         self.last_deadline_date = cmd.date
-        events.append(DeadlinePassed(self._next_seq(), ts, year, cmd.date, len(due), short, penalties, carried))
+        events.append(DeadlinePassed(self._counters.next_seq(), ts, year, cmd.date, len(due), short, penalties, carried))
         return None
 
     # -- helpers -------------------------------------------------------------------------
@@ -425,11 +426,6 @@ class Compliance:
             account.cash -= paid
             payee.cash += paid
         return paid
-
-    def _next_seq(self) -> int:
-        counters = self._engine.counters
-        seq = counters.seq = counters.seq + 1
-        return seq
 
     # -- state -------------------------------------------------------------------------------
 

@@ -310,9 +310,7 @@ class Engine:
         handler = self._handlers.get(command.__class__)
         code = RejectCode.UNKNOWN_COMMAND if handler is None else handler(command, events)
         if code is not None:
-            counters = self.counters
-            seq = counters.seq = counters.seq + 1
-            events.append(request_rejected(seq, command, code))
+            events.append(request_rejected(self.counters.next_seq(), command, code))
 
     # -- new orders ----------------------------------------------------------------------
 
@@ -364,7 +362,7 @@ class Engine:
         if stp is None:
             stp = account.self_trade_prevention
         counters = self.counters
-        order_id = counters.order_id = counters.order_id + 1
+        order_id = counters.next_order_id()
         ts = cmd.ts
         order_type = cmd.order_type
         post_only = cmd.post_only
@@ -372,8 +370,7 @@ class Engine:
         order = Order(order_id, book, account, clid, side, order_type, time_in_force, price, quantity,
                       display, stop_price, expire_date, post_only, stp, ts, reserve_per_lot)
         account.orders[clid] = order
-        seq = counters.seq = counters.seq + 1
-        events.append(_new(OrderAccepted, (seq, ts, book.symbol, order_id, account.account_id, clid, side,
+        events.append(_new(OrderAccepted, (counters.next_seq(), ts, book.symbol, order_id, account.account_id, clid, side,
                                        order_type, time_in_force, price, quantity, display, stop_price,
                                        expire_date, post_only, stp)))
         if stop_price is not None:
@@ -457,7 +454,7 @@ class Engine:
         account = self.accounts[cmd.account] = Account(cmd.account, self.instruments, cmd.order_value_limit)
         if cmd.self_trade_prevention is not None:
             account.self_trade_prevention = cmd.self_trade_prevention
-        seq = self.counters.seq = self.counters.seq + 1
+        seq = self.counters.next_seq()
         events.append(AccountOpened(seq, cmd.ts, cmd.account, cmd.order_value_limit,
                                     account.self_trade_prevention))
         return None
@@ -489,7 +486,7 @@ class Engine:
         else:
             account.units[cmd.asset] += change
             balance = account.units[cmd.asset]
-        seq = self.counters.seq = self.counters.seq + 1
+        seq = self.counters.next_seq()
         event = Deposited if change > 0 else Withdrawn
         events.append(event(seq, cmd.ts, cmd.account, cmd.asset, abs(change), balance))
         return None
@@ -519,7 +516,7 @@ class Engine:
         order = self._find_order(cmd)
         if order.__class__ is not Order:
             counters = self.counters
-            seq = counters.seq = counters.seq + 1
+            seq = counters.seq = counters.seq + 1  # Counters.next_seq, inlined: a cancel too late is common
             events.append(order_request_rejected(seq, cmd, order))
             return
         order.book.cancel(order, USER, events, cmd.ts)
@@ -566,7 +563,7 @@ class Engine:
         if waiting or (price == order.price and quantity < order.quantity):
             # Keeps its place: a smaller quantity at the same price, or a stop still waiting
             # (it has no place in the book yet and is amended where it waits).
-            seq = counters.seq = counters.seq + 1
+            seq = counters.next_seq()
             events.append(OrderReplaced(seq, ts, book.symbol, order.order_id, order.account.account_id,
                                         order.client_order_id, price, quantity, quantity - order.filled, True))
             if waiting:
@@ -579,7 +576,7 @@ class Engine:
         # Loses priority: the order leaves the book and arrives again, as a new object so that
         # the dead entry it leaves in its old level can never be mistaken for it.
         filled = order.filled
-        seq = counters.seq = counters.seq + 1
+        seq = counters.next_seq()
         events.append(OrderReplaced(seq, ts, book.symbol, order.order_id, order.account.account_id,
                                     order.client_order_id, price, quantity, quantity - filled, False))
         book.unlink(order)
@@ -604,7 +601,7 @@ class Engine:
             return RejectCode.UNKNOWN_INSTRUMENT
         reason = CancelReason.DISCONNECT if cmd.on_disconnect else CancelReason.MASS_CANCEL
         canceled = self._cancel_all(self.accounts.get(cmd.account), symbol, reason, events, cmd.ts)
-        seq = self.counters.seq = self.counters.seq + 1
+        seq = self.counters.next_seq()
         events.append(MassCancelCompleted(seq, cmd.ts, cmd.account, symbol, canceled))
         return None
 
@@ -626,7 +623,7 @@ class Engine:
         canceled = self._cancel_all(account, None, CancelReason.KILL_SWITCH, events, cmd.ts)
         if self.pre_trade_risk:
             self.primary.withdraw_all(cmd.account, cmd.ts, events)  # its sealed bids go too
-        seq = self.counters.seq = self.counters.seq + 1
+        seq = self.counters.next_seq()
         events.append(AccountBlocked(seq, cmd.ts, cmd.account, canceled))
         return None
 
@@ -635,7 +632,7 @@ class Engine:
         if account is None:
             return RejectCode.UNKNOWN_ACCOUNT
         account.blocked = False
-        seq = self.counters.seq = self.counters.seq + 1
+        seq = self.counters.next_seq()
         events.append(AccountUnblocked(seq, cmd.ts, cmd.account))
         return None
 
@@ -643,7 +640,7 @@ class Engine:
         if self.pre_trade_risk and cmd.account not in self.accounts:  # accounts are opened, never implied
             return RejectCode.UNKNOWN_ACCOUNT
         self._account(cmd.account).self_trade_prevention = cmd.mode
-        seq = self.counters.seq = self.counters.seq + 1
+        seq = self.counters.next_seq()
         events.append(SelfTradePreventionSet(seq, cmd.ts, cmd.account, cmd.mode))
         return None
 
@@ -660,7 +657,7 @@ class Engine:
         if (phase is CONTINUOUS or phase is CLOSED_PHASE) and (previous in CALL_PHASES or previous is HALTED):
             book.uncross(events, ts)  # a halt entered from a call may hold a crossed book: it ends the same way
         book.phase = phase
-        seq = self.counters.seq = self.counters.seq + 1
+        seq = self.counters.next_seq()
         events.append(TradingPhaseChanged(seq, ts, book.symbol, phase, previous, "operator", None, None))
         if phase is CONTINUOUS and book.stop_count and book.last_price is not None:
             book.release_stops(events, ts)
@@ -679,22 +676,15 @@ class Engine:
         expiring.sort(key=_by_order_id)
         for order in expiring:
             book = order.book
-            expired = order.leaves
-            seq = counters.seq = counters.seq + 1
-            events.append(OrderExpired(seq, ts, book.symbol, order.order_id, order.account.account_id,
-                                       order.client_order_id, expired))
             book.unlink(order)
-            if self.pre_trade_risk:
-                book.release(order, expired)
-            order.leaves = 0
-            del self.open_orders[order.order_id]
-            del order.account.open_orders[order.order_id]
-            order.account.orders[order.client_order_id] = CLOSED
+            expired = book.retire(order)
+            events.append(OrderExpired(counters.next_seq(), ts, book.symbol, order.order_id,
+                                       order.account.account_id, order.client_order_id, expired))
         # Client order ids are unique per trading day: forget those of orders no longer open.
         for account in self.accounts.values():
             account.orders = {clid: order for clid, order in account.orders.items() if order is not CLOSED}
         self.last_closed_date = trading_date
-        seq = counters.seq = counters.seq + 1
+        seq = counters.next_seq()
         events.append(TradingDayClosed(seq, ts, trading_date, len(expiring)))
         return None
 
@@ -708,7 +698,7 @@ class Engine:
         return account
 
     def _order_rejected(self, cmd: NewOrder, code: RejectCode) -> OrderRejected:
-        seq = self.counters.seq = self.counters.seq + 1
+        seq = self.counters.next_seq()
         return order_rejected(seq, cmd, cmd.instrument if cmd.instrument in self.books else None, code)
 
     # -- state -------------------------------------------------------------------------------

@@ -133,14 +133,10 @@ class PrimaryAuctions:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._counters = engine.counters  # numbers the events
         self.auctions: dict[str, PrimaryAuction] = {}
         # (auctioneer, instrument) -> volume to add to each of its next auctions, the next one first
         self.carry_over: dict[tuple[str, str], list[int]] = {}
-
-    def _next_seq(self) -> int:
-        counters = self._engine.counters
-        counters.seq += 1
-        return counters.seq
 
     # -- commands ---------------------------------------------------------------------------------
 
@@ -172,7 +168,7 @@ class PrimaryAuctions:
                 del self.carry_over[key]
         account.reserved_units[symbol] += volume
         self.auctions[cmd.auction_id] = PrimaryAuction(cmd, volume, carried_in)
-        events.append(PrimaryAuctionOpened(self._next_seq(), cmd.ts, cmd.auction_id, cmd.auctioneer, symbol, volume,
+        events.append(PrimaryAuctionOpened(self._counters.next_seq(), cmd.ts, cmd.auction_id, cmd.auctioneer, symbol, volume,
                                            carried_in, cmd.closes_at, seed_hash(cmd.seed), cmd.reserve_discount_bps))
         return None
 
@@ -211,7 +207,7 @@ class PrimaryAuctions:
         auction.bid_ids.add((cmd.account, cmd.bid_id))
         auction.bids[(cmd.account, cmd.bid_id)] = Bid(auction.bids_received, cmd.account, cmd.bid_id, cmd.price,
                                                        cmd.volume)
-        events.append(BidPlaced(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, auction.instrument,
+        events.append(BidPlaced(self._counters.next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, auction.instrument,
                                 cmd.price, cmd.volume, held, False))
         return None
 
@@ -233,7 +229,7 @@ class PrimaryAuctions:
             return RejectCode.INSUFFICIENT_CASH
         account.reserved_cash += held - bid.held
         bid.price, bid.volume = price, volume  # a sealed bid has no time priority to lose
-        events.append(BidPlaced(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, auction.instrument,
+        events.append(BidPlaced(self._counters.next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, auction.instrument,
                                 price, volume, held, True))
         return None
 
@@ -246,7 +242,7 @@ class PrimaryAuctions:
         if bid is None:
             return RejectCode.UNKNOWN_BID
         account.reserved_cash -= bid.held
-        events.append(BidWithdrawn(self._next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id,
+        events.append(BidWithdrawn(self._counters.next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id,
                                    auction.instrument, bid.held))
         return None
 
@@ -262,7 +258,7 @@ class PrimaryAuctions:
                 if bid.account == account_id:
                     del auction.bids[key]
                     account.reserved_cash -= bid.held
-                    events.append(BidWithdrawn(self._next_seq(), ts, auction.auction_id, account_id, bid.bid_id,
+                    events.append(BidWithdrawn(self._counters.next_seq(), ts, auction.auction_id, account_id, bid.bid_id,
                                                auction.instrument, bid.held))
                     withdrawn += 1
         return withdrawn
@@ -286,7 +282,7 @@ class PrimaryAuctions:
             auction.outcome = UNDERSUBSCRIBED if clearing_price is None else BELOW_RESERVE
             for bid, _ in allocations:
                 engine.account(bid.account).reserved_cash -= bid.held
-                events.append(BidResult(self._next_seq(), cmd.ts, auction.auction_id, bid.account, bid.bid_id,
+                events.append(BidResult(self._counters.next_seq(), cmd.ts, auction.auction_id, bid.account, bid.bid_id,
                                         auction.instrument, bid.price, bid.volume, 0, None, 0))
             auctioneer = engine.account(auction.auctioneer)
             auctioneer.reserved_units[auction.instrument] -= auction.volume
@@ -295,7 +291,7 @@ class PrimaryAuctions:
             waiting = self.carry_over.get(key, [])  # at most CARRY_OVER_AUCTIONS long
             waiting += [0] * (CARRY_OVER_AUCTIONS - len(waiting))
             self.carry_over[key] = [before + added for before, added in zip(waiting, carried)]
-            events.append(PrimaryAuctionCancelled(self._next_seq(), cmd.ts, auction.auction_id, auction.auctioneer,
+            events.append(PrimaryAuctionCancelled(self._counters.next_seq(), cmd.ts, auction.auction_id, auction.auctioneer,
                                                   auction.instrument, auction.volume, auction.outcome, total,
                                                   bidders, clearing_price, reserve_price, carried,
                                                   auction.seed))
@@ -313,13 +309,13 @@ class PrimaryAuctions:
                 account.units[symbol] += allocated
                 proceeds += amount
                 winners.add(bid.account)
-            events.append(BidResult(self._next_seq(), cmd.ts, auction.auction_id, bid.account, bid.bid_id, symbol,
+            events.append(BidResult(self._counters.next_seq(), cmd.ts, auction.auction_id, bid.account, bid.bid_id, symbol,
                                     bid.price, bid.volume, allocated, clearing_price, amount))
         auctioneer = engine.account(auction.auctioneer)
         auctioneer.units[symbol] -= auction.volume
         auctioneer.reserved_units[symbol] -= auction.volume
         auctioneer.cash += proceeds
-        events.append(PrimaryAuctionCleared(self._next_seq(), cmd.ts, auction.auction_id, auction.auctioneer, symbol,
+        events.append(PrimaryAuctionCleared(self._counters.next_seq(), cmd.ts, auction.auction_id, auction.auctioneer, symbol,
                                             auction.volume, clearing_price, total, bidders, len(winners), proceeds,
                                             reserve_price, auction.seed))
         return None
