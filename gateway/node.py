@@ -299,8 +299,12 @@ async def running_exchange(config: ServerConfig, instruments: Mapping[str, Instr
     is bound, not yet listening, until the gateway starts serving it.
     """
     gateway: TradingGateway | None = None
-    listener = await bind_listener(config.host, config.port,
-                                   lambda reader, writer: gateway.host.serve_connection(reader, writer))
+
+    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert gateway is not None  # the listener serves only once the gateway has started
+        await gateway.host.serve_connection(reader, writer)
+
+    listener = await bind_listener(config.host, config.port, connected)
     with contextlib.ExitStack() as resources:
         resources.callback(listener.close)
         data_dir = Path(config.data_dir or resources.enter_context(tempfile.TemporaryDirectory(prefix="carbonx-")))

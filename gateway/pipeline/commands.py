@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, cast
 
 from exchange import (BlockAccount, CancelOrder, Engine, InvalidCommand, MassCancel, ModifyBid, NewOrder,
-                      OpenPrimaryAuction, RejectCode, ReplaceOrder, SetTradingPhase, SubmitBid, UnblockAccount,
-                      WithdrawBid)
+                      OpenPrimaryAuction, OrderType, RejectCode, ReplaceOrder, SelfTradePrevention, SetTradingPhase,
+                      Side, SubmitBid, TimeInForce, TradingPhase, UnblockAccount, WithdrawBid)
 from exchange.instruments import Instrument
 
 from gateway.config import ServerConfig
@@ -68,13 +68,17 @@ class CommandBuilder:
 
     def _new_order(self, session: Session, request: NewOrderRequest, ts: int) -> NewOrder:
         instrument = self.engine.instruments.get(request.instrument)
+        # The engine's commands take the wire's strings for their enums: they convert them, and refuse a bad one
+        # with its own code (exchange.commands), so the gateway passes them on as they came.
         return NewOrder(ts=ts, account=session.account, client_order_id=request.client_order_id,
-                        instrument=request.instrument, side=request.side, quantity=request.quantity,
-                        price=price_in_cents(request.price, instrument, "price"), order_type=request.order_type,
-                        time_in_force=request.time_in_force, display_quantity=request.display_quantity,
+                        instrument=request.instrument, side=cast(Side, request.side), quantity=request.quantity,
+                        price=price_in_cents(request.price, instrument, "price"),
+                        order_type=cast(OrderType, request.order_type),
+                        time_in_force=cast(TimeInForce, request.time_in_force),
+                        display_quantity=request.display_quantity,
                         stop_price=price_in_cents(request.stop_price, instrument, "stop_price"),
                         expire_date=request.expire_date, post_only=request.post_only,
-                        self_trade_prevention=request.self_trade_prevention)
+                        self_trade_prevention=cast(SelfTradePrevention | None, request.self_trade_prevention))
 
     def _cancel_order(self, session: Session, request: CancelRequest, ts: int) -> CancelOrder:
         own_order(self.tracker, session.account, request)
@@ -98,7 +102,8 @@ class CommandBuilder:
         return UnblockAccount(ts=ts, account=request.account)
 
     def _set_trading_phase(self, session: Session, request: SetTradingPhaseRequest, ts: int) -> SetTradingPhase:
-        return SetTradingPhase(ts=ts, instrument=request.instrument, phase=request.phase, from_phase=request.from_phase)
+        return SetTradingPhase(ts=ts, instrument=request.instrument, phase=cast(TradingPhase, request.phase),
+                               from_phase=cast(TradingPhase | None, request.from_phase))
 
     def _open_auction(self, session: Session, request: OpenAuctionRequest, ts: int) -> OpenPrimaryAuction:
         """An auctioneer's auction: the window from now, the seed drawn here (the engine draws nothing)."""
@@ -118,7 +123,8 @@ class CommandBuilder:
     def _submit_bid(self, session: Session, request: SubmitBidRequest, ts: int) -> SubmitBid:
         instrument = self._auction_instrument(request.auction_id)
         return SubmitBid(ts=ts, account=session.account, auction_id=request.auction_id, bid_id=request.bid_id,
-                         price=price_in_cents(request.price, instrument, "price"), volume=request.volume)
+                         price=cast(int, price_in_cents(request.price, instrument, "price")),  # a bid has a price
+                         volume=request.volume)
 
     def _modify_bid(self, session: Session, request: ModifyBidRequest, ts: int) -> ModifyBid:
         instrument = self._auction_instrument(request.auction_id)

@@ -122,14 +122,16 @@ class Intake:
         if self.lifecycle.stopping:  # the stop answers what was queued before it; nothing read after it is taken
             return False
         now = self.clock()
-        operator = session.link.config.is_operator
+        link = session.link
+        assert link is not None  # only logged-on sessions are read into the intake
+        operator, auctioneer = link.config.is_operator, link.config.is_auctioneer
         market_data_only = session.market_data_only
         # Requests the queue still takes from this session: what is left of it, and of the session's share (a
         # quarter: one session alone cannot fill it and leave the others only 719s).
         room = min(self.config.queue_size - self.queued, self.session_share - session.queued)
         max_batch = self.config.max_batch
         refused: list = []  # the run of messages refused unprocessed, not yet queued
-        refused_code = None
+        refused_code = RejectCode.THROTTLED  # the code of the run in ``refused``
         throttled = 0
         for item in items:
             if session.closed:  # ended while this read was being queued (a heartbeat timeout, say)
@@ -169,7 +171,7 @@ class Intake:
                                              fatal=False, message_type=item.__struct_config__.tag,
                                              request_id=item.request_id))
             elif kind is not Refusal and ((kind.admin and not operator)
-                                          or (kind.auctioneer and not session.link.config.is_auctioneer)):
+                                          or (kind.auctioneer and not auctioneer)):
                 self.put(session, Refusal(RejectCode.NOT_AUTHORISED, RejectCode.NOT_AUTHORISED.text,
                                              fatal=False, message_type=item.__struct_config__.tag,
                                              request_id=item.request_id))

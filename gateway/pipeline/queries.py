@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import time
+from typing import Callable
 
 from exchange import Engine, InvalidCommand, RejectCode, Side
 from exchange.primary_auction import seed_hash
@@ -43,7 +44,7 @@ class Queries:
         self.tracker = tracker
         self.feed = feed
         self.replies = replies
-        self.answers = {OrderStatusRequest: self.order_status, BalancesRequest: self.balances, BookRequest: self.book,
+        self.answers: dict[type, Callable[..., None]] = {OrderStatusRequest: self.order_status, BalancesRequest: self.balances, BookRequest: self.book,
                         OpenOrdersRequest: self.open_orders, TradesRequest: self.trades,
                         AuctionStatusRequest: self.auction_status}
 

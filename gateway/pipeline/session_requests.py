@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 from exchange import RejectCode
 from exchange.instruments import Instrument, cents_to_eur
@@ -44,14 +45,15 @@ class SessionRequests:
         self.feed: MarketDataFeed = sequencer.feed
         self.config = config
         self.instrument_list = [instrument_entry(instrument) for instrument in sequencer.engine.instruments.values()]
-        self.answers = {AcceptLogon: self.accept_logon, Logout: self.logout, Refusal: self.refusal,
+        self.answers: dict[type, Callable[..., None]] = {AcceptLogon: self.accept_logon, Logout: self.logout, Refusal: self.refusal,
                         NotProcessed: self.not_processed, PingRequest: self.ping, ResendRequest: self.resend,
                         SubscribeRequest: self.subscribe, UnsubscribeRequest: self.unsubscribe}
 
     def accept_logon(self, session: Session, request: AcceptLogon) -> None:
         """In the engine loop: the logon's answer takes its place in the outbox, after every message the
         account had before it; a session with cancel-on-disconnect is journaled (see Sequencer.cod_sessions)."""
-        if session.closed:
+        link = session.link
+        if session.closed or link is None:
             return
         if session.cancel_on_disconnect:
             self.journal.append(session_record(session.account))
@@ -66,7 +68,7 @@ class SessionRequests:
             "heartbeat_timeout": session.heartbeat_interval * config.heartbeat_timeout_factor,
             "max_frame": config.max_frame, "throttle_rate": config.throttle_rate,
             "throttle_burst": config.throttle_burst, "cancel_on_disconnect": session.cancel_on_disconnect,
-            "operator": session.link.config.is_operator, "next_seq": next_seq, "instruments": self.instrument_list,
+            "operator": link.config.is_operator, "next_seq": next_seq, "instruments": self.instrument_list,
             "ts": time.time_ns(),
         }
         if market_data_only:  # stated only when asked for: a trading session's logon_accepted is as it was

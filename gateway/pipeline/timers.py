@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, Callable, Coroutine, Iterable
 
 from exchange import (ClearPrimaryAuction, Engine, PrimaryAuctionOpened, RejectCode, SetTradingPhase, TradingPhase,
                       TradingPhaseChanged)
@@ -37,7 +37,7 @@ class Timers:
     """Volatility interruptions' reopenings and primary auctions' clearings; see the module notes."""
 
     def __init__(self, engine: Engine, lifecycle: Lifecycle,
-                 run_commands: Callable[[list], Awaitable[list]]) -> None:
+                 run_commands: Callable[[list], Coroutine[Any, Any, list]]) -> None:
         self.engine = engine
         self.lifecycle = lifecycle
         self.run_commands = run_commands  # the operator's way in: queued, journaled, run in sequence

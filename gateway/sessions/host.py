@@ -103,6 +103,7 @@ class SessionHost:
 
     async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        assert task is not None  # asyncio's server runs each connection in a task
         number = next(self._numbers)
         task.set_name(f"session-{number}")
         self.connection_tasks.add(task)
@@ -195,7 +196,7 @@ class SessionHost:
             session.end(first.code, first.text, first.request_id)
             return False
         if type(first) is not Logon:
-            session.end(RejectCode.NOT_LOGGED_ON, request_id=first.request_id)
+            session.end(RejectCode.NOT_LOGGED_ON, request_id=getattr(first, "request_id", None))
             return False
         interval = first.heartbeat_interval
         if interval is not None and not MIN_CLIENT_HEARTBEAT <= interval <= MAX_CLIENT_HEARTBEAT:

@@ -84,7 +84,7 @@ class Session:
         self.pending = False  # counted among the connections waiting to log on
         self.market_data_only = False  # set at logon: a session for market data, with no orders and no numbering
         self.link: AccountLink | None = None  # set at logon
-        self.account: str | None = None
+        self.account = ""  # set at logon (every request on the queue is a logged-on session's)
         self.cancel_on_disconnect = True  # set at logon: the logon's choice, else the account's setting
         self.heartbeat_interval = config.heartbeat_interval
         now = clock()
@@ -118,7 +118,7 @@ class Session:
             return
         self.last_sent = self.clock()
         if buffered > self.config.max_outbound_bytes:
-            log_event(log, "slow_consumer", logging.WARNING, session=self.number, account=self.account,
+            log_event(log, "slow_consumer", logging.WARNING, session=self.number, account=self.account or None,
                       peer=self.peer, buffered=buffered)
             self.end(RejectCode.SLOW_CONSUMER)  # the logout sits behind everything unread
 
@@ -155,7 +155,7 @@ class Session:
     def lost(self, error: BaseException) -> None:
         """The connection failed under a write, a shutdown or a close: cut it. Only this session ends; the
         caller (the engine task, the stop, the heartbeat task) goes on."""
-        log_event(log, "session_io_error", logging.INFO, session=self.number, account=self.account,
+        log_event(log, "session_io_error", logging.INFO, session=self.number, account=self.account or None,
                   peer=self.peer, error=f"{type(error).__name__}: {error}")
         if not self.closed:
             self._close()
