@@ -58,7 +58,7 @@ def start_server(port: int, fsync: str, data_dir: str | Path, *, options: list[s
     log_path = Path(data_dir).parent / f"serve-{port}.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli.main", *options, "serve", "--port", str(port), "--log-level", "WARNING",
+            [sys.executable, "-m", "gateway.cli", *options, "serve", "--port", str(port), "--log-level", "WARNING",
              "--throttle-rate", "1000000", "--throttle-burst", "1000000", "--journal-fsync", fsync,
              "--data-dir", str(data_dir), "--snapshot-every", "0", *serve_options],
             stdout=subprocess.DEVNULL, stderr=log)

@@ -249,7 +249,7 @@ def main() -> None:
         accounts = [f"bench-{number:04d}" for number in range(1, args.sessions + 1)]
         port = free_port()
         here = os.getcwd()
-        os.chdir(args.checkout or Path(__file__).resolve().parent.parent)  # python -m gateway.cli.main runs from here
+        os.chdir(args.checkout or Path(__file__).resolve().parent.parent)  # python -m gateway.cli runs from here
         try:
             server = gateway_suite.start_exchange(port, "batch", folder, accounts_path,
                                                   ["--throttle-rate", "5000", "--throttle-burst", "1000"])
