@@ -4,7 +4,8 @@ Commands in (:mod:`exchange.commands`), events out (:mod:`exchange.events`),
 through :class:`exchange.engine.Engine`. Nothing in this package performs I/O,
 reads a clock, draws random numbers or imports asyncio.
 """
-from .book import Order, OrderBook
+from .book import OrderBook
+from .orders import Order
 from .codes import RejectCode
 from .commands import (CASH_ASSET, BlockAccount, CancelOrder, ComplianceDeadline, Deposit, EndOfDay, InvalidCommand, MassCancel,
                        NewOrder, OpenAccount, RecordEmissions, RegisterInstallation, ReplaceOrder,

@@ -1,19 +1,25 @@
-"""What the engine keeps per account, and the engine-wide counters.
+"""What the engine keeps per account, the commands that open, fund and set accounts, and the counters.
 
 An :class:`Account` is the engine's view of one participant: holdings moved at
 every fill, what open orders hold back, the client order ids of the day and
 the account's settings (self-trade prevention, order value limit, the kill
-switch). :class:`Counters` hands out the gap-free numbers every book shares:
-event sequence numbers, trade ids and order ids.
+switch). :class:`AccountCommands` carries out the commands that open an
+account, move cash or units in or out and change its settings; blocking an
+account (the kill switch) also cancels its orders and bids, so the engine
+does that itself. :class:`Counters` hands out the gap-free numbers every book
+shares: event sequence numbers, trade ids and order ids.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable
 
+from .codes import RejectCode
+from .commands import CASH_ASSET, Deposit, OpenAccount, SetSelfTradePrevention, UnblockAccount, Withdraw
 from .enums import SelfTradePrevention
+from .events import AccountOpened, AccountUnblocked, Deposited, SelfTradePreventionSet, Withdrawn
 
 if TYPE_CHECKING:
-    from .book import Order
+    from .orders import Order
 
 STP_NONE = SelfTradePrevention.NONE
 
@@ -83,3 +89,79 @@ class Account:
 
 
 CLOSED = None  # value in ``Account.orders`` for a client order id whose order is no longer open
+
+
+def account_on_first_use(accounts: dict[str, Account], account_id: str) -> Account:
+    """The account, opened on first use: only without pre-trade risk, where accounts hold nothing."""
+    account = accounts.get(account_id)
+    if account is None:
+        account = accounts[account_id] = Account(account_id)
+    return account
+
+
+class AccountCommands:
+    """Opening accounts, deposits and withdrawals, self-trade prevention settings and the kill switch's end.
+
+    Each handler appends its event, or changes nothing and returns the rule
+    the command breaks (the engine refuses it).
+    """
+
+    def __init__(self, accounts: dict[str, Account], symbols: Iterable[str], counters: Counters,
+                 pre_trade_risk: bool) -> None:
+        self.accounts = accounts  # the engine's accounts by id (shared)
+        self.symbols = tuple(symbols)  # the instruments: the assets besides cash
+        self.counters = counters
+        self.pre_trade_risk = pre_trade_risk  # accounts are opened and funded by command, never implied
+
+    def open_account(self, cmd: OpenAccount, events: list) -> RejectCode | None:
+        if cmd.account in self.accounts:
+            return RejectCode.ACCOUNT_ALREADY_OPEN
+        account = self.accounts[cmd.account] = Account(cmd.account, self.symbols, cmd.order_value_limit)
+        if cmd.self_trade_prevention is not None:
+            account.self_trade_prevention = cmd.self_trade_prevention
+        events.append(AccountOpened(self.counters.next_seq(), cmd.ts, cmd.account, cmd.order_value_limit,
+                                    account.self_trade_prevention))
+        return None
+
+    def deposit(self, cmd: Deposit, events: list) -> RejectCode | None:
+        return self._move_assets(cmd, events, cmd.amount)
+
+    def withdraw(self, cmd: Withdraw, events: list) -> RejectCode | None:
+        return self._move_assets(cmd, events, -cmd.amount)
+
+    def _move_assets(self, cmd: Deposit | Withdraw, events: list, change: int) -> RejectCode | None:
+        """Cash (asset EUR, in cents) or units of an instrument into (+) or out of (-) an account."""
+        account = self.accounts.get(cmd.account)
+        if account is None or not self.pre_trade_risk:
+            return RejectCode.UNKNOWN_ACCOUNT
+        asset = cmd.asset
+        if asset == CASH_ASSET:
+            if account.cash - account.reserved_cash + change < 0:
+                return RejectCode.INSUFFICIENT_CASH
+            account.cash += change
+            balance = account.cash
+        elif asset not in self.symbols:
+            return RejectCode.UNKNOWN_ASSET
+        elif account.units[asset] - account.reserved_units[asset] + change < 0:
+            return RejectCode.INSUFFICIENT_UNITS
+        else:
+            account.units[asset] += change
+            balance = account.units[asset]
+        event = Deposited if change > 0 else Withdrawn
+        events.append(event(self.counters.next_seq(), cmd.ts, cmd.account, asset, abs(change), balance))
+        return None
+
+    def unblock_account(self, cmd: UnblockAccount, events: list) -> RejectCode | None:
+        account = self.accounts.get(cmd.account)
+        if account is None:
+            return RejectCode.UNKNOWN_ACCOUNT
+        account.blocked = False
+        events.append(AccountUnblocked(self.counters.next_seq(), cmd.ts, cmd.account))
+        return None
+
+    def set_self_trade_prevention(self, cmd: SetSelfTradePrevention, events: list) -> RejectCode | None:
+        if self.pre_trade_risk and cmd.account not in self.accounts:  # accounts are opened, never implied
+            return RejectCode.UNKNOWN_ACCOUNT
+        account_on_first_use(self.accounts, cmd.account).self_trade_prevention = cmd.mode
+        events.append(SelfTradePreventionSet(self.counters.next_seq(), cmd.ts, cmd.account, cmd.mode))
+        return None

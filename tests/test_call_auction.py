@@ -40,6 +40,7 @@ from exchange import (CALL_PHASES, AuctionCompleted, AuctionIndicative, CancelOr
                       OrderRejected, OrderReplaced, OrderType, RejectCode, ReplaceOrder, RequestRejected,
                       SetTradingPhase, Side, StopTriggered, TimeInForce, Trade, TradingPhase, TradingPhaseChanged,
                       auction_price)
+from exchange.call_auction import indicative_price
 from exchange.engine import PHASE_CHANGES
 from scenario_helpers import Scenario, assert_only_seq_moved, check_books, shipped_instruments, snapshot
 
@@ -140,7 +141,7 @@ def test_auction_price_equals_brute_force(book):
     expected = brute_auction(bids, asks, reference, tick)
     assert as_tuple(auction_price(bids, asks, reference, tick)) == expected
     if expected is not None:
-        # Only the overlapping levels matter (OrderBook.indicative_price passes no others).
+        # Only the overlapping levels matter (call_auction.indicative_price passes no others).
         overlap_bids = [(p, q) for p, q in bids if p >= asks[0][0]]
         overlap_asks = [(p, q) for p, q in asks if p <= bids[0][0]]
         assert as_tuple(auction_price(overlap_bids, overlap_asks, reference, tick)) == expected
@@ -307,7 +308,7 @@ def test_uncross_matches_reference_allocation(risk, opening, actions):
                     order.arrival = next(arrival)
         assert not any(type(e) is Trade for e in events), "a trade during a call"
         bids, asks, found = model_book(model, reference)
-        assert as_tuple(book.indicative_price()) == found
+        assert as_tuple(indicative_price(book)) == found
         indicative = [e for e in events if type(e) is AuctionIndicative]
         assert len(indicative) <= 1
         if indicative:

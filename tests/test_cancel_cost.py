@@ -15,9 +15,9 @@ from collections import deque
 
 import pytest
 
-import exchange.book
+import exchange.book_side
 from exchange import CancelOrder, NewOrder, Side, Trade
-from exchange.book import COMPACT_SLACK
+from exchange.book_side import COMPACT_SLACK
 from scenario_helpers import check_books, make_engine
 
 N = 30_000
@@ -81,7 +81,7 @@ class CountingDeque(deque):
 
 @pytest.fixture
 def counted(monkeypatch):
-    monkeypatch.setattr(exchange.book, "deque", CountingDeque)
+    monkeypatch.setattr(exchange.book_side, "deque", CountingDeque)
     CountingDeque.work = 0
     CountingDeque.counting = True
     return CountingDeque

@@ -165,7 +165,7 @@ def mutations():
                                              SelfTradePrevention.CANCEL_TAKING)),
         ("client order id closed", close_clid),
         ("client order id forgotten", forget_clid),
-        ("last closed date", set_attr(("last_closed_date",), 20240103)),
+        ("last closed date", set_attr(("order_commands", "last_closed_date"), 20240103)),
         ("seq", counter("seq")),
         ("order id counter", counter("order_id")),
         ("trade id counter", counter("trade_id")),

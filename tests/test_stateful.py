@@ -73,6 +73,7 @@ from exchange import (AccountOpened, CancelOrder, CancelReason, RequestRejected,
                       OrderAccepted, OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, OrderType, RejectCode,
                       ReplaceOrder, SelfTradePrevention, SelfTradePreventionSet, SetSelfTradePrevention, Side,
                       StopTriggered, TimeInForce, Trade, TradingDayClosed, Withdraw, Withdrawn)
+from exchange.stops import stop_reached
 from scenario_helpers import shipped_instruments
 
 CONFIGURED_INSTRUMENTS = shipped_instruments()  # every run of the machine starts from them (continuous matching:
@@ -578,7 +579,7 @@ class EngineMachine(RuleBasedStateMachine):
     def no_waiting_stop_is_already_reached(self):
         for book in self.engine.books.values():
             for order in book.waiting_stops():
-                assert not book.stop_reached(order), f"stop {order} waits though last price is {book.last_price}"
+                assert not stop_reached(order, book.last_price), f"stop {order} waits though last price is {book.last_price}"
 
     @invariant()
     def replay_gives_the_same_state(self):
