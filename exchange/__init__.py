@@ -5,26 +5,73 @@ through :class:`exchange.engine.Engine`. Nothing in this package performs I/O,
 reads a clock, draws random numbers or imports asyncio.
 """
 from .book import OrderBook
-from .orders import Order
+from .call_auction import AuctionPrice, auction_price
 from .codes import RejectCode
-from .commands import (CASH_ASSET, BlockAccount, CancelOrder, ComplianceDeadline, Deposit, EndOfDay, InvalidCommand, MassCancel,
-                       NewOrder, OpenAccount, RecordEmissions, RegisterInstallation, ReplaceOrder,
-                       SetSelfTradePrevention, SetTradingPhase, Surrender, UnblockAccount, Withdraw)
-from .commands import ClearPrimaryAuction, ModifyBid, OpenPrimaryAuction, SubmitBid, WithdrawBid
+from .commands import (
+                       CASH_ASSET,
+                       BlockAccount,
+                       CancelOrder,
+                       ClearPrimaryAuction,
+                       ComplianceDeadline,
+                       Deposit,
+                       EndOfDay,
+                       InvalidCommand,
+                       MassCancel,
+                       ModifyBid,
+                       NewOrder,
+                       OpenAccount,
+                       OpenPrimaryAuction,
+                       RecordEmissions,
+                       RegisterInstallation,
+                       ReplaceOrder,
+                       SetSelfTradePrevention,
+                       SetTradingPhase,
+                       SubmitBid,
+                       Surrender,
+                       UnblockAccount,
+                       Withdraw,
+                       WithdrawBid,
+)
 from .compliance import ComplianceConfig, compliance_report, format_report, parse_compliance
 from .engine import Engine
 from .enums import CALL_PHASES, CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce, TradingPhase
-from .call_auction import AuctionPrice, auction_price
-from .events import (BidPlaced, BidResult, BidWithdrawn, PrimaryAuctionCancelled, PrimaryAuctionCleared,
-                     PrimaryAuctionOpened)
-from .events import (AccountBlocked, AuctionCompleted, AuctionIndicative, AccountOpened, AccountUnblocked, RequestRejected, DeadlinePassed, Deposited, EmissionsRecorded,
-                     InstallationRegistered, LevelChanged, MassCancelCompleted, ObligationCarriedOver, OrderAccepted,
-                     OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, PenaltyCharged,
-                     SelfTradePreventionSet, StopTriggered, Trade, TradingDayClosed, TradingPhaseChanged, UnitsSurrendered,
-                     Withdrawn)
+from .events import (
+                       AccountBlocked,
+                       AccountOpened,
+                       AccountUnblocked,
+                       AuctionCompleted,
+                       AuctionIndicative,
+                       BidPlaced,
+                       BidResult,
+                       BidWithdrawn,
+                       DeadlinePassed,
+                       Deposited,
+                       EmissionsRecorded,
+                       InstallationRegistered,
+                       LevelChanged,
+                       MassCancelCompleted,
+                       ObligationCarriedOver,
+                       OrderAccepted,
+                       OrderCanceled,
+                       OrderExpired,
+                       OrderRejected,
+                       OrderReplaced,
+                       PenaltyCharged,
+                       PrimaryAuctionCancelled,
+                       PrimaryAuctionCleared,
+                       PrimaryAuctionOpened,
+                       RequestRejected,
+                       SelfTradePreventionSet,
+                       StopTriggered,
+                       Trade,
+                       TradingDayClosed,
+                       TradingPhaseChanged,
+                       UnitsSurrendered,
+                       Withdrawn,
+)
 from .instruments import ConfigError, Instrument, parse_instruments
-from .views import (AccountBalances, AccountSettings, BidView, EngineCounts, InstallationView,
-                    PrimaryAuctionView)
+from .orders import Order
+from .views import AccountBalances, AccountSettings, BidView, EngineCounts, InstallationView, PrimaryAuctionView
 
 __all__ = [
     "ComplianceConfig", "ComplianceDeadline", "DeadlinePassed", "EmissionsRecorded", "InstallationRegistered",

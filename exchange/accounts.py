@@ -11,7 +11,8 @@ shares: event sequence numbers, trade ids and order ids.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .codes import RejectCode
 from .commands import CASH_ASSET, Deposit, OpenAccount, SetSelfTradePrevention, UnblockAccount, Withdraw

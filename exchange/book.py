@@ -43,11 +43,11 @@ caller passes in, each with the next number from the shared
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from .accounts import CLOSED, Account, Counters
 from .book_side import EMPTY, BookSide
-from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce, TradingPhase
+from .enums import CancelReason, SelfTradePrevention, Side, TimeInForce, TradingPhase
 from .events import OrderCanceled, StopTriggered, Trade, TradingPhaseChanged
 from .instruments import Instrument
 from .orders import Order
@@ -60,7 +60,6 @@ NO_LIMIT = EMPTY - 1  # limit key of a market order without a collar: reaches ev
 STP_NONE = SelfTradePrevention.NONE
 STP_CANCEL_RESTING = SelfTradePrevention.CANCEL_RESTING
 STP_CANCEL_TAKING = SelfTradePrevention.CANCEL_TAKING
-LIMIT = OrderType.LIMIT
 IOC = TimeInForce.IOC
 FOK = TimeInForce.FOK
 CONTINUOUS = TradingPhase.CONTINUOUS
@@ -135,7 +134,7 @@ class OrderBook:
         """
         side = order.side
         price = order.price
-        if order.order_type is LIMIT:
+        if price is not None:  # a limit order (a market order has no price)
             if side is BUY:
                 opposite = self.asks
                 limit_key = price
@@ -184,6 +183,7 @@ class OrderBook:
         """Put an order with ``leaves`` lots open at the back of its price level (the level is marked changed)."""
         side = order.side
         price = order.price
+        assert price is not None  # only limit orders rest
         if side is BUY:
             own = self.bids
             key = -price
@@ -279,6 +279,7 @@ class OrderBook:
                     queue.popleft()
                     if maker_leaves:  # iceberg: show the next slice at the back of the level
                         display = maker.display_quantity
+                        assert display is not None  # only an iceberg has lots left when its shown part fills
                         shown = display if display < maker_leaves else maker_leaves
                         maker.visible = shown
                         level.quantity += shown
@@ -364,9 +365,7 @@ class OrderBook:
         if order.stop_price is not None:  # a waiting stop: not in the book
             self.stops.remove(order)
             return
-        price = order.price
-        assert price is not None  # a resting order has a limit
-        (self.bids if order.side is BUY else self.asks).take_out(order, price)
+        (self.bids if order.side is BUY else self.asks).take_out(order)
 
     def cancel(self, order: Order, reason: CancelReason, events: list, ts: int) -> None:
         """Cancel an open order (resting or waiting stop): :meth:`unlink` and :meth:`_canceled` in one.
@@ -391,7 +390,7 @@ class OrderBook:
         if order.stop_price is not None:  # a waiting stop: not in the book
             self.stops.remove(order)
         else:
-            (self.bids if order.side is BUY else self.asks).take_out(order, order.price)
+            (self.bids if order.side is BUY else self.asks).take_out(order)
 
     def reduce_in_place(self, order: Order, quantity: int) -> None:
         """Lower a resting order's total quantity, keeping its place in the queue."""
@@ -403,7 +402,9 @@ class OrderBook:
             # (In a call the whole open quantity counts for the auction: a smaller hidden reserve changes
             # the indicative price, which is announced with the level's change.)
             own = self.bids if order.side is BUY else self.asks
-            level = own.levels[own.sign * order.price]
+            price = order.price
+            assert price is not None  # a resting order has a limit price
+            level = own.levels[own.sign * price]
             if shown > leaves:
                 level.quantity -= shown - leaves
                 order.visible = leaves
@@ -425,20 +426,24 @@ class OrderBook:
         """Trigger every stop the last trade price reaches; their trades may reach more (in continuous trading
         only: a triggered stop that sends the instrument into a call leaves the others waiting)."""
         stops = self.stops
-        while stops.count and self.phase is CONTINUOUS and self.last_price is not None:
-            order = stops.next_reached(self.last_price)
+        while stops.count and self.phase is CONTINUOUS:
+            last_price = self.last_price
+            if last_price is None:
+                return
+            order = stops.next_reached(last_price)
             if order is None:
                 return
-            self.trigger(order, events, ts)
+            self.trigger(order, last_price, events, ts)
 
-    def trigger(self, order: Order, events: list, ts: int) -> None:
-        """Turn a waiting stop into a limit order arriving now."""
+    def trigger(self, order: Order, last_price: int, events: list, ts: int) -> None:
+        """Turn a waiting stop, which the last trade price reached, into a limit order arriving now."""
+        stop_price = order.stop_price
+        assert stop_price is not None  # a waiting stop
         self.stops.remove(order)
         del self.open_orders[order.order_id]  # it arrives again as a new order, which indexes it if it rests
         del order.account.open_orders[order.order_id]
         events.append(StopTriggered(self.counters.next_seq(), ts, self.symbol, order.order_id,
-                                    order.account.account_id, order.client_order_id, order.stop_price,
-                                    self.last_price))
+                                    order.account.account_id, order.client_order_id, stop_price, last_price))
         order.stop_price = None
         self.execute(order, events, ts)
 

@@ -23,8 +23,9 @@ directly, for speed; what a side can answer or do on its own is here.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from operator import attrgetter
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from sortedcontainers import SortedList
 
@@ -84,7 +85,7 @@ class BookSide:
         self.side = side
         self.sign = 1 if side is SELL else -1  # key = sign * price
         self.levels: dict[int, Level] = {}
-        self.keys = SortedList()
+        self.keys: SortedList[int] = SortedList()
         self.best = EMPTY
         self.changed: dict[int, Level] = {}  # price -> level, changed since the book last announced its levels
 
@@ -97,7 +98,7 @@ class BookSide:
 
     def depth(self, max_levels: int | None = None) -> list[tuple[int, int, int]]:
         """Aggregated levels (price, shown lots, orders), best first; all of them with ``max_levels`` None."""
-        out = []
+        out: list[tuple[int, int, int]] = []
         for level in self.levels_in_priority():
             if max_levels is not None and len(out) >= max_levels:
                 break
@@ -126,9 +127,11 @@ class BookSide:
         else:
             keys.remove(key)
 
-    def take_out(self, order: Order, price: int) -> None:
-        """Take a live order out of its level (at ``price``), leaving a dead entry; the level is marked changed
-        and goes if it empties."""
+    def take_out(self, order: Order) -> None:
+        """Take a live order out of its level, leaving a dead entry; the level is marked changed and goes if it
+        empties."""
+        price = order.price
+        assert price is not None  # a resting order has a limit price
         key = self.sign * price
         level = self.levels[key]
         level.quantity -= order.visible

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from enum import Enum
-from typing import TypeVar
+from typing import TypeGuard, TypeVar
 
 from .codes import RejectCode
 from .enums import OrderType, SelfTradePrevention, Side, TimeInForce, TradingPhase
@@ -57,7 +57,7 @@ def valid_date(value: object) -> bool:
     return True
 
 
-def _whole(value: object) -> bool:
+def _whole(value: object) -> TypeGuard[int]:
     """A plain int (not a bool) that fits 64 bits."""
     return type(value) is int and -MAX_INT <= value <= MAX_INT
 
@@ -83,8 +83,8 @@ def _check_client_order_id(value: object) -> None:
 
 def _member(enum: type[E], value: object, code: RejectCode, field: str) -> E:
     """The enum member for a member or its wire string; InvalidCommand for anything else."""
-    if type(value) is enum:
-        return value  # type: ignore[return-value]
+    if isinstance(value, enum):  # (an enum with members has no subclasses: the same as ``type(value) is enum``)
+        return value
     if type(value) is str:
         try:
             return enum(value)

@@ -112,13 +112,20 @@ make it ineligible.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .codes import RejectCode
-from .commands import (MAX_ACCOUNT_LENGTH, ComplianceDeadline, RecordEmissions, RegisterInstallation, Surrender)
-from .events import (DeadlinePassed, EmissionsRecorded, InstallationRegistered, ObligationCarriedOver,
-                     PenaltyCharged, UnitsSurrendered)
+from .commands import MAX_ACCOUNT_LENGTH, ComplianceDeadline, RecordEmissions, RegisterInstallation, Surrender
+from .events import (
+    DeadlinePassed,
+    EmissionsRecorded,
+    InstallationRegistered,
+    ObligationCarriedOver,
+    PenaltyCharged,
+    UnitsSurrendered,
+)
 from .instruments import ConfigError, cents_to_eur, eur_to_cents
 
 if TYPE_CHECKING:
@@ -519,6 +526,6 @@ def format_report(rows: Iterable[ComplianceReportRow]) -> list[str]:
                         "closed" if row.closed else "open"])
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     return ["  ".join(cell.ljust(width) if i == 1 else cell.rjust(width)
-                      for i, (cell, width) in enumerate(zip(line, widths))) for line in table]
+                      for i, (cell, width) in enumerate(zip(line, widths, strict=True))) for line in table]
 
 

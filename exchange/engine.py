@@ -50,16 +50,36 @@ same :meth:`Engine.state_hash`.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from .accounts import CLOSED, Account, AccountCommands, Counters
 from .book import OrderBook
 from .call_auction import announce_indicative, uncross
 from .codes import RejectCode
-from .commands import (BlockAccount, CancelOrder, ClearPrimaryAuction, ComplianceDeadline, Deposit, EndOfDay,
-                       MassCancel, ModifyBid, NewOrder, OpenAccount, OpenPrimaryAuction, RecordEmissions,
-                       RegisterInstallation, ReplaceOrder, SetSelfTradePrevention, SetTradingPhase, SubmitBid,
-                       Surrender, UnblockAccount, Withdraw, WithdrawBid)
+from .commands import (
+    BlockAccount,
+    CancelOrder,
+    ClearPrimaryAuction,
+    ComplianceDeadline,
+    Deposit,
+    EndOfDay,
+    MassCancel,
+    ModifyBid,
+    NewOrder,
+    OpenAccount,
+    OpenPrimaryAuction,
+    RecordEmissions,
+    RegisterInstallation,
+    ReplaceOrder,
+    SetSelfTradePrevention,
+    SetTradingPhase,
+    SubmitBid,
+    Surrender,
+    UnblockAccount,
+    Withdraw,
+    WithdrawBid,
+)
 from .compliance import Compliance, ComplianceConfig, ComplianceReportRow, compliance_report
 from .enums import CALL_PHASES, CancelReason, Side, TradingPhase
 from .events import AccountBlocked, TradingPhaseChanged
@@ -68,8 +88,7 @@ from .order_commands import OrderCommands
 from .orders import Order, by_order_id
 from .primary_auction import PrimaryAuction, PrimaryAuctions
 from .refusals import request_rejected
-from .views import (AccountBalances, AccountSettings, BidView, EngineCounts, InstallationView,
-                    PrimaryAuctionView)
+from .views import AccountBalances, AccountSettings, BidView, EngineCounts, InstallationView, PrimaryAuctionView
 
 CONTINUOUS = TradingPhase.CONTINUOUS
 CLOSED_PHASE = TradingPhase.CLOSED
@@ -265,10 +284,9 @@ class Engine:
         announced after them (LevelChanged, once per level, in its final state).
         """
         events: list = []
-        kind = command.__class__
-        if kind is NewOrder:  # the two commands of the hot path skip the table
+        if command.__class__ is NewOrder:  # the two commands of the hot path skip the table
             self.order_commands.new_order(command, events)
-        elif kind is CancelOrder:
+        elif command.__class__ is CancelOrder:
             self.order_commands.cancel_order(command, events)
         else:
             self._handle_other(command, events)
@@ -295,10 +313,9 @@ class Engine:
         mark = None if command_ends is None else command_ends.append
         command = None
         for command in commands:
-            kind = command.__class__
-            if kind is NewOrder:
+            if command.__class__ is NewOrder:
                 new_order(command, events)
-            elif kind is CancelOrder:
+            elif command.__class__ is CancelOrder:
                 cancel_order(command, events)
             else:
                 self._handle_other(command, events)
@@ -391,8 +408,8 @@ class Engine:
                    + " ".join(f"{symbol}={account.units[symbol]}/{account.reserved_units[symbol]}"
                               for symbol in sorted(account.units)))
             for clid in sorted(account.orders, key=repr):
-                order = account.orders[clid]
-                yield f"clid {clid!r} {'closed' if order is CLOSED else order.order_id}"
+                named = account.orders[clid]
+                yield f"clid {clid!r} {'closed' if named is CLOSED else named.order_id}"
         yield from self.compliance.state_lines()
         yield from self.primary.state_lines()
 

@@ -11,9 +11,10 @@ is a new table in the file; no code names EUA, CER or ERU.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping
+from typing import Any
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{1,11}$")
 CENTS_PER_EUR = 100

@@ -23,13 +23,15 @@ that works out the exact reject code.
 """
 from __future__ import annotations
 
+from enum import Enum
+from typing import Final
+
 from .accounts import CLOSED, Account, Counters, account_on_first_use
 from .book import OrderBook
 from .codes import RejectCode
 from .commands import CancelOrder, EndOfDay, MassCancel, NewOrder, ReplaceOrder
 from .enums import CancelReason, OrderType, Side, TimeInForce, TradingPhase
-from .events import (MassCancelCompleted, OrderAccepted, OrderExpired, OrderRejected, OrderReplaced,
-                     TradingDayClosed)
+from .events import MassCancelCompleted, OrderAccepted, OrderExpired, OrderRejected, OrderReplaced, TradingDayClosed
 from .instruments import Instrument
 from .orders import Order, by_order_id
 from .refusals import order_rejected, order_request_rejected
@@ -44,7 +46,13 @@ USER = CancelReason.USER
 CONTINUOUS = TradingPhase.CONTINUOUS
 CLOSED_PHASE = TradingPhase.CLOSED
 HALTED = TradingPhase.HALTED
-_MISSING = object()  # "no such client order id", distinct from CLOSED (None)
+
+
+class _Missing(Enum):
+    MISSING = "missing"
+
+
+_MISSING: Final = _Missing.MISSING  # "no such client order id", distinct from CLOSED (None)
 _new = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
 
 
@@ -72,7 +80,9 @@ class OrderCommands:
         quantity = cmd.quantity
         price = cmd.price
         if quantity not in instrument.allowed_lots or price is not None and price not in instrument.allowed_prices:
-            events.append(self._order_rejected(cmd, _broken_instrument_rule(quantity, price, instrument)))
+            broken = _broken_instrument_rule(quantity, price, instrument)
+            assert broken is not None  # the sets above hold exactly the quantities and prices the rules allow
+            events.append(self._order_rejected(cmd, broken))
             return
         stop_price = cmd.stop_price
         display = cmd.display_quantity
@@ -145,10 +155,10 @@ class OrderCommands:
             return RejectCode.INVALID_STOP_PRICE
         if cmd.display_quantity is not None and cmd.display_quantity < instrument.min_lots:
             return RejectCode.INVALID_DISPLAY_QUANTITY
-        if cmd.time_in_force is GTD and self.last_closed_date is not None \
-                and cmd.expire_date <= self.last_closed_date:
+        expire_date, last_closed = cmd.expire_date, self.last_closed_date
+        if expire_date is not None and last_closed is not None and expire_date <= last_closed:  # (GTD only)
             return RejectCode.EXPIRE_DATE_PASSED
-        if cmd.post_only and book.would_take(cmd.side, cmd.price):
+        if cmd.post_only and cmd.price is not None and book.would_take(cmd.side, cmd.price):  # (limit only)
             return RejectCode.POST_ONLY_WOULD_TAKE
         return None
 
@@ -157,13 +167,14 @@ class OrderCommands:
         clid = cmd.client_order_id
         if clid is not None:
             account = self.accounts.get(cmd.account)
-            order = _MISSING if account is None else account.orders.get(clid, _MISSING)
-            if order is _MISSING:
+            named = _MISSING if account is None else account.orders.get(clid, _MISSING)
+            if named is _MISSING:
                 return RejectCode.UNKNOWN_ORDER
-            if order is CLOSED:
+            if named is CLOSED:
                 return RejectCode.ORDER_CLOSED
-            return order
+            return named
         order_id = cmd.order_id
+        assert order_id is not None  # a command names its order by one of the two (exchange.commands)
         order = self.open_orders.get(order_id)
         if order is None:
             return RejectCode.ORDER_CLOSED if order_id <= self.counters.order_id else RejectCode.UNKNOWN_ORDER
@@ -173,7 +184,7 @@ class OrderCommands:
 
     def cancel_order(self, cmd: CancelOrder, events: list) -> None:
         order = self._find_order(cmd)
-        if order.__class__ is not Order:
+        if type(order) is not Order:
             counters = self.counters
             seq = counters.seq = counters.seq + 1  # Counters.next_seq, inlined: a cancel too late is common
             events.append(order_request_rejected(seq, cmd, order))
@@ -183,7 +194,7 @@ class OrderCommands:
 
     def replace_order(self, cmd: ReplaceOrder, events: list) -> RejectCode | None:
         order = self._find_order(cmd)
-        if order.__class__ is not Order:
+        if type(order) is not Order:
             return order
         book = order.book
         if book.phase is CLOSED_PHASE:
@@ -283,7 +294,7 @@ class OrderCommands:
         counters = self.counters
         expiring = [order for order in self.open_orders.values()
                     if order.time_in_force is DAY
-                    or (order.time_in_force is GTD and order.expire_date <= trading_date)]
+                    or (order.expire_date is not None and order.expire_date <= trading_date)]  # (GTD)
         expiring.sort(key=by_order_id)
         for order in expiring:
             book = order.book

@@ -14,7 +14,7 @@ the engine read and write them directly, which is what makes matching fast.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, final
 
 from .enums import OrderType, SelfTradePrevention, Side, TimeInForce
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .book import OrderBook
 
 
+@final  # (so that a test of an order's class narrows its type both ways)
 class Order:
     """One order. ``leaves`` is what is still open; ``visible`` the part shown in the book.
 

@@ -46,12 +46,19 @@ and reference prices are reached through the engine's public hooks.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .codes import RejectCode
 from .commands import BID_LOT, ClearPrimaryAuction, ModifyBid, OpenPrimaryAuction, SubmitBid, WithdrawBid
-from .events import (BidPlaced, BidResult, BidWithdrawn, PrimaryAuctionCancelled, PrimaryAuctionCleared,
-                     PrimaryAuctionOpened)
+from .events import (
+    BidPlaced,
+    BidResult,
+    BidWithdrawn,
+    PrimaryAuctionCancelled,
+    PrimaryAuctionCleared,
+    PrimaryAuctionOpened,
+)
 
 if TYPE_CHECKING:
     from .accounts import Account
@@ -290,7 +297,7 @@ class PrimaryAuctions:
             key = (auction.auctioneer, auction.instrument)
             waiting = self.carry_over.get(key, [])  # at most CARRY_OVER_AUCTIONS long
             waiting += [0] * (CARRY_OVER_AUCTIONS - len(waiting))
-            self.carry_over[key] = [before + added for before, added in zip(waiting, carried)]
+            self.carry_over[key] = [before + added for before, added in zip(waiting, carried, strict=True)]
             events.append(PrimaryAuctionCancelled(self._counters.next_seq(), cmd.ts, auction.auction_id, auction.auctioneer,
                                                   auction.instrument, auction.volume, auction.outcome, total,
                                                   bidders, clearing_price, reserve_price, carried,

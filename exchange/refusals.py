@@ -21,10 +21,29 @@ command itself:
 from __future__ import annotations
 
 from .codes import RejectCode
-from .commands import (BlockAccount, CancelOrder, ClearPrimaryAuction, ComplianceDeadline, Deposit, EndOfDay,
-                       MassCancel, ModifyBid, NewOrder, OpenAccount, OpenPrimaryAuction, RecordEmissions,
-                       RegisterInstallation, ReplaceOrder, SetSelfTradePrevention, SetTradingPhase, SubmitBid,
-                       Surrender, UnblockAccount, Withdraw, WithdrawBid)
+from .commands import (
+    BlockAccount,
+    CancelOrder,
+    ClearPrimaryAuction,
+    ComplianceDeadline,
+    Deposit,
+    EndOfDay,
+    MassCancel,
+    ModifyBid,
+    NewOrder,
+    OpenAccount,
+    OpenPrimaryAuction,
+    RecordEmissions,
+    RegisterInstallation,
+    ReplaceOrder,
+    SetSelfTradePrevention,
+    SetTradingPhase,
+    SubmitBid,
+    Surrender,
+    UnblockAccount,
+    Withdraw,
+    WithdrawBid,
+)
 from .events import OrderRejected, RequestRejected
 
 UNKNOWN_REQUEST = "unknown"

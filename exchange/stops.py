@@ -15,7 +15,7 @@ now, and asks again, since its trades may reach more.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from sortedcontainers import SortedList
 

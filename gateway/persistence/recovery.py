@@ -58,14 +58,32 @@ import struct
 import time
 import traceback
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
-from gateway.persistence.journal import (EXECUTE, GENESIS, HEADER, OPERATOR, SESSION, SKIP, Genesis, JournalCorrupt, JournalError,
-                      JournalReader, JournalScan, JournalTailAcknowledged, JournalWriter, ScanResult, decode_command,
-                      fsync_path, read_genesis, scan_journal, truncate)
 from gateway.logs import log_event
+from gateway.persistence.journal import (
+    EXECUTE,
+    GENESIS,
+    HEADER,
+    OPERATOR,
+    SESSION,
+    SKIP,
+    Genesis,
+    JournalCorrupt,
+    JournalError,
+    JournalReader,
+    JournalScan,
+    JournalTailAcknowledged,
+    JournalWriter,
+    ScanResult,
+    decode_command,
+    fsync_path,
+    read_genesis,
+    scan_journal,
+    truncate,
+)
 from gateway.pipeline.sequencer import Sequencer
 
 log = logging.getLogger("carbonx.recovery")

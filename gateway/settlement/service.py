@@ -61,20 +61,28 @@ settled ledger, in a :class:`gateway.ledger.LedgerStore` (SQLite by default).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from exchange import (AccountOpened, BidResult, Deposited, Instrument, PrimaryAuctionCleared, Side, Trade,
-                      Withdrawn)
+from exchange import AccountOpened, BidResult, Deposited, Instrument, PrimaryAuctionCleared, Side, Trade, Withdrawn
 from exchange.commands import CASH_ASSET
 from exchange.engine import DEFAULT_FEE_ACCOUNT
 from exchange.events import PenaltyCharged, UnitsSurrendered
 from exchange.instruments import cents_to_eur
-
-from gateway.settlement.ledger import (AUCTION, DEPOSIT, SURRENDER, WITHDRAWAL, AssetMovement, BalanceChange, LedgerBatch, LedgerStore,
-                     SettledTrade)
+from gateway.settlement.ledger import (
+    AUCTION,
+    DEPOSIT,
+    SURRENDER,
+    WITHDRAWAL,
+    AssetMovement,
+    BalanceChange,
+    LedgerBatch,
+    LedgerStore,
+    SettledTrade,
+)
 
 if TYPE_CHECKING:
     from exchange import AccountBalances, Engine
