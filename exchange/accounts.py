@@ -32,9 +32,9 @@ class Counters:
     from :meth:`next_trade_id`, every accepted order its id from
     :meth:`next_order_id`. The hot path writes them out where the call shows
     in the benchmark, and says so where it does: two loops number many events
-    in a local and write the last number back (``OrderBook._match``,
-    ``OrderBook.flush_level_changes``), and a cancel inlines ``next_seq``
-    (``OrderBook.cancel``, and the refusal of a cancel in the engine).
+    in a local and write the last number back (``matching._match``,
+    ``BookSide.announce_changes``), and a cancel inlines ``next_seq``
+    (``OrderBook.cancel``, and the refusal of a cancel in ``OrderCommands``).
     """
 
     __slots__ = ("seq", "trade_id", "order_id")

@@ -15,7 +15,7 @@ pipeline for a new order is, in order:
     4. risk        band, order value limit, cash or units to hold back
                                                                -> OrderRejected (2xx)
     5. accept      the next order id is given out, the hold is taken  -> OrderAccepted
-    6. match       ``OrderBook.execute``: trades (each moving holdings and fees), then the rest
+    6. match       ``matching.execute``: trades (each moving holdings and fees), then the rest
                    of the order rests or is cancelled (OrderCanceled); in a call the order rests
                    unmatched; an order that would trade beyond the volatility band interrupts
                    trading instead (TradingPhaseChanged)

@@ -33,6 +33,7 @@ from .commands import CancelOrder, EndOfDay, MassCancel, NewOrder, ReplaceOrder
 from .enums import CancelReason, OrderType, Side, TimeInForce, TradingPhase
 from .events import MassCancelCompleted, OrderAccepted, OrderExpired, OrderRejected, OrderReplaced, TradingDayClosed
 from .instruments import Instrument
+from .matching import execute
 from .orders import Order, by_order_id
 from .refusals import order_rejected, order_request_rejected
 from .risk import reserve
@@ -142,7 +143,7 @@ class OrderCommands:
             book.rest(order, quantity)  # does not cross: no trade, no stop to release
             return
         else:
-            book.execute(order, events, ts)
+            execute(book, order, events, ts)
         if book.stops.count and book.last_price is not None and book.phase is CONTINUOUS:
             book.release_stops(events, ts)
         return
@@ -196,38 +197,12 @@ class OrderCommands:
         order = self._find_order(cmd)
         if type(order) is not Order:
             return order
+        terms = self._amended_terms(cmd, order)
+        if isinstance(terms, RejectCode):
+            return terms
+        quantity, price = terms
         book = order.book
-        if book.phase is CLOSED_PHASE:
-            return RejectCode.INSTRUMENT_CLOSED
-        if book.phase is HALTED:
-            return RejectCode.TRADING_HALTED
-        instrument = book.instrument
-        quantity = order.quantity if cmd.quantity is None else cmd.quantity
-        price = order.price if cmd.price is None else cmd.price
-        if price is None:  # a market order never rests, so it cannot be here; keep the check honest
-            return RejectCode.PRICE_NOT_ALLOWED
-        code = _broken_instrument_rule(quantity, price, instrument)
-        if code is None and quantity <= order.filled:
-            code = RejectCode.REPLACE_QUANTITY_NOT_ABOVE_FILLED
-        if code is None and quantity == order.quantity and price == order.price:
-            code = RejectCode.REPLACE_CHANGES_NOTHING
         waiting = order.stop_price is not None
-        if code is None and order.post_only and not waiting and price != order.price \
-                and book.phase is CONTINUOUS and book.would_take(order.side, price):
-            code = RejectCode.POST_ONLY_WOULD_TAKE
-        new_leaves = quantity - order.filled
-        if code is None and self.pre_trade_risk:
-            # The amended order must be affordable with what the order already holds back.
-            held = order.leaves * order.reserve_per_lot
-            reserve_per_lot = reserve(order.account, book, order.side, price, order.stop_price, new_leaves,
-                                            held, price_changed=price != order.price)
-            if reserve_per_lot.__class__ is RejectCode:
-                code = reserve_per_lot
-            else:
-                order.reserve_per_lot = reserve_per_lot
-        if code is not None:
-            return code
-
         ts = cmd.ts
         counters = self.counters
         if waiting or (price == order.price and quantity < order.quantity):
@@ -260,10 +235,41 @@ class OrderCommands:
         if book.phase is not CONTINUOUS:  # a call: it waits for the auction at its new place
             book.rest(moved, moved.leaves)
             return None
-        book.execute(moved, events, ts)
+        execute(book, moved, events, ts)
         if book.stops.count:
             book.release_stops(events, ts)
         return None
+
+    def _amended_terms(self, cmd: ReplaceOrder, order: Order) -> tuple[int, int] | RejectCode:
+        """The total quantity and price a replace gives the order, if it may (what the amended order holds
+        back is then taken); else the rule the replace breaks, with nothing changed."""
+        book = order.book
+        if book.phase is CLOSED_PHASE:
+            return RejectCode.INSTRUMENT_CLOSED
+        if book.phase is HALTED:
+            return RejectCode.TRADING_HALTED
+        quantity = order.quantity if cmd.quantity is None else cmd.quantity
+        price = order.price if cmd.price is None else cmd.price
+        if price is None:  # a market order never rests, so it cannot be here; keep the check honest
+            return RejectCode.PRICE_NOT_ALLOWED
+        code = _broken_instrument_rule(quantity, price, book.instrument)
+        if code is None and quantity <= order.filled:
+            code = RejectCode.REPLACE_QUANTITY_NOT_ABOVE_FILLED
+        if code is None and quantity == order.quantity and price == order.price:
+            code = RejectCode.REPLACE_CHANGES_NOTHING
+        if code is None and order.post_only and order.stop_price is None and price != order.price \
+                and book.phase is CONTINUOUS and book.would_take(order.side, price):
+            code = RejectCode.POST_ONLY_WOULD_TAKE
+        if code is None and self.pre_trade_risk:
+            # The amended order must be affordable with what the order already holds back.
+            held = order.leaves * order.reserve_per_lot
+            reserve_per_lot = reserve(order.account, book, order.side, price, order.stop_price,
+                                      quantity - order.filled, held, price_changed=price != order.price)
+            if isinstance(reserve_per_lot, RejectCode):
+                code = reserve_per_lot
+            else:
+                order.reserve_per_lot = reserve_per_lot
+        return (quantity, price) if code is None else code
 
     def mass_cancel(self, cmd: MassCancel, events: list) -> RejectCode | None:
         symbol = cmd.instrument
