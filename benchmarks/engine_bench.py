@@ -33,6 +33,7 @@ exactly the final book, divided by the number of resting orders.
 The last line printed is:
 trades=N volume=Q tape_sha256=H ops_per_s=R resting=K bytes_per_resting_order=B
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,18 @@ from sortedcontainers import SortedList
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exchange import (CASH_ASSET, CancelOrder, Deposit, Engine, NewOrder, OpenAccount, OrderType, Side,  # noqa: E402
-                      TimeInForce, Trade)
+from exchange import (
+    CASH_ASSET,
+    CancelOrder,
+    Deposit,
+    Engine,
+    NewOrder,
+    OpenAccount,
+    OrderType,
+    Side,  # noqa: E402
+    TimeInForce,
+    Trade,
+)
 from gateway.config import load_instruments  # noqa: E402
 
 SYMBOL = "EUA"
@@ -84,8 +95,9 @@ def benchmark_engine(pre_trade_risk: bool = True) -> Engine:
     want of cash or units and the tape stays the workload's.
     """
     instruments = load_instruments()
-    instruments[SYMBOL] = dataclasses.replace(instruments[SYMBOL], market_collar=None, price_band_bps=0,
-                                            volatility_band_bps=0)
+    instruments[SYMBOL] = dataclasses.replace(
+        instruments[SYMBOL], market_collar=None, price_band_bps=0, volatility_band_bps=0
+    )
     engine = Engine(instruments, pre_trade_risk=pre_trade_risk)
     if pre_trade_risk:
         funding: list[object] = []
@@ -105,12 +117,30 @@ def build_commands(rows: list[tuple[int, int, bool, int, int]]) -> list[object]:
         if kind == CANCEL:
             commands.append(CancelOrder(ts=ts, account=account, client_order_id=order_id))
         elif kind == ADD:
-            commands.append(NewOrder(ts=ts, account=account, client_order_id=order_id, instrument=SYMBOL,
-                                     side=Side.BUY if is_buy else Side.SELL, quantity=qty, price=price))
+            commands.append(
+                NewOrder(
+                    ts=ts,
+                    account=account,
+                    client_order_id=order_id,
+                    instrument=SYMBOL,
+                    side=Side.BUY if is_buy else Side.SELL,
+                    quantity=qty,
+                    price=price,
+                )
+            )
         else:
-            commands.append(NewOrder(ts=ts, account=account, client_order_id=order_id, instrument=SYMBOL,
-                                     side=Side.BUY if is_buy else Side.SELL, quantity=qty,
-                                     order_type=OrderType.MARKET, time_in_force=TimeInForce.IOC))
+            commands.append(
+                NewOrder(
+                    ts=ts,
+                    account=account,
+                    client_order_id=order_id,
+                    instrument=SYMBOL,
+                    side=Side.BUY if is_buy else Side.SELL,
+                    quantity=qty,
+                    order_type=OrderType.MARKET,
+                    time_in_force=TimeInForce.IOC,
+                )
+            )
     return commands
 
 
@@ -120,7 +150,7 @@ def run_engine(commands: list[object], batch: int, pre_trade_risk: bool = True) 
     events: list = []
     start = time.perf_counter()
     for first in range(0, len(commands), batch):
-        events += handle_all(commands[first:first + batch])
+        events += handle_all(commands[first : first + batch])
     elapsed = time.perf_counter() - start
     return elapsed, engine, events
 
@@ -179,8 +209,11 @@ def run_bare(rows: list[tuple[int, int, bool, int, int]]) -> tuple[float, list, 
 
 
 def engine_tape(events: list) -> list[tuple[int, int, int, int]]:
-    return [(event.taker_client_order_id, event.maker_client_order_id, event.price, event.quantity)
-            for event in events if type(event) is Trade]
+    return [
+        (event.taker_client_order_id, event.maker_client_order_id, event.price, event.quantity)
+        for event in events
+        if type(event) is Trade
+    ]
 
 
 def tape_bytes(tape: list[tuple[int, int, int, int]]) -> bytes:
@@ -189,17 +222,29 @@ def tape_bytes(tape: list[tuple[int, int, int, int]]) -> bytes:
 
 def book_lines(engine: Engine) -> list[str]:
     book = engine.books[SYMBOL]
-    return [f"{order.side},{order.price},{order.client_order_id},{order.leaves}"
-            for side in (Side.BUY, Side.SELL) for order in book.resting_orders(side)]
+    return [
+        f"{order.side},{order.price},{order.client_order_id},{order.leaves}"
+        for side in (Side.BUY, Side.SELL)
+        for order in book.resting_orders(side)
+    ]
 
 
 def bytes_per_resting_order(engine: Engine) -> tuple[int, float]:
     """Traced memory of a fresh engine rebuilt with exactly the final book, per resting order."""
     book = engine.books[SYMBOL]
     resting = [order for side in (Side.BUY, Side.SELL) for order in book.resting_orders(side)]
-    commands = [NewOrder(ts=n, account=order.account.account_id, client_order_id=order.client_order_id,
-                         instrument=SYMBOL, side=order.side, quantity=order.leaves, price=order.price)
-                for n, order in enumerate(resting, 1)]
+    commands = [
+        NewOrder(
+            ts=n,
+            account=order.account.account_id,
+            client_order_id=order.client_order_id,
+            instrument=SYMBOL,
+            side=order.side,
+            quantity=order.leaves,
+            price=order.price,
+        )
+        for n, order in enumerate(resting, 1)
+    ]
     fresh = benchmark_engine()  # accounts exist before the orders, as they would in production
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -224,8 +269,9 @@ class Timings:
     engine: Engine  # the last run's, holding the final book
 
 
-def timed_runs(rows: list, commands: list, runs: int, batch: int = DEFAULT_BATCH, *, risk_cost: bool = False,
-               keep_gc: bool = False) -> Timings:
+def timed_runs(
+    rows: list, commands: list, runs: int, batch: int = DEFAULT_BATCH, *, risk_cost: bool = False, keep_gc: bool = False
+) -> Timings:
     """``runs`` runs each of the engine and the bare loop (and, with ``risk_cost``, the engine without risk
     checks), alternating, the collector paused unless ``keep_gc``. Raises ValueError if the engine without
     risk checks trades differently; comparing the engine's tape with the bare loop's is the caller's."""
@@ -260,13 +306,22 @@ def main() -> int:
     parser.add_argument("--tape", type=Path, help="write the trade tape here")
     parser.add_argument("--book", type=Path, help="write the final book here")
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each loop; the best counts")
-    parser.add_argument("--gc", action="store_true",
-                        help="leave the garbage collector running while timing (default: paused, as timeit does)")
-    parser.add_argument("--risk-cost", action="store_true",
-                        help="also time the engine without pre-trade risk and print what the risk path costs")
-    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
-                        help="commands per Engine.handle_all call, as the gateway hands them over "
-                             "(default %(default)s)")
+    parser.add_argument(
+        "--gc",
+        action="store_true",
+        help="leave the garbage collector running while timing (default: paused, as timeit does)",
+    )
+    parser.add_argument(
+        "--risk-cost",
+        action="store_true",
+        help="also time the engine without pre-trade risk and print what the risk path costs",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=DEFAULT_BATCH,
+        help="commands per Engine.handle_all call, as the gateway hands them over (default %(default)s)",
+    )
     args = parser.parse_args()
 
     rows = read_workload(args.workload)
@@ -280,8 +335,11 @@ def main() -> int:
     tape, bare_tape, bare_resting, engine = timings.tape, timings.bare_tape, timings.bare_resting, timings.engine
 
     if tape != bare_tape:
-        first = next(n for n, (a, b) in enumerate(zip(tape, bare_tape)) if a != b) if tape[:len(bare_tape)] != \
-            bare_tape[:len(tape)] else min(len(tape), len(bare_tape))
+        first = (
+            next(n for n, (a, b) in enumerate(zip(tape, bare_tape, strict=False)) if a != b)
+            if tape[: len(bare_tape)] != bare_tape[: len(tape)]
+            else min(len(tape), len(bare_tape))
+        )
         print(f"FAIL: the engine's tape differs from the bare loop's at trade {first}", file=sys.stderr)
         return 1
     resting, per_order = bytes_per_resting_order(engine)
@@ -295,16 +353,23 @@ def main() -> int:
         args.book.write_text("".join(line + "\n" for line in book_lines(engine)))
     engine_rate = len(commands) / min(engine_times)
     bare_rate = len(rows) / min(bare_times)
-    print(f"commands={len(commands)} batch={args.batch} engine_best_s={min(engine_times):.3f} "
-          f"bare_best_s={min(bare_times):.3f}")
-    print(f"engine_ops_per_s={engine_rate:.0f} bare_ops_per_s={bare_rate:.0f} "
-          f"engine/bare={engine_rate / bare_rate:.3f}")
+    print(
+        f"commands={len(commands)} batch={args.batch} engine_best_s={min(engine_times):.3f} "
+        f"bare_best_s={min(bare_times):.3f}"
+    )
+    print(
+        f"engine_ops_per_s={engine_rate:.0f} bare_ops_per_s={bare_rate:.0f} engine/bare={engine_rate / bare_rate:.3f}"
+    )
     if unchecked_times:
         unchecked_rate = len(commands) / min(unchecked_times)
-        print(f"without_risk_ops_per_s={unchecked_rate:.0f} without_risk/bare={unchecked_rate / bare_rate:.3f} "
-              f"with_risk/without_risk={engine_rate / unchecked_rate:.3f}")
-    print(f"trades={len(tape)} volume={sum(t[3] for t in tape)} tape_sha256={hashlib.sha256(data).hexdigest()} "
-          f"ops_per_s={engine_rate:.0f} resting={resting} bytes_per_resting_order={per_order:.0f}")
+        print(
+            f"without_risk_ops_per_s={unchecked_rate:.0f} without_risk/bare={unchecked_rate / bare_rate:.3f} "
+            f"with_risk/without_risk={engine_rate / unchecked_rate:.3f}"
+        )
+    print(
+        f"trades={len(tape)} volume={sum(t[3] for t in tape)} tape_sha256={hashlib.sha256(data).hexdigest()} "
+        f"ops_per_s={engine_rate:.0f} resting={resting} bytes_per_resting_order={per_order:.0f}"
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ account (the kill switch) also cancels its orders and bids, so the engine
 does that itself. :class:`Counters` hands out the gap-free numbers every book
 shares: event sequence numbers, trade ids and order ids.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -71,8 +72,18 @@ class Account:
     account's open buy (cash) or sell (units) orders.
     """
 
-    __slots__ = ("account_id", "self_trade_prevention", "orders", "open_orders", "cash", "reserved_cash", "units",
-                 "reserved_units", "order_value_limit", "blocked")
+    __slots__ = (
+        "account_id",
+        "self_trade_prevention",
+        "orders",
+        "open_orders",
+        "cash",
+        "reserved_cash",
+        "units",
+        "reserved_units",
+        "order_value_limit",
+        "blocked",
+    )
 
     def __init__(self, account_id: str, symbols: Iterable[str] = (), order_value_limit: int | None = None) -> None:
         self.account_id = account_id
@@ -107,8 +118,9 @@ class AccountCommands:
     the command breaks (the engine refuses it).
     """
 
-    def __init__(self, accounts: dict[str, Account], symbols: Iterable[str], counters: Counters,
-                 pre_trade_risk: bool) -> None:
+    def __init__(
+        self, accounts: dict[str, Account], symbols: Iterable[str], counters: Counters, pre_trade_risk: bool
+    ) -> None:
         self.accounts = accounts  # the engine's accounts by id (shared)
         self.symbols = tuple(symbols)  # the instruments: the assets besides cash
         self.counters = counters
@@ -120,8 +132,11 @@ class AccountCommands:
         account = self.accounts[cmd.account] = Account(cmd.account, self.symbols, cmd.order_value_limit)
         if cmd.self_trade_prevention is not None:
             account.self_trade_prevention = cmd.self_trade_prevention
-        events.append(AccountOpened(self.counters.next_seq(), cmd.ts, cmd.account, cmd.order_value_limit,
-                                    account.self_trade_prevention))
+        events.append(
+            AccountOpened(
+                self.counters.next_seq(), cmd.ts, cmd.account, cmd.order_value_limit, account.self_trade_prevention
+            )
+        )
         return None
 
     def deposit(self, cmd: Deposit, events: list) -> RejectCode | None:

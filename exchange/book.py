@@ -34,6 +34,7 @@ validates commands before they reach it. Events are appended to the list the
 caller passes in, each with the next number from the shared
 :class:`~exchange.accounts.Counters`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -58,11 +59,26 @@ _new = tuple.__new__  # builds an event tuple without the NamedTuple constructor
 class OrderBook:
     """Bids, asks and waiting stop orders of one instrument."""
 
-    __slots__ = ("instrument", "symbol", "bids", "asks", "last_price", "stops", "counters", "open_orders",
-                 "fee_account", "phase")
+    __slots__ = (
+        "instrument",
+        "symbol",
+        "bids",
+        "asks",
+        "last_price",
+        "stops",
+        "counters",
+        "open_orders",
+        "fee_account",
+        "phase",
+    )
 
-    def __init__(self, instrument: Instrument, counters: Counters, open_orders: dict[int, Order],
-                 fee_account: Account | None = None) -> None:
+    def __init__(
+        self,
+        instrument: Instrument,
+        counters: Counters,
+        open_orders: dict[int, Order],
+        fee_account: Account | None = None,
+    ) -> None:
         self.instrument = instrument
         self.symbol = instrument.symbol
         # The account fees are paid to; None when the engine keeps no holdings (no pre-trade risk):
@@ -151,8 +167,21 @@ class OrderBook:
     def close_canceled(self, order: Order, reason: CancelReason, events: list, ts: int) -> None:
         """Retire an order that is out of the book and announce its open lots cancelled."""
         leaves = self.retire(order)
-        events.append(_new(OrderCanceled, (self.counters.next_seq(), ts, self.symbol, order.order_id,
-                                           order.account.account_id, order.client_order_id, leaves, reason)))
+        events.append(
+            _new(
+                OrderCanceled,
+                (
+                    self.counters.next_seq(),
+                    ts,
+                    self.symbol,
+                    order.order_id,
+                    order.account.account_id,
+                    order.client_order_id,
+                    leaves,
+                    reason,
+                ),
+            )
+        )
 
     # -- removing and amending resting orders ------------------------------------------------
 
@@ -184,8 +213,7 @@ class OrderBook:
         account.orders[clid] = CLOSED
         counters = self.counters
         seq = counters.seq = counters.seq + 1  # Counters.next_seq, inlined
-        events.append(_new(OrderCanceled, (seq, ts, self.symbol, order_id, account.account_id, clid, leaves,
-                                           reason)))
+        events.append(_new(OrderCanceled, (seq, ts, self.symbol, order_id, account.account_id, clid, leaves, reason)))
         if order.stop_price is not None:  # a waiting stop: not in the book
             self.stops.remove(order)
         else:
@@ -241,8 +269,18 @@ class OrderBook:
         self.stops.remove(order)
         del self.open_orders[order.order_id]  # it arrives again as a new order, which indexes it if it rests
         del order.account.open_orders[order.order_id]
-        events.append(StopTriggered(self.counters.next_seq(), ts, self.symbol, order.order_id,
-                                    order.account.account_id, order.client_order_id, stop_price, last_price))
+        events.append(
+            StopTriggered(
+                self.counters.next_seq(),
+                ts,
+                self.symbol,
+                order.order_id,
+                order.account.account_id,
+                order.client_order_id,
+                stop_price,
+                last_price,
+            )
+        )
         order.stop_price = None
         execute(self, order, events, ts)
 

@@ -20,6 +20,7 @@ cancel stays O(1) amortised even with tens of thousands of orders at one price.
 The book (``exchange.book``) adds and matches orders on its two sides
 directly, for speed; what a side can answer or do on its own is here.
 """
+
 from __future__ import annotations
 
 from collections import deque

@@ -37,6 +37,7 @@ order's shown part refills in place: the whole order took part, so it keeps
 its time priority. The engine calls both when a phase changes
 (``Engine._set_trading_phase``) and when a batch ends in a call.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
@@ -61,8 +62,9 @@ class AuctionPrice(NamedTuple):
     supply: int  # lots offered at the price or lower
 
 
-def auction_price(bids: list[tuple[int, int]], asks: list[tuple[int, int]], reference: int,
-                  tick: int) -> AuctionPrice | None:
+def auction_price(
+    bids: list[tuple[int, int]], asks: list[tuple[int, int]], reference: int, tick: int
+) -> AuctionPrice | None:
     """The auction price of a book, or None if nothing would execute.
 
     ``bids``: (price, open lots) per bid price, highest first; ``asks``: per
@@ -107,6 +109,7 @@ def auction_price(bids: list[tuple[int, int]], asks: list[tuple[int, int]], refe
 
 # -- running the auction on a book ---------------------------------------------------------------
 
+
 def indicative_price(book: OrderBook) -> AuctionPrice | None:
     """The auction's price and quantity if the call ended now; None if nothing would execute."""
     bids, asks = book.bids, book.asks
@@ -114,8 +117,9 @@ def indicative_price(book: OrderBook) -> AuctionPrice | None:
         return None
     # Only levels where the sides overlap can execute: bids at or above the best ask, asks at or below
     # the best bid.
-    return auction_price(_open_lots(bids, -asks.best), _open_lots(asks, -bids.best), book.reference_price(),
-                         book.instrument.tick_size)
+    return auction_price(
+        _open_lots(bids, -asks.best), _open_lots(asks, -bids.best), book.reference_price(), book.instrument.tick_size
+    )
 
 
 def announce_indicative(book: OrderBook, events: list, ts: int) -> None:
@@ -125,8 +129,9 @@ def announce_indicative(book: OrderBook, events: list, ts: int) -> None:
     if found is None:
         events.append(AuctionIndicative(seq, ts, book.symbol, book.phase, None, 0, 0, 0))
     else:
-        events.append(AuctionIndicative(seq, ts, book.symbol, book.phase, found.price, found.quantity,
-                                        found.demand, found.supply))
+        events.append(
+            AuctionIndicative(seq, ts, book.symbol, book.phase, found.price, found.quantity, found.demand, found.supply)
+        )
 
 
 def uncross(book: OrderBook, events: list, ts: int) -> None:
@@ -153,9 +158,30 @@ def uncross(book: OrderBook, events: list, ts: int) -> None:
             _auction_fill(book, sell, fill, touched)
             seq = counters.next_seq()
             trade_id = counters.next_trade_id()
-            events.append(_new(Trade, (seq, ts, book.symbol, trade_id, price, fill, None, buy.order_id,
-                                       buy.account.account_id, buy.client_order_id, buy.leaves, sell.order_id,
-                                       sell.account.account_id, sell.client_order_id, sell.leaves, fee, fee)))
+            events.append(
+                _new(
+                    Trade,
+                    (
+                        seq,
+                        ts,
+                        book.symbol,
+                        trade_id,
+                        price,
+                        fill,
+                        None,
+                        buy.order_id,
+                        buy.account.account_id,
+                        buy.client_order_id,
+                        buy.leaves,
+                        sell.order_id,
+                        sell.account.account_id,
+                        sell.client_order_id,
+                        sell.leaves,
+                        fee,
+                        fee,
+                    ),
+                )
+            )
             if fee_account is not None:
                 settle_fill(book, fee_account, buy, sell, price, fill, fee, fee)
             trades += 1
@@ -170,9 +196,17 @@ def uncross(book: OrderBook, events: list, ts: int) -> None:
                 drop_dead_entries(level, level.count)
         book.last_price = price
     if trades or book.phase in CALL_PHASES:  # (a halt entered from continuous trading has no auction)
-        events.append(AuctionCompleted(counters.next_seq(), ts, book.symbol, book.phase,
-                                       None if found is None else found.price,
-                                       0 if found is None else found.quantity, trades))
+        events.append(
+            AuctionCompleted(
+                counters.next_seq(),
+                ts,
+                book.symbol,
+                book.phase,
+                None if found is None else found.price,
+                0 if found is None else found.quantity,
+                trades,
+            )
+        )
 
 
 def _open_lots(own: BookSide, reach_key: int) -> list[tuple[int, int]]:

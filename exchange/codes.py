@@ -16,6 +16,7 @@ its result codes:
 A number, once published, is never reused for another meaning; a code that
 is retired stays in the table, marked as retired.
 """
+
 from enum import IntEnum
 
 
@@ -41,13 +42,19 @@ class RejectCode(IntEnum):
     PRICE_NOT_ALLOWED = 110, "a market order must not carry a price"
     INVALID_ORDER_TYPE = 111, "order type must be LIMIT or MARKET"
     INVALID_TIME_IN_FORCE = 112, "time in force must be GTC, DAY, IOC, FOK or GTD"
-    INVALID_DISPLAY_QUANTITY = 113, "display quantity must be a whole number of lots, at least the instrument's minimum and at most the order quantity"
+    INVALID_DISPLAY_QUANTITY = (
+        113,
+        "display quantity must be a whole number of lots, at least the instrument's minimum and at most the order quantity",
+    )
     INVALID_STOP_PRICE = 114, "stop price must be a positive whole number of cents on the tick"
     EXPIRE_DATE_REQUIRED = 115, "a GTD order needs an expire date"
     INVALID_EXPIRE_DATE = 116, "expire date must be a calendar date written as YYYYMMDD, and only a GTD order has one"
     EXPIRE_DATE_PASSED = 117, "expire date is not after the last trading day already closed"
     INVALID_SELF_TRADE_MODE = 118, "self-trade prevention must be NONE, CANCEL_RESTING, CANCEL_TAKING or CANCEL_BOTH"
-    INVALID_CLIENT_ORDER_ID = 119, "client order id must be a non-empty string of at most 64 characters or a non-negative integer"
+    INVALID_CLIENT_ORDER_ID = (
+        119,
+        "client order id must be a non-empty string of at most 64 characters or a non-negative integer",
+    )
     INVALID_ACCOUNT = 120, "account must be a non-empty string"
     INVALID_COMBINATION = 121, "this combination of order type, time in force and options is not offered"
     INVALID_TIMESTAMP = 122, "timestamp must be a non-negative integer of nanoseconds"
@@ -57,7 +64,10 @@ class RejectCode(IntEnum):
     UNKNOWN_ASSET = 125, "asset must be EUR or the symbol of an instrument"
     INSTRUMENT_CLOSED = 126, "the instrument is closed: no new orders or replaces (cancels are taken)"
     TRADING_HALTED = 127, "trading in the instrument is halted: no new orders or replaces (cancels are taken)"
-    INVALID_TRADING_PHASE = 128, "trading phase must be closed, opening_call, continuous, closing_call, volatility_interruption or halted"
+    INVALID_TRADING_PHASE = (
+        128,
+        "trading phase must be closed, opening_call, continuous, closing_call, volatility_interruption or halted",
+    )
 
     # -- 200: risk (pre-trade checks) -----------------------------------------------------
     UNKNOWN_ACCOUNT = 201, "no such account: accounts are opened by the exchange"
@@ -94,14 +104,23 @@ class RejectCode(IntEnum):
     INVALID_CREDIT_LIMIT = 603, "credit limit must be a whole number of basis points from 0 to 10000"
     INVALID_YEAR = 604, "year must be a whole number from 2005 to 9998"
     INVALID_EMISSIONS = 605, "emissions must be a whole number of tonnes, zero or more"
-    INVALID_DEADLINE_DATE = 606, "deadline date must be a calendar date written as YYYYMMDD, in a year after the compliance year"
+    INVALID_DEADLINE_DATE = (
+        606,
+        "deadline date must be a calendar date written as YYYYMMDD, in a year after the compliance year",
+    )
     EMISSIONS_ALREADY_RECORDED = 607, "emissions for this installation and year are already recorded (no corrections)"
     NO_EMISSIONS_RECORDED = 608, "no obligation for this year: no emissions recorded and nothing carried over"
-    INSTRUMENT_NOT_ELIGIBLE = 609, "instrument does not count for compliance (neither an allowance nor an eligible credit)"
+    INSTRUMENT_NOT_ELIGIBLE = (
+        609,
+        "instrument does not count for compliance (neither an allowance nor an eligible credit)",
+    )
     CREDIT_LIMIT_EXCEEDED = 610, "project credits would exceed the installation's share of the year's obligation"
     SURRENDER_EXCEEDS_OBLIGATION = 611, "units would exceed the obligation still outstanding for the year"
     COMPLIANCE_YEAR_CLOSED = 612, "the surrender deadline for this year has passed"
-    DEADLINE_OUT_OF_ORDER = 613, "a deadline must follow the last one (later year, later date) with no earlier year still open"
+    DEADLINE_OUT_OF_ORDER = (
+        613,
+        "a deadline must follow the last one (later year, later date) with no earlier year still open",
+    )
 
     # -- 700: session and protocol (the gateway: gateway.wire.protocol, gateway.node) ------------
     # "closes" marks the codes after which the exchange ends the connection (a logout carries the code).
@@ -121,10 +140,16 @@ class RejectCode(IntEnum):
     ALREADY_LOGGED_ON_HERE = 714, "this connection is already logged on"
     TOO_MANY_SESSIONS = 715, "the exchange has all the sessions it takes (closes)"
     SNAPSHOT_FAILED = 716, "the snapshot could not be written (the journal has everything; see the exchange's log)"
-    LOGON_LOCKED = 717, "too many failed logons for this account or from this address: try again after retry_after seconds (closes)"
+    LOGON_LOCKED = (
+        717,
+        "too many failed logons for this account or from this address: try again after retry_after seconds (closes)",
+    )
     TOO_MANY_PENDING_LOGONS = 718, "too many connections waiting to log on, in all or from this address (closes)"
     OVERLOADED = 719, "the exchange is over capacity: the message was not processed, send it again later"
-    MARKET_DATA_SESSION = 720, "a market-data session may only subscribe, unsubscribe, ask for the book, ping, send heartbeats and log out"
+    MARKET_DATA_SESSION = (
+        720,
+        "a market-data session may only subscribe, unsubscribe, ask for the book, ping, send heartbeats and log out",
+    )
 
     # -- 800: EU ETS primary auctions (exchange.primary_auction) ----------------------------------------
     UNKNOWN_AUCTION = 801, "no such primary auction"
@@ -136,6 +161,9 @@ class RejectCode(IntEnum):
     INVALID_SEED = 807, "seed must be 32 to 128 hexadecimal digits"
     BIDDING_NOT_CLOSED = 808, "the auction's bidding window has not closed yet"
     INVALID_AUCTION_ID = 809, "auction id must be 1 to 32 letters, digits, dashes or underscores"
-    INVALID_BID_PRICE = 810, "bid price must be a positive whole number of cents, at most the instrument's highest price"
+    INVALID_BID_PRICE = (
+        810,
+        "bid price must be a positive whole number of cents, at most the instrument's highest price",
+    )
     AUCTIONEER_MAY_NOT_BID = 811, "the auctioneer may not bid in its own auction"
     INVALID_RESERVE_DISCOUNT = 812, "reserve discount must be a whole number of basis points from 0 to 10000"

@@ -16,6 +16,7 @@ Every command carries ``ts``, the gateway's timestamp in nanoseconds since
 the epoch; the engine never reads a clock. Prices are integer euro cents,
 quantities integer lots, dates integers written YYYYMMDD.
 """
+
 from __future__ import annotations
 
 import re
@@ -141,9 +142,16 @@ class NewOrder:
         tif = _member(TimeInForce, self.time_in_force, RejectCode.INVALID_TIME_IN_FORCE, "time_in_force")
         _set(self, "time_in_force", tif)
         if self.self_trade_prevention is not None:
-            _set(self, "self_trade_prevention", _member(
-                SelfTradePrevention, self.self_trade_prevention, RejectCode.INVALID_SELF_TRADE_MODE,
-                "self_trade_prevention"))
+            _set(
+                self,
+                "self_trade_prevention",
+                _member(
+                    SelfTradePrevention,
+                    self.self_trade_prevention,
+                    RejectCode.INVALID_SELF_TRADE_MODE,
+                    "self_trade_prevention",
+                ),
+            )
         _positive(self.quantity, RejectCode.INVALID_QUANTITY, "quantity")
         if order_type is OrderType.LIMIT:
             if self.price is None:
@@ -324,8 +332,11 @@ class SetTradingPhase:
             raise InvalidCommand(RejectCode.UNKNOWN_INSTRUMENT, "instrument")
         _set(self, "phase", _member(TradingPhase, self.phase, RejectCode.INVALID_TRADING_PHASE, "phase"))
         if self.from_phase is not None:
-            _set(self, "from_phase", _member(TradingPhase, self.from_phase, RejectCode.INVALID_TRADING_PHASE,
-                                             "from_phase"))
+            _set(
+                self,
+                "from_phase",
+                _member(TradingPhase, self.from_phase, RejectCode.INVALID_TRADING_PHASE, "from_phase"),
+            )
 
 
 CASH_ASSET = "EUR"  # the asset name of cash in Deposit and Withdraw; any other asset is an instrument
@@ -346,9 +357,16 @@ class OpenAccount:
         if self.order_value_limit is not None:
             _positive(self.order_value_limit, RejectCode.INVALID_AMOUNT, "order_value_limit")
         if self.self_trade_prevention is not None:
-            _set(self, "self_trade_prevention", _member(
-                SelfTradePrevention, self.self_trade_prevention, RejectCode.INVALID_SELF_TRADE_MODE,
-                "self_trade_prevention"))
+            _set(
+                self,
+                "self_trade_prevention",
+                _member(
+                    SelfTradePrevention,
+                    self.self_trade_prevention,
+                    RejectCode.INVALID_SELF_TRADE_MODE,
+                    "self_trade_prevention",
+                ),
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -387,7 +405,7 @@ MAX_COMPLIANCE_YEAR = 9998  # its deadline must fall in a later year that is sti
 # 2005-12, DOMAIN.md), so one command's tonnage, and the penalty on it, fits a 64-bit wire integer.
 # Running totals (tonnes carried over year after year, the sum of a deadline's penalties) are not
 # bounded by it: Python integers hold them, and a wire format must not assume 64 bits for them.
-MAX_TONNES = 10 ** 12
+MAX_TONNES = 10**12
 
 
 def _check_year(year: object) -> None:
@@ -470,11 +488,27 @@ class ComplianceDeadline:
             raise InvalidCommand(RejectCode.INVALID_DEADLINE_DATE, "date")
 
 
-Command = (NewOrder | CancelOrder | ReplaceOrder | MassCancel | BlockAccount | UnblockAccount | SetSelfTradePrevention
-           | EndOfDay | OpenAccount | Deposit | Withdraw | RegisterInstallation | RecordEmissions | Surrender | ComplianceDeadline)
+Command = (
+    NewOrder
+    | CancelOrder
+    | ReplaceOrder
+    | MassCancel
+    | BlockAccount
+    | UnblockAccount
+    | SetSelfTradePrevention
+    | EndOfDay
+    | OpenAccount
+    | Deposit
+    | Withdraw
+    | RegisterInstallation
+    | RecordEmissions
+    | Surrender
+    | ComplianceDeadline
+)
 
 
 # -- EU ETS primary auctions (exchange.primary_auction) -------------------------------------------------------
+
 
 def _check_auction_id(value: object) -> None:
     if type(value) is not str or AUCTION_ID.fullmatch(value) is None:
@@ -593,7 +627,26 @@ class ClearPrimaryAuction:
 
 
 # Every command the engine takes, for what must know them all (the journal's codec).
-COMMAND_TYPES = (NewOrder, CancelOrder, ReplaceOrder, MassCancel, BlockAccount, UnblockAccount, SetSelfTradePrevention,
-                 EndOfDay, OpenAccount, Deposit, Withdraw, RegisterInstallation, RecordEmissions, Surrender,
-                 ComplianceDeadline, SetTradingPhase, OpenPrimaryAuction, SubmitBid, ModifyBid, WithdrawBid,
-                 ClearPrimaryAuction)
+COMMAND_TYPES = (
+    NewOrder,
+    CancelOrder,
+    ReplaceOrder,
+    MassCancel,
+    BlockAccount,
+    UnblockAccount,
+    SetSelfTradePrevention,
+    EndOfDay,
+    OpenAccount,
+    Deposit,
+    Withdraw,
+    RegisterInstallation,
+    RecordEmissions,
+    Surrender,
+    ComplianceDeadline,
+    SetTradingPhase,
+    OpenPrimaryAuction,
+    SubmitBid,
+    ModifyBid,
+    WithdrawBid,
+    ClearPrimaryAuction,
+)

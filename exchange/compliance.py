@@ -110,6 +110,7 @@ into phase 2; ineligible credit types within CER/ERU (nuclear, forestry,
 HFC-23): list an instrument under neither ``allowances`` nor ``credits`` to
 make it ineligible.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -225,7 +226,7 @@ def parse_compliance(document: Mapping[str, Any]) -> ComplianceConfig:
         fields["penalty_per_tonne"] = _eur(table["penalty_eur"], "compliance.penalty_eur")
     by_year = table.get("penalty_eur_by_year", {})
     if not isinstance(by_year, Mapping):
-        raise ConfigError("compliance.penalty_eur_by_year", "must be a table of year = \"EUR\"")
+        raise ConfigError("compliance.penalty_eur_by_year", 'must be a table of year = "EUR"')
     pairs = []
     for key, value in by_year.items():
         where = f"compliance.penalty_eur_by_year.{key}"
@@ -248,8 +249,17 @@ def _eur(value: object, where: str) -> int:
 class YearRecord:
     """One installation's compliance for one year."""
 
-    __slots__ = ("emissions", "carried_in", "surrendered", "total_surrendered", "credits", "closed", "shortfall",
-                 "penalty", "penalty_paid")
+    __slots__ = (
+        "emissions",
+        "carried_in",
+        "surrendered",
+        "total_surrendered",
+        "credits",
+        "closed",
+        "shortfall",
+        "penalty",
+        "penalty_paid",
+    )
 
     def __init__(self) -> None:
         self.emissions: int | None = None  # verified tonnes; None until recorded
@@ -325,8 +335,17 @@ class Compliance:
         if record is None:
             record = installation.years[cmd.year] = YearRecord()
         record.emissions = cmd.tonnes
-        events.append(EmissionsRecorded(self._counters.next_seq(), cmd.ts, cmd.account, cmd.year, cmd.tonnes,
-                                        record.carried_in, record.obligation))
+        events.append(
+            EmissionsRecorded(
+                self._counters.next_seq(),
+                cmd.ts,
+                cmd.account,
+                cmd.year,
+                cmd.tonnes,
+                record.carried_in,
+                record.obligation,
+            )
+        )
         return None
 
     def surrender(self, cmd: Surrender, events: list) -> RejectCode | None:
@@ -343,10 +362,22 @@ class Compliance:
         record.total_surrendered += units
         if kind == CREDIT:
             record.credits += units
-        events.append(UnitsSurrendered(self._counters.next_seq(), cmd.ts, cmd.account, cmd.year, symbol, units, kind,
-                                       record.total_surrendered, record.credits,
-                                       record.obligation - record.total_surrendered, account.units[symbol],
-                                       self.retired[symbol]))
+        events.append(
+            UnitsSurrendered(
+                self._counters.next_seq(),
+                cmd.ts,
+                cmd.account,
+                cmd.year,
+                symbol,
+                units,
+                kind,
+                record.total_surrendered,
+                record.credits,
+                record.obligation - record.total_surrendered,
+                account.units[symbol],
+                self.retired[symbol],
+            )
+        )
         return None
 
     def _surrender_refusal(self, cmd: Surrender) -> RejectCode | None:
@@ -402,17 +433,41 @@ class Compliance:
             penalties += penalty
             paid = record.penalty_paid = self._collect(installation.account_id, penalty)
             account = self._engine.account(installation.account_id)
-            events.append(PenaltyCharged(self._counters.next_seq(), ts, installation.account_id, year, shortfall, per_tonne,
-                                         penalty, paid, penalty - paid, self.config.penalty_account, account.cash))
+            events.append(
+                PenaltyCharged(
+                    self._counters.next_seq(),
+                    ts,
+                    installation.account_id,
+                    year,
+                    shortfall,
+                    per_tonne,
+                    penalty,
+                    paid,
+                    penalty - paid,
+                    self.config.penalty_account,
+                    account.cash,
+                )
+            )
             following = installation.years.get(year + 1)
             if following is None:
                 following = installation.years[year + 1] = YearRecord()
             following.carried_in += shortfall
-            events.append(ObligationCarriedOver(self._counters.next_seq(), ts, installation.account_id, year, year + 1,
-                                                shortfall, following.obligation))
+            events.append(
+                ObligationCarriedOver(
+                    self._counters.next_seq(),
+                    ts,
+                    installation.account_id,
+                    year,
+                    year + 1,
+                    shortfall,
+                    following.obligation,
+                )
+            )
         self.last_closed_year = year
         self.last_deadline_date = cmd.date
-        events.append(DeadlinePassed(self._counters.next_seq(), ts, year, cmd.date, len(due), short, penalties, carried))
+        events.append(
+            DeadlinePassed(self._counters.next_seq(), ts, year, cmd.date, len(due), short, penalties, carried)
+        )
         return None
 
     # -- helpers -------------------------------------------------------------------------
@@ -453,12 +508,15 @@ class Compliance:
             for year in sorted(installation.years):
                 r = installation.years[year]
                 surrendered = ",".join(f"{symbol}={units}" for symbol, units in sorted(r.surrendered.items()))
-                yield (f"obligation {account_id} {year} emissions={r.emissions} carried_in={r.carried_in} "
-                       f"surrendered={surrendered} credits={r.credits} closed={r.closed} shortfall={r.shortfall} "
-                       f"penalty={r.penalty} paid={r.penalty_paid}")
+                yield (
+                    f"obligation {account_id} {year} emissions={r.emissions} carried_in={r.carried_in} "
+                    f"surrendered={surrendered} credits={r.credits} closed={r.closed} shortfall={r.shortfall} "
+                    f"penalty={r.penalty} paid={r.penalty_paid}"
+                )
 
 
 # -- report ----------------------------------------------------------------------------------
+
 
 class ComplianceReportRow(NamedTuple):
     """One installation's compliance for one year."""
@@ -504,11 +562,25 @@ def compliance_report(compliance: Compliance, year: int | None = None) -> list[C
                 shortfall = record.shortfall
             else:
                 shortfall = record.obligation - record.total_surrendered
-            rows.append(ComplianceReportRow(
-                y, account_id, installation.credit_limit_bps, record.emissions, record.carried_in,
-                record.obligation, surrendered, record.total_surrendered - record.credits, record.credits,
-                installation.credit_cap(record), shortfall, record.penalty, record.penalty_paid,
-                record.penalty - record.penalty_paid, closed))
+            rows.append(
+                ComplianceReportRow(
+                    y,
+                    account_id,
+                    installation.credit_limit_bps,
+                    record.emissions,
+                    record.carried_in,
+                    record.obligation,
+                    surrendered,
+                    record.total_surrendered - record.credits,
+                    record.credits,
+                    installation.credit_cap(record),
+                    shortfall,
+                    record.penalty,
+                    record.penalty_paid,
+                    record.penalty - record.penalty_paid,
+                    closed,
+                )
+            )
     return rows
 
 
@@ -516,16 +588,35 @@ def format_report(rows: Iterable[ComplianceReportRow]) -> list[str]:
     """The report as text lines for a terminal: tonnes as integers, euros with two decimals."""
     rows = list(rows)
     symbols = [symbol for symbol, _ in rows[0].surrendered] if rows else []
-    header = (["year", "account", "emissions", "carried", "obligation"] + symbols
-              + ["shortfall", "penalty EUR", "paid EUR", "owed EUR", "status"])
+    header = (
+        ["year", "account", "emissions", "carried", "obligation"]
+        + symbols
+        + ["shortfall", "penalty EUR", "paid EUR", "owed EUR", "status"]
+    )
     table = [header]
     for row in rows:
-        table.append([str(row.year), row.account, "-" if row.emissions is None else str(row.emissions),
-                      str(row.carried_in), str(row.obligation)] + [str(units) for _, units in row.surrendered]
-                     + [str(row.shortfall), cents_to_eur(row.penalty), cents_to_eur(row.penalty_paid), cents_to_eur(row.penalty_owed),
-                        "closed" if row.closed else "open"])
+        table.append(
+            [
+                str(row.year),
+                row.account,
+                "-" if row.emissions is None else str(row.emissions),
+                str(row.carried_in),
+                str(row.obligation),
+            ]
+            + [str(units) for _, units in row.surrendered]
+            + [
+                str(row.shortfall),
+                cents_to_eur(row.penalty),
+                cents_to_eur(row.penalty_paid),
+                cents_to_eur(row.penalty_owed),
+                "closed" if row.closed else "open",
+            ]
+        )
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    return ["  ".join(cell.ljust(width) if i == 1 else cell.rjust(width)
-                      for i, (cell, width) in enumerate(zip(line, widths, strict=True))) for line in table]
-
-
+    return [
+        "  ".join(
+            cell.ljust(width) if i == 1 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in table
+    ]

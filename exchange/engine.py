@@ -47,6 +47,7 @@ The engine holds no clock and draws no random numbers; every timestamp comes
 with a command. Replaying the same commands gives the same events and the
 same :meth:`Engine.state_hash`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -109,8 +110,14 @@ class Engine:
     """All order books of the venue, the accounts (holdings, holds, client order ids), compliance, and the
     sequence counters."""
 
-    def __init__(self, instruments: Mapping[str, Instrument], *, pre_trade_risk: bool = True,
-                 fee_account: str = DEFAULT_FEE_ACCOUNT, compliance: ComplianceConfig | None = None) -> None:
+    def __init__(
+        self,
+        instruments: Mapping[str, Instrument],
+        *,
+        pre_trade_risk: bool = True,
+        fee_account: str = DEFAULT_FEE_ACCOUNT,
+        compliance: ComplianceConfig | None = None,
+    ) -> None:
         """An engine for these instruments.
 
         With ``pre_trade_risk`` (the exchange's way) accounts must be opened
@@ -132,12 +139,13 @@ class Engine:
         if pre_trade_risk:
             fees = self.accounts[fee_account] = Account(fee_account, self.instruments)
         self.fee_account = fees
-        self.books = {symbol: OrderBook(instrument, self.counters, self.open_orders, fees)
-                      for symbol, instrument in self.instruments.items()}
+        self.books = {
+            symbol: OrderBook(instrument, self.counters, self.open_orders, fees)
+            for symbol, instrument in self.instruments.items()
+        }
         self._book_list = list(self.books.values())
         # The collaborators, each owning its commands (their handlers append events or return a reject code):
-        self.order_commands = OrderCommands(self.books, self.accounts, self.open_orders, self.counters,
-                                            pre_trade_risk)
+        self.order_commands = OrderCommands(self.books, self.accounts, self.open_orders, self.counters, pre_trade_risk)
         self.account_commands = AccountCommands(self.accounts, self.instruments, self.counters, pre_trade_risk)
         self.compliance = Compliance(self, compliance)  # installations, obligations, retired units
         self.primary = PrimaryAuctions(self)  # EU ETS primary auctions: bids, clearing, carry-over
@@ -185,8 +193,9 @@ class Engine:
 
     def counts(self) -> EngineCounts:
         counters = self.counters
-        return EngineCounts(counters.seq, counters.order_id, len(self.open_orders), counters.trade_id,
-                            len(self.accounts))
+        return EngineCounts(
+            counters.seq, counters.order_id, len(self.open_orders), counters.trade_id, len(self.accounts)
+        )
 
     @property
     def fee_account_id(self) -> str | None:
@@ -204,8 +213,9 @@ class Engine:
         account = self.accounts.get(account_id)
         if account is None:
             return None
-        return AccountBalances(account.cash, account.reserved_cash, dict(account.units),
-                               dict(account.reserved_units), account.blocked)
+        return AccountBalances(
+            account.cash, account.reserved_cash, dict(account.units), dict(account.reserved_units), account.blocked
+        )
 
     def account_settings(self, account_id: str) -> AccountSettings | None:
         account = self.accounts.get(account_id)
@@ -241,8 +251,9 @@ class Engine:
         installation = self.compliance.installations.get(account_id)
         if installation is None:
             return None
-        return InstallationView(installation.account_id, installation.credit_limit_bps,
-                                tuple(sorted(installation.years)))
+        return InstallationView(
+            installation.account_id, installation.credit_limit_bps, tuple(sorted(installation.years))
+        )
 
     @property
     def compliance_config(self) -> ComplianceConfig:
@@ -402,11 +413,15 @@ class Engine:
                 yield "stop " + _order_line(order)
         for account_id in sorted(self.accounts):
             account = self.accounts[account_id]
-            yield (f"account {account_id} stp={account.self_trade_prevention} limit={account.order_value_limit} "
-                   f"blocked={account.blocked} "
-                   f"cash={account.cash} reserved={account.reserved_cash} "
-                   + " ".join(f"{symbol}={account.units[symbol]}/{account.reserved_units[symbol]}"
-                              for symbol in sorted(account.units)))
+            yield (
+                f"account {account_id} stp={account.self_trade_prevention} limit={account.order_value_limit} "
+                f"blocked={account.blocked} "
+                f"cash={account.cash} reserved={account.reserved_cash} "
+                + " ".join(
+                    f"{symbol}={account.units[symbol]}/{account.reserved_units[symbol]}"
+                    for symbol in sorted(account.units)
+                )
+            )
             for clid in sorted(account.orders, key=repr):
                 named = account.orders[clid]
                 yield f"clid {clid!r} {'closed' if named is CLOSED else named.order_id}"
@@ -415,15 +430,27 @@ class Engine:
 
 
 def _auction_view(auction: PrimaryAuction) -> PrimaryAuctionView:
-    bids = tuple(BidView(bid.bid_id, bid.account, bid.price, bid.volume, bid.held, bid.number)
-                 for bid in sorted(auction.bids.values(), key=lambda bid: bid.number))
-    return PrimaryAuctionView(auction.auction_id, auction.instrument, auction.auctioneer, auction.volume,
-                              auction.closes_at, auction.seed, auction.outcome, bids)
+    bids = tuple(
+        BidView(bid.bid_id, bid.account, bid.price, bid.volume, bid.held, bid.number)
+        for bid in sorted(auction.bids.values(), key=lambda bid: bid.number)
+    )
+    return PrimaryAuctionView(
+        auction.auction_id,
+        auction.instrument,
+        auction.auctioneer,
+        auction.volume,
+        auction.closes_at,
+        auction.seed,
+        auction.outcome,
+        bids,
+    )
 
 
 def _order_line(order: Order) -> str:
-    return (f"{order.order_id} {order.account.account_id} {order.client_order_id!r} {order.side} "
-            f"{order.order_type} {order.time_in_force} p={order.price} q={order.quantity} "
-            f"leaves={order.leaves} shown={order.visible} display={order.display_quantity} "
-            f"stop={order.stop_price} exp={order.expire_date} po={order.post_only} "
-            f"stp={order.self_trade_prevention} ts={order.ts} reserve={order.reserve_per_lot}")
+    return (
+        f"{order.order_id} {order.account.account_id} {order.client_order_id!r} {order.side} "
+        f"{order.order_type} {order.time_in_force} p={order.price} q={order.quantity} "
+        f"leaves={order.leaves} shown={order.visible} display={order.display_quantity} "
+        f"stop={order.stop_price} exp={order.expire_date} po={order.post_only} "
+        f"stp={order.self_trade_prevention} ts={order.ts} reserve={order.reserve_per_lot}"
+    )

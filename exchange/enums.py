@@ -5,6 +5,7 @@ failures and on the wire (MessagePack packs them as plain strings), while the
 matching code compares members by identity (``side is Side.BUY``), which costs
 no more than comparing two integers.
 """
+
 from enum import StrEnum
 
 
@@ -61,4 +62,3 @@ class TradingPhase(StrEnum):
 
 
 CALL_PHASES = frozenset((TradingPhase.OPENING_CALL, TradingPhase.CLOSING_CALL, TradingPhase.VOLATILITY_INTERRUPTION))
-

@@ -18,6 +18,7 @@ final state, after the command (``Engine.handle``) or after the whole batch
 (``Engine.handle_all``), so depth is conflated the way a market-data feed
 publishes it.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -230,6 +231,7 @@ class SelfTradePreventionSet(NamedTuple):
 
 # -- compliance (see exchange.compliance) -----------------------------------------------------
 
+
 class InstallationRegistered(NamedTuple):
     seq: int
     ts: int
@@ -306,11 +308,29 @@ class DeadlinePassed(NamedTuple):
 
 
 Event = (
-    OrderAccepted | OrderRejected | RequestRejected | Trade | OrderCanceled | OrderReplaced
-    | OrderExpired | StopTriggered | LevelChanged | MassCancelCompleted | AccountBlocked | AccountUnblocked
-    | TradingDayClosed | SelfTradePreventionSet
-    | AccountOpened | Deposited | Withdrawn | InstallationRegistered | EmissionsRecorded | UnitsSurrendered
-    | PenaltyCharged | ObligationCarriedOver | DeadlinePassed
+    OrderAccepted
+    | OrderRejected
+    | RequestRejected
+    | Trade
+    | OrderCanceled
+    | OrderReplaced
+    | OrderExpired
+    | StopTriggered
+    | LevelChanged
+    | MassCancelCompleted
+    | AccountBlocked
+    | AccountUnblocked
+    | TradingDayClosed
+    | SelfTradePreventionSet
+    | AccountOpened
+    | Deposited
+    | Withdrawn
+    | InstallationRegistered
+    | EmissionsRecorded
+    | UnitsSurrendered
+    | PenaltyCharged
+    | ObligationCarriedOver
+    | DeadlinePassed
 )
 
 
@@ -357,6 +377,7 @@ class AuctionCompleted(NamedTuple):
 
 
 # -- EU ETS primary auctions (exchange.primary_auction) -------------------------------------------------------
+
 
 class PrimaryAuctionOpened(NamedTuple):
     seq: int

@@ -8,6 +8,7 @@ lot) and checks each field, raising :class:`ConfigError` with the dotted path
 of the first bad field (``instruments.EUA.tick_size_eur``). A new instrument
 is a new table in the file; no code names EUA, CER or ERU.
 """
+
 from __future__ import annotations
 
 import re
@@ -67,9 +68,20 @@ class Instrument:
 
 
 _FIELDS = {
-    "name", "lot_units", "tick_size_eur", "min_lots", "max_lots", "min_price_eur",
-    "max_price_eur", "reference_price_eur", "market_collar_eur", "price_band_bps",
-    "maker_fee_eur", "taker_fee_eur", "volatility_band_bps", "volatility_call_seconds",
+    "name",
+    "lot_units",
+    "tick_size_eur",
+    "min_lots",
+    "max_lots",
+    "min_price_eur",
+    "max_price_eur",
+    "reference_price_eur",
+    "market_collar_eur",
+    "price_band_bps",
+    "maker_fee_eur",
+    "taker_fee_eur",
+    "volatility_band_bps",
+    "volatility_call_seconds",
 }
 
 
@@ -136,10 +148,20 @@ def _parse_instrument(symbol: str, table: Any) -> Instrument:
         if fees[key] > min_price * lot_units:
             raise ConfigError(f"{where}.{key}", "must not exceed the value of one lot at min_price_eur")
     return Instrument(
-        symbol=symbol, name=name, lot_units=lot_units, tick_size=tick_size, min_lots=min_lots,
-        max_lots=max_lots, min_price=min_price, max_price=max_price, reference_price=reference_price,
-        market_collar=market_collar, price_band_bps=band, maker_fee=fees["maker_fee_eur"],
-        taker_fee=fees["taker_fee_eur"], volatility_band_bps=volatility_band,
+        symbol=symbol,
+        name=name,
+        lot_units=lot_units,
+        tick_size=tick_size,
+        min_lots=min_lots,
+        max_lots=max_lots,
+        min_price=min_price,
+        max_price=max_price,
+        reference_price=reference_price,
+        market_collar=market_collar,
+        price_band_bps=band,
+        maker_fee=fees["maker_fee_eur"],
+        taker_fee=fees["taker_fee_eur"],
+        volatility_band_bps=volatility_band,
         volatility_call_seconds=volatility_call,
     )
 
@@ -194,8 +216,7 @@ def _cents(table: Mapping[str, Any], where: str, key: str, *, default: int | Non
         raise ConfigError(f"{where}.{key}", str(exc)) from None
 
 
-def _on_tick(table: Mapping[str, Any], where: str, key: str, tick_size: int, *,
-             default: int | None = None) -> int:
+def _on_tick(table: Mapping[str, Any], where: str, key: str, tick_size: int, *, default: int | None = None) -> int:
     cents = _cents(table, where, key, default=default)
     if cents % tick_size:
         raise ConfigError(f"{where}.{key}", f"must be a multiple of the tick size ({tick_size} cents)")

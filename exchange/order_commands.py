@@ -21,6 +21,7 @@ bytecode, every line of them shows in the benchmark): the common case is
 decided with one combined test and anything unusual is handed to a helper
 that works out the exact reject code.
 """
+
 from __future__ import annotations
 
 from enum import Enum
@@ -60,8 +61,14 @@ _new = tuple.__new__  # builds an event tuple without the NamedTuple constructor
 class OrderCommands:
     """New orders, cancels, replaces and mass cancels on every book of the engine, and the end of day."""
 
-    def __init__(self, books: dict[str, OrderBook], accounts: dict[str, Account], open_orders: dict[int, Order],
-                 counters: Counters, pre_trade_risk: bool) -> None:
+    def __init__(
+        self,
+        books: dict[str, OrderBook],
+        accounts: dict[str, Account],
+        open_orders: dict[int, Order],
+        counters: Counters,
+        pre_trade_risk: bool,
+    ) -> None:
         self.books = books
         self.accounts = accounts  # the engine's accounts by id (shared)
         self.open_orders = open_orders  # the engine's open orders by id (shared with the books)
@@ -127,19 +134,59 @@ class OrderCommands:
         order_type = cmd.order_type
         post_only = cmd.post_only
         expire_date = cmd.expire_date
-        order = Order(order_id, book, account, clid, side, order_type, time_in_force, price, quantity,
-                      display, stop_price, expire_date, post_only, stp, ts, reserve_per_lot)
+        order = Order(
+            order_id,
+            book,
+            account,
+            clid,
+            side,
+            order_type,
+            time_in_force,
+            price,
+            quantity,
+            display,
+            stop_price,
+            expire_date,
+            post_only,
+            stp,
+            ts,
+            reserve_per_lot,
+        )
         account.orders[clid] = order
-        events.append(_new(OrderAccepted, (counters.next_seq(), ts, book.symbol, order_id, account.account_id, clid,
-                                           side, order_type, time_in_force, price, quantity, display, stop_price,
-                                           expire_date, post_only, stp)))
+        events.append(
+            _new(
+                OrderAccepted,
+                (
+                    counters.next_seq(),
+                    ts,
+                    book.symbol,
+                    order_id,
+                    account.account_id,
+                    clid,
+                    side,
+                    order_type,
+                    time_in_force,
+                    price,
+                    quantity,
+                    display,
+                    stop_price,
+                    expire_date,
+                    post_only,
+                    stp,
+                ),
+            )
+        )
         if stop_price is not None:
             book.park_stop(order)  # triggered below, with any other stop, if the last price has reached it
         elif in_call:  # collected for the auction, no matching
             book.rest(order, quantity)
             return
-        elif price is not None and time_in_force is not IOC and time_in_force is not FOK and (
-                book.asks.best > price if side is BUY else book.bids.best > -price):
+        elif (
+            price is not None
+            and time_in_force is not IOC
+            and time_in_force is not FOK
+            and (book.asks.best > price if side is BUY else book.bids.best > -price)
+        ):
             book.rest(order, quantity)  # does not cross: no trade, no stop to release
             return
         else:
@@ -209,8 +256,20 @@ class OrderCommands:
             # Keeps its place: a smaller quantity at the same price, or a stop still waiting
             # (it has no place in the book yet and is amended where it waits).
             seq = counters.next_seq()
-            events.append(OrderReplaced(seq, ts, book.symbol, order.order_id, order.account.account_id,
-                                        order.client_order_id, price, quantity, quantity - order.filled, True))
+            events.append(
+                OrderReplaced(
+                    seq,
+                    ts,
+                    book.symbol,
+                    order.order_id,
+                    order.account.account_id,
+                    order.client_order_id,
+                    price,
+                    quantity,
+                    quantity - order.filled,
+                    True,
+                )
+            )
             if waiting:
                 order.leaves = quantity - order.filled
                 order.quantity = quantity
@@ -222,12 +281,39 @@ class OrderCommands:
         # the dead entry it leaves in its old level can never be mistaken for it.
         filled = order.filled
         seq = counters.next_seq()
-        events.append(OrderReplaced(seq, ts, book.symbol, order.order_id, order.account.account_id,
-                                    order.client_order_id, price, quantity, quantity - filled, False))
+        events.append(
+            OrderReplaced(
+                seq,
+                ts,
+                book.symbol,
+                order.order_id,
+                order.account.account_id,
+                order.client_order_id,
+                price,
+                quantity,
+                quantity - filled,
+                False,
+            )
+        )
         book.unlink(order)
-        moved = Order(order.order_id, book, order.account, order.client_order_id, order.side,
-                      order.order_type, order.time_in_force, price, quantity, order.display_quantity, None,
-                      order.expire_date, order.post_only, order.self_trade_prevention, ts, order.reserve_per_lot)
+        moved = Order(
+            order.order_id,
+            book,
+            order.account,
+            order.client_order_id,
+            order.side,
+            order.order_type,
+            order.time_in_force,
+            price,
+            quantity,
+            order.display_quantity,
+            None,
+            order.expire_date,
+            order.post_only,
+            order.self_trade_prevention,
+            ts,
+            order.reserve_per_lot,
+        )
         moved.leaves = quantity - filled
         del self.open_orders[order.order_id]
         del order.account.open_orders[order.order_id]
@@ -257,14 +343,28 @@ class OrderCommands:
             code = RejectCode.REPLACE_QUANTITY_NOT_ABOVE_FILLED
         if code is None and quantity == order.quantity and price == order.price:
             code = RejectCode.REPLACE_CHANGES_NOTHING
-        if code is None and order.post_only and order.stop_price is None and price != order.price \
-                and book.phase is CONTINUOUS and book.would_take(order.side, price):
+        if (
+            code is None
+            and order.post_only
+            and order.stop_price is None
+            and price != order.price
+            and book.phase is CONTINUOUS
+            and book.would_take(order.side, price)
+        ):
             code = RejectCode.POST_ONLY_WOULD_TAKE
         if code is None and self.pre_trade_risk:
             # The amended order must be affordable with what the order already holds back.
             held = order.leaves * order.reserve_per_lot
-            reserve_per_lot = reserve(order.account, book, order.side, price, order.stop_price,
-                                      quantity - order.filled, held, price_changed=price != order.price)
+            reserve_per_lot = reserve(
+                order.account,
+                book,
+                order.side,
+                price,
+                order.stop_price,
+                quantity - order.filled,
+                held,
+                price_changed=price != order.price,
+            )
             if isinstance(reserve_per_lot, RejectCode):
                 code = reserve_per_lot
             else:
@@ -281,12 +381,18 @@ class OrderCommands:
         events.append(MassCancelCompleted(seq, cmd.ts, cmd.account, symbol, canceled))
         return None
 
-    def cancel_all(self, account: Account | None, symbol: str | None, reason: CancelReason, events: list,
-                    ts: int) -> int:
+    def cancel_all(
+        self, account: Account | None, symbol: str | None, reason: CancelReason, events: list, ts: int
+    ) -> int:
         """Cancel the account's open orders (on one instrument, or all), oldest first; return how many."""
-        doomed = [] if account is None else sorted(
-            (order for order in account.open_orders.values() if symbol is None or order.book.symbol == symbol),
-            key=by_order_id)
+        doomed = (
+            []
+            if account is None
+            else sorted(
+                (order for order in account.open_orders.values() if symbol is None or order.book.symbol == symbol),
+                key=by_order_id,
+            )
+        )
         for order in doomed:
             order.book.cancel(order, reason, events, ts)
         return len(doomed)
@@ -298,16 +404,27 @@ class OrderCommands:
         if self.last_closed_date is not None and trading_date <= self.last_closed_date:
             return RejectCode.TRADING_DATE_NOT_AFTER_LAST
         counters = self.counters
-        expiring = [order for order in self.open_orders.values()
-                    if order.time_in_force is DAY
-                    or (order.expire_date is not None and order.expire_date <= trading_date)]  # (GTD)
+        expiring = [
+            order
+            for order in self.open_orders.values()
+            if order.time_in_force is DAY or (order.expire_date is not None and order.expire_date <= trading_date)
+        ]  # (GTD)
         expiring.sort(key=by_order_id)
         for order in expiring:
             book = order.book
             book.unlink(order)
             expired = book.retire(order)
-            events.append(OrderExpired(counters.next_seq(), ts, book.symbol, order.order_id,
-                                       order.account.account_id, order.client_order_id, expired))
+            events.append(
+                OrderExpired(
+                    counters.next_seq(),
+                    ts,
+                    book.symbol,
+                    order.order_id,
+                    order.account.account_id,
+                    order.client_order_id,
+                    expired,
+                )
+            )
         # Client order ids are unique per trading day: forget those of orders no longer open.
         for account in self.accounts.values():
             account.orders = {clid: order for clid, order in account.orders.items() if order is not CLOSED}

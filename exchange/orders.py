@@ -12,6 +12,7 @@ order id then maps to ``CLOSED`` in its account (``exchange.accounts``).
 Plain attributes with ``__slots__``, no methods on the hot path: the book and
 the engine read and write them directly, which is what makes matching fast.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, final
@@ -32,16 +33,45 @@ class Order:
     """
 
     __slots__ = (
-        "order_id", "book", "account", "client_order_id", "side", "order_type", "time_in_force",
-        "price", "quantity", "leaves", "visible", "display_quantity", "stop_price",
-        "expire_date", "post_only", "self_trade_prevention", "ts", "reserve_per_lot",
+        "order_id",
+        "book",
+        "account",
+        "client_order_id",
+        "side",
+        "order_type",
+        "time_in_force",
+        "price",
+        "quantity",
+        "leaves",
+        "visible",
+        "display_quantity",
+        "stop_price",
+        "expire_date",
+        "post_only",
+        "self_trade_prevention",
+        "ts",
+        "reserve_per_lot",
     )
 
-    def __init__(self, order_id: int, book: OrderBook, account: Account, client_order_id: str | int, side: Side,
-                 order_type: OrderType, time_in_force: TimeInForce, price: int | None, quantity: int,
-                 display_quantity: int | None, stop_price: int | None, expire_date: int | None,
-                 post_only: bool, self_trade_prevention: SelfTradePrevention, ts: int,
-                 reserve_per_lot: int) -> None:
+    def __init__(
+        self,
+        order_id: int,
+        book: OrderBook,
+        account: Account,
+        client_order_id: str | int,
+        side: Side,
+        order_type: OrderType,
+        time_in_force: TimeInForce,
+        price: int | None,
+        quantity: int,
+        display_quantity: int | None,
+        stop_price: int | None,
+        expire_date: int | None,
+        post_only: bool,
+        self_trade_prevention: SelfTradePrevention,
+        ts: int,
+        reserve_per_lot: int,
+    ) -> None:
         self.order_id = order_id
         self.book = book
         self.account = account
@@ -69,9 +99,11 @@ class Order:
         return self.quantity - self.leaves
 
     def __repr__(self) -> str:
-        return (f"Order(id={self.order_id}, account={self.account.account_id!r}, "
-                f"clid={self.client_order_id!r}, {self.side.name} {self.leaves}/{self.quantity} "
-                f"@ {self.price}, visible={self.visible})")
+        return (
+            f"Order(id={self.order_id}, account={self.account.account_id!r}, "
+            f"clid={self.client_order_id!r}, {self.side.name} {self.leaves}/{self.quantity} "
+            f"@ {self.price}, visible={self.visible})"
+        )
 
 
 def by_order_id(order: Order) -> int:

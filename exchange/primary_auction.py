@@ -43,6 +43,7 @@ id in its ``client_order_id``, see :mod:`exchange.refusals`) with a code from
 the 8xx range, or the shared 101, 201, 202, 203, 206. Accounts, instruments
 and reference prices are reached through the engine's public hooks.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -85,8 +86,20 @@ class Bid:
 
 
 class PrimaryAuction:
-    __slots__ = ("auction_id", "auctioneer", "instrument", "volume", "carried_in", "closes_at", "seed",
-                 "reserve_discount_bps", "bids", "bid_ids", "bids_received", "outcome")
+    __slots__ = (
+        "auction_id",
+        "auctioneer",
+        "instrument",
+        "volume",
+        "carried_in",
+        "closes_at",
+        "seed",
+        "reserve_discount_bps",
+        "bids",
+        "bid_ids",
+        "bids_received",
+        "outcome",
+    )
 
     def __init__(self, cmd: OpenPrimaryAuction, volume: int, carried_in: int) -> None:
         self.auction_id = cmd.auction_id
@@ -175,8 +188,20 @@ class PrimaryAuctions:
                 del self.carry_over[key]
         account.reserved_units[symbol] += volume
         self.auctions[cmd.auction_id] = PrimaryAuction(cmd, volume, carried_in)
-        events.append(PrimaryAuctionOpened(self._counters.next_seq(), cmd.ts, cmd.auction_id, cmd.auctioneer, symbol, volume,
-                                           carried_in, cmd.closes_at, seed_hash(cmd.seed), cmd.reserve_discount_bps))
+        events.append(
+            PrimaryAuctionOpened(
+                self._counters.next_seq(),
+                cmd.ts,
+                cmd.auction_id,
+                cmd.auctioneer,
+                symbol,
+                volume,
+                carried_in,
+                cmd.closes_at,
+                seed_hash(cmd.seed),
+                cmd.reserve_discount_bps,
+            )
+        )
         return None
 
     def _bidding(self, cmd: SubmitBid | ModifyBid | WithdrawBid) -> tuple[PrimaryAuction, Account] | RejectCode:
@@ -212,10 +237,23 @@ class PrimaryAuctions:
         account.reserved_cash += held
         auction.bids_received += 1
         auction.bid_ids.add((cmd.account, cmd.bid_id))
-        auction.bids[(cmd.account, cmd.bid_id)] = Bid(auction.bids_received, cmd.account, cmd.bid_id, cmd.price,
-                                                       cmd.volume)
-        events.append(BidPlaced(self._counters.next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, auction.instrument,
-                                cmd.price, cmd.volume, held, False))
+        auction.bids[(cmd.account, cmd.bid_id)] = Bid(
+            auction.bids_received, cmd.account, cmd.bid_id, cmd.price, cmd.volume
+        )
+        events.append(
+            BidPlaced(
+                self._counters.next_seq(),
+                cmd.ts,
+                cmd.auction_id,
+                cmd.account,
+                cmd.bid_id,
+                auction.instrument,
+                cmd.price,
+                cmd.volume,
+                held,
+                False,
+            )
+        )
         return None
 
     def modify_bid(self, cmd: ModifyBid, events: list) -> RejectCode | None:
@@ -236,8 +274,20 @@ class PrimaryAuctions:
             return RejectCode.INSUFFICIENT_CASH
         account.reserved_cash += held - bid.held
         bid.price, bid.volume = price, volume  # a sealed bid has no time priority to lose
-        events.append(BidPlaced(self._counters.next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, auction.instrument,
-                                price, volume, held, True))
+        events.append(
+            BidPlaced(
+                self._counters.next_seq(),
+                cmd.ts,
+                cmd.auction_id,
+                cmd.account,
+                cmd.bid_id,
+                auction.instrument,
+                price,
+                volume,
+                held,
+                True,
+            )
+        )
         return None
 
     def withdraw_bid(self, cmd: WithdrawBid, events: list) -> RejectCode | None:
@@ -249,8 +299,11 @@ class PrimaryAuctions:
         if bid is None:
             return RejectCode.UNKNOWN_BID
         account.reserved_cash -= bid.held
-        events.append(BidWithdrawn(self._counters.next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id,
-                                   auction.instrument, bid.held))
+        events.append(
+            BidWithdrawn(
+                self._counters.next_seq(), cmd.ts, cmd.auction_id, cmd.account, cmd.bid_id, auction.instrument, bid.held
+            )
+        )
         return None
 
     def withdraw_all(self, account_id: str, ts: int, events: list) -> int:
@@ -265,8 +318,17 @@ class PrimaryAuctions:
                 if bid.account == account_id:
                     del auction.bids[key]
                     account.reserved_cash -= bid.held
-                    events.append(BidWithdrawn(self._counters.next_seq(), ts, auction.auction_id, account_id, bid.bid_id,
-                                               auction.instrument, bid.held))
+                    events.append(
+                        BidWithdrawn(
+                            self._counters.next_seq(),
+                            ts,
+                            auction.auction_id,
+                            account_id,
+                            bid.bid_id,
+                            auction.instrument,
+                            bid.held,
+                        )
+                    )
                     withdrawn += 1
         return withdrawn
 
@@ -289,8 +351,21 @@ class PrimaryAuctions:
             auction.outcome = UNDERSUBSCRIBED if clearing_price is None else BELOW_RESERVE
             for bid, _ in allocations:
                 engine.account(bid.account).reserved_cash -= bid.held
-                events.append(BidResult(self._counters.next_seq(), cmd.ts, auction.auction_id, bid.account, bid.bid_id,
-                                        auction.instrument, bid.price, bid.volume, 0, None, 0))
+                events.append(
+                    BidResult(
+                        self._counters.next_seq(),
+                        cmd.ts,
+                        auction.auction_id,
+                        bid.account,
+                        bid.bid_id,
+                        auction.instrument,
+                        bid.price,
+                        bid.volume,
+                        0,
+                        None,
+                        0,
+                    )
+                )
             auctioneer = engine.account(auction.auctioneer)
             auctioneer.reserved_units[auction.instrument] -= auction.volume
             carried = spread_carry_over(auction.volume)
@@ -298,10 +373,23 @@ class PrimaryAuctions:
             waiting = self.carry_over.get(key, [])  # at most CARRY_OVER_AUCTIONS long
             waiting += [0] * (CARRY_OVER_AUCTIONS - len(waiting))
             self.carry_over[key] = [before + added for before, added in zip(waiting, carried, strict=True)]
-            events.append(PrimaryAuctionCancelled(self._counters.next_seq(), cmd.ts, auction.auction_id, auction.auctioneer,
-                                                  auction.instrument, auction.volume, auction.outcome, total,
-                                                  bidders, clearing_price, reserve_price, carried,
-                                                  auction.seed))
+            events.append(
+                PrimaryAuctionCancelled(
+                    self._counters.next_seq(),
+                    cmd.ts,
+                    auction.auction_id,
+                    auction.auctioneer,
+                    auction.instrument,
+                    auction.volume,
+                    auction.outcome,
+                    total,
+                    bidders,
+                    clearing_price,
+                    reserve_price,
+                    carried,
+                    auction.seed,
+                )
+            )
             return None
         auction.outcome = "cleared"
         symbol = auction.instrument
@@ -316,15 +404,42 @@ class PrimaryAuctions:
                 account.units[symbol] += allocated
                 proceeds += amount
                 winners.add(bid.account)
-            events.append(BidResult(self._counters.next_seq(), cmd.ts, auction.auction_id, bid.account, bid.bid_id, symbol,
-                                    bid.price, bid.volume, allocated, clearing_price, amount))
+            events.append(
+                BidResult(
+                    self._counters.next_seq(),
+                    cmd.ts,
+                    auction.auction_id,
+                    bid.account,
+                    bid.bid_id,
+                    symbol,
+                    bid.price,
+                    bid.volume,
+                    allocated,
+                    clearing_price,
+                    amount,
+                )
+            )
         auctioneer = engine.account(auction.auctioneer)
         auctioneer.units[symbol] -= auction.volume
         auctioneer.reserved_units[symbol] -= auction.volume
         auctioneer.cash += proceeds
-        events.append(PrimaryAuctionCleared(self._counters.next_seq(), cmd.ts, auction.auction_id, auction.auctioneer, symbol,
-                                            auction.volume, clearing_price, total, bidders, len(winners), proceeds,
-                                            reserve_price, auction.seed))
+        events.append(
+            PrimaryAuctionCleared(
+                self._counters.next_seq(),
+                cmd.ts,
+                auction.auction_id,
+                auction.auctioneer,
+                symbol,
+                auction.volume,
+                clearing_price,
+                total,
+                bidders,
+                len(winners),
+                proceeds,
+                reserve_price,
+                auction.seed,
+            )
+        )
         return None
 
     def _check_price(self, price: int, auction: PrimaryAuction) -> RejectCode | None:
@@ -339,10 +454,12 @@ class PrimaryAuctions:
         """Primary-auction facts for the engine's state hash; none while there was no auction."""
         for auction_id in sorted(self.auctions):
             auction = self.auctions[auction_id]
-            yield (f"auction {auction_id} {auction.auctioneer} {auction.instrument} volume={auction.volume} "
-                   f"carried={auction.carried_in} closes={auction.closes_at} seed={auction.seed} "
-                   f"discount={auction.reserve_discount_bps} received={auction.bids_received} "
-                   f"outcome={auction.outcome}")
+            yield (
+                f"auction {auction_id} {auction.auctioneer} {auction.instrument} volume={auction.volume} "
+                f"carried={auction.carried_in} closes={auction.closes_at} seed={auction.seed} "
+                f"discount={auction.reserve_discount_bps} received={auction.bids_received} "
+                f"outcome={auction.outcome}"
+            )
             for bid in sorted(auction.bids.values(), key=lambda bid: bid.number):
                 yield f"bid {auction_id} {bid.number} {bid.account} {bid.bid_id!r} {bid.price} {bid.volume}"
             used = sorted(repr(key) for key in auction.bid_ids)

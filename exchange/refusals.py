@@ -18,6 +18,7 @@ command itself:
   request ``"unknown"``, with whatever ``ts`` and ``account`` it carries if
   they have the right types.
 """
+
 from __future__ import annotations
 
 from .codes import RejectCode
@@ -80,8 +81,10 @@ def order_rejected(seq: int, cmd: NewOrder, instrument: str | None, code: Reject
 
 def order_request_rejected(seq: int, cmd: CancelOrder | ReplaceOrder, code: RejectCode) -> RequestRejected:
     """The refusal of a cancel or replace, naming the order as the command did (the cancel path's own)."""
-    return _new(RequestRejected, (seq, cmd.ts, cmd.account, REQUESTS[cmd.__class__], cmd.order_id,
-                                  cmd.client_order_id, code, code.text))
+    return _new(
+        RequestRejected,
+        (seq, cmd.ts, cmd.account, REQUESTS[cmd.__class__], cmd.order_id, cmd.client_order_id, code, code.text),
+    )
 
 
 def request_rejected(seq: int, cmd: object, code: RejectCode) -> RequestRejected:
@@ -95,5 +98,13 @@ def request_rejected(seq: int, cmd: object, code: RejectCode) -> RequestRejected
     ts = getattr(cmd, "ts", 0)  # any object may arrive here as an unknown command
     account = cmd.auctioneer if type(cmd) is OpenPrimaryAuction else getattr(cmd, "account", None)
     reference = cmd.bid_id if type(cmd) is SubmitBid or type(cmd) is ModifyBid or type(cmd) is WithdrawBid else None
-    return RequestRejected(seq, ts if type(ts) is int else 0, account if type(account) is str else None,
-                           REQUESTS.get(kind, UNKNOWN_REQUEST), None, reference, code, code.text)
+    return RequestRejected(
+        seq,
+        ts if type(ts) is int else 0,
+        account if type(account) is str else None,
+        REQUESTS.get(kind, UNKNOWN_REQUEST),
+        None,
+        reference,
+        code,
+        code.text,
+    )

@@ -21,6 +21,7 @@ auction bids, ``exchange.primary_auction``) and the reserved units the same
 over its open sell orders (plus what it auctions). Without pre-trade risk
 none of this runs: the engine only matches.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -36,8 +37,16 @@ if TYPE_CHECKING:
 BUY = Side.BUY
 
 
-def reserve(account: Account, book: OrderBook, side: Side, price: int | None, stop_price: int | None, lots: int,
-            held: int, price_changed: bool = True) -> int | RejectCode:
+def reserve(
+    account: Account,
+    book: OrderBook,
+    side: Side,
+    price: int | None,
+    stop_price: int | None,
+    lots: int,
+    held: int,
+    price_changed: bool = True,
+) -> int | RejectCode:
     """Hold back what an order may cost or deliver; return what each lot holds, or the rule it breaks.
 
     A buy holds its worst-case cost: the price times the lot, plus the
@@ -55,8 +64,9 @@ def reserve(account: Account, book: OrderBook, side: Side, price: int | None, st
         if side is BUY:
             price = instrument.max_price if collar is None else book.reference_price() + collar
         else:  # a sell holds units; its price only values it against the account's limit
-            price = book.reference_price() if collar is None else max(book.reference_price() - collar,
-                                                                      instrument.min_price)
+            price = (
+                book.reference_price() if collar is None else max(book.reference_price() - collar, instrument.min_price)
+            )
     elif instrument.price_band_bps and stop_price is None and price_changed:
         reference = book.reference_price()
         if abs(price - reference) * 10_000 > reference * instrument.price_band_bps:
@@ -80,8 +90,16 @@ def reserve(account: Account, book: OrderBook, side: Side, price: int | None, st
     return lot_units
 
 
-def settle_fill(book: OrderBook, fee_account: Account, taker: Order, maker: Order, price: int, fill: int,
-                maker_fee: int, taker_fee: int) -> None:
+def settle_fill(
+    book: OrderBook,
+    fee_account: Account,
+    taker: Order,
+    maker: Order,
+    price: int,
+    fill: int,
+    maker_fee: int,
+    taker_fee: int,
+) -> None:
     """Move one fill's units, cash and fees in the engine's view of holdings.
 
     The buyer pays the price and its fee and frees what its order held

@@ -13,6 +13,7 @@ The book (``OrderBook.release_stops``) asks for the next stop reached after
 every trade that moved the last price, turns it into a limit order arriving
 now, and asks again, since its trades may reach more.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

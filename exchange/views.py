@@ -9,6 +9,7 @@ holds plain values and copies, never the engine's own objects: a caller can
 keep it, change its dicts or send it away without touching the engine, and
 the engine can lay its structures out as it likes without breaking callers.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple

@@ -40,6 +40,7 @@ Rules, the same as the engine's documented ones:
 Everything that happens is appended to ``log`` as a :class:`Fill` or a
 :class:`Cancel`, in the order it happens.
 """
+
 from __future__ import annotations
 
 from copy import copy
@@ -97,8 +98,18 @@ class ReferenceBook:
 
     # -- commands ---------------------------------------------------------------------------
 
-    def submit(self, order_id: object, account: str, side: str, quantity: int, price: int | None = None,
-               tif: str = GTC, display: int | None = None, stp: str = NO_STP, post_only: bool = False) -> bool:
+    def submit(
+        self,
+        order_id: object,
+        account: str,
+        side: str,
+        quantity: int,
+        price: int | None = None,
+        tif: str = GTC,
+        display: int | None = None,
+        stp: str = NO_STP,
+        post_only: bool = False,
+    ) -> bool:
         """A new order; ``price=None`` makes it a market order. False if refused (post-only that would trade)."""
         order = RestingOrder(order_id, account, side, price, quantity, quantity, 0, display, stp, post_only)
         if post_only and self._would_trade(order, price):

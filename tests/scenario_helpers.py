@@ -9,17 +9,36 @@ level's final state), so each scenario test checks them without saying so.
 :func:`brief` turns an event into a short tuple of the fields that matter,
 so an expected event sequence reads like the story it tells.
 """
+
 from __future__ import annotations
 
 import dataclasses
-
 import itertools
-from typing import Iterable
+from collections.abc import Iterable
 
-from exchange import (CancelOrder, RequestRejected, EndOfDay, Engine, LevelChanged, MassCancel, MassCancelCompleted,
-                      NewOrder, OrderAccepted, OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, OrderType,
-                      ReplaceOrder, SelfTradePreventionSet, SetSelfTradePrevention, Side, StopTriggered, Trade,
-                      TradingDayClosed)
+from exchange import (
+    CancelOrder,
+    EndOfDay,
+    Engine,
+    LevelChanged,
+    MassCancel,
+    MassCancelCompleted,
+    NewOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderRejected,
+    OrderReplaced,
+    OrderType,
+    ReplaceOrder,
+    RequestRejected,
+    SelfTradePreventionSet,
+    SetSelfTradePrevention,
+    Side,
+    StopTriggered,
+    Trade,
+    TradingDayClosed,
+)
 from exchange.instruments import Instrument
 from gateway.config import load_instruments
 
@@ -39,8 +58,10 @@ def shipped_instruments() -> dict[str, Instrument]:
     """
     global _SHIPPED
     if _SHIPPED is None:
-        _SHIPPED = {symbol: dataclasses.replace(instrument, volatility_band_bps=0)
-                    for symbol, instrument in load_instruments().items()}
+        _SHIPPED = {
+            symbol: dataclasses.replace(instrument, volatility_band_bps=0)
+            for symbol, instrument in load_instruments().items()
+        }
     return dict(_SHIPPED)
 
 
@@ -68,8 +89,15 @@ def brief(event) -> tuple:
     if isinstance(event, OrderAccepted):
         return ("accepted", event.order_id)
     if isinstance(event, Trade):
-        return ("trade", event.price, event.quantity, event.taker_order_id, event.maker_order_id,
-                event.taker_leaves, event.maker_leaves)
+        return (
+            "trade",
+            event.price,
+            event.quantity,
+            event.taker_order_id,
+            event.maker_order_id,
+            event.taker_leaves,
+            event.maker_leaves,
+        )
     if isinstance(event, LevelChanged):
         return ("level", event.side, event.price, event.quantity, event.orders)
     if isinstance(event, OrderCanceled):
@@ -108,9 +136,12 @@ def level_key(event: LevelChanged) -> tuple[str, Side, int]:
 
 def book_levels(engine: Engine) -> dict[tuple[str, Side, int], tuple[int, int]]:
     """Every level in the engine's books: (instrument, side, price) -> (shown lots, orders)."""
-    return {(symbol, side, price): (quantity, orders)
-            for symbol, book in engine.books.items() for side in (BUY, SELL)
-            for price, quantity, orders in book.depth(side)}
+    return {
+        (symbol, side, price): (quantity, orders)
+        for symbol, book in engine.books.items()
+        for side in (BUY, SELL)
+        for price, quantity, orders in book.depth(side)
+    }
 
 
 def announcement_order(engine: Engine, keys: Iterable[tuple[str, Side, int]]) -> list[tuple[str, Side, int]]:
@@ -128,13 +159,14 @@ def check_level_announcements(engine: Engine, events: list) -> None:
     carries the level's state in the engine now (0 lots, 0 orders if gone).
     """
     levels = [event for event in events if is_level(event)]
-    assert events[len(events) - len(levels):] == levels, "a LevelChanged comes before another event"
+    assert events[len(events) - len(levels) :] == levels, "a LevelChanged comes before another event"
     keys = [level_key(event) for event in levels]
     assert len(set(keys)) == len(keys), f"a level is announced twice: {keys}"
     assert announcement_order(engine, keys) == keys, f"levels are not grouped by book and side: {keys}"
     now = book_levels(engine)
-    assert [(event.quantity, event.orders) for event in levels] == [now.get(key, (0, 0)) for key in keys], \
+    assert [(event.quantity, event.orders) for event in levels] == [now.get(key, (0, 0)) for key in keys], (
         "a LevelChanged does not carry its level's final state"
+    )
 
 
 class DepthMirror:
@@ -215,8 +247,9 @@ class Scenario:
         """Handle one command; check sequence numbers and timestamps of what it caused."""
         before = self.engine.counters.seq
         events = self.engine.handle(command)
-        assert [event.seq for event in events] == list(range(before + 1, before + 1 + len(events))), \
+        assert [event.seq for event in events] == list(range(before + 1, before + 1 + len(events))), (
             "sequence numbers are not gap free"
+        )
         ts = getattr(command, "ts", None)
         if type(ts) is int and ts >= 0:
             assert all(event.ts == ts for event in events), "an event does not carry its command's ts"
@@ -224,13 +257,28 @@ class Scenario:
         self.log += events
         return events
 
-    def new_order(self, account: str, side: Side, quantity: int, price: int | None = None, *,
-                  clid: str | int | None = None, instrument: str | None = None, **fields) -> NewOrder:
+    def new_order(
+        self,
+        account: str,
+        side: Side,
+        quantity: int,
+        price: int | None = None,
+        *,
+        clid: str | int | None = None,
+        instrument: str | None = None,
+        **fields,
+    ) -> NewOrder:
         """Build (not send) a NewOrder; LIMIT GTC unless fields say otherwise."""
-        return NewOrder(ts=self.ts(), account=account,
-                        client_order_id=f"c{next(self._clids)}" if clid is None else clid,
-                        instrument=self.symbol if instrument is None else instrument, side=side,
-                        quantity=quantity, price=price, **fields)
+        return NewOrder(
+            ts=self.ts(),
+            account=account,
+            client_order_id=f"c{next(self._clids)}" if clid is None else clid,
+            instrument=self.symbol if instrument is None else instrument,
+            side=side,
+            quantity=quantity,
+            price=price,
+            **fields,
+        )
 
     def order(self, account: str, side: Side, quantity: int, price: int | None = None, **fields) -> list:
         return self.send(self.new_order(account, side, quantity, price, **fields))
@@ -252,10 +300,20 @@ class Scenario:
     def cancel(self, account: str, order_id: int | None = None, clid: str | int | None = None) -> list:
         return self.send(CancelOrder(ts=self.ts(), account=account, order_id=order_id, client_order_id=clid))
 
-    def replace(self, account: str, order_id: int | None = None, *, clid: str | int | None = None,
-                quantity: int | None = None, price: int | None = None) -> list:
-        return self.send(ReplaceOrder(ts=self.ts(), account=account, order_id=order_id, client_order_id=clid,
-                                      quantity=quantity, price=price))
+    def replace(
+        self,
+        account: str,
+        order_id: int | None = None,
+        *,
+        clid: str | int | None = None,
+        quantity: int | None = None,
+        price: int | None = None,
+    ) -> list:
+        return self.send(
+            ReplaceOrder(
+                ts=self.ts(), account=account, order_id=order_id, client_order_id=clid, quantity=quantity, price=price
+            )
+        )
 
     def mass_cancel(self, account: str, instrument: str | None = None) -> list:
         return self.send(MassCancel(ts=self.ts(), account=account, instrument=instrument))
@@ -284,7 +342,23 @@ class Scenario:
 
 
 __all__ = [
-    "BUY", "SELL", "SYM", "DepthMirror", "Scenario", "announcement_order", "assert_only_seq_moved", "book_levels",
-    "brief", "briefs", "check_books", "check_level_announcements", "is_level", "level_key", "make_engine", "of_type",
-    "one", "shipped_instruments", "snapshot",
+    "BUY",
+    "SELL",
+    "SYM",
+    "DepthMirror",
+    "Scenario",
+    "announcement_order",
+    "assert_only_seq_moved",
+    "book_levels",
+    "brief",
+    "briefs",
+    "check_books",
+    "check_level_announcements",
+    "is_level",
+    "level_key",
+    "make_engine",
+    "of_type",
+    "one",
+    "shipped_instruments",
+    "snapshot",
 ]

@@ -25,6 +25,7 @@ How it works
 5. Determinism: one random command stream (phase changes and band
    interruptions included) handled twice one by one and once in batches.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,15 +35,39 @@ import random
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from scenario_helpers import Scenario, assert_only_seq_moved, check_books, shipped_instruments, snapshot
 
-from exchange import (CALL_PHASES, AuctionCompleted, AuctionIndicative, CancelOrder, CancelReason, Deposit, EndOfDay,
-                      Engine, LevelChanged, NewOrder, OpenAccount, OrderAccepted, OrderCanceled,
-                      OrderRejected, OrderReplaced, OrderType, RejectCode, ReplaceOrder, RequestRejected,
-                      SetTradingPhase, Side, StopTriggered, TimeInForce, Trade, TradingPhase, TradingPhaseChanged,
-                      auction_price)
+from exchange import (
+    CALL_PHASES,
+    AuctionCompleted,
+    AuctionIndicative,
+    CancelOrder,
+    CancelReason,
+    Deposit,
+    EndOfDay,
+    Engine,
+    LevelChanged,
+    NewOrder,
+    OpenAccount,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    OrderReplaced,
+    OrderType,
+    RejectCode,
+    ReplaceOrder,
+    RequestRejected,
+    SetTradingPhase,
+    Side,
+    StopTriggered,
+    TimeInForce,
+    Trade,
+    TradingPhase,
+    TradingPhaseChanged,
+    auction_price,
+)
 from exchange.call_auction import indicative_price
 from exchange.engine import PHASE_CHANGES
-from scenario_helpers import Scenario, assert_only_seq_moved, check_books, shipped_instruments, snapshot
 
 BUY, SELL = Side.BUY, Side.SELL
 SYM = "EUA"
@@ -57,6 +82,7 @@ MAX_FEE = 350  # the larger EUA fee: what a buy holds back per lot beyond the pr
 
 
 # -- references ---------------------------------------------------------------------------------------------
+
 
 def brute_auction(bids, asks, reference, tick):
     """(price, quantity, demand, supply) by trying every tick price; None when nothing would execute."""
@@ -96,8 +122,21 @@ def kinds(events) -> list[str]:
 
 
 def trades_of(events) -> list[tuple]:
-    return [(t.price, t.quantity, t.aggressor_side, t.taker_order_id, t.maker_order_id, t.taker_leaves,
-             t.maker_leaves, t.maker_fee, t.taker_fee) for t in events if type(t) is Trade]
+    return [
+        (
+            t.price,
+            t.quantity,
+            t.aggressor_side,
+            t.taker_order_id,
+            t.maker_order_id,
+            t.taker_leaves,
+            t.maker_leaves,
+            t.maker_fee,
+            t.taker_fee,
+        )
+        for t in events
+        if type(t) is Trade
+    ]
 
 
 def without_seq(event):
@@ -120,9 +159,11 @@ def check_reservations(engine: Engine) -> None:
 # 1. auction_price against the brute force
 # ============================================================================================================
 
+
 def side_levels(tick):
-    return st.lists(st.tuples(st.integers(-12, 12), st.integers(1, 50)), max_size=8, unique_by=lambda x: x[0]) \
-        .map(lambda levels: [(7000 + offset * tick, lots) for offset, lots in levels])
+    return st.lists(st.tuples(st.integers(-12, 12), st.integers(1, 50)), max_size=8, unique_by=lambda x: x[0]).map(
+        lambda levels: [(7000 + offset * tick, lots) for offset, lots in levels]
+    )
 
 
 @st.composite
@@ -165,22 +206,33 @@ CASH = 10_000_000_000
 UNITS = 10_000_000
 
 
-
 def new_action(side):
     """A limit order; the price index 0-7 means the upper eight prices for a bid, the lower eight for an ask,
     so most books cross. The last field is an iceberg's display quantity (ignored unless below the quantity)."""
-    return st.tuples(st.just("new"), st.sampled_from(ACCOUNTS), st.just(side), st.integers(0, 7),
-                     st.integers(1, 30), st.sampled_from([GTC, DAY]), st.one_of(st.none(), st.integers(1, 6)))
+    return st.tuples(
+        st.just("new"),
+        st.sampled_from(ACCOUNTS),
+        st.just(side),
+        st.integers(0, 7),
+        st.integers(1, 30),
+        st.sampled_from([GTC, DAY]),
+        st.one_of(st.none(), st.integers(1, 6)),
+    )
 
 
 cancel_action = st.tuples(st.just("cancel"), st.integers(0, 40))
-replace_action = st.tuples(st.just("replace"), st.integers(0, 40), st.one_of(st.none(), st.sampled_from(CALL_PRICES)),
-                           st.one_of(st.none(), st.integers(1, 30)))
+replace_action = st.tuples(
+    st.just("replace"),
+    st.integers(0, 40),
+    st.one_of(st.none(), st.sampled_from(CALL_PRICES)),
+    st.one_of(st.none(), st.integers(1, 30)),
+)
 # At least one bid and one ask, cancels and replaces among them, in any order.
-call_actions = st.tuples(st.lists(new_action(BUY), min_size=1, max_size=12),
-                         st.lists(new_action(SELL), min_size=1, max_size=12),
-                         st.lists(st.one_of(cancel_action, replace_action), max_size=12)) \
-    .flatmap(lambda parts: st.permutations(parts[0] + parts[1] + parts[2]))
+call_actions = st.tuples(
+    st.lists(new_action(BUY), min_size=1, max_size=12),
+    st.lists(new_action(SELL), min_size=1, max_size=12),
+    st.lists(st.one_of(cancel_action, replace_action), max_size=12),
+).flatmap(lambda parts: st.permutations(parts[0] + parts[1] + parts[2]))
 
 
 class Resting:
@@ -241,10 +293,25 @@ def test_uncross_matches_reference_allocation(risk, opening, actions):
             engine.handle(Deposit(ts=next(ts), account=account, asset="EUR", amount=CASH))
             engine.handle(Deposit(ts=next(ts), account=account, asset=SYM, amount=UNITS))
     if opening is not None:  # one continuous trade first, so the reference is the last price
-        engine.handle(NewOrder(ts=next(ts), account="a", client_order_id="open-s", instrument=SYM, side=SELL,
-                               quantity=1, price=opening))
-        assert any(type(e) is Trade for e in engine.handle(NewOrder(
-            ts=next(ts), account="b", client_order_id="open-b", instrument=SYM, side=BUY, quantity=1, price=opening)))
+        engine.handle(
+            NewOrder(
+                ts=next(ts), account="a", client_order_id="open-s", instrument=SYM, side=SELL, quantity=1, price=opening
+            )
+        )
+        assert any(
+            type(e) is Trade
+            for e in engine.handle(
+                NewOrder(
+                    ts=next(ts),
+                    account="b",
+                    client_order_id="open-b",
+                    instrument=SYM,
+                    side=BUY,
+                    quantity=1,
+                    price=opening,
+                )
+            )
+        )
     reference = 7000 if opening is None else opening
     cash_before = {a: acc.cash for a, acc in engine.accounts.items()}
     units_before = {a: acc.units[SYM] for a, acc in engine.accounts.items()} if risk else {}
@@ -264,9 +331,19 @@ def test_uncross_matches_reference_allocation(risk, opening, actions):
             price = CALL_PRICES[level + 3] if side is BUY else CALL_PRICES[level]
             if display is not None and display >= quantity:
                 display = None
-            events = engine.handle(NewOrder(ts=next(ts), account=account, client_order_id=f"o{n}", instrument=SYM,
-                                            side=side, quantity=quantity, price=price, time_in_force=tif,
-                                            display_quantity=display))
+            events = engine.handle(
+                NewOrder(
+                    ts=next(ts),
+                    account=account,
+                    client_order_id=f"o{n}",
+                    instrument=SYM,
+                    side=side,
+                    quantity=quantity,
+                    price=price,
+                    time_in_force=tif,
+                    display_quantity=display,
+                )
+            )
             accepted = [e for e in events if type(e) is OrderAccepted]
             assert len(accepted) == 1, events
             order_id = accepted[0].order_id
@@ -278,8 +355,9 @@ def test_uncross_matches_reference_allocation(risk, opening, actions):
             order = model[placed[action[1] % len(placed)]]
             events = engine.handle(CancelOrder(ts=next(ts), account=order.account, order_id=order.order_id))
             if order.leaves:
-                assert [(e.order_id, e.canceled_quantity, e.reason) for e in events if type(e) is OrderCanceled] \
-                    == [(order.order_id, order.leaves, CancelReason.USER)]
+                assert [(e.order_id, e.canceled_quantity, e.reason) for e in events if type(e) is OrderCanceled] == [
+                    (order.order_id, order.leaves, CancelReason.USER)
+                ]
                 order.leaves = 0
             else:
                 assert [e.code for e in events if type(e) is RequestRejected] == [RejectCode.ORDER_CLOSED]
@@ -292,8 +370,11 @@ def test_uncross_matches_reference_allocation(risk, opening, actions):
                 # A smaller iceberg at the same price: see test_indicative_follows_hidden_iceberg_reduction
                 # (the engine does not re-announce the indicative price); move it a tick instead.
                 price = order.price + 2 if order.price < CALL_PRICES[-1] else order.price - 2
-            events = engine.handle(ReplaceOrder(ts=next(ts), account=order.account, order_id=order.order_id,
-                                                price=price, quantity=quantity))
+            events = engine.handle(
+                ReplaceOrder(
+                    ts=next(ts), account=order.account, order_id=order.order_id, price=price, quantity=quantity
+                )
+            )
             if not order.leaves:
                 assert [e.code for e in events if type(e) is RequestRejected] == [RejectCode.ORDER_CLOSED]
             elif price == order.price and quantity == order.leaves:
@@ -301,8 +382,9 @@ def test_uncross_matches_reference_allocation(risk, opening, actions):
             else:
                 keeps = price == order.price and quantity < order.leaves
                 replaced = [e for e in events if type(e) is OrderReplaced]
-                assert [(e.order_id, e.price, e.quantity, e.leaves, e.priority_kept) for e in replaced] \
-                    == [(order.order_id, price, quantity, quantity, keeps)]
+                assert [(e.order_id, e.price, e.quantity, e.leaves, e.priority_kept) for e in replaced] == [
+                    (order.order_id, price, quantity, quantity, keeps)
+                ]
                 order.price, order.leaves = price, quantity
                 if not keeps:
                     order.arrival = next(arrival)
@@ -314,8 +396,12 @@ def test_uncross_matches_reference_allocation(risk, opening, actions):
         if indicative:
             last_indicative = indicative[0]
             assert last_indicative.phase is OPENING
-            assert (last_indicative.price, last_indicative.quantity, last_indicative.demand,
-                    last_indicative.supply) == (found or (None, 0, 0, 0))
+            assert (
+                last_indicative.price,
+                last_indicative.quantity,
+                last_indicative.demand,
+                last_indicative.supply,
+            ) == (found or (None, 0, 0, 0))
             levels = [i for i, e in enumerate(events) if type(e) is LevelChanged]
             assert levels and events.index(last_indicative) < levels[0]
         if risk:
@@ -324,10 +410,12 @@ def test_uncross_matches_reference_allocation(risk, opening, actions):
 
     # The book in the call, in priority, as the model has it.
     bids, asks, found = model_book(model, reference)
-    assert [(o.order_id, o.leaves, o.visible) for o in book.resting_orders(BUY)] \
-        == [(o.order_id, o.leaves, o.shown()) for o in bids]
-    assert [(o.order_id, o.leaves, o.visible) for o in book.resting_orders(SELL)] \
-        == [(o.order_id, o.leaves, o.shown()) for o in asks]
+    assert [(o.order_id, o.leaves, o.visible) for o in book.resting_orders(BUY)] == [
+        (o.order_id, o.leaves, o.shown()) for o in bids
+    ]
+    assert [(o.order_id, o.leaves, o.visible) for o in book.resting_orders(SELL)] == [
+        (o.order_id, o.leaves, o.shown()) for o in asks
+    ]
 
     events = engine.handle(SetTradingPhase(ts=next(ts), instrument=SYM, phase=CONT))
     expected = allocate(bids, asks, found)
@@ -337,10 +425,15 @@ def test_uncross_matches_reference_allocation(risk, opening, actions):
     completed = [e for e in events if type(e) is AuctionCompleted]
     assert len(completed) == 1
     done = completed[0]
-    assert (done.phase, done.price, done.quantity, done.trades) == \
-        (OPENING, found and found[0], found[1] if found else 0, len(expected))
-    assert [(t.taker_order_id, t.maker_order_id, t.quantity, t.taker_leaves, t.maker_leaves) for t in trades] \
-        == expected
+    assert (done.phase, done.price, done.quantity, done.trades) == (
+        OPENING,
+        found and found[0],
+        found[1] if found else 0,
+        len(expected),
+    )
+    assert [
+        (t.taker_order_id, t.maker_order_id, t.quantity, t.taker_leaves, t.maker_leaves) for t in trades
+    ] == expected
     if found is not None:
         assert last_indicative is not None
         assert all(t.price == found[0] == last_indicative.price for t in trades)
@@ -356,8 +449,8 @@ def test_uncross_matches_reference_allocation(risk, opening, actions):
         assert t.maker_account == model[t.maker_order_id].account
         assert t.maker_fee == t.taker_fee == MAKER_FEE * t.quantity
     # Order of events: trades, the completion, then the phase change; depth last.
-    assert kinds(events)[:len(trades) + 2] == ["Trade"] * len(trades) + ["AuctionCompleted", "TradingPhaseChanged"]
-    assert all(type(e) is LevelChanged for e in events[len(trades) + 2:])
+    assert kinds(events)[: len(trades) + 2] == ["Trade"] * len(trades) + ["AuctionCompleted", "TradingPhaseChanged"]
+    assert all(type(e) is LevelChanged for e in events[len(trades) + 2 :])
     if trades:
         first_id = trades[0].trade_id
         assert [t.trade_id for t in trades] == list(range(first_id, first_id + len(trades)))
@@ -367,10 +460,12 @@ def test_uncross_matches_reference_allocation(risk, opening, actions):
         model[buy_id].leaves -= fill
         model[sell_id].leaves -= fill
     bids, asks, _ = model_book(model, reference)
-    assert [(o.order_id, o.leaves, o.visible) for o in book.resting_orders(BUY)] \
-        == [(o.order_id, o.leaves, o.shown()) for o in bids]
-    assert [(o.order_id, o.leaves, o.visible) for o in book.resting_orders(SELL)] \
-        == [(o.order_id, o.leaves, o.shown()) for o in asks]
+    assert [(o.order_id, o.leaves, o.visible) for o in book.resting_orders(BUY)] == [
+        (o.order_id, o.leaves, o.shown()) for o in bids
+    ]
+    assert [(o.order_id, o.leaves, o.visible) for o in book.resting_orders(SELL)] == [
+        (o.order_id, o.leaves, o.shown()) for o in asks
+    ]
     assert book.phase is CONT
     assert book.best_bid() is None or book.best_ask() is None or book.best_bid() < book.best_ask()
     check_books(engine)
@@ -396,6 +491,7 @@ def test_uncross_matches_reference_allocation(risk, opening, actions):
 # ============================================================================================================
 # 3. scenarios
 # ============================================================================================================
+
 
 def opening_call(s: Scenario) -> None:
     """From continuous trading into the opening call, the only way the table allows: via the close."""
@@ -432,8 +528,13 @@ def test_tie_rule_3_reference_inside_a_stretch_is_the_price():
     # The crossed call book, no trade; its indicative price is the reference.
     assert kinds(accepted) == ["OrderAccepted", "AuctionIndicative", "LevelChanged"]
     indicative = accepted[1]
-    assert (indicative.phase, indicative.price, indicative.quantity, indicative.demand, indicative.supply) \
-        == (OPENING, 7000, 10, 10, 10)
+    assert (indicative.phase, indicative.price, indicative.quantity, indicative.demand, indicative.supply) == (
+        OPENING,
+        7000,
+        10,
+        10,
+        10,
+    )
     events = phase(s, CONT)
     assert [(t.price, t.quantity) for t in events if type(t) is Trade] == [(7000, 10)]
     assert s.book.last_price == 7000
@@ -476,8 +577,13 @@ def test_marginal_order_partly_filled_keeps_its_rest_and_time_priority_counts():
     assert kinds(events)[3:5] == ["AuctionCompleted", "TradingPhaseChanged"]
     assert (events[3].phase, events[3].price, events[3].quantity, events[3].trades) == (OPENING, 7000, 25, 3)
     changed = events[4]
-    assert (changed.phase, changed.previous, changed.reason, changed.trigger_price, changed.reference_price) \
-        == (CONT, OPENING, "operator", None, None)
+    assert (changed.phase, changed.previous, changed.reason, changed.trigger_price, changed.reference_price) == (
+        CONT,
+        OPENING,
+        "operator",
+        None,
+        None,
+    )
     assert s.queue(BUY) == [second] and s.depth(BUY) == [(7000, 5, 1)] and s.depth(SELL) == []
     assert s.book.open_orders[second].leaves == 5
     s.check()
@@ -493,8 +599,13 @@ def test_iceberg_takes_part_with_its_whole_quantity():
     iceberg = s.place("a", BUY, 20, 7000, display_quantity=5)
     events = s.sell("s", 17, 7000)
     indicative = events[1]
-    assert (type(indicative), indicative.price, indicative.quantity, indicative.demand, indicative.supply) \
-        == (AuctionIndicative, 7000, 17, 20, 17)
+    assert (type(indicative), indicative.price, indicative.quantity, indicative.demand, indicative.supply) == (
+        AuctionIndicative,
+        7000,
+        17,
+        20,
+        17,
+    )
     ask = events[0].order_id
     events = phase(s, CONT)
     assert trades_of(events) == [(7000, 17, None, iceberg, ask, 3, 0, 3400, 3400)]
@@ -526,16 +637,24 @@ def test_orders_refused_in_a_call(call):
         s.buy("y", 1, 7200)
     assert s.book.phase is call
     s.place("z", SELL, 1, 7000)
-    for fields in (dict(order_type=MARKET), dict(time_in_force=IOC, price=7000), dict(time_in_force=FOK, price=7000),
-                   dict(post_only=True, price=6000)):
+    for fields in (
+        dict(order_type=MARKET),
+        dict(time_in_force=IOC, price=7000),
+        dict(time_in_force=FOK, price=7000),
+        dict(post_only=True, price=6000),
+    ):
         before = snapshot(s.engine)
         fields.setdefault("price", None)
         events = s.order("a", BUY, 1, **fields)
         assert [(type(e), e.code) for e in events] == [(OrderRejected, RejectCode.NOT_TAKEN_IN_CALL)]
         assert_only_seq_moved(s.engine, before)
     # Limit GTC, DAY, GTD and stop-limit orders are taken and rest without matching.
-    for fields in (dict(), dict(time_in_force=DAY), dict(time_in_force=TimeInForce.GTD, expire_date=20990101),
-                   dict(stop_price=7100)):
+    for fields in (
+        dict(),
+        dict(time_in_force=DAY),
+        dict(time_in_force=TimeInForce.GTD, expire_date=20990101),
+        dict(stop_price=7100),
+    ):
         events = s.order("a", BUY, 1, 7300, **fields)
         assert type(events[0]) is OrderAccepted and not any(type(e) is Trade for e in events)
     assert s.book.best_bid() == 7300 and s.book.best_ask() <= 7300  # crossed, no trade
@@ -558,8 +677,10 @@ def test_closed_and_halted_refuse_orders_and_replaces_but_take_cancels(where, co
     assert [(type(e), e.request, e.code) for e in events] == [(RequestRejected, "replace", code)]
     assert_only_seq_moved(s.engine, before)
     events = s.cancel("a", resting)
-    assert [(type(e), getattr(e, "reason", None)) for e in events] == [(OrderCanceled, CancelReason.USER),
-                                                                       (LevelChanged, None)]
+    assert [(type(e), getattr(e, "reason", None)) for e in events] == [
+        (OrderCanceled, CancelReason.USER),
+        (LevelChanged, None),
+    ]
     assert not any(type(e) is AuctionIndicative for e in events)
     assert s.queue(SELL) == [other]
     s.check()
@@ -572,8 +693,9 @@ def test_cancel_taken_in_every_phase(where):
     reach(s, where)
     assert s.book.phase is where
     events = s.cancel("a", resting)
-    assert [(e.order_id, e.canceled_quantity, e.reason) for e in events if type(e) is OrderCanceled] \
-        == [(resting, 5, CancelReason.USER)]
+    assert [(e.order_id, e.canceled_quantity, e.reason) for e in events if type(e) is OrderCanceled] == [
+        (resting, 5, CancelReason.USER)
+    ]
     assert resting not in s.engine.open_orders
     assert s.book.phase is where
     s.check()
@@ -595,8 +717,10 @@ def test_replace_in_a_call_rests_at_the_new_place_without_matching():
     s.replace("a", first, price=7000)
     assert s.queue(BUY) == [second, first]
     events = phase(s, CONT)
-    assert trades_of(events) == [(7000, 4, None, second, ask, 0, 1, 800, 800),
-                                 (7000, 1, None, first, ask, 4, 0, 200, 200)]
+    assert trades_of(events) == [
+        (7000, 4, None, second, ask, 0, 1, 800, 800),
+        (7000, 1, None, first, ask, 4, 0, 200, 200),
+    ]
     s.check()
 
 
@@ -609,10 +733,12 @@ def test_book_crosses_in_a_call_without_trades_and_indicative_follows():
     events = s.sell("b", 4, 6900)
     assert (events[1].price, events[1].quantity, events[1].demand, events[1].supply) == (7000, 4, 10, 4)
     # A batch: one indicative for the whole batch, before the level changes.
-    events = s.engine.handle_all([
-        NewOrder(ts=s.ts(), account="c", client_order_id="x1", instrument=SYM, side=SELL, quantity=3, price=7050),
-        NewOrder(ts=s.ts(), account="c", client_order_id="x2", instrument=SYM, side=SELL, quantity=3, price=7100),
-    ])
+    events = s.engine.handle_all(
+        [
+            NewOrder(ts=s.ts(), account="c", client_order_id="x1", instrument=SYM, side=SELL, quantity=3, price=7050),
+            NewOrder(ts=s.ts(), account="c", client_order_id="x2", instrument=SYM, side=SELL, quantity=3, price=7100),
+        ]
+    )
     assert kinds(events) == ["OrderAccepted", "OrderAccepted", "AuctionIndicative", "LevelChanged", "LevelChanged"]
     # 7050: demand 10, supply 7; 7100: demand 10, supply 10.
     assert (events[2].price, events[2].quantity, events[2].demand, events[2].supply) == (7100, 10, 10, 10)
@@ -672,8 +798,9 @@ def test_stops_wait_in_a_call_and_are_released_by_the_auction_price():
     assert trades_of(events[:1]) == [(7060, 10, None, bid, ask, 0, 4, 2000, 2000)]
     triggered = [(e.order_id, e.stop_price, e.last_price) for e in events if type(e) is StopTriggered]
     assert triggered == [(reached, 6990, 7060), (stop, 7050, 7060)]
-    assert [(t.price, t.quantity, t.aggressor_side, t.taker_order_id, t.maker_order_id)
-            for t in events if type(t) is Trade][1:] == [(7060, 2, BUY, reached, ask), (7060, 2, BUY, stop, ask)]
+    assert [
+        (t.price, t.quantity, t.aggressor_side, t.taker_order_id, t.maker_order_id) for t in events if type(t) is Trade
+    ][1:] == [(7060, 2, BUY, reached, ask), (7060, 2, BUY, stop, ask)]
     assert [o.order_id for o in s.book.waiting_stops()] == [sell_stop]
     assert s.queue(BUY) == [stop] and s.book.open_orders[stop].leaves == 1
     s.check()
@@ -728,8 +855,9 @@ def test_phase_transition(start, target):
     before = snapshot(s.engine)
     events = phase(s, target)
     if target not in ALLOWED[start]:
-        assert [(type(e), e.request, e.code) for e in events] == \
-            [(RequestRejected, "set_trading_phase", RejectCode.PHASE_CHANGE_NOT_ALLOWED)]
+        assert [(type(e), e.request, e.code) for e in events] == [
+            (RequestRejected, "set_trading_phase", RejectCode.PHASE_CHANGE_NOT_ALLOWED)
+        ]
         assert_only_seq_moved(s.engine, before)
         assert s.book.phase is start
         return
@@ -737,8 +865,9 @@ def test_phase_transition(start, target):
     # nothing trades and no AuctionCompleted is announced.
     auction = target in (CONT, CLOSED) and start in CALL_PHASES
     changed = [e for e in events if type(e) is TradingPhaseChanged]
-    assert [(e.phase, e.previous, e.reason, e.trigger_price, e.reference_price) for e in changed] \
-        == [(target, start, "operator", None, None)]
+    assert [(e.phase, e.previous, e.reason, e.trigger_price, e.reference_price) for e in changed] == [
+        (target, start, "operator", None, None)
+    ]
     completed = [e for e in events if type(e) is AuctionCompleted]
     assert len(completed) == (1 if auction else 0)
     if start is VOLATILE and auction:  # the crossed bid 7200 / ask 7200 of the interruption
@@ -751,6 +880,7 @@ def test_phase_transition(start, target):
 # 4. the volatility interruption
 # ============================================================================================================
 
+
 def three_asks(s: Scenario) -> list[int]:
     return [s.place("s", SELL, 5, price) for price in (7100, 7150, 7200)]
 
@@ -760,12 +890,22 @@ def test_buy_sweep_stops_at_the_band_and_the_limit_remainder_rests():
     a1, a2, a3 = three_asks(s)
     events = s.buy("b", 12, 7200)
     buy = events[0].order_id
-    assert kinds(events) == ["OrderAccepted", "Trade", "TradingPhaseChanged", "AuctionIndicative", "LevelChanged",
-                             "LevelChanged"]
+    assert kinds(events) == [
+        "OrderAccepted",
+        "Trade",
+        "TradingPhaseChanged",
+        "AuctionIndicative",
+        "LevelChanged",
+        "LevelChanged",
+    ]
     assert trades_of(events) == [(7100, 5, BUY, buy, a1, 7, 0, 1000, 1750)]
     changed = events[2]
-    assert (changed.phase, changed.previous, changed.reason, changed.trigger_price) \
-        == (VOLATILE, CONT, "volatility", 7150)
+    assert (changed.phase, changed.previous, changed.reason, changed.trigger_price) == (
+        VOLATILE,
+        CONT,
+        "volatility",
+        7150,
+    )
     # 7150: demand 7, supply 5; 7200: demand 7, supply 10 -> 7200 executes 7.
     assert events[3][3:] == (VOLATILE, 7200, 7, 7, 10)
     assert s.book.phase is VOLATILE
@@ -839,8 +979,11 @@ def test_ioc_remainder_is_canceled_by_the_interruption():
     assert kinds(events)[:4] == ["OrderAccepted", "Trade", "TradingPhaseChanged", "OrderCanceled"]
     assert trades_of(events) == [(7100, 5, BUY, buy, a1, 3, 0, 1000, 1750)]
     assert events[2].trigger_price == 7150
-    assert (events[3].order_id, events[3].canceled_quantity, events[3].reason) \
-        == (buy, 3, CancelReason.VOLATILITY_INTERRUPTION)
+    assert (events[3].order_id, events[3].canceled_quantity, events[3].reason) == (
+        buy,
+        3,
+        CancelReason.VOLATILITY_INTERRUPTION,
+    )
     assert s.book.phase is VOLATILE and s.queue(BUY) == [] and s.queue(SELL) == [a2]
     s.check()
 
@@ -853,8 +996,11 @@ def test_market_remainder_is_canceled_by_the_interruption():
     buy = events[0].order_id
     assert kinds(events)[:4] == ["OrderAccepted", "Trade", "TradingPhaseChanged", "OrderCanceled"]
     assert trades_of(events) == [(7100, 5, BUY, buy, a1, 3, 0, 1000, 1750)]
-    assert (events[3].order_id, events[3].canceled_quantity, events[3].reason) \
-        == (buy, 3, CancelReason.VOLATILITY_INTERRUPTION)
+    assert (events[3].order_id, events[3].canceled_quantity, events[3].reason) == (
+        buy,
+        3,
+        CancelReason.VOLATILITY_INTERRUPTION,
+    )
     assert s.book.phase is VOLATILE and s.queue(BUY) == []
     s.check()
 
@@ -866,8 +1012,11 @@ def test_fok_fillable_only_beyond_the_band_is_canceled_without_trade():
     buy = events[0].order_id
     assert kinds(events) == ["OrderAccepted", "TradingPhaseChanged", "OrderCanceled"]
     assert (events[1].phase, events[1].reason, events[1].reference_price) == (VOLATILE, "volatility", 7000)
-    assert (events[2].order_id, events[2].canceled_quantity, events[2].reason) \
-        == (buy, 8, CancelReason.VOLATILITY_INTERRUPTION)
+    assert (events[2].order_id, events[2].canceled_quantity, events[2].reason) == (
+        buy,
+        8,
+        CancelReason.VOLATILITY_INTERRUPTION,
+    )
     assert s.book.phase is VOLATILE and s.queue(SELL) == asks
     s.check()
 
@@ -964,16 +1113,16 @@ def test_interruption_with_pre_trade_risk_keeps_holdings_consistent():
     s = Scenario(engine)
     for account in ("s", "b"):
         s.send(OpenAccount(ts=s.ts(), account=account))
-        s.send(Deposit(ts=s.ts(), account=account, asset="EUR", amount=10 ** 10))
-        s.send(Deposit(ts=s.ts(), account=account, asset=SYM, amount=10 ** 6))
+        s.send(Deposit(ts=s.ts(), account=account, asset="EUR", amount=10**10))
+        s.send(Deposit(ts=s.ts(), account=account, asset=SYM, amount=10**6))
     three_asks(s)
     s.buy("b", 12, 7200)
     assert s.book.phase is VOLATILE
     check_reservations(engine)
     phase(s, CONT)
     check_reservations(engine)
-    assert sum(a.cash for a in engine.accounts.values()) == 2 * 10 ** 10
-    assert sum(a.units[SYM] for a in engine.accounts.values()) == 2 * 10 ** 6
+    assert sum(a.cash for a in engine.accounts.values()) == 2 * 10**10
+    assert sum(a.units[SYM] for a in engine.accounts.values()) == 2 * 10**6
     # 5 at 7100 (taker fee 350, maker 200) then 7 at 7200 in the auction (200 each side).
     assert engine.accounts[FEE_ACCOUNT].cash == 5 * (350 + 200) + 7 * 400
     s.check()
@@ -1029,8 +1178,15 @@ def random_commands(seed: int, count: int) -> list:
             side = rng.choice([BUY, SELL])
             price = centre + 10 * rng.randint(-12, 12)
             quantity = rng.randint(1, 12)
-            fields = dict(ts=ts, account=account, client_order_id=f"k{n}", instrument=SYM, side=side,
-                          quantity=quantity, price=price)
+            fields = dict(
+                ts=ts,
+                account=account,
+                client_order_id=f"k{n}",
+                instrument=SYM,
+                side=side,
+                quantity=quantity,
+                price=price,
+            )
             how = rng.choice(["gtc", "gtc", "gtc", "day", "ioc", "fok", "market", "iceberg", "stop"])
             if how == "day":
                 fields["time_in_force"] = DAY
@@ -1051,8 +1207,15 @@ def random_commands(seed: int, count: int) -> list:
             commands.append(CancelOrder(ts=ts, account=account, client_order_id=clid))
         elif roll < 0.88 and owners:
             account, clid = rng.choice(owners)
-            commands.append(ReplaceOrder(ts=ts, account=account, client_order_id=clid,
-                                         price=centre + 10 * rng.randint(-12, 12), quantity=rng.randint(1, 12)))
+            commands.append(
+                ReplaceOrder(
+                    ts=ts,
+                    account=account,
+                    client_order_id=clid,
+                    price=centre + 10 * rng.randint(-12, 12),
+                    quantity=rng.randint(1, 12),
+                )
+            )
         elif roll < 0.98:
             commands.append(SetTradingPhase(ts=ts, instrument=SYM, phase=rng.choice(PHASE_PICKS)))
         else:
@@ -1085,14 +1248,16 @@ def comparable(events) -> list:
 
 @pytest.mark.parametrize("risk", [False, True], ids=["matching-only", "pre-trade-risk"])
 @settings(max_examples=150)
-@given(seed=st.integers(0, 2 ** 32), cuts=st.lists(st.integers(1, 8), min_size=1))
+@given(seed=st.integers(0, 2**32), cuts=st.lists(st.integers(1, 8), min_size=1))
 def test_same_commands_same_results(risk, seed, cuts):
     setup = []
     if risk:
         for n, account in enumerate(("a", "b", "c")):
-            setup += [OpenAccount(ts=3 * n + 1, account=account),
-                      Deposit(ts=3 * n + 2, account=account, asset="EUR", amount=10 ** 11),
-                      Deposit(ts=3 * n + 3, account=account, asset=SYM, amount=10 ** 7)]
+            setup += [
+                OpenAccount(ts=3 * n + 1, account=account),
+                Deposit(ts=3 * n + 2, account=account, asset="EUR", amount=10**11),
+                Deposit(ts=3 * n + 3, account=account, asset=SYM, amount=10**7),
+            ]
     commands = setup + random_commands(seed, 150)
 
     def fresh():
@@ -1113,7 +1278,7 @@ def test_same_commands_same_results(risk, seed, cuts):
         phases.add(book.phase)
         completed = [e for e in events if type(e) is AuctionCompleted]
         if completed:  # every auction on the way: the brute-force price, one price, the whole quantity
-            trades = [e for e in events[:events.index(completed[0])] if type(e) is Trade]
+            trades = [e for e in events[: events.index(completed[0])] if type(e) is Trade]
             assert all(t.aggressor_side is None and t.price == expected[0] for t in trades)
             assert sum(t.quantity for t in trades) == completed[0].quantity == (expected[1] if expected else 0)
             assert completed[0].price == (expected and expected[0])
@@ -1136,9 +1301,9 @@ def test_same_commands_same_results(risk, seed, cuts):
         batch_events += batched.handle_all(rest[:cut])
         rest = rest[cut:]
     flat = [e for events in log_first for e in events]
-    assert [without_seq(t) for t in batch_events if type(t) is Trade] \
-        == [without_seq(t) for t in flat if type(t) is Trade]
+    assert [without_seq(t) for t in batch_events if type(t) is Trade] == [
+        without_seq(t) for t in flat if type(t) is Trade
+    ]
     assert comparable(batch_events) == comparable(flat)
     assert list(batched.state_lines())[1:] == list(first.state_lines())[1:]
-    assert (batched.counters.order_id, batched.counters.trade_id) == (first.counters.order_id,
-                                                                       first.counters.trade_id)
+    assert (batched.counters.order_id, batched.counters.trade_id) == (first.counters.order_id, first.counters.trade_id)

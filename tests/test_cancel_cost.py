@@ -10,15 +10,16 @@ asserted is a small multiple of N. After every cancel the level's deque must
 stay within ``2 * live + COMPACT_SLACK`` entries (memory proportional to live
 orders), and the book is checked as it goes.
 """
+
 import random
 from collections import deque
 
 import pytest
+from scenario_helpers import check_books, make_engine
 
 import exchange.book_side
 from exchange import CancelOrder, NewOrder, Side, Trade
 from exchange.book_side import COMPACT_SLACK
-from scenario_helpers import check_books, make_engine
 
 N = 30_000
 PRICE = 7000
@@ -100,8 +101,17 @@ def fill_one_level(engine, count: int) -> list[int]:
     """``count`` one-lot asks at PRICE from 50 accounts; their order ids, in arrival order."""
     ids = []
     for n in range(count):
-        events = engine.handle(NewOrder(ts=n + 1, account=f"acct{n % 50}", client_order_id=n,
-                                        instrument="EUA", side=Side.SELL, quantity=1, price=PRICE))
+        events = engine.handle(
+            NewOrder(
+                ts=n + 1,
+                account=f"acct{n % 50}",
+                client_order_id=n,
+                instrument="EUA",
+                side=Side.SELL,
+                quantity=1,
+                price=PRICE,
+            )
+        )
         ids.append(events[0].order_id)
     return ids
 
@@ -162,8 +172,17 @@ def test_matching_through_dead_entries_costs_linear_work(counted):
     counted.work = 0
     makers = []
     for n in range(0, len(survivors), 1000):  # 1000 lots: the instrument's largest order
-        events = engine.handle(NewOrder(ts=10 * N + n, account="taker", client_order_id=n, instrument="EUA",
-                                        side=Side.BUY, quantity=min(1000, len(survivors) - n), price=PRICE))
+        events = engine.handle(
+            NewOrder(
+                ts=10 * N + n,
+                account="taker",
+                client_order_id=n,
+                instrument="EUA",
+                side=Side.BUY,
+                quantity=min(1000, len(survivors) - n),
+                price=PRICE,
+            )
+        )
         makers += [e.maker_order_id for e in events if isinstance(e, Trade)]
     assert makers == survivors
     assert counted.work <= 3 * count, f"{counted.work} steps to match {len(survivors)} orders"

@@ -5,9 +5,21 @@ OrderQty). A smaller quantity at the same price keeps time priority; a new
 price or a larger quantity sends the order to the back of its (new) level,
 where it may trade at once. The order keeps its order id and client order id.
 """
-from exchange import CancelReason, Engine, MassCancel, NewOrder, LevelChanged, OrderCanceled, RejectCode, StopTriggered, Trade
+
 from scenario_helpers import BUY, SELL, Scenario, briefs, of_type, shipped_instruments
-from exchange import Side
+
+from exchange import (
+    CancelReason,
+    Engine,
+    LevelChanged,
+    MassCancel,
+    NewOrder,
+    OrderCanceled,
+    RejectCode,
+    Side,
+    StopTriggered,
+    Trade,
+)
 
 
 def test_cancel_resting_order_by_order_id():
@@ -16,8 +28,16 @@ def test_cancel_resting_order_by_order_id():
     second = s.place("b", SELL, 5, 7000)
     events = s.cancel("a", first)
     assert events == [
-        OrderCanceled(seq=5, ts=1002, instrument="EUA", order_id=first, account="a", client_order_id="x1",
-                      canceled_quantity=5, reason=CancelReason.USER),
+        OrderCanceled(
+            seq=5,
+            ts=1002,
+            instrument="EUA",
+            order_id=first,
+            account="a",
+            client_order_id="x1",
+            canceled_quantity=5,
+            reason=CancelReason.USER,
+        ),
         LevelChanged(seq=6, ts=1002, instrument="EUA", side=SELL, price=7000, quantity=5, orders=1),
     ]
     assert s.queue(SELL) == [second]
@@ -175,9 +195,11 @@ def test_replace_of_post_only_to_a_crossing_price_is_rejected():
     bid = s.place("b", BUY, 5, 6990, post_only=True)
     assert briefs(s.replace("b", bid, price=7000)) == [("cancel_rejected", "replace", RejectCode.POST_ONLY_WOULD_TAKE)]
     assert s.depth(BUY) == [(6990, 5, 1)]
-    assert briefs(s.replace("b", bid, price=6995)) == [("replaced", bid, 6995, 5, 5, False),
-                                                       ("level", BUY, 6990, 0, 0),
-                                                       ("level", BUY, 6995, 5, 1)]
+    assert briefs(s.replace("b", bid, price=6995)) == [
+        ("replaced", bid, 6995, 5, 5, False),
+        ("level", BUY, 6990, 0, 0),
+        ("level", BUY, 6995, 5, 1),
+    ]
     s.check()
 
 
@@ -215,7 +237,8 @@ def test_mass_cancel_by_account_cancels_all_its_orders_in_order_id_order():
         ("canceled", a4, 4, CancelReason.MASS_CANCEL),
         ("mass_canceled", "a", None, 4),
         # then the levels: book by book in config order (EUA, then CER), bids before asks
-        ("level", BUY, 6990, 0, 0), ("level", SELL, 7000, 5, 1),
+        ("level", BUY, 6990, 0, 0),
+        ("level", SELL, 7000, 5, 1),
         ("level", BUY, 5000, 0, 0),
     ]
     assert of_type(events, OrderCanceled)[-1].instrument == "CER"
@@ -229,8 +252,11 @@ def test_mass_cancel_by_instrument_leaves_other_instruments_alone():
     eua = s.place("a", SELL, 5, 7000)
     cer = s.place("a", SELL, 5, 6000, instrument="CER")
     events = s.mass_cancel("a", "CER")
-    assert briefs(events) == [("canceled", cer, 5, CancelReason.MASS_CANCEL), ("mass_canceled", "a", "CER", 1),
-                              ("level", SELL, 6000, 0, 0)]
+    assert briefs(events) == [
+        ("canceled", cer, 5, CancelReason.MASS_CANCEL),
+        ("mass_canceled", "a", "CER", 1),
+        ("level", SELL, 6000, 0, 0),
+    ]
     assert of_type(events, LevelChanged)[0].instrument == "CER"
     assert set(s.engine.open_orders) == {eua}
     s.check()
@@ -248,26 +274,46 @@ def test_mass_cancel_with_nothing_open_reports_that_it_cancelled_nothing():
 
 def test_kill_switch_cancels_everything_and_refuses_new_orders_until_released():
     from exchange import AccountBlocked, AccountUnblocked, BlockAccount, Deposit, OpenAccount, UnblockAccount
+
     engine = Engine(shipped_instruments())
-    engine.handle_all([OpenAccount(ts=0, account="a"), Deposit(ts=0, account="a", asset="EUR", amount=10**12),
-                       Deposit(ts=0, account="a", asset="CER", amount=10**6)])
+    engine.handle_all(
+        [
+            OpenAccount(ts=0, account="a"),
+            Deposit(ts=0, account="a", asset="EUR", amount=10**12),
+            Deposit(ts=0, account="a", asset="CER", amount=10**6),
+        ]
+    )
     for n, (symbol, side) in enumerate((("EUA", Side.BUY), ("CER", Side.SELL), ("EUA", Side.BUY))):
-        engine.handle(NewOrder(ts=1, account="a", client_order_id=n, instrument=symbol, side=side, quantity=2,
-                               price=6900 if symbol == "EUA" else 5800))
+        engine.handle(
+            NewOrder(
+                ts=1,
+                account="a",
+                client_order_id=n,
+                instrument=symbol,
+                side=side,
+                quantity=2,
+                price=6900 if symbol == "EUA" else 5800,
+            )
+        )
     events = engine.handle(BlockAccount(ts=2, account="a"))
     canceled = [e for e in events if type(e) is OrderCanceled]
-    assert [(e.order_id, e.reason) for e in canceled] == [(1, CancelReason.KILL_SWITCH), (2, CancelReason.KILL_SWITCH),
-                                                          (3, CancelReason.KILL_SWITCH)]
+    assert [(e.order_id, e.reason) for e in canceled] == [
+        (1, CancelReason.KILL_SWITCH),
+        (2, CancelReason.KILL_SWITCH),
+        (3, CancelReason.KILL_SWITCH),
+    ]
     assert [e for e in events if type(e) is AccountBlocked] == [AccountBlocked(events[3].seq, 2, "a", 3)]
     account = engine.accounts["a"]
     assert account.reserved_cash == 0 and account.reserved_units["CER"] == 0 and not engine.open_orders
-    refused = engine.handle(NewOrder(ts=3, account="a", client_order_id="x", instrument="EUA", side=Side.BUY,
-                                     quantity=1, price=6900))
+    refused = engine.handle(
+        NewOrder(ts=3, account="a", client_order_id="x", instrument="EUA", side=Side.BUY, quantity=1, price=6900)
+    )
     assert [e.code for e in refused] == [RejectCode.ACCOUNT_BLOCKED]
     assert [type(e) for e in engine.handle(BlockAccount(ts=4, account="a"))] == [AccountBlocked]  # pressed twice
     assert [type(e) for e in engine.handle(UnblockAccount(ts=5, account="a"))] == [AccountUnblocked]
-    accepted = engine.handle(NewOrder(ts=6, account="a", client_order_id="x", instrument="EUA", side=Side.BUY,
-                                      quantity=1, price=6900))
+    accepted = engine.handle(
+        NewOrder(ts=6, account="a", client_order_id="x", instrument="EUA", side=Side.BUY, quantity=1, price=6900)
+    )
     assert type(accepted[0]).__name__ == "OrderAccepted"
 
 

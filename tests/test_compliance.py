@@ -12,26 +12,62 @@ bad field must raise InvalidCommand with the code and the field's name.
 ``test_every_compliance_code_is_produced`` fails when a 6xx code is added
 that no case here produces.
 """
+
 from __future__ import annotations
 
 import itertools
 import tomllib
 
 import pytest
-
-from exchange import (CancelOrder, RequestRejected, Deposit, Engine, InvalidCommand, NewOrder, OpenAccount, RejectCode,
-                      Side, Withdraw, parse_instruments)
-from exchange.commands import ComplianceDeadline, RecordEmissions, RegisterInstallation, Surrender
-from exchange.compliance import (DEFAULT_PENALTY_ACCOUNT, ComplianceConfig, ComplianceReportRow, compliance_report,
-                                 format_report, parse_compliance)
-from exchange.events import (DeadlinePassed, EmissionsRecorded, InstallationRegistered, ObligationCarriedOver,
-                             PenaltyCharged, UnitsSurrendered)
-from exchange.instruments import ConfigError
 from scenario_helpers import shipped_instruments
 
-TST = parse_instruments({"instruments": {"TST": {
-    "lot_units": 1000, "tick_size_eur": "0.01", "min_lots": 1, "max_lots": 100, "min_price_eur": "0.01",
-    "max_price_eur": "1000.00", "reference_price_eur": "70.00"}}})
+from exchange import (
+    CancelOrder,
+    Deposit,
+    Engine,
+    InvalidCommand,
+    NewOrder,
+    OpenAccount,
+    RejectCode,
+    RequestRejected,
+    Side,
+    Withdraw,
+    parse_instruments,
+)
+from exchange.commands import ComplianceDeadline, RecordEmissions, RegisterInstallation, Surrender
+from exchange.compliance import (
+    DEFAULT_PENALTY_ACCOUNT,
+    ComplianceConfig,
+    ComplianceReportRow,
+    compliance_report,
+    format_report,
+    parse_compliance,
+)
+from exchange.events import (
+    DeadlinePassed,
+    EmissionsRecorded,
+    InstallationRegistered,
+    ObligationCarriedOver,
+    PenaltyCharged,
+    UnitsSurrendered,
+)
+from exchange.instruments import ConfigError
+
+TST = parse_instruments(
+    {
+        "instruments": {
+            "TST": {
+                "lot_units": 1000,
+                "tick_size_eur": "0.01",
+                "min_lots": 1,
+                "max_lots": 100,
+                "min_price_eur": "0.01",
+                "max_price_eur": "1000.00",
+                "reference_price_eur": "70.00",
+            }
+        }
+    }
+)
 
 EUR = 100  # cents in a euro
 PENALTY = 100 * EUR  # default penalty per tonne, cents
@@ -112,15 +148,22 @@ def surrendered(events: list) -> UnitsSurrendered:
 
 # -- installations and emissions ---------------------------------------------------------------
 
+
 def test_register_installation_and_record_emissions():
     r = Registry()
     r.account("mill", 1000)
     assert r.run(RegisterInstallation, account="mill", credit_limit_bps=2200) == [
-        InstallationRegistered(3, 3, "mill", 2200)]
+        InstallationRegistered(3, 3, "mill", 2200)
+    ]
     assert r.emissions("mill", 2008, 10_000) == [EmissionsRecorded(4, 4, "mill", 2008, 10_000, 0, 10_000)]
     row = r.report(2008)[2008, "mill"]
-    assert (row.emissions, row.obligation, row.credit_cap, row.shortfall, row.closed) == (10_000, 10_000, 2200,
-                                                                                          10_000, False)
+    assert (row.emissions, row.obligation, row.credit_cap, row.shortfall, row.closed) == (
+        10_000,
+        10_000,
+        2200,
+        10_000,
+        False,
+    )
 
 
 def test_zero_emissions_is_an_obligation_of_nothing():
@@ -133,13 +176,15 @@ def test_zero_emissions_is_an_obligation_of_nothing():
 
 # -- surrender: allowances 1:1, units retired ----------------------------------------------------
 
+
 def test_allowances_count_one_for_one_and_leave_circulation():
     r = Registry()
     r.installation("mill", EUA=12_000)
     r.emissions("mill", 2008, 10_000)
     event = surrendered(r.surrender("mill", 2008, "EUA", 7_000))
-    assert event._replace(seq=0, ts=0) == UnitsSurrendered(0, 0, "mill", 2008, "EUA", 7_000, "allowance", 7_000, 0,
-                                                           3_000, 5_000, 7_000)
+    assert event._replace(seq=0, ts=0) == UnitsSurrendered(
+        0, 0, "mill", 2008, "EUA", 7_000, "allowance", 7_000, 0, 3_000, 5_000, 7_000
+    )
     event = surrendered(r.surrender("mill", 2008, "EUA", 3_000))
     assert (event.surrendered, event.outstanding, event.balance, event.retired) == (10_000, 0, 2_000, 10_000)
     assert r.units("mill", "EUA") == 2_000
@@ -187,6 +232,7 @@ def test_units_bought_on_the_exchange_can_be_surrendered():
 
 # -- the CER/ERU share ---------------------------------------------------------------------------
 
+
 def test_credits_up_to_the_share_exactly_then_one_unit_over_is_refused():
     r = Registry()
     r.installation("mill", bps=2200, EUA=10_000, CER=5_000, ERU=5_000)
@@ -201,7 +247,11 @@ def test_credits_up_to_the_share_exactly_then_one_unit_over_is_refused():
     assert surrendered(r.surrender("mill", 2008, "EUA", 7_800)).outstanding == 0  # allowances are not capped
     row = r.report(2008)[2008, "mill"]
     assert (row.allowances, row.credits, row.credit_cap, dict(row.surrendered)) == (
-        7_800, 2_200, 2_200, {"EUA": 7_800, "CER": 1_500, "ERU": 700})
+        7_800,
+        2_200,
+        2_200,
+        {"EUA": 7_800, "CER": 1_500, "ERU": 700},
+    )
     assert (r.units("mill", "CER"), r.units("mill", "ERU")) == (3_500, 4_300)
 
 
@@ -245,6 +295,7 @@ def test_an_instrument_listed_as_neither_allowance_nor_credit_is_not_eligible():
 
 # -- deadline: penalty and make-good ----------------------------------------------------------
 
+
 def test_shortfall_is_charged_exactly_and_carried_over():
     r = Registry()
     r.installation("mill", eur=1_000_000, EUA=7_000, CER=2_200)
@@ -255,8 +306,9 @@ def test_shortfall_is_charged_exactly_and_carried_over():
     events = r.deadline(2008, 20090430)
     ts, seq = r.commands[-1].ts, events[0].seq
     assert events == [
-        PenaltyCharged(seq, ts, "mill", 2008, 2_800, 10_000, 28_000_000, 28_000_000, 0, DEFAULT_PENALTY_ACCOUNT,
-                       cash - 28_000_000),
+        PenaltyCharged(
+            seq, ts, "mill", 2008, 2_800, 10_000, 28_000_000, 28_000_000, 0, DEFAULT_PENALTY_ACCOUNT, cash - 28_000_000
+        ),
         ObligationCarriedOver(seq + 1, ts, "mill", 2008, 2009, 2_800, 2_800),
         DeadlinePassed(seq + 2, ts, 2008, 20090430, 1, 1, 28_000_000, 2_800),
     ]
@@ -264,7 +316,12 @@ def test_shortfall_is_charged_exactly_and_carried_over():
     assert r.cash(DEFAULT_PENALTY_ACCOUNT) == 28_000_000
     row = r.report(2008)[2008, "mill"]
     assert (row.shortfall, row.penalty, row.penalty_paid, row.penalty_owed, row.closed) == (
-        2_800, 28_000_000, 28_000_000, 0, True)
+        2_800,
+        28_000_000,
+        28_000_000,
+        0,
+        True,
+    )
 
 
 def test_make_good_across_two_years():
@@ -285,7 +342,9 @@ def test_make_good_across_two_years():
     assert r.cash("mill") == cash
     rows = r.report()
     assert [(row.year, row.carried_in, row.obligation, row.shortfall, row.penalty) for row in rows.values()] == [
-        (2008, 0, 10_000, 1_000, 1_000 * PENALTY), (2009, 1_000, 6_000, 0, 0)]
+        (2008, 0, 10_000, 1_000, 1_000 * PENALTY),
+        (2009, 1_000, 6_000, 0, 0),
+    ]
 
 
 def test_an_unpaid_make_good_is_short_and_charged_again_the_next_year():
@@ -309,7 +368,7 @@ def test_make_good_may_be_surrendered_before_next_years_emissions_are_recorded()
     r.deadline(2008)
     event = surrendered(r.surrender("mill", 2009, "EUA", 1_000))
     assert event.outstanding == 0
-    assert r.emissions("mill", 2009, 800)[0] [4:] == (800, 1_000, 1_800)
+    assert r.emissions("mill", 2009, 800)[0][4:] == (800, 1_000, 1_800)
 
 
 def test_penalty_takes_only_available_cash_and_records_the_rest_as_owed():
@@ -342,8 +401,9 @@ def test_penalty_with_no_cash_is_all_owed_and_opens_no_penalty_account():
 
 
 def test_penalty_per_year_and_penalty_account_come_from_the_config():
-    config = ComplianceConfig(allowances=("EUA",), penalty_per_tonne=12_345, penalty_by_year={2007: 40 * EUR},
-                              penalty_account="fines")
+    config = ComplianceConfig(
+        allowances=("EUA",), penalty_per_tonne=12_345, penalty_by_year={2007: 40 * EUR}, penalty_account="fines"
+    )
     r = Registry(config)
     r.installation("mill", eur=1_000_000)
     r.emissions("mill", 2007, 10)
@@ -363,8 +423,12 @@ def test_deadline_charges_installations_in_account_order_and_skips_the_compliant
     r.surrender("plant", 2008, "EUA", 100)
     events = r.deadline(2008)
     assert [(type(e).__name__, getattr(e, "account", None)) for e in events] == [
-        ("PenaltyCharged", "mill"), ("ObligationCarriedOver", "mill"),
-        ("PenaltyCharged", "works"), ("ObligationCarriedOver", "works"), ("DeadlinePassed", None)]
+        ("PenaltyCharged", "mill"),
+        ("ObligationCarriedOver", "mill"),
+        ("PenaltyCharged", "works"),
+        ("ObligationCarriedOver", "works"),
+        ("DeadlinePassed", None),
+    ]
     assert events[-1][4:] == (3, 2, 80 * PENALTY, 80)
 
 
@@ -392,6 +456,7 @@ def test_deadlines_come_in_year_order_and_years_without_obligations_may_be_skipp
 
 
 # -- conservation, report, determinism ----------------------------------------------------------
+
 
 def scenario() -> Registry:
     """Two installations over two years, a trade, a withdrawal, penalties paid and owed."""
@@ -436,8 +501,23 @@ def test_holdings_plus_retired_units_equal_what_came_in_and_cash_is_conserved():
 def test_report_per_year_and_installation():
     r = scenario()
     rows = compliance_report(r.engine.compliance)
-    brief = [(row.year, row.account, row.emissions, row.carried_in, row.obligation, row.allowances, row.credits,
-              row.shortfall, row.penalty, row.penalty_paid, row.penalty_owed, row.closed) for row in rows]
+    brief = [
+        (
+            row.year,
+            row.account,
+            row.emissions,
+            row.carried_in,
+            row.obligation,
+            row.allowances,
+            row.credits,
+            row.shortfall,
+            row.penalty,
+            row.penalty_paid,
+            row.penalty_owed,
+            row.closed,
+        )
+        for row in rows
+    ]
     works_penalty = 1_300 * PENALTY
     assert brief == [
         (2008, "mill", 10_000, 0, 10_000, 7_000, 2_200, 800, 800 * PENALTY, 800 * PENALTY, 0, True),
@@ -458,7 +538,8 @@ def test_replay_gives_the_same_events_and_state_hash():
     first, second = scenario(), scenario()
     one, other = Registry(), Registry()
     assert [one.engine.handle(command) for command in first.commands] == [
-        other.engine.handle(command) for command in second.commands]
+        other.engine.handle(command) for command in second.commands
+    ]
     assert first.engine.state_hash() == second.engine.state_hash() == one.engine.state_hash()
     batched = Registry()  # one batch: the depth announcements are conflated, so only the event count differs
     batched.engine.handle_all(first.commands)
@@ -487,8 +568,9 @@ def test_state_hash_covers_compliance_facts():
 def test_an_engine_without_compliance_activity_hashes_as_before():
     r = Registry()
     r.account("broker", 100, EUA=10)
-    assert not [line for line in r.engine.state_lines()
-                if line.startswith(("compliance", "installation", "obligation"))]
+    assert not [
+        line for line in r.engine.state_lines() if line.startswith(("compliance", "installation", "obligation"))
+    ]
     assert Engine(shipped_instruments()).compliance.config == ComplianceConfig()
     assert Engine(shipped_instruments(), compliance=VENUE).compliance.config is VENUE
 
@@ -530,8 +612,7 @@ def emit(**fields):
 
 
 def give(**fields):
-    return lambda: Surrender(**{"ts": T, "account": "mill", "year": 2008, "instrument": "EUA", "units": 100,
-                                **fields})
+    return lambda: Surrender(**{"ts": T, "account": "mill", "year": 2008, "instrument": "EUA", "units": 100, **fields})
 
 
 def due(**fields):
@@ -545,31 +626,54 @@ ENGINE_CASES = [
     ("emissions of a non-installation", emit(account="broker"), RejectCode.NOT_AN_INSTALLATION, "record_emissions"),
     ("emissions recorded twice", emit(year=2008), RejectCode.EMISSIONS_ALREADY_RECORDED, "record_emissions"),
     ("emissions for a closed year", emit(year=2007), RejectCode.COMPLIANCE_YEAR_CLOSED, "record_emissions"),
-    ("emissions for a year before the closed one", emit(year=2006), RejectCode.COMPLIANCE_YEAR_CLOSED,
-     "record_emissions"),
+    (
+        "emissions for a year before the closed one",
+        emit(year=2006),
+        RejectCode.COMPLIANCE_YEAR_CLOSED,
+        "record_emissions",
+    ),
     ("surrender by unknown account", give(account="nobody"), RejectCode.UNKNOWN_ACCOUNT, "surrender"),
     ("surrender by a non-installation", give(account="broker"), RejectCode.NOT_AN_INSTALLATION, "surrender"),
     ("surrender unknown instrument", give(instrument="UKA"), RejectCode.UNKNOWN_INSTRUMENT, "surrender"),
     ("surrender ineligible instrument", give(instrument="TST"), RejectCode.INSTRUMENT_NOT_ELIGIBLE, "surrender"),
     ("surrender for a closed year", give(year=2007), RejectCode.COMPLIANCE_YEAR_CLOSED, "surrender"),
     ("surrender with no emissions recorded", give(year=2010), RejectCode.NO_EMISSIONS_RECORDED, "surrender"),
-    ("surrender by installation without that year", give(account="works", year=2009),
-     RejectCode.NO_EMISSIONS_RECORDED, "surrender"),
-    ("surrender over the outstanding obligation", give(units=8_001), RejectCode.SURRENDER_EXCEEDS_OBLIGATION,
-     "surrender"),
+    (
+        "surrender by installation without that year",
+        give(account="works", year=2009),
+        RejectCode.NO_EMISSIONS_RECORDED,
+        "surrender",
+    ),
+    (
+        "surrender over the outstanding obligation",
+        give(units=8_001),
+        RejectCode.SURRENDER_EXCEEDS_OBLIGATION,
+        "surrender",
+    ),
     ("credits over the share", give(instrument="CER", units=201), RejectCode.CREDIT_LIMIT_EXCEEDED, "surrender"),
-    ("other credit type over the share", give(instrument="ERU", units=201), RejectCode.CREDIT_LIMIT_EXCEEDED,
-     "surrender"),
+    (
+        "other credit type over the share",
+        give(instrument="ERU", units=201),
+        RejectCode.CREDIT_LIMIT_EXCEEDED,
+        "surrender",
+    ),
     ("more units than held", give(account="works", units=3_001), RejectCode.INSUFFICIENT_UNITS, "surrender"),
-    ("units held back by an open sell", give(account="works", units=2_001), RejectCode.INSUFFICIENT_UNITS,
-     "surrender"),
+    ("units held back by an open sell", give(account="works", units=2_001), RejectCode.INSUFFICIENT_UNITS, "surrender"),
     ("credits not held", give(account="works", instrument="CER", units=1), RejectCode.INSUFFICIENT_UNITS, "surrender"),
-    ("deadline for the closed year again", due(year=2007, date=20090701), RejectCode.DEADLINE_OUT_OF_ORDER,
-     "compliance_deadline"),
+    (
+        "deadline for the closed year again",
+        due(year=2007, date=20090701),
+        RejectCode.DEADLINE_OUT_OF_ORDER,
+        "compliance_deadline",
+    ),
     ("deadline on an earlier date", due(date=20090430), RejectCode.DEADLINE_OUT_OF_ORDER, "compliance_deadline"),
     ("deadline on the same date", due(date=20090630), RejectCode.DEADLINE_OUT_OF_ORDER, "compliance_deadline"),
-    ("deadline skipping an open year", due(year=2009, date=20100430), RejectCode.DEADLINE_OUT_OF_ORDER,
-     "compliance_deadline"),
+    (
+        "deadline skipping an open year",
+        due(year=2009, date=20100430),
+        RejectCode.DEADLINE_OUT_OF_ORDER,
+        "compliance_deadline",
+    ),
 ]
 
 PROBES = [
@@ -582,15 +686,17 @@ PROBES = [
 ]
 
 
-@pytest.mark.parametrize("make_command, code, request_name", [case[1:] for case in ENGINE_CASES],
-                         ids=[case[0] for case in ENGINE_CASES])
+@pytest.mark.parametrize(
+    "make_command, code, request_name", [case[1:] for case in ENGINE_CASES], ids=[case[0] for case in ENGINE_CASES]
+)
 def test_engine_refusal_changes_nothing_but_the_sequence(make_command, code, request_name):
     rejected, twin = setup(), setup()
     command = make_command()
     seq = rejected.counters.seq
     events = rejected.handle(command)
-    assert events == [RequestRejected(seq + 1, T, getattr(command, "account", None), request_name, None, None, code,
-                                     code.text)]
+    assert events == [
+        RequestRejected(seq + 1, T, getattr(command, "account", None), request_name, None, None, code, code.text)
+    ]
     twin.counters.seq += 1
     assert rejected.state_hash() == twin.state_hash(), "the refusal changed more than the sequence counter"
     assert compliance_report(rejected.compliance) == compliance_report(twin.compliance)
@@ -635,7 +741,7 @@ BUILD_CASES = [
     ("emissions year as string", emit(year="2008"), RejectCode.INVALID_YEAR, "year"),
     ("emissions negative", emit(tonnes=-1), RejectCode.INVALID_EMISSIONS, "tonnes"),
     ("emissions fractional", emit(tonnes=10.5), RejectCode.INVALID_EMISSIONS, "tonnes"),
-    ("emissions absurd", emit(tonnes=10 ** 12 + 1), RejectCode.INVALID_EMISSIONS, "tonnes"),
+    ("emissions absurd", emit(tonnes=10**12 + 1), RejectCode.INVALID_EMISSIONS, "tonnes"),
     ("emissions account not a string", emit(account=7), RejectCode.INVALID_ACCOUNT, "account"),
     ("surrender zero units", give(units=0), RejectCode.INVALID_AMOUNT, "units"),
     ("surrender negative units", give(units=-5), RejectCode.INVALID_AMOUNT, "units"),
@@ -650,8 +756,9 @@ BUILD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("make_command, code, field", [case[1:] for case in BUILD_CASES],
-                         ids=[case[0] for case in BUILD_CASES])
+@pytest.mark.parametrize(
+    "make_command, code, field", [case[1:] for case in BUILD_CASES], ids=[case[0] for case in BUILD_CASES]
+)
 def test_malformed_command_cannot_be_built(make_command, code, field):
     with pytest.raises(InvalidCommand) as raised:
         make_command()
@@ -662,7 +769,7 @@ def test_boundary_values_can_be_built():
     reg(credit_limit_bps=0)()
     reg(credit_limit_bps=10_000)()
     emit(year=2005, tonnes=0)()
-    emit(year=9998, tonnes=10 ** 12)()
+    emit(year=9998, tonnes=10**12)()
     due(year=2008, date=20090101)()
 
 
@@ -676,16 +783,22 @@ def test_every_compliance_code_is_produced():
 
 # -- configuration -----------------------------------------------------------------------------
 
+
 def test_config_default_counts_nothing_and_charges_eur_100():
     config = ComplianceConfig()  # the core names no symbol: eligibility comes from the configuration
     assert (config.allowances, config.credits, config.penalty_per_tonne) == ((), (), 10_000)
     engine = Engine(shipped_instruments())
-    for command in (OpenAccount(ts=1, account="mill"), Deposit(ts=2, account="mill", asset="EUA", amount=10),
-                    RegisterInstallation(ts=3, account="mill", credit_limit_bps=2200),
-                    RecordEmissions(ts=4, account="mill", year=2008, tonnes=10)):
+    for command in (
+        OpenAccount(ts=1, account="mill"),
+        Deposit(ts=2, account="mill", asset="EUA", amount=10),
+        RegisterInstallation(ts=3, account="mill", credit_limit_bps=2200),
+        RecordEmissions(ts=4, account="mill", year=2008, tonnes=10),
+    ):
         engine.handle(command)
-    assert engine.handle(Surrender(ts=5, account="mill", year=2008, instrument="EUA", units=10))[0].code is \
-        RejectCode.INSTRUMENT_NOT_ELIGIBLE
+    assert (
+        engine.handle(Surrender(ts=5, account="mill", year=2008, instrument="EUA", units=10))[0].code
+        is RejectCode.INSTRUMENT_NOT_ELIGIBLE
+    )
 
 
 def test_venue_config_follows_the_domain_facts():
@@ -694,40 +807,54 @@ def test_venue_config_follows_the_domain_facts():
 
 
 def test_parse_compliance_converts_euros_once():
-    config = parse_compliance({"compliance": {"penalty_eur": "100.00", "penalty_eur_by_year": {
-        "2005": "40.00", "2006": "40", "2007": "40.00"}, "penalty_account": "fines", "credits": ["CER"]}})
+    config = parse_compliance(
+        {
+            "compliance": {
+                "penalty_eur": "100.00",
+                "penalty_eur_by_year": {"2005": "40.00", "2006": "40", "2007": "40.00"},
+                "penalty_account": "fines",
+                "credits": ["CER"],
+            }
+        }
+    )
     assert (config.penalty_per_tonne, config.penalty_for(2006), config.penalty_for(2013)) == (10_000, 4_000, 10_000)
     assert (config.credits, config.penalty_account) == (("CER",), "fines")
     assert parse_compliance({}) == ComplianceConfig()
     assert parse_compliance({"compliance": {}}) == ComplianceConfig()
 
 
-@pytest.mark.parametrize("document, where", [
-    ({"compliance": {"penalty_eur": 100}}, "compliance.penalty_eur"),
-    ({"compliance": {"penalty_eur": "100.001"}}, "compliance.penalty_eur"),
-    ({"compliance": {"penalty_eur": "0"}}, "compliance.penalty_per_tonne"),
-    ({"compliance": {"penalty_eur_by_year": {"y2005": "40.00"}}}, "compliance.penalty_eur_by_year.y2005"),
-    ({"compliance": {"fine": "1.00"}}, "compliance.fine"),
-    ({"compliance": {"allowances": ["EUA"], "credits": ["CER", "EUA"]}}, "compliance.credits"),
-    ({"compliance": {"allowances": "EUA"}}, "compliance.allowances"),
-    ({"compliance": {"penalty_account": ""}}, "compliance.penalty_account"),
-    ({"compliance": []}, "compliance"),
-])
+@pytest.mark.parametrize(
+    "document, where",
+    [
+        ({"compliance": {"penalty_eur": 100}}, "compliance.penalty_eur"),
+        ({"compliance": {"penalty_eur": "100.001"}}, "compliance.penalty_eur"),
+        ({"compliance": {"penalty_eur": "0"}}, "compliance.penalty_per_tonne"),
+        ({"compliance": {"penalty_eur_by_year": {"y2005": "40.00"}}}, "compliance.penalty_eur_by_year.y2005"),
+        ({"compliance": {"fine": "1.00"}}, "compliance.fine"),
+        ({"compliance": {"allowances": ["EUA"], "credits": ["CER", "EUA"]}}, "compliance.credits"),
+        ({"compliance": {"allowances": "EUA"}}, "compliance.allowances"),
+        ({"compliance": {"penalty_account": ""}}, "compliance.penalty_account"),
+        ({"compliance": []}, "compliance"),
+    ],
+)
 def test_bad_config_names_its_field(document, where):
     with pytest.raises(ConfigError) as raised:
         parse_compliance(document)
     assert raised.value.field == where
 
 
-@pytest.mark.parametrize("fields, where", [
-    (dict(penalty_by_year=[(2005, 4_000), (2005, 5_000)]), "compliance.penalty_by_year"),
-    (dict(penalty_by_year={2004: 4_000}), "compliance.penalty_by_year"),
-    (dict(penalty_by_year={2005: 0}), "compliance.penalty_by_year.2005"),
-    (dict(penalty_by_year=5), "compliance.penalty_by_year"),
-    (dict(penalty_per_tonne=1_000_001), "compliance.penalty_per_tonne"),
-    (dict(penalty_per_tonne=100.0), "compliance.penalty_per_tonne"),
-    (dict(credits=("CER", "")), "compliance.credits"),
-])
+@pytest.mark.parametrize(
+    "fields, where",
+    [
+        (dict(penalty_by_year=[(2005, 4_000), (2005, 5_000)]), "compliance.penalty_by_year"),
+        (dict(penalty_by_year={2004: 4_000}), "compliance.penalty_by_year"),
+        (dict(penalty_by_year={2005: 0}), "compliance.penalty_by_year.2005"),
+        (dict(penalty_by_year=5), "compliance.penalty_by_year"),
+        (dict(penalty_per_tonne=1_000_001), "compliance.penalty_per_tonne"),
+        (dict(penalty_per_tonne=100.0), "compliance.penalty_per_tonne"),
+        (dict(credits=("CER", "")), "compliance.credits"),
+    ],
+)
 def test_bad_config_values_are_refused(fields, where):
     with pytest.raises(ConfigError) as raised:
         ComplianceConfig(**fields)

@@ -13,14 +13,40 @@ touched, worked out from the books before and after and from the command's
 own events (trades, self-trade cancels, priority-losing replaces); a batch
 must announce exactly the levels its commands announced one by one.
 """
+
 import random
 
 import pytest
+from scenario_helpers import (
+    BUY,
+    SELL,
+    DepthMirror,
+    Scenario,
+    announcement_order,
+    book_levels,
+    briefs,
+    check_books,
+    check_level_announcements,
+    is_level,
+    level_key,
+    make_engine,
+)
 
-from exchange import (CancelOrder, CancelReason, EndOfDay, MassCancel, NewOrder, OrderAccepted, OrderCanceled,
-                      OrderReplaced, ReplaceOrder, SelfTradePrevention, SetSelfTradePrevention, StopTriggered, Trade)
-from scenario_helpers import (BUY, SELL, DepthMirror, Scenario, announcement_order, book_levels, briefs, check_books,
-                              check_level_announcements, is_level, level_key, make_engine)
+from exchange import (
+    CancelOrder,
+    CancelReason,
+    EndOfDay,
+    MassCancel,
+    NewOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderReplaced,
+    ReplaceOrder,
+    SelfTradePrevention,
+    SetSelfTradePrevention,
+    StopTriggered,
+    Trade,
+)
 
 TAKING = SelfTradePrevention.CANCEL_TAKING
 
@@ -49,8 +75,11 @@ def test_level_reached_by_a_taker_stopped_by_self_trade_prevention_is_not_announ
 def test_batch_announces_a_level_once_in_its_final_state_with_the_last_commands_ts():
     engine = make_engine()
     mirror = DepthMirror()
-    mirror.apply(engine.handle(NewOrder(ts=1, account="a", client_order_id=1, instrument="EUA", side=SELL,
-                                        quantity=5, price=7000)))
+    mirror.apply(
+        engine.handle(
+            NewOrder(ts=1, account="a", client_order_id=1, instrument="EUA", side=SELL, quantity=5, price=7000)
+        )
+    )
     commands = [
         NewOrder(ts=2, account="b", client_order_id=1, instrument="CER", side=BUY, quantity=3, price=5790),
         NewOrder(ts=3, account="b", client_order_id=2, instrument="EUA", side=SELL, quantity=4, price=7000),
@@ -61,11 +90,16 @@ def test_batch_announces_a_level_once_in_its_final_state_with_the_last_commands_
     ]
     events = engine.handle_all(commands)
     assert briefs(events) == [
-        ("accepted", 2), ("accepted", 3), ("accepted", 4),
-        ("trade", 7000, 5, 4, 1, 1, 0), ("trade", 7000, 1, 4, 3, 0, 3),
-        ("accepted", 5), ("canceled", 5, 1, CancelReason.USER),
+        ("accepted", 2),
+        ("accepted", 3),
+        ("accepted", 4),
+        ("trade", 7000, 5, 4, 1, 1, 0),
+        ("trade", 7000, 1, 4, 3, 0, 3),
+        ("accepted", 5),
+        ("canceled", 5, 1, CancelReason.USER),
         ("cancel_rejected", "cancel", 402),
-        ("level", BUY, 6900, 0, 0), ("level", SELL, 7000, 3, 1),  # EUA first, bids first
+        ("level", BUY, 6900, 0, 0),
+        ("level", SELL, 7000, 3, 1),  # EUA first, bids first
         ("level", BUY, 5790, 3, 1),  # then CER, though it changed first
     ]
     assert [event.seq for event in events] == list(range(3, 3 + len(events)))  # after accepted, level
@@ -79,10 +113,12 @@ def test_batch_announces_a_level_once_in_its_final_state_with_the_last_commands_
 def test_level_that_changed_and_changed_back_in_a_batch_is_announced_unchanged():
     engine = make_engine()
     engine.handle(NewOrder(ts=1, account="a", client_order_id=1, instrument="EUA", side=BUY, quantity=5, price=6990))
-    events = engine.handle_all([
-        NewOrder(ts=2, account="b", client_order_id=1, instrument="EUA", side=BUY, quantity=2, price=6990),
-        CancelOrder(ts=3, account="b", client_order_id=1),
-    ])
+    events = engine.handle_all(
+        [
+            NewOrder(ts=2, account="b", client_order_id=1, instrument="EUA", side=BUY, quantity=2, price=6990),
+            CancelOrder(ts=3, account="b", client_order_id=1),
+        ]
+    )
     assert briefs(events) == [("accepted", 2), ("canceled", 2, 2, CancelReason.USER), ("level", BUY, 6990, 5, 1)]
     assert events[-1].ts == 3
     check_books(engine)
@@ -97,14 +133,18 @@ def test_empty_batch_announces_nothing():
 
 def test_batch_after_a_batch_announces_only_its_own_changes():
     engine = make_engine()
-    first = engine.handle_all([
-        NewOrder(ts=1, account="a", client_order_id=1, instrument="EUA", side=SELL, quantity=5, price=7000),
-        NewOrder(ts=2, account="a", client_order_id=2, instrument="EUA", side=SELL, quantity=5, price=7010),
-    ])
+    first = engine.handle_all(
+        [
+            NewOrder(ts=1, account="a", client_order_id=1, instrument="EUA", side=SELL, quantity=5, price=7000),
+            NewOrder(ts=2, account="a", client_order_id=2, instrument="EUA", side=SELL, quantity=5, price=7010),
+        ]
+    )
     assert briefs(first)[-2:] == [("level", SELL, 7000, 5, 1), ("level", SELL, 7010, 5, 1)]
-    second = engine.handle_all([
-        NewOrder(ts=3, account="b", client_order_id=1, instrument="EUA", side=BUY, quantity=2, price=7000),
-    ])
+    second = engine.handle_all(
+        [
+            NewOrder(ts=3, account="b", client_order_id=1, instrument="EUA", side=BUY, quantity=2, price=7000),
+        ]
+    )
     assert briefs(second) == [("accepted", 3), ("trade", 7000, 2, 3, 1, 0, 3), ("level", SELL, 7000, 3, 1)]
     check_books(engine)
 
@@ -127,8 +167,9 @@ class Stream:
         self.date = 20240101
 
     def learn(self, events: list) -> None:
-        self.orders += [(event.account, event.order_id, event.instrument)
-                        for event in events if type(event) is OrderAccepted]
+        self.orders += [
+            (event.account, event.order_id, event.instrument) for event in events if type(event) is OrderAccepted
+        ]
 
     def next(self):
         rng = self.rng
@@ -155,12 +196,22 @@ class Stream:
         symbol = rng.choice(SYMBOLS)
         side = rng.choice((BUY, SELL))
         self.clid += 1
-        fields = dict(ts=ts, account=account, client_order_id=self.clid, instrument=symbol, side=side,
-                      self_trade_prevention=rng.choice(MODES))
+        fields = dict(
+            ts=ts,
+            account=account,
+            client_order_id=self.clid,
+            instrument=symbol,
+            side=side,
+            self_trade_prevention=rng.choice(MODES),
+        )
         kind = rng.random()
         if kind < 0.12:  # market
-            return NewOrder(quantity=rng.randint(1, 20), order_type="MARKET",
-                            time_in_force=rng.choice(("IOC", "IOC", "FOK")), **fields)
+            return NewOrder(
+                quantity=rng.randint(1, 20),
+                order_type="MARKET",
+                time_in_force=rng.choice(("IOC", "IOC", "FOK")),
+                **fields,
+            )
         quantity = rng.randint(1, 15)
         price = self.price(symbol)
         if kind < 0.3:  # iceberg
@@ -168,8 +219,13 @@ class Stream:
         if kind < 0.36:  # stop limit
             return NewOrder(quantity=quantity, price=price, stop_price=self.price(symbol), **fields)
         time_in_force = rng.choice(("GTC", "GTC", "GTC", "DAY", "IOC", "FOK"))
-        return NewOrder(quantity=quantity, price=price, time_in_force=time_in_force,
-                        post_only=time_in_force in ("GTC", "DAY") and rng.random() < 0.1, **fields)
+        return NewOrder(
+            quantity=quantity,
+            price=price,
+            time_in_force=time_in_force,
+            post_only=time_in_force in ("GTC", "DAY") and rng.random() < 0.1,
+            **fields,
+        )
 
     def price(self, symbol: str) -> int:
         return {"EUA": 7000, "CER": 5800}[symbol] + self.rng.randint(-5, 5)
@@ -177,8 +233,12 @@ class Stream:
 
 def resting(engine) -> dict[int, tuple[str, object, int, int]]:
     """Every resting order: order id -> (instrument, side, price, shown lots)."""
-    return {order.order_id: (symbol, side, order.price, order.visible)
-            for symbol, book in engine.books.items() for side in (BUY, SELL) for order in book.resting_orders(side)}
+    return {
+        order.order_id: (symbol, side, order.price, order.visible)
+        for symbol, book in engine.books.items()
+        for side in (BUY, SELL)
+        for order in book.resting_orders(side)
+    }
 
 
 def touched_levels(before: dict, after: dict, events: list, terms: dict) -> set:
@@ -240,16 +300,21 @@ def test_depth_built_from_level_events_matches_the_books_after_every_command_and
             assert [event.seq for event in events] == list(range(seq + 1, seq + 1 + len(events)))
             check_level_announcements(single, events)
             announced = [level_key(event) for event in events if is_level(event)]
-            assert set(announced) == touched_levels(before, resting(single), events, terms), \
+            assert set(announced) == touched_levels(before, resting(single), events, terms), (
                 f"announced levels differ from those the command changed: {command}"
+            )
             levels_after = book_levels(single)
-            changed = {key for key in levels_before.keys() | levels_after.keys()
-                       if levels_before.get(key) != levels_after.get(key)}
+            changed = {
+                key
+                for key in levels_before.keys() | levels_after.keys()
+                if levels_before.get(key) != levels_after.get(key)
+            }
             assert changed <= set(announced)
             seen["unchanged"] += len(set(announced) - changed)
             seen["trade"] += any(type(event) is Trade for event in events)
-            seen["self_trade"] += any(type(event) is OrderCanceled and event.reason is CancelReason.SELF_TRADE
-                                      for event in events)
+            seen["self_trade"] += any(
+                type(event) is OrderCanceled and event.reason is CancelReason.SELF_TRADE for event in events
+            )
             single_mirror.apply(events)
             single_mirror.assert_matches(single)
             check_books(single)
@@ -259,15 +324,18 @@ def test_depth_built_from_level_events_matches_the_books_after_every_command_and
         events = batched.handle_all(batch)
         assert [event.seq for event in events] == list(range(seq + 1, seq + 1 + len(events)))
         check_level_announcements(batched, events)
-        assert [event._replace(seq=0) for event in events if not is_level(event)] == \
-            [event._replace(seq=0) for event in single_events if not is_level(event)]
+        assert [event._replace(seq=0) for event in events if not is_level(event)] == [
+            event._replace(seq=0) for event in single_events if not is_level(event)
+        ]
         levels = [event for event in events if is_level(event)]
-        assert [level_key(event) for event in levels] == \
-            announcement_order(batched, (level_key(event) for event in single_events if is_level(event)))
+        assert [level_key(event) for event in levels] == announcement_order(
+            batched, (level_key(event) for event in single_events if is_level(event))
+        )
         assert all(event.ts == batch[-1].ts for event in levels)
-        seen["born_and_gone"] += sum(event.quantity == 0 and event.price
-                                     not in batched_mirror.levels.get((event.instrument, event.side), {})
-                                     for event in levels)
+        seen["born_and_gone"] += sum(
+            event.quantity == 0 and event.price not in batched_mirror.levels.get((event.instrument, event.side), {})
+            for event in levels
+        )
         batched_mirror.apply(events)
         batched_mirror.assert_matches(batched)
         check_books(batched)

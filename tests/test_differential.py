@@ -26,6 +26,7 @@ trade at the maker's current price and within the taker's limit, every
 event stamped with its command's timestamp, and ``OrderBook._check()`` at the
 end.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,12 +35,26 @@ from typing import NamedTuple
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from exchange import (CancelOrder, RequestRejected, Engine, NewOrder, OrderAccepted, OrderCanceled, OrderRejected,
-                      OrderReplaced, OrderType, RejectCode, ReplaceOrder, SelfTradePrevention, Side, TimeInForce,
-                      Trade)
-from gateway.config import load_instruments
 from reference_book import Cancel, Fill, ReferenceBook
+
+from exchange import (
+    CancelOrder,
+    Engine,
+    NewOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    OrderReplaced,
+    OrderType,
+    RejectCode,
+    ReplaceOrder,
+    RequestRejected,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+    Trade,
+)
+from gateway.config import load_instruments
 
 SYMBOL = "EUA"
 
@@ -47,22 +62,27 @@ SYMBOL = "EUA"
 def engine_without_collar() -> Engine:
     """All configured instruments, EUA with no market collar: market orders sweep, as in the workload."""
     instruments = load_instruments()
-    instruments[SYMBOL] = dataclasses.replace(instruments[SYMBOL], market_collar=None, price_band_bps=0,
-                                            volatility_band_bps=0)
+    instruments[SYMBOL] = dataclasses.replace(
+        instruments[SYMBOL], market_collar=None, price_band_bps=0, volatility_band_bps=0
+    )
     return Engine(instruments, pre_trade_risk=False)
 
 
 def engine_listing(engine: Engine) -> list[tuple[str, int, object, int]]:
     """The engine's book in the reference's listing format, named by client order id."""
     book = engine.books[SYMBOL]
-    return [(order.side, order.price, order.client_order_id, order.leaves)
-            for side in (Side.BUY, Side.SELL) for order in book.resting_orders(side)]
+    return [
+        (order.side, order.price, order.client_order_id, order.leaves)
+        for side in (Side.BUY, Side.SELL)
+        for order in book.resting_orders(side)
+    ]
 
 
 def engine_shown(engine: Engine) -> dict[object, int]:
     book = engine.books[SYMBOL]
-    return {order.client_order_id: order.visible for side in (Side.BUY, Side.SELL)
-            for order in book.resting_orders(side)}
+    return {
+        order.client_order_id: order.visible for side in (Side.BUY, Side.SELL) for order in book.resting_orders(side)
+    }
 
 
 def as_reference_log(events: list) -> list[Fill | Cancel]:
@@ -70,8 +90,16 @@ def as_reference_log(events: list) -> list[Fill | Cancel]:
     log: list[Fill | Cancel] = []
     for event in events:
         if type(event) is Trade:
-            log.append(Fill(event.taker_client_order_id, event.maker_client_order_id, event.price,
-                            event.quantity, event.taker_leaves, event.maker_leaves))
+            log.append(
+                Fill(
+                    event.taker_client_order_id,
+                    event.maker_client_order_id,
+                    event.price,
+                    event.quantity,
+                    event.taker_leaves,
+                    event.maker_leaves,
+                )
+            )
         elif type(event) is OrderCanceled:
             log.append(Cancel(event.client_order_id, event.canceled_quantity, str(event.reason)))
     return log
@@ -79,7 +107,7 @@ def as_reference_log(events: list) -> list[Fill | Cancel]:
 
 def first_difference(got: list, expected: list) -> str:
     """Where two lists part, for a failure message that points at the spot instead of dumping both."""
-    for index, (left, right) in enumerate(zip(got, expected)):
+    for index, (left, right) in enumerate(zip(got, expected, strict=False)):
         if left != right:
             return f"first difference at #{index}: engine {left!r}, reference {right!r}"
     return f"lengths differ: engine {len(got)}, reference {len(expected)}"
@@ -118,12 +146,30 @@ def workload_commands(rows) -> list[object]:
         if row.kind == "C":
             commands.append(CancelOrder(ts=ts, account=account, client_order_id=row.order_id))
         elif row.kind == "A":
-            commands.append(NewOrder(ts=ts, account=account, client_order_id=row.order_id, instrument=SYMBOL,
-                                     side=Side(row.side), quantity=row.quantity, price=row.price))
+            commands.append(
+                NewOrder(
+                    ts=ts,
+                    account=account,
+                    client_order_id=row.order_id,
+                    instrument=SYMBOL,
+                    side=Side(row.side),
+                    quantity=row.quantity,
+                    price=row.price,
+                )
+            )
         else:
-            commands.append(NewOrder(ts=ts, account=account, client_order_id=row.order_id, instrument=SYMBOL,
-                                     side=Side(row.side), quantity=row.quantity,
-                                     order_type=OrderType.MARKET, time_in_force=TimeInForce.IOC))
+            commands.append(
+                NewOrder(
+                    ts=ts,
+                    account=account,
+                    client_order_id=row.order_id,
+                    instrument=SYMBOL,
+                    side=Side(row.side),
+                    quantity=row.quantity,
+                    order_type=OrderType.MARKET,
+                    time_in_force=TimeInForce.IOC,
+                )
+            )
     return commands
 
 
@@ -140,10 +186,11 @@ def test_standard_workload_matches_reference(workload, orders, seed, depth, batc
             events += engine.handle(command)
     else:
         for first in range(0, len(commands), batch):
-            events += engine.handle_all(commands[first:first + batch])
+            events += engine.handle_all(commands[first : first + batch])
     # Each workload id is cancelled at most once, so its cancel succeeded if a user cancel names it.
-    canceled_by_user = {event.client_order_id for event in events
-                        if type(event) is OrderCanceled and event.reason == "USER"}
+    canceled_by_user = {
+        event.client_order_id for event in events if type(event) is OrderCanceled and event.reason == "USER"
+    }
     cancel_answers = [row.order_id in canceled_by_user for row in rows if row.kind == "C"]
 
     reference = ReferenceBook()
@@ -165,9 +212,11 @@ def test_standard_workload_matches_reference(workload, orders, seed, depth, batc
     assert engine_tape == reference_tape, "trade tape: " + first_difference(engine_tape, reference_tape)
     assert engine_log == reference.log, "fills and cancellations: " + first_difference(engine_log, reference.log)
     assert cancel_answers == reference_cancel_answers, "cancel accepted/refused: " + first_difference(
-        cancel_answers, reference_cancel_answers)
+        cancel_answers, reference_cancel_answers
+    )
     assert engine_listing(engine) == reference.listing(), "final book: " + first_difference(
-        engine_listing(engine), reference.listing())
+        engine_listing(engine), reference.listing()
+    )
 
     limit_price = {row.order_id: row.price for row in rows if row.kind == "A"}
     for trade in (event for event in events if type(event) is Trade):
@@ -206,12 +255,24 @@ class ReplaceOp(NamedTuple):
     by_order_id: bool
 
 
-new_ops = st.builds(NewOp, account=st.sampled_from(ACCOUNTS), side=st.sampled_from(("B", "S")),
-                    kind=st.sampled_from(ORDER_KINDS), price=st.sampled_from(PRICES),
-                    quantity=st.integers(1, 12), display=st.integers(1, 4), stp=st.sampled_from(STP_MODES))
+new_ops = st.builds(
+    NewOp,
+    account=st.sampled_from(ACCOUNTS),
+    side=st.sampled_from(("B", "S")),
+    kind=st.sampled_from(ORDER_KINDS),
+    price=st.sampled_from(PRICES),
+    quantity=st.integers(1, 12),
+    display=st.integers(1, 4),
+    stp=st.sampled_from(STP_MODES),
+)
 cancel_ops = st.builds(CancelOp, target=st.integers(0, 200), by_order_id=st.booleans())
-replace_ops = st.builds(ReplaceOp, target=st.integers(0, 200), quantity=st.integers(1, 15),
-                        price=st.sampled_from(PRICES), by_order_id=st.booleans())
+replace_ops = st.builds(
+    ReplaceOp,
+    target=st.integers(0, 200),
+    quantity=st.integers(1, 15),
+    price=st.sampled_from(PRICES),
+    by_order_id=st.booleans(),
+)
 operation_streams = st.lists(st.one_of(new_ops, new_ops, new_ops, cancel_ops, replace_ops), min_size=5, max_size=120)
 
 
@@ -222,8 +283,15 @@ class SentOrder(NamedTuple):
 
 
 def new_order_command(ts: int, clid: int, op: NewOp) -> NewOrder:
-    fields = dict(ts=ts, account=op.account, client_order_id=clid, instrument=SYMBOL, side=Side(op.side),
-                  quantity=op.quantity, self_trade_prevention=op.stp)
+    fields = dict(
+        ts=ts,
+        account=op.account,
+        client_order_id=clid,
+        instrument=SYMBOL,
+        side=Side(op.side),
+        quantity=op.quantity,
+        self_trade_prevention=op.stp,
+    )
     if op.kind == "market":
         return NewOrder(order_type=OrderType.MARKET, time_in_force=TimeInForce.IOC, **fields)
     if op.kind == "market_fok":
@@ -242,11 +310,13 @@ def submit_to_reference(reference: ReferenceBook, clid: int, op: NewOp) -> bool:
         tif = "FOK" if op.kind == "market_fok" else "IOC"
         return reference.submit(clid, op.account, op.side, op.quantity, None, tif=tif, stp=op.stp)
     if op.kind == "iceberg":
-        return reference.submit(clid, op.account, op.side, op.quantity, op.price,
-                                display=min(op.display, op.quantity), stp=op.stp)
+        return reference.submit(
+            clid, op.account, op.side, op.quantity, op.price, display=min(op.display, op.quantity), stp=op.stp
+        )
     tif = {"ioc": "IOC", "fok": "FOK"}.get(op.kind, "GTC")
-    return reference.submit(clid, op.account, op.side, op.quantity, op.price, tif=tif, stp=op.stp,
-                            post_only=op.kind == "post_only")
+    return reference.submit(
+        clid, op.account, op.side, op.quantity, op.price, tif=tif, stp=op.stp, post_only=op.kind == "post_only"
+    )
 
 
 # Each example takes a few milliseconds, so this test affords many more than the profile's default.
@@ -279,15 +349,17 @@ def test_generated_streams_match_reference(operations):
             assert type(events[0]) is RequestRejected and not reference.cancel(10**6)
         else:
             target = sent[op.target % len(sent)]
-            order_reference = dict(order_id=target.order_id) if op.by_order_id else dict(
-                client_order_id=target.client_order_id)
+            order_reference = (
+                dict(order_id=target.order_id) if op.by_order_id else dict(client_order_id=target.client_order_id)
+            )
             if type(op) is CancelOp:
                 events = engine.handle(CancelOrder(ts=ts, account=target.account, **order_reference))
                 engine_done = any(type(event) is OrderCanceled for event in events)
                 assert engine_done == reference.cancel(target.client_order_id), f"cancel answers differ: {op}"
             else:
-                events = engine.handle(ReplaceOrder(ts=ts, account=target.account, quantity=op.quantity,
-                                                    price=op.price, **order_reference))
+                events = engine.handle(
+                    ReplaceOrder(ts=ts, account=target.account, quantity=op.quantity, price=op.price, **order_reference)
+                )
                 engine_done = any(type(event) is OrderReplaced for event in events)
                 reference_done = reference.replace(target.client_order_id, op.quantity, op.price)
                 assert engine_done == reference_done, f"replace answers differ: {op}"
@@ -301,8 +373,9 @@ def test_generated_streams_match_reference(operations):
             assert side_of[trade.maker_client_order_id] != trade.aggressor_side
             taker_limit = limit_of[trade.taker_client_order_id]
             if taker_limit is not None:
-                assert (trade.price <= taker_limit if trade.aggressor_side == "B" else trade.price >= taker_limit), \
+                assert trade.price <= taker_limit if trade.aggressor_side == "B" else trade.price >= taker_limit, (
                     f"trade beyond the taker's limit: {trade}"
+                )
         engine_log = as_reference_log(events)
         reference_log = reference.log[log_mark:]
         assert engine_log == reference_log, f"command #{ts} {op}: " + first_difference(engine_log, reference_log)
@@ -316,6 +389,7 @@ def test_generated_streams_match_reference(operations):
 
 # -- fill-or-kill against iceberg refills under self-trade prevention ---------------------------------
 
+
 @pytest.mark.parametrize("mode", [SelfTradePrevention.CANCEL_TAKING, SelfTradePrevention.CANCEL_BOTH])
 def test_fill_or_kill_never_fills_in_part_when_self_trade_prevention_stops_it(mode):
     """FOK is all or nothing, even when an iceberg's refill queues behind one of the taker's own orders.
@@ -327,13 +401,34 @@ def test_fill_or_kill_never_fills_in_part_when_self_trade_prevention_stops_it(mo
     the rest (and, under CANCEL_BOTH, the own resting order too).
     """
     engine = engine_without_collar()
-    engine.handle(NewOrder(ts=1, account="other", client_order_id="iceberg", instrument=SYMBOL, side=Side.SELL,
-                           quantity=10, price=7000, display_quantity=1))
-    engine.handle(NewOrder(ts=2, account="me", client_order_id="own", instrument=SYMBOL, side=Side.SELL,
-                           quantity=5, price=7000))
-    events = engine.handle(NewOrder(ts=3, account="me", client_order_id="fok", instrument=SYMBOL, side=Side.BUY,
-                                    quantity=5, price=7000, time_in_force=TimeInForce.FOK,
-                                    self_trade_prevention=mode))
+    engine.handle(
+        NewOrder(
+            ts=1,
+            account="other",
+            client_order_id="iceberg",
+            instrument=SYMBOL,
+            side=Side.SELL,
+            quantity=10,
+            price=7000,
+            display_quantity=1,
+        )
+    )
+    engine.handle(
+        NewOrder(ts=2, account="me", client_order_id="own", instrument=SYMBOL, side=Side.SELL, quantity=5, price=7000)
+    )
+    events = engine.handle(
+        NewOrder(
+            ts=3,
+            account="me",
+            client_order_id="fok",
+            instrument=SYMBOL,
+            side=Side.BUY,
+            quantity=5,
+            price=7000,
+            time_in_force=TimeInForce.FOK,
+            self_trade_prevention=mode,
+        )
+    )
 
     traded = sum(event.quantity for event in events if type(event) is Trade)
     assert traded in (0, 5), f"FOK order for 5 lots traded {traded}: {events}"

@@ -5,13 +5,23 @@ IOC flag, a reused client order id, a replace racing a fill, a foreign
 cancel, a dead queue entry mistaken for a live order. Where a reject is
 expected, nothing else may change (:func:`assert_only_seq_moved`).
 """
+
 import dataclasses
 
 import pytest
+from scenario_helpers import (
+    BUY,
+    SELL,
+    Scenario,
+    assert_only_seq_moved,
+    briefs,
+    make_engine,
+    of_type,
+    shipped_instruments,
+    snapshot,
+)
 
 from exchange import CancelReason, InvalidCommand, NewOrder, RejectCode, Side, TimeInForce, Trade
-from scenario_helpers import (BUY, SELL, Scenario, assert_only_seq_moved, briefs, make_engine, of_type,
-                              shipped_instruments, snapshot)
 
 IOC = TimeInForce.IOC
 FOK = TimeInForce.FOK
@@ -174,7 +184,8 @@ def test_replace_to_a_quantity_not_above_the_filled_part_is_rejected():
     for quantity in (4, 3, 1):
         before = snapshot(s.engine)
         assert briefs(s.replace("a", order, quantity=quantity)) == [
-            ("cancel_rejected", "replace", RejectCode.REPLACE_QUANTITY_NOT_ABOVE_FILLED)]
+            ("cancel_rejected", "replace", RejectCode.REPLACE_QUANTITY_NOT_ABOVE_FILLED)
+        ]
         assert_only_seq_moved(s.engine, before)
     s.check()
 
@@ -248,10 +259,28 @@ def test_display_quantity_equal_to_the_order_quantity_rests_as_a_plain_order():
     # INVALID_DISPLAY_QUANTITY's text: "... at most the order quantity"; showing all of it is allowed.
     assert "at most the order quantity" in RejectCode.INVALID_DISPLAY_QUANTITY.text
     engine = make_engine()
-    engine.handle(NewOrder(ts=1, account="a", client_order_id="i", instrument="EUA", side=Side.SELL, quantity=10,
-                           price=7000, display_quantity=10))
+    engine.handle(
+        NewOrder(
+            ts=1,
+            account="a",
+            client_order_id="i",
+            instrument="EUA",
+            side=Side.SELL,
+            quantity=10,
+            price=7000,
+            display_quantity=10,
+        )
+    )
     assert engine.books["EUA"].depth(Side.SELL) == [(7000, 10, 1)]
     with pytest.raises(InvalidCommand) as raised:
-        NewOrder(ts=1, account="a", client_order_id="j", instrument="EUA", side=Side.SELL, quantity=10,
-                 price=7000, display_quantity=11)
+        NewOrder(
+            ts=1,
+            account="a",
+            client_order_id="j",
+            instrument="EUA",
+            side=Side.SELL,
+            quantity=10,
+            price=7000,
+            display_quantity=11,
+        )
     assert raised.value.code is RejectCode.INVALID_DISPLAY_QUANTITY

@@ -5,6 +5,7 @@ compliance year; every question of the read API is then asked and its answer che
 (and against the engine's own counters and accounts where the story does not fix a number, such as fees);
 every answer that holds a dict or a tuple is changed by the test afterwards to show the engine is not.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -43,20 +44,29 @@ def traded_engine() -> Engine:
     engine = Engine(shipped_instruments(), compliance=CONFIG)
     for account in ("alice", "bob", "b1", "de", "mill"):
         engine.handle(OpenAccount(ts=1, account=account))
-        engine.handle(Deposit(ts=1, account=account, asset="EUR", amount=10 ** 9))
+        engine.handle(Deposit(ts=1, account=account, asset="EUR", amount=10**9))
     engine.handle(Deposit(ts=1, account="alice", asset="EUA", amount=10_000))
     engine.handle(Deposit(ts=1, account="de", asset="EUA", amount=5_000))
     engine.handle(Deposit(ts=1, account="mill", asset="EUA", amount=1_000))
-    engine.handle(NewOrder(ts=2, account="alice", client_order_id=1, instrument="EUA", side=Side.SELL, quantity=2,
-                           price=7_000))
-    engine.handle(NewOrder(ts=2, account="alice", client_order_id=2, instrument="EUA", side=Side.SELL, quantity=1,
-                           price=7_050))
-    engine.handle(NewOrder(ts=3, account="bob", client_order_id="b", instrument="EUA", side=Side.BUY, quantity=1,
-                           price=7_000))
-    engine.handle(OpenPrimaryAuction(ts=4, auction_id="A2", auctioneer="de", instrument="EUA", volume=500,
-                                     closes_at=100, seed=SEED))
-    engine.handle(OpenPrimaryAuction(ts=4, auction_id="A1", auctioneer="de", instrument="EUA", volume=500,
-                                     closes_at=100, seed=SEED))
+    engine.handle(
+        NewOrder(ts=2, account="alice", client_order_id=1, instrument="EUA", side=Side.SELL, quantity=2, price=7_000)
+    )
+    engine.handle(
+        NewOrder(ts=2, account="alice", client_order_id=2, instrument="EUA", side=Side.SELL, quantity=1, price=7_050)
+    )
+    engine.handle(
+        NewOrder(ts=3, account="bob", client_order_id="b", instrument="EUA", side=Side.BUY, quantity=1, price=7_000)
+    )
+    engine.handle(
+        OpenPrimaryAuction(
+            ts=4, auction_id="A2", auctioneer="de", instrument="EUA", volume=500, closes_at=100, seed=SEED
+        )
+    )
+    engine.handle(
+        OpenPrimaryAuction(
+            ts=4, auction_id="A1", auctioneer="de", instrument="EUA", volume=500, closes_at=100, seed=SEED
+        )
+    )
     engine.handle(SubmitBid(ts=5, account="b1", auction_id="A1", bid_id="x", price=7_050, volume=500))
     engine.handle(SubmitBid(ts=6, account="bob", auction_id="A1", bid_id=7, price=7_100, volume=500))
     engine.handle(RegisterInstallation(ts=7, account="mill", credit_limit_bps=2_200))
@@ -69,8 +79,9 @@ def test_counts_and_last_seq() -> None:
     engine = traded_engine()
     assert engine.last_seq == engine.counters.seq > 0
     # alice's two asks and bob's bid were accepted; bob's bid traded with one lot of the first ask.
-    assert engine.counts() == EngineCounts(events=engine.counters.seq, orders=3, open_orders=2, trades=1,
-                                           accounts=6)  # the five opened and the fee account
+    assert engine.counts() == EngineCounts(
+        events=engine.counters.seq, orders=3, open_orders=2, trades=1, accounts=6
+    )  # the five opened and the fee account
     assert Engine(shipped_instruments()).counts() == EngineCounts(0, 0, 0, 0, 1)
 
 
@@ -93,7 +104,7 @@ def test_balances_after_trading() -> None:
     bob = engine.balances("bob")
     assert bob is not None and bob.units["EUA"] == 1_000
     assert bob.reserved_cash == 7_100 * 500  # his open bid in auction A1
-    assert bob.cash < 10 ** 9  # paid for the lot and its fee
+    assert bob.cash < 10**9  # paid for the lot and its fee
     assert engine.balances("carol") is None
 
 
@@ -111,8 +122,11 @@ def test_balances_are_copies() -> None:
 
 def test_account_settings() -> None:
     engine = Engine(shipped_instruments())
-    engine.handle(OpenAccount(ts=1, account="alice", order_value_limit=50_000,
-                              self_trade_prevention=SelfTradePrevention.CANCEL_TAKING))
+    engine.handle(
+        OpenAccount(
+            ts=1, account="alice", order_value_limit=50_000, self_trade_prevention=SelfTradePrevention.CANCEL_TAKING
+        )
+    )
     settings = engine.account_settings("alice")
     assert settings == (SelfTradePrevention.CANCEL_TAKING, 50_000, False)
     assert engine.account_settings("bob") is None
@@ -142,8 +156,10 @@ def test_primary_auctions() -> None:
     assert auction is not None
     assert auction[:7] == ("A1", "EUA", "de", 500, 100, SEED, None)
     # in the order they came (their numbers), whatever their prices
-    assert auction.bids == (BidView("x", "b1", 7_050, 500, 7_050 * 500, 1),
-                            BidView(7, "bob", 7_100, 500, 7_100 * 500, 2))
+    assert auction.bids == (
+        BidView("x", "b1", 7_050, 500, 7_050 * 500, 1),
+        BidView(7, "bob", 7_100, 500, 7_100 * 500, 2),
+    )
     assert engine.primary_auction("nope") is None
     assert [view.auction_id for view in engine.primary_auctions()] == ["A1", "A2"]
     engine.handle(ClearPrimaryAuction(ts=100, auction_id="A1"))
@@ -159,6 +175,5 @@ def test_compliance_views() -> None:
     assert engine.compliance_config is CONFIG
     report = engine.compliance_report(2010)
     assert report == compliance_report(engine.compliance, year=2010)
-    assert [(row.account, row.obligation, row.allowances, row.shortfall) for row in report] == [
-        ("mill", 300, 100, 200)]
+    assert [(row.account, row.obligation, row.allowances, row.shortfall) for row in report] == [("mill", 300, 100, 200)]
     assert engine.compliance_report() == report

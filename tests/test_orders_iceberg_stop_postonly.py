@@ -6,10 +6,11 @@ back of its level. A stop-limit waits unseen until the last trade price
 reaches its stop (buy: last >= stop, sell: last <= stop), is announced with
 StopTriggered and then enters as a limit order arriving at that moment.
 """
+
 import pytest
+from scenario_helpers import BUY, SELL, Scenario, assert_only_seq_moved, briefs, of_type, snapshot
 
 from exchange import CancelReason, RejectCode, StopTriggered, Trade
-from scenario_helpers import BUY, SELL, Scenario, assert_only_seq_moved, briefs, of_type, snapshot
 
 # -- post-only -----------------------------------------------------------------------------
 
@@ -28,12 +29,15 @@ def test_post_only_that_would_take_is_rejected_and_changes_nothing(side, price):
     s.check()
 
 
-@pytest.mark.parametrize("side, price, level", [
-    (BUY, 6999, (5, 1)),  # inside the spread: a new level
-    (BUY, 6990, (10, 2)),  # joins the best bid
-    (SELL, 6991, (5, 1)),
-    (SELL, 7000, (10, 2)),  # joins the best ask
-])
+@pytest.mark.parametrize(
+    "side, price, level",
+    [
+        (BUY, 6999, (5, 1)),  # inside the spread: a new level
+        (BUY, 6990, (10, 2)),  # joins the best bid
+        (SELL, 6991, (5, 1)),
+        (SELL, 7000, (10, 2)),  # joins the best ask
+    ],
+)
 def test_post_only_that_would_not_take_rests(side, price, level):
     s = Scenario()
     s.place("a", SELL, 5, 7000)
@@ -70,12 +74,10 @@ def test_iceberg_refill_goes_to_the_back_of_its_level():
     iceberg = s.place("a", SELL, 30, 7000, display_quantity=10)
     plain = s.place("b", SELL, 10, 7000)
     events = s.buy("c", 10, 7000)
-    assert briefs(events[1:]) == [("trade", 7000, 10, events[0].order_id, iceberg, 0, 20),
-                                  ("level", SELL, 7000, 20, 2)]
+    assert briefs(events[1:]) == [("trade", 7000, 10, events[0].order_id, iceberg, 0, 20), ("level", SELL, 7000, 20, 2)]
     assert s.queue(SELL) == [plain, iceberg]
     events = s.buy("c", 10, 7000)
-    assert briefs(events[1:]) == [("trade", 7000, 10, events[0].order_id, plain, 0, 0),
-                                  ("level", SELL, 7000, 10, 1)]
+    assert briefs(events[1:]) == [("trade", 7000, 10, events[0].order_id, plain, 0, 0), ("level", SELL, 7000, 10, 1)]
     assert s.queue(SELL) == [iceberg]
     s.check()
 
@@ -102,9 +104,11 @@ def test_iceberg_refill_that_restores_the_level_is_still_announced():
     s = Scenario()
     iceberg = s.place("a", SELL, 30, 7000, display_quantity=10)
     events = s.buy("c", 10, 7000)
-    assert briefs(events) == [("accepted", events[0].order_id),
-                              ("trade", 7000, 10, events[0].order_id, iceberg, 0, 20),
-                              ("level", SELL, 7000, 10, 1)]
+    assert briefs(events) == [
+        ("accepted", events[0].order_id),
+        ("trade", 7000, 10, events[0].order_id, iceberg, 0, 20),
+        ("level", SELL, 7000, 10, 1),
+    ]
     assert s.depth(SELL) == [(7000, 10, 1)]
     s.check()
 
@@ -115,8 +119,7 @@ def test_iceberg_last_slice_is_what_is_left():
     s.buy("c", 20, 7000)
     assert s.depth(SELL) == [(7000, 5, 1)]
     events = s.buy("c", 5, 7000)
-    assert briefs(events[1:]) == [("trade", 7000, 5, events[0].order_id, iceberg, 0, 0),
-                                  ("level", SELL, 7000, 0, 0)]
+    assert briefs(events[1:]) == [("trade", 7000, 5, events[0].order_id, iceberg, 0, 0), ("level", SELL, 7000, 0, 0)]
     assert iceberg not in s.engine.open_orders
     s.check()
 

@@ -4,19 +4,34 @@ Prices are cents, quantities lots. The shipped EUA has reference price 7000
 and a market collar of 350, so before any trade a market buy may trade up to
 7350 and a market sell down to 6650.
 """
-from exchange import (CancelReason, LevelChanged, OrderAccepted, OrderType, SelfTradePrevention, TimeInForce,
-                      Trade)
+
 from scenario_helpers import BUY, SELL, Scenario, briefs, of_type
+
+from exchange import CancelReason, LevelChanged, OrderAccepted, OrderType, SelfTradePrevention, TimeInForce, Trade
 
 
 def test_limit_order_that_does_not_cross_rests_with_exact_events():
     s = Scenario()
     events = s.buy("alice", 5, 6990, clid="a1")
     assert events == [
-        OrderAccepted(seq=1, ts=1000, instrument="EUA", order_id=1, account="alice", client_order_id="a1",
-                      side=BUY, order_type=OrderType.LIMIT, time_in_force=TimeInForce.GTC, price=6990,
-                      quantity=5, display_quantity=None, stop_price=None, expire_date=None, post_only=False,
-                      self_trade_prevention=SelfTradePrevention.NONE),
+        OrderAccepted(
+            seq=1,
+            ts=1000,
+            instrument="EUA",
+            order_id=1,
+            account="alice",
+            client_order_id="a1",
+            side=BUY,
+            order_type=OrderType.LIMIT,
+            time_in_force=TimeInForce.GTC,
+            price=6990,
+            quantity=5,
+            display_quantity=None,
+            stop_price=None,
+            expire_date=None,
+            post_only=False,
+            self_trade_prevention=SelfTradePrevention.NONE,
+        ),
         LevelChanged(seq=2, ts=1000, instrument="EUA", side=BUY, price=6990, quantity=5, orders=1),
     ]
     assert s.depth(BUY) == [(6990, 5, 1)]
@@ -51,11 +66,27 @@ def test_trade_prints_at_the_resting_price_with_full_trade_fields():
     events = s.sell("bob", 3, 7000, clid="ask-1")
     taker = events[0].order_id
     trade = of_type(events, Trade)
-    assert trade == [Trade(seq=4, ts=1001, instrument="EUA", trade_id=1, price=7100, quantity=3,
-                           aggressor_side=SELL, taker_order_id=taker, taker_account="bob",
-                           taker_client_order_id="ask-1", taker_leaves=0, maker_order_id=maker,
-                           maker_account="alice", maker_client_order_id="bid-1", maker_leaves=1,
-                           maker_fee=3 * 200, taker_fee=3 * 350)]  # shipped fees: EUR 2.00 and 3.50 a lot
+    assert trade == [
+        Trade(
+            seq=4,
+            ts=1001,
+            instrument="EUA",
+            trade_id=1,
+            price=7100,
+            quantity=3,
+            aggressor_side=SELL,
+            taker_order_id=taker,
+            taker_account="bob",
+            taker_client_order_id="ask-1",
+            taker_leaves=0,
+            maker_order_id=maker,
+            maker_account="alice",
+            maker_client_order_id="bid-1",
+            maker_leaves=1,
+            maker_fee=3 * 200,
+            taker_fee=3 * 350,
+        )
+    ]  # shipped fees: EUR 2.00 and 3.50 a lot
     assert s.depth(BUY) == [(7100, 1, 1)]
     assert s.book.last_price == 7100
     s.check()
@@ -179,8 +210,10 @@ def test_market_order_on_an_empty_book_is_cancelled_whole():
     s = Scenario()
     for side in (BUY, SELL):
         events = s.market("a", side, 4)
-        assert briefs(events) == [("accepted", events[0].order_id),
-                                  ("canceled", events[0].order_id, 4, CancelReason.MARKET_REMAINDER)]
+        assert briefs(events) == [
+            ("accepted", events[0].order_id),
+            ("canceled", events[0].order_id, 4, CancelReason.MARKET_REMAINDER),
+        ]
     assert s.depth(BUY) == [] and s.depth(SELL) == []
     s.check()
 

@@ -3,14 +3,23 @@
 EndOfDay with trading date D expires every DAY order and every GTD order
 whose expire date is D or earlier; the trading days need not be consecutive.
 """
-import pytest
 
-from exchange import (CancelReason, Deposit, Engine, LevelChanged, OpenAccount, OrderExpired, RejectCode,
-                      TimeInForce, Trade)
+import pytest
 from scenario_helpers import BUY, SELL, Scenario, briefs, of_type, shipped_instruments
 
-GTC, DAY, IOC, FOK, GTD = (TimeInForce.GTC, TimeInForce.DAY, TimeInForce.IOC, TimeInForce.FOK,
-                           TimeInForce.GTD)
+from exchange import (
+    CancelReason,
+    Deposit,
+    Engine,
+    LevelChanged,
+    OpenAccount,
+    OrderExpired,
+    RejectCode,
+    TimeInForce,
+    Trade,
+)
+
+GTC, DAY, IOC, FOK, GTD = (TimeInForce.GTC, TimeInForce.DAY, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTD)
 
 
 def test_gtc_order_survives_end_of_day():
@@ -78,8 +87,10 @@ def test_ioc_with_nothing_to_trade_is_cancelled_whole_and_never_rests():
     s = Scenario()
     s.place("a", SELL, 3, 7010)
     events = s.buy("b", 5, 7000, time_in_force=IOC)
-    assert briefs(events) == [("accepted", events[0].order_id),
-                              ("canceled", events[0].order_id, 5, CancelReason.IOC_REMAINDER)]
+    assert briefs(events) == [
+        ("accepted", events[0].order_id),
+        ("canceled", events[0].order_id, 5, CancelReason.IOC_REMAINDER),
+    ]
     assert s.depth(BUY) == [] and s.depth(SELL) == [(7010, 3, 1)]
     s.check()
 
@@ -99,8 +110,10 @@ def test_fok_that_cannot_fill_in_full_is_killed_without_any_trade():
     c = s.place("c", SELL, 5, 7020)  # beyond the FOK's limit: does not count
     lines_before = list(s.engine.state_lines())[1:]
     events = s.buy("d", 7, 7010, time_in_force=FOK)
-    assert briefs(events) == [("accepted", events[0].order_id),
-                              ("canceled", events[0].order_id, 7, CancelReason.FOK_UNFILLED)]
+    assert briefs(events) == [
+        ("accepted", events[0].order_id),
+        ("canceled", events[0].order_id, 7, CancelReason.FOK_UNFILLED),
+    ]
     assert s.queue(SELL) == [a, b, c]
     assert s.depth(SELL) == [(7000, 3, 1), (7010, 3, 1), (7020, 5, 1)]
     assert s.book.last_price is None
@@ -162,14 +175,16 @@ def test_market_fok_respects_the_collar():
 
 def state_without_client_ids(s: Scenario, account: str) -> list[str]:
     """The engine's canonical state without the counters, the client order ids and one account's line."""
-    return [line for line in list(s.engine.state_lines())[1:]
-            if not line.startswith(("clid", f"account {account} "))]
+    return [line for line in list(s.engine.state_lines())[1:] if not line.startswith(("clid", f"account {account} "))]
 
 
-@pytest.mark.parametrize("side, resting_side, resting_price, limit", [
-    (BUY, SELL, 7010, 7000),  # best ask one tick above the FOK buy's limit
-    (SELL, BUY, 6990, 7000),  # best bid one tick below the FOK sell's limit
-])
+@pytest.mark.parametrize(
+    "side, resting_side, resting_price, limit",
+    [
+        (BUY, SELL, 7010, 7000),  # best ask one tick above the FOK buy's limit
+        (SELL, BUY, 6990, 7000),  # best bid one tick below the FOK sell's limit
+    ],
+)
 def test_fok_whose_limit_does_not_reach_the_other_side_is_killed_whole(side, resting_side, resting_price, limit):
     s = Scenario()
     resting = s.place("a", resting_side, 5, resting_price)
@@ -234,11 +249,15 @@ def holdings(s: Scenario, account: str) -> tuple[int, int, int, int]:
     return a.cash, a.reserved_cash, a.units["EUA"], a.reserved_units["EUA"]
 
 
-@pytest.mark.parametrize("book, quantity, limit", [
-    ([], 5, 7000),  # an empty book
-    ([(SELL, 5, 7010)], 5, 7000),  # the ask is beyond the limit
-    ([(SELL, 3, 7000), (SELL, 4, 7020)], 5, 7010),  # only 3 of 5 within the limit
-], ids=["empty", "out_of_reach", "partly"])
+@pytest.mark.parametrize(
+    "book, quantity, limit",
+    [
+        ([], 5, 7000),  # an empty book
+        ([(SELL, 5, 7010)], 5, 7000),  # the ask is beyond the limit
+        ([(SELL, 3, 7000), (SELL, 4, 7020)], 5, 7010),  # only 3 of 5 within the limit
+    ],
+    ids=["empty", "out_of_reach", "partly"],
+)
 def test_fok_buy_that_cannot_fill_with_pre_trade_risk_holds_nothing_back_afterwards(book, quantity, limit):
     s = funded_scenario()
     resting = [s.place("seller", side, lots, price) for side, lots, price in book]
@@ -253,11 +272,15 @@ def test_fok_buy_that_cannot_fill_with_pre_trade_risk_holds_nothing_back_afterwa
     s.check()
 
 
-@pytest.mark.parametrize("book, quantity, limit", [
-    ([], 5, 7000),
-    ([(BUY, 5, 6990)], 5, 7000),
-    ([(BUY, 3, 7000), (BUY, 4, 6980)], 5, 6990),
-], ids=["empty", "out_of_reach", "partly"])
+@pytest.mark.parametrize(
+    "book, quantity, limit",
+    [
+        ([], 5, 7000),
+        ([(BUY, 5, 6990)], 5, 7000),
+        ([(BUY, 3, 7000), (BUY, 4, 6980)], 5, 6990),
+    ],
+    ids=["empty", "out_of_reach", "partly"],
+)
 def test_fok_sell_that_cannot_fill_with_pre_trade_risk_holds_nothing_back_afterwards(book, quantity, limit):
     s = funded_scenario()
     resting = [s.place("buyer", side, lots, price) for side, lots, price in book]
@@ -277,8 +300,11 @@ def test_gtd_expires_on_the_end_of_day_of_its_date_not_before():
     gtd = s.place("a", BUY, 5, 6990, time_in_force=GTD, expire_date=20240105)
     assert briefs(s.end_of_day(20240104)) == [("day_closed", 20240104, 0)]
     assert s.queue(BUY) == [gtd]
-    assert briefs(s.end_of_day(20240105)) == [("expired", gtd, 5), ("day_closed", 20240105, 1),
-                                              ("level", BUY, 6990, 0, 0)]
+    assert briefs(s.end_of_day(20240105)) == [
+        ("expired", gtd, 5),
+        ("day_closed", 20240105, 1),
+        ("level", BUY, 6990, 0, 0),
+    ]
     assert s.depth(BUY) == []
     s.check()
 
@@ -287,8 +313,11 @@ def test_gtd_expires_when_the_closed_day_is_past_its_date():
     s = Scenario()
     gtd = s.place("a", BUY, 5, 6990, time_in_force=GTD, expire_date=20240103)
     later = s.place("a", BUY, 5, 6980, time_in_force=GTD, expire_date=20240108)
-    assert briefs(s.end_of_day(20240105)) == [("expired", gtd, 5), ("day_closed", 20240105, 1),
-                                              ("level", BUY, 6990, 0, 0)]
+    assert briefs(s.end_of_day(20240105)) == [
+        ("expired", gtd, 5),
+        ("day_closed", 20240105, 1),
+        ("level", BUY, 6990, 0, 0),
+    ]
     assert s.queue(BUY) == [later]
     s.check()
 

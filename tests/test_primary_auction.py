@@ -10,6 +10,7 @@ the invariants of every clearing and cancellation (allocations sum, payments, pr
 released, cash and units conserved); and the same command list run twice gives the same events and
 state hash.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,25 +20,45 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scenario_helpers import shipped_instruments
 
-from exchange import (BidPlaced, BidResult, BidWithdrawn, BlockAccount, ClearPrimaryAuction, Deposit, Engine,
-                      InvalidCommand, ModifyBid, NewOrder, OpenAccount, OpenPrimaryAuction, PrimaryAuctionCancelled,
-                      PrimaryAuctionCleared, PrimaryAuctionOpened, RejectCode, RequestRejected, Side, SubmitBid,
-                      Trade, WithdrawBid)
+from exchange import (
+    BidPlaced,
+    BidResult,
+    BidWithdrawn,
+    BlockAccount,
+    ClearPrimaryAuction,
+    Deposit,
+    Engine,
+    InvalidCommand,
+    ModifyBid,
+    NewOrder,
+    OpenAccount,
+    OpenPrimaryAuction,
+    PrimaryAuctionCancelled,
+    PrimaryAuctionCleared,
+    PrimaryAuctionOpened,
+    RejectCode,
+    RequestRejected,
+    Side,
+    SubmitBid,
+    Trade,
+    WithdrawBid,
+)
 from exchange.commands import BID_LOT
 from exchange.primary_auction import seed_hash, spread_carry_over, tie_key
-from scenario_helpers import shipped_instruments
 
 SEED = "00112233445566778899aabbccddeeff"  # 32 hex digits: the shortest seed allowed
 OTHER_SEED = "ffeeddccbbaa99887766554433221100"
 CLOSE = 1_000  # closes_at of the scenario auctions (ns; the engine only compares it with each command's ts)
-BIDDER_CASH = 10 ** 12  # cents: more than any scenario bid holds
+BIDDER_CASH = 10**12  # cents: more than any scenario bid holds
 AUCTIONEER_UNITS = 200_000
 EUA_REFERENCE = 7_000  # the shipped EUA reference price (cents) before any secondary trade
 BIDDERS = ("b1", "b2", "b3", "b4", "b5", "b6")
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+
 
 def new_engine() -> Engine:
     """Auctioneers "de" and "pl" (EUA and CER units, no cash), bidders b1..b6 (cash), secondary traders
@@ -75,8 +96,10 @@ def holdings(engine: Engine, account: str, symbol: str = "EUA") -> tuple[int, in
 
 
 def all_holdings(engine: Engine) -> dict:
-    return {name: (a.cash, a.reserved_cash, dict(a.units), dict(a.reserved_units), a.blocked)
-            for name, a in engine.accounts.items()}
+    return {
+        name: (a.cash, a.reserved_cash, dict(a.units), dict(a.reserved_units), a.blocked)
+        for name, a in engine.accounts.items()
+    }
 
 
 def totals(engine: Engine) -> tuple[int, dict[str, int]]:
@@ -86,17 +109,37 @@ def totals(engine: Engine) -> tuple[int, dict[str, int]]:
     return cash, units
 
 
-def open_auction(engine: Engine, auction_id: str = "A1", *, auctioneer: str = "de", instrument: str = "EUA",
-                 volume: int, ts: int = 10, closes_at: int = CLOSE, seed: str = SEED, discount: int = 0) -> list:
-    return run(engine, OpenPrimaryAuction(ts=ts, auction_id=auction_id, auctioneer=auctioneer,
-                                          instrument=instrument, volume=volume, closes_at=closes_at, seed=seed,
-                                          reserve_discount_bps=discount))
+def open_auction(
+    engine: Engine,
+    auction_id: str = "A1",
+    *,
+    auctioneer: str = "de",
+    instrument: str = "EUA",
+    volume: int,
+    ts: int = 10,
+    closes_at: int = CLOSE,
+    seed: str = SEED,
+    discount: int = 0,
+) -> list:
+    return run(
+        engine,
+        OpenPrimaryAuction(
+            ts=ts,
+            auction_id=auction_id,
+            auctioneer=auctioneer,
+            instrument=instrument,
+            volume=volume,
+            closes_at=closes_at,
+            seed=seed,
+            reserve_discount_bps=discount,
+        ),
+    )
 
 
-def bid(engine: Engine, account: str, bid_id, price: int, volume: int, *, auction_id: str = "A1",
-        ts: int = 20) -> list:
-    return run(engine, SubmitBid(ts=ts, account=account, auction_id=auction_id, bid_id=bid_id, price=price,
-                                 volume=volume))
+def bid(engine: Engine, account: str, bid_id, price: int, volume: int, *, auction_id: str = "A1", ts: int = 20) -> list:
+    return run(
+        engine, SubmitBid(ts=ts, account=account, auction_id=auction_id, bid_id=bid_id, price=price, volume=volume)
+    )
 
 
 def clear(engine: Engine, auction_id: str = "A1", ts: int = CLOSE) -> list:
@@ -105,10 +148,18 @@ def clear(engine: Engine, auction_id: str = "A1", ts: int = CLOSE) -> list:
 
 def secondary_trade(engine: Engine, price: int, ts: int = 5) -> None:
     """alice sells bob one EUA lot at ``price``: the book's last trade price becomes ``price``."""
-    run(engine, NewOrder(ts=ts, account="alice", client_order_id=f"s{ts}", instrument="EUA", side=Side.SELL,
-                         quantity=1, price=price))
-    events = run(engine, NewOrder(ts=ts + 1, account="bob", client_order_id=f"b{ts}", instrument="EUA",
-                                  side=Side.BUY, quantity=1, price=price))
+    run(
+        engine,
+        NewOrder(
+            ts=ts, account="alice", client_order_id=f"s{ts}", instrument="EUA", side=Side.SELL, quantity=1, price=price
+        ),
+    )
+    events = run(
+        engine,
+        NewOrder(
+            ts=ts + 1, account="bob", client_order_id=f"b{ts}", instrument="EUA", side=Side.BUY, quantity=1, price=price
+        ),
+    )
     assert any(type(event) is Trade and event.price == price for event in events)
     assert engine.books["EUA"].last_price == price
 
@@ -125,19 +176,38 @@ def reserve_of(reference: int, discount_bps: int) -> int:
 
 # -- scenarios ---------------------------------------------------------------------------------------------
 
+
 def test_simple_clearing_one_price_paid_by_every_winner():
     engine = new_engine()
     cash_before, units_before = totals(engine)
     opened = open_auction(engine, volume=2_000)
     assert len(opened) == 1
-    check(opened[0], PrimaryAuctionOpened, auction_id="A1", auctioneer="de", instrument="EUA", volume=2_000,
-          carried_in=0, closes_at=CLOSE, seed_hash=hashlib.sha256(SEED.encode()).hexdigest(),
-          reserve_discount_bps=0)
+    check(
+        opened[0],
+        PrimaryAuctionOpened,
+        auction_id="A1",
+        auctioneer="de",
+        instrument="EUA",
+        volume=2_000,
+        carried_in=0,
+        closes_at=CLOSE,
+        seed_hash=hashlib.sha256(SEED.encode()).hexdigest(),
+        reserve_discount_bps=0,
+    )
     assert holdings(engine, "de") == (0, 0, AUCTIONEER_UNITS, 2_000)  # the offer is held back at once
 
     placed = bid(engine, "b1", "x", 7_500, 1_000, ts=20)
-    check(placed[0], BidPlaced, auction_id="A1", account="b1", bid_id="x", price=7_500, volume=1_000,
-          held=7_500_000, modified=False)
+    check(
+        placed[0],
+        BidPlaced,
+        auction_id="A1",
+        account="b1",
+        bid_id="x",
+        price=7_500,
+        volume=1_000,
+        held=7_500_000,
+        modified=False,
+    )
     assert len(placed) == 1
     bid(engine, "b2", 7, 7_200, 1_000, ts=21)  # an int bid id
     bid(engine, "b3", "z", 6_900, 500, ts=22)
@@ -147,15 +217,60 @@ def test_simple_clearing_one_price_paid_by_every_winner():
 
     events = clear(engine)
     assert len(events) == 4
-    check(events[0], BidResult, auction_id="A1", account="b1", bid_id="x", instrument="EUA", price=7_500,
-          volume=1_000, allocated=1_000, clearing_price=7_200, amount=7_200_000)
-    check(events[1], BidResult, auction_id="A1", account="b2", bid_id=7, instrument="EUA", price=7_200,
-          volume=1_000, allocated=1_000, clearing_price=7_200, amount=7_200_000)
-    check(events[2], BidResult, auction_id="A1", account="b3", bid_id="z", instrument="EUA", price=6_900,
-          volume=500, allocated=0, clearing_price=7_200, amount=0)
-    check(events[3], PrimaryAuctionCleared, auction_id="A1", auctioneer="de", instrument="EUA", volume=2_000,
-          clearing_price=7_200, total_bid_volume=2_500, bidders=3, successful_bidders=2, proceeds=14_400_000,
-          reserve_price=EUA_REFERENCE, seed=SEED)
+    check(
+        events[0],
+        BidResult,
+        auction_id="A1",
+        account="b1",
+        bid_id="x",
+        instrument="EUA",
+        price=7_500,
+        volume=1_000,
+        allocated=1_000,
+        clearing_price=7_200,
+        amount=7_200_000,
+    )
+    check(
+        events[1],
+        BidResult,
+        auction_id="A1",
+        account="b2",
+        bid_id=7,
+        instrument="EUA",
+        price=7_200,
+        volume=1_000,
+        allocated=1_000,
+        clearing_price=7_200,
+        amount=7_200_000,
+    )
+    check(
+        events[2],
+        BidResult,
+        auction_id="A1",
+        account="b3",
+        bid_id="z",
+        instrument="EUA",
+        price=6_900,
+        volume=500,
+        allocated=0,
+        clearing_price=7_200,
+        amount=0,
+    )
+    check(
+        events[3],
+        PrimaryAuctionCleared,
+        auction_id="A1",
+        auctioneer="de",
+        instrument="EUA",
+        volume=2_000,
+        clearing_price=7_200,
+        total_bid_volume=2_500,
+        bidders=3,
+        successful_bidders=2,
+        proceeds=14_400_000,
+        reserve_price=EUA_REFERENCE,
+        seed=SEED,
+    )
 
     assert holdings(engine, "b1") == (BIDDER_CASH - 7_200_000, 0, 1_000, 0)  # pays the clearing price, not its own
     assert holdings(engine, "b2") == (BIDDER_CASH - 7_200_000, 0, 1_000, 0)
@@ -173,10 +288,21 @@ def test_marginal_bid_gets_the_remainder_at_its_own_price():
     bid(engine, "b4", "d", 6_900, 500)
     events = clear(engine)
     assert [(e.account, e.bid_id, e.allocated, e.clearing_price, e.amount) for e in events[:-1]] == [
-        ("b1", "a", 1_000, 7_100, 7_100_000), ("b1", "b", 500, 7_100, 3_550_000), ("b3", "c", 500, 7_100, 3_550_000),
-        ("b4", "d", 0, 7_100, 0)]
-    check(events[-1], PrimaryAuctionCleared, volume=2_000, clearing_price=7_100, total_bid_volume=3_000, bidders=3,
-          successful_bidders=2, proceeds=14_200_000)
+        ("b1", "a", 1_000, 7_100, 7_100_000),
+        ("b1", "b", 500, 7_100, 3_550_000),
+        ("b3", "c", 500, 7_100, 3_550_000),
+        ("b4", "d", 0, 7_100, 0),
+    ]
+    check(
+        events[-1],
+        PrimaryAuctionCleared,
+        volume=2_000,
+        clearing_price=7_100,
+        total_bid_volume=3_000,
+        bidders=3,
+        successful_bidders=2,
+        proceeds=14_200_000,
+    )
     assert holdings(engine, "b1") == (BIDDER_CASH - 10_650_000, 0, 1_500, 0)
     # the partly filled bid pays for 500 only and gets its whole hold (7_100_000) back otherwise
     assert holdings(engine, "b3") == (BIDDER_CASH - 3_550_000, 0, 500, 0)
@@ -250,15 +376,54 @@ def test_undersubscribed_auction_is_cancelled_and_releases_every_hold():
     bid(engine, "b1", "c", 9_000, 1_500)
     events = clear(engine)
     assert len(events) == 4
-    check(events[0], BidResult, account="b1", bid_id="c", price=9_000, volume=1_500, allocated=0,
-          clearing_price=None, amount=0)
-    check(events[1], BidResult, account="b1", bid_id="a", price=8_000, volume=2_000, allocated=0,
-          clearing_price=None, amount=0)
-    check(events[2], BidResult, account="b2", bid_id="b", price=7_500, volume=1_000, allocated=0,
-          clearing_price=None, amount=0)
-    check(events[3], PrimaryAuctionCancelled, auction_id="A1", auctioneer="de", instrument="EUA", volume=5_000,
-          reason="undersubscribed", total_bid_volume=4_500, bidders=2, clearing_price=None,
-          reserve_price=EUA_REFERENCE, carried_over=(1_500, 1_500, 1_000, 1_000), seed=SEED)
+    check(
+        events[0],
+        BidResult,
+        account="b1",
+        bid_id="c",
+        price=9_000,
+        volume=1_500,
+        allocated=0,
+        clearing_price=None,
+        amount=0,
+    )
+    check(
+        events[1],
+        BidResult,
+        account="b1",
+        bid_id="a",
+        price=8_000,
+        volume=2_000,
+        allocated=0,
+        clearing_price=None,
+        amount=0,
+    )
+    check(
+        events[2],
+        BidResult,
+        account="b2",
+        bid_id="b",
+        price=7_500,
+        volume=1_000,
+        allocated=0,
+        clearing_price=None,
+        amount=0,
+    )
+    check(
+        events[3],
+        PrimaryAuctionCancelled,
+        auction_id="A1",
+        auctioneer="de",
+        instrument="EUA",
+        volume=5_000,
+        reason="undersubscribed",
+        total_bid_volume=4_500,
+        bidders=2,
+        clearing_price=None,
+        reserve_price=EUA_REFERENCE,
+        carried_over=(1_500, 1_500, 1_000, 1_000),
+        seed=SEED,
+    )
     assert all_holdings(engine) == before
 
 
@@ -267,8 +432,15 @@ def test_an_auction_without_bids_is_undersubscribed():
     open_auction(engine, volume=500)
     events = clear(engine)
     assert len(events) == 1
-    check(events[0], PrimaryAuctionCancelled, reason="undersubscribed", total_bid_volume=0, bidders=0,
-          clearing_price=None, carried_over=(500, 0, 0, 0))
+    check(
+        events[0],
+        PrimaryAuctionCancelled,
+        reason="undersubscribed",
+        total_bid_volume=0,
+        bidders=0,
+        clearing_price=None,
+        carried_over=(500, 0, 0, 0),
+    )
     assert holdings(engine, "de") == (0, 0, AUCTIONEER_UNITS, 0)
 
 
@@ -295,10 +467,21 @@ def test_below_reserve_cancellation_follows_the_secondary_market_reference():
     # A trade at 7301 moves the reference: the reserve is 7301 x 9500 // 10000 = 6935 (6935.95 rounded down).
     assert reserve_of(7_301, 500) == 6_935
     _, events = _reserve_auction(7_301, 6_900)
-    check(events[-1], PrimaryAuctionCancelled, reason="below_reserve", clearing_price=6_900, reserve_price=6_935,
-          total_bid_volume=1_500, bidders=2, volume=1_000, carried_over=(500, 500, 0, 0))
+    check(
+        events[-1],
+        PrimaryAuctionCancelled,
+        reason="below_reserve",
+        clearing_price=6_900,
+        reserve_price=6_935,
+        total_bid_volume=1_500,
+        bidders=2,
+        volume=1_000,
+        carried_over=(500, 500, 0, 0),
+    )
     assert [(e.bid_id, e.allocated, e.clearing_price, e.amount) for e in events[:-1]] == [
-        ("a", 0, None, 0), ("b", 0, None, 0)]
+        ("a", 0, None, 0),
+        ("b", 0, None, 0),
+    ]
     # exactly at the reserve clears; one cent under is cancelled
     engine, events = _reserve_auction(7_301, 6_935)
     check(events[-1], PrimaryAuctionCleared, clearing_price=6_935, reserve_price=6_935, proceeds=6_935_000)
@@ -315,16 +498,30 @@ def test_cancelled_volume_is_carried_over_to_the_same_auctioneers_next_four_auct
     open_auction(engine, "DE1", volume=10_500)
     bid(engine, "b1", "a", 7_000, 500, auction_id="DE1")
     cancelled = clear(engine, "DE1")[-1]
-    check(cancelled, PrimaryAuctionCancelled, reason="undersubscribed", volume=10_500,
-          carried_over=(3_000, 2_500, 2_500, 2_500))
+    check(
+        cancelled,
+        PrimaryAuctionCancelled,
+        reason="undersubscribed",
+        volume=10_500,
+        carried_over=(3_000, 2_500, 2_500, 2_500),
+    )
     assert reference_spread(10_500) == [3_000, 2_500, 2_500, 2_500] == list(spread_carry_over(10_500))
     assert holdings(engine, "de") == (0, 0, AUCTIONEER_UNITS, 0)
 
     # another auctioneer's auction of the instrument, and the same auctioneer's auction of another one: nothing
-    check(open_auction(engine, "PL1", auctioneer="pl", volume=1_000, ts=1_001, closes_at=2_000)[0],
-          PrimaryAuctionOpened, volume=1_000, carried_in=0)
-    check(open_auction(engine, "DECER", instrument="CER", volume=1_000, ts=1_002, closes_at=2_000)[0],
-          PrimaryAuctionOpened, volume=1_000, carried_in=0, instrument="CER")
+    check(
+        open_auction(engine, "PL1", auctioneer="pl", volume=1_000, ts=1_001, closes_at=2_000)[0],
+        PrimaryAuctionOpened,
+        volume=1_000,
+        carried_in=0,
+    )
+    check(
+        open_auction(engine, "DECER", instrument="CER", volume=1_000, ts=1_002, closes_at=2_000)[0],
+        PrimaryAuctionOpened,
+        volume=1_000,
+        carried_in=0,
+        instrument="CER",
+    )
     # a refused opening (not enough units for the volume with the carry-over) takes nothing of it
     refused = open_auction(engine, "DEBIG", volume=AUCTIONEER_UNITS - 1_000, ts=1_003, closes_at=2_000)
     check(refused[0], RequestRejected, request="open_auction", code=RejectCode.INSUFFICIENT_UNITS)
@@ -332,11 +529,21 @@ def test_cancelled_volume_is_carried_over_to_the_same_auctioneers_next_four_auct
     offered = []
     for index, carried in enumerate([3_000, 2_500, 2_500, 2_500]):
         opened = open_auction(engine, f"DE{index + 2}", volume=1_000, ts=1_010 + index, closes_at=2_000)
-        check(opened[0], PrimaryAuctionOpened, auctioneer="de", instrument="EUA", volume=1_000 + carried,
-              carried_in=carried)
+        check(
+            opened[0],
+            PrimaryAuctionOpened,
+            auctioneer="de",
+            instrument="EUA",
+            volume=1_000 + carried,
+            carried_in=carried,
+        )
         offered.append(1_000 + carried)
-    check(open_auction(engine, "DE6", volume=1_000, ts=1_020, closes_at=2_000)[0], PrimaryAuctionOpened,
-          volume=1_000, carried_in=0)
+    check(
+        open_auction(engine, "DE6", volume=1_000, ts=1_020, closes_at=2_000)[0],
+        PrimaryAuctionOpened,
+        volume=1_000,
+        carried_in=0,
+    )
     assert holdings(engine, "de") == (0, 0, AUCTIONEER_UNITS, sum(offered) + 1_000)  # DE2..DE5 and DE6
     assert engine.accounts["de"].reserved_units["CER"] == 1_000
     assert engine.accounts["pl"].reserved_units["EUA"] == 1_000
@@ -355,8 +562,9 @@ def test_carry_over_of_a_second_cancellation_adds_to_what_is_waiting():
     open_auction(engine, "X2", volume=1_000, ts=1_001, closes_at=2_000)  # takes 3000: offers 4000
     cancelled = clear(engine, "X2", ts=2_000)[-1]  # 4000 = 8 lots -> 1000 x 4, added to 2500, 2500, 2500, 0
     check(cancelled, PrimaryAuctionCancelled, volume=4_000, carried_over=(1_000, 1_000, 1_000, 1_000))
-    carried = [open_auction(engine, f"X{n}", volume=500, ts=2_000 + n, closes_at=3_000)[0].carried_in
-               for n in range(3, 8)]
+    carried = [
+        open_auction(engine, f"X{n}", volume=500, ts=2_000 + n, closes_at=3_000)[0].carried_in for n in range(3, 8)
+    ]
     assert carried == [3_500, 3_500, 3_500, 1_000, 0]
 
 
@@ -368,8 +576,17 @@ def test_modify_and_withdraw_until_the_window_closes_then_refused():
 
     up = run(engine, ModifyBid(ts=30, account="b1", auction_id="A1", bid_id="a", price=7_600))
     assert len(up) == 1
-    check(up[0], BidPlaced, auction_id="A1", account="b1", bid_id="a", price=7_600, volume=500, held=3_800_000,
-          modified=True)
+    check(
+        up[0],
+        BidPlaced,
+        auction_id="A1",
+        account="b1",
+        bid_id="a",
+        price=7_600,
+        volume=500,
+        held=3_800_000,
+        modified=True,
+    )
     assert engine.accounts["b1"].reserved_cash == 3_800_000
     down = run(engine, ModifyBid(ts=31, account="b1", auction_id="A1", bid_id="a", price=6_800))
     check(down[0], BidPlaced, price=6_800, volume=500, held=3_400_000, modified=True)
@@ -389,20 +606,32 @@ def test_modify_and_withdraw_until_the_window_closes_then_refused():
     check(last[0], BidPlaced, price=7_200, volume=1_000, held=7_200_000)
 
     # at closes_at the window is shut: every bid command is refused, and nothing moves
-    for command in (SubmitBid(ts=CLOSE, account="b3", auction_id="A1", bid_id="late", price=8_000, volume=500),
-                    ModifyBid(ts=CLOSE, account="b1", auction_id="A1", bid_id="a", price=9_000),
-                    WithdrawBid(ts=CLOSE, account="b1", auction_id="A1", bid_id="a")):
+    for command in (
+        SubmitBid(ts=CLOSE, account="b3", auction_id="A1", bid_id="late", price=8_000, volume=500),
+        ModifyBid(ts=CLOSE, account="b1", auction_id="A1", bid_id="a", price=9_000),
+        WithdrawBid(ts=CLOSE, account="b1", auction_id="A1", bid_id="a"),
+    ):
         assert_refused(engine, command, RejectCode.BIDDING_CLOSED)
 
     events = clear(engine, ts=CLOSE)
-    check(events[0], BidResult, bid_id="a", price=7_200, volume=1_000, allocated=1_000, clearing_price=7_200,
-          amount=7_200_000)
+    check(
+        events[0],
+        BidResult,
+        bid_id="a",
+        price=7_200,
+        volume=1_000,
+        allocated=1_000,
+        clearing_price=7_200,
+        amount=7_200_000,
+    )
     check(events[-1], PrimaryAuctionCleared, bidders=1, total_bid_volume=1_000)
     assert holdings(engine, "b1") == (BIDDER_CASH - 7_200_000, 0, 1_000, 0)
     # after the clearing (even with a ts before closes_at) too
-    for command in (SubmitBid(ts=5, account="b3", auction_id="A1", bid_id="later", price=8_000, volume=500),
-                    ModifyBid(ts=CLOSE + 1, account="b1", auction_id="A1", bid_id="a", volume=500),
-                    WithdrawBid(ts=CLOSE + 1, account="b1", auction_id="A1", bid_id="a")):
+    for command in (
+        SubmitBid(ts=5, account="b3", auction_id="A1", bid_id="later", price=8_000, volume=500),
+        ModifyBid(ts=CLOSE + 1, account="b1", auction_id="A1", bid_id="a", volume=500),
+        WithdrawBid(ts=CLOSE + 1, account="b1", auction_id="A1", bid_id="a"),
+    ):
         assert_refused(engine, command, RejectCode.BIDDING_CLOSED)
 
 
@@ -438,12 +667,16 @@ def test_published_seed_hash_is_sha256_of_the_revealed_seed():
 
 def test_other_orders_holds_survive_the_clearing():
     engine = new_engine()
-    run(engine, NewOrder(ts=5, account="b1", client_order_id="rest", instrument="EUA", side=Side.BUY, quantity=1,
-                         price=6_900))
+    run(
+        engine,
+        NewOrder(ts=5, account="b1", client_order_id="rest", instrument="EUA", side=Side.BUY, quantity=1, price=6_900),
+    )
     order_hold = engine.accounts["b1"].reserved_cash
     assert order_hold > 0
-    run(engine, NewOrder(ts=6, account="de", client_order_id="ask", instrument="EUA", side=Side.SELL, quantity=2,
-                         price=7_300))
+    run(
+        engine,
+        NewOrder(ts=6, account="de", client_order_id="ask", instrument="EUA", side=Side.SELL, quantity=2, price=7_300),
+    )
     assert holdings(engine, "de")[3] == 2_000
     open_auction(engine, volume=AUCTIONEER_UNITS - 2_000)  # everything de has available
     check(open_auction(engine, "A2", volume=500)[0], RequestRejected, code=RejectCode.INSUFFICIENT_UNITS)
@@ -459,8 +692,11 @@ def test_bid_ids_are_unique_per_account_and_auction():
     open_auction(engine, volume=500)
     open_auction(engine, "A2", volume=500)
     bid(engine, "b1", "a", 7_000, 500)
-    assert_refused(engine, SubmitBid(ts=30, account="b1", auction_id="A1", bid_id="a", price=7_100, volume=500),
-                   RejectCode.DUPLICATE_BID_ID)
+    assert_refused(
+        engine,
+        SubmitBid(ts=30, account="b1", auction_id="A1", bid_id="a", price=7_100, volume=500),
+        RejectCode.DUPLICATE_BID_ID,
+    )
     check(bid(engine, "b1", "a", 7_000, 500, auction_id="A2")[0], BidPlaced, auction_id="A2", bid_id="a")
     check(bid(engine, "b2", "a", 7_000, 500)[0], BidPlaced, account="b2", bid_id="a")
 
@@ -470,8 +706,11 @@ def test_a_withdrawn_bid_id_cannot_be_reused():
     open_auction(engine, volume=500)
     bid(engine, "b1", "a", 7_000, 500, ts=20)
     run(engine, WithdrawBid(ts=21, account="b1", auction_id="A1", bid_id="a"))
-    assert_refused(engine, SubmitBid(ts=22, account="b1", auction_id="A1", bid_id="a", price=7_100, volume=500),
-                   RejectCode.DUPLICATE_BID_ID)
+    assert_refused(
+        engine,
+        SubmitBid(ts=22, account="b1", auction_id="A1", bid_id="a", price=7_100, volume=500),
+        RejectCode.DUPLICATE_BID_ID,
+    )
 
 
 def test_the_kill_switch_withdraws_the_accounts_open_bids_and_releases_their_holds():
@@ -484,7 +723,9 @@ def test_the_kill_switch_withdraws_the_accounts_open_bids_and_releases_their_hol
     events = run(engine, BlockAccount(ts=23, account="b1"))
     withdrawn = [event for event in events if type(event) is BidWithdrawn]
     assert [(event.auction_id, event.bid_id, event.released) for event in withdrawn] == [
-        ("A1", "x", 3_500_000), ("A2", "y", 3_450_000)]
+        ("A1", "x", 3_500_000),
+        ("A2", "y", 3_450_000),
+    ]
     assert holdings(engine, "b1")[1] == 0
     results = clear(engine)
     assert [(event.account, event.allocated) for event in results if type(event) is BidResult] == [("b2", 1_000)]
@@ -492,18 +733,27 @@ def test_the_kill_switch_withdraws_the_accounts_open_bids_and_releases_their_hol
 
 def test_an_opening_is_refused_to_a_blocked_auctioneer_or_for_a_window_already_over():
     engine = new_engine()
-    refused = assert_refused(engine, OpenPrimaryAuction(ts=50, auction_id="A9", auctioneer="de", instrument="EUA",
-                                                        volume=500, closes_at=50, seed=SEED),
-                             RejectCode.BIDDING_CLOSED)
+    refused = assert_refused(
+        engine,
+        OpenPrimaryAuction(
+            ts=50, auction_id="A9", auctioneer="de", instrument="EUA", volume=500, closes_at=50, seed=SEED
+        ),
+        RejectCode.BIDDING_CLOSED,
+    )
     assert refused.account == "de"  # the auctioneer is told why
     run(engine, BlockAccount(ts=51, account="de"))
-    refused = assert_refused(engine, OpenPrimaryAuction(ts=52, auction_id="A9", auctioneer="de", instrument="EUA",
-                                                        volume=500, closes_at=CLOSE, seed=SEED),
-                             RejectCode.ACCOUNT_BLOCKED)
+    refused = assert_refused(
+        engine,
+        OpenPrimaryAuction(
+            ts=52, auction_id="A9", auctioneer="de", instrument="EUA", volume=500, closes_at=CLOSE, seed=SEED
+        ),
+        RejectCode.ACCOUNT_BLOCKED,
+    )
     assert refused.account == "de"
 
 
 # -- refusals: every 8xx code and the shared ones --------------------------------------------------------
+
 
 def assert_refused(engine: Engine, command, code: RejectCode) -> RequestRejected:
     """The engine refuses the command with this code, in one RequestRejected, and nothing but the
@@ -514,10 +764,22 @@ def assert_refused(engine: Engine, command, code: RejectCode) -> RequestRejected
     events = run(engine, command)
     assert len(events) == 1, events
     event = events[0]
-    request = {OpenPrimaryAuction: "open_auction", SubmitBid: "submit_bid", ModifyBid: "modify_bid",
-               WithdrawBid: "withdraw_bid", ClearPrimaryAuction: "clear_auction"}[type(command)]
-    check(event, RequestRejected, request=request, code=code, text=code.text, order_id=None,
-          client_order_id=getattr(command, "bid_id", None))
+    request = {
+        OpenPrimaryAuction: "open_auction",
+        SubmitBid: "submit_bid",
+        ModifyBid: "modify_bid",
+        WithdrawBid: "withdraw_bid",
+        ClearPrimaryAuction: "clear_auction",
+    }[type(command)]
+    check(
+        event,
+        RequestRejected,
+        request=request,
+        code=code,
+        text=code.text,
+        order_id=None,
+        client_order_id=getattr(command, "bid_id", None),
+    )
     if type(command) is not OpenPrimaryAuction:  # (an opening's refusal: see the report on its account field)
         assert event.account == getattr(command, "account", None)
     after = list(engine.state_lines())
@@ -553,8 +815,9 @@ T = 500  # inside A1's window
 
 
 def submit(**fields) -> SubmitBid:
-    return SubmitBid(**{"ts": T, "account": "b3", "auction_id": "A1", "bid_id": "new", "price": 7_000,
-                        "volume": 500, **fields})
+    return SubmitBid(
+        **{"ts": T, "account": "b3", "auction_id": "A1", "bid_id": "new", "price": 7_000, "volume": 500, **fields}
+    )
 
 
 def modify(**fields) -> ModifyBid:
@@ -566,8 +829,18 @@ def withdraw(**fields) -> WithdrawBid:
 
 
 def open_cmd(**fields) -> OpenPrimaryAuction:
-    return OpenPrimaryAuction(**{"ts": T, "auction_id": "NEW", "auctioneer": "de", "instrument": "EUA",
-                                 "volume": 1_000, "closes_at": 2 * CLOSE, "seed": SEED, **fields})
+    return OpenPrimaryAuction(
+        **{
+            "ts": T,
+            "auction_id": "NEW",
+            "auctioneer": "de",
+            "instrument": "EUA",
+            "volume": 1_000,
+            "closes_at": 2 * CLOSE,
+            "seed": SEED,
+            **fields,
+        }
+    )
 
 
 ENGINE_CASES = [
@@ -588,8 +861,11 @@ ENGINE_CASES = [
     ("withdraw another account's bid", lambda: withdraw(account="b2"), RejectCode.UNKNOWN_BID),
     ("modify another account's bid", lambda: modify(account="b2", price=7_100), RejectCode.UNKNOWN_BID),
     ("modify in a cleared auction", lambda: modify(auction_id="DONE", ts=1), RejectCode.BIDDING_CLOSED),
-    ("clear before closes_at", lambda: ClearPrimaryAuction(ts=CLOSE - 1, auction_id="A1"),
-     RejectCode.BIDDING_NOT_CLOSED),
+    (
+        "clear before closes_at",
+        lambda: ClearPrimaryAuction(ts=CLOSE - 1, auction_id="A1"),
+        RejectCode.BIDDING_NOT_CLOSED,
+    ),
     ("submit above the instrument's max price", lambda: submit(price=100_001), RejectCode.INVALID_BID_PRICE),
     ("modify above the instrument's max price", lambda: modify(price=100_001), RejectCode.INVALID_BID_PRICE),
     ("the auctioneer bids", lambda: submit(account="de"), RejectCode.AUCTIONEER_MAY_NOT_BID),
@@ -598,14 +874,22 @@ ENGINE_CASES = [
     ("submit by an unknown account", lambda: submit(account="ghost"), RejectCode.UNKNOWN_ACCOUNT),
     ("withdraw by an unknown account", lambda: withdraw(account="ghost"), RejectCode.UNKNOWN_ACCOUNT),
     ("submit over the available cash", lambda: submit(account="poor", price=1_001), RejectCode.INSUFFICIENT_CASH),
-    ("modify over the available cash", lambda: modify(account="poor", bid_id="p-1", price=2_001),
-     RejectCode.INSUFFICIENT_CASH),
-    ("modify volume over the available cash", lambda: modify(account="poor", bid_id="p-1", volume=1_500),
-     RejectCode.INSUFFICIENT_CASH),
-    ("open over the auctioneer's available units", lambda: open_cmd(volume=AUCTIONEER_UNITS - 10_000 + 500),
-     RejectCode.INSUFFICIENT_UNITS),
-    ("open with units the auctioneer does not have", lambda: open_cmd(auctioneer="b1"),
-     RejectCode.INSUFFICIENT_UNITS),
+    (
+        "modify over the available cash",
+        lambda: modify(account="poor", bid_id="p-1", price=2_001),
+        RejectCode.INSUFFICIENT_CASH,
+    ),
+    (
+        "modify volume over the available cash",
+        lambda: modify(account="poor", bid_id="p-1", volume=1_500),
+        RejectCode.INSUFFICIENT_CASH,
+    ),
+    (
+        "open over the auctioneer's available units",
+        lambda: open_cmd(volume=AUCTIONEER_UNITS - 10_000 + 500),
+        RejectCode.INSUFFICIENT_UNITS,
+    ),
+    ("open with units the auctioneer does not have", lambda: open_cmd(auctioneer="b1"), RejectCode.INSUFFICIENT_UNITS),
     ("a blocked account bids", lambda: submit(account="erin"), RejectCode.ACCOUNT_BLOCKED),
 ]
 
@@ -649,8 +933,11 @@ BUILD_CASES = [
     ("bid price negative", lambda: submit(price=-7_000), RejectCode.INVALID_BID_PRICE),
     ("modified price zero", lambda: modify(price=0), RejectCode.INVALID_BID_PRICE),
     ("bid price a float", lambda: submit(price=70.5), RejectCode.INVALID_BID_PRICE),
-    ("reserve discount above 10000", lambda: open_cmd(reserve_discount_bps=10_001),
-     RejectCode.INVALID_RESERVE_DISCOUNT),
+    (
+        "reserve discount above 10000",
+        lambda: open_cmd(reserve_discount_bps=10_001),
+        RejectCode.INVALID_RESERVE_DISCOUNT,
+    ),
     ("reserve discount negative", lambda: open_cmd(reserve_discount_bps=-1), RejectCode.INVALID_RESERVE_DISCOUNT),
 ]
 
@@ -665,21 +952,28 @@ def test_malformed_command_cannot_be_built(make, code):
 def test_every_8xx_code_is_produced():
     produced = {case[2] for case in ENGINE_CASES + BUILD_CASES}
     assert {code for code in RejectCode if 800 <= code < 900} <= produced
-    assert {RejectCode.UNKNOWN_INSTRUMENT, RejectCode.UNKNOWN_ACCOUNT, RejectCode.INSUFFICIENT_CASH,
-            RejectCode.INSUFFICIENT_UNITS, RejectCode.ACCOUNT_BLOCKED} <= produced
+    assert {
+        RejectCode.UNKNOWN_INSTRUMENT,
+        RejectCode.UNKNOWN_ACCOUNT,
+        RejectCode.INSUFFICIENT_CASH,
+        RejectCode.INSUFFICIENT_UNITS,
+        RejectCode.ACCOUNT_BLOCKED,
+    } <= produced
 
 
 def test_reserve_discount_bounds_are_accepted():
     for discount in (0, 10_000):
         engine = new_engine()
-        check(open_auction(engine, volume=500, discount=discount)[0], PrimaryAuctionOpened,
-              reserve_discount_bps=discount)
+        check(
+            open_auction(engine, volume=500, discount=discount)[0], PrimaryAuctionOpened, reserve_discount_bps=discount
+        )
         bid(engine, "b1", "a", 1, 500)  # one cent: clears only when the reserve is 0
         expected = PrimaryAuctionCleared if discount == 10_000 else PrimaryAuctionCancelled
         check(clear(engine)[-1], expected, reserve_price=reserve_of(EUA_REFERENCE, discount))
 
 
 # -- property: the engine's clearing against a reference clearing ----------------------------------------
+
 
 def reference_clearing(bids: list[tuple[int, object, int, int]], volume: int, seed: str, reserve: int):
     """Independent clearing of (arrival number, bid id, price, volume) bids.
@@ -701,8 +995,13 @@ def reference_clearing(bids: list[tuple[int, object, int, int]], volume: int, se
 
 
 PRICES = st.integers(6_600, 7_400).map(lambda p: p - p % 50)  # coarse: many ties
-BID = st.tuples(st.sampled_from(BIDDERS), PRICES, st.integers(1, 6).map(lambda lots: lots * BID_LOT),
-                st.sampled_from(["keep", "keep", "keep", "withdraw", "modify"]), PRICES)
+BID = st.tuples(
+    st.sampled_from(BIDDERS),
+    PRICES,
+    st.integers(1, 6).map(lambda lots: lots * BID_LOT),
+    st.sampled_from(["keep", "keep", "keep", "withdraw", "modify"]),
+    PRICES,
+)
 SEEDS = st.sampled_from([SEED, OTHER_SEED, "0" * 32, "abcdef" * 20])
 
 
@@ -718,7 +1017,7 @@ def run_auction(bids, volume: int, seed: str, discount: int, trade_price: int | 
     accounts_before = all_holdings(engine)
     open_auction(engine, volume=volume, seed=seed, discount=discount)
     live = {}  # bid id -> [arrival number, bid id, price, volume, account] of the bids still open
-    for number, (account, price, bid_volume, fate, new_price) in enumerate(bids, start=1):
+    for number, (account, price, bid_volume, _fate, _new_price) in enumerate(bids, start=1):
         check(bid(engine, account, number, price, bid_volume, ts=20 + number)[0], BidPlaced, bid_id=number)
         live[number] = [number, number, price, bid_volume, account]
     for number, (account, _, _, fate, new_price) in enumerate(bids, start=1):
@@ -733,8 +1032,9 @@ def run_auction(bids, volume: int, seed: str, discount: int, trade_price: int | 
     assert totals(engine) == (cash_before, units_before)
 
     events = clear(engine)
-    outcome, price, allocation, ranked = reference_clearing([tuple(b[:4]) for b in live.values()], volume, seed,
-                                                            reserve)
+    outcome, price, allocation, ranked = reference_clearing(
+        [tuple(b[:4]) for b in live.values()], volume, seed, reserve
+    )
     results = [event for event in events if type(event) is BidResult]
     final = events[-1]
     assert len(events) == len(results) + 1 == len(live) + 1
@@ -757,8 +1057,7 @@ def run_auction(bids, volume: int, seed: str, discount: int, trade_price: int | 
         assert sum(result.allocated for result in results) == volume
         winners = [result for result in results if result.allocated]
         assert final.successful_bidders == len({result.account for result in winners})
-        assert all(result.clearing_price == price and result.amount == price * result.allocated
-                   for result in results)
+        assert all(result.clearing_price == price and result.amount == price * result.allocated for result in results)
         assert all(price <= result.price for result in winners) and price >= reserve
         assert final.proceeds == price * volume
         for name in BIDDERS:
@@ -767,8 +1066,14 @@ def run_auction(bids, volume: int, seed: str, discount: int, trade_price: int | 
             assert holdings(engine, name) == (cash0 - price * won, 0, units0["EUA"] + won, 0)
         assert holdings(engine, "de") == (price * volume, 0, AUCTIONEER_UNITS - volume, 0)
     else:
-        check(final, PrimaryAuctionCancelled, volume=volume, reason=outcome, clearing_price=price,
-              carried_over=tuple(reference_spread(volume)))
+        check(
+            final,
+            PrimaryAuctionCancelled,
+            volume=volume,
+            reason=outcome,
+            clearing_price=price,
+            carried_over=tuple(reference_spread(volume)),
+        )
         assert sum(result.allocated for result in results) == 0
         assert all(result.clearing_price is None and result.amount == 0 for result in results)
         if outcome == "below_reserve":
@@ -778,8 +1083,13 @@ def run_auction(bids, volume: int, seed: str, discount: int, trade_price: int | 
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(bids=st.lists(BID, max_size=9), volume=st.integers(1, 12).map(lambda lots: lots * BID_LOT), seed=SEEDS,
-       discount=st.sampled_from([0, 300, 1_000, 10_000]), trade_price=st.sampled_from([None, 6_700, 7_301]))
+@given(
+    bids=st.lists(BID, max_size=9),
+    volume=st.integers(1, 12).map(lambda lots: lots * BID_LOT),
+    seed=SEEDS,
+    discount=st.sampled_from([0, 300, 1_000, 10_000]),
+    trade_price=st.sampled_from([None, 6_700, 7_301]),
+)
 def test_clearing_matches_the_reference_and_keeps_its_invariants(bids, volume, seed, discount, trade_price):
     events, state = run_auction(bids, volume, seed, discount, trade_price)
     # the same bids in the same arrival order with the same seed: the same result, event for event
@@ -787,11 +1097,17 @@ def test_clearing_matches_the_reference_and_keeps_its_invariants(bids, volume, s
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), prices=st.lists(st.integers(6_500, 7_500), min_size=1, max_size=8, unique=True),
-       volume=st.integers(1, 10).map(lambda lots: lots * BID_LOT), seed=SEEDS)
+@given(
+    data=st.data(),
+    prices=st.lists(st.integers(6_500, 7_500), min_size=1, max_size=8, unique=True),
+    volume=st.integers(1, 10).map(lambda lots: lots * BID_LOT),
+    seed=SEEDS,
+)
 def test_with_distinct_prices_the_arrival_order_does_not_matter(data, prices, volume, seed):
-    bids = [(BIDDERS[index % len(BIDDERS)], price, data.draw(st.integers(1, 4)) * BID_LOT) for index, price
-            in enumerate(prices)]
+    bids = [
+        (BIDDERS[index % len(BIDDERS)], price, data.draw(st.integers(1, 4)) * BID_LOT)
+        for index, price in enumerate(prices)
+    ]
     order = data.draw(st.permutations(range(len(bids))))
 
     def outcome(arrival):
@@ -803,25 +1119,47 @@ def test_with_distinct_prices_the_arrival_order_does_not_matter(data, prices, vo
         events = clear(engine)
         final = events[-1]
         allocation = {e.bid_id: (e.allocated, e.amount) for e in events if type(e) is BidResult}
-        return (type(final), final.clearing_price, allocation,
-                {name: holdings(engine, name) for name in BIDDERS + ("de",)})
+        return (
+            type(final),
+            final.clearing_price,
+            allocation,
+            {name: holdings(engine, name) for name in BIDDERS + ("de",)},
+        )
 
     assert outcome(order) == outcome(range(len(bids)))
 
 
 # -- determinism -----------------------------------------------------------------------------------------
 
+
 def day_of_auctions() -> list:
     return [
-        NewOrder(ts=5, account="alice", client_order_id="s", instrument="EUA", side=Side.SELL, quantity=2,
-                 price=7_200),
+        NewOrder(ts=5, account="alice", client_order_id="s", instrument="EUA", side=Side.SELL, quantity=2, price=7_200),
         NewOrder(ts=6, account="bob", client_order_id="b", instrument="EUA", side=Side.BUY, quantity=1, price=7_200),
-        OpenPrimaryAuction(ts=10, auction_id="D1", auctioneer="de", instrument="EUA", volume=3_000, closes_at=CLOSE,
-                           seed=SEED, reserve_discount_bps=400),
-        OpenPrimaryAuction(ts=11, auction_id="P1", auctioneer="pl", instrument="EUA", volume=9_000, closes_at=CLOSE,
-                           seed=OTHER_SEED),
-        *[SubmitBid(ts=20 + n, account=BIDDERS[n % 6], auction_id="D1", bid_id=n, price=6_900 + 50 * (n % 4),
-                    volume=500 * (1 + n % 3)) for n in range(12)],
+        OpenPrimaryAuction(
+            ts=10,
+            auction_id="D1",
+            auctioneer="de",
+            instrument="EUA",
+            volume=3_000,
+            closes_at=CLOSE,
+            seed=SEED,
+            reserve_discount_bps=400,
+        ),
+        OpenPrimaryAuction(
+            ts=11, auction_id="P1", auctioneer="pl", instrument="EUA", volume=9_000, closes_at=CLOSE, seed=OTHER_SEED
+        ),
+        *[
+            SubmitBid(
+                ts=20 + n,
+                account=BIDDERS[n % 6],
+                auction_id="D1",
+                bid_id=n,
+                price=6_900 + 50 * (n % 4),
+                volume=500 * (1 + n % 3),
+            )
+            for n in range(12)
+        ],
         SubmitBid(ts=40, account="b1", auction_id="P1", bid_id="p", price=7_000, volume=1_000),
         ModifyBid(ts=41, account="b2", auction_id="D1", bid_id=1, price=7_100),
         WithdrawBid(ts=42, account="b3", auction_id="D1", bid_id=2),
@@ -829,8 +1167,15 @@ def day_of_auctions() -> list:
         ClearPrimaryAuction(ts=CLOSE - 1, auction_id="D1"),  # refused
         ClearPrimaryAuction(ts=CLOSE, auction_id="D1"),
         ClearPrimaryAuction(ts=CLOSE, auction_id="P1"),  # undersubscribed: carried over
-        OpenPrimaryAuction(ts=CLOSE + 1, auction_id="P2", auctioneer="pl", instrument="EUA", volume=500,
-                           closes_at=2 * CLOSE, seed="0" * 64),
+        OpenPrimaryAuction(
+            ts=CLOSE + 1,
+            auction_id="P2",
+            auctioneer="pl",
+            instrument="EUA",
+            volume=500,
+            closes_at=2 * CLOSE,
+            seed="0" * 64,
+        ),
         SubmitBid(ts=CLOSE + 2, account="b4", auction_id="P2", bid_id="x", price=7_300, volume=3_000),
         ClearPrimaryAuction(ts=2 * CLOSE, auction_id="P2"),
     ]
@@ -856,6 +1201,16 @@ def test_same_commands_same_events_and_state_hash():
     other = new_engine()
     for command in day_of_auctions()[:2]:
         other.handle(command)
-    other.handle(OpenPrimaryAuction(ts=10, auction_id="D1", auctioneer="de", instrument="EUA", volume=3_000,
-                                    closes_at=CLOSE, seed=OTHER_SEED, reserve_discount_bps=400))
+    other.handle(
+        OpenPrimaryAuction(
+            ts=10,
+            auction_id="D1",
+            auctioneer="de",
+            instrument="EUA",
+            volume=3_000,
+            closes_at=CLOSE,
+            seed=OTHER_SEED,
+            reserve_discount_bps=400,
+        )
+    )
     assert engine.state_hash() != other.state_hash()

@@ -7,6 +7,7 @@ file or socket (an AST scan, so comments and docstrings do not count); and a
 replay under two different string-hash seeds gives the same events and state
 hash (nothing depends on set or hash order).
 """
+
 import ast
 import hashlib
 import json
@@ -16,35 +17,90 @@ import sys
 from pathlib import Path
 
 import pytest
+from scenario_helpers import (
+    BUY,
+    SELL,
+    announcement_order,
+    book_levels,
+    brief,
+    check_books,
+    is_level,
+    level_key,
+    make_engine,
+)
 
 from exchange import CancelOrder, EndOfDay, MassCancel, NewOrder, ReplaceOrder, SetSelfTradePrevention
-from scenario_helpers import (BUY, SELL, announcement_order, book_levels, brief, check_books, is_level, level_key,
-                              make_engine)
 
 REPO = Path(__file__).resolve().parents[1]
 CORE_FILES = sorted((REPO / "exchange").glob("*.py"))
 
 FORBIDDEN_MODULES = {
-    "time", "random", "secrets", "uuid", "socket", "ssl", "select", "selectors", "asyncio", "threading",
-    "multiprocessing", "subprocess", "os", "io", "pathlib", "shutil", "tempfile", "logging", "sqlite3",
-    "urllib", "http", "msgpack", "aiomqtt", "gateway", "tomllib",
+    "time",
+    "random",
+    "secrets",
+    "uuid",
+    "socket",
+    "ssl",
+    "select",
+    "selectors",
+    "asyncio",
+    "threading",
+    "multiprocessing",
+    "subprocess",
+    "os",
+    "io",
+    "pathlib",
+    "shutil",
+    "tempfile",
+    "logging",
+    "sqlite3",
+    "urllib",
+    "http",
+    "msgpack",
+    "aiomqtt",
+    "gateway",
+    "tomllib",
 }
 FORBIDDEN_CALLS = {"open", "print", "input", "exec", "eval", "__import__", "breakpoint"}
 FORBIDDEN_ATTRIBUTE_CALLS = {  # clocks and random draws reached through an object
-    "now", "today", "utcnow", "time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns",
-    "random", "randint", "randrange", "choice", "shuffle", "urandom", "getrandbits",
+    "now",
+    "today",
+    "utcnow",
+    "time",
+    "time_ns",
+    "monotonic",
+    "monotonic_ns",
+    "perf_counter",
+    "perf_counter_ns",
+    "random",
+    "randint",
+    "randrange",
+    "choice",
+    "shuffle",
+    "urandom",
+    "getrandbits",
 }
 
 
 def test_core_files_are_found():
-    assert {path.name for path in CORE_FILES} >= {"engine.py", "book.py", "commands.py", "events.py", "enums.py",
-                                                  "codes.py", "instruments.py", "__init__.py"}
+    assert {path.name for path in CORE_FILES} >= {
+        "engine.py",
+        "book.py",
+        "commands.py",
+        "events.py",
+        "enums.py",
+        "codes.py",
+        "instruments.py",
+        "__init__.py",
+    }
 
 
 def test_importing_the_core_pulls_in_no_shell_library():
-    code = ("import sys, json; import exchange; "
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "{'asyncio', 'msgpack', 'aiomqtt', 'socket', 'gateway'})))")
+    code = (
+        "import sys, json; import exchange; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'asyncio', 'msgpack', 'aiomqtt', 'socket', 'gateway'})))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert json.loads(result.stdout) == []
 
@@ -79,8 +135,9 @@ def test_the_scan_would_catch_a_clock():
     # The two scans above must be able to fail: run them on a snippet that breaks the rules.
     tree = ast.parse("import time\nfrom datetime import datetime\nx = datetime.now()\nopen('f')\n")
     names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    attrs = {node.func.attr for node in ast.walk(tree)
-             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+    attrs = {
+        node.func.attr for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
     calls = {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
     assert names & FORBIDDEN_MODULES and attrs & FORBIDDEN_ATTRIBUTE_CALLS and calls & FORBIDDEN_CALLS
 
@@ -125,8 +182,9 @@ def test_replay_is_identical_under_different_hash_seeds():
     outputs = []
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        result = subprocess.run([sys.executable, "-c", REPLAY_SCRIPT], cwd=REPO, env=env, capture_output=True,
-                                text=True, check=True)
+        result = subprocess.run(
+            [sys.executable, "-c", REPLAY_SCRIPT], cwd=REPO, env=env, capture_output=True, text=True, check=True
+        )
         outputs.append(json.loads(result.stdout))
     assert len(outputs[0]["events"]) > 300
     assert any("Trade(" in event for event in outputs[0]["events"])
@@ -162,15 +220,18 @@ def assert_batch_agrees_with_one_by_one(commands: list) -> list:
     own = [event for event in batch if not is_level(event)]
     levels = [event for event in batch if is_level(event)]
     assert batch == own + levels, "a LevelChanged comes before the end of the batch"
-    assert [event._replace(seq=0) for event in own] == \
-        [event._replace(seq=0) for event in events if not is_level(event)]
+    assert [event._replace(seq=0) for event in own] == [
+        event._replace(seq=0) for event in events if not is_level(event)
+    ]
 
     # Same state but for the event counter (state_lines()[0] is the counters line).
     batched_lines, one_by_one_lines = list(batched.state_lines()), list(one_by_one.state_lines())
     assert batched_lines[1:] == one_by_one_lines[1:]
     counters = one_by_one.counters
-    assert batched_lines[0] == (f"counters seq={len(batch)} order_id={counters.order_id} "
-                                f"trade_id={counters.trade_id} closed={one_by_one.last_closed_date}")
+    assert batched_lines[0] == (
+        f"counters seq={len(batch)} order_id={counters.order_id} "
+        f"trade_id={counters.trade_id} closed={one_by_one.last_closed_date}"
+    )
     same_but_seq = hashlib.sha256()
     for line in [batched_lines[0]] + one_by_one_lines[1:]:
         same_but_seq.update(line.encode() + b"\n")
@@ -189,17 +250,31 @@ def assert_batch_agrees_with_one_by_one(commands: list) -> list:
 
 def test_handle_all_gives_the_same_events_and_state_as_handle_on_each():
     def order(ts, account, clid, side, quantity, price=None, instrument="EUA", **fields):
-        return NewOrder(ts=ts, account=account, client_order_id=clid, instrument=instrument, side=side,
-                        quantity=quantity, price=price, **fields)
+        return NewOrder(
+            ts=ts,
+            account=account,
+            client_order_id=clid,
+            instrument=instrument,
+            side=side,
+            quantity=quantity,
+            price=price,
+            **fields,
+        )
 
     commands = [
         order(1, "d", 1, "B", 4, 5790, instrument="CER"),  # CER changes first, but EUA is announced first
-        order(2, "a", 1, "S", 5, 7000), order(3, "a", 2, "S", 30, 7010, display_quantity=10),
-        order(4, "b", 1, "B", 2, 7100, stop_price=7005), order(5, "b", 2, "B", 12, 7010),
-        CancelOrder(ts=6, account="a", order_id=99), ReplaceOrder(ts=7, account="a", client_order_id=2, quantity=25),
+        order(2, "a", 1, "S", 5, 7000),
+        order(3, "a", 2, "S", 30, 7010, display_quantity=10),
+        order(4, "b", 1, "B", 2, 7100, stop_price=7005),
+        order(5, "b", 2, "B", 12, 7010),
+        CancelOrder(ts=6, account="a", order_id=99),
+        ReplaceOrder(ts=7, account="a", client_order_id=2, quantity=25),
         order(8, "e", 1, "S", 2, 5790, instrument="CER"),
-        SetSelfTradePrevention(ts=9, account="a", mode="CANCEL_BOTH"), order(10, "a", 3, "B", 40, 7010),
-        order(11, "c", 1, "B", 3, order_type="MARKET"), MassCancel(ts=12, account="b"), object(),
+        SetSelfTradePrevention(ts=9, account="a", mode="CANCEL_BOTH"),
+        order(10, "a", 3, "B", 40, 7010),
+        order(11, "c", 1, "B", 3, order_type="MARKET"),
+        MassCancel(ts=12, account="b"),
+        object(),
         order(13, "c", 2, "S", 1, 6000, time_in_force="DAY"),  # rests, expires: born and gone in the batch
         order(14, "c", 3, "B", 2, 5990),  # a bid: announced before the asks that changed earlier
         EndOfDay(ts=15, trading_date=20240102),
@@ -208,7 +283,9 @@ def test_handle_all_gives_the_same_events_and_state_as_handle_on_each():
     levels = [event for event in batch if is_level(event)]
     assert [(event.instrument, *brief(event)[1:]) for event in levels] == [
         ("EUA", BUY, 5990, 2, 1),
-        ("EUA", SELL, 7000, 0, 0), ("EUA", SELL, 7010, 0, 0), ("EUA", SELL, 6000, 0, 0),
+        ("EUA", SELL, 7000, 0, 0),
+        ("EUA", SELL, 7010, 0, 0),
+        ("EUA", SELL, 6000, 0, 0),
         ("CER", BUY, 5790, 2, 1),
     ]
     assert {event.ts for event in levels} == {15}

@@ -24,6 +24,7 @@ Two codes are in the table but cannot be produced, listed in UNREACHABLE
 with the reason; a new code that no test produces fails
 ``test_every_reachable_code_is_covered``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,23 +36,66 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from exchange import (BlockAccount, CancelOrder, RequestRejected, Deposit, EndOfDay, Engine, InvalidCommand, MassCancel, NewOrder,
-                      OpenAccount, OrderRejected, OrderType, RejectCode, ReplaceOrder, SelfTradePrevention,
-                      SetSelfTradePrevention, SetTradingPhase, Side, TimeInForce, TradingPhase, UnblockAccount,
-                      Withdraw, parse_instruments)
 from scenario_helpers import make_engine, shipped_instruments
+
+from exchange import (
+    BlockAccount,
+    CancelOrder,
+    Deposit,
+    EndOfDay,
+    Engine,
+    InvalidCommand,
+    MassCancel,
+    NewOrder,
+    OpenAccount,
+    OrderRejected,
+    OrderType,
+    RejectCode,
+    ReplaceOrder,
+    RequestRejected,
+    SelfTradePrevention,
+    SetSelfTradePrevention,
+    SetTradingPhase,
+    Side,
+    TimeInForce,
+    TradingPhase,
+    UnblockAccount,
+    Withdraw,
+    parse_instruments,
+)
 
 # An instrument whose rules make the codes the shipped ones cannot reach reachable:
 # a tick of 5 cents (PRICE_NOT_ON_TICK) and a minimum of 2 lots (QUANTITY_BELOW_MINIMUM).
 # Three more, each left by the setup in a trading phase other than continuous: AUC in its opening call,
 # SHUT closed, HALT halted (with alice's resting sell "halt-1" in it).
-_PLAIN = {"lot_units": 1000, "tick_size_eur": "0.01", "min_lots": 1, "max_lots": 100, "min_price_eur": "0.01",
-          "max_price_eur": "1000.00", "reference_price_eur": "70.00"}
-COARSE = parse_instruments({"instruments": {"TST": {
-    "lot_units": 1000, "tick_size_eur": "0.05", "min_lots": 2, "max_lots": 100, "min_price_eur": "0.05",
-    "max_price_eur": "1000.00", "reference_price_eur": "70.00", "market_collar_eur": "3.50"},
-    "AUC": _PLAIN, "SHUT": _PLAIN, "HALT": _PLAIN}})
+_PLAIN = {
+    "lot_units": 1000,
+    "tick_size_eur": "0.01",
+    "min_lots": 1,
+    "max_lots": 100,
+    "min_price_eur": "0.01",
+    "max_price_eur": "1000.00",
+    "reference_price_eur": "70.00",
+}
+COARSE = parse_instruments(
+    {
+        "instruments": {
+            "TST": {
+                "lot_units": 1000,
+                "tick_size_eur": "0.05",
+                "min_lots": 2,
+                "max_lots": 100,
+                "min_price_eur": "0.05",
+                "max_price_eur": "1000.00",
+                "reference_price_eur": "70.00",
+                "market_collar_eur": "3.50",
+            },
+            "AUC": _PLAIN,
+            "SHUT": _PLAIN,
+            "HALT": _PLAIN,
+        }
+    }
+)
 
 UNREACHABLE: set[RejectCode] = set()  # every code in the table can be produced
 
@@ -66,20 +110,30 @@ def setup_commands() -> list:
     """
     return [
         EndOfDay(ts=1, trading_date=20240105),
-        NewOrder(ts=2, account="alice", client_order_id="filled", instrument="EUA", side=Side.SELL, quantity=5,
-                 price=7000),
-        NewOrder(ts=3, account="bob", client_order_id="take", instrument="EUA", side=Side.BUY, quantity=5,
-                 price=7000),
-        NewOrder(ts=4, account="alice", client_order_id="open-1", instrument="EUA", side=Side.SELL, quantity=10,
-                 price=7000),
-        NewOrder(ts=5, account="bob", client_order_id="fill", instrument="EUA", side=Side.BUY, quantity=3,
-                 price=7000),
-        NewOrder(ts=6, account="alice", client_order_id="po", instrument="EUA", side=Side.BUY, quantity=5,
-                 price=6900, post_only=True),
-        NewOrder(ts=7, account="alice", client_order_id="tst-1", instrument="TST", side=Side.SELL, quantity=4,
-                 price=7000),
-        NewOrder(ts=8, account="alice", client_order_id="halt-1", instrument="HALT", side=Side.SELL, quantity=4,
-                 price=7000),
+        NewOrder(
+            ts=2, account="alice", client_order_id="filled", instrument="EUA", side=Side.SELL, quantity=5, price=7000
+        ),
+        NewOrder(ts=3, account="bob", client_order_id="take", instrument="EUA", side=Side.BUY, quantity=5, price=7000),
+        NewOrder(
+            ts=4, account="alice", client_order_id="open-1", instrument="EUA", side=Side.SELL, quantity=10, price=7000
+        ),
+        NewOrder(ts=5, account="bob", client_order_id="fill", instrument="EUA", side=Side.BUY, quantity=3, price=7000),
+        NewOrder(
+            ts=6,
+            account="alice",
+            client_order_id="po",
+            instrument="EUA",
+            side=Side.BUY,
+            quantity=5,
+            price=6900,
+            post_only=True,
+        ),
+        NewOrder(
+            ts=7, account="alice", client_order_id="tst-1", instrument="TST", side=Side.SELL, quantity=4, price=7000
+        ),
+        NewOrder(
+            ts=8, account="alice", client_order_id="halt-1", instrument="HALT", side=Side.SELL, quantity=4, price=7000
+        ),
         SetTradingPhase(ts=9, instrument="AUC", phase=TradingPhase.CLOSING_CALL),
         SetTradingPhase(ts=9, instrument="SHUT", phase=TradingPhase.CLOSED),
         SetTradingPhase(ts=9, instrument="HALT", phase=TradingPhase.HALTED),
@@ -135,10 +189,10 @@ def build_risky() -> Engine:
 
 # Cases hold how to build the command, not the command: building may itself be the reject.
 
+
 def new(**fields) -> partial:
     """A valid new order from alice (a bid that rests), with some fields changed."""
-    base = dict(ts=T, account="alice", client_order_id="fresh", instrument="EUA", side=Side.BUY, quantity=5,
-                price=6950)
+    base = dict(ts=T, account="alice", client_order_id="fresh", instrument="EUA", side=Side.BUY, quantity=5, price=6950)
     return partial(NewOrder, **{**base, **fields})
 
 
@@ -175,26 +229,34 @@ def deposit(**fields) -> partial:
 def withdraw(**fields) -> partial:
     return partial(Withdraw, **{"ts": T, "account": "alice", "asset": "EUR", "amount": 1, **fields})
 
+
 CASES = [
     # -- validation
     ("unknown instrument", new(instrument="XXX"), RejectCode.UNKNOWN_INSTRUMENT, ENGINE),
     ("instrument not a string", new(instrument=["EUA"]), RejectCode.UNKNOWN_INSTRUMENT, EITHER),
-    ("mass cancel unknown instrument", command(MassCancel, ts=T, account="alice", instrument="XXX"),
-     RejectCode.UNKNOWN_INSTRUMENT, ENGINE),
+    (
+        "mass cancel unknown instrument",
+        command(MassCancel, ts=T, account="alice", instrument="XXX"),
+        RejectCode.UNKNOWN_INSTRUMENT,
+        ENGINE,
+    ),
     ("side", new(side="BUY"), RejectCode.INVALID_SIDE, EITHER),
     ("quantity zero", new(quantity=0), RejectCode.INVALID_QUANTITY, EITHER),
     ("quantity float", new(quantity=5.0), RejectCode.INVALID_QUANTITY, EITHER),
     ("replace quantity negative", replace(quantity=-2), RejectCode.INVALID_QUANTITY, EITHER),
-    ("quantity below minimum", new(instrument="TST", quantity=1, price=7000), RejectCode.QUANTITY_BELOW_MINIMUM,
-     ENGINE),
+    (
+        "quantity below minimum",
+        new(instrument="TST", quantity=1, price=7000),
+        RejectCode.QUANTITY_BELOW_MINIMUM,
+        ENGINE,
+    ),
     ("replace below minimum", replace(order_id=6, quantity=1), RejectCode.QUANTITY_BELOW_MINIMUM, ENGINE),
     ("quantity above maximum", new(quantity=1001), RejectCode.QUANTITY_ABOVE_MAXIMUM, ENGINE),
     ("replace above maximum", replace(quantity=1001), RejectCode.QUANTITY_ABOVE_MAXIMUM, ENGINE),
     ("price float", new(price=69.5), RejectCode.INVALID_PRICE, EITHER),
     ("replace price string", replace(quantity=None, price="7000"), RejectCode.INVALID_PRICE, EITHER),
     ("price not on tick", new(instrument="TST", price=7001), RejectCode.PRICE_NOT_ON_TICK, ENGINE),
-    ("replace price not on tick", replace(order_id=6, quantity=None, price=7003), RejectCode.PRICE_NOT_ON_TICK,
-     ENGINE),
+    ("replace price not on tick", replace(order_id=6, quantity=None, price=7003), RejectCode.PRICE_NOT_ON_TICK, ENGINE),
     ("price above range", new(price=100_001), RejectCode.PRICE_OUT_OF_RANGE, ENGINE),
     ("replace price above range", replace(quantity=None, price=100_001), RejectCode.PRICE_OUT_OF_RANGE, ENGINE),
     ("limit without price", new(price=None), RejectCode.PRICE_REQUIRED, EITHER),
@@ -203,38 +265,59 @@ CASES = [
     ("time in force", new(time_in_force="GTX"), RejectCode.INVALID_TIME_IN_FORCE, EITHER),
     ("display above quantity", new(display_quantity=6), RejectCode.INVALID_DISPLAY_QUANTITY, EITHER),
     ("display zero", new(display_quantity=0), RejectCode.INVALID_DISPLAY_QUANTITY, EITHER),
-    ("display below the minimum", new(instrument="TST", quantity=4, price=7000, display_quantity=1),
-     RejectCode.INVALID_DISPLAY_QUANTITY, ENGINE),
+    (
+        "display below the minimum",
+        new(instrument="TST", quantity=4, price=7000, display_quantity=1),
+        RejectCode.INVALID_DISPLAY_QUANTITY,
+        ENGINE,
+    ),
     ("stop price float", new(stop_price=7000.5), RejectCode.INVALID_STOP_PRICE, EITHER),
     ("stop price zero", new(stop_price=0), RejectCode.INVALID_STOP_PRICE, EITHER),
-    ("stop price not on tick", new(instrument="TST", price=7000, stop_price=7001), RejectCode.INVALID_STOP_PRICE,
-     ENGINE),
+    (
+        "stop price not on tick",
+        new(instrument="TST", price=7000, stop_price=7001),
+        RejectCode.INVALID_STOP_PRICE,
+        ENGINE,
+    ),
     ("gtd without date", new(time_in_force=GTD), RejectCode.EXPIRE_DATE_REQUIRED, EITHER),
     ("gtd impossible date", new(time_in_force=GTD, expire_date=20250230), RejectCode.INVALID_EXPIRE_DATE, EITHER),
     ("gtd date as string", new(time_in_force=GTD, expire_date="20250101"), RejectCode.INVALID_EXPIRE_DATE, EITHER),
     ("date on a gtc order", new(expire_date=20250101), RejectCode.INVALID_EXPIRE_DATE, EITHER),
-    ("gtd date already closed", new(time_in_force=GTD, expire_date=20240105), RejectCode.EXPIRE_DATE_PASSED,
-     ENGINE),
+    ("gtd date already closed", new(time_in_force=GTD, expire_date=20240105), RejectCode.EXPIRE_DATE_PASSED, ENGINE),
     ("order stp mode", new(self_trade_prevention="SOMETIMES"), RejectCode.INVALID_SELF_TRADE_MODE, EITHER),
-    ("account stp mode", command(SetSelfTradePrevention, ts=T, account="alice", mode="cancel_both"),
-     RejectCode.INVALID_SELF_TRADE_MODE, EITHER),
+    (
+        "account stp mode",
+        command(SetSelfTradePrevention, ts=T, account="alice", mode="cancel_both"),
+        RejectCode.INVALID_SELF_TRADE_MODE,
+        EITHER,
+    ),
     ("empty client order id", new(client_order_id=""), RejectCode.INVALID_CLIENT_ORDER_ID, EITHER),
     ("negative client order id", new(client_order_id=-1), RejectCode.INVALID_CLIENT_ORDER_ID, EITHER),
     ("long client order id", new(client_order_id="x" * 65), RejectCode.INVALID_CLIENT_ORDER_ID, EITHER),
-    ("cancel by float client order id", cancel(order_id=None, client_order_id=1.5),
-     RejectCode.INVALID_CLIENT_ORDER_ID, EITHER),
+    (
+        "cancel by float client order id",
+        cancel(order_id=None, client_order_id=1.5),
+        RejectCode.INVALID_CLIENT_ORDER_ID,
+        EITHER,
+    ),
     ("empty account", new(account=""), RejectCode.INVALID_ACCOUNT, EITHER),
     ("cancel without account", cancel(account=None), RejectCode.INVALID_ACCOUNT, EITHER),
     ("mass cancel account not a string", command(MassCancel, ts=T, account=5), RejectCode.INVALID_ACCOUNT, EITHER),
-    ("set stp empty account", command(SetSelfTradePrevention, ts=T, account="", mode="NONE"),
-     RejectCode.INVALID_ACCOUNT, EITHER),
-    ("market post-only", new(order_type=MARKET, price=None, post_only=True), RejectCode.INVALID_COMBINATION,
-     EITHER),
+    (
+        "set stp empty account",
+        command(SetSelfTradePrevention, ts=T, account="", mode="NONE"),
+        RejectCode.INVALID_ACCOUNT,
+        EITHER,
+    ),
+    ("market post-only", new(order_type=MARKET, price=None, post_only=True), RejectCode.INVALID_COMBINATION, EITHER),
     ("market stop", new(order_type=MARKET, price=None, stop_price=7100), RejectCode.INVALID_COMBINATION, EITHER),
-    ("market gtd", new(order_type=MARKET, price=None, time_in_force=GTD, expire_date=20250101),
-     RejectCode.INVALID_COMBINATION, EITHER),
-    ("market iceberg", new(order_type=MARKET, price=None, display_quantity=1), RejectCode.INVALID_COMBINATION,
-     EITHER),
+    (
+        "market gtd",
+        new(order_type=MARKET, price=None, time_in_force=GTD, expire_date=20250101),
+        RejectCode.INVALID_COMBINATION,
+        EITHER,
+    ),
+    ("market iceberg", new(order_type=MARKET, price=None, display_quantity=1), RejectCode.INVALID_COMBINATION, EITHER),
     ("ioc iceberg", new(time_in_force="IOC", display_quantity=1), RejectCode.INVALID_COMBINATION, EITHER),
     ("fok post-only", new(time_in_force="FOK", post_only=True), RejectCode.INVALID_COMBINATION, EITHER),
     ("post-only stop", new(post_only=True, stop_price=7100), RejectCode.INVALID_COMBINATION, EITHER),
@@ -242,100 +325,161 @@ CASES = [
     ("cancel float ts", cancel(ts=1.0), RejectCode.INVALID_TIMESTAMP, EITHER),
     ("replace ts none", replace(ts=None), RejectCode.INVALID_TIMESTAMP, EITHER),
     ("mass cancel bool ts", command(MassCancel, ts=True, account="alice"), RejectCode.INVALID_TIMESTAMP, EITHER),
-    ("set stp string ts", command(SetSelfTradePrevention, ts="now", account="alice", mode="NONE"),
-     RejectCode.INVALID_TIMESTAMP, EITHER),
-    ("end of day negative ts", command(EndOfDay, ts=-5, trading_date=20240106), RejectCode.INVALID_TIMESTAMP,
-     EITHER),
+    (
+        "set stp string ts",
+        command(SetSelfTradePrevention, ts="now", account="alice", mode="NONE"),
+        RejectCode.INVALID_TIMESTAMP,
+        EITHER,
+    ),
+    ("end of day negative ts", command(EndOfDay, ts=-5, trading_date=20240106), RejectCode.INVALID_TIMESTAMP, EITHER),
     ("post-only as int", new(post_only=1), RejectCode.INVALID_POST_ONLY, EITHER),
     ("post-only as string", new(post_only="yes"), RejectCode.INVALID_POST_ONLY, EITHER),
     ("deposit zero", deposit(amount=0), RejectCode.INVALID_AMOUNT, EITHER),
     ("withdraw negative", withdraw(amount=-100), RejectCode.INVALID_AMOUNT, EITHER),
     ("deposit float", deposit(amount=100.0), RejectCode.INVALID_AMOUNT, EITHER),
     ("deposit beyond 64 bits", deposit(amount=1 << 63), RejectCode.INVALID_AMOUNT, EITHER),
-    ("order value limit zero", command(OpenAccount, ts=T, account="dave", order_value_limit=0),
-     RejectCode.INVALID_AMOUNT, EITHER),
+    (
+        "order value limit zero",
+        command(OpenAccount, ts=T, account="dave", order_value_limit=0),
+        RejectCode.INVALID_AMOUNT,
+        EITHER,
+    ),
     ("deposit empty asset", deposit(asset=""), RejectCode.UNKNOWN_ASSET, EITHER),
     ("withdraw asset not a string", withdraw(asset=978), RejectCode.UNKNOWN_ASSET, EITHER),
     ("deposit unknown asset", deposit(asset="USD"), RejectCode.UNKNOWN_ASSET, RISK),
     ("deposit lower-case cash", deposit(asset="eur"), RejectCode.UNKNOWN_ASSET, RISK),
     ("withdraw unknown instrument", withdraw(asset="UKA"), RejectCode.UNKNOWN_ASSET, RISK),
     ("open account empty id", command(OpenAccount, ts=T, account=""), RejectCode.INVALID_ACCOUNT, EITHER),
-    ("open account stp mode", command(OpenAccount, ts=T, account="dave", self_trade_prevention="ALWAYS"),
-     RejectCode.INVALID_SELF_TRADE_MODE, EITHER),
+    (
+        "open account stp mode",
+        command(OpenAccount, ts=T, account="dave", self_trade_prevention="ALWAYS"),
+        RejectCode.INVALID_SELF_TRADE_MODE,
+        EITHER,
+    ),
     # -- risk
     ("order from an unopened account", new(account="zed"), RejectCode.UNKNOWN_ACCOUNT, RISK),
-    ("market order from an unopened account", new(account="zed", order_type=MARKET, price=None),
-     RejectCode.UNKNOWN_ACCOUNT, RISK),
+    (
+        "market order from an unopened account",
+        new(account="zed", order_type=MARKET, price=None),
+        RejectCode.UNKNOWN_ACCOUNT,
+        RISK,
+    ),
     ("deposit to an unopened account", deposit(account="zed"), RejectCode.UNKNOWN_ACCOUNT, RISK),
     ("withdraw from an unopened account", withdraw(account="zed"), RejectCode.UNKNOWN_ACCOUNT, RISK),
     ("deposit without pre-trade risk", deposit(), RejectCode.UNKNOWN_ACCOUNT, ENGINE),
-    ("set stp for an unopened account", command(SetSelfTradePrevention, ts=T, account="zed", mode="NONE"),
-     RejectCode.UNKNOWN_ACCOUNT, RISK),
+    (
+        "set stp for an unopened account",
+        command(SetSelfTradePrevention, ts=T, account="zed", mode="NONE"),
+        RejectCode.UNKNOWN_ACCOUNT,
+        RISK,
+    ),
     ("order from a blocked account", new(account="erin"), RejectCode.ACCOUNT_BLOCKED, RISK),
     ("block an unopened account", command(BlockAccount, ts=T, account="zed"), RejectCode.UNKNOWN_ACCOUNT, RISK),
     ("unblock an unopened account", command(UnblockAccount, ts=T, account="zed"), RejectCode.UNKNOWN_ACCOUNT, RISK),
     # 18 x 6_950_350 = 125_106_300 > 121_496_650 available
     ("buy beyond available cash", new(quantity=18), RejectCode.INSUFFICIENT_CASH, RISK),
     ("withdraw cash an order holds", withdraw(amount=121_496_651), RejectCode.INSUFFICIENT_CASH, RISK),
-    ("withdraw cash never deposited", withdraw(account="carol", amount=1_000_000_001),
-     RejectCode.INSUFFICIENT_CASH, RISK),
+    (
+        "withdraw cash never deposited",
+        withdraw(account="carol", amount=1_000_000_001),
+        RejectCode.INSUFFICIENT_CASH,
+        RISK,
+    ),
     # 23 x 6_900_350 = 158_708_050 > 121_496_650 + the 34_501_750 the order holds already
     ("replace beyond available cash", replace(order_id=5, quantity=23), RejectCode.INSUFFICIENT_CASH, RISK),
-    ("sell beyond available units", new(side=Side.SELL, price=7100, quantity=6), RejectCode.INSUFFICIENT_UNITS,
-     RISK),
-    ("sell units of another instrument", new(side=Side.SELL, instrument="CER", price=5800, quantity=1),
-     RejectCode.INSUFFICIENT_UNITS, RISK),
-    ("stop sell beyond available units", new(side=Side.SELL, price=6900, stop_price=6950, quantity=6),
-     RejectCode.INSUFFICIENT_UNITS, RISK),
+    ("sell beyond available units", new(side=Side.SELL, price=7100, quantity=6), RejectCode.INSUFFICIENT_UNITS, RISK),
+    (
+        "sell units of another instrument",
+        new(side=Side.SELL, instrument="CER", price=5800, quantity=1),
+        RejectCode.INSUFFICIENT_UNITS,
+        RISK,
+    ),
+    (
+        "stop sell beyond available units",
+        new(side=Side.SELL, price=6900, stop_price=6950, quantity=6),
+        RejectCode.INSUFFICIENT_UNITS,
+        RISK,
+    ),
     ("withdraw units an order holds", withdraw(asset="EUA", amount=5001), RejectCode.INSUFFICIENT_UNITS, RISK),
     # open-1: 10 lots, 3 filled, 7 held; 16 leaves 13 open: 6_000 more units than the 5_000 available
     ("replace sell beyond available units", replace(quantity=16), RejectCode.INSUFFICIENT_UNITS, RISK),
     ("order value over the limit", new(quantity=51), RejectCode.ORDER_VALUE_OVER_LIMIT, RISK),
-    ("sell value over the limit", new(side=Side.SELL, price=7100, quantity=50), RejectCode.ORDER_VALUE_OVER_LIMIT,
-     RISK),
+    (
+        "sell value over the limit",
+        new(side=Side.SELL, price=7100, quantity=50),
+        RejectCode.ORDER_VALUE_OVER_LIMIT,
+        RISK,
+    ),
     # valued at the collar: 48 x 7350 x 1000 = 352_800_000
-    ("market value over the limit", new(order_type=MARKET, price=None, quantity=48),
-     RejectCode.ORDER_VALUE_OVER_LIMIT, RISK),
+    (
+        "market value over the limit",
+        new(order_type=MARKET, price=None, quantity=48),
+        RejectCode.ORDER_VALUE_OVER_LIMIT,
+        RISK,
+    ),
     ("replace value over the limit", replace(order_id=5, quantity=51), RejectCode.ORDER_VALUE_OVER_LIMIT, RISK),
     ("price above the band", new(price=7351), RejectCode.PRICE_OUTSIDE_BAND, RISK),
     ("sell price below the band", new(side=Side.SELL, price=6649, quantity=1), RejectCode.PRICE_OUTSIDE_BAND, RISK),
-    ("replace below the band", replace(order_id=5, quantity=None, price=6649), RejectCode.PRICE_OUTSIDE_BAND,
-     RISK),
+    ("replace below the band", replace(order_id=5, quantity=None, price=6649), RejectCode.PRICE_OUTSIDE_BAND, RISK),
     # -- matching
     ("post-only would take", new(price=7000, post_only=True), RejectCode.POST_ONLY_WOULD_TAKE, ENGINE),
-    ("replace post-only to take", replace(order_id=5, quantity=None, price=7000), RejectCode.POST_ONLY_WOULD_TAKE,
-     ENGINE),
+    (
+        "replace post-only to take",
+        replace(order_id=5, quantity=None, price=7000),
+        RejectCode.POST_ONLY_WOULD_TAKE,
+        ENGINE,
+    ),
     # -- trading phases
     ("order on a closed instrument", new(instrument="SHUT"), RejectCode.INSTRUMENT_CLOSED, ENGINE),
     ("order on a halted instrument", new(instrument="HALT"), RejectCode.TRADING_HALTED, ENGINE),
     ("replace on a halted instrument", replace(order_id=7, quantity=2), RejectCode.TRADING_HALTED, ENGINE),
-    ("market order in a call", new(instrument="AUC", order_type=MARKET, price=None), RejectCode.NOT_TAKEN_IN_CALL,
-     ENGINE),
-    ("IOC order in a call", new(instrument="AUC", time_in_force=TimeInForce.IOC), RejectCode.NOT_TAKEN_IN_CALL,
-     ENGINE),
+    (
+        "market order in a call",
+        new(instrument="AUC", order_type=MARKET, price=None),
+        RejectCode.NOT_TAKEN_IN_CALL,
+        ENGINE,
+    ),
+    ("IOC order in a call", new(instrument="AUC", time_in_force=TimeInForce.IOC), RejectCode.NOT_TAKEN_IN_CALL, ENGINE),
     ("post-only order in a call", new(instrument="AUC", post_only=True), RejectCode.NOT_TAKEN_IN_CALL, ENGINE),
-    ("phase change not allowed", command(SetTradingPhase, ts=T, instrument="AUC", phase=TradingPhase.CONTINUOUS),
-     RejectCode.PHASE_CHANGE_NOT_ALLOWED, ENGINE),
-    ("phase change to the same phase", command(SetTradingPhase, ts=T, instrument="EUA",
-                                               phase=TradingPhase.CONTINUOUS),
-     RejectCode.PHASE_CHANGE_NOT_ALLOWED, ENGINE),
-    ("unknown trading phase", command(SetTradingPhase, ts=T, instrument="EUA", phase="lunch"),
-     RejectCode.INVALID_TRADING_PHASE, EITHER),
-    ("phase of an unknown instrument", command(SetTradingPhase, ts=T, instrument="XYZ",
-                                               phase=TradingPhase.HALTED),
-     RejectCode.UNKNOWN_INSTRUMENT, ENGINE),
+    (
+        "phase change not allowed",
+        command(SetTradingPhase, ts=T, instrument="AUC", phase=TradingPhase.CONTINUOUS),
+        RejectCode.PHASE_CHANGE_NOT_ALLOWED,
+        ENGINE,
+    ),
+    (
+        "phase change to the same phase",
+        command(SetTradingPhase, ts=T, instrument="EUA", phase=TradingPhase.CONTINUOUS),
+        RejectCode.PHASE_CHANGE_NOT_ALLOWED,
+        ENGINE,
+    ),
+    (
+        "unknown trading phase",
+        command(SetTradingPhase, ts=T, instrument="EUA", phase="lunch"),
+        RejectCode.INVALID_TRADING_PHASE,
+        EITHER,
+    ),
+    (
+        "phase of an unknown instrument",
+        command(SetTradingPhase, ts=T, instrument="XYZ", phase=TradingPhase.HALTED),
+        RejectCode.UNKNOWN_INSTRUMENT,
+        ENGINE,
+    ),
     # -- order state
     ("duplicate of open order", new(client_order_id="open-1"), RejectCode.DUPLICATE_CLIENT_ORDER_ID, ENGINE),
     ("duplicate of filled order", new(client_order_id="filled"), RejectCode.DUPLICATE_CLIENT_ORDER_ID, ENGINE),
     ("cancel unknown id", cancel(order_id=999), RejectCode.UNKNOWN_ORDER, ENGINE),
     ("cancel id zero", cancel(order_id=0), RejectCode.UNKNOWN_ORDER, EITHER),
     ("cancel unknown client id", cancel(order_id=None, client_order_id="never"), RejectCode.UNKNOWN_ORDER, ENGINE),
-    ("cancel another's client id", cancel(account="bob", order_id=None, client_order_id="open-1"),
-     RejectCode.UNKNOWN_ORDER, ENGINE),
+    (
+        "cancel another's client id",
+        cancel(account="bob", order_id=None, client_order_id="open-1"),
+        RejectCode.UNKNOWN_ORDER,
+        ENGINE,
+    ),
     ("replace unknown id", replace(order_id=999), RejectCode.UNKNOWN_ORDER, ENGINE),
     ("cancel filled by id", cancel(order_id=1), RejectCode.ORDER_CLOSED, ENGINE),
-    ("cancel filled by client id", cancel(order_id=None, client_order_id="filled"), RejectCode.ORDER_CLOSED,
-     ENGINE),
+    ("cancel filled by client id", cancel(order_id=None, client_order_id="filled"), RejectCode.ORDER_CLOSED, ENGINE),
     ("cancel filled taker", cancel(account="bob", order_id=2), RejectCode.ORDER_CLOSED, ENGINE),
     ("replace filled", replace(order_id=1), RejectCode.ORDER_CLOSED, ENGINE),
     ("cancel another's order", cancel(account="bob"), RejectCode.NOT_ORDER_OWNER, ENGINE),
@@ -344,44 +488,67 @@ CASES = [
     ("cancel naming both", cancel(client_order_id="open-1"), RejectCode.ORDER_REFERENCE_REQUIRED, EITHER),
     ("replace naming nothing", replace(order_id=None), RejectCode.ORDER_REFERENCE_REQUIRED, EITHER),
     ("replace to the filled quantity", replace(quantity=3), RejectCode.REPLACE_QUANTITY_NOT_ABOVE_FILLED, ENGINE),
-    ("replace below the filled quantity", replace(quantity=2), RejectCode.REPLACE_QUANTITY_NOT_ABOVE_FILLED,
-     ENGINE),
+    ("replace below the filled quantity", replace(quantity=2), RejectCode.REPLACE_QUANTITY_NOT_ABOVE_FILLED, ENGINE),
     ("replace same terms", replace(quantity=10, price=7000), RejectCode.REPLACE_CHANGES_NOTHING, ENGINE),
     ("replace naming no terms", replace(quantity=None), RejectCode.REPLACE_CHANGES_NOTHING, EITHER),
     # -- admin
     ("unknown command object", Unknown, RejectCode.UNKNOWN_COMMAND, ENGINE),
     ("none as command", lambda: None, RejectCode.UNKNOWN_COMMAND, ENGINE),
     ("dict as command", lambda: {"ts": T, "account": "alice"}, RejectCode.UNKNOWN_COMMAND, ENGINE),
-    ("impossible trading date", command(EndOfDay, ts=T, trading_date=20241301), RejectCode.INVALID_TRADING_DATE,
-     EITHER),
-    ("trading date as string", command(EndOfDay, ts=T, trading_date="20240106"), RejectCode.INVALID_TRADING_DATE,
-     EITHER),
-    ("same trading date again", command(EndOfDay, ts=T, trading_date=20240105),
-     RejectCode.TRADING_DATE_NOT_AFTER_LAST, ENGINE),
-    ("earlier trading date", command(EndOfDay, ts=T, trading_date=20240101), RejectCode.TRADING_DATE_NOT_AFTER_LAST,
-     ENGINE),
-    ("open an account already open", command(OpenAccount, ts=T, account="alice", order_value_limit=1),
-     RejectCode.ACCOUNT_ALREADY_OPEN, RISK),
-    ("open the fee account", command(OpenAccount, ts=T, account="carbonx-fees"), RejectCode.ACCOUNT_ALREADY_OPEN,
-     RISK),
-    ("open an account seen without pre-trade risk", command(OpenAccount, ts=T, account="bob"),
-     RejectCode.ACCOUNT_ALREADY_OPEN, ENGINE),
+    (
+        "impossible trading date",
+        command(EndOfDay, ts=T, trading_date=20241301),
+        RejectCode.INVALID_TRADING_DATE,
+        EITHER,
+    ),
+    (
+        "trading date as string",
+        command(EndOfDay, ts=T, trading_date="20240106"),
+        RejectCode.INVALID_TRADING_DATE,
+        EITHER,
+    ),
+    (
+        "same trading date again",
+        command(EndOfDay, ts=T, trading_date=20240105),
+        RejectCode.TRADING_DATE_NOT_AFTER_LAST,
+        ENGINE,
+    ),
+    (
+        "earlier trading date",
+        command(EndOfDay, ts=T, trading_date=20240101),
+        RejectCode.TRADING_DATE_NOT_AFTER_LAST,
+        ENGINE,
+    ),
+    (
+        "open an account already open",
+        command(OpenAccount, ts=T, account="alice", order_value_limit=1),
+        RejectCode.ACCOUNT_ALREADY_OPEN,
+        RISK,
+    ),
+    ("open the fee account", command(OpenAccount, ts=T, account="carbonx-fees"), RejectCode.ACCOUNT_ALREADY_OPEN, RISK),
+    (
+        "open an account seen without pre-trade risk",
+        command(OpenAccount, ts=T, account="bob"),
+        RejectCode.ACCOUNT_ALREADY_OPEN,
+        ENGINE,
+    ),
 ]
 
 # Commands after which both engines must still behave the same (they touch every part of the setup).
 PROBES = [
-    NewOrder(ts=T + 1, account="carol", client_order_id="p1", instrument="EUA", side=Side.BUY, quantity=20,
-             price=7200),
-    NewOrder(ts=T + 2, account="carol", client_order_id="p2", instrument="EUA", side=Side.SELL, quantity=20,
-             price=6800),
-    NewOrder(ts=T + 3, account="carol", client_order_id="p3", instrument="TST", side=Side.BUY, quantity=4,
-             price=7000),
+    NewOrder(ts=T + 1, account="carol", client_order_id="p1", instrument="EUA", side=Side.BUY, quantity=20, price=7200),
+    NewOrder(
+        ts=T + 2, account="carol", client_order_id="p2", instrument="EUA", side=Side.SELL, quantity=20, price=6800
+    ),
+    NewOrder(ts=T + 3, account="carol", client_order_id="p3", instrument="TST", side=Side.BUY, quantity=4, price=7000),
     ReplaceOrder(ts=T + 4, account="alice", client_order_id="po", quantity=7),
     EndOfDay(ts=T + 5, trading_date=20240108),
-    NewOrder(ts=T + 6, account="alice", client_order_id="fresh", instrument="EUA", side=Side.BUY, quantity=1,
-             price=6000),
-    NewOrder(ts=T + 7, account="alice", client_order_id="fresh-2", instrument="EUA", side=Side.BUY, quantity=1,
-             price=6900),
+    NewOrder(
+        ts=T + 6, account="alice", client_order_id="fresh", instrument="EUA", side=Side.BUY, quantity=1, price=6000
+    ),
+    NewOrder(
+        ts=T + 7, account="alice", client_order_id="fresh-2", instrument="EUA", side=Side.BUY, quantity=1, price=6900
+    ),
     Withdraw(ts=T + 8, account="alice", asset="EUR", amount=100_000),
     Deposit(ts=T + 9, account="carol", asset="EUA", amount=1000),
     Withdraw(ts=T + 10, account="alice", asset="EUA", amount=5000),
@@ -443,8 +610,9 @@ PRIMARY_AUCTION_CODES = {code for code in RejectCode if 800 <= code < 900}  # te
 
 
 def test_every_reachable_code_is_covered():
-    assert {case[2] for case in CASES} == (set(RejectCode) - UNREACHABLE - COMPLIANCE_CODES - SESSION_CODES
-                                           - PRIMARY_AUCTION_CODES)
+    assert {case[2] for case in CASES} == (
+        set(RejectCode) - UNREACHABLE - COMPLIANCE_CODES - SESSION_CODES - PRIMARY_AUCTION_CODES
+    )
 
 
 def test_every_primary_auction_code_has_its_own_test():
@@ -461,8 +629,11 @@ def test_risk_cases_need_pre_trade_risk():
     # Without pre-trade risk each RISK case is accepted or refused for another reason (an unknown
     # account or asset aside, which that engine refuses too): the risk engine is what refuses them.
     for name, make, code, layer in CASES:
-        if layer != RISK or code in (RejectCode.UNKNOWN_ACCOUNT, RejectCode.ACCOUNT_ALREADY_OPEN,
-                                     RejectCode.UNKNOWN_ASSET) or type(make()) in (Deposit, Withdraw):
+        if (
+            layer != RISK
+            or code in (RejectCode.UNKNOWN_ACCOUNT, RejectCode.ACCOUNT_ALREADY_OPEN, RejectCode.UNKNOWN_ASSET)
+            or type(make()) in (Deposit, Withdraw)
+        ):
             continue
         events = build().handle(make())
         assert not (len(events) == 1 and getattr(events[0], "code", None) is code), name
@@ -474,16 +645,19 @@ def test_codes_are_grouped_by_stage_and_have_text():
     assert len({code.value for code in RejectCode}) == len(RejectCode)
 
 
-@pytest.mark.parametrize("make, request_name", [
-    (cancel(order_id=999), "cancel"),
-    (replace(order_id=999), "replace"),
-    (command(MassCancel, ts=T, account="alice", instrument="XXX"), "mass_cancel"),
-    (command(EndOfDay, ts=T, trading_date=20240101), "end_of_day"),
-    (Unknown, "unknown"),
-    (deposit(), "deposit"),
-    (withdraw(), "withdraw"),
-    (command(OpenAccount, ts=T, account="alice"), "open_account"),
-])
+@pytest.mark.parametrize(
+    "make, request_name",
+    [
+        (cancel(order_id=999), "cancel"),
+        (replace(order_id=999), "replace"),
+        (command(MassCancel, ts=T, account="alice", instrument="XXX"), "mass_cancel"),
+        (command(EndOfDay, ts=T, trading_date=20240101), "end_of_day"),
+        (Unknown, "unknown"),
+        (deposit(), "deposit"),
+        (withdraw(), "withdraw"),
+        (command(OpenAccount, ts=T, account="alice"), "open_account"),
+    ],
+)
 def test_cancel_reject_names_its_request(make, request_name):
     assert build().handle(make())[0].request == request_name
 
@@ -526,7 +700,7 @@ ANY_GARBAGE = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.none(),
     st.booleans(),
-    st.integers(min_value=-(2 ** 200), max_value=2 ** 200),
+    st.integers(min_value=-(2**200), max_value=2**200),
     st.text(string.printable, max_size=70),
     st.binary(max_size=4),
     st.lists(st.integers(), max_size=3),
@@ -588,14 +762,14 @@ VALID = {
     "mode": lambda v: _in(v, STPS),
     "trading_date": _date_ok,
     "asset": lambda v: _is(v, str) and v != "",
-    "amount": lambda v: _is(v, int) and 1 <= v < 2 ** 63,
-    "order_value_limit": lambda v: v is None or (_is(v, int) and 1 <= v < 2 ** 63),
+    "amount": lambda v: _is(v, int) and 1 <= v < 2**63,
+    "order_value_limit": lambda v: v is None or (_is(v, int) and 1 <= v < 2**63),
 }
 
 GOOD = {
-    "ts": st.integers(min_value=0, max_value=2 ** 62),
+    "ts": st.integers(min_value=0, max_value=2**62),
     "account": st.sampled_from(["alice", "bob", "zed"]),
-    "client_order_id": st.sampled_from(["n1", 7, "open-1", 2 ** 62]),
+    "client_order_id": st.sampled_from(["n1", 7, "open-1", 2**62]),
     "instrument": st.sampled_from(sorted(SYMBOLS)),
     "side": st.sampled_from(["B", "S", Side.BUY, Side.SELL]),
     "order_type": st.sampled_from(list(OrderType)),
@@ -611,8 +785,8 @@ GOOD = {
     "mode": st.sampled_from(list(SelfTradePrevention)),
     "trading_date": st.sampled_from([20240106, 20240110]),
     "asset": st.sampled_from(["EUR", "EUA", "TST", "USD"]),
-    "amount": st.integers(min_value=1, max_value=10 ** 12),
-    "order_value_limit": st.one_of(st.none(), st.integers(min_value=1, max_value=10 ** 12)),
+    "amount": st.integers(min_value=1, max_value=10**12),
+    "order_value_limit": st.one_of(st.none(), st.integers(min_value=1, max_value=10**12)),
 }
 
 
@@ -628,17 +802,30 @@ def garbage_fields(draw, fields, breakable=None):
     The broken field is one of ``breakable`` (default: any of ``fields``).
     """
     broken = draw(st.sampled_from(breakable or fields))
-    return {field: draw(bad(field) if field == broken else st.one_of(GOOD[field], ANY_GARBAGE))
-            for field in fields}
+    return {field: draw(bad(field) if field == broken else st.one_of(GOOD[field], ANY_GARBAGE)) for field in fields}
 
 
-NEW_FIELDS = ["ts", "account", "client_order_id", "instrument", "side", "order_type", "time_in_force",
-              "self_trade_prevention", "quantity", "price", "display_quantity", "stop_price", "expire_date",
-              "post_only"]
+NEW_FIELDS = [
+    "ts",
+    "account",
+    "client_order_id",
+    "instrument",
+    "side",
+    "order_type",
+    "time_in_force",
+    "self_trade_prevention",
+    "quantity",
+    "price",
+    "display_quantity",
+    "stop_price",
+    "expire_date",
+    "post_only",
+]
 
 
-def assert_refused_and_nothing_changed(kind: type, fields: dict, reject_type: type, codes: range | None = None,
-                                       builder=build):
+def assert_refused_and_nothing_changed(
+    kind: type, fields: dict, reject_type: type, codes: range | None = None, builder=build
+):
     """Building ``kind(**fields)`` raises InvalidCommand, or the engine answers one reject and changes nothing."""
     rejected, twin = builder(), builder()
     try:
@@ -676,22 +863,28 @@ def test_garbage_replace_is_refused(fields):
 
 
 @settings(max_examples=100)
-@given(st.one_of(
-    st.tuples(st.just(MassCancel), garbage_fields(["ts", "account", "instrument"], breakable=["ts", "account"])),
-    st.tuples(st.just(SetSelfTradePrevention), garbage_fields(["ts", "account", "mode"])),
-    st.tuples(st.just(EndOfDay), garbage_fields(["ts", "trading_date"])),
-))
+@given(
+    st.one_of(
+        st.tuples(st.just(MassCancel), garbage_fields(["ts", "account", "instrument"], breakable=["ts", "account"])),
+        st.tuples(st.just(SetSelfTradePrevention), garbage_fields(["ts", "account", "mode"])),
+        st.tuples(st.just(EndOfDay), garbage_fields(["ts", "trading_date"])),
+    )
+)
 def test_garbage_admin_commands_are_refused(kind_and_fields):
     kind, fields = kind_and_fields
     assert_refused_and_nothing_changed(kind, fields, RequestRejected)
 
 
 @settings(max_examples=100)
-@given(st.one_of(
-    st.tuples(st.just(Deposit), garbage_fields(["ts", "account", "asset", "amount"])),
-    st.tuples(st.just(Withdraw), garbage_fields(["ts", "account", "asset", "amount"])),
-    st.tuples(st.just(OpenAccount), garbage_fields(["ts", "account", "order_value_limit", "self_trade_prevention"])),
-))
+@given(
+    st.one_of(
+        st.tuples(st.just(Deposit), garbage_fields(["ts", "account", "asset", "amount"])),
+        st.tuples(st.just(Withdraw), garbage_fields(["ts", "account", "asset", "amount"])),
+        st.tuples(
+            st.just(OpenAccount), garbage_fields(["ts", "account", "order_value_limit", "self_trade_prevention"])
+        ),
+    )
+)
 def test_garbage_account_commands_are_refused_under_risk(kind_and_fields):
     kind, fields = kind_and_fields
     assert_refused_and_nothing_changed(kind, fields, RequestRejected, builder=build_risky)
@@ -722,22 +915,41 @@ def new_order_aimed_at_the_rules(draw):
     post_only = draw(st.booleans())
     quantity = draw(QUANTITIES)
     return NewOrder(
-        ts=T, account=draw(ACCOUNTS), client_order_id=draw(CLIDS),
-        instrument=draw(st.sampled_from(["EUA", "TST", "XXX", "CER"])), side=draw(st.sampled_from(list(Side))),
-        quantity=quantity, price=draw(PRICES), time_in_force=time_in_force,
+        ts=T,
+        account=draw(ACCOUNTS),
+        client_order_id=draw(CLIDS),
+        instrument=draw(st.sampled_from(["EUA", "TST", "XXX", "CER"])),
+        side=draw(st.sampled_from(list(Side))),
+        quantity=quantity,
+        price=draw(PRICES),
+        time_in_force=time_in_force,
         expire_date=draw(st.sampled_from([20240104, 20240105, 20240106])) if time_in_force is GTD else None,
-        post_only=post_only, stop_price=None if post_only else draw(st.one_of(st.none(), PRICES)),
-        display_quantity=draw(st.one_of(st.none(), st.integers(1, min(3, quantity)))))
+        post_only=post_only,
+        stop_price=None if post_only else draw(st.one_of(st.none(), PRICES)),
+        display_quantity=draw(st.one_of(st.none(), st.integers(1, min(3, quantity)))),
+    )
 
 
 WELL_FORMED = st.one_of(
     new_order_aimed_at_the_rules(),
     st.builds(CancelOrder, ts=st.just(T), account=ACCOUNTS, order_id=st.integers(1, 9)),
     st.builds(CancelOrder, ts=st.just(T), account=ACCOUNTS, client_order_id=CLIDS),
-    st.builds(ReplaceOrder, ts=st.just(T), account=ACCOUNTS, order_id=st.integers(1, 9),
-              quantity=st.one_of(st.none(), QUANTITIES), price=PRICES),
-    st.builds(ReplaceOrder, ts=st.just(T), account=ACCOUNTS, client_order_id=CLIDS,
-              quantity=QUANTITIES, price=st.one_of(st.none(), PRICES)),
+    st.builds(
+        ReplaceOrder,
+        ts=st.just(T),
+        account=ACCOUNTS,
+        order_id=st.integers(1, 9),
+        quantity=st.one_of(st.none(), QUANTITIES),
+        price=PRICES,
+    ),
+    st.builds(
+        ReplaceOrder,
+        ts=st.just(T),
+        account=ACCOUNTS,
+        client_order_id=CLIDS,
+        quantity=QUANTITIES,
+        price=st.one_of(st.none(), PRICES),
+    ),
     st.builds(MassCancel, ts=st.just(T), account=ACCOUNTS, instrument=st.sampled_from([None, "EUA", "XXX"])),
     st.builds(EndOfDay, ts=st.just(T), trading_date=st.sampled_from([20240101, 20240105, 20240106])),
 )
@@ -745,21 +957,47 @@ WELL_FORMED = st.one_of(
 
 WELL_FORMED_UNDER_RISK = st.one_of(
     WELL_FORMED,
-    st.builds(NewOrder, ts=st.just(T), account=st.sampled_from(["alice", "bob", "carol", "zed"]),
-              client_order_id=st.just("fresh"), instrument=st.sampled_from(["EUA", "CER", "TST"]),
-              side=st.sampled_from(list(Side)), quantity=st.integers(1, 60),
-              price=st.integers(6500, 7500), stop_price=st.sampled_from([None, None, 6950, 7050])),
-    st.builds(NewOrder, ts=st.just(T), account=ACCOUNTS, client_order_id=st.just("mkt"),
-              instrument=st.sampled_from(["EUA", "TST"]), side=st.sampled_from(list(Side)),
-              quantity=st.integers(1, 60), order_type=st.just(MARKET)),
-    st.builds(Deposit, ts=st.just(T), account=st.sampled_from(["alice", "zed", "carbonx-fees"]),
-              asset=st.sampled_from(["EUR", "EUA", "TST", "CER", "USD"]), amount=st.integers(1, 10 ** 9)),
-    st.builds(Withdraw, ts=st.just(T), account=st.sampled_from(["alice", "bob", "zed", "carbonx-fees"]),
-              asset=st.sampled_from(["EUR", "EUA", "TST", "CER", "USD"]),
-              amount=st.one_of(st.integers(1, 10 ** 9), st.sampled_from([5000, 5001, 6000, 6001, 121_496_650,
-                                                                         121_496_651]))),
-    st.builds(OpenAccount, ts=st.just(T), account=st.sampled_from(["alice", "dave", "carbonx-fees"]),
-              order_value_limit=st.one_of(st.none(), st.integers(1, 10 ** 9))),
+    st.builds(
+        NewOrder,
+        ts=st.just(T),
+        account=st.sampled_from(["alice", "bob", "carol", "zed"]),
+        client_order_id=st.just("fresh"),
+        instrument=st.sampled_from(["EUA", "CER", "TST"]),
+        side=st.sampled_from(list(Side)),
+        quantity=st.integers(1, 60),
+        price=st.integers(6500, 7500),
+        stop_price=st.sampled_from([None, None, 6950, 7050]),
+    ),
+    st.builds(
+        NewOrder,
+        ts=st.just(T),
+        account=ACCOUNTS,
+        client_order_id=st.just("mkt"),
+        instrument=st.sampled_from(["EUA", "TST"]),
+        side=st.sampled_from(list(Side)),
+        quantity=st.integers(1, 60),
+        order_type=st.just(MARKET),
+    ),
+    st.builds(
+        Deposit,
+        ts=st.just(T),
+        account=st.sampled_from(["alice", "zed", "carbonx-fees"]),
+        asset=st.sampled_from(["EUR", "EUA", "TST", "CER", "USD"]),
+        amount=st.integers(1, 10**9),
+    ),
+    st.builds(
+        Withdraw,
+        ts=st.just(T),
+        account=st.sampled_from(["alice", "bob", "zed", "carbonx-fees"]),
+        asset=st.sampled_from(["EUR", "EUA", "TST", "CER", "USD"]),
+        amount=st.one_of(st.integers(1, 10**9), st.sampled_from([5000, 5001, 6000, 6001, 121_496_650, 121_496_651])),
+    ),
+    st.builds(
+        OpenAccount,
+        ts=st.just(T),
+        account=st.sampled_from(["alice", "dave", "carbonx-fees"]),
+        order_value_limit=st.one_of(st.none(), st.integers(1, 10**9)),
+    ),
 )
 
 

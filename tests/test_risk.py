@@ -18,6 +18,7 @@ account's reservations equal the sum of ``leaves x reserve_per_lot`` over its
 open orders. The last tests run seeded random command streams and check that
 every asset is conserved after every command.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -25,28 +26,90 @@ import random
 from typing import NamedTuple
 
 import pytest
+from scenario_helpers import (
+    BUY,
+    SELL,
+    Scenario,
+    assert_only_seq_moved,
+    check_books,
+    of_type,
+    one,
+    shipped_instruments,
+    snapshot,
+)
 
-from exchange import (AccountOpened, CancelOrder, CancelReason, RequestRejected, ConfigError, Deposit, Deposited,
-                      EndOfDay, Engine, InvalidCommand, MassCancel, NewOrder, OpenAccount, OrderAccepted,
-                      OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, OrderType, RejectCode,
-                      ReplaceOrder, SelfTradePrevention, SetSelfTradePrevention, StopTriggered, Trade, Withdraw,
-                      Withdrawn, parse_instruments)
-from scenario_helpers import BUY, SELL, Scenario, assert_only_seq_moved, check_books, one, of_type, \
-    shipped_instruments, snapshot
+from exchange import (
+    AccountOpened,
+    CancelOrder,
+    CancelReason,
+    ConfigError,
+    Deposit,
+    Deposited,
+    EndOfDay,
+    Engine,
+    InvalidCommand,
+    MassCancel,
+    NewOrder,
+    OpenAccount,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderRejected,
+    OrderReplaced,
+    OrderType,
+    RejectCode,
+    ReplaceOrder,
+    RequestRejected,
+    SelfTradePrevention,
+    SetSelfTradePrevention,
+    StopTriggered,
+    Trade,
+    Withdraw,
+    Withdrawn,
+    parse_instruments,
+)
 
 FEES = "carbonx-fees"
 EUR = "EUR"
 MARKET = OrderType.MARKET
 
 # An instrument without a market collar: a market buy holds at the instrument's maximum price.
-NO_COLLAR = parse_instruments({"instruments": {"NCL": {
-    "lot_units": 1000, "tick_size_eur": "0.01", "min_lots": 1, "max_lots": 1000, "max_price_eur": "1000.00",
-    "reference_price_eur": "70.00", "price_band_bps": 500, "maker_fee_eur": "2.00", "taker_fee_eur": "3.50"}}})
+NO_COLLAR = parse_instruments(
+    {
+        "instruments": {
+            "NCL": {
+                "lot_units": 1000,
+                "tick_size_eur": "0.01",
+                "min_lots": 1,
+                "max_lots": 1000,
+                "max_price_eur": "1000.00",
+                "reference_price_eur": "70.00",
+                "price_band_bps": 500,
+                "maker_fee_eur": "2.00",
+                "taker_fee_eur": "3.50",
+            }
+        }
+    }
+)
 # An instrument without a price band (price_band_bps 0): any price in range is accepted.
-NO_BAND = parse_instruments({"instruments": {"NBD": {
-    "lot_units": 1000, "tick_size_eur": "0.01", "min_lots": 1, "max_lots": 1000, "max_price_eur": "1000.00",
-    "reference_price_eur": "70.00", "market_collar_eur": "3.50", "price_band_bps": 0,
-    "maker_fee_eur": "2.00", "taker_fee_eur": "3.50"}}})
+NO_BAND = parse_instruments(
+    {
+        "instruments": {
+            "NBD": {
+                "lot_units": 1000,
+                "tick_size_eur": "0.01",
+                "min_lots": 1,
+                "max_lots": 1000,
+                "max_price_eur": "1000.00",
+                "reference_price_eur": "70.00",
+                "market_collar_eur": "3.50",
+                "price_band_bps": 0,
+                "maker_fee_eur": "2.00",
+                "taker_fee_eur": "3.50",
+            }
+        }
+    }
+)
 
 
 def risk_engine(extra: dict | None = None, **options) -> Engine:
@@ -70,8 +133,9 @@ class RiskScenario(Scenario):
 
     def open(self, account: str, cash: int = 0, *, limit: int | None = None, stp=None, **units: int) -> None:
         """Open an account and fund it: cash in cents, units per instrument as keywords (EUA=5000)."""
-        events = self.send(OpenAccount(ts=self.ts(), account=account, order_value_limit=limit,
-                                       self_trade_prevention=stp))
+        events = self.send(
+            OpenAccount(ts=self.ts(), account=account, order_value_limit=limit, self_trade_prevention=stp)
+        )
         assert [type(event) for event in events] == [AccountOpened], events
         if cash:
             self.deposit(account, EUR, cash)
@@ -119,14 +183,16 @@ def check_holdings(engine: Engine) -> None:
     for account_id, account in engine.accounts.items():
         assert account.cash >= 0 and account.reserved_cash >= 0, f"{account_id}: negative cash or reservation"
         assert account.reserved_cash <= account.cash, f"{account_id}: holds back more cash than it has"
-        assert account.reserved_cash == cash[account_id], \
+        assert account.reserved_cash == cash[account_id], (
             f"{account_id}: reserved_cash {account.reserved_cash}, its open buys hold {cash[account_id]}"
+        )
         for symbol in engine.books:
             held, have = account.reserved_units[symbol], account.units[symbol]
             assert have >= 0 and held >= 0, f"{account_id}: negative {symbol} units or reservation"
             assert held <= have, f"{account_id}: holds back more {symbol} than it has"
-            assert held == units[account_id][symbol], \
+            assert held == units[account_id][symbol], (
                 f"{account_id}: reserved {symbol} {held}, its open sells hold {units[account_id][symbol]}"
+            )
 
 
 def funded(**accounts) -> RiskScenario:
@@ -139,12 +205,21 @@ def funded(**accounts) -> RiskScenario:
 
 # -- accounts, deposits and withdrawals ----------------------------------------------------------
 
+
 def test_an_opened_account_starts_empty_with_its_settings():
     s = RiskScenario()
-    events = s.send(OpenAccount(ts=s.ts(), account="alice", order_value_limit=50_000_000,
-                                self_trade_prevention="CANCEL_BOTH"))
-    assert events == [AccountOpened(seq=1, ts=1000, account="alice", order_value_limit=50_000_000,
-                                    self_trade_prevention=SelfTradePrevention.CANCEL_BOTH)]
+    events = s.send(
+        OpenAccount(ts=s.ts(), account="alice", order_value_limit=50_000_000, self_trade_prevention="CANCEL_BOTH")
+    )
+    assert events == [
+        AccountOpened(
+            seq=1,
+            ts=1000,
+            account="alice",
+            order_value_limit=50_000_000,
+            self_trade_prevention=SelfTradePrevention.CANCEL_BOTH,
+        )
+    ]
     account = s.engine.accounts["alice"]
     assert (account.order_value_limit, account.self_trade_prevention) == (50_000_000, "CANCEL_BOTH")
     for symbol in ("EUA", "CER", "ERU"):
@@ -161,8 +236,9 @@ def test_opening_an_account_twice_is_refused_and_changes_nothing():
     s.buy("alice", 1, 6900)
     before = snapshot(s.engine)
     events = s.send(OpenAccount(ts=s.ts(), account="alice", order_value_limit=1))
-    assert [(e.request, e.code, e.account) for e in events] == [("open_account", RejectCode.ACCOUNT_ALREADY_OPEN,
-                                                                  "alice")]
+    assert [(e.request, e.code, e.account) for e in events] == [
+        ("open_account", RejectCode.ACCOUNT_ALREADY_OPEN, "alice")
+    ]
     assert_only_seq_moved(s.engine, before)
     assert s.engine.accounts["alice"].order_value_limit == 9_000_000
     # The fee account is open from the start: nobody can open it again.
@@ -185,15 +261,20 @@ def test_deposit_and_withdraw_report_amount_and_balance():
     s = RiskScenario()
     s.open("alice")
     assert s.deposit("alice", EUR, 1_234_567) == [
-        Deposited(seq=2, ts=1001, account="alice", asset="EUR", amount=1_234_567, balance=1_234_567)]
+        Deposited(seq=2, ts=1001, account="alice", asset="EUR", amount=1_234_567, balance=1_234_567)
+    ]
     assert s.deposit("alice", EUR, 33) == [
-        Deposited(seq=3, ts=1002, account="alice", asset="EUR", amount=33, balance=1_234_600)]
+        Deposited(seq=3, ts=1002, account="alice", asset="EUR", amount=33, balance=1_234_600)
+    ]
     assert s.deposit("alice", "CER", 5000) == [
-        Deposited(seq=4, ts=1003, account="alice", asset="CER", amount=5000, balance=5000)]
+        Deposited(seq=4, ts=1003, account="alice", asset="CER", amount=5000, balance=5000)
+    ]
     assert s.withdraw("alice", EUR, 234_600) == [
-        Withdrawn(seq=5, ts=1004, account="alice", asset="EUR", amount=234_600, balance=1_000_000)]
+        Withdrawn(seq=5, ts=1004, account="alice", asset="EUR", amount=234_600, balance=1_000_000)
+    ]
     assert s.withdraw("alice", "CER", 5000) == [
-        Withdrawn(seq=6, ts=1005, account="alice", asset="CER", amount=5000, balance=0)]
+        Withdrawn(seq=6, ts=1005, account="alice", asset="CER", amount=5000, balance=0)
+    ]
     assert s.holding("alice", "CER") == (1_000_000, 0, 0, 0)
     s.check()
 
@@ -218,16 +299,19 @@ def test_deposit_or_withdraw_for_an_unopened_account_is_refused(kind):
     assert "zed" not in s.engine.accounts
 
 
-@pytest.mark.parametrize("fields, code", [
-    ({"amount": 0}, RejectCode.INVALID_AMOUNT),
-    ({"amount": -5}, RejectCode.INVALID_AMOUNT),
-    ({"amount": 1.5}, RejectCode.INVALID_AMOUNT),
-    ({"amount": True}, RejectCode.INVALID_AMOUNT),
-    ({"amount": "100"}, RejectCode.INVALID_AMOUNT),
-    ({"amount": 1 << 63}, RejectCode.INVALID_AMOUNT),
-    ({"asset": ""}, RejectCode.UNKNOWN_ASSET),
-    ({"asset": None}, RejectCode.UNKNOWN_ASSET),
-])
+@pytest.mark.parametrize(
+    "fields, code",
+    [
+        ({"amount": 0}, RejectCode.INVALID_AMOUNT),
+        ({"amount": -5}, RejectCode.INVALID_AMOUNT),
+        ({"amount": 1.5}, RejectCode.INVALID_AMOUNT),
+        ({"amount": True}, RejectCode.INVALID_AMOUNT),
+        ({"amount": "100"}, RejectCode.INVALID_AMOUNT),
+        ({"amount": 1 << 63}, RejectCode.INVALID_AMOUNT),
+        ({"asset": ""}, RejectCode.UNKNOWN_ASSET),
+        ({"asset": None}, RejectCode.UNKNOWN_ASSET),
+    ],
+)
 @pytest.mark.parametrize("kind", [Deposit, Withdraw])
 def test_deposit_or_withdraw_with_a_malformed_field_cannot_be_built(kind, fields, code):
     with pytest.raises(InvalidCommand) as caught:
@@ -283,12 +367,16 @@ def test_without_pre_trade_risk_nothing_is_held_or_moved():
 
 # -- the checks on a new order -------------------------------------------------------------------
 
-@pytest.mark.parametrize("fields", [
-    {"side": BUY, "price": 7000},
-    {"side": SELL, "price": 7000},
-    {"side": BUY, "order_type": MARKET},
-    {"side": SELL, "price": 7000, "stop_price": 6900},
-])
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"side": BUY, "price": 7000},
+        {"side": SELL, "price": 7000},
+        {"side": BUY, "order_type": MARKET},
+        {"side": SELL, "price": 7000, "stop_price": 6900},
+    ],
+)
 def test_an_order_from_an_unopened_account_is_rejected(fields):
     s = funded(alice=(100_000_000, 10_000))
     s.sell("alice", 5, 7000)
@@ -318,10 +406,24 @@ def test_a_buy_holds_price_times_lot_plus_the_larger_fee():
 
 def test_a_buy_holds_the_larger_fee_whichever_it_is():
     # Maker fee 5.00 over a taker fee of 1.00: a buy holds 500 a lot for the fee, and pays 500 or 100.
-    dear_maker = parse_instruments({"instruments": {"MKR": {
-        "lot_units": 1000, "tick_size_eur": "0.01", "min_lots": 1, "max_lots": 1000, "max_price_eur": "1000.00",
-        "reference_price_eur": "70.00", "market_collar_eur": "3.50", "price_band_bps": 500,
-        "maker_fee_eur": "5.00", "taker_fee_eur": "1.00"}}})
+    dear_maker = parse_instruments(
+        {
+            "instruments": {
+                "MKR": {
+                    "lot_units": 1000,
+                    "tick_size_eur": "0.01",
+                    "min_lots": 1,
+                    "max_lots": 1000,
+                    "max_price_eur": "1000.00",
+                    "reference_price_eur": "70.00",
+                    "market_collar_eur": "3.50",
+                    "price_band_bps": 500,
+                    "maker_fee_eur": "5.00",
+                    "taker_fee_eur": "1.00",
+                }
+            }
+        }
+    )
     s = RiskScenario(risk_engine(dear_maker), symbol="MKR")
     s.open("alice", 14_000_999)
     s.open("bob", MKR=2000)
@@ -427,6 +529,7 @@ def test_a_duplicate_client_order_id_is_refused_before_risk_and_holds_nothing():
 
 # -- fills: what moves, what is freed, the fees ----------------------------------------------------
 
+
 def test_partial_fill_with_price_improvement_returns_the_difference_then_cancel_frees_the_rest():
     s = funded(alice=(100_000_000, 0), bob=(0, 10_000))
     s.sell("bob", 4, 7000)
@@ -474,7 +577,10 @@ def test_a_sweep_over_several_levels_pays_each_price_and_every_fee():
     s.sell("bob", 2, 7020)
     events = s.buy("alice", 4, 7020)
     assert [(t.price, t.quantity, t.maker_account) for t in of_type(events, Trade)] == [
-        (7000, 1, "bob"), (7010, 2, "carol"), (7020, 1, "bob")]
+        (7000, 1, "bob"),
+        (7010, 2, "carol"),
+        (7020, 1, "bob"),
+    ]
     # 7_000_000 + 14_020_000 + 7_020_000 + 4 x 350
     assert s.holding("alice") == (100_000_000 - 28_041_400, 0, 4000, 0)
     assert s.holding("bob") == (7_000_000 - 200 + 7_020_000 - 200, 0, 1000, 1000)  # 1 lot still offered
@@ -506,6 +612,7 @@ def test_fee_account_totals_every_trades_fees():
 
 
 # -- market orders ----------------------------------------------------------------------------------
+
 
 def test_a_market_buy_holds_at_the_collar_and_the_remainder_frees_it():
     s = funded(alice=(22_051_049, 0), bob=(0, 2000))
@@ -606,6 +713,7 @@ def test_ioc_and_fok_remainders_free_what_they_held():
 
 # -- icebergs and stop-limit orders ------------------------------------------------------------------
 
+
 def test_an_iceberg_holds_its_whole_quantity():
     s = funded(alice=(100_000_000, 0), bob=(0, 20_000))
     order_id = s.place("alice", BUY, 10, 7000, display_quantity=2)
@@ -628,7 +736,9 @@ def test_a_stop_limit_holds_at_accept_and_settles_at_its_limit_reserve_once_trig
     events = s.buy("carol", 1, 7050)  # trade at 7050: the stop triggers and takes 2 at 7060
     assert one(events, StopTriggered).order_id == stop_id
     assert [(t.price, t.quantity, t.taker_order_id) for t in of_type(events, Trade)] == [
-        (7050, 1, events[0].order_id), (7060, 2, stop_id)]
+        (7050, 1, events[0].order_id),
+        (7060, 2, stop_id),
+    ]
     assert s.holding("alice") == (100_000_000 - 14_120_700, 21_301_050, 2000, 0)
     s.cancel("alice", stop_id)
     assert s.holding("alice") == (100_000_000 - 14_120_700, 0, 2000, 0)
@@ -648,6 +758,7 @@ def test_a_stop_limit_is_not_held_to_the_band_and_cancelling_it_while_waiting_fr
 
 
 # -- replace ----------------------------------------------------------------------------------------
+
 
 def test_replace_up_and_down_in_price_and_quantity_adjusts_the_hold():
     s = funded(alice=(100_000_000, 0))
@@ -753,6 +864,7 @@ def test_a_replace_that_crosses_trades_at_the_makers_price_and_frees_the_differe
 
 # -- cancels, expiry, self-trade prevention ---------------------------------------------------------
 
+
 def test_end_of_day_expiry_gives_back_what_the_orders_held():
     s = funded(alice=(100_000_000, 0), bob=(0, 10_000))
     s.end_of_day(20260102)
@@ -851,8 +963,7 @@ def _random_command(rng: random.Random, engine: Engine, ts: int, clid: int):
     account = rng.choice(ACCOUNTS + (FEES,)) if rng.random() < 0.05 else rng.choice(ACCOUNTS)
     symbol = rng.choice(SYMBOLS)
     book = engine.books[symbol]
-    tick_offset = rng.choice((-3, -2, -1, 0, 0, 1, 2, 3)) * 5 + (rng.choice((-400, 400)) if rng.random() < 0.05
-                                                                   else 0)
+    tick_offset = rng.choice((-3, -2, -1, 0, 0, 1, 2, 3)) * 5 + (rng.choice((-400, 400)) if rng.random() < 0.05 else 0)
     price = max(1, book.reference_price() + tick_offset)
     side = rng.choice((BUY, SELL))
     quantity = rng.randint(1, 12)
@@ -860,9 +971,16 @@ def _random_command(rng: random.Random, engine: Engine, ts: int, clid: int):
         fields = {}
         kind = rng.random()
         if kind < 0.12:
-            return NewOrder(ts=ts, account=account, client_order_id=clid, instrument=symbol, side=side,
-                            quantity=quantity, order_type=MARKET,
-                            time_in_force=rng.choice(("GTC", "IOC", "FOK")))
+            return NewOrder(
+                ts=ts,
+                account=account,
+                client_order_id=clid,
+                instrument=symbol,
+                side=side,
+                quantity=quantity,
+                order_type=MARKET,
+                time_in_force=rng.choice(("GTC", "IOC", "FOK")),
+            )
         if kind < 0.25:
             fields["display_quantity"] = rng.randint(1, quantity)
         elif kind < 0.37:
@@ -872,9 +990,18 @@ def _random_command(rng: random.Random, engine: Engine, ts: int, clid: int):
             tif = "GTC"
         if tif == "GTD":
             fields["expire_date"] = _date_after(engine.last_closed_date, rng.randint(1, 3))
-        return NewOrder(ts=ts, account=account, client_order_id=clid, instrument=symbol, side=side,
-                        quantity=quantity, price=price, time_in_force=tif,
-                        self_trade_prevention=rng.choice((None, None, *SelfTradePrevention)), **fields)
+        return NewOrder(
+            ts=ts,
+            account=account,
+            client_order_id=clid,
+            instrument=symbol,
+            side=side,
+            quantity=quantity,
+            price=price,
+            time_in_force=tif,
+            self_trade_prevention=rng.choice((None, None, *SelfTradePrevention)),
+            **fields,
+        )
     open_orders = sorted(engine.open_orders)
     if roll < 0.68 and open_orders:
         order = engine.open_orders[rng.choice(open_orders)]
@@ -885,13 +1012,13 @@ def _random_command(rng: random.Random, engine: Engine, ts: int, clid: int):
         new_price = rng.choice((None, price, order.price + 5 if order.price else None))
         if new_price is None and new_quantity == order.quantity:
             new_quantity += 1
-        return ReplaceOrder(ts=ts, account=order.account.account_id, order_id=order.order_id,
-                            quantity=new_quantity, price=new_price)
+        return ReplaceOrder(
+            ts=ts, account=order.account.account_id, order_id=order.order_id, quantity=new_quantity, price=new_price
+        )
     if roll < 0.95:
         asset = rng.choice((EUR, EUR, *SYMBOLS))
         held = engine.accounts[account]
-        available = (held.cash - held.reserved_cash if asset == EUR
-                     else held.units[asset] - held.reserved_units[asset])
+        available = held.cash - held.reserved_cash if asset == EUR else held.units[asset] - held.reserved_units[asset]
         if rng.random() < 0.5:
             amount = rng.randint(1, 50_000_000) if asset == EUR else rng.randint(1, 10) * 1000
             return Deposit(ts=ts, account=account, asset=asset, amount=amount)
@@ -940,8 +1067,11 @@ def test_a_seeded_random_run_conserves_every_asset(seed):
             elif kind is Trade:
                 fees += event.maker_fee + event.taker_fee
                 # The fee account may trade too: what it pays and gets for units is not a fee.
-                buyer, seller = ((event.taker_account, event.maker_account) if event.aggressor_side is BUY
-                                 else (event.maker_account, event.taker_account))
+                buyer, seller = (
+                    (event.taker_account, event.maker_account)
+                    if event.aggressor_side is BUY
+                    else (event.maker_account, event.taker_account)
+                )
                 notional = event.price * event.quantity * 1000
                 maker_is_buyer = buyer == event.maker_account
                 if buyer == FEES:
@@ -959,8 +1089,12 @@ def test_a_seeded_random_run_conserves_every_asset(seed):
     # The run must have exercised what it claims to.
     assert seen.get(Trade, 0) > 100, seen
     assert seen.get(OrderExpired, 0) > 0 and seen.get(StopTriggered, 0) > 0 and seen.get(OrderReplaced, 0) > 50
-    for code in (RejectCode.INSUFFICIENT_CASH, RejectCode.INSUFFICIENT_UNITS, RejectCode.PRICE_OUTSIDE_BAND,
-                 RejectCode.ORDER_VALUE_OVER_LIMIT):
+    for code in (
+        RejectCode.INSUFFICIENT_CASH,
+        RejectCode.INSUFFICIENT_UNITS,
+        RejectCode.PRICE_OUTSIDE_BAND,
+        RejectCode.ORDER_VALUE_OVER_LIMIT,
+    ):
         assert seen.get(code, 0) > 0, f"the run never produced {code.name}"
     assert seen.get(Withdrawn, 0) > 20
     # When every order has ended, nothing is held.
@@ -974,6 +1108,7 @@ def test_a_seeded_random_run_conserves_every_asset(seed):
 
 # -- accounts are never implied; a fill never leaves a seller below zero ------------------------------
 # (Both failed against the engine of commit 874a1c9; fixed in 372ca29.)
+
 
 def test_setting_self_trade_prevention_before_the_account_is_opened_leaves_it_usable():
     # Under pre-trade risk an account exists only once OpenAccount opened it. SetSelfTradePrevention
@@ -1005,9 +1140,22 @@ def test_a_seller_never_goes_negative_in_cash_when_its_fee_exceeds_the_proceeds(
     # 3.50) a seller with no cash used to end at -199 cents. Either the configuration is refused
     # (a fee above lot_units x min_price) or the sell must hold back its fee in cash.
     try:
-        tiny = parse_instruments({"instruments": {"TINY": {
-            "lot_units": 1, "tick_size_eur": "0.01", "min_lots": 1, "max_lots": 100, "max_price_eur": "1000.00",
-            "reference_price_eur": "0.01", "maker_fee_eur": "2.00", "taker_fee_eur": "3.50"}}})
+        tiny = parse_instruments(
+            {
+                "instruments": {
+                    "TINY": {
+                        "lot_units": 1,
+                        "tick_size_eur": "0.01",
+                        "min_lots": 1,
+                        "max_lots": 100,
+                        "max_price_eur": "1000.00",
+                        "reference_price_eur": "0.01",
+                        "maker_fee_eur": "2.00",
+                        "taker_fee_eur": "3.50",
+                    }
+                }
+            }
+        )
     except ConfigError:
         return  # refused at configuration: fine
     s = RiskScenario(risk_engine(tiny), symbol="TINY")
@@ -1021,10 +1169,23 @@ def test_a_seller_never_goes_negative_in_cash_when_its_fee_exceeds_the_proceeds(
 def test_the_cheapest_trade_an_instrument_allows_still_pays_the_sellers_fee():
     # 100 units a lot at 4 cents: 400 cents a lot, more than either fee. A seller with no cash
     # that takes at that price keeps 400 - 350.
-    small = parse_instruments({"instruments": {"SML": {
-        "lot_units": 100, "tick_size_eur": "0.01", "min_lots": 1, "max_lots": 100, "min_price_eur": "0.04",
-        "max_price_eur": "1000.00", "reference_price_eur": "0.04", "maker_fee_eur": "2.00",
-        "taker_fee_eur": "3.50"}}})
+    small = parse_instruments(
+        {
+            "instruments": {
+                "SML": {
+                    "lot_units": 100,
+                    "tick_size_eur": "0.01",
+                    "min_lots": 1,
+                    "max_lots": 100,
+                    "min_price_eur": "0.04",
+                    "max_price_eur": "1000.00",
+                    "reference_price_eur": "0.04",
+                    "maker_fee_eur": "2.00",
+                    "taker_fee_eur": "3.50",
+                }
+            }
+        }
+    )
     s = RiskScenario(risk_engine(small), symbol="SML")
     s.open("seller", SML=100)
     s.open("buyer", 1000)
@@ -1037,6 +1198,7 @@ def test_the_cheapest_trade_an_instrument_allows_still_pays_the_sellers_fee():
 
 
 # -- a replace keeping its price is not held to the band (failed before 3da2732) ------------------------
+
 
 def test_reducing_quantity_at_the_same_price_is_not_held_to_the_band():
     # A resting bid at 6700 (inside the band when it came); two trades walk the band's centre to

@@ -5,10 +5,11 @@ resting order and matching goes on; CANCEL_TAKING cancels the rest of the
 incoming order; CANCEL_BOTH cancels both. An order without a mode of its own
 takes its account's mode, set with SetSelfTradePrevention (default NONE).
 """
+
 import pytest
+from scenario_helpers import BUY, SELL, Scenario, briefs, of_type
 
 from exchange import CancelReason, SelfTradePrevention, Trade
-from scenario_helpers import BUY, SELL, Scenario, briefs, of_type
 
 NONE = SelfTradePrevention.NONE
 RESTING = SelfTradePrevention.CANCEL_RESTING
@@ -95,8 +96,11 @@ def test_cancel_both_removes_a_level_left_empty():
     own = s.place("a", SELL, 5, 7000)
     events = s.buy("a", 5, 7010, self_trade_prevention=BOTH)
     taker = events[0].order_id
-    assert briefs(events[1:]) == [("canceled", own, 5, SELF_TRADE), ("canceled", taker, 5, SELF_TRADE),
-                                  ("level", SELL, 7000, 0, 0)]
+    assert briefs(events[1:]) == [
+        ("canceled", own, 5, SELF_TRADE),
+        ("canceled", taker, 5, SELF_TRADE),
+        ("level", SELL, 7000, 0, 0),
+    ]
     assert s.depth(SELL) == [] and s.depth(BUY) == []
     s.check()
 
@@ -107,8 +111,11 @@ def test_account_mode_applies_to_orders_without_their_own():
     own = s.place("a", SELL, 5, 7000)
     events = s.buy("a", 5, 7000)
     assert events[0].self_trade_prevention is RESTING
-    assert briefs(events[1:]) == [("canceled", own, 5, SELF_TRADE), ("level", BUY, 7000, 5, 1),
-                                  ("level", SELL, 7000, 0, 0)]
+    assert briefs(events[1:]) == [
+        ("canceled", own, 5, SELF_TRADE),
+        ("level", BUY, 7000, 5, 1),
+        ("level", SELL, 7000, 0, 0),
+    ]
     s.check()
 
 
@@ -150,8 +157,11 @@ def test_cancel_resting_cancels_an_iceberg_with_its_reserve():
     s = Scenario()
     iceberg = s.place("a", SELL, 30, 7000, display_quantity=10)
     events = s.buy("a", 5, 7000, self_trade_prevention=RESTING)
-    assert briefs(events[1:]) == [("canceled", iceberg, 30, SELF_TRADE), ("level", BUY, 7000, 5, 1),
-                                  ("level", SELL, 7000, 0, 0)]
+    assert briefs(events[1:]) == [
+        ("canceled", iceberg, 30, SELF_TRADE),
+        ("level", BUY, 7000, 5, 1),
+        ("level", SELL, 7000, 0, 0),
+    ]
     s.check()
 
 
@@ -180,8 +190,11 @@ def test_fok_with_cancel_resting_does_not_count_own_orders():
     assert briefs(events[1:]) == [("canceled", events[0].order_id, 6, CancelReason.FOK_UNFILLED)]
     assert s.queue(SELL) == [own, other]  # a killed FOK cancels nothing else
     events = s.buy("a", 5, 7000, time_in_force="FOK", self_trade_prevention=RESTING)
-    assert briefs(events[1:]) == [("canceled", own, 5, SELF_TRADE), ("trade", 7000, 5, events[0].order_id, other, 0, 0),
-                                  ("level", SELL, 7000, 0, 0)]
+    assert briefs(events[1:]) == [
+        ("canceled", own, 5, SELF_TRADE),
+        ("trade", 7000, 5, events[0].order_id, other, 0, 0),
+        ("level", SELL, 7000, 0, 0),
+    ]
     s.check()
 
 

@@ -8,17 +8,26 @@ structures happen to hold it: dead entries left in a level's deque by
 cancels, whether a deque was compacted, the order in which levels or
 accounts were created.
 """
+
 from collections import deque
 
 import pytest
+from scenario_helpers import BUY, SELL, make_engine, shipped_instruments
 
 from exchange import CancelOrder, EndOfDay, Engine, NewOrder, SelfTradePrevention, SetSelfTradePrevention, Side
-from scenario_helpers import BUY, SELL, make_engine, shipped_instruments
 
 
 def order(ts, clid, side, quantity, price, account="a", **fields):
-    return NewOrder(ts=ts, account=account, client_order_id=clid, instrument="EUA", side=side, quantity=quantity,
-                    price=price, **fields)
+    return NewOrder(
+        ts=ts,
+        account=account,
+        client_order_id=clid,
+        instrument="EUA",
+        side=side,
+        quantity=quantity,
+        price=price,
+        **fields,
+    )
 
 
 def replay(commands, engine=None):
@@ -49,10 +58,22 @@ def test_dead_entries_do_not_change_the_hash():
 
 
 def test_level_creation_order_does_not_change_the_hash():
-    a = replay([order(1, "x", BUY, 1, 6980), order(2, "p", BUY, 5, 7000), order(3, "q", BUY, 5, 6990),
-                CancelOrder(ts=4, account="a", order_id=1)])
-    b = replay([order(1, "x", BUY, 1, 6990), order(2, "p", BUY, 5, 7000), order(3, "q", BUY, 5, 6990),
-                CancelOrder(ts=4, account="a", order_id=1)])
+    a = replay(
+        [
+            order(1, "x", BUY, 1, 6980),
+            order(2, "p", BUY, 5, 7000),
+            order(3, "q", BUY, 5, 6990),
+            CancelOrder(ts=4, account="a", order_id=1),
+        ]
+    )
+    b = replay(
+        [
+            order(1, "x", BUY, 1, 6990),
+            order(2, "p", BUY, 5, 7000),
+            order(3, "q", BUY, 5, 6990),
+            CancelOrder(ts=4, account="a", order_id=1),
+        ]
+    )
     assert list(a.books["EUA"].bids.levels) != list(b.books["EUA"].bids.levels)
     assert a.state_hash() == b.state_hash()
 
@@ -73,10 +94,14 @@ def test_compaction_and_rebuilt_containers_do_not_change_the_hash():
 
 
 def test_account_creation_order_and_instrument_order_do_not_change_the_hash():
-    modes = [SetSelfTradePrevention(ts=1, account="b", mode="NONE"),
-             SetSelfTradePrevention(ts=2, account="a", mode="CANCEL_BOTH")]
-    swapped = [SetSelfTradePrevention(ts=1, account="a", mode="CANCEL_BOTH"),
-               SetSelfTradePrevention(ts=2, account="b", mode="NONE")]
+    modes = [
+        SetSelfTradePrevention(ts=1, account="b", mode="NONE"),
+        SetSelfTradePrevention(ts=2, account="a", mode="CANCEL_BOTH"),
+    ]
+    swapped = [
+        SetSelfTradePrevention(ts=1, account="a", mode="CANCEL_BOTH"),
+        SetSelfTradePrevention(ts=2, account="b", mode="NONE"),
+    ]
     reversed_instruments = Engine(dict(reversed(list(shipped_instruments().items()))), pre_trade_risk=False)
     assert list(reversed_instruments.books) != list(make_engine().books)
     assert replay(modes).state_hash() == replay(swapped, reversed_instruments).state_hash()
@@ -84,8 +109,10 @@ def test_account_creation_order_and_instrument_order_do_not_change_the_hash():
 
 def test_extra_add_and_cancel_leaves_the_same_book_but_not_the_same_counters():
     plain = replay([order(1, "x", SELL, 5, 7000)])
-    detour = replay([order(1, "x", SELL, 5, 7000), order(2, "tmp", BUY, 1, 6000),
-                     CancelOrder(ts=3, account="a", order_id=2)])
+    detour = replay(
+        [order(1, "x", SELL, 5, 7000), order(2, "tmp", BUY, 1, 6000), CancelOrder(ts=3, account="a", order_id=2)]
+    )
+
     def book_lines(engine):
         return [line for line in engine.state_lines() if line.startswith(("rest", "stop", "book"))]
 
@@ -110,11 +137,13 @@ SETUP = [
 
 def mutations():
     """(name, function changing one fact of the engine in place)."""
+
     def on(clid, **changes):
         def apply(engine):
             target = next(o for o in engine.open_orders.values() if o.client_order_id == clid)
             for attribute, value in changes.items():
                 setattr(target, attribute, value)
+
         return apply
 
     def other_account(engine):
@@ -124,6 +153,7 @@ def mutations():
     def counter(name):
         def apply(engine):
             setattr(engine.counters, name, getattr(engine.counters, name) + 1)
+
         return apply
 
     def set_attr(path, value):
@@ -133,6 +163,7 @@ def mutations():
             for part in parents:
                 obj = obj[part] if isinstance(obj, dict) else getattr(obj, part)
             setattr(obj, last, value)
+
         return apply
 
     def close_clid(engine):
@@ -161,8 +192,10 @@ def mutations():
         ("order self-trade mode", on("stop", self_trade_prevention=SelfTradePrevention.CANCEL_BOTH)),
         ("order ts", on("plain", ts=123)),
         ("last price", set_attr(("books", "EUA", "last_price"), 7001)),
-        ("account self-trade mode", set_attr(("accounts", "a", "self_trade_prevention"),
-                                             SelfTradePrevention.CANCEL_TAKING)),
+        (
+            "account self-trade mode",
+            set_attr(("accounts", "a", "self_trade_prevention"), SelfTradePrevention.CANCEL_TAKING),
+        ),
         ("client order id closed", close_clid),
         ("client order id forgotten", forget_clid),
         ("last closed date", set_attr(("order_commands", "last_closed_date"), 20240103)),
@@ -175,7 +208,12 @@ def mutations():
 def test_setup_has_every_kind_of_order():
     engine = replay(SETUP)
     assert {o.client_order_id: o.leaves for o in engine.open_orders.values()} == {
-        "plain": 4, "ice": 30, "gtd": 4, "stop": 2, "po": 1}
+        "plain": 4,
+        "ice": 30,
+        "gtd": 4,
+        "stop": 2,
+        "po": 1,
+    }
     assert engine.accounts["b"].orders == {"take": None}
     assert engine.books["EUA"].last_price == 7000 and engine.last_closed_date == 20240102
 

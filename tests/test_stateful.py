@@ -58,6 +58,7 @@ from the events, the risk rejects it predicts, and after every step
 reserve_per_lot, 12. every asset conserved (fee account included) and
 13. nothing reserved once no order is open (see the class).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -67,14 +68,43 @@ from dataclasses import dataclass
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-
-from exchange import (AccountOpened, CancelOrder, CancelReason, RequestRejected, Deposit, Deposited, EndOfDay, Engine,
-                      InvalidCommand, LevelChanged, MassCancel, MassCancelCompleted, NewOrder, OpenAccount,
-                      OrderAccepted, OrderCanceled, OrderExpired, OrderRejected, OrderReplaced, OrderType, RejectCode,
-                      ReplaceOrder, SelfTradePrevention, SelfTradePreventionSet, SetSelfTradePrevention, Side,
-                      StopTriggered, TimeInForce, Trade, TradingDayClosed, Withdraw, Withdrawn)
-from exchange.stops import stop_reached
 from scenario_helpers import shipped_instruments
+
+from exchange import (
+    AccountOpened,
+    CancelOrder,
+    CancelReason,
+    Deposit,
+    Deposited,
+    EndOfDay,
+    Engine,
+    InvalidCommand,
+    LevelChanged,
+    MassCancel,
+    MassCancelCompleted,
+    NewOrder,
+    OpenAccount,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderRejected,
+    OrderReplaced,
+    OrderType,
+    RejectCode,
+    ReplaceOrder,
+    RequestRejected,
+    SelfTradePrevention,
+    SelfTradePreventionSet,
+    SetSelfTradePrevention,
+    Side,
+    StopTriggered,
+    TimeInForce,
+    Trade,
+    TradingDayClosed,
+    Withdraw,
+    Withdrawn,
+)
+from exchange.stops import stop_reached
 
 CONFIGURED_INSTRUMENTS = shipped_instruments()  # every run of the machine starts from them (continuous matching:
 # no volatility band)
@@ -89,8 +119,12 @@ REPLAY_EVERY_STEPS = 15  # a replay costs the whole history so far, so not after
 # it, so that market orders sweeping the book meet the collar's boundary.
 NEAR_OFFSETS = (-2, -1, 0, 1, 2)
 COLLAR_EDGES = (("collar", -1), ("collar", 0), ("collar", 1))
-price_offsets = st.one_of(st.sampled_from(NEAR_OFFSETS), st.sampled_from(NEAR_OFFSETS),
-                          st.sampled_from(NEAR_OFFSETS), st.sampled_from(COLLAR_EDGES))
+price_offsets = st.one_of(
+    st.sampled_from(NEAR_OFFSETS),
+    st.sampled_from(NEAR_OFFSETS),
+    st.sampled_from(NEAR_OFFSETS),
+    st.sampled_from(COLLAR_EDGES),
+)
 quantities = st.integers(1, 10)
 stp_choices = st.sampled_from((None,) + tuple(SelfTradePrevention))
 resting_tifs = st.sampled_from((TimeInForce.GTC, TimeInForce.DAY, TimeInForce.GTD))
@@ -102,7 +136,7 @@ reuse_choices = st.one_of(st.none(), st.none(), st.none(), st.integers(0, 50))  
 
 
 def first_difference(got: list, expected: list) -> str:
-    for index, (left, right) in enumerate(zip(got, expected)):
+    for index, (left, right) in enumerate(zip(got, expected, strict=False)):
         if left != right:
             return f"first difference at #{index}: {left!r} != {right!r}"
     return f"lengths differ: {len(got)} != {len(expected)}"
@@ -234,70 +268,169 @@ class EngineMachine(RuleBasedStateMachine):
     # Hypothesis picks rules about evenly, so orders get five rules and housekeeping (which empties
     # books) one: enough crossing and resting for the matching to have work to do.
 
-    @rule(account=accounts, symbol=symbols, side=sides, offset=price_offsets, quantity=quantities, tif=any_tif,
-          post_only=st.booleans(), stp=stp_choices, expire_in_days=st.integers(-1, 2), reuse=reuse_choices)
+    @rule(
+        account=accounts,
+        symbol=symbols,
+        side=sides,
+        offset=price_offsets,
+        quantity=quantities,
+        tif=any_tif,
+        post_only=st.booleans(),
+        stp=stp_choices,
+        expire_in_days=st.integers(-1, 2),
+        reuse=reuse_choices,
+    )
     def new_limit_order(self, account, symbol, side, offset, quantity, tif, post_only, stp, expire_in_days, reuse):
-        self.send_new_order(account, symbol, side, quantity, tif, stp, expire_in_days, reuse,
-                            price=self.price(symbol, offset, side),
-                            post_only=post_only and tif not in (TimeInForce.IOC, TimeInForce.FOK))
+        self.send_new_order(
+            account,
+            symbol,
+            side,
+            quantity,
+            tif,
+            stp,
+            expire_in_days,
+            reuse,
+            price=self.price(symbol, offset, side),
+            post_only=post_only and tif not in (TimeInForce.IOC, TimeInForce.FOK),
+        )
 
-    @rule(account=accounts, symbol=symbols, side=sides, offset=st.sampled_from(NEAR_OFFSETS), quantity=quantities,
-          tif=resting_tifs, stp=stp_choices)
+    @rule(
+        account=accounts,
+        symbol=symbols,
+        side=sides,
+        offset=st.sampled_from(NEAR_OFFSETS),
+        quantity=quantities,
+        tif=resting_tifs,
+        stp=stp_choices,
+    )
     def new_resting_order(self, account, symbol, side, offset, quantity, tif, stp):
         # Passive side of the book: a sell above or a buy below the reference, so the book fills up.
         distance = abs(offset) + 1
-        self.send_new_order(account, symbol, side, quantity, tif, stp, 1, None,
-                            price=self.price(symbol, distance if side is Side.SELL else -distance))
+        self.send_new_order(
+            account,
+            symbol,
+            side,
+            quantity,
+            tif,
+            stp,
+            1,
+            None,
+            price=self.price(symbol, distance if side is Side.SELL else -distance),
+        )
 
-    @rule(account=accounts, symbol=symbols, side=sides, quantity=quantities,
-          tif=st.sampled_from((TimeInForce.GTC, TimeInForce.DAY, TimeInForce.IOC, TimeInForce.FOK)),
-          stp=stp_choices)
+    @rule(
+        account=accounts,
+        symbol=symbols,
+        side=sides,
+        quantity=quantities,
+        tif=st.sampled_from((TimeInForce.GTC, TimeInForce.DAY, TimeInForce.IOC, TimeInForce.FOK)),
+        stp=stp_choices,
+    )
     def new_market_order(self, account, symbol, side, quantity, tif, stp):
         self.send_new_order(account, symbol, side, quantity, tif, stp, 0, None, order_type=OrderType.MARKET)
 
-    @rule(account=accounts, symbol=symbols, side=sides, offset=price_offsets, quantity=st.integers(2, 12),
-          display=st.integers(1, 3), tif=resting_tifs, post_only=st.booleans(), stp=stp_choices,
-          expire_in_days=st.integers(0, 2))
-    def new_iceberg_order(self, account, symbol, side, offset, quantity, display, tif, post_only, stp,
-                          expire_in_days):
-        self.send_new_order(account, symbol, side, quantity, tif, stp, expire_in_days, None,
-                            price=self.price(symbol, offset, side), display_quantity=min(display, quantity),
-                            post_only=post_only)
+    @rule(
+        account=accounts,
+        symbol=symbols,
+        side=sides,
+        offset=price_offsets,
+        quantity=st.integers(2, 12),
+        display=st.integers(1, 3),
+        tif=resting_tifs,
+        post_only=st.booleans(),
+        stp=stp_choices,
+        expire_in_days=st.integers(0, 2),
+    )
+    def new_iceberg_order(self, account, symbol, side, offset, quantity, display, tif, post_only, stp, expire_in_days):
+        self.send_new_order(
+            account,
+            symbol,
+            side,
+            quantity,
+            tif,
+            stp,
+            expire_in_days,
+            None,
+            price=self.price(symbol, offset, side),
+            display_quantity=min(display, quantity),
+            post_only=post_only,
+        )
 
-    @rule(account=accounts, symbol=symbols, side=sides, offset=price_offsets,
-          stop_offset=st.sampled_from(NEAR_OFFSETS), quantity=quantities, tif=any_tif,
-          display=st.none() | st.integers(1, 3), stp=stp_choices, expire_in_days=st.integers(0, 2))
-    def new_stop_limit_order(self, account, symbol, side, offset, stop_offset, quantity, tif, display, stp,
-                             expire_in_days):
+    @rule(
+        account=accounts,
+        symbol=symbols,
+        side=sides,
+        offset=price_offsets,
+        stop_offset=st.sampled_from(NEAR_OFFSETS),
+        quantity=quantities,
+        tif=any_tif,
+        display=st.none() | st.integers(1, 3),
+        stp=stp_choices,
+        expire_in_days=st.integers(0, 2),
+    )
+    def new_stop_limit_order(
+        self, account, symbol, side, offset, stop_offset, quantity, tif, display, stp, expire_in_days
+    ):
         if tif in (TimeInForce.IOC, TimeInForce.FOK) or display is not None and display > quantity:
             display = None  # an iceberg rests: not IOC or FOK, and never larger than the order
-        self.send_new_order(account, symbol, side, quantity, tif, stp, expire_in_days, None,
-                            price=self.price(symbol, offset, side), stop_price=self.price(symbol, stop_offset),
-                            display_quantity=display)
+        self.send_new_order(
+            account,
+            symbol,
+            side,
+            quantity,
+            tif,
+            stp,
+            expire_in_days,
+            None,
+            price=self.price(symbol, offset, side),
+            stop_price=self.price(symbol, stop_offset),
+            display_quantity=display,
+        )
 
     def send_new_order(self, account, symbol, side, quantity, tif, stp, expire_in_days, reuse, **fields) -> None:
         expire_date = None
         if tif is TimeInForce.GTD:
             expire_date = as_date_number(self.trading_day + datetime.timedelta(days=expire_in_days))
-        self.send(NewOrder, account=account, client_order_id=self.client_order_id(account, reuse),
-                  instrument=symbol, side=side, quantity=quantity, time_in_force=tif,
-                  self_trade_prevention=stp, expire_date=expire_date, **fields)
+        self.send(
+            NewOrder,
+            account=account,
+            client_order_id=self.client_order_id(account, reuse),
+            instrument=symbol,
+            side=side,
+            quantity=quantity,
+            time_in_force=tif,
+            self_trade_prevention=stp,
+            expire_date=expire_date,
+            **fields,
+        )
 
-    @rule(pick=st.integers(0, 10**6), open_only=st.sampled_from((True, True, False)), by_order_id=st.booleans(),
-          owner=st.sampled_from((True, True, False)), unknown=st.sampled_from((False,) * 5 + (True,)))
+    @rule(
+        pick=st.integers(0, 10**6),
+        open_only=st.sampled_from((True, True, False)),
+        by_order_id=st.booleans(),
+        owner=st.sampled_from((True, True, False)),
+        unknown=st.sampled_from((False,) * 5 + (True,)),
+    )
     def cancel(self, pick, open_only, by_order_id, owner, unknown):
         target = self.pick_order(pick, open_only)
         if target is None or unknown:  # an order that never existed
-            self.send(CancelOrder, account=ACCOUNTS[pick % len(ACCOUNTS)],
-                      **({"order_id": 10**9} if by_order_id else {"client_order_id": "never-sent"}))
+            self.send(
+                CancelOrder,
+                account=ACCOUNTS[pick % len(ACCOUNTS)],
+                **({"order_id": 10**9} if by_order_id else {"client_order_id": "never-sent"}),
+            )
             return
         owner_account = target.terms.account
         account = owner_account if owner else ACCOUNTS[(ACCOUNTS.index(owner_account) + 1) % len(ACCOUNTS)]
         self.send(CancelOrder, account=account, **naming(target, by_order_id))
 
-    @rule(pick=st.integers(0, 10**6), open_only=st.sampled_from((True, True, False)), by_order_id=st.booleans(),
-          quantity_change=st.none() | st.integers(-4, 4),
-          new_price=st.sampled_from(("same", "same", "cross", "sweep")) | st.sampled_from(NEAR_OFFSETS))
+    @rule(
+        pick=st.integers(0, 10**6),
+        open_only=st.sampled_from((True, True, False)),
+        by_order_id=st.booleans(),
+        quantity_change=st.none() | st.integers(-4, 4),
+        new_price=st.sampled_from(("same", "same", "cross", "sweep")) | st.sampled_from(NEAR_OFFSETS),
+    )
     def replace(self, pick, open_only, by_order_id, quantity_change, new_price):
         target = self.pick_order(pick, open_only)
         if target is None:
@@ -311,12 +444,18 @@ class EngineMachine(RuleBasedStateMachine):
             price = None if not opposite else opposite[0 if new_price == "cross" else -1][0]
         else:
             price = None if new_price == "same" else self.price(target.terms.instrument, new_price)
-        self.send(ReplaceOrder, account=target.terms.account, quantity=quantity, price=price,
-                  **naming(target, by_order_id))
+        self.send(
+            ReplaceOrder, account=target.terms.account, quantity=quantity, price=price, **naming(target, by_order_id)
+        )
 
-    @rule(action=st.sampled_from(("end_of_day", "end_of_day_again", "mass_cancel", "mass_cancel_instrument",
-                                  "set_self_trade_prevention")),
-          account=accounts, symbol=symbols, mode=st.sampled_from(tuple(SelfTradePrevention)))
+    @rule(
+        action=st.sampled_from(
+            ("end_of_day", "end_of_day_again", "mass_cancel", "mass_cancel_instrument", "set_self_trade_prevention")
+        ),
+        account=accounts,
+        symbol=symbols,
+        mode=st.sampled_from(tuple(SelfTradePrevention)),
+    )
     def housekeeping(self, action, account, symbol, mode):
         if action == "end_of_day":
             self.send(EndOfDay, trading_date=as_date_number(self.trading_day))
@@ -356,9 +495,11 @@ class EngineMachine(RuleBasedStateMachine):
         """
         kind = type(command)
         if kind is MassCancel:
-            return [o.order_id for o in sorted(self.orders.values(), key=lambda o: o.order_id)
-                    if o.is_open and o.terms.account == command.account
-                    and command.instrument in (None, o.terms.instrument)]
+            return [
+                o.order_id
+                for o in sorted(self.orders.values(), key=lambda o: o.order_id)
+                if o.is_open and o.terms.account == command.account and command.instrument in (None, o.terms.instrument)
+            ]
         if kind is not CancelOrder and kind is not ReplaceOrder:
             return None
         order = self.named_order(command)
@@ -371,9 +512,16 @@ class EngineMachine(RuleBasedStateMachine):
         if quantity == order.quantity and price == order.price:
             return RejectCode.REPLACE_CHANGES_NOTHING
         book = self.engine.books[order.terms.instrument]
-        if order.terms.post_only and not order.waiting and price != order.price and (
-                book.best_ask() is not None and price >= book.best_ask() if order.terms.side is Side.BUY
-                else book.best_bid() is not None and price <= book.best_bid()):
+        if (
+            order.terms.post_only
+            and not order.waiting
+            and price != order.price
+            and (
+                book.best_ask() is not None and price >= book.best_ask()
+                if order.terms.side is Side.BUY
+                else book.best_bid() is not None and price <= book.best_bid()
+            )
+        ):
             return RejectCode.POST_ONLY_WOULD_TAKE
         return order.order_id
 
@@ -383,27 +531,32 @@ class EngineMachine(RuleBasedStateMachine):
             key = (command.account, command.client_order_id)
             duplicate = type(events[0]) is OrderRejected and events[0].code is RejectCode.DUPLICATE_CLIENT_ORDER_ID
             if duplicate or type(events[0]) is OrderAccepted:
-                assert duplicate == (key in self.client_order_ids), \
+                assert duplicate == (key in self.client_order_ids), (
                     f"client order id {key} in use: {key in self.client_order_ids}, engine: {events[0]}"
+                )
         elif kind is MassCancel:
             canceled = [e.order_id for e in events if type(e) is OrderCanceled]
             assert canceled == expected, f"{command} cancelled {canceled}, the model says {expected}"
         elif type(expected) is RejectCode:
-            assert [(type(e), e.code) for e in events] == [(RequestRejected, expected)], \
+            assert [(type(e), e.code) for e in events] == [(RequestRejected, expected)], (
                 f"{command} should be refused with {expected.name}: {events}"
+            )
         elif kind is CancelOrder:
-            assert (type(events[0]), events[0].order_id, events[0].reason) == (OrderCanceled, expected, "USER"), \
+            assert (type(events[0]), events[0].order_id, events[0].reason) == (OrderCanceled, expected, "USER"), (
                 f"{command} should cancel order {expected}: {events}"
+            )
         elif kind is ReplaceOrder:
-            assert (type(events[0]), events[0].order_id) == (OrderReplaced, expected), \
+            assert (type(events[0]), events[0].order_id) == (OrderReplaced, expected), (
                 f"{command} should replace order {expected}: {events}"
+            )
 
     # -- the model, from the events -------------------------------------------------------------
 
     def absorb(self, command: object, events: list, first_seq: int) -> None:
         """Update the model from one command's events, checking each event as it comes."""
-        assert [event.seq for event in events] == list(range(first_seq, first_seq + len(events))), \
+        assert [event.seq for event in events] == list(range(first_seq, first_seq + len(events))), (
             f"seq not gap-free after {command!r}: {events}"
+        )
         assert all(event.ts == command.ts for event in events), f"an event carries another ts: {events}"
         assert events, f"no event for {command!r}"
         if type(command) is not NewOrder:
@@ -416,15 +569,23 @@ class EngineMachine(RuleBasedStateMachine):
                 assert event.order_id not in orders, "order id given out twice"
                 assert event.order_id == max(orders, default=0) + 1, "order ids are not consecutive"
                 orders[event.order_id] = TrackedOrder(
-                    event, event.price, event.quantity, self.collar_reference(event.instrument),
-                    waiting=event.stop_price is not None, arrival=event.seq)
+                    event,
+                    event.price,
+                    event.quantity,
+                    self.collar_reference(event.instrument),
+                    waiting=event.stop_price is not None,
+                    arrival=event.seq,
+                )
                 self.client_order_ids[(event.account, event.client_order_id)] = event.order_id
             elif kind is StopTriggered:
                 order = orders[event.order_id]
                 assert order.waiting and order.is_open, f"trigger of an order not waiting: {event}"
                 assert event.last_price == self.last_price[event.instrument]
-                assert (event.last_price >= order.terms.stop_price if order.terms.side is Side.BUY
-                        else event.last_price <= order.terms.stop_price), f"{event} before its stop price"
+                assert (
+                    event.last_price >= order.terms.stop_price
+                    if order.terms.side is Side.BUY
+                    else event.last_price <= order.terms.stop_price
+                ), f"{event} before its stop price"
                 order.waiting = False
                 order.arrival = event.seq
             elif kind is Trade:
@@ -463,16 +624,22 @@ class EngineMachine(RuleBasedStateMachine):
                 survivors = [o for o in orders.values() if o.is_open and expires_by(o, event.trading_date)]
                 assert not survivors, f"still open after the close of {event.trading_date}: {survivors}"
                 # A new trading day: client order ids of orders no longer open may be used again.
-                self.client_order_ids = {key: order_id for key, order_id in self.client_order_ids.items()
-                                         if orders[order_id].is_open}
+                self.client_order_ids = {
+                    key: order_id for key, order_id in self.client_order_ids.items() if orders[order_id].is_open
+                }
             elif kind is MassCancelCompleted:
                 mass_cancels = [e for e in events if type(e) is OrderCanceled]
-                assert all(e.reason is CancelReason.MASS_CANCEL and e.account == command.account
-                           for e in mass_cancels)
+                assert all(e.reason is CancelReason.MASS_CANCEL and e.account == command.account for e in mass_cancels)
                 assert event.canceled_orders == len(mass_cancels)
             else:
-                assert kind in (OrderRejected, RequestRejected, SelfTradePreventionSet, AccountOpened, Deposited,
-                                Withdrawn), f"unexpected {event}"
+                assert kind in (
+                    OrderRejected,
+                    RequestRejected,
+                    SelfTradePreventionSet,
+                    AccountOpened,
+                    Deposited,
+                    Withdrawn,
+                ), f"unexpected {event}"
 
         for order in orders.values():
             if order.is_open and not order.waiting and order.shown is None:
@@ -500,13 +667,15 @@ class EngineMachine(RuleBasedStateMachine):
         assert trade.price == maker.price, f"trade not at the maker's price {maker.price}: {trade}"
         buying = taker.terms.side is Side.BUY
         if taker.price is not None:
-            assert trade.price <= taker.price if buying else trade.price >= taker.price, \
+            assert trade.price <= taker.price if buying else trade.price >= taker.price, (
                 f"trade beyond the taker's limit {taker.price}: {trade}"
+            )
         collar = self.instruments[trade.instrument].market_collar
         if taker.price is None and collar is not None:
             reference = taker.collar_reference
-            assert trade.price <= reference + collar if buying else trade.price >= reference - collar, \
+            assert trade.price <= reference + collar if buying else trade.price >= reference - collar, (
                 f"market order traded beyond the collar around {reference}: {trade}"
+            )
         if maker.shown is None:  # it rested earlier in this same command
             maker.shown = maker.slice_size(maker.leaves)
         assert 0 < trade.quantity <= maker.shown, f"took {trade.quantity}, the maker showed {maker.shown}"
@@ -514,8 +683,9 @@ class EngineMachine(RuleBasedStateMachine):
         maker.filled += trade.quantity
         maker.shown -= trade.quantity
         self.last_price[trade.instrument] = trade.price
-        assert trade.taker_leaves == taker.leaves and trade.maker_leaves == maker.leaves, \
+        assert trade.taker_leaves == taker.leaves and trade.maker_leaves == maker.leaves, (
             f"{trade}: model has taker {taker.leaves}, maker {maker.leaves} open"
+        )
         if taker.leaves == 0:
             taker.is_open = False
         if maker.leaves == 0:
@@ -553,8 +723,9 @@ class EngineMachine(RuleBasedStateMachine):
                     assert arrivals == sorted(arrivals), f"FIFO broken at {book.symbol} {level.price}: {arrivals}"
                     for order in level.live_orders():
                         expected = self.orders[order.order_id].shown
-                        assert order.visible == expected, \
+                        assert order.visible == expected, (
                             f"order {order.order_id} shows {order.visible}, the events say {expected}"
+                        )
 
     @invariant()
     def quantity_is_conserved_for_every_order(self):
@@ -562,24 +733,30 @@ class EngineMachine(RuleBasedStateMachine):
         for order in self.orders.values():
             assert order.is_open == (order.order_id in open_orders), f"open or not? {order}"
             open_leaves = open_orders[order.order_id].leaves if order.is_open else 0
-            assert order.quantity == order.filled + order.closed_quantity + open_leaves, \
+            assert order.quantity == order.filled + order.closed_quantity + open_leaves, (
                 f"quantity not conserved: {order}, engine leaves {open_leaves}"
+            )
             if order.is_open:
                 engine_order = open_orders[order.order_id]
                 assert engine_order.quantity == order.quantity and engine_order.price == order.price
 
     @invariant()
     def market_data_matches_the_books(self):
-        actual = {(symbol, side, price): (quantity, count)
-                  for symbol, book in self.engine.books.items() for side in Side
-                  for price, quantity, count in book.depth(side)}
+        actual = {
+            (symbol, side, price): (quantity, count)
+            for symbol, book in self.engine.books.items()
+            for side in Side
+            for price, quantity, count in book.depth(side)
+        }
         assert self.depth == actual, "depth built from LevelChanged events differs from the books"
 
     @invariant()
     def no_waiting_stop_is_already_reached(self):
         for book in self.engine.books.values():
             for order in book.waiting_stops():
-                assert not stop_reached(order, book.last_price), f"stop {order} waits though last price is {book.last_price}"
+                assert not stop_reached(order, book.last_price), (
+                    f"stop {order} waits though last price is {book.last_price}"
+                )
 
     @invariant()
     def replay_gives_the_same_state(self):
@@ -657,15 +834,18 @@ class RiskMachine(EngineMachine):
             self.send(OpenAccount, account=account, order_value_limit=self.limits.get(account))
             self.send(Deposit, account=account, asset=CASH, amount=OPENING_CASH)
             for symbol in SYMBOLS:
-                self.send(Deposit, account=account, asset=symbol,
-                          amount=OPENING_LOTS * self.instruments[symbol].lot_units)
+                self.send(
+                    Deposit, account=account, asset=symbol, amount=OPENING_LOTS * self.instruments[symbol].lot_units
+                )
 
     # -- rules ---------------------------------------------------------------------------------
 
-    @rule(account=st.sampled_from(ACCOUNTS * 3 + (FEE_ACCOUNT, "zed")),
-          asset=st.sampled_from((CASH, CASH) + SYMBOLS + ("ERU",)),
-          how=st.sampled_from(("deposit", "deposit", "withdraw", "withdraw_all", "withdraw_one_more")),
-          size=st.integers(1, 10))
+    @rule(
+        account=st.sampled_from(ACCOUNTS * 3 + (FEE_ACCOUNT, "zed")),
+        asset=st.sampled_from((CASH, CASH) + SYMBOLS + ("ERU",)),
+        how=st.sampled_from(("deposit", "deposit", "withdraw", "withdraw_all", "withdraw_one_more")),
+        size=st.integers(1, 10),
+    )
     def move_assets(self, account, asset, how, size):
         """Pay in or out: some, all that is available, or one more than that (refused)."""
         if how == "deposit" or how == "withdraw":
@@ -674,8 +854,14 @@ class RiskMachine(EngineMachine):
             amount = max(1, self.available(account, asset) + (how == "withdraw_one_more"))
         self.send(Deposit if how == "deposit" else Withdraw, account=account, asset=asset, amount=amount)
 
-    @rule(account=accounts, symbol=symbols, side=sides, market=st.booleans(), offset=st.sampled_from(NEAR_OFFSETS),
-          one_more=st.booleans())
+    @rule(
+        account=accounts,
+        symbol=symbols,
+        side=sides,
+        market=st.booleans(),
+        offset=st.sampled_from(NEAR_OFFSETS),
+        one_more=st.booleans(),
+    )
     def order_at_the_edge_of_available(self, account, symbol, side, market, offset, one_more):
         """An order for all the lots the account can pay for or deliver, or one lot more (refused)."""
         instrument = self.instruments[symbol]
@@ -685,15 +871,32 @@ class RiskMachine(EngineMachine):
         lots = self.available(account, asset) // per_lot + one_more
         if not instrument.min_lots <= lots <= instrument.max_lots:
             return
-        self.send_new_order(account, symbol, side, lots, TimeInForce.IOC if market else TimeInForce.GTC, None, 0,
-                            None, price=price, order_type=OrderType.MARKET if market else OrderType.LIMIT)
+        self.send_new_order(
+            account,
+            symbol,
+            side,
+            lots,
+            TimeInForce.IOC if market else TimeInForce.GTC,
+            None,
+            0,
+            None,
+            price=price,
+            order_type=OrderType.MARKET if market else OrderType.LIMIT,
+        )
 
     @precondition(lambda self: self.steps % 7 == 3)  # now and then is enough
     @rule(symbol=symbols, side=sides, quantity=quantities, market=st.booleans())
     def order_from_an_unopened_account(self, symbol, side, quantity, market):
-        self.send(NewOrder, account="zed", client_order_id=1, instrument=symbol, side=side, quantity=quantity,
-                  price=None if market else self.price(symbol, 0),
-                  order_type=OrderType.MARKET if market else OrderType.LIMIT)
+        self.send(
+            NewOrder,
+            account="zed",
+            client_order_id=1,
+            instrument=symbol,
+            side=side,
+            quantity=quantity,
+            price=None if market else self.price(symbol, 0),
+            order_type=OrderType.MARKET if market else OrderType.LIMIT,
+        )
 
     @precondition(lambda self: len(self.engine.open_orders) >= 8)  # not so often that the books stay thin
     @rule()
@@ -714,9 +917,14 @@ class RiskMachine(EngineMachine):
         return self.units[account][asset] - self.reserved(account, Side.SELL, asset)
 
     def reserved(self, account: str, side: Side, symbol: str | None = None) -> int:
-        return sum(order.leaves * self.reserve[order.order_id] for order in self.orders.values()
-                   if order.is_open and order.terms.account == account and order.terms.side is side
-                   and symbol in (None, order.terms.instrument))
+        return sum(
+            order.leaves * self.reserve[order.order_id]
+            for order in self.orders.values()
+            if order.is_open
+            and order.terms.account == account
+            and order.terms.side is side
+            and symbol in (None, order.terms.instrument)
+        )
 
     def per_lot(self, symbol: str, side: Side, price: int) -> int:
         instrument = self.instruments[symbol]
@@ -734,16 +942,21 @@ class RiskMachine(EngineMachine):
             return instrument.max_price if collar is None else reference + collar
         return instrument.min_price if collar is None else max(reference - collar, instrument.min_price)
 
-    def risk_verdict(self, account: str, symbol: str, side: Side, price: int | None, banded: bool, lots: int,
-                     held: int) -> RejectCode | None:
+    def risk_verdict(
+        self, account: str, symbol: str, side: Side, price: int | None, banded: bool, lots: int, held: int
+    ) -> RejectCode | None:
         """The risk rule an order (or a replace, holding ``held`` already) breaks, if any.
 
         ``banded``: the limit price is held to the band (a price sent, not a stop's, not one kept).
         """
         instrument = self.instruments[symbol]
         reference = self.collar_reference(symbol)
-        if price is not None and banded and instrument.price_band_bps \
-                and abs(price - reference) * 10_000 > reference * instrument.price_band_bps:
+        if (
+            price is not None
+            and banded
+            and instrument.price_band_bps
+            and abs(price - reference) * 10_000 > reference * instrument.price_band_bps
+        ):
             return RejectCode.PRICE_OUTSIDE_BAND
         value_price = self.valuation_price(symbol, side, price, reference)
         limit = self.limits.get(account)
@@ -759,8 +972,15 @@ class RiskMachine(EngineMachine):
         if kind is NewOrder:
             if command.account not in self.cash:
                 return RejectCode.UNKNOWN_ACCOUNT
-            return self.risk_verdict(command.account, command.instrument, command.side, command.price,
-                                     command.stop_price is None, command.quantity, 0)
+            return self.risk_verdict(
+                command.account,
+                command.instrument,
+                command.side,
+                command.price,
+                command.stop_price is None,
+                command.quantity,
+                0,
+            )
         if kind is Deposit or kind is Withdraw:
             if command.account not in self.cash:
                 return RejectCode.UNKNOWN_ACCOUNT
@@ -775,9 +995,15 @@ class RiskMachine(EngineMachine):
             quantity = order.quantity if command.quantity is None else command.quantity
             price = order.price if command.price is None else command.price
             # The band applies to a price sent: not to a replace that keeps its price, nor to a waiting stop.
-            code = self.risk_verdict(order.terms.account, order.terms.instrument, order.terms.side, price,
-                                     not order.waiting and price != order.price, quantity - order.filled,
-                                     order.leaves * self.reserve[order.order_id])
+            code = self.risk_verdict(
+                order.terms.account,
+                order.terms.instrument,
+                order.terms.side,
+                price,
+                not order.waiting and price != order.price,
+                quantity - order.filled,
+                order.leaves * self.reserve[order.order_id],
+            )
             if code is not None:
                 return code
         return expected
@@ -794,14 +1020,21 @@ class RiskMachine(EngineMachine):
             return
         if kind is Deposit or kind is Withdraw:
             if expected is not None:
-                assert [(type(e), e.code) for e in events] == [(RequestRejected, expected)], \
+                assert [(type(e), e.code) for e in events] == [(RequestRejected, expected)], (
                     f"{command} should be refused with {expected.name}: {events}"
+                )
                 return
             sign = 1 if kind is Deposit else -1
             before = self.cash[command.account] if command.asset == CASH else self.units[command.account][command.asset]
             assert [(type(e), e.account, e.asset, e.amount, e.balance) for e in events] == [
-                (Deposited if kind is Deposit else Withdrawn, command.account, command.asset, command.amount,
-                 before + sign * command.amount)], f"{command}: {events}"
+                (
+                    Deposited if kind is Deposit else Withdrawn,
+                    command.account,
+                    command.asset,
+                    command.amount,
+                    before + sign * command.amount,
+                )
+            ], f"{command}: {events}"
             return
         super().check_outcome(command, expected, events)
 
@@ -828,14 +1061,24 @@ class RiskMachine(EngineMachine):
     def absorb_settlement(self, trade: Trade) -> None:
         """Delivery versus payment for one fill, with the fees, as the model sees it."""
         instrument = self.instruments[trade.instrument]
-        assert (trade.maker_fee, trade.taker_fee) == (trade.quantity * instrument.maker_fee,
-                                                      trade.quantity * instrument.taker_fee), f"fees of {trade}"
+        assert (trade.maker_fee, trade.taker_fee) == (
+            trade.quantity * instrument.maker_fee,
+            trade.quantity * instrument.taker_fee,
+        ), f"fees of {trade}"
         if trade.aggressor_side is Side.BUY:
-            buyer, buyer_fee, seller, seller_fee = trade.taker_account, trade.taker_fee, trade.maker_account, \
-                trade.maker_fee
+            buyer, buyer_fee, seller, seller_fee = (
+                trade.taker_account,
+                trade.taker_fee,
+                trade.maker_account,
+                trade.maker_fee,
+            )
         else:
-            buyer, buyer_fee, seller, seller_fee = trade.maker_account, trade.maker_fee, trade.taker_account, \
-                trade.taker_fee
+            buyer, buyer_fee, seller, seller_fee = (
+                trade.maker_account,
+                trade.maker_fee,
+                trade.taker_account,
+                trade.taker_fee,
+            )
         units = trade.quantity * instrument.lot_units
         notional = trade.price * units
         self.cash[buyer] -= notional + buyer_fee
@@ -854,23 +1097,28 @@ class RiskMachine(EngineMachine):
         units = {account: dict.fromkeys(SYMBOLS, 0) for account in engine.accounts}
         for order in engine.open_orders.values():
             model_per_lot = self.reserve[order.order_id]
-            assert order.reserve_per_lot == model_per_lot, \
+            assert order.reserve_per_lot == model_per_lot, (
                 f"order {order.order_id} holds {order.reserve_per_lot} a lot, the rules say {model_per_lot}"
+            )
             if order.side is Side.BUY:
                 cash[order.account.account_id] += order.leaves * order.reserve_per_lot
             else:
                 units[order.account.account_id][order.book.symbol] += order.leaves * order.reserve_per_lot
         for account_id, account in engine.accounts.items():
-            assert 0 <= account.reserved_cash <= account.cash, \
+            assert 0 <= account.reserved_cash <= account.cash, (
                 f"{account_id}: cash {account.cash}, reserved {account.reserved_cash}"
-            assert account.reserved_cash == cash[account_id], \
+            )
+            assert account.reserved_cash == cash[account_id], (
                 f"{account_id}: reserved cash {account.reserved_cash}, its open buys hold {cash[account_id]}"
+            )
             for symbol in SYMBOLS:
                 held = account.reserved_units[symbol]
-                assert 0 <= held <= account.units[symbol], \
+                assert 0 <= held <= account.units[symbol], (
                     f"{account_id}: {symbol} units {account.units[symbol]}, reserved {held}"
-                assert held == units[account_id][symbol], \
+                )
+                assert held == units[account_id][symbol], (
                     f"{account_id}: reserved {symbol} {held}, its open sells hold {units[account_id][symbol]}"
+                )
             if account_id in self.cash:
                 assert account.reserved_cash == self.reserved(account_id, Side.BUY)
         if not engine.open_orders:
@@ -881,20 +1129,24 @@ class RiskMachine(EngineMachine):
         accounts = self.engine.accounts
         assert set(accounts) == set(self.cash), f"accounts {sorted(accounts)}"
         for account_id, account in accounts.items():
-            assert account.cash == self.cash[account_id], \
+            assert account.cash == self.cash[account_id], (
                 f"{account_id}: cash {account.cash}, the events say {self.cash[account_id]}"
-            assert account.units == self.units[account_id], \
+            )
+            assert account.units == self.units[account_id], (
                 f"{account_id}: units {account.units}, the events say {self.units[account_id]}"
+            )
         assert sum(account.cash for account in accounts.values()) == self.net_in[CASH], "cash created or destroyed"
         for symbol in SYMBOLS:
-            assert sum(account.units[symbol] for account in accounts.values()) == self.net_in[symbol], \
+            assert sum(account.units[symbol] for account in accounts.values()) == self.net_in[symbol], (
                 f"{symbol} units created or destroyed"
+            )
         assert self.engine.fee_account.cash == self.fees_paid + self.fee_account_net_in, "fees went astray"
 
     def nothing_reserved(self) -> None:
         for account_id, account in self.engine.accounts.items():
-            assert account.reserved_cash == 0 and not any(account.reserved_units.values()), \
+            assert account.reserved_cash == 0 and not any(account.reserved_units.values()), (
                 f"{account_id} still holds back {account.reserved_cash} cents, {account.reserved_units}"
+            )
 
     def teardown(self):
         self.mass_cancel_everyone()

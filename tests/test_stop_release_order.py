@@ -23,14 +23,23 @@ How it works
    first, between the sides the earlier arrival), and the unreached ones
    keep waiting.
 """
+
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
-
-from exchange import (AuctionCompleted, LevelChanged, SetTradingPhase, Side, StopTriggered, Trade, TradingPhase,
-                      TradingPhaseChanged)
 from scenario_helpers import BUY, SELL, SYM, Scenario, of_type
+
+from exchange import (
+    AuctionCompleted,
+    LevelChanged,
+    SetTradingPhase,
+    Side,
+    StopTriggered,
+    Trade,
+    TradingPhase,
+    TradingPhaseChanged,
+)
 
 OPENING, CONT, CLOSED = TradingPhase.OPENING_CALL, TradingPhase.CONTINUOUS, TradingPhase.CLOSED
 AUCTION_PRICE = 7000  # the reference price: a lone bid and ask at it clear there
@@ -50,8 +59,20 @@ def into_opening_call_with_an_auction_at_7000(s: Scenario) -> tuple[int, int]:
 
 
 def trades(events) -> list[tuple]:
-    return [(t.price, t.quantity, t.aggressor_side, t.taker_order_id, t.taker_account, t.taker_leaves,
-             t.maker_order_id, t.maker_account, t.maker_leaves) for t in of_type(events, Trade)]
+    return [
+        (
+            t.price,
+            t.quantity,
+            t.aggressor_side,
+            t.taker_order_id,
+            t.taker_account,
+            t.taker_leaves,
+            t.maker_order_id,
+            t.maker_account,
+            t.maker_leaves,
+        )
+        for t in of_type(events, Trade)
+    ]
 
 
 def levels(events) -> list[tuple]:
@@ -80,8 +101,17 @@ def test_buy_stop_arriving_first_is_released_first_and_becomes_the_maker():
         (7050, 3, SELL, sell_stop, "s", 0, buy_stop, "b", 2),
     ]
     assert triggered(events) == [(buy_stop, "b", 6990, 7000), (sell_stop, "s", 7010, 7000)]
-    assert [type(e) for e in events] == [Trade, AuctionCompleted, TradingPhaseChanged, StopTriggered,
-                                         StopTriggered, Trade, LevelChanged, LevelChanged, LevelChanged]
+    assert [type(e) for e in events] == [
+        Trade,
+        AuctionCompleted,
+        TradingPhaseChanged,
+        StopTriggered,
+        StopTriggered,
+        Trade,
+        LevelChanged,
+        LevelChanged,
+        LevelChanged,
+    ]
     assert levels(events) == [(BUY, 7000, 0, 0), (BUY, 7050, 2, 1), (SELL, 7000, 0, 0)]
     assert s.queue(BUY) == [buy_stop] and s.depth(BUY) == [(7050, 2, 1)] and s.depth(SELL) == []
     assert s.book.last_price == 7050 and s.book.waiting_stops() == []
@@ -102,9 +132,18 @@ def test_sell_stop_arriving_first_is_released_first_and_becomes_the_maker():
         (6950, 3, BUY, buy_stop, "b", 2, sell_stop, "s", 0),
     ]
     assert triggered(events) == [(sell_stop, "s", 7010, 7000), (buy_stop, "b", 6990, 7000)]
-    assert [type(e) for e in events] == [Trade, AuctionCompleted, TradingPhaseChanged, StopTriggered,
-                                         StopTriggered, Trade, LevelChanged, LevelChanged, LevelChanged,
-                                         LevelChanged]
+    assert [type(e) for e in events] == [
+        Trade,
+        AuctionCompleted,
+        TradingPhaseChanged,
+        StopTriggered,
+        StopTriggered,
+        Trade,
+        LevelChanged,
+        LevelChanged,
+        LevelChanged,
+        LevelChanged,
+    ]
     # The sell stop's level at 6950 came and went within the command: announced empty.
     assert levels(events) == [(BUY, 7000, 0, 0), (BUY, 7050, 2, 1), (SELL, 7000, 0, 0), (SELL, 6950, 0, 0)]
     assert s.queue(BUY) == [buy_stop] and s.depth(BUY) == [(7050, 2, 1)] and s.depth(SELL) == []
@@ -137,8 +176,11 @@ def test_stops_placed_in_a_call_after_a_last_trade_are_released_in_arrival_order
 # A buy stop is reached when 7000 >= stop, so its stop is 7000 - 10 * distance; a sell stop's is
 # 7000 + 10 * distance; a negative distance is not reached. Buy limits stay at or below 6990 and sell
 # limits at or above 7010: released stops rest without trading, so the last price stays 7000 throughout.
-stop_orders = st.lists(st.tuples(st.sampled_from([BUY, SELL]), st.integers(-2, 3), st.integers(1, 4),
-                                 st.integers(1, 9)), min_size=1, max_size=12)
+stop_orders = st.lists(
+    st.tuples(st.sampled_from([BUY, SELL]), st.integers(-2, 3), st.integers(1, 4), st.integers(1, 9)),
+    min_size=1,
+    max_size=12,
+)
 
 
 def place_stops_in_a_call(s: Scenario, stops, same_stop_price: bool) -> list[tuple[int, Side, int]]:
@@ -192,7 +234,8 @@ def test_simultaneously_reached_stops_follow_the_release_rule(stops):
     assert s.book.last_price == AUCTION_PRICE
     assert [e.order_id for e in of_type(events, StopTriggered)] == released_by_the_rule(placed, AUCTION_PRICE)
     assert all(e.last_price == AUCTION_PRICE for e in of_type(events, StopTriggered))
-    unreached = sorted(order_id for order_id, side, stop in placed
-                       if (stop > AUCTION_PRICE if side is BUY else stop < AUCTION_PRICE))
+    unreached = sorted(
+        order_id for order_id, side, stop in placed if (stop > AUCTION_PRICE if side is BUY else stop < AUCTION_PRICE)
+    )
     assert sorted(o.order_id for o in s.book.waiting_stops()) == unreached
     s.check()

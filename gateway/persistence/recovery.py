@@ -44,6 +44,7 @@ the journal is as it was found. The result says how many commands were
 journaled after the newest snapshot (``commands_since_snapshot``): the
 gateway's count towards the next periodic snapshot starts there.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -133,14 +134,23 @@ class RecoveryReport:
     check_seconds: float = 0.0  # the time it took
 
     def fields(self) -> dict:
-        return {"journal": str(self.journal), "created": self.created,
-                "snapshot": None if self.snapshot is None else self.snapshot.path.name,
-                "snapshots_passed_over": self.snapshots_passed_over, "batches": self.batches,
-                "records": self.records, "commands": self.commands, "last_seq": self.last_seq,
-                "commands_since_snapshot": self.commands_since_snapshot, "torn_bytes": self.torn_bytes,
-                "torn_reason": self.torn_reason, "settled_events": self.settled_events,
-                "checked_records": self.checked_records, "check_seconds": round(self.check_seconds, 3),
-                "seconds": round(self.seconds, 3)}
+        return {
+            "journal": str(self.journal),
+            "created": self.created,
+            "snapshot": None if self.snapshot is None else self.snapshot.path.name,
+            "snapshots_passed_over": self.snapshots_passed_over,
+            "batches": self.batches,
+            "records": self.records,
+            "commands": self.commands,
+            "last_seq": self.last_seq,
+            "commands_since_snapshot": self.commands_since_snapshot,
+            "torn_bytes": self.torn_bytes,
+            "torn_reason": self.torn_reason,
+            "settled_events": self.settled_events,
+            "checked_records": self.checked_records,
+            "check_seconds": round(self.check_seconds, 3),
+            "seconds": round(self.seconds, 3),
+        }
 
 
 @dataclass
@@ -157,11 +167,13 @@ class Recovered:
 
 
 def new_sequencer(genesis: Genesis) -> Sequencer:
-    return Sequencer(genesis.instruments, genesis.compliance, genesis.md_levels, genesis.settlement_window,
-                     genesis.resend_window)
+    return Sequencer(
+        genesis.instruments, genesis.compliance, genesis.md_levels, genesis.settlement_window, genesis.resend_window
+    )
 
 
 # -- replay ------------------------------------------------------------------------------------
+
 
 def apply_record(core: Sequencer, body: list, counts: dict[str, int] | None = None) -> int:
     """Carry out one journal record (not a commit) on the sequencer; the number of commands in it."""
@@ -190,8 +202,14 @@ def apply_record(core: Sequencer, body: list, counts: dict[str, int] | None = No
     return len(commands)
 
 
-def replay_batches(core: Sequencer, batches: Iterator[tuple[int, int, list[list]]], report: RecoveryReport,
-                   settle: Callable[[list], None] | None, ledger_cursor: int, counted_after: int = 0) -> None:
+def replay_batches(
+    core: Sequencer,
+    batches: Iterator[tuple[int, int, list[list]]],
+    report: RecoveryReport,
+    settle: Callable[[list], None] | None,
+    ledger_cursor: int,
+    counted_after: int = 0,
+) -> None:
     """Apply committed batches as the gateway did (one ``commit`` each), settling events past the cursor;
     the commands of batches after record ``counted_after`` are counted in ``commands_since_snapshot``."""
     core.replaying = True
@@ -223,11 +241,13 @@ def replay_batches(core: Sequencer, batches: Iterator[tuple[int, int, list[list]
 
 # -- snapshots ------------------------------------------------------------------------------------
 
+
 def snapshot_bytes(core: Sequencer, journal_id: bytes, record_seq: int, offset: int) -> bytes:
     """The snapshot file's bytes for the sequencer as it is now (call between batches, journal synced)."""
     body = pickle.dumps(core, protocol=pickle.HIGHEST_PROTOCOL)
-    header = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_FORMAT, journal_id, record_seq, offset,
-                                  core.engine.last_seq, zlib.crc32(body), 0)
+    header = SNAPSHOT_HEADER.pack(
+        SNAPSHOT_MAGIC, SNAPSHOT_FORMAT, journal_id, record_seq, offset, core.engine.last_seq, zlib.crc32(body), 0
+    )
     return header + body
 
 
@@ -310,7 +330,7 @@ def read_snapshot(path: Path) -> tuple[SnapshotInfo, Sequencer]:
     """A snapshot's header and sequencer; raises JournalError saying why it cannot be used."""
     data = path.read_bytes()
     info, crc = _parse_header(path, data)
-    body = memoryview(data)[SNAPSHOT_HEADER.size:]
+    body = memoryview(data)[SNAPSHOT_HEADER.size :]
     if zlib.crc32(body) != crc:
         raise JournalError("CRC mismatch")
     try:
@@ -324,8 +344,10 @@ def read_snapshot(path: Path) -> tuple[SnapshotInfo, Sequencer]:
 
 # -- start-up ---------------------------------------------------------------------------------------
 
-def recover(data_dir: Path, genesis: Genesis, *, ledger_cursor: int = 0,
-            settle: Callable[[list], None] | None = None) -> Recovered:
+
+def recover(
+    data_dir: Path, genesis: Genesis, *, ledger_cursor: int = 0, settle: Callable[[list], None] | None = None
+) -> Recovered:
     """Open the data directory's journal (creating it with ``genesis`` if there is none) and rebuild the state.
 
     ``ledger_cursor``: the ledger's last applied event seq; events after it
@@ -341,19 +363,22 @@ def recover(data_dir: Path, genesis: Genesis, *, ledger_cursor: int = 0,
     journal_genesis, journal_id = journal_genesis_and_id(path)
     if journal_genesis is None:
         if ledger_cursor:
-            raise JournalError(f"the ledger has settled events up to seq {ledger_cursor} but {path} holds no "
-                               "journal: the ledger belongs to another journal")
+            raise JournalError(
+                f"the ledger has settled events up to seq {ledger_cursor} but {path} holds no "
+                "journal: the ledger belongs to another journal"
+            )
         check_room(data_dir)
         # A header or a genesis never committed: nothing was ever acknowledged. Replaced whole, or left as it was.
         writer = JournalWriter.create(path, genesis, replace=True)
-        report = RecoveryReport(path, created=True, last_seq=writer.next_seq - 1,
-                                seconds=time.perf_counter() - started)
+        report = RecoveryReport(path, created=True, last_seq=writer.next_seq - 1, seconds=time.perf_counter() - started)
         return Recovered(new_sequencer(genesis), writer, genesis, report)
     differences = journal_genesis.differences(genesis)
     if differences:
-        raise JournalError(f"{path} was started with other terms (instruments, compliance, market data, resend "
-                           f"window) than the configuration's ({'; '.join(differences)}); start it with the terms "
-                           "it was made with, or give a new data directory")
+        raise JournalError(
+            f"{path} was started with other terms (instruments, compliance, market data, resend "
+            f"window) than the configuration's ({'; '.join(differences)}); start it with the terms "
+            "it was made with, or give a new data directory"
+        )
     check_room(data_dir)
     # After a crash the file's last writes may sit only in the page cache: sync them before replaying, so
     # that nothing settled or resent from this replay can be lost to a power cut afterwards.
@@ -371,31 +396,53 @@ def recover(data_dir: Path, genesis: Genesis, *, ledger_cursor: int = 0,
     _check_snapshots_agree(path, scan, snapshots)
     snapshot, counted_after = _usable_snapshot(snapshots, ledger_cursor if settle else None, reasons)
 
-    core, report, result = replay_journal(path, journal_genesis, snapshot, settle=_settling(settle),
-                                          ledger_cursor=ledger_cursor, end=scan.committed_end,
-                                          counted_after=counted_after)
+    core, report, result = replay_journal(
+        path,
+        journal_genesis,
+        snapshot,
+        settle=_settling(settle),
+        ledger_cursor=ledger_cursor,
+        end=scan.committed_end,
+        counted_after=counted_after,
+    )
     if result.committed_end != scan.committed_end:  # a record that passed its CRC and does not replay
-        raise JournalError(f"{path}: the batches from byte {result.committed_end} on cannot be replayed "
-                           f"({result.torn_reason}); nothing was changed")
+        raise JournalError(
+            f"{path}: the batches from byte {result.committed_end} on cannot be replayed "
+            f"({result.torn_reason}); nothing was changed"
+        )
     chosen = None if snapshot is None else snapshot[0].path
-    report.snapshots_passed_over = [f"{candidate.name}: {reasons[candidate]}"
-                                    for candidate in itertools.takewhile(lambda each: each != chosen, files)
-                                    if candidate in reasons]
+    report.snapshots_passed_over = [
+        f"{candidate.name}: {reasons[candidate]}"
+        for candidate in itertools.takewhile(lambda each: each != chosen, files)
+        if candidate in reasons
+    ]
     report.torn_bytes, report.torn_reason = scan.torn_bytes, scan.torn_reason
     report.checked_records, report.check_seconds = scan.records, check_seconds
     if ledger_cursor > core.engine.last_seq:
         if scan.torn_bytes:
             raise JournalTailAcknowledged(
-                path, *_tail_problem(scan), scan.committed_end,
+                path,
+                *_tail_problem(scan),
+                scan.committed_end,
                 f"the ledger has settled events up to seq {ledger_cursor}, past the last event of the batches "
-                f"before it ({core.engine.last_seq})")
-        raise JournalError(f"the ledger has settled events up to seq {ledger_cursor}, past the journal's last "
-                           f"event {core.engine.last_seq}: the ledger belongs to another journal, or the "
-                           "journal lost acknowledged records")
+                f"before it ({core.engine.last_seq})",
+            )
+        raise JournalError(
+            f"the ledger has settled events up to seq {ledger_cursor}, past the journal's last "
+            f"event {core.engine.last_seq}: the ledger belongs to another journal, or the "
+            "journal lost acknowledged records"
+        )
     if scan.torn_bytes:  # every check has passed: nothing durable shows the tail was acknowledged
         truncate(path, scan.committed_end)
-        log_event(log, "journal_torn_tail", logging.WARNING, journal=str(path), offset=scan.committed_end,
-                  bytes=scan.torn_bytes, reason=scan.torn_reason)
+        log_event(
+            log,
+            "journal_torn_tail",
+            logging.WARNING,
+            journal=str(path),
+            offset=scan.committed_end,
+            bytes=scan.torn_bytes,
+            reason=scan.torn_reason,
+        )
     try:
         writer = JournalWriter(path, scan.last_seq + 1, scan.committed_end, journal_id)
     except OSError as error:
@@ -415,7 +462,7 @@ def check_room(data_dir: Path) -> None:
             try:
                 view = memoryview(os.urandom(ROOM_PROBE_BYTES))
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -423,9 +470,11 @@ def check_room(data_dir: Path) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(probe)
     except OSError as error:
-        raise JournalError(f"{data_dir}: no room to write ({error}): a test write of {ROOM_PROBE_BYTES >> 10} "
-                           "KiB failed, and a start writes to the journal, the ledger and snapshots. Nothing was "
-                           "changed: free some space (or make the directory writable) and start again") from error
+        raise JournalError(
+            f"{data_dir}: no room to write ({error}): a test write of {ROOM_PROBE_BYTES >> 10} "
+            "KiB failed, and a start writes to the journal, the ledger and snapshots. Nothing was "
+            "changed: free some space (or make the directory writable) and start again"
+        ) from error
 
 
 def _settling(settle: Callable[[list], None] | None) -> Callable[[list], None] | None:
@@ -437,14 +486,18 @@ def _settling(settle: Callable[[list], None] | None) -> Callable[[list], None] |
         try:
             settle(events)
         except (OSError, sqlite3.Error) as error:
-            raise JournalError(f"settling the replayed events in the ledger failed ({error}); the journal was "
-                               "not changed, and the ledger keeps what it had settled: free some space and start "
-                               "again") from error
+            raise JournalError(
+                f"settling the replayed events in the ledger failed ({error}); the journal was "
+                "not changed, and the ledger keeps what it had settled: free some space and start "
+                "again"
+            ) from error
+
     return guarded
 
 
-def _snapshots_of(files: list[Path], journal_id: bytes, reasons: dict[Path, str]
-                  ) -> list[tuple[SnapshotInfo, str | None]]:
+def _snapshots_of(
+    files: list[Path], journal_id: bytes, reasons: dict[Path, str]
+) -> list[tuple[SnapshotInfo, str | None]]:
     """The snapshots of this journal, newest first, each with why its format cannot be loaded (None: it can).
     Their headers are evidence of how far the journal was synced whatever their format; the others are
     given a reason in ``reasons``."""
@@ -489,24 +542,38 @@ def _check_snapshots_agree(path: Path, scan: JournalScan, snapshots: list[tuple[
         found = scan.record_ends.get(info.offset)
         if found == (info.record_seq, True):
             continue
-        there = ("no record ends there" if found is None else
-                 f"record {found[0]} ends there" + ("" if found[1] else ", and it is not a commit record"))
-        raise JournalCorrupt(path, info.offset, info.record_seq, there, (
-            f"{path}: {info.path.name} was taken after record {info.record_seq}, ending at byte {info.offset}, "
-            f"but in the journal {there}: it is not the journal the snapshot was taken of (damaged, cut or "
-            "rewritten since). Nothing was changed. Restore the journal from a copy; or, if the journal is "
-            f"right, move the snapshot out of {info.path.parent} and start again"))
+        there = (
+            "no record ends there"
+            if found is None
+            else f"record {found[0]} ends there" + ("" if found[1] else ", and it is not a commit record")
+        )
+        raise JournalCorrupt(
+            path,
+            info.offset,
+            info.record_seq,
+            there,
+            (
+                f"{path}: {info.path.name} was taken after record {info.record_seq}, ending at byte {info.offset}, "
+                f"but in the journal {there}: it is not the journal the snapshot was taken of (damaged, cut or "
+                "rewritten since). Nothing was changed. Restore the journal from a copy; or, if the journal is "
+                f"right, move the snapshot out of {info.path.parent} and start again"
+            ),
+        )
     ahead = [info for info, _ in snapshots if info.offset > scan.committed_end]
     if ahead:
         newest = max(ahead, key=lambda info: info.offset)
         raise JournalTailAcknowledged(
-            path, *_tail_problem(scan), scan.committed_end,
+            path,
+            *_tail_problem(scan),
+            scan.committed_end,
             f"{newest.path.name} was taken after record {newest.record_seq}, ending at byte {newest.offset}, "
-            f"past the last commit record ({scan.last_seq}, ending at byte {scan.committed_end})")
+            f"past the last commit record ({scan.last_seq}, ending at byte {scan.committed_end})",
+        )
 
 
-def _usable_snapshot(snapshots: list[tuple[SnapshotInfo, str | None]], ledger_cursor: int | None,
-                     reasons: dict[Path, str]) -> tuple[tuple[SnapshotInfo, Sequencer] | None, int]:
+def _usable_snapshot(
+    snapshots: list[tuple[SnapshotInfo, str | None]], ledger_cursor: int | None, reasons: dict[Path, str]
+) -> tuple[tuple[SnapshotInfo, Sequencer] | None, int]:
     """The newest snapshot to start from, and the record after which commands count as journaled since the
     newest snapshot (a newer one the ledger has not settled up to will be usable once this start has)."""
     counted_after = None
@@ -527,9 +594,16 @@ def _usable_snapshot(snapshots: list[tuple[SnapshotInfo, str | None]], ledger_cu
     return None, 0 if counted_after is None else counted_after
 
 
-def replay_journal(path: Path, genesis: Genesis, snapshot: tuple[SnapshotInfo, Sequencer] | None = None, *,
-                   settle: Callable[[list], None] | None = None, ledger_cursor: int = 0, end: int | None = None,
-                   counted_after: int | None = None) -> tuple[Sequencer, RecoveryReport, ScanResult]:
+def replay_journal(
+    path: Path,
+    genesis: Genesis,
+    snapshot: tuple[SnapshotInfo, Sequencer] | None = None,
+    *,
+    settle: Callable[[list], None] | None = None,
+    ledger_cursor: int = 0,
+    end: int | None = None,
+    counted_after: int | None = None,
+) -> tuple[Sequencer, RecoveryReport, ScanResult]:
     """Rebuild the state from a journal (after ``snapshot`` if given, up to byte ``end`` if given), reading
     only: nothing is cut or written. ``commands_since_snapshot`` counts the commands after record
     ``counted_after`` (default: after the snapshot, or all)."""
@@ -552,8 +626,9 @@ def replay_journal(path: Path, genesis: Genesis, snapshot: tuple[SnapshotInfo, S
     return core, report, result
 
 
-def newest_snapshot(journal: Path, journal_id: bytes, ledger_cursor: int | None,
-                    passed_over: list[str]) -> tuple[SnapshotInfo, Sequencer] | None:
+def newest_snapshot(
+    journal: Path, journal_id: bytes, ledger_cursor: int | None, passed_over: list[str]
+) -> tuple[SnapshotInfo, Sequencer] | None:
     """The newest snapshot beside the journal that belongs to it, ends on one of its commit records (the
     record after it, if any, is the next seq) and (given a ledger cursor) that the ledger has settled up
     to; each one passed over is described in ``passed_over``."""

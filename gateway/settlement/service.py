@@ -58,6 +58,7 @@ settled ledger, in a :class:`gateway.ledger.LedgerStore` (SQLite by default).
    every asset; :func:`statement` and :func:`format_statement` produce an
    account's statement for the CLI.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -96,8 +97,10 @@ class SequenceGap(SettlementError):
     """Events are missing between the ledger's cursor and what was delivered."""
 
     def __init__(self, expected: int, got: int) -> None:
-        super().__init__(f"event seq {got} delivered, but the ledger needs seq {expected} next: "
-                         f"re-deliver events from seq {expected}")
+        super().__init__(
+            f"event seq {got} delivered, but the ledger needs seq {expected} next: "
+            f"re-deliver events from seq {expected}"
+        )
         self.expected = expected
         self.got = got
 
@@ -116,11 +119,13 @@ class SettlementStopped(SettlementError):
 
 # -- settlement logic ----------------------------------------------------------------------------
 
+
 class Settlement:
     """Settles engine events into a ledger store, each exactly once (see the module notes)."""
 
-    def __init__(self, store: LedgerStore, instruments: Mapping[str, Instrument], *,
-                 fee_account: str = DEFAULT_FEE_ACCOUNT) -> None:
+    def __init__(
+        self, store: LedgerStore, instruments: Mapping[str, Instrument], *, fee_account: str = DEFAULT_FEE_ACCOUNT
+    ) -> None:
         self.store = store
         self.fee_account = fee_account
         self._lot_units = {symbol: instrument.lot_units for symbol, instrument in instruments.items()}
@@ -168,8 +173,7 @@ class Settlement:
         if previous == 0:  # the engine opens its fee account at construction, before any event
             batch.opened_accounts.insert(0, (self.fee_account, None))
         batch.last_seq = expected - 1
-        batch.changes = [BalanceChange(account, asset, amount) for (account, asset), amount in deltas.items()
-                         if amount]
+        batch.changes = [BalanceChange(account, asset, amount) for (account, asset), amount in deltas.items() if amount]
         self.store.commit(batch)
         return settled
 
@@ -191,25 +195,40 @@ class Settlement:
         _add(deltas, seller, symbol, -units)
         _add(deltas, seller, CASH_ASSET, notional - seller_fee)
         _add(deltas, self.fee_account, CASH_ASSET, buyer_fee + seller_fee)
-        batch.trades.append(SettledTrade(trade.seq, trade.ts, trade.trade_id, symbol, trade.price, trade.quantity,
-                                         units, buyer, seller, buyer_fee, seller_fee,
-                                         AUCTION if trade.aggressor_side is None else str(trade.aggressor_side)))
+        batch.trades.append(
+            SettledTrade(
+                trade.seq,
+                trade.ts,
+                trade.trade_id,
+                symbol,
+                trade.price,
+                trade.quantity,
+                units,
+                buyer,
+                seller,
+                buyer_fee,
+                seller_fee,
+                AUCTION if trade.aggressor_side is None else str(trade.aggressor_side),
+            )
+        )
 
     def _settle_deposit(self, event: Deposited, batch: LedgerBatch, deltas: dict[tuple[str, str], int]) -> None:
         _add(deltas, event.account, event.asset, event.amount)
-        batch.movements.append(AssetMovement(event.seq, event.ts, event.account, event.asset, event.amount,
-                                             DEPOSIT))
+        batch.movements.append(AssetMovement(event.seq, event.ts, event.account, event.asset, event.amount, DEPOSIT))
 
     def _settle_withdrawal(self, event: Withdrawn, batch: LedgerBatch, deltas: dict[tuple[str, str], int]) -> None:
         _add(deltas, event.account, event.asset, -event.amount)
-        batch.movements.append(AssetMovement(event.seq, event.ts, event.account, event.asset, -event.amount,
-                                             WITHDRAWAL))
+        batch.movements.append(
+            AssetMovement(event.seq, event.ts, event.account, event.asset, -event.amount, WITHDRAWAL)
+        )
 
-    def _settle_surrender(self, event: UnitsSurrendered, batch: LedgerBatch,
-                          deltas: dict[tuple[str, str], int]) -> None:
+    def _settle_surrender(
+        self, event: UnitsSurrendered, batch: LedgerBatch, deltas: dict[tuple[str, str], int]
+    ) -> None:
         _add(deltas, event.account, event.instrument, -event.units)
-        batch.movements.append(AssetMovement(event.seq, event.ts, event.account, event.instrument, -event.units,
-                                             SURRENDER))
+        batch.movements.append(
+            AssetMovement(event.seq, event.ts, event.account, event.instrument, -event.units, SURRENDER)
+        )
 
     def _settle_penalty(self, event: PenaltyCharged, batch: LedgerBatch, deltas: dict[tuple[str, str], int]) -> None:
         if not event.paid:
@@ -225,8 +244,9 @@ class Settlement:
             _add(deltas, event.account, CASH_ASSET, -event.amount)
             _add(deltas, event.account, event.instrument, event.allocated)
 
-    def _settle_auction_proceeds(self, event: PrimaryAuctionCleared, batch: LedgerBatch,
-                                 deltas: dict[tuple[str, str], int]) -> None:
+    def _settle_auction_proceeds(
+        self, event: PrimaryAuctionCleared, batch: LedgerBatch, deltas: dict[tuple[str, str], int]
+    ) -> None:
         """The auctioneer delivers the allowances sold and receives the proceeds."""
         _add(deltas, event.auctioneer, event.instrument, -event.volume)
         _add(deltas, event.auctioneer, CASH_ASSET, event.proceeds)
@@ -242,6 +262,7 @@ def _add(deltas: dict[tuple[str, str], int], account: str, asset: str, amount: i
 
 # -- the asyncio consumer ------------------------------------------------------------------------
 
+
 class SettlementService:
     """Feeds engine events to a :class:`Settlement` through a bounded queue, off the matching path.
 
@@ -254,8 +275,9 @@ class SettlementService:
 
     CONSUMER_TASK_NAME = "settlement-consumer"
 
-    def __init__(self, settlement: Settlement, *, max_pending_batches: int = 16_384,
-                 max_events_per_transaction: int = 20_000) -> None:
+    def __init__(
+        self, settlement: Settlement, *, max_pending_batches: int = 16_384, max_events_per_transaction: int = 20_000
+    ) -> None:
         """``max_pending_batches``: submits the queue holds before it is full. Each is one command's
         (or one ``handle_all`` batch's) events, about 200 bytes an event; size it for the longest
         ledger stall to ride out. ``max_events_per_transaction``: the most events one commit takes
@@ -289,10 +311,14 @@ class SettlementService:
         try:
             self._queue.put_nowait(events)
         except asyncio.QueueFull:
-            self._refusal = (f"the settlement queue overflowed at event seq {events[0].seq}: "
-                             f"re-deliver events from the ledger's cursor to a new service")
-            raise SettlementOverloaded(f"the settlement queue is full ({self._queue.maxsize} batches); "
-                                       f"event seq {events[0].seq} onwards not taken") from None
+            self._refusal = (
+                f"the settlement queue overflowed at event seq {events[0].seq}: "
+                f"re-deliver events from the ledger's cursor to a new service"
+            )
+            raise SettlementOverloaded(
+                f"the settlement queue is full ({self._queue.maxsize} batches); "
+                f"event seq {events[0].seq} onwards not taken"
+            ) from None
 
     @property
     def has_room(self) -> bool:
@@ -406,6 +432,7 @@ class SettlementService:
 
 # -- reconciliation ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class ReconciliationReport:
     """The outcome of :func:`reconcile`: ``ok`` when ``differences`` is empty."""
@@ -418,8 +445,10 @@ class ReconciliationReport:
     totals: dict[str, int] = field(default_factory=dict)  # per asset: the ledger's total over all accounts
 
     def summary(self) -> list[str]:
-        lines = [f"reconciliation {'OK' if self.ok else 'FAILED'}: {self.accounts_checked} accounts, "
-                 f"ledger settled through event seq {self.settled_through_seq}, engine at seq {self.engine_seq}"]
+        lines = [
+            f"reconciliation {'OK' if self.ok else 'FAILED'}: {self.accounts_checked} accounts, "
+            f"ledger settled through event seq {self.settled_through_seq}, engine at seq {self.engine_seq}"
+        ]
         lines += [f"  total {asset}: {format_amount(asset, total)}" for asset, total in self.totals.items()]
         lines += [f"  difference: {difference}" for difference in self.differences]
         return lines
@@ -445,8 +474,10 @@ def reconcile(engine: Engine, store: LedgerStore) -> ReconciliationReport:
     settled = snapshot.last_applied_seq
     engine_seq = engine.last_seq
     if settled != engine_seq:
-        differences.append(f"the ledger has settled through event seq {settled}, the engine is at seq "
-                           f"{engine_seq}: drain the settlement queue before reconciling")
+        differences.append(
+            f"the ledger has settled through event seq {settled}, the engine is at seq "
+            f"{engine_seq}: drain the settlement queue before reconciling"
+        )
 
     ledger = snapshot.balances
     ledger_accounts = set(snapshot.accounts)
@@ -465,11 +496,14 @@ def reconcile(engine: Engine, store: LedgerStore) -> ReconciliationReport:
             settled_amount = held.get(asset, 0)
             engine_amount = _holding(engine_balances.get(account_id), asset)
             if settled_amount != engine_amount:
-                differences.append(f"{account_id} {asset}: ledger {format_amount(asset, settled_amount)}, "
-                                   f"engine {format_amount(asset, engine_amount)}")
+                differences.append(
+                    f"{account_id} {asset}: ledger {format_amount(asset, settled_amount)}, "
+                    f"engine {format_amount(asset, engine_amount)}"
+                )
             if settled_amount < 0:
-                differences.append(f"{account_id} {asset}: negative ledger holding "
-                                   f"{format_amount(asset, settled_amount)}")
+                differences.append(
+                    f"{account_id} {asset}: negative ledger holding {format_amount(asset, settled_amount)}"
+                )
         for asset in sorted(set(held) - set(assets)):
             differences.append(f"{account_id} holds {asset!r} in the ledger, which the engine does not know")
 
@@ -481,10 +515,12 @@ def reconcile(engine: Engine, store: LedgerStore) -> ReconciliationReport:
         brought_in = net_in.get(asset, 0)
         for where, total in (("ledger", ledger_total), ("engine", engine_total)):
             if total != brought_in:
-                differences.append(f"{asset} is not conserved in the {where}: accounts hold "
-                                   f"{format_amount(asset, total)} in total, but "
-                                   f"{format_amount(asset, brought_in)} was deposited net of withdrawals "
-                                   f"and surrenders")
+                differences.append(
+                    f"{asset} is not conserved in the {where}: accounts hold "
+                    f"{format_amount(asset, total)} in total, but "
+                    f"{format_amount(asset, brought_in)} was deposited net of withdrawals "
+                    f"and surrenders"
+                )
     return ReconciliationReport(not differences, differences, settled, engine_seq, len(every_account), totals)
 
 
@@ -496,6 +532,7 @@ def _holding(balances: AccountBalances | None, asset: str) -> int:
 
 
 # -- statements ----------------------------------------------------------------------------------
+
 
 class UnknownAccount(LookupError):
     """Neither the engine nor the ledger knows the account."""
@@ -564,21 +601,43 @@ def statement(engine: Engine, store: LedgerStore, account: str) -> AccountStatem
         notional = trade.price * trade.units
         sides = []
         if trade.buyer == account:
-            sides.append((Side.BUY, trade.buyer_fee, _liquidity(trade.aggressor_side, Side.BUY),
-                          -(notional + trade.buyer_fee)))
+            sides.append(
+                (Side.BUY, trade.buyer_fee, _liquidity(trade.aggressor_side, Side.BUY), -(notional + trade.buyer_fee))
+            )
         if trade.seller == account:
-            sides.append((Side.SELL, trade.seller_fee, _liquidity(trade.aggressor_side, Side.SELL),
-                          notional - trade.seller_fee))
+            sides.append(
+                (Side.SELL, trade.seller_fee, _liquidity(trade.aggressor_side, Side.SELL), notional - trade.seller_fee)
+            )
         for side, fee, liquidity, cash in sides:
-            lines.append(StatementTrade(trade.seq, trade.trade_id, side, trade.instrument, trade.quantity,
-                                        trade.price, trade.units, fee, liquidity, cash))
+            lines.append(
+                StatementTrade(
+                    trade.seq,
+                    trade.trade_id,
+                    side,
+                    trade.instrument,
+                    trade.quantity,
+                    trade.price,
+                    trade.units,
+                    fee,
+                    liquidity,
+                    cash,
+                )
+            )
             fees_by_instrument[trade.instrument] = fees_by_instrument.get(trade.instrument, 0) + fee
 
     fees_received = 0
     if account == engine.fee_account_id:
         fees_received = store.total_fees()
-    return AccountStatement(account, store.last_applied_seq(), engine.last_seq, holdings, lines,
-                            sum(fees_by_instrument.values()), fees_by_instrument, fees_received)
+    return AccountStatement(
+        account,
+        store.last_applied_seq(),
+        engine.last_seq,
+        holdings,
+        lines,
+        sum(fees_by_instrument.values()),
+        fees_by_instrument,
+        fees_received,
+    )
 
 
 def _liquidity(aggressor_side: str, side: Side) -> str:
@@ -601,11 +660,15 @@ def format_amount(asset: str, amount: int) -> str:
 def format_statement(account_statement: AccountStatement) -> list[str]:
     """The statement as lines of text for the CLI; euros with two decimals, units with separators."""
     s = account_statement
-    lines = [f"Statement of account {s.account}",
-             f"settled through event seq {s.settled_through_seq} (engine at seq {s.engine_seq})"]
+    lines = [
+        f"Statement of account {s.account}",
+        f"settled through event seq {s.settled_through_seq} (engine at seq {s.engine_seq})",
+    ]
     if s.settled_through_seq != s.engine_seq:
-        lines.append(f"note: the ledger is {s.engine_seq - s.settled_through_seq} events behind the engine; "
-                     f"the latest trades may not show yet")
+        lines.append(
+            f"note: the ledger is {s.engine_seq - s.settled_through_seq} events behind the engine; "
+            f"the latest trades may not show yet"
+        )
     lines += ["", f"{'asset':<6} {'holding':>18} {'reserved':>18} {'available':>18}"]
     for holding in s.holdings:
         if holding.asset == CASH_ASSET:
@@ -617,14 +680,19 @@ def format_statement(account_statement: AccountStatement) -> list[str]:
 
     lines += ["", f"trades: {len(s.trades)}"]
     if s.trades:
-        lines.append(f"{'seq':>8} {'trade':>7} {'side':<4} {'instr':<6} {'lots':>6} {'EUR/t':>10} "
-                     f"{'fee EUR':>10} {'role':<5} {'cash EUR':>16}")
+        lines.append(
+            f"{'seq':>8} {'trade':>7} {'side':<4} {'instr':<6} {'lots':>6} {'EUR/t':>10} "
+            f"{'fee EUR':>10} {'role':<5} {'cash EUR':>16}"
+        )
         for trade in s.trades:
-            lines.append(f"{trade.seq:>8} {trade.trade_id:>7} {trade.side.name:<4} {trade.instrument:<6} "
-                         f"{trade.quantity:>6} {format_euros(trade.price):>10} {format_euros(trade.fee):>10} "
-                         f"{trade.liquidity:<5} {format_euros(trade.cash):>16}")
-    by_instrument = ", ".join(f"{symbol} {format_euros(fee)}"
-                              for symbol, fee in sorted(s.fees_paid_by_instrument.items()))
+            lines.append(
+                f"{trade.seq:>8} {trade.trade_id:>7} {trade.side.name:<4} {trade.instrument:<6} "
+                f"{trade.quantity:>6} {format_euros(trade.price):>10} {format_euros(trade.fee):>10} "
+                f"{trade.liquidity:<5} {format_euros(trade.cash):>16}"
+            )
+    by_instrument = ", ".join(
+        f"{symbol} {format_euros(fee)}" for symbol, fee in sorted(s.fees_paid_by_instrument.items())
+    )
     lines.append(f"fees paid: EUR {format_euros(s.fees_paid)}" + (f" ({by_instrument})" if by_instrument else ""))
     if s.fees_received:
         lines.append(f"fees received: EUR {format_euros(s.fees_received)}")
