@@ -145,7 +145,7 @@ def decode_command(value: list) -> object:
     kind = _BY_NAME.get(name)
     if kind is None:
         raise JournalError(f"unknown command {name!r} in the journal")
-    return kind(**dict(zip(_FIELDS[kind], values)))
+    return kind(**dict(zip(_FIELDS[kind], values, strict=False)))  # a field added since, at the end: its default
 
 
 def execute_record(inputs: list) -> list:

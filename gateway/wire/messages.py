@@ -38,8 +38,6 @@ document's table, and in the tests' list of dicts.
 """
 from __future__ import annotations
 
-from typing import Protocol
-
 import msgspec
 from msgspec import UNSET, UnsetType
 
@@ -53,13 +51,6 @@ LevelChange = tuple[str, int, int, int]  # a book update's entry: side ("B" or "
 
 class Outbound(msgspec.Struct, tag_field="type", gc=False):
     """A message from the exchange. Subclasses declare ``request_id`` and ``seq`` themselves, last."""
-
-
-class Numbered(Protocol):
-    """A message numbered for its account (docs/PROTOCOL.md 5): it carries ``seq`` and may echo ``request_id``."""
-
-    request_id: RequestId | UnsetType
-    seq: int | UnsetType
 
 
 # -- entries of messages (maps inside a message's arrays) ------------------------------------------------
@@ -496,6 +487,10 @@ class InstrumentStatus(Outbound, tag="status"):
     ts: int
 
 
+# The messages numbered for an account (docs/PROTOCOL.md section 5): ``seq`` is set when one is delivered.
+NumberedMessage = (ExecutionReport | RejectedOrderReport | RequestRejected | MessageRejected | MassCancelReport
+                   | KillSwitchReport | BalancesAnswer | BookAnswer | OpenOrdersAnswer | TradesAnswer | Subscribed
+                   | Unsubscribed | SnapshotTaken | TradingPhaseReport | AuctionReport | BidReport | AuctionStatusAnswer)
 MarketData = BookSnapshot | BookUpdate | TopOfBook | PublicTrade | Statistics | InstrumentStatus | AuctionReport
 
 OUTBOUND: tuple[type[Outbound], ...] = (

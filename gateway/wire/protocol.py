@@ -258,8 +258,8 @@ class Refusal:
     fatal: bool
     field: str | None = None
     message_type: str | None = None
-    request_id: object = None
-    client_order_id: object = None
+    request_id: int | str | None = None
+    client_order_id: int | str | None = None
     cost: ClassVar[int] = 1  # throttle tokens, as for a message
 
 
