@@ -21,10 +21,20 @@ publishes it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from .codes import RejectCode
 from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce, TradingPhase
+
+
+class Event(Protocol):
+    """What every event below has, whatever its kind: for code that handles events of any kind in order."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def ts(self) -> int: ...
 
 
 class OrderAccepted(NamedTuple):
@@ -305,33 +315,6 @@ class DeadlinePassed(NamedTuple):
     short: int  # of which short of it
     penalties: int  # cents charged in all
     carried_over: int  # tonnes carried into the next year in all
-
-
-Event = (
-    OrderAccepted
-    | OrderRejected
-    | RequestRejected
-    | Trade
-    | OrderCanceled
-    | OrderReplaced
-    | OrderExpired
-    | StopTriggered
-    | LevelChanged
-    | MassCancelCompleted
-    | AccountBlocked
-    | AccountUnblocked
-    | TradingDayClosed
-    | SelfTradePreventionSet
-    | AccountOpened
-    | Deposited
-    | Withdrawn
-    | InstallationRegistered
-    | EmissionsRecorded
-    | UnitsSurrendered
-    | PenaltyCharged
-    | ObligationCarriedOver
-    | DeadlinePassed
-)
 
 
 class TradingPhaseChanged(NamedTuple):

@@ -620,6 +620,7 @@ def replay_journal(
     reader = JournalReader(path)
     replay_batches(core, reader.batches(offset, expect_seq, end), report, settle, ledger_cursor, counted_after)
     result = reader.result
+    assert result is not None  # the reader's scan result is set once its batches are read to the end, as above
     report.last_seq = result.last_seq
     report.torn_bytes, report.torn_reason = result.torn_bytes, result.torn_reason
     report.seconds = time.perf_counter() - started

@@ -66,12 +66,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from exchange import AccountOpened, BidResult, Deposited, Instrument, PrimaryAuctionCleared, Side, Trade, Withdrawn
 from exchange.commands import CASH_ASSET
 from exchange.engine import DEFAULT_FEE_ACCOUNT
-from exchange.events import PenaltyCharged, UnitsSurrendered
+from exchange.events import Event, PenaltyCharged, UnitsSurrendered
 from exchange.instruments import cents_to_eur
 from gateway.settlement.ledger import (
     AUCTION,
@@ -129,7 +129,8 @@ class Settlement:
         self.store = store
         self.fee_account = fee_account
         self._lot_units = {symbol: instrument.lot_units for symbol, instrument in instruments.items()}
-        self._settlers: dict[type, Callable[[object, LedgerBatch, dict[tuple[str, str], int]], None]] = {
+        # By the event's exact class, so each settler gets the event kind it is written for (hence Any).
+        self._settlers: dict[type, Callable[[Any, LedgerBatch, dict[tuple[str, str], int]], None]] = {
             Trade: self._settle_trade,
             Deposited: self._settle_deposit,
             Withdrawn: self._settle_withdrawal,
@@ -140,7 +141,7 @@ class Settlement:
             PrimaryAuctionCleared: self._settle_auction_proceeds,
         }
 
-    def apply(self, events: Iterable[object]) -> int:
+    def apply(self, events: Iterable[Event]) -> int:
         """Settle the events the ledger has not applied yet, in one transaction.
 
         Returns how many new events the ledger moved past (settled or passed
@@ -286,7 +287,7 @@ class SettlementService:
             raise ValueError("max_pending_batches and max_events_per_transaction must be at least 1")
         self.settlement = settlement
         self.max_events_per_transaction = max_events_per_transaction
-        self._queue: asyncio.Queue[Sequence[object]] = asyncio.Queue(maxsize=max_pending_batches)
+        self._queue: asyncio.Queue[Sequence[Event]] = asyncio.Queue(maxsize=max_pending_batches)
         # One thread: transactions must commit in order, and a SQLite connection takes one writer.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="settlement-writer")
         self._task: asyncio.Task | None = None
@@ -296,7 +297,7 @@ class SettlementService:
 
     # -- producer side -----------------------------------------------------------------
 
-    def submit(self, events: Sequence[object]) -> None:
+    def submit(self, events: Sequence[Event]) -> None:
         """Queue one command's events for settlement, without waiting; the list must not change afterwards.
 
         Raises :class:`SettlementOverloaded` if the queue is full, and
