@@ -63,7 +63,7 @@ import re
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -407,7 +407,7 @@ class JournalReader:
         self.result: ScanResult | None = None  # set when batches() is exhausted
 
     def batches(self, offset: int | None = None, expect_seq: int = 1, end: int | None = None
-                ) -> Iterator[tuple[int, int, list[list]]]:
+                ) -> Generator[tuple[int, int, list[list]], None, None]:
         """Yield (last seq, end offset, bodies) for each committed batch, the commit record excluded.
 
         Stops at the first record that is short, misplaced or fails its CRC;
