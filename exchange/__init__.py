@@ -1,8 +1,9 @@
 """carbonx matching core: pure, deterministic order books for carbon instruments.
 
 Commands in (:mod:`exchange.commands`), events out (:mod:`exchange.events`),
-through :class:`exchange.engine.Engine`. Nothing in this package performs I/O,
-reads a clock, draws random numbers or imports asyncio.
+through :class:`exchange.engine.Engine`, which also answers questions about its
+state through its read API (answers in :mod:`exchange.views`). Nothing in this
+package performs I/O, reads a clock, draws random numbers or imports asyncio.
 """
 
 from .book import OrderBook

@@ -50,7 +50,7 @@ CLOSED_PHASE = TradingPhase.CLOSED
 HALTED = TradingPhase.HALTED
 
 
-class _Missing(Enum):
+class _Missing(Enum):  # an enum member, so that a type checker tells the sentinel apart from an order by ``is``
     MISSING = "missing"
 
 
@@ -79,7 +79,7 @@ class OrderCommands:
     # -- new orders ----------------------------------------------------------------------
 
     def new_order(self, cmd: NewOrder, events: list) -> None:
-        """The new-order pipeline of the module notes, steps 1 to 7."""
+        """The new-order pipeline of :mod:`exchange.engine`'s notes, steps 1 to 7."""
         book = self.books.get(cmd.instrument)
         if book is None:
             events.append(self._order_rejected(cmd, RejectCode.UNKNOWN_INSTRUMENT))
