@@ -206,7 +206,7 @@ def replay_batches(
     core: Sequencer,
     batches: Iterator[tuple[int, int, list[list]]],
     report: RecoveryReport,
-    settle: Callable[[list], None] | None,
+    settle: Callable[[list], object] | None,
     ledger_cursor: int,
     counted_after: int = 0,
 ) -> None:
@@ -346,7 +346,7 @@ def read_snapshot(path: Path) -> tuple[SnapshotInfo, Sequencer]:
 
 
 def recover(
-    data_dir: Path, genesis: Genesis, *, ledger_cursor: int = 0, settle: Callable[[list], None] | None = None
+    data_dir: Path, genesis: Genesis, *, ledger_cursor: int = 0, settle: Callable[[list], object] | None = None
 ) -> Recovered:
     """Open the data directory's journal (creating it with ``genesis`` if there is none) and rebuild the state.
 
@@ -477,7 +477,7 @@ def check_room(data_dir: Path) -> None:
         ) from error
 
 
-def _settling(settle: Callable[[list], None] | None) -> Callable[[list], None] | None:
+def _settling(settle: Callable[[list], object] | None) -> Callable[[list], object] | None:
     """``settle``, with a ledger that cannot be written (a full disk) reported as a JournalError."""
     if settle is None:
         return None
@@ -599,7 +599,7 @@ def replay_journal(
     genesis: Genesis,
     snapshot: tuple[SnapshotInfo, Sequencer] | None = None,
     *,
-    settle: Callable[[list], None] | None = None,
+    settle: Callable[[list], object] | None = None,
     ledger_cursor: int = 0,
     end: int | None = None,
     counted_after: int | None = None,
