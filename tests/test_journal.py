@@ -54,21 +54,71 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from conftest import generate_workload
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import generate_workload
-from exchange import (CASH_ASSET, BlockAccount, CancelOrder, ClearPrimaryAuction, ComplianceDeadline, Deposit, EndOfDay, MassCancel,
-                      NewOrder, OpenAccount, OrderType, RecordEmissions, RegisterInstallation, ReplaceOrder,
-                      SelfTradePrevention, SetSelfTradePrevention, SetTradingPhase, Side, Surrender, TimeInForce,
-                      TradingPhase, UnblockAccount, Withdraw, OpenPrimaryAuction, SubmitBid, ModifyBid, WithdrawBid)
+from exchange import (
+    CASH_ASSET,
+    BlockAccount,
+    CancelOrder,
+    ClearPrimaryAuction,
+    ComplianceDeadline,
+    Deposit,
+    EndOfDay,
+    MassCancel,
+    ModifyBid,
+    NewOrder,
+    OpenAccount,
+    OpenPrimaryAuction,
+    OrderType,
+    RecordEmissions,
+    RegisterInstallation,
+    ReplaceOrder,
+    SelfTradePrevention,
+    SetSelfTradePrevention,
+    SetTradingPhase,
+    Side,
+    SubmitBid,
+    Surrender,
+    TimeInForce,
+    TradingPhase,
+    UnblockAccount,
+    Withdraw,
+    WithdrawBid,
+)
 from exchange.commands import MAX_INT
 from gateway.config import DEFAULT_ACCOUNTS, load_accounts, load_compliance, load_instruments, opening_commands
-from gateway.persistence.journal import (COMMAND_TYPES, GENESIS, HEADER, MAGIC, Genesis, JournalCorrupt, JournalError,
-                             JournalReader, JournalWriter, commit_record, decode_command, encode_command,
-                             execute_record, operator_record, read_genesis, session_record, skip_record)
-from gateway.persistence.recovery import (JOURNAL_NAME, SNAPSHOT_DIR, new_sequencer, read_snapshot, recover, replay_journal,
-                              snapshot_bytes, write_snapshot)
+from gateway.persistence.journal import (
+    COMMAND_TYPES,
+    GENESIS,
+    HEADER,
+    MAGIC,
+    Genesis,
+    JournalCorrupt,
+    JournalError,
+    JournalReader,
+    JournalWriter,
+    commit_record,
+    decode_command,
+    encode_command,
+    execute_record,
+    operator_record,
+    read_genesis,
+    session_record,
+    skip_record,
+)
+from gateway.persistence.recovery import (
+    JOURNAL_NAME,
+    SNAPSHOT_DIR,
+    new_sequencer,
+    read_snapshot,
+    recover,
+    replay_journal,
+    snapshot_bytes,
+    write_snapshot,
+)
+from gateway.wire.messages import BalancesAnswer
 
 # Demo accounts the order flow alternates between. Their order value limits (EUR 5-10 million) refuse the
 # workload's largest orders, and bank and broker have self-trade prevention: refusals and STP cancels are
@@ -77,7 +127,7 @@ ACCOUNTS = ("bank", "broker", "gov-fund", "carbon-fund")
 TS0 = 1_700_000_000_000_000_000  # the "clock" Live reads: Sequencer.now makes it increase by one each time
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def standard_genesis() -> Genesis:
     # A resend window larger than any account's message count here: nothing is evicted, so what a
     # recovered resend store holds can be compared exactly with the live one (see resend_frames).
@@ -155,7 +205,8 @@ class Live:
                 body = skip_record(account, 1)
                 journal.append(body)
                 self.skipped.append((len(self.committed), account, core.next_seq(account)))
-                core.deliver(account, {"type": "balances", "account": account, "request_id": self.request_id})
+                core.deliver(account, BalancesAnswer(account=account, balances=[], blocked=False, ts=0,
+                                                     request_id=self.request_id))
             elif kind == "session":
                 body = session_record(step[1])
                 journal.append(body)
@@ -576,7 +627,7 @@ def test_a_batch_written_twice_at_the_tail_is_not_applied_twice(tmp_path):
 
 # -- 5. acknowledged batches survive any crash after them (hypothesis) ---------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def base_journal() -> tuple[bytes, tuple[Committed, ...], Genesis]:
     with tempfile.TemporaryDirectory() as directory:
         live, _ = standard_journal(Path(directory), orders=120, seed=13)

@@ -63,6 +63,7 @@ from typing import Self
 
 import aiomqtt
 import msgpack
+import msgspec
 import pytest
 from gateway_helpers import TIMEOUT, Inbox, eventually, exchange_on_port, session
 from hypothesis import given
@@ -88,6 +89,7 @@ from exchange import (
 )
 from exchange.instruments import Instrument
 from gateway.marketdata.feed import CHANNELS, MarketDataFeed
+from gateway.wire.protocol import encode_message
 
 NS = 1_000_000_000
 BUY, SELL = Side.BUY, Side.SELL
@@ -252,7 +254,7 @@ class FeedChecker:
 
     def join(self, symbol: str) -> BookModel:
         """A subscriber joining now from the instrument's current state; checks that state too."""
-        state = dict(self.feed.state(symbol))
+        state = state_of(self.feed, symbol)
         assert list(state) == ["book", "top", "stats", "status"]
         book = BookModel(state["book"], self.levels)
         assert book.md_seq == self.seq[(symbol, "book")]
@@ -273,7 +275,7 @@ class FeedChecker:
 
     def run(self, commands: list) -> list:
         events = self.engine.handle_all(commands)
-        messages = self.feed.messages(events)
+        messages = published(self.feed.messages(events))
         self.check(events, messages)
         return events
 
@@ -518,7 +520,7 @@ def test_settlement_price_is_the_vwap_of_the_closing_window_then_the_day_starts_
     out = []
 
     def run(*commands):
-        out.extend(feed.messages(engine.handle_all(list(commands))))
+        out.extend(published(feed.messages(engine.handle_all(list(commands)))))
 
     close = T0 + 3600 * NS
     # EUA: one trade before the window, two in it (the first exactly at its start), one at the close
@@ -550,7 +552,7 @@ def test_settlement_price_is_the_vwap_of_the_closing_window_then_the_day_starts_
     assert next_day["EUA"] == {"type": "statistics", "instrument": "EUA", "md_seq": 7, "open": None, "high": None,
                                "low": None, "last": 7002, "volume": 0, "volume_tonnes": 0, "vwap": None, "trades": 0,
                                "settlement_price": 7005, "ts": close}
-    assert dict(feed.state("EUA"))["stats"] == next_day["EUA"]
+    assert state_of(feed, "EUA")["stats"] == next_day["EUA"]
     out.clear()
     run(order(close + NS, "a", SELL, 2, 6990), order(close + NS, "b", BUY, 2, 6990))
     stats = [message for _, channel, message in out if channel == "stats"]
@@ -566,7 +568,7 @@ def test_settlement_price_is_the_vwap_of_the_closing_window_then_the_day_starts_
     out.clear()
     run(EndOfDay(ts=close + 20 * NS, trading_date=20240104))
     assert closing_price(out, "EUA") == 6990
-    assert stats_fields(dict(feed.state("EUA"))["stats"])["trades"] == 0
+    assert stats_fields(state_of(feed, "EUA")["stats"])["trades"] == 0
 
 
 def closing_price(out: list, symbol: str) -> int | None:
@@ -579,10 +581,10 @@ def closing_price(out: list, symbol: str) -> int | None:
 def test_trades_and_end_of_day_in_one_batch_are_counted_on_the_right_day():
     engine = feed_engine()
     feed = MarketDataFeed(engine, levels=2, settlement_window_s=60)
-    out = feed.messages(engine.handle_all([
+    out = published(feed.messages(engine.handle_all([
         order(T0, "a", SELL, 5, 7000), order(T0, "b", BUY, 2, 7000),
         EndOfDay(ts=T0 + NS, trading_date=20240102),
-        order(T0 + 2 * NS, "b", BUY, 3, 7000)]))
+        order(T0 + 2 * NS, "b", BUY, 3, 7000)])))
     summary = [(channel, message.get("trading_day_closed", False), message.get("trades"), message.get("volume"))
                for symbol, channel, message in out if symbol == "EUA" and channel in ("stats", "trades")]
     assert summary == [("trades", False, None, None), ("stats", False, 1, 2), ("stats", True, 1, 2),
@@ -594,16 +596,17 @@ def test_trades_and_end_of_day_in_one_batch_are_counted_on_the_right_day():
 def test_status_change_is_numbered_and_part_of_the_state():
     engine = feed_engine()
     feed = MarketDataFeed(engine)
-    assert dict(feed.state("CER"))["status"]["md_seq"] == 1
-    out = feed.messages(engine.handle(SetTradingPhase(ts=T0, instrument="CER", phase=TradingPhase.HALTED)))
+    assert state_of(feed, "CER")["status"]["md_seq"] == 1
+    out = published(feed.messages(engine.handle(SetTradingPhase(ts=T0, instrument="CER", phase=TradingPhase.HALTED))))
     expected = {"type": "status", "instrument": "CER", "md_seq": 2, "status": "halted", "phase": "halted",
                 "reason": "operator", "trigger_price": None, "reference_price": None, "indicative_price": None,
                 "indicative_quantity": 0, "indicative_demand": 0, "indicative_supply": 0, "auction_price": None,
                 "auction_quantity": 0, "ts": T0}
     assert out == [("CER", "status", expected)]
-    assert dict(feed.state("CER"))["status"] == expected
-    assert dict(feed.state("EUA"))["status"]["md_seq"] == 1
-    out = feed.messages(engine.handle(SetTradingPhase(ts=T0 + 1, instrument="CER", phase=TradingPhase.CLOSED)))
+    assert state_of(feed, "CER")["status"] == expected
+    assert state_of(feed, "EUA")["status"]["md_seq"] == 1
+    out = published(feed.messages(engine.handle(SetTradingPhase(ts=T0 + 1, instrument="CER",
+                                                                phase=TradingPhase.CLOSED))))
     assert [(message["status"], message["phase"], message["md_seq"]) for _, _, message in out] == [
         ("closed", "closed", 3)]
 
@@ -631,9 +634,25 @@ async def md_so_far(client) -> list[dict]:
     return out
 
 
-def without_ts(message: dict) -> dict:
+def without_ts(message: dict | msgspec.Struct) -> dict:
+    message = as_sent(message)
     assert type(message.get("ts")) is int, message
     return {name: value for name, value in message.items() if name != "ts"}
+
+
+def as_sent(message: dict | msgspec.Struct) -> dict:
+    """A message of the feed as a subscriber reads it: its bytes decoded (by the reference msgpack package)."""
+    return msgpack.unpackb(encode_message(message)) if isinstance(message, msgspec.Struct) else message
+
+
+def published(messages: list[tuple[str, str, msgspec.Struct]]) -> list[tuple[str, str, dict]]:
+    """A batch's market data as subscribers read it."""
+    return [(symbol, channel, as_sent(message)) for symbol, channel, message in messages]
+
+
+def state_of(feed: MarketDataFeed, symbol: str) -> dict[str, dict]:
+    """An instrument's current state per channel, as a late subscriber reads it."""
+    return {channel: as_sent(message) for channel, message in feed.state(symbol)}
 
 
 class SocketSubscriber:
@@ -1052,7 +1071,7 @@ async def test_mqtt_late_joiner_gets_the_retained_state_at_once(broker):
         async with MqttSubscriber(broker, "paper-mill") as late:
             expected = {(symbol, suffix): message for symbol in SESSION_SYMBOLS
                         for (channel, message), suffix in zip(gateway.feed.state(symbol),
-                                                               ("snapshot", "top", "stats", "status"))}
+                                                               ("snapshot", "top", "stats", "status"), strict=True)}
             await eventually(lambda: len(late.received) >= len(expected), TIMEOUT)
             took = asyncio.get_running_loop().time() - joined
             await asyncio.sleep(0.2)
@@ -1285,19 +1304,18 @@ async def test_mqtt_latest_state_wins_even_when_it_changes_while_being_published
             await gateway.run_operator_commands([SetTradingPhase(ts=time.time_ns(), instrument="EUA",
                                                                  phase=TradingPhase.HALTED)])
             await asyncio.sleep(0.3)
-            assert publisher._state[("EUA", "status")]["md_seq"] == 2 and not publisher._reliable
+            assert publisher._state[("EUA", "status")].md_seq == 2 and not publisher._reliable
             await gateway.run_operator_commands([SetTradingPhase(ts=time.time_ns(), instrument="EUA",
                                                                  phase=TradingPhase.CONTINUOUS)])
             # statistics waiting behind the trade and fills of their batch, replaced by the next batch's
             await buyer.new_order("EUA", "B", 1, 7000)
             await buyer.new_order("EUA", "B", 2, 7000)
-            assert publisher._state[("EUA", "stats")]["md_seq"] == 2
+            assert publisher._state[("EUA", "stats")].md_seq == 2
         finally:
             broker.resume()
         await eventually(lambda: not publisher.pending, TIMEOUT)
         await caught_up(gateway, subscriber)
-        assert (feed.instruments["EUA"].status_message()["md_seq"], feed.instruments["EUA"].statistics()["md_seq"]) \
-            == (3, 2)
+        assert (feed.instruments["EUA"].status_message().md_seq, feed.instruments["EUA"].statistics().md_seq) == (3, 2)
         await assert_state_matches(gateway, subscriber, timeout=1.0)  # the latest status and statistics reached it
         async with MqttSubscriber(broker, "paper-mill") as late:  # and are the retained ones
             await assert_state_matches(gateway, late, timeout=1.0)

@@ -43,12 +43,12 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
-import msgspec
 
 from exchange import ConfigError
-
 from gateway.logs import log_event
 from gateway.marketdata.feed import MarketDataFeed
+from gateway.wire.messages import AuctionReport, ExecutionReport, MarketData, PublicTrade, Statistics
+from gateway.wire.protocol import encode_message
 
 log = logging.getLogger("carbonx.mqtt")
 
@@ -66,7 +66,7 @@ PUBLISH_WINDOW = 64
 # the first waits for the peer's delayed acknowledgement (tens of milliseconds). Every connection of
 # carbonx to the broker (the publisher, the market-data viewer) sends each message at once.
 SOCKET_OPTIONS = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
-_encode = msgspec.msgpack.Encoder().encode
+_encode = encode_message  # a payload is a frame's body: the same bytes as on the trading socket
 
 # Where each channel of the feed goes: (topic suffix, QoS, retained).
 CHANNEL_TOPICS = {
@@ -123,7 +123,7 @@ class MqttPublisher:
         self._max_reliable = max_reliable
         self._updates: deque[tuple[str, bytes, bool]] = deque()  # book updates and tops: (topic, payload, retain)
         self._max_updates = max_updates
-        self._state: dict[tuple[str, str], dict] = {}  # (instrument, channel) -> latest state message
+        self._state: dict[tuple[str, str], MarketData] = {}  # (instrument, channel) -> latest state message
         self._stale_books: set[str] = set()  # snapshot to publish: changed since the last one
         self._conflating: set[str] = set()  # updates dropped: the current snapshot replaces them
         self._wake = asyncio.Event()
@@ -137,14 +137,15 @@ class MqttPublisher:
 
     # -- the engine task's side: never waits ------------------------------------------------
 
-    def offer(self, market_data: list[tuple[str, str, dict]], fills: list[tuple[str, dict]]) -> None:
+    def offer(self, market_data: list[tuple[str, str, MarketData]], fills: list[tuple[str, ExecutionReport]]) -> None:
         """File a batch's market data and the fills for the accounts' private topics."""
         for instrument, channel, message in market_data:
             if channel == "book" or channel == "top":
                 self._file_update(instrument, channel, message)
-            elif channel == "trades" or channel == "auctions":
+            elif message.__class__ is PublicTrade or message.__class__ is AuctionReport:  # trades, auctions
                 self._file_reliable(market_data_topic(instrument, channel), message)
-            elif message.get("trading_day_closed"):  # the settlement price: never conflated away
+            elif message.__class__ is Statistics and message.trading_day_closed is True:
+                # the day's closing statistics, with the settlement price: never conflated away
                 self._file_reliable(market_data_topic(instrument, CHANNEL_TOPICS["stats"][0]), message)
             else:
                 self._state[(instrument, channel)] = message
@@ -153,15 +154,17 @@ class MqttPublisher:
         if market_data or fills:
             self._wake.set()
 
-    def _file_reliable(self, topic: str, message: dict) -> None:
+    def _file_reliable(self, topic: str, message: PublicTrade | AuctionReport | Statistics | ExecutionReport) -> None:
         if len(self._reliable) >= self._max_reliable:
             self.dropped_reliable += 1
-            log_event(log, "mqtt_reliable_dropped", logging.ERROR, topic=topic, md_seq=message.get("md_seq"),
-                      seq=message.get("seq"), dropped=self.dropped_reliable, queued=len(self._reliable))
+            # a fill is numbered for its account (seq), market data per channel (md_seq)
+            md_seq, seq = (None, message.seq) if isinstance(message, ExecutionReport) else (message.md_seq, None)
+            log_event(log, "mqtt_reliable_dropped", logging.ERROR, topic=topic, md_seq=md_seq, seq=seq,
+                      dropped=self.dropped_reliable, queued=len(self._reliable))
             return
         self._reliable.append((topic, _encode(message)))
 
-    def _file_update(self, instrument: str, channel: str, message: dict) -> None:
+    def _file_update(self, instrument: str, channel: str, message: MarketData) -> None:
         if channel == "book":
             self._stale_books.add(instrument)
         if instrument in self._conflating:
@@ -291,7 +294,7 @@ class MqttPublisher:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), max(0.0, next_snapshots - loop.time()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             while self._conflating:  # what was dropped is replaced by the current snapshot

@@ -10,7 +10,8 @@ converts a request's price, and reports convert back (``cents // tick``).
 keeps what a FIX execution report needs and the engine does not carry: the
 cumulative quantity, the traded value for the average price, the order's
 status. :meth:`OrderTracker.messages` turns a command's events into the
-messages each account is to receive: ``execution_report`` for every change
+messages each account is to receive (schemas of :mod:`gateway.wire.messages`,
+numbered later by the sequencer): ``execution_report`` for every change
 of an order (new, trade, canceled, replaced, rejected, expired, triggered),
 ``request_rejected`` for a refused cancel, replace, mass cancel or kill
 switch, ``mass_cancel_report`` and ``kill_switch_report``. Events no trading
@@ -28,14 +29,45 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Iterable, Mapping
 
-from exchange import (AccountBlocked, AccountUnblocked, AuctionCompleted, BidPlaced, BidResult, BidWithdrawn,
-                      InvalidCommand, MassCancelCompleted, OrderAccepted, OrderCanceled, OrderExpired, OrderRejected,
-                      OrderReplaced, PrimaryAuctionCancelled, PrimaryAuctionCleared, PrimaryAuctionOpened, RejectCode,
-                      RequestRejected, StopTriggered, Trade, TradingDayClosed, TradingPhaseChanged)
+from exchange import (
+    AccountBlocked,
+    AccountUnblocked,
+    AuctionCompleted,
+    BidPlaced,
+    BidResult,
+    BidWithdrawn,
+    InvalidCommand,
+    MassCancelCompleted,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderRejected,
+    OrderReplaced,
+    PrimaryAuctionCancelled,
+    PrimaryAuctionCleared,
+    PrimaryAuctionOpened,
+    RejectCode,
+    RequestRejected,
+    StopTriggered,
+    Trade,
+    TradingDayClosed,
+    TradingPhaseChanged,
+)
 from exchange.instruments import Instrument, eur_to_cents
+from gateway.wire import messages
+from gateway.wire.messages import (
+    AuctionReport,
+    BidReport,
+    ExecutionReport,
+    KillSwitchReport,
+    MassCancelReport,
+    OpenOrder,
+    RejectedOrderReport,
+    TradingPhaseReport,
+)
 
 # Order statuses (FIX OrdStatus), as sent in ``order_status``.
 NEW = "new"
@@ -54,7 +86,7 @@ AVERAGE_PRICE_PLACES = Decimal("0.0001")  # average prices are euros to 4 decima
 PRICE_TEXT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")  # a plain decimal: no sign, exponent or spaces
 
 
-def price_in_cents(value: object, instrument: Instrument | None, field: str) -> int | None:
+def price_in_cents(value: int | str | None, instrument: Instrument | None, field: str) -> int | None:
     """A request's price in cents: ``value`` is None, integer ticks, or a decimal string in euros ("70.25").
 
     Raises InvalidCommand for a price that cannot be one: INVALID_PRICE (or
@@ -68,7 +100,7 @@ def price_in_cents(value: object, instrument: Instrument | None, field: str) -> 
         return None
     stop = field == "stop_price"
     tick = 1 if instrument is None else instrument.tick_size
-    if type(value) is int:
+    if isinstance(value, int):
         return value * tick
     if PRICE_TEXT.fullmatch(value) is None:
         raise InvalidCommand(RejectCode.INVALID_STOP_PRICE if stop else RejectCode.INVALID_PRICE, field)
@@ -108,21 +140,29 @@ class OrderView:
         self.value = 0  # sum of price x lots over the fills, for the average price
         self.status = NEW if event.stop_price is None else WAITING_TRIGGER
 
-    def report(self, exec_type: str, ts: int) -> dict:
+    def report(self, exec_type: str, ts: int) -> ExecutionReport:
         """An execution report of the order as it is now."""
         tick = self.tick
         cum = self.cum
-        return {
-            "type": "execution_report", "exec_type": exec_type, "order_status": self.status,
-            "order_id": self.order_id, "client_order_id": self.client_order_id, "instrument": self.instrument,
-            "side": self.side, "order_type": self.order_type, "time_in_force": self.time_in_force,
-            "price": None if self.price is None else self.price // tick,
-            "stop_price": None if self.stop_price is None else self.stop_price // tick,
-            "display_quantity": self.display_quantity, "expire_date": self.expire_date,
-            "quantity": self.quantity, "cum_quantity": cum,
-            "leaves_quantity": 0 if self.status in CLOSED_STATUSES else self.quantity - cum,
-            "avg_price": average_price(self.value, cum), "ts": ts,
-        }
+        price, stop_price = self.price, self.stop_price
+        # Positional, in the schema's order (exec_type to ts): msgspec builds a struct from positional arguments
+        # about five times faster than from keywords, and this runs for every change of every order.
+        return ExecutionReport(exec_type, self.status, self.order_id, self.client_order_id, self.instrument,
+                               self.side, self.order_type, self.time_in_force,
+                               None if price is None else price // tick,
+                               None if stop_price is None else stop_price // tick, self.display_quantity,
+                               self.expire_date, self.quantity, cum,
+                               0 if self.status in CLOSED_STATUSES else self.quantity - cum,
+                               average_price(self.value, cum), ts)
+
+    def open_order(self) -> OpenOrder:
+        """The order as an entry of ``open_orders``: what an ``order_status`` answer says of it, without its
+        ``type``, ``exec_type`` and ``ts``."""
+        report = self.report("status", 0)
+        return OpenOrder(report.order_status, report.order_id, report.client_order_id, report.instrument,
+                         report.side, report.order_type, report.time_in_force, report.price, report.stop_price,
+                         report.display_quantity, report.expire_date, report.quantity, report.cum_quantity,
+                         report.leaves_quantity, report.avg_price)
 
 
 def average_price(value: int, lots: int) -> str | None:
@@ -172,19 +212,20 @@ class OrderTracker:
             return view if view is not None and view.account == account else None
         return self.by_client_id.get((account, client_order_id))
 
-    def messages(self, events: Iterable[object]) -> list[tuple[str, dict]]:
+    def messages(self, events: Iterable[object]) -> list[tuple[str, Report]]:
         """(account, message) for each message the events cause, in event order."""
-        out: list[tuple[str, dict]] = []
+        out: list[tuple[str, Report]] = []
         orders = self.orders
         for event in events:
-            kind = event.__class__
-            if kind is Trade:
+            # One class test each, most frequent first (``__class__ is``: an event is never a subclass, and the
+            # test is cheaper than isinstance on this path).
+            if event.__class__ is Trade:
                 auction = event.aggressor_side is None  # nobody took: the buy is in the taker fields
                 self._fill(orders[event.taker_order_id], event, event.taker_leaves, "auction" if auction else "taker",
                            event.taker_fee, out)
                 self._fill(orders[event.maker_order_id], event, event.maker_leaves, "auction" if auction else "maker",
                            event.maker_fee, out)
-            elif kind is OrderAccepted:
+            elif event.__class__ is OrderAccepted:
                 view = orders[event.order_id] = OrderView(event, self.ticks[event.instrument])
                 self.by_client_id[(event.account, event.client_order_id)] = view
                 account_orders = self.open_orders.get(event.account)
@@ -193,90 +234,87 @@ class OrderTracker:
                 else:
                     account_orders[event.order_id] = view
                 out.append((event.account, view.report("new", event.ts)))
-            elif kind is OrderCanceled:
+            elif event.__class__ is OrderCanceled:
                 view = orders[event.order_id]
                 view.status = CANCELED
                 report = view.report("canceled", event.ts)
-                report["reason"] = event.reason
+                report.reason = event.reason
                 out.append((event.account, report))
                 self._keep_closed(view)
-            elif kind is OrderRejected:
+            elif event.__class__ is OrderRejected:
                 out.append((event.account, rejected_order_report(event.client_order_id, event.instrument,
                                                                  event.code, event.ts)))
-            elif kind is RequestRejected:
+            elif event.__class__ is RequestRejected:
                 if event.account is not None:
                     out.append((event.account, request_rejected(event.request, event.code, event.ts,
                                                                 event.order_id, event.client_order_id)))
-            elif kind is OrderReplaced:
+            elif event.__class__ is OrderReplaced:
                 view = orders[event.order_id]
                 view.price = event.price
                 view.quantity = event.quantity
                 report = view.report("replaced", event.ts)
-                report["priority_kept"] = event.priority_kept
+                report.priority_kept = event.priority_kept
                 out.append((event.account, report))
-            elif kind is OrderExpired:
+            elif event.__class__ is OrderExpired:
                 view = orders[event.order_id]
                 view.status = EXPIRED
                 out.append((event.account, view.report("expired", event.ts)))
                 self._keep_closed(view)
-            elif kind is StopTriggered:
+            elif event.__class__ is StopTriggered:
                 view = orders[event.order_id]
                 view.status = NEW if view.cum == 0 else PARTIALLY_FILLED
                 report = view.report("triggered", event.ts)
-                report["trigger_price"] = event.last_price // view.tick
+                report.trigger_price = event.last_price // view.tick
                 out.append((event.account, report))
-            elif kind is MassCancelCompleted:
-                out.append((event.account, {"type": "mass_cancel_report", "instrument": event.instrument,
-                                            "canceled_orders": event.canceled_orders, "ts": event.ts}))
-            elif kind is AccountBlocked or kind is AccountUnblocked:
-                out.append((event.account, {"type": "kill_switch_report", "account": event.account,
-                                            "blocked": kind is AccountBlocked,
-                                            "canceled_orders": getattr(event, "canceled_orders", 0),
-                                            "ts": event.ts}))
-            elif kind is TradingDayClosed:
+            elif event.__class__ is MassCancelCompleted:
+                out.append((event.account, MassCancelReport(event.instrument, event.canceled_orders, event.ts)))
+            elif event.__class__ is AccountBlocked:
+                out.append((event.account, KillSwitchReport(event.account, True, event.canceled_orders, event.ts)))
+            elif event.__class__ is AccountUnblocked:
+                out.append((event.account, KillSwitchReport(event.account, False, 0, event.ts)))
+            elif event.__class__ is TradingDayClosed:
                 self._forget_closed()
                 self.fills.clear()
                 self.fills_dropped.clear()
                 self.fills_whole_day = True
-            elif kind in PRIMARY_AUCTION_EVENTS:
-                out.append(self._primary_auction_message(event))
+            elif event.__class__ is BidPlaced or event.__class__ is BidWithdrawn or event.__class__ is BidResult:
+                out.append((event.account, self._bid_report(event)))  # to the bidder alone: bids are sealed
+            elif (event.__class__ is PrimaryAuctionOpened or event.__class__ is PrimaryAuctionCleared
+                  or event.__class__ is PrimaryAuctionCancelled):
+                out.append((event.auctioneer, auction_report(event, self.ticks[event.instrument])))
         return out
 
-    def _primary_auction_message(self, event: object) -> tuple[str, dict]:
-        """A primary auction's event as its message: a bid's to its bidder alone, the auction's to its
-        auctioneer (bids are sealed: nobody else learns of them)."""
-        kind = event.__class__
-        if kind is BidPlaced or kind is BidWithdrawn or kind is BidResult:
-            message = {"type": "bid_report", "auction_id": event.auction_id, "bid_id": event.bid_id,
-                       "instrument": event.instrument}
-            if kind is BidPlaced:
-                tick = self.ticks[event.instrument]
-                message.update(status="modified" if event.modified else "placed", price=event.price // tick,
-                               volume=event.volume, held=event.held)
-            elif kind is BidWithdrawn:
-                message.update(status="withdrawn", released=event.released)
-            else:
-                tick = self.ticks[event.instrument]
-                status = ("auction_cancelled" if event.clearing_price is None else
-                          "allocated" if event.allocated else "not_allocated")
-                message.update(status=status, price=event.price // tick, volume=event.volume,
-                               allocated=event.allocated,
-                               clearing_price=None if event.clearing_price is None else event.clearing_price // tick,
-                               amount=event.amount)
-            message["ts"] = event.ts
-            return event.account, message
-        return event.auctioneer, auction_report(event, self.ticks[event.instrument])
+    def _bid_report(self, event: BidPlaced | BidWithdrawn | BidResult) -> BidReport:
+        """A bid's event as its bidder is told it (prices in ticks, amounts in cents)."""
+        if isinstance(event, BidWithdrawn):
+            return BidReport(auction_id=event.auction_id, bid_id=event.bid_id, instrument=event.instrument,
+                             status="withdrawn", released=event.released, ts=event.ts)
+        tick = self.ticks[event.instrument]
+        if isinstance(event, BidPlaced):
+            return BidReport(auction_id=event.auction_id, bid_id=event.bid_id, instrument=event.instrument,
+                             status="modified" if event.modified else "placed", price=event.price // tick,
+                             volume=event.volume, held=event.held, ts=event.ts)
+        status = ("auction_cancelled" if event.clearing_price is None else
+                  "allocated" if event.allocated else "not_allocated")
+        return BidReport(auction_id=event.auction_id, bid_id=event.bid_id, instrument=event.instrument, status=status,
+                         price=event.price // tick, volume=event.volume, allocated=event.allocated,
+                         clearing_price=None if event.clearing_price is None else event.clearing_price // tick,
+                         amount=event.amount, ts=event.ts)
 
     def _fill(self, view: OrderView, trade: Trade, leaves: int, liquidity: str, fee: int,
-              out: list[tuple[str, dict]]) -> None:
+              out: list[tuple[str, Report]]) -> None:
         view.cum += trade.quantity
         view.value += trade.price * trade.quantity
         view.status = FILLED if leaves == 0 else PARTIALLY_FILLED
+        last_price = trade.price // view.tick
         report = view.report("trade", trade.ts)
-        report["leaves_quantity"] = leaves
-        report.update(trade_id=trade.trade_id, last_price=trade.price // view.tick, last_quantity=trade.quantity,
-                      liquidity=liquidity, fee=fee,
-                      aggressor_side=trade.aggressor_side)
+        report.leaves_quantity = leaves
+        report.trade_id = trade.trade_id
+        report.last_price = last_price
+        report.last_quantity = trade.quantity
+        report.liquidity = liquidity
+        report.fee = fee
+        report.aggressor_side = trade.aggressor_side
         out.append((view.account, report))
         fills = self.fills.get(view.account)
         if fills is None:
@@ -284,7 +322,7 @@ class OrderTracker:
         elif len(fills) == MAX_FILLS_KEPT:  # the oldest goes
             self.fills_dropped.add(view.account)
         fills.append((trade.trade_id, view.order_id, view.client_order_id, view.instrument, view.side,
-                      report["last_price"], trade.quantity, liquidity, fee, trade.ts))
+                      last_price, trade.quantity, liquidity, fee, trade.ts))
         if not leaves:
             self._keep_closed(view)
 
@@ -312,68 +350,67 @@ class OrderTracker:
         self.closed.clear()
 
 
-def rejected_order_report(client_order_id: object, instrument: str | None, code: RejectCode, ts: int) -> dict:
+def rejected_order_report(client_order_id: int | str | None, instrument: str | None, code: RejectCode,
+                          ts: int) -> RejectedOrderReport:
     """The execution report of a new order that was refused (by the engine, or before it)."""
-    return {"type": "execution_report", "exec_type": "rejected", "order_status": REJECTED, "order_id": None,
-            "client_order_id": client_order_id, "instrument": instrument, "cum_quantity": 0, "leaves_quantity": 0,
-            "code": int(code), "text": code.text, "ts": ts}
+    return RejectedOrderReport(exec_type="rejected", order_status=REJECTED, order_id=None,
+                               client_order_id=client_order_id, instrument=instrument, cum_quantity=0,
+                               leaves_quantity=0, code=int(code), text=code.text, ts=ts)
 
 
-def request_rejected(request: str, code: RejectCode, ts: int, order_id: object = None,
-                     client_order_id: object = None) -> dict:
+def request_rejected(request: str, code: RejectCode, ts: int, order_id: int | None = None,
+                     client_order_id: int | str | None = None) -> messages.RequestRejected:
     """A refused request other than a new order (cancel, replace, mass cancel, status, kill switch)."""
-    return {"type": "request_rejected", "request": request, "order_id": order_id,
-            "client_order_id": client_order_id, "code": int(code), "text": code.text, "ts": ts}
+    return messages.RequestRejected(request=request, order_id=order_id, client_order_id=client_order_id,
+                                    code=int(code), text=code.text, ts=ts)
 
 
-
-def trading_phase_answer(events: list, tick: int) -> dict:
+def trading_phase_answer(events: list, tick: int) -> TradingPhaseReport | messages.RequestRejected:
     """The answer to an operator's set_trading_phase, from the events of its command: ``trading_phase_report``
     (with the auction the change ran, if any; its price in ticks of ``tick`` cents), or the engine's refusal."""
     auction = None
     for event in events:
-        kind = event.__class__
-        if kind is RequestRejected:
+        if event.__class__ is RequestRejected:
             return request_rejected("set_trading_phase", event.code, event.ts)
-        if kind is AuctionCompleted:
+        if event.__class__ is AuctionCompleted:
             auction = event
-        elif kind is TradingPhaseChanged and event.reason == "operator":
-            return {"type": "trading_phase_report", "instrument": event.instrument, "phase": event.phase,
-                    "previous": event.previous,
-                    "auction_price": None if auction is None or auction.price is None else auction.price // tick,
-                    "auction_quantity": 0 if auction is None else auction.quantity,
-                    "auction_trades": 0 if auction is None else auction.trades, "ts": event.ts}
+        elif event.__class__ is TradingPhaseChanged and event.reason == "operator":
+            return TradingPhaseReport(
+                instrument=event.instrument, phase=event.phase, previous=event.previous,
+                auction_price=None if auction is None or auction.price is None else auction.price // tick,
+                auction_quantity=0 if auction is None else auction.quantity,
+                auction_trades=0 if auction is None else auction.trades, ts=event.ts)
     raise ValueError("a set_trading_phase command caused neither a phase change nor a refusal")
 
 
-PRIMARY_AUCTION_EVENTS = frozenset((PrimaryAuctionOpened, BidPlaced, BidWithdrawn, BidResult, PrimaryAuctionCleared,
-                                    PrimaryAuctionCancelled))
+# What the tracker sends an account (OrderTracker.messages), and the answer to set_trading_phase.
+Report = (ExecutionReport | RejectedOrderReport | messages.RequestRejected | MassCancelReport | KillSwitchReport
+          | BidReport | AuctionReport | TradingPhaseReport)
 
 
-def auction_report(event: PrimaryAuctionOpened | PrimaryAuctionCleared | PrimaryAuctionCancelled, tick: int) -> dict:
+def auction_report(event: PrimaryAuctionOpened | PrimaryAuctionCleared | PrimaryAuctionCancelled,
+                   tick: int) -> AuctionReport:
     """A primary auction's opening or outcome as the auctioneer is told it and the market-data ``auctions``
     channel publishes it (prices in ticks, amounts in cents, volumes in allowances)."""
-    message = {"type": "auction_report", "auction_id": event.auction_id, "instrument": event.instrument,
-               "auctioneer": event.auctioneer, "volume": event.volume}
-    kind = event.__class__
-    if kind is PrimaryAuctionOpened:
-        message.update(status="open", carried_in=event.carried_in, closes_at=event.closes_at,
-                       seed_hash=event.seed_hash, reserve_discount_bps=event.reserve_discount_bps)
-    elif kind is PrimaryAuctionCleared:
-        message.update(status="cleared", clearing_price=event.clearing_price // tick,
-                       total_bid_volume=event.total_bid_volume,
-                       cover_ratio=cover_ratio(event.total_bid_volume, event.volume), bidders=event.bidders,
-                       successful_bidders=event.successful_bidders, proceeds=event.proceeds,
-                       reserve_price=event.reserve_price // tick, seed=event.seed)
-    else:
-        message.update(status="cancelled", reason=event.reason,
-                       clearing_price=None if event.clearing_price is None else event.clearing_price // tick,
-                       total_bid_volume=event.total_bid_volume,
-                       cover_ratio=cover_ratio(event.total_bid_volume, event.volume), bidders=event.bidders,
-                       reserve_price=event.reserve_price // tick, carried_over=list(event.carried_over),
-                       seed=event.seed)
-    message["ts"] = event.ts
-    return message
+    if isinstance(event, PrimaryAuctionOpened):
+        return AuctionReport(auction_id=event.auction_id, instrument=event.instrument, auctioneer=event.auctioneer,
+                             volume=event.volume, status="open", carried_in=event.carried_in,
+                             closes_at=event.closes_at, seed_hash=event.seed_hash,
+                             reserve_discount_bps=event.reserve_discount_bps, ts=event.ts)
+    if isinstance(event, PrimaryAuctionCleared):
+        return AuctionReport(auction_id=event.auction_id, instrument=event.instrument, auctioneer=event.auctioneer,
+                             volume=event.volume, status="cleared", clearing_price=event.clearing_price // tick,
+                             total_bid_volume=event.total_bid_volume,
+                             cover_ratio=cover_ratio(event.total_bid_volume, event.volume), bidders=event.bidders,
+                             successful_bidders=event.successful_bidders, proceeds=event.proceeds,
+                             reserve_price=event.reserve_price // tick, seed=event.seed, ts=event.ts)
+    return AuctionReport(auction_id=event.auction_id, instrument=event.instrument, auctioneer=event.auctioneer,
+                         volume=event.volume, status="cancelled", reason=event.reason,
+                         clearing_price=None if event.clearing_price is None else event.clearing_price // tick,
+                         total_bid_volume=event.total_bid_volume,
+                         cover_ratio=cover_ratio(event.total_bid_volume, event.volume), bidders=event.bidders,
+                         reserve_price=event.reserve_price // tick, carried_over=list(event.carried_over),
+                         seed=event.seed, ts=event.ts)
 
 
 def cover_ratio(total_bid_volume: int, volume: int) -> str:

@@ -29,15 +29,31 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Mapping
+from collections.abc import Mapping
 
-from exchange import (BlockAccount, CancelOrder, ComplianceConfig, Engine, Instrument, MassCancel, ModifyBid, NewOrder,
-                      OpenPrimaryAuction, ReplaceOrder, SetTradingPhase, SubmitBid, UnblockAccount, WithdrawBid)
+import msgspec
 
+from exchange import (
+    BlockAccount,
+    CancelOrder,
+    ComplianceConfig,
+    Engine,
+    Instrument,
+    MassCancel,
+    ModifyBid,
+    NewOrder,
+    OpenPrimaryAuction,
+    ReplaceOrder,
+    SetTradingPhase,
+    SubmitBid,
+    UnblockAccount,
+    WithdrawBid,
+)
 from gateway.logs import log_event
 from gateway.marketdata.feed import MarketDataFeed
-from gateway.wire.protocol import encode_frame
 from gateway.pipeline.reports import OrderTracker, trading_phase_answer
+from gateway.wire.messages import KillSwitchReport, MarketData, MassCancelReport, NumberedMessage, RequestRejected
+from gateway.wire.protocol import encode_frame
 
 log = logging.getLogger("carbonx.gateway")
 
@@ -101,21 +117,21 @@ class Sequencer:
             if command.__class__ is SetTradingPhase:  # its events name no account: the operator is answered
                 answer = trading_phase_answer(events[start:end], self.tracker.ticks.get(command.instrument, 1))
                 if request_id is not None:
-                    answer["request_id"] = request_id
+                    answer.request_id = request_id
                 deliver(requester, answer)
             for account, message in messages(events[start:end]):
                 if requester is None:  # cancel-on-disconnect: the canceled reports say why (DISCONNECT)
-                    if message["type"] != "mass_cancel_report":
+                    if message.__class__ is not MassCancelReport:
                         deliver(account, message)
                     continue
-                if message["type"] == "request_rejected":
-                    message["request"] = REQUEST_TYPES[command.__class__]
+                if message.__class__ is RequestRejected:
+                    message.request = REQUEST_TYPES[command.__class__]
                     account = requester  # a refused kill switch names the target account: answer the operator
-                elif account != requester and message["type"] == "kill_switch_report":
-                    deliver(account, dict(message))  # the blocked account learns it too
+                elif account != requester and message.__class__ is KillSwitchReport:
+                    deliver(account, msgspec.structs.replace(message))  # the blocked account learns it too (a copy)
                     account = requester
                 if account == requester and request_id is not None:
-                    message["request_id"] = request_id
+                    message.request_id = request_id
                 deliver(account, message)
             start = end
         # events[start:] are the batch's level changes: the market-data feed's (see commit)
@@ -128,10 +144,10 @@ class Sequencer:
         events = self.engine.handle_all(commands)
         self.events += events
         for account, message in self.tracker.messages(events):
-            if message["type"] == "request_rejected":  # the operator's own command: not the account's business
+            if message.__class__ is RequestRejected:  # the operator's own command: not the account's business
                 if not self.replaying:
                     log_event(log, "operator_command_refused", logging.WARNING, account=account,
-                              request=message["request"], code=message["code"], text=message["text"])
+                              request=message.request, code=message.code, text=message.text)
             else:
                 self.deliver(account, message)
         return events
@@ -141,12 +157,12 @@ class Sequencer:
         engine = self.engine
         return account != engine.fee_account_id and engine.has_account(account)
 
-    def deliver(self, account: str, message: dict) -> None:
+    def deliver(self, account: str, message: NumberedMessage) -> None:
         """Number a message for the account, keep it for resend, queue it; numbered even if nobody reads it."""
         if not self.numbered(account):
             return
         seq = self.next_seqs.get(account, 1)
-        message["seq"] = seq
+        message.seq = seq
         self.next_seqs[account] = seq + 1
         frame = encode_frame(message)
         kept = self.sent.get(account)
@@ -164,7 +180,7 @@ class Sequencer:
         if self.numbered(account):
             self.next_seqs[account] = self.next_seqs.get(account, 1) + count
 
-    def commit(self) -> tuple[list, list, list]:
+    def commit(self) -> tuple[list, list, list[tuple[str, str, MarketData]]]:
         """End the batch: (its events, its outbox, its market data); the next batch starts empty."""
         events, outbox = self.events, self.outbox
         self.events, self.outbox = [], []
