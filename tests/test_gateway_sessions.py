@@ -28,6 +28,7 @@ import functools
 import itertools
 import time
 
+import msgspec
 import pytest
 
 from exchange import RejectCode, parse_instruments
@@ -780,7 +781,7 @@ def record_deliveries(gateway) -> list[tuple[str, dict]]:
 
     def spy(account: str, message: dict) -> None:
         deliver(account, message)
-        delivered.append((account, dict(message)))
+        delivered.append((account, msgspec.to_builtins(message)))
     gateway.sequencer.deliver = spy
     return delivered
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from gateway.marketdata.feed import MarketDataFeed
 from gateway.sessions.session import Session
+from gateway.wire.messages import MarketData
 from gateway.wire.protocol import encode_frame
 
 
@@ -47,7 +48,7 @@ class Subscribers:
         for key in session.subscriptions:
             self.by_key[key].discard(session)
 
-    def gather(self, market_data: list[tuple[str, str, dict]], gathered: dict[Session, list[bytes]]) -> None:
+    def gather(self, market_data: list[tuple[str, str, MarketData]], gathered: dict[Session, list[bytes]]) -> None:
         """A batch's market data for the socket subscribers, gathered for their sessions' next write."""
         by_key = self.by_key
         for instrument, channel, message in market_data:

@@ -31,6 +31,7 @@ from gateway.pipeline.engine_loop import EngineLoop
 from gateway.pipeline.replies import Replies
 from gateway.pipeline.sequencer import Sequencer
 from gateway.sessions.session import Session
+from gateway.wire.messages import SnapshotTaken
 from gateway.wire.protocol import SnapshotRequest
 
 log = logging.getLogger("carbonx.gateway")
@@ -113,8 +114,8 @@ class Snapshots:
                 self.replies.reject(session, request, RejectCode.SNAPSHOT_FAILED, RejectCode.SNAPSHOT_FAILED.text,
                                     None)
             else:
-                self.replies.answer(session, {"type": "snapshot_taken", "path": str(path), "record_seq": record_seq,
-                                              "event_seq": event_seq, "ts": time.time_ns()}, request)
+                self.replies.answer(session, SnapshotTaken(path=str(path), record_seq=record_seq, event_seq=event_seq,
+                                                           ts=time.time_ns()), request)
         self.loop.commit()
 
     async def finish_writing(self) -> None:

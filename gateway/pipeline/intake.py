@@ -76,7 +76,7 @@ class AcceptLogon:
     """The gateway's own request: a logon passed its checks; the engine loop accepts it in its place, so that
     the session receives exactly the account's messages numbered from the ``next_seq`` it is told."""
 
-    request_id: object
+    request_id: int | str | None
 
 
 QueueItem = tuple[Union[Session, None], object, float]  # (who asked, or None: the gateway; the request; queued at)

@@ -25,6 +25,8 @@ from gateway.pipeline.commands import own_order
 from gateway.pipeline.replies import Replies
 from gateway.pipeline.reports import OrderTracker
 from gateway.sessions.session import Session
+from gateway.wire.messages import (AuctionStatusAnswer, Balance, BalancesAnswer, BookAnswer, Fill, OpenOrdersAnswer,
+                                   OwnBid, TradesAnswer)
 from gateway.wire.protocol import (AuctionStatusRequest, BalancesRequest, BookRequest, OpenOrdersRequest,
                                    OrderStatusRequest, TradesRequest)
 
@@ -61,13 +63,13 @@ class Queries:
         account = self.engine.balances(session.account)
         balances = []
         if account is not None:
-            balances.append({"asset": "EUR", "holding": account.cash, "held": account.reserved_cash,
-                             "available": account.cash - account.reserved_cash})
+            balances.append(Balance("EUR", account.cash, account.reserved_cash, account.cash - account.reserved_cash))
             for symbol, units in account.units.items():
                 held = account.reserved_units[symbol]
-                balances.append({"asset": symbol, "holding": units, "held": held, "available": units - held})
-        self.replies.answer(session, {"type": "balances", "account": session.account, "balances": balances,
-                               "blocked": account is not None and account.blocked, "ts": time.time_ns()}, request)
+                balances.append(Balance(symbol, units, held, units - held))
+        self.replies.answer(session, BalancesAnswer(account=session.account, balances=balances,
+                                                    blocked=account is not None and account.blocked,
+                                                    ts=time.time_ns()), request)
 
 
     def book(self, session: Session, request: BookRequest) -> None:
@@ -80,12 +82,12 @@ class Queries:
                                 f"{RejectCode.INVALID_FIELD.text}: levels from 1 to {MAX_BOOK_LEVELS}", "levels")
             return
         tick = engine.instruments[symbol].tick_size
-        bids, asks = ([[price // tick, lots, orders] for price, lots, orders in engine.depth(symbol, side, request.levels)]
+        bids, asks = ([(price // tick, lots, orders) for price, lots, orders in engine.depth(symbol, side, request.levels)]
                       for side in (Side.BUY, Side.SELL))
         last_price = engine.last_price(symbol)
-        self.replies.answer(session, {"type": "book", "instrument": symbol, "bids": bids, "asks": asks,
-                                      "last_price": None if last_price is None else last_price // tick,
-                                      "ts": time.time_ns()}, request)
+        self.replies.answer(session, BookAnswer(instrument=symbol, bids=bids, asks=asks,
+                                                last_price=None if last_price is None else last_price // tick,
+                                                ts=time.time_ns()), request)
 
 
     def open_orders(self, session: Session, request: OpenOrdersRequest) -> None:
@@ -103,13 +105,9 @@ class Queries:
         instrument = request.instrument
         page = itertools.islice((orders[order_id] for order_id in itertools.islice(ids, start, None)
                                  if instrument is None or orders[order_id].instrument == instrument), PAGE_SIZE + 1)
-        entries = []
-        for view in page:
-            entry = view.report("status", ts)
-            del entry["type"], entry["exec_type"], entry["ts"]
-            entries.append(entry)
+        entries = [view.open_order() for view in page]
         more = len(entries) > PAGE_SIZE
-        self.replies.answer(session, {"type": "open_orders", "orders": entries[:PAGE_SIZE], "more": more, "ts": ts}, request)
+        self.replies.answer(session, OpenOrdersAnswer(orders=entries[:PAGE_SIZE], more=more, ts=ts), request)
 
 
     def trades(self, session: Session, request: TradesRequest) -> None:
@@ -132,14 +130,10 @@ class Queries:
                 more = True  # the next page's first fill
                 break
             page.append(fill)
-        trades = [{"trade_id": trade_id, "order_id": order_id, "client_order_id": client_order_id,
-                   "instrument": instrument, "side": side, "price": price, "quantity": quantity,
-                   "liquidity": liquidity, "fee": fee, "ts": ts}
-                  for trade_id, order_id, client_order_id, instrument, side, price, quantity, liquidity, fee, ts
-                  in page]
-        self.replies.answer(session, {"type": "trades", "trades": trades, "more": more,
-                               "complete": self.tracker.fills_complete(session.account), "ts": time.time_ns()},
-                            request)
+        trades = [Fill(*fill) for fill in page]  # the tracker keeps a fill's fields in the entry's order
+        self.replies.answer(session, TradesAnswer(trades=trades, more=more,
+                                                  complete=self.tracker.fills_complete(session.account),
+                                                  ts=time.time_ns()), request)
 
 
     def auction_status(self, session: Session, request: AuctionStatusRequest) -> None:
@@ -150,14 +144,13 @@ class Queries:
             self.replies.refuse(session, request, RejectCode.UNKNOWN_AUCTION)
             return
         tick = self.engine.instruments[auction.instrument].tick_size
-        own = [{"bid_id": bid.bid_id, "price": bid.price // tick, "volume": bid.volume, "held": bid.held}
+        own = [OwnBid(bid.bid_id, bid.price // tick, bid.volume, bid.held)
                for bid in auction.bids if bid.account == session.account]
-        message = {"type": "auction_status", "auction_id": auction.auction_id, "instrument": auction.instrument,
-                   "auctioneer": auction.auctioneer, "volume": auction.volume, "closes_at": auction.closes_at,
-                   "seed_hash": seed_hash(auction.seed),
-                   "status": "open" if auction.outcome is None else "cleared" if auction.outcome == "cleared" else
-                   "cancelled",
-                   "own_bids": own if auction.outcome is None else [],
-                   "bids": len(auction.bids) if session.account == auction.auctioneer else None,
-                   "result": self.feed.auction_results.get(auction.auction_id), "ts": time.time_ns()}
+        message = AuctionStatusAnswer(
+            auction_id=auction.auction_id, instrument=auction.instrument, auctioneer=auction.auctioneer,
+            volume=auction.volume, closes_at=auction.closes_at, seed_hash=seed_hash(auction.seed),
+            status="open" if auction.outcome is None else "cleared" if auction.outcome == "cleared" else "cancelled",
+            own_bids=own if auction.outcome is None else [],
+            bids=len(auction.bids) if session.account == auction.auctioneer else None,
+            result=self.feed.auction_results.get(auction.auction_id), ts=time.time_ns())
         self.replies.answer(session, message, request)

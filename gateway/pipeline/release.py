@@ -31,6 +31,7 @@ from gateway.pipeline.replies import Direct, EndSession, Resent, SubscriptionCha
 from gateway.pipeline.timers import Timers
 from gateway.sessions.session import AccountLink, Session, write_gathered
 from gateway.settlement.service import SettlementService
+from gateway.wire.messages import ExecutionReport, LogonAccepted
 
 
 class SessionDelivery:
@@ -40,7 +41,7 @@ class SessionDelivery:
         self.links = links
         self.subscribers = subscribers
 
-    def deliver(self, outbox: list, gathered: dict[Session, list[bytes]]) -> list[tuple[str, dict]]:
+    def deliver(self, outbox: list, gathered: dict[Session, list[bytes]]) -> list[tuple[str, ExecutionReport]]:
         """Gather or write each entry; the batch's trade reports as (account, report)."""
         links = self.links
         fills = []  # (account, trade report) for the accounts' private market-data topics
@@ -48,7 +49,7 @@ class SessionDelivery:
             kind = entry.__class__
             if kind is tuple:  # numbered for an account (account, message, frame): to its session, if logged on
                 account, message, frame = entry
-                if message.get("exec_type") == "trade":
+                if message.__class__ is ExecutionReport and message.exec_type == "trade":
                     fills.append((account, message))
                 link = links.get(account)
                 if link is not None:
@@ -63,7 +64,7 @@ class SessionDelivery:
             write_gathered(gathered)  # the gateway's own entries go after what was gathered before them
             if kind is Direct:
                 session, message = entry
-                if message["type"] == "logon_accepted":
+                if message.__class__ is LogonAccepted:
                     if session.closed:
                         continue
                     session.accepted = True  # from now on it receives the account's messages

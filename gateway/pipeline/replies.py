@@ -32,14 +32,20 @@ from gateway.persistence.journal import JournalWriter, skip_record
 from gateway.pipeline.reports import rejected_order_report, request_rejected
 from gateway.pipeline.sequencer import Sequencer
 from gateway.sessions.session import Session
+from gateway.wire.messages import (LogonAccepted, MessageRejected, NumberedMessage, Pong, RejectedOrderReport,
+                                   RequestRejected, ResendBegin, ResendEnd)
 from gateway.wire.protocol import NewOrderRequest, Refusal
+
+
+# What goes to one session unnumbered: the gateway's own, and a market-data session's answers.
+DirectMessage = LogonAccepted | Pong | ResendBegin | ResendEnd | NumberedMessage
 
 
 class Direct(NamedTuple):
     """A message to one session, not numbered for its account."""
 
     session: Session
-    message: dict
+    message: DirectMessage
 
 
 class Resent(NamedTuple):
@@ -80,26 +86,27 @@ class Replies:
     def outbox(self) -> list:
         return self.sequencer.outbox
 
-    def answer(self, session: Session, message: dict, request: object) -> None:
+    def answer(self, session: Session, message: NumberedMessage, request: object) -> None:
         """Answer a request that changed nothing: numbered for the account, journaled only as a number used."""
         request_id = getattr(request, "request_id", None)
         if request_id is not None:
-            message["request_id"] = request_id
+            message.request_id = request_id
         if session.market_data_only:  # not the account's trading session: answered to it alone, unnumbered
             self.outbox.append(Direct(session, message))
             return
         self.journal.append(skip_record(session.account, 1))
         self.sequencer.deliver(session.account, message)
 
-    def direct(self, session: Session, message: dict, request_id: object = None) -> None:
+    def direct(self, session: Session, message: DirectMessage, request_id: int | str | None = None) -> None:
         """An unnumbered message to the session alone, in its place among the batch's answers."""
         if request_id is not None:
-            message["request_id"] = request_id
+            message.request_id = request_id
         self.outbox.append(Direct(session, message))
 
     def refuse(self, session: Session, request: object, code: RejectCode) -> None:
         """A request that could not become a command (InvalidCommand): answered like an engine reject."""
         ts = time.time_ns()
+        message: RejectedOrderReport | RequestRejected
         if isinstance(request, NewOrderRequest):
             known = request.instrument in self.sequencer.engine.instruments
             message = rejected_order_report(request.client_order_id, request.instrument if known else None, code, ts)
@@ -126,7 +133,7 @@ class Replies:
         for request in requests:
             message = unprocessed_reject(code, request, ts)
             if request.request_id is not None:
-                message["request_id"] = request.request_id
+                message.request_id = request.request_id
             deliver(account, message)
 
     def end_session(self, session: Session, code: RejectCode | None, text: str | None,
@@ -136,23 +143,21 @@ class Replies:
     def change_subscription(self, session: Session, keys: list[tuple[str, str]], subscribe: bool) -> None:
         self.outbox.append(SubscriptionChange(session, keys, subscribe))
 
-    def resend(self, session: Session, begin: dict, frames: list[bytes], end: dict) -> None:
+    def resend(self, session: Session, begin: ResendBegin, frames: list[bytes], end: ResendEnd) -> None:
         outbox = self.outbox
         outbox.append(Direct(session, begin))
         outbox += [Resent(session, frame) for frame in frames]
         outbox.append(Direct(session, end))
 
 
-def unprocessed_reject(code: RejectCode, request: object, ts: int) -> dict:
+def unprocessed_reject(code: RejectCode, request: object, ts: int) -> MessageRejected:
     """The ``reject`` of a request the exchange did not process (708 throttled, 719 over capacity)."""
     ref_type = request.message_type if isinstance(request, Refusal) else request.__struct_config__.tag  # type: ignore[attr-defined]
-    return {"type": "reject", "ref_type": ref_type, "field": None,
-            "client_order_id": getattr(request, "client_order_id", None), "code": int(code), "text": code.text,
-            "ts": ts}
+    return MessageRejected(ref_type, None, getattr(request, "client_order_id", None), int(code), code.text, ts)
 
 
 def session_reject(code: RejectCode, text: str, message_type: str | None, field: str | None,
-                   client_order_id: object) -> dict:
+                   client_order_id: int | str | None) -> MessageRejected:
     """A session-level reject: the message was not processed at all."""
-    return {"type": "reject", "ref_type": message_type, "field": field, "client_order_id": client_order_id,
-            "code": int(code), "text": text, "ts": time.time_ns()}
+    return MessageRejected(message_type, field, client_order_id, int(code), text, time.time_ns())
+

@@ -27,6 +27,8 @@ from gateway.pipeline.intake import AcceptLogon, Intake, NotProcessed
 from gateway.pipeline.replies import Replies, session_reject
 from gateway.pipeline.sequencer import Sequencer
 from gateway.sessions.session import Session
+from gateway.wire.messages import (InstrumentTerms, LogonAccepted, Pong, ResendBegin, ResendEnd, Subscribed,
+                                   Unsubscribed)
 from gateway.wire.protocol import (PROTOCOL_VERSION, Logout, PingRequest, Refusal, ResendRequest, SubscribeRequest,
                                    UnsubscribeRequest)
 
@@ -61,18 +63,15 @@ class SessionRequests:
         market_data_only = session.market_data_only
         config = self.config
         next_seq = self.sequencer.next_seq(session.account)
-        accepted = {
-            "type": "logon_accepted", "account": session.account,
-            "protocol_version": PROTOCOL_VERSION, "session_id": session.number,
-            "heartbeat_interval": session.heartbeat_interval,
-            "heartbeat_timeout": session.heartbeat_interval * config.heartbeat_timeout_factor,
-            "max_frame": config.max_frame, "throttle_rate": config.throttle_rate,
-            "throttle_burst": config.throttle_burst, "cancel_on_disconnect": session.cancel_on_disconnect,
-            "operator": link.config.is_operator, "next_seq": next_seq, "instruments": self.instrument_list,
-            "ts": time.time_ns(),
-        }
+        accepted = LogonAccepted(
+            account=session.account, protocol_version=PROTOCOL_VERSION, session_id=session.number,
+            heartbeat_interval=session.heartbeat_interval,
+            heartbeat_timeout=session.heartbeat_interval * config.heartbeat_timeout_factor,
+            max_frame=config.max_frame, throttle_rate=config.throttle_rate, throttle_burst=config.throttle_burst,
+            cancel_on_disconnect=session.cancel_on_disconnect, operator=link.config.is_operator,
+            next_seq=next_seq, instruments=self.instrument_list, ts=time.time_ns())
         if market_data_only:  # stated only when asked for: a trading session's logon_accepted is as it was
-            accepted["market_data_only"] = True
+            accepted.market_data_only = True
         self.replies.direct(session, accepted, request.request_id)
         log_event(log, "logon", session=session.number, account=session.account, peer=session.peer,
                   next_seq=next_seq, market_data_only=market_data_only)
@@ -94,7 +93,7 @@ class SessionRequests:
 
     def ping(self, session: Session, request: PingRequest) -> None:
         """``pong``, unnumbered, after every answer to what the session sent before the ping."""
-        self.replies.direct(session, {"type": "pong", "ts": time.time_ns()}, request.request_id)
+        self.replies.direct(session, Pong(ts=time.time_ns()), request.request_id)
 
     def resend(self, session: Session, request: ResendRequest) -> None:
         """Send again the account's numbered messages from ``from_seq`` on, as they were first sent.
@@ -112,19 +111,19 @@ class SessionRequests:
                                 f"{RejectCode.INVALID_FIELD.text}: from_seq from 1 to {last + 1} (next_seq)", "from_seq")
             return
         frames, last = self.sequencer.resend(account, request.from_seq)
-        unavailable: list[list[int]] = []
+        unavailable: list[tuple[int, int]] = []
         expected = request.from_seq
         for seq, _ in frames:
             if seq > expected:
-                unavailable.append([expected, seq - 1])
+                unavailable.append((expected, seq - 1))
             expected = seq + 1
         if expected <= last:
-            unavailable.append([expected, last])
-        begin = {"type": "resend_begin", "from_seq": request.from_seq, "to_seq": last, "messages": len(frames),
-                 "unavailable": unavailable, "ts": time.time_ns()}
-        end = {"type": "resend_end", "from_seq": request.from_seq, "to_seq": last, "ts": time.time_ns()}
+            unavailable.append((expected, last))
+        begin = ResendBegin(from_seq=request.from_seq, to_seq=last, messages=len(frames), unavailable=unavailable,
+                            ts=time.time_ns())
+        end = ResendEnd(from_seq=request.from_seq, to_seq=last, ts=time.time_ns())
         if request.request_id is not None:
-            begin["request_id"] = end["request_id"] = request.request_id
+            begin.request_id = end.request_id = request.request_id
         self.replies.resend(session, begin, [frame for _, frame in frames], end)
 
     def _subscription_keys(self, session: Session, request: SubscribeRequest | UnsubscribeRequest
@@ -155,21 +154,20 @@ class SessionRequests:
         keys = self._subscription_keys(session, request)
         if keys is None:
             return
-        self.replies.answer(session, {"type": "subscribed" if subscribe else "unsubscribed",
-                                      "instruments": sorted({symbol for symbol, _ in keys}),
-                                      "channels": sorted({channel for _, channel in keys}), "ts": time.time_ns()},
+        answer = Subscribed if subscribe else Unsubscribed
+        self.replies.answer(session, answer(instruments=sorted({symbol for symbol, _ in keys}),
+                                            channels=sorted({channel for _, channel in keys}), ts=time.time_ns()),
                             request)
         self.replies.change_subscription(session, keys, subscribe)
 
 
-def instrument_entry(instrument: Instrument) -> dict:
+def instrument_entry(instrument: Instrument) -> InstrumentTerms:
     """An instrument's terms for logon_accepted: prices in ticks, fees in cents per lot."""
     tick = instrument.tick_size
-    return {"symbol": instrument.symbol, "name": instrument.name, "lot_units": instrument.lot_units,
-            "tick_size": cents_to_eur(tick), "min_lots": instrument.min_lots, "max_lots": instrument.max_lots,
-            "min_price": instrument.min_price // tick, "max_price": instrument.max_price // tick,
-            "reference_price": instrument.reference_price // tick,
-            "market_collar": None if instrument.market_collar is None else instrument.market_collar // tick,
-            "price_band_bps": instrument.price_band_bps, "maker_fee": instrument.maker_fee,
-            "taker_fee": instrument.taker_fee, "volatility_band_bps": instrument.volatility_band_bps,
-            "volatility_call_seconds": instrument.volatility_call_seconds}
+    return InstrumentTerms(
+        symbol=instrument.symbol, name=instrument.name, lot_units=instrument.lot_units, tick_size=cents_to_eur(tick),
+        min_lots=instrument.min_lots, max_lots=instrument.max_lots, min_price=instrument.min_price // tick,
+        max_price=instrument.max_price // tick, reference_price=instrument.reference_price // tick,
+        market_collar=None if instrument.market_collar is None else instrument.market_collar // tick,
+        price_band_bps=instrument.price_band_bps, maker_fee=instrument.maker_fee, taker_fee=instrument.taker_fee,
+        volatility_band_bps=instrument.volatility_band_bps, volatility_call_seconds=instrument.volatility_call_seconds)

@@ -40,6 +40,7 @@ from gateway.pipeline.intake import AcceptLogon, Disconnected, Intake
 from gateway.sessions.credentials import verify_secret
 from gateway.sessions.logon_guard import LogonGuard
 from gateway.sessions.session import AccountLink, Session
+from gateway.wire.messages import ServerHeartbeat
 from gateway.wire.protocol import Logon, MessageReader, Refusal
 
 log = logging.getLogger("carbonx.gateway")
@@ -299,4 +300,4 @@ class SessionHost:
                               account=session.account)
                     session.end(RejectCode.HEARTBEAT_TIMEOUT)
                 elif now - session.last_sent >= session.heartbeat_interval:
-                    session.write({"type": "heartbeat", "ts": time.time_ns()})
+                    session.write(ServerHeartbeat(ts=time.time_ns()))

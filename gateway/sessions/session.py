@@ -21,9 +21,12 @@ import logging
 import time
 from typing import TYPE_CHECKING, Callable, cast
 
+from msgspec import UNSET, UnsetType
+
 from exchange import RejectCode
 
 from gateway.logs import log_event
+from gateway.wire.messages import LoggedOut, Outbound
 from gateway.wire.protocol import encode_frame
 
 if TYPE_CHECKING:
@@ -101,7 +104,7 @@ class Session:
         self.refusals_answered = asyncio.Event()  # set when the engine has answered all of them
         self.queued = 0  # its requests on the engine's queue (not counting refusals)
 
-    def write(self, message: dict) -> None:
+    def write(self, message: Outbound) -> None:
         """Send a message now (no waiting); a client too far behind in reading is disconnected."""
         self.write_frame(encode_frame(message))
 
@@ -122,18 +125,17 @@ class Session:
                       peer=self.peer, buffered=buffered)
             self.end(RejectCode.SLOW_CONSUMER)  # the logout sits behind everything unread
 
-    def end(self, code: RejectCode | None, text: str | None = None, request_id: object = None,
-            **fields: object) -> None:
-        """Send a logout (with ``code`` if the exchange ends the session; ``fields`` added to it) and close after
-        it is written."""
+    def end(self, code: RejectCode | None, text: str | None = None, request_id: int | str | None = None,
+            retry_after: float | UnsetType = UNSET) -> None:
+        """Send a logout (with ``code`` if the exchange ends the session; ``retry_after`` for a lockout) and close
+        after it is written."""
         if self.closed:
             return
         self.close_code = code
         self._close()
-        message = {"type": "logout", "code": None if code is None else int(code),
-                   "text": text or ("logged out" if code is None else code.text), **fields, "ts": time.time_ns()}
-        if request_id is not None:
-            message["request_id"] = request_id
+        message = LoggedOut(code=None if code is None else int(code),
+                            text=text or ("logged out" if code is None else code.text), retry_after=retry_after,
+                            ts=time.time_ns(), request_id=UNSET if request_id is None else request_id)
         transport = self.transport
         # Half-close: the logout goes out after what is queued, and the peer sees the end of the stream.
         # A full close now would answer data the client is still sending with a reset, which can
