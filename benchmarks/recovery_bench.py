@@ -74,7 +74,7 @@ def journal_workload(data_dir: Path, commands: list, batch: int, snapshot_after:
     writer = JournalWriter.create(data_dir / JOURNAL_NAME, genesis)
     opening = funding()
     writer.append(operator_record(opening))
-    core.operator(opening)
+    core.operator(opening, [])
     core.commit()
     writer.append(commit_record())
     writer.flush()
@@ -84,7 +84,7 @@ def journal_workload(data_dir: Path, commands: list, batch: int, snapshot_after:
         inputs = [(command.account, number, command)
                   for number, command in enumerate(commands[first:first + batch], first)]
         writer.append(execute_record(inputs))
-        core.execute(inputs)
+        core.execute(inputs, [])
         core.commit()
         writer.append(commit_record())
         writer.flush()

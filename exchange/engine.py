@@ -241,6 +241,11 @@ class Engine:
         auction = self.primary.auctions.get(auction_id)
         return None if auction is None else _auction_view(auction)
 
+    def primary_auction_instrument(self, auction_id: str) -> str | None:
+        """The instrument a primary auction sells (None: no such auction), without copying its bids."""
+        auction = self.primary.auctions.get(auction_id)
+        return None if auction is None else auction.instrument
+
     def primary_auctions(self) -> list[PrimaryAuctionView]:
         """Every primary auction ever opened, decided ones included, by auction id."""
         auctions = self.primary.auctions

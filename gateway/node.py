@@ -89,7 +89,8 @@ class TradingGateway:
 
     def __init__(self, sequencer: Sequencer, journal: JournalWriter, accounts: Mapping[str, AccountConfig],
                  config: ServerConfig, settlement: SettlementService, data_dir: Path, *,
-                 clock: Callable[[], float] = time.monotonic, commands_since_snapshot: int = 0) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], int] = time.time_ns,
+                 commands_since_snapshot: int = 0) -> None:
         self.sequencer = sequencer
         self.engine = sequencer.engine
         self.tracker = sequencer.tracker
@@ -108,11 +109,11 @@ class TradingGateway:
         self.intake = Intake(config, clock, self.lifecycle)
         self.host = SessionHost(self.links, self.intake, self.subscribers, config, self.lifecycle, clock)
         self.replies = Replies(sequencer, journal)
-        self.timers = Timers(self.engine, self.lifecycle, self.run_operator_commands)
+        self.timers = Timers(self.engine, self.lifecycle, self.run_operator_commands, wall_clock)
         release = Release(settlement, SessionDelivery(self.links, self.subscribers), self.subscribers,
                           self.publisher, self.timers)
         self.loop = EngineLoop(sequencer, journal, self.intake, self.replies, settlement, config, self.lifecycle,
-                               release, clock, commands_since_snapshot)
+                               release, clock, commands_since_snapshot, wall_clock)
         self.snapshots = Snapshots(self.loop, sequencer, journal, self.replies, config, data_dir, self.lifecycle)
         self.loop.between_batches = self.snapshots.between_batches
         session_requests = SessionRequests(sequencer, journal, self.replies, self.intake, config)

@@ -161,6 +161,7 @@ def test_primary_auctions() -> None:
         BidView(7, "bob", 7_100, 500, 7_100 * 500, 2),
     )
     assert engine.primary_auction("nope") is None
+    assert (engine.primary_auction_instrument("A1"), engine.primary_auction_instrument("nope")) == ("EUA", None)
     assert [view.auction_id for view in engine.primary_auctions()] == ["A1", "A2"]
     engine.handle(ClearPrimaryAuction(ts=100, auction_id="A1"))
     cleared = engine.primary_auction("A1")

@@ -779,8 +779,8 @@ def record_deliveries(gateway) -> list[tuple[str, dict]]:
     delivered: list[tuple[str, dict]] = []
     deliver = gateway.sequencer.deliver
 
-    def spy(account: str, message: dict) -> None:
-        deliver(account, message)
+    def spy(account: str, message: dict, outbox: list) -> None:
+        deliver(account, message, outbox)
         delivered.append((account, msgspec.to_builtins(message)))
     gateway.sequencer.deliver = spy
     return delivered

@@ -190,23 +190,24 @@ class Live:
         """
         core, journal = self.core, self.journal
         bodies = []
+        outbox: list = []  # the batch's, as the gateway's replies keep it
         for step in steps:
             kind = step[0]
             if kind == "execute":
                 body = execute_record(step[1])
-                journal.append(body)  # journaled first, then run: as gateway.server._execute
-                core.execute(step[1])
+                journal.append(body)  # journaled first, then run: as the engine loop's _execute
+                core.execute(step[1], outbox)
             elif kind == "operator":
                 body = operator_record(step[1])
                 journal.append(body)
-                core.operator(step[1])
+                core.operator(step[1], outbox)
             elif kind == "skip":
                 account = step[1]
                 body = skip_record(account, 1)
                 journal.append(body)
                 self.skipped.append((len(self.committed), account, core.next_seq(account)))
                 core.deliver(account, BalancesAnswer(account=account, balances=[], blocked=False, ts=0,
-                                                     request_id=self.request_id))
+                                                     request_id=self.request_id), outbox)
             elif kind == "session":
                 body = session_record(step[1])
                 journal.append(body)
@@ -214,7 +215,8 @@ class Live:
             else:
                 raise ValueError(kind)
             bodies.append(body)
-        committed = core.commit()
+        events, _, market_data = core.commit()
+        committed = (events, outbox, market_data)
         journal.append(commit_record())
         journal.flush()
         journal.sync()
@@ -283,7 +285,7 @@ class Live:
         self.batch(("operator", [EndOfDay(ts=self.now(), trading_date=trading_date)]))
 
     def snapshot(self, data_dir: Path) -> Path:
-        """A snapshot between batches, the journal synced up to it: as gateway.server._write_snapshot."""
+        """A snapshot between batches, the journal synced up to it: as gateway.persistence.snapshots does."""
         journal = self.journal
         data = snapshot_bytes(self.core, journal.journal_id, journal.next_seq - 1, journal.size)
         return write_snapshot(Path(data_dir), journal.next_seq - 1, data)
@@ -344,9 +346,10 @@ def probe(core) -> tuple:
                                       side="B", quantity=40, price=7015)),
               ("gov-fund", "p2", NewOrder(ts=ts + 1, account="gov-fund", client_order_id="probe-s", instrument="EUA",
                                           side="S", quantity=20, order_type="MARKET", time_in_force="IOC"))]
-    core.execute(inputs)
-    events, outbox, market_data = core.commit()
-    return events, [(target, message) for target, message, _ in outbox], market_data
+    outbox: list = []
+    core.execute(inputs, outbox)
+    events, _, market_data = core.commit()
+    return events, [(entry.account, entry.message) for entry in outbox], market_data
 
 
 # -- 1. commands as plain values ---------------------------------------------------------------------

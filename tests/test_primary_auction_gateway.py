@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 
 from gateway_helpers import TIMEOUT, Inbox, assert_fields, eventually, exchange_on_port, session
@@ -123,27 +124,25 @@ async def test_an_undersubscribed_auction_is_cancelled_and_its_volume_carried_ov
         assert_fields(await bank.auction_status("DE-2"), status="cancelled")
 
 
-async def test_a_clearing_refused_because_the_clock_stepped_back_is_tried_again(monkeypatch):
-    import gateway.pipeline.engine_loop as server  # it stamps the commands
-
+async def test_a_clearing_refused_because_the_clock_stepped_back_is_tried_again(monkeypatch, caplog):
     async with exchange_on_port() as gateway, session(gateway, "de-auctioneer") as state, \
             session(gateway, "bank") as bank:
         await state.open_auction("DE-4", SYMBOL, 1_000, WINDOW)
         await bank.submit_bid("DE-4", "b", "70.00", 1_000)
-        real = server.time.time_ns
-        behind = {"ns": 600_000_000}  # this host's clock steps back 0.6 s during the window
+        behind = 600_000_000  # this host's clock steps back 0.6 s during the window
 
-        class SteppedClock:
-            def __getattr__(self, name):
-                return getattr(time, name)
+        def stepped() -> int:
+            return time.time_ns() - behind
 
-            def time_ns(self):
-                return real() - behind["ns"]
-
-        monkeypatch.setattr(server, "time", SteppedClock())
-        # The first try comes too early by the stepped clock (refused, 808), the next one clears.
-        await eventually(lambda: gateway.engine.primary_auction("DE-4").outcome is not None, TIMEOUT + WINDOW)
+        # The clock that stamps the commands and the one the timers wait by are the same clock.
+        monkeypatch.setattr(gateway.loop, "wall_clock", stepped)
+        monkeypatch.setattr(gateway.timers, "wall_clock", stepped)
+        with caplog.at_level(logging.WARNING, logger="carbonx.gateway"):
+            # The first try comes too early by the stepped clock (refused, 808), the next one clears.
+            await eventually(lambda: gateway.engine.primary_auction("DE-4").outcome is not None, TIMEOUT + WINDOW)
         assert gateway.engine.primary_auction("DE-4").outcome == "cleared"
+        early = [record for record in caplog.records if record.getMessage() == "auction_clearing_early"]
+        assert len(early) == 1  # the retry waited for the stepped clock to pass the window's end
         assert not gateway.timers.clearings
         assert holding(await bank.balances(), SYMBOL)[0] >= 1_000
 

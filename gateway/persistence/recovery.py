@@ -180,11 +180,11 @@ def apply_record(core: Sequencer, body: list, counts: dict[str, int] | None = No
     kind = body[0]
     if kind == EXECUTE:
         inputs = [(account, request_id, decode_command(command)) for account, request_id, command in body[1]]
-        core.execute(inputs)
+        core.execute(inputs, [])  # the replayed messages are numbered and kept for resend, not sent
         commands = [command for _, _, command in inputs]
     elif kind == OPERATOR:
         commands = [decode_command(command) for command in body[1]]
-        core.operator(commands)
+        core.operator(commands, [])
     elif kind == SKIP:
         core.skip(body[1], body[2])
         return 0

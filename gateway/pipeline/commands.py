@@ -71,14 +71,14 @@ class CommandBuilder:
         # The engine's commands take the wire's strings for their enums: they convert them, and refuse a bad one
         # with its own code (exchange.commands), so the gateway passes them on as they came.
         return NewOrder(ts=ts, account=session.account, client_order_id=request.client_order_id,
-                        instrument=request.instrument, side=cast(Side, request.side), quantity=request.quantity,
+                        instrument=request.instrument, side=cast("Side", request.side), quantity=request.quantity,
                         price=price_in_cents(request.price, instrument, "price"),
-                        order_type=cast(OrderType, request.order_type),
-                        time_in_force=cast(TimeInForce, request.time_in_force),
+                        order_type=cast("OrderType", request.order_type),
+                        time_in_force=cast("TimeInForce", request.time_in_force),
                         display_quantity=request.display_quantity,
                         stop_price=price_in_cents(request.stop_price, instrument, "stop_price"),
                         expire_date=request.expire_date, post_only=request.post_only,
-                        self_trade_prevention=cast(SelfTradePrevention | None, request.self_trade_prevention))
+                        self_trade_prevention=cast("SelfTradePrevention | None", request.self_trade_prevention))
 
     def _cancel_order(self, session: Session, request: CancelRequest, ts: int) -> CancelOrder:
         own_order(self.tracker, session.account, request)
@@ -102,8 +102,8 @@ class CommandBuilder:
         return UnblockAccount(ts=ts, account=request.account)
 
     def _set_trading_phase(self, session: Session, request: SetTradingPhaseRequest, ts: int) -> SetTradingPhase:
-        return SetTradingPhase(ts=ts, instrument=request.instrument, phase=cast(TradingPhase, request.phase),
-                               from_phase=cast(TradingPhase | None, request.from_phase))
+        return SetTradingPhase(ts=ts, instrument=request.instrument, phase=cast("TradingPhase", request.phase),
+                               from_phase=cast("TradingPhase | None", request.from_phase))
 
     def _open_auction(self, session: Session, request: OpenAuctionRequest, ts: int) -> OpenPrimaryAuction:
         """An auctioneer's auction: the window from now, the seed drawn here (the engine draws nothing)."""
@@ -117,13 +117,13 @@ class CommandBuilder:
                                   else discount)
 
     def _auction_instrument(self, auction_id: str) -> Instrument | None:
-        auction = self.engine.primary_auction(auction_id)
-        return None if auction is None else self.engine.instruments[auction.instrument]
+        symbol = self.engine.primary_auction_instrument(auction_id)
+        return None if symbol is None else self.engine.instruments[symbol]
 
     def _submit_bid(self, session: Session, request: SubmitBidRequest, ts: int) -> SubmitBid:
         instrument = self._auction_instrument(request.auction_id)
         return SubmitBid(ts=ts, account=session.account, auction_id=request.auction_id, bid_id=request.bid_id,
-                         price=cast(int, price_in_cents(request.price, instrument, "price")),  # a bid has a price
+                         price=cast("int", price_in_cents(request.price, instrument, "price")),  # a bid has a price
                          volume=request.volume)
 
     def _modify_bid(self, session: Session, request: ModifyBidRequest, ts: int) -> ModifyBid:

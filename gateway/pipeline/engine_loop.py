@@ -40,9 +40,10 @@ from gateway.config import ServerConfig
 from gateway.lifecycle import ExchangeStopped, Lifecycle
 from gateway.persistence.journal import JournalSyncer, JournalWriter, commit_record, execute_record, operator_record
 from gateway.pipeline.intake import Intake, NotProcessed, OperatorCommands, QueueItem, requests_in
-from gateway.pipeline.replies import Replies
+from gateway.pipeline.replies import OutboxEntry, Replies
 from gateway.pipeline.sequencer import Sequencer
 from gateway.settlement.service import SettlementService
+from gateway.wire.messages import ExecutionReport
 from gateway.wire.protocol import CancelRequest, NewOrderRequest, ReplaceRequest
 
 log = logging.getLogger("carbonx.gateway")
@@ -52,10 +53,12 @@ MAX_UNSYNCED_BATCHES = 8  # batches written and waiting for the disk; past it th
 
 class ReleasedBatch(NamedTuple):
     """What a batch hands on once the journal has it: its engine events, its outbox (everything it sends, in
-    order), its market data and its operator commands' futures with their events."""
+    order), its fills (account, trade report), its market data and its operator commands' futures with their
+    events."""
 
     events: list
-    outbox: list
+    outbox: list[OutboxEntry]
+    fills: list[tuple[str, ExecutionReport]]
     market_data: list
     finished: list[tuple[asyncio.Future, list]]
 
@@ -81,7 +84,7 @@ class EngineLoop:
     def __init__(self, sequencer: Sequencer, journal: JournalWriter, intake: Intake, replies: Replies,
                  settlement: SettlementService, config: ServerConfig, lifecycle: Lifecycle,
                  release: Callable[[ReleasedBatch], None], clock: Callable[[], float],
-                 commands_since_snapshot: int = 0) -> None:
+                 commands_since_snapshot: int = 0, wall_clock: Callable[[], int] = time.time_ns) -> None:
         self.sequencer = sequencer
         self.journal = journal
         self.intake = intake
@@ -90,7 +93,8 @@ class EngineLoop:
         self.config = config
         self.lifecycle = lifecycle
         self.release = release
-        self.clock = clock
+        self.clock = clock  # monotonic: queueing delays
+        self.wall_clock = wall_clock  # nanoseconds since the epoch: the commands' timestamps
         self.handlers = Handlers({}, {})  # filled in by the node, which builds the parts that handle requests
         self._sync_each_batch = config.journal_fsync == "batch"
         self.unsynced: deque[Unsynced] = deque()  # batches written, waiting for the disk, oldest first
@@ -109,7 +113,7 @@ class EngineLoop:
 
     def now(self) -> int:
         """The next command timestamp: the clock in nanoseconds, never going back."""
-        return self.sequencer.now(time.time_ns())
+        return self.sequencer.now(self.wall_clock())
 
     async def run(self) -> None:
         """The ``engine`` task: batch after batch until the exchange stops or fails."""
@@ -210,23 +214,23 @@ class EngineLoop:
             return
         self.journal.append(execute_record(pending))
         self.commands_since_snapshot += len(pending)
-        self.sequencer.execute(pending)
+        self.sequencer.execute(pending, self.replies.outbox)
         pending.clear()
 
     def _operator_commands(self, request: OperatorCommands) -> None:
         commands = [replace(command, ts=self.now()) for command in request.commands]
         self.journal.append(operator_record(commands))
         self.commands_since_snapshot += len(commands)
-        self._finished.append((request.done, self.sequencer.operator(commands)))
+        self._finished.append((request.done, self.sequencer.operator(commands, self.replies.outbox)))
 
     def commit(self) -> None:
         """Write the batch to the journal, then release it: now, or (fsync per batch) once the disk has it.
 
         A JournalFailure propagates: nothing of the batch is sent.
         """
-        events, outbox, market_data = self.sequencer.commit()
+        events, fills, market_data = self.sequencer.commit()
         finished, self._finished = self._finished, []
-        batch = ReleasedBatch(events, outbox, market_data, finished)
+        batch = ReleasedBatch(events, self.replies.take_outbox(), fills, market_data, finished)
         journal = self.journal
         if journal.buffered:
             journal.append(commit_record())

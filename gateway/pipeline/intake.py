@@ -222,12 +222,15 @@ class Intake:
         now = self.clock()
         if now - self._overload_logged >= 1.0:
             self._overload_logged = now
+            log_event(log, "overloaded", logging.WARNING, refused_so_far=self.overloaded, queued=self.queued,
+                      hint="the excess is refused with 719; raise capacity or ask clients to slow down")
 
     def take_all(self) -> list[QueueItem]:
         """Everything queued, at once (the start-up batch, run before anyone is served)."""
         items = []
         while not self.requests.empty():
             items.append(self.requests.get_nowait())
+            self.requests.task_done()
         return items
 
     def answered(self, session: Session, run: NotProcessed) -> None:

@@ -11,7 +11,8 @@ Once the journal has a batch (synced, with ``journal_fsync = "batch"``),
    numbered messages to the account's logged-on session, the gateway's own
    messages, logouts and subscription changes where they stand;
 3. **market data** goes to the socket's subscribers and to the MQTT
-   publisher, with the batch's fills for the accounts' private topics;
+   publisher, with the batch's fills (the trade reports made of its Trade
+   events) for the accounts' private topics;
 4. **timers** follow the batch's engine events (volatility interruptions,
    primary auctions' windows);
 5. the operator commands of the batch get their events.
@@ -27,55 +28,52 @@ from typing import Mapping
 from gateway.marketdata.mqtt import MqttPublisher
 from gateway.marketdata.subscribers import Subscribers
 from gateway.pipeline.engine_loop import ReleasedBatch
-from gateway.pipeline.replies import Direct, EndSession, Resent, SubscriptionChange
+from gateway.pipeline.replies import Direct, EndSession, OutboxEntry, Resent, SubscriptionChange
+from gateway.pipeline.sequencer import Numbered
 from gateway.pipeline.timers import Timers
 from gateway.sessions.session import AccountLink, Session, write_gathered
 from gateway.settlement.service import SettlementService
-from gateway.wire.messages import ExecutionReport, LogonAccepted
+from gateway.wire.messages import LogonAccepted
 
 
 class SessionDelivery:
-    """The outbox of a released batch to the sessions, in order; the fills in it for market data."""
+    """The outbox of a released batch to the sessions, in order."""
 
     def __init__(self, links: Mapping[str, AccountLink], subscribers: Subscribers) -> None:
         self.links = links
         self.subscribers = subscribers
 
-    def deliver(self, outbox: list, gathered: dict[Session, list[bytes]]) -> list[tuple[str, ExecutionReport]]:
-        """Gather or write each entry; the batch's trade reports as (account, report)."""
+    def deliver(self, outbox: list[OutboxEntry], gathered: dict[Session, list[bytes]]) -> None:
+        """Gather each numbered frame for its account's session; write the gateway's own entries in their place."""
         links = self.links
-        fills = []  # (account, trade report) for the accounts' private market-data topics
         for entry in outbox:
-            kind = entry.__class__
-            if kind is tuple:  # numbered for an account (account, message, frame): to its session, if logged on
-                account, message, frame = entry
-                if message.__class__ is ExecutionReport and message.exec_type == "trade":
-                    fills.append((account, message))
-                link = links.get(account)
+            if type(entry) is Numbered:  # to the account's trading session, if one is logged on
+                link = links.get(entry.account)
                 if link is not None:
                     session = link.session
                     if session is not None and session.accepted:
                         frames = gathered.get(session)
                         if frames is None:
-                            gathered[session] = [frame]
+                            gathered[session] = [entry.frame]
                         else:
-                            frames.append(frame)
+                            frames.append(entry.frame)
                 continue
             write_gathered(gathered)  # the gateway's own entries go after what was gathered before them
-            if kind is Direct:
-                session, message = entry
-                if message.__class__ is LogonAccepted:
+            if type(entry) is Direct:
+                session = entry.session
+                if type(entry.message) is LogonAccepted:
                     if session.closed:
                         continue
                     session.accepted = True  # from now on it receives the account's messages
-                session.write(message)
-            elif kind is Resent:
+                session.write(entry.message)
+            elif type(entry) is Resent:
                 entry.session.write_frame(entry.frame)
-            elif kind is EndSession:  # a logout, after everything answered before it
+            elif type(entry) is EndSession:  # a logout, after everything answered before it
                 entry.session.end(entry.code, entry.text, entry.request_id)
-            elif kind is SubscriptionChange:
+            elif type(entry) is SubscriptionChange:
                 self.subscribers.apply(entry.session, entry.keys, entry.subscribe)
-        return fills
+            else:  # an entry nobody delivers would be a message silently lost: stop and say so
+                raise TypeError(f"no delivery for the outbox entry {entry!r}")
 
 
 class Release:
@@ -90,11 +88,11 @@ class Release:
         self.timers = timers
 
     def __call__(self, batch: ReleasedBatch) -> None:
-        events, outbox, market_data, finished = batch
+        events, outbox, fills, market_data, finished = batch
         if events:
             self.settlement.submit(events)  # a SettlementError stops the exchange (the engine loop's fail)
         gathered: dict[Session, list[bytes]] = {}
-        fills = self.sessions.deliver(outbox, gathered)
+        self.sessions.deliver(outbox, gathered)
         if market_data:
             self.subscribers.gather(market_data, gathered)
             if self.publisher is not None:

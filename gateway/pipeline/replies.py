@@ -30,7 +30,7 @@ from exchange import RejectCode
 
 from gateway.persistence.journal import JournalWriter, skip_record
 from gateway.pipeline.reports import rejected_order_report, request_rejected
-from gateway.pipeline.sequencer import Sequencer
+from gateway.pipeline.sequencer import Numbered, Sequencer
 from gateway.sessions.session import Session
 from gateway.wire.messages import (LogonAccepted, MessageRejected, NumberedMessage, Pong, RejectedOrderReport,
                                    RequestRejected, ResendBegin, ResendEnd)
@@ -62,7 +62,7 @@ class EndSession:
     session: Session
     code: RejectCode | None
     text: str | None
-    request_id: object = None
+    request_id: int | str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +75,22 @@ class SubscriptionChange:
     subscribe: bool
 
 
+# Everything a batch's outbox holds: numbered messages (gateway.pipeline.sequencer.Numbered) and the gateway's own.
+OutboxEntry = Numbered | Direct | Resent | EndSession | SubscriptionChange
+
+
 class Replies:
     """Puts answers in the outbox of the batch in hand; see the module notes."""
 
     def __init__(self, sequencer: Sequencer, journal: JournalWriter) -> None:
         self.sequencer = sequencer
         self.journal = journal
+        self.outbox: list[OutboxEntry] = []  # the batch in hand's: everything it sends, in order
 
-    @property
-    def outbox(self) -> list:
-        return self.sequencer.outbox
+    def take_outbox(self) -> list[OutboxEntry]:
+        """The batch is committed: its outbox; the next batch starts an empty one."""
+        outbox, self.outbox = self.outbox, []
+        return outbox
 
     def answer(self, session: Session, message: NumberedMessage, request: object) -> None:
         """Answer a request that changed nothing: numbered for the account, journaled only as a number used."""
@@ -95,7 +101,7 @@ class Replies:
             self.outbox.append(Direct(session, message))
             return
         self.journal.append(skip_record(session.account, 1))
-        self.sequencer.deliver(session.account, message)
+        self.sequencer.deliver(session.account, message, self.outbox)
 
     def direct(self, session: Session, message: DirectMessage, request_id: int | str | None = None) -> None:
         """An unnumbered message to the session alone, in its place among the batch's answers."""
@@ -129,15 +135,15 @@ class Replies:
                 self.answer(session, unprocessed_reject(code, request, ts), request)
             return
         self.journal.append(skip_record(session.account, len(requests)))
-        deliver, account = self.sequencer.deliver, session.account
+        deliver, account, outbox = self.sequencer.deliver, session.account, self.outbox
         for request in requests:
             message = unprocessed_reject(code, request, ts)
             if request.request_id is not None:
                 message.request_id = request.request_id
-            deliver(account, message)
+            deliver(account, message, outbox)
 
     def end_session(self, session: Session, code: RejectCode | None, text: str | None,
-                    request_id: object = None) -> None:
+                    request_id: int | str | None = None) -> None:
         self.outbox.append(EndSession(session, code, text, request_id))
 
     def change_subscription(self, session: Session, keys: list[tuple[str, str]], subscribe: bool) -> None:

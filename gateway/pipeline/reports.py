@@ -212,8 +212,10 @@ class OrderTracker:
             return view if view is not None and view.account == account else None
         return self.by_client_id.get((account, client_order_id))
 
-    def messages(self, events: Iterable[object]) -> list[tuple[str, Report]]:
-        """(account, message) for each message the events cause, in event order."""
+    def messages(self, events: Iterable[object], fills: list[tuple[str, ExecutionReport]] | None = None
+                 ) -> list[tuple[str, Report]]:
+        """(account, message) for each message the events cause, in event order; the trade reports (one per
+        side of each Trade event) are also added to ``fills`` when given."""
         out: list[tuple[str, Report]] = []
         orders = self.orders
         for event in events:
@@ -222,9 +224,9 @@ class OrderTracker:
             if event.__class__ is Trade:
                 auction = event.aggressor_side is None  # nobody took: the buy is in the taker fields
                 self._fill(orders[event.taker_order_id], event, event.taker_leaves, "auction" if auction else "taker",
-                           event.taker_fee, out)
+                           event.taker_fee, out, fills)
                 self._fill(orders[event.maker_order_id], event, event.maker_leaves, "auction" if auction else "maker",
-                           event.maker_fee, out)
+                           event.maker_fee, out, fills)
             elif event.__class__ is OrderAccepted:
                 view = orders[event.order_id] = OrderView(event, self.ticks[event.instrument])
                 self.by_client_id[(event.account, event.client_order_id)] = view
@@ -302,7 +304,7 @@ class OrderTracker:
                          amount=event.amount, ts=event.ts)
 
     def _fill(self, view: OrderView, trade: Trade, leaves: int, liquidity: str, fee: int,
-              out: list[tuple[str, Report]]) -> None:
+              out: list[tuple[str, Report]], fills: list[tuple[str, ExecutionReport]] | None) -> None:
         view.cum += trade.quantity
         view.value += trade.price * trade.quantity
         view.status = FILLED if leaves == 0 else PARTIALLY_FILLED
@@ -316,12 +318,14 @@ class OrderTracker:
         report.fee = fee
         report.aggressor_side = trade.aggressor_side
         out.append((view.account, report))
-        fills = self.fills.get(view.account)
-        if fills is None:
-            fills = self.fills[view.account] = deque(maxlen=MAX_FILLS_KEPT)
-        elif len(fills) == MAX_FILLS_KEPT:  # the oldest goes
+        if fills is not None:
+            fills.append((view.account, report))
+        kept = self.fills.get(view.account)
+        if kept is None:
+            kept = self.fills[view.account] = deque(maxlen=MAX_FILLS_KEPT)
+        elif len(kept) == MAX_FILLS_KEPT:  # the oldest goes
             self.fills_dropped.add(view.account)
-        fills.append((trade.trade_id, view.order_id, view.client_order_id, view.instrument, view.side,
+        kept.append((trade.trade_id, view.order_id, view.client_order_id, view.instrument, view.side,
                       last_price, trade.quantity, liquidity, fee, trade.ts))
         if not leaves:
             self._keep_closed(view)

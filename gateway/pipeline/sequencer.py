@@ -11,13 +11,15 @@ journal, so that what a restart rebuilds is exactly what was running:
   reports, mass-cancel and kill-switch reports, engine refusals);
 - ``operator`` runs the exchange's own commands (accounts, deposits, end of
   day, compliance);
-- ``deliver`` numbers a message for an account (its outbound ``seq``) and
-  keeps its encoded frame for resend; ``skip`` replays a number used by an
-  answer that changed nothing;
-- ``commit`` closes a gateway batch: its events, the outbox of everything to
-  send, in order, and its market data. Market data is made here, right
-  after the batch ran, because the book feed reads the engine's books: made
-  later it would show what later batches did (and replay could not repeat it).
+- ``deliver`` numbers a message for an account (its outbound ``seq``),
+  keeps its encoded frame for resend and puts it in the outbox the caller
+  gives (the batch's, owned by the pipeline: the state holds no session);
+  ``skip`` replays a number used by an answer that changed nothing;
+- ``commit`` closes a gateway batch: its events, its fills (the trade
+  reports the tracker made of its Trade events, for the accounts' private
+  market data) and its market data. Market data is made here, right after
+  the batch ran, because the book feed reads the engine's books: made later
+  it would show what later batches did (and replay could not repeat it).
 
 Besides the engine it holds the order tracker (client order ids, fills so
 far), the market-data feed (statistics, ``md_seq``), each account's next
@@ -30,6 +32,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import msgspec
 
@@ -52,10 +55,18 @@ from exchange import (
 from gateway.logs import log_event
 from gateway.marketdata.feed import MarketDataFeed
 from gateway.pipeline.reports import OrderTracker, trading_phase_answer
-from gateway.wire.messages import KillSwitchReport, MarketData, MassCancelReport, NumberedMessage, RequestRejected
+from gateway.wire.messages import ExecutionReport, KillSwitchReport, MarketData, MassCancelReport, NumberedMessage, RequestRejected
 from gateway.wire.protocol import encode_frame
 
 log = logging.getLogger("carbonx.gateway")
+
+
+class Numbered(NamedTuple):
+    """An outbox entry: a message numbered for an account (its ``seq``), with its frame as kept for resend."""
+
+    account: str
+    message: NumberedMessage
+    frame: bytes
 
 # The wire request each session command came from: named in the engine's refusals ("request").
 REQUEST_TYPES = {NewOrder: "new_order", CancelOrder: "cancel_order", ReplaceOrder: "replace_order",
@@ -81,7 +92,9 @@ class Sequencer:
         self.cod_sessions: set[str] = set()
         self.replaying = False  # set by recovery: operator refusals were logged when they happened
         self.events: list = []  # the gateway batch in hand: its engine events
-        self.outbox: list = []  # (target, message, frame): what the batch sends, in order (see commit)
+        # ... and its fills (the trade reports the tracker made of its Trade events), for the accounts' private
+        # market data
+        self.fills: list[tuple[str, ExecutionReport]] = []
 
     def now(self, clock_ns: int) -> int:
         """The next command timestamp from a clock reading: never going back, never repeating."""
@@ -94,8 +107,8 @@ class Sequencer:
 
     # -- what changes state -------------------------------------------------------------------
 
-    def execute(self, inputs: list) -> None:
-        """Run sessions' commands as one engine batch and number each one's answers, in order.
+    def execute(self, inputs: list, outbox: list) -> None:
+        """Run sessions' commands as one engine batch and number each one's answers, in order, into ``outbox``.
 
         ``inputs``: (account that asked, or None for cancel-on-disconnect;
         its request_id; the command).
@@ -113,43 +126,44 @@ class Sequencer:
         start = 0
         messages = self.tracker.messages
         deliver = self.deliver
+        fills = self.fills
         for (requester, request_id, command), end in zip(inputs, ends, strict=True):
             if command.__class__ is SetTradingPhase:  # its events name no account: the operator is answered
                 answer = trading_phase_answer(events[start:end], self.tracker.ticks.get(command.instrument, 1))
                 if request_id is not None:
                     answer.request_id = request_id
-                deliver(requester, answer)
-            for account, message in messages(events[start:end]):
+                deliver(requester, answer, outbox)
+            for account, message in messages(events[start:end], fills):
                 if requester is None:  # cancel-on-disconnect: the canceled reports say why (DISCONNECT)
                     if message.__class__ is not MassCancelReport:
-                        deliver(account, message)
+                        deliver(account, message, outbox)
                     continue
                 if message.__class__ is RequestRejected:
                     message.request = REQUEST_TYPES[command.__class__]
                     account = requester  # a refused kill switch names the target account: answer the operator
                 elif account != requester and message.__class__ is KillSwitchReport:
-                    deliver(account, msgspec.structs.replace(message))  # the blocked account learns it too (a copy)
+                    deliver(account, msgspec.structs.replace(message), outbox)  # the blocked account learns it too
                     account = requester
                 if account == requester and request_id is not None:
                     message.request_id = request_id
-                deliver(account, message)
+                deliver(account, message, outbox)
             start = end
         # events[start:] are the batch's level changes: the market-data feed's (see commit)
 
-    def operator(self, commands: list) -> list:
+    def operator(self, commands: list, outbox: list) -> list:
         """Run the exchange's own commands as one engine batch; their events. Refusals are logged, not sent."""
         for command in commands:
             if command.ts > self.last_ts:
                 self.last_ts = command.ts
         events = self.engine.handle_all(commands)
         self.events += events
-        for account, message in self.tracker.messages(events):
+        for account, message in self.tracker.messages(events, self.fills):
             if message.__class__ is RequestRejected:  # the operator's own command: not the account's business
                 if not self.replaying:
                     log_event(log, "operator_command_refused", logging.WARNING, account=account,
                               request=message.request, code=message.code, text=message.text)
             else:
-                self.deliver(account, message)
+                self.deliver(account, message, outbox)
         return events
 
     def numbered(self, account: str) -> bool:
@@ -157,8 +171,9 @@ class Sequencer:
         engine = self.engine
         return account != engine.fee_account_id and engine.has_account(account)
 
-    def deliver(self, account: str, message: NumberedMessage) -> None:
-        """Number a message for the account, keep it for resend, queue it; numbered even if nobody reads it."""
+    def deliver(self, account: str, message: NumberedMessage, outbox: list) -> None:
+        """Number a message for the account, keep it for resend, put it in ``outbox``; numbered even if nobody
+        reads it."""
         if not self.numbered(account):
             return
         seq = self.next_seqs.get(account, 1)
@@ -169,7 +184,7 @@ class Sequencer:
         if kept is None:
             kept = self.sent[account] = deque(maxlen=self.resend_window)
         kept.append((seq, frame))
-        self.outbox.append((account, message, frame))
+        outbox.append(Numbered(account, message, frame))
 
     def session_started(self, account: str) -> None:
         """The account logged on with cancel-on-disconnect in force."""
@@ -180,11 +195,11 @@ class Sequencer:
         if self.numbered(account):
             self.next_seqs[account] = self.next_seqs.get(account, 1) + count
 
-    def commit(self) -> tuple[list, list, list[tuple[str, str, MarketData]]]:
-        """End the batch: (its events, its outbox, its market data); the next batch starts empty."""
-        events, outbox = self.events, self.outbox
-        self.events, self.outbox = [], []
-        return events, outbox, self.feed.messages(events) if events else []
+    def commit(self) -> tuple[list, list[tuple[str, ExecutionReport]], list[tuple[str, str, MarketData]]]:
+        """End the batch: (its events, its fills, its market data); the next batch starts empty."""
+        events, fills = self.events, self.fills
+        self.events, self.fills = [], []
+        return events, fills, self.feed.messages(events) if events else []
 
     def counters(self) -> dict:
         """Everything numbered besides the engine's state: each account's next seq, each feed channel's md_seq,
