@@ -11,7 +11,7 @@ them from a socket:
   (a streaming unpacker cannot honour the framing, so this is what it
   would cost if the protocol had none), fed to one unpacker that finds the
   maps itself;
-- ``gateway.protocol.MessageReader``: what the gateway runs (msgspec), which
+- ``gateway.wire.protocol.MessageReader``: what the gateway runs (msgspec), which
   also checks the message type, every field's type and unknown fields.
 
 Figures are frames per second and, more usefully on a shared machine, the

@@ -14,10 +14,10 @@ store), then ``commit`` and one journal write. In the same process:
   time), and the same snapshot from a forked child as the exchange takes
   it (how long the engine pauses for the fork), then the rest of the
   workload journaled after it;
-- recovery (``gateway.recovery.recover``, as ``carbonx serve`` starts) from
+- recovery (``gateway.persistence.recovery.recover``, as ``carbonx serve`` starts) from
   the journal alone, and from the snapshot plus the journal after it. Both
   must rebuild the state hash of the live run, or the benchmark fails;
-- the start-up check of the whole journal (``gateway.journal.scan_journal``:
+- the start-up check of the whole journal (``gateway.persistence.journal.scan_journal``:
   every record's framing and CRC), alone and as a share of each start; and
   the same check on the same commands journaled one to a batch (two records
   a command, the most records a million commands can make; written without

@@ -2,7 +2,7 @@
 
 What is tested here
 -------------------
-* Framing (:class:`gateway.protocol.FrameReader`, :class:`MessageReader`):
+* Framing (:class:`gateway.wire.protocol.FrameReader`, :class:`MessageReader`):
   one frame, many in one feed, a stream cut at every byte boundary and in
   random chunkings (the same messages come out), the length prefix split
   across feeds, and the fatal lengths (zero, above ``max_frame``) after
@@ -20,8 +20,8 @@ What is tested here
   raise and keep the reader's promises; arbitrary MessagePack maps in valid
   frames never raise, are never fatal, decode to exactly what they say when
   they are valid, and do not disturb the frames after them.
-* :func:`gateway.reports.price_in_cents`.
-* :class:`gateway.reports.OrderTracker` fed real engine events, scenario by
+* :func:`gateway.pipeline.reports.price_in_cents`.
+* :class:`gateway.pipeline.reports.OrderTracker` fed real engine events, scenario by
   scenario and differentially against the engine under random order flow.
 * Every session code (700-799) is tested here or in tests/test_gateway_sessions.py.
 """

@@ -2,8 +2,8 @@
 
 How it works
 ------------
-``Live`` drives a :class:`gateway.sequencer.Sequencer` and a
-:class:`gateway.journal.JournalWriter` through the calls the gateway makes
+``Live`` drives a :class:`gateway.pipeline.sequencer.Sequencer` and a
+:class:`gateway.persistence.journal.JournalWriter` through the calls the gateway makes
 per batch (``gateway.node``: ``_execute``, ``_operator_commands``,
 ``_answer``, ``_accept_logon``, ``_commit``): each group of session commands
 is journaled as an ``execute`` record and then run, operator commands as an

@@ -2,7 +2,7 @@
 
 How it works
 ------------
-1. **The pure feed** (:class:`gateway.marketdata.MarketDataFeed`, no I/O). Random order flows (hypothesis,
+1. **The pure feed** (:class:`gateway.marketdata.feed.MarketDataFeed`, no I/O). Random order flows (hypothesis,
    and a seeded 20,000-command run) go through an engine without pre-trade risk in batches
    (``handle_all``, as the gateway runs them); after each batch :class:`FeedChecker` feeds the batch's
    events to the feed and checks every message it publishes against models built by the test alone:
@@ -1409,7 +1409,7 @@ def market_data_doc(start: str, end: str) -> str:
 
 
 def test_documented_channels_are_the_feeds():
-    """Sections 1 and 10 (and PROTOCOL.md 7.13) name the six channels of gateway.marketdata.CHANNELS."""
+    """Sections 1 and 10 (and PROTOCOL.md 7.13) name the six channels of gateway.marketdata.feed.CHANNELS."""
     words = market_data_doc("a **channel** is one of the", "); an **account**")
     assert re.findall(r"`([a-z]+)`", words) == list(CHANNELS), words
     table = market_data_doc("| Channel | Messages |", "\n\n")

@@ -6,7 +6,7 @@ What this file proves
    newest snapshot covers (which the replay never reads), and a snapshot
    must name a commit record the journal has where the snapshot says; the
    file is left exactly as it was. The whole-file check
-   (``gateway.journal.scan_journal``) finds what the replay's reader finds,
+   (``gateway.persistence.journal.scan_journal``) finds what the replay's reader finds,
    on any cut, garbage and bit flip (hypothesis).
 2. A tail that cannot be read (a damaged, cut or missing commit record) is
    a crash's torn tail only if nothing durable shows it was acknowledged:

@@ -5,7 +5,7 @@ How this works
 A data directory holds the journal (``journal.cxj``, :mod:`gateway.persistence.journal`),
 snapshots (``snapshots/snapshot-<seq>.cxs``) and the settlement ledger.
 
-A snapshot is the whole :class:`gateway.sequencer.Sequencer` (engine, order
+A snapshot is the whole :class:`gateway.pipeline.sequencer.Sequencer` (engine, order
 tracker, market-data feed, outbound numbering and resend store) as of the end
 of a committed batch, pickled, behind a header naming the journal it belongs
 to, the seq of that batch's commit record, the journal offset just after it
@@ -22,16 +22,16 @@ Start-up (:func:`recover`) checks before it changes anything, then replays:
 1. the journal's genesis against the configured terms;
 2. room to write: a probe file in the data directory, written and synced;
 3. every record of the journal, from the first to the end of the file
-   (:func:`gateway.journal.scan_journal`: framing, CRC, seqs), the part a
+   (:func:`gateway.persistence.journal.scan_journal`: framing, CRC, seqs), the part a
    snapshot covers included. Damage followed by valid records is refused
-   (:class:`gateway.journal.JournalCorrupt`);
+   (:class:`gateway.persistence.journal.JournalCorrupt`);
 4. every snapshot of this journal against it: the record seq and journal
    size it names must be where the journal has that commit record;
 5. what lies after the last commit record (a crash's unfinished batch, a
    torn tail) against the durable evidence of what was acknowledged: a
    snapshot past that commit record, and, after the replay, a ledger that
    settled events past it. Evidence refuses the start
-   (:class:`gateway.journal.JournalTailAcknowledged`): a cut would drop
+   (:class:`gateway.persistence.journal.JournalTailAcknowledged`): a cut would drop
    acknowledged batches;
 6. the replay: the newest usable snapshot, then every committed batch after
    it, through the same ``Sequencer`` calls the live gateway makes; events
@@ -39,7 +39,7 @@ Start-up (:func:`recover`) checks before it changes anything, then replays:
    so the ledger resumes after its last applied event, exactly once.
 
 Only then is a torn tail cut off (with a warning). A failure to write, sync
-or cut (a full disk) is a :class:`gateway.journal.JournalError` saying so;
+or cut (a full disk) is a :class:`gateway.persistence.journal.JournalError` saying so;
 the journal is as it was found. The result says how many commands were
 journaled after the newest snapshot (``commands_since_snapshot``): the
 gateway's count towards the next periodic snapshot starts there.

@@ -4,7 +4,7 @@ How this works
 --------------
 The engine (``exchange``) moves holdings in memory at every fill, for its
 pre-trade risk checks. This module keeps the venue's book of record: the
-settled ledger, in a :class:`gateway.ledger.LedgerStore` (SQLite by default).
+settled ledger, in a :class:`gateway.settlement.ledger.LedgerStore` (SQLite by default).
 
 1. :class:`Settlement` is pure logic over a store. ``apply(events)`` takes
    engine events, in the order the engine emitted them, and settles:
