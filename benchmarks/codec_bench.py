@@ -17,6 +17,7 @@ them from a socket:
 Figures are frames per second and, more usefully on a shared machine, the
 ratio of each to ``msgpack.unpackb`` measured in the same run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,16 +27,36 @@ import msgpack
 
 from gateway.wire.protocol import MessageReader, encode_frame
 
-ORDER = {"type": "new_order", "client_order_id": 123456, "instrument": "EUA", "side": "B", "quantity": 10,
-         "price": 7025, "request_id": 99}
-REPORT = {"type": "execution_report", "seq": 1, "exec_type": "new", "order_status": "new", "order_id": 1,
-          "client_order_id": 123456, "instrument": "EUA", "side": "B", "price": 7025, "quantity": 10,
-          "cum_quantity": 0, "leaves_quantity": 10, "avg_price": None, "ts": 1_764_323_000_000_000_000}
+ORDER = {
+    "type": "new_order",
+    "client_order_id": 123456,
+    "instrument": "EUA",
+    "side": "B",
+    "quantity": 10,
+    "price": 7025,
+    "request_id": 99,
+}
+REPORT = {
+    "type": "execution_report",
+    "seq": 1,
+    "exec_type": "new",
+    "order_status": "new",
+    "order_id": 1,
+    "client_order_id": 123456,
+    "instrument": "EUA",
+    "side": "B",
+    "price": 7025,
+    "quantity": 10,
+    "cum_quantity": 0,
+    "leaves_quantity": 10,
+    "avg_price": None,
+    "ts": 1_764_323_000_000_000_000,
+}
 READ = 65_536
 
 
 def chunks(stream: bytes) -> list[bytes]:
-    return [stream[at:at + READ] for at in range(0, len(stream), READ)]
+    return [stream[at : at + READ] for at in range(0, len(stream), READ)]
 
 
 def with_unpackb(reads: list[bytes]) -> int:
@@ -46,10 +67,10 @@ def with_unpackb(reads: list[bytes]) -> int:
         view = memoryview(data)
         at = 0
         while len(data) - at >= 4:
-            stop = at + 4 + int.from_bytes(view[at:at + 4], "big")
+            stop = at + 4 + int.from_bytes(view[at : at + 4], "big")
             if stop > len(data):
                 break
-            msgpack.unpackb(view[at + 4:stop])
+            msgpack.unpackb(view[at + 4 : stop])
             count += 1
             at = stop
         pending = data[at:]
@@ -97,9 +118,11 @@ def main() -> None:
     bare_reads = chunks(msgpack.packb(ORDER) * args.frames)
     print(f"{args.frames:,} new_order frames of {len(frame)} bytes, in {READ // 1024} KiB reads; best of {args.runs}")
     assert with_unpackb(reads) == with_message_reader(reads) == args.frames
-    decoders = [("msgpack.unpackb per frame (no checks)", with_unpackb, reads),
-                ("msgpack.Unpacker, no framing (no checks)", with_streaming_unpacker, bare_reads),
-                ("gateway MessageReader (msgspec, checked)", with_message_reader, reads)]
+    decoders = [
+        ("msgpack.unpackb per frame (no checks)", with_unpackb, reads),
+        ("msgpack.Unpacker, no framing (no checks)", with_streaming_unpacker, bare_reads),
+        ("gateway MessageReader (msgspec, checked)", with_message_reader, reads),
+    ]
     baseline = None
     for name, run, data in decoders:
         best = min(timed(run, data) for _ in range(args.runs))

@@ -17,6 +17,7 @@ checkout is offered ``--rate`` requests a second for ``--seconds`` and the
 latency of every answer is recorded: the figures to read are the ratios of
 the medians of the runs' p50 and p99 (``--rate 0`` skips them).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sessions", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--requests", type=int, default=200_000)
-    parser.add_argument("--rate", type=float, default=5_000.0, help="requests a second offered for the latency "
-                        "runs (0: none)")
+    parser.add_argument(
+        "--rate", type=float, default=5_000.0, help="requests a second offered for the latency runs (0: none)"
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each latency run")
     args = parser.parse_args()
     checkouts = (args.base, args.new)
@@ -71,8 +73,11 @@ def main() -> int:
             for checkout in checkouts:
                 runs[checkout].append(one_run(checkout, sessions, "max", args.requests, 4.0)["requests_per_s"])
         base, new = max(runs[args.base]), max(runs[args.new])
-        print(f"{sessions:>5} sessions: base {runs[args.base]} new {runs[args.new]} requests/s; "
-              f"best new/base x{new / base:.2f}", flush=True)
+        print(
+            f"{sessions:>5} sessions: base {runs[args.base]} new {runs[args.new]} requests/s; "
+            f"best new/base x{new / base:.2f}",
+            flush=True,
+        )
         if args.rate <= 0:
             continue
         latencies: dict[Path, list[dict]] = {checkout: [] for checkout in checkouts}
@@ -82,8 +87,11 @@ def main() -> int:
         for percentile in ("p50", "p99"):
             figures = {checkout: sorted(run[percentile] for run in latencies[checkout]) for checkout in checkouts}
             base_figure, new_figure = (statistics.median(figures[checkout]) for checkout in checkouts)
-            print(f"{sessions:>5} sessions at {args.rate:,.0f}/s: {percentile} base {figures[args.base]} new "
-                  f"{figures[args.new]} ms; median new/base x{new_figure / base_figure:.2f}", flush=True)
+            print(
+                f"{sessions:>5} sessions at {args.rate:,.0f}/s: {percentile} base {figures[args.base]} new "
+                f"{figures[args.new]} ms; median new/base x{new_figure / base_figure:.2f}",
+                flush=True,
+            )
     return 0
 
 

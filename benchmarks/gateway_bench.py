@@ -24,6 +24,7 @@ The load generator shares the machine (2 cores here) with the server; the
 CPU each used during the throughput run is printed, so the reader can tell
 which side was the limit (the server's one thread near 100%: the server).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 from gateway.client import ExchangeClient, connect
 
-ACCOUNTS = ["bank", "broker", "utility-north", "speculator", "cdm-developer", "ji-developer", "gov-fund",
-            "carbon-fund", "paper-mill", "cement-works"]
+ACCOUNTS = [
+    "bank",
+    "broker",
+    "utility-north",
+    "speculator",
+    "cdm-developer",
+    "ji-developer",
+    "gov-fund",
+    "carbon-fund",
+    "paper-mill",
+    "cement-works",
+]
 SECRET = "carbonx-demo"
 
 
@@ -51,17 +62,39 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, fsync: str, data_dir: str | Path, *, options: list[str] = (),
-                 serve_options: list[str] = ()) -> subprocess.Popen:
+def start_server(
+    port: int, fsync: str, data_dir: str | Path, *, options: list[str] = (), serve_options: list[str] = ()
+) -> subprocess.Popen:
     """``carbonx [options] serve`` for measuring: no throttle, no periodic snapshot, a journal in
     ``data_dir``; its log goes to ``serve.log`` beside the data directory, quoted if it fails to start."""
     log_path = Path(data_dir).parent / f"serve-{port}.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", *options, "serve", "--port", str(port), "--log-level", "WARNING",
-             "--throttle-rate", "1000000", "--throttle-burst", "1000000", "--journal-fsync", fsync,
-             "--data-dir", str(data_dir), "--snapshot-every", "0", *serve_options],
-            stdout=subprocess.DEVNULL, stderr=log)
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                *options,
+                "serve",
+                "--port",
+                str(port),
+                "--log-level",
+                "WARNING",
+                "--throttle-rate",
+                "1000000",
+                "--throttle-burst",
+                "1000000",
+                "--journal-fsync",
+                fsync,
+                "--data-dir",
+                str(data_dir),
+                "--snapshot-every",
+                "0",
+                *serve_options,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     if not listening(port, process, 60):
         raise RuntimeError(f"carbonx serve did not start: {log_path.read_text()[-2000:]}")
     return process
@@ -134,13 +167,16 @@ def percentile(values: list[float], share: float) -> float:
 
 async def run(args: argparse.Namespace, fsync: str, data_dir: str) -> None:
     port = free_port()
-    server = start_server(port, fsync, Path(data_dir) / "data",
-                          serve_options=["--mqtt-url", args.mqtt_url] if args.mqtt_url else [])
+    server = start_server(
+        port, fsync, Path(data_dir) / "data", serve_options=["--mqtt-url", args.mqtt_url] if args.mqtt_url else []
+    )
     print(f"-- journal fsync {fsync}")
     try:
         async with asyncio.timeout(600), AsyncExitStack() as sessions:
-            clients = [await sessions.enter_async_context(connect("127.0.0.1", port, account, SECRET))
-                       for account in ACCOUNTS[:args.sessions]]
+            clients = [
+                await sessions.enter_async_context(connect("127.0.0.1", port, account, SECRET))
+                for account in ACCOUNTS[: args.sessions]
+            ]
             pairs = args.orders // args.sessions
             cpu = time.process_time()
             server_cpu = process_cpu(server.pid)
@@ -149,18 +185,24 @@ async def run(args: argparse.Namespace, fsync: str, data_dir: str) -> None:
             elapsed = time.perf_counter() - started
             cpu = time.process_time() - cpu
             server_cpu = process_cpu(server.pid) - server_cpu
-            print(f"throughput: {answered:,} requests answered in {elapsed:.2f} s = "
-                  f"{answered / elapsed:,.0f} requests/s ({answered / 2 / elapsed:,.0f} orders/s with their "
-                  f"cancels) over {args.sessions} sessions, window {args.window}; CPU of one core: "
-                  f"server {server_cpu / elapsed:.0%}, load generator {cpu / elapsed:.0%}")
+            print(
+                f"throughput: {answered:,} requests answered in {elapsed:.2f} s = "
+                f"{answered / elapsed:,.0f} requests/s ({answered / 2 / elapsed:,.0f} orders/s with their "
+                f"cancels) over {args.sessions} sessions, window {args.window}; CPU of one core: "
+                f"server {server_cpu / elapsed:.0%}, load generator {cpu / elapsed:.0%}"
+            )
             latencies: list[float] = []
             per_session = args.rate / 2 / args.sessions  # pairs a second per session
             count = max(1, int(per_session * args.seconds))
             await asyncio.gather(*(paced(c, count, 1 / per_session, latencies) for c in clients))
-            print(f"latency at {args.rate:,.0f} requests/s: "
-                  + ", ".join(f"p{int(share * 1000) / 10:g} {percentile(latencies, share) * 1e3:.2f} ms"
-                              for share in (0.5, 0.9, 0.99, 0.999))
-                  + f", max {max(latencies) * 1e3:.2f} ms ({len(latencies):,} requests)")
+            print(
+                f"latency at {args.rate:,.0f} requests/s: "
+                + ", ".join(
+                    f"p{int(share * 1000) / 10:g} {percentile(latencies, share) * 1e3:.2f} ms"
+                    for share in (0.5, 0.9, 0.99, 0.999)
+                )
+                + f", max {max(latencies) * 1e3:.2f} ms ({len(latencies):,} requests)"
+            )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
@@ -169,20 +211,27 @@ async def run(args: argparse.Namespace, fsync: str, data_dir: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=4)
-    parser.add_argument("--orders", type=int, default=20_000, help="orders (each with its cancel) in the "
-                        "throughput run")
+    parser.add_argument(
+        "--orders", type=int, default=20_000, help="orders (each with its cancel) in the throughput run"
+    )
     parser.add_argument("--window", type=int, default=200, help="unanswered requests a session may have")
     parser.add_argument("--rate", type=float, default=2000.0, help="requests a second in the latency run")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the latency run")
     parser.add_argument("--mqtt-url", help="the server publishes market data to this broker too")
-    parser.add_argument("--journal-fsync", choices=("batch", "off", "both"), default="both",
-                        help="the server's journal policy (both: off, then batch)")
+    parser.add_argument(
+        "--journal-fsync",
+        choices=("batch", "off", "both"),
+        default="both",
+        help="the server's journal policy (both: off, then batch)",
+    )
     args = parser.parse_args()
     if not 1 <= args.sessions <= len(ACCOUNTS):
         raise SystemExit(f"--sessions: 1 to {len(ACCOUNTS)} (the demo accounts)")
-    print(f"carbonx gateway benchmark: python {sys.version.split()[0]}, {os.cpu_count()} cores; "
-          f"carbonx serve in its own process")
-    for fsync in (("off", "batch") if args.journal_fsync == "both" else (args.journal_fsync,)):
+    print(
+        f"carbonx gateway benchmark: python {sys.version.split()[0]}, {os.cpu_count()} cores; "
+        f"carbonx serve in its own process"
+    )
+    for fsync in ("off", "batch") if args.journal_fsync == "both" else (args.journal_fsync,):
         with tempfile.TemporaryDirectory(prefix="carbonx-gateway-bench-") as data_dir:
             asyncio.run(run(args, fsync, data_dir))
 

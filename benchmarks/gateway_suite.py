@@ -18,6 +18,7 @@ sessions, started together); each session sends new orders that rest (no fill) a
 
 Each is run with the journal synced per batch (``journal_fsync = "batch"``, the default) and without.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,8 +27,8 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from gateway_bench import free_port, order_pair, pipelined, process_cpu, start_server
 from plots import new_plot, save_plot
@@ -50,11 +51,14 @@ POLICIES = ("batch", "off")
 def accounts_file(folder: Path, count: int) -> Path:
     """An accounts.toml of ``count`` funded bench accounts sharing one secret (hashed once)."""
     from gateway.sessions.credentials import hash_secret
+
     stored = hash_secret(SECRET)
     lines = ["# Made by benchmarks/gateway_suite.py for one run.\n"]
     for number in range(1, count + 1):
-        lines.append(f'[accounts.bench-{number:04d}]\nname = "Benchmark session {number}"\nkind = "bank"\n'
-                     f'cash_eur = "100000000000.00"\nunits = {{ EUA = 1000000000 }}\nsecret_hash = "{stored}"\n\n')
+        lines.append(
+            f'[accounts.bench-{number:04d}]\nname = "Benchmark session {number}"\nkind = "bank"\n'
+            f'cash_eur = "100000000000.00"\nunits = {{ EUA = 1000000000 }}\nsecret_hash = "{stored}"\n\n'
+        )
     path = folder / "accounts.toml"
     path.write_text("".join(lines))
     return path
@@ -62,33 +66,47 @@ def accounts_file(folder: Path, count: int) -> Path:
 
 def start_exchange(port: int, fsync: str, folder: Path, accounts: Path, extra: list[str] = ()) -> subprocess.Popen:
     """The exchange for one measurement: the bench accounts, room for every session."""
-    return start_server(port, fsync, folder / "data", options=["--accounts", str(accounts)],
-                        serve_options=["--max-sessions", "2000", *extra])
+    return start_server(
+        port,
+        fsync,
+        folder / "data",
+        options=["--accounts", str(accounts)],
+        serve_options=["--max-sessions", "2000", *extra],
+    )
 
 
 # -- one load-generator process ------------------------------------------------------------------------
 
-def generator(port: int, accounts: list[str], mode: str, amount: float, seconds: float, start_at: float,
-              results: multiprocessing.Queue) -> None:
+
+def generator(
+    port: int,
+    accounts: list[str],
+    mode: str,
+    amount: float,
+    seconds: float,
+    start_at: float,
+    results: multiprocessing.Queue,
+) -> None:
     """Log the sessions on, wait for ``start_at`` (time.time), load the server, report (answered, elapsed,
     cpu seconds, encoded HDR histogram of latencies in ns) on ``results``."""
     results.put(asyncio.run(_generate(port, accounts, mode, amount, seconds, start_at)))
 
 
-async def _generate(port: int, accounts: list[str], mode: str, amount: float, seconds: float,
-                    start_at: float) -> tuple:
+async def _generate(port: int, accounts: list[str], mode: str, amount: float, seconds: float, start_at: float) -> tuple:
     from contextlib import AsyncExitStack
 
     from hdrh.histogram import HdrHistogram
 
     from gateway.client import connect
+
     histogram = HdrHistogram(1, 60_000_000_000, 3)
     lateness = HdrHistogram(1, 60_000_000_000, 3)
     async with AsyncExitStack() as stack:
         clients = []
         for account in accounts:
-            clients.append(await stack.enter_async_context(connect("127.0.0.1", port, account, SECRET,
-                                                                   cancel_on_disconnect=False)))
+            clients.append(
+                await stack.enter_async_context(connect("127.0.0.1", port, account, SECRET, cancel_on_disconnect=False))
+            )
         await asyncio.sleep(max(0.0, start_at - time.time()))
         cpu = time.process_time()
         started = time.perf_counter()
@@ -98,8 +116,9 @@ async def _generate(port: int, accounts: list[str], mode: str, amount: float, se
         else:
             per_session_rate = amount / len(accounts) / 2  # order+cancel pairs a second per session
             pairs = max(1, int(per_session_rate * seconds))
-            await asyncio.gather(*(_paced(client, pairs, 1 / per_session_rate, histogram, lateness)
-                                   for client in clients))
+            await asyncio.gather(
+                *(_paced(client, pairs, 1 / per_session_rate, histogram, lateness) for client in clients)
+            )
             answered = histogram.get_total_count()
         elapsed = time.perf_counter() - started
         cpu = time.process_time() - cpu
@@ -124,6 +143,7 @@ async def _paced(client, pairs: int, interval: float, histogram, lateness) -> No
                 answered += 1
                 if answered == expected:
                     return
+
     reader = asyncio.create_task(answers(), name="bench-answers")
     started = time.perf_counter_ns()
     for number in range(pairs):
@@ -141,15 +161,21 @@ async def _paced(client, pairs: int, interval: float, histogram, lateness) -> No
 def drive(port: int, server_pid: int, sessions: int, mode: str, amount: float, seconds: float) -> dict:
     """Run the load from LOAD_PROCESSES processes; the merged figures."""
     from hdrh.histogram import HdrHistogram
+
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = context.Queue()
     accounts = [f"bench-{number:04d}" for number in range(1, sessions + 1)]
     processes = min(LOAD_PROCESSES, sessions)
     shares = [accounts[index::processes] for index in range(processes)]
     start_at = time.time() + 3.0 + sessions * 0.03  # time for every logon (scrypt) before the load starts
-    workers = [context.Process(target=generator, name=f"load-{index}",
-                               args=(port, share, mode, amount * len(share) / sessions, seconds, start_at, results))
-               for index, share in enumerate(shares)]
+    workers = [
+        context.Process(
+            target=generator,
+            name=f"load-{index}",
+            args=(port, share, mode, amount * len(share) / sessions, seconds, start_at, results),
+        )
+        for index, share in enumerate(shares)
+    ]
     for worker in workers:
         worker.start()
     server_cpu = None
@@ -168,16 +194,24 @@ def drive(port: int, server_pid: int, sessions: int, mode: str, amount: float, s
             late.decode_and_add(lateness)
     answered = sum(report[0] for report in reports)
     elapsed = max(report[1] for report in reports)
-    out = {"sessions": sessions, "answered": answered, "seconds": round(elapsed, 3),
-           "requests_per_s": round(answered / elapsed), "server_cpu": round(server_cpu / elapsed, 3),
-           "generator_cpu": [round(report[2] / report[1], 3) for report in reports]}
+    out = {
+        "sessions": sessions,
+        "answered": answered,
+        "seconds": round(elapsed, 3),
+        "requests_per_s": round(answered / elapsed),
+        "server_cpu": round(server_cpu / elapsed, 3),
+        "generator_cpu": [round(report[2] / report[1], 3) for report in reports],
+    }
     if mode != "max":
         out["offered_per_s"] = amount
-        out["latency_ms"] = {f"p{p:g}": round(merged.get_value_at_percentile(p) / 1e6, 3)
-                             for p in (50.0, 90.0, 99.0, 99.9)}
+        out["latency_ms"] = {
+            f"p{p:g}": round(merged.get_value_at_percentile(p) / 1e6, 3) for p in (50.0, 90.0, 99.0, 99.9)
+        }
         out["latency_ms"]["max"] = round(merged.get_max_value() / 1e6, 3)
-        out["sender_late_ms"] = {"p50": round(late.get_value_at_percentile(50.0) / 1e6, 3),
-                                 "p99": round(late.get_value_at_percentile(99.0) / 1e6, 3)}
+        out["sender_late_ms"] = {
+            "p50": round(late.get_value_at_percentile(50.0) / 1e6, 3),
+            "p99": round(late.get_value_at_percentile(99.0) / 1e6, 3),
+        }
     return out
 
 
@@ -199,17 +233,26 @@ def gateway_suite(quick: bool, progress: Callable[[str], None]) -> dict:
         for fsync in POLICIES:
             for sessions in sessions_list:
                 progress(f"gateway: {sessions} sessions at their maximum rate, journal fsync {fsync}")
-                results["maximum"].append({"journal_fsync": fsync, **_with_server(
-                    fsync, folder, accounts, sessions, "max", requests, seconds)})
+                results["maximum"].append(
+                    {
+                        "journal_fsync": fsync,
+                        **_with_server(fsync, folder, accounts, sessions, "max", requests, seconds),
+                    }
+                )
             for rate in offered:
                 progress(f"gateway: {rate:,} requests/s over {LATENCY_SESSIONS} sessions, journal fsync {fsync}")
-                results["fixed_rate"].append({"journal_fsync": fsync, **_with_server(
-                    fsync, folder, accounts, LATENCY_SESSIONS, "rate", rate, seconds)})
+                results["fixed_rate"].append(
+                    {
+                        "journal_fsync": fsync,
+                        **_with_server(fsync, folder, accounts, LATENCY_SESSIONS, "rate", rate, seconds),
+                    }
+                )
     return results
 
 
-def _with_server(fsync: str, folder: Path, accounts: Path, sessions: int, mode: str, amount: float,
-                 seconds: float) -> dict:
+def _with_server(
+    fsync: str, folder: Path, accounts: Path, sessions: int, mode: str, amount: float, seconds: float
+) -> dict:
     run = folder / f"run-{time.monotonic_ns()}"
     run.mkdir()
     port = free_port()
@@ -231,24 +274,40 @@ def plot_gateway(results: dict, stem: Path) -> list[Path]:
     for fsync in POLICIES:
         rows = [row for row in results["fixed_rate"] if row["journal_fsync"] == fsync]
         for percentile, style in (("p50", "-"), ("p99", "--")):
-            axis.plot([row["offered_per_s"] for row in rows], [row["latency_ms"][percentile] for row in rows],
-                      style, marker="o", label=f"{percentile}, journal fsync {fsync}")
-    return [save_plot(figure, axis, stem.with_name(stem.name + "-latency-vs-load.png"),
-                      title=f"Gateway acknowledgement latency ({LATENCY_SESSIONS} sessions)",
-                      xlabel="offered load, requests per second", ylabel="send to first answer, ms")]
+            axis.plot(
+                [row["offered_per_s"] for row in rows],
+                [row["latency_ms"][percentile] for row in rows],
+                style,
+                marker="o",
+                label=f"{percentile}, journal fsync {fsync}",
+            )
+    return [
+        save_plot(
+            figure,
+            axis,
+            stem.with_name(stem.name + "-latency-vs-load.png"),
+            title=f"Gateway acknowledgement latency ({LATENCY_SESSIONS} sessions)",
+            xlabel="offered load, requests per second",
+            ylabel="send to first answer, ms",
+        )
+    ]
 
 
 def summary_lines(results: dict) -> list[str]:
     lines = []
     for row in results["maximum"]:
-        lines.append(f"gateway {row['sessions']:>5} sessions, fsync {row['journal_fsync']:<5}: "
-                     f"{row['requests_per_s']:>7,} requests/s (CPU: server {row['server_cpu']:.0%}, generators "
-                     + ", ".join(f"{cpu:.0%}" for cpu in row["generator_cpu"]) + ")")
+        lines.append(
+            f"gateway {row['sessions']:>5} sessions, fsync {row['journal_fsync']:<5}: "
+            f"{row['requests_per_s']:>7,} requests/s (CPU: server {row['server_cpu']:.0%}, generators "
+            + ", ".join(f"{cpu:.0%}" for cpu in row["generator_cpu"])
+            + ")"
+        )
     for row in results["fixed_rate"]:
         latency = row["latency_ms"]
-        lines.append(f"gateway {row['offered_per_s']:>7,} requests/s offered, fsync {row['journal_fsync']:<5}: "
-                     f"p50 {latency['p50']:.2f} ms, p99 {latency['p99']:.2f} ms, p99.9 {latency['p99.9']:.2f} ms, "
-                     f"max {latency['max']:.2f} ms ({row['requests_per_s']:,}/s carried; sends late by p50 "
-                     f"{row['sender_late_ms']['p50']:.2f} ms, p99 {row['sender_late_ms']['p99']:.2f} ms)")
+        lines.append(
+            f"gateway {row['offered_per_s']:>7,} requests/s offered, fsync {row['journal_fsync']:<5}: "
+            f"p50 {latency['p50']:.2f} ms, p99 {latency['p99']:.2f} ms, p99.9 {latency['p99.9']:.2f} ms, "
+            f"max {latency['max']:.2f} ms ({row['requests_per_s']:,}/s carried; sends late by p50 "
+            f"{row['sender_late_ms']['p50']:.2f} ms, p99 {row['sender_late_ms']['p99']:.2f} ms)"
+        )
     return lines
-

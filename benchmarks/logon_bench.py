@@ -11,6 +11,7 @@ from the same address, which must be accepted. ``--patient SECONDS``: a
 guesser that waits as long as each 717 says, for that long: how many
 secrets it had checked (its guessing rate).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,9 +56,14 @@ async def patient(port: int, seconds: float) -> None:
         if answer.get("code") == 702:
             checked.append(time.perf_counter() - started)
         else:
-            await asyncio.sleep(min(answer.get("retry_after", 0.1), max(0.0, seconds - (time.perf_counter() - started))))
-    print(f"a patient guesser, {seconds:g} s: {len(checked)} secrets checked, at "
-          + ", ".join(f"{moment:.1f}" for moment in checked) + " s")
+            await asyncio.sleep(
+                min(answer.get("retry_after", 0.1), max(0.0, seconds - (time.perf_counter() - started)))
+            )
+    print(
+        f"a patient guesser, {seconds:g} s: {len(checked)} secrets checked, at "
+        + ", ".join(f"{moment:.1f}" for moment in checked)
+        + " s"
+    )
 
 
 async def run(port: int, attempts: int) -> None:
@@ -73,11 +79,15 @@ async def run(port: int, attempts: int) -> None:
             print(f"  attempt {number + 1:>2}: {code} in {elapsed * 1000:6.1f} ms{extra}")
     for code, spent in sorted(times.items(), key=lambda item: str(item[0])):
         spent.sort()
-        print(f"{code}: {len(spent)} answers, median {spent[len(spent) // 2] * 1000:.1f} ms, "
-              f"max {spent[-1] * 1000:.1f} ms")
+        print(
+            f"{code}: {len(spent)} answers, median {spent[len(spent) // 2] * 1000:.1f} ms, "
+            f"max {spent[-1] * 1000:.1f} ms"
+        )
     right, elapsed = await attempt(port, "bank", SECRET)
-    print(f"then the right secret: {right.get('type')} {right.get('code')} in {elapsed * 1000:.1f} ms "
-          f"(retry_after {right.get('retry_after', 0):.1f} s)")
+    print(
+        f"then the right secret: {right.get('type')} {right.get('code')} in {elapsed * 1000:.1f} ms "
+        f"(retry_after {right.get('retry_after', 0):.1f} s)"
+    )
     other, elapsed = await attempt(port, "broker", SECRET)
     print(f"another account from the same address: {other.get('type')} in {elapsed * 1000:.1f} ms")
 

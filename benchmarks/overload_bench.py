@@ -26,6 +26,7 @@ Printed: C; then for the overload run the answers by kind, and the latency
 percentiles of all answers and of the executed ones (HDR histograms, merged
 across the generators), and the exchange's own count of 719s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,8 +75,15 @@ def requests_for(session: int, count: int) -> list[bytes]:
     for number in range(count):
         clid = f"{session}-{number // 2}"
         if number % 2 == 0:
-            message = {"type": "new_order", "instrument": "EUA", "side": "B", "quantity": 1,
-                       "price": 6700 + (number // 2) % 50, "client_order_id": clid, "request_id": number}
+            message = {
+                "type": "new_order",
+                "instrument": "EUA",
+                "side": "B",
+                "quantity": 1,
+                "price": 6700 + (number // 2) % 50,
+                "client_order_id": clid,
+                "request_id": number,
+            }
         else:
             message = {"type": "cancel_order", "client_order_id": clid, "request_id": number}
         frames.append(frame(message))
@@ -98,8 +106,9 @@ class Session:
     @classmethod
     async def open(cls, port: int, account: str) -> Session:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-        writer.write(frame({"type": "logon", "account": account, "secret": gateway_suite.SECRET,
-                            "cancel_on_disconnect": False}))
+        writer.write(
+            frame({"type": "logon", "account": account, "secret": gateway_suite.SECRET, "cancel_on_disconnect": False})
+        )
         header = await reader.readexactly(4)
         answer = msgspec.msgpack.decode(await reader.readexactly(int.from_bytes(header, "big")))
         if answer.get("type") != "logon_accepted":
@@ -117,10 +126,10 @@ class Session:
             now = time.perf_counter()
             offset = 0
             while len(buffer) - offset >= 4:
-                size = int.from_bytes(buffer[offset:offset + 4], "big")
+                size = int.from_bytes(buffer[offset : offset + 4], "big")
                 if len(buffer) - offset - 4 < size:
                     break
-                message = decode(buffer[offset + 4:offset + 4 + size])
+                message = decode(buffer[offset + 4 : offset + 4 + size])
                 offset += 4 + size
                 request_id = message.request_id
                 if request_id is None or request_id in self.seen:
@@ -155,6 +164,7 @@ async def maximum_rate(port: int, accounts: list[str], seconds: float) -> int:
                 sent = window
             await asyncio.sleep(0.0005)
         reader.cancel()
+
     await asyncio.gather(*(drive(index, session) for index, session in enumerate(sessions)))
     return sum(session.answered for session in sessions)
 
@@ -173,7 +183,7 @@ async def overload(port: int, accounts: list[str], rate_each: float, seconds: fl
         due = min(count, max(0, int((now - start) * rate_each) + 1))
         for index, session in enumerate(sessions):
             if due > sent[index]:
-                session.writer.write(b"".join(frames[index][sent[index]:due]))
+                session.writer.write(b"".join(frames[index][sent[index] : due]))
                 sent[index] = due
         await asyncio.sleep(TICK)
     await asyncio.wait_for(asyncio.gather(*readers), seconds * 20 + 60)
@@ -181,13 +191,17 @@ async def overload(port: int, accounts: list[str], rate_each: float, seconds: fl
     for session in sessions:
         for kind, number in session.kinds.items():
             kinds[kind] += number
-    return {"kinds": kinds, "all": histogram([s.latencies_us for s in sessions]),
-            "executed": histogram([s.executed_us for s in sessions]),
-            "throttled_sessions": sum(1 for s in sessions if s.kinds["throttled"])}
+    return {
+        "kinds": kinds,
+        "all": histogram([s.latencies_us for s in sessions]),
+        "executed": histogram([s.executed_us for s in sessions]),
+        "throttled_sessions": sum(1 for s in sessions if s.kinds["throttled"]),
+    }
 
 
 def histogram(groups: list[list[int]]) -> str:
     from hdrh.histogram import HdrHistogram
+
     result = HdrHistogram(1, HIGHEST_US, 3)
     for values in groups:
         for value in values:
@@ -208,8 +222,11 @@ def run_generators(mode: str, port: int, accounts: list[str], rate_each: float, 
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     shares = [accounts[index::PROCESSES] for index in range(PROCESSES)]
-    processes = [context.Process(target=worker, args=(mode, port, share, rate_each, seconds, results))
-                 for share in shares if share]
+    processes = [
+        context.Process(target=worker, args=(mode, port, share, rate_each, seconds, results))
+        for share in shares
+        if share
+    ]
     for process in processes:
         process.start()
     outcome = [results.get(timeout=seconds * 30 + 300) for _ in processes]
@@ -221,6 +238,7 @@ def run_generators(mode: str, port: int, accounts: list[str], rate_each: float, 
 
 def percentiles(encoded: list[str]) -> str:
     from hdrh.histogram import HdrHistogram
+
     merged = HdrHistogram(1, HIGHEST_US, 3)
     for text in encoded:
         merged.decode_and_add(text)
@@ -236,13 +254,19 @@ def main() -> None:
     parser.add_argument("--factor", type=float, default=3.0, help="the overload, times the maximum rate")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--quick", action="store_true", help="20 sessions for 10 seconds")
-    parser.add_argument("--checkout", type=Path, help="run the exchange from this checkout of carbonx (an earlier "
-                        "commit, say: git worktree add /tmp/base COMMIT); default: this one")
+    parser.add_argument(
+        "--checkout",
+        type=Path,
+        help="run the exchange from this checkout of carbonx (an earlier "
+        "commit, say: git worktree add /tmp/base COMMIT); default: this one",
+    )
     args = parser.parse_args()
     if args.quick:
         args.sessions, args.seconds = 20, 10.0
-    print(f"carbonx overload benchmark: python {sys.version.split()[0]}, {os.cpu_count()} cores; "
-          f"carbonx serve in its own process, {args.sessions} sessions in {PROCESSES} load processes")
+    print(
+        f"carbonx overload benchmark: python {sys.version.split()[0]}, {os.cpu_count()} cores; "
+        f"carbonx serve in its own process, {args.sessions} sessions in {PROCESSES} load processes"
+    )
     with tempfile.TemporaryDirectory(prefix="carbonx-overload-") as scratch:
         folder = Path(scratch)
         accounts_path = gateway_suite.accounts_file(folder, args.sessions)
@@ -251,8 +275,9 @@ def main() -> None:
         here = os.getcwd()
         os.chdir(args.checkout or Path(__file__).resolve().parent.parent)  # python -m gateway.cli runs from here
         try:
-            server = gateway_suite.start_exchange(port, "batch", folder, accounts_path,
-                                                  ["--throttle-rate", "5000", "--throttle-burst", "1000"])
+            server = gateway_suite.start_exchange(
+                port, "batch", folder, accounts_path, ["--throttle-rate", "5000", "--throttle-burst", "1000"]
+            )
         finally:
             os.chdir(here)
         try:
@@ -260,18 +285,24 @@ def main() -> None:
             answered = sum(run_generators("max", port, accounts, 0.0, MAX_RATE_SECONDS))
             elapsed = time.perf_counter() - started
             capacity = answered / MAX_RATE_SECONDS
-            print(f"maximum rate: {capacity:,.0f} requests/s answered ({answered:,} in {MAX_RATE_SECONDS:g} s; "
-                  f"server CPU {(process_cpu(server.pid) - cpu) / elapsed:.0%} of a core)")
+            print(
+                f"maximum rate: {capacity:,.0f} requests/s answered ({answered:,} in {MAX_RATE_SECONDS:g} s; "
+                f"server CPU {(process_cpu(server.pid) - cpu) / elapsed:.0%} of a core)"
+            )
             rate_each = capacity * args.factor / args.sessions
-            print(f"overload: {args.factor:g} x that = {capacity * args.factor:,.0f} requests/s offered, "
-                  f"{rate_each:,.0f} a session ({rate_each / 5000:.0%} of its throttle rate), for {args.seconds:g} s")
+            print(
+                f"overload: {args.factor:g} x that = {capacity * args.factor:,.0f} requests/s offered, "
+                f"{rate_each:,.0f} a session ({rate_each / 5000:.0%} of its throttle rate), for {args.seconds:g} s"
+            )
             outcome = run_generators("overload", port, accounts, rate_each, args.seconds)
             kinds = {kind: sum(part["kinds"][kind] for part in outcome) for kind in outcome[0]["kinds"]}
             total = sum(kinds.values())
-            print(f"answers: {total:,} of {int(rate_each * args.seconds) * args.sessions:,} requests; executed "
-                  f"{kinds['executed']:,} ({kinds['executed'] / total:.0%}), refused over capacity (719) "
-                  f"{kinds['overloaded']:,} ({kinds['overloaded'] / total:.0%}), throttled (708) "
-                  f"{kinds['throttled']:,} in {sum(part['throttled_sessions'] for part in outcome)} sessions")
+            print(
+                f"answers: {total:,} of {int(rate_each * args.seconds) * args.sessions:,} requests; executed "
+                f"{kinds['executed']:,} ({kinds['executed'] / total:.0%}), refused over capacity (719) "
+                f"{kinds['overloaded']:,} ({kinds['overloaded'] / total:.0%}), throttled (708) "
+                f"{kinds['throttled']:,} in {sum(part['throttled_sessions'] for part in outcome)} sessions"
+            )
             print(f"latency, due to answered, every answer: {percentiles([part['all'] for part in outcome])}")
             print(f"latency, due to answered, executed only: {percentiles([part['executed'] for part in outcome])}")
         finally:

@@ -5,6 +5,7 @@ histogram plots are: x is 1 / (1 - p), so that each further "nine" takes the
 same width, and the ticks read as percentages (0%, 90%, 99%, 99.9%, ...), not
 as the powers of ten that x is.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,10 @@ from pathlib import Path
 def new_plot():
     """(figure, axis) of the standard size, drawn without a screen."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt.subplots(figsize=(7, 4.5))
 
 
@@ -34,6 +37,7 @@ def percentile_label(x: float) -> str:
 def label_percentiles(axis) -> None:
     """Tick a log x axis of 1 / (1 - p) at 0%, 90%, 99%, 99.9%, ... as far as the data goes."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
     highest = max(1.0, axis.dataLim.x1 if axis.dataLim.width >= 0 else 1.0)
     ticks = [1.0]
     while len(ticks) < 2 or ticks[-1] < highest * (1 - 1e-9):  # one more "nine" until the data's end is covered
@@ -52,6 +56,7 @@ def save_plot(figure, axis, path: Path, *, title: str, xlabel: str, ylabel: str)
     axis's ticks, so they are laid out here, after it.
     """
     import matplotlib.pyplot as plt
+
     axis.set_xscale("log")
     if xlabel == PERCENTILE_AXIS:
         label_percentiles(axis)

@@ -26,6 +26,7 @@ store), then ``commit`` and one journal write. In the same process:
 The journal is written to a temporary directory and synced once at the end:
 the cost of fdatasync per batch is the gateway benchmark's subject.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,31 +40,54 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine_bench import (ACCOUNT_IDS, DEFAULT_BATCH, GENEROUS_CASH, GENEROUS_UNITS, SYMBOL, build_commands,  # noqa: E402
-                          read_workload, run_engine)
+from engine_bench import (  # noqa: E402
+    ACCOUNT_IDS,
+    DEFAULT_BATCH,
+    GENEROUS_CASH,
+    GENEROUS_UNITS,
+    SYMBOL,
+    build_commands,
+    read_workload,
+    run_engine,
+)
 
 from exchange import CASH_ASSET, Deposit, OpenAccount  # noqa: E402
 from gateway.config import load_instruments  # noqa: E402
-from gateway.persistence.journal import (Genesis, JournalWriter, commit_record, execute_record, operator_record,  # noqa: E402
-                             scan_journal)
-from gateway.persistence.recovery import (JOURNAL_NAME, fork_snapshot, new_sequencer, recover, snapshot_bytes,  # noqa: E402
-                              write_snapshot)
+from gateway.persistence.journal import (  # noqa: E402
+    Genesis,
+    JournalWriter,
+    commit_record,
+    execute_record,
+    operator_record,
+    scan_journal,
+)
+from gateway.persistence.recovery import (  # noqa: E402
+    JOURNAL_NAME,
+    fork_snapshot,
+    new_sequencer,
+    recover,
+    snapshot_bytes,
+    write_snapshot,
+)
 
 
 def workload_genesis() -> Genesis:
     """The configured instruments, EUA without collar or band (the workload's semantics, as engine_bench)."""
     instruments = load_instruments()
-    instruments[SYMBOL] = dataclasses.replace(instruments[SYMBOL], market_collar=None, price_band_bps=0,
-                                            volatility_band_bps=0)
+    instruments[SYMBOL] = dataclasses.replace(
+        instruments[SYMBOL], market_collar=None, price_band_bps=0, volatility_band_bps=0
+    )
     return Genesis(instruments, None, md_levels=10, settlement_window=600, resend_window=2_000)
 
 
 def funding() -> list:
     commands: list = []
     for account in ACCOUNT_IDS:
-        commands += [OpenAccount(ts=1, account=account),
-                     Deposit(ts=1, account=account, asset=CASH_ASSET, amount=GENEROUS_CASH),
-                     Deposit(ts=1, account=account, asset=SYMBOL, amount=GENEROUS_UNITS)]
+        commands += [
+            OpenAccount(ts=1, account=account),
+            Deposit(ts=1, account=account, asset=CASH_ASSET, amount=GENEROUS_CASH),
+            Deposit(ts=1, account=account, asset=SYMBOL, amount=GENEROUS_UNITS),
+        ]
     return commands
 
 
@@ -81,8 +105,9 @@ def journal_workload(data_dir: Path, commands: list, batch: int, snapshot_after:
     snapshot: dict = {}
     started = time.perf_counter()
     for first in range(0, len(commands), batch):
-        inputs = [(command.account, number, command)
-                  for number, command in enumerate(commands[first:first + batch], first)]
+        inputs = [
+            (command.account, number, command) for number, command in enumerate(commands[first : first + batch], first)
+        ]
         writer.append(execute_record(inputs))
         core.execute(inputs, [])
         core.commit()
@@ -100,9 +125,14 @@ def journal_workload(data_dir: Path, commands: list, batch: int, snapshot_after:
             _, status = os.waitpid(pid, 0)
             if os.waitstatus_to_exitcode(status):
                 raise SystemExit("the forked snapshot failed")
-            snapshot = {"orders": first + batch, "bytes": len(data), "pickle_s": pickled,
-                        "total_s": written - paused, "fork_pause_s": forked - written,
-                        "child_s": time.perf_counter() - written}
+            snapshot = {
+                "orders": first + batch,
+                "bytes": len(data),
+                "pickle_s": pickled,
+                "total_s": written - paused,
+                "fork_pause_s": forked - written,
+                "child_s": time.perf_counter() - written,
+            }
             started += time.perf_counter() - paused  # the snapshot is reported on its own
     elapsed = time.perf_counter() - started
     writer.sync()
@@ -162,52 +192,73 @@ def main() -> int:
     args = parser.parse_args()
     rows = read_workload(args.workload)
     commands = build_commands(rows)
-    print(f"carbonx recovery benchmark: python {sys.version.split()[0]}, {os.cpu_count()} cores, "
-          f"{len(commands):,} commands, batch {args.batch}")
+    print(
+        f"carbonx recovery benchmark: python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+        f"{len(commands):,} commands, batch {args.batch}"
+    )
     gc.collect()
     engine_s, _, events = run_engine(commands, args.batch)
     del events
     gc.collect()
     with tempfile.TemporaryDirectory(prefix="carbonx-recovery-bench-") as scratch:
         data_dir = Path(scratch)
-        live_s, live_hash, snapshot = journal_workload(data_dir, commands, args.batch,
-                                                       int(len(commands) * args.snapshot_at))
+        live_s, live_hash, snapshot = journal_workload(
+            data_dir, commands, args.batch, int(len(commands) * args.snapshot_at)
+        )
         size = (data_dir / JOURNAL_NAME).stat().st_size
         print(f"engine alone:        {engine_s:6.2f} s  {len(commands) / engine_s:>10,.0f} commands/s  x1.00")
-        print(f"sequenced+journaled: {live_s:6.2f} s  {len(commands) / live_s:>10,.0f} commands/s  "
-              f"x{engine_s / live_s:.2f}  (journal {size / 1e6:,.1f} MB, {size / len(commands):.0f} bytes a command)")
-        print(f"snapshot after {snapshot['orders']:,} commands: {snapshot['bytes'] / 1e6:,.1f} MB, "
-              f"pickled in {snapshot['pickle_s']:.2f} s, written and synced in "
-              f"{snapshot['total_s'] - snapshot['pickle_s']:.2f} s by this process")
-        print(f"the same snapshot from a forked child (as the exchange takes it): engine paused "
-              f"{snapshot['fork_pause_s'] * 1e3:.1f} ms for the fork, the child done in {snapshot['child_s']:.2f} s")
+        print(
+            f"sequenced+journaled: {live_s:6.2f} s  {len(commands) / live_s:>10,.0f} commands/s  "
+            f"x{engine_s / live_s:.2f}  (journal {size / 1e6:,.1f} MB, {size / len(commands):.0f} bytes a command)"
+        )
+        print(
+            f"snapshot after {snapshot['orders']:,} commands: {snapshot['bytes'] / 1e6:,.1f} MB, "
+            f"pickled in {snapshot['pickle_s']:.2f} s, written and synced in "
+            f"{snapshot['total_s'] - snapshot['pickle_s']:.2f} s by this process"
+        )
+        print(
+            f"the same snapshot from a forked child (as the exchange takes it): engine paused "
+            f"{snapshot['fork_pause_s'] * 1e3:.1f} ms for the fork, the child done in {snapshot['child_s']:.2f} s"
+        )
         full_s, full_hash, full_report = timed_recovery(data_dir, use_snapshot=False)
         snap_s, snap_hash, snap_report = timed_recovery(data_dir, use_snapshot=True)
-        print(f"recovery, journal alone:          {full_s:6.2f} s  ({full_report.commands:,} commands replayed, "
-              f"{full_report.commands / full_s:,.0f}/s)  x1.00")
-        print(f"recovery, snapshot + journal tail: {snap_s:6.2f} s  ({snap_report.commands:,} commands replayed)"
-              f"  x{full_s / snap_s:.2f} faster")
+        print(
+            f"recovery, journal alone:          {full_s:6.2f} s  ({full_report.commands:,} commands replayed, "
+            f"{full_report.commands / full_s:,.0f}/s)  x1.00"
+        )
+        print(
+            f"recovery, snapshot + journal tail: {snap_s:6.2f} s  ({snap_report.commands:,} commands replayed)"
+            f"  x{full_s / snap_s:.2f} faster"
+        )
         if not full_hash == snap_hash == live_hash:
-            print(f"FAIL: state hashes differ: live {live_hash}, journal {full_hash}, snapshot {snap_hash}",
-                  file=sys.stderr)
+            print(
+                f"FAIL: state hashes differ: live {live_hash}, journal {full_hash}, snapshot {snap_hash}",
+                file=sys.stderr,
+            )
             return 1
         if snap_report.snapshot is None:
             print("FAIL: the recovery did not use the snapshot", file=sys.stderr)
             return 1
         print(f"state hash {live_hash} (live, journal replay and snapshot recovery agree)")
         check_s, records = timed_check(data_dir / JOURNAL_NAME)
-        print(f"start-up check of the whole journal: {check_s:.3f} s  ({records:,} records, {size / 1e6:,.1f} MB: "
-              f"{check_s / records * 1e6:.2f} s a million records, {size / 1e6 / check_s:,.0f} MB/s)")
-        print(f"  within each start (recover's own figure): journal alone {full_report.check_seconds:.3f} s = "
-              f"{full_report.check_seconds / full_s:.1%} of {full_s:.2f} s; snapshot + tail "
-              f"{snap_report.check_seconds:.3f} s = {snap_report.check_seconds / snap_s:.1%} of {snap_s:.2f} s")
+        print(
+            f"start-up check of the whole journal: {check_s:.3f} s  ({records:,} records, {size / 1e6:,.1f} MB: "
+            f"{check_s / records * 1e6:.2f} s a million records, {size / 1e6 / check_s:,.0f} MB/s)"
+        )
+        print(
+            f"  within each start (recover's own figure): journal alone {full_report.check_seconds:.3f} s = "
+            f"{full_report.check_seconds / full_s:.1%} of {full_s:.2f} s; snapshot + tail "
+            f"{snap_report.check_seconds:.3f} s = {snap_report.check_seconds / snap_s:.1%} of {snap_s:.2f} s"
+        )
         many = data_dir / "one-per-batch" / JOURNAL_NAME
         one_per_batch(many, commands)
         many_size = many.stat().st_size
         many_s, many_records = timed_check(many)
-        print(f"the same commands one to a batch: {many_records:,} records, {many_size / 1e6:,.1f} MB, checked in "
-              f"{many_s:.2f} s: {many_s / many_records * 1e6:.2f} s a million records, "
-              f"{many_size / 1e6 / many_s:,.0f} MB/s")
+        print(
+            f"the same commands one to a batch: {many_records:,} records, {many_size / 1e6:,.1f} MB, checked in "
+            f"{many_s:.2f} s: {many_s / many_records * 1e6:.2f} s a million records, "
+            f"{many_size / 1e6 / many_s:,.0f} MB/s"
+        )
     return 0
 
 

@@ -30,6 +30,7 @@ acknowledgement latency against offered load, each with the journal synced per b
 Market data (``marketdata_suite.py``): messages a second through a mosquitto broker to 1 to 100
 subscribers, and the delay from a trade to its subscribers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,19 +43,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from engine_bench import (DEFAULT_BATCH, SYMBOL, benchmark_engine, build_commands,  # noqa: E402
-                          bytes_per_resting_order, read_workload, timed_runs)
-
 import gateway_suite  # noqa: E402
-import workload  # noqa: E402
-from plots import new_plot, save_plot  # noqa: E402
 import marketdata_suite  # noqa: E402
+import workload  # noqa: E402
+from engine_bench import (  # noqa: E402
+    DEFAULT_BATCH,
+    SYMBOL,
+    benchmark_engine,
+    build_commands,
+    bytes_per_resting_order,
+    read_workload,
+    timed_runs,
+)
+from plots import new_plot, save_plot  # noqa: E402
 
 from exchange import CancelOrder, OrderType, Side  # noqa: E402
 
@@ -87,9 +94,14 @@ def best_rates(rows: list, commands: list, runs: int) -> dict:
     if timings.tape != timings.bare_tape:
         raise BenchmarkError("the engine's trade tape differs from the bare loop's")
     engine_rate, bare_rate = len(commands) / min(timings.engine_times), len(rows) / min(timings.bare_times)
-    return {"commands": len(commands), "trades": len(timings.tape), "engine_ops_per_s": round(engine_rate),
-            "bare_ops_per_s": round(bare_rate), "engine_to_bare": round(engine_rate / bare_rate, 4),
-            "_engine": timings.engine}
+    return {
+        "commands": len(commands),
+        "trades": len(timings.tape),
+        "engine_ops_per_s": round(engine_rate),
+        "bare_ops_per_s": round(bare_rate),
+        "engine_to_bare": round(engine_rate / bare_rate, 4),
+        "_engine": timings.engine,
+    }
 
 
 def command_type(engine, command) -> str:
@@ -109,6 +121,7 @@ def command_type(engine, command) -> str:
 def single_command_latencies(commands: list) -> dict:
     """Run every command on its own (``Engine.handle``), timed; an HDR histogram of nanoseconds per type."""
     from hdrh.histogram import HdrHistogram
+
     engine = benchmark_engine()
     histograms = {kind: HdrHistogram(1, 10_000_000_000, 3) for kind in COMMAND_TYPES}
     clock = time.perf_counter_ns
@@ -177,8 +190,15 @@ def engine_suite(quick: bool, progress: Callable[[str], None]) -> dict:
         resting_now = engine.counts().open_orders  # the workload has no stop orders: every open order rests
         del engine
         histograms = single_command_latencies(commands)
-        results["depth"].append({"depth": depth, "orders": orders, "resting_at_end": resting_now, **rates,
-                                 "latency_us": {kind: summarise(h) for kind, h in histograms.items()}})
+        results["depth"].append(
+            {
+                "depth": depth,
+                "orders": orders,
+                "resting_at_end": resting_now,
+                **rates,
+                "latency_us": {kind: summarise(h) for kind, h in histograms.items()},
+            }
+        )
         latencies[depth] = {kind: percentile_curve(h) for kind, h in histograms.items()}
         del rows, commands
     results["_curves"] = latencies
@@ -187,20 +207,31 @@ def engine_suite(quick: bool, progress: Callable[[str], None]) -> dict:
 
 def summary_lines(results: dict) -> list[str]:
     """What :func:`main` prints: the figures a reader compares, one line each."""
-    lines = [f"commit {results['commit']}, {results['machine']['cpus']} cores, python {results['machine']['python']}"
-             f"{', quick' if results['quick'] else ''}"]
+    lines = [
+        f"commit {results['commit']}, {results['machine']['cpus']} cores, python {results['machine']['python']}"
+        f"{', quick' if results['quick'] else ''}"
+    ]
     engine = results.get("engine")
     if engine:
         for row in engine["throughput"]:
-            lines.append(f"engine {row['orders']:>9,} orders: {row['engine_ops_per_s']:>9,} commands/s, bare loop "
-                         f"{row['bare_ops_per_s']:>9,}/s, engine/bare {row['engine_to_bare']:.3f}")
+            lines.append(
+                f"engine {row['orders']:>9,} orders: {row['engine_ops_per_s']:>9,} commands/s, bare loop "
+                f"{row['bare_ops_per_s']:>9,}/s, engine/bare {row['engine_to_bare']:.3f}"
+            )
         for row in engine["depth"]:
-            lines.append(f"engine depth {row['depth']:>7,}: {row['engine_ops_per_s']:>9,} commands/s, engine/bare "
-                         f"{row['engine_to_bare']:.3f}; latency p50/p99/p99.9 us: " + ", ".join(
-                             f"{kind} {stats['p50']:g}/{stats['p99']:g}/{stats['p99.9']:g}"
-                             for kind, stats in row["latency_us"].items() if stats["count"]))
-        lines.append(f"engine memory: {engine['memory']['bytes_per_resting_order']:,} bytes per resting order "
-                     f"({engine['memory']['resting_orders']:,} resting)")
+            lines.append(
+                f"engine depth {row['depth']:>7,}: {row['engine_ops_per_s']:>9,} commands/s, engine/bare "
+                f"{row['engine_to_bare']:.3f}; latency p50/p99/p99.9 us: "
+                + ", ".join(
+                    f"{kind} {stats['p50']:g}/{stats['p99']:g}/{stats['p99.9']:g}"
+                    for kind, stats in row["latency_us"].items()
+                    if stats["count"]
+                )
+            )
+        lines.append(
+            f"engine memory: {engine['memory']['bytes_per_resting_order']:,} bytes per resting order "
+            f"({engine['memory']['resting_orders']:,} resting)"
+        )
     if results.get("gateway"):
         lines += gateway_suite.summary_lines(results["gateway"])
     if results.get("marketdata"):
@@ -210,14 +241,19 @@ def summary_lines(results: dict) -> list[str]:
 
 def machine() -> dict:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "load_average_1m": load}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average_1m": load,
+    }
 
 
 def commit() -> str:
     try:
-        return subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -229,27 +265,47 @@ def plot_engine(results: dict, stem: Path) -> list[Path]:
     depths = [row["depth"] for row in depth_rows]
     axis.plot(depths, [row["engine_ops_per_s"] for row in depth_rows], marker="o", label="engine (risk checks)")
     axis.plot(depths, [row["bare_ops_per_s"] for row in depth_rows], marker="s", label="bare Python loop")
-    written = [save_plot(figure, axis, stem.with_name(stem.name + "-throughput-vs-depth.png"),
-                         title="Engine throughput against book depth", xlabel="orders resting (workload --depth)",
-                         ylabel="commands per second")]
+    written = [
+        save_plot(
+            figure,
+            axis,
+            stem.with_name(stem.name + "-throughput-vs-depth.png"),
+            title="Engine throughput against book depth",
+            xlabel="orders resting (workload --depth)",
+            ylabel="commands per second",
+        )
+    ]
     curves = results["_curves"]
     depth = sorted(curves)[len(curves) // 2]
     figure, axis = new_plot()
     for kind, points in curves[depth].items():
         if points and any(value for _, value in points):
-            axis.plot([1 / (1 - percentile / 100) for percentile, _ in points], [value for _, value in points],
-                      marker=".", label=kind)
+            axis.plot(
+                [1 / (1 - percentile / 100) for percentile, _ in points],
+                [value for _, value in points],
+                marker=".",
+                label=kind,
+            )
     axis.set_yscale("log")
     axis.set_xticks([1, 2, 10, 100, 1000, 10000], ["p0", "p50", "p90", "p99", "p99.9", "p99.99"])
-    written.append(save_plot(figure, axis, stem.with_name(stem.name + "-latency-by-command.png"),
-                             title=f"Engine latency per command type ({depth:,} orders resting)",
-                             xlabel="percentile", ylabel="microseconds per command"))
+    written.append(
+        save_plot(
+            figure,
+            axis,
+            stem.with_name(stem.name + "-latency-by-command.png"),
+            title=f"Engine latency per command type ({depth:,} orders resting)",
+            xlabel="percentile",
+            ylabel="microseconds per command",
+        )
+    )
     return written
 
 
-SUITES = {"engine": (engine_suite, plot_engine, engine_steps),
-          "gateway": (gateway_suite.gateway_suite, gateway_suite.plot_gateway, gateway_suite.steps),
-          "marketdata": (marketdata_suite.marketdata_suite, marketdata_suite.plot_marketdata, marketdata_suite.steps)}
+SUITES = {
+    "engine": (engine_suite, plot_engine, engine_steps),
+    "gateway": (gateway_suite.gateway_suite, gateway_suite.plot_gateway, gateway_suite.steps),
+    "marketdata": (marketdata_suite.marketdata_suite, marketdata_suite.plot_marketdata, marketdata_suite.steps),
+}
 
 
 def steps(targets: list[str], quick: bool) -> int:
@@ -257,8 +313,9 @@ def steps(targets: list[str], quick: bool) -> int:
     return sum(SUITES[target][2](quick) for target in targets if target in SUITES)
 
 
-def run(targets: list[str], quick: bool, progress: Callable[[str], None],
-        out_dir: Path = RESULTS) -> tuple[dict, Path, list[Path]]:
+def run(
+    targets: list[str], quick: bool, progress: Callable[[str], None], out_dir: Path = RESULTS
+) -> tuple[dict, Path, list[Path]]:
     """Run the named suites; (results, the JSON file, the plots)."""
     unknown = [target for target in targets if target not in SUITES]
     if unknown:
@@ -291,18 +348,24 @@ def progress_bar(total: int) -> Callable[[str], None]:
         nonlocal done
         done += 1
         filled = round(20 * (done - 1) / max(1, total))
-        print(f"[{'#' * filled}{'.' * (20 - filled)}] {done}/{total} {time.monotonic() - started:6.0f} s  {step}",
-              file=sys.stderr, flush=True)
+        print(
+            f"[{'#' * filled}{'.' * (20 - filled)}] {done}/{total} {time.monotonic() - started:6.0f} s  {step}",
+            file=sys.stderr,
+            flush=True,
+        )
+
     return progress
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description="run the benchmark suites: JSON results and PNG "
-                                     "plots in benchmarks/results/")
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM, description="run the benchmark suites: JSON results and PNG plots in benchmarks/results/"
+    )
     parser.add_argument("target", nargs="?", default="all", choices=(*SUITES, "all"), help="which suite (default: all)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes and one run each: minutes, not an hour")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and plots (default: "
-                        "benchmarks/results)")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="folder for the JSON and plots (default: benchmarks/results)"
+    )
     args = parser.parse_args(argv)
     missing = [name for name in EXTRAS if importlib.util.find_spec(name) is None]
     if missing:  # checked up front: a missing extra is a clear error, not a traceback after minutes

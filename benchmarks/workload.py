@@ -32,12 +32,14 @@ file, so each command draws, in this order:
    side (below for a buy), except that about one in six (p 0.17) is placed 0-3 ticks through the centre
    instead, and so usually crosses. It may rest: it joins the adds a cancel may name.
 """
+
 from __future__ import annotations
 
 import argparse
 import random
 import sys
-from typing import Iterator, TextIO
+from collections.abc import Iterator
+from typing import TextIO
 
 DEFAULT_ORDERS = 1_000_000
 DEFAULT_SEED = 42
@@ -52,8 +54,9 @@ THROUGH_P = 0.17  # chance that a limit order is placed through the centre
 THROUGH_MAX = 3  # ticks through the centre, at most
 
 
-def commands(orders: int = DEFAULT_ORDERS, seed: int = DEFAULT_SEED, mid: int = DEFAULT_MID,
-             depth: int = DEFAULT_DEPTH) -> Iterator[str]:
+def commands(
+    orders: int = DEFAULT_ORDERS, seed: int = DEFAULT_SEED, mid: int = DEFAULT_MID, depth: int = DEFAULT_DEPTH
+) -> Iterator[str]:
     """The workload's ``orders`` lines, each ending in a newline. O(1) a line."""
     rng = random.Random(seed)
     # bound methods cached: a lookup each saved on every one of millions of draws
@@ -86,8 +89,13 @@ def commands(orders: int = DEFAULT_ORDERS, seed: int = DEFAULT_SEED, mid: int = 
         next_id += 1
 
 
-def write(out: TextIO, orders: int = DEFAULT_ORDERS, seed: int = DEFAULT_SEED, mid: int = DEFAULT_MID,
-          depth: int = DEFAULT_DEPTH) -> None:
+def write(
+    out: TextIO,
+    orders: int = DEFAULT_ORDERS,
+    seed: int = DEFAULT_SEED,
+    mid: int = DEFAULT_MID,
+    depth: int = DEFAULT_DEPTH,
+) -> None:
     """Write the workload to ``out`` (a text stream; open files with ``newline="\\n"`` for the same bytes
     everywhere)."""
     out.writelines(commands(orders, seed, mid, depth))
@@ -98,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=DEFAULT_ORDERS, help="commands to write (%(default)s)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the same seed, the same file (%(default)s)")
     parser.add_argument("--mid", type=int, default=DEFAULT_MID, help="starting mid price, ticks (%(default)s)")
-    parser.add_argument("--depth", type=int, default=DEFAULT_DEPTH,
-                        help="resting orders the cancels keep the book near (%(default)s)")
+    parser.add_argument(
+        "--depth", type=int, default=DEFAULT_DEPTH, help="resting orders the cancels keep the book near (%(default)s)"
+    )
     args = parser.parse_args(argv)
     write(sys.stdout, args.orders, args.seed, args.mid, args.depth)
     return 0

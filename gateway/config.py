@@ -28,18 +28,29 @@ dataclass :class:`ServerConfig`, each declared once with its type, default,
 section, bounds and help; the parser and the command line's flags are
 derived from those fields (:data:`SETTINGS`).
 """
+
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 
-from exchange import (CASH_ASSET, ComplianceConfig, Deposit, Engine, InvalidCommand, OpenAccount, RegisterInstallation,
-                      SelfTradePrevention, SetSelfTradePrevention, parse_compliance)
+from exchange import (
+    CASH_ASSET,
+    ComplianceConfig,
+    Deposit,
+    Engine,
+    InvalidCommand,
+    OpenAccount,
+    RegisterInstallation,
+    SelfTradePrevention,
+    SetSelfTradePrevention,
+    parse_compliance,
+)
 from exchange.instruments import ConfigError, Instrument, eur_to_cents, parse_instruments
-
 from gateway.sessions.credentials import is_secret_hash
 from gateway.wire.protocol import DEFAULT_MAX_FRAME
 
@@ -85,8 +96,11 @@ def _located(name: str, path: Path | str | None, parse: Callable[[dict], T]) -> 
         raise ConfigError(str(folder), f"not a folder (the configuration folder is {why})")
     file = folder / name
     if not file.is_file():
-        raise ConfigError(str(file), f"file not found (the configuration folder is {why}; name the file with "
-                                     f"its flag, or set ${CONFIG_ENV} to a folder that has it)")
+        raise ConfigError(
+            str(file),
+            f"file not found (the configuration folder is {why}; name the file with "
+            f"its flag, or set ${CONFIG_ENV} to a folder that has it)",
+        )
     return _parse_file(file, parse)
 
 
@@ -127,8 +141,17 @@ DEFAULT_ACCOUNTS = PACKAGED_CONFIG / "accounts.toml"
 ACCOUNT_KINDS = ("installation", "broker", "project-developer", "fund", "bank", "investor", "operator", "auctioneer")
 OPERATOR = "operator"  # the exchange's own staff: may use the kill switch; trades nothing
 AUCTIONEER = "auctioneer"  # a member state's account: opens primary auctions of the allowances it holds
-_ACCOUNT_FIELDS = {"name", "kind", "cash_eur", "units", "order_value_limit_eur", "self_trade_prevention",
-                   "secret_hash", "credit_limit_bps", "cancel_on_disconnect"}
+_ACCOUNT_FIELDS = {
+    "name",
+    "kind",
+    "cash_eur",
+    "units",
+    "order_value_limit_eur",
+    "self_trade_prevention",
+    "secret_hash",
+    "credit_limit_bps",
+    "cancel_on_disconnect",
+}
 
 
 @dataclass(frozen=True)
@@ -197,24 +220,30 @@ def parse_accounts(document: dict, instruments: Mapping[str, Instrument]) -> dic
             try:
                 stp = SelfTradePrevention(stp)
             except ValueError:
-                raise ConfigError(f"{where}.self_trade_prevention",
-                                  f"must be one of {', '.join(mode.value for mode in SelfTradePrevention)}") from None
+                raise ConfigError(
+                    f"{where}.self_trade_prevention",
+                    f"must be one of {', '.join(mode.value for mode in SelfTradePrevention)}",
+                ) from None
         secret_hash = table.get("secret_hash")
         if not isinstance(secret_hash, str) or not is_secret_hash(secret_hash):
-            raise ConfigError(f"{where}.secret_hash",
-                              "must be a scrypt hash, never the secret itself (make one with `carbonx hash-secret`)")
+            raise ConfigError(
+                f"{where}.secret_hash",
+                "must be a scrypt hash, never the secret itself (make one with `carbonx hash-secret`)",
+            )
         credit_limit = table.get("credit_limit_bps")
         if kind == "installation":
             if type(credit_limit) is not int or not 0 <= credit_limit <= 10_000:
-                raise ConfigError(f"{where}.credit_limit_bps",
-                                  "an installation needs its credit limit: basis points from 0 to 10000")
+                raise ConfigError(
+                    f"{where}.credit_limit_bps", "an installation needs its credit limit: basis points from 0 to 10000"
+                )
         elif credit_limit is not None:
             raise ConfigError(f"{where}.credit_limit_bps", "only an installation has a credit limit")
         cancel_on_disconnect = table.get("cancel_on_disconnect", True)
         if type(cancel_on_disconnect) is not bool:
             raise ConfigError(f"{where}.cancel_on_disconnect", "must be true or false")
-        accounts[account_id] = AccountConfig(account_id, name, kind, cash, dict(units), limit, stp, secret_hash,
-                                             credit_limit, cancel_on_disconnect)
+        accounts[account_id] = AccountConfig(
+            account_id, name, kind, cash, dict(units), limit, stp, secret_hash, credit_limit, cancel_on_disconnect
+        )
     return accounts
 
 
@@ -244,16 +273,23 @@ def opening_commands(accounts: Mapping[str, AccountConfig], ts: int) -> list:
     """The engine commands that open and fund the configured accounts, in file order."""
     commands: list = []
     for account in accounts.values():
-        commands.append(OpenAccount(ts=ts, account=account.account_id, order_value_limit=account.order_value_limit,
-                                    self_trade_prevention=account.self_trade_prevention))
+        commands.append(
+            OpenAccount(
+                ts=ts,
+                account=account.account_id,
+                order_value_limit=account.order_value_limit,
+                self_trade_prevention=account.self_trade_prevention,
+            )
+        )
         if account.cash:
             commands.append(Deposit(ts=ts, account=account.account_id, asset=CASH_ASSET, amount=account.cash))
         for symbol, amount in account.units.items():
             if amount:
                 commands.append(Deposit(ts=ts, account=account.account_id, asset=symbol, amount=amount))
         if account.credit_limit_bps is not None:
-            commands.append(RegisterInstallation(ts=ts, account=account.account_id,
-                                                 credit_limit_bps=account.credit_limit_bps))
+            commands.append(
+                RegisterInstallation(ts=ts, account=account.account_id, credit_limit_bps=account.credit_limit_bps)
+            )
     return commands
 
 
@@ -278,8 +314,10 @@ def start_up_commands(accounts: Mapping[str, AccountConfig], engine: Engine, ts:
         if state.self_trade_prevention != mode:
             commands.append(SetSelfTradePrevention(ts=ts, account=account_id, mode=mode))
         if state.order_value_limit != account.order_value_limit:
-            unapplied.append(f"{account_id}.order_value_limit: {state.order_value_limit} kept, "
-                             f"{account.order_value_limit} configured")
+            unapplied.append(
+                f"{account_id}.order_value_limit: {state.order_value_limit} kept, "
+                f"{account.order_value_limit} configured"
+            )
         installation = engine.installation(account_id)
         kept = None if installation is None else installation.credit_limit_bps
         if kept != account.credit_limit_bps:
@@ -301,8 +339,9 @@ def load_compliance(path: Path | str | None = None) -> ComplianceConfig:
 DEFAULT_EXCHANGE = PACKAGED_CONFIG / "exchange.toml"
 
 
-def _about(section: str, help_text: str, low: float | None = None, high: float | None = None,
-           choices: tuple[str, ...] = ()) -> dict[str, object]:
+def _about(
+    section: str, help_text: str, low: float | None = None, high: float | None = None, choices: tuple[str, ...] = ()
+) -> dict[str, object]:
     """What a field of :class:`ServerConfig` tells the file's parser and the command line: its exchange.toml
     section, its meaning (the CLI help), its allowed range or its allowed values."""
     return {"section": section, "help": help_text, "low": low, "high": high, "choices": choices}
@@ -325,97 +364,230 @@ class ServerConfig:
 
     # -- [server]
     host: str = field(default="127.0.0.1", metadata=_about("server", "address the trading gateway listens on"))
-    port: int = field(default=7001, metadata=_about("server", "TCP port of the trading gateway (0: any free port)",
-                                                    0, 65535))
-    max_sessions: int = field(default=1000, metadata=_about(
-        "server", "sessions logged on at once; more logons are refused (715)", 1, 100_000))
-    max_pending_logons: int = field(default=256, metadata=_about(
-        "server", "connections not logged on yet, in all; more are closed at once (718), so that a flood of idle "
-        "connections cannot take the logged-on sessions' place", 1, 100_000))
-    max_pending_logons_per_peer: int = field(default=16, metadata=_about(
-        "server", "connections not logged on yet from one address; more are closed at once (718)", 1, 100_000))
+    port: int = field(
+        default=7001, metadata=_about("server", "TCP port of the trading gateway (0: any free port)", 0, 65535)
+    )
+    max_sessions: int = field(
+        default=1000, metadata=_about("server", "sessions logged on at once; more logons are refused (715)", 1, 100_000)
+    )
+    max_pending_logons: int = field(
+        default=256,
+        metadata=_about(
+            "server",
+            "connections not logged on yet, in all; more are closed at once (718), so that a flood of idle "
+            "connections cannot take the logged-on sessions' place",
+            1,
+            100_000,
+        ),
+    )
+    max_pending_logons_per_peer: int = field(
+        default=16,
+        metadata=_about(
+            "server", "connections not logged on yet from one address; more are closed at once (718)", 1, 100_000
+        ),
+    )
     # -- [session]
-    heartbeat_interval: float = field(default=5.0, metadata=_about(
-        "session", "seconds between heartbeats when a client asks for none in its logon", 0.1, 60.0))
-    heartbeat_timeout_factor: float = field(default=3.0, metadata=_about(
-        "session", "a session is closed after this many heartbeat intervals with nothing received", 1.5, 10.0))
-    logon_timeout: float = field(default=5.0, metadata=_about(
-        "session", "seconds a new connection has to log on", 0.1, 60.0))
-    logon_free_failures: int = field(default=3, metadata=_about(
-        "session", "failed logons in a row for one account (or from one address) before each further one brings "
-        "a back-off (717)", 1, 1000))
-    logon_backoff: float = field(default=1.0, metadata=_about(
-        "session", "seconds of the first back-off after failed logons; it doubles with each further failure, up "
-        "to the lockout", 0.0, 3600.0))
-    logon_lockout_failures: int = field(default=10, metadata=_about(
-        "session", "failed logons in a row for one account (or from one address) that lock it out for "
-        "logon_lockout_seconds (717)", 1, 1000))
-    logon_lockout_seconds: float = field(default=300.0, metadata=_about(
-        "session", "seconds a lockout lasts", 0.0, 86_400.0))
-    throttle_rate: float = field(default=5000.0, metadata=_about(
-        "session", "messages a second a session may send, on average (token bucket); heartbeats and logout are "
-        "not counted", 1.0, 1e7))
-    throttle_burst: int = field(default=1000, metadata=_about(
-        "session", "messages a session may send at once above the rate (the bucket's size)", 1, 10_000_000))
-    max_frame: int = field(default=DEFAULT_MAX_FRAME, metadata=_about(
-        "session", "largest frame body in bytes a client may send (larger: logout 704); the server's own frames "
-        "are not bound by it", 64, 16_777_216))
-    max_outbound_bytes: int = field(default=4_194_304, metadata=_about(
-        "session", "bytes queued to a client that is not reading; past this it is disconnected (a slow consumer)",
-        65_536, 1 << 30))
+    heartbeat_interval: float = field(
+        default=5.0,
+        metadata=_about("session", "seconds between heartbeats when a client asks for none in its logon", 0.1, 60.0),
+    )
+    heartbeat_timeout_factor: float = field(
+        default=3.0,
+        metadata=_about(
+            "session", "a session is closed after this many heartbeat intervals with nothing received", 1.5, 10.0
+        ),
+    )
+    logon_timeout: float = field(
+        default=5.0, metadata=_about("session", "seconds a new connection has to log on", 0.1, 60.0)
+    )
+    logon_free_failures: int = field(
+        default=3,
+        metadata=_about(
+            "session",
+            "failed logons in a row for one account (or from one address) before each further one brings "
+            "a back-off (717)",
+            1,
+            1000,
+        ),
+    )
+    logon_backoff: float = field(
+        default=1.0,
+        metadata=_about(
+            "session",
+            "seconds of the first back-off after failed logons; it doubles with each further failure, up "
+            "to the lockout",
+            0.0,
+            3600.0,
+        ),
+    )
+    logon_lockout_failures: int = field(
+        default=10,
+        metadata=_about(
+            "session",
+            "failed logons in a row for one account (or from one address) that lock it out for "
+            "logon_lockout_seconds (717)",
+            1,
+            1000,
+        ),
+    )
+    logon_lockout_seconds: float = field(
+        default=300.0, metadata=_about("session", "seconds a lockout lasts", 0.0, 86_400.0)
+    )
+    throttle_rate: float = field(
+        default=5000.0,
+        metadata=_about(
+            "session",
+            "messages a second a session may send, on average (token bucket); heartbeats and logout are not counted",
+            1.0,
+            1e7,
+        ),
+    )
+    throttle_burst: int = field(
+        default=1000,
+        metadata=_about(
+            "session", "messages a session may send at once above the rate (the bucket's size)", 1, 10_000_000
+        ),
+    )
+    max_frame: int = field(
+        default=DEFAULT_MAX_FRAME,
+        metadata=_about(
+            "session",
+            "largest frame body in bytes a client may send (larger: logout 704); the server's own frames "
+            "are not bound by it",
+            64,
+            16_777_216,
+        ),
+    )
+    max_outbound_bytes: int = field(
+        default=4_194_304,
+        metadata=_about(
+            "session",
+            "bytes queued to a client that is not reading; past this it is disconnected (a slow consumer)",
+            65_536,
+            1 << 30,
+        ),
+    )
     # -- [engine]
-    queue_size: int = field(default=10_000, metadata=_about(
-        "engine", "requests waiting for the engine; past it what sessions send is refused at once (719), never "
-        "dropped", 1, 10_000_000))
-    max_queue_delay: float = field(default=0.25, metadata=_about(
-        "engine", "seconds a request may wait for the engine; one that waited longer is refused (719) rather "
-        "than run late", 0.001, 3600.0))
-    max_batch: int = field(default=512, metadata=_about(
-        "engine", "requests the engine takes in one batch", 1, 1_000_000))
+    queue_size: int = field(
+        default=10_000,
+        metadata=_about(
+            "engine",
+            "requests waiting for the engine; past it what sessions send is refused at once (719), never dropped",
+            1,
+            10_000_000,
+        ),
+    )
+    max_queue_delay: float = field(
+        default=0.25,
+        metadata=_about(
+            "engine",
+            "seconds a request may wait for the engine; one that waited longer is refused (719) rather than run late",
+            0.001,
+            3600.0,
+        ),
+    )
+    max_batch: int = field(
+        default=512, metadata=_about("engine", "requests the engine takes in one batch", 1, 1_000_000)
+    )
     # -- [market_data]
-    mqtt_url: str = field(default="", metadata=_about(
-        "market_data", "MQTT broker to publish market data to, mqtt://user:password@host:port; empty: none (the "
-        "feed is still served on the socket)"))
-    md_levels: int = field(default=10, metadata=_about(
-        "market_data", "price levels a side in the book feed", 1, 100))
-    settlement_window: int = field(default=600, metadata=_about(
-        "market_data", "seconds before the end of a trading day whose trades make the settlement price "
-        "(volume-weighted)", 1, 86_400))
-    snapshot_interval: float = field(default=1.0, metadata=_about(
-        "market_data", "seconds between book snapshots to the broker (for instruments whose book changed)",
-        0.05, 3600.0))
-    mqtt_queue: int = field(default=1_000_000, metadata=_about(
-        "market_data", "trades and fills kept for the broker while it is slow or away; past this they are "
-        "dropped (counted and logged)", 1000, 100_000_000))
+    mqtt_url: str = field(
+        default="",
+        metadata=_about(
+            "market_data",
+            "MQTT broker to publish market data to, mqtt://user:password@host:port; empty: none (the "
+            "feed is still served on the socket)",
+        ),
+    )
+    md_levels: int = field(default=10, metadata=_about("market_data", "price levels a side in the book feed", 1, 100))
+    settlement_window: int = field(
+        default=600,
+        metadata=_about(
+            "market_data",
+            "seconds before the end of a trading day whose trades make the settlement price (volume-weighted)",
+            1,
+            86_400,
+        ),
+    )
+    snapshot_interval: float = field(
+        default=1.0,
+        metadata=_about(
+            "market_data",
+            "seconds between book snapshots to the broker (for instruments whose book changed)",
+            0.05,
+            3600.0,
+        ),
+    )
+    mqtt_queue: int = field(
+        default=1_000_000,
+        metadata=_about(
+            "market_data",
+            "trades and fills kept for the broker while it is slow or away; past this they are "
+            "dropped (counted and logged)",
+            1000,
+            100_000_000,
+        ),
+    )
     # -- [journal]
-    data_dir: str = field(default="", metadata=_about(
-        "journal", "directory of the journal, snapshots and ledger; empty (the built-in default, below): a new "
-        "temporary directory, deleted at exit (nothing survives); the shipped config/exchange.toml sets "
-        "var/carbonx, which carbonx serve uses unless told otherwise (carbonx demo ignores the file's value)"))
-    journal_fsync: str = field(default="batch", metadata=_about(
-        "journal", "batch: every answer waits until its batch is fdatasynced (survives power loss); off: "
-        "written, not synced (survives a crash of the process only)", choices=FSYNC_POLICIES))
-    snapshot_every: int = field(default=250_000, metadata=_about(
-        "journal", "commands journaled between snapshots of the state, written by a forked process while the "
-        "market goes on (0: only at a graceful stop and on request)", 0, 1 << 40))
-    resend_window: int = field(default=2_000, metadata=_about(
-        "journal", "numbered messages kept per account for resend requests", 1, 1_000_000))
+    data_dir: str = field(
+        default="",
+        metadata=_about(
+            "journal",
+            "directory of the journal, snapshots and ledger; empty (the built-in default, below): a new "
+            "temporary directory, deleted at exit (nothing survives); the shipped config/exchange.toml sets "
+            "var/carbonx, which carbonx serve uses unless told otherwise (carbonx demo ignores the file's value)",
+        ),
+    )
+    journal_fsync: str = field(
+        default="batch",
+        metadata=_about(
+            "journal",
+            "batch: every answer waits until its batch is fdatasynced (survives power loss); off: "
+            "written, not synced (survives a crash of the process only)",
+            choices=FSYNC_POLICIES,
+        ),
+    )
+    snapshot_every: int = field(
+        default=250_000,
+        metadata=_about(
+            "journal",
+            "commands journaled between snapshots of the state, written by a forked process while the "
+            "market goes on (0: only at a graceful stop and on request)",
+            0,
+            1 << 40,
+        ),
+    )
+    resend_window: int = field(
+        default=2_000,
+        metadata=_about("journal", "numbered messages kept per account for resend requests", 1, 1_000_000),
+    )
     # -- [auctions]
-    auction_reserve_discount_bps: int = field(default=2000, metadata=_about(
-        "auctions", "a primary auction is cancelled if it would clear this far (basis points) under the "
-        "secondary-market price (unless the auctioneer sets its own)", 0, 10_000))
-    max_auction_window: int = field(default=86_400, metadata=_about(
-        "auctions", "longest bidding window of a primary auction, seconds", 1, 30 * 86_400))
+    auction_reserve_discount_bps: int = field(
+        default=2000,
+        metadata=_about(
+            "auctions",
+            "a primary auction is cancelled if it would clear this far (basis points) under the "
+            "secondary-market price (unless the auctioneer sets its own)",
+            0,
+            10_000,
+        ),
+    )
+    max_auction_window: int = field(
+        default=86_400,
+        metadata=_about("auctions", "longest bidding window of a primary auction, seconds", 1, 30 * 86_400),
+    )
     # -- [settlement]
-    ledger: str = field(default="", metadata=_about(
-        "settlement", "settlement ledger (SQLite) file; empty: ledger.sqlite3 in the data directory"))
-    settlement_queue: int = field(default=16_384, metadata=_about(
-        "settlement", "engine batches waiting for the ledger", 1, 10_000_000))
+    ledger: str = field(
+        default="",
+        metadata=_about("settlement", "settlement ledger (SQLite) file; empty: ledger.sqlite3 in the data directory"),
+    )
+    settlement_queue: int = field(
+        default=16_384, metadata=_about("settlement", "engine batches waiting for the ledger", 1, 10_000_000)
+    )
     # -- [log]
-    log_level: str = field(default="INFO", metadata=_about(
-        "log", "DEBUG, INFO, WARNING or ERROR", choices=LOG_LEVELS))
-    log_format: str = field(default="json", metadata=_about(
-        "log", "json (one object a line) or text", choices=LOG_FORMATS))
+    log_level: str = field(default="INFO", metadata=_about("log", "DEBUG, INFO, WARNING or ERROR", choices=LOG_LEVELS))
+    log_format: str = field(
+        default="json", metadata=_about("log", "json (one object a line) or text", choices=LOG_FORMATS)
+    )
 
 
 @dataclass(frozen=True)
@@ -434,10 +606,19 @@ class Setting:
 
 def _settings() -> dict[str, Setting]:
     kinds = get_type_hints(ServerConfig)  # the annotations are strings (``from __future__ import annotations``)
-    return {setting.name: Setting(setting.name, setting.metadata["section"], kinds[setting.name], setting.default,
-                                  setting.metadata["help"], setting.metadata["low"], setting.metadata["high"],
-                                  setting.metadata["choices"])
-            for setting in fields(ServerConfig)}
+    return {
+        setting.name: Setting(
+            setting.name,
+            setting.metadata["section"],
+            kinds[setting.name],
+            setting.default,
+            setting.metadata["help"],
+            setting.metadata["low"],
+            setting.metadata["high"],
+            setting.metadata["choices"],
+        )
+        for setting in fields(ServerConfig)
+    }
 
 
 # Every setting of the exchange process, in exchange.toml's order; the CLI offers each as a flag
@@ -475,14 +656,17 @@ def _checked_setting(setting: Setting, value: object) -> object:
         value = float(value)
     if type(value) is not setting.kind:
         raise ConfigError(where, f"must be a {setting.kind.__name__}, not {value!r}")
-    if setting.low is not None and setting.high is not None and isinstance(value, (int, float)) \
-            and not setting.low <= value <= setting.high:
+    if (
+        setting.low is not None
+        and setting.high is not None
+        and isinstance(value, (int, float))
+        and not setting.low <= value <= setting.high
+    ):
         raise ConfigError(where, f"must be from {setting.low:g} to {setting.high:g}, not {value!r}")
     return value
 
 
-def load_server_config(path: Path | str | None = None,
-                       overrides: Mapping[str, object] | None = None) -> ServerConfig:
+def load_server_config(path: Path | str | None = None, overrides: Mapping[str, object] | None = None) -> ServerConfig:
     """The settings in ``path`` (None: exchange.toml in :func:`config_folder`) with ``overrides``
     applied; raises ConfigError naming the file and the setting."""
     return _located("exchange.toml", path, lambda document: parse_server_config(document, overrides))

@@ -5,10 +5,11 @@ host, the intake and the engine loop read it to refuse new work once a stop
 has begun, and the engine loop records in it the fault that stops the
 exchange. Nothing else is shared between those parts.
 """
+
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 
 class ExchangeStopped(RuntimeError):

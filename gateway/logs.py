@@ -5,6 +5,7 @@
 "event": "logon", "account": "bank", "peer": "127.0.0.1:50412"}``; a log shipper
 or ``jq`` reads it without parsing prose.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,12 @@ def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **f
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        entry = {"ts": f"{stamp}.{int(record.msecs):03d}Z", "level": record.levelname, "logger": record.name,
-                 "event": record.getMessage()}
+        entry = {
+            "ts": f"{stamp}.{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
         entry.update(getattr(record, FIELDS, {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

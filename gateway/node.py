@@ -32,6 +32,7 @@ stop publishing, close the connections. A step that fails is logged and
 the next runs, so that the journal is closed, the data directory unlocked
 and ``stopped`` set whatever a peer does meanwhile.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,14 +47,13 @@ import socket
 import sqlite3
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator, Mapping
 
 from exchange import ComplianceConfig, ConfigError, RejectCode
 from exchange.engine import DEFAULT_FEE_ACCOUNT
 from exchange.instruments import Instrument
-
 from gateway.config import AccountConfig, ServerConfig, start_up_commands
 from gateway.lifecycle import ExchangeStopped, Lifecycle
 from gateway.logs import log_event
@@ -87,10 +87,19 @@ __all__ = ["ExchangeStopped", "TradingGateway", "bind_listener", "run_until_stop
 class TradingGateway:
     """The running exchange's parts, wired; its start and its stop. See the module notes."""
 
-    def __init__(self, sequencer: Sequencer, journal: JournalWriter, accounts: Mapping[str, AccountConfig],
-                 config: ServerConfig, settlement: SettlementService, data_dir: Path, *,
-                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], int] = time.time_ns,
-                 commands_since_snapshot: int = 0) -> None:
+    def __init__(
+        self,
+        sequencer: Sequencer,
+        journal: JournalWriter,
+        accounts: Mapping[str, AccountConfig],
+        config: ServerConfig,
+        settlement: SettlementService,
+        data_dir: Path,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], int] = time.time_ns,
+        commands_since_snapshot: int = 0,
+    ) -> None:
         self.sequencer = sequencer
         self.engine = sequencer.engine
         self.tracker = sequencer.tracker
@@ -103,24 +112,47 @@ class TradingGateway:
         self.lifecycle = Lifecycle()
         self.lifecycle.on_stop_request(self.request_stop)
         self.links = {account_id: AccountLink(account) for account_id, account in accounts.items()}
-        self.publisher = (MqttPublisher(parse_mqtt_url(config.mqtt_url), self.feed, max_reliable=config.mqtt_queue,
-                                        snapshot_interval=config.snapshot_interval) if config.mqtt_url else None)
+        self.publisher = (
+            MqttPublisher(
+                parse_mqtt_url(config.mqtt_url),
+                self.feed,
+                max_reliable=config.mqtt_queue,
+                snapshot_interval=config.snapshot_interval,
+            )
+            if config.mqtt_url
+            else None
+        )
         self.subscribers = Subscribers(self.feed)
         self.intake = Intake(config, clock, self.lifecycle)
         self.host = SessionHost(self.links, self.intake, self.subscribers, config, self.lifecycle, clock)
         self.replies = Replies(sequencer, journal)
         self.timers = Timers(self.engine, self.lifecycle, self.run_operator_commands, wall_clock)
-        release = Release(settlement, SessionDelivery(self.links, self.subscribers), self.subscribers,
-                          self.publisher, self.timers)
-        self.loop = EngineLoop(sequencer, journal, self.intake, self.replies, settlement, config, self.lifecycle,
-                               release, clock, commands_since_snapshot, wall_clock)
+        release = Release(
+            settlement, SessionDelivery(self.links, self.subscribers), self.subscribers, self.publisher, self.timers
+        )
+        self.loop = EngineLoop(
+            sequencer,
+            journal,
+            self.intake,
+            self.replies,
+            settlement,
+            config,
+            self.lifecycle,
+            release,
+            clock,
+            commands_since_snapshot,
+            wall_clock,
+        )
         self.snapshots = Snapshots(self.loop, sequencer, journal, self.replies, config, data_dir, self.lifecycle)
         self.loop.between_batches = self.snapshots.between_batches
         session_requests = SessionRequests(sequencer, journal, self.replies, self.intake, config)
         queries = Queries(self.engine, self.tracker, self.feed, self.replies)
         self.loop.handlers.commands = CommandBuilder(self.engine, self.tracker, config).makers
-        self.loop.handlers.answers = {**queries.answers, **session_requests.answers,
-                                      SnapshotRequest: self.snapshots.request}
+        self.loop.handlers.answers = {
+            **queries.answers,
+            **session_requests.answers,
+            SnapshotRequest: self.snapshots.request,
+        }
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self._stop_task: asyncio.Task | None = None
@@ -153,8 +185,7 @@ class TradingGateway:
         anything); without it the address is bound here, first of all, so
         that an address in use fails before any start-up command runs.
         """
-        self._server = listener or await bind_listener(self.config.host, self.config.port,
-                                                       self.host.serve_connection)
+        self._server = listener or await bind_listener(self.config.host, self.config.port, self.host.serve_connection)
         self.loop.start_syncing()
         if opening:
             self.intake.put(None, OperatorCommands(opening, asyncio.get_running_loop().create_future()))
@@ -164,13 +195,21 @@ class TradingGateway:
         if first:
             self.loop.run_batch(first)
         await self._server.start_serving()
-        self._tasks = [asyncio.create_task(self.loop.run(), name="engine"),
-                       asyncio.create_task(self.host.heartbeats(), name="session-heartbeats")]
+        self._tasks = [
+            asyncio.create_task(self.loop.run(), name="engine"),
+            asyncio.create_task(self.host.heartbeats(), name="session-heartbeats"),
+        ]
         if self.publisher is not None:
             self.publisher.start()
         self.timers.resume()
-        log_event(log, "listening", host=self.config.host, port=self.port, instruments=list(self.engine.instruments),
-                  accounts=len(self.links))
+        log_event(
+            log,
+            "listening",
+            host=self.config.host,
+            port=self.port,
+            instruments=list(self.engine.instruments),
+            accounts=len(self.links),
+        )
 
     @property
     def port(self) -> int:
@@ -215,13 +254,23 @@ class TradingGateway:
         self.lifecycle.stopping = True
         log_event(log, "stopping", sessions=len(self.host.sessions), queued=self.intake.queued)
         try:
-            for step in (self._stop_taking, self._end_sessions, self._stop_tasks, self._sync_journal,
-                         self._snapshot_at_stop, self._stop_publishing, self._close_connections):
+            for step in (
+                self._stop_taking,
+                self._end_sessions,
+                self._stop_tasks,
+                self._sync_journal,
+                self._snapshot_at_stop,
+                self._stop_publishing,
+                self._close_connections,
+            ):
                 try:
                     await step()
                 except Exception as error:
-                    log.error("a step of the stop failed; the stop goes on", exc_info=error,
-                              extra={"carbonx_fields": {"event": "stop_step_failed", "step": step.__name__}})
+                    log.error(
+                        "a step of the stop failed; the stop goes on",
+                        exc_info=error,
+                        extra={"carbonx_fields": {"event": "stop_step_failed", "step": step.__name__}},
+                    )
         finally:
             self.host.shutdown()
             log_event(log, "stopped", last_event_seq=self.engine.last_seq, state_hash=self.engine.state_hash())
@@ -254,8 +303,9 @@ class TradingGateway:
             try:
                 await self.snapshots.write()  # the next start replays nothing
             except Exception as error:  # the journal has everything: a failed snapshot costs start-up time only
-                log.error("snapshot at stop failed", exc_info=error,
-                          extra={"carbonx_fields": {"event": "snapshot_failed"}})
+                log.error(
+                    "snapshot at stop failed", exc_info=error, extra={"carbonx_fields": {"event": "snapshot_failed"}}
+                )
 
     async def _stop_publishing(self) -> None:
         if self.publisher is not None:
@@ -280,10 +330,14 @@ class TradingGateway:
 
 # -- the exchange process -------------------------------------------------------------------------
 
+
 @asynccontextmanager
-async def running_exchange(config: ServerConfig, instruments: Mapping[str, Instrument],
-                           accounts: Mapping[str, AccountConfig],
-                           compliance: ComplianceConfig | None = None) -> AsyncIterator[TradingGateway]:
+async def running_exchange(
+    config: ServerConfig,
+    instruments: Mapping[str, Instrument],
+    accounts: Mapping[str, AccountConfig],
+    compliance: ComplianceConfig | None = None,
+) -> AsyncIterator[TradingGateway]:
     """The whole exchange, listening: state recovered from the journal, settlement, the gateway.
 
     The data directory (``data_dir``; empty: a temporary one) is locked for
@@ -318,11 +372,13 @@ async def running_exchange(config: ServerConfig, instruments: Mapping[str, Instr
         try:
             store = SqliteLedgerStore(ledger_path)
         except (sqlite3.Error, OSError) as error:  # a full or read-only disk, a file that is not a ledger
-            raise ConfigError("settlement.ledger", f"cannot open the ledger {ledger_path}: {error} (is the disk "
-                              "full or read-only?)") from None
+            raise ConfigError(
+                "settlement.ledger", f"cannot open the ledger {ledger_path}: {error} (is the disk full or read-only?)"
+            ) from None
         resources.callback(store.close)
-        genesis = Genesis(dict(instruments), compliance, config.md_levels, config.settlement_window,
-                          config.resend_window)
+        genesis = Genesis(
+            dict(instruments), compliance, config.md_levels, config.settlement_window, config.resend_window
+        )
         settler = Settlement(store, instruments, fee_account=DEFAULT_FEE_ACCOUNT)
         try:
             recovered = recover(data_dir, genesis, ledger_cursor=store.last_applied_seq(), settle=settler.apply)
@@ -333,12 +389,24 @@ async def running_exchange(config: ServerConfig, instruments: Mapping[str, Instr
         settlement = SettlementService(settler, max_pending_batches=config.settlement_queue)
         settlement.start()
         try:
-            gateway = TradingGateway(recovered.core, recovered.journal, accounts, config, settlement, data_dir,
-                                     commands_since_snapshot=recovered.commands_since_snapshot)
+            gateway = TradingGateway(
+                recovered.core,
+                recovered.journal,
+                accounts,
+                config,
+                settlement,
+                data_dir,
+                commands_since_snapshot=recovered.commands_since_snapshot,
+            )
             commands, unapplied = start_up_commands(accounts, recovered.core.engine, time.time_ns())
             for change in unapplied:
-                log_event(log, "account_setting_not_applied", logging.WARNING, change=change,
-                          hint="an open account keeps its order value limit and its credit share")
+                log_event(
+                    log,
+                    "account_setting_not_applied",
+                    logging.WARNING,
+                    change=change,
+                    hint="an open account keeps its order value limit and its credit share",
+                )
             await gateway.start(commands, listener)
             started.set()
             log_event(log, "ledger", path=str(store.path))
@@ -357,20 +425,33 @@ async def bind_listener(host: str, port: int, connected: Callable) -> asyncio.Se
     try:
         return await asyncio.start_server(connected, host, port, limit=SESSION_READ_SIZE, start_serving=False)
     except socket.gaierror as error:
-        raise ConfigError("server.host", f"no such address {host!r} ({error.strerror}): give an IP address or a "
-                          "name this machine resolves with --host") from None
+        raise ConfigError(
+            "server.host",
+            f"no such address {host!r} ({error.strerror}): give an IP address or a "
+            "name this machine resolves with --host",
+        ) from None
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
-            raise ConfigError("server.port", f"{where} is already in use (another exchange, or another program, "
-                              "listens there): stop it, or choose another port with --port") from None
+            raise ConfigError(
+                "server.port",
+                f"{where} is already in use (another exchange, or another program, "
+                "listens there): stop it, or choose another port with --port",
+            ) from None
         # From Python 3.13 asyncio takes EADDRNOTAVAIL for an address family the machine lacks, passes the
         # address over, and raises an OSError without an errno once none is left.
-        if error.errno == errno.EADDRNOTAVAIL or (error.errno is None and "could not bind on any address" in str(error)):
-            raise ConfigError("server.host", f"{host} is not an address of this machine: give one of its own with "
-                              "--host (127.0.0.1 for this machine only, 0.0.0.0 for all of them)") from None
+        if error.errno == errno.EADDRNOTAVAIL or (
+            error.errno is None and "could not bind on any address" in str(error)
+        ):
+            raise ConfigError(
+                "server.host",
+                f"{host} is not an address of this machine: give one of its own with "
+                "--host (127.0.0.1 for this machine only, 0.0.0.0 for all of them)",
+            ) from None
         if error.errno == errno.EACCES:
-            raise ConfigError("server.port", f"not allowed to listen on {where} (ports below 1024 need privileges): "
-                              "choose another port with --port") from None
+            raise ConfigError(
+                "server.port",
+                f"not allowed to listen on {where} (ports below 1024 need privileges): choose another port with --port",
+            ) from None
         raise ConfigError("server.host", f"cannot listen on {where}: {error.strerror or error}") from None
     except OverflowError as error:  # a port outside 0-65535
         raise ConfigError("server.port", f"cannot listen on {where}: {error}: choose a port from 1 to 65535") from None
@@ -399,8 +480,10 @@ def _data_dir_lock(data_dir: Path):
         data_dir.mkdir(parents=True, exist_ok=True)
         lock = open(data_dir / "lock", "w")
     except OSError as error:
-        raise ConfigError("journal.data_dir", f"cannot use {data_dir} as the data directory "
-                          f"({error.strerror or error}): choose another with --data-dir") from None
+        raise ConfigError(
+            "journal.data_dir",
+            f"cannot use {data_dir} as the data directory ({error.strerror or error}): choose another with --data-dir",
+        ) from None
     with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -412,9 +495,13 @@ def _data_dir_lock(data_dir: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-async def serve(config: ServerConfig, instruments: Mapping[str, Instrument], accounts: Mapping[str, AccountConfig],
-                compliance: ComplianceConfig | None = None,
-                ready: Callable[[TradingGateway], None] | None = None) -> int:
+async def serve(
+    config: ServerConfig,
+    instruments: Mapping[str, Instrument],
+    accounts: Mapping[str, AccountConfig],
+    compliance: ComplianceConfig | None = None,
+    ready: Callable[[TradingGateway], None] | None = None,
+) -> int:
     """Run the exchange until SIGINT or SIGTERM (or an engine failure); the process's exit status.
 
     This is the process's own loop, so it tunes the process's garbage

@@ -17,6 +17,7 @@ its file: a clone needs nothing beside it. tests/test_workload.py holds it
 byte for byte against the reference generator in ``shared/`` when that is
 at hand.
 """
+
 from __future__ import annotations
 
 import functools
@@ -59,6 +60,7 @@ def engine(instruments):
 
 # -- the standard workload -------------------------------------------------------------------
 
+
 class WorkloadRow(NamedTuple):
     """One line of the workload file."""
 
@@ -83,7 +85,7 @@ def load_workload_module():
 workload_generator = load_workload_module()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def generate_workload(orders: int, seed: int, depth: int | None = None) -> tuple[WorkloadRow, ...]:
     """The standard workload's lines, parsed (cached: several tests share a run)."""
     arguments = {"orders": orders, "seed": seed} | ({} if depth is None else {"depth": depth})

@@ -16,6 +16,7 @@ writes frames (or any bytes) and decodes what comes back with the reference
 ``msgpack`` package, not with the project's own codec, so the wire format is
 checked by a second implementation.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,8 @@ import msgpack
 
 from gateway.client import ExchangeClient, connect
 from gateway.config import DEFAULT_ACCOUNTS, load_accounts, load_compliance, load_instruments, load_server_config
-from gateway.wire.protocol import encode_frame
 from gateway.node import TradingGateway, running_exchange
+from gateway.wire.protocol import encode_frame
 
 HOST = "127.0.0.1"
 SECRET = "carbonx-demo"  # every demo account's secret (config/accounts.toml)
@@ -44,8 +45,9 @@ def demo_configuration():
 
 
 @asynccontextmanager
-async def exchange_on_port(ledger: Path | None = None, instruments=None, accounts=None,
-                           **overrides: object) -> AsyncIterator[TradingGateway]:
+async def exchange_on_port(
+    ledger: Path | None = None, instruments=None, accounts=None, **overrides: object
+) -> AsyncIterator[TradingGateway]:
     """The whole exchange listening on a free port of 127.0.0.1, with the demo configuration.
 
     ``overrides`` are exchange.toml settings; ``ledger`` a ledger file (default: a temporary one);
@@ -56,8 +58,9 @@ async def exchange_on_port(ledger: Path | None = None, instruments=None, account
     if ledger is not None:
         settings["ledger"] = str(ledger)
     config = load_server_config(overrides=settings)
-    async with running_exchange(config, instruments or default_instruments, accounts or default_accounts,
-                                compliance) as gateway:
+    async with running_exchange(
+        config, instruments or default_instruments, accounts or default_accounts, compliance
+    ) as gateway:
         yield gateway
 
 
@@ -126,8 +129,11 @@ class Inbox:
 
 
 def assert_fields(message: dict, **fields: object) -> None:
-    wrong = {name: (message.get(name, "<missing>"), value) for name, value in fields.items()
-             if name not in message or message[name] != value}
+    wrong = {
+        name: (message.get(name, "<missing>"), value)
+        for name, value in fields.items()
+        if name not in message or message[name] != value
+    }
     assert not wrong, f"fields (got, expected) {wrong} in {message}"
 
 

@@ -42,6 +42,7 @@ in a fixture::
 :func:`running_broker` skips the test when mosquitto is not installed; :data:`requires_mosquitto`
 is the same as a marker.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -72,8 +73,10 @@ FALLBACK_BINARY = "/usr/sbin/mosquitto"  # Debian and Ubuntu put it here, often 
 START_TIMEOUT = 10.0  # seconds a start may take before it is a failure
 STOP_TIMEOUT = 5.0  # seconds a SIGTERM may take before SIGKILL
 
-SKIP_REASON = (f"the mosquitto broker is not installed (not on PATH, not at {FALLBACK_BINARY}): "
-               "install it (apt-get install mosquitto) to run the MQTT tests")
+SKIP_REASON = (
+    f"the mosquitto broker is not installed (not on PATH, not at {FALLBACK_BINARY}): "
+    "install it (apt-get install mosquitto) to run the MQTT tests"
+)
 
 Mode = Literal["open", "production"]
 _RUNNING = re.compile(rb"mosquitto version \S+ running")  # logged once every listener is bound
@@ -142,11 +145,20 @@ def _parent_death_signal():
 
 # -- the broker --------------------------------------------------------------------------------------
 
+
 class MosquittoBroker:
     """One mosquitto process on ``127.0.0.1:port``, in ``"open"`` or ``"production"`` mode."""
 
-    def __init__(self, mode: Mode = "open", *, persistence: bool = False, port: int | None = None,
-                 config_dir: Path = CONFIG_DIR, binary: str | None = None, extra_config: str = "") -> None:
+    def __init__(
+        self,
+        mode: Mode = "open",
+        *,
+        persistence: bool = False,
+        port: int | None = None,
+        config_dir: Path = CONFIG_DIR,
+        binary: str | None = None,
+        extra_config: str = "",
+    ) -> None:
         """``persistence`` and ``extra_config`` (lines appended to the configuration) are for the
         open mode; the production mode takes both from ``config_dir/mosquitto.conf``."""
         if mode not in ("open", "production"):
@@ -194,21 +206,25 @@ class MosquittoBroker:
         self.config_path.write_text(text)
 
     def _common_lines(self) -> list[str]:
-        lines = ["# -- set by tests/mosquitto_broker.py --",
-                 "log_dest stderr",  # the process's standard error is the file mosquitto.log
-                 "log_type all",
-                 "log_timestamp true"]
+        lines = [
+            "# -- set by tests/mosquitto_broker.py --",
+            "log_dest stderr",  # the process's standard error is the file mosquitto.log
+            "log_type all",
+            "log_timestamp true",
+        ]
         if os.geteuid() == 0:
             lines.append("user root")  # as root mosquitto would become `mosquitto`, locked out of workdir
         return lines
 
     def _open_config(self) -> str:
-        lines = [f"listener {self.port} {self.host}",
-                 "allow_anonymous true",
-                 f"persistence {'true' if self.persistence else 'false'}",
-                 f"persistence_location {self.data_dir}/",
-                 *self._common_lines(),
-                 self.extra_config]
+        lines = [
+            f"listener {self.port} {self.host}",
+            "allow_anonymous true",
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {self.data_dir}/",
+            *self._common_lines(),
+            self.extra_config,
+        ]
         return "\n".join(lines) + "\n"
 
     def _production_config(self) -> str:
@@ -237,8 +253,9 @@ class MosquittoBroker:
             else:
                 lines.append(line)
         if listeners != 1:
-            raise ValueError(f"{source} has {listeners} listener lines; the test helper knows how to "
-                             "move exactly one to a free port")
+            raise ValueError(
+                f"{source} has {listeners} listener lines; the test helper knows how to move exactly one to a free port"
+            )
         return "\n".join([*lines, *self._common_lines()]) + "\n"
 
     # -- state ----------------------------------------------------------------------------------
@@ -287,9 +304,13 @@ class MosquittoBroker:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
-                [self.binary, "-c", str(self.config_path)], cwd=self.workdir,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_parent_death_signal())  # noqa: PLW1509 (only prctl, resolved before fork)
+                [self.binary, "-c", str(self.config_path)],
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_parent_death_signal(),
+            )  # noqa: PLW1509 (only prctl, resolved before fork)
         self._paused = False
         return offset
 
@@ -311,17 +332,19 @@ class MosquittoBroker:
     def _start_failed(self, error: _StartFailed | None) -> bool:
         """Handle a failed start: True to try again on another port, else raise."""
         tail = self._log_tail()
-        if (error is not None and not self._started_once and not self._fixed_port
-                and "Address already in use" in tail):
+        if error is not None and not self._started_once and not self._fixed_port and "Address already in use" in tail:
             self.port = free_port()  # another process took the port between probe and bind
             self._write_config()
             return True
         if error is None:
             self._force_stop()
-            raise TimeoutError(f"mosquitto did not accept connections on {self.host}:{self.port} "
-                               f"within {START_TIMEOUT} s; its log ends:\n{tail}")
-        raise RuntimeError(f"mosquitto exited with code {error.returncode} at start "
-                           f"({self.host}:{self.port}); its log ends:\n{tail}")
+            raise TimeoutError(
+                f"mosquitto did not accept connections on {self.host}:{self.port} "
+                f"within {START_TIMEOUT} s; its log ends:\n{tail}"
+            )
+        raise RuntimeError(
+            f"mosquitto exited with code {error.returncode} at start ({self.host}:{self.port}); its log ends:\n{tail}"
+        )
 
     def start(self, timeout: float = START_TIMEOUT) -> MosquittoBroker:
         """Start the broker (again: on the same port) and wait until it accepts connections."""

@@ -4,6 +4,7 @@ tape against the bare loop, and writes its JSON and plots; the product never imp
 Only the shape of the results is asserted here: speed is the benchmarks' business, never a test's.
 The smallest workload the suite knows (``--quick``) takes a few seconds.
 """
+
 from __future__ import annotations
 
 import ast
@@ -12,7 +13,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO_ROOT
 
 SUITE = REPO_ROOT / "benchmarks" / "suite.py"
@@ -23,8 +23,14 @@ pytest.importorskip("matplotlib")
 
 def suite(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python3 benchmarks/suite.py ARGUMENTS`` as a reader of the README runs it, from the checkout's top."""
-    return subprocess.run([sys.executable, str(SUITE), *arguments], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, str(SUITE), *arguments],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_bench_engine_quick_writes_results_and_plots(tmp_path):
@@ -68,8 +74,14 @@ def test_the_product_never_imports_its_benchmarks():
                     assert node.level or (node.module or "").split(".")[0] not in modules, path
                 elif isinstance(node, ast.Constant):
                     assert node.value != "benchmarks", path
-    run = subprocess.run([sys.executable, "-m", "gateway.cli.main", "bench"], cwd=REPO_ROOT, capture_output=True,
-                         text=True, timeout=60, check=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "bench"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert run.returncode == 2 and "invalid choice: 'bench'" in run.stderr
 
 
@@ -99,7 +111,8 @@ def test_bench_gateway_quick_measures_both_journal_policies(tmp_path):
     assert run.returncode == 0, run.stderr
     gateway = json.loads(next(tmp_path.glob("*.json")).read_text())["gateway"]
     assert {(row["journal_fsync"], row["sessions"]) for row in gateway["maximum"]} == {
-        (fsync, sessions) for fsync in ("batch", "off") for sessions in (1, 10)}
+        (fsync, sessions) for fsync in ("batch", "off") for sessions in (1, 10)
+    }
     for row in gateway["fixed_rate"]:
         assert row["answered"] > 0 and row["latency_ms"]["p50"] <= row["latency_ms"]["p99"] <= row["latency_ms"]["max"]
     assert len(list(tmp_path.glob("*-gateway-latency-vs-load.png"))) == 1

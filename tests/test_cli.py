@@ -3,6 +3,7 @@
 ``carbonx serve`` runs in its own process on a free loopback port and is
 stopped with SIGTERM, as an operator would: it must log out and exit 0.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,6 +33,7 @@ def test_demo_is_the_same_day_for_the_same_seed(capsys):
     def trades() -> list[str]:
         assert main(["demo", "--orders", "150", "--live", "off", "--seed", "7"]) == 0
         return [line for line in capsys.readouterr().out.splitlines() if line.startswith("trade #")]
+
     first = trades()
     assert first and first == trades()
 
@@ -44,14 +46,19 @@ def free_port() -> int:
 
 def carbonx(*args: str, secret: str = "carbonx-demo") -> subprocess.CompletedProcess:
     env = {**os.environ, "CARBONX_SECRET": secret}
-    return subprocess.run([sys.executable, "-m", "gateway.cli.main", *args], capture_output=True, text=True, env=env,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", *args], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 def serve(port: int, data_dir, *options: str) -> subprocess.Popen:
     """``carbonx [options] serve`` on ``port``, once it takes connections (``options``: --instruments, ...)."""
-    process = subprocess.Popen([sys.executable, "-m", "gateway.cli.main", *options, "serve", "--port", str(port),
-                                "--data-dir", str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli.main", *options, "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -124,22 +131,27 @@ def test_replace_changes_quantity_and_price_by_order_id_or_client_order_id(serve
     assert carbonx("order", *at, "sell", "2", "EUA", "71.00", "--clid", "r2").returncode == 0
     smaller = carbonx("replace", "--clid", "r1", "--quantity", "4", *at)
     assert smaller.returncode == 0, smaller.stderr
-    assert smaller.stdout.strip() == ("order 1 (r1) replaced (priority kept): sell 4 lots EUA @ EUR 70.50 GTC; "
-                                      "status new, filled 0/4, open 4")
+    assert smaller.stdout.strip() == (
+        "order 1 (r1) replaced (priority kept): sell 4 lots EUA @ EUR 70.50 GTC; status new, filled 0/4, open 4"
+    )
     moved = carbonx("replace", "--order-id", "1", "--price", "70.40", "--quantity", "3", *at)
     assert moved.returncode == 0 and "replaced (priority lost): sell 3 lots EUA @ EUR 70.40" in moved.stdout
     # a new price that crosses trades at once: the fills follow the replaced report
     assert carbonx("order", "--port", str(port), "--account", "broker", "buy", "1", "EUA", "70.30").returncode == 0
     crossing = carbonx("replace", "--clid", "r1", "--price", "70.30", *at)
     assert crossing.returncode == 0
-    assert crossing.stdout.splitlines()[0].startswith("order 1 (r1) replaced (priority lost): sell 3 lots EUA @ EUR 70.30")
+    assert crossing.stdout.splitlines()[0].startswith(
+        "order 1 (r1) replaced (priority lost): sell 3 lots EUA @ EUR 70.30"
+    )
     assert "trade #1: 1 lots @ EUR 70.30 as taker" in crossing.stdout
     unknown = carbonx("replace", "--order-id", "99", "--price", "70.10", *at)
     assert unknown.returncode == 1 and "replace_order refused: 402 no such order" in unknown.stdout
-    for wrong, says in ((["--clid", "r1"], "give the new --quantity, the new --price, or both"),
-                        (["--price", "70.10"], "name the order by --order-id or by --clid: one of the two"),
-                        (["--order-id", "1", "--clid", "r1", "--quantity", "2"], "one of the two"),
-                        (["--clid", "r1", "--quantity", "0"], "quantity 0 is not above zero")):
+    for wrong, says in (
+        (["--clid", "r1"], "give the new --quantity, the new --price, or both"),
+        (["--price", "70.10"], "name the order by --order-id or by --clid: one of the two"),
+        (["--order-id", "1", "--clid", "r1", "--quantity", "2"], "one of the two"),
+        (["--clid", "r1", "--quantity", "0"], "quantity 0 is not above zero"),
+    ):
         refused = carbonx("replace", *wrong, *at)
         assert refused.returncode == 2 and says in refused.stderr and len(refused.stderr.splitlines()) == 1, wrong
 
@@ -214,8 +226,13 @@ def test_a_trader_lists_open_orders_and_trades_and_watches_the_market_while_trad
     assert carbonx("order", *at, "--account", "broker", "buy", "3", "EUA", "70.50", "--tif", "IOC").returncode == 0
     # carbonx md watches with a market-data session: the account trades meanwhile, and its end cancels nothing.
     env = {**os.environ, "CARBONX_SECRET": "carbonx-demo"}
-    watcher = subprocess.Popen([sys.executable, "-m", "gateway.cli.main", "md", "EUA", *at, "--account", "bank",
-                                "--seconds", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli.main", "md", "EUA", *at, "--account", "bank", "--seconds", "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         time.sleep(1.5)
         during = carbonx("order", *at, "--account", "bank", "sell", "1", "EUA", "72.00", "--clid", "s3")

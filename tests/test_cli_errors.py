@@ -8,9 +8,9 @@ never a traceback, and nothing left behind.
   takes no connection, is told so within ``--timeout``; so is :func:`gateway.client.connect`;
 - a missing secret without a terminal, and a price that cannot be one, are refused before connecting.
 """
+
 from __future__ import annotations
 
-import asyncio
 import http.server
 import os
 import socket
@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from test_cli import carbonx, free_port, serve
 
 from gateway.client import NoAnswer, NotAnExchange, connect
-from test_cli import carbonx, free_port, serve
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,8 +34,16 @@ def run(*args: str, cwd: Path, env: dict | None = None, **options) -> subprocess
     environment = {**os.environ, "CARBONX_SECRET": "carbonx-demo", **(env or {})}
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), environment.get("PYTHONPATH")]))
     options.setdefault("stdin", subprocess.DEVNULL)
-    return subprocess.run([sys.executable, "-m", "gateway.cli.main", *args], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=60, start_new_session=True, **options)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+        **options,
+    )
 
 
 def one_line_error(result: subprocess.CompletedProcess, code: int, *says: str) -> str:
@@ -58,6 +66,7 @@ def port_taken():
 
 # -- serve and demo: the address first ------------------------------------------------------------------------
 
+
 def test_serve_on_a_port_in_use_says_so_and_creates_nothing(tmp_path):
     existing = tmp_path / "existing"
     existing.mkdir()
@@ -75,8 +84,9 @@ def test_demo_on_a_port_in_use_says_so_and_creates_nothing(tmp_path):
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     with port_taken() as port:
-        result = run("demo", "--port", str(port), "--orders", "10", "--live", "off", cwd=tmp_path,
-                     env={"TMPDIR": str(temporary)})
+        result = run(
+            "demo", "--port", str(port), "--orders", "10", "--live", "off", cwd=tmp_path, env={"TMPDIR": str(temporary)}
+        )
     one_line_error(result, 2, "already in use", "--port")
     assert result.stdout == ""
     assert list(temporary.iterdir()) == []  # not even the demo's temporary data directory
@@ -105,6 +115,7 @@ def test_serve_still_runs_after_a_refused_start(tmp_path):
 
 
 # -- one-shot commands against the wrong peer ----------------------------------------------------------------
+
 
 class StrictHttp(http.server.BaseHTTPRequestHandler):
     """An HTTP server that, like nginx, refuses a request that cannot be HTTP as soon as it arrives (without
@@ -153,6 +164,7 @@ def silent_port():
                 taken.append(listener.accept()[0])
             except (TimeoutError, OSError):
                 continue
+
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
@@ -169,8 +181,7 @@ def test_a_one_shot_command_against_an_http_server_says_it_is_not_the_exchange(t
     with http_server(StrictHttp) as port:
         for command in (["balances"], ["book", "EUA"], ["order", "sell", "1", "EUA", "70.50"]):
             result = run(*command, "--port", str(port), "--account", "bank", cwd=tmp_path)
-            one_line_error(result, 3, f"127.0.0.1:{port}", "not the carbonx protocol", "HTTP/1.0 400",
-                           "--port")
+            one_line_error(result, 3, f"127.0.0.1:{port}", "not the carbonx protocol", "HTTP/1.0 400", "--port")
     # http.server's own handlers wait for a line end that never comes: no answer within --timeout
     with http_server(QuietHttp) as port:
         started = time.monotonic()
@@ -182,10 +193,23 @@ def test_a_one_shot_command_against_an_http_server_says_it_is_not_the_exchange(t
 def test_a_one_shot_command_against_a_silent_port_gives_up_after_its_timeout(tmp_path):
     with silent_port() as port:
         started = time.monotonic()
-        result = run("order", "--port", str(port), "--account", "bank", "buy", "1", "EUA", "70.00",
-                     "--timeout", "0.5", cwd=tmp_path)
-        one_line_error(result, 3, f"127.0.0.1:{port} took the connection but did not answer the logon within 0.5 s",
-                       "--timeout")
+        result = run(
+            "order",
+            "--port",
+            str(port),
+            "--account",
+            "bank",
+            "buy",
+            "1",
+            "EUA",
+            "70.00",
+            "--timeout",
+            "0.5",
+            cwd=tmp_path,
+        )
+        one_line_error(
+            result, 3, f"127.0.0.1:{port} took the connection but did not answer the logon within 0.5 s", "--timeout"
+        )
         assert time.monotonic() - started < 8
     refused = run("balances", "--port", str(free_port()), "--account", "bank", cwd=tmp_path)
     one_line_error(refused, 3, "nothing listens there", "is the exchange running")
@@ -234,41 +258,53 @@ async def test_connect_times_out_when_no_connection_is_taken():
 
 # -- the secret ----------------------------------------------------------------------------------------------
 
+
 def test_a_missing_secret_without_a_terminal_says_how_to_give_one(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "CARBONX_SECRET"}
     port = str(free_port())  # nothing is connected to: the secret is missing before that
     for stdin in (subprocess.DEVNULL, "closed"):
         options = {"preexec_fn": lambda: os.close(0), "stdin": None} if stdin == "closed" else {"stdin": stdin}
-        result = subprocess.run([sys.executable, "-m", "gateway.cli.main", "balances", "--port", port, "--account", "bank"],
-                                cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                                timeout=60, start_new_session=True, **options)
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway.cli.main", "balances", "--port", port, "--account", "bank"],
+            cwd=tmp_path,
+            env={**env, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            start_new_session=True,
+            **options,
+        )
         one_line_error(result, 2, "no secret for bank", "CARBONX_SECRET", "--secret-file")
     secret = tmp_path / "secret"
     secret.write_text("wrong\n")
     refused = run("balances", "--port", port, "--account", "bank", "--secret-file", str(secret), cwd=tmp_path)
     one_line_error(refused, 3, "nothing listens there")  # the file's secret was taken: on to the connection
-    missing = run("balances", "--port", port, "--account", "bank", "--secret-file", str(tmp_path / "none"),
-                  cwd=tmp_path)
+    missing = run(
+        "balances", "--port", port, "--account", "bank", "--secret-file", str(tmp_path / "none"), cwd=tmp_path
+    )
     one_line_error(missing, 2, "cannot read the secret from", "--secret-file")
 
 
 # -- prices --------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("price", "says"), [
-    ("abc", "price 'abc' is not a number: write it in euros with a dot, e.g. 70.25"),
-    ("70,25", "price '70,25' is not a number"),
-    ("-1", "price -1 is negative"),
-    ("0", "price 0 is zero"),
-    ("0.00", "price 0.00 is zero"),
-    ("70.255", "price 70.255 has too many decimals: prices are whole cents, at most 2 decimals"),
-    ("1234567890123", "price 1234567890123 is too large: at most 12 digits before the decimal point"),
-])
+
+@pytest.mark.parametrize(
+    ("price", "says"),
+    [
+        ("abc", "price 'abc' is not a number: write it in euros with a dot, e.g. 70.25"),
+        ("70,25", "price '70,25' is not a number"),
+        ("-1", "price -1 is negative"),
+        ("0", "price 0 is zero"),
+        ("0.00", "price 0.00 is zero"),
+        ("70.255", "price 70.255 has too many decimals: prices are whole cents, at most 2 decimals"),
+        ("1234567890123", "price 1234567890123 is too large: at most 12 digits before the decimal point"),
+    ],
+)
 def test_a_price_that_cannot_be_one_says_what_is_wrong(tmp_path, price, says):
     port = str(free_port())  # refused before connecting
     order = run("order", "--port", port, "--account", "bank", "buy", "1", "EUA", price, cwd=tmp_path)
     one_line_error(order, 2, "carbonx order: " + says)
-    stop = run("order", "--port", port, "--account", "bank", "buy", "1", "EUA", "70.00", "--stop", price,
-               cwd=tmp_path)
+    stop = run("order", "--port", port, "--account", "bank", "buy", "1", "EUA", "70.00", "--stop", price, cwd=tmp_path)
     one_line_error(stop, 2, "stop " + says)
     replace = run("replace", "--clid", "x", "--price", price, "--port", port, "--account", "bank", cwd=tmp_path)
     one_line_error(replace, 2, "carbonx replace: " + says)
@@ -280,8 +316,9 @@ def test_a_price_off_the_tick_names_the_nearest_ones(tmp_path):
     """An exchange whose EUA tick is EUR 0.05: the tick comes from its logon answer."""
     instruments = tmp_path / "instruments.toml"
     shipped = (REPO / "config" / "instruments.toml").read_text()
-    eua_on_a_larger_tick = (shipped.replace('tick_size_eur = "0.01"', 'tick_size_eur = "0.05"', 1)
-                            .replace('min_price_eur = "0.01"', 'min_price_eur = "0.05"', 1))
+    eua_on_a_larger_tick = shipped.replace('tick_size_eur = "0.01"', 'tick_size_eur = "0.05"', 1).replace(
+        'min_price_eur = "0.01"', 'min_price_eur = "0.05"', 1
+    )
     instruments.write_text(eua_on_a_larger_tick)
     port = free_port()
     process = serve(port, tmp_path / "data", "--instruments", str(instruments))
@@ -301,6 +338,7 @@ def test_a_price_off_the_tick_names_the_nearest_ones(tmp_path):
 
 
 # -- a full disk ------------------------------------------------------------------------------------------------
+
 
 @contextmanager
 def full_disk(tmp_path: Path):

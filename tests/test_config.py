@@ -10,6 +10,7 @@ The lookup (gateway/config.py): a file named by its flag, else the folder
 $CARBONX_CONFIG, else ./config in the working directory (if it has an
 instruments.toml), else the packaged defaults; one folder for every file.
 """
+
 import ast
 import dataclasses
 import re
@@ -21,8 +22,18 @@ import pytest
 
 from exchange import ConfigError, Engine, NewOrder, OrderType, Side, Trade, parse_instruments
 from gateway.cli.main import main
-from gateway.config import (CONFIG_ENV, DEFAULT_INSTRUMENTS, PACKAGED_CONFIG, ServerConfig, config_folder,
-                            load_accounts, load_compliance, load_instruments, load_server_config, parse_server_config)
+from gateway.config import (
+    CONFIG_ENV,
+    DEFAULT_INSTRUMENTS,
+    PACKAGED_CONFIG,
+    ServerConfig,
+    config_folder,
+    load_accounts,
+    load_compliance,
+    load_instruments,
+    load_server_config,
+    parse_server_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,15 +81,19 @@ def test_shipped_config_has_the_venue_terms():
         assert instrument.symbol == symbol
         assert (instrument.lot_units, instrument.tick_size, instrument.min_lots) == (1000, 1, 1)
         assert instrument.min_price == 1 and instrument.max_price == 100_000 and instrument.max_lots == 1000
-        assert all(type(value) is int for value in (instrument.tick_size, instrument.min_price,
-                                                     instrument.max_price, instrument.reference_price))
+        assert all(
+            type(value) is int
+            for value in (instrument.tick_size, instrument.min_price, instrument.max_price, instrument.reference_price)
+        )
     assert instruments["EUA"].reference_price == 7000 and instruments["EUA"].market_collar == 350
     # CERs and ERUs trade at a discount to EUAs (DOMAIN.md).
     assert instruments["ERU"].reference_price < instruments["CER"].reference_price < 7000
 
 
 def test_a_fourth_instrument_works_end_to_end_without_code_changes(tmp_path):
-    text = DEFAULT_INSTRUMENTS.read_text() + """
+    text = (
+        DEFAULT_INSTRUMENTS.read_text()
+        + """
 [instruments.UKA]
 name = "UK Allowance (UK ETS), spot"
 lot_units = 1000
@@ -91,25 +106,45 @@ reference_price_eur = "40.00"
 market_collar_eur = "2.00"
 price_band_bps = 300
 """
+    )
     instruments = load_instruments(write(tmp_path, text))
     assert sorted(instruments) == ["CER", "ERU", "EUA", "UKA"]
     uka = instruments["UKA"]
     assert (uka.tick_size, uka.min_lots, uka.max_lots, uka.min_price, uka.reference_price, uka.market_collar) == (
-        5, 2, 500, 100, 4000, 200)
+        5,
+        2,
+        500,
+        100,
+        4000,
+        200,
+    )
     engine = Engine(instruments, pre_trade_risk=False)
-    engine.handle(NewOrder(ts=1, account="a", client_order_id=1, instrument="UKA", side=Side.SELL, quantity=3,
-                           price=4005))
-    engine.handle(NewOrder(ts=2, account="a", client_order_id=2, instrument="UKA", side=Side.SELL, quantity=3,
-                           price=4205))  # beyond the collar of 4000 + 200
-    events = engine.handle(NewOrder(ts=3, account="b", client_order_id=1, instrument="UKA", side=Side.BUY,
-                                    quantity=5, order_type=OrderType.MARKET))
+    engine.handle(
+        NewOrder(ts=1, account="a", client_order_id=1, instrument="UKA", side=Side.SELL, quantity=3, price=4005)
+    )
+    engine.handle(
+        NewOrder(ts=2, account="a", client_order_id=2, instrument="UKA", side=Side.SELL, quantity=3, price=4205)
+    )  # beyond the collar of 4000 + 200
+    events = engine.handle(
+        NewOrder(
+            ts=3,
+            account="b",
+            client_order_id=1,
+            instrument="UKA",
+            side=Side.BUY,
+            quantity=5,
+            order_type=OrderType.MARKET,
+        )
+    )
     trades = [event for event in events if isinstance(event, Trade)]
     assert [(t.instrument, t.price, t.quantity) for t in trades] == [("UKA", 4005, 3)]
     # Its own rules apply: the 5-cent tick and the 2-lot minimum.
-    off_tick = engine.handle(NewOrder(ts=4, account="b", client_order_id=2, instrument="UKA", side=Side.BUY,
-                                      quantity=2, price=4001))
-    too_small = engine.handle(NewOrder(ts=5, account="b", client_order_id=3, instrument="UKA", side=Side.BUY,
-                                       quantity=1, price=4000))
+    off_tick = engine.handle(
+        NewOrder(ts=4, account="b", client_order_id=2, instrument="UKA", side=Side.BUY, quantity=2, price=4001)
+    )
+    too_small = engine.handle(
+        NewOrder(ts=5, account="b", client_order_id=3, instrument="UKA", side=Side.BUY, quantity=1, price=4000)
+    )
     assert [off_tick[0].code.name, too_small[0].code.name] == ["PRICE_NOT_ON_TICK", "QUANTITY_BELOW_MINIMUM"]
     for book in engine.books.values():
         book._check()
@@ -120,11 +155,19 @@ def test_core_code_names_no_instrument():
     symbols = {"EUA", "CER", "ERU"}
     for path in sorted((REPO / "exchange").glob("*.py")):
         tree = ast.parse(path.read_text())
-        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
-                      and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
-        named = {node.value for node in ast.walk(tree)
-                 if isinstance(node, ast.Constant) and id(node) not in docstrings and node.value in symbols}
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        named = {
+            node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and id(node) not in docstrings and node.value in symbols
+        }
         assert not named, f"{path.name} names {named}"
 
 
@@ -150,16 +193,28 @@ BAD_FIELDS = [
     ("band as string", "price_band_bps", table_with(price_band_bps='"500"')),
     ("band above 100%", "price_band_bps", table_with(price_band_bps="10001")),
     ("min price not on tick", "min_price_eur", table_with(tick_size_eur='"0.05"', min_price_eur='"0.07"')),
-    ("max price not on tick", "max_price_eur", table_with(tick_size_eur='"0.05"', min_price_eur='"0.05"',
-                                                           max_price_eur='"1000.03"')),
-    ("reference not on tick", "reference_price_eur", table_with(tick_size_eur='"0.05"', min_price_eur='"0.05"',
-                                                                 reference_price_eur='"70.01"')),
-    ("collar not on tick", "market_collar_eur", table_with(tick_size_eur='"0.05"', min_price_eur='"0.05"',
-                                                           market_collar_eur='"3.52"')),
+    (
+        "max price not on tick",
+        "max_price_eur",
+        table_with(tick_size_eur='"0.05"', min_price_eur='"0.05"', max_price_eur='"1000.03"'),
+    ),
+    (
+        "reference not on tick",
+        "reference_price_eur",
+        table_with(tick_size_eur='"0.05"', min_price_eur='"0.05"', reference_price_eur='"70.01"'),
+    ),
+    (
+        "collar not on tick",
+        "market_collar_eur",
+        table_with(tick_size_eur='"0.05"', min_price_eur='"0.05"', market_collar_eur='"3.52"'),
+    ),
     ("collar zero", "market_collar_eur", table_with(market_collar_eur='"0.00"')),
     ("max_lots below min_lots", "max_lots", table_with(min_lots="10", max_lots="5")),
-    ("max price below min price", "max_price_eur", table_with(min_price_eur='"50.00"', max_price_eur='"40.00"',
-                                                               reference_price_eur='"45.00"')),
+    (
+        "max price below min price",
+        "max_price_eur",
+        table_with(min_price_eur='"50.00"', max_price_eur='"40.00"', reference_price_eur='"45.00"'),
+    ),
     ("min price zero", "min_price_eur", table_with(min_price_eur='"0.00"')),
     ("reference outside the range", "reference_price_eur", table_with(reference_price_eur='"1000.01"')),
     ("unknown field", "colour", table_with(colour='"green"')),
@@ -184,13 +239,16 @@ def test_the_valid_table_used_above_is_valid(tmp_path):
     assert load_instruments(write(tmp_path, "[instruments.EUA]\n" + VALID_TABLE))["EUA"].tick_size == 1
 
 
-@pytest.mark.parametrize("text, field", [
-    ("[instruments.eua]\n" + VALID_TABLE, "instruments.eua"),  # symbols are capitals
-    ("[instruments.E]\n" + VALID_TABLE, "instruments.E"),  # too short
-    ("[other]\nx = 1\n", "instruments"),  # no instruments at all
-    ("instruments = 5\n", "instruments"),
-    ("[instruments]\nEUA = 5\n", "instruments.EUA"),  # not a table
-])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("[instruments.eua]\n" + VALID_TABLE, "instruments.eua"),  # symbols are capitals
+        ("[instruments.E]\n" + VALID_TABLE, "instruments.E"),  # too short
+        ("[other]\nx = 1\n", "instruments"),  # no instruments at all
+        ("instruments = 5\n", "instruments"),
+        ("[instruments]\nEUA = 5\n", "instruments.EUA"),  # not a table
+    ],
+)
 def test_bad_structure_names_the_table(tmp_path, text, field):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
@@ -317,6 +375,7 @@ def test_help_states_the_lookup(capsys):
 
 # -- the exchange process's settings (exchange.toml, ServerConfig) ------------------------------------
 
+
 def test_every_shipped_setting_is_a_field_of_server_config_and_every_field_is_shipped():
     """config/exchange.toml writes out every field of ServerConfig, each in the section its field declares,
     with a value of the field's type."""
@@ -328,15 +387,20 @@ def test_every_shipped_setting_is_a_field_of_server_config_and_every_field_is_sh
     for section, table in shipped.items():
         for key, value in table.items():
             assert isinstance(value, kinds[key]), f"{section}.{key}"
-    assert load_server_config(REPO / "config" / "exchange.toml") == ServerConfig(**{
-        key: float(value) if kinds[key] is float else value for table in shipped.values() for key, value in table.items()})
+    assert load_server_config(REPO / "config" / "exchange.toml") == ServerConfig(
+        **{
+            key: float(value) if kinds[key] is float else value
+            for table in shipped.values()
+            for key, value in table.items()
+        }
+    )
 
 
 def test_serve_help_offers_a_flag_for_every_field_and_no_other(capsys):
     with pytest.raises(SystemExit):
         main(["serve", "--help"])
     text = capsys.readouterr().out
-    settings = text[text.index("exchange settings"):]
+    settings = text[text.index("exchange settings") :]
     flags = set(re.findall(r"^  (--[a-z-]+)", settings, re.MULTILINE))
     assert flags == {"--" + field.name.replace("_", "-") for field in dataclasses.fields(ServerConfig)}
     words = " ".join(settings.split())
@@ -352,18 +416,21 @@ def test_server_config_is_typed_and_frozen():
         assert field.metadata["help"], field.name
     config = ServerConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
-        setattr(config, "port", 7002)  # setattr: a type checker refuses the assignment before the class can
+        config.port = 7002  # setattr: a type checker refuses the assignment before the class can
     assert not hasattr(config, "__dict__")  # slots
 
 
-@pytest.mark.parametrize("document, field, says", [
-    ({"server": {"port": 70000}}, "server.port", "must be from 0 to 65535"),
-    ({"server": {"port": "7001"}}, "server.port", "must be a int"),
-    ({"session": {"port": 7001}}, "session.port", "unknown setting"),
-    ({"sessions": {}}, "sessions", "unknown section"),
-    ({"log": {"log_level": "LOUD"}}, "log.log_level", "must be one of DEBUG, INFO, WARNING, ERROR"),
-    ({"journal": {"journal_fsync": "never"}}, "journal.journal_fsync", "must be one of batch, off"),
-])
+@pytest.mark.parametrize(
+    "document, field, says",
+    [
+        ({"server": {"port": 70000}}, "server.port", "must be from 0 to 65535"),
+        ({"server": {"port": "7001"}}, "server.port", "must be a int"),
+        ({"session": {"port": 7001}}, "session.port", "unknown setting"),
+        ({"sessions": {}}, "sessions", "unknown section"),
+        ({"log": {"log_level": "LOUD"}}, "log.log_level", "must be one of DEBUG, INFO, WARNING, ERROR"),
+        ({"journal": {"journal_fsync": "never"}}, "journal.journal_fsync", "must be one of batch, off"),
+    ],
+)
 def test_a_bad_setting_names_its_section_and_key(document, field, says):
     with pytest.raises(ConfigError) as caught:
         parse_server_config(document)

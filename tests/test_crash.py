@@ -66,6 +66,7 @@ What a ``kill -9`` cannot show: the operating system keeps what the process
 wrote, so this proves that every answer follows the journal's *write*; that
 the fdatasync makes it survive a power cut is beyond a process crash.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -81,15 +82,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway_helpers import HOST, SECRET
+
 from exchange import RejectCode
 from exchange.events import OrderAccepted
 from gateway.client import ExchangeClient, connect
+from gateway.persistence.recovery import (
+    JOURNAL_NAME,
+    LEDGER_NAME,
+    journal_genesis_and_id,
+    newest_snapshot,
+    replay_journal,
+    snapshot_files,
+)
 from gateway.settlement.ledger import SqliteLedgerStore
-from gateway.persistence.recovery import (JOURNAL_NAME, LEDGER_NAME, journal_genesis_and_id, newest_snapshot, replay_journal,
-                              snapshot_files)
 from gateway.settlement.service import reconcile
-
-from gateway_helpers import HOST, SECRET
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SEED = int(os.environ.get("CARBONX_CRASH_SEED", "20260311"))
@@ -157,8 +164,15 @@ class Order:
     expect_duplicate: bool = False  # sent again though journaled (its answer came by resend only): 401 due
 
     def message(self) -> dict:
-        return {"type": "new_order", "instrument": "EUA", "side": self.side, "quantity": self.quantity,
-                "price": self.price, "time_in_force": self.tif, "client_order_id": self.clid}
+        return {
+            "type": "new_order",
+            "instrument": "EUA",
+            "side": self.side,
+            "quantity": self.quantity,
+            "price": self.price,
+            "time_in_force": self.tif,
+            "client_order_id": self.clid,
+        }
 
     def leaves(self) -> int:
         return self.quantity - (self.cum or 0)
@@ -263,8 +277,10 @@ class Participant:
         if exec_type == "trade":
             lots = report["last_quantity"]
             if order.cum is not None and report["cum_quantity"] != order.cum + lots:
-                self.fail(f"filled quantity of {clid} went from {order.cum} to {report['cum_quantity']} "
-                          f"with a fill of {lots}: {report}")
+                self.fail(
+                    f"filled quantity of {clid} went from {order.cum} to {report['cum_quantity']} "
+                    f"with a fill of {lots}: {report}"
+                )
             value = lots * report["last_price"] * LOT
             if order.side == "B":
                 self.net_lots += lots
@@ -301,8 +317,10 @@ class Participant:
             return
         expected = (order.order_id, order.status, order.cum)
         if got != expected:
-            self.fail(f"order_status of {order.clid} is (order id, status, filled) {got}, its reports said "
-                      f"{expected}: {report}")
+            self.fail(
+                f"order_status of {order.clid} is (order id, status, filled) {got}, its reports said "
+                f"{expected}: {report}"
+            )
         if report["leaves_quantity"] != (0 if order.status in FINAL else order.leaves()):
             self.fail(f"order_status of {order.clid}: leaves_quantity {report['leaves_quantity']}: {report}")
 
@@ -318,12 +336,14 @@ class Participant:
         return available - lots >= UNITS_MARGIN and self.open_lots("S") + lots <= OPEN_LOTS_LIMIT
 
     def may_buy(self, lots: int, price: int) -> bool:
-        held = sum(order.leaves() * (order.price * LOT + HOLD_FEE) for order in self.live.values()
-                   if order.side == "B")
+        held = sum(order.leaves() * (order.price * LOT + HOLD_FEE) for order in self.live.values() if order.side == "B")
         needed = lots * (price * LOT + HOLD_FEE)
         # Net buying is bounded like net selling, so that the side drawn keeps leaning back to the middle.
-        return (self.cash - held - needed >= CASH_MARGIN and self.open_lots("B") + lots <= OPEN_LOTS_LIMIT
-                and self.net_lots + self.open_lots("B") + lots <= OPENING_LOTS[self.account])
+        return (
+            self.cash - held - needed >= CASH_MARGIN
+            and self.open_lots("B") + lots <= OPEN_LOTS_LIMIT
+            and self.net_lots + self.open_lots("B") + lots <= OPENING_LOTS[self.account]
+        )
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -341,7 +361,7 @@ class Participant:
         price = rng.randint(*PRICES)
         tif = "IOC" if rng.random() < 0.25 else "GTC"
         for side in (first, "B" if first == "S" else "S"):
-            if (self.may_sell(quantity) if side == "S" else self.may_buy(quantity, price)):
+            if self.may_sell(quantity) if side == "S" else self.may_buy(quantity, price):
                 order = Order(self.account, clid, side, quantity, price, tif)
                 self.orders[clid] = self.live[clid] = order
                 return order
@@ -358,6 +378,7 @@ class Participant:
 
 
 # -- the exchange process ---------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -376,17 +397,36 @@ def log_entries(path: Path) -> tuple[list[dict], list[str]]:
     return entries, other
 
 
-async def start_exchange(run: Run, data_dir: Path, log_path: Path, log_level: str, snapshot_every: int,
-                         processes: list[subprocess.Popen]) -> tuple[subprocess.Popen, int]:
+async def start_exchange(
+    run: Run, data_dir: Path, log_path: Path, log_level: str, snapshot_every: int, processes: list[subprocess.Popen]
+) -> tuple[subprocess.Popen, int]:
     """``carbonx serve`` in a process (and session) of its own, listening on a free port of 127.0.0.1."""
     for attempt in range(3):  # a free port can be taken by someone else before the exchange binds it
         port = free_port()
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli.main", "serve", "--host", HOST, "--port", str(port),
-                 "--data-dir", str(data_dir), "--log-level", log_level, "--snapshot-every", str(snapshot_every)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO_ROOT,
-                start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli.main",
+                    "serve",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(port),
+                    "--data-dir",
+                    str(data_dir),
+                    "--log-level",
+                    log_level,
+                    "--snapshot-every",
+                    str(snapshot_every),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                cwd=REPO_ROOT,
+                start_new_session=True,
+            )
         processes.append(process)
         deadline = time.monotonic() + START_TIMEOUT
         try:
@@ -406,8 +446,10 @@ async def start_exchange(run: Run, data_dir: Path, log_path: Path, log_level: st
         stop_process(process)
         text = log_path.read_text(errors="replace")
         if "Address already in use" not in text or attempt == 2:
-            raise AssertionError(f"carbonx serve did not start listening within {START_TIMEOUT} s (exit status "
-                                 f"{process.returncode}): {text[-3000:]} {run.where()}")
+            raise AssertionError(
+                f"carbonx serve did not start listening within {START_TIMEOUT} s (exit status "
+                f"{process.returncode}): {text[-3000:]} {run.where()}"
+            )
     raise AssertionError("unreachable")
 
 
@@ -438,19 +480,24 @@ def replay_crashed(data_dir: Path, run: Run) -> Crashed:
     if snapshot is not None:
         from_snapshot = replay_journal(journal, genesis, snapshot)[0]
         assert from_snapshot.engine.state_hash() == core.engine.state_hash(), (
-            f"{snapshot[0].path.name} + the journal after it is not the state of the whole journal {run.where()}")
+            f"{snapshot[0].path.name} + the journal after it is not the state of the whole journal {run.where()}"
+        )
     next_seqs = {}
     for account, cancel_on_disconnect in ACCOUNTS.items():
         # The start cancels the open orders of an account whose session had cancel-on-disconnect: one
         # canceled report each.
-        still_open = sum(1 for view in core.tracker.orders.values() if view.account == account
-                         and view.status not in FINAL) if account in core.cod_sessions else 0
+        still_open = (
+            sum(1 for view in core.tracker.orders.values() if view.account == account and view.status not in FINAL)
+            if account in core.cod_sessions
+            else 0
+        )
         assert (account in core.cod_sessions) == cancel_on_disconnect, f"{account}: {core.cod_sessions}"
         next_seqs[account] = core.next_seq(account) + still_open
     return Crashed(report.torn_bytes, core.engine.counters.seq, next_seqs, snapshot is not None)
 
 
 # -- the phases of a cycle ----------------------------------------------------------------------------
+
 
 async def until(condition, what: str, run: Run, tasks: list[asyncio.Task]) -> None:
     """Wait for ``condition()``; a reader task that failed fails the wait with its own error."""
@@ -473,16 +520,19 @@ async def reader(participant: Participant) -> None:
 async def log_on(participant: Participant, port: int, back: int, stack: contextlib.AsyncExitStack) -> None:
     """Log on again and catch up: the numbering went on, and the resend fills in what was not read."""
     run = participant.run
-    manager = connect(HOST, port, participant.account, SECRET,
-                      cancel_on_disconnect=participant.cancel_on_disconnect)
+    manager = connect(HOST, port, participant.account, SECRET, cancel_on_disconnect=participant.cancel_on_disconnect)
     participant.client = await asyncio.wait_for(stack.enter_async_context(manager), WAIT)
     next_seq = participant.client.logon["next_seq"]
     if next_seq <= participant.applied:
-        participant.fail(f"next_seq {next_seq} after a restart, but messages up to {participant.applied} were "
-                         "received: acknowledged messages were lost")
+        participant.fail(
+            f"next_seq {next_seq} after a restart, but messages up to {participant.applied} were "
+            "received: acknowledged messages were lost"
+        )
     if next_seq != participant.expected_next_seq:
-        participant.fail(f"next_seq {next_seq} at logon, but {participant.expected_next_seq} by an offline replay "
-                         "of the journal the exchange started from")
+        participant.fail(
+            f"next_seq {next_seq} at logon, but {participant.expected_next_seq} by an offline replay "
+            "of the journal the exchange started from"
+        )
     # From a little before the last message read: those read must come back as they were first sent.
     from_seq = max(1, participant.applied + 1 - back)
     begin, resent = await asyncio.wait_for(participant.client.resend(from_seq), WAIT)
@@ -490,8 +540,10 @@ async def log_on(participant: Participant, port: int, back: int, stack: contextl
         # Only answers that changed nothing (order_status, throttle rejects) are not kept across a restart,
         # and none is ever unread at a crash (the stream sends none): nothing unread may be unavailable.
         if last > participant.applied:
-            participant.fail(f"messages {first}-{last} are unavailable for resend, and were never read "
-                             f"(last read {participant.applied}): {begin}")
+            participant.fail(
+                f"messages {first}-{last} are unavailable for resend, and were never read "
+                f"(last read {participant.applied}): {begin}"
+            )
         for seq in range(first, last + 1):
             seen = participant.seen[seq]
             if seen["type"] != "reject" and seen.get("exec_type") != "status":
@@ -507,8 +559,9 @@ async def log_on(participant: Participant, port: int, back: int, stack: contextl
     if participant.cancel_on_disconnect:
         # Its session was live at the crash: the start cancelled every order it had open (DISCONNECT), and the
         # reports are among what was just resent (no other session of the account has sent anything since).
-        still_open = [clid for clid, order in participant.orders.items()
-                      if order.answer == "new" and order.status not in FINAL]
+        still_open = [
+            clid for clid, order in participant.orders.items() if order.answer == "new" and order.status not in FINAL
+        ]
         if still_open:
             participant.fail(f"orders still open after a restart with cancel-on-disconnect: {still_open[:10]}")
 
@@ -543,6 +596,7 @@ async def send_again(participants: list[Participant], run: Run, tasks: list[asyn
                     participant.send_order(order)
                 done = False
         return done
+
     await until(answered, "answers to the orders sent again", run, tasks)
 
 
@@ -576,8 +630,16 @@ def send_burst(participants: list[Participant], rng: random.Random, size: int, c
             run.count("orders_sent")
 
 
-async def crash(process: subprocess.Popen, participants: list[Participant], rng: random.Random, actions: int,
-                delay: float, clids, run: Run, tasks: list[asyncio.Task]) -> None:
+async def crash(
+    process: subprocess.Popen,
+    participants: list[Participant],
+    rng: random.Random,
+    actions: int,
+    delay: float,
+    clids,
+    run: Run,
+    tasks: list[asyncio.Task],
+) -> None:
     """Stream orders in bursts and ``kill -9`` the exchange ``delay`` seconds in; then read what reached the
     sessions.
 
@@ -606,6 +668,7 @@ async def crash(process: subprocess.Popen, participants: list[Participant], rng:
 
 
 # -- the test -------------------------------------------------------------------------------------------
+
 
 async def test_acknowledged_orders_survive_kill_9_restarts_and_the_journal_replays_to_the_same_state(tmp_path):
     processes: list[subprocess.Popen] = []  # every exchange process started, each killed by its id if still up
@@ -642,17 +705,23 @@ async def crash_and_check(tmp_path: Path, processes: list[subprocess.Popen]) -> 
             participant.expected_next_seq = crashed.next_seqs[participant.account] if crashed else 1
         log_path = tmp_path / f"serve-{cycle:02d}.log"
         # The crash cycles log warnings only; the last start logs INFO too, for its "recovered" and "stopped".
-        process, port = await start_exchange(run, data_dir, log_path, "INFO" if last else "WARNING", snapshot_every,
-                                             processes)
+        process, port = await start_exchange(
+            run, data_dir, log_path, "INFO" if last else "WARNING", snapshot_every, processes
+        )
         try:
             entries, _ = log_entries(log_path)
             cut = [entry["bytes"] for entry in entries if entry["event"] == "journal_torn_tail"]
             assert cut == ([torn] if torn else []), (
-                f"the journal had {torn} torn bytes after the kill; the start reported cutting {cut} {run.where()}")
+                f"the journal had {torn} torn bytes after the kill; the start reported cutting {cut} {run.where()}"
+            )
             async with contextlib.AsyncExitStack() as stack:
                 back = [rng.randint(0, 20) for _ in participants]  # drawn first: logons finish in any order
-                await asyncio.gather(*(log_on(participant, port, offset, stack)
-                                       for participant, offset in zip(participants, back)))
+                await asyncio.gather(
+                    *(
+                        log_on(participant, port, offset, stack)
+                        for participant, offset in zip(participants, back, strict=True)
+                    )
+                )
                 tasks = [asyncio.create_task(reader(participant)) for participant in participants]
                 try:
                     await send_again(participants, run, tasks)
@@ -669,7 +738,8 @@ async def crash_and_check(tmp_path: Path, processes: list[subprocess.Popen]) -> 
         entries, other = log_entries(log_path)
         problems = [entry for entry in entries if entry.get("level") in ("ERROR", "CRITICAL")]
         assert not problems and not any("Traceback" in line for line in other), (
-            f"the exchange logged errors: {problems} {other[-20:]} {run.where()}")
+            f"the exchange logged errors: {problems} {other[-20:]} {run.where()}"
+        )
         final_log = log_path
 
     # The graceful stop: SIGTERM, exit status 0, a snapshot of the live state, "stopped" last.
@@ -682,14 +752,17 @@ async def crash_and_check(tmp_path: Path, processes: list[subprocess.Popen]) -> 
     recovered = next(entry for entry in entries if entry["event"] == "recovered")
     assert recovered["state_seq"] == crashed.event_seq and recovered["torn_bytes"] == crashed.torn_bytes, (
         f"the last start recovered {recovered}; an offline replay of the same journal ends at event "
-        f"{crashed.event_seq}, {crashed.torn_bytes} torn bytes {run.where()}")
+        f"{crashed.event_seq}, {crashed.torn_bytes} torn bytes {run.where()}"
+    )
 
     check_offline(run, data_dir, participants, entries[-1]["last_event_seq"])
     assert run.kills >= 10, f"only {run.kills} kills {run.where()}"
     # What was observed, for the record (shown with -s). Torn tails are not required: each one found was
     # checked above against what the next start reported cutting off.
-    print(f"\ncrash test seed {SEED}: {run.kills} kills, torn tails after them: {torn_tails}, "
-          f"counts {dict(sorted(run.counts.items()))}")
+    print(
+        f"\ncrash test seed {SEED}: {run.kills} kills, torn tails after them: {torn_tails}, "
+        f"counts {dict(sorted(run.counts.items()))}"
+    )
 
 
 def check_offline(run: Run, data_dir: Path, participants: list[Participant], stopped_seq: int) -> None:
@@ -703,12 +776,13 @@ def check_offline(run: Run, data_dir: Path, participants: list[Participant], sto
             if type(event) is OrderAccepted:
                 key = (event.account, event.client_order_id)
                 accepted[key] = accepted.get(key, 0) + 1
+
     core, report, result = replay_journal(journal, genesis, settle=collect)
     full = core.engine.state_hash()
     assert report.torn_bytes == 0, f"a torn tail after a graceful stop: {report.fields()} {run.where()}"
     assert core.engine.counters.seq == stopped_seq, (
-        f"the exchange stopped at event {stopped_seq}, the journal replays to {core.engine.counters.seq} "
-        f"{run.where()}")
+        f"the exchange stopped at event {stopped_seq}, the journal replays to {core.engine.counters.seq} {run.where()}"
+    )
 
     passed_over: list[str] = []
     snapshot = newest_snapshot(journal, journal_id, None, passed_over)
@@ -716,21 +790,33 @@ def check_offline(run: Run, data_dir: Path, participants: list[Participant], sto
     from_snapshot, snapshot_report, _ = replay_journal(journal, genesis, snapshot)
     assert snapshot_report.records == 0, f"the stop's snapshot is not at the journal's end: {snapshot_report.fields()}"
     assert from_snapshot.engine.state_hash() == full, (
-        f"the live state (the stop's snapshot) differs from a replay of the whole journal {run.where()}")
+        f"the live state (the stop's snapshot) differs from a replay of the whole journal {run.where()}"
+    )
 
-    cli = subprocess.run([sys.executable, "-m", "gateway.cli.main", "replay", str(data_dir), "--check-snapshot"],
-                         capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    cli = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "replay", str(data_dir), "--check-snapshot"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
     assert cli.returncode == 0, f"carbonx replay --check-snapshot: {cli.stdout} {cli.stderr} {run.where()}"
     assert f"state hash {full}" in cli.stdout and "the same state" in cli.stdout, cli.stdout
 
     # Every order the clients were told of is in the replayed state as they were told, and no other order.
     duplicated = {key: count for key, count in accepted.items() if count > 1}
     assert not duplicated, f"client order ids accepted more than once: {duplicated} {run.where()}"
-    told = {(p.account, clid) for p in participants for clid, order in p.orders.items()
-            if order.answer in ("new", "duplicate")}
+    told = {
+        (p.account, clid)
+        for p in participants
+        for clid, order in p.orders.items()
+        if order.answer in ("new", "duplicate")
+    }
     mine = {key for key in accepted if key[0] in ACCOUNTS}
-    assert mine == told, (f"accepted in the journal but never told: {sorted(mine - told)[:10]}; told but not in "
-                          f"the journal: {sorted(told - mine)[:10]} {run.where()}")
+    assert mine == told, (
+        f"accepted in the journal but never told: {sorted(mine - told)[:10]}; told but not in "
+        f"the journal: {sorted(told - mine)[:10]} {run.where()}"
+    )
     for participant in participants:
         assert all(order.answer is not None for order in participant.orders.values()), "an order left unanswered"
         for clid, order in participant.orders.items():
@@ -738,11 +824,15 @@ def check_offline(run: Run, data_dir: Path, participants: list[Participant], sto
             assert view is not None, f"{participant.account} {clid} is unknown to the replayed state {run.where()}"
             got, expected = (view.order_id, view.status, view.cum), (order.order_id, order.status, order.cum)
             # The cancel-on-disconnect of the final logout comes after the last report the session read.
-            disconnected = (participant.cancel_on_disconnect and order.status not in FINAL
-                            and got == (order.order_id, "canceled", order.cum))
+            disconnected = (
+                participant.cancel_on_disconnect
+                and order.status not in FINAL
+                and got == (order.order_id, "canceled", order.cum)
+            )
             assert got == expected or disconnected, (
                 f"{participant.account} {clid}: replayed (order id, status, filled) {got}, told {expected} "
-                f"{run.where()}")
+                f"{run.where()}"
+            )
 
     store = SqliteLedgerStore(data_dir / LEDGER_NAME)
     try:

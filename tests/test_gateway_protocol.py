@@ -25,6 +25,7 @@ What is tested here
   scenario and differentially against the engine under random order flow.
 * Every session code (700-799) is tested here or in tests/test_gateway_sessions.py.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -107,9 +108,22 @@ from gateway.wire.protocol import (
 )
 
 # A 5-cent tick (as in tests/test_rejects.py), so that prices off the tick exist.
-COARSE = parse_instruments({"instruments": {"TST": {
-    "lot_units": 1000, "tick_size_eur": "0.05", "min_lots": 2, "max_lots": 100, "min_price_eur": "0.05",
-    "max_price_eur": "1000.00", "reference_price_eur": "70.00", "market_collar_eur": "3.50"}}})
+COARSE = parse_instruments(
+    {
+        "instruments": {
+            "TST": {
+                "lot_units": 1000,
+                "tick_size_eur": "0.05",
+                "min_lots": 2,
+                "max_lots": 100,
+                "min_price_eur": "0.05",
+                "max_price_eur": "1000.00",
+                "reference_price_eur": "70.00",
+                "market_collar_eur": "3.50",
+            }
+        }
+    }
+)
 EUA = shipped_instruments()["EUA"]
 TST = COARSE["TST"]
 
@@ -149,56 +163,138 @@ HEARTBEAT = encode_frame({"type": "heartbeat", "request_id": 99})
 
 # Every inbound message type with every field set (not to its default), and the message it must become.
 FULL = [
-    ({"type": "logon", "request_id": 1, "account": "alice", "secret": "s3cret", "heartbeat_interval": 5},
-     Logon(request_id=1, account="alice", secret="s3cret", heartbeat_interval=5)),
+    (
+        {"type": "logon", "request_id": 1, "account": "alice", "secret": "s3cret", "heartbeat_interval": 5},
+        Logon(request_id=1, account="alice", secret="s3cret", heartbeat_interval=5),
+    ),
     ({"type": "logout", "request_id": "bye"}, Logout(request_id="bye")),
     ({"type": "heartbeat", "request_id": 3}, Heartbeat(request_id=3)),
-    ({"type": "new_order", "request_id": "r-4", "client_order_id": "c-1", "instrument": "EUA", "side": "S",
-      "quantity": 12, "price": "70.25", "order_type": "MARKET", "time_in_force": "GTD", "display_quantity": 3,
-      "stop_price": 7000, "expire_date": 20240131, "post_only": True, "self_trade_prevention": "CANCEL_BOTH"},
-     NewOrderRequest(request_id="r-4", client_order_id="c-1", instrument="EUA", side="S", quantity=12,
-                     price="70.25", order_type="MARKET", time_in_force="GTD", display_quantity=3, stop_price=7000,
-                     expire_date=20240131, post_only=True, self_trade_prevention="CANCEL_BOTH")),
+    (
+        {
+            "type": "new_order",
+            "request_id": "r-4",
+            "client_order_id": "c-1",
+            "instrument": "EUA",
+            "side": "S",
+            "quantity": 12,
+            "price": "70.25",
+            "order_type": "MARKET",
+            "time_in_force": "GTD",
+            "display_quantity": 3,
+            "stop_price": 7000,
+            "expire_date": 20240131,
+            "post_only": True,
+            "self_trade_prevention": "CANCEL_BOTH",
+        },
+        NewOrderRequest(
+            request_id="r-4",
+            client_order_id="c-1",
+            instrument="EUA",
+            side="S",
+            quantity=12,
+            price="70.25",
+            order_type="MARKET",
+            time_in_force="GTD",
+            display_quantity=3,
+            stop_price=7000,
+            expire_date=20240131,
+            post_only=True,
+            self_trade_prevention="CANCEL_BOTH",
+        ),
+    ),
     ({"type": "cancel_order", "request_id": 5, "order_id": 17}, CancelRequest(request_id=5, order_id=17)),
     ({"type": "cancel_order", "client_order_id": 42}, CancelRequest(client_order_id=42)),
-    ({"type": "replace_order", "request_id": 6, "order_id": 8, "client_order_id": "c-8", "quantity": 9,
-      "price": 7010},
-     ReplaceRequest(request_id=6, order_id=8, client_order_id="c-8", quantity=9, price=7010)),
+    (
+        {
+            "type": "replace_order",
+            "request_id": 6,
+            "order_id": 8,
+            "client_order_id": "c-8",
+            "quantity": 9,
+            "price": 7010,
+        },
+        ReplaceRequest(request_id=6, order_id=8, client_order_id="c-8", quantity=9, price=7010),
+    ),
     ({"type": "mass_cancel", "request_id": 7, "instrument": "CER"}, MassCancelRequest(request_id=7, instrument="CER")),
-    ({"type": "order_status", "request_id": 8, "order_id": 3, "client_order_id": "x"},
-     OrderStatusRequest(request_id=8, order_id=3, client_order_id="x")),
+    (
+        {"type": "order_status", "request_id": 8, "order_id": 3, "client_order_id": "x"},
+        OrderStatusRequest(request_id=8, order_id=3, client_order_id="x"),
+    ),
     ({"type": "balances", "request_id": 9}, BalancesRequest(request_id=9)),
-    ({"type": "book", "request_id": 10, "instrument": "ERU", "levels": 3},
-     BookRequest(request_id=10, instrument="ERU", levels=3)),
+    (
+        {"type": "book", "request_id": 10, "instrument": "ERU", "levels": 3},
+        BookRequest(request_id=10, instrument="ERU", levels=3),
+    ),
     ({"type": "kill_switch", "request_id": 11, "account": "bob"}, KillSwitchRequest(request_id=11, account="bob")),
-    ({"type": "release_kill_switch", "request_id": 12, "account": "bob"},
-     ReleaseKillSwitchRequest(request_id=12, account="bob")),
-    ({"type": "subscribe", "request_id": 13, "instruments": ["EUA", "CER"], "channels": ["book", "trades"]},
-     SubscribeRequest(request_id=13, instruments=["EUA", "CER"], channels=["book", "trades"])),
-    ({"type": "unsubscribe", "request_id": 14, "instruments": ["EUA"], "channels": ["top"]},
-     UnsubscribeRequest(request_id=14, instruments=["EUA"], channels=["top"])),
+    (
+        {"type": "release_kill_switch", "request_id": 12, "account": "bob"},
+        ReleaseKillSwitchRequest(request_id=12, account="bob"),
+    ),
+    (
+        {"type": "subscribe", "request_id": 13, "instruments": ["EUA", "CER"], "channels": ["book", "trades"]},
+        SubscribeRequest(request_id=13, instruments=["EUA", "CER"], channels=["book", "trades"]),
+    ),
+    (
+        {"type": "unsubscribe", "request_id": 14, "instruments": ["EUA"], "channels": ["top"]},
+        UnsubscribeRequest(request_id=14, instruments=["EUA"], channels=["top"]),
+    ),
     ({"type": "resend", "request_id": 15, "from_seq": 40}, ResendRequest(request_id=15, from_seq=40)),
     ({"type": "snapshot", "request_id": 16}, SnapshotRequest(request_id=16)),
-    ({"type": "set_trading_phase", "request_id": 17, "instrument": "EUA", "phase": "halted",
-      "from_phase": "continuous"},
-     SetTradingPhaseRequest(request_id=17, instrument="EUA", phase="halted", from_phase="continuous")),
-    ({"type": "open_auction", "request_id": 18, "auction_id": "DE-1", "instrument": "EUA", "volume": 500,
-      "window_seconds": 60, "reserve_discount_bps": 1500},
-     OpenAuctionRequest(request_id=18, auction_id="DE-1", instrument="EUA", volume=500, window_seconds=60,
-                        reserve_discount_bps=1500)),
-    ({"type": "submit_bid", "request_id": 19, "auction_id": "DE-1", "bid_id": "b-1", "price": "70.10",
-      "volume": 1000},
-     SubmitBidRequest(request_id=19, auction_id="DE-1", bid_id="b-1", price="70.10", volume=1000)),
-    ({"type": "modify_bid", "request_id": 20, "auction_id": "DE-1", "bid_id": 7, "price": 7020, "volume": 500},
-     ModifyBidRequest(request_id=20, auction_id="DE-1", bid_id=7, price=7020, volume=500)),
-    ({"type": "withdraw_bid", "request_id": 21, "auction_id": "DE-1", "bid_id": 7},
-     WithdrawBidRequest(request_id=21, auction_id="DE-1", bid_id=7)),
-    ({"type": "auction_status", "request_id": 22, "auction_id": "DE-1"},
-     AuctionStatusRequest(request_id=22, auction_id="DE-1")),
-    ({"type": "open_orders", "request_id": 23, "instrument": "EUA", "after": 41},
-     OpenOrdersRequest(request_id=23, instrument="EUA", after=41)),
-    ({"type": "trades", "request_id": 24, "instrument": "CER", "after": 7}, TradesRequest(request_id=24,
-                                                                                          instrument="CER", after=7)),
+    (
+        {
+            "type": "set_trading_phase",
+            "request_id": 17,
+            "instrument": "EUA",
+            "phase": "halted",
+            "from_phase": "continuous",
+        },
+        SetTradingPhaseRequest(request_id=17, instrument="EUA", phase="halted", from_phase="continuous"),
+    ),
+    (
+        {
+            "type": "open_auction",
+            "request_id": 18,
+            "auction_id": "DE-1",
+            "instrument": "EUA",
+            "volume": 500,
+            "window_seconds": 60,
+            "reserve_discount_bps": 1500,
+        },
+        OpenAuctionRequest(
+            request_id=18, auction_id="DE-1", instrument="EUA", volume=500, window_seconds=60, reserve_discount_bps=1500
+        ),
+    ),
+    (
+        {
+            "type": "submit_bid",
+            "request_id": 19,
+            "auction_id": "DE-1",
+            "bid_id": "b-1",
+            "price": "70.10",
+            "volume": 1000,
+        },
+        SubmitBidRequest(request_id=19, auction_id="DE-1", bid_id="b-1", price="70.10", volume=1000),
+    ),
+    (
+        {"type": "modify_bid", "request_id": 20, "auction_id": "DE-1", "bid_id": 7, "price": 7020, "volume": 500},
+        ModifyBidRequest(request_id=20, auction_id="DE-1", bid_id=7, price=7020, volume=500),
+    ),
+    (
+        {"type": "withdraw_bid", "request_id": 21, "auction_id": "DE-1", "bid_id": 7},
+        WithdrawBidRequest(request_id=21, auction_id="DE-1", bid_id=7),
+    ),
+    (
+        {"type": "auction_status", "request_id": 22, "auction_id": "DE-1"},
+        AuctionStatusRequest(request_id=22, auction_id="DE-1"),
+    ),
+    (
+        {"type": "open_orders", "request_id": 23, "instrument": "EUA", "after": 41},
+        OpenOrdersRequest(request_id=23, instrument="EUA", after=41),
+    ),
+    (
+        {"type": "trades", "request_id": 24, "instrument": "CER", "after": 7},
+        TradesRequest(request_id=24, instrument="CER", after=7),
+    ),
     ({"type": "ping", "request_id": 25}, PingRequest(request_id=25)),
 ]
 
@@ -207,8 +303,10 @@ MINIMAL = [
     ({"type": "logon", "account": "a", "secret": "s"}, Logon(account="a", secret="s")),
     ({"type": "logout"}, Logout()),
     ({"type": "heartbeat"}, Heartbeat()),
-    ({"type": "new_order", "client_order_id": 1, "instrument": "EUA", "side": "B", "quantity": 5},
-     NewOrderRequest(client_order_id=1, instrument="EUA", side="B", quantity=5)),
+    (
+        {"type": "new_order", "client_order_id": 1, "instrument": "EUA", "side": "B", "quantity": 5},
+        NewOrderRequest(client_order_id=1, instrument="EUA", side="B", quantity=5),
+    ),
     ({"type": "cancel_order"}, CancelRequest()),
     ({"type": "replace_order"}, ReplaceRequest()),
     ({"type": "mass_cancel"}, MassCancelRequest()),
@@ -221,12 +319,18 @@ MINIMAL = [
     ({"type": "unsubscribe"}, UnsubscribeRequest()),
     ({"type": "resend", "from_seq": 1}, ResendRequest(from_seq=1)),
     ({"type": "snapshot"}, SnapshotRequest()),
-    ({"type": "set_trading_phase", "instrument": "EUA", "phase": "closed"},
-     SetTradingPhaseRequest(instrument="EUA", phase="closed")),
-    ({"type": "open_auction", "auction_id": "A", "instrument": "EUA", "volume": 500, "window_seconds": 1},
-     OpenAuctionRequest(auction_id="A", instrument="EUA", volume=500, window_seconds=1)),
-    ({"type": "submit_bid", "auction_id": "A", "bid_id": 1, "price": 7000, "volume": 500},
-     SubmitBidRequest(auction_id="A", bid_id=1, price=7000, volume=500)),
+    (
+        {"type": "set_trading_phase", "instrument": "EUA", "phase": "closed"},
+        SetTradingPhaseRequest(instrument="EUA", phase="closed"),
+    ),
+    (
+        {"type": "open_auction", "auction_id": "A", "instrument": "EUA", "volume": 500, "window_seconds": 1},
+        OpenAuctionRequest(auction_id="A", instrument="EUA", volume=500, window_seconds=1),
+    ),
+    (
+        {"type": "submit_bid", "auction_id": "A", "bid_id": 1, "price": 7000, "volume": 500},
+        SubmitBidRequest(auction_id="A", bid_id=1, price=7000, volume=500),
+    ),
     ({"type": "modify_bid", "auction_id": "A", "bid_id": 1}, ModifyBidRequest(auction_id="A", bid_id=1)),
     ({"type": "withdraw_bid", "auction_id": "A", "bid_id": 1}, WithdrawBidRequest(auction_id="A", bid_id=1)),
     ({"type": "auction_status", "auction_id": "A"}, AuctionStatusRequest(auction_id="A")),
@@ -241,6 +345,7 @@ STREAM_EXPECTED = [message for _, message in STREAM_MESSAGES]
 
 
 # -- framing ---------------------------------------------------------------------------------
+
 
 def test_one_frame():
     reader = FrameReader()
@@ -278,10 +383,11 @@ def test_frames_fed_byte_by_byte():
     reader = MessageReader()
     out = []
     for at in range(len(STREAM)):
-        got = reader.feed(STREAM[at:at + 1])
+        got = reader.feed(STREAM[at : at + 1])
         out += got
-        assert reader.frames.buffered == len(STREAM[:at + 1]) - sum(
-            len(encode_frame(document)) for document, _ in STREAM_MESSAGES[:len(out)])
+        assert reader.frames.buffered == len(STREAM[: at + 1]) - sum(
+            len(encode_frame(document)) for document, _ in STREAM_MESSAGES[: len(out)]
+        )
     assert out == STREAM_EXPECTED
 
 
@@ -386,6 +492,7 @@ def test_dict_reader():
 
 # -- messages --------------------------------------------------------------------------------
 
+
 def test_every_message_type_has_a_sample():
     assert {document["type"] for document, _ in FULL} == MESSAGE_TYPES
     assert {document["type"] for document, _ in MINIMAL} == MESSAGE_TYPES
@@ -407,8 +514,9 @@ def test_message_round_trip(encode, document, expected):
     assert not reader.closed
 
 
-@pytest.mark.parametrize("message", [message for _, message in FULL + MINIMAL],
-                         ids=lambda message: message.__struct_config__.tag)
+@pytest.mark.parametrize(
+    "message", [message for _, message in FULL + MINIMAL], ids=lambda message: message.__struct_config__.tag
+)
 def test_schema_encoded_reads_back_as_itself(message):
     """The other way round: a message built from its schema, encoded, is read back as itself, and the
     reference msgpack package reads the same map from it (the outbound schemas: tests/test_wire_messages.py)."""
@@ -419,9 +527,17 @@ def test_schema_encoded_reads_back_as_itself(message):
 
 def test_defaults():
     order = MessageReader().feed(encode_frame(MINIMAL[3][0]))[0]
-    assert (order.request_id, order.price, order.order_type, order.time_in_force, order.display_quantity,
-            order.stop_price, order.expire_date, order.post_only, order.self_trade_prevention) == (
-        None, None, "LIMIT", "GTC", None, None, None, False, None)
+    assert (
+        order.request_id,
+        order.price,
+        order.order_type,
+        order.time_in_force,
+        order.display_quantity,
+        order.stop_price,
+        order.expire_date,
+        order.post_only,
+        order.self_trade_prevention,
+    ) == (None, None, "LIMIT", "GTC", None, None, None, False, None)
     assert MessageReader().feed(encode_frame({"type": "book", "instrument": "EUA"}))[0].levels == 10
     logon = MessageReader().feed(encode_frame({"type": "logon", "account": "a", "secret": "s"}))[0]
     assert logon.heartbeat_interval is None and logon.request_id is None
@@ -431,12 +547,17 @@ def test_defaults():
     assert (replace.order_id, replace.client_order_id, replace.quantity, replace.price) == (None,) * 4
     # Explicit nils are the defaults too.
     assert MessageReader().feed(encode_frame({"type": "mass_cancel", "instrument": None, "request_id": None})) == [
-        MassCancelRequest()]
+        MassCancelRequest()
+    ]
 
 
 def test_operator_only_messages():
-    assert {kind for kind in INBOUND if kind.admin} == {KillSwitchRequest, ReleaseKillSwitchRequest, SnapshotRequest,
-                                                        SetTradingPhaseRequest}
+    assert {kind for kind in INBOUND if kind.admin} == {
+        KillSwitchRequest,
+        ReleaseKillSwitchRequest,
+        SnapshotRequest,
+        SetTradingPhaseRequest,
+    }
 
 
 def test_auctioneer_only_messages():
@@ -449,40 +570,67 @@ def test_many_messages_in_one_frame_stream_keep_their_order():
     assert MessageReader().feed(data) == [message for _, message in FULL]
 
 
-@pytest.mark.parametrize("request_id", [7, "req-7", 0, -1, 2**63 - 1, -2**63])
+@pytest.mark.parametrize("request_id", [7, "req-7", 0, -1, 2**63 - 1, -(2**63)])
 def test_request_id_echoed_in_refusals(request_id):
     reader = MessageReader()
     unknown, invalid, good = reader.feed(
         encode_frame({"type": "no_such_thing", "request_id": request_id})
-        + encode_frame({"type": "new_order", "request_id": request_id, "client_order_id": "c9", "instrument": "EUA",
-                        "side": "B", "quantity": "5"})
-        + encode_frame({"type": "heartbeat", "request_id": request_id}))
+        + encode_frame(
+            {
+                "type": "new_order",
+                "request_id": request_id,
+                "client_order_id": "c9",
+                "instrument": "EUA",
+                "side": "B",
+                "quantity": "5",
+            }
+        )
+        + encode_frame({"type": "heartbeat", "request_id": request_id})
+    )
     assert (unknown.code, unknown.request_id, unknown.message_type) == (
-        RejectCode.UNKNOWN_MESSAGE_TYPE, request_id, "no_such_thing")
+        RejectCode.UNKNOWN_MESSAGE_TYPE,
+        request_id,
+        "no_such_thing",
+    )
     assert (invalid.code, invalid.request_id, invalid.message_type, invalid.client_order_id, invalid.field) == (
-        RejectCode.INVALID_FIELD, request_id, "new_order", "c9", "quantity")
+        RejectCode.INVALID_FIELD,
+        request_id,
+        "new_order",
+        "c9",
+        "quantity",
+    )
     assert good == Heartbeat(request_id=request_id)
 
 
-@pytest.mark.parametrize("request_id, field", [(1.5, "request_id"), (True, "request_id"), ([1], "request_id"),
-                                               (b"r", "request_id"), ({"a": 1}, "request_id")])
+@pytest.mark.parametrize(
+    "request_id, field",
+    [(1.5, "request_id"), (True, "request_id"), ([1], "request_id"), (b"r", "request_id"), ({"a": 1}, "request_id")],
+)
 def test_bad_request_id_is_refused_and_not_echoed(request_id, field):
     (refusal,) = MessageReader().feed(packb_frame({"type": "heartbeat", "request_id": request_id}))
     assert (refusal.code, refusal.fatal, refusal.field, refusal.request_id, refusal.message_type) == (
-        RejectCode.INVALID_FIELD, False, field, None, "heartbeat")
+        RejectCode.INVALID_FIELD,
+        False,
+        field,
+        None,
+        "heartbeat",
+    )
 
 
-@pytest.mark.parametrize("document, message_type", [
-    ({"type": "nope", "request_id": 5, "client_order_id": "x"}, "nope"),
-    ({"type": "NEW_ORDER", "client_order_id": 1, "instrument": "EUA", "side": "B", "quantity": 1}, "NEW_ORDER"),
-    ({"type": "", "request_id": 5}, ""),
-    ({"request_id": 5}, None),
-    ({}, None),
-    ({"type": 5, "request_id": 5}, None),
-    ({"type": None}, None),
-    ({"type": b"logon", "account": "a", "secret": "s"}, None),
-    ({"type": ["heartbeat"]}, None),
-])
+@pytest.mark.parametrize(
+    "document, message_type",
+    [
+        ({"type": "nope", "request_id": 5, "client_order_id": "x"}, "nope"),
+        ({"type": "NEW_ORDER", "client_order_id": 1, "instrument": "EUA", "side": "B", "quantity": 1}, "NEW_ORDER"),
+        ({"type": "", "request_id": 5}, ""),
+        ({"request_id": 5}, None),
+        ({}, None),
+        ({"type": 5, "request_id": 5}, None),
+        ({"type": None}, None),
+        ({"type": b"logon", "account": "a", "secret": "s"}, None),
+        ({"type": ["heartbeat"]}, None),
+    ],
+)
 def test_unknown_message_type(document, message_type):
     reader = MessageReader()
     out = reader.feed(packb_frame(document) + HEARTBEAT)
@@ -535,15 +683,21 @@ INVALID = [
     ("str levels", {"type": "book", "instrument": "EUA", "levels": "10"}, "levels"),
     ("str order_id", {"type": "cancel_order", "order_id": "17"}, "order_id"),
     ("str expire_date", with_(ORDER, expire_date="20240131"), "expire_date"),
-    ("str heartbeat_interval", {"type": "logon", "account": "a", "secret": "s", "heartbeat_interval": "5"},
-     "heartbeat_interval"),
+    (
+        "str heartbeat_interval",
+        {"type": "logon", "account": "a", "secret": "s", "heartbeat_interval": "5"},
+        "heartbeat_interval",
+    ),
     # bool for int
     ("bool quantity", with_(ORDER, quantity=True), "quantity"),
     ("bool levels", {"type": "book", "instrument": "EUA", "levels": False}, "levels"),
     ("bool price", with_(ORDER, price=True), "price"),
     ("bool client_order_id", with_(ORDER, client_order_id=True), "client_order_id"),
-    ("bool heartbeat_interval", {"type": "logon", "account": "a", "secret": "s", "heartbeat_interval": True},
-     "heartbeat_interval"),
+    (
+        "bool heartbeat_interval",
+        {"type": "logon", "account": "a", "secret": "s", "heartbeat_interval": True},
+        "heartbeat_interval",
+    ),
     # float for int
     ("float quantity", with_(ORDER, quantity=5.0), "quantity"),
     ("float price", with_(ORDER, price=70.25), "price"),
@@ -594,17 +748,24 @@ def test_type_may_be_anywhere_in_the_map():
     assert MessageReader().feed(encode_frame(document)) == [FULL[3][1]]
 
 
-@pytest.mark.parametrize("document, field", [
-    ({"type": "heartbeat", 1: "x"}, None),  # a key that is not a string: 707, no field to name
-    ({"type": "heartbeat", b"request_id": 1}, None),  # a bin key
-    ({"type": "logon", "account": msgpack.ExtType(1, b"x"), "secret": "s"}, "account"),  # ext is never accepted
-    ({"type": "logon", "account": "a", "secret": "s", "extra": msgpack.ExtType(1, b"x")}, "extra"),
-])
+@pytest.mark.parametrize(
+    "document, field",
+    [
+        ({"type": "heartbeat", 1: "x"}, None),  # a key that is not a string: 707, no field to name
+        ({"type": "heartbeat", b"request_id": 1}, None),  # a bin key
+        ({"type": "logon", "account": msgpack.ExtType(1, b"x"), "secret": "s"}, "account"),  # ext is never accepted
+        ({"type": "logon", "account": "a", "secret": "s", "extra": msgpack.ExtType(1, b"x")}, "extra"),
+    ],
+)
 def test_non_string_keys_and_ext_values_are_invalid_fields(document, field):
     reader = MessageReader()
     refusal, heartbeat = reader.feed(packb_frame(document) + HEARTBEAT)
     assert (refusal.code, refusal.fatal, refusal.field, refusal.message_type) == (
-        RejectCode.INVALID_FIELD, False, field, document["type"])
+        RejectCode.INVALID_FIELD,
+        False,
+        field,
+        document["type"],
+    )
     assert heartbeat == Heartbeat(request_id=99)
 
 
@@ -673,7 +834,9 @@ def test_str_that_is_not_utf8_is_malformed_not_raised(body):
     reader = MessageReader()
     out = reader.feed(HEARTBEAT + frame(body) + HEARTBEAT)
     assert [(type(r), getattr(r, "code", None), getattr(r, "fatal", None)) for r in out] == [
-        (Heartbeat, None, None), (Refusal, RejectCode.MALFORMED_FRAME, True)]
+        (Heartbeat, None, None),
+        (Refusal, RejectCode.MALFORMED_FRAME, True),
+    ]
     assert reader.closed and reader.feed(HEARTBEAT) == []
 
 
@@ -707,6 +870,7 @@ def test_deeply_nested_value_in_a_map_is_refused_not_raised(depth, where):
 
 # -- hostile input ---------------------------------------------------------------------------
 
+
 def check_reader_output(items: list) -> None:
     """Every item is a message or a refusal; at most one fatal refusal, and it is last."""
     for item in items:
@@ -720,17 +884,20 @@ def check_reader_output(items: list) -> None:
     assert fatal_at in ([], [len(items) - 1]), items
 
 
-leaves = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(), st.text(max_size=8),
-                   st.binary(max_size=8))
-values = st.recursive(leaves, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                       st.dictionaries(st.text(max_size=6), inner, max_size=3)),
-                      max_leaves=8)
+leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(), st.text(max_size=8), st.binary(max_size=8)
+)
+values = st.recursive(
+    leaves,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=8,
+)
 
 
 def typed(annotation) -> st.SearchStrategy:
     """Values of a field's own type."""
     if annotation is int:
-        return st.integers(-2**63, 2**64 - 1)
+        return st.integers(-(2**63), 2**64 - 1)
     if annotation is str:
         return st.text(max_size=10)
     if typing.get_origin(annotation) is typing.Annotated:  # a short str, or an int within 64 bits signed
@@ -795,8 +962,9 @@ def check_decoded(document: dict, kind, valid: bool, item: object) -> None:
     assert type(item) is Refusal and not valid, (document, item)
     assert item.message_type == (tag if type(tag) is str else None)
     request_id = document.get("request_id")
-    echoable = (type(request_id) is int and -2**63 <= request_id < 2**63
-                or type(request_id) is str and len(request_id) <= 64)
+    echoable = (
+        type(request_id) is int and -(2**63) <= request_id < 2**63 or type(request_id) is str and len(request_id) <= 64
+    )
     assert item.request_id == (request_id if echoable else None)
     if type(tag) is str and tag in MESSAGE_TYPES:
         assert item.code is RejectCode.INVALID_FIELD
@@ -812,8 +980,11 @@ garbage_segments = st.one_of(
 )
 
 
-@given(segments=st.lists(garbage_segments, max_size=6), cuts=st.lists(st.integers(0, 2000), max_size=8),
-       max_frame=st.sampled_from([1, 16, 100, DEFAULT_MAX_FRAME]))
+@given(
+    segments=st.lists(garbage_segments, max_size=6),
+    cuts=st.lists(st.integers(0, 2000), max_size=8),
+    max_frame=st.sampled_from([1, 16, 100, DEFAULT_MAX_FRAME]),
+)
 def test_arbitrary_bytes_in_arbitrary_chunkings(segments, cuts, max_frame):
     data = b"".join(segments)
     whole = MessageReader(max_frame).feed(data)
@@ -848,8 +1019,11 @@ def test_raw_random_bytes(data, cuts):
     assert out == MessageReader(max_frame=64).feed(data)
 
 
-@given(cases=st.lists(documents(), min_size=1, max_size=5), packer=st.sampled_from([encode_frame, packb_frame]),
-       cuts=st.lists(st.integers(0, 3000), max_size=5))
+@given(
+    cases=st.lists(documents(), min_size=1, max_size=5),
+    packer=st.sampled_from([encode_frame, packb_frame]),
+    cuts=st.lists(st.integers(0, 3000), max_size=5),
+)
 def test_arbitrary_maps_in_valid_frames(cases, packer, cuts):
     data = b"".join(packer(document) for document, _, _ in cases) + HEARTBEAT
     reader = MessageReader()
@@ -866,11 +1040,27 @@ def test_arbitrary_maps_in_valid_frames(cases, packer, cuts):
 
 # -- price_in_cents --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("instrument, value, cents", [
-    (EUA, 7025, 7025), (EUA, 1, 1), (TST, 1405, 7025), (TST, 1, 5), (None, 7025, 7025),
-    (EUA, "70.25", 7025), (EUA, "70", 7000), (EUA, "70.2", 7020), (EUA, "70.20", 7020), (EUA, "0.01", 1),
-    (TST, "70.25", 7025), (TST, "70", 7000), (TST, "70.2", 7020), (TST, "0.05", 5), (None, "70.25", 7025),
-])
+
+@pytest.mark.parametrize(
+    "instrument, value, cents",
+    [
+        (EUA, 7025, 7025),
+        (EUA, 1, 1),
+        (TST, 1405, 7025),
+        (TST, 1, 5),
+        (None, 7025, 7025),
+        (EUA, "70.25", 7025),
+        (EUA, "70", 7000),
+        (EUA, "70.2", 7020),
+        (EUA, "70.20", 7020),
+        (EUA, "0.01", 1),
+        (TST, "70.25", 7025),
+        (TST, "70", 7000),
+        (TST, "70.2", 7020),
+        (TST, "0.05", 5),
+        (None, "70.25", 7025),
+    ],
+)
 def test_price_in_cents(instrument, value, cents):
     assert price_in_cents(value, instrument, "price") == cents
     assert price_in_cents(value, instrument, "stop_price") == cents
@@ -897,8 +1087,10 @@ def test_price_off_the_tick(value):
     assert price_in_cents(value, EUA, "price") == int(Decimal(value) * 100)  # on the 1-cent tick
 
 
-@pytest.mark.parametrize("value", ["abc", "NaN", "nan", "sNaN", "inf", "-inf", "Infinity", "", " ", "70,25",
-                                   "1e-3", "€70", "70.25.1", "0x10"])
+@pytest.mark.parametrize(
+    "value",
+    ["abc", "NaN", "nan", "sNaN", "inf", "-inf", "Infinity", "", " ", "70,25", "1e-3", "€70", "70.25.1", "0x10"],
+)
 @pytest.mark.parametrize("instrument", [EUA, TST, None], ids=["EUA", "TST", "none"])
 def test_price_not_a_number(value, instrument):
     assert_price_refused(value, instrument, RejectCode.INVALID_PRICE)
@@ -924,6 +1116,7 @@ def test_price_with_a_huge_exponent_is_invalid_not_an_exception(value):
 
 # -- OrderTracker ----------------------------------------------------------------------------
 
+
 def as_sent(messages: list[tuple[str, msgspec.Struct]]) -> list[tuple[str, dict]]:
     """The tracker's messages as the accounts read them: their bytes decoded (by the reference msgpack package)."""
     return [(account, msgpack.unpackb(encode_message(message))) for account, message in messages]
@@ -943,10 +1136,27 @@ class Desk:
         events = self.engine.handle(kind(ts=self.ts, **fields))
         return as_sent(self.tracker.messages(events))
 
-    def order(self, account: str, clid, side: Side, quantity: int, price: int | None = None, *,
-              instrument: str = "EUA", **fields) -> list[tuple[str, dict]]:
-        return self.send(NewOrder, account=account, client_order_id=clid, instrument=instrument, side=side,
-                         quantity=quantity, price=price, **fields)
+    def order(
+        self,
+        account: str,
+        clid,
+        side: Side,
+        quantity: int,
+        price: int | None = None,
+        *,
+        instrument: str = "EUA",
+        **fields,
+    ) -> list[tuple[str, dict]]:
+        return self.send(
+            NewOrder,
+            account=account,
+            client_order_id=clid,
+            instrument=instrument,
+            side=side,
+            quantity=quantity,
+            price=price,
+            **fields,
+        )
 
 
 def pick(message: dict, *keys: str) -> tuple:
@@ -956,37 +1166,116 @@ def pick(message: dict, *keys: str) -> tuple:
 def test_resting_then_partial_then_full_fill():
     desk = Desk()
     messages = desk.order("alice", "s1", Side.SELL, 10, 7000)
-    assert messages == [("alice", {
-        "type": "execution_report", "exec_type": "new", "order_status": "new", "order_id": 1,
-        "client_order_id": "s1", "instrument": "EUA", "side": "S", "order_type": "LIMIT", "time_in_force": "GTC",
-        "price": 7000, "stop_price": None, "display_quantity": None, "expire_date": None, "quantity": 10,
-        "cum_quantity": 0, "leaves_quantity": 10, "avg_price": None, "ts": desk.ts})]
+    assert messages == [
+        (
+            "alice",
+            {
+                "type": "execution_report",
+                "exec_type": "new",
+                "order_status": "new",
+                "order_id": 1,
+                "client_order_id": "s1",
+                "instrument": "EUA",
+                "side": "S",
+                "order_type": "LIMIT",
+                "time_in_force": "GTC",
+                "price": 7000,
+                "stop_price": None,
+                "display_quantity": None,
+                "expire_date": None,
+                "quantity": 10,
+                "cum_quantity": 0,
+                "leaves_quantity": 10,
+                "avg_price": None,
+                "ts": desk.ts,
+            },
+        )
+    ]
 
     messages = desk.order("bob", "b1", Side.BUY, 4, 7005)
     ts = desk.ts
     assert [account for account, _ in messages] == ["bob", "bob", "alice"]
     assert pick(messages[0][1], "exec_type", "order_status", "order_id", "quantity", "price") == (
-        "new", "new", 2, 4, 7005)
+        "new",
+        "new",
+        2,
+        4,
+        7005,
+    )
     assert messages[1][1] == {
-        "type": "execution_report", "exec_type": "trade", "order_status": "filled", "order_id": 2,
-        "client_order_id": "b1", "instrument": "EUA", "side": "B", "order_type": "LIMIT", "time_in_force": "GTC",
-        "price": 7005, "stop_price": None, "display_quantity": None, "expire_date": None, "quantity": 4,
-        "cum_quantity": 4, "leaves_quantity": 0, "avg_price": "70.0000", "ts": ts, "trade_id": 1,
-        "last_price": 7000, "last_quantity": 4, "liquidity": "taker", "fee": 4 * 350, "aggressor_side": "B"}
+        "type": "execution_report",
+        "exec_type": "trade",
+        "order_status": "filled",
+        "order_id": 2,
+        "client_order_id": "b1",
+        "instrument": "EUA",
+        "side": "B",
+        "order_type": "LIMIT",
+        "time_in_force": "GTC",
+        "price": 7005,
+        "stop_price": None,
+        "display_quantity": None,
+        "expire_date": None,
+        "quantity": 4,
+        "cum_quantity": 4,
+        "leaves_quantity": 0,
+        "avg_price": "70.0000",
+        "ts": ts,
+        "trade_id": 1,
+        "last_price": 7000,
+        "last_quantity": 4,
+        "liquidity": "taker",
+        "fee": 4 * 350,
+        "aggressor_side": "B",
+    }
     assert messages[2][1] == {
-        "type": "execution_report", "exec_type": "trade", "order_status": "partially_filled", "order_id": 1,
-        "client_order_id": "s1", "instrument": "EUA", "side": "S", "order_type": "LIMIT", "time_in_force": "GTC",
-        "price": 7000, "stop_price": None, "display_quantity": None, "expire_date": None, "quantity": 10,
-        "cum_quantity": 4, "leaves_quantity": 6, "avg_price": "70.0000", "ts": ts, "trade_id": 1,
-        "last_price": 7000, "last_quantity": 4, "liquidity": "maker", "fee": 4 * 200, "aggressor_side": "B"}
+        "type": "execution_report",
+        "exec_type": "trade",
+        "order_status": "partially_filled",
+        "order_id": 1,
+        "client_order_id": "s1",
+        "instrument": "EUA",
+        "side": "S",
+        "order_type": "LIMIT",
+        "time_in_force": "GTC",
+        "price": 7000,
+        "stop_price": None,
+        "display_quantity": None,
+        "expire_date": None,
+        "quantity": 10,
+        "cum_quantity": 4,
+        "leaves_quantity": 6,
+        "avg_price": "70.0000",
+        "ts": ts,
+        "trade_id": 1,
+        "last_price": 7000,
+        "last_quantity": 4,
+        "liquidity": "maker",
+        "fee": 4 * 200,
+        "aggressor_side": "B",
+    }
 
     messages = desk.order("carol", "c1", Side.BUY, 6, 7010)
     assert [account for account, _ in messages] == ["carol", "carol", "alice"]
-    assert pick(messages[2][1], "exec_type", "order_status", "cum_quantity", "leaves_quantity", "avg_price",
-                "last_quantity", "liquidity", "fee", "trade_id") == (
-        "trade", "filled", 10, 0, "70.0000", 6, "maker", 6 * 200, 2)
+    assert pick(
+        messages[2][1],
+        "exec_type",
+        "order_status",
+        "cum_quantity",
+        "leaves_quantity",
+        "avg_price",
+        "last_quantity",
+        "liquidity",
+        "fee",
+        "trade_id",
+    ) == ("trade", "filled", 10, 0, "70.0000", 6, "maker", 6 * 200, 2)
     assert pick(messages[1][1], "order_status", "cum_quantity", "leaves_quantity", "liquidity", "fee") == (
-        "filled", 6, 0, "taker", 6 * 350)
+        "filled",
+        6,
+        0,
+        "taker",
+        6 * 350,
+    )
     view = desk.tracker.find("alice", 1, None)
     assert (view.cum, view.value, view.status) == (10, 70_000, FILLED)
     assert desk.tracker.find("alice", None, "s1") is view
@@ -1012,14 +1301,27 @@ def test_average_price_over_several_levels():
     messages = desk.order("alice", "b1", Side.BUY, 10, 7005)
     alice = [message for account, message in messages if account == "alice"]
     assert pick(alice[0], "exec_type", "order_status", "cum_quantity", "leaves_quantity", "avg_price") == (
-        "new", NEW, 0, 10, None)
-    trade_reports = [pick(m, "order_status", "cum_quantity", "leaves_quantity", "avg_price", "last_price")
-                     for m in alice if m["exec_type"] == "trade"]
+        "new",
+        NEW,
+        0,
+        10,
+        None,
+    )
+    trade_reports = [
+        pick(m, "order_status", "cum_quantity", "leaves_quantity", "avg_price", "last_price")
+        for m in alice
+        if m["exec_type"] == "trade"
+    ]
     assert trade_reports == [(PARTIALLY_FILLED, 3, 7, "70.0100", 7001), (PARTIALLY_FILLED, 7, 3, "70.0157", 7002)]
     messages = desk.order("carol", "s1", Side.SELL, 3, 7000)  # trades at alice's price, 70.05
     (report,) = [message for account, message in messages if account == "alice"]
     assert pick(report, "order_status", "cum_quantity", "leaves_quantity", "avg_price", "liquidity") == (
-        FILLED, 10, 0, "70.0260", "maker")  # (49,011 + 21,015) / 1,000
+        FILLED,
+        10,
+        0,
+        "70.0260",
+        "maker",
+    )  # (49,011 + 21,015) / 1,000
 
 
 def test_average_price_rounds_half_to_even():
@@ -1042,17 +1344,49 @@ def test_cancel():
     desk.order("alice", "s1", Side.SELL, 10, 7000)
     desk.order("bob", "b1", Side.BUY, 3, 7000)
     messages = desk.send(CancelOrder, account="alice", client_order_id="s1")
-    assert messages == [("alice", {
-        "type": "execution_report", "exec_type": "canceled", "order_status": "canceled", "order_id": 1,
-        "client_order_id": "s1", "instrument": "EUA", "side": "S", "order_type": "LIMIT", "time_in_force": "GTC",
-        "price": 7000, "stop_price": None, "display_quantity": None, "expire_date": None, "quantity": 10,
-        "cum_quantity": 3, "leaves_quantity": 0, "avg_price": "70.0000", "ts": desk.ts, "reason": "USER"})]
+    assert messages == [
+        (
+            "alice",
+            {
+                "type": "execution_report",
+                "exec_type": "canceled",
+                "order_status": "canceled",
+                "order_id": 1,
+                "client_order_id": "s1",
+                "instrument": "EUA",
+                "side": "S",
+                "order_type": "LIMIT",
+                "time_in_force": "GTC",
+                "price": 7000,
+                "stop_price": None,
+                "display_quantity": None,
+                "expire_date": None,
+                "quantity": 10,
+                "cum_quantity": 3,
+                "leaves_quantity": 0,
+                "avg_price": "70.0000",
+                "ts": desk.ts,
+                "reason": "USER",
+            },
+        )
+    ]
     assert desk.tracker.find("alice", 1, None).status == CANCELED
     # A cancel of an order that is gone is a request_rejected, with the code and its text.
     messages = desk.send(CancelOrder, account="alice", order_id=1)
-    assert messages == [("alice", {"type": "request_rejected", "request": "cancel", "order_id": 1,
-                                   "client_order_id": None, "code": int(RejectCode.ORDER_CLOSED),
-                                   "text": RejectCode.ORDER_CLOSED.text, "ts": desk.ts})]
+    assert messages == [
+        (
+            "alice",
+            {
+                "type": "request_rejected",
+                "request": "cancel",
+                "order_id": 1,
+                "client_order_id": None,
+                "code": int(RejectCode.ORDER_CLOSED),
+                "text": RejectCode.ORDER_CLOSED.text,
+                "ts": desk.ts,
+            },
+        )
+    ]
 
 
 def test_replace():
@@ -1062,19 +1396,42 @@ def test_replace():
     messages = desk.send(ReplaceOrder, account="alice", order_id=1, quantity=8)
     assert len(messages) == 1 and messages[0][0] == "alice"
     report = messages[0][1]
-    assert pick(report, "exec_type", "order_status", "quantity", "price", "cum_quantity", "leaves_quantity",
-                "avg_price", "priority_kept", "ts") == (
-        "replaced", PARTIALLY_FILLED, 8, 7000, 4, 4, "70.0000", True, desk.ts)
+    assert pick(
+        report,
+        "exec_type",
+        "order_status",
+        "quantity",
+        "price",
+        "cum_quantity",
+        "leaves_quantity",
+        "avg_price",
+        "priority_kept",
+        "ts",
+    ) == ("replaced", PARTIALLY_FILLED, 8, 7000, 4, 4, "70.0000", True, desk.ts)
     messages = desk.send(ReplaceOrder, account="alice", client_order_id="s1", price=7010, quantity=12)
-    assert pick(messages[0][1], "exec_type", "order_status", "quantity", "price", "cum_quantity",
-                "leaves_quantity", "priority_kept") == ("replaced", PARTIALLY_FILLED, 12, 7010, 4, 8, False)
+    assert pick(
+        messages[0][1],
+        "exec_type",
+        "order_status",
+        "quantity",
+        "price",
+        "cum_quantity",
+        "leaves_quantity",
+        "priority_kept",
+    ) == ("replaced", PARTIALLY_FILLED, 12, 7010, 4, 8, False)
     messages = desk.order("carol", "c1", Side.BUY, 8, 7010)
     (alice,) = [message for account, message in messages if account == "alice"]
     assert pick(alice, "order_status", "cum_quantity", "leaves_quantity", "avg_price", "last_price") == (
-        FILLED, 12, 0, "70.0667", 7010)  # (4 x 70.00 + 8 x 70.10) / 12 = 70.0666...
+        FILLED,
+        12,
+        0,
+        "70.0667",
+        7010,
+    )  # (4 x 70.00 + 8 x 70.10) / 12 = 70.0666...
     messages = desk.send(ReplaceOrder, account="alice", order_id=1, quantity=20)
     assert [pick(m, "type", "request", "code") for _, m in messages] == [
-        ("request_rejected", "replace", int(RejectCode.ORDER_CLOSED))]
+        ("request_rejected", "replace", int(RejectCode.ORDER_CLOSED))
+    ]
 
 
 def test_ioc_remainder():
@@ -1082,9 +1439,9 @@ def test_ioc_remainder():
     desk.order("bob", "a1", Side.SELL, 3, 7000)
     messages = desk.order("alice", "i1", Side.BUY, 5, 7000, time_in_force=TimeInForce.IOC)
     alice = [message for account, message in messages if account == "alice"]
-    assert [pick(m, "exec_type", "order_status", "cum_quantity", "leaves_quantity", "time_in_force")
-            for m in alice] == [("new", NEW, 0, 5, "IOC"), ("trade", PARTIALLY_FILLED, 3, 2, "IOC"),
-                                ("canceled", CANCELED, 3, 0, "IOC")]
+    assert [
+        pick(m, "exec_type", "order_status", "cum_quantity", "leaves_quantity", "time_in_force") for m in alice
+    ] == [("new", NEW, 0, 5, "IOC"), ("trade", PARTIALLY_FILLED, 3, 2, "IOC"), ("canceled", CANCELED, 3, 0, "IOC")]
     assert alice[-1]["reason"] == "IOC_REMAINDER"
     assert alice[-1]["avg_price"] == "70.0000"
 
@@ -1094,26 +1451,47 @@ def test_market_order_remainder():
     desk.order("bob", "a1", Side.SELL, 2, 7000)
     messages = desk.order("alice", "m1", Side.BUY, 5, None, order_type=OrderType.MARKET)
     alice = [message for account, message in messages if account == "alice"]
-    assert [pick(m, "exec_type", "order_status", "price", "cum_quantity", "leaves_quantity", "order_type")
-            for m in alice] == [("new", NEW, None, 0, 5, "MARKET"), ("trade", PARTIALLY_FILLED, None, 2, 3, "MARKET"),
-                                ("canceled", CANCELED, None, 2, 0, "MARKET")]
+    assert [
+        pick(m, "exec_type", "order_status", "price", "cum_quantity", "leaves_quantity", "order_type") for m in alice
+    ] == [
+        ("new", NEW, None, 0, 5, "MARKET"),
+        ("trade", PARTIALLY_FILLED, None, 2, 3, "MARKET"),
+        ("canceled", CANCELED, None, 2, 0, "MARKET"),
+    ]
     assert alice[-1]["reason"] == "MARKET_REMAINDER"
 
 
-@pytest.mark.parametrize("fields, code, instrument", [
-    ({"instrument": "XXX"}, RejectCode.UNKNOWN_INSTRUMENT, None),  # an unknown symbol is not echoed
-    ({"quantity": 1001}, RejectCode.QUANTITY_ABOVE_MAXIMUM, "EUA"),
-    ({"instrument": "TST", "price": 7001}, RejectCode.PRICE_NOT_ON_TICK, "TST"),
-    ({"instrument": "TST", "quantity": 1}, RejectCode.QUANTITY_BELOW_MINIMUM, "TST"),
-])
+@pytest.mark.parametrize(
+    "fields, code, instrument",
+    [
+        ({"instrument": "XXX"}, RejectCode.UNKNOWN_INSTRUMENT, None),  # an unknown symbol is not echoed
+        ({"quantity": 1001}, RejectCode.QUANTITY_ABOVE_MAXIMUM, "EUA"),
+        ({"instrument": "TST", "price": 7001}, RejectCode.PRICE_NOT_ON_TICK, "TST"),
+        ({"instrument": "TST", "quantity": 1}, RejectCode.QUANTITY_BELOW_MINIMUM, "TST"),
+    ],
+)
 def test_rejected_order(fields, code, instrument):
     desk = Desk()
     arguments = {"instrument": "EUA", "quantity": 5, "price": 7000} | fields
     messages = desk.order("alice", "r1", Side.BUY, arguments.pop("quantity"), arguments.pop("price"), **arguments)
-    assert messages == [("alice", {
-        "type": "execution_report", "exec_type": "rejected", "order_status": "rejected", "order_id": None,
-        "client_order_id": "r1", "instrument": instrument, "cum_quantity": 0,
-        "leaves_quantity": 0, "code": int(code), "text": code.text, "ts": desk.ts})]
+    assert messages == [
+        (
+            "alice",
+            {
+                "type": "execution_report",
+                "exec_type": "rejected",
+                "order_status": "rejected",
+                "order_id": None,
+                "client_order_id": "r1",
+                "instrument": instrument,
+                "cum_quantity": 0,
+                "leaves_quantity": 0,
+                "code": int(code),
+                "text": code.text,
+                "ts": desk.ts,
+            },
+        )
+    ]
     assert desk.tracker.orders == {} and desk.tracker.by_client_id == {}
 
 
@@ -1122,7 +1500,8 @@ def test_duplicate_client_order_id_rejected_and_original_kept():
     desk.order("alice", "x", Side.BUY, 5, 6900)
     messages = desk.order("alice", "x", Side.BUY, 7, 6800)
     assert [pick(m, "exec_type", "code") for _, m in messages] == [
-        ("rejected", int(RejectCode.DUPLICATE_CLIENT_ORDER_ID))]
+        ("rejected", int(RejectCode.DUPLICATE_CLIENT_ORDER_ID))
+    ]
     view = desk.tracker.find("alice", None, "x")
     assert (view.order_id, view.quantity, view.price) == (1, 5, 6900)
 
@@ -1131,13 +1510,16 @@ def test_stop_order_waits_then_triggers():
     desk = Desk()
     messages = desk.order("alice", "st", Side.BUY, 5, 7100, stop_price=7050)
     assert [pick(m, "exec_type", "order_status", "stop_price", "price", "leaves_quantity") for _, m in messages] == [
-        ("new", WAITING_TRIGGER, 7050, 7100, 5)]
+        ("new", WAITING_TRIGGER, 7050, 7100, 5)
+    ]
     desk.order("bob", "a1", Side.SELL, 1, 7050)
     desk.order("bob", "a2", Side.SELL, 10, 7100)
     messages = desk.order("carol", "c1", Side.BUY, 1, 7050)
     alice = [message for account, message in messages if account == "alice"]
     assert [pick(m, "exec_type", "order_status", "cum_quantity", "leaves_quantity") for m in alice] == [
-        ("triggered", NEW, 0, 5), ("trade", FILLED, 5, 0)]
+        ("triggered", NEW, 0, 5),
+        ("trade", FILLED, 5, 0),
+    ]
     assert alice[0]["trigger_price"] == 7050 and alice[0]["stop_price"] == 7050
     assert pick(alice[1], "avg_price", "last_price", "liquidity", "fee") == ("71.0000", 7100, "taker", 5 * 350)
 
@@ -1151,7 +1533,9 @@ def test_stop_order_on_a_coarse_tick_reports_ticks():
     messages = desk.order("carol", "c1", Side.SELL, 2, 6950, instrument="TST")
     alice = [message for account, message in messages if account == "alice"]
     assert [pick(m, "exec_type", "order_status", "cum_quantity") for m in alice] == [
-        ("triggered", NEW, 0), ("trade", FILLED, 4)]
+        ("triggered", NEW, 0),
+        ("trade", FILLED, 4),
+    ]
     assert alice[0]["trigger_price"] == 1390  # 69.50 in 5-cent ticks
     assert pick(alice[1], "last_price", "price", "avg_price", "fee") == (1380, 1380, "69.0000", 0)
 
@@ -1165,18 +1549,39 @@ def test_end_of_day_expiry_and_forgetting_closed_orders():
     desk.send(CancelOrder, account="alice", client_order_id="gone")
     desk.order("bob", "b1", Side.BUY, 2, 7000)
     messages = desk.send(EndOfDay, trading_date=20240105)
-    assert messages == [("alice", {
-        "type": "execution_report", "exec_type": "expired", "order_status": "expired", "order_id": 1,
-        "client_order_id": "day", "instrument": "EUA", "side": "S", "order_type": "LIMIT", "time_in_force": "DAY",
-        "price": 7000, "stop_price": None, "display_quantity": None, "expire_date": None, "quantity": 5,
-        "cum_quantity": 2, "leaves_quantity": 0, "avg_price": "70.0000", "ts": desk.ts})]
+    assert messages == [
+        (
+            "alice",
+            {
+                "type": "execution_report",
+                "exec_type": "expired",
+                "order_status": "expired",
+                "order_id": 1,
+                "client_order_id": "day",
+                "instrument": "EUA",
+                "side": "S",
+                "order_type": "LIMIT",
+                "time_in_force": "DAY",
+                "price": 7000,
+                "stop_price": None,
+                "display_quantity": None,
+                "expire_date": None,
+                "quantity": 5,
+                "cum_quantity": 2,
+                "leaves_quantity": 0,
+                "avg_price": "70.0000",
+                "ts": desk.ts,
+            },
+        )
+    ]
     # Closed orders of the day are forgotten (bob's filled one, the cancelled and the expired one).
     assert sorted(desk.tracker.orders) == [2, 3] == sorted(desk.engine.open_orders)
     assert desk.tracker.find("alice", None, "day") is None and desk.tracker.find("alice", None, "gone") is None
     assert desk.tracker.find("alice", None, "gtc").order_id == 3
     messages = desk.send(EndOfDay, trading_date=20240110)
-    assert [pick(m, "exec_type", "order_status", "order_id", "expire_date", "leaves_quantity")
-            for _, m in messages] == [("expired", EXPIRED, 2, 20240110, 0)]
+    assert [
+        pick(m, "exec_type", "order_status", "order_id", "expire_date", "leaves_quantity") for _, m in messages
+    ] == [("expired", EXPIRED, 2, 20240110, 0)]
     assert sorted(desk.tracker.orders) == [3]
     # A client order id of a forgotten order may be used again.
     messages = desk.order("alice", "day", Side.BUY, 1, 6000)
@@ -1190,15 +1595,21 @@ def test_mass_cancel_and_kill_switch_reports():
     desk.order("alice", "b", Side.BUY, 1, 6800)
     messages = desk.send(MassCancel, account="alice")
     assert [pick(m, "type", "order_status", "reason") for _, m in messages[:2]] == [
-        ("execution_report", CANCELED, "MASS_CANCEL")] * 2
-    assert messages[2] == ("alice", {"type": "mass_cancel_report", "instrument": None, "canceled_orders": 2,
-                                     "ts": desk.ts})
+        ("execution_report", CANCELED, "MASS_CANCEL")
+    ] * 2
+    assert messages[2] == (
+        "alice",
+        {"type": "mass_cancel_report", "instrument": None, "canceled_orders": 2, "ts": desk.ts},
+    )
     desk.order("alice", "c", Side.BUY, 1, 6900)
     messages = desk.send(BlockAccount, account="alice")
     assert [pick(m, "type", "order_status", "reason") for _, m in messages[:1]] == [
-        ("execution_report", CANCELED, "KILL_SWITCH")]
-    assert messages[1] == ("alice", {"type": "kill_switch_report", "account": "alice", "blocked": True,
-                                     "canceled_orders": 1, "ts": desk.ts})
+        ("execution_report", CANCELED, "KILL_SWITCH")
+    ]
+    assert messages[1] == (
+        "alice",
+        {"type": "kill_switch_report", "account": "alice", "blocked": True, "canceled_orders": 1, "ts": desk.ts},
+    )
 
 
 def trading_date(day: int) -> int:
@@ -1207,25 +1618,39 @@ def trading_date(day: int) -> int:
 
 
 new_orders = st.tuples(
-    st.just("new"), st.sampled_from(["a", "b", "c"]), st.sampled_from([Side.BUY, Side.SELL]), st.integers(1, 8),
+    st.just("new"),
+    st.sampled_from(["a", "b", "c"]),
+    st.sampled_from([Side.BUY, Side.SELL]),
+    st.integers(1, 8),
     st.integers(6996, 7004),
     st.sampled_from([TimeInForce.GTC, TimeInForce.GTC, TimeInForce.DAY, TimeInForce.IOC, TimeInForce.FOK]),
-    st.sampled_from(["limit", "limit", "limit", "market", "stop", "iceberg"]))
+    st.sampled_from(["limit", "limit", "limit", "market", "stop", "iceberg"]),
+)
 OPERATION = {
     "new": new_orders,
     "cancel": st.tuples(st.just("cancel"), st.integers(0, 100)),
-    "replace": st.tuples(st.just("replace"), st.integers(0, 100), st.one_of(st.none(), st.integers(1, 10)),
-                         st.one_of(st.none(), st.integers(6996, 7004))),
+    "replace": st.tuples(
+        st.just("replace"),
+        st.integers(0, 100),
+        st.one_of(st.none(), st.integers(1, 10)),
+        st.one_of(st.none(), st.integers(6996, 7004)),
+    ),
     "eod": st.tuples(st.just("eod")),
 }
 # Mostly new orders (so that there are trades), some cancels and replaces, an end of day now and then.
-operations = st.lists(st.sampled_from(["new"] * 12 + ["cancel"] * 2 + ["replace"] * 2 + ["eod"]).flatmap(
-    OPERATION.__getitem__), min_size=2, max_size=40)
+operations = st.lists(
+    st.sampled_from(["new"] * 12 + ["cancel"] * 2 + ["replace"] * 2 + ["eod"]).flatmap(OPERATION.__getitem__),
+    min_size=2,
+    max_size=40,
+)
 
 
 STATUSES_AFTER = {  # the order statuses an execution report of each kind may carry
-    "new": {NEW, WAITING_TRIGGER}, "trade": {PARTIALLY_FILLED, FILLED}, "canceled": {CANCELED},
-    "expired": {EXPIRED}, "triggered": {NEW, PARTIALLY_FILLED},
+    "new": {NEW, WAITING_TRIGGER},
+    "trade": {PARTIALLY_FILLED, FILLED},
+    "canceled": {CANCELED},
+    "expired": {EXPIRED},
+    "triggered": {NEW, PARTIALLY_FILLED},
     "replaced": {NEW, PARTIALLY_FILLED, WAITING_TRIGGER},
 }
 
@@ -1261,15 +1686,24 @@ def test_tracker_agrees_with_the_trades(plan):
             _, account, side, quantity, price, tif, shape = operation
             fields = {"time_in_force": tif}
             if shape == "market":
-                fields.update(order_type=OrderType.MARKET, time_in_force=tif if tif is not TimeInForce.DAY
-                              else TimeInForce.GTC)
+                fields.update(
+                    order_type=OrderType.MARKET, time_in_force=tif if tif is not TimeInForce.DAY else TimeInForce.GTC
+                )
                 price = None
             elif shape == "stop":
                 fields.update(stop_price=price + (2 if side is Side.BUY else -2))
             elif shape == "iceberg" and tif in (TimeInForce.GTC, TimeInForce.DAY):
                 fields.update(display_quantity=1)
-            command = NewOrder(ts=next(ts), account=account, client_order_id=f"o{step}", instrument="EUA",
-                               side=side, quantity=quantity, price=price, **fields)
+            command = NewOrder(
+                ts=next(ts),
+                account=account,
+                client_order_id=f"o{step}",
+                instrument="EUA",
+                side=side,
+                quantity=quantity,
+                price=price,
+                **fields,
+            )
         elif kind in ("cancel", "replace"):
             if not accepted:
                 continue
@@ -1280,8 +1714,7 @@ def test_tracker_agrees_with_the_trades(plan):
                 quantity, price = operation[2], operation[3]
                 if quantity is None and price is None:
                     quantity = 5
-                command = ReplaceOrder(ts=next(ts), account=account, order_id=order_id, quantity=quantity,
-                                       price=price)
+                command = ReplaceOrder(ts=next(ts), account=account, order_id=order_id, quantity=quantity, price=price)
         else:
             days += 1
             command = EndOfDay(ts=next(ts), trading_date=trading_date(days))
@@ -1315,14 +1748,14 @@ def test_tracker_agrees_with_the_trades(plan):
         cum = traded.get(order_id, 0)
         status = report["order_status"]
         assert report["cum_quantity"] == cum
-        assert report["avg_price"] == (None if cum == 0 else
-                                       str((Decimal(value[order_id]) / (cum * 100)).quantize(Decimal("0.0001"))))
+        assert report["avg_price"] == (
+            None if cum == 0 else str((Decimal(value[order_id]) / (cum * 100)).quantize(Decimal("0.0001")))
+        )
         order = engine.open_orders.get(order_id)
         if order is not None:
             assert status in (NEW, PARTIALLY_FILLED, WAITING_TRIGGER)
             assert (status == WAITING_TRIGGER) == (order_id in waiting)
-            assert (report["quantity"], report["leaves_quantity"], cum) == (order.quantity, order.leaves,
-                                                                           order.filled)
+            assert (report["quantity"], report["leaves_quantity"], cum) == (order.quantity, order.leaves, order.filled)
             view = tracker.orders[order_id]
             assert (view.cum, view.status, view.quantity) == (cum, status, order.quantity)
         else:
@@ -1341,11 +1774,14 @@ def test_tracker_agrees_with_the_trades(plan):
 
 # -- session codes ---------------------------------------------------------------------------
 
+
 def test_every_session_code_is_tested():
     """Every 7xx code is named as RejectCode.<NAME> here or in the end-to-end session and recovery tests."""
     here = Path(__file__).resolve().parent
-    text = "".join((here / name).read_text(encoding="utf-8") if (here / name).is_file() else ""
-                   for name in ("test_gateway_protocol.py", "test_gateway_sessions.py", "test_recovery.py"))
+    text = "".join(
+        (here / name).read_text(encoding="utf-8") if (here / name).is_file() else ""
+        for name in ("test_gateway_protocol.py", "test_gateway_sessions.py", "test_recovery.py")
+    )
     named = set(re.findall(r"RejectCode\.([A-Z_0-9]+)\b", text))
     session_codes = [code for code in RejectCode if 700 <= code <= 799]
     assert session_codes, "no session codes in the table"
@@ -1354,6 +1790,7 @@ def test_every_session_code_is_tested():
 
 
 # -- what a refusal echoes stays small ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("key", ["a`b", "", "`", "bad-field", "x" * 64])
 def test_unknown_key_of_any_spelling_is_named(key):
@@ -1370,8 +1807,14 @@ def test_a_huge_unknown_key_is_refused_without_echoing_it():
 
 @pytest.mark.parametrize("field", ["request_id", "client_order_id"])
 def test_ids_longer_than_64_characters_are_invalid_fields(field):
-    message = {"type": "new_order", "client_order_id": "c1", "instrument": "EUA", "side": "B", "quantity": 1,
-               field: "i" * 65}
+    message = {
+        "type": "new_order",
+        "client_order_id": "c1",
+        "instrument": "EUA",
+        "side": "B",
+        "quantity": 1,
+        field: "i" * 65,
+    }
     [refusal] = MessageReader().feed(encode_frame(message))
     assert (refusal.code, refusal.field) == (RejectCode.INVALID_FIELD, field)
     assert refusal.client_order_id == (None if field == "client_order_id" else "c1")
@@ -1395,11 +1838,17 @@ def test_tracker_forgets_the_oldest_closed_orders_past_its_bound():
     engine = make_engine()
     tracker = OrderTracker(engine.instruments, max_closed=2)
     for n in range(3):  # three orders, each rests and is cancelled
-        tracker.messages(engine.handle(NewOrder(ts=n, account="a", client_order_id=f"c{n}", instrument="EUA",
-                                                side=Side.BUY, quantity=1, price=6900)))
+        tracker.messages(
+            engine.handle(
+                NewOrder(
+                    ts=n, account="a", client_order_id=f"c{n}", instrument="EUA", side=Side.BUY, quantity=1, price=6900
+                )
+            )
+        )
         tracker.messages(engine.handle(CancelOrder(ts=n, account="a", client_order_id=f"c{n}")))
-    open_one = engine.handle(NewOrder(ts=9, account="a", client_order_id="open", instrument="EUA", side=Side.BUY,
-                                      quantity=1, price=6900))
+    open_one = engine.handle(
+        NewOrder(ts=9, account="a", client_order_id="open", instrument="EUA", side=Side.BUY, quantity=1, price=6900)
+    )
     tracker.messages(open_one)
     assert tracker.find("a", None, "c0") is None and tracker.find("a", 1, None) is None  # the oldest closed
     assert [tracker.find("a", None, clid).status for clid in ("c1", "c2", "open")] == [CANCELED, CANCELED, NEW]

@@ -42,6 +42,7 @@ Covered:
   that never got past its header is created afresh; a file that is not a
   journal is refused, not replaced.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -172,8 +173,16 @@ class Live:
 
     def _note(self, bodies: list | None) -> None:
         core = self.core
-        self.committed.append(Committed(self.journal.next_seq - 1, self.journal.size, bodies,
-                                        core.engine.state_hash(), dict(core.next_seqs), frozenset(core.cod_sessions)))
+        self.committed.append(
+            Committed(
+                self.journal.next_seq - 1,
+                self.journal.size,
+                bodies,
+                core.engine.state_hash(),
+                dict(core.next_seqs),
+                frozenset(core.cod_sessions),
+            )
+        )
 
     @property
     def last(self) -> Committed:
@@ -206,8 +215,11 @@ class Live:
                 body = skip_record(account, 1)
                 journal.append(body)
                 self.skipped.append((len(self.committed), account, core.next_seq(account)))
-                core.deliver(account, BalancesAnswer(account=account, balances=[], blocked=False, ts=0,
-                                                     request_id=self.request_id), outbox)
+                core.deliver(
+                    account,
+                    BalancesAnswer(account=account, balances=[], blocked=False, ts=0, request_id=self.request_id),
+                    outbox,
+                )
             elif kind == "session":
                 body = session_record(step[1])
                 journal.append(body)
@@ -246,10 +258,25 @@ class Live:
         if row.kind == "C":
             return account, CancelOrder(ts=self.now(), account=account, client_order_id=clid)
         if row.kind == "M":
-            return account, NewOrder(ts=self.now(), account=account, client_order_id=clid, instrument="EUA",
-                                     side=row.side, quantity=row.quantity, order_type="MARKET", time_in_force="IOC")
-        return account, NewOrder(ts=self.now(), account=account, client_order_id=clid, instrument="EUA",
-                                 side=row.side, quantity=row.quantity, price=row.price)
+            return account, NewOrder(
+                ts=self.now(),
+                account=account,
+                client_order_id=clid,
+                instrument="EUA",
+                side=row.side,
+                quantity=row.quantity,
+                order_type="MARKET",
+                time_in_force="IOC",
+            )
+        return account, NewOrder(
+            ts=self.now(),
+            account=account,
+            client_order_id=clid,
+            instrument="EUA",
+            side=row.side,
+            quantity=row.quantity,
+            price=row.price,
+        )
 
     def order_flow(self, rows, per_batch: int = 4, skips: bool = True) -> None:
         """The rows as sessions' requests, ``per_batch`` to a gateway batch; with ``skips`` some batches also
@@ -258,7 +285,7 @@ class Live:
             steps: list[tuple] = []
             pending: list = []
             ordering: set[str] = set()
-            for row in rows[start:start + per_batch]:
+            for row in rows[start : start + per_batch]:
                 account, command = self.command_for(row)
                 if row.kind == "C" and account in ordering:
                     # The gateway runs what is pending first: the cancel may name an order still pending.
@@ -298,8 +325,9 @@ def rows(orders: int, seed: int = 7):
     return generate_workload(orders, seed)
 
 
-def standard_journal(data_dir: Path, orders: int = 400, seed: int = 7, snapshot_after: int | None = None,
-                     genesis: Genesis | None = None) -> tuple[Live, Path | None]:
+def standard_journal(
+    data_dir: Path, orders: int = 400, seed: int = 7, snapshot_after: int | None = None, genesis: Genesis | None = None
+) -> tuple[Live, Path | None]:
     """A realistic journal: accounts opened, a session with cancel-on-disconnect that ends midway (its
     orders cancelled), an end of day, and the workload's orders and cancels; optionally a snapshot
     after ``snapshot_after`` of the workload's rows."""
@@ -308,9 +336,9 @@ def standard_journal(data_dir: Path, orders: int = 400, seed: int = 7, snapshot_
     live.logon("carbon-fund")
     flow = rows(orders, seed)
     split = len(flow) // 2 if snapshot_after is None else snapshot_after
-    live.order_flow(flow[:split // 2])
+    live.order_flow(flow[: split // 2])
     live.disconnect("carbon-fund")
-    live.order_flow(flow[split // 2:split])
+    live.order_flow(flow[split // 2 : split])
     snapshot = live.snapshot(data_dir) if snapshot_after is not None else None
     live.end_of_day(20240102)
     live.logon("broker")
@@ -342,10 +370,29 @@ def probe(core) -> tuple:
     """What the next batch would produce: the same marketable orders on any core, its messages and market data.
     Tracker, market-data feed and numbering disagreeing anywhere would show here."""
     ts = core.last_ts + 1
-    inputs = [("bank", "p1", NewOrder(ts=ts, account="bank", client_order_id="probe-b", instrument="EUA",
-                                      side="B", quantity=40, price=7015)),
-              ("gov-fund", "p2", NewOrder(ts=ts + 1, account="gov-fund", client_order_id="probe-s", instrument="EUA",
-                                          side="S", quantity=20, order_type="MARKET", time_in_force="IOC"))]
+    inputs = [
+        (
+            "bank",
+            "p1",
+            NewOrder(
+                ts=ts, account="bank", client_order_id="probe-b", instrument="EUA", side="B", quantity=40, price=7015
+            ),
+        ),
+        (
+            "gov-fund",
+            "p2",
+            NewOrder(
+                ts=ts + 1,
+                account="gov-fund",
+                client_order_id="probe-s",
+                instrument="EUA",
+                side="S",
+                quantity=20,
+                order_type="MARKET",
+                time_in_force="IOC",
+            ),
+        ),
+    ]
     outbox: list = []
     core.execute(inputs, outbox)
     events, _, market_data = core.commit()
@@ -354,12 +401,23 @@ def probe(core) -> tuple:
 
 # -- 1. commands as plain values ---------------------------------------------------------------------
 
+
 def one_of_each_command() -> list:
     ts = 1_700_000_000_123_456_789
     return [
-        NewOrder(ts=ts, account="bank", client_order_id="c-1", instrument="EUA", side="B", quantity=10, price=7000,
-                 time_in_force="GTD", expire_date=20240131, display_quantity=3,
-                 self_trade_prevention="CANCEL_BOTH"),
+        NewOrder(
+            ts=ts,
+            account="bank",
+            client_order_id="c-1",
+            instrument="EUA",
+            side="B",
+            quantity=10,
+            price=7000,
+            time_in_force="GTD",
+            expire_date=20240131,
+            display_quantity=3,
+            self_trade_prevention="CANCEL_BOTH",
+        ),
         CancelOrder(ts=ts, account="bank", order_id=42),
         ReplaceOrder(ts=ts, account="bank", client_order_id=7, quantity=5, price=6990),
         MassCancel(ts=ts, account="bank", instrument="EUA", on_disconnect=True),
@@ -375,10 +433,19 @@ def one_of_each_command() -> list:
         Surrender(ts=ts, account="paper-mill", year=2023, instrument="CER", units=5000),
         ComplianceDeadline(ts=ts, year=2023, date=20240930),
         SetTradingPhase(ts=ts, instrument="EUA", phase=TradingPhase.HALTED),
-        SetTradingPhase(ts=ts, instrument="EUA", phase=TradingPhase.CONTINUOUS,
-                        from_phase=TradingPhase.VOLATILITY_INTERRUPTION),
-        OpenPrimaryAuction(ts=ts, auction_id="DE-1", auctioneer="de-auctioneer", instrument="EUA", volume=10_000,
-                           closes_at=ts + 10**9, seed="0f" * 32, reserve_discount_bps=2000),
+        SetTradingPhase(
+            ts=ts, instrument="EUA", phase=TradingPhase.CONTINUOUS, from_phase=TradingPhase.VOLATILITY_INTERRUPTION
+        ),
+        OpenPrimaryAuction(
+            ts=ts,
+            auction_id="DE-1",
+            auctioneer="de-auctioneer",
+            instrument="EUA",
+            volume=10_000,
+            closes_at=ts + 10**9,
+            seed="0f" * 32,
+            reserve_discount_bps=2000,
+        ),
         SubmitBid(ts=ts, account="bank", auction_id="DE-1", bid_id="b-1", price=7010, volume=1500),
         ModifyBid(ts=ts, account="bank", auction_id="DE-1", bid_id="b-1", volume=1000),
         WithdrawBid(ts=ts, account="bank", auction_id="DE-1", bid_id=7),
@@ -420,12 +487,20 @@ def new_orders(draw):
     """Any valid NewOrder: each field over its whole valid range, in the combinations the rules allow."""
     order_type = draw(st.sampled_from(OrderType))
     quantity = draw(positive)
-    fields = dict(ts=draw(whole), account=draw(names), client_order_id=draw(st.one_of(whole, names)),
-                  instrument=draw(names), side=draw(st.sampled_from(Side)), quantity=quantity, order_type=order_type,
-                  self_trade_prevention=draw(st.none() | st.sampled_from(SelfTradePrevention)))
+    fields = dict(
+        ts=draw(whole),
+        account=draw(names),
+        client_order_id=draw(st.one_of(whole, names)),
+        instrument=draw(names),
+        side=draw(st.sampled_from(Side)),
+        quantity=quantity,
+        order_type=order_type,
+        self_trade_prevention=draw(st.none() | st.sampled_from(SelfTradePrevention)),
+    )
     if order_type is OrderType.MARKET:
-        fields["time_in_force"] = draw(st.sampled_from([TimeInForce.GTC, TimeInForce.DAY, TimeInForce.IOC,
-                                                        TimeInForce.FOK]))
+        fields["time_in_force"] = draw(
+            st.sampled_from([TimeInForce.GTC, TimeInForce.DAY, TimeInForce.IOC, TimeInForce.FOK])
+        )
         return NewOrder(**fields)
     tif = draw(st.sampled_from(TimeInForce))
     fields.update(price=draw(positive), time_in_force=tif)
@@ -445,11 +520,11 @@ def new_orders(draw):
 def test_any_valid_new_order_round_trips(order):
     decoded = through_msgpack(order)
     assert decoded == order
-    assert (type(decoded.side), type(decoded.order_type), type(decoded.time_in_force)) == (
-        Side, OrderType, TimeInForce)
+    assert (type(decoded.side), type(decoded.order_type), type(decoded.time_in_force)) == (Side, OrderType, TimeInForce)
 
 
 # -- 2. writing and reading ----------------------------------------------------------------------------
+
 
 def test_a_journal_reads_back_the_records_appended_with_seqs_1_to_n(tmp_path):
     live, _ = standard_journal(tmp_path, orders=300)
@@ -484,10 +559,11 @@ def test_a_journal_reads_back_the_records_appended_with_seqs_1_to_n(tmp_path):
     # Reading from a commit boundary (what a snapshot does) yields exactly the batches after it.
     middle = live.committed[len(live.committed) // 2]
     rest = list(JournalReader(path).batches(middle.end, middle.last_seq + 1))
-    assert rest == batches[len(live.committed) // 2 + 1:]
+    assert rest == batches[len(live.committed) // 2 + 1 :]
 
 
 # -- 3. recovery equals the live state ---------------------------------------------------------------
+
 
 def assert_same_numbering(live: Live, recovered_core, skipped_after: int = -1) -> None:
     """Outbound numbering equal everywhere; the resend store equal to the live one except for answers that
@@ -561,10 +637,12 @@ def test_a_recovered_exchange_goes_on_and_recovers_again(tmp_path):
     assert final.core.engine.state_hash() == again.core.engine.state_hash()
     assert final.report.last_seq == again.journal.next_seq - 1
     assert [seq for _, seq, _ in record_offsets((tmp_path / JOURNAL_NAME).read_bytes())] == list(
-        range(1, again.journal.next_seq))
+        range(1, again.journal.next_seq)
+    )
 
 
 # -- 4. a torn last batch, cut at every byte ----------------------------------------------------------
+
 
 def test_a_torn_last_batch_is_cut_back_to_the_previous_commit_at_every_byte(tmp_path):
     source = tmp_path / "source"
@@ -602,8 +680,9 @@ def test_a_torn_last_batch_is_cut_back_to_the_previous_commit_at_every_byte(tmp_
         again = recover(work, standard_genesis())
         assert (again.report.torn_bytes, again.report.last_seq) == (0, going_on.last.last_seq), cut
         assert again.core.engine.state_hash() == going_on.last.state_hash, cut
-        assert [seq for _, seq, _ in record_offsets(path.read_bytes())] == list(
-            range(1, going_on.last.last_seq + 1)), cut
+        assert [seq for _, seq, _ in record_offsets(path.read_bytes())] == list(range(1, going_on.last.last_seq + 1)), (
+            cut
+        )
         again.journal.close()
 
     # The whole file, cut nowhere, recovers the last batch.
@@ -620,7 +699,7 @@ def test_a_batch_written_twice_at_the_tail_is_not_applied_twice(tmp_path):
     live.close()
     path = tmp_path / JOURNAL_NAME
     data = path.read_bytes()
-    path.write_bytes(data + data[live.committed[-2].end:])
+    path.write_bytes(data + data[live.committed[-2].end :])
     recovered = recover(tmp_path, standard_genesis())
     assert recovered.report.torn_bytes == len(data) - live.committed[-2].end
     assert "where" in recovered.report.torn_reason and "was due" in recovered.report.torn_reason
@@ -629,6 +708,7 @@ def test_a_batch_written_twice_at_the_tail_is_not_applied_twice(tmp_path):
 
 
 # -- 5. acknowledged batches survive any crash after them (hypothesis) ---------------------------------
+
 
 @functools.cache
 def base_journal() -> tuple[bytes, tuple[Committed, ...], Genesis]:
@@ -665,7 +745,7 @@ def test_acknowledged_batches_survive_a_crash_with_garbage_after_them_twice(data
         # The exchange goes on, acknowledges more, and crashes again the same way.
         live = Live.resume(recovered)
         start = data.draw(st.integers(min_value=0, max_value=40), label="rows from")
-        live.order_flow(rows(60, seed=17)[start:start + 16])
+        live.order_flow(rows(60, seed=17)[start : start + 16])
         live.close()
         second = live.committed
         acked2 = data.draw(st.sampled_from(second), label="acknowledged again")
@@ -687,6 +767,7 @@ def test_acknowledged_batches_survive_a_crash_with_garbage_after_them_twice(data
 
 
 # -- 6. damage in the middle ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("where", ["length", "crc", "seq", "body"])
 def test_damage_before_valid_records_is_refused_and_the_file_left_alone(tmp_path, where):
@@ -727,7 +808,7 @@ def test_a_zeroed_block_in_the_middle_is_refused_not_truncated_as_a_torn_tail(tm
     block = 4096  # the second 4 KiB block of the file
     inside = [seq for offset, seq, _ in record_offsets(bytes(data)) if block <= offset < 2 * block]
     assert len(inside) > 64  # the premise: more records in the block than the reader searches past
-    data[block:2 * block] = bytes(4096)
+    data[block : 2 * block] = bytes(4096)
     path.write_bytes(bytes(data))
 
     try:
@@ -735,14 +816,17 @@ def test_a_zeroed_block_in_the_middle_is_refused_not_truncated_as_a_torn_tail(tm
     except JournalCorrupt:
         assert path.read_bytes() == bytes(data)  # refused, and the file left as it was
         return
-    pytest.fail(f"a zeroed block in the middle was taken for a torn tail: the journal was cut to "
-                f"{path.stat().st_size} of {len(data)} bytes, losing acknowledged batches up to seq "
-                f"{live.last.last_seq} (recovered up to seq {recovered.report.last_seq})")
+    pytest.fail(
+        f"a zeroed block in the middle was taken for a torn tail: the journal was cut to "
+        f"{path.stat().st_size} of {len(data)} bytes, losing acknowledged batches up to seq "
+        f"{live.last.last_seq} (recovered up to seq {recovered.report.last_seq})"
+    )
 
 
 # -- 7. snapshots passed over ----------------------------------------------------------------------------
 # (A snapshot past the journal's last commit record is not passed over: it shows that the journal lost
 # acknowledged batches, and the start is refused; tests/test_startup_integrity.py.)
+
 
 @pytest.mark.parametrize("kind", ["damaged", "other_journal", "past_the_ledger"])
 def test_an_unusable_snapshot_is_passed_over_for_an_older_one(tmp_path, kind):
@@ -805,8 +889,9 @@ def test_replay_settles_every_event_after_the_ledger_cursor_exactly_once(tmp_pat
     last_event = live.core.engine.counters.seq
     for cursor in range(0, last_event + 1):
         settled: list = []
-        core, report, _ = replay_journal(tmp_path / JOURNAL_NAME, standard_genesis(), settle=settled.extend,
-                                         ledger_cursor=cursor)
+        core, report, _ = replay_journal(
+            tmp_path / JOURNAL_NAME, standard_genesis(), settle=settled.extend, ledger_cursor=cursor
+        )
         assert [event.seq for event in settled] == list(range(cursor + 1, last_event + 1)), cursor
         assert report.settled_events == last_event - cursor
     with pytest.raises(JournalError, match="past the journal's last event"):
@@ -829,10 +914,14 @@ def test_with_no_usable_snapshot_the_whole_journal_is_replayed(tmp_path):
 
 # -- 8. the genesis must match ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("field, value, named", [
-    ("tick_size", 5, "EUA.tick_size: 1 -> 5"),
-    ("taker_fee", 400, "EUA.taker_fee: 350 -> 400"),
-])
+
+@pytest.mark.parametrize(
+    "field, value, named",
+    [
+        ("tick_size", 5, "EUA.tick_size: 1 -> 5"),
+        ("taker_fee", 400, "EUA.taker_fee: 350 -> 400"),
+    ],
+)
 def test_a_journal_started_with_other_instrument_terms_is_refused(tmp_path, field, value, named):
     live, _ = standard_journal(tmp_path, orders=60)
     live.close()
@@ -852,11 +941,14 @@ def test_the_genesis_round_trips_through_its_plain_value():
     again = Genesis.from_value(value)
     assert again.differences(genesis) == [] and again == genesis
     without = dataclasses.replace(genesis, compliance=None, md_levels=5)
-    assert without.differences(genesis) == [f"compliance: None -> {genesis.to_value()['compliance']!r}",
-                                            "md_levels: 5 -> 10"]
+    assert without.differences(genesis) == [
+        f"compliance: None -> {genesis.to_value()['compliance']!r}",
+        "md_levels: 5 -> 10",
+    ]
 
 
 # -- 9. a journal that never got past its header -----------------------------------------------------
+
 
 @pytest.mark.parametrize("content", ["empty", "part_of_the_magic", "magic_only", "genesis_without_commit"])
 def test_a_journal_that_never_committed_its_genesis_is_created_afresh(tmp_path, content):

@@ -40,6 +40,7 @@ barrier: the gateway writes a batch's market data before it runs the next batch,
 answer arrives, everything published before it is in the client's market-data queue
 (:func:`md_so_far`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -93,13 +94,29 @@ from gateway.wire.protocol import encode_message
 
 NS = 1_000_000_000
 BUY, SELL = Side.BUY, Side.SELL
-CHANNEL_TYPES = {"book": "book_update", "top": "top_of_book", "trades": "trade", "stats": "statistics",
-                 "status": "status"}
+CHANNEL_TYPES = {
+    "book": "book_update",
+    "top": "top_of_book",
+    "trades": "trade",
+    "stats": "statistics",
+    "status": "status",
+}
 TYPE_CHANNELS = {kind: channel for channel, kind in CHANNEL_TYPES.items()} | {"book_snapshot": "book"}
 
 # A fourth instrument with a 5-cent tick and 500-tonne lots, so that every conversion to ticks and tonnes shows.
-UKA = Instrument(symbol="UKA", name="UK Allowance (test)", lot_units=500, tick_size=5, min_lots=1, max_lots=1000,
-                 min_price=5, max_price=100_000, reference_price=4000, market_collar=None, price_band_bps=0)
+UKA = Instrument(
+    symbol="UKA",
+    name="UK Allowance (test)",
+    lot_units=500,
+    tick_size=5,
+    min_lots=1,
+    max_lots=1000,
+    min_price=5,
+    max_price=100_000,
+    reference_price=4000,
+    market_collar=None,
+    price_band_bps=0,
+)
 MID = {"EUA": 7000, "CER": 5800, "ERU": 5500, "UKA": 4000}  # cents
 
 
@@ -121,6 +138,7 @@ def vwap_string(value: int, lots: int) -> str | None:
 
 
 # -- what a subscriber builds ------------------------------------------------------------------------
+
 
 class BookModel:
     """A subscriber's book: loaded from a ``book_snapshot``, kept by ``book_update`` changes, in ticks."""
@@ -176,8 +194,9 @@ def top_fields(message: dict) -> tuple:
 def engine_best(engine: Engine, symbol: str) -> tuple:
     book, tick = engine.books[symbol], engine.instruments[symbol].tick_size
     bids, asks = book.depth(BUY, 1), book.depth(SELL, 1)
-    return (((bids[0][0] // tick, bids[0][1]) if bids else (None, 0))
-            + ((asks[0][0] // tick, asks[0][1]) if asks else (None, 0)))
+    return ((bids[0][0] // tick, bids[0][1]) if bids else (None, 0)) + (
+        (asks[0][0] // tick, asks[0][1]) if asks else (None, 0)
+    )
 
 
 def engine_top(engine: Engine, symbol: str, levels: int) -> tuple[list, list]:
@@ -205,19 +224,28 @@ class DayStats:
         tick, prices = self.tick, [price for _, price, _ in self.day]
         volume = sum(lots for _, _, lots in self.day)
         value = sum(price * lots for _, price, lots in self.day)
-        return {"open": prices[0] // tick if prices else None, "high": max(prices) // tick if prices else None,
-                "low": min(prices) // tick if prices else None,
-                "last": None if self.last is None else self.last // tick, "volume": volume,
-                "volume_tonnes": volume * self.lot_units, "vwap": vwap_string(value, volume),
-                "trades": len(self.day), "settlement_price": self.settlement}
+        return {
+            "open": prices[0] // tick if prices else None,
+            "high": max(prices) // tick if prices else None,
+            "low": min(prices) // tick if prices else None,
+            "last": None if self.last is None else self.last // tick,
+            "volume": volume,
+            "volume_tonnes": volume * self.lot_units,
+            "vwap": vwap_string(value, volume),
+            "trades": len(self.day),
+            "settlement_price": self.settlement,
+        }
 
     def close(self, ts: int) -> dict:
         """The closing statistics (settlement price included); the next day starts from nothing."""
         window = [(price, lots) for trade_ts, price, lots in self.day if ts - self.window_ns <= trade_ts <= ts]
         lots = sum(lots for _, lots in window)
         if lots:
-            cents = int((Decimal(sum(price * lots for price, lots in window)) / lots)
-                        .to_integral_value(rounding=ROUND_HALF_EVEN))
+            cents = int(
+                (Decimal(sum(price * lots for price, lots in window)) / lots).to_integral_value(
+                    rounding=ROUND_HALF_EVEN
+                )
+            )
             self.settlement = cents // self.tick  # on the tick, rounded down (exact for a 1-cent tick)
             self.closes["window"] += 1
         elif self.last is not None:
@@ -231,8 +259,10 @@ class DayStats:
 
 
 def stats_fields(message: dict) -> dict:
-    return {name: message[name] for name in ("open", "high", "low", "last", "volume", "volume_tonnes", "vwap",
-                                             "trades", "settlement_price")}
+    return {
+        name: message[name]
+        for name in ("open", "high", "low", "last", "volume", "volume_tonnes", "vwap", "trades", "settlement_price")
+    }
 
 
 class FeedChecker:
@@ -243,8 +273,9 @@ class FeedChecker:
         self.levels = levels
         self.feed = MarketDataFeed(engine, levels=levels, settlement_window_s=window_s)
         self.symbols = list(engine.instruments)
-        self.seq = {(symbol, channel): (1 if channel == "status" else 0)
-                    for symbol in self.symbols for channel in CHANNELS}
+        self.seq = {
+            (symbol, channel): (1 if channel == "status" else 0) for symbol in self.symbols for channel in CHANNELS
+        }
         self.stats = {symbol: DayStats(engine.instruments[symbol], window_s * NS) for symbol in self.symbols}
         self.tops = {symbol: (None, 0, None, 0) for symbol in self.symbols}
         self.books: dict[str, list[BookModel]] = {symbol: [] for symbol in self.symbols}
@@ -265,11 +296,23 @@ class FeedChecker:
         stats = state["stats"]
         assert stats["type"] == "statistics" and stats["md_seq"] == self.seq[(symbol, "stats")]
         assert stats_fields(stats) == self.stats[symbol].expected()
-        assert state["status"] == {"type": "status", "instrument": symbol, "md_seq": self.seq[(symbol, "status")],
-                                   "status": "open", "phase": "continuous", "reason": None, "trigger_price": None,
-                                   "reference_price": None, "indicative_price": None, "indicative_quantity": 0,
-                                   "indicative_demand": 0, "indicative_supply": 0, "auction_price": None,
-                                   "auction_quantity": 0, "ts": state["status"]["ts"]}
+        assert state["status"] == {
+            "type": "status",
+            "instrument": symbol,
+            "md_seq": self.seq[(symbol, "status")],
+            "status": "open",
+            "phase": "continuous",
+            "reason": None,
+            "trigger_price": None,
+            "reference_price": None,
+            "indicative_price": None,
+            "indicative_quantity": 0,
+            "indicative_demand": 0,
+            "indicative_supply": 0,
+            "auction_price": None,
+            "auction_quantity": 0,
+            "ts": state["status"]["ts"],
+        }
         self.books[symbol].append(book)
         return book
 
@@ -290,11 +333,18 @@ class FeedChecker:
         for event in trades:
             trade_numbers[event.instrument] += 1
             tick = engine.instruments[event.instrument].tick_size
-            expected_trades.append({
-                "type": "trade", "instrument": event.instrument,
-                "md_seq": self.seq[(event.instrument, "trades")] + trade_numbers[event.instrument],
-                "trade_id": event.trade_id, "price": event.price // tick, "quantity": event.quantity,
-                "aggressor_side": event.aggressor_side.value, "ts": event.ts})
+            expected_trades.append(
+                {
+                    "type": "trade",
+                    "instrument": event.instrument,
+                    "md_seq": self.seq[(event.instrument, "trades")] + trade_numbers[event.instrument],
+                    "trade_id": event.trade_id,
+                    "price": event.price // tick,
+                    "quantity": event.quantity,
+                    "aggressor_side": event.aggressor_side.value,
+                    "ts": event.ts,
+                }
+            )
         assert [message for _, channel, message in messages if channel == "trades"] == expected_trades
         # every message in order: numbering, and the models of the subscribers and of the statistics
         dirty: dict[str, int] = {}  # instruments with trades not yet in a statistics message -> last trade's ts
@@ -308,17 +358,22 @@ class FeedChecker:
             assert message["md_seq"] == self.seq[key] + 1, f"{key}: md_seq {message['md_seq']} after {self.seq[key]}"
             self.seq[key] += 1
             if channel == "trades":
-                self.stats[symbol].add(message["ts"], message["price"] * engine.instruments[symbol].tick_size,
-                                       message["quantity"])
+                self.stats[symbol].add(
+                    message["ts"], message["price"] * engine.instruments[symbol].tick_size, message["quantity"]
+                )
                 dirty[symbol] = message["ts"]
             elif channel == "book":
                 assert message["ts"] == level_ts[symbol], "a book update for a book without a level change"
                 tick = engine.instruments[symbol].tick_size
-                in_book = {(side.value, price // tick) for side in (BUY, SELL)
-                           for price, _, _ in engine.books[symbol].depth(side)}
+                in_book = {
+                    (side.value, price // tick)
+                    for side in (BUY, SELL)
+                    for price, _, _ in engine.books[symbol].depth(side)
+                }
                 self.seen["updates"] += 1
-                self.seen["pushed_out"] += sum(1 for side, price, lots, _ in message["changes"]
-                                               if lots == 0 and (side, price) in in_book)  # still there after
+                self.seen["pushed_out"] += sum(
+                    1 for side, price, lots, _ in message["changes"] if lots == 0 and (side, price) in in_book
+                )  # still there after
                 for book in self.books[symbol]:
                     book.apply(message)
             elif channel == "top":
@@ -383,8 +438,14 @@ class Flow:
             self.clids[account].append((self.next_clid, symbol))
             tick = UKA.tick_size if symbol == "UKA" else 1
             price = MID[symbol] + offset * tick
-            fields = {"ts": ts, "account": account, "client_order_id": self.next_clid, "instrument": symbol,
-                      "side": side, "quantity": lots}
+            fields = {
+                "ts": ts,
+                "account": account,
+                "client_order_id": self.next_clid,
+                "instrument": symbol,
+                "side": side,
+                "quantity": lots,
+            }
             if order_kind == "market":
                 return NewOrder(order_type="MARKET", time_in_force="IOC", **fields)
             if order_kind == "iceberg":
@@ -396,8 +457,7 @@ class Flow:
         if kind == "cancel":
             _, account, back = spec
             clids = self.clids[account]
-            return CancelOrder(ts=ts, account=account,
-                               client_order_id=clids[-1 - back % len(clids)][0] if clids else 1)
+            return CancelOrder(ts=ts, account=account, client_order_id=clids[-1 - back % len(clids)][0] if clids else 1)
         if kind == "replace":
             _, account, back, lots, offset = spec
             clids = self.clids[account]
@@ -405,8 +465,13 @@ class Flow:
                 return CancelOrder(ts=ts, account=account, client_order_id=1)
             clid, symbol = clids[-1 - back % len(clids)]
             tick = UKA.tick_size if symbol == "UKA" else 1
-            return ReplaceOrder(ts=ts, account=account, client_order_id=clid, quantity=lots,
-                                price=None if offset is None else MID[symbol] + offset * tick)
+            return ReplaceOrder(
+                ts=ts,
+                account=account,
+                client_order_id=clid,
+                quantity=lots,
+                price=None if offset is None else MID[symbol] + offset * tick,
+            )
         if kind == "mass":
             return MassCancel(ts=ts, account=spec[1], instrument=spec[2])
         if kind == "eod":
@@ -428,22 +493,42 @@ ACCOUNTS = ("a", "b", "c")
 FLOW_SYMBOLS = ("EUA", "UKA")
 steps = st.one_of(st.integers(1, 1000), st.integers(1, 40 * NS))  # nanoseconds: same second, or up to 40 s
 spec_strategies = {
-    "order": st.tuples(st.just("order"), st.sampled_from(ACCOUNTS), st.sampled_from(FLOW_SYMBOLS),
-                       st.sampled_from((BUY, SELL)), st.integers(1, 12), st.sampled_from(range(-3, 4)),
-                       st.sampled_from(KINDS), st.integers(1, 11)),
+    "order": st.tuples(
+        st.just("order"),
+        st.sampled_from(ACCOUNTS),
+        st.sampled_from(FLOW_SYMBOLS),
+        st.sampled_from((BUY, SELL)),
+        st.integers(1, 12),
+        st.sampled_from(range(-3, 4)),
+        st.sampled_from(KINDS),
+        st.integers(1, 11),
+    ),
     "cancel": st.tuples(st.just("cancel"), st.sampled_from(ACCOUNTS), st.integers(0, 10)),
-    "replace": st.tuples(st.just("replace"), st.sampled_from(ACCOUNTS), st.integers(0, 10),
-                         st.none() | st.integers(1, 12), st.none() | st.integers(-3, 3)),
+    "replace": st.tuples(
+        st.just("replace"),
+        st.sampled_from(ACCOUNTS),
+        st.integers(0, 10),
+        st.none() | st.integers(1, 12),
+        st.none() | st.integers(-3, 3),
+    ),
     "mass": st.tuples(st.just("mass"), st.sampled_from(ACCOUNTS), st.sampled_from((None,) + FLOW_SYMBOLS)),
     "eod": st.just(("eod",)),
 }
 # mostly orders: 14 in 20 commands; an end of day in 40
-command_specs = st.tuples(steps, st.sampled_from(("order",) * 28 + ("cancel",) * 5 + ("replace",) * 4 + ("mass", "eod"))
-                          .flatmap(spec_strategies.__getitem__))
+command_specs = st.tuples(
+    steps,
+    st.sampled_from(("order",) * 28 + ("cancel",) * 5 + ("replace",) * 4 + ("mass", "eod")).flatmap(
+        spec_strategies.__getitem__
+    ),
+)
 
 
-@given(batches=st.lists(st.lists(command_specs, min_size=1, max_size=12), min_size=1, max_size=40),
-       levels=st.integers(1, 4), window_s=st.sampled_from((1, 30, 60)), joins=st.sets(st.integers(0, 29)))
+@given(
+    batches=st.lists(st.lists(command_specs, min_size=1, max_size=12), min_size=1, max_size=40),
+    levels=st.integers(1, 4),
+    window_s=st.sampled_from((1, 30, 60)),
+    joins=st.sets(st.integers(0, 29)),
+)
 def test_feed_rebuilds_books_and_recomputes_trades_and_statistics(batches, levels, window_s, joins):
     checker = FeedChecker(feed_engine(), levels, window_s)
     flow = Flow()
@@ -470,14 +555,27 @@ class RandomFlow:
         if roll < 0.14:
             return step, ("cancel", account, rng.randint(0, 15))
         if roll < 0.22:
-            return step, ("replace", account, rng.randint(0, 15), rng.choice((None, rng.randint(1, 12))),
-                          rng.choice((None, rng.randint(-5, 5))))
+            return step, (
+                "replace",
+                account,
+                rng.randint(0, 15),
+                rng.choice((None, rng.randint(1, 12))),
+                rng.choice((None, rng.randint(-5, 5))),
+            )
         if roll < 0.225:
             return step, ("mass", account, rng.choice((None,) + self.SYMBOLS))
         if roll < 0.229:
             return step, ("eod",)
-        return step, ("order", account, rng.choice(self.SYMBOLS), rng.choice((BUY, SELL)), rng.randint(1, 12),
-                      rng.randint(-6, 6), rng.choice(KINDS), rng.randint(1, 11))
+        return step, (
+            "order",
+            account,
+            rng.choice(self.SYMBOLS),
+            rng.choice((BUY, SELL)),
+            rng.randint(1, 12),
+            rng.randint(-6, 6),
+            rng.choice(KINDS),
+            rng.randint(1, 11),
+        )
 
 
 def test_feed_is_exact_over_a_seeded_20000_command_run():
@@ -507,8 +605,16 @@ _CLIDS = itertools.count(1)
 
 
 def order(ts: int, account: str, side: Side, lots: int, price: int, symbol: str = "EUA", **fields) -> NewOrder:
-    return NewOrder(ts=ts, account=account, client_order_id=next(_CLIDS), instrument=symbol, side=side,
-                    quantity=lots, price=price, **fields)
+    return NewOrder(
+        ts=ts,
+        account=account,
+        client_order_id=next(_CLIDS),
+        instrument=symbol,
+        side=side,
+        quantity=lots,
+        price=price,
+        **fields,
+    )
 
 
 T0 = 1_700_000_000 * NS
@@ -535,30 +641,69 @@ def test_settlement_price_is_the_vwap_of_the_closing_window_then_the_day_starts_
     run(EndOfDay(ts=close, trading_date=20240102))
     # per instrument: the closing statistics, then the next day's
     assert [(symbol, "trading_day_closed" in message) for symbol, _, message in out] == [
-        (symbol, closed) for symbol in engine.instruments for closed in (True, False)]
+        (symbol, closed) for symbol in engine.instruments for closed in (True, False)
+    ]
     assert {channel for _, channel, _ in out} == {"stats"}
     closing = {symbol: message for symbol, _, message in out if "trading_day_closed" in message}
     eua = closing["EUA"]
     # (3 x 7003 + 2 x 7010 + 1 x 7002) / 6 = 7005.17 -> 7005 cents; 7000 and 7100 are outside the window
     # (with 7100 in: 7020; without the trade at the window's very start: 7007)
-    assert eua == {"type": "statistics", "instrument": "EUA", "md_seq": 6, "open": 7000, "high": 7100, "low": 7000,
-                   "last": 7002, "volume": 17, "volume_tonnes": 17_000, "vwap": "70.0771",
-                   "trades": 5, "settlement_price": 7005, "ts": close, "trading_day_closed": True}
+    assert eua == {
+        "type": "statistics",
+        "instrument": "EUA",
+        "md_seq": 6,
+        "open": 7000,
+        "high": 7100,
+        "low": 7000,
+        "last": 7002,
+        "volume": 17,
+        "volume_tonnes": 17_000,
+        "vwap": "70.0771",
+        "trades": 5,
+        "settlement_price": 7005,
+        "ts": close,
+        "trading_day_closed": True,
+    }
     assert closing["UKA"]["settlement_price"] == 4005 // 5  # none in the window: the last price, in ticks
     assert closing["UKA"]["volume_tonnes"] == 4 * 500 and closing["UKA"]["vwap"] == "40.0500"
     assert closing["CER"]["settlement_price"] is None and closing["CER"]["trades"] == 0
     # the next day starts from nothing (the last price and the settlement price stay), under its own md_seq
     next_day = {symbol: message for symbol, _, message in out if "trading_day_closed" not in message}
-    assert next_day["EUA"] == {"type": "statistics", "instrument": "EUA", "md_seq": 7, "open": None, "high": None,
-                               "low": None, "last": 7002, "volume": 0, "volume_tonnes": 0, "vwap": None, "trades": 0,
-                               "settlement_price": 7005, "ts": close}
+    assert next_day["EUA"] == {
+        "type": "statistics",
+        "instrument": "EUA",
+        "md_seq": 7,
+        "open": None,
+        "high": None,
+        "low": None,
+        "last": 7002,
+        "volume": 0,
+        "volume_tonnes": 0,
+        "vwap": None,
+        "trades": 0,
+        "settlement_price": 7005,
+        "ts": close,
+    }
     assert state_of(feed, "EUA")["stats"] == next_day["EUA"]
     out.clear()
     run(order(close + NS, "a", SELL, 2, 6990), order(close + NS, "b", BUY, 2, 6990))
     stats = [message for _, channel, message in out if channel == "stats"]
-    assert len(stats) == 1 and stats[0]["md_seq"] == 8 and stats_fields(stats[0]) == {
-        "open": 6990, "high": 6990, "low": 6990, "last": 6990, "volume": 2, "volume_tonnes": 2000, "vwap": "69.9000",
-        "trades": 1, "settlement_price": 7005}
+    assert (
+        len(stats) == 1
+        and stats[0]["md_seq"] == 8
+        and stats_fields(stats[0])
+        == {
+            "open": 6990,
+            "high": 6990,
+            "low": 6990,
+            "last": 6990,
+            "volume": 2,
+            "volume_tonnes": 2000,
+            "vwap": "69.9000",
+            "trades": 1,
+            "settlement_price": 7005,
+        }
+    )
     assert [message["md_seq"] for _, channel, message in out if channel == "trades"] == [6]  # trades go on counting
     # a second day with no trade in its window settles at the last price, and one whose trades all lie in the
     # previous day's window (two closes 10 s apart) does not count yesterday's trades
@@ -581,16 +726,37 @@ def closing_price(out: list, symbol: str) -> int | None:
 def test_trades_and_end_of_day_in_one_batch_are_counted_on_the_right_day():
     engine = feed_engine()
     feed = MarketDataFeed(engine, levels=2, settlement_window_s=60)
-    out = published(feed.messages(engine.handle_all([
-        order(T0, "a", SELL, 5, 7000), order(T0, "b", BUY, 2, 7000),
-        EndOfDay(ts=T0 + NS, trading_date=20240102),
-        order(T0 + 2 * NS, "b", BUY, 3, 7000)])))
-    summary = [(channel, message.get("trading_day_closed", False), message.get("trades"), message.get("volume"))
-               for symbol, channel, message in out if symbol == "EUA" and channel in ("stats", "trades")]
-    assert summary == [("trades", False, None, None), ("stats", False, 1, 2), ("stats", True, 1, 2),
-                       ("stats", False, 0, 0), ("trades", False, None, None), ("stats", False, 1, 3)]
+    out = published(
+        feed.messages(
+            engine.handle_all(
+                [
+                    order(T0, "a", SELL, 5, 7000),
+                    order(T0, "b", BUY, 2, 7000),
+                    EndOfDay(ts=T0 + NS, trading_date=20240102),
+                    order(T0 + 2 * NS, "b", BUY, 3, 7000),
+                ]
+            )
+        )
+    )
+    summary = [
+        (channel, message.get("trading_day_closed", False), message.get("trades"), message.get("volume"))
+        for symbol, channel, message in out
+        if symbol == "EUA" and channel in ("stats", "trades")
+    ]
+    assert summary == [
+        ("trades", False, None, None),
+        ("stats", False, 1, 2),
+        ("stats", True, 1, 2),
+        ("stats", False, 0, 0),
+        ("trades", False, None, None),
+        ("stats", False, 1, 3),
+    ]
     assert [message["md_seq"] for symbol, channel, message in out if (symbol, channel) == ("EUA", "stats")] == [
-        1, 2, 3, 4]
+        1,
+        2,
+        3,
+        4,
+    ]
 
 
 def test_status_change_is_numbered_and_part_of_the_state():
@@ -598,17 +764,32 @@ def test_status_change_is_numbered_and_part_of_the_state():
     feed = MarketDataFeed(engine)
     assert state_of(feed, "CER")["status"]["md_seq"] == 1
     out = published(feed.messages(engine.handle(SetTradingPhase(ts=T0, instrument="CER", phase=TradingPhase.HALTED))))
-    expected = {"type": "status", "instrument": "CER", "md_seq": 2, "status": "halted", "phase": "halted",
-                "reason": "operator", "trigger_price": None, "reference_price": None, "indicative_price": None,
-                "indicative_quantity": 0, "indicative_demand": 0, "indicative_supply": 0, "auction_price": None,
-                "auction_quantity": 0, "ts": T0}
+    expected = {
+        "type": "status",
+        "instrument": "CER",
+        "md_seq": 2,
+        "status": "halted",
+        "phase": "halted",
+        "reason": "operator",
+        "trigger_price": None,
+        "reference_price": None,
+        "indicative_price": None,
+        "indicative_quantity": 0,
+        "indicative_demand": 0,
+        "indicative_supply": 0,
+        "auction_price": None,
+        "auction_quantity": 0,
+        "ts": T0,
+    }
     assert out == [("CER", "status", expected)]
     assert state_of(feed, "CER")["status"] == expected
     assert state_of(feed, "EUA")["status"]["md_seq"] == 1
-    out = published(feed.messages(engine.handle(SetTradingPhase(ts=T0 + 1, instrument="CER",
-                                                                phase=TradingPhase.CLOSED))))
+    out = published(
+        feed.messages(engine.handle(SetTradingPhase(ts=T0 + 1, instrument="CER", phase=TradingPhase.CLOSED)))
+    )
     assert [(message["status"], message["phase"], message["md_seq"]) for _, _, message in out] == [
-        ("closed", "closed", 3)]
+        ("closed", "closed", 3)
+    ]
 
 
 # == 2. socket subscriptions ==========================================================================
@@ -684,43 +865,96 @@ class SocketSubscriber:
 
 
 async def test_socket_subscription_sends_the_state_then_only_the_subscribed_channels():
-    async with exchange_on_port() as gateway, session(gateway, "bank") as viewer, \
-            session(gateway, "broker") as seller, session(gateway, "gov-fund") as buyer:
+    async with (
+        exchange_on_port() as gateway,
+        session(gateway, "bank") as viewer,
+        session(gateway, "broker") as seller,
+        session(gateway, "gov-fund") as buyer,
+    ):
         await seller.new_order("EUA", "S", 5, 7010)
         answer = await viewer.subscribe(["EUA"], ["book", "trades"])
-        assert without_ts(answer) == {"type": "subscribed", "instruments": ["EUA"], "channels": ["book", "trades"],
-                                      "request_id": answer["request_id"], "seq": answer["seq"]}
+        assert without_ts(answer) == {
+            "type": "subscribed",
+            "instruments": ["EUA"],
+            "channels": ["book", "trades"],
+            "request_id": answer["request_id"],
+            "seq": answer["seq"],
+        }
         state = await md_so_far(viewer)
         assert [without_ts(message) for message in state] == [
-            {"type": "book_snapshot", "instrument": "EUA", "md_seq": 1, "levels": 10, "bids": [], "asks": [[7010, 5, 1]]}]
+            {
+                "type": "book_snapshot",
+                "instrument": "EUA",
+                "md_seq": 1,
+                "levels": 10,
+                "bids": [],
+                "asks": [[7010, 5, 1]],
+            }
+        ]
         # live: only EUA, only the book and trades (no top of book, statistics, status, CER)
         await buyer.new_order("EUA", "B", 2, 7010)
         await buyer.new_order("CER", "B", 1, 5800)
         await seller.new_order("EUA", "S", 1, 7020)
         live = [without_ts(message) for message in await md_so_far(viewer)]
         assert live == [
-            {"type": "trade", "instrument": "EUA", "md_seq": 1, "trade_id": 1, "price": 7010, "quantity": 2,
-             "aggressor_side": "B"},
+            {
+                "type": "trade",
+                "instrument": "EUA",
+                "md_seq": 1,
+                "trade_id": 1,
+                "price": 7010,
+                "quantity": 2,
+                "aggressor_side": "B",
+            },
             {"type": "book_update", "instrument": "EUA", "md_seq": 2, "changes": [["S", 7010, 3, 1]]},
-            {"type": "book_update", "instrument": "EUA", "md_seq": 3, "changes": [["S", 7020, 1, 1]]}]
+            {"type": "book_update", "instrument": "EUA", "md_seq": 3, "changes": [["S", 7020, 1, 1]]},
+        ]
         # more channels, another instrument: the state of just those, then their live messages
         answer = await viewer.subscribe(["CER"], ["top"])
         assert (answer["type"], answer["instruments"], answer["channels"]) == ("subscribed", ["CER"], ["top"])
         assert [without_ts(message) for message in await md_so_far(viewer)] == [
-            {"type": "top_of_book", "instrument": "CER", "md_seq": 1, "bid": 5800, "bid_quantity": 1, "ask": None,
-             "ask_quantity": 0}]
+            {
+                "type": "top_of_book",
+                "instrument": "CER",
+                "md_seq": 1,
+                "bid": 5800,
+                "bid_quantity": 1,
+                "ask": None,
+                "ask_quantity": 0,
+            }
+        ]
         # unsubscribing the book: EUA trades still come, its book updates no longer
         answer = await viewer.unsubscribe(["EUA"], ["book"])
-        assert without_ts(answer) == {"type": "unsubscribed", "instruments": ["EUA"], "channels": ["book"],
-                                      "request_id": answer["request_id"], "seq": answer["seq"]}
+        assert without_ts(answer) == {
+            "type": "unsubscribed",
+            "instruments": ["EUA"],
+            "channels": ["book"],
+            "request_id": answer["request_id"],
+            "seq": answer["seq"],
+        }
         await buyer.new_order("EUA", "B", 1, 7010)
         await seller.new_order("EUA", "S", 4, 7030)
         await seller.new_order("CER", "S", 1, 5810)
         assert [without_ts(message) for message in await md_so_far(viewer)] == [
-            {"type": "trade", "instrument": "EUA", "md_seq": 2, "trade_id": 2, "price": 7010, "quantity": 1,
-             "aggressor_side": "B"},
-            {"type": "top_of_book", "instrument": "CER", "md_seq": 2, "bid": 5800, "bid_quantity": 1, "ask": 5810,
-             "ask_quantity": 1}]
+            {
+                "type": "trade",
+                "instrument": "EUA",
+                "md_seq": 2,
+                "trade_id": 2,
+                "price": 7010,
+                "quantity": 1,
+                "aggressor_side": "B",
+            },
+            {
+                "type": "top_of_book",
+                "instrument": "CER",
+                "md_seq": 2,
+                "bid": 5800,
+                "bid_quantity": 1,
+                "ask": 5810,
+                "ask_quantity": 1,
+            },
+        ]
         await viewer.unsubscribe()  # everything
         await buyer.new_order("EUA", "B", 3, 7010)
         await seller.new_order("CER", "S", 1, 5800)
@@ -728,16 +962,26 @@ async def test_socket_subscription_sends_the_state_then_only_the_subscribed_chan
 
 
 async def test_socket_subscription_rejects_unknown_instruments_and_channels():
-    async with exchange_on_port() as gateway, session(gateway, "bank") as viewer, \
-            session(gateway, "broker") as seller:
+    async with exchange_on_port() as gateway, session(gateway, "bank") as viewer, session(gateway, "broker") as seller:
         inbox = Inbox(viewer)
         answer = await viewer.subscribe(["EUA", "XYZ"], ["book"])
-        assert without_ts(answer) == {"type": "request_rejected", "request": "subscribe", "order_id": None,
-                                      "client_order_id": None, "code": 101, "text": "unknown instrument",
-                                      "request_id": answer["request_id"], "seq": answer["seq"]}
+        assert without_ts(answer) == {
+            "type": "request_rejected",
+            "request": "subscribe",
+            "order_id": None,
+            "client_order_id": None,
+            "code": 101,
+            "text": "unknown instrument",
+            "request_id": answer["request_id"],
+            "seq": answer["seq"],
+        }
         answer = await viewer.subscribe(["EUA"], ["book", "candles"])
-        assert (answer["type"], answer["code"], answer["field"], answer["ref_type"]) == ("reject", 707, "channels",
-                                                                                         "subscribe")
+        assert (answer["type"], answer["code"], answer["field"], answer["ref_type"]) == (
+            "reject",
+            707,
+            "channels",
+            "subscribe",
+        )
         answer = await viewer.unsubscribe(["XYZ"])
         assert (answer["type"], answer["request"], answer["code"]) == ("request_rejected", "unsubscribe", 101)
         answer = await viewer.unsubscribe(None, ["tops"])
@@ -745,8 +989,12 @@ async def test_socket_subscription_rejects_unknown_instruments_and_channels():
         # a refused subscription subscribes to nothing, not even its good part
         await seller.new_order("EUA", "S", 1, 7000)
         assert await md_so_far(viewer) == []
-        assert [message["type"] for message in await inbox.take(4)] == ["request_rejected", "reject",
-                                                                        "request_rejected", "reject"]
+        assert [message["type"] for message in await inbox.take(4)] == [
+            "request_rejected",
+            "reject",
+            "request_rejected",
+            "reject",
+        ]
 
 
 def random_order(client, rng: random.Random, symbols=SESSION_SYMBOLS, clids: list | None = None) -> dict:
@@ -778,8 +1026,12 @@ async def pipelined(client, rng: random.Random, count: int, symbols=SESSION_SYMB
 
 
 async def test_late_socket_subscriber_gets_the_current_state_and_stays_exact():
-    async with exchange_on_port(**FAST) as gateway, session(gateway, "bank") as viewer, \
-            session(gateway, "broker") as one, session(gateway, "gov-fund") as other:
+    async with (
+        exchange_on_port(**FAST) as gateway,
+        session(gateway, "bank") as viewer,
+        session(gateway, "broker") as one,
+        session(gateway, "gov-fund") as other,
+    ):
         await asyncio.gather(pipelined(one, random.Random(1), 300), pipelined(other, random.Random(2), 300))
         feed = gateway.feed
         traded = {symbol: feed.instruments[symbol].seq["trades"] for symbol in SESSION_SYMBOLS}
@@ -788,8 +1040,10 @@ async def test_late_socket_subscriber_gets_the_current_state_and_stays_exact():
         await viewer.subscribe()  # every instrument, every channel
         state = await md_so_far(viewer)
         assert [(message["instrument"], message["type"]) for message in state] == [
-            (symbol, kind) for symbol in SESSION_SYMBOLS
-            for kind in ("book_snapshot", "top_of_book", "statistics", "status")]
+            (symbol, kind)
+            for symbol in SESSION_SYMBOLS
+            for kind in ("book_snapshot", "top_of_book", "statistics", "status")
+        ]
         model = SocketSubscriber()
         model.take(state)
         for symbol in SESSION_SYMBOLS:
@@ -800,8 +1054,11 @@ async def test_late_socket_subscriber_gets_the_current_state_and_stays_exact():
             assert stats["trades"] == traded[symbol] and stats["md_seq"] == feed.instruments[symbol].seq["stats"]
             assert model.latest[(symbol, "status")]["status"] == "open"
         # trading goes on; the late joiner follows every change, and its trades continue the numbering
-        await asyncio.gather(pipelined(one, random.Random(3), 300), pipelined(other, random.Random(4), 300),
-                             pipelined(viewer, random.Random(5), 100))
+        await asyncio.gather(
+            pipelined(one, random.Random(3), 300),
+            pipelined(other, random.Random(4), 300),
+            pipelined(viewer, random.Random(5), 100),
+        )
         model.take(await md_so_far(viewer))
         for symbol in SESSION_SYMBOLS:
             instrument_feed = feed.instruments[symbol]
@@ -811,7 +1068,8 @@ async def test_late_socket_subscriber_gets_the_current_state_and_stays_exact():
             assert without_ts(model.latest[(symbol, "top")]) == without_ts(instrument_feed.top_message())
             assert without_ts(model.latest[(symbol, "stats")]) == without_ts(instrument_feed.statistics())
             assert [trade["md_seq"] for trade in model.trades[symbol]] == list(
-                range(traded[symbol] + 1, instrument_feed.seq["trades"] + 1))
+                range(traded[symbol] + 1, instrument_feed.seq["trades"] + 1)
+            )
             assert model.trades[symbol], f"no trade in {symbol} after the join"
         # market data took no account sequence number: the viewer's own messages are gap free to the end
         numbered = [await inbox.next() for _ in range(gateway.sequencer.next_seq("bank") - inbox.last_seq - 1)]
@@ -838,8 +1096,12 @@ def broker():
 @contextlib.asynccontextmanager
 async def exchange_with_broker(broker: MosquittoBroker, **overrides):
     """The exchange publishing to ``broker`` as carbonx-exchange; entered once its first connection is checked."""
-    settings = {"mqtt_url": broker.url(EXCHANGE_USER, MQTT_PASSWORD), "snapshot_interval": SNAPSHOT_INTERVAL,
-                **FAST, **overrides}
+    settings = {
+        "mqtt_url": broker.url(EXCHANGE_USER, MQTT_PASSWORD),
+        "snapshot_interval": SNAPSHOT_INTERVAL,
+        **FAST,
+        **overrides,
+    }
     async with exchange_on_port(**settings) as gateway:
         await eventually(lambda: gateway.publisher.delivery_checked is not None, TIMEOUT)
         assert gateway.publisher.delivery_checked is True, "the broker does not deliver what the exchange publishes"
@@ -866,8 +1128,10 @@ class SyncedBook:
         if book is not None and snapshot["md_seq"] <= book.md_seq:
             if snapshot["md_seq"] == book.md_seq:
                 self.checked += 1
-                assert ([tuple(row) for row in snapshot["bids"]], [tuple(row) for row in snapshot["asks"]]) == \
-                    (book.depth("B"), book.depth("S")), f"snapshot {snapshot} differs from the book at its md_seq"
+                assert ([tuple(row) for row in snapshot["bids"]], [tuple(row) for row in snapshot["asks"]]) == (
+                    book.depth("B"),
+                    book.depth("S"),
+                ), f"snapshot {snapshot} differs from the book at its md_seq"
             return
         if book is not None:
             self.realignments += 1
@@ -890,15 +1154,25 @@ class SyncedBook:
 
     def matches(self, engine: Engine, symbol: str, md_seq: int) -> bool:
         book = self.book
-        return (book is not None and book.md_seq == md_seq
-                and (book.depth("B"), book.depth("S")) == engine_top(engine, symbol, self.levels))
+        return (
+            book is not None
+            and book.md_seq == md_seq
+            and (book.depth("B"), book.depth("S")) == engine_top(engine, symbol, self.levels)
+        )
 
 
 class MqttSubscriber:
     """A demo account on the broker: keeps books, trades, the latest state and fills; reconnects by itself."""
 
-    def __init__(self, broker: MosquittoBroker, user: str, topics: Iterable[str] = ("carbonx/md/#",), *,
-                 identifier: str | None = None, clean_session: bool | None = None) -> None:
+    def __init__(
+        self,
+        broker: MosquittoBroker,
+        user: str,
+        topics: Iterable[str] = ("carbonx/md/#",),
+        *,
+        identifier: str | None = None,
+        clean_session: bool | None = None,
+    ) -> None:
         self.broker = broker
         self.user = user
         self.topics = tuple(topics)
@@ -927,9 +1201,15 @@ class MqttSubscriber:
     async def _run(self) -> None:
         while True:
             try:
-                async with aiomqtt.Client(self.broker.host, self.broker.port, username=self.user,
-                                          password=MQTT_PASSWORD, identifier=self.identifier,
-                                          clean_session=self.clean_session, timeout=TIMEOUT) as client:
+                async with aiomqtt.Client(
+                    self.broker.host,
+                    self.broker.port,
+                    username=self.user,
+                    password=MQTT_PASSWORD,
+                    identifier=self.identifier,
+                    clean_session=self.clean_session,
+                    timeout=TIMEOUT,
+                ) as client:
                     for topic in self.topics:
                         await client.subscribe(topic, qos=1)
                     self.subscribed_at.append(asyncio.get_running_loop().time())
@@ -990,31 +1270,45 @@ async def caught_up(gateway, *subscribers: MqttSubscriber, trades: bool = True) 
         for subscriber in subscribers:
             if not subscriber.caught_up(gateway):
                 return False
-            if trades and any(set(subscriber.trade_numbers(symbol)) != set(range(1, item.seq["trades"] + 1))
-                              for symbol, item in feed.instruments.items()):
+            if trades and any(
+                set(subscriber.trade_numbers(symbol)) != set(range(1, item.seq["trades"] + 1))
+                for symbol, item in feed.instruments.items()
+            ):
                 return False
         return True
 
     try:
         await eventually(done, CONVERGE, interval=0.02)
     except AssertionError:
-        report = {subscriber.user: {symbol: (None if book.book is None else book.book.md_seq,
-                                             feed.instruments[symbol].seq["book"], len(book.pending),
-                                             len(subscriber.trade_numbers(symbol)),
-                                             feed.instruments[symbol].seq["trades"])
-                                    for symbol, book in subscriber.books.items()}
-                  for subscriber in subscribers}
-        raise AssertionError(f"subscribers did not catch up (book md_seq, exchange's, buffered, trades, "
-                             f"exchange's): {report}; publisher pending {gateway.publisher.pending}, "
-                             f"errors {[subscriber.errors[:3] for subscriber in subscribers]}") from None
+        report = {
+            subscriber.user: {
+                symbol: (
+                    None if book.book is None else book.book.md_seq,
+                    feed.instruments[symbol].seq["book"],
+                    len(book.pending),
+                    len(subscriber.trade_numbers(symbol)),
+                    feed.instruments[symbol].seq["trades"],
+                )
+                for symbol, book in subscriber.books.items()
+            }
+            for subscriber in subscribers
+        }
+        raise AssertionError(
+            f"subscribers did not catch up (book md_seq, exchange's, buffered, trades, "
+            f"exchange's): {report}; publisher pending {gateway.publisher.pending}, "
+            f"errors {[subscriber.errors[:3] for subscriber in subscribers]}"
+        ) from None
 
 
 def state_differences(gateway, subscriber: MqttSubscriber) -> dict:
     """Where the subscriber's latest top of book, statistics and status differ from the exchange's (ts aside)."""
     differences = {}
     for symbol, instrument_feed in gateway.feed.instruments.items():
-        for suffix, message in (("top", instrument_feed.top_message()), ("stats", instrument_feed.statistics()),
-                                ("status", instrument_feed.status_message())):
+        for suffix, message in (
+            ("top", instrument_feed.top_message()),
+            ("stats", instrument_feed.statistics()),
+            ("status", instrument_feed.status_message()),
+        ):
             got = subscriber.latest.get((symbol, suffix))
             if got is None or without_ts(got) != without_ts(message):
                 differences[(symbol, suffix)] = (got, message)
@@ -1033,12 +1327,18 @@ async def assert_state_matches(gateway, subscriber: MqttSubscriber, timeout: flo
 async def test_mqtt_subscriber_rebuilds_every_book_and_gets_every_trade_over_a_long_run(broker):
     # Without the volatility band: the random flow would otherwise spend part of the run in calls, where its
     # market and IOC orders are refused, and trade too little to be a long run.
-    async with exchange_with_broker(broker, instruments=shipped_instruments()) as gateway, MqttSubscriber(broker, "bank") as subscriber, \
-            session(gateway, "paper-mill") as watcher, session(gateway, "broker") as one, \
-            session(gateway, "bank") as two, session(gateway, "gov-fund") as three:
+    async with (
+        exchange_with_broker(broker, instruments=shipped_instruments()) as gateway,
+        MqttSubscriber(broker, "bank") as subscriber,
+        session(gateway, "paper-mill") as watcher,
+        session(gateway, "broker") as one,
+        session(gateway, "bank") as two,
+        session(gateway, "gov-fund") as three,
+    ):
         await watcher.subscribe(None, ["trades"])  # the same trades on the socket, to compare payloads
-        await asyncio.gather(*(pipelined(client, random.Random(seed), 1500)
-                               for seed, client in enumerate((one, two, three))))
+        await asyncio.gather(
+            *(pipelined(client, random.Random(seed), 1500) for seed, client in enumerate((one, two, three)))
+        )
         await caught_up(gateway, subscriber)
         assert subscriber.errors == []
         feed, publisher = gateway.feed, gateway.publisher
@@ -1062,16 +1362,23 @@ async def test_mqtt_subscriber_rebuilds_every_book_and_gets_every_trade_over_a_l
 
 @requires_mosquitto
 async def test_mqtt_late_joiner_gets_the_retained_state_at_once(broker):
-    async with exchange_with_broker(broker) as gateway, session(gateway, "broker") as one, \
-            session(gateway, "gov-fund") as two:
+    async with (
+        exchange_with_broker(broker) as gateway,
+        session(gateway, "broker") as one,
+        session(gateway, "gov-fund") as two,
+    ):
         await asyncio.gather(pipelined(one, random.Random(11), 300), pipelined(two, random.Random(12), 300))
         await eventually(lambda: not gateway.publisher.pending, TIMEOUT)
         await asyncio.sleep(3 * SNAPSHOT_INTERVAL)  # the last changes' snapshots are out
         joined = asyncio.get_running_loop().time()
         async with MqttSubscriber(broker, "paper-mill") as late:
-            expected = {(symbol, suffix): message for symbol in SESSION_SYMBOLS
-                        for (channel, message), suffix in zip(gateway.feed.state(symbol),
-                                                               ("snapshot", "top", "stats", "status"), strict=True)}
+            expected = {
+                (symbol, suffix): message
+                for symbol in SESSION_SYMBOLS
+                for (channel, message), suffix in zip(
+                    gateway.feed.state(symbol), ("snapshot", "top", "stats", "status"), strict=True
+                )
+            }
             await eventually(lambda: len(late.received) >= len(expected), TIMEOUT)
             took = asyncio.get_running_loop().time() - joined
             await asyncio.sleep(0.2)
@@ -1088,51 +1395,87 @@ async def test_mqtt_late_joiner_gets_the_retained_state_at_once(broker):
 
 @requires_mosquitto
 async def test_end_of_day_statistics_reach_socket_and_mqtt_subscribers_in_order(broker):
-    async with exchange_with_broker(broker) as gateway, MqttSubscriber(broker, "bank") as subscriber, \
-            session(gateway, "paper-mill") as watcher, session(gateway, "broker") as seller, \
-            session(gateway, "gov-fund") as buyer:
+    async with (
+        exchange_with_broker(broker) as gateway,
+        MqttSubscriber(broker, "bank") as subscriber,
+        session(gateway, "paper-mill") as watcher,
+        session(gateway, "broker") as seller,
+        session(gateway, "gov-fund") as buyer,
+    ):
         await watcher.subscribe(["EUA"], ["stats"])
         await seller.new_order("EUA", "S", 5, 7010)
         await buyer.new_order("EUA", "B", 2, 7010)
         await buyer.new_order("EUA", "B", 1, 7010)
         await eventually(lambda: not gateway.publisher.pending, TIMEOUT)
         await gateway.run_operator_commands([EndOfDay(ts=0, trading_date=20240102)])
-        await eventually(lambda: not gateway.publisher.pending
-                         and subscriber.latest.get(("EUA", "stats"), {}).get("md_seq") == 4, TIMEOUT)
+        await eventually(
+            lambda: not gateway.publisher.pending and subscriber.latest.get(("EUA", "stats"), {}).get("md_seq") == 4,
+            TIMEOUT,
+        )
         await asyncio.sleep(0.2)  # anything still on its way
         # MQTT: on the stats topic the closing statistics (md_seq 3, settlement price, once), then the next day's
         # (md_seq 4, the retained state): the numbers never go down, and the last received is the current state
-        stats = [msgpack.unpackb(payload) for topic, payload, _ in subscriber.received
-                 if topic == "carbonx/md/EUA/stats"]
+        stats = [
+            msgpack.unpackb(payload) for topic, payload, _ in subscriber.received if topic == "carbonx/md/EUA/stats"
+        ]
         closing = [message for message in stats if message.get("trading_day_closed")]
-        assert [(message["md_seq"], message["settlement_price"], message["trades"]) for message in closing] == \
-            [(3, 7010, 2)]
+        assert [(message["md_seq"], message["settlement_price"], message["trades"]) for message in closing] == [
+            (3, 7010, 2)
+        ]
         numbers = [message["md_seq"] for message in stats]
         assert numbers == sorted(numbers), f"md_seq went down on carbonx/md/EUA/stats: {numbers}"
-        assert without_ts(stats[-1]) == without_ts(gateway.feed.instruments["EUA"].statistics()), \
+        assert without_ts(stats[-1]) == without_ts(gateway.feed.instruments["EUA"].statistics()), (
             f"the last statistics received is not the current state: {stats[-1]}"
+        )
         async with MqttSubscriber(broker, "cement-works") as late:  # the retained statistics: the next day's
             await eventually(lambda: ("EUA", "stats") in late.latest, TIMEOUT)
             assert late.latest[("EUA", "stats")]["md_seq"] == 4
         # the socket: every statistics, in order, from the subscription's state on
         await buyer.new_order("EUA", "B", 1, 7010)  # the next day's first trade
-        assert [(message["md_seq"], message.get("trading_day_closed", False), message["trades"], message["volume"],
-                 message["settlement_price"]) for message in await md_so_far(watcher)] == [
-            (0, False, 0, 0, None), (1, False, 1, 2, None), (2, False, 2, 3, None), (3, True, 2, 3, 7010),
-            (4, False, 0, 0, 7010), (5, False, 1, 1, 7010)]
+        assert [
+            (
+                message["md_seq"],
+                message.get("trading_day_closed", False),
+                message["trades"],
+                message["volume"],
+                message["settlement_price"],
+            )
+            for message in await md_so_far(watcher)
+        ] == [
+            (0, False, 0, 0, None),
+            (1, False, 1, 2, None),
+            (2, False, 2, 3, None),
+            (3, True, 2, 3, 7010),
+            (4, False, 0, 0, 7010),
+            (5, False, 1, 1, 7010),
+        ]
 
 
 @requires_mosquitto
 async def test_mqtt_accounts_cannot_forge_market_data_or_read_other_accounts_fills(broker):
-    async with exchange_with_broker(broker) as gateway, \
-            MqttSubscriber(broker, "bank", ("carbonx/#",)) as bank, \
-            MqttSubscriber(broker, "speculator", ("carbonx/#",)) as speculator, \
-            MqttSubscriber(broker, "paper-mill", ("carbonx/private/#", "carbonx/md/EUA/trades")) as bystander, \
-            session(gateway, "bank") as buyer, session(gateway, "speculator") as seller:
-        forged = msgpack.packb({"type": "trade", "instrument": "EUA", "md_seq": 1, "trade_id": 999, "price": 1,
-                                "quantity": 1000, "aggressor_side": "B", "ts": 1})
-        async with aiomqtt.Client(broker.host, broker.port, username="bank", password=MQTT_PASSWORD,
-                                  timeout=TIMEOUT) as forger:
+    async with (
+        exchange_with_broker(broker) as gateway,
+        MqttSubscriber(broker, "bank", ("carbonx/#",)) as bank,
+        MqttSubscriber(broker, "speculator", ("carbonx/#",)) as speculator,
+        MqttSubscriber(broker, "paper-mill", ("carbonx/private/#", "carbonx/md/EUA/trades")) as bystander,
+        session(gateway, "bank") as buyer,
+        session(gateway, "speculator") as seller,
+    ):
+        forged = msgpack.packb(
+            {
+                "type": "trade",
+                "instrument": "EUA",
+                "md_seq": 1,
+                "trade_id": 999,
+                "price": 1,
+                "quantity": 1000,
+                "aggressor_side": "B",
+                "ts": 1,
+            }
+        )
+        async with aiomqtt.Client(
+            broker.host, broker.port, username="bank", password=MQTT_PASSWORD, timeout=TIMEOUT
+        ) as forger:
             for suffix in ("trades", "snapshot", "updates", "top", "stats", "status"):
                 await forger.publish(f"carbonx/md/EUA/{suffix}", forged, qos=1, retain=suffix != "trades")
             for account in ("speculator", "bank", "paper-mill"):
@@ -1143,14 +1486,16 @@ async def test_mqtt_accounts_cannot_forge_market_data_or_read_other_accounts_fil
         bought = [message for message in await inbox_buyer.take(2) if message.get("exec_type") == "trade"]
         sold = [message for message in await inbox_seller.take(2) if message.get("exec_type") == "trade"]
         assert len(bought) == len(sold) == 1
-        await eventually(lambda: bank.fills["bank"] and speculator.fills["speculator"] and bystander.trades["EUA"],
-                         TIMEOUT)
+        await eventually(
+            lambda: bank.fills["bank"] and speculator.fills["speculator"] and bystander.trades["EUA"], TIMEOUT
+        )
         await asyncio.sleep(0.3)  # anything else would have come by now
         assert bank.fills == {"bank": bought} and speculator.fills == {"speculator": sold}
         assert bystander.fills == {} and [trade["trade_id"] for trade in bystander.trades["EUA"]] == [1]
         for subscriber in (bank, speculator, bystander):
-            assert all(payload != forged for _, payload, _ in subscriber.received), \
+            assert all(payload != forged for _, payload, _ in subscriber.received), (
                 f"{subscriber.user} received a message a subscriber published"
+            )
             assert subscriber.errors == []
         # a newcomer's retained state is the exchange's, not the forger's
         async with MqttSubscriber(broker, "cement-works") as newcomer:
@@ -1207,9 +1552,13 @@ async def test_mqtt_broker_restart_mid_run_loses_no_trade_the_broker_had_not_ack
     # The publisher's first retry comes 1 s after it loses the broker, so the reconnecting subscriber (which
     # retries every 20 ms) is subscribed again before the publisher sends what it still holds.
     monkeypatch.setattr(gateway_mqtt, "RECONNECT_DELAY", 1.0)
-    async with exchange_with_broker(broker) as gateway, MqttSubscriber(broker, "bank") as subscriber, \
-            MqttSubscriber(broker, "speculator", identifier="carbonx-test-durable", clean_session=False) as durable, \
-            session(gateway, "broker") as one, session(gateway, "gov-fund") as two:
+    async with (
+        exchange_with_broker(broker) as gateway,
+        MqttSubscriber(broker, "bank") as subscriber,
+        MqttSubscriber(broker, "speculator", identifier="carbonx-test-durable", clean_session=False) as durable,
+        session(gateway, "broker") as one,
+        session(gateway, "gov-fund") as two,
+    ):
         publisher, feed = gateway.publisher, gateway.feed
         loop = asyncio.get_running_loop()
         flow = OrderFlow([one, two], seed=21, burst=4, pause=0.02)
@@ -1223,8 +1572,10 @@ async def test_mqtt_broker_restart_mid_run_loses_no_trade_the_broker_had_not_ack
             noticed = loop.time()
             # from here on nothing more is acknowledged: what the queue holds is what the broker never took
             waiting = queued_trades(publisher)
-            first_unacknowledged = {symbol: min(waiting[symbol], default=item.seq["trades"] + 1)
-                                    for symbol, item in feed.instruments.items()}
+            first_unacknowledged = {
+                symbol: min(waiting[symbol], default=item.seq["trades"] + 1)
+                for symbol, item in feed.instruments.items()
+            }
             await broker.astart()
             await eventually(lambda: subscriber.subscribed.is_set() and durable.subscribed.is_set(), TIMEOUT)
             resubscribed = loop.time()
@@ -1243,12 +1594,14 @@ async def test_mqtt_broker_restart_mid_run_loses_no_trade_the_broker_had_not_ack
         for symbol, item in feed.instruments.items():
             count = item.seq["trades"]
             received = set(subscriber.trade_numbers(symbol))
-            assert set(range(at_reconnect[symbol] + 1, count + 1)) <= received, \
+            assert set(range(at_reconnect[symbol] + 1, count + 1)) <= received, (
                 f"{symbol}: trades made after the publisher reconnected are missing"
+            )
             missing = set(range(1, count + 1)) - received
-            assert all(number < first_unacknowledged[symbol] for number in missing), \
-                (f"{symbol}: trades {sorted(number for number in missing if number >= first_unacknowledged[symbol])} "
-                 f"were not acknowledged by the broker before it stopped, yet never arrived")
+            assert all(number < first_unacknowledged[symbol] for number in missing), (
+                f"{symbol}: trades {sorted(number for number in missing if number >= first_unacknowledged[symbol])} "
+                f"were not acknowledged by the broker before it stopped, yet never arrived"
+            )
             # the durable subscriber (persistent session, kept by the broker across the restart): every trade
             assert set(durable.trade_numbers(symbol)) == set(range(1, count + 1))
         total = sum(item.seq["trades"] for item in feed.instruments.values())
@@ -1260,14 +1613,18 @@ async def test_mqtt_broker_restart_mid_run_loses_no_trade_the_broker_had_not_ack
             await assert_state_matches(gateway, newcomer)
         # the broker was back within a fraction of a second: the publisher noticed the loss at once (whatever
         # it was waiting for) and was publishing again after its retry delay (1 s here)
-        assert noticed - stopping < 3.0 and reconnected - stopping < 5.0, \
+        assert noticed - stopping < 3.0 and reconnected - stopping < 5.0, (
             f"noticed after {noticed - stopping:.1f} s, publishing again after {reconnected - stopping:.1f} s"
+        )
 
 
 @requires_mosquitto
 async def test_mqtt_publisher_notices_a_lost_broker_while_it_waits_for_acknowledgements(broker):
-    async with exchange_with_broker(broker, snapshot_interval=3600.0) as gateway, \
-            session(gateway, "broker") as seller, session(gateway, "gov-fund") as buyer:
+    async with (
+        exchange_with_broker(broker, snapshot_interval=3600.0) as gateway,
+        session(gateway, "broker") as seller,
+        session(gateway, "gov-fund") as buyer,
+    ):
         publisher = gateway.publisher
         broker.pause()  # the publisher's next QoS 1 publish waits for an acknowledgement that never comes
         await seller.new_order("EUA", "S", 1, 7000)
@@ -1278,9 +1635,11 @@ async def test_mqtt_publisher_notices_a_lost_broker_while_it_waits_for_acknowled
         try:
             await eventually(lambda: not publisher.connected, 3.0, interval=0.005)
         except AssertionError:
-            pytest.fail("3 s after the broker died the publisher still took itself for connected and sent nothing: "
-                        "it waits for acknowledgements of a closed connection (until aiomqtt's 10 s timeout) "
-                        "instead of noticing the disconnection")
+            pytest.fail(
+                "3 s after the broker died the publisher still took itself for connected and sent nothing: "
+                "it waits for acknowledgements of a closed connection (until aiomqtt's 10 s timeout) "
+                "instead of noticing the disconnection"
+            )
         await broker.astart()
         await eventually(lambda: publisher.connections == 2 and not publisher.pending, 3 * TIMEOUT)
         async with MqttSubscriber(broker, "bank") as late:
@@ -1290,9 +1649,12 @@ async def test_mqtt_publisher_notices_a_lost_broker_while_it_waits_for_acknowled
 
 @requires_mosquitto
 async def test_mqtt_latest_state_wins_even_when_it_changes_while_being_published(broker):
-    async with exchange_with_broker(broker, snapshot_interval=3600.0) as gateway, \
-            MqttSubscriber(broker, "bank") as subscriber, \
-            session(gateway, "broker") as seller, session(gateway, "gov-fund") as buyer:
+    async with (
+        exchange_with_broker(broker, snapshot_interval=3600.0) as gateway,
+        MqttSubscriber(broker, "bank") as subscriber,
+        session(gateway, "broker") as seller,
+        session(gateway, "gov-fund") as buyer,
+    ):
         publisher, feed = gateway.publisher, gateway.feed
         await seller.new_order("EUA", "S", 10, 7000)
         await eventually(lambda: not publisher.pending, TIMEOUT)
@@ -1301,12 +1663,14 @@ async def test_mqtt_latest_state_wins_even_when_it_changes_while_being_published
         try:
             # a status change (a halt): published at once, so the publisher is in the middle of publishing it
             # when the next one (the reopening) replaces it
-            await gateway.run_operator_commands([SetTradingPhase(ts=time.time_ns(), instrument="EUA",
-                                                                 phase=TradingPhase.HALTED)])
+            await gateway.run_operator_commands(
+                [SetTradingPhase(ts=time.time_ns(), instrument="EUA", phase=TradingPhase.HALTED)]
+            )
             await asyncio.sleep(0.3)
             assert publisher._state[("EUA", "status")].md_seq == 2 and not publisher._reliable
-            await gateway.run_operator_commands([SetTradingPhase(ts=time.time_ns(), instrument="EUA",
-                                                                 phase=TradingPhase.CONTINUOUS)])
+            await gateway.run_operator_commands(
+                [SetTradingPhase(ts=time.time_ns(), instrument="EUA", phase=TradingPhase.CONTINUOUS)]
+            )
             # statistics waiting behind the trade and fills of their batch, replaced by the next batch's
             await buyer.new_order("EUA", "B", 1, 7000)
             await buyer.new_order("EUA", "B", 2, 7000)
@@ -1323,9 +1687,12 @@ async def test_mqtt_latest_state_wins_even_when_it_changes_while_being_published
 
 @requires_mosquitto
 async def test_mqtt_stalled_broker_never_slows_matching_and_subscribers_realign_after(broker):
-    async with exchange_with_broker(broker, mqtt_queue=1000) as gateway, \
-            MqttSubscriber(broker, "bank") as subscriber, \
-            session(gateway, "broker") as seller, session(gateway, "gov-fund") as buyer:
+    async with (
+        exchange_with_broker(broker, mqtt_queue=1000) as gateway,
+        MqttSubscriber(broker, "bank") as subscriber,
+        session(gateway, "broker") as seller,
+        session(gateway, "gov-fund") as buyer,
+    ):
         publisher = gateway.publisher
         publisher._max_updates = 50  # MqttPublisher(max_updates=...): no exchange setting reaches it
         loop = asyncio.get_running_loop()
@@ -1364,12 +1731,15 @@ async def test_mqtt_stalled_broker_never_slows_matching_and_subscribers_realign_
             await asyncio.gather(sampler, return_exceptions=True)
         latencies.sort()
         p99, worst = latencies[int(len(latencies) * 0.99)], latencies[-1]
-        assert p99 < 0.050 and worst < 0.500, \
+        assert p99 < 0.050 and worst < 0.500, (
             f"{len(latencies)} orders in {paused_for:.1f} s: p99 {p99 * 1000:.1f} ms, worst {worst * 1000:.1f} ms"
+        )
         assert len(latencies) > 600, f"only {len(latencies)} orders in {paused_for:.1f} s"
         assert largest["reliable"] <= 1000 and largest["updates"] <= 50, largest
-        assert publisher.dropped_reliable > 0 and publisher.conflated_updates > 0, \
-            (publisher.dropped_reliable, publisher.conflated_updates)
+        assert publisher.dropped_reliable > 0 and publisher.conflated_updates > 0, (
+            publisher.dropped_reliable,
+            publisher.conflated_updates,
+        )
         # once the broker answers again: the conflated books are republished and the subscriber realigns on them
         await caught_up(gateway, subscriber, trades=False)
         assert subscriber.errors == []
@@ -1378,9 +1748,13 @@ async def test_mqtt_stalled_broker_never_slows_matching_and_subscribers_realign_
             assert subscriber.books[symbol].matches(gateway.engine, symbol, item.seq["book"])
             received = set(subscriber.trade_numbers(symbol))
             assert received <= set(range(1, item.seq["trades"] + 1))
+
         def missing() -> int:
-            return sum(item.seq["trades"] - len(set(subscriber.trade_numbers(symbol)))
-                       for symbol, item in gateway.feed.instruments.items())
+            return sum(
+                item.seq["trades"] - len(set(subscriber.trade_numbers(symbol)))
+                for symbol, item in gateway.feed.instruments.items()
+            )
+
         # The books realign first; the trades filed while the broker stalled are still being published (and
         # delivered) after it: wait for them. Every trade missing in the end was dropped by the exchange
         # (counted: trades and fills alike, so the drops may all have been fills), or by the broker itself
@@ -1390,9 +1764,10 @@ async def test_mqtt_stalled_broker_never_slows_matching_and_subscribers_realign_
         while missing() > publisher.dropped_reliable and loop.time() < deadline:
             await asyncio.sleep(0.05)
         broker_dropped = "Outgoing messages are being dropped for client" in broker.log_text()
-        assert missing() <= publisher.dropped_reliable or broker_dropped, \
-            f"trades lost other than those dropped (and counted): {missing()} missing, {publisher.dropped_reliable} " \
+        assert missing() <= publisher.dropped_reliable or broker_dropped, (
+            f"trades lost other than those dropped (and counted): {missing()} missing, {publisher.dropped_reliable} "
             f"dropped, {len(publisher._reliable)} still queued"
+        )
         assert publisher.connections == 1
 
 
@@ -1405,7 +1780,7 @@ MOSQUITTO_CONF = Path(__file__).resolve().parents[1] / "config" / "mosquitto" / 
 def market_data_doc(start: str, end: str) -> str:
     text = (DOCS / "MARKET_DATA.md").read_text()
     at = text.index(start)
-    return text[at:text.index(end, at)]
+    return text[at : text.index(end, at)]
 
 
 def test_documented_channels_are_the_feeds():
@@ -1414,8 +1789,10 @@ def test_documented_channels_are_the_feeds():
     assert re.findall(r"`([a-z]+)`", words) == list(CHANNELS), words
     table = market_data_doc("| Channel | Messages |", "\n\n")
     assert [row.split("|")[1].strip().strip("`") for row in table.splitlines()[2:]] == list(CHANNELS)
-    for text in (market_data_doc("**`subscribe`** and **`unsubscribe`**", "**Market-data messages on the socket**"),
-                 (DOCS / "PROTOCOL.md").read_text().split("### 7.13 subscribe")[1].split("### 7.14")[0]):
+    for text in (
+        market_data_doc("**`subscribe`** and **`unsubscribe`**", "**Market-data messages on the socket**"),
+        (DOCS / "PROTOCOL.md").read_text().split("### 7.13 subscribe")[1].split("### 7.14")[0],
+    ):
         row = next(line for line in text.splitlines() if line.startswith("| `channels` |"))
         assert re.findall(r'`"([a-z]+)"`', row) == list(CHANNELS), row
         assert f"channels are {', '.join(CHANNELS)}" in text
@@ -1434,8 +1811,9 @@ def test_worked_example_is_one_run_and_its_maps_agree():
     subscribed = on_socket[0]
     assert (subscribed["type"], subscribed["channels"]) == ("subscribed", sorted(CHANNELS))
     assert unsubscribed["type"] == "unsubscribed" and unsubscribed["seq"] == subscribed["seq"] + 1
-    hex_text = re.search(r"The payload of the first `trade`, as published \((\d+) bytes.*?```\n(.*?)```", section,
-                         re.DOTALL)
+    hex_text = re.search(
+        r"The payload of the first `trade`, as published \((\d+) bytes.*?```\n(.*?)```", section, re.DOTALL
+    )
     payload = bytes.fromhex("".join(hex_text.group(2).split()))
     first_trade = next(message for message in published if message["type"] == "trade")
     assert len(payload) == int(hex_text.group(1)) and msgpack.unpackb(payload) == first_trade
@@ -1461,8 +1839,10 @@ def test_broker_queue_limits_are_the_shipped_configurations():
     assert f"`max_queued_messages` more waiting behind them ({setting('max_queued_messages', 1000)})" in text
     assert setting("max_queued_bytes", 0) == 0 and "`max_queued_bytes`, 0: no limit in bytes" in text
     persistent = market_data_doc("- **Persistent sessions.**", "- **A slow subscriber")
-    assert f"`max_queued_messages` messages per client\n  (its default, {setting('max_queued_messages', 1000)}" \
-           in persistent
+    assert (
+        f"`max_queued_messages` messages per client\n  (its default, {setting('max_queued_messages', 1000)}"
+        in persistent
+    )
 
 
 @requires_mosquitto
@@ -1486,11 +1866,14 @@ def test_broker_run_as_root_cannot_read_a_password_file_in_a_private_folder():
             shutil.copy(MOSQUITTO_CONF.parent / "passwd", folder / "passwd")
             (folder / "passwd").chmod(0o600 if name == "private" else 0o644)
             conf = base / f"{name}.conf"
-            conf.write_text(f"listener {free_tcp_port()} 127.0.0.1\nallow_anonymous false\n"
-                            f"password_file {folder / 'passwd'}\nlog_dest stderr\n")
+            conf.write_text(
+                f"listener {free_tcp_port()} 127.0.0.1\nallow_anonymous false\n"
+                f"password_file {folder / 'passwd'}\nlog_dest stderr\n"
+            )
             try:
-                run = subprocess.run(["mosquitto", "-c", str(conf)], capture_output=True, text=True, timeout=2,
-                                     check=False)
+                run = subprocess.run(
+                    ["mosquitto", "-c", str(conf)], capture_output=True, text=True, timeout=2, check=False
+                )
                 outcomes[name] = (run.returncode, run.stderr)
             except subprocess.TimeoutExpired as still_running:  # it started: stopped by the timeout
                 stderr = still_running.stderr

@@ -17,6 +17,7 @@ same topic, and the subscriber must receive the marker and nothing else, and the
 moment. The broker's log must also show one "Denied PUBLISH" line per refused publish. Every wait
 has a timeout, so a missing message fails the test instead of hanging it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -48,14 +49,15 @@ def broker():
         yield broker
 
 
-def client(broker: MosquittoBroker, user: str | None, password: str | None = PASSWORD,
-           **options) -> aiomqtt.Client:
-    return aiomqtt.Client(broker.host, broker.port, username=user, password=password if user else None,
-                          timeout=TIMEOUT, **options)
+def client(broker: MosquittoBroker, user: str | None, password: str | None = PASSWORD, **options) -> aiomqtt.Client:
+    return aiomqtt.Client(
+        broker.host, broker.port, username=user, password=password if user else None, timeout=TIMEOUT, **options
+    )
 
 
-async def receive_until(subscriber: aiomqtt.Client, last: Callable[[aiomqtt.Message], bool],
-                        timeout: float = TIMEOUT) -> list[aiomqtt.Message]:
+async def receive_until(
+    subscriber: aiomqtt.Client, last: Callable[[aiomqtt.Message], bool], timeout: float = TIMEOUT
+) -> list[aiomqtt.Message]:
     """Every message up to and including the first for which ``last`` is true, then QUIET seconds more."""
     received: list[aiomqtt.Message] = []
     try:
@@ -97,6 +99,7 @@ async def assert_refused(broker: MosquittoBroker, user: str | None, password: st
 
 # -- the files ---------------------------------------------------------------------------------------
 
+
 def test_password_file_has_the_exchange_and_every_account_hashed():
     entries = dict(line.split(":", 1) for line in (CONFIG_DIR / "passwd").read_text().splitlines() if line)
     assert sorted(entries) == sorted([EXCHANGE, *demo_accounts()])
@@ -106,6 +109,7 @@ def test_password_file_has_the_exchange_and_every_account_hashed():
 
 
 # -- logging on --------------------------------------------------------------------------------------
+
 
 async def test_every_user_logs_on_with_the_demo_password(broker):
     for user in [EXCHANGE, *demo_accounts()]:
@@ -134,6 +138,7 @@ async def test_wrong_password_or_unknown_user_is_refused(broker):
 
 # -- what the exchange publishes arrives ---------------------------------------------------------------
 
+
 async def test_exchange_publishes_trades_and_retained_top_to_accounts(broker):
     async with client(broker, "bank") as bank, client(broker, EXCHANGE) as exchange:
         await bank.subscribe("carbonx/md/EUA/#", qos=1)
@@ -141,8 +146,10 @@ async def test_exchange_publishes_trades_and_retained_top_to_accounts(broker):
         await exchange.publish("carbonx/md/EUA/top", b"top-1", qos=1, retain=True)
         received = await receive_until(bank, on("carbonx/md/EUA/top", b"top-1"))
         # A live subscriber gets a retained publish with the retain flag cleared (MQTT 3.1.1).
-        assert describe(received) == [("carbonx/md/EUA/trades", b"trade-1", False),
-                                      ("carbonx/md/EUA/top", b"top-1", False)]
+        assert describe(received) == [
+            ("carbonx/md/EUA/trades", b"trade-1", False),
+            ("carbonx/md/EUA/top", b"top-1", False),
+        ]
 
     async with client(broker, "speculator") as late_joiner:
         await late_joiner.subscribe("carbonx/md/+/top", qos=1)
@@ -159,21 +166,27 @@ async def test_every_account_reads_market_data_of_every_instrument(broker):
     async def late_joiner(account: str) -> list[tuple[str, bytes, bool]]:
         async with client(broker, account) as session:
             await session.subscribe("carbonx/md/#", qos=1)
-            received = await receive_until(session, lambda message, seen=set(): (
-                seen.add(message.topic.value) or len(seen) == 3))
+            received = await receive_until(
+                session, lambda message, seen=set(): seen.add(message.topic.value) or len(seen) == 3
+            )
             return sorted(describe(received))
 
     results = await asyncio.gather(*(late_joiner(account) for account in accounts))
     for account, received in zip(accounts, results, strict=True):
-        assert received == [("carbonx/md/CER/status", b"CER open", True),
-                            ("carbonx/md/ERU/status", b"ERU open", True),
-                            ("carbonx/md/EUA/status", b"EUA open", True)], account
+        assert received == [
+            ("carbonx/md/CER/status", b"CER open", True),
+            ("carbonx/md/ERU/status", b"ERU open", True),
+            ("carbonx/md/EUA/status", b"EUA open", True),
+        ], account
 
 
 # -- what an account publishes does not ---------------------------------------------------------------
 
-@pytest.mark.parametrize("topic", ["carbonx/md/EUA/trades", "carbonx/md/CER/updates",
-                                   "carbonx/private/broker/fills", "carbonx/private/bank/fills"])
+
+@pytest.mark.parametrize(
+    "topic",
+    ["carbonx/md/EUA/trades", "carbonx/md/CER/updates", "carbonx/private/broker/fills", "carbonx/private/bank/fills"],
+)
 async def test_account_cannot_publish_under_carbonx(broker, topic):
     async with client(broker, EXCHANGE) as observer, client(broker, "bank") as bank:
         await observer.subscribe("carbonx/#", qos=2)
@@ -198,17 +211,24 @@ async def test_account_cannot_overwrite_or_clear_retained_market_data(broker):
         await bank.publish("carbonx/md/EUA/snapshot", b"snapshot-by-bank", qos=1, retain=True)
     async with client(broker, "speculator") as late_joiner:
         await late_joiner.subscribe("carbonx/md/EUA/#", qos=1)
-        received = await receive_until(late_joiner, lambda message, seen=set(): (
-            seen.add(message.topic.value) or len(seen) == 2))
-        assert sorted(describe(received)) == [("carbonx/md/EUA/status", b"open", True),
-                                              ("carbonx/md/EUA/top", b"top-by-exchange", True)]
+        received = await receive_until(
+            late_joiner, lambda message, seen=set(): seen.add(message.topic.value) or len(seen) == 2
+        )
+        assert sorted(describe(received)) == [
+            ("carbonx/md/EUA/status", b"open", True),
+            ("carbonx/md/EUA/top", b"top-by-exchange", True),
+        ]
 
 
 # -- private fills -------------------------------------------------------------------------------------
 
+
 async def test_account_receives_only_its_own_fills(broker):
-    async with (client(broker, "bank") as bank, client(broker, "broker") as broker_account,
-                client(broker, EXCHANGE) as exchange):
+    async with (
+        client(broker, "bank") as bank,
+        client(broker, "broker") as broker_account,
+        client(broker, EXCHANGE) as exchange,
+    ):
         granted = await bank.subscribe("carbonx/private/#", qos=1)
         assert [code.value for code in granted] == [1]
         # Subscribing to another account's topic is not refused either: mosquitto 2.0 grants the
@@ -234,11 +254,14 @@ async def test_account_reading_the_whole_tree_gets_market_data_and_only_its_own_
         await exchange.publish("carbonx/md/EUA/trades", b"trade", qos=1)
         await exchange.publish("carbonx/private/bank/fills", b"bank-fill", qos=1)
         received = await receive_until(bank, on("carbonx/private/bank/fills", b"bank-fill"))
-        assert describe(received) == [("carbonx/md/EUA/trades", b"trade", False),
-                                      ("carbonx/private/bank/fills", b"bank-fill", False)]
+        assert describe(received) == [
+            ("carbonx/md/EUA/trades", b"trade", False),
+            ("carbonx/private/bank/fills", b"bank-fill", False),
+        ]
 
 
 # -- persistence -------------------------------------------------------------------------------------
+
 
 async def test_retained_market_data_survives_a_broker_restart(broker):
     async with client(broker, EXCHANGE) as exchange:
@@ -251,14 +274,18 @@ async def test_retained_market_data_survives_a_broker_restart(broker):
 
     async with client(broker, "bank") as late_joiner:
         await late_joiner.subscribe("carbonx/md/EUA/#", qos=1)
-        received = await receive_until(late_joiner, lambda message, seen=set(): (
-            seen.add(message.topic.value) or len(seen) == 2))
+        received = await receive_until(
+            late_joiner, lambda message, seen=set(): seen.add(message.topic.value) or len(seen) == 2
+        )
         # Retained messages come back; the trade was never retained, so it is gone.
-        assert sorted(describe(received)) == [("carbonx/md/EUA/status", b"open", True),
-                                              ("carbonx/md/EUA/top", b"top-before-restart", True)]
+        assert sorted(describe(received)) == [
+            ("carbonx/md/EUA/status", b"open", True),
+            ("carbonx/md/EUA/top", b"top-before-restart", True),
+        ]
 
 
 # -- client ids ----------------------------------------------------------------------------------------
+
 
 async def test_any_account_can_take_over_a_known_client_id(broker):
     """Documents a trap: mosquitto 2.0 lets a client of ANY user take over a connected client id.

@@ -10,6 +10,7 @@ holdings are checked through ``balances`` and the settlement ledger is
 reconciled against the engine at the end. The engine's rules one by one are
 tests/test_primary_auction.py.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,6 +33,7 @@ async def next_auction_message(stream) -> dict:
             if message["type"] == "auction_report":
                 return message
         raise AssertionError("the market-data stream ended")
+
     return await asyncio.wait_for(find(), TIMEOUT + WINDOW)
 
 
@@ -42,9 +44,13 @@ def holding(balances: dict, asset: str) -> tuple[int, int]:
 
 async def test_an_auction_from_opening_to_delivery(tmp_path):
     ledger = tmp_path / "ledger.sqlite3"
-    async with exchange_on_port(ledger) as gateway, session(gateway, "de-auctioneer") as state, \
-            session(gateway, "bank") as bank, session(gateway, "gov-fund") as fund, \
-            session(gateway, "paper-mill") as watcher:
+    async with (
+        exchange_on_port(ledger) as gateway,
+        session(gateway, "de-auctioneer") as state,
+        session(gateway, "bank") as bank,
+        session(gateway, "gov-fund") as fund,
+        session(gateway, "paper-mill") as watcher,
+    ):
         assert (await watcher.subscribe([SYMBOL], ["auctions"]))["type"] == "subscribed"
         feed = watcher.market_data()
         auctioneer, bank_inbox, fund_inbox = Inbox(state), Inbox(bank), Inbox(fund)
@@ -54,19 +60,28 @@ async def test_an_auction_from_opening_to_delivery(tmp_path):
         await fund_inbox.next()
 
         opened = await state.open_auction("DE-1", SYMBOL, 10_000, WINDOW)
-        assert_fields(opened, type="auction_report", status="open", auction_id="DE-1", instrument=SYMBOL,
-                      auctioneer="de-auctioneer", volume=10_000, carried_in=0, reserve_discount_bps=2000)
+        assert_fields(
+            opened,
+            type="auction_report",
+            status="open",
+            auction_id="DE-1",
+            instrument=SYMBOL,
+            auctioneer="de-auctioneer",
+            volume=10_000,
+            carried_in=0,
+            reserve_discount_bps=2000,
+        )
         await auctioneer.next()
         public = await next_auction_message(feed)
         assert {key: public[key] for key in ("status", "volume", "seed_hash", "closes_at")} == {
-            key: opened[key] for key in ("status", "volume", "seed_hash", "closes_at")}
+            key: opened[key] for key in ("status", "volume", "seed_hash", "closes_at")
+        }
 
         placed = await bank.submit_bid("DE-1", "b-1", 7050, 6_000)
         assert_fields(placed, type="bid_report", status="placed", price=7050, volume=6_000, held=7050 * 6_000)
         assert_fields(await fund.submit_bid("DE-1", 1, "69.90", 6_000), status="placed", price=6990)
         assert_fields(await fund.submit_bid("DE-1", 2, 6900, 1_000), status="placed")
-        assert_fields(await fund.modify_bid("DE-1", 2, volume=500), status="modified", volume=500,
-                      held=6900 * 500)
+        assert_fields(await fund.modify_bid("DE-1", 2, volume=500), status="modified", volume=500, held=6900 * 500)
         assert_fields(await fund.withdraw_bid("DE-1", 2), status="withdrawn", released=6900 * 500)
         assert_fields(await fund.submit_bid("DE-1", 3, 7000, 700), type="request_rejected", code=803)
         assert_fields(await state.submit_bid("DE-1", "own", 7000, 500), type="request_rejected", code=811)
@@ -83,17 +98,35 @@ async def test_an_auction_from_opening_to_delivery(tmp_path):
 
         # The window closes; the exchange clears: 6,000 to the bank at 69.90, the rest (4,000) to the fund.
         result = await next_auction_message(feed)
-        assert_fields(result, status="cleared", auction_id="DE-1", clearing_price=6990, volume=10_000,
-                      total_bid_volume=12_000, cover_ratio="1.20", bidders=2, successful_bidders=2,
-                      proceeds=6990 * 10_000, reserve_price=5600)
+        assert_fields(
+            result,
+            status="cleared",
+            auction_id="DE-1",
+            clearing_price=6990,
+            volume=10_000,
+            total_bid_volume=12_000,
+            cover_ratio="1.20",
+            bidders=2,
+            successful_bidders=2,
+            proceeds=6990 * 10_000,
+            reserve_price=5600,
+        )
         assert hashlib.sha256(result["seed"].encode()).hexdigest() == opened["seed_hash"]
         assert "bids" not in result and "bid_id" not in result  # no bid is ever published
         won = await bank_inbox.next(TIMEOUT + WINDOW)
-        assert_fields(won, type="bid_report", bid_id="b-1", status="allocated", allocated=6_000, clearing_price=6990,
-                      amount=6990 * 6_000)
+        assert_fields(
+            won,
+            type="bid_report",
+            bid_id="b-1",
+            status="allocated",
+            allocated=6_000,
+            clearing_price=6990,
+            amount=6990 * 6_000,
+        )
         assert_fields(await fund_inbox.next(), bid_id=1, status="allocated", allocated=4_000, amount=6990 * 4_000)
-        assert_fields(await auctioneer.next(TIMEOUT + WINDOW), type="auction_report", status="cleared",
-                      proceeds=6990 * 10_000)
+        assert_fields(
+            await auctioneer.next(TIMEOUT + WINDOW), type="auction_report", status="cleared", proceeds=6990 * 10_000
+        )
         assert holding(await bank.balances(), "EUR") == (bank_cash - 6990 * 6_000, 0)
         assert holding(await fund.balances(), "EUR") == (fund_cash - 6990 * 4_000, 0)
         assert holding(await fund.balances(), SYMBOL)[0] == 4_000
@@ -109,24 +142,38 @@ async def test_an_auction_from_opening_to_delivery(tmp_path):
 
 
 async def test_an_undersubscribed_auction_is_cancelled_and_its_volume_carried_over():
-    async with exchange_on_port() as gateway, session(gateway, "de-auctioneer") as state, \
-            session(gateway, "bank") as bank:
+    async with (
+        exchange_on_port() as gateway,
+        session(gateway, "de-auctioneer") as state,
+        session(gateway, "bank") as bank,
+    ):
         auctioneer = Inbox(state)
         await state.open_auction("DE-2", SYMBOL, 10_500, WINDOW)
         await auctioneer.next()
         await bank.submit_bid("DE-2", "b", 7000, 500)
         cancelled = await auctioneer.next(TIMEOUT + WINDOW)
-        assert_fields(cancelled, type="auction_report", status="cancelled", reason="undersubscribed",
-                      clearing_price=None, total_bid_volume=500, cover_ratio="0.05", bidders=1,
-                      carried_over=[3000, 2500, 2500, 2500])
+        assert_fields(
+            cancelled,
+            type="auction_report",
+            status="cancelled",
+            reason="undersubscribed",
+            clearing_price=None,
+            total_bid_volume=500,
+            cover_ratio="0.05",
+            bidders=1,
+            carried_over=[3000, 2500, 2500, 2500],
+        )
         next_one = await state.open_auction("DE-3", SYMBOL, 500, 60)
         assert_fields(next_one, status="open", volume=3_500, carried_in=3_000)
         assert_fields(await bank.auction_status("DE-2"), status="cancelled")
 
 
 async def test_a_clearing_refused_because_the_clock_stepped_back_is_tried_again(monkeypatch, caplog):
-    async with exchange_on_port() as gateway, session(gateway, "de-auctioneer") as state, \
-            session(gateway, "bank") as bank:
+    async with (
+        exchange_on_port() as gateway,
+        session(gateway, "de-auctioneer") as state,
+        session(gateway, "bank") as bank,
+    ):
         await state.open_auction("DE-4", SYMBOL, 1_000, WINDOW)
         await bank.submit_bid("DE-4", "b", "70.00", 1_000)
         behind = 600_000_000  # this host's clock steps back 0.6 s during the window

@@ -8,6 +8,7 @@ sequence numbers, client order ids, the resend of numbered messages, the
 settled ledger. A real ``kill -9`` is tests/test_crash.py's; the journal's
 file format, torn tails and snapshots are tests/test_journal.py's.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,16 +18,21 @@ import logging
 import shutil
 
 import pytest
+from gateway_helpers import TIMEOUT, Inbox, assert_fields, demo_configuration, eventually, exchange_on_port, session
 
 from exchange import ConfigError, RejectCode, SelfTradePrevention
+from gateway.client import RequestRefused
 from gateway.persistence import journal as journal_module
 from gateway.persistence import snapshots as snapshots_module
-from gateway.client import RequestRefused
 from gateway.persistence.journal import JournalFailure
-from gateway.persistence.recovery import JOURNAL_NAME, SNAPSHOT_DIR, journal_genesis_and_id, replay_journal, snapshot_files
+from gateway.persistence.recovery import (
+    JOURNAL_NAME,
+    SNAPSHOT_DIR,
+    journal_genesis_and_id,
+    replay_journal,
+    snapshot_files,
+)
 from gateway.settlement.service import reconcile
-
-from gateway_helpers import TIMEOUT, Inbox, assert_fields, demo_configuration, eventually, exchange_on_port, session
 
 
 async def reconciled(gateway) -> None:
@@ -34,7 +40,9 @@ async def reconciled(gateway) -> None:
     still have its cancel-on-disconnect on the way: the engine is given until TIMEOUT to be idle.)"""
     deadline = asyncio.get_running_loop().time() + TIMEOUT
     while True:
-        await eventually(lambda: gateway.intake.requests.empty() and not gateway.loop.in_hand and not gateway.loop.unsynced)
+        await eventually(
+            lambda: gateway.intake.requests.empty() and not gateway.loop.in_hand and not gateway.loop.unsynced
+        )
         await gateway.settlement.drain()
         report = reconcile(gateway.engine, gateway.settlement.settlement.store)
         if report.ok or asyncio.get_running_loop().time() > deadline:
@@ -97,8 +105,10 @@ async def test_a_restart_rebuilds_the_same_state_from_snapshot_or_journal_alone(
 
 async def test_resend_gives_back_the_numbered_messages_as_first_sent_also_after_a_restart(tmp_path):
     async with exchange_on_port(data_dir=str(tmp_path)) as gateway:
-        async with session(gateway, "bank", cancel_on_disconnect=False) as bank, \
-                session(gateway, "broker", cancel_on_disconnect=False) as broker:
+        async with (
+            session(gateway, "bank", cancel_on_disconnect=False) as bank,
+            session(gateway, "broker", cancel_on_disconnect=False) as broker,
+        ):
             inbox = Inbox(bank)
             await trade_a_little(bank, broker)
             seen = await inbox.take(gateway.sequencer.next_seq("bank") - 1)
@@ -159,14 +169,16 @@ async def test_a_session_live_at_a_stop_has_its_orders_cancelled_at_the_next_sta
             assert bank.logon["next_seq"] == last_seen + 2  # the cancel was numbered while nobody was logged on
             _, resent = await bank.resend(last_seen + 1)
             assert [(m["exec_type"], m["client_order_id"], m["reason"]) for m in resent] == [
-                ("canceled", "rest", "DISCONNECT")]
+                ("canceled", "rest", "DISCONNECT")
+            ]
             assert_fields(await broker.order_status(client_order_id="stays"), order_status="new", leaves_quantity=5)
         await reconciled(gateway)
 
 
 @pytest.mark.parametrize("failing", ["fdatasync", "write"])
 async def test_a_failed_journal_write_or_sync_stops_the_exchange_and_acknowledges_nothing_more(
-        tmp_path, monkeypatch, failing):
+    tmp_path, monkeypatch, failing
+):
     async with exchange_on_port(data_dir=str(tmp_path)) as gateway:
         async with session(gateway, "bank", cancel_on_disconnect=False) as bank:
             inbox = Inbox(bank)
@@ -178,6 +190,7 @@ async def test_a_failed_journal_write_or_sync_stops_the_exchange_and_acknowledge
                 if failing == "write" or args[0] == gateway.journal._fd:
                     raise OSError(errno.EIO, "Input/output error")
                 return real(*args)
+
             monkeypatch.setattr(journal_module.os, failing, broken)
             bank.send(bank.new_order_message("EUA", "S", 1, 7101, client_order_id="never-acked"))
             await asyncio.wait_for(gateway.stopped.wait(), TIMEOUT)
@@ -186,8 +199,10 @@ async def test_a_failed_journal_write_or_sync_stops_the_exchange_and_acknowledge
             monkeypatch.undo()
     # Whatever reached the file before the failure may be there after a restart, acknowledged or not:
     # a client that resends the unacknowledged order with its client order id learns which it is.
-    async with exchange_on_port(data_dir=str(tmp_path)) as gateway, \
-            session(gateway, "bank", cancel_on_disconnect=False) as bank:
+    async with (
+        exchange_on_port(data_dir=str(tmp_path)) as gateway,
+        session(gateway, "bank", cancel_on_disconnect=False) as bank,
+    ):
         assert_fields(await bank.order_status(client_order_id="acked"), order_status="new")
         again = await bank.new_order("EUA", "S", 1, 7101, client_order_id="never-acked")
         assert again["exec_type"] == "new" or again.get("code") == int(RejectCode.DUPLICATE_CLIENT_ORDER_ID)
@@ -199,8 +214,12 @@ async def test_an_operator_can_have_a_snapshot_taken_now(tmp_path):
         async with session(gateway, "bank") as bank, session(gateway, "market-ops") as operator:
             await bank.new_order("EUA", "S", 2, 7050, client_order_id="x")
             taken = await operator.snapshot()
-            assert_fields(taken, type="snapshot_taken", event_seq=gateway.engine.counters.seq,
-                          path=str(tmp_path / SNAPSHOT_DIR / f"snapshot-{taken['record_seq']:012d}.cxs"))
+            assert_fields(
+                taken,
+                type="snapshot_taken",
+                event_seq=gateway.engine.counters.seq,
+                path=str(tmp_path / SNAPSHOT_DIR / f"snapshot-{taken['record_seq']:012d}.cxs"),
+            )
             assert (tmp_path / SNAPSHOT_DIR / taken["path"].rsplit("/", 1)[1]).is_file()
             refused = await bank.snapshot()
             assert_fields(refused, type="reject", code=int(RejectCode.NOT_AUTHORISED))
@@ -244,9 +263,16 @@ async def test_account_settings_changed_between_runs_are_applied_or_reported(tmp
         pass
     _, accounts, _ = demo_configuration()
     bank = accounts["bank"]
-    changed = {**accounts, "bank": dataclasses.replace(bank, self_trade_prevention=SelfTradePrevention.CANCEL_BOTH,
-                                                       order_value_limit=12_345_600, cash=bank.cash * 2),
-               "newcomer": dataclasses.replace(accounts["broker"], account_id="newcomer")}
+    changed = {
+        **accounts,
+        "bank": dataclasses.replace(
+            bank,
+            self_trade_prevention=SelfTradePrevention.CANCEL_BOTH,
+            order_value_limit=12_345_600,
+            cash=bank.cash * 2,
+        ),
+        "newcomer": dataclasses.replace(accounts["broker"], account_id="newcomer"),
+    }
     records: list[logging.LogRecord] = []
     listener = logging.Handler(logging.WARNING)
     listener.emit = records.append  # on the gateway's logger itself: another test may have configured logging
@@ -261,8 +287,11 @@ async def test_account_settings_changed_between_runs_are_applied_or_reported(tmp
             assert gateway.engine.accounts["newcomer"].cash == accounts["broker"].cash  # opened and funded
     finally:
         logger.removeHandler(listener)
-    assert any(record.getMessage() == "account_setting_not_applied"
-               and "bank.order_value_limit" in record.carbonx_fields["change"] for record in records)
+    assert any(
+        record.getMessage() == "account_setting_not_applied"
+        and "bank.order_value_limit" in record.carbonx_fields["change"]
+        for record in records
+    )
     assert offline_hash(tmp_path) == gateway.engine.state_hash()
 
 
@@ -283,6 +312,7 @@ async def test_a_snapshot_that_cannot_be_written_is_refused_and_trading_goes_on(
 async def test_no_process_for_a_snapshot_is_refused_and_trading_goes_on(tmp_path, monkeypatch):
     def no_process(*args):
         raise OSError(11, "Resource temporarily unavailable")
+
     monkeypatch.setattr(snapshots_module, "fork_snapshot", no_process)
     async with exchange_on_port(data_dir=str(tmp_path), snapshot_every=0) as gateway:
         async with session(gateway, "market-ops") as operator, session(gateway, "bank") as bank:

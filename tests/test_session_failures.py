@@ -17,6 +17,7 @@ What this file proves, against a real ``carbonx serve`` process
   back by ``resend``) are the same as in a run without the chaos, and the
   exchange stops cleanly afterwards.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,10 +34,9 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from gateway_helpers import HOST, SECRET
 
 from gateway.client import connect
-
-from gateway_helpers import HOST, SECRET
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 30.0
@@ -72,10 +72,25 @@ class Served:
         self.port = free_port()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli.main", "serve", "--host", HOST, "--port", str(self.port),
-                 "--data-dir", str(self.data_dir), *self.flags],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO_ROOT,
-                start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli.main",
+                    "serve",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data_dir),
+                    *self.flags,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                cwd=REPO_ROOT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"carbonx serve exited at start: {self.log()[-3000:]}"
@@ -98,8 +113,9 @@ class Served:
         try:
             return self.process.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"SIGTERM did not stop the exchange within {STOP_TIMEOUT} s: "
-                                 f"{self.log()[-3000:]}") from None
+            raise AssertionError(
+                f"SIGTERM did not stop the exchange within {STOP_TIMEOUT} s: {self.log()[-3000:]}"
+            ) from None
 
     def kill(self) -> None:
         if self.alive():
@@ -175,7 +191,7 @@ def test_logout_or_a_fatal_frame_then_a_close_at_once_never_stops_the_exchange(t
 
 
 def test_sigterm_while_a_throttled_peer_has_just_closed_stops_cleanly(tmp_path, served_processes):
-    for attempt in range(4):
+    for _ in range(4):
         served = serve(served_processes, tmp_path, "data", "--throttle-rate", "20", "--throttle-burst", "5")
         connection = logon_and_read(served.port)
         requests = 60
@@ -187,8 +203,8 @@ def test_sigterm_while_a_throttled_peer_has_just_closed_stops_cleanly(tmp_path, 
             buffered += connection.recv(65536)
             while len(buffered) >= 4 and len(buffered) >= 4 + struct.unpack(">I", buffered[:4])[0]:
                 size = struct.unpack(">I", buffered[:4])[0]
-                message = msgpack.unpackb(buffered[4:4 + size])
-                buffered = buffered[4 + size:]
+                message = msgpack.unpackb(buffered[4 : 4 + size])
+                buffered = buffered[4 + size :]
                 answered += message.get("type") in ("balances", "reject")
         connection.close()  # during the session's read pause: the server has not seen the close yet
         status = served.terminate()
@@ -202,6 +218,7 @@ def test_sigterm_while_a_throttled_peer_has_just_closed_stops_cleanly(tmp_path, 
 
 
 # -- the chaos client ----------------------------------------------------------------------------------------
+
 
 def random_frame(rng: random.Random, serial: int) -> bytes:
     """Something a confused or hostile client might send: valid requests, wrong ones, broken frames."""
@@ -220,9 +237,16 @@ def random_frame(rng: random.Random, serial: int) -> bytes:
     if choice == 5:
         return frame({"type": rng.choice(("nonsense", "", 7, None, "logon"))})
     if choice == 6:
-        return frame({"type": "new_order", "instrument": "CER", "side": rng.choice(("B", "S", "up")),
-                      "quantity": rng.choice((1, 0, -1, "x")), "price": rng.choice((1000, "10.00", -5)),
-                      "client_order_id": f"chaos-{serial}"})
+        return frame(
+            {
+                "type": "new_order",
+                "instrument": "CER",
+                "side": rng.choice(("B", "S", "up")),
+                "quantity": rng.choice((1, 0, -1, "x")),
+                "price": rng.choice((1000, "10.00", -5)),
+                "client_order_id": f"chaos-{serial}",
+            }
+        )
     if choice == 7:
         return frame({"type": "cancel_order", "order_id": rng.randrange(1, 10_000)})
     if choice == 8:
@@ -248,8 +272,9 @@ async def chaos_connection(port: int, rng: random.Random, serial: int) -> None:
     try:
         if rng.random() < 0.8:
             account = rng.choice(CHAOS_ACCOUNTS)
-            writer.write(frame({"type": "logon", "account": account,
-                                "secret": SECRET if rng.random() < 0.9 else "wrong"}))
+            writer.write(
+                frame({"type": "logon", "account": account, "secret": SECRET if rng.random() < 0.9 else "wrong"})
+            )
             if rng.random() < 0.6:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(reader.read(65536), 1.0)
@@ -287,6 +312,7 @@ async def chaos(port: int, seed: int, stop: asyncio.Event, made: list[int], conc
         while not stop.is_set():
             made[0] += 1
             await chaos_connection(port, own, made[0])
+
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
@@ -305,12 +331,14 @@ async def trade_and_collect(port: int, chaos_seed: int | None) -> tuple[dict[str
     chaos_task = asyncio.create_task(chaos(port, chaos_seed, stop, made)) if chaos_seed is not None else None
     collected: dict[str, list[dict]] = {}
     try:
-        async with connect(HOST, port, "bank", SECRET, cancel_on_disconnect=False) as bank, \
-                connect(HOST, port, "broker", SECRET, cancel_on_disconnect=False) as broker:
+        async with (
+            connect(HOST, port, "bank", SECRET, cancel_on_disconnect=False) as bank,
+            connect(HOST, port, "broker", SECRET, cancel_on_disconnect=False) as broker,
+        ):
             rng = random.Random(SEED)
             for n in range(60):
                 if chaos_task is not None:  # the chaos keeps pace: a few of its connections between orders
-                    await until(lambda: made[0] >= 3 * n)
+                    await until(lambda n=n: made[0] >= 3 * n)
                 trader = (bank, broker)[n % 2]
                 side = rng.choice(("B", "S"))
                 price = rng.randrange(6990, 7011)
@@ -331,8 +359,11 @@ async def trade_and_collect(port: int, chaos_seed: int | None) -> tuple[dict[str
 
 
 def normalised(message: dict) -> dict:
-    return {name: value for name, value in message.items()
-            if name not in ("ts", "order_id", "trade_id", "orders") and not name.endswith("_ts")}
+    return {
+        name: value
+        for name, value in message.items()
+        if name not in ("ts", "order_id", "trade_id", "orders") and not name.endswith("_ts")
+    }
 
 
 def test_a_chaos_client_beside_trading_sessions_changes_nothing_they_see(tmp_path, served_processes):
@@ -346,7 +377,8 @@ def test_a_chaos_client_beside_trading_sessions_changes_nothing_they_see(tmp_pat
     assert made >= 150, f"only {made} chaos connections were made"
     assert_healthy(noisy)
     for account in TRADERS:
-        assert got[account] == expected[account], f"{account}'s messages differ beside the chaos client " \
-                                                   f"[seed {SEED}; rerun with CARBONX_CHAOS_SEED={SEED}]"
+        assert got[account] == expected[account], (
+            f"{account}'s messages differ beside the chaos client [seed {SEED}; rerun with CARBONX_CHAOS_SEED={SEED}]"
+        )
     assert noisy.terminate() == 0, noisy.log()[-3000:]
     assert "engine_failed" not in noisy.log()

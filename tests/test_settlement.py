@@ -23,6 +23,7 @@ store whose commits stall (a slow disk) shows that matching and the event
 loop go on while the consumer is stuck, and that a full queue is refused
 without losing a fill.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,16 +37,39 @@ from itertools import chain
 
 import pytest
 
-from exchange import (CancelOrder, Deposit, EndOfDay, Engine, MassCancel, NewOrder, OpenAccount, OrderType,
-                      ReplaceOrder, Side, TimeInForce, Trade, Withdraw)
+from exchange import (
+    CancelOrder,
+    Deposit,
+    EndOfDay,
+    Engine,
+    MassCancel,
+    NewOrder,
+    OpenAccount,
+    OrderType,
+    ReplaceOrder,
+    Side,
+    TimeInForce,
+    Trade,
+    Withdraw,
+)
 from exchange.commands import ComplianceDeadline, RecordEmissions, RegisterInstallation, Surrender
 from exchange.compliance import ComplianceConfig
 from exchange.events import PenaltyCharged, UnitsSurrendered
 from gateway.config import load_instruments
 from gateway.settlement.ledger import BalanceChange, LedgerBatch, SettledTrade, SqliteLedgerStore, StaleBatch
-from gateway.settlement.service import (EventsOutOfOrder, SequenceGap, Settlement, SettlementOverloaded, SettlementService,
-                                SettlementStopped, UnknownAccount, format_euros, format_statement, reconcile,
-                                statement)
+from gateway.settlement.service import (
+    EventsOutOfOrder,
+    SequenceGap,
+    Settlement,
+    SettlementOverloaded,
+    SettlementService,
+    SettlementStopped,
+    UnknownAccount,
+    format_euros,
+    format_statement,
+    reconcile,
+    statement,
+)
 
 INSTRUMENTS = load_instruments()
 EUR = "EUR"
@@ -79,11 +103,23 @@ class Venue:
             if amount:
                 self.send(Deposit(ts=self.ts(), account=account, asset=asset, amount=amount))
 
-    def order(self, account: str, side: Side, lots: int, price: int | None = None, symbol: str = "EUA",
-              **fields) -> list:
+    def order(
+        self, account: str, side: Side, lots: int, price: int | None = None, symbol: str = "EUA", **fields
+    ) -> list:
         order_type = OrderType.LIMIT if price is not None else OrderType.MARKET
-        return self.send(NewOrder(ts=self.ts(), account=account, client_order_id=f"o{self._ts}", instrument=symbol,
-                                  side=side, quantity=lots, price=price, order_type=order_type, **fields))
+        return self.send(
+            NewOrder(
+                ts=self.ts(),
+                account=account,
+                client_order_id=f"o{self._ts}",
+                instrument=symbol,
+                side=side,
+                quantity=lots,
+                price=price,
+                order_type=order_type,
+                **fields,
+            )
+        )
 
     def events(self) -> list:
         return list(chain.from_iterable(self.deliveries))
@@ -118,6 +154,7 @@ def two_traders() -> Venue:
 
 # -- delivery versus payment ------------------------------------------------------------------------
 
+
 def test_a_trade_settles_delivery_versus_payment_with_exact_fees(store):
     venue = two_traders()
     venue.order("mill", Side.SELL, 5, 7000)  # rests: mill is the maker
@@ -137,8 +174,20 @@ def test_a_trade_settles_delivery_versus_payment_with_exact_fees(store):
         FEES: {EUR: buyer_fee + seller_fee},
     }
     [trade] = store.all_trades()
-    assert trade == SettledTrade(fills[0].seq, fills[0].ts, fills[0].trade_id, "EUA", 7000, 3, units, "utility",
-                                 "mill", buyer_fee, seller_fee, "B")
+    assert trade == SettledTrade(
+        fills[0].seq,
+        fills[0].ts,
+        fills[0].trade_id,
+        "EUA",
+        7000,
+        3,
+        units,
+        "utility",
+        "mill",
+        buyer_fee,
+        seller_fee,
+        "B",
+    )
     report = reconcile(venue.engine, store)
     assert report.ok, report.differences
     assert report.totals == {EUR: 100_000_000, "EUA": 10_000, "CER": 0, "ERU": 0}
@@ -157,8 +206,13 @@ def test_a_selling_taker_pays_the_taker_fee_and_the_resting_buyer_the_maker_fee(
     assert balances["mill"] == {EUR: 2 * 7000 * LOT - 2 * TAKER_FEE, "EUA": 10_000 - 2 * LOT}
     assert balances[FEES] == {EUR: 2 * (MAKER_FEE + TAKER_FEE)}
     [trade] = store.all_trades()
-    assert (trade.buyer, trade.buyer_fee, trade.seller, trade.seller_fee, trade.aggressor_side) == \
-        ("utility", 2 * MAKER_FEE, "mill", 2 * TAKER_FEE, "S")
+    assert (trade.buyer, trade.buyer_fee, trade.seller, trade.seller_fee, trade.aggressor_side) == (
+        "utility",
+        2 * MAKER_FEE,
+        "mill",
+        2 * TAKER_FEE,
+        "S",
+    )
     assert reconcile(venue.engine, store).ok
 
 
@@ -225,6 +279,7 @@ def test_compliance_surrenders_retire_units_and_penalties_pay_the_penalty_accoun
 
 
 # -- exactly once -----------------------------------------------------------------------------------
+
 
 def test_re_delivering_events_is_a_no_op(store):
     venue = two_traders()
@@ -302,7 +357,7 @@ def test_a_seq_repeated_straight_after_itself_in_one_delivery_is_refused_and_app
     empty = ledger_snapshot(store)
 
     with pytest.raises(EventsOutOfOrder):  # a new seq (the trade, not yet applied) twice in a row
-        settlement.apply(events[:at + 1] + [fill] + events[at + 1:])
+        settlement.apply(events[: at + 1] + [fill] + events[at + 1 :])
     assert store.last_applied_seq() == 0 and ledger_snapshot(store) == empty
     assert store.snapshot().balances == {} and store.all_trades() == []
 
@@ -312,7 +367,7 @@ def test_a_seq_repeated_straight_after_itself_in_one_delivery_is_refused_and_app
     with pytest.raises(EventsOutOfOrder):  # a seq the ledger applied already, twice in a row
         settlement.apply([last, last])
     with pytest.raises(EventsOutOfOrder):  # the whole history with the trade doubled
-        settlement.apply(events[:at + 1] + [fill] + events[at + 1:])
+        settlement.apply(events[: at + 1] + [fill] + events[at + 1 :])
     assert ledger_snapshot(store) == settled
     assert store.holdings_of("utility")["EUA"] == 3 * LOT  # the trade settled once
     assert reconcile(venue.engine, store).ok
@@ -349,15 +404,17 @@ def test_a_batch_that_fails_half_way_leaves_the_ledger_untouched(store):
     [trade] = store.all_trades()
     cursor = store.last_applied_seq()
     # Balance changes are written first; the repeated trade id then fails: all of it must roll back.
-    broken = LedgerBatch(previous_seq=cursor, last_seq=cursor + 1,
-                         changes=[BalanceChange("mill", EUR, 1), BalanceChange("utility", EUR, -1)],
-                         trades=[dataclasses.replace(trade, seq=cursor + 1)])
+    broken = LedgerBatch(
+        previous_seq=cursor,
+        last_seq=cursor + 1,
+        changes=[BalanceChange("mill", EUR, 1), BalanceChange("utility", EUR, -1)],
+        trades=[dataclasses.replace(trade, seq=cursor + 1)],
+    )
     with pytest.raises(sqlite3.IntegrityError):
         store.commit(broken)
     assert ledger_snapshot(store) == before
     with pytest.raises(StaleBatch):  # built against an old cursor
-        store.commit(LedgerBatch(previous_seq=cursor - 1, last_seq=cursor + 1,
-                                 changes=[BalanceChange("mill", EUR, 1)]))
+        store.commit(LedgerBatch(previous_seq=cursor - 1, last_seq=cursor + 1, changes=[BalanceChange("mill", EUR, 1)]))
     assert ledger_snapshot(store) == before
 
 
@@ -370,6 +427,7 @@ def test_the_store_is_wal_fully_synced_and_stores_integers_only(store):
 
 
 # -- reconciliation and statements ---------------------------------------------------------------------
+
 
 def test_reconcile_reports_a_ledger_behind_the_engine(store):
     venue = two_traders()
@@ -390,8 +448,13 @@ def test_reconcile_reports_a_tampered_ledger(store):
     assert reconcile(venue.engine, store).ok
     cursor = store.last_applied_seq()
     # One cent moved between accounts: the totals still add up, the holdings do not.
-    store.commit(LedgerBatch(previous_seq=cursor, last_seq=cursor,
-                             changes=[BalanceChange("mill", EUR, -1), BalanceChange("utility", EUR, 1)]))
+    store.commit(
+        LedgerBatch(
+            previous_seq=cursor,
+            last_seq=cursor,
+            changes=[BalanceChange("mill", EUR, -1), BalanceChange("utility", EUR, 1)],
+        )
+    )
     moved = reconcile(venue.engine, store)
     assert not moved.ok and len(moved.differences) == 2
     assert moved.differences[0] == "mill EUR: ledger EUR 209,993.99, engine EUR 209,994.00"
@@ -413,15 +476,27 @@ def test_statement_shows_holdings_reservations_trades_and_fees(store):
     assert (cash.asset, cash.holding, cash.reserved) == (EUR, 78_998_950, 6900 * LOT + TAKER_FEE)
     assert cash.available == 78_998_950 - 6_900_350
     assert [(h.asset, h.holding, h.reserved) for h in utility.holdings[1:]] == [
-        ("EUA", 3_000, 0), ("CER", 0, 0), ("ERU", 0, 0)]
+        ("EUA", 3_000, 0),
+        ("CER", 0, 0),
+        ("ERU", 0, 0),
+    ]
     [line] = utility.trades
-    assert (line.side, line.instrument, line.quantity, line.price, line.fee, line.liquidity, line.cash) == \
-        (Side.BUY, "EUA", 3, 7000, 1_050, "taker", -21_001_050)
+    assert (line.side, line.instrument, line.quantity, line.price, line.fee, line.liquidity, line.cash) == (
+        Side.BUY,
+        "EUA",
+        3,
+        7000,
+        1_050,
+        "taker",
+        -21_001_050,
+    )
     assert utility.fees_paid == 1_050 and utility.fees_paid_by_instrument == {"EUA": 1_050}
 
     mill = statement(venue.engine, store, "mill")
     assert [(h.asset, h.holding, h.reserved, h.available) for h in mill.holdings[:2]] == [
-        (EUR, 20_999_400, 0, 20_999_400), ("EUA", 7_000, 2_000, 5_000)]
+        (EUR, 20_999_400, 0, 20_999_400),
+        ("EUA", 7_000, 2_000, 5_000),
+    ]
     assert mill.trades[0].side is Side.SELL and mill.trades[0].liquidity == "maker" and mill.fees_paid == 600
 
     text = format_statement(utility)
@@ -441,17 +516,25 @@ def test_a_self_trade_shows_both_sides_on_the_statement(store):
     Settlement(store, INSTRUMENTS).apply(venue.events())
     bank = statement(venue.engine, store, "bank")
     assert [(line.side, line.liquidity, line.fee) for line in bank.trades] == [
-        (Side.BUY, "taker", TAKER_FEE), (Side.SELL, "maker", MAKER_FEE)]
+        (Side.BUY, "taker", TAKER_FEE),
+        (Side.SELL, "maker", MAKER_FEE),
+    ]
     assert store.holdings_of("bank") == {EUR: 10_000_000 - TAKER_FEE - MAKER_FEE, "EUA": 2_000}
     assert reconcile(venue.engine, store).ok
 
 
 def test_euros_print_with_two_decimals_from_cents():
-    assert [format_euros(c) for c in (0, 5, 100, 123_456_789, -1_050)] == \
-        ["0.00", "0.05", "1.00", "1,234,567.89", "-10.50"]
+    assert [format_euros(c) for c in (0, 5, 100, 123_456_789, -1_050)] == [
+        "0.00",
+        "0.05",
+        "1.00",
+        "1,234,567.89",
+        "-10.50",
+    ]
 
 
 # -- the asyncio service -----------------------------------------------------------------------------
+
 
 class GatedStore:
     """A store whose commits wait for a gate: a stalled disk. Everything else goes to the real store."""
@@ -592,8 +675,11 @@ class RandomTrader:
         self.rng = rng
         self.day = datetime.date(2008, 1, 2)
         for account in TRADERS:
-            venue.open(account, EUR=rng.choice((200_000_000, 2_000_000_000)),
-                       **{symbol: rng.choice((0, 20_000, 200_000)) for symbol in INSTRUMENTS})
+            venue.open(
+                account,
+                EUR=rng.choice((200_000_000, 2_000_000_000)),
+                **{symbol: rng.choice((0, 20_000, 200_000)) for symbol in INSTRUMENTS},
+            )
 
     def command(self):
         rng, venue = self.rng, self.venue
@@ -606,18 +692,38 @@ class RandomTrader:
         if roll < 0.50:
             price = engine.books[symbol].reference_price() + rng.randint(-25, 25)
             tif = rng.choice((TimeInForce.GTC, TimeInForce.GTC, TimeInForce.DAY, TimeInForce.IOC))
-            return NewOrder(ts=ts, account=account, client_order_id=f"c{ts}", instrument=symbol, side=side,
-                            quantity=rng.randint(1, 20), price=price, time_in_force=tif)
+            return NewOrder(
+                ts=ts,
+                account=account,
+                client_order_id=f"c{ts}",
+                instrument=symbol,
+                side=side,
+                quantity=rng.randint(1, 20),
+                price=price,
+                time_in_force=tif,
+            )
         if roll < 0.62:
-            return NewOrder(ts=ts, account=account, client_order_id=f"c{ts}", instrument=symbol, side=side,
-                            quantity=rng.randint(1, 10), order_type=OrderType.MARKET)
+            return NewOrder(
+                ts=ts,
+                account=account,
+                client_order_id=f"c{ts}",
+                instrument=symbol,
+                side=side,
+                quantity=rng.randint(1, 10),
+                order_type=OrderType.MARKET,
+            )
         own = [order for order in engine.open_orders.values() if order.account.account_id == account]
         if roll < 0.82 and own:
             return CancelOrder(ts=ts, account=account, order_id=rng.choice(own).order_id)
         if roll < 0.88 and own:
             order = rng.choice(own)
-            return ReplaceOrder(ts=ts, account=account, order_id=order.order_id,
-                                price=order.price + rng.randint(-10, 10), quantity=order.quantity + rng.randint(0, 3))
+            return ReplaceOrder(
+                ts=ts,
+                account=account,
+                order_id=order.order_id,
+                price=order.price + rng.randint(-10, 10),
+                quantity=order.quantity + rng.randint(0, 3),
+            )
         if roll < 0.93:
             asset = rng.choice((EUR, symbol))
             amount = rng.randint(1, 5_000_000) if asset == EUR else rng.randint(1, 20) * 1_000
@@ -690,8 +796,10 @@ def test_random_trading_settles_exactly_once_across_a_crash(tmp_path, seed):
     assert report.ok, report.summary()
     for account in TRADERS:
         account_statement = statement(venue.engine, recovered, account)
-        assert all(holding.reserved == 0 and holding.available == holding.holding >= 0
-                   for holding in account_statement.holdings)
+        assert all(
+            holding.reserved == 0 and holding.available == holding.holding >= 0
+            for holding in account_statement.holdings
+        )
 
     clean = open_store(tmp_path / "clean.db")
     Settlement(clean, INSTRUMENTS).apply(venue.events())

@@ -27,6 +27,7 @@ Journals are made with tests/test_journal.py's ``Live`` (the gateway's calls
 without sockets), or by the running exchange where the path through
 ``running_exchange`` is the point.
 """
+
 from __future__ import annotations
 
 import errno
@@ -39,25 +40,40 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from gateway_helpers import HOST, exchange_on_port, session
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_journal import Live, base_journal, record_offsets, rows, standard_genesis, standard_journal
 
 from exchange import ConfigError
-from gateway.persistence.journal import (HEADER, JournalCorrupt, JournalError, JournalReader, JournalTailAcknowledged,
-                             scan_journal)
-from gateway.persistence.recovery import (JOURNAL_NAME, ROOM_PROBE, SNAPSHOT_DIR, SNAPSHOT_HEADER, journal_genesis_and_id,
-                              read_snapshot, recover, replay_journal, snapshot_files)
-
-from gateway_helpers import HOST, exchange_on_port, session
-from test_journal import Live, base_journal, record_offsets, rows, standard_genesis, standard_journal
+from gateway.persistence.journal import (
+    HEADER,
+    JournalCorrupt,
+    JournalError,
+    JournalReader,
+    JournalTailAcknowledged,
+    scan_journal,
+)
+from gateway.persistence.recovery import (
+    JOURNAL_NAME,
+    ROOM_PROBE,
+    SNAPSHOT_DIR,
+    SNAPSHOT_HEADER,
+    journal_genesis_and_id,
+    read_snapshot,
+    recover,
+    replay_journal,
+    snapshot_files,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def files_of(directory: Path) -> dict[str, bytes]:
     """Every file under a directory and its bytes: what "nothing was changed" compares."""
-    return {str(path.relative_to(directory)): path.read_bytes() for path in sorted(directory.rglob("*"))
-            if path.is_file()}
+    return {
+        str(path.relative_to(directory)): path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file()
+    }
 
 
 def commands_in(bodies: list) -> int:
@@ -75,6 +91,7 @@ def flip(path: Path, offset: int) -> bytes:
 
 # -- 1. the whole journal is checked, the part a snapshot covers too ---------------------------------------
 
+
 @pytest.mark.parametrize("where", ["length", "crc", "seq", "body", "commit"])
 def test_damage_in_the_part_a_snapshot_covers_refuses_the_start(tmp_path, where):
     live, snapshot = standard_journal(tmp_path, orders=300, snapshot_after=200)
@@ -89,8 +106,9 @@ def test_damage_in_the_part_a_snapshot_covers_refuses_the_start(tmp_path, where)
         victim = live.committed[3].last_seq + 1
         offset, seq, length = next(record for record in records if record[1] == victim)
         assert live.committed[4].bodies[0][0] == "execute"
-        at = {"length": offset + 3, "crc": offset + 5, "seq": offset + 15,
-              "body": offset + HEADER.size + length // 2}[where]
+        at = {"length": offset + 3, "crc": offset + 5, "seq": offset + 15, "body": offset + HEADER.size + length // 2}[
+            where
+        ]
     assert offset + HEADER.size + length <= info.offset  # the snapshot covers the damage
     damaged = flip(path, at)
 
@@ -151,8 +169,9 @@ def test_the_whole_file_check_finds_what_the_replay_finds(data):
     journal_bytes, committed, _ = base_journal()
     cut = data.draw(st.integers(min_value=0, max_value=len(journal_bytes)), label="cut")
     damaged = bytearray(journal_bytes[:cut] + data.draw(st.binary(max_size=200), label="garbage"))
-    for at in data.draw(st.lists(st.integers(min_value=8, max_value=max(8, len(damaged) - 1)), max_size=2),
-                        label="flips"):
+    for at in data.draw(
+        st.lists(st.integers(min_value=8, max_value=max(8, len(damaged) - 1)), max_size=2), label="flips"
+    ):
         if at < len(damaged):
             damaged[at] ^= 0x01
     with tempfile.TemporaryDirectory() as directory:
@@ -174,15 +193,20 @@ def test_the_whole_file_check_finds_what_the_replay_finds(data):
         scan = scan_journal(path, [batch.end for batch in committed])
     expected = reader.result
     assert (scan.committed_end, scan.last_seq, scan.torn_bytes) == (
-        expected.committed_end, expected.last_seq, expected.torn_bytes)
+        expected.committed_end,
+        expected.last_seq,
+        expected.torn_bytes,
+    )
     if expected.torn_bytes:
         assert scan.torn_reason == expected.torn_reason
     # A checkpoint is reported exactly where one of the valid commit records ends.
     assert {end for end, (_, commit) in scan.record_ends.items() if commit} == {
-        batch.end for batch in committed if batch.end <= scan.committed_end}
+        batch.end for batch in committed if batch.end <= scan.committed_end
+    }
 
 
 # -- 2. a tail that something durable shows acknowledged is never cut ---------------------------------------
+
 
 def journal_with_a_trading_last_batch(data_dir: Path) -> Live:
     live = Live.create(data_dir)
@@ -201,7 +225,7 @@ def damage_the_last_batch(path: Path, how: str) -> tuple[int, int]:
     if how == "crc":
         flip(path, offset + 5)
     elif how == "cut":
-        path.write_bytes(data[:offset + HEADER.size + length // 2])
+        path.write_bytes(data[: offset + HEADER.size + length // 2])
     else:  # "missing": the file ends where the commit record was due
         path.write_bytes(data[:offset])
     return offset, seq
@@ -209,8 +233,7 @@ def damage_the_last_batch(path: Path, how: str) -> tuple[int, int]:
 
 @pytest.mark.parametrize("how", ["crc", "cut", "missing"])
 @pytest.mark.parametrize("evidence", ["ledger", "snapshot"])
-def test_a_damaged_commit_record_of_an_acknowledged_batch_refuses_the_start_and_nothing_is_cut(
-        tmp_path, how, evidence):
+def test_a_damaged_commit_record_of_an_acknowledged_batch_refuses_the_start_and_nothing_is_cut(tmp_path, how, evidence):
     live = journal_with_a_trading_last_batch(tmp_path)
     settled: list = []
     options = {}
@@ -230,7 +253,8 @@ def test_a_damaged_commit_record_of_an_acknowledged_batch_refuses_the_start_and_
     assert f"record {seq} at byte {offset} cannot be read" in str(error)
     assert f"the batches from byte {live.committed[-2].end} on were acknowledged" in str(error)
     assert ("the ledger has settled events up to seq" if evidence == "ledger" else "was taken after record") in str(
-        error)
+        error
+    )
 
 
 @pytest.mark.parametrize("how", ["crc", "cut", "missing"])
@@ -266,7 +290,7 @@ def test_a_snapshot_past_the_end_of_the_journal_refuses_the_start(tmp_path):
     snapshot = live.snapshot(tmp_path)
     live.close()
     path = tmp_path / JOURNAL_NAME
-    path.write_bytes(path.read_bytes()[:kept.end])
+    path.write_bytes(path.read_bytes()[: kept.end])
     before = files_of(tmp_path)
     with pytest.raises(JournalTailAcknowledged) as caught:
         recover(tmp_path, standard_genesis())
@@ -277,8 +301,10 @@ def test_a_snapshot_past_the_end_of_the_journal_refuses_the_start(tmp_path):
 
 async def test_the_running_exchange_refuses_to_cut_a_batch_its_ledger_settled(tmp_path):
     async with exchange_on_port(data_dir=str(tmp_path)) as gateway:
-        async with session(gateway, "bank", cancel_on_disconnect=False) as bank, \
-                session(gateway, "broker", cancel_on_disconnect=False) as broker:
+        async with (
+            session(gateway, "bank", cancel_on_disconnect=False) as bank,
+            session(gateway, "broker", cancel_on_disconnect=False) as broker,
+        ):
             await bank.new_order("EUA", "S", 5, 7000, client_order_id="s1")
             await broker.new_order("EUA", "B", 2, 7000, client_order_id="b1")  # a trade: settled
     shutil.rmtree(tmp_path / SNAPSHOT_DIR)  # the ledger is the only evidence left
@@ -294,6 +320,7 @@ async def test_the_running_exchange_refuses_to_cut_a_batch_its_ledger_settled(tm
 
 # -- 3. commands journaled since the newest snapshot -----------------------------------------------------
 
+
 def test_recovery_reports_the_commands_journaled_since_the_newest_snapshot(tmp_path):
     live = Live.create(tmp_path)
     live.open_accounts()
@@ -305,10 +332,11 @@ def test_recovery_reports_the_commands_journaled_since_the_newest_snapshot(tmp_p
     newer = live.snapshot(tmp_path)
     live.order_flow(flow[140:])
     live.close()
-    at_older = next(index for index, batch in enumerate(live.committed)
-                    if batch.last_seq == read_snapshot(older)[0].record_seq)
+    at_older = next(
+        index for index, batch in enumerate(live.committed) if batch.last_seq == read_snapshot(older)[0].record_seq
+    )
     since_newer = sum(commands_in(batch.bodies) for batch in live.committed[after_older:])
-    since_older = sum(commands_in(batch.bodies) for batch in live.committed[at_older + 1:])
+    since_older = sum(commands_in(batch.bodies) for batch in live.committed[at_older + 1 :])
     everything = sum(commands_in(batch.bodies) for batch in live.committed[1:])
     assert 0 < since_newer < since_older < everything
 
@@ -321,8 +349,9 @@ def test_recovery_reports_the_commands_journaled_since_the_newest_snapshot(tmp_p
     # The newest snapshot ahead of the ledger: the start replays from the older one (and settles), but
     # the newest is usable from now on, so the count is the commands after it.
     settled: list = []
-    recovered = recover(tmp_path, standard_genesis(), ledger_cursor=read_snapshot(older)[0].event_seq,
-                        settle=settled.extend)
+    recovered = recover(
+        tmp_path, standard_genesis(), ledger_cursor=read_snapshot(older)[0].event_seq, settle=settled.extend
+    )
     assert recovered.report.snapshot.path == older and recovered.report.commands == since_older
     assert recovered.commands_since_snapshot == since_newer
     recovered.journal.close()
@@ -356,6 +385,7 @@ async def test_the_gateway_counts_towards_the_next_snapshot_from_the_newest_one(
 
 
 # -- 4. a full disk ------------------------------------------------------------------------------------
+
 
 def journal_with_a_torn_tail(data_dir: Path) -> Live:
     live, _ = standard_journal(data_dir, orders=120, snapshot_after=60)
@@ -393,7 +423,7 @@ def test_a_new_journal_on_a_full_disk_is_not_begun(tmp_path, monkeypatch, call, 
         Live.create(scratch).close()
         written = (scratch / JOURNAL_NAME).read_bytes()
         shutil.rmtree(scratch)
-        path.write_bytes(written[:record_offsets(written)[-1][0]])  # the genesis whole, its commit lost
+        path.write_bytes(written[: record_offsets(written)[-1][0]])  # the genesis whole, its commit lost
     before = files_of(tmp_path)
     monkeypatch.setattr(os, call, disk_full)
     with pytest.raises(JournalError, match="No space left on device"):
@@ -412,8 +442,12 @@ def test_a_ledger_that_cannot_be_written_during_the_replay_changes_nothing_in_th
 
     def ledger_full(events: list) -> None:
         raise sqlite3.OperationalError("database or disk is full")
-    with pytest.raises(JournalError, match="settling the replayed events in the ledger failed "
-                                           r"\(database or disk is full\)"):
+
+    with pytest.raises(
+        JournalError,
+        match="settling the replayed events in the ledger failed "
+        r"\(database or disk is full\)",
+    ):
         recover(tmp_path, standard_genesis(), settle=ledger_full)
     assert files_of(tmp_path) == before
 
@@ -438,9 +472,27 @@ async def test_carbonx_serve_on_a_full_disk_says_so_in_one_line_and_changes_noth
     with open(path, "ab") as file:
         file.write(b"\x00\x00\x00\x30 half a record")
     journal = path.read_bytes()
-    done = subprocess.run([sys.executable, "-c", FULL_DISK, call, "serve", "--data-dir", str(tmp_path),
-                           "--host", HOST, "--port", "0", "--log-level", "WARNING"],
-                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FULL_DISK,
+            call,
+            "serve",
+            "--data-dir",
+            str(tmp_path),
+            "--host",
+            HOST,
+            "--port",
+            "0",
+            "--log-level",
+            "WARNING",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+    )
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2, done.stderr
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr

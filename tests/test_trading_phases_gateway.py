@@ -10,6 +10,7 @@ operator (``market-ops``) changes phases with ``set_trading_phase``. Every
 answer, report and market-data message of the story is checked field by
 field. (The engine's side, with every rule, is tests/test_call_auction.py.)
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,24 +26,31 @@ CALL_SECONDS = 1  # the interruption's call: short, so the test sees the gateway
 
 
 def instruments_with_a_short_call():
-    return {symbol: dataclasses.replace(instrument, volatility_call_seconds=CALL_SECONDS)
-            for symbol, instrument in load_instruments().items()}
+    return {
+        symbol: dataclasses.replace(instrument, volatility_call_seconds=CALL_SECONDS)
+        for symbol, instrument in load_instruments().items()
+    }
 
 
 async def next_status(stream, timeout: float = TIMEOUT) -> dict:
     """The next ``status`` market-data message (other channels' messages are skipped)."""
+
     async def find() -> dict:
         async for message in stream:
             if message["type"] == "status":
                 return message
         raise AssertionError("the market-data stream ended")
+
     return await asyncio.wait_for(find(), timeout)
 
 
 async def test_a_sweep_beyond_the_band_interrupts_then_the_call_reopens_through_an_auction():
-    async with exchange_on_port(instruments=instruments_with_a_short_call()) as gateway, \
-            session(gateway, "broker") as seller, session(gateway, "bank") as buyer, \
-            session(gateway, "paper-mill") as watcher:
+    async with (
+        exchange_on_port(instruments=instruments_with_a_short_call()) as gateway,
+        session(gateway, "broker") as seller,
+        session(gateway, "bank") as buyer,
+        session(gateway, "paper-mill") as watcher,
+    ):
         assert (await watcher.subscribe([SYMBOL], ["status", "trades"]))["type"] == "subscribed"
         feed = watcher.market_data()
         first = await next_status(feed)
@@ -62,8 +70,14 @@ async def test_a_sweep_beyond_the_band_interrupts_then_the_call_reopens_through_
         await buys.expect(exec_type="trade", last_price=7000, last_quantity=5, liquidity="taker", leaves_quantity=5)
         await sells.expect(exec_type="trade", client_order_id="s-inside", liquidity="maker")
         interrupted = await next_status(feed)
-        assert_fields(interrupted, phase="volatility_interruption", status="open", reason="volatility",
-                      trigger_price=7300, reference_price=7000)
+        assert_fields(
+            interrupted,
+            phase="volatility_interruption",
+            status="open",
+            reason="volatility",
+            trigger_price=7300,
+            reference_price=7000,
+        )
         indicative = await next_status(feed)  # the crossed book of the call: 5 lots at 73.00
         assert_fields(indicative, phase="volatility_interruption", indicative_price=7300, indicative_quantity=5)
         await buys.nothing_more(0.1)  # the rest of the GTC buy rests in the call: no cancel
@@ -75,27 +89,52 @@ async def test_a_sweep_beyond_the_band_interrupts_then_the_call_reopens_through_
 
         # The gateway ends the call after CALL_SECONDS: the auction, then continuous trading.
         started = time.monotonic()
-        buy_fill = await buys.expect(timeout=CALL_SECONDS + TIMEOUT, exec_type="trade", client_order_id="b-sweep",
-                                     last_price=7300, last_quantity=5, liquidity="auction", aggressor_side=None,
-                                     order_status="filled")
+        buy_fill = await buys.expect(
+            timeout=CALL_SECONDS + TIMEOUT,
+            exec_type="trade",
+            client_order_id="b-sweep",
+            last_price=7300,
+            last_quantity=5,
+            liquidity="auction",
+            aggressor_side=None,
+            order_status="filled",
+        )
         assert time.monotonic() - started >= CALL_SECONDS - 0.5
         assert buy_fill["fee"] == 5 * 200  # nobody takes in an auction: both sides pay the maker fee
         await sells.expect(exec_type="trade", client_order_id="s-beyond", liquidity="auction", fee=5 * 200)
         reopened = await next_status(feed)
-        assert_fields(reopened, phase="continuous", status="open", reason="operator", auction_price=7300,
-                      auction_quantity=5, indicative_price=None)
+        assert_fields(
+            reopened,
+            phase="continuous",
+            status="open",
+            reason="operator",
+            auction_price=7300,
+            auction_quantity=5,
+            indicative_price=None,
+        )
 
         # The band now centres on the auction price: 73.00 +- 2.19.
         await eventually(lambda: gateway.engine.books[SYMBOL].last_price == 730_0)
 
 
 async def test_the_operator_halts_and_reopens_and_runs_an_opening_call():
-    async with exchange_on_port() as gateway, session(gateway, "market-ops") as ops, \
-            session(gateway, "broker") as seller, session(gateway, "bank") as buyer:
+    async with (
+        exchange_on_port() as gateway,
+        session(gateway, "market-ops") as ops,
+        session(gateway, "broker") as seller,
+        session(gateway, "bank") as buyer,
+    ):
         sells, buys = Inbox(seller), Inbox(buyer)
         halted = await ops.set_trading_phase(SYMBOL, "halted")
-        assert_fields(halted, type="trading_phase_report", instrument=SYMBOL, phase="halted", previous="continuous",
-                      auction_price=None, auction_quantity=0)
+        assert_fields(
+            halted,
+            type="trading_phase_report",
+            instrument=SYMBOL,
+            phase="halted",
+            previous="continuous",
+            auction_price=None,
+            auction_quantity=0,
+        )
         assert_fields(await buyer.new_order(SYMBOL, "B", 1, 7000), exec_type="rejected", code=127)
         await buys.expect(exec_type="rejected", code=127)
         refused = await ops.set_trading_phase(SYMBOL, "closing_call")
@@ -115,11 +154,18 @@ async def test_the_operator_halts_and_reopens_and_runs_an_opening_call():
         opened = await ops.set_trading_phase(SYMBOL, "continuous", from_phase="opening_call")
         # From 69.90 to 70.00, 6 lots are bid and 4 offered: 4 execute, 2 are left over, at every price of the
         # stretch; above 70.00 only 3 would execute. The reference price, 70.00, decides.
-        assert_fields(opened, phase="continuous", previous="opening_call", auction_price=7000, auction_quantity=4,
-                      auction_trades=2)
+        assert_fields(
+            opened,
+            phase="continuous",
+            previous="opening_call",
+            auction_price=7000,
+            auction_quantity=4,
+            auction_trades=2,
+        )
         fills = [await buys.next(), await buys.next()]
-        assert [(fill["client_order_id"], fill["last_quantity"], fill["last_price"], fill["liquidity"])
-                for fill in fills] == [("o-bid-1", 3, 7000, "auction"), ("o-bid-2", 1, 7000, "auction")]
+        assert [
+            (fill["client_order_id"], fill["last_quantity"], fill["last_price"], fill["liquidity"]) for fill in fills
+        ] == [("o-bid-1", 3, 7000, "auction"), ("o-bid-2", 1, 7000, "auction")]
         sold = await sells.expect(exec_type="trade", client_order_id="o-ask", last_quantity=3)
         assert sold["liquidity"] == "auction"
         await sells.expect(exec_type="trade", client_order_id="o-ask", last_quantity=1, order_status="filled")

@@ -12,6 +12,7 @@ needs nothing beside it; this file holds the two together:
   cancelled before, the same bytes for the same arguments, and a digest of one file, which pins the
   stream itself even where the reference is absent.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,7 +23,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT, WORKLOAD_SCRIPT, generate_workload, workload_generator
 
 LINE = re.compile(r"A,[1-9][0-9]*,[BS],-?[0-9]+,[1-9][0-9]*\n|M,[1-9][0-9]*,[BS],0,[1-9][0-9]*\n|C,[1-9][0-9]*,,,\n")
@@ -57,13 +57,19 @@ def text(orders: int, seed: int = 42, **options) -> str:
 
 # -- the same bytes as the reference --------------------------------------------------------------------
 
-@pytest.mark.parametrize("orders, seed, extra", CROSS_CHECKS,
-                         ids=[f"{orders}-seed{seed}{''.join(extra)}" for orders, seed, extra in CROSS_CHECKS])
+
+@pytest.mark.parametrize(
+    "orders, seed, extra",
+    CROSS_CHECKS,
+    ids=[f"{orders}-seed{seed}{''.join(extra)}" for orders, seed, extra in CROSS_CHECKS],
+)
 def test_the_same_bytes_as_the_reference_generator(orders, seed, extra):
     reference = reference_generator()
     if reference is None:
-        pytest.skip("the reference generator is not here (no $CARBONX_SHARED, no ../shared/bench/workload.py "
-                    "beside the repository): the cross-check runs where shared/ is, as in CI")
+        pytest.skip(
+            "the reference generator is not here (no $CARBONX_SHARED, no ../shared/bench/workload.py "
+            "beside the repository): the cross-check runs where shared/ is, as in CI"
+        )
     arguments = ["--orders", str(orders), "--seed", str(seed), *extra]
     expected = run_script(reference, arguments)
     assert run_script(WORKLOAD_SCRIPT, arguments) == expected
@@ -72,6 +78,7 @@ def test_the_same_bytes_as_the_reference_generator(orders, seed, extra):
 
 
 # -- standing alone -------------------------------------------------------------------------------------
+
 
 def test_a_known_file_has_its_known_digest():
     """Pins the stream without the reference: any change to the order of the draws changes this."""
@@ -118,9 +125,11 @@ def test_every_line_has_the_format_and_ids_count_up(depth):
 
 def test_cancels_are_likelier_past_the_depth():
     """About one command in five is a cancel while at most ``depth`` adds may rest, about 45 in 100 past it."""
+
     def cancel_share(depth: int) -> float:
         lines = list(workload_generator.commands(30_000, 4, depth=depth))
         return sum(line.startswith("C") for line in lines) / len(lines)
+
     assert 0.17 < cancel_share(10**9) < 0.23
     assert 0.42 < cancel_share(0) < 0.48
 
@@ -140,5 +149,8 @@ def test_the_tests_read_the_projects_generator():
     """The tests' workload comes from benchmarks/workload.py, with no folder beside the repository needed."""
     assert Path(workload_generator.__file__).resolve() == WORKLOAD_SCRIPT.resolve()
     rows = generate_workload(1_000, 42)
-    assert "".join(f"{r.kind},{r.order_id},{r.side or ''},{'' if r.kind == 'C' else (r.price or 0)},"
-                   f"{'' if r.quantity is None else r.quantity}\n" for r in rows) == text(1_000, 42)
+    assert "".join(
+        f"{r.kind},{r.order_id},{r.side or ''},{'' if r.kind == 'C' else (r.price or 0)},"
+        f"{'' if r.quantity is None else r.quantity}\n"
+        for r in rows
+    ) == text(1_000, 42)

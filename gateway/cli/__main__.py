@@ -1,4 +1,5 @@
 """``python -m gateway.cli``: the ``carbonx`` command."""
+
 import sys
 
 from gateway.cli.main import main

@@ -5,6 +5,7 @@ How this works: one subcommand a request (open, bid, modify, withdraw, report), 
 (:func:`gateway.cli.trading.euros`) before any secret is asked for. An auction's terms and results, and a
 bid, are printed by :func:`gateway.cli.display.auction_summary` and :func:`~gateway.cli.display.bid_summary`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,9 @@ def _check_auction(args: argparse.Namespace) -> None:
 async def _auction(client: ExchangeClient, args: argparse.Namespace) -> int:
     """The primary-auction subcommands: open (auctioneers), bid, modify, withdraw, report."""
     if args.auction_command == "open":
-        answer = await client.open_auction(args.auction_id, args.instrument, args.volume, args.window,
-                                           args.reserve_discount)
+        answer = await client.open_auction(
+            args.auction_id, args.instrument, args.volume, args.window, args.reserve_discount
+        )
     elif args.auction_command == "bid":
         answer = await client.submit_bid(args.auction_id, args.bid_id, args.price, args.volume)
     elif args.auction_command == "modify":
@@ -48,18 +50,28 @@ async def _auction(client: ExchangeClient, args: argparse.Namespace) -> int:
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """auction open|bid|modify|withdraw|report."""
-    auction = commands.add_parser("auction", help="EU ETS primary auctions: open one (auctioneers), bid, modify "
-                                  "or withdraw a bid, and report an auction's results")
+    auction = commands.add_parser(
+        "auction",
+        help="EU ETS primary auctions: open one (auctioneers), bid, modify "
+        "or withdraw a bid, and report an auction's results",
+    )
     auction_commands = auction.add_subparsers(dest="auction_command", required=True)
-    opening = auction_commands.add_parser("open", help="(auctioneer) offer allowances; bids are taken for --window "
-                                          "seconds, then the auction clears by itself")
+    opening = auction_commands.add_parser(
+        "open",
+        help="(auctioneer) offer allowances; bids are taken for --window seconds, then the auction clears by itself",
+    )
     opening.add_argument("auction_id")
     opening.add_argument("instrument")
     opening.add_argument("volume", type=int, help="allowances, a multiple of 500")
-    opening.add_argument("--window", type=int, default=7200, help="seconds bids are taken (default: two hours, "
-                         "as EEX's 09:00-11:00)")
-    opening.add_argument("--reserve-discount", type=int, help="basis points under the secondary-market price "
-                         "below which the auction is cancelled (default: the exchange's setting)")
+    opening.add_argument(
+        "--window", type=int, default=7200, help="seconds bids are taken (default: two hours, as EEX's 09:00-11:00)"
+    )
+    opening.add_argument(
+        "--reserve-discount",
+        type=int,
+        help="basis points under the secondary-market price "
+        "below which the auction is cancelled (default: the exchange's setting)",
+    )
     bidding = auction_commands.add_parser("bid", help="a sealed bid")
     bidding.add_argument("auction_id")
     bidding.add_argument("bid_id")
@@ -73,8 +85,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     withdrawing = auction_commands.add_parser("withdraw", help="withdraw a bid")
     withdrawing.add_argument("auction_id")
     withdrawing.add_argument("bid_id")
-    reporting = auction_commands.add_parser("report", help="an auction's terms, your bids, and once it is decided its "
-                                            "results")
+    reporting = auction_commands.add_parser(
+        "report", help="an auction's terms, your bids, and once it is decided its results"
+    )
     reporting.add_argument("auction_id")
     for sub in (opening, bidding, modifying, withdrawing, reporting):
         add_trader(sub, _auction, _check_auction)

@@ -24,25 +24,37 @@ its one-second window closes (the exchange draws the auction's seed, so bids tie
 may be served in another order from one run to the next). ``--keep-serving`` leaves the exchange running
 afterwards for ``carbonx book``, ``carbonx order`` and friends.
 """
+
 from __future__ import annotations
 
 import asyncio
 import random
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence, TextIO
+from typing import TextIO
 
-from exchange import (ComplianceConfig, ComplianceDeadline, ConfigError, EndOfDay, Engine, RecordEmissions, RejectCode,
-                      Side, Surrender, TradingDayClosed, format_report)
+from exchange import (
+    ComplianceConfig,
+    ComplianceDeadline,
+    ConfigError,
+    EndOfDay,
+    Engine,
+    RecordEmissions,
+    RejectCode,
+    Side,
+    Surrender,
+    TradingDayClosed,
+    format_report,
+)
 from exchange.instruments import Instrument, eur_to_cents
-
+from gateway.cli.display import auction_summary, eur, ladder, tonnes
 from gateway.client import ExchangeClient, connect
 from gateway.config import AccountConfig, ServerConfig
-from gateway.sessions.credentials import DEMO_SECRET
-from gateway.cli.display import auction_summary, eur, ladder, tonnes
 from gateway.node import TradingGateway, run_until_stopped, running_exchange
+from gateway.sessions.credentials import DEMO_SECRET
 from gateway.settlement.ledger import SqliteLedgerStore
 from gateway.settlement.service import UnknownAccount, format_statement, reconcile, statement
 
@@ -58,8 +70,16 @@ REJECT_NAMES = {code.value: code.name for code in RejectCode}  # how the day's r
 
 # Who acts how often (relative weights); who they are comes from config/accounts.toml.
 ACTIVITY = {
-    "utility-north": 6, "paper-mill": 3, "cement-works": 3, "broker": 10, "cdm-developer": 4,
-    "ji-developer": 3, "gov-fund": 2, "carbon-fund": 2, "bank": 5, "speculator": 3,
+    "utility-north": 6,
+    "paper-mill": 3,
+    "cement-works": 3,
+    "broker": 10,
+    "cdm-developer": 4,
+    "ji-developer": 3,
+    "gov-fund": 2,
+    "carbon-fund": 2,
+    "bank": 5,
+    "speculator": 3,
 }
 
 # The compliance year the demo closes: verified emissions of the installations (tonnes), reported by
@@ -95,17 +115,27 @@ class Simulation:
         self.weights = list(ACTIVITY.values())
         self.working: dict[str, deque] = {}  # each participant's newest client order ids, oldest first
         self.choosers: dict[str, Callable[[str], str]] = {
-            "utility-north": self._compliance_symbol, "paper-mill": self._compliance_symbol,
-            "cement-works": self._compliance_symbol, "broker": self._maker_symbol,
-            "cdm-developer": lambda _: "CER", "ji-developer": lambda _: "ERU",
-            "gov-fund": self._fund_symbol, "carbon-fund": self._fund_symbol,
-            "bank": lambda _: "EUA", "speculator": lambda _: "EUA",
+            "utility-north": self._compliance_symbol,
+            "paper-mill": self._compliance_symbol,
+            "cement-works": self._compliance_symbol,
+            "broker": self._maker_symbol,
+            "cdm-developer": lambda _: "CER",
+            "ji-developer": lambda _: "ERU",
+            "gov-fund": self._fund_symbol,
+            "carbon-fund": self._fund_symbol,
+            "bank": lambda _: "EUA",
+            "speculator": lambda _: "EUA",
         }
         self.strategies: dict[str, Callable[[str, str, Quote], list[dict]]] = {
-            "utility-north": self._compliance_buyer, "paper-mill": self._compliance_buyer,
-            "cement-works": self._compliance_buyer, "broker": self._market_maker,
-            "cdm-developer": self._project_seller, "ji-developer": self._project_seller,
-            "gov-fund": self._fund_buyer, "carbon-fund": self._fund_buyer, "bank": self._bank,
+            "utility-north": self._compliance_buyer,
+            "paper-mill": self._compliance_buyer,
+            "cement-works": self._compliance_buyer,
+            "broker": self._market_maker,
+            "cdm-developer": self._project_seller,
+            "ji-developer": self._project_seller,
+            "gov-fund": self._fund_buyer,
+            "carbon-fund": self._fund_buyer,
+            "bank": self._bank,
             "speculator": self._speculator,
         }
 
@@ -133,8 +163,14 @@ class Simulation:
 
     def _order(self, symbol: str, side: str, quantity: int, price: int | None, **options: object) -> dict:
         self.client_ids += 1
-        message = {"type": "new_order", "client_order_id": f"d{self.client_ids}", "instrument": symbol,
-                   "side": side, "quantity": quantity, **options}
+        message = {
+            "type": "new_order",
+            "client_order_id": f"d{self.client_ids}",
+            "instrument": symbol,
+            "side": side,
+            "quantity": quantity,
+            **options,
+        }
         if price is not None:
             message["price"] = price
         return message
@@ -155,8 +191,11 @@ class Simulation:
     def _compliance_buyer(self, who: str, symbol: str, quote: Quote) -> list[dict]:
         mid = quote.mid
         if who == "utility-north" and self.random.random() < 0.5:
-            return [self._order(symbol, "B", self.random.choice((20, 40, 60)), mid - self.random.randint(0, 5),
-                                display_quantity=5)]
+            return [
+                self._order(
+                    symbol, "B", self.random.choice((20, 40, 60)), mid - self.random.randint(0, 5), display_quantity=5
+                )
+            ]
         if self.random.random() < 0.3:
             return [self._order(symbol, "B", self.random.randint(1, 10), mid + 10, time_in_force="IOC")]
         return [self._order(symbol, "B", self.random.randint(1, 15), mid - self.random.randint(0, 15))]
@@ -166,30 +205,34 @@ class Simulation:
         spread = self.random.randint(2, 8)
         size = self.random.randint(5, 25)
         refresh = {"type": "mass_cancel", "instrument": symbol}  # old quotes go first
-        return [refresh] + [self._order(symbol, side, size, price, post_only=True,
-                                        self_trade_prevention="CANCEL_RESTING")
-                            for side, price in (("B", mid - spread), ("S", mid + spread))]
+        return [refresh] + [
+            self._order(symbol, side, size, price, post_only=True, self_trade_prevention="CANCEL_RESTING")
+            for side, price in (("B", mid - spread), ("S", mid + spread))
+        ]
 
     def _project_seller(self, who: str, symbol: str, quote: Quote) -> list[dict]:
         return [self._order(symbol, "S", self.random.randint(5, 50), quote.mid + self.random.randint(-4, 12))]
 
     def _fund_buyer(self, who: str, symbol: str, quote: Quote) -> list[dict]:
-        return [self._order(symbol, "B", self.random.randint(10, 60), quote.mid - self.random.randint(-3, 10),
-                            time_in_force="DAY")]
+        return [
+            self._order(
+                symbol, "B", self.random.randint(10, 60), quote.mid - self.random.randint(-3, 10), time_in_force="DAY"
+            )
+        ]
 
     def _bank(self, who: str, symbol: str, quote: Quote) -> list[dict]:
         side = self.random.choice(("B", "S"))
         edge = self.random.randint(-6, 10)
         price = quote.mid - edge if side == "B" else quote.mid + edge
-        return [self._order(symbol, side, self.random.randint(1, 20), price,
-                            self_trade_prevention="CANCEL_TAKING")]
+        return [self._order(symbol, side, self.random.randint(1, 20), price, self_trade_prevention="CANCEL_TAKING")]
 
     def _speculator(self, who: str, symbol: str, quote: Quote) -> list[dict]:
         side = self.random.choice(("B", "S"))
         last = quote.last if quote.last is not None else quote.mid
         if self.random.random() < 0.5:
-            return [self._order(symbol, side, self.random.randint(1, 8), None, order_type="MARKET",
-                                time_in_force="IOC")]
+            return [
+                self._order(symbol, side, self.random.randint(1, 8), None, order_type="MARKET", time_in_force="IOC")
+            ]
         stop = last + 15 if side == "B" else last - 15  # a breakout stop: buy above the last price, sell below
         limit = stop + 5 if side == "B" else stop - 5
         return [self._order(symbol, side, self.random.randint(1, 8), limit, stop_price=stop)]
@@ -217,11 +260,21 @@ class Tape:
             self.refused[REJECT_NAMES.get(code, str(code))] += 1
 
 
-def run_demo(config: ServerConfig, instruments: Mapping[str, Instrument], accounts: Mapping[str, AccountConfig],
-             compliance: ComplianceConfig,
-             out: TextIO, *, orders: int = 2000, seed: int = 2005, show_trades: int = 25,
-             statements: Sequence[str] = (), rate: float | None = None, keep_serving: bool = False,
-             live: bool | None = None) -> int:
+def run_demo(
+    config: ServerConfig,
+    instruments: Mapping[str, Instrument],
+    accounts: Mapping[str, AccountConfig],
+    compliance: ComplianceConfig,
+    out: TextIO,
+    *,
+    orders: int = 2000,
+    seed: int = 2005,
+    show_trades: int = 25,
+    statements: Sequence[str] = (),
+    rate: float | None = None,
+    keep_serving: bool = False,
+    live: bool | None = None,
+) -> int:
     """Run the demo; returns the exit status. ``live``: redraw a screen (default: when ``out`` is a terminal)."""
     missing = [account for account in (*ACTIVITY, WATCHER) if account not in accounts]
     if missing:
@@ -230,27 +283,65 @@ def run_demo(config: ServerConfig, instruments: Mapping[str, Instrument], accoun
         live = out.isatty()
     if rate is None:
         rate = 400.0 if live else 0.0  # on a terminal, slow enough to watch
-    return asyncio.run(_run_demo(config, instruments, accounts, compliance, out, orders, seed, show_trades,
-                                 statements, rate, keep_serving, live))
+    return asyncio.run(
+        _run_demo(
+            config,
+            instruments,
+            accounts,
+            compliance,
+            out,
+            orders,
+            seed,
+            show_trades,
+            statements,
+            rate,
+            keep_serving,
+            live,
+        )
+    )
 
 
-async def _run_demo(config: ServerConfig, instruments: Mapping[str, Instrument], accounts: Mapping[str, AccountConfig],
-                    compliance: ComplianceConfig, out: TextIO, orders: int, seed: int, show_trades: int,
-                    statements: Sequence[str], rate: float, keep_serving: bool, live: bool) -> int:
+async def _run_demo(
+    config: ServerConfig,
+    instruments: Mapping[str, Instrument],
+    accounts: Mapping[str, AccountConfig],
+    compliance: ComplianceConfig,
+    out: TextIO,
+    orders: int,
+    seed: int,
+    show_trades: int,
+    statements: Sequence[str],
+    rate: float,
+    keep_serving: bool,
+    live: bool,
+) -> int:
     async with running_exchange(config, instruments, accounts, compliance) as gateway:
         port = gateway.port
-        print(f"carbonx demo: the exchange is listening on {config.host}:{port}; "
-              f"{len(ACTIVITY)} participants log on and trade EUA, CER and ERU", file=out)
+        print(
+            f"carbonx demo: the exchange is listening on {config.host}:{port}; "
+            f"{len(ACTIVITY)} participants log on and trade EUA, CER and ERU",
+            file=out,
+        )
         tape = Tape({symbol: instrument.tick_size for symbol, instrument in instruments.items()})
         async with AsyncExitStack() as stack:
-            logons = [asyncio.create_task(stack.enter_async_context(connect(config.host, port, account, DEMO_SECRET)),
-                                          name=f"demo-logon-{account}") for account in (*ACTIVITY, WATCHER)]
+            logons = [
+                asyncio.create_task(
+                    stack.enter_async_context(connect(config.host, port, account, DEMO_SECRET)),
+                    name=f"demo-logon-{account}",
+                )
+                for account in (*ACTIVITY, WATCHER)
+            ]
             sessions = dict(zip((*ACTIVITY, WATCHER), await asyncio.gather(*logons), strict=True))
-            feeds = [asyncio.create_task(_follow(account, client, tape, out, show_trades, live),
-                                         name=f"demo-feed-{account}") for account, client in sessions.items()]
+            feeds = [
+                asyncio.create_task(_follow(account, client, tape, out, show_trades, live), name=f"demo-feed-{account}")
+                for account, client in sessions.items()
+            ]
             progress = _Progress()
-            screen = (asyncio.create_task(_screen(sessions[WATCHER], tape, out, progress, orders),
-                                          name="demo-screen") if live else None)
+            screen = (
+                asyncio.create_task(_screen(sessions[WATCHER], tape, out, progress, orders), name="demo-screen")
+                if live
+                else None
+            )
             started = time.perf_counter()
             await _trade(sessions, Simulation(seed), orders, rate, progress)
             elapsed = time.perf_counter() - started
@@ -268,9 +359,12 @@ async def _run_demo(config: ServerConfig, instruments: Mapping[str, Instrument],
         await gateway.settlement.drain()
         _print_settlement(gateway, out, statements)
         if keep_serving:
-            print(f"the exchange keeps running on {config.host}:{port} (Ctrl-C to stop); try:\n"
-                  f"    carbonx book EUA --port {port} --account bank\n"
-                  f"    carbonx order --port {port} --account bank sell 5 EUA 70.50", file=out)
+            print(
+                f"the exchange keeps running on {config.host}:{port} (Ctrl-C to stop); try:\n"
+                f"    carbonx book EUA --port {port} --account bank\n"
+                f"    carbonx order --port {port} --account bank sell 5 EUA 70.50",
+                file=out,
+            )
             await run_until_stopped(gateway)
     return 0
 
@@ -280,18 +374,22 @@ class _Progress:
         self.actions = 0
 
 
-async def _trade(sessions: Mapping[str, ExchangeClient], simulation: Simulation, actions: int, rate: float,
-                 progress: _Progress) -> None:
+async def _trade(
+    sessions: Mapping[str, ExchangeClient], simulation: Simulation, actions: int, rate: float, progress: _Progress
+) -> None:
     """The participants act one after another: look at the book, send, wait for each answer."""
     pause = 1.0 / rate if rate > 0 else 0.0
     for _ in range(actions):
         who, symbol = simulation.next_participant()
         client = sessions[who]
         book = await client.book(symbol, 1)
-        reference = next(entry["reference_price"] for entry in client.logon["instruments"]
-                         if entry["symbol"] == symbol)
-        quote = Quote(book["bids"][0][0] if book["bids"] else None, book["asks"][0][0] if book["asks"] else None,
-                      book["last_price"], reference)
+        reference = next(entry["reference_price"] for entry in client.logon["instruments"] if entry["symbol"] == symbol)
+        quote = Quote(
+            book["bids"][0][0] if book["bids"] else None,
+            book["asks"][0][0] if book["asks"] else None,
+            book["last_price"],
+            reference,
+        )
         for message in simulation.messages(who, symbol, quote):
             await client.request(message)
         progress.actions += 1
@@ -299,8 +397,7 @@ async def _trade(sessions: Mapping[str, ExchangeClient], simulation: Simulation,
             await asyncio.sleep(pause)
 
 
-async def _follow(account: str, client: ExchangeClient, tape: Tape, out: TextIO, show_trades: int,
-                  live: bool) -> None:
+async def _follow(account: str, client: ExchangeClient, tape: Tape, out: TextIO, show_trades: int, live: bool) -> None:
     async for message in client.messages():
         before = len(tape.trades)
         tape.record(account, message)
@@ -311,8 +408,10 @@ async def _follow(account: str, client: ExchangeClient, tape: Tape, out: TextIO,
 def _trade_line(trade: dict) -> str:
     buyer_is_taker = trade["side"] == "B"
     taker = trade["taker"]
-    return (f"trade #{trade['trade_id']:<5} {trade['instrument']} {trade['last_quantity']:>3} lots "
-            f"@ EUR {eur(trade['price_cents'])}  taker {taker:<14} ({'buys' if buyer_is_taker else 'sells'})")
+    return (
+        f"trade #{trade['trade_id']:<5} {trade['instrument']} {trade['last_quantity']:>3} lots "
+        f"@ EUR {eur(trade['price_cents'])}  taker {taker:<14} ({'buys' if buyer_is_taker else 'sells'})"
+    )
 
 
 async def _screen(watcher: ExchangeClient, tape: Tape, out: TextIO, progress: _Progress, actions: int) -> None:
@@ -323,8 +422,10 @@ async def _screen(watcher: ExchangeClient, tape: Tape, out: TextIO, progress: _P
 
 async def _draw(watcher: ExchangeClient, tape: Tape, out: TextIO, progress: _Progress, actions: int) -> None:
     """Redraw the terminal: each instrument's ladder, then the latest trades."""
-    lines = [f"carbonx demo: {progress.actions}/{actions} participant actions, {len(tape.trades)} trades "
-             f"(Ctrl-C stops)", ""]
+    lines = [
+        f"carbonx demo: {progress.actions}/{actions} participant actions, {len(tape.trades)} trades (Ctrl-C stops)",
+        "",
+    ]
     for entry in watcher.logon["instruments"]:
         book = await watcher.book(entry["symbol"], 5)
         tick = eur_to_cents(entry["tick_size"])
@@ -338,8 +439,9 @@ async def _draw(watcher: ExchangeClient, tape: Tape, out: TextIO, progress: _Pro
     out.flush()
 
 
-async def _close_day(gateway: TradingGateway, tape: Tape, out: TextIO, actions: int, elapsed: float,
-                     show_trades: int) -> None:
+async def _close_day(
+    gateway: TradingGateway, tape: Tape, out: TextIO, actions: int, elapsed: float, show_trades: int
+) -> None:
     engine = gateway.engine
     if show_trades and len(tape.trades) > show_trades:
         print(f"... {len(tape.trades) - show_trades} more trades", file=out)
@@ -349,8 +451,11 @@ async def _close_day(gateway: TradingGateway, tape: Tape, out: TextIO, actions: 
         own = [t for t in tape.trades if t["instrument"] == symbol]
         lots = sum(t["last_quantity"] for t in own)
         vwap = sum(t["price_cents"] * t["last_quantity"] for t in own) // lots if lots else None
-        print(f"{symbol} ({instrument.name}): {len(own)} trades, {lots} lots ({tonnes(lots, instrument)}), "
-              f"last EUR {eur(engine.last_price(symbol))}, VWAP EUR {eur(vwap)}", file=out)
+        print(
+            f"{symbol} ({instrument.name}): {len(own)} trades, {lots} lots ({tonnes(lots, instrument)}), "
+            f"last EUR {eur(engine.last_price(symbol))}, VWAP EUR {eur(vwap)}",
+            file=out,
+        )
         for line in ladder(engine.depth(symbol, Side.BUY, 5), engine.depth(symbol, Side.SELL, 5)):
             print("    " + line, file=out)
         print(file=out)
@@ -358,13 +463,13 @@ async def _close_day(gateway: TradingGateway, tape: Tape, out: TextIO, actions: 
     expired = sum(event.expired_orders for event in closing if type(event) is TradingDayClosed)
     refused = ", ".join(f"{name} {count}" for name, count in tape.refused.most_common())
     print(f"orders refused during the day: {sum(tape.refused.values())} ({refused or 'none'})", file=out)
-    print(f"end of day {TRADING_DATE}: DAY orders expired: {expired}; state hash {engine.state_hash()[:16]}",
-          file=out)
+    print(f"end of day {TRADING_DATE}: DAY orders expired: {expired}; state hash {engine.state_hash()[:16]}", file=out)
     print(file=out)
 
 
-async def _primary_auction(auctioneer: ExchangeClient, sessions: Mapping[str, ExchangeClient], rng: random.Random,
-                           out: TextIO) -> None:
+async def _primary_auction(
+    auctioneer: ExchangeClient, sessions: Mapping[str, ExchangeClient], rng: random.Random, out: TextIO
+) -> None:
     """The member state's primary auction: sealed bids around the day's last EUA price, cleared by the exchange
     when the window closes; the published results."""
     opened = await auctioneer.open_auction(AUCTION_ID, "EUA", AUCTION_VOLUME, AUCTION_WINDOW)
@@ -401,9 +506,12 @@ async def _primary_auction(auctioneer: ExchangeClient, sessions: Mapping[str, Ex
 async def _close_compliance_year(gateway: TradingGateway, out: TextIO) -> None:
     """The registry's side: verified emissions, surrenders from what each installation holds, the deadline."""
     engine: Engine = gateway.engine
-    await gateway.run_operator_commands([
-        RecordEmissions(ts=time.time_ns(), account=account_id, year=COMPLIANCE_YEAR, tonnes=tonnes_emitted)
-        for account_id, tonnes_emitted in VERIFIED_EMISSIONS.items()])
+    await gateway.run_operator_commands(
+        [
+            RecordEmissions(ts=time.time_ns(), account=account_id, year=COMPLIANCE_YEAR, tonnes=tonnes_emitted)
+            for account_id, tonnes_emitted in VERIFIED_EMISSIONS.items()
+        ]
+    )
     commands: list = []
     allowances, credits = engine.compliance_config.allowances, engine.compliance_config.credits
     for account_id, tonnes_emitted in VERIFIED_EMISSIONS.items():
@@ -416,8 +524,11 @@ async def _close_compliance_year(gateway: TradingGateway, out: TextIO) -> None:
             available = holdings.units[symbol] - holdings.reserved_units[symbol]
             units = min(available, owed, credit_room if symbol in credits else owed)
             if units > 0:
-                commands.append(Surrender(ts=time.time_ns(), account=account_id, year=COMPLIANCE_YEAR,
-                                          instrument=symbol, units=units))
+                commands.append(
+                    Surrender(
+                        ts=time.time_ns(), account=account_id, year=COMPLIANCE_YEAR, instrument=symbol, units=units
+                    )
+                )
                 owed -= units
                 if symbol in credits:
                     credit_room -= units
@@ -442,9 +553,9 @@ def _print_settlement(gateway: TradingGateway, out: TextIO, statements: Sequence
         try:
             lines = format_statement(statement(engine, store, account))
         except UnknownAccount:
-            lines = [f"statement: no account {account!r} (the accounts are those of config/accounts.toml, "
-                     f"{engine.fee_account_id!r} and {engine.compliance_config.penalty_account!r})"]
+            lines = [
+                f"statement: no account {account!r} (the accounts are those of config/accounts.toml, "
+                f"{engine.fee_account_id!r} and {engine.compliance_config.penalty_account!r})"
+            ]
         for line in lines:
             print(line, file=out)
-
-

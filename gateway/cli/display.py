@@ -1,8 +1,9 @@
 """Turning engine integers into text a trader reads: prices in euros, quantities in lots and tonnes."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from exchange import Instrument
 from exchange.instruments import cents_to_eur
@@ -68,8 +69,10 @@ def _describe_execution(report: dict, tick: int) -> str:
         fills += f" at avg EUR {report['avg_price']}"
     state = f"status {report['order_status']}, {fills}, open {report['leaves_quantity']}"
     if exec_type == "trade":
-        return (f"{name} trade #{report['trade_id']}: {report['last_quantity']} lots @ EUR "
-                f"{eur(report['last_price'] * tick)} as {report['liquidity']}, fee EUR {eur(report['fee'])}; {state}")
+        return (
+            f"{name} trade #{report['trade_id']}: {report['last_quantity']} lots @ EUR "
+            f"{eur(report['last_price'] * tick)} as {report['liquidity']}, fee EUR {eur(report['fee'])}; {state}"
+        )
     terms = f"{side} {report['quantity']} lots {report['instrument']} @ {price} {report['time_in_force']}"
     if report.get("stop_price") is not None:
         terms += f", stop EUR {eur(report['stop_price'] * tick)}"
@@ -88,30 +91,40 @@ def _describe_execution(report: dict, tick: int) -> str:
 def auction_summary(status: dict, ticks: dict[str, int]) -> str:
     """A primary auction's terms, the account's own bids and, once it is decided, its published results."""
     tick = ticks[status["instrument"]]
-    lines = [f"auction {status['auction_id']}: {status['volume']:,} {status['instrument']} offered by "
-             f"{status['auctioneer']}, {status['status']}",
-             f"  bids taken until {_clock(status['closes_at'])}; seed hash {status['seed_hash']}"]
+    lines = [
+        f"auction {status['auction_id']}: {status['volume']:,} {status['instrument']} offered by "
+        f"{status['auctioneer']}, {status['status']}",
+        f"  bids taken until {_clock(status['closes_at'])}; seed hash {status['seed_hash']}",
+    ]
     if status.get("carried_in"):
         lines.append(f"  of which {status['carried_in']:,} carried over from cancelled auctions")
     if status.get("bids") is not None:
         lines.append(f"  bids received: {status['bids']}")
     for bid in status.get("own_bids", []):
-        lines.append(f"  your bid {bid['bid_id']}: {bid['volume']:,} at EUR {eur(bid['price'] * tick)}, "
-                     f"holding EUR {eur(bid['held'])}")
+        lines.append(
+            f"  your bid {bid['bid_id']}: {bid['volume']:,} at EUR {eur(bid['price'] * tick)}, "
+            f"holding EUR {eur(bid['held'])}"
+        )
     result = status.get("result")
     if result is not None:
         if result["status"] == "cleared":
-            lines.append(f"  cleared at EUR {eur(result['clearing_price'] * tick)}: {result['volume']:,} sold for "
-                         f"EUR {eur(result['proceeds'])}")
+            lines.append(
+                f"  cleared at EUR {eur(result['clearing_price'] * tick)}: {result['volume']:,} sold for "
+                f"EUR {eur(result['proceeds'])}"
+            )
         else:
             price = result["clearing_price"]
-            lines.append(f"  cancelled ({result['reason']}): would have cleared at "
-                         f"{'-' if price is None else 'EUR ' + eur(price * tick)}, reserve EUR "
-                         f"{eur(result['reserve_price'] * tick)}; carried over: "
-                         + ", ".join(f"{volume:,}" for volume in result["carried_over"]))
-        lines.append(f"  total bids {result['total_bid_volume']:,} (cover ratio {result['cover_ratio']}), "
-                     f"bidders {result['bidders']}" + (f", successful {result['successful_bidders']}"
-                                                       if "successful_bidders" in result else ""))
+            lines.append(
+                f"  cancelled ({result['reason']}): would have cleared at "
+                f"{'-' if price is None else 'EUR ' + eur(price * tick)}, reserve EUR "
+                f"{eur(result['reserve_price'] * tick)}; carried over: "
+                + ", ".join(f"{volume:,}" for volume in result["carried_over"])
+            )
+        lines.append(
+            f"  total bids {result['total_bid_volume']:,} (cover ratio {result['cover_ratio']}), "
+            f"bidders {result['bidders']}"
+            + (f", successful {result['successful_bidders']}" if "successful_bidders" in result else "")
+        )
         lines.append(f"  seed {result['seed']}")
     return "\n".join(lines)
 
@@ -125,10 +138,12 @@ def bid_summary(report: dict, tick: int) -> str:
     if status == "withdrawn":
         return f"{head} (EUR {eur(report['released'])} released)"
     if status == "allocated":
-        return (f"{head}: {report['allocated']:,} of {report['volume']:,} at EUR "
-                f"{eur(report['clearing_price'] * tick)}, EUR {eur(report['amount'])} paid")
+        return (
+            f"{head}: {report['allocated']:,} of {report['volume']:,} at EUR "
+            f"{eur(report['clearing_price'] * tick)}, EUR {eur(report['amount'])} paid"
+        )
     return head
 
 
 def _clock(ts: int) -> str:
-    return datetime.fromtimestamp(ts / 1e9, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(ts / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -39,6 +39,7 @@ account's secret is "carbonx-demo" (gateway/cli/one_shot.py). Each waits at most
 line on stderr. Exit status: 0 done, 1 refused by the exchange, 2 bad
 configuration or arguments, 3 no connection, no answer or logon refused.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,29 +47,41 @@ import sys
 from pathlib import Path
 
 from exchange import ConfigError
-
 from gateway.cli import auctions, operations, trading
 from gateway.cli.one_shot import USAGE, UsageError
 
-CONFIG_LOOKUP = ("Configuration files: a file named by its flag (--instruments, --accounts, --compliance, "
-                 "--exchange-config) is read from there; every other one comes from the configuration folder: "
-                 "$CARBONX_CONFIG if set, else ./config if the working directory has one with an instruments.toml, "
-                 "else the defaults packaged with carbonx.")
+CONFIG_LOOKUP = (
+    "Configuration files: a file named by its flag (--instruments, --accounts, --compliance, "
+    "--exchange-config) is read from there; every other one comes from the configuration folder: "
+    "$CARBONX_CONFIG if set, else ./config if the working directory has one with an instruments.toml, "
+    "else the defaults packaged with carbonx."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="carbonx", description="carbonx: an exchange for carbon credits",
-                                     epilog=CONFIG_LOOKUP)
-    parser.add_argument("--instruments", type=Path,
-                        help="instrument definitions (TOML); default: instruments.toml in the configuration folder")
-    parser.add_argument("--accounts", type=Path,
-                        help="participants and their opening holdings (TOML); default: accounts.toml in the "
-                        "configuration folder")
-    parser.add_argument("--compliance", type=Path,
-                        help="EU ETS compliance rules (TOML); default: compliance.toml in the configuration folder")
-    parser.add_argument("--exchange-config", type=Path,
-                        help="the exchange process's settings (TOML); default: exchange.toml in the configuration "
-                        "folder")
+    parser = argparse.ArgumentParser(
+        prog="carbonx", description="carbonx: an exchange for carbon credits", epilog=CONFIG_LOOKUP
+    )
+    parser.add_argument(
+        "--instruments",
+        type=Path,
+        help="instrument definitions (TOML); default: instruments.toml in the configuration folder",
+    )
+    parser.add_argument(
+        "--accounts",
+        type=Path,
+        help="participants and their opening holdings (TOML); default: accounts.toml in the configuration folder",
+    )
+    parser.add_argument(
+        "--compliance",
+        type=Path,
+        help="EU ETS compliance rules (TOML); default: compliance.toml in the configuration folder",
+    )
+    parser.add_argument(
+        "--exchange-config",
+        type=Path,
+        help="the exchange process's settings (TOML); default: exchange.toml in the configuration folder",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     operations.add_exchange_commands(commands)
     trading.add_commands(commands)

@@ -9,17 +9,19 @@ as they come. ``lines()`` renders it. Two sources feed it: an MQTT broker
 (``aiomqtt``, the topics ``carbonx/md/<instrument>/#``) or a logged-on
 session of the trading gateway (``subscribe``).
 """
+
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import AsyncIterator, Mapping, Sequence, TextIO
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TextIO
 
 import aiomqtt
 import msgspec
 
-from gateway.client import connect
 from gateway.cli.display import eur, ladder
+from gateway.client import connect
 from gateway.marketdata.mqtt import SOCKET_OPTIONS, market_data_topic, parse_mqtt_url
 
 SHOWN_LEVELS = 5
@@ -81,9 +83,11 @@ class InstrumentView:
     def lines(self, tick: int = 1) -> list[str]:
         stats = self.stats
         last = stats.get("last")
-        head = (f"{self.symbol}  {self._phase(tick)}  last EUR {eur(None if last is None else last * tick)}  "
-                f"volume {stats.get('volume', 0)} lots in {stats.get('trades', 0)} trades  "
-                f"VWAP EUR {stats.get('vwap') or '-'}")
+        head = (
+            f"{self.symbol}  {self._phase(tick)}  last EUR {eur(None if last is None else last * tick)}  "
+            f"volume {stats.get('volume', 0)} lots in {stats.get('trades', 0)} trades  "
+            f"VWAP EUR {stats.get('vwap') or '-'}"
+        )
         if stats.get("settlement_price") is not None:
             head += f"  settlement EUR {eur(stats['settlement_price'] * tick)}"
         out = [head]
@@ -94,8 +98,10 @@ class InstrumentView:
         out.extend("    " + line for line in ladder(bids, asks, tick))
         for trade in self.trades:
             side = {"B": "buy ", "S": "sell", None: "auct"}[trade["aggressor_side"]]
-            out.append(f"    trade #{trade['trade_id']:<6} {side} {trade['quantity']:>4} lots @ EUR "
-                       f"{eur(trade['price'] * tick)}")
+            out.append(
+                f"    trade #{trade['trade_id']:<6} {side} {trade['quantity']:>4} lots @ EUR "
+                f"{eur(trade['price'] * tick)}"
+            )
         if self.auction is not None:
             out.append("    " + _auction_line(self.auction, tick))
         return out
@@ -105,8 +111,9 @@ class InstrumentView:
         status = self.status
         phase = status.get("phase", "?")
         if status.get("indicative_price") is not None:
-            phase += (f" (indicative {status['indicative_quantity']} lots @ EUR "
-                      f"{eur(status['indicative_price'] * tick)})")
+            phase += (
+                f" (indicative {status['indicative_quantity']} lots @ EUR {eur(status['indicative_price'] * tick)})"
+            )
         elif status.get("reason") == "volatility":
             phase += f" (beyond the band: EUR {eur(status['trigger_price'] * tick)})"
         return phase
@@ -116,8 +123,10 @@ def _auction_line(auction: dict, tick: int) -> str:
     """A primary auction as one line: its terms, and its outcome once decided."""
     head = f"primary auction {auction['auction_id']}: {auction['volume']:,} allowances, {auction['status']}"
     if auction["status"] == "cleared":
-        head += (f" at EUR {eur(auction['clearing_price'] * tick)}, cover {auction['cover_ratio']}, "
-                 f"{auction['successful_bidders']} of {auction['bidders']} bidders")
+        head += (
+            f" at EUR {eur(auction['clearing_price'] * tick)}, cover {auction['cover_ratio']}, "
+            f"{auction['successful_bidders']} of {auction['bidders']} bidders"
+        )
     elif auction["status"] == "cancelled":
         head += f" ({auction['reason']})"
     return head
@@ -145,8 +154,9 @@ class MarketView:
         return out
 
 
-async def socket_feed(host: str, port: int, account: str, secret: str, instruments: Sequence[str]
-                      ) -> AsyncIterator[dict]:
+async def socket_feed(
+    host: str, port: int, account: str, secret: str, instruments: Sequence[str]
+) -> AsyncIterator[dict]:
     # A market-data session: it may run beside the account's trading session (carbonx order works meanwhile),
     # and its end cancels nothing.
     async with connect(host, port, account, secret, market_data_only=True) as client:
@@ -160,8 +170,9 @@ async def socket_feed(host: str, port: int, account: str, secret: str, instrumen
 async def mqtt_feed(url: str, instruments: Sequence[str]) -> AsyncIterator[dict]:
     address = parse_mqtt_url(url)
     decode = msgspec.msgpack.Decoder().decode
-    async with aiomqtt.Client(address.host, address.port, username=address.username,
-                              password=address.password, socket_options=SOCKET_OPTIONS) as client:
+    async with aiomqtt.Client(
+        address.host, address.port, username=address.username, password=address.password, socket_options=SOCKET_OPTIONS
+    ) as client:
         for symbol in instruments:
             await client.subscribe(market_data_topic(symbol, "#"), qos=1)
         async for message in client.messages:
@@ -171,8 +182,15 @@ async def mqtt_feed(url: str, instruments: Sequence[str]) -> AsyncIterator[dict]
                 continue  # not ours; the ACL keeps others from publishing here
 
 
-async def run_view(feed: AsyncIterator[dict], view: MarketView, out: TextIO, *, seconds: float | None,
-                   interval: float = 0.5, live: bool | None = None) -> MarketView:
+async def run_view(
+    feed: AsyncIterator[dict],
+    view: MarketView,
+    out: TextIO,
+    *,
+    seconds: float | None,
+    interval: float = 0.5,
+    live: bool | None = None,
+) -> MarketView:
     """Follow the feed, redrawing the view every ``interval`` seconds (in place on a terminal), for
     ``seconds`` (None: until interrupted); return the view."""
     live = out.isatty() if live is None else live
@@ -186,8 +204,9 @@ async def run_view(feed: AsyncIterator[dict], view: MarketView, out: TextIO, *, 
     deadline = None if seconds is None else loop.time() + seconds
     try:
         while deadline is None or loop.time() < deadline:
-            done, _ = await asyncio.wait({reader}, timeout=interval if deadline is None
-                                         else max(0.0, min(interval, deadline - loop.time())))
+            done, _ = await asyncio.wait(
+                {reader}, timeout=interval if deadline is None else max(0.0, min(interval, deadline - loop.time()))
+            )
             if done:
                 reader.result()  # the feed ended or failed: say so
                 break
@@ -200,4 +219,3 @@ async def run_view(feed: AsyncIterator[dict], view: MarketView, out: TextIO, *, 
     if not live:
         print("\n".join(view.lines()), file=out)
     return view
-

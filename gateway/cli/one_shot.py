@@ -12,6 +12,7 @@ Every failure is one line on stderr. Exit status: 0 done, 1 refused by the excha
 2 bad configuration or arguments (:data:`USAGE`, :class:`UsageError`), 3 no connection, no answer or logon
 refused (:data:`CONNECTION`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,14 +21,21 @@ import getpass
 import os
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable, NamedTuple
+from typing import NamedTuple
 
 from exchange.instruments import eur_to_cents
-
 from gateway.cli.display import describe_report
-from gateway.client import (CONNECT_TIMEOUT, ExchangeClient, LogonRefused, NoAnswer, NotAnExchange, SessionClosed,
-                            connect)
+from gateway.client import (
+    CONNECT_TIMEOUT,
+    ExchangeClient,
+    LogonRefused,
+    NoAnswer,
+    NotAnExchange,
+    SessionClosed,
+    connect,
+)
 from gateway.config import ServerConfig, load_server_config
 
 REFUSED, USAGE, CONNECTION = 1, 2, 3
@@ -70,12 +78,15 @@ def _secret(args: argparse.Namespace, account: str) -> str:
         try:
             text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError, ValueError) as error:
-            raise UsageError(f"cannot read the secret from {path}: {getattr(error, 'strerror', None) or error}: "
-                             "give a readable file with --secret-file, or set CARBONX_SECRET") from None
+            raise UsageError(
+                f"cannot read the secret from {path}: {getattr(error, 'strerror', None) or error}: "
+                "give a readable file with --secret-file, or set CARBONX_SECRET"
+            ) from None
         secret = text.splitlines()[0] if text else ""
         if not secret:
-            raise UsageError(f"{path} holds no secret (its first line is empty): write the secret there, or set "
-                             "CARBONX_SECRET")
+            raise UsageError(
+                f"{path} holds no secret (its first line is empty): write the secret there, or set CARBONX_SECRET"
+            )
         return secret
     secret = os.environ.get("CARBONX_SECRET")
     if secret is not None:
@@ -114,6 +125,7 @@ def failure(error: OSError) -> str:
 def _one_shot(action: Action, check: Check | None) -> Callable[[argparse.Namespace], int]:
     """A one-shot command: ``check`` the arguments (before asking for a secret or connecting), log on, run
     ``action``, log out. ``--timeout`` bounds the connection, the logon and the action (beyond its ``--wait``)."""
+
     def run(args: argparse.Namespace) -> int:
         if check is not None:
             check(args)
@@ -128,20 +140,31 @@ def _one_shot(action: Action, check: Check | None) -> Callable[[argparse.Namespa
 
         async def session() -> int:
             nonlocal logged_on
-            async with connect(target.host, target.port, target.account, target.secret, cancel_on_disconnect=False,
-                               connect_timeout=timeout, logon_timeout=timeout) as client:
+            async with connect(
+                target.host,
+                target.port,
+                target.account,
+                target.secret,
+                cancel_on_disconnect=False,
+                connect_timeout=timeout,
+                logon_timeout=timeout,
+            ) as client:
                 logged_on = True
                 try:
                     return await asyncio.wait_for(action(client, args), timeout + getattr(args, "wait", 0.0))
-                except asyncio.TimeoutError:
-                    raise SessionClosed(f"no answer to the {args.command} within {timeout:g} s: the exchange is "
-                                        "busy or stuck; wait longer with --timeout") from None
+                except TimeoutError:
+                    raise SessionClosed(
+                        f"no answer to the {args.command} within {timeout:g} s: the exchange is "
+                        "busy or stuck; wait longer with --timeout"
+                    ) from None
+
         try:
             return asyncio.run(session())
         except (ConnectionError, OSError) as error:
             what = "the session with the exchange at" if logged_on else "no session with the exchange at"
             print(f"carbonx {args.command}: {what} {target.host}:{target.port}: {failure(error)}", file=sys.stderr)
             return CONNECTION
+
     return run
 
 
@@ -157,11 +180,19 @@ def add_session(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
 def add_trader(parser: argparse.ArgumentParser, action: Action, check: Check | None = None) -> None:
     """A one-shot command: its session flags, and its run (check the arguments, log on, ``action``, log out)."""
     group = add_session(parser)
-    group.add_argument("--secret-file", metavar="FILE", help="read the secret from the first line of FILE ('-': "
-                       "standard input); default: $CARBONX_SECRET, else asked for on the terminal")
-    group.add_argument("--timeout", type=float, default=CONNECT_TIMEOUT, metavar="SECONDS",
-                       help=f"wait at most this long for the connection, the logon and each answer "
-                       f"(default {CONNECT_TIMEOUT:g})")
+    group.add_argument(
+        "--secret-file",
+        metavar="FILE",
+        help="read the secret from the first line of FILE ('-': "
+        "standard input); default: $CARBONX_SECRET, else asked for on the terminal",
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=CONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"wait at most this long for the connection, the logon and each answer (default {CONNECT_TIMEOUT:g})",
+    )
     parser.set_defaults(run=_one_shot(action, check))
 
 
@@ -182,9 +213,10 @@ async def print_answers(client: ExchangeClient, first: dict, wait: float) -> int
             if message.get("request_id") == request_id and message.get("seq") not in seen:
                 seen.add(message.get("seq"))
                 print(describe_report(message, cents_per_tick))
+
     try:
         await asyncio.wait_for(follow(), wait)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     refused = first["type"] in ("reject", "request_rejected") or first.get("exec_type") == "rejected"
     return REFUSED if refused else 0

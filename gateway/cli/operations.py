@@ -7,6 +7,7 @@ and run the exchange in this process; the exchange itself (and the demo's partic
 these commands. kill-switch, snapshot and phase are one-shot commands (:mod:`gateway.cli.one_shot`) that the
 exchange answers only for an operator account. replay rebuilds the state from a journal without an exchange.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,24 +18,31 @@ from pathlib import Path
 
 from exchange import CALL_PHASES, ComplianceConfig, TradingPhase
 from exchange.instruments import Instrument
-
 from gateway.cli.display import describe_report, eur
 from gateway.cli.one_shot import REFUSED, USAGE, add_trader, print_answers, tick_sizes
 from gateway.client import ExchangeClient
-from gateway.config import (SETTINGS, AccountConfig, ServerConfig, load_accounts, load_compliance, load_instruments,
-                            load_server_config)
+from gateway.config import (
+    SETTINGS,
+    AccountConfig,
+    ServerConfig,
+    load_accounts,
+    load_compliance,
+    load_instruments,
+    load_server_config,
+)
 from gateway.logs import configure_logging
 from gateway.sessions.credentials import hash_secret
 
-
 # -- the exchange ---------------------------------------------------------------------------------
+
 
 def _settings_overrides(args: argparse.Namespace) -> dict[str, object]:
     return {name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None}
 
 
-def _load_exchange(args: argparse.Namespace, **forced: object) -> tuple[
-        ServerConfig, dict[str, Instrument], dict[str, AccountConfig], ComplianceConfig]:
+def _load_exchange(
+    args: argparse.Namespace, **forced: object
+) -> tuple[ServerConfig, dict[str, Instrument], dict[str, AccountConfig], ComplianceConfig]:
     """Every configuration file, the exchange.toml settings overridden by their flags and by ``forced``."""
     config = load_server_config(args.exchange_config, {**_settings_overrides(args), **forced})
     instruments = load_instruments(args.instruments)
@@ -44,6 +52,7 @@ def _load_exchange(args: argparse.Namespace, **forced: object) -> tuple[
 
 def _serve_command(args: argparse.Namespace) -> int:
     from gateway.node import serve
+
     config, instruments, accounts, compliance = _load_exchange(args)
     configure_logging(config.log_level, config.log_format)
     return asyncio.run(serve(config, instruments, accounts, compliance))
@@ -51,22 +60,39 @@ def _serve_command(args: argparse.Namespace) -> int:
 
 def _demo_command(args: argparse.Namespace) -> int:
     from gateway.cli.demo import run_demo
+
     port = args.port if args.port is not None else 0  # the demo takes any free port unless told one
     # The demo's day is its own: a new temporary data directory unless --data-dir names one.
-    config, instruments, accounts, compliance = _load_exchange(args, port=port, data_dir=args.data_dir or "",
-                                                               log_level=args.log_level or "WARNING")
+    config, instruments, accounts, compliance = _load_exchange(
+        args, port=port, data_dir=args.data_dir or "", log_level=args.log_level or "WARNING"
+    )
     configure_logging(config.log_level, config.log_format)
-    return run_demo(config, instruments, accounts, compliance, sys.stdout, orders=args.orders, seed=args.seed,
-                    statements=args.statement, rate=args.rate, keep_serving=args.keep_serving,
-                    live=None if args.live is None else args.live == "on")
+    return run_demo(
+        config,
+        instruments,
+        accounts,
+        compliance,
+        sys.stdout,
+        orders=args.orders,
+        seed=args.seed,
+        statements=args.statement,
+        rate=args.rate,
+        keep_serving=args.keep_serving,
+        live=None if args.live is None else args.live == "on",
+    )
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
     """One flag per exchange.toml setting; a flag wins over the file."""
     group = parser.add_argument_group("exchange settings (override exchange.toml)")
     for name, setting in SETTINGS.items():
-        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=setting.kind, default=None,
-                           help=f"{setting.help} [{setting.section}.{name}, default {setting.default!r}]")
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=setting.kind,
+            default=None,
+            help=f"{setting.help} [{setting.section}.{name}, default {setting.default!r}]",
+        )
 
 
 def add_exchange_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,13 +100,24 @@ def add_exchange_commands(commands: argparse._SubParsersAction[argparse.Argument
     demo = commands.add_parser("demo", help="run the exchange with simulated participants and show the market")
     demo.add_argument("--orders", type=int, default=2000, help="participant actions to simulate")
     demo.add_argument("--seed", type=int, default=2005, help="the same seed gives the same day")
-    demo.add_argument("--rate", type=float, help="participant actions a second (default: 400 on a terminal, "
-                      "as fast as the exchange answers otherwise)")
+    demo.add_argument(
+        "--rate",
+        type=float,
+        help="participant actions a second (default: 400 on a terminal, as fast as the exchange answers otherwise)",
+    )
     demo.add_argument("--live", choices=("on", "off"), help="redraw the books in place (default: on a terminal)")
-    demo.add_argument("--statement", action="append", default=[], metavar="ACCOUNT",
-                      help="print this account's statement after the day (repeatable)")
-    demo.add_argument("--keep-serving", action="store_true",
-                      help="keep the exchange running after the day, for carbonx order/book/balances")
+    demo.add_argument(
+        "--statement",
+        action="append",
+        default=[],
+        metavar="ACCOUNT",
+        help="print this account's statement after the day (repeatable)",
+    )
+    demo.add_argument(
+        "--keep-serving",
+        action="store_true",
+        help="keep the exchange running after the day, for carbonx order/book/balances",
+    )
     _add_settings(demo)
     demo.set_defaults(run=_demo_command)
 
@@ -90,6 +127,7 @@ def add_exchange_commands(commands: argparse._SubParsersAction[argparse.Argument
 
 
 # -- on the running exchange ------------------------------------------------------------------
+
 
 async def _kill_switch(client: ExchangeClient, args: argparse.Namespace) -> int:
     request = client.release_kill_switch if args.release else client.kill_switch
@@ -101,8 +139,9 @@ async def _snapshot(client: ExchangeClient, args: argparse.Namespace) -> int:
     if answer["type"] != "snapshot_taken":
         print(describe_report(answer, tick_sizes(client)))
         return REFUSED
-    print(f"snapshot written: {answer['path']} (journal record {answer['record_seq']:,}, "
-          f"event {answer['event_seq']:,})")
+    print(
+        f"snapshot written: {answer['path']} (journal record {answer['record_seq']:,}, event {answer['event_seq']:,})"
+    )
     return 0
 
 
@@ -114,8 +153,10 @@ async def _phase(client: ExchangeClient, args: argparse.Namespace) -> int:
     auction = ""
     if answer["auction_quantity"]:
         tick = tick_sizes(client)[answer["instrument"]]
-        auction = (f"; auction: {answer['auction_quantity']:,} lots at EUR {eur(answer['auction_price'] * tick)} "
-                   f"in {answer['auction_trades']:,} trades")
+        auction = (
+            f"; auction: {answer['auction_quantity']:,} lots at EUR {eur(answer['auction_price'] * tick)} "
+            f"in {answer['auction_trades']:,} trades"
+        )
     elif answer["previous"] in CALL_PHASES:
         auction = "; auction: nothing crossed"
     print(f"{answer['instrument']}: {answer['previous']} -> {answer['phase']}{auction}")
@@ -124,10 +165,12 @@ async def _phase(client: ExchangeClient, args: argparse.Namespace) -> int:
 
 # -- the journal, offline --------------------------------------------------------------------------------
 
+
 def _replay_command(args: argparse.Namespace) -> int:
     """Rebuild the state from a journal, reading only; print what it holds and the state hash."""
     from gateway.persistence.journal import JournalError
     from gateway.persistence.recovery import JOURNAL_NAME, journal_genesis_and_id, newest_snapshot, replay_journal
+
     given = Path(args.journal)
     journal = given / JOURNAL_NAME if given.is_dir() else given
     if not journal.is_file():
@@ -144,14 +187,19 @@ def _replay_command(args: argparse.Namespace) -> int:
         return REFUSED
     engine = core.engine
     commands = ", ".join(f"{name} {count:,}" for name, count in sorted(report.command_counts.items()))
-    tail = ("clean" if not report.torn_bytes else
-            f"{report.torn_bytes:,} bytes after the last commit ({report.torn_reason}); a start cuts them off")
+    tail = (
+        "clean"
+        if not report.torn_bytes
+        else f"{report.torn_bytes:,} bytes after the last commit ({report.torn_reason}); a start cuts them off"
+    )
     print(f"journal    {journal} ({journal.stat().st_size:,} bytes)")
     print(f"records    {report.records:,} in {report.batches:,} batches, last seq {report.last_seq:,}")
     print(f"commands   {report.commands:,}: {commands or 'none'}")
     counts = engine.counts()
-    print(f"state      {counts.events:,} events, {counts.orders:,} orders of which {counts.open_orders:,} open, "
-          f"{counts.trades:,} trades, {counts.accounts:,} accounts")
+    print(
+        f"state      {counts.events:,} events, {counts.orders:,} orders of which {counts.open_orders:,} open, "
+        f"{counts.trades:,} trades, {counts.accounts:,} accounts"
+    )
     print(f"tail       {tail}")
     print(f"replayed   in {report.seconds:.2f} s")
     print(f"state hash {engine.state_hash()}")
@@ -164,10 +212,11 @@ def _replay_command(args: argparse.Namespace) -> int:
             print("snapshot   none usable beside the journal")
             return 0
         from_snapshot, snapshot_report, _ = replay_journal(journal, genesis, snapshot)
-        same = (from_snapshot.engine.state_hash() == engine.state_hash()
-                and from_snapshot.counters() == core.counters())
-        print(f"snapshot   {snapshot[0].path.name} + {snapshot_report.records:,} records in "
-              f"{snapshot_report.seconds:.2f} s: {'the same state' if same else 'A DIFFERENT STATE'}")
+        same = from_snapshot.engine.state_hash() == engine.state_hash() and from_snapshot.counters() == core.counters()
+        print(
+            f"snapshot   {snapshot[0].path.name} + {snapshot_report.records:,} records in "
+            f"{snapshot_report.seconds:.2f} s: {'the same state' if same else 'A DIFFERENT STATE'}"
+        )
         if not same:
             return REFUSED
     return 0
@@ -175,15 +224,18 @@ def _replay_command(args: argparse.Namespace) -> int:
 
 # -- configuration -------------------------------------------------------------------------------------
 
+
 def _instruments_command(args: argparse.Namespace) -> int:
     instruments = load_instruments(args.instruments)
     for symbol, instrument in instruments.items():
         collar = "none" if instrument.market_collar is None else f"EUR {eur(instrument.market_collar)}"
-        print(f"{symbol:<6} {instrument.name}: lot {instrument.lot_units:,} units, "
-              f"tick EUR {eur(instrument.tick_size)}, "
-              f"{instrument.min_lots}-{instrument.max_lots} lots, prices EUR {eur(instrument.min_price)}-"
-              f"{eur(instrument.max_price)}, reference EUR {eur(instrument.reference_price)}, "
-              f"market collar {collar}, band {instrument.price_band_bps} bp")
+        print(
+            f"{symbol:<6} {instrument.name}: lot {instrument.lot_units:,} units, "
+            f"tick EUR {eur(instrument.tick_size)}, "
+            f"{instrument.min_lots}-{instrument.max_lots} lots, prices EUR {eur(instrument.min_price)}-"
+            f"{eur(instrument.max_price)}, reference EUR {eur(instrument.reference_price)}, "
+            f"market collar {collar}, band {instrument.price_band_bps} bp"
+        )
     return 0
 
 
@@ -192,8 +244,10 @@ def _accounts_command(args: argparse.Namespace) -> int:
     for account in load_accounts(args.accounts, instruments).values():
         units = ", ".join(f"{symbol} {amount:,} t" for symbol, amount in account.units.items() if amount) or "no units"
         limit = "no limit" if account.order_value_limit is None else f"EUR {eur(account.order_value_limit)}"
-        print(f"{account.account_id:<14} {account.kind:<18} EUR {eur(account.cash):>14}  {units}; "
-              f"order value limit {limit}  ({account.name})")
+        print(
+            f"{account.account_id:<14} {account.kind:<18} EUR {eur(account.cash):>14}  {units}; "
+            f"order value limit {limit}  ({account.name})"
+        )
     return 0
 
 
@@ -213,18 +267,27 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     snapshot = commands.add_parser("snapshot", help="(operator) have the running exchange snapshot its state now")
     add_trader(snapshot, _snapshot)
 
-    phase = commands.add_parser("phase", help="(operator) move an instrument to another trading phase; leaving "
-                                "a call for continuous trading or the close runs its auction")
+    phase = commands.add_parser(
+        "phase",
+        help="(operator) move an instrument to another trading phase; leaving "
+        "a call for continuous trading or the close runs its auction",
+    )
     phase.add_argument("instrument")
     phase.add_argument("phase", choices=[str(member) for member in TradingPhase])
-    phase.add_argument("--from-phase", choices=[str(member) for member in TradingPhase],
-                       help="only if the instrument is in this phase now")
+    phase.add_argument(
+        "--from-phase",
+        choices=[str(member) for member in TradingPhase],
+        help="only if the instrument is in this phase now",
+    )
     add_trader(phase, _phase)
 
     replay = commands.add_parser("replay", help="rebuild the state from a journal offline: counts and state hash")
     replay.add_argument("journal", help="a journal file, or a data directory holding journal.cxj")
-    replay.add_argument("--check-snapshot", action="store_true",
-                        help="also rebuild from the newest snapshot beside it and compare (exit 1 if they differ)")
+    replay.add_argument(
+        "--check-snapshot",
+        action="store_true",
+        help="also rebuild from the newest snapshot beside it and compare (exit 1 if they differ)",
+    )
     replay.set_defaults(run=_replay_command)
 
     listing = commands.add_parser("instruments", help="check and list the configured instruments")

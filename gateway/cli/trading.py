@@ -6,6 +6,7 @@ arguments before any secret is asked for (a price is read here, once, as the pro
 :func:`euros`), then its action runs on a logged-on session and prints one line a report. md follows the
 feed of an MQTT broker, or of a market-data session when no broker is configured (:mod:`gateway.cli.md_view`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,10 +15,18 @@ import sys
 from decimal import Decimal, InvalidOperation
 
 from exchange.instruments import cents_to_eur, eur_to_cents
-
 from gateway.cli.display import describe_report, eur, ladder
-from gateway.cli.one_shot import (CONNECTION, REFUSED, USAGE, UsageError, add_session, add_trader, print_answers,
-                                  session_target, tick_sizes)
+from gateway.cli.one_shot import (
+    CONNECTION,
+    REFUSED,
+    USAGE,
+    UsageError,
+    add_session,
+    add_trader,
+    print_answers,
+    session_target,
+    tick_sizes,
+)
 from gateway.client import ExchangeClient, RequestRefused, SessionClosed
 from gateway.config import load_instruments, load_server_config
 
@@ -44,8 +53,9 @@ def euros(text: str | None, what: str = "price") -> str | None:
     if amount >= MAX_PRICE:
         raise UsageError(f"{what} {text} is too large: at most 12 digits before the decimal point")
     if amount * 100 != (amount * 100).to_integral_value():
-        raise UsageError(f"{what} {text} has too many decimals: prices are whole cents, at most 2 decimals "
-                         f"(e.g. 70.25)")
+        raise UsageError(
+            f"{what} {text} has too many decimals: prices are whole cents, at most 2 decimals (e.g. 70.25)"
+        )
     return f"{amount:.2f}"
 
 
@@ -81,9 +91,19 @@ async def _order(client: ExchangeClient, args: argparse.Namespace) -> int:
     _check_tick(client, args.instrument, args.stop, "stop price")
     order_type = args.type or ("LIMIT" if args.price is not None else "MARKET")
     first = await client.new_order(
-        args.instrument, SIDES[args.side.lower()], args.quantity, args.price, client_order_id=args.clid,
-        order_type=order_type, time_in_force=args.tif, display_quantity=args.display, stop_price=args.stop,
-        post_only=args.post_only or None, expire_date=args.expire_date, self_trade_prevention=args.stp)
+        args.instrument,
+        SIDES[args.side.lower()],
+        args.quantity,
+        args.price,
+        client_order_id=args.clid,
+        order_type=order_type,
+        time_in_force=args.tif,
+        display_quantity=args.display,
+        stop_price=args.stop,
+        post_only=args.post_only or None,
+        expire_date=args.expire_date,
+        self_trade_prevention=args.stp,
+    )
     return await print_answers(client, first, args.wait)
 
 
@@ -146,9 +166,11 @@ async def _orders(client: ExchangeClient, args: argparse.Namespace) -> int:
         tick = ticks[order["instrument"]]
         price = "market" if order["price"] is None else f"EUR {eur(order['price'] * tick)}"
         stop = "" if order["stop_price"] is None else f" stop EUR {eur(order['stop_price'] * tick)}"
-        print(f"order {order['order_id']} ({order['client_order_id']}) {order['instrument']} {order['side']} "
-              f"{order['leaves_quantity']} of {order['quantity']} lots at {price}{stop} {order['time_in_force']} "
-              f"{order['order_status']}")
+        print(
+            f"order {order['order_id']} ({order['client_order_id']}) {order['instrument']} {order['side']} "
+            f"{order['leaves_quantity']} of {order['quantity']} lots at {price}{stop} {order['time_in_force']} "
+            f"{order['order_status']}"
+        )
     print(f"{len(orders)} open order{'s' if len(orders) != 1 else ''}")
     return 0
 
@@ -165,11 +187,15 @@ async def _trades(client: ExchangeClient, args: argparse.Namespace) -> int:
     for fill in fills:
         fees += fill["fee"]
         price = fill["price"] * ticks[fill["instrument"]]
-        print(f"trade {fill['trade_id']} order {fill['order_id']} ({fill['client_order_id']}) {fill['instrument']} "
-              f"{'bought' if fill['side'] == 'B' else 'sold'} {fill['quantity']} lots at EUR {eur(price)} "
-              f"{fill['liquidity']}, fee EUR {eur(fill['fee'])}")
-    print(f"{len(fills)} trade{'s' if len(fills) != 1 else ''} today, fees EUR {eur(fees)}"
-          + ("" if complete else " (only the newest are kept: the statement has them all)"))
+        print(
+            f"trade {fill['trade_id']} order {fill['order_id']} ({fill['client_order_id']}) {fill['instrument']} "
+            f"{'bought' if fill['side'] == 'B' else 'sold'} {fill['quantity']} lots at EUR {eur(price)} "
+            f"{fill['liquidity']}, fee EUR {eur(fill['fee'])}"
+        )
+    print(
+        f"{len(fills)} trade{'s' if len(fills) != 1 else ''} today, fees EUR {eur(fees)}"
+        + ("" if complete else " (only the newest are kept: the statement has them all)")
+    )
     return 0
 
 
@@ -202,10 +228,12 @@ async def _balances(client: ExchangeClient, args: argparse.Namespace) -> int:
 
 # -- market data ----------------------------------------------------------------------------------------
 
+
 def _md_command(args: argparse.Namespace) -> int:
     """Follow the market data of the instruments named until --seconds pass or Ctrl-C; the viewer (and with it
     aiomqtt) is imported only for this command."""
     from gateway.cli.md_view import MarketView, mqtt_feed, run_view, socket_feed
+
     config = load_server_config(args.exchange_config)
     instruments = load_instruments(args.instruments)
     unknown = [symbol for symbol in args.symbols if symbol not in instruments]
@@ -249,8 +277,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     order.add_argument("--stop", help="stop price in euros: the order waits until the last trade reaches it")
     order.add_argument("--post-only", action="store_true", help="refuse the order if it would trade on entry")
     order.add_argument("--expire-date", type=int, help="GTD: YYYYMMDD")
-    order.add_argument("--stp", choices=("NONE", "CANCEL_RESTING", "CANCEL_TAKING", "CANCEL_BOTH"),
-                       help="self-trade prevention (default: the account's)")
+    order.add_argument(
+        "--stp",
+        choices=("NONE", "CANCEL_RESTING", "CANCEL_TAKING", "CANCEL_BOTH"),
+        help="self-trade prevention (default: the account's)",
+    )
     order.add_argument("--clid", help="client order id (default: a new one)")
     order.add_argument("--wait", type=float, default=0.3, help="seconds to wait for fills (default 0.3)")
     add_trader(order, _order, _check_order)
@@ -262,8 +293,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         sub.add_argument("--wait", type=float, default=0.2, help=argparse.SUPPRESS)
         add_trader(sub, action, _check_reference)
 
-    replace = commands.add_parser("replace", help="change an order's quantity and/or price (a new price, or a "
-                                  "larger quantity, loses its time priority)")
+    replace = commands.add_parser(
+        "replace",
+        help="change an order's quantity and/or price (a new price, or a larger quantity, loses its time priority)",
+    )
     replace.add_argument("--order-id", type=int, help="the exchange's order id")
     replace.add_argument("--clid", help="the client order id instead")
     replace.add_argument("--quantity", type=int, help="the new total quantity in lots, what is filled included")
@@ -271,8 +304,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     replace.add_argument("--wait", type=float, default=0.3, help="seconds to wait for fills (default 0.3)")
     add_trader(replace, _replace, _check_replace)
 
-    mass_cancel = commands.add_parser("mass-cancel", help="cancel all the account's orders (resting and stops), "
-                                      "or those on one instrument")
+    mass_cancel = commands.add_parser(
+        "mass-cancel", help="cancel all the account's orders (resting and stops), or those on one instrument"
+    )
     mass_cancel.add_argument("instrument", nargs="?", help="only this instrument's orders (default: all)")
     add_trader(mass_cancel, _mass_cancel)
 
@@ -294,8 +328,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     md = commands.add_parser("md", help="a live view of the market data: books, trades, statistics")
     md.add_argument("symbols", nargs="+", metavar="INSTRUMENT")
-    md.add_argument("--mqtt-url", help="follow the feed on this broker (mqtt://user:password@host:port); "
-                    "default: exchange.toml's mqtt_url, or the gateway socket if that is empty")
+    md.add_argument(
+        "--mqtt-url",
+        help="follow the feed on this broker (mqtt://user:password@host:port); "
+        "default: exchange.toml's mqtt_url, or the gateway socket if that is empty",
+    )
     md.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     md.add_argument("--interval", type=float, default=0.5, help="seconds between redraws")
     add_session(md)

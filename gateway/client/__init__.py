@@ -2,8 +2,25 @@
 
 Usage: ``async with connect(host, port, account, secret) as client: await client.new_order(...)``.
 """
-from gateway.client.connection import (CONNECT_TIMEOUT, ExchangeClient, LogonRefused, NoAnswer, NotAnExchange,
-                                       RequestRefused, SessionClosed, connect)
 
-__all__ = ["CONNECT_TIMEOUT", "ExchangeClient", "LogonRefused", "NoAnswer", "NotAnExchange", "RequestRefused",
-           "SessionClosed", "connect"]
+from gateway.client.connection import (
+    CONNECT_TIMEOUT,
+    ExchangeClient,
+    LogonRefused,
+    NoAnswer,
+    NotAnExchange,
+    RequestRefused,
+    SessionClosed,
+    connect,
+)
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "ExchangeClient",
+    "LogonRefused",
+    "NoAnswer",
+    "NotAnExchange",
+    "RequestRefused",
+    "SessionClosed",
+    "connect",
+]

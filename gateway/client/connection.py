@@ -25,14 +25,15 @@ connection and never answers raises :class:`NoAnswer`; one that answers
 something other than this protocol (a web server, say) raises
 :class:`NotAnExchange`. Both are :class:`SessionClosed`.
 """
+
 from __future__ import annotations
 
 import asyncio
 import itertools
 import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
-from typing import AsyncIterator, Callable
 
 from gateway.wire.protocol import DictReader, ProtocolError, encode_frame
 
@@ -75,8 +76,9 @@ class RequestRefused(Exception):
         self.answer = answer
 
 
-class ExchangeClient:
-    """A logged-on session. Make one with :func:`connect`."""
+class ClientSession:
+    """A connection's logon, its reading and heartbeat tasks, and the request plumbing (ids, waiting for the
+    answer, the streams of messages and market data); :class:`ExchangeClient` adds the protocol's requests."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
@@ -97,8 +99,14 @@ class ExchangeClient:
 
     # -- session ------------------------------------------------------------------------------
 
-    async def _log_on(self, account: str, secret: str, heartbeat_interval: int | None,
-                      cancel_on_disconnect: bool | None, market_data_only: bool = False) -> dict:
+    async def _log_on(
+        self,
+        account: str,
+        secret: str,
+        heartbeat_interval: int | None,
+        cancel_on_disconnect: bool | None,
+        market_data_only: bool = False,
+    ) -> dict:
         message: dict[str, object] = {"type": "logon", "account": account, "secret": secret}
         if heartbeat_interval is not None:
             message["heartbeat_interval"] = heartbeat_interval
@@ -112,8 +120,10 @@ class ExchangeClient:
             data = await self._reader.read(READ_SIZE)
             if not data:
                 if received:
-                    raise NotAnExchange(f"the answer to the logon is not the carbonx protocol: {received!r}, "
-                                        f"then the connection was closed")
+                    raise NotAnExchange(
+                        f"the answer to the logon is not the carbonx protocol: {received!r}, "
+                        f"then the connection was closed"
+                    )
                 raise LogonRefused("the exchange closed the connection during logon")
             received = (received + data)[:SHOWN_BYTES]
             try:
@@ -127,11 +137,15 @@ class ExchangeClient:
         if first.get("type") == "logout":
             raise LogonRefused(str(first.get("text", "logon refused")), first.get("code"))
         if first.get("type") != "logon_accepted":
-            raise NotAnExchange(f"the answer to the logon is not logon_accepted or logout of the carbonx protocol: "
-                                f"{str(first)[:SHOWN_BYTES * 2]}")
+            raise NotAnExchange(
+                f"the answer to the logon is not logon_accepted or logout of the carbonx protocol: "
+                f"{str(first)[: SHOWN_BYTES * 2]}"
+            )
         self.logon = first
-        self._tasks = [asyncio.create_task(self._read_loop(messages[1:]), name=f"client-reader-{account}"),
-                       asyncio.create_task(self._heartbeat_loop(), name=f"client-heartbeat-{account}")]
+        self._tasks = [
+            asyncio.create_task(self._read_loop(messages[1:]), name=f"client-reader-{account}"),
+            asyncio.create_task(self._heartbeat_loop(), name=f"client-heartbeat-{account}"),
+        ]
         return first
 
     async def logout(self) -> None:
@@ -142,7 +156,7 @@ class ExchangeClient:
             self._write({"type": "logout"})
             try:
                 await asyncio.wait_for(future, 5.0)
-            except (asyncio.TimeoutError, SessionClosed):
+            except (TimeoutError, SessionClosed):
                 pass
         await self.close()
 
@@ -186,166 +200,6 @@ class ExchangeClient:
     async def drain(self) -> None:
         """Wait until the socket has taken what was sent (flow control for a fast sender)."""
         await self._writer.drain()
-
-    def next_client_order_id(self) -> str:
-        return f"{self._client_order_prefix}{next(self._client_order_ids)}"
-
-    # -- requests --------------------------------------------------------------------------------
-
-    def new_order_message(self, instrument: str, side: str, quantity: int, price: int | str | Decimal | None = None,
-                          *, client_order_id: str | int | None = None, **options: object) -> dict:
-        """A ``new_order`` message; ``options`` are the protocol's optional fields (order_type, stop_price, ...)."""
-        message = {"type": "new_order", "instrument": instrument, "side": side, "quantity": quantity,
-                   "client_order_id": self.next_client_order_id() if client_order_id is None else client_order_id}
-        if price is not None:
-            message["price"] = str(price) if isinstance(price, Decimal) else price
-        for name, value in options.items():
-            if value is not None:
-                message[name] = str(value) if isinstance(value, Decimal) else value
-        return message
-
-    async def new_order(self, instrument: str, side: str, quantity: int, price: int | str | Decimal | None = None,
-                        *, client_order_id: str | int | None = None, **options: object) -> dict:
-        """Enter an order; returns its ``new`` or ``rejected`` execution report (or a session ``reject``)."""
-        return await self.request(self.new_order_message(instrument, side, quantity, price,
-                                                         client_order_id=client_order_id, **options))
-
-    async def cancel(self, order_id: int | None = None, client_order_id: str | int | None = None) -> dict:
-        return await self.request(_order_reference("cancel_order", order_id, client_order_id))
-
-    async def replace(self, order_id: int | None = None, client_order_id: str | int | None = None, *,
-                      quantity: int | None = None, price: int | str | Decimal | None = None) -> dict:
-        message = _order_reference("replace_order", order_id, client_order_id)
-        if quantity is not None:
-            message["quantity"] = quantity
-        if price is not None:
-            message["price"] = str(price) if isinstance(price, Decimal) else price
-        return await self.request(message)
-
-    async def mass_cancel(self, instrument: str | None = None) -> dict:
-        return await self.request({"type": "mass_cancel", "instrument": instrument})
-
-    async def order_status(self, order_id: int | None = None, client_order_id: str | int | None = None) -> dict:
-        return await self.request(_order_reference("order_status", order_id, client_order_id))
-
-    async def balances(self) -> dict:
-        return await self.request({"type": "balances"})
-
-    async def book(self, instrument: str, levels: int = 10) -> dict:
-        return await self.request({"type": "book", "instrument": instrument, "levels": levels})
-
-    async def subscribe(self, instruments: list[str] | None = None, channels: list[str] | None = None) -> dict:
-        """Market data on this session: the answer ``subscribed``, then :meth:`market_data` has the current
-        state of each channel and every message after it."""
-        return await self.request({"type": "subscribe", "instruments": instruments, "channels": channels})
-
-    async def unsubscribe(self, instruments: list[str] | None = None, channels: list[str] | None = None) -> dict:
-        return await self.request({"type": "unsubscribe", "instruments": instruments, "channels": channels})
-
-    async def open_orders(self, instrument: str | None = None) -> list[dict]:
-        """The account's open orders (all of them: page after page), oldest first; a refusal raises
-        :class:`RequestRefused`."""
-        return await self._all_pages("open_orders", "orders", "order_id", instrument)
-
-    async def trades(self, instrument: str | None = None) -> tuple[list[dict], bool]:
-        """The account's fills since the last end of day, oldest first, and whether that is all of them (the
-        exchange keeps the newest 10,000 of a day)."""
-        complete = True
-
-        def note(answer: dict) -> None:
-            nonlocal complete
-            complete = complete and answer["complete"]
-        fills = await self._all_pages("trades", "trades", "trade_id", instrument, note)
-        return fills, complete
-
-    async def _all_pages(self, kind: str, entries: str, key: str, instrument: str | None,
-                         each: Callable[[dict], None] | None = None) -> list[dict]:
-        found: list[dict] = []
-        after = None
-        while True:
-            answer = await self.request({"type": kind, "instrument": instrument, "after": after})
-            if answer["type"] != kind:
-                raise RequestRefused(answer)
-            if each is not None:
-                each(answer)
-            found += answer[entries]
-            if not answer["more"] or not answer[entries]:
-                return found
-            after = answer[entries][-1][key]
-
-    async def ping(self) -> dict:
-        """``pong``: every answer to what was sent before the ping has arrived."""
-        return await self.request({"type": "ping"})
-
-    async def market_data(self) -> AsyncIterator[dict]:
-        """Every market-data message of the subscriptions, in order, until the session ends."""
-        while True:
-            message = await self._market_data.get()
-            if message is None:
-                return
-            yield message
-
-    async def kill_switch(self, account: str) -> dict:
-        return await self.request({"type": "kill_switch", "account": account})
-
-    async def release_kill_switch(self, account: str) -> dict:
-        return await self.request({"type": "release_kill_switch", "account": account})
-
-    async def set_trading_phase(self, instrument: str, phase: str, from_phase: str | None = None) -> dict:
-        """(Operator) move an instrument to another trading phase; the ``trading_phase_report`` (with the
-        auction the change ran) or the refusal."""
-        message = {"type": "set_trading_phase", "instrument": instrument, "phase": phase}
-        if from_phase is not None:
-            message["from_phase"] = from_phase
-        return await self.request(message)
-
-    # -- EU ETS primary auctions --------------------------------------------------------------------
-
-    async def open_auction(self, auction_id: str, instrument: str, volume: int, window_seconds: int,
-                           reserve_discount_bps: int | None = None) -> dict:
-        """(Auctioneer) offer ``volume`` allowances, bids taken for ``window_seconds``; the ``auction_report``."""
-        return await self.request({"type": "open_auction", "auction_id": auction_id, "instrument": instrument,
-                                   "volume": volume, "window_seconds": window_seconds,
-                                   "reserve_discount_bps": reserve_discount_bps})
-
-    async def submit_bid(self, auction_id: str, bid_id: str | int, price: int | str | Decimal, volume: int) -> dict:
-        return await self.request({"type": "submit_bid", "auction_id": auction_id, "bid_id": bid_id,
-                                   "price": str(price) if isinstance(price, Decimal) else price, "volume": volume})
-
-    async def modify_bid(self, auction_id: str, bid_id: str | int, *, price: int | str | Decimal | None = None,
-                         volume: int | None = None) -> dict:
-        return await self.request({"type": "modify_bid", "auction_id": auction_id, "bid_id": bid_id,
-                                   "price": str(price) if isinstance(price, Decimal) else price, "volume": volume})
-
-    async def withdraw_bid(self, auction_id: str, bid_id: str | int) -> dict:
-        return await self.request({"type": "withdraw_bid", "auction_id": auction_id, "bid_id": bid_id})
-
-    async def auction_status(self, auction_id: str) -> dict:
-        return await self.request({"type": "auction_status", "auction_id": auction_id})
-
-    async def snapshot(self) -> dict:
-        """(Operator) have the exchange snapshot its state now; the ``snapshot_taken`` answer."""
-        return await self.request({"type": "snapshot"})
-
-    async def resend(self, from_seq: int) -> tuple[dict, list[dict]]:
-        """The account's numbered messages from ``from_seq`` on, sent again: (``resend_begin``, the messages).
-
-        ``resend_begin["unavailable"]`` lists the seq ranges the exchange no
-        longer keeps. The messages resent do not enter :meth:`messages` (they
-        carry their first ``seq``, which the stream has passed); a refused
-        request (a ``reject``) raises :class:`RequestRefused`.
-        """
-        request_id = next(self._request_ids)
-        done = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = done
-        try:
-            self._write({"type": "resend", "from_seq": from_seq, "request_id": request_id})
-            answer = await done
-        finally:
-            self._waiting.pop(request_id, None)
-        if answer["type"] != "resend_begin":
-            raise RequestRefused(answer)
-        return answer, answer.pop("messages_resent")
 
     # -- receiving ---------------------------------------------------------------------------------
 
@@ -418,8 +272,12 @@ class ExchangeClient:
             stream.put_nowait(message)
             return True
         except asyncio.QueueFull:
-            self._end(SessionClosed(f"{MAX_QUEUED_MESSAGES} messages were left unread in {name}; the session "
-                                    f"is closed rather than lose any"))
+            self._end(
+                SessionClosed(
+                    f"{MAX_QUEUED_MESSAGES} messages were left unread in {name}; the session "
+                    f"is closed rather than lose any"
+                )
+            )
             self._writer.close()
             return False
 
@@ -444,6 +302,228 @@ class ExchangeClient:
             stream.put_nowait(None)
 
 
+class ExchangeClient(ClientSession):
+    """A logged-on session with one method per request of the protocol. Make one with :func:`connect`."""
+
+    def next_client_order_id(self) -> str:
+        return f"{self._client_order_prefix}{next(self._client_order_ids)}"
+
+    # -- requests --------------------------------------------------------------------------------
+
+    def new_order_message(
+        self,
+        instrument: str,
+        side: str,
+        quantity: int,
+        price: int | str | Decimal | None = None,
+        *,
+        client_order_id: str | int | None = None,
+        **options: object,
+    ) -> dict:
+        """A ``new_order`` message; ``options`` are the protocol's optional fields (order_type, stop_price, ...)."""
+        message = {
+            "type": "new_order",
+            "instrument": instrument,
+            "side": side,
+            "quantity": quantity,
+            "client_order_id": self.next_client_order_id() if client_order_id is None else client_order_id,
+        }
+        if price is not None:
+            message["price"] = str(price) if isinstance(price, Decimal) else price
+        for name, value in options.items():
+            if value is not None:
+                message[name] = str(value) if isinstance(value, Decimal) else value
+        return message
+
+    async def new_order(
+        self,
+        instrument: str,
+        side: str,
+        quantity: int,
+        price: int | str | Decimal | None = None,
+        *,
+        client_order_id: str | int | None = None,
+        **options: object,
+    ) -> dict:
+        """Enter an order; returns its ``new`` or ``rejected`` execution report (or a session ``reject``)."""
+        return await self.request(
+            self.new_order_message(instrument, side, quantity, price, client_order_id=client_order_id, **options)
+        )
+
+    async def cancel(self, order_id: int | None = None, client_order_id: str | int | None = None) -> dict:
+        return await self.request(_order_reference("cancel_order", order_id, client_order_id))
+
+    async def replace(
+        self,
+        order_id: int | None = None,
+        client_order_id: str | int | None = None,
+        *,
+        quantity: int | None = None,
+        price: int | str | Decimal | None = None,
+    ) -> dict:
+        message = _order_reference("replace_order", order_id, client_order_id)
+        if quantity is not None:
+            message["quantity"] = quantity
+        if price is not None:
+            message["price"] = str(price) if isinstance(price, Decimal) else price
+        return await self.request(message)
+
+    async def mass_cancel(self, instrument: str | None = None) -> dict:
+        return await self.request({"type": "mass_cancel", "instrument": instrument})
+
+    async def order_status(self, order_id: int | None = None, client_order_id: str | int | None = None) -> dict:
+        return await self.request(_order_reference("order_status", order_id, client_order_id))
+
+    async def balances(self) -> dict:
+        return await self.request({"type": "balances"})
+
+    async def book(self, instrument: str, levels: int = 10) -> dict:
+        return await self.request({"type": "book", "instrument": instrument, "levels": levels})
+
+    async def subscribe(self, instruments: list[str] | None = None, channels: list[str] | None = None) -> dict:
+        """Market data on this session: the answer ``subscribed``, then :meth:`market_data` has the current
+        state of each channel and every message after it."""
+        return await self.request({"type": "subscribe", "instruments": instruments, "channels": channels})
+
+    async def unsubscribe(self, instruments: list[str] | None = None, channels: list[str] | None = None) -> dict:
+        return await self.request({"type": "unsubscribe", "instruments": instruments, "channels": channels})
+
+    async def open_orders(self, instrument: str | None = None) -> list[dict]:
+        """The account's open orders (all of them: page after page), oldest first; a refusal raises
+        :class:`RequestRefused`."""
+        return await self._all_pages("open_orders", "orders", "order_id", instrument)
+
+    async def trades(self, instrument: str | None = None) -> tuple[list[dict], bool]:
+        """The account's fills since the last end of day, oldest first, and whether that is all of them (the
+        exchange keeps the newest 10,000 of a day)."""
+        complete = True
+
+        def note(answer: dict) -> None:
+            nonlocal complete
+            complete = complete and answer["complete"]
+
+        fills = await self._all_pages("trades", "trades", "trade_id", instrument, note)
+        return fills, complete
+
+    async def _all_pages(
+        self, kind: str, entries: str, key: str, instrument: str | None, each: Callable[[dict], None] | None = None
+    ) -> list[dict]:
+        found: list[dict] = []
+        after = None
+        while True:
+            answer = await self.request({"type": kind, "instrument": instrument, "after": after})
+            if answer["type"] != kind:
+                raise RequestRefused(answer)
+            if each is not None:
+                each(answer)
+            found += answer[entries]
+            if not answer["more"] or not answer[entries]:
+                return found
+            after = answer[entries][-1][key]
+
+    async def ping(self) -> dict:
+        """``pong``: every answer to what was sent before the ping has arrived."""
+        return await self.request({"type": "ping"})
+
+    async def market_data(self) -> AsyncIterator[dict]:
+        """Every market-data message of the subscriptions, in order, until the session ends."""
+        while True:
+            message = await self._market_data.get()
+            if message is None:
+                return
+            yield message
+
+    async def kill_switch(self, account: str) -> dict:
+        return await self.request({"type": "kill_switch", "account": account})
+
+    async def release_kill_switch(self, account: str) -> dict:
+        return await self.request({"type": "release_kill_switch", "account": account})
+
+    async def set_trading_phase(self, instrument: str, phase: str, from_phase: str | None = None) -> dict:
+        """(Operator) move an instrument to another trading phase; the ``trading_phase_report`` (with the
+        auction the change ran) or the refusal."""
+        message = {"type": "set_trading_phase", "instrument": instrument, "phase": phase}
+        if from_phase is not None:
+            message["from_phase"] = from_phase
+        return await self.request(message)
+
+    # -- EU ETS primary auctions --------------------------------------------------------------------
+
+    async def open_auction(
+        self,
+        auction_id: str,
+        instrument: str,
+        volume: int,
+        window_seconds: int,
+        reserve_discount_bps: int | None = None,
+    ) -> dict:
+        """(Auctioneer) offer ``volume`` allowances, bids taken for ``window_seconds``; the ``auction_report``."""
+        return await self.request(
+            {
+                "type": "open_auction",
+                "auction_id": auction_id,
+                "instrument": instrument,
+                "volume": volume,
+                "window_seconds": window_seconds,
+                "reserve_discount_bps": reserve_discount_bps,
+            }
+        )
+
+    async def submit_bid(self, auction_id: str, bid_id: str | int, price: int | str | Decimal, volume: int) -> dict:
+        return await self.request(
+            {
+                "type": "submit_bid",
+                "auction_id": auction_id,
+                "bid_id": bid_id,
+                "price": str(price) if isinstance(price, Decimal) else price,
+                "volume": volume,
+            }
+        )
+
+    async def modify_bid(
+        self, auction_id: str, bid_id: str | int, *, price: int | str | Decimal | None = None, volume: int | None = None
+    ) -> dict:
+        return await self.request(
+            {
+                "type": "modify_bid",
+                "auction_id": auction_id,
+                "bid_id": bid_id,
+                "price": str(price) if isinstance(price, Decimal) else price,
+                "volume": volume,
+            }
+        )
+
+    async def withdraw_bid(self, auction_id: str, bid_id: str | int) -> dict:
+        return await self.request({"type": "withdraw_bid", "auction_id": auction_id, "bid_id": bid_id})
+
+    async def auction_status(self, auction_id: str) -> dict:
+        return await self.request({"type": "auction_status", "auction_id": auction_id})
+
+    async def snapshot(self) -> dict:
+        """(Operator) have the exchange snapshot its state now; the ``snapshot_taken`` answer."""
+        return await self.request({"type": "snapshot"})
+
+    async def resend(self, from_seq: int) -> tuple[dict, list[dict]]:
+        """The account's numbered messages from ``from_seq`` on, sent again: (``resend_begin``, the messages).
+
+        ``resend_begin["unavailable"]`` lists the seq ranges the exchange no
+        longer keeps. The messages resent do not enter :meth:`messages` (they
+        carry their first ``seq``, which the stream has passed); a refused
+        request (a ``reject``) raises :class:`RequestRefused`.
+        """
+        request_id = next(self._request_ids)
+        done = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = done
+        try:
+            self._write({"type": "resend", "from_seq": from_seq, "request_id": request_id})
+            answer = await done
+        finally:
+            self._waiting.pop(request_id, None)
+        if answer["type"] != "resend_begin":
+            raise RequestRefused(answer)
+        return answer, answer.pop("messages_resent")
+
+
 def _order_reference(kind: str, order_id: int | None, client_order_id: str | int | None) -> dict:
     message: dict = {"type": kind}
     if order_id is not None:
@@ -454,10 +534,18 @@ def _order_reference(kind: str, order_id: int | None, client_order_id: str | int
 
 
 @asynccontextmanager
-async def connect(host: str, port: int, account: str, secret: str, *, heartbeat_interval: int | None = None,
-                  cancel_on_disconnect: bool | None = None, connect_timeout: float | None = CONNECT_TIMEOUT,
-                  logon_timeout: float | None = LOGON_TIMEOUT,
-                  market_data_only: bool = False) -> AsyncIterator[ExchangeClient]:
+async def connect(
+    host: str,
+    port: int,
+    account: str,
+    secret: str,
+    *,
+    heartbeat_interval: int | None = None,
+    cancel_on_disconnect: bool | None = None,
+    connect_timeout: float | None = CONNECT_TIMEOUT,
+    logon_timeout: float | None = LOGON_TIMEOUT,
+    market_data_only: bool = False,
+) -> AsyncIterator[ExchangeClient]:
     """A logged-on session for the ``async with`` block; logs out on leaving it.
 
     ``cancel_on_disconnect``: whether the exchange cancels the account's
@@ -472,13 +560,14 @@ async def connect(host: str, port: int, account: str, secret: str, *, heartbeat_
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=READ_SIZE), connect_timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise NoAnswer(f"no connection to {where} within {connect_timeout:g} s") from None
     client = ExchangeClient(reader, writer)
     try:
-        await asyncio.wait_for(client._log_on(account, secret, heartbeat_interval, cancel_on_disconnect,
-                                              market_data_only), logon_timeout)
-    except asyncio.TimeoutError:
+        await asyncio.wait_for(
+            client._log_on(account, secret, heartbeat_interval, cancel_on_disconnect, market_data_only), logon_timeout
+        )
+    except TimeoutError:
         writer.close()
         silence = f"{where} took the connection but did not answer the logon within {logon_timeout:g} s"
         raise NoAnswer(silence) from None

@@ -44,6 +44,7 @@ snapshot (its ``md_seq`` is that of the last update it includes). Prices are
 integer ticks and quantities lots, as on the trading protocol
 (docs/MARKET_DATA.md).
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -88,8 +89,15 @@ _NS = 1_000_000_000
 class InstrumentFeed:
     """The published state of one instrument: its top of book, statistics, status and sequence numbers."""
 
-    def __init__(self, symbol: str, tick: int, lot_units: int, levels: int, window_ns: int,
-                 phase: TradingPhase = TradingPhase.CONTINUOUS) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        tick: int,
+        lot_units: int,
+        levels: int,
+        window_ns: int,
+        phase: TradingPhase = TradingPhase.CONTINUOUS,
+    ) -> None:
         self.symbol = symbol
         self.tick = tick
         self.lot_units = lot_units
@@ -132,21 +140,44 @@ class InstrumentFeed:
     def snapshot(self) -> BookSnapshot:
         """The book channel's state: the whole published top, at the last update's ``md_seq``."""
         tick = self.tick
-        return BookSnapshot(self.symbol, self.seq["book"], self.levels, [(p // tick, q, n) for p, q, n in self.bids],
-                            [(p // tick, q, n) for p, q, n in self.asks], self.ts)
+        return BookSnapshot(
+            self.symbol,
+            self.seq["book"],
+            self.levels,
+            [(p // tick, q, n) for p, q, n in self.bids],
+            [(p // tick, q, n) for p, q, n in self.asks],
+            self.ts,
+        )
 
     def top_message(self) -> TopOfBook:
         bid, bid_lots, ask, ask_lots = self.top
         tick = self.tick
-        return TopOfBook(self.symbol, self.seq["top"], None if bid is None else bid // tick, bid_lots,
-                         None if ask is None else ask // tick, ask_lots, self.ts)
+        return TopOfBook(
+            self.symbol,
+            self.seq["top"],
+            None if bid is None else bid // tick,
+            bid_lots,
+            None if ask is None else ask // tick,
+            ask_lots,
+            self.ts,
+        )
 
     def statistics(self) -> Statistics:
         tick = self.tick
-        return Statistics(self.symbol, self.seq["stats"], _ticks(self.open, tick), _ticks(self.high, tick),
-                          _ticks(self.low, tick), _ticks(self.last, tick), self.volume, self.volume * self.lot_units,
-                          average_price(self.value, self.volume), self.trades, _ticks(self.settlement_price, tick),
-                          self.ts)
+        return Statistics(
+            self.symbol,
+            self.seq["stats"],
+            _ticks(self.open, tick),
+            _ticks(self.high, tick),
+            _ticks(self.low, tick),
+            _ticks(self.last, tick),
+            self.volume,
+            self.volume * self.lot_units,
+            average_price(self.value, self.volume),
+            self.trades,
+            _ticks(self.settlement_price, tick),
+            self.ts,
+        )
 
     @property
     def status(self) -> str:
@@ -157,10 +188,22 @@ class InstrumentFeed:
     def status_message(self) -> InstrumentStatus:
         tick = self.tick
         price, lots, demand, supply = self.indicative
-        return InstrumentStatus(self.symbol, self.seq["status"], self.status, self.phase, self.reason,
-                                _ticks(self.trigger_price, tick), _ticks(self.reference_price, tick),
-                                _ticks(price, tick), lots, demand, supply, _ticks(self.auction[0], tick),
-                                self.auction[1], self.ts)
+        return InstrumentStatus(
+            self.symbol,
+            self.seq["status"],
+            self.status,
+            self.phase,
+            self.reason,
+            _ticks(self.trigger_price, tick),
+            _ticks(self.reference_price, tick),
+            _ticks(price, tick),
+            lots,
+            demand,
+            supply,
+            _ticks(self.auction[0], tick),
+            self.auction[1],
+            self.ts,
+        )
 
     def phase_changed(self, event: TradingPhaseChanged) -> None:
         self.phase = event.phase
@@ -173,8 +216,12 @@ class InstrumentFeed:
 
     def state(self) -> list[tuple[str, MarketData]]:
         """(channel, message) for every channel that has a state: what a late joiner needs first."""
-        return [("book", self.snapshot()), ("top", self.top_message()), ("stats", self.statistics()),
-                ("status", self.status_message())]
+        return [
+            ("book", self.snapshot()),
+            ("top", self.top_message()),
+            ("stats", self.statistics()),
+            ("status", self.status_message()),
+        ]
 
     # -- changes ------------------------------------------------------------------------------
 
@@ -196,11 +243,19 @@ class InstrumentFeed:
         while closing[0][0] < event.ts - self.window_ns:
             closing.popleft()
         self.ts = event.ts
-        return PublicTrade(self.symbol, self.next_seq("trades"), event.trade_id, price // self.tick, lots,
-                           event.aggressor_side, event.ts)
+        return PublicTrade(
+            self.symbol,
+            self.next_seq("trades"),
+            event.trade_id,
+            price // self.tick,
+            lots,
+            event.aggressor_side,
+            event.ts,
+        )
 
-    def book_changes(self, bids: list[tuple[int, int, int]], asks: list[tuple[int, int, int]],
-                     ts: int) -> list[tuple[str, MarketData]]:
+    def book_changes(
+        self, bids: list[tuple[int, int, int]], asks: list[tuple[int, int, int]], ts: int
+    ) -> list[tuple[str, MarketData]]:
         """The book update and top of book for the top now being ``bids`` and ``asks`` (if anything changed)."""
         changes = _changed_levels("B", self.bids, bids, self.tick) + _changed_levels("S", self.asks, asks, self.tick)
         out: list[tuple[str, MarketData]] = []
@@ -241,8 +296,9 @@ def _ticks(cents: int | None, tick: int) -> int | None:
     return None if cents is None else cents // tick
 
 
-def _changed_levels(side: str, before: list[tuple[int, int, int]], after: list[tuple[int, int, int]],
-                    tick: int) -> list[LevelChange]:
+def _changed_levels(
+    side: str, before: list[tuple[int, int, int]], after: list[tuple[int, int, int]], tick: int
+) -> list[LevelChange]:
     """[side, price, lots, orders] for each level of ``after`` that is new or different, and [side, price, 0, 0]
     for each level of ``before`` that is gone from ``after``; prices in ticks."""
     if before == after:
@@ -261,14 +317,22 @@ def _changed_levels(side: str, before: list[tuple[int, int, int]], after: list[t
 class MarketDataFeed:
     """The public feed of every instrument of an engine (see the module notes)."""
 
-    def __init__(self, engine: Engine, levels: int = DEFAULT_LEVELS,
-                 settlement_window_s: int = DEFAULT_SETTLEMENT_WINDOW_S) -> None:
+    def __init__(
+        self, engine: Engine, levels: int = DEFAULT_LEVELS, settlement_window_s: int = DEFAULT_SETTLEMENT_WINDOW_S
+    ) -> None:
         self.engine = engine
         self.levels = levels
         self.instruments: dict[str, InstrumentFeed] = {
-            symbol: InstrumentFeed(symbol, instrument.tick_size, instrument.lot_units, levels,
-                                   settlement_window_s * _NS, engine.phase(symbol))
-            for symbol, instrument in engine.instruments.items()}
+            symbol: InstrumentFeed(
+                symbol,
+                instrument.tick_size,
+                instrument.lot_units,
+                levels,
+                settlement_window_s * _NS,
+                engine.phase(symbol),
+            )
+            for symbol, instrument in engine.instruments.items()
+        }
         self.auction_results: dict[str, AuctionReport] = {}  # auction id -> the published outcome of a decided auction
 
     def messages(self, events: Iterable[object]) -> list[tuple[str, str, MarketData]]:
@@ -283,8 +347,11 @@ class MarketDataFeed:
                 traded[event.instrument] = event.ts
             elif event.__class__ is LevelChanged:
                 changed[event.instrument] = event.ts
-            elif (event.__class__ is PrimaryAuctionOpened or event.__class__ is PrimaryAuctionCleared
-                  or event.__class__ is PrimaryAuctionCancelled):
+            elif (
+                event.__class__ is PrimaryAuctionOpened
+                or event.__class__ is PrimaryAuctionCleared
+                or event.__class__ is PrimaryAuctionCancelled
+            ):
                 feed = feeds[event.instrument]
                 message = auction_report(event, feed.tick)
                 message.md_seq = feed.next_seq("auctions")
@@ -295,8 +362,11 @@ class MarketDataFeed:
                 feed = feeds[event.instrument]
                 feed.indicative = (event.price, event.quantity, event.demand, event.supply)
                 feed.ts = event.ts
-            elif (event.__class__ is TradingPhaseChanged or event.__class__ is AuctionCompleted
-                  or event.__class__ is TradingDayClosed):
+            elif (
+                event.__class__ is TradingPhaseChanged
+                or event.__class__ is AuctionCompleted
+                or event.__class__ is TradingDayClosed
+            ):
                 # In order: the trades and book before it are published first (an auction's trades before
                 # the phase it opens; the day's trades before its close).
                 self._flush(changed, traded, out)
@@ -316,13 +386,15 @@ class MarketDataFeed:
         self._flush(changed, traded, out)
         return out
 
-    def _flush(self, changed: Mapping[str, int], traded: Mapping[str, int],
-               out: list[tuple[str, str, MarketData]]) -> None:
+    def _flush(
+        self, changed: Mapping[str, int], traded: Mapping[str, int], out: list[tuple[str, str, MarketData]]
+    ) -> None:
         depth, levels = self.engine.depth, self.levels
         for symbol, ts in changed.items():
             feed = self.instruments[symbol]
-            for channel, message in feed.book_changes(depth(symbol, Side.BUY, levels), depth(symbol, Side.SELL, levels),
-                                                      ts):
+            for channel, message in feed.book_changes(
+                depth(symbol, Side.BUY, levels), depth(symbol, Side.SELL, levels), ts
+            ):
                 out.append((symbol, channel, message))
             if feed.phase in CALL_PHASES:  # the indicative price the change made (AuctionIndicative)
                 feed.next_seq("status")

@@ -33,6 +33,7 @@ Topics (docs/MARKET_DATA.md): ``carbonx/md/<instrument>/<channel>`` with the
 channels ``snapshot``, ``updates``, ``top``, ``trades``, ``stats``,
 ``status``, ``auctions``; ``carbonx/private/<account>/fills`` for each account's fills.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -105,8 +106,12 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
         port = parts.port or 1883
     except ValueError:
         raise ConfigError("market_data.mqtt_url", f"bad port in {url!r}") from None
-    return BrokerAddress(parts.hostname, port, unquote(parts.username) if parts.username else None,
-                         unquote(parts.password) if parts.password else None)
+    return BrokerAddress(
+        parts.hostname,
+        port,
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+    )
 
 
 class MqttPublisher:
@@ -114,8 +119,15 @@ class MqttPublisher:
 
     TASK_NAME = "mqtt-publisher"
 
-    def __init__(self, address: BrokerAddress, feed: MarketDataFeed, *, max_reliable: int = 1_000_000,
-                 max_updates: int = 100_000, snapshot_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        address: BrokerAddress,
+        feed: MarketDataFeed,
+        *,
+        max_reliable: int = 1_000_000,
+        max_updates: int = 100_000,
+        snapshot_interval: float = 1.0,
+    ) -> None:
         self.address = address
         self.feed = feed
         self.snapshot_interval = snapshot_interval
@@ -159,8 +171,16 @@ class MqttPublisher:
             self.dropped_reliable += 1
             # a fill is numbered for its account (seq), market data per channel (md_seq)
             md_seq, seq = (None, message.seq) if isinstance(message, ExecutionReport) else (message.md_seq, None)
-            log_event(log, "mqtt_reliable_dropped", logging.ERROR, topic=topic, md_seq=md_seq, seq=seq,
-                      dropped=self.dropped_reliable, queued=len(self._reliable))
+            log_event(
+                log,
+                "mqtt_reliable_dropped",
+                logging.ERROR,
+                topic=topic,
+                md_seq=md_seq,
+                seq=seq,
+                dropped=self.dropped_reliable,
+                queued=len(self._reliable),
+            )
             return
         self._reliable.append((topic, _encode(message)))
 
@@ -173,8 +193,13 @@ class MqttPublisher:
         if len(self._updates) >= self._max_updates:  # the broker is behind: the latest state wins
             self._conflating.update(self.feed.instruments)
             self.conflated_updates += len(self._updates) + 1
-            log_event(log, "mqtt_updates_conflated", logging.WARNING, dropped=len(self._updates) + 1,
-                      conflated=self.conflated_updates)
+            log_event(
+                log,
+                "mqtt_updates_conflated",
+                logging.WARNING,
+                dropped=len(self._updates) + 1,
+                conflated=self.conflated_updates,
+            )
             self._updates.clear()
             return
         topic = market_data_topic(instrument, UPDATES[0] if channel == "book" else CHANNEL_TOPICS["top"][0])
@@ -212,10 +237,15 @@ class MqttPublisher:
         address = self.address
         while True:
             try:
-                async with aiomqtt.Client(address.host, address.port, username=address.username,
-                                          password=address.password, keepalive=10,
-                                          max_inflight_messages=PUBLISH_WINDOW,
-                                          socket_options=SOCKET_OPTIONS) as client:
+                async with aiomqtt.Client(
+                    address.host,
+                    address.port,
+                    username=address.username,
+                    password=address.password,
+                    keepalive=10,
+                    max_inflight_messages=PUBLISH_WINDOW,
+                    socket_options=SOCKET_OPTIONS,
+                ) as client:
                     # No fixed client id: with one, any user of the broker could take it over and knock
                     # the exchange's connection off (mosquitto lets a second connection of an id win).
                     # The client logs a warning whenever more than a few calls are pending: a window is
@@ -224,8 +254,14 @@ class MqttPublisher:
                     self.connected = True
                     self.connections += 1
                     delay = RECONNECT_DELAY
-                    log_event(log, "mqtt_connected", host=address.host, port=address.port,
-                              reliable_queued=len(self._reliable), connections=self.connections)
+                    log_event(
+                        log,
+                        "mqtt_connected",
+                        host=address.host,
+                        port=address.port,
+                        reliable_queued=len(self._reliable),
+                        connections=self.connections,
+                    )
                     await self._republish_state_and_check(client)
                     self._wake.set()  # what waited for the broker goes now, not at the next offer or snapshot
                     # Publishing waits for the broker's acknowledgements, which a dead connection never
@@ -264,9 +300,15 @@ class MqttPublisher:
             self.delivery_checked = True
         except TimeoutError:
             self.delivery_checked = False
-            log_event(log, "mqtt_publish_not_delivered", logging.ERROR, user=self.address.username,
-                      topic=probe, hint="the broker accepts the connection but does not deliver what this user "
-                      "publishes: check that mqtt_url names the exchange's user and the broker's ACL lets it write")
+            log_event(
+                log,
+                "mqtt_publish_not_delivered",
+                logging.ERROR,
+                user=self.address.username,
+                topic=probe,
+                hint="the broker accepts the connection but does not deliver what this user "
+                "publishes: check that mqtt_url names the exchange's user and the broker's ACL lets it write",
+            )
         await client.unsubscribe(probe)
 
     @staticmethod
@@ -309,9 +351,17 @@ class MqttPublisher:
             await self._publish_reliable(client)  # before the state: a closing statistics precedes the next
             while self._state:
                 latest = list(self._state.items())
-                await _publish_together(client, [(market_data_topic(instrument, CHANNEL_TOPICS[channel][0]),
-                                                  _encode(message), *CHANNEL_TOPICS[channel][1:])
-                                                 for (instrument, channel), message in latest])
+                await _publish_together(
+                    client,
+                    [
+                        (
+                            market_data_topic(instrument, CHANNEL_TOPICS[channel][0]),
+                            _encode(message),
+                            *CHANNEL_TOPICS[channel][1:],
+                        )
+                        for (instrument, channel), message in latest
+                    ],
+                )
                 for key, message in latest:
                     if self._state.get(key) is message:  # a newer state filed meanwhile is published next
                         del self._state[key]
@@ -351,8 +401,10 @@ async def _publish_together(client: aiomqtt.Client, messages: list[tuple[str, by
     queues them in that order. On a failure, or a lost connection, the rest
     are abandoned; the caller's queues still hold what must be sent again.
     """
-    tasks = [asyncio.create_task(client.publish(topic, payload, qos=qos, retain=retain), name="mqtt-publish")
-             for topic, payload, qos, retain in messages]
+    tasks = [
+        asyncio.create_task(client.publish(topic, payload, qos=qos, retain=retain), name="mqtt-publish")
+        for topic, payload, qos, retain in messages
+    ]
     try:
         await asyncio.gather(*tasks)
     finally:

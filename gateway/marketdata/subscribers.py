@@ -9,6 +9,7 @@ then every message of the batches released after it. Each market-data
 message of a batch is encoded once for all who take it, and gathered into
 each subscriber's next write (:meth:`Subscribers.gather`).
 """
+
 from __future__ import annotations
 
 from gateway.marketdata.feed import MarketDataFeed

@@ -53,6 +53,7 @@ anything (framing, CRC, seqs; about 1 s a million records), so that damage
 under a snapshot is found too and what follows the last commit record is
 known before anything is replayed or cut (:mod:`gateway.persistence.recovery`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -106,10 +107,14 @@ class JournalCorrupt(JournalError):
     """A damaged record with valid records after it: not a torn tail, so nothing is truncated."""
 
     def __init__(self, path: Path, offset: int, seq: int, reason: str, message: str | None = None) -> None:
-        super().__init__(message or (
-            f"{path}: record {seq} at byte {offset} is damaged ({reason}), and valid records follow it; this is "
-            "not a crash's torn tail. The journal is left as it is: restore it from a copy, or cut it at that "
-            "offset by hand if the records after it may be given up"))
+        super().__init__(
+            message
+            or (
+                f"{path}: record {seq} at byte {offset} is damaged ({reason}), and valid records follow it; this is "
+                "not a crash's torn tail. The journal is left as it is: restore it from a copy, or cut it at that "
+                "offset by hand if the records after it may be given up"
+            )
+        )
         self.path = path
         self.offset = offset
         self.seq = seq
@@ -123,16 +128,24 @@ class JournalTailAcknowledged(JournalCorrupt):
     is where the readable batches end."""
 
     def __init__(self, path: Path, offset: int, seq: int, reason: str, committed_end: int, evidence: str) -> None:
-        super().__init__(path, offset, seq, reason, (
-            f"{path}: record {seq} at byte {offset} cannot be read ({reason}), yet {evidence}: the batches from "
-            f"byte {committed_end} on were acknowledged, so this is not a crash's torn tail, and the exchange "
-            "does not start without them. Nothing was changed. Restore the journal from a copy; to give those "
-            "batches up instead, see docs/DURABILITY.md, section 4"))
+        super().__init__(
+            path,
+            offset,
+            seq,
+            reason,
+            (
+                f"{path}: record {seq} at byte {offset} cannot be read ({reason}), yet {evidence}: the batches from "
+                f"byte {committed_end} on were acknowledged, so this is not a crash's torn tail, and the exchange "
+                "does not start without them. Nothing was changed. Restore the journal from a copy; to give those "
+                "batches up instead, see docs/DURABILITY.md, section 4"
+            ),
+        )
         self.committed_end = committed_end
         self.evidence = evidence
 
 
 # -- commands and genesis as plain values ----------------------------------------------------------
+
 
 def encode_command(command: object) -> list:
     """A command as [class name, field values in field order]."""
@@ -194,9 +207,14 @@ class Genesis:
         if self.compliance is not None:
             compliance = _init_fields(self.compliance)
             compliance["penalty_by_year"] = [list(pair) for pair in dict(compliance["penalty_by_year"]).items()]
-        return {"format": 1, "instruments": [_init_fields(instrument) for instrument in self.instruments.values()],
-                "compliance": compliance, "md_levels": self.md_levels, "settlement_window": self.settlement_window,
-                "resend_window": self.resend_window}
+        return {
+            "format": 1,
+            "instruments": [_init_fields(instrument) for instrument in self.instruments.values()],
+            "compliance": compliance,
+            "md_levels": self.md_levels,
+            "settlement_window": self.settlement_window,
+            "resend_window": self.resend_window,
+        }
 
     @classmethod
     def from_value(cls, value: dict) -> Genesis:
@@ -205,8 +223,9 @@ class Genesis:
         instruments = {entry["symbol"]: Instrument(**entry) for entry in value["instruments"]}
         compliance = value["compliance"]
         if compliance is not None:
-            compliance = ComplianceConfig(**{**compliance, "penalty_by_year": tuple(
-                tuple(pair) for pair in compliance["penalty_by_year"])})
+            compliance = ComplianceConfig(
+                **{**compliance, "penalty_by_year": tuple(tuple(pair) for pair in compliance["penalty_by_year"])}
+            )
         return cls(instruments, compliance, value["md_levels"], value["settlement_window"], value["resend_window"])
 
     def differences(self, other: Genesis) -> list[str]:
@@ -221,14 +240,18 @@ class Genesis:
                     if symbol not in a or symbol not in b:
                         out.append(f"instrument {symbol} {'added' if symbol in b else 'removed'}")
                     else:
-                        out += [f"{symbol}.{name}: {a[symbol][name]!r} -> {b[symbol][name]!r}"
-                                for name in a[symbol] if a[symbol][name] != b[symbol][name]]
+                        out += [
+                            f"{symbol}.{name}: {a[symbol][name]!r} -> {b[symbol][name]!r}"
+                            for name in a[symbol]
+                            if a[symbol][name] != b[symbol][name]
+                        ]
             elif mine[key] != theirs[key]:
                 out.append(f"{key}: {mine[key]!r} -> {theirs[key]!r}")
         return out
 
 
 # -- writing -------------------------------------------------------------------------------------
+
 
 class JournalWriter:
     """Appends records to an open journal file; one ``flush`` writes a batch, ``sync`` makes it durable."""
@@ -256,8 +279,11 @@ class JournalWriter:
         if not replace and path.exists() and path.stat().st_size > 0:
             raise JournalError(f"{path} exists: a journal is never overwritten")
         journal_id = os.urandom(16)
-        data = (MAGIC + frame_record(1, [GENESIS, {**genesis.to_value(), "journal_id": journal_id}])
-                + frame_record(2, commit_record()))
+        data = (
+            MAGIC
+            + frame_record(1, [GENESIS, {**genesis.to_value(), "journal_id": journal_id}])
+            + frame_record(2, commit_record())
+        )
         temporary = path.with_name(f".{path.name}.new")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -265,7 +291,7 @@ class JournalWriter:
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -388,6 +414,7 @@ def fsync_path(path: Path) -> None:
 
 # -- reading ----------------------------------------------------------------------------------------
 
+
 @dataclass
 class ScanResult:
     """Where a journal's committed records end, and what lies after them."""
@@ -406,8 +433,9 @@ class JournalReader:
         self.path = Path(path)
         self.result: ScanResult | None = None  # set when batches() is exhausted
 
-    def batches(self, offset: int | None = None, expect_seq: int = 1, end: int | None = None
-                ) -> Generator[tuple[int, int, list[list]], None, None]:
+    def batches(
+        self, offset: int | None = None, expect_seq: int = 1, end: int | None = None
+    ) -> Generator[tuple[int, int, list[list]], None, None]:
         """Yield (last seq, end offset, bodies) for each committed batch, the commit record excluded.
 
         Stops at the first record that is short, misplaced or fails its CRC;
@@ -424,7 +452,7 @@ class JournalReader:
                 self.result = ScanResult(0, 0, size, size, "no header" if size else None)
                 return
             with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
-                if view[:len(MAGIC)] != MAGIC:
+                if view[: len(MAGIC)] != MAGIC:
                     raise JournalError(f"{self.path} is not a carbonx journal (no {MAGIC!r} header)")
                 yield from self._batches(view, size, len(MAGIC) if offset is None else offset, expect_seq)
 
@@ -447,7 +475,7 @@ class JournalReader:
             if length > MAX_RECORD or end > size:
                 reason = "a record cut short"
                 break
-            payload = view[position + header_size:end]
+            payload = view[position + header_size : end]
             if crc32(payload, crc32(record_seq.to_bytes(8, "big"))) != crc:
                 reason = "CRC mismatch"
                 break
@@ -493,14 +521,18 @@ def _find_valid_record(view: mmap.mmap, size: int, damaged_at: int, seq: int) ->
             position = max(position + 1, following.start() - HEADER.size + 1)
             continue
         end = position + HEADER.size + length
-        if (seq <= candidate <= seq + (position - damaged_at) // MIN_RECORD and end <= size
-                and zlib.crc32(view[position + HEADER.size:end], zlib.crc32(candidate.to_bytes(8, "big"))) == crc):
+        if (
+            seq <= candidate <= seq + (position - damaged_at) // MIN_RECORD
+            and end <= size
+            and zlib.crc32(view[position + HEADER.size : end], zlib.crc32(candidate.to_bytes(8, "big"))) == crc
+        ):
             return position
         position += 1
     return None
 
 
 # -- the check at start-up ------------------------------------------------------------------------------
+
 
 @dataclass
 class JournalScan:
@@ -553,7 +585,7 @@ def scan_journal(path: Path, checkpoints=()) -> JournalScan:
         with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
             if hasattr(mmap, "MADV_SEQUENTIAL"):
                 view.madvise(mmap.MADV_SEQUENTIAL)
-            if view[:len(MAGIC)] != MAGIC:
+            if view[: len(MAGIC)] != MAGIC:
                 raise JournalError(f"{path} is not a carbonx journal (no {MAGIC!r} header)")
             with memoryview(view) as data:
                 return _scan(path, view, data, size, sorted(set(checkpoints)))
@@ -573,9 +605,9 @@ def _scan(path: Path, view: mmap.mmap, data: memoryview, size: int, checkpoints:
     while position <= last_header:  # the hot loop: one test for every way a record can fail, reasons below
         length, crc, record_seq = unpack(data, position)
         end = position + header_size + length
-        if record_seq != seq or end > size or crc32(data[position + 8:end]) != crc:  # CRC: the seq's bytes and body
+        if record_seq != seq or end > size or crc32(data[position + 8 : end]) != crc:  # CRC: the seq's bytes and body
             break
-        if length == commit_length and data[position + header_size:end] == COMMIT_BODY:
+        if length == commit_length and data[position + header_size : end] == COMMIT_BODY:
             committed_end, last_seq = end, seq
         while checkpoint <= end:
             if checkpoint == end:

@@ -12,6 +12,7 @@ fork (milliseconds), not for the copy. The operators who asked are answered
 once the child has exited. At a graceful stop the snapshot is written by
 the process itself, so that the next start replays nothing.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +22,6 @@ import time
 from pathlib import Path
 
 from exchange import RejectCode
-
 from gateway.config import ServerConfig
 from gateway.lifecycle import Lifecycle
 from gateway.logs import log_event
@@ -40,8 +40,16 @@ log = logging.getLogger("carbonx.gateway")
 class Snapshots:
     """Takes snapshots between batches and at stop; answers the operators who asked. See the module notes."""
 
-    def __init__(self, loop: EngineLoop, sequencer: Sequencer, journal: JournalWriter, replies: Replies,
-                 config: ServerConfig, data_dir: Path, lifecycle: Lifecycle) -> None:
+    def __init__(
+        self,
+        loop: EngineLoop,
+        sequencer: Sequencer,
+        journal: JournalWriter,
+        replies: Replies,
+        config: ServerConfig,
+        data_dir: Path,
+        lifecycle: Lifecycle,
+    ) -> None:
         self.loop = loop
         self.sequencer = sequencer
         self.journal = journal
@@ -63,8 +71,7 @@ class Snapshots:
         if self.writer is not None and not self.writer.done():
             return False
         every = self.config.snapshot_every
-        return bool(self._requests) or (bool(self.config.data_dir)
-                                        and 0 < every <= self.loop.commands_since_snapshot)
+        return bool(self._requests) or (bool(self.config.data_dir) and 0 < every <= self.loop.commands_since_snapshot)
 
     async def between_batches(self) -> None:
         if self.due():
@@ -81,41 +88,70 @@ class Snapshots:
         try:
             pid = fork_snapshot(self.sequencer, journal.journal_id, record_seq, journal.size, self.data_dir)
         except OSError as error:  # no process to be had (a container's limits, say): nothing else changes
-            log_event(log, "snapshot_failed", logging.ERROR, error=str(error),
-                      hint="the journal has everything; the next start replays more of it")
+            log_event(
+                log,
+                "snapshot_failed",
+                logging.ERROR,
+                error=str(error),
+                hint="the journal has everything; the next start replays more of it",
+            )
             self._answer(requests, None, record_seq, event_seq)
             return
         paused = time.perf_counter() - started
-        self.writer = asyncio.create_task(self._finish(pid, record_seq, event_seq, started, paused, requests),
-                                          name="snapshot-writer")
+        self.writer = asyncio.create_task(
+            self._finish(pid, record_seq, event_seq, started, paused, requests), name="snapshot-writer"
+        )
 
-    async def _finish(self, pid: int, record_seq: int, event_seq: int, started: float, paused: float,
-                      requests: list[tuple[Session, SnapshotRequest]]) -> None:
+    async def _finish(
+        self,
+        pid: int,
+        record_seq: int,
+        event_seq: int,
+        started: float,
+        paused: float,
+        requests: list[tuple[Session, SnapshotRequest]],
+    ) -> None:
         _, status = await asyncio.get_running_loop().run_in_executor(None, os.waitpid, pid, 0)
         code = os.waitstatus_to_exitcode(status)
         path = snapshot_path(self.data_dir, record_seq)
         if code == 0:
             self.taken += 1
-            log_event(log, "snapshot", path=str(path), record_seq=record_seq, bytes=path.stat().st_size,
-                      engine_paused_seconds=round(paused, 4), seconds=round(time.perf_counter() - started, 3))
+            log_event(
+                log,
+                "snapshot",
+                path=str(path),
+                record_seq=record_seq,
+                bytes=path.stat().st_size,
+                engine_paused_seconds=round(paused, 4),
+                seconds=round(time.perf_counter() - started, 3),
+            )
         else:
-            log_event(log, "snapshot_failed", logging.ERROR, path=str(path), exit_status=code,
-                      hint="the journal has everything; the next start replays more of it")
+            log_event(
+                log,
+                "snapshot_failed",
+                logging.ERROR,
+                path=str(path),
+                exit_status=code,
+                hint="the journal has everything; the next start replays more of it",
+            )
         self._answer(requests, path if code == 0 else None, record_seq, event_seq)
         if self._requests and not self.lifecycle.stopping:  # asked while this one was being written
             await self.begin()
 
-    def _answer(self, requests: list[tuple[Session, SnapshotRequest]], path: Path | None, record_seq: int,
-                event_seq: int) -> None:
+    def _answer(
+        self, requests: list[tuple[Session, SnapshotRequest]], path: Path | None, record_seq: int, event_seq: int
+    ) -> None:
         if not requests or self.lifecycle.failure is not None:
             return
         for session, request in requests:
             if path is None:
-                self.replies.reject(session, request, RejectCode.SNAPSHOT_FAILED, RejectCode.SNAPSHOT_FAILED.text,
-                                    None)
+                self.replies.reject(session, request, RejectCode.SNAPSHOT_FAILED, RejectCode.SNAPSHOT_FAILED.text, None)
             else:
-                self.replies.answer(session, SnapshotTaken(path=str(path), record_seq=record_seq, event_seq=event_seq,
-                                                           ts=time.time_ns()), request)
+                self.replies.answer(
+                    session,
+                    SnapshotTaken(path=str(path), record_seq=record_seq, event_seq=event_seq, ts=time.time_ns()),
+                    request,
+                )
         self.loop.commit()
 
     async def finish_writing(self) -> None:
@@ -129,9 +165,16 @@ class Snapshots:
         journal = self.journal
         started = time.perf_counter()
         data = snapshot_bytes(self.sequencer, journal.journal_id, journal.next_seq - 1, journal.size)
-        path = await asyncio.get_running_loop().run_in_executor(None, write_snapshot, self.data_dir,
-                                                                journal.next_seq - 1, data)
+        path = await asyncio.get_running_loop().run_in_executor(
+            None, write_snapshot, self.data_dir, journal.next_seq - 1, data
+        )
         self.taken += 1
-        log_event(log, "snapshot", path=str(path), record_seq=journal.next_seq - 1, bytes=len(data),
-                  seconds=round(time.perf_counter() - started, 3))
+        log_event(
+            log,
+            "snapshot",
+            path=str(path),
+            record_seq=journal.next_seq - 1,
+            bytes=len(data),
+            seconds=round(time.perf_counter() - started, 3),
+        )
         return path

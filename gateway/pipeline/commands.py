@@ -11,30 +11,60 @@ draws what the engine may not (a primary auction's seed). A request it
 cannot convert raises :class:`exchange.InvalidCommand`, answered with the
 engine's own refusal format.
 """
+
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
-from typing import Callable, cast
+from collections.abc import Callable
+from typing import cast
 
-from exchange import (BlockAccount, CancelOrder, Engine, InvalidCommand, MassCancel, ModifyBid, NewOrder,
-                      OpenPrimaryAuction, OrderType, RejectCode, ReplaceOrder, SelfTradePrevention, SetTradingPhase,
-                      Side, SubmitBid, TimeInForce, TradingPhase, UnblockAccount, WithdrawBid)
+from exchange import (
+    BlockAccount,
+    CancelOrder,
+    Engine,
+    InvalidCommand,
+    MassCancel,
+    ModifyBid,
+    NewOrder,
+    OpenPrimaryAuction,
+    OrderType,
+    RejectCode,
+    ReplaceOrder,
+    SelfTradePrevention,
+    SetTradingPhase,
+    Side,
+    SubmitBid,
+    TimeInForce,
+    TradingPhase,
+    UnblockAccount,
+    WithdrawBid,
+)
 from exchange.instruments import Instrument
-
 from gateway.config import ServerConfig
 from gateway.pipeline.intake import Disconnected
 from gateway.pipeline.reports import OrderTracker, OrderView, price_in_cents
 from gateway.sessions.session import Session
-from gateway.wire.protocol import (CancelRequest, KillSwitchRequest, MassCancelRequest, ModifyBidRequest,
-                                   NewOrderRequest, OpenAuctionRequest, OrderStatusRequest, ReleaseKillSwitchRequest,
-                                   ReplaceRequest, SetTradingPhaseRequest, SubmitBidRequest, WithdrawBidRequest)
+from gateway.wire.protocol import (
+    CancelRequest,
+    KillSwitchRequest,
+    MassCancelRequest,
+    ModifyBidRequest,
+    NewOrderRequest,
+    OpenAuctionRequest,
+    OrderStatusRequest,
+    ReleaseKillSwitchRequest,
+    ReplaceRequest,
+    SetTradingPhaseRequest,
+    SubmitBidRequest,
+    WithdrawBidRequest,
+)
 
 CommandMaker = Callable[..., object]  # (session or None, request, ts) -> an engine command
 
 
-def own_order(tracker: OrderTracker, account: str, request: CancelRequest | ReplaceRequest | OrderStatusRequest
-              ) -> OrderView:
+def own_order(
+    tracker: OrderTracker, account: str, request: CancelRequest | ReplaceRequest | OrderStatusRequest
+) -> OrderView:
     """The account's order a request names; another account's order is unknown, as is none."""
     if (request.order_id is None) == (request.client_order_id is None):
         raise InvalidCommand(RejectCode.ORDER_REFERENCE_REQUIRED, "order_id")
@@ -70,27 +100,40 @@ class CommandBuilder:
         instrument = self.engine.instruments.get(request.instrument)
         # The engine's commands take the wire's strings for their enums: they convert them, and refuse a bad one
         # with its own code (exchange.commands), so the gateway passes them on as they came.
-        return NewOrder(ts=ts, account=session.account, client_order_id=request.client_order_id,
-                        instrument=request.instrument, side=cast("Side", request.side), quantity=request.quantity,
-                        price=price_in_cents(request.price, instrument, "price"),
-                        order_type=cast("OrderType", request.order_type),
-                        time_in_force=cast("TimeInForce", request.time_in_force),
-                        display_quantity=request.display_quantity,
-                        stop_price=price_in_cents(request.stop_price, instrument, "stop_price"),
-                        expire_date=request.expire_date, post_only=request.post_only,
-                        self_trade_prevention=cast("SelfTradePrevention | None", request.self_trade_prevention))
+        return NewOrder(
+            ts=ts,
+            account=session.account,
+            client_order_id=request.client_order_id,
+            instrument=request.instrument,
+            side=cast("Side", request.side),
+            quantity=request.quantity,
+            price=price_in_cents(request.price, instrument, "price"),
+            order_type=cast("OrderType", request.order_type),
+            time_in_force=cast("TimeInForce", request.time_in_force),
+            display_quantity=request.display_quantity,
+            stop_price=price_in_cents(request.stop_price, instrument, "stop_price"),
+            expire_date=request.expire_date,
+            post_only=request.post_only,
+            self_trade_prevention=cast("SelfTradePrevention | None", request.self_trade_prevention),
+        )
 
     def _cancel_order(self, session: Session, request: CancelRequest, ts: int) -> CancelOrder:
         own_order(self.tracker, session.account, request)
-        return CancelOrder(ts=ts, account=session.account, order_id=request.order_id,
-                           client_order_id=request.client_order_id)
+        return CancelOrder(
+            ts=ts, account=session.account, order_id=request.order_id, client_order_id=request.client_order_id
+        )
 
     def _replace_order(self, session: Session, request: ReplaceRequest, ts: int) -> ReplaceOrder:
         view = own_order(self.tracker, session.account, request)
         instrument = self.engine.instruments[view.instrument]
-        return ReplaceOrder(ts=ts, account=session.account, order_id=request.order_id,
-                            client_order_id=request.client_order_id, quantity=request.quantity,
-                            price=price_in_cents(request.price, instrument, "price"))
+        return ReplaceOrder(
+            ts=ts,
+            account=session.account,
+            order_id=request.order_id,
+            client_order_id=request.client_order_id,
+            quantity=request.quantity,
+            price=price_in_cents(request.price, instrument, "price"),
+        )
 
     def _mass_cancel(self, session: Session, request: MassCancelRequest, ts: int) -> MassCancel:
         return MassCancel(ts=ts, account=session.account, instrument=request.instrument)
@@ -102,19 +145,28 @@ class CommandBuilder:
         return UnblockAccount(ts=ts, account=request.account)
 
     def _set_trading_phase(self, session: Session, request: SetTradingPhaseRequest, ts: int) -> SetTradingPhase:
-        return SetTradingPhase(ts=ts, instrument=request.instrument, phase=cast("TradingPhase", request.phase),
-                               from_phase=cast("TradingPhase | None", request.from_phase))
+        return SetTradingPhase(
+            ts=ts,
+            instrument=request.instrument,
+            phase=cast("TradingPhase", request.phase),
+            from_phase=cast("TradingPhase | None", request.from_phase),
+        )
 
     def _open_auction(self, session: Session, request: OpenAuctionRequest, ts: int) -> OpenPrimaryAuction:
         """An auctioneer's auction: the window from now, the seed drawn here (the engine draws nothing)."""
         if not 1 <= request.window_seconds <= self.config.max_auction_window:
             raise InvalidCommand(RejectCode.INVALID_FIELD, "window_seconds")
         discount = request.reserve_discount_bps
-        return OpenPrimaryAuction(ts=ts, auction_id=request.auction_id, auctioneer=session.account,
-                                  instrument=request.instrument, volume=request.volume,
-                                  closes_at=ts + request.window_seconds * 1_000_000_000, seed=secrets.token_hex(32),
-                                  reserve_discount_bps=self.config.auction_reserve_discount_bps if discount is None
-                                  else discount)
+        return OpenPrimaryAuction(
+            ts=ts,
+            auction_id=request.auction_id,
+            auctioneer=session.account,
+            instrument=request.instrument,
+            volume=request.volume,
+            closes_at=ts + request.window_seconds * 1_000_000_000,
+            seed=secrets.token_hex(32),
+            reserve_discount_bps=self.config.auction_reserve_discount_bps if discount is None else discount,
+        )
 
     def _auction_instrument(self, auction_id: str) -> Instrument | None:
         symbol = self.engine.primary_auction_instrument(auction_id)
@@ -122,14 +174,25 @@ class CommandBuilder:
 
     def _submit_bid(self, session: Session, request: SubmitBidRequest, ts: int) -> SubmitBid:
         instrument = self._auction_instrument(request.auction_id)
-        return SubmitBid(ts=ts, account=session.account, auction_id=request.auction_id, bid_id=request.bid_id,
-                         price=cast("int", price_in_cents(request.price, instrument, "price")),  # a bid has a price
-                         volume=request.volume)
+        return SubmitBid(
+            ts=ts,
+            account=session.account,
+            auction_id=request.auction_id,
+            bid_id=request.bid_id,
+            price=cast("int", price_in_cents(request.price, instrument, "price")),  # a bid has a price
+            volume=request.volume,
+        )
 
     def _modify_bid(self, session: Session, request: ModifyBidRequest, ts: int) -> ModifyBid:
         instrument = self._auction_instrument(request.auction_id)
-        return ModifyBid(ts=ts, account=session.account, auction_id=request.auction_id, bid_id=request.bid_id,
-                         price=price_in_cents(request.price, instrument, "price"), volume=request.volume)
+        return ModifyBid(
+            ts=ts,
+            account=session.account,
+            auction_id=request.auction_id,
+            bid_id=request.bid_id,
+            price=price_in_cents(request.price, instrument, "price"),
+            volume=request.volume,
+        )
 
     def _withdraw_bid(self, session: Session, request: WithdrawBidRequest, ts: int) -> WithdrawBid:
         return WithdrawBid(ts=ts, account=session.account, auction_id=request.auction_id, bid_id=request.bid_id)

@@ -25,17 +25,18 @@ itself (a journal write or sync failure, a settlement that stopped for
 good, a bug) stops the exchange with nothing of the batch sent; a session's
 I/O failure never reaches here (:class:`gateway.sessions.session.Session`).
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from exchange import InvalidCommand, RejectCode
-
 from gateway.config import ServerConfig
 from gateway.lifecycle import ExchangeStopped, Lifecycle
 from gateway.persistence.journal import JournalSyncer, JournalWriter, commit_record, execute_record, operator_record
@@ -81,10 +82,20 @@ class Handlers:
 class EngineLoop:
     """Runs batches through the sequencer and journal, commits and releases them; see the module notes."""
 
-    def __init__(self, sequencer: Sequencer, journal: JournalWriter, intake: Intake, replies: Replies,
-                 settlement: SettlementService, config: ServerConfig, lifecycle: Lifecycle,
-                 release: Callable[[ReleasedBatch], None], clock: Callable[[], float],
-                 commands_since_snapshot: int = 0, wall_clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        sequencer: Sequencer,
+        journal: JournalWriter,
+        intake: Intake,
+        replies: Replies,
+        settlement: SettlementService,
+        config: ServerConfig,
+        lifecycle: Lifecycle,
+        release: Callable[[ReleasedBatch], None],
+        clock: Callable[[], float],
+        commands_since_snapshot: int = 0,
+        wall_clock: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.sequencer = sequencer
         self.journal = journal
         self.intake = intake
@@ -157,8 +168,7 @@ class EngineLoop:
         """Stop for good: nothing written but not synced is sent, no more requests are taken."""
         if self.lifecycle.failure is None:
             self.lifecycle.failure = error
-            log.critical("engine loop stopped", exc_info=error,
-                         extra={"carbonx_fields": {"event": "engine_failed"}})
+            log.critical("engine loop stopped", exc_info=error, extra={"carbonx_fields": {"event": "engine_failed"}})
         self.unsynced.clear()  # written, perhaps not on disk: never acknowledged
         self.synced.set()
         self.lifecycle.request_stop()
@@ -267,8 +277,13 @@ class EngineLoop:
         """At stop: until the batch in hand and everything queued and written have been released (while the
         ``engine`` task runs, and the sync thread)."""
         queue = self.intake.requests
-        while ((self.in_hand or not queue.empty() or self.unsynced) and self.lifecycle.failure is None
-               and task is not None and not task.done() and (self.syncer is None or self.syncer.alive)):
+        while (
+            (self.in_hand or not queue.empty() or self.unsynced)
+            and self.lifecycle.failure is None
+            and task is not None
+            and not task.done()
+            and (self.syncer is None or self.syncer.alive)
+        ):
             await asyncio.sleep(0.001)
 
     async def sync_at_stop(self) -> None:

@@ -20,15 +20,15 @@ Besides sessions' requests the queue carries the gateway's own
 (:class:`AcceptLogon`, :class:`Disconnected`, :class:`OperatorCommands`),
 so that they run in sequence with everything else.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
 
 from exchange import RejectCode
-
 from gateway.config import ServerConfig
 from gateway.lifecycle import Lifecycle
 from gateway.logs import log_event
@@ -79,7 +79,7 @@ class AcceptLogon:
     request_id: int | str | None
 
 
-QueueItem = tuple[Union[Session, None], object, float]  # (who asked, or None: the gateway; the request; queued at)
+QueueItem = tuple[Session | None, object, float]  # (who asked, or None: the gateway; the request; queued at)
 
 
 def requests_in(item: QueueItem) -> int:
@@ -140,8 +140,13 @@ class Intake:
             if kind is Heartbeat:
                 continue
             if kind is not Logout and not (kind is Refusal and item.fatal):
-                code = (RejectCode.THROTTLED if not session.bucket.take(now, kind.cost) else
-                        RejectCode.OVERLOADED if room <= 0 else None)
+                code = (
+                    RejectCode.THROTTLED
+                    if not session.bucket.take(now, kind.cost)
+                    else RejectCode.OVERLOADED
+                    if room <= 0
+                    else None
+                )
                 if code is not None:
                     if refused and code is not refused_code:
                         self.refuse_run(session, refused_code, refused)
@@ -164,17 +169,38 @@ class Intake:
                 self.put(session, item)
                 return False
             if kind is Logon:
-                self.put(session, Refusal(RejectCode.ALREADY_LOGGED_ON_HERE, RejectCode.ALREADY_LOGGED_ON_HERE.text,
-                                             fatal=False, message_type="logon", request_id=item.request_id))
+                self.put(
+                    session,
+                    Refusal(
+                        RejectCode.ALREADY_LOGGED_ON_HERE,
+                        RejectCode.ALREADY_LOGGED_ON_HERE.text,
+                        fatal=False,
+                        message_type="logon",
+                        request_id=item.request_id,
+                    ),
+                )
             elif kind is not Refusal and market_data_only and not kind.market_data:
-                self.put(session, Refusal(RejectCode.MARKET_DATA_SESSION, RejectCode.MARKET_DATA_SESSION.text,
-                                             fatal=False, message_type=item.__struct_config__.tag,
-                                             request_id=item.request_id))
-            elif kind is not Refusal and ((kind.admin and not operator)
-                                          or (kind.auctioneer and not auctioneer)):
-                self.put(session, Refusal(RejectCode.NOT_AUTHORISED, RejectCode.NOT_AUTHORISED.text,
-                                             fatal=False, message_type=item.__struct_config__.tag,
-                                             request_id=item.request_id))
+                self.put(
+                    session,
+                    Refusal(
+                        RejectCode.MARKET_DATA_SESSION,
+                        RejectCode.MARKET_DATA_SESSION.text,
+                        fatal=False,
+                        message_type=item.__struct_config__.tag,
+                        request_id=item.request_id,
+                    ),
+                )
+            elif kind is not Refusal and ((kind.admin and not operator) or (kind.auctioneer and not auctioneer)):
+                self.put(
+                    session,
+                    Refusal(
+                        RejectCode.NOT_AUTHORISED,
+                        RejectCode.NOT_AUTHORISED.text,
+                        fatal=False,
+                        message_type=item.__struct_config__.tag,
+                        request_id=item.request_id,
+                    ),
+                )
             else:
                 self.put(session, item)
         if refused:
@@ -183,9 +209,10 @@ class Intake:
             session.waiting = True  # not silent: slowed down by the exchange
             try:
                 if throttled:
-                    await asyncio.wait_for(session.ended.wait(), min(throttled / self.config.throttle_rate,
-                                                                     MAX_THROTTLE_PAUSE))
-            except asyncio.TimeoutError:
+                    await asyncio.wait_for(
+                        session.ended.wait(), min(throttled / self.config.throttle_rate, MAX_THROTTLE_PAUSE)
+                    )
+            except TimeoutError:
                 pass
             # The exchange holds a bounded part of this session's refused excess: no more is read until it has
             # answered it.
@@ -222,8 +249,14 @@ class Intake:
         now = self.clock()
         if now - self._overload_logged >= 1.0:
             self._overload_logged = now
-            log_event(log, "overloaded", logging.WARNING, refused_so_far=self.overloaded, queued=self.queued,
-                      hint="the excess is refused with 719; raise capacity or ask clients to slow down")
+            log_event(
+                log,
+                "overloaded",
+                logging.WARNING,
+                refused_so_far=self.overloaded,
+                queued=self.queued,
+                hint="the excess is refused with 719; raise capacity or ask clients to slow down",
+            )
 
     def take_all(self) -> list[QueueItem]:
         """Everything queued, at once (the start-up batch, run before anyone is served)."""

@@ -10,25 +10,39 @@ account like any other message (:meth:`gateway.pipeline.replies.Replies.answer`)
 Pages (open orders, trades) are found by binary search and hold at most
 ``PAGE_SIZE`` entries, whatever the account holds.
 """
+
 from __future__ import annotations
 
 import bisect
 import itertools
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from exchange import Engine, InvalidCommand, RejectCode, Side
 from exchange.primary_auction import seed_hash
-
 from gateway.marketdata.feed import MarketDataFeed
 from gateway.pipeline.commands import own_order
 from gateway.pipeline.replies import Replies
 from gateway.pipeline.reports import OrderTracker
 from gateway.sessions.session import Session
-from gateway.wire.messages import (AuctionStatusAnswer, Balance, BalancesAnswer, BookAnswer, Fill, OpenOrdersAnswer,
-                                   OwnBid, TradesAnswer)
-from gateway.wire.protocol import (AuctionStatusRequest, BalancesRequest, BookRequest, OpenOrdersRequest,
-                                   OrderStatusRequest, TradesRequest)
+from gateway.wire.messages import (
+    AuctionStatusAnswer,
+    Balance,
+    BalancesAnswer,
+    BookAnswer,
+    Fill,
+    OpenOrdersAnswer,
+    OwnBid,
+    TradesAnswer,
+)
+from gateway.wire.protocol import (
+    AuctionStatusRequest,
+    BalancesRequest,
+    BookRequest,
+    OpenOrdersRequest,
+    OrderStatusRequest,
+    TradesRequest,
+)
 
 MAX_BOOK_LEVELS = 100
 PAGE_SIZE = 100  # entries in one answer to open_orders or trades (about 31 KiB at the most; PROTOCOL section 1)
@@ -46,9 +60,14 @@ class Queries:
         self.tracker = tracker
         self.feed = feed
         self.replies = replies
-        self.answers: dict[type, Callable[..., None]] = {OrderStatusRequest: self.order_status, BalancesRequest: self.balances, BookRequest: self.book,
-                        OpenOrdersRequest: self.open_orders, TradesRequest: self.trades,
-                        AuctionStatusRequest: self.auction_status}
+        self.answers: dict[type, Callable[..., None]] = {
+            OrderStatusRequest: self.order_status,
+            BalancesRequest: self.balances,
+            BookRequest: self.book,
+            OpenOrdersRequest: self.open_orders,
+            TradesRequest: self.trades,
+            AuctionStatusRequest: self.auction_status,
+        }
 
     def order_status(self, session: Session, request: OrderStatusRequest) -> None:
         try:
@@ -58,7 +77,6 @@ class Queries:
             return
         self.replies.answer(session, view.report("status", time.time_ns()), request)
 
-
     def balances(self, session: Session, request: BalancesRequest) -> None:
         account = self.engine.balances(session.account)
         balances = []
@@ -67,10 +85,16 @@ class Queries:
             for symbol, units in account.units.items():
                 held = account.reserved_units[symbol]
                 balances.append(Balance(symbol, units, held, units - held))
-        self.replies.answer(session, BalancesAnswer(account=session.account, balances=balances,
-                                                    blocked=account is not None and account.blocked,
-                                                    ts=time.time_ns()), request)
-
+        self.replies.answer(
+            session,
+            BalancesAnswer(
+                account=session.account,
+                balances=balances,
+                blocked=account is not None and account.blocked,
+                ts=time.time_ns(),
+            ),
+            request,
+        )
 
     def book(self, session: Session, request: BookRequest) -> None:
         engine, symbol = self.engine, request.instrument
@@ -78,17 +102,31 @@ class Queries:
             self.replies.refuse(session, request, RejectCode.UNKNOWN_INSTRUMENT)
             return
         if not 1 <= request.levels <= MAX_BOOK_LEVELS:
-            self.replies.reject(session, request, RejectCode.INVALID_FIELD,
-                                f"{RejectCode.INVALID_FIELD.text}: levels from 1 to {MAX_BOOK_LEVELS}", "levels")
+            self.replies.reject(
+                session,
+                request,
+                RejectCode.INVALID_FIELD,
+                f"{RejectCode.INVALID_FIELD.text}: levels from 1 to {MAX_BOOK_LEVELS}",
+                "levels",
+            )
             return
         tick = engine.instruments[symbol].tick_size
-        bids, asks = ([(price // tick, lots, orders) for price, lots, orders in engine.depth(symbol, side, request.levels)]
-                      for side in (Side.BUY, Side.SELL))
+        bids, asks = (
+            [(price // tick, lots, orders) for price, lots, orders in engine.depth(symbol, side, request.levels)]
+            for side in (Side.BUY, Side.SELL)
+        )
         last_price = engine.last_price(symbol)
-        self.replies.answer(session, BookAnswer(instrument=symbol, bids=bids, asks=asks,
-                                                last_price=None if last_price is None else last_price // tick,
-                                                ts=time.time_ns()), request)
-
+        self.replies.answer(
+            session,
+            BookAnswer(
+                instrument=symbol,
+                bids=bids,
+                asks=asks,
+                last_price=None if last_price is None else last_price // tick,
+                ts=time.time_ns(),
+            ),
+            request,
+        )
 
     def open_orders(self, session: Session, request: OpenOrdersRequest) -> None:
         """The account's open orders (resting, or stops waiting for their trigger), oldest first, a page at a
@@ -103,12 +141,17 @@ class Queries:
         ids = list(orders)
         start = 0 if request.after is None else bisect.bisect_right(ids, request.after)
         instrument = request.instrument
-        page = itertools.islice((orders[order_id] for order_id in itertools.islice(ids, start, None)
-                                 if instrument is None or orders[order_id].instrument == instrument), PAGE_SIZE + 1)
+        page = itertools.islice(
+            (
+                orders[order_id]
+                for order_id in itertools.islice(ids, start, None)
+                if instrument is None or orders[order_id].instrument == instrument
+            ),
+            PAGE_SIZE + 1,
+        )
         entries = [view.open_order() for view in page]
         more = len(entries) > PAGE_SIZE
         self.replies.answer(session, OpenOrdersAnswer(orders=entries[:PAGE_SIZE], more=more, ts=ts), request)
-
 
     def trades(self, session: Session, request: TradesRequest) -> None:
         """The account's fills since the last end of day, oldest first, a page at a time; ``complete`` is false
@@ -131,10 +174,13 @@ class Queries:
                 break
             page.append(fill)
         trades = [Fill(*fill) for fill in page]  # the tracker keeps a fill's fields in the entry's order
-        self.replies.answer(session, TradesAnswer(trades=trades, more=more,
-                                                  complete=self.tracker.fills_complete(session.account),
-                                                  ts=time.time_ns()), request)
-
+        self.replies.answer(
+            session,
+            TradesAnswer(
+                trades=trades, more=more, complete=self.tracker.fills_complete(session.account), ts=time.time_ns()
+            ),
+            request,
+        )
 
     def auction_status(self, session: Session, request: AuctionStatusRequest) -> None:
         """A primary auction as this account may see it: its terms and (once decided) its results for all; the
@@ -144,13 +190,22 @@ class Queries:
             self.replies.refuse(session, request, RejectCode.UNKNOWN_AUCTION)
             return
         tick = self.engine.instruments[auction.instrument].tick_size
-        own = [OwnBid(bid.bid_id, bid.price // tick, bid.volume, bid.held)
-               for bid in auction.bids if bid.account == session.account]
+        own = [
+            OwnBid(bid.bid_id, bid.price // tick, bid.volume, bid.held)
+            for bid in auction.bids
+            if bid.account == session.account
+        ]
         message = AuctionStatusAnswer(
-            auction_id=auction.auction_id, instrument=auction.instrument, auctioneer=auction.auctioneer,
-            volume=auction.volume, closes_at=auction.closes_at, seed_hash=seed_hash(auction.seed),
+            auction_id=auction.auction_id,
+            instrument=auction.instrument,
+            auctioneer=auction.auctioneer,
+            volume=auction.volume,
+            closes_at=auction.closes_at,
+            seed_hash=seed_hash(auction.seed),
             status="open" if auction.outcome is None else "cleared" if auction.outcome == "cleared" else "cancelled",
             own_bids=own if auction.outcome is None else [],
             bids=len(auction.bids) if session.account == auction.auctioneer else None,
-            result=self.feed.auction_results.get(auction.auction_id), ts=time.time_ns())
+            result=self.feed.auction_results.get(auction.auction_id),
+            ts=time.time_ns(),
+        )
         self.replies.answer(session, message, request)

@@ -21,9 +21,10 @@ Each session's frames of the batch go out in one write (a system call per
 frame would cost more than the frame's encoding); anything written
 otherwise goes after what is gathered before it, so order holds.
 """
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from gateway.marketdata.mqtt import MqttPublisher
 from gateway.marketdata.subscribers import Subscribers
@@ -79,8 +80,14 @@ class SessionDelivery:
 class Release:
     """Hands a released batch to settlement, sessions, market data and timers; see the module notes."""
 
-    def __init__(self, settlement: SettlementService, sessions: SessionDelivery, subscribers: Subscribers,
-                 publisher: MqttPublisher | None, timers: Timers) -> None:
+    def __init__(
+        self,
+        settlement: SettlementService,
+        sessions: SessionDelivery,
+        subscribers: Subscribers,
+        publisher: MqttPublisher | None,
+        timers: Timers,
+    ) -> None:
         self.settlement = settlement
         self.sessions = sessions
         self.subscribers = subscribers

@@ -20,22 +20,31 @@ Refusals are built here too, one way each: a request the gateway could not
 turn into a command (:meth:`Replies.refuse`), one it did not process at all
 (708, 719: :meth:`Replies.refuse_unprocessed`), and a session-level reject.
 """
+
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from exchange import RejectCode
+import msgspec
 
+from exchange import RejectCode
 from gateway.persistence.journal import JournalWriter, skip_record
 from gateway.pipeline.reports import rejected_order_report, request_rejected
 from gateway.pipeline.sequencer import Numbered, Sequencer
 from gateway.sessions.session import Session
-from gateway.wire.messages import (LogonAccepted, MessageRejected, NumberedMessage, Pong, RejectedOrderReport,
-                                   RequestRejected, ResendBegin, ResendEnd)
-from gateway.wire.protocol import NewOrderRequest, Refusal
-
+from gateway.wire.messages import (
+    LogonAccepted,
+    MessageRejected,
+    NumberedMessage,
+    Pong,
+    RejectedOrderReport,
+    RequestRejected,
+    ResendBegin,
+    ResendEnd,
+)
+from gateway.wire.protocol import NewOrderRequest, Refusal, type_tag
 
 # What goes to one session unnumbered: the gateway's own, and a market-data session's answers.
 DirectMessage = LogonAccepted | Pong | ResendBegin | ResendEnd | NumberedMessage
@@ -117,14 +126,28 @@ class Replies:
             known = request.instrument in self.sequencer.engine.instruments
             message = rejected_order_report(request.client_order_id, request.instrument if known else None, code, ts)
         else:
-            message = request_rejected(request.__struct_config__.tag, code, ts,  # type: ignore[attr-defined]
-                                       getattr(request, "order_id", None), getattr(request, "client_order_id", None))
+            message = request_rejected(
+                request_type(request),
+                code,
+                ts,
+                getattr(request, "order_id", None),
+                getattr(request, "client_order_id", None),
+            )
         self.answer(session, message, request)
 
     def reject(self, session: Session, request: object, code: RejectCode, text: str, field: str | None) -> None:
         """A session-level reject of a request that was read but not processed (a field out of range)."""
-        self.answer(session, session_reject(code, text, request.__struct_config__.tag, field,  # type: ignore[attr-defined]
-                                            None), request)
+        self.answer(
+            session,
+            session_reject(
+                code,
+                text,
+                request_type(request),
+                field,
+                None,
+            ),
+            request,
+        )
 
     def refuse_unprocessed(self, session: Session, code: RejectCode, requests: list) -> None:
         """Answer requests that were not processed (708, 719) with a ``reject`` each: one journal record for the
@@ -142,8 +165,9 @@ class Replies:
                 message.request_id = request.request_id
             deliver(account, message, outbox)
 
-    def end_session(self, session: Session, code: RejectCode | None, text: str | None,
-                    request_id: int | str | None = None) -> None:
+    def end_session(
+        self, session: Session, code: RejectCode | None, text: str | None, request_id: int | str | None = None
+    ) -> None:
         self.outbox.append(EndSession(session, code, text, request_id))
 
     def change_subscription(self, session: Session, keys: list[tuple[str, str]], subscribe: bool) -> None:
@@ -156,14 +180,21 @@ class Replies:
         outbox.append(Direct(session, end))
 
 
+def request_type(request: object) -> str:
+    """The wire ``type`` of a request read from a session (an inbound schema)."""
+    if not isinstance(request, msgspec.Struct):
+        raise TypeError(f"{request!r} is not a message read from a session")
+    return type_tag(type(request))
+
+
 def unprocessed_reject(code: RejectCode, request: object, ts: int) -> MessageRejected:
     """The ``reject`` of a request the exchange did not process (708 throttled, 719 over capacity)."""
-    ref_type = request.message_type if isinstance(request, Refusal) else request.__struct_config__.tag  # type: ignore[attr-defined]
+    ref_type = request.message_type if isinstance(request, Refusal) else request_type(request)
     return MessageRejected(ref_type, None, getattr(request, "client_order_id", None), int(code), code.text, ts)
 
 
-def session_reject(code: RejectCode, text: str, message_type: str | None, field: str | None,
-                   client_order_id: int | str | None) -> MessageRejected:
+def session_reject(
+    code: RejectCode, text: str, message_type: str | None, field: str | None, client_order_id: int | str | None
+) -> MessageRejected:
     """A session-level reject: the message was not processed at all."""
     return MessageRejected(message_type, field, client_order_id, int(code), text, time.time_ns())
-

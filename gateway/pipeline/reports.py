@@ -25,6 +25,7 @@ own queries it also keeps each account's open orders (``open_orders``) and
 its fills since the last end of day (``fills``: the newest
 ``MAX_FILLS_KEPT`` of them), both cleared as orders close and days end.
 """
+
 from __future__ import annotations
 
 import re
@@ -116,9 +117,24 @@ def price_in_cents(value: int | str | None, instrument: Instrument | None, field
 class OrderView:
     """What the gateway knows of one order of the day."""
 
-    __slots__ = ("order_id", "account", "client_order_id", "instrument", "tick", "side", "order_type",
-                 "time_in_force", "price", "stop_price", "display_quantity", "expire_date", "quantity", "cum",
-                 "value", "status")
+    __slots__ = (
+        "order_id",
+        "account",
+        "client_order_id",
+        "instrument",
+        "tick",
+        "side",
+        "order_type",
+        "time_in_force",
+        "price",
+        "stop_price",
+        "display_quantity",
+        "expire_date",
+        "quantity",
+        "cum",
+        "value",
+        "status",
+    )
 
     def __init__(self, event: OrderAccepted, tick: int) -> None:
         self.order_id = event.order_id
@@ -147,22 +163,47 @@ class OrderView:
         price, stop_price = self.price, self.stop_price
         # Positional, in the schema's order (exec_type to ts): msgspec builds a struct from positional arguments
         # about five times faster than from keywords, and this runs for every change of every order.
-        return ExecutionReport(exec_type, self.status, self.order_id, self.client_order_id, self.instrument,
-                               self.side, self.order_type, self.time_in_force,
-                               None if price is None else price // tick,
-                               None if stop_price is None else stop_price // tick, self.display_quantity,
-                               self.expire_date, self.quantity, cum,
-                               0 if self.status in CLOSED_STATUSES else self.quantity - cum,
-                               average_price(self.value, cum), ts)
+        return ExecutionReport(
+            exec_type,
+            self.status,
+            self.order_id,
+            self.client_order_id,
+            self.instrument,
+            self.side,
+            self.order_type,
+            self.time_in_force,
+            None if price is None else price // tick,
+            None if stop_price is None else stop_price // tick,
+            self.display_quantity,
+            self.expire_date,
+            self.quantity,
+            cum,
+            0 if self.status in CLOSED_STATUSES else self.quantity - cum,
+            average_price(self.value, cum),
+            ts,
+        )
 
     def open_order(self) -> OpenOrder:
         """The order as an entry of ``open_orders``: what an ``order_status`` answer says of it, without its
         ``type``, ``exec_type`` and ``ts``."""
         report = self.report("status", 0)
-        return OpenOrder(report.order_status, report.order_id, report.client_order_id, report.instrument,
-                         report.side, report.order_type, report.time_in_force, report.price, report.stop_price,
-                         report.display_quantity, report.expire_date, report.quantity, report.cum_quantity,
-                         report.leaves_quantity, report.avg_price)
+        return OpenOrder(
+            report.order_status,
+            report.order_id,
+            report.client_order_id,
+            report.instrument,
+            report.side,
+            report.order_type,
+            report.time_in_force,
+            report.price,
+            report.stop_price,
+            report.display_quantity,
+            report.expire_date,
+            report.quantity,
+            report.cum_quantity,
+            report.leaves_quantity,
+            report.avg_price,
+        )
 
 
 def average_price(value: int, lots: int) -> str | None:
@@ -212,8 +253,9 @@ class OrderTracker:
             return view if view is not None and view.account == account else None
         return self.by_client_id.get((account, client_order_id))
 
-    def messages(self, events: Iterable[object], fills: list[tuple[str, ExecutionReport]] | None = None
-                 ) -> list[tuple[str, Report]]:
+    def messages(
+        self, events: Iterable[object], fills: list[tuple[str, ExecutionReport]] | None = None
+    ) -> list[tuple[str, Report]]:
         """(account, message) for each message the events cause, in event order; the trade reports (one per
         side of each Trade event) are also added to ``fills`` when given."""
         out: list[tuple[str, Report]] = []
@@ -223,10 +265,24 @@ class OrderTracker:
             # test is cheaper than isinstance on this path).
             if event.__class__ is Trade:
                 auction = event.aggressor_side is None  # nobody took: the buy is in the taker fields
-                self._fill(orders[event.taker_order_id], event, event.taker_leaves, "auction" if auction else "taker",
-                           event.taker_fee, out, fills)
-                self._fill(orders[event.maker_order_id], event, event.maker_leaves, "auction" if auction else "maker",
-                           event.maker_fee, out, fills)
+                self._fill(
+                    orders[event.taker_order_id],
+                    event,
+                    event.taker_leaves,
+                    "auction" if auction else "taker",
+                    event.taker_fee,
+                    out,
+                    fills,
+                )
+                self._fill(
+                    orders[event.maker_order_id],
+                    event,
+                    event.maker_leaves,
+                    "auction" if auction else "maker",
+                    event.maker_fee,
+                    out,
+                    fills,
+                )
             elif event.__class__ is OrderAccepted:
                 view = orders[event.order_id] = OrderView(event, self.ticks[event.instrument])
                 self.by_client_id[(event.account, event.client_order_id)] = view
@@ -244,12 +300,22 @@ class OrderTracker:
                 out.append((event.account, report))
                 self._keep_closed(view)
             elif event.__class__ is OrderRejected:
-                out.append((event.account, rejected_order_report(event.client_order_id, event.instrument,
-                                                                 event.code, event.ts)))
+                out.append(
+                    (
+                        event.account,
+                        rejected_order_report(event.client_order_id, event.instrument, event.code, event.ts),
+                    )
+                )
             elif event.__class__ is RequestRejected:
                 if event.account is not None:
-                    out.append((event.account, request_rejected(event.request, event.code, event.ts,
-                                                                event.order_id, event.client_order_id)))
+                    out.append(
+                        (
+                            event.account,
+                            request_rejected(
+                                event.request, event.code, event.ts, event.order_id, event.client_order_id
+                            ),
+                        )
+                    )
             elif event.__class__ is OrderReplaced:
                 view = orders[event.order_id]
                 view.price = event.price
@@ -281,30 +347,63 @@ class OrderTracker:
                 self.fills_whole_day = True
             elif event.__class__ is BidPlaced or event.__class__ is BidWithdrawn or event.__class__ is BidResult:
                 out.append((event.account, self._bid_report(event)))  # to the bidder alone: bids are sealed
-            elif (event.__class__ is PrimaryAuctionOpened or event.__class__ is PrimaryAuctionCleared
-                  or event.__class__ is PrimaryAuctionCancelled):
+            elif (
+                event.__class__ is PrimaryAuctionOpened
+                or event.__class__ is PrimaryAuctionCleared
+                or event.__class__ is PrimaryAuctionCancelled
+            ):
                 out.append((event.auctioneer, auction_report(event, self.ticks[event.instrument])))
         return out
 
     def _bid_report(self, event: BidPlaced | BidWithdrawn | BidResult) -> BidReport:
         """A bid's event as its bidder is told it (prices in ticks, amounts in cents)."""
         if isinstance(event, BidWithdrawn):
-            return BidReport(auction_id=event.auction_id, bid_id=event.bid_id, instrument=event.instrument,
-                             status="withdrawn", released=event.released, ts=event.ts)
+            return BidReport(
+                auction_id=event.auction_id,
+                bid_id=event.bid_id,
+                instrument=event.instrument,
+                status="withdrawn",
+                released=event.released,
+                ts=event.ts,
+            )
         tick = self.ticks[event.instrument]
         if isinstance(event, BidPlaced):
-            return BidReport(auction_id=event.auction_id, bid_id=event.bid_id, instrument=event.instrument,
-                             status="modified" if event.modified else "placed", price=event.price // tick,
-                             volume=event.volume, held=event.held, ts=event.ts)
-        status = ("auction_cancelled" if event.clearing_price is None else
-                  "allocated" if event.allocated else "not_allocated")
-        return BidReport(auction_id=event.auction_id, bid_id=event.bid_id, instrument=event.instrument, status=status,
-                         price=event.price // tick, volume=event.volume, allocated=event.allocated,
-                         clearing_price=None if event.clearing_price is None else event.clearing_price // tick,
-                         amount=event.amount, ts=event.ts)
+            return BidReport(
+                auction_id=event.auction_id,
+                bid_id=event.bid_id,
+                instrument=event.instrument,
+                status="modified" if event.modified else "placed",
+                price=event.price // tick,
+                volume=event.volume,
+                held=event.held,
+                ts=event.ts,
+            )
+        status = (
+            "auction_cancelled" if event.clearing_price is None else "allocated" if event.allocated else "not_allocated"
+        )
+        return BidReport(
+            auction_id=event.auction_id,
+            bid_id=event.bid_id,
+            instrument=event.instrument,
+            status=status,
+            price=event.price // tick,
+            volume=event.volume,
+            allocated=event.allocated,
+            clearing_price=None if event.clearing_price is None else event.clearing_price // tick,
+            amount=event.amount,
+            ts=event.ts,
+        )
 
-    def _fill(self, view: OrderView, trade: Trade, leaves: int, liquidity: str, fee: int,
-              out: list[tuple[str, Report]], fills: list[tuple[str, ExecutionReport]] | None) -> None:
+    def _fill(
+        self,
+        view: OrderView,
+        trade: Trade,
+        leaves: int,
+        liquidity: str,
+        fee: int,
+        out: list[tuple[str, Report]],
+        fills: list[tuple[str, ExecutionReport]] | None,
+    ) -> None:
         view.cum += trade.quantity
         view.value += trade.price * trade.quantity
         view.status = FILLED if leaves == 0 else PARTIALLY_FILLED
@@ -325,8 +424,20 @@ class OrderTracker:
             kept = self.fills[view.account] = deque(maxlen=MAX_FILLS_KEPT)
         elif len(kept) == MAX_FILLS_KEPT:  # the oldest goes
             self.fills_dropped.add(view.account)
-        kept.append((trade.trade_id, view.order_id, view.client_order_id, view.instrument, view.side,
-                      last_price, trade.quantity, liquidity, fee, trade.ts))
+        kept.append(
+            (
+                trade.trade_id,
+                view.order_id,
+                view.client_order_id,
+                view.instrument,
+                view.side,
+                last_price,
+                trade.quantity,
+                liquidity,
+                fee,
+                trade.ts,
+            )
+        )
         if not leaves:
             self._keep_closed(view)
 
@@ -354,19 +465,31 @@ class OrderTracker:
         self.closed.clear()
 
 
-def rejected_order_report(client_order_id: int | str | None, instrument: str | None, code: RejectCode,
-                          ts: int) -> RejectedOrderReport:
+def rejected_order_report(
+    client_order_id: int | str | None, instrument: str | None, code: RejectCode, ts: int
+) -> RejectedOrderReport:
     """The execution report of a new order that was refused (by the engine, or before it)."""
-    return RejectedOrderReport(exec_type="rejected", order_status=REJECTED, order_id=None,
-                               client_order_id=client_order_id, instrument=instrument, cum_quantity=0,
-                               leaves_quantity=0, code=int(code), text=code.text, ts=ts)
+    return RejectedOrderReport(
+        exec_type="rejected",
+        order_status=REJECTED,
+        order_id=None,
+        client_order_id=client_order_id,
+        instrument=instrument,
+        cum_quantity=0,
+        leaves_quantity=0,
+        code=int(code),
+        text=code.text,
+        ts=ts,
+    )
 
 
-def request_rejected(request: str, code: RejectCode, ts: int, order_id: int | None = None,
-                     client_order_id: int | str | None = None) -> messages.RequestRejected:
+def request_rejected(
+    request: str, code: RejectCode, ts: int, order_id: int | None = None, client_order_id: int | str | None = None
+) -> messages.RequestRejected:
     """A refused request other than a new order (cancel, replace, mass cancel, status, kill switch)."""
-    return messages.RequestRejected(request=request, order_id=order_id, client_order_id=client_order_id,
-                                    code=int(code), text=code.text, ts=ts)
+    return messages.RequestRejected(
+        request=request, order_id=order_id, client_order_id=client_order_id, code=int(code), text=code.text, ts=ts
+    )
 
 
 def trading_phase_answer(events: list, tick: int) -> TradingPhaseReport | messages.RequestRejected:
@@ -380,41 +503,81 @@ def trading_phase_answer(events: list, tick: int) -> TradingPhaseReport | messag
             auction = event
         elif event.__class__ is TradingPhaseChanged and event.reason == "operator":
             return TradingPhaseReport(
-                instrument=event.instrument, phase=event.phase, previous=event.previous,
+                instrument=event.instrument,
+                phase=event.phase,
+                previous=event.previous,
                 auction_price=None if auction is None or auction.price is None else auction.price // tick,
                 auction_quantity=0 if auction is None else auction.quantity,
-                auction_trades=0 if auction is None else auction.trades, ts=event.ts)
+                auction_trades=0 if auction is None else auction.trades,
+                ts=event.ts,
+            )
     raise ValueError("a set_trading_phase command caused neither a phase change nor a refusal")
 
 
 # What the tracker sends an account (OrderTracker.messages), and the answer to set_trading_phase.
-Report = (ExecutionReport | RejectedOrderReport | messages.RequestRejected | MassCancelReport | KillSwitchReport
-          | BidReport | AuctionReport | TradingPhaseReport)
+Report = (
+    ExecutionReport
+    | RejectedOrderReport
+    | messages.RequestRejected
+    | MassCancelReport
+    | KillSwitchReport
+    | BidReport
+    | AuctionReport
+    | TradingPhaseReport
+)
 
 
-def auction_report(event: PrimaryAuctionOpened | PrimaryAuctionCleared | PrimaryAuctionCancelled,
-                   tick: int) -> AuctionReport:
+def auction_report(
+    event: PrimaryAuctionOpened | PrimaryAuctionCleared | PrimaryAuctionCancelled, tick: int
+) -> AuctionReport:
     """A primary auction's opening or outcome as the auctioneer is told it and the market-data ``auctions``
     channel publishes it (prices in ticks, amounts in cents, volumes in allowances)."""
     if isinstance(event, PrimaryAuctionOpened):
-        return AuctionReport(auction_id=event.auction_id, instrument=event.instrument, auctioneer=event.auctioneer,
-                             volume=event.volume, status="open", carried_in=event.carried_in,
-                             closes_at=event.closes_at, seed_hash=event.seed_hash,
-                             reserve_discount_bps=event.reserve_discount_bps, ts=event.ts)
+        return AuctionReport(
+            auction_id=event.auction_id,
+            instrument=event.instrument,
+            auctioneer=event.auctioneer,
+            volume=event.volume,
+            status="open",
+            carried_in=event.carried_in,
+            closes_at=event.closes_at,
+            seed_hash=event.seed_hash,
+            reserve_discount_bps=event.reserve_discount_bps,
+            ts=event.ts,
+        )
     if isinstance(event, PrimaryAuctionCleared):
-        return AuctionReport(auction_id=event.auction_id, instrument=event.instrument, auctioneer=event.auctioneer,
-                             volume=event.volume, status="cleared", clearing_price=event.clearing_price // tick,
-                             total_bid_volume=event.total_bid_volume,
-                             cover_ratio=cover_ratio(event.total_bid_volume, event.volume), bidders=event.bidders,
-                             successful_bidders=event.successful_bidders, proceeds=event.proceeds,
-                             reserve_price=event.reserve_price // tick, seed=event.seed, ts=event.ts)
-    return AuctionReport(auction_id=event.auction_id, instrument=event.instrument, auctioneer=event.auctioneer,
-                         volume=event.volume, status="cancelled", reason=event.reason,
-                         clearing_price=None if event.clearing_price is None else event.clearing_price // tick,
-                         total_bid_volume=event.total_bid_volume,
-                         cover_ratio=cover_ratio(event.total_bid_volume, event.volume), bidders=event.bidders,
-                         reserve_price=event.reserve_price // tick, carried_over=list(event.carried_over),
-                         seed=event.seed, ts=event.ts)
+        return AuctionReport(
+            auction_id=event.auction_id,
+            instrument=event.instrument,
+            auctioneer=event.auctioneer,
+            volume=event.volume,
+            status="cleared",
+            clearing_price=event.clearing_price // tick,
+            total_bid_volume=event.total_bid_volume,
+            cover_ratio=cover_ratio(event.total_bid_volume, event.volume),
+            bidders=event.bidders,
+            successful_bidders=event.successful_bidders,
+            proceeds=event.proceeds,
+            reserve_price=event.reserve_price // tick,
+            seed=event.seed,
+            ts=event.ts,
+        )
+    return AuctionReport(
+        auction_id=event.auction_id,
+        instrument=event.instrument,
+        auctioneer=event.auctioneer,
+        volume=event.volume,
+        status="cancelled",
+        reason=event.reason,
+        clearing_price=None if event.clearing_price is None else event.clearing_price // tick,
+        total_bid_volume=event.total_bid_volume,
+        cover_ratio=cover_ratio(event.total_bid_volume, event.volume),
+        bidders=event.bidders,
+        reserve_price=event.reserve_price // tick,
+        carried_over=list(event.carried_over),
+        seed=event.seed,
+        ts=event.ts,
+    )
 
 
 def cover_ratio(total_bid_volume: int, volume: int) -> str:

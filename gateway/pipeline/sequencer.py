@@ -27,6 +27,7 @@ far), the market-data feed (statistics, ``md_seq``), each account's next
 clock is read here except through ``now``'s argument, and nothing is sent:
 the gateway does that after the journal has the batch.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,7 +56,14 @@ from exchange import (
 from gateway.logs import log_event
 from gateway.marketdata.feed import MarketDataFeed
 from gateway.pipeline.reports import OrderTracker, trading_phase_answer
-from gateway.wire.messages import ExecutionReport, KillSwitchReport, MarketData, MassCancelReport, NumberedMessage, RequestRejected
+from gateway.wire.messages import (
+    ExecutionReport,
+    KillSwitchReport,
+    MarketData,
+    MassCancelReport,
+    NumberedMessage,
+    RequestRejected,
+)
 from gateway.wire.protocol import encode_frame
 
 log = logging.getLogger("carbonx.gateway")
@@ -68,18 +76,34 @@ class Numbered(NamedTuple):
     message: NumberedMessage
     frame: bytes
 
+
 # The wire request each session command came from: named in the engine's refusals ("request").
-REQUEST_TYPES = {NewOrder: "new_order", CancelOrder: "cancel_order", ReplaceOrder: "replace_order",
-                 MassCancel: "mass_cancel", BlockAccount: "kill_switch", UnblockAccount: "release_kill_switch",
-                 SetTradingPhase: "set_trading_phase", OpenPrimaryAuction: "open_auction", SubmitBid: "submit_bid",
-                 ModifyBid: "modify_bid", WithdrawBid: "withdraw_bid"}
+REQUEST_TYPES = {
+    NewOrder: "new_order",
+    CancelOrder: "cancel_order",
+    ReplaceOrder: "replace_order",
+    MassCancel: "mass_cancel",
+    BlockAccount: "kill_switch",
+    UnblockAccount: "release_kill_switch",
+    SetTradingPhase: "set_trading_phase",
+    OpenPrimaryAuction: "open_auction",
+    SubmitBid: "submit_bid",
+    ModifyBid: "modify_bid",
+    WithdrawBid: "withdraw_bid",
+}
 
 
 class Sequencer:
     """Engine, order tracker, market-data feed, outbound numbering and resend store; see the module notes."""
 
-    def __init__(self, instruments: Mapping[str, Instrument], compliance: ComplianceConfig | None,
-                 md_levels: int, settlement_window: int, resend_window: int) -> None:
+    def __init__(
+        self,
+        instruments: Mapping[str, Instrument],
+        compliance: ComplianceConfig | None,
+        md_levels: int,
+        settlement_window: int,
+        resend_window: int,
+    ) -> None:
         self.engine = Engine(instruments, compliance=compliance)
         self.tracker = OrderTracker(self.engine.instruments)
         self.feed = MarketDataFeed(self.engine, md_levels, settlement_window)
@@ -160,8 +184,15 @@ class Sequencer:
         for account, message in self.tracker.messages(events, self.fills):
             if message.__class__ is RequestRejected:  # the operator's own command: not the account's business
                 if not self.replaying:
-                    log_event(log, "operator_command_refused", logging.WARNING, account=account,
-                              request=message.request, code=message.code, text=message.text)
+                    log_event(
+                        log,
+                        "operator_command_refused",
+                        logging.WARNING,
+                        account=account,
+                        request=message.request,
+                        code=message.code,
+                        text=message.text,
+                    )
             else:
                 self.deliver(account, message, outbox)
         return events
@@ -204,9 +235,13 @@ class Sequencer:
     def counters(self) -> dict:
         """Everything numbered besides the engine's state: each account's next seq, each feed channel's md_seq,
         the sessions whose cancel-on-disconnect is pending (two rebuilds of one journal must agree on it)."""
-        return {"next_seqs": dict(sorted(self.next_seqs.items())),
-                "md_seqs": {symbol: dict(sorted(feed.seq.items())) for symbol, feed in sorted(self.feed.instruments.items())},
-                "cod_sessions": sorted(self.cod_sessions)}
+        return {
+            "next_seqs": dict(sorted(self.next_seqs.items())),
+            "md_seqs": {
+                symbol: dict(sorted(feed.seq.items())) for symbol, feed in sorted(self.feed.instruments.items())
+            },
+            "cod_sessions": sorted(self.cod_sessions),
+        }
 
     # -- resend ---------------------------------------------------------------------------------
 

@@ -14,16 +14,24 @@ task of its own through the engine's queue like any operator command, so
 it is journaled and replayed in its place. The timers and their tasks are
 cancelled at stop; the next start schedules what is still due.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import Any, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
-from exchange import (ClearPrimaryAuction, Engine, PrimaryAuctionOpened, RejectCode, SetTradingPhase, TradingPhase,
-                      TradingPhaseChanged)
-
+from exchange import (
+    ClearPrimaryAuction,
+    Engine,
+    PrimaryAuctionOpened,
+    RejectCode,
+    SetTradingPhase,
+    TradingPhase,
+    TradingPhaseChanged,
+)
 from gateway.lifecycle import ExchangeStopped, Lifecycle
 from gateway.logs import log_event
 
@@ -36,9 +44,13 @@ CLEARING_MARGIN = 0.01  # seconds after a primary auction's window before it is 
 class Timers:
     """Volatility interruptions' reopenings and primary auctions' clearings; see the module notes."""
 
-    def __init__(self, engine: Engine, lifecycle: Lifecycle,
-                 run_commands: Callable[[list], Coroutine[Any, Any, list]],
-                 wall_clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        lifecycle: Lifecycle,
+        run_commands: Callable[[list], Coroutine[Any, Any, list]],
+        wall_clock: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.engine = engine
         self.wall_clock = wall_clock  # the clock that stamps commands (the engine loop's): windows end by it
         self.lifecycle = lifecycle
@@ -100,8 +112,9 @@ class Timers:
         self.reopenings.pop(instrument, None)
         if self.lifecycle.stopping:
             return
-        command = SetTradingPhase(ts=0, instrument=instrument, phase=TradingPhase.CONTINUOUS,
-                                  from_phase=TradingPhase.VOLATILITY_INTERRUPTION)
+        command = SetTradingPhase(
+            ts=0, instrument=instrument, phase=TradingPhase.CONTINUOUS, from_phase=TradingPhase.VOLATILITY_INTERRUPTION
+        )
         self._run_timed(self.run_commands([command]), f"reopen-{instrument}")
 
     def _run_timed(self, work: Coroutine, name: str) -> None:
@@ -116,8 +129,11 @@ class Timers:
         if not task.cancelled() and isinstance(task.exception(), ExchangeStopped):
             return  # the exchange stopped first: the next start schedules it again
         if not task.cancelled() and task.exception() is not None:
-            log.error("the exchange's own timed command failed", exc_info=task.exception(),
-                      extra={"carbonx_fields": {"event": "timed_command_failed", "task": task.get_name()}})
+            log.error(
+                "the exchange's own timed command failed",
+                exc_info=task.exception(),
+                extra={"carbonx_fields": {"event": "timed_command_failed", "task": task.get_name()}},
+            )
 
     def schedule_clearing(self, auction_id: str, closes_at: int) -> None:
         """Clear the auction when its window has closed (by this process's clock, which stamps the bids)."""
@@ -139,6 +155,12 @@ class Timers:
         if any(getattr(event, "code", None) is RejectCode.BIDDING_NOT_CLOSED for event in events):
             auction = self.engine.primary_auction(auction_id)
             assert auction is not None  # auctions are never forgotten
-            log_event(log, "auction_clearing_early", logging.WARNING, auction_id=auction_id,
-                      closes_at=auction.closes_at, now=self.wall_clock())
+            log_event(
+                log,
+                "auction_clearing_early",
+                logging.WARNING,
+                auction_id=auction_id,
+                closes_at=auction.closes_at,
+                now=self.wall_clock(),
+            )
             self.schedule_clearing(auction_id, auction.closes_at)

@@ -6,6 +6,7 @@ the standard library) and a random salt, and stored as one string,
 hash and can be raised later without breaking stored ones. Verification
 recomputes the hash and compares in constant time.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,6 +23,7 @@ SALT_BYTES = 16
 
 DEMO_SECRET = "carbonx-demo"  # the logon secret of every demo account in config/accounts.toml (hashed there)
 
+
 def hash_secret(secret: str, salt: bytes | None = None) -> str:
     """The stored form of a secret; a fresh random salt unless one is given."""
     if salt is None:
@@ -37,8 +39,9 @@ def verify_secret(secret: str, stored: str) -> bool:
         if scheme != SCHEME:
             return False
         expected = bytes.fromhex(key_hex)
-        key = hashlib.scrypt(secret.encode(), salt=bytes.fromhex(salt_hex), n=int(n), r=int(r), p=int(p),
-                             dklen=len(expected))
+        key = hashlib.scrypt(
+            secret.encode(), salt=bytes.fromhex(salt_hex), n=int(n), r=int(r), p=int(p), dklen=len(expected)
+        )
     except ValueError:
         return False
     return hmac.compare_digest(key, expected)

@@ -20,6 +20,7 @@ behind everything it sent. The heartbeat task writes a heartbeat to
 sessions that heard nothing for an interval and ends those silent too long
 (not while the exchange itself keeps them waiting).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,11 +28,10 @@ import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from exchange import RejectCode
-
 from gateway.config import ServerConfig
 from gateway.lifecycle import Lifecycle
 from gateway.logs import log_event
@@ -55,15 +55,23 @@ SECRET_CHECK_THREADS = 2  # scrypt checks at once (16 MiB of memory each)
 MAX_MARKET_DATA_SESSIONS = 8  # market-data sessions an account may have at once (beside its trading session)
 # Checked for an unknown account, so that it takes as long as a known one (the hash of a secret nobody has,
 # made once with `carbonx hash-secret`: no scrypt at start-up).
-_DUMMY_HASH = ("scrypt$16384$8$1$78f223a6f9b6208f247ba1cb71a403ab$"
-               "d7c60b64e11498e01a3982e8973d3199c2e4c94584c9a5899cbca6be33567be6")
+_DUMMY_HASH = (
+    "scrypt$16384$8$1$78f223a6f9b6208f247ba1cb71a403ab$d7c60b64e11498e01a3982e8973d3199c2e4c94584c9a5899cbca6be33567be6"
+)
 
 
 class SessionHost:
     """Every connection, logged on or not; see the module notes."""
 
-    def __init__(self, links: dict[str, AccountLink], intake: Intake, subscribers: Subscribers,
-                 config: ServerConfig, lifecycle: Lifecycle, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        links: dict[str, AccountLink],
+        intake: Intake,
+        subscribers: Subscribers,
+        config: ServerConfig,
+        lifecycle: Lifecycle,
+        clock: Callable[[], float],
+    ) -> None:
         self.links = links
         self.intake = intake
         self.subscribers = subscribers
@@ -74,8 +82,12 @@ class SessionHost:
         self.logged_on = 0  # sessions logged on (at most max_sessions)
         self._pending_logons: dict[str, int] = {}  # connections not logged on yet, by peer address
         self._pending_total = 0
-        self.logon_guard = LogonGuard(config.logon_free_failures, config.logon_backoff, config.logon_lockout_failures,
-                                      config.logon_lockout_seconds)
+        self.logon_guard = LogonGuard(
+            config.logon_free_failures,
+            config.logon_backoff,
+            config.logon_lockout_failures,
+            config.logon_lockout_seconds,
+        )
         self._numbers = itertools.count(1)
         self.connection_tasks: set[asyncio.Task] = set()
         # Secrets are checked in threads of their own, a few at a time, so that a storm of logons (or of
@@ -114,10 +126,19 @@ class SessionHost:
         try:
             if self.lifecycle.stopping:
                 session.end(RejectCode.SHUTTING_DOWN)
-            elif (self._pending_total >= self.config.max_pending_logons
-                  or self._pending_logons.get(session.host, 0) >= self.config.max_pending_logons_per_peer):
-                log_event(log, "pending_logons_full", logging.WARNING, session=number, peer=session.peer,
-                          pending=self._pending_total, from_peer=self._pending_logons.get(session.host, 0))
+            elif (
+                self._pending_total >= self.config.max_pending_logons
+                or self._pending_logons.get(session.host, 0) >= self.config.max_pending_logons_per_peer
+            ):
+                log_event(
+                    log,
+                    "pending_logons_full",
+                    logging.WARNING,
+                    session=number,
+                    peer=session.peer,
+                    pending=self._pending_total,
+                    from_peer=self._pending_logons.get(session.host, 0),
+                )
                 session.end(RejectCode.TOO_MANY_PENDING_LOGONS)
             else:
                 self._count_pending(session, True)
@@ -152,7 +173,7 @@ class SessionHost:
         messages = MessageReader(self.config.max_frame)
         try:
             items = await asyncio.wait_for(self._first_messages(session, messages), self.config.logon_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             session.end(RejectCode.LOGON_TIMEOUT)
             return
         if not items:
@@ -179,7 +200,7 @@ class SessionHost:
         if not session.closed:
             try:
                 await asyncio.wait_for(session.ended.wait(), LOGOUT_WAIT)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     @staticmethod
@@ -201,44 +222,72 @@ class SessionHost:
             return False
         interval = first.heartbeat_interval
         if interval is not None and not MIN_CLIENT_HEARTBEAT <= interval <= MAX_CLIENT_HEARTBEAT:
-            session.end(RejectCode.INVALID_FIELD, f"heartbeat_interval: whole seconds from {MIN_CLIENT_HEARTBEAT} "
-                                                  f"to {MAX_CLIENT_HEARTBEAT}", first.request_id)
+            session.end(
+                RejectCode.INVALID_FIELD,
+                f"heartbeat_interval: whole seconds from {MIN_CLIENT_HEARTBEAT} to {MAX_CLIENT_HEARTBEAT}",
+                first.request_id,
+            )
             return False
         account = first.account[:64]  # as counted and logged: an account name is never longer
         known = first.account in self.links
         guard = self.logon_guard
         wait = guard.admit(account, known, session.host, self.clock())
         if wait is not None:  # backing off or locked out: refused before its secret is looked at
-            log_event(log, "logon_refused_locked", logging.WARNING, session=session.number, peer=session.peer,
-                      account=account, by=wait.key, retry_after=round(wait.seconds, 3))
+            log_event(
+                log,
+                "logon_refused_locked",
+                logging.WARNING,
+                session=session.number,
+                peer=session.peer,
+                account=account,
+                by=wait.key,
+                retry_after=round(wait.seconds, 3),
+            )
             retry_after = round(wait.seconds, 3)
-            session.end(RejectCode.LOGON_LOCKED, f"too many failed logons for this {wait.key}: try again in "
-                        f"{retry_after} s", first.request_id, retry_after=retry_after)
+            session.end(
+                RejectCode.LOGON_LOCKED,
+                f"too many failed logons for this {wait.key}: try again in {retry_after} s",
+                first.request_id,
+                retry_after=retry_after,
+            )
             return False
         link = self.links.get(first.account)
         stored = link.config.secret_hash if link is not None else _DUMMY_HASH
         try:
             async with self._logon_checks:  # scrypt costs memory and tens of milliseconds: a few at a time
-                verified = await asyncio.get_running_loop().run_in_executor(self._secret_checker, verify_secret,
-                                                                            first.secret, stored)
+                verified = await asyncio.get_running_loop().run_in_executor(
+                    self._secret_checker, verify_secret, first.secret, stored
+                )
         except BaseException:
             guard.abandoned(account, known, session.host)
             raise
         if link is None or not verified:
             for key, failures, seconds in guard.failed(account, known, session.host, self.clock()):
-                log_event(log, "logon_lockout" if guard.locked_out(key, failures) else "logon_backoff",
-                          logging.WARNING, account=account if key == "account" else None,
-                          peer=session.host if key == "peer" else None, failures=failures, seconds=seconds)
-            log_event(log, "logon_failed", logging.WARNING, session=session.number, peer=session.peer,
-                      account=account)
+                log_event(
+                    log,
+                    "logon_lockout" if guard.locked_out(key, failures) else "logon_backoff",
+                    logging.WARNING,
+                    account=account if key == "account" else None,
+                    peer=session.host if key == "peer" else None,
+                    failures=failures,
+                    seconds=seconds,
+                )
+            log_event(log, "logon_failed", logging.WARNING, session=session.number, peer=session.peer, account=account)
             session.end(RejectCode.LOGON_FAILED, request_id=first.request_id)
             return False
         guard.succeeded(account, known, session.host, self.clock())
         market_data_only = first.market_data_only
         refusal = self._refuse_logon(link, market_data_only)
         if refusal is not None:
-            log_event(log, "logon_refused", logging.WARNING, session=session.number, account=first.account,
-                      peer=session.peer, code=int(refusal))
+            log_event(
+                log,
+                "logon_refused",
+                logging.WARNING,
+                session=session.number,
+                account=first.account,
+                peer=session.peer,
+                code=int(refusal),
+            )
             session.end(refusal, request_id=first.request_id)
             return False
         if session.closed or self.lifecycle.stopping:
@@ -249,8 +298,9 @@ class SessionHost:
             session.cancel_on_disconnect = False
         else:
             link.session = session
-            session.cancel_on_disconnect = (link.config.cancel_on_disconnect if first.cancel_on_disconnect is None
-                                            else first.cancel_on_disconnect)
+            session.cancel_on_disconnect = (
+                link.config.cancel_on_disconnect if first.cancel_on_disconnect is None else first.cancel_on_disconnect
+            )
         self.logged_on += 1
         session.link = link
         session.account = first.account
@@ -271,17 +321,27 @@ class SessionHost:
     async def _session_ended(self, session: Session) -> None:
         link = session.link
         if link is None:
-            log_event(log, "disconnected", session=session.number, peer=session.peer,
-                      code=None if session.close_code is None else int(session.close_code))
+            log_event(
+                log,
+                "disconnected",
+                session=session.number,
+                peer=session.peer,
+                code=None if session.close_code is None else int(session.close_code),
+            )
             return
         self.logged_on -= 1
         if link.session is session:
             link.session = None
         elif session.market_data_only:
             link.watchers -= 1
-        log_event(log, "session_ended", session=session.number, account=session.account,
-                  code=None if session.close_code is None else int(session.close_code),
-                  cancel_on_disconnect=session.cancel_on_disconnect)
+        log_event(
+            log,
+            "session_ended",
+            session=session.number,
+            account=session.account,
+            code=None if session.close_code is None else int(session.close_code),
+            cancel_on_disconnect=session.cancel_on_disconnect,
+        )
         if session.cancel_on_disconnect and not self.lifecycle.stopping:
             self.intake.put(None, Disconnected(session.account))
 
@@ -296,8 +356,9 @@ class SessionHost:
                 if not session.accepted or session.closed or session.waiting:
                     continue
                 if now - session.last_received > session.heartbeat_interval * factor:
-                    log_event(log, "heartbeat_timeout", logging.WARNING, session=session.number,
-                              account=session.account)
+                    log_event(
+                        log, "heartbeat_timeout", logging.WARNING, session=session.number, account=session.account
+                    )
                     session.end(RejectCode.HEARTBEAT_TIMEOUT)
                 elif now - session.last_sent >= session.heartbeat_interval:
                     session.write(ServerHeartbeat(ts=time.time_ns()))

@@ -46,6 +46,7 @@ names that are no account are counted in a table of their own, so a flood of
 invented names or addresses neither grows the exchange's memory nor pushes a
 real account's count out. The clock is a parameter: the guard does no I/O.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict

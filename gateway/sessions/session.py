@@ -12,6 +12,7 @@ any failure of the socket on the way (the peer reset, ENOTCONN, EPIPE) is
 contained here: it ends this session, and the engine task or the stop that
 was writing goes on.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,12 +20,12 @@ import contextlib
 import ipaddress
 import logging
 import time
-from typing import TYPE_CHECKING, Callable, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 from msgspec import UNSET, UnsetType
 
 from exchange import RejectCode
-
 from gateway.logs import log_event
 from gateway.wire.messages import LoggedOut, Outbound
 from gateway.wire.protocol import encode_frame
@@ -73,8 +74,14 @@ class AccountLink:
 class Session:
     """One client connection: its transport, its logon state, throttle and heartbeat clocks."""
 
-    def __init__(self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 config: ServerConfig, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        number: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        config: ServerConfig,
+        clock: Callable[[], float],
+    ) -> None:
         self.number = number
         self.config = config
         self.clock = clock
@@ -121,21 +128,37 @@ class Session:
             return
         self.last_sent = self.clock()
         if buffered > self.config.max_outbound_bytes:
-            log_event(log, "slow_consumer", logging.WARNING, session=self.number, account=self.account or None,
-                      peer=self.peer, buffered=buffered)
+            log_event(
+                log,
+                "slow_consumer",
+                logging.WARNING,
+                session=self.number,
+                account=self.account or None,
+                peer=self.peer,
+                buffered=buffered,
+            )
             self.end(RejectCode.SLOW_CONSUMER)  # the logout sits behind everything unread
 
-    def end(self, code: RejectCode | None, text: str | None = None, request_id: int | str | None = None,
-            retry_after: float | UnsetType = UNSET) -> None:
+    def end(
+        self,
+        code: RejectCode | None,
+        text: str | None = None,
+        request_id: int | str | None = None,
+        retry_after: float | UnsetType = UNSET,
+    ) -> None:
         """Send a logout (with ``code`` if the exchange ends the session; ``retry_after`` for a lockout) and close
         after it is written."""
         if self.closed:
             return
         self.close_code = code
         self._close()
-        message = LoggedOut(code=None if code is None else int(code),
-                            text=text or ("logged out" if code is None else code.text), retry_after=retry_after,
-                            ts=time.time_ns(), request_id=UNSET if request_id is None else request_id)
+        message = LoggedOut(
+            code=None if code is None else int(code),
+            text=text or ("logged out" if code is None else code.text),
+            retry_after=retry_after,
+            ts=time.time_ns(),
+            request_id=UNSET if request_id is None else request_id,
+        )
         transport = self.transport
         # Half-close: the logout goes out after what is queued, and the peer sees the end of the stream.
         # A full close now would answer data the client is still sending with a reset, which can
@@ -157,8 +180,15 @@ class Session:
     def lost(self, error: BaseException) -> None:
         """The connection failed under a write, a shutdown or a close: cut it. Only this session ends; the
         caller (the engine task, the stop, the heartbeat task) goes on."""
-        log_event(log, "session_io_error", logging.INFO, session=self.number, account=self.account or None,
-                  peer=self.peer, error=f"{type(error).__name__}: {error}")
+        log_event(
+            log,
+            "session_io_error",
+            logging.INFO,
+            session=self.number,
+            account=self.account or None,
+            peer=self.peer,
+            error=f"{type(error).__name__}: {error}",
+        )
         if not self.closed:
             self._close()
         abort(self.transport)

@@ -26,6 +26,7 @@ PostgreSQL store is one more class here (the SQL below is standard: upserts
 with ``ON CONFLICT``, integer columns, a one-row cursor table) and
 settlement does not change.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -149,8 +150,7 @@ class LedgerStore(Protocol):
         """Cents of fees over every settled trade: what the fee account has received from trading."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 _SCHEMA = """
@@ -199,8 +199,9 @@ CREATE TABLE IF NOT EXISTS movements (
 ) STRICT;
 """
 
-_TRADE_COLUMNS = ("seq, ts, trade_id, instrument, price, quantity, units, buyer, seller, buyer_fee, seller_fee, "
-                  "aggressor_side")
+_TRADE_COLUMNS = (
+    "seq, ts, trade_id, instrument, price, quantity, units, buyer, seller, buyer_fee, seller_fee, aggressor_side"
+)
 
 
 class SqliteLedgerStore:
@@ -260,18 +261,37 @@ class SqliteLedgerStore:
                     raise StaleBatch(f"batch built after seq {batch.previous_seq}, ledger is at seq {stored}")
                 connection.executemany(
                     "INSERT INTO accounts (account, opened_seq) VALUES (?, ?) ON CONFLICT (account) DO NOTHING",
-                    batch.opened_accounts)
+                    batch.opened_accounts,
+                )
                 connection.executemany(
                     "INSERT INTO balances (account, asset, amount) VALUES (?, ?, ?) "
                     "ON CONFLICT (account, asset) DO UPDATE SET amount = amount + excluded.amount",
-                    [(change.account, change.asset, change.amount) for change in batch.changes])
+                    [(change.account, change.asset, change.amount) for change in batch.changes],
+                )
                 connection.executemany(
                     f"INSERT INTO trades ({_TRADE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(t.seq, t.ts, t.trade_id, t.instrument, t.price, t.quantity, t.units, t.buyer, t.seller,
-                      t.buyer_fee, t.seller_fee, t.aggressor_side) for t in batch.trades])
+                    [
+                        (
+                            t.seq,
+                            t.ts,
+                            t.trade_id,
+                            t.instrument,
+                            t.price,
+                            t.quantity,
+                            t.units,
+                            t.buyer,
+                            t.seller,
+                            t.buyer_fee,
+                            t.seller_fee,
+                            t.aggressor_side,
+                        )
+                        for t in batch.trades
+                    ],
+                )
                 connection.executemany(
                     "INSERT INTO movements (seq, ts, account, asset, amount, kind) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(m.seq, m.ts, m.account, m.asset, m.amount, m.kind) for m in batch.movements])
+                    [(m.seq, m.ts, m.account, m.asset, m.amount, m.kind) for m in batch.movements],
+                )
                 connection.execute("UPDATE ledger_cursor SET last_applied_seq = ? WHERE id = 1", (batch.last_seq,))
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -292,10 +312,12 @@ class SqliteLedgerStore:
             accounts = [row[0] for row in connection.execute("SELECT account FROM accounts ORDER BY account")]
             balances: dict[str, dict[str, int]] = {}
             for account, asset, amount in connection.execute(
-                    "SELECT account, asset, amount FROM balances ORDER BY account, asset"):
+                "SELECT account, asset, amount FROM balances ORDER BY account, asset"
+            ):
                 balances.setdefault(account, {})[asset] = amount
-            net_movements = dict(connection.execute(
-                "SELECT asset, SUM(amount) FROM movements GROUP BY asset ORDER BY asset").fetchall())
+            net_movements = dict(
+                connection.execute("SELECT asset, SUM(amount) FROM movements GROUP BY asset ORDER BY asset").fetchall()
+            )
         return LedgerSnapshot(cursor, accounts, balances, net_movements)
 
     def accounts(self) -> list[str]:
@@ -304,14 +326,17 @@ class SqliteLedgerStore:
 
     def holdings_of(self, account: str) -> dict[str, int]:
         with self._lock:
-            return dict(self._connection.execute(
-                "SELECT asset, amount FROM balances WHERE account = ? ORDER BY asset", (account,)).fetchall())
+            return dict(
+                self._connection.execute(
+                    "SELECT asset, amount FROM balances WHERE account = ? ORDER BY asset", (account,)
+                ).fetchall()
+            )
 
     def trades_of(self, account: str) -> list[SettledTrade]:
         with self._lock:
             rows = self._connection.execute(
-                f"SELECT {_TRADE_COLUMNS} FROM trades WHERE buyer = ? OR seller = ? ORDER BY seq",
-                (account, account)).fetchall()
+                f"SELECT {_TRADE_COLUMNS} FROM trades WHERE buyer = ? OR seller = ? ORDER BY seq", (account, account)
+            ).fetchall()
         return [SettledTrade(*row) for row in rows]
 
     def all_trades(self) -> list[SettledTrade]:

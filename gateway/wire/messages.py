@@ -36,6 +36,7 @@ by the millions made).
 A new message kind goes here (its class, then ``OUTBOUND``), in the
 document's table, and in the tests' list of dicts.
 """
+
 from __future__ import annotations
 
 import msgspec
@@ -54,6 +55,7 @@ class Outbound(msgspec.Struct, tag_field="type", gc=False):
 
 
 # -- entries of messages (maps inside a message's arrays) ------------------------------------------------
+
 
 class InstrumentTerms(msgspec.Struct, gc=False):
     """An instrument of ``logon_accepted``: prices in ticks, fees in cents per lot, the tick in euros."""
@@ -130,6 +132,7 @@ class OwnBid(msgspec.Struct, gc=False):
 
 # -- session (PROTOCOL 8.1-8.3) ----------------------------------------------------------------------------
 
+
 class LogonAccepted(Outbound, tag="logon_accepted"):
     account: str
     protocol_version: int
@@ -161,6 +164,7 @@ class LoggedOut(Outbound, tag="logout", kw_only=True):
 
 
 # -- orders and requests (PROTOCOL 8.4-8.8) ----------------------------------------------------------------
+
 
 class ExecutionReport(Outbound, tag="execution_report"):
     """A change of an order, or its state (``exec_type`` "status"); a refused new order is a
@@ -255,6 +259,7 @@ class KillSwitchReport(Outbound, tag="kill_switch_report"):
 
 
 # -- answers to queries (PROTOCOL 8.9-8.13, 8.18-8.20) ----------------------------------------------------
+
 
 class BalancesAnswer(Outbound, tag="balances"):
     account: str
@@ -352,6 +357,7 @@ class TradingPhaseReport(Outbound, tag="trading_phase_report"):
 
 # -- primary auctions (PROTOCOL 8.15-8.17; MARKET_DATA 3.8) ------------------------------------------------
 
+
 class AuctionReport(Outbound, tag="auction_report", kw_only=True):
     """An auction opened (``status`` "open"), cleared or cancelled: to its auctioneer (numbered) and on the
     ``auctions`` channel (with ``md_seq``). Prices in ticks, amounts in cents."""
@@ -417,6 +423,7 @@ class AuctionStatusAnswer(Outbound, tag="auction_status"):
 
 
 # -- market data (MARKET_DATA 3.1-3.6): prices in ticks, quantities in lots, numbered by md_seq ------------
+
 
 class BookSnapshot(Outbound, tag="book_snapshot"):
     instrument: str
@@ -488,14 +495,55 @@ class InstrumentStatus(Outbound, tag="status"):
 
 
 # The messages numbered for an account (docs/PROTOCOL.md section 5): ``seq`` is set when one is delivered.
-NumberedMessage = (ExecutionReport | RejectedOrderReport | RequestRejected | MessageRejected | MassCancelReport
-                   | KillSwitchReport | BalancesAnswer | BookAnswer | OpenOrdersAnswer | TradesAnswer | Subscribed
-                   | Unsubscribed | SnapshotTaken | TradingPhaseReport | AuctionReport | BidReport | AuctionStatusAnswer)
+NumberedMessage = (
+    ExecutionReport
+    | RejectedOrderReport
+    | RequestRejected
+    | MessageRejected
+    | MassCancelReport
+    | KillSwitchReport
+    | BalancesAnswer
+    | BookAnswer
+    | OpenOrdersAnswer
+    | TradesAnswer
+    | Subscribed
+    | Unsubscribed
+    | SnapshotTaken
+    | TradingPhaseReport
+    | AuctionReport
+    | BidReport
+    | AuctionStatusAnswer
+)
 MarketData = BookSnapshot | BookUpdate | TopOfBook | PublicTrade | Statistics | InstrumentStatus | AuctionReport
 
 OUTBOUND: tuple[type[Outbound], ...] = (
-    LogonAccepted, ServerHeartbeat, LoggedOut, ExecutionReport, RejectedOrderReport, RequestRejected,
-    MessageRejected, MassCancelReport, KillSwitchReport, BalancesAnswer, BookAnswer, OpenOrdersAnswer, TradesAnswer,
-    Pong, Subscribed, Unsubscribed, ResendBegin, ResendEnd, SnapshotTaken, TradingPhaseReport, AuctionReport,
-    BidReport, AuctionStatusAnswer, BookSnapshot, BookUpdate, TopOfBook, PublicTrade, Statistics, InstrumentStatus,
+    LogonAccepted,
+    ServerHeartbeat,
+    LoggedOut,
+    ExecutionReport,
+    RejectedOrderReport,
+    RequestRejected,
+    MessageRejected,
+    MassCancelReport,
+    KillSwitchReport,
+    BalancesAnswer,
+    BookAnswer,
+    OpenOrdersAnswer,
+    TradesAnswer,
+    Pong,
+    Subscribed,
+    Unsubscribed,
+    ResendBegin,
+    ResendEnd,
+    SnapshotTaken,
+    TradingPhaseReport,
+    AuctionReport,
+    BidReport,
+    AuctionStatusAnswer,
+    BookSnapshot,
+    BookUpdate,
+    TopOfBook,
+    PublicTrade,
+    Statistics,
+    InstrumentStatus,
 )

@@ -30,6 +30,7 @@ fields are listed in docs/PROTOCOL.md and docs/MARKET_DATA.md);
 sends its requests). The client (:mod:`gateway.client`) reads the server's
 frames with :class:`DictReader`, which decodes any map as a dict.
 """
+
 from __future__ import annotations
 
 import re
@@ -65,6 +66,7 @@ class Inbound(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_o
 
 # -- session ---------------------------------------------------------------------------------
 
+
 class Logon(Inbound, tag="logon", frozen=True):
     account: str
     secret: str
@@ -82,6 +84,7 @@ class Heartbeat(Inbound, tag="heartbeat", frozen=True):
 
 
 # -- orders ----------------------------------------------------------------------------------
+
 
 class NewOrderRequest(Inbound, tag="new_order", frozen=True):
     client_order_id: ClientOrderId
@@ -153,6 +156,7 @@ class ResendRequest(Inbound, tag="resend", frozen=True):
 
 # -- market data over the socket ------------------------------------------------------------
 
+
 class SubscribeRequest(Inbound, tag="subscribe", frozen=True):
     market_data: ClassVar[bool] = True
     instruments: Union[list[str], None] = None  # noqa: UP007 None: every instrument
@@ -166,6 +170,7 @@ class UnsubscribeRequest(Inbound, tag="unsubscribe", frozen=True):
 
 
 # -- operators -------------------------------------------------------------------------------
+
 
 class KillSwitchRequest(Inbound, tag="kill_switch", frozen=True):
     account: str
@@ -189,6 +194,7 @@ class SetTradingPhaseRequest(Inbound, tag="set_trading_phase", frozen=True):
 
 
 # -- EU ETS primary auctions -----------------------------------------------------------------------
+
 
 class OpenAuctionRequest(Inbound, tag="open_auction", frozen=True):
     auction_id: str
@@ -223,11 +229,31 @@ class AuctionStatusRequest(Inbound, tag="auction_status", frozen=True):
 
 
 InboundMessage = (
-    Logon | Logout | Heartbeat | NewOrderRequest | CancelRequest | ReplaceRequest | MassCancelRequest
-    | OrderStatusRequest | BalancesRequest | BookRequest | ResendRequest | SubscribeRequest | UnsubscribeRequest
-    | KillSwitchRequest | ReleaseKillSwitchRequest | SnapshotRequest | SetTradingPhaseRequest | OpenAuctionRequest
-    | SubmitBidRequest | ModifyBidRequest | WithdrawBidRequest | AuctionStatusRequest | OpenOrdersRequest
-    | TradesRequest | PingRequest
+    Logon
+    | Logout
+    | Heartbeat
+    | NewOrderRequest
+    | CancelRequest
+    | ReplaceRequest
+    | MassCancelRequest
+    | OrderStatusRequest
+    | BalancesRequest
+    | BookRequest
+    | ResendRequest
+    | SubscribeRequest
+    | UnsubscribeRequest
+    | KillSwitchRequest
+    | ReleaseKillSwitchRequest
+    | SnapshotRequest
+    | SetTradingPhaseRequest
+    | OpenAuctionRequest
+    | SubmitBidRequest
+    | ModifyBidRequest
+    | WithdrawBidRequest
+    | AuctionStatusRequest
+    | OpenOrdersRequest
+    | TradesRequest
+    | PingRequest
 )
 INBOUND: tuple[type[Inbound], ...] = get_args(InboundMessage)
 
@@ -283,16 +309,19 @@ class FrameReader:
         bodies: list[memoryview] = []
         max_frame = self.max_frame
         while end - at >= LENGTH_BYTES:
-            length = int.from_bytes(view[at:at + LENGTH_BYTES], "big")
+            length = int.from_bytes(view[at : at + LENGTH_BYTES], "big")
             if not 0 < length <= max_frame:
-                self.failed = Refusal(RejectCode.FRAME_TOO_LARGE, f"{RejectCode.FRAME_TOO_LARGE.text}: length "
-                                      f"{length}, maximum {max_frame}", fatal=True)
+                self.failed = Refusal(
+                    RejectCode.FRAME_TOO_LARGE,
+                    f"{RejectCode.FRAME_TOO_LARGE.text}: length {length}, maximum {max_frame}",
+                    fatal=True,
+                )
                 self._pending = b""
                 return bodies
             stop = at + LENGTH_BYTES + length
             if stop > end:
                 break
-            bodies.append(view[at + LENGTH_BYTES:stop])
+            bodies.append(view[at + LENGTH_BYTES : stop])
             at = stop
         self._pending = bytes(view[at:]) if at < end else b""
         return bodies
@@ -333,8 +362,13 @@ class MessageReader:
                 if refusal.fatal:
                     break
             except _UNREADABLE as error:
-                out.append(Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: "
-                                   f"{_unreadable(body, error)}", fatal=True))
+                out.append(
+                    Refusal(
+                        RejectCode.MALFORMED_FRAME,
+                        f"{RejectCode.MALFORMED_FRAME.text}: {_unreadable(body, error)}",
+                        fatal=True,
+                    )
+                )
                 break
         else:
             if self.frames.failed is not None:
@@ -349,21 +383,34 @@ def _classify(body: memoryview, error: msgspec.ValidationError) -> Refusal:
     try:  # the schema failed first; the body may still be broken MessagePack further on
         document = _any_decoder.decode(body)
     except _UNREADABLE as decode_error:
-        return Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: "
-                       f"{_unreadable(body, decode_error)}", fatal=True)
+        return Refusal(
+            RejectCode.MALFORMED_FRAME,
+            f"{RejectCode.MALFORMED_FRAME.text}: {_unreadable(body, decode_error)}",
+            fatal=True,
+        )
     if _may_nest_deeply(body):  # the decoder's own depth limit is the interpreter's, which differs by version
         problem = _malformation(body)
         if problem is not None:
             return Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: {problem}", fatal=True)
     if type(document) is not dict:
-        return Refusal(RejectCode.MALFORMED_FRAME, f"{RejectCode.MALFORMED_FRAME.text}: "
-                       f"{_describe_value(document)}, not a map", fatal=True)
+        return Refusal(
+            RejectCode.MALFORMED_FRAME,
+            f"{RejectCode.MALFORMED_FRAME.text}: {_describe_value(document)}, not a map",
+            fatal=True,
+        )
     message_type = _echo_text(document.get("type"))
     request_id, client_order_id = _echo_id(document.get("request_id")), _echo_id(document.get("client_order_id"))
 
     def refused(code: RejectCode, detail: str, field: str | None) -> Refusal:
-        return Refusal(code, f"{code.text}{detail}", fatal=False, field=field, message_type=message_type,
-                       request_id=request_id, client_order_id=client_order_id)
+        return Refusal(
+            code,
+            f"{code.text}{detail}",
+            fatal=False,
+            field=field,
+            message_type=message_type,
+            request_id=request_id,
+            client_order_id=client_order_id,
+        )
 
     kind = None if message_type is None else INBOUND_BY_TYPE.get(message_type)
     if kind is None:
@@ -371,8 +418,9 @@ def _classify(body: memoryview, error: msgspec.ValidationError) -> Refusal:
     unknown = [key for key in document if key != "type" and key not in kind.__struct_fields__]
     if unknown:
         field = _echo_text(unknown[0])
-        return refused(RejectCode.INVALID_FIELD,
-                       f": unknown field {field if field is not None else '(not a short string)'}", field)
+        return refused(
+            RejectCode.INVALID_FIELD, f": unknown field {field if field is not None else '(not a short string)'}", field
+        )
     match = _FIELD_IN_ERROR.search(str(error))
     field, problem = _field_problem(kind, document, (match.group(1) or match.group(2)) if match else None)
     return refused(RejectCode.INVALID_FIELD, f": {problem}", field)
@@ -413,12 +461,39 @@ NOT_MESSAGEPACK = "not valid MessagePack"
 # MessagePack's first bytes (its specification, msgpack.org): the bytes that follow
 # a scalar of fixed size; the length bytes of a str, bin or ext (then its type byte) and which it is; the
 # length bytes of an array or a map and the objects each entry holds.
-_FIXED_SIZE = {0xc0: 0, 0xc2: 0, 0xc3: 0, 0xca: 4, 0xcb: 8, 0xcc: 1, 0xcd: 2, 0xce: 4, 0xcf: 8, 0xd0: 1, 0xd1: 2,
-               0xd2: 4, 0xd3: 8, 0xd4: 2, 0xd5: 3, 0xd6: 5, 0xd7: 9, 0xd8: 17}  # 0xd4-0xd8: fixext, type byte + data
-_SIZED = {0xc4: (1, "bin"), 0xc5: (2, "bin"), 0xc6: (4, "bin"), 0xc7: (1, "ext"), 0xc8: (2, "ext"), 0xc9: (4, "ext"),
-          0xd9: (1, "str"), 0xda: (2, "str"), 0xdb: (4, "str")}
-_COLLECTIONS = {0xdc: (2, 1), 0xdd: (4, 1), 0xde: (2, 2), 0xdf: (4, 2)}  # array 16/32, map 16/32
-_NOT_COLLECTION_BYTES = bytes(lead for lead in range(256) if not (0x80 <= lead <= 0x9f or lead in _COLLECTIONS))
+_FIXED_SIZE = {
+    0xC0: 0,
+    0xC2: 0,
+    0xC3: 0,
+    0xCA: 4,
+    0xCB: 8,
+    0xCC: 1,
+    0xCD: 2,
+    0xCE: 4,
+    0xCF: 8,
+    0xD0: 1,
+    0xD1: 2,
+    0xD2: 4,
+    0xD3: 8,
+    0xD4: 2,
+    0xD5: 3,
+    0xD6: 5,
+    0xD7: 9,
+    0xD8: 17,
+}  # 0xd4-0xd8: fixext, type byte + data
+_SIZED = {
+    0xC4: (1, "bin"),
+    0xC5: (2, "bin"),
+    0xC6: (4, "bin"),
+    0xC7: (1, "ext"),
+    0xC8: (2, "ext"),
+    0xC9: (4, "ext"),
+    0xD9: (1, "str"),
+    0xDA: (2, "str"),
+    0xDB: (4, "str"),
+}
+_COLLECTIONS = {0xDC: (2, 1), 0xDD: (4, 1), 0xDE: (2, 2), 0xDF: (4, 2)}  # array 16/32, map 16/32
+_NOT_COLLECTION_BYTES = bytes(lead for lead in range(256) if not (0x80 <= lead <= 0x9F or lead in _COLLECTIONS))
 
 
 def _may_nest_deeply(body: memoryview) -> bool:
@@ -443,18 +518,18 @@ def _malformation(body: memoryview | bytes) -> str | None:
         at += 1
         count = 0
         is_map = 0
-        if lead <= 0x7f or lead >= 0xe0:  # positive and negative fixint
+        if lead <= 0x7F or lead >= 0xE0:  # positive and negative fixint
             pass
-        elif lead <= 0x9f or lead in _COLLECTIONS:
-            if lead <= 0x8f:
-                count, is_map = (lead & 0x0f) * 2, 1
-            elif lead <= 0x9f:
-                count = lead & 0x0f
+        elif lead <= 0x9F or lead in _COLLECTIONS:
+            if lead <= 0x8F:
+                count, is_map = (lead & 0x0F) * 2, 1
+            elif lead <= 0x9F:
+                count = lead & 0x0F
             else:
                 width, per_entry = _COLLECTIONS[lead]
                 if at + width > end:
                     return TRUNCATED
-                count, is_map = int.from_bytes(data[at:at + width], "big") * per_entry, per_entry - 1
+                count, is_map = int.from_bytes(data[at : at + width], "big") * per_entry, per_entry - 1
                 at += width
             if is_map and is_key:
                 return UNUSABLE_KEY
@@ -463,14 +538,14 @@ def _malformation(body: memoryview | bytes) -> str | None:
             if count:
                 open_collections.append([count, is_map])
                 continue
-        elif lead <= 0xbf or lead in _SIZED:
-            if lead <= 0xbf:
-                size, what = lead & 0x1f, "str"
+        elif lead <= 0xBF or lead in _SIZED:
+            if lead <= 0xBF:
+                size, what = lead & 0x1F, "str"
             else:
                 width, what = _SIZED[lead]
                 if at + width > end:
                     return TRUNCATED
-                size = int.from_bytes(data[at:at + width], "big")
+                size = int.from_bytes(data[at : at + width], "big")
                 at += width
             if what == "ext":
                 if is_key:
@@ -480,12 +555,12 @@ def _malformation(body: memoryview | bytes) -> str | None:
                 return TRUNCATED
             if what == "str":
                 try:
-                    data[at:at + size].decode("utf-8")
+                    data[at : at + size].decode("utf-8")
                 except UnicodeDecodeError:
                     return NOT_UTF8
             at += size
         elif lead in _FIXED_SIZE:
-            if is_key and 0xd4 <= lead <= 0xd8:
+            if is_key and 0xD4 <= lead <= 0xD8:
                 return UNUSABLE_KEY
             at += _FIXED_SIZE[lead]
             if at > end:
@@ -509,8 +584,6 @@ def _unreadable(body: memoryview | bytes, error: Exception) -> str:
     if isinstance(error, RecursionError):  # within MAX_NESTING, but deeper than this interpreter lets msgspec go
         return NESTED
     return NOT_MESSAGEPACK
-
-
 
 
 def _fields(kind: type[Inbound]) -> dict[str, msgspec.inspect.Field]:
@@ -587,7 +660,7 @@ def _describe_value(value: object) -> str:
 
 _encoder = msgspec.msgpack.Encoder()
 _length = struct.Struct(">I").pack  # LENGTH_BYTES, big-endian: a C call, cheaper than int.to_bytes
-_MAP16 = 0xde  # MessagePack's map with a 2-byte count; a map of up to 15 entries has a 1-byte header (0x80 | count)
+_MAP16 = 0xDE  # MessagePack's map with a 2-byte count; a map of up to 15 entries has a 1-byte header (0x80 | count)
 
 
 def encode_message(message: msgspec.Struct | dict[str, Any]) -> bytes:
