@@ -21,7 +21,7 @@ Every price on the tick is a candidate, not only the prices orders carry.
 Between two neighbouring order prices demand and supply do not change, so
 such a stretch is represented by its price nearest the reference; the
 search looks at each order price and each stretch, never at every tick.
-``tests/test_call_auction.py`` checks it against a search over every tick.
+``tests/exchange/test_call_auction.py`` checks it against a search over every tick.
 
 Quantities are whole orders' open lots, iceberg reserves included: the
 whole order takes part in an auction, as at EEX.

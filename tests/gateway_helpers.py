@@ -1,4 +1,4 @@
-"""Helpers for the end-to-end gateway tests (tests/test_gateway_sessions.py).
+"""Helpers for the end-to-end gateway tests (tests/gateway/sessions/test_gateway_sessions.py).
 
 How it works
 ------------

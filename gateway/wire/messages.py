@@ -20,7 +20,7 @@ Three kinds of field:
   made (the request's label is echoed, the account's number given at
   delivery), so messages are mutable structs.
 
-tests/test_wire_messages.py holds every kind against the dict it replaced
+tests/gateway/wire/test_wire_messages.py holds every kind against the dict it replaced
 and checks the bytes are the same, and decodes each with the client's reader
 and the reference ``msgpack`` package.
 

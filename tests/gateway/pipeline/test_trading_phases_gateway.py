@@ -8,7 +8,7 @@ second interruption. Client-library sessions send orders; a third session
 subscribes to EUA's status and trades on the trading socket, and the market
 operator (``market-ops``) changes phases with ``set_trading_phase``. Every
 answer, report and market-data message of the story is checked field by
-field. (The engine's side, with every rule, is tests/test_call_auction.py.)
+field. (The engine's side, with every rule, is tests/exchange/test_call_auction.py.)
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from gateway.config import (
     parse_server_config,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 VALID_TABLE = """\
 name = "EU Allowance"

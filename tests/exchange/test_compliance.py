@@ -3,7 +3,7 @@
 How it is checked: scenarios run on an engine with pre-trade risk over the
 shipped instruments (plus TST, traded but not eligible), with accounts
 opened and funded through OpenAccount and Deposit. A refused command is
-checked the way tests/test_rejects.py does it: the setup is replayed into
+checked the way tests/exchange/test_rejects.py does it: the setup is replayed into
 two engines, one gets the bad command; it must answer with exactly one
 RequestRejected carrying the code and the code's text, and equal its twin in
 everything but the sequence counter (state hash, then the same answers to

@@ -26,7 +26,7 @@ from test_cli import carbonx, free_port, serve
 
 from gateway.client import NoAnswer, NotAnExchange, connect
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def run(*args: str, cwd: Path, env: dict | None = None, **options) -> subprocess.CompletedProcess:

@@ -38,7 +38,7 @@ from gateway_helpers import HOST, SECRET
 
 from gateway.client import connect
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 SEED = int(os.environ.get("CARBONX_CHAOS_SEED", "20261207"))

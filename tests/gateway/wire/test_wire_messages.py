@@ -12,7 +12,7 @@ What is tested here
 * The reference ``msgpack`` package packs the old dict to the same bytes, and reads the frame's body
   back to the same map as the client's reader (:class:`DictReader`).
 * Round trip: the frame read by the client's reader and converted to the schema is the message
-  again. (Every inbound message's round trip, with both encoders, is in tests/test_gateway_protocol.py.)
+  again. (Every inbound message's round trip, with both encoders, is in tests/gateway/wire/test_gateway_protocol.py.)
 """
 
 from __future__ import annotations

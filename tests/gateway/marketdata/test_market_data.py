@@ -1773,8 +1773,8 @@ async def test_mqtt_stalled_broker_never_slows_matching_and_subscribers_realign_
 
 # == 4. docs/MARKET_DATA.md against the feed, the broker's configuration and itself =====================
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
-MOSQUITTO_CONF = Path(__file__).resolve().parents[1] / "config" / "mosquitto" / "mosquitto.conf"
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+MOSQUITTO_CONF = Path(__file__).resolve().parents[3] / "config" / "mosquitto" / "mosquitto.conf"
 
 
 def market_data_doc(start: str, end: str) -> str:

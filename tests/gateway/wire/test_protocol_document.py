@@ -34,7 +34,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[3]
 SECRET = "carbonx-demo"
 WAIT = 5.0  # seconds: the longest any single expected message may take
 

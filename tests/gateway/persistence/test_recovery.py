@@ -5,8 +5,8 @@ data directory of its own, stops it, and starts it again on the same
 directory, as an operator would. What the sessions saw before the stop is
 compared with the state and the answers after it: state hash, outbound
 sequence numbers, client order ids, the resend of numbered messages, the
-settled ledger. A real ``kill -9`` is tests/test_crash.py's; the journal's
-file format, torn tails and snapshots are tests/test_journal.py's.
+settled ledger. A real ``kill -9`` is tests/gateway/persistence/test_crash.py's; the journal's
+file format, torn tails and snapshots are tests/gateway/persistence/test_journal.py's.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ Covered:
   records than the reader searches past;
 - snapshots that are damaged, from another journal or past the ledger are
   passed over (one past the journal's end refuses the start: see
-  tests/test_startup_integrity.py, with the rest of the start-up checks);
+  tests/gateway/persistence/test_startup_integrity.py, with the rest of the start-up checks);
   events after the ledger's cursor are settled exactly once, whatever the
   cursor;
 - a genesis that differs is refused with the difference named; a journal
@@ -825,7 +825,7 @@ def test_a_zeroed_block_in_the_middle_is_refused_not_truncated_as_a_torn_tail(tm
 
 # -- 7. snapshots passed over ----------------------------------------------------------------------------
 # (A snapshot past the journal's last commit record is not passed over: it shows that the journal lost
-# acknowledged batches, and the start is refused; tests/test_startup_integrity.py.)
+# acknowledged batches, and the start is refused; tests/gateway/persistence/test_startup_integrity.py.)
 
 
 @pytest.mark.parametrize("kind", ["damaged", "other_journal", "past_the_ledger"])

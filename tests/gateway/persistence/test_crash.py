@@ -98,7 +98,7 @@ from gateway.persistence.recovery import (
 from gateway.settlement.ledger import SqliteLedgerStore
 from gateway.settlement.service import reconcile
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 SEED = int(os.environ.get("CARBONX_CRASH_SEED", "20260311"))
 KILLS = 12  # crash cycles (10 at least are wanted; the start after the last one is stopped gracefully)
 ORDERS_PER_CYCLE = (200, 400)  # actions (new orders, cancels) a cycle's stream has, drawn; the kill cuts it short

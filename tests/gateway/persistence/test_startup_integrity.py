@@ -23,7 +23,7 @@ What this file proves
    ``JournalError`` saying so, the journal and the data directory as they
    were; ``carbonx serve`` reports it in one line on stderr, no traceback.
 
-Journals are made with tests/test_journal.py's ``Live`` (the gateway's calls
+Journals are made with tests/gateway/persistence/test_journal.py's ``Live`` (the gateway's calls
 without sockets), or by the running exchange where the path through
 ``running_exchange`` is the point.
 """
@@ -66,7 +66,7 @@ from gateway.persistence.recovery import (
     snapshot_files,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def files_of(directory: Path) -> dict[str, bytes]:

@@ -10,7 +10,7 @@ What is tested here
   accepted. :class:`DictReader`, the client's side, in brief.
 * Messages: every inbound message type round-trips, encoded both with
   :func:`encode_frame` and with the reference ``msgpack`` package, as a
-  dict and as its schema (the outbound ones: tests/test_wire_messages.py); the
+  dict and as its schema (the outbound ones: tests/gateway/wire/test_wire_messages.py); the
   defaults; the echo of ``request_id``, ``message_type`` and
   ``client_order_id`` in refusals; unknown types, missing, unknown and
   wrongly typed fields, non-string keys and ext values (not fatal, the field
@@ -23,7 +23,7 @@ What is tested here
 * :func:`gateway.pipeline.reports.price_in_cents`.
 * :class:`gateway.pipeline.reports.OrderTracker` fed real engine events, scenario by
   scenario and differentially against the engine under random order flow.
-* Every session code (700-799) is tested here or in tests/test_gateway_sessions.py.
+* Every session code (700-799) is tested here or in tests/gateway/sessions/test_gateway_sessions.py.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ from gateway.wire.protocol import (
     encode_message,
 )
 
-# A 5-cent tick (as in tests/test_rejects.py), so that prices off the tick exist.
+# A 5-cent tick (as in tests/exchange/test_rejects.py), so that prices off the tick exist.
 COARSE = parse_instruments(
     {
         "instruments": {
@@ -519,7 +519,7 @@ def test_message_round_trip(encode, document, expected):
 )
 def test_schema_encoded_reads_back_as_itself(message):
     """The other way round: a message built from its schema, encoded, is read back as itself, and the
-    reference msgpack package reads the same map from it (the outbound schemas: tests/test_wire_messages.py)."""
+    reference msgpack package reads the same map from it (the outbound schemas: tests/gateway/wire/test_wire_messages.py)."""
     frame = encode_frame(message)
     assert MessageReader().feed(frame) == [message]
     assert msgpack.unpackb(frame[LENGTH_BYTES:]) == msgspec.to_builtins(message)
@@ -1777,10 +1777,14 @@ def test_tracker_agrees_with_the_trades(plan):
 
 def test_every_session_code_is_tested():
     """Every 7xx code is named as RejectCode.<NAME> here or in the end-to-end session and recovery tests."""
-    here = Path(__file__).resolve().parent
+    gateway_tests = Path(__file__).resolve().parents[1]
     text = "".join(
-        (here / name).read_text(encoding="utf-8") if (here / name).is_file() else ""
-        for name in ("test_gateway_protocol.py", "test_gateway_sessions.py", "test_recovery.py")
+        (gateway_tests / name).read_text(encoding="utf-8")
+        for name in (
+            "wire/test_gateway_protocol.py",
+            "sessions/test_gateway_sessions.py",
+            "persistence/test_recovery.py",
+        )
     )
     named = set(re.findall(r"RejectCode\.([A-Z_0-9]+)\b", text))
     session_codes = [code for code in RejectCode if 700 <= code <= 799]

@@ -8,7 +8,7 @@ accounts bid through the client library, and a third session subscribes to
 the ``auctions`` market-data channel. Every report is checked field by field;
 holdings are checked through ``balances`` and the settlement ledger is
 reconciled against the engine at the end. The engine's rules one by one are
-tests/test_primary_auction.py.
+tests/exchange/test_primary_auction.py.
 """
 
 from __future__ import annotations
