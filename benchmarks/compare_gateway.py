@@ -2,7 +2,7 @@
 the runs alternating.
 
 usage: python3 benchmarks/compare_gateway.py BASE_DIR NEW_DIR [--rounds 3] [--sessions 10 100]
-       [--requests 200000] [--rate 5000] [--seconds 10]
+       [--requests 200000] [--rate 5000] [--seconds 10] [--fsync batch|off]
 
 How this works
 --------------
@@ -35,7 +35,7 @@ import gateway_suite  # noqa: E402
 from gateway_bench import free_port  # noqa: E402
 
 
-def one_run(checkout: Path, sessions: int, mode: str, amount: float, seconds: float) -> dict:
+def one_run(checkout: Path, sessions: int, mode: str, amount: float, seconds: float, fsync: str = "batch") -> dict:
     """``gateway_suite.drive``'s figures for ``carbonx serve`` started from ``checkout``."""
     with tempfile.TemporaryDirectory(prefix="carbonx-compare-") as scratch:
         folder = Path(scratch)
@@ -44,7 +44,7 @@ def one_run(checkout: Path, sessions: int, mode: str, amount: float, seconds: fl
         here = os.getcwd()
         os.chdir(checkout)  # ``python -m gateway.cli`` imports the package of the working directory
         try:
-            server = gateway_suite.start_exchange(port, "batch", folder, accounts)
+            server = gateway_suite.start_exchange(port, fsync, folder, accounts)
         finally:
             os.chdir(here)
         try:
@@ -65,13 +65,21 @@ def main() -> int:
         "--rate", type=float, default=5_000.0, help="requests a second offered for the latency runs (0: none)"
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each latency run")
+    parser.add_argument(
+        "--fsync",
+        choices=("batch", "off"),
+        default="batch",
+        help="the journal's sync (off: what the request path costs without the disk's latency)",
+    )
     args = parser.parse_args()
     checkouts = (args.base, args.new)
     for sessions in args.sessions:
         runs: dict[Path, list[int]] = {checkout: [] for checkout in checkouts}
         for _ in range(args.rounds):
             for checkout in checkouts:
-                runs[checkout].append(one_run(checkout, sessions, "max", args.requests, 4.0)["requests_per_s"])
+                runs[checkout].append(
+                    one_run(checkout, sessions, "max", args.requests, 4.0, args.fsync)["requests_per_s"]
+                )
         base, new = max(runs[args.base]), max(runs[args.new])
         print(
             f"{sessions:>5} sessions: base {runs[args.base]} new {runs[args.new]} requests/s; "
@@ -83,7 +91,9 @@ def main() -> int:
         latencies: dict[Path, list[dict]] = {checkout: [] for checkout in checkouts}
         for _ in range(args.rounds):
             for checkout in checkouts:
-                latencies[checkout].append(one_run(checkout, sessions, "rate", args.rate, args.seconds)["latency_ms"])
+                latencies[checkout].append(
+                    one_run(checkout, sessions, "rate", args.rate, args.seconds, args.fsync)["latency_ms"]
+                )
         for percentile in ("p50", "p99"):
             figures = {checkout: sorted(run[percentile] for run in latencies[checkout]) for checkout in checkouts}
             base_figure, new_figure = (statistics.median(figures[checkout]) for checkout in checkouts)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from exchange import (
     BlockAccount,
@@ -27,15 +27,10 @@ from exchange import (
     ModifyBid,
     NewOrder,
     OpenPrimaryAuction,
-    OrderType,
     RejectCode,
     ReplaceOrder,
-    SelfTradePrevention,
     SetTradingPhase,
-    Side,
     SubmitBid,
-    TimeInForce,
-    TradingPhase,
     UnblockAccount,
     WithdrawBid,
 )
@@ -58,6 +53,12 @@ from gateway.wire.protocol import (
     SubmitBidRequest,
     WithdrawBidRequest,
 )
+
+# The engine's commands take the wire's strings for their enums (side, order type, time in force, self-trade
+# prevention, phase): they convert them, and refuse a bad one with its own code (exchange.commands). The gateway
+# passes them on as they came, through these names typed Any: no conversion (nor a cast call) on the order path.
+NEW_ORDER_FROM_WIRE: Any = NewOrder
+PHASE_FROM_WIRE: Any = SetTradingPhase
 
 CommandMaker = Callable[..., object]  # (session or None, request, ts) -> an engine command
 
@@ -98,23 +99,21 @@ class CommandBuilder:
 
     def _new_order(self, session: Session, request: NewOrderRequest, ts: int) -> NewOrder:
         instrument = self.engine.instruments.get(request.instrument)
-        # The engine's commands take the wire's strings for their enums: they convert them, and refuse a bad one
-        # with its own code (exchange.commands), so the gateway passes them on as they came.
-        return NewOrder(
+        return NEW_ORDER_FROM_WIRE(
             ts=ts,
             account=session.account,
             client_order_id=request.client_order_id,
             instrument=request.instrument,
-            side=cast("Side", request.side),
+            side=request.side,
             quantity=request.quantity,
             price=price_in_cents(request.price, instrument, "price"),
-            order_type=cast("OrderType", request.order_type),
-            time_in_force=cast("TimeInForce", request.time_in_force),
+            order_type=request.order_type,
+            time_in_force=request.time_in_force,
             display_quantity=request.display_quantity,
             stop_price=price_in_cents(request.stop_price, instrument, "stop_price"),
             expire_date=request.expire_date,
             post_only=request.post_only,
-            self_trade_prevention=cast("SelfTradePrevention | None", request.self_trade_prevention),
+            self_trade_prevention=request.self_trade_prevention,
         )
 
     def _cancel_order(self, session: Session, request: CancelRequest, ts: int) -> CancelOrder:
@@ -145,12 +144,7 @@ class CommandBuilder:
         return UnblockAccount(ts=ts, account=request.account)
 
     def _set_trading_phase(self, session: Session, request: SetTradingPhaseRequest, ts: int) -> SetTradingPhase:
-        return SetTradingPhase(
-            ts=ts,
-            instrument=request.instrument,
-            phase=cast("TradingPhase", request.phase),
-            from_phase=cast("TradingPhase | None", request.from_phase),
-        )
+        return PHASE_FROM_WIRE(ts=ts, instrument=request.instrument, phase=request.phase, from_phase=request.from_phase)
 
     def _open_auction(self, session: Session, request: OpenAuctionRequest, ts: int) -> OpenPrimaryAuction:
         """An auctioneer's auction: the window from now, the seed drawn here (the engine draws nothing)."""

@@ -178,12 +178,14 @@ class EngineLoop:
         pending: list[tuple[str | None, object, object]] = []  # (account or None, request_id, command)
         ordering: set[str] = set()  # accounts with a new order among the pending commands
         commands, answers = self.handlers.commands, self.handlers.answers
-        taken = self.intake.taken
+        intake = self.intake
         too_old = self.clock() - self.config.max_queue_delay  # queued before this: refused, not run late
         for session, request, queued_at in batch:
             kind = request.__class__
             if kind is not NotProcessed:
-                taken(session)
+                intake.queued -= 1  # taken off the queue: the intake's counts of what is queued, in all and per session
+                if session is not None:
+                    session.queued -= 1
             if session is None:  # the gateway's own: cancel-on-disconnect, operator commands
                 if kind is OperatorCommands:
                     self._execute(pending)
@@ -195,7 +197,7 @@ class EngineLoop:
             assert account is not None  # only logged-on sessions' requests are queued
             if queued_at < too_old and kind in commands:
                 self._execute(pending)
-                self.intake.note_overload(1)
+                intake.note_overload(1)
                 self.replies.refuse_unprocessed(session, RejectCode.OVERLOADED, [request])
                 continue
             if kind is NewOrderRequest:

@@ -272,9 +272,3 @@ class Intake:
         self.refused_waiting -= len(run.requests)
         if not session.refused_waiting:
             session.refusals_answered.set()
-
-    def taken(self, session: Session | None) -> None:
-        """The engine took a request (not a run of refusals) off the queue."""
-        self.queued -= 1
-        if session is not None:
-            session.queued -= 1

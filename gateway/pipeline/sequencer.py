@@ -69,6 +69,9 @@ from gateway.wire.protocol import encode_frame
 log = logging.getLogger("carbonx.gateway")
 
 
+_tuple_new = tuple.__new__
+
+
 class Numbered(NamedTuple):
     """An outbox entry: a message numbered for an account (its ``seq``), with its frame as kept for resend."""
 
@@ -215,7 +218,9 @@ class Sequencer:
         if kept is None:
             kept = self.sent[account] = deque(maxlen=self.resend_window)
         kept.append((seq, frame))
-        outbox.append(Numbered(account, message, frame))
+        # Built the way the engine builds its events (tuple.__new__): a NamedTuple's own constructor is a
+        # Python-level function, and this runs for every numbered message.
+        outbox.append(_tuple_new(Numbered, (account, message, frame)))
 
     def session_started(self, account: str) -> None:
         """The account logged on with cancel-on-disconnect in force."""
