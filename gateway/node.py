@@ -159,10 +159,6 @@ class TradingGateway:
         self._operator_waits: set[asyncio.Future] = set()
 
     @property
-    def stopping(self) -> bool:
-        return self.lifecycle.stopping
-
-    @property
     def failure(self) -> BaseException | None:
         """The fault that stopped the engine loop, if one did."""
         return self.lifecycle.failure

@@ -32,7 +32,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -116,7 +116,7 @@ class EngineLoop:
         # Counted from the newest snapshot, not from this process's start: crash after crash, the journal to
         # replay at the next start stays within snapshot_every commands.
         self.commands_since_snapshot = commands_since_snapshot
-        self.between_batches: Callable[[], object] | None = None  # awaited after each batch (snapshots)
+        self.between_batches: Callable[[], Awaitable[None]] | None = None  # awaited after each batch (snapshots)
 
     def start_syncing(self) -> None:
         if self._sync_each_batch:
@@ -154,7 +154,7 @@ class EngineLoop:
                     break
                 self.run_batch(batch)
                 if self.between_batches is not None:
-                    await self.between_batches()  # type: ignore[misc]  # a coroutine function
+                    await self.between_batches()
                 self.in_hand = False
                 for _ in batch:
                     queue.task_done()
@@ -187,9 +187,9 @@ class EngineLoop:
                 if session is not None:
                     session.queued -= 1
             if session is None:  # the gateway's own: cancel-on-disconnect, operator commands
-                if kind is OperatorCommands:
+                if isinstance(request, OperatorCommands):  # (the gateway's own: rare, so isinstance is fine)
                     self._execute(pending)
-                    self._operator_commands(request)  # type: ignore[arg-type]
+                    self._operator_commands(request)
                 else:
                     pending.append((None, None, commands[kind](None, request, self.now())))
                 continue

@@ -27,13 +27,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from exchange import RejectCode
 from gateway.config import ServerConfig
 from gateway.lifecycle import Lifecycle
 from gateway.logs import log_event
 from gateway.sessions.session import Session
-from gateway.wire.protocol import Heartbeat, Logon, Logout, Refusal
+from gateway.wire.protocol import Heartbeat, Logon, Logout, Refusal, type_tag
 
 log = logging.getLogger("carbonx.gateway")
 
@@ -86,6 +87,12 @@ def requests_in(item: QueueItem) -> int:
     """Requests a queue item stands for: a run of refusals, each of its requests; anything else, one."""
     request = item[1]
     return len(request.requests) if type(request) is NotProcessed else 1
+
+
+def refused_in_place(code: RejectCode, request: Any) -> Refusal:
+    """A request this session may not send, answered with ``code`` in its place among the session's answers (the
+    session goes on)."""
+    return Refusal(code, code.text, fatal=False, message_type=type_tag(type(request)), request_id=request.request_id)
 
 
 class Intake:
@@ -169,38 +176,11 @@ class Intake:
                 self.put(session, item)
                 return False
             if kind is Logon:
-                self.put(
-                    session,
-                    Refusal(
-                        RejectCode.ALREADY_LOGGED_ON_HERE,
-                        RejectCode.ALREADY_LOGGED_ON_HERE.text,
-                        fatal=False,
-                        message_type="logon",
-                        request_id=item.request_id,
-                    ),
-                )
+                self.put(session, refused_in_place(RejectCode.ALREADY_LOGGED_ON_HERE, item))
             elif kind is not Refusal and market_data_only and not kind.market_data:
-                self.put(
-                    session,
-                    Refusal(
-                        RejectCode.MARKET_DATA_SESSION,
-                        RejectCode.MARKET_DATA_SESSION.text,
-                        fatal=False,
-                        message_type=item.__struct_config__.tag,
-                        request_id=item.request_id,
-                    ),
-                )
+                self.put(session, refused_in_place(RejectCode.MARKET_DATA_SESSION, item))
             elif kind is not Refusal and ((kind.admin and not operator) or (kind.auctioneer and not auctioneer)):
-                self.put(
-                    session,
-                    Refusal(
-                        RejectCode.NOT_AUTHORISED,
-                        RejectCode.NOT_AUTHORISED.text,
-                        fatal=False,
-                        message_type=item.__struct_config__.tag,
-                        request_id=item.request_id,
-                    ),
-                )
+                self.put(session, refused_in_place(RejectCode.NOT_AUTHORISED, item))
             else:
                 self.put(session, item)
         if refused:
