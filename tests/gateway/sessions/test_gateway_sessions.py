@@ -1416,7 +1416,11 @@ async def trade_rounds(seller, sells, buyer, buys, done: asyncio.Event, tag: str
 
 @bounded(30)
 async def test_a_client_that_does_not_read_is_disconnected_as_a_slow_consumer(start):
-    gateway = await start(max_outbound_bytes=65_536, throttle_rate=1e7, throttle_burst=10_000_000)
+    # The flood (100-level books, no throttle) keeps its share of the queue, a quarter of it, full: the traders'
+    # orders queue behind up to 2,500 book answers, which a loaded 2-core machine takes longer than the default
+    # max_queue_delay (0.25 s) to build, and would refuse as stale (719, CI on 3.13). What is tested here is the
+    # disconnect and that trading goes on, so the traders' orders may wait.
+    gateway = await start(max_outbound_bytes=65_536, throttle_rate=1e7, throttle_burst=10_000_000, max_queue_delay=10.0)
     async with (
         session(gateway, "broker") as broker,
         session(gateway, "bank") as bank,
