@@ -82,16 +82,31 @@ def _check_client_order_id(value: object) -> None:
     raise InvalidCommand(RejectCode.INVALID_CLIENT_ORDER_ID, "client_order_id")
 
 
-def _member(enum: type[E], value: object, code: RejectCode, field: str) -> E:
-    """The enum member for a member or its wire string; InvalidCommand for anything else."""
-    if isinstance(value, enum):  # (an enum with members has no subclasses: the same as ``type(value) is enum``)
-        return value
-    if type(value) is str:
-        try:
-            return enum(value)
-        except ValueError:
-            pass
-    raise InvalidCommand(code, field)
+def _members(enum: type[E]) -> dict[object, E]:
+    """An enum's members by wire string; a StrEnum member hashes and compares as its string, so it finds itself."""
+    return {member.value: member for member in enum}
+
+
+SIDES = _members(Side)
+ORDER_TYPES = _members(OrderType)
+TIMES_IN_FORCE = _members(TimeInForce)
+SELF_TRADE_MODES = _members(SelfTradePrevention)
+TRADING_PHASES = _members(TradingPhase)
+
+
+def _member(members: dict[object, E], value: object, code: RejectCode, field: str) -> E:
+    """The enum member for a member or its wire string; InvalidCommand for anything else.
+
+    One dict lookup: calling the enum (``Side(value)``) costs about 0.3 us, and
+    a new order converts three or four fields.
+    """
+    try:
+        member = members.get(value)
+    except TypeError:  # unhashable: not a string
+        member = None
+    if member is None:
+        raise InvalidCommand(code, field)
+    return member
 
 
 def _positive(value: object, code: RejectCode, field: str) -> None:
@@ -136,17 +151,17 @@ class NewOrder:
         _check_client_order_id(self.client_order_id)
         if type(self.instrument) is not str or not self.instrument:
             raise InvalidCommand(RejectCode.UNKNOWN_INSTRUMENT, "instrument")
-        _set(self, "side", _member(Side, self.side, RejectCode.INVALID_SIDE, "side"))
-        order_type = _member(OrderType, self.order_type, RejectCode.INVALID_ORDER_TYPE, "order_type")
+        _set(self, "side", _member(SIDES, self.side, RejectCode.INVALID_SIDE, "side"))
+        order_type = _member(ORDER_TYPES, self.order_type, RejectCode.INVALID_ORDER_TYPE, "order_type")
         _set(self, "order_type", order_type)
-        tif = _member(TimeInForce, self.time_in_force, RejectCode.INVALID_TIME_IN_FORCE, "time_in_force")
+        tif = _member(TIMES_IN_FORCE, self.time_in_force, RejectCode.INVALID_TIME_IN_FORCE, "time_in_force")
         _set(self, "time_in_force", tif)
         if self.self_trade_prevention is not None:
             _set(
                 self,
                 "self_trade_prevention",
                 _member(
-                    SelfTradePrevention,
+                    SELF_TRADE_MODES,
                     self.self_trade_prevention,
                     RejectCode.INVALID_SELF_TRADE_MODE,
                     "self_trade_prevention",
@@ -290,7 +305,7 @@ class SetSelfTradePrevention:
     def __post_init__(self) -> None:
         _check_ts(self.ts)
         _check_account(self.account)
-        _set(self, "mode", _member(SelfTradePrevention, self.mode, RejectCode.INVALID_SELF_TRADE_MODE, "mode"))
+        _set(self, "mode", _member(SELF_TRADE_MODES, self.mode, RejectCode.INVALID_SELF_TRADE_MODE, "mode"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -330,12 +345,12 @@ class SetTradingPhase:
         _check_ts(self.ts)
         if type(self.instrument) is not str or not self.instrument:
             raise InvalidCommand(RejectCode.UNKNOWN_INSTRUMENT, "instrument")
-        _set(self, "phase", _member(TradingPhase, self.phase, RejectCode.INVALID_TRADING_PHASE, "phase"))
+        _set(self, "phase", _member(TRADING_PHASES, self.phase, RejectCode.INVALID_TRADING_PHASE, "phase"))
         if self.from_phase is not None:
             _set(
                 self,
                 "from_phase",
-                _member(TradingPhase, self.from_phase, RejectCode.INVALID_TRADING_PHASE, "from_phase"),
+                _member(TRADING_PHASES, self.from_phase, RejectCode.INVALID_TRADING_PHASE, "from_phase"),
             )
 
 
@@ -361,7 +376,7 @@ class OpenAccount:
                 self,
                 "self_trade_prevention",
                 _member(
-                    SelfTradePrevention,
+                    SELF_TRADE_MODES,
                     self.self_trade_prevention,
                     RejectCode.INVALID_SELF_TRADE_MODE,
                     "self_trade_prevention",

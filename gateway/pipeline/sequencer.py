@@ -208,9 +208,11 @@ class Sequencer:
     def deliver(self, account: str, message: NumberedMessage, outbox: list) -> None:
         """Number a message for the account, keep it for resend, put it in ``outbox``; numbered even if nobody
         reads it."""
-        if not self.numbered(account):
-            return
-        seq = self.next_seqs.get(account, 1)
+        seq = self.next_seqs.get(account)
+        if seq is None:  # the account's first message: next_seqs holds only numbered accounts
+            if not self.numbered(account):
+                return
+            seq = 1
         message.seq = seq
         self.next_seqs[account] = seq + 1
         frame = encode_frame(message)
