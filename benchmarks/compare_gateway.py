@@ -12,7 +12,8 @@ from one checkout, then the other, ``--rounds`` times in turn, each time
 with a new data directory and the journal synced per batch; the load
 generators of ``gateway_suite`` send orders and their cancels pipelined
 from two processes. Alternating spreads the machine's noise over both; the
-figure to read is the ratio of the best runs. Then, the same way, each
+figures to read are the ratios of the best runs and of the medians (one
+lucky run on a shared machine moves the first, not the second). Then, the same way, each
 checkout is offered ``--rate`` requests a second for ``--seconds`` and the
 latency of every answer is recorded: the figures to read are the ratios of
 the medians of the runs' p50 and p99 (``--rate 0`` skips them).
@@ -81,9 +82,10 @@ def main() -> int:
                     one_run(checkout, sessions, "max", args.requests, 4.0, args.fsync)["requests_per_s"]
                 )
         base, new = max(runs[args.base]), max(runs[args.new])
+        typical = statistics.median(runs[args.new]) / statistics.median(runs[args.base])
         print(
             f"{sessions:>5} sessions: base {runs[args.base]} new {runs[args.new]} requests/s; "
-            f"best new/base x{new / base:.2f}",
+            f"best new/base x{new / base:.2f}, median new/base x{typical:.2f}",
             flush=True,
         )
         if args.rate <= 0:
