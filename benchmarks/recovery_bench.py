@@ -77,7 +77,7 @@ def workload_genesis() -> Genesis:
     instruments[SYMBOL] = dataclasses.replace(
         instruments[SYMBOL], market_collar=None, price_band_bps=0, volatility_band_bps=0
     )
-    return Genesis(instruments, None, md_levels=10, settlement_window=600, resend_window=2_000)
+    return Genesis(instruments, None, md_levels=10, resend_window=2_000)
 
 
 def funding() -> list:

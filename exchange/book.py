@@ -70,6 +70,10 @@ class OrderBook:
         "open_orders",
         "fee_account",
         "phase",
+        "settling",
+        "window_value",
+        "window_lots",
+        "settlement_price",
     )
 
     def __init__(
@@ -88,6 +92,12 @@ class OrderBook:
         self.asks = BookSide(SELL)
         self.last_price: int | None = None  # price of the last trade
         self.phase = CONTINUOUS  # until the exchange's schedule says otherwise (SetTradingPhase)
+        # The settlement window (OpenSettlementWindow until the end of day): its trades' value (cents x lots)
+        # and lots, summed as they happen so that the settlement price needs no list of the day's trades.
+        self.settling = False
+        self.window_value = 0
+        self.window_lots = 0
+        self.settlement_price: int | None = None  # fixed at each end of day (exchange.settlement_prices)
         self.stops = StopOrders()
         self.counters = counters
         self.open_orders = open_orders  # the engine's index of open orders by order id

@@ -195,6 +195,9 @@ def uncross(book: OrderBook, events: list, ts: int) -> None:
             else:
                 drop_dead_entries(level, level.count)
         book.last_price = price
+        if book.settling:  # a closing auction inside the settlement window counts towards its price
+            book.window_value += price * found.quantity
+            book.window_lots += found.quantity
     if trades or book.phase in CALL_PHASES:  # (a halt entered from continuous trading has no auction)
         events.append(
             AuctionCompleted(

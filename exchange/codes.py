@@ -96,6 +96,7 @@ class RejectCode(IntEnum):
     TRADING_DATE_NOT_AFTER_LAST = 503, "trading date must be after the last trading day closed"
     ACCOUNT_ALREADY_OPEN = 504, "an account with this id is already open"
     PHASE_CHANGE_NOT_ALLOWED = 505, "the instrument cannot go from its current trading phase to the one asked for"
+    SETTLEMENT_WINDOW_OPEN = 506, "the instrument's settlement window is already open (it closes with the day)"
 
     # -- 600: compliance (exchange.compliance) ----------------------------------------------
     # An unknown account, an unknown instrument and too few available units reuse 201, 101 and 203.

@@ -325,6 +325,20 @@ class EndOfDay:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OpenSettlementWindow:
+    """Start counting an instrument's trades towards its settlement price (the exchange's schedule: ICE
+    Endex's window is the last ten minutes of trading). The next end of day fixes the price from them."""
+
+    ts: int
+    instrument: str
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        if type(self.instrument) is not str or not self.instrument:
+            raise InvalidCommand(RejectCode.UNKNOWN_INSTRUMENT, "instrument")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SetTradingPhase:
     """Move an instrument to another trading phase (the exchange's schedule, or its operator).
 
@@ -664,4 +678,5 @@ COMMAND_TYPES = (
     ModifyBid,
     WithdrawBid,
     ClearPrimaryAuction,
+    OpenSettlementWindow,
 )

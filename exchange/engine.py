@@ -70,6 +70,7 @@ from .commands import (
     NewOrder,
     OpenAccount,
     OpenPrimaryAuction,
+    OpenSettlementWindow,
     RecordEmissions,
     RegisterInstallation,
     ReplaceOrder,
@@ -83,7 +84,7 @@ from .commands import (
 )
 from .compliance import Compliance, ComplianceConfig, ComplianceReportRow, compliance_report
 from .enums import CALL_PHASES, CancelReason, Side, TradingPhase
-from .events import AccountBlocked, TradingPhaseChanged
+from .events import AccountBlocked, SettlementWindowOpened, TradingPhaseChanged
 from .instruments import Instrument
 from .order_commands import OrderCommands
 from .orders import Order, by_order_id
@@ -157,6 +158,7 @@ class Engine:
             EndOfDay: orders.end_of_day,
             BlockAccount: self._block_account,
             SetTradingPhase: self._set_trading_phase,
+            OpenSettlementWindow: self._open_settlement_window,
             UnblockAccount: accounts.unblock_account,
             SetSelfTradePrevention: accounts.set_self_trade_prevention,
             OpenAccount: accounts.open_account,
@@ -228,6 +230,10 @@ class Engine:
 
     def phase(self, symbol: str) -> TradingPhase:
         return self.books[symbol].phase
+
+    def settlement_price(self, symbol: str) -> int | None:
+        """The settlement price fixed at the last end of day (cents), None before the first."""
+        return self.books[symbol].settlement_price
 
     def last_price(self, symbol: str) -> int | None:
         """Price of the instrument's last trade (cents); None before its first."""
@@ -371,6 +377,16 @@ class Engine:
 
     # -- trading phases -----------------------------------------------------------------------
 
+    def _open_settlement_window(self, cmd: OpenSettlementWindow, events: list) -> RejectCode | None:
+        book = self.books.get(cmd.instrument)
+        if book is None:
+            return RejectCode.UNKNOWN_INSTRUMENT
+        if book.settling:  # refused: a second opening must not forget what the window has counted
+            return RejectCode.SETTLEMENT_WINDOW_OPEN
+        book.settling = True
+        events.append(SettlementWindowOpened(self.counters.next_seq(), cmd.ts, book.symbol))
+        return None
+
     def _set_trading_phase(self, cmd: SetTradingPhase, events: list) -> RejectCode | None:
         book = self.books.get(cmd.instrument)
         if book is None:
@@ -410,7 +426,14 @@ class Engine:
         yield f"counters seq={c.seq} order_id={c.order_id} trade_id={c.trade_id} closed={self.last_closed_date}"
         for symbol in sorted(self.books):
             book = self.books[symbol]
-            yield f"book {symbol} last={book.last_price} phase={book.phase}"
+            line = f"book {symbol} last={book.last_price} phase={book.phase}"
+            # Written only once there is a settlement or a window, so that command streams that never had one
+            # hash as they always did (the cross-checks keep hashes of such streams).
+            if book.settlement_price is not None or book.settling:
+                line += (
+                    f" settlement={book.settlement_price} window={book.settling}:{book.window_value}/{book.window_lots}"
+                )
+            yield line
             for side in (Side.BUY, Side.SELL):
                 for order in book.resting_orders(side):
                     yield "rest " + _order_line(order)

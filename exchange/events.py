@@ -232,6 +232,29 @@ class TradingDayClosed(NamedTuple):
     expired_orders: int
 
 
+class SettlementWindowOpened(NamedTuple):
+    """From now until the end of day, the instrument's trades make its settlement price."""
+
+    seq: int
+    ts: int
+    instrument: str
+
+
+class SettlementPriceFixed(NamedTuple):
+    """An instrument's settlement price for a trading day, fixed at its end of day (exchange.settlement_prices):
+    ``method`` says how ("window": the volume-weighted average of the window's trades; "last_trade": none in the
+    window, the last trade's price; "previous": nothing ever traded in the window or since, the last
+    settlement carried over; "none": no price at all yet). ``price`` in cents, on the tick."""
+
+    seq: int
+    ts: int
+    instrument: str
+    trading_date: int
+    price: int | None
+    method: str
+    window_lots: int
+
+
 class SelfTradePreventionSet(NamedTuple):
     seq: int
     ts: int

@@ -160,6 +160,8 @@ def _match(book: OrderBook, order: Order, opposite: BookSide, limit_key: int, ev
     fee_account, maker_fee, taker_fee = book.fee_account, book.instrument.maker_fee, book.instrument.taker_fee
     taker_stopped = False  # self-trade prevention cancelled the taker
     last_price = 0
+    settling = book.settling  # in the settlement window: the fills' value and lots are summed
+    window_value = window_lots = 0
     while leaves and opposite.best <= limit_key:
         key = opposite.best
         level = levels[key]
@@ -215,6 +217,9 @@ def _match(book: OrderBook, order: Order, opposite: BookSide, limit_key: int, ev
             if fee_account is not None:
                 settle_fill(book, fee_account, order, maker, price, fill, fill_maker_fee, fill_taker_fee)
             last_price = price
+            if settling:
+                window_value += price * fill
+                window_lots += fill
             if fill == shown:
                 queue.popleft()
                 if maker_leaves:  # iceberg: show the next slice at the back of the level
@@ -246,6 +251,9 @@ def _match(book: OrderBook, order: Order, opposite: BookSide, limit_key: int, ev
     counters.trade_id = trade_id
     if last_price:
         book.last_price = last_price
+    if window_lots:
+        book.window_value += window_value
+        book.window_lots += window_lots
     order.leaves = leaves
     if taker_stopped and leaves:
         book.close_canceled(order, CancelReason.SELF_TRADE, events, ts)

@@ -38,6 +38,7 @@ from .matching import execute
 from .orders import Order, by_order_id
 from .refusals import order_rejected, order_request_rejected
 from .risk import reserve
+from .settlement_prices import fix_all
 
 BUY = Side.BUY
 DAY = TimeInForce.DAY
@@ -428,6 +429,7 @@ class OrderCommands:
         # Client order ids are unique per trading day: forget those of orders no longer open.
         for account in self.accounts.values():
             account.orders = {clid: order for clid, order in account.orders.items() if order is not CLOSED}
+        fix_all(self.books, counters, trading_date, ts, events)
         self.last_closed_date = trading_date
         seq = counters.next_seq()
         events.append(TradingDayClosed(seq, ts, trading_date, len(expiring)))

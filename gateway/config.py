@@ -499,15 +499,6 @@ class ServerConfig:
         ),
     )
     md_levels: int = field(default=10, metadata=_about("market_data", "price levels a side in the book feed", 1, 100))
-    settlement_window: int = field(
-        default=600,
-        metadata=_about(
-            "market_data",
-            "seconds before the end of a trading day whose trades make the settlement price (volume-weighted)",
-            1,
-            86_400,
-        ),
-    )
     snapshot_interval: float = field(
         default=1.0,
         metadata=_about(

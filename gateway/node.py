@@ -372,9 +372,7 @@ async def running_exchange(
                 "settlement.ledger", f"cannot open the ledger {ledger_path}: {error} (is the disk full or read-only?)"
             ) from None
         resources.callback(store.close)
-        genesis = Genesis(
-            dict(instruments), compliance, config.md_levels, config.settlement_window, config.resend_window
-        )
+        genesis = Genesis(dict(instruments), compliance, config.md_levels, config.resend_window)
         settler = Settlement(store, instruments, fee_account=DEFAULT_FEE_ACCOUNT)
         try:
             recovered = recover(data_dir, genesis, ledger_cursor=store.last_applied_seq(), settle=settler.apply)

@@ -34,6 +34,7 @@ from exchange import (
     RequestRejected,
     SelfTradePreventionSet,
     SetSelfTradePrevention,
+    SettlementPriceFixed,
     Side,
     StopTriggered,
     Trade,
@@ -122,7 +123,9 @@ def brief(event) -> tuple:
 
 
 def briefs(events: Iterable) -> list[tuple]:
-    return [brief(event) for event in events]
+    """The events' briefs, without the settlement prices every end of day fixes (tests/exchange/
+    test_settlement_prices.py asserts on those; the scenarios look at what happens to orders)."""
+    return [brief(event) for event in events if type(event) is not SettlementPriceFixed]
 
 
 def is_level(event) -> bool:

@@ -21,11 +21,11 @@ channel, in order (the schemas of :mod:`gateway.wire.messages`):
   changed;
 - ``stats``: ``statistics`` after a batch with trades (open, high, low, last,
   volume, VWAP, number of trades) and at the end of a trading day, with the
-  settlement price: the volume-weighted average of the trades in the closing
-  window (the last ``settlement_window_s`` seconds before the end of day; ICE
-  uses 16:50:00-16:59:59, DOMAIN.md), or the last price if none traded in it,
-  marked ``trading_day_closed``; then the next day's (empty) figures, which
-  keep the settlement price until the next close;
+  settlement price the engine fixed (``SettlementPriceFixed``: the
+  volume-weighted average of the settlement window's trades, see
+  ``exchange.settlement_prices``), marked ``trading_day_closed``; then the
+  next day's (empty) figures, which keep the settlement price until the next
+  close;
 - ``auctions``: each primary auction of the instrument when it opens
   (volume, window, the seed's hash) and when it is decided (clearing
   price, volume, total bids, cover ratio, bidders, successful bidders, the
@@ -47,9 +47,7 @@ integer ticks and quantities lots, as on the trading protocol
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
 
 from exchange import (
     CALL_PHASES,
@@ -60,6 +58,7 @@ from exchange import (
     PrimaryAuctionCancelled,
     PrimaryAuctionCleared,
     PrimaryAuctionOpened,
+    SettlementPriceFixed,
     Side,
     Trade,
     TradingDayClosed,
@@ -82,8 +81,6 @@ from gateway.wire.messages import (
 CHANNELS = ("book", "top", "trades", "stats", "status", "auctions")
 OPEN, HALTED, CLOSED = "open", "halted", "closed"
 DEFAULT_LEVELS = 10
-DEFAULT_SETTLEMENT_WINDOW_S = 600  # 10 minutes, as ICE's 16:50:00-16:59:59
-_NS = 1_000_000_000
 
 
 class InstrumentFeed:
@@ -95,14 +92,12 @@ class InstrumentFeed:
         tick: int,
         lot_units: int,
         levels: int,
-        window_ns: int,
         phase: TradingPhase = TradingPhase.CONTINUOUS,
     ) -> None:
         self.symbol = symbol
         self.tick = tick
         self.lot_units = lot_units
         self.levels = levels
-        self.window_ns = window_ns
         self.seq = dict.fromkeys(CHANNELS, 0)  # the md_seq of the last message of each channel
         self.seq["status"] = 1  # the first status, open, is a message of its own
         self.bids: list[tuple[int, int, int]] = []  # the top as last published: (price, lots, orders), cents
@@ -126,7 +121,6 @@ class InstrumentFeed:
         self.volume = 0  # lots
         self.value = 0  # cents x lots
         self.trades = 0
-        self.closing: deque[tuple[int, int, int]] = deque()  # (ts, price, lots) of the closing window
 
     def next_seq(self, channel: str) -> int:
         self.seq[channel] += 1
@@ -238,10 +232,6 @@ class InstrumentFeed:
         self.volume += lots
         self.value += price * lots
         self.trades += 1
-        closing = self.closing
-        closing.append((event.ts, price, lots))
-        while closing[0][0] < event.ts - self.window_ns:
-            closing.popleft()
         self.ts = event.ts
         return PublicTrade(
             self.symbol,
@@ -273,16 +263,8 @@ class InstrumentFeed:
         return out
 
     def close_day(self, ts: int) -> list[Statistics]:
-        """The day's last statistics, with the settlement price, then the next day's, starting from nothing
-        (the settlement price carries on in them until the next close)."""
-        window = [(price, lots) for trade_ts, price, lots in self.closing if trade_ts >= ts - self.window_ns]
-        lots = sum(lots for _, lots in window)
-        if lots:
-            value = sum(price * lots for price, lots in window)
-            self.settlement_price = int((Decimal(value) / lots).quantize(Decimal(1)))  # cents, half to even
-            self.settlement_price -= self.settlement_price % self.tick  # on the tick, rounded down
-        elif self.last is not None:
-            self.settlement_price = self.last
+        """The day's last statistics, with the settlement price the engine fixed just before, then the next
+        day's, starting from nothing (the settlement price carries on in them until the next close)."""
         self.ts = ts
         self.next_seq("stats")
         closing = self.statistics()
@@ -326,6 +308,7 @@ PUBLISHED = frozenset(
         TradingPhaseChanged,
         AuctionCompleted,
         TradingDayClosed,
+        SettlementPriceFixed,
     }
 )
 
@@ -333,9 +316,7 @@ PUBLISHED = frozenset(
 class MarketDataFeed:
     """The public feed of every instrument of an engine (see the module notes)."""
 
-    def __init__(
-        self, engine: Engine, levels: int = DEFAULT_LEVELS, settlement_window_s: int = DEFAULT_SETTLEMENT_WINDOW_S
-    ) -> None:
+    def __init__(self, engine: Engine, levels: int = DEFAULT_LEVELS) -> None:
         self.engine = engine
         self.levels = levels
         self.instruments: dict[str, InstrumentFeed] = {
@@ -344,7 +325,6 @@ class MarketDataFeed:
                 instrument.tick_size,
                 instrument.lot_units,
                 levels,
-                settlement_window_s * _NS,
                 engine.phase(symbol),
             )
             for symbol, instrument in engine.instruments.items()
@@ -383,7 +363,9 @@ class MarketDataFeed:
                 # trades before its close).
                 self._flush(changed, traded, out)
                 changed, traded = {}, {}
-                if isinstance(event, TradingDayClosed):
+                if isinstance(event, SettlementPriceFixed):  # just before the day's close (TradingDayClosed)
+                    feeds[event.instrument].settlement_price = event.price
+                elif isinstance(event, TradingDayClosed):
                     for symbol, feed in feeds.items():
                         out.extend((symbol, "stats", message) for message in feed.close_day(event.ts))
                 elif isinstance(event, AuctionCompleted):

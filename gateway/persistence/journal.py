@@ -199,7 +199,6 @@ class Genesis:
     instruments: dict[str, Instrument]
     compliance: ComplianceConfig | None
     md_levels: int
-    settlement_window: int
     resend_window: int
 
     def to_value(self) -> dict:
@@ -212,7 +211,6 @@ class Genesis:
             "instruments": [_init_fields(instrument) for instrument in self.instruments.values()],
             "compliance": compliance,
             "md_levels": self.md_levels,
-            "settlement_window": self.settlement_window,
             "resend_window": self.resend_window,
         }
 
@@ -226,7 +224,8 @@ class Genesis:
             compliance = ComplianceConfig(
                 **{**compliance, "penalty_by_year": tuple(tuple(pair) for pair in compliance["penalty_by_year"])}
             )
-        return cls(instruments, compliance, value["md_levels"], value["settlement_window"], value["resend_window"])
+        # (a journal begun before the trading calendar also holds "settlement_window": the calendar sets it now)
+        return cls(instruments, compliance, value["md_levels"], value["resend_window"])
 
     def differences(self, other: Genesis) -> list[str]:
         """What differs between two geneses, one phrase each (empty: the same)."""

@@ -93,7 +93,7 @@ JOURNAL_NAME = "journal.cxj"
 LEDGER_NAME = "ledger.sqlite3"
 SNAPSHOT_DIR = "snapshots"
 SNAPSHOT_MAGIC = b"CXSNAP01"
-SNAPSHOT_FORMAT = 3  # raised whenever the pickled classes change shape: older snapshots are then passed over
+SNAPSHOT_FORMAT = 4  # raised whenever the pickled classes change shape: older snapshots are then passed over
 SNAPSHOT_HEADER = struct.Struct(">8sI16sQQQII")  # magic, format, journal id, record seq, offset, event seq, crc, -
 SNAPSHOTS_KEPT = 3
 SETTLE_CHUNK = 20_000  # events settled in one ledger transaction during replay
@@ -167,9 +167,7 @@ class Recovered:
 
 
 def new_sequencer(genesis: Genesis) -> Sequencer:
-    return Sequencer(
-        genesis.instruments, genesis.compliance, genesis.md_levels, genesis.settlement_window, genesis.resend_window
-    )
+    return Sequencer(genesis.instruments, genesis.compliance, genesis.md_levels, genesis.resend_window)
 
 
 # -- replay ------------------------------------------------------------------------------------

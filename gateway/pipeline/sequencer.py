@@ -104,12 +104,11 @@ class Sequencer:
         instruments: Mapping[str, Instrument],
         compliance: ComplianceConfig | None,
         md_levels: int,
-        settlement_window: int,
         resend_window: int,
     ) -> None:
         self.engine = Engine(instruments, compliance=compliance)
         self.tracker = OrderTracker(self.engine.instruments)
-        self.feed = MarketDataFeed(self.engine, md_levels, settlement_window)
+        self.feed = MarketDataFeed(self.engine, md_levels)
         self.resend_window = resend_window
         self.next_seqs: dict[str, int] = {}  # account -> seq of its next numbered message
         self.sent: dict[str, deque] = {}  # account -> its last resend_window (seq, frame), oldest first

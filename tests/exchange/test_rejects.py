@@ -48,6 +48,7 @@ from exchange import (
     MassCancel,
     NewOrder,
     OpenAccount,
+    OpenSettlementWindow,
     OrderRejected,
     OrderType,
     RejectCode,
@@ -135,6 +136,7 @@ def setup_commands() -> list:
             ts=8, account="alice", client_order_id="halt-1", instrument="HALT", side=Side.SELL, quantity=4, price=7000
         ),
         SetTradingPhase(ts=9, instrument="AUC", phase=TradingPhase.CLOSING_CALL),
+        OpenSettlementWindow(ts=9, instrument="AUC"),
         SetTradingPhase(ts=9, instrument="SHUT", phase=TradingPhase.CLOSED),
         SetTradingPhase(ts=9, instrument="HALT", phase=TradingPhase.HALTED),
     ]
@@ -458,6 +460,18 @@ CASES = [
         command(SetTradingPhase, ts=T, instrument="EUA", phase="lunch"),
         RejectCode.INVALID_TRADING_PHASE,
         EITHER,
+    ),
+    (
+        "settlement window opened twice",
+        command(OpenSettlementWindow, ts=T, instrument="AUC"),
+        RejectCode.SETTLEMENT_WINDOW_OPEN,
+        ENGINE,
+    ),
+    (
+        "settlement window of an unknown instrument",
+        command(OpenSettlementWindow, ts=T, instrument="XYZ"),
+        RejectCode.UNKNOWN_INSTRUMENT,
+        ENGINE,
     ),
     (
         "phase of an unknown instrument",

@@ -64,6 +64,7 @@ from __future__ import annotations
 import datetime
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -84,6 +85,7 @@ from exchange import (
     MassCancelCompleted,
     NewOrder,
     OpenAccount,
+    OpenSettlementWindow,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
@@ -96,6 +98,8 @@ from exchange import (
     SelfTradePrevention,
     SelfTradePreventionSet,
     SetSelfTradePrevention,
+    SettlementPriceFixed,
+    SettlementWindowOpened,
     Side,
     StopTriggered,
     TimeInForce,
@@ -204,6 +208,8 @@ class EngineMachine(RuleBasedStateMachine):
         self.orders: dict[int, TrackedOrder] = {}
         self.depth: dict[tuple[str, Side, int], tuple[int, int]] = {}  # from LevelChanged: (lots, orders)
         self.last_price: dict[str, int] = {}  # from Trade events
+        self.window: dict[str, list[int]] = {}  # instruments in their settlement window -> [value, lots] traded in it
+        self.settlement: dict[str, int | None] = {}  # the last settlement price fixed
         # (account, client order id) -> order id, for ids in use: this trading day's, and open orders'.
         self.client_order_ids: dict[tuple[str, object], int] = {}
         self.next_client_order_id = {account: 1 for account in ACCOUNTS}
@@ -450,7 +456,14 @@ class EngineMachine(RuleBasedStateMachine):
 
     @rule(
         action=st.sampled_from(
-            ("end_of_day", "end_of_day_again", "mass_cancel", "mass_cancel_instrument", "set_self_trade_prevention")
+            (
+                "end_of_day",
+                "end_of_day_again",
+                "settlement_window",
+                "mass_cancel",
+                "mass_cancel_instrument",
+                "set_self_trade_prevention",
+            )
         ),
         account=accounts,
         symbol=symbols,
@@ -465,6 +478,8 @@ class EngineMachine(RuleBasedStateMachine):
             # The day before the one open now: refused once any day is closed (the first close of all
             # accepts it, and today stays the next day to close).
             self.send(EndOfDay, trading_date=as_date_number(self.trading_day - datetime.timedelta(days=1)))
+        elif action == "settlement_window":
+            self.send(OpenSettlementWindow, instrument=symbol)
         elif action == "mass_cancel":
             self.send(MassCancel, account=account)
         elif action == "mass_cancel_instrument":
@@ -500,6 +515,8 @@ class EngineMachine(RuleBasedStateMachine):
                 for o in sorted(self.orders.values(), key=lambda o: o.order_id)
                 if o.is_open and o.terms.account == command.account and command.instrument in (None, o.terms.instrument)
             ]
+        if kind is OpenSettlementWindow:
+            return RejectCode.SETTLEMENT_WINDOW_OPEN if command.instrument in self.window else None
         if kind is not CancelOrder and kind is not ReplaceOrder:
             return None
         order = self.named_order(command)
@@ -627,6 +644,22 @@ class EngineMachine(RuleBasedStateMachine):
                 self.client_order_ids = {
                     key: order_id for key, order_id in self.client_order_ids.items() if orders[order_id].is_open
                 }
+            elif kind is SettlementWindowOpened:
+                assert event.instrument not in self.window, f"a window opened twice: {event}"
+                self.window[event.instrument] = [0, 0]
+            elif kind is SettlementPriceFixed:
+                value, lots = self.window.pop(event.instrument, (0, 0))
+                tick = self.instruments[event.instrument].tick_size
+                if lots:
+                    expected = round(Fraction(value, lots))  # half to even, as Python rounds
+                    expected, method = expected - expected % tick, "window"
+                elif event.instrument in self.last_price:
+                    expected, method = self.last_price[event.instrument], "last_trade"
+                else:
+                    expected = self.settlement.get(event.instrument)
+                    method = "none" if expected is None else "previous"
+                assert (event.price, event.method, event.window_lots) == (expected, method, lots), event
+                self.settlement[event.instrument] = expected
             elif kind is MassCancelCompleted:
                 mass_cancels = [e for e in events if type(e) is OrderCanceled]
                 assert all(e.reason is CancelReason.MASS_CANCEL and e.account == command.account for e in mass_cancels)
@@ -683,6 +716,10 @@ class EngineMachine(RuleBasedStateMachine):
         maker.filled += trade.quantity
         maker.shown -= trade.quantity
         self.last_price[trade.instrument] = trade.price
+        window = self.window.get(trade.instrument)
+        if window is not None:
+            window[0] += trade.price * trade.quantity
+            window[1] += trade.quantity
         assert trade.taker_leaves == taker.leaves and trade.maker_leaves == maker.leaves, (
             f"{trade}: model has taker {taker.leaves}, maker {maker.leaves} open"
         )

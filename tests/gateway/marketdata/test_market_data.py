@@ -14,8 +14,9 @@ How it works
      the model at that point, and the last one the engine's best after the batch;
    - ``trade`` messages equal the engine's Trade events; :class:`DayStats` recomputes the statistics
      (open, high, low, last, volume, tonnes, VWAP string, trades) from the trades, and at each end of
-     day the settlement price: the volume-weighted average of the day's trades within the settlement
-     window before the close (nanosecond timestamps), else the last price; then the day starts again;
+     day the settlement price: the volume-weighted average of the trades since the instrument's
+     settlement window opened (``OpenSettlementWindow``, told apart by event numbers), else the last
+     price; then the day starts again;
    - subscribers that join midway from ``feed.state(symbol)`` stay exact too.
 
 2. **Socket subscriptions** (the whole exchange on a free port, client-library sessions, no broker):
@@ -81,7 +82,9 @@ from exchange import (
     LevelChanged,
     MassCancel,
     NewOrder,
+    OpenSettlementWindow,
     ReplaceOrder,
+    SettlementWindowOpened,
     SetTradingPhase,
     Side,
     Trade,
@@ -207,18 +210,25 @@ def engine_top(engine: Engine, symbol: str, levels: int) -> tuple[list, list]:
 class DayStats:
     """An instrument's statistics recomputed from its trades: the day's figures, the last price, settlement."""
 
-    def __init__(self, instrument: Instrument, window_ns: int) -> None:
+    def __init__(self, instrument: Instrument) -> None:
         self.tick = instrument.tick_size
         self.lot_units = instrument.lot_units
-        self.window_ns = window_ns
         self.day: list[tuple[int, int, int]] = []  # (ts, price cents, lots) of the day's trades
+        self.opens: list[int] = []  # event seqs of the settlement window's openings not yet closed by a day's end
+        self.closed_seq = 0  # event seq of the last end of day
+        self.window: list[tuple[int, int]] | None = None  # (price cents, lots) of the trades in the window
         self.last: int | None = None  # cents, across days
         self.settlement: int | None = None  # ticks, the last close's
         self.closes = {"window": 0, "last_price": 0, "none": 0}  # how each settlement price was made
 
-    def add(self, ts: int, price: int, lots: int) -> None:
+    def add(self, ts: int, price: int, lots: int, seq: int) -> None:
+        """A trade (event ``seq``): in the window if one opened before it since the last end of day."""
         self.day.append((ts, price, lots))
         self.last = price
+        if self.window is None and any(self.closed_seq < opened < seq for opened in self.opens):
+            self.window = []
+        if self.window is not None:
+            self.window.append((price, lots))
 
     def expected(self) -> dict:
         tick, prices = self.tick, [price for _, price, _ in self.day]
@@ -236,9 +246,13 @@ class DayStats:
             "settlement_price": self.settlement,
         }
 
-    def close(self, ts: int) -> dict:
-        """The closing statistics (settlement price included); the next day starts from nothing."""
-        window = [(price, lots) for trade_ts, price, lots in self.day if ts - self.window_ns <= trade_ts <= ts]
+    def close(self, seq: int) -> dict:
+        """The closing statistics (settlement price included) of the end of day numbered ``seq``; the next day
+        starts from nothing."""
+        window = self.window or []
+        self.window = None
+        self.closed_seq = seq
+        self.opens = [opened for opened in self.opens if opened > seq]
         lots = sum(lots for _, lots in window)
         if lots:
             cents = int(
@@ -268,15 +282,15 @@ def stats_fields(message: dict) -> dict:
 class FeedChecker:
     """Runs batches through an engine and its feed, and checks every published message (module notes, 1)."""
 
-    def __init__(self, engine: Engine, levels: int, window_s: int) -> None:
+    def __init__(self, engine: Engine, levels: int) -> None:
         self.engine = engine
         self.levels = levels
-        self.feed = MarketDataFeed(engine, levels=levels, settlement_window_s=window_s)
+        self.feed = MarketDataFeed(engine, levels=levels)
         self.symbols = list(engine.instruments)
         self.seq = {
             (symbol, channel): (1 if channel == "status" else 0) for symbol in self.symbols for channel in CHANNELS
         }
-        self.stats = {symbol: DayStats(engine.instruments[symbol], window_s * NS) for symbol in self.symbols}
+        self.stats = {symbol: DayStats(engine.instruments[symbol]) for symbol in self.symbols}
         self.tops = {symbol: (None, 0, None, 0) for symbol in self.symbols}
         self.books: dict[str, list[BookModel]] = {symbol: [] for symbol in self.symbols}
         for symbol in self.symbols:
@@ -327,6 +341,10 @@ class FeedChecker:
         level_ts = {event.instrument: event.ts for event in events if type(event) is LevelChanged}
         trades = [event for event in events if type(event) is Trade]
         closes = [event for event in events if type(event) is TradingDayClosed]
+        trade_seqs = {event.trade_id: event.seq for event in trades}
+        for event in events:
+            if type(event) is SettlementWindowOpened:
+                self.stats[event.instrument].opens.append(event.seq)
         # trades: one message per Trade event, in order, numbered per instrument
         trade_numbers = defaultdict(int)
         expected_trades = []
@@ -359,7 +377,10 @@ class FeedChecker:
             self.seq[key] += 1
             if channel == "trades":
                 self.stats[symbol].add(
-                    message["ts"], message["price"] * engine.instruments[symbol].tick_size, message["quantity"]
+                    message["ts"],
+                    message["price"] * engine.instruments[symbol].tick_size,
+                    message["quantity"],
+                    trade_seqs[message["trade_id"]],
                 )
                 dirty[symbol] = message["ts"]
             elif channel == "book":
@@ -390,7 +411,7 @@ class FeedChecker:
                     closing += 1
                     event = closes[(closing - 1) // len(self.symbols)]
                     assert message["ts"] == event.ts
-                    expected = self.stats[symbol].close(event.ts)
+                    expected = self.stats[symbol].close(event.seq)
                     assert stats_fields(message) == expected, f"closing statistics of {symbol}"
                     next_day[symbol] = event.ts
                     self.seen["closes"] += 1
@@ -474,6 +495,8 @@ class Flow:
             )
         if kind == "mass":
             return MassCancel(ts=ts, account=spec[1], instrument=spec[2])
+        if kind == "window":
+            return OpenSettlementWindow(ts=ts, instrument=spec[1])
         if kind == "eod":
             self.date += 1
             return EndOfDay(ts=ts, trading_date=self.date)
@@ -513,11 +536,12 @@ spec_strategies = {
     ),
     "mass": st.tuples(st.just("mass"), st.sampled_from(ACCOUNTS), st.sampled_from((None,) + FLOW_SYMBOLS)),
     "eod": st.just(("eod",)),
+    "window": st.tuples(st.just("window"), st.sampled_from(FLOW_SYMBOLS)),
 }
-# mostly orders: 14 in 20 commands; an end of day in 40
+# mostly orders: 14 in 20 commands; a settlement window's opening and an end of day in 41
 command_specs = st.tuples(
     steps,
-    st.sampled_from(("order",) * 28 + ("cancel",) * 5 + ("replace",) * 4 + ("mass", "eod")).flatmap(
+    st.sampled_from(("order",) * 28 + ("cancel",) * 5 + ("replace",) * 4 + ("mass", "eod", "window")).flatmap(
         spec_strategies.__getitem__
     ),
 )
@@ -526,11 +550,10 @@ command_specs = st.tuples(
 @given(
     batches=st.lists(st.lists(command_specs, min_size=1, max_size=12), min_size=1, max_size=40),
     levels=st.integers(1, 4),
-    window_s=st.sampled_from((1, 30, 60)),
     joins=st.sets(st.integers(0, 29)),
 )
-def test_feed_rebuilds_books_and_recomputes_trades_and_statistics(batches, levels, window_s, joins):
-    checker = FeedChecker(feed_engine(), levels, window_s)
+def test_feed_rebuilds_books_and_recomputes_trades_and_statistics(batches, levels, joins):
+    checker = FeedChecker(feed_engine(), levels)
     flow = Flow()
     for number, specs in enumerate(batches):
         checker.run(flow.batch(specs))
@@ -566,6 +589,8 @@ class RandomFlow:
             return step, ("mass", account, rng.choice((None,) + self.SYMBOLS))
         if roll < 0.229:
             return step, ("eod",)
+        if roll < 0.236:
+            return step, ("window", rng.choice(self.SYMBOLS))
         return step, (
             "order",
             account,
@@ -579,7 +604,7 @@ class RandomFlow:
 
 
 def test_feed_is_exact_over_a_seeded_20000_command_run():
-    checker = FeedChecker(feed_engine(), levels=5, window_s=60)
+    checker = FeedChecker(feed_engine(), levels=5)
     flow, stream = Flow(), RandomFlow(20240601)
     sizes = random.Random(7)
     sent = 0
@@ -622,7 +647,7 @@ T0 = 1_700_000_000 * NS
 
 def test_settlement_price_is_the_vwap_of_the_closing_window_then_the_day_starts_again():
     engine = feed_engine()
-    feed = MarketDataFeed(engine, levels=3, settlement_window_s=600)
+    feed = MarketDataFeed(engine, levels=3)
     out = []
 
     def run(*commands):
@@ -632,6 +657,7 @@ def test_settlement_price_is_the_vwap_of_the_closing_window_then_the_day_starts_
     # EUA: one trade before the window, two in it (the first exactly at its start), one at the close
     run(order(T0, "a", SELL, 10, 7000), order(T0 + 1, "b", BUY, 10, 7000))
     run(order(close - 600 * NS - 1, "a", SELL, 1, 7100), order(close - 600 * NS - 1, "b", BUY, 1, 7100))
+    run(OpenSettlementWindow(ts=close - 600 * NS, instrument="EUA"))
     run(order(close - 600 * NS, "a", SELL, 3, 7003), order(close - 600 * NS, "b", BUY, 3, 7003))
     run(order(close - 300 * NS, "a", SELL, 2, 7010), order(close - 300 * NS, "b", BUY, 2, 7010))
     run(order(close, "a", SELL, 1, 7002), order(close, "b", BUY, 1, 7002))
@@ -705,10 +731,11 @@ def test_settlement_price_is_the_vwap_of_the_closing_window_then_the_day_starts_
         }
     )
     assert [message["md_seq"] for _, channel, message in out if channel == "trades"] == [6]  # trades go on counting
-    # a second day with no trade in its window settles at the last price, and one whose trades all lie in the
-    # previous day's window (two closes 10 s apart) does not count yesterday's trades
+    # a second day with no window settles at the last price, and one whose window holds no trade (yesterday's
+    # window closed with yesterday) too
     out.clear()
     run(EndOfDay(ts=close + 10 * NS, trading_date=20240103))
+    run(OpenSettlementWindow(ts=close + 11 * NS, instrument="EUA"))
     assert closing_price(out, "EUA") == 6990
     out.clear()
     run(EndOfDay(ts=close + 20 * NS, trading_date=20240104))
@@ -725,7 +752,7 @@ def closing_price(out: list, symbol: str) -> int | None:
 
 def test_trades_and_end_of_day_in_one_batch_are_counted_on_the_right_day():
     engine = feed_engine()
-    feed = MarketDataFeed(engine, levels=2, settlement_window_s=60)
+    feed = MarketDataFeed(engine, levels=2)
     out = published(
         feed.messages(
             engine.handle_all(

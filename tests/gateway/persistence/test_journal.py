@@ -72,6 +72,7 @@ from exchange import (
     NewOrder,
     OpenAccount,
     OpenPrimaryAuction,
+    OpenSettlementWindow,
     OrderType,
     RecordEmissions,
     RegisterInstallation,
@@ -132,7 +133,7 @@ TS0 = 1_700_000_000_000_000_000  # the "clock" Live reads: Sequencer.now makes i
 def standard_genesis() -> Genesis:
     # A resend window larger than any account's message count here: nothing is evicted, so what a
     # recovered resend store holds can be compared exactly with the live one (see resend_frames).
-    return Genesis(load_instruments(), load_compliance(), md_levels=10, settlement_window=600, resend_window=100_000)
+    return Genesis(load_instruments(), load_compliance(), md_levels=10, resend_window=100_000)
 
 
 @dataclass(frozen=True)
@@ -425,6 +426,7 @@ def one_of_each_command() -> list:
         UnblockAccount(ts=ts, account="speculator"),
         SetSelfTradePrevention(ts=ts, account="bank", mode="CANCEL_RESTING"),
         EndOfDay(ts=ts, trading_date=20240102),
+        OpenSettlementWindow(ts=ts, instrument="EUA"),
         OpenAccount(ts=ts, account="new-fund", order_value_limit=500_000_000, self_trade_prevention="CANCEL_TAKING"),
         Deposit(ts=ts, account="bank", asset=CASH_ASSET, amount=123_456_789),
         Withdraw(ts=ts, account="bank", asset="EUA", amount=1000),
