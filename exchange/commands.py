@@ -325,6 +325,45 @@ class EndOfDay:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleReached:
+    """The exchange's trading calendar has carried out (or its operator skipped) one schedule point of a trading
+    day (``point`` names it, e.g. ``close:EUA``): journaled with the point's own commands, in their batch, so
+    that a start knows exactly which points are done and catches up the rest in order."""
+
+    ts: int
+    trading_date: int  # YYYYMMDD
+    point: str
+    skipped: bool = False  # the operator passed over the point: its actions were not carried out
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        if not valid_date(self.trading_date):
+            raise InvalidCommand(RejectCode.INVALID_TRADING_DATE, "trading_date")
+        if type(self.point) is not str or not 0 < len(self.point) <= 64:
+            raise InvalidCommand(RejectCode.INVALID_SCHEDULE_CHANGE, "point")
+        if type(self.skipped) is not bool:
+            raise InvalidCommand(RejectCode.INVALID_SCHEDULE_CHANGE, "skipped")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShiftSchedule:
+    """The operator extends a trading day: its closing points not yet reached (settlement window, closing
+    call, close, end of day) move ``seconds`` later. Extensions of one day add up; the next day starts on
+    time."""
+
+    ts: int
+    trading_date: int  # YYYYMMDD
+    seconds: int
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        if not valid_date(self.trading_date):
+            raise InvalidCommand(RejectCode.INVALID_TRADING_DATE, "trading_date")
+        if not _whole(self.seconds) or not 0 < self.seconds <= 86_400:
+            raise InvalidCommand(RejectCode.INVALID_SCHEDULE_CHANGE, "seconds")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OpenSettlementWindow:
     """Start counting an instrument's trades towards its settlement price (the exchange's schedule: ICE
     Endex's window is the last ten minutes of trading). The next end of day fixes the price from them."""
@@ -679,4 +718,6 @@ COMMAND_TYPES = (
     WithdrawBid,
     ClearPrimaryAuction,
     OpenSettlementWindow,
+    ScheduleReached,
+    ShiftSchedule,
 )

@@ -74,8 +74,10 @@ from .commands import (
     RecordEmissions,
     RegisterInstallation,
     ReplaceOrder,
+    ScheduleReached,
     SetSelfTradePrevention,
     SetTradingPhase,
+    ShiftSchedule,
     SubmitBid,
     Surrender,
     UnblockAccount,
@@ -90,6 +92,7 @@ from .order_commands import OrderCommands
 from .orders import Order, by_order_id
 from .primary_auction import PrimaryAuction, PrimaryAuctions
 from .refusals import request_rejected
+from .schedule_marks import ScheduleMarks
 from .views import AccountBalances, AccountSettings, BidView, EngineCounts, InstallationView, PrimaryAuctionView
 
 CONTINUOUS = TradingPhase.CONTINUOUS
@@ -150,15 +153,18 @@ class Engine:
         self.account_commands = AccountCommands(self.accounts, self.instruments, self.counters, pre_trade_risk)
         self.compliance = Compliance(self, compliance)  # installations, obligations, retired units
         self.primary = PrimaryAuctions(self)  # EU ETS primary auctions: bids, clearing, carry-over
+        self.schedule = ScheduleMarks(self.counters)  # how far the trading calendar has come
         orders, accounts = self.order_commands, self.account_commands
         self._handlers: dict[type, Callable[[Any, list], RejectCode | None]] = {
             # (NewOrder and CancelOrder, the hot path, are dispatched before the table)
             ReplaceOrder: orders.replace_order,
             MassCancel: orders.mass_cancel,
-            EndOfDay: orders.end_of_day,
+            EndOfDay: self._end_of_day,
             BlockAccount: self._block_account,
             SetTradingPhase: self._set_trading_phase,
             OpenSettlementWindow: self._open_settlement_window,
+            ScheduleReached: self.schedule.reached,
+            ShiftSchedule: self.schedule.shift,
             UnblockAccount: accounts.unblock_account,
             SetSelfTradePrevention: accounts.set_self_trade_prevention,
             OpenAccount: accounts.open_account,
@@ -230,6 +236,14 @@ class Engine:
 
     def phase(self, symbol: str) -> TradingPhase:
         return self.books[symbol].phase
+
+    def schedule_done(self, trading_date: int) -> frozenset[str]:
+        """The trading calendar's points of an open trading day already done (exchange.schedule_marks)."""
+        return frozenset(self.schedule.done.get(trading_date, ()))
+
+    def schedule_extension(self, trading_date: int) -> int:
+        """Seconds the operator extended a trading day's closing points by (0: none)."""
+        return self.schedule.shifts.get(trading_date, 0)
 
     def settlement_price(self, symbol: str) -> int | None:
         """The settlement price fixed at the last end of day (cents), None before the first."""
@@ -377,6 +391,12 @@ class Engine:
 
     # -- trading phases -----------------------------------------------------------------------
 
+    def _end_of_day(self, cmd: EndOfDay, events: list) -> RejectCode | None:
+        code = self.order_commands.end_of_day(cmd, events)
+        if code is None:
+            self.schedule.forget_through(cmd.trading_date)
+        return code
+
     def _open_settlement_window(self, cmd: OpenSettlementWindow, events: list) -> RejectCode | None:
         book = self.books.get(cmd.instrument)
         if book is None:
@@ -424,6 +444,9 @@ class Engine:
         """The canonical text the state hash is taken over, one fact a line."""
         c = self.counters
         yield f"counters seq={c.seq} order_id={c.order_id} trade_id={c.trade_id} closed={self.last_closed_date}"
+        schedule = self.schedule.state_line()
+        if schedule is not None:
+            yield schedule
         for symbol in sorted(self.books):
             book = self.books[symbol]
             line = f"book {symbol} last={book.last_price} phase={book.phase}"

@@ -232,6 +232,26 @@ class TradingDayClosed(NamedTuple):
     expired_orders: int
 
 
+class ScheduleAdvanced(NamedTuple):
+    """A schedule point of a trading day is done (``skipped``: passed over by the operator)."""
+
+    seq: int
+    ts: int
+    trading_date: int
+    point: str
+    skipped: bool
+
+
+class ScheduleShifted(NamedTuple):
+    """A trading day extended: its closing points not yet reached ``seconds`` later (``total_seconds`` in all)."""
+
+    seq: int
+    ts: int
+    trading_date: int
+    seconds: int
+    total_seconds: int
+
+
 class SettlementWindowOpened(NamedTuple):
     """From now until the end of day, the instrument's trades make its settlement price."""
 

@@ -51,6 +51,7 @@ from exchange import (
     parse_compliance,
 )
 from exchange.instruments import ConfigError, Instrument, eur_to_cents, parse_instruments
+from gateway.schedule.calendar import TradingCalendar, parse_calendar
 from gateway.sessions.credentials import is_secret_hash
 from gateway.wire.protocol import DEFAULT_MAX_FRAME
 
@@ -334,6 +335,12 @@ def load_compliance(path: Path | str | None = None) -> ComplianceConfig:
     return _located("compliance.toml", path, parse_compliance)
 
 
+def load_calendar(instruments: Mapping[str, Instrument], path: Path | str | None = None) -> TradingCalendar:
+    """The trading calendar in ``path`` (None: calendar.toml in :func:`config_folder`), with a schedule for each
+    of ``instruments``; raises ConfigError naming the file and the bad field."""
+    return _located("calendar.toml", path, lambda data: parse_calendar(data, instruments))
+
+
 # -- the exchange process (config/exchange.toml) ------------------------------------------------
 
 DEFAULT_EXCHANGE = PACKAGED_CONFIG / "exchange.toml"
@@ -350,6 +357,7 @@ def _about(
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("json", "text")
 FSYNC_POLICIES = ("batch", "off")
+SCHEDULES = ("manual", "calendar")
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,6 +558,27 @@ class ServerConfig:
     resend_window: int = field(
         default=2_000,
         metadata=_about("journal", "numbered messages kept per account for resend requests", 1, 1_000_000),
+    )
+    # -- [calendar]
+    schedule: str = field(
+        default="manual",
+        metadata=_about(
+            "calendar",
+            "calendar: the exchange runs its trading days by itself from calendar.toml (phases, settlement, end of "
+            "day, primary auctions); manual: continuous trading until an operator changes a phase",
+            choices=SCHEDULES,
+        ),
+    )
+    clock_start: str = field(
+        default="",
+        metadata=_about(
+            "calendar",
+            "a simulated clock starting at this local time of the venue (YYYY-MM-DDTHH:MM); empty: the host's clock",
+        ),
+    )
+    clock_speed: float = field(
+        default=1.0,
+        metadata=_about("calendar", "how many times as fast as the host's the simulated clock runs", 1.0, 1_000_000.0),
     )
     # -- [auctions]
     auction_reserve_discount_bps: int = field(

@@ -71,6 +71,10 @@ from gateway.pipeline.replies import Replies
 from gateway.pipeline.sequencer import Sequencer
 from gateway.pipeline.session_requests import SessionRequests
 from gateway.pipeline.timers import Timers
+from gateway.schedule.calendar import TradingCalendar
+from gateway.schedule.clock import Clock, clock_from_settings
+from gateway.schedule.day_files import DayFiles
+from gateway.schedule.runner import CalendarRunner
 from gateway.sessions.host import SESSION_READ_SIZE, SessionHost
 from gateway.sessions.session import CLOSE_GRACE, AccountLink, abort
 from gateway.settlement.ledger import SqliteLedgerStore
@@ -126,7 +130,9 @@ class TradingGateway:
         self.intake = Intake(config, clock, self.lifecycle)
         self.host = SessionHost(self.links, self.intake, self.subscribers, config, self.lifecycle, clock)
         self.replies = Replies(sequencer, journal)
-        self.timers = Timers(self.engine, self.lifecycle, self.run_operator_commands, wall_clock)
+        self.timers = Timers(
+            self.engine, self.lifecycle, self.run_operator_commands, wall_clock, getattr(wall_clock, "speed", 1.0)
+        )
         release = Release(
             settlement, SessionDelivery(self.links, self.subscribers), self.subscribers, self.publisher, self.timers
         )
@@ -157,6 +163,20 @@ class TradingGateway:
         self._tasks: list[asyncio.Task] = []
         self._stop_task: asyncio.Task | None = None
         self._operator_waits: set[asyncio.Future] = set()
+        self.calendar: CalendarRunner | None = None  # the trading calendar's runner, when it runs the days
+
+    def run_calendar(self, calendar: TradingCalendar, clock: Clock, data_dir: Path) -> None:
+        """Run the trading days by ``calendar``: its points caught up, then each when due (the gateway has started)."""
+        self.calendar = CalendarRunner(
+            calendar,
+            self.engine,
+            clock,
+            self.lifecycle,
+            self.run_operator_commands,
+            self.config.auction_reserve_discount_bps,
+            DayFiles(self.engine, self.feed, data_dir / "days").write,
+        )
+        self.calendar.start()
 
     @property
     def failure(self) -> BaseException | None:
@@ -285,6 +305,8 @@ class TradingGateway:
 
     async def _stop_tasks(self) -> None:
         """The engine, heartbeat and timed tasks end; a snapshot being written finishes (its answers synced)."""
+        if self.calendar is not None:
+            await self.calendar.stop()
         await self.timers.stop()
         for task in self._tasks:
             task.cancel()
@@ -333,8 +355,13 @@ async def running_exchange(
     instruments: Mapping[str, Instrument],
     accounts: Mapping[str, AccountConfig],
     compliance: ComplianceConfig | None = None,
+    calendar: TradingCalendar | None = None,
 ) -> AsyncIterator[TradingGateway]:
     """The whole exchange, listening: state recovered from the journal, settlement, the gateway.
+
+    With a ``calendar`` (required when ``config.schedule`` is "calendar") the
+    exchange runs its own trading days (:mod:`gateway.schedule.runner`), by
+    the host's clock or a simulated one (``clock_start``, ``clock_speed``).
 
     The data directory (``data_dir``; empty: a temporary one) is locked for
     the process's life: one exchange per journal. Start-up replays the
@@ -355,6 +382,9 @@ async def running_exchange(
         assert gateway is not None  # the listener serves only once the gateway has started
         await gateway.host.serve_connection(reader, writer)
 
+    if config.schedule == "calendar" and calendar is None:
+        raise ConfigError("calendar.schedule", "the exchange runs on its calendar, but no calendar was loaded")
+    clock = clock_from_settings(config.clock_start, config.clock_speed, calendar.zone if calendar else None)
     listener = await bind_listener(config.host, config.port, connected)
     with contextlib.ExitStack() as resources:
         resources.callback(listener.close)
@@ -390,8 +420,10 @@ async def running_exchange(
                 config,
                 settlement,
                 data_dir,
+                wall_clock=clock,
                 commands_since_snapshot=recovered.commands_since_snapshot,
             )
+            clock.resume_from(recovered.core.last_ts)  # time never runs backwards across a restart
             commands, unapplied = start_up_commands(accounts, recovered.core.engine, time.time_ns())
             for change in unapplied:
                 log_event(
@@ -402,6 +434,9 @@ async def running_exchange(
                     hint="an open account keeps its order value limit and its credit share",
                 )
             await gateway.start(commands, listener)
+            if config.schedule == "calendar":
+                assert calendar is not None
+                gateway.run_calendar(calendar, clock, data_dir)
             started.set()
             log_event(log, "ledger", path=str(store.path))
             try:
@@ -495,6 +530,7 @@ async def serve(
     accounts: Mapping[str, AccountConfig],
     compliance: ComplianceConfig | None = None,
     ready: Callable[[TradingGateway], None] | None = None,
+    calendar: TradingCalendar | None = None,
 ) -> int:
     """Run the exchange until SIGINT or SIGTERM (or an engine failure); the process's exit status.
 
@@ -509,7 +545,7 @@ async def serve(
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-    async with running_exchange(config, instruments, accounts, compliance) as gateway:
+    async with running_exchange(config, instruments, accounts, compliance, calendar) as gateway:
         if ready is not None:
             ready(gateway)
         await run_until_stopped(gateway)

@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="EU ETS compliance rules (TOML); default: compliance.toml in the configuration folder",
     )
     parser.add_argument(
+        "--calendar",
+        type=Path,
+        help="the trading calendar (TOML), used when the schedule is 'calendar'; default: calendar.toml in the "
+        "configuration folder",
+    )
+    parser.add_argument(
         "--exchange-config",
         type=Path,
         help="the exchange process's settings (TOML); default: exchange.toml in the configuration folder",

@@ -26,6 +26,7 @@ from gateway.config import (
     AccountConfig,
     ServerConfig,
     load_accounts,
+    load_calendar,
     load_compliance,
     load_instruments,
     load_server_config,
@@ -50,12 +51,18 @@ def _load_exchange(
     return config, instruments, accounts, load_compliance(args.compliance)
 
 
+def _calendar(args: argparse.Namespace, config: ServerConfig, instruments: dict[str, Instrument]):
+    """The trading calendar when the exchange runs on it (else None: it is not even read)."""
+    return load_calendar(instruments, args.calendar) if config.schedule == "calendar" else None
+
+
 def _serve_command(args: argparse.Namespace) -> int:
     from gateway.node import serve
 
     config, instruments, accounts, compliance = _load_exchange(args)
+    calendar = _calendar(args, config, instruments)
     configure_logging(config.log_level, config.log_format)
-    return asyncio.run(serve(config, instruments, accounts, compliance))
+    return asyncio.run(serve(config, instruments, accounts, compliance, calendar=calendar))
 
 
 def _demo_command(args: argparse.Namespace) -> int:

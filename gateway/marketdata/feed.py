@@ -111,6 +111,7 @@ class InstrumentFeed:
         self.auction: tuple[int | None, int] = (None, 0)  # the last auction's price and lots
         self.last: int | None = None  # cents
         self.settlement_price: int | None = None
+        self.last_close: Statistics | None = None  # the statistics the last trading day closed with
         self.ts = 0  # of the last message
         self._new_day()
 
@@ -269,6 +270,7 @@ class InstrumentFeed:
         self.next_seq("stats")
         closing = self.statistics()
         closing.trading_day_closed = True
+        self.last_close = closing  # for the day's report (gateway.schedule.day_files)
         self._new_day()
         self.next_seq("stats")
         return [closing, self.statistics()]

@@ -50,8 +50,10 @@ class Timers:
         lifecycle: Lifecycle,
         run_commands: Callable[[list], Coroutine[Any, Any, list]],
         wall_clock: Callable[[], int] = time.time_ns,
+        speed: float = 1.0,
     ) -> None:
         self.engine = engine
+        self.speed = speed  # the clock's speed (a simulated clock's): a timer of n clock seconds waits n / speed
         self.wall_clock = wall_clock  # the clock that stamps commands (the engine loop's): windows end by it
         self.lifecycle = lifecycle
         self.run_commands = run_commands  # the operator's way in: queued, journaled, run in sequence
@@ -106,7 +108,9 @@ class Timers:
             return
         seconds = self.engine.instruments[instrument].volatility_call_seconds
         log_event(log, "volatility_interruption", instrument=instrument, call_seconds=seconds)
-        self.reopenings[instrument] = asyncio.get_running_loop().call_later(seconds, self._reopen, instrument)
+        self.reopenings[instrument] = asyncio.get_running_loop().call_later(
+            seconds / self.speed, self._reopen, instrument
+        )
 
     def _reopen(self, instrument: str) -> None:
         """The interruption's call is over: its auction, then continuous trading (only if it is still the
@@ -141,7 +145,7 @@ class Timers:
         """Clear the auction when its window has closed (by this process's clock, which stamps the bids)."""
         if auction_id in self.clearings:
             return
-        delay = max(0.0, (closes_at - self.wall_clock()) / 1e9) + CLEARING_MARGIN
+        delay = max(0.0, (closes_at - self.wall_clock()) / 1e9 / self.speed) + CLEARING_MARGIN
         self.clearings[auction_id] = asyncio.get_running_loop().call_later(delay, self._clear, auction_id)
 
     def _clear(self, auction_id: str) -> None:

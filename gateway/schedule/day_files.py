@@ -1,0 +1,129 @@
+"""The day's files: a report for the operator and a statement per account, written at each end of day.
+
+How this works
+--------------
+After the calendar's end of day (:mod:`gateway.schedule.runner`) the engine's
+state *is* the day's close: :meth:`DayFiles.write` reads it at once, in the
+event loop (balances through the engine's read API, each instrument's
+closing statistics from the market-data feed), and writes the files in a
+worker thread so that the disk never holds up trading. Under the data
+directory, ``days/YYYYMMDD/``:
+
+- ``report.json``: per instrument the closing statistics (open, high, low,
+  last, volume, VWAP, trades) and the settlement price with how it was fixed;
+  orders expired; what the engine holds (open orders, accounts);
+- ``statements/ACCOUNT.json``: the account's cash and units, what its open
+  orders hold back, and its units valued at the day's settlement prices.
+
+Amounts are written as strings in euros (two decimals) beside integer cents,
+so a spreadsheet and a program read them alike. Files are written whole
+(temporary name, then rename): a reader never sees half a statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+
+from exchange import Engine, SettlementPriceFixed, TradingDayClosed
+from gateway.logs import log_event
+from gateway.marketdata.feed import MarketDataFeed
+
+log = logging.getLogger("carbonx.gateway")
+
+
+def euros(cents: int | None) -> str | None:
+    if cents is None:
+        return None
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
+
+
+class DayFiles:
+    """Writes each trading day's report and statements under ``directory``; see the module notes."""
+
+    def __init__(self, engine: Engine, feed: MarketDataFeed, directory: Path) -> None:
+        self.engine = engine
+        self.feed = feed
+        self.directory = directory
+
+    async def write(self, trading_date: int, events: list) -> Path:
+        """The files of the day whose end of day produced ``events``; returns the day's folder."""
+        report, statements = self.read(trading_date, events)
+        folder = self.directory / str(trading_date)
+        await asyncio.to_thread(_write_all, folder, report, statements)
+        log_event(log, "day_files", trading_date=trading_date, folder=str(folder), statements=len(statements))
+        return folder
+
+    def read(self, trading_date: int, events: list) -> tuple[dict, dict[str, dict]]:
+        """What the files say, read from the engine and the feed now (the day just closed)."""
+        engine = self.engine
+        fixed = {event.instrument: event for event in events if type(event) is SettlementPriceFixed}
+        closed = [event for event in events if type(event) is TradingDayClosed]
+        instruments = {}
+        for symbol, instrument in engine.instruments.items():
+            feed = self.feed.instruments[symbol]
+            close = feed.last_close
+            settlement = fixed.get(symbol)
+            tick = instrument.tick_size
+            instruments[symbol] = {
+                "settlement_price": euros(settlement.price if settlement else engine.settlement_price(symbol)),
+                "settlement_method": settlement.method if settlement else None,
+                "settlement_window_lots": settlement.window_lots if settlement else 0,
+                "open": euros(None if close is None or close.open is None else close.open * tick),
+                "high": euros(None if close is None or close.high is None else close.high * tick),
+                "low": euros(None if close is None or close.low is None else close.low * tick),
+                "last": euros(None if close is None or close.last is None else close.last * tick),
+                "volume_lots": 0 if close is None else close.volume,
+                "volume_tonnes": 0 if close is None else close.volume_tonnes,
+                "vwap": None if close is None else close.vwap,
+                "trades": 0 if close is None else close.trades,
+                "phase": str(engine.phase(symbol)),
+            }
+        counts = engine.counts()
+        report = {
+            "trading_date": trading_date,
+            "instruments": instruments,
+            "expired_orders": sum(event.expired_orders for event in closed),
+            "open_orders": counts.open_orders,
+            "accounts": counts.accounts,
+            "last_event_seq": counts.events,
+        }
+        prices = {symbol: engine.settlement_price(symbol) for symbol in engine.instruments}
+        statements = {}
+        for account_id in engine.account_ids():
+            balances = engine.balances(account_id)
+            assert balances is not None  # one of the engine's own accounts
+            valued = {}
+            for symbol, units in balances.units.items():
+                price = prices.get(symbol)  # cents a unit (a tonne)
+                if units and price is not None:
+                    valued[symbol] = units * price
+            statements[account_id] = {
+                "account": account_id,
+                "trading_date": trading_date,
+                "cash": euros(balances.cash),
+                "cash_cents": balances.cash,
+                "cash_held_by_orders": euros(balances.reserved_cash),
+                "units": {symbol: units for symbol, units in sorted(balances.units.items()) if units},
+                "units_held_by_orders": {s: u for s, u in sorted(balances.reserved_units.items()) if u},
+                "units_at_settlement": {symbol: euros(value) for symbol, value in sorted(valued.items())},
+                "blocked": balances.blocked,
+            }
+        return report, statements
+
+
+def _write_all(folder: Path, report: dict, statements: dict[str, dict]) -> None:
+    (folder / "statements").mkdir(parents=True, exist_ok=True)
+    _write_json(folder / "report.json", report)
+    for account_id, statement in statements.items():
+        _write_json(folder / "statements" / f"{account_id}.json", statement)
+
+
+def _write_json(path: Path, value: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(value, indent=2, sort_keys=False) + "\n")
+    os.replace(temporary, path)

@@ -1,0 +1,263 @@
+"""The calendar runner: carries out each schedule point of the trading calendar when it is due.
+
+How this works
+--------------
+One task (``trading-calendar``), started with the gateway when the exchange
+runs on its calendar (``schedule = "calendar"``). It looks for the next point
+not yet done: the open trading day is the first trading day after the
+engine's ``last_closed_date`` (or, the first time, today's), and its points
+come from :meth:`TradingCalendar.points`, the closing ones moved by the
+operator's extension of that day (:class:`exchange.ShiftSchedule`). It
+sleeps until the point is due by the exchange's clock (:mod:`.clock`; at
+most a second at a time, so that an extension or a stop is seen at once)
+and then runs the point's engine commands together with
+:class:`exchange.ScheduleReached` in one batch of the engine's queue, as an
+operator command: journaled, replayed in its place, and done exactly once.
+
+What each point does (``from_phase`` guards every scheduled phase change,
+so that an instrument the operator halted stays halted: the change is
+refused, logged, and the point is still marked done):
+
+- ``opening_call``: an instrument still trading (a first start, or a day
+  that never closed) is closed first; then the opening call;
+- ``continuous``: continuous trading, after the opening auction;
+- ``settlement_window``: :class:`exchange.OpenSettlementWindow`;
+- ``closing_call``: from continuous trading or a volatility interruption;
+- ``close``: the instrument closes from any phase, a halt included (the
+  closing auction runs if it was in a call);
+- ``auction``: a primary auction of the auction calendar opens (its
+  clearing is :mod:`gateway.pipeline.timers`' job, as for any auction);
+- ``end_of_day``: :class:`exchange.EndOfDay` (DAY and GTD orders expire,
+  settlement prices are fixed, client order ids are released), then the
+  day's files (:mod:`.statements`).
+
+Points missed while the exchange was down are caught up in order at start,
+each day's end of day included, before the next day's opening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from exchange import (
+    EndOfDay,
+    Engine,
+    OpenPrimaryAuction,
+    OpenSettlementWindow,
+    RequestRejected,
+    ScheduleReached,
+    SetTradingPhase,
+    ShiftSchedule,
+    TradingPhase,
+)
+from gateway.lifecycle import ExchangeStopped, Lifecycle
+from gateway.logs import log_event
+from gateway.schedule.calendar import SchedulePoint, TradingCalendar
+from gateway.schedule.clock import Clock
+
+log = logging.getLogger("carbonx.gateway")
+
+CLOSING_ACTIONS = frozenset(("settlement_window", "closing_call", "close", "end_of_day"))  # moved by an extension
+MAX_WAIT = 1.0  # host seconds between looks at the schedule while waiting for a point
+TRADING = (
+    TradingPhase.OPENING_CALL,
+    TradingPhase.CONTINUOUS,
+    TradingPhase.CLOSING_CALL,
+    TradingPhase.VOLATILITY_INTERRUPTION,
+)
+
+
+def date_number(day: dt.date) -> int:
+    return day.year * 10000 + day.month * 100 + day.day
+
+
+def number_date(value: int) -> dt.date:
+    return dt.date(value // 10000, value // 100 % 100, value % 100)
+
+
+class CalendarRunner:
+    """Carries out the trading calendar's points in order; see the module notes."""
+
+    def __init__(
+        self,
+        calendar: TradingCalendar,
+        engine: Engine,
+        clock: Clock,
+        lifecycle: Lifecycle,
+        run_commands: Callable[[list], Coroutine[Any, Any, list]],
+        reserve_discount_bps: int,
+        after_day: Callable[[int, list], Coroutine[Any, Any, object]] | None = None,
+    ) -> None:
+        self.calendar = calendar
+        self.engine = engine
+        self.clock = clock
+        self.lifecycle = lifecycle
+        self.run_commands = run_commands  # the operator's way in: queued, journaled, run in sequence
+        self.reserve_discount_bps = reserve_discount_bps
+        self.after_day = after_day  # the day's files, given the trading date and the end of day's events
+        self.task: asyncio.Task | None = None
+        self.first_day: dt.date | None = None  # the first time, with no day ever closed: the day it started on
+        self.points_done = 0  # carried out by this process (for tests and the log)
+
+    # -- the schedule --------------------------------------------------------------------------
+
+    def open_day(self) -> dt.date:
+        """The trading day whose points come next: the first after the last one closed."""
+        closed = self.engine.last_closed_date
+        if closed is not None:
+            after = number_date(closed) + dt.timedelta(days=1)
+        else:
+            if self.first_day is None:
+                self.first_day = self.calendar.local_date(self.clock.now())
+            after = self.first_day
+        return next(self.calendar.trading_days(after))
+
+    def due_points(self, day: dt.date) -> list[tuple[int, SchedulePoint]]:
+        """The day's points not yet done, each with when it is due (an extension applied), in order."""
+        number = date_number(day)
+        done = self.engine.schedule_done(number)
+        extension = self.engine.schedule_extension(number) * 1_000_000_000
+        remaining = []
+        for point in self.calendar.points(day):
+            if point_name(point) in done:
+                continue
+            at = point.at + extension if point.action in CLOSING_ACTIONS else point.at
+            remaining.append((at, point))
+        remaining.sort(key=lambda pair: (pair[0], pair[1].rank, pair[1].instrument))
+        return remaining
+
+    def next_point(self) -> tuple[int, SchedulePoint]:
+        day = self.open_day()
+        remaining = self.due_points(day)
+        assert remaining, f"an open trading day {day} with every point done (its end of day closes it)"
+        return remaining[0]
+
+    # -- the task -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        log_event(log, "calendar_started", clock=self.clock.describe(), open_day=self.open_day().isoformat())
+        self.task = asyncio.create_task(self.run(), name="trading-calendar")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def run(self) -> None:
+        try:
+            while not self.lifecycle.stopping:
+                at, point = self.next_point()
+                wait = self.clock.seconds_until(at)
+                if wait > 0:
+                    await asyncio.sleep(min(wait, MAX_WAIT))
+                    continue
+                await self.carry_out(point, late_ns=self.clock.now() - at)
+        except ExchangeStopped:
+            return  # the exchange stopped first: the next start catches up what is left
+
+    async def carry_out(self, point: SchedulePoint, late_ns: int = 0) -> list:
+        """Run one point's commands and its mark, in one batch; returns the batch's events."""
+        commands = self.commands_for(point)
+        mark = ScheduleReached(ts=0, trading_date=point.trading_date, point=point_name(point))
+        batch = [mark, *commands] if point.action == "end_of_day" else [*commands, mark]
+        events = await self.run_commands(batch)
+        self.points_done += 1
+        refused = [event for event in events if type(event) is RequestRejected]
+        log_event(
+            log,
+            "schedule_point",
+            logging.WARNING if refused else logging.INFO,
+            trading_date=point.trading_date,
+            action=point.action,
+            instrument=point.instrument or None,
+            late_seconds=round(late_ns / 1e9, 3) if late_ns > 1_000_000_000 else 0,
+            refused=[f"{event.request} {int(event.code)} {event.text}" for event in refused] or None,
+        )
+        if point.action == "end_of_day" and self.after_day is not None:
+            await self.after_day(point.trading_date, events)
+        return events
+
+    def commands_for(self, point: SchedulePoint) -> list:
+        """The engine commands of a point, from the instrument's phase now (see the module notes)."""
+        action, symbol = point.action, point.instrument
+        if action == "end_of_day":
+            return [EndOfDay(ts=0, trading_date=point.trading_date)]
+        if action == "settlement_window":
+            return [OpenSettlementWindow(ts=0, instrument=symbol)]
+        if action == "auction":
+            auction = point.auction
+            assert auction is not None
+            return [
+                OpenPrimaryAuction(
+                    ts=0,
+                    auction_id=auction.auction_id,
+                    auctioneer=auction.auctioneer,
+                    instrument=auction.instrument,
+                    volume=auction.volume,
+                    closes_at=self.calendar.at(auction.date, auction.closes),
+                    seed=secrets.token_hex(32),  # fixed now, published as its hash, revealed with the results
+                    reserve_discount_bps=self.reserve_discount_bps,
+                )
+            ]
+        phase = self.engine.phase(symbol)
+        if action == "opening_call":
+            commands = []
+            if phase in TRADING:  # never closed (a first start on the calendar): close it before the new day
+                commands.append(SetTradingPhase(ts=0, instrument=symbol, phase=TradingPhase.CLOSED, from_phase=phase))
+                phase = TradingPhase.CLOSED
+            commands.append(self._phase(symbol, TradingPhase.OPENING_CALL, TradingPhase.CLOSED))
+            return commands
+        if action == "continuous":
+            return [self._phase(symbol, TradingPhase.CONTINUOUS, TradingPhase.OPENING_CALL)]
+        if action == "closing_call":
+            expected = phase if phase is TradingPhase.VOLATILITY_INTERRUPTION else TradingPhase.CONTINUOUS
+            return [self._phase(symbol, TradingPhase.CLOSING_CALL, expected)]
+        if action == "close":
+            if phase is TradingPhase.CLOSED:
+                return []
+            return [SetTradingPhase(ts=0, instrument=symbol, phase=TradingPhase.CLOSED, from_phase=phase)]
+        raise AssertionError(f"unknown schedule action {action!r}")
+
+    @staticmethod
+    def _phase(symbol: str, phase: TradingPhase, expected: TradingPhase) -> SetTradingPhase:
+        """A scheduled phase change, only from the phase the schedule expects: from any other (a halt) the
+        engine refuses it (505) and the instrument stays as the operator left it."""
+        return SetTradingPhase(ts=0, instrument=symbol, phase=phase, from_phase=expected)
+
+    # -- the operator ----------------------------------------------------------------------------
+
+    async def extend(self, seconds: int) -> list:
+        """Extend the open trading day: its closing points not yet done move ``seconds`` later."""
+        return await self.run_commands(
+            [ShiftSchedule(ts=0, trading_date=date_number(self.open_day()), seconds=seconds)]
+        )
+
+    async def skip_next(self) -> SchedulePoint:
+        """Pass over the next point: marked done without its actions (the operator's decision, logged). The end
+        of day is never passed over: the day would never close."""
+        _, point = self.next_point()
+        if point.action == "end_of_day":
+            raise ValueError("the end of day cannot be skipped (extend the day instead)")
+        await self.run_commands(
+            [ScheduleReached(ts=0, trading_date=point.trading_date, point=point_name(point), skipped=True)]
+        )
+        log_event(
+            log,
+            "schedule_point_skipped",
+            trading_date=point.trading_date,
+            action=point.action,
+            instrument=point.instrument or None,
+        )
+        return point
+
+
+def point_name(point: SchedulePoint) -> str:
+    """The name a point is marked done under: its action, and its instrument or auction."""
+    if point.auction is not None:
+        return f"auction:{point.auction.auction_id}"
+    return f"{point.action}:{point.instrument}" if point.instrument else point.action
