@@ -241,6 +241,10 @@ class Engine:
         """The trading calendar's points of an open trading day already done (exchange.schedule_marks)."""
         return frozenset(self.schedule.done.get(trading_date, ()))
 
+    def schedule_dates(self) -> list[int]:
+        """The trading days (YYYYMMDD) with schedule points done and no end of day yet, oldest first."""
+        return sorted(self.schedule.done)
+
     def schedule_extension(self, trading_date: int) -> int:
         """Seconds the operator extended a trading day's closing points by (0: none)."""
         return self.schedule.shifts.get(trading_date, 0)

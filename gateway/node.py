@@ -356,12 +356,14 @@ async def running_exchange(
     accounts: Mapping[str, AccountConfig],
     compliance: ComplianceConfig | None = None,
     calendar: TradingCalendar | None = None,
+    clock: Clock | None = None,
 ) -> AsyncIterator[TradingGateway]:
     """The whole exchange, listening: state recovered from the journal, settlement, the gateway.
 
     With a ``calendar`` (required when ``config.schedule`` is "calendar") the
     exchange runs its own trading days (:mod:`gateway.schedule.runner`), by
-    the host's clock or a simulated one (``clock_start``, ``clock_speed``).
+    the host's clock or a simulated one (``clock_start``, ``clock_speed``); ``clock`` replaces both (a
+    clock a test moves itself).
 
     The data directory (``data_dir``; empty: a temporary one) is locked for
     the process's life: one exchange per journal. Start-up replays the
@@ -384,7 +386,8 @@ async def running_exchange(
 
     if config.schedule == "calendar" and calendar is None:
         raise ConfigError("calendar.schedule", "the exchange runs on its calendar, but no calendar was loaded")
-    clock = clock_from_settings(config.clock_start, config.clock_speed, calendar.zone if calendar else None)
+    if clock is None:
+        clock = clock_from_settings(config.clock_start, config.clock_speed, calendar.zone if calendar else None)
     listener = await bind_listener(config.host, config.port, connected)
     with contextlib.ExitStack() as resources:
         resources.callback(listener.close)

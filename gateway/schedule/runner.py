@@ -18,8 +18,8 @@ What each point does (``from_phase`` guards every scheduled phase change,
 so that an instrument the operator halted stays halted: the change is
 refused, logged, and the point is still marked done):
 
-- ``opening_call``: an instrument still trading (a first start, or a day
-  that never closed) is closed first; then the opening call;
+- ``opening_call``: the opening call (at start, an instrument still trading
+  before its day's opening call, as on a first start, is closed: ``align``);
 - ``continuous``: continuous trading, after the opening auction;
 - ``settlement_window``: :class:`exchange.OpenSettlementWindow`;
 - ``closing_call``: from continuous trading or a volatility interruption;
@@ -109,7 +109,10 @@ class CalendarRunner:
     def open_day(self) -> dt.date:
         """The trading day whose points come next: the first after the last one closed."""
         closed = self.engine.last_closed_date
-        if closed is not None:
+        begun = self.engine.schedule_dates()  # a day begun and not closed (the end of day forgets its marks)
+        if begun:
+            after = number_date(begun[0])
+        elif closed is not None:
             after = number_date(closed) + dt.timedelta(days=1)
         else:
             if self.first_day is None:
@@ -148,8 +151,23 @@ class CalendarRunner:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
 
+    async def align(self) -> None:
+        """At start: an instrument still trading although its open day's opening call is not done (a first start
+        on the calendar, before or after the opening) is closed, so that the day begins as the calendar says."""
+        day = self.open_day()
+        done = self.engine.schedule_done(date_number(day))
+        commands = [
+            SetTradingPhase(ts=0, instrument=symbol, phase=TradingPhase.CLOSED, from_phase=self.engine.phase(symbol))
+            for symbol in self.engine.instruments
+            if f"opening_call:{symbol}" not in done and self.engine.phase(symbol) in TRADING
+        ]
+        if commands:
+            await self.run_commands(commands)
+            log_event(log, "calendar_aligned", open_day=day.isoformat(), closed=[c.instrument for c in commands])
+
     async def run(self) -> None:
         try:
+            await self.align()
             while not self.lifecycle.stopping:
                 at, point = self.next_point()
                 wait = self.clock.seconds_until(at)
@@ -205,13 +223,8 @@ class CalendarRunner:
                 )
             ]
         phase = self.engine.phase(symbol)
-        if action == "opening_call":
-            commands = []
-            if phase in TRADING:  # never closed (a first start on the calendar): close it before the new day
-                commands.append(SetTradingPhase(ts=0, instrument=symbol, phase=TradingPhase.CLOSED, from_phase=phase))
-                phase = TradingPhase.CLOSED
-            commands.append(self._phase(symbol, TradingPhase.OPENING_CALL, TradingPhase.CLOSED))
-            return commands
+        if action == "opening_call":  # (an instrument still trading was closed by align)
+            return [self._phase(symbol, TradingPhase.OPENING_CALL, TradingPhase.CLOSED)]
         if action == "continuous":
             return [self._phase(symbol, TradingPhase.CONTINUOUS, TradingPhase.OPENING_CALL)]
         if action == "closing_call":

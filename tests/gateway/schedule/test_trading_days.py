@@ -1,0 +1,238 @@
+"""Trading days that run by themselves: the whole exchange on a free port with its calendar, on a clock the
+test moves (so each schedule point is met exactly when the test says), clients trading over the socket.
+
+Checked: a day's phases in order (closed before the opening, the opening call, continuous trading after the
+opening auction, the settlement window, the closing call, the close); the end of day (a DAY order expires, a
+GTC order stays, the settlement price is the window's VWAP, the day's client order ids come free, the
+report and statements are written); holidays; a restart across schedule points and across a whole day
+(each point done exactly once, the day closed before the next opens); the operator's halt, extension and skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from gateway_helpers import HOST, demo_configuration, eventually, session
+
+from exchange import TradingPhase
+from gateway.config import load_server_config
+from gateway.node import TradingGateway, running_exchange
+from gateway.schedule.calendar import TradingCalendar, parse_calendar
+from gateway.schedule.clock import Clock
+
+CALENDAR = {"holidays": ["2026-01-01"], "short_days": {"2026-01-09": "14:00"}}
+CLOSED, CONTINUOUS = TradingPhase.CLOSED, TradingPhase.CONTINUOUS
+
+
+class TestClock(Clock):
+    """A clock that stands still until the test moves it; a point due now is carried out at once, and the
+    runner looks again every few milliseconds for one that is not yet due."""
+
+    __test__ = False
+
+    def __init__(self, calendar: TradingCalendar, when: str) -> None:
+        self.calendar = calendar
+        self.value = 0
+        self.set(when)
+
+    def set(self, when: str) -> None:
+        """Move to a local time of the venue, ``YYYY-MM-DD HH:MM`` (never backwards)."""
+        moment = dt.datetime.fromisoformat(when).replace(tzinfo=self.calendar.zone)
+        value = int(moment.timestamp()) * 1_000_000_000
+        assert value >= self.value, "a clock never runs backwards"
+        self.value = value
+
+    def now(self) -> int:
+        return self.value
+
+    def seconds_until(self, at: int) -> float:
+        return 0.0 if at <= self.value else 0.005
+
+
+def calendar_of(**changes: object) -> TradingCalendar:
+    instruments, _, _ = demo_configuration()
+    return parse_calendar({**CALENDAR, **changes}, instruments)
+
+
+@contextlib.asynccontextmanager
+async def exchange(data_dir: Path, clock: TestClock) -> AsyncIterator[TradingGateway]:
+    instruments, accounts, compliance = demo_configuration()
+    config = load_server_config(
+        overrides={"port": 0, "host": HOST, "data_dir": str(data_dir), "schedule": "calendar", "journal_fsync": "off"}
+    )
+    async with running_exchange(config, instruments, accounts, compliance, clock.calendar, clock) as gateway:
+        yield gateway
+
+
+async def reached(gateway: TradingGateway, date: int, *points: str) -> None:
+    """Wait until the calendar has done these points of the day (or closed the day)."""
+
+    def done() -> bool:
+        closed = gateway.engine.last_closed_date
+        return (closed is not None and closed >= date) or set(points) <= gateway.engine.schedule_done(date)
+
+    await eventually(done)
+
+
+async def quiet(gateway: TradingGateway) -> None:
+    """Let the runner look at the schedule a few times (nothing due: nothing must happen)."""
+    assert gateway.calendar is not None
+    before = gateway.calendar.points_done
+    await asyncio.sleep(0.05)
+    assert gateway.calendar.points_done == before
+
+
+def phases(gateway: TradingGateway) -> dict[str, TradingPhase]:
+    return {symbol: gateway.engine.phase(symbol) for symbol in gateway.engine.instruments}
+
+
+async def test_a_trading_day_runs_by_itself_from_the_opening_to_the_end_of_day(tmp_path):
+    clock = TestClock(calendar_of(), "2026-01-05 07:30")
+    async with exchange(tmp_path, clock) as gateway:
+        await eventually(lambda: set(phases(gateway).values()) == {CLOSED})  # before the opening: closed
+        await quiet(gateway)
+        async with session(gateway, "utility-north") as seller, session(gateway, "bank") as buyer:
+            refused = await seller.new_order("EUA", "S", 5, 7000)
+            assert (refused["exec_type"], refused["code"]) == ("rejected", 126), refused
+            clock.set("2026-01-05 07:45")
+            await reached(gateway, 20260105, "opening_call:EUA", "opening_call:CER", "opening_call:ERU")
+            assert set(phases(gateway).values()) == {TradingPhase.OPENING_CALL}
+            day_order = await seller.new_order("EUA", "S", 2, 7300, client_order_id="day-1", time_in_force="DAY")
+            assert day_order["exec_type"] == "new", (day_order["code"], day_order["text"])
+            gtc = await buyer.new_order("EUA", "B", 1, 6700, client_order_id="gtc-1")  # rests across the night
+            assert gtc["exec_type"] == "new", gtc
+            await seller.new_order("EUA", "S", 3, 7000)
+            await buyer.new_order("EUA", "B", 3, 7000)
+            assert gateway.engine.last_price("EUA") is None  # a call collects, nothing trades
+            clock.set("2026-01-05 08:00")
+            await reached(gateway, 20260105, "continuous:EUA")
+            assert gateway.engine.phase("EUA") is CONTINUOUS
+            assert gateway.engine.last_price("EUA") == 7000  # the opening auction: 3 lots at 70.00
+            # before the settlement window: a trade at 71.00 that must not count towards the settlement price
+            await buyer.new_order("EUA", "B", 1, 7100)
+            await seller.new_order("EUA", "S", 1, 7100)
+            clock.set("2026-01-05 17:50")
+            await reached(gateway, 20260105, "settlement_window:EUA")
+            await seller.new_order("EUA", "S", 1, 7010)
+            await buyer.new_order("EUA", "B", 1, 7010)
+            await seller.new_order("EUA", "S", 2, 7020)
+            await buyer.new_order("EUA", "B", 2, 7020)
+            clock.set("2026-01-05 17:55")
+            await reached(gateway, 20260105, "closing_call:EUA")
+            assert gateway.engine.phase("EUA") is TradingPhase.CLOSING_CALL
+            clock.set("2026-01-05 18:00")
+            await eventually(lambda: gateway.engine.last_closed_date == 20260105)
+            assert set(phases(gateway).values()) == {CLOSED}
+            # (1 x 70.10 + 2 x 70.20) / 3 = 70.1667 -> 70.17; the 71.00 before the window is not in it
+            assert gateway.engine.settlement_price("EUA") == 7017
+            assert gateway.engine.settlement_price("CER") is None  # never traded
+            open_orders = await seller.open_orders("EUA")
+            assert "day-1" not in [order.get("client_order_id") for order in open_orders]  # expired
+            assert "gtc-1" in [order.get("client_order_id") for order in await buyer.open_orders("EUA")]
+            # the files of the day
+            folder = tmp_path / "days" / "20260105"
+            await eventually(lambda: (folder / "report.json").exists())
+            report = json.loads((folder / "report.json").read_text())
+            assert report["instruments"]["EUA"]["settlement_price"] == "70.17"
+            assert report["instruments"]["EUA"]["settlement_method"] == "window"
+            assert report["expired_orders"] >= 1
+            statement = json.loads((folder / "statements" / "bank.json").read_text())
+            balances = gateway.engine.balances("bank")
+            assert balances is not None and statement["cash_cents"] == balances.cash
+            assert statement["units"]["EUA"] == balances.units["EUA"]
+            # the next day: the DAY order's client order id is free again
+            clock.set("2026-01-06 07:45")
+            await reached(gateway, 20260106, "opening_call:EUA")
+            again = await seller.new_order("EUA", "S", 1, 7050, client_order_id="day-1", time_in_force="DAY")
+            assert again["exec_type"] == "new", again
+
+
+async def test_a_holiday_does_not_trade_and_its_points_never_run(tmp_path):
+    clock = TestClock(calendar_of(), "2026-01-01 09:00")
+    async with exchange(tmp_path, clock) as gateway:
+        await eventually(lambda: set(phases(gateway).values()) == {CLOSED})
+        assert gateway.calendar is not None and gateway.calendar.open_day() == dt.date(2026, 1, 2)
+        await quiet(gateway)
+        assert gateway.engine.schedule_done(20260101) == frozenset()
+        clock.set("2026-01-02 08:00")
+        await reached(gateway, 20260102, "continuous:EUA")
+
+
+async def test_a_shortened_day_closes_early(tmp_path):
+    clock = TestClock(calendar_of(), "2026-01-09 07:50")
+    async with exchange(tmp_path, clock) as gateway:
+        await reached(gateway, 20260109, "opening_call:EUA")
+        clock.set("2026-01-09 13:59")
+        await reached(gateway, 20260109, "settlement_window:EUA", "closing_call:EUA")
+        assert gateway.engine.last_closed_date is None
+        clock.set("2026-01-09 14:00")
+        await eventually(lambda: gateway.engine.last_closed_date == 20260109)
+
+
+async def test_a_restart_catches_up_each_point_once_and_closes_a_missed_day_before_the_next(tmp_path):
+    calendar = calendar_of()
+    clock = TestClock(calendar, "2026-01-05 07:50")
+    async with exchange(tmp_path, clock) as gateway:
+        await reached(gateway, 20260105, "opening_call:EUA", "opening_call:CER", "opening_call:ERU")
+        assert gateway.calendar is not None and gateway.calendar.points_done == 3
+    # down from 07:50 to 12:00: continuous trading is caught up, the opening call is not run again
+    clock.set("2026-01-05 12:00")
+    async with exchange(tmp_path, clock) as gateway:
+        await reached(gateway, 20260105, "continuous:EUA", "continuous:CER", "continuous:ERU")
+        await quiet(gateway)
+        assert gateway.calendar is not None and gateway.calendar.points_done == 3
+        assert set(phases(gateway).values()) == {CONTINUOUS}
+    # down from Monday noon to Tuesday 09:00: Monday's close and end of day first, then Tuesday's opening
+    clock.set("2026-01-06 09:00")
+    async with exchange(tmp_path, clock) as gateway:
+        await reached(gateway, 20260106, "continuous:EUA", "continuous:CER", "continuous:ERU")
+        assert gateway.engine.last_closed_date == 20260105
+        assert gateway.calendar is not None
+        assert gateway.calendar.points_done == 3 * 3 + 1 + 2 * 3  # Monday's closing points, its end, Tuesday's
+        assert (tmp_path / "days" / "20260105" / "report.json").exists()
+        hash_before = gateway.engine.state_hash()
+    async with exchange(tmp_path, clock) as gateway:  # nothing due: nothing runs, the same state
+        await quiet(gateway)
+        assert gateway.engine.state_hash() == hash_before
+
+
+async def test_the_operator_halts_extends_and_skips(tmp_path):
+    clock = TestClock(calendar_of(), "2026-01-05 07:50")
+    async with exchange(tmp_path, clock) as gateway:
+        runner = gateway.calendar
+        assert runner is not None
+        await reached(gateway, 20260105, "opening_call:EUA", "opening_call:CER", "opening_call:ERU")
+        async with session(gateway, "market-ops") as operator:
+            answer = await operator.set_trading_phase("EUA", "halted")
+            assert answer.get("phase") == "halted", answer
+        clock.set("2026-01-05 08:00")
+        await reached(gateway, 20260105, "continuous:EUA", "continuous:CER")
+        assert gateway.engine.phase("EUA") is TradingPhase.HALTED  # the schedule does not lift a halt
+        assert gateway.engine.phase("CER") is CONTINUOUS
+        events = await runner.extend(3600)  # the day's close moves from 18:00 to 19:00
+        assert [type(event).__name__ for event in events] == ["ScheduleShifted"]
+        clock.set("2026-01-05 18:30")  # past the close it had; the window now opens at 18:50
+        await quiet(gateway)
+        assert "settlement_window:CER" not in gateway.engine.schedule_done(20260105)
+        assert gateway.engine.phase("CER") is CONTINUOUS and gateway.engine.last_closed_date is None
+        clock.set("2026-01-05 18:50")
+        await reached(gateway, 20260105, "settlement_window:CER")
+        clock.set("2026-01-05 19:00")
+        await eventually(lambda: gateway.engine.last_closed_date == 20260105)
+        assert set(phases(gateway).values()) == {CLOSED}  # the halted instrument closes with the day
+        # the next day: the operator passes over CER's opening call; the end of day is never passed over
+        clock.set("2026-01-06 07:00")
+        skipped = await runner.skip_next()
+        assert (skipped.action, skipped.instrument) == ("opening_call", "CER")
+        clock.set("2026-01-06 07:45")
+        await reached(gateway, 20260106, "opening_call:ERU", "opening_call:EUA")
+        assert gateway.engine.phase("CER") is CLOSED and gateway.engine.phase("EUA") is TradingPhase.OPENING_CALL
+        with pytest.raises(ValueError):
+            while True:  # pass over everything up to the end of day, which refuses
+                await runner.skip_next()
