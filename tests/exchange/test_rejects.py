@@ -54,9 +54,11 @@ from exchange import (
     RejectCode,
     ReplaceOrder,
     RequestRejected,
+    ScheduleReached,
     SelfTradePrevention,
     SetSelfTradePrevention,
     SetTradingPhase,
+    ShiftSchedule,
     Side,
     TimeInForce,
     TradingPhase,
@@ -137,6 +139,7 @@ def setup_commands() -> list:
         ),
         SetTradingPhase(ts=9, instrument="AUC", phase=TradingPhase.CLOSING_CALL),
         OpenSettlementWindow(ts=9, instrument="AUC"),
+        ScheduleReached(ts=9, trading_date=20240102, point="close:EUA"),
         SetTradingPhase(ts=9, instrument="SHUT", phase=TradingPhase.CLOSED),
         SetTradingPhase(ts=9, instrument="HALT", phase=TradingPhase.HALTED),
     ]
@@ -466,6 +469,18 @@ CASES = [
         command(OpenSettlementWindow, ts=T, instrument="AUC"),
         RejectCode.SETTLEMENT_WINDOW_OPEN,
         ENGINE,
+    ),
+    (
+        "schedule point done twice",
+        command(ScheduleReached, ts=T, trading_date=20240102, point="close:EUA"),
+        RejectCode.SCHEDULE_POINT_PASSED,
+        ENGINE,
+    ),
+    (
+        "trading day extended by nothing",
+        command(ShiftSchedule, ts=T, trading_date=20240102, seconds=0),
+        RejectCode.INVALID_SCHEDULE_CHANGE,
+        EITHER,
     ),
     (
         "settlement window of an unknown instrument",
