@@ -13,9 +13,14 @@ generator (randomness belongs here, never in the engine) picks who acts
 and what they send; participants act one after another, so the same seed
 gives the same day.
 
-While the day runs, a terminal shows the books and the latest trades (on
-a terminal: redrawn in place; otherwise the first trades are printed as
-they happen). Then the day closes (DAY orders expire), the registry closes
+The exchange runs on its trading calendar (config/calendar.toml) with a
+simulated clock: two trading days (DEMO_DAYS), each from its opening
+auction through its settlement window to its close; the demo moves the
+clock over the hours between these scenes and the calendar does the rest
+(phases, settlement prices, the end of day, DAY orders expiring, each
+day's report and statements). While the days run, a terminal shows the
+books and the latest trades (on a terminal: redrawn in place; otherwise
+the first trades are printed as they happen). Then the registry closes
 the compliance year (verified emissions, surrenders, the deadline), the
 settlement ledger is reconciled with the engine's holdings, and the
 summary is printed. Before that, if the accounts have the auctioneer, the member state sells
@@ -28,6 +33,8 @@ afterwards for ``carbonx book``, ``carbonx order`` and friends.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import random
 import time
 from collections import Counter, deque
@@ -40,13 +47,11 @@ from exchange import (
     ComplianceConfig,
     ComplianceDeadline,
     ConfigError,
-    EndOfDay,
     Engine,
     RecordEmissions,
     RejectCode,
     Side,
     Surrender,
-    TradingDayClosed,
     format_report,
 )
 from exchange.instruments import Instrument, eur_to_cents
@@ -54,12 +59,17 @@ from gateway.cli.display import auction_summary, eur, ladder, tonnes
 from gateway.client import ExchangeClient, connect
 from gateway.config import AccountConfig, ServerConfig
 from gateway.node import TradingGateway, run_until_stopped, running_exchange
+from gateway.schedule.calendar import TradingCalendar
+from gateway.schedule.clock import SimulatedClock
+from gateway.schedule.runner import date_number, point_name
 from gateway.sessions.credentials import DEMO_SECRET
 from gateway.settlement.ledger import SqliteLedgerStore
 from gateway.settlement.service import UnknownAccount, format_statement, reconcile, statement
 
 WORKING_ORDERS = 6  # orders a participant keeps working before it cancels its oldest
-TRADING_DATE = 20261127  # the simulated trading day
+DEMO_DAYS = (dt.date(2026, 11, 26), dt.date(2026, 11, 27))  # the simulated trading days (a Thursday, a Friday)
+TRADING_DATE = 20261127  # the last of them
+WINDOW_SHARE = 0.1  # of each day's participant actions, in its settlement window
 WATCHER = "market-ops"  # the operator account whose session draws the screen
 AUCTIONEER = "de-auctioneer"  # the member state that sells allowances in the day's primary auction
 AUCTION_ID = f"DE-{TRADING_DATE}"
@@ -265,6 +275,7 @@ def run_demo(
     instruments: Mapping[str, Instrument],
     accounts: Mapping[str, AccountConfig],
     compliance: ComplianceConfig,
+    calendar: TradingCalendar,
     out: TextIO,
     *,
     orders: int = 2000,
@@ -279,6 +290,9 @@ def run_demo(
     missing = [account for account in (*ACTIVITY, WATCHER) if account not in accounts]
     if missing:
         raise ConfigError("accounts", f"the demo needs these participants: {', '.join(missing)}")
+    closed = [day.isoformat() for day in DEMO_DAYS if not calendar.is_trading_day(day)]
+    if closed:
+        raise ConfigError("calendar", f"the demo trades on {', '.join(closed)}, which the calendar closes")
     if live is None:
         live = out.isatty()
     if rate is None:
@@ -289,6 +303,7 @@ def run_demo(
             instruments,
             accounts,
             compliance,
+            calendar,
             out,
             orders,
             seed,
@@ -306,6 +321,7 @@ async def _run_demo(
     instruments: Mapping[str, Instrument],
     accounts: Mapping[str, AccountConfig],
     compliance: ComplianceConfig,
+    calendar: TradingCalendar,
     out: TextIO,
     orders: int,
     seed: int,
@@ -315,11 +331,15 @@ async def _run_demo(
     keep_serving: bool,
     live: bool,
 ) -> int:
-    async with running_exchange(config, instruments, accounts, compliance) as gateway:
+    # A simulated clock from the first day's opening call; the demo moves it over the hours between its scenes.
+    first = DEMO_DAYS[0]
+    clock = SimulatedClock(calendar.at(first, calendar.schedules[next(iter(instruments))].opening_call), 1.0)
+    async with running_exchange(config, instruments, accounts, compliance, calendar, clock) as gateway:
         port = gateway.port
         print(
             f"carbonx demo: the exchange is listening on {config.host}:{port}; "
-            f"{len(ACTIVITY)} participants log on and trade EUA, CER and ERU",
+            f"{len(ACTIVITY)} participants log on and trade EUA, CER and ERU on the trading calendar, "
+            f"{len(DEMO_DAYS)} days from {first:%A %d %B %Y} ({calendar.zone.key} time, a simulated clock)",
             file=out,
         )
         tape = Tape({symbol: instrument.tick_size for symbol, instrument in instruments.items()})
@@ -343,13 +363,23 @@ async def _run_demo(
                 else None
             )
             started = time.perf_counter()
-            await _trade(sessions, Simulation(seed), orders, rate, progress)
-            elapsed = time.perf_counter() - started
-            if screen is not None:
-                screen.cancel()
-                await asyncio.gather(screen, return_exceptions=True)
-                await _draw(sessions[WATCHER], tape, out, progress, orders)
-            await _close_day(gateway, tape, out, orders, elapsed, 0 if live else show_trades)  # before they leave
+            simulation = Simulation(seed)
+            days = DaysOnTheCalendar(gateway, calendar, clock, out)
+            for number, day in enumerate(DEMO_DAYS):
+                actions = orders // len(DEMO_DAYS) + (orders % len(DEMO_DAYS) if number == 0 else 0)
+                in_window = int(actions * WINDOW_SHARE)
+                await days.move_to(day, "continuous")
+                await _trade(sessions, simulation, actions - in_window, rate, progress)
+                await days.move_to(day, "settlement_window")
+                await _trade(sessions, simulation, in_window, rate, progress)
+                if number == len(DEMO_DAYS) - 1 and screen is not None:
+                    screen.cancel()
+                    await asyncio.gather(screen, return_exceptions=True)
+                    await _draw(sessions[WATCHER], tape, out, progress, orders)
+                if number == len(DEMO_DAYS) - 1:
+                    elapsed = time.perf_counter() - started
+                    _day_summary(gateway, tape, out, orders, elapsed, 0 if live else show_trades)
+                await days.close(day)  # before they leave
             if AUCTIONEER in accounts:
                 auctioneer = await stack.enter_async_context(connect(config.host, port, AUCTIONEER, DEMO_SECRET))
                 await _primary_auction(auctioneer, sessions, random.Random(seed), out)
@@ -439,7 +469,50 @@ async def _draw(watcher: ExchangeClient, tape: Tape, out: TextIO, progress: _Pro
     out.flush()
 
 
-async def _close_day(
+class DaysOnTheCalendar:
+    """The demo's trading days: the simulated clock moved to each scene, the exchange's calendar doing the rest
+    (phases, auctions, settlement prices, the end of day and its files)."""
+
+    def __init__(self, gateway: TradingGateway, calendar: TradingCalendar, clock: SimulatedClock, out: TextIO) -> None:
+        self.gateway = gateway
+        self.calendar = calendar
+        self.clock = clock
+        self.out = out
+
+    async def move_to(self, day: dt.date, action: str) -> None:
+        """Move the clock to the day's ``action`` and wait until the calendar has carried it out everywhere."""
+        points = [point for point in self.calendar.points(day) if point.action == action]
+        self.clock.jump_to(points[0].at)
+        wanted = {point_name(point) for point in points}
+        await self._until(lambda: wanted <= self.gateway.engine.schedule_done(date_number(day)))
+
+    async def close(self, day: dt.date) -> None:
+        """Move the clock to the day's close; once the end of day is done, tell what it fixed."""
+        number = date_number(day)
+        self.clock.jump_to(self.calendar.points(day)[-1].at)
+        engine = self.gateway.engine
+        folder = self.gateway.data_dir / "days" / str(number)
+        await self._until(lambda: engine.last_closed_date == number and (folder / "report.json").exists())
+        report = json.loads((folder / "report.json").read_text())
+        prices = ", ".join(
+            f"{symbol} EUR {figures['settlement_price'] or '-'} ({figures['settlement_method']})"
+            for symbol, figures in report["instruments"].items()
+        )
+        print(
+            f"end of day {day:%a %d %b %Y}: settlement {prices}; DAY orders expired: {report['expired_orders']}; "
+            f"report and {len(list((folder / 'statements').iterdir()))} statements in {folder}",
+            file=self.out,
+        )
+
+    async def _until(self, done: Callable[[], bool]) -> None:
+        runner = self.gateway.calendar
+        assert runner is not None  # the demo runs on the calendar
+        while not done():
+            runner.wake()
+            await asyncio.sleep(0.005)
+
+
+def _day_summary(
     gateway: TradingGateway, tape: Tape, out: TextIO, actions: int, elapsed: float, show_trades: int
 ) -> None:
     engine = gateway.engine
@@ -459,12 +532,9 @@ async def _close_day(
         for line in ladder(engine.depth(symbol, Side.BUY, 5), engine.depth(symbol, Side.SELL, 5)):
             print("    " + line, file=out)
         print(file=out)
-    closing = await gateway.run_operator_commands([EndOfDay(ts=time.time_ns(), trading_date=TRADING_DATE)])
-    expired = sum(event.expired_orders for event in closing if type(event) is TradingDayClosed)
     refused = ", ".join(f"{name} {count}" for name, count in tape.refused.most_common())
-    print(f"orders refused during the day: {sum(tape.refused.values())} ({refused or 'none'})", file=out)
-    print(f"end of day {TRADING_DATE}: DAY orders expired: {expired}; state hash {engine.state_hash()[:16]}", file=out)
-    print(file=out)
+    print(f"orders refused during the days: {sum(tape.refused.values())} ({refused or 'none'})", file=out)
+    print(f"state hash before the last close {engine.state_hash()[:16]}", file=out)
 
 
 async def _primary_auction(

@@ -71,14 +71,16 @@ def _demo_command(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else 0  # the demo takes any free port unless told one
     # The demo's day is its own: a new temporary data directory unless --data-dir names one.
     config, instruments, accounts, compliance = _load_exchange(
-        args, port=port, data_dir=args.data_dir or "", log_level=args.log_level or "WARNING"
+        args, port=port, data_dir=args.data_dir or "", log_level=args.log_level or "WARNING", schedule="calendar"
     )
+    calendar = load_calendar(instruments, args.calendar)
     configure_logging(config.log_level, config.log_format)
     return run_demo(
         config,
         instruments,
         accounts,
         compliance,
+        calendar,
         sys.stdout,
         orders=args.orders,
         seed=args.seed,

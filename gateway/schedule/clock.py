@@ -69,6 +69,11 @@ class SimulatedClock(Clock):
         return self.start + int((time.monotonic_ns() - self.started) * self.speed)
 
     def resume_from(self, ns: int) -> None:
+        self.jump_to(ns)
+
+    def jump_to(self, ns: int) -> None:
+        """Move the clock forward to ``ns`` at once (a simulation passing over hours nothing happens in);
+        never backwards."""
         if ns > self.now():
             self.start, self.started = ns, time.monotonic_ns()
 

@@ -17,7 +17,8 @@ directory, ``days/YYYYMMDD/``:
 
 Amounts are written as strings in euros (two decimals) beside integer cents,
 so a spreadsheet and a program read them alike. Files are written whole
-(temporary name, then rename): a reader never sees half a statement.
+(temporary name, then rename): a reader never sees half a statement; the report
+comes last, so a day with a report has every file.
 """
 
 from __future__ import annotations
@@ -118,9 +119,9 @@ class DayFiles:
 
 def _write_all(folder: Path, report: dict, statements: dict[str, dict]) -> None:
     (folder / "statements").mkdir(parents=True, exist_ok=True)
-    _write_json(folder / "report.json", report)
     for account_id, statement in statements.items():
         _write_json(folder / "statements" / f"{account_id}.json", statement)
+    _write_json(folder / "report.json", report)  # last: a day with its report has all its files
 
 
 def _write_json(path: Path, value: dict) -> None:

@@ -38,6 +38,7 @@ each day's end of day included, before the next day's opening.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import secrets
@@ -103,6 +104,7 @@ class CalendarRunner:
         self.task: asyncio.Task | None = None
         self.first_day: dt.date | None = None  # the first time, with no day ever closed: the day it started on
         self.points_done = 0  # carried out by this process (for tests and the log)
+        self._wake = asyncio.Event()  # set by wake(): the clock was moved, look at the schedule now
 
     # -- the schedule --------------------------------------------------------------------------
 
@@ -146,6 +148,10 @@ class CalendarRunner:
         log_event(log, "calendar_started", clock=self.clock.describe(), open_day=self.open_day().isoformat())
         self.task = asyncio.create_task(self.run(), name="trading-calendar")
 
+    def wake(self) -> None:
+        """Look at the schedule now rather than at the next second (a simulated clock was moved forward)."""
+        self._wake.set()
+
     async def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
@@ -172,7 +178,9 @@ class CalendarRunner:
                 at, point = self.next_point()
                 wait = self.clock.seconds_until(at)
                 if wait > 0:
-                    await asyncio.sleep(min(wait, MAX_WAIT))
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), min(wait, MAX_WAIT))
                     continue
                 await self.carry_out(point, late_ns=self.clock.now() - at)
         except ExchangeStopped:
