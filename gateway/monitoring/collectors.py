@@ -84,7 +84,7 @@ class ExchangeCollector:
         refused = CounterMetricFamily(
             "carbonx_refusals",
             "Requests refused, by reject code (the engine's and the gateway's: 708 throttled, 719 overloaded, ...)",
-            labels=["code", "name"],
+            labels=["code", "reason"],
         )
         codes: dict[RejectCode, int] = dict(gateway.replies.refused)
         for code, count in gateway.tracker.refused.items():
@@ -110,7 +110,7 @@ class ExchangeCollector:
             "carbonx_connections_ended",
             "Connections ended, by the code the exchange ended them with (none: the client logged out or went "
             "away; 716 a slow consumer, 710 a heartbeat timeout, a refused logon's code, ...)",
-            labels=["code", "name"],
+            labels=["code", "reason"],
         )
         for code, count in sorted(host.ends.items(), key=lambda item: -1 if item[0] is None else int(item[0])):
             ends.add_metric(["none", "none"] if code is None else [str(int(code)), code.name], count)
