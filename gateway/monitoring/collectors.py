@@ -109,7 +109,7 @@ class ExchangeCollector:
         ends = CounterMetricFamily(
             "carbonx_connections_ended",
             "Connections ended, by the code the exchange ended them with (none: the client logged out or went "
-            "away; 716 a slow consumer, 710 a heartbeat timeout, a refused logon's code, ...)",
+            "away; 710 a slow consumer, 709 a heartbeat timeout, a refused logon's code, ...)",
             labels=["code", "reason"],
         )
         for code, count in sorted(host.ends.items(), key=lambda item: -1 if item[0] is None else int(item[0])):
