@@ -603,6 +603,21 @@ class ServerConfig:
     settlement_queue: int = field(
         default=16_384, metadata=_about("settlement", "engine batches waiting for the ledger", 1, 10_000_000)
     )
+    # -- [metrics]
+    metrics_host: str = field(
+        default="127.0.0.1",
+        metadata=_about("metrics", "address of the HTTP endpoint for /metrics (Prometheus), /healthz and /readyz"),
+    )
+    metrics_port: int = field(
+        default=0,
+        metadata=_about(
+            "metrics",
+            "TCP port of the HTTP endpoint for /metrics, /healthz and /readyz (0: no endpoint; 9464 is the "
+            "usual choice; docs/OPERATIONS.md)",
+            0,
+            65535,
+        ),
+    )
     # -- [log]
     log_level: str = field(default="INFO", metadata=_about("log", "DEBUG, INFO, WARNING or ERROR", choices=LOG_LEVELS))
     log_format: str = field(

@@ -59,6 +59,7 @@ from gateway.lifecycle import ExchangeStopped, Lifecycle
 from gateway.logs import log_event
 from gateway.marketdata.mqtt import MqttPublisher, parse_mqtt_url
 from gateway.marketdata.subscribers import Subscribers
+from gateway.monitoring.endpoint import metrics_endpoint
 from gateway.persistence.journal import Genesis, JournalError, JournalWriter
 from gateway.persistence.recovery import LEDGER_NAME, recover
 from gateway.persistence.snapshots import Snapshots
@@ -377,6 +378,8 @@ async def running_exchange(
     ledger or settlement exist: a port in use, or an address the machine
     does not have, is a :class:`ConfigError` that leaves nothing behind. It
     is bound, not yet listening, until the gateway starts serving it.
+    So is the metrics endpoint's (``metrics_port``; :mod:`gateway.monitoring.endpoint`), which serves
+    /healthz at once and says ready on /readyz once the gateway listens.
     """
     gateway: TradingGateway | None = None
 
@@ -391,6 +394,7 @@ async def running_exchange(
     listener = await bind_listener(config.host, config.port, connected)
     with contextlib.ExitStack() as resources:
         resources.callback(listener.close)
+        endpoint = resources.enter_context(metrics_endpoint(config))  # closed last: /readyz says 503 meanwhile
         data_dir = Path(config.data_dir or resources.enter_context(tempfile.TemporaryDirectory(prefix="carbonx-")))
         ledger_path = Path(config.ledger) if config.ledger else data_dir / LEDGER_NAME
         # What this start creates is removed again if it fails before serving (a full disk, a damaged journal):
@@ -440,6 +444,8 @@ async def running_exchange(
             if config.schedule == "calendar":
                 assert calendar is not None
                 gateway.run_calendar(calendar, clock, data_dir)
+            if endpoint is not None:
+                endpoint.attach(gateway)
             started.set()
             log_event(log, "ledger", path=str(store.path))
             try:

@@ -78,6 +78,20 @@ def test_the_wheel_carries_the_default_configuration(wheel):
     assert not any(name.startswith("config/") for name in names), "config/ ships inside gateway, not beside it"
 
 
+def test_the_wheel_carries_every_module_of_the_product(wheel):
+    """pyproject.toml lists the packages by name: a new subpackage left out of the list would install without
+    its modules (an editable install hides that)."""
+    modules = {
+        path.relative_to(REPO_ROOT).as_posix()
+        for package in ("exchange", "gateway")
+        for path in (REPO_ROOT / package).rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert sorted(modules - names) == []
+
+
 def test_the_wheel_carries_no_benchmarks(wheel):
     """The benchmarks are programs of the checkout (python3 benchmarks/suite.py), never part of the product."""
     scripts = {path.name for path in (REPO_ROOT / "benchmarks").glob("*.py")}

@@ -63,6 +63,7 @@ import os
 import re
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -349,15 +350,17 @@ class JournalWriter:
 
 class JournalSyncer:
     """A thread that fdatasyncs the journal whenever there are writes it has not synced, and tells the
-    event loop how far each sync got (``on_synced(size)``, or ``on_failed(error)`` once, then it stops).
+    event loop how far each sync got (``on_synced(size)``, or ``on_failed(error)`` once, then it stops);
+    ``timed(seconds)``, if given, is told how long each sync took (in this thread: it must not block).
 
     The event loop only records how far it has written (``written``): it
     neither waits for the disk nor wakes up for anything but a finished
     sync, so it matches the next batch while the disk takes the last ones.
     """
 
-    def __init__(self, writer: JournalWriter, loop, on_synced, on_failed) -> None:
+    def __init__(self, writer: JournalWriter, loop, on_synced, on_failed, timed=None) -> None:
         self.writer = writer
+        self._timed = timed
         self._loop = loop
         self._on_synced = on_synced
         self._on_failed = on_failed
@@ -392,7 +395,10 @@ class JournalSyncer:
                     if self._target <= self._synced:
                         return
                     target = self._target
+                started = time.perf_counter()
                 self.writer.sync()
+                if self._timed is not None:
+                    self._timed(time.perf_counter() - started)
                 self._synced = target
                 self._loop.call_soon_threadsafe(self._on_synced, target)
         except BaseException as error:  # fdatasync failed (JournalFailure), or anything else: the loop must know

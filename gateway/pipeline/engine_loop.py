@@ -18,7 +18,10 @@ one batch (:meth:`EngineLoop.run_batch`), in order:
    ones, so answers keep their order. One sync covers every batch written
    before it started (group commit) while this task matches the next ones.
 4. Only then is it released (:mod:`gateway.pipeline.release`): settled, sent,
-   published, its timers followed.
+   published, its timers followed. Each release is timed from the arrival of
+   the batch's oldest request (``ack_latency``, one observation a batch: one
+   a request would cost the request path a loop over the batch), and each
+   sync of the journal in its thread (``sync_time``); /metrics reads both.
 
 Nothing of a batch leaves before the journal has it. A fault of the loop
 itself (a journal write or sync failure, a settlement that stopped for
@@ -39,6 +42,7 @@ from typing import NamedTuple
 from exchange import InvalidCommand, RejectCode
 from gateway.config import ServerConfig
 from gateway.lifecycle import ExchangeStopped, Lifecycle
+from gateway.monitoring.histogram import ACK_BUCKETS, SYNC_BUCKETS, Histogram
 from gateway.persistence.journal import JournalSyncer, JournalWriter, commit_record, execute_record, operator_record
 from gateway.pipeline.intake import Intake, NotProcessed, OperatorCommands, QueueItem, requests_in
 from gateway.pipeline.replies import OutboxEntry, Replies
@@ -54,14 +58,15 @@ MAX_UNSYNCED_BATCHES = 8  # batches written and waiting for the disk; past it th
 
 class ReleasedBatch(NamedTuple):
     """What a batch hands on once the journal has it: its engine events, its outbox (everything it sends, in
-    order), its fills (account, trade report), its market data and its operator commands' futures with their
-    events."""
+    order), its fills (account, trade report), its market data, its operator commands' futures with their
+    events, and when its oldest request arrived (the clock's reading as it was queued)."""
 
     events: list
     outbox: list[OutboxEntry]
     fills: list[tuple[str, ExecutionReport]]
     market_data: list
     finished: list[tuple[asyncio.Future, list]]
+    arrived: float
 
 
 class Unsynced(NamedTuple):
@@ -117,10 +122,14 @@ class EngineLoop:
         # replay at the next start stays within snapshot_every commands.
         self.commands_since_snapshot = commands_since_snapshot
         self.between_batches: Callable[[], Awaitable[None]] | None = None  # awaited after each batch (snapshots)
+        self.ack_latency = Histogram(ACK_BUCKETS)  # seconds from a batch's oldest request's arrival to its release
+        self.sync_time = Histogram(SYNC_BUCKETS)  # seconds each fdatasync of the journal took (its thread's)
 
     def start_syncing(self) -> None:
         if self._sync_each_batch:
-            self.syncer = JournalSyncer(self.journal, asyncio.get_running_loop(), self.synced_to, self.fail)
+            self.syncer = JournalSyncer(
+                self.journal, asyncio.get_running_loop(), self.synced_to, self.fail, self.sync_time.observe
+            )
 
     def now(self) -> int:
         """The next command timestamp: the clock in nanoseconds, never going back."""
@@ -218,7 +227,7 @@ class EngineLoop:
                 self._execute(pending)
                 answers[kind](session, request)
         self._execute(pending)
-        self.commit()
+        self.commit(batch[0][2])  # the queue is first in, first out: its first item is the oldest
 
     def _execute(self, pending: list) -> None:
         """Journal the pending commands and run them through the engine as one batch."""
@@ -235,14 +244,22 @@ class EngineLoop:
         self.commands_since_snapshot += len(commands)
         self._finished.append((request.done, self.sequencer.operator(commands, self.replies.outbox)))
 
-    def commit(self) -> None:
+    def commit(self, arrived: float | None = None) -> None:
         """Write the batch to the journal, then release it: now, or (fsync per batch) once the disk has it.
 
+        ``arrived``: when the batch's oldest request was queued (None: the batch is the gateway's own, now).
         A JournalFailure propagates: nothing of the batch is sent.
         """
         events, fills, market_data = self.sequencer.commit()
         finished, self._finished = self._finished, []
-        batch = ReleasedBatch(events, self.replies.take_outbox(), fills, market_data, finished)
+        batch = ReleasedBatch(
+            events,
+            self.replies.take_outbox(),
+            fills,
+            market_data,
+            finished,
+            self.clock() if arrived is None else arrived,
+        )
         journal = self.journal
         if journal.buffered:
             journal.append(commit_record())
@@ -255,6 +272,7 @@ class EngineLoop:
             self.unsynced.append(Unsynced(journal.size, batch))
             return
         self.release(batch)
+        self.ack_latency.observe(self.clock() - batch.arrived)
 
     def synced_to(self, size: int) -> None:
         """The sync thread has the journal on disk up to ``size``: release every batch written before it."""
@@ -265,6 +283,8 @@ class EngineLoop:
                 self.release(batch)
             except Exception as error:  # a settlement failure: as in the engine loop
                 self.fail(error)
+            else:
+                self.ack_latency.observe(self.clock() - batch.arrived)
         self.synced.set()
 
     async def wait_for_the_disk(self) -> None:

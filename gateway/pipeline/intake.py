@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,9 @@ class Intake:
         self.overloaded = 0  # requests refused with 719, for the log and the benchmarks
         self.refused_waiting = 0  # requests in NotProcessed runs queued and not answered yet, every session's
         self.session_share = max(1, config.queue_size // 4)  # requests one session may have queued at once
+        # Messages read from logged-on sessions by class (heartbeats aside), refused ones too, for /metrics: one
+        # increment of a C dict's entry a message.
+        self.received: defaultdict[type, int] = defaultdict(int)
         self._overload_logged = float("-inf")
 
     async def take(self, session: Session, items: list) -> bool:
@@ -140,12 +144,14 @@ class Intake:
         refused: list = []  # the run of messages refused unprocessed, not yet queued
         refused_code = RejectCode.THROTTLED  # the code of the run in ``refused``
         throttled = 0
+        received = self.received
         for item in items:
             if session.closed:  # ended while this read was being queued (a heartbeat timeout, say)
                 return False
             kind = item.__class__
             if kind is Heartbeat:
                 continue
+            received[kind] += 1
             if kind is not Logout and not (kind is Refusal and item.fatal):
                 code = (
                     RejectCode.THROTTLED

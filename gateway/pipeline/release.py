@@ -95,7 +95,7 @@ class Release:
         self.timers = timers
 
     def __call__(self, batch: ReleasedBatch) -> None:
-        events, outbox, fills, market_data, finished = batch
+        events, outbox, fills, market_data, finished, _ = batch
         if events:
             self.settlement.submit(events)  # a SettlementError stops the exchange (the engine loop's fail)
         gathered: dict[Session, list[bytes]] = {}

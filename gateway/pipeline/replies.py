@@ -24,6 +24,7 @@ turn into a command (:meth:`Replies.refuse`), one it did not process at all
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -95,6 +96,9 @@ class Replies:
         self.sequencer = sequencer
         self.journal = journal
         self.outbox: list[OutboxEntry] = []  # the batch in hand's: everything it sends, in order
+        # The gateway's own refusals by code (the engine's are the order tracker's), for /metrics; counted here,
+        # where every one of them is made, and nowhere an accepted request passes.
+        self.refused: defaultdict[RejectCode, int] = defaultdict(int)
 
     def take_outbox(self) -> list[OutboxEntry]:
         """The batch is committed: its outbox; the next batch starts an empty one."""
@@ -120,6 +124,7 @@ class Replies:
 
     def refuse(self, session: Session, request: object, code: RejectCode) -> None:
         """A request that could not become a command (InvalidCommand): answered like an engine reject."""
+        self.refused[code] += 1
         ts = time.time_ns()
         message: RejectedOrderReport | RequestRejected
         if isinstance(request, NewOrderRequest):
@@ -137,6 +142,7 @@ class Replies:
 
     def reject(self, session: Session, request: object, code: RejectCode, text: str, field: str | None) -> None:
         """A session-level reject of a request that was read but not processed (a field out of range)."""
+        self.refused[code] += 1
         self.answer(
             session,
             session_reject(
@@ -152,6 +158,7 @@ class Replies:
     def refuse_unprocessed(self, session: Session, code: RejectCode, requests: list) -> None:
         """Answer requests that were not processed (708, 719) with a ``reject`` each: one journal record for the
         numbers they use (an overloaded exchange refuses thousands a second)."""
+        self.refused[code] += len(requests)
         ts = time.time_ns()  # one moment for the run: refused together
         if session.market_data_only:
             for request in requests:

@@ -228,15 +228,26 @@ class OrderTracker:
         self.fills: dict[str, deque[tuple]] = {}
         self.fills_dropped: set[str] = set()  # accounts whose older fills of the day were dropped (over the limit)
         self.fills_whole_day = True  # False after a start from a snapshot older than the fills kept
+        # The engine's refusals (OrderRejected, RequestRejected) by code, for /metrics: counted where they become
+        # reports, which an accepted order never passes. Not state: snapshots leave it out (__getstate__), and
+        # the gateway starts it anew once recovery's replay is done (gateway.monitoring.collectors).
+        self.refused: dict[RejectCode, int] = {}
 
     def fills_complete(self, account: str) -> bool:
         """Whether ``fills[account]`` holds every fill of the account since the last end of day."""
         return self.fills_whole_day and account not in self.fills_dropped
 
+    def __getstate__(self) -> dict:
+        """What a snapshot keeps: everything but the count of refusals (a figure of this process, not state)."""
+        state = self.__dict__.copy()
+        state.pop("refused", None)
+        return state
+
     def __setstate__(self, state: dict) -> None:
         """A tracker pickled in a snapshot before the per-account indexes existed gets them rebuilt (its fills
         of the day start empty: they were not kept then)."""
         self.__dict__.update(state)
+        self.refused = {}
         if "open_orders" not in state:
             self.fills = {}
             self.fills_dropped = set()
@@ -300,6 +311,7 @@ class OrderTracker:
                 out.append((event.account, report))
                 self._keep_closed(view)
             elif event.__class__ is OrderRejected:
+                self.refused[event.code] = self.refused.get(event.code, 0) + 1
                 out.append(
                     (
                         event.account,
@@ -307,6 +319,7 @@ class OrderTracker:
                     )
                 )
             elif event.__class__ is RequestRejected:
+                self.refused[event.code] = self.refused.get(event.code, 0) + 1
                 if event.account is not None:
                     out.append(
                         (

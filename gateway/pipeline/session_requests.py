@@ -110,6 +110,7 @@ class SessionRequests:
         self.replies.end_session(session, None, None, request.request_id)
 
     def refusal(self, session: Session, refusal: Refusal) -> None:
+        self.replies.refused[refusal.code] += 1  # a frame that was not a request, or one the session may not send
         if refusal.fatal:  # a frame that breaks the stream: logout with its code, after the answers before it
             self.replies.end_session(session, refusal.code, refusal.text)
             return

@@ -28,6 +28,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -90,6 +91,9 @@ class SessionHost:
         )
         self._numbers = itertools.count(1)
         self.connection_tasks: set[asyncio.Task] = set()
+        # Connections ended, by the code they were ended with (None: the client's logout or disconnect), for
+        # /metrics: logons refused, timeouts, slow consumers.
+        self.ends: defaultdict[RejectCode | None, int] = defaultdict(int)
         # Secrets are checked in threads of their own, a few at a time, so that a storm of logons (or of
         # bad secrets) neither takes the default executor nor runs without bound.
         self._secret_checker = ThreadPoolExecutor(max_workers=SECRET_CHECK_THREADS, thread_name_prefix="secret-check")
@@ -319,6 +323,7 @@ class SessionHost:
         return RejectCode.ALREADY_LOGGED_ON if link.session is not None else None
 
     async def _session_ended(self, session: Session) -> None:
+        self.ends[session.close_code] += 1
         link = session.link
         if link is None:
             log_event(
