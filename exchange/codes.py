@@ -99,6 +99,8 @@ class RejectCode(IntEnum):
     SETTLEMENT_WINDOW_OPEN = 506, "the instrument's settlement window is already open (it closes with the day)"
     INVALID_SCHEDULE_CHANGE = 507, "a trading day's extension is a whole number of seconds from 1 to 86400"
     SCHEDULE_POINT_PASSED = 508, "that schedule point of the trading day is already done"
+    NO_TRADING_CALENDAR = 509, "the exchange does not run its trading days on a calendar (schedule is manual)"
+    END_OF_DAY_NOT_SKIPPED = 510, "the end of day cannot be skipped: extend the trading day instead"
 
     # -- 600: compliance (exchange.compliance) ----------------------------------------------
     # An unknown account, an unknown instrument and too few available units reuse 201, 101 and 203.

@@ -154,7 +154,8 @@ class TradingGateway:
         self.loop.between_batches = self.snapshots.between_batches
         session_requests = SessionRequests(sequencer, journal, self.replies, self.intake, config)
         queries = Queries(self.engine, self.tracker, self.feed, self.replies)
-        self.loop.handlers.commands = CommandBuilder(self.engine, self.tracker, config).makers
+        self.commands = CommandBuilder(self.engine, self.tracker, config)
+        self.loop.handlers.commands = self.commands.makers
         self.loop.handlers.answers = {
             **queries.answers,
             **session_requests.answers,
@@ -177,6 +178,7 @@ class TradingGateway:
             self.config.auction_reserve_discount_bps,
             DayFiles(self.engine, self.feed, data_dir / "days").write,
         )
+        self.commands.calendar = self.calendar  # the operator's extend_trading_day and skip_schedule_point
         self.calendar.start()
 
     @property

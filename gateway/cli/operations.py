@@ -32,6 +32,7 @@ from gateway.config import (
     load_server_config,
 )
 from gateway.logs import configure_logging
+from gateway.schedule.calendar import TradingCalendar
 from gateway.sessions.credentials import hash_secret
 
 # -- the exchange ---------------------------------------------------------------------------------
@@ -51,7 +52,9 @@ def _load_exchange(
     return config, instruments, accounts, load_compliance(args.compliance)
 
 
-def _calendar(args: argparse.Namespace, config: ServerConfig, instruments: dict[str, Instrument]):
+def _calendar(
+    args: argparse.Namespace, config: ServerConfig, instruments: dict[str, Instrument]
+) -> TradingCalendar | None:
     """The trading calendar when the exchange runs on it (else None: it is not even read)."""
     return load_calendar(instruments, args.calendar) if config.schedule == "calendar" else None
 
@@ -172,6 +175,21 @@ async def _phase(client: ExchangeClient, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _calendar_change(client: ExchangeClient, args: argparse.Namespace) -> int:
+    if args.action == "extend":
+        answer = await client.extend_trading_day(args.minutes)
+    else:
+        answer = await client.skip_schedule_point()
+    if answer["type"] != "schedule_report":
+        print(describe_report(answer, tick_sizes(client)))
+        return REFUSED
+    if answer["skipped"] is not None:
+        print(f"trading day {answer['trading_date']}: passed over {answer['skipped']}")
+    else:
+        print(f"trading day {answer['trading_date']}: closing points {answer['extension_seconds'] // 60} minutes later")
+    return 0
+
+
 # -- the journal, offline --------------------------------------------------------------------------------
 
 
@@ -267,7 +285,7 @@ def _hash_secret_command(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """kill-switch, snapshot, phase, replay, instruments, accounts and hash-secret."""
+    """kill-switch, snapshot, phase, calendar, replay, instruments, accounts and hash-secret."""
     kill = commands.add_parser("kill-switch", help="(operator) block an account and cancel its orders")
     kill.add_argument("target", help="the account to block")
     kill.add_argument("--release", action="store_true", help="release the kill switch instead")
@@ -289,6 +307,18 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="only if the instrument is in this phase now",
     )
     add_trader(phase, _phase)
+
+    calendar = commands.add_parser(
+        "calendar", help="(operator) extend the open trading day, or pass over the calendar's next point"
+    )
+    calendar_actions = calendar.add_subparsers(dest="action", required=True)
+    extend = calendar_actions.add_parser(
+        "extend", help="move the day's settlement window, closing call and close later"
+    )
+    extend.add_argument("minutes", type=int)
+    add_trader(extend, _calendar_change)
+    skip = calendar_actions.add_parser("skip", help="pass over the next point (never the end of day)")
+    add_trader(skip, _calendar_change)
 
     replay = commands.add_parser("replay", help="rebuild the state from a journal offline: counts and state hash")
     replay.add_argument("journal", help="a journal file, or a data directory holding journal.cxj")

@@ -447,6 +447,14 @@ class ExchangeClient(ClientSession):
             message["from_phase"] = from_phase
         return await self.request(message)
 
+    async def extend_trading_day(self, minutes: int) -> dict:
+        """(Operator) move the open trading day's closing points ``minutes`` later; the ``schedule_report``."""
+        return await self.request({"type": "extend_trading_day", "minutes": minutes})
+
+    async def skip_schedule_point(self) -> dict:
+        """(Operator) pass over the calendar's next point; the ``schedule_report`` naming it."""
+        return await self.request({"type": "skip_schedule_point"})
+
     # -- EU ETS primary auctions --------------------------------------------------------------------
 
     async def open_auction(

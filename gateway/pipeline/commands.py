@@ -29,7 +29,9 @@ from exchange import (
     OpenPrimaryAuction,
     RejectCode,
     ReplaceOrder,
+    ScheduleReached,
     SetTradingPhase,
+    ShiftSchedule,
     SubmitBid,
     UnblockAccount,
     WithdrawBid,
@@ -38,9 +40,11 @@ from exchange.instruments import Instrument
 from gateway.config import ServerConfig
 from gateway.pipeline.intake import Disconnected
 from gateway.pipeline.reports import OrderTracker, OrderView, price_in_cents
+from gateway.schedule.runner import CalendarRunner, date_number, point_name
 from gateway.sessions.session import Session
 from gateway.wire.protocol import (
     CancelRequest,
+    ExtendTradingDayRequest,
     KillSwitchRequest,
     MassCancelRequest,
     ModifyBidRequest,
@@ -50,6 +54,7 @@ from gateway.wire.protocol import (
     ReleaseKillSwitchRequest,
     ReplaceRequest,
     SetTradingPhaseRequest,
+    SkipSchedulePointRequest,
     SubmitBidRequest,
     WithdrawBidRequest,
 )
@@ -82,6 +87,7 @@ class CommandBuilder:
         self.engine = engine
         self.tracker = tracker
         self.config = config
+        self.calendar: CalendarRunner | None = None  # set when the exchange runs its days on a calendar
         self.makers: dict[type, CommandMaker] = {
             NewOrderRequest: self._new_order,
             CancelRequest: self._cancel_order,
@@ -90,6 +96,8 @@ class CommandBuilder:
             KillSwitchRequest: self._kill_switch,
             ReleaseKillSwitchRequest: self._release_kill_switch,
             SetTradingPhaseRequest: self._set_trading_phase,
+            ExtendTradingDayRequest: self._extend_trading_day,
+            SkipSchedulePointRequest: self._skip_schedule_point,
             OpenAuctionRequest: self._open_auction,
             SubmitBidRequest: self._submit_bid,
             ModifyBidRequest: self._modify_bid,
@@ -145,6 +153,23 @@ class CommandBuilder:
 
     def _set_trading_phase(self, session: Session, request: SetTradingPhaseRequest, ts: int) -> SetTradingPhase:
         return PHASE_FROM_WIRE(ts=ts, instrument=request.instrument, phase=request.phase, from_phase=request.from_phase)
+
+    def _extend_trading_day(self, session: Session, request: ExtendTradingDayRequest, ts: int) -> ShiftSchedule:
+        """The operator's extension of the open trading day (docs/TRADING_CALENDAR.md 3)."""
+        if self.calendar is None:
+            raise InvalidCommand(RejectCode.NO_TRADING_CALENDAR, "type")
+        if type(request.minutes) is not int or not 1 <= request.minutes <= 1440:
+            raise InvalidCommand(RejectCode.INVALID_SCHEDULE_CHANGE, "minutes")
+        return ShiftSchedule(ts=ts, trading_date=date_number(self.calendar.open_day()), seconds=request.minutes * 60)
+
+    def _skip_schedule_point(self, session: Session, request: SkipSchedulePointRequest, ts: int) -> ScheduleReached:
+        """The operator passes over the calendar's next point (never the end of day)."""
+        if self.calendar is None:
+            raise InvalidCommand(RejectCode.NO_TRADING_CALENDAR, "type")
+        _, point = self.calendar.next_point()
+        if point.action == "end_of_day":
+            raise InvalidCommand(RejectCode.END_OF_DAY_NOT_SKIPPED, "type")
+        return ScheduleReached(ts=ts, trading_date=point.trading_date, point=point_name(point), skipped=True)
 
     def _open_auction(self, session: Session, request: OpenAuctionRequest, ts: int) -> OpenPrimaryAuction:
         """An auctioneer's auction: the window from now, the seed drawn here (the engine draws nothing)."""

@@ -52,6 +52,11 @@ from exchange import (
     PrimaryAuctionOpened,
     RejectCode,
     RequestRejected,
+    ScheduleAdvanced,
+    ScheduleReached,
+    ScheduleShifted,
+    SetTradingPhase,
+    ShiftSchedule,
     StopTriggered,
     Trade,
     TradingDayClosed,
@@ -67,6 +72,7 @@ from gateway.wire.messages import (
     MassCancelReport,
     OpenOrder,
     RejectedOrderReport,
+    ScheduleReport,
     TradingPhaseReport,
 )
 
@@ -527,6 +533,36 @@ def trading_phase_answer(events: list, tick: int) -> TradingPhaseReport | messag
     raise ValueError("a set_trading_phase command caused neither a phase change nor a refusal")
 
 
+def schedule_answer(
+    command: ShiftSchedule | ScheduleReached, events: list
+) -> ScheduleReport | messages.RequestRejected:
+    """The answer to an operator's extend_trading_day or skip_schedule_point: the open day's schedule as it now
+    stands, or the engine's refusal."""
+    request = "extend_trading_day" if command.__class__ is ShiftSchedule else "skip_schedule_point"
+    for event in events:
+        if event.__class__ is RequestRejected:
+            return request_rejected(request, event.code, event.ts)
+        if event.__class__ is ScheduleShifted:
+            return ScheduleReport(
+                trading_date=event.trading_date, extension_seconds=event.total_seconds, skipped=None, ts=event.ts
+            )
+        if event.__class__ is ScheduleAdvanced:
+            return ScheduleReport(
+                trading_date=event.trading_date, extension_seconds=0, skipped=event.point, ts=event.ts
+            )
+    raise ValueError(f"a {request} command caused neither a change nor a refusal")
+
+
+# The commands whose events name no account: the operator who sent one is answered from them.
+OPERATOR_ANSWERED = frozenset((SetTradingPhase, ShiftSchedule, ScheduleReached))
+
+
+def operator_answer(command: object, events: list, ticks: dict[str, int]) -> Report:
+    if command.__class__ is SetTradingPhase:
+        return trading_phase_answer(events, ticks.get(command.instrument, 1))  # type: ignore[attr-defined]
+    return schedule_answer(command, events)  # type: ignore[arg-type]
+
+
 # What the tracker sends an account (OrderTracker.messages), and the answer to set_trading_phase.
 Report = (
     ExecutionReport
@@ -537,6 +573,7 @@ Report = (
     | BidReport
     | AuctionReport
     | TradingPhaseReport
+    | ScheduleReport
 )
 
 

@@ -55,7 +55,7 @@ from exchange import (
 )
 from gateway.logs import log_event
 from gateway.marketdata.feed import MarketDataFeed
-from gateway.pipeline.reports import OrderTracker, trading_phase_answer
+from gateway.pipeline.reports import OPERATOR_ANSWERED, OrderTracker, operator_answer
 from gateway.wire.messages import (
     ExecutionReport,
     KillSwitchReport,
@@ -154,8 +154,8 @@ class Sequencer:
         deliver = self.deliver
         fills = self.fills
         for (requester, request_id, command), end in zip(inputs, ends, strict=True):
-            if command.__class__ is SetTradingPhase:  # its events name no account: the operator is answered
-                answer = trading_phase_answer(events[start:end], self.tracker.ticks.get(command.instrument, 1))
+            if command.__class__ in OPERATOR_ANSWERED:  # its events name no account: the operator is answered
+                answer = operator_answer(command, events[start:end], self.tracker.ticks)
                 if request_id is not None:
                     answer.request_id = request_id
                 deliver(requester, answer, outbox)

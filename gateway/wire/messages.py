@@ -355,6 +355,15 @@ class TradingPhaseReport(Outbound, tag="trading_phase_report"):
     seq: int | UnsetType = UNSET
 
 
+class ScheduleReport(Outbound, tag="schedule_report"):
+    trading_date: int  # YYYYMMDD: the open trading day
+    extension_seconds: int  # how much later its closing points come, in all
+    skipped: str | None  # the point passed over (skip_schedule_point), e.g. "opening_call:CER"; None otherwise
+    ts: int
+    request_id: RequestId | UnsetType = UNSET
+    seq: int | UnsetType = UNSET
+
+
 # -- primary auctions (PROTOCOL 8.15-8.17; MARKET_DATA 3.8) ------------------------------------------------
 
 
@@ -510,6 +519,7 @@ NumberedMessage = (
     | Unsubscribed
     | SnapshotTaken
     | TradingPhaseReport
+    | ScheduleReport
     | AuctionReport
     | BidReport
     | AuctionStatusAnswer
@@ -537,6 +547,7 @@ OUTBOUND: tuple[type[Outbound], ...] = (
     ResendEnd,
     SnapshotTaken,
     TradingPhaseReport,
+    ScheduleReport,
     AuctionReport,
     BidReport,
     AuctionStatusAnswer,

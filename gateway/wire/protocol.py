@@ -193,6 +193,15 @@ class SetTradingPhaseRequest(Inbound, tag="set_trading_phase", frozen=True):
     admin: ClassVar[bool] = True
 
 
+class ExtendTradingDayRequest(Inbound, tag="extend_trading_day", frozen=True):
+    minutes: int  # the open trading day's closing points move this much later (1 to 1440)
+    admin: ClassVar[bool] = True
+
+
+class SkipSchedulePointRequest(Inbound, tag="skip_schedule_point", frozen=True):
+    admin: ClassVar[bool] = True
+
+
 # -- EU ETS primary auctions -----------------------------------------------------------------------
 
 
@@ -246,6 +255,8 @@ InboundMessage = (
     | ReleaseKillSwitchRequest
     | SnapshotRequest
     | SetTradingPhaseRequest
+    | ExtendTradingDayRequest
+    | SkipSchedulePointRequest
     | OpenAuctionRequest
     | SubmitBidRequest
     | ModifyBidRequest

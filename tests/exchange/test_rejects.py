@@ -635,12 +635,15 @@ def test_reject(make, code, layer):
 
 COMPLIANCE_CODES = {code for code in RejectCode if 600 <= code < 700}  # one case each in test_compliance.py
 SESSION_CODES = {code for code in RejectCode if 700 <= code < 800}  # the gateway's: test_gateway_protocol.py
+# The trading calendar's refusals of the operator's requests, made by the gateway (it knows the calendar):
+# tests/gateway/schedule/test_trading_days.py
+CALENDAR_CODES = {RejectCode.NO_TRADING_CALENDAR, RejectCode.END_OF_DAY_NOT_SKIPPED}
 PRIMARY_AUCTION_CODES = {code for code in RejectCode if 800 <= code < 900}  # test_primary_auction.py
 
 
 def test_every_reachable_code_is_covered():
     assert {case[2] for case in CASES} == (
-        set(RejectCode) - UNREACHABLE - COMPLIANCE_CODES - SESSION_CODES - PRIMARY_AUCTION_CODES
+        set(RejectCode) - UNREACHABLE - COMPLIANCE_CODES - SESSION_CODES - PRIMARY_AUCTION_CODES - CALENDAR_CODES
     )
 
 

@@ -215,8 +215,17 @@ async def test_the_operator_halts_extends_and_skips(tmp_path):
         await reached(gateway, 20260105, "continuous:EUA", "continuous:CER")
         assert gateway.engine.phase("EUA") is TradingPhase.HALTED  # the schedule does not lift a halt
         assert gateway.engine.phase("CER") is CONTINUOUS
-        events = await runner.extend(3600)  # the day's close moves from 18:00 to 19:00
-        assert [type(event).__name__ for event in events] == ["ScheduleShifted"]
+        async with session(gateway, "market-ops") as operator:  # the day's close moves from 18:00 to 19:00
+            answer = await operator.extend_trading_day(30)
+            assert (answer["type"], answer["trading_date"], answer["extension_seconds"]) == (
+                "schedule_report",
+                20260105,
+                1800,
+            ), answer
+            answer = await operator.extend_trading_day(30)  # extensions add up
+            assert answer["extension_seconds"] == 3600, answer
+            refused = await operator.extend_trading_day(0)
+            assert refused["code"] == 507, refused
         clock.set("2026-01-05 18:30")  # past the close it had; the window now opens at 18:50
         await quiet(gateway)
         assert "settlement_window:CER" not in gateway.engine.schedule_done(20260105)
@@ -228,11 +237,28 @@ async def test_the_operator_halts_extends_and_skips(tmp_path):
         assert set(phases(gateway).values()) == {CLOSED}  # the halted instrument closes with the day
         # the next day: the operator passes over CER's opening call; the end of day is never passed over
         clock.set("2026-01-06 07:00")
-        skipped = await runner.skip_next()
-        assert (skipped.action, skipped.instrument) == ("opening_call", "CER")
+        async with session(gateway, "market-ops") as operator:
+            answer = await operator.skip_schedule_point()
+            assert (answer["type"], answer["skipped"]) == ("schedule_report", "opening_call:CER"), answer
+        async with session(gateway, "bank") as trader:  # a trader may not
+            refused = await trader.skip_schedule_point()
+            assert refused["type"] == "reject" and refused["code"] == 712, refused
         clock.set("2026-01-06 07:45")
         await reached(gateway, 20260106, "opening_call:ERU", "opening_call:EUA")
         assert gateway.engine.phase("CER") is CLOSED and gateway.engine.phase("EUA") is TradingPhase.OPENING_CALL
-        with pytest.raises(ValueError):
-            while True:  # pass over everything up to the end of day, which refuses
-                await runner.skip_next()
+        async with session(gateway, "market-ops") as operator:  # pass over everything up to the end of day
+            for _ in range(20):
+                answer = await operator.skip_schedule_point()
+                if answer["type"] != "schedule_report":
+                    break
+            assert (answer["type"], answer["code"]) == ("request_rejected", 510), answer
+        with pytest.raises(ValueError):  # the runner's own method says the same
+            await runner.skip_next()
+
+
+async def test_without_a_calendar_the_operator_is_told_so():
+    from gateway_helpers import exchange_on_port
+
+    async with exchange_on_port() as gateway, session(gateway, "market-ops") as operator:
+        for answer in (await operator.extend_trading_day(10), await operator.skip_schedule_point()):
+            assert answer["code"] == 509, answer

@@ -77,6 +77,7 @@ from gateway.wire.protocol import (
     BookRequest,
     CancelRequest,
     DictReader,
+    ExtendTradingDayRequest,
     FrameReader,
     Heartbeat,
     Inbound,
@@ -97,6 +98,7 @@ from gateway.wire.protocol import (
     ReplaceRequest,
     ResendRequest,
     SetTradingPhaseRequest,
+    SkipSchedulePointRequest,
     SnapshotRequest,
     SubmitBidRequest,
     SubscribeRequest,
@@ -241,6 +243,11 @@ FULL = [
     ({"type": "resend", "request_id": 15, "from_seq": 40}, ResendRequest(request_id=15, from_seq=40)),
     ({"type": "snapshot", "request_id": 16}, SnapshotRequest(request_id=16)),
     (
+        {"type": "extend_trading_day", "request_id": "x", "minutes": 30},
+        ExtendTradingDayRequest(request_id="x", minutes=30),
+    ),
+    ({"type": "skip_schedule_point", "request_id": "y"}, SkipSchedulePointRequest(request_id="y")),
+    (
         {
             "type": "set_trading_phase",
             "request_id": 17,
@@ -323,6 +330,8 @@ MINIMAL = [
         {"type": "set_trading_phase", "instrument": "EUA", "phase": "closed"},
         SetTradingPhaseRequest(instrument="EUA", phase="closed"),
     ),
+    ({"type": "extend_trading_day", "minutes": 15}, ExtendTradingDayRequest(minutes=15)),
+    ({"type": "skip_schedule_point"}, SkipSchedulePointRequest()),
     (
         {"type": "open_auction", "auction_id": "A", "instrument": "EUA", "volume": 500, "window_seconds": 1},
         OpenAuctionRequest(auction_id="A", instrument="EUA", volume=500, window_seconds=1),
@@ -496,7 +505,7 @@ def test_dict_reader():
 def test_every_message_type_has_a_sample():
     assert {document["type"] for document, _ in FULL} == MESSAGE_TYPES
     assert {document["type"] for document, _ in MINIMAL} == MESSAGE_TYPES
-    assert len(MESSAGE_TYPES) == len(INBOUND) == 25
+    assert len(MESSAGE_TYPES) == len(INBOUND) == 27
 
 
 @pytest.mark.parametrize("document, expected", FULL + MINIMAL, ids=lambda v: v.get("type") if type(v) is dict else "")
@@ -557,6 +566,8 @@ def test_operator_only_messages():
         ReleaseKillSwitchRequest,
         SnapshotRequest,
         SetTradingPhaseRequest,
+        ExtendTradingDayRequest,
+        SkipSchedulePointRequest,
     }
 
 

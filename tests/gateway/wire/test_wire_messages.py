@@ -51,6 +51,7 @@ from gateway.wire.messages import (
     RequestRejected,
     ResendBegin,
     ResendEnd,
+    ScheduleReport,
     ServerHeartbeat,
     SnapshotTaken,
     Statistics,
@@ -531,6 +532,18 @@ CASES: list[tuple[dict, msgspec.Struct]] = [
             seq=20,
         ),
     ),
+    (
+        {
+            "type": "schedule_report",
+            "trading_date": 20260105,
+            "extension_seconds": 1800,
+            "skipped": None,
+            "ts": TS,
+            "request_id": "e",
+            "seq": 21,
+        },
+        ScheduleReport(trading_date=20260105, extension_seconds=1800, skipped=None, ts=TS, request_id="e", seq=21),
+    ),
     # answers to queries
     (
         {
@@ -921,7 +934,7 @@ def body(frame: bytes) -> bytes:
 
 def test_every_schema_has_a_case():
     assert {type(message) for _, message in CASES} == set(OUTBOUND)
-    assert len(OUTBOUND) == len(set(OUTBOUND)) == 29
+    assert len(OUTBOUND) == len(set(OUTBOUND)) == 30
 
 
 def test_schemas_are_tagged_by_type_and_list_their_fields_in_wire_order():
