@@ -45,6 +45,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -57,7 +58,7 @@ from exchange.instruments import Instrument
 from gateway.config import AccountConfig, ServerConfig, start_up_commands
 from gateway.lifecycle import ExchangeStopped, Lifecycle
 from gateway.logs import log_event
-from gateway.marketdata.mqtt import MqttPublisher, parse_mqtt_url
+from gateway.marketdata.mqtt import MqttPublisher, broker_tls_context, parse_mqtt_url
 from gateway.marketdata.subscribers import Subscribers
 from gateway.persistence.journal import Genesis, JournalError, JournalWriter
 from gateway.persistence.recovery import LEDGER_NAME, recover
@@ -75,6 +76,7 @@ from gateway.sessions.host import SESSION_READ_SIZE, SessionHost
 from gateway.sessions.session import CLOSE_GRACE, AccountLink, abort
 from gateway.settlement.ledger import SqliteLedgerStore
 from gateway.settlement.service import Settlement, SettlementService
+from gateway.tls import server_context
 from gateway.wire.protocol import SnapshotRequest
 
 log = logging.getLogger("carbonx.gateway")
@@ -99,7 +101,9 @@ class TradingGateway:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], int] = time.time_ns,
         commands_since_snapshot: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: the gateway's TLS context (:func:`gateway.tls.server_context`), None for plain TCP."""
         self.sequencer = sequencer
         self.engine = sequencer.engine
         self.tracker = sequencer.tracker
@@ -116,6 +120,7 @@ class TradingGateway:
             MqttPublisher(
                 parse_mqtt_url(config.mqtt_url),
                 self.feed,
+                tls=broker_tls_context(config.mqtt_url, config.mqtt_ca_file),
                 max_reliable=config.mqtt_queue,
                 snapshot_interval=config.snapshot_interval,
             )
@@ -124,7 +129,7 @@ class TradingGateway:
         )
         self.subscribers = Subscribers(self.feed)
         self.intake = Intake(config, clock, self.lifecycle)
-        self.host = SessionHost(self.links, self.intake, self.subscribers, config, self.lifecycle, clock)
+        self.host = SessionHost(self.links, self.intake, self.subscribers, config, self.lifecycle, clock, tls)
         self.replies = Replies(sequencer, journal)
         self.timers = Timers(self.engine, self.lifecycle, self.run_operator_commands, wall_clock)
         release = Release(
@@ -203,6 +208,7 @@ class TradingGateway:
             "listening",
             host=self.config.host,
             port=self.port,
+            tls=self.config.tls_mode,
             instruments=list(self.engine.instruments),
             accounts=len(self.links),
         )
@@ -344,12 +350,16 @@ async def running_exchange(
     commands, journaled like any other (``start_up_commands``). Stops
     gracefully on exit.
 
-    The address is bound first of all, before the data directory, journal,
-    ledger or settlement exist: a port in use, or an address the machine
-    does not have, is a :class:`ConfigError` that leaves nothing behind. It
-    is bound, not yet listening, until the gateway starts serving it.
+    The TLS settings are checked (their files read) and the address is
+    bound first of all, before the data directory, journal, ledger or
+    settlement exist: a missing certificate, a key that is not its own, a
+    port in use, or an address the machine does not have, is a
+    :class:`ConfigError` that leaves nothing behind. The address is bound,
+    not yet listening, until the gateway starts serving it.
     """
     gateway: TradingGateway | None = None
+    tls = server_context(config.tls_mode, config.tls_cert_file, config.tls_key_file, config.tls_ca_file)
+    broker_tls_context(config.mqtt_url, config.mqtt_ca_file)
 
     async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert gateway is not None  # the listener serves only once the gateway has started
@@ -393,6 +403,7 @@ async def running_exchange(
                 settlement,
                 data_dir,
                 commands_since_snapshot=recovered.commands_since_snapshot,
+                tls=tls,
             )
             commands, unapplied = start_up_commands(accounts, recovered.core.engine, time.time_ns())
             for change in unapplied:
