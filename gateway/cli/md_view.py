@@ -6,8 +6,9 @@ starts from a snapshot; updates before the first snapshot wait; an update
 whose ``md_seq`` is not the next one is a gap, and the book is then marked
 stale until the next snapshot realigns it. Trades and statistics are kept
 as they come. ``lines()`` renders it. Two sources feed it: an MQTT broker
-(``aiomqtt``, the topics ``carbonx/md/<instrument>/#``) or a logged-on
-session of the trading gateway (``subscribe``).
+(``aiomqtt``, the topics ``carbonx/md/<instrument>/#``; over TLS for an
+``mqtts://`` URL) or a logged-on session of the trading gateway
+(``subscribe``; over TLS with the session flags).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ returns the exit status. :func:`add_trader` gives its subcommand the session fla
 checks the arguments (before asking for a secret or connecting), finds where and as whom to log on
 (:func:`session_target`: the flags, else exchange.toml and the environment), logs on, runs the action
 within ``--timeout`` and logs out. A one-shot command's orders must outlive its session, so its logon turns
-cancel-on-disconnect off.
+cancel-on-disconnect off. The session flags (:func:`add_session`) also choose TLS: ``--tls``, ``--ca-file``,
+``--cert``, ``--key``, ``--server-name`` (:func:`tls_options`).
 
 Every failure is one line on stderr. Exit status: 0 done, 1 refused by the exchange (:data:`REFUSED`),
 2 bad configuration or arguments (:data:`USAGE`, :class:`UsageError`), 3 no connection, no answer or logon

@@ -29,6 +29,10 @@ every instrument, then carries on. Snapshots are also published every
 ``snapshot_interval`` seconds for instruments whose book changed, so a late
 joiner, or one that missed an update, realigns within that time.
 
+The broker's URL is ``mqtt://`` or, for TLS, ``mqtts://`` (:func:`parse_mqtt_url`); over TLS the
+broker's certificate and host name are verified with the context of :func:`broker_tls_context`
+(``mqtt_ca_file``, else the system's trusted CAs), which aiomqtt is given as it stands.
+
 Topics (docs/MARKET_DATA.md): ``carbonx/md/<instrument>/<channel>`` with the
 channels ``snapshot``, ``updates``, ``top``, ``trades``, ``stats``,
 ``status``, ``auctions``; ``carbonx/private/<account>/fills`` for each account's fills.

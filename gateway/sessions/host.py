@@ -130,7 +130,7 @@ class SessionHost:
         log_event(log, "connected", session=number, peer=session.peer)
         try:
             if self.lifecycle.stopping:
-                session.end(RejectCode.SHUTTING_DOWN)
+                self._turn_away(session, RejectCode.SHUTTING_DOWN)
             elif (
                 self._pending_total >= self.config.max_pending_logons
                 or self._pending_logons.get(session.host, 0) >= self.config.max_pending_logons_per_peer
@@ -144,11 +144,7 @@ class SessionHost:
                     pending=self._pending_total,
                     from_peer=self._pending_logons.get(session.host, 0),
                 )
-                if self.tls is None:
-                    session.end(RejectCode.TOO_MANY_PENDING_LOGONS)
-                else:  # no handshake for a connection over the bounds: it is cut without a word
-                    session.closed = True
-                    abort(session.transport)
+                self._turn_away(session, RejectCode.TOO_MANY_PENDING_LOGONS)
             else:
                 # A connection in its TLS handshake counts as waiting to log on: a flood of stalled handshakes
                 # is bounded like a flood of idle connections.
@@ -167,6 +163,16 @@ class SessionHost:
                 with contextlib.suppress(Exception):  # the peer's reset may have closed it already
                     writer.close()
             await self._session_ended(session)
+
+    def _turn_away(self, session: Session, code: RejectCode) -> None:
+        """End a connection before its logon: a logout with ``code`` over plain TCP; with TLS it is cut without a
+        word, since a plain logout would be garbage to a TLS client and a handshake is not worth spending on it."""
+        if self.tls is None:
+            session.end(code)
+        else:
+            session.close_code = code
+            session.closed = True
+            abort(session.transport)
 
     async def _handshake(self, session: Session, writer: asyncio.StreamWriter) -> bool:
         """The TLS handshake, within ``tls_handshake_timeout``; False (after logging why) if it fails.
