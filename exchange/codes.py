@@ -155,6 +155,10 @@ class RejectCode(IntEnum):
         720,
         "a market-data session may only subscribe, unsubscribe, ask for the book, ping, send heartbeats and log out",
     )
+    CERTIFICATE_MISMATCH = (
+        721,
+        "logon refused: the client certificate is not this account's (its subject CN must be the account) (closes)",
+    )
 
     # -- 800: EU ETS primary auctions (exchange.primary_auction) ----------------------------------------
     UNKNOWN_AUCTION = 801, "no such primary auction"

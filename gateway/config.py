@@ -53,6 +53,7 @@ from exchange import (
 from exchange.instruments import ConfigError, Instrument, eur_to_cents, parse_instruments
 from gateway.schedule.calendar import TradingCalendar, parse_calendar
 from gateway.sessions.credentials import is_secret_hash
+from gateway.tls import TLS_MODES
 from gateway.wire.protocol import DEFAULT_MAX_FRAME
 
 T = TypeVar("T")
@@ -394,6 +395,35 @@ class ServerConfig:
             "server", "connections not logged on yet from one address; more are closed at once (718)", 1, 100_000
         ),
     )
+    # -- [tls]
+    tls_mode: str = field(
+        default="off",
+        metadata=_about(
+            "tls",
+            "off: plain TCP (loopback, tests); on: TLS required, a plain connection is refused; mutual: a client "
+            "certificate is required too, verified against tls_ca_file, and its subject's CN must be the account "
+            "that logs on (otherwise 721)",
+            choices=TLS_MODES,
+        ),
+    )
+    tls_cert_file: str = field(
+        default="", metadata=_about("tls", "the gateway's certificate (PEM; with its chain) when tls_mode is not off")
+    )
+    tls_key_file: str = field(default="", metadata=_about("tls", "the certificate's private key (PEM, not encrypted)"))
+    tls_ca_file: str = field(
+        default="",
+        metadata=_about("tls", "mutual: the CA certificate(s) (PEM) client certificates must be issued by"),
+    )
+    tls_handshake_timeout: float = field(
+        default=5.0,
+        metadata=_about(
+            "tls",
+            "seconds a new connection has for its TLS handshake; a client that stalls in it is closed "
+            "(the logon timeout starts after it)",
+            0.1,
+            60.0,
+        ),
+    )
     # -- [session]
     heartbeat_interval: float = field(
         default=5.0,
@@ -502,8 +532,16 @@ class ServerConfig:
         default="",
         metadata=_about(
             "market_data",
-            "MQTT broker to publish market data to, mqtt://user:password@host:port; empty: none (the "
-            "feed is still served on the socket)",
+            "MQTT broker to publish market data to, mqtt://user:password@host:port (mqtts:// for TLS, port "
+            "8883 by default); empty: none (the feed is still served on the socket)",
+        ),
+    )
+    mqtt_ca_file: str = field(
+        default="",
+        metadata=_about(
+            "market_data",
+            "for an mqtts:// broker: the CA certificate (PEM) its certificate is checked against; empty: the "
+            "system's trusted CAs",
         ),
     )
     md_levels: int = field(default=10, metadata=_about("market_data", "price levels a side in the book feed", 1, 100))

@@ -45,6 +45,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import ssl
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -57,7 +58,7 @@ from exchange.instruments import Instrument
 from gateway.config import AccountConfig, ServerConfig, start_up_commands
 from gateway.lifecycle import ExchangeStopped, Lifecycle
 from gateway.logs import log_event
-from gateway.marketdata.mqtt import MqttPublisher, parse_mqtt_url
+from gateway.marketdata.mqtt import MqttPublisher, broker_tls_context, parse_mqtt_url
 from gateway.marketdata.subscribers import Subscribers
 from gateway.monitoring.endpoint import metrics_endpoint
 from gateway.persistence.journal import Genesis, JournalError, JournalWriter
@@ -80,6 +81,7 @@ from gateway.sessions.host import SESSION_READ_SIZE, SessionHost
 from gateway.sessions.session import CLOSE_GRACE, AccountLink, abort
 from gateway.settlement.ledger import SqliteLedgerStore
 from gateway.settlement.service import Settlement, SettlementService
+from gateway.tls import server_context
 from gateway.wire.protocol import SnapshotRequest
 
 log = logging.getLogger("carbonx.gateway")
@@ -104,7 +106,9 @@ class TradingGateway:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], int] = time.time_ns,
         commands_since_snapshot: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: the gateway's TLS context (:func:`gateway.tls.server_context`), None for plain TCP."""
         self.sequencer = sequencer
         self.engine = sequencer.engine
         self.tracker = sequencer.tracker
@@ -121,6 +125,7 @@ class TradingGateway:
             MqttPublisher(
                 parse_mqtt_url(config.mqtt_url),
                 self.feed,
+                tls=broker_tls_context(config.mqtt_url, config.mqtt_ca_file),
                 max_reliable=config.mqtt_queue,
                 snapshot_interval=config.snapshot_interval,
             )
@@ -129,7 +134,7 @@ class TradingGateway:
         )
         self.subscribers = Subscribers(self.feed)
         self.intake = Intake(config, clock, self.lifecycle)
-        self.host = SessionHost(self.links, self.intake, self.subscribers, config, self.lifecycle, clock)
+        self.host = SessionHost(self.links, self.intake, self.subscribers, config, self.lifecycle, clock, tls)
         self.replies = Replies(sequencer, journal)
         self.timers = Timers(
             self.engine, self.lifecycle, self.run_operator_commands, wall_clock, getattr(wall_clock, "speed", 1.0)
@@ -226,6 +231,7 @@ class TradingGateway:
             "listening",
             host=self.config.host,
             port=self.port,
+            tls=self.config.tls_mode,
             instruments=list(self.engine.instruments),
             accounts=len(self.links),
         )
@@ -376,14 +382,18 @@ async def running_exchange(
     commands, journaled like any other (``start_up_commands``). Stops
     gracefully on exit.
 
-    The address is bound first of all, before the data directory, journal,
-    ledger or settlement exist: a port in use, or an address the machine
-    does not have, is a :class:`ConfigError` that leaves nothing behind. It
-    is bound, not yet listening, until the gateway starts serving it.
+    The TLS settings are checked (their files read) and the address is
+    bound first of all, before the data directory, journal, ledger or
+    settlement exist: a missing certificate, a key that is not its own, a
+    port in use, or an address the machine does not have, is a
+    :class:`ConfigError` that leaves nothing behind. The address is bound,
+    not yet listening, until the gateway starts serving it.
     So is the metrics endpoint's (``metrics_port``; :mod:`gateway.monitoring.endpoint`), which serves
     /healthz at once and says ready on /readyz once the gateway listens.
     """
     gateway: TradingGateway | None = None
+    tls = server_context(config.tls_mode, config.tls_cert_file, config.tls_key_file, config.tls_ca_file)
+    broker_tls_context(config.mqtt_url, config.mqtt_ca_file)
 
     async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert gateway is not None  # the listener serves only once the gateway has started
@@ -431,6 +441,7 @@ async def running_exchange(
                 data_dir,
                 wall_clock=clock,
                 commands_since_snapshot=recovered.commands_since_snapshot,
+                tls=tls,
             )
             clock.resume_from(recovered.core.last_ts)  # time never runs backwards across a restart
             commands, unapplied = start_up_commands(accounts, recovered.core.engine, time.time_ns())

@@ -11,8 +11,12 @@ written into its own temporary folder, in one of two modes:
   ``acl`` copied into the temporary folder. The file is used as it stands except for what cannot
   be shared with a test run: the one ``listener`` line gets the free port (on 127.0.0.1),
   ``password_file``, ``acl_file`` and ``persistence_location`` point into the temporary folder,
-  ``log_dest``, ``user`` and ``pid_file`` are replaced (see below). Everything else -
-  ``allow_anonymous``, persistence, limits - is tested as shipped.
+  ``log_dest``, ``user`` and ``pid_file`` are replaced (see below), and ``include_dir`` reads a
+  ``conf.d`` of the temporary folder. Everything else - ``allow_anonymous``, persistence, limits -
+  is tested as shipped. With ``tls=(certificate, key)`` that ``conf.d`` holds the shipped TLS
+  listener, ``config/mosquitto/tls.conf``, with its port moved to a second free one
+  (:attr:`MosquittoBroker.tls_port`, :meth:`MosquittoBroker.tls_url`) and its ``certfile`` and
+  ``keyfile`` pointed at the test's; as shipped it is empty, as the repository's ``conf.d`` is.
 
 In both modes the broker logs everything (``log_type all``, so refused publishes show as "Denied
 PUBLISH" lines) to standard error, which goes to ``mosquitto.log`` in the temporary folder:
@@ -158,9 +162,12 @@ class MosquittoBroker:
         config_dir: Path = CONFIG_DIR,
         binary: str | None = None,
         extra_config: str = "",
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         """``persistence`` and ``extra_config`` (lines appended to the configuration) are for the
-        open mode; the production mode takes both from ``config_dir/mosquitto.conf``."""
+        open mode; the production mode takes both from ``config_dir/mosquitto.conf``. ``tls`` (the
+        server's certificate and key files) is for the production mode: it adds the shipped TLS
+        listener, ``config_dir/tls.conf``, on a second free port (:attr:`tls_port`)."""
         if mode not in ("open", "production"):
             raise ValueError(f"mode must be 'open' or 'production', not {mode!r}")
         self.binary = binary or mosquitto_binary()
@@ -170,6 +177,10 @@ class MosquittoBroker:
         self.host = HOST
         self._fixed_port = port is not None
         self.port = port if port is not None else free_port()
+        if tls is not None and mode != "production":
+            raise ValueError("tls is for the production mode (the shipped tls.conf)")
+        self.tls = tls
+        self.tls_port = free_port() if tls is not None else None
         self.config_dir = Path(config_dir)
         self.persistence = persistence
         self.extra_config = extra_config
@@ -243,6 +254,9 @@ class MosquittoBroker:
             words = line.split()
             if not words or words[0].startswith("#"):
                 lines.append(line)
+            elif words[0] == "include_dir":
+                # mosquitto takes the rest of an include_dir line as the path: no comment after it
+                lines.extend([f"# was: {line.strip()}", f"include_dir {self._included_listeners()}"])
             elif words[0] == "listener":
                 listeners += 1
                 lines.append(f"listener {self.port} {self.host}  # was: {line.strip()}")
@@ -257,6 +271,31 @@ class MosquittoBroker:
                 f"{source} has {listeners} listener lines; the test helper knows how to move exactly one to a free port"
             )
         return "\n".join([*lines, *self._common_lines()]) + "\n"
+
+    def _included_listeners(self) -> Path:
+        """The folder the configuration's include_dir reads: empty, as shipped, or with the shipped TLS
+        listener (``tls.conf``) moved to :attr:`tls_port` and given the test's certificate."""
+        folder = self.workdir / "conf.d"
+        folder.mkdir(exist_ok=True)
+        for stale in folder.glob("*.conf"):
+            stale.unlink()
+        if self.tls is None:
+            return folder
+        cert, key = self.tls
+        replaced = {
+            "listener": f"listener {self.tls_port} {self.host}",
+            "certfile": f"certfile {cert}",
+            "keyfile": f"keyfile {key}",
+        }
+        lines = []
+        for line in (self.config_dir / "tls.conf").read_text().splitlines():
+            words = line.split()
+            if words and words[0] in replaced:
+                lines.extend([f"# was: {line.strip()}", replaced[words[0]]])
+            else:
+                lines.append(line)
+        (folder / "tls.conf").write_text("\n".join(lines) + "\n")
+        return folder
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -275,13 +314,12 @@ class MosquittoBroker:
 
     def url(self, user: str | None = None, password: str | None = None) -> str:
         """``mqtt://user:password@127.0.0.1:port`` (user and password percent-encoded; both optional)."""
-        credentials = ""
-        if user is not None:
-            credentials = quote(user, safe="")
-            if password is not None:
-                credentials += ":" + quote(password, safe="")
-            credentials += "@"
-        return f"mqtt://{credentials}{self.host}:{self.port}"
+        return f"mqtt://{_credentials(user, password)}{self.host}:{self.port}"
+
+    def tls_url(self, user: str | None = None, password: str | None = None) -> str:
+        """``mqtts://user:password@127.0.0.1:tls_port``: the TLS listener (``tls`` given)."""
+        assert self.tls_port is not None, "this broker has no TLS listener"
+        return f"mqtts://{_credentials(user, password)}{self.host}:{self.tls_port}"
 
     def log_text(self) -> str:
         """Everything the broker has logged, over all its starts."""
@@ -334,6 +372,8 @@ class MosquittoBroker:
         tail = self._log_tail()
         if error is not None and not self._started_once and not self._fixed_port and "Address already in use" in tail:
             self.port = free_port()  # another process took the port between probe and bind
+            if self.tls_port is not None:
+                self.tls_port = free_port()
             self._write_config()
             return True
         if error is None:
@@ -479,6 +519,16 @@ class MosquittoBroker:
     def __repr__(self) -> str:
         state = "paused" if self._paused else "running" if self.running else "stopped"
         return f"<MosquittoBroker {self.mode} {self.host}:{self.port} pid={self.pid} {state}>"
+
+
+def _credentials(user: str | None, password: str | None) -> str:
+    """``user:password@`` of a URL, percent-encoded (empty without a user)."""
+    if user is None:
+        return ""
+    credentials = quote(user, safe="")
+    if password is not None:
+        credentials += ":" + quote(password, safe="")
+    return credentials + "@"
 
 
 class _StartFailed(Exception):

@@ -6,13 +6,15 @@ starts from a snapshot; updates before the first snapshot wait; an update
 whose ``md_seq`` is not the next one is a gap, and the book is then marked
 stale until the next snapshot realigns it. Trades and statistics are kept
 as they come. ``lines()`` renders it. Two sources feed it: an MQTT broker
-(``aiomqtt``, the topics ``carbonx/md/<instrument>/#``) or a logged-on
-session of the trading gateway (``subscribe``).
+(``aiomqtt``, the topics ``carbonx/md/<instrument>/#``; over TLS for an
+``mqtts://`` URL) or a logged-on session of the trading gateway
+(``subscribe``; over TLS with the session flags).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TextIO
@@ -155,11 +157,19 @@ class MarketView:
 
 
 async def socket_feed(
-    host: str, port: int, account: str, secret: str, instruments: Sequence[str]
+    host: str,
+    port: int,
+    account: str,
+    secret: str,
+    instruments: Sequence[str],
+    tls: ssl.SSLContext | None = None,
+    server_name: str | None = None,
 ) -> AsyncIterator[dict]:
     # A market-data session: it may run beside the account's trading session (carbonx order works meanwhile),
     # and its end cancels nothing.
-    async with connect(host, port, account, secret, market_data_only=True) as client:
+    async with connect(
+        host, port, account, secret, market_data_only=True, tls=tls or False, server_hostname=server_name
+    ) as client:
         answer = await client.subscribe(list(instruments))
         if answer["type"] != "subscribed":
             raise ValueError(f"subscription refused: {answer.get('code')} {answer.get('text')}")
@@ -167,11 +177,17 @@ async def socket_feed(
             yield message
 
 
-async def mqtt_feed(url: str, instruments: Sequence[str]) -> AsyncIterator[dict]:
+async def mqtt_feed(url: str, instruments: Sequence[str], tls: ssl.SSLContext | None = None) -> AsyncIterator[dict]:
+    """The feed of an MQTT broker; ``tls``: the context of an mqtts:// broker (``broker_tls_context``)."""
     address = parse_mqtt_url(url)
     decode = msgspec.msgpack.Decoder().decode
     async with aiomqtt.Client(
-        address.host, address.port, username=address.username, password=address.password, socket_options=SOCKET_OPTIONS
+        address.host,
+        address.port,
+        username=address.username,
+        password=address.password,
+        socket_options=SOCKET_OPTIONS,
+        tls_context=tls,
     ) as client:
         for symbol in instruments:
             await client.subscribe(market_data_topic(symbol, "#"), qos=1)

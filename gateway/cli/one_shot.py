@@ -6,7 +6,8 @@ returns the exit status. :func:`add_trader` gives its subcommand the session fla
 checks the arguments (before asking for a secret or connecting), finds where and as whom to log on
 (:func:`session_target`: the flags, else exchange.toml and the environment), logs on, runs the action
 within ``--timeout`` and logs out. A one-shot command's orders must outlive its session, so its logon turns
-cancel-on-disconnect off.
+cancel-on-disconnect off. The session flags (:func:`add_session`) also choose TLS: ``--tls``, ``--ca-file``,
+``--cert``, ``--key``, ``--server-name`` (:func:`tls_options`).
 
 Every failure is one line on stderr. Exit status: 0 done, 1 refused by the exchange (:data:`REFUSED`),
 2 bad configuration or arguments (:data:`USAGE`, :class:`UsageError`), 3 no connection, no answer or logon
@@ -20,12 +21,13 @@ import asyncio
 import getpass
 import os
 import socket
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from exchange.instruments import eur_to_cents
+from exchange.instruments import ConfigError, eur_to_cents
 from gateway.cli.display import describe_report
 from gateway.client import (
     CONNECT_TIMEOUT,
@@ -34,6 +36,8 @@ from gateway.client import (
     NoAnswer,
     NotAnExchange,
     SessionClosed,
+    TlsFailed,
+    client_context,
     connect,
 )
 from gateway.config import ServerConfig, load_server_config
@@ -49,12 +53,14 @@ class UsageError(Exception):
 
 
 class Target(NamedTuple):
-    """Where and as whom a command logs on."""
+    """Where and as whom a command logs on, and its TLS context (None: plain TCP)."""
 
     host: str
     port: int
     account: str
     secret: str
+    tls: ssl.SSLContext | None = None
+    server_name: str | None = None
 
 
 def session_target(args: argparse.Namespace, config: ServerConfig) -> Target | None:
@@ -67,7 +73,23 @@ def session_target(args: argparse.Namespace, config: ServerConfig) -> Target | N
     if not account:
         print(f"carbonx {args.command}: give --account (or set CARBONX_ACCOUNT)", file=sys.stderr)
         return None
-    return Target(host, port, account, _secret(args, account))
+    tls = tls_options(args)
+    return Target(host, port, account, _secret(args, account), tls, getattr(args, "server_name", None))
+
+
+def tls_options(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context the session flags ask for: --tls, or any of --ca-file, --cert, --key; None for plain TCP. A
+    file that cannot be used is a UsageError naming its flag."""
+    files = {name: getattr(args, name, None) for name in ("ca_file", "cert", "key")}
+    if not getattr(args, "tls", False) and all(value is None for value in files.values()):
+        if getattr(args, "server_name", None) is not None:
+            raise UsageError("--server-name is for TLS: add --tls (or --ca-file)")
+        return None
+    try:
+        return client_context(files["ca_file"], files["cert"], files["key"])
+    except ConfigError as error:
+        flag = {"ca_file": "--ca-file", "cert_file": "--cert", "key_file": "--key"}.get(error.field, error.field)
+        raise UsageError(f"{flag}: {error.problem}") from None
 
 
 def _secret(args: argparse.Namespace, account: str) -> str:
@@ -106,9 +128,12 @@ def _secret(args: argparse.Namespace, account: str) -> str:
 
 def failure(error: OSError) -> str:
     """Why there is no session, and what to do: one line."""
+    if isinstance(error, TlsFailed):
+        return f"{error.text}: check --tls, --ca-file, --cert, --key and --server-name"
     if isinstance(error, LogonRefused):
-        code = f" (code {error.code})" if error.code else ""
-        return f"logon refused: {error.text}{code}"
+        if not error.code:  # closed without a logout: what a gateway that requires TLS does to a plain client
+            return f"logon refused: {error.text} (if the gateway requires TLS, connect with --tls)"
+        return f"logon refused: {error.text} (code {error.code})"
     if isinstance(error, NotAnExchange):
         return f"{error.text}: is that the exchange's port? check --host and --port"
     if isinstance(error, NoAnswer):
@@ -119,6 +144,8 @@ def failure(error: OSError) -> str:
         return "nothing listens there (connection refused): is the exchange running? check --host and --port"
     if isinstance(error, socket.gaierror):
         return f"no such host ({error.strerror}): check --host"
+    if isinstance(error, ssl.SSLError):  # TLS to a gateway that speaks plain TCP, or a broken TLS session
+        return f"TLS failed ({error.reason or error}): is the gateway's TLS on? check --tls and --port"
     return f"{error.strerror or error}: check --host and --port"
 
 
@@ -148,6 +175,8 @@ def _one_shot(action: Action, check: Check | None) -> Callable[[argparse.Namespa
                 cancel_on_disconnect=False,
                 connect_timeout=timeout,
                 logon_timeout=timeout,
+                tls=target.tls or False,
+                server_hostname=target.server_name,
             ) as client:
                 logged_on = True
                 try:
@@ -174,6 +203,17 @@ def add_session(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     group.add_argument("--account", help="account to log on as (default: $CARBONX_ACCOUNT)")
     group.add_argument("--host", help="exchange address (default: exchange.toml's host)")
     group.add_argument("--port", type=int, help="exchange port (default: exchange.toml's port)")
+    group.add_argument("--tls", action="store_true", help="connect over TLS (implied by --ca-file, --cert and --key)")
+    group.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="TLS: the CA certificate (PEM) the gateway's certificate is checked against (default: the system's)",
+    )
+    group.add_argument("--cert", metavar="FILE", help="mutual TLS: this account's client certificate (PEM)")
+    group.add_argument("--key", metavar="FILE", help="mutual TLS: the client certificate's key (PEM), if not in --cert")
+    group.add_argument(
+        "--server-name", metavar="NAME", help="TLS: the name the gateway's certificate carries (default: --host)"
+    )
     return group
 
 

@@ -72,9 +72,18 @@ def _demo_command(args: argparse.Namespace) -> int:
     from gateway.cli.demo import run_demo
 
     port = args.port if args.port is not None else 0  # the demo takes any free port unless told one
-    # The demo's day is its own: a new temporary data directory unless --data-dir names one.
+    # The demo's days are its own: a new temporary data directory unless --data-dir names one.
+    # The demo's participants connect over loopback with plain TCP: its gateway does too, whatever exchange.toml says.
     config, instruments, accounts, compliance = _load_exchange(
-        args, port=port, data_dir=args.data_dir or "", log_level=args.log_level or "WARNING", schedule="calendar"
+        args,
+        port=port,
+        data_dir=args.data_dir or "",
+        log_level=args.log_level or "WARNING",
+        tls_mode="off",
+        tls_cert_file="",
+        tls_key_file="",
+        tls_ca_file="",
+        schedule="calendar",
     )
     calendar = load_calendar(instruments, args.calendar)
     configure_logging(config.log_level, config.log_format)

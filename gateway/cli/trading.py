@@ -233,6 +233,7 @@ def _md_command(args: argparse.Namespace) -> int:
     """Follow the market data of the instruments named until --seconds pass or Ctrl-C; the viewer (and with it
     aiomqtt) is imported only for this command."""
     from gateway.cli.md_view import MarketView, mqtt_feed, run_view, socket_feed
+    from gateway.marketdata.mqtt import broker_tls_context
 
     config = load_server_config(args.exchange_config)
     instruments = load_instruments(args.instruments)
@@ -242,13 +243,16 @@ def _md_command(args: argparse.Namespace) -> int:
         return USAGE
     mqtt_url = args.mqtt_url if args.mqtt_url is not None else config.mqtt_url
     if mqtt_url:
-        feed = mqtt_feed(mqtt_url, args.symbols)
+        ca_file = args.mqtt_ca_file if args.mqtt_ca_file is not None else config.mqtt_ca_file
+        feed = mqtt_feed(mqtt_url, args.symbols, broker_tls_context(mqtt_url, ca_file, "--mqtt-ca-file"))
         where = "the MQTT broker"
     else:  # no broker: the feed on the gateway socket
         target = session_target(args, config)
         if target is None:
             return USAGE
-        feed = socket_feed(target.host, target.port, target.account, target.secret, args.symbols)
+        feed = socket_feed(
+            target.host, target.port, target.account, target.secret, args.symbols, target.tls, target.server_name
+        )
         where = "the gateway"
     view = MarketView(args.symbols, {symbol: instruments[symbol].tick_size for symbol in args.symbols})
     try:
@@ -330,8 +334,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     md.add_argument("symbols", nargs="+", metavar="INSTRUMENT")
     md.add_argument(
         "--mqtt-url",
-        help="follow the feed on this broker (mqtt://user:password@host:port); "
+        help="follow the feed on this broker (mqtt://user:password@host:port, or mqtts:// for TLS); "
         "default: exchange.toml's mqtt_url, or the gateway socket if that is empty",
+    )
+    md.add_argument(
+        "--mqtt-ca-file",
+        metavar="FILE",
+        help="mqtts://: the CA certificate (PEM) the broker's certificate is checked against "
+        "(default: exchange.toml's mqtt_ca_file, else the system's trusted CAs)",
     )
     md.add_argument("--seconds", type=float, help="stop after this long (default: until Ctrl-C)")
     md.add_argument("--interval", type=float, default=0.5, help="seconds between redraws")

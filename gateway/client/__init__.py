@@ -11,8 +11,10 @@ from gateway.client.connection import (
     NotAnExchange,
     RequestRefused,
     SessionClosed,
+    TlsFailed,
     connect,
 )
+from gateway.tls import client_context
 
 __all__ = [
     "CONNECT_TIMEOUT",
@@ -22,5 +24,7 @@ __all__ = [
     "NotAnExchange",
     "RequestRefused",
     "SessionClosed",
+    "TlsFailed",
+    "client_context",
     "connect",
 ]

@@ -24,17 +24,25 @@ and ``logon_timeout``, 10 s each by default): a port that takes the
 connection and never answers raises :class:`NoAnswer`; one that answers
 something other than this protocol (a web server, say) raises
 :class:`NotAnExchange`. Both are :class:`SessionClosed`.
+
+Over TLS (``tls=True``, or a CA file or client certificate given) the
+connection is wrapped by the standard ``ssl`` module, TLS 1.2 at least, the
+gateway's certificate verified; a failed handshake raises
+:class:`TlsFailed`, a :class:`SessionClosed` too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from pathlib import Path
 
+from gateway.tls import client_context
 from gateway.wire.protocol import DictReader, ProtocolError, encode_frame
 
 READ_SIZE = 262_144  # bytes a socket read asks for: many frames are decoded per read
@@ -66,6 +74,11 @@ class NotAnExchange(SessionClosed):
 
 class NoAnswer(SessionClosed, TimeoutError):
     """No connection, or no answer to the logon, within the time allowed."""
+
+
+class TlsFailed(SessionClosed):
+    """The TLS handshake failed: an untrusted or misnamed server certificate, a client certificate missing or
+    refused, or a gateway that does not speak TLS."""
 
 
 class RequestRefused(Exception):
@@ -123,6 +136,13 @@ class ClientSession:
                     raise NotAnExchange(
                         f"the answer to the logon is not the carbonx protocol: {received!r}, "
                         f"then the connection was closed"
+                    )
+                if self._writer.get_extra_info("ssl_object") is not None:
+                    # A gateway that refuses a client certificate in the handshake closes the connection without
+                    # a word (TLS 1.3 lets the client finish its side of the handshake first).
+                    raise TlsFailed(
+                        "the exchange closed the TLS connection during logon: a client certificate missing, "
+                        "or not one it trusts"
                     )
                 raise LogonRefused("the exchange closed the connection during logon")
             received = (received + data)[:SHOWN_BYTES]
@@ -553,6 +573,11 @@ async def connect(
     connect_timeout: float | None = CONNECT_TIMEOUT,
     logon_timeout: float | None = LOGON_TIMEOUT,
     market_data_only: bool = False,
+    tls: ssl.SSLContext | bool = False,
+    ca_file: str | Path | None = None,
+    cert_file: str | Path | None = None,
+    key_file: str | Path | None = None,
+    server_hostname: str | None = None,
 ) -> AsyncIterator[ExchangeClient]:
     """A logged-on session for the ``async with`` block; logs out on leaving it.
 
@@ -561,15 +586,31 @@ async def connect(
     ``market_data_only``: a session that only watches (subscribe, book), beside
     the account's trading session; its end cancels nothing.
     ``connect_timeout`` and ``logon_timeout`` (seconds; None: no limit) bound
-    the opening of the connection and the wait for the logon's answer:
-    :class:`NoAnswer` when one runs out. An answer that is not the protocol
-    raises :class:`NotAnExchange`, a refused logon :class:`LogonRefused`.
+    the opening of the connection (its TLS handshake included) and the wait
+    for the logon's answer: :class:`NoAnswer` when one runs out. An answer
+    that is not the protocol raises :class:`NotAnExchange`, a refused logon
+    :class:`LogonRefused`.
+
+    TLS (docs/PROTOCOL.md, section 1.1): ``tls`` an ``ssl.SSLContext`` of
+    the caller's, or True; any of ``ca_file`` (the CA the gateway's
+    certificate is checked against; default: the system's), ``cert_file`` and
+    ``key_file`` (a client certificate, for mutual TLS) also turns it on.
+    ``server_hostname``: the name the gateway's certificate must carry
+    (default: ``host``). A failed handshake raises :class:`TlsFailed`.
     """
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    context = _tls_context(tls, ca_file, cert_file, key_file)
+    opening = (
+        asyncio.open_connection(host, port, limit=READ_SIZE)
+        if context is None
+        else asyncio.open_connection(host, port, limit=READ_SIZE, ssl=context, server_hostname=server_hostname or host)
+    )
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=READ_SIZE), connect_timeout)
+        reader, writer = await asyncio.wait_for(opening, connect_timeout)
     except TimeoutError:
         raise NoAnswer(f"no connection to {where} within {connect_timeout:g} s") from None
+    except ssl.SSLError as error:
+        raise TlsFailed(f"the TLS handshake with {where} failed: {_ssl_reason(error)}") from None
     client = ExchangeClient(reader, writer)
     try:
         await asyncio.wait_for(
@@ -579,6 +620,11 @@ async def connect(
         writer.close()
         silence = f"{where} took the connection but did not answer the logon within {logon_timeout:g} s"
         raise NoAnswer(silence) from None
+    except ssl.SSLError as error:
+        # With TLS 1.3 the server checks the client's certificate after the client has finished its side of
+        # the handshake: a refusal arrives as an alert at the first read.
+        writer.close()
+        raise TlsFailed(f"the exchange at {where} ended the TLS session: {_ssl_reason(error)}") from None
     except BaseException:
         writer.close()
         raise
@@ -586,3 +632,25 @@ async def connect(
         yield client
     finally:
         await client.logout()
+
+
+def _tls_context(
+    tls: ssl.SSLContext | bool, ca_file: str | Path | None, cert_file: str | Path | None, key_file: str | Path | None
+) -> ssl.SSLContext | None:
+    """The context ``connect`` uses: the caller's, else one made from the files, else None (plain TCP)."""
+    if isinstance(tls, ssl.SSLContext):
+        if ca_file is not None or cert_file is not None or key_file is not None:
+            raise ValueError("give either an SSLContext or the files to make one (ca_file, cert_file, key_file)")
+        return tls
+    if tls or ca_file is not None or cert_file is not None or key_file is not None:
+        return client_context(ca_file, cert_file, key_file)
+    return None
+
+
+def _ssl_reason(error: ssl.SSLError) -> str:
+    """What went wrong in a handshake, in OpenSSL's words without the source location."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (
+            f"the exchange's certificate is not trusted ({error.verify_message}): check the CA file and the host name"
+        )
+    return (error.reason or str(error)).replace("_", " ").lower()

@@ -29,6 +29,10 @@ every instrument, then carries on. Snapshots are also published every
 ``snapshot_interval`` seconds for instruments whose book changed, so a late
 joiner, or one that missed an update, realigns within that time.
 
+The broker's URL is ``mqtt://`` or, for TLS, ``mqtts://`` (:func:`parse_mqtt_url`); over TLS the
+broker's certificate and host name are verified with the context of :func:`broker_tls_context`
+(``mqtt_ca_file``, else the system's trusted CAs), which aiomqtt is given as it stands.
+
 Topics (docs/MARKET_DATA.md): ``carbonx/md/<instrument>/<channel>`` with the
 channels ``snapshot``, ``updates``, ``top``, ``trades``, ``stats``,
 ``status``, ``auctions``; ``carbonx/private/<account>/fills`` for each account's fills.
@@ -39,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections import deque
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -48,6 +53,7 @@ import aiomqtt
 from exchange import ConfigError
 from gateway.logs import log_event
 from gateway.marketdata.feed import MarketDataFeed
+from gateway.tls import client_context
 from gateway.wire.messages import AuctionReport, ExecutionReport, MarketData, PublicTrade, Statistics
 from gateway.wire.protocol import encode_message
 
@@ -95,15 +101,22 @@ class BrokerAddress:
     port: int
     username: str | None
     password: str | None
+    tls: bool = False  # mqtts://: the connection is TLS, the broker's certificate verified
+
+
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}  # MQTT's registered ports, plain and over TLS
 
 
 def parse_mqtt_url(url: str) -> BrokerAddress:
-    """``mqtt://user:password@host:port`` (port 1883 if left out)."""
+    """``mqtt://user:password@host:port`` (port 1883 if left out), or ``mqtts://`` for TLS (port 8883)."""
     parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise ConfigError("market_data.mqtt_url", f"must look like mqtt://user:password@host:1883, not {url!r}")
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise ConfigError(
+            "market_data.mqtt_url",
+            f"must look like mqtt://user:password@host:1883 (or mqtts://...:8883 for TLS), not {url!r}",
+        )
     try:
-        port = parts.port or 1883
+        port = parts.port or DEFAULT_PORTS[parts.scheme]
     except ValueError:
         raise ConfigError("market_data.mqtt_url", f"bad port in {url!r}") from None
     return BrokerAddress(
@@ -111,7 +124,25 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
         port,
         unquote(parts.username) if parts.username else None,
         unquote(parts.password) if parts.password else None,
+        parts.scheme == "mqtts",
     )
+
+
+def broker_tls_context(url: str, ca_file: str, setting: str = "market_data.mqtt_ca_file") -> ssl.SSLContext | None:
+    """The TLS context for the broker of ``url``: None for mqtt:// (or no broker); for mqtts:// one that verifies
+    the broker's certificate against ``ca_file`` (empty: the system's trusted CAs) and its host name.
+
+    ``setting`` names the CA file's option in a :class:`ConfigError` (a flag of the command line, say)."""
+    secured = bool(url) and parse_mqtt_url(url).tls
+    if not secured:
+        if ca_file:
+            # A CA for a plain broker would read as a secured feed while the password crosses in clear.
+            raise ConfigError(setting, f"is set but the broker's URL is not mqtts:// ({url or 'none'}): use mqtts://")
+        return None
+    try:
+        return client_context(ca_file or None)
+    except ConfigError as error:
+        raise ConfigError(setting, error.problem) from None
 
 
 class MqttPublisher:
@@ -127,8 +158,11 @@ class MqttPublisher:
         max_reliable: int = 1_000_000,
         max_updates: int = 100_000,
         snapshot_interval: float = 1.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: the context of an mqtts:// broker (:func:`broker_tls_context`), None for plain MQTT."""
         self.address = address
+        self.tls = tls
         self.feed = feed
         self.snapshot_interval = snapshot_interval
         self._reliable: deque[tuple[str, bytes]] = deque()
@@ -245,6 +279,7 @@ class MqttPublisher:
                     keepalive=10,
                     max_inflight_messages=PUBLISH_WINDOW,
                     socket_options=SOCKET_OPTIONS,
+                    tls_context=self.tls,
                 ) as client:
                     # No fixed client id: with one, any user of the broker could take it over and knock
                     # the exchange's connection off (mosquitto lets a second connection of an id win).

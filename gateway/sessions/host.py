@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import ssl
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -40,7 +41,8 @@ from gateway.marketdata.subscribers import Subscribers
 from gateway.pipeline.intake import AcceptLogon, Disconnected, Intake
 from gateway.sessions.credentials import verify_secret
 from gateway.sessions.logon_guard import LogonGuard
-from gateway.sessions.session import AccountLink, Session
+from gateway.sessions.session import AccountLink, Session, abort
+from gateway.tls import certificate_account
 from gateway.wire.messages import ServerHeartbeat
 from gateway.wire.protocol import Logon, MessageReader, Refusal
 
@@ -72,8 +74,11 @@ class SessionHost:
         config: ServerConfig,
         lifecycle: Lifecycle,
         clock: Callable[[], float],
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.links = links
+        self.tls = tls  # the gateway's TLS context (tls_mode on or mutual); None: plain TCP
+        self.mutual = tls is not None and config.tls_mode == "mutual"
         self.intake = intake
         self.subscribers = subscribers
         self.config = config
@@ -129,7 +134,7 @@ class SessionHost:
         log_event(log, "connected", session=number, peer=session.peer)
         try:
             if self.lifecycle.stopping:
-                session.end(RejectCode.SHUTTING_DOWN)
+                self._turn_away(session, RejectCode.SHUTTING_DOWN)
             elif (
                 self._pending_total >= self.config.max_pending_logons
                 or self._pending_logons.get(session.host, 0) >= self.config.max_pending_logons_per_peer
@@ -143,10 +148,13 @@ class SessionHost:
                     pending=self._pending_total,
                     from_peer=self._pending_logons.get(session.host, 0),
                 )
-                session.end(RejectCode.TOO_MANY_PENDING_LOGONS)
+                self._turn_away(session, RejectCode.TOO_MANY_PENDING_LOGONS)
             else:
+                # A connection in its TLS handshake counts as waiting to log on: a flood of stalled handshakes
+                # is bounded like a flood of idle connections.
                 self._count_pending(session, True)
-                await self._run_session(session)
+                if self.tls is None or await self._handshake(session, writer):
+                    await self._run_session(session)
         except (ConnectionError, OSError) as error:
             log_event(log, "connection_error", logging.INFO, session=number, error=str(error))
         finally:
@@ -159,6 +167,42 @@ class SessionHost:
                 with contextlib.suppress(Exception):  # the peer's reset may have closed it already
                     writer.close()
             await self._session_ended(session)
+
+    def _turn_away(self, session: Session, code: RejectCode) -> None:
+        """End a connection before its logon: a logout with ``code`` over plain TCP; with TLS it is cut without a
+        word, since a plain logout would be garbage to a TLS client and a handshake is not worth spending on it."""
+        if self.tls is None:
+            session.end(code)
+        else:
+            session.close_code = code
+            session.closed = True
+            abort(session.transport)
+
+    async def _handshake(self, session: Session, writer: asyncio.StreamWriter) -> bool:
+        """The TLS handshake, within ``tls_handshake_timeout``; False (after logging why) if it fails.
+
+        It runs in the connection's own task, so a client that fails or stalls in it holds up nobody else:
+        the engine, the other sessions and their handshakes go on, and the timeout cuts it off.
+        """
+        assert self.tls is not None
+        timeout = self.config.tls_handshake_timeout
+        try:
+            await writer.start_tls(self.tls, ssl_handshake_timeout=timeout)
+        except (OSError, TimeoutError, EOFError) as error:  # ssl.SSLError is an OSError; a timeout aborts
+            log_event(
+                log,
+                "tls_handshake_failed",
+                logging.WARNING,
+                session=session.number,
+                peer=session.peer,
+                error=f"{type(error).__name__}: {error}",
+                hint="a plain (not TLS) client, an untrusted or missing client certificate, or a stalled client",
+            )
+            session.closed = True
+            abort(session.transport)  # asyncio has cut it already (with no alert to the client); made sure
+            return False
+        session.secured(writer, certificate_account(writer.get_extra_info("peercert")) if self.mutual else None)
+        return True
 
     def _count_pending(self, session: Session, pending: bool) -> None:
         """A connection starts or stops waiting to log on (its logon was answered, or it went away)."""
@@ -233,6 +277,21 @@ class SessionHost:
             )
             return False
         account = first.account[:64]  # as counted and logged: an account name is never longer
+        if self.mutual and first.account != session.certificate_account:
+            # The certificate was verified in the handshake: it is whom the connection is. Refused before the
+            # secret is looked at (and not counted against the account): its holder is known, and is not
+            # guessing a secret.
+            log_event(
+                log,
+                "logon_refused_certificate",
+                logging.WARNING,
+                session=session.number,
+                peer=session.peer,
+                account=account,
+                certificate=session.certificate_account,
+            )
+            session.end(RejectCode.CERTIFICATE_MISMATCH, request_id=first.request_id)
+            return False
         known = first.account in self.links
         guard = self.logon_guard
         wait = guard.admit(account, known, session.host, self.clock())

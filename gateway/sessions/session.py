@@ -110,6 +110,12 @@ class Session:
         self.refused_waiting = 0  # requests in NotProcessed runs queued and not answered yet
         self.refusals_answered = asyncio.Event()  # set when the engine has answered all of them
         self.queued = 0  # its requests on the engine's queue (not counting refusals)
+        self.certificate_account: str | None = None  # mutual TLS: the account its client certificate names
+
+    def secured(self, writer: asyncio.StreamWriter, certificate_account: str | None) -> None:
+        """The TLS handshake is done: write through the TLS transport from now on (the reader is the same)."""
+        self.transport = cast(asyncio.Transport, writer.transport)
+        self.certificate_account = certificate_account
 
     def write(self, message: Outbound) -> None:
         """Send a message now (no waiting); a client too far behind in reading is disconnected."""
@@ -171,9 +177,11 @@ class Session:
             transport.write(encode_frame(message))
             if transport.can_write_eof():
                 transport.write_eof()
-                asyncio.get_running_loop().call_later(CLOSE_GRACE, abort, transport)
             else:
+                # TLS cannot half-close: its close sends what is queued, then the close_notify, and waits
+                # for the peer's; a peer that never answers is cut off after the same grace.
                 transport.close()
+            asyncio.get_running_loop().call_later(CLOSE_GRACE, abort, transport)
         except Exception as error:
             self.lost(error)
 

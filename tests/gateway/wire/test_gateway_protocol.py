@@ -1787,13 +1787,14 @@ def test_tracker_agrees_with_the_trades(plan):
 
 
 def test_every_session_code_is_tested():
-    """Every 7xx code is named as RejectCode.<NAME> here or in the end-to-end session and recovery tests."""
+    """Every 7xx code is named as RejectCode.<NAME> here or in the end-to-end session, TLS and recovery tests."""
     gateway_tests = Path(__file__).resolve().parents[1]
     text = "".join(
         (gateway_tests / name).read_text(encoding="utf-8")
         for name in (
             "wire/test_gateway_protocol.py",
             "sessions/test_gateway_sessions.py",
+            "sessions/test_tls.py",
             "persistence/test_recovery.py",
         )
     )
