@@ -2024,7 +2024,8 @@ async def test_operator_commands_fail_rather_than_hang_once_the_exchange_has_sto
 
     async with exchange_on_port() as gateway:
         events = await gateway.run_operator_commands([EndOfDay(ts=1, trading_date=20261127)])
-        assert [type(event).__name__ for event in events] == ["TradingDayClosed"]
+        # each instrument's settlement price, then the day's close
+        assert [type(event).__name__ for event in events] == ["SettlementPriceFixed"] * 3 + ["TradingDayClosed"]
         assert events[0].ts > 1  # stamped by the gateway's clock, in sequence with the sessions' requests
         await gateway.stop()
         with pytest.raises(ExchangeStopped):
