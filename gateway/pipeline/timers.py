@@ -13,6 +13,11 @@ schedules those the state holds. When a timer fires, the command runs in a
 task of its own through the engine's queue like any operator command, so
 it is journaled and replayed in its place. The timers and their tasks are
 cancelled at stop; the next start schedules what is still due.
+
+The same pass over the released events writes the operator's log events of
+the market's day: each phase change (``phase_changed``, with its reason),
+each settlement price (``settlement_price``) and each day's close
+(``trading_day_closed``).
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from exchange import (
     Engine,
     PrimaryAuctionOpened,
     RejectCode,
+    SettlementPriceFixed,
     SetTradingPhase,
+    TradingDayClosed,
     TradingPhase,
     TradingPhaseChanged,
 )
@@ -37,6 +44,8 @@ from gateway.logs import log_event
 
 log = logging.getLogger("carbonx.gateway")
 
+# The engine events followed here (see Timers.follow).
+FOLLOWED = frozenset((TradingPhaseChanged, PrimaryAuctionOpened, SettlementPriceFixed, TradingDayClosed))
 CLEARING_MARGIN = 0.01  # seconds after a primary auction's window before it is cleared (the clearing's ts must
 # be at or past the window's end, and the engine compares the command's ts, stamped a moment later)
 
@@ -72,15 +81,39 @@ class Timers:
                 self.schedule_clearing(auction.auction_id, auction.closes_at)
 
     def follow(self, events: Iterable[object]) -> None:
-        """A released batch's events: start or end the timers its phase changes and auction openings call for."""
-        # Every event of every batch passes here: one class test each, the cheapest there is (mypy does not narrow
-        # on ``__class__ is``, hence the ignores: the class was just checked).
+        """A released batch's events: start or end the timers its phase changes and auction openings call for;
+        phase changes, settlement prices and the day's close are also the operator's log events."""
+        # Every event of every batch passes here: one set lookup each for the many nobody follows here.
         for event in events:
             kind = event.__class__
-            if kind is TradingPhaseChanged:
-                self._follow_interruption(event.instrument, event.phase)  # type: ignore[attr-defined]
-            elif kind is PrimaryAuctionOpened:
-                self.schedule_clearing(event.auction_id, event.closes_at)  # type: ignore[attr-defined]
+            if kind not in FOLLOWED:
+                continue
+            if isinstance(event, TradingPhaseChanged):
+                log_event(
+                    log,
+                    "phase_changed",
+                    instrument=event.instrument,
+                    phase=str(event.phase),
+                    previous=str(event.previous),
+                    reason=event.reason,
+                )
+                self._follow_interruption(event.instrument, event.phase)
+            elif isinstance(event, PrimaryAuctionOpened):
+                self.schedule_clearing(event.auction_id, event.closes_at)
+            elif isinstance(event, SettlementPriceFixed):
+                log_event(
+                    log,
+                    "settlement_price",
+                    instrument=event.instrument,
+                    trading_date=event.trading_date,
+                    price=event.price,
+                    method=event.method,
+                    window_lots=event.window_lots,
+                )
+            elif isinstance(event, TradingDayClosed):
+                log_event(
+                    log, "trading_day_closed", trading_date=event.trading_date, expired_orders=event.expired_orders
+                )
 
     async def stop(self) -> None:
         """Cancel every timer and the commands they started."""

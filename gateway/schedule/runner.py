@@ -65,6 +65,7 @@ log = logging.getLogger("carbonx.gateway")
 
 CLOSING_ACTIONS = frozenset(("settlement_window", "closing_call", "close", "end_of_day"))  # moved by an extension
 MAX_WAIT = 1.0  # host seconds between looks at the schedule while waiting for a point
+RETRY_WAIT = 1.0  # host seconds before a point whose commands failed is tried again (not marked done)
 TRADING = (
     TradingPhase.OPENING_CALL,
     TradingPhase.CONTINUOUS,
@@ -182,7 +183,17 @@ class CalendarRunner:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), min(wait, MAX_WAIT))
                     continue
-                await self.carry_out(point, late_ns=self.clock.now() - at)
+                try:
+                    await self.carry_out(point, late_ns=self.clock.now() - at)
+                except (ExchangeStopped, asyncio.CancelledError):
+                    raise
+                except Exception as error:  # the calendar must not stop for one point: log it, try it again
+                    log.error(
+                        "a schedule point failed; it is tried again",
+                        exc_info=error,
+                        extra={"carbonx_fields": {"event": "schedule_point_failed", "action": point.action}},
+                    )
+                    await asyncio.sleep(RETRY_WAIT)
         except ExchangeStopped:
             return  # the exchange stopped first: the next start catches up what is left
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from gateway_helpers import HOST, demo_configuration, eventually, session
 
 from exchange import TradingPhase
 from gateway.config import load_server_config
+from gateway.logs import FIELDS
 from gateway.node import TradingGateway, running_exchange
 from gateway.schedule.calendar import TradingCalendar, parse_calendar
 from gateway.schedule.clock import Clock
@@ -92,7 +94,8 @@ def phases(gateway: TradingGateway) -> dict[str, TradingPhase]:
     return {symbol: gateway.engine.phase(symbol) for symbol in gateway.engine.instruments}
 
 
-async def test_a_trading_day_runs_by_itself_from_the_opening_to_the_end_of_day(tmp_path):
+async def test_a_trading_day_runs_by_itself_from_the_opening_to_the_end_of_day(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="carbonx.gateway")
     clock = TestClock(calendar_of(), "2026-01-05 07:30")
     async with exchange(tmp_path, clock) as gateway:
         await eventually(lambda: set(phases(gateway).values()) == {CLOSED})  # before the opening: closed
@@ -146,6 +149,29 @@ async def test_a_trading_day_runs_by_itself_from_the_opening_to_the_end_of_day(t
             balances = gateway.engine.balances("bank")
             assert balances is not None and statement["cash_cents"] == balances.cash
             assert statement["units"]["EUA"] == balances.units["EUA"]
+            # the operator's log: every scheduled point, phase change, settlement price and close
+            logged = [(record.getMessage(), getattr(record, FIELDS, {})) for record in caplog.records]
+            points = [fields["action"] for event, fields in logged if event == "schedule_point"]
+            assert points.count("close") == 3 and points.count("end_of_day") == 1, points
+            eua_phases = [
+                (fields["previous"], fields["phase"])
+                for event, fields in logged
+                if event == "phase_changed" and fields["instrument"] == "EUA"
+            ]
+            assert eua_phases == [
+                ("continuous", "closed"),  # the first start on the calendar, before the opening
+                ("closed", "opening_call"),
+                ("opening_call", "continuous"),
+                ("continuous", "closing_call"),
+                ("closing_call", "closed"),
+            ]
+            assert (
+                "settlement_price",
+                {"instrument": "EUA", "trading_date": 20260105, "price": 7017, "method": "window", "window_lots": 3},
+            ) in logged
+            assert ("trading_day_closed", {"trading_date": 20260105, "expired_orders": 1}) in [
+                (event, fields) for event, fields in logged if event == "trading_day_closed"
+            ]
             # the next day: the DAY order's client order id is free again
             clock.set("2026-01-06 07:45")
             await reached(gateway, 20260106, "opening_call:EUA")
