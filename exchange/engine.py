@@ -104,7 +104,8 @@ PHASE_CHANGES = {
     TradingPhase.OPENING_CALL: {CONTINUOUS, CLOSED_PHASE, HALTED},
     CONTINUOUS: {TradingPhase.CLOSING_CALL, CLOSED_PHASE, HALTED},
     TradingPhase.CLOSING_CALL: {CLOSED_PHASE, HALTED},
-    TradingPhase.VOLATILITY_INTERRUPTION: {CONTINUOUS, TradingPhase.CLOSING_CALL, HALTED},
+    # (closed: the day's close may come during an interruption; its call ends in the auction like any other)
+    TradingPhase.VOLATILITY_INTERRUPTION: {CONTINUOUS, TradingPhase.CLOSING_CALL, CLOSED_PHASE, HALTED},
     HALTED: {CLOSED_PHASE, TradingPhase.OPENING_CALL, CONTINUOUS},
 }
 DEFAULT_FEE_ACCOUNT = "carbonx-fees"
@@ -153,7 +154,7 @@ class Engine:
         self.account_commands = AccountCommands(self.accounts, self.instruments, self.counters, pre_trade_risk)
         self.compliance = Compliance(self, compliance)  # installations, obligations, retired units
         self.primary = PrimaryAuctions(self)  # EU ETS primary auctions: bids, clearing, carry-over
-        self.schedule = ScheduleMarks(self.counters)  # how far the trading calendar has come
+        self.schedule = ScheduleMarks(self.counters, self.order_commands)  # how far the trading calendar has come
         orders, accounts = self.order_commands, self.account_commands
         self._handlers: dict[type, Callable[[Any, list], RejectCode | None]] = {
             # (NewOrder and CancelOrder, the hot path, are dispatched before the table)

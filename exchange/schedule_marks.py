@@ -20,17 +20,22 @@ from .accounts import Counters
 from .codes import RejectCode
 from .commands import ScheduleReached, ShiftSchedule
 from .events import ScheduleAdvanced, ScheduleShifted
+from .order_commands import OrderCommands
 
 
 class ScheduleMarks:
     """The schedule points done and the extensions of open trading days; see the module notes."""
 
-    def __init__(self, counters: Counters) -> None:
+    def __init__(self, counters: Counters, days: OrderCommands) -> None:
         self.counters = counters
+        self.days = days  # its last_closed_date: the days up to it are over and take no more marks
         self.done: dict[int, set[str]] = {}  # trading date (YYYYMMDD) -> its points done
         self.shifts: dict[int, int] = {}  # trading date -> seconds its closing points were extended
 
     def reached(self, cmd: ScheduleReached, events: list) -> RejectCode | None:
+        closed = self.days.last_closed_date
+        if closed is not None and cmd.trading_date <= closed:
+            return RejectCode.TRADING_DATE_NOT_AFTER_LAST
         done = self.done.setdefault(cmd.trading_date, set())
         if cmd.point in done:
             return RejectCode.SCHEDULE_POINT_PASSED
@@ -39,6 +44,9 @@ class ScheduleMarks:
         return None
 
     def shift(self, cmd: ShiftSchedule, events: list) -> RejectCode | None:
+        closed = self.days.last_closed_date
+        if closed is not None and cmd.trading_date <= closed:
+            return RejectCode.TRADING_DATE_NOT_AFTER_LAST
         total = self.shifts.get(cmd.trading_date, 0) + cmd.seconds
         self.shifts[cmd.trading_date] = total
         events.append(ScheduleShifted(self.counters.next_seq(), cmd.ts, cmd.trading_date, cmd.seconds, total))

@@ -139,7 +139,7 @@ def setup_commands() -> list:
         ),
         SetTradingPhase(ts=9, instrument="AUC", phase=TradingPhase.CLOSING_CALL),
         OpenSettlementWindow(ts=9, instrument="AUC"),
-        ScheduleReached(ts=9, trading_date=20240102, point="close:EUA"),
+        ScheduleReached(ts=9, trading_date=20240108, point="close:EUA"),
         SetTradingPhase(ts=9, instrument="SHUT", phase=TradingPhase.CLOSED),
         SetTradingPhase(ts=9, instrument="HALT", phase=TradingPhase.HALTED),
     ]
@@ -472,8 +472,14 @@ CASES = [
     ),
     (
         "schedule point done twice",
-        command(ScheduleReached, ts=T, trading_date=20240102, point="close:EUA"),
+        command(ScheduleReached, ts=T, trading_date=20240108, point="close:EUA"),
         RejectCode.SCHEDULE_POINT_PASSED,
+        ENGINE,
+    ),
+    (
+        "schedule point of a day already closed",
+        command(ScheduleReached, ts=T, trading_date=20240105, point="close:EUA"),
+        RejectCode.TRADING_DATE_NOT_AFTER_LAST,
         ENGINE,
     ),
     (
