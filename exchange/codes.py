@@ -97,8 +97,8 @@ class RejectCode(IntEnum):
     ACCOUNT_ALREADY_OPEN = 504, "an account with this id is already open"
     PHASE_CHANGE_NOT_ALLOWED = 505, "the instrument cannot go from its current trading phase to the one asked for"
     SETTLEMENT_WINDOW_OPEN = 506, "the instrument's settlement window is already open (it closes with the day)"
-    INVALID_SCHEDULE_CHANGE = 507, "a trading day's extension is a whole number of seconds from 1 to 86400"
-    SCHEDULE_POINT_PASSED = 508, "that schedule point of the trading day is already done"
+    INVALID_SCHEDULE_CHANGE = 507, "a trading day's extension is a whole number of minutes from 1 to 1440"
+    SCHEDULE_POINT_PASSED = 508, "that schedule point of the trading day is done or due (being carried out)"
     NO_TRADING_CALENDAR = 509, "the exchange does not run its trading days on a calendar (schedule is manual)"
     END_OF_DAY_NOT_SKIPPED = 510, "the end of day cannot be skipped: extend the trading day instead"
 

@@ -335,6 +335,11 @@ async def _run_demo(
     first = DEMO_DAYS[0]
     clock = SimulatedClock(calendar.at(first, calendar.schedules[next(iter(instruments))].opening_call), 1.0)
     async with running_exchange(config, instruments, accounts, compliance, calendar, clock) as gateway:
+        closed = gateway.engine.last_closed_date
+        if closed is not None and closed >= date_number(first):
+            raise ConfigError(
+                "journal.data_dir", f"{config.data_dir} has traded the demo's days already: give a new one"
+            )
         port = gateway.port
         print(
             f"carbonx demo: the exchange is listening on {config.host}:{port}; "
@@ -482,7 +487,7 @@ class DaysOnTheCalendar:
     async def move_to(self, day: dt.date, action: str) -> None:
         """Move the clock to the day's ``action`` and wait until the calendar has carried it out everywhere."""
         points = [point for point in self.calendar.points(day) if point.action == action]
-        self.clock.jump_to(points[0].at)
+        self.clock.jump_to(max(point.at for point in points))  # (instruments may have their own times)
         wanted = {point_name(point) for point in points}
         await self._until(lambda: wanted <= self.gateway.engine.schedule_done(date_number(day)))
 

@@ -188,7 +188,7 @@ async def _calendar_change(client: ExchangeClient, args: argparse.Namespace) -> 
     if args.action == "extend":
         answer = await client.extend_trading_day(args.minutes)
     else:
-        answer = await client.skip_schedule_point()
+        answer = await client.skip_schedule_point(args.point)
     if answer["type"] != "schedule_report":
         print(describe_report(answer, tick_sizes(client)))
         return REFUSED
@@ -326,7 +326,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     extend.add_argument("minutes", type=int)
     add_trader(extend, _calendar_change)
-    skip = calendar_actions.add_parser("skip", help="pass over the next point (never the end of day)")
+    skip = calendar_actions.add_parser("skip", help="pass over a point of the open day (never the end of day)")
+    skip.add_argument("point", nargs="?", help="e.g. opening_call:CER; default: the next point")
     add_trader(skip, _calendar_change)
 
     replay = commands.add_parser("replay", help="rebuild the state from a journal offline: counts and state hash")

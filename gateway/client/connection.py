@@ -471,9 +471,13 @@ class ExchangeClient(ClientSession):
         """(Operator) move the open trading day's closing points ``minutes`` later; the ``schedule_report``."""
         return await self.request({"type": "extend_trading_day", "minutes": minutes})
 
-    async def skip_schedule_point(self) -> dict:
-        """(Operator) pass over the calendar's next point; the ``schedule_report`` naming it."""
-        return await self.request({"type": "skip_schedule_point"})
+    async def skip_schedule_point(self, point: str | None = None) -> dict:
+        """(Operator) pass over the open day's ``point`` (e.g. "opening_call:CER"; None: the next one); the
+        ``schedule_report`` naming it."""
+        message: dict = {"type": "skip_schedule_point"}
+        if point is not None:
+            message["point"] = point
+        return await self.request(message)
 
     # -- EU ETS primary auctions --------------------------------------------------------------------
 

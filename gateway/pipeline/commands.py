@@ -166,9 +166,15 @@ class CommandBuilder:
         """The operator passes over the calendar's next point (never the end of day)."""
         if self.calendar is None:
             raise InvalidCommand(RejectCode.NO_TRADING_CALENDAR, "type")
-        _, point = self.calendar.next_point()
-        if point.action == "end_of_day":
-            raise InvalidCommand(RejectCode.END_OF_DAY_NOT_SKIPPED, "type")
+        try:
+            point = self.calendar.point_to_skip(request.point)
+        except ValueError as why:
+            reason = str(why)
+            if reason == "end_of_day":
+                raise InvalidCommand(RejectCode.END_OF_DAY_NOT_SKIPPED, "point") from None
+            if reason == "unknown":  # not a point of the open day, or one already done
+                raise InvalidCommand(RejectCode.INVALID_FIELD, "point") from None
+            raise InvalidCommand(RejectCode.SCHEDULE_POINT_PASSED, "point") from None  # due: being carried out
         return ScheduleReached(ts=ts, trading_date=point.trading_date, point=point_name(point), skipped=True)
 
     def _open_auction(self, session: Session, request: OpenAuctionRequest, ts: int) -> OpenPrimaryAuction:

@@ -534,7 +534,7 @@ def trading_phase_answer(events: list, tick: int) -> TradingPhaseReport | messag
 
 
 def schedule_answer(
-    command: ShiftSchedule | ScheduleReached, events: list
+    command: ShiftSchedule | ScheduleReached, events: list, extension: int
 ) -> ScheduleReport | messages.RequestRejected:
     """The answer to an operator's extend_trading_day or skip_schedule_point: the open day's schedule as it now
     stands, or the engine's refusal."""
@@ -548,7 +548,7 @@ def schedule_answer(
             )
         if event.__class__ is ScheduleAdvanced:
             return ScheduleReport(
-                trading_date=event.trading_date, extension_seconds=0, skipped=event.point, ts=event.ts
+                trading_date=event.trading_date, extension_seconds=extension, skipped=event.point, ts=event.ts
             )
     raise ValueError(f"a {request} command caused neither a change nor a refusal")
 
@@ -557,10 +557,12 @@ def schedule_answer(
 OPERATOR_ANSWERED = frozenset((SetTradingPhase, ShiftSchedule, ScheduleReached))
 
 
-def operator_answer(command: object, events: list, ticks: dict[str, int]) -> Report:
+def operator_answer(command: object, events: list, ticks: dict[str, int], extension: int = 0) -> Report:
+    """The answer to an operator's command whose events name no account (``extension``: the open day's, for a
+    schedule report)."""
     if command.__class__ is SetTradingPhase:
         return trading_phase_answer(events, ticks.get(command.instrument, 1))  # type: ignore[attr-defined]
-    return schedule_answer(command, events)  # type: ignore[arg-type]
+    return schedule_answer(command, events, extension)  # type: ignore[arg-type]
 
 
 # What the tracker sends an account (OrderTracker.messages), and the answer to set_trading_phase.

@@ -155,7 +155,8 @@ class Sequencer:
         fills = self.fills
         for (requester, request_id, command), end in zip(inputs, ends, strict=True):
             if command.__class__ in OPERATOR_ANSWERED:  # its events name no account: the operator is answered
-                answer = operator_answer(command, events[start:end], self.tracker.ticks)
+                extension = self.engine.schedule_extension(getattr(command, "trading_date", 0))
+                answer = operator_answer(command, events[start:end], self.tracker.ticks, extension)
                 if request_id is not None:
                     answer.request_id = request_id
                 deliver(requester, answer, outbox)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from exchange import ConfigError
+from exchange.commands import AUCTION_ID
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # The order of a day's actions at the same instant (their rank), and the names the log and the docs use.
@@ -152,13 +153,15 @@ def parse_calendar(data: Mapping, instruments: Mapping[str, object], origin: str
         if not isinstance(name, str) or name.lower() not in WEEKDAYS:
             raise ConfigError(f"{origin}: weekend", f"{name!r} is not a day of the week (monday ... sunday)")
         weekend.add(WEEKDAYS.index(name.lower()))
+    if len(weekend) == len(WEEKDAYS):
+        raise ConfigError(f"{origin}: weekend", "every day of the week: the exchange would never trade")
     holidays = frozenset(_date(value, f"{origin}: holidays") for value in data.get("holidays", []))
     short_days = {
         _date(day, f"{origin}: short_days"): _time(close, f"{origin}: short_days.{day}")
-        for day, close in dict(data.get("short_days", {})).items()
+        for day, close in _table(data.get("short_days", {}), f"{origin}: short_days").items()
     }
     normal = _day_schedule(data.get("day", {}), None, f"{origin}: day")
-    overrides = dict(data.get("instruments", {}))
+    overrides = _table(data.get("instruments", {}), f"{origin}: instruments")
     for symbol in overrides:
         if symbol not in instruments:
             raise ConfigError(f"{origin}: instruments.{symbol}", "not an instrument of the exchange")
@@ -166,10 +169,17 @@ def parse_calendar(data: Mapping, instruments: Mapping[str, object], origin: str
         symbol: _day_schedule(overrides.get(symbol, {}), normal, f"{origin}: instruments.{symbol}")
         for symbol in instruments
     }
+    entries = data.get("auctions", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{origin}: auctions", "must be an array of tables ([[auctions]])")
     auctions = tuple(
-        _auction(entry, instruments, f"{origin}: auctions[{index}]")
-        for index, entry in enumerate(data.get("auctions", []))
+        _auction(entry, instruments, f"{origin}: auctions[{index}]") for index, entry in enumerate(entries)
     )
+    seen: set[str] = set()
+    for index, auction in enumerate(auctions):
+        if auction.auction_id in seen:
+            raise ConfigError(f"{origin}: auctions[{index}]", f"a second auction of {auction.auctioneer} that day")
+        seen.add(auction.auction_id)
     for day in short_days:
         for symbol, schedule in schedules.items():
             if short_days[day] <= schedule.continuous:
@@ -239,7 +249,17 @@ def _auction(entry: object, instruments: Mapping[str, object], where: str) -> Au
     )
     if auction.closes <= auction.opens:
         raise ConfigError(f"{where}.closes", "the bidding window must close after it opens")
+    if AUCTION_ID.fullmatch(auction.auction_id) is None:  # the engine's rule for an auction's id
+        raise ConfigError(
+            f"{where}.auctioneer", "letters, digits, - and _ only, at most 23 characters (the id adds the date)"
+        )
     return auction
+
+
+def _table(value: object, where: str) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise ConfigError(where, "must be a table")
+    return value
 
 
 def _text(value: object, where: str) -> str:
@@ -264,6 +284,8 @@ def _time(value: object, where: str) -> dt.time:
         parsed = dt.time.fromisoformat(_text(value, where))
     except ValueError:
         raise ConfigError(where, f"{value!r} is not a time written HH:MM") from None
+    if parsed.tzinfo is not None:
+        raise ConfigError(where, f"{value!r}: a local time of the venue's zone, without an offset")
     return parsed
 
 

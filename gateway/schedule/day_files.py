@@ -13,7 +13,9 @@ directory, ``days/YYYYMMDD/``:
   last, volume, VWAP, trades) and the settlement price with how it was fixed;
   orders expired; what the engine holds (open orders, accounts);
 - ``statements/ACCOUNT.json``: the account's cash and units, what its open
-  orders hold back, and its units valued at the day's settlement prices.
+  orders hold back, and its units valued at the day's settlement prices
+  (the account id percent-encoded where it holds a character a file name
+  may not, such as ``/``).
 
 Amounts are written as strings in euros (two decimals) beside integer cents,
 so a spreadsheet and a program read them alike. Files are written whole
@@ -28,6 +30,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 from exchange import Engine, SettlementPriceFixed, TradingDayClosed
 from gateway.logs import log_event
@@ -55,7 +58,13 @@ class DayFiles:
         """The files of the day whose end of day produced ``events``; returns the day's folder."""
         report, statements = self.read(trading_date, events)
         folder = self.directory / str(trading_date)
-        await asyncio.to_thread(_write_all, folder, report, statements)
+        try:
+            await asyncio.to_thread(_write_all, folder, report, statements)
+        except OSError as error:  # a full disk: the day is closed all the same; the operator is told
+            log_event(
+                log, "day_files_failed", logging.ERROR, trading_date=trading_date, folder=str(folder), error=str(error)
+            )
+            return folder
         log_event(log, "day_files", trading_date=trading_date, folder=str(folder), statements=len(statements))
         return folder
 
@@ -120,11 +129,15 @@ class DayFiles:
 def _write_all(folder: Path, report: dict, statements: dict[str, dict]) -> None:
     (folder / "statements").mkdir(parents=True, exist_ok=True)
     for account_id, statement in statements.items():
-        _write_json(folder / "statements" / f"{account_id}.json", statement)
+        # An account id may hold any character (a quoted TOML key): percent-encoded, it is one plain file name.
+        _write_json(folder / "statements" / f"{quote(account_id, safe='')}.json", statement)
     _write_json(folder / "report.json", report)  # last: a day with its report has all its files
 
 
 def _write_json(path: Path, value: dict) -> None:
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(value, indent=2, sort_keys=False) + "\n")
+    with open(temporary, "w") as file:
+        file.write(json.dumps(value, indent=2) + "\n")
+        file.flush()
+        os.fsync(file.fileno())
     os.replace(temporary, path)

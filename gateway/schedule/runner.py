@@ -32,7 +32,11 @@ refused, logged, and the point is still marked done):
   day's files (:mod:`.statements`).
 
 Points missed while the exchange was down are caught up in order at start,
-each day's end of day included, before the next day's opening.
+each day's end of day included, before the next day's opening; of a day
+whose end of day has passed only the closes and the end of day run, the
+rest is passed over (marked skipped): nobody trades in a day already over.
+A point whose commands fail is logged and tried again; the task's own end,
+other than at a stop, is logged as ``calendar_failed``.
 """
 
 from __future__ import annotations
@@ -140,7 +144,8 @@ class CalendarRunner:
     def next_point(self) -> tuple[int, SchedulePoint]:
         day = self.open_day()
         remaining = self.due_points(day)
-        assert remaining, f"an open trading day {day} with every point done (its end of day closes it)"
+        if not remaining:  # (the end of day closes the day it marks: a day with every point done is closed)
+            raise RuntimeError(f"the open trading day {day} has every point done but is not closed")
         return remaining[0]
 
     # -- the task -------------------------------------------------------------------------------
@@ -148,6 +153,16 @@ class CalendarRunner:
     def start(self) -> None:
         log_event(log, "calendar_started", clock=self.clock.describe(), open_day=self.open_day().isoformat())
         self.task = asyncio.create_task(self.run(), name="trading-calendar")
+        self.task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        """The calendar must not stop unseen: anything that ends its task but a stop is logged as an error."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "the trading calendar stopped: no more phases or ends of day until the exchange restarts",
+                exc_info=task.exception(),
+                extra={"carbonx_fields": {"event": "calendar_failed"}},
+            )
 
     def wake(self) -> None:
         """Look at the schedule now rather than at the next second (a simulated clock was moved forward)."""
@@ -197,10 +212,19 @@ class CalendarRunner:
         except ExchangeStopped:
             return  # the exchange stopped first: the next start catches up what is left
 
+    def day_over(self, point: SchedulePoint) -> bool:
+        """Whether the point's day has already reached its end of day by the clock (a catch-up after a stop)."""
+        day = number_date(point.trading_date)
+        remaining = self.due_points(day)
+        return bool(remaining) and self.clock.now() >= remaining[-1][0]
+
     async def carry_out(self, point: SchedulePoint, late_ns: int = 0) -> list:
-        """Run one point's commands and its mark, in one batch; returns the batch's events."""
-        commands = self.commands_for(point)
-        mark = ScheduleReached(ts=0, trading_date=point.trading_date, point=point_name(point))
+        """Run one point's commands and its mark, in one batch; returns the batch's events. Catching up a day
+        whose end has passed, only its closes and end of day run: the rest is passed over (no session trades
+        in a past day's opening or continuous trading, no auction opens with its window already shut)."""
+        passed_over = point.action not in ("close", "end_of_day") and self.day_over(point)
+        commands = [] if passed_over else self.commands_for(point)
+        mark = ScheduleReached(ts=0, trading_date=point.trading_date, point=point_name(point), skipped=passed_over)
         batch = [mark, *commands] if point.action == "end_of_day" else [*commands, mark]
         events = await self.run_commands(batch)
         self.points_done += 1
@@ -213,6 +237,7 @@ class CalendarRunner:
             action=point.action,
             instrument=point.instrument or None,
             late_seconds=round(late_ns / 1e9, 3) if late_ns > 1_000_000_000 else 0,
+            passed_over=passed_over or None,
             refused=[f"{event.request} {int(event.code)} {event.text}" for event in refused] or None,
         )
         if point.action == "end_of_day" and self.after_day is not None:
@@ -249,10 +274,12 @@ class CalendarRunner:
         if action == "closing_call":
             expected = phase if phase is TradingPhase.VOLATILITY_INTERRUPTION else TradingPhase.CONTINUOUS
             return [self._phase(symbol, TradingPhase.CLOSING_CALL, expected)]
-        if action == "close":
-            if phase is TradingPhase.CLOSED:
-                return []
-            return [SetTradingPhase(ts=0, instrument=symbol, phase=TradingPhase.CLOSED, from_phase=phase)]
+        if action == "close":  # from any phase: a halt, a call, an interruption (their auction runs)
+            return (
+                []
+                if phase is TradingPhase.CLOSED
+                else [SetTradingPhase(ts=0, instrument=symbol, phase=TradingPhase.CLOSED)]
+            )
         raise AssertionError(f"unknown schedule action {action!r}")
 
     @staticmethod
@@ -269,12 +296,26 @@ class CalendarRunner:
             [ShiftSchedule(ts=0, trading_date=date_number(self.open_day()), seconds=seconds)]
         )
 
+    def point_to_skip(self, name: str | None) -> SchedulePoint:
+        """The open day's point an operator may pass over: ``name`` (e.g. ``opening_call:CER``), or the next one;
+        ValueError with the reason when it cannot be: unknown, done, due already (the calendar is carrying it
+        out) or the end of day."""
+        day = self.open_day()
+        now = self.clock.now()
+        for at, point in self.due_points(day):
+            if name is not None and point_name(point) != name:
+                continue
+            if point.action == "end_of_day":
+                raise ValueError("end_of_day")
+            if at <= now:
+                raise ValueError("due")
+            return point
+        raise ValueError("unknown" if name is not None else "due")
+
     async def skip_next(self) -> SchedulePoint:
         """Pass over the next point: marked done without its actions (the operator's decision, logged). The end
         of day is never passed over: the day would never close."""
-        _, point = self.next_point()
-        if point.action == "end_of_day":
-            raise ValueError("the end of day cannot be skipped (extend the day instead)")
+        point = self.point_to_skip(None)
         await self.run_commands(
             [ScheduleReached(ts=0, trading_date=point.trading_date, point=point_name(point), skipped=True)]
         )

@@ -199,6 +199,7 @@ class ExtendTradingDayRequest(Inbound, tag="extend_trading_day", frozen=True):
 
 
 class SkipSchedulePointRequest(Inbound, tag="skip_schedule_point", frozen=True):
+    point: Union[str, None] = None  # noqa: UP007 the open day's point to pass over (e.g. "opening_call:CER"); nil: the next
     admin: ClassVar[bool] = True
 
 

@@ -109,6 +109,29 @@ def test_the_shipped_calendar_reads_and_covers_every_instrument():
             "multiple of 500",
         ),
         ({"lunch": True}, "lunch", "unknown setting"),
+        (
+            {"weekend": list(("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))},
+            "weekend",
+            "never trade",
+        ),
+        ({"short_days": ["2026-12-24"]}, "short_days", "must be a table"),
+        ({"instruments": "EUA"}, "instruments", "must be a table"),
+        ({"day": {"close": "18:00+01:00"}}, "day.close", "without an offset"),
+        (
+            {"auctions": [{"date": "2026-01-08", "auctioneer": "de.auctioneer", "instrument": "EUA", "volume": 500}]},
+            "auctions[0].auctioneer",
+            "letters, digits",
+        ),
+        (
+            {
+                "auctions": [
+                    {"date": "2026-01-08", "auctioneer": "de", "instrument": "EUA", "volume": 500},
+                    {"date": "2026-01-08", "auctioneer": "de", "instrument": "EUA", "volume": 1000},
+                ]
+            },
+            "auctions[1]",
+            "a second auction",
+        ),
     ],
 )
 def test_a_wrong_calendar_is_an_error_naming_the_field(table, field, problem):

@@ -288,3 +288,43 @@ async def test_without_a_calendar_the_operator_is_told_so():
     async with exchange_on_port() as gateway, session(gateway, "market-ops") as operator:
         for answer in (await operator.extend_trading_day(10), await operator.skip_schedule_point()):
             assert answer["code"] == 509, answer
+
+
+async def test_a_start_after_the_days_end_closes_it_without_trading_through_it(tmp_path):
+    """Catching up a day whose end has passed runs only its closes and end of day: no session can trade in a
+    past day's opening call or continuous trading."""
+    clock = TestClock(calendar_of(), "2026-01-05 20:00")  # a first start, after Monday's close
+    async with exchange(tmp_path, clock) as gateway:
+        await eventually(lambda: gateway.engine.last_closed_date == 20260105)
+        assert gateway.calendar is not None and gateway.calendar.open_day() == dt.date(2026, 1, 6)
+        assert set(phases(gateway).values()) == {CLOSED}
+    clock.set("2026-01-08 09:00")  # down from Monday night to Thursday morning
+    async with exchange(tmp_path, clock) as gateway:
+        await reached(gateway, 20260108, "continuous:EUA")
+        assert gateway.engine.last_closed_date == 20260107
+        assert gateway.engine.phase("EUA") is CONTINUOUS
+        for day in ("20260106", "20260107"):  # each missed day closed, with its files
+            assert (tmp_path / "days" / day / "report.json").exists()
+
+
+async def test_the_operator_passes_over_a_named_point_but_not_one_that_is_due(tmp_path):
+    clock = TestClock(calendar_of(), "2026-01-05 07:00")
+    async with exchange(tmp_path, clock) as gateway, session(gateway, "market-ops") as operator:
+        await eventually(lambda: set(phases(gateway).values()) == {CLOSED})
+        answer = await operator.skip_schedule_point("opening_call:EUA")
+        assert (answer["type"], answer["skipped"]) == ("schedule_report", "opening_call:EUA"), answer
+        again = await operator.skip_schedule_point("opening_call:EUA")  # done: no longer to come
+        assert (again["type"], again["code"]) == ("request_rejected", 707), again
+        unknown = await operator.skip_schedule_point("lunch:EUA")
+        assert unknown["code"] == 707, unknown
+        clock.set("2026-01-05 07:45")
+        await reached(gateway, 20260105, "opening_call:CER", "opening_call:ERU")
+        assert gateway.engine.phase("EUA") is CLOSED and gateway.engine.phase("CER") is TradingPhase.OPENING_CALL
+        clock.set("2026-01-05 07:59")
+        clock.value += 59 * 10**9
+        due = await operator.skip_schedule_point("continuous:EUA")  # not yet due: 08:00
+        assert due["type"] == "schedule_report", due
+        clock.set("2026-01-05 08:01")
+        await reached(gateway, 20260105, "continuous:CER")
+        later = await operator.skip_schedule_point("settlement_window:CER")  # CER settles on its last trade
+        assert later["type"] == "schedule_report", later

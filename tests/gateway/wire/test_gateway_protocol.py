@@ -246,7 +246,10 @@ FULL = [
         {"type": "extend_trading_day", "request_id": "x", "minutes": 30},
         ExtendTradingDayRequest(request_id="x", minutes=30),
     ),
-    ({"type": "skip_schedule_point", "request_id": "y"}, SkipSchedulePointRequest(request_id="y")),
+    (
+        {"type": "skip_schedule_point", "request_id": "y", "point": "opening_call:CER"},
+        SkipSchedulePointRequest(request_id="y", point="opening_call:CER"),
+    ),
     (
         {
             "type": "set_trading_phase",
