@@ -37,13 +37,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import fcntl
 import gc
 import logging
 import shutil
 import signal
-import socket
 import sqlite3
 import ssl
 import tempfile
@@ -57,6 +55,7 @@ from exchange.engine import DEFAULT_FEE_ACCOUNT
 from exchange.instruments import Instrument
 from gateway.config import AccountConfig, ServerConfig, start_up_commands
 from gateway.lifecycle import ExchangeStopped, Lifecycle
+from gateway.listening import Address, bind_failure
 from gateway.logs import log_event
 from gateway.marketdata.mqtt import MqttPublisher, broker_tls_context, parse_mqtt_url
 from gateway.marketdata.subscribers import Subscribers
@@ -472,40 +471,10 @@ async def running_exchange(
 async def bind_listener(host: str, port: int, connected: Callable) -> asyncio.Server:
     """The gateway's address, bound but not yet listening (``start_serving`` opens it); ``connected`` serves a
     connection. A failure to bind is a :class:`ConfigError` saying what is wrong and what to do."""
-    where = f"[{host}]:{port}" if ":" in host else f"{host or '*'}:{port}"
     try:
         return await asyncio.start_server(connected, host, port, limit=SESSION_READ_SIZE, start_serving=False)
-    except socket.gaierror as error:
-        raise ConfigError(
-            "server.host",
-            f"no such address {host!r} ({error.strerror}): give an IP address or a "
-            "name this machine resolves with --host",
-        ) from None
-    except OSError as error:
-        if error.errno == errno.EADDRINUSE:
-            raise ConfigError(
-                "server.port",
-                f"{where} is already in use (another exchange, or another program, "
-                "listens there): stop it, or choose another port with --port",
-            ) from None
-        # From Python 3.13 asyncio takes EADDRNOTAVAIL for an address family the machine lacks, passes the
-        # address over, and raises an OSError without an errno once none is left.
-        if error.errno == errno.EADDRNOTAVAIL or (
-            error.errno is None and "could not bind on any address" in str(error)
-        ):
-            raise ConfigError(
-                "server.host",
-                f"{host} is not an address of this machine: give one of its own with "
-                "--host (127.0.0.1 for this machine only, 0.0.0.0 for all of them)",
-            ) from None
-        if error.errno == errno.EACCES:
-            raise ConfigError(
-                "server.port",
-                f"not allowed to listen on {where} (ports below 1024 need privileges): choose another port with --port",
-            ) from None
-        raise ConfigError("server.host", f"cannot listen on {where}: {error.strerror or error}") from None
-    except OverflowError as error:  # a port outside 0-65535
-        raise ConfigError("server.port", f"cannot listen on {where}: {error}: choose a port from 1 to 65535") from None
+    except (OSError, OverflowError) as error:
+        raise bind_failure(Address(host, port, "server.host", "server.port", "--host", "--port"), error) from None
 
 
 @contextlib.contextmanager

@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import errno
 import logging
 import socket
 import threading
@@ -53,7 +52,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
-from exchange import ConfigError
+from gateway.listening import Address, bind_failure
 from gateway.logs import log_event
 from gateway.monitoring.collectors import ExchangeCollector
 
@@ -259,39 +258,30 @@ def response(status: HTTPStatus, body: bytes, content_type: str = TEXT, extra: t
 
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening socket on (host, port); a failure is a ConfigError saying what to change."""
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    address = Address(
+        host,
+        port,
+        "metrics.metrics_host",
+        "metrics.metrics_port",
+        "--metrics-host",
+        "--metrics-port",
+        ", or 0 for no metrics endpoint",
+    )
     try:
-        family, kind, protocol, _, address = socket.getaddrinfo(
+        family, kind, protocol, _, bound = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
-    except socket.gaierror as error:
-        raise ConfigError(
-            "metrics.metrics_host", f"no such address {host!r} ({error.strerror}): give one with --metrics-host"
-        ) from None
+    except (OSError, OverflowError) as error:
+        raise bind_failure(address, error) from None
     listener = socket.socket(family, kind, protocol)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does: a restart reuses the port
-        listener.bind(address)
+        listener.bind(bound)
         listener.listen(MAX_CONNECTIONS)
         listener.setblocking(False)
-    except OSError as error:
+    except (OSError, OverflowError) as error:
         listener.close()
-        if error.errno == errno.EADDRINUSE:
-            raise ConfigError(
-                "metrics.metrics_port",
-                f"{where} is already in use (another exchange, or another program, listens there): "
-                "choose another port with --metrics-port, or 0 for no metrics endpoint",
-            ) from None
-        if error.errno == errno.EADDRNOTAVAIL:
-            raise ConfigError(
-                "metrics.metrics_host", f"{host} is not an address of this machine: give one with --metrics-host"
-            ) from None
-        if error.errno == errno.EACCES:
-            raise ConfigError(
-                "metrics.metrics_port",
-                f"not allowed to listen on {where}: choose a port above 1023 with --metrics-port",
-            ) from None
-        raise ConfigError("metrics.metrics_host", f"cannot listen on {where}: {error.strerror or error}") from None
+        raise bind_failure(address, error) from None
     return listener
 
 
