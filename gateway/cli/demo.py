@@ -505,7 +505,8 @@ class DaysOnTheCalendar:
         )
         print(
             f"end of day {day:%a %d %b %Y}: settlement {prices}; DAY orders expired: {report['expired_orders']}; "
-            f"report and {len(list((folder / 'statements').iterdir()))} statements in {folder}",
+            f"report and {len(list((folder / 'statements').iterdir()))} statements in {folder}"
+            f"{'' if self.gateway.config.data_dir else ' (a temporary folder: --data-dir keeps them)'}",
             file=self.out,
         )
 
