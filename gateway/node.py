@@ -180,7 +180,7 @@ class TradingGateway:
             self.lifecycle,
             self.run_operator_commands,
             self.config.auction_reserve_discount_bps,
-            DayFiles(self.engine, self.feed, data_dir / "days").write,
+            DayFiles(self.engine, self.feed, data_dir / "days"),
         )
         self.commands.calendar = self.calendar  # the operator's extend_trading_day and skip_schedule_point
         self.calendar.start()

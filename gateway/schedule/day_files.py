@@ -54,9 +54,17 @@ class DayFiles:
         self.feed = feed
         self.directory = directory
 
+    def missing(self, trading_date: int) -> bool:
+        """Whether a closed day's files were never written whole (the process ended between its close and them)."""
+        return not (self.directory / str(trading_date) / "report.json").exists()
+
     async def write(self, trading_date: int, events: list) -> Path:
-        """The files of the day whose end of day produced ``events``; returns the day's folder."""
+        """The files of the day whose end of day produced ``events``; returns the day's folder. Without events
+        (written at a start, after a stop that came between the close and its files) the report says so, and
+        the settlement prices come from the engine, their methods and the expiries being unknown."""
         report, statements = self.read(trading_date, events)
+        if not events:
+            report["written_at_start"] = True
         folder = self.directory / str(trading_date)
         try:
             await asyncio.to_thread(_write_all, folder, report, statements)

@@ -64,6 +64,7 @@ from gateway.lifecycle import ExchangeStopped, Lifecycle
 from gateway.logs import log_event
 from gateway.schedule.calendar import SchedulePoint, TradingCalendar
 from gateway.schedule.clock import Clock
+from gateway.schedule.day_files import DayFiles
 
 log = logging.getLogger("carbonx.gateway")
 
@@ -97,7 +98,7 @@ class CalendarRunner:
         lifecycle: Lifecycle,
         run_commands: Callable[[list], Coroutine[Any, Any, list]],
         reserve_discount_bps: int,
-        after_day: Callable[[int, list], Coroutine[Any, Any, object]] | None = None,
+        after_day: DayFiles | None = None,
     ) -> None:
         self.calendar = calendar
         self.engine = engine
@@ -105,7 +106,7 @@ class CalendarRunner:
         self.lifecycle = lifecycle
         self.run_commands = run_commands  # the operator's way in: queued, journaled, run in sequence
         self.reserve_discount_bps = reserve_discount_bps
-        self.after_day = after_day  # the day's files, given the trading date and the end of day's events
+        self.after_day = after_day  # writes each closed day's files
         self.task: asyncio.Task | None = None
         self.first_day: dt.date | None = None  # the first time, with no day ever closed: the day it started on
         self.points_done = 0  # carried out by this process (for tests and the log)
@@ -173,6 +174,13 @@ class CalendarRunner:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
 
+    async def files_of_the_last_day(self) -> None:
+        """At start: the last closed day's files, if the stop came between its close and them (nothing has traded
+        since: its instruments are closed until the next opening call, which has not run)."""
+        closed = self.engine.last_closed_date
+        if closed is not None and self.after_day is not None and self.after_day.missing(closed):
+            await self.after_day.write(closed, [])
+
     async def align(self) -> None:
         """At start: an instrument still trading although its open day's opening call is not done (a first start
         on the calendar, before or after the opening) is closed, so that the day begins as the calendar says."""
@@ -189,6 +197,7 @@ class CalendarRunner:
 
     async def run(self) -> None:
         try:
+            await self.files_of_the_last_day()
             await self.align()
             while not self.lifecycle.stopping:
                 at, point = self.next_point()
@@ -241,7 +250,7 @@ class CalendarRunner:
             refused=[f"{event.request} {int(event.code)} {event.text}" for event in refused] or None,
         )
         if point.action == "end_of_day" and self.after_day is not None:
-            await self.after_day(point.trading_date, events)
+            await self.after_day.write(point.trading_date, events)
         return events
 
     def commands_for(self, point: SchedulePoint) -> list:

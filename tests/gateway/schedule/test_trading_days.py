@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -223,9 +224,15 @@ async def test_a_restart_catches_up_each_point_once_and_closes_a_missed_day_befo
         assert gateway.calendar.points_done == 3 * 3 + 1 + 2 * 3  # Monday's closing points, its end, Tuesday's
         assert (tmp_path / "days" / "20260105" / "report.json").exists()
         hash_before = gateway.engine.state_hash()
+    # a stop between Monday's close and its files (here: the files lost) has them written at the next start
+    shutil.rmtree(tmp_path / "days" / "20260105")
     async with exchange(tmp_path, clock) as gateway:  # nothing due: nothing runs, the same state
+        await eventually(lambda: (tmp_path / "days" / "20260105" / "report.json").exists())
         await quiet(gateway)
         assert gateway.engine.state_hash() == hash_before
+    assert (tmp_path / "days" / "20260106").exists() is False  # Tuesday has not closed
+    report = json.loads((tmp_path / "days" / "20260105" / "report.json").read_text())
+    assert report["written_at_start"] is True and report["trading_date"] == 20260105
 
 
 async def test_the_operator_halts_extends_and_skips(tmp_path):
