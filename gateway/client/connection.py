@@ -130,7 +130,14 @@ class ClientSession:
         self._write(message)
         received = b""  # the start of the answer, quoted if it is not the protocol
         while True:
-            data = await self._reader.read(READ_SIZE)
+            try:
+                data = await self._reader.read(READ_SIZE)
+            except ConnectionResetError:
+                # The same refusal, seen as a reset rather than an end of file (Python 3.13's TLS transport,
+                # when the server aborts the connection under the client's first records).
+                if received or self._writer.get_extra_info("ssl_object") is None:
+                    raise
+                data = b""
             if not data:
                 if received:
                     raise NotAnExchange(
@@ -615,6 +622,13 @@ async def connect(
         raise NoAnswer(f"no connection to {where} within {connect_timeout:g} s") from None
     except ssl.SSLError as error:
         raise TlsFailed(f"the TLS handshake with {where} failed: {_ssl_reason(error)}") from None
+    except ConnectionResetError:
+        if context is None:
+            raise
+        # A gateway that refuses the client's certificate may abort the connection under the handshake.
+        raise TlsFailed(
+            f"the exchange at {where} reset the TLS handshake: a client certificate missing, or not one it trusts"
+        ) from None
     client = ExchangeClient(reader, writer)
     try:
         await asyncio.wait_for(
