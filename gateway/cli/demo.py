@@ -59,9 +59,9 @@ from gateway.cli.display import auction_summary, eur, ladder, tonnes
 from gateway.client import ExchangeClient, connect
 from gateway.config import AccountConfig, ServerConfig
 from gateway.node import TradingGateway, run_until_stopped, running_exchange
-from gateway.schedule.calendar import TradingCalendar
+from gateway.schedule.calendar import TradingCalendar, date_number
 from gateway.schedule.clock import SimulatedClock
-from gateway.schedule.runner import date_number, point_name
+from gateway.schedule.runner import point_name
 from gateway.sessions.credentials import DEMO_SECRET
 from gateway.settlement.ledger import SqliteLedgerStore
 from gateway.settlement.service import UnknownAccount, format_statement, reconcile, statement

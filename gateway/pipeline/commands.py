@@ -14,6 +14,7 @@ engine's own refusal format.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable
 from typing import Any, cast
@@ -38,9 +39,11 @@ from exchange import (
 )
 from exchange.instruments import Instrument
 from gateway.config import ServerConfig
+from gateway.logs import log_event
 from gateway.pipeline.intake import Disconnected
 from gateway.pipeline.reports import OrderTracker, OrderView, price_in_cents
-from gateway.schedule.runner import CalendarRunner, date_number, point_name
+from gateway.schedule.calendar import date_number
+from gateway.schedule.runner import CalendarRunner, point_name
 from gateway.sessions.session import Session
 from gateway.wire.protocol import (
     CancelRequest,
@@ -62,6 +65,7 @@ from gateway.wire.protocol import (
 # The engine's commands take the wire's strings for their enums (side, order type, time in force, self-trade
 # prevention, phase): they convert them, and refuse a bad one with its own code (exchange.commands). The gateway
 # passes them on as they came, through these names typed Any: no conversion (nor a cast call) on the order path.
+log = logging.getLogger("carbonx.gateway")
 NEW_ORDER_FROM_WIRE: Any = NewOrder
 PHASE_FROM_WIRE: Any = SetTradingPhase
 
@@ -175,6 +179,9 @@ class CommandBuilder:
             if reason == "unknown":  # not a point of the open day, or one already done
                 raise InvalidCommand(RejectCode.INVALID_FIELD, "point") from None
             raise InvalidCommand(RejectCode.SCHEDULE_POINT_PASSED, "point") from None  # due: being carried out
+        log_event(
+            log, "schedule_point_skipped", trading_date=point.trading_date, point=point_name(point), by=session.account
+        )
         return ScheduleReached(ts=ts, trading_date=point.trading_date, point=point_name(point), skipped=True)
 
     def _open_auction(self, session: Session, request: OpenAuctionRequest, ts: int) -> OpenPrimaryAuction:

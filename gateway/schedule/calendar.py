@@ -109,7 +109,7 @@ class TradingCalendar:
         """The day's schedule points in the order they are carried out (none on a day that does not trade)."""
         if not self.is_trading_day(day):
             return []
-        date_number = day.year * 10000 + day.month * 100 + day.day
+        number = date_number(day)
         points = []
         last_close = 0
         for symbol, schedule in self.schedules.items():
@@ -124,13 +124,22 @@ class TradingCalendar:
                 "close": close,
             }
             for action, at in times.items():
-                points.append(SchedulePoint(at, RANK[action], symbol, action, date_number))
+                points.append(SchedulePoint(at, RANK[action], symbol, action, number))
         for auction in self.auctions:
             if auction.date == day:
                 at = self.at(day, auction.opens)
-                points.append(SchedulePoint(at, RANK["auction"], auction.instrument, "auction", date_number, auction))
-        points.append(SchedulePoint(last_close, RANK["end_of_day"], "", "end_of_day", date_number))
+                points.append(SchedulePoint(at, RANK["auction"], auction.instrument, "auction", number, auction))
+        points.append(SchedulePoint(last_close, RANK["end_of_day"], "", "end_of_day", number))
         return sorted(points)
+
+
+def date_number(day: dt.date) -> int:
+    """A date as the engine writes it: YYYYMMDD."""
+    return day.year * 10000 + day.month * 100 + day.day
+
+
+def number_date(value: int) -> dt.date:
+    return dt.date(value // 10000, value // 100 % 100, value % 100)
 
 
 # -- parsing ---------------------------------------------------------------------------------------

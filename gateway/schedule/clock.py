@@ -4,7 +4,7 @@ How this works
 --------------
 Everything the engine is told happens at a time (each batch's commands are
 stamped by the engine loop, ``sequencer.now``) and every schedule point of the
-trading calendar is read from one :class:`Clock`. :class:`HostClock` is the
+trading calendar is read from one :class:`Clock`. :class:`Clock` itself is the
 host's wall clock. :class:`SimulatedClock` maps the host's monotonic clock
 onto a simulated one: it starts at ``start`` and advances ``speed`` times as
 fast (600: a ten-hour trading day in a minute), so that a week of trading days
@@ -50,9 +50,6 @@ class Clock:
 
     def describe(self) -> str:
         return "host"
-
-
-HostClock = Clock
 
 
 class SimulatedClock(Clock):

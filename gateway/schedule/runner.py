@@ -57,12 +57,11 @@ from exchange import (
     RequestRejected,
     ScheduleReached,
     SetTradingPhase,
-    ShiftSchedule,
     TradingPhase,
 )
 from gateway.lifecycle import ExchangeStopped, Lifecycle
 from gateway.logs import log_event
-from gateway.schedule.calendar import SchedulePoint, TradingCalendar
+from gateway.schedule.calendar import SchedulePoint, TradingCalendar, date_number, number_date
 from gateway.schedule.clock import Clock
 from gateway.schedule.day_files import DayFiles
 
@@ -77,14 +76,6 @@ TRADING = (
     TradingPhase.CLOSING_CALL,
     TradingPhase.VOLATILITY_INTERRUPTION,
 )
-
-
-def date_number(day: dt.date) -> int:
-    return day.year * 10000 + day.month * 100 + day.day
-
-
-def number_date(value: int) -> dt.date:
-    return dt.date(value // 10000, value // 100 % 100, value % 100)
 
 
 class CalendarRunner:
@@ -299,12 +290,6 @@ class CalendarRunner:
 
     # -- the operator ----------------------------------------------------------------------------
 
-    async def extend(self, seconds: int) -> list:
-        """Extend the open trading day: its closing points not yet done move ``seconds`` later."""
-        return await self.run_commands(
-            [ShiftSchedule(ts=0, trading_date=date_number(self.open_day()), seconds=seconds)]
-        )
-
     def point_to_skip(self, name: str | None) -> SchedulePoint:
         """The open day's point an operator may pass over: ``name`` (e.g. ``opening_call:CER``), or the next one;
         ValueError with the reason when it cannot be: unknown, done, due already (the calendar is carrying it
@@ -320,22 +305,6 @@ class CalendarRunner:
                 raise ValueError("due")
             return point
         raise ValueError("unknown" if name is not None else "due")
-
-    async def skip_next(self) -> SchedulePoint:
-        """Pass over the next point: marked done without its actions (the operator's decision, logged). The end
-        of day is never passed over: the day would never close."""
-        point = self.point_to_skip(None)
-        await self.run_commands(
-            [ScheduleReached(ts=0, trading_date=point.trading_date, point=point_name(point), skipped=True)]
-        )
-        log_event(
-            log,
-            "schedule_point_skipped",
-            trading_date=point.trading_date,
-            action=point.action,
-            instrument=point.instrument or None,
-        )
-        return point
 
 
 def point_name(point: SchedulePoint) -> str:
