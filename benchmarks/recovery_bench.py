@@ -62,7 +62,7 @@ from gateway.persistence.journal import (  # noqa: E402
     scan_journal,
 )
 from gateway.persistence.recovery import (  # noqa: E402
-    JOURNAL_NAME,
+    FIRST_SEGMENT,
     fork_snapshot,
     new_sequencer,
     recover,
@@ -95,7 +95,7 @@ def journal_workload(data_dir: Path, commands: list, batch: int, snapshot_after:
     """Run and journal the commands as the gateway does; a snapshot after ``snapshot_after`` commands."""
     genesis = workload_genesis()
     core = new_sequencer(genesis)
-    writer = JournalWriter.create(data_dir / JOURNAL_NAME, genesis)
+    writer = JournalWriter.create(data_dir / FIRST_SEGMENT, genesis)
     opening = funding()
     writer.append(operator_record(opening))
     core.operator(opening, [])
@@ -205,7 +205,7 @@ def main() -> int:
         live_s, live_hash, snapshot = journal_workload(
             data_dir, commands, args.batch, int(len(commands) * args.snapshot_at)
         )
-        size = (data_dir / JOURNAL_NAME).stat().st_size
+        size = (data_dir / FIRST_SEGMENT).stat().st_size
         print(f"engine alone:        {engine_s:6.2f} s  {len(commands) / engine_s:>10,.0f} commands/s  x1.00")
         print(
             f"sequenced+journaled: {live_s:6.2f} s  {len(commands) / live_s:>10,.0f} commands/s  "
@@ -240,7 +240,7 @@ def main() -> int:
             print("FAIL: the recovery did not use the snapshot", file=sys.stderr)
             return 1
         print(f"state hash {live_hash} (live, journal replay and snapshot recovery agree)")
-        check_s, records = timed_check(data_dir / JOURNAL_NAME)
+        check_s, records = timed_check(data_dir / FIRST_SEGMENT)
         print(
             f"start-up check of the whole journal: {check_s:.3f} s  ({records:,} records, {size / 1e6:,.1f} MB: "
             f"{check_s / records * 1e6:.2f} s a million records, {size / 1e6 / check_s:,.0f} MB/s)"
@@ -250,7 +250,7 @@ def main() -> int:
             f"{full_report.check_seconds / full_s:.1%} of {full_s:.2f} s; snapshot + tail "
             f"{snap_report.check_seconds:.3f} s = {snap_report.check_seconds / snap_s:.1%} of {snap_s:.2f} s"
         )
-        many = data_dir / "one-per-batch" / JOURNAL_NAME
+        many = data_dir / "one-per-batch" / FIRST_SEGMENT
         one_per_batch(many, commands)
         many_size = many.stat().st_size
         many_s, many_records = timed_check(many)

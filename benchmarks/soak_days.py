@@ -17,10 +17,12 @@ cancel of the session's oldest resting order one message in ten. Client order id
 every day leaves a day's worth of them for the end of day to release.
 
 At each end of day (a ``days/YYYYMMDD/report.json`` appearing in the data directory) the benchmark reads
-the server's resident memory (``VmRSS`` of ``/proc/PID/status``) and the sizes of the journal, the
+the server's resident memory (``VmRSS`` of ``/proc/PID/status``) and the sizes of the journal (the
+segments being written, the archives of closed days, and what those archives hold uncompressed), the
 snapshots and the ledger; between days it samples the memory every second for the plot. Printed: one line
 a day, each day's memory against the first day's, and disk a day; written: a JSON file and a plot in
-``--out``.
+``--out``. (Archives are removed ``journal_archive_days`` days after they were written, days of the wall
+clock: a run of minutes keeps them all, so the journal's disk here grows by a day's archive a day.)
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import zstandard  # noqa: E402
 from gateway_bench import free_port, start_server  # noqa: E402
 from gateway_suite import SECRET, accounts_file  # noqa: E402
+
+from gateway.persistence.recovery import SNAPSHOTS_KEPT  # noqa: E402
 
 FIRST_DAY = "2026-01-05"
 CALENDAR = """# Made by benchmarks/soak_days.py: every day trades, nearly around the clock.
@@ -60,6 +65,29 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def journal_sizes(data: Path) -> dict:
+    """The journal's disk: segments being written, archives (and what they hold uncompressed), in MB."""
+    directory = data / "journal"
+    archives = sorted((directory / "archive").glob("segment-*.cxj.zst")) if (directory / "archive").is_dir() else []
+    raw = 0
+    for archive in archives:
+        with archive.open("rb") as file:
+            raw += zstandard.frame_content_size(file.read(18))  # the size is in the frame's header
+    segments = size_of_all(directory.glob("segment-*.cxj")) if directory.is_dir() else 0
+    packed = size_of_all(archives)
+    return {
+        "journal_mb": round((segments + packed) / 2**20, 1),
+        "segments_mb": round(segments / 2**20, 1),
+        "archives_mb": round(packed / 2**20, 2),
+        "archived_raw_mb": round(raw / 2**20, 1),
+        "archived_days": len(archives),
+    }
+
+
+def size_of_all(paths) -> int:
+    return sum(path.stat().st_size for path in paths)
 
 
 def size_of(path: Path) -> int:
@@ -211,7 +239,7 @@ def _soak(args: argparse.Namespace, pid: int, port: int, data: Path) -> int:
                 "trading_date": day,
                 "seconds": round(time.monotonic() - started, 1),
                 "rss_mb": round(rss_kb(pid) / 1024, 1),
-                "journal_mb": round(size_of(data / "journal.cxj") / 2**20, 1),
+                **journal_sizes(data),
                 "snapshots_mb": round(size_of(data / "snapshots") / 2**20, 1),
                 "ledger_mb": round(size_of(data / "ledger.sqlite3") / 2**20, 1),
                 "trades": figures["instruments"]["EUA"]["trades"],
@@ -222,8 +250,9 @@ def _soak(args: argparse.Namespace, pid: int, port: int, data: Path) -> int:
             first = days[0]["rss_mb"]
             print(
                 f"  day {day}: RSS {row['rss_mb']:.1f} MB ({row['rss_mb'] / first:.3f} of day 1), journal "
-                f"{row['journal_mb']:.1f} MB, snapshots {row['snapshots_mb']:.1f} MB, ledger {row['ledger_mb']:.1f} MB;"
-                f" {row['trades']:,} trades, {row['expired_orders']:,} expired",
+                f"{row['journal_mb']:.1f} MB ({row['archived_days']} days archived: {row['archives_mb']:.1f} MB "
+                f"holding {row['archived_raw_mb']:.1f}), snapshots {row['snapshots_mb']:.1f} MB, ledger "
+                f"{row['ledger_mb']:.1f} MB; {row['trades']:,} trades, {row['expired_orders']:,} expired",
                 flush=True,
             )
     reports = [results.get(timeout=300) for _ in workers]
@@ -234,11 +263,17 @@ def _soak(args: argparse.Namespace, pid: int, port: int, data: Path) -> int:
     elapsed = time.monotonic() - started
     print(f"sent {sent:,} order messages ({sent / elapsed:,.0f}/s), {answers:,} answers", flush=True)
     if len(days) >= 2:
-        growth = [(row["journal_mb"] - before["journal_mb"]) for before, row in zip(days, days[1:], strict=False)]
+        pairs = list(zip(days, days[1:], strict=False))
         rss = [row["rss_mb"] for row in days]
+
+        def a_day(key: str) -> float:
+            return sum(row[key] - before[key] for before, row in pairs) / len(pairs)
+
         print(
             f"RSS at the days' ends: {min(rss):.1f}-{max(rss):.1f} MB, last/first x{rss[-1] / rss[0]:.3f}; "
-            f"journal a day {sum(growth) / len(growth):.1f} MB",
+            f"disk a day: journal {a_day('archived_raw_mb'):.1f} MB written, {a_day('archives_mb'):.1f} MB kept "
+            f"(archived), ledger {a_day('ledger_mb'):.1f} MB; snapshots {min(r['snapshots_mb'] for r in days):.1f}-"
+            f"{max(r['snapshots_mb'] for r in days):.1f} MB (the newest {SNAPSHOTS_KEPT} kept)",
             flush=True,
         )
     args.out.mkdir(parents=True, exist_ok=True)

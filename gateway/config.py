@@ -597,6 +597,26 @@ class ServerConfig:
         default=2_000,
         metadata=_about("journal", "numbered messages kept per account for resend requests", 1, 1_000_000),
     )
+    journal_segment_mb: int = field(
+        default=256,
+        metadata=_about(
+            "journal",
+            "a journal segment is closed and the next begun at the end of every trading day and once it holds "
+            "this many MiB; a closed segment a snapshot covers is archived (compressed)",
+            1,
+            1 << 20,
+        ),
+    )
+    journal_archive_days: int = field(
+        default=30,
+        metadata=_about(
+            "journal",
+            "days an archived journal segment is kept, from when it was archived (0: for ever); a replay from "
+            "before the oldest kept then starts from a snapshot. Copy archives elsewhere to keep them longer",
+            0,
+            36_500,
+        ),
+    )
     # -- [calendar]
     schedule: str = field(
         default="manual",

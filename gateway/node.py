@@ -19,7 +19,9 @@ one place that knows every part (docs/ARCHITECTURE.md draws them):
   hands it to settlement, the sessions, market data (socket subscribers and
   MQTT) and the timers (:mod:`gateway.pipeline.timers`);
 - **snapshots** (:mod:`gateway.persistence.snapshots`) are taken between
-  batches and at stop.
+  batches and at stop; between batches too the journal's segment is closed
+  at each day's end and past its size, and segments snapshots cover are
+  archived (:mod:`gateway.persistence.rotation`).
 
 :func:`running_exchange` recovers the state from the data directory, starts
 settlement and the gateway, and stops them; :func:`serve` runs it as the
@@ -62,6 +64,7 @@ from gateway.marketdata.subscribers import Subscribers
 from gateway.monitoring.endpoint import metrics_endpoint
 from gateway.persistence.journal import Genesis, JournalError, JournalWriter
 from gateway.persistence.recovery import LEDGER_NAME, recover
+from gateway.persistence.rotation import JournalRotation
 from gateway.persistence.snapshots import Snapshots
 from gateway.pipeline.commands import CommandBuilder
 from gateway.pipeline.engine_loop import EngineLoop
@@ -105,9 +108,12 @@ class TradingGateway:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], int] = time.time_ns,
         commands_since_snapshot: int = 0,
+        snapshot_seq: int = 0,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        """``tls``: the gateway's TLS context (:func:`gateway.tls.server_context`), None for plain TCP."""
+        """``tls``: the gateway's TLS context (:func:`gateway.tls.server_context`), None for plain TCP.
+        ``snapshot_seq``: the record seq of the snapshot recovery started from (0: none): the journal's
+        segments it covers are archived once the gateway has started."""
         self.sequencer = sequencer
         self.engine = sequencer.engine
         self.tracker = sequencer.tracker
@@ -155,7 +161,9 @@ class TradingGateway:
             wall_clock,
         )
         self.snapshots = Snapshots(self.loop, sequencer, journal, self.replies, config, data_dir, self.lifecycle)
-        self.loop.between_batches = self.snapshots.between_batches
+        self.rotation = JournalRotation(self.loop, journal, self.snapshots, config, data_dir)
+        self.loop.between_batches = self.rotation.between_batches
+        self._snapshot_seq = snapshot_seq
         session_requests = SessionRequests(sequencer, journal, self.replies, self.intake, config)
         queries = Queries(self.engine, self.tracker, self.feed, self.replies)
         self.commands = CommandBuilder(self.engine, self.tracker, config)
@@ -225,6 +233,8 @@ class TradingGateway:
         if self.publisher is not None:
             self.publisher.start()
         self.timers.resume()
+        if self._snapshot_seq:
+            self.rotation.archive_covered(self._snapshot_seq)
         log_event(
             log,
             "listening",
@@ -320,6 +330,7 @@ class TradingGateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.snapshots.finish_writing()
+        await self.rotation.finish()
 
     async def _sync_journal(self) -> None:
         await self.loop.sync_at_stop()
@@ -440,6 +451,7 @@ async def running_exchange(
                 data_dir,
                 wall_clock=clock,
                 commands_since_snapshot=recovered.commands_since_snapshot,
+                snapshot_seq=0 if recovered.report.snapshot is None else recovered.report.snapshot.record_seq,
                 tls=tls,
             )
             clock.resume_from(recovered.core.last_ts)  # time never runs backwards across a restart

@@ -203,21 +203,37 @@ async def _calendar_change(client: ExchangeClient, args: argparse.Namespace) -> 
 
 
 def _replay_command(args: argparse.Namespace) -> int:
-    """Rebuild the state from a journal, reading only; print what it holds and the state hash."""
-    from gateway.persistence.journal import JournalError
-    from gateway.persistence.recovery import JOURNAL_NAME, journal_genesis_and_id, newest_snapshot, replay_journal
+    """Rebuild the state from a journal (its segments and archives), reading only; print what it holds and
+    the state hash."""
+    from gateway.persistence.errors import JournalError
+    from gateway.persistence.recovery import journal_genesis_and_id, newest_snapshot, replay_journal
+    from gateway.persistence.segments import segments_at
 
     given = Path(args.journal)
-    journal = given / JOURNAL_NAME if given.is_dir() else given
-    if not journal.is_file():
-        print(f"carbonx replay: no journal at {journal}", file=sys.stderr)
-        return USAGE
     try:
-        genesis, journal_id = journal_genesis_and_id(journal)
+        segments = segments_at(given)
+    except JournalError as error:
+        print(f"carbonx replay: {error}", file=sys.stderr)
+        return USAGE
+    data_dir = segments[-1].data_dir  # where the snapshots are
+    try:
+        genesis, journal_id = journal_genesis_and_id(segments)
         if genesis is None:
-            print(f"carbonx replay: {journal} holds no committed record", file=sys.stderr)
+            print(f"carbonx replay: {segments[0].path} holds no committed record", file=sys.stderr)
             return REFUSED
-        core, report, _ = replay_journal(journal, genesis)
+        start = None
+        if segments[0].first_seq > 1:  # the first segments' archives removed: a replay starts from a snapshot
+            passed: list[str] = []
+            start = newest_snapshot(data_dir, segments, journal_id, None, passed)
+            if start is None:
+                print(
+                    f"carbonx replay: the journal begins with record {segments[0].first_seq} (the archives before "
+                    f"it removed after their retention) and no snapshot in {data_dir / 'snapshots'} can start a "
+                    f"replay ({'; '.join(passed) or 'none there'})",
+                    file=sys.stderr,
+                )
+                return REFUSED
+        core, report, _ = replay_journal(segments, genesis, start, journal_id=journal_id)
     except JournalError as error:
         print(f"carbonx replay: {error}", file=sys.stderr)
         return REFUSED
@@ -228,7 +244,14 @@ def _replay_command(args: argparse.Namespace) -> int:
         if not report.torn_bytes
         else f"{report.torn_bytes:,} bytes after the last commit ({report.torn_reason}); a start cuts them off"
     )
-    print(f"journal    {journal} ({journal.stat().st_size:,} bytes)")
+    archived = sum(segment.archived for segment in segments)
+    size = sum(segment.path.stat().st_size for segment in segments)
+    print(
+        f"journal    {segments[-1].path.parent if len(segments) > 1 else segments[0].path}: {len(segments)} "
+        f"segment{'s' if len(segments) > 1 else ''} ({archived} archived), {size:,} bytes on disk"
+    )
+    if start is not None:
+        print(f"from       {start[0].path.name} (record {start[0].record_seq:,}): the records before it are gone")
     print(f"records    {report.records:,} in {report.batches:,} batches, last seq {report.last_seq:,}")
     print(f"commands   {report.commands:,}: {commands or 'none'}")
     counts = engine.counts()
@@ -241,13 +264,13 @@ def _replay_command(args: argparse.Namespace) -> int:
     print(f"state hash {engine.state_hash()}")
     if args.check_snapshot:
         passed_over: list[str] = []
-        snapshot = newest_snapshot(journal, journal_id, None, passed_over)
+        snapshot = newest_snapshot(data_dir, segments, journal_id, None, passed_over)
         for line in passed_over:
             print(f"passed over {line}")
         if snapshot is None:
             print("snapshot   none usable beside the journal")
             return 0
-        from_snapshot, snapshot_report, _ = replay_journal(journal, genesis, snapshot)
+        from_snapshot, snapshot_report, _ = replay_journal(segments, genesis, snapshot, journal_id=journal_id)
         same = from_snapshot.engine.state_hash() == engine.state_hash() and from_snapshot.counters() == core.counters()
         print(
             f"snapshot   {snapshot[0].path.name} + {snapshot_report.records:,} records in "
@@ -331,7 +354,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_trader(skip, _calendar_change)
 
     replay = commands.add_parser("replay", help="rebuild the state from a journal offline: counts and state hash")
-    replay.add_argument("journal", help="a journal file, or a data directory holding journal.cxj")
+    replay.add_argument(
+        "journal", help="a data directory, its journal/ folder, or one journal file (a segment, or a journal.cxj)"
+    )
     replay.add_argument(
         "--check-snapshot",
         action="store_true",

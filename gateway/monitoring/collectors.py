@@ -33,6 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from exchange import RejectCode, TradingPhase
 from gateway.monitoring.histogram import Histogram
+from gateway.persistence.segments import disk_usage
 from gateway.wire.protocol import Refusal, type_tag
 
 if TYPE_CHECKING:
@@ -196,7 +197,22 @@ class ExchangeCollector:
         yield CounterMetricFamily(
             "carbonx_journal_records", "Records in the journal: the seq of the last one", journal.next_seq - 1
         )
-        yield GaugeMetricFamily("carbonx_journal_bytes", "Bytes of the journal file written", journal.size)
+        yield GaugeMetricFamily("carbonx_journal_bytes", "Bytes of the journal segment being written", journal.size)
+        disk = GaugeMetricFamily(
+            "carbonx_disk_bytes",
+            "Bytes on disk in the data directory: the journal's segments, its archives, the snapshots",
+            labels=["kind"],
+        )
+        for kind, size in disk_usage(gateway.data_dir).items():
+            disk.add_metric([kind], size)
+        yield disk
+        rotation = gateway.rotation
+        yield CounterMetricFamily(
+            "carbonx_journal_segments_closed", "Journal segments closed (a day's end, or full)", rotation.rolled
+        )
+        yield CounterMetricFamily(
+            "carbonx_journal_segments_archived", "Closed journal segments compressed into archives", rotation.archived
+        )
         yield histogram_family(
             "carbonx_journal_sync_seconds",
             "Seconds each fdatasync of the journal took (group commit: one covers every batch written before it; "

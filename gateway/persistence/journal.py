@@ -3,24 +3,28 @@
 How this works
 --------------
 The engine is deterministic, so the exchange's whole state is a function of
-its inputs in order. The gateway appends every input to this file before it
-sends a single answer, market-data message or fill that the input caused;
-after a crash, replaying the file rebuilds the state exactly (see
+its inputs in order. The gateway appends every input to the journal before
+it sends a single answer, market-data message or fill that the input caused;
+after a crash, replaying the journal rebuilds the state exactly (see
 :mod:`gateway.persistence.recovery`). This is the design of LMAX, exchange-core and Aeron
 Cluster: journal the input, not the output.
 
-The file starts with an 8-byte magic, then records, each::
+The journal is a chain of segment files (:mod:`gateway.persistence.segments`:
+a new one each trading day and past a size, closed ones archived once a
+snapshot covers them). Each starts with an 8-byte magic, then records, each::
 
     length  u32 big-endian   bytes of the body
     crc     u32 big-endian   CRC-32 of the seq's 8 bytes followed by the body
-    seq     u64 big-endian   1, 2, 3 ... with no gap
+    seq     u64 big-endian   1, 2, 3 ... with no gap, on from one segment to the next
     body    MessagePack      an array whose first element is the record's kind
 
 Record kinds (:data:`GENESIS` ... :data:`COMMIT`):
 
 - ``genesis``: the first record: the instrument terms, compliance rules and
-  market-data settings the state was built with, so that a journal replays
-  on its own, without today's configuration files.
+  market-data settings the state was built with, and the journal's random
+  id, so that a journal replays on its own, without today's configuration
+  files. Every later segment opens with a copy (a batch of its own), so
+  that a segment and a snapshot replay on their own too.
 - ``execute``: commands the engine ran as one ``handle_all`` call, each with
   the account that asked (None: the gateway's cancel-on-disconnect) and the
   request's ``request_id``. The batch boundaries matter: the engine announces
@@ -47,8 +51,9 @@ write or sync is :class:`JournalFailure`: the exchange stops at once, the
 way PostgreSQL treats a failed fsync, because after it nobody can say what
 is on disk.
 
-Reading: :class:`JournalReader` decodes committed batches for a replay;
-:func:`scan_journal` checks the whole file at start-up without decoding
+Reading: :class:`JournalReader` decodes committed batches for a replay,
+across segments and archives; :func:`scan_journal` checks a whole segment
+at start-up without decoding
 anything (framing, CRC, seqs; about 1 s a million records), so that damage
 under a snapshot is found too and what follows the last commit record is
 known before anything is replayed or cut (:mod:`gateway.persistence.recovery`).
@@ -56,7 +61,6 @@ known before anything is replayed or cut (:mod:`gateway.persistence.recovery`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import mmap
 import os
@@ -65,7 +69,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,10 +77,13 @@ import msgspec
 
 from exchange import ComplianceConfig, Instrument
 from exchange.commands import COMMAND_TYPES
+from gateway.persistence.errors import JournalCorrupt, JournalError, JournalFailure
+from gateway.persistence.segments import Segment, segment_name, segments_at, write_new_file
 
 MAGIC = b"CXJRNL01"
 HEADER = struct.Struct(">IIQ")  # length, crc, seq
 MAX_RECORD = 64 * 1024 * 1024  # a body larger than this is damage, not a record
+FIRST_BATCH_BYTES = 1 << 20  # a segment's genesis and commit records fit many times over
 MIN_RECORD = HEADER.size + 1  # the smallest record: a header and a one-byte body
 _NONZERO = re.compile(rb"[^\x00]")
 
@@ -94,55 +101,6 @@ _BY_NAME: dict[str, type] = {kind.__name__: kind for kind in COMMAND_TYPES}
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
 COMMIT_BODY = _encode([COMMIT])  # a commit record's whole body: the scan knows commits by it
-
-
-class JournalError(RuntimeError):
-    """The journal cannot be used as it is; the message says where and why."""
-
-
-class JournalFailure(JournalError):
-    """Writing or syncing the journal failed: fatal, nothing pending may be acknowledged."""
-
-
-class JournalCorrupt(JournalError):
-    """A damaged record with valid records after it: not a torn tail, so nothing is truncated."""
-
-    def __init__(self, path: Path, offset: int, seq: int, reason: str, message: str | None = None) -> None:
-        super().__init__(
-            message
-            or (
-                f"{path}: record {seq} at byte {offset} is damaged ({reason}), and valid records follow it; this is "
-                "not a crash's torn tail. The journal is left as it is: restore it from a copy, or cut it at that "
-                "offset by hand if the records after it may be given up"
-            )
-        )
-        self.path = path
-        self.offset = offset
-        self.seq = seq
-        self.reason = reason
-
-
-class JournalTailAcknowledged(JournalCorrupt):
-    """The journal's last records cannot be read or are missing, and something durable (a snapshot, the
-    ledger) shows they were acknowledged: a crash's torn tail is cut off at start-up, these are not.
-    ``offset`` and ``seq`` name the first record that cannot be read (or is missing); ``committed_end``
-    is where the readable batches end."""
-
-    def __init__(self, path: Path, offset: int, seq: int, reason: str, committed_end: int, evidence: str) -> None:
-        super().__init__(
-            path,
-            offset,
-            seq,
-            reason,
-            (
-                f"{path}: record {seq} at byte {offset} cannot be read ({reason}), yet {evidence}: the batches from "
-                f"byte {committed_end} on were acknowledged, so this is not a crash's torn tail, and the exchange "
-                "does not start without them. Nothing was changed. Restore the journal from a copy; to give those "
-                "batches up instead, see docs/DURABILITY.md, section 4"
-            ),
-        )
-        self.committed_end = committed_end
-        self.evidence = evidence
 
 
 # -- commands and genesis as plain values ----------------------------------------------------------
@@ -187,6 +145,15 @@ def frame_record(seq: int, body: list) -> bytes:
     """One record as the file holds it: length, CRC-32 (of the seq's 8 bytes and the body), seq, body."""
     payload = _encode(body)
     return HEADER.pack(len(payload), zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "big"))), seq) + payload
+
+
+def segment_start(first_seq: int, genesis: Genesis, journal_id: bytes) -> bytes:
+    """A segment's first bytes: the magic, the genesis record (the original, or a copy), its commit record."""
+    return (
+        MAGIC
+        + frame_record(first_seq, [GENESIS, {**genesis.to_value(), "journal_id": journal_id}])
+        + frame_record(first_seq + 1, commit_record())
+    )
 
 
 def _init_fields(value: Instrument | ComplianceConfig) -> dict:
@@ -254,21 +221,24 @@ class Genesis:
 
 
 class JournalWriter:
-    """Appends records to an open journal file; one ``flush`` writes a batch, ``sync`` makes it durable."""
+    """Appends records to the journal's last segment; one ``flush`` writes a batch, ``sync`` makes it durable,
+    ``roll`` closes the segment and goes on in a new one (:mod:`gateway.persistence.segments`)."""
 
-    def __init__(self, path: Path, next_seq: int, size: int, journal_id: bytes) -> None:
-        self.path = path
+    def __init__(self, path: Path, next_seq: int, size: int, journal_id: bytes, genesis: Genesis) -> None:
+        self.path = path  # the segment being written
         self.journal_id = journal_id  # the genesis record's random id: snapshots name their journal by it
+        self.genesis = genesis  # copied at the start of every new segment
         self.next_seq = next_seq  # the seq of the next record appended
-        self.size = size  # bytes in the file, counting everything flushed
+        self.size = size  # bytes in the segment, counting everything flushed
+        self.position = size  # bytes flushed by this writer and in the segment it started in: only ever grows
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._fd_lock = threading.Lock()  # the sync thread's fdatasync against a roll's change of segment
         self._buffer: list[bytes] = []
-        self._buffered = 0
         self.failed: BaseException | None = None
 
     @classmethod
     def create(cls, path: Path, genesis: Genesis, *, replace: bool = False) -> JournalWriter:
-        """A new journal holding its magic and committed genesis, synced with its directory.
+        """A new journal: its first segment at ``path``, holding the magic and the committed genesis, synced.
 
         The file is written whole under a temporary name, synced and renamed
         into place: it appears complete or not at all, and a failure (a full
@@ -279,29 +249,42 @@ class JournalWriter:
         if not replace and path.exists() and path.stat().st_size > 0:
             raise JournalError(f"{path} exists: a journal is never overwritten")
         journal_id = os.urandom(16)
-        data = (
-            MAGIC
-            + frame_record(1, [GENESIS, {**genesis.to_value(), "journal_id": journal_id}])
-            + frame_record(2, commit_record())
-        )
-        temporary = path.with_name(f".{path.name}.new")
+        data = segment_start(1, genesis, journal_id)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temporary, path)
-            fsync_path(path.parent)
+            write_new_file(path, data)
         except OSError as error:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
             raise JournalError(f"{path}: the journal cannot be created: {error}") from error
-        return cls(path, 3, len(data), journal_id)
+        return cls(path, 3, len(data), journal_id, genesis)
+
+    def roll(self) -> Path:
+        """Close this segment and go on in a new one; its path. Call between batches, nothing buffered.
+
+        The closed segment is synced first (whatever ``journal_fsync`` says),
+        so that only the last segment can ever end torn; the new one is made
+        whole (its magic, a copy of the genesis record, a commit) under a
+        temporary name and renamed into place. A failure is
+        :class:`JournalFailure`: the exchange stops, the journal whole.
+        """
+        assert not self._buffer, "a segment closes between batches"
+        if self.failed is not None:
+            raise JournalFailure(f"{self.path}: the journal failed earlier ({self.failed})")
+        first_seq = self.next_seq
+        path = self.path.with_name(segment_name(first_seq))
+        data = segment_start(first_seq, self.genesis, self.journal_id)
+        try:
+            with self._fd_lock:
+                os.fsync(self._fd)
+            write_new_file(path, data)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except OSError as error:
+            self.failed = error
+            raise JournalFailure(f"{self.path}: closing the segment and opening {path.name} failed: {error}") from error
+        with self._fd_lock:
+            os.close(self._fd)
+            self._fd = fd
+        self.path, self.size, self.next_seq = path, len(data), first_seq + 2
+        self.position += len(data)
+        return path
 
     def append(self, body: list) -> int:
         """Buffer one record; returns its seq."""
@@ -315,11 +298,11 @@ class JournalWriter:
         return bool(self._buffer)
 
     def flush(self) -> int:
-        """Write everything buffered with one system call (more if the kernel takes less); the new size."""
+        """Write everything buffered with one system call (more if the kernel takes less); the new position."""
         if self.failed is not None:
             raise JournalFailure(f"{self.path}: the journal failed earlier ({self.failed}); nothing is written")
         if not self._buffer:
-            return self.size
+            return self.position
         data = memoryview(b"".join(self._buffer))
         self._buffer.clear()
         try:
@@ -327,30 +310,33 @@ class JournalWriter:
                 written = os.write(self._fd, data)
                 data = data[written:]
                 self.size += written
+                self.position += written
         except OSError as error:
             self.failed = error
             raise JournalFailure(f"{self.path}: write failed: {error}") from error
-        return self.size
+        return self.position
 
     def sync(self) -> None:
         """fdatasync: everything flushed so far is on disk when this returns. Safe to call from a thread."""
         if self.failed is not None:
             raise JournalFailure(f"{self.path}: the journal failed earlier ({self.failed})")
         try:
-            os.fdatasync(self._fd)
+            with self._fd_lock:
+                os.fdatasync(self._fd)
         except OSError as error:
             self.failed = error
             raise JournalFailure(f"{self.path}: fdatasync failed: {error}") from error
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._fd_lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
 
 class JournalSyncer:
     """A thread that fdatasyncs the journal whenever there are writes it has not synced, and tells the
-    event loop how far each sync got (``on_synced(size)``, or ``on_failed(error)`` once, then it stops);
+    event loop how far each sync got (``on_synced(position)``, or ``on_failed(error)`` once, then it stops);
     ``timed(seconds)``, if given, is told how long each sync took (in this thread: it must not block).
 
     The event loop only records how far it has written (``written``): it
@@ -365,8 +351,8 @@ class JournalSyncer:
         self._on_synced = on_synced
         self._on_failed = on_failed
         self._ready = threading.Condition()
-        self._synced = writer.size  # what was synced before the thread starts (JournalWriter.create syncs)
-        self._target = writer.size
+        self._synced = writer.position  # what was synced before the thread starts (JournalWriter.create syncs)
+        self._target = writer.position
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="journal-sync", daemon=True)
         self._thread.start()
@@ -375,9 +361,9 @@ class JournalSyncer:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def written(self, size: int) -> None:
+    def written(self, position: int) -> None:
         with self._ready:
-            self._target = size
+            self._target = position
             self._ready.notify()
 
     def stop(self) -> None:
@@ -408,15 +394,6 @@ class JournalSyncer:
                 pass
 
 
-def fsync_path(path: Path) -> None:
-    """fsync a file, or a directory (so that a file created or renamed in it survives a crash), by its path."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # -- reading ----------------------------------------------------------------------------------------
 
 
@@ -432,36 +409,94 @@ class ScanResult:
 
 
 class JournalReader:
-    """Reads a journal's committed batches, checking every record, from the start or from an offset."""
+    """Reads a journal's committed batches across its segments and archives, checking every record, from the
+    first or from a snapshot's place."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, journal: Path | Sequence[Segment], journal_id: bytes | None = None) -> None:
+        """``journal``: a data directory, a journal folder or file (:func:`segments_at`), or its segments.
+        ``journal_id``: the identity every segment's genesis record must carry (None: the first one read)."""
+        self.segments = segments_at(Path(journal)) if isinstance(journal, (str, Path)) else list(journal)
+        self.path = self.segments[-1].path  # the last segment: ``result``'s offsets are in it
+        self.journal_id = journal_id
         self.result: ScanResult | None = None  # set when batches() is exhausted
 
     def batches(
         self, offset: int | None = None, expect_seq: int = 1, end: int | None = None
     ) -> Generator[tuple[int, int, list[list]], None, None]:
-        """Yield (last seq, end offset, bodies) for each committed batch, the commit record excluded.
+        """Yield (last seq, end offset in its segment, bodies) for each committed batch, the commit record excluded.
 
-        Stops at the first record that is short, misplaced or fails its CRC;
-        if a valid record with a later seq follows it, the damage is in the
-        middle and :class:`JournalCorrupt` is raised. Then ``result`` says
-        where the committed records end. ``end``: read as if the file ended
-        there (start-up replays only what :func:`scan_journal` found committed).
+        From the first record (``expect_seq``, 1 unless the reader is given a
+        later journal's own segments), or, given an ``offset``, from a
+        snapshot's place: after record ``expect_seq - 1``, which ends at
+        ``offset`` in the segment that holds it. Stops at the first record of
+        the last segment that is short, misplaced or fails its CRC; if a
+        valid record with a later seq follows it, the damage is in the middle
+        and :class:`JournalCorrupt` is raised, as it is for any damage in a
+        segment before the last (those end whole, or not at all). Then
+        ``result`` says where the committed records end in the last segment.
+        ``end``: read the last segment as if it ended there (start-up replays
+        only what :func:`scan_journal` found committed).
         """
-        with open(self.path, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
-            if end is not None:
-                size = min(size, end)
-            if size < len(MAGIC):
-                self.result = ScanResult(0, 0, size, size, "no header" if size else None)
-                return
-            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        segments = self.segments
+        if offset is None:
+            index = 0
+            if segments[0].first_seq != expect_seq:
+                raise JournalError(_missing(segments[0], expect_seq, "a replay from the journal's first record"))
+        else:
+            holding = [i for i, segment in enumerate(segments) if segment.first_seq < expect_seq]
+            if not holding:
+                raise JournalError(_missing(segments[0], expect_seq, f"a replay after record {expect_seq - 1}"))
+            index = holding[-1]
+        seq = expect_seq
+        for number in range(index, len(segments)):
+            segment = segments[number]
+            last = number == len(segments) - 1
+            if number > index and segment.first_seq != seq:
+                raise JournalError(
+                    f"{segment.path}: its first record is {segment.first_seq}, but the segment before it ends with "
+                    f"record {seq - 1}: records {seq} to {segment.first_seq - 1} are missing"
+                )
+            with segment.contents() as view:
+                size = len(view) if not last or end is None else min(len(view), end)
+                if size < len(MAGIC) and last:
+                    self.result = ScanResult(0, seq - 1, size, size, "no header" if size else None)
+                    return
                 if view[: len(MAGIC)] != MAGIC:
-                    raise JournalError(f"{self.path} is not a carbonx journal (no {MAGIC!r} header)")
-                yield from self._batches(view, size, len(MAGIC) if offset is None else offset, expect_seq)
+                    raise JournalError(f"{segment.path} is not a carbonx journal (no {MAGIC!r} header)")
+                position = len(MAGIC) if number > index or offset is None else offset
+                batches = self._batches(view, size, position, seq, segment.path)
+                if position == len(MAGIC):  # the segment's first batch: its genesis names the journal
+                    first = next(batches, None)
+                    if first is not None:
+                        self._check_identity(segment, first[2])
+                        yield first
+                yield from batches
+            result = self.result
+            assert result is not None  # set by _batches once read to its end
+            if not last and result.torn_bytes:
+                raise JournalCorrupt(
+                    segment.path,
+                    result.committed_end,
+                    result.last_seq + 1,
+                    result.torn_reason or "bytes after the last commit record",
+                    (
+                        f"{segment.path}: the segment's records stop at byte {result.committed_end} "
+                        f"({result.torn_reason}) and later segments follow: a closed segment ends whole, so this is "
+                        "damage, not a crash's torn tail. Nothing was changed; restore the segment from a copy"
+                    ),
+                )
+            seq = result.last_seq + 1
 
-    def _batches(self, view: mmap.mmap, size: int, position: int, seq: int):
+    def _check_identity(self, segment: Segment, bodies: list[list]) -> None:
+        if not bodies or bodies[0][0] != GENESIS:
+            return
+        journal_id = bytes(bodies[0][1]["journal_id"])
+        if self.journal_id is None:
+            self.journal_id = journal_id
+        elif journal_id != self.journal_id:
+            raise JournalError(f"{segment.path} belongs to another journal (its genesis record names another one)")
+
+    def _batches(self, view: bytes | mmap.mmap, size: int, position: int, seq: int, path: Path):
         committed_end, committed_seq = position, seq - 1
         batch: list[list] = []
         header_size = HEADER.size
@@ -499,13 +534,38 @@ class JournalReader:
         if reason is not None:
             later = _find_valid_record(view, size, position, seq)
             if later is not None:
-                raise JournalCorrupt(self.path, position, seq, reason)
+                raise JournalCorrupt(path, position, seq, reason)
         elif batch:
             reason = "a batch without its commit record"
         self.result = ScanResult(committed_end, committed_seq, size, size - committed_end, reason)
 
 
-def _find_valid_record(view: mmap.mmap, size: int, damaged_at: int, seq: int) -> int | None:
+def first_batch(segment: Segment) -> list[list] | None:
+    """A segment's first committed batch (its genesis record, and the commit's excluded), or None if it
+    has none; an archive's first megabyte is all that is decompressed for it."""
+    with segment.contents(head=FIRST_BATCH_BYTES) as view:
+        if len(view) < len(MAGIC):
+            return None
+        if view[: len(MAGIC)] != MAGIC:
+            raise JournalError(f"{segment.path} is not a carbonx journal (no {MAGIC!r} header)")
+        batches = JournalReader([segment])._batches(view, len(view), len(MAGIC), segment.first_seq, segment.path)
+        try:
+            for _, _, bodies in batches:
+                return bodies
+        finally:
+            batches.close()
+    return None
+
+
+def _missing(first: Segment, seq: int, what: str) -> str:
+    return (
+        f"{what} needs record {seq}, and the journal begins with record {first.first_seq} ({first.path.name}): the "
+        "segments before it were archived and their archives removed after their retention (journal_archive_days). "
+        "A replay starts from a snapshot taken after them"
+    )
+
+
+def _find_valid_record(view: bytes | mmap.mmap, size: int, damaged_at: int, seq: int) -> int | None:
     """The offset of a whole, valid record after the damage at ``damaged_at`` (where record ``seq`` was due).
 
     Every offset after the damage is tried (runs of zero bytes, which a
@@ -541,21 +601,22 @@ def _find_valid_record(view: mmap.mmap, size: int, damaged_at: int, seq: int) ->
 
 @dataclass
 class JournalScan:
-    """What :func:`scan_journal` found: how far the journal's records are whole and valid, from the first."""
+    """What :func:`scan_journal` found: how far a segment's records are whole and valid, from its first."""
 
     file_size: int
-    records: int  # whole, valid records from the first, seqs 1..records
+    records: int  # whole, valid records from the first, seqs first_seq .. first_seq + records - 1
     valid_end: int  # offset just after the last of them
     committed_end: int  # offset just after the last commit record among them (the magic's end: none)
-    last_seq: int  # that commit record's seq (0: none)
+    last_seq: int  # that commit record's seq (first_seq - 1: none)
     stop_reason: str | None  # why the valid records stop before the end of the file (None: they reach it)
     # Of the offsets asked about, those at which a valid record ends: offset -> (its seq, whether a commit).
     record_ends: dict[int, tuple[int, bool]]
+    first_seq: int = 1  # the seq of the segment's first record
 
     @property
     def next_seq(self) -> int:
         """The seq due at ``valid_end``."""
-        return self.records + 1
+        return self.first_seq + self.records
 
     @property
     def torn_bytes(self) -> int:
@@ -569,8 +630,9 @@ class JournalScan:
         return "a batch without its commit record" if self.torn_bytes else None
 
 
-def scan_journal(path: Path, checkpoints=()) -> JournalScan:
-    """Check every record of the journal, from the first to the end of the file: framing, CRC, seqs 1..N.
+def scan_journal(path: Path, checkpoints=(), first_seq: int = 1) -> JournalScan:
+    """Check every record of a journal segment, from the first (``first_seq``) to the end of the file:
+    framing, CRC, consecutive seqs.
 
     Nothing is decoded: each record costs a header unpack and a CRC-32 of
     its bytes (the seq and the body lie side by side, so one call), and the
@@ -586,23 +648,25 @@ def scan_journal(path: Path, checkpoints=()) -> JournalScan:
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
         if size < len(MAGIC):
-            return JournalScan(size, 0, 0, 0, 0, "no header" if size else None, {})
+            return JournalScan(size, 0, 0, 0, first_seq - 1, "no header" if size else None, {}, first_seq)
         with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
             if hasattr(mmap, "MADV_SEQUENTIAL"):
                 view.madvise(mmap.MADV_SEQUENTIAL)
             if view[: len(MAGIC)] != MAGIC:
                 raise JournalError(f"{path} is not a carbonx journal (no {MAGIC!r} header)")
             with memoryview(view) as data:
-                return _scan(path, view, data, size, sorted(set(checkpoints)))
+                return _scan(path, view, data, size, sorted(set(checkpoints)), first_seq)
 
 
-def _scan(path: Path, view: mmap.mmap, data: memoryview, size: int, checkpoints: list[int]) -> JournalScan:
+def _scan(
+    path: Path, view: mmap.mmap, data: memoryview, size: int, checkpoints: list[int], first_seq: int
+) -> JournalScan:
     header_size = HEADER.size
     unpack = HEADER.unpack_from
     crc32 = zlib.crc32
     commit_length = len(COMMIT_BODY)
     position = committed_end = len(MAGIC)
-    seq, last_seq = 1, 0
+    seq, last_seq = first_seq, first_seq - 1
     record_ends: dict[int, tuple[int, bool]] = {}
     waiting = iter(checkpoints)
     checkpoint = next(waiting, size + 1)
@@ -634,7 +698,7 @@ def _scan(path: Path, view: mmap.mmap, data: memoryview, size: int, checkpoints:
                 reason = "CRC mismatch"
         if _find_valid_record(view, size, position, seq) is not None:
             raise JournalCorrupt(path, position, seq, reason)
-    return JournalScan(size, seq - 1, position, committed_end, last_seq, reason, record_ends)
+    return JournalScan(size, seq - first_seq, position, committed_end, last_seq, reason, record_ends, first_seq)
 
 
 def truncate(path: Path, size: int) -> None:

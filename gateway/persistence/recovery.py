@@ -2,36 +2,43 @@
 
 How this works
 --------------
-A data directory holds the journal (``journal.cxj``, :mod:`gateway.persistence.journal`),
+A data directory holds the journal (its segments and archives in ``journal/``,
+:mod:`gateway.persistence.journal`, :mod:`gateway.persistence.segments`),
 snapshots (``snapshots/snapshot-<seq>.cxs``) and the settlement ledger.
 
 A snapshot is the whole :class:`gateway.pipeline.sequencer.Sequencer` (engine, order
 tracker, market-data feed, outbound numbering and resend store) as of the end
 of a committed batch, pickled, behind a header naming the journal it belongs
-to, the seq of that batch's commit record, the journal offset just after it
-and the engine's event seq, with a CRC-32 of the body. It is written to a
+to, the seq of that batch's commit record, the offset just after it in the
+segment that holds it, and the engine's event seq, with a CRC-32 of the body. It is written to a
 temporary file, fsynced, renamed into place, and the directory fsynced, so a
 snapshot file is either whole or absent. It is only ever taken once the
 journal is synced up to it. The journal stays the truth: a snapshot is a
 shortcut, and a snapshot that is damaged, from another journal, from an
-older program version (``SNAPSHOT_FORMAT``), or ahead of the ledger is passed
-over for an older one, down to a replay of the whole journal.
+older program version (``SNAPSHOT_FORMAT``), ahead of the ledger, or taken
+before the journal's first record kept (archives removed after their
+retention) is passed over for an older one, down to a replay of the whole
+journal.
 
 Start-up (:func:`recover`) checks before it changes anything, then replays:
 
-1. the journal's genesis against the configured terms;
+0. a data directory from before segments has its ``journal.cxj`` moved into
+   place as the first segment;
+1. the journal's genesis (its first segment's) against the configured terms;
 2. room to write: a probe file in the data directory, written and synced;
-3. every record of the journal, from the first to the end of the file
-   (:func:`gateway.persistence.journal.scan_journal`: framing, CRC, seqs), the part a
-   snapshot covers included. Damage followed by valid records is refused
-   (:class:`gateway.persistence.journal.JournalCorrupt`);
-4. every snapshot of this journal against it: the record seq and journal
-   size it names must be where the journal has that commit record;
+3. every record of every segment not yet archived, from the first to the end
+   of the file (:func:`gateway.persistence.journal.scan_journal`: framing, CRC,
+   seqs), the part a snapshot covers included. Damage followed by valid
+   records is refused (:class:`gateway.persistence.errors.JournalCorrupt`), as
+   is any damage in a segment before the last, or records missing between
+   two segments (archives are checked as they are read);
+4. every snapshot of this journal against it: the record seq and offset it
+   names must be where its segment has that commit record;
 5. what lies after the last commit record (a crash's unfinished batch, a
    torn tail) against the durable evidence of what was acknowledged: a
    snapshot past that commit record, and, after the replay, a ledger that
    settled events past it. Evidence refuses the start
-   (:class:`gateway.persistence.journal.JournalTailAcknowledged`): a cut would drop
+   (:class:`gateway.persistence.errors.JournalTailAcknowledged`): a cut would drop
    acknowledged batches;
 6. the replay: the newest usable snapshot, then every committed batch after
    it, through the same ``Sequencer`` calls the live gateway makes; events
@@ -39,7 +46,7 @@ Start-up (:func:`recover`) checks before it changes anything, then replays:
    so the ledger resumes after its last applied event, exactly once.
 
 Only then is a torn tail cut off (with a warning). A failure to write, sync
-or cut (a full disk) is a :class:`gateway.persistence.journal.JournalError` saying so;
+or cut (a full disk) is a :class:`gateway.persistence.errors.JournalError` saying so;
 the journal is as it was found. The result says how many commands were
 journaled after the newest snapshot (``commands_since_snapshot``): the
 gateway's count towards the next periodic snapshot starts there.
@@ -64,6 +71,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.logs import log_event
+from gateway.persistence.errors import JournalCorrupt, JournalError, JournalTailAcknowledged
 from gateway.persistence.journal import (
     EXECUTE,
     GENESIS,
@@ -72,24 +80,29 @@ from gateway.persistence.journal import (
     SESSION,
     SKIP,
     Genesis,
-    JournalCorrupt,
-    JournalError,
     JournalReader,
     JournalScan,
-    JournalTailAcknowledged,
     JournalWriter,
     ScanResult,
     decode_command,
-    fsync_path,
+    first_batch,
     read_genesis,
     scan_journal,
     truncate,
+)
+from gateway.persistence.segments import (
+    FIRST_SEGMENT,
+    Segment,
+    fsync_path,
+    journal_dir,
+    journal_segments,
+    move_legacy_journal,
+    segments_at,
 )
 from gateway.pipeline.sequencer import Sequencer
 
 log = logging.getLogger("carbonx.recovery")
 
-JOURNAL_NAME = "journal.cxj"
 LEDGER_NAME = "ledger.sqlite3"
 SNAPSHOT_DIR = "snapshots"
 SNAPSHOT_MAGIC = b"CXSNAP01"
@@ -357,19 +370,15 @@ def recover(
     """
     started = time.perf_counter()
     data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / JOURNAL_NAME
-    journal_genesis, journal_id = journal_genesis_and_id(path)
+    move_legacy_journal(data_dir)
+    segments = journal_segments(journal_dir(data_dir))
+    journal_genesis, journal_id = journal_genesis_and_id(segments)
     if journal_genesis is None:
-        if ledger_cursor:
-            raise JournalError(
-                f"the ledger has settled events up to seq {ledger_cursor} but {path} holds no "
-                "journal: the ledger belongs to another journal"
-            )
-        check_room(data_dir)
-        # A header or a genesis never committed: nothing was ever acknowledged. Replaced whole, or left as it was.
-        writer = JournalWriter.create(path, genesis, replace=True)
-        report = RecoveryReport(path, created=True, last_seq=writer.next_seq - 1, seconds=time.perf_counter() - started)
-        return Recovered(new_sequencer(genesis), writer, genesis, report)
+        return _new_journal(data_dir, genesis, segments, ledger_cursor, started)
+    last = segments[-1]
+    path = last.path
+    if last.archived:
+        raise JournalError(f"{path}: the journal's last segment is an archive; its segment is missing, or was moved")
     differences = journal_genesis.differences(genesis)
     if differences:
         raise JournalError(
@@ -379,7 +388,8 @@ def recover(
         )
     check_room(data_dir)
     # After a crash the file's last writes may sit only in the page cache: sync them before replaying, so
-    # that nothing settled or resent from this replay can be lost to a power cut afterwards.
+    # that nothing settled or resent from this replay can be lost to a power cut afterwards. (The segments
+    # before it were synced when they were closed.)
     try:
         fsync_path(path)
     except OSError as error:
@@ -389,19 +399,23 @@ def recover(
     reasons: dict[Path, str] = {}  # snapshot file -> why it is not used
     snapshots = _snapshots_of(files, journal_id, reasons)
     checking = time.perf_counter()
-    scan = scan_journal(path, [info.offset for info, _ in snapshots])
+    scans = _scan_segments(segments, snapshots)
     check_seconds = time.perf_counter() - checking
-    _check_snapshots_agree(path, scan, snapshots)
-    snapshot, counted_after = _usable_snapshot(snapshots, ledger_cursor if settle else None, reasons)
+    scan = scans[last]
+    _check_snapshots_agree(segments, scans, snapshots)
+    snapshot, counted_after = _usable_snapshot(
+        snapshots, ledger_cursor if settle else None, reasons, segments[0].first_seq
+    )
 
     core, report, result = replay_journal(
-        path,
+        segments,
         journal_genesis,
         snapshot,
         settle=_settling(settle),
         ledger_cursor=ledger_cursor,
         end=scan.committed_end,
         counted_after=counted_after,
+        journal_id=journal_id,
     )
     if result.committed_end != scan.committed_end:  # a record that passed its CRC and does not replay
         raise JournalError(
@@ -415,7 +429,8 @@ def recover(
         if candidate in reasons
     ]
     report.torn_bytes, report.torn_reason = scan.torn_bytes, scan.torn_reason
-    report.checked_records, report.check_seconds = scan.records, check_seconds
+    report.checked_records = sum(each.records for each in scans.values())
+    report.check_seconds = check_seconds
     if ledger_cursor > core.engine.last_seq:
         if scan.torn_bytes:
             raise JournalTailAcknowledged(
@@ -442,11 +457,86 @@ def recover(
             reason=scan.torn_reason,
         )
     try:
-        writer = JournalWriter(path, scan.last_seq + 1, scan.committed_end, journal_id)
+        writer = JournalWriter(path, scan.last_seq + 1, scan.committed_end, journal_id, journal_genesis)
     except OSError as error:
         raise JournalError(f"{path}: the journal cannot be opened for writing: {error}") from error
     report.seconds = time.perf_counter() - started
     return Recovered(core, writer, journal_genesis, report)
+
+
+def _new_journal(
+    data_dir: Path, genesis: Genesis, segments: list[Segment], ledger_cursor: int, started: float
+) -> Recovered:
+    """A start with no committed genesis: a new journal (the first segment, if one is there, never
+    committed its genesis: nothing was ever acknowledged, and it is replaced whole)."""
+    if segments and (len(segments) > 1 or segments[0].first_seq != 1):
+        raise JournalError(
+            f"{segments[0].path} holds no committed genesis record, yet it is not the first segment of a new "
+            "journal alone: damaged, or not a carbonx journal. Nothing was changed"
+        )
+    if ledger_cursor:
+        raise JournalError(
+            f"the ledger has settled events up to seq {ledger_cursor} but {data_dir} holds no "
+            "journal: the ledger belongs to another journal"
+        )
+    check_room(data_dir)
+    writer = JournalWriter.create(data_dir / FIRST_SEGMENT, genesis, replace=True)
+    report = RecoveryReport(writer.path, created=True, last_seq=writer.next_seq - 1)
+    report.seconds = time.perf_counter() - started
+    return Recovered(new_sequencer(genesis), writer, genesis, report)
+
+
+def _holder(segments: list[Segment], record_seq: int) -> Segment | None:
+    """The segment holding record ``record_seq`` (None: one before the journal's first)."""
+    holder = None
+    for segment in segments:
+        if segment.first_seq > record_seq:
+            break
+        holder = segment
+    return holder
+
+
+def _scan_segments(
+    segments: list[Segment], snapshots: list[tuple[SnapshotInfo, str | None]]
+) -> dict[Segment, JournalScan]:
+    """Every segment not yet archived checked whole (:func:`scan_journal`), each at the offsets of the
+    snapshots taken in it. A segment before the last must end with a commit record, and each must begin
+    where the one before it ends: otherwise JournalCorrupt (the records are damaged or missing)."""
+    scans: dict[Segment, JournalScan] = {}
+    previous: JournalScan | None = None
+    for segment in segments:
+        if segment.archived:  # checked as it is read, if a replay reaches back to it
+            previous = None
+            continue
+        checkpoints = [info.offset for info, _ in snapshots if _holder(segments, info.record_seq) == segment]
+        scan = scan_journal(segment.path, checkpoints, segment.first_seq)
+        if previous is not None and previous.last_seq + 1 != segment.first_seq:
+            raise JournalCorrupt(
+                segment.path,
+                0,
+                previous.last_seq + 1,
+                "missing",
+                (
+                    f"{segment.path}: the segment before it ends with record {previous.last_seq}, and this one begins "
+                    f"with record {segment.first_seq}: records are missing between them. Nothing was changed; "
+                    "restore the journal's segments from a copy"
+                ),
+            )
+        if segment != segments[-1] and scan.torn_bytes:
+            offset, seq, reason = _tail_problem(scan)
+            raise JournalCorrupt(
+                segment.path,
+                offset,
+                seq,
+                reason,
+                (
+                    f"{segment.path}: record {seq} at byte {offset} cannot be read ({reason}), and later segments "
+                    "follow: a closed segment ends whole, so this is damage, not a crash's torn tail. Nothing was "
+                    "changed; restore the segment from a copy"
+                ),
+            )
+        scans[segment] = previous = scan
+    return scans
 
 
 def check_room(data_dir: Path) -> None:
@@ -530,12 +620,23 @@ def _tail_problem(scan: JournalScan) -> tuple[int, int, str]:
     return scan.file_size, scan.next_seq, "missing: the journal ends there"
 
 
-def _check_snapshots_agree(path: Path, scan: JournalScan, snapshots: list[tuple[SnapshotInfo, str | None]]) -> None:
+def _check_snapshots_agree(
+    segments: list[Segment], scans: dict[Segment, JournalScan], snapshots: list[tuple[SnapshotInfo, str | None]]
+) -> None:
     """Every snapshot of this journal names a commit record the journal has where it says (JournalCorrupt
     if not), and none lies past the last commit record (JournalTailAcknowledged: a snapshot is taken only
-    once the journal is synced up to it, so what it follows was acknowledged, and is damaged or lost)."""
+    once the journal is synced up to it, so what it follows was acknowledged, and is damaged or lost).
+    Snapshots taken in an archived segment, or in one no longer kept, are checked when they are used."""
+    last = segments[-1]
+    tail = scans[last]
+    ahead = []
     for info, _ in snapshots:
-        if info.offset > scan.committed_end:
+        holder = _holder(segments, info.record_seq)
+        if holder is None or holder not in scans:
+            continue
+        scan = scans[holder]
+        if holder == last and info.offset > tail.committed_end:
+            ahead.append(info)
             continue
         found = scan.record_ends.get(info.offset)
         if found == (info.record_seq, True):
@@ -546,38 +647,43 @@ def _check_snapshots_agree(path: Path, scan: JournalScan, snapshots: list[tuple[
             else f"record {found[0]} ends there" + ("" if found[1] else ", and it is not a commit record")
         )
         raise JournalCorrupt(
-            path,
+            holder.path,
             info.offset,
             info.record_seq,
             there,
             (
-                f"{path}: {info.path.name} was taken after record {info.record_seq}, ending at byte {info.offset}, "
-                f"but in the journal {there}: it is not the journal the snapshot was taken of (damaged, cut or "
-                "rewritten since). Nothing was changed. Restore the journal from a copy; or, if the journal is "
-                f"right, move the snapshot out of {info.path.parent} and start again"
+                f"{holder.path}: {info.path.name} was taken after record {info.record_seq}, ending at byte "
+                f"{info.offset}, but in the journal {there}: it is not the journal the snapshot was taken of "
+                "(damaged, cut or rewritten since). Nothing was changed. Restore the journal from a copy; or, if the "
+                f"journal is right, move the snapshot out of {info.path.parent} and start again"
             ),
         )
-    ahead = [info for info, _ in snapshots if info.offset > scan.committed_end]
     if ahead:
-        newest = max(ahead, key=lambda info: info.offset)
+        newest = max(ahead, key=lambda info: info.record_seq)
         raise JournalTailAcknowledged(
-            path,
-            *_tail_problem(scan),
-            scan.committed_end,
+            last.path,
+            *_tail_problem(tail),
+            tail.committed_end,
             f"{newest.path.name} was taken after record {newest.record_seq}, ending at byte {newest.offset}, "
-            f"past the last commit record ({scan.last_seq}, ending at byte {scan.committed_end})",
+            f"past the last commit record ({tail.last_seq}, ending at byte {tail.committed_end})",
         )
 
 
 def _usable_snapshot(
-    snapshots: list[tuple[SnapshotInfo, str | None]], ledger_cursor: int | None, reasons: dict[Path, str]
+    snapshots: list[tuple[SnapshotInfo, str | None]],
+    ledger_cursor: int | None,
+    reasons: dict[Path, str],
+    first_seq: int = 1,
 ) -> tuple[tuple[SnapshotInfo, Sequencer] | None, int]:
     """The newest snapshot to start from, and the record after which commands count as journaled since the
-    newest snapshot (a newer one the ledger has not settled up to will be usable once this start has)."""
+    newest snapshot (a newer one the ledger has not settled up to will be usable once this start has).
+    ``first_seq``: the journal's first record kept; a snapshot taken before it cannot be replayed from."""
     counted_after = None
     for info, refusal in snapshots:
         if refusal is not None:
             reasons[info.path] = refusal
+        elif info.record_seq + 1 < first_seq:
+            reasons[info.path] = f"taken before record {first_seq}, the journal's first kept (archive retention)"
         elif ledger_cursor is not None and info.event_seq > ledger_cursor:
             reasons[info.path] = "the ledger has not settled up to it"
             if counted_after is None:
@@ -593,7 +699,7 @@ def _usable_snapshot(
 
 
 def replay_journal(
-    path: Path,
+    journal: Path | list[Segment],
     genesis: Genesis,
     snapshot: tuple[SnapshotInfo, Sequencer] | None = None,
     *,
@@ -601,12 +707,15 @@ def replay_journal(
     ledger_cursor: int = 0,
     end: int | None = None,
     counted_after: int | None = None,
+    journal_id: bytes | None = None,
 ) -> tuple[Sequencer, RecoveryReport, ScanResult]:
-    """Rebuild the state from a journal (after ``snapshot`` if given, up to byte ``end`` if given), reading
+    """Rebuild the state from a journal (a path as :func:`gateway.persistence.segments.segments_at` reads it,
+    or its segments), after ``snapshot`` if given, its last segment up to byte ``end`` if given, reading
     only: nothing is cut or written. ``commands_since_snapshot`` counts the commands after record
     ``counted_after`` (default: after the snapshot, or all)."""
     started = time.perf_counter()
-    report = RecoveryReport(path)
+    reader = JournalReader(journal, journal_id)
+    report = RecoveryReport(reader.path)
     if snapshot is None:
         core, offset, expect_seq = new_sequencer(genesis), None, 1
     else:
@@ -615,7 +724,6 @@ def replay_journal(
         report.snapshot = info
     if counted_after is None:
         counted_after = expect_seq - 1
-    reader = JournalReader(path)
     replay_batches(core, reader.batches(offset, expect_seq, end), report, settle, ledger_cursor, counted_after)
     result = reader.result
     assert result is not None  # the reader's scan result is set once its batches are read to the end, as above
@@ -626,17 +734,17 @@ def replay_journal(
 
 
 def newest_snapshot(
-    journal: Path, journal_id: bytes, ledger_cursor: int | None, passed_over: list[str]
+    data_dir: Path, segments: list[Segment], journal_id: bytes, ledger_cursor: int | None, passed_over: list[str]
 ) -> tuple[SnapshotInfo, Sequencer] | None:
-    """The newest snapshot beside the journal that belongs to it, ends on one of its commit records (the
-    record after it, if any, is the next seq) and (given a ledger cursor) that the ledger has settled up
-    to; each one passed over is described in ``passed_over``."""
-    for candidate in snapshot_files(journal.parent):
+    """The newest snapshot in ``data_dir`` that belongs to the journal of ``segments``, ends on one of its
+    commit records (the record after it, if any, is the next seq) and (given a ledger cursor) that the
+    ledger has settled up to; each one passed over is described in ``passed_over``."""
+    for candidate in snapshot_files(data_dir):
         try:
             info = read_snapshot_header(candidate)
             if info.journal_id != journal_id:
                 raise JournalError("belongs to another journal")
-            mismatch = _journal_mismatch(journal, info.offset, info.record_seq + 1)
+            mismatch = _journal_mismatch(segments, info.offset, info.record_seq + 1)
             if mismatch:
                 raise JournalError(mismatch)
             if ledger_cursor is not None and info.event_seq > ledger_cursor:
@@ -649,32 +757,34 @@ def newest_snapshot(
     return None
 
 
-def _journal_mismatch(journal: Path, offset: int, seq: int) -> str | None:
-    """None if ``offset`` is the journal's end or the start of its record ``seq`` (a header check); else why not."""
-    with open(journal, "rb") as file:
-        size = os.fstat(file.fileno()).st_size
+def _journal_mismatch(segments: list[Segment], offset: int, seq: int) -> str | None:
+    """None if ``offset``, in the segment holding record ``seq - 1``, is that segment's end or the start of
+    record ``seq`` (a header check); else why not."""
+    holder = _holder(segments, seq - 1)
+    if holder is None:
+        return f"taken before record {segments[0].first_seq}, the journal's first kept (archive retention)"
+    with holder.contents() as view:
+        size = len(view)
         if offset == size:
             return None
         if offset > size:
-            return "past the journal's end"
-        file.seek(offset)
-        header = file.read(HEADER.size)
+            return f"past the end of {holder.path.name}"
+        header = view[offset : offset + HEADER.size]
     if len(header) == HEADER.size and HEADER.unpack(header)[2] == seq:
         return None
-    return "does not end on a record of the journal as it is now"
+    return f"does not end on a record of {holder.path.name} as it is now"
 
 
-def journal_genesis_and_id(path: Path) -> tuple[Genesis | None, bytes]:
-    """The journal's genesis and id, or (None, b"") when the file holds no committed genesis."""
-    if not path.exists():
+def journal_genesis_and_id(journal: Path | list[Segment]) -> tuple[Genesis | None, bytes]:
+    """The journal's genesis and id, from its first segment kept (or a path as
+    :func:`gateway.persistence.segments.segments_at` reads it), or (None, b"") when there is no committed one."""
+    segments = segments_at(journal) if isinstance(journal, Path) else journal
+    if not segments:
         return None, b""
-    batches = JournalReader(path).batches()
-    try:
-        for _, _, bodies in batches:
-            return read_genesis(bodies[0]), journal_id_of(bodies[0])
-    finally:
-        batches.close()
-    return None, b""
+    bodies = first_batch(segments[0])
+    if not bodies:
+        return None, b""
+    return read_genesis(bodies[0]), journal_id_of(bodies[0])
 
 
 def journal_id_of(genesis_body: list) -> bytes:

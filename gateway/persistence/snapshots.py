@@ -2,15 +2,19 @@
 
 How this works
 --------------
-A snapshot is due every ``snapshot_every`` journaled commands (not for a
-temporary data directory) or when an operator asks (``snapshot``). Between
+A snapshot is due every ``snapshot_every`` journaled commands and after the
+journal's segment closes at the end of a trading day
+(:mod:`gateway.persistence.rotation`; neither for a temporary data
+directory), or when an operator asks (``snapshot``). Between
 two batches the engine loop waits for the disk to have every batch written
 (a snapshot must never be ahead of the journal on disk), then forks: the
 child pickles the state and writes it (:func:`gateway.persistence.recovery.fork_snapshot`)
 while the parent goes on matching. The engine waits for one sync and the
 fork (milliseconds), not for the copy. The operators who asked are answered
-once the child has exited. At a graceful stop the snapshot is written by
-the process itself, so that the next start replays nothing.
+once the child has exited, and ``on_written`` (the rotation's archiving
+pass) is told how far the new snapshot covers the journal. At a graceful
+stop the snapshot is written by the process itself, so that the next start
+replays nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from exchange import RejectCode
@@ -59,19 +64,29 @@ class Snapshots:
         self.lifecycle = lifecycle
         self.taken = 0
         self._requests: list[tuple[Session, SnapshotRequest]] = []
+        self._wanted = False  # the journal's day segment closed: a snapshot to cover it
         self.writer: asyncio.Task | None = None  # waits for the snapshot being written by a child
+        self.on_written: Callable[[int], None] | None = None  # told the record seq of each snapshot written
 
     def request(self, session: Session, request: SnapshotRequest) -> None:
         """An operator asks for a snapshot now: taken after this batch, then answered."""
         self._requests.append((session, request))
 
+    def want(self) -> None:
+        """A snapshot after this batch (not for a temporary data directory): the journal's day segment closed."""
+        self._wanted = bool(self.config.data_dir)
+
     def due(self) -> bool:
-        """An operator asked, or enough commands were journaled (not for a temporary data directory), and no
-        snapshot is being written."""
+        """An operator asked, a closed day wants one, or enough commands were journaled (not for a temporary
+        data directory), and no snapshot is being written."""
         if self.writer is not None and not self.writer.done():
             return False
         every = self.config.snapshot_every
-        return bool(self._requests) or (bool(self.config.data_dir) and 0 < every <= self.loop.commands_since_snapshot)
+        return (
+            bool(self._requests)
+            or self._wanted
+            or (bool(self.config.data_dir) and 0 < every <= self.loop.commands_since_snapshot)
+        )
 
     async def between_batches(self) -> None:
         if self.due():
@@ -80,6 +95,7 @@ class Snapshots:
     async def begin(self) -> None:
         """Snapshot the state from a forked child, answer the operators who asked when it is written."""
         requests, self._requests = self._requests, []
+        self._wanted = False
         started = time.perf_counter()
         await self.loop.wait_for_the_disk()
         journal = self.journal
@@ -125,6 +141,8 @@ class Snapshots:
                 engine_paused_seconds=round(paused, 4),
                 seconds=round(time.perf_counter() - started, 3),
             )
+            if self.on_written is not None:
+                self.on_written(record_seq)
         else:
             log_event(
                 log,
@@ -135,7 +153,7 @@ class Snapshots:
                 hint="the journal has everything; the next start replays more of it",
             )
         self._answer(requests, path if code == 0 else None, record_seq, event_seq)
-        if self._requests and not self.lifecycle.stopping:  # asked while this one was being written
+        if (self._requests or self._wanted) and not self.lifecycle.stopping:  # asked while this one was written
             await self.begin()
 
     def _answer(

@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-from exchange import InvalidCommand, RejectCode
+from exchange import EndOfDay, InvalidCommand, RejectCode
 from gateway.config import ServerConfig
 from gateway.lifecycle import ExchangeStopped, Lifecycle
 from gateway.monitoring.histogram import ACK_BUCKETS, SYNC_BUCKETS, Histogram
@@ -70,9 +70,9 @@ class ReleasedBatch(NamedTuple):
 
 
 class Unsynced(NamedTuple):
-    """A batch written to the journal and waiting for the sync thread: the journal's size after it."""
+    """A batch written to the journal and waiting for the sync thread: the journal's position after it."""
 
-    journal_size: int
+    journal_position: int
     batch: ReleasedBatch
 
 
@@ -122,6 +122,7 @@ class EngineLoop:
         # replay at the next start stays within snapshot_every commands.
         self.commands_since_snapshot = commands_since_snapshot
         self.between_batches: Callable[[], Awaitable[None]] | None = None  # awaited after each batch (snapshots)
+        self.day_ended = False  # a batch ran an EndOfDay: the journal's segment closes after it (its rotation)
         self.ack_latency = Histogram(ACK_BUCKETS)  # seconds from a batch's oldest request's arrival to its release
         self.sync_time = Histogram(SYNC_BUCKETS)  # seconds each fdatasync of the journal took (its thread's)
 
@@ -240,6 +241,8 @@ class EngineLoop:
 
     def _operator_commands(self, request: OperatorCommands) -> None:
         commands = [replace(command, ts=self.now()) for command in request.commands]
+        if any(command.__class__ is EndOfDay for command in commands):
+            self.day_ended = True
         self.journal.append(operator_record(commands))
         self.commands_since_snapshot += len(commands)
         self._finished.append((request.done, self.sequencer.operator(commands, self.replies.outbox)))
@@ -265,19 +268,19 @@ class EngineLoop:
             journal.append(commit_record())
             journal.flush()
             if self.syncer is not None:
-                self.unsynced.append(Unsynced(journal.size, batch))
-                self.syncer.written(journal.size)
+                self.unsynced.append(Unsynced(journal.position, batch))
+                self.syncer.written(journal.position)
                 return
         if self.unsynced:  # earlier batches wait for the disk: this one is released with them
-            self.unsynced.append(Unsynced(journal.size, batch))
+            self.unsynced.append(Unsynced(journal.position, batch))
             return
         self.release(batch)
         self.ack_latency.observe(self.clock() - batch.arrived)
 
-    def synced_to(self, size: int) -> None:
-        """The sync thread has the journal on disk up to ``size``: release every batch written before it."""
+    def synced_to(self, position: int) -> None:
+        """The sync thread has the journal on disk up to ``position``: release every batch written before it."""
         unsynced = self.unsynced
-        while unsynced and unsynced[0].journal_size <= size and self.lifecycle.failure is None:
+        while unsynced and unsynced[0].journal_position <= position and self.lifecycle.failure is None:
             batch = unsynced.popleft().batch
             try:
                 self.release(batch)

@@ -88,13 +88,13 @@ from exchange import RejectCode
 from exchange.events import OrderAccepted
 from gateway.client import ExchangeClient, connect
 from gateway.persistence.recovery import (
-    JOURNAL_NAME,
     LEDGER_NAME,
     journal_genesis_and_id,
     newest_snapshot,
     replay_journal,
     snapshot_files,
 )
+from gateway.persistence.segments import FIRST_SEGMENT, segments_at
 from gateway.settlement.ledger import SqliteLedgerStore
 from gateway.settlement.service import reconcile
 
@@ -473,10 +473,10 @@ class Crashed:
 def replay_crashed(data_dir: Path, run: Run) -> Crashed:
     """Replay the whole journal, and again from the newest snapshot within it (one taken while trading, before
     the kill): the two states must be the same. A damaged middle raises JournalCorrupt: a failure."""
-    journal = data_dir / JOURNAL_NAME
+    journal = segments_at(data_dir)
     genesis, journal_id = journal_genesis_and_id(journal)
     core, report, _ = replay_journal(journal, genesis)
-    snapshot = newest_snapshot(journal, journal_id, None, [])
+    snapshot = newest_snapshot(data_dir, journal, journal_id, None, [])
     if snapshot is not None:
         from_snapshot = replay_journal(journal, genesis, snapshot)[0]
         assert from_snapshot.engine.state_hash() == core.engine.state_hash(), (
@@ -683,7 +683,7 @@ async def crash_and_check(tmp_path: Path, processes: list[subprocess.Popen]) -> 
     run = Run()
     master = random.Random(SEED)
     data_dir = tmp_path / "exchange"
-    journal = data_dir / JOURNAL_NAME
+    journal = data_dir / FIRST_SEGMENT
     participants = [Participant(run, account, cod) for account, cod in ACCOUNTS.items()]
     clid_numbers = iter(range(1, 1_000_000))
     clids = (f"crash-{run.cycle:02d}-{number:05d}" for number in clid_numbers)
@@ -767,7 +767,7 @@ async def crash_and_check(tmp_path: Path, processes: list[subprocess.Popen]) -> 
 
 def check_offline(run: Run, data_dir: Path, participants: list[Participant], stopped_seq: int) -> None:
     """The journal alone, from its first record and from the stop's snapshot, against the clients' models."""
-    journal = data_dir / JOURNAL_NAME
+    journal = segments_at(data_dir)
     genesis, journal_id = journal_genesis_and_id(journal)
     accepted: dict[tuple[str, object], int] = {}  # (account, client order id) -> orders accepted with it
 
@@ -785,7 +785,7 @@ def check_offline(run: Run, data_dir: Path, participants: list[Participant], sto
     )
 
     passed_over: list[str] = []
-    snapshot = newest_snapshot(journal, journal_id, None, passed_over)
+    snapshot = newest_snapshot(data_dir, journal, journal_id, None, passed_over)
     assert snapshot is not None, f"no usable snapshot after a graceful stop: {passed_over} {snapshot_files(data_dir)}"
     from_snapshot, snapshot_report, _ = replay_journal(journal, genesis, snapshot)
     assert snapshot_report.records == 0, f"the stop's snapshot is not at the journal's end: {snapshot_report.fields()}"

@@ -93,14 +93,13 @@ from exchange import (
 )
 from exchange.commands import MAX_INT
 from gateway.config import DEFAULT_ACCOUNTS, load_accounts, load_compliance, load_instruments, opening_commands
+from gateway.persistence.errors import JournalCorrupt, JournalError
 from gateway.persistence.journal import (
     COMMAND_TYPES,
     GENESIS,
     HEADER,
     MAGIC,
     Genesis,
-    JournalCorrupt,
-    JournalError,
     JournalReader,
     JournalWriter,
     commit_record,
@@ -113,7 +112,6 @@ from gateway.persistence.journal import (
     skip_record,
 )
 from gateway.persistence.recovery import (
-    JOURNAL_NAME,
     SNAPSHOT_DIR,
     new_sequencer,
     read_snapshot,
@@ -122,6 +120,7 @@ from gateway.persistence.recovery import (
     snapshot_bytes,
     write_snapshot,
 )
+from gateway.persistence.segments import FIRST_SEGMENT
 from gateway.wire.messages import BalancesAnswer
 
 # Demo accounts the order flow alternates between. Their order value limits (EUR 5-10 million) refuse the
@@ -165,7 +164,7 @@ class Live:
     @classmethod
     def create(cls, data_dir: Path, genesis: Genesis | None = None) -> Live:
         genesis = genesis or standard_genesis()
-        return cls(new_sequencer(genesis), JournalWriter.create(Path(data_dir) / JOURNAL_NAME, genesis))
+        return cls(new_sequencer(genesis), JournalWriter.create(Path(data_dir) / FIRST_SEGMENT, genesis))
 
     @classmethod
     def resume(cls, recovered) -> Live:
@@ -535,7 +534,8 @@ def test_any_valid_new_order_round_trips(order):
 def test_a_journal_reads_back_the_records_appended_with_seqs_1_to_n(tmp_path):
     live, _ = standard_journal(tmp_path, orders=300)
     live.close()
-    path = tmp_path / JOURNAL_NAME
+    path = tmp_path / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     reader = JournalReader(path)
     batches = list(reader.batches())
 
@@ -594,7 +594,7 @@ def test_recovery_rebuilds_exactly_the_live_state(tmp_path):
     assert report.batches == len(live.committed)
     assert report.last_seq == live.journal.next_seq - 1
 
-    scratch, scratch_report, result = replay_journal(tmp_path / JOURNAL_NAME, standard_genesis())
+    scratch, scratch_report, result = replay_journal(tmp_path / FIRST_SEGMENT, standard_genesis())
     assert recovered.core.engine.state_hash() == live.core.engine.state_hash() == scratch.engine.state_hash()
     assert recovered.core.engine.counters.seq == live.core.engine.counters.seq
     assert recovered.core.cod_sessions == live.core.cod_sessions == {"broker"}  # carbon-fund's session ended
@@ -622,7 +622,7 @@ def test_recovery_from_a_snapshot_midway_equals_a_full_replay(tmp_path):
     assert recovered.report.snapshot is not None and recovered.report.snapshot.path == snapshot
     assert recovered.report.snapshots_passed_over == []
     assert recovered.report.batches == len(live.committed) - 1 - at  # only the batches after the snapshot
-    full, _, _ = replay_journal(tmp_path / JOURNAL_NAME, standard_genesis())
+    full, _, _ = replay_journal(tmp_path / FIRST_SEGMENT, standard_genesis())
     assert recovered.core.engine.state_hash() == full.engine.state_hash() == live.core.engine.state_hash()
     assert recovered.core.cod_sessions == full.cod_sessions == live.core.cod_sessions
     # The snapshot kept the frames of answers made before it; only later ones are gaps.
@@ -642,7 +642,7 @@ def test_a_recovered_exchange_goes_on_and_recovers_again(tmp_path):
     final = recover(tmp_path, standard_genesis())
     assert final.core.engine.state_hash() == again.core.engine.state_hash()
     assert final.report.last_seq == again.journal.next_seq - 1
-    assert [seq for _, seq, _ in record_offsets((tmp_path / JOURNAL_NAME).read_bytes())] == list(
+    assert [seq for _, seq, _ in record_offsets((tmp_path / FIRST_SEGMENT).read_bytes())] == list(
         range(1, again.journal.next_seq)
     )
 
@@ -661,13 +661,13 @@ def test_a_torn_last_batch_is_cut_back_to_the_previous_commit_at_every_byte(tmp_
     # The last batch holds one record of every kind the gateway writes mid-batch.
     live.batch(("execute", inputs), ("skip", "bank"), ("session", "broker"), ("execute", more))
     live.close()
-    data = (source / JOURNAL_NAME).read_bytes()
+    data = (source / FIRST_SEGMENT).read_bytes()
     before, last = live.committed[-2], live.committed[-1]
     assert last.end == len(data)
 
     work = tmp_path / "work"
-    work.mkdir()
-    path = work / JOURNAL_NAME
+    path = work / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     for cut in range(before.end, last.end):  # every cut that leaves the last commit incomplete
         path.write_bytes(data[:cut])
         recovered = recover(work, standard_genesis())
@@ -703,7 +703,8 @@ def test_a_batch_written_twice_at_the_tail_is_not_applied_twice(tmp_path):
     # records are whole and their CRCs good, but their seqs are not the ones due, so they are a torn tail.
     live, _ = standard_journal(tmp_path, orders=80)
     live.close()
-    path = tmp_path / JOURNAL_NAME
+    path = tmp_path / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     data = path.read_bytes()
     path.write_bytes(data + data[live.committed[-2].end :])
     recovered = recover(tmp_path, standard_genesis())
@@ -721,7 +722,7 @@ def base_journal() -> tuple[bytes, tuple[Committed, ...], Genesis]:
     with tempfile.TemporaryDirectory() as directory:
         live, _ = standard_journal(Path(directory), orders=120, seed=13)
         live.close()
-        return (Path(directory) / JOURNAL_NAME).read_bytes(), tuple(live.committed), standard_genesis()
+        return (Path(directory) / FIRST_SEGMENT).read_bytes(), tuple(live.committed), standard_genesis()
 
 
 def last_committed_within(committed, size: int) -> Committed:
@@ -734,7 +735,8 @@ def test_acknowledged_batches_survive_a_crash_with_garbage_after_them_twice(data
     journal_bytes, committed, genesis = base_journal()
     with tempfile.TemporaryDirectory() as directory:
         data_dir = Path(directory)
-        path = data_dir / JOURNAL_NAME
+        path = data_dir / FIRST_SEGMENT
+        path.parent.mkdir(parents=True, exist_ok=True)
         # Everything up to the end of batch `acked` was synced and acknowledged; the crash tore the file
         # anywhere after that and left garbage (a torn sector, preallocated junk) behind the cut.
         acked = data.draw(st.sampled_from(committed), label="acknowledged")
@@ -779,7 +781,8 @@ def test_acknowledged_batches_survive_a_crash_with_garbage_after_them_twice(data
 def test_damage_before_valid_records_is_refused_and_the_file_left_alone(tmp_path, where):
     live, _ = standard_journal(tmp_path, orders=120)
     live.close()
-    path = tmp_path / JOURNAL_NAME
+    path = tmp_path / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     data = bytearray(path.read_bytes())
     # An early execute record: the fourth batch's first record, with many valid records after it.
     victim = live.committed[3].last_seq + 1
@@ -808,7 +811,8 @@ def test_a_zeroed_block_in_the_middle_is_refused_not_truncated_as_a_torn_tail(tm
     live.open_accounts()
     live.order_flow(rows(300, seed=19), per_batch=1, skips=False)
     live.close()
-    path = tmp_path / JOURNAL_NAME
+    path = tmp_path / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     data = bytearray(path.read_bytes())
     assert len(data) > 3 * 4096
     block = 4096  # the second 4 KiB block of the file
@@ -871,13 +875,13 @@ def test_an_unusable_snapshot_is_passed_over_for_an_older_one(tmp_path, kind):
         settle = settled.extend
         reason = "the ledger has not settled up to it"
     live.close()
-    expected = last_committed_within(live.committed, (data_dir / JOURNAL_NAME).stat().st_size)
+    expected = last_committed_within(live.committed, (data_dir / FIRST_SEGMENT).stat().st_size)
 
     recovered = recover(data_dir, standard_genesis(), ledger_cursor=ledger_cursor, settle=settle)
     report = recovered.report
     assert report.snapshots_passed_over == [f"{bad_name}: {reason}"]
     assert report.snapshot is not None and report.snapshot.path == good
-    full, _, _ = replay_journal(data_dir / JOURNAL_NAME, standard_genesis())
+    full, _, _ = replay_journal(data_dir / FIRST_SEGMENT, standard_genesis())
     assert recovered.core.engine.state_hash() == full.engine.state_hash() == expected.state_hash
     if settle is not None:
         # Every event after the ledger's cursor settled once, in order, and none before it.
@@ -896,7 +900,7 @@ def test_replay_settles_every_event_after_the_ledger_cursor_exactly_once(tmp_pat
     for cursor in range(0, last_event + 1):
         settled: list = []
         core, report, _ = replay_journal(
-            tmp_path / JOURNAL_NAME, standard_genesis(), settle=settled.extend, ledger_cursor=cursor
+            tmp_path / FIRST_SEGMENT, standard_genesis(), settle=settled.extend, ledger_cursor=cursor
         )
         assert [event.seq for event in settled] == list(range(cursor + 1, last_event + 1)), cursor
         assert report.settled_events == last_event - cursor
@@ -931,14 +935,14 @@ def test_with_no_usable_snapshot_the_whole_journal_is_replayed(tmp_path):
 def test_a_journal_started_with_other_instrument_terms_is_refused(tmp_path, field, value, named):
     live, _ = standard_journal(tmp_path, orders=60)
     live.close()
-    before = (tmp_path / JOURNAL_NAME).read_bytes()
+    before = (tmp_path / FIRST_SEGMENT).read_bytes()
     instruments = dict(load_instruments())
     instruments["EUA"] = dataclasses.replace(instruments["EUA"], **{field: value})
     changed = dataclasses.replace(standard_genesis(), instruments=instruments)
     with pytest.raises(JournalError) as caught:
         recover(tmp_path, changed)
     assert named in str(caught.value)
-    assert (tmp_path / JOURNAL_NAME).read_bytes() == before
+    assert (tmp_path / FIRST_SEGMENT).read_bytes() == before
 
 
 def test_the_genesis_round_trips_through_its_plain_value():
@@ -958,11 +962,12 @@ def test_the_genesis_round_trips_through_its_plain_value():
 
 @pytest.mark.parametrize("content", ["empty", "part_of_the_magic", "magic_only", "genesis_without_commit"])
 def test_a_journal_that_never_committed_its_genesis_is_created_afresh(tmp_path, content):
-    path = tmp_path / JOURNAL_NAME
+    path = tmp_path / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     if content == "genesis_without_commit":
         scratch = tmp_path / "scratch"
-        JournalWriter.create(scratch / JOURNAL_NAME, standard_genesis()).close()
-        written = (scratch / JOURNAL_NAME).read_bytes()
+        JournalWriter.create(scratch / FIRST_SEGMENT, standard_genesis()).close()
+        written = (scratch / FIRST_SEGMENT).read_bytes()
         last_record = record_offsets(written)[-1][0]
         path.write_bytes(written[:last_record])  # the genesis record whole, its commit record lost
     else:
@@ -985,7 +990,8 @@ def test_a_journal_that_never_committed_its_genesis_is_created_afresh(tmp_path, 
 
 
 def test_a_file_that_is_not_a_journal_is_refused_not_replaced(tmp_path):
-    path = tmp_path / JOURNAL_NAME
+    path = tmp_path / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"SQLite format 3\x00" + bytes(100))
     with pytest.raises(JournalError, match="is not a carbonx journal"):
         recover(tmp_path, standard_genesis())

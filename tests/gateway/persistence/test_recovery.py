@@ -24,14 +24,9 @@ from exchange import ConfigError, RejectCode, SelfTradePrevention
 from gateway.client import RequestRefused
 from gateway.persistence import journal as journal_module
 from gateway.persistence import snapshots as snapshots_module
-from gateway.persistence.journal import JournalFailure
-from gateway.persistence.recovery import (
-    JOURNAL_NAME,
-    SNAPSHOT_DIR,
-    journal_genesis_and_id,
-    replay_journal,
-    snapshot_files,
-)
+from gateway.persistence.errors import JournalFailure
+from gateway.persistence.recovery import SNAPSHOT_DIR, journal_genesis_and_id, replay_journal, snapshot_files
+from gateway.persistence.segments import FIRST_SEGMENT
 from gateway.settlement.service import reconcile
 
 
@@ -53,7 +48,8 @@ async def reconciled(gateway) -> None:
 
 def offline_hash(data_dir) -> str:
     """The state hash of a replay of the whole journal from its first record (no snapshot)."""
-    path = data_dir / JOURNAL_NAME
+    path = data_dir / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     genesis, _ = journal_genesis_and_id(path)
     core, _, _ = replay_journal(path, genesis)
     return core.engine.state_hash()
@@ -80,7 +76,8 @@ async def test_a_restart_rebuilds_the_same_state_from_snapshot_or_journal_alone(
     seqs = {account: gateway.sequencer.next_seq(account) for account in ("bank", "broker")}
     assert snapshot_files(tmp_path), "a graceful stop writes a snapshot"
     assert offline_hash(tmp_path) == before
-    path = tmp_path / JOURNAL_NAME
+    path = tmp_path / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     assert replay_journal(path, journal_genesis_and_id(path)[0])[0].counters() == counters  # numbering too
 
     for from_snapshot in (True, False):

@@ -46,16 +46,9 @@ from hypothesis import strategies as st
 from test_journal import Live, base_journal, record_offsets, rows, standard_genesis, standard_journal
 
 from exchange import ConfigError
-from gateway.persistence.journal import (
-    HEADER,
-    JournalCorrupt,
-    JournalError,
-    JournalReader,
-    JournalTailAcknowledged,
-    scan_journal,
-)
+from gateway.persistence.errors import JournalCorrupt, JournalError, JournalTailAcknowledged
+from gateway.persistence.journal import HEADER, JournalReader, scan_journal
 from gateway.persistence.recovery import (
-    JOURNAL_NAME,
     ROOM_PROBE,
     SNAPSHOT_DIR,
     SNAPSHOT_HEADER,
@@ -65,6 +58,7 @@ from gateway.persistence.recovery import (
     replay_journal,
     snapshot_files,
 )
+from gateway.persistence.segments import FIRST_SEGMENT
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -97,7 +91,8 @@ def test_damage_in_the_part_a_snapshot_covers_refuses_the_start(tmp_path, where)
     live, snapshot = standard_journal(tmp_path, orders=300, snapshot_after=200)
     live.close()
     info, _ = read_snapshot(snapshot)
-    path = tmp_path / JOURNAL_NAME
+    path = tmp_path / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     records = record_offsets(path.read_bytes())
     if where == "commit":  # the commit record the snapshot follows: the last record it covers
         offset, seq, length = next(record for record in records if record[1] == info.record_seq)
@@ -124,7 +119,8 @@ async def test_the_running_exchange_refuses_a_journal_damaged_before_its_snapsho
         async with session(gateway, "bank", cancel_on_disconnect=False) as bank:
             for number in range(12):
                 await bank.new_order("EUA", "S", 1, 7100 + number)
-    path = tmp_path / JOURNAL_NAME
+    path = tmp_path / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     records = record_offsets(path.read_bytes())
     [snapshot] = snapshot_files(tmp_path)
     assert read_snapshot(snapshot)[0].offset == path.stat().st_size  # the stop's snapshot covers everything
@@ -175,7 +171,8 @@ def test_the_whole_file_check_finds_what_the_replay_finds(data):
         if at < len(damaged):
             damaged[at] ^= 0x01
     with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / JOURNAL_NAME
+        path = Path(directory) / FIRST_SEGMENT
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(bytes(damaged))
         reader = JournalReader(path)
         try:
@@ -241,7 +238,8 @@ def test_a_damaged_commit_record_of_an_acknowledged_batch_refuses_the_start_and_
         options = {"ledger_cursor": live.core.engine.counters.seq, "settle": settled.extend}
     else:  # a snapshot taken after the last batch: it too was synced before it was taken
         live.snapshot(tmp_path)
-    path = tmp_path / JOURNAL_NAME
+    path = tmp_path / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     offset, seq = damage_the_last_batch(path, how)
     before = files_of(tmp_path)
 
@@ -269,7 +267,8 @@ def test_a_torn_tail_that_nothing_shows_acknowledged_is_still_cut(tmp_path, how)
     live.order_flow(rows(80, seed=43)[40:44], skips=False)
     live.close()
     previous = live.committed[-2]
-    path = tmp_path / JOURNAL_NAME
+    path = tmp_path / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     damage_the_last_batch(path, how)
     settled: list = []
     recovered = recover(tmp_path, standard_genesis(), ledger_cursor=cursor, settle=settled.extend)
@@ -289,7 +288,8 @@ def test_a_snapshot_past_the_end_of_the_journal_refuses_the_start(tmp_path):
     live.order_flow(rows(120, seed=47)[60:])
     snapshot = live.snapshot(tmp_path)
     live.close()
-    path = tmp_path / JOURNAL_NAME
+    path = tmp_path / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(path.read_bytes()[: kept.end])
     before = files_of(tmp_path)
     with pytest.raises(JournalTailAcknowledged) as caught:
@@ -308,7 +308,8 @@ async def test_the_running_exchange_refuses_to_cut_a_batch_its_ledger_settled(tm
             await bank.new_order("EUA", "S", 5, 7000, client_order_id="s1")
             await broker.new_order("EUA", "B", 2, 7000, client_order_id="b1")  # a trade: settled
     shutil.rmtree(tmp_path / SNAPSHOT_DIR)  # the ledger is the only evidence left
-    path = tmp_path / JOURNAL_NAME
+    path = tmp_path / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     records = record_offsets(path.read_bytes())
     offset, seq, _ = records[-1]
     damaged = flip(path, offset + 5)  # the last commit record: the trade's batch
@@ -375,7 +376,8 @@ async def test_the_gateway_counts_towards_the_next_snapshot_from_the_newest_one(
             for number in range(30):
                 await bank.new_order("EUA", "S", 1, 7100 + number)
     shutil.rmtree(tmp_path / SNAPSHOT_DIR)  # as after crashes: no snapshot since the journal began
-    path = tmp_path / JOURNAL_NAME
+    path = tmp_path / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     since = replay_journal(path, journal_genesis_and_id(path)[0])[1].commands
     async with exchange_on_port(data_dir=str(tmp_path), snapshot_every=since + 3) as gateway:
         async with session(gateway, "bank", cancel_on_disconnect=False) as bank:
@@ -390,7 +392,7 @@ async def test_the_gateway_counts_towards_the_next_snapshot_from_the_newest_one(
 def journal_with_a_torn_tail(data_dir: Path) -> Live:
     live, _ = standard_journal(data_dir, orders=120, snapshot_after=60)
     live.close()
-    with open(data_dir / JOURNAL_NAME, "ab") as file:
+    with open(data_dir / FIRST_SEGMENT, "ab") as file:
         file.write(b"\x00\x00\x00\x30 half a record")  # a crash in the middle of writing a batch
     return live
 
@@ -417,11 +419,12 @@ def test_a_start_on_a_full_disk_is_refused_and_changes_nothing(tmp_path, monkeyp
 @pytest.mark.parametrize("call", ["write", "fsync", "replace"])
 @pytest.mark.parametrize("content", ["none", "genesis_without_commit"])
 def test_a_new_journal_on_a_full_disk_is_not_begun(tmp_path, monkeypatch, call, content):
-    path = tmp_path / JOURNAL_NAME
+    path = tmp_path / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     if content == "genesis_without_commit":
         scratch = tmp_path / "scratch"
         Live.create(scratch).close()
-        written = (scratch / JOURNAL_NAME).read_bytes()
+        written = (scratch / FIRST_SEGMENT).read_bytes()
         shutil.rmtree(scratch)
         path.write_bytes(written[: record_offsets(written)[-1][0]])  # the genesis whole, its commit lost
     before = files_of(tmp_path)
@@ -468,7 +471,8 @@ async def test_carbonx_serve_on_a_full_disk_says_so_in_one_line_and_changes_noth
     async with exchange_on_port(data_dir=str(tmp_path)) as gateway:
         async with session(gateway, "bank", cancel_on_disconnect=False) as bank:
             await bank.new_order("EUA", "S", 2, 7100)
-    path = tmp_path / JOURNAL_NAME
+    path = tmp_path / FIRST_SEGMENT
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab") as file:
         file.write(b"\x00\x00\x00\x30 half a record")
     journal = path.read_bytes()
