@@ -371,6 +371,9 @@ def recover(
     started = time.perf_counter()
     data_dir.mkdir(parents=True, exist_ok=True)
     move_legacy_journal(data_dir)
+    for left in journal_dir(data_dir).glob(".segment-*.new"):  # a segment being made when the exchange stopped
+        with contextlib.suppress(OSError):
+            left.unlink()
     segments = journal_segments(journal_dir(data_dir))
     journal_genesis, journal_id = journal_genesis_and_id(segments)
     if journal_genesis is None:

@@ -27,6 +27,7 @@ no pass: the next start does it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ from gateway.config import ServerConfig
 from gateway.logs import log_event
 from gateway.persistence.journal import JournalWriter
 from gateway.persistence.segments import (
+    ARCHIVE_DIR,
     archive_segment,
     covered_segments,
     expired_archives,
@@ -79,8 +81,8 @@ class JournalRotation:
 
     async def roll(self) -> None:
         """Close the segment once every batch written is on disk, and begin the next (a day's end: a snapshot)."""
-        day_ended, self.loop.day_ended = self.loop.day_ended, False
         await self.loop.wait_for_the_disk()
+        day_ended, self.loop.day_ended = self.loop.day_ended, False  # (after the wait: a stop may cut it short)
         closed, size, first_seq = self.journal.path, self.journal.size, self.journal.next_seq
         started = time.perf_counter()
         path = self.journal.roll()
@@ -126,6 +128,9 @@ class JournalRotation:
     def _archive_pass(self, covered_seq: int, now: float) -> tuple[int, int]:
         """(In a thread.) Archive the closed segments up to ``covered_seq``; remove expired archives."""
         directory = journal_dir(self.data_dir)
+        for left in directory.glob(f"{ARCHIVE_DIR}/.segment-*.new"):  # a pass a stop or crash cut short
+            with contextlib.suppress(OSError):
+                left.unlink()
         archived = 0
         for segment in covered_segments(journal_segments(directory), covered_seq):
             done = archive_segment(segment)
