@@ -86,6 +86,16 @@ def names(data_dir: Path) -> list[str]:
     return [f"{'archive/' if segment.archived else ''}{segment.path.name}" for segment in segments_at(data_dir)]
 
 
+def carbonx_replay(where: Path, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "replay", str(where), *options],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+
+
 def archive_covered(data_dir: Path, covered_seq: int) -> list[Path]:
     """Archive what a snapshot after record ``covered_seq`` covers, as the rotation's pass does."""
     return [
@@ -274,26 +284,14 @@ def test_expired_archives_are_removed_and_a_start_then_needs_a_snapshot_after_th
     segments[0].path.unlink()  # as the rotation's pass does
     recovered = recover(tmp_path, standard_genesis())
     assert recovered.report.snapshot is not None and state(recovered.core) == state(live.core)
-    replayed = subprocess.run(
-        [sys.executable, "-m", "gateway.cli.main", "replay", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        check=False,
-    )
+    replayed = carbonx_replay(tmp_path)
     assert replayed.returncode == 0, replayed.stderr
     assert f"state hash {live.core.engine.state_hash()}" in replayed.stdout
     assert "from       snapshot-" in replayed.stdout and "2 segments (1 archived)" in replayed.stdout
     snapshot.unlink()
     with pytest.raises(JournalError, match="archive retention|retention"):
         recover(tmp_path, standard_genesis())
-    refused = subprocess.run(
-        [sys.executable, "-m", "gateway.cli.main", "replay", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        check=False,
-    )
+    refused = carbonx_replay(tmp_path)
     assert refused.returncode == 1 and "removed after their retention" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
 
@@ -304,13 +302,7 @@ def test_carbonx_replay_reads_across_segments_and_archives(tmp_path):
     snapshot = sorted((tmp_path / "snapshots").glob("snapshot-*.cxs"))[-1]
     archive_covered(tmp_path, int(snapshot.stem.split("-")[1]))
     for where in (tmp_path, journal_dir(tmp_path)):
-        replayed = subprocess.run(
-            [sys.executable, "-m", "gateway.cli.main", "replay", str(where), "--check-snapshot"],
-            capture_output=True,
-            text=True,
-            cwd=REPO_ROOT,
-            check=False,
-        )
+        replayed = carbonx_replay(where, "--check-snapshot")
         assert replayed.returncode == 0, replayed.stderr
         assert f"state hash {live.core.engine.state_hash()}" in replayed.stdout
         assert "3 segments (2 archived)" in replayed.stdout and "the same state" in replayed.stdout
