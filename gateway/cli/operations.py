@@ -234,7 +234,8 @@ def _replay_command(args: argparse.Namespace) -> int:
                 )
                 return REFUSED
         core, report, _ = replay_journal(segments, genesis, start, journal_id=journal_id)
-    except JournalError as error:
+        size = sum(segment.path.stat().st_size for segment in segments)
+    except (JournalError, OSError) as error:  # (OSError: a segment archived by the running exchange meanwhile)
         print(f"carbonx replay: {error}", file=sys.stderr)
         return REFUSED
     engine = core.engine
@@ -245,7 +246,6 @@ def _replay_command(args: argparse.Namespace) -> int:
         else f"{report.torn_bytes:,} bytes after the last commit ({report.torn_reason}); a start cuts them off"
     )
     archived = sum(segment.archived for segment in segments)
-    size = sum(segment.path.stat().st_size for segment in segments)
     print(
         f"journal    {segments[-1].path.parent if len(segments) > 1 else segments[0].path}: {len(segments)} "
         f"segment{'s' if len(segments) > 1 else ''} ({archived} archived), {size:,} bytes on disk"
@@ -270,7 +270,11 @@ def _replay_command(args: argparse.Namespace) -> int:
         if snapshot is None:
             print("snapshot   none usable beside the journal")
             return 0
-        from_snapshot, snapshot_report, _ = replay_journal(segments, genesis, snapshot, journal_id=journal_id)
+        try:
+            from_snapshot, snapshot_report, _ = replay_journal(segments, genesis, snapshot, journal_id=journal_id)
+        except (JournalError, OSError) as error:
+            print(f"carbonx replay: from {snapshot[0].path.name}: {error}", file=sys.stderr)
+            return REFUSED
         same = from_snapshot.engine.state_hash() == engine.state_hash() and from_snapshot.counters() == core.counters()
         print(
             f"snapshot   {snapshot[0].path.name} + {snapshot_report.records:,} records in "

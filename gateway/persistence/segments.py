@@ -88,7 +88,14 @@ class Segment:
                 raise JournalError(f"{self.path}: the archive cannot be read ({error})") from error
             yield data
             return
-        with open(self.path, "rb") as file:
+        try:
+            file = open(self.path, "rb")  # noqa: SIM115 - closed below, after the caller is done with the mapping
+        except OSError as error:
+            raise JournalError(
+                f"{self.path}: cannot be read ({error}); if the exchange is running, it may have archived the "
+                "segment meanwhile: read the journal again"
+            ) from error
+        with file:
             if os.fstat(file.fileno()).st_size == 0:
                 yield b""
                 return
