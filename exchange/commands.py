@@ -146,6 +146,44 @@ class NewOrder:
     self_trade_prevention: SelfTradePrevention | None = None  # None: the account's setting
 
     def __post_init__(self) -> None:
+        # The orders nearly every caller sends (a plain limit or market order, the enums as members), accepted
+        # in one expression: every test of the field-by-field checks below that such an order passes, without
+        # a call per field or anything to normalise. Anything else, valid or not, takes the checks below, which
+        # normalise wire strings to members and say which rule is broken.
+        ts, quantity, price, order_type, tif = self.ts, self.quantity, self.price, self.order_type, self.time_in_force
+        client_order_id, account, instrument = self.client_order_id, self.account, self.instrument
+        if (
+            type(ts) is int
+            and 0 <= ts <= MAX_INT
+            and type(quantity) is int
+            and 0 < quantity <= MAX_INT
+            and self.side.__class__ is Side
+            and tif.__class__ is TimeInForce
+            and tif is not TimeInForce.GTD
+            and (
+                (order_type is OrderType.LIMIT and type(price) is int and 0 < price <= MAX_INT)
+                or (order_type is OrderType.MARKET and price is None)
+            )
+            and self.post_only is False
+            and self.display_quantity is None
+            and self.stop_price is None
+            and self.expire_date is None
+            and self.self_trade_prevention is None
+            and type(account) is str
+            and 0 < len(account) <= MAX_ACCOUNT_LENGTH
+            and type(instrument) is str
+            and instrument
+            and (
+                (type(client_order_id) is int and 0 <= client_order_id <= MAX_INT)
+                or (type(client_order_id) is str and 0 < len(client_order_id) <= MAX_CLIENT_ORDER_ID_LENGTH)
+            )
+        ):
+            return
+        self._check_fields()
+
+    def _check_fields(self) -> None:
+        """Every field, one rule at a time: InvalidCommand naming the first rule broken; wire strings become
+        enum members."""
         _check_ts(self.ts)
         _check_account(self.account)
         _check_client_order_id(self.client_order_id)
@@ -217,9 +255,22 @@ class CancelOrder:
     client_order_id: str | int | None = None
 
     def __post_init__(self) -> None:
-        _check_ts(self.ts)
-        _check_account(self.account)
-        _check_order_reference(self.order_id, self.client_order_id)
+        ts, account, client_order_id = self.ts, self.account, self.client_order_id
+        if (  # the usual cancel, by client order id, in one expression (as NewOrder's)
+            type(ts) is int
+            and 0 <= ts <= MAX_INT
+            and type(account) is str
+            and 0 < len(account) <= MAX_ACCOUNT_LENGTH
+            and self.order_id is None
+            and (
+                (type(client_order_id) is int and 0 <= client_order_id <= MAX_INT)
+                or (type(client_order_id) is str and 0 < len(client_order_id) <= MAX_CLIENT_ORDER_ID_LENGTH)
+            )
+        ):
+            return
+        _check_ts(ts)
+        _check_account(account)
+        _check_order_reference(self.order_id, client_order_id)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
