@@ -29,7 +29,7 @@ def main() -> None:
     engine = benchmark_engine(pre_trade_risk=risk)
     handle_command = engine.handle
     sides = {"B": Side.BUY, "S": Side.SELL}
-    market, ioc = OrderType.MARKET, TimeInForce.IOC
+    limit_order, market, gtc, ioc = OrderType.LIMIT, OrderType.MARKET, TimeInForce.GTC, TimeInForce.IOC
     accounts = ACCOUNT_IDS
     clock = iter(range(1, 1 << 62))
 
@@ -39,17 +39,8 @@ def main() -> None:
         account = accounts[number % ACCOUNTS]
         if kind == "C":
             command = CancelOrder(ts=next(clock), account=account, client_order_id=number)
-        elif kind == "A":
-            command = NewOrder(
-                ts=next(clock),
-                account=account,
-                client_order_id=number,
-                instrument=SYMBOL,
-                side=sides[side],
-                quantity=int(qty),
-                price=int(price),
-            )
         else:
+            limit = kind == "A"
             command = NewOrder(
                 ts=next(clock),
                 account=account,
@@ -57,8 +48,9 @@ def main() -> None:
                 instrument=SYMBOL,
                 side=sides[side],
                 quantity=int(qty),
-                order_type=market,
-                time_in_force=ioc,
+                price=int(price) if limit else None,
+                order_type=limit_order if limit else market,
+                time_in_force=gtc if limit else ioc,
             )
         return [
             (event.taker_client_order_id, event.maker_client_order_id, event.price, event.quantity)
