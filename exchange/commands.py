@@ -20,10 +20,11 @@ quantities integer lots, dates integers written YYYYMMDD.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import date
 from enum import Enum
 from typing import TypeGuard, TypeVar
+
+import msgspec
 
 from .codes import RejectCode
 from .enums import OrderType, SelfTradePrevention, Side, TimeInForce, TradingPhase
@@ -114,12 +115,23 @@ def _positive(value: object, code: RejectCode, field: str) -> None:
         raise InvalidCommand(code, field)
 
 
-def _set(command: object, field: str, value: object) -> None:
-    object.__setattr__(command, field, value)  # frozen dataclass: normalise once, while building
+def _set(command: Command, field: str, value: object) -> None:
+    msgspec.structs.force_setattr(command, field, value)  # a frozen record: normalised once, while it is built
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NewOrder:
+class Command(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What every command is: an immutable record, built with keywords, that checks itself in ``__post_init__``.
+
+    A msgspec ``Struct`` rather than a dataclass: it is built in C, about a tenth of the frozen dataclass's
+    time (a frozen dataclass sets each field through ``object.__setattr__``), which is most of what building a
+    new order cost (2.2 us before, 0.6 us now, checks included). ``gc=False``: a command holds only strings,
+    integers and enum members, so it can be in no reference cycle, and the garbage collector need not track
+    the million commands of a busy day. ``msgspec.structs.replace`` and ``fields`` stand for the dataclass
+    functions (a replaced command is checked again).
+    """
+
+
+class NewOrder(Command, frozen=True):
     """Enter an order.
 
     What is offered: LIMIT orders with any time in force; MARKET orders never
@@ -245,8 +257,7 @@ def _check_order_reference(order_id: object, client_order_id: object) -> None:
         _check_client_order_id(client_order_id)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CancelOrder:
+class CancelOrder(Command, frozen=True):
     """Cancel one order, named by exactly one of its order id and its client order id."""
 
     ts: int
@@ -273,8 +284,7 @@ class CancelOrder:
         _check_order_reference(self.order_id, client_order_id)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReplaceOrder:
+class ReplaceOrder(Command, frozen=True):
     """Amend an order's price and/or total quantity.
 
     ``quantity`` is the new total quantity, filled part included (FIX
@@ -302,8 +312,7 @@ class ReplaceOrder:
             _positive(self.price, RejectCode.INVALID_PRICE, "price")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MassCancel:
+class MassCancel(Command, frozen=True):
     """Cancel every open order of an account, optionally on one instrument only."""
 
     ts: int
@@ -320,8 +329,7 @@ class MassCancel:
             raise InvalidCommand(RejectCode.INVALID_COMBINATION, "on_disconnect")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _AccountSwitch:
+class _AccountSwitch(Command, frozen=True):
     """An admin command that names only an account."""
 
     ts: int
@@ -332,21 +340,18 @@ class _AccountSwitch:
         _check_account(self.account)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BlockAccount(_AccountSwitch):
+class BlockAccount(_AccountSwitch, frozen=True):
     """The kill switch (admin): the account's open orders are cancelled and new ones refused until unblocked.
 
     Blocking a blocked account is not an error (the switch may be pressed twice); it cancels nothing more.
     """
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UnblockAccount(_AccountSwitch):
+class UnblockAccount(_AccountSwitch, frozen=True):
     """Release the kill switch (admin): the account may enter orders again."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SetSelfTradePrevention:
+class SetSelfTradePrevention(Command, frozen=True):
     """Set an account's default self-trade prevention mode (an order may override it)."""
 
     ts: int
@@ -359,8 +364,7 @@ class SetSelfTradePrevention:
         _set(self, "mode", _member(SELF_TRADE_MODES, self.mode, RejectCode.INVALID_SELF_TRADE_MODE, "mode"))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EndOfDay:
+class EndOfDay(Command, frozen=True):
     """Close a trading day: DAY orders, and GTD orders expiring on or before it, expire.
 
     Client order ids of orders no longer open may be used again after it.
@@ -375,8 +379,7 @@ class EndOfDay:
             raise InvalidCommand(RejectCode.INVALID_TRADING_DATE, "trading_date")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ScheduleReached:
+class ScheduleReached(Command, frozen=True):
     """The exchange's trading calendar has carried out (or its operator skipped) one schedule point of a trading
     day (``point`` names it, e.g. ``close:EUA``): journaled with the point's own commands, in their batch, so
     that a start knows exactly which points are done and catches up the rest in order."""
@@ -396,8 +399,7 @@ class ScheduleReached:
             raise InvalidCommand(RejectCode.INVALID_SCHEDULE_CHANGE, "skipped")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ShiftSchedule:
+class ShiftSchedule(Command, frozen=True):
     """The operator extends a trading day: its closing points not yet reached (settlement window, closing
     call, close, end of day) move ``seconds`` later. Extensions of one day add up; the next day starts on
     time."""
@@ -414,8 +416,7 @@ class ShiftSchedule:
             raise InvalidCommand(RejectCode.INVALID_SCHEDULE_CHANGE, "seconds")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OpenSettlementWindow:
+class OpenSettlementWindow(Command, frozen=True):
     """Start counting an instrument's trades towards its settlement price (the exchange's schedule: ICE
     Endex's window is the last ten minutes of trading). The next end of day fixes the price from them."""
 
@@ -428,8 +429,7 @@ class OpenSettlementWindow:
             raise InvalidCommand(RejectCode.UNKNOWN_INSTRUMENT, "instrument")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SetTradingPhase:
+class SetTradingPhase(Command, frozen=True):
     """Move an instrument to another trading phase (the exchange's schedule, or its operator).
 
     Leaving a call phase, or a halt, for continuous trading or the close runs
@@ -461,8 +461,7 @@ class SetTradingPhase:
 CASH_ASSET = "EUR"  # the asset name of cash in Deposit and Withdraw; any other asset is an instrument
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OpenAccount:
+class OpenAccount(Command, frozen=True):
     """Open a trading account (admin). Holdings start at zero: fund it with Deposit."""
 
     ts: int
@@ -488,8 +487,7 @@ class OpenAccount:
             )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _AssetMovement:
+class _AssetMovement(Command, frozen=True):
     """Cash (asset "EUR", amount in cents) or units of an instrument (asset its symbol, amount in units:
     1 lot = the instrument's lot_units) moving into or out of an account."""
 
@@ -506,13 +504,11 @@ class _AssetMovement:
         _positive(self.amount, RejectCode.INVALID_AMOUNT, "amount")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Deposit(_AssetMovement):
+class Deposit(_AssetMovement, frozen=True):
     """Cash paid in, or units transferred in from the registry."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Withdraw(_AssetMovement):
+class Withdraw(_AssetMovement, frozen=True):
     """Cash paid out, or units transferred out to the registry: only what is available (not held back)."""
 
 
@@ -532,8 +528,7 @@ def _check_year(year: object) -> None:
         raise InvalidCommand(RejectCode.INVALID_YEAR, "year")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RegisterInstallation:
+class RegisterInstallation(Command, frozen=True):
     """Make an open account an installation that must cover its emissions (admin); once per account.
 
     ``credit_limit_bps``: the share of each year's obligation that project
@@ -551,8 +546,7 @@ class RegisterInstallation:
             raise InvalidCommand(RejectCode.INVALID_CREDIT_LIMIT, "credit_limit_bps")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RecordEmissions:
+class RecordEmissions(Command, frozen=True):
     """Record an installation's verified emissions for a year (admin); once per installation and year."""
 
     ts: int
@@ -568,8 +562,7 @@ class RecordEmissions:
             raise InvalidCommand(RejectCode.INVALID_EMISSIONS, "tonnes")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Surrender:
+class Surrender(Command, frozen=True):
     """Surrender (retire) units of an instrument against an installation's obligation for a year."""
 
     ts: int
@@ -588,8 +581,7 @@ class Surrender:
             raise InvalidCommand(RejectCode.INVALID_AMOUNT, "units")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ComplianceDeadline:
+class ComplianceDeadline(Command, frozen=True):
     """The surrender deadline of a compliance year has come (admin): shortfalls are charged and carried over.
 
     ``date`` (YYYYMMDD) is when it falls: after the compliance year (30 April
@@ -607,25 +599,6 @@ class ComplianceDeadline:
             raise InvalidCommand(RejectCode.INVALID_DEADLINE_DATE, "date")
 
 
-Command = (
-    NewOrder
-    | CancelOrder
-    | ReplaceOrder
-    | MassCancel
-    | BlockAccount
-    | UnblockAccount
-    | SetSelfTradePrevention
-    | EndOfDay
-    | OpenAccount
-    | Deposit
-    | Withdraw
-    | RegisterInstallation
-    | RecordEmissions
-    | Surrender
-    | ComplianceDeadline
-)
-
-
 # -- EU ETS primary auctions (exchange.primary_auction) -------------------------------------------------------
 
 
@@ -639,8 +612,7 @@ def _check_volume(value: object) -> None:
         raise InvalidCommand(RejectCode.INVALID_AUCTION_VOLUME, "volume")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OpenPrimaryAuction:
+class OpenPrimaryAuction(Command, frozen=True):
     """An auctioneer (a member state's account) offers ``volume`` allowances of an instrument, sealed bids
     taken until ``closes_at``.
 
@@ -674,8 +646,7 @@ class OpenPrimaryAuction:
             raise InvalidCommand(RejectCode.INVALID_RESERVE_DISCOUNT, "reserve_discount_bps")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SubmitBid:
+class SubmitBid(Command, frozen=True):
     """A sealed bid: ``volume`` allowances at up to ``price`` cents each. Its cost is held back from the
     bidder's available cash until the clearing."""
 
@@ -695,8 +666,7 @@ class SubmitBid:
         _check_volume(self.volume)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModifyBid:
+class ModifyBid(Command, frozen=True):
     """Change an open bid's price and/or volume (until the window closes)."""
 
     ts: int
@@ -717,8 +687,7 @@ class ModifyBid:
             _check_volume(self.volume)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WithdrawBid:
+class WithdrawBid(Command, frozen=True):
     """Withdraw an open bid (until the window closes); its hold is released."""
 
     ts: int
@@ -733,8 +702,7 @@ class WithdrawBid:
         _check_client_order_id(self.bid_id)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClearPrimaryAuction:
+class ClearPrimaryAuction(Command, frozen=True):
     """After the window: clear the auction (or cancel it) and deliver, as ``exchange.primary_auction`` describes."""
 
     ts: int

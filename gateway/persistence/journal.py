@@ -74,9 +74,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+from msgspec.structs import astuple
 
 from exchange import ComplianceConfig, Instrument
-from exchange.commands import COMMAND_TYPES
+from exchange.commands import COMMAND_TYPES, Command
 from gateway.persistence.errors import JournalCorrupt, JournalError, JournalFailure
 from gateway.persistence.segments import Segment, segment_name, segments_at, write_new_file
 
@@ -95,7 +96,7 @@ SESSION = "session"
 COMMIT = "commit"
 KINDS = (GENESIS, EXECUTE, OPERATOR, SKIP, SESSION, COMMIT)
 
-_FIELDS: dict[type, tuple[str, ...]] = {kind: tuple(f.name for f in dataclasses.fields(kind)) for kind in COMMAND_TYPES}
+_FIELDS: dict[type, tuple[str, ...]] = {kind: kind.__struct_fields__ for kind in COMMAND_TYPES}
 _BY_NAME: dict[str, type] = {kind.__name__: kind for kind in COMMAND_TYPES}
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -106,10 +107,9 @@ COMMIT_BODY = _encode([COMMIT])  # a commit record's whole body: the scan knows 
 # -- commands and genesis as plain values ----------------------------------------------------------
 
 
-def encode_command(command: object) -> list:
+def encode_command(command: Command) -> list:
     """A command as [class name, field values in field order]."""
-    kind = command.__class__
-    return [kind.__name__, [getattr(command, name) for name in _FIELDS[kind]]]
+    return [command.__class__.__name__, list(astuple(command))]
 
 
 def decode_command(value: list) -> object:

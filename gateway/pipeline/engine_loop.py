@@ -36,8 +36,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
+
+from msgspec.structs import replace
 
 from exchange import EndOfDay, InvalidCommand, RejectCode
 from gateway.config import ServerConfig
