@@ -34,8 +34,8 @@ class Counters:
     :meth:`next_order_id`. The hot path writes them out where the call shows
     in the benchmark, and says so where it does: two loops number many events
     in a local and write the last number back (``matching._match``,
-    ``BookSide.announce_changes``), and a cancel inlines ``next_seq``
-    (``OrderBook.cancel``, and the refusal of a cancel in ``OrderCommands``).
+    ``OrderBook.flush_level_changes``), and a new order and a cancel inline
+    ``next_order_id`` and ``next_seq`` (``OrderCommands``, ``OrderBook.cancel``).
     """
 
     __slots__ = ("seq", "trade_id", "order_id")

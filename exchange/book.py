@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from .accounts import CLOSED, Account, Counters
 from .book_side import BookSide
 from .enums import CancelReason, Side, TradingPhase
-from .events import OrderCanceled, StopTriggered
+from .events import LevelChanged, OrderCanceled, StopTriggered
 from .instruments import Instrument
 from .matching import execute
 from .orders import Order
@@ -64,6 +64,7 @@ class OrderBook:
         "symbol",
         "bids",
         "asks",
+        "sides",
         "last_price",
         "stops",
         "counters",
@@ -90,6 +91,7 @@ class OrderBook:
         self.fee_account = fee_account
         self.bids = BookSide(BUY)
         self.asks = BookSide(SELL)
+        self.sides = (self.bids, self.asks)  # in the order their level changes are announced
         self.last_price: int | None = None  # price of the last trade
         self.phase = CONTINUOUS  # until the exchange's schedule says otherwise (SetTradingPhase)
         # The settlement window (OpenSettlementWindow until the end of day): its trades' value (cents x lots)
@@ -297,11 +299,25 @@ class OrderBook:
     # -- book changes ---------------------------------------------------------------------
 
     def flush_level_changes(self, events: list, ts: int) -> None:
-        """Announce every level changed since the last flush, once each, in its final state: bids first, then
-        asks (see :meth:`BookSide.announce_changes`)."""
-        for own in (self.bids, self.asks):
-            if own.changed:
-                own.announce_changes(self.symbol, self.counters, events, ts)
+        """A LevelChanged for every level changed since the last flush, once each, in its final state: bids, then
+        asks, each in the order its levels first changed. A level that emptied is announced with quantity 0 and
+        no orders; one that changed and changed back is announced all the same.
+
+        Both sides in one loop, with the event numbers counted in a local (see Counters): nearly every command
+        ends here, and a call per side cost about a tenth of a resting order."""
+        counters = self.counters
+        seq = counters.seq
+        symbol = self.symbol
+        append = events.append
+        for own in self.sides:
+            changed = own.changed
+            if changed:
+                side = own.side
+                for price, level in changed.items():
+                    seq += 1
+                    append(_new(LevelChanged, (seq, ts, symbol, side, price, level.quantity, level.count)))
+                changed.clear()
+        counters.seq = seq
 
     # -- self-check --------------------------------------------------------------------------
 

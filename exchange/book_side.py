@@ -26,16 +26,11 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from operator import attrgetter
-from typing import TYPE_CHECKING
 
 from sortedcontainers import SortedList
 
 from .enums import SelfTradePrevention, Side
-from .events import LevelChanged
 from .orders import Order
-
-if TYPE_CHECKING:
-    from .accounts import Counters
 
 SELL = Side.SELL
 EMPTY = 1 << 62  # ``best`` of an empty side: no limit key reaches it
@@ -44,7 +39,6 @@ STP_NONE = SelfTradePrevention.NONE
 STP_CANCEL_RESTING = SelfTradePrevention.CANCEL_RESTING
 
 _shown = attrgetter("visible")
-_new = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
 
 
 class Level:
@@ -143,18 +137,6 @@ class BookSide:
             self.remove_level(key)
         else:
             drop_dead_entries(level, level.count)
-
-    def announce_changes(self, symbol: str, counters: Counters, events: list, ts: int) -> None:
-        """A LevelChanged for every level changed since the last announcement, once each, in its final state
-        and in the order the levels first changed. A level that emptied is announced with quantity 0 and no
-        orders; one that changed and changed back is announced all the same."""
-        side = self.side
-        seq = counters.seq  # numbered in a local and written back (see Counters): a loop
-        for price, level in self.changed.items():
-            seq += 1
-            events.append(_new(LevelChanged, (seq, ts, symbol, side, price, level.quantity, level.count)))
-        counters.seq = seq
-        self.changed.clear()
 
     def can_fill(self, order: Order, limit_key: int) -> bool:
         """Fill-or-kill check: would matching the order against this side now, up to ``limit_key``, fill it

@@ -325,13 +325,21 @@ class Engine:
         announced after them (LevelChanged, once per level, in its final state).
         """
         events: list = []
-        if command.__class__ is NewOrder:  # the two commands of the hot path skip the table
-            self.order_commands.new_order(command, events)
+        # The two commands of the hot path skip the table, and touch one book only (the one they name, stops
+        # and all): only that book's levels are announced, without a look at the others.
+        if command.__class__ is NewOrder:
+            book = self.order_commands.new_order(command, events)
         elif command.__class__ is CancelOrder:
-            self.order_commands.cancel_order(command, events)
+            book = self.order_commands.cancel_order(command, events)
         else:
             self._handle_other(command, events)
-        self._flush_level_changes(events, command)
+            self._flush_level_changes(events, command)
+            return events
+        if book is not None and (book.bids.changed or book.asks.changed):
+            ts = command.ts
+            if book.phase in CALL_PHASES:
+                announce_indicative(book, events, ts)
+            book.flush_level_changes(events, ts)
         return events
 
     def handle_all(self, commands: Iterable[object], command_ends: list[int] | None = None) -> list:

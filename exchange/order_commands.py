@@ -79,12 +79,13 @@ class OrderCommands:
 
     # -- new orders ----------------------------------------------------------------------
 
-    def new_order(self, cmd: NewOrder, events: list) -> None:
-        """The new-order pipeline of :mod:`exchange.engine`'s notes, steps 1 to 7."""
+    def new_order(self, cmd: NewOrder, events: list) -> OrderBook | None:
+        """The new-order pipeline of :mod:`exchange.engine`'s notes, steps 1 to 7; returns the book it went to (None:
+        no such instrument), the one book whose levels it may have changed."""
         book = self.books.get(cmd.instrument)
         if book is None:
             events.append(self._order_rejected(cmd, RejectCode.UNKNOWN_INSTRUMENT))
-            return
+            return None
         instrument = book.instrument
         quantity = cmd.quantity
         price = cmd.price
@@ -92,7 +93,7 @@ class OrderCommands:
             broken = _broken_instrument_rule(quantity, price, instrument)
             assert broken is not None  # the sets above hold exactly the quantities and prices the rules allow
             events.append(self._order_rejected(cmd, broken))
-            return
+            return book
         stop_price = cmd.stop_price
         display = cmd.display_quantity
         time_in_force = cmd.time_in_force
@@ -102,35 +103,36 @@ class OrderCommands:
             code = _phase_refusal(book.phase, cmd)
             if code is not None:
                 events.append(self._order_rejected(cmd, code))
-                return
+                return book
         if stop_price is not None or display is not None or time_in_force is GTD or cmd.post_only:
             code = self._broken_option_rule(cmd, book)
             if code is not None:
                 events.append(self._order_rejected(cmd, code))
-                return
+                return book
         account = self.accounts.get(cmd.account)
         if account is None:
             if self.pre_trade_risk:
                 events.append(self._order_rejected(cmd, RejectCode.UNKNOWN_ACCOUNT))
-                return
+                return book
             account = account_on_first_use(self.accounts, cmd.account)
         clid = cmd.client_order_id
         if clid in account.orders or account.blocked:
             code = RejectCode.ACCOUNT_BLOCKED if account.blocked else RejectCode.DUPLICATE_CLIENT_ORDER_ID
             events.append(self._order_rejected(cmd, code))
-            return
+            return book
         if self.pre_trade_risk:
             reserve_per_lot = reserve(account, book, side, price, stop_price, quantity, 0)
             if reserve_per_lot.__class__ is RejectCode:
                 events.append(self._order_rejected(cmd, reserve_per_lot))
-                return
+                return book
         else:
             reserve_per_lot = 0
         stp = cmd.self_trade_prevention
         if stp is None:
             stp = account.self_trade_prevention
         counters = self.counters
-        order_id = counters.next_order_id()
+        order_id = counters.order_id = counters.order_id + 1  # Counters.next_order_id and next_seq, inlined
+        seq = counters.seq = counters.seq + 1
         ts = cmd.ts
         order_type = cmd.order_type
         post_only = cmd.post_only
@@ -158,7 +160,7 @@ class OrderCommands:
             _new(
                 OrderAccepted,
                 (
-                    counters.next_seq(),
+                    seq,
                     ts,
                     book.symbol,
                     order_id,
@@ -181,7 +183,7 @@ class OrderCommands:
             book.park_stop(order)  # triggered below, with any other stop, if the last price has reached it
         elif in_call:  # collected for the auction, no matching
             book.rest(order, quantity)
-            return
+            return book
         elif (
             price is not None
             and time_in_force is not IOC
@@ -189,12 +191,12 @@ class OrderCommands:
             and (book.asks.best > price if side is BUY else book.bids.best > -price)
         ):
             book.rest(order, quantity)  # does not cross: no trade, no stop to release
-            return
+            return book
         else:
             execute(book, order, events, ts)
         if book.stops.count and book.last_price is not None and book.phase is CONTINUOUS:
             book.release_stops(events, ts)
-        return
+        return book
 
     def _broken_option_rule(self, cmd: NewOrder, book: OrderBook) -> RejectCode | None:
         """Check a stop, iceberg, GTD or post-only order against its instrument and the book."""
@@ -231,15 +233,25 @@ class OrderCommands:
             return RejectCode.NOT_ORDER_OWNER
         return order
 
-    def cancel_order(self, cmd: CancelOrder, events: list) -> None:
-        order = self._find_order(cmd)
+    def cancel_order(self, cmd: CancelOrder, events: list) -> OrderBook | None:
+        """Cancel the order named; returns its book (None: refused, nothing changed)."""
+        clid = cmd.client_order_id
+        if clid is not None:  # the usual cancel, of an open order named by its client order id: found at once
+            account = self.accounts.get(cmd.account)
+            named = None if account is None else account.orders.get(clid)
+            if type(named) is Order:
+                book = named.book
+                book.cancel(named, USER, events, cmd.ts)
+                return book
+        order = self._find_order(cmd)  # anything else: the order, or the code that says why there is none
         if type(order) is not Order:
             counters = self.counters
             seq = counters.seq = counters.seq + 1  # Counters.next_seq, inlined: a cancel too late is common
             events.append(order_request_rejected(seq, cmd, order))
-            return
-        order.book.cancel(order, USER, events, cmd.ts)
-        return
+            return None
+        book = order.book
+        book.cancel(order, USER, events, cmd.ts)
+        return book
 
     def replace_order(self, cmd: ReplaceOrder, events: list) -> RejectCode | None:
         order = self._find_order(cmd)
