@@ -13,7 +13,9 @@ shares: event sequence numbers, trade ids and order ids.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
+
+from mypy_extensions import mypyc_attr
 
 from .codes import RejectCode
 from .commands import CASH_ASSET, Deposit, OpenAccount, SetSelfTradePrevention, UnblockAccount, Withdraw
@@ -23,9 +25,10 @@ from .events import AccountOpened, AccountUnblocked, Deposited, SelfTradePrevent
 if TYPE_CHECKING:
     from .orders import Order
 
-STP_NONE = SelfTradePrevention.NONE
+STP_NONE: Final = SelfTradePrevention.NONE
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # pickled in snapshots (docs/PERFORMANCE.md)
 class Counters:
     """The engine-wide sequence numbers, shared by all books: the one place numbers are given out.
 
@@ -58,6 +61,7 @@ class Counters:
         return order_id
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # pickled in snapshots (docs/PERFORMANCE.md)
 class Account:
     """What the engine knows of an account: holdings, reservations, settings and client order ids.
 
@@ -100,7 +104,7 @@ class Account:
         self.blocked = False  # the kill switch: new orders are refused while it is on
 
 
-CLOSED = None  # value in ``Account.orders`` for a client order id whose order is no longer open
+CLOSED: Final = None  # value in ``Account.orders`` for a client order id whose order is no longer open
 
 
 def account_on_first_use(accounts: dict[str, Account], account_id: str) -> Account:
@@ -111,6 +115,7 @@ def account_on_first_use(accounts: dict[str, Account], account_id: str) -> Accou
     return account
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # pickled in snapshots (docs/PERFORMANCE.md)
 class AccountCommands:
     """Opening accounts, deposits and withdrawals, self-trade prevention settings and the kill switch's end.
 

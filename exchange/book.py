@@ -38,6 +38,9 @@ caller passes in, each with the next number from the shared
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Final
+
+from mypy_extensions import mypyc_attr
 
 from .accounts import CLOSED, Account, Counters
 from .book_side import BookSide
@@ -49,13 +52,14 @@ from .orders import Order
 from .risk import release
 from .stops import StopOrders
 
-BUY = Side.BUY
-SELL = Side.SELL
-CONTINUOUS = TradingPhase.CONTINUOUS
+BUY: Final = Side.BUY
+SELL: Final = Side.SELL
+CONTINUOUS: Final = TradingPhase.CONTINUOUS
 
-_new = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
+_new: Final = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # pickled in snapshots (docs/PERFORMANCE.md)
 class OrderBook:
     """Bids, asks and waiting stop orders of one instrument."""
 

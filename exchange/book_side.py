@@ -26,21 +26,24 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from operator import attrgetter
+from typing import Final
 
+from mypy_extensions import mypyc_attr
 from sortedcontainers import SortedList
 
 from .enums import SelfTradePrevention, Side
 from .orders import Order
 
-SELL = Side.SELL
-EMPTY = 1 << 62  # ``best`` of an empty side: no limit key reaches it
-COMPACT_SLACK = 16  # dead deque entries tolerated beyond the live count before a rebuild
-STP_NONE = SelfTradePrevention.NONE
-STP_CANCEL_RESTING = SelfTradePrevention.CANCEL_RESTING
+SELL: Final = Side.SELL
+EMPTY: Final = 1 << 62  # ``best`` of an empty side: no limit key reaches it
+COMPACT_SLACK: Final = 16  # dead deque entries tolerated beyond the live count before a rebuild
+STP_NONE: Final = SelfTradePrevention.NONE
+STP_CANCEL_RESTING: Final = SelfTradePrevention.CANCEL_RESTING
 
-_shown = attrgetter("visible")
+_shown: Final = attrgetter("visible")
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # pickled in snapshots (docs/PERFORMANCE.md)
 class Level:
     """The orders resting at one price, in time priority, with their shown total."""
 
@@ -71,6 +74,7 @@ def drop_dead_entries(level: Level, count: int) -> None:
         level.orders = deque(level.live_orders())
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # pickled in snapshots (docs/PERFORMANCE.md)
 class BookSide:
     """One side of the book: levels by key (price for asks, -price for bids)."""
 

@@ -40,7 +40,7 @@ its time priority. The engine calls both when a phase changes
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from .book_side import EMPTY, BookSide, Level, drop_dead_entries
 from .enums import CALL_PHASES, Side
@@ -51,8 +51,8 @@ if TYPE_CHECKING:
     from .book import OrderBook
     from .orders import Order
 
-BUY = Side.BUY
-_new = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
+BUY: Final = Side.BUY
+_new: Final = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
 
 
 class AuctionPrice(NamedTuple):

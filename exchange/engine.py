@@ -52,7 +52,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Final
+
+from mypy_extensions import mypyc_attr
 
 from .accounts import CLOSED, Account, AccountCommands, Counters
 from .book import OrderBook
@@ -95,11 +97,11 @@ from .refusals import request_rejected
 from .schedule_marks import ScheduleMarks
 from .views import AccountBalances, AccountSettings, BidView, EngineCounts, InstallationView, PrimaryAuctionView
 
-CONTINUOUS = TradingPhase.CONTINUOUS
-CLOSED_PHASE = TradingPhase.CLOSED
-HALTED = TradingPhase.HALTED
+CONTINUOUS: Final = TradingPhase.CONTINUOUS
+CLOSED_PHASE: Final = TradingPhase.CLOSED
+HALTED: Final = TradingPhase.HALTED
 # The phase changes SetTradingPhase may make (a volatility interruption is entered by the engine alone).
-PHASE_CHANGES = {
+PHASE_CHANGES: Final = {
     TradingPhase.CLOSED: {TradingPhase.OPENING_CALL, CONTINUOUS, HALTED},
     TradingPhase.OPENING_CALL: {CONTINUOUS, CLOSED_PHASE, HALTED},
     CONTINUOUS: {TradingPhase.CLOSING_CALL, CLOSED_PHASE, HALTED},
@@ -108,9 +110,10 @@ PHASE_CHANGES = {
     TradingPhase.VOLATILITY_INTERRUPTION: {CONTINUOUS, TradingPhase.CLOSING_CALL, CLOSED_PHASE, HALTED},
     HALTED: {CLOSED_PHASE, TradingPhase.OPENING_CALL, CONTINUOUS},
 }
-DEFAULT_FEE_ACCOUNT = "carbonx-fees"
+DEFAULT_FEE_ACCOUNT: Final = "carbonx-fees"
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # pickled in snapshots (docs/PERFORMANCE.md)
 class Engine:
     """All order books of the venue, the accounts (holdings, holds, client order ids), compliance, and the
     sequence counters."""

@@ -46,7 +46,7 @@ matching loop writes them out for speed, and says so.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .accounts import CLOSED
 from .book_side import EMPTY, BookSide, Level
@@ -58,16 +58,16 @@ from .risk import settle_fill
 if TYPE_CHECKING:
     from .book import OrderBook
 
-BUY = Side.BUY
-NO_LIMIT = EMPTY - 1  # limit key of a market order without a collar: reaches every level
-STP_NONE = SelfTradePrevention.NONE
-STP_CANCEL_RESTING = SelfTradePrevention.CANCEL_RESTING
-STP_CANCEL_TAKING = SelfTradePrevention.CANCEL_TAKING
-IOC = TimeInForce.IOC
-FOK = TimeInForce.FOK
-VOLATILITY_INTERRUPTION = TradingPhase.VOLATILITY_INTERRUPTION
+BUY: Final = Side.BUY
+NO_LIMIT: Final = EMPTY - 1  # limit key of a market order without a collar: reaches every level
+STP_NONE: Final = SelfTradePrevention.NONE
+STP_CANCEL_RESTING: Final = SelfTradePrevention.CANCEL_RESTING
+STP_CANCEL_TAKING: Final = SelfTradePrevention.CANCEL_TAKING
+IOC: Final = TimeInForce.IOC
+FOK: Final = TimeInForce.FOK
+VOLATILITY_INTERRUPTION: Final = TradingPhase.VOLATILITY_INTERRUPTION
 
-_new = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
+_new: Final = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
 
 
 def execute(book: OrderBook, order: Order, events: list, ts: int) -> None:

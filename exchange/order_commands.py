@@ -27,6 +27,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Final
 
+from mypy_extensions import mypyc_attr
+
 from .accounts import CLOSED, Account, Counters, account_on_first_use
 from .book import OrderBook
 from .codes import RejectCode
@@ -37,18 +39,18 @@ from .instruments import Instrument
 from .matching import execute
 from .orders import Order, by_order_id
 from .refusals import order_rejected, order_request_rejected
-from .risk import reserve
+from .risk import refusal, reserve
 from .settlement_prices import fix_all
 
-BUY = Side.BUY
-DAY = TimeInForce.DAY
-GTD = TimeInForce.GTD
-IOC = TimeInForce.IOC
-FOK = TimeInForce.FOK
-USER = CancelReason.USER
-CONTINUOUS = TradingPhase.CONTINUOUS
-CLOSED_PHASE = TradingPhase.CLOSED
-HALTED = TradingPhase.HALTED
+BUY: Final = Side.BUY
+DAY: Final = TimeInForce.DAY
+GTD: Final = TimeInForce.GTD
+IOC: Final = TimeInForce.IOC
+FOK: Final = TimeInForce.FOK
+USER: Final = CancelReason.USER
+CONTINUOUS: Final = TradingPhase.CONTINUOUS
+CLOSED_PHASE: Final = TradingPhase.CLOSED
+HALTED: Final = TradingPhase.HALTED
 
 
 class _Missing(Enum):  # an enum member, so that a type checker tells the sentinel apart from an order by ``is``
@@ -56,9 +58,10 @@ class _Missing(Enum):  # an enum member, so that a type checker tells the sentin
 
 
 _MISSING: Final = _Missing.MISSING  # "no such client order id", distinct from CLOSED (None)
-_new = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
+_new: Final = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # pickled in snapshots (docs/PERFORMANCE.md)
 class OrderCommands:
     """New orders, cancels, replaces and mass cancels on every book of the engine, and the end of day."""
 
@@ -122,8 +125,8 @@ class OrderCommands:
             return book
         if self.pre_trade_risk:
             reserve_per_lot = reserve(account, book, side, price, stop_price, quantity, 0)
-            if reserve_per_lot.__class__ is RejectCode:
-                events.append(self._order_rejected(cmd, reserve_per_lot))
+            if reserve_per_lot < 0:
+                events.append(self._order_rejected(cmd, refusal(reserve_per_lot)))
                 return book
         else:
             reserve_per_lot = 0
@@ -378,8 +381,8 @@ class OrderCommands:
                 held,
                 price_changed=price != order.price,
             )
-            if isinstance(reserve_per_lot, RejectCode):
-                code = reserve_per_lot
+            if reserve_per_lot < 0:
+                code = refusal(reserve_per_lot)
             else:
                 order.reserve_per_lot = reserve_per_lot
         return (quantity, price) if code is None else code

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, final
 
+from mypy_extensions import mypyc_attr
+
 from .enums import OrderType, SelfTradePrevention, Side, TimeInForce
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 
 @final  # (so that a test of an order's class narrows its type both ways)
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # pickled in snapshots (docs/PERFORMANCE.md)
 class Order:
     """One order. ``leaves`` is what is still open; ``visible`` the part shown in the book.
 

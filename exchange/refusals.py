@@ -21,6 +21,8 @@ command itself:
 
 from __future__ import annotations
 
+from typing import Final
+
 from .codes import RejectCode
 from .commands import (
     BlockAccount,
@@ -50,7 +52,7 @@ from .commands import (
 )
 from .events import OrderRejected, RequestRejected
 
-UNKNOWN_REQUEST = "unknown"
+UNKNOWN_REQUEST: Final = "unknown"
 # The ``request`` of a refusal, by command class: the names clients see, never to be changed.
 REQUESTS: dict[type, str] = {
     CancelOrder: "cancel",
@@ -77,7 +79,7 @@ REQUESTS: dict[type, str] = {
     WithdrawBid: "withdraw_bid",
     ClearPrimaryAuction: "clear_auction",
 }
-_new = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
+_new: Final = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
 
 
 def order_rejected(seq: int, cmd: NewOrder, instrument: str | None, code: RejectCode) -> OrderRejected:

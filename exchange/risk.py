@@ -24,7 +24,7 @@ none of this runs: the engine only matches.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .codes import RejectCode
 from .enums import Side
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .book import OrderBook
     from .orders import Order
 
-BUY = Side.BUY
+BUY: Final = Side.BUY
 
 
 def reserve(
@@ -46,8 +46,12 @@ def reserve(
     lots: int,
     held: int,
     price_changed: bool = True,
-) -> int | RejectCode:
-    """Hold back what an order may cost or deliver; return what each lot holds, or the rule it breaks.
+) -> int:
+    """Hold back what an order may cost or deliver; return what each lot holds (more than 0), or minus the code of
+    the rule it breaks (:func:`refusal` reads it).
+
+    (A number either way, not the RejectCode itself: the code is an int, so "an int or a RejectCode" is an int
+    to a type checker, and compiled by mypyc it would come back a plain number.)
 
     A buy holds its worst-case cost: the price times the lot, plus the
     larger of the two fees; a sell holds the lot's units. A market order is
@@ -70,24 +74,32 @@ def reserve(
     elif instrument.price_band_bps and stop_price is None and price_changed:
         reference = book.reference_price()
         if abs(price - reference) * 10_000 > reference * instrument.price_band_bps:
-            return RejectCode.PRICE_OUTSIDE_BAND
+            return -RejectCode.PRICE_OUTSIDE_BAND
     lot_units = instrument.lot_units
     limit = account.order_value_limit
     if limit is not None and price * lots * lot_units > limit:
-        return RejectCode.ORDER_VALUE_OVER_LIMIT
+        return -RejectCode.ORDER_VALUE_OVER_LIMIT
     if side is BUY:
         per_lot = price * lot_units + instrument.max_fee
         hold = per_lot * lots - held
         if hold > account.cash - account.reserved_cash:
-            return RejectCode.INSUFFICIENT_CASH
+            return -RejectCode.INSUFFICIENT_CASH
         account.reserved_cash += hold
         return per_lot
     symbol = book.symbol
     hold = lot_units * lots - held
     if hold > account.units[symbol] - account.reserved_units[symbol]:
-        return RejectCode.INSUFFICIENT_UNITS
+        return -RejectCode.INSUFFICIENT_UNITS
     account.reserved_units[symbol] += hold
     return lot_units
+
+
+def refusal(reserved: int) -> RejectCode:
+    """The rule a negative answer of :func:`reserve` names."""
+    return _CODES[-reserved]
+
+
+_CODES: Final = {int(code): code for code in RejectCode}
 
 
 def settle_fill(

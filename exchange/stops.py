@@ -17,15 +17,18 @@ now, and asks again, since its trades may reach more.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Final
 
+from mypy_extensions import mypyc_attr
 from sortedcontainers import SortedList
 
 from .enums import Side
 from .orders import Order
 
-BUY = Side.BUY
+BUY: Final = Side.BUY
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # pickled in snapshots (docs/PERFORMANCE.md)
 class StopOrders:
     """The waiting stops of one instrument, in trigger priority."""
 
