@@ -11,6 +11,9 @@ with the garbage collector on. The runners in ``benchmarks/peers/`` do exactly t
 (``lines.py`` holds the loop they share), and print their time and a hash of the trade tape:
 
 - ``carbonx``: ``Engine.handle`` per line, pre-trade risk on (and ``carbonx (risk off)``), this checkout;
+- ``carbonx compiled``: the same with the engine's hot modules compiled by mypyc (setup.py): ``--setup`` copies
+  this checkout's ``exchange/`` to ``benchmarks/.peers/carbonx-compiled/`` and builds it there in place (it needs
+  the dev extra's mypy and a C compiler); a copy whose sources differ from the checkout's is stale and skipped;
 - ``matching-engine`` (PyPI; Python 3.12 or newer) and ``cython-orderbook`` (PyPI): each in an environment
   of its own, never this one's: ``--setup`` makes them under ``benchmarks/.peers/`` with pip (matching-engine
   with the first Python 3.12 or 3.13 found), and ``--peer NAME=PYTHON`` names another. A peer that is not
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -64,6 +68,44 @@ def setup_peers() -> None:
         print(f"setup: {name} in {venv} ({python})")
 
 
+COMPILED = PEERS_DIR / "carbonx-compiled"  # a copy of exchange/ and setup.py, built in place
+
+
+def setup_compiled() -> None:
+    """This checkout's engine compiled (setup.py, CARBONX_COMPILE=1) in a copy under benchmarks/.peers/."""
+    try:
+        import mypyc  # noqa: F401, PLC0415  (only to say clearly what is missing)
+    except ImportError:
+        print("setup: carbonx compiled needs mypy (pip install -e '.[dev]'): skipped")
+        return
+    shutil.rmtree(COMPILED, ignore_errors=True)
+    COMPILED.mkdir(parents=True)
+    shutil.copytree(
+        HERE.parent / "exchange", COMPILED / "exchange", ignore=shutil.ignore_patterns("*.so", "__pycache__")
+    )
+    for name in ("setup.py", "pyproject.toml"):
+        shutil.copy2(HERE.parent / name, COMPILED / name)
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+        cwd=COMPILED,
+        env={**os.environ, "CARBONX_COMPILE": "1"},
+        check=True,
+        capture_output=True,
+    )
+    print(f"setup: carbonx compiled in {COMPILED} ({sys.executable})")
+
+
+def compiled_state() -> str | None:
+    """None when the compiled copy is built from this checkout's sources, else why it cannot run."""
+    if not any((COMPILED / "exchange").glob("engine.*.so")):
+        return "not built"
+    for source in (HERE.parent / "exchange").glob("*.py"):
+        copy = COMPILED / "exchange" / source.name
+        if not copy.is_file() or copy.read_bytes() != source.read_bytes():
+            return f"stale ({source.name} changed since)"
+    return None
+
+
 def peer_pythons(given: list[str]) -> dict[str, str]:
     pythons = {}
     for name in PEERS:
@@ -96,6 +138,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.setup:
         setup_peers()
+        setup_compiled()
     if args.workload is None:
         return 0 if args.setup else parser.error("--workload is required")
     pythons = peer_pythons(args.peer)
@@ -106,6 +149,11 @@ def main() -> int:
         ("carbonx", sys.executable, "carbonx_lines.py", ()),
         ("carbonx (risk off)", sys.executable, "carbonx_lines.py", ("--no-risk",)),
     ]
+    why_not = compiled_state()
+    if why_not is None:
+        entries.append(("carbonx compiled", sys.executable, "carbonx_lines.py", ("--root", str(COMPILED))))
+    else:
+        print(f"carbonx compiled: {why_not}, skipped (python3 benchmarks/library_bench.py --setup)")
     entries += [(name, pythons[name], PEERS[name][1], ()) for name in PEERS if name in pythons]
     best: dict[str, dict] = {}
     for round_number in range(1, args.rounds + 1):
@@ -124,6 +172,10 @@ def main() -> int:
     for name, result in best.items():
         ratio = "" if fastest_peer is None else f"  x{result['orders_per_s'] / fastest_peer:.2f} of the fastest peer"
         print(f"  {name:<20} {result['orders_per_s']:>10,.0f} orders/s  Python {result['python']}{ratio}")
+    if "carbonx compiled" in best:
+        print(
+            f"  compiled / pure Python: x{best['carbonx compiled']['orders_per_s'] / best['carbonx']['orders_per_s']:.2f}"
+        )
     if len(tapes) != 1:
         print("THE TAPES DIFFER: " + ", ".join(f"{name} {result['tape_sha256'][:12]}" for name, result in best.items()))
         return 1

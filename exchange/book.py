@@ -66,6 +66,18 @@ class OrderBook:
     __slots__ = (
         "instrument",
         "symbol",
+        "min_lots",
+        "max_lots",
+        "tick_size",
+        "min_price",
+        "max_price",
+        "lot_units",
+        "max_fee",
+        "maker_fee",
+        "taker_fee",
+        "price_band_bps",
+        "volatility_band_bps",
+        "market_collar",
         "bids",
         "asks",
         "sides",
@@ -90,6 +102,15 @@ class OrderBook:
     ) -> None:
         self.instrument = instrument
         self.symbol = instrument.symbol
+        # The instrument's terms that every order reads, copied once (an Instrument never changes): ``book.x``
+        # is one read where ``book.instrument.x`` is two, and in the compiled build a field of a compiled class
+        # rather than a look-up on one it does not compile.
+        self.min_lots, self.max_lots, self.tick_size = instrument.min_lots, instrument.max_lots, instrument.tick_size
+        self.min_price, self.max_price = instrument.min_price, instrument.max_price
+        self.lot_units, self.max_fee = instrument.lot_units, instrument.max_fee
+        self.maker_fee, self.taker_fee = instrument.maker_fee, instrument.taker_fee
+        self.price_band_bps, self.volatility_band_bps = instrument.price_band_bps, instrument.volatility_band_bps
+        self.market_collar = instrument.market_collar
         # The account fees are paid to; None when the engine keeps no holdings (no pre-trade risk):
         # then fills move nothing and orders reserve nothing.
         self.fee_account = fee_account

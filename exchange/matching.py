@@ -91,10 +91,10 @@ def execute(book: OrderBook, order: Order, events: list, ts: int) -> None:
         limit_key = _market_limit_key(book, order)
     time_in_force = order.time_in_force
     order_key = limit_key
-    band = book.instrument.volatility_band_bps
+    band = book.volatility_band_bps
     if band:  # trade only within the band around the last price; beyond it, a volatility interruption
         reference = book.reference_price()
-        reach = max(reference * band // 10_000, book.instrument.tick_size)  # at least a tick, at any price
+        reach = max(reference * band // 10_000, book.tick_size)  # at least a tick, at any price
         band_key = reference + reach if side is BUY else reach - reference
         if band_key < limit_key:
             limit_key = band_key
@@ -132,7 +132,7 @@ def execute(book: OrderBook, order: Order, events: list, ts: int) -> None:
 
 def _market_limit_key(book: OrderBook, order: Order) -> int:
     """The largest opposite-side key a market order may trade at: its collar, or every level."""
-    collar = book.instrument.market_collar
+    collar = book.market_collar
     if collar is None:
         return NO_LIMIT
     reference = book.reference_price()
@@ -157,7 +157,7 @@ def _match(book: OrderBook, order: Order, opposite: BookSide, limit_key: int, ev
     side, leaves, stp = order.side, order.leaves, order.self_trade_prevention
     taker_account, taker_id, taker_clid = order.account, order.order_id, order.client_order_id
     taker_account_id = taker_account.account_id
-    fee_account, maker_fee, taker_fee = book.fee_account, book.instrument.maker_fee, book.instrument.taker_fee
+    fee_account, maker_fee, taker_fee = book.fee_account, book.maker_fee, book.taker_fee
     taker_stopped = False  # self-trade prevention cancelled the taker
     last_price = 0
     settling = book.settling  # in the settlement window: the fills' value and lots are summed

@@ -89,12 +89,16 @@ class OrderCommands:
         if book is None:
             events.append(self._order_rejected(cmd, RejectCode.UNKNOWN_INSTRUMENT))
             return None
-        instrument = book.instrument
         quantity = cmd.quantity
         price = cmd.price
-        if quantity not in instrument.allowed_lots or price is not None and price not in instrument.allowed_prices:
-            broken = _broken_instrument_rule(quantity, price, instrument)
-            assert broken is not None  # the sets above hold exactly the quantities and prices the rules allow
+        if (
+            quantity < book.min_lots
+            or quantity > book.max_lots
+            or price is not None
+            and (price % book.tick_size or price < book.min_price or price > book.max_price)
+        ):
+            broken = _broken_instrument_rule(quantity, price, book.instrument)
+            assert broken is not None  # the test above is the rules', all at once
             events.append(self._order_rejected(cmd, broken))
             return book
         stop_price = cmd.stop_price

@@ -62,25 +62,22 @@ def reserve(
     refused because the market moved away from it. Nothing changes when a
     rule is broken.
     """
-    instrument = book.instrument
     if price is None:
-        collar = instrument.market_collar
+        collar = book.market_collar
         if side is BUY:
-            price = instrument.max_price if collar is None else book.reference_price() + collar
+            price = book.max_price if collar is None else book.reference_price() + collar
         else:  # a sell holds units; its price only values it against the account's limit
-            price = (
-                book.reference_price() if collar is None else max(book.reference_price() - collar, instrument.min_price)
-            )
-    elif instrument.price_band_bps and stop_price is None and price_changed:
+            price = book.reference_price() if collar is None else max(book.reference_price() - collar, book.min_price)
+    elif book.price_band_bps and stop_price is None and price_changed:
         reference = book.reference_price()
-        if abs(price - reference) * 10_000 > reference * instrument.price_band_bps:
+        if abs(price - reference) * 10_000 > reference * book.price_band_bps:
             return -RejectCode.PRICE_OUTSIDE_BAND
-    lot_units = instrument.lot_units
+    lot_units = book.lot_units
     limit = account.order_value_limit
     if limit is not None and price * lots * lot_units > limit:
         return -RejectCode.ORDER_VALUE_OVER_LIMIT
     if side is BUY:
-        per_lot = price * lot_units + instrument.max_fee
+        per_lot = price * lot_units + book.max_fee
         hold = per_lot * lots - held
         if hold > account.cash - account.reserved_cash:
             return -RejectCode.INSUFFICIENT_CASH
@@ -121,7 +118,7 @@ def settle_fill(
     (``maker_fee`` and ``taker_fee`` are this fill's, in cents).
     """
     symbol = book.symbol
-    units = fill * book.instrument.lot_units
+    units = fill * book.lot_units
     notional = price * units
     if taker.side is BUY:
         buyer, buyer_fee, seller, seller_fee = taker.account, taker_fee, maker.account, maker_fee

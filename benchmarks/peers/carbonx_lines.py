@@ -1,31 +1,39 @@
 """The workload through carbonx's engine, line by line, as a program using it as a library would:
-``python carbonx_lines.py WORKLOAD [--no-risk]``.
+``python carbonx_lines.py WORKLOAD [--no-risk] [--root DIR]``.
 
 Each line becomes a ``NewOrder`` (limit, or market IOC) or ``CancelOrder`` of one of 100 accounts (id
 modulo 100, opened and funded before the clock starts, as benchmarks/engine_bench.py does), with its
 timestamp, handed to ``Engine.handle`` one at a time with pre-trade risk on (``--no-risk``: off); its
-``Trade`` events are the trades.
+``Trade`` events are the trades. The engine is this checkout's, or the one under ``--root DIR`` (library_bench's
+compiled copy, benchmarks/.peers/carbonx-compiled).
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
+ROOT = Path(sys.argv[sys.argv.index("--root") + 1]) if "--root" in sys.argv else Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(ROOT))
+
+# (the engine first: engine_bench puts this checkout first on the path, and its imports then find it loaded)
+from exchange import CancelOrder, Engine, NewOrder, OrderType, Side, TimeInForce, Trade  # noqa: E402, I001
 
 from engine_bench import ACCOUNT_IDS, ACCOUNTS, SYMBOL, benchmark_engine  # noqa: E402
 from lines import run  # noqa: E402
 
-from exchange import CancelOrder, NewOrder, OrderType, Side, TimeInForce, Trade  # noqa: E402
-
 
 def main() -> None:
-    risk = "--no-risk" not in sys.argv[1:]
-    paths = [argument for argument in sys.argv[1:] if argument != "--no-risk"]
+    arguments = sys.argv[1:]
+    if "--root" in arguments:
+        del arguments[arguments.index("--root") : arguments.index("--root") + 2]
+    risk = "--no-risk" not in arguments
+    paths = [argument for argument in arguments if argument != "--no-risk"]
     if len(paths) != 1:
-        raise SystemExit(f"usage: {sys.argv[0]} WORKLOAD_FILE [--no-risk]")
+        raise SystemExit(f"usage: {sys.argv[0]} WORKLOAD_FILE [--no-risk] [--root DIR]")
     engine = benchmark_engine(pre_trade_risk=risk)
     handle_command = engine.handle
     sides = {"B": Side.BUY, "S": Side.SELL}
@@ -58,7 +66,8 @@ def main() -> None:
             if type(event) is Trade
         ]
 
-    run("carbonx" if risk else "carbonx (risk off)", handle, Path(paths[0]))
+    compiled = Path(inspect.getfile(Engine)).suffix == ".so"
+    run(("carbonx" if risk else "carbonx (risk off)") + (" compiled" if compiled else ""), handle, Path(paths[0]))
 
 
 if __name__ == "__main__":
