@@ -56,8 +56,6 @@ BUY: Final = Side.BUY
 SELL: Final = Side.SELL
 CONTINUOUS: Final = TradingPhase.CONTINUOUS
 
-_new: Final = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
-
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # pickled in snapshots (docs/PERFORMANCE.md)
 class OrderBook:
@@ -205,18 +203,15 @@ class OrderBook:
         """Retire an order that is out of the book and announce its open lots cancelled."""
         leaves = self.retire(order)
         events.append(
-            _new(
-                OrderCanceled,
-                (
-                    self.counters.next_seq(),
-                    ts,
-                    self.symbol,
-                    order.order_id,
-                    order.account.account_id,
-                    order.client_order_id,
-                    leaves,
-                    reason,
-                ),
+            OrderCanceled(
+                self.counters.next_seq(),
+                ts,
+                self.symbol,
+                order.order_id,
+                order.account.account_id,
+                order.client_order_id,
+                leaves,
+                reason,
             )
         )
 
@@ -250,7 +245,7 @@ class OrderBook:
         account.orders[clid] = CLOSED
         counters = self.counters
         seq = counters.seq = counters.seq + 1  # Counters.next_seq, inlined
-        events.append(_new(OrderCanceled, (seq, ts, self.symbol, order_id, account.account_id, clid, leaves, reason)))
+        events.append(OrderCanceled(seq, ts, self.symbol, order_id, account.account_id, clid, leaves, reason))
         if order.stop_price is not None:  # a waiting stop: not in the book
             self.stops.remove(order)
         else:
@@ -340,7 +335,7 @@ class OrderBook:
                 side = own.side
                 for price, level in changed.items():
                     seq += 1
-                    append(_new(LevelChanged, (seq, ts, symbol, side, price, level.quantity, level.count)))
+                    append(LevelChanged(seq, ts, symbol, side, price, level.quantity, level.count))
                 changed.clear()
         counters.seq = seq
 

@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     from .orders import Order
 
 BUY: Final = Side.BUY
-_new: Final = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
 
 
 class AuctionPrice(NamedTuple):
@@ -159,27 +158,24 @@ def uncross(book: OrderBook, events: list, ts: int) -> None:
             seq = counters.next_seq()
             trade_id = counters.next_trade_id()
             events.append(
-                _new(
-                    Trade,
-                    (
-                        seq,
-                        ts,
-                        book.symbol,
-                        trade_id,
-                        price,
-                        fill,
-                        None,
-                        buy.order_id,
-                        buy.account.account_id,
-                        buy.client_order_id,
-                        buy.leaves,
-                        sell.order_id,
-                        sell.account.account_id,
-                        sell.client_order_id,
-                        sell.leaves,
-                        fee,
-                        fee,
-                    ),
+                Trade(
+                    seq,
+                    ts,
+                    book.symbol,
+                    trade_id,
+                    price,
+                    fill,
+                    None,
+                    buy.order_id,
+                    buy.account.account_id,
+                    buy.client_order_id,
+                    buy.leaves,
+                    sell.order_id,
+                    sell.account.account_id,
+                    sell.client_order_id,
+                    sell.leaves,
+                    fee,
+                    fee,
                 )
             )
             if fee_account is not None:

@@ -67,8 +67,6 @@ IOC: Final = TimeInForce.IOC
 FOK: Final = TimeInForce.FOK
 VOLATILITY_INTERRUPTION: Final = TradingPhase.VOLATILITY_INTERRUPTION
 
-_new: Final = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
-
 
 def execute(book: OrderBook, order: Order, events: list, ts: int) -> None:
     """Match an accepted order against the book, then rest, cancel or kill what is left.
@@ -191,27 +189,24 @@ def _match(book: OrderBook, order: Order, opposite: BookSide, limit_key: int, ev
             fill_maker_fee = maker_fee * fill
             fill_taker_fee = taker_fee * fill
             append(
-                _new(
-                    Trade,
-                    (
-                        seq,
-                        ts,
-                        symbol,
-                        trade_id,
-                        price,
-                        fill,
-                        side,
-                        taker_id,
-                        taker_account_id,
-                        taker_clid,
-                        leaves,
-                        maker.order_id,
-                        maker.account.account_id,
-                        maker.client_order_id,
-                        maker_leaves,
-                        fill_maker_fee,
-                        fill_taker_fee,
-                    ),
+                Trade(
+                    seq,
+                    ts,
+                    symbol,
+                    trade_id,
+                    price,
+                    fill,
+                    side,
+                    taker_id,
+                    taker_account_id,
+                    taker_clid,
+                    leaves,
+                    maker.order_id,
+                    maker.account.account_id,
+                    maker.client_order_id,
+                    maker_leaves,
+                    fill_maker_fee,
+                    fill_taker_fee,
                 )
             )
             if fee_account is not None:

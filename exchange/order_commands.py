@@ -58,7 +58,6 @@ class _Missing(Enum):  # an enum member, so that a type checker tells the sentin
 
 
 _MISSING: Final = _Missing.MISSING  # "no such client order id", distinct from CLOSED (None)
-_new: Final = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
 
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # pickled in snapshots (docs/PERFORMANCE.md)
@@ -164,26 +163,23 @@ class OrderCommands:
         )
         account.orders[clid] = order
         events.append(
-            _new(
-                OrderAccepted,
-                (
-                    seq,
-                    ts,
-                    book.symbol,
-                    order_id,
-                    account.account_id,
-                    clid,
-                    side,
-                    order_type,
-                    time_in_force,
-                    price,
-                    quantity,
-                    display,
-                    stop_price,
-                    expire_date,
-                    post_only,
-                    stp,
-                ),
+            OrderAccepted(
+                seq,
+                ts,
+                book.symbol,
+                order_id,
+                account.account_id,
+                clid,
+                side,
+                order_type,
+                time_in_force,
+                price,
+                quantity,
+                display,
+                stop_price,
+                expire_date,
+                post_only,
+                stp,
             )
         )
         if stop_price is not None:

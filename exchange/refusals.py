@@ -79,7 +79,6 @@ REQUESTS: dict[type, str] = {
     WithdrawBid: "withdraw_bid",
     ClearPrimaryAuction: "clear_auction",
 }
-_new: Final = tuple.__new__  # builds an event tuple without the NamedTuple constructor's keyword handling
 
 
 def order_rejected(seq: int, cmd: NewOrder, instrument: str | None, code: RejectCode) -> OrderRejected:
@@ -89,9 +88,8 @@ def order_rejected(seq: int, cmd: NewOrder, instrument: str | None, code: Reject
 
 def order_request_rejected(seq: int, cmd: CancelOrder | ReplaceOrder, code: RejectCode) -> RequestRejected:
     """The refusal of a cancel or replace, naming the order as the command did (the cancel path's own)."""
-    return _new(
-        RequestRejected,
-        (seq, cmd.ts, cmd.account, REQUESTS[cmd.__class__], cmd.order_id, cmd.client_order_id, code, code.text),
+    return RequestRejected(
+        seq, cmd.ts, cmd.account, REQUESTS[cmd.__class__], cmd.order_id, cmd.client_order_id, code, code.text
     )
 
 

@@ -220,8 +220,8 @@ class Sequencer:
         if kept is None:
             kept = self.sent[account] = deque(maxlen=self.resend_window)
         kept.append((seq, frame))
-        # Built the way the engine builds its events (tuple.__new__): a NamedTuple's own constructor is a
-        # Python-level function, and this runs for every numbered message.
+        # Built with tuple.__new__: a NamedTuple's own constructor is a Python-level function, and this runs for
+        # every numbered message.
         outbox.append(_tuple_new(Numbered, (account, message, frame)))
 
     def session_started(self, account: str) -> None:

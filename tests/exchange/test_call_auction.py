@@ -35,6 +35,7 @@ import random
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from msgspec.structs import astuple, replace
 from scenario_helpers import Scenario, assert_only_seq_moved, check_books, shipped_instruments, snapshot
 
 from exchange import (
@@ -140,7 +141,7 @@ def trades_of(events) -> list[tuple]:
 
 
 def without_seq(event):
-    return event._replace(seq=0)
+    return replace(event, seq=0)
 
 
 def check_reservations(engine: Engine) -> None:
@@ -729,7 +730,7 @@ def test_book_crosses_in_a_call_without_trades_and_indicative_follows():
     opening_call(s)
     events = s.buy("a", 10, 7100)
     assert kinds(events) == ["OrderAccepted", "AuctionIndicative", "LevelChanged"]
-    assert events[1][3:] == (OPENING, None, 0, 0, 0)
+    assert astuple(events[1])[3:] == (OPENING, None, 0, 0, 0)
     events = s.sell("b", 4, 6900)
     assert (events[1].price, events[1].quantity, events[1].demand, events[1].supply) == (7000, 4, 10, 4)
     # A batch: one indicative for the whole batch, before the level changes.
@@ -907,7 +908,7 @@ def test_buy_sweep_stops_at_the_band_and_the_limit_remainder_rests():
         7150,
     )
     # 7150: demand 7, supply 5; 7200: demand 7, supply 10 -> 7200 executes 7.
-    assert events[3][3:] == (VOLATILE, 7200, 7, 7, 10)
+    assert astuple(events[3])[3:] == (VOLATILE, 7200, 7, 7, 10)
     assert s.book.phase is VOLATILE
     assert s.queue(BUY) == [buy] and s.book.open_orders[buy].leaves == 7
     assert s.book.best_bid() == 7200 > s.book.best_ask() == 7150  # crossed in the call
@@ -964,7 +965,7 @@ def test_interruption_without_a_fill_reports_trigger_and_reference():
     s.place("s", SELL, 5, 7141)
     events = s.buy("b", 5, 7141)
     assert kinds(events) == ["OrderAccepted", "TradingPhaseChanged", "AuctionIndicative", "LevelChanged"]
-    assert events[1][3:] == (VOLATILE, CONT, "volatility", 7141, 7000)
+    assert astuple(events[1])[3:] == (VOLATILE, CONT, "volatility", 7141, 7000)
     # Exactly on the edge of the band trades.
     s2 = band_scenario()
     s2.sell("s", 5, 7140)
@@ -1060,7 +1061,9 @@ def test_band_follows_the_last_trade_price():
     s.sell("s", 1, 7387)  # 7242 + 144 = 7386
     events = s.buy("b", 1, 7387)
     assert not any(type(e) is Trade for e in events)
-    assert [e[3:] for e in events if type(e) is TradingPhaseChanged] == [(VOLATILE, CONT, "volatility", 7387, 7242)]
+    assert [astuple(e)[3:] for e in events if type(e) is TradingPhaseChanged] == [
+        (VOLATILE, CONT, "volatility", 7387, 7242)
+    ]
     # Downwards too: after a fresh band scenario trades at 6900, 6900 - 138 = 6762 is the edge.
     d = band_scenario()
     d.buy("b", 1, 6900)
@@ -1069,7 +1072,9 @@ def test_band_follows_the_last_trade_price():
     assert [t.price for t in d.sell("s", 1, 6762) if type(t) is Trade] == [6762] and d.book.phase is CONT
     d.buy("b", 1, 6626)  # 6762 - 135 = 6627
     events = d.sell("s", 1, 6626)
-    assert [e[3:] for e in events if type(e) is TradingPhaseChanged] == [(VOLATILE, CONT, "volatility", 6626, 6762)]
+    assert [astuple(e)[3:] for e in events if type(e) is TradingPhaseChanged] == [
+        (VOLATILE, CONT, "volatility", 6626, 6762)
+    ]
 
 
 def test_the_band_is_never_narrower_than_one_tick():
@@ -1079,7 +1084,9 @@ def test_the_band_is_never_narrower_than_one_tick():
     assert [t.price for t in s.buy("b", 1, 31) if type(t) is Trade] == [31] and s.book.phase is CONT
     s.sell("s", 1, 33)
     events = s.buy("b", 1, 33)
-    assert [e[3:] for e in events if type(e) is TradingPhaseChanged] == [(VOLATILE, CONT, "volatility", 33, 31)]
+    assert [astuple(e)[3:] for e in events if type(e) is TradingPhaseChanged] == [
+        (VOLATILE, CONT, "volatility", 33, 31)
+    ]
 
 
 def test_sell_sweep_is_symmetric():

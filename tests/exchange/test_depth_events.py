@@ -17,6 +17,7 @@ must announce exactly the levels its commands announced one by one.
 import random
 
 import pytest
+from msgspec.structs import replace
 from scenario_helpers import (
     BUY,
     SELL,
@@ -324,8 +325,8 @@ def test_depth_built_from_level_events_matches_the_books_after_every_command_and
         events = batched.handle_all(batch)
         assert [event.seq for event in events] == list(range(seq + 1, seq + 1 + len(events)))
         check_level_announcements(batched, events)
-        assert [event._replace(seq=0) for event in events if not is_level(event)] == [
-            event._replace(seq=0) for event in single_events if not is_level(event)
+        assert [replace(event, seq=0) for event in events if not is_level(event)] == [
+            replace(event, seq=0) for event in single_events if not is_level(event)
         ]
         levels = [event for event in events if is_level(event)]
         assert [level_key(event) for event in levels] == announcement_order(

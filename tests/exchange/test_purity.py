@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 from scenario_helpers import (
     BUY,
     SELL,
@@ -220,8 +221,8 @@ def assert_batch_agrees_with_one_by_one(commands: list) -> list:
     own = [event for event in batch if not is_level(event)]
     levels = [event for event in batch if is_level(event)]
     assert batch == own + levels, "a LevelChanged comes before the end of the batch"
-    assert [event._replace(seq=0) for event in own] == [
-        event._replace(seq=0) for event in events if not is_level(event)
+    assert [replace(event, seq=0) for event in own] == [
+        replace(event, seq=0) for event in events if not is_level(event)
     ]
 
     # Same state but for the event counter (state_lines()[0] is the counters line).
