@@ -114,7 +114,7 @@ class OrderBook:
         self.fee_account = fee_account
         self.bids = BookSide(BUY)
         self.asks = BookSide(SELL)
-        self.sides = (self.bids, self.asks)  # in the order their level changes are announced
+        self.sides: tuple[BookSide, BookSide] = (self.bids, self.asks)  # in the order their levels are announced
         self.last_price: int | None = None  # price of the last trade
         self.phase = CONTINUOUS  # until the exchange's schedule says otherwise (SetTradingPhase)
         # The settlement window (OpenSettlementWindow until the end of day): its trades' value (cents x lots)

@@ -330,9 +330,9 @@ class Engine:
         events: list = []
         # The two commands of the hot path skip the table, and touch one book only (the one they name, stops
         # and all): only that book's levels are announced, without a look at the others.
-        if command.__class__ is NewOrder:
+        if type(command) is NewOrder:
             book = self.order_commands.new_order(command, events)
-        elif command.__class__ is CancelOrder:
+        elif type(command) is CancelOrder:
             book = self.order_commands.cancel_order(command, events)
         else:
             self._handle_other(command, events)
@@ -365,9 +365,9 @@ class Engine:
         mark = None if command_ends is None else command_ends.append
         command = None
         for command in commands:
-            if command.__class__ is NewOrder:
+            if type(command) is NewOrder:
                 new_order(command, events)
-            elif command.__class__ is CancelOrder:
+            elif type(command) is CancelOrder:
                 cancel_order(command, events)
             else:
                 self._handle_other(command, events)
@@ -388,7 +388,7 @@ class Engine:
     def _handle_other(self, command: object, events: list) -> None:
         """Every command but a new order or a cancel: its handler appends its events, or says which rule it
         breaks, and the command is refused here (one RequestRejected; nothing else changed)."""
-        handler = self._handlers.get(command.__class__)
+        handler = self._handlers.get(type(command))
         code = RejectCode.UNKNOWN_COMMAND if handler is None else handler(command, events)
         if code is not None:
             events.append(request_rejected(self.counters.next_seq(), command, code))

@@ -89,7 +89,7 @@ def order_rejected(seq: int, cmd: NewOrder, instrument: str | None, code: Reject
 def order_request_rejected(seq: int, cmd: CancelOrder | ReplaceOrder, code: RejectCode) -> RequestRejected:
     """The refusal of a cancel or replace, naming the order as the command did (the cancel path's own)."""
     return RequestRejected(
-        seq, cmd.ts, cmd.account, REQUESTS[cmd.__class__], cmd.order_id, cmd.client_order_id, code, code.text
+        seq, cmd.ts, cmd.account, REQUESTS[type(cmd)], cmd.order_id, cmd.client_order_id, code, code.text
     )
 
 
