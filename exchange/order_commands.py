@@ -27,13 +27,14 @@ from __future__ import annotations
 from enum import Enum
 from typing import Final
 
+from msgspec.structs import astuple
 from mypy_extensions import mypyc_attr
 
 from .accounts import CLOSED, Account, Counters, account_on_first_use
 from .book import OrderBook
 from .codes import RejectCode
 from .commands import CancelOrder, EndOfDay, MassCancel, NewOrder, ReplaceOrder
-from .enums import CancelReason, OrderType, Side, TimeInForce, TradingPhase
+from .enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce, TradingPhase
 from .events import MassCancelCompleted, OrderAccepted, OrderExpired, OrderRejected, OrderReplaced, TradingDayClosed
 from .instruments import Instrument
 from .matching import execute
@@ -84,12 +85,43 @@ class OrderCommands:
     def new_order(self, cmd: NewOrder, events: list) -> OrderBook | None:
         """The new-order pipeline of :mod:`exchange.engine`'s notes, steps 1 to 7; returns the book it went to (None:
         no such instrument), the one book whose levels it may have changed."""
-        book = self.books.get(cmd.instrument)
+        # Every field at once, in NewOrder's order: one call where fourteen reads were (in the compiled build each
+        # read of a msgspec field is a look-up by name, about 160 instructions); the declarations keep the compiled
+        # locals of their own types.
+        ts: int
+        account_id: str
+        clid: str | int
+        instrument: str
+        side: Side
+        quantity: int
+        price: int | None
+        order_type: OrderType
+        time_in_force: TimeInForce
+        display: int | None
+        stop_price: int | None
+        expire_date: int | None
+        post_only: bool
+        stp: SelfTradePrevention | None
+        (
+            ts,
+            account_id,
+            clid,
+            instrument,
+            side,
+            quantity,
+            price,
+            order_type,
+            time_in_force,
+            display,
+            stop_price,
+            expire_date,
+            post_only,
+            stp,
+        ) = astuple(cmd)
+        book = self.books.get(instrument)
         if book is None:
             events.append(self._order_rejected(cmd, RejectCode.UNKNOWN_INSTRUMENT))
             return None
-        quantity = cmd.quantity
-        price = cmd.price
         if (
             quantity < book.min_lots
             or quantity > book.max_lots
@@ -100,28 +132,23 @@ class OrderCommands:
             assert broken is not None  # the test above is the rules', all at once
             events.append(self._order_rejected(cmd, broken))
             return book
-        stop_price = cmd.stop_price
-        display = cmd.display_quantity
-        time_in_force = cmd.time_in_force
-        side = cmd.side
         in_call = book.phase is not CONTINUOUS  # (closed and halted refuse below: "in a call" from then on)
         if in_call:
             code = _phase_refusal(book.phase, cmd)
             if code is not None:
                 events.append(self._order_rejected(cmd, code))
                 return book
-        if stop_price is not None or display is not None or time_in_force is GTD or cmd.post_only:
+        if stop_price is not None or display is not None or time_in_force is GTD or post_only:
             code = self._broken_option_rule(cmd, book)
             if code is not None:
                 events.append(self._order_rejected(cmd, code))
                 return book
-        account = self.accounts.get(cmd.account)
+        account = self.accounts.get(account_id)
         if account is None:
             if self.pre_trade_risk:
                 events.append(self._order_rejected(cmd, RejectCode.UNKNOWN_ACCOUNT))
                 return book
-            account = account_on_first_use(self.accounts, cmd.account)
-        clid = cmd.client_order_id
+            account = account_on_first_use(self.accounts, account_id)
         if clid in account.orders or account.blocked:
             code = RejectCode.ACCOUNT_BLOCKED if account.blocked else RejectCode.DUPLICATE_CLIENT_ORDER_ID
             events.append(self._order_rejected(cmd, code))
@@ -133,16 +160,11 @@ class OrderCommands:
                 return book
         else:
             reserve_per_lot = 0
-        stp = cmd.self_trade_prevention
         if stp is None:
             stp = account.self_trade_prevention
         counters = self.counters
         order_id = counters.order_id = counters.order_id + 1  # Counters.next_order_id and next_seq, inlined
         seq = counters.seq = counters.seq + 1
-        ts = cmd.ts
-        order_type = cmd.order_type
-        post_only = cmd.post_only
-        expire_date = cmd.expire_date
         order = Order(
             order_id,
             book,
