@@ -6,6 +6,7 @@ state through its read API (answers in :mod:`exchange.views`). Nothing in this
 package performs I/O, reads a clock, draws random numbers or imports asyncio.
 """
 
+from . import engine
 from .book import OrderBook
 from .call_auction import AuctionPrice, auction_price
 from .codes import RejectCode
@@ -82,7 +83,12 @@ from .instruments import ConfigError, Instrument, parse_instruments
 from .orders import Order
 from .views import AccountBalances, AccountSettings, BidView, EngineCounts, InstallationView, PrimaryAuctionView
 
+# True when the engine's hot modules run compiled (setup.py's optional mypyc build, docs/PERFORMANCE.md): its
+# classes then pickle in another shape, which snapshots must tell apart.
+COMPILED: bool = not (engine.__file__ or "").endswith(".py")
+
 __all__ = [
+    "COMPILED",
     "ComplianceConfig",
     "ComplianceDeadline",
     "DeadlinePassed",

@@ -78,7 +78,6 @@ class OrderBook:
         "market_collar",
         "bids",
         "asks",
-        "sides",
         "last_price",
         "stops",
         "counters",
@@ -114,7 +113,6 @@ class OrderBook:
         self.fee_account = fee_account
         self.bids = BookSide(BUY)
         self.asks = BookSide(SELL)
-        self.sides: tuple[BookSide, BookSide] = (self.bids, self.asks)  # in the order their levels are announced
         self.last_price: int | None = None  # price of the last trade
         self.phase = CONTINUOUS  # until the exchange's schedule says otherwise (SetTradingPhase)
         # The settlement window (OpenSettlementWindow until the end of day): its trades' value (cents x lots)
@@ -328,14 +326,13 @@ class OrderBook:
         counters = self.counters
         seq = counters.seq
         symbol = self.symbol
-        append = events.append
-        for own in self.sides:
+        for own in (self.bids, self.asks):
             changed = own.changed
             if changed:
                 side = own.side
                 for price, level in changed.items():
                     seq += 1
-                    append(LevelChanged(seq, ts, symbol, side, price, level.quantity, level.count))
+                    events.append(LevelChanged(seq, ts, symbol, side, price, level.quantity, level.count))
                 changed.clear()
         counters.seq = seq
 

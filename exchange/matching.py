@@ -151,7 +151,6 @@ def _match(book: OrderBook, order: Order, opposite: BookSide, limit_key: int, ev
     counters, symbol, open_orders = book.counters, book.symbol, book.open_orders
     seq, trade_id = counters.seq, counters.trade_id
     levels, changed = opposite.levels, opposite.changed
-    append = events.append
     side, leaves, stp = order.side, order.leaves, order.self_trade_prevention
     taker_account, taker_id, taker_clid = order.account, order.order_id, order.client_order_id
     taker_account_id = taker_account.account_id
@@ -188,7 +187,7 @@ def _match(book: OrderBook, order: Order, opposite: BookSide, limit_key: int, ev
             trade_id += 1
             fill_maker_fee = maker_fee * fill
             fill_taker_fee = taker_fee * fill
-            append(
+            events.append(
                 Trade(
                     seq,
                     ts,

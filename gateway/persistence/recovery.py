@@ -70,6 +70,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exchange import COMPILED
 from gateway.logs import log_event
 from gateway.persistence.errors import JournalCorrupt, JournalError, JournalTailAcknowledged
 from gateway.persistence.journal import (
@@ -106,7 +107,7 @@ log = logging.getLogger("carbonx.recovery")
 LEDGER_NAME = "ledger.sqlite3"
 SNAPSHOT_DIR = "snapshots"
 SNAPSHOT_MAGIC = b"CXSNAP01"
-SNAPSHOT_FORMAT = 5  # raised whenever the pickled classes change shape: older snapshots are then passed over
+SNAPSHOT_FORMAT = 6 + 1000 * COMPILED  # raised when the pickled classes change shape (older ones are passed over)
 SNAPSHOT_HEADER = struct.Struct(">8sI16sQQQII")  # magic, format, journal id, record seq, offset, event seq, crc, -
 SNAPSHOTS_KEPT = 3
 SETTLE_CHUNK = 20_000  # events settled in one ledger transaction during replay
