@@ -1380,8 +1380,9 @@ async def test_mqtt_subscriber_rebuilds_every_book_and_gets_every_trade_over_a_l
             assert sorted(subscriber.trades[symbol], key=lambda trade: trade["md_seq"]) == socket_trades[symbol]
             assert subscriber.books[symbol].book.md_seq == instrument_feed.seq["book"]
         # How many of the 4,500 random requests trade depends on how the three sessions interleave (431 is
-        # a common outcome when they run one after another); a few hundred make the run long enough.
-        assert total > 300, f"only {total} trades"
+        # a common outcome when they run one after another, 197 was seen on a loaded machine); a hundred and
+        # more make the run long enough.
+        assert total > 100, f"only {total} trades"
         await assert_state_matches(gateway, subscriber)
         assert sum(book.checked for book in subscriber.books.values()) > 0, "no snapshot was checked against the book"
         assert (publisher.connections, publisher.dropped_reliable, publisher.conflated_updates) == (1, 0, 0)
