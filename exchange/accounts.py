@@ -32,13 +32,12 @@ STP_NONE: Final = SelfTradePrevention.NONE
 class Counters:
     """The engine-wide sequence numbers, shared by all books: the one place numbers are given out.
 
-    Every event takes its ``seq`` from :meth:`next_seq`, every trade its id
-    from :meth:`next_trade_id`, every accepted order its id from
-    :meth:`next_order_id`. The hot path writes them out where the call shows
-    in the benchmark, and says so where it does: two loops number many events
-    in a local and write the last number back (``matching._match``,
-    ``OrderBook.flush_level_changes``), and a new order and a cancel inline
-    ``next_order_id`` and ``next_seq`` (``OrderCommands``, ``OrderBook.cancel``).
+    Every event takes its ``seq`` from :meth:`next_seq` and every trade its id
+    from :meth:`next_trade_id`. The hot path writes them out where the call
+    shows in the benchmark, and says so where it does: two loops number many
+    events in a local and write the last number back (``matching._match``,
+    ``OrderBook.flush_level_changes``), and a new order (the one place an order
+    id is given out) and a cancel count inline (``OrderCommands``, ``OrderBook.cancel``).
     """
 
     __slots__ = ("seq", "trade_id", "order_id")
@@ -55,10 +54,6 @@ class Counters:
     def next_trade_id(self) -> int:
         trade_id = self.trade_id = self.trade_id + 1
         return trade_id
-
-    def next_order_id(self) -> int:
-        order_id = self.order_id = self.order_id + 1
-        return order_id
 
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # pickled in snapshots (docs/PERFORMANCE.md)

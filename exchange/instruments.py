@@ -51,20 +51,14 @@ class Instrument:
     # it sends the instrument into a volatility interruption instead; 0: no band.
     volatility_band_bps: int = 0
     volatility_call_seconds: int = 120  # length of a volatility interruption's call (the gateway's timer)
-    # Derived: the allowed quantities and prices as ranges, so that one C-level ``in`` checks the
-    # size limits, or the price limits and the tick together, on the order path.
-    allowed_lots: range = field(init=False, repr=False, compare=False)
-    allowed_prices: range = field(init=False, repr=False, compare=False)
     max_fee: int = field(init=False, repr=False, compare=False)  # the larger fee: what a buy must hold back
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_fee", max(self.maker_fee, self.taker_fee))
-        object.__setattr__(self, "allowed_lots", range(self.min_lots, self.max_lots + 1))
-        object.__setattr__(self, "allowed_prices", range(self.min_price, self.max_price + 1, self.tick_size))
 
     def price_allowed(self, price: int) -> bool:
         """On the tick and within the price limits (``min_price`` is itself on the tick)."""
-        return price in self.allowed_prices
+        return self.min_price <= price <= self.max_price and price % self.tick_size == 0
 
 
 _FIELDS = {

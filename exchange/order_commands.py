@@ -153,7 +153,7 @@ class OrderCommands:
         if stp is None:
             stp = account.self_trade_prevention
         counters = self.counters
-        order_id = counters.order_id = counters.order_id + 1  # Counters.next_order_id and next_seq, inlined
+        order_id = counters.order_id = counters.order_id + 1  # the next order id and event number, counted inline
         seq = counters.seq = counters.seq + 1
         order = Order(
             order_id,
