@@ -33,7 +33,7 @@ from scenario_helpers import (
 from exchange import CancelOrder, EndOfDay, MassCancel, NewOrder, ReplaceOrder, SetSelfTradePrevention
 
 REPO = Path(__file__).resolve().parents[2]
-CORE_FILES = sorted((REPO / "exchange").glob("*.py"))
+CORE_FILES = sorted((REPO / "exchange").rglob("*.py"))
 
 FORBIDDEN_MODULES = {
     "time",
