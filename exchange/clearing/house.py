@@ -13,11 +13,13 @@ which is the day's change in the value of what the account held plus the differe
 trade prices and ``S``. Positions sum to zero across accounts and every trade adds +value to one side and
 -value to the other, so the day's margin sums to zero exactly: integers throughout, nothing rounded.
 
-Initial margin (:func:`initial_margin`) is a scanning-range model: each lot of a net position is charged
-its contract's scanning range (cents a tonne) x lot units; a long lot in one month of an underlying
-paired with a short lot in another month of the same underlying (a calendar spread) is charged the
-underlying's spread charge instead of the two outright charges. Pairs are made nearest month first, the
-same way every time, so a requirement is repeatable.
+Initial margin (:func:`initial_margin`) follows the shape of SPAN, the clearing houses' model, for one
+underlying: every month of it moves together in the scanning scenarios, so the *net* lots across its
+months are charged the scanning range (cents a tonne) x lot units; the months do not move exactly together,
+so each calendar spread (a long lot in one month against a short lot in another: min(long lots, short
+lots)) is charged the spread charge. A lot more or less changes the requirement by at most one scanning
+range plus one spread charge (:meth:`MarginTerms.per_lot`): what pre-trade risk holds for each working
+lot, so that no fill can take an account past what it holds.
 
 At expiry :meth:`deliver` turns the open positions of a contract into deliveries at the final settlement
 price (ICE Endex: the settlement price of the last trading day): each long receives units and pays cash,
@@ -40,12 +42,13 @@ BPS = 10_000
 class MarginTerms:
     """An underlying's margin terms. Amounts in cents a tonne."""
 
-    scanning_ranges: Mapping[str, int]  # contract symbol -> the price move its initial margin covers
-    spread_charge: int  # a paired long and short lot in two months, instead of two scanning ranges
+    scanning_range: int  # the price move the initial margin of a net position covers
+    spread_charge: int  # each calendar spread: the months' prices moving apart
     maintenance_bps: int = BPS  # maintenance margin as a share of initial (10,000: the same)
 
-    def range_of(self, symbol: str) -> int:
-        return self.scanning_ranges[symbol]
+    def per_lot(self, lot_units: int) -> int:
+        """The most one lot more or less can add to a requirement: what a working lot holds."""
+        return (self.scanning_range + self.spread_charge) * lot_units
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,20 +171,12 @@ class ClearingHouse:
         return deliveries
 
 
-def initial_margin(positions: Mapping[str, int], lot_units: Mapping[str, int], terms: MarginTerms) -> int:
-    """The initial margin in cents of net ``positions`` (contract -> lots) in one underlying's contracts,
-    ``positions`` given nearest month first: outright lots at their scanning ranges, long/short pairs across
-    months at the spread charge."""
-    longs = [(symbol, lots) for symbol, lots in positions.items() if lots > 0]
-    shorts = [(symbol, -lots) for symbol, lots in positions.items() if lots < 0]
-    pairs, unpaired = pair_off(longs, shorts)
-    total = 0
-    for long, short, lots in pairs:
-        # (the months of one underlying share its lot; the charge never exceeds the two outright charges)
-        total += lots * lot_units[long] * min(terms.spread_charge, terms.range_of(long) + terms.range_of(short))
-    for symbol, lots in unpaired:
-        total += lots * lot_units[symbol] * terms.range_of(symbol)
-    return total
+def initial_margin(positions: Mapping[str, int], lot_units: int, terms: MarginTerms) -> int:
+    """The initial margin in cents of net ``positions`` (contract -> lots) in the months of one underlying:
+    the net lots at the scanning range, plus the spread charge for each long lot set against a short one."""
+    longs = sum(lots for lots in positions.values() if lots > 0)
+    shorts = -sum(lots for lots in positions.values() if lots < 0)
+    return (abs(longs - shorts) * terms.scanning_range + min(longs, shorts) * terms.spread_charge) * lot_units
 
 
 def pair_off(

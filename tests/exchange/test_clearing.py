@@ -171,29 +171,36 @@ def test_variation_margin_is_conserved_and_equals_the_reference(days):
 
 # -- initial margin -------------------------------------------------------------------------------------
 
-TERMS = MarginTerms({"EUAZ26": 8_00, "EUAZ27": 9_00, "EUAZ28": 10_00}, spread_charge=1_50, maintenance_bps=8_000)
-LOTS = {"EUAZ26": 1_000, "EUAZ27": 1_000, "EUAZ28": 1_000}
+TERMS = MarginTerms(scanning_range=8_00, spread_charge=1_50, maintenance_bps=8_000)
 
 
-def test_outright_positions_are_charged_their_scanning_ranges():
-    assert initial_margin({"EUAZ26": 3}, LOTS, TERMS) == 3 * 1_000 * 8_00  # EUR 24,000
-    assert initial_margin({"EUAZ26": -3, "EUAZ28": -1}, LOTS, TERMS) == (3 * 8_00 + 10_00) * 1_000
-    assert initial_margin({}, LOTS, TERMS) == 0
+def test_net_lots_are_charged_the_scanning_range():
+    assert initial_margin({"EUAZ26": 3}, 1_000, TERMS) == 3 * 1_000 * 8_00  # EUR 24,000
+    assert initial_margin({"EUAZ26": -3, "EUAZ28": -1}, 1_000, TERMS) == 4 * 1_000 * 8_00
+    assert initial_margin({}, 1_000, TERMS) == 0
 
 
 def test_a_calendar_spread_is_charged_the_spread_charge():
-    # long 5 Dec-26, short 3 Dec-27: 3 pairs at EUR 1.50, 2 outright Dec-26 lots at EUR 8.00
-    assert initial_margin({"EUAZ26": 5, "EUAZ27": -3}, LOTS, TERMS) == 1_000 * (3 * 1_50 + 2 * 8_00)
-    # pairs are made nearest month first: short Dec-26 pairs with long Dec-27 before Dec-28
-    assert initial_margin({"EUAZ26": -4, "EUAZ27": 1, "EUAZ28": 5}, LOTS, TERMS) == 1_000 * (4 * 1_50 + 2 * 10_00)
+    # long 5 Dec-26, short 3 Dec-27: net 2 lots long at EUR 8.00, 3 spreads at EUR 1.50
+    assert initial_margin({"EUAZ26": 5, "EUAZ27": -3}, 1_000, TERMS) == 1_000 * (2 * 8_00 + 3 * 1_50)
+    assert initial_margin({"EUAZ26": -4, "EUAZ27": 1, "EUAZ28": 5}, 1_000, TERMS) == 1_000 * (2 * 8_00 + 4 * 1_50)
     assert maintenance_margin(100_001, TERMS) == 80_001  # 80%, rounded up
 
 
-@given(st.dictionaries(st.sampled_from(sorted(LOTS)), st.integers(-100, 100)))
-def test_a_spread_never_costs_more_than_its_legs(positions):
-    outright = sum(abs(lots) * 1_000 * TERMS.range_of(symbol) for symbol, lots in positions.items())
-    ordered = {symbol: positions[symbol] for symbol in sorted(positions)}
-    assert 0 <= initial_margin(ordered, LOTS, TERMS) <= outright
+positions = st.dictionaries(st.sampled_from(["EUAZ26", "EUAZ27", "EUAZ28"]), st.integers(-100, 100))
+
+
+@given(positions)
+def test_a_spread_never_costs_more_than_its_legs_outright(held):
+    outright = sum(abs(lots) for lots in held.values()) * 1_000 * 8_00
+    assert 0 <= initial_margin(held, 1_000, TERMS) <= outright
+
+
+@given(positions, st.sampled_from(["EUAZ26", "EUAZ27", "EUAZ28"]), st.sampled_from([1, -1]))
+def test_one_lot_changes_the_requirement_by_at_most_what_a_working_lot_holds(held, symbol, lot):
+    moved = {**held, symbol: held.get(symbol, 0) + lot}
+    change = initial_margin(moved, 1_000, TERMS) - initial_margin(held, 1_000, TERMS)
+    assert abs(change) <= TERMS.per_lot(1_000)
 
 
 # -- settlement price -----------------------------------------------------------------------------------
