@@ -82,6 +82,7 @@ class Account:
         "reserved_units",
         "order_value_limit",
         "blocked",
+        "margin_called",
     )
 
     def __init__(self, account_id: str, symbols: Iterable[str] = (), order_value_limit: int | None = None) -> None:
@@ -97,6 +98,7 @@ class Account:
         self.reserved_units = dict.fromkeys(symbols, 0)
         self.order_value_limit = order_value_limit  # cents; None: no limit
         self.blocked = False  # the kill switch: new orders are refused while it is on
+        self.margin_called = False  # cash below its futures maintenance margin: new futures orders are refused
 
 
 CLOSED: Final = None  # value in ``Account.orders`` for a client order id whose order is no longer open

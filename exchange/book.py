@@ -38,7 +38,7 @@ caller passes in, each with the next number from the shared
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -51,6 +51,9 @@ from .matching import execute
 from .orders import Order
 from .risk import release
 from .stops import StopOrders
+
+if TYPE_CHECKING:
+    from .clearing.desk import FuturesDesk
 
 BUY: Final = Side.BUY
 SELL: Final = Side.SELL
@@ -88,6 +91,8 @@ class OrderBook:
         "window_value",
         "window_lots",
         "settlement_price",
+        "clearing",
+        "margin_per_lot",
     )
 
     def __init__(
@@ -124,6 +129,10 @@ class OrderBook:
         self.stops = StopOrders()
         self.counters = counters
         self.open_orders = open_orders  # the engine's index of open orders by order id
+        # A futures contract's: the clearing desk its fills go to, and the initial margin a working lot holds
+        # (exchange.clearing); None and 0 for a spot instrument, whose fills move cash and units.
+        self.clearing: FuturesDesk | None = None
+        self.margin_per_lot = 0
 
     # -- queries -------------------------------------------------------------------------
 

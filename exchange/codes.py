@@ -76,6 +76,7 @@ class RejectCode(IntEnum):
     ORDER_VALUE_OVER_LIMIT = 204, "order value (price x quantity x lot) is over the account's limit"
     PRICE_OUTSIDE_BAND = 205, "price is outside the band around the reference price"
     ACCOUNT_BLOCKED = 206, "account is blocked by the exchange's kill switch: no new orders"
+    MARGIN_CALL = 207, "account is on a margin call: no new futures orders until its cash covers its margin"
 
     # -- 300: matching ----------------------------------------------------------------------
     POST_ONLY_WOULD_TAKE = 301, "post-only order would trade on entry"
@@ -101,6 +102,7 @@ class RejectCode(IntEnum):
     SCHEDULE_POINT_PASSED = 508, "that schedule point of the trading day is done or due (being carried out)"
     NO_TRADING_CALENDAR = 509, "the exchange does not run its trading days on a calendar (schedule is manual)"
     END_OF_DAY_NOT_SKIPPED = 510, "the end of day cannot be skipped: extend the trading day instead"
+    NO_FUTURES = 511, "the exchange lists no futures (none are configured)"
 
     # -- 600: compliance (exchange.compliance) ----------------------------------------------
     # An unknown account, an unknown instrument and too few available units reuse 201, 101 and 203.

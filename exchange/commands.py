@@ -386,6 +386,19 @@ class EndOfDay(Command, frozen=True):
             raise InvalidCommand(RejectCode.INVALID_TRADING_DATE, "trading_date")
 
 
+class ListFutures(Command, frozen=True):
+    """List the futures contracts that trade on ``trading_date`` (the start of each trading day): months newly
+    reached get their books; contracts already listed are left as they are (exchange.clearing)."""
+
+    ts: int
+    trading_date: int  # YYYYMMDD
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        if not valid_date(self.trading_date):
+            raise InvalidCommand(RejectCode.INVALID_TRADING_DATE, "trading_date")
+
+
 class ScheduleReached(Command, frozen=True):
     """The exchange's trading calendar has carried out (or its operator skipped) one schedule point of a trading
     day (``point`` names it, e.g. ``close:EUA``): journaled with the point's own commands, in their batch, so
@@ -746,4 +759,5 @@ COMMAND_TYPES = (
     OpenSettlementWindow,
     ScheduleReached,
     ShiftSchedule,
+    ListFutures,
 )

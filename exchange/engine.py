@@ -59,6 +59,7 @@ from mypy_extensions import mypyc_attr
 from .accounts import CLOSED, Account, AccountCommands, Counters
 from .book import OrderBook
 from .call_auction import announce_indicative, uncross
+from .clearing.desk import FuturesConfig, FuturesDesk
 from .codes import RejectCode
 from .commands import (
     BlockAccount,
@@ -67,6 +68,7 @@ from .commands import (
     ComplianceDeadline,
     Deposit,
     EndOfDay,
+    ListFutures,
     MassCancel,
     ModifyBid,
     NewOrder,
@@ -125,6 +127,7 @@ class Engine:
         pre_trade_risk: bool = True,
         fee_account: str = DEFAULT_FEE_ACCOUNT,
         compliance: ComplianceConfig | None = None,
+        futures: FuturesConfig | None = None,
     ) -> None:
         """An engine for these instruments.
 
@@ -138,7 +141,13 @@ class Engine:
         ``compliance`` says which instruments count for EU ETS compliance
         and what a missing tonne costs (default: none count; EUR 100); see
         :mod:`exchange.compliance`.
+
+        ``futures``: the futures series listed and cleared (``ListFutures``
+        lists each day's contracts; :mod:`exchange.clearing`); they need
+        pre-trade risk, since margin is what a futures order holds.
         """
+        if futures is not None and not pre_trade_risk:
+            raise ValueError("futures need pre-trade risk: a futures order holds margin")
         self.instruments = dict(instruments)
         self.counters = Counters()
         self.open_orders: dict[int, Order] = {}  # every open order (resting or waiting stop) by id
@@ -158,6 +167,7 @@ class Engine:
         self.compliance = Compliance(self, compliance)  # installations, obligations, retired units
         self.primary = PrimaryAuctions(self)  # EU ETS primary auctions: bids, clearing, carry-over
         self.schedule = ScheduleMarks(self.counters, self.order_commands)  # how far the trading calendar has come
+        self.futures = None if futures is None else FuturesDesk(self, futures)  # listing, clearing, delivery
         orders, accounts = self.order_commands, self.account_commands
         self._handlers: dict[type, Callable[[Any, list], RejectCode | None]] = {
             # (NewOrder and CancelOrder, the hot path, are dispatched before the table)
@@ -172,7 +182,8 @@ class Engine:
             UnblockAccount: accounts.unblock_account,
             SetSelfTradePrevention: accounts.set_self_trade_prevention,
             OpenAccount: accounts.open_account,
-            Deposit: accounts.deposit,
+            Deposit: self._deposit,
+            ListFutures: self._list_futures,
             Withdraw: accounts.withdraw,
             RegisterInstallation: self.compliance.register_installation,
             RecordEmissions: self.compliance.record_emissions,
@@ -408,10 +419,34 @@ class Engine:
     # -- trading phases -----------------------------------------------------------------------
 
     def _end_of_day(self, cmd: EndOfDay, events: list) -> RejectCode | None:
+        last_closed = self.order_commands.last_closed_date
+        if last_closed is not None and cmd.trading_date <= last_closed:
+            return RejectCode.TRADING_DATE_NOT_AFTER_LAST
+        if self.futures is not None:  # settled before the spot close: at the day's last quotes, before DAY orders go
+            self.futures.end_of_day(cmd, events)
         code = self.order_commands.end_of_day(cmd, events)
         if code is None:
             self.schedule.forget_through(cmd.trading_date)
         return code
+
+    def _list_futures(self, cmd: ListFutures, events: list) -> RejectCode | None:
+        return RejectCode.NO_FUTURES if self.futures is None else self.futures.list_futures(cmd, events)
+
+    def _deposit(self, cmd: Deposit, events: list) -> RejectCode | None:
+        code = self.account_commands.deposit(cmd, events)
+        if code is None and self.futures is not None:
+            self.futures.call_met(self.accounts[cmd.account], cmd.ts, events)
+        return code
+
+    def add_book(self, book: OrderBook) -> None:
+        """A new instrument's book (a futures contract listed)."""
+        self.books[book.symbol] = book
+        self._book_list = list(self.books.values())
+
+    def remove_book(self, symbol: str) -> None:
+        """An instrument gone (a futures contract expired): its book, with no order left in it."""
+        del self.books[symbol]
+        self._book_list = list(self.books.values())
 
     def _open_settlement_window(self, cmd: OpenSettlementWindow, events: list) -> RejectCode | None:
         book = self.books.get(cmd.instrument)
@@ -483,7 +518,8 @@ class Engine:
             yield (
                 f"account {account_id} stp={account.self_trade_prevention} limit={account.order_value_limit} "
                 f"blocked={account.blocked} "
-                f"cash={account.cash} reserved={account.reserved_cash} "
+                + ("margin_called " if account.margin_called else "")
+                + f"cash={account.cash} reserved={account.reserved_cash} "
                 + " ".join(
                     f"{symbol}={account.units[symbol]}/{account.reserved_units[symbol]}"
                     for symbol in sorted(account.units)
@@ -493,6 +529,8 @@ class Engine:
                 named = account.orders[clid]
                 yield f"clid {clid!r} {'closed' if named is CLOSED else named.order_id}"
         yield from self.compliance.state_lines()
+        if self.futures is not None:
+            yield from self.futures.state_lines()
         yield from self.primary.state_lines()
 
 

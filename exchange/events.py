@@ -415,3 +415,66 @@ class PrimaryAuctionCancelled(Event, frozen=True):
     reserve_price: int  # cents
     carried_over: tuple[int, ...]  # the volume added to the auctioneer's next four auctions of the instrument
     seed: str
+
+
+# -- futures and clearing (see exchange.clearing) ---------------------------------------------
+
+
+class ContractListed(Event, frozen=True):
+    """A futures contract month begins trading: it has its book from now until its last trading day."""
+
+    instrument: str  # the contract's symbol (EUAZ27)
+    underlying: str
+    year: int
+    month: int
+    last_trading_day: int  # YYYYMMDD
+    delivery_day: int  # YYYYMMDD
+
+
+class VariationMarginPaid(Event, frozen=True):
+    """An account's variation margin on one contract at a day's settlement: cents, plus received, minus paid."""
+
+    account: str
+    instrument: str
+    trading_date: int
+    amount: int
+    position: int  # the net lots it was marked on
+
+
+class MarginCalled(Event, frozen=True):
+    """An account's cash fell below its maintenance margin: new futures orders are refused (207) until its cash
+    covers ``required`` (its margin and what its orders hold) again."""
+
+    account: str
+    cash: int
+    required: int
+    maintenance: int
+
+
+class MarginCallMet(Event, frozen=True):
+    account: str
+    cash: int
+
+
+class FuturesDelivered(Event, frozen=True):
+    """One delivery at a contract's expiry: ``units`` of the underlying from the short to the long against
+    ``cash`` the other way (the final price); units the short did not have are ``failed_units``, paid for by
+    ``compensation`` (cents, short to long) instead."""
+
+    instrument: str
+    underlying: str
+    long_account: str
+    short_account: str
+    lots: int
+    units: int
+    cash: int
+    failed_units: int
+    compensation: int
+
+
+class ContractExpired(Event, frozen=True):
+    """A futures contract's last trading day has ended: its book is gone, its positions delivered."""
+
+    instrument: str
+    final_price: int
+    orders_expired: int

@@ -76,6 +76,16 @@ def reserve(
     limit = account.order_value_limit
     if limit is not None and price * lots * lot_units > limit:
         return -RejectCode.ORDER_VALUE_OVER_LIMIT
+    margin = book.margin_per_lot
+    if margin:  # a futures contract: either side holds initial margin in cash, no units
+        if account.margin_called:
+            return -RejectCode.MARGIN_CALL
+        per_lot = margin + book.max_fee
+        hold = per_lot * lots - held
+        if hold > account.cash - account.reserved_cash:
+            return -RejectCode.INSUFFICIENT_CASH
+        account.reserved_cash += hold
+        return per_lot
     if side is BUY:
         per_lot = price * lot_units + book.max_fee
         hold = per_lot * lots - held
@@ -117,6 +127,10 @@ def settle_fill(
     and receives the price less its fee; the fee account gets both fees
     (``maker_fee`` and ``taker_fee`` are this fill's, in cents).
     """
+    clearing = book.clearing
+    if clearing is not None:  # a futures contract: the position changes, fees are paid, nothing is delivered
+        clearing.settle_fill(book, fee_account, taker, maker, price, fill, maker_fee, taker_fee)
+        return
     symbol = book.symbol
     units = fill * book.lot_units
     notional = price * units
@@ -137,7 +151,7 @@ def settle_fill(
 
 def release(order: Order, lots: int) -> None:
     """Give back what ``lots`` open lots of the order held (they were cancelled, expired or amended away)."""
-    if order.side is BUY:
+    if order.side is BUY or order.book.margin_per_lot:  # (a futures order holds cash on either side)
         order.account.reserved_cash -= lots * order.reserve_per_lot
     else:
         order.account.reserved_units[order.book.symbol] -= lots * order.reserve_per_lot

@@ -60,6 +60,9 @@ def fix(book: OrderBook, counters: Counters, trading_date: int, ts: int) -> Sett
 
 
 def fix_all(books: dict[str, OrderBook], counters: Counters, trading_date: int, ts: int, events: list) -> None:
-    """Every instrument's settlement price for the day, in symbol order (so that a replay numbers them alike)."""
+    """Every spot instrument's settlement price for the day, in symbol order (so that a replay numbers them alike);
+    futures contracts are settled by their clearing desk (exchange.clearing.desk), by their own method."""
     for symbol in sorted(books):
-        events.append(fix(books[symbol], counters, trading_date, ts))
+        book = books[symbol]
+        if book.clearing is None:
+            events.append(fix(book, counters, trading_date, ts))

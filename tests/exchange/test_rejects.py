@@ -644,12 +644,24 @@ SESSION_CODES = {code for code in RejectCode if 700 <= code < 800}  # the gatewa
 # tests/gateway/schedule/test_trading_days.py
 CALENDAR_CODES = {RejectCode.NO_TRADING_CALENDAR, RejectCode.END_OF_DAY_NOT_SKIPPED}
 PRIMARY_AUCTION_CODES = {code for code in RejectCode if 800 <= code < 900}  # test_primary_auction.py
+FUTURES_CODES = {RejectCode.MARGIN_CALL, RejectCode.NO_FUTURES}  # test_futures.py (they need a futures engine)
 
 
 def test_every_reachable_code_is_covered():
     assert {case[2] for case in CASES} == (
-        set(RejectCode) - UNREACHABLE - COMPLIANCE_CODES - SESSION_CODES - PRIMARY_AUCTION_CODES - CALENDAR_CODES
+        set(RejectCode)
+        - UNREACHABLE
+        - COMPLIANCE_CODES
+        - SESSION_CODES
+        - PRIMARY_AUCTION_CODES
+        - CALENDAR_CODES
+        - FUTURES_CODES
     )
+
+
+def test_every_futures_code_has_its_own_test():
+    source = (Path(__file__).parent / "test_futures.py").read_text()
+    assert all(f"RejectCode.{code.name}" in source for code in FUTURES_CODES)
 
 
 def test_every_primary_auction_code_has_its_own_test():

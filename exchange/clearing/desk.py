@@ -1,0 +1,328 @@
+"""The engine's futures desk: contracts listed as the calendar reaches them, fills cleared into positions and
+margin, each day settled, each expiry delivered.
+
+How this works
+--------------
+The engine owns one :class:`FuturesDesk` when futures are configured (:class:`FuturesConfig`: the series,
+each underlying's margin terms, the venue's holidays). Four moments reach it:
+
+1. :meth:`list_futures` (the :class:`~exchange.commands.ListFutures` command, at the start of each trading
+   day): every contract the series list on the date that has no book yet gets one, its terms those of the
+   underlying spot instrument with the series' lot and tick, and its ``margin_per_lot`` set: pre-trade risk
+   then holds that much cash for each working lot of either side (``exchange.risk.reserve``).
+2. :meth:`settle_fill`, from ``exchange.risk.settle_fill`` for every fill on a contract: fees are paid, what
+   the filled lots held is released, the positions change in the :class:`~exchange.clearing.house.ClearingHouse`,
+   and each side's initial margin is recomputed and held instead (the per-lot hold bounds the change, so the
+   hold released always covers it).
+3. :meth:`end_of_day`, before the spot end of day: each contract's settlement price (the benchmark, the
+   underlying's most traded month, first), the variation margin paid in cash, then the expiries of the day
+   (open orders expire, positions deliver at the final price, the book goes), then margin calls for accounts
+   whose cash fell below maintenance.
+4. :meth:`call_met`, after a deposit: a called account whose cash covers its holds again is released.
+
+The desk's state (contracts, positions, settlement prices, margins held) is in the engine's state hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from ..codes import RejectCode
+from ..enums import Side
+from ..events import (
+    ContractExpired,
+    ContractListed,
+    FuturesDelivered,
+    MarginCalled,
+    MarginCallMet,
+    OrderExpired,
+    SettlementPriceFixed,
+    VariationMarginPaid,
+)
+from ..instruments import Instrument
+from ..orders import by_order_id
+from .contracts import ContractSeries, FuturesContract, listed_contracts, weekdays_except
+from .house import ClearingHouse, MarginTerms, daily_settlement_price, initial_margin, maintenance_margin, most_traded
+
+if TYPE_CHECKING:
+    from ..accounts import Account
+    from ..book import OrderBook
+    from ..commands import EndOfDay, ListFutures
+    from ..engine import Engine
+    from ..orders import Order
+
+MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass(frozen=True, slots=True)
+class FuturesConfig:
+    """What the engine needs to list and clear futures."""
+
+    series: tuple[ContractSeries, ...]
+    margins: Mapping[str, MarginTerms]  # underlying -> its margin terms
+    holidays: frozenset[int] = frozenset()  # YYYYMMDD: the venue's non-business weekdays
+    default_premium_bps: int = 1_000  # what a failed delivery costs the short over the final price
+
+    def __post_init__(self) -> None:
+        for series in self.series:
+            if series.underlying not in self.margins:
+                raise ValueError(f"futures.{series.underlying}: no margin terms")
+
+
+class FuturesDesk:
+    """Listing, clearing, daily settlement and delivery of the engine's futures; see the module notes."""
+
+    def __init__(self, engine: Engine, config: FuturesConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.business_day = weekdays_except(config.holidays)
+        self.contracts: dict[str, FuturesContract] = {}  # listed, by symbol
+        self.house = ClearingHouse({})
+        self.margins_held: dict[tuple[str, str], int] = {}  # (account, underlying) -> initial margin held in cash
+        self.lot_units = {series.underlying: series.lot_units for series in config.series}
+
+    # -- listing -------------------------------------------------------------------------------
+
+    def list_futures(self, cmd: ListFutures, events: list) -> RejectCode | None:
+        engine = self.engine
+        last_closed = engine.order_commands.last_closed_date
+        if last_closed is not None and cmd.trading_date <= last_closed:
+            return RejectCode.TRADING_DATE_NOT_AFTER_LAST
+        for series in self.config.series:
+            underlying = engine.instruments.get(series.underlying)
+            if underlying is None:
+                raise ValueError(f"futures.{series.underlying}: no such spot instrument")
+            for contract in listed_contracts(series, cmd.trading_date, self.business_day):
+                if contract.symbol not in self.contracts:
+                    self._open_book(contract, series, underlying)
+                    events.append(
+                        ContractListed(
+                            engine.counters.next_seq(),
+                            cmd.ts,
+                            contract.symbol,
+                            contract.underlying,
+                            contract.year,
+                            contract.month,
+                            contract.last_trading_day,
+                            contract.delivery_day,
+                        )
+                    )
+        return None
+
+    def _open_book(self, contract: FuturesContract, series: ContractSeries, underlying: Instrument) -> None:
+        from ..book import OrderBook  # (the book imports the desk's type: imported here, when first needed)
+
+        engine = self.engine
+        instrument = replace(
+            underlying,
+            symbol=contract.symbol,
+            name=f"{contract.underlying} futures {MONTH_NAMES[contract.month - 1]}-{contract.year}",
+            lot_units=series.lot_units,
+            tick_size=series.tick_size,
+        )
+        book = OrderBook(instrument, engine.counters, engine.open_orders, engine.fee_account)
+        book.clearing = self
+        book.margin_per_lot = self.config.margins[contract.underlying].per_lot(series.lot_units)
+        engine.add_book(book)
+        self.contracts[contract.symbol] = contract
+        self.house.list_contract(contract.symbol, series.lot_units)
+
+    # -- fills ---------------------------------------------------------------------------------
+
+    def settle_fill(
+        self,
+        book: OrderBook,
+        fee_account: Account,
+        taker: Order,
+        maker: Order,
+        price: int,
+        fill: int,
+        maker_fee: int,
+        taker_fee: int,
+    ) -> None:
+        """One fill on a contract: fees, the filled lots' holds released, positions and margins moved."""
+        if taker.side is Side.BUY:
+            buy, buyer_fee, sell, seller_fee = taker, taker_fee, maker, maker_fee
+        else:
+            buy, buyer_fee, sell, seller_fee = maker, maker_fee, taker, taker_fee
+        buyer, seller = buy.account, sell.account
+        buyer.cash -= buyer_fee
+        seller.cash -= seller_fee
+        fee_account.cash += maker_fee + taker_fee
+        buyer.reserved_cash -= fill * buy.reserve_per_lot
+        seller.reserved_cash -= fill * sell.reserve_per_lot
+        self.house.record_trade(book.symbol, buyer.account_id, seller.account_id, fill, price)
+        underlying = self.contracts[book.symbol].underlying
+        self._remargin(buyer, underlying)
+        if seller is not buyer:
+            self._remargin(seller, underlying)
+
+    def _remargin(self, account: Account, underlying: str) -> None:
+        """Hold the account's initial margin in ``underlying``'s contracts as they now stand."""
+        positions = {
+            symbol: lots
+            for symbol, lots in self.house.positions_of(account.account_id).items()
+            if self.contracts[symbol].underlying == underlying
+        }
+        key = (account.account_id, underlying)
+        required = initial_margin(positions, self.lot_units[underlying], self.config.margins[underlying])
+        account.reserved_cash += required - self.margins_held.get(key, 0)
+        if required:
+            self.margins_held[key] = required
+        else:
+            self.margins_held.pop(key, None)
+
+    # -- the end of a trading day --------------------------------------------------------------
+
+    def end_of_day(self, cmd: EndOfDay, events: list) -> None:
+        """Settlement prices, variation margin, the day's expiries and deliveries, margin calls."""
+        ts, trading_date = cmd.ts, cmd.trading_date
+        prices = self._fix_prices(trading_date, ts, events)
+        engine, counters = self.engine, self.engine.counters
+        for margin in self.house.settle_day(prices):
+            account = engine.accounts[margin.account]
+            account.cash += margin.amount
+            position = self.house.position(margin.account, margin.contract)
+            events.append(
+                VariationMarginPaid(
+                    counters.next_seq(), ts, margin.account, margin.contract, trading_date, margin.amount, position
+                )
+            )
+        for symbol in sorted(self.contracts):
+            if self.contracts[symbol].last_trading_day == trading_date:
+                self._expire(symbol, prices[symbol], ts, events)
+        self._call_margins(ts, events)
+
+    def _fix_prices(self, trading_date: int, ts: int, events: list) -> dict[str, int]:
+        """Each listed contract's settlement price, the benchmark of each underlying first."""
+        books, house = self.engine.books, self.house
+        prices: dict[str, int] = {}
+        by_underlying: dict[str, list[str]] = {}
+        for symbol in sorted(self.contracts, key=lambda s: (self.contracts[s].year, self.contracts[s].month)):
+            by_underlying.setdefault(self.contracts[symbol].underlying, []).append(symbol)
+        for symbols in by_underlying.values():
+            benchmark = most_traded(house.day_lots, symbols)
+            move = None
+            for symbol in ([benchmark] if benchmark else []) + [s for s in symbols if s != benchmark]:
+                book = books[symbol]
+                previous = house.settlement_prices.get(symbol)
+                price, method = daily_settlement_price(
+                    window_value=book.window_value,
+                    window_lots=book.window_lots,
+                    best_bid=book.best_bid(),
+                    best_ask=book.best_ask(),
+                    previous=previous,
+                    benchmark_move=move if symbol != benchmark else None,
+                    last_trade=book.last_price,
+                    tick=book.tick_size,
+                )
+                if symbol == benchmark and price is not None and previous is not None:
+                    move = price - previous
+                events.append(
+                    SettlementPriceFixed(
+                        self.engine.counters.next_seq(), ts, symbol, trading_date, price, method, book.window_lots
+                    )
+                )
+                book.settlement_price = price
+                book.settling = False
+                book.window_value = book.window_lots = 0
+                if price is not None:
+                    prices[symbol] = price
+        return prices
+
+    def _expire(self, symbol: str, final_price: int, ts: int, events: list) -> None:
+        """The contract's last trading day has ended: orders expire, positions deliver, the book goes."""
+        engine, counters = self.engine, self.engine.counters
+        book = engine.books[symbol]
+        open_orders = sorted((o for o in engine.open_orders.values() if o.book is book), key=by_order_id)
+        for order in open_orders:
+            book.unlink(order)
+            leaves = book.retire(order)
+            events.append(
+                OrderExpired(
+                    counters.next_seq(),
+                    ts,
+                    symbol,
+                    order.order_id,
+                    order.account.account_id,
+                    order.client_order_id,
+                    leaves,
+                )
+            )
+        underlying = self.contracts[symbol].underlying
+        holders = sorted(self.house.positions[symbol])
+        available = {}
+        for account_id in holders:
+            account = engine.accounts[account_id]
+            available[account_id] = account.units.get(underlying, 0) - account.reserved_units.get(underlying, 0)
+        for delivery in self.house.deliver(symbol, final_price, available, self.config.default_premium_bps):
+            long, short = engine.accounts[delivery.long], engine.accounts[delivery.short]
+            long.units[underlying] += delivery.units
+            short.units[underlying] -= delivery.units
+            long.cash += delivery.compensation - delivery.cash
+            short.cash += delivery.cash - delivery.compensation
+            events.append(
+                FuturesDelivered(
+                    counters.next_seq(),
+                    ts,
+                    symbol,
+                    underlying,
+                    delivery.long,
+                    delivery.short,
+                    delivery.lots,
+                    delivery.units,
+                    delivery.cash,
+                    delivery.failed_units,
+                    delivery.compensation,
+                )
+            )
+        del self.contracts[symbol]
+        engine.remove_book(symbol)
+        for account_id in holders:
+            account = engine.accounts[account_id]
+            self._remargin(account, underlying)
+            if account.cash < 0 and not account.margin_called:  # a long that paid for delivery beyond its cash
+                account.margin_called = True
+                seq = counters.next_seq()
+                events.append(MarginCalled(seq, ts, account_id, account.cash, account.reserved_cash, 0))
+        events.append(ContractExpired(counters.next_seq(), ts, symbol, final_price, len(open_orders)))
+
+    def _call_margins(self, ts: int, events: list) -> None:
+        """Accounts whose cash fell below their maintenance margin (and what their orders hold) are called."""
+        engine = self.engine
+        held_by_account: dict[str, int] = {}
+        for (account_id, _), held in self.margins_held.items():
+            held_by_account[account_id] = held_by_account.get(account_id, 0) + held
+        for account_id in sorted(held_by_account):
+            account = engine.accounts[account_id]
+            held = held_by_account[account_id]
+            maintenance = sum(
+                maintenance_margin(amount, self.config.margins[underlying])
+                for (holder, underlying), amount in self.margins_held.items()
+                if holder == account_id
+            )
+            floor = account.reserved_cash - held + maintenance
+            if account.cash < floor and not account.margin_called:
+                account.margin_called = True
+                seq = engine.counters.next_seq()
+                events.append(MarginCalled(seq, ts, account_id, account.cash, account.reserved_cash, maintenance))
+
+    def call_met(self, account: Account, ts: int, events: list) -> None:
+        """After a deposit: a called account whose cash covers everything it holds again is released."""
+        if account.margin_called and account.cash >= account.reserved_cash and account.cash >= 0:
+            account.margin_called = False
+            events.append(MarginCallMet(self.engine.counters.next_seq(), ts, account.account_id, account.cash))
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def state_lines(self) -> Iterable[str]:
+        for symbol in sorted(self.contracts):
+            contract = self.contracts[symbol]
+            price = self.house.settlement_prices.get(symbol)
+            yield f"futures {symbol} {contract.last_trading_day} {contract.delivery_day} settled={price}"
+            for account_id, position in sorted(self.house.positions[symbol].items()):
+                yield f"  position {account_id} {position.lots} {position.settled_lots} {position.day_value}"
+        for (account_id, underlying), held in sorted(self.margins_held.items()):
+            yield f"margin {account_id} {underlying} {held}"
