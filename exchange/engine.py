@@ -51,7 +51,7 @@ same :meth:`Engine.state_hash`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
@@ -59,7 +59,8 @@ from mypy_extensions import mypyc_attr
 from .accounts import CLOSED, Account, AccountCommands, Counters
 from .book import OrderBook
 from .call_auction import announce_indicative, uncross
-from .clearing.desk import FuturesConfig, FuturesDesk
+from .clearing.desk import FuturesDesk
+from .clearing.terms import FuturesConfig
 from .codes import RejectCode
 from .commands import (
     BlockAccount,
@@ -263,6 +264,15 @@ class Engine:
     def schedule_extension(self, trading_date: int) -> int:
         """Seconds the operator extended a trading day's closing points by (0: none)."""
         return self.schedule.shifts.get(trading_date, 0)
+
+    def instrument(self, symbol: str) -> Instrument | None:
+        """The terms of an instrument trading now: spot, or a futures contract listed; None for an unknown one."""
+        book = self.books.get(symbol)
+        return None if book is None else book.instrument
+
+    def futures_contracts(self, underlying: str | None = None) -> list[str]:
+        """The futures contracts listed now (of one underlying, or all), nearest month first; none without futures."""
+        return [] if self.futures is None else self.futures.contracts_of(underlying)
 
     def settlement_price(self, symbol: str) -> int | None:
         """The settlement price fixed at the last end of day (cents), None before the first."""
@@ -493,45 +503,47 @@ class Engine:
 
     def state_lines(self) -> Iterable[str]:
         """The canonical text the state hash is taken over, one fact a line."""
-        c = self.counters
-        yield f"counters seq={c.seq} order_id={c.order_id} trade_id={c.trade_id} closed={self.last_closed_date}"
-        schedule = self.schedule.state_line()
-        if schedule is not None:
-            yield schedule
-        for symbol in sorted(self.books):
-            book = self.books[symbol]
-            line = f"book {symbol} last={book.last_price} phase={book.phase}"
-            # Written only once there is a settlement or a window, so that command streams that never had one
-            # hash as they always did (the cross-checks keep hashes of such streams).
-            if book.settlement_price is not None or book.settling:
-                line += (
-                    f" settlement={book.settlement_price} window={book.settling}:{book.window_value}/{book.window_lots}"
-                )
-            yield line
-            for side in (Side.BUY, Side.SELL):
-                for order in book.resting_orders(side):
-                    yield "rest " + _order_line(order)
-            for order in sorted(book.waiting_stops(), key=by_order_id):
-                yield "stop " + _order_line(order)
-        for account_id in sorted(self.accounts):
-            account = self.accounts[account_id]
-            yield (
-                f"account {account_id} stp={account.self_trade_prevention} limit={account.order_value_limit} "
-                f"blocked={account.blocked} "
-                + ("margin_called " if account.margin_called else "")
-                + f"cash={account.cash} reserved={account.reserved_cash} "
-                + " ".join(
-                    f"{symbol}={account.units[symbol]}/{account.reserved_units[symbol]}"
-                    for symbol in sorted(account.units)
-                )
+        return _state_lines(self)
+
+
+def _state_lines(engine: Engine) -> Iterator[str]:
+    """What :meth:`Engine.state_lines` answers (a function of its own: the class stays within the layout's limit)."""
+    c = engine.counters
+    yield f"counters seq={c.seq} order_id={c.order_id} trade_id={c.trade_id} closed={engine.last_closed_date}"
+    schedule = engine.schedule.state_line()
+    if schedule is not None:
+        yield schedule
+    for symbol in sorted(engine.books):
+        book = engine.books[symbol]
+        line = f"book {symbol} last={book.last_price} phase={book.phase}"
+        # Written only once there is a settlement or a window, so that command streams that never had one
+        # hash as they always did (the cross-checks keep hashes of such streams).
+        if book.settlement_price is not None or book.settling:
+            line += f" settlement={book.settlement_price} window={book.settling}:{book.window_value}/{book.window_lots}"
+        yield line
+        for side in (Side.BUY, Side.SELL):
+            for order in book.resting_orders(side):
+                yield "rest " + _order_line(order)
+        for order in sorted(book.waiting_stops(), key=by_order_id):
+            yield "stop " + _order_line(order)
+    for account_id in sorted(engine.accounts):
+        account = engine.accounts[account_id]
+        yield (
+            f"account {account_id} stp={account.self_trade_prevention} limit={account.order_value_limit} "
+            f"blocked={account.blocked} "
+            + ("margin_called " if account.margin_called else "")
+            + f"cash={account.cash} reserved={account.reserved_cash} "
+            + " ".join(
+                f"{symbol}={account.units[symbol]}/{account.reserved_units[symbol]}" for symbol in sorted(account.units)
             )
-            for clid in sorted(account.orders, key=repr):
-                named = account.orders[clid]
-                yield f"clid {clid!r} {'closed' if named is CLOSED else named.order_id}"
-        yield from self.compliance.state_lines()
-        if self.futures is not None:
-            yield from self.futures.state_lines()
-        yield from self.primary.state_lines()
+        )
+        for clid in sorted(account.orders, key=repr):
+            named = account.orders[clid]
+            yield f"clid {clid!r} {'closed' if named is CLOSED else named.order_id}"
+    yield from engine.compliance.state_lines()
+    if engine.futures is not None:
+        yield from engine.futures.state_lines()
+    yield from engine.primary.state_lines()
 
 
 def _auction_view(auction: PrimaryAuction) -> PrimaryAuctionView:

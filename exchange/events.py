@@ -429,6 +429,8 @@ class ContractListed(Event, frozen=True):
     month: int
     last_trading_day: int  # YYYYMMDD
     delivery_day: int  # YYYYMMDD
+    tick_size: int  # cents
+    lot_units: int
 
 
 class VariationMarginPaid(Event, frozen=True):

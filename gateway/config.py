@@ -50,6 +50,7 @@ from exchange import (
     SetSelfTradePrevention,
     parse_compliance,
 )
+from exchange.clearing import FuturesConfig, parse_futures
 from exchange.instruments import ConfigError, Instrument, eur_to_cents, parse_instruments
 from gateway.schedule.calendar import TradingCalendar, parse_calendar
 from gateway.sessions.credentials import is_secret_hash
@@ -336,6 +337,17 @@ def load_compliance(path: Path | str | None = None) -> ComplianceConfig:
     return _located("compliance.toml", path, parse_compliance)
 
 
+def load_futures(
+    instruments: Mapping[str, Instrument], path: Path | str | None = None, calendar_path: Path | str | None = None
+) -> FuturesConfig:
+    """The futures in ``path`` (None: futures.toml in :func:`config_folder`) on the spot ``instruments``, their
+    business days those of the trading calendar (calendar.toml's weekend and holidays); ConfigError naming the
+    file and the bad field."""
+    calendar = load_calendar(instruments, calendar_path)
+    holidays = [day.year * 10_000 + day.month * 100 + day.day for day in calendar.holidays]
+    return _located("futures.toml", path, lambda data: parse_futures(data, instruments, holidays))
+
+
 def load_calendar(instruments: Mapping[str, Instrument], path: Path | str | None = None) -> TradingCalendar:
     """The trading calendar in ``path`` (None: calendar.toml in :func:`config_folder`), with a schedule for each
     of ``instruments``; raises ConfigError naming the file and the bad field."""
@@ -526,6 +538,15 @@ class ServerConfig:
     )
     max_batch: int = field(
         default=512, metadata=_about("engine", "requests the engine takes in one batch", 1, 1_000_000)
+    )
+    futures: str = field(
+        default="off",
+        metadata=_about(
+            "engine",
+            "on: futures are listed and cleared as futures.toml says (docs/FUTURES.md), each trading day's contracts "
+            "listed at its start; off: spot only",
+            choices=("off", "on"),
+        ),
     )
     # -- [market_data]
     mqtt_url: str = field(

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import datetime as dt
 import fcntl
 import gc
 import logging
@@ -55,7 +56,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from exchange import ComplianceConfig, ConfigError, RejectCode
+from exchange import ComplianceConfig, ConfigError, ListFutures, RejectCode
+from exchange.clearing import FuturesConfig
 from exchange.engine import DEFAULT_FEE_ACCOUNT
 from exchange.instruments import Instrument
 from gateway.config import AccountConfig, ServerConfig, start_up_commands
@@ -78,7 +80,7 @@ from gateway.pipeline.replies import Replies
 from gateway.pipeline.sequencer import Sequencer
 from gateway.pipeline.session_requests import SessionRequests
 from gateway.pipeline.timers import Timers
-from gateway.schedule.calendar import TradingCalendar
+from gateway.schedule.calendar import TradingCalendar, date_number
 from gateway.schedule.clock import Clock, clock_from_settings
 from gateway.schedule.day_files import DayFiles
 from gateway.schedule.runner import CalendarRunner
@@ -379,13 +381,15 @@ async def running_exchange(
     compliance: ComplianceConfig | None = None,
     calendar: TradingCalendar | None = None,
     clock: Clock | None = None,
+    futures: FuturesConfig | None = None,
 ) -> AsyncIterator[TradingGateway]:
     """The whole exchange, listening: state recovered from the journal, settlement, the gateway.
 
     With a ``calendar`` (required when ``config.schedule`` is "calendar") the
     exchange runs its own trading days (:mod:`gateway.schedule.runner`), by
     the host's clock or a simulated one (``clock_start``, ``clock_speed``); ``clock`` replaces both (a
-    clock a test moves itself).
+    clock a test moves itself). With ``futures`` the engine lists and clears them (docs/FUTURES.md): the
+    contracts of the day are listed at start, and by the calendar after each end of day.
 
     The data directory (``data_dir``; empty: a temporary one) is locked for
     the process's life: one exchange per journal. Start-up replays the
@@ -434,7 +438,7 @@ async def running_exchange(
                 "settlement.ledger", f"cannot open the ledger {ledger_path}: {error} (is the disk full or read-only?)"
             ) from None
         resources.callback(store.close)
-        genesis = Genesis(dict(instruments), compliance, config.md_levels, config.resend_window)
+        genesis = Genesis(dict(instruments), compliance, config.md_levels, config.resend_window, futures)
         settler = Settlement(store, instruments, fee_account=DEFAULT_FEE_ACCOUNT)
         try:
             recovered = recover(data_dir, genesis, ledger_cursor=store.last_applied_seq(), settle=settler.apply)
@@ -459,6 +463,13 @@ async def running_exchange(
             )
             clock.resume_from(recovered.core.last_ts)  # time never runs backwards across a restart
             commands, unapplied = start_up_commands(accounts, recovered.core.engine, time.time_ns())
+            if futures is not None:  # the contracts trading today (those listed already are left as they are)
+                today = (
+                    calendar.local_date(clock())
+                    if calendar is not None
+                    else dt.datetime.fromtimestamp(clock() / 1e9, dt.UTC).date()
+                )
+                commands.append(ListFutures(ts=time.time_ns(), trading_date=date_number(today)))
             for change in unapplied:
                 log_event(
                     log,
@@ -563,6 +574,7 @@ async def serve(
     compliance: ComplianceConfig | None = None,
     ready: Callable[[TradingGateway], None] | None = None,
     calendar: TradingCalendar | None = None,
+    futures: FuturesConfig | None = None,
 ) -> int:
     """Run the exchange until SIGINT or SIGTERM (or an engine failure); the process's exit status.
 
@@ -579,7 +591,7 @@ async def serve(
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-    async with running_exchange(config, instruments, accounts, compliance, calendar) as gateway:
+    async with running_exchange(config, instruments, accounts, compliance, calendar, futures=futures) as gateway:
         if ready is not None:
             ready(gateway)
         await run_until_stopped(gateway)

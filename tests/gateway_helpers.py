@@ -46,12 +46,12 @@ def demo_configuration():
 
 @asynccontextmanager
 async def exchange_on_port(
-    ledger: Path | None = None, instruments=None, accounts=None, **overrides: object
+    ledger: Path | None = None, instruments=None, accounts=None, futures=None, **overrides: object
 ) -> AsyncIterator[TradingGateway]:
     """The whole exchange listening on a free port of 127.0.0.1, with the demo configuration.
 
     ``overrides`` are exchange.toml settings; ``ledger`` a ledger file (default: a temporary one);
-    ``instruments`` and ``accounts`` replace the demo ones.
+    ``instruments`` and ``accounts`` replace the demo ones; ``futures`` (a FuturesConfig) lists and clears futures.
     """
     default_instruments, default_accounts, compliance = demo_configuration()
     settings = {"port": 0, "host": HOST, "data_dir": "", **overrides}
@@ -59,7 +59,7 @@ async def exchange_on_port(
         settings["ledger"] = str(ledger)
     config = load_server_config(overrides=settings)
     async with running_exchange(
-        config, instruments or default_instruments, accounts or default_accounts, compliance
+        config, instruments or default_instruments, accounts or default_accounts, compliance, futures=futures
     ) as gateway:
         yield gateway
 

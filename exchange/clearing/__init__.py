@@ -11,6 +11,7 @@ from .contracts import (
     listed_contracts,
     weekdays_except,
 )
+from .desk import FuturesDesk
 from .house import (
     ClearingHouse,
     Delivery,
@@ -21,12 +22,15 @@ from .house import (
     maintenance_margin,
     most_traded,
 )
+from .terms import FuturesConfig, parse_futures
 
 __all__ = [
     "ClearingHouse",
     "ContractSeries",
     "Delivery",
+    "FuturesConfig",
     "FuturesContract",
+    "FuturesDesk",
     "MarginTerms",
     "VariationMargin",
     "contract_symbol",
@@ -37,5 +41,6 @@ __all__ = [
     "listed_contracts",
     "maintenance_margin",
     "most_traded",
+    "parse_futures",
     "weekdays_except",
 ]

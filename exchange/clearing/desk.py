@@ -25,8 +25,8 @@ The desk's state (contracts, positions, settlement prices, margins held) is in t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ..codes import RejectCode
@@ -43,8 +43,9 @@ from ..events import (
 )
 from ..instruments import Instrument
 from ..orders import by_order_id
-from .contracts import ContractSeries, FuturesContract, listed_contracts, weekdays_except
-from .house import ClearingHouse, MarginTerms, daily_settlement_price, initial_margin, maintenance_margin, most_traded
+from .contracts import ContractSeries, FuturesContract, listed_contracts, to_date
+from .house import ClearingHouse, daily_settlement_price, initial_margin, maintenance_margin, most_traded
+from .terms import FuturesConfig
 
 if TYPE_CHECKING:
     from ..accounts import Account
@@ -56,34 +57,22 @@ if TYPE_CHECKING:
 MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-@dataclass(frozen=True, slots=True)
-class FuturesConfig:
-    """What the engine needs to list and clear futures."""
-
-    series: tuple[ContractSeries, ...]
-    margins: Mapping[str, MarginTerms]  # underlying -> its margin terms
-    holidays: frozenset[int] = frozenset()  # YYYYMMDD: the venue's non-business weekdays
-    default_premium_bps: int = 1_000  # what a failed delivery costs the short over the final price
-
-    def __post_init__(self) -> None:
-        for series in self.series:
-            if series.underlying not in self.margins:
-                raise ValueError(f"futures.{series.underlying}: no margin terms")
-
-
 class FuturesDesk:
     """Listing, clearing, daily settlement and delivery of the engine's futures; see the module notes."""
 
     def __init__(self, engine: Engine, config: FuturesConfig) -> None:
         self.engine = engine
         self.config = config
-        self.business_day = weekdays_except(config.holidays)
         self.contracts: dict[str, FuturesContract] = {}  # listed, by symbol
         self.house = ClearingHouse({})
         self.margins_held: dict[tuple[str, str], int] = {}  # (account, underlying) -> initial margin held in cash
         self.lot_units = {series.underlying: series.lot_units for series in config.series}
 
     # -- listing -------------------------------------------------------------------------------
+
+    def business_day(self, yyyymmdd: int) -> bool:
+        """Monday to Friday, less the venue's holidays. (A method, not a closure: snapshots pickle the desk.)"""
+        return to_date(yyyymmdd).weekday() < 5 and yyyymmdd not in self.config.holidays
 
     def list_futures(self, cmd: ListFutures, events: list) -> RejectCode | None:
         engine = self.engine
@@ -107,6 +96,8 @@ class FuturesDesk:
                             contract.month,
                             contract.last_trading_day,
                             contract.delivery_day,
+                            series.tick_size,
+                            series.lot_units,
                         )
                     )
         return None
@@ -124,10 +115,16 @@ class FuturesDesk:
         )
         book = OrderBook(instrument, engine.counters, engine.open_orders, engine.fee_account)
         book.clearing = self
+        book.phase = engine.books[contract.underlying].phase  # a month listed overnight opens with the spot market
         book.margin_per_lot = self.config.margins[contract.underlying].per_lot(series.lot_units)
         engine.add_book(book)
         self.contracts[contract.symbol] = contract
         self.house.list_contract(contract.symbol, series.lot_units)
+
+    def contracts_of(self, underlying: str | None = None) -> list[str]:
+        """The listed contracts (of one underlying, or all), nearest month first."""
+        listed = [c for c in self.contracts.values() if underlying is None or c.underlying == underlying]
+        return [c.symbol for c in sorted(listed, key=lambda c: (c.year, c.month, c.underlying))]
 
     # -- fills ---------------------------------------------------------------------------------
 

@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="EU ETS compliance rules (TOML); default: compliance.toml in the configuration folder",
     )
     parser.add_argument(
+        "--futures-file",
+        type=Path,
+        help="the futures series and their margin (TOML), used when futures are on; default: futures.toml in the "
+        "configuration folder",
+    )
+    parser.add_argument(
         "--calendar",
         type=Path,
         help="the trading calendar (TOML), used when the schedule is 'calendar'; default: calendar.toml in the "

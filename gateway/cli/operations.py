@@ -28,6 +28,7 @@ from gateway.config import (
     load_accounts,
     load_calendar,
     load_compliance,
+    load_futures,
     load_instruments,
     load_server_config,
 )
@@ -64,8 +65,9 @@ def _serve_command(args: argparse.Namespace) -> int:
 
     config, instruments, accounts, compliance = _load_exchange(args)
     calendar = _calendar(args, config, instruments)
+    futures = load_futures(instruments, args.futures_file, args.calendar) if config.futures == "on" else None
     configure_logging(config.log_level, config.log_format)
-    return asyncio.run(serve(config, instruments, accounts, compliance, calendar=calendar))
+    return asyncio.run(serve(config, instruments, accounts, compliance, calendar=calendar, futures=futures))
 
 
 def _demo_command(args: argparse.Namespace) -> int:

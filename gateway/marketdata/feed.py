@@ -53,6 +53,7 @@ from exchange import (
     CALL_PHASES,
     AuctionCompleted,
     AuctionIndicative,
+    ContractListed,
     Engine,
     LevelChanged,
     PrimaryAuctionCancelled,
@@ -311,6 +312,7 @@ PUBLISHED = frozenset(
         AuctionCompleted,
         TradingDayClosed,
         SettlementPriceFixed,
+        ContractListed,
     }
 )
 
@@ -365,7 +367,12 @@ class MarketDataFeed:
                 # trades before its close).
                 self._flush(changed, traded, out)
                 changed, traded = {}, {}
-                if isinstance(event, SettlementPriceFixed):  # just before the day's close (TradingDayClosed)
+                if isinstance(event, ContractListed):  # a futures month begins trading: its channels open
+                    feed = feeds[event.instrument] = InstrumentFeed(
+                        event.instrument, event.tick_size, event.lot_units, self.levels
+                    )
+                    out.append((event.instrument, "status", feed.status_message()))
+                elif isinstance(event, SettlementPriceFixed):  # just before the day's close (TradingDayClosed)
                     feeds[event.instrument].settlement_price = event.price
                 elif isinstance(event, TradingDayClosed):
                     for symbol, feed in feeds.items():

@@ -77,6 +77,7 @@ import msgspec
 from msgspec.structs import astuple
 
 from exchange import ComplianceConfig, Instrument
+from exchange.clearing import FuturesConfig
 from exchange.commands import COMMAND_TYPES, Command
 from gateway.persistence.errors import JournalCorrupt, JournalError, JournalFailure
 from gateway.persistence.segments import Segment, segment_name, segments_at, write_new_file
@@ -168,6 +169,7 @@ class Genesis:
     compliance: ComplianceConfig | None
     md_levels: int
     resend_window: int
+    futures: FuturesConfig | None = None
 
     def to_value(self) -> dict:
         compliance = None
@@ -180,6 +182,7 @@ class Genesis:
             "compliance": compliance,
             "md_levels": self.md_levels,
             "resend_window": self.resend_window,
+            "futures": None if self.futures is None else self.futures.to_value(),
         }
 
     @classmethod
@@ -193,7 +196,15 @@ class Genesis:
                 **{**compliance, "penalty_by_year": tuple(tuple(pair) for pair in compliance["penalty_by_year"])}
             )
         # (a journal begun before the trading calendar also holds "settlement_window": the calendar sets it now)
-        return cls(instruments, compliance, value["md_levels"], value["resend_window"])
+        # (a journal begun before futures has no "futures": it had none)
+        futures = value.get("futures")
+        return cls(
+            instruments,
+            compliance,
+            value["md_levels"],
+            value["resend_window"],
+            None if futures is None else FuturesConfig.from_value(futures),
+        )
 
     def differences(self, other: Genesis) -> list[str]:
         """What differs between two geneses, one phrase each (empty: the same)."""

@@ -107,7 +107,7 @@ log = logging.getLogger("carbonx.recovery")
 LEDGER_NAME = "ledger.sqlite3"
 SNAPSHOT_DIR = "snapshots"
 SNAPSHOT_MAGIC = b"CXSNAP01"
-SNAPSHOT_FORMAT = 6 + 1000 * COMPILED  # raised when the pickled classes change shape (older ones are passed over)
+SNAPSHOT_FORMAT = 7 + 1000 * COMPILED  # raised when the pickled classes change shape (older ones are passed over)
 SNAPSHOT_HEADER = struct.Struct(">8sI16sQQQII")  # magic, format, journal id, record seq, offset, event seq, crc, -
 SNAPSHOTS_KEPT = 3
 SETTLE_CHUNK = 20_000  # events settled in one ledger transaction during replay
@@ -181,7 +181,9 @@ class Recovered:
 
 
 def new_sequencer(genesis: Genesis) -> Sequencer:
-    return Sequencer(genesis.instruments, genesis.compliance, genesis.md_levels, genesis.resend_window)
+    return Sequencer(
+        genesis.instruments, genesis.compliance, genesis.md_levels, genesis.resend_window, futures=genesis.futures
+    )
 
 
 # -- replay ------------------------------------------------------------------------------------

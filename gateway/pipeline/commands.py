@@ -110,7 +110,7 @@ class CommandBuilder:
         }
 
     def _new_order(self, session: Session, request: NewOrderRequest, ts: int) -> NewOrder:
-        instrument = self.engine.instruments.get(request.instrument)
+        instrument = self.engine.instrument(request.instrument)
         return NEW_ORDER_FROM_WIRE(
             ts=ts,
             account=session.account,
@@ -136,7 +136,7 @@ class CommandBuilder:
 
     def _replace_order(self, session: Session, request: ReplaceRequest, ts: int) -> ReplaceOrder:
         view = own_order(self.tracker, session.account, request)
-        instrument = self.engine.instruments[view.instrument]
+        instrument = self.engine.instrument(view.instrument)
         return ReplaceOrder(
             ts=ts,
             account=session.account,

@@ -98,7 +98,8 @@ class Queries:
 
     def book(self, session: Session, request: BookRequest) -> None:
         engine, symbol = self.engine, request.instrument
-        if not engine.has_instrument(symbol):
+        instrument = engine.instrument(symbol)
+        if instrument is None:
             self.replies.refuse(session, request, RejectCode.UNKNOWN_INSTRUMENT)
             return
         if not 1 <= request.levels <= MAX_BOOK_LEVELS:
@@ -110,7 +111,7 @@ class Queries:
                 "levels",
             )
             return
-        tick = engine.instruments[symbol].tick_size
+        tick = instrument.tick_size
         bids, asks = (
             [(price // tick, lots, orders) for price, lots, orders in engine.depth(symbol, side, request.levels)]
             for side in (Side.BUY, Side.SELL)
@@ -131,7 +132,7 @@ class Queries:
     def open_orders(self, session: Session, request: OpenOrdersRequest) -> None:
         """The account's open orders (resting, or stops waiting for their trigger), oldest first, a page at a
         time: ``more`` says whether a request with ``after`` the last order id would find more."""
-        if request.instrument is not None and request.instrument not in self.engine.instruments:
+        if request.instrument is not None and not self.engine.has_instrument(request.instrument):
             self.replies.refuse(session, request, RejectCode.UNKNOWN_INSTRUMENT)
             return
         orders = self.tracker.open_orders.get(session.account, {})
@@ -156,7 +157,7 @@ class Queries:
     def trades(self, session: Session, request: TradesRequest) -> None:
         """The account's fills since the last end of day, oldest first, a page at a time; ``complete`` is false
         when older fills of the day are no longer kept (the ledger's statement has them all)."""
-        if request.instrument is not None and request.instrument not in self.engine.instruments:
+        if request.instrument is not None and not self.engine.has_instrument(request.instrument):
             self.replies.refuse(session, request, RejectCode.UNKNOWN_INSTRUMENT)
             return
         fills = self.tracker.fills.get(session.account, ())

@@ -40,6 +40,7 @@ from exchange import (
     BidPlaced,
     BidResult,
     BidWithdrawn,
+    ContractListed,
     InvalidCommand,
     MassCancelCompleted,
     OrderAccepted,
@@ -359,6 +360,8 @@ class OrderTracker:
                 out.append((event.account, KillSwitchReport(event.account, True, event.canceled_orders, event.ts)))
             elif event.__class__ is AccountUnblocked:
                 out.append((event.account, KillSwitchReport(event.account, False, 0, event.ts)))
+            elif event.__class__ is ContractListed:  # a futures month begins trading: its prices in its ticks
+                self.ticks[event.instrument] = event.tick_size
             elif event.__class__ is TradingDayClosed:
                 self._forget_closed()
                 self.fills.clear()

@@ -53,6 +53,7 @@ from exchange import (
     UnblockAccount,
     WithdrawBid,
 )
+from exchange.clearing import FuturesConfig
 from gateway.logs import log_event
 from gateway.marketdata.feed import MarketDataFeed
 from gateway.pipeline.reports import OPERATOR_ANSWERED, OrderTracker, operator_answer
@@ -105,8 +106,9 @@ class Sequencer:
         compliance: ComplianceConfig | None,
         md_levels: int,
         resend_window: int,
+        futures: FuturesConfig | None = None,
     ) -> None:
-        self.engine = Engine(instruments, compliance=compliance)
+        self.engine = Engine(instruments, compliance=compliance, futures=futures)
         self.tracker = OrderTracker(self.engine.instruments)
         self.feed = MarketDataFeed(self.engine, md_levels)
         self.resend_window = resend_window

@@ -65,6 +65,12 @@ class SessionRequests:
             UnsubscribeRequest: self.unsubscribe,
         }
 
+    def _futures_list(self) -> list:
+        """The futures contracts listed now, nearest first (they come and go with the calendar)."""
+        engine = self.sequencer.engine
+        listed = (engine.instrument(symbol) for symbol in engine.futures_contracts())
+        return [instrument_entry(instrument) for instrument in listed if instrument is not None]
+
     def accept_logon(self, session: Session, request: AcceptLogon) -> None:
         """In the engine loop: the logon's answer takes its place in the outbox, after every message the
         account had before it; a session with cancel-on-disconnect is journaled (see Sequencer.cod_sessions)."""
@@ -89,7 +95,7 @@ class SessionRequests:
             cancel_on_disconnect=session.cancel_on_disconnect,
             operator=link.config.is_operator,
             next_seq=next_seq,
-            instruments=self.instrument_list,
+            instruments=self.instrument_list + self._futures_list(),
             ts=time.time_ns(),
         )
         if market_data_only:  # stated only when asked for: a trading session's logon_accepted is as it was

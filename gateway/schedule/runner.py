@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import secrets
@@ -52,6 +53,7 @@ from typing import Any
 from exchange import (
     EndOfDay,
     Engine,
+    ListFutures,
     OpenPrimaryAuction,
     OpenSettlementWindow,
     RequestRejected,
@@ -67,6 +69,8 @@ from gateway.schedule.day_files import DayFiles
 
 log = logging.getLogger("carbonx.gateway")
 
+# The points an instrument's futures contracts go through with it (its phases and its settlement window).
+FOLLOWED_BY_FUTURES = frozenset(("opening_call", "continuous", "settlement_window", "closing_call", "close"))
 CLOSING_ACTIONS = frozenset(("settlement_window", "closing_call", "close", "end_of_day"))  # moved by an extension
 MAX_WAIT = 1.0  # host seconds between looks at the schedule while waiting for a point
 RETRY_WAIT = 1.0  # host seconds before a point whose commands failed is tried again (not marked done)
@@ -245,7 +249,19 @@ class CalendarRunner:
         return events
 
     def commands_for(self, point: SchedulePoint) -> list:
-        """The engine commands of a point, from the instrument's phase now (see the module notes)."""
+        """The engine commands of a point, from the instrument's phase now (see the module notes); an
+        instrument's futures contracts follow it through the day's phases and settlement window, and after the
+        end of day the next trading day's contracts are listed."""
+        commands = self._spot_commands_for(point)
+        if point.action == "end_of_day" and self.engine.futures_contracts():
+            following = next(self.calendar.trading_days(number_date(point.trading_date) + dt.timedelta(days=1)))
+            commands.append(ListFutures(ts=0, trading_date=date_number(following)))
+        elif point.action in FOLLOWED_BY_FUTURES and point.instrument is not None:
+            for contract in self.engine.futures_contracts(point.instrument):
+                commands += self._spot_commands_for(dataclasses.replace(point, instrument=contract))
+        return commands
+
+    def _spot_commands_for(self, point: SchedulePoint) -> list:
         action, symbol = point.action, point.instrument
         if action == "end_of_day":
             return [EndOfDay(ts=0, trading_date=point.trading_date)]

@@ -69,9 +69,10 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from exchange import AccountOpened, BidResult, Deposited, Instrument, PrimaryAuctionCleared, Side, Trade, Withdrawn
+from exchange.clearing.contracts import MONTH_CODES
 from exchange.commands import CASH_ASSET
 from exchange.engine import DEFAULT_FEE_ACCOUNT
-from exchange.events import Event, PenaltyCharged, UnitsSurrendered
+from exchange.events import Event, FuturesDelivered, PenaltyCharged, UnitsSurrendered, VariationMarginPaid
 from exchange.instruments import cents_to_eur
 from gateway.settlement.ledger import (
     AUCTION,
@@ -139,6 +140,8 @@ class Settlement:
             AccountOpened: self._open_account,
             BidResult: self._settle_allocation,
             PrimaryAuctionCleared: self._settle_auction_proceeds,
+            VariationMarginPaid: self._settle_variation_margin,
+            FuturesDelivered: self._settle_delivery,
         }
 
     def apply(self, events: Iterable[Event]) -> int:
@@ -181,6 +184,13 @@ class Settlement:
     def _settle_trade(self, trade: Trade, batch: LedgerBatch, deltas: dict[tuple[str, str], int]) -> None:
         symbol = trade.instrument
         lot_units = self._lot_units.get(symbol)
+        if lot_units is None and self._is_futures(symbol):
+            # A futures trade moves no cash or units (the position is the clearing's, paid for by variation margin
+            # and delivered at expiry): only its fees are paid.
+            _add(deltas, trade.taker_account, CASH_ASSET, -trade.taker_fee)
+            _add(deltas, trade.maker_account, CASH_ASSET, -trade.maker_fee)
+            _add(deltas, self.fee_account, CASH_ASSET, trade.taker_fee + trade.maker_fee)
+            return
         if lot_units is None:
             raise SettlementError(f"trade {trade.trade_id} (seq {trade.seq}) is on unknown instrument {symbol!r}")
         units = trade.quantity * lot_units
@@ -251,6 +261,23 @@ class Settlement:
         """The auctioneer delivers the allowances sold and receives the proceeds."""
         _add(deltas, event.auctioneer, event.instrument, -event.volume)
         _add(deltas, event.auctioneer, CASH_ASSET, event.proceeds)
+
+    def _is_futures(self, symbol: str) -> bool:
+        """A futures contract's symbol: a spot instrument's, a month code and two digits (EUAZ27)."""
+        return symbol[:-3] in self._lot_units and symbol[-3:-2] in MONTH_CODES and symbol[-2:].isdigit()
+
+    def _settle_variation_margin(
+        self, event: VariationMarginPaid, batch: LedgerBatch, deltas: dict[tuple[str, str], int]
+    ) -> None:
+        _add(deltas, event.account, CASH_ASSET, event.amount)
+
+    def _settle_delivery(self, event: FuturesDelivered, batch: LedgerBatch, deltas: dict[tuple[str, str], int]) -> None:
+        """A futures expiry's delivery: units short -> long, their price long -> short, a failure's compensation
+        short -> long."""
+        _add(deltas, event.long_account, event.underlying, event.units)
+        _add(deltas, event.short_account, event.underlying, -event.units)
+        _add(deltas, event.long_account, CASH_ASSET, event.compensation - event.cash)
+        _add(deltas, event.short_account, CASH_ASSET, event.cash - event.compensation)
 
     def _open_account(self, event: AccountOpened, batch: LedgerBatch, deltas: dict[tuple[str, str], int]) -> None:
         batch.opened_accounts.append((event.account, event.seq))

@@ -31,8 +31,7 @@ from exchange import (
     Trade,
     VariationMarginPaid,
 )
-from exchange.clearing import ContractSeries, MarginTerms
-from exchange.clearing.desk import FuturesConfig
+from exchange.clearing import ContractSeries, FuturesConfig, MarginTerms
 
 HOLIDAYS = frozenset({20261225, 20261228, 20270101})
 TERMS = MarginTerms(scanning_range=8_00, spread_charge=1_50, maintenance_bps=8_000)
@@ -235,3 +234,18 @@ def test_clearing_invariants_hold_whatever_the_order_flow(actions, funding_lots)
             assert sum(desk.house.position(account, symbol) for account in ACCOUNTS) == 0  # positions net to zero
         assert sum(engine.balances(a).cash for a in everyone) == cash_total  # cash conserved, delivery included
         assert sum(engine.balances(a).units["EUA"] for a in everyone) == units_total
+
+
+def test_a_futures_engine_pickles_for_snapshots_and_hashes_alike():
+    import pickle
+
+    engine, clock = futures_engine()
+    engine.handle(order(clock, "a", "EUAZ26", Side.SELL, 4, 70_00, 1))
+    engine.handle(order(clock, "b", "EUAZ26", Side.BUY, 3, 70_00, 1))
+    engine.handle(EndOfDay(ts=clock(), trading_date=20261207))
+    copy = pickle.loads(pickle.dumps(engine))
+    assert copy.state_hash() == engine.state_hash()
+    follow = order(clock, "c", "EUAZ26", Side.BUY, 1, 70_00, 9)
+    assert copy.handle(follow) == engine.handle(follow)
+    assert copy.state_hash() == engine.state_hash()
+    assert any(line.startswith("futures EUAZ26") for line in engine.state_lines())

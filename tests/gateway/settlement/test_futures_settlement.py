@@ -1,0 +1,82 @@
+"""Futures through the whole exchange (docs/FUTURES.md): contracts listed at start and offered at logon, orders
+over the wire, the end of day's variation margin in the ledger, which reconciles with the engine; a restart
+replays the futures state exactly."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from gateway_helpers import Inbox, demo_configuration, exchange_on_port, session
+
+from exchange import EndOfDay, SettlementPriceFixed, VariationMarginPaid
+from gateway.config import load_futures, load_server_config
+from gateway.persistence.journal import Genesis
+from gateway.persistence.recovery import recover
+from gateway.settlement.ledger import SqliteLedgerStore
+from gateway.settlement.service import reconcile
+
+
+def shipped_futures():
+    instruments, _, _ = demo_configuration()
+    return load_futures(instruments)
+
+
+async def trade_a_future(gateway) -> tuple[str, list]:
+    """bank sells 5 lots of the farthest December to utility-north at 72.00 and leaves quotes of 72.20-72.40;
+    the end of day settles at their mid. (symbol, the end of day's events)"""
+    symbol = gateway.engine.futures_contracts("EUA")[-1]
+    async with session(gateway, "bank") as bank, session(gateway, "utility-north") as util:
+        assert symbol in [entry["symbol"] for entry in bank.logon["instruments"]]
+        answer = await bank.new_order(symbol, "S", 5, "72.00", client_order_id="fs1")
+        assert (answer["exec_type"], answer["instrument"]) == ("new", symbol)
+        answer = await util.new_order(symbol, "B", 5, 7200, client_order_id="fb1")
+        inbox = Inbox(util)
+        await inbox.expect(exec_type="new")
+        trade = await inbox.expect(exec_type="trade")
+        assert (trade["last_price"], trade["last_quantity"]) == (7200, 5)
+        await bank.new_order(symbol, "S", 1, "72.40", client_order_id="fs2")
+        await util.new_order(symbol, "B", 1, "72.20", client_order_id="fb2")
+        balances = await util.balances()
+        assert balances["type"] == "balances"
+        # (while the sessions last: cancel-on-disconnect would take the quotes with them)
+        today = dt.datetime.now(dt.UTC).date()
+        events = await gateway.run_operator_commands([EndOfDay(ts=1, trading_date=int(today.strftime("%Y%m%d")))])
+    return symbol, events
+
+
+async def test_a_futures_day_through_the_gateway_settles_in_the_ledger(tmp_path):
+    ledger = tmp_path / "ledger.sqlite3"
+    async with exchange_on_port(ledger=ledger, futures=shipped_futures()) as gateway:
+        symbol, events = await trade_a_future(gateway)
+        (fixed,) = [e for e in events if isinstance(e, SettlementPriceFixed) and e.instrument == symbol]
+        assert (fixed.price, fixed.method) == (72_30, "quotes")
+        margins = {e.account: e.amount for e in events if isinstance(e, VariationMarginPaid) and e.instrument == symbol}
+        assert margins == {"utility-north": 5 * 1_000 * 30, "bank": -5 * 1_000 * 30}  # EUR 1,500 each way
+        engine = gateway.engine
+    store = SqliteLedgerStore(ledger)
+    try:
+        report = reconcile(engine, store)
+        assert report.differences == [] and report.ok
+        assert store.holdings_of("utility-north")["EUR"] == engine.balances("utility-north").cash
+    finally:
+        store.close()
+
+
+async def test_a_replay_of_the_journal_rebuilds_the_futures_state_exactly(tmp_path):
+    data_dir = tmp_path / "data"
+    futures = shipped_futures()
+    async with exchange_on_port(futures=futures, data_dir=str(data_dir)) as gateway:
+        symbol, _ = await trade_a_future(gateway)
+        engine = gateway.engine
+    before, position = engine.state_hash(), engine.futures.house.position("utility-north", symbol)
+    instruments, _, compliance = demo_configuration()
+    config = load_server_config()
+    genesis = Genesis(dict(instruments), compliance, config.md_levels, config.resend_window, futures)
+    recovered = recover(data_dir, genesis)  # the journal alone, no snapshot taken: every command replayed
+    try:
+        replayed = recovered.core.engine
+        assert replayed.state_hash() == before
+        assert replayed.futures.house.position("utility-north", symbol) == position == 5
+        assert replayed.settlement_price(symbol) == 72_30
+    finally:
+        recovered.journal.close()
