@@ -55,6 +55,7 @@ from exchange import (
     CancelOrder,
     Deposit,
     Engine,
+    ListFutures,
     NewOrder,
     OpenAccount,
     OrderType,
@@ -65,6 +66,9 @@ from exchange import (
 from gateway.config import load_instruments  # noqa: E402
 
 SYMBOL = "EUA"
+# The futures path: the same workload on a December contract, listed on this date (docs/FUTURES.md).
+FUTURES_SYMBOL = "EUAZ27"
+FUTURES_LISTED_ON = 20261207
 GENEROUS_CASH = 10**15  # cents per account: far more than the workload can spend
 GENEROUS_UNITS = 10**12  # units per account
 DEFAULT_BATCH = 256  # commands per handle_all call: a gateway batch (one journal write) under load
@@ -87,18 +91,28 @@ def read_workload(path: Path) -> list[tuple[int, int, bool, int, int]]:
     return rows
 
 
-def benchmark_engine(pre_trade_risk: bool = True) -> Engine:
+def benchmark_engine(pre_trade_risk: bool = True, futures: bool = False) -> Engine:
     """An engine with the configured instruments, EUA without collar or band (the workload's semantics).
 
     With pre-trade risk (the exchange's way) the 100 accounts are opened and
     funded generously, before any timing, so that no order is refused for
-    want of cash or units and the tape stays the workload's.
+    want of cash or units and the tape stays the workload's. With ``futures``
+    the EUA December contracts are listed too (``FUTURES_SYMBOL`` among them:
+    the same terms, margin held instead of cash and units, fills cleared).
     """
     instruments = load_instruments()
     instruments[SYMBOL] = dataclasses.replace(
         instruments[SYMBOL], market_collar=None, price_band_bps=0, volatility_band_bps=0
     )
-    engine = Engine(instruments, pre_trade_risk=pre_trade_risk)
+    terms = None
+    if futures:
+        from exchange.clearing import ContractSeries, FuturesConfig, MarginTerms
+
+        series = ContractSeries(SYMBOL, decembers=2, quarterlies=0, monthlies=0)
+        terms = FuturesConfig((series,), {SYMBOL: MarginTerms(scanning_range=8_00, spread_charge=1_50)})
+    engine = Engine(instruments, pre_trade_risk=pre_trade_risk, futures=terms)
+    if futures:
+        engine.handle(ListFutures(ts=0, trading_date=FUTURES_LISTED_ON))
     if pre_trade_risk:
         funding: list[object] = []
         for account in ACCOUNT_IDS:

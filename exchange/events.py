@@ -478,5 +478,5 @@ class ContractExpired(Event, frozen=True):
     """A futures contract's last trading day has ended: its book is gone, its positions delivered."""
 
     instrument: str
-    final_price: int
+    final_price: int | None  # None: it never traded nor was quoted (and so nobody held it)
     orders_expired: int

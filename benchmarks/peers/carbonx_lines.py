@@ -1,9 +1,10 @@
 """The workload through carbonx's engine, line by line, as a program using it as a library would:
-``python carbonx_lines.py WORKLOAD [--no-risk] [--root DIR]``.
+``python carbonx_lines.py WORKLOAD [--no-risk] [--futures] [--root DIR]``.
 
 Each line becomes a ``NewOrder`` (limit, or market IOC) or ``CancelOrder`` of one of 100 accounts (id
 modulo 100, opened and funded before the clock starts, as benchmarks/engine_bench.py does), with its
-timestamp, handed to ``Engine.handle`` one at a time with pre-trade risk on (``--no-risk``: off); its
+timestamp, handed to ``Engine.handle`` one at a time with pre-trade risk on (``--no-risk``: off; ``--futures``: on
+an EUA futures contract, margin held and fills cleared, instead of spot EUA); its
 ``Trade`` events are the trades. The engine is this checkout's, or the one under ``--root DIR`` (library_bench's
 compiled copy, benchmarks/.peers/carbonx-compiled).
 """
@@ -22,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 # (the engine first: engine_bench puts this checkout first on the path, and its imports then find it loaded)
 from exchange import CancelOrder, Engine, NewOrder, OrderType, Side, TimeInForce, Trade  # noqa: E402, I001
 
-from engine_bench import ACCOUNT_IDS, ACCOUNTS, SYMBOL, benchmark_engine  # noqa: E402
+from engine_bench import ACCOUNT_IDS, ACCOUNTS, FUTURES_SYMBOL, SYMBOL, benchmark_engine  # noqa: E402
 from lines import run  # noqa: E402
 
 
@@ -31,10 +32,12 @@ def main() -> None:
     if "--root" in arguments:
         del arguments[arguments.index("--root") : arguments.index("--root") + 2]
     risk = "--no-risk" not in arguments
-    paths = [argument for argument in arguments if argument != "--no-risk"]
-    if len(paths) != 1:
-        raise SystemExit(f"usage: {sys.argv[0]} WORKLOAD_FILE [--no-risk] [--root DIR]")
-    engine = benchmark_engine(pre_trade_risk=risk)
+    futures = "--futures" in arguments
+    paths = [argument for argument in arguments if argument not in ("--no-risk", "--futures")]
+    if len(paths) != 1 or (futures and not risk):
+        raise SystemExit(f"usage: {sys.argv[0]} WORKLOAD_FILE [--no-risk | --futures] [--root DIR]")
+    engine = benchmark_engine(pre_trade_risk=risk, futures=futures)
+    symbol = FUTURES_SYMBOL if futures else SYMBOL
     handle_command = engine.handle
     sides = {"B": Side.BUY, "S": Side.SELL}
     limit_order, market, gtc, ioc = OrderType.LIMIT, OrderType.MARKET, TimeInForce.GTC, TimeInForce.IOC
@@ -53,7 +56,7 @@ def main() -> None:
                 ts=next(clock),
                 account=account,
                 client_order_id=number,
-                instrument=SYMBOL,
+                instrument=symbol,
                 side=sides[side],
                 quantity=int(qty),
                 price=int(price) if limit else None,
@@ -67,7 +70,8 @@ def main() -> None:
         ]
 
     compiled = Path(inspect.getfile(Engine)).suffix == ".so"
-    run(("carbonx" if risk else "carbonx (risk off)") + (" compiled" if compiled else ""), handle, Path(paths[0]))
+    name = "carbonx futures" if futures else "carbonx" if risk else "carbonx (risk off)"
+    run(name + (" compiled" if compiled else ""), handle, Path(paths[0]))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from ..events import (
 from ..instruments import Instrument
 from ..orders import by_order_id
 from .contracts import ContractSeries, FuturesContract, listed_contracts, to_date
-from .house import ClearingHouse, daily_settlement_price, initial_margin, maintenance_margin, most_traded
+from .house import ClearingHouse, daily_settlement_price, maintenance_margin, margin_of, most_traded
 from .terms import FuturesConfig
 
 if TYPE_CHECKING:
@@ -66,6 +66,9 @@ class FuturesDesk:
         self.contracts: dict[str, FuturesContract] = {}  # listed, by symbol
         self.house = ClearingHouse({})
         self.margins_held: dict[tuple[str, str], int] = {}  # (account, underlying) -> initial margin held in cash
+        # (account, underlying) -> [long lots, short lots] summed over the underlying's months: what its margin
+        # is computed from, kept as positions move so that a fill costs the same however many months are listed
+        self.exposure: dict[tuple[str, str], list[int]] = {}
         self.lot_units = {series.underlying: series.lot_units for series in config.series}
 
     # -- listing -------------------------------------------------------------------------------
@@ -150,26 +153,33 @@ class FuturesDesk:
         fee_account.cash += maker_fee + taker_fee
         buyer.reserved_cash -= fill * buy.reserve_per_lot
         seller.reserved_cash -= fill * sell.reserve_per_lot
-        self.house.record_trade(book.symbol, buyer.account_id, seller.account_id, fill, price)
-        underlying = self.contracts[book.symbol].underlying
-        self._remargin(buyer, underlying)
-        if seller is not buyer:
-            self._remargin(seller, underlying)
+        symbol = book.symbol
+        house = self.house
+        bought_before, sold_before = house.position(buyer.account_id, symbol), house.position(seller.account_id, symbol)
+        house.record_trade(symbol, buyer.account_id, seller.account_id, fill, price)
+        underlying = self.contracts[symbol].underlying
+        if seller is buyer:
+            return  # (a self-trade, allowed by the account's self-trade prevention: no position moved)
+        self._position_moved(buyer, underlying, bought_before, bought_before + fill)
+        self._position_moved(seller, underlying, sold_before, sold_before - fill)
 
-    def _remargin(self, account: Account, underlying: str) -> None:
-        """Hold the account's initial margin in ``underlying``'s contracts as they now stand."""
-        positions = {
-            symbol: lots
-            for symbol, lots in self.house.positions_of(account.account_id).items()
-            if self.contracts[symbol].underlying == underlying
-        }
+    def _position_moved(self, account: Account, underlying: str, before: int, after: int) -> None:
+        """An account's position in one month of ``underlying`` went from ``before`` to ``after`` lots: hold its
+        initial margin in the underlying's months as they now stand."""
         key = (account.account_id, underlying)
-        required = initial_margin(positions, self.lot_units[underlying], self.config.margins[underlying])
+        exposure = self.exposure.get(key)
+        if exposure is None:
+            exposure = self.exposure[key] = [0, 0]
+        exposure[0] += max(after, 0) - max(before, 0)
+        exposure[1] += max(-after, 0) - max(-before, 0)
+        required = margin_of(exposure[0], exposure[1], self.lot_units[underlying], self.config.margins[underlying])
         account.reserved_cash += required - self.margins_held.get(key, 0)
         if required:
             self.margins_held[key] = required
         else:
             self.margins_held.pop(key, None)
+            if not exposure[0] and not exposure[1]:
+                del self.exposure[key]
 
     # -- the end of a trading day --------------------------------------------------------------
 
@@ -189,7 +199,7 @@ class FuturesDesk:
             )
         for symbol in sorted(self.contracts):
             if self.contracts[symbol].last_trading_day == trading_date:
-                self._expire(symbol, prices[symbol], ts, events)
+                self._expire(symbol, prices.get(symbol), ts, events)  # (None: never traded, never quoted)
         self._call_margins(ts, events)
 
     def _fix_prices(self, trading_date: int, ts: int, events: list) -> dict[str, int]:
@@ -229,7 +239,7 @@ class FuturesDesk:
                     prices[symbol] = price
         return prices
 
-    def _expire(self, symbol: str, final_price: int, ts: int, events: list) -> None:
+    def _expire(self, symbol: str, final_price: int | None, ts: int, events: list) -> None:
         """The contract's last trading day has ended: orders expire, positions deliver, the book goes."""
         engine, counters = self.engine, self.engine.counters
         book = engine.books[symbol]
@@ -250,11 +260,20 @@ class FuturesDesk:
             )
         underlying = self.contracts[symbol].underlying
         holders = sorted(self.house.positions[symbol])
+        positions = {account_id: self.house.position(account_id, symbol) for account_id in holders}
         available = {}
         for account_id in holders:
             account = engine.accounts[account_id]
             available[account_id] = account.units.get(underlying, 0) - account.reserved_units.get(underlying, 0)
-        for delivery in self.house.deliver(symbol, final_price, available, self.config.default_premium_bps):
+        # (a contract without a final price never traded: nobody holds a position to deliver)
+        deliveries = (
+            []
+            if final_price is None
+            else self.house.deliver(symbol, final_price, available, self.config.default_premium_bps)
+        )
+        if final_price is None:
+            self.house.forget(symbol)
+        for delivery in deliveries:
             long, short = engine.accounts[delivery.long], engine.accounts[delivery.short]
             long.units[underlying] += delivery.units
             short.units[underlying] -= delivery.units
@@ -279,7 +298,7 @@ class FuturesDesk:
         engine.remove_book(symbol)
         for account_id in holders:
             account = engine.accounts[account_id]
-            self._remargin(account, underlying)
+            self._position_moved(account, underlying, positions[account_id], 0)
             if account.cash < 0 and not account.margin_called:  # a long that paid for delivery beyond its cash
                 account.margin_called = True
                 seq = counters.next_seq()

@@ -144,6 +144,12 @@ class ClearingHouse:
             self.day_lots[symbol] = 0
         return margins
 
+    def forget(self, symbol: str) -> None:
+        """An expired contract that nobody holds: gone without delivery."""
+        assert not any(position.lots for position in self.positions[symbol].values()), f"{symbol} has positions"
+        for table in (self.positions, self.lot_units, self.day_lots, self.settlement_prices):
+            table.pop(symbol, None)
+
     def deliver(
         self, symbol: str, final_price: int, units_held: Mapping[str, int], default_premium_bps: int
     ) -> list[Delivery]:
@@ -176,6 +182,11 @@ def initial_margin(positions: Mapping[str, int], lot_units: int, terms: MarginTe
     the net lots at the scanning range, plus the spread charge for each long lot set against a short one."""
     longs = sum(lots for lots in positions.values() if lots > 0)
     shorts = -sum(lots for lots in positions.values() if lots < 0)
+    return margin_of(longs, shorts, lot_units, terms)
+
+
+def margin_of(longs: int, shorts: int, lot_units: int, terms: MarginTerms) -> int:
+    """:func:`initial_margin` from the long and short lots summed over an underlying's months."""
     return (abs(longs - shorts) * terms.scanning_range + min(longs, shorts) * terms.spread_charge) * lot_units
 
 

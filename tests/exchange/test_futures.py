@@ -31,7 +31,7 @@ from exchange import (
     Trade,
     VariationMarginPaid,
 )
-from exchange.clearing import ContractSeries, FuturesConfig, MarginTerms
+from exchange.clearing import ContractSeries, FuturesConfig, MarginTerms, initial_margin
 
 HOLIDAYS = frozenset({20261225, 20261228, 20270101})
 TERMS = MarginTerms(scanning_range=8_00, spread_charge=1_50, maintenance_bps=8_000)
@@ -232,6 +232,10 @@ def test_clearing_invariants_hold_whatever_the_order_flow(actions, funding_lots)
         desk = engine.futures
         for symbol in desk.contracts:
             assert sum(desk.house.position(account, symbol) for account in ACCOUNTS) == 0  # positions net to zero
+        for account in ACCOUNTS:  # the margin held, kept as positions move, is the rule's on the positions
+            assert desk.margins_held.get((account, "EUA"), 0) == initial_margin(
+                desk.house.positions_of(account), 1_000, TERMS
+            )
         assert sum(engine.balances(a).cash for a in everyone) == cash_total  # cash conserved, delivery included
         assert sum(engine.balances(a).units["EUA"] for a in everyone) == units_total
 
