@@ -98,7 +98,15 @@ from .orders import Order, by_order_id
 from .primary_auction import PrimaryAuction, PrimaryAuctions
 from .refusals import request_rejected
 from .schedule_marks import ScheduleMarks
-from .views import AccountBalances, AccountSettings, BidView, EngineCounts, InstallationView, PrimaryAuctionView
+from .views import (
+    AccountBalances,
+    AccountSettings,
+    BidView,
+    EngineCounts,
+    InstallationView,
+    MarginView,
+    PrimaryAuctionView,
+)
 
 CONTINUOUS: Final = TradingPhase.CONTINUOUS
 CLOSED_PHASE: Final = TradingPhase.CLOSED
@@ -269,6 +277,11 @@ class Engine:
         """The terms of an instrument trading now: spot, or a futures contract listed; None for an unknown one."""
         book = self.books.get(symbol)
         return None if book is None else book.instrument
+
+    def margin(self, account_id: str) -> MarginView | None:
+        """An account's futures positions and margin; None for an unknown account or without futures."""
+        account = self.accounts.get(account_id)
+        return None if account is None or self.futures is None else self.futures.margin_view(account)
 
     def futures_contracts(self, underlying: str | None = None) -> list[str]:
         """The futures contracts listed now (of one underlying, or all), nearest month first; none without futures."""

@@ -75,3 +75,24 @@ class InstallationView(NamedTuple):
     account_id: str
     credit_limit_bps: int  # share of an obligation project credits may cover, in basis points
     years: tuple[int, ...]  # the years it has an obligation record for, in order
+
+
+class PositionView(NamedTuple):
+    """An account's net position in one futures contract."""
+
+    instrument: str
+    lots: int  # long positive, short negative
+    settlement_price: int | None  # cents: the contract's last settlement price, None before its first
+    last_trading_day: int  # YYYYMMDD
+    delivery_day: int  # YYYYMMDD
+
+
+class MarginView(NamedTuple):
+    """An account's futures positions and the margin they take (cents)."""
+
+    positions: tuple[PositionView, ...]  # nearest month first
+    initial_margin: int  # held back from cash for the positions
+    maintenance_margin: int  # cash below it (besides what orders hold) is a margin call
+    orders_hold: int  # what the account's working orders and bids hold back besides
+    cash: int
+    margin_called: bool

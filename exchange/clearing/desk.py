@@ -43,6 +43,7 @@ from ..events import (
 )
 from ..instruments import Instrument
 from ..orders import by_order_id
+from ..views import MarginView, PositionView
 from .contracts import ContractSeries, FuturesContract, listed_contracts, to_date
 from .house import ClearingHouse, daily_settlement_price, maintenance_margin, margin_of, most_traded
 from .terms import FuturesConfig
@@ -330,6 +331,30 @@ class FuturesDesk:
         if account.margin_called and account.cash >= account.reserved_cash and account.cash >= 0:
             account.margin_called = False
             events.append(MarginCallMet(self.engine.counters.next_seq(), ts, account.account_id, account.cash))
+
+    def margin_view(self, account: Account) -> MarginView:
+        account_id = account.account_id
+        positions = tuple(
+            PositionView(
+                symbol,
+                lots,
+                self.house.settlement_prices.get(symbol),
+                self.contracts[symbol].last_trading_day,
+                self.contracts[symbol].delivery_day,
+            )
+            for symbol in self.contracts_of()
+            if (lots := self.house.position(account_id, symbol))
+        )
+        held = {
+            underlying: amount for (holder, underlying), amount in self.margins_held.items() if holder == account_id
+        }
+        initial = sum(held.values())
+        maintenance = sum(
+            maintenance_margin(amount, self.config.margins[underlying]) for underlying, amount in held.items()
+        )
+        return MarginView(
+            positions, initial, maintenance, account.reserved_cash - initial, account.cash, account.margin_called
+        )
 
     # -- state ---------------------------------------------------------------------------------
 

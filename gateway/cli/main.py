@@ -14,6 +14,8 @@ Subcommands, by the module that has them:
     trades       list the account's trades of the day
     book         print an instrument's book
     balances     print the account's cash and units (holding, held by open orders, available)
+    positions    print the account's futures positions (net lots, settlement price, last trading day)
+    margin       print the futures margin the account's positions take against its cash
     md           a live view of the market data (books, trades, statistics) from MQTT or the socket
   gateway/cli/auctions.py
     auction      EU ETS primary auctions: open (auctioneers), bid, modify, withdraw, report

@@ -226,6 +226,41 @@ async def _balances(client: ExchangeClient, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _positions(client: ExchangeClient, args: argparse.Namespace) -> int:
+    """``carbonx positions``: each futures contract held, net lots and the last settlement price."""
+    answer = await client.positions()
+    ticks = tick_sizes(client)
+    print(f"account {answer['account']}")
+    if not answer["positions"]:
+        print("    no futures positions")
+    for entry in answer["positions"]:
+        tick = ticks.get(entry["instrument"], 1)
+        price = entry["settlement_price"]
+        settled = "not settled yet" if price is None else f"settled EUR {eur(price * tick)}"
+        print(
+            f"    {entry['instrument']:<8} {entry['lots']:>+8,} lots  {settled:<24} last trading day "
+            f"{entry['last_trading_day']}, delivery {entry['delivery_day']}"
+        )
+    return 0
+
+
+async def _margin(client: ExchangeClient, args: argparse.Namespace) -> int:
+    """``carbonx margin``: the futures margin the account's positions take against its cash."""
+    answer = await client.positions()
+    call = "  MARGIN CALL: new futures orders are refused until a deposit covers it" if answer["margin_call"] else ""
+    print(f"account {answer['account']}{call}")
+    for label, key in (
+        ("cash", "cash"),
+        ("initial margin", "initial_margin"),
+        ("maintenance margin", "maintenance_margin"),
+        ("held by orders", "orders_hold"),
+    ):
+        print(f"    {label:<20} EUR {cents_to_eur(answer[key], thousands=True):>20}")
+    excess = answer["cash"] - answer["initial_margin"] - answer["orders_hold"]
+    print(f"    {'excess':<20} EUR {cents_to_eur(excess, thousands=True):>20}")
+    return 0
+
+
 # -- market data ----------------------------------------------------------------------------------------
 
 
@@ -329,6 +364,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     balances = commands.add_parser("balances", help="the account's cash and units")
     add_trader(balances, _balances)
+
+    positions = commands.add_parser("positions", help="the account's futures positions")
+    add_trader(positions, _positions)
+
+    margin = commands.add_parser("margin", help="the futures margin the account's positions take")
+    add_trader(margin, _margin)
 
     md = commands.add_parser("md", help="a live view of the market data: books, trades, statistics")
     md.add_argument("symbols", nargs="+", metavar="INSTRUMENT")

@@ -404,6 +404,10 @@ class ExchangeClient(ClientSession):
     async def balances(self) -> dict:
         return await self.request({"type": "balances"})
 
+    async def positions(self) -> dict:
+        """The account's futures positions and margin (docs/FUTURES.md)."""
+        return await self.request({"type": "positions"})
+
     async def book(self, instrument: str, levels: int = 10) -> dict:
         return await self.request({"type": "book", "instrument": instrument, "levels": levels})
 

@@ -31,8 +31,10 @@ from gateway.wire.messages import (
     BalancesAnswer,
     BookAnswer,
     Fill,
+    FuturesPosition,
     OpenOrdersAnswer,
     OwnBid,
+    PositionsAnswer,
     TradesAnswer,
 )
 from gateway.wire.protocol import (
@@ -41,6 +43,7 @@ from gateway.wire.protocol import (
     BookRequest,
     OpenOrdersRequest,
     OrderStatusRequest,
+    PositionsRequest,
     TradesRequest,
 )
 
@@ -63,6 +66,7 @@ class Queries:
         self.answers: dict[type, Callable[..., None]] = {
             OrderStatusRequest: self.order_status,
             BalancesRequest: self.balances,
+            PositionsRequest: self.positions,
             BookRequest: self.book,
             OpenOrdersRequest: self.open_orders,
             TradesRequest: self.trades,
@@ -91,6 +95,41 @@ class Queries:
                 account=session.account,
                 balances=balances,
                 blocked=account is not None and account.blocked,
+                ts=time.time_ns(),
+            ),
+            request,
+        )
+
+    def positions(self, session: Session, request: PositionsRequest) -> None:
+        """The account's futures positions and margin (none without futures)."""
+        margin = self.engine.margin(session.account)
+        balances = self.engine.balances(session.account)
+        cash = 0 if balances is None else balances.cash
+        entries = []
+        if margin is not None:
+            for position in margin.positions:
+                instrument = self.engine.instrument(position.instrument)
+                tick = 1 if instrument is None else instrument.tick_size
+                price = position.settlement_price
+                entries.append(
+                    FuturesPosition(
+                        position.instrument,
+                        position.lots,
+                        None if price is None else price // tick,
+                        position.last_trading_day,
+                        position.delivery_day,
+                    )
+                )
+        self.replies.answer(
+            session,
+            PositionsAnswer(
+                account=session.account,
+                positions=entries,
+                initial_margin=0 if margin is None else margin.initial_margin,
+                maintenance_margin=0 if margin is None else margin.maintenance_margin,
+                orders_hold=0 if margin is None else margin.orders_hold,
+                cash=cash,
+                margin_call=margin is not None and margin.margin_called,
                 ts=time.time_ns(),
             ),
             request,

@@ -86,6 +86,16 @@ class Balance(msgspec.Struct, gc=False):
     available: int
 
 
+class FuturesPosition(msgspec.Struct, gc=False):
+    """A contract of ``positions``: net lots, the last settlement price in ticks (None before the first)."""
+
+    instrument: str
+    lots: int
+    settlement_price: int | None
+    last_trading_day: int
+    delivery_day: int
+
+
 class OpenOrder(msgspec.Struct, gc=False):
     """An order of ``open_orders``: an execution report's common fields but ``type``, ``exec_type`` and ``ts``."""
 
@@ -265,6 +275,21 @@ class BalancesAnswer(Outbound, tag="balances"):
     account: str
     balances: list[Balance]
     blocked: bool
+    ts: int
+    request_id: RequestId | UnsetType = UNSET
+    seq: int | UnsetType = UNSET
+
+
+class PositionsAnswer(Outbound, tag="positions"):
+    """The account's futures positions and margin (cents); docs/FUTURES.md."""
+
+    account: str
+    positions: list[FuturesPosition]
+    initial_margin: int
+    maintenance_margin: int
+    orders_hold: int
+    cash: int
+    margin_call: bool
     ts: int
     request_id: RequestId | UnsetType = UNSET
     seq: int | UnsetType = UNSET
@@ -512,6 +537,7 @@ NumberedMessage = (
     | MassCancelReport
     | KillSwitchReport
     | BalancesAnswer
+    | PositionsAnswer
     | BookAnswer
     | OpenOrdersAnswer
     | TradesAnswer
@@ -537,6 +563,7 @@ OUTBOUND: tuple[type[Outbound], ...] = (
     MassCancelReport,
     KillSwitchReport,
     BalancesAnswer,
+    PositionsAnswer,
     BookAnswer,
     OpenOrdersAnswer,
     TradesAnswer,

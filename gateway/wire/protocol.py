@@ -126,6 +126,10 @@ class BalancesRequest(Inbound, tag="balances", frozen=True):
     pass
 
 
+class PositionsRequest(Inbound, tag="positions", frozen=True):
+    pass
+
+
 class OpenOrdersRequest(Inbound, tag="open_orders", frozen=True):
     cost: ClassVar[int] = 10
     instrument: Union[str, None] = None  # noqa: UP007 None: every instrument
@@ -248,6 +252,7 @@ InboundMessage = (
     | MassCancelRequest
     | OrderStatusRequest
     | BalancesRequest
+    | PositionsRequest
     | BookRequest
     | ResendRequest
     | SubscribeRequest

@@ -6,6 +6,7 @@ stopped with SIGTERM, as an operator would: it must log out and exit 0.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -16,7 +17,9 @@ import time
 
 import pytest
 
+from exchange.clearing import listed_contracts, weekdays_except
 from gateway.cli.main import main
+from gateway.config import load_futures, load_instruments
 
 
 def test_demo_trades_closes_the_year_and_reconciles(capsys):
@@ -51,10 +54,22 @@ def carbonx(*args: str, secret: str = "carbonx-demo") -> subprocess.CompletedPro
     )
 
 
-def serve(port: int, data_dir, *options: str) -> subprocess.Popen:
-    """``carbonx [options] serve`` on ``port``, once it takes connections (``options``: --instruments, ...)."""
+def serve(port: int, data_dir, *options: str, settings: tuple[str, ...] = ()) -> subprocess.Popen:
+    """``carbonx [options] serve [settings]`` on ``port``, once it takes connections (``options``: --instruments,
+    ...; ``settings``: exchange.toml's, as serve's flags)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli.main", *options, "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli.main",
+            *options,
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            *settings,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -256,3 +271,34 @@ def test_a_trader_lists_open_orders_and_trades_and_watches_the_market_while_trad
     assert none.stdout.splitlines()[-1] == "0 trades today, fees EUR 0.00"
     unknown = carbonx("orders", "XYZ", *at, "--account", "bank")
     assert unknown.returncode == 1 and "101" in unknown.stdout
+
+
+def test_futures_served_traded_and_shown_by_positions_and_margin(tmp_path):
+    """``carbonx serve --futures on``: the day's EUA contracts trade like spot; ``carbonx positions`` and
+    ``carbonx margin`` show what the trade left (docs/FUTURES.md)."""
+    port = free_port()
+    process = serve(port, tmp_path, settings=("--futures", "on"))
+    try:
+        at = ["--port", str(port)]
+        book = carbonx("book", "EUA", *at, "--account", "bank")
+        assert book.returncode == 0, book.stderr
+        futures = load_futures(load_instruments())
+        (series,) = futures.series
+        today = int(dt.datetime.now(dt.UTC).strftime("%Y%m%d"))
+        listed = listed_contracts(series, today, weekdays_except(futures.holidays))
+        symbol = [c.symbol for c in listed if c.month == 12][-1]  # the farthest December, listed at start
+        sold = carbonx("order", *at, "--account", "bank", "sell", "4", symbol, "72.00")
+        assert sold.returncode == 0 and f"new: sell 4 lots {symbol} @ EUR 72.00" in sold.stdout, sold.stdout
+        bought = carbonx("order", *at, "--account", "broker", "buy", "4", symbol, "72.00", "--tif", "IOC")
+        assert "trade #1: 4 lots @ EUR 72.00 as taker" in bought.stdout, bought.stdout
+        positions = carbonx("positions", *at, "--account", "broker")
+        assert positions.returncode == 0 and f"{symbol}" in positions.stdout and "+4 lots" in positions.stdout
+        margin = carbonx("margin", *at, "--account", "broker")
+        lines = {line.split("EUR")[0].strip(): line.split("EUR")[1].strip() for line in margin.stdout.splitlines()[1:]}
+        assert lines["initial margin"] == "32,000.00"  # 4 lots x 1,000 t x EUR 8.00
+        assert lines["maintenance margin"] == "25,600.00"  # 80% of it
+        flat = carbonx("positions", *at, "--account", "cement-works")
+        assert "no futures positions" in flat.stdout
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0

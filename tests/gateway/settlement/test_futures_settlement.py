@@ -36,8 +36,10 @@ async def trade_a_future(gateway) -> tuple[str, list]:
         assert (trade["last_price"], trade["last_quantity"]) == (7200, 5)
         await bank.new_order(symbol, "S", 1, "72.40", client_order_id="fs2")
         await util.new_order(symbol, "B", 1, "72.20", client_order_id="fb2")
-        balances = await util.balances()
-        assert balances["type"] == "balances"
+        answer = await util.positions()
+        assert [(p["instrument"], p["lots"], p["settlement_price"]) for p in answer["positions"]] == [(symbol, 5, None)]
+        assert (answer["initial_margin"], answer["margin_call"]) == (5 * 1_000 * 8_00, False)
+        assert answer["orders_hold"] == 1 * (1_000 * (8_00 + 1_50) + 3_50)  # the open bid: one lot's margin and fee
         # (while the sessions last: cancel-on-disconnect would take the quotes with them)
         today = dt.datetime.now(dt.UTC).date()
         events = await gateway.run_operator_commands([EndOfDay(ts=1, trading_date=int(today.strftime("%Y%m%d")))])

@@ -92,6 +92,7 @@ from gateway.wire.protocol import (
     OpenOrdersRequest,
     OrderStatusRequest,
     PingRequest,
+    PositionsRequest,
     ProtocolError,
     Refusal,
     ReleaseKillSwitchRequest,
@@ -223,6 +224,7 @@ FULL = [
         OrderStatusRequest(request_id=8, order_id=3, client_order_id="x"),
     ),
     ({"type": "balances", "request_id": 9}, BalancesRequest(request_id=9)),
+    ({"type": "positions", "request_id": 10}, PositionsRequest(request_id=10)),
     (
         {"type": "book", "request_id": 10, "instrument": "ERU", "levels": 3},
         BookRequest(request_id=10, instrument="ERU", levels=3),
@@ -322,6 +324,7 @@ MINIMAL = [
     ({"type": "mass_cancel"}, MassCancelRequest()),
     ({"type": "order_status"}, OrderStatusRequest()),
     ({"type": "balances"}, BalancesRequest()),
+    ({"type": "positions"}, PositionsRequest()),
     ({"type": "book", "instrument": "EUA"}, BookRequest(instrument="EUA")),
     ({"type": "kill_switch", "account": "x"}, KillSwitchRequest(account="x")),
     ({"type": "release_kill_switch", "account": "x"}, ReleaseKillSwitchRequest(account="x")),
@@ -508,7 +511,7 @@ def test_dict_reader():
 def test_every_message_type_has_a_sample():
     assert {document["type"] for document, _ in FULL} == MESSAGE_TYPES
     assert {document["type"] for document, _ in MINIMAL} == MESSAGE_TYPES
-    assert len(MESSAGE_TYPES) == len(INBOUND) == 27
+    assert len(MESSAGE_TYPES) == len(INBOUND) == 28
 
 
 @pytest.mark.parametrize("document, expected", FULL + MINIMAL, ids=lambda v: v.get("type") if type(v) is dict else "")

@@ -35,6 +35,7 @@ from gateway.wire.messages import (
     BookUpdate,
     ExecutionReport,
     Fill,
+    FuturesPosition,
     InstrumentStatus,
     InstrumentTerms,
     KillSwitchReport,
@@ -46,6 +47,7 @@ from gateway.wire.messages import (
     OpenOrdersAnswer,
     OwnBid,
     Pong,
+    PositionsAnswer,
     PublicTrade,
     RejectedOrderReport,
     RequestRejected,
@@ -569,6 +571,41 @@ CASES: list[tuple[dict, msgspec.Struct]] = [
     ),
     (
         {
+            "type": "positions",
+            "account": "bank",
+            "positions": [
+                {
+                    "instrument": "EUAZ27",
+                    "lots": -3,
+                    "settlement_price": 7230,
+                    "last_trading_day": 20271220,
+                    "delivery_day": 20271223,
+                }
+            ],
+            "initial_margin": 2_400_000,
+            "maintenance_margin": 1_920_000,
+            "orders_hold": 0,
+            "cash": 10_000_000,
+            "margin_call": False,
+            "ts": TS,
+            "request_id": 3,
+            "seq": 22,
+        },
+        PositionsAnswer(
+            account="bank",
+            positions=[FuturesPosition("EUAZ27", -3, 7230, 20271220, 20271223)],
+            initial_margin=2_400_000,
+            maintenance_margin=1_920_000,
+            orders_hold=0,
+            cash=10_000_000,
+            margin_call=False,
+            ts=TS,
+            request_id=3,
+            seq=22,
+        ),
+    ),
+    (
+        {
             "type": "book",
             "instrument": "EUA",
             "bids": [[7020, 5, 2], [7010, 1, 1]],
@@ -934,7 +971,7 @@ def body(frame: bytes) -> bytes:
 
 def test_every_schema_has_a_case():
     assert {type(message) for _, message in CASES} == set(OUTBOUND)
-    assert len(OUTBOUND) == len(set(OUTBOUND)) == 30
+    assert len(OUTBOUND) == len(set(OUTBOUND)) == 31
 
 
 def test_schemas_are_tagged_by_type_and_list_their_fields_in_wire_order():
