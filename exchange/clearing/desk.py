@@ -116,6 +116,9 @@ class FuturesDesk:
             name=f"{contract.underlying} futures {MONTH_NAMES[contract.month - 1]}-{contract.year}",
             lot_units=series.lot_units,
             tick_size=series.tick_size,
+            # No static price band: the months of a curve trade far from spot (ICE Endex's EUA futures: "no
+            # limits"); the volatility interruption and the market order collar still apply.
+            price_band_bps=0,
         )
         book = OrderBook(instrument, engine.counters, engine.open_orders, engine.fee_account)
         book.clearing = self

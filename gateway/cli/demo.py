@@ -54,7 +54,10 @@ from exchange import (
     Surrender,
     format_report,
 )
+from exchange.clearing import FuturesConfig
 from exchange.instruments import Instrument, eur_to_cents
+from gateway.cli.demo_futures import print_day as print_futures_day
+from gateway.cli.demo_futures import trade_curve
 from gateway.cli.display import auction_summary, eur, ladder, tonnes
 from gateway.client import ExchangeClient, connect
 from gateway.config import AccountConfig, ServerConfig
@@ -67,8 +70,9 @@ from gateway.settlement.ledger import SqliteLedgerStore
 from gateway.settlement.service import UnknownAccount, format_statement, reconcile, statement
 
 WORKING_ORDERS = 6  # orders a participant keeps working before it cancels its oldest
-DEMO_DAYS = (dt.date(2026, 11, 26), dt.date(2026, 11, 27))  # the simulated trading days (a Thursday, a Friday)
-TRADING_DATE = 20261127  # the last of them
+# The simulated trading days (a Thursday, a Friday and a Monday, the November futures' last trading day)
+DEMO_DAYS = (dt.date(2026, 11, 26), dt.date(2026, 11, 27), dt.date(2026, 11, 30))
+TRADING_DATE = 20261130  # the last of them
 WINDOW_SHARE = 0.1  # of each day's participant actions, in its settlement window
 WATCHER = "market-ops"  # the operator account whose session draws the screen
 AUCTIONEER = "de-auctioneer"  # the member state that sells allowances in the day's primary auction
@@ -263,7 +267,10 @@ class Tape:
     def record(self, account: str, message: dict) -> None:
         kind = message["type"]
         if kind == "execution_report" and message["exec_type"] == "trade" and message["liquidity"] == "taker":
-            price = message["last_price"] * self.ticks[message["instrument"]]
+            tick = self.ticks.get(message["instrument"])
+            if tick is None:  # a futures contract's: the futures scene tells its own (gateway.cli.demo_futures)
+                return
+            price = message["last_price"] * tick
             self.trades.append({**message, "taker": account, "price_cents": price})
         elif kind == "execution_report" and message["exec_type"] == "rejected" or kind == "reject":
             code = message["code"]
@@ -285,8 +292,10 @@ def run_demo(
     rate: float | None = None,
     keep_serving: bool = False,
     live: bool | None = None,
+    futures: FuturesConfig | None = None,
 ) -> int:
-    """Run the demo; returns the exit status. ``live``: redraw a screen (default: when ``out`` is a terminal)."""
+    """Run the demo; returns the exit status. ``live``: redraw a screen (default: when ``out`` is a terminal);
+    ``futures``: the EUA futures are listed and traded too (gateway.cli.demo_futures)."""
     missing = [account for account in (*ACTIVITY, WATCHER) if account not in accounts]
     if missing:
         raise ConfigError("accounts", f"the demo needs these participants: {', '.join(missing)}")
@@ -312,6 +321,7 @@ def run_demo(
             rate,
             keep_serving,
             live,
+            futures,
         )
     )
 
@@ -330,11 +340,12 @@ async def _run_demo(
     rate: float,
     keep_serving: bool,
     live: bool,
+    futures: FuturesConfig | None,
 ) -> int:
     # A simulated clock from the first day's opening call; the demo moves it over the hours between its scenes.
     first = DEMO_DAYS[0]
     clock = SimulatedClock(calendar.at(first, calendar.schedules[next(iter(instruments))].opening_call), 1.0)
-    async with running_exchange(config, instruments, accounts, compliance, calendar, clock) as gateway:
+    async with running_exchange(config, instruments, accounts, compliance, calendar, clock, futures) as gateway:
         closed = gateway.engine.last_closed_date
         if closed is not None and closed >= date_number(first):
             raise ConfigError(
@@ -375,6 +386,8 @@ async def _run_demo(
                 in_window = int(actions * WINDOW_SHARE)
                 await days.move_to(day, "continuous")
                 await _trade(sessions, simulation, actions - in_window, rate, progress)
+                if futures is not None:
+                    await trade_curve(gateway, sessions, number, (day.year, day.month), out)
                 await days.move_to(day, "settlement_window")
                 await _trade(sessions, simulation, in_window, rate, progress)
                 if number == len(DEMO_DAYS) - 1 and screen is not None:
@@ -509,6 +522,7 @@ class DaysOnTheCalendar:
             f"{'' if self.gateway.config.data_dir else ' (a temporary folder: --data-dir keeps them)'}",
             file=self.out,
         )
+        print_futures_day(folder, self.out)
 
     async def _until(self, done: Callable[[], bool]) -> None:
         runner = self.gateway.calendar

@@ -102,6 +102,7 @@ def _demo_command(args: argparse.Namespace) -> int:
         rate=args.rate,
         keep_serving=args.keep_serving,
         live=None if args.live is None else args.live == "on",
+        futures=load_futures(instruments, args.futures_file, args.calendar),  # the demo trades a futures curve too
     )
 
 

@@ -139,7 +139,10 @@ class Timers:
         """One timer per interruption: the start-up and the release of a batch may both ask for it."""
         if instrument in self.reopenings:
             return
-        seconds = self.engine.instruments[instrument].volatility_call_seconds
+        terms = self.engine.instrument(instrument)
+        if terms is None:  # (a futures contract that has just expired: nothing to reopen)
+            return
+        seconds = terms.volatility_call_seconds
         log_event(log, "volatility_interruption", instrument=instrument, call_seconds=seconds)
         self.reopenings[instrument] = asyncio.get_running_loop().call_later(
             seconds / self.speed, self._reopen, instrument

@@ -12,8 +12,11 @@ directory, ``days/YYYYMMDD/``:
 - ``report.json``: per instrument the closing statistics (open, high, low,
   last, volume, VWAP, trades) and the settlement price with how it was fixed;
   orders expired; what the engine holds (open orders, accounts);
+  with futures, each contract's settlement price, the variation margin paid,
+  the contracts expired and their deliveries;
 - ``statements/ACCOUNT.json``: the account's cash and units, what its open
-  orders hold back, and its units valued at the day's settlement prices
+  orders hold back, its units valued at the day's settlement prices, and its
+  futures positions, initial margin and the day's variation margin
   (the account id percent-encoded where it holds a character a file name
   may not, such as ``/``).
 
@@ -32,7 +35,14 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
-from exchange import Engine, SettlementPriceFixed, TradingDayClosed
+from exchange import (
+    ContractExpired,
+    Engine,
+    FuturesDelivered,
+    SettlementPriceFixed,
+    TradingDayClosed,
+    VariationMarginPaid,
+)
 from gateway.logs import log_event
 from gateway.marketdata.feed import MarketDataFeed
 
@@ -102,9 +112,11 @@ class DayFiles:
                 "phase": str(engine.phase(symbol)),
             }
         counts = engine.counts()
+        margins = [event for event in events if type(event) is VariationMarginPaid]
         report = {
             "trading_date": trading_date,
             "instruments": instruments,
+            **_futures_report(events, fixed, engine),
             "expired_orders": sum(event.expired_orders for event in closed),
             "open_orders": counts.open_orders,
             "accounts": counts.accounts,
@@ -131,7 +143,54 @@ class DayFiles:
                 "units_at_settlement": {symbol: euros(value) for symbol, value in sorted(valued.items())},
                 "blocked": balances.blocked,
             }
+            margin = engine.margin(account_id)
+            if margin is not None and (margin.positions or margin.initial_margin):
+                statements[account_id]["futures"] = {
+                    "positions": {position.instrument: position.lots for position in margin.positions},
+                    "initial_margin": euros(margin.initial_margin),
+                    "variation_margin": euros(sum(e.amount for e in margins if e.account == account_id)),
+                    "margin_call": margin.margin_called,
+                }
         return report, statements
+
+
+def _futures_report(events: list, fixed: dict[str, SettlementPriceFixed], engine: Engine) -> dict:
+    """The day's futures in the report: settlement prices, variation margin, expiries and deliveries (none
+    without futures)."""
+    spot = engine.instruments
+    contracts = {
+        symbol: {"settlement_price": euros(event.price), "settlement_method": event.method}
+        for symbol, event in sorted(fixed.items())
+        if symbol not in spot
+    }
+    if not contracts:
+        return {}
+    return {
+        "futures": contracts,
+        "variation_margin": [
+            {"account": e.account, "instrument": e.instrument, "amount": euros(e.amount), "amount_cents": e.amount}
+            for e in events
+            if type(e) is VariationMarginPaid
+        ],
+        "expired_contracts": [
+            {"instrument": e.instrument, "final_price": euros(e.final_price)}
+            for e in events
+            if type(e) is ContractExpired
+        ],
+        "deliveries": [
+            {
+                "instrument": e.instrument,
+                "long": e.long_account,
+                "short": e.short_account,
+                "units": e.units,
+                "cash": euros(e.cash),
+                "failed_units": e.failed_units,
+                "compensation": euros(e.compensation),
+            }
+            for e in events
+            if type(e) is FuturesDelivered
+        ],
+    }
 
 
 def _write_all(folder: Path, report: dict, statements: dict[str, dict]) -> None:

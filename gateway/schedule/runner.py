@@ -181,10 +181,13 @@ class CalendarRunner:
         on the calendar, before or after the opening) is closed, so that the day begins as the calendar says."""
         day = self.open_day()
         done = self.engine.schedule_done(date_number(day))
+        engine = self.engine
         commands = [
-            SetTradingPhase(ts=0, instrument=symbol, phase=TradingPhase.CLOSED, from_phase=self.engine.phase(symbol))
-            for symbol in self.engine.instruments
-            if f"opening_call:{symbol}" not in done and self.engine.phase(symbol) in TRADING
+            SetTradingPhase(ts=0, instrument=symbol, phase=TradingPhase.CLOSED, from_phase=engine.phase(symbol))
+            for underlying in engine.instruments
+            if f"opening_call:{underlying}" not in done
+            for symbol in (underlying, *engine.futures_contracts(underlying))  # (its futures go with it)
+            if engine.phase(symbol) in TRADING
         ]
         if commands:
             await self.run_commands(commands)

@@ -30,6 +30,12 @@ def test_demo_trades_closes_the_year_and_reconciles(capsys):
     assert "reconciliation OK" in out
     assert "compliance 2026" in out and "paper-mill" in out
     assert "Statement of account bank" in out.split("reconciliation OK")[1]
+    # the futures curve (three Decembers in contango), each day's variation margin, the November expiry
+    curve = next(line for line in out.splitlines() if line.startswith("futures over spot"))
+    asks = [float(part.split(" ask ")[1]) for part in curve.split(": ", 1)[1].split("; ")]
+    assert len(asks) == 4 and asks == sorted(asks)  # the November month, then Decembers ever dearer
+    assert out.count("    variation margin: ") == 3
+    assert "EUAX26 expired at its final price" in out and "delivered EUAX26: 9,000 t from bank to carbon-fund" in out
 
 
 def test_demo_is_the_same_day_for_the_same_seed(capsys):
