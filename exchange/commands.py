@@ -371,32 +371,28 @@ class SetSelfTradePrevention(Command, frozen=True):
         _set(self, "mode", _member(SELF_TRADE_MODES, self.mode, RejectCode.INVALID_SELF_TRADE_MODE, "mode"))
 
 
-class EndOfDay(Command, frozen=True):
+class _TradingDayCommand(Command, frozen=True):
+    """A command about one trading day: its timestamp and the day."""
+
+    ts: int
+    trading_date: int  # YYYYMMDD
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        if not valid_date(self.trading_date):
+            raise InvalidCommand(RejectCode.INVALID_TRADING_DATE, "trading_date")
+
+
+class EndOfDay(_TradingDayCommand, frozen=True):
     """Close a trading day: DAY orders, and GTD orders expiring on or before it, expire.
 
     Client order ids of orders no longer open may be used again after it.
     """
 
-    ts: int
-    trading_date: int  # YYYYMMDD
 
-    def __post_init__(self) -> None:
-        _check_ts(self.ts)
-        if not valid_date(self.trading_date):
-            raise InvalidCommand(RejectCode.INVALID_TRADING_DATE, "trading_date")
-
-
-class ListFutures(Command, frozen=True):
+class ListFutures(_TradingDayCommand, frozen=True):
     """List the futures contracts that trade on ``trading_date`` (the start of each trading day): months newly
     reached get their books; contracts already listed are left as they are (exchange.clearing)."""
-
-    ts: int
-    trading_date: int  # YYYYMMDD
-
-    def __post_init__(self) -> None:
-        _check_ts(self.ts)
-        if not valid_date(self.trading_date):
-            raise InvalidCommand(RejectCode.INVALID_TRADING_DATE, "trading_date")
 
 
 class ScheduleReached(Command, frozen=True):
