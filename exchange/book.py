@@ -102,17 +102,8 @@ class OrderBook:
         open_orders: dict[int, Order],
         fee_account: Account | None = None,
     ) -> None:
-        self.instrument = instrument
         self.symbol = instrument.symbol
-        # The instrument's terms that every order reads, copied once (an Instrument never changes): ``book.x``
-        # is one read where ``book.instrument.x`` is two, and in the compiled build a field of a compiled class
-        # rather than a look-up on one it does not compile.
-        self.min_lots, self.max_lots, self.tick_size = instrument.min_lots, instrument.max_lots, instrument.tick_size
-        self.min_price, self.max_price = instrument.min_price, instrument.max_price
-        self.lot_units, self.max_fee = instrument.lot_units, instrument.max_fee
-        self.maker_fee, self.taker_fee = instrument.maker_fee, instrument.taker_fee
-        self.price_band_bps, self.volatility_band_bps = instrument.price_band_bps, instrument.volatility_band_bps
-        self.market_collar = instrument.market_collar
+        self.adopt(instrument)
         # The account fees are paid to; None when the engine keeps no holdings (no pre-trade risk):
         # then fills move nothing and orders reserve nothing.
         self.fee_account = fee_account
@@ -133,6 +124,20 @@ class OrderBook:
         # (exchange.clearing); None and 0 for a spot instrument, whose fills move cash and units.
         self.clearing: FuturesDesk | None = None
         self.margin_per_lot = 0
+
+    def adopt(self, instrument: Instrument) -> None:
+        """Trade on these terms from now on (at construction; a futures contract's, once it has a settlement
+        price to centre its bands on)."""
+        self.instrument = instrument
+        # The instrument's terms that every order reads, copied (an Instrument never changes: new terms come as a
+        # new one): ``book.x`` is one read where ``book.instrument.x`` is two, and in the compiled build a field of
+        # a compiled class rather than a look-up on one it does not compile.
+        self.min_lots, self.max_lots, self.tick_size = instrument.min_lots, instrument.max_lots, instrument.tick_size
+        self.min_price, self.max_price = instrument.min_price, instrument.max_price
+        self.lot_units, self.max_fee = instrument.lot_units, instrument.max_fee
+        self.maker_fee, self.taker_fee = instrument.maker_fee, instrument.taker_fee
+        self.price_band_bps, self.volatility_band_bps = instrument.price_band_bps, instrument.volatility_band_bps
+        self.market_collar = instrument.market_collar
 
     # -- queries -------------------------------------------------------------------------
 

@@ -283,6 +283,11 @@ class Engine:
         account = self.accounts.get(account_id)
         return None if account is None or self.futures is None else self.futures.margin_view(account)
 
+    @property
+    def lists_futures(self) -> bool:
+        """Whether futures are configured (contracts listed by ListFutures), whether or not any is listed now."""
+        return self.futures is not None
+
     def futures_contracts(self, underlying: str | None = None) -> list[str]:
         """The futures contracts listed now (of one underlying, or all), nearest month first; none without futures."""
         return [] if self.futures is None else self.futures.contracts_of(underlying)

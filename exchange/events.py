@@ -431,6 +431,7 @@ class ContractListed(Event, frozen=True):
     delivery_day: int  # YYYYMMDD
     tick_size: int  # cents
     lot_units: int
+    phase: TradingPhase  # its underlying's: a month listed overnight opens with the spot market
 
 
 class VariationMarginPaid(Event, frozen=True):

@@ -78,12 +78,13 @@ def reserve(
         return -RejectCode.ORDER_VALUE_OVER_LIMIT
     margin = book.margin_per_lot
     if margin:  # a futures contract: either side holds initial margin in cash, no units
-        if account.margin_called:
-            return -RejectCode.MARGIN_CALL
         per_lot = margin + book.max_fee
         hold = per_lot * lots - held
-        if hold > account.cash - account.reserved_cash:
-            return -RejectCode.INSUFFICIENT_CASH
+        if hold > 0:  # (an order holding no more, a replace that lowers it, is taken even from a called account)
+            if account.margin_called:
+                return -RejectCode.MARGIN_CALL
+            if hold > account.cash - account.reserved_cash:
+                return -RejectCode.INSUFFICIENT_CASH
         account.reserved_cash += hold
         return per_lot
     if side is BUY:

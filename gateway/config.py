@@ -345,7 +345,7 @@ def load_futures(
     file and the bad field."""
     calendar = load_calendar(instruments, calendar_path)
     holidays = [day.year * 10_000 + day.month * 100 + day.day for day in calendar.holidays]
-    return _located("futures.toml", path, lambda data: parse_futures(data, instruments, holidays))
+    return _located("futures.toml", path, lambda data: parse_futures(data, instruments, holidays, calendar.weekend))
 
 
 def load_calendar(instruments: Mapping[str, Instrument], path: Path | str | None = None) -> TradingCalendar:

@@ -44,7 +44,7 @@ from ..events import (
 from ..instruments import Instrument
 from ..orders import by_order_id
 from ..views import MarginView, PositionView
-from .contracts import ContractSeries, FuturesContract, listed_contracts, to_date
+from .contracts import ContractSeries, FuturesContract, listed_contracts
 from .house import ClearingHouse, daily_settlement_price, maintenance_margin, margin_of, most_traded
 from .terms import FuturesConfig
 
@@ -75,8 +75,8 @@ class FuturesDesk:
     # -- listing -------------------------------------------------------------------------------
 
     def business_day(self, yyyymmdd: int) -> bool:
-        """Monday to Friday, less the venue's holidays. (A method, not a closure: snapshots pickle the desk.)"""
-        return to_date(yyyymmdd).weekday() < 5 and yyyymmdd not in self.config.holidays
+        """The venue's calendar. (A method, not a closure: snapshots pickle the desk.)"""
+        return self.config.business_day(yyyymmdd)
 
     def list_futures(self, cmd: ListFutures, events: list) -> RejectCode | None:
         engine = self.engine
@@ -102,6 +102,7 @@ class FuturesDesk:
                             contract.delivery_day,
                             series.tick_size,
                             series.lot_units,
+                            engine.books[contract.symbol].phase,
                         )
                     )
         return None
@@ -110,19 +111,24 @@ class FuturesDesk:
         from ..book import OrderBook  # (the book imports the desk's type: imported here, when first needed)
 
         engine = self.engine
+        spot = engine.books[contract.underlying]
+        # Until its first settlement price a new month has no price of its own to centre limits on (the curve
+        # trades away from spot): no volatility band and no market order collar until then (:meth:`_settled`),
+        # and never a static band (ICE Endex's EUA futures: "no limits").
         instrument = replace(
             underlying,
             symbol=contract.symbol,
             name=f"{contract.underlying} futures {MONTH_NAMES[contract.month - 1]}-{contract.year}",
             lot_units=series.lot_units,
             tick_size=series.tick_size,
-            # No static price band: the months of a curve trade far from spot (ICE Endex's EUA futures: "no
-            # limits"); the volatility interruption and the market order collar still apply.
+            reference_price=spot.reference_price(),
             price_band_bps=0,
+            volatility_band_bps=0,
+            market_collar=None,
         )
         book = OrderBook(instrument, engine.counters, engine.open_orders, engine.fee_account)
         book.clearing = self
-        book.phase = engine.books[contract.underlying].phase  # a month listed overnight opens with the spot market
+        book.phase = spot.phase  # a month listed overnight opens with the spot market
         book.margin_per_lot = self.config.margins[contract.underlying].per_lot(series.lot_units)
         engine.add_book(book)
         self.contracts[contract.symbol] = contract
@@ -192,7 +198,9 @@ class FuturesDesk:
         ts, trading_date = cmd.ts, cmd.trading_date
         prices = self._fix_prices(trading_date, ts, events)
         engine, counters = self.engine, self.engine.counters
+        touched: set[str] = set()  # accounts whose cash the day's futures moved: each is looked at for a call
         for margin in self.house.settle_day(prices):
+            touched.add(margin.account)
             account = engine.accounts[margin.account]
             account.cash += margin.amount
             position = self.house.position(margin.account, margin.contract)
@@ -202,9 +210,10 @@ class FuturesDesk:
                 )
             )
         for symbol in sorted(self.contracts):
-            if self.contracts[symbol].last_trading_day == trading_date:
-                self._expire(symbol, prices.get(symbol), ts, events)  # (None: never traded, never quoted)
-        self._call_margins(ts, events)
+            # (on or before: a last trading day whose end of day was never run, a manual schedule's, is caught up)
+            if self.contracts[symbol].last_trading_day <= trading_date:
+                touched.update(self._expire(symbol, prices.get(symbol), ts, events))  # (None: never priced)
+        self._call_margins(touched, ts, events)
 
     def _fix_prices(self, trading_date: int, ts: int, events: list) -> dict[str, int]:
         """Each listed contract's settlement price, the benchmark of each underlying first."""
@@ -241,10 +250,25 @@ class FuturesDesk:
                 book.window_value = book.window_lots = 0
                 if price is not None:
                     prices[symbol] = price
+                    self._settled(book, price)
         return prices
 
-    def _expire(self, symbol: str, final_price: int | None, ts: int, events: list) -> None:
-        """The contract's last trading day has ended: orders expire, positions deliver, the book goes."""
+    def _settled(self, book: OrderBook, price: int) -> None:
+        """A contract's limits centre on its settlement price from now on (the last trade's once it trades), with
+        its underlying's volatility band and market order collar."""
+        spot = self.engine.books[self.contracts[book.symbol].underlying].instrument
+        book.adopt(
+            replace(
+                book.instrument,
+                reference_price=price,
+                volatility_band_bps=spot.volatility_band_bps,
+                market_collar=spot.market_collar,
+            )
+        )
+
+    def _expire(self, symbol: str, final_price: int | None, ts: int, events: list) -> list[str]:
+        """The contract's last trading day has ended: orders expire, positions deliver, the book goes. Returns
+        the accounts that held it."""
         engine, counters = self.engine, self.engine.counters
         book = engine.books[symbol]
         open_orders = sorted((o for o in engine.open_orders.values() if o.book is book), key=by_order_id)
@@ -298,36 +322,36 @@ class FuturesDesk:
                     delivery.compensation,
                 )
             )
+        book.flush_level_changes(events, ts)  # the expired orders' levels, announced before the book goes
         del self.contracts[symbol]
         engine.remove_book(symbol)
         for account_id in holders:
-            account = engine.accounts[account_id]
-            self._position_moved(account, underlying, positions[account_id], 0)
-            if account.cash < 0 and not account.margin_called:  # a long that paid for delivery beyond its cash
-                account.margin_called = True
-                seq = counters.next_seq()
-                events.append(MarginCalled(seq, ts, account_id, account.cash, account.reserved_cash, 0))
+            self._position_moved(engine.accounts[account_id], underlying, positions[account_id], 0)
         events.append(ContractExpired(counters.next_seq(), ts, symbol, final_price, len(open_orders)))
+        return holders
 
-    def _call_margins(self, ts: int, events: list) -> None:
-        """Accounts whose cash fell below their maintenance margin (and what their orders hold) are called."""
+    def _call_margins(self, touched: set[str], ts: int, events: list) -> None:
+        """Each account holding margin, or whose cash the day's futures moved, is called when its cash is below
+        its maintenance margin plus what its orders hold (for an account holding no margin: below what its orders
+        hold, a long that paid for a delivery among them); a called account whose cash covers everything it holds
+        again (variation margin received) is released."""
         engine = self.engine
         held_by_account: dict[str, int] = {}
-        for (account_id, _), held in self.margins_held.items():
+        maintenance_by_account: dict[str, int] = {}
+        for (account_id, underlying), held in self.margins_held.items():
             held_by_account[account_id] = held_by_account.get(account_id, 0) + held
-        for account_id in sorted(held_by_account):
+            maintenance = maintenance_margin(held, self.config.margins[underlying])
+            maintenance_by_account[account_id] = maintenance_by_account.get(account_id, 0) + maintenance
+        for account_id in sorted(touched | held_by_account.keys()):
             account = engine.accounts[account_id]
-            held = held_by_account[account_id]
-            maintenance = sum(
-                maintenance_margin(amount, self.config.margins[underlying])
-                for (holder, underlying), amount in self.margins_held.items()
-                if holder == account_id
-            )
-            floor = account.reserved_cash - held + maintenance
+            maintenance = maintenance_by_account.get(account_id, 0)
+            floor = account.reserved_cash - held_by_account.get(account_id, 0) + maintenance
             if account.cash < floor and not account.margin_called:
                 account.margin_called = True
                 seq = engine.counters.next_seq()
                 events.append(MarginCalled(seq, ts, account_id, account.cash, account.reserved_cash, maintenance))
+            else:
+                self.call_met(account, ts, events)
 
     def call_met(self, account: Account, ts: int, events: list) -> None:
         """After a deposit: a called account whose cash covers everything it holds again is released."""
@@ -365,7 +389,10 @@ class FuturesDesk:
         for symbol in sorted(self.contracts):
             contract = self.contracts[symbol]
             price = self.house.settlement_prices.get(symbol)
-            yield f"futures {symbol} {contract.last_trading_day} {contract.delivery_day} settled={price}"
+            yield (
+                f"futures {symbol} {contract.last_trading_day} {contract.delivery_day} settled={price} "
+                f"day_lots={self.house.day_lots.get(symbol, 0)}"
+            )
             for account_id, position in sorted(self.house.positions[symbol].items()):
                 yield f"  position {account_id} {position.lots} {position.settled_lots} {position.day_value}"
         for (account_id, underlying), held in sorted(self.margins_held.items()):

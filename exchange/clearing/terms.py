@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..instruments import ConfigError, Instrument, eur_to_cents
-from .contracts import ContractSeries
+from .contracts import ContractSeries, to_date
 from .house import BPS, MarginTerms
 
 SERIES_FIELDS = frozenset(
@@ -40,6 +40,11 @@ class FuturesConfig:
     margins: Mapping[str, MarginTerms]  # underlying -> its margin terms
     holidays: frozenset[int] = field(default_factory=frozenset)  # YYYYMMDD: the venue's non-business weekdays
     default_premium_bps: int = 1_000  # what a failed delivery costs the short over the final price
+    weekend: frozenset[int] = frozenset({5, 6})  # weekday numbers (Monday 0) the venue never trades
+
+    def business_day(self, yyyymmdd: int) -> bool:
+        """Whether the venue trades on the day (the trading calendar's weekend and holidays)."""
+        return to_date(yyyymmdd).weekday() not in self.weekend and yyyymmdd not in self.holidays
 
     def __post_init__(self) -> None:
         for series in self.series:
@@ -53,6 +58,7 @@ class FuturesConfig:
             "margins": {underlying: asdict(terms) for underlying, terms in sorted(self.margins.items())},
             "holidays": sorted(self.holidays),
             "default_premium_bps": self.default_premium_bps,
+            "weekend": sorted(self.weekend),
         }
 
     @classmethod
@@ -62,11 +68,15 @@ class FuturesConfig:
             {underlying: MarginTerms(**terms) for underlying, terms in value["margins"].items()},
             frozenset(value["holidays"]),
             value["default_premium_bps"],
+            frozenset(value.get("weekend", (5, 6))),
         )
 
 
 def parse_futures(
-    document: Mapping[str, Any], instruments: Mapping[str, Instrument], holidays: Iterable[int]
+    document: Mapping[str, Any],
+    instruments: Mapping[str, Instrument],
+    holidays: Iterable[int],
+    weekend: Iterable[int] = (5, 6),
 ) -> FuturesConfig:
     """The futures of a parsed ``futures.toml`` on the spot ``instruments``; ConfigError on the first bad field."""
     unknown = sorted(set(document) - {"futures", "default_premium_bps"})
@@ -108,4 +118,4 @@ def parse_futures(
         if type(maintenance) is not int or not 1 <= maintenance <= BPS:
             raise ConfigError(f"{where}.maintenance_bps", "must be an integer from 1 to 10000 basis points")
         margins[underlying] = MarginTerms(amounts["scanning_range_eur"], amounts["spread_charge_eur"], maintenance)
-    return FuturesConfig(tuple(series), margins, frozenset(holidays), premium)
+    return FuturesConfig(tuple(series), margins, frozenset(holidays), premium, frozenset(weekend))

@@ -61,6 +61,7 @@ from gateway.cli.demo_futures import trade_curve
 from gateway.cli.display import auction_summary, eur, ladder, tonnes
 from gateway.client import ExchangeClient, connect
 from gateway.config import AccountConfig, ServerConfig
+from gateway.lifecycle import ExchangeStopped
 from gateway.node import TradingGateway, run_until_stopped, running_exchange
 from gateway.schedule.calendar import TradingCalendar, date_number
 from gateway.schedule.clock import SimulatedClock
@@ -528,6 +529,8 @@ class DaysOnTheCalendar:
         runner = self.gateway.calendar
         assert runner is not None  # the demo runs on the calendar
         while not done():
+            if self.gateway.failure is not None:  # the exchange stopped: nothing will come
+                raise ExchangeStopped(f"the exchange failed: {self.gateway.failure}")
             runner.wake()
             await asyncio.sleep(0.005)
 

@@ -51,6 +51,7 @@ from pathlib import Path
 from exchange import ConfigError
 from gateway.cli import auctions, operations, trading
 from gateway.cli.one_shot import USAGE, UsageError
+from gateway.lifecycle import ExchangeStopped
 
 CONFIG_LOOKUP = (
     "Configuration files: a file named by its flag (--instruments, --accounts, --compliance, "
@@ -114,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"carbonx: configuration error: {exc}", file=sys.stderr)
         return USAGE
+    except ExchangeStopped as exc:  # the exchange this process ran (the demo's) failed: its log says why
+        print(f"carbonx {args.command}: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # the reader went away (``carbonx demo | head``): nothing left to say
         sys.stderr.close()
         return 0

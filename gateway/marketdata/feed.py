@@ -53,6 +53,7 @@ from exchange import (
     CALL_PHASES,
     AuctionCompleted,
     AuctionIndicative,
+    ContractExpired,
     ContractListed,
     Engine,
     LevelChanged,
@@ -313,6 +314,7 @@ PUBLISHED = frozenset(
         TradingDayClosed,
         SettlementPriceFixed,
         ContractListed,
+        ContractExpired,
     }
 )
 
@@ -369,8 +371,14 @@ class MarketDataFeed:
                 changed, traded = {}, {}
                 if isinstance(event, ContractListed):  # a futures month begins trading: its channels open
                     feed = feeds[event.instrument] = InstrumentFeed(
-                        event.instrument, event.tick_size, event.lot_units, self.levels
+                        event.instrument, event.tick_size, event.lot_units, self.levels, event.phase
                     )
+                    out.append((event.instrument, "status", feed.status_message()))
+                elif isinstance(event, ContractExpired):  # its last status, closed; then its channels are gone
+                    feed = feeds.pop(event.instrument)
+                    feed.phase = TradingPhase.CLOSED
+                    feed.ts = event.ts
+                    feed.next_seq("status")
                     out.append((event.instrument, "status", feed.status_message()))
                 elif isinstance(event, SettlementPriceFixed):  # just before the day's close (TradingDayClosed)
                     feeds[event.instrument].settlement_price = event.price
@@ -394,6 +402,8 @@ class MarketDataFeed:
     ) -> None:
         depth, levels = self.engine.depth, self.levels
         for symbol, ts in changed.items():
+            if not self.engine.has_instrument(symbol):  # a futures contract expired in the batch: its book is gone
+                continue
             feed = self.instruments[symbol]
             for channel, message in feed.book_changes(
                 depth(symbol, Side.BUY, levels), depth(symbol, Side.SELL, levels), ts
@@ -403,6 +413,8 @@ class MarketDataFeed:
                 feed.next_seq("status")
                 out.append((symbol, "status", feed.status_message()))
         for symbol, ts in traded.items():
+            if symbol not in self.instruments:  # (an expired contract whose channels have closed)
+                continue
             feed = self.instruments[symbol]
             feed.ts = ts
             feed.next_seq("stats")

@@ -128,7 +128,7 @@ class Replies:
         ts = time.time_ns()
         message: RejectedOrderReport | RequestRejected
         if isinstance(request, NewOrderRequest):
-            known = request.instrument in self.sequencer.engine.instruments
+            known = self.sequencer.engine.has_instrument(request.instrument)
             message = rejected_order_report(request.client_order_id, request.instrument if known else None, code, ts)
         else:
             message = request_rejected(

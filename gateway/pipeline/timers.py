@@ -73,7 +73,7 @@ class Timers:
     def resume(self) -> None:
         """At start-up: an interruption the stop cut short is a full call again; an open auction is cleared when
         due."""
-        for symbol in self.engine.instruments:
+        for symbol in (*self.engine.instruments, *self.engine.futures_contracts()):
             if self.engine.phase(symbol) is TradingPhase.VOLATILITY_INTERRUPTION:
                 self.schedule_reopening(symbol)
         for auction in self.engine.primary_auctions():

@@ -256,7 +256,7 @@ class CalendarRunner:
         instrument's futures contracts follow it through the day's phases and settlement window, and after the
         end of day the next trading day's contracts are listed."""
         commands = self._spot_commands_for(point)
-        if point.action == "end_of_day" and self.engine.futures_contracts():
+        if point.action == "end_of_day" and self.engine.lists_futures:
             following = next(self.calendar.trading_days(number_date(point.trading_date) + dt.timedelta(days=1)))
             commands.append(ListFutures(ts=0, trading_date=date_number(following)))
         elif point.action in FOLLOWED_BY_FUTURES and point.instrument is not None:

@@ -26,10 +26,13 @@ from exchange import (
     OpenAccount,
     OrderRejected,
     RejectCode,
+    ReplaceOrder,
+    RequestRejected,
     SettlementPriceFixed,
     Side,
     Trade,
     VariationMarginPaid,
+    Withdraw,
 )
 from exchange.clearing import ContractSeries, FuturesConfig, MarginTerms, initial_margin
 
@@ -253,3 +256,60 @@ def test_a_futures_engine_pickles_for_snapshots_and_hashes_alike():
     assert copy.handle(follow) == engine.handle(follow)
     assert copy.state_hash() == engine.state_hash()
     assert any(line.startswith("futures EUAZ26") for line in engine.state_lines())
+
+
+def test_an_account_that_lost_and_went_flat_in_the_day_is_called_too():
+    engine, clock = futures_engine(cash=2 * (PER_LOT + FEE))
+    engine.handle(order(clock, "b", "EUAZ26", Side.SELL, 1, 73_00, 1))
+    engine.handle(order(clock, "a", "EUAZ26", Side.BUY, 1, 73_00, 1))  # a buys at 73.00 ...
+    engine.handle(order(clock, "c", "EUAZ26", Side.BUY, 1, 68_00, 1))
+    engine.handle(order(clock, "a", "EUAZ26", Side.SELL, 1, 68_00, 2))  # ... and sells at 68.00: flat, EUR 5,000 lost
+    assert engine.futures.house.positions_of("a") == {} and engine.balances("a").reserved_cash == 0
+    cash = 2 * (PER_LOT + FEE) - 3_50 - 3_50  # two taker fees
+    events = engine.handle(EndOfDay(ts=clock(), trading_date=20261207))
+    paid = {e.account: e.amount for e in of_type(events, VariationMarginPaid)}
+    assert paid["a"] == -5 * 1_000 * 1_00 and engine.balances("a").cash == cash - 500_000
+    assert not of_type(events, MarginCalled)  # still in credit: nothing to call
+    engine2, clock2 = futures_engine()
+    engine2.handle(order(clock2, "b", "EUAZ26", Side.SELL, 1, 73_00, 1))
+    engine2.handle(order(clock2, "a", "EUAZ26", Side.BUY, 1, 73_00, 1))
+    engine2.handle(order(clock2, "c", "EUAZ26", Side.BUY, 1, 68_00, 1))
+    engine2.handle(order(clock2, "a", "EUAZ26", Side.SELL, 1, 68_00, 2))
+    left = 4_000_00  # EUR 4,000 cannot pay the EUR 5,000 loss
+    engine2.handle(Withdraw(ts=clock2(), account="a", asset=CASH_ASSET, amount=engine2.balances("a").cash - left))
+    called = one(engine2.handle(EndOfDay(ts=clock2(), trading_date=20261207)), MarginCalled)
+    assert called.account == "a" and called.cash < 0
+
+
+def test_a_contract_whose_last_trading_day_was_not_closed_expires_at_the_next_end_of_day():
+    engine, clock = futures_engine()
+    engine.handle(order(clock, "a", "EUAZ26", Side.SELL, 1, 70_00, 1))
+    engine.handle(order(clock, "b", "EUAZ26", Side.BUY, 1, 70_00, 1))
+    events = engine.handle(EndOfDay(ts=clock(), trading_date=20261222))  # the day after EUAZ26's last
+    assert one(events, ContractExpired).instrument == "EUAZ26" and one(events, FuturesDelivered).units == 1_000
+
+
+def test_a_new_month_has_no_volatility_band_until_its_first_settlement_then_centres_on_it():
+    engine, clock = futures_engine()
+    terms = engine.instrument("EUAZ28")
+    assert (terms.volatility_band_bps, terms.market_collar, terms.price_band_bps) == (0, None, 0)
+    engine.handle(order(clock, "a", "EUAZ28", Side.SELL, 1, 76_00, 1))  # far above spot's 70.00: trades
+    assert one(engine.handle(order(clock, "b", "EUAZ28", Side.BUY, 1, 76_00, 1)), Trade).price == 76_00
+    engine.handle(EndOfDay(ts=clock(), trading_date=20261207))
+    settled = engine.instrument("EUAZ28")
+    spot = engine.instrument("EUA")
+    assert settled.reference_price == 76_00 and settled.volatility_band_bps == spot.volatility_band_bps
+
+
+def test_a_called_account_may_still_reduce_its_orders():
+    engine, clock = futures_engine(cash=10 * (PER_LOT + FEE))
+    engine.handle(order(clock, "a", "EUAZ26", Side.SELL, 10, 70_00, 1))
+    engine.handle(order(clock, "b", "EUAZ26", Side.BUY, 10, 70_00, 1))
+    engine.handle(order(clock, "c", "EUAZ26", Side.SELL, 1, 73_50, 1))
+    engine.handle(order(clock, "c", "EUAZ26", Side.BUY, 1, 73_30, 2))
+    engine.handle(order(clock, "a", "EUAZ27", Side.BUY, 1, 72_00, 2))  # working before the call
+    one(engine.handle(EndOfDay(ts=clock(), trading_date=20261207)), MarginCalled)
+    reduced = engine.handle(ReplaceOrder(ts=clock(), account="a", client_order_id=2, quantity=1, price=71_00))
+    assert not of_type(reduced, RequestRejected)  # same lots, a lower price: holds no more
+    grown = engine.handle(ReplaceOrder(ts=clock(), account="a", client_order_id=2, quantity=3, price=71_00))
+    assert one(grown, RequestRejected).code is RejectCode.MARGIN_CALL
