@@ -462,7 +462,7 @@ class MarginCallMet(Event, frozen=True):
 class FuturesDelivered(Event, frozen=True):
     """One delivery at a contract's expiry: ``units`` of the underlying from the short to the long against
     ``cash`` the other way (the final price); units the short did not have are ``failed_units``, paid for by
-    ``compensation`` (cents, short to long) instead."""
+    ``compensation`` (cents, short to long) instead; units the long could not pay for are ``unpaid_units``."""
 
     instrument: str
     underlying: str
@@ -473,6 +473,7 @@ class FuturesDelivered(Event, frozen=True):
     cash: int
     failed_units: int
     compensation: int
+    unpaid_units: int  # units the long could not pay for: they stay with the short (the long is in default)
 
 
 class ContractExpired(Event, frozen=True):

@@ -301,12 +301,28 @@ class FuturesDesk:
         )
         if final_price is None:
             self.house.forget(symbol)
+        # What each long can pay for: its cash less what its orders hold (its margin on this underlying is free
+        # now: the position is delivered). A long that cannot pay for every unit is in default for the rest:
+        # those units stay with the short, released from delivering them (docs/FUTURES.md).
+        payable = {}
+        for account_id in holders:
+            account = engine.accounts[account_id]
+            held = self.margins_held.get((account_id, underlying), 0)
+            payable[account_id] = max(0, account.cash - account.reserved_cash + held)
         for delivery in deliveries:
             long, short = engine.accounts[delivery.long], engine.accounts[delivery.short]
-            long.units[underlying] += delivery.units
-            short.units[underlying] -= delivery.units
-            long.cash += delivery.compensation - delivery.cash
-            short.cash += delivery.cash - delivery.compensation
+            units = (
+                delivery.units if final_price is None else min(delivery.units, payable[delivery.long] // final_price)
+            )
+            cash = units * final_price if final_price is not None else 0
+            payable[delivery.long] -= cash
+            if units < delivery.units and not long.margin_called:  # in default: called at once
+                long.margin_called = True
+                events.append(MarginCalled(counters.next_seq(), ts, delivery.long, long.cash, long.reserved_cash, 0))
+            long.units[underlying] += units
+            short.units[underlying] -= units
+            long.cash += delivery.compensation - cash
+            short.cash += cash - delivery.compensation
             events.append(
                 FuturesDelivered(
                     counters.next_seq(),
@@ -316,10 +332,11 @@ class FuturesDesk:
                     delivery.long,
                     delivery.short,
                     delivery.lots,
-                    delivery.units,
-                    delivery.cash,
+                    units,
+                    cash,
                     delivery.failed_units,
                     delivery.compensation,
+                    delivery.units - units,
                 )
             )
         book.flush_level_changes(events, ts)  # the expired orders' levels, announced before the book goes

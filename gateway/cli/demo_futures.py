@@ -4,11 +4,11 @@ margin, and the expiry of the November month with delivery into the registry acc
 How this works: the demo's exchange lists the EUA futures of config/futures.toml (docs/FUTURES.md). Each
 demo day, in continuous trading, the participants below trade over their sessions like any client: the bank
 makes a market in each December around the spot price carried forward (``CARRY_BPS`` a year: contango),
-the utility buys Decembers to hedge its coming surrenders, the speculator sells them, and the carbon fund
-buys the November contract from the bank for delivery; all of them DAY orders, gone at each close. Nothing here is random: the same days give the same
+the utility buys Decembers to hedge its coming surrenders, the speculator sells them, and the CDM developer,
+flush with the cash of the credits it sold, buys the November contract from the bank for delivery; all of them DAY orders, gone at each close. Nothing here is random: the same days give the same
 futures trades. The end of day (the calendar's) settles each contract and pays variation margin; the last
 demo day is the November contract's last trading day (the last Monday of the month), so its positions are
-delivered: the fund receives allowances against cash at the final settlement price. What the day's report
+delivered: the developer receives allowances against cash at the final settlement price. What the day's report
 (``days/YYYYMMDD/report.json``) says of it is printed.
 """
 
@@ -26,7 +26,7 @@ from gateway.client import ExchangeClient
 from gateway.node import TradingGateway
 
 CARRY_BPS = 250  # the curve's carry a year over spot, basis points: Decembers priced in contango
-MAKER, HEDGER, SELLER, BUYER = "bank", "utility-north", "speculator", "carbon-fund"  # who trades the futures
+MAKER, HEDGER, SELLER, BUYER = "bank", "utility-north", "speculator", "cdm-developer"  # who trades the futures
 DECEMBERS = 3  # the curve traded: the three nearest Decembers
 HALF_SPREAD = 5  # cents: the bank's quotes either side of its price
 
@@ -71,7 +71,7 @@ async def trade_curve(
             await sessions[SELLER].new_order(
                 symbol, "S", 2, bid // tick, client_order_id=f"f{day}-{symbol}-sell", time_in_force="DAY"
             )
-        else:  # the month about to expire: the fund buys it for delivery
+        else:  # the month about to expire: the developer buys it for delivery
             await sessions[BUYER].new_order(
                 symbol, "B", 3, ask // tick, client_order_id=f"f{day}-{symbol}-buy", time_in_force="DAY"
             )
@@ -103,6 +103,8 @@ def print_day(folder: Path, out: TextIO) -> None:
         print(f"    {expired['instrument']} expired at its final price EUR {expired['final_price'] or '-'}", file=out)
     for delivery in report["deliveries"]:
         failed = f", {delivery['failed_units']:,} t failed" if delivery["failed_units"] else ""
+        if delivery["unpaid_units"]:
+            failed += f", {delivery['unpaid_units']:,} t unpaid (the buyer in default)"
         print(
             f"    delivered {delivery['instrument']}: {delivery['units']:,} t from {delivery['short']} to "
             f"{delivery['long']} for EUR {Decimal(delivery['cash']):,.2f}{failed}",

@@ -185,6 +185,7 @@ def _futures_report(events: list, fixed: dict[str, SettlementPriceFixed], engine
                 "units": e.units,
                 "cash": euros(e.cash),
                 "failed_units": e.failed_units,
+                "unpaid_units": e.unpaid_units,
                 "compensation": euros(e.compensation),
             }
             for e in events

@@ -313,3 +313,23 @@ def test_a_called_account_may_still_reduce_its_orders():
     assert not of_type(reduced, RequestRejected)  # same lots, a lower price: holds no more
     grown = engine.handle(ReplaceOrder(ts=clock(), account="a", client_order_id=2, quantity=3, price=71_00))
     assert one(grown, RequestRejected).code is RejectCode.MARGIN_CALL
+
+
+def test_a_long_that_cannot_pay_for_delivery_gets_only_what_it_pays_for_and_is_called():
+    engine, clock = futures_engine()
+    engine.handle(order(clock, "a", "EUAZ26", Side.SELL, 2, 71_00, 1))
+    engine.handle(order(clock, "b", "EUAZ26", Side.BUY, 2, 71_00, 1))
+    spare = engine.balances("b").cash - engine.balances("b").reserved_cash
+    # b keeps its margin and EUR 100,000 of cash it may use: enough for 1,408 t at 71.00 of the 2,000 due
+    engine.handle(Withdraw(ts=clock(), account="b", asset=CASH_ASSET, amount=spare - 100_000_00))
+    before = {account: engine.balances(account) for account in ACCOUNTS}
+    events = engine.handle(EndOfDay(ts=clock(), trading_date=20261221))
+    delivered = one(events, FuturesDelivered)
+    held = 2 * 1_000 * 8_00  # b's margin, free at delivery
+    payable_units = (100_000_00 + held) // 71_00
+    assert (delivered.units, delivered.unpaid_units) == (payable_units, 2_000 - payable_units)
+    assert one(events, MarginCalled).account == "b"
+    after = {account: engine.balances(account) for account in ACCOUNTS}
+    assert after["b"].cash >= 0 and after["b"].units["EUA"] - before["b"].units["EUA"] == payable_units
+    assert after["a"].units["EUA"] == before["a"].units["EUA"] - payable_units  # the rest stays with the short
+    assert sum(b.cash for b in after.values()) == sum(b.cash for b in before.values())
