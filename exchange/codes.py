@@ -68,6 +68,9 @@ class RejectCode(IntEnum):
         128,
         "trading phase must be closed, opening_call, continuous, closing_call, volatility_interruption or halted",
     )
+    INVALID_BLOCK_KIND = 129, "kind must be block or efp, and a physical price is given for an efp (only)"
+    BLOCK_BELOW_MINIMUM = 130, "a block trade or EFP is at least the contract's minimum block size (EUA: 50 lots)"
+    INVALID_COUNTERPARTY = 131, "counterparty must be another account open at the exchange"
 
     # -- 200: risk (pre-trade checks) -----------------------------------------------------
     UNKNOWN_ACCOUNT = 201, "no such account: accounts are opened by the exchange"
@@ -90,6 +93,8 @@ class RejectCode(IntEnum):
     ORDER_REFERENCE_REQUIRED = 405, "give exactly one of order id and client order id"
     REPLACE_QUANTITY_NOT_ABOVE_FILLED = 406, "new quantity must be above the quantity already filled"
     REPLACE_CHANGES_NOTHING = 407, "replace changes neither price nor quantity"
+    DUPLICATE_BLOCK_ID = 408, "block id already reported today by this account with this counterparty"
+    BLOCK_TERMS_DIFFER = 409, "the counterparty reported this block id with other terms (contract, side, lots, prices)"
 
     # -- 500: admin -------------------------------------------------------------------------
     UNKNOWN_COMMAND = 501, "unknown command"
@@ -103,6 +108,7 @@ class RejectCode(IntEnum):
     NO_TRADING_CALENDAR = 509, "the exchange does not run its trading days on a calendar (schedule is manual)"
     END_OF_DAY_NOT_SKIPPED = 510, "the end of day cannot be skipped: extend the trading day instead"
     NO_FUTURES = 511, "the exchange lists no futures (none are configured)"
+    NOT_A_FUTURES_CONTRACT = 512, "block trades and EFPs are registered on listed futures contracts only"
 
     # -- 600: compliance (exchange.compliance) ----------------------------------------------
     # An unknown account, an unknown instrument and too few available units reuse 201, 101 and 203.

@@ -79,6 +79,7 @@ from .commands import (
     RecordEmissions,
     RegisterInstallation,
     ReplaceOrder,
+    ReportBlockTrade,
     ScheduleReached,
     SetSelfTradePrevention,
     SetTradingPhase,
@@ -193,6 +194,7 @@ class Engine:
             OpenAccount: accounts.open_account,
             Deposit: self._deposit,
             ListFutures: self._list_futures,
+            ReportBlockTrade: self._report_block,
             Withdraw: accounts.withdraw,
             RegisterInstallation: self.compliance.register_installation,
             RecordEmissions: self.compliance.record_emissions,
@@ -459,6 +461,9 @@ class Engine:
 
     def _list_futures(self, cmd: ListFutures, events: list) -> RejectCode | None:
         return RejectCode.NO_FUTURES if self.futures is None else self.futures.list_futures(cmd, events)
+
+    def _report_block(self, cmd: ReportBlockTrade, events: list) -> RejectCode | None:
+        return RejectCode.NO_FUTURES if self.futures is None else self.futures.blocks.report(cmd, events)
 
     def _deposit(self, cmd: Deposit, events: list) -> RejectCode | None:
         code = self.account_commands.deposit(cmd, events)

@@ -482,3 +482,48 @@ class ContractExpired(Event, frozen=True):
     instrument: str
     final_price: int | None  # None: it never traded nor was quoted (and so nobody held it)
     orders_expired: int
+
+
+class BlockTradeReported(Event, frozen=True):
+    """One side of a block trade or EFP is reported and waits for its counterparty's (until the day ends)."""
+
+    account: str  # who reported it
+    counterparty: str
+    block_id: str | int
+    instrument: str
+    side: Side  # the reporter's
+    quantity: int
+    price: int
+    kind: str  # block, efp
+    physical_price: int | None
+
+
+class BlockTraded(Event, frozen=True):
+    """A block trade or EFP registered and cleared: the futures position moved off the book at ``price``; for an
+    EFP the buyer of the futures also delivered ``physical_units`` of ``underlying`` to the seller at
+    ``physical_price``. Published on the trades channel flagged with its kind."""
+
+    instrument: str
+    trade_id: int
+    block_id: str | int
+    kind: str
+    price: int
+    quantity: int
+    buyer: str
+    seller: str
+    buyer_fee: int
+    seller_fee: int
+    underlying: str
+    physical_price: int | None
+    physical_units: int
+
+
+class BlockTradeLapsed(Event, frozen=True):
+    """A reported side that will not trade: the day ended before its counterparty reported (``code`` None), or the
+    counterparty's report found one of them unable to take it (``code`` says why; both reports are void)."""
+
+    account: str
+    counterparty: str
+    block_id: str | int
+    instrument: str
+    code: RejectCode | None

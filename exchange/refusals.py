@@ -31,6 +31,7 @@ from .commands import (
     ComplianceDeadline,
     Deposit,
     EndOfDay,
+    ListFutures,
     MassCancel,
     ModifyBid,
     NewOrder,
@@ -40,6 +41,7 @@ from .commands import (
     RecordEmissions,
     RegisterInstallation,
     ReplaceOrder,
+    ReportBlockTrade,
     ScheduleReached,
     SetSelfTradePrevention,
     SetTradingPhase,
@@ -78,6 +80,8 @@ REQUESTS: dict[type, str] = {
     ModifyBid: "modify_bid",
     WithdrawBid: "withdraw_bid",
     ClearPrimaryAuction: "clear_auction",
+    ListFutures: "list_futures",
+    ReportBlockTrade: "report_block",
 }
 
 
@@ -103,7 +107,13 @@ def request_rejected(seq: int, cmd: object, code: RejectCode) -> RequestRejected
         return order_request_rejected(seq, cmd, code)
     ts = getattr(cmd, "ts", 0)  # any object may arrive here as an unknown command
     account = cmd.auctioneer if type(cmd) is OpenPrimaryAuction else getattr(cmd, "account", None)
-    reference = cmd.bid_id if type(cmd) is SubmitBid or type(cmd) is ModifyBid or type(cmd) is WithdrawBid else None
+    reference = (
+        cmd.bid_id
+        if type(cmd) is SubmitBid or type(cmd) is ModifyBid or type(cmd) is WithdrawBid
+        else cmd.block_id
+        if type(cmd) is ReportBlockTrade
+        else None
+    )
     return RequestRejected(
         seq,
         ts if type(ts) is int else 0,

@@ -61,6 +61,7 @@ class ContractSeries:
     last_month: int = 203012  # YYYYMM: no contract beyond it (ICE Endex: none beyond December 2030)
     lot_units: int = 1_000  # tonnes in one lot (ICE Endex and EEX: 1,000)
     tick_size: int = 1  # cents a tonne (EUR 0.01)
+    block_min_lots: int = 50  # the smallest block trade or EFP (ICE Endex EUA futures: 50 lots)
 
     def __post_init__(self) -> None:
         where = f"futures.{self.underlying}"
@@ -75,6 +76,8 @@ class ContractSeries:
             raise ConfigError(f"{where}.last_month", "must be YYYYMM")
         if self.lot_units < 1 or self.tick_size < 1:
             raise ConfigError(where, "lot_units and tick_size must be positive")
+        if not 1 <= self.block_min_lots <= 1_000_000:
+            raise ConfigError(f"{where}.block_min_lots", "must be between 1 and 1000000 lots")
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ from ..events import (
 from ..instruments import Instrument
 from ..orders import by_order_id
 from ..views import MarginView, PositionView
+from .blocks import BlockRegister
 from .contracts import ContractSeries, FuturesContract, listed_contracts
 from .house import ClearingHouse, daily_settlement_price, maintenance_margin, margin_of, most_traded
 from .terms import FuturesConfig
@@ -71,6 +72,8 @@ class FuturesDesk:
         # is computed from, kept as positions move so that a fill costs the same however many months are listed
         self.exposure: dict[tuple[str, str], list[int]] = {}
         self.lot_units = {series.underlying: series.lot_units for series in config.series}
+        self.block_min_lots = {series.underlying: series.block_min_lots for series in config.series}
+        self.blocks = BlockRegister(self)  # block trades and EFPs reported, waiting for their counterparty
 
     # -- listing -------------------------------------------------------------------------------
 
@@ -163,15 +166,7 @@ class FuturesDesk:
         fee_account.cash += maker_fee + taker_fee
         buyer.reserved_cash -= fill * buy.reserve_per_lot
         seller.reserved_cash -= fill * sell.reserve_per_lot
-        symbol = book.symbol
-        house = self.house
-        bought_before, sold_before = house.position(buyer.account_id, symbol), house.position(seller.account_id, symbol)
-        house.record_trade(symbol, buyer.account_id, seller.account_id, fill, price)
-        underlying = self.contracts[symbol].underlying
-        if seller is buyer:
-            return  # (a self-trade, allowed by the account's self-trade prevention: no position moved)
-        self._position_moved(buyer, underlying, bought_before, bought_before + fill)
-        self._position_moved(seller, underlying, sold_before, sold_before - fill)
+        self.clear_trade(book.symbol, buyer, seller, fill, price)
 
     def _position_moved(self, account: Account, underlying: str, before: int, after: int) -> None:
         """An account's position in one month of ``underlying`` went from ``before`` to ``after`` lots: hold its
@@ -191,11 +186,36 @@ class FuturesDesk:
             if not exposure[0] and not exposure[1]:
                 del self.exposure[key]
 
+    def margin_change(self, account_id: str, symbol: str, lots: int) -> int:
+        """What the account's initial margin would change by (cents) if its position in ``symbol`` moved by
+        ``lots`` (signed): what an off-book trade must find in its free cash (exchange.clearing.blocks)."""
+        underlying = self.contracts[symbol].underlying
+        key = (account_id, underlying)
+        longs, shorts = self.exposure.get(key, (0, 0))
+        before = self.house.position(account_id, symbol)
+        after = before + lots
+        longs += max(after, 0) - max(before, 0)
+        shorts += max(-after, 0) - max(-before, 0)
+        required = margin_of(longs, shorts, self.lot_units[underlying], self.config.margins[underlying])
+        return required - self.margins_held.get(key, 0)
+
+    def clear_trade(self, symbol: str, buyer: Account, seller: Account, lots: int, price: int) -> None:
+        """A trade into positions and margins: a fill on the book, or one made off it (a block, an EFP)."""
+        house = self.house
+        bought_before, sold_before = house.position(buyer.account_id, symbol), house.position(seller.account_id, symbol)
+        house.record_trade(symbol, buyer.account_id, seller.account_id, lots, price)
+        if seller is buyer:
+            return  # (a self-trade, allowed by the account's self-trade prevention: no position moved)
+        underlying = self.contracts[symbol].underlying
+        self._position_moved(buyer, underlying, bought_before, bought_before + lots)
+        self._position_moved(seller, underlying, sold_before, sold_before - lots)
+
     # -- the end of a trading day --------------------------------------------------------------
 
     def end_of_day(self, cmd: EndOfDay, events: list) -> None:
         """Settlement prices, variation margin, the day's expiries and deliveries, margin calls."""
         ts, trading_date = cmd.ts, cmd.trading_date
+        self.blocks.end_of_day(ts, events)
         prices = self._fix_prices(trading_date, ts, events)
         engine, counters = self.engine, self.engine.counters
         touched: set[str] = set()  # accounts whose cash the day's futures moved: each is looked at for a call
@@ -414,3 +434,4 @@ class FuturesDesk:
                 yield f"  position {account_id} {position.lots} {position.settled_lots} {position.day_value}"
         for (account_id, underlying), held in sorted(self.margins_held.items()):
             yield f"margin {account_id} {underlying} {held}"
+        yield from self.blocks.state_lines()

@@ -28,6 +28,7 @@ SERIES_FIELDS = frozenset(
         "scanning_range_eur",
         "spread_charge_eur",
         "maintenance_bps",
+        "block_min_lots",
     }
 )
 
@@ -100,7 +101,13 @@ def parse_futures(
         if extra:
             raise ConfigError(f"{where}.{extra[0]}", f"unknown field (known: {', '.join(sorted(SERIES_FIELDS))})")
         counts = {}
-        for name, default in (("decembers", 7), ("quarterlies", 9), ("monthlies", 2), ("last_month", 203012)):
+        for name, default in (
+            ("decembers", 7),
+            ("quarterlies", 9),
+            ("monthlies", 2),
+            ("last_month", 203012),
+            ("block_min_lots", 50),
+        ):
             counts[name] = table.get(name, default)
             if type(counts[name]) is not int:
                 raise ConfigError(f"{where}.{name}", f"must be an integer, not {counts[name]!r}")

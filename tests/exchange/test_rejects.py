@@ -645,6 +645,14 @@ SESSION_CODES = {code for code in RejectCode if 700 <= code < 800}  # the gatewa
 CALENDAR_CODES = {RejectCode.NO_TRADING_CALENDAR, RejectCode.END_OF_DAY_NOT_SKIPPED}
 PRIMARY_AUCTION_CODES = {code for code in RejectCode if 800 <= code < 900}  # test_primary_auction.py
 FUTURES_CODES = {RejectCode.MARGIN_CALL, RejectCode.NO_FUTURES}  # test_futures.py (they need a futures engine)
+BLOCK_CODES = {  # test_blocks.py (block trades need a futures engine)
+    RejectCode.INVALID_BLOCK_KIND,
+    RejectCode.BLOCK_BELOW_MINIMUM,
+    RejectCode.INVALID_COUNTERPARTY,
+    RejectCode.DUPLICATE_BLOCK_ID,
+    RejectCode.BLOCK_TERMS_DIFFER,
+    RejectCode.NOT_A_FUTURES_CONTRACT,
+}
 
 
 def test_every_reachable_code_is_covered():
@@ -656,12 +664,15 @@ def test_every_reachable_code_is_covered():
         - PRIMARY_AUCTION_CODES
         - CALENDAR_CODES
         - FUTURES_CODES
+        - BLOCK_CODES
     )
 
 
 def test_every_futures_code_has_its_own_test():
     source = (Path(__file__).parent / "test_futures.py").read_text()
     assert all(f"RejectCode.{code.name}" in source for code in FUTURES_CODES)
+    blocks = (Path(__file__).parent / "test_blocks.py").read_text()
+    assert all(f"RejectCode.{code.name}" in blocks for code in BLOCK_CODES)
 
 
 def test_every_primary_auction_code_has_its_own_test():
