@@ -29,7 +29,6 @@ from .commands import (
     RecordEmissions,
     RegisterInstallation,
     ReplaceOrder,
-    ReportBlockTrade,
     ScheduleReached,
     SetSelfTradePrevention,
     SetTradingPhase,
@@ -73,6 +72,7 @@ from .events import (
     OrderRejected,
     OrderReplaced,
     PenaltyCharged,
+    PositionTransferred,
     PrimaryAuctionCancelled,
     PrimaryAuctionCleared,
     PrimaryAuctionOpened,
@@ -90,6 +90,7 @@ from .events import (
     VariationMarginPaid,
     Withdrawn,
 )
+from .futures_commands import CloseOutAccount, ReportBlockTrade
 from .instruments import ConfigError, Instrument, parse_instruments
 from .orders import Order
 from .views import AccountBalances, AccountSettings, BidView, EngineCounts, InstallationView, PrimaryAuctionView
@@ -97,6 +98,37 @@ from .views import AccountBalances, AccountSettings, BidView, EngineCounts, Inst
 # True when the engine's hot modules run compiled (setup.py's optional mypyc build, docs/PERFORMANCE.md): its
 # classes then pickle in another shape, which snapshots must tell apart.
 COMPILED: bool = not (engine.__file__ or "").endswith(".py")
+
+# Every command the engine takes, for what must know them all (the journal's codec).
+COMMAND_TYPES = (
+    NewOrder,
+    CancelOrder,
+    ReplaceOrder,
+    MassCancel,
+    BlockAccount,
+    UnblockAccount,
+    SetSelfTradePrevention,
+    EndOfDay,
+    OpenAccount,
+    Deposit,
+    Withdraw,
+    RegisterInstallation,
+    RecordEmissions,
+    Surrender,
+    ComplianceDeadline,
+    SetTradingPhase,
+    OpenPrimaryAuction,
+    SubmitBid,
+    ModifyBid,
+    WithdrawBid,
+    ClearPrimaryAuction,
+    OpenSettlementWindow,
+    ScheduleReached,
+    ShiftSchedule,
+    ListFutures,
+    ReportBlockTrade,
+    CloseOutAccount,
+)
 
 __all__ = [
     "COMPILED",
@@ -167,6 +199,9 @@ __all__ = [
     "FuturesDelivered",
     "ListFutures",
     "ReportBlockTrade",
+    "CloseOutAccount",
+    "PositionTransferred",
+    "COMMAND_TYPES",
     "BlockTradeReported",
     "BlockTraded",
     "BlockTradeLapsed",

@@ -80,6 +80,7 @@ class RejectCode(IntEnum):
     PRICE_OUTSIDE_BAND = 205, "price is outside the band around the reference price"
     ACCOUNT_BLOCKED = 206, "account is blocked by the exchange's kill switch: no new orders"
     MARGIN_CALL = 207, "account is on a margin call: no new futures orders until its cash covers its margin"
+    NOT_ON_MARGIN_CALL = 208, "only an account on a margin call is closed out"
 
     # -- 300: matching ----------------------------------------------------------------------
     POST_ONLY_WOULD_TAKE = 301, "post-only order would trade on entry"

@@ -31,7 +31,6 @@ from .enums import OrderType, SelfTradePrevention, Side, TimeInForce, TradingPha
 
 MAX_CLIENT_ORDER_ID_LENGTH = 64
 MAX_ACCOUNT_LENGTH = 64
-BLOCK_KINDS = ("block", "efp")  # an off-book futures trade, and one exchanged for the underlying
 MAX_INT = (1 << 63) - 1  # every integer field must fit a signed 64-bit wire integer
 BID_LOT = 500  # primary auctions: volumes are whole multiples of 500 allowances (the Auctioning Regulation)
 AUCTION_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -396,39 +395,6 @@ class ListFutures(_TradingDayCommand, frozen=True):
     reached get their books; contracts already listed are left as they are (exchange.clearing)."""
 
 
-class ReportBlockTrade(Command, frozen=True):
-    """One side of a block trade or EFP agreed off the book (exchange.clearing.blocks): it trades when the
-    counterparty reports the same ``block_id`` with the same terms from the other side. An EFP (exchange for
-    physical) also moves the underlying at ``physical_price``: the futures buyer delivers it to the seller."""
-
-    ts: int
-    account: str
-    block_id: str | int  # the two sides' shared reference, unique per pair of accounts and day
-    counterparty: str
-    instrument: str  # a listed futures contract
-    side: Side
-    quantity: int  # lots
-    price: int  # cents a tonne
-    kind: str = "block"  # or "efp"
-    physical_price: int | None = None  # an EFP's price of the underlying, cents a tonne
-
-    def __post_init__(self) -> None:
-        _check_ts(self.ts)
-        _check_account(self.account)
-        _check_client_order_id(self.block_id)
-        if type(self.counterparty) is not str or not 0 < len(self.counterparty) <= MAX_ACCOUNT_LENGTH:
-            raise InvalidCommand(RejectCode.INVALID_COUNTERPARTY, "counterparty")
-        if type(self.instrument) is not str or not self.instrument:
-            raise InvalidCommand(RejectCode.UNKNOWN_INSTRUMENT, "instrument")
-        _set(self, "side", _member(SIDES, self.side, RejectCode.INVALID_SIDE, "side"))
-        _positive(self.quantity, RejectCode.INVALID_QUANTITY, "quantity")
-        _positive(self.price, RejectCode.INVALID_PRICE, "price")
-        if self.kind not in BLOCK_KINDS or (self.physical_price is None) is (self.kind == "efp"):
-            raise InvalidCommand(RejectCode.INVALID_BLOCK_KIND, "kind")
-        if self.physical_price is not None:
-            _positive(self.physical_price, RejectCode.INVALID_PRICE, "physical_price")
-
-
 class ScheduleReached(Command, frozen=True):
     """The exchange's trading calendar has carried out (or its operator skipped) one schedule point of a trading
     day (``point`` names it, e.g. ``close:EUA``): journaled with the point's own commands, in their batch, so
@@ -761,34 +727,3 @@ class ClearPrimaryAuction(Command, frozen=True):
     def __post_init__(self) -> None:
         _check_ts(self.ts)
         _check_auction_id(self.auction_id)
-
-
-# Every command the engine takes, for what must know them all (the journal's codec).
-COMMAND_TYPES = (
-    NewOrder,
-    CancelOrder,
-    ReplaceOrder,
-    MassCancel,
-    BlockAccount,
-    UnblockAccount,
-    SetSelfTradePrevention,
-    EndOfDay,
-    OpenAccount,
-    Deposit,
-    Withdraw,
-    RegisterInstallation,
-    RecordEmissions,
-    Surrender,
-    ComplianceDeadline,
-    SetTradingPhase,
-    OpenPrimaryAuction,
-    SubmitBid,
-    ModifyBid,
-    WithdrawBid,
-    ClearPrimaryAuction,
-    OpenSettlementWindow,
-    ScheduleReached,
-    ShiftSchedule,
-    ListFutures,
-    ReportBlockTrade,
-)

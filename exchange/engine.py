@@ -79,7 +79,6 @@ from .commands import (
     RecordEmissions,
     RegisterInstallation,
     ReplaceOrder,
-    ReportBlockTrade,
     ScheduleReached,
     SetSelfTradePrevention,
     SetTradingPhase,
@@ -93,6 +92,7 @@ from .commands import (
 from .compliance import Compliance, ComplianceConfig, ComplianceReportRow, compliance_report
 from .enums import CALL_PHASES, CancelReason, Side, TradingPhase
 from .events import AccountBlocked, SettlementWindowOpened, TradingPhaseChanged
+from .futures_commands import CloseOutAccount, ReportBlockTrade
 from .instruments import Instrument
 from .order_commands import OrderCommands
 from .orders import Order, by_order_id
@@ -184,7 +184,7 @@ class Engine:
             ReplaceOrder: orders.replace_order,
             MassCancel: orders.mass_cancel,
             EndOfDay: self._end_of_day,
-            BlockAccount: self._block_account,
+            BlockAccount: self.block_account,
             SetTradingPhase: self._set_trading_phase,
             OpenSettlementWindow: self._open_settlement_window,
             ScheduleReached: self.schedule.reached,
@@ -193,8 +193,6 @@ class Engine:
             SetSelfTradePrevention: accounts.set_self_trade_prevention,
             OpenAccount: accounts.open_account,
             Deposit: self._deposit,
-            ListFutures: self._list_futures,
-            ReportBlockTrade: self._report_block,
             Withdraw: accounts.withdraw,
             RegisterInstallation: self.compliance.register_installation,
             RecordEmissions: self.compliance.record_emissions,
@@ -206,6 +204,7 @@ class Engine:
             WithdrawBid: self.primary.withdraw_bid,
             ClearPrimaryAuction: self.primary.clear,
         }
+        self._handlers.update(_futures_handlers(self.futures))
 
     @property
     def pre_trade_risk(self) -> bool:
@@ -293,6 +292,11 @@ class Engine:
     def futures_contracts(self, underlying: str | None = None) -> list[str]:
         """The futures contracts listed now (of one underlying, or all), nearest month first; none without futures."""
         return [] if self.futures is None else self.futures.contracts_of(underlying)
+
+    def underlying(self, symbol: str) -> str | None:
+        """The spot instrument a listed futures contract delivers; None for any other symbol."""
+        contract = None if self.futures is None else self.futures.contracts.get(symbol)
+        return None if contract is None else contract.underlying
 
     def settlement_price(self, symbol: str) -> int | None:
         """The settlement price fixed at the last end of day (cents), None before the first."""
@@ -434,7 +438,8 @@ class Engine:
         if code is not None:
             events.append(request_rejected(self.counters.next_seq(), command, code))
 
-    def _block_account(self, cmd: BlockAccount, events: list) -> RejectCode | None:
+    def block_account(self, cmd: BlockAccount, events: list) -> RejectCode | None:
+        """The kill switch (also the first step of a futures close-out): blocked, its orders and bids gone."""
         account = self.accounts.get(cmd.account)
         if account is None:
             return RejectCode.UNKNOWN_ACCOUNT
@@ -458,12 +463,6 @@ class Engine:
         if code is None:
             self.schedule.forget_through(cmd.trading_date)
         return code
-
-    def _list_futures(self, cmd: ListFutures, events: list) -> RejectCode | None:
-        return RejectCode.NO_FUTURES if self.futures is None else self.futures.list_futures(cmd, events)
-
-    def _report_block(self, cmd: ReportBlockTrade, events: list) -> RejectCode | None:
-        return RejectCode.NO_FUTURES if self.futures is None else self.futures.blocks.report(cmd, events)
 
     def _deposit(self, cmd: Deposit, events: list) -> RejectCode | None:
         code = self.account_commands.deposit(cmd, events)
@@ -527,6 +526,19 @@ class Engine:
     def state_lines(self) -> Iterable[str]:
         """The canonical text the state hash is taken over, one fact a line."""
         return _state_lines(self)
+
+
+def _no_futures(command: object, events: list) -> RejectCode:
+    """The futures commands of an engine without futures."""
+    return RejectCode.NO_FUTURES
+
+
+def _futures_handlers(desk: FuturesDesk | None) -> dict[type, Callable[[Any, list], RejectCode | None]]:
+    """The futures commands' handlers: the desk's, or refusals when the engine has no futures."""
+    kinds = (ListFutures, ReportBlockTrade, CloseOutAccount)
+    if desk is None:
+        return dict.fromkeys(kinds, _no_futures)
+    return dict(zip(kinds, (desk.list_futures, desk.blocks.report, desk.close_out), strict=True))
 
 
 def _state_lines(engine: Engine) -> Iterator[str]:

@@ -491,6 +491,7 @@ class BlockTradeReported(Event, frozen=True):
     counterparty: str
     block_id: str | int
     instrument: str
+    underlying: str
     side: Side  # the reporter's
     quantity: int
     price: int
@@ -527,3 +528,14 @@ class BlockTradeLapsed(Event, frozen=True):
     block_id: str | int
     instrument: str
     code: RejectCode | None
+
+
+class PositionTransferred(Event, frozen=True):
+    """A closed-out account's position in one contract passed to the receiver at ``price`` (cents a tonne): the
+    receiver now holds ``lots`` more (the defaulter's position, signed: positive long)."""
+
+    instrument: str
+    from_account: str
+    to_account: str
+    lots: int
+    price: int

@@ -41,7 +41,6 @@ from .commands import (
     RecordEmissions,
     RegisterInstallation,
     ReplaceOrder,
-    ReportBlockTrade,
     ScheduleReached,
     SetSelfTradePrevention,
     SetTradingPhase,
@@ -53,6 +52,7 @@ from .commands import (
     WithdrawBid,
 )
 from .events import OrderRejected, RequestRejected
+from .futures_commands import CloseOutAccount, ReportBlockTrade
 
 UNKNOWN_REQUEST: Final = "unknown"
 # The ``request`` of a refusal, by command class: the names clients see, never to be changed.
@@ -82,6 +82,7 @@ REQUESTS: dict[type, str] = {
     ClearPrimaryAuction: "clear_auction",
     ListFutures: "list_futures",
     ReportBlockTrade: "report_block",
+    CloseOutAccount: "close_out",
 }
 
 

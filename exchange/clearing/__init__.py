@@ -9,7 +9,6 @@ from .contracts import (
     delivery_day,
     last_trading_day,
     listed_contracts,
-    weekdays_except,
 )
 from .desk import FuturesDesk
 from .house import (
@@ -42,5 +41,4 @@ __all__ = [
     "maintenance_margin",
     "most_traded",
     "parse_futures",
-    "weekdays_except",
 ]

@@ -3,7 +3,7 @@
 How this works
 --------------
 Two accounts agree a large trade away from the book (ICE Endex's EUA futures take blocks of 50 lots and up)
-and each reports its side with :class:`~exchange.commands.ReportBlockTrade`, naming the other and a
+and each reports its side with :class:`~exchange.futures_commands.ReportBlockTrade`, naming the other and a
 ``block_id`` they share. The first report waits (``BlockTradeReported``, told to both: the counterparty sees
 what is alleged against it). The second, from the other side with the same terms, registers the trade:
 
@@ -33,7 +33,7 @@ from ..events import BlockTraded, BlockTradeLapsed, BlockTradeReported
 
 if TYPE_CHECKING:
     from ..accounts import Account
-    from ..commands import ReportBlockTrade
+    from ..futures_commands import ReportBlockTrade
     from .desk import FuturesDesk
 
 ReportKey = tuple[str, str, "str | int"]  # (reporter, counterparty, block id)
@@ -91,6 +91,7 @@ class BlockRegister:
                     cmd.counterparty,
                     cmd.block_id,
                     cmd.instrument,
+                    contract.underlying,
                     cmd.side,
                     cmd.quantity,
                     cmd.price,

@@ -45,11 +45,6 @@ def to_int(day: date) -> int:
     return day.year * 10_000 + day.month * 100 + day.day
 
 
-def weekdays_except(holidays: frozenset[int] | set[int]) -> BusinessDay:
-    """The usual business-day rule: Monday to Friday, less the given holidays (YYYYMMDD)."""
-    return lambda yyyymmdd: to_date(yyyymmdd).weekday() < 5 and yyyymmdd not in holidays
-
-
 @dataclass(frozen=True, slots=True)
 class ContractSeries:
     """The futures listed on one underlying. Amounts are integers: cents, lots, units."""

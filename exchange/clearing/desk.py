@@ -46,6 +46,7 @@ from ..orders import by_order_id
 from ..views import MarginView, PositionView
 from .blocks import BlockRegister
 from .contracts import ContractSeries, FuturesContract, listed_contracts
+from .default import close_out
 from .house import ClearingHouse, daily_settlement_price, maintenance_margin, margin_of, most_traded
 from .terms import FuturesConfig
 
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from ..book import OrderBook
     from ..commands import EndOfDay, ListFutures
     from ..engine import Engine
+    from ..futures_commands import CloseOutAccount
     from ..orders import Order
 
 MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -199,11 +201,14 @@ class FuturesDesk:
         required = margin_of(longs, shorts, self.lot_units[underlying], self.config.margins[underlying])
         return required - self.margins_held.get(key, 0)
 
-    def clear_trade(self, symbol: str, buyer: Account, seller: Account, lots: int, price: int) -> None:
-        """A trade into positions and margins: a fill on the book, or one made off it (a block, an EFP)."""
+    def clear_trade(
+        self, symbol: str, buyer: Account, seller: Account, lots: int, price: int, traded: bool = True
+    ) -> None:
+        """A trade into positions and margins: a fill on the book, or one made off it (a block, an EFP); or, not
+        ``traded``, a close-out's transfer (no volume of the day's)."""
         house = self.house
         bought_before, sold_before = house.position(buyer.account_id, symbol), house.position(seller.account_id, symbol)
-        house.record_trade(symbol, buyer.account_id, seller.account_id, lots, price)
+        house.record_trade(symbol, buyer.account_id, seller.account_id, lots, price, traded)
         if seller is buyer:
             return  # (a self-trade, allowed by the account's self-trade prevention: no position moved)
         underlying = self.contracts[symbol].underlying
@@ -395,6 +400,10 @@ class FuturesDesk:
         if account.margin_called and account.cash >= account.reserved_cash and account.cash >= 0:
             account.margin_called = False
             events.append(MarginCallMet(self.engine.counters.next_seq(), ts, account.account_id, account.cash))
+
+    def close_out(self, cmd: CloseOutAccount, events: list) -> RejectCode | None:
+        """The operator's close-out of a defaulter (exchange.clearing.default)."""
+        return close_out(self, cmd, events)
 
     def margin_view(self, account: Account) -> MarginView:
         account_id = account.account_id

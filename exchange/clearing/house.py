@@ -113,7 +113,9 @@ class ClearingHouse:
                 out[symbol] = position.lots
         return out
 
-    def record_trade(self, symbol: str, buyer: str, seller: str, lots: int, price: int) -> None:
+    def record_trade(self, symbol: str, buyer: str, seller: str, lots: int, price: int, traded: bool = True) -> None:
+        """Lots from the seller's position to the buyer's at ``price``; ``traded``: in the day's volume (not a
+        close-out's transfer)."""
         held = self.positions[symbol]
         for account, signed in ((buyer, lots), (seller, -lots)):
             position = held.get(account)
@@ -121,7 +123,8 @@ class ClearingHouse:
                 position = held[account] = Position()
             position.lots += signed
             position.day_value += signed * price
-        self.day_lots[symbol] += lots
+        if traded:
+            self.day_lots[symbol] += lots
 
     def settle_day(self, prices: Mapping[str, int]) -> list[VariationMargin]:
         """Pay the day's variation margin at ``prices`` (contract -> settlement price, cents a tonne), in

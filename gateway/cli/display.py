@@ -50,6 +50,8 @@ def describe_report(message: dict, ticks: dict[str, int]) -> str:
     if kind == "mass_cancel_report":
         where = message.get("instrument") or "all instruments"
         return f"mass cancel ({where}): {message.get('canceled_orders')} orders canceled"
+    if kind == "block_report":
+        return block_summary(message, ticks)
     if kind == "kill_switch_report":
         state = "blocked, no new orders" if message.get("blocked") else "released, may trade again"
         canceled = message.get("canceled_orders")
@@ -143,6 +145,26 @@ def bid_summary(report: dict, tick: int) -> str:
             f"{eur(report['clearing_price'] * tick)}, EUR {eur(report['amount'])} paid"
         )
     return head
+
+
+def block_summary(report: dict, ticks: dict[str, int]) -> str:
+    """One block_report as a line."""
+    status, kind = report["status"], report.get("kind", "block")
+    head = f"{kind} {report['block_id']} with {report['counterparty']}"
+    if status == "lapsed":
+        code = report.get("code")
+        why = "the day ended before the other side reported" if code is None else f"void: check {code} failed"
+        return f"{head} on {report['instrument']}: lapsed ({why})"
+    tick = ticks.get(report["instrument"], 1)
+    side = "buy" if report["side"] == "B" else "sell"
+    terms = f"{side} {report['quantity']} lots {report['instrument']} @ EUR {eur(report['price'] * tick)}"
+    if report.get("physical_price") is not None:
+        underlying_tick = ticks.get(report["instrument"][:-3], 1)
+        terms += f" against the underlying @ EUR {eur(report['physical_price'] * underlying_tick)}"
+    if status == "traded":
+        return f"{head}: traded #{report['trade_id']}, {terms}, fee EUR {eur(report['fee'])}"
+    waiting = "waiting for the other side" if status == "reported" else "reported by the other side: report yours"
+    return f"{head}: {status} ({waiting}), {terms}"
 
 
 def _clock(ts: int) -> str:

@@ -16,6 +16,7 @@ Subcommands, by the module that has them:
     balances     print the account's cash and units (holding, held by open orders, available)
     positions    print the account's futures positions (net lots, settlement price, last trading day)
     margin       print the futures margin the account's positions take against its cash
+    block        report one side of a futures block trade or EFP agreed with another account
     md           a live view of the market data (books, trades, statistics) from MQTT or the socket
   gateway/cli/auctions.py
     auction      EU ETS primary auctions: open (auctioneers), bid, modify, withdraw, report

@@ -107,6 +107,29 @@ async def _order(client: ExchangeClient, args: argparse.Namespace) -> int:
     return await print_answers(client, first, args.wait)
 
 
+def _check_block(args: argparse.Namespace) -> None:
+    if args.side.lower() not in SIDES:
+        raise UsageError(f"side {args.side!r} is buy or sell")
+    _check_lots(args.quantity)
+    args.price = euros(args.price)
+    args.efp = euros(args.efp, "physical price")
+
+
+async def _block(client: ExchangeClient, args: argparse.Namespace) -> int:
+    """``carbonx block``: one side of a block trade or EFP; the other side reports it too."""
+    _check_tick(client, args.instrument, args.price)
+    first = await client.report_block(
+        args.id,
+        args.counterparty,
+        args.instrument,
+        SIDES[args.side.lower()],
+        args.quantity,
+        args.price,
+        physical_price=args.efp,
+    )
+    return await print_answers(client, first, args.wait)
+
+
 def _check_reference(args: argparse.Namespace) -> None:
     """The order is named by its id or by its client order id: one of the two."""
     if (args.order_id is None) == (args.clid is None):
@@ -324,6 +347,19 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     order.add_argument("--clid", help="client order id (default: a new one)")
     order.add_argument("--wait", type=float, default=0.3, help="seconds to wait for fills (default 0.3)")
     add_trader(order, _order, _check_order)
+
+    block = commands.add_parser(
+        "block", help="report one side of a futures block trade (or an EFP) agreed with another account"
+    )
+    block.add_argument("side", help="buy or sell: this account's side of the futures")
+    block.add_argument("quantity", type=int, help="lots (at least the contract's minimum block, EUA: 50)")
+    block.add_argument("instrument", help="a futures contract, e.g. EUAZ27")
+    block.add_argument("price", help="the agreed futures price in euros (72.30)")
+    block.add_argument("--counterparty", required=True, help="the account on the other side")
+    block.add_argument("--id", required=True, help="the block id both sides report")
+    block.add_argument("--efp", help="an EFP: the price of the underlying the futures buyer delivers, in euros")
+    block.add_argument("--wait", type=float, default=0.3, help="seconds to wait for the trade (default 0.3)")
+    add_trader(block, _block, _check_block)
 
     for name, action, text in (("cancel", _cancel, "cancel an order"), ("status", _status, "an order's status")):
         sub = commands.add_parser(name, help=text)

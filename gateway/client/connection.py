@@ -408,6 +408,33 @@ class ExchangeClient(ClientSession):
         """The account's futures positions and margin (docs/FUTURES.md)."""
         return await self.request({"type": "positions"})
 
+    async def report_block(
+        self,
+        block_id: str | int,
+        counterparty: str,
+        instrument: str,
+        side: str,
+        quantity: int,
+        price: int | str | Decimal,
+        *,
+        physical_price: int | str | Decimal | None = None,
+    ) -> dict:
+        """One side of a block trade agreed with ``counterparty`` (an EFP when ``physical_price`` is given): the
+        answer is the ``block_report``, ``reported`` until the other side reports, ``traded`` once it has."""
+        return await self.request(
+            {
+                "type": "report_block",
+                "block_id": block_id,
+                "counterparty": counterparty,
+                "instrument": instrument,
+                "side": side,
+                "quantity": quantity,
+                "price": str(price) if isinstance(price, Decimal) else price,
+                "kind": "block" if physical_price is None else "efp",
+                "physical_price": str(physical_price) if isinstance(physical_price, Decimal) else physical_price,
+            }
+        )
+
     async def book(self, instrument: str, levels: int = 10) -> dict:
         return await self.request({"type": "book", "instrument": instrument, "levels": levels})
 

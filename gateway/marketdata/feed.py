@@ -8,7 +8,8 @@ each batch's commit (so it sees the books exactly as the batch left them).
 channel, in order (the schemas of :mod:`gateway.wire.messages`):
 
 - ``trades``: one ``trade`` per fill (price, quantity, aggressor side, trade id,
-  exchange timestamp);
+  exchange timestamp), and per block trade or EFP of a futures contract (flagged
+  ``block``: counted in the day's volume, not in its open, high, low or last);
 - ``book``: one ``book_update`` with the levels of the top ``levels`` (10 by
   default) that changed, per side, found by comparing the top of the book as
   last published with the top now. Only instruments with a ``LevelChanged``
@@ -53,6 +54,7 @@ from exchange import (
     CALL_PHASES,
     AuctionCompleted,
     AuctionIndicative,
+    BlockTraded,
     ContractExpired,
     ContractListed,
     Engine,
@@ -246,6 +248,25 @@ class InstrumentFeed:
             event.ts,
         )
 
+    def block_trade(self, event: BlockTraded) -> PublicTrade:
+        """A block trade or EFP: in the day's volume, value and count, but not its open, high, low or last (a
+        price agreed off the book says nothing of the book's)."""
+        self.volume += event.quantity
+        self.value += event.price * event.quantity
+        self.trades += 1
+        self.ts = event.ts
+        trade = PublicTrade(
+            self.symbol,
+            self.next_seq("trades"),
+            event.trade_id,
+            event.price // self.tick,
+            event.quantity,
+            None,
+            event.ts,
+        )
+        trade.block = event.kind
+        return trade
+
     def book_changes(
         self, bids: list[tuple[int, int, int]], asks: list[tuple[int, int, int]], ts: int
     ) -> list[tuple[str, MarketData]]:
@@ -305,6 +326,7 @@ PUBLISHED = frozenset(
     {
         Trade,
         LevelChanged,
+        BlockTraded,
         PrimaryAuctionOpened,
         PrimaryAuctionCleared,
         PrimaryAuctionCancelled,
@@ -352,6 +374,9 @@ class MarketDataFeed:
             elif isinstance(event, Trade):
                 out.append((event.instrument, "trades", feeds[event.instrument].trade(event)))
                 traded[event.instrument] = event.ts
+            elif isinstance(event, BlockTraded):
+                out.append((event.instrument, "trades", feeds[event.instrument].block_trade(event)))
+                traded[event.instrument] = event.ts
             elif isinstance(event, (PrimaryAuctionOpened, PrimaryAuctionCleared, PrimaryAuctionCancelled)):
                 feed = feeds[event.instrument]
                 message = auction_report(event, feed.tick)
@@ -374,10 +399,14 @@ class MarketDataFeed:
                         event.instrument, event.tick_size, event.lot_units, self.levels, event.phase
                     )
                     out.append((event.instrument, "status", feed.status_message()))
-                elif isinstance(event, ContractExpired):  # its last status, closed; then its channels are gone
+                elif isinstance(event, ContractExpired):  # its last statistics and status; then its channels go
                     feed = feeds.pop(event.instrument)
                     feed.phase = TradingPhase.CLOSED
                     feed.ts = event.ts
+                    feed.next_seq("stats")
+                    closing = feed.statistics()  # with the final settlement price: the day's close never reaches it
+                    closing.trading_day_closed = True
+                    out.append((event.instrument, "stats", closing))
                     feed.next_seq("status")
                     out.append((event.instrument, "status", feed.status_message()))
                 elif isinstance(event, SettlementPriceFixed):  # just before the day's close (TradingDayClosed)

@@ -76,9 +76,9 @@ from pathlib import Path
 import msgspec
 from msgspec.structs import astuple
 
-from exchange import ComplianceConfig, Instrument
+from exchange import COMMAND_TYPES, ComplianceConfig, Instrument
 from exchange.clearing import FuturesConfig
-from exchange.commands import COMMAND_TYPES, Command
+from exchange.commands import Command
 from gateway.persistence.errors import JournalCorrupt, JournalError, JournalFailure
 from gateway.persistence.segments import Segment, segment_name, segments_at, write_new_file
 

@@ -30,6 +30,7 @@ from exchange import (
     OpenPrimaryAuction,
     RejectCode,
     ReplaceOrder,
+    ReportBlockTrade,
     ScheduleReached,
     SetTradingPhase,
     ShiftSchedule,
@@ -56,6 +57,7 @@ from gateway.wire.protocol import (
     OrderStatusRequest,
     ReleaseKillSwitchRequest,
     ReplaceRequest,
+    ReportBlockRequest,
     SetTradingPhaseRequest,
     SkipSchedulePointRequest,
     SubmitBidRequest,
@@ -68,6 +70,7 @@ from gateway.wire.protocol import (
 log = logging.getLogger("carbonx.gateway")
 NEW_ORDER_FROM_WIRE: Any = NewOrder
 PHASE_FROM_WIRE: Any = SetTradingPhase
+BLOCK_FROM_WIRE: Any = ReportBlockTrade
 
 CommandMaker = Callable[..., object]  # (session or None, request, ts) -> an engine command
 
@@ -106,6 +109,7 @@ class CommandBuilder:
             SubmitBidRequest: self._submit_bid,
             ModifyBidRequest: self._modify_bid,
             WithdrawBidRequest: self._withdraw_bid,
+            ReportBlockRequest: self._report_block,
             Disconnected: self._disconnected,
         }
 
@@ -228,6 +232,22 @@ class CommandBuilder:
 
     def _withdraw_bid(self, session: Session, request: WithdrawBidRequest, ts: int) -> WithdrawBid:
         return WithdrawBid(ts=ts, account=session.account, auction_id=request.auction_id, bid_id=request.bid_id)
+
+    def _report_block(self, session: Session, request: ReportBlockRequest, ts: int) -> ReportBlockTrade:
+        underlying = self.engine.underlying(request.instrument)
+        spot = None if underlying is None else self.engine.instrument(underlying)
+        return BLOCK_FROM_WIRE(
+            ts=ts,
+            account=session.account,
+            block_id=request.block_id,
+            counterparty=request.counterparty,
+            instrument=request.instrument,
+            side=request.side,
+            quantity=request.quantity,
+            price=price_in_cents(request.price, self.engine.instrument(request.instrument), "price"),
+            kind=request.kind,
+            physical_price=price_in_cents(request.physical_price, spot, "physical_price"),
+        )
 
     def _disconnected(self, session: None, request: Disconnected, ts: int) -> MassCancel:
         return MassCancel(ts=ts, account=request.account, on_disconnect=True)

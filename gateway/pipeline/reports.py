@@ -33,6 +33,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
+from msgspec import UNSET
+
 from exchange import (
     AccountBlocked,
     AccountUnblocked,
@@ -40,6 +42,9 @@ from exchange import (
     BidPlaced,
     BidResult,
     BidWithdrawn,
+    BlockTraded,
+    BlockTradeLapsed,
+    BlockTradeReported,
     ContractListed,
     InvalidCommand,
     MassCancelCompleted,
@@ -68,6 +73,7 @@ from gateway.wire import messages
 from gateway.wire.messages import (
     AuctionReport,
     BidReport,
+    BlockReport,
     ExecutionReport,
     KillSwitchReport,
     MassCancelReport,
@@ -367,6 +373,12 @@ class OrderTracker:
                 self.fills.clear()
                 self.fills_dropped.clear()
                 self.fills_whole_day = True
+            elif (
+                event.__class__ is BlockTradeReported
+                or event.__class__ is BlockTraded
+                or event.__class__ is BlockTradeLapsed
+            ):
+                out.extend(block_reports(event, self.ticks))
             elif event.__class__ is BidPlaced or event.__class__ is BidWithdrawn or event.__class__ is BidResult:
                 out.append((event.account, self._bid_report(event)))  # to the bidder alone: bids are sealed
             elif (
@@ -571,6 +583,7 @@ def operator_answer(command: object, events: list, ticks: dict[str, int], extens
 # What the tracker sends an account (OrderTracker.messages), and the answer to set_trading_phase.
 Report = (
     ExecutionReport
+    | BlockReport
     | RejectedOrderReport
     | messages.RequestRejected
     | MassCancelReport
@@ -580,6 +593,77 @@ Report = (
     | TradingPhaseReport
     | ScheduleReport
 )
+
+
+def block_reports(
+    event: BlockTradeReported | BlockTraded | BlockTradeLapsed, ticks: Mapping[str, int]
+) -> list[tuple[str, BlockReport]]:
+    """(account, report) for each side a block trade's event is told to: a report to its reporter and, as
+    alleged, to the counterparty; a trade to both sides; a lapse to its reporter."""
+    tick = ticks[event.instrument]
+    if isinstance(event, BlockTraded):
+        physical_tick = ticks[event.underlying]
+        out = []
+        for account, counterparty, side, units in (
+            (event.buyer, event.seller, "B", -event.physical_units),
+            (event.seller, event.buyer, "S", event.physical_units),
+        ):
+            report = BlockReport(
+                block_id=event.block_id,
+                instrument=event.instrument,
+                status="traded",
+                counterparty=counterparty,
+                side=side,
+                quantity=event.quantity,
+                price=event.price // tick,
+                kind=event.kind,
+                trade_id=event.trade_id,
+                fee=event.buyer_fee if side == "B" else event.seller_fee,
+                ts=event.ts,
+            )
+            if event.physical_price is not None:
+                report.physical_price = event.physical_price // physical_tick
+                report.physical_units = units
+            out.append((account, report))
+        return out
+    if isinstance(event, BlockTradeLapsed):
+        return [
+            (
+                event.account,
+                BlockReport(
+                    block_id=event.block_id,
+                    instrument=event.instrument,
+                    status="lapsed",
+                    counterparty=event.counterparty,
+                    code=None if event.code is None else int(event.code),
+                    ts=event.ts,
+                ),
+            )
+        ]
+    physical = UNSET if event.physical_price is None else event.physical_price // ticks[event.underlying]
+    reported = []
+    for account, counterparty, side, status in (
+        (event.account, event.counterparty, str(event.side), "reported"),
+        (event.counterparty, event.account, "S" if event.side == "B" else "B", "alleged"),
+    ):
+        reported.append(
+            (
+                account,
+                BlockReport(
+                    block_id=event.block_id,
+                    instrument=event.instrument,
+                    status=status,
+                    counterparty=counterparty,
+                    side=side,
+                    quantity=event.quantity,
+                    price=event.price // tick,
+                    kind=event.kind,
+                    physical_price=physical,
+                    ts=event.ts,
+                ),
+            )
+        )
+    return reported
 
 
 def auction_report(

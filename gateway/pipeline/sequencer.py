@@ -48,6 +48,7 @@ from exchange import (
     NewOrder,
     OpenPrimaryAuction,
     ReplaceOrder,
+    ReportBlockTrade,
     SetTradingPhase,
     SubmitBid,
     UnblockAccount,
@@ -94,6 +95,7 @@ REQUEST_TYPES = {
     SubmitBid: "submit_bid",
     ModifyBid: "modify_bid",
     WithdrawBid: "withdraw_bid",
+    ReportBlockTrade: "report_block",
 }
 
 

@@ -72,7 +72,7 @@ from exchange import AccountOpened, BidResult, Deposited, Instrument, PrimaryAuc
 from exchange.clearing.contracts import MONTH_CODES
 from exchange.commands import CASH_ASSET
 from exchange.engine import DEFAULT_FEE_ACCOUNT
-from exchange.events import Event, FuturesDelivered, PenaltyCharged, UnitsSurrendered, VariationMarginPaid
+from exchange.events import BlockTraded, Event, FuturesDelivered, PenaltyCharged, UnitsSurrendered, VariationMarginPaid
 from exchange.instruments import cents_to_eur
 from gateway.settlement.ledger import (
     AUCTION,
@@ -142,6 +142,7 @@ class Settlement:
             PrimaryAuctionCleared: self._settle_auction_proceeds,
             VariationMarginPaid: self._settle_variation_margin,
             FuturesDelivered: self._settle_delivery,
+            BlockTraded: self._settle_block,
         }
 
     def apply(self, events: Iterable[Event]) -> int:
@@ -278,6 +279,16 @@ class Settlement:
         _add(deltas, event.short_account, event.underlying, -event.units)
         _add(deltas, event.long_account, CASH_ASSET, event.compensation - event.cash)
         _add(deltas, event.short_account, CASH_ASSET, event.cash - event.compensation)
+
+    def _settle_block(self, event: BlockTraded, batch: LedgerBatch, deltas: dict[tuple[str, str], int]) -> None:
+        """A block trade or EFP: the fees (the position is the clearing's, like a fill's); an EFP's underlying
+        from the futures buyer to the seller against its price the other way."""
+        _add(deltas, event.buyer, CASH_ASSET, event.physical_units * (event.physical_price or 0) - event.buyer_fee)
+        _add(deltas, event.seller, CASH_ASSET, -event.physical_units * (event.physical_price or 0) - event.seller_fee)
+        _add(deltas, self.fee_account, CASH_ASSET, event.buyer_fee + event.seller_fee)
+        if event.physical_units:
+            _add(deltas, event.buyer, event.underlying, -event.physical_units)
+            _add(deltas, event.seller, event.underlying, event.physical_units)
 
     def _open_account(self, event: AccountOpened, batch: LedgerBatch, deltas: dict[tuple[str, str], int]) -> None:
         batch.opened_accounts.append((event.account, event.seq))

@@ -440,6 +440,29 @@ class BidReport(Outbound, tag="bid_report", kw_only=True):
     seq: int | UnsetType = UNSET
 
 
+class BlockReport(Outbound, tag="block_report", kw_only=True):
+    """A block trade or EFP as one side is told it: ``reported`` (its own report waits), ``alleged`` (the
+    counterparty reported one against it), ``traded``, or ``lapsed`` (never matched by the day's end, or void:
+    ``code`` says which check failed)."""
+
+    block_id: ClientOrderId
+    instrument: str
+    status: str
+    counterparty: str
+    side: str | UnsetType = UNSET  # this account's side of the futures; the terms are not repeated in a lapse
+    quantity: int | UnsetType = UNSET
+    price: int | UnsetType = UNSET  # ticks
+    kind: str | UnsetType = UNSET  # block, efp
+    physical_price: int | None | UnsetType = UNSET  # an EFP's, in the underlying's ticks
+    trade_id: int | UnsetType = UNSET  # traded
+    fee: int | UnsetType = UNSET  # traded: cents
+    physical_units: int | UnsetType = UNSET  # traded EFP: units delivered (sold) or received (bought)
+    code: int | None | UnsetType = UNSET  # lapsed: None at the day's end, else the failed check's code
+    ts: int
+    request_id: RequestId | UnsetType = UNSET
+    seq: int | UnsetType = UNSET
+
+
 class AuctionStatusAnswer(Outbound, tag="auction_status"):
     auction_id: str
     instrument: str
@@ -491,8 +514,9 @@ class PublicTrade(Outbound, tag="trade"):
     trade_id: int
     price: int
     quantity: int
-    aggressor_side: Side | None  # None: an auction's fill
+    aggressor_side: Side | None  # None: an auction's fill (and a block's)
     ts: int
+    block: str | UnsetType = UNSET  # only on an off-book futures trade: "block" or "efp" (docs/FUTURES.md)
 
 
 class Statistics(Outbound, tag="statistics"):
@@ -549,6 +573,7 @@ NumberedMessage = (
     | AuctionReport
     | BidReport
     | AuctionStatusAnswer
+    | BlockReport
 )
 MarketData = BookSnapshot | BookUpdate | TopOfBook | PublicTrade | Statistics | InstrumentStatus | AuctionReport
 
@@ -578,6 +603,7 @@ OUTBOUND: tuple[type[Outbound], ...] = (
     AuctionReport,
     BidReport,
     AuctionStatusAnswer,
+    BlockReport,
     BookSnapshot,
     BookUpdate,
     TopOfBook,

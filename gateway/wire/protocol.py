@@ -242,6 +242,23 @@ class AuctionStatusRequest(Inbound, tag="auction_status", frozen=True):
     auction_id: str
 
 
+# -- futures off the book (docs/FUTURES.md) ---------------------------------------------------------------------
+
+
+class ReportBlockRequest(Inbound, tag="report_block", frozen=True):
+    """One side of a block trade or EFP agreed with ``counterparty``: it trades when the other side reports the
+    same ``block_id`` with the same terms."""
+
+    block_id: ClientOrderId
+    counterparty: str
+    instrument: str  # a listed futures contract
+    side: str  # "B" or "S": this account's side of the futures
+    quantity: int  # lots
+    price: Union[int, str]  # noqa: UP007 ticks, or a decimal string in euros ("70.25")
+    kind: str = "block"  # or "efp"
+    physical_price: Price = None  # an EFP's price of the underlying: its ticks, or euros
+
+
 InboundMessage = (
     Logon
     | Logout
@@ -268,6 +285,7 @@ InboundMessage = (
     | ModifyBidRequest
     | WithdrawBidRequest
     | AuctionStatusRequest
+    | ReportBlockRequest
     | OpenOrdersRequest
     | TradesRequest
     | PingRequest

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from exchange.clearing import (
     ClearingHouse,
     ContractSeries,
+    FuturesConfig,
     MarginTerms,
     VariationMargin,
     daily_settlement_price,
@@ -20,7 +21,6 @@ from exchange.clearing import (
     listed_contracts,
     maintenance_margin,
     most_traded,
-    weekdays_except,
 )
 from exchange.instruments import ConfigError
 
@@ -28,7 +28,7 @@ UK_2023_2027 = frozenset(
     {20231225, 20231226, 20240101, 20241225, 20241226, 20250101, 20251225, 20251226, 20260101}
     | {20261225, 20261228, 20270101, 20270329, 20271227, 20271228}
 )
-BUSINESS = weekdays_except(UK_2023_2027)
+BUSINESS = FuturesConfig((), {}, holidays=UK_2023_2027).business_day  # weekdays less the UK's bank holidays
 EUR = 100  # cents
 
 

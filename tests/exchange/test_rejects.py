@@ -653,6 +653,7 @@ BLOCK_CODES = {  # test_blocks.py (block trades need a futures engine)
     RejectCode.BLOCK_TERMS_DIFFER,
     RejectCode.NOT_A_FUTURES_CONTRACT,
 }
+CLOSE_OUT_CODES = {RejectCode.NOT_ON_MARGIN_CALL}  # test_close_out.py
 
 
 def test_every_reachable_code_is_covered():
@@ -665,6 +666,7 @@ def test_every_reachable_code_is_covered():
         - CALENDAR_CODES
         - FUTURES_CODES
         - BLOCK_CODES
+        - CLOSE_OUT_CODES
     )
 
 
@@ -673,6 +675,8 @@ def test_every_futures_code_has_its_own_test():
     assert all(f"RejectCode.{code.name}" in source for code in FUTURES_CODES)
     blocks = (Path(__file__).parent / "test_blocks.py").read_text()
     assert all(f"RejectCode.{code.name}" in blocks for code in BLOCK_CODES)
+    close_out = (Path(__file__).parent / "test_close_out.py").read_text()
+    assert all(f"RejectCode.{code.name}" in close_out for code in CLOSE_OUT_CODES)
 
 
 def test_every_primary_auction_code_has_its_own_test():

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from exchange.clearing import listed_contracts, weekdays_except
+from exchange.clearing import listed_contracts
 from gateway.cli.main import main
 from gateway.config import load_futures, load_instruments
 
@@ -291,7 +291,7 @@ def test_futures_served_traded_and_shown_by_positions_and_margin(tmp_path):
         futures = load_futures(load_instruments())
         (series,) = futures.series
         today = int(dt.datetime.now(dt.UTC).strftime("%Y%m%d"))
-        listed = listed_contracts(series, today, weekdays_except(futures.holidays))
+        listed = listed_contracts(series, today, futures.business_day)
         symbol = [c.symbol for c in listed if c.month == 12][-1]  # the farthest December, listed at start
         sold = carbonx("order", *at, "--account", "bank", "sell", "4", symbol, "72.00")
         assert sold.returncode == 0 and f"new: sell 4 lots {symbol} @ EUR 72.00" in sold.stdout, sold.stdout
@@ -305,6 +305,18 @@ def test_futures_served_traded_and_shown_by_positions_and_margin(tmp_path):
         assert lines["maintenance margin"] == "25,600.00"  # 80% of it
         flat = carbonx("positions", *at, "--account", "cement-works")
         assert "no futures positions" in flat.stdout
+        # a block trade: each side reports it; the second report trades it
+        terms = ("50", symbol, "72.10", "--id", "B1")
+        first = carbonx("block", *at, "--account", "bank", "sell", *terms, "--counterparty", "broker")
+        assert first.returncode == 0 and "reported (waiting for the other side)" in first.stdout, first.stdout
+        second = carbonx("block", *at, "--account", "broker", "buy", *terms, "--counterparty", "bank")
+        assert second.returncode == 0, second.stdout
+        assert f"block B1 with bank: traded #2, buy 50 lots {symbol} @ EUR 72.10, fee EUR 175.00" in second.stdout
+        assert "+54 lots" in carbonx("positions", *at, "--account", "broker").stdout
+        small = carbonx(
+            "block", *at, "--account", "bank", "sell", "10", symbol, "72.10", "--id", "B2", "--counterparty", "broker"
+        )
+        assert small.returncode != 0 and "130" in small.stdout, small.stdout
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0

@@ -97,6 +97,7 @@ from gateway.wire.protocol import (
     Refusal,
     ReleaseKillSwitchRequest,
     ReplaceRequest,
+    ReportBlockRequest,
     ResendRequest,
     SetTradingPhaseRequest,
     SkipSchedulePointRequest,
@@ -308,6 +309,31 @@ FULL = [
         TradesRequest(request_id=24, instrument="CER", after=7),
     ),
     ({"type": "ping", "request_id": 25}, PingRequest(request_id=25)),
+    (
+        {
+            "type": "report_block",
+            "request_id": 26,
+            "block_id": "B-1",
+            "counterparty": "bank",
+            "instrument": "EUAZ27",
+            "side": "S",
+            "quantity": 50,
+            "price": "72.30",
+            "kind": "efp",
+            "physical_price": 7190,
+        },
+        ReportBlockRequest(
+            request_id=26,
+            block_id="B-1",
+            counterparty="bank",
+            instrument="EUAZ27",
+            side="S",
+            quantity=50,
+            price="72.30",
+            kind="efp",
+            physical_price=7190,
+        ),
+    ),
 ]
 
 # Only the required fields: everything else takes its default.
@@ -352,6 +378,11 @@ MINIMAL = [
     ({"type": "open_orders"}, OpenOrdersRequest()),
     ({"type": "trades"}, TradesRequest()),
     ({"type": "ping"}, PingRequest()),
+    (
+        {"type": "report_block", "block_id": 1, "counterparty": "b", "instrument": "EUAZ27", "side": "B"}
+        | {"quantity": 50, "price": 7230},
+        ReportBlockRequest(block_id=1, counterparty="b", instrument="EUAZ27", side="B", quantity=50, price=7230),
+    ),
 ]
 
 STREAM_MESSAGES = [FULL[0], FULL[3], FULL[6], FULL[2]]
@@ -511,7 +542,7 @@ def test_dict_reader():
 def test_every_message_type_has_a_sample():
     assert {document["type"] for document, _ in FULL} == MESSAGE_TYPES
     assert {document["type"] for document, _ in MINIMAL} == MESSAGE_TYPES
-    assert len(MESSAGE_TYPES) == len(INBOUND) == 28
+    assert len(MESSAGE_TYPES) == len(INBOUND) == 29
 
 
 @pytest.mark.parametrize("document, expected", FULL + MINIMAL, ids=lambda v: v.get("type") if type(v) is dict else "")

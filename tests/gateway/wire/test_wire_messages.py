@@ -30,6 +30,7 @@ from gateway.wire.messages import (
     Balance,
     BalancesAnswer,
     BidReport,
+    BlockReport,
     BookAnswer,
     BookSnapshot,
     BookUpdate,
@@ -678,6 +679,48 @@ CASES: list[tuple[dict, msgspec.Struct]] = [
     ({**CANCELLED, "seq": 30}, auction(CANCELLED, seq=30)),
     (
         {
+            "type": "block_report",
+            "block_id": "B-1",
+            "instrument": "EUAZ27",
+            "status": "traded",
+            "counterparty": "bank",
+            "side": "B",
+            "quantity": 60,
+            "price": 7250,
+            "kind": "efp",
+            "physical_price": 7190,
+            "trade_id": 12,
+            "fee": 21_000,
+            "physical_units": -60_000,
+            "ts": TS,
+            "request_id": 4,
+            "seq": 40,
+        },
+        BlockReport(
+            block_id="B-1",
+            instrument="EUAZ27",
+            status="traded",
+            counterparty="bank",
+            side="B",
+            quantity=60,
+            price=7250,
+            kind="efp",
+            physical_price=7190,
+            trade_id=12,
+            fee=21_000,
+            physical_units=-60_000,
+            ts=TS,
+            request_id=4,
+            seq=40,
+        ),
+    ),
+    (
+        {"type": "block_report", "block_id": 7, "instrument": "EUAZ27", "status": "lapsed"}
+        | {"counterparty": "bank", "code": None, "ts": TS, "seq": 41},
+        BlockReport(block_id=7, instrument="EUAZ27", status="lapsed", counterparty="bank", code=None, ts=TS, seq=41),
+    ),
+    (
+        {
             "type": "bid_report",
             "auction_id": "DE-1",
             "bid_id": 1,
@@ -933,6 +976,20 @@ CASES: list[tuple[dict, msgspec.Struct]] = [
         },
         PublicTrade(instrument="EUA", md_seq=8, trade_id=10, price=7020, quantity=12, aggressor_side=None, ts=TS),
     ),
+    (
+        {"type": "trade", "instrument": "EUAZ27", "md_seq": 9, "trade_id": 11, "price": 7230, "quantity": 50}
+        | {"aggressor_side": None, "ts": TS, "block": "block"},
+        PublicTrade(
+            instrument="EUAZ27",
+            md_seq=9,
+            trade_id=11,
+            price=7230,
+            quantity=50,
+            aggressor_side=None,
+            ts=TS,
+            block="block",
+        ),
+    ),
     (STATISTICS, Statistics(**without_type(STATISTICS))),
     (
         {**STATISTICS, "settlement_price": 7030, "trading_day_closed": True},
@@ -971,7 +1028,7 @@ def body(frame: bytes) -> bytes:
 
 def test_every_schema_has_a_case():
     assert {type(message) for _, message in CASES} == set(OUTBOUND)
-    assert len(OUTBOUND) == len(set(OUTBOUND)) == 31
+    assert len(OUTBOUND) == len(set(OUTBOUND)) == 32
 
 
 def test_schemas_are_tagged_by_type_and_list_their_fields_in_wire_order():
