@@ -44,6 +44,7 @@ from .engine import Engine
 from .enums import CALL_PHASES, CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce, TradingPhase
 from .events import (
     AccountBlocked,
+    AccountClosedOut,
     AccountOpened,
     AccountUnblocked,
     AuctionCompleted,
@@ -72,7 +73,6 @@ from .events import (
     OrderRejected,
     OrderReplaced,
     PenaltyCharged,
-    PositionTransferred,
     PrimaryAuctionCancelled,
     PrimaryAuctionCleared,
     PrimaryAuctionOpened,
@@ -200,7 +200,7 @@ __all__ = [
     "ListFutures",
     "ReportBlockTrade",
     "CloseOutAccount",
-    "PositionTransferred",
+    "AccountClosedOut",
     "COMMAND_TYPES",
     "BlockTradeReported",
     "BlockTraded",

@@ -530,12 +530,11 @@ class BlockTradeLapsed(Event, frozen=True):
     code: RejectCode | None
 
 
-class PositionTransferred(Event, frozen=True):
-    """A closed-out account's position in one contract passed to the receiver at ``price`` (cents a tonne): the
-    receiver now holds ``lots`` more (the defaulter's position, signed: positive long)."""
+class AccountClosedOut(Event, frozen=True):
+    """The operator closed out an account on a margin call (after its ``AccountBlocked``): each of its futures
+    positions passed to ``to_account``; ``transfers`` are (contract, lots the receiver took: the defaulter's
+    position, signed, positive long; price in cents a tonne), nearest month first."""
 
-    instrument: str
-    from_account: str
+    account: str
     to_account: str
-    lots: int
-    price: int
+    transfers: tuple[tuple[str, int, int], ...]

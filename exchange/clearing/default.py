@@ -12,8 +12,8 @@ clearing member that bid for them in the venue's default auction, or the exchang
 2. the defaulter is blocked and its orders cancelled, exactly as by the kill switch (``AccountBlocked``);
 3. each of its futures positions passes to the receiver at the contract's last settlement price (its last
    trade's on a contract never settled): a transfer clears like a trade between the two, so that the day's
-   variation margin settles the receiver from that price on and the defaulter up to it
-   (``PositionTransferred``, one per contract);
+   variation margin settles the receiver from that price on and the defaulter up to it (``AccountClosedOut``
+   lists the transfers);
 4. the defaulter's margin is released with its positions; its call ends if its cash now covers what it owes
    (``MarginCallMet``), and it stays blocked until the operator releases it.
 
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from ..codes import RejectCode
 from ..commands import BlockAccount
-from ..events import PositionTransferred
+from ..events import AccountClosedOut
 from .house import margin_of
 
 if TYPE_CHECKING:
@@ -107,10 +107,8 @@ def transfer_positions(
     events: list,
 ) -> None:
     """Each position to the receiver at its price, cleared like a trade between the two."""
-    counters = desk.engine.counters
     for symbol, lots, price in transfers:
         buyer, seller = (receiver, defaulter) if lots > 0 else (defaulter, receiver)
         desk.clear_trade(symbol, buyer, seller, abs(lots), price, traded=False)
-        events.append(
-            PositionTransferred(counters.next_seq(), ts, symbol, defaulter.account_id, receiver.account_id, lots, price)
-        )
+    seq = desk.engine.counters.next_seq()
+    events.append(AccountClosedOut(seq, ts, defaulter.account_id, receiver.account_id, tuple(transfers)))

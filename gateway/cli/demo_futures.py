@@ -5,7 +5,9 @@ How this works: the demo's exchange lists the EUA futures of config/futures.toml
 demo day, in continuous trading, the participants below trade over their sessions like any client: the bank
 makes a market in each December around the spot price carried forward (``CARRY_BPS`` a year: contango),
 the utility buys Decembers to hedge its coming surrenders, the speculator sells them, and the CDM developer,
-flush with the cash of the credits it sold, buys the November contract from the bank for delivery; all of them DAY orders, gone at each close. Nothing here is random: the same days give the same
+flush with the cash of the credits it sold, buys the November contract from the bank for delivery; all of them
+DAY orders, gone at each close. On the second day the utility also hedges with a block of the second December
+agreed with the bank off the book and reported by both. Nothing here is random: the same days give the same
 futures trades. The end of day (the calendar's) settles each contract and pays variation margin; the last
 demo day is the November contract's last trading day (the last Monday of the month), so its positions are
 delivered: the developer receives allowances against cash at the final settlement price. What the day's report
@@ -20,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
+from exchange import Side
 from exchange.instruments import cents_to_eur
 from gateway.cli.display import eur
 from gateway.client import ExchangeClient
@@ -29,6 +32,7 @@ CARRY_BPS = 250  # the curve's carry a year over spot, basis points: Decembers p
 MAKER, HEDGER, SELLER, BUYER = "bank", "utility-north", "speculator", "cdm-developer"  # who trades the futures
 DECEMBERS = 3  # the curve traded: the three nearest Decembers
 HALF_SPREAD = 5  # cents: the bank's quotes either side of its price
+BLOCK_LOTS = 50  # the utility's block with the bank (ICE Endex's minimum block)
 
 
 def curve(gateway: TradingGateway) -> list[str]:
@@ -77,6 +81,37 @@ async def trade_curve(
             )
         lines.append(f"{symbol} bid {eur(bid)} ask {eur(ask)}")
     print(f"futures over spot EUR {eur(spot)}: " + "; ".join(lines), file=out)
+    if day == 1:  # (days are numbered from 0: the second demo day)
+        await block_trade(gateway, sessions, out)
+
+
+async def block_trade(gateway: TradingGateway, sessions: Mapping[str, ExchangeClient], out: TextIO) -> None:
+    """The utility's larger hedge, agreed with the bank off the book: a block of ``BLOCK_LOTS`` of the second
+    December at the bank's mid, reported by both (docs/FUTURES.md section 6)."""
+    decembers = [symbol for symbol in curve(gateway) if symbol[-3] == "Z"]
+    if len(decembers) < 2:
+        return
+    symbol, engine = decembers[1], gateway.engine
+    instrument, bids, asks = (
+        engine.instrument(symbol),
+        engine.depth(symbol, Side.BUY, 1),
+        engine.depth(symbol, Side.SELL, 1),
+    )
+    if instrument is None or not bids or not asks:
+        return
+    tick = instrument.tick_size
+    mid = (bids[0][0] + asks[0][0]) // 2
+    price = (mid - mid % tick) // tick
+    await sessions[HEDGER].report_block("demo-block-1", MAKER, symbol, "B", BLOCK_LOTS, price)
+    answer = await sessions[MAKER].report_block("demo-block-1", HEDGER, symbol, "S", BLOCK_LOTS, price)
+    if answer.get("status") == "traded":
+        print(
+            f"block {symbol}: {HEDGER} buys {BLOCK_LOTS} lots from {MAKER} at EUR {eur(price * tick)}, agreed off "
+            f"the book and reported by both (trade #{answer['trade_id']})",
+            file=out,
+        )
+    else:
+        print(f"block {symbol} not registered: {answer}", file=out)
 
 
 def print_day(folder: Path, out: TextIO) -> None:

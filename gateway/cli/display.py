@@ -50,6 +50,9 @@ def describe_report(message: dict, ticks: dict[str, int]) -> str:
     if kind == "mass_cancel_report":
         where = message.get("instrument") or "all instruments"
         return f"mass cancel ({where}): {message.get('canceled_orders')} orders canceled"
+    if kind == "close_out_report":
+        moved = ", ".join(f"{t['lots']:+,} lots {t['instrument']}" for t in message["transfers"]) or "no positions"
+        return f"account {message['account']} closed out (blocked, orders canceled): {moved} to {message['to_account']}"
     if kind == "block_report":
         return block_summary(message, ticks)
     if kind == "kill_switch_report":

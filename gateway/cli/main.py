@@ -22,6 +22,7 @@ Subcommands, by the module that has them:
     auction      EU ETS primary auctions: open (auctioneers), bid, modify, withdraw, report
   gateway/cli/operations.py
     kill-switch  (operator) block an account and cancel its orders, or release it
+    close-out    (operator) close out an account on a margin call: its futures positions to another account
     snapshot     (operator) have the running exchange snapshot its state now
     phase        (operator) move an instrument to another trading phase
     replay       rebuild the state from a journal offline: counts and state hash

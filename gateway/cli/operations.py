@@ -158,6 +158,10 @@ async def _kill_switch(client: ExchangeClient, args: argparse.Namespace) -> int:
     return await print_answers(client, await request(args.target), 0)
 
 
+async def _close_out(client: ExchangeClient, args: argparse.Namespace) -> int:
+    return await print_answers(client, await client.close_out(args.target, args.to), 0)
+
+
 async def _snapshot(client: ExchangeClient, args: argparse.Namespace) -> int:
     answer = await client.snapshot()
     if answer["type"] != "snapshot_taken":
@@ -324,11 +328,18 @@ def _hash_secret_command(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """kill-switch, snapshot, phase, calendar, replay, instruments, accounts and hash-secret."""
+    """kill-switch, close-out, snapshot, phase, calendar, replay, instruments, accounts and hash-secret."""
     kill = commands.add_parser("kill-switch", help="(operator) block an account and cancel its orders")
     kill.add_argument("target", help="the account to block")
     kill.add_argument("--release", action="store_true", help="release the kill switch instead")
     add_trader(kill, _kill_switch)
+
+    close_out = commands.add_parser(
+        "close-out", help="(operator) close out an account on a margin call: its futures positions to another"
+    )
+    close_out.add_argument("target", help="the account on a margin call")
+    close_out.add_argument("--to", required=True, help="the account that takes its positions over")
+    add_trader(close_out, _close_out)
 
     snapshot = commands.add_parser("snapshot", help="(operator) have the running exchange snapshot its state now")
     add_trader(snapshot, _snapshot)

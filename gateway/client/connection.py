@@ -494,6 +494,10 @@ class ExchangeClient(ClientSession):
     async def kill_switch(self, account: str) -> dict:
         return await self.request({"type": "kill_switch", "account": account})
 
+    async def close_out(self, account: str, to_account: str) -> dict:
+        """(operator) Close out an account on a margin call: its futures positions pass to ``to_account``."""
+        return await self.request({"type": "close_out", "account": account, "to_account": to_account})
+
     async def release_kill_switch(self, account: str) -> dict:
         return await self.request({"type": "release_kill_switch", "account": account})
 

@@ -22,6 +22,7 @@ from typing import Any, cast
 from exchange import (
     BlockAccount,
     CancelOrder,
+    CloseOutAccount,
     Engine,
     InvalidCommand,
     MassCancel,
@@ -48,6 +49,7 @@ from gateway.schedule.runner import CalendarRunner, point_name
 from gateway.sessions.session import Session
 from gateway.wire.protocol import (
     CancelRequest,
+    CloseOutRequest,
     ExtendTradingDayRequest,
     KillSwitchRequest,
     MassCancelRequest,
@@ -110,6 +112,7 @@ class CommandBuilder:
             ModifyBidRequest: self._modify_bid,
             WithdrawBidRequest: self._withdraw_bid,
             ReportBlockRequest: self._report_block,
+            CloseOutRequest: self._close_out,
             Disconnected: self._disconnected,
         }
 
@@ -248,6 +251,9 @@ class CommandBuilder:
             kind=request.kind,
             physical_price=price_in_cents(request.physical_price, spot, "physical_price"),
         )
+
+    def _close_out(self, session: Session, request: CloseOutRequest, ts: int) -> CloseOutAccount:
+        return CloseOutAccount(ts=ts, account=request.account, to_account=request.to_account)
 
     def _disconnected(self, session: None, request: Disconnected, ts: int) -> MassCancel:
         return MassCancel(ts=ts, account=request.account, on_disconnect=True)

@@ -33,10 +33,12 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
+import msgspec
 from msgspec import UNSET
 
 from exchange import (
     AccountBlocked,
+    AccountClosedOut,
     AccountUnblocked,
     AuctionCompleted,
     BidPlaced,
@@ -74,6 +76,7 @@ from gateway.wire.messages import (
     AuctionReport,
     BidReport,
     BlockReport,
+    CloseOutReport,
     ExecutionReport,
     KillSwitchReport,
     MassCancelReport,
@@ -81,6 +84,7 @@ from gateway.wire.messages import (
     RejectedOrderReport,
     ScheduleReport,
     TradingPhaseReport,
+    TransferEntry,
 )
 
 # Order statuses (FIX OrdStatus), as sent in ``order_status``.
@@ -379,6 +383,10 @@ class OrderTracker:
                 or event.__class__ is BlockTradeLapsed
             ):
                 out.extend(block_reports(event, self.ticks))
+            elif event.__class__ is AccountClosedOut:  # to the defaulter and the receiver (and the operator: sequencer)
+                closed_out = close_out_report(event, self.ticks)
+                out.append((event.account, closed_out))
+                out.append((event.to_account, msgspec.structs.replace(closed_out)))
             elif event.__class__ is BidPlaced or event.__class__ is BidWithdrawn or event.__class__ is BidResult:
                 out.append((event.account, self._bid_report(event)))  # to the bidder alone: bids are sealed
             elif (
@@ -584,6 +592,7 @@ def operator_answer(command: object, events: list, ticks: dict[str, int], extens
 Report = (
     ExecutionReport
     | BlockReport
+    | CloseOutReport
     | RejectedOrderReport
     | messages.RequestRejected
     | MassCancelReport
@@ -593,6 +602,11 @@ Report = (
     | TradingPhaseReport
     | ScheduleReport
 )
+
+
+def close_out_report(event: AccountClosedOut, ticks: Mapping[str, int]) -> CloseOutReport:
+    transfers = [TransferEntry(symbol, lots, price // ticks[symbol]) for symbol, lots, price in event.transfers]
+    return CloseOutReport(event.account, event.to_account, transfers, event.ts)
 
 
 def block_reports(

@@ -40,6 +40,7 @@ import msgspec
 from exchange import (
     BlockAccount,
     CancelOrder,
+    CloseOutAccount,
     ComplianceConfig,
     Engine,
     Instrument,
@@ -59,6 +60,7 @@ from gateway.logs import log_event
 from gateway.marketdata.feed import MarketDataFeed
 from gateway.pipeline.reports import OPERATOR_ANSWERED, OrderTracker, operator_answer
 from gateway.wire.messages import (
+    CloseOutReport,
     ExecutionReport,
     KillSwitchReport,
     MarketData,
@@ -96,6 +98,7 @@ REQUEST_TYPES = {
     ModifyBid: "modify_bid",
     WithdrawBid: "withdraw_bid",
     ReportBlockTrade: "report_block",
+    CloseOutAccount: "close_out",
 }
 
 
@@ -173,7 +176,11 @@ class Sequencer:
                     message.request = REQUEST_TYPES[command.__class__]
                     account = requester  # a refused kill switch names the target account: answer the operator
                 elif account != requester and message.__class__ is KillSwitchReport:
-                    deliver(account, msgspec.structs.replace(message), outbox)  # the blocked account learns it too
+                    if command.__class__ is not CloseOutAccount:  # (a close-out answers with its own report)
+                        deliver(account, msgspec.structs.replace(message), outbox)  # the blocked account learns it too
+                        account = requester
+                elif isinstance(message, CloseOutReport) and account == message.account and account != requester:
+                    deliver(account, msgspec.structs.replace(message), outbox)  # the operator is answered with it
                     account = requester
                 if account == requester and request_id is not None:
                     message.request_id = request_id

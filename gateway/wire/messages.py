@@ -268,6 +268,25 @@ class KillSwitchReport(Outbound, tag="kill_switch_report"):
     seq: int | UnsetType = UNSET
 
 
+class TransferEntry(msgspec.Struct, gc=False):
+    """One position of a close-out: what the receiver took (the defaulter's lots, signed) at what price."""
+
+    instrument: str
+    lots: int
+    price: int  # ticks
+
+
+class CloseOutReport(Outbound, tag="close_out_report"):
+    """A close-out: to the operator that asked, the closed-out account and the receiver of its positions."""
+
+    account: str  # closed out (blocked; its orders cancelled)
+    to_account: str
+    transfers: list[TransferEntry]
+    ts: int
+    request_id: RequestId | UnsetType = UNSET
+    seq: int | UnsetType = UNSET
+
+
 # -- answers to queries (PROTOCOL 8.9-8.13, 8.18-8.20) ----------------------------------------------------
 
 
@@ -574,6 +593,7 @@ NumberedMessage = (
     | BidReport
     | AuctionStatusAnswer
     | BlockReport
+    | CloseOutReport
 )
 MarketData = BookSnapshot | BookUpdate | TopOfBook | PublicTrade | Statistics | InstrumentStatus | AuctionReport
 
@@ -604,6 +624,7 @@ OUTBOUND: tuple[type[Outbound], ...] = (
     BidReport,
     AuctionStatusAnswer,
     BlockReport,
+    CloseOutReport,
     BookSnapshot,
     BookUpdate,
     TopOfBook,

@@ -181,6 +181,15 @@ class KillSwitchRequest(Inbound, tag="kill_switch", frozen=True):
     admin: ClassVar[bool] = True
 
 
+class CloseOutRequest(Inbound, tag="close_out", frozen=True):
+    """Close out an account on a margin call: blocked, its orders cancelled, its futures positions to
+    ``to_account`` at their last settlement prices (docs/FUTURES.md)."""
+
+    account: str
+    to_account: str
+    admin: ClassVar[bool] = True
+
+
 class ReleaseKillSwitchRequest(Inbound, tag="release_kill_switch", frozen=True):
     account: str
     admin: ClassVar[bool] = True
@@ -286,6 +295,7 @@ InboundMessage = (
     | WithdrawBidRequest
     | AuctionStatusRequest
     | ReportBlockRequest
+    | CloseOutRequest
     | OpenOrdersRequest
     | TradesRequest
     | PingRequest

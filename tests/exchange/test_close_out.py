@@ -11,6 +11,7 @@ from test_futures import ACCOUNTS, FEE, PER_LOT, futures_engine, order
 from exchange import (
     CASH_ASSET,
     AccountBlocked,
+    AccountClosedOut,
     CancelOrder,
     CloseOutAccount,
     Deposit,
@@ -23,7 +24,6 @@ from exchange import (
     OpenAccount,
     OrderCanceled,
     OrderRejected,
-    PositionTransferred,
     RejectCode,
     RequestRejected,
     Side,
@@ -53,14 +53,8 @@ def test_a_called_account_is_blocked_and_its_positions_pass_to_the_receiver_at_t
     blocked = one(events, AccountBlocked)
     assert (blocked.account, blocked.canceled_orders) == ("a", 1)
     assert one(events, OrderCanceled).client_order_id == 2
-    moved = one(events, PositionTransferred)
-    assert (moved.instrument, moved.from_account, moved.to_account, moved.lots, moved.price) == (
-        "EUAZ26",
-        "a",
-        "c",
-        -10,
-        73_40,
-    )
+    moved = one(events, AccountClosedOut)
+    assert (moved.account, moved.to_account, moved.transfers) == ("a", "c", (("EUAZ26", -10, 73_40),))
     assert one(events, MarginCallMet).account == "a"  # nothing held any more: its cash covers it
     house = engine.futures.house
     assert (house.position("a", "EUAZ26"), house.position("c", "EUAZ26")) == (0, -10)
@@ -104,7 +98,7 @@ def test_refusals_say_why_and_change_nothing():
         assert one(events, RequestRejected).code is code, command
     assert engine.futures.house.position("a", "EUAZ26") == -10
     engine.handle(Deposit(ts=clock(), account="poor", asset=CASH_ASSET, amount=1))  # the cent: now it fits
-    assert one(engine.handle(CloseOutAccount(ts=clock(), account="a", to_account="poor")), PositionTransferred)
+    assert one(engine.handle(CloseOutAccount(ts=clock(), account="a", to_account="poor")), AccountClosedOut)
     spot_only = Engine(shipped_instruments())
     refused = spot_only.handle(CloseOutAccount(ts=1, account="a", to_account="c"))
     assert one(refused, RequestRejected).code is RejectCode.NO_FUTURES

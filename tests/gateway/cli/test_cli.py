@@ -35,6 +35,7 @@ def test_demo_trades_closes_the_year_and_reconciles(capsys):
     asks = [float(part.split(" ask ")[1]) for part in curve.split(": ", 1)[1].split("; ")]
     assert len(asks) == 4 and asks == sorted(asks)  # the November month, then Decembers ever dearer
     assert out.count("    variation margin: ") == 3
+    assert "block EUAZ27: utility-north buys 50 lots from bank at EUR" in out  # the second December, off the book
     assert "EUAX26 expired at its final price" in out and "delivered EUAX26: 9,000 t from bank to cdm-developer" in out
 
 

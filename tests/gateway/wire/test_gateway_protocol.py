@@ -76,6 +76,7 @@ from gateway.wire.protocol import (
     BalancesRequest,
     BookRequest,
     CancelRequest,
+    CloseOutRequest,
     DictReader,
     ExtendTradingDayRequest,
     FrameReader,
@@ -310,6 +311,10 @@ FULL = [
     ),
     ({"type": "ping", "request_id": 25}, PingRequest(request_id=25)),
     (
+        {"type": "close_out", "request_id": 27, "account": "fund", "to_account": "bank"},
+        CloseOutRequest(request_id=27, account="fund", to_account="bank"),
+    ),
+    (
         {
             "type": "report_block",
             "request_id": 26,
@@ -378,6 +383,7 @@ MINIMAL = [
     ({"type": "open_orders"}, OpenOrdersRequest()),
     ({"type": "trades"}, TradesRequest()),
     ({"type": "ping"}, PingRequest()),
+    ({"type": "close_out", "account": "a", "to_account": "b"}, CloseOutRequest(account="a", to_account="b")),
     (
         {"type": "report_block", "block_id": 1, "counterparty": "b", "instrument": "EUAZ27", "side": "B"}
         | {"quantity": 50, "price": 7230},
@@ -542,7 +548,7 @@ def test_dict_reader():
 def test_every_message_type_has_a_sample():
     assert {document["type"] for document, _ in FULL} == MESSAGE_TYPES
     assert {document["type"] for document, _ in MINIMAL} == MESSAGE_TYPES
-    assert len(MESSAGE_TYPES) == len(INBOUND) == 29
+    assert len(MESSAGE_TYPES) == len(INBOUND) == 30
 
 
 @pytest.mark.parametrize("document, expected", FULL + MINIMAL, ids=lambda v: v.get("type") if type(v) is dict else "")
@@ -605,6 +611,7 @@ def test_operator_only_messages():
         SetTradingPhaseRequest,
         ExtendTradingDayRequest,
         SkipSchedulePointRequest,
+        CloseOutRequest,
     }
 
 

@@ -34,6 +34,7 @@ from gateway.wire.messages import (
     BookAnswer,
     BookSnapshot,
     BookUpdate,
+    CloseOutReport,
     ExecutionReport,
     Fill,
     FuturesPosition,
@@ -62,6 +63,7 @@ from gateway.wire.messages import (
     TopOfBook,
     TradesAnswer,
     TradingPhaseReport,
+    TransferEntry,
     Unsubscribed,
 )
 from gateway.wire.protocol import LENGTH_BYTES, DictReader, encode_frame, encode_message
@@ -678,6 +680,11 @@ CASES: list[tuple[dict, msgspec.Struct]] = [
     ({**CLEARED, "seq": 29}, auction(CLEARED, seq=29)),
     ({**CANCELLED, "seq": 30}, auction(CANCELLED, seq=30)),
     (
+        {"type": "close_out_report", "account": "fund", "to_account": "bank"}
+        | {"transfers": [{"instrument": "EUAZ27", "lots": -10, "price": 7340}], "ts": TS, "request_id": 2, "seq": 9},
+        CloseOutReport("fund", "bank", [TransferEntry("EUAZ27", -10, 7340)], TS, request_id=2, seq=9),
+    ),
+    (
         {
             "type": "block_report",
             "block_id": "B-1",
@@ -1028,7 +1035,7 @@ def body(frame: bytes) -> bytes:
 
 def test_every_schema_has_a_case():
     assert {type(message) for _, message in CASES} == set(OUTBOUND)
-    assert len(OUTBOUND) == len(set(OUTBOUND)) == 32
+    assert len(OUTBOUND) == len(set(OUTBOUND)) == 33
 
 
 def test_schemas_are_tagged_by_type_and_list_their_fields_in_wire_order():
