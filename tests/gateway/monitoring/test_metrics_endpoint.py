@@ -17,11 +17,12 @@ import sys
 import time
 
 import pytest
-from gateway_helpers import TIMEOUT, eventually, exchange_on_port, session
+from gateway_helpers import TIMEOUT, demo_configuration, eventually, exchange_on_port, session
 from prometheus_client.parser import text_string_to_metric_families
 
 import gateway.node
 from exchange import ConfigError, RejectCode
+from gateway.config import load_futures
 from gateway.monitoring import endpoint as endpoint_module
 from gateway.monitoring.histogram import Histogram
 
@@ -242,3 +243,18 @@ def test_the_histogram_puts_each_observation_in_the_first_bucket_at_or_above_it(
     assert total == pytest.approx(0.5535)
     with pytest.raises(ValueError):
         Histogram((0.1, 0.01))
+
+
+async def test_futures_contracts_are_counted_like_spot_instruments():
+    futures = load_futures(demo_configuration()[0])  # the shipped EUA series
+    async with exchange_with_metrics(futures=futures) as (gateway, port):
+        symbol = gateway.engine.futures_contracts("EUA")[-1]
+        async with session(gateway, "bank") as bank, session(gateway, "broker") as broker:
+            await bank.new_order(symbol, "S", 3, "72.00", client_order_id="s1")
+            await broker.new_order(symbol, "B", 3, "72.00", client_order_id="b1")
+            await bank.report_block("B1", "broker", symbol, "S", 50, "72.10")
+            await broker.report_block("B1", "bank", symbol, "B", 50, "72.10")
+            samples = await scrape(port)
+        assert value(samples, "carbonx_trades_today", instrument=symbol) == 2  # the fill and the block
+        assert value(samples, "carbonx_traded_lots_today", instrument=symbol) == 53
+        assert value(samples, "carbonx_trading_phase", instrument=symbol, phase="continuous") == 1
