@@ -110,6 +110,7 @@ class RejectCode(IntEnum):
     END_OF_DAY_NOT_SKIPPED = 510, "the end of day cannot be skipped: extend the trading day instead"
     NO_FUTURES = 511, "the exchange lists no futures (none are configured)"
     NOT_A_FUTURES_CONTRACT = 512, "block trades and EFPs are registered on listed futures contracts only"
+    NO_MARKET_PRICE = 513, "the contract has neither traded nor settled yet: no block trade until it has a price"
 
     # -- 600: compliance (exchange.compliance) ----------------------------------------------
     # An unknown account, an unknown instrument and too few available units reuse 201, 101 and 203.

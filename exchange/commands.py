@@ -228,7 +228,8 @@ class NewOrder(Command, frozen=True):
         if order_type is OrderType.LIMIT:
             if self.price is None:
                 raise InvalidCommand(RejectCode.PRICE_REQUIRED, "price")
-            _positive(self.price, RejectCode.INVALID_PRICE, "price")
+            if not _whole(self.price):  # (zero and below: refused by the instrument's rules, 106, but a TAS book's)
+                raise InvalidCommand(RejectCode.INVALID_PRICE, "price")
         elif self.price is not None:
             raise InvalidCommand(RejectCode.PRICE_NOT_ALLOWED, "price")
         if self.post_only is not True and self.post_only is not False:
@@ -315,8 +316,8 @@ class ReplaceOrder(Command, frozen=True):
             raise InvalidCommand(RejectCode.REPLACE_CHANGES_NOTHING, "quantity")
         if self.quantity is not None:
             _positive(self.quantity, RejectCode.INVALID_QUANTITY, "quantity")
-        if self.price is not None:
-            _positive(self.price, RejectCode.INVALID_PRICE, "price")
+        if self.price is not None and not _whole(self.price):  # (zero and below: as a new order's)
+            raise InvalidCommand(RejectCode.INVALID_PRICE, "price")
 
 
 class MassCancel(Command, frozen=True):

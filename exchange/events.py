@@ -538,3 +538,16 @@ class AccountClosedOut(Event, frozen=True):
     account: str
     to_account: str
     transfers: tuple[tuple[str, int, int], ...]
+
+
+class TASPriced(Event, frozen=True):
+    """A trade at settlement priced at the end of day: the contract's settlement price plus the fill's offset."""
+
+    instrument: str  # the TAS book (EUAZ27TAS)
+    contract: str
+    buy_order_id: int  # the fill's two orders
+    sell_order_id: int
+    buyer: str
+    seller: str
+    quantity: int
+    price: int  # cents a tonne: what the lots count at in the day's variation margin

@@ -473,6 +473,8 @@ def _broken_instrument_rule(quantity: int, price: int | None, instrument: Instru
     if quantity > instrument.max_lots:
         return RejectCode.QUANTITY_ABOVE_MAXIMUM
     if price is not None:
+        if price <= 0 < instrument.min_price:  # (a TAS book's prices are ticks either side of zero)
+            return RejectCode.INVALID_PRICE
         if price % instrument.tick_size:
             return RejectCode.PRICE_NOT_ON_TICK
         if not instrument.min_price <= price <= instrument.max_price:

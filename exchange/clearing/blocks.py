@@ -13,13 +13,15 @@ what is alleged against it). The second, from the other side with the same terms
    seller the cash to pay for them;
 2. both pass: the trade clears into positions and margins (:meth:`FuturesDesk.clear_trade`), fees are paid,
    an EFP's units and cash move, and ``BlockTraded`` is published on the contract's trades channel flagged
-   with its kind. A block sets no last price and is not in the settlement window (ICE Endex: block trades
-   are not part of the settlement calculation);
+   with its kind. A block sets no last price, is not in the settlement window and does not count in choosing
+   the day's benchmark month (ICE: block trades are not part of the settlement calculation); a contract that has
+   neither traded nor settled takes none (513), since nothing would price it at the end of day;
 3. a check fails: both reports are void, each side told by ``BlockTradeLapsed`` with the code of the first
    failed check (the buyer's checks first).
 
 A second report with other terms is refused (409) and the first still waits; a report not matched by the end
-of the day lapses (``BlockTradeLapsed`` without a code). A block id is used once a day by each pair.
+of the day lapses (``BlockTradeLapsed`` without a code, told to both sides). A block id is used once a day by
+each pair.
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ class BlockRegister:
             return RejectCode.PRICE_NOT_ON_TICK
         if cmd.quantity < desk.block_min_lots[contract.underlying]:
             return RejectCode.BLOCK_BELOW_MINIMUM
+        if book.last_price is None and cmd.instrument not in desk.house.settlement_prices:
+            return RejectCode.NO_MARKET_PRICE  # (nothing would price its positions at the end of day)
         key = (cmd.account, cmd.counterparty, cmd.block_id)
         if key in self.waiting or key in self.used:
             return RejectCode.DUPLICATE_BLOCK_ID
@@ -127,7 +131,7 @@ class BlockRegister:
         buyer.cash -= fee
         seller.cash -= fee
         fees.cash += 2 * fee  # (a reporter is never the fee account: checked above)
-        desk.clear_trade(cmd.instrument, buyer, seller, cmd.quantity, cmd.price)
+        desk.clear_trade(cmd.instrument, buyer, seller, cmd.quantity, cmd.price, on_book=False)
         if units:  # an EFP: the futures buyer delivers the underlying to the seller, who pays for it
             buyer.units[contract.underlying] -= units
             seller.units[contract.underlying] += units

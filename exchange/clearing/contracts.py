@@ -57,6 +57,7 @@ class ContractSeries:
     lot_units: int = 1_000  # tonnes in one lot (ICE Endex and EEX: 1,000)
     tick_size: int = 1  # cents a tonne (EUR 0.01)
     block_min_lots: int = 50  # the smallest block trade or EFP (ICE Endex EUA futures: 50 lots)
+    tas_ticks: int = 10  # trade at settlement: offsets of up to this many ticks either side; 0: no TAS
 
     def __post_init__(self) -> None:
         where = f"futures.{self.underlying}"
@@ -71,6 +72,8 @@ class ContractSeries:
             raise ConfigError(f"{where}.last_month", "must be YYYYMM")
         if self.lot_units < 1 or self.tick_size < 1:
             raise ConfigError(where, "lot_units and tick_size must be positive")
+        if not 0 <= self.tas_ticks <= 1_000:
+            raise ConfigError(f"{where}.tas_ticks", "must be between 0 and 1000 ticks")
         if not 1 <= self.block_min_lots <= 1_000_000:
             raise ConfigError(f"{where}.block_min_lots", "must be between 1 and 1000000 lots")
 

@@ -8,7 +8,7 @@ may then only reduce its futures orders. If it does not pay, the operator closes
 clearing member that bid for them in the venue's default auction, or the exchange's own default account):
 
 1. the receiver is checked first, as a block trade's side is: an open account other than the defaulter, not
-   on a margin call if the positions add to its margin, with free cash for the margin they add;
+   blocked, not on a margin call if the positions add to its margin, with free cash for the margin they add;
 2. the defaulter is blocked and its orders cancelled, exactly as by the kill switch (``AccountBlocked``);
 3. each of its futures positions passes to the receiver at the contract's last settlement price (its last
    trade's on a contract never settled): a transfer clears like a trade between the two, so that the day's
@@ -90,6 +90,8 @@ def close_out_transfers(desk: FuturesDesk, account_id: str) -> list[tuple[str, i
 
 
 def check_receiver(desk: FuturesDesk, receiver: Account, transfers: list[tuple[str, int, int]]) -> RejectCode | None:
+    if receiver.blocked:
+        return RejectCode.ACCOUNT_BLOCKED
     margin = receiver_margin_change(desk, receiver.account_id, transfers)
     if margin > 0 and receiver.margin_called:
         return RejectCode.MARGIN_CALL
@@ -109,6 +111,6 @@ def transfer_positions(
     """Each position to the receiver at its price, cleared like a trade between the two."""
     for symbol, lots, price in transfers:
         buyer, seller = (receiver, defaulter) if lots > 0 else (defaulter, receiver)
-        desk.clear_trade(symbol, buyer, seller, abs(lots), price, traded=False)
+        desk.clear_trade(symbol, buyer, seller, abs(lots), price, on_book=False)
     seq = desk.engine.counters.next_seq()
     events.append(AccountClosedOut(seq, ts, defaulter.account_id, receiver.account_id, tuple(transfers)))

@@ -48,6 +48,7 @@ from .blocks import BlockRegister
 from .contracts import ContractSeries, FuturesContract, listed_contracts
 from .default import close_out
 from .house import ClearingHouse, daily_settlement_price, maintenance_margin, margin_of, most_traded
+from .tas import TradeAtSettlement
 from .terms import FuturesConfig
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ class FuturesDesk:
         self.lot_units = {series.underlying: series.lot_units for series in config.series}
         self.block_min_lots = {series.underlying: series.block_min_lots for series in config.series}
         self.blocks = BlockRegister(self)  # block trades and EFPs reported, waiting for their counterparty
+        self.series = {series.underlying: series for series in config.series}
+        self.tas = TradeAtSettlement(self)  # the TAS books, and the day's TAS fills waiting for their price
 
     # -- listing -------------------------------------------------------------------------------
 
@@ -139,10 +142,12 @@ class FuturesDesk:
         self.contracts[contract.symbol] = contract
         self.house.list_contract(contract.symbol, series.lot_units)
 
-    def contracts_of(self, underlying: str | None = None) -> list[str]:
-        """The listed contracts (of one underlying, or all), nearest month first."""
+    def contracts_of(self, underlying: str | None = None, with_tas: bool = False) -> list[str]:
+        """The listed contracts (of one underlying, or all), nearest month first; ``with_tas``: then their TAS
+        books."""
         listed = [c for c in self.contracts.values() if underlying is None or c.underlying == underlying]
-        return [c.symbol for c in sorted(listed, key=lambda c: (c.year, c.month, c.underlying))]
+        symbols = [c.symbol for c in sorted(listed, key=lambda c: (c.year, c.month, c.underlying))]
+        return symbols + self.tas.symbols(symbols) if with_tas else symbols
 
     # -- fills ---------------------------------------------------------------------------------
 
@@ -168,7 +173,10 @@ class FuturesDesk:
         fee_account.cash += maker_fee + taker_fee
         buyer.reserved_cash -= fill * buy.reserve_per_lot
         seller.reserved_cash -= fill * sell.reserve_per_lot
-        self.clear_trade(book.symbol, buyer, seller, fill, price)
+        if book.symbol in self.tas.books:  # a trade at settlement: priced at the end of day
+            self.tas.fill(book, buy, sell, fill, price)
+        else:
+            self.clear_trade(book.symbol, buyer, seller, fill, price)
 
     def _position_moved(self, account: Account, underlying: str, before: int, after: int) -> None:
         """An account's position in one month of ``underlying`` went from ``before`` to ``after`` lots: hold its
@@ -202,13 +210,13 @@ class FuturesDesk:
         return required - self.margins_held.get(key, 0)
 
     def clear_trade(
-        self, symbol: str, buyer: Account, seller: Account, lots: int, price: int, traded: bool = True
+        self, symbol: str, buyer: Account, seller: Account, lots: int, price: int, on_book: bool = True
     ) -> None:
-        """A trade into positions and margins: a fill on the book, or one made off it (a block, an EFP); or, not
-        ``traded``, a close-out's transfer (no volume of the day's)."""
+        """A trade into positions and margins: a fill on the contract's book, or (not ``on_book``) a block, an EFP,
+        a TAS fill or a close-out's transfer, none of which counts in choosing the day's benchmark month."""
         house = self.house
         bought_before, sold_before = house.position(buyer.account_id, symbol), house.position(seller.account_id, symbol)
-        house.record_trade(symbol, buyer.account_id, seller.account_id, lots, price, traded)
+        house.record_trade(symbol, buyer.account_id, seller.account_id, lots, price, on_book)
         if seller is buyer:
             return  # (a self-trade, allowed by the account's self-trade prevention: no position moved)
         underlying = self.contracts[symbol].underlying
@@ -222,6 +230,7 @@ class FuturesDesk:
         ts, trading_date = cmd.ts, cmd.trading_date
         self.blocks.end_of_day(ts, events)
         prices = self._fix_prices(trading_date, ts, events)
+        self.tas.price_day(prices, ts, events)  # (before the margin: the day's TAS fills count at their prices)
         engine, counters = self.engine, self.engine.counters
         touched: set[str] = set()  # accounts whose cash the day's futures moved: each is looked at for a call
         for margin in self.house.settle_day(prices):
@@ -276,6 +285,7 @@ class FuturesDesk:
                 if price is not None:
                     prices[symbol] = price
                     self._settled(book, price)
+                    self.tas.list_book(symbol, trading_date, ts, events)
         return prices
 
     def _settled(self, book: OrderBook, price: int) -> None:
@@ -295,22 +305,15 @@ class FuturesDesk:
         """The contract's last trading day has ended: orders expire, positions deliver, the book goes. Returns
         the accounts that held it."""
         engine, counters = self.engine, self.engine.counters
+        tas = self.tas.of_contract(symbol)
+        if tas is not None:  # its TAS book first: its fills were priced at the final price, before the margin
+            self.tas.forget(tas)
+            expired = self._expire_orders(tas, ts, events)
+            engine.books[tas].flush_level_changes(events, ts)
+            engine.remove_book(tas)
+            events.append(ContractExpired(counters.next_seq(), ts, tas, final_price, expired))
         book = engine.books[symbol]
-        open_orders = sorted((o for o in engine.open_orders.values() if o.book is book), key=by_order_id)
-        for order in open_orders:
-            book.unlink(order)
-            leaves = book.retire(order)
-            events.append(
-                OrderExpired(
-                    counters.next_seq(),
-                    ts,
-                    symbol,
-                    order.order_id,
-                    order.account.account_id,
-                    order.client_order_id,
-                    leaves,
-                )
-            )
+        orders_expired = self._expire_orders(symbol, ts, events)
         underlying = self.contracts[symbol].underlying
         holders = sorted(self.house.positions[symbol])
         positions = {account_id: self.house.position(account_id, symbol) for account_id in holders}
@@ -369,8 +372,21 @@ class FuturesDesk:
         engine.remove_book(symbol)
         for account_id in holders:
             self._position_moved(engine.accounts[account_id], underlying, positions[account_id], 0)
-        events.append(ContractExpired(counters.next_seq(), ts, symbol, final_price, len(open_orders)))
+        events.append(ContractExpired(counters.next_seq(), ts, symbol, final_price, orders_expired))
         return holders
+
+    def _expire_orders(self, symbol: str, ts: int, events: list) -> int:
+        """Every open order of a book going away expires; how many."""
+        engine = self.engine
+        book = engine.books[symbol]
+        open_orders = sorted((o for o in engine.open_orders.values() if o.book is book), key=by_order_id)
+        for order in open_orders:
+            book.unlink(order)
+            leaves = book.retire(order)
+            account = order.account.account_id
+            seq = engine.counters.next_seq()
+            events.append(OrderExpired(seq, ts, symbol, order.order_id, account, order.client_order_id, leaves))
+        return len(open_orders)
 
     def _call_margins(self, touched: set[str], ts: int, events: list) -> None:
         """Each account holding margin, or whose cash the day's futures moved, is called when its cash is below
@@ -444,3 +460,4 @@ class FuturesDesk:
         for (account_id, underlying), held in sorted(self.margins_held.items()):
             yield f"margin {account_id} {underlying} {held}"
         yield from self.blocks.state_lines()
+        yield from self.tas.state_lines()

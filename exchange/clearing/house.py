@@ -113,9 +113,10 @@ class ClearingHouse:
                 out[symbol] = position.lots
         return out
 
-    def record_trade(self, symbol: str, buyer: str, seller: str, lots: int, price: int, traded: bool = True) -> None:
-        """Lots from the seller's position to the buyer's at ``price``; ``traded``: in the day's volume (not a
-        close-out's transfer)."""
+    def record_trade(self, symbol: str, buyer: str, seller: str, lots: int, price: int, on_book: bool = True) -> None:
+        """Lots from the seller's position to the buyer's at ``price``; ``on_book``: a trade of the contract's own
+        book, counted in the day's lots that choose the benchmark month (a block, a TAS fill, a close-out's
+        transfer are not: none is the book's price)."""
         held = self.positions[symbol]
         for account, signed in ((buyer, lots), (seller, -lots)):
             position = held.get(account)
@@ -123,8 +124,14 @@ class ClearingHouse:
                 position = held[account] = Position()
             position.lots += signed
             position.day_value += signed * price
-        if traded:
+        if on_book:
             self.day_lots[symbol] += lots
+
+    def price_trade(self, symbol: str, buyer: str, seller: str, lots: int, price: int) -> None:
+        """A trade recorded at a price of zero (a trade at settlement) priced now: its value joins the day's."""
+        held = self.positions[symbol]
+        held[buyer].day_value += lots * price
+        held[seller].day_value -= lots * price
 
     def settle_day(self, prices: Mapping[str, int]) -> list[VariationMargin]:
         """Pay the day's variation margin at ``prices`` (contract -> settlement price, cents a tonne), in

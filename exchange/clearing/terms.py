@@ -29,6 +29,7 @@ SERIES_FIELDS = frozenset(
         "spread_charge_eur",
         "maintenance_bps",
         "block_min_lots",
+        "tas_ticks",
     }
 )
 
@@ -107,6 +108,7 @@ def parse_futures(
             ("monthlies", 2),
             ("last_month", 203012),
             ("block_min_lots", 50),
+            ("tas_ticks", 10),
         ):
             counts[name] = table.get(name, default)
             if type(counts[name]) is not int:

@@ -50,6 +50,10 @@ def describe_report(message: dict, ticks: dict[str, int]) -> str:
     if kind == "mass_cancel_report":
         where = message.get("instrument") or "all instruments"
         return f"mass cancel ({where}): {message.get('canceled_orders')} orders canceled"
+    if kind == "tas_priced":
+        side = "bought" if message["side"] == "B" else "sold"
+        price = eur(message["price"] * ticks.get(message["contract"], 1))
+        return f"TAS order {message['order_id']} ({message['client_order_id']}): {side} {message['quantity']} lots {message['contract']} at EUR {price}"
     if kind == "close_out_report":
         moved = ", ".join(f"{t['lots']:+,} lots {t['instrument']}" for t in message["transfers"]) or "no positions"
         return f"account {message['account']} closed out (blocked, orders canceled): {moved} to {message['to_account']}"

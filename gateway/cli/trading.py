@@ -14,6 +14,7 @@ import asyncio
 import sys
 from decimal import Decimal, InvalidOperation
 
+from exchange.clearing.tas import TAS_SUFFIX
 from exchange.instruments import cents_to_eur, eur_to_cents
 from gateway.cli.display import describe_report, eur, ladder
 from gateway.cli.one_shot import (
@@ -82,12 +83,21 @@ def _check_order(args: argparse.Namespace) -> None:
         raise UsageError(f"side must be buy or sell, not {args.side!r}")
     _check_lots(args.quantity)
     _check_lots(args.display, "--display")
-    args.price = euros(args.price)
+    if args.instrument.endswith(TAS_SUFFIX) and args.price is not None:  # a TAS book: ticks from the settlement
+        try:
+            args.price = int(args.price)
+        except ValueError:
+            raise UsageError(
+                f"a TAS price is whole ticks either side of the settlement price (-2, 0, 3), not {args.price!r}"
+            ) from None
+    else:
+        args.price = euros(args.price)
     args.stop = euros(args.stop, "stop price")
 
 
 async def _order(client: ExchangeClient, args: argparse.Namespace) -> int:
-    _check_tick(client, args.instrument, args.price)
+    if not isinstance(args.price, int):  # (a TAS offset is ticks: on the tick)
+        _check_tick(client, args.instrument, args.price)
     _check_tick(client, args.instrument, args.stop, "stop price")
     order_type = args.type or ("LIMIT" if args.price is not None else "MARKET")
     first = await client.new_order(

@@ -144,13 +144,17 @@ class CommandBuilder:
     def _replace_order(self, session: Session, request: ReplaceRequest, ts: int) -> ReplaceOrder:
         view = own_order(self.tracker, session.account, request)
         instrument = self.engine.instrument(view.instrument)
+        price = price_in_cents(request.price, instrument, "price")
+        if price is not None and instrument is not None and price <= 0 < instrument.min_price:
+            # (refused before the order's state, as the protocol orders the checks; only a TAS book takes it)
+            raise InvalidCommand(RejectCode.INVALID_PRICE, "price")
         return ReplaceOrder(
             ts=ts,
             account=session.account,
             order_id=request.order_id,
             client_order_id=request.client_order_id,
             quantity=request.quantity,
-            price=price_in_cents(request.price, instrument, "price"),
+            price=price,
         )
 
     def _mass_cancel(self, session: Session, request: MassCancelRequest, ts: int) -> MassCancel:

@@ -66,6 +66,7 @@ from exchange import (
     SetTradingPhase,
     ShiftSchedule,
     StopTriggered,
+    TASPriced,
     Trade,
     TradingDayClosed,
     TradingPhaseChanged,
@@ -83,6 +84,7 @@ from gateway.wire.messages import (
     OpenOrder,
     RejectedOrderReport,
     ScheduleReport,
+    TasPricedReport,
     TradingPhaseReport,
     TransferEntry,
 )
@@ -383,6 +385,8 @@ class OrderTracker:
                 or event.__class__ is BlockTradeLapsed
             ):
                 out.extend(block_reports(event, self.ticks))
+            elif event.__class__ is TASPriced:  # a TAS fill's price, to each side
+                out.extend(self._tas_reports(event))
             elif event.__class__ is AccountClosedOut:  # to the defaulter and the receiver (and the operator: sequencer)
                 closed_out = close_out_report(event, self.ticks)
                 out.append((event.account, closed_out))
@@ -395,6 +399,25 @@ class OrderTracker:
                 or event.__class__ is PrimaryAuctionCancelled
             ):
                 out.append((event.auctioneer, auction_report(event, self.ticks[event.instrument])))
+        return out
+
+    def _tas_reports(self, event: TASPriced) -> list[tuple[str, Report]]:
+        price = event.price // self.ticks[event.contract]
+        out: list[tuple[str, Report]] = []
+        for account, order_id, side in (
+            (event.buyer, event.buy_order_id, "B"),
+            (event.seller, event.sell_order_id, "S"),
+        ):
+            view = self.orders.get(order_id)
+            clid = None if view is None else view.client_order_id
+            out.append(
+                (
+                    account,
+                    TasPricedReport(
+                        event.instrument, event.contract, order_id, clid, side, event.quantity, price, event.ts
+                    ),
+                )
+            )
         return out
 
     def _bid_report(self, event: BidPlaced | BidWithdrawn | BidResult) -> BidReport:
@@ -593,6 +616,7 @@ Report = (
     ExecutionReport
     | BlockReport
     | CloseOutReport
+    | TasPricedReport
     | RejectedOrderReport
     | messages.RequestRejected
     | MassCancelReport
@@ -641,18 +665,25 @@ def block_reports(
             out.append((account, report))
         return out
     if isinstance(event, BlockTradeLapsed):
+        # A report the day's end lapsed is told to both (the counterparty was told it was alleged); a void one is
+        # one event per reporter.
+        told = [(event.account, event.counterparty)]
+        if event.code is None:
+            told.append((event.counterparty, event.account))
+        code = None if event.code is None else int(event.code)
         return [
             (
-                event.account,
+                account,
                 BlockReport(
                     block_id=event.block_id,
                     instrument=event.instrument,
                     status="lapsed",
-                    counterparty=event.counterparty,
-                    code=None if event.code is None else int(event.code),
+                    counterparty=counterparty,
+                    code=code,
                     ts=event.ts,
                 ),
             )
+            for account, counterparty in told
         ]
     physical = UNSET if event.physical_price is None else event.physical_price // ticks[event.underlying]
     reported = []

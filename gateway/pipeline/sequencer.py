@@ -179,9 +179,12 @@ class Sequencer:
                     if command.__class__ is not CloseOutAccount:  # (a close-out answers with its own report)
                         deliver(account, msgspec.structs.replace(message), outbox)  # the blocked account learns it too
                         account = requester
-                elif isinstance(message, CloseOutReport) and account == message.account and account != requester:
-                    deliver(account, msgspec.structs.replace(message), outbox)  # the operator is answered with it
-                    account = requester
+                elif isinstance(message, CloseOutReport) and account != requester:
+                    if account == message.account:
+                        deliver(account, msgspec.structs.replace(message), outbox)  # the operator is answered with it
+                        account = requester
+                elif isinstance(message, CloseOutReport) and account != message.account:
+                    continue  # the operator took the positions itself: answered already, with the defaulter's copy
                 if account == requester and request_id is not None:
                     message.request_id = request_id
                 deliver(account, message, outbox)

@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING, Any
 
 from exchange import AccountOpened, BidResult, Deposited, Instrument, PrimaryAuctionCleared, Side, Trade, Withdrawn
 from exchange.clearing.contracts import MONTH_CODES
+from exchange.clearing.tas import TAS_SUFFIX
 from exchange.commands import CASH_ASSET
 from exchange.engine import DEFAULT_FEE_ACCOUNT
 from exchange.events import BlockTraded, Event, FuturesDelivered, PenaltyCharged, UnitsSurrendered, VariationMarginPaid
@@ -264,7 +265,9 @@ class Settlement:
         _add(deltas, event.auctioneer, CASH_ASSET, event.proceeds)
 
     def _is_futures(self, symbol: str) -> bool:
-        """A futures contract's symbol: a spot instrument's, a month code and two digits (EUAZ27)."""
+        """A futures contract's symbol: a spot instrument's, a month code and two digits (EUAZ27); or its TAS
+        book's (EUAZ27TAS)."""
+        symbol = symbol.removesuffix(TAS_SUFFIX)
         return symbol[:-3] in self._lot_units and symbol[-3:-2] in MONTH_CODES and symbol[-2:].isdigit()
 
     def _settle_variation_margin(

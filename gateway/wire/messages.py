@@ -276,6 +276,22 @@ class TransferEntry(msgspec.Struct, gc=False):
     price: int  # ticks
 
 
+class TasPricedReport(Outbound, tag="tas_priced"):
+    """A trade-at-settlement fill priced at the end of day, to each side: the contract's settlement price plus
+    the fill's offset, what the lots count at in the day's variation margin (docs/FUTURES.md section 7)."""
+
+    instrument: str  # the TAS book (EUAZ27TAS)
+    contract: str
+    order_id: int  # this account's order that filled
+    client_order_id: ClientOrderId | None  # None: the order is no longer known to the gateway's tracker
+    side: str
+    quantity: int
+    price: int  # ticks of the contract
+    ts: int
+    request_id: RequestId | UnsetType = UNSET
+    seq: int | UnsetType = UNSET
+
+
 class CloseOutReport(Outbound, tag="close_out_report"):
     """A close-out: to the operator that asked, the closed-out account and the receiver of its positions."""
 
@@ -594,6 +610,7 @@ NumberedMessage = (
     | AuctionStatusAnswer
     | BlockReport
     | CloseOutReport
+    | TasPricedReport
 )
 MarketData = BookSnapshot | BookUpdate | TopOfBook | PublicTrade | Statistics | InstrumentStatus | AuctionReport
 
@@ -625,6 +642,7 @@ OUTBOUND: tuple[type[Outbound], ...] = (
     AuctionStatusAnswer,
     BlockReport,
     CloseOutReport,
+    TasPricedReport,
     BookSnapshot,
     BookUpdate,
     TopOfBook,

@@ -9,7 +9,8 @@ import pickle
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scenario_helpers import of_type, one, shipped_instruments
-from test_futures import ACCOUNTS, FEE, PER_LOT, TERMS, futures_engine, next_weekday, order
+from test_futures import ACCOUNTS, FEE, PER_LOT, TERMS, next_weekday, order
+from test_futures import futures_engine as bare_engine
 
 from exchange import (
     CASH_ASSET,
@@ -32,6 +33,20 @@ from exchange import (
 from exchange.clearing import initial_margin
 
 TAKER_FEE = 3_50  # the shipped EUA taker fee a lot: what each side of a block pays
+MAKERS = ("maker-1", "maker-2")  # trade a lot of each contract first: a block needs the contract to have a price
+
+
+def futures_engine(cash: int = 1_000_000_00, units: int = 100_000):
+    """test_futures' engine with a lot of each December traded at EUR 72.00 between two other accounts."""
+    engine, clock = bare_engine(cash, units)
+    for maker in MAKERS:
+        engine.handle(OpenAccount(ts=clock(), account=maker))
+        engine.handle(Deposit(ts=clock(), account=maker, asset=CASH_ASSET, amount=1_000_000_00))
+    for symbol in ("EUAZ26", "EUAZ27", "EUAZ28"):
+        engine.handle(order(clock, MAKERS[0], symbol, Side.SELL, 1, 72_00, f"s-{symbol}"))
+        engine.handle(order(clock, MAKERS[1], symbol, Side.BUY, 1, 72_00, f"b-{symbol}"))
+        assert engine.last_price(symbol) == 72_00
+    return engine, clock
 
 
 def block(clock, account, counterparty, side, lots=50, price=72_00, block_id="B1", symbol="EUAZ27", **extra):
@@ -63,9 +78,16 @@ def test_the_first_side_waits_and_both_are_told_then_the_second_clears_the_trade
     for account in ("a", "b"):  # 50 net lots at the scanning range held; the fee paid
         assert engine.balances(account).reserved_cash == 50 * 8_00 * 1_000
         assert engine.balances(account).cash == 1_000_000_00 - 50 * TAKER_FEE
-    assert engine.balances(engine.fee_account_id).cash == 2 * 50 * TAKER_FEE
+    assert engine.balances(engine.fee_account_id).cash == 3 * (2_00 + 3_50) + 2 * 50 * TAKER_FEE  # (the makers')
     book = engine.books["EUAZ27"]
-    assert book.last_price is None and book.window_lots == 0  # no last price, not in the settlement window
+    assert book.last_price == 72_00 and book.window_lots == 0  # the block set no price, is not in the window
+    assert engine.futures.house.day_lots["EUAZ27"] == 1  # nor in the lots that choose the benchmark month
+
+
+def test_a_contract_without_a_price_takes_no_block():
+    engine, clock = bare_engine()
+    refused = engine.handle(block(clock, "a", "b", Side.BUY))
+    assert one(refused, RequestRejected).code is RejectCode.NO_MARKET_PRICE
 
 
 def test_a_block_is_settled_at_the_end_of_day_like_any_position():

@@ -12,6 +12,7 @@ from exchange import (
     CASH_ASSET,
     AccountBlocked,
     AccountClosedOut,
+    BlockAccount,
     CancelOrder,
     CloseOutAccount,
     Deposit,
@@ -108,6 +109,14 @@ def test_refusals_say_why_and_change_nothing():
         assert error.code is RejectCode.INVALID_COUNTERPARTY
     else:
         raise AssertionError("an empty receiver was taken")
+
+
+def test_a_blocked_receiver_takes_nothing():
+    engine, clock = called_engine()
+    engine.handle(BlockAccount(ts=clock(), account="c"))
+    refused = engine.handle(CloseOutAccount(ts=clock(), account="a", to_account="c"))
+    assert one(refused, RequestRejected).code is RejectCode.ACCOUNT_BLOCKED
+    assert engine.futures.house.position("a", "EUAZ26") == -10
 
 
 def test_a_called_receiver_may_not_take_positions_that_add_margin():

@@ -652,6 +652,7 @@ BLOCK_CODES = {  # test_blocks.py (block trades need a futures engine)
     RejectCode.DUPLICATE_BLOCK_ID,
     RejectCode.BLOCK_TERMS_DIFFER,
     RejectCode.NOT_A_FUTURES_CONTRACT,
+    RejectCode.NO_MARKET_PRICE,
 }
 CLOSE_OUT_CODES = {RejectCode.NOT_ON_MARGIN_CALL}  # test_close_out.py
 

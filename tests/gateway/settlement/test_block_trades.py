@@ -37,6 +37,8 @@ async def block_and_efp(gateway) -> str:
         session(gateway, "broker") as broker,
         session(gateway, "cement-works") as watcher,
     ):
+        await broker.new_order(symbol, "S", 1, "72.00", client_order_id="s1")  # the contract's first price: a
+        await watcher.new_order(symbol, "B", 1, "72.00", client_order_id="b1")  # block needs one (513 before)
         await watcher.subscribe([symbol], ["trades"])
         util_inbox, bank_inbox = Inbox(util), Inbox(bank)
         first = await util.report_block("B-1", "bank", symbol, "B", 50, "72.30")

@@ -60,6 +60,7 @@ from gateway.wire.messages import (
     SnapshotTaken,
     Statistics,
     Subscribed,
+    TasPricedReport,
     TopOfBook,
     TradesAnswer,
     TradingPhaseReport,
@@ -680,6 +681,11 @@ CASES: list[tuple[dict, msgspec.Struct]] = [
     ({**CLEARED, "seq": 29}, auction(CLEARED, seq=29)),
     ({**CANCELLED, "seq": 30}, auction(CANCELLED, seq=30)),
     (
+        {"type": "tas_priced", "instrument": "EUAZ27TAS", "contract": "EUAZ27", "order_id": 5, "client_order_id": "t2"}
+        | {"side": "B", "quantity": 5, "price": 7228, "ts": TS, "seq": 12},
+        TasPricedReport("EUAZ27TAS", "EUAZ27", 5, "t2", "B", 5, 7228, TS, seq=12),
+    ),
+    (
         {"type": "close_out_report", "account": "fund", "to_account": "bank"}
         | {"transfers": [{"instrument": "EUAZ27", "lots": -10, "price": 7340}], "ts": TS, "request_id": 2, "seq": 9},
         CloseOutReport("fund", "bank", [TransferEntry("EUAZ27", -10, 7340)], TS, request_id=2, seq=9),
@@ -1035,7 +1041,7 @@ def body(frame: bytes) -> bytes:
 
 def test_every_schema_has_a_case():
     assert {type(message) for _, message in CASES} == set(OUTBOUND)
-    assert len(OUTBOUND) == len(set(OUTBOUND)) == 33
+    assert len(OUTBOUND) == len(set(OUTBOUND)) == 34
 
 
 def test_schemas_are_tagged_by_type_and_list_their_fields_in_wire_order():
