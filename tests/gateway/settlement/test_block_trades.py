@@ -7,14 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway_helpers import TIMEOUT, Inbox, demo_configuration, exchange_on_port, session
-from test_futures_settlement import shipped_futures
-
-from gateway.config import load_server_config
-from gateway.persistence.journal import Genesis
-from gateway.persistence.recovery import recover
-from gateway.settlement.ledger import SqliteLedgerStore
-from gateway.settlement.service import reconcile
+from gateway_helpers import TIMEOUT, Inbox, exchange_on_port, session
+from test_futures_settlement import assert_ledger_reconciles, replayed, shipped_futures
 
 
 async def next_trade(watcher) -> dict:
@@ -87,14 +81,7 @@ async def test_blocks_over_the_wire_settle_in_the_ledger_and_reconcile(tmp_path)
         await block_and_efp(gateway)
         engine = gateway.engine
         assert engine.balances("utility-north").units["EUA"] == units_before - 60_000
-    store = SqliteLedgerStore(ledger)
-    try:
-        report = reconcile(engine, store)
-        assert report.differences == [] and report.ok
-        assert store.holdings_of("broker")["EUA"] == engine.balances("broker").units["EUA"]
-        assert store.holdings_of("utility-north")["EUR"] == engine.balances("utility-north").cash
-    finally:
-        store.close()
+    assert_ledger_reconciles(engine, ledger)
 
 
 async def test_a_replay_rebuilds_the_blocks_exactly(tmp_path):
@@ -103,15 +90,6 @@ async def test_a_replay_rebuilds_the_blocks_exactly(tmp_path):
     async with exchange_on_port(futures=futures, data_dir=str(data_dir)) as gateway:
         symbol = await block_and_efp(gateway)
         engine = gateway.engine
-    before = engine.state_hash()
-    instruments, _, compliance = demo_configuration()
-    config = load_server_config()
-    recovered = recover(
-        data_dir, Genesis(dict(instruments), compliance, config.md_levels, config.resend_window, futures)
-    )
-    try:
-        replayed = recovered.core.engine
-        assert replayed.state_hash() == before
-        assert replayed.futures.house.position("utility-north", symbol) == 110
-    finally:
-        recovered.journal.close()
+    again = replayed(data_dir, futures)
+    assert again.state_hash() == engine.state_hash()
+    assert again.futures.house.position("utility-north", symbol) == 110

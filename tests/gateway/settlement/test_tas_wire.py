@@ -6,15 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from gateway_helpers import Inbox, demo_configuration, exchange_on_port, session
-from test_futures_settlement import shipped_futures
+from gateway_helpers import Inbox, exchange_on_port, session
+from test_futures_settlement import assert_ledger_reconciles, replayed, shipped_futures
 
 from exchange import ContractListed, EndOfDay, TASPriced
-from gateway.config import load_server_config
-from gateway.persistence.journal import Genesis
-from gateway.persistence.recovery import recover
-from gateway.settlement.ledger import SqliteLedgerStore
-from gateway.settlement.service import reconcile
 
 
 def trading_date(days_ahead: int) -> int:
@@ -62,12 +57,7 @@ async def test_a_tas_fill_over_the_wire_is_priced_and_reconciles(tmp_path):
     async with exchange_on_port(ledger=ledger, futures=shipped_futures()) as gateway:
         await trade_at_settlement(gateway)
         engine = gateway.engine
-    store = SqliteLedgerStore(ledger)
-    try:
-        report = reconcile(engine, store)
-        assert report.differences == [] and report.ok
-    finally:
-        store.close()
+    assert_ledger_reconciles(engine, ledger)
 
 
 async def test_a_replay_rebuilds_the_tas_state_exactly(tmp_path):
@@ -76,15 +66,6 @@ async def test_a_replay_rebuilds_the_tas_state_exactly(tmp_path):
     async with exchange_on_port(futures=futures, data_dir=str(data_dir)) as gateway:
         tas = await trade_at_settlement(gateway)
         engine = gateway.engine
-    before = engine.state_hash()
-    instruments, _, compliance = demo_configuration()
-    config = load_server_config()
-    recovered = recover(
-        data_dir, Genesis(dict(instruments), compliance, config.md_levels, config.resend_window, futures)
-    )
-    try:
-        replayed = recovered.core.engine
-        assert replayed.state_hash() == before
-        assert replayed.has_instrument(tas)
-    finally:
-        recovered.journal.close()
+    again = replayed(data_dir, futures)
+    assert again.state_hash() == engine.state_hash()
+    assert again.has_instrument(tas)
