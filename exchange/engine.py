@@ -289,9 +289,9 @@ class Engine:
         """Whether futures are configured (contracts listed by ListFutures), whether or not any is listed now."""
         return self.futures is not None
 
-    def futures_contracts(self, underlying: str | None = None, with_tas: bool = False) -> list[str]:
-        """The futures listed now (of an underlying, or all), nearest first, then (``with_tas``) their TAS books."""
-        return [] if self.futures is None else self.futures.contracts_of(underlying, with_tas)
+    def futures_contracts(self, underlying: str | None = None, with_books: bool = False) -> list[str]:
+        """Futures listed now (of an underlying, or all), nearest first, then (``with_books``) TAS books and spreads."""
+        return [] if self.futures is None else self.futures.contracts_of(underlying, with_books)
 
     def underlying(self, symbol: str) -> str | None:
         """The spot instrument a listed futures contract delivers; None for any other symbol."""

@@ -58,6 +58,7 @@ class ContractSeries:
     tick_size: int = 1  # cents a tonne (EUR 0.01)
     block_min_lots: int = 50  # the smallest block trade or EFP (ICE Endex EUA futures: 50 lots)
     tas_ticks: int = 10  # trade at settlement: offsets of up to this many ticks either side; 0: no TAS
+    december_spreads: bool = False  # a calendar spread book for each pair of consecutive Decembers listed
 
     def __post_init__(self) -> None:
         where = f"futures.{self.underlying}"

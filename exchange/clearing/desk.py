@@ -48,6 +48,7 @@ from .blocks import BlockRegister
 from .contracts import ContractSeries, FuturesContract, listed_contracts
 from .default import close_out
 from .house import ClearingHouse, daily_settlement_price, maintenance_margin, margin_of, most_traded
+from .spreads import CalendarSpreads
 from .tas import TradeAtSettlement
 from .terms import FuturesConfig
 
@@ -79,6 +80,7 @@ class FuturesDesk:
         self.blocks = BlockRegister(self)  # block trades and EFPs reported, waiting for their counterparty
         self.series = {series.underlying: series for series in config.series}
         self.tas = TradeAtSettlement(self)  # the TAS books, and the day's TAS fills waiting for their price
+        self.spreads = CalendarSpreads(self)  # the calendar spread books
 
     # -- listing -------------------------------------------------------------------------------
 
@@ -142,12 +144,12 @@ class FuturesDesk:
         self.contracts[contract.symbol] = contract
         self.house.list_contract(contract.symbol, series.lot_units)
 
-    def contracts_of(self, underlying: str | None = None, with_tas: bool = False) -> list[str]:
-        """The listed contracts (of one underlying, or all), nearest month first; ``with_tas``: then their TAS
-        books."""
+    def contracts_of(self, underlying: str | None = None, with_books: bool = False) -> list[str]:
+        """The listed contracts (of one underlying, or all), nearest month first; ``with_books``: then the books
+        beside them, TAS books and calendar spreads."""
         listed = [c for c in self.contracts.values() if underlying is None or c.underlying == underlying]
         symbols = [c.symbol for c in sorted(listed, key=lambda c: (c.year, c.month, c.underlying))]
-        return symbols + self.tas.symbols(symbols) if with_tas else symbols
+        return symbols + self.tas.symbols(symbols) + self.spreads.symbols(symbols) if with_books else symbols
 
     # -- fills ---------------------------------------------------------------------------------
 
@@ -175,6 +177,8 @@ class FuturesDesk:
         seller.reserved_cash -= fill * sell.reserve_per_lot
         if book.symbol in self.tas.books:  # a trade at settlement: priced at the end of day
             self.tas.fill(book, buy, sell, fill, price)
+        elif book.symbol in self.spreads.books:  # a calendar spread: its two legs
+            self.spreads.fill(book, buy, sell, fill, price)
         else:
             self.clear_trade(book.symbol, buyer, seller, fill, price)
 
@@ -243,6 +247,8 @@ class FuturesDesk:
                     counters.next_seq(), ts, margin.account, margin.contract, trading_date, margin.amount, position
                 )
             )
+        for series in self.config.series:  # pairs of Decembers both settled now get their spread books
+            self.spreads.list_books(series.underlying, trading_date, ts, events)
         for symbol in sorted(self.contracts):
             # (on or before: a last trading day whose end of day was never run, a manual schedule's, is caught up)
             if self.contracts[symbol].last_trading_day <= trading_date:
@@ -308,10 +314,10 @@ class FuturesDesk:
         tas = self.tas.of_contract(symbol)
         if tas is not None:  # its TAS book first: its fills were priced at the final price, before the margin
             self.tas.forget(tas)
-            expired = self._expire_orders(tas, ts, events)
-            engine.books[tas].flush_level_changes(events, ts)
-            engine.remove_book(tas)
-            events.append(ContractExpired(counters.next_seq(), ts, tas, final_price, expired))
+            self._remove_book(tas, final_price, ts, events)
+        for spread in self.spreads.of_contract(symbol):  # the spreads it is the near leg of
+            self.spreads.forget(spread)
+            self._remove_book(spread, None, ts, events)
         book = engine.books[symbol]
         orders_expired = self._expire_orders(symbol, ts, events)
         underlying = self.contracts[symbol].underlying
@@ -375,6 +381,13 @@ class FuturesDesk:
         events.append(ContractExpired(counters.next_seq(), ts, symbol, final_price, orders_expired))
         return holders
 
+    def _remove_book(self, symbol: str, final_price: int | None, ts: int, events: list) -> None:
+        """A book beside a contract (TAS, spread) going with it: its orders expire, it closes."""
+        expired = self._expire_orders(symbol, ts, events)
+        self.engine.books[symbol].flush_level_changes(events, ts)
+        self.engine.remove_book(symbol)
+        events.append(ContractExpired(self.engine.counters.next_seq(), ts, symbol, final_price, expired))
+
     def _expire_orders(self, symbol: str, ts: int, events: list) -> int:
         """Every open order of a book going away expires; how many."""
         engine = self.engine
@@ -422,28 +435,7 @@ class FuturesDesk:
         return close_out(self, cmd, events)
 
     def margin_view(self, account: Account) -> MarginView:
-        account_id = account.account_id
-        positions = tuple(
-            PositionView(
-                symbol,
-                lots,
-                self.house.settlement_prices.get(symbol),
-                self.contracts[symbol].last_trading_day,
-                self.contracts[symbol].delivery_day,
-            )
-            for symbol in self.contracts_of()
-            if (lots := self.house.position(account_id, symbol))
-        )
-        held = {
-            underlying: amount for (holder, underlying), amount in self.margins_held.items() if holder == account_id
-        }
-        initial = sum(held.values())
-        maintenance = sum(
-            maintenance_margin(amount, self.config.margins[underlying]) for underlying, amount in held.items()
-        )
-        return MarginView(
-            positions, initial, maintenance, account.reserved_cash - initial, account.cash, account.margin_called
-        )
+        return margin_view(self, account)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -461,3 +453,28 @@ class FuturesDesk:
             yield f"margin {account_id} {underlying} {held}"
         yield from self.blocks.state_lines()
         yield from self.tas.state_lines()
+        yield from self.spreads.state_lines()
+
+
+def margin_view(desk: FuturesDesk, account: Account) -> MarginView:
+    """An account's futures positions and the margin they take (Engine.margin)."""
+    account_id = account.account_id
+    positions = tuple(
+        PositionView(
+            symbol,
+            lots,
+            desk.house.settlement_prices.get(symbol),
+            desk.contracts[symbol].last_trading_day,
+            desk.contracts[symbol].delivery_day,
+        )
+        for symbol in desk.contracts_of()
+        if (lots := desk.house.position(account_id, symbol))
+    )
+    held = {underlying: amount for (holder, underlying), amount in desk.margins_held.items() if holder == account_id}
+    initial = sum(held.values())
+    maintenance = sum(
+        maintenance_margin(amount, desk.config.margins[underlying]) for underlying, amount in held.items()
+    )
+    return MarginView(
+        positions, initial, maintenance, account.reserved_cash - initial, account.cash, account.margin_called
+    )

@@ -30,6 +30,7 @@ SERIES_FIELDS = frozenset(
         "maintenance_bps",
         "block_min_lots",
         "tas_ticks",
+        "december_spreads",
     }
 )
 
@@ -113,7 +114,18 @@ def parse_futures(
             counts[name] = table.get(name, default)
             if type(counts[name]) is not int:
                 raise ConfigError(f"{where}.{name}", f"must be an integer, not {counts[name]!r}")
-        series.append(ContractSeries(underlying, lot_units=spot.lot_units, tick_size=spot.tick_size, **counts))
+        spreads = table.get("december_spreads", False)
+        if type(spreads) is not bool:
+            raise ConfigError(f"{where}.december_spreads", f"must be true or false, not {spreads!r}")
+        series.append(
+            ContractSeries(
+                underlying,
+                lot_units=spot.lot_units,
+                tick_size=spot.tick_size,
+                december_spreads=spreads,
+                **counts,
+            )
+        )
         amounts = {}
         for name in ("scanning_range_eur", "spread_charge_eur"):
             text = table.get(name)

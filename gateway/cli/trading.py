@@ -14,6 +14,7 @@ import asyncio
 import sys
 from decimal import Decimal, InvalidOperation
 
+from exchange.clearing.contracts import MONTH_CODES
 from exchange.clearing.tas import TAS_SUFFIX
 from exchange.instruments import cents_to_eur, eur_to_cents
 from gateway.cli.display import describe_report, eur, ladder
@@ -35,7 +36,13 @@ SIDES = {"buy": "B", "b": "B", "sell": "S", "s": "S"}
 MAX_PRICE = Decimal(10) ** 12  # a price has at most 12 digits before the point (docs/PROTOCOL.md, section 3)
 
 
-def euros(text: str | None, what: str = "price") -> str | None:
+def is_spread(symbol: str) -> bool:
+    """A calendar spread's symbol: two month codes with their years at the end (EUAZ26Z27)."""
+    tail = symbol[-6:]
+    return len(symbol) > 6 and tail[0] in MONTH_CODES and tail[3] in MONTH_CODES and (tail[1:3] + tail[4:]).isdigit()
+
+
+def euros(text: str | None, what: str = "price", signed: bool = False) -> str | None:
     """A price as typed, in euros ("70.25"), checked and written as the protocol reads it ("70.25"); a
     :class:`UsageError` saying what is wrong with it: not a number, negative, zero, a fraction of a cent, too
     large. (Whether it is on the instrument's tick is known after logon: :func:`_check_tick`.)"""
@@ -47,11 +54,11 @@ def euros(text: str | None, what: str = "price") -> str | None:
         amount = None
     if amount is None or not amount.is_finite():
         raise UsageError(f"{what} {text!r} is not a number: write it in euros with a dot, e.g. 70.25")
-    if amount < 0:
+    if amount < 0 and not signed:
         raise UsageError(f"{what} {text} is negative: a price is above zero, in euros, e.g. 70.25")
-    if amount == 0:
+    if amount == 0 and not signed:
         raise UsageError(f"{what} {text} is zero: a price is above zero, in euros, e.g. 70.25")
-    if amount >= MAX_PRICE:
+    if abs(amount) >= MAX_PRICE:
         raise UsageError(f"{what} {text} is too large: at most 12 digits before the decimal point")
     if amount * 100 != (amount * 100).to_integral_value():
         raise UsageError(
@@ -90,8 +97,8 @@ def _check_order(args: argparse.Namespace) -> None:
             raise UsageError(
                 f"a TAS price is whole ticks either side of the settlement price (-2, 0, 3), not {args.price!r}"
             ) from None
-    else:
-        args.price = euros(args.price)
+    else:  # (a calendar spread's price may be zero or below: the near month's less the far one's)
+        args.price = euros(args.price, signed=is_spread(args.instrument))
     args.stop = euros(args.stop, "stop price")
 
 

@@ -176,7 +176,7 @@ class ExchangeCollector:
             "The trading phase of each instrument: 1 for the phase it is in, 0 for the others",
             labels=["instrument", "phase"],
         )
-        for symbol in [*sorted(engine.instruments), *engine.futures_contracts(with_tas=True)]:  # spot, then futures
+        for symbol in [*sorted(engine.instruments), *engine.futures_contracts(with_books=True)]:  # spot, then futures
             feed = gateway.feed.instruments[symbol]
             trades.add_metric([symbol], feed.seq["trades"])
             trades_today.add_metric([symbol], feed.trades)

@@ -103,7 +103,8 @@ MAX_FILLS_KEPT = 10_000  # an account's fills of the day kept for its ``trades``
 AVERAGE_PRICE_PLACES = Decimal("0.0001")  # average prices are euros to 4 decimals, rounded half to even
 
 
-PRICE_TEXT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,12})?")  # a plain decimal: no sign, exponent or spaces
+# A plain decimal: no exponent or spaces; a minus sign for a calendar spread's price (any other book refuses one)
+PRICE_TEXT = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,12})?")
 
 
 def price_in_cents(value: int | str | None, instrument: Instrument | None, field: str) -> int | None:

@@ -66,10 +66,10 @@ class SessionRequests:
         }
 
     def _futures_list(self) -> list:
-        """The futures contracts listed now, nearest first, then their TAS books (they come and go with the
-        calendar)."""
+        """The futures contracts listed now, nearest first, then their TAS and spread books (they come and go with
+        the calendar)."""
         engine = self.sequencer.engine
-        listed = (engine.instrument(symbol) for symbol in engine.futures_contracts(with_tas=True))
+        listed = (engine.instrument(symbol) for symbol in engine.futures_contracts(with_books=True))
         return [instrument_entry(instrument) for instrument in listed if instrument is not None]
 
     def accept_logon(self, session: Session, request: AcceptLogon) -> None:

@@ -186,7 +186,7 @@ class CalendarRunner:
             SetTradingPhase(ts=0, instrument=symbol, phase=TradingPhase.CLOSED, from_phase=engine.phase(symbol))
             for underlying in engine.instruments
             if f"opening_call:{underlying}" not in done
-            for symbol in (underlying, *engine.futures_contracts(underlying, with_tas=True))  # (its futures with it)
+            for symbol in (underlying, *engine.futures_contracts(underlying, with_books=True))  # (its futures with it)
             if engine.phase(symbol) in TRADING
         ]
         if commands:
@@ -260,9 +260,9 @@ class CalendarRunner:
             following = next(self.calendar.trading_days(number_date(point.trading_date) + dt.timedelta(days=1)))
             commands.append(ListFutures(ts=0, trading_date=date_number(following)))
         elif point.action in FOLLOWED_BY_FUTURES and point.instrument is not None:
-            # (a TAS book follows the phases, not the settlement window: its prices are offsets from that settlement)
-            with_tas = point.action != "settlement_window"
-            for contract in self.engine.futures_contracts(point.instrument, with_tas):
+            # (TAS and spread books follow the phases, not the settlement window: no settlement price of their own)
+            with_books = point.action != "settlement_window"
+            for contract in self.engine.futures_contracts(point.instrument, with_books):
                 commands += self._spot_commands_for(dataclasses.replace(point, instrument=contract))
         return commands
 

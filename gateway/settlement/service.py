@@ -265,10 +265,14 @@ class Settlement:
         _add(deltas, event.auctioneer, CASH_ASSET, event.proceeds)
 
     def _is_futures(self, symbol: str) -> bool:
-        """A futures contract's symbol: a spot instrument's, a month code and two digits (EUAZ27); or its TAS
-        book's (EUAZ27TAS)."""
+        """A futures book's symbol: a spot instrument's, then a month code and two digits (EUAZ27), once more for a
+        calendar spread (EUAZ26Z27), or ``TAS`` after a contract's (EUAZ27TAS)."""
         symbol = symbol.removesuffix(TAS_SUFFIX)
-        return symbol[:-3] in self._lot_units and symbol[-3:-2] in MONTH_CODES and symbol[-2:].isdigit()
+        while len(symbol) > 3 and symbol[-3] in MONTH_CODES and symbol[-2:].isdigit():
+            symbol = symbol[:-3]
+            if symbol in self._lot_units:
+                return True
+        return False
 
     def _settle_variation_margin(
         self, event: VariationMarginPaid, batch: LedgerBatch, deltas: dict[tuple[str, str], int]

@@ -44,13 +44,13 @@ def settled_engine():
 
 def test_no_tas_before_a_first_settlement():
     engine, _ = futures_engine()
-    assert engine.futures_contracts(with_tas=True) == ["EUAZ26", "EUAZ27", "EUAZ28"]
+    assert engine.futures_contracts(with_books=True) == ["EUAZ26", "EUAZ27", "EUAZ28"]
     assert not engine.has_instrument("EUAZ26TAS")
 
 
 def test_a_tas_fill_moves_the_position_now_and_is_priced_at_the_settlement_plus_its_offset():
     engine, clock = settled_engine()
-    assert engine.futures_contracts("EUA", with_tas=True)[-1] == "EUAZ26TAS"
+    assert engine.futures_contracts("EUA", with_books=True)[-1] == "EUAZ26TAS"
     engine.handle(order(clock, "a", "EUAZ26TAS", Side.SELL, 3, -2, "t1"))  # two ticks under the settlement
     events = engine.handle(order(clock, "b", "EUAZ26TAS", Side.BUY, 3, 0, "t2"))
     trade = one(events, Trade)
