@@ -512,7 +512,9 @@ def reconcile(engine: Engine, store: LedgerStore) -> ReconciliationReport:
     4. for every asset, the total over all accounts, in the ledger and in
        the engine, equals everything deposited minus everything withdrawn
        or surrendered (retired): trading, fees and penalties only move
-       assets between accounts.
+       assets between accounts (futures variation margin and deliveries too);
+    5. with futures, every contract's positions net to zero across the
+       accounts (each long lot is someone's short lot).
     """
     differences: list[str] = []
     assets = [CASH_ASSET, *engine.instruments]
@@ -567,6 +569,14 @@ def reconcile(engine: Engine, store: LedgerStore) -> ReconciliationReport:
                     f"{format_amount(asset, brought_in)} was deposited net of withdrawals "
                     f"and surrenders"
                 )
+    net_positions: dict[str, int] = {}
+    for account_id in engine_balances:
+        margin = engine.margin(account_id)
+        for position in () if margin is None else margin.positions:
+            net_positions[position.instrument] = net_positions.get(position.instrument, 0) + position.lots
+    for contract, lots in sorted(net_positions.items()):
+        if lots:
+            differences.append(f"{contract}: positions net to {lots:+,} lots across the accounts, not zero")
     return ReconciliationReport(not differences, differences, settled, engine_seq, len(every_account), totals)
 
 

@@ -77,6 +77,13 @@ async def test_a_futures_day_through_the_gateway_settles_in_the_ledger(tmp_path)
         assert margins == {"utility-north": 5 * 1_000 * 30, "bank": -5 * 1_000 * 30}  # EUR 1,500 each way
         engine = gateway.engine
     assert_ledger_reconciles(engine, ledger)
+    engine.futures.house.positions[symbol]["bank"].lots += 1  # a lot from nowhere: caught
+    store = SqliteLedgerStore(ledger)
+    try:
+        report = reconcile(engine, store)
+        assert report.differences == [f"{symbol}: positions net to +1 lots across the accounts, not zero"]
+    finally:
+        store.close()
 
 
 async def test_a_replay_of_the_journal_rebuilds_the_futures_state_exactly(tmp_path):
