@@ -478,3 +478,46 @@ def margin_view(desk: FuturesDesk, account: Account) -> MarginView:
     return MarginView(
         positions, initial, maintenance, account.reserved_cash - initial, account.cash, account.margin_called
     )
+
+
+def list_book_beside(
+    desk: FuturesDesk, contract_symbol: str, symbol: str, name: str, lowest: int, highest: int, ts: int, events: list
+) -> None:
+    """A book beside a contract (its TAS book, a calendar spread): the contract's terms, lot, fees and the margin a
+    working lot holds, prices from ``lowest`` to ``highest`` (cents; zero and below allowed), no reference of
+    its own (no band, no collar), in the contract's phase; listed like a contract (``ContractListed``)."""
+    from ..book import OrderBook  # (the book imports the desk's type: imported here, when first needed)
+
+    engine = desk.engine
+    outright, contract = engine.books[contract_symbol], desk.contracts[contract_symbol]
+    instrument = replace(
+        outright.instrument,
+        symbol=symbol,
+        name=name,
+        min_price=lowest,
+        max_price=highest,
+        reference_price=0,
+        price_band_bps=0,
+        volatility_band_bps=0,
+        market_collar=None,
+    )
+    book = OrderBook(instrument, engine.counters, engine.open_orders, engine.fee_account)
+    book.clearing = desk
+    book.phase = outright.phase
+    book.margin_per_lot = outright.margin_per_lot
+    engine.add_book(book)
+    events.append(
+        ContractListed(
+            engine.counters.next_seq(),
+            ts,
+            symbol,
+            contract.underlying,
+            contract.year,
+            contract.month,
+            contract.last_trading_day,
+            contract.delivery_day,
+            outright.tick_size,
+            instrument.lot_units,
+            book.phase,
+        )
+    )

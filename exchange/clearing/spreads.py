@@ -23,10 +23,7 @@ expires. Implied prices (a spread order matching outright orders in the two legs
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import TYPE_CHECKING
-
-from ..events import ContractListed
 
 if TYPE_CHECKING:
     from ..book import OrderBook
@@ -57,45 +54,14 @@ class CalendarSpreads:
                 self._open(symbol, near, far, ts, events)
 
     def _open(self, symbol: str, near: str, far: str, ts: int, events: list) -> None:
-        from ..book import OrderBook  # (the book imports the desk's type: imported here, when first needed)
+        from .desk import list_book_beside  # (the desk imports this module: imported here, when first needed)
 
         desk = self.desk
-        engine = desk.engine
-        outright = engine.books[near]
         contract, later = desk.contracts[near], desk.contracts[far]
-        highest = outright.instrument.max_price
-        instrument = replace(
-            outright.instrument,
-            symbol=symbol,
-            name=f"{contract.underlying} Dec-{contract.year % 100:02d}/Dec-{later.year % 100:02d} spread",
-            min_price=-highest,
-            max_price=highest,
-            reference_price=0,
-            price_band_bps=0,
-            volatility_band_bps=0,
-            market_collar=None,
-        )
-        book = OrderBook(instrument, engine.counters, engine.open_orders, engine.fee_account)
-        book.clearing = desk
-        book.phase = outright.phase
-        book.margin_per_lot = outright.margin_per_lot
-        engine.add_book(book)
+        name = f"{contract.underlying} Dec-{contract.year % 100:02d}/Dec-{later.year % 100:02d} spread"
+        highest = desk.engine.books[near].instrument.max_price
+        list_book_beside(desk, near, symbol, name, -highest, highest, ts, events)
         self.books[symbol] = (near, far)
-        events.append(
-            ContractListed(
-                engine.counters.next_seq(),
-                ts,
-                symbol,
-                contract.underlying,
-                contract.year,
-                contract.month,
-                contract.last_trading_day,
-                contract.delivery_day,
-                outright.tick_size,
-                outright.instrument.lot_units,
-                book.phase,
-            )
-        )
 
     def fill(self, book: OrderBook, buy: Order, sell: Order, lots: int, price: int) -> None:
         """A spread fill: the buyer buys the near month and sells the far one, the seller the other way."""

@@ -21,10 +21,9 @@ is priced. At the contract's expiry its TAS book goes with it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..events import ContractListed, TASPriced
+from ..events import TASPriced
 
 if TYPE_CHECKING:
     from ..book import OrderBook
@@ -45,7 +44,7 @@ class TradeAtSettlement:
 
     def list_book(self, contract_symbol: str, trading_date: int, ts: int, events: list) -> None:
         """The contract's TAS book, listed after its first settlement (not on its last trading day's)."""
-        from ..book import OrderBook  # (the book imports the desk's type: imported here, when first needed)
+        from .desk import list_book_beside  # (the desk imports this module: imported here, when first needed)
 
         desk = self.desk
         contract = desk.contracts[contract_symbol]
@@ -53,41 +52,10 @@ class TradeAtSettlement:
         symbol = contract_symbol + TAS_SUFFIX
         if not ticks or symbol in self.books or contract.last_trading_day <= trading_date:
             return
-        engine = desk.engine
-        outright = engine.books[contract_symbol]
-        tick = outright.tick_size
-        instrument = replace(
-            outright.instrument,
-            symbol=symbol,
-            name=f"{outright.instrument.name} TAS",
-            min_price=-ticks * tick,
-            max_price=ticks * tick,
-            reference_price=0,
-            price_band_bps=0,
-            volatility_band_bps=0,
-            market_collar=None,
-        )
-        book = OrderBook(instrument, engine.counters, engine.open_orders, engine.fee_account)
-        book.clearing = desk
-        book.phase = outright.phase
-        book.margin_per_lot = outright.margin_per_lot
-        engine.add_book(book)
+        tick = desk.engine.books[contract_symbol].tick_size
+        name = f"{desk.engine.books[contract_symbol].instrument.name} TAS"
+        list_book_beside(desk, contract_symbol, symbol, name, -ticks * tick, ticks * tick, ts, events)
         self.books[symbol] = contract_symbol
-        events.append(
-            ContractListed(
-                engine.counters.next_seq(),
-                ts,
-                symbol,
-                contract.underlying,
-                contract.year,
-                contract.month,
-                contract.last_trading_day,
-                contract.delivery_day,
-                tick,
-                outright.instrument.lot_units,
-                book.phase,
-            )
-        )
 
     def fill(self, book: OrderBook, buy: Order, sell: Order, lots: int, offset: int) -> None:
         """A TAS fill: the contract's positions move now at a price of zero; the price comes at the end of day."""
