@@ -26,6 +26,7 @@ from .commands import (
     OpenAccount,
     OpenPrimaryAuction,
     OpenSettlementWindow,
+    RecordAllocation,
     RecordEmissions,
     RegisterInstallation,
     ReplaceOrder,
@@ -129,6 +130,7 @@ COMMAND_TYPES = (
     ListFutures,
     ReportBlockTrade,
     CloseOutAccount,
+    RecordAllocation,
 )
 
 __all__ = [
@@ -140,6 +142,7 @@ __all__ = [
     "InstallationRegistered",
     "ObligationCarriedOver",
     "PenaltyCharged",
+    "RecordAllocation",
     "RecordEmissions",
     "RegisterInstallation",
     "Surrender",

@@ -77,6 +77,7 @@ class OrderBook:
         "maker_fee",
         "taker_fee",
         "price_band_bps",
+        "price_band_one_sided",
         "volatility_band_bps",
         "market_collar",
         "bids",
@@ -138,6 +139,7 @@ class OrderBook:
         self.maker_fee, self.taker_fee = instrument.maker_fee, instrument.taker_fee
         self.price_band_bps, self.volatility_band_bps = instrument.price_band_bps, instrument.volatility_band_bps
         self.market_collar = instrument.market_collar
+        self.price_band_one_sided = instrument.price_band_one_sided
 
     # -- queries -------------------------------------------------------------------------
 

@@ -129,13 +129,24 @@ class RejectCode(IntEnum):
         609,
         "instrument does not count for compliance (neither an allowance nor an eligible credit)",
     )
-    CREDIT_LIMIT_EXCEEDED = 610, "project credits would exceed the installation's share of the year's obligation"
+    CREDIT_LIMIT_EXCEEDED = (
+        610,
+        "project credits would exceed the installation's entitlement (its share of allocation or obligation)",
+    )
     SURRENDER_EXCEEDS_OBLIGATION = 611, "units would exceed the obligation still outstanding for the year"
     COMPLIANCE_YEAR_CLOSED = 612, "the surrender deadline for this year has passed"
     DEADLINE_OUT_OF_ORDER = (
         613,
         "a deadline must follow the last one (later year, later date) with no earlier year still open",
     )
+    UNIT_NOT_ELIGIBLE_FOR_YEAR = (
+        614,
+        "these units do not count for this year (their period, type or project is not accepted in its phase)",
+    )
+    YEAR_OUTSIDE_PHASES = 615, "no compliance phase is configured for this year"
+    DEADLINE_NOT_DUE = 616, "the year's surrender deadline has not come yet"
+    ALLOCATION_ALREADY_RECORDED = 617, "allocation for this installation and year is already recorded"
+    INVALID_ALLOCATION = 618, "allocation must be a whole number of units, zero or more"
 
     # -- 700: session and protocol (the gateway: gateway.wire.protocol, gateway.node) ------------
     # "closes" marks the codes after which the exchange ends the connection (a logout carries the code).

@@ -548,8 +548,9 @@ def _check_year(year: object) -> None:
 class RegisterInstallation(Command, frozen=True):
     """Make an open account an installation that must cover its emissions (admin); once per account.
 
-    ``credit_limit_bps``: the share of each year's obligation that project
-    credits (CER, ERU) may cover, in basis points (2200 = 22%, Germany 2008-12).
+    ``credit_limit_bps``: the installation's share for project credits (CER,
+    ERU), in basis points (2200 = 22%, Germany 2008-12): of its allocation over
+    the phase, or of each year's obligation, as the phase's rules say.
     """
 
     ts: int
@@ -561,6 +562,22 @@ class RegisterInstallation(Command, frozen=True):
         _check_account(self.account)
         if type(self.credit_limit_bps) is not int or not 0 <= self.credit_limit_bps <= 10_000:
             raise InvalidCommand(RejectCode.INVALID_CREDIT_LIMIT, "credit_limit_bps")
+
+
+class RecordAllocation(Command, frozen=True):
+    """Record an installation's free allocation for a year (admin); once per installation and year."""
+
+    ts: int
+    account: str
+    year: int
+    units: int  # allowances allocated free of charge, zero or more
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+        _check_year(self.year)
+        if type(self.units) is not int or not 0 <= self.units <= MAX_TONNES:
+            raise InvalidCommand(RejectCode.INVALID_ALLOCATION, "units")
 
 
 class RecordEmissions(Command, frozen=True):

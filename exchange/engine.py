@@ -76,6 +76,7 @@ from .commands import (
     OpenAccount,
     OpenPrimaryAuction,
     OpenSettlementWindow,
+    RecordAllocation,
     RecordEmissions,
     RegisterInstallation,
     ReplaceOrder,
@@ -148,9 +149,8 @@ class Engine:
         (for replaying order flow in research, and for measuring what the
         risk path costs).
 
-        ``compliance`` says which instruments count for EU ETS compliance
-        and what a missing tonne costs (default: none count; EUR 100); see
-        :mod:`exchange.compliance`.
+        ``compliance``: the EU ETS rules of each year (default: nothing
+        counts); see :mod:`exchange.compliance`.
 
         ``futures``: the futures series listed and cleared (``ListFutures``
         lists each day's contracts; :mod:`exchange.clearing`); they need
@@ -195,6 +195,7 @@ class Engine:
             Deposit: self._deposit,
             Withdraw: accounts.withdraw,
             RegisterInstallation: self.compliance.register_installation,
+            RecordAllocation: self.compliance.record_allocation,
             RecordEmissions: self.compliance.record_emissions,
             Surrender: self.compliance.surrender,
             ComplianceDeadline: self.compliance.deadline,

@@ -242,7 +242,15 @@ class SelfTradePreventionSet(Event, frozen=True):
 
 class InstallationRegistered(Event, frozen=True):
     account: str
-    credit_limit_bps: int  # share of each year's obligation project credits may cover
+    credit_limit_bps: int  # the share project credits may cover: of the allocation over a phase, or of an obligation
+
+
+class AllocationRecorded(Event, frozen=True):
+    account: str
+    year: int
+    units: int  # the year's free allocation
+    credit_entitlement: int  # project credits that may count now (over the phase when capped on allocation)
+    credits_left: int  # of which not yet used
 
 
 class EmissionsRecorded(Event, frozen=True):
@@ -269,7 +277,8 @@ class UnitsSurrendered(Event, frozen=True):
 
 
 class PenaltyCharged(Event, frozen=True):
-    """A shortfall at a deadline was charged; ``owed`` is what the available cash could not pay."""
+    """A shortfall at a deadline was charged; ``owed`` is owed to the authority (all of it unless the venue
+    takes penalties from cash: then what the available cash could not pay)."""
 
     account: str
     year: int

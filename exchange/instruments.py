@@ -51,6 +51,10 @@ class Instrument:
     # it sends the instrument into a volatility interruption instead; 0: no band.
     volatility_band_bps: int = 0
     volatility_call_seconds: int = 120  # length of a volatility interruption's call (the gateway's timer)
+    # The band refuses only the side that would trade through it, as ICE applies its reasonability limits (ICE
+    # Futures Europe Rule 8B.05(c)): a buy above the upper limit, a sell below the lower one. A buy below the band
+    # or a sell above it cannot trade at an unrepresentative price, so it may rest. False: both sides are held to it.
+    price_band_one_sided: bool = True
     max_fee: int = field(init=False, repr=False, compare=False)  # the larger fee: what a buy must hold back
 
     def __post_init__(self) -> None:
@@ -72,6 +76,7 @@ _FIELDS = {
     "reference_price_eur",
     "market_collar_eur",
     "price_band_bps",
+    "price_band_sides",
     "maker_fee_eur",
     "taker_fee_eur",
     "volatility_band_bps",
@@ -126,6 +131,9 @@ def _parse_instrument(symbol: str, table: Any) -> Instrument:
     band = table.get("price_band_bps", 0)
     if type(band) is not int or not 0 <= band <= 10_000:
         raise ConfigError(f"{where}.price_band_bps", "must be an integer from 0 to 10000 basis points")
+    band_sides = table.get("price_band_sides", "one")
+    if band_sides not in ("one", "both"):
+        raise ConfigError(f"{where}.price_band_sides", f'must be "one" or "both", not {band_sides!r}')
     volatility_band = table.get("volatility_band_bps", 0)
     if type(volatility_band) is not int or not 0 <= volatility_band <= 10_000:
         raise ConfigError(f"{where}.volatility_band_bps", "must be an integer from 0 to 10000 basis points")
@@ -153,6 +161,7 @@ def _parse_instrument(symbol: str, table: Any) -> Instrument:
         reference_price=reference_price,
         market_collar=market_collar,
         price_band_bps=band,
+        price_band_one_sided=band_sides == "one",
         maker_fee=fees["maker_fee_eur"],
         taker_fee=fees["taker_fee_eur"],
         volatility_band_bps=volatility_band,

@@ -59,7 +59,8 @@ def reserve(
     highest price, a sell at the reference price). ``held`` is what the order holds already (a replace): it
     counts as available, and the new hold replaces it. The band applies
     to a new price only (``price_changed``): an order keeping its price is not
-    refused because the market moved away from it. Nothing changes when a
+    refused because the market moved away from it; one-sided (the default), it
+    refuses only a buy above it and a sell below it. Nothing changes when a
     rule is broken.
     """
     if price is None:
@@ -70,7 +71,8 @@ def reserve(
             price = book.reference_price() if collar is None else max(book.reference_price() - collar, book.min_price)
     elif book.price_band_bps and stop_price is None and price_changed:
         reference = book.reference_price()
-        if abs(price - reference) * 10_000 > reference * book.price_band_bps:
+        through = price - reference if side is BUY else reference - price  # how far it reaches into the market
+        if (through if book.price_band_one_sided else abs(through)) * 10_000 > reference * book.price_band_bps:
             return -RejectCode.PRICE_OUTSIDE_BAND
     lot_units = book.lot_units
     limit = account.order_value_limit

@@ -193,7 +193,7 @@ class Simulation:
     # -- choosing an instrument ------------------------------------------------------------
 
     def _compliance_symbol(self, who: str) -> str:
-        return "CER" if who == "cement-works" and self.random.random() < 0.3 else "EUA"
+        return "EUA"  # the only unit that counts for the demo's compliance year (CERs have not since 2013)
 
     def _maker_symbol(self, who: str) -> str:
         return self.random.choice(("EUA", "EUA", "CER", "ERU"))
@@ -606,16 +606,19 @@ async def _close_compliance_year(gateway: TradingGateway, out: TextIO) -> None:
         ]
     )
     commands: list = []
-    allowances, credits = engine.compliance_config.allowances, engine.compliance_config.credits
+    rules = engine.compliance_config
+    credits_left = {row.account: row.credits_left for row in engine.compliance_report(COMPLIANCE_YEAR)}
     for account_id, tonnes_emitted in VERIFIED_EMISSIONS.items():
         holdings, installation = engine.balances(account_id), engine.installation(account_id)
         if holdings is None or installation is None:
             raise ConfigError("accounts", f"the demo needs {account_id} as an installation with its holdings")
         owed = tonnes_emitted
-        credit_room = tonnes_emitted * installation.credit_limit_bps // 10_000
-        for symbol in (*credits, *allowances):  # credits first: they are cheaper and capped
+        credit_room = credits_left.get(account_id, 0)
+        for symbol in (*rules.credits, *rules.allowances):  # credits first: they are cheaper and capped
+            if not rules.counts_for(symbol, COMPLIANCE_YEAR):
+                continue  # (CERs and ERUs count for no year since 2013: the rules by year refuse them)
             available = holdings.units[symbol] - holdings.reserved_units[symbol]
-            units = min(available, owed, credit_room if symbol in credits else owed)
+            units = min(available, owed, credit_room if symbol in rules.credits else owed)
             if units > 0:
                 commands.append(
                     Surrender(
@@ -623,7 +626,7 @@ async def _close_compliance_year(gateway: TradingGateway, out: TextIO) -> None:
                     )
                 )
                 owed -= units
-                if symbol in credits:
+                if symbol in rules.credits:
                     credit_room -= units
     commands.append(ComplianceDeadline(ts=time.time_ns(), year=COMPLIANCE_YEAR, date=COMPLIANCE_DEADLINE))
     await gateway.run_operator_commands(commands)

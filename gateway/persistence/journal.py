@@ -157,7 +157,7 @@ def segment_start(first_seq: int, genesis: Genesis, journal_id: bytes) -> bytes:
     )
 
 
-def _init_fields(value: Instrument | ComplianceConfig) -> dict:
+def _init_fields(value: Instrument) -> dict:
     return {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init}
 
 
@@ -172,10 +172,7 @@ class Genesis:
     futures: FuturesConfig | None = None
 
     def to_value(self) -> dict:
-        compliance = None
-        if self.compliance is not None:
-            compliance = _init_fields(self.compliance)
-            compliance["penalty_by_year"] = [list(pair) for pair in dict(compliance["penalty_by_year"]).items()]
+        compliance = None if self.compliance is None else self.compliance.to_value()
         return {
             "format": 1,
             "instruments": [_init_fields(instrument) for instrument in self.instruments.values()],
@@ -189,12 +186,13 @@ class Genesis:
     def from_value(cls, value: dict) -> Genesis:
         if value.get("format") != 1:
             raise JournalError(f"journal genesis format {value.get('format')!r} is not known to this version")
-        instruments = {entry["symbol"]: Instrument(**entry) for entry in value["instruments"]}
+        # (a journal begun before the one-sided band has no "price_band_one_sided": its band held both sides)
+        instruments = {
+            entry["symbol"]: Instrument(**{"price_band_one_sided": False, **entry}) for entry in value["instruments"]
+        }
         compliance = value["compliance"]
         if compliance is not None:
-            compliance = ComplianceConfig(
-                **{**compliance, "penalty_by_year": tuple(tuple(pair) for pair in compliance["penalty_by_year"])}
-            )
+            compliance = ComplianceConfig.from_value(compliance)
         # (a journal begun before the trading calendar also holds "settlement_window": the calendar sets it now)
         # (a journal begun before futures has no "futures": it had none)
         futures = value.get("futures")

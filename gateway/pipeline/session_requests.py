@@ -235,6 +235,7 @@ def instrument_entry(instrument: Instrument) -> InstrumentTerms:
         reference_price=instrument.reference_price // tick,
         market_collar=None if instrument.market_collar is None else instrument.market_collar // tick,
         price_band_bps=instrument.price_band_bps,
+        price_band_sides="one" if instrument.price_band_one_sided else "both",
         maker_fee=instrument.maker_fee,
         taker_fee=instrument.taker_fee,
         volatility_band_bps=instrument.volatility_band_bps,

@@ -71,6 +71,7 @@ class InstrumentTerms(msgspec.Struct, gc=False):
     reference_price: int
     market_collar: int | None
     price_band_bps: int
+    price_band_sides: str  # "one": only a buy above the band or a sell below it is refused; "both": either
     maker_fee: int
     taker_fee: int
     volatility_band_bps: int

@@ -73,9 +73,12 @@ TST = parse_instruments(
 EUR = 100  # cents in a euro
 PENALTY = 100 * EUR  # default penalty per tonne, cents
 
-# The venue's compliance table (DOMAIN.md), as the gateway's configuration would hold it.
+# Compliance without rules by year (no phases: every allowance and credit counts every year, credits
+# within a share of the year's obligation), with penalties taken from cash: the rules carbonx had before
+# the rules by year, still a venue's choice. The rules of each year are tested in test_compliance_by_year.py.
 VENUE_TOML = """
 [compliance]
+penalty_collection = "cash"           # the exchange takes penalties from available cash
 allowances = ["EUA"]                  # count 1:1 against any obligation
 credits = ["CER", "ERU"]              # together, up to each installation's credit_limit_bps of its obligation
 penalty_eur = "100.00"                # per missing tonne, from 2008
@@ -403,7 +406,11 @@ def test_penalty_with_no_cash_is_all_owed_and_opens_no_penalty_account():
 
 def test_penalty_per_year_and_penalty_account_come_from_the_config():
     config = ComplianceConfig(
-        allowances=("EUA",), penalty_per_tonne=12_345, penalty_by_year={2007: 40 * EUR}, penalty_account="fines"
+        allowances=("EUA",),
+        penalty_per_tonne=12_345,
+        penalty_by_year={2007: 40 * EUR},
+        penalty_account="fines",
+        penalty_collection="cash",
     )
     r = Registry(config)
     r.installation("mill", eur=1_000_000)
@@ -531,7 +538,8 @@ def test_report_per_year_and_installation():
     assert compliance_report(r.engine.compliance, 2009) == rows[2:4]
     assert [row.account for row in compliance_report(r.engine.compliance, 2030)] == ["mill", "works"]
     lines = format_report(rows)
-    assert len(lines) == 7 and lines[0].split()[:5] == ["year", "account", "emissions", "carried", "obligation"]
+    assert len(lines) == 7
+    assert lines[0].split()[:6] == ["year", "account", "allocation", "emissions", "carried", "obligation"]
     assert "280000.00" in lines[3] and lines[-1].endswith("open")
 
 
@@ -775,7 +783,9 @@ def test_boundary_values_can_be_built():
 
 
 def test_every_compliance_code_is_produced():
-    produced = {case[2] for case in ENGINE_CASES} | {case[2] for case in BUILD_CASES}
+    from test_compliance_by_year import BY_YEAR_BUILD_CASES, BY_YEAR_CASES  # the codes of the rules by year
+
+    produced = {case[2] for case in (*ENGINE_CASES, *BUILD_CASES, *BY_YEAR_CASES, *BY_YEAR_BUILD_CASES)}
     assert {code for code in RejectCode if 600 <= code < 700} <= produced
     for code in RejectCode:
         if 600 <= code < 700:

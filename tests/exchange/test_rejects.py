@@ -424,7 +424,7 @@ CASES = [
     ("replace value over the limit", replace(order_id=5, quantity=51), RejectCode.ORDER_VALUE_OVER_LIMIT, RISK),
     ("price above the band", new(price=7351), RejectCode.PRICE_OUTSIDE_BAND, RISK),
     ("sell price below the band", new(side=Side.SELL, price=6649, quantity=1), RejectCode.PRICE_OUTSIDE_BAND, RISK),
-    ("replace below the band", replace(order_id=5, quantity=None, price=6649), RejectCode.PRICE_OUTSIDE_BAND, RISK),
+    ("replace sell below the band", replace(quantity=None, price=6649), RejectCode.PRICE_OUTSIDE_BAND, RISK),
     # -- matching
     ("post-only would take", new(price=7000, post_only=True), RejectCode.POST_ONLY_WOULD_TAKE, ENGINE),
     (
@@ -686,7 +686,7 @@ def test_every_primary_auction_code_has_its_own_test():
 
 
 def test_every_compliance_code_has_its_own_test():
-    source = (Path(__file__).parent / "test_compliance.py").read_text()
+    source = "".join((Path(__file__).parent / name).read_text() for name in ("test_compliance.py", "test_compliance_by_year.py"))
     assert COMPLIANCE_CODES and all(f"RejectCode.{code.name}" in source for code in COMPLIANCE_CODES)
 
 

@@ -21,6 +21,7 @@ every asset is conserved after every command.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import random
 from typing import NamedTuple
@@ -112,8 +113,10 @@ NO_BAND = parse_instruments(
 )
 
 
-def risk_engine(extra: dict | None = None, **options) -> Engine:
+def risk_engine(extra: dict | None = None, *, band_both_sides: bool = False, **options) -> Engine:
     instruments = shipped_instruments()
+    if band_both_sides:
+        instruments = {s: dataclasses.replace(i, price_band_one_sided=False) for s, i in instruments.items()}
     instruments.update(extra or {})
     return Engine(instruments, pre_trade_risk=True, **options)
 
@@ -195,9 +198,9 @@ def check_holdings(engine: Engine) -> None:
             )
 
 
-def funded(**accounts) -> RiskScenario:
+def funded(*, band_both_sides: bool = False, **accounts) -> RiskScenario:
     """A scenario with accounts opened and funded: name=(cash, eua_units)."""
-    s = RiskScenario()
+    s = RiskScenario(risk_engine(band_both_sides=band_both_sides))
     for name, (cash, eua) in accounts.items():
         s.open(name, cash, **({"EUA": eua} if eua else {}))
     return s
@@ -474,8 +477,26 @@ def test_order_value_limit_counts_price_quantity_and_lot_but_not_the_fee():
     s.check()
 
 
-def test_price_band_around_the_reference_then_the_last_trade():
+def test_the_band_refuses_only_a_buy_above_it_and_a_sell_below_it():
+    # ICE Futures Europe Rule 8B.05(c): orders to buy above the upper limit and to sell below the lower one are
+    # not accepted. A bid under the band or an offer over it rests: it cannot trade through the market. (Both
+    # were refused before the band was one-sided.)
     s = funded(alice=(1_000_000_000, 0), bob=(0, 100_000))
+    assert s.rejected(s.buy("alice", 1, 7351)) is RejectCode.PRICE_OUTSIDE_BAND
+    assert s.rejected(s.sell("bob", 1, 6649)) is RejectCode.PRICE_OUTSIDE_BAND
+    low_bid = s.place("alice", BUY, 1, 6000)
+    high_offer = s.place("bob", SELL, 1, 8000)
+    assert s.book.best_bid() == 6000 and s.book.best_ask() == 8000
+    # A replace to a new price is held to the same side of the band; moving away from the market is fine.
+    assert s.rejected(s.replace("alice", low_bid, price=7351)) is RejectCode.PRICE_OUTSIDE_BAND
+    assert s.rejected(s.replace("bob", high_offer, price=6649)) is RejectCode.PRICE_OUTSIDE_BAND
+    s.replace("alice", low_bid, price=5000)
+    s.replace("bob", high_offer, price=9000)
+    s.check()
+
+
+def test_price_band_around_the_reference_then_the_last_trade():
+    s = funded(alice=(1_000_000_000, 0), bob=(0, 100_000), band_both_sides=True)
     for price, code in [(7351, RejectCode.PRICE_OUTSIDE_BAND), (6649, RejectCode.PRICE_OUTSIDE_BAND)]:
         assert s.rejected(s.buy("alice", 1, price)) is code
         assert s.rejected(s.sell("bob", 1, price)) is code
@@ -830,7 +851,7 @@ def test_replace_is_held_to_the_value_limit_and_the_band():
     before = snapshot(s.engine)
     assert s.rejected(s.replace("carol", order_id, price=7001)) is RejectCode.ORDER_VALUE_OVER_LIMIT
     assert s.rejected(s.replace("carol", order_id, quantity=11)) is RejectCode.ORDER_VALUE_OVER_LIMIT
-    assert s.rejected(s.replace("carol", order_id, quantity=5, price=6649)) is RejectCode.PRICE_OUTSIDE_BAND
+    assert s.rejected(s.replace("carol", order_id, quantity=5, price=7351)) is RejectCode.PRICE_OUTSIDE_BAND
     assert_only_seq_moved(s.engine, before, by=3)
     s.replace("carol", order_id, quantity=10, price=6650)
     assert s.holding("carol").reserved_cash == 66_503_500
@@ -1205,7 +1226,7 @@ def test_reducing_quantity_at_the_same_price_is_not_held_to_the_band():
     # 7600 (7220 to 7980). Cutting the bid from 10 lots to 5 at the same price only lowers what it
     # holds and keeps its place; it used to be refused as PRICE_OUTSIDE_BAND, so the owner could
     # only cancel. The band is a check on prices sent, and this replace sends none.
-    s = funded(alice=(1_000_000_000, 0), bob=(0, 2000), carol=(1_000_000_000, 0))
+    s = funded(alice=(1_000_000_000, 0), bob=(0, 2000), carol=(1_000_000_000, 0), band_both_sides=True)
     order_id = s.place("alice", BUY, 10, 6700)
     for price in (7300, 7600):
         s.sell("bob", 1, price)

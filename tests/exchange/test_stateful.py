@@ -988,13 +988,14 @@ class RiskMachine(EngineMachine):
         """
         instrument = self.instruments[symbol]
         reference = self.collar_reference(symbol)
-        if (
-            price is not None
-            and banded
-            and instrument.price_band_bps
-            and abs(price - reference) * 10_000 > reference * instrument.price_band_bps
-        ):
-            return RejectCode.PRICE_OUTSIDE_BAND
+        if price is not None and banded and instrument.price_band_bps:
+            through = price - reference if side is Side.BUY else reference - price  # reaching into the market
+            if instrument.price_band_one_sided:  # ICE: only the side that would trade through is refused
+                outside = through * 10_000 > reference * instrument.price_band_bps
+            else:
+                outside = abs(through) * 10_000 > reference * instrument.price_band_bps
+            if outside:
+                return RejectCode.PRICE_OUTSIDE_BAND
         value_price = self.valuation_price(symbol, side, price, reference)
         limit = self.limits.get(account)
         if limit is not None and value_price * lots * instrument.lot_units > limit:

@@ -192,6 +192,7 @@ BAD_FIELDS = [
     ("price infinite", "max_price_eur", table_with(max_price_eur='"Infinity"')),
     ("band as string", "price_band_bps", table_with(price_band_bps='"500"')),
     ("band above 100%", "price_band_bps", table_with(price_band_bps="10001")),
+    ("band sides unknown", "price_band_sides", table_with(price_band_sides='"buy"')),
     ("min price not on tick", "min_price_eur", table_with(tick_size_eur='"0.05"', min_price_eur='"0.07"')),
     (
         "max price not on tick",

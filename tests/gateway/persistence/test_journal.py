@@ -76,6 +76,7 @@ from exchange import (
     OpenPrimaryAuction,
     OpenSettlementWindow,
     OrderType,
+    RecordAllocation,
     RecordEmissions,
     RegisterInstallation,
     ReplaceOrder,
@@ -451,6 +452,7 @@ def one_of_each_command() -> list:
         Deposit(ts=ts, account="bank", asset=CASH_ASSET, amount=123_456_789),
         Withdraw(ts=ts, account="bank", asset="EUA", amount=1000),
         RegisterInstallation(ts=ts, account="paper-mill", credit_limit_bps=2200),
+        RecordAllocation(ts=ts, account="paper-mill", year=2023, units=800_000),
         RecordEmissions(ts=ts, account="paper-mill", year=2023, tonnes=1_000_000),
         Surrender(ts=ts, account="paper-mill", year=2023, instrument="CER", units=5000),
         ComplianceDeadline(ts=ts, year=2023, date=20240930),
@@ -1013,3 +1015,15 @@ def test_a_file_that_is_not_a_journal_is_refused_not_replaced(tmp_path):
     with pytest.raises(JournalError, match="is not a carbonx journal"):
         recover(tmp_path, standard_genesis())
     assert path.read_bytes() == b"SQLite format 3\x00" + bytes(100)
+
+
+def test_a_genesis_written_before_the_one_sided_band_replays_with_its_band_on_both_sides():
+    # A journal's answers must not change under it: one begun when the band held both sides has no
+    # price_band_one_sided in its genesis, and reads back with the band as it was then.
+    value = standard_genesis().to_value()
+    assert all(entry["price_band_one_sided"] for entry in value["instruments"])  # the shipped band: one-sided
+    for entry in value["instruments"]:
+        del entry["price_band_one_sided"]
+    old = Genesis.from_value(value)
+    assert not any(instrument.price_band_one_sided for instrument in old.instruments.values())
+    assert old.differences(standard_genesis()) != []

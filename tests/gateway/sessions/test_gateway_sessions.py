@@ -754,6 +754,7 @@ async def test_prices_in_ticks_and_euros_with_a_five_cent_tick(start):
             "reference_price": 1400,
             "market_collar": 70,
             "price_band_bps": 500,
+            "price_band_sides": "one",
             "maker_fee": MAKER_FEE,
             "taker_fee": TAKER_FEE,
             "volatility_band_bps": 300,

@@ -256,7 +256,8 @@ def test_the_fee_account_collects_every_fee_and_its_statement_says_so(store):
 
 
 def test_compliance_surrenders_retire_units_and_penalties_pay_the_penalty_account(store):
-    venue = Venue(compliance=ComplianceConfig(allowances=("EUA",), credits=("CER", "ERU")))
+    # (penalties taken from cash, a venue's option: the authority-levied default moves nothing to settle)
+    venue = Venue(compliance=ComplianceConfig(allowances=("EUA",), credits=("CER", "ERU"), penalty_collection="cash"))
     venue.open("cement", EUR=10_000_000, EUA=3_000)  # EUR 100,000.00, 3,000 t
     venue.send(RegisterInstallation(ts=venue.ts(), account="cement", credit_limit_bps=2200))
     venue.send(RecordEmissions(ts=venue.ts(), account="cement", year=2008, tonnes=5_000))

@@ -54,6 +54,7 @@ EXPECTED_INSTRUMENTS = [
         "reference_price": 7000,
         "market_collar": 350,
         "price_band_bps": 500,
+        "price_band_sides": "one",
         "maker_fee": 200,
         "taker_fee": 350,
         "volatility_band_bps": 300,
@@ -71,6 +72,7 @@ EXPECTED_INSTRUMENTS = [
         "reference_price": 5800,
         "market_collar": 300,
         "price_band_bps": 500,
+        "price_band_sides": "one",
         "maker_fee": 200,
         "taker_fee": 350,
         "volatility_band_bps": 300,
@@ -88,6 +90,7 @@ EXPECTED_INSTRUMENTS = [
         "reference_price": 5500,
         "market_collar": 300,
         "price_band_bps": 500,
+        "price_band_sides": "one",
         "maker_fee": 200,
         "taker_fee": 350,
         "volatility_band_bps": 300,
@@ -1193,7 +1196,7 @@ def test_cancel_and_replace_reports(connect):
         cdm.recv(),
         report("status", "partially_filled", oid, "c-1", "CER", "S", 5830, 5, 3, 2, "58.3667", request_id=rid),
     )
-    for change, code in (({"price": 8000}, 205), ({"quantity": 1001}, 105), ({"price": 100001}, 108)):
+    for change, code in (({"price": 5000}, 205), ({"quantity": 1001}, 105), ({"price": 100001}, 108)):
         rid = cdm.request({"type": "replace_order", "order_id": oid, **change})
         check(cdm.recv(), request_rejected("replace_order", code, rid, order_id=oid))
     rid = cdm.request({"type": "cancel_order", "client_order_id": "c-1"})
@@ -1272,7 +1275,7 @@ REFUSED_ORDERS = [
     ({"time_in_force": "IOC", "display_quantity": 1}, 121),
     ({"self_trade_prevention": "SOMETIMES"}, 118),
     ({"client_order_id": ""}, 119),
-    ({"price": 8000}, 205),
+    ({"price": 6000}, 205),  # a sell below the band (one-sided: 7.4)
     ({"side": "B", "quantity": 200}, 204),
 ]
 
@@ -3098,7 +3101,7 @@ def test_worked_example_of_section_10():
             bank.send_raw(frames[1])
             body = bank.read_body()
             assert _mask_ts(frame(body)) == _mask_ts(frames[2])
-            assert len(body) == 1020  # section 1
+            assert len(body) == 1089  # section 1
             bank.send_raw(frames[3])
             body = bank.read_body()
             assert _mask_ts(frame(body)) == _mask_ts(frames[4])
@@ -3222,8 +3225,8 @@ def test_section_10_is_one_run_and_its_json_is_its_bytes():
     assert broker_fill["ts"] == decoded[5]["ts"] == broker_new["ts"]  # one request, one ts (section 3)
     # the walkthrough's reading of the bytes
     assert frames[2][4] == 0x8F and len(decoded[2]) == 15
-    assert all(len(entry) == 15 for entry in decoded[2]["instruments"])
-    assert frames[2].count(bytes([0x8F, 0xA6]) + b"symbol") == 3
+    assert all(len(entry) == 16 for entry in decoded[2]["instruments"])
+    assert frames[2].count(bytes([0xDE, 0x00, 0x10, 0xA6]) + b"symbol") == 3
     assert frames[4][4:7] == b"\xde\x00\x14" and len(decoded[4]) == 20
     assert frames[5][4:7] == b"\xde\x00\x19" and len(decoded[5]) == 25
 

@@ -116,6 +116,7 @@ EUA_TERMS = {
     "reference_price": 7000,
     "market_collar": 350,
     "price_band_bps": 1000,
+    "price_band_sides": "one",
     "maker_fee": 200,
     "taker_fee": 350,
     "volatility_band_bps": 500,
