@@ -686,7 +686,9 @@ def test_every_primary_auction_code_has_its_own_test():
 
 
 def test_every_compliance_code_has_its_own_test():
-    source = "".join((Path(__file__).parent / name).read_text() for name in ("test_compliance.py", "test_compliance_by_year.py"))
+    source = "".join(
+        (Path(__file__).parent / name).read_text() for name in ("test_compliance.py", "test_compliance_by_year.py")
+    )
     assert COMPLIANCE_CODES and all(f"RejectCode.{code.name}" in source for code in COMPLIANCE_CODES)
 
 
