@@ -161,7 +161,11 @@ class RejectCode(IntEnum):
     HEARTBEAT_TIMEOUT = 709, "nothing received within the heartbeat timeout (closes)"
     SLOW_CONSUMER = 710, "the session fell too far behind reading its messages (closes)"
     SHUTTING_DOWN = 711, "the exchange is shutting down (closes)"
-    NOT_AUTHORISED = 712, "this account may not send this message (operators only; open_auction: auctioneers only)"
+    NOT_AUTHORISED = (
+        712,
+        "this account may not send this message (operators only; open_auction: auctioneers; compliance records: "
+        "authorities)",
+    )
     LOGON_TIMEOUT = 713, "no logon within the logon timeout (closes)"
     ALREADY_LOGGED_ON_HERE = 714, "this connection is already logged on"
     TOO_MANY_SESSIONS = 715, "the exchange has all the sessions it takes (closes)"

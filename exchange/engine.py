@@ -339,9 +339,9 @@ class Engine:
         """What counts for compliance and what a missing tonne costs (fixed for the engine's life)."""
         return self.compliance.config
 
-    def compliance_report(self, year: int | None = None) -> list[ComplianceReportRow]:
-        """Per year (or the one given), per installation: obligation, surrendered, shortfall, penalty."""
-        return compliance_report(self.compliance, year)
+    def compliance_report(self, year: int | None = None, **page: Any) -> list[ComplianceReportRow]:
+        """Per year and installation (``page``: :func:`~exchange.compliance.compliance_report`'s filters)."""
+        return compliance_report(self.compliance, year, **page)
 
     def reference_price(self, symbol: str) -> int:
         """Price the instrument's collar and bands are centred on: its last trade, else its configured reference."""

@@ -141,9 +141,20 @@ def load_instruments(path: Path | str | None = None) -> dict[str, Instrument]:
 # -- accounts ---------------------------------------------------------------------------------
 
 DEFAULT_ACCOUNTS = PACKAGED_CONFIG / "accounts.toml"
-ACCOUNT_KINDS = ("installation", "broker", "project-developer", "fund", "bank", "investor", "operator", "auctioneer")
+ACCOUNT_KINDS = (
+    "installation",
+    "broker",
+    "project-developer",
+    "fund",
+    "bank",
+    "investor",
+    "operator",
+    "auctioneer",
+    "authority",
+)
 OPERATOR = "operator"  # the exchange's own staff: may use the kill switch; trades nothing
 AUCTIONEER = "auctioneer"  # a member state's account: opens primary auctions of the allowances it holds
+AUTHORITY = "authority"  # a competent authority: records allocations and emissions, closes compliance years
 _ACCOUNT_FIELDS = {
     "name",
     "kind",
@@ -175,10 +186,6 @@ class AccountConfig:
     @property
     def is_operator(self) -> bool:
         return self.kind == OPERATOR
-
-    @property
-    def is_auctioneer(self) -> bool:
-        return self.kind == AUCTIONEER
 
 
 def parse_accounts(document: dict, instruments: Mapping[str, Instrument]) -> dict[str, AccountConfig]:

@@ -33,8 +33,10 @@ Rules
     (INSTALLATION_ALREADY_REGISTERED); its credit share (0-10_000 bps,
     Germany 2008-12: 2200) is fixed from then on.
 2.  Years. With phases configured, a year outside every phase takes no
-    allocation, emissions or surrender (YEAR_OUTSIDE_PHASES); a year whose
-    deadline has passed takes none either (COMPLIANCE_YEAR_CLOSED).
+    allocation, emissions, surrender or deadline (YEAR_OUTSIDE_PHASES: tonnes
+    carried past the last phase wait for the next phase to be configured);
+    a year whose deadline has passed takes none either
+    (COMPLIANCE_YEAR_CLOSED). Phases follow each other with no gap.
 3.  Allocation. ``RecordAllocation`` records an installation's free
     allocation for a year once (ALLOCATION_ALREADY_RECORDED). It is a record:
     the allowances themselves are issued in the registry and reach the

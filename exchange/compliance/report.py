@@ -36,20 +36,34 @@ class ComplianceReportRow(NamedTuple):
     closed: bool  # the year's deadline has passed
 
 
-def compliance_report(compliance: Compliance, year: int | None = None) -> list[ComplianceReportRow]:
+def compliance_report(
+    compliance: Compliance,
+    year: int | None = None,
+    account: str | None = None,
+    after: str | None = None,
+    limit: int | None = None,
+) -> list[ComplianceReportRow]:
     """Per year, per registered installation: obligation, surrendered by unit type, shortfall, penalty.
 
     ``year`` None: every year any installation has an obligation for. Every
     registered installation has a row in each year reported (zeros where it
-    has no obligation). Rows by year, then account. Pure: reads, never changes.
+    has no obligation). Rows by year, then account. ``account``: that
+    installation's rows alone (its own years when ``year`` is None); ``after``
+    and ``limit``: a page of installations, those whose id sorts after
+    ``after``, at most ``limit`` rows. Pure: reads, never changes.
     """
     installations = compliance.installations
+    if account is not None:
+        one = installations.get(account)
+        installations = {} if one is None else {account: one}
+    if after is not None:
+        installations = {a: i for a, i in installations.items() if a > after}
     if year is None:
         years = sorted({y for installation in installations.values() for y in installation.years})
     else:
         years = [year]
     symbols = compliance.config.allowances + compliance.config.credits
-    rows = []
+    rows: list[ComplianceReportRow] = []
     for y in years:
         closed = compliance.is_closed(y)
         for account_id in sorted(installations):
@@ -61,6 +75,8 @@ def compliance_report(compliance: Compliance, year: int | None = None) -> list[C
                 shortfall = record.shortfall
             else:
                 shortfall = record.obligation - record.total_surrendered
+            if limit is not None and len(rows) == limit:
+                return rows
             rows.append(
                 ComplianceReportRow(
                     y,

@@ -30,9 +30,9 @@ docs/COMPLIANCE.md).
 * The penalty of a year is its ``penalty_by_year`` entry if there is one (a
   figure the authority published); else the phase's, raised from
   ``penalty_indexed_from`` on in proportion to ``price_index`` (the European
-  consumer price index, Directive 2003/87/EC Art. 16(4)): base x I(year) /
-  I(indexed_from - 1), rounded down to the cent, with I of a year past the
-  table taken as the last year's.
+  consumer price index, Directive 2003/87/EC Art. 16(3) as amended by
+  Directive 2009/29/EC): base x I(year) / I(indexed_from - 1), rounded down
+  to the cent, with I of a year past the table taken as the last year's.
 """
 
 from __future__ import annotations
@@ -69,6 +69,11 @@ class UnitTerms:
     host_country: str = ""  # a credit's host country (ISO 3166 alpha-2); "" not stated
     project_type: str = ""  # a credit's project type ("hydro", "HFC-23", ...); "" not stated
 
+    def __post_init__(self) -> None:
+        for name in ("symbol", "period", "type", "host_country", "project_type"):
+            if type(getattr(self, name)) is not str:
+                raise ConfigError(f"compliance.units.{self.symbol}.{name}", "must be a string")
+
     @property
     def unit_type(self) -> str:
         return self.type or self.symbol
@@ -86,6 +91,19 @@ class Phase:
     excluded_project_types: tuple[str, ...] = ()  # credits of these project types never count
     credit_cap: str = CAP_ON_ALLOCATION  # what the installation's credit share is a share of
     penalty_per_tonne: int = DEFAULT_PENALTY_PER_TONNE  # cents, before indexation
+
+    def __post_init__(self) -> None:
+        where = f"compliance.phases.{self.name}"
+        if type(self.name) is not str or not self.name:
+            raise ConfigError("compliance.phases", "each phase needs a name, such as 2008-2012")
+        for key in ("allowance_periods", "credit_types", "excluded_project_types"):
+            names = getattr(self, key)
+            if isinstance(names, str) or not all(type(item) is str and item for item in names):
+                raise ConfigError(f"{where}.{key}", "must be a list of names")
+            object.__setattr__(self, key, tuple(names))
+        for key in ("first_year", "last_year"):
+            if type(getattr(self, key)) is not int:
+                raise ConfigError(f"{where}.{key}", "must be a year")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +153,12 @@ class ComplianceConfig:
             terms[unit.symbol] = unit
         object.__setattr__(self, "unit_terms", terms)
         self._check_phases()
+        if self.phases:
+            for unit in self.units:
+                if unit.period and unit.period not in {phase.name for phase in self.phases}:
+                    raise ConfigError(
+                        f"compliance.units.{unit.symbol}.period", f"{unit.period} is not the name of a phase"
+                    )
         object.__setattr__(self, "deadlines", _year_table(self.deadlines, "compliance.deadlines"))
         for year, month_day in self.deadlines:
             if type(month_day) is not int or not valid_date(2001_00_00 + month_day):  # (a year with no 29 Feb)
@@ -148,16 +172,33 @@ class ComplianceConfig:
             years = dict(self.price_index)
             if type(start) is not int or start - 1 not in years:
                 raise ConfigError("compliance.penalty_indexed_from", "the index of the year before it must be given")
+            # Every indexed penalty a year can have (each index year's, from each base) within the bounds: no
+            # penalty of zero, none past a 64-bit wire integer.
+            for year in [y for y in years if y >= start]:
+                if not 0 < self.penalty_for(year) <= MAX_PENALTY_PER_TONNE or any(
+                    not 0 < phase.penalty_per_tonne * years[year] // years[start - 1] <= MAX_PENALTY_PER_TONNE
+                    for phase in self.phases
+                ):
+                    raise ConfigError(
+                        f"compliance.price_index.{year}",
+                        f"gives an indexed penalty outside 1 cent to {MAX_PENALTY_PER_TONNE} cents a tonne",
+                    )
 
     def _check_phases(self) -> None:
         object.__setattr__(self, "phases", tuple(sorted(self.phases, key=lambda phase: phase.first_year)))
         last = None
+        names = {phase.name for phase in self.phases}
         for phase in self.phases:
             where = f"compliance.phases.{phase.name}"
             if not 2005 <= phase.first_year <= phase.last_year <= 9998:
                 raise ConfigError(where, "years must run from first_year to last_year, from 2005")
-            if last is not None and phase.first_year <= last:
-                raise ConfigError(where, "overlaps the phase before it")
+            if last is not None and phase.first_year != last + 1:
+                # (a year between phases could be neither surrendered for nor closed: tonnes carried into it
+                # would be stuck)
+                raise ConfigError(where, "must begin the year after the phase before it ends (no overlap, no gap)")
+            unknown = sorted(set(phase.allowance_periods) - names)
+            if unknown:
+                raise ConfigError(f"{where}.allowance_periods", f"{unknown[0]} is not the name of a phase")
             if phase.credit_cap not in (CAP_ON_ALLOCATION, CAP_ON_OBLIGATION):
                 raise ConfigError(f"{where}.credit_cap", 'must be "allocation" or "obligation"')
             _check_penalty(phase.penalty_per_tonne, f"{where}.penalty_eur")
@@ -406,7 +447,7 @@ def _by_year(table: Mapping[str, Any], name: str) -> list[tuple[int, Any, str]]:
     out = []
     for key, value in _table(table, name).items():
         where = f"compliance.{name}.{key}"
-        if not str(key).isdigit():
+        if not (str(key).isascii() and str(key).isdigit()):
             raise ConfigError(where, "the key must be a year")
         out.append((int(key), value, where))
     return out
@@ -422,7 +463,8 @@ def _eur(value: object, where: str) -> int:
 
 
 def _month_day(value: object, where: str) -> int:
-    if not isinstance(value, str) or len(value) != 5 or value[2] != "-" or not (value[:2] + value[3:]).isdigit():
+    digits = value[:2] + value[3:] if isinstance(value, str) else ""
+    if not isinstance(value, str) or len(value) != 5 or value[2] != "-" or not (digits.isascii() and digits.isdigit()):
         raise ConfigError(where, f'must be a month and day written "MM-DD", not {value!r}')
     return int(value[:2]) * 100 + int(value[3:])
 
@@ -432,6 +474,6 @@ def _index(value: object, where: str) -> int:
     if not isinstance(value, str):
         raise ConfigError(where, f'write index levels as quoted decimals ("126.2"), not {value!r}')
     whole, _, part = value.partition(".")
-    if not whole.isdigit() or (part and not part.isdigit()) or len(part) > 3:
+    if not (value.isascii() and whole.isdigit()) or (part and not part.isdigit()) or len(part) > 3:
         raise ConfigError(where, f"must be a decimal number with at most three places, not {value!r}")
     return int(whole) * INDEX_SCALE + int(part.ljust(3, "0") or 0)

@@ -64,6 +64,11 @@ class YearRecord:
     def obligation(self) -> int:
         return (self.emissions or 0) + self.carried_in
 
+    @property
+    def has_obligation(self) -> bool:
+        """Emissions recorded or tonnes carried in (an allocation alone is not an obligation)."""
+        return self.emissions is not None or self.carried_in > 0
+
 
 class Installation:
     __slots__ = ("account_id", "credit_limit_bps", "years")
@@ -87,7 +92,9 @@ class Compliance:
     def __init__(self, engine: Engine, config: ComplianceConfig | None = None) -> None:
         self._engine = engine
         self._counters = engine.counters  # numbers the events
-        self.config = ComplianceConfig() if config is None else config
+        # (No configuration: nothing counts, and penalties come from cash as they did before the rules by year,
+        # so an engine built without one, and a journal that began without one, behave as they always have.)
+        self.config = ComplianceConfig(penalty_collection=PENALTY_FROM_CASH) if config is None else config
         self.installations: dict[str, Installation] = {}
         self.retired: dict[str, int] = {}  # units retired (surrendered) per instrument, all years
         self.last_closed_year: int | None = None  # year of the last deadline passed
@@ -101,10 +108,13 @@ class Compliance:
 
         With phases whose cap is on allocation, both run over the phase: a share of the
         installation's allocation recorded for the phase's years, against the credits surrendered for
-        any of them (Linking Directive, Art. 11a(1)). Otherwise a share of the year's own obligation.
+        any of them (Linking Directive, Art. 11a(1)). Otherwise a share of the year's own obligation. A phase
+        in which no credit counts gives none.
         """
         phase = self.config.phase_of(year)
         record = installation.years.get(year)
+        if phase is not None and not phase.credit_types:  # no credit counts in this phase: no entitlement
+            return 0, 0
         if phase is None or phase.credit_cap == CAP_ON_OBLIGATION:
             obligation = 0 if record is None else record.obligation
             return obligation * installation.credit_limit_bps // BPS, 0 if record is None else record.credits
@@ -247,11 +257,14 @@ class Compliance:
         due = []  # (installation, record) with an obligation for the year, in account order
         for account_id in sorted(self.installations):
             installation = self.installations[account_id]
-            if any(earlier < year for earlier in installation.years if not installation.years[earlier].closed):
+            years = installation.years
+            if any(earlier < year and years[earlier].has_obligation and not years[earlier].closed for earlier in years):
                 return RejectCode.DEADLINE_OUT_OF_ORDER
-            record = installation.years.get(year)
-            if record is not None:
+            record = years.get(year)
+            if record is not None and record.has_obligation:
                 due.append((installation, record))
+        if self.config.phases and self.config.phase_of(year) is None:
+            return RejectCode.YEAR_OUTSIDE_PHASES  # (tonnes carried past the last phase wait for the next one)
         deadline = self.config.deadline_date(year)
         if deadline is not None and cmd.date < deadline:
             return RejectCode.DEADLINE_NOT_DUE

@@ -20,8 +20,10 @@ clock over the hours between these scenes and the calendar does the rest
 (phases, settlement prices, the end of day, DAY orders expiring, each
 day's report and statements). While the days run, a terminal shows the
 books and the latest trades (on a terminal: redrawn in place; otherwise
-the first trades are printed as they happen). Then the registry closes
-the compliance year (verified emissions, surrenders, the deadline), the
+the first trades are printed as they happen). Then, if the accounts have
+the competent authority, the compliance year is closed over the wire (the
+authority records allocations and verified emissions, the installations
+surrender, the authority closes the year), the
 settlement ledger is reconciled with the engine's holdings, and the
 summary is printed. Before that, if the accounts have the auctioneer, the member state sells
 allowances in a primary auction: a few participants send sealed bids and the exchange clears it when
@@ -38,28 +40,24 @@ import json
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TextIO
 
 from exchange import (
     ComplianceConfig,
-    ComplianceDeadline,
     ConfigError,
-    Engine,
-    RecordEmissions,
     RejectCode,
     Side,
-    Surrender,
-    format_report,
 )
 from exchange.clearing import FuturesConfig
 from exchange.instruments import Instrument, eur_to_cents
+from gateway.cli.compliance import position_lines, report_line
 from gateway.cli.demo_futures import print_day as print_futures_day
 from gateway.cli.demo_futures import trade_curve
 from gateway.cli.display import auction_summary, eur, ladder, tonnes
-from gateway.client import ExchangeClient, connect
+from gateway.client import ExchangeClient, LogonRefused, connect
 from gateway.config import AccountConfig, ServerConfig
 from gateway.lifecycle import ExchangeStopped
 from gateway.node import TradingGateway, run_until_stopped, running_exchange
@@ -97,10 +95,12 @@ ACTIVITY = {
     "speculator": 3,
 }
 
-# The compliance year the demo closes: verified emissions of the installations (tonnes), reported by
-# 31 March and covered by surrender before the deadline (30 September from 2024; DOMAIN.md).
-COMPLIANCE_YEAR = 2026
-COMPLIANCE_DEADLINE = 20270930
+# The compliance year the demo closes over the wire: the authority records each installation's free allocation
+# and verified emissions (reported by 31 March), the installations surrender, and the authority closes the year;
+# its deadline, 30 September 2026, has passed by the demo's days (docs/COMPLIANCE.md).
+AUTHORITY = "de-authority"
+COMPLIANCE_YEAR = 2025
+ALLOCATION = {"utility-north": 300_000, "paper-mill": 250_000, "cement-works": 150_000}  # free allocation, units
 VERIFIED_EMISSIONS = {"utility-north": 520_000, "paper-mill": 400_000, "cement-works": 170_000}  # the mill falls short
 
 
@@ -404,7 +404,8 @@ async def _run_demo(
                 await _primary_auction(auctioneer, sessions, random.Random(seed), out)
             for feed in feeds:
                 feed.cancel()
-        await _close_compliance_year(gateway, out)
+        if AUTHORITY in accounts:
+            await _close_compliance_year(gateway, config.host, port, out)
         await gateway.settlement.drain()
         _print_settlement(gateway, out, statements)
         if keep_serving:
@@ -596,44 +597,62 @@ async def _primary_auction(
     print(file=out)
 
 
-async def _close_compliance_year(gateway: TradingGateway, out: TextIO) -> None:
-    """The registry's side: verified emissions, surrenders from what each installation holds, the deadline."""
-    engine: Engine = gateway.engine
-    await gateway.run_operator_commands(
-        [
-            RecordEmissions(ts=time.time_ns(), account=account_id, year=COMPLIANCE_YEAR, tonnes=tonnes_emitted)
-            for account_id, tonnes_emitted in VERIFIED_EMISSIONS.items()
-        ]
-    )
-    commands: list = []
-    rules = engine.compliance_config
-    credits_left = {row.account: row.credits_left for row in engine.compliance_report(COMPLIANCE_YEAR)}
-    for account_id, tonnes_emitted in VERIFIED_EMISSIONS.items():
-        holdings, installation = engine.balances(account_id), engine.installation(account_id)
-        if holdings is None or installation is None:
-            raise ConfigError("accounts", f"the demo needs {account_id} as an installation with its holdings")
-        owed = tonnes_emitted
-        credit_room = credits_left.get(account_id, 0)
-        for symbol in (*rules.credits, *rules.allowances):  # credits first: they are cheaper and capped
-            if not rules.counts_for(symbol, COMPLIANCE_YEAR):
-                continue  # (CERs and ERUs count for no year since 2013: the rules by year refuse them)
-            available = holdings.units[symbol] - holdings.reserved_units[symbol]
-            units = min(available, owed, credit_room if symbol in rules.credits else owed)
-            if units > 0:
-                commands.append(
-                    Surrender(
-                        ts=time.time_ns(), account=account_id, year=COMPLIANCE_YEAR, instrument=symbol, units=units
-                    )
-                )
-                owed -= units
-                if symbol in rules.credits:
-                    credit_room -= units
-    commands.append(ComplianceDeadline(ts=time.time_ns(), year=COMPLIANCE_YEAR, date=COMPLIANCE_DEADLINE))
-    await gateway.run_operator_commands(commands)
-    print(f"compliance {COMPLIANCE_YEAR} (deadline {COMPLIANCE_DEADLINE}):", file=out)
-    for line in format_report(engine.compliance_report(COMPLIANCE_YEAR)):
+async def _close_compliance_year(gateway: TradingGateway, host: str, port: int, out: TextIO) -> None:
+    """The registry's side, over the wire: the authority records allocations and verified emissions, each
+    installation surrenders what counts from what it holds, and the authority closes the year.
+
+    (These sessions leave cancel-on-disconnect off: they hold no orders, and their logouts then cause no engine
+    command that could still be settling when the ledger is reconciled.)
+    """
+    rules = gateway.engine.compliance_config
+    async with AsyncExitStack() as stack:
+        authority = await stack.enter_async_context(_compliance_session(host, port, AUTHORITY))
+        for account_id, tonnes_emitted in VERIFIED_EMISSIONS.items():
+            for answer in (
+                await authority.record_allocation(account_id, COMPLIANCE_YEAR, ALLOCATION[account_id]),
+                await authority.record_emissions(account_id, COMPLIANCE_YEAR, tonnes_emitted),
+            ):
+                if answer["type"] != "compliance_report":
+                    raise ConfigError("accounts", f"the demo needs {account_id} as an installation: {answer}")
+        for account_id, tonnes_emitted in VERIFIED_EMISSIONS.items():
+            async with _compliance_session(host, port, account_id) as installation:
+                (row,) = (await installation.compliance_position(COMPLIANCE_YEAR))["rows"]
+                available = {b["asset"]: b["available"] for b in (await installation.balances())["balances"]}
+                owed, credit_room = tonnes_emitted, row["credits_left"]
+                for symbol in (*rules.credits, *rules.allowances):  # credits first: they are cheaper and capped
+                    if not rules.counts_for(symbol, COMPLIANCE_YEAR):
+                        continue  # (CERs and ERUs count for no year since 2013)
+                    units = min(available.get(symbol, 0), owed, credit_room if symbol in rules.credits else owed)
+                    if units > 0 and (await installation.surrender(COMPLIANCE_YEAR, symbol, units))["type"] == (
+                        "compliance_report"
+                    ):
+                        owed -= units
+                        credit_room -= units if symbol in rules.credits else 0
+        closed = await authority.close_compliance_year(COMPLIANCE_YEAR)
+        position = await authority.compliance_position(COMPLIANCE_YEAR)
+    print(f"compliance {COMPLIANCE_YEAR}, closed by {AUTHORITY} over the wire: {report_line(closed)}", file=out)
+    for line in position_lines(position):
         print("    " + line, file=out)
     print(file=out)
+
+
+@asynccontextmanager
+async def _compliance_session(host: str, port: int, account: str) -> AsyncIterator[ExchangeClient]:
+    """A session of an account whose trading session has just logged out: the exchange may not have ended
+    that one yet (703), so the logon is tried again for a second at most."""
+    for attempt in range(50):
+        manager = connect(host, port, account, DEMO_SECRET, cancel_on_disconnect=False)
+        try:
+            client = await manager.__aenter__()
+            break
+        except LogonRefused as refused:
+            if refused.code != int(RejectCode.ALREADY_LOGGED_ON) or attempt == 49:
+                raise
+            await asyncio.sleep(0.02)
+    try:
+        yield client
+    finally:
+        await manager.__aexit__(None, None, None)
 
 
 def _print_settlement(gateway: TradingGateway, out: TextIO, statements: Sequence[str]) -> None:

@@ -20,6 +20,8 @@ Subcommands, by the module that has them:
     md           a live view of the market data (books, trades, statistics) from MQTT or the socket
   gateway/cli/auctions.py
     auction      EU ETS primary auctions: open (auctioneers), bid, modify, withdraw, report
+  gateway/cli/compliance.py
+    compliance   EU ETS compliance: allocate, emissions, close (authorities); surrender; position
   gateway/cli/operations.py
     kill-switch  (operator) block an account and cancel its orders, or release it
     close-out    (operator) close out an account on a margin call: its futures positions to another account
@@ -51,7 +53,7 @@ import sys
 from pathlib import Path
 
 from exchange import ConfigError
-from gateway.cli import auctions, operations, trading
+from gateway.cli import auctions, compliance, operations, trading
 from gateway.cli.one_shot import USAGE, UsageError
 from gateway.lifecycle import ExchangeStopped
 
@@ -103,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     operations.add_exchange_commands(commands)
     trading.add_commands(commands)
     auctions.add_commands(commands)
+    compliance.add_commands(commands)
     operations.add_commands(commands)
     return parser
 

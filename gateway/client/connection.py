@@ -498,6 +498,32 @@ class ExchangeClient(ClientSession):
         """(operator) Close out an account on a margin call: its futures positions pass to ``to_account``."""
         return await self.request({"type": "close_out", "account": account, "to_account": to_account})
 
+    # -- EU ETS compliance (docs/COMPLIANCE.md) --------------------------------------------------
+
+    async def record_allocation(self, account: str, year: int, units: int) -> dict:
+        """(Authority) An installation's free allocation for a year: its ``compliance_report``."""
+        return await self.request({"type": "record_allocation", "account": account, "year": year, "units": units})
+
+    async def record_emissions(self, account: str, year: int, tonnes: int) -> dict:
+        """(Authority) An installation's verified emissions for a year: its ``compliance_report``."""
+        return await self.request({"type": "record_emissions", "account": account, "year": year, "tonnes": tonnes})
+
+    async def close_compliance_year(self, year: int) -> dict:
+        """(Authority) The year's deadline, today: the ``year_closed`` report (each installation's penalty and
+        make-good come before it, in ``messages()``)."""
+        return await self.request({"type": "close_compliance_year", "year": year})
+
+    async def surrender(self, year: int, instrument: str, units: int) -> dict:
+        """(Installation) Surrender units against the year's obligation: the ``compliance_report``."""
+        return await self.request({"type": "surrender", "year": year, "instrument": instrument, "units": units})
+
+    async def compliance_position(
+        self, year: int | None = None, account: str | None = None, after: str | None = None
+    ) -> dict:
+        """The account's compliance year by year (an authority: any installation's, or every one's of a year, a
+        page of 100 after ``after``)."""
+        return await self.request({"type": "compliance_position", "year": year, "account": account, "after": after})
+
     async def release_kill_switch(self, account: str) -> dict:
         return await self.request({"type": "release_kill_switch", "account": account})
 

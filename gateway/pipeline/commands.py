@@ -14,6 +14,7 @@ engine's own refusal format.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import secrets
 from collections.abc import Callable
@@ -23,12 +24,15 @@ from exchange import (
     BlockAccount,
     CancelOrder,
     CloseOutAccount,
+    ComplianceDeadline,
     Engine,
     InvalidCommand,
     MassCancel,
     ModifyBid,
     NewOrder,
     OpenPrimaryAuction,
+    RecordAllocation,
+    RecordEmissions,
     RejectCode,
     ReplaceOrder,
     ReportBlockTrade,
@@ -36,6 +40,7 @@ from exchange import (
     SetTradingPhase,
     ShiftSchedule,
     SubmitBid,
+    Surrender,
     UnblockAccount,
     WithdrawBid,
 )
@@ -49,6 +54,7 @@ from gateway.schedule.runner import CalendarRunner, point_name
 from gateway.sessions.session import Session
 from gateway.wire.protocol import (
     CancelRequest,
+    CloseComplianceYearRequest,
     CloseOutRequest,
     ExtendTradingDayRequest,
     KillSwitchRequest,
@@ -57,12 +63,15 @@ from gateway.wire.protocol import (
     NewOrderRequest,
     OpenAuctionRequest,
     OrderStatusRequest,
+    RecordAllocationRequest,
+    RecordEmissionsRequest,
     ReleaseKillSwitchRequest,
     ReplaceRequest,
     ReportBlockRequest,
     SetTradingPhaseRequest,
     SkipSchedulePointRequest,
     SubmitBidRequest,
+    SurrenderRequest,
     WithdrawBidRequest,
 )
 
@@ -113,6 +122,10 @@ class CommandBuilder:
             WithdrawBidRequest: self._withdraw_bid,
             ReportBlockRequest: self._report_block,
             CloseOutRequest: self._close_out,
+            RecordAllocationRequest: self._record_allocation,
+            RecordEmissionsRequest: self._record_emissions,
+            CloseComplianceYearRequest: self._close_compliance_year,
+            SurrenderRequest: self._surrender,
             Disconnected: self._disconnected,
         }
 
@@ -258,6 +271,27 @@ class CommandBuilder:
 
     def _close_out(self, session: Session, request: CloseOutRequest, ts: int) -> CloseOutAccount:
         return CloseOutAccount(ts=ts, account=request.account, to_account=request.to_account)
+
+    def _record_allocation(self, session: Session, request: RecordAllocationRequest, ts: int) -> RecordAllocation:
+        return RecordAllocation(ts=ts, account=request.account, year=request.year, units=request.units)
+
+    def _record_emissions(self, session: Session, request: RecordEmissionsRequest, ts: int) -> RecordEmissions:
+        return RecordEmissions(ts=ts, account=request.account, year=request.year, tonnes=request.tonnes)
+
+    def _close_compliance_year(
+        self, session: Session, request: CloseComplianceYearRequest, ts: int
+    ) -> ComplianceDeadline:
+        """The year's deadline is today: the exchange's clock gives the date (UTC), never the authority, so a
+        year is not closed before its configured deadline (616)."""
+        today = date_number(dt.datetime.fromtimestamp(ts / 1e9, dt.UTC).date())
+        if type(request.year) is int and today // 10_000 <= request.year:  # the year is not even over
+            raise InvalidCommand(RejectCode.DEADLINE_NOT_DUE, "year")
+        return ComplianceDeadline(ts=ts, year=request.year, date=today)
+
+    def _surrender(self, session: Session, request: SurrenderRequest, ts: int) -> Surrender:
+        return Surrender(
+            ts=ts, account=session.account, year=request.year, instrument=request.instrument, units=request.units
+        )
 
     def _disconnected(self, session: None, request: Disconnected, ts: int) -> MassCancel:
         return MassCancel(ts=ts, account=request.account, on_disconnect=True)

@@ -135,7 +135,7 @@ class Intake:
         now = self.clock()
         link = session.link
         assert link is not None  # only logged-on sessions are read into the intake
-        operator, auctioneer = link.config.is_operator, link.config.is_auctioneer
+        account_kind = link.config.kind
         market_data_only = session.market_data_only
         # Requests the queue still takes from this session: what is left of it, and of the session's share (a
         # quarter: one session alone cannot fill it and leave the others only 719s).
@@ -185,7 +185,7 @@ class Intake:
                 self.put(session, refused_in_place(RejectCode.ALREADY_LOGGED_ON_HERE, item))
             elif kind is not Refusal and market_data_only and not kind.market_data:
                 self.put(session, refused_in_place(RejectCode.MARKET_DATA_SESSION, item))
-            elif kind is not Refusal and ((kind.admin and not operator) or (kind.auctioneer and not auctioneer)):
+            elif kind is not Refusal and kind.role and kind.role != account_kind:
                 self.put(session, refused_in_place(RejectCode.NOT_AUTHORISED, item))
             else:
                 self.put(session, item)

@@ -20,8 +20,10 @@ from collections.abc import Callable
 
 from exchange import Engine, InvalidCommand, RejectCode, Side
 from exchange.primary_auction import seed_hash
+from gateway.config import AUTHORITY
 from gateway.marketdata.feed import MarketDataFeed
 from gateway.pipeline.commands import own_order
+from gateway.pipeline.compliance_reports import position_rows
 from gateway.pipeline.replies import Replies
 from gateway.pipeline.reports import OrderTracker
 from gateway.sessions.session import Session
@@ -30,6 +32,7 @@ from gateway.wire.messages import (
     Balance,
     BalancesAnswer,
     BookAnswer,
+    CompliancePositionAnswer,
     Fill,
     FuturesPosition,
     OpenOrdersAnswer,
@@ -41,6 +44,7 @@ from gateway.wire.protocol import (
     AuctionStatusRequest,
     BalancesRequest,
     BookRequest,
+    CompliancePositionRequest,
     OpenOrdersRequest,
     OrderStatusRequest,
     PositionsRequest,
@@ -71,6 +75,7 @@ class Queries:
             OpenOrdersRequest: self.open_orders,
             TradesRequest: self.trades,
             AuctionStatusRequest: self.auction_status,
+            CompliancePositionRequest: self.compliance_position,
         }
 
     def order_status(self, session: Session, request: OrderStatusRequest) -> None:
@@ -249,3 +254,23 @@ class Queries:
             ts=time.time_ns(),
         )
         self.replies.answer(session, message, request)
+
+    def compliance_position(self, session: Session, request: CompliancePositionRequest) -> None:
+        """An installation's compliance, year by year: its own; an authority's, any installation's or all."""
+        authority = session.link is not None and session.link.config.kind == AUTHORITY
+        account = request.account
+        if account is None and not authority:
+            account = session.account
+        elif account is not None and account != session.account and not authority:
+            self.replies.refuse(session, request, RejectCode.NOT_AUTHORISED)
+            return
+        if account is None and request.year is None:  # every installation's: one year at a time, in pages
+            text = f"{RejectCode.INVALID_FIELD.text}: year, for every installation's rows"
+            self.replies.reject(session, request, RejectCode.INVALID_FIELD, text, "year")
+            return
+        # One installation's rows are its years (a few dozen at most); every installation's come a page at a time.
+        limit = None if account is not None else PAGE_SIZE + 1
+        rows = position_rows(self.engine, account, request.year, request.after, limit)
+        more = limit is not None and len(rows) == limit
+        answer = CompliancePositionAnswer(rows=rows[:PAGE_SIZE] if more else rows, more=more, ts=time.time_ns())
+        self.replies.answer(session, answer, request)

@@ -72,12 +72,14 @@ from exchange import (
     TradingPhaseChanged,
 )
 from exchange.instruments import Instrument, eur_to_cents
+from gateway.pipeline.compliance_reports import INSTALLATION_EVENTS, compliance_report
 from gateway.wire import messages
 from gateway.wire.messages import (
     AuctionReport,
     BidReport,
     BlockReport,
     CloseOutReport,
+    ComplianceReport,
     ExecutionReport,
     KillSwitchReport,
     MassCancelReport,
@@ -400,6 +402,8 @@ class OrderTracker:
                 or event.__class__ is PrimaryAuctionCancelled
             ):
                 out.append((event.auctioneer, auction_report(event, self.ticks[event.instrument])))
+            elif event.__class__ in INSTALLATION_EVENTS:  # to the installation (and the authority: sequencer)
+                out.append((event.account, compliance_report(event)))
         return out
 
     def _tas_reports(self, event: TASPriced) -> list[tuple[str, Report]]:
@@ -626,6 +630,7 @@ Report = (
     | AuctionReport
     | TradingPhaseReport
     | ScheduleReport
+    | ComplianceReport
 )
 
 

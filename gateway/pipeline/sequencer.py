@@ -42,25 +42,33 @@ from exchange import (
     CancelOrder,
     CloseOutAccount,
     ComplianceConfig,
+    ComplianceDeadline,
     Engine,
     Instrument,
     MassCancel,
     ModifyBid,
     NewOrder,
     OpenPrimaryAuction,
+    RecordAllocation,
+    RecordEmissions,
     ReplaceOrder,
     ReportBlockTrade,
     SetTradingPhase,
     SubmitBid,
+    Surrender,
     UnblockAccount,
     WithdrawBid,
 )
+from exchange import RequestRejected as EngineRequestRejected
 from exchange.clearing import FuturesConfig
+from exchange.events import DeadlinePassed
 from gateway.logs import log_event
 from gateway.marketdata.feed import MarketDataFeed
-from gateway.pipeline.reports import OPERATOR_ANSWERED, OrderTracker, operator_answer
+from gateway.pipeline.compliance_reports import year_closed_report
+from gateway.pipeline.reports import OPERATOR_ANSWERED, OrderTracker, operator_answer, request_rejected
 from gateway.wire.messages import (
     CloseOutReport,
+    ComplianceReport,
     ExecutionReport,
     KillSwitchReport,
     MarketData,
@@ -99,6 +107,10 @@ REQUEST_TYPES = {
     WithdrawBid: "withdraw_bid",
     ReportBlockTrade: "report_block",
     CloseOutAccount: "close_out",
+    RecordAllocation: "record_allocation",
+    RecordEmissions: "record_emissions",
+    ComplianceDeadline: "close_compliance_year",
+    Surrender: "surrender",
 }
 
 
@@ -185,11 +197,33 @@ class Sequencer:
                         account = requester
                 elif isinstance(message, CloseOutReport) and account != message.account:
                     continue  # the operator took the positions itself: answered already, with the defaulter's copy
+                elif message.__class__ is ComplianceReport and account != requester:
+                    deliver(account, message, outbox)  # the installation is told; the authority gets a copy
+                    message = msgspec.structs.replace(message)
+                    account = requester
+                    if command.__class__ is ComplianceDeadline:  # told; the year_closed report is the answer
+                        deliver(account, message, outbox)
+                        continue
                 if account == requester and request_id is not None:
                     message.request_id = request_id
                 deliver(account, message, outbox)
+            if command.__class__ is ComplianceDeadline:  # names no installation: the authority is answered
+                self._answer_deadline(requester, request_id, events[start:end], outbox)
             start = end
         # events[start:] are the batch's level changes: the market-data feed's (see commit)
+
+    def _answer_deadline(self, requester: str, request_id: object, events: list, outbox: list) -> None:
+        """A closed year's report, or its refusal (which names no account, so the tracker tells no one)."""
+        for event in events:
+            if event.__class__ is DeadlinePassed:
+                answer: NumberedMessage = year_closed_report(event)
+            elif event.__class__ is EngineRequestRejected:
+                answer = request_rejected("close_compliance_year", event.code, event.ts)
+            else:
+                continue
+            if request_id is not None:
+                answer.request_id = request_id  # type: ignore[assignment]
+            self.deliver(requester, answer, outbox)
 
     def operator(self, commands: list, outbox: list) -> list:
         """Run the exchange's own commands as one engine batch; their events. Refusals are logged, not sent."""

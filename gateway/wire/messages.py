@@ -304,6 +304,53 @@ class CloseOutReport(Outbound, tag="close_out_report"):
     seq: int | UnsetType = UNSET
 
 
+class ComplianceReport(Outbound, tag="compliance_report"):
+    """A compliance record (docs/COMPLIANCE.md): to the installation it concerns and to the authority that made
+    it; ``event`` says which, and the fields it does not use are nil."""
+
+    event: str  # allocation | emissions | surrender | penalty | carried_over | year_closed
+    year: int
+    account: str | None  # the installation; nil for year_closed
+    instrument: str | None  # surrender: the units' instrument
+    units: int | None  # allocation: allocated; surrender: surrendered
+    tonnes: int | None  # emissions: verified; penalty: the shortfall; carried_over and year_closed: carried over
+    obligation: int | None  # emissions: the year's obligation; carried_over: the next year's
+    outstanding: int | None  # surrender: still to cover
+    credits_left: int | None  # allocation: the credit entitlement still unused
+    penalty: int | None  # cents: penalty, and year_closed in all
+    owed: int | None  # cents owed to the authority (penalty)
+    date: int | None  # year_closed: the deadline, YYYYMMDD
+    ts: int
+    request_id: RequestId | UnsetType = UNSET
+    seq: int | UnsetType = UNSET
+
+
+class ComplianceRow(msgspec.Struct, gc=False):
+    """One installation's year of ``compliance_position``: units and tonnes, cents for the penalty."""
+
+    year: int
+    account: str
+    allocation: int | None
+    emissions: int | None
+    carried_in: int
+    obligation: int
+    surrendered: dict[str, int]  # units per instrument
+    credit_entitlement: int
+    credits_left: int
+    shortfall: int  # open year: still to surrender; closed: missing at the deadline
+    penalty: int
+    penalty_owed: int
+    closed: bool
+
+
+class CompliancePositionAnswer(Outbound, tag="compliance_position"):
+    rows: list[ComplianceRow]
+    more: bool  # every installation's rows: more after the last row's account (ask again with ``after``)
+    ts: int
+    request_id: RequestId | UnsetType = UNSET
+    seq: int | UnsetType = UNSET
+
+
 # -- answers to queries (PROTOCOL 8.9-8.13, 8.18-8.20) ----------------------------------------------------
 
 
@@ -612,6 +659,8 @@ NumberedMessage = (
     | BlockReport
     | CloseOutReport
     | TasPricedReport
+    | ComplianceReport
+    | CompliancePositionAnswer
 )
 MarketData = BookSnapshot | BookUpdate | TopOfBook | PublicTrade | Statistics | InstrumentStatus | AuctionReport
 
@@ -644,6 +693,8 @@ OUTBOUND: tuple[type[Outbound], ...] = (
     BlockReport,
     CloseOutReport,
     TasPricedReport,
+    ComplianceReport,
+    CompliancePositionAnswer,
     BookSnapshot,
     BookUpdate,
     TopOfBook,

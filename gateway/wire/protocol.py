@@ -58,8 +58,10 @@ class Inbound(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_o
     """A message from a client. ``request_id`` is the client's own label, echoed in the answer."""
 
     request_id: RequestId = None
-    admin: ClassVar[bool] = False  # operator accounts only
-    auctioneer: ClassVar[bool] = False  # auctioneer accounts only (member states selling allowances)
+    # The account kind the message is for alone (gateway.config ACCOUNT_KINDS): "operator" (the exchange's
+    # staff), "auctioneer" (a member state selling allowances), "authority" (a competent authority of the EU
+    # ETS); "" anyone. Other accounts are refused with 712.
+    role: ClassVar[str] = ""
     market_data: ClassVar[bool] = False  # allowed in a market-data session too
     cost: ClassVar[int] = 1  # throttle tokens it takes: a query that answers a page of 100 entries takes more
 
@@ -178,7 +180,7 @@ class UnsubscribeRequest(Inbound, tag="unsubscribe", frozen=True):
 
 class KillSwitchRequest(Inbound, tag="kill_switch", frozen=True):
     account: str
-    admin: ClassVar[bool] = True
+    role: ClassVar[str] = "operator"
 
 
 class CloseOutRequest(Inbound, tag="close_out", frozen=True):
@@ -187,33 +189,33 @@ class CloseOutRequest(Inbound, tag="close_out", frozen=True):
 
     account: str
     to_account: str
-    admin: ClassVar[bool] = True
+    role: ClassVar[str] = "operator"
 
 
 class ReleaseKillSwitchRequest(Inbound, tag="release_kill_switch", frozen=True):
     account: str
-    admin: ClassVar[bool] = True
+    role: ClassVar[str] = "operator"
 
 
 class SnapshotRequest(Inbound, tag="snapshot", frozen=True):
-    admin: ClassVar[bool] = True
+    role: ClassVar[str] = "operator"
 
 
 class SetTradingPhaseRequest(Inbound, tag="set_trading_phase", frozen=True):
     instrument: str
     phase: str  # exchange.enums.TradingPhase, checked when the command is built (code 128)
     from_phase: Union[str, None] = None  # noqa: UP007 only from this phase (505 otherwise)
-    admin: ClassVar[bool] = True
+    role: ClassVar[str] = "operator"
 
 
 class ExtendTradingDayRequest(Inbound, tag="extend_trading_day", frozen=True):
     minutes: int  # the open trading day's closing points move this much later (1 to 1440)
-    admin: ClassVar[bool] = True
+    role: ClassVar[str] = "operator"
 
 
 class SkipSchedulePointRequest(Inbound, tag="skip_schedule_point", frozen=True):
     point: Union[str, None] = None  # noqa: UP007 the open day's point to pass over (e.g. "opening_call:CER"); nil: the next
-    admin: ClassVar[bool] = True
+    role: ClassVar[str] = "operator"
 
 
 # -- EU ETS primary auctions -----------------------------------------------------------------------
@@ -225,7 +227,7 @@ class OpenAuctionRequest(Inbound, tag="open_auction", frozen=True):
     volume: int  # allowances, a multiple of 500
     window_seconds: int  # bids are taken for this long from now
     reserve_discount_bps: Union[int, None] = None  # noqa: UP007 None: the exchange's setting
-    auctioneer: ClassVar[bool] = True
+    role: ClassVar[str] = "auctioneer"
 
 
 class SubmitBidRequest(Inbound, tag="submit_bid", frozen=True):
@@ -268,6 +270,41 @@ class ReportBlockRequest(Inbound, tag="report_block", frozen=True):
     physical_price: Price = None  # an EFP's price of the underlying: its ticks, or euros
 
 
+# -- EU ETS compliance (docs/COMPLIANCE.md): the authority records and closes, installations surrender ----------
+
+
+class RecordAllocationRequest(Inbound, tag="record_allocation", frozen=True):
+    account: str  # the installation
+    year: int
+    units: int  # its free allocation for the year
+    role: ClassVar[str] = "authority"
+
+
+class RecordEmissionsRequest(Inbound, tag="record_emissions", frozen=True):
+    account: str  # the installation
+    year: int
+    tonnes: int  # its verified emissions for the year
+    role: ClassVar[str] = "authority"
+
+
+class CloseComplianceYearRequest(Inbound, tag="close_compliance_year", frozen=True):
+    year: int  # its deadline is today (the exchange's date): shortfalls are charged and carried over
+    role: ClassVar[str] = "authority"
+
+
+class SurrenderRequest(Inbound, tag="surrender", frozen=True):
+    year: int
+    instrument: str
+    units: int  # units (tonnes), not lots
+
+
+class CompliancePositionRequest(Inbound, tag="compliance_position", frozen=True):
+    cost: ClassVar[int] = 10  # (every installation's rows of a year come 100 to an answer)
+    year: Union[int, None] = None  # noqa: UP007 None: every year with a record
+    account: Union[str, None] = None  # noqa: UP007 None: the session's own; an authority: any, or every one
+    after: Union[str, None] = None  # noqa: UP007 every installation's: only those whose id sorts after this
+
+
 InboundMessage = (
     Logon
     | Logout
@@ -299,6 +336,11 @@ InboundMessage = (
     | OpenOrdersRequest
     | TradesRequest
     | PingRequest
+    | RecordAllocationRequest
+    | RecordEmissionsRequest
+    | CloseComplianceYearRequest
+    | SurrenderRequest
+    | CompliancePositionRequest
 )
 INBOUND: tuple[type[Inbound], ...] = get_args(InboundMessage)
 

@@ -580,7 +580,7 @@ def test_an_engine_without_compliance_activity_hashes_as_before():
     assert not [
         line for line in r.engine.state_lines() if line.startswith(("compliance", "installation", "obligation"))
     ]
-    assert Engine(shipped_instruments()).compliance.config == ComplianceConfig()
+    assert Engine(shipped_instruments()).compliance.config == ComplianceConfig(penalty_collection="cash")
     assert Engine(shipped_instruments(), compliance=VENUE).compliance.config is VENUE
 
 

@@ -487,3 +487,81 @@ def test_the_penalty_table_of_docs_compliance_is_what_the_shipped_rules_charge()
     for year, level, euros in zip(years, index, penalty, strict=True):
         assert levels[int(year)] == round(float(level) * 1000)
         assert SHIPPED.penalty_for(int(year)) == round(float(euros) * 100)
+
+
+# -- found by review: bounds, gaps, allocation-only years, the engine without a configuration ------------------
+
+
+def test_a_year_with_only_an_allocation_does_not_hold_up_later_deadlines():
+    r = Registry()
+    r.installation("mill")
+    r.allocate("mill", 2021, 1_000)  # no emissions recorded for 2021: no obligation
+    r.emit("mill", 2022, 100)
+    closed = r.deadline(2022, 20230430)
+    assert type(closed[-1]) is DeadlinePassed and closed[-1].installations == 1
+
+
+def test_tonnes_carried_past_the_last_phase_wait_for_the_next_one():
+    r = Registry()
+    r.installation("mill")
+    r.emit("mill", 2030, 100)
+    events = r.deadline(2030, 20310930)
+    assert [type(e).__name__ for e in events] == ["PenaltyCharged", "ObligationCarriedOver", "DeadlinePassed"]
+    assert r.refused(r.deadline(2031, 20320930)) is RejectCode.YEAR_OUTSIDE_PHASES  # not charged again and again
+
+
+def test_an_engine_without_a_compliance_configuration_takes_penalties_from_cash_as_before():
+    engine = Engine(shipped_instruments(), pre_trade_risk=True)
+    assert engine.compliance.config.penalty_collection == "cash" and not engine.compliance.config.phases
+
+
+def test_phases_and_units_built_in_python_are_checked_and_survive_the_journal_genesis():
+    phase = Phase("2008-2012", 2008, 2012, ["2008-2012"], ["CER"], [], "allocation", 10_000)  # lists, as a caller may
+    config = ComplianceConfig(
+        allowances=("EUA2",), credits=("CER",), units=(UnitTerms("EUA2", period="2008-2012"),), phases=(phase,)
+    )
+    assert config.phases[0].allowance_periods == ("2008-2012",)
+    assert ComplianceConfig.from_value(config.to_value()) == config
+    with pytest.raises(ConfigError) as raised:
+        Phase("2008-2012", 2008, 2012, "2008-2012")  # a string is not a list of periods
+    assert raised.value.field == "compliance.phases.2008-2012.allowance_periods"
+
+
+@pytest.mark.parametrize(
+    "change, where",
+    [
+        (
+            {"price_index": {"2012": "0.001", "2013": "1000000000"}, "penalty_indexed_from": 2013},
+            "compliance.price_index.2013",
+        ),
+        (
+            {"price_index": {"2012": "1000000", "2013": "1"}, "penalty_indexed_from": 2013},
+            "compliance.price_index.2013",
+        ),
+        ({"deadlines": {"²005": "04-30"}}, "compliance.deadlines.²005"),
+        ({"deadlines": {"2005": "0²-30"}}, "compliance.deadlines.2005"),
+        ({"price_index": {"2012": "²"}}, "compliance.price_index.2012"),
+        (
+            {
+                "phases": [
+                    {"name": "a", "first_year": 2008, "last_year": 2012},
+                    {"name": "b", "first_year": 2014, "last_year": 2020},
+                ]
+            },
+            "compliance.phases.b",
+        ),
+        (
+            {"phases": [{"name": "a", "first_year": 2008, "last_year": 2012, "allowance_periods": ["2008"]}]},
+            "compliance.phases.a.allowance_periods",
+        ),
+        (
+            {"units": {"EUA": {"period": "2008"}}, "phases": [{"name": "a", "first_year": 2008, "last_year": 2012}]},
+            "compliance.units.EUA.period",
+        ),
+    ],
+)
+def test_a_rule_that_would_break_the_engine_is_refused_when_read(change, where):
+    document = {"compliance": {"allowances": ["EUA"], "credits": ["CER"], **change}}
+    with pytest.raises(ConfigError) as raised:
+        parse_compliance(document)
+    assert raised.value.field == where

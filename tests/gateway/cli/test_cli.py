@@ -28,7 +28,12 @@ def test_demo_trades_closes_the_year_and_reconciles(capsys):
     assert "300 participant actions" in out
     assert "trade #1 " in out
     assert "reconciliation OK" in out
-    assert "compliance 2026" in out and "paper-mill" in out
+    # compliance over the wire: the authority closes 2025; the paper mill (400,000 t emitted, 200,000 EUA held
+    # when the demo begins) falls short and owes the penalty; no CER counts for 2025
+    closing = out[out.index("compliance 2025, closed by de-authority over the wire") :].splitlines()
+    assert "compliance year 2025 closed on 2026" in closing[0] and "t short in all" in closing[0]
+    mill = next(line for line in closing if "paper-mill" in line)
+    assert "250,000" in mill and "400,000" in mill and "CER" not in mill and mill.endswith("closed")
     assert "Statement of account bank" in out.split("reconciliation OK")[1]
     # the futures curve (three Decembers in contango), each day's variation margin, the November expiry
     curve = next(line for line in out.splitlines() if line.startswith("futures over spot"))
@@ -321,3 +326,28 @@ def test_futures_served_traded_and_shown_by_positions_and_margin(tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+
+
+def test_compliance_commands_for_the_authority_and_an_installation(served):
+    port, _ = served
+    at = ["--port", str(port)]
+    authority = [*at, "--account", "de-authority"]
+    allocated = carbonx("compliance", "allocate", "paper-mill", "2025", "120000", *authority)
+    assert allocated.returncode == 0, allocated.stderr
+    assert "paper-mill 2025: allocation 120,000 recorded" in allocated.stdout
+    emitted = carbonx("compliance", "emissions", "paper-mill", "2025", "100000", *authority)
+    assert "verified emissions 100,000 t; obligation 100,000 t" in emitted.stdout
+    given = carbonx("compliance", "surrender", "2025", "EUA", "60000", *at, "--account", "paper-mill")
+    assert "60,000 EUA surrendered; 40,000 t outstanding" in given.stdout, given.stdout + given.stderr
+    refused = carbonx("compliance", "surrender", "2025", "CER", "1000", *at, "--account", "paper-mill")
+    assert refused.returncode == 1 and "614" in refused.stdout
+    not_yours = carbonx("compliance", "allocate", "paper-mill", "2025", "1", *at, "--account", "paper-mill")
+    assert not_yours.returncode == 1 and "712" in not_yours.stdout
+    position = carbonx("compliance", "position", "--year", "2025", *at, "--account", "paper-mill")
+    lines = position.stdout.splitlines()
+    assert lines[0].split()[:3] == ["year", "account", "allocation"]
+    assert "120,000" in lines[1] and "60,000 EUA" in lines[1] and "40,000" in lines[1] and lines[1].endswith("open")
+    closed = carbonx("compliance", "close", "2025", *authority)
+    assert closed.returncode == 0 and "compliance year 2025 closed" in closed.stdout, closed.stdout + closed.stderr
+    after = carbonx("compliance", "position", "--year", "2025", "--installation", "paper-mill", *authority)
+    assert after.stdout.splitlines()[1].endswith("closed")

@@ -76,7 +76,9 @@ from gateway.wire.protocol import (
     BalancesRequest,
     BookRequest,
     CancelRequest,
+    CloseComplianceYearRequest,
     CloseOutRequest,
+    CompliancePositionRequest,
     DictReader,
     ExtendTradingDayRequest,
     FrameReader,
@@ -95,6 +97,8 @@ from gateway.wire.protocol import (
     PingRequest,
     PositionsRequest,
     ProtocolError,
+    RecordAllocationRequest,
+    RecordEmissionsRequest,
     Refusal,
     ReleaseKillSwitchRequest,
     ReplaceRequest,
@@ -105,6 +109,7 @@ from gateway.wire.protocol import (
     SnapshotRequest,
     SubmitBidRequest,
     SubscribeRequest,
+    SurrenderRequest,
     TradesRequest,
     UnsubscribeRequest,
     WithdrawBidRequest,
@@ -315,6 +320,26 @@ FULL = [
         CloseOutRequest(request_id=27, account="fund", to_account="bank"),
     ),
     (
+        {"type": "record_allocation", "request_id": 28, "account": "mill", "year": 2026, "units": 400_000},
+        RecordAllocationRequest(request_id=28, account="mill", year=2026, units=400_000),
+    ),
+    (
+        {"type": "record_emissions", "request_id": 29, "account": "mill", "year": 2026, "tonnes": 520_000},
+        RecordEmissionsRequest(request_id=29, account="mill", year=2026, tonnes=520_000),
+    ),
+    (
+        {"type": "close_compliance_year", "request_id": 30, "year": 2026},
+        CloseComplianceYearRequest(request_id=30, year=2026),
+    ),
+    (
+        {"type": "surrender", "request_id": 31, "year": 2026, "instrument": "EUA", "units": 1000},
+        SurrenderRequest(request_id=31, year=2026, instrument="EUA", units=1000),
+    ),
+    (
+        {"type": "compliance_position", "request_id": 32, "year": 2026, "account": "mill"},
+        CompliancePositionRequest(request_id=32, year=2026, account="mill"),
+    ),
+    (
         {
             "type": "report_block",
             "request_id": 26,
@@ -384,6 +409,20 @@ MINIMAL = [
     ({"type": "trades"}, TradesRequest()),
     ({"type": "ping"}, PingRequest()),
     ({"type": "close_out", "account": "a", "to_account": "b"}, CloseOutRequest(account="a", to_account="b")),
+    (
+        {"type": "record_allocation", "account": "a", "year": 2026, "units": 0},
+        RecordAllocationRequest(account="a", year=2026, units=0),
+    ),
+    (
+        {"type": "record_emissions", "account": "a", "year": 2026, "tonnes": 0},
+        RecordEmissionsRequest(account="a", year=2026, tonnes=0),
+    ),
+    ({"type": "close_compliance_year", "year": 2026}, CloseComplianceYearRequest(year=2026)),
+    (
+        {"type": "surrender", "year": 2026, "instrument": "EUA", "units": 1},
+        SurrenderRequest(year=2026, instrument="EUA", units=1),
+    ),
+    ({"type": "compliance_position"}, CompliancePositionRequest()),
     (
         {"type": "report_block", "block_id": 1, "counterparty": "b", "instrument": "EUAZ27", "side": "B"}
         | {"quantity": 50, "price": 7230},
@@ -548,7 +587,7 @@ def test_dict_reader():
 def test_every_message_type_has_a_sample():
     assert {document["type"] for document, _ in FULL} == MESSAGE_TYPES
     assert {document["type"] for document, _ in MINIMAL} == MESSAGE_TYPES
-    assert len(MESSAGE_TYPES) == len(INBOUND) == 30
+    assert len(MESSAGE_TYPES) == len(INBOUND) == 35
 
 
 @pytest.mark.parametrize("document, expected", FULL + MINIMAL, ids=lambda v: v.get("type") if type(v) is dict else "")
@@ -604,7 +643,7 @@ def test_defaults():
 
 
 def test_operator_only_messages():
-    assert {kind for kind in INBOUND if kind.admin} == {
+    assert {kind for kind in INBOUND if kind.role == "operator"} == {
         KillSwitchRequest,
         ReleaseKillSwitchRequest,
         SnapshotRequest,
@@ -616,8 +655,8 @@ def test_operator_only_messages():
 
 
 def test_auctioneer_only_messages():
-    assert {kind for kind in INBOUND if kind.auctioneer} == {OpenAuctionRequest}
-    assert not any(kind.admin and kind.auctioneer for kind in INBOUND)
+    assert {kind for kind in INBOUND if kind.role == "auctioneer"} == {OpenAuctionRequest}
+    assert {kind.role for kind in INBOUND} <= {"", "operator", "auctioneer", "authority"}
 
 
 def test_many_messages_in_one_frame_stream_keep_their_order():

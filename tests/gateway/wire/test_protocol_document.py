@@ -145,7 +145,8 @@ TEXT = {
     709: "nothing received within the heartbeat timeout (closes)",
     710: "the session fell too far behind reading its messages (closes)",
     711: "the exchange is shutting down (closes)",
-    712: "this account may not send this message (operators only; open_auction: auctioneers only)",
+    712: "this account may not send this message (operators only; open_auction: auctioneers; compliance records: "
+    "authorities)",
     713: "no logon within the logon timeout (closes)",
     714: "this connection is already logged on",
     715: "the exchange has all the sessions it takes (closes)",

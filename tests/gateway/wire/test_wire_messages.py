@@ -35,6 +35,9 @@ from gateway.wire.messages import (
     BookSnapshot,
     BookUpdate,
     CloseOutReport,
+    CompliancePositionAnswer,
+    ComplianceReport,
+    ComplianceRow,
     ExecutionReport,
     Fill,
     FuturesPosition,
@@ -70,6 +73,21 @@ from gateway.wire.messages import (
 from gateway.wire.protocol import LENGTH_BYTES, DictReader, encode_frame, encode_message
 
 TS = 1_764_323_000_123_456_789
+COMPLIANCE_ROW = {
+    "year": 2026,
+    "account": "mill",
+    "allocation": 400_000,
+    "emissions": 520_000,
+    "carried_in": 0,
+    "obligation": 520_000,
+    "surrendered": {"EUA": 1000},
+    "credit_entitlement": 0,
+    "credits_left": 0,
+    "shortfall": 519_000,
+    "penalty": 0,
+    "penalty_owed": 0,
+    "closed": False,
+}
 CLOSES = TS + 3_600_000_000_000
 
 
@@ -687,6 +705,18 @@ CASES: list[tuple[dict, msgspec.Struct]] = [
         TasPricedReport("EUAZ27TAS", "EUAZ27", 5, "t2", "B", 5, 7228, TS, seq=12),
     ),
     (
+        {"type": "compliance_report", "event": "surrender", "year": 2026, "account": "mill", "instrument": "EUA"}
+        | {"units": 1000, "tonnes": None, "obligation": None, "outstanding": 519_000, "credits_left": None}
+        | {"penalty": None, "owed": None, "date": None, "ts": TS, "request_id": 3, "seq": 8},
+        ComplianceReport(
+            "surrender", 2026, "mill", "EUA", 1000, None, None, 519_000, None, None, None, None, TS, request_id=3, seq=8
+        ),
+    ),
+    (
+        {"type": "compliance_position", "rows": [COMPLIANCE_ROW], "more": False, "ts": TS, "request_id": 5, "seq": 11},
+        CompliancePositionAnswer([ComplianceRow(**COMPLIANCE_ROW)], False, TS, request_id=5, seq=11),
+    ),
+    (
         {"type": "close_out_report", "account": "fund", "to_account": "bank"}
         | {"transfers": [{"instrument": "EUAZ27", "lots": -10, "price": 7340}], "ts": TS, "request_id": 2, "seq": 9},
         CloseOutReport("fund", "bank", [TransferEntry("EUAZ27", -10, 7340)], TS, request_id=2, seq=9),
@@ -1042,7 +1072,7 @@ def body(frame: bytes) -> bytes:
 
 def test_every_schema_has_a_case():
     assert {type(message) for _, message in CASES} == set(OUTBOUND)
-    assert len(OUTBOUND) == len(set(OUTBOUND)) == 34
+    assert len(OUTBOUND) == len(set(OUTBOUND)) == 36
 
 
 def test_schemas_are_tagged_by_type_and_list_their_fields_in_wire_order():
