@@ -12,6 +12,7 @@ from .call_auction import AuctionPrice, auction_price
 from .codes import RejectCode
 from .commands import (
     CASH_ASSET,
+    AdmitBidder,
     BlockAccount,
     CancelOrder,
     ClearPrimaryAuction,
@@ -50,6 +51,7 @@ from .events import (
     AccountUnblocked,
     AuctionCompleted,
     AuctionIndicative,
+    BidderAdmitted,
     BidPlaced,
     BidResult,
     BidWithdrawn,
@@ -131,9 +133,11 @@ COMMAND_TYPES = (
     ReportBlockTrade,
     CloseOutAccount,
     RecordAllocation,
+    AdmitBidder,
 )
 
 __all__ = [
+    "AdmitBidder",
     "COMPILED",
     "ComplianceConfig",
     "ComplianceDeadline",
@@ -231,6 +235,7 @@ __all__ = [
     "PrimaryAuctionCancelled",
     "PrimaryAuctionCleared",
     "PrimaryAuctionOpened",
+    "BidderAdmitted",
     "SubmitBid",
     "WithdrawBid",
     "AccountBalances",

@@ -201,3 +201,5 @@ class RejectCode(IntEnum):
     )
     AUCTIONEER_MAY_NOT_BID = 811, "the auctioneer may not bid in its own auction"
     INVALID_RESERVE_DISCOUNT = 812, "reserve discount must be a whole number of basis points from 0 to 10000"
+    INVALID_AUCTION_FEE = 813, "auction fee must be a whole number of cents per lot of 500, from 0 to 100000"
+    BIDDER_NOT_ADMITTED = 814, "the account is not admitted to bid in primary auctions"

@@ -635,6 +635,9 @@ class ComplianceDeadline(Command, frozen=True):
 
 # -- EU ETS primary auctions (exchange.primary_auction) -------------------------------------------------------
 
+# Defensive limit: EUR 1,000 per lot of 500 (EEX's fee was EUR 1.41 in 2021), so a fee always fits the wire.
+MAX_AUCTION_FEE = 100_000
+
 
 def _check_auction_id(value: object) -> None:
     if type(value) is not str or AUCTION_ID.fullmatch(value) is None:
@@ -663,6 +666,10 @@ class OpenPrimaryAuction(Command, frozen=True):
     closes_at: int  # ns since the epoch: bids with a later ts are refused; the clearing comes after it
     seed: str  # hexadecimal
     reserve_discount_bps: int = 0
+    # Only admitted bidders may bid (AdmitBidder; the Auctioning Regulation Arts. 18-19): False in auctions opened
+    # before admission existed, so their journals replay as they ran.
+    admitted_only: bool = False
+    fee_per_lot: int = 0  # cents per lot of 500 allowances won, paid by the winner to the exchange
 
     def __post_init__(self) -> None:
         _check_ts(self.ts)
@@ -678,6 +685,24 @@ class OpenPrimaryAuction(Command, frozen=True):
             raise InvalidCommand(RejectCode.INVALID_SEED, "seed")
         if not _whole(self.reserve_discount_bps) or not 0 <= self.reserve_discount_bps <= 10_000:
             raise InvalidCommand(RejectCode.INVALID_RESERVE_DISCOUNT, "reserve_discount_bps")
+        if type(self.admitted_only) is not bool:
+            raise InvalidCommand(RejectCode.INVALID_FIELD, "admitted_only")
+        if not _whole(self.fee_per_lot) or not 0 <= self.fee_per_lot <= MAX_AUCTION_FEE:
+            raise InvalidCommand(RejectCode.INVALID_AUCTION_FEE, "fee_per_lot")
+
+
+class AdmitBidder(Command, frozen=True):
+    """Admit an account to bid in primary auctions, or withdraw its admission (``admitted`` False); operators."""
+
+    ts: int
+    account: str
+    admitted: bool = True
+
+    def __post_init__(self) -> None:
+        _check_ts(self.ts)
+        _check_account(self.account)
+        if type(self.admitted) is not bool:
+            raise InvalidCommand(RejectCode.INVALID_FIELD, "admitted")
 
 
 class SubmitBid(Command, frozen=True):

@@ -63,6 +63,7 @@ from .clearing.desk import FuturesDesk
 from .clearing.terms import FuturesConfig
 from .codes import RejectCode
 from .commands import (
+    AdmitBidder,
     BlockAccount,
     CancelOrder,
     ClearPrimaryAuction,
@@ -128,8 +129,7 @@ DEFAULT_FEE_ACCOUNT: Final = "carbonx-fees"
 
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)  # pickled in snapshots (docs/PERFORMANCE.md)
 class Engine:
-    """All order books of the venue, the accounts (holdings, holds, client order ids), compliance, and the
-    sequence counters."""
+    """All order books, the accounts (holdings, holds, client order ids), compliance and the sequence counters."""
 
     def __init__(
         self,
@@ -204,6 +204,7 @@ class Engine:
             ModifyBid: self.primary.modify_bid,
             WithdrawBid: self.primary.withdraw_bid,
             ClearPrimaryAuction: self.primary.clear,
+            AdmitBidder: self.primary.admit,
         }
         self._handlers.update(_futures_handlers(self.futures))
 

@@ -383,6 +383,13 @@ class BidWithdrawn(Event, frozen=True):
     released: int  # cents no longer held
 
 
+class BidderAdmitted(Event, frozen=True):
+    """An account admitted to bid in primary auctions, or its admission withdrawn (``admitted`` False)."""
+
+    account: str
+    admitted: bool
+
+
 class BidResult(Event, frozen=True):
     """One bid's outcome at the clearing (or cancellation): ``allocated`` allowances at ``clearing_price``,
     ``amount`` cents paid; 0 allocated for a losing bid or a cancelled auction."""
@@ -396,6 +403,7 @@ class BidResult(Event, frozen=True):
     allocated: int  # allowances won
     clearing_price: int | None  # cents; None if the auction was cancelled
     amount: int  # cents paid: clearing_price x allocated
+    fee: int = 0  # cents paid to the exchange: the auction's fee per lot of 500 allocated
 
 
 class PrimaryAuctionCleared(Event, frozen=True):

@@ -51,8 +51,17 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .codes import RejectCode
-from .commands import BID_LOT, ClearPrimaryAuction, ModifyBid, OpenPrimaryAuction, SubmitBid, WithdrawBid
+from .commands import (
+    BID_LOT,
+    AdmitBidder,
+    ClearPrimaryAuction,
+    ModifyBid,
+    OpenPrimaryAuction,
+    SubmitBid,
+    WithdrawBid,
+)
 from .events import (
+    BidderAdmitted,
     BidPlaced,
     BidResult,
     BidWithdrawn,
@@ -71,18 +80,22 @@ BELOW_RESERVE = "below_reserve"
 
 
 class Bid:
-    __slots__ = ("number", "account", "bid_id", "price", "volume")
+    __slots__ = ("number", "account", "bid_id", "price", "volume", "fee_per_lot")
 
-    def __init__(self, number: int, account: str, bid_id: str | int, price: int, volume: int) -> None:
+    def __init__(
+        self, number: int, account: str, bid_id: str | int, price: int, volume: int, fee_per_lot: int = 0
+    ) -> None:
         self.number = number  # arrival order in the auction: what the seed shuffles at equal prices
         self.account = account
         self.bid_id = bid_id
         self.price = price  # cents per allowance
         self.volume = volume  # allowances
+        self.fee_per_lot = fee_per_lot  # the auction's fee, cents per lot of 500 won
 
     @property
     def held(self) -> int:
-        return self.price * self.volume
+        """What the bid holds of the bidder's cash: the allowances at its price and the fee on every lot."""
+        return self.price * self.volume + self.fee_per_lot * (self.volume // BID_LOT)
 
 
 class PrimaryAuction:
@@ -95,6 +108,8 @@ class PrimaryAuction:
         "closes_at",
         "seed",
         "reserve_discount_bps",
+        "admitted_only",
+        "fee_per_lot",
         "bids",
         "bid_ids",
         "bids_received",
@@ -110,6 +125,8 @@ class PrimaryAuction:
         self.closes_at = cmd.closes_at
         self.seed = cmd.seed
         self.reserve_discount_bps = cmd.reserve_discount_bps
+        self.admitted_only = cmd.admitted_only
+        self.fee_per_lot = cmd.fee_per_lot
         self.bids: dict[tuple[str, str | int], Bid] = {}  # open bids by (account, bid id)
         self.bid_ids: set[tuple[str, str | int]] = set()  # every (account, bid id) ever taken: withdrawn ones too
         self.bids_received = 0  # bids ever taken (numbers them; withdrawn ones keep theirs)
@@ -157,6 +174,17 @@ class PrimaryAuctions:
         self.auctions: dict[str, PrimaryAuction] = {}
         # (auctioneer, instrument) -> volume to add to each of its next auctions, the next one first
         self.carry_over: dict[tuple[str, str], list[int]] = {}
+        self.admitted: set[str] = set()  # accounts admitted to bid where an auction takes admitted bidders only
+
+    def admit(self, cmd: AdmitBidder, events: list) -> RejectCode | None:
+        if self._engine.holding_account(cmd.account) is None:
+            return RejectCode.UNKNOWN_ACCOUNT
+        if cmd.admitted:
+            self.admitted.add(cmd.account)
+        else:
+            self.admitted.discard(cmd.account)  # (its bids already in stay: an admission is checked on bidding)
+        events.append(BidderAdmitted(self._counters.next_seq(), cmd.ts, cmd.account, cmd.admitted))
+        return None
 
     # -- commands ---------------------------------------------------------------------------------
 
@@ -219,6 +247,8 @@ class PrimaryAuctions:
             return RejectCode.ACCOUNT_BLOCKED
         if cmd.account == auction.auctioneer:
             return RejectCode.AUCTIONEER_MAY_NOT_BID
+        if auction.admitted_only and cmd.account not in self.admitted and cmd.__class__ is not WithdrawBid:
+            return RejectCode.BIDDER_NOT_ADMITTED
         return auction, account
 
     def submit_bid(self, cmd: SubmitBid, events: list) -> RejectCode | None:
@@ -231,15 +261,14 @@ class PrimaryAuctions:
         code = self._check_price(cmd.price, auction)
         if code is not None:
             return code
-        held = cmd.price * cmd.volume
+        bid = Bid(auction.bids_received + 1, cmd.account, cmd.bid_id, cmd.price, cmd.volume, auction.fee_per_lot)
+        held = bid.held
         if held > account.cash - account.reserved_cash:
             return RejectCode.INSUFFICIENT_CASH
         account.reserved_cash += held
         auction.bids_received += 1
         auction.bid_ids.add((cmd.account, cmd.bid_id))
-        auction.bids[(cmd.account, cmd.bid_id)] = Bid(
-            auction.bids_received, cmd.account, cmd.bid_id, cmd.price, cmd.volume
-        )
+        auction.bids[(cmd.account, cmd.bid_id)] = bid
         events.append(
             BidPlaced(
                 self._counters.next_seq(),
@@ -269,7 +298,7 @@ class PrimaryAuctions:
         code = self._check_price(price, auction)
         if code is not None:
             return code
-        held = price * volume
+        held = price * volume + auction.fee_per_lot * (volume // BID_LOT)
         if held - bid.held > account.cash - account.reserved_cash:
             return RejectCode.INSUFFICIENT_CASH
         account.reserved_cash += held - bid.held
@@ -395,15 +424,19 @@ class PrimaryAuctions:
         symbol = auction.instrument
         proceeds = 0
         winners = set()
+        fee_account = engine.fee_account
         for bid, allocated in allocations:
             account = engine.account(bid.account)
             account.reserved_cash -= bid.held
             amount = clearing_price * allocated
+            fee = auction.fee_per_lot * (allocated // BID_LOT)
             if allocated:
-                account.cash -= amount
+                account.cash -= amount + fee
                 account.units[symbol] += allocated
                 proceeds += amount
                 winners.add(bid.account)
+                if fee and fee_account is not None:
+                    fee_account.cash += fee
             events.append(
                 BidResult(
                     self._counters.next_seq(),
@@ -417,6 +450,7 @@ class PrimaryAuctions:
                     allocated,
                     clearing_price,
                     amount,
+                    fee,
                 )
             )
         auctioneer = engine.account(auction.auctioneer)
@@ -459,6 +493,12 @@ class PrimaryAuctions:
                 f"carried={auction.carried_in} closes={auction.closes_at} seed={auction.seed} "
                 f"discount={auction.reserve_discount_bps} received={auction.bids_received} "
                 f"outcome={auction.outcome}"
+                # (terms an auction opened before admission and fees did not have add nothing: same hash)
+                + (
+                    f" admitted_only={auction.admitted_only} fee={auction.fee_per_lot}"
+                    if auction.admitted_only or auction.fee_per_lot
+                    else ""
+                )
             )
             for bid in sorted(auction.bids.values(), key=lambda bid: bid.number):
                 yield f"bid {auction_id} {bid.number} {bid.account} {bid.bid_id!r} {bid.price} {bid.volume}"
@@ -466,3 +506,5 @@ class PrimaryAuctions:
             yield f"bid ids {auction_id} " + ",".join(used)
         for (auctioneer, instrument), waiting in sorted(self.carry_over.items()):
             yield f"carry {auctioneer} {instrument} " + ",".join(str(volume) for volume in waiting)
+        if self.admitted:
+            yield "admitted bidders " + ",".join(sorted(self.admitted))

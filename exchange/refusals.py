@@ -25,6 +25,7 @@ from typing import Final
 
 from .codes import RejectCode
 from .commands import (
+    AdmitBidder,
     BlockAccount,
     CancelOrder,
     ClearPrimaryAuction,
@@ -74,6 +75,7 @@ REQUESTS: dict[type, str] = {
     Withdraw: "withdraw",
     RegisterInstallation: "register_installation",
     RecordAllocation: "record_allocation",
+    AdmitBidder: "admit_bidder",
     RecordEmissions: "record_emissions",
     Surrender: "surrender",
     ComplianceDeadline: "compliance_deadline",

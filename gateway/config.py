@@ -40,6 +40,7 @@ from typing import Any, TypeVar, get_type_hints
 
 from exchange import (
     CASH_ASSET,
+    AdmitBidder,
     ComplianceConfig,
     Deposit,
     Engine,
@@ -141,19 +142,8 @@ def load_instruments(path: Path | str | None = None) -> dict[str, Instrument]:
 # -- accounts ---------------------------------------------------------------------------------
 
 DEFAULT_ACCOUNTS = PACKAGED_CONFIG / "accounts.toml"
-ACCOUNT_KINDS = (
-    "installation",
-    "broker",
-    "project-developer",
-    "fund",
-    "bank",
-    "investor",
-    "operator",
-    "auctioneer",
-    "authority",
-)
+ACCOUNT_KINDS = tuple("installation broker project-developer fund bank investor operator auctioneer authority".split())
 OPERATOR = "operator"  # the exchange's own staff: may use the kill switch; trades nothing
-AUCTIONEER = "auctioneer"  # a member state's account: opens primary auctions of the allowances it holds
 AUTHORITY = "authority"  # a competent authority: records allocations and emissions, closes compliance years
 _ACCOUNT_FIELDS = {
     "name",
@@ -165,6 +155,7 @@ _ACCOUNT_FIELDS = {
     "secret_hash",
     "credit_limit_bps",
     "cancel_on_disconnect",
+    "auction_bidder",
 }
 
 
@@ -182,6 +173,7 @@ class AccountConfig:
     secret_hash: str
     credit_limit_bps: int | None = None  # installations: share of an obligation CERs and ERUs may cover
     cancel_on_disconnect: bool = True  # the gateway cancels the account's orders when its session ends
+    auction_bidder: bool = False  # admitted to bid in primary auctions when the account is opened
 
     @property
     def is_operator(self) -> bool:
@@ -248,11 +240,12 @@ def parse_accounts(document: dict, instruments: Mapping[str, Instrument]) -> dic
                 )
         elif credit_limit is not None:
             raise ConfigError(f"{where}.credit_limit_bps", "only an installation has a credit limit")
-        cancel_on_disconnect = table.get("cancel_on_disconnect", True)
-        if type(cancel_on_disconnect) is not bool:
-            raise ConfigError(f"{where}.cancel_on_disconnect", "must be true or false")
+        flags = [table.get(flag, flag == "cancel_on_disconnect") for flag in ("cancel_on_disconnect", "auction_bidder")]
+        for flag, value in zip(("cancel_on_disconnect", "auction_bidder"), flags, strict=True):
+            if type(value) is not bool:
+                raise ConfigError(f"{where}.{flag}", "must be true or false")
         accounts[account_id] = AccountConfig(
-            account_id, name, kind, cash, dict(units), limit, stp, secret_hash, credit_limit, cancel_on_disconnect
+            account_id, name, kind, cash, dict(units), limit, stp, secret_hash, credit_limit, *flags
         )
     return accounts
 
@@ -300,6 +293,8 @@ def opening_commands(accounts: Mapping[str, AccountConfig], ts: int) -> list:
             commands.append(
                 RegisterInstallation(ts=ts, account=account.account_id, credit_limit_bps=account.credit_limit_bps)
             )
+        if account.auction_bidder:  # (an open account's admission is the operators' from then on: admit_bidder)
+            commands.append(AdmitBidder(ts=ts, account=account.account_id))
     return commands
 
 
@@ -680,6 +675,18 @@ class ServerConfig:
     max_auction_window: int = field(
         default=86_400,
         metadata=_about("auctions", "longest bidding window of a primary auction, seconds", 1, 30 * 86_400),
+    )
+    auction_admission: str = field(
+        default="on",
+        metadata=_about(
+            "auctions",
+            "on: only accounts admitted by an operator bid (Auctioning Regulation Arts. 18-19)",
+            choices=("off", "on"),
+        ),
+    )
+    auction_fee_cents: int = field(
+        default=141,
+        metadata=_about("auctions", "fee per lot of 500 allowances won, euro cents (EEX 2021: EUR 1.41)", 0, 100_000),
     )
     # -- [settlement]
     ledger: str = field(

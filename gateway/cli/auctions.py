@@ -1,6 +1,6 @@
-"""``carbonx auction``: EU ETS primary auctions on the exchange, as an auctioneer or a bidder.
+"""``carbonx auction``: EU ETS primary auctions on the exchange, as an auctioneer, a bidder or an operator.
 
-How this works: one subcommand a request (open, bid, modify, withdraw, report), each a one-shot command
+How this works: one subcommand a request (open, bid, modify, withdraw, report; admit for operators), each a one-shot command
 (:mod:`gateway.cli.one_shot`); a bid's price is read as the trading commands read prices
 (:func:`gateway.cli.trading.euros`) before any secret is asked for. An auction's terms and results, and a
 bid, are printed by :func:`gateway.cli.display.auction_summary` and :func:`~gateway.cli.display.bid_summary`.
@@ -33,13 +33,18 @@ async def _auction(client: ExchangeClient, args: argparse.Namespace) -> int:
         answer = await client.modify_bid(args.auction_id, args.bid_id, price=args.price, volume=args.volume)
     elif args.auction_command == "withdraw":
         answer = await client.withdraw_bid(args.auction_id, args.bid_id)
+    elif args.auction_command == "admit":
+        answer = await client.admit_bidder(args.account_admitted, not args.withdraw)
     else:
         answer = await client.auction_status(args.auction_id)
     if answer["type"] in ("request_rejected", "reject"):
         print(describe_report(answer, tick_sizes(client)))
         return REFUSED
     ticks = tick_sizes(client)
-    if answer["type"] == "auction_status":
+    if answer["type"] == "bidder_admission":
+        state = "admitted to bid in primary auctions" if answer["admitted"] else "no longer admitted to bid"
+        print(f"{answer['account']}: {state}")
+    elif answer["type"] == "auction_status":
         print(auction_summary(answer, ticks))
     elif answer["type"] == "auction_report":
         print(auction_summary({**answer, "result": None}, ticks))
@@ -89,5 +94,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "report", help="an auction's terms, your bids, and once it is decided its results"
     )
     reporting.add_argument("auction_id")
-    for sub in (opening, bidding, modifying, withdrawing, reporting):
+    admitting = auction_commands.add_parser(
+        "admit", help="(operator) admit an account to bid in primary auctions (--withdraw: withdraw its admission)"
+    )
+    admitting.add_argument("account_admitted", metavar="account")
+    admitting.add_argument("--withdraw", action="store_true", help="withdraw the admission instead")
+    for sub in (opening, bidding, modifying, withdrawing, reporting, admitting):
         add_trader(sub, _auction, _check_auction)

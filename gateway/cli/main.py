@@ -19,7 +19,7 @@ Subcommands, by the module that has them:
     block        report one side of a futures block trade or EFP agreed with another account
     md           a live view of the market data (books, trades, statistics) from MQTT or the socket
   gateway/cli/auctions.py
-    auction      EU ETS primary auctions: open (auctioneers), bid, modify, withdraw, report
+    auction      EU ETS primary auctions: open (auctioneers), bid, modify, withdraw, report, admit (operators)
   gateway/cli/compliance.py
     compliance   EU ETS compliance: allocate, emissions, close (authorities); surrender; position
   gateway/cli/operations.py

@@ -593,6 +593,10 @@ class ExchangeClient(ClientSession):
             }
         )
 
+    async def admit_bidder(self, account: str, admitted: bool = True) -> dict:
+        """(Operator) Admit an account to bid in primary auctions, or withdraw its admission: ``bidder_admission``."""
+        return await self.request({"type": "admit_bidder", "account": account, "admitted": admitted})
+
     async def withdraw_bid(self, auction_id: str, bid_id: str | int) -> dict:
         return await self.request({"type": "withdraw_bid", "auction_id": auction_id, "bid_id": bid_id})
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from exchange import (
+    AdmitBidder,
     BlockAccount,
     CancelOrder,
     CloseOutAccount,
@@ -53,6 +54,7 @@ from gateway.schedule.calendar import date_number
 from gateway.schedule.runner import CalendarRunner, point_name
 from gateway.sessions.session import Session
 from gateway.wire.protocol import (
+    AdmitBidderRequest,
     CancelRequest,
     CloseComplianceYearRequest,
     CloseOutRequest,
@@ -126,6 +128,7 @@ class CommandBuilder:
             RecordEmissionsRequest: self._record_emissions,
             CloseComplianceYearRequest: self._close_compliance_year,
             SurrenderRequest: self._surrender,
+            AdmitBidderRequest: self._admit_bidder,
             Disconnected: self._disconnected,
         }
 
@@ -222,6 +225,8 @@ class CommandBuilder:
             closes_at=ts + request.window_seconds * 1_000_000_000,
             seed=secrets.token_hex(32),
             reserve_discount_bps=self.config.auction_reserve_discount_bps if discount is None else discount,
+            admitted_only=self.config.auction_admission == "on",
+            fee_per_lot=self.config.auction_fee_cents,
         )
 
     def _auction_instrument(self, auction_id: str) -> Instrument | None:
@@ -292,6 +297,9 @@ class CommandBuilder:
         return Surrender(
             ts=ts, account=session.account, year=request.year, instrument=request.instrument, units=request.units
         )
+
+    def _admit_bidder(self, session: Session, request: AdmitBidderRequest, ts: int) -> AdmitBidder:
+        return AdmitBidder(ts=ts, account=request.account, admitted=request.admitted)
 
     def _disconnected(self, session: None, request: Disconnected, ts: int) -> MassCancel:
         return MassCancel(ts=ts, account=request.account, on_disconnect=True)

@@ -41,6 +41,7 @@ from exchange import (
     AccountClosedOut,
     AccountUnblocked,
     AuctionCompleted,
+    BidderAdmitted,
     BidPlaced,
     BidResult,
     BidWithdrawn,
@@ -76,6 +77,7 @@ from gateway.pipeline.compliance_reports import INSTALLATION_EVENTS, compliance_
 from gateway.wire import messages
 from gateway.wire.messages import (
     AuctionReport,
+    BidderAdmission,
     BidReport,
     BlockReport,
     CloseOutReport,
@@ -235,6 +237,9 @@ def average_price(value: int, lots: int) -> str | None:
     return str((Decimal(value) / (lots * 100)).quantize(AVERAGE_PRICE_PLACES))
 
 
+BLOCK_EVENTS = (BlockTradeReported, BlockTraded, BlockTradeLapsed)  # a block trade's, to its sides
+
+
 class OrderTracker:
     """Every order of the trading day, followed through the engine's events."""
 
@@ -382,11 +387,7 @@ class OrderTracker:
                 self.fills.clear()
                 self.fills_dropped.clear()
                 self.fills_whole_day = True
-            elif (
-                event.__class__ is BlockTradeReported
-                or event.__class__ is BlockTraded
-                or event.__class__ is BlockTradeLapsed
-            ):
+            elif event.__class__ in BLOCK_EVENTS:
                 out.extend(block_reports(event, self.ticks))
             elif event.__class__ is TASPriced:  # a TAS fill's price, to each side
                 out.extend(self._tas_reports(event))
@@ -404,6 +405,8 @@ class OrderTracker:
                 out.append((event.auctioneer, auction_report(event, self.ticks[event.instrument])))
             elif event.__class__ in INSTALLATION_EVENTS:  # to the installation (and the authority: sequencer)
                 out.append((event.account, compliance_report(event)))
+            elif event.__class__ is BidderAdmitted:  # to the account (and the operator: sequencer)
+                out.append((event.account, BidderAdmission(event.account, event.admitted, event.ts)))
         return out
 
     def _tas_reports(self, event: TASPriced) -> list[tuple[str, Report]]:
@@ -461,6 +464,7 @@ class OrderTracker:
             allocated=event.allocated,
             clearing_price=None if event.clearing_price is None else event.clearing_price // tick,
             amount=event.amount,
+            fee=event.fee,
             ts=event.ts,
         )
 
@@ -631,6 +635,7 @@ Report = (
     | TradingPhaseReport
     | ScheduleReport
     | ComplianceReport
+    | BidderAdmission
 )
 
 

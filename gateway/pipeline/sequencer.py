@@ -38,6 +38,7 @@ from typing import NamedTuple
 import msgspec
 
 from exchange import (
+    AdmitBidder,
     BlockAccount,
     CancelOrder,
     CloseOutAccount,
@@ -67,6 +68,7 @@ from gateway.marketdata.feed import MarketDataFeed
 from gateway.pipeline.compliance_reports import year_closed_report
 from gateway.pipeline.reports import OPERATOR_ANSWERED, OrderTracker, operator_answer, request_rejected
 from gateway.wire.messages import (
+    BidderAdmission,
     CloseOutReport,
     ComplianceReport,
     ExecutionReport,
@@ -111,6 +113,7 @@ REQUEST_TYPES = {
     RecordEmissions: "record_emissions",
     ComplianceDeadline: "close_compliance_year",
     Surrender: "surrender",
+    AdmitBidder: "admit_bidder",
 }
 
 
@@ -197,8 +200,10 @@ class Sequencer:
                         account = requester
                 elif isinstance(message, CloseOutReport) and account != message.account:
                     continue  # the operator took the positions itself: answered already, with the defaulter's copy
-                elif message.__class__ is ComplianceReport and account != requester:
-                    deliver(account, message, outbox)  # the installation is told; the authority gets a copy
+                elif (message.__class__ is ComplianceReport or message.__class__ is BidderAdmission) and (
+                    account != requester
+                ):
+                    deliver(account, message, outbox)  # the account is told; the authority or operator gets a copy
                     message = msgspec.structs.replace(message)
                     account = requester
                     if command.__class__ is ComplianceDeadline:  # told; the year_closed report is the answer
@@ -244,7 +249,7 @@ class Sequencer:
                         code=message.code,
                         text=message.text,
                     )
-            else:
+            elif message.__class__ is not BidderAdmission:  # (the admissions of config/accounts.toml tell no one)
                 self.deliver(account, message, outbox)
         return events
 

@@ -254,8 +254,10 @@ class Settlement:
         """A winning bid of a primary auction: the bidder pays and receives the allowances (delivery at the
         clearing). Like a trade it moves holdings between accounts: nothing enters or leaves the exchange."""
         if event.allocated:
-            _add(deltas, event.account, CASH_ASSET, -event.amount)
+            _add(deltas, event.account, CASH_ASSET, -event.amount - event.fee)
             _add(deltas, event.account, event.instrument, event.allocated)
+            if event.fee:  # the auction fee, to the exchange's fee account
+                _add(deltas, self.fee_account, CASH_ASSET, event.fee)
 
     def _settle_auction_proceeds(
         self, event: PrimaryAuctionCleared, batch: LedgerBatch, deltas: dict[tuple[str, str], int]

@@ -518,6 +518,17 @@ class BidReport(Outbound, tag="bid_report", kw_only=True):
     allocated: int | UnsetType = UNSET  # the outcome: allocated to amount
     clearing_price: int | None | UnsetType = UNSET
     amount: int | UnsetType = UNSET
+    fee: int | UnsetType = UNSET  # the outcome: cents paid to the exchange on the lots allocated
+    ts: int
+    request_id: RequestId | UnsetType = UNSET
+    seq: int | UnsetType = UNSET
+
+
+class BidderAdmission(Outbound, tag="bidder_admission"):
+    """An account admitted to bid in primary auctions, or its admission withdrawn: to it and the operator."""
+
+    account: str
+    admitted: bool
     ts: int
     request_id: RequestId | UnsetType = UNSET
     seq: int | UnsetType = UNSET
@@ -661,6 +672,7 @@ NumberedMessage = (
     | TasPricedReport
     | ComplianceReport
     | CompliancePositionAnswer
+    | BidderAdmission
 )
 MarketData = BookSnapshot | BookUpdate | TopOfBook | PublicTrade | Statistics | InstrumentStatus | AuctionReport
 
@@ -695,6 +707,7 @@ OUTBOUND: tuple[type[Outbound], ...] = (
     TasPricedReport,
     ComplianceReport,
     CompliancePositionAnswer,
+    BidderAdmission,
     BookSnapshot,
     BookUpdate,
     TopOfBook,

@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 from scenario_helpers import shipped_instruments
 
 from exchange import (
+    AdmitBidder,
+    BidderAdmitted,
     BidPlaced,
     BidResult,
     BidWithdrawn,
@@ -770,6 +772,7 @@ def assert_refused(engine: Engine, command, code: RejectCode) -> RequestRejected
         ModifyBid: "modify_bid",
         WithdrawBid: "withdraw_bid",
         ClearPrimaryAuction: "clear_auction",
+        AdmitBidder: "admit_bidder",
     }[type(command)]
     check(
         event,
@@ -806,6 +809,7 @@ def refusal_setup() -> Engine:
     bid(engine, "b1", "bid-1", 7_000, 500, ts=11)
     bid(engine, "poor", "p-1", 1_000, 500, ts=12)
     run(engine, BlockAccount(ts=13, account="erin"))
+    run(engine, open_cmd(ts=14, auction_id="ADM", auctioneer="pl", volume=500, admitted_only=True))
     assert holdings(engine, "poor") == (1_000_000, 500_000, 0, 0)
     assert holdings(engine, "de")[2:] == (AUCTIONEER_UNITS - 500, 10_000)
     return engine
@@ -844,6 +848,8 @@ def open_cmd(**fields) -> OpenPrimaryAuction:
 
 
 ENGINE_CASES = [
+    ("bid by an account not admitted", lambda: submit(auction_id="ADM"), RejectCode.BIDDER_NOT_ADMITTED),
+    ("admission of an unknown account", lambda: AdmitBidder(ts=T, account="nobody"), RejectCode.UNKNOWN_ACCOUNT),
     ("submit to an unknown auction", lambda: submit(auction_id="NOPE"), RejectCode.UNKNOWN_AUCTION),
     ("modify in an unknown auction", lambda: modify(auction_id="NOPE"), RejectCode.UNKNOWN_AUCTION),
     ("withdraw from an unknown auction", lambda: withdraw(auction_id="NOPE"), RejectCode.UNKNOWN_AUCTION),
@@ -915,6 +921,8 @@ def test_refusals_at_the_limits_are_accepted_one_step_inside():
 
 
 BUILD_CASES = [
+    ("auction fee negative", lambda: open_cmd(fee_per_lot=-1), RejectCode.INVALID_AUCTION_FEE),
+    ("auction fee absurd", lambda: open_cmd(fee_per_lot=100_001), RejectCode.INVALID_AUCTION_FEE),
     ("auction volume not a multiple of 500", lambda: open_cmd(volume=750), RejectCode.INVALID_AUCTION_VOLUME),
     ("auction volume zero", lambda: open_cmd(volume=0), RejectCode.INVALID_AUCTION_VOLUME),
     ("bid volume not a multiple of 500", lambda: submit(volume=1_250), RejectCode.INVALID_AUCTION_VOLUME),
@@ -1214,3 +1222,47 @@ def test_same_commands_same_events_and_state_hash():
         )
     )
     assert engine.state_hash() != other.state_hash()
+
+
+# -- admission and the auction fee (issue 19: any account could bid; winners paid no fee) ----------------------
+
+
+def test_only_admitted_bidders_bid_where_the_auction_takes_admitted_bidders_only():
+    # EEX admits bidders under the Auctioning Regulation (Arts. 18-19); an auction opened before admission
+    # existed (admitted_only False, as its journal holds it) takes any account's bid, as it did.
+    engine = new_engine()
+    run(engine, open_cmd(ts=10, auction_id="ADM", volume=1_000, closes_at=CLOSE, admitted_only=True))
+    open_auction(engine, "OLD", volume=1_000, ts=10)
+    assert assert_refused(engine, submit(ts=20, account="b1", auction_id="ADM"), RejectCode.BIDDER_NOT_ADMITTED)
+    check(bid(engine, "b1", "o", 7_000, 500, auction_id="OLD")[0], BidPlaced, held=3_500_000)
+    check(run(engine, AdmitBidder(ts=21, account="b1"))[0], BidderAdmitted, account="b1", admitted=True)
+    check(bid(engine, "b1", "a", 7_000, 500, auction_id="ADM", ts=22)[0], BidPlaced, volume=500)
+    run(engine, AdmitBidder(ts=23, account="b1", admitted=False))
+    assert assert_refused(
+        engine, modify(ts=24, auction_id="ADM", bid_id="a", volume=1_000), RejectCode.BIDDER_NOT_ADMITTED
+    )
+    check(run(engine, withdraw(ts=25, auction_id="ADM", bid_id="a"))[0], BidWithdrawn, bid_id="a")  # it may leave
+
+
+def test_the_auction_fee_is_held_with_the_bid_and_paid_on_every_lot_won():
+    # EEX's fee per lot of 500 won in CAP3 auctions: EUR 1.41 in 2021 (EEX, "Benchmark Fees", 11 Feb 2021).
+    engine = new_engine()
+    before = totals(engine)
+    run(
+        engine,
+        open_cmd(ts=10, auction_id="FEE", volume=1_500, closes_at=CLOSE, fee_per_lot=141, reserve_discount_bps=2_000),
+    )
+    check(bid(engine, "b1", "x", 7_000, 1_000, auction_id="FEE")[0], BidPlaced, held=7_000_000 + 2 * 141)
+    check(bid(engine, "b2", "y", 6_900, 1_000, auction_id="FEE")[0], BidPlaced, held=6_900_000 + 2 * 141)
+    assert holdings(engine, "b1")[:2] == (BIDDER_CASH, 7_000_282)
+    fees_before = engine.fee_account.cash
+    events = clear(engine, "FEE")
+    results = {e.account: e for e in events if type(e) is BidResult}
+    check(results["b1"], BidResult, allocated=1_000, clearing_price=6_900, amount=6_900_000, fee=282)
+    check(results["b2"], BidResult, allocated=500, clearing_price=6_900, amount=3_450_000, fee=141)
+    assert holdings(engine, "b1")[:3] == (BIDDER_CASH - 6_900_282, 0, 1_000)
+    assert holdings(engine, "b2")[:3] == (BIDDER_CASH - 3_450_141, 0, 500)
+    assert engine.fee_account.cash - fees_before == 423
+    cleared = next(e for e in events if type(e) is PrimaryAuctionCleared)
+    assert cleared.proceeds == 10_350_000  # the auctioneer's proceeds: the fee is the exchange's
+    assert totals(engine) == before  # cash and units only moved

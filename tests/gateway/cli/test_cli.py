@@ -236,7 +236,14 @@ def test_phase_and_auction_commands(served):
     opened = carbonx("auction", "open", "DE-T", "EUA", "1000", "--window", "2", *at, "--account", "de-auctioneer")
     assert opened.returncode == 0 and "auction DE-T: 1,000 EUA offered by de-auctioneer, open" in opened.stdout
     bid = carbonx("auction", "bid", "DE-T", "b1", "70.25", "1000", *at, "--account", "bank")
-    assert bid.stdout.strip() == "bid b1 in auction DE-T: placed, 1,000 at EUR 70.25 (EUR 70250.00 held)"
+    # (held: the price and the auction fee, EUR 1.41 on each lot of 500: config/exchange.toml)
+    assert bid.stdout.strip() == "bid b1 in auction DE-T: placed, 1,000 at EUR 70.25 (EUR 70252.82 held)"
+    not_admitted = carbonx("auction", "bid", "DE-T", "p1", "70.25", "500", *at, "--account", "paper-mill")
+    assert not_admitted.returncode != 0 and "814" in not_admitted.stdout
+    admitted = carbonx("auction", "admit", "paper-mill", *at, "--account", "market-ops")
+    assert admitted.stdout.strip() == "paper-mill: admitted to bid in primary auctions", admitted.stdout
+    withdrawn = carbonx("auction", "admit", "paper-mill", "--withdraw", *at, "--account", "market-ops")
+    assert withdrawn.stdout.strip() == "paper-mill: no longer admitted to bid", withdrawn.stdout
     odd = carbonx("auction", "bid", "DE-T", "b2", "70.25", "700", *at, "--account", "bank")
     assert odd.returncode != 0 and "803" in odd.stdout
     time.sleep(2.5)

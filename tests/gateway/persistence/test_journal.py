@@ -61,6 +61,7 @@ from hypothesis import strategies as st
 
 from exchange import (
     CASH_ASSET,
+    AdmitBidder,
     BlockAccount,
     CancelOrder,
     ClearPrimaryAuction,
@@ -453,6 +454,7 @@ def one_of_each_command() -> list:
         Withdraw(ts=ts, account="bank", asset="EUA", amount=1000),
         RegisterInstallation(ts=ts, account="paper-mill", credit_limit_bps=2200),
         RecordAllocation(ts=ts, account="paper-mill", year=2023, units=800_000),
+        AdmitBidder(ts=ts, account="bank", admitted=False),
         RecordEmissions(ts=ts, account="paper-mill", year=2023, tonnes=1_000_000),
         Surrender(ts=ts, account="paper-mill", year=2023, instrument="CER", units=5000),
         ComplianceDeadline(ts=ts, year=2023, date=20240930),

@@ -37,6 +37,9 @@ async def next_auction_message(stream) -> dict:
     return await asyncio.wait_for(find(), TIMEOUT + WINDOW)
 
 
+FEE = 141  # cents per lot of 500 won (config/exchange.toml auction_fee_cents)
+
+
 def holding(balances: dict, asset: str) -> tuple[int, int]:
     entry = next(item for item in balances["balances"] if item["asset"] == asset)
     return entry["holding"], entry["held"]
@@ -77,12 +80,20 @@ async def test_an_auction_from_opening_to_delivery(tmp_path):
             key: opened[key] for key in ("status", "volume", "seed_hash", "closes_at")
         }
 
+        # Both are admitted bidders (config/accounts.toml); a bid holds its price and the fee on each lot of 500
+        # (EUR 1.41, config/exchange.toml), which a winner pays on the lots it wins.
+        refused = await watcher.submit_bid("DE-1", "w-1", 7050, 500)
+        assert_fields(refused, type="request_rejected", code=814)  # the paper mill is not admitted
         placed = await bank.submit_bid("DE-1", "b-1", 7050, 6_000)
-        assert_fields(placed, type="bid_report", status="placed", price=7050, volume=6_000, held=7050 * 6_000)
+        assert_fields(
+            placed, type="bid_report", status="placed", price=7050, volume=6_000, held=7050 * 6_000 + FEE * 12
+        )
         assert_fields(await fund.submit_bid("DE-1", 1, "69.90", 6_000), status="placed", price=6990)
         assert_fields(await fund.submit_bid("DE-1", 2, 6900, 1_000), status="placed")
-        assert_fields(await fund.modify_bid("DE-1", 2, volume=500), status="modified", volume=500, held=6900 * 500)
-        assert_fields(await fund.withdraw_bid("DE-1", 2), status="withdrawn", released=6900 * 500)
+        assert_fields(
+            await fund.modify_bid("DE-1", 2, volume=500), status="modified", volume=500, held=6900 * 500 + FEE
+        )
+        assert_fields(await fund.withdraw_bid("DE-1", 2), status="withdrawn", released=6900 * 500 + FEE)
         assert_fields(await fund.submit_bid("DE-1", 3, 7000, 700), type="request_rejected", code=803)
         assert_fields(await state.submit_bid("DE-1", "own", 7000, 500), type="request_rejected", code=811)
         assert_fields(await bank.open_auction("X-1", SYMBOL, 500, WINDOW), type="reject", code=712)
@@ -91,7 +102,7 @@ async def test_an_auction_from_opening_to_delivery(tmp_path):
         assert_fields(status, status="open", bids=2, own_bids=[], result=None)
         status = await fund.auction_status("DE-1")
         assert status["bids"] is None and [bid["bid_id"] for bid in status["own_bids"]] == [1]
-        assert holding(await bank.balances(), "EUR") == (bank_cash, 7050 * 6_000)
+        assert holding(await bank.balances(), "EUR") == (bank_cash, 7050 * 6_000 + FEE * 12)
         for inbox, count in ((bank_inbox, 3), (fund_inbox, 6), (auctioneer, 2)):  # the answers above
             for _ in range(count):
                 await inbox.next()
@@ -122,13 +133,16 @@ async def test_an_auction_from_opening_to_delivery(tmp_path):
             allocated=6_000,
             clearing_price=6990,
             amount=6990 * 6_000,
+            fee=FEE * 12,
         )
-        assert_fields(await fund_inbox.next(), bid_id=1, status="allocated", allocated=4_000, amount=6990 * 4_000)
+        assert_fields(
+            await fund_inbox.next(), bid_id=1, status="allocated", allocated=4_000, amount=6990 * 4_000, fee=FEE * 8
+        )
         assert_fields(
             await auctioneer.next(TIMEOUT + WINDOW), type="auction_report", status="cleared", proceeds=6990 * 10_000
         )
-        assert holding(await bank.balances(), "EUR") == (bank_cash - 6990 * 6_000, 0)
-        assert holding(await fund.balances(), "EUR") == (fund_cash - 6990 * 4_000, 0)
+        assert holding(await bank.balances(), "EUR") == (bank_cash - 6990 * 6_000 - FEE * 12, 0)
+        assert holding(await fund.balances(), "EUR") == (fund_cash - 6990 * 4_000 - FEE * 8, 0)
         assert holding(await fund.balances(), SYMBOL)[0] == 4_000
         assert_fields((await fund.auction_status("DE-1"))["result"], status="cleared", clearing_price=6990)
     # The exchange has stopped and its settlement drained: the ledger has the deliveries, as the engine.
@@ -200,3 +214,25 @@ async def test_one_reopening_timer_per_interruption():
         first = gateway.timers.reopenings[SYMBOL]
         gateway.timers.schedule_reopening(SYMBOL)  # the start-up and a batch's release may both ask
         assert gateway.timers.reopenings[SYMBOL] is first and len(gateway.timers.reopenings) == 1
+
+
+async def test_an_operator_admits_a_bidder_and_withdraws_its_admission():
+    async with (
+        exchange_on_port() as gateway,
+        session(gateway, "de-auctioneer") as state,
+        session(gateway, "market-ops") as ops,
+        session(gateway, "paper-mill") as mill,
+    ):
+        mill_inbox = Inbox(mill)
+        await state.open_auction("DE-A", SYMBOL, 1_000, WINDOW)
+        assert_fields(await mill.submit_bid("DE-A", "m-1", 7000, 500), type="request_rejected", code=814)
+        admitted = await ops.admit_bidder("paper-mill")
+        assert_fields(admitted, type="bidder_admission", account="paper-mill", admitted=True)
+        await mill_inbox.next()  # the refusal
+        assert_fields(await mill_inbox.next(), type="bidder_admission", admitted=True)
+        assert_fields(await mill.submit_bid("DE-A", "m-1", 7000, 500), status="placed", held=7000 * 500 + FEE)
+        assert_fields(await ops.admit_bidder("paper-mill", admitted=False), admitted=False)
+        assert_fields(await mill.submit_bid("DE-A", "m-2", 7000, 500), type="request_rejected", code=814)
+        assert_fields(await mill.withdraw_bid("DE-A", "m-1"), status="withdrawn", released=7000 * 500 + FEE)
+        assert_fields(await mill.admit_bidder("paper-mill"), type="reject", code=712)  # operators only
+        assert_fields(await ops.admit_bidder("nobody"), type="request_rejected", code=201)

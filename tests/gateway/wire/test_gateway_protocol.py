@@ -72,6 +72,7 @@ from gateway.wire.protocol import (
     INBOUND,
     LENGTH_BYTES,
     MESSAGE_TYPES,
+    AdmitBidderRequest,
     AuctionStatusRequest,
     BalancesRequest,
     BookRequest,
@@ -336,8 +337,12 @@ FULL = [
         SurrenderRequest(request_id=31, year=2026, instrument="EUA", units=1000),
     ),
     (
-        {"type": "compliance_position", "request_id": 32, "year": 2026, "account": "mill"},
-        CompliancePositionRequest(request_id=32, year=2026, account="mill"),
+        {"type": "compliance_position", "request_id": 32, "year": 2026, "account": "mill", "after": "a"},
+        CompliancePositionRequest(request_id=32, year=2026, account="mill", after="a"),
+    ),
+    (
+        {"type": "admit_bidder", "request_id": 33, "account": "bank", "admitted": False},
+        AdmitBidderRequest(request_id=33, account="bank", admitted=False),
     ),
     (
         {
@@ -423,6 +428,7 @@ MINIMAL = [
         SurrenderRequest(year=2026, instrument="EUA", units=1),
     ),
     ({"type": "compliance_position"}, CompliancePositionRequest()),
+    ({"type": "admit_bidder", "account": "bank"}, AdmitBidderRequest(account="bank")),
     (
         {"type": "report_block", "block_id": 1, "counterparty": "b", "instrument": "EUAZ27", "side": "B"}
         | {"quantity": 50, "price": 7230},
@@ -587,7 +593,7 @@ def test_dict_reader():
 def test_every_message_type_has_a_sample():
     assert {document["type"] for document, _ in FULL} == MESSAGE_TYPES
     assert {document["type"] for document, _ in MINIMAL} == MESSAGE_TYPES
-    assert len(MESSAGE_TYPES) == len(INBOUND) == 35
+    assert len(MESSAGE_TYPES) == len(INBOUND) == 36
 
 
 @pytest.mark.parametrize("document, expected", FULL + MINIMAL, ids=lambda v: v.get("type") if type(v) is dict else "")
@@ -651,6 +657,7 @@ def test_operator_only_messages():
         ExtendTradingDayRequest,
         SkipSchedulePointRequest,
         CloseOutRequest,
+        AdmitBidderRequest,
     }
 
 

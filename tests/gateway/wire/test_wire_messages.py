@@ -29,6 +29,7 @@ from gateway.wire.messages import (
     AuctionStatusAnswer,
     Balance,
     BalancesAnswer,
+    BidderAdmission,
     BidReport,
     BlockReport,
     BookAnswer,
@@ -713,6 +714,10 @@ CASES: list[tuple[dict, msgspec.Struct]] = [
         ),
     ),
     (
+        {"type": "bidder_admission", "account": "bank", "admitted": True, "ts": TS, "request_id": 7, "seq": 12},
+        BidderAdmission("bank", True, TS, request_id=7, seq=12),
+    ),
+    (
         {"type": "compliance_position", "rows": [COMPLIANCE_ROW], "more": False, "ts": TS, "request_id": 5, "seq": 11},
         CompliancePositionAnswer([ComplianceRow(**COMPLIANCE_ROW)], False, TS, request_id=5, seq=11),
     ),
@@ -1072,7 +1077,7 @@ def body(frame: bytes) -> bytes:
 
 def test_every_schema_has_a_case():
     assert {type(message) for _, message in CASES} == set(OUTBOUND)
-    assert len(OUTBOUND) == len(set(OUTBOUND)) == 36
+    assert len(OUTBOUND) == len(set(OUTBOUND)) == 37
 
 
 def test_schemas_are_tagged_by_type_and_list_their_fields_in_wire_order():
