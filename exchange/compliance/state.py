@@ -144,13 +144,18 @@ class Compliance:
         events.append(InstallationRegistered(self._counters.next_seq(), cmd.ts, cmd.account, cmd.credit_limit_bps))
         return None
 
-    def record_emissions(self, cmd: RecordEmissions, events: list) -> RejectCode | None:
-        installation = self._installation(cmd.account)
+    def _recordable(self, account_id: str, year: int) -> Installation | RejectCode:
+        """The installation whose year an authority's record is for, if the year takes records."""
+        installation = self._installation(account_id)
         if isinstance(installation, RejectCode):
             return installation
-        code = self._year_refusal(cmd.year)
-        if code is not None:
-            return code
+        code = self._year_refusal(year)
+        return installation if code is None else code
+
+    def record_emissions(self, cmd: RecordEmissions, events: list) -> RejectCode | None:
+        installation = self._recordable(cmd.account, cmd.year)
+        if isinstance(installation, RejectCode):
+            return installation
         if cmd.year in installation.years and installation.years[cmd.year].emissions is not None:
             return RejectCode.EMISSIONS_ALREADY_RECORDED
         record = installation.record(cmd.year)
@@ -169,12 +174,9 @@ class Compliance:
         return None
 
     def record_allocation(self, cmd: RecordAllocation, events: list) -> RejectCode | None:
-        installation = self._installation(cmd.account)
+        installation = self._recordable(cmd.account, cmd.year)
         if isinstance(installation, RejectCode):
             return installation
-        code = self._year_refusal(cmd.year)
-        if code is not None:
-            return code
         if cmd.year in installation.years and installation.years[cmd.year].allocation is not None:
             return RejectCode.ALLOCATION_ALREADY_RECORDED
         installation.record(cmd.year).allocation = cmd.units
