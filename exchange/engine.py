@@ -256,7 +256,8 @@ class Engine:
         account = self.accounts.get(account_id)
         if account is None:
             return None
-        return AccountSettings(account.self_trade_prevention, account.order_value_limit, account.blocked)
+        settings = (account.self_trade_prevention, account.order_value_limit, account.blocked)
+        return AccountSettings(*settings, account_id in self.primary.admitted)
 
     def has_instrument(self, symbol: str) -> bool:
         return symbol in self.books
@@ -355,8 +356,7 @@ class Engine:
         return self.accounts[account_id]
 
     def holding_account(self, account_id: str) -> Account | None:
-        """The account whose holdings a command moves; None if the engine does not know it or keeps no holdings
-        (without pre-trade risk accounts hold nothing, so nothing can be surrendered, auctioned or paid)."""
+        """The account whose holdings a command moves; None if unknown or without pre-trade risk (no holdings)."""
         return self.accounts.get(account_id) if self.fee_account is not None else None
 
     def system_account(self, account_id: str) -> Account:

@@ -43,6 +43,7 @@ class AccountSettings(NamedTuple):
     self_trade_prevention: SelfTradePrevention
     order_value_limit: int | None  # cents; None: no limit
     blocked: bool
+    auction_bidder: bool = False  # admitted to bid in primary auctions that take admitted bidders only
 
 
 class BidView(NamedTuple):
@@ -52,7 +53,7 @@ class BidView(NamedTuple):
     account: str
     price: int  # cents per allowance
     volume: int  # allowances
-    held: int  # cents the bid holds back: price * volume
+    held: int  # cents the bid holds back: price * volume and the auction fee on each lot of 500
     number: int  # arrival order in its auction
 
 

@@ -60,13 +60,14 @@ from exchange import ComplianceConfig, ConfigError, ListFutures, RejectCode
 from exchange.clearing import FuturesConfig
 from exchange.engine import DEFAULT_FEE_ACCOUNT
 from exchange.instruments import Instrument
-from gateway.config import AccountConfig, ServerConfig, start_up_commands
+from gateway.config import AccountConfig, ServerConfig
 from gateway.lifecycle import ExchangeStopped, Lifecycle
 from gateway.listening import Address, bind_failure
 from gateway.logs import log_event
 from gateway.marketdata.mqtt import MqttPublisher, broker_tls_context, parse_mqtt_url
 from gateway.marketdata.subscribers import Subscribers
 from gateway.monitoring.endpoint import metrics_endpoint
+from gateway.opening import start_up_commands
 from gateway.persistence.journal import Genesis, JournalError, JournalWriter
 from gateway.persistence.recovery import LEDGER_NAME, recover
 from gateway.persistence.rotation import JournalRotation
@@ -83,7 +84,7 @@ from gateway.pipeline.timers import Timers
 from gateway.schedule.calendar import TradingCalendar, date_number
 from gateway.schedule.clock import Clock, clock_from_settings
 from gateway.schedule.day_files import DayFiles
-from gateway.schedule.runner import CalendarRunner
+from gateway.schedule.runner import CalendarRunner, auction_terms
 from gateway.sessions.host import SESSION_READ_SIZE, SessionHost
 from gateway.sessions.session import CLOSE_GRACE, AccountLink, abort
 from gateway.settlement.ledger import SqliteLedgerStore
@@ -192,7 +193,7 @@ class TradingGateway:
             clock,
             self.lifecycle,
             self.run_operator_commands,
-            self.config.auction_reserve_discount_bps,
+            auction_terms(self.config),
             DayFiles(self.engine, self.feed, data_dir / "days"),
         )
         self.commands.calendar = self.calendar  # the operator's extend_trading_day and skip_schedule_point

@@ -51,7 +51,7 @@ from gateway.logs import log_event
 from gateway.pipeline.intake import Disconnected
 from gateway.pipeline.reports import OrderTracker, OrderView, price_in_cents
 from gateway.schedule.calendar import date_number
-from gateway.schedule.runner import CalendarRunner, point_name
+from gateway.schedule.runner import CalendarRunner, auction_terms, point_name
 from gateway.sessions.session import Session
 from gateway.wire.protocol import (
     AdmitBidderRequest,
@@ -224,9 +224,7 @@ class CommandBuilder:
             volume=request.volume,
             closes_at=ts + request.window_seconds * 1_000_000_000,
             seed=secrets.token_hex(32),
-            reserve_discount_bps=self.config.auction_reserve_discount_bps if discount is None else discount,
-            admitted_only=self.config.auction_admission == "on",
-            fee_per_lot=self.config.auction_fee_cents,
+            **{**auction_terms(self.config), **({} if discount is None else {"reserve_discount_bps": discount})},
         )
 
     def _auction_instrument(self, auction_id: str) -> Instrument | None:

@@ -47,7 +47,7 @@ import dataclasses
 import datetime as dt
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from exchange import (
@@ -61,6 +61,7 @@ from exchange import (
     SetTradingPhase,
     TradingPhase,
 )
+from gateway.config import ServerConfig
 from gateway.lifecycle import ExchangeStopped, Lifecycle
 from gateway.logs import log_event
 from gateway.schedule.calendar import SchedulePoint, TradingCalendar, date_number, number_date
@@ -82,6 +83,16 @@ TRADING = (
 )
 
 
+def auction_terms(config: ServerConfig) -> dict[str, Any]:
+    """The terms every primary auction the exchange opens takes from its settings (the calendar's, and an
+    auctioneer's unless it sets its own reserve discount): reserve discount, admission and fee."""
+    return {
+        "reserve_discount_bps": config.auction_reserve_discount_bps,
+        "admitted_only": config.auction_admission == "on",
+        "fee_per_lot": config.auction_fee_cents,
+    }
+
+
 class CalendarRunner:
     """Carries out the trading calendar's points in order; see the module notes."""
 
@@ -92,7 +103,7 @@ class CalendarRunner:
         clock: Clock,
         lifecycle: Lifecycle,
         run_commands: Callable[[list], Coroutine[Any, Any, list]],
-        reserve_discount_bps: int,
+        auction_terms: Mapping[str, Any],
         after_day: DayFiles | None = None,
     ) -> None:
         self.calendar = calendar
@@ -100,7 +111,7 @@ class CalendarRunner:
         self.clock = clock
         self.lifecycle = lifecycle
         self.run_commands = run_commands  # the operator's way in: queued, journaled, run in sequence
-        self.reserve_discount_bps = reserve_discount_bps
+        self.auction_terms = auction_terms  # reserve discount, admission, fee: auction_terms(config)
         self.after_day = after_day  # writes each closed day's files
         self.task: asyncio.Task | None = None
         self.first_day: dt.date | None = None  # the first time, with no day ever closed: the day it started on
@@ -284,7 +295,7 @@ class CalendarRunner:
                     volume=auction.volume,
                     closes_at=self.calendar.at(auction.date, auction.closes),
                     seed=secrets.token_hex(32),  # fixed now, published as its hash, revealed with the results
-                    reserve_discount_bps=self.reserve_discount_bps,
+                    **self.auction_terms,
                 )
             ]
         phase = self.engine.phase(symbol)

@@ -128,7 +128,7 @@ def test_account_settings() -> None:
         )
     )
     settings = engine.account_settings("alice")
-    assert settings == (SelfTradePrevention.CANCEL_TAKING, 50_000, False)
+    assert settings == (SelfTradePrevention.CANCEL_TAKING, 50_000, False, False)
     assert engine.account_settings("bob") is None
 
 

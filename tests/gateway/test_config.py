@@ -442,3 +442,20 @@ def test_a_float_setting_takes_a_whole_number_and_an_override_wins():
     config = parse_server_config({"session": {"throttle_rate": 100}}, {"port": 7005, "host": None})
     assert config.throttle_rate == 100.0 and type(config.throttle_rate) is float
     assert config.port == 7005 and config.host == "127.0.0.1"
+
+
+def test_a_restart_says_which_configured_auction_bidders_are_not_admitted():
+    # A data directory whose accounts were opened before admission existed (or whose bidder an operator
+    # withdrew) is not re-admitted at a restart; the start-up says so instead of leaving every bid refused.
+    from exchange import AdmitBidder, Engine, OpenAccount
+    from gateway.config import DEFAULT_ACCOUNTS, load_accounts, load_instruments
+    from gateway.opening import opening_commands, start_up_commands
+
+    instruments = load_instruments()
+    accounts = load_accounts(DEFAULT_ACCOUNTS, instruments)
+    engine = Engine(instruments, pre_trade_risk=True)
+    engine.handle_all([c for c in opening_commands(accounts, 1) if c.__class__ is not AdmitBidder])
+    commands, unapplied = start_up_commands(accounts, engine, 2)
+    assert not [c for c in commands if c.__class__ in (OpenAccount, AdmitBidder)]
+    bidders = sorted(a for a in accounts if accounts[a].auction_bidder)
+    assert bidders and sorted(line.split(".")[0] for line in unapplied if "auction_bidder" in line) == bidders

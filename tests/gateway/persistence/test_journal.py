@@ -97,7 +97,8 @@ from exchange import (
     WithdrawBid,
 )
 from exchange.commands import MAX_INT
-from gateway.config import DEFAULT_ACCOUNTS, load_accounts, load_compliance, load_instruments, opening_commands
+from gateway.config import DEFAULT_ACCOUNTS, load_accounts, load_compliance, load_instruments
+from gateway.opening import opening_commands
 from gateway.persistence.errors import JournalCorrupt, JournalError
 from gateway.persistence.journal import (
     COMMAND_TYPES,

@@ -265,3 +265,18 @@ async def test_the_operator_passes_over_a_named_point_but_not_one_that_is_due(tm
         await reached(gateway, 20260105, "continuous:CER")
         later = await operator.skip_schedule_point("settlement_window:CER")  # CER settles on its last trade
         assert later["type"] == "schedule_report", later
+
+
+async def test_a_calendar_auction_takes_admitted_bidders_only_and_charges_the_fee(tmp_path):
+    # The calendar's auctions take the exchange's admission and fee as an auctioneer's do (found by review: they
+    # took neither).
+    auctions = [{"date": "2026-01-08", "auctioneer": "de-auctioneer", "instrument": "EUA", "volume": 500_000}]
+    clock = TestClock(calendar_of(auctions=auctions), "2026-01-08 08:59")
+    async with exchange(tmp_path, clock) as gateway:
+        clock.set("2026-01-08 09:01")
+        await eventually(lambda: gateway.engine.primary_auction_instrument("de-auctioneer-20260108") == "EUA")
+        async with session(gateway, "paper-mill") as mill, session(gateway, "bank") as bank:
+            refused = await mill.submit_bid("de-auctioneer-20260108", "m", 7000, 500)
+            assert (refused["type"], refused["code"]) == ("request_rejected", 814)
+            placed = await bank.submit_bid("de-auctioneer-20260108", "b", 7000, 500)
+            assert (placed["status"], placed["held"]) == ("placed", 7000 * 500 + 141)
