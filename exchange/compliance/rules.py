@@ -98,7 +98,7 @@ class Phase:
             raise ConfigError("compliance.phases", "each phase needs a name, such as 2008-2012")
         for key in ("allowance_periods", "credit_types", "excluded_project_types"):
             names = getattr(self, key)
-            if isinstance(names, str) or not all(type(item) is str and item for item in names):
+            if not isinstance(names, (list, tuple)) or not all(type(item) is str and item for item in names):
                 raise ConfigError(f"{where}.{key}", "must be a list of names")
             object.__setattr__(self, key, tuple(names))
         for key in ("first_year", "last_year"):
@@ -408,24 +408,19 @@ def _parse_phase(number: int, phase: object) -> Phase:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}.name", "must be the period's name, such as 2008-2012")
     where = f"compliance.phases.{name}"
-    years = []
-    for key in ("first_year", "last_year"):
-        value = phase.get(key)
-        if type(value) is not int:
-            raise ConfigError(f"{where}.{key}", "must be a year")
-        years.append(value)
-    lists = []
-    for key in ("allowance_periods", "credit_types", "excluded_project_types"):
-        value = phase.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
-            raise ConfigError(f"{where}.{key}", "must be a list of names")
-        lists.append(tuple(value))
     penalty = (
         _eur(phase["penalty_eur"], f"{where}.penalty_eur") if "penalty_eur" in phase else DEFAULT_PENALTY_PER_TONNE
     )
-    periods, types, excluded = lists
+    # (Phase checks the years and the lists itself, for a phase built in Python as for one read here)
     return Phase(
-        name, years[0], years[1], periods, types, excluded, phase.get("credit_cap", CAP_ON_ALLOCATION), penalty
+        name,
+        phase.get("first_year"),  # type: ignore[arg-type]
+        phase.get("last_year"),  # type: ignore[arg-type]
+        phase.get("allowance_periods", ()),
+        phase.get("credit_types", ()),
+        phase.get("excluded_project_types", ()),
+        phase.get("credit_cap", CAP_ON_ALLOCATION),
+        penalty,
     )
 
 

@@ -522,9 +522,10 @@ def test_phases_and_units_built_in_python_are_checked_and_survive_the_journal_ge
     )
     assert config.phases[0].allowance_periods == ("2008-2012",)
     assert ComplianceConfig.from_value(config.to_value()) == config
-    with pytest.raises(ConfigError) as raised:
-        Phase("2008-2012", 2008, 2012, "2008-2012")  # a string is not a list of periods
-    assert raised.value.field == "compliance.phases.2008-2012.allowance_periods"
+    for periods in ("2008-2012", 5):  # a string, a number: not a list of periods
+        with pytest.raises(ConfigError) as raised:
+            Phase("2008-2012", 2008, 2012, periods)  # type: ignore[arg-type]
+        assert raised.value.field == "compliance.phases.2008-2012.allowance_periods"
 
 
 @pytest.mark.parametrize(
